@@ -1,0 +1,58 @@
+# aigw: the two commands the README opens with are `make demo` and `make test`.
+# Both create what they need on first use: a virtualenv in .venv and the npm
+# packages of the end-to-end tests in e2e/node_modules.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := e2e/node_modules/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node
+
+all: test
+
+# The editable install uses setuptools' "compat" mode: it puts the checkout on
+# sys.path, which is what lets twistd find twisted/plugins/aigw_plugin.py
+# (the strict/lenient modes hide that folder from Twisted's plugin scan).
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]' --config-settings editable_mode=compat
+	touch $@
+
+venv: $(STAMP)
+
+$(NODE_STAMP): e2e/package.json e2e/package-lock.json
+	cd e2e && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_STAMP)
+
+demo: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m tests.e2e.demo
+
+demo-once: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m tests.e2e.demo --once
+
+lint: $(STAMP)
+	$(BIN)/ruff check aigw tests bench twisted
+	$(BIN)/ruff format --check aigw tests bench twisted
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# Every test: lint, types, then pytest (its summary line is the last thing printed).
+test: $(STAMP) $(NODE_STAMP) lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check-config: $(STAMP)
+	$(BIN)/aigw check etc/aigw/aigw.yaml
+
+clean:
+	rm -rf $(VENV) e2e/node_modules build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find twisted/plugins -name dropin.cache -delete

@@ -1,0 +1,757 @@
+"""The router: one MCP server facing the client, many MCP clients facing the backends.
+
+aigw is the server the client initializes with (MCP basic/lifecycle).  Each
+client session holds one upstream session per backend; their ids travel inside
+the sealed ``Mcp-Session-Id`` (see ``session.py``), so any aigw process holding
+the key can serve any request.  Lists fan out to every backend and merge in
+config order; calls route by the ``<backend>__`` prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.logger import Logger
+
+from aigw import __version__
+from aigw.auth.policy import AccessPolicy
+from aigw.auth.principal import Principal
+from aigw.config import BackendConfig, Config
+from aigw.mcp import jsonrpc
+from aigw.mcp.cursor import CursorCodec, InvalidCursor
+from aigw.mcp.ids import RequestIdCodec
+from aigw.mcp.names import (
+    ToolFilter,
+    expose_name,
+    expose_uri,
+    resolve_uri,
+    rewrite_resource_links,
+    split_name,
+)
+from aigw.mcp.protocol import negotiate
+from aigw.mcp.sealing import Sealer
+from aigw.mcp.session import BackendSession, SessionCodec, SessionState
+from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
+from aigw.readiness import Readiness
+
+#: A callable that sends one JSON-RPC message to the client now (progress,
+#: server-to-client requests); the transport turns the reply into SSE for it.
+Emit = Callable[[dict[str, Any]], None]
+
+#: The list methods, the key of their items, and the capability they need.
+LISTS: dict[str, tuple[str, str]] = {
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resourceTemplates", "resources"),
+}
+
+REPAIRED_SESSIONS_MAX = 10000
+
+
+class GatewayError(Exception):
+    """A JSON-RPC error to answer the client's request with."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class InsufficientScope(Exception):
+    """The principal lacks scopes a backend requires: HTTP 403 (MCP Authorization, scope challenge)."""
+
+    def __init__(self, needed: tuple[str, ...]) -> None:
+        super().__init__(needed)
+        self.needed = needed
+
+
+@attrs.define
+class ClientSession:
+    """One request's view of the client's session: who, which version, which upstream sessions."""
+
+    principal: Principal
+    session_id: str
+    state: SessionState
+    binding: str
+    backends: dict[str, BackendSession]
+
+
+def response(request_id: Any, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error_response(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+class Gateway(Service):
+    """Routes MCP messages between one client session and the backends."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        sealer: Sealer,
+        policy: AccessPolicy,
+    ) -> None:
+        self.config = config
+        self.clock = reactor
+        self.policy = policy
+        self.backends: dict[str, BackendConfig] = {b.name: b for b in config.backends}
+        self.order = [b.name for b in config.backends]
+        self.upstreams: dict[str, Upstream] = {
+            b.name: Upstream(b, reactor) for b in config.backends
+        }
+        self.filters = {b.name: ToolFilter(b.tools) for b in config.backends}
+        self.sessions = SessionCodec(sealer, reactor.seconds, config.sessions.ttl)
+        self.cursors = CursorCodec(sealer)
+        self.request_ids = RequestIdCodec(sealer)
+        self._ids = itertools.count(1)
+        # Client request id -> (backend, upstream id), per session, for cancellation.
+        self._inflight: dict[tuple[str, Any], tuple[str, int]] = {}
+        # Upstream sessions re-opened after a backend forgot them or joined late.
+        self._repaired: OrderedDict[tuple[str, str], BackendSession] = OrderedDict()
+        # Exposed tool/prompt name -> upstream name, for names that had to be mapped.
+        self._mapped_names: dict[tuple[str, str], str] = {}
+        self._streams: set[Any] = set()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def track_stream(self, stream: Any) -> None:
+        self._streams.add(stream)
+
+    def untrack_stream(self, stream: Any) -> None:
+        self._streams.discard(stream)
+
+    def close_streams(self) -> None:
+        """End every open client stream (shutdown: they would otherwise never finish)."""
+        for stream in list(self._streams):
+            stream.close()
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        super().stopService()
+        return ensureDeferred(self._close_pools())
+
+    async def _close_pools(self) -> None:
+        await DeferredList([ensureDeferred(u.close()) for u in self.upstreams.values()])
+
+    # -- sessions ----------------------------------------------------------
+
+    def open_session(self, principal: Principal, session_id: str) -> ClientSession:
+        """Open a sealed session id for this principal (raises SessionNotFound)."""
+        state = self.sessions.open(session_id, principal.issuer, principal.subject)
+        binding = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+        backends = {b.name: b for b in state.backends}
+        for name in self.order:
+            repaired = self._repaired.get((binding, name))
+            if repaired is not None:
+                backends[name] = repaired
+        return ClientSession(principal, session_id, state, binding, backends)
+
+    async def initialize(
+        self, principal: Principal, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """Answer ``initialize`` and open one upstream session per backend, in parallel.
+
+        A backend that fails is left out and logged; the session fails only
+        when every backend fails (then GatewayError).
+        """
+        version = negotiate(params.get("protocolVersion"))
+        client_capabilities = params.get("capabilities")
+        if not isinstance(client_capabilities, dict):
+            client_capabilities = {}
+        opened = await self._open_backends(self.order, version, client_capabilities)
+        if not opened:
+            raise GatewayError(
+                jsonrpc.UPSTREAM_UNAVAILABLE, "no backend is available; try again later"
+            )
+        state = SessionState(
+            issuer=principal.issuer,
+            subject=principal.subject,
+            created=self.clock.seconds(),
+            protocol_version=version,
+            backends=tuple(session for session, _ in opened),
+        )
+        session_id = self.sessions.issue(state)
+        result = {
+            "protocolVersion": version,
+            "capabilities": self._union_capabilities(s for s, _ in opened),
+            "serverInfo": {"name": "aigw", "title": "aigw MCP gateway", "version": __version__},
+        }
+        instructions = [
+            f"## {session.name}\n{text.strip()}" for session, text in opened if text
+        ]
+        if instructions:
+            result["instructions"] = "\n\n".join(instructions)
+        return result, session_id
+
+    async def _open_backends(
+        self, names: Iterable[str], version: str, client_capabilities: dict[str, Any]
+    ) -> list[tuple[BackendSession, str | None]]:
+        names = list(names)
+        results = await DeferredList(
+            [ensureDeferred(self._open_backend(n, version, client_capabilities)) for n in names],
+            consumeErrors=True,
+        )
+        opened = []
+        for name, (ok, value) in zip(names, results, strict=True):
+            if ok:
+                opened.append(value)
+            else:
+                self.log.warn(
+                    "backend {backend} left out of the session: {reason}",
+                    backend=name,
+                    reason=value.getErrorMessage(),
+                )
+        return opened
+
+    async def _open_backend(
+        self, name: str, version: str, client_capabilities: dict[str, Any]
+    ) -> tuple[BackendSession, str | None]:
+        """``initialize`` then ``notifications/initialized`` with one backend."""
+        upstream = self.upstreams[name]
+        request_id = next(self._ids)
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": version,
+                    "capabilities": client_capabilities,
+                    "clientInfo": {"name": "aigw", "version": __version__},
+                },
+            }
+        ).encode()
+        answer = _Collector(request_id)
+        reply = await upstream.post(body, answer.sink, None, version)
+        message = answer.result(name)
+        if "error" in message:
+            raise UpstreamError(name, "refused", str(message["error"].get("message", "")))
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(name, "bad_reply", "initialize result is not an object")
+        upstream_version = result.get("protocolVersion")
+        if not isinstance(upstream_version, str):
+            raise UpstreamError(name, "bad_reply", "initialize result has no protocolVersion")
+        capabilities = result.get("capabilities")
+        if not isinstance(capabilities, dict):
+            capabilities = {}
+        notification = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+        await upstream.post(notification, _ignore, reply.session_id, upstream_version)
+        instructions = result.get("instructions")
+        session = BackendSession(
+            name=name,
+            session_id=reply.session_id,
+            protocol_version=upstream_version,
+            capabilities=capabilities,
+        )
+        return session, instructions if isinstance(instructions, str) else None
+
+    def _union_capabilities(self, sessions: Iterable[BackendSession]) -> dict[str, Any]:
+        """What aigw offers is what any backend offers (lists merge, calls route)."""
+        union: dict[str, Any] = {}
+        for session in sessions:
+            for capability in ("tools", "prompts", "resources", "logging", "completions"):
+                offered = session.capabilities.get(capability)
+                if not isinstance(offered, dict):
+                    continue
+                merged = union.setdefault(capability, {})
+                for flag, value in offered.items():
+                    if value is True:
+                        merged[flag] = True
+        return union
+
+    async def end_session(self, session: ClientSession) -> None:
+        """DELETE: end every upstream session of this client session."""
+        for name, backend in session.backends.items():
+            if backend.session_id is None:
+                continue
+            try:
+                await self.upstreams[name].delete(backend.session_id, backend.protocol_version)
+            except UpstreamError as error:
+                self.log.info("ending upstream session of {backend}: {error}", backend=name, error=error)
+            self._repaired.pop((session.binding, name), None)
+
+    # -- requests ----------------------------------------------------------
+
+    async def handle_request(
+        self, session: ClientSession, request: jsonrpc.Request, emit: Emit
+    ) -> dict[str, Any] | None:
+        """The response to one client request (None: cancelled, nothing to send)."""
+        method = request.method
+        params = request.params if isinstance(request.params, dict) else {}
+        try:
+            if method == "ping":
+                return response(request.id, {})
+            if method in LISTS:
+                return response(request.id, await self._list(session, method, params))
+            if method == "logging/setLevel":
+                await self._broadcast_request(session, method, params, "logging")
+                return response(request.id, {})
+            if method == "initialize":
+                raise GatewayError(jsonrpc.INVALID_REQUEST, "session is already initialized")
+            route = self._route(session, method, params)
+            if route is None:
+                raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {method}")
+            backend, upstream_params, rewrite = route
+            return await self._forward(session, backend, request, upstream_params, rewrite, emit)
+        except GatewayError as error:
+            return error_response(request.id, error.to_error())
+
+    def _route(
+        self, session: ClientSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]] | None:
+        """Which backend a request goes to, its upstream params and how to rewrite the result."""
+        if method == "tools/call":
+            backend, name = self._resolve_name(session, params.get("name"), "tool")
+            if not self.filters[backend].allows(name):
+                raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown tool: {params.get('name')}")
+            self._authorize(session.principal, backend, name, params.get("name"))
+            return backend, {**params, "name": name}, _rewrite_tool_result
+        if method == "prompts/get":
+            backend, name = self._resolve_name(session, params.get("name"), "prompt")
+            self._authorize(session.principal, backend, None, params.get("name"))
+            return backend, {**params, "name": name}, _keep
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            backend, uri = self._resolve_uri(params.get("uri"))
+            self._authorize(session.principal, backend, None, params.get("uri"))
+            return backend, {**params, "uri": uri}, _rewrite_contents
+        if method == "completion/complete":
+            return self._route_completion(session, params)
+        return None
+
+    def _route_completion(
+        self, session: ClientSession, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]]:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "completion/complete needs a ref object")
+        if ref.get("type") == "ref/prompt":
+            backend, name = self._resolve_name(session, ref.get("name"), "prompt")
+            new_ref = {**ref, "name": name}
+        elif ref.get("type") == "ref/resource":
+            backend, uri = self._resolve_uri(ref.get("uri"))
+            new_ref = {**ref, "uri": uri}
+        else:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "unknown completion ref type")
+        self._authorize(session.principal, backend, None, str(ref.get("name") or ref.get("uri")))
+        return backend, {**params, "ref": new_ref}, _keep
+
+    def _resolve_name(self, session: ClientSession, exposed: Any, kind: str) -> tuple[str, str]:
+        if not isinstance(exposed, str):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"{kind} name must be a string")
+        mapped = self._mapped_names.get((kind, exposed))
+        if mapped is not None:
+            backend, name = exposed.split("__", 1)[0], mapped
+        else:
+            split = split_name(exposed)
+            if split is None:
+                raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
+            backend, name = split
+        if backend not in self.backends or backend not in session.backends:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
+        return backend, name
+
+    def _resolve_uri(self, exposed: Any) -> tuple[str, str]:
+        resolved = resolve_uri(exposed) if isinstance(exposed, str) else None
+        if resolved is None or resolved[0] not in self.backends:
+            raise GatewayError(
+                jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed}
+            )
+        return resolved
+
+    def _authorize(self, principal: Principal, backend: str, tool: str | None, shown: Any) -> None:
+        """Per-backend scopes (403 step-up) and the access policy (hidden as unknown)."""
+        needed = self.backends[backend].required_scopes
+        if needed and not set(needed) <= principal.scopes:
+            raise InsufficientScope(tuple(needed))
+        if not self.policy.allows(principal, backend, tool):
+            self.log.info(
+                "access denied: {sub} may not use {backend} {tool}",
+                sub=principal.subject,
+                backend=backend,
+                tool=tool or "",
+            )
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown or not allowed: {shown}")
+
+    def _visible(self, principal: Principal, backend: str) -> bool:
+        needed = self.backends[backend].required_scopes
+        return not needed or set(needed) <= principal.scopes
+
+    # -- forwarding ----------------------------------------------------------
+
+    async def _forward(
+        self,
+        session: ClientSession,
+        backend: str,
+        request: jsonrpc.Request,
+        params: dict[str, Any],
+        rewrite: Callable[[str, Any], Any],
+        emit: Emit,
+    ) -> dict[str, Any] | None:
+        """Send one request to its backend and relay what comes back, as it comes."""
+        upstream_id = next(self._ids)
+        key = (session.binding, request.id)
+        self._inflight[key] = (backend, upstream_id)
+        try:
+            message = await self._exchange(session, backend, upstream_id, request.method, params, emit)
+        except UpstreamError as error:
+            return error_response(request.id, self._upstream_error(error))
+        finally:
+            self._inflight.pop(key, None)
+        if message is None:
+            return None
+        message["id"] = request.id
+        if "result" in message:
+            message["result"] = rewrite(backend, message["result"])
+        return message
+
+    async def _exchange(
+        self,
+        session: ClientSession,
+        backend: str,
+        upstream_id: int,
+        method: str,
+        params: dict[str, Any],
+        emit: Emit,
+        retry: bool = True,
+    ) -> dict[str, Any] | None:
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None:
+            raise UpstreamError(backend, "unavailable", "not part of this session")
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
+            separators=(",", ":"),
+        ).encode()
+        collector = _Collector(upstream_id, lambda m: self.relay(session, backend, m, emit))
+        try:
+            await self.upstreams[backend].post(
+                body,
+                collector.sink,
+                upstream_session.session_id,
+                upstream_session.protocol_version,
+                collector.attach,
+            )
+        except UpstreamSessionGone:
+            if not retry:
+                raise
+            await self._repair(session, backend)
+            return await self._exchange(session, backend, upstream_id, method, params, emit, False)
+        if collector.cancelled:
+            return None
+        return collector.result(backend)
+
+    async def _repair(self, session: ClientSession, backend: str) -> None:
+        """The backend forgot our session (restart): open a new one, transparently."""
+        self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)
+        opened = await self._open_backends(
+            [backend], session.state.protocol_version, {}
+        )
+        if not opened:
+            raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
+        new_session = opened[0][0]
+        session.backends[backend] = new_session
+        self._repaired[(session.binding, backend)] = new_session
+        while len(self._repaired) > REPAIRED_SESSIONS_MAX:
+            self._repaired.popitem(last=False)
+
+    def relay(self, session: ClientSession, backend: str, message: Any, emit: Emit) -> None:
+        """A message from the backend that is not our answer: pass it on, rewritten."""
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+            self.log.debug("backend {backend} sent a stray message", backend=backend)
+            return
+        if "id" in message:
+            # A server-to-client request: the id is sealed so the answer finds its way back
+            # and a client cannot forge routing to another backend.
+            message = {**message, "id": self.request_ids.wrap(backend, message["id"], session.binding)}
+        emit(_rewrite_notification(backend, message))
+
+    def _upstream_error(self, error: UpstreamError) -> dict[str, Any]:
+        code = jsonrpc.UPSTREAM_TIMEOUT if error.kind == "timeout" else jsonrpc.UPSTREAM_UNAVAILABLE
+        self.log.warn("{error}", error=str(error))
+        return {
+            "code": code,
+            "message": f"backend {error.backend!r} failed: {error.kind}",
+            "data": {"backend": error.backend, "reason": error.kind, "detail": error.detail},
+        }
+
+    async def _broadcast_request(
+        self, session: ClientSession, method: str, params: dict[str, Any], capability: str
+    ) -> None:
+        names = [
+            n for n, s in session.backends.items() if isinstance(s.capabilities.get(capability), dict)
+        ]
+        await DeferredList(
+            [
+                ensureDeferred(self._exchange(session, n, next(self._ids), method, params, _ignore))
+                for n in names
+            ],
+            consumeErrors=True,
+        )
+
+    # -- lists -------------------------------------------------------------
+
+    async def _list(
+        self, session: ClientSession, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fan out to every backend that has the capability; merge in config order.
+
+        aigw's cursor carries each backend's own cursor, so a backend whose
+        list spans several pages is listed completely (MCP utilities/pagination).
+        """
+        key, capability = LISTS[method]
+        cursor = params.get("cursor")
+        if cursor is None:
+            pending: dict[str, str | None] = {
+                name: None
+                for name in self.order
+                if name in session.backends
+                and isinstance(session.backends[name].capabilities.get(capability), dict)
+                and self._visible(session.principal, name)
+            }
+        else:
+            try:
+                pending = self.cursors.decode(cursor, session.binding, method)
+            except InvalidCursor:
+                raise GatewayError(jsonrpc.INVALID_PARAMS, "invalid cursor") from None
+        names = [n for n in self.order if n in pending]
+        pages = await DeferredList(
+            [ensureDeferred(self._list_page(session, n, method, pending[n])) for n in names],
+            consumeErrors=True,
+        )
+        items: list[Any] = []
+        following: dict[str, str | None] = {}
+        for name, (ok, page) in zip(names, pages, strict=True):
+            if not ok:
+                self.log.warn(
+                    "backend {backend} left out of {method}: {reason}",
+                    backend=name,
+                    method=method,
+                    reason=page.getErrorMessage(),
+                )
+                continue
+            page_items, next_cursor = page
+            items.extend(self._expose_items(session, name, key, page_items))
+            if next_cursor is not None:
+                following[name] = next_cursor
+        result: dict[str, Any] = {key: items}
+        if following:
+            result["nextCursor"] = self.cursors.encode(following, session.binding, method)
+        return result
+
+    async def _list_page(
+        self, session: ClientSession, backend: str, method: str, cursor: str | None
+    ) -> tuple[list[Any], str | None]:
+        params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
+        message = await self._exchange(session, backend, next(self._ids), method, params, _ignore)
+        if message is None or "error" in message:
+            detail = message["error"] if message else "cancelled"
+            raise UpstreamError(backend, "refused", json.dumps(detail)[:200])
+        result = message.get("result")
+        key = LISTS[method][0]
+        if not isinstance(result, dict) or not isinstance(result.get(key), list):
+            raise UpstreamError(backend, "bad_reply", f"{method} result has no {key} list")
+        next_cursor = result.get("nextCursor")
+        return result[key], next_cursor if isinstance(next_cursor, str) and next_cursor else None
+
+    def _expose_items(
+        self, session: ClientSession, backend: str, key: str, items: list[Any]
+    ) -> Iterable[Any]:
+        principal = session.principal
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if key in ("tools", "prompts"):
+                name = item.get("name")
+                if not isinstance(name, str):
+                    continue
+                if key == "tools" and not (
+                    self.filters[backend].allows(name)
+                    and self.policy.allows(principal, backend, name)
+                ):
+                    continue
+                if key == "prompts" and not self.policy.allows(principal, backend, None):
+                    continue
+                exposed = expose_name(backend, name)
+                if exposed is None:
+                    self.log.warn(
+                        "backend {backend}: {kind} {name!r} cannot be exposed; left out",
+                        backend=backend,
+                        kind=key[:-1],
+                        name=name,
+                    )
+                    continue
+                if split_name(exposed) != (backend, name):
+                    self._mapped_names[(key[:-1], exposed)] = name
+                yield {**item, "name": exposed}
+            elif not self.policy.allows(principal, backend, None):
+                continue
+            elif key == "resources" and isinstance(item.get("uri"), str):
+                yield {**item, "uri": expose_uri(backend, item["uri"])}
+            elif key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
+                yield {**item, "uriTemplate": expose_uri(backend, item["uriTemplate"])}
+
+    # -- notifications and client responses ----------------------------------
+
+    async def handle_notification(self, session: ClientSession, message: jsonrpc.Notification) -> None:
+        params = message.params if isinstance(message.params, dict) else {}
+        if message.method == "notifications/initialized":
+            return  # aigw initialized every backend itself when the session opened
+        if message.method == "notifications/cancelled":
+            target = self._inflight.get((session.binding, params.get("requestId")))
+            if target is None:
+                return  # unknown or finished: nothing to cancel (basic/utilities/cancellation)
+            backend, upstream_id = target
+            await self._notify(session, backend, message.method, {**params, "requestId": upstream_id})
+            return
+        if message.method == "notifications/roots/list_changed":
+            await DeferredList(
+                [ensureDeferred(self._notify(session, n, message.method, params)) for n in session.backends],
+                consumeErrors=True,
+            )
+            return
+        self.log.debug("notification {method} not routed", method=message.method)
+
+    async def handle_client_response(self, session: ClientSession, message: Any) -> None:
+        """The client's answer to a relayed server-to-client request goes back to its backend."""
+        unwrapped = self.request_ids.unwrap(message.id, session.binding)
+        if unwrapped is None:
+            self.log.info("client answered an unknown or forged request id; dropped")
+            return
+        backend, upstream_id = unwrapped
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None:
+            return
+        payload = jsonrpc.to_dict(message)
+        payload["id"] = upstream_id
+        try:
+            await self.upstreams[backend].post(
+                json.dumps(payload).encode(),
+                _ignore,
+                upstream_session.session_id,
+                upstream_session.protocol_version,
+            )
+        except UpstreamError as error:
+            self.log.warn("relaying a client response: {error}", error=str(error))
+
+    async def _notify(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> None:
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None:
+            return
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+        try:
+            await self.upstreams[backend].post(
+                body, _ignore, upstream_session.session_id, upstream_session.protocol_version
+            )
+        except UpstreamError as error:
+            self.log.info("notification {method} to {backend}: {error}", method=method, backend=backend, error=str(error))
+
+
+class _Collector:
+    """Waits for the answer with ``request_id``; hands everything else to ``other``."""
+
+    def __init__(self, request_id: int, other: Callable[[Any], None] | None = None) -> None:
+        self.request_id = request_id
+        self.other = other
+        self.message: dict[str, Any] | None = None
+        self.reader: Any = None
+        self.cancelled = False
+
+    def attach(self, reader: Any) -> None:
+        self.reader = reader
+
+    def sink(self, message: Any) -> None:
+        if isinstance(message, list):
+            for item in message:
+                self.sink(item)
+            return
+        if (
+            isinstance(message, dict)
+            and message.get("id") == self.request_id
+            and ("result" in message or "error" in message)
+        ):
+            self.message = message
+            if self.reader is not None:
+                self.reader.finish()
+            return
+        if self.other is not None:
+            self.other(message)
+
+    def result(self, backend: str) -> dict[str, Any]:
+        if self.message is None:
+            raise UpstreamError(backend, "bad_reply", "the reply ended without an answer")
+        return self.message
+
+
+def _ignore(message: Any) -> None:
+    """Sink for replies whose content does not matter (notifications, DELETE)."""
+
+
+def _keep(backend: str, result: Any) -> Any:
+    return result
+
+
+def _rewrite_tool_result(backend: str, result: Any) -> Any:
+    """Resource links inside tool results point at the exposed URIs."""
+    if isinstance(result, dict):
+        return rewrite_resource_links(backend, result)
+    return result
+
+
+def _rewrite_contents(backend: str, result: Any) -> Any:
+    """``resources/read`` contents carry the URI the client asked for."""
+    if isinstance(result, dict) and isinstance(result.get("contents"), list):
+        contents = [
+            {**item, "uri": expose_uri(backend, item["uri"])}
+            if isinstance(item, dict) and isinstance(item.get("uri"), str)
+            else item
+            for item in result["contents"]
+        ]
+        return {**result, "contents": contents}
+    return result
+
+
+def _rewrite_notification(backend: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Notifications that name a resource name it as the client knows it."""
+    params = message.get("params")
+    if (
+        message.get("method") == "notifications/resources/updated"
+        and isinstance(params, dict)
+        and isinstance(params.get("uri"), str)
+    ):
+        return {**message, "params": {**params, "uri": expose_uri(backend, params["uri"])}}
+    return message
+
+
+def build_gateway(config: Config, reactor: Any, readiness: Readiness) -> Gateway:
+    """The gateway with its sealing key derived once, here, at start."""
+    if config.sessions.secret is None:
+        Logger(namespace="aigw.mcp.gateway").warn(
+            "sessions.secret_file is not set: a random key seals sessions, so they will not "
+            "survive a restart nor work across processes"
+        )
+        sealer = Sealer.random()
+    else:
+        sealer = Sealer(config.sessions.secret, config.sessions.old_secrets)
+    return Gateway(config, reactor, sealer, AccessPolicy(config.access))

@@ -1,0 +1,304 @@
+"""The server side of MCP Streamable HTTP at ``mcp_path`` (MCP 2025-11-25 basic/transports).
+
+POST carries one JSON-RPC message (or, for 2025-03-26 clients, a batch); the
+reply is JSON unless the backend sends something before its answer (progress,
+a server-to-client request), in which case it turns into an SSE stream at that
+moment, so nothing waits for the end.  GET opens the session's SSE stream;
+DELETE ends the session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from aigw.auth.authenticator import Authenticator
+from aigw.auth.principal import Principal
+from aigw.config import Config
+from aigw.mcp import jsonrpc
+from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
+from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches
+from aigw.mcp.session import SessionNotFound
+from aigw.mcp.sse import format_comment, format_event
+from aigw.mcp.streams import SessionStream
+
+KEEPALIVE_SECONDS = 15.0
+SESSION_HEADER = b"mcp-session-id"
+VERSION_HEADER = b"mcp-protocol-version"
+
+
+class HTTPRefusal(Exception):
+    """An HTTP-level refusal with a JSON-RPC error body."""
+
+    def __init__(self, status: int, code: int, message: str, headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _accepts(request: IRequest, *wanted: str) -> bool:
+    """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
+    values = request.requestHeaders.getRawHeaders(b"accept") or []
+    ranges = set()
+    for value in values:
+        for item in value.decode("latin-1").split(","):
+            media = item.split(";", 1)[0].strip().lower()
+            if media:
+                ranges.add(media)
+    if "*/*" in ranges:
+        return True
+    return all(w in ranges or w.split("/")[0] + "/*" in ranges for w in wanted)
+
+
+def _header(request: IRequest, name: bytes) -> str | None:
+    values = request.requestHeaders.getRawHeaders(name)
+    if not values:
+        return None
+    return values[-1].decode("latin-1").strip()
+
+
+class _Reply:
+    """The reply to one POST: JSON until something must be sent early, then SSE."""
+
+    def __init__(self, request: IRequest) -> None:
+        self.request = request
+        self.streaming = False
+        self.gone = False
+        request.notifyFinish().addErrback(self._client_gone)
+
+    def _client_gone(self, _: object) -> None:
+        self.gone = True
+
+    def emit(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        if not self.streaming:
+            self.streaming = True
+            self.request.setResponseCode(200)
+            self.request.setHeader(b"Content-Type", b"text/event-stream")
+            self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+            self.request.setHeader(b"X-Accel-Buffering", b"no")
+        self.request.write(format_event(json.dumps(message, separators=(",", ":"))))
+
+    def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
+        """The final bytes: remaining SSE events, or the JSON document."""
+        if self.gone:
+            return b""
+        if self.streaming:
+            return b"".join(
+                format_event(json.dumps(m, separators=(",", ":"))) for m in messages
+            )
+        self.request.setResponseCode(200)
+        self.request.setHeader(b"Content-Type", b"application/json")
+        document: Any = messages if batch else messages[0]
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
+class MCPTransport:
+    """Streamable HTTP in front of the gateway router."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, gateway: Gateway, authenticator: Authenticator, clock: Any) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.authenticator = authenticator
+        self.clock = clock
+        self.allowed_origins = {o.rstrip("/") for o in config.allowed_origins}
+        public = config.public_url.rstrip("/")
+        scheme_host = public.split("/", 3)[:3]
+        self.allowed_origins.add("/".join(scheme_host))
+
+    async def handle(self, request: IRequest, principal: Principal) -> bytes | None:
+        try:
+            self._check_origin(request)
+            if request.method == b"POST":
+                return await self._post(request, principal)
+            if request.method == b"GET":
+                return await self._get(request, principal)
+            return await self._delete(request, principal)
+        except HTTPRefusal as refusal:
+            return self._refuse(request, refusal)
+        except InsufficientScope as error:
+            failure = self.authenticator.insufficient_scope(principal, error.needed)
+            request.setResponseCode(failure.status)
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"WWW-Authenticate", failure.www_authenticate.encode())
+            return json.dumps(failure.body).encode()
+
+    def _refuse(self, request: IRequest, refusal: HTTPRefusal) -> bytes:
+        request.setResponseCode(refusal.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        for name, value in refusal.headers.items():
+            request.setHeader(name, value)
+        body = error_response(None, {"code": refusal.code, "message": refusal.message})
+        return json.dumps(body).encode()
+
+    def _check_origin(self, request: IRequest) -> None:
+        """basic/transports "Security Warning": validate Origin against DNS rebinding."""
+        origin = _header(request, b"origin")
+        if origin is not None and origin.rstrip("/") not in self.allowed_origins:
+            raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
+
+    def _header_version(self, request: IRequest) -> str:
+        """basic/transports "Protocol Version Header": absent means 2025-03-26."""
+        version = _header(request, VERSION_HEADER)
+        if version is None:
+            return DEFAULT_HEADER_VERSION
+        if version not in SUPPORTED_VERSIONS:
+            raise HTTPRefusal(
+                400,
+                jsonrpc.INVALID_REQUEST,
+                f"unsupported MCP-Protocol-Version {version!r}; supported: "
+                + ", ".join(SUPPORTED_VERSIONS),
+            )
+        return version
+
+    def _session(self, request: IRequest, principal: Principal) -> ClientSession:
+        session_id = _header(request, SESSION_HEADER)
+        if not session_id:
+            raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "Mcp-Session-Id header is required")
+        try:
+            return self.gateway.open_session(principal, session_id)
+        except SessionNotFound:
+            # The client must start a new session (basic/transports "Session Management").
+            raise HTTPRefusal(404, jsonrpc.SESSION_NOT_FOUND, "session not found") from None
+
+    def _note(self, request: IRequest, **fields: Any) -> None:
+        target = getattr(request, "aigw_fields", None)
+        if target is not None:
+            target.update({k: v for k, v in fields.items() if v is not None})
+
+    # -- POST --------------------------------------------------------------
+
+    async def _post(self, request: IRequest, principal: Principal) -> bytes | None:
+        if not _accepts(request, "application/json", "text/event-stream"):
+            raise HTTPRefusal(
+                406, jsonrpc.INVALID_REQUEST,
+                "Accept must allow both application/json and text/event-stream",
+            )
+        content_type = (_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise HTTPRefusal(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json")
+        header_version = self._header_version(request)
+        parsed = jsonrpc.parse_body(request.content.read())
+        if parsed.error is not None:
+            raise HTTPRefusal(400, parsed.error.code, parsed.error.message)
+        messages = parsed.messages
+        if parsed.is_batch:
+            if any(isinstance(m, jsonrpc.Request) and m.method == "initialize" for m in messages):
+                raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "initialize must not be batched")
+        elif isinstance(messages[0], jsonrpc.Request) and messages[0].method == "initialize":
+            return await self._initialize(request, principal, messages[0])
+        session = self._session(request, principal)
+        if parsed.is_batch and not allows_batches(header_version):
+            raise HTTPRefusal(
+                400, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not part of {header_version}"
+            )
+        reply = _Reply(request)
+        requests: list[jsonrpc.Request] = []
+        answers: list[dict[str, Any]] = []
+        for message in messages:
+            if isinstance(message, jsonrpc.Request):
+                requests.append(message)
+            elif isinstance(message, jsonrpc.Notification):
+                self._note(request, mcp_method=message.method)
+                self._background(self.gateway.handle_notification(session, message))
+            elif isinstance(message, jsonrpc.InvalidMessage):
+                answers.append(error_response(message.id, message.error.to_dict()))
+            else:
+                self._background(self.gateway.handle_client_response(session, message))
+        if not requests and not answers:
+            request.setResponseCode(202)
+            return b""
+        if len(requests) == 1:
+            first = requests[0]
+            params = first.params if isinstance(first.params, dict) else {}
+            tool = params.get("name") if first.method == "tools/call" else None
+            self._note(request, mcp_method=first.method, tool=tool)
+        results = await DeferredList(
+            [ensureDeferred(self.gateway.handle_request(session, r, reply.emit)) for r in requests],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
+        for _, answer in results:
+            if answer is not None:
+                answers.append(answer)
+        if not answers:
+            if reply.streaming:
+                return b""
+            request.setResponseCode(202)
+            return b""
+        return reply.body(answers, parsed.is_batch)
+
+    async def _initialize(
+        self, request: IRequest, principal: Principal, message: jsonrpc.Request
+    ) -> bytes:
+        self._note(request, mcp_method="initialize")
+        params = message.params if isinstance(message.params, dict) else {}
+        try:
+            result, session_id = await self.gateway.initialize(principal, params)
+        except GatewayError as error:
+            answer = error_response(message.id, error.to_error())
+            request.setResponseCode(200)
+            request.setHeader(b"Content-Type", b"application/json")
+            return json.dumps(answer).encode()
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Mcp-Session-Id", session_id.encode("ascii"))
+        return json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
+
+    def _background(self, work: Any) -> None:
+        def logged(failure: Any) -> None:
+            self.log.failure("handling a client message", failure)
+
+        ensureDeferred(work).addErrback(logged)
+
+    # -- GET and DELETE ---------------------------------------------------------
+
+    async def _get(self, request: IRequest, principal: Principal) -> bytes:
+        """The session's stream: the backends' GET streams merged (basic/transports)."""
+        if not _accepts(request, "text/event-stream"):
+            raise HTTPRefusal(406, jsonrpc.INVALID_REQUEST, "Accept must allow text/event-stream")
+        self._header_version(request)
+        session = self._session(request, principal)
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"text/event-stream")
+        request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        request.write(format_comment("aigw stream open"))
+        closed: Deferred[None] = Deferred()
+        stream = SessionStream(
+            self.gateway, session, request.write, _header(request, b"last-event-id")
+        )
+        keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
+        keepalive.clock = self.clock
+
+        def end(_: object = None) -> None:
+            if keepalive.running:
+                keepalive.stop()
+            stream.close()
+            if not closed.called:
+                closed.callback(None)
+
+        request.notifyFinish().addBoth(end)
+        stream.on_close = end
+        self.gateway.track_stream(stream)
+        keepalive.start(KEEPALIVE_SECONDS, now=False)
+        stream.start()
+        await closed
+        self.gateway.untrack_stream(stream)
+        return b""
+
+    async def _delete(self, request: IRequest, principal: Principal) -> bytes:
+        session = self._session(request, principal)
+        await self.gateway.end_session(session)
+        request.setResponseCode(204)
+        return b""

@@ -1,0 +1,382 @@
+"""One upstream MCP server, spoken to over Streamable HTTP with treq.
+
+Each backend gets its own persistent ``HTTPConnectionPool`` and a bound on
+concurrent requests.  Replies are read incrementally: a JSON body is collected
+(with a size bound), an SSE body is parsed event by event and each JSON-RPC
+message is handed on as soon as it arrives, so progress notifications reach
+the client when the upstream sends them (MCP 2025-11-25 basic/transports,
+"Sending Messages to the Server").
+
+What is sent upstream is built here and nowhere else: the client's
+``Authorization``, ``Cookie`` and hop-by-hop headers are never among them (MCP
+Authorization, "Access Token Privilege Restriction": token passthrough is
+forbidden); only the backend's configured static headers are added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import treq
+from twisted.internet import ssl
+from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+
+from aigw.config import BackendConfig
+from aigw.mcp.sse import SSEError, SSEParser
+
+MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
+MAX_ERROR_EXCERPT = 512
+FINISH_GRACE_SECONDS = 5.0
+
+#: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
+MessageSink = Callable[[Any], None]
+
+
+class UpstreamError(Exception):
+    """The backend could not answer; ``kind`` says how, ``detail`` says what was seen."""
+
+    def __init__(self, backend: str, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(backend, kind, detail)
+        self.backend = backend
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"backend {self.backend!r} {self.kind}: {self.detail}"
+
+
+class UpstreamSessionGone(UpstreamError):
+    """The backend answered 404 to our session id: it forgot the session (restart, expiry)."""
+
+
+@attrs.frozen
+class Reply:
+    """What an exchange ended with, beyond the messages already handed to the sink."""
+
+    status: int
+    session_id: str | None
+    content_type: str
+
+
+def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
+    """Verified TLS (service-identity checks the host name); an optional private CA."""
+    if ca_file is None:
+        return BrowserLikePolicyForHTTPS()
+    with open(ca_file, "rb") as handle:
+        pem = handle.read()
+    certificates = [
+        ssl.Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part)
+        for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
+    ]
+    return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certificates))
+
+
+class _BodyReader(Protocol):
+    """Reads one reply body, JSON or SSE, handing messages on as they complete."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        is_sse: bool,
+        sink: MessageSink,
+        done: Deferred[None],
+        inactivity: float | None,
+    ) -> None:
+        self._upstream = upstream
+        self._inactivity = inactivity
+        self._sse = SSEParser() if is_sse else None
+        self._sink = sink
+        self._done = done
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._timer: IDelayedCall | None = None
+        self.last_event_id: str | None = None
+
+    def connectionMade(self) -> None:
+        self._arm()
+
+    def _arm(self) -> None:
+        """(Re)start the inactivity timer: an upstream that goes silent is cut off."""
+        timeout = self._inactivity
+        if timeout is None:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(timeout)
+        else:
+            self._timer = self._upstream.clock.callLater(timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._fail(UpstreamError(self._upstream.name, "timeout", "no data within the timeout"))
+
+    def _fail(self, error: UpstreamError) -> None:
+        self._disarm()
+        if not self._done.called:
+            self._done.errback(Failure(error))
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop reading: the connection is dropped (cancellation, client gone)."""
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def finish(self) -> None:
+        """The caller has what it waited for: end the exchange now.
+
+        The rest of the body is read and discarded so the connection can go
+        back to the pool; an upstream that keeps the stream open is cut off
+        after a short grace period.
+        """
+        self._disarm()
+        if not self._done.called:
+            self._done.callback(None)
+        self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done.called:
+            return
+        self._arm()
+        if self._sse is None:
+            self._size += len(data)
+            if self._size > MAX_JSON_REPLY_BYTES:
+                self._fail(UpstreamError(self._upstream.name, "bad_reply", "reply too large"))
+                return
+            self._chunks.append(data)
+            return
+        try:
+            events = self._sse.feed(data)
+        except SSEError as error:
+            self._fail(UpstreamError(self._upstream.name, "bad_reply", str(error)))
+            return
+        for event in events:
+            if event.id is not None:
+                self.last_event_id = event.id
+            if event.event != "message" or not event.data:
+                continue
+            try:
+                message = json.loads(event.data)
+            except ValueError:
+                self._upstream.log.warn(
+                    "backend {backend} sent an SSE event that is not JSON; skipped",
+                    backend=self._upstream.name,
+                )
+                continue
+            self._sink(message)
+            if self._done.called:
+                return
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        self._disarm()
+        if self._done.called:
+            return
+        if not reason.check(ResponseDone, PotentialDataLoss):
+            self._done.errback(
+                Failure(UpstreamError(self._upstream.name, "unavailable", "connection lost"))
+            )
+            return
+        if self._sse is None and self._chunks:
+            try:
+                message = json.loads(b"".join(self._chunks))
+            except ValueError:
+                self._done.errback(
+                    Failure(UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON"))
+                )
+                return
+            self._sink(message)
+        if not self._done.called:
+            self._done.callback(None)
+
+
+class Upstream:
+    """The client side of one backend."""
+
+    log = Logger()
+
+    def __init__(self, config: BackendConfig, reactor: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = config.max_connections
+        self.pool.retryAutomatically = False
+        agent = Agent(
+            reactor,
+            contextFactory=_trust_policy(config.ca_file),
+            connectTimeout=config.connect_timeout,
+            pool=self.pool,
+        )
+        self.http = treq.client.HTTPClient(agent)
+        self._slots = DeferredSemaphore(config.max_connections)
+        self._static_headers = {
+            name.encode("latin-1"): [value.encode("latin-1")]
+            for name, value in config.headers.items()
+        }
+        self.url = config.url.encode("ascii")
+
+    def _headers(
+        self, session_id: str | None, protocol_version: str | None, accept: bytes
+    ) -> Headers:
+        raw: dict[bytes, list[bytes]] = dict(self._static_headers)
+        raw[b"Accept"] = [accept]
+        raw[b"Content-Type"] = [b"application/json"]
+        if protocol_version:
+            raw[b"MCP-Protocol-Version"] = [protocol_version.encode("ascii")]
+        if session_id:
+            raw[b"Mcp-Session-Id"] = [session_id.encode("ascii")]
+        return Headers(raw)
+
+    async def post(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
+        on_reader: Callable[[_BodyReader], None] | None = None,
+    ) -> Reply:
+        """POST one JSON-RPC message (or batch); messages of the reply go to ``sink``.
+
+        Returns when the reply ends, or as soon as the sink has what it waits
+        for (it may call ``reader.stop()`` through ``on_reader``).
+        """
+        await self._slots.acquire()
+        try:
+            return await self._post(body, sink, session_id, protocol_version, on_reader)
+        finally:
+            self._slots.release()
+
+    async def _post(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        session_id: str | None,
+        protocol_version: str | None,
+        on_reader: Callable[[_BodyReader], None] | None,
+    ) -> Reply:
+        headers = self._headers(session_id, protocol_version, b"application/json, text/event-stream")
+        response = await self._send(b"POST", headers, body)
+        return await self._read(response, session_id, sink, on_reader)
+
+    async def get_stream(
+        self,
+        sink: MessageSink,
+        session_id: str | None,
+        protocol_version: str | None,
+        last_event_id: str | None,
+        on_reader: Callable[[_BodyReader], None],
+    ) -> Reply:
+        """Open the GET SSE stream (MCP basic/transports "Listening for Messages").
+
+        A backend answering 405 has no stream; that is reported as a Reply
+        with status 405 and no messages.
+        """
+        headers = self._headers(session_id, protocol_version, b"text/event-stream")
+        headers.removeHeader(b"Content-Type")
+        if last_event_id:
+            headers.setRawHeaders(b"Last-Event-ID", [last_event_id.encode("ascii", "replace")])
+        response = await self._send(b"GET", headers, None, streaming=True)
+        return await self._read(response, session_id, sink, on_reader, streaming=True)
+
+    async def delete(self, session_id: str, protocol_version: str | None) -> int:
+        """End an upstream session (MCP basic/transports "Session Management")."""
+        headers = self._headers(session_id, protocol_version, b"application/json")
+        response = await self._send(b"DELETE", headers, None)
+        await treq.content(response)
+        return int(response.code)
+
+    async def _send(
+        self, method: bytes, headers: Headers, body: bytes | None, streaming: bool = False
+    ) -> Any:
+        try:
+            request = self.http.request(
+                method, self.url, headers=headers, data=body, unbuffered=True
+            )
+            if not streaming:
+                request.addTimeout(self.config.timeout, self.clock)
+            return await request
+        except (TimeoutError, Exception) as error:
+            raise self._connection_error(error) from None
+
+    def _connection_error(self, error: BaseException) -> UpstreamError:
+        if isinstance(error, TimeoutError):
+            return UpstreamError(self.name, "timeout", "no response within the timeout")
+        if isinstance(error, ConnectError | ConnectionLost | ConnectionDone):
+            return UpstreamError(self.name, "unavailable", type(error).__name__)
+        reasons = getattr(error, "reasons", None)
+        if reasons:
+            return UpstreamError(
+                self.name, "unavailable", "; ".join(r.getErrorMessage() for r in reasons)
+            )
+        return UpstreamError(self.name, "unavailable", str(error) or type(error).__name__)
+
+    async def _read(
+        self,
+        response: Any,
+        session_id: str | None,
+        sink: MessageSink,
+        on_reader: Callable[[_BodyReader], None] | None,
+        streaming: bool = False,
+    ) -> Reply:
+        status = int(response.code)
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode(
+            "latin-1"
+        )
+        new_session = response.headers.getRawHeaders(b"mcp-session-id")
+        reply = Reply(
+            status=status,
+            session_id=new_session[0].decode("latin-1") if new_session else session_id,
+            content_type=content_type,
+        )
+        if status == 404 and session_id:
+            await self._drain(response)
+            raise UpstreamSessionGone(self.name, "session_gone", "upstream session expired")
+        if status in (202, 204, 405) or (status == 200 and streaming and "event-stream" not in content_type):
+            await self._drain(response)
+            return reply
+        if status >= 400:
+            excerpt = await self._excerpt(response)
+            raise UpstreamError(self.name, "http_error", f"HTTP {status}: {excerpt}", status)
+        is_sse = content_type.startswith("text/event-stream")
+        if not is_sse and not content_type.startswith("application/json"):
+            await self._drain(response)
+            raise UpstreamError(
+                self.name, "bad_reply", f"unexpected content type {content_type or 'none'}"
+            )
+        done: Deferred[None] = Deferred()
+        reader = _BodyReader(self, is_sse, sink, done, None if streaming else self.config.timeout)
+        if on_reader is not None:
+            on_reader(reader)
+        response.deliverBody(reader)
+        await done
+        return reply
+
+    async def _drain(self, response: Any) -> None:
+        try:
+            await treq.content(response)
+        except Exception:  # noqa: BLE001, S110 - the body is being discarded anyway
+            pass
+
+    async def _excerpt(self, response: Any) -> str:
+        try:
+            content = await treq.content(response)
+        except Exception:  # noqa: BLE001
+            return ""
+        return bytes(content[:MAX_ERROR_EXCERPT]).decode("utf-8", "replace")
+
+    async def close(self) -> None:
+        await self.pool.closeCachedConnections()

@@ -1,0 +1,158 @@
+"""The gateway's service tree, built once from a validated config.
+
+    GatewayService (MultiService)
+      ├── KeyStore            JWKS refresh loop (auth on)
+      ├── metadata relay      authorization server metadata for older clients (auth on)
+      ├── Gateway             upstream pools and MCP sessions
+      └── listeners           one endpoint service per ``listen`` string
+
+Stopping (SIGTERM) goes: stop accepting, drain in-flight requests within
+``server.shutdown_timeout``, close streams and upstream pools, stop the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.web.client import HTTPConnectionPool
+
+from aigw import __version__
+from aigw.auth.authenticator import Authenticator
+from aigw.config import Config
+from aigw.logging import build_observer
+from aigw.readiness import Readiness
+from aigw.web.app import GatewayApp
+from aigw.web.server import BoundedSite
+
+EX_OSERR = 71  # sysexits.h: cannot listen, for instance
+
+
+class ListenerService(StreamServerEndpointService):
+    """Listens on one endpoint; a failure to listen stops the daemon with a clear message."""
+
+    log = Logger()
+
+    def __init__(self, description: str, reactor: Any, factory: BoundedSite) -> None:
+        super().__init__(serverFromString(reactor, description), factory)
+        self.description = description
+        self.listening = False
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as error:  # noqa: BLE001 - every listen error ends the same way
+            self.log.critical(
+                "cannot listen on {endpoint}: {error}", endpoint=self.description, error=error
+            )
+            raise SystemExit(EX_OSERR) from None
+        assert self._waitingForPort is not None
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        self.listening = True
+        self.log.info(
+            "listening on {endpoint} ({address})",
+            endpoint=self.description,
+            address=port.getHost(),
+        )
+        return port
+
+
+class GatewayService(MultiService):
+    """The whole daemon: parts built from ``config`` and started and stopped in order."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any, log_to_stderr: bool = True) -> None:
+        super().__init__()
+        self._log_to_stderr = log_to_stderr
+        self.setName("aigw")
+        self.config = config
+        self.reactor = reactor
+        self.readiness = Readiness()
+        self.readiness.add("config", lambda: None)
+        # One pool for talking to the authorization server (JWKS, metadata, introspection).
+        self.http_pool = HTTPConnectionPool(reactor, persistent=True)
+        self.http_pool.maxPersistentPerHost = 4
+        self.authenticator, as_metadata = self._build_auth()
+        self.gateway = self._build_gateway()
+        app = GatewayApp(config, self.readiness, self.authenticator, self.gateway, as_metadata)
+        self.site = BoundedSite(
+            app.resource(), config.server, reactor, access_log=config.logging.access_log
+        )
+        self.listeners = [ListenerService(d, reactor, self.site) for d in config.listen]
+        for listener in self.listeners:
+            listener.setServiceParent(self)
+        self.readiness.add("listeners", self._listeners_ready)
+
+    def _build_auth(self) -> tuple[Authenticator, Any]:
+        """The bearer check; its key store and metadata relay join the service tree."""
+        from aigw.auth.wiring import build_authenticator
+
+        authenticator, services, as_metadata = build_authenticator(
+            self.config, self.reactor, self.http_pool, self.readiness
+        )
+        for service in services:
+            service.setServiceParent(self)
+        return authenticator, as_metadata
+
+    def _build_gateway(self) -> Any:
+        from aigw.mcp.gateway import build_gateway
+
+        gateway = build_gateway(self.config, self.reactor, self.readiness)
+        if gateway is not None:
+            gateway.setServiceParent(self)
+        return gateway
+
+    def _listeners_ready(self) -> str | None:
+        waiting = [listener.description for listener in self.listeners if not listener.listening]
+        return f"not listening yet: {', '.join(waiting)}" if waiting else None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Under twistd in the foreground, log to stderr in the configured format.
+
+        twistd asks the application for an ``ILogObserver`` component before
+        falling back to its own file logger; a daemonized twistd with
+        ``--logfile`` keeps its own.
+        """
+        super().setServiceParent(parent)
+        if isinstance(parent, Componentized) and self._log_to_stderr:
+            parent.setComponent(ILogObserver, build_observer(self.config.logging, sys.stderr))
+
+    def startService(self) -> None:
+        if self.config.auth is None:
+            self.log.warn(
+                "auth: none - the MCP endpoint is open to anyone who can reach it; "
+                "for local development only"
+            )
+        self.log.info(
+            "aigw {version} serving {resource} for {count} backend(s)",
+            version=__version__,
+            resource=self.config.resource_url,
+            count=len(self.config.backends),
+        )
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        """Stop accepting, drain within the bound, then stop everything else."""
+        self.log.info("stopping: no new connections, draining in-flight requests")
+        await DeferredList([listener.stopService() for listener in self.listeners])
+        if self.gateway is not None:
+            self.gateway.close_streams()
+        await self.site.drain(self.config.server.shutdown_timeout)
+        others = [s for s in self if s not in self.listeners]
+        await DeferredList([d for d in (s.stopService() for s in reversed(others)) if d])
+        await self.http_pool.closeCachedConnections()
+        self.running = False
+        self.log.info("stopped")

@@ -1,0 +1,209 @@
+"""The Klein resource tree: routes only, the work is done by the objects passed in.
+
+Routes:
+- ``GET /healthz``: the process is alive.
+- ``GET /readyz``: 200 when every readiness check passes, else 503; the JSON
+  body names what is not ready.
+- RFC 9728 protected resource metadata, and the authorization server metadata
+  relay for 2025-03-26-era clients, when auth is on.
+- ``mcp_path``: the MCP endpoint, behind the bearer check.
+- anything else: JSON 404 / 405.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from klein import Klein
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from aigw.auth.authenticator import Authenticator, AuthFailure
+from aigw.auth.metadata import protected_resource_metadata, protected_resource_metadata_paths
+from aigw.auth.principal import Principal
+from aigw.config import Config
+from aigw.readiness import Readiness
+
+#: RFC 9728 §3: metadata is public and read by browser-based clients too.
+METADATA_CORS_HEADERS = {
+    b"Access-Control-Allow-Origin": b"*",
+    b"Access-Control-Allow-Methods": b"GET, OPTIONS",
+    b"Access-Control-Allow-Headers": b"mcp-protocol-version, content-type",
+    b"Access-Control-Max-Age": b"86400",
+}
+
+
+class MCPHandler(Protocol):
+    """The MCP Streamable HTTP endpoint, called once the bearer check passed."""
+
+    async def handle(self, request: IRequest, principal: Principal) -> bytes | None: ...
+
+
+class MetadataDocuments(Protocol):
+    """The authorization server's own metadata, relayed for older clients."""
+
+    def document(self, kind: str) -> bytes | None: ...
+
+
+def write_json(request: IRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
+    """Set status and JSON content type; return the encoded body for Klein to write."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class GatewayApp:
+    """The routes of one gateway, bound to its config and its parts."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        readiness: Readiness,
+        authenticator: Authenticator,
+        mcp: MCPHandler | None = None,
+        as_metadata: MetadataDocuments | None = None,
+    ) -> None:
+        self.config = config
+        self.readiness = readiness
+        self.authenticator = authenticator
+        self.mcp = mcp
+        self.as_metadata = as_metadata
+        self.app = Klein()
+        self._route()
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def _route(self) -> None:
+        route = self.app.route
+        route("/healthz", methods=["GET", "HEAD"])(self.healthz)
+        route("/readyz", methods=["GET", "HEAD"])(self.readyz)
+        if self.config.auth is not None:
+            self._prm = json.dumps(protected_resource_metadata(self.config)).encode()
+            for path in protected_resource_metadata_paths(self.config):
+                route(path, methods=["GET", "HEAD", "OPTIONS"])(self.resource_metadata)
+            if self.as_metadata is not None:
+                self._route_as_metadata()
+        route(self.config.mcp_path, methods=["POST", "GET", "DELETE"])(self.mcp_endpoint)
+        self.app.handle_errors(NotFound)(self.not_found)
+        self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
+        self.app.handle_errors(Exception)(self.internal_error)
+
+    def _route_as_metadata(self) -> None:
+        """RFC 8414 §3.1 (path-inserted) and OIDC Discovery §4 (appended) locations."""
+        path = self.config.mcp_path
+        for kind, well_known in (
+            ("oauth-authorization-server", "/.well-known/oauth-authorization-server"),
+            ("openid-configuration", "/.well-known/openid-configuration"),
+        ):
+            handler = self._as_metadata_handler(kind)
+            for location in {well_known, well_known + path, path + well_known}:
+                self.app.route(location, methods=["GET", "HEAD", "OPTIONS"])(handler)
+
+    def _preflight(self, request: IRequest) -> bytes:
+        """CORS preflight for the public metadata documents."""
+        request.setResponseCode(204)
+        for name, value in METADATA_CORS_HEADERS.items():
+            request.setHeader(name, value)
+        return b""
+
+    def healthz(self, request: IRequest) -> bytes:
+        return write_json(request, 200, {"status": "alive"})
+
+    def readyz(self, request: IRequest) -> bytes:
+        ready, checks = self.readiness.report()
+        return write_json(
+            request, 200 if ready else 503, {"ready": ready, "checks": checks}
+        )
+
+    def resource_metadata(self, request: IRequest) -> bytes:
+        """RFC 9728 §3.2: the protected resource metadata document."""
+        if request.method == b"OPTIONS":
+            return self._preflight(request)
+        headers = dict(METADATA_CORS_HEADERS)
+        headers[b"Cache-Control"] = b"public, max-age=3600"
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/json")
+        for name, value in headers.items():
+            request.setHeader(name, value)
+        return self._prm
+
+    def _as_metadata_handler(self, kind: str) -> Any:
+        def handler(request: IRequest) -> bytes:
+            if request.method == b"OPTIONS":
+                return self._preflight(request)
+            assert self.as_metadata is not None
+            document = self.as_metadata.document(kind)
+            if document is None:
+                return write_json(
+                    request,
+                    503,
+                    {"error": "temporarily_unavailable",
+                     "error_description": "authorization server metadata not fetched yet"},
+                    METADATA_CORS_HEADERS,
+                )
+            request.setResponseCode(200)
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"Cache-Control", b"public, max-age=300")
+            for name, value in METADATA_CORS_HEADERS.items():
+                request.setHeader(name, value)
+            return document
+
+        handler.__name__ = f"as_metadata_{kind.replace('-', '_')}"
+        return handler
+
+    def mcp_endpoint(self, request: IRequest) -> Any:
+        return ensureDeferred(self._mcp_endpoint(request))
+
+    async def _mcp_endpoint(self, request: IRequest) -> bytes | None:
+        try:
+            principal = await self.authenticator.authenticate(
+                request.requestHeaders.getRawHeaders(b"authorization", []),
+                request.args or {},
+            )
+        except AuthFailure as failure:
+            return write_json(
+                request,
+                failure.status,
+                failure.body,
+                {b"WWW-Authenticate": failure.www_authenticate.encode()},
+            )
+        fields = getattr(request, "aigw_fields", None)
+        if fields is not None and principal.subject:
+            fields["sub"] = principal.subject
+        if self.mcp is None:
+            return write_json(
+                request, 503, {"error": "unavailable", "error_description": "no MCP gateway"}
+            )
+        return await self.mcp.handle(request, principal)
+
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return write_json(
+            request, 404, {"error": "not_found", "error_description": "no such resource"}
+        )
+
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = getattr(failure.value, "valid_methods", None) or []
+        return write_json(
+            request,
+            405,
+            {"error": "method_not_allowed",
+             "error_description": f"{request.method.decode('latin-1')} is not allowed here"},
+            {b"Allow": ", ".join(allowed).encode()},
+        )
+
+    def internal_error(self, request: IRequest, failure: Failure) -> bytes:
+        """Last resort: the failure is logged, the client gets JSON, never a traceback."""
+        self.log.failure("unhandled error in request", failure)
+        return write_json(
+            request, 500, {"error": "server_error", "error_description": "internal error"}
+        )

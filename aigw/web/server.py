@@ -1,0 +1,213 @@
+"""The HTTP server facing clients, with bounds on what a client can make it hold.
+
+Twisted's ``Site`` buffers whole request bodies and keeps idle connections for
+12 hours by default; a gateway in front of sensitive servers cannot.  This
+module bounds body size (413 before the body is read when Content-Length says
+so, and while reading when it does not), header size and count, idle time, and
+tracks connections so that SIGTERM can drain in-flight requests and then close
+the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from aigw.config import ServerConfig
+
+
+def json_error_bytes(status: int, error: str, description: str) -> bytes:
+    """The JSON body of every error aigw answers at the HTTP level."""
+    return json.dumps({"error": error, "error_description": description}).encode()
+
+
+class BoundedRequest(Request):
+    """A request that refuses bodies over the site's limit and remembers when it began.
+
+    ``aigw_fields`` collects what the access log line reports beyond method,
+    path and status (user ``sub``, MCP method, tool), filled in by later layers.
+    """
+
+    channel: BoundedChannel
+    _refused = False
+    _body_bytes = 0
+
+    def __init__(self, channel: HTTPChannel, queued: object = None) -> None:
+        super().__init__(channel)
+        site: BoundedSite = channel.site  # type: ignore[attr-defined]
+        self.started = site.clock.seconds()
+        self.aigw_fields: dict[str, Any] = {}
+
+    def _limit(self) -> int:
+        site: BoundedSite = self.channel.site  # type: ignore[attr-defined]
+        return site.limits.max_body_bytes
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self._limit():
+            self._refuse_too_large()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > self._limit():
+            self._refuse_too_large()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def _refuse_too_large(self) -> None:
+        """Answer 413 at once and drop the connection: the rest of the body is never read."""
+        self._refused = True
+        body = json_error_bytes(
+            413, "request_too_large", f"request body exceeds {self._limit()} bytes"
+        )
+        self.channel.transport.write(  # type: ignore[union-attr]
+            b"HTTP/1.1 413 Request Entity Too Large\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Connection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.code = 413
+        site: BoundedSite = self.channel.site  # type: ignore[attr-defined]
+        site.log_access(self, 413)
+        self.channel.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class BoundedChannel(HTTPChannel):
+    """An HTTPChannel that reports itself to the site and answers bad requests in JSON."""
+
+    site: BoundedSite
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connections.add(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.connections.discard(self)
+        super().connectionLost(reason)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        body = json_error_bytes(400, "invalid_request", "malformed or oversized HTTP request")
+        self.transport.write(  # type: ignore[union-attr]
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        self.loseConnection()
+
+    def is_idle(self) -> bool:
+        """True when no request is being read or answered on this connection."""
+        return not self.requests
+
+
+class BoundedSite(Site):
+    """A ``Site`` with aigw's limits, structured access log and connection drain."""
+
+    requestFactory = BoundedRequest
+    protocol = BoundedChannel
+    access_logger = Logger(namespace="aigw.access")
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: IResource,
+        limits: ServerConfig,
+        clock: IReactorTime,
+        access_log: bool = True,
+    ) -> None:
+        super().__init__(resource, timeout=limits.idle_timeout, reactor=clock)
+        self.limits = limits
+        self.clock = clock
+        self.access_log = access_log
+        self.connections: set[BoundedChannel] = set()
+
+    def buildProtocol(self, addr: IAddress) -> BoundedChannel | None:
+        channel = super().buildProtocol(addr)
+        if channel is None:
+            return None
+        channel.totalHeadersSize = self.limits.max_header_bytes
+        channel.maxHeaders = self.limits.max_headers
+        return channel  # type: ignore[no-any-return]
+
+    def startFactory(self) -> None:
+        """No access-log file and no once-a-second date timer: logging goes to twisted.logger."""
+
+    def stopFactory(self) -> None:
+        """Nothing to close: see startFactory."""
+
+    def log(self, request: Request) -> None:  # type: ignore[override]
+        """Called by Twisted when a request finishes."""
+        self.log_access(request, request.code)
+
+    def log_access(self, request: Request, status: int) -> None:
+        """One structured line per request: what journald, JSON and text observers need."""
+        if not self.access_log:
+            return
+        started = getattr(request, "started", None)
+        duration_ms = (
+            round((self.clock.seconds() - started) * 1000.0, 3) if started is not None else None
+        )
+        fields = getattr(request, "aigw_fields", {})
+        method = request.method.decode("latin-1", "replace")
+        path = (request.path or b"").decode("latin-1", "replace")
+        extra = "".join(f" {key}={value}" for key, value in fields.items())
+        self.access_logger.info(
+            "{method} {path} {status} {duration_ms}ms{extra}",
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            extra=extra,
+            access=True,
+            **fields,
+        )
+
+    def drain(self, timeout: float) -> Deferred[None]:
+        """Close idle connections now, wait up to ``timeout`` for busy ones, then abort them.
+
+        Called after the listeners stopped accepting (SIGTERM): in-flight
+        requests get a bounded time to finish.
+        """
+        for channel in list(self.connections):
+            if channel.is_idle():
+                channel.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                # Let the current response finish, then close instead of keeping alive.
+                channel.persistent = False
+        if not self.connections:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        deadline = self.clock.seconds() + timeout
+
+        def check() -> None:
+            if not self.connections:
+                done.callback(None)
+                return
+            if self.clock.seconds() >= deadline:
+                for channel in list(self.connections):
+                    channel.transport.abortConnection()  # type: ignore[union-attr]
+                done.callback(None)
+                return
+            for channel in list(self.connections):
+                if channel.is_idle():
+                    channel.transport.loseConnection()  # type: ignore[union-attr]
+            self.clock.callLater(0.05, check)
+
+        check()
+        return done

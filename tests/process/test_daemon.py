@@ -1,0 +1,186 @@
+"""The daemon as users start it: twistd plugin, `aigw run`, `aigw check`, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+EX_CONFIG = 78
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(directory: str, port: int, extra: str = "") -> str:
+    path = os.path.join(directory, "aigw.yaml")
+    with open(path, "w") as handle:
+        handle.write(
+            f"""\
+listen: ["tcp:{port}:interface=127.0.0.1"]
+public_url: http://127.0.0.1:{port}
+mcp_path: /mcp
+auth: none
+backends:
+  - name: nowhere
+    url: http://127.0.0.1:9/mcp
+{extra}"""
+        )
+    return path
+
+
+def wait_for_health(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited early with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return json.loads(reply.read())  # type: ignore[no-any-return]
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("daemon did not answer /healthz in time")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError("daemon did not exit after SIGTERM") from None
+
+
+class PluginDiscoveryTests(TestCase):
+    def test_twistd_help_lists_aigw(self) -> None:
+        """The plugin in twisted/plugins is found from the installed package, from any cwd."""
+        out = subprocess.run(
+            [str(BIN / "twistd"), "--help"], capture_output=True, cwd=tempfile.gettempdir(),
+            timeout=60, check=True,
+        ).stdout.decode()
+        self.assertIn("aigw", out)
+
+    def test_twistd_aigw_help_documents_config(self) -> None:
+        out = subprocess.run(
+            [str(BIN / "twistd"), "aigw", "--help"], capture_output=True, timeout=60,
+            cwd=tempfile.gettempdir(),
+        ).stdout.decode()
+        self.assertIn("--config", out)
+
+    def test_stale_dropin_cache_does_not_hide_the_plugin(self) -> None:
+        """A corrupt or outdated dropin.cache next to the plugin is rebuilt, not trusted."""
+        plugins = Path(self.mktemp()) / "twisted" / "plugins"
+        plugins.mkdir(parents=True)
+        shutil.copy(ROOT / "twisted" / "plugins" / "aigw_plugin.py", plugins)
+        (plugins / "dropin.cache").write_bytes(b"\x80\x04garbage that is not a pickle")
+        old = time.time() - 3600
+        os.utime(plugins / "aigw_plugin.py", (old, old))
+        env = dict(os.environ, PYTHONPATH=str(plugins.parent.parent))
+        out = subprocess.run(
+            [str(BIN / "twistd"), "--help"], capture_output=True, env=env, timeout=60,
+            cwd=tempfile.gettempdir(),
+        ).stdout.decode()
+        self.assertIn("aigw", out)
+
+
+class DaemonTests(TestCase):
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+
+    def test_twistd_serves_healthz_and_exits_0_on_sigterm(self) -> None:
+        port = free_port()
+        config = write_config(self.directory, port)
+        process = subprocess.Popen(
+            [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", config],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.directory,
+        )
+        try:
+            self.assertEqual(wait_for_health(port, process), {"status": "alive"})
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+                ready = json.loads(reply.read())
+            self.assertTrue(ready["ready"], ready)
+        finally:
+            code = stop(process)
+        output = process.stdout.read().decode() if process.stdout else ""
+        self.assertEqual(code, 0, output)
+        self.assertIn("GET /healthz 200", output)
+        self.assertNotIn("Traceback", output)
+
+    def test_aigw_run_logs_journal_priorities_under_systemd(self) -> None:
+        port = free_port()
+        config = write_config(self.directory, port)
+        env = dict(os.environ, JOURNAL_STREAM="8:12345")
+        process = subprocess.Popen(
+            [str(BIN / "aigw"), "run", config], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env, cwd=self.directory,
+        )
+        try:
+            wait_for_health(port, process)
+        finally:
+            code = stop(process)
+        self.assertEqual(code, 0)
+        lines = (process.stderr.read() if process.stderr else b"").decode().splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertRegex(line, r"^<[0-7]>")
+        self.assertTrue(any(line.startswith("<4>") and "auth: none" in line for line in lines))
+
+    def test_config_with_three_mistakes_reports_three_and_exits_78(self) -> None:
+        path = os.path.join(self.directory, "bad.yaml")
+        with open(path, "w") as handle:
+            handle.write(
+                "listen: [\"tcp:1975:interface=127.0.0.1\"]\n"
+                "public_url: not-a-url\n"
+                "mcp_path: /mcp\n"
+                "auth: none\n"
+                "backends:\n"
+                "  - name: bad__name\n"
+                "    url: http://127.0.0.1:9/mcp\n"
+                "    timeout: 30x\n"
+            )
+        for argv in ([str(BIN / "aigw"), "check", path], [str(BIN / "twistd"), "-n", "aigw", "--config", path]):
+            result = subprocess.run(argv, capture_output=True, timeout=60, cwd=self.directory)
+            self.assertEqual(result.returncode, EX_CONFIG, result)
+            err = result.stderr.decode()
+            self.assertNotIn("Traceback", err)
+            self.assertIn("line 2: public_url", err)
+            self.assertIn("line 6: backends[0].name", err)
+            self.assertIn("line 8: backends[0].timeout", err)
+
+    def test_check_accepts_the_shipped_example(self) -> None:
+        result = subprocess.run(
+            [str(BIN / "aigw"), "check", str(ROOT / "etc" / "aigw" / "aigw.yaml")],
+            capture_output=True, timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+
+    def test_listen_failure_exits_without_traceback(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            config = write_config(self.directory, port)
+            result = subprocess.run(
+                [str(BIN / "aigw"), "run", config], capture_output=True, timeout=60,
+                cwd=self.directory,
+            )
+        self.assertEqual(result.returncode, 71, result.stderr.decode())
+        self.assertIn("cannot listen", result.stderr.decode())
+        self.assertNotIn("Traceback", result.stderr.decode())

@@ -1,0 +1,150 @@
+"""A small in-process MCP server (Streamable HTTP) for the gateway's unit tests.
+
+It speaks just enough of MCP to exercise routing: sessions, paginated lists,
+JSON and SSE replies, server-to-client requests on a POST stream, and it
+records what it received so tests can check what aigw forwarded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+
+def sse(message: Any, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return (head + "data: " + json.dumps(message) + "\n\n").encode()
+
+
+class FakeUpstream(Resource):
+    isLeaf = True
+
+    def __init__(
+        self,
+        tools: list[str] | None = None,
+        page_size: int = 100,
+        capabilities: dict[str, Any] | None = None,
+        instructions: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.tools = tools if tools is not None else ["echo", "progress"]
+        self.page_size = page_size
+        self.capabilities = capabilities or {"tools": {"listChanged": True}, "logging": {}}
+        self.instructions = instructions
+        self.sessions: set[str] = set()
+        self._session_numbers = itertools.count(1)
+        self.received: list[tuple[dict[str, list[str]], Any]] = []
+        self.fail_with: int | None = None
+        self.forget_sessions = False
+        self.hold: Deferred[None] | None = None
+        self.get_status = 405
+        self.stream_requests: list[Request] = []
+        self.deleted: list[str] = []
+
+    def _headers(self, request: Request) -> dict[str, list[str]]:
+        return {
+            k.decode().lower(): [v.decode() for v in vs]
+            for k, vs in request.requestHeaders.getAllRawHeaders()
+        }
+
+    def render_DELETE(self, request: Request) -> bytes:
+        session = request.getHeader(b"mcp-session-id")
+        if session:
+            self.deleted.append(session.decode())
+            self.sessions.discard(session.decode())
+        return b""
+
+    def render_GET(self, request: Request) -> Any:
+        if self.get_status != 200:
+            request.setResponseCode(self.get_status)
+            return b""
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.write(b": open\n\n")
+        self.stream_requests.append(request)
+        return NOT_DONE_YET
+
+    def push(self, message: Any, event_id: str | None = None) -> None:
+        """Send a message on every open GET stream."""
+        for request in self.stream_requests:
+            request.write(sse(message, event_id))
+
+    def render_POST(self, request: Request) -> Any:
+        body = json.loads(request.content.read())
+        self.received.append((self._headers(request), body))
+        if self.fail_with is not None:
+            request.setResponseCode(self.fail_with)
+            return b"upstream broke"
+        if isinstance(body, dict) and body.get("method") == "initialize":
+            session = f"up-{next(self._session_numbers)}"
+            self.sessions.add(session)
+            request.setHeader(b"mcp-session-id", session.encode())
+            request.setHeader(b"content-type", b"application/json")
+            result: dict[str, Any] = {
+                "protocolVersion": body["params"]["protocolVersion"],
+                "capabilities": self.capabilities,
+                "serverInfo": {"name": "fake", "version": "1"},
+            }
+            if self.instructions:
+                result["instructions"] = self.instructions
+            return json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
+        session = (request.getHeader(b"mcp-session-id") or b"").decode()
+        if self.forget_sessions or session not in self.sessions:
+            request.setResponseCode(404)
+            return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
+        if "id" not in body or "method" not in body:
+            request.setResponseCode(202)
+            return b""
+        return self._answer(request, body)
+
+    def _answer(self, request: Request, body: dict[str, Any]) -> Any:
+        method, params, rid = body["method"], body.get("params") or {}, body["id"]
+        if method == "tools/list":
+            start = int(params.get("cursor") or 0)
+            page = self.tools[start : start + self.page_size]
+            result: dict[str, Any] = {
+                "tools": [{"name": n, "inputSchema": {"type": "object"}} for n in page]
+            }
+            if start + self.page_size < len(self.tools):
+                result["nextCursor"] = str(start + self.page_size)
+            return self._json(request, rid, result)
+        if method == "tools/call" and params.get("name") == "progress":
+            request.setHeader(b"content-type", b"text/event-stream")
+            token = (params.get("_meta") or {}).get("progressToken")
+            request.write(
+                sse({"jsonrpc": "2.0", "method": "notifications/progress",
+                     "params": {"progressToken": token, "progress": 1, "total": 2}})
+            )
+            done = {"jsonrpc": "2.0", "id": rid,
+                    "result": {"content": [{"type": "text", "text": "finished"}]}}
+            if self.hold is not None:
+                self.hold.addCallback(lambda _: (request.write(sse(done)), request.finish()))
+            else:
+                request.write(sse(done))
+                request.finish()
+            return NOT_DONE_YET
+        if method == "tools/call" and params.get("name") == "link":
+            return self._json(request, rid, {"content": [
+                {"type": "resource_link", "uri": "file:///data/x.txt", "name": "x"}]})
+        if method == "tools/call":
+            if params.get("name") not in self.tools:
+                return self._json(request, rid, None, {"code": -32602, "message": "Unknown tool"})
+            return self._json(request, rid, {"content": [
+                {"type": "text", "text": json.dumps(params.get("arguments") or {})}]})
+        if method == "logging/setLevel":
+            return self._json(request, rid, {})
+        return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
+
+    def _json(self, request: Request, rid: Any, result: Any, error: Any = None) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid}
+        if error is not None:
+            message["error"] = error
+        else:
+            message["result"] = result
+        return json.dumps(message).encode()
+

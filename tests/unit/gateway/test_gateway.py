@@ -1,0 +1,400 @@
+"""The gateway core over in-process fake upstreams, through real HTTP on loopback.
+
+Each test cites the MCP 2025-11-25 section (basic/transports, basic/lifecycle,
+server/tools, utilities/pagination) whose rule it checks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from aigw.config import BackendConfig, Config, ToolSelector
+from aigw.service import GatewayService
+from tests.unit.gateway.fake_upstream import FakeUpstream
+
+ACCEPT = "application/json, text/event-stream"
+
+
+class GatewayTestCase(TestCase):
+    """Starts two fake upstreams and a gateway in front of them."""
+
+    timeout = 30
+
+    def start_upstream(self, upstream: FakeUpstream) -> str:
+        port = reactor.listenTCP(0, Site(upstream), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/mcp"
+
+    async def start_gateway(self, **overrides: Any) -> None:
+        self.alpha = FakeUpstream(tools=["echo", "progress", "link", "secret"], instructions="Alpha.")
+        self.beta = FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
+        backends = (
+            BackendConfig(
+                name="alpha",
+                url=self.start_upstream(self.alpha),
+                tools=ToolSelector(exclude=("secret",)),
+                timeout=5.0,
+            ),
+            BackendConfig(name="beta", url=self.start_upstream(self.beta), timeout=5.0),
+        )
+        config = Config(
+            listen=("tcp:0:interface=127.0.0.1",),
+            public_url="http://127.0.0.1:1975",
+            mcp_path="/mcp",
+            auth=None,
+            backends=backends,
+            **overrides,
+        )
+        self.service = GatewayService(config, reactor, log_to_stderr=False)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        port = await self.service.listeners[0]._waitingForPort
+        self.url = f"http://127.0.0.1:{port.getHost().port}/mcp"
+
+    async def post(
+        self,
+        body: Any,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[Any, Any]:
+        all_headers = {"Content-Type": "application/json", "Accept": ACCEPT}
+        if session:
+            all_headers["Mcp-Session-Id"] = session
+        all_headers.update(headers or {})
+        data = raw if raw is not None else json.dumps(body).encode()
+        response = await treq.post(
+            self.url, data=data, headers={k: [v] for k, v in all_headers.items()}
+        )
+        content = await treq.content(response)
+        kind = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        if kind.startswith(b"application/json") and content:
+            return response, json.loads(content)
+        return response, content
+
+    async def initialize(self, version: str = "2025-11-25") -> str:
+        response, body = await self.post(
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+             "params": {"protocolVersion": version, "capabilities": {},
+                        "clientInfo": {"name": "test", "version": "0"}}}
+        )
+        self.assertEqual(response.code, 200, body)
+        session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
+        return session
+
+    async def call(self, session: str, method: str, params: Any = None, rid: int = 1) -> Any:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        response, body = await self.post(message, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 200, body)
+        return body
+
+
+def run(test: Any) -> Any:
+    """Let trial drive an async test method."""
+
+    def wrapper(self: Any) -> Deferred[Any]:
+        return ensureDeferred(test(self))
+
+    wrapper.__name__ = test.__name__
+    wrapper.__doc__ = test.__doc__
+    return wrapper
+
+
+class InitializeTests(GatewayTestCase):
+    @run
+    async def test_aigw_answers_initialize_with_its_own_server_info(self) -> None:
+        """basic/lifecycle: aigw is the server; capabilities are the union of the backends'."""
+        await self.start_gateway()
+        response, body = await self.post(
+            {"jsonrpc": "2.0", "id": 7, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"}}}
+        )
+        result = body["result"]
+        self.assertEqual(body["id"], 7)
+        self.assertEqual(result["serverInfo"]["name"], "aigw")
+        self.assertEqual(result["protocolVersion"], "2025-06-18")
+        self.assertEqual(result["capabilities"]["tools"], {"listChanged": True})
+        self.assertIn("## alpha\nAlpha.", result["instructions"])
+        self.assertEqual(len(self.alpha.sessions), 1)
+        self.assertEqual(len(self.beta.sessions), 1)
+
+    @run
+    async def test_unknown_requested_version_gets_the_latest(self) -> None:
+        """basic/lifecycle "Version Negotiation": otherwise the latest version supported."""
+        await self.start_gateway()
+        _, body = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "1999-01-01", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"}}}
+        )
+        self.assertEqual(body["result"]["protocolVersion"], "2025-11-25")
+
+    @run
+    async def test_a_failing_backend_is_left_out_not_fatal(self) -> None:
+        await self.start_gateway()
+        self.beta.fail_with = 500
+        session = await self.initialize()
+        body = await self.call(session, "tools/list")
+        names = [t["name"] for t in body["result"]["tools"]]
+        self.assertEqual(names, ["alpha__echo", "alpha__progress", "alpha__link"])
+
+    @run
+    async def test_session_fails_only_when_every_backend_fails(self) -> None:
+        await self.start_gateway()
+        self.alpha.fail_with = self.beta.fail_with = 500
+        _, body = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"}}}
+        )
+        self.assertIn("error", body)
+
+
+class ListTests(GatewayTestCase):
+    @run
+    async def test_tools_from_every_backend_prefixed_in_config_order(self) -> None:
+        """Pagination: aigw's cursor carries each backend's, so every page is listed."""
+        await self.start_gateway()
+        session = await self.initialize()
+        names: list[str] = []
+        cursor = None
+        for _ in range(10):
+            body = await self.call(session, "tools/list", {"cursor": cursor} if cursor else None)
+            names.extend(t["name"] for t in body["result"]["tools"])
+            cursor = body["result"].get("nextCursor")
+            if cursor is None:
+                break
+        self.assertEqual(
+            sorted(names),
+            sorted(["alpha__echo", "alpha__progress", "alpha__link"]
+                   + [f"beta__t{i}" for i in range(5)]),
+        )
+        self.assertEqual(names[:5], ["alpha__echo", "alpha__progress", "alpha__link", "beta__t0", "beta__t1"])
+
+    @run
+    async def test_forged_cursor_is_invalid_params(self) -> None:
+        """utilities/pagination: an invalid cursor is -32602."""
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "tools/list", {"cursor": "forged"})
+        self.assertEqual(body["error"]["code"], -32602)
+
+
+class CallTests(GatewayTestCase):
+    @run
+    async def test_call_is_routed_by_prefix_with_the_prefix_stripped(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "tools/call", {"name": "beta__t3", "arguments": {"a": 1}}, rid=42)
+        self.assertEqual(body["id"], 42)
+        self.assertEqual(json.loads(body["result"]["content"][0]["text"]), {"a": 1})
+        forwarded = self.beta.received[-1][1]
+        self.assertEqual(forwarded["params"]["name"], "t3")
+
+    @run
+    async def test_client_credentials_are_never_forwarded(self) -> None:
+        """MCP Authorization "Access Token Privilege Restriction": no token passthrough."""
+        await self.start_gateway()
+        session = await self.initialize()
+        await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "alpha__echo"}},
+            session,
+            {"Authorization": "Bearer secret-token", "Cookie": "a=b",
+             "Proxy-Authorization": "Basic eA==", "MCP-Protocol-Version": "2025-11-25"},
+        )
+        headers = self.alpha.received[-1][0]
+        for name in ("authorization", "cookie", "proxy-authorization"):
+            self.assertNotIn(name, headers)
+
+    @run
+    async def test_filtered_tool_is_not_listed_and_not_forwarded(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        sent = len(self.alpha.received)
+        body = await self.call(session, "tools/call", {"name": "alpha__secret"})
+        self.assertEqual(body["error"]["code"], -32602)
+        self.assertEqual(len(self.alpha.received), sent)
+
+    @run
+    async def test_progress_reaches_the_client_before_the_result(self) -> None:
+        """basic/transports: the POST reply may be an SSE stream; events relayed as they come."""
+        await self.start_gateway()
+        session = await self.initialize()
+        self.alpha.hold = Deferred()
+        response = await treq.post(
+            self.url,
+            data=json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                             "params": {"name": "alpha__progress", "_meta": {"progressToken": "p1"}}}).encode(),
+            headers={"Content-Type": ["application/json"], "Accept": [ACCEPT],
+                     "Mcp-Session-Id": [session], "MCP-Protocol-Version": ["2025-11-25"]},
+            unbuffered=True,
+        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        chunks: list[bytes] = []
+        finished = treq.collect(response, chunks.append)
+        for _ in range(50):
+            if b"notifications/progress" in b"".join(chunks):
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        seen = b"".join(chunks)
+        self.assertIn(b"notifications/progress", seen)
+        self.assertNotIn(b"finished", seen)
+        self.alpha.hold.callback(None)
+        await finished
+        self.assertIn(b'"id":5', b"".join(chunks))
+
+    @run
+    async def test_upstream_failure_is_a_json_rpc_error_naming_the_backend(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        self.beta.fail_with = 502
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertEqual(body["error"]["data"]["backend"], "beta")
+        self.assertIn("beta", body["error"]["message"])
+
+    @run
+    async def test_forgotten_upstream_session_is_reopened_transparently(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        self.beta.sessions.clear()
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertIn("result", body)
+        self.assertEqual(len(self.beta.sessions), 1)
+
+    @run
+    async def test_resource_links_in_results_are_rewritten(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "tools/call", {"name": "alpha__link"})
+        uri = body["result"]["content"][0]["uri"]
+        self.assertNotEqual(uri, "file:///data/x.txt")
+        self.assertIn("alpha", uri)
+
+    @run
+    async def test_ping_is_answered_by_aigw(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "ping")
+        self.assertEqual(body["result"], {})
+
+    @run
+    async def test_unknown_method_is_method_not_found(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "nope/nope")
+        self.assertEqual(body["error"]["code"], -32601)
+
+
+class TransportTests(GatewayTestCase):
+    @run
+    async def test_parse_error_is_400_with_32700(self) -> None:
+        await self.start_gateway()
+        response, body = await self.post(None, raw=b"{not json")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(body["error"]["code"], -32700)
+
+    @run
+    async def test_invalid_request_is_400_with_32600(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        response, body = await self.post({"jsonrpc": "1.0", "id": 1, "method": "x"}, session)
+        self.assertEqual(response.code, 400)
+        self.assertEqual(body["error"]["code"], -32600)
+
+    @run
+    async def test_missing_session_id_is_400(self) -> None:
+        """basic/transports "Session Management": requests without the id get 400."""
+        await self.start_gateway()
+        response, _ = await self.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        self.assertEqual(response.code, 400)
+
+    @run
+    async def test_unknown_session_id_is_404(self) -> None:
+        """basic/transports: an unknown session gets 404 so the client re-initializes."""
+        await self.start_gateway()
+        response, _ = await self.post({"jsonrpc": "2.0", "id": 1, "method": "ping"}, "bogus")
+        self.assertEqual(response.code, 404)
+
+    @run
+    async def test_unsupported_protocol_version_header_is_400(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        response, _ = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"}, session, {"MCP-Protocol-Version": "2099-01-01"}
+        )
+        self.assertEqual(response.code, 400)
+
+    @run
+    async def test_accept_without_event_stream_is_406(self) -> None:
+        await self.start_gateway()
+        response, _ = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Accept": "application/json"}
+        )
+        self.assertEqual(response.code, 406)
+
+    @run
+    async def test_notification_gets_202(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        response, _ = await self.post(
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}, session
+        )
+        self.assertEqual(response.code, 202)
+
+    @run
+    async def test_batches_work_for_2025_03_26_only(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize("2025-03-26")
+        batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                 {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "beta__t0"}}]
+        response, body = await self.post(batch, session)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(sorted(m["id"] for m in body), [1, 2])
+        response, _ = await self.post(batch, session, {"MCP-Protocol-Version": "2025-06-18"})
+        self.assertEqual(response.code, 400)
+
+    @run
+    async def test_foreign_origin_is_403(self) -> None:
+        """basic/transports "Security Warning": validate Origin (DNS rebinding)."""
+        await self.start_gateway()
+        response, _ = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Origin": "http://evil.example"}
+        )
+        self.assertEqual(response.code, 403)
+
+    @run
+    async def test_delete_ends_the_upstream_sessions(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        response = await treq.delete(
+            self.url, headers={"Mcp-Session-Id": [session], "MCP-Protocol-Version": ["2025-11-25"]}
+        )
+        self.assertEqual(response.code, 204)
+        self.assertEqual(len(self.alpha.deleted), 1)
+        self.assertEqual(len(self.beta.deleted), 1)
+
+    @run
+    async def test_unknown_path_is_json_404(self) -> None:
+        await self.start_gateway()
+        response = await treq.get(self.url.replace("/mcp", "/nope"))
+        self.assertEqual(response.code, 404)
+        self.assertEqual(json.loads(await treq.content(response))["error"], "not_found")
+
+    @run
+    async def test_wrong_method_is_json_405(self) -> None:
+        await self.start_gateway()
+        response = await treq.put(self.url, data=b"")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(json.loads(await treq.content(response))["error"], "method_not_allowed")
+

@@ -1,0 +1,111 @@
+"""Bounds of the client-facing HTTP server: body size, headers, idle time, drain."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from aigw.config import ServerConfig
+from aigw.web.server import BoundedChannel, BoundedSite
+
+
+class Echo(Resource):
+    isLeaf = True
+
+    def render_POST(self, request):  # type: ignore[no-untyped-def]
+        return b"got %d bytes" % len(request.content.read())
+
+    def render_GET(self, request):  # type: ignore[no-untyped-def]
+        return b"ok"
+
+
+def connect(site: BoundedSite) -> tuple[BoundedChannel, StringTransport]:
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+    assert channel is not None
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def make_site(**limits: object) -> tuple[BoundedSite, Clock]:
+    clock = Clock()
+    site = BoundedSite(Echo(), ServerConfig(**limits), clock, access_log=False)  # type: ignore[arg-type]
+    return site, clock
+
+
+class BodyLimitTests(SynchronousTestCase):
+    def test_content_length_over_the_limit_gets_413_before_the_body(self) -> None:
+        site, _ = make_site(max_body_bytes=10)
+        channel, transport = connect(site)
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n")
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 413 "))
+        body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(body["error"], "request_too_large")
+        self.assertTrue(transport.disconnecting)
+
+    def test_chunked_body_over_the_limit_gets_413_while_reading(self) -> None:
+        site, _ = make_site(max_body_bytes=10)
+        channel, transport = connect(site)
+        channel.dataReceived(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 413 "))
+        self.assertNotIn(b"got", transport.value())
+
+    def test_body_within_the_limit_is_served(self) -> None:
+        site, _ = make_site(max_body_bytes=10)
+        channel, transport = connect(site)
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789")
+        self.assertIn(b"got 10 bytes", transport.value())
+
+
+class HeaderLimitTests(SynchronousTestCase):
+    def test_oversized_headers_get_a_json_400(self) -> None:
+        site, _ = make_site(max_header_bytes=200)
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 300 + b"\r\n\r\n")
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 400 "))
+        self.assertIn(b"application/json", response)
+
+    def test_too_many_headers_get_a_json_400(self) -> None:
+        site, _ = make_site(max_headers=5)
+        channel, transport = connect(site)
+        headers = b"".join(b"X-H%d: v\r\n" % i for i in range(10))
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+
+
+class IdleAndDrainTests(SynchronousTestCase):
+    def test_idle_connection_is_closed_after_the_idle_timeout(self) -> None:
+        site, clock = make_site(idle_timeout=5.0)
+        channel, transport = connect(site)
+        clock.advance(6)
+        self.assertTrue(transport.disconnecting)
+
+    def test_drain_closes_idle_connections_at_once(self) -> None:
+        site, clock = make_site()
+        channel, transport = connect(site)
+        done = site.drain(10.0)
+        self.assertTrue(transport.disconnecting)
+        channel.connectionLost(None)  # type: ignore[arg-type]
+        clock.advance(0.1)
+        self.successResultOf(done)
+
+    def test_drain_aborts_busy_connections_after_the_bound(self) -> None:
+        site, clock = make_site()
+        channel, transport = connect(site)
+        # A request whose body has not fully arrived keeps the connection busy.
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01")
+        done = site.drain(2.0)
+        self.assertNoResult(done)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2.1)
+        self.successResultOf(done)
