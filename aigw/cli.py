@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from aigw import __version__
-from aigw.config import EX_CONFIG, ConfigError, load_config
+from aigw.config import EX_CONFIG, ConfigError, format_problems, load_config
 
 
 def check(path: str) -> int:
@@ -20,8 +20,7 @@ def check(path: str) -> int:
     try:
         config = load_config(path)
     except ConfigError as error:
-        count = len(error.problems)
-        sys.stderr.write(f"{error}\n{path}: {count} problem{'s' if count != 1 else ''}\n")
+        sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
     names = ", ".join(backend.name for backend in config.backends)
     auth = "none (development only)" if config.auth is None else config.auth.issuer

@@ -86,9 +86,27 @@ class JSONObserver:
     """One JSON object per line: time, level, namespace, message and the event's fields."""
 
     _SKIP = frozenset(
-        {"log_logger", "log_source", "log_format", "log_time", "log_level", "log_namespace",
-         "log_failure", "log_io", "log_text", "log_flattened", "log_trace", "log_system",
-         "format", "message", "isError", "time", "system", "failure", "why"}
+        {
+            "log_logger",
+            "log_source",
+            "log_format",
+            "log_time",
+            "log_level",
+            "log_namespace",
+            "log_failure",
+            "log_io",
+            "log_text",
+            "log_flattened",
+            "log_trace",
+            "log_system",
+            "format",
+            "message",
+            "isError",
+            "time",
+            "system",
+            "failure",
+            "why",
+        }
     )
 
     def __init__(self, stream: IO[str]) -> None:

@@ -12,6 +12,7 @@ Stopping (SIGTERM) goes: stop accepting, drain in-flight requests within
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -25,8 +26,11 @@ from twisted.web.client import HTTPConnectionPool
 
 from aigw import __version__
 from aigw.auth.authenticator import Authenticator
+from aigw.auth.wiring import build_authenticator
 from aigw.config import Config
 from aigw.logging import build_observer
+from aigw.mcp.gateway import Gateway, build_gateway
+from aigw.mcp.transport import MCPTransport
 from aigw.readiness import Readiness
 from aigw.web.app import GatewayApp
 from aigw.web.server import BoundedSite
@@ -48,7 +52,7 @@ class ListenerService(StreamServerEndpointService):
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
-        except Exception as error:  # noqa: BLE001 - every listen error ends the same way
+        except Exception as error:
             self.log.critical(
                 "cannot listen on {endpoint}: {error}", endpoint=self.description, error=error
             )
@@ -71,9 +75,16 @@ class GatewayService(MultiService):
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Any, log_to_stderr: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        log_to_stderr: bool = True,
+        handle_sigterm: bool = False,
+    ) -> None:
         super().__init__()
         self._log_to_stderr = log_to_stderr
+        self._handle_sigterm = handle_sigterm
         self.setName("aigw")
         self.config = config
         self.reactor = reactor
@@ -84,7 +95,8 @@ class GatewayService(MultiService):
         self.http_pool.maxPersistentPerHost = 4
         self.authenticator, as_metadata = self._build_auth()
         self.gateway = self._build_gateway()
-        app = GatewayApp(config, self.readiness, self.authenticator, self.gateway, as_metadata)
+        transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
+        app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
         self.site = BoundedSite(
             app.resource(), config.server, reactor, access_log=config.logging.access_log
         )
@@ -95,8 +107,6 @@ class GatewayService(MultiService):
 
     def _build_auth(self) -> tuple[Authenticator, Any]:
         """The bearer check; its key store and metadata relay join the service tree."""
-        from aigw.auth.wiring import build_authenticator
-
         authenticator, services, as_metadata = build_authenticator(
             self.config, self.reactor, self.http_pool, self.readiness
         )
@@ -104,12 +114,9 @@ class GatewayService(MultiService):
             service.setServiceParent(self)
         return authenticator, as_metadata
 
-    def _build_gateway(self) -> Any:
-        from aigw.mcp.gateway import build_gateway
-
+    def _build_gateway(self) -> Gateway:
         gateway = build_gateway(self.config, self.reactor, self.readiness)
-        if gateway is not None:
-            gateway.setServiceParent(self)
+        gateway.setServiceParent(self)
         return gateway
 
     def _listeners_ready(self) -> str | None:
@@ -140,6 +147,18 @@ class GatewayService(MultiService):
             count=len(self.config.backends),
         )
         super().startService()
+        if self._handle_sigterm:
+            # After the reactor installed its own handlers ("during startup").
+            self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
+
+    def _sigterm(self, signum: int, frame: object) -> None:
+        """SIGTERM is the normal way systemd stops us: drain, then exit 0.
+
+        Twisted's own handler re-raises the signal after shutdown, so the
+        process would end "killed by SIGTERM"; a clean stop exits 0 instead.
+        """
+        self.log.info("SIGTERM received")
+        self.reactor.callFromThread(self.reactor.stop)
 
     def stopService(self) -> Deferred[None]:
         return ensureDeferred(self._stop())
@@ -148,8 +167,7 @@ class GatewayService(MultiService):
         """Stop accepting, drain within the bound, then stop everything else."""
         self.log.info("stopping: no new connections, draining in-flight requests")
         await DeferredList([listener.stopService() for listener in self.listeners])
-        if self.gateway is not None:
-            self.gateway.close_streams()
+        self.gateway.close_streams()
         await self.site.drain(self.config.server.shutdown_timeout)
         others = [s for s in self if s not in self.listeners]
         await DeferredList([d for d in (s.stopService() for s in reversed(others)) if d])

@@ -12,7 +12,7 @@ from twisted.application.service import IService
 from twisted.internet import reactor
 from twisted.python import usage
 
-from aigw.config import EX_CONFIG, Config, ConfigError, load_config
+from aigw.config import EX_CONFIG, Config, ConfigError, format_problems, load_config
 
 
 class Options(usage.Options):
@@ -36,7 +36,7 @@ class Options(usage.Options):
         try:
             self.loaded = load_config(self["config"])
         except ConfigError as error:
-            sys.stderr.write(f"aigw: configuration is not valid:\n{error}\n")
+            sys.stderr.write(format_problems(error) + "\n")
             raise SystemExit(EX_CONFIG) from None
 
 
@@ -48,4 +48,9 @@ def makeService(options: Options) -> IService:
     # format to stderr; a daemonized twistd or an explicit --logfile keeps twistd's.
     server_options = options.parent if isinstance(options.parent, usage.Options) else {}
     foreground = bool(server_options.get("nodaemon")) and not server_options.get("logfile")
-    return GatewayService(options.loaded, reactor, log_to_stderr=foreground or not server_options)
+    return GatewayService(
+        options.loaded,
+        reactor,
+        log_to_stderr=foreground or not server_options,
+        handle_sigterm=True,
+    )

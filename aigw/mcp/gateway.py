@@ -17,28 +17,30 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+from aigw.auth.policy import AccessPolicy
+from aigw.auth.principal import Principal
+from aigw.mcp.cursor import CursorCodec, InvalidCursor
+from aigw.mcp.ids import InvalidId, RequestIdCodec
+from aigw.mcp.names import (
+    NameTable,
+    ToolFilter,
+    expose_uri,
+    resolve_uri,
+    rewrite_prompt_result,
+    rewrite_read_result,
+    rewrite_resource_links,
+    split_name,
+)
+from aigw.mcp.sealing import Sealer
+from aigw.mcp.session import BackendSession, SessionCodec, SessionState
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from aigw import __version__
-from aigw.auth.policy import AccessPolicy
-from aigw.auth.principal import Principal
 from aigw.config import BackendConfig, Config
 from aigw.mcp import jsonrpc
-from aigw.mcp.cursor import CursorCodec, InvalidCursor
-from aigw.mcp.ids import RequestIdCodec
-from aigw.mcp.names import (
-    ToolFilter,
-    expose_name,
-    expose_uri,
-    resolve_uri,
-    rewrite_resource_links,
-    split_name,
-)
 from aigw.mcp.protocol import negotiate
-from aigw.mcp.sealing import Sealer
-from aigw.mcp.session import BackendSession, SessionCodec, SessionState
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
 from aigw.readiness import Readiness
 
@@ -74,7 +76,7 @@ class GatewayError(Exception):
 
 
 class InsufficientScope(Exception):
-    """The principal lacks scopes a backend requires: HTTP 403 (MCP Authorization, scope challenge)."""
+    """The principal lacks scopes a backend requires: HTTP 403 (MCP Authorization, step-up)."""
 
     def __init__(self, needed: tuple[str, ...]) -> None:
         super().__init__(needed)
@@ -129,8 +131,8 @@ class Gateway(Service):
         self._inflight: dict[tuple[str, Any], tuple[str, int]] = {}
         # Upstream sessions re-opened after a backend forgot them or joined late.
         self._repaired: OrderedDict[tuple[str, str], BackendSession] = OrderedDict()
-        # Exposed tool/prompt name -> upstream name, for names that had to be mapped.
-        self._mapped_names: dict[tuple[str, str], str] = {}
+        # Exposed tool and prompt names, mapped ones included, as served in lists.
+        self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
 
     # -- lifecycle ---------------------------------------------------------
@@ -196,9 +198,7 @@ class Gateway(Service):
             "capabilities": self._union_capabilities(s for s, _ in opened),
             "serverInfo": {"name": "aigw", "title": "aigw MCP gateway", "version": __version__},
         }
-        instructions = [
-            f"## {session.name}\n{text.strip()}" for session, text in opened if text
-        ]
+        instructions = [f"## {session.name}\n{text.strip()}" for session, text in opened if text]
         if instructions:
             result["instructions"] = "\n\n".join(instructions)
         return result, session_id
@@ -288,7 +288,9 @@ class Gateway(Service):
             try:
                 await self.upstreams[name].delete(backend.session_id, backend.protocol_version)
             except UpstreamError as error:
-                self.log.info("ending upstream session of {backend}: {error}", backend=name, error=error)
+                self.log.info(
+                    "ending upstream session of {backend}: {error}", backend=name, error=error
+                )
             self._repaired.pop((session.binding, name), None)
 
     # -- requests ----------------------------------------------------------
@@ -330,11 +332,11 @@ class Gateway(Service):
         if method == "prompts/get":
             backend, name = self._resolve_name(session, params.get("name"), "prompt")
             self._authorize(session.principal, backend, None, params.get("name"))
-            return backend, {**params, "name": name}, _keep
+            return backend, {**params, "name": name}, rewrite_prompt_result
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             backend, uri = self._resolve_uri(params.get("uri"))
             self._authorize(session.principal, backend, None, params.get("uri"))
-            return backend, {**params, "uri": uri}, _rewrite_contents
+            return backend, {**params, "uri": uri}, rewrite_read_result
         if method == "completion/complete":
             return self._route_completion(session, params)
         return None
@@ -359,14 +361,10 @@ class Gateway(Service):
     def _resolve_name(self, session: ClientSession, exposed: Any, kind: str) -> tuple[str, str]:
         if not isinstance(exposed, str):
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"{kind} name must be a string")
-        mapped = self._mapped_names.get((kind, exposed))
-        if mapped is not None:
-            backend, name = exposed.split("__", 1)[0], mapped
-        else:
-            split = split_name(exposed)
-            if split is None:
-                raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
-            backend, name = split
+        resolved = self._names[kind].resolve(exposed) or split_name(exposed)
+        if resolved is None:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
+        backend, name = resolved
         if backend not in self.backends or backend not in session.backends:
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
         return backend, name
@@ -374,9 +372,7 @@ class Gateway(Service):
     def _resolve_uri(self, exposed: Any) -> tuple[str, str]:
         resolved = resolve_uri(exposed) if isinstance(exposed, str) else None
         if resolved is None or resolved[0] not in self.backends:
-            raise GatewayError(
-                jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed}
-            )
+            raise GatewayError(jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed})
         return resolved
 
     def _authorize(self, principal: Principal, backend: str, tool: str | None, shown: Any) -> None:
@@ -413,7 +409,9 @@ class Gateway(Service):
         key = (session.binding, request.id)
         self._inflight[key] = (backend, upstream_id)
         try:
-            message = await self._exchange(session, backend, upstream_id, request.method, params, emit)
+            message = await self._exchange(
+                session, backend, upstream_id, request.method, params, emit
+            )
         except UpstreamError as error:
             return error_response(request.id, self._upstream_error(error))
         finally:
@@ -421,7 +419,7 @@ class Gateway(Service):
         if message is None:
             return None
         message["id"] = request.id
-        if "result" in message:
+        if isinstance(message.get("result"), dict):
             message["result"] = rewrite(backend, message["result"])
         return message
 
@@ -463,9 +461,7 @@ class Gateway(Service):
     async def _repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""
         self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)
-        opened = await self._open_backends(
-            [backend], session.state.protocol_version, {}
-        )
+        opened = await self._open_backends([backend], session.state.protocol_version, {})
         if not opened:
             raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
         new_session = opened[0][0]
@@ -482,7 +478,10 @@ class Gateway(Service):
         if "id" in message:
             # A server-to-client request: the id is sealed so the answer finds its way back
             # and a client cannot forge routing to another backend.
-            message = {**message, "id": self.request_ids.wrap(backend, message["id"], session.binding)}
+            message = {
+                **message,
+                "id": self.request_ids.wrap(backend, message["id"], session.binding),
+            }
         emit(_rewrite_notification(backend, message))
 
     def _upstream_error(self, error: UpstreamError) -> dict[str, Any]:
@@ -498,7 +497,9 @@ class Gateway(Service):
         self, session: ClientSession, method: str, params: dict[str, Any], capability: str
     ) -> None:
         names = [
-            n for n, s in session.backends.items() if isinstance(s.capabilities.get(capability), dict)
+            n
+            for n, s in session.backends.items()
+            if isinstance(s.capabilities.get(capability), dict)
         ]
         await DeferredList(
             [
@@ -577,42 +578,52 @@ class Gateway(Service):
         self, session: ClientSession, backend: str, key: str, items: list[Any]
     ) -> Iterable[Any]:
         principal = session.principal
+        if key in ("tools", "prompts"):
+            yield from self._expose_named(principal, backend, key, items)
+            return
         for item in items:
             if not isinstance(item, dict):
                 continue
-            if key in ("tools", "prompts"):
-                name = item.get("name")
-                if not isinstance(name, str):
-                    continue
-                if key == "tools" and not (
-                    self.filters[backend].allows(name)
-                    and self.policy.allows(principal, backend, name)
-                ):
-                    continue
-                if key == "prompts" and not self.policy.allows(principal, backend, None):
-                    continue
-                exposed = expose_name(backend, name)
-                if exposed is None:
-                    self.log.warn(
-                        "backend {backend}: {kind} {name!r} cannot be exposed; left out",
-                        backend=backend,
-                        kind=key[:-1],
-                        name=name,
-                    )
-                    continue
-                if split_name(exposed) != (backend, name):
-                    self._mapped_names[(key[:-1], exposed)] = name
-                yield {**item, "name": exposed}
-            elif not self.policy.allows(principal, backend, None):
+            if not self.policy.allows(principal, backend, None):
                 continue
             elif key == "resources" and isinstance(item.get("uri"), str):
                 yield {**item, "uri": expose_uri(backend, item["uri"])}
             elif key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
                 yield {**item, "uriTemplate": expose_uri(backend, item["uriTemplate"])}
 
+    def _expose_named(
+        self, principal: Principal, backend: str, key: str, items: list[Any]
+    ) -> Iterable[Any]:
+        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy."""
+        kind = key[:-1]
+        table = self._names[kind]
+        kept = [
+            item
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and (
+                self.filters[backend].allows(item["name"])
+                and self.policy.allows(principal, backend, item["name"])
+                if kind == "tool"
+                else self.policy.allows(principal, backend, None)
+            )
+        ]
+        for name in table.add(backend, [item["name"] for item in kept]):
+            self.log.warn(
+                "backend {backend}: {kind} {name!r} cannot be exposed; left out",
+                backend=backend, kind=kind, name=name,
+            )
+        for item in kept:
+            exposed = table.expose(backend, item["name"])
+            if exposed is not None:
+                yield {**item, "name": exposed}
+
     # -- notifications and client responses ----------------------------------
 
-    async def handle_notification(self, session: ClientSession, message: jsonrpc.Notification) -> None:
+    async def handle_notification(
+        self, session: ClientSession, message: jsonrpc.Notification
+    ) -> None:
         params = message.params if isinstance(message.params, dict) else {}
         if message.method == "notifications/initialized":
             return  # aigw initialized every backend itself when the session opened
@@ -621,11 +632,16 @@ class Gateway(Service):
             if target is None:
                 return  # unknown or finished: nothing to cancel (basic/utilities/cancellation)
             backend, upstream_id = target
-            await self._notify(session, backend, message.method, {**params, "requestId": upstream_id})
+            await self._notify(
+                session, backend, message.method, {**params, "requestId": upstream_id}
+            )
             return
         if message.method == "notifications/roots/list_changed":
             await DeferredList(
-                [ensureDeferred(self._notify(session, n, message.method, params)) for n in session.backends],
+                [
+                    ensureDeferred(self._notify(session, n, message.method, params))
+                    for n in session.backends
+                ],
                 consumeErrors=True,
             )
             return
@@ -633,11 +649,11 @@ class Gateway(Service):
 
     async def handle_client_response(self, session: ClientSession, message: Any) -> None:
         """The client's answer to a relayed server-to-client request goes back to its backend."""
-        unwrapped = self.request_ids.unwrap(message.id, session.binding)
-        if unwrapped is None:
+        try:
+            backend, upstream_id = self.request_ids.unwrap(message.id, session.binding)
+        except InvalidId:
             self.log.info("client answered an unknown or forged request id; dropped")
             return
-        backend, upstream_id = unwrapped
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             return
@@ -665,7 +681,12 @@ class Gateway(Service):
                 body, _ignore, upstream_session.session_id, upstream_session.protocol_version
             )
         except UpstreamError as error:
-            self.log.info("notification {method} to {backend}: {error}", method=method, backend=backend, error=str(error))
+            self.log.info(
+                "notification {method} to {backend}: {error}",
+                method=method,
+                backend=backend,
+                error=str(error),
+            )
 
 
 class _Collector:
@@ -716,19 +737,6 @@ def _rewrite_tool_result(backend: str, result: Any) -> Any:
     """Resource links inside tool results point at the exposed URIs."""
     if isinstance(result, dict):
         return rewrite_resource_links(backend, result)
-    return result
-
-
-def _rewrite_contents(backend: str, result: Any) -> Any:
-    """``resources/read`` contents carry the URI the client asked for."""
-    if isinstance(result, dict) and isinstance(result.get("contents"), list):
-        contents = [
-            {**item, "uri": expose_uri(backend, item["uri"])}
-            if isinstance(item, dict) and isinstance(item.get("uri"), str)
-            else item
-            for item in result["contents"]
-        ]
-        return {**result, "contents": contents}
     return result
 
 

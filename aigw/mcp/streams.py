@@ -14,11 +14,11 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aigw.mcp.sse import format_event
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from aigw.mcp.sse import format_event
 from aigw.mcp.upstream import UpstreamError, UpstreamSessionGone
 
 if TYPE_CHECKING:
@@ -108,7 +108,9 @@ class SessionStream:
                     return
                 self.log.info(
                     "stream from {backend} lost ({error}); again in {delay}s",
-                    backend=name, error=str(error), delay=delay,
+                    backend=name,
+                    error=str(error),
+                    delay=delay,
                 )
             finally:
                 reader = self._readers.pop(name, None)
@@ -130,4 +132,3 @@ class SessionStream:
     def _emit(self, message: dict[str, Any]) -> None:
         event_id = encode_event_ids(self.last_ids) if self.last_ids else None
         self.write(format_event(json.dumps(message, separators=(",", ":")), event_id=event_id))
-

@@ -12,19 +12,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aigw.auth.authenticator import Authenticator
+from aigw.auth.principal import Principal
+from aigw.mcp.session import SessionNotFound
+from aigw.mcp.sse import format_comment, format_event
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from aigw.auth.authenticator import Authenticator
-from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
 from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches
-from aigw.mcp.session import SessionNotFound
-from aigw.mcp.sse import format_comment, format_event
 from aigw.mcp.streams import SessionStream
 
 KEEPALIVE_SECONDS = 15.0
@@ -35,7 +35,9 @@ VERSION_HEADER = b"mcp-protocol-version"
 class HTTPRefusal(Exception):
     """An HTTP-level refusal with a JSON-RPC error body."""
 
-    def __init__(self, status: int, code: int, message: str, headers: dict[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, headers: dict[bytes, bytes] | None = None
+    ) -> None:
         super().__init__(status, code, message)
         self.status = status
         self.code = code
@@ -92,9 +94,7 @@ class _Reply:
         if self.gone:
             return b""
         if self.streaming:
-            return b"".join(
-                format_event(json.dumps(m, separators=(",", ":"))) for m in messages
-            )
+            return b"".join(format_event(json.dumps(m, separators=(",", ":"))) for m in messages)
         self.request.setResponseCode(200)
         self.request.setHeader(b"Content-Type", b"application/json")
         document: Any = messages if batch else messages[0]
@@ -106,7 +106,9 @@ class MCPTransport:
 
     log = Logger()
 
-    def __init__(self, config: Config, gateway: Gateway, authenticator: Authenticator, clock: Any) -> None:
+    def __init__(
+        self, config: Config, gateway: Gateway, authenticator: Authenticator, clock: Any
+    ) -> None:
         self.config = config
         self.gateway = gateway
         self.authenticator = authenticator
@@ -181,7 +183,8 @@ class MCPTransport:
     async def _post(self, request: IRequest, principal: Principal) -> bytes | None:
         if not _accepts(request, "application/json", "text/event-stream"):
             raise HTTPRefusal(
-                406, jsonrpc.INVALID_REQUEST,
+                406,
+                jsonrpc.INVALID_REQUEST,
                 "Accept must allow both application/json and text/event-stream",
             )
         content_type = (_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
@@ -195,6 +198,8 @@ class MCPTransport:
         if parsed.is_batch:
             if any(isinstance(m, jsonrpc.Request) and m.method == "initialize" for m in messages):
                 raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "initialize must not be batched")
+        elif isinstance(messages[0], jsonrpc.InvalidMessage):
+            raise HTTPRefusal(400, messages[0].error.code, messages[0].error.message)
         elif isinstance(messages[0], jsonrpc.Request) and messages[0].method == "initialize":
             return await self._initialize(request, principal, messages[0])
         session = self._session(request, principal)

@@ -15,12 +15,14 @@ forbidden); only the backend's configured static headers are added.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import treq
+from aigw.mcp.sse import SSEError, SSEParser
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
@@ -33,7 +35,6 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from aigw.config import BackendConfig
-from aigw.mcp.sse import SSEError, SSEParser
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
@@ -102,6 +103,7 @@ class _BodyReader(Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self._timer: IDelayedCall | None = None
+        self._lost = False
         self.last_event_id: str | None = None
 
     def connectionMade(self) -> None:
@@ -146,7 +148,8 @@ class _BodyReader(Protocol):
         self._disarm()
         if not self._done.called:
             self._done.callback(None)
-        self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
+        if not self._lost:
+            self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
 
     def dataReceived(self, data: bytes) -> None:
         if self._done.called:
@@ -182,6 +185,7 @@ class _BodyReader(Protocol):
                 return
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        self._lost = True
         self._disarm()
         if self._done.called:
             return
@@ -227,7 +231,7 @@ class Upstream:
             name.encode("latin-1"): [value.encode("latin-1")]
             for name, value in config.headers.items()
         }
-        self.url = config.url.encode("ascii")
+        self.url = config.url
 
     def _headers(
         self, session_id: str | None, protocol_version: str | None, accept: bytes
@@ -268,8 +272,10 @@ class Upstream:
         protocol_version: str | None,
         on_reader: Callable[[_BodyReader], None] | None,
     ) -> Reply:
-        headers = self._headers(session_id, protocol_version, b"application/json, text/event-stream")
-        response = await self._send(b"POST", headers, body)
+        headers = self._headers(
+            session_id, protocol_version, b"application/json, text/event-stream"
+        )
+        response = await self._send("POST", headers, body)
         return await self._read(response, session_id, sink, on_reader)
 
     async def get_stream(
@@ -289,18 +295,18 @@ class Upstream:
         headers.removeHeader(b"Content-Type")
         if last_event_id:
             headers.setRawHeaders(b"Last-Event-ID", [last_event_id.encode("ascii", "replace")])
-        response = await self._send(b"GET", headers, None, streaming=True)
+        response = await self._send("GET", headers, None, streaming=True)
         return await self._read(response, session_id, sink, on_reader, streaming=True)
 
     async def delete(self, session_id: str, protocol_version: str | None) -> int:
         """End an upstream session (MCP basic/transports "Session Management")."""
         headers = self._headers(session_id, protocol_version, b"application/json")
-        response = await self._send(b"DELETE", headers, None)
+        response = await self._send("DELETE", headers, None)
         await treq.content(response)
         return int(response.code)
 
     async def _send(
-        self, method: bytes, headers: Headers, body: bytes | None, streaming: bool = False
+        self, method: str, headers: Headers, body: bytes | None, streaming: bool = False
     ) -> Any:
         try:
             request = self.http.request(
@@ -345,7 +351,9 @@ class Upstream:
         if status == 404 and session_id:
             await self._drain(response)
             raise UpstreamSessionGone(self.name, "session_gone", "upstream session expired")
-        if status in (202, 204, 405) or (status == 200 and streaming and "event-stream" not in content_type):
+        if status in (202, 204, 405) or (
+            status == 200 and streaming and "event-stream" not in content_type
+        ):
             await self._drain(response)
             return reply
         if status >= 400:
@@ -366,15 +374,13 @@ class Upstream:
         return reply
 
     async def _drain(self, response: Any) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the body is being discarded anyway
             await treq.content(response)
-        except Exception:  # noqa: BLE001, S110 - the body is being discarded anyway
-            pass
 
     async def _excerpt(self, response: Any) -> str:
         try:
             content = await treq.content(response)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return ""
         return bytes(content[:MAX_ERROR_EXCERPT]).decode("utf-8", "replace")
 

@@ -13,8 +13,12 @@ Routes:
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs
 from typing import Any, Protocol
 
+from aigw.auth.authenticator import Authenticator, AuthFailure
+from aigw.auth.metadata import protected_resource_metadata, metadata_paths
+from aigw.auth.principal import Principal
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
@@ -23,9 +27,6 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from aigw.auth.authenticator import Authenticator, AuthFailure
-from aigw.auth.metadata import protected_resource_metadata, protected_resource_metadata_paths
-from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.readiness import Readiness
 
@@ -50,13 +51,21 @@ class MetadataDocuments(Protocol):
     def document(self, kind: str) -> bytes | None: ...
 
 
-def write_json(request: IRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
+def write_json(
+    request: IRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None
+) -> bytes:
     """Set status and JSON content type; return the encoded body for Klein to write."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     for name, value in (headers or {}).items():
         request.setHeader(name, value)
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def query_arguments(request: IRequest) -> dict[bytes, list[bytes]]:
+    """The query string only (``request.args`` also holds form-encoded bodies)."""
+    _, _, query = request.uri.partition(b"?")
+    return parse_qs(query) if query else {}
 
 
 class GatewayApp:
@@ -89,7 +98,7 @@ class GatewayApp:
         route("/readyz", methods=["GET", "HEAD"])(self.readyz)
         if self.config.auth is not None:
             self._prm = json.dumps(protected_resource_metadata(self.config)).encode()
-            for path in protected_resource_metadata_paths(self.config):
+            for path in metadata_paths(self.config):
                 route(path, methods=["GET", "HEAD", "OPTIONS"])(self.resource_metadata)
             if self.as_metadata is not None:
                 self._route_as_metadata()
@@ -121,9 +130,7 @@ class GatewayApp:
 
     def readyz(self, request: IRequest) -> bytes:
         ready, checks = self.readiness.report()
-        return write_json(
-            request, 200 if ready else 503, {"ready": ready, "checks": checks}
-        )
+        return write_json(request, 200 if ready else 503, {"ready": ready, "checks": checks})
 
     def resource_metadata(self, request: IRequest) -> bytes:
         """RFC 9728 §3.2: the protected resource metadata document."""
@@ -147,8 +154,10 @@ class GatewayApp:
                 return write_json(
                     request,
                     503,
-                    {"error": "temporarily_unavailable",
-                     "error_description": "authorization server metadata not fetched yet"},
+                    {
+                        "error": "temporarily_unavailable",
+                        "error_description": "authorization server metadata not fetched yet",
+                    },
                     METADATA_CORS_HEADERS,
                 )
             request.setResponseCode(200)
@@ -168,7 +177,7 @@ class GatewayApp:
         try:
             principal = await self.authenticator.authenticate(
                 request.requestHeaders.getRawHeaders(b"authorization", []),
-                request.args or {},
+                query_arguments(request),
             )
         except AuthFailure as failure:
             return write_json(
@@ -196,8 +205,10 @@ class GatewayApp:
         return write_json(
             request,
             405,
-            {"error": "method_not_allowed",
-             "error_description": f"{request.method.decode('latin-1')} is not allowed here"},
+            {
+                "error": "method_not_allowed",
+                "error_description": f"{request.method.decode('latin-1')} is not allowed here",
+            },
             {b"Allow": ", ".join(allowed).encode()},
         )
 

@@ -104,10 +104,7 @@ class BoundedChannel(HTTPChannel):
         body = json_error_bytes(400, "invalid_request", "malformed or oversized HTTP request")
         self.transport.write(  # type: ignore[union-attr]
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         self.loseConnection()
 

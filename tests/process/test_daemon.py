@@ -44,7 +44,9 @@ backends:
     return path
 
 
-def wait_for_health(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> dict[str, object]:
+def wait_for_health(
+    port: int, process: subprocess.Popen[bytes], timeout: float = 20.0
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -71,14 +73,19 @@ class PluginDiscoveryTests(TestCase):
     def test_twistd_help_lists_aigw(self) -> None:
         """The plugin in twisted/plugins is found from the installed package, from any cwd."""
         out = subprocess.run(
-            [str(BIN / "twistd"), "--help"], capture_output=True, cwd=tempfile.gettempdir(),
-            timeout=60, check=True,
+            [str(BIN / "twistd"), "--help"],
+            capture_output=True,
+            cwd=tempfile.gettempdir(),
+            timeout=60,
+            check=True,
         ).stdout.decode()
         self.assertIn("aigw", out)
 
     def test_twistd_aigw_help_documents_config(self) -> None:
         out = subprocess.run(
-            [str(BIN / "twistd"), "aigw", "--help"], capture_output=True, timeout=60,
+            [str(BIN / "twistd"), "aigw", "--help"],
+            capture_output=True,
+            timeout=60,
             cwd=tempfile.gettempdir(),
         ).stdout.decode()
         self.assertIn("--config", out)
@@ -93,7 +100,10 @@ class PluginDiscoveryTests(TestCase):
         os.utime(plugins / "aigw_plugin.py", (old, old))
         env = dict(os.environ, PYTHONPATH=str(plugins.parent.parent))
         out = subprocess.run(
-            [str(BIN / "twistd"), "--help"], capture_output=True, env=env, timeout=60,
+            [str(BIN / "twistd"), "--help"],
+            capture_output=True,
+            env=env,
+            timeout=60,
             cwd=tempfile.gettempdir(),
         ).stdout.decode()
         self.assertIn("aigw", out)
@@ -101,7 +111,7 @@ class PluginDiscoveryTests(TestCase):
 
 class DaemonTests(TestCase):
     def setUp(self) -> None:
-        self.directory = self.mktemp()
+        self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
 
     def test_twistd_serves_healthz_and_exits_0_on_sigterm(self) -> None:
@@ -109,7 +119,9 @@ class DaemonTests(TestCase):
         config = write_config(self.directory, port)
         process = subprocess.Popen(
             [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", config],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
         )
         try:
             self.assertEqual(wait_for_health(port, process), {"status": "alive"})
@@ -128,8 +140,11 @@ class DaemonTests(TestCase):
         config = write_config(self.directory, port)
         env = dict(os.environ, JOURNAL_STREAM="8:12345")
         process = subprocess.Popen(
-            [str(BIN / "aigw"), "run", config], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, cwd=self.directory,
+            [str(BIN / "aigw"), "run", config],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=self.directory,
         )
         try:
             wait_for_health(port, process)
@@ -146,7 +161,7 @@ class DaemonTests(TestCase):
         path = os.path.join(self.directory, "bad.yaml")
         with open(path, "w") as handle:
             handle.write(
-                "listen: [\"tcp:1975:interface=127.0.0.1\"]\n"
+                'listen: ["tcp:1975:interface=127.0.0.1"]\n'
                 "public_url: not-a-url\n"
                 "mcp_path: /mcp\n"
                 "auth: none\n"
@@ -155,7 +170,10 @@ class DaemonTests(TestCase):
                 "    url: http://127.0.0.1:9/mcp\n"
                 "    timeout: 30x\n"
             )
-        for argv in ([str(BIN / "aigw"), "check", path], [str(BIN / "twistd"), "-n", "aigw", "--config", path]):
+        for argv in (
+            [str(BIN / "aigw"), "check", path],
+            [str(BIN / "twistd"), "-n", "aigw", "--config", path],
+        ):
             result = subprocess.run(argv, capture_output=True, timeout=60, cwd=self.directory)
             self.assertEqual(result.returncode, EX_CONFIG, result)
             err = result.stderr.decode()
@@ -167,7 +185,8 @@ class DaemonTests(TestCase):
     def test_check_accepts_the_shipped_example(self) -> None:
         result = subprocess.run(
             [str(BIN / "aigw"), "check", str(ROOT / "etc" / "aigw" / "aigw.yaml")],
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         self.assertEqual(result.returncode, 0, result.stderr.decode())
 
@@ -178,7 +197,9 @@ class DaemonTests(TestCase):
             port = taken.getsockname()[1]
             config = write_config(self.directory, port)
             result = subprocess.run(
-                [str(BIN / "aigw"), "run", config], capture_output=True, timeout=60,
+                [str(BIN / "aigw"), "run", config],
+                capture_output=True,
+                timeout=60,
                 cwd=self.directory,
             )
         self.assertEqual(result.returncode, 71, result.stderr.decode())

@@ -23,12 +23,16 @@ class JournalPrefixTests(SynchronousTestCase):
     def test_each_level_gets_its_syslog_priority(self) -> None:
         stream = io.StringIO()
         observer = JournalObserver(stream)
-        for level in (LogLevel.critical, LogLevel.error, LogLevel.warn, LogLevel.info, LogLevel.debug):
+        for level in (
+            LogLevel.critical,
+            LogLevel.error,
+            LogLevel.warn,
+            LogLevel.info,
+            LogLevel.debug,
+        ):
             emit(observer, level, "event {n}", n=level.name)
         lines = stream.getvalue().splitlines()
-        self.assertEqual(
-            [line[:3] for line in lines], ["<2>", "<3>", "<4>", "<6>", "<7>"]
-        )
+        self.assertEqual([line[:3] for line in lines], ["<2>", "<3>", "<4>", "<6>", "<7>"])
         self.assertEqual(lines[1], "<3>aigw.test: event error")
 
     def test_journal_lines_carry_no_timestamp(self) -> None:
@@ -80,8 +84,9 @@ class JSONTests(SynchronousTestCase):
 class LevelTests(SynchronousTestCase):
     def test_events_below_the_configured_level_are_dropped(self) -> None:
         stream = io.StringIO()
-        observer = build_observer(LoggingConfig(level="warn"), stream, environ={"JOURNAL_STREAM": "1:2"})
+        observer = build_observer(
+            LoggingConfig(level="warn"), stream, environ={"JOURNAL_STREAM": "1:2"}
+        )
         emit(observer, LogLevel.info, "quiet")
         emit(observer, LogLevel.error, "loud")
         self.assertEqual(stream.getvalue(), "<3>aigw.test: loud\n")
-

@@ -86,7 +86,7 @@ class HeaderLimitTests(SynchronousTestCase):
 class IdleAndDrainTests(SynchronousTestCase):
     def test_idle_connection_is_closed_after_the_idle_timeout(self) -> None:
         site, clock = make_site(idle_timeout=5.0)
-        channel, transport = connect(site)
+        _, transport = connect(site)
         clock.advance(6)
         self.assertTrue(transport.disconnecting)
 

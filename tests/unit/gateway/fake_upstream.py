@@ -95,7 +95,9 @@ class FakeUpstream(Resource):
         session = (request.getHeader(b"mcp-session-id") or b"").decode()
         if self.forget_sessions or session not in self.sessions:
             request.setResponseCode(404)
-            return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
+            return (
+                b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
+            )
         if "id" not in body or "method" not in body:
             request.setResponseCode(202)
             return b""
@@ -116,11 +118,19 @@ class FakeUpstream(Resource):
             request.setHeader(b"content-type", b"text/event-stream")
             token = (params.get("_meta") or {}).get("progressToken")
             request.write(
-                sse({"jsonrpc": "2.0", "method": "notifications/progress",
-                     "params": {"progressToken": token, "progress": 1, "total": 2}})
+                sse(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": 1, "total": 2},
+                    }
+                )
             )
-            done = {"jsonrpc": "2.0", "id": rid,
-                    "result": {"content": [{"type": "text", "text": "finished"}]}}
+            done = {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "result": {"content": [{"type": "text", "text": "finished"}]},
+            }
             if self.hold is not None:
                 self.hold.addCallback(lambda _: (request.write(sse(done)), request.finish()))
             else:
@@ -128,13 +138,19 @@ class FakeUpstream(Resource):
                 request.finish()
             return NOT_DONE_YET
         if method == "tools/call" and params.get("name") == "link":
-            return self._json(request, rid, {"content": [
-                {"type": "resource_link", "uri": "file:///data/x.txt", "name": "x"}]})
+            return self._json(
+                request,
+                rid,
+                {"content": [{"type": "resource_link", "uri": "file:///data/x.txt", "name": "x"}]},
+            )
         if method == "tools/call":
             if params.get("name") not in self.tools:
                 return self._json(request, rid, None, {"code": -32602, "message": "Unknown tool"})
-            return self._json(request, rid, {"content": [
-                {"type": "text", "text": json.dumps(params.get("arguments") or {})}]})
+            return self._json(
+                request,
+                rid,
+                {"content": [{"type": "text", "text": json.dumps(params.get("arguments") or {})}]},
+            )
         if method == "logging/setLevel":
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
@@ -147,4 +163,3 @@ class FakeUpstream(Resource):
         else:
             message["result"] = result
         return json.dumps(message).encode()
-

@@ -10,10 +10,12 @@ import json
 from typing import Any
 
 import treq
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
 from aigw.config import BackendConfig, Config, ToolSelector
@@ -34,7 +36,9 @@ class GatewayTestCase(TestCase):
         return f"http://127.0.0.1:{port.getHost().port}/mcp"
 
     async def start_gateway(self, **overrides: Any) -> None:
-        self.alpha = FakeUpstream(tools=["echo", "progress", "link", "secret"], instructions="Alpha.")
+        self.alpha = FakeUpstream(
+            tools=["echo", "progress", "link", "secret"], instructions="Alpha."
+        )
         self.beta = FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
         backends = (
             BackendConfig(
@@ -53,6 +57,8 @@ class GatewayTestCase(TestCase):
             backends=backends,
             **overrides,
         )
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
         self.service = GatewayService(config, reactor, log_to_stderr=False)
         self.service.startService()
         self.addCleanup(self.service.stopService)
@@ -71,7 +77,7 @@ class GatewayTestCase(TestCase):
             all_headers["Mcp-Session-Id"] = session
         all_headers.update(headers or {})
         data = raw if raw is not None else json.dumps(body).encode()
-        response = await treq.post(
+        response = await self.http.post(
             self.url, data=data, headers={k: [v] for k, v in all_headers.items()}
         )
         content = await treq.content(response)
@@ -82,9 +88,16 @@ class GatewayTestCase(TestCase):
 
     async def initialize(self, version: str = "2025-11-25") -> str:
         response, body = await self.post(
-            {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-             "params": {"protocolVersion": version, "capabilities": {},
-                        "clientInfo": {"name": "test", "version": "0"}}}
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": version,
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "0"},
+                },
+            }
         )
         self.assertEqual(response.code, 200, body)
         session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
@@ -115,10 +128,17 @@ class InitializeTests(GatewayTestCase):
     async def test_aigw_answers_initialize_with_its_own_server_info(self) -> None:
         """basic/lifecycle: aigw is the server; capabilities are the union of the backends'."""
         await self.start_gateway()
-        response, body = await self.post(
-            {"jsonrpc": "2.0", "id": 7, "method": "initialize",
-             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "0"}}}
+        _, body = await self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
         )
         result = body["result"]
         self.assertEqual(body["id"], 7)
@@ -134,9 +154,16 @@ class InitializeTests(GatewayTestCase):
         """basic/lifecycle "Version Negotiation": otherwise the latest version supported."""
         await self.start_gateway()
         _, body = await self.post(
-            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-             "params": {"protocolVersion": "1999-01-01", "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "0"}}}
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "1999-01-01",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
         )
         self.assertEqual(body["result"]["protocolVersion"], "2025-11-25")
 
@@ -154,9 +181,16 @@ class InitializeTests(GatewayTestCase):
         await self.start_gateway()
         self.alpha.fail_with = self.beta.fail_with = 500
         _, body = await self.post(
-            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-             "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "0"}}}
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
         )
         self.assertIn("error", body)
 
@@ -177,10 +211,14 @@ class ListTests(GatewayTestCase):
                 break
         self.assertEqual(
             sorted(names),
-            sorted(["alpha__echo", "alpha__progress", "alpha__link"]
-                   + [f"beta__t{i}" for i in range(5)]),
+            sorted(
+                ["alpha__echo", "alpha__progress", "alpha__link"]
+                + [f"beta__t{i}" for i in range(5)]
+            ),
         )
-        self.assertEqual(names[:5], ["alpha__echo", "alpha__progress", "alpha__link", "beta__t0", "beta__t1"])
+        self.assertEqual(
+            names[:5], ["alpha__echo", "alpha__progress", "alpha__link", "beta__t0", "beta__t1"]
+        )
 
     @run
     async def test_forged_cursor_is_invalid_params(self) -> None:
@@ -196,7 +234,9 @@ class CallTests(GatewayTestCase):
     async def test_call_is_routed_by_prefix_with_the_prefix_stripped(self) -> None:
         await self.start_gateway()
         session = await self.initialize()
-        body = await self.call(session, "tools/call", {"name": "beta__t3", "arguments": {"a": 1}}, rid=42)
+        body = await self.call(
+            session, "tools/call", {"name": "beta__t3", "arguments": {"a": 1}}, rid=42
+        )
         self.assertEqual(body["id"], 42)
         self.assertEqual(json.loads(body["result"]["content"][0]["text"]), {"a": 1})
         forwarded = self.beta.received[-1][1]
@@ -210,8 +250,12 @@ class CallTests(GatewayTestCase):
         await self.post(
             {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "alpha__echo"}},
             session,
-            {"Authorization": "Bearer secret-token", "Cookie": "a=b",
-             "Proxy-Authorization": "Basic eA==", "MCP-Protocol-Version": "2025-11-25"},
+            {
+                "Authorization": "Bearer secret-token",
+                "Cookie": "a=b",
+                "Proxy-Authorization": "Basic eA==",
+                "MCP-Protocol-Version": "2025-11-25",
+            },
         )
         headers = self.alpha.received[-1][0]
         for name in ("authorization", "cookie", "proxy-authorization"):
@@ -232,12 +276,22 @@ class CallTests(GatewayTestCase):
         await self.start_gateway()
         session = await self.initialize()
         self.alpha.hold = Deferred()
-        response = await treq.post(
+        response = await self.http.post(
             self.url,
-            data=json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                             "params": {"name": "alpha__progress", "_meta": {"progressToken": "p1"}}}).encode(),
-            headers={"Content-Type": ["application/json"], "Accept": [ACCEPT],
-                     "Mcp-Session-Id": [session], "MCP-Protocol-Version": ["2025-11-25"]},
+            data=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 5,
+                    "method": "tools/call",
+                    "params": {"name": "alpha__progress", "_meta": {"progressToken": "p1"}},
+                }
+            ).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": [ACCEPT],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
             unbuffered=True,
         )
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
@@ -331,7 +385,9 @@ class TransportTests(GatewayTestCase):
         await self.start_gateway()
         session = await self.initialize()
         response, _ = await self.post(
-            {"jsonrpc": "2.0", "id": 1, "method": "ping"}, session, {"MCP-Protocol-Version": "2099-01-01"}
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            session,
+            {"MCP-Protocol-Version": "2099-01-01"},
         )
         self.assertEqual(response.code, 400)
 
@@ -356,8 +412,10 @@ class TransportTests(GatewayTestCase):
     async def test_batches_work_for_2025_03_26_only(self) -> None:
         await self.start_gateway()
         session = await self.initialize("2025-03-26")
-        batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                 {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "beta__t0"}}]
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "beta__t0"}},
+        ]
         response, body = await self.post(batch, session)
         self.assertEqual(response.code, 200)
         self.assertEqual(sorted(m["id"] for m in body), [1, 2])
@@ -377,7 +435,7 @@ class TransportTests(GatewayTestCase):
     async def test_delete_ends_the_upstream_sessions(self) -> None:
         await self.start_gateway()
         session = await self.initialize()
-        response = await treq.delete(
+        response = await self.http.delete(
             self.url, headers={"Mcp-Session-Id": [session], "MCP-Protocol-Version": ["2025-11-25"]}
         )
         self.assertEqual(response.code, 204)
@@ -387,14 +445,13 @@ class TransportTests(GatewayTestCase):
     @run
     async def test_unknown_path_is_json_404(self) -> None:
         await self.start_gateway()
-        response = await treq.get(self.url.replace("/mcp", "/nope"))
+        response = await self.http.get(self.url.replace("/mcp", "/nope"))
         self.assertEqual(response.code, 404)
         self.assertEqual(json.loads(await treq.content(response))["error"], "not_found")
 
     @run
     async def test_wrong_method_is_json_405(self) -> None:
         await self.start_gateway()
-        response = await treq.put(self.url, data=b"")
+        response = await self.http.put(self.url, data=b"")
         self.assertEqual(response.code, 405)
         self.assertEqual(json.loads(await treq.content(response))["error"], "method_not_allowed")
-

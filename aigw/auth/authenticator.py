@@ -1,0 +1,155 @@
+"""From a request's Authorization header to a principal, or to the refusal to send.
+
+Status codes follow RFC 6750 §3.1 and MCP Authorization 2025-11-25 ("Error
+Handling"): 400 ``invalid_request`` for malformed requests, 401 for missing or
+invalid tokens, 403 ``insufficient_scope``.  Every refusal carries the
+``resource_metadata`` challenge so that clients can find the authorization
+server, and every refusal is logged without the token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from aigw.auth.bearer import extract_bearer, refuse_query_token
+from aigw.auth.challenge import ErrorCode, bearer_challenge
+from aigw.auth.errors import TokenRejected
+from aigw.auth.metadata import metadata_url
+from aigw.auth.principal import ANONYMOUS, Principal
+from aigw.auth.tokens import Verifier
+from aigw.config import Config
+
+
+class AuthFailure(Exception):
+    """The response to send instead of serving the request."""
+
+    def __init__(self, status: int, www_authenticate: str, body: Mapping[str, str]) -> None:
+        super().__init__(status, body.get("error"))
+        self.status = status
+        self.www_authenticate = www_authenticate
+        self.body: dict[str, str] = dict(body)
+
+
+class Authenticator:
+    """Checks the bearer token of each request to the MCP endpoint.
+
+    With no verifier (``auth: none``) every request is ANONYMOUS.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        resource_metadata: str = "",
+        required_scopes: Iterable[str] = (),
+    ) -> None:
+        self._verifier = verifier
+        self._resource_metadata = resource_metadata
+        self._required = tuple(required_scopes)
+
+    @classmethod
+    def from_config(cls, config: Config, verifier: Verifier | None) -> Authenticator:
+        if config.auth is None or verifier is None:
+            return cls(None)
+        return cls(verifier, metadata_url(config), config.auth.required_scopes)
+
+    def authenticate(
+        self,
+        authorization_headers: Sequence[bytes],
+        query_args: Mapping[bytes, Sequence[bytes]],
+    ) -> Deferred[Principal]:
+        """The principal of the request; fails with AuthFailure."""
+        if self._verifier is None:
+            return succeed(ANONYMOUS)
+        return Deferred.fromCoroutine(
+            self._authenticate(self._verifier, authorization_headers, query_args)
+        )
+
+    async def _authenticate(
+        self,
+        verifier: Verifier,
+        authorization_headers: Sequence[bytes],
+        query_args: Mapping[bytes, Sequence[bytes]],
+    ) -> Principal:
+        try:
+            refuse_query_token(query_args)
+            token = extract_bearer(authorization_headers)
+        except TokenRejected as rejected:
+            raise self._request_refusal(rejected) from None
+        try:
+            principal: Principal = await verifier.verify(token)
+        except TokenRejected as rejected:
+            raise self._token_refusal(rejected) from None
+        if not principal.has_scopes(self._required):
+            raise self.insufficient_scope(principal, self._required)
+        return principal
+
+    def insufficient_scope(self, principal: Principal, needed: Iterable[str]) -> AuthFailure:
+        """The 403 for a principal lacking scopes the operation needs.
+
+        The challenge names every scope the operation needs, the gateway-wide
+        ones included, so a client stepping up asks for all of them at once
+        (MCP Authorization, "Scope challenge handling"; RFC 6750 §3.1).
+        """
+        scopes = tuple(dict.fromkeys((*self._required, *needed)))
+        missing = sorted(set(scopes) - principal.scopes)
+        description = "the token lacks the scope(s): " + " ".join(missing)
+        self._log_refusal(403, "insufficient_scope", _principal_hints(principal), missing)
+        return self._failure(403, "insufficient_scope", description, scopes)
+
+    def _request_refusal(self, rejected: TokenRejected) -> AuthFailure:
+        """No token (401, no error code, RFC 6750 §3.1) or a malformed request (400)."""
+        if rejected.reason == "missing":
+            self._log_refusal(401, rejected.reason, rejected.hints)
+            return self._failure(401, None, "an access token is required", self._required)
+        self._log_refusal(400, rejected.reason, rejected.hints)
+        return self._failure(400, "invalid_request", rejected.description, self._required)
+
+    def _token_refusal(self, rejected: TokenRejected) -> AuthFailure:
+        """401 ``invalid_token`` (RFC 6750 §3.1), or 503 when it cannot be checked.
+
+        ``unavailable`` (the authorization server cannot be asked) fails closed
+        with a 503 rather than a 401, so clients retry instead of throwing away
+        a token that may be good.
+        """
+        if rejected.reason == "unavailable":
+            self._log_refusal(503, rejected.reason, rejected.hints)
+            failure = self._failure(503, None, rejected.description, self._required)
+            failure.body["error"] = "temporarily_unavailable"
+            return failure
+        self._log_refusal(401, rejected.reason, rejected.hints)
+        return self._failure(401, "invalid_token", rejected.description, self._required)
+
+    def _failure(
+        self, status: int, error: ErrorCode | None, description: str, scopes: Iterable[str]
+    ) -> AuthFailure:
+        challenge = bearer_challenge(self._resource_metadata, scopes, error, description)
+        body = {"error": error or "unauthorized", "error_description": description}
+        return AuthFailure(status, challenge, body)
+
+    def _log_refusal(
+        self, status: int, reason: str, hints: Mapping[str, str], missing: Any = None
+    ) -> None:
+        self.log.info(
+            "Refused request: {reason} (HTTP {status})",
+            status=status,
+            reason=reason,
+            sub=hints.get("sub"),
+            client_id=hints.get("client_id"),
+            jti=hints.get("jti"),
+            missing_scopes=missing,
+        )
+
+
+def _principal_hints(principal: Principal) -> dict[str, str]:
+    hints = {"sub": principal.subject}
+    if principal.client_id is not None:
+        hints["client_id"] = principal.client_id
+    if principal.token_id is not None:
+        hints["jti"] = principal.token_id
+    return hints

@@ -1,0 +1,52 @@
+"""Which principal may use which backend and tool: the ``access`` rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+from aigw.auth.principal import Principal
+from aigw.config import AccessConfig, AccessRule
+
+
+def _any_glob(patterns: Iterable[str], value: str) -> bool:
+    return any(fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _claim_matches(claim: object, wanted: str) -> bool:
+    """Equal, or contained in a list claim (``groups``, ``roles``, ``aud``)."""
+    if isinstance(claim, list):
+        return wanted in claim
+    return claim == wanted
+
+
+def rule_matches(rule: AccessRule, principal: Principal, backend: str, tool: str | None) -> bool:
+    """Every condition the rule gives holds; an empty condition holds always.
+
+    ``tools`` globs match a named tool only: a rule naming tools does not match
+    requests that name none (listing tools, say), so it cannot grant them.
+    """
+    if rule.subjects and principal.subject not in rule.subjects:
+        return False
+    if rule.clients and principal.client_id not in rule.clients:
+        return False
+    if not principal.has_scopes(rule.scopes):
+        return False
+    if any(not _claim_matches(principal.claims.get(k), v) for k, v in rule.claims.items()):
+        return False
+    if rule.backends and not _any_glob(rule.backends, backend):
+        return False
+    return not rule.tools or (tool is not None and _any_glob(rule.tools, tool))
+
+
+class AccessPolicy:
+    """The first matching rule decides; none matching, ``default`` does."""
+
+    def __init__(self, config: AccessConfig) -> None:
+        self._config = config
+
+    def allows(self, principal: Principal, backend: str, tool: str | None = None) -> bool:
+        for rule in self._config.rules:
+            if rule_matches(rule, principal, backend, tool):
+                return rule.effect == "allow"
+        return self._config.default == "allow"

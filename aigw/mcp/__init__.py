@@ -1,0 +1,1 @@
+"""MCP: the protocol pieces (pure) and the gateway that speaks it."""

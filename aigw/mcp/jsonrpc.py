@@ -1,0 +1,323 @@
+"""JSON-RPC 2.0 messages as MCP uses them (MCP 2025-11-25 basic, "Messages").
+
+A body is decoded exactly once (``json.loads`` over the UTF-8 text) and each
+message in it becomes a typed, frozen object; the decoded ``params``,
+``result`` and ``error.data`` values are kept as they are, never copied.
+Anything that is not a valid message becomes an ``InvalidMessage`` carrying the
+id (when one could be read) and the error to answer with; parsing never raises.
+
+What is refused, and why:
+
+* a body that is not UTF-8 (RFC 8259 §8.1), not JSON, or uses the
+  ``NaN``/``Infinity`` extensions: ``PARSE_ERROR`` (JSON-RPC 2.0 §5.1);
+* nesting deeper than ``MAX_DEPTH``: ``PARSE_ERROR`` (a depth bomb costs stack
+  in every component that walks the value, here and upstream);
+* a top-level value that is neither an object nor an array, an empty batch,
+  or a batch longer than ``MAX_BATCH``: ``INVALID_REQUEST`` for the body as a
+  whole (JSON-RPC 2.0 §6: "a single Response object");
+* per message (JSON-RPC 2.0 §4, §4.1, §5): ``jsonrpc`` other than ``"2.0"``,
+  a method that is not a string, ``params`` that is neither object nor array,
+  an id that is not a string or an integer (MCP basic "Requests": the id MUST
+  NOT be null; ``null`` is allowed only in an error response, JSON-RPC 2.0 §5),
+  a response without exactly one of ``result`` and ``error``, an error object
+  without an integer ``code`` and a string ``message`` (§5.1).
+
+Duplicate object keys are not refused: the last one wins, and since aigw
+re-encodes every message it forwards, no upstream ever sees a different choice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+JsonRpcId = str | int
+
+# -- Error codes ---------------------------------------------------------------
+
+# JSON-RPC 2.0 §5.1, pre-defined.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# MCP 2025-11-25 server/resources "Error Handling".
+RESOURCE_NOT_FOUND = -32002
+
+# JSON-RPC 2.0 §5.1 leaves -32000 to -32099 to the implementation ("Server
+# error").  -32001 for an unknown session is what the MCP SDKs send with HTTP
+# 404; aigw's own codes sit at -32050 and up, away from codes SDKs already use.
+SESSION_NOT_FOUND = -32001
+UPSTREAM_UNAVAILABLE = -32050
+UPSTREAM_TIMEOUT = -32051
+REQUEST_CANCELLED = -32052
+UPSTREAM_BAD_REPLY = -32053
+SERVER_ERROR_MIN = -32099
+SERVER_ERROR_MAX = -32000
+
+#: Deepest nesting of arrays and objects accepted in a body.
+MAX_DEPTH = 64
+#: Most messages accepted in one batch (batches exist in MCP 2025-03-26 only).
+MAX_BATCH = 256
+
+_JSON_VERSION = "2.0"
+_BOM = "\ufeff"
+
+
+# -- Messages --------------------------------------------------------------------
+
+
+@attrs.frozen
+class ErrorObject:
+    """The ``error`` member of a response (JSON-RPC 2.0 §5.1); ``data`` None is left out."""
+
+    code: int
+    message: str
+    data: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+@attrs.frozen
+class Request:
+    """A call that expects an answer (JSON-RPC 2.0 §4)."""
+
+    id: JsonRpcId
+    method: str
+    params: dict[str, Any] | list[Any] | None = None
+
+
+@attrs.frozen
+class Notification:
+    """A call without an id: nothing is answered (JSON-RPC 2.0 §4.1)."""
+
+    method: str
+    params: dict[str, Any] | list[Any] | None = None
+
+
+@attrs.frozen
+class Response:
+    """A successful answer (JSON-RPC 2.0 §5)."""
+
+    id: JsonRpcId
+    result: Any
+
+
+@attrs.frozen
+class ErrorResponse:
+    """A failed answer; ``id`` is None when the request's id could not be read (§5)."""
+
+    id: JsonRpcId | None
+    error: ErrorObject
+
+
+@attrs.frozen
+class InvalidMessage:
+    """Not a valid message: answer with ``error`` and ``id`` (None when unreadable)."""
+
+    id: JsonRpcId | None
+    error: ErrorObject
+
+
+Message = Request | Notification | Response | ErrorResponse
+Parsed = Message | InvalidMessage
+
+
+@attrs.frozen
+class ParsedBody:
+    """A POST body: one message, or a batch of them.
+
+    ``error`` is set only when the body as a whole is unusable (not JSON, too
+    deep, not an object or array, an empty or oversized batch); then
+    ``messages`` is empty and one error response with a null id answers it
+    (JSON-RPC 2.0 §5, §6).  Otherwise ``messages`` holds one entry per message,
+    invalid ones included as ``InvalidMessage``.
+    """
+
+    messages: tuple[Parsed, ...] = ()
+    is_batch: bool = False
+    error: ErrorObject | None = None
+
+
+# -- Parsing -----------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Is any array or object nested more than ``limit`` levels deep?
+
+    Iterative, and only containers are pushed, so the walk costs one type check
+    per value and no stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        container, depth = pop()
+        if depth > limit:
+            return True
+        children = container.values() if type(container) is dict else container
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+    return False
+
+
+def _body_error(code: int, message: str) -> ParsedBody:
+    return ParsedBody(error=ErrorObject(code, message))
+
+
+def parse_body(
+    body: bytes | str, max_depth: int = MAX_DEPTH, max_batch: int = MAX_BATCH
+) -> ParsedBody:
+    """Decode a body once and type every message in it (JSON-RPC 2.0 §4-§6).
+
+    ``body`` is a POST body (bytes, which must be UTF-8) or text already
+    decoded, such as the ``data`` of an upstream SSE event.
+    """
+    if isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _body_error(PARSE_ERROR, "Parse error: the body is not UTF-8")
+    if text.startswith(_BOM):
+        text = text[1:]  # RFC 8259 §8.1: a parser MAY ignore a byte order mark
+    try:
+        decoded = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return _body_error(PARSE_ERROR, "Parse error: the body is not valid JSON")
+    kind = type(decoded)
+    if kind is not dict and kind is not list:
+        return _body_error(INVALID_REQUEST, "Invalid Request: expected an object or an array")
+    # Bracket characters bound the depth from above: most bodies skip the walk.
+    if (text.count("[") + text.count("{") > max_depth) and _deeper_than(decoded, max_depth):
+        return _body_error(PARSE_ERROR, f"Parse error: nested deeper than {max_depth} levels")
+    if kind is dict:
+        return ParsedBody(messages=(parse_message(decoded),))
+    if not decoded:
+        return _body_error(INVALID_REQUEST, "Invalid Request: empty batch")
+    if len(decoded) > max_batch:
+        return _body_error(INVALID_REQUEST, f"Invalid Request: more than {max_batch} in a batch")
+    return ParsedBody(messages=tuple(map(parse_message, decoded)), is_batch=True)
+
+
+def _read_id(value: Any) -> JsonRpcId | None:
+    """A string or an integer (MCP basic "Requests"); booleans are not integers."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return None
+
+
+def _invalid(message_id: JsonRpcId | None, why: str) -> InvalidMessage:
+    return InvalidMessage(message_id, ErrorObject(INVALID_REQUEST, f"Invalid Request: {why}"))
+
+
+def parse_message(obj: Any) -> Parsed:
+    """One decoded JSON value (a POST item, an upstream SSE event) to a typed message."""
+    if not isinstance(obj, dict):
+        return _invalid(None, "a message must be a JSON object")
+    has_id = "id" in obj
+    raw_id = obj["id"] if has_id else None
+    message_id = _read_id(raw_id)
+    if obj.get("jsonrpc") != _JSON_VERSION:
+        return _invalid(message_id, 'jsonrpc must be "2.0"')
+    has_result = "result" in obj
+    has_error = "error" in obj
+    if "method" in obj:
+        method = obj["method"]
+        if not isinstance(method, str):
+            return _invalid(message_id, "method must be a string")
+        if has_result or has_error:
+            return _invalid(message_id, "a request has no result or error")
+        params = obj.get("params")
+        if "params" in obj and not isinstance(params, dict | list):
+            return _invalid(message_id, "params must be an object or an array")
+        if not has_id:
+            return Notification(method, params)
+        if message_id is None:
+            return _invalid(None, "id must be a string or an integer")
+        return Request(message_id, method, params)
+    if has_result == has_error:
+        if has_result:
+            return _invalid(message_id, "a response has a result or an error, not both")
+        return _invalid(message_id, "a message needs a method, a result or an error")
+    if not has_id:
+        return _invalid(None, "a response needs an id")
+    if has_result:
+        if message_id is None:
+            return _invalid(None, "id must be a string or an integer")
+        return Response(message_id, obj["result"])
+    if message_id is None and raw_id is not None:
+        return _invalid(None, "id must be a string, an integer or null")
+    error = obj["error"]
+    if not isinstance(error, dict):
+        return _invalid(message_id, "error must be an object")
+    code = error.get("code")
+    message = error.get("message")
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(message, str):
+        return _invalid(message_id, "error needs an integer code and a string message")
+    return ErrorResponse(message_id, ErrorObject(code, message, error.get("data")))
+
+
+# -- Encoding ------------------------------------------------------------------------
+
+
+def to_dict(message: Message | InvalidMessage) -> dict[str, Any]:
+    """The wire form of a typed message (an InvalidMessage becomes its error response)."""
+    if isinstance(message, Request):
+        out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "id": message.id, "method": message.method}
+        if message.params is not None:
+            out["params"] = message.params
+        return out
+    if isinstance(message, Notification):
+        out = {"jsonrpc": _JSON_VERSION, "method": message.method}
+        if message.params is not None:
+            out["params"] = message.params
+        return out
+    if isinstance(message, Response):
+        return {"jsonrpc": _JSON_VERSION, "id": message.id, "result": message.result}
+    return {"jsonrpc": _JSON_VERSION, "id": message.id, "error": message.error.to_dict()}
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON as UTF-8; strings holding lone surrogates fall back to ``\\u`` escapes.
+
+    ``json.loads`` accepts escaped lone surrogates (``"\\ud800"``), which have
+    no UTF-8 form; escaping them keeps the output valid JSON that decodes to the
+    same value.  Non-finite floats raise ValueError: they are not JSON.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def encode(message: Message | InvalidMessage | Mapping[str, Any] | list[Any]) -> bytes:
+    """One message (typed or already a dict) or a batch list, as compact UTF-8 JSON."""
+    if isinstance(message, dict | list):
+        return dumps(message)
+    if isinstance(message, Mapping):
+        return dumps(dict(message))
+    return dumps(to_dict(message))
+
+
+def error_response(
+    message_id: JsonRpcId | None, code: int, message: str, data: Any = None
+) -> ErrorResponse:
+    """An error answer, e.g. ``error_response(7, INVALID_PARAMS, "unknown tool")``."""
+    return ErrorResponse(message_id, ErrorObject(code, message, data))

@@ -1,0 +1,202 @@
+"""Microbenchmarks of aigw's hot-path pieces (timeit, in-process, no network).
+
+    .venv/bin/python bench/micro.py [--repeat 7] [--only NAME,...]
+
+Prints the median time per operation of each case.  A piece of aigw that is
+not importable yet (or whose API does not match what a case expects) is
+skipped with a message: this is a tool, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROTOCOL = "2025-11-25"
+CALL = {
+    "jsonrpc": "2.0",
+    "id": 1000000001,
+    "method": "tools/call",
+    "params": {"name": "bench__echo", "arguments": {"message": "hello"}},
+}
+CALL_BYTES = json.dumps(CALL).encode()
+RESULT = {
+    "jsonrpc": "2.0",
+    "id": 1000000001,
+    "result": {"content": [{"type": "text", "text": "hello"}], "isError": False},
+}
+SSE_EVENT = b"id: 17\nevent: message\ndata: " + json.dumps(RESULT).encode() + b"\n\n"
+
+Case = Callable[[], Callable[[], object]]
+CASES: dict[str, Case] = {}
+
+
+def case(name: str) -> Callable[[Case], Case]:
+    def register(fn: Case) -> Case:
+        CASES[name] = fn
+        return fn
+
+    return register
+
+
+# ---------------------------------------------------------------- JSON-RPC
+
+
+@case("jsonrpc.parse_body (tools/call)")
+def _parse_body() -> Callable[[], object]:
+    from aigw.mcp.jsonrpc import parse_body
+
+    return lambda: parse_body(CALL_BYTES)
+
+
+@case("json.loads (baseline)")
+def _json_loads() -> Callable[[], object]:
+    return lambda: json.loads(CALL_BYTES)
+
+
+# ---------------------------------------------------------------- sealing
+
+SEALED_PAYLOAD = {"s": {"bench": "58efe62b-5f08-44c0-a47f-cb2ef48d0dda"}}
+
+
+def make_sealer() -> Any:
+    from aigw.mcp.sealing import Sealer
+
+    return Sealer(os.urandom(32))
+
+
+@case("sealing.Sealer seal")
+def _seal() -> Callable[[], object]:
+    sealer = make_sealer()
+    return lambda: sealer.seal(SEALED_PAYLOAD)
+
+
+@case("sealing.Sealer open")
+def _unseal() -> Callable[[], object]:
+    sealer = make_sealer()
+    token = sealer.seal(SEALED_PAYLOAD)
+    return lambda: sealer.open(token)
+
+
+# ---------------------------------------------------------------- sessions
+
+ISSUER = "http://127.0.0.1:1"
+SUBJECT = "bench"
+
+
+def make_state() -> Any:
+    from aigw.mcp.session import BackendSession, SessionState
+
+    backend = BackendSession(
+        "bench", "58efe62b-5f08-44c0-a47f-cb2ef48d0dda", PROTOCOL, {"tools": {}}
+    )
+    return SessionState(ISSUER, SUBJECT, time.time(), PROTOCOL, (backend,))
+
+
+def make_codec() -> Any:
+    from aigw.mcp.session import SessionCodec
+
+    return SessionCodec(make_sealer(), time.time, 86400.0)
+
+
+@case("session.SessionCodec issue (initialize)")
+def _session_issue() -> Callable[[], object]:
+    codec, state = make_codec(), make_state()
+    return lambda: codec.issue(state)
+
+
+@case("session.SessionCodec open (every request)")
+def _session_open() -> Callable[[], object]:
+    codec, state = make_codec(), make_state()
+    sid = codec.issue(state)
+    return lambda: codec.open(sid, ISSUER, SUBJECT)
+
+
+# ---------------------------------------------------------------- SSE
+
+
+@case("sse.SSEParser per event")
+def _sse() -> Callable[[], object]:
+    from aigw.mcp.sse import SSEParser
+
+    parser = SSEParser()
+    if len(parser.feed(SSE_EVENT)) != 1:
+        raise TypeError("the parser did not return one event for one complete event")
+    return lambda: parser.feed(SSE_EVENT)
+
+
+# ---------------------------------------------------------------- names
+
+
+@case("names.expose_name")
+def _expose() -> Callable[[], object]:
+    from aigw.mcp.names import expose_name
+
+    if expose_name("bench", "echo") != "bench__echo":
+        raise TypeError(f"expose_name('bench', 'echo') = {expose_name('bench', 'echo')!r}")
+    return lambda: expose_name("bench", "echo")
+
+
+@case("names.split_name")
+def _split() -> Callable[[], object]:
+    from aigw.mcp.names import split_name
+
+    split_name("bench__echo")
+    return lambda: split_name("bench__echo")
+
+
+# ---------------------------------------------------------------- driver
+
+
+def measure(op: Callable[[], object], repeat: int) -> float:
+    """Median seconds per call over ``repeat`` runs of about 0.2 s each."""
+    timer = timeit.Timer(op)
+    number, elapsed = timer.autorange()
+    number = max(1, int(number * 0.2 / max(elapsed, 1e-9)))
+    runs = timer.repeat(repeat=repeat, number=number)
+    return statistics.median(runs) / number
+
+
+def human(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:8.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.2f} µs"
+    return f"{seconds * 1e3:8.2f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--only", default="", help="comma-separated substrings of case names")
+    args = p.parse_args(argv)
+    wanted = [w for w in args.only.split(",") if w]
+    width = max(len(n) for n in CASES)
+    print(f"{'op':{width}}  {'median/op':>11}  {'ops/s':>10}")
+    for name, make in CASES.items():
+        if wanted and not any(w in name for w in wanted):
+            continue
+        try:
+            op = make()
+            op()
+        except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"{name:{width}}  skipped: {type(e).__name__}: {msg[:100]}")
+            continue
+        per = measure(op, args.repeat)
+        print(f"{name:{width}}  {human(per):>11}  {1 / per:10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

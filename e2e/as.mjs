@@ -1,0 +1,348 @@
+#!/usr/bin/env node
+// aigw end-to-end tests and demo: a real OAuth 2.1 authorization server (oidc-provider 9).
+//
+// Usage: node e2e/as.mjs [--port N] [--jwks FILE] [--access-token-ttl SECONDS]
+//                        [--resource-scopes "mcp:tools tools:call"] [--users FILE]
+//                        [--opaque-resource URL]... [--test-control]
+// Every option also has an environment variable: AS_PORT, AS_JWKS, AS_ACCESS_TOKEN_TTL,
+// AS_RESOURCE_SCOPES, AS_USERS (JSON file), AS_OPAQUE_RESOURCES (space separated),
+// AS_TEST_CONTROL=1, AS_INTROSPECTION_CLIENT_ID / AS_INTROSPECTION_CLIENT_SECRET.
+//
+// It listens on 127.0.0.1 only, with issuer http://127.0.0.1:<port>, and prints
+// exactly one line "READY <issuer>" on stdout once it accepts connections.
+//
+// * Open dynamic client registration (POST /reg), PKCE S256 required for every client.
+// * Resource indicators (RFC 8707): any http(s) resource gets a JWT access token with
+//   aud = the resource and scope = requested ∩ resource scopes ∩ the user's scopes.
+//   A resource listed as opaque gets an opaque token instead (for introspection tests).
+//   An authorization request with a resource but none of the resource scopes asks for
+//   all of them (RFC 6749 §3.3 default scope); the user's grant then decides.
+// * Resource scopes are not OpenID scopes: they are kept out of the provider `scopes`,
+//   dropped from a client's registered `scope` metadata (the Python SDK sends them
+//   there), and advertised in `scopes_supported` of the discovery documents.
+// * /.well-known/oauth-authorization-server (RFC 8414) is served as well as
+//   /.well-known/openid-configuration, both with the same content.
+// * Refresh tokens for every client allowed the refresh_token grant (public clients
+//   included: PKCE is mandatory), whether or not offline_access was granted.
+// * Login: GET /interaction/:uid is an HTML form; POST /interaction/:uid/login with
+//   form fields username and password logs in and grants in one step (no separate
+//   consent page). Any HTTP client with a cookie jar can do this headlessly, see
+//   tests/e2e/harness/login.py.
+// * --test-control: POST /__test__/rotate-keys?keep=1|0 makes a new RS256 signing key
+//   (new kid) the active one, keeping the old public key in the JWKS when keep=1
+//   (default) and dropping it when keep=0. Answers JSON {kid, kids}. Registered
+//   clients, grants and refresh tokens survive (shared in-memory storage).
+//   GET /__test__/keys returns {active, kids}.
+
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.AS_PORT ?? '0' },
+    jwks: { type: 'string', default: process.env.AS_JWKS },
+    'access-token-ttl': { type: 'string', default: process.env.AS_ACCESS_TOKEN_TTL ?? '600' },
+    'resource-scopes': {
+      type: 'string',
+      default: process.env.AS_RESOURCE_SCOPES ?? 'mcp:tools tools:call',
+    },
+    users: { type: 'string', default: process.env.AS_USERS },
+    'opaque-resource': {
+      type: 'string',
+      multiple: true,
+      default: (process.env.AS_OPAQUE_RESOURCES ?? '').split(/\s+/).filter(Boolean),
+    },
+    'test-control': {
+      type: 'boolean',
+      default: ['1', 'true', 'yes'].includes((process.env.AS_TEST_CONTROL ?? '').toLowerCase()),
+    },
+  },
+});
+
+const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
+const RESOURCE_SCOPES = args['resource-scopes'].split(/\s+/).filter(Boolean);
+const ACCESS_TOKEN_TTL = Number.parseInt(args['access-token-ttl'], 10);
+const OPAQUE_RESOURCES = new Set(args['opaque-resource']);
+const TEST_CONTROL = args['test-control'];
+
+// Demo users: alice may do everything, bob may list tools but not call them.
+const USERS = args.users
+  ? JSON.parse(readFileSync(args.users, 'utf8'))
+  : {
+    alice: { password: 'alice-password', scopes: [...RESOURCE_SCOPES] },
+    bob: { password: 'bob-password', scopes: RESOURCE_SCOPES.filter((s) => s !== 'tools:call') },
+  };
+
+function newSigningKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: `k-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`, alg: 'RS256', use: 'sig' };
+}
+
+let keys = args.jwks ? JSON.parse(readFileSync(args.jwks, 'utf8')).keys : [newSigningKey()];
+const cookieKeys = [randomBytes(32).toString('hex')];
+
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number.parseInt(args.port, 10), '127.0.0.1', resolve);
+});
+const ISSUER = `http://127.0.0.1:${server.address().port}`;
+
+function isOpenIdScopeOnly(scope) {
+  return OIDC_SCOPES.includes(scope);
+}
+
+function buildProvider(jwks) {
+  const activeKid = jwks[0].kid;
+  const provider = new Provider(ISSUER, {
+    jwks: { keys: jwks },
+    cookies: { keys: cookieKeys },
+    scopes: OIDC_SCOPES,
+    claims: { openid: ['sub'], email: ['email'], profile: ['name'] },
+    findAccount: async (_ctx, id) => (USERS[id]
+      ? { accountId: id, claims: async () => ({ sub: id, name: id, email: `${id}@example.test` }) }
+      : undefined),
+    clients: [
+      {
+        // Confidential client for a resource server that introspects opaque tokens.
+        client_id: process.env.AS_INTROSPECTION_CLIENT_ID ?? 'aigw-introspector',
+        client_secret: process.env.AS_INTROSPECTION_CLIENT_SECRET ?? 'aigw-introspector-secret',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'RS256',
+    },
+    // The Python SDK registers with scope="<resource scopes> offline_access": keep only
+    // the OpenID scopes in the client's metadata; resource scopes are per-resource.
+    extraClientMetadata: {
+      properties: ['scope'],
+      validator(_ctx, key, value, metadata) {
+        if (key === 'scope' && typeof value === 'string') {
+          const kept = value.split(' ').filter(isOpenIdScopeOnly);
+          if (kept.length) metadata.scope = kept.join(' ');
+          else delete metadata.scope;
+        }
+      },
+    },
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: true, initialAccessToken: false },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, resource) => {
+          const url = new URL(resource); // throws (invalid_target) on garbage
+          if (!['http:', 'https:'].includes(url.protocol)) throw new Error('bad resource');
+          if (OPAQUE_RESOURCES.has(resource)) {
+            return {
+              scope: RESOURCE_SCOPES.join(' '),
+              audience: resource,
+              accessTokenTTL: ACCESS_TOKEN_TTL,
+              accessTokenFormat: 'opaque',
+            };
+          }
+          return {
+            scope: RESOURCE_SCOPES.join(' '),
+            audience: resource,
+            accessTokenTTL: ACCESS_TOKEN_TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256', kid: activeKid } },
+          };
+        },
+      },
+    },
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL,
+      AuthorizationCode: 120,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+      RefreshToken: 86400,
+      IdToken: 3600,
+    },
+    clientBasedCORS: () => true,
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    discovery: {},
+    renderError: async (ctx, out) => {
+      ctx.type = 'application/json';
+      ctx.body = out;
+    },
+  });
+  provider.proxy = false;
+  provider.use(async (ctx, next) => {
+    // RFC 6749 §3.3 default scope: an authorization request for a resource that names
+    // none of the resource scopes asks for all of them (the user's grant then decides).
+    if (ctx.path === '/auth' && ctx.method === 'GET' && ctx.query.resource) {
+      const query = { ...ctx.query };
+      const asked = (typeof query.scope === 'string' ? query.scope : '').split(' ').filter(Boolean);
+      if (!asked.some((s) => RESOURCE_SCOPES.includes(s))) {
+        query.scope = [...asked, ...RESOURCE_SCOPES].join(' ');
+        ctx.query = query;
+      }
+    }
+    await next();
+    // Advertise the resource scopes next to the OpenID ones.
+    if (ctx.path === '/.well-known/openid-configuration' && ctx.body && ctx.status === 200) {
+      ctx.body.scopes_supported = [...OIDC_SCOPES, ...RESOURCE_SCOPES];
+    }
+  });
+  provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  return provider;
+}
+
+let provider = buildProvider(keys);
+let handler = provider.callback();
+
+function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+async function readForm(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 65536) throw new Error('form too large');
+    chunks.push(chunk);
+  }
+  const body = Buffer.concat(chunks).toString('utf8');
+  if ((req.headers['content-type'] ?? '').includes('application/json')) return JSON.parse(body || '{}');
+  return Object.fromEntries(new URLSearchParams(body));
+}
+
+function send(res, status, type, body) {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function loginPage(uid, params, error) {
+  const scope = escapeHtml(params.scope ?? '');
+  const resource = escapeHtml([params.resource ?? []].flat().join(' '));
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>aigw test AS: sign in</title></head>
+<body>
+<h1>Sign in</h1>
+<p>Client <code>${escapeHtml(params.client_id)}</code> asks for <code>${scope}</code>
+on <code>${resource}</code>.</p>
+${error ? `<p style="color:#b00" id="error">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="/interaction/${escapeHtml(uid)}/login" id="login">
+<label>User <input name="username" autocomplete="username" autofocus></label>
+<label>Password <input name="password" type="password" autocomplete="current-password"></label>
+<button type="submit">Sign in and allow</button>
+</form>
+<p>Demo users: ${Object.keys(USERS).map(escapeHtml).join(', ')}.</p>
+</body></html>
+`;
+}
+
+async function finishLogin(req, res, uid) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new Error('interaction mismatch');
+  const form = await readForm(req);
+  const user = USERS[form.username];
+  if (!user || user.password !== form.password) {
+    send(res, 401, 'text/html; charset=utf-8', loginPage(uid, details.params, 'invalid username or password'));
+    return;
+  }
+  const { params } = details;
+  const requested = (params.scope ?? '').split(' ').filter(Boolean);
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: form.username, clientId: params.client_id });
+  const oidc = requested.filter(isOpenIdScopeOnly);
+  if (oidc.length) grant.addOIDCScope(oidc.join(' '));
+  const asked = requested.filter((s) => RESOURCE_SCOPES.includes(s));
+  for (const resource of [params.resource ?? []].flat()) {
+    const allowed = asked.filter((s) => user.scopes.includes(s));
+    const denied = asked.filter((s) => !user.scopes.includes(s));
+    if (allowed.length) grant.addResourceScope(resource, allowed.join(' '));
+    if (denied.length) grant.rejectResourceScope(resource, denied.join(' '));
+    if (!allowed.length && !denied.length) grant.addResourceScope(resource, '');
+  }
+  const grantId = await grant.save();
+  await provider.interactionFinished(
+    req,
+    res,
+    { login: { accountId: form.username }, consent: { grantId } },
+    { mergeWithLastSubmission: false },
+  );
+}
+
+async function testControl(req, res, url) {
+  if (req.method === 'POST' && url.pathname === '/__test__/rotate-keys') {
+    const keep = !['0', 'false', 'no'].includes(url.searchParams.get('keep') ?? '1');
+    const fresh = newSigningKey();
+    keys = keep ? [fresh, ...keys] : [fresh];
+    provider = buildProvider(keys);
+    handler = provider.callback();
+    send(res, 200, 'application/json', JSON.stringify({ kid: fresh.kid, kids: keys.map((k) => k.kid) }));
+    return;
+  }
+  if (req.method === 'GET' && url.pathname === '/__test__/keys') {
+    send(res, 200, 'application/json', JSON.stringify({ active: keys[0].kid, kids: keys.map((k) => k.kid) }));
+    return;
+  }
+  send(res, 404, 'application/json', '{"error":"not_found"}');
+}
+
+server.on('request', async (req, res) => {
+  const url = new URL(req.url, ISSUER);
+  try {
+    if (url.pathname === '/.well-known/oauth-authorization-server') {
+      req.url = `/.well-known/openid-configuration${url.search}`;
+      handler(req, res);
+      return;
+    }
+    if (TEST_CONTROL && url.pathname.startsWith('/__test__/')) {
+      await testControl(req, res, url);
+      return;
+    }
+    const m = url.pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);
+    if (m) {
+      if (req.method === 'GET' && !m[2]) {
+        const details = await provider.interactionDetails(req, res);
+        send(res, 200, 'text/html; charset=utf-8', loginPage(details.uid, details.params));
+        return;
+      }
+      if (req.method === 'POST' && m[2]) {
+        await finishLogin(req, res, m[1]);
+        return;
+      }
+      send(res, 405, 'text/plain', 'method not allowed');
+      return;
+    }
+    handler(req, res);
+  } catch (err) {
+    if (!res.headersSent) {
+      send(res, 400, 'application/json', JSON.stringify({ error: 'interaction_failed', error_description: String(err?.message ?? err), id: randomUUID() }));
+    } else {
+      res.destroy();
+    }
+  }
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    server.close();
+    server.closeAllConnections?.();
+    process.exit(0);
+  });
+}
+
+process.stdout.write(`READY ${ISSUER}\n`);

@@ -1,0 +1,25 @@
+"""Run trial-style tests under pytest the way trial would: in a scratch directory.
+
+``TestCase.mktemp()`` makes paths relative to the working directory; trial runs
+in ``_trial_temp``, so under pytest the session moves into a temporary
+directory of its own instead of littering the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    scratch = tmp_path_factory.mktemp("trial")
+    previous = os.getcwd()
+    os.chdir(scratch)
+    try:
+        yield scratch
+    finally:
+        os.chdir(previous)

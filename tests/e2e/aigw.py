@@ -1,0 +1,95 @@
+"""Start the real aigw daemon (``twistd -n aigw --config``) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .harness.processes import LOG_DIR, Process, free_port, start_process
+
+
+def _twistd() -> str:
+    import sys
+
+    return str(Path(sys.executable).parent / "twistd")
+
+
+@dataclass
+class Gateway:
+    """A running aigw: ``url`` is its MCP endpoint."""
+
+    process: Process
+    port: int
+    config_path: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/mcp"
+
+    def stop(self) -> int | None:
+        return self.process.stop(timeout=15)
+
+
+def backend_yaml(backends: Sequence[tuple[str, str]], extra: str = "") -> str:
+    lines = ["backends:"]
+    for name, url in backends:
+        lines += [f"  - name: {name}", f"    url: {url}", "    timeout: 20s"]
+        if extra:
+            lines += ["    " + line for line in extra.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def start_gateway(
+    backends: Sequence[tuple[str, str]],
+    *,
+    issuer: str | None = None,
+    auth_extra: str = "",
+    extra: str = "",
+    port: int | None = None,
+) -> Gateway:
+    """Write a config for these backends and start ``twistd -n aigw --config`` on it."""
+    port = port or free_port()
+    directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
+    key = os.path.join(directory, "session.key")
+    with open(key, "wb") as handle:
+        handle.write(os.urandom(32))
+    if issuer is None:
+        auth = "auth: none\n"
+    else:
+        auth = (
+            "auth:\n"
+            f"  issuer: {issuer}\n"
+            "  scopes_supported: [mcp:tools, tools:call]\n"
+            "  required_scopes: [mcp:tools]\n"
+            "  jwks_unknown_kid_cooldown: 1s\n"
+            "  jwks_min_refresh_interval: 1s\n"
+            + "".join("  " + line + "\n" for line in auth_extra.splitlines())
+        )
+    text = (
+        f'listen: ["tcp:{port}:interface=127.0.0.1"]\n'
+        f"public_url: http://127.0.0.1:{port}\n"
+        "mcp_path: /mcp\n"
+        + auth
+        + backend_yaml(backends)
+        + f"sessions: {{secret_file: {key}}}\n"
+        + "logging: {format: text, level: debug}\n"
+        + extra
+    )
+    path = os.path.join(directory, "aigw.yaml")
+    with open(path, "w") as handle:
+        handle.write(text)
+    process = start_process(
+        [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        timeout=30,
+        name="aigw",
+        cwd=directory,
+    )
+    return Gateway(process, port, path)

@@ -1,0 +1,96 @@
+"""Session fixtures for the end-to-end tests: the test AS and the upstream MCP servers.
+
+Each fixture starts its process once per session and stops it at the end (and the
+harness's ``atexit`` hook stops anything left behind). Set ``AIGW_E2E_SKIP=1`` to
+skip every test that needs them; a missing ``node`` skips the Node-based fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from .harness.authserver import AuthServer, start_auth_server
+from .harness.processes import ensure_node_modules
+from .harness.upstreams import Upstream, start_pyserver, start_server_everything
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: end-to-end test with real helper processes")
+
+
+def _need_node() -> None:
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    if shutil.which(os.environ.get("AIGW_E2E_NODE", "node")) is None:
+        pytest.skip("node is not installed")
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> None:
+    _need_node()
+    ensure_node_modules()
+
+
+@pytest.fixture(scope="session")
+def auth_server(node_modules: None) -> Iterator[AuthServer]:
+    """``e2e/as.mjs`` with test control on, alice and bob, 600 s access tokens."""
+    server = start_auth_server(test_control=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_everything(node_modules: None) -> Iterator[Upstream]:
+    upstream = start_server_everything()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def pyserver() -> Iterator[Upstream]:
+    """The stateful pyserver (sessions), default tool set."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    upstream = start_pyserver()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def pyserver_stateless() -> Iterator[Upstream]:
+    """The pyserver in stateless mode (no ``Mcp-Session-Id``)."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    upstream = start_pyserver(stateless=True)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def pyserver_many_tools() -> Iterator[Upstream]:
+    """The pyserver with 30 extra tools and ``tools/list`` pages of 10."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    upstream = start_pyserver(many_tools=True, page_size=10)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()

@@ -1,0 +1,129 @@
+"""Start the test authorization server ``e2e/as.mjs`` (oidc-provider 9) and talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from .processes import (
+    E2E_DIR,
+    LOG_DIR,
+    Process,
+    ensure_node_modules,
+    node_executable,
+    start_process,
+)
+
+AS_SCRIPT = E2E_DIR / "as.mjs"
+DEFAULT_RESOURCE_SCOPES = ("mcp:tools", "tools:call")
+
+
+@dataclass
+class AuthServer:
+    """A running ``e2e/as.mjs``: ``issuer`` is ``http://127.0.0.1:<port>``."""
+
+    issuer: str
+    process: Process
+    test_control: bool
+    resource_scopes: tuple[str, ...] = DEFAULT_RESOURCE_SCOPES
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.issuer.rsplit(":", 1)[1])
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.issuer}/jwks"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/token"
+
+    def metadata(self) -> dict[str, Any]:
+        response = httpx2.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def jwks(self) -> dict[str, Any]:
+        response = httpx2.get(self.jwks_uri, timeout=10)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def rotate_keys(self, *, keep_old: bool = True) -> str:
+        """Make a new signing key (new ``kid``) the active one; returns the new kid.
+
+        Registered clients, grants and refresh tokens survive. With ``keep_old=False``
+        the old key leaves the JWKS, so tokens signed with it no longer verify.
+        Needs ``test_control=True``.
+        """
+        response = httpx2.post(
+            f"{self.issuer}/__test__/rotate-keys",
+            params={"keep": "1" if keep_old else "0"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return str(response.json()["kid"])
+
+    def active_kid(self) -> str:
+        response = httpx2.get(f"{self.issuer}/__test__/keys", timeout=10)
+        response.raise_for_status()
+        return str(response.json()["active"])
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_auth_server(
+    port: int = 0,
+    *,
+    access_token_ttl: int = 600,
+    resource_scopes: tuple[str, ...] = DEFAULT_RESOURCE_SCOPES,
+    users: dict[str, dict[str, Any]] | None = None,
+    jwks_file: str | os.PathLike[str] | None = None,
+    opaque_resources: tuple[str, ...] = (),
+    test_control: bool = True,
+    timeout: float = 30.0,
+) -> AuthServer:
+    """Start ``node e2e/as.mjs`` and wait for its ``READY <issuer>`` line.
+
+    ``port=0`` picks a free port (the AS binds first, then prints its issuer).
+    ``users`` maps a name to ``{"password": ..., "scopes": [...]}``; the default is
+    alice (all resource scopes) and bob (all but ``tools:call``).
+    """
+    ensure_node_modules()
+    argv = [
+        node_executable(),
+        str(AS_SCRIPT),
+        "--port",
+        str(port),
+        "--access-token-ttl",
+        str(access_token_ttl),
+        "--resource-scopes",
+        " ".join(resource_scopes),
+    ]
+    env: dict[str, str] = {}
+    if test_control:
+        argv.append("--test-control")
+    if jwks_file is not None:
+        argv += ["--jwks", os.fspath(jwks_file)]
+    for resource in opaque_resources:
+        argv += ["--opaque-resource", resource]
+    if users is not None:
+        fd, users_path = tempfile.mkstemp(prefix="as-users-", suffix=".json", dir=LOG_DIR)
+        with os.fdopen(fd, "w") as f:
+            json.dump(users, f)
+        argv += ["--users", users_path]
+    proc = start_process(argv, env, ready_line_regex=r"^READY (\S+)", timeout=timeout, name="as")
+    assert proc.ready_match is not None
+    passwords = (
+        {name: str(u["password"]) for name, u in users.items()}
+        if users is not None
+        else {"alice": "alice-password", "bob": "bob-password"}
+    )
+    return AuthServer(proc.ready_match.group(1), proc, test_control, resource_scopes, passwords)

@@ -1,0 +1,93 @@
+"""Start the upstream MCP servers of the end-to-end tests: server-everything and pyserver."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .processes import (
+    E2E_DIR,
+    NODE_MODULES,
+    Process,
+    ensure_node_modules,
+    free_port,
+    node_executable,
+    python_executable,
+    start_process,
+)
+
+SERVER_EVERYTHING_JS = (
+    NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+)
+LOOPBACK_PRELOAD = E2E_DIR / "loopback.cjs"
+
+
+@dataclass
+class Upstream:
+    """A running upstream MCP server: ``url`` is its Streamable HTTP endpoint."""
+
+    name: str
+    url: str
+    port: int
+    process: Process
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_server_everything(port: int | None = None, timeout: float = 30.0) -> Upstream:
+    """``mcp-server-everything streamableHttp`` on ``http://127.0.0.1:<port>/mcp``.
+
+    It calls ``app.listen(PORT)`` with no host; the ``e2e/loopback.cjs`` preload makes
+    that bind 127.0.0.1 only.
+    """
+    ensure_node_modules()
+    port = port or free_port()
+    proc = start_process(
+        [
+            node_executable(),
+            "--require",
+            str(LOOPBACK_PRELOAD),
+            str(SERVER_EVERYTHING_JS),
+            "streamableHttp",
+        ],
+        {"PORT": str(port)},
+        ready_line_regex=r"listening on port \d+",
+        timeout=timeout,
+        name="server-everything",
+    )
+    return Upstream("everything", f"http://127.0.0.1:{port}/mcp", port, proc)
+
+
+def start_pyserver(
+    port: int | None = None,
+    *,
+    stateless: bool = False,
+    many_tools: bool = False,
+    page_size: int | None = None,
+    json_response: bool = False,
+    auth_issuer: str | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> Upstream:
+    """``python -m tests.e2e.upstreams.pyserver`` on ``http://127.0.0.1:<port>/mcp``."""
+    port = port or free_port()
+    argv = [python_executable(), "-m", "tests.e2e.upstreams.pyserver", "--port", str(port)]
+    if stateless:
+        argv.append("--stateless")
+    if many_tools:
+        argv.append("--many-tools")
+    if page_size is not None:
+        argv += ["--page-size", str(page_size)]
+    if json_response:
+        argv.append("--json-response")
+    if auth_issuer is not None:
+        argv += ["--auth-issuer", auth_issuer]
+    argv += list(extra_args)
+    proc = start_process(
+        argv,
+        ready_line_regex=r"^READY (\S+)",
+        timeout=timeout,
+        name="pyserver-stateless" if stateless else "pyserver",
+    )
+    return Upstream("pyserver", f"http://127.0.0.1:{port}/mcp", port, proc)

@@ -1,0 +1,276 @@
+"""aigw as the OAuth 2.1 resource server, end to end through real parts.
+
+Authorization server: oidc-provider (``e2e/as.mjs``); client: the official MCP
+Python SDK with ``OAuthClientProvider``; upstream: a server written with the
+``mcp`` SDK. Each test names the MCP Authorization (2025-11-25) or RFC rule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx2
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .aigw import Gateway, start_gateway
+from .harness.authserver import AuthServer, start_auth_server
+from .harness.login import authorize
+from .harness.oauth_client import HeadlessLogin, MemoryTokenStorage, connect
+from .harness.upstreams import Upstream
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
+    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(item, "text", "") for item in result.content)
+
+
+def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    message = body or {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "0"},
+        },
+    }
+    return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)
+
+
+async def token_for(auth_server: AuthServer, user: str, resource: str, scope: str) -> str:
+    """Register a client and run the code flow with PKCE by hand; return the access token."""
+    import base64
+    import hashlib
+    import secrets
+
+    registration = httpx2.post(
+        f"{auth_server.issuer}/reg",
+        json={
+            "redirect_uris": ["http://127.0.0.1:9/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        },
+        timeout=10,
+    )
+    registration.raise_for_status()
+    client_id = registration.json()["client_id"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    query = httpx2.QueryParams(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "s",
+            "scope": scope,
+            "resource": resource,
+        }
+    )
+    answer = await authorize(f"{auth_server.issuer}/auth?{query}", user)
+    response = httpx2.post(
+        auth_server.token_endpoint,
+        data={
+            "grant_type": "authorization_code",
+            "code": answer.code,
+            "client_id": client_id,
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+async def test_sdk_goes_from_bare_401_to_a_tool_result(gateway: Gateway) -> None:
+    """MCP Authorization "Authorization Flow Steps": 401 → PRM → AS metadata → DCR → PKCE → token → call."""
+    async with connect(gateway.url, "alice", mode="legacy") as client:
+        tools = await client.list_tools()
+        names = {tool.name for tool in tools.tools}
+        assert "py__echo" in names
+        result = await client.call_tool("py__echo", {"text": "through aigw"})
+        assert text_of(result) == "through aigw"
+
+
+def test_bare_request_gets_401_with_resource_metadata(gateway: Gateway) -> None:
+    """RFC 9728 §5.1 and MCP Authorization: the challenge names the metadata URL and scopes."""
+    response = mcp_post(gateway, None)
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert (
+        f'resource_metadata="{gateway.base}/.well-known/oauth-protected-resource/mcp"' in challenge
+    )
+    assert 'scope="mcp:tools"' in challenge
+    metadata = httpx2.get(
+        f"{gateway.base}/.well-known/oauth-protected-resource/mcp", timeout=10
+    ).json()
+    assert metadata["resource"] == gateway.url
+    assert metadata["authorization_servers"] == [
+        json.loads(json.dumps(metadata["authorization_servers"]))[0]
+    ]
+    assert metadata["bearer_methods_supported"] == ["header"]
+
+
+def test_token_in_query_string_is_refused(gateway: Gateway) -> None:
+    """MCP Authorization "Token Requirements": never in the URI query string."""
+    response = httpx2.post(
+        gateway.url + "?access_token=abc",
+        json={},
+        headers={"Accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_token_for_another_resource_is_invalid_token(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """RFC 8707 §2 / MCP "Token Audience Binding": aud must be this gateway."""
+    token = await token_for(
+        auth_server, "alice", "http://127.0.0.1:9/other", "mcp:tools tools:call"
+    )
+    response = mcp_post(gateway, token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_token_without_the_required_scope_gets_403(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """RFC 6750 §3.1 insufficient_scope, with the scopes the operation needs."""
+    token = await token_for(auth_server, "alice", gateway.url, "tools:call")
+    response = mcp_post(gateway, token)
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert "mcp:tools" in challenge
+
+
+async def test_client_token_is_never_forwarded_upstream(gateway: Gateway) -> None:
+    """MCP Authorization "Access Token Privilege Restriction": no token passthrough."""
+    async with connect(gateway.url, "alice", mode="legacy") as client:
+        result = await client.call_tool("py__whoami-headers", {})
+        headers = {k.lower() for k in json.loads(text_of(result))}
+    assert "authorization" not in headers
+    assert "cookie" not in headers
+    assert "proxy-authorization" not in headers
+
+
+def test_unknown_key_is_refused(gateway: Gateway, auth_server: AuthServer) -> None:
+    """RFC 8725 §3.1: only the issuer's keys; a token signed by anyone else fails closed."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "iss": auth_server.issuer,
+            "aud": gateway.url,
+            "sub": "mallory",
+            "exp": now + 300,
+            "iat": now,
+            "scope": "mcp:tools tools:call",
+        },
+        key,
+        algorithm="RS256",
+        headers={"kid": "not-a-real-kid"},
+    )
+    response = mcp_post(gateway, token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_key_rotation_is_followed(gateway: Gateway, auth_server: AuthServer) -> None:
+    """A new kid at the AS: aigw refetches the JWKS on the unknown kid and accepts the token."""
+    auth_server.rotate_keys(keep_old=False)
+    time.sleep(1.1)  # past the unknown-kid cooldown of this gateway's config
+    async with connect(gateway.url, "alice", mode="legacy") as client:
+        result = await client.call_tool("py__echo", {"text": "rotated"})
+        assert text_of(result) == "rotated"
+
+
+async def test_authorization_server_down_keeps_cached_keys(pyserver: Upstream) -> None:
+    """Last good keys are kept while the AS is down; only unknown kids fail, closed."""
+    server = start_auth_server(test_control=True)
+    gateway = start_gateway([("py", pyserver.url)], issuer=server.issuer)
+    try:
+        token = await token_for(server, "alice", gateway.url, "mcp:tools tools:call")
+        assert mcp_post(gateway, token).status_code == 200
+        server.stop()
+        assert mcp_post(gateway, token).status_code == 200
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode(
+            {
+                "iss": server.issuer,
+                "aud": gateway.url,
+                "sub": "x",
+                "exp": int(time.time()) + 60,
+                "scope": "mcp:tools",
+            },
+            key,
+            algorithm="RS256",
+            headers={"kid": "other"},
+        )
+        refused = mcp_post(gateway, forged)
+        assert refused.status_code in (401, 503)
+        assert gateway.process.alive
+    finally:
+        gateway.stop()
+        server.stop()
+
+
+async def test_expired_token_is_refused_and_the_sdk_refreshes(pyserver: Upstream) -> None:
+    """RFC 6750 §3.1 invalid_token on exp; the SDK then uses its refresh grant (OAuth 2.1 §4.3)."""
+    server = start_auth_server(test_control=True, access_token_ttl=3)
+    gateway = start_gateway([("py", pyserver.url)], issuer=server.issuer, auth_extra="leeway: 0s")
+    try:
+        storage = MemoryTokenStorage()
+        login = HeadlessLogin("alice", "alice-password")
+        async with connect(
+            gateway.url, "alice", storage=storage, login=login, mode="legacy"
+        ) as client:
+            assert text_of(await client.call_tool("py__echo", {"text": "1"})) == "1"
+            first = await storage.get_tokens()
+            assert first is not None and first.refresh_token
+            await anyio.sleep(4)
+            expired = mcp_post(gateway, first.access_token)
+            assert expired.status_code == 401
+            assert 'error="invalid_token"' in expired.headers["www-authenticate"]
+            assert text_of(await client.call_tool("py__echo", {"text": "2"})) == "2"
+            second = await storage.get_tokens()
+        assert second is not None and second.access_token != first.access_token
+        assert len(login.authorization_urls) == 1, "refreshed, not logged in again"
+    finally:
+        gateway.stop()
+        server.stop()

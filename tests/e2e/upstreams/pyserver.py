@@ -1,0 +1,280 @@
+"""A stateful (or stateless) MCP server on the official ``mcp`` 2.x SDK for e2e tests.
+
+Run: ``python -m tests.e2e.upstreams.pyserver --port N [--stateless] [--many-tools]
+[--page-size K] [--json-response]``. Serves Streamable HTTP on
+``http://127.0.0.1:N/mcp`` and prints ``READY http://127.0.0.1:N/mcp`` on stdout.
+
+Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JSON),
+``slow`` (sleeps, reports progress, honours cancellation), ``slow-stats`` (how many
+``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
+``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
+(``elicitation/create`` to the client), ``bump`` (sends ``notifications/resources/updated``
+for the counter resource). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
+``tools/list`` pages of ``--page-size`` (default 10) with ``nextCursor`` (the SDK's
+``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
+resource ``test://static/hello``, a counter resource ``test://counter`` that can be
+subscribed to, and a template ``test://items/{item_id}``.
+
+With ``--auth-issuer ISSUER`` it is itself an OAuth protected resource (the SDK's own
+resource-server support, JWTs checked against the issuer's JWKS, audience
+``http://127.0.0.1:N/mcp``): a reference to compare the gateway with, and what the
+harness smoke tests use to exercise the OAuth clients without the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import jwt
+import mcp_types as types
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel, Field
+
+STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
+COUNTER = {"value": 0}
+SUBSCRIBERS: dict[str, list[Any]] = {}
+
+
+class PagingMCPServer(MCPServer):
+    """``MCPServer`` whose ``tools/list`` answers pages of ``page_size`` with ``nextCursor``."""
+
+    page_size = 0
+
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        tools = await self.list_tools()
+        if not self.page_size:
+            return types.ListToolsResult(tools=tools)
+        cursor = getattr(params, "cursor", None) if params is not None else None
+        start = int(cursor) if cursor else 0
+        end = start + self.page_size
+        return types.ListToolsResult(
+            tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None
+        )
+
+
+class UserAnswer(BaseModel):
+    name: str = Field(description="Your name")
+
+
+class JwtVerifier:
+    """``TokenVerifier`` for the JWT access tokens of ``e2e/as.mjs`` (RFC 9068)."""
+
+    def __init__(self, issuer: str, resource: str) -> None:
+        self.issuer = issuer
+        self.resource = resource
+        self.jwks = jwt.PyJWKClient(f"{issuer}/jwks", cache_keys=True, lifespan=60)
+
+    def _verify(self, token: str) -> AccessToken | None:
+        try:
+            key = self.jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(
+                token, key.key, algorithms=["RS256"], audience=self.resource, issuer=self.issuer
+            )
+        except jwt.PyJWTError:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id", "")),
+            scopes=str(claims.get("scope", "")).split(),
+            expires_at=int(claims["exp"]),
+            resource=self.resource,
+            subject=claims.get("sub"),
+            claims=claims,
+        )
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        return await anyio.to_thread.run_sync(self._verify, token)
+
+
+def build_server(
+    *,
+    many_tools: bool = False,
+    page_size: int = 10,
+    auth_issuer: str | None = None,
+    resource: str | None = None,
+    required_scopes: list[str] | None = None,
+) -> PagingMCPServer:
+    auth_kwargs: dict[str, Any] = {}
+    if auth_issuer is not None:
+        assert resource is not None
+        auth_kwargs = {
+            # Strings, not AnyHttpUrl(...): the model keeps a path-less issuer without
+            # the trailing slash, which the client compares exactly with the AS issuer.
+            "auth": AuthSettings.model_validate(
+                {
+                    "issuer_url": auth_issuer,
+                    "resource_server_url": resource,
+                    "required_scopes": required_scopes,
+                }
+            ),
+            "token_verifier": JwtVerifier(auth_issuer, resource),
+        }
+    server = PagingMCPServer(name="aigw-e2e-pyserver", version="1.0.0", **auth_kwargs)
+    server.page_size = page_size if many_tools else 0
+
+    @server.tool(description="Echo the text back")
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(name="whoami-headers", description="The HTTP headers of this request, as JSON")
+    def whoami_headers(ctx: Context) -> str:
+        headers = ctx.headers or {}
+        return json.dumps({k.lower(): v for k, v in headers.items()}, sort_keys=True)
+
+    @server.tool(description="Sleep `seconds`, reporting progress `steps` times")
+    async def slow(ctx: Context, seconds: float = 5.0, steps: int = 5) -> str:
+        STATS["started"] += 1
+        try:
+            for i in range(steps):
+                await anyio.sleep(seconds / max(steps, 1))
+                await ctx.report_progress(i + 1, steps, f"step {i + 1}/{steps}")
+        except anyio.get_cancelled_exc_class():
+            STATS["cancelled"] += 1
+            raise
+        STATS["finished"] += 1
+        return f"slept {seconds}s"
+
+    @server.tool(name="slow-stats", description="Counts of slow calls started/finished/cancelled")
+    def slow_stats() -> str:
+        return json.dumps(STATS, sort_keys=True)
+
+    @server.tool(name="make-link", description="Return a resource_link content item")
+    def make_link() -> list[types.ContentBlock]:
+        return [
+            types.TextContent(type="text", text="here is a link"),
+            types.ResourceLink(
+                type="resource_link",
+                uri="test://static/hello",
+                name="hello",
+                mime_type="text/plain",
+            ),
+        ]
+
+    @server.tool(name="ask-llm", description="Ask the client's LLM (sampling/createMessage)")
+    async def ask_llm(ctx: Context, question: str = "What is 2+2?") -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = await ctx.request_context.session.create_message(
+                messages=[
+                    types.SamplingMessage(
+                        role="user", content=types.TextContent(type="text", text=question)
+                    )
+                ],
+                max_tokens=100,
+                related_request_id=ctx.request_id,
+            )
+        content = result.content
+        text = getattr(content, "text", None)
+        return f"llm said: {text if text is not None else content}"
+
+    @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
+    async def ask_user(ctx: Context) -> str:
+        result = await ctx.elicit("What is your name?", UserAnswer)
+        if result.action == "accept" and result.data is not None:
+            return f"hello {result.data.name}"
+        return f"user {result.action}"
+
+    @server.tool(description="Increment the counter resource and notify its subscribers")
+    async def bump(ctx: Context) -> str:
+        COUNTER["value"] += 1
+        for session in list(SUBSCRIBERS.get("test://counter", [])):
+            try:
+                await session.send_resource_updated("test://counter")
+            except Exception:
+                SUBSCRIBERS["test://counter"].remove(session)
+        return str(COUNTER["value"])
+
+    if many_tools:
+        for i in range(30):
+            name = f"t{i:02d}"
+
+            def make(n: str = name) -> Any:
+                def tool(x: int = 0) -> str:
+                    return f"{n}:{x}"
+
+                return tool
+
+            server.add_tool(make(), name=name, description=f"Generated tool {name}")
+
+    @server.prompt(description="Greet someone")
+    def greet(name: str) -> str:
+        return f"Please greet {name} warmly."
+
+    @server.resource("test://static/hello", name="hello", mime_type="text/plain")
+    def hello() -> str:
+        return "hello from pyserver"
+
+    @server.resource("test://counter", name="counter", mime_type="text/plain")
+    def counter() -> str:
+        return str(COUNTER["value"])
+
+    @server.resource("test://items/{item_id}", name="item", mime_type="application/json")
+    def item(item_id: str) -> str:
+        return json.dumps({"id": item_id})
+
+    async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        SUBSCRIBERS.setdefault(str(params.uri), []).append(ctx.session)
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        subs = SUBSCRIBERS.get(str(params.uri), [])
+        if ctx.session in subs:
+            subs.remove(ctx.session)
+        return types.EmptyResult()
+
+    low = server._lowlevel_server
+    low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
+    low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--stateless", action="store_true")
+    parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--many-tools", action="store_true")
+    parser.add_argument("--page-size", type=int, default=10)
+    parser.add_argument(
+        "--auth-issuer",
+        help="be an OAuth resource server itself: accept JWTs of this issuer (e2e/as.mjs)",
+    )
+    parser.add_argument("--required-scopes", default="mcp:tools")
+    args = parser.parse_args(argv)
+
+    server = build_server(
+        many_tools=args.many_tools,
+        page_size=args.page_size,
+        auth_issuer=args.auth_issuer,
+        resource=f"http://127.0.0.1:{args.port}/mcp",
+        required_scopes=args.required_scopes.split() or None,
+    )
+    app = server.streamable_http_app(
+        stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    userver = uvicorn.Server(config)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(userver.serve)
+            with anyio.fail_after(20):
+                while not userver.started:  # noqa: ASYNC110 (uvicorn offers no event)
+                    await anyio.sleep(0.02)
+            print(f"READY http://127.0.0.1:{args.port}/mcp", flush=True)
+
+    anyio.run(serve)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The refusal each failure turns into (RFC 6750 §3.1, MCP Authorization "Error Handling")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.auth.authenticator import Authenticator, AuthFailure
+from aigw.auth.errors import TokenRejected
+from aigw.auth.principal import ANONYMOUS, Principal
+from tests.unit.auth.helpers import ISSUER, auth_config, gateway_config
+
+META = "https://gw.example/.well-known/oauth-protected-resource/mcp"
+TOKEN = "secret.token.value"
+
+
+def principal(*scopes: str) -> Principal:
+    return Principal(ISSUER, "user-1", "client-1", frozenset(scopes), {}, "jti-1", None)
+
+
+class FakeVerifier:
+    def __init__(self, result: Principal | TokenRejected) -> None:
+        self.result = result
+        self.tokens: list[str] = []
+
+    def verify(self, token: str) -> Deferred[Principal]:
+        self.tokens.append(token)
+        if isinstance(self.result, TokenRejected):
+            return fail(self.result)
+        return succeed(self.result)
+
+
+class AuthenticatorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def make(
+        self, result: Principal | TokenRejected, required: tuple[str, ...] = ("mcp",)
+    ) -> Authenticator:
+        config = gateway_config(auth_config(required_scopes=required))
+        self.verifier = FakeVerifier(result)
+        authenticator = Authenticator.from_config(config, self.verifier)
+        authenticator.log = Logger(observer=self.events.append)
+        return authenticator
+
+    def refuse(
+        self,
+        authenticator: Authenticator,
+        headers: list[bytes],
+        query: dict[bytes, list[bytes]] | None = None,
+    ) -> AuthFailure:
+        d = authenticator.authenticate(headers, query or {})
+        return self.failureResultOf(d, AuthFailure).value  # type: ignore[return-value]
+
+    def test_auth_none(self) -> None:
+        """``auth: none``: every request is the anonymous principal."""
+        authenticator = Authenticator.from_config(gateway_config(None), None)
+        self.assertIs(self.successResultOf(authenticator.authenticate([], {})), ANONYMOUS)
+
+    def test_accepted(self) -> None:
+        authenticator = self.make(principal("mcp", "x"))
+        got = self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        self.assertEqual(got.subject, "user-1")
+        self.assertEqual(self.verifier.tokens, [TOKEN])
+
+    def test_missing(self) -> None:
+        """RFC 6750 §3.1, MCP "Protected Resource Metadata Discovery": 401 + challenge."""
+        failure = self.refuse(self.make(principal()), [])
+        self.assertEqual(failure.status, 401)
+        self.assertEqual(
+            failure.www_authenticate, f'Bearer resource_metadata="{META}", scope="mcp"'
+        )
+        self.assertEqual(failure.body["error"], "unauthorized")
+
+    def test_malformed_header(self) -> None:
+        """RFC 6750 §3.1: a malformed request is 400 invalid_request."""
+        failure = self.refuse(self.make(principal()), [b"Bearer a b"])
+        self.assertEqual(failure.status, 400)
+        self.assertIn('error="invalid_request"', failure.www_authenticate)
+        self.assertEqual(failure.body["error"], "invalid_request")
+
+    def test_query_token(self) -> None:
+        """MCP "Token Requirements": a token in the query string is a 400, not used."""
+        failure = self.refuse(self.make(principal()), [], {b"access_token": [TOKEN.encode()]})
+        self.assertEqual(failure.status, 400)
+        self.assertEqual(self.verifier.tokens, [])
+
+    def test_invalid_token(self) -> None:
+        """RFC 6750 §3.1: an expired/invalid token is 401 invalid_token with a description."""
+        rejected = TokenRejected("expired", "the token has expired", {"sub": "user-1", "jti": "j"})
+        failure = self.refuse(self.make(rejected), [b"Bearer " + TOKEN.encode()])
+        self.assertEqual(failure.status, 401)
+        self.assertEqual(
+            failure.www_authenticate,
+            f'Bearer resource_metadata="{META}", scope="mcp", error="invalid_token", '
+            'error_description="the token has expired"',
+        )
+        self.assertEqual(
+            failure.body, {"error": "invalid_token", "error_description": "the token has expired"}
+        )
+
+    def test_malformed_token_is_invalid_token(self) -> None:
+        """RFC 6750 §3.1: a malformed *token* is invalid_token, not invalid_request."""
+        failure = self.refuse(
+            self.make(TokenRejected("malformed", "not a JWT")), [b"Bearer " + TOKEN.encode()]
+        )
+        self.assertEqual(failure.status, 401)
+        self.assertEqual(failure.body["error"], "invalid_token")
+
+    def test_unavailable(self) -> None:
+        """The AS cannot be asked: fail closed with 503, so the client keeps its token."""
+        failure = self.refuse(
+            self.make(TokenRejected("unavailable", "try later")), [b"Bearer " + TOKEN.encode()]
+        )
+        self.assertEqual(failure.status, 503)
+        self.assertEqual(failure.body["error"], "temporarily_unavailable")
+
+    def test_insufficient_scope(self) -> None:
+        """RFC 6750 §3.1, MCP "Scope challenge handling": 403 naming the scopes needed."""
+        failure = self.refuse(self.make(principal("other"), ("mcp", "mcp:read")), [b"Bearer t"])
+        self.assertEqual(failure.status, 403)
+        self.assertIn('scope="mcp mcp:read", error="insufficient_scope"', failure.www_authenticate)
+        self.assertEqual(failure.body["error"], "insufficient_scope")
+
+    def test_backend_scopes(self) -> None:
+        """Per-backend scopes: the challenge names the gateway's and the backend's."""
+        authenticator = self.make(principal("mcp"))
+        failure = authenticator.insufficient_scope(principal("mcp"), ("files:write",))
+        self.assertEqual(failure.status, 403)
+        self.assertIn('scope="mcp files:write"', failure.www_authenticate)
+        self.assertIn("files:write", failure.body["error_description"])
+
+    def test_refusals_logged_without_token(self) -> None:
+        rejected = TokenRejected(
+            "expired", "expired", {"sub": "user-1", "client_id": "c", "jti": "j"}
+        )
+        self.refuse(self.make(rejected), [b"Bearer " + TOKEN.encode()])
+        (event,) = self.events
+        self.assertEqual(
+            (event["reason"], event["sub"], event["client_id"], event["jti"], event["status"]),
+            ("expired", "user-1", "c", "j", 401),
+        )
+        self.assertNotIn(TOKEN, repr(self.events))
+
+    def test_every_refusal_logged(self) -> None:
+        authenticator = self.make(principal())
+        self.refuse(authenticator, [])
+        self.refuse(authenticator, [b"Bearer a b"])
+        self.refuse(authenticator, [b"Bearer t"])
+        self.assertEqual(
+            [e["reason"] for e in self.events], ["missing", "malformed", "insufficient_scope"]
+        )
+
+
+class WiringTests(SynchronousTestCase):
+    def test_build_authenticator(self) -> None:
+        """The daemon gets the authenticator, its services, the relay and a readiness check."""
+        from twisted.internet.task import Clock
+        from twisted.web.client import HTTPConnectionPool
+
+        from aigw.auth.jwks import KeyStore
+        from aigw.auth.relay import AuthorizationServerMetadataRelay
+        from aigw.auth.wiring import build_authenticator
+        from aigw.readiness import Readiness
+
+        clock = Clock()
+        readiness = Readiness()
+        authenticator, services, relay = build_authenticator(
+            gateway_config(auth_config()), clock, HTTPConnectionPool(clock), readiness
+        )
+        self.assertIsInstance(authenticator, Authenticator)
+        self.assertEqual([type(s) for s in services], [KeyStore, AuthorizationServerMetadataRelay])
+        self.assertIs(relay, services[1])
+        self.assertEqual(readiness.report(), (False, {"signing_keys": "signing keys not loaded"}))
+
+    def test_build_authenticator_auth_none(self) -> None:
+        from twisted.internet.task import Clock
+        from twisted.web.client import HTTPConnectionPool
+
+        from aigw.auth.wiring import build_authenticator
+        from aigw.readiness import Readiness
+
+        clock = Clock()
+        authenticator, services, relay = build_authenticator(
+            gateway_config(None), clock, HTTPConnectionPool(clock), Readiness()
+        )
+        self.assertIs(self.successResultOf(authenticator.authenticate([], {})), ANONYMOUS)
+        self.assertEqual((services, relay), ([], None))

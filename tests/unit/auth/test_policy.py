@@ -1,0 +1,68 @@
+"""The access policy: first matching rule decides, else the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.auth.policy import AccessPolicy
+from aigw.auth.principal import Principal
+from aigw.config import AccessConfig, AccessRule
+
+
+def who(
+    sub: str = "alice", client: str | None = "cli", scopes: str = "", **claims: Any
+) -> Principal:
+    return Principal("iss", sub, client, frozenset(scopes.split()), claims, None, None)
+
+
+class PolicyTests(SynchronousTestCase):
+    def test_default(self) -> None:
+        self.assertTrue(AccessPolicy(AccessConfig()).allows(who(), "files", "read"))
+        self.assertFalse(AccessPolicy(AccessConfig(default="deny")).allows(who(), "files"))
+
+    def test_first_match_decides(self) -> None:
+        policy = AccessPolicy(
+            AccessConfig(
+                default="allow",
+                rules=(
+                    AccessRule(effect="allow", subjects=("alice",), tools=("delete_*",)),
+                    AccessRule(effect="deny", tools=("delete_*",)),
+                ),
+            )
+        )
+        self.assertTrue(policy.allows(who("alice"), "files", "delete_file"))
+        self.assertFalse(policy.allows(who("bob"), "files", "delete_file"))
+        self.assertTrue(policy.allows(who("bob"), "files", "read_file"))
+
+    def test_all_conditions_must_hold(self) -> None:
+        rule = AccessRule(effect="allow", subjects=("alice",), clients=("cli",), scopes=("a", "b"))
+        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        self.assertTrue(policy.allows(who(scopes="a b c"), "x"))
+        self.assertFalse(policy.allows(who(scopes="a"), "x"))
+        self.assertFalse(policy.allows(who(client="other", scopes="a b"), "x"))
+        self.assertFalse(policy.allows(who(client=None, scopes="a b"), "x"))
+
+    def test_claims_equal_or_contained(self) -> None:
+        rule = AccessRule(effect="allow", claims={"groups": "admins", "tenant": "t1"})
+        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        self.assertTrue(policy.allows(who(groups=["dev", "admins"], tenant="t1"), "x"))
+        self.assertFalse(policy.allows(who(groups=["dev"], tenant="t1"), "x"))
+        self.assertFalse(policy.allows(who(groups="admins", tenant="t2"), "x"))
+        self.assertFalse(policy.allows(who(tenant="t1"), "x"))
+
+    def test_backend_and_tool_globs(self) -> None:
+        rule = AccessRule(effect="allow", backends=("files*",), tools=("read_*", "list"))
+        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        self.assertTrue(policy.allows(who(), "files-eu", "read_x"))
+        self.assertTrue(policy.allows(who(), "files", "list"))
+        self.assertFalse(policy.allows(who(), "files", "write_x"))
+        self.assertFalse(policy.allows(who(), "db", "read_x"))
+        self.assertFalse(policy.allows(who(), "files", None))
+
+    def test_globs_are_case_sensitive(self) -> None:
+        rule = AccessRule(effect="deny", tools=("delete*",))
+        policy = AccessPolicy(AccessConfig(rules=(rule,)))
+        self.assertFalse(policy.allows(who(), "files", "delete"))
+        self.assertTrue(policy.allows(who(), "files", "Delete"))

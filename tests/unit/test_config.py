@@ -1,0 +1,559 @@
+"""The config loader: every kind of mistake is reported with its key path and line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config import (
+    DEFAULT_ALGORITHMS,
+    Config,
+    ConfigError,
+    Problem,
+    ServerConfig,
+    format_problems,
+    load_config,
+    parse_config,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "aigw.yaml"
+
+# Line 1..7; tests append sections from line 8 on.
+MINIMAL = """\
+listen: tcp:1975:interface=127.0.0.1
+public_url: http://127.0.0.1:1975
+mcp_path: /mcp
+auth: none
+backends:
+  - name: one
+    url: http://127.0.0.1:3001/mcp
+"""
+
+AUTH = """\
+auth:
+  issuer: https://as.example
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[Problem]:
+    """The problems parse_config finds in ``text`` (none: a failure)."""
+    try:
+        parse_config(text, env=env or {})
+    except ConfigError as error:
+        return error.problems
+    raise AssertionError("the config was accepted")
+
+
+class ConfigTestCase(SynchronousTestCase):
+    def only_problem(self, text: str, env: dict[str, str] | None = None) -> Problem:
+        found = problems(text, env)
+        self.assertEqual(len(found), 1, found)
+        return found[0]
+
+    def assertProblem(self, text: str, path: str, line: int | None, fragment: str = "") -> Problem:
+        problem = self.only_problem(text)
+        self.assertEqual((problem.path, problem.line), (path, line), problem)
+        self.assertIn(fragment, problem.message)
+        return problem
+
+    def directory(self) -> Path:
+        path = Path(self.mktemp())
+        path.mkdir(parents=True)
+        return path
+
+    def with_auth(self, *lines: str) -> str:
+        """MINIMAL with an auth block (issuer on line 5) plus ``lines`` from line 6."""
+        head = MINIMAL.replace("auth: none\n", AUTH + "".join(f"  {x}\n" for x in lines))
+        return head
+
+
+class FileLevelTests(ConfigTestCase):
+    def test_yaml_syntax_error_names_its_line(self) -> None:
+        self.assertProblem(MINIMAL + "logging: {format: text\n", "(root)", 9, "YAML syntax")
+
+    def test_missing_file_is_reported_without_line(self) -> None:
+        missing = os.path.join(self.mktemp(), "aigw.yaml")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(missing)
+        self.assertEqual(
+            caught.exception.problems,
+            [Problem("(file)", None, caught.exception.problems[0].message)],
+        )
+        self.assertIn("No such file", caught.exception.problems[0].message)
+
+    def test_non_utf8_file_is_a_file_problem(self) -> None:
+        path = self.directory() / "aigw.yaml"
+        path.write_bytes(b"listen: \xff\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(caught.exception.problems[0].path, "(file)")
+
+    def test_top_level_must_be_a_mapping(self) -> None:
+        self.assertProblem("- listen\n- backends\n", "(root)", 1, "expected a mapping")
+
+    def test_empty_file_is_a_problem(self) -> None:
+        self.assertProblem("# nothing\n", "(root)", None, "empty")
+
+    def test_duplicate_key_is_a_problem(self) -> None:
+        self.assertProblem(MINIMAL + "mcp_path: /other\n", "mcp_path", 8, "first on line 3")
+
+
+class KeyTests(ConfigTestCase):
+    def test_unknown_key_suggests_the_close_one(self) -> None:
+        problem = self.assertProblem(MINIMAL + "loging: {level: info}\n", "loging", 8)
+        self.assertIn("did you mean 'logging'", problem.message)
+
+    def test_unknown_key_inside_a_backend(self) -> None:
+        text = MINIMAL + "    timout: 5s\n"
+        self.assertProblem(text, "backends[0].timout", 8, "did you mean 'timeout'")
+
+    def test_missing_required_key_points_at_its_parent_mapping(self) -> None:
+        text = MINIMAL.replace("public_url: http://127.0.0.1:1975\n", "")
+        self.assertProblem(text, "public_url", 1, "missing")
+
+    def test_missing_backend_url_points_at_the_backend(self) -> None:
+        text = MINIMAL.replace("    url: http://127.0.0.1:3001/mcp\n", "    timeout: 5s\n")
+        self.assertProblem(text, "backends[0].url", 6, "missing")
+
+    def test_missing_auth_is_a_problem(self) -> None:
+        self.assertProblem(MINIMAL.replace("auth: none\n", ""), "auth", 1, "auth: none")
+
+
+class TypeTests(ConfigTestCase):
+    def test_yaml_boolean_where_a_string_is_expected_gets_a_hint(self) -> None:
+        text = self.with_auth("resource_name: yes")
+        problem = self.assertProblem(text, "auth.resource_name", 6, "boolean")
+        self.assertIn("quote it", problem.message)
+
+    def test_on_is_a_boolean_too(self) -> None:
+        self.assertProblem(MINIMAL + "logging: {level: on}\n", "logging.level", 8, "boolean")
+
+    def test_mapping_where_a_list_is_expected(self) -> None:
+        text = MINIMAL.replace("listen: tcp:1975:interface=127.0.0.1", "listen: {tcp: 1975}")
+        self.assertProblem(text, "listen", 1, "expected a list")
+
+    def test_string_where_an_integer_is_expected(self) -> None:
+        self.assertProblem(
+            MINIMAL + "    max_connections: many\n", "backends[0].max_connections", 8, "integer"
+        )
+
+    def test_string_where_a_boolean_is_expected(self) -> None:
+        self.assertProblem(
+            MINIMAL + "logging:\n  access_log: maybe\n", "logging.access_log", 9, "boolean"
+        )
+
+    def test_integer_below_its_minimum(self) -> None:
+        self.assertProblem(
+            MINIMAL + "server: {max_headers: 0}\n", "server.max_headers", 8, "at least 1"
+        )
+
+    def test_auth_must_be_a_mapping_or_none(self) -> None:
+        self.assertProblem(MINIMAL.replace("auth: none", "auth: off"), "auth", 4, "none")
+
+
+class URLTests(ConfigTestCase):
+    def test_public_url_must_be_http_or_https(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:1975", "ftp://127.0.0.1:1975")
+        self.assertProblem(text, "public_url", 2, "http")
+
+    def test_public_url_must_not_have_a_query(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:1975", "http://127.0.0.1:1975/?a=1")
+        self.assertProblem(text, "public_url", 2, "query")
+
+    def test_backend_url_needs_a_host(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:3001/mcp", "http:///mcp")
+        self.assertProblem(text, "backends[0].url", 7, "host")
+
+    def test_backend_url_must_not_have_a_fragment(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:3001/mcp", "http://h/mcp#x")
+        self.assertProblem(text, "backends[0].url", 7, "fragment")
+
+    def test_backend_url_with_a_space(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:3001/mcp", "'http://h/a b'")
+        self.assertProblem(text, "backends[0].url", 7, "spaces")
+
+    def test_backend_url_with_a_bad_port(self) -> None:
+        text = MINIMAL.replace("http://127.0.0.1:3001/mcp", "http://h:99999/mcp")
+        self.assertProblem(text, "backends[0].url", 7, "valid URL")
+
+    def test_issuer_must_be_absolute(self) -> None:
+        text = self.with_auth().replace("https://as.example", "as.example")
+        self.assertProblem(text, "auth.issuer", 5, "http")
+
+    def test_mcp_path_must_start_with_a_slash(self) -> None:
+        self.assertProblem(MINIMAL.replace("mcp_path: /mcp", "mcp_path: mcp"), "mcp_path", 3, "/")
+
+    def test_allowed_origin_has_no_path(self) -> None:
+        text = MINIMAL + "allowed_origins: [http://a.example/x]\n"
+        self.assertProblem(text, "allowed_origins[0]", 8, "no path")
+
+
+class DurationAndSizeTests(ConfigTestCase):
+    def test_durations_accept_units_and_plain_seconds(self) -> None:
+        text = MINIMAL + (
+            "    timeout: 250ms\n    connect_timeout: 5m\n"
+            "server: {idle_timeout: 1h, shutdown_timeout: 2.5}\n"
+            "sessions: {ttl: 1d}\n"
+        )
+        config = parse_config(text, env={})
+        self.assertEqual(config.backends[0].timeout, 0.25)
+        self.assertEqual(config.backends[0].connect_timeout, 300.0)
+        self.assertEqual(
+            (config.server.idle_timeout, config.server.shutdown_timeout), (3600.0, 2.5)
+        )
+        self.assertEqual(config.sessions.ttl, 86400.0)
+
+    def test_negative_duration_is_rejected(self) -> None:
+        self.assertProblem(MINIMAL + "    timeout: -3\n", "backends[0].timeout", 8, "more than 0")
+
+    def test_duration_with_unknown_unit_is_rejected(self) -> None:
+        self.assertProblem(MINIMAL + "    timeout: 30x\n", "backends[0].timeout", 8, "'30x'")
+
+    def test_huge_duration_is_rejected_not_crashed(self) -> None:
+        text = MINIMAL + f"    timeout: {10**400}\n"
+        self.assertProblem(text, "backends[0].timeout", 8, "duration")
+
+    def test_duration_that_is_not_a_number_is_rejected(self) -> None:
+        self.assertProblem(
+            MINIMAL + "server: {idle_timeout: abc}\n", "server.idle_timeout", 8, "duration"
+        )
+
+    def test_sizes_accept_binary_and_decimal_units(self) -> None:
+        text = MINIMAL + "server: {max_body_bytes: 4MiB, max_header_bytes: 512KiB}\n"
+        server = parse_config(text, env={}).server
+        self.assertEqual((server.max_body_bytes, server.max_header_bytes), (4 << 20, 512 << 10))
+        text = MINIMAL + "server: {max_body_bytes: 1MB, max_header_bytes: 100}\n"
+        server = parse_config(text, env={}).server
+        self.assertEqual((server.max_body_bytes, server.max_header_bytes), (1_000_000, 100))
+
+    def test_bad_size_is_rejected(self) -> None:
+        self.assertProblem(
+            MINIMAL + "server:\n  max_body_bytes: 4XB\n", "server.max_body_bytes", 9, "size"
+        )
+
+
+class ListenTests(ConfigTestCase):
+    def test_single_listen_string_is_accepted(self) -> None:
+        self.assertEqual(parse_config(MINIMAL, env={}).listen, ("tcp:1975:interface=127.0.0.1",))
+
+    def test_invalid_endpoint_is_reported_without_binding(self) -> None:
+        text = MINIMAL.replace(
+            "listen: tcp:1975:interface=127.0.0.1", "listen: [tcp:1975, tcp:abc]"
+        )
+        self.assertProblem(text, "listen[1]", 1, "invalid endpoint")
+
+    def test_unknown_endpoint_type(self) -> None:
+        text = MINIMAL.replace("tcp:1975:interface=127.0.0.1", "tpc:1975")
+        self.assertProblem(text, "listen", 1, "Unknown endpoint type")
+
+    def test_empty_listen_is_rejected(self) -> None:
+        text = MINIMAL.replace("listen: tcp:1975:interface=127.0.0.1", "listen: []")
+        self.assertProblem(text, "listen", 1, "at least one")
+
+    def test_systemd_endpoint_is_accepted_outside_systemd(self) -> None:
+        text = MINIMAL.replace("tcp:1975:interface=127.0.0.1", "systemd:domain=INET:index=0")
+        self.assertEqual(parse_config(text, env={}).listen, ("systemd:domain=INET:index=0",))
+
+
+class BackendTests(ConfigTestCase):
+    def test_invalid_regex_names_its_index_and_line(self) -> None:
+        text = (
+            MINIMAL
+            + "    tools:\n      include_regex:\n        - ^a\n        - b.*\n        - '(c'\n"
+        )
+        self.assertProblem(text, "backends[0].tools.include_regex[2]", 12, "regular expression")
+
+    def test_regexes_are_compiled(self) -> None:
+        text = MINIMAL + "    tools: {exclude_regex: ['^del']}\n"
+        (pattern,) = parse_config(text, env={}).backends[0].tools.exclude_regex
+        self.assertIsInstance(pattern, re.Pattern)
+        self.assertTrue(pattern.match("delete"))
+
+    def test_duplicate_backend_names_are_rejected(self) -> None:
+        text = MINIMAL + "  - name: one\n    url: http://h/\n"
+        self.assertProblem(text, "backends[1].name", 8, "first on line 6")
+
+    def test_backend_name_must_match_the_pattern(self) -> None:
+        text = MINIMAL.replace("name: one", "name: -one")
+        self.assertProblem(text, "backends[0].name", 6, "not a valid backend name")
+
+    def test_backend_name_must_not_contain_the_separator(self) -> None:
+        text = MINIMAL.replace("name: one", "name: my__one")
+        self.assertProblem(text, "backends[0].name", 6, "split at the first '__'")
+
+    def test_at_least_one_backend_is_required(self) -> None:
+        text = MINIMAL.split("backends:")[0] + "backends: []\n"
+        self.assertProblem(text, "backends", 5, "at least one")
+
+    def test_headers_are_a_string_mapping(self) -> None:
+        text = MINIMAL + "    headers: {X-Key: abc, X-Num: 3}\n"
+        self.assertEqual(
+            parse_config(text, env={}).backends[0].headers, {"X-Key": "abc", "X-Num": "3"}
+        )
+
+    def test_header_that_aigw_sets_cannot_be_configured(self) -> None:
+        text = MINIMAL + "    headers:\n      Content-Length: '5'\n"
+        self.assertProblem(text, "backends[0].headers.Content-Length", 9, "set by aigw")
+
+    def test_header_name_must_be_a_token(self) -> None:
+        text = MINIMAL + "    headers: {'X Key': abc}\n"
+        self.assertProblem(text, "backends[0].headers.X Key", 8, "not a valid header name")
+
+    def test_scope_with_a_space_is_rejected(self) -> None:
+        text = MINIMAL + "    required_scopes: ['mcp:tools admin']\n"
+        self.assertProblem(text, "backends[0].required_scopes[0]", 8, "not a scope")
+
+    def test_yaml_merge_keys_are_honoured(self) -> None:
+        text = MINIMAL + "  - <<: {url: 'http://h/', timeout: 5s}\n    name: two\n"
+        second = parse_config(text, env={}).backends[1]
+        self.assertEqual((second.name, second.url, second.timeout), ("two", "http://h/", 5.0))
+
+
+class AccessTests(ConfigTestCase):
+    def test_access_default_must_be_allow_or_deny(self) -> None:
+        self.assertProblem(
+            MINIMAL + "access: {default: permit}\n", "access.default", 8, "'allow' or 'deny'"
+        )
+
+    def test_rule_effect_must_be_allow_or_deny(self) -> None:
+        text = MINIMAL + "access:\n  rules:\n    - {effect: allow}\n    - {effect: alow}\n"
+        self.assertProblem(text, "access.rules[1].effect", 11, "did you mean 'allow'")
+
+    def test_rule_effect_is_required(self) -> None:
+        text = MINIMAL + "access:\n  rules:\n    - {tools: ['*']}\n"
+        self.assertProblem(text, "access.rules[0].effect", 10, "missing")
+
+    def test_rules_are_read(self) -> None:
+        text = MINIMAL + (
+            "access:\n  default: deny\n  rules:\n"
+            "    - {effect: allow, scopes: [a], claims: {group: admins}, tools: ['x*']}\n"
+        )
+        access = parse_config(text, env={}).access
+        self.assertEqual(access.default, "deny")
+        self.assertEqual(access.rules[0].claims, {"group": "admins"})
+        self.assertEqual(access.rules[0].effect, "allow")
+
+
+class AuthTests(ConfigTestCase):
+    def test_audiences_default_to_the_resource_url(self) -> None:
+        text = self.with_auth().replace("1975\n", "1975/\n")
+        config = parse_config(text, env={})
+        assert config.auth is not None
+        self.assertEqual(config.auth.audiences, ("http://127.0.0.1:1975/mcp",))
+        self.assertEqual(config.auth.algorithms, DEFAULT_ALGORITHMS)
+
+    def test_auth_none_means_no_auth(self) -> None:
+        self.assertIsNone(parse_config(MINIMAL, env={}).auth)
+
+    def test_unknown_algorithm_is_rejected(self) -> None:
+        self.assertProblem(
+            self.with_auth("algorithms: [RS256, RS257]"), "auth.algorithms[1]", 6, "RS256"
+        )
+
+    def test_algorithm_none_is_always_rejected(self) -> None:
+        self.assertProblem(self.with_auth("algorithms: [none]"), "auth.algorithms[0]", 6, "never")
+
+    def test_hs_algorithm_needs_a_shared_secret(self) -> None:
+        self.assertProblem(
+            self.with_auth("algorithms: [HS256]"), "auth.algorithms[0]", 6, "shared_secret"
+        )
+
+    def test_hs_algorithm_with_a_shared_secret_file(self) -> None:
+        directory = self.directory()
+        (directory / "hs.key").write_bytes(b"s3cret-s3cret\n")
+        path = directory / "aigw.yaml"
+        path.write_text(self.with_auth("algorithms: [HS256]", "shared_secret_file: hs.key"))
+        auth = load_config(str(path), env={}).auth
+        assert auth is not None
+        self.assertEqual((auth.algorithms, auth.shared_secret), (("HS256",), b"s3cret-s3cret"))
+
+    def test_both_secret_and_secret_file_is_a_problem(self) -> None:
+        text = self.with_auth("shared_secret: a", "shared_secret_file: b")
+        self.assertProblem(text, "auth.shared_secret_file", 7, "not both")
+
+    def test_unreadable_secret_file_is_a_problem(self) -> None:
+        missing = os.path.join(self.mktemp(), "nope")
+        text = self.with_auth(
+            "introspection:",
+            "  endpoint: https://as.example/introspect",
+            "  client_id: gw",
+            f"  client_secret_file: {missing}",
+        )
+        self.assertProblem(text, "auth.introspection.client_secret_file", 9, "cannot read")
+
+    def test_introspection_needs_a_client_secret(self) -> None:
+        text = self.with_auth(
+            "introspection:", "  endpoint: https://as.example/i", "  client_id: gw"
+        )
+        self.assertProblem(text, "auth.introspection.client_secret", 7, "missing")
+
+    def test_every_auth_field_is_read(self) -> None:
+        text = self.with_auth(
+            "audiences: [a, b]",
+            "leeway: 0",
+            "jwks_max_bytes: 64KiB",
+            "jwks_refresh_interval: 10m",
+            "relay_authorization_server_metadata: false",
+            "introspection: {endpoint: 'https://as.example/i', client_id: gw, client_secret: s}",
+        )
+        auth = parse_config(text, env={}).auth
+        assert auth is not None
+        assert auth.introspection is not None
+        self.assertEqual(auth.audiences, ("a", "b"))
+        self.assertEqual(
+            (auth.leeway, auth.jwks_max_bytes, auth.jwks_refresh_interval), (0.0, 65536, 600.0)
+        )
+        self.assertFalse(auth.relay_authorization_server_metadata)
+        self.assertEqual(auth.introspection.client_secret, "s")
+
+
+class SessionTests(ConfigTestCase):
+    def test_session_secret_must_be_32_bytes(self) -> None:
+        directory = self.directory()
+        (directory / "session.key").write_bytes(b"x" * 31)
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "sessions:\n  secret_file: session.key\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), env={})
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("sessions.secret_file", 9))
+        self.assertIn("at least 32", problem.message)
+
+    def test_session_secrets_are_raw_bytes_relative_to_the_config(self) -> None:
+        directory = self.directory()
+        (directory / "new.key").write_bytes(b"n" * 32 + b"\n")
+        (directory / "old.key").write_bytes(b"o" * 40)
+        path = directory / "aigw.yaml"
+        path.write_text(
+            MINIMAL + "sessions:\n  secret_file: new.key\n  old_secret_files: [old.key]\n"
+        )
+        sessions = load_config(str(path), env={}).sessions
+        self.assertEqual(sessions.secret, b"n" * 32 + b"\n")
+        self.assertEqual(sessions.old_secrets, (b"o" * 40,))
+
+    def test_unreadable_old_secret_file_names_its_index(self) -> None:
+        text = MINIMAL + "sessions:\n  old_secret_files:\n    - /nonexistent/aigw.key\n"
+        self.assertProblem(text, "sessions.old_secret_files[0]", 10, "cannot read")
+
+
+class EnvironmentTests(ConfigTestCase):
+    def test_variables_are_substituted(self) -> None:
+        text = MINIMAL + "    headers: {Authorization: 'Bearer ${TOKEN}'}\n"
+        config = parse_config(text, env={"TOKEN": "t0k"})
+        self.assertEqual(config.backends[0].headers, {"Authorization": "Bearer t0k"})
+
+    def test_default_is_used_when_unset(self) -> None:
+        text = MINIMAL.replace("/mcp\n", "${MCP_PATH:-/gateway}\n", 1)
+        self.assertEqual(parse_config(text, env={}).mcp_path, "/gateway")
+
+    def test_unset_variable_without_default_is_a_problem(self) -> None:
+        text = MINIMAL + "    headers: {Authorization: 'Bearer ${TOKEN}'}\n"
+        problem = self.assertProblem(text, "backends[0].headers.Authorization", 8, "TOKEN")
+        self.assertIn("not set", problem.message)
+
+    def test_double_dollar_escapes_a_reference(self) -> None:
+        text = MINIMAL + "    headers: {X-Literal: '$${TOKEN}'}\n"
+        self.assertEqual(parse_config(text, env={}).backends[0].headers, {"X-Literal": "${TOKEN}"})
+
+    def test_unclosed_reference_is_a_problem(self) -> None:
+        text = MINIMAL + "    headers: {X-Key: '${TOKEN'}\n"
+        self.assertProblem(text, "backends[0].headers.X-Key", 8, "unclosed")
+
+    def test_default_also_replaces_an_empty_variable(self) -> None:
+        text = MINIMAL + "    headers: {X-Key: '${KEY:-none}'}\n"
+        headers = parse_config(text, env={"KEY": ""}).backends[0].headers
+        self.assertEqual(headers, {"X-Key": "none"})
+
+    def test_unquoted_reference_can_be_an_integer(self) -> None:
+        text = MINIMAL + "    max_connections: ${CONNS:-8}\n"
+        self.assertEqual(parse_config(text, env={}).backends[0].max_connections, 8)
+
+
+class FileTwinTests(ConfigTestCase):
+    def test_headers_file_is_a_mapping_file(self) -> None:
+        directory = self.directory()
+        (directory / "headers.json").write_text('{"X-Api-Key": "k"}')
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "    headers_file: headers.json\n")
+        self.assertEqual(load_config(str(path), env={}).backends[0].headers, {"X-Api-Key": "k"})
+
+    def test_headers_file_that_is_not_a_mapping(self) -> None:
+        directory = self.directory()
+        (directory / "headers.yaml").write_text("- a\n- b\n")
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "    headers_file: headers.yaml\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), env={})
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("backends[0].headers_file", 8))
+
+    def test_client_secret_file_loses_one_trailing_newline(self) -> None:
+        directory = self.directory()
+        (directory / "client.secret").write_text("abc\n\n")
+        path = directory / "aigw.yaml"
+        path.write_text(
+            self.with_auth(
+                "introspection:",
+                "  endpoint: https://as.example/i",
+                "  client_id: gw",
+                "  client_secret_file: client.secret",
+            )
+        )
+        auth = load_config(str(path), env={}).auth
+        assert auth is not None
+        assert auth.introspection is not None
+        self.assertEqual(auth.introspection.client_secret, "abc\n")
+
+
+class ReportTests(ConfigTestCase):
+    def test_three_mistakes_give_three_problems(self) -> None:
+        text = MINIMAL.replace("mcp_path: /mcp", "mcp_path: mcp") + "    timeout: 30x\nloging: {}\n"
+        found = problems(text)
+        self.assertEqual(
+            [(p.path, p.line) for p in found],
+            [("mcp_path", 3), ("backends[0].timeout", 8), ("loging", 9)],
+        )
+
+    def test_error_text_names_file_line_and_path(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(MINIMAL.replace("mcp_path: /mcp", "mcp_path: mcp"), "my.yaml", env={})
+        self.assertTrue(str(caught.exception).startswith("my.yaml:line 3: mcp_path: "))
+        self.assertIn("1 problem:", format_problems(caught.exception))
+
+
+class ExampleTests(ConfigTestCase):
+    def test_shipped_example_loads_without_auth_or_secrets(self) -> None:
+        config = load_config(str(EXAMPLE), env={})
+        self.assertIsInstance(config, Config)
+        self.assertIsNone(config.auth)
+        self.assertEqual(config.listen, ("tcp:1975:interface=127.0.0.1",))
+        self.assertEqual(config.resource_url, "http://127.0.0.1:1975/mcp")
+        self.assertEqual(
+            [(b.name, b.url) for b in config.backends],
+            [("everything", "http://127.0.0.1:3001/mcp")],
+        )
+        self.assertEqual(config.source, str(EXAMPLE))
+
+    def test_commented_auth_block_of_the_example_is_valid(self) -> None:
+        text = MINIMAL.replace("auth: none\n", uncomment_block("# auth:") + "\n")
+        auth = parse_config(text, env={}).auth
+        assert auth is not None
+        self.assertEqual(auth.required_scopes, ("mcp:tools",))
+
+    def test_commented_server_block_of_the_example_states_the_defaults(self) -> None:
+        text = MINIMAL + uncomment_block("# server:") + "\n"
+        self.assertEqual(parse_config(text, env={}).server, ServerConfig())
+
+
+def uncomment_block(first: str) -> str:
+    """The example's commented-out block starting at line ``first``, uncommented once."""
+    lines = EXAMPLE.read_text().splitlines()
+    block = []
+    for line in lines[lines.index(first) :]:
+        if not line.startswith("#"):
+            break
+        block.append(line.removeprefix("# "))
+    return "\n".join(block)
