@@ -31,10 +31,10 @@ $(NODE_STAMP): e2e/package.json e2e/package-lock.json
 node: $(NODE_STAMP)
 
 demo: $(STAMP) $(NODE_STAMP)
-	$(BIN)/python -m tests.e2e.demo
+	$(BIN)/python -m demo
 
 demo-once: $(STAMP) $(NODE_STAMP)
-	$(BIN)/python -m tests.e2e.demo --once
+	$(BIN)/python -m demo --once
 
 lint: $(STAMP)
 	$(BIN)/ruff check aigw tests bench twisted

@@ -812,9 +812,16 @@ def report(rows: list[Row], concs: list[int], args: argparse.Namespace, auth: Au
     lines = [
         f"# machine: {machine()}",
         f"# method: wrk + bench/wrk/mcp_call.lua, tools/call echo, {args.rounds} round(s) x "
-        f"{args.duration}s per point, concurrency {lo} and {hi}, medians; latencies in ms",
+        f"{args.duration}s per point, concurrency {lo} and {hi}, medians",
+        "# latencies: ms, each request timed by the Lua script (wrk's own percentiles, "
+        "corrected for coordinated omission, are in --json as wrk_p*_us)",
         f"# auth: {auth.kind if auth else '-'} (RS256 JWT, aud = each target's resource URL)",
     ]
+    sources = {
+        pt.raw.get("latency_source") for r in rows for pts in r.points.values() for pt in pts
+    }
+    if "wrk" in sources:
+        lines.append("# WARNING: some latencies are wrk's (no LuaJIT FFI in this wrk)")
     for r in rows:
         if r.target and r.target.note:
             lines.append(f"# {r.name}: {r.target.note}")

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - imported early: a late import under pytest hits a CPython 3.11 AST bug
 import pytest
 
 

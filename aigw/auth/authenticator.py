@@ -47,16 +47,30 @@ class Authenticator:
         verifier: Verifier | None,
         resource_metadata: str = "",
         required_scopes: Iterable[str] = (),
+        challenge_scopes: Iterable[str] | None = None,
     ) -> None:
         self._verifier = verifier
         self._resource_metadata = resource_metadata
         self._required = tuple(required_scopes)
+        self._challenge = self._required if challenge_scopes is None else tuple(challenge_scopes)
 
     @classmethod
     def from_config(cls, config: Config, verifier: Verifier | None) -> Authenticator:
         if config.auth is None or verifier is None:
             return cls(None)
-        return cls(verifier, metadata_url(config), config.auth.required_scopes)
+        # A 401 asks for what the whole gateway needs: the gateway-wide scopes and
+        # every backend's, so one authorization covers every tool the user may
+        # have (the authorization server grants only those); MCP Authorization,
+        # "Scope Selection Strategy".
+        everything = (*config.auth.required_scopes, *(
+            scope for backend in config.backends for scope in backend.required_scopes
+        ))
+        return cls(
+            verifier,
+            metadata_url(config),
+            config.auth.required_scopes,
+            challenge_scopes=tuple(dict.fromkeys(everything)),
+        )
 
     def authenticate(
         self,
@@ -106,9 +120,9 @@ class Authenticator:
         """No token (401, no error code, RFC 6750 §3.1) or a malformed request (400)."""
         if rejected.reason == "missing":
             self._log_refusal(401, rejected.reason, rejected.hints)
-            return self._failure(401, None, "an access token is required", self._required)
+            return self._failure(401, None, "an access token is required", self._challenge)
         self._log_refusal(400, rejected.reason, rejected.hints)
-        return self._failure(400, "invalid_request", rejected.description, self._required)
+        return self._failure(400, "invalid_request", rejected.description, self._challenge)
 
     def _token_refusal(self, rejected: TokenRejected) -> AuthFailure:
         """401 ``invalid_token`` (RFC 6750 §3.1), or 503 when it cannot be checked.
@@ -119,11 +133,11 @@ class Authenticator:
         """
         if rejected.reason == "unavailable":
             self._log_refusal(503, rejected.reason, rejected.hints)
-            failure = self._failure(503, None, rejected.description, self._required)
+            failure = self._failure(503, None, rejected.description, self._challenge)
             failure.body["error"] = "temporarily_unavailable"
             return failure
         self._log_refusal(401, rejected.reason, rejected.hints)
-        return self._failure(401, "invalid_token", rejected.description, self._required)
+        return self._failure(401, "invalid_token", rejected.description, self._challenge)
 
     def _failure(
         self, status: int, error: ErrorCode | None, description: str, scopes: Iterable[str]

@@ -16,7 +16,7 @@ from aigw.auth.authenticator import Authenticator
 from aigw.auth.principal import Principal
 from aigw.mcp.session import SessionNotFound
 from aigw.mcp.sse import format_comment, format_event
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, FirstError, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -228,11 +228,15 @@ class MCPTransport:
             params = first.params if isinstance(first.params, dict) else {}
             tool = params.get("name") if first.method == "tools/call" else None
             self._note(request, mcp_method=first.method, tool=tool)
-        results = await DeferredList(
-            [ensureDeferred(self.gateway.handle_request(session, r, reply.emit)) for r in requests],
-            fireOnOneErrback=True,
-            consumeErrors=True,
-        )
+        try:
+            results = await DeferredList(
+                [ensureDeferred(self.gateway.handle_request(session, r, reply.emit)) for r in requests],
+                fireOnOneErrback=True,
+                consumeErrors=True,
+            )
+        except FirstError as error:
+            # The first failure (InsufficientScope: a 403 for the whole POST).
+            error.subFailure.raiseException()
         for _, answer in results:
             if answer is not None:
                 answers.append(answer)

@@ -1,0 +1,1 @@
+"""The README's first command: the seed's flow end to end on one machine."""
