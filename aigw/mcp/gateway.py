@@ -14,11 +14,19 @@ import itertools
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aigw import __version__
 from aigw.auth.policy import AccessPolicy
 from aigw.auth.principal import Principal
+from aigw.config import BackendConfig, Config
+from aigw.mcp import jsonrpc
 from aigw.mcp.cursor import CursorCodec, InvalidCursor
 from aigw.mcp.ids import InvalidId, RequestIdCodec
 from aigw.mcp.names import (
@@ -31,16 +39,9 @@ from aigw.mcp.names import (
     rewrite_resource_links,
     split_name,
 )
+from aigw.mcp.protocol import negotiate
 from aigw.mcp.sealing import Sealer
 from aigw.mcp.session import BackendSession, SessionCodec, SessionState
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.logger import Logger
-
-from aigw import __version__
-from aigw.config import BackendConfig, Config
-from aigw.mcp import jsonrpc
-from aigw.mcp.protocol import negotiate
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
 from aigw.readiness import Readiness
 
@@ -57,6 +58,7 @@ LISTS: dict[str, tuple[str, str]] = {
 }
 
 REPAIRED_SESSIONS_MAX = 10000
+JOIN_RETRY_SECONDS = 30.0
 
 
 class GatewayError(Exception):
@@ -128,7 +130,9 @@ class Gateway(Service):
         self.request_ids = RequestIdCodec(sealer)
         self._ids = itertools.count(1)
         # Client request id -> (backend, upstream id), per session, for cancellation.
-        self._inflight: dict[tuple[str, Any], tuple[str, int]] = {}
+        self._inflight: dict[tuple[str, Any], tuple[str, int, _Collector]] = {}
+        # When a backend that was down at initialize may be tried again, per session.
+        self._join_after: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Upstream sessions re-opened after a backend forgot them or joined late.
         self._repaired: OrderedDict[tuple[str, str], BackendSession] = OrderedDict()
         # Exposed tool and prompt names, mapped ones included, as served in lists.
@@ -148,8 +152,8 @@ class Gateway(Service):
         for stream in list(self._streams):
             stream.close()
 
-    def stopService(self) -> Deferred[None]:  # type: ignore[override]
-        super().stopService()
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
         return ensureDeferred(self._close_pools())
 
     async def _close_pools(self) -> None:
@@ -219,7 +223,7 @@ class Gateway(Service):
                 self.log.warn(
                     "backend {backend} left out of the session: {reason}",
                     backend=name,
-                    reason=value.getErrorMessage(),
+                    reason=cast(Failure, value).getErrorMessage(),
                 )
         return opened
 
@@ -252,9 +256,7 @@ class Gateway(Service):
         upstream_version = result.get("protocolVersion")
         if not isinstance(upstream_version, str):
             raise UpstreamError(name, "bad_reply", "initialize result has no protocolVersion")
-        capabilities = result.get("capabilities")
-        if not isinstance(capabilities, dict):
-            capabilities = {}
+        capabilities = _routing_capabilities(result.get("capabilities"))
         notification = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
         await upstream.post(notification, _ignore, reply.session_id, upstream_version)
         instructions = result.get("instructions")
@@ -407,10 +409,11 @@ class Gateway(Service):
         """Send one request to its backend and relay what comes back, as it comes."""
         upstream_id = next(self._ids)
         key = (session.binding, request.id)
-        self._inflight[key] = (backend, upstream_id)
+        collector = _Collector(upstream_id, lambda m: self.relay(session, backend, m, emit))
+        self._inflight[key] = (backend, upstream_id, collector)
         try:
             message = await self._exchange(
-                session, backend, upstream_id, request.method, params, emit
+                session, backend, upstream_id, request.method, params, collector
             )
         except UpstreamError as error:
             return error_response(request.id, self._upstream_error(error))
@@ -430,7 +433,7 @@ class Gateway(Service):
         upstream_id: int,
         method: str,
         params: dict[str, Any],
-        emit: Emit,
+        collector: _Collector,
         retry: bool = True,
     ) -> dict[str, Any] | None:
         upstream_session = session.backends.get(backend)
@@ -440,7 +443,6 @@ class Gateway(Service):
             {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
             separators=(",", ":"),
         ).encode()
-        collector = _Collector(upstream_id, lambda m: self.relay(session, backend, m, emit))
         try:
             await self.upstreams[backend].post(
                 body,
@@ -453,10 +455,75 @@ class Gateway(Service):
             if not retry:
                 raise
             await self._repair(session, backend)
-            return await self._exchange(session, backend, upstream_id, method, params, emit, False)
+            return await self._exchange(
+                session, backend, upstream_id, method, params, collector, False
+            )
+        except UpstreamError:
+            if collector.cancelled:
+                return None  # the reader was stopped because the client cancelled
+            raise
         if collector.cancelled:
             return None
         return collector.result(backend)
+
+    async def _ask(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A request of aigw's own (lists, setLevel): only the answer matters."""
+        upstream_id = next(self._ids)
+        return await self._exchange(
+            session, backend, upstream_id, method, params, _Collector(upstream_id)
+        )
+
+    async def cancel(self, session: ClientSession, request_id: Any, reason: str) -> None:
+        """Cancel a request in flight: tell its backend, stop reading its reply.
+
+        Used for the client's ``notifications/cancelled`` and when the client
+        goes away mid-request (basic/utilities/cancellation).
+        """
+        target = self._inflight.get((session.binding, request_id))
+        if target is None:
+            return  # unknown or finished: nothing to cancel
+        backend, upstream_id, collector = target
+        collector.cancelled = True
+        await self._notify(
+            session,
+            backend,
+            "notifications/cancelled",
+            {"requestId": upstream_id, "reason": reason},
+        )
+        if collector.reader is not None:
+            collector.reader.stop()
+
+    async def _join_missing(self, session: ClientSession) -> None:
+        """Backends that were down when the session opened join it once they answer.
+
+        Tried at most every JOIN_RETRY_SECONDS per session and backend, on the
+        first page of a list, so a backend that comes back shows up again.
+        """
+        now = self.clock.seconds()
+        missing = [
+            name
+            for name in self.order
+            if name not in session.backends
+            and self._join_after.get((session.binding, name), 0.0) <= now
+        ]
+        if not missing:
+            return
+        for name in missing:
+            self._join_after[(session.binding, name)] = now + JOIN_RETRY_SECONDS
+        while len(self._join_after) > REPAIRED_SESSIONS_MAX:
+            self._join_after.popitem(last=False)
+        opened = await self._open_backends(missing, session.state.protocol_version, {})
+        for joined, _ in opened:
+            self._remember(session, joined)
+
+    def _remember(self, session: ClientSession, backend_session: BackendSession) -> None:
+        """An upstream session opened after the client's session was sealed (bounded)."""
+        session.backends[backend_session.name] = backend_session
+        self._repaired[(session.binding, backend_session.name)] = backend_session
+        while len(self._repaired) > REPAIRED_SESSIONS_MAX:
+            self._repaired.popitem(last=False)
 
     async def _repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""
@@ -464,11 +531,7 @@ class Gateway(Service):
         opened = await self._open_backends([backend], session.state.protocol_version, {})
         if not opened:
             raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
-        new_session = opened[0][0]
-        session.backends[backend] = new_session
-        self._repaired[(session.binding, backend)] = new_session
-        while len(self._repaired) > REPAIRED_SESSIONS_MAX:
-            self._repaired.popitem(last=False)
+        self._remember(session, opened[0][0])
 
     def relay(self, session: ClientSession, backend: str, message: Any, emit: Emit) -> None:
         """A message from the backend that is not our answer: pass it on, rewritten."""
@@ -502,10 +565,7 @@ class Gateway(Service):
             if isinstance(s.capabilities.get(capability), dict)
         ]
         await DeferredList(
-            [
-                ensureDeferred(self._exchange(session, n, next(self._ids), method, params, _ignore))
-                for n in names
-            ],
+            [ensureDeferred(self._ask(session, n, method, params)) for n in names],
             consumeErrors=True,
         )
 
@@ -522,6 +582,7 @@ class Gateway(Service):
         key, capability = LISTS[method]
         cursor = params.get("cursor")
         if cursor is None:
+            await self._join_missing(session)
             pending: dict[str, str | None] = {
                 name: None
                 for name in self.order
@@ -547,7 +608,7 @@ class Gateway(Service):
                     "backend {backend} left out of {method}: {reason}",
                     backend=name,
                     method=method,
-                    reason=page.getErrorMessage(),
+                    reason=cast(Failure, page).getErrorMessage(),
                 )
                 continue
             page_items, next_cursor = page
@@ -563,7 +624,7 @@ class Gateway(Service):
         self, session: ClientSession, backend: str, method: str, cursor: str | None
     ) -> tuple[list[Any], str | None]:
         params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
-        message = await self._exchange(session, backend, next(self._ids), method, params, _ignore)
+        message = await self._ask(session, backend, method, params)
         if message is None or "error" in message:
             detail = message["error"] if message else "cancelled"
             raise UpstreamError(backend, "refused", json.dumps(detail)[:200])
@@ -612,7 +673,9 @@ class Gateway(Service):
         for name in table.add(backend, [item["name"] for item in kept]):
             self.log.warn(
                 "backend {backend}: {kind} {name!r} cannot be exposed; left out",
-                backend=backend, kind=kind, name=name,
+                backend=backend,
+                kind=kind,
+                name=name,
             )
         for item in kept:
             exposed = table.expose(backend, item["name"])
@@ -628,12 +691,9 @@ class Gateway(Service):
         if message.method == "notifications/initialized":
             return  # aigw initialized every backend itself when the session opened
         if message.method == "notifications/cancelled":
-            target = self._inflight.get((session.binding, params.get("requestId")))
-            if target is None:
-                return  # unknown or finished: nothing to cancel (basic/utilities/cancellation)
-            backend, upstream_id = target
-            await self._notify(
-                session, backend, message.method, {**params, "requestId": upstream_id}
+            reason = params.get("reason")
+            await self.cancel(
+                session, params.get("requestId"), reason if isinstance(reason, str) else ""
             )
             return
         if message.method == "notifications/roots/list_changed":
@@ -723,6 +783,22 @@ class _Collector:
         if self.message is None:
             raise UpstreamError(backend, "bad_reply", "the reply ended without an answer")
         return self.message
+
+
+ROUTED_CAPABILITIES = ("tools", "prompts", "resources", "logging", "completions")
+
+
+def _routing_capabilities(offered: Any) -> dict[str, Any]:
+    """Only what routing needs travels in the sealed session id: which capabilities
+    a backend has and their boolean flags (an upstream's ``experimental`` blobs
+    would only make every session id longer)."""
+    if not isinstance(offered, dict):
+        return {}
+    return {
+        name: {flag: True for flag, value in offered[name].items() if value is True}
+        for name in ROUTED_CAPABILITIES
+        if isinstance(offered.get(name), dict)
+    }
 
 
 def _ignore(message: Any) -> None:

@@ -197,3 +197,40 @@ async def test_stopped_backend_gives_clear_errors_and_comes_back() -> None:
         gateway.stop()
         steady.stop()
         flaky.stop()
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+async def test_subscription_updates_arrive_on_the_merged_get_stream(gateway: Gateway) -> None:
+    """basic/transports "Listening for Messages": backend notifications reach the client's GET
+    stream, with the resource URI as the client knows it."""
+    updates: list[str] = []
+    updated = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+            updated.set()
+
+    async with connect_plain(gateway.url, mode="legacy", message_handler=on_message) as client:
+        resources = await client.list_resources()
+        counter = next(r.uri for r in resources.resources if str(r.uri).endswith("py/test://counter"))
+        await client.subscribe_resource(counter)
+        await client.call_tool("py__bump", {})
+        with anyio.fail_after(10):
+            await updated.wait()
+    assert updates == [str(counter)]
+
+
+async def test_cancellation_reaches_the_backend_holding_the_request(gateway: Gateway) -> None:
+    """basic/utilities/cancellation: notifications/cancelled is routed to the right backend."""
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        stats = await client.call_tool("py__slow-stats", {})
+        before = json.loads(text_of(stats))["cancelled"]
+        with anyio.move_on_after(0.7):
+            await client.call_tool("py__slow", {"seconds": 5, "steps": 5})
+        with anyio.fail_after(10):
+            while True:
+                stats = await client.call_tool("py__slow-stats", {})
+                if json.loads(text_of(stats))["cancelled"] > before:
+                    break
+                await anyio.sleep(0.1)

@@ -455,3 +455,19 @@ class TransportTests(GatewayTestCase):
         response = await self.http.put(self.url, data=b"")
         self.assertEqual(response.code, 405)
         self.assertEqual(json.loads(await treq.content(response))["error"], "method_not_allowed")
+
+
+class LateJoinTests(GatewayTestCase):
+    @run
+    async def test_backend_down_at_initialize_joins_when_it_answers_again(self) -> None:
+        """A backend left out of the session joins on a later list once it is back."""
+        await self.start_gateway()
+        self.beta.fail_with = 500
+        session = await self.initialize()
+        self.beta.fail_with = None
+        self.service.gateway._join_after.clear()  # past the retry interval
+        body = await self.call(session, "tools/list")
+        names = [t["name"] for t in body["result"]["tools"]]
+        self.assertIn("beta__t0", names)
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertIn("result", body)
