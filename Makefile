@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro
 
 all: test
 
@@ -37,8 +37,8 @@ demo-once: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m demo --once
 
 lint: $(STAMP)
-	$(BIN)/ruff check aigw tests bench twisted
-	$(BIN)/ruff format --check aigw tests bench twisted
+	$(BIN)/ruff check aigw tests bench twisted demo
+	$(BIN)/ruff format --check aigw tests bench twisted demo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -50,9 +50,24 @@ unit: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The benchmark (docs/performance.md): aigw against the upstream called
+# directly and against its peers, all on 127.0.0.1; 2-3 minutes.  Needs wrk
+# (Debian: apt-get install wrk); the peers go into bench/.venvs.
+# BENCH_ARGS, e.g. BENCH_ARGS="--rows direct,aigw --rounds 1".
+bench-setup:
+	PYTHON=$(PYTHON) sh bench/setup.sh
+
+bench: $(STAMP) $(NODE_STAMP) bench-setup
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-micro: $(STAMP)
+	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/bench_tokens.py
+
 check-config: $(STAMP)
 	$(BIN)/aigw check etc/aigw/aigw.yaml
 
 clean:
-	rm -rf $(VENV) e2e/node_modules build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) e2e/node_modules bench/.venvs build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find twisted/plugins -name dropin.cache -delete

@@ -296,10 +296,10 @@ def _endpoint_problem(description: str) -> str | None:
     try:
         if description.split(":", 1)[0] == "systemd":
             # Building it needs LISTEN_FDS, which exist only once systemd starts us.
-            endpoints._parseServer(description, None)  # type: ignore[no-untyped-call]
+            endpoints._parseServer(description, None)
         else:
             # The reactor is only stored by the endpoint, never used until listen().
-            endpoints.serverFromString(object(), description)  # type: ignore[no-untyped-call]
+            endpoints.serverFromString(object(), description)
     except Exception as error:  # any parser error is a bad string
         return str(error) or type(error).__name__
     return None

@@ -44,14 +44,15 @@ class ListenerService(StreamServerEndpointService):
     log = Logger()
 
     def __init__(self, description: str, reactor: Any, factory: BoundedSite) -> None:
-        super().__init__(serverFromString(reactor, description), factory)
+        endpoint = serverFromString(reactor, description)
+        super().__init__(endpoint, factory)  # type: ignore[no-untyped-call]
         self.description = description
         self.listening = False
         self._raiseSynchronously = True
 
     def privilegedStartService(self) -> None:
         try:
-            super().privilegedStartService()
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
         except Exception as error:
             self.log.critical(
                 "cannot listen on {endpoint}: {error}", endpoint=self.description, error=error
@@ -82,10 +83,10 @@ class GatewayService(MultiService):
         log_to_stderr: bool = True,
         handle_sigterm: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
         self._handle_sigterm = handle_sigterm
-        self.setName("aigw")
+        self.setName("aigw")  # type: ignore[no-untyped-call]
         self.config = config
         self.reactor = reactor
         self.readiness = Readiness()
@@ -102,7 +103,7 @@ class GatewayService(MultiService):
         )
         self.listeners = [ListenerService(d, reactor, self.site) for d in config.listen]
         for listener in self.listeners:
-            listener.setServiceParent(self)
+            listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.readiness.add("listeners", self._listeners_ready)
 
     def _build_auth(self) -> tuple[Authenticator, Any]:
@@ -116,7 +117,7 @@ class GatewayService(MultiService):
 
     def _build_gateway(self) -> Gateway:
         gateway = build_gateway(self.config, self.reactor, self.readiness)
-        gateway.setServiceParent(self)
+        gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
 
     def _listeners_ready(self) -> str | None:
@@ -130,9 +131,10 @@ class GatewayService(MultiService):
         falling back to its own file logger; a daemonized twistd with
         ``--logfile`` keeps its own.
         """
-        super().setServiceParent(parent)
+        super().setServiceParent(parent)  # type: ignore[no-untyped-call]
         if isinstance(parent, Componentized) and self._log_to_stderr:
-            parent.setComponent(ILogObserver, build_observer(self.config.logging, sys.stderr))
+            observer = build_observer(self.config.logging, sys.stderr)
+            parent.setComponent(ILogObserver, observer)
 
     def startService(self) -> None:
         if self.config.auth is None:
@@ -146,7 +148,7 @@ class GatewayService(MultiService):
             resource=self.config.resource_url,
             count=len(self.config.backends),
         )
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         if self._handle_sigterm:
             # After the reactor installed its own handlers ("during startup").
             self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
@@ -166,7 +168,9 @@ class GatewayService(MultiService):
     async def _stop(self) -> None:
         """Stop accepting, drain within the bound, then stop everything else."""
         self.log.info("stopping: no new connections, draining in-flight requests")
-        await DeferredList([listener.stopService() for listener in self.listeners])
+        await DeferredList(
+            [listener.stopService() for listener in self.listeners]  # type: ignore[no-untyped-call]
+        )
         self.gateway.close_streams()
         await self.site.drain(self.config.server.shutdown_timeout)
         others = [s for s in self if s not in self.listeners]

@@ -67,9 +67,11 @@ class Steps:
 
 
 def claims_of(token: str) -> dict[str, Any]:
-    """The JWT's claims, decoded for display only (aigw verifies; the demo never prints the token)."""
+    """The JWT's claims, decoded for display only; the demo never prints the token itself."""
     payload = token.split(".")[1]
-    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return decoded
 
 
@@ -80,19 +82,33 @@ def start_stack(started: list[Callable[[], Any]]) -> None:
         key.chmod(0o600)
     server = start_auth_server(port=AS_PORT, test_control=False)
     started.append(server.stop)
-    print(f"  OpenID provider (oidc-provider)  {server.issuer}   users: alice/alice-password, bob/bob-password")
+    print(
+        f"  OpenID provider (oidc-provider)  {server.issuer}   "
+        "users: alice/alice-password, bob/bob-password"
+    )
     everything = start_server_everything(port=EVERYTHING_PORT)
     started.append(everything.stop)
     print(f"  MCP server: server-everything   {everything.url}")
     flights = start_process(
         [python_executable(), "-m", "demo.flights", "--port", str(FLIGHTS_PORT)],
-        ready_line_regex=r"^READY ", name="flights", timeout=30,
+        ready_line_regex=r"^READY ",
+        name="flights",
+        timeout=30,
     )
     started.append(flights.stop)
     print(f"  MCP server: demo flights        http://127.0.0.1:{FLIGHTS_PORT}/mcp")
     gateway = start_process(
-        [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "aigw", "--config", str(CONFIG)],
-        ready_url=GATEWAY + "/healthz", name="aigw", timeout=30,
+        [
+            str(Path(sys.executable).parent / "twistd"),
+            "-n",
+            "--pidfile=",
+            "aigw",
+            "--config",
+            str(CONFIG),
+        ],
+        ready_url=GATEWAY + "/healthz",
+        name="aigw",
+        timeout=30,
     )
     started.append(gateway.stop)
     wait_ready(gateway)
@@ -113,14 +129,24 @@ async def walkthrough(steps: Steps) -> None:
         steps.step("MCP request without a token")
         bare = await http.post(
             MCP_URL,
-            json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                  "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                             "clientInfo": {"name": "demo", "version": "1"}}},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "demo", "version": "1"},
+                },
+            },
             headers={"Accept": "application/json, text/event-stream"},
         )
         challenge = bare.headers.get("www-authenticate", "")
         steps.show(f"HTTP {bare.status_code}\nWWW-Authenticate: {challenge}")
-        steps.check(bare.status_code == 401 and "resource_metadata=" in challenge, "401 with resource_metadata")
+        steps.check(
+            bare.status_code == 401 and "resource_metadata=" in challenge,
+            "401 with resource_metadata",
+        )
 
         steps.step("Protected resource metadata (RFC 9728)")
         metadata_url = challenge.split('resource_metadata="', 1)[1].split('"', 1)[0]
@@ -131,8 +157,16 @@ async def walkthrough(steps: Steps) -> None:
 
         steps.step("Authorization server metadata (RFC 8414)")
         as_metadata = (await http.get(issuer + "/.well-known/oauth-authorization-server")).json()
-        shown = {k: as_metadata.get(k) for k in ("issuer", "authorization_endpoint", "token_endpoint",
-                                                "registration_endpoint", "code_challenge_methods_supported")}
+        shown = {
+            k: as_metadata.get(k)
+            for k in (
+                "issuer",
+                "authorization_endpoint",
+                "token_endpoint",
+                "registration_endpoint",
+                "code_challenge_methods_supported",
+            )
+        }
         steps.show(json.dumps(shown, indent=2))
         steps.check("registration_endpoint" in as_metadata, "dynamic client registration offered")
 
@@ -142,21 +176,32 @@ async def walkthrough(steps: Steps) -> None:
     async with connect(MCP_URL, "alice", storage=storage, login=login, mode="legacy") as client:
         client_info = await storage.get_client_info()
         steps.show(f"registered client_id: {client_info.client_id if client_info else '?'}")
-        steps.show("authorization URL (a browser would open it):\n" + login.authorization_urls[0].replace("&", "\n  &"))
+        steps.show(
+            "authorization URL (a browser would open it):\n"
+            + login.authorization_urls[0].replace("&", "\n  &")
+        )
         steps.show("logged in as alice (headless: the login form posted over HTTP)")
         tokens = await storage.get_tokens()
         steps.check(tokens is not None, "access token received")
         assert tokens is not None
         claims = claims_of(tokens.access_token)
-        steps.show("access token claims (decoded, never printed raw):\n"
-                   + json.dumps({k: claims.get(k) for k in ("iss", "sub", "aud", "scope", "client_id", "exp")}, indent=2))
+        steps.show(
+            "access token claims (decoded, never printed raw):\n"
+            + json.dumps(
+                {k: claims.get(k) for k in ("iss", "sub", "aud", "scope", "client_id", "exp")},
+                indent=2,
+            )
+        )
         steps.check(claims.get("aud") == MCP_URL, "audience is the gateway (RFC 8707)")
 
         steps.step("Tools of every upstream server, as <backend>__<tool>")
         tools = await client.list_tools()
         names = [tool.name for tool in tools.tools]
         steps.show("\n".join(f"{i + 1}. {name}" for i, name in enumerate(names)))
-        steps.check("flights__search-flight" in names and "everything__echo" in names, "both backends listed")
+        steps.check(
+            "flights__search-flight" in names and "everything__echo" in names,
+            "both backends listed",
+        )
 
         steps.step("Call flights__search-flight: Los Angeles to San Francisco")
         result = await client.call_tool(
@@ -169,26 +214,68 @@ async def walkthrough(steps: Steps) -> None:
 
     steps.step("bob lacks the tools:call scope: the flights backend refuses him")
     bob_storage = MemoryTokenStorage()
-    async with connect(MCP_URL, "bob", storage=bob_storage, login=HeadlessLogin("bob", "bob-password"), mode="legacy") as client:
+    async with connect(
+        MCP_URL,
+        "bob",
+        storage=bob_storage,
+        login=HeadlessLogin("bob", "bob-password"),
+        mode="legacy",
+    ) as client:
         bob_tools = [tool.name for tool in (await client.list_tools()).tools]
-        steps.show(f"bob sees {len(bob_tools)} tools, none of flights: {not any(n.startswith('flights__') for n in bob_tools)}")
+        steps.show(
+            f"bob sees {len(bob_tools)} tools, "
+            f"none of flights: {not any(n.startswith('flights__') for n in bob_tools)}"
+        )
     bob_tokens = await bob_storage.get_tokens()
     assert bob_tokens is not None
     steps.show(f"bob's scopes: {claims_of(bob_tokens.access_token).get('scope')}")
     async with httpx2.AsyncClient(timeout=20) as http:
-        headers = {"Authorization": f"Bearer {bob_tokens.access_token}",
-                   "Accept": "application/json, text/event-stream"}
-        init = await http.post(MCP_URL, headers=headers, json={
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "demo", "version": "1"}}})
+        headers = {
+            "Authorization": f"Bearer {bob_tokens.access_token}",
+            "Accept": "application/json, text/event-stream",
+        }
+        init = await http.post(
+            MCP_URL,
+            headers=headers,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "demo", "version": "1"},
+                },
+            },
+        )
         headers["Mcp-Session-Id"] = init.headers["mcp-session-id"]
         headers["MCP-Protocol-Version"] = "2025-11-25"
-        refused = await http.post(MCP_URL, headers=headers, json={
-            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "flights__search-flight", "arguments": {"fly_from": "LAX", "fly_to": "SFO", "departure_date": "10/10/2025"}}})
-        steps.show(f"HTTP {refused.status_code}\nWWW-Authenticate: {refused.headers.get('www-authenticate')}\n{refused.text}")
-        steps.check(refused.status_code == 403 and "insufficient_scope" in refused.headers.get("www-authenticate", ""),
-                    "403 insufficient_scope challenge")
+        refused = await http.post(
+            MCP_URL,
+            headers=headers,
+            json={
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {
+                    "name": "flights__search-flight",
+                    "arguments": {
+                        "fly_from": "LAX",
+                        "fly_to": "SFO",
+                        "departure_date": "10/10/2025",
+                    },
+                },
+            },
+        )
+        steps.show(
+            f"HTTP {refused.status_code}\n"
+            f"WWW-Authenticate: {refused.headers.get('www-authenticate')}\n{refused.text}"
+        )
+        steps.check(
+            refused.status_code == 403
+            and "insufficient_scope" in refused.headers.get("www-authenticate", ""),
+            "403 insufficient_scope challenge",
+        )
 
 
 INSTRUCTIONS = f"""
@@ -205,7 +292,9 @@ Ctrl-C stops every process the demo started.
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="aigw end-to-end demo")
-    parser.add_argument("--once", action="store_true", help="run the flow, check it, stop, exit 0 or 1")
+    parser.add_argument(
+        "--once", action="store_true", help="run the flow, check it, stop, exit 0 or 1"
+    )
     args = parser.parse_args()
     steps = Steps(color=sys.stdout.isatty())
     stoppers: list[Callable[[], Any]] = []

@@ -14,10 +14,14 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 
 AIRPORTS = {
-    "los angeles": "LAX", "lax": "LAX",
-    "san francisco": "SFO", "sfo": "SFO",
-    "new york": "JFK", "jfk": "JFK",
-    "seattle": "SEA", "sea": "SEA",
+    "los angeles": "LAX",
+    "lax": "LAX",
+    "san francisco": "SFO",
+    "sfo": "SFO",
+    "new york": "JFK",
+    "jfk": "JFK",
+    "seattle": "SEA",
+    "sea": "SEA",
 }
 
 #: (from, to, departure, arrival, price USD, booking code)
@@ -37,7 +41,9 @@ TIMETABLE = [
 def airport(city: str) -> str:
     code = AIRPORTS.get(city.strip().lower())
     if code is None:
-        raise ValueError(f"unknown city or airport: {city!r}; try one of {sorted(set(AIRPORTS.values()))}")
+        raise ValueError(
+            f"unknown city or airport: {city!r}; try one of {sorted(set(AIRPORTS.values()))}"
+        )
     return code
 
 
@@ -49,12 +55,20 @@ def build_server() -> MCPServer:
     )
 
     @server.tool(name="search-flight", description="Find flights between two cities on a date")
-    def search_flight(fly_from: str, fly_to: str, departure_date: str, sort: str = "price") -> list[dict[str, object]]:
+    def search_flight(
+        fly_from: str, fly_to: str, departure_date: str, sort: str = "price"
+    ) -> list[dict[str, object]]:
         origin, destination = airport(fly_from), airport(fly_to)
         flights = [
             {
-                "flyFrom": f, "flyTo": t, "date": departure_date, "departure": dep, "arrival": arr,
-                "price": price, "currency": "USD", "book": f"https://example.invalid/book/{code}",
+                "flyFrom": f,
+                "flyTo": t,
+                "date": departure_date,
+                "departure": dep,
+                "arrival": arr,
+                "price": price,
+                "currency": "USD",
+                "book": f"https://example.invalid/book/{code}",
             }
             for f, t, dep, arr, price, code in TIMETABLE
             if f == origin and t == destination
@@ -74,7 +88,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3002)
     args = parser.parse_args()
     app = build_server().streamable_http_app(host="127.0.0.1")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    )
 
     async def serve() -> None:
         async with anyio.create_task_group() as group:

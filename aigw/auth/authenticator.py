@@ -62,9 +62,10 @@ class Authenticator:
         # every backend's, so one authorization covers every tool the user may
         # have (the authorization server grants only those); MCP Authorization,
         # "Scope Selection Strategy".
-        everything = (*config.auth.required_scopes, *(
-            scope for backend in config.backends for scope in backend.required_scopes
-        ))
+        everything = (
+            *config.auth.required_scopes,
+            *(scope for backend in config.backends for scope in backend.required_scopes),
+        )
         return cls(
             verifier,
             metadata_url(config),

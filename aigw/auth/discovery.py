@@ -128,7 +128,7 @@ def fetch(
 
     def timed_out(result: object, seconds: float) -> Failure:
         error = FetchFailed(f"{method} {url}: no answer within {seconds:g} s")
-        return Failure(error)  # type: ignore[no-untyped-call]
+        return Failure(error)
 
     d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)  # type: ignore[arg-type]
     return d

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer  # type: ignore[import-untyped]
+from zope.interface import Attribute, Interface, implementer
 
 from aigw.auth.discovery import (
     Clock,
@@ -52,12 +52,12 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*no-(?:cache|store)\b", re.IGNORECASE)
 
 
-class IKeyStore(Interface):  # type: ignore[misc]
+class IKeyStore(Interface):
     """Where a JWT verifier finds the public key of a token's signature."""
 
     ready = Attribute("True once a key set has been loaded (for /readyz).")
 
-    def get_key(kid: str | None, alg: str) -> Deferred[Any]:  # type: ignore[empty-body]
+    def get_key(kid: str | None, alg: str) -> Deferred[Any]:
         """The public key named ``kid`` that fits ``alg``; fails with TokenRejected."""
 
 

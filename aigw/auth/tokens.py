@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import jwt
 from twisted.internet.defer import Deferred, succeed
-from zope.interface import Interface, implementer  # type: ignore[import-untyped]
+from zope.interface import Interface, implementer
 
 from aigw.auth.discovery import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
 from aigw.auth.errors import TokenRejected
@@ -36,10 +36,10 @@ PLAIN_TYPES = frozenset({"jwt", "application/jwt"})
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
-class ITokenVerifier(Interface):  # type: ignore[misc]
+class ITokenVerifier(Interface):
     """Turns a bearer token into the principal it speaks for."""
 
-    def verify(token: str) -> Deferred[Principal]:  # type: ignore[empty-body]
+    def verify(token: str) -> Deferred[Principal]:
         """The principal of ``token``; fails with TokenRejected."""
 
 

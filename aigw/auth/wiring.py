@@ -22,7 +22,7 @@ class TreqClient:
     """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``."""
 
     def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
-        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)  # type: ignore[no-untyped-call]
+        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
         self._client = TreqHTTPClient(agent)
 
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:

@@ -14,11 +14,11 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aigw.mcp.sse import format_event
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from aigw.mcp.sse import format_event
 from aigw.mcp.upstream import UpstreamError, UpstreamSessionGone
 
 if TYPE_CHECKING:

@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aigw.auth.authenticator import Authenticator
-from aigw.auth.principal import Principal
-from aigw.mcp.session import SessionNotFound
-from aigw.mcp.sse import format_comment, format_event
 from twisted.internet.defer import Deferred, DeferredList, FirstError, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
 
+from aigw.auth.authenticator import Authenticator
+from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
 from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches
+from aigw.mcp.session import SessionNotFound
+from aigw.mcp.sse import format_comment, format_event
 from aigw.mcp.streams import SessionStream
+from aigw.web.request import WebRequest
 
 KEEPALIVE_SECONDS = 15.0
 SESSION_HEADER = b"mcp-session-id"
@@ -45,7 +45,7 @@ class HTTPRefusal(Exception):
         self.headers = headers or {}
 
 
-def _accepts(request: IRequest, *wanted: str) -> bool:
+def _accepts(request: WebRequest, *wanted: str) -> bool:
     """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
     values = request.requestHeaders.getRawHeaders(b"accept") or []
     ranges = set()
@@ -59,7 +59,7 @@ def _accepts(request: IRequest, *wanted: str) -> bool:
     return all(w in ranges or w.split("/")[0] + "/*" in ranges for w in wanted)
 
 
-def _header(request: IRequest, name: bytes) -> str | None:
+def _header(request: WebRequest, name: bytes) -> str | None:
     values = request.requestHeaders.getRawHeaders(name)
     if not values:
         return None
@@ -69,7 +69,7 @@ def _header(request: IRequest, name: bytes) -> str | None:
 class _Reply:
     """The reply to one POST: JSON until something must be sent early, then SSE."""
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: WebRequest) -> None:
         self.request = request
         self.streaming = False
         self.gone = False
@@ -118,7 +118,7 @@ class MCPTransport:
         scheme_host = public.split("/", 3)[:3]
         self.allowed_origins.add("/".join(scheme_host))
 
-    async def handle(self, request: IRequest, principal: Principal) -> bytes | None:
+    async def handle(self, request: WebRequest, principal: Principal) -> bytes | None:
         try:
             self._check_origin(request)
             if request.method == b"POST":
@@ -135,7 +135,7 @@ class MCPTransport:
             request.setHeader(b"WWW-Authenticate", failure.www_authenticate.encode())
             return json.dumps(failure.body).encode()
 
-    def _refuse(self, request: IRequest, refusal: HTTPRefusal) -> bytes:
+    def _refuse(self, request: WebRequest, refusal: HTTPRefusal) -> bytes:
         request.setResponseCode(refusal.status)
         request.setHeader(b"Content-Type", b"application/json")
         for name, value in refusal.headers.items():
@@ -143,13 +143,13 @@ class MCPTransport:
         body = error_response(None, {"code": refusal.code, "message": refusal.message})
         return json.dumps(body).encode()
 
-    def _check_origin(self, request: IRequest) -> None:
+    def _check_origin(self, request: WebRequest) -> None:
         """basic/transports "Security Warning": validate Origin against DNS rebinding."""
         origin = _header(request, b"origin")
         if origin is not None and origin.rstrip("/") not in self.allowed_origins:
             raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
 
-    def _header_version(self, request: IRequest) -> str:
+    def _header_version(self, request: WebRequest) -> str:
         """basic/transports "Protocol Version Header": absent means 2025-03-26."""
         version = _header(request, VERSION_HEADER)
         if version is None:
@@ -163,7 +163,7 @@ class MCPTransport:
             )
         return version
 
-    def _session(self, request: IRequest, principal: Principal) -> ClientSession:
+    def _session(self, request: WebRequest, principal: Principal) -> ClientSession:
         session_id = _header(request, SESSION_HEADER)
         if not session_id:
             raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "Mcp-Session-Id header is required")
@@ -173,14 +173,14 @@ class MCPTransport:
             # The client must start a new session (basic/transports "Session Management").
             raise HTTPRefusal(404, jsonrpc.SESSION_NOT_FOUND, "session not found") from None
 
-    def _note(self, request: IRequest, **fields: Any) -> None:
+    def _note(self, request: WebRequest, **fields: Any) -> None:
         target = getattr(request, "aigw_fields", None)
         if target is not None:
             target.update({k: v for k, v in fields.items() if v is not None})
 
     # -- POST --------------------------------------------------------------
 
-    async def _post(self, request: IRequest, principal: Principal) -> bytes | None:
+    async def _post(self, request: WebRequest, principal: Principal) -> bytes | None:
         if not _accepts(request, "application/json", "text/event-stream"):
             raise HTTPRefusal(
                 406,
@@ -191,6 +191,7 @@ class MCPTransport:
         if content_type != "application/json":
             raise HTTPRefusal(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json")
         header_version = self._header_version(request)
+        assert request.content is not None  # set by Twisted before any route runs
         parsed = jsonrpc.parse_body(request.content.read())
         if parsed.error is not None:
             raise HTTPRefusal(400, parsed.error.code, parsed.error.message)
@@ -230,7 +231,10 @@ class MCPTransport:
             self._note(request, mcp_method=first.method, tool=tool)
         try:
             results = await DeferredList(
-                [ensureDeferred(self.gateway.handle_request(session, r, reply.emit)) for r in requests],
+                [
+                    ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
+                    for r in requests
+                ],
                 fireOnOneErrback=True,
                 consumeErrors=True,
             )
@@ -248,7 +252,7 @@ class MCPTransport:
         return reply.body(answers, parsed.is_batch)
 
     async def _initialize(
-        self, request: IRequest, principal: Principal, message: jsonrpc.Request
+        self, request: WebRequest, principal: Principal, message: jsonrpc.Request
     ) -> bytes:
         self._note(request, mcp_method="initialize")
         params = message.params if isinstance(message.params, dict) else {}
@@ -272,7 +276,7 @@ class MCPTransport:
 
     # -- GET and DELETE ---------------------------------------------------------
 
-    async def _get(self, request: IRequest, principal: Principal) -> bytes:
+    async def _get(self, request: WebRequest, principal: Principal) -> bytes:
         """The session's stream: the backends' GET streams merged (basic/transports)."""
         if not _accepts(request, "text/event-stream"):
             raise HTTPRefusal(406, jsonrpc.INVALID_REQUEST, "Accept must allow text/event-stream")
@@ -306,7 +310,7 @@ class MCPTransport:
         self.gateway.untrack_stream(stream)
         return b""
 
-    async def _delete(self, request: IRequest, principal: Principal) -> bytes:
+    async def _delete(self, request: WebRequest, principal: Principal) -> bytes:
         session = self._session(request, principal)
         await self.gateway.end_session(session)
         request.setResponseCode(204)

@@ -18,15 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import treq
-from aigw.mcp.sse import SSEError, SSEParser
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,6 +34,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from aigw.config import BackendConfig
+from aigw.mcp.sse import SSEError, SSEParser
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
@@ -81,7 +81,8 @@ def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
         ssl.Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part)
         for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
     ]
-    return BrowserLikePolicyForHTTPS(trustRoot=ssl.trustRootFromCertificates(certificates))
+    trust_root = ssl.trustRootFromCertificates(certificates)
+    return BrowserLikePolicyForHTTPS(trustRoot=trust_root)
 
 
 class _BodyReader(Protocol):
@@ -130,13 +131,14 @@ class _BodyReader(Protocol):
     def _fail(self, error: UpstreamError) -> None:
         self._disarm()
         if not self._done.called:
-            self._done.errback(Failure(error))
+            self._done.errback(error)
         self.stop()
 
     def stop(self) -> None:
         """Stop reading: the connection is dropped (cancellation, client gone)."""
         if self.transport is not None:
-            self.transport.stopProducing()
+            # The response body's transport: an IPushProducer (twisted.web.iweb.IResponse).
+            cast(IPushProducer, self.transport).stopProducing()
 
     def finish(self) -> None:
         """The caller has what it waited for: end the exchange now.
@@ -190,17 +192,15 @@ class _BodyReader(Protocol):
         if self._done.called:
             return
         if not reason.check(ResponseDone, PotentialDataLoss):
-            self._done.errback(
-                Failure(UpstreamError(self._upstream.name, "unavailable", "connection lost"))
-            )
+            lost = UpstreamError(self._upstream.name, "unavailable", "connection lost")
+            self._done.errback(lost)
             return
         if self._sse is None and self._chunks:
             try:
                 message = json.loads(b"".join(self._chunks))
             except ValueError:
-                self._done.errback(
-                    Failure(UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON"))
-                )
+                not_json = UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON")
+                self._done.errback(not_json)
                 return
             self._sink(message)
         if not self._done.called:

@@ -13,12 +13,9 @@ Routes:
 from __future__ import annotations
 
 import json
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs
-from typing import Any, Protocol
 
-from aigw.auth.authenticator import Authenticator, AuthFailure
-from aigw.auth.metadata import protected_resource_metadata, metadata_paths
-from aigw.auth.principal import Principal
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
@@ -27,8 +24,12 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from aigw.auth.authenticator import Authenticator, AuthFailure
+from aigw.auth.metadata import metadata_paths, protected_resource_metadata
+from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.readiness import Readiness
+from aigw.web.request import WebRequest
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
 METADATA_CORS_HEADERS = {
@@ -42,7 +43,7 @@ METADATA_CORS_HEADERS = {
 class MCPHandler(Protocol):
     """The MCP Streamable HTTP endpoint, called once the bearer check passed."""
 
-    async def handle(self, request: IRequest, principal: Principal) -> bytes | None: ...
+    async def handle(self, request: WebRequest, principal: Principal) -> bytes | None: ...
 
 
 class MetadataDocuments(Protocol):
@@ -52,7 +53,7 @@ class MetadataDocuments(Protocol):
 
 
 def write_json(
-    request: IRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None
+    request: WebRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None
 ) -> bytes:
     """Set status and JSON content type; return the encoded body for Klein to write."""
     request.setResponseCode(status)
@@ -62,10 +63,15 @@ def write_json(
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def query_arguments(request: IRequest) -> dict[bytes, list[bytes]]:
+def query_arguments(request: WebRequest) -> dict[bytes, list[bytes]]:
     """The query string only (``request.args`` also holds form-encoded bodies)."""
     _, _, query = request.uri.partition(b"?")
     return parse_qs(query) if query else {}
+
+
+def _web_request(request: IRequest) -> WebRequest:
+    """Klein types error handlers' requests as ``IRequest``; it passes the site's ``Request``."""
+    return cast(WebRequest, request)
 
 
 class GatewayApp:
@@ -118,21 +124,21 @@ class GatewayApp:
             for location in {well_known, well_known + path, path + well_known}:
                 self.app.route(location, methods=["GET", "HEAD", "OPTIONS"])(handler)
 
-    def _preflight(self, request: IRequest) -> bytes:
+    def _preflight(self, request: WebRequest) -> bytes:
         """CORS preflight for the public metadata documents."""
         request.setResponseCode(204)
         for name, value in METADATA_CORS_HEADERS.items():
             request.setHeader(name, value)
         return b""
 
-    def healthz(self, request: IRequest) -> bytes:
+    def healthz(self, request: WebRequest) -> bytes:
         return write_json(request, 200, {"status": "alive"})
 
-    def readyz(self, request: IRequest) -> bytes:
+    def readyz(self, request: WebRequest) -> bytes:
         ready, checks = self.readiness.report()
         return write_json(request, 200 if ready else 503, {"ready": ready, "checks": checks})
 
-    def resource_metadata(self, request: IRequest) -> bytes:
+    def resource_metadata(self, request: WebRequest) -> bytes:
         """RFC 9728 §3.2: the protected resource metadata document."""
         if request.method == b"OPTIONS":
             return self._preflight(request)
@@ -145,7 +151,7 @@ class GatewayApp:
         return self._prm
 
     def _as_metadata_handler(self, kind: str) -> Any:
-        def handler(request: IRequest) -> bytes:
+        def handler(request: WebRequest) -> bytes:
             if request.method == b"OPTIONS":
                 return self._preflight(request)
             assert self.as_metadata is not None
@@ -170,10 +176,10 @@ class GatewayApp:
         handler.__name__ = f"as_metadata_{kind.replace('-', '_')}"
         return handler
 
-    def mcp_endpoint(self, request: IRequest) -> Any:
+    def mcp_endpoint(self, request: WebRequest) -> Any:
         return ensureDeferred(self._mcp_endpoint(request))
 
-    async def _mcp_endpoint(self, request: IRequest) -> bytes | None:
+    async def _mcp_endpoint(self, request: WebRequest) -> bytes | None:
         try:
             principal = await self.authenticator.authenticate(
                 request.requestHeaders.getRawHeaders(b"authorization", []),
@@ -197,13 +203,15 @@ class GatewayApp:
 
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         return write_json(
-            request, 404, {"error": "not_found", "error_description": "no such resource"}
+            _web_request(request),
+            404,
+            {"error": "not_found", "error_description": "no such resource"},
         )
 
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         allowed = getattr(failure.value, "valid_methods", None) or []
         return write_json(
-            request,
+            _web_request(request),
             405,
             {
                 "error": "method_not_allowed",
@@ -216,5 +224,7 @@ class GatewayApp:
         """Last resort: the failure is logged, the client gets JSON, never a traceback."""
         self.log.failure("unhandled error in request", failure)
         return write_json(
-            request, 500, {"error": "server_error", "error_description": "internal error"}
+            _web_request(request),
+            500,
+            {"error": "server_error", "error_description": "internal error"},
         )

@@ -15,7 +15,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -39,21 +41,21 @@ class BoundedRequest(Request):
     _refused = False
     _body_bytes = 0
 
-    def __init__(self, channel: HTTPChannel, queued: object = None) -> None:
-        super().__init__(channel)
+    def __init__(self, channel: HTTPChannel, *args: object, **kwargs: object) -> None:
+        # The (deprecated) ``queued`` argument HTTPChannel may pass is not forwarded.
+        super().__init__(channel)  # type: ignore[no-untyped-call]
         site: BoundedSite = channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
         self.aigw_fields: dict[str, Any] = {}
 
     def _limit(self) -> int:
-        site: BoundedSite = self.channel.site  # type: ignore[attr-defined]
-        return site.limits.max_body_bytes
+        return self.channel.site.limits.max_body_bytes
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self._limit():
             self._refuse_too_large()
             return
-        super().gotLength(length)
+        super().gotLength(length)  # type: ignore[no-untyped-call]
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._refused:
@@ -62,12 +64,12 @@ class BoundedRequest(Request):
         if self._body_bytes > self._limit():
             self._refuse_too_large()
             return
-        super().handleContentChunk(data)
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
             return
-        super().requestReceived(command, path, version)
+        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
 
     def _refuse_too_large(self) -> None:
         """Answer 413 at once and drop the connection: the rest of the body is never read."""
@@ -82,8 +84,7 @@ class BoundedRequest(Request):
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         self.code = 413
-        site: BoundedSite = self.channel.site  # type: ignore[attr-defined]
-        site.log_access(self, 413)
+        self.channel.site.log_access(self, 413)
         self.channel.transport.loseConnection()  # type: ignore[union-attr]
 
 
@@ -93,12 +94,12 @@ class BoundedChannel(HTTPChannel):
     site: BoundedSite
 
     def connectionMade(self) -> None:
-        super().connectionMade()
+        super().connectionMade()  # type: ignore[no-untyped-call]
         self.site.connections.add(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.connections.discard(self)
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         body = json_error_bytes(400, "invalid_request", "malformed or oversized HTTP request")
@@ -106,7 +107,7 @@ class BoundedChannel(HTTPChannel):
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
             b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
-        self.loseConnection()
+        self.loseConnection()  # type: ignore[no-untyped-call]
 
     def is_idle(self) -> bool:
         """True when no request is being read or answered on this connection."""
@@ -117,7 +118,8 @@ class BoundedSite(Site):
     """A ``Site`` with aigw's limits, structured access log and connection drain."""
 
     requestFactory = BoundedRequest
-    protocol = BoundedChannel
+    # A plain HTTP/1.1 channel, not HTTPFactory's HTTP/2-negotiating proxy type.
+    protocol = BoundedChannel  # type: ignore[assignment]
     access_logger = Logger(namespace="aigw.access")
     displayTracebacks = False
 
@@ -128,19 +130,22 @@ class BoundedSite(Site):
         clock: IReactorTime,
         access_log: bool = True,
     ) -> None:
-        super().__init__(resource, timeout=limits.idle_timeout, reactor=clock)
+        super().__init__(  # type: ignore[no-untyped-call]
+            resource, timeout=limits.idle_timeout, reactor=clock
+        )
         self.limits = limits
         self.clock = clock
         self.access_log = access_log
         self.connections: set[BoundedChannel] = set()
 
-    def buildProtocol(self, addr: IAddress) -> BoundedChannel | None:
-        channel = super().buildProtocol(addr)
+    # Returns ``protocol`` above, a BoundedChannel, not HTTPFactory's proxy type.
+    def buildProtocol(self, addr: IAddress | None) -> BoundedChannel | None:  # type: ignore[override]
+        channel: BoundedChannel | None = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if channel is None:
             return None
         channel.totalHeadersSize = self.limits.max_header_bytes
         channel.maxHeaders = self.limits.max_headers
-        return channel  # type: ignore[no-any-return]
+        return channel
 
     def startFactory(self) -> None:
         """No access-log file and no once-a-second date timer: logging goes to twisted.logger."""

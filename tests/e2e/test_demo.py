@@ -14,7 +14,11 @@ from .harness.processes import REPO_ROOT
 def test_demo_runs_the_whole_flow_and_stops_everything(node_modules: None) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "demo", "--once"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=220, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

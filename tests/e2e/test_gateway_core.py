@@ -33,7 +33,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def gateway(
-    server_everything: Upstream, pyserver: Upstream, pyserver_stateless: Upstream,
+    server_everything: Upstream,
+    pyserver: Upstream,
+    pyserver_stateless: Upstream,
     pyserver_many_tools: Upstream,
 ) -> Iterator[Gateway]:
     started = start_gateway(
@@ -75,7 +77,8 @@ async def test_tool_list_from_every_backend_is_complete_and_deterministic(gatewa
     prefixes = [name.split("__", 1)[0] for name in first]
     assert prefixes == sorted(prefixes, key=["everything", "py", "stateless", "many"].index)
     assert "everything__echo" in first
-    assert "py__echo" in first and "stateless__echo" in first
+    assert "py__echo" in first
+    assert "stateless__echo" in first
     assert sum(1 for name in first if name.startswith("many__t")) == 30
 
 
@@ -97,7 +100,8 @@ async def test_progress_arrives_before_the_result(gateway: Gateway) -> None:
 
     async with connect_plain(gateway.url, mode="legacy") as client:
         result = await client.call_tool(
-            "everything__trigger-long-running-operation", {"duration": 2, "steps": 4},
+            "everything__trigger-long-running-operation",
+            {"duration": 2, "steps": 4},
             progress_callback=on_progress,
         )
         done_at.append(anyio.current_time())
@@ -118,7 +122,11 @@ async def test_prompts_and_resources_are_prefixed_and_routed(gateway: Gateway) -
         read = await client.read_resource(hello.uri)
         assert read.contents[0].uri == hello.uri
         templates = await client.list_resource_templates()
-        item = next(t for t in templates.resource_templates if "items" in t.uri_template and "py" in t.uri_template)
+        item = next(
+            t
+            for t in templates.resource_templates
+            if "items" in t.uri_template and "py" in t.uri_template
+        )
         uri = item.uri_template.replace("{item_id}", "42")
         read = await client.read_resource(uri)
         assert "42" in json.dumps(read.model_dump(mode="json"))
@@ -135,16 +143,23 @@ async def test_resource_link_in_a_tool_result_can_be_read_back(gateway: Gateway)
 async def test_sampling_and_elicitation_round_trips(gateway: Gateway) -> None:
     """Server-to-client requests are relayed with sealed ids and answered back to their backend."""
 
-    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    async def sampling(
+        context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
         return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(type="text", text="four"), model="test",
+            role="assistant",
+            content=types.TextContent(type="text", text="four"),
+            model="test",
         )
 
     async def elicitation(context: Any, params: Any) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "Ada"})
 
     async with connect_plain(
-        gateway.url, mode="legacy", sampling_callback=sampling, elicitation_callback=elicitation,
+        gateway.url,
+        mode="legacy",
+        sampling_callback=sampling,
+        elicitation_callback=elicitation,
     ) as client:
         assert "four" in text_of(await client.call_tool("py__ask-llm", {}))
         assert "Ada" in text_of(await client.call_tool("py__ask-user", {}))
@@ -213,7 +228,9 @@ async def test_subscription_updates_arrive_on_the_merged_get_stream(gateway: Gat
 
     async with connect_plain(gateway.url, mode="legacy", message_handler=on_message) as client:
         resources = await client.list_resources()
-        counter = next(r.uri for r in resources.resources if str(r.uri).endswith("py/test://counter"))
+        counter = next(
+            r.uri for r in resources.resources if str(r.uri).endswith("py/test://counter")
+        )
         await client.subscribe_resource(counter)
         await client.call_tool("py__bump", {})
         with anyio.fail_after(10):
@@ -234,3 +251,10 @@ async def test_cancellation_reaches_the_backend_holding_the_request(gateway: Gat
                 if json.loads(text_of(stats))["cancelled"] > before:
                     break
                 await anyio.sleep(0.1)
+
+
+async def test_sdk_default_auto_mode_falls_back_to_initialize(gateway: Gateway) -> None:
+    """The mcp 2.x client probes server/discover at 2026-07-28 first; aigw refuses that version
+    with 400 and the list of supported ones, and the client falls back to initialize."""
+    async with connect_plain(gateway.url) as client:
+        assert text_of(await client.call_tool("py__echo", {"text": "auto"})) == "auto"

@@ -114,7 +114,10 @@ async def token_for(auth_server: AuthServer, user: str, resource: str, scope: st
 
 
 async def test_sdk_goes_from_bare_401_to_a_tool_result(gateway: Gateway) -> None:
-    """MCP Authorization "Authorization Flow Steps": 401 → PRM → AS metadata → DCR → PKCE → token → call."""
+    """MCP Authorization "Authorization Flow Steps".
+
+    401 → PRM → AS metadata → DCR → PKCE → token → call.
+    """
     async with connect(gateway.url, "alice", mode="legacy") as client:
         tools = await client.list_tools()
         names = {tool.name for tool in tools.tools}
@@ -214,7 +217,7 @@ def test_unknown_key_is_refused(gateway: Gateway, auth_server: AuthServer) -> No
 async def test_key_rotation_is_followed(gateway: Gateway, auth_server: AuthServer) -> None:
     """A new kid at the AS: aigw refetches the JWKS on the unknown kid and accepts the token."""
     auth_server.rotate_keys(keep_old=False)
-    time.sleep(1.1)  # past the unknown-kid cooldown of this gateway's config
+    await anyio.sleep(1.1)  # past the unknown-kid cooldown of this gateway's config
     async with connect(gateway.url, "alice", mode="legacy") as client:
         result = await client.call_tool("py__echo", {"text": "rotated"})
         assert text_of(result) == "rotated"
@@ -262,14 +265,16 @@ async def test_expired_token_is_refused_and_the_sdk_refreshes(pyserver: Upstream
         ) as client:
             assert text_of(await client.call_tool("py__echo", {"text": "1"})) == "1"
             first = await storage.get_tokens()
-            assert first is not None and first.refresh_token
+            assert first is not None
+            assert first.refresh_token
             await anyio.sleep(4)
             expired = mcp_post(gateway, first.access_token)
             assert expired.status_code == 401
             assert 'error="invalid_token"' in expired.headers["www-authenticate"]
             assert text_of(await client.call_tool("py__echo", {"text": "2"})) == "2"
             second = await storage.get_tokens()
-        assert second is not None and second.access_token != first.access_token
+        assert second is not None
+        assert second.access_token != first.access_token
         assert len(login.authorization_urls) == 1, "refreshed, not logged in again"
     finally:
         gateway.stop()

@@ -34,7 +34,9 @@ class Relay:
         return self.documents.get(kind)
 
 
-def client(config: Config, readiness: Readiness | None = None, relay: Relay | None = None) -> StubTreq:
+def client(
+    config: Config, readiness: Readiness | None = None, relay: Relay | None = None
+) -> StubTreq:
     app = GatewayApp(config, readiness or Readiness(), Authenticator(None), None, relay)
     return StubTreq(app.resource())
 
@@ -47,7 +49,10 @@ class MetadataTests(SynchronousTestCase):
     def test_path_inserted_and_root_metadata_are_served(self) -> None:
         """RFC 9728 §3.1: the well-known URI with the resource's path inserted, and the root one."""
         stub = client(make_config(scopes_supported=("mcp:tools",), resource_name="Demo"))
-        for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
+        for path in (
+            "/.well-known/oauth-protected-resource/mcp",
+            "/.well-known/oauth-protected-resource",
+        ):
             response, body = self.get(stub, path)
             self.assertEqual(response.code, 200)
             document = json.loads(body)
@@ -62,7 +67,9 @@ class MetadataTests(SynchronousTestCase):
         response, _ = self.get(stub, "/.well-known/oauth-protected-resource/mcp")
         headers = response.headers
         self.assertEqual(headers.getRawHeaders(b"access-control-allow-origin"), [b"*"])
-        self.assertIn(b"mcp-protocol-version", headers.getRawHeaders(b"access-control-allow-headers")[0])
+        self.assertIn(
+            b"mcp-protocol-version", headers.getRawHeaders(b"access-control-allow-headers")[0]
+        )
         self.assertIn(b"max-age", headers.getRawHeaders(b"cache-control")[0])
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
 
@@ -75,11 +82,15 @@ class MetadataTests(SynchronousTestCase):
     def test_authorization_server_metadata_is_relayed_for_older_clients(self) -> None:
         """2025-03-26 clients look for RFC 8414 metadata at the MCP server itself."""
         document = b'{"issuer":"http://as.example"}'
-        stub = client(make_config(), relay=Relay({"oauth-authorization-server": document,
-                                                 "openid-configuration": document}))
-        for path in ("/.well-known/oauth-authorization-server",
-                     "/.well-known/oauth-authorization-server/mcp",
-                     "/.well-known/openid-configuration"):
+        stub = client(
+            make_config(),
+            relay=Relay({"oauth-authorization-server": document, "openid-configuration": document}),
+        )
+        for path in (
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-server/mcp",
+            "/.well-known/openid-configuration",
+        ):
             response, body = self.get(stub, path)
             self.assertEqual(response.code, 200, path)
             self.assertEqual(body, document)
@@ -106,8 +117,10 @@ class HealthTests(SynchronousTestCase):
         response = self.successResultOf(stub.get("http://127.0.0.1:1975/readyz"))
         body = json.loads(self.successResultOf(stub.content(response)))
         self.assertEqual(response.code, 503)
-        self.assertEqual(body, {"ready": False, "checks": {"config": "ok",
-                                                           "signing_keys": "signing keys not loaded"}})
+        self.assertEqual(
+            body,
+            {"ready": False, "checks": {"config": "ok", "signing_keys": "signing keys not loaded"}},
+        )
 
     def test_healthz_answers_while_alive(self) -> None:
         stub = client(make_config())
