@@ -10,6 +10,7 @@ DELETE ends the session.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, FirstError, ensureDeferred
@@ -73,10 +74,14 @@ class _Reply:
         self.request = request
         self.streaming = False
         self.gone = False
+        self.on_gone: Callable[[], None] | None = None
         request.notifyFinish().addErrback(self._client_gone)
 
     def _client_gone(self, _: object) -> None:
+        """The client hung up before its answer: what it asked for is cancelled upstream."""
         self.gone = True
+        if self.on_gone is not None:
+            self.on_gone()
 
     def emit(self, message: dict[str, Any]) -> None:
         if self.gone:
@@ -224,6 +229,13 @@ class MCPTransport:
         if not requests and not answers:
             request.setResponseCode(202)
             return b""
+        def cancel_all() -> None:
+            for pending in requests:
+                self._background(
+                    self.gateway.cancel(session, pending.id, "client disconnected")
+                )
+
+        reply.on_gone = cancel_all
         if len(requests) == 1:
             first = requests[0]
             params = first.params if isinstance(first.params, dict) else {}

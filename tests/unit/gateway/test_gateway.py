@@ -13,6 +13,7 @@ import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -471,3 +472,60 @@ class LateJoinTests(GatewayTestCase):
         self.assertIn("beta__t0", names)
         body = await self.call(session, "tools/call", {"name": "beta__t1"})
         self.assertIn("result", body)
+
+
+class _HangUp(Protocol):
+    """Reads the first bytes of a streamed reply, then drops the connection."""
+
+    def __init__(self) -> None:
+        self.got: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.got.called:
+            self.got.callback(data)
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        pass
+
+
+class CancellationTests(GatewayTestCase):
+    @run
+    async def test_client_hanging_up_cancels_the_request_upstream(self) -> None:
+        """basic/utilities/cancellation: a request nobody waits for is cancelled upstream."""
+        await self.start_gateway()
+        session = await self.initialize()
+        self.alpha.hold = Deferred()
+        response = await self.http.post(
+            self.url,
+            data=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 9,
+                    "method": "tools/call",
+                    "params": {"name": "alpha__progress"},
+                }
+            ).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": [ACCEPT],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
+            unbuffered=True,
+        )
+        reader = _HangUp()
+        response.deliverBody(reader)
+        await reader.got
+        for _ in range(50):
+            if any(
+                body.get("method") == "notifications/cancelled" for _, body in self.alpha.received
+            ):
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        cancelled = [
+            b for _, b in self.alpha.received if b.get("method") == "notifications/cancelled"
+        ]
+        self.assertEqual(len(cancelled), 1)
+        self.assertIsInstance(cancelled[0]["params"]["requestId"], int)
+        self.alpha.hold.callback(None)
