@@ -131,11 +131,18 @@ class FakeUpstream(Resource):
                 "id": rid,
                 "result": {"content": [{"type": "text", "text": "finished"}]},
             }
+            gone: list[object] = []
+            request.notifyFinish().addErrback(gone.append)
+
+            def finish(_: object = None) -> None:
+                if not gone:  # aigw may have dropped the stream (cancellation)
+                    request.write(sse(done))
+                    request.finish()
+
             if self.hold is not None:
-                self.hold.addCallback(lambda _: (request.write(sse(done)), request.finish()))
+                self.hold.addCallback(finish)
             else:
-                request.write(sse(done))
-                request.finish()
+                finish()
             return NOT_DONE_YET
         if method == "tools/call" and params.get("name") == "link":
             return self._json(
