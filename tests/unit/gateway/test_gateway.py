@@ -36,20 +36,8 @@ class GatewayTestCase(TestCase):
         self.addCleanup(port.stopListening)
         return f"http://127.0.0.1:{port.getHost().port}/mcp"
 
-    async def start_gateway(self, **overrides: Any) -> None:
-        self.alpha = FakeUpstream(
-            tools=["echo", "progress", "link", "secret"], instructions="Alpha."
-        )
-        self.beta = FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
-        backends = (
-            BackendConfig(
-                name="alpha",
-                url=self.start_upstream(self.alpha),
-                tools=ToolSelector(exclude=("secret",)),
-                timeout=5.0,
-            ),
-            BackendConfig(name="beta", url=self.start_upstream(self.beta), timeout=5.0),
-        )
+    async def start_gateway_with(self, *backends: BackendConfig, **overrides: Any) -> None:
+        """A gateway in front of exactly these backends."""
         config = Config(
             listen=("tcp:0:interface=127.0.0.1",),
             public_url="http://127.0.0.1:1975",
@@ -65,6 +53,22 @@ class GatewayTestCase(TestCase):
         self.addCleanup(self.service.stopService)
         port = await self.service.listeners[0]._waitingForPort
         self.url = f"http://127.0.0.1:{port.getHost().port}/mcp"
+
+    async def start_gateway(self, **overrides: Any) -> None:
+        self.alpha = FakeUpstream(
+            tools=["echo", "progress", "link", "secret"], instructions="Alpha."
+        )
+        self.beta = FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
+        backends = (
+            BackendConfig(
+                name="alpha",
+                url=self.start_upstream(self.alpha),
+                tools=ToolSelector(exclude=("secret",)),
+                timeout=5.0,
+            ),
+            BackendConfig(name="beta", url=self.start_upstream(self.beta), timeout=5.0),
+        )
+        await self.start_gateway_with(*backends, **overrides)
 
     async def post(
         self,
@@ -529,3 +533,151 @@ class CancellationTests(GatewayTestCase):
         self.assertEqual(len(cancelled), 1)
         self.assertIsInstance(cancelled[0]["params"]["requestId"], int)
         self.alpha.hold.callback(None)
+
+
+class RoutingDetailTests(GatewayTestCase):
+    @run
+    async def test_completion_is_routed_by_the_prompt_prefix(self) -> None:
+        """server/utilities/completion: ref/prompt names route like prompts."""
+        await self.start_gateway()
+        session = await self.initialize()
+        await self.call(
+            session,
+            "completion/complete",
+            {
+                "ref": {"type": "ref/prompt", "name": "beta__greet"},
+                "argument": {"name": "who", "value": "A"},
+            },
+        )
+        forwarded = self.beta.received[-1][1]
+        self.assertEqual(forwarded["method"], "completion/complete")
+        self.assertEqual(forwarded["params"]["ref"]["name"], "greet")
+
+    @run
+    async def test_logging_set_level_fans_out_to_backends_with_logging(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "logging/setLevel", {"level": "debug"})
+        self.assertEqual(body["result"], {})
+        for upstream in (self.alpha, self.beta):
+            methods = [b.get("method") for _, b in upstream.received]
+            self.assertIn("logging/setLevel", methods)
+
+    @run
+    async def test_roots_list_changed_reaches_every_backend(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        response, _ = await self.post(
+            {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}, session
+        )
+        self.assertEqual(response.code, 202)
+        for _ in range(50):
+            if all(
+                any(b.get("method") == "notifications/roots/list_changed" for _, b in u.received)
+                for u in (self.alpha, self.beta)
+            ):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        for upstream in (self.alpha, self.beta):
+            self.assertIn(
+                "notifications/roots/list_changed", [b.get("method") for _, b in upstream.received]
+            )
+
+    @run
+    async def test_session_of_another_user_is_not_found(self) -> None:
+        """basic/transports "Session Management": a session is bound to its user (404)."""
+        from aigw.auth.principal import Principal
+        from aigw.mcp.session import SessionNotFound
+
+        await self.start_gateway()
+        session = await self.initialize()
+        mallory = Principal("", "mallory", None, frozenset(), {}, None, None)
+        with self.assertRaises(SessionNotFound):
+            self.service.gateway.open_session(mallory, session)
+
+    @run
+    async def test_access_log_line_names_user_method_and_tool(self) -> None:
+        from twisted.logger import Logger
+
+        await self.start_gateway()
+        events: list[dict[str, Any]] = []
+        self.service.site.access_logger = Logger(namespace="aigw.access", observer=events.append)
+        session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "beta__t1"})
+        call = events[-1]
+        self.assertEqual(call["method"], "POST")
+        self.assertEqual(call["status"], 200)
+        self.assertEqual(call["mcp_method"], "tools/call")
+        self.assertEqual(call["tool"], "beta__t1")
+        self.assertEqual(call["sub"], "anonymous")
+        self.assertIsInstance(call["duration_ms"], float)
+
+
+class StreamTests(GatewayTestCase):
+    @run
+    async def test_get_stream_merges_backend_notifications_with_resumable_ids(self) -> None:
+        """basic/transports "Listening for Messages" and "Resumability and Redelivery"."""
+        from aigw.mcp.streams import decode_event_ids
+
+        await self.start_gateway()
+        self.beta.get_status = 200
+        session = await self.initialize()
+        response = await self.http.get(
+            self.url,
+            headers={
+                "Accept": ["text/event-stream"],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
+            unbuffered=True,
+        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        chunks: list[bytes] = []
+        reader = _Collect(chunks)
+        response.deliverBody(reader)
+        for _ in range(50):
+            if self.beta.stream_requests:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.beta.push({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}, "ev-7")
+        for _ in range(50):
+            if b"list_changed" in b"".join(chunks):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        text = b"".join(chunks).decode()
+        self.assertIn("notifications/tools/list_changed", text)
+        event_id = next(line[4:] for line in text.splitlines() if line.startswith("id: "))
+        self.assertEqual(decode_event_ids(event_id, {"alpha", "beta"}), {"beta": "ev-7"})
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+        # The client resumes: each backend is asked to resume from its own last event.
+        resumed = await self.http.get(
+            self.url,
+            headers={
+                "Accept": ["text/event-stream"],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+                "Last-Event-ID": [event_id],
+            },
+            unbuffered=True,
+        )
+        again = _Collect([])
+        resumed.deliverBody(again)
+        for _ in range(50):
+            if len(self.beta.stream_requests) > 1:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        last = self.beta.stream_requests[-1].getHeader(b"last-event-id")
+        self.assertEqual(last, b"ev-7")
+        again.transport.stopProducing()  # type: ignore[union-attr]
+
+
+class _Collect(Protocol):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: object = None) -> None:
+        pass

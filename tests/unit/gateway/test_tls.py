@@ -1,0 +1,94 @@
+"""Upstream TLS is verified (service-identity), with an optional private CA file."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import reactor, ssl
+
+from aigw.config import BackendConfig
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.test_gateway import GatewayTestCase, run
+
+
+def self_signed(directory: str) -> tuple[str, ssl.PrivateCertificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = os.path.join(directory, "ca.pem")
+    with open(path, "wb") as handle:
+        handle.write(cert_pem)
+    return path, ssl.PrivateCertificate.loadPEM(cert_pem + key_pem)
+
+
+class UpstreamTLSTests(GatewayTestCase):
+    def start_tls_upstream(self) -> tuple[str, str]:
+        from twisted.web.server import Site
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        ca_file, certificate = self_signed(directory)
+        port = reactor.listenSSL(
+            0, Site(FakeUpstream()), certificate.options(), interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        return f"https://localhost:{port.getHost().port}/mcp", os.path.abspath(ca_file)
+
+    @run
+    async def test_upstream_signed_by_the_configured_ca_is_trusted(self) -> None:
+        url, ca_file = self.start_tls_upstream()
+        await self.start_gateway_with(
+            BackendConfig(name="secure", url=url, ca_file=ca_file, timeout=5)
+        )
+        session = await self.initialize()
+        body = await self.call(
+            session, "tools/call", {"name": "secure__echo", "arguments": {"x": 1}}
+        )
+        self.assertIn("result", body)
+
+    @run
+    async def test_upstream_with_an_unknown_certificate_is_refused(self) -> None:
+        url, _ = self.start_tls_upstream()
+        await self.start_gateway_with(BackendConfig(name="secure", url=url, timeout=5))
+        _, body = await self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
+        )
+        self.assertIn("error", body)
