@@ -35,6 +35,16 @@ CONFIG = ROOT / "etc" / "aigw" / "demo.yaml"
 GATEWAY = "http://127.0.0.1:1975"
 MCP_URL = GATEWAY + "/mcp"
 AS_PORT, EVERYTHING_PORT, FLIGHTS_PORT = 8080, 3001, 3002
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "demo", "version": "1"},
+    },
+}
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 
 
@@ -129,16 +139,7 @@ async def walkthrough(steps: Steps) -> None:
         steps.step("MCP request without a token")
         bare = await http.post(
             MCP_URL,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "demo", "version": "1"},
-                },
-            },
+            json=INITIALIZE,
             headers={"Accept": "application/json, text/event-stream"},
         )
         challenge = bare.headers.get("www-authenticate", "")
@@ -237,16 +238,7 @@ async def walkthrough(steps: Steps) -> None:
         init = await http.post(
             MCP_URL,
             headers=headers,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "demo", "version": "1"},
-                },
-            },
+            json=INITIALIZE,
         )
         headers["Mcp-Session-Id"] = init.headers["mcp-session-id"]
         headers["MCP-Protocol-Version"] = "2025-11-25"

@@ -35,6 +35,12 @@ def _need_node() -> None:
         pytest.skip("node is not installed")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The MCP SDK clients run on asyncio."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def node_modules() -> None:
     _need_node()

@@ -26,11 +26,6 @@ from .harness.upstreams import Upstream, start_pyserver
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def gateway(
     server_everything: Upstream,

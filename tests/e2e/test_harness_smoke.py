@@ -39,11 +39,6 @@ RESOURCE = "http://127.0.0.1:9/mcp"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _register(http: httpx2.AsyncClient, issuer: str, scope: str | None) -> str:
     body: dict[str, Any] = {
         "redirect_uris": [REDIRECT_URI],

@@ -27,11 +27,6 @@ from .harness.upstreams import Upstream
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
     started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)

@@ -26,6 +26,20 @@ from tests.unit.gateway.fake_upstream import FakeUpstream
 ACCEPT = "application/json, text/event-stream"
 
 
+def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
+    """A client's ``initialize`` request (basic/lifecycle)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"},
+        },
+    }
+
+
 class GatewayTestCase(TestCase):
     """Starts two fake upstreams and a gateway in front of them."""
 
@@ -92,18 +106,7 @@ class GatewayTestCase(TestCase):
         return response, content
 
     async def initialize(self, version: str = "2025-11-25") -> str:
-        response, body = await self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": version,
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "0"},
-                },
-            }
-        )
+        response, body = await self.post(initialize_message(version, 0))
         self.assertEqual(response.code, 200, body)
         session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
         return session
@@ -133,18 +136,7 @@ class InitializeTests(GatewayTestCase):
     async def test_aigw_answers_initialize_with_its_own_server_info(self) -> None:
         """basic/lifecycle: aigw is the server; capabilities are the union of the backends'."""
         await self.start_gateway()
-        _, body = await self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 7,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-        )
+        _, body = await self.post(initialize_message("2025-06-18", 7))
         result = body["result"]
         self.assertEqual(body["id"], 7)
         self.assertEqual(result["serverInfo"]["name"], "aigw")
@@ -158,18 +150,7 @@ class InitializeTests(GatewayTestCase):
     async def test_unknown_requested_version_gets_the_latest(self) -> None:
         """basic/lifecycle "Version Negotiation": otherwise the latest version supported."""
         await self.start_gateway()
-        _, body = await self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "1999-01-01",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-        )
+        _, body = await self.post(initialize_message("1999-01-01", 1))
         self.assertEqual(body["result"]["protocolVersion"], "2025-11-25")
 
     @run
@@ -185,18 +166,7 @@ class InitializeTests(GatewayTestCase):
     async def test_session_fails_only_when_every_backend_fails(self) -> None:
         await self.start_gateway()
         self.alpha.fail_with = self.beta.fail_with = 500
-        _, body = await self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-        )
+        _, body = await self.post(initialize_message("2025-11-25", 1))
         self.assertIn("error", body)
 
 

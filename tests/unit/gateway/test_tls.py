@@ -14,7 +14,7 @@ from twisted.internet import reactor, ssl
 
 from aigw.config import BackendConfig
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.test_gateway import GatewayTestCase, run
+from tests.unit.gateway.test_gateway import GatewayTestCase, initialize_message, run
 
 
 def self_signed(directory: str) -> tuple[str, ssl.PrivateCertificate]:
@@ -79,16 +79,5 @@ class UpstreamTLSTests(GatewayTestCase):
     async def test_upstream_with_an_unknown_certificate_is_refused(self) -> None:
         url, _ = self.start_tls_upstream()
         await self.start_gateway_with(BackendConfig(name="secure", url=url, timeout=5))
-        _, body = await self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-        )
+        _, body = await self.post(initialize_message("2025-11-25", 1))
         self.assertIn("error", body)
