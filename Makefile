@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro deb
 
 all: test
 
@@ -64,6 +64,11 @@ bench: $(STAMP) $(NODE_STAMP) bench-setup
 bench-micro: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/bench_tokens.py
+
+# The Debian package (dh-virtualenv, like Synapse's): ../aigw_<version>_<arch>.deb.
+# Build dependencies: apt-get install dh-virtualenv debhelper dh-exec python3-venv python3-dev
+deb:
+	dpkg-buildpackage -us -uc -b
 
 check-config: $(STAMP)
 	$(BIN)/aigw check etc/aigw/aigw.yaml
