@@ -147,9 +147,15 @@ def scalar_value(ctx: Context, path: str, node: ScalarNode) -> object:
 
 
 def _construct(node: ScalarNode) -> object:
+    """The safe constructor's value, or the raw text when the tag does not fit it.
+
+    PyYAML's constructors fail in many ways on a tag that does not fit its
+    text (``!!bool foo`` is a KeyError, ``!!timestamp foo`` an AttributeError):
+    any failure leaves the text, which the converter then reports.
+    """
     try:
         return SafeConstructor().construct_object(node)
-    except (ConstructorError, ValueError):
+    except Exception:
         return node.value
 
 
@@ -346,15 +352,34 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 # --- Files --------------------------------------------------------------------
 
 
+#: The most aigw reads of the config file or of a file it names (secrets, headers,
+#: CA bundles are all far smaller); ``/dev/zero`` must not be read for ever.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class FileTooLarge(Exception):
+    """A file is larger than MAX_FILE_BYTES."""
+
+
+def read_bounded(full: str) -> bytes:
+    """The bytes of ``full``, at most MAX_FILE_BYTES; OSError or FileTooLarge."""
+    with open(full, "rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FileTooLarge(f"larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
 def read_file(ctx: Context, path: str, node: Node, name: str) -> bytes | None:
     """The bytes of a file named in the config; report it when unreadable."""
     full = ctx.resolve_path(name)
     try:
-        with open(full, "rb") as stream:
-            return stream.read()
+        return read_bounded(full)
     except OSError as error:
         ctx.report(path, node, f"cannot read {full}: {error.strerror or error}")
-        return None
+    except FileTooLarge as error:
+        ctx.report(path, node, f"cannot read {full}: {error}")
+    return None
 
 
 def strip_newline(data: bytes) -> bytes:
@@ -499,4 +524,7 @@ def compose(ctx: Context, text: str) -> Node | None:
         ctx.problems.append(("(root)", line, f"YAML syntax error: {message}"))
     except yaml.YAMLError as error:
         ctx.problems.append(("(root)", None, f"YAML syntax error: {error}"))
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level.
+        ctx.problems.append(("(root)", None, "the YAML is nested too deeply"))
     return None

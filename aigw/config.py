@@ -220,14 +220,19 @@ def _keys(cls: type, *extra: str) -> tuple[str, ...]:
     return (*attrs.fields_dict(cls), *extra)
 
 
-def _url(*, query: bool = True) -> cp.Converter[str]:
-    """A converter for absolute http(s) URLs with a host and no fragment."""
+def _url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
+    """A converter for absolute http(s) URLs with a host and no fragment.
+
+    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2).
+    """
 
     def convert(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
         value = cp.as_nonempty_str(ctx, path, node)
         if value is None:
             return None
         problem = _url_problem(value, query=query)
+        if problem is None and ascii_only and not value.isascii():
+            problem = "the URL must be ASCII (write the host in punycode, percent-encode the path)"
         if problem:
             ctx.report(path, node, f"{problem}: {value!r}")
             return None
@@ -386,6 +391,8 @@ def _read_headers(section: cp.Section) -> dict[str, str]:
 
 #: RFC 9110 §5.1 field-name (a token).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 §5.5 field-value octets: HTAB, SP, VCHAR and obs-text (sent as Latin-1).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 #: Headers that aigw itself (or HTTP framing) owns; a static value would break requests.
 _RESERVED_HEADERS = frozenset(
     {
@@ -417,6 +424,12 @@ def _valid_headers(
             ctx.report(*where, f"{name} is set by aigw and cannot be configured")
         elif any(c in value for c in "\r\n\0"):
             ctx.report(*where, f"the value of {name} contains a line break or NUL")
+        elif not _HEADER_VALUE.fullmatch(value):
+            ctx.report(
+                *where,
+                f"the value of {name} holds a control character or a character "
+                "outside Latin-1 (RFC 9110 §5.5)",
+            )
         else:
             valid[name] = value
     return valid
@@ -427,7 +440,12 @@ def _headers_from_file(
 ) -> dict[str, str]:
     try:
         loaded = yaml.safe_load(data.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
+    except RecursionError:
+        ctx.report(path, node, f"{full} is not valid YAML/JSON: it is nested too deeply")
+        return {}
+    except Exception as error:
+        # Besides YAMLError, PyYAML's constructors raise KeyError, ValueError...
+        # on a tag that does not fit its value (``!!bool foo``).
         ctx.report(path, node, f"{full} is not valid YAML/JSON: {error}")
         return {}
     if not isinstance(loaded, dict) or not all(
@@ -452,7 +470,7 @@ def _read_backend(ctx: cp.Context, path: str, node: cp.Node) -> BackendConfig | 
         return None
     return BackendConfig(
         name=section.need("name", _backend_name, ""),
-        url=section.need("url", _url(), ""),
+        url=section.need("url", _url(ascii_only=True), ""),
         tools=_read_tools(section.section("tools", _keys(ToolSelector))),
         headers=_read_headers(section),
         timeout=section.read("timeout", cp.duration(), 30.0),
@@ -736,12 +754,13 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     Raises ConfigError listing every problem found, and nothing else.
     """
     try:
-        with open(path, "rb") as stream:
-            text = stream.read().decode("utf-8")
+        text = cp.read_bounded(path).decode("utf-8")
     except OSError as error:
         raise ConfigError(
             path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
         ) from None
+    except cp.FileTooLarge as error:
+        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
     except UnicodeDecodeError as error:
         raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
     base_dir = os.path.dirname(os.path.abspath(path))

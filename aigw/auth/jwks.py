@@ -286,9 +286,11 @@ def _skip_reason(jwk: object, allowed: frozenset[str]) -> str | None:
     """Why a JWK must not be used (RFC 7517 §4.2 use, §4.4 alg; RFC 8725 §3.1)."""
     if not isinstance(jwk, dict):
         return "not a JSON object"
-    kid = jwk.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        return "its kid is not a string"
+    for member in ("kid", "kty", "alg", "crv", "use"):
+        # RFC 7517 §4, RFC 7518 §6: these members are strings; a list or an object
+        # (unhashable) must skip this key, not fail the whole set.
+        if jwk.get(member) is not None and not isinstance(jwk[member], str):
+            return f"its {member} is not a string"
     kty = jwk.get("kty")
     if kty not in SUPPORTED_KEY_TYPES:
         return f"unsupported key type {kty!r}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import types
 import urllib.parse
@@ -65,9 +66,19 @@ def _hints(claims: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _number(value: object) -> float | None:
+    """A NumericDate (RFC 7519 §2) as a float, or None when it is not one.
+
+    Booleans, integers no float can hold and NaN or infinities are not
+    NumericDates: NaN in particular compares false with everything, so an
+    ``exp`` of NaN would never expire (RFC 8725 §3: fail closed).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:

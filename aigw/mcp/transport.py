@@ -229,11 +229,10 @@ class MCPTransport:
         if not requests and not answers:
             request.setResponseCode(202)
             return b""
+
         def cancel_all() -> None:
             for pending in requests:
-                self._background(
-                    self.gateway.cancel(session, pending.id, "client disconnected")
-                )
+                self._background(self.gateway.cancel(session, pending.id, "client disconnected"))
 
         reply.on_gone = cancel_all
         if len(requests) == 1:

@@ -15,13 +15,11 @@ forbidden); only the backend's configured static headers are added.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
-import treq
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, succeed
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
@@ -40,6 +38,9 @@ from aigw.mcp.sse import SSEError, SSEParser
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
+#: The most of a body aigw reads only to throw away (202, 404, wrong type) before
+#: hanging up instead: discarding forever is no better than keeping.
+MAX_DISCARD_BYTES = 64 * 1024
 FINISH_GRACE_SECONDS = 5.0
 
 #: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
@@ -108,6 +109,37 @@ class _BytesBody:
 
     def stopProducing(self) -> None:
         """Nothing to stop."""
+
+
+class _BoundedRead(Protocol):
+    """Reads at most ``limit`` bytes of a body aigw only logs or drops, within ``timeout``.
+
+    Past either bound the transfer is aborted; ``done`` fires with what was read.
+    """
+
+    def __init__(self, limit: int, clock: Any, timeout: float) -> None:
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.done: Deferred[bytes] = Deferred()
+        self._timer: IDelayedCall = clock.callLater(timeout, self._abort)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._size < self._limit:
+            self._chunks.append(data[: self._limit - self._size])
+        self._size += len(data)
+        if self._size > self._limit:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).stopProducing()
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        if self._timer.active():
+            self._timer.cancel()
+        if not self.done.called:
+            self.done.callback(b"".join(self._chunks))
 
 
 class _BodyReader(Protocol):
@@ -181,8 +213,8 @@ class _BodyReader(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._done.called:
             return
-        self._arm()
         if self._sse is None:
+            self._arm()
             self._size += len(data)
             if self._size > MAX_JSON_REPLY_BYTES:
                 self._fail(UpstreamError(self._upstream.name, "bad_reply", "reply too large"))
@@ -207,6 +239,7 @@ class _BodyReader(Protocol):
                     backend=self._upstream.name,
                 )
                 continue
+            self._arm()  # a message is progress; comments and other events are not
             self._sink(message)
             if self._done.called:
                 return
@@ -330,7 +363,7 @@ class Upstream:
         """End an upstream session (MCP basic/transports "Session Management")."""
         headers = self._headers(session_id, protocol_version, b"application/json")
         response = await self._send("DELETE", headers, None)
-        await treq.content(response)
+        await self._drain(response)
         return int(response.code)
 
     async def _send(
@@ -404,16 +437,18 @@ class Upstream:
         await done
         return reply
 
+    async def _read_some(self, response: Any, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body, within the backend timeout."""
+        reader = _BoundedRead(limit, self.clock, self.config.timeout)
+        response.deliverBody(reader)
+        return await reader.done
+
     async def _drain(self, response: Any) -> None:
-        with contextlib.suppress(Exception):  # the body is being discarded anyway
-            await treq.content(response)
+        await self._read_some(response, MAX_DISCARD_BYTES)
 
     async def _excerpt(self, response: Any) -> str:
-        try:
-            content = await treq.content(response)
-        except Exception:
-            return ""
-        return bytes(content[:MAX_ERROR_EXCERPT]).decode("utf-8", "replace")
+        content = await self._read_some(response, MAX_ERROR_EXCERPT)
+        return content.decode("utf-8", "replace")
 
     async def close(self) -> None:
         await self.pool.closeCachedConnections()
