@@ -132,7 +132,16 @@ class FakeUpstream(Resource):
                 "result": {"content": [{"type": "text", "text": "finished"}]},
             }
             if self.hold is not None:
-                self.hold.addCallback(lambda _: (request.write(sse(done)), request.finish()))
+                gone: list[bool] = []
+                request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+                def release(_: object) -> None:
+                    # A cancelled caller hangs up first: nothing is left to finish.
+                    if not gone:
+                        request.write(sse(done))
+                        request.finish()
+
+                self.hold.addCallback(release)
             else:
                 request.write(sse(done))
                 request.finish()
