@@ -39,7 +39,8 @@ from aigw.mcp.names import (
     rewrite_resource_links,
     split_name,
 )
-from aigw.mcp.protocol import negotiate
+from aigw.mcp.pool import UpstreamSessionPool
+from aigw.mcp.protocol import LATEST_VERSION, negotiate
 from aigw.mcp.sealing import Sealer
 from aigw.mcp.session import BackendSession, SessionCodec, SessionState
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
@@ -94,6 +95,9 @@ class ClientSession:
     state: SessionState
     binding: str
     backends: dict[str, BackendSession]
+    #: Set for 2026-07-28 clients: where a re-opened upstream session goes (the pool)
+    #: instead of the sealed session's repair table.
+    on_reopen: Callable[[BackendSession], None] | None = None
 
 
 def response(request_id: Any, result: Any) -> dict[str, Any]:
@@ -138,6 +142,8 @@ class Gateway(Service):
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
+        # Upstream sessions held for 2026-07-28 clients (they have none of their own).
+        self.pool = UpstreamSessionPool(reactor, self._open_for_pool, self._end_upstream)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -157,6 +163,7 @@ class Gateway(Service):
         return ensureDeferred(self._close_pools())
 
     async def _close_pools(self) -> None:
+        await self.pool.close()
         await DeferredList([ensureDeferred(u.close()) for u in self.upstreams.values()])
 
     # -- sessions ----------------------------------------------------------
@@ -171,6 +178,48 @@ class Gateway(Service):
             if repaired is not None:
                 backends[name] = repaired
         return ClientSession(principal, session_id, state, binding, backends)
+
+    async def stateless_session(self, principal: Principal) -> ClientSession:
+        """The view of a 2026-07-28 request: this user's pooled upstream sessions.
+
+        The binding (cursors, relayed request ids) is the user's, so a cursor
+        from one request is valid in the next request of the same user only.
+        """
+        backends = await self.pool.sessions(principal.issuer, principal.subject, self.order)
+        user = json.dumps(["stateless", principal.issuer, principal.subject])
+        binding = hashlib.sha256(user.encode()).hexdigest()[:32]
+        state = SessionState(
+            issuer=principal.issuer,
+            subject=principal.subject,
+            created=self.clock.seconds(),
+            protocol_version=LATEST_VERSION,
+            backends=tuple(backends.values()),
+        )
+
+        def reopened(backend_session: BackendSession) -> None:
+            key = (principal.issuer, principal.subject, backend_session.name)
+            self.pool.put(key, backend_session)
+
+        return ClientSession(principal, "", state, binding, dict(backends), reopened)
+
+    def capabilities(self, session: ClientSession) -> dict[str, Any]:
+        """What aigw offers this session (``server/discover``)."""
+        return self._union_capabilities(session.backends.values())
+
+    async def _open_for_pool(self, names: list[str]) -> list[BackendSession]:
+        """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
+        opened = await self._open_backends(names, LATEST_VERSION, {})
+        return [session for session, _ in opened]
+
+    async def _end_upstream(self, backend: BackendSession) -> None:
+        if backend.session_id is None:
+            return
+        try:
+            await self.upstreams[backend.name].delete(backend.session_id, backend.protocol_version)
+        except UpstreamError as error:
+            self.log.info(
+                "ending upstream session of {backend}: {error}", backend=backend.name, error=error
+            )
 
     async def initialize(
         self, principal: Principal, params: dict[str, Any]
@@ -521,6 +570,9 @@ class Gateway(Service):
     def _remember(self, session: ClientSession, backend_session: BackendSession) -> None:
         """An upstream session opened after the client's session was sealed (bounded)."""
         session.backends[backend_session.name] = backend_session
+        if session.on_reopen is not None:
+            session.on_reopen(backend_session)
+            return
         self._repaired[(session.binding, backend_session.name)] = backend_session
         while len(self._repaired) > REPAIRED_SESSIONS_MAX:
             self._repaired.popitem(last=False)
