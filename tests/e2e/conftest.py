@@ -94,3 +94,14 @@ def pyserver_many_tools() -> Iterator[Upstream]:
         yield upstream
     finally:
         upstream.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the client x upstream matrix when the run filled it."""
+    from .matrix import render
+
+    lines = render()
+    if lines:
+        terminalreporter.section("MCP interoperability matrix (client x upstream through aigw)")
+        for line in lines:
+            terminalreporter.write_line(line)

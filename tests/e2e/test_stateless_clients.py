@@ -1,0 +1,141 @@
+"""MCP 2026-07-28 (stateless) clients through aigw over every upstream generation.
+
+Clients: the official Python SDK pinned to 2026-07-28 (``mode="2026-07-28"``:
+no handshake, every request carries the ``_meta`` envelope and routing
+headers), in its default ``mode="auto"`` (``server/discover`` first: aigw
+answers it, so the client stays on 2026-07-28), and in ``mode="legacy"`` as
+the reference.  Upstreams: server-everything (2025-11-25, sessions) and the
+``mcp`` SDK pyserver, stateful and stateless.  aigw keeps a per-user upstream
+session for the session-based ones.  Each cell is recorded in the matrix the
+run prints at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from .aigw import Gateway, start_gateway
+from .harness.oauth_client import connect_plain
+from .harness.upstreams import Upstream
+from .matrix import record
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+CLIENTS = {"py-sdk 2026-07-28": "2026-07-28", "py-sdk auto": "auto", "py-sdk legacy": "legacy"}
+UPSTREAMS = {
+    "everything": "server-everything 2025-11-25",
+    "py": "mcp SDK stateful",
+    "stateless": "mcp SDK stateless",
+}
+ECHO_ARGS = {"everything": {"message": "hi"}, "py": {"text": "hi"}, "stateless": {"text": "hi"}}
+PROGRESS = {
+    "everything": ("trigger-long-running-operation", {"duration": 1, "steps": 2}),
+    "py": ("slow", {"seconds": 1, "steps": 2}),
+    "stateless": ("slow", {"seconds": 1, "steps": 2}),
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    server_everything: Upstream, pyserver: Upstream, pyserver_stateless: Upstream
+) -> Iterator[Gateway]:
+    started = start_gateway(
+        [
+            ("everything", server_everything.url),
+            ("py", pyserver.url),
+            ("stateless", pyserver_stateless.url),
+        ]
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(item, "text", "") for item in result.content)
+
+
+async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
+    """Run one feature check and record it in the matrix (re-raising failures)."""
+    try:
+        await work
+    except BaseException:
+        record(client_name, UPSTREAMS[backend], feature, False)
+        raise
+    record(client_name, UPSTREAMS[backend], feature, True)
+
+
+async def tools(client: Any, backend: str) -> None:
+    names = [t.name for t in (await client.list_tools()).tools]
+    assert f"{backend}__echo" in names, names
+    assert all("__" in name for name in names)
+    result = await client.call_tool(f"{backend}__echo", ECHO_ARGS[backend])
+    assert "hi" in text_of(result)
+
+
+async def progress(client: Any, backend: str) -> None:
+    seen: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(anyio.current_time())
+
+    tool, args = PROGRESS[backend]
+    result = await client.call_tool(f"{backend}__{tool}", args, progress_callback=on_progress)
+    done = anyio.current_time()
+    assert not result.is_error, result
+    assert seen, "no progress notification arrived"
+    assert seen[0] < done - 0.2, "progress arrived only with the result"
+
+
+async def prompts(client: Any, backend: str) -> None:
+    listed = (await client.list_prompts()).prompts
+    mine = [p for p in listed if p.name.startswith(f"{backend}__")]
+    assert mine, [p.name for p in listed]
+    arguments = {a.name: "Ada" for a in mine[0].arguments or [] if a.required}
+    got = await client.get_prompt(mine[0].name, arguments)
+    assert got.messages
+
+
+async def resources(client: Any, backend: str) -> None:
+    listed = (await client.list_resources()).resources
+    mine = [r for r in listed if str(r.uri).startswith(f"aigw:{backend}/")]
+    assert mine, [str(r.uri) for r in listed][:5]
+    read = await client.read_resource(mine[0].uri)
+    assert read.contents
+    assert str(read.contents[0].uri) == str(mine[0].uri)
+
+
+FEATURES = {"tools": tools, "progress": progress, "prompts": prompts, "resources": resources}
+
+
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+@pytest.mark.parametrize("client_name", list(CLIENTS))
+async def test_client_generation_over_upstream_generation(
+    gateway: Gateway, client_name: str, backend: str
+) -> None:
+    """Lists, calls, progress, prompts and resources for one client x upstream cell."""
+    async with connect_plain(gateway.url, mode=CLIENTS[client_name]) as client:
+        expected = "2025-11-25" if CLIENTS[client_name] == "legacy" else "2026-07-28"
+        assert client.protocol_version == expected
+        for feature, run in FEATURES.items():
+            await check(client_name, backend, feature, run(client, backend))
+
+
+async def test_pinned_client_gets_caching_hints_and_private_scope(gateway: Gateway) -> None:
+    """server/utilities/caching: aigw's lists are per user, so ``private``."""
+    async with connect_plain(gateway.url, mode="2026-07-28") as client:
+        listed = await client.list_tools()
+    dumped = json.loads(listed.model_dump_json(by_alias=True))
+    assert dumped["cacheScope"] == "private"
+    assert dumped["ttlMs"] >= 0
