@@ -18,10 +18,11 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
-from .harness.oauth_client import connect_plain
-from .harness.upstreams import Upstream
+from .harness.oauth_client import connect_plain, run_ts_client
+from .harness.upstreams import Upstream, start_pyserver
 from .matrix import record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -139,3 +140,62 @@ async def test_pinned_client_gets_caching_hints_and_private_scope(gateway: Gatew
     dumped = json.loads(listed.model_dump_json(by_alias=True))
     assert dumped["cacheScope"] == "private"
     assert dumped["ttlMs"] >= 0
+
+
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+def test_typescript_sdk_client_over_upstream_generation(gateway: Gateway, backend: str) -> None:
+    """The TypeScript SDK 1.x (initialize handshake only): tools, calls and progress."""
+    client_name = "ts-sdk 1.x (2025-11-25)"
+    ok = False
+    try:
+        events = run_ts_client(
+            gateway.url, "alice", call=f"{backend}__echo", args=ECHO_ARGS[backend]
+        )
+        listed = next(e for e in events if e["event"] == "tools")
+        names = [t["name"] for t in listed["tools"]]
+        assert f"{backend}__echo" in names
+        called = next(e for e in events if e["event"] == "call")
+        assert "hi" in json.dumps(called["result"])
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS[backend], "tools", ok)
+    ok = False
+    tool, args = PROGRESS[backend]
+    try:
+        events = run_ts_client(
+            gateway.url, "alice", call=f"{backend}__{tool}", args=args, extra_argv=["--no-list"]
+        )
+        assert any(e["event"] == "progress" for e in events), events
+        assert not next(e for e in events if e["event"] == "call")["result"].get("isError")
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS[backend], "progress", ok)
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto"])
+async def test_session_based_upstream_restarted_mid_test(mode: str) -> None:
+    """The pooled upstream session dies with its server; aigw re-initializes on the 404
+    (or opens anew once the backend answers again) without the client noticing more
+    than the calls made while it was down."""
+    upstream = start_pyserver()
+    port = int(upstream.url.rsplit(":", 1)[1].split("/", 1)[0])
+    gateway = start_gateway([("py", upstream.url)])
+    client_name = f"py-sdk {mode}"
+    ok = False
+    try:
+        async with connect_plain(gateway.url, mode=mode) as client:
+            assert text_of(await client.call_tool("py__echo", {"text": "a"})) == "a"
+            upstream.stop()
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("py__echo", {"text": "b"})
+            assert "py" in caught.value.error.message
+            upstream = start_pyserver(port=port)
+            assert text_of(await client.call_tool("py__echo", {"text": "c"})) == "c"
+            names = [t.name for t in (await client.list_tools()).tools]
+            assert "py__echo" in names
+        assert gateway.process.alive
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS["py"], "upstream restart", ok)
+        gateway.stop()
+        upstream.stop()
