@@ -370,6 +370,18 @@ class Gateway(Service):
         except GatewayError as error:
             return error_response(request.id, error.to_error())
 
+    def route(
+        self, session: ClientSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]] | None:
+        """Which backend a request goes to, authorized on the body (see ``_route``)."""
+        return self._route(session, method, params)
+
+    async def ask(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A request of aigw's own to one backend of the session; its answer."""
+        return await self._ask(session, backend, method, params)
+
     def _route(
         self, session: ClientSession, method: str, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]] | None:

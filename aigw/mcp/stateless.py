@@ -20,20 +20,23 @@ import itertools
 import json
 from typing import Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from aigw import __version__
 from aigw.auth.principal import Principal
 from aigw.mcp import jsonrpc
-from aigw.mcp.gateway import LISTS, ClientSession, Gateway
+from aigw.mcp.gateway import LISTS, ClientSession, Gateway, GatewayError, error_response
 from aigw.mcp.http import HTTPRefusal, Reply, header
+from aigw.mcp.listen import KEEPALIVE_SECONDS, ListenStream, open_filter
 from aigw.mcp.protocol import (
     ALL_VERSIONS,
     META_PREFIX,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
 )
+from aigw.mcp.sse import format_comment
 from aigw.web.request import WebRequest
 
 METHOD_HEADER = b"mcp-method"
@@ -184,12 +187,7 @@ class StatelessHandler:
         if message.method == "server/discover":
             return self._json(request, message.id, await self._discover(principal))
         if message.method == "subscriptions/listen":
-            raise HTTPRefusal(
-                404,
-                jsonrpc.METHOD_NOT_FOUND,
-                "subscriptions/listen is not supported yet",
-                request_id=message.id,
-            )
+            return await self._listen(request, principal, message)
         return await self._forward(request, principal, message)
 
     def _single(self, parsed: jsonrpc.ParsedBody) -> jsonrpc.Request | jsonrpc.Notification:
@@ -252,6 +250,52 @@ class StatelessHandler:
             return json.dumps(answer).encode()
         return reply.body([answer], False)
 
+    async def _listen(
+        self, request: WebRequest, principal: Principal, message: jsonrpc.Request
+    ) -> bytes:
+        """basic/patterns/subscriptions: acknowledgment, then the asked-for changes,
+        until the client closes the stream or aigw stops (then the graceful result)."""
+        session = await self.gateway.stateless_session(principal)
+        try:
+            notifications = await open_filter(self.gateway, session, message.params)
+        except GatewayError as error:
+            request.setResponseCode(200)
+            request.setHeader(b"Content-Type", b"application/json")
+            return json.dumps(error_response(message.id, error.to_error())).encode()
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"text/event-stream")
+        request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        stream = ListenStream(
+            self.gateway,
+            session,
+            request.write,
+            message.id,
+            notifications,
+            lambda m: self._refuse_request(session, m),
+        )
+        closed: Deferred[None] = Deferred()
+        gone: list[bool] = []
+        keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
+        keepalive.clock = self.gateway.clock
+
+        def end(_: object = None) -> None:
+            if keepalive.running:
+                keepalive.stop()
+            stream.close()
+            if not closed.called:
+                closed.callback(None)
+
+        request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
+        stream.on_close = end
+        self.gateway.track_stream(stream)
+        stream.acknowledge()
+        keepalive.start(KEEPALIVE_SECONDS, now=False)
+        stream.start()
+        await closed
+        self.gateway.untrack_stream(stream)
+        return b"" if gone else stream.completion()
+
     def _emit(self, session: ClientSession, reply: Reply, message: dict[str, Any]) -> None:
         """Notifications about the request go to the client; requests from the backend
         (sampling, elicitation, roots) may not (streamable-http "Receiving Messages"),
@@ -259,6 +303,11 @@ class StatelessHandler:
         if "id" not in message:
             reply.emit(message)
             return
+        self._refuse_request(session, message)
+
+    def _refuse_request(self, session: ClientSession, message: dict[str, Any]) -> None:
+        """A backend's request (sampling, elicitation, roots) cannot reach a 2026-07-28
+        client (no server-to-client requests in that revision): answer it with an error."""
         refusal = jsonrpc.ErrorResponse(
             message["id"],
             jsonrpc.ErrorObject(

@@ -199,3 +199,52 @@ async def test_session_based_upstream_restarted_mid_test(mode: str) -> None:
         record(client_name, UPSTREAMS["py"], "upstream restart", ok)
         gateway.stop()
         upstream.stop()
+
+
+async def _bump_until_event(client: Any, events: Any) -> Any:
+    """Call py__bump until an update arrives (the upstream GET stream opens
+    asynchronously after the acknowledgment, so the first bump may precede it)."""
+    for _ in range(20):
+        await client.call_tool("py__bump", {})
+        with anyio.move_on_after(0.5):
+            return await events.__anext__()
+    raise AssertionError("no notifications/resources/updated arrived")
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
+async def test_resource_updates_from_a_session_based_upstream(gateway: Gateway, mode: str) -> None:
+    """2026-07-28 clients get them on subscriptions/listen (basic/patterns/subscriptions);
+    older ones on the GET stream after resources/subscribe (2025-11-25 basic/transports)."""
+    client_name = f"py-sdk {mode}"
+    ok = False
+    updates: list[str] = []
+    updated = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            updates.append(str(message.params.uri))
+            updated.set()
+
+    try:
+        async with connect_plain(gateway.url, mode=mode, message_handler=on_message) as client:
+            resources = (await client.list_resources()).resources
+            counter = next(str(r.uri) for r in resources if str(r.uri) == "aigw:py/test://counter")
+            if mode == "legacy":
+                await client.subscribe_resource(counter)
+                for _ in range(20):
+                    await client.call_tool("py__bump", {})
+                    with anyio.move_on_after(0.5):
+                        await updated.wait()
+                    if updates:
+                        break
+                assert updates
+                assert updates[0] == counter
+            else:
+                async with client.listen(resource_subscriptions=[counter]) as sub:
+                    assert list(sub.honored.resource_subscriptions or []) == [counter]
+                    event = await _bump_until_event(client, aiter(sub))
+                assert str(event.uri) == counter
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS["py"], "notifications", ok)

@@ -160,7 +160,7 @@ class FakeUpstream(Resource):
                 rid,
                 {"content": [{"type": "text", "text": json.dumps(params.get("arguments") or {})}]},
             )
-        if method == "logging/setLevel":
+        if method in ("logging/setLevel", "resources/subscribe", "resources/unsubscribe"):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
 

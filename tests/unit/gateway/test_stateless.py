@@ -10,6 +10,10 @@ import base64
 import json
 from typing import Any
 
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from aigw.mcp.stateless import decode_header_value
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 
@@ -256,3 +260,81 @@ class HeaderValueTests(StatelessTestCase):
         self.assertEqual(decode_header_value(encoded), "Hello, 世界")
         self.assertIsNone(decode_header_value("=?base64?not base64!?="))
         self.assertIsNone(decode_header_value("caf\u00e9"))
+
+
+class ListenTests(StatelessTestCase):
+    async def open_listen(self, notifications: dict[str, Any]) -> tuple[Any, list[bytes], Any]:
+        """POST subscriptions/listen; returns the response, the chunks so far, and the
+        Deferred of the body's end."""
+        message = modern("subscriptions/listen", {"notifications": notifications}, rid="L1")
+        response = await self.http.post(
+            self.url,
+            data=json.dumps(message).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": ["application/json, text/event-stream"],
+                "MCP-Protocol-Version": [MODERN],
+                "Mcp-Method": ["subscriptions/listen"],
+            },
+        )
+        chunks: list[bytes] = []
+        done = treq.collect(response, chunks.append)
+        return response, chunks, done
+
+    async def until(self, condition: Any) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await deferLater(reactor, 0.02, lambda: None)
+        self.fail("condition never held")
+
+    @run
+    async def test_ack_first_then_only_the_asked_for_notifications_tagged(self) -> None:
+        """basic/patterns/subscriptions: acknowledgment first, filter honoured, subscription id
+        in _meta, graceful result when aigw ends the stream."""
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        response, chunks, done = await self.open_listen({"toolsListChanged": True})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        await self.until(lambda: self.alpha.stream_requests and chunks)
+        self.alpha.push({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"})
+        self.alpha.push({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        await self.until(lambda: b"tools/list_changed" in b"".join(chunks))
+        self.service.gateway.close_streams()
+        await done
+        messages = sse_messages(b"".join(chunks))
+        ack, change, end = messages
+        self.assertEqual(ack["method"], "notifications/subscriptions/acknowledged")
+        self.assertEqual(ack["params"]["notifications"], {"toolsListChanged": True})
+        self.assertEqual(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
+        self.assertEqual(change["method"], "notifications/tools/list_changed")
+        self.assertEqual(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
+        self.assertEqual(end["id"], "L1")
+        self.assertEqual(end["result"]["resultType"], "complete")
+
+    @run
+    async def test_resource_subscription_is_made_upstream_and_updates_pass(self) -> None:
+        await self.start_gateway()
+        self.alpha.capabilities = {"resources": {"subscribe": True}}
+        self.alpha.get_status = 200
+        uri = "aigw:alpha/file:///x"
+        _, chunks, done = await self.open_listen(
+            {"resourceSubscriptions": [uri, "aigw:nosuch/file:///y", "file:///z"]}
+        )
+        await self.until(lambda: self.alpha.stream_requests and chunks)
+        subscribed = [b for _, b in self.alpha.received if b.get("method") == "resources/subscribe"]
+        self.assertEqual(subscribed[0]["params"]["uri"], "file:///x")
+        self.alpha.push(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/resources/updated",
+                "params": {"uri": "file:///x"},
+            }
+        )
+        await self.until(lambda: b"resources/updated" in b"".join(chunks))
+        self.service.gateway.close_streams()
+        await done
+        ack, update, _ = sse_messages(b"".join(chunks))
+        self.assertEqual(ack["params"]["notifications"], {"resourceSubscriptions": [uri]})
+        self.assertEqual(update["params"]["uri"], uri)
