@@ -40,7 +40,16 @@ from aigw.mcp.names import (
     split_name,
 )
 from aigw.mcp.pool import UpstreamSessionPool
-from aigw.mcp.protocol import LATEST_VERSION, negotiate
+from aigw.mcp.protocol import LATEST_VERSION, is_modern, negotiate
+from aigw.mcp.revision import (
+    LEGACY,
+    MODERN,
+    choose,
+    discover_request,
+    envelope,
+    legacy_result,
+    routing_headers,
+)
 from aigw.mcp.sealing import Sealer
 from aigw.mcp.session import BackendSession, SessionCodec, SessionState
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
@@ -142,6 +151,8 @@ class Gateway(Service):
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
+        # The revision each backend speaks (revision.py), until it fails.
+        self.revisions: dict[str, str] = {}
         # Upstream sessions held for 2026-07-28 clients (they have none of their own).
         self.pool = UpstreamSessionPool(reactor, self._open_for_pool, self._end_upstream)
 
@@ -277,6 +288,76 @@ class Gateway(Service):
         return opened
 
     async def _open_backend(
+        self, name: str, version: str, client_capabilities: dict[str, Any]
+    ) -> tuple[BackendSession, str | None]:
+        """Open the backend in the revision it speaks, probing it first if unknown.
+
+        A failure forgets the revision: the backend may come back as another one.
+        """
+        known = self.revisions.get(name)
+        try:
+            if known == LEGACY:
+                return await self._initialize_backend(name, version, client_capabilities)
+            if known == MODERN:
+                discovered = await self._discover_backend(name)
+                if discovered is None:
+                    raise UpstreamError(name, "refused", "no longer speaks 2026-07-28")
+                return discovered
+            return await self._probe(name, version, client_capabilities)
+        except UpstreamError:
+            self.revisions.pop(name, None)
+            raise
+
+    async def _probe(
+        self, name: str, version: str, client_capabilities: dict[str, Any]
+    ) -> tuple[BackendSession, str | None]:
+        """``server/discover``, then ``initialize``: a backend that answers both is
+        dual-era and gets sessions (revision.py says why); one that refuses
+        ``initialize`` speaks only 2026-07-28."""
+        discovered = await self._discover_backend(name)
+        if discovered is None:
+            opened = await self._initialize_backend(name, version, client_capabilities)
+            self.revisions[name] = LEGACY
+            return opened
+        try:
+            opened = await self._initialize_backend(name, version, client_capabilities)
+        except UpstreamError as error:
+            if error.kind not in ("refused", "http_error", "bad_reply"):
+                raise
+            self.revisions[name] = MODERN
+            return discovered
+        self.revisions[name] = LEGACY
+        return opened
+
+    async def _discover_backend(self, name: str) -> tuple[BackendSession, str | None] | None:
+        """``server/discover`` at 2026-07-28: the backend's side of a session-less
+        "session" if it speaks only that, None if it is to be spoken to with sessions.
+
+        An HTTP error or a JSON-RPC error is a legacy server's answer (basic/versioning
+        "Backward Compatibility"); an unreachable backend raises (nothing learnt).
+        """
+        request_id = next(self._ids)
+        answer = _Collector(request_id)
+        body = json.dumps(discover_request(request_id)).encode()
+        try:
+            await self.upstreams[name].post(
+                body, answer.sink, None, MODERN, None, routing_headers("server/discover", {})
+            )
+        except UpstreamError as error:
+            if error.kind == "http_error":
+                return None
+            raise
+        result = answer.message.get("result") if answer.message else None
+        if choose(result) != MODERN:
+            return None
+        assert isinstance(result, dict)
+        session = BackendSession(
+            name, None, MODERN, _routing_capabilities(result.get("capabilities"))
+        )
+        instructions = result.get("instructions")
+        return session, instructions if isinstance(instructions, str) else None
+
+    async def _initialize_backend(
         self, name: str, version: str, client_capabilities: dict[str, Any]
     ) -> tuple[BackendSession, str | None]:
         """``initialize`` then ``notifications/initialized`` with one backend."""
@@ -483,8 +564,21 @@ class Gateway(Service):
         if message is None:
             return None
         message["id"] = request.id
-        if isinstance(message.get("result"), dict):
-            message["result"] = rewrite(backend, message["result"])
+        result = message.get("result")
+        if isinstance(result, dict):
+            if result.get("resultType") == "input_required":
+                # 2026-07-28 basic/patterns/mrtr: the backend needs client input
+                # (sampling, elicitation, roots); not bridged yet, so said precisely.
+                return error_response(
+                    request.id,
+                    {
+                        "code": jsonrpc.INVALID_REQUEST,
+                        "message": f"backend {backend!r} asked for client input "
+                        "(input_required), which aigw does not relay yet",
+                        "data": {"backend": backend, "reason": "input_required"},
+                    },
+                )
+            message["result"] = rewrite(backend, legacy_result(result))
         return message
 
     async def _exchange(
@@ -500,6 +594,12 @@ class Gateway(Service):
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             raise UpstreamError(backend, "unavailable", "not part of this session")
+        version = upstream_session.protocol_version
+        headers = None
+        if is_modern(version):
+            # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
+            params = envelope(params, version)
+            headers = routing_headers(method, params)
         body = json.dumps(
             {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
             separators=(",", ":"),
@@ -509,8 +609,9 @@ class Gateway(Service):
                 body,
                 collector.sink,
                 upstream_session.session_id,
-                upstream_session.protocol_version,
+                version,
                 collector.attach,
+                headers,
             )
         except UpstreamSessionGone:
             if not retry:
@@ -522,6 +623,7 @@ class Gateway(Service):
         except UpstreamError:
             if collector.cancelled:
                 return None  # the reader was stopped because the client cancelled
+            self.revisions.pop(backend, None)  # re-probed at the next open
             raise
         if collector.cancelled:
             return None
@@ -797,7 +899,9 @@ class Gateway(Service):
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> None:
         upstream_session = session.backends.get(backend)
-        if upstream_session is None:
+        if upstream_session is None or is_modern(upstream_session.protocol_version):
+            # 2026-07-28 has no client notifications over HTTP; closing the
+            # request's stream is its cancellation (streamable-http "Cancellation").
             return
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
         try:

@@ -30,8 +30,11 @@ class FakeUpstream(Resource):
         page_size: int = 100,
         capabilities: dict[str, Any] | None = None,
         instructions: str | None = None,
+        modern: bool = False,
     ) -> None:
         super().__init__()
+        #: Speak 2026-07-28 only: server/discover, no sessions, envelope required.
+        self.modern = modern
         self.tools = tools if tools is not None else ["echo", "progress"]
         self.page_size = page_size
         self.capabilities = capabilities or {"tools": {"listChanged": True}, "logging": {}}
@@ -79,6 +82,8 @@ class FakeUpstream(Resource):
         if self.fail_with is not None:
             request.setResponseCode(self.fail_with)
             return b"upstream broke"
+        if self.modern:
+            return self._modern(request, body)
         if isinstance(body, dict) and body.get("method") == "initialize":
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
@@ -102,6 +107,46 @@ class FakeUpstream(Resource):
             request.setResponseCode(202)
             return b""
         return self._answer(request, body)
+
+    def _modern(self, request: Request, body: dict[str, Any]) -> Any:
+        """2026-07-28: every request stands alone and must carry the envelope and
+        routing headers; results carry resultType (and cache hints on lists)."""
+        meta = (body.get("params") or {}).get("_meta") or {}
+        version = request.getHeader(b"mcp-protocol-version")
+        if (
+            version != b"2026-07-28"
+            or meta.get("io.modelcontextprotocol/protocolVersion") != "2026-07-28"
+        ):
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"application/json")
+            error = {"code": -32022, "message": "Unsupported protocol version"}
+            error["data"] = {"supported": ["2026-07-28"], "requested": version and version.decode()}
+            return json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "error": error}).encode()
+        if request.getHeader(b"mcp-method") != body["method"].encode():
+            request.setResponseCode(400)
+            return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"mismatch"}}'
+        if body["method"] == "server/discover":
+            result = {
+                "resultType": "complete",
+                "supportedVersions": ["2026-07-28"],
+                "capabilities": self.capabilities,
+                "ttlMs": 0,
+                "cacheScope": "public",
+            }
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/list":
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in self.tools]
+            result = {"tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"}
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "needs-input":
+            result = {"resultType": "input_required", "inputRequests": {}}
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/call":
+            text = json.dumps(body["params"].get("arguments") or {})
+            result = {"content": [{"type": "text", "text": text}], "resultType": "complete"}
+            return self._json(request, body["id"], result)
+        request.setResponseCode(404)
+        return self._json(request, body["id"], None, {"code": -32601, "message": "not found"})
 
     def _answer(self, request: Request, body: dict[str, Any]) -> Any:
         method, params, rid = body["method"], body.get("params") or {}, body["id"]

@@ -1,0 +1,85 @@
+"""aigw as a client: which revision each backend speaks, and 2026-07-28 toward those
+that speak only it (2026-07-28 basic/versioning "Backward Compatibility",
+basic/transports/streamable-http "Request Metadata")."""
+
+from __future__ import annotations
+
+from aigw.mcp.revision import LEGACY, MODERN, choose, encode_header_value
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.test_gateway import GatewayTestCase, run
+from tests.unit.gateway.test_stateless import modern, routing
+
+
+class MixedTestCase(GatewayTestCase):
+    """alpha speaks 2025-11-25 with sessions, beta speaks only 2026-07-28."""
+
+    async def start_mixed(self) -> None:
+        await self.start_gateway(beta=FakeUpstream(tools=["t1", "needs-input"], modern=True))
+
+    def methods(self, upstream: FakeUpstream) -> list[str]:
+        return [body.get("method") for _, body in upstream.received]
+
+
+class ProbeTests(MixedTestCase):
+    def test_choice(self) -> None:
+        self.assertEqual(choose({"supportedVersions": ["2026-07-28"]}), MODERN)
+        self.assertEqual(choose({"supportedVersions": ["2026-07-28", "2025-11-25"]}), LEGACY)
+        self.assertEqual(choose({"supportedVersions": ["2025-11-25"]}), LEGACY)
+        self.assertEqual(choose(None), LEGACY)
+
+    def test_header_encoding(self) -> None:
+        self.assertEqual(encode_header_value("t1"), "t1")
+        self.assertEqual(encode_header_value(" x"), "=?base64?IHg=?=")
+        self.assertTrue(encode_header_value("caf\u00e9").startswith("=?base64?"))
+
+    @run
+    async def test_each_backend_is_spoken_to_in_its_revision(self) -> None:
+        await self.start_mixed()
+        session = await self.initialize()
+        self.assertEqual(self.service.gateway.revisions, {"alpha": LEGACY, "beta": MODERN})
+        self.assertEqual(self.methods(self.alpha)[:2], ["server/discover", "initialize"])
+        self.assertEqual(self.methods(self.beta), ["server/discover", "initialize"])
+        body = await self.call(session, "tools/list")
+        names = [t["name"] for t in body["result"]["tools"]]
+        self.assertIn("beta__t1", names)
+        self.assertNotIn("resultType", body["result"])
+        body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {"a": 1}})
+        self.assertEqual(body["result"]["content"][0]["text"], '{"a": 1}')
+        self.assertNotIn("resultType", body["result"])
+        headers, forwarded = self.beta.received[-1]
+        self.assertEqual(headers["mcp-name"], ["t1"])
+        self.assertEqual(headers["mcp-method"], ["tools/call"])
+        self.assertNotIn("mcp-session-id", headers)
+        self.assertEqual(forwarded["params"]["name"], "t1")
+
+    @run
+    async def test_a_stateless_client_over_a_stateless_backend(self) -> None:
+        await self.start_mixed()
+        response, body = await self.post(
+            modern("tools/call", {"name": "beta__t1", "arguments": {}}),
+            headers=routing("tools/call", "beta__t1"),
+        )
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(body["result"]["resultType"], "complete")
+
+    @run
+    async def test_input_required_is_refused_precisely(self) -> None:
+        """2026-07-28 basic/patterns/mrtr is not bridged yet: an error that says so."""
+        await self.start_mixed()
+        session = await self.initialize()
+        body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
+        self.assertEqual(body["error"]["data"]["reason"], "input_required")
+
+    @run
+    async def test_revision_is_forgotten_after_a_failure_and_probed_again(self) -> None:
+        await self.start_mixed()
+        session = await self.initialize()
+        self.alpha.fail_with = 500
+        body = await self.call(session, "tools/call", {"name": "alpha__echo"})
+        self.assertIn("error", body)
+        self.assertNotIn("alpha", self.service.gateway.revisions)
+        self.alpha.fail_with = None
+        self.alpha.received.clear()
+        await self.initialize()
+        self.assertEqual(self.methods(self.alpha)[:2], ["server/discover", "initialize"])
+        self.assertEqual(self.service.gateway.revisions["alpha"], LEGACY)
