@@ -85,6 +85,18 @@ def pyserver_stateless() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session")
+def pyserver_modern() -> Iterator[Upstream]:
+    """The pyserver refusing every era but 2026-07-28 (stateless by that revision)."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    upstream = start_pyserver(stateless=True, modern_only=True)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
 def pyserver_many_tools() -> Iterator[Upstream]:
     """The pyserver with 30 extra tools and ``tools/list`` pages of 10."""
     if os.environ.get("AIGW_E2E_SKIP"):

@@ -32,12 +32,19 @@ UPSTREAMS = {
     "everything": "server-everything 2025-11-25",
     "py": "mcp SDK stateful",
     "stateless": "mcp SDK stateless",
+    "modern": "mcp SDK 2026-07-28 only",
 }
-ECHO_ARGS = {"everything": {"message": "hi"}, "py": {"text": "hi"}, "stateless": {"text": "hi"}}
+ECHO_ARGS = {
+    "everything": {"message": "hi"},
+    "py": {"text": "hi"},
+    "stateless": {"text": "hi"},
+    "modern": {"text": "hi"},
+}
 PROGRESS = {
     "everything": ("trigger-long-running-operation", {"duration": 1, "steps": 2}),
     "py": ("slow", {"seconds": 1, "steps": 2}),
     "stateless": ("slow", {"seconds": 1, "steps": 2}),
+    "modern": ("slow", {"seconds": 1, "steps": 2}),
 }
 
 
@@ -48,13 +55,17 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def gateway(
-    server_everything: Upstream, pyserver: Upstream, pyserver_stateless: Upstream
+    server_everything: Upstream,
+    pyserver: Upstream,
+    pyserver_stateless: Upstream,
+    pyserver_modern: Upstream,
 ) -> Iterator[Gateway]:
     started = start_gateway(
         [
             ("everything", server_everything.url),
             ("py", pyserver.url),
             ("stateless", pyserver_stateless.url),
+            ("modern", pyserver_modern.url),
         ]
     )
     try:
