@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import types
 from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
@@ -259,3 +260,39 @@ async def test_resource_updates_from_a_session_based_upstream(gateway: Gateway, 
         ok = True
     finally:
         record(client_name, UPSTREAMS["py"], "notifications", ok)
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_sampling_from_a_session_based_upstream(gateway: Gateway, mode: str) -> None:
+    """Sampling (deprecated by 2026-07-28, SEP-2577) keeps working for session-based clients;
+    a 2026-07-28 client cannot receive the backend's request (streamable-http "Receiving
+    Messages"), so aigw answers the backend with an error and the call ends, not hangs."""
+    client_name = f"py-sdk {mode}"
+    ok = False
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: Any) -> types.CreateMessageResult:
+        asked.append("sampling")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="four"), model="t"
+        )
+
+    try:
+        async with connect_plain(gateway.url, mode=mode, sampling_callback=sampling) as client:
+            with anyio.fail_after(20):
+                try:
+                    result = await client.call_tool("py__ask-llm", {})
+                    answered, text = not result.is_error, text_of(result)
+                except MCPError as error:
+                    answered, text = False, error.error.message
+        if mode == "legacy":
+            assert answered, text
+            assert "four" in text
+            assert asked == ["sampling"]
+        else:
+            assert not answered, text
+            assert "2026-07-28" in text, text
+            assert asked == []
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS["py"], "sampling", ok)
