@@ -286,6 +286,23 @@ class Upstream:
         response = await self._send("POST", headers, body)
         return await self._read(response, session_id, sink, on_reader)
 
+    async def listen(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        protocol_version: str,
+        extra_headers: dict[bytes, bytes],
+        on_reader: Callable[[_BodyReader], None],
+    ) -> Reply:
+        """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
+        as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
+        no request slot held.  A reply that is not a stream counts as no stream."""
+        headers = self._headers(None, protocol_version, b"application/json, text/event-stream")
+        for name, value in extra_headers.items():
+            headers.setRawHeaders(name, [value])
+        response = await self._send("POST", headers, body, streaming=True)
+        return await self._read(response, None, sink, on_reader, streaming=True)
+
     async def get_stream(
         self,
         sink: MessageSink,

@@ -296,3 +296,38 @@ async def test_sampling_from_a_session_based_upstream(gateway: Gateway, mode: st
         ok = True
     finally:
         record(client_name, UPSTREAMS["py"], "sampling", ok)
+
+
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
+async def test_list_changes_from_a_2026_07_28_upstream(gateway: Gateway, mode: str) -> None:
+    """aigw listens (subscriptions/listen) on the 2026-07-28 backend and passes its list
+    changes on: to 2026-07-28 clients on their listen stream, to older ones on the GET
+    stream (2025-11-25 basic/transports "Listening for Messages from the Server")."""
+    client_name = f"py-sdk {mode}"
+    ok = False
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
+    async def relist_until(done: Any) -> None:
+        for _ in range(20):
+            await client.call_tool("modern__relist", {})
+            with anyio.move_on_after(0.5):
+                await done()
+                return
+        raise AssertionError("no notifications/tools/list_changed arrived")
+
+    try:
+        async with connect_plain(gateway.url, mode=mode, message_handler=on_message) as client:
+            if mode == "legacy":
+                await relist_until(changed.wait)
+            else:
+                async with client.listen(tools_list_changed=True) as sub:
+                    assert sub.honored.tools_list_changed
+                    events = aiter(sub)
+                    await relist_until(events.__anext__)
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS["modern"], "notifications", ok)

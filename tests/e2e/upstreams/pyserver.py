@@ -9,7 +9,8 @@ Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JS
 ``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
 ``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
 (``elicitation/create`` to the client), ``bump`` (sends ``notifications/resources/updated``
-for the counter resource). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
+for the counter resource), ``relist`` (``notifications/tools/list_changed`` to
+``subscriptions/listen`` streams). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
 ``tools/list`` pages of ``--page-size`` (default 10) with ``nextCursor`` (the SDK's
 ``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
 resource ``test://static/hello``, a counter resource ``test://counter`` that can be
@@ -182,6 +183,11 @@ def build_server(
         if result.action == "accept" and result.data is not None:
             return f"hello {result.data.name}"
         return f"user {result.action}"
+
+    @server.tool(name="relist", description="Announce a tools list change")
+    async def relist(ctx: Context) -> str:
+        await ctx.notify_tools_changed()  # subscriptions/listen streams (2026-07-28)
+        return "touched"
 
     @server.tool(description="Increment the counter resource and notify its subscribers")
     async def bump(ctx: Context) -> str:

@@ -48,6 +48,7 @@ class FakeUpstream(Resource):
         self.get_status = 405
         self.stream_requests: list[Request] = []
         self.deleted: list[str] = []
+        self.listen_filters: list[dict[str, Any]] = []
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -125,6 +126,18 @@ class FakeUpstream(Resource):
         if request.getHeader(b"mcp-method") != body["method"].encode():
             request.setResponseCode(400)
             return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"mismatch"}}'
+        if body["method"] == "subscriptions/listen":
+            request.setHeader(b"content-type", b"text/event-stream")
+            tag = {"io.modelcontextprotocol/subscriptionId": body["id"]}
+            ack = {
+                "jsonrpc": "2.0",
+                "method": "notifications/subscriptions/acknowledged",
+                "params": {"_meta": tag, "notifications": body["params"]["notifications"]},
+            }
+            request.write(sse(ack))
+            self.listen_filters.append(body["params"]["notifications"])
+            self.stream_requests.append(request)
+            return NOT_DONE_YET
         if body["method"] == "server/discover":
             result = {
                 "resultType": "complete",

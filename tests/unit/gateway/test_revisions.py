@@ -4,10 +4,16 @@ basic/transports/streamable-http "Request Metadata")."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from aigw.mcp.revision import LEGACY, MODERN, choose, encode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
-from tests.unit.gateway.test_stateless import modern, routing
+from tests.unit.gateway.test_stateless import modern, routing, sse_messages
 
 
 class MixedTestCase(GatewayTestCase):
@@ -83,3 +89,47 @@ class ProbeTests(MixedTestCase):
         await self.initialize()
         self.assertEqual(self.methods(self.alpha)[:2], ["server/discover", "initialize"])
         self.assertEqual(self.service.gateway.revisions["alpha"], LEGACY)
+
+
+class ModernNotificationTests(MixedTestCase):
+    @run
+    async def test_a_modern_backends_listen_stream_feeds_the_legacy_get_stream(self) -> None:
+        """subscriptions/listen upstream in place of the GET stream; the backend's
+        acknowledgment and subscription id stay between aigw and the backend."""
+        await self.start_mixed()
+        session = await self.initialize()
+        response = await self.http.get(
+            self.url,
+            headers={
+                "Accept": ["text/event-stream"],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
+        )
+        chunks: list[bytes] = []
+        done = treq.collect(response, chunks.append)
+        await self.until(lambda: self.beta.stream_requests)
+        self.assertEqual(self.beta.listen_filters[0]["toolsListChanged"], True)
+        tag = {"io.modelcontextprotocol/subscriptionId": 1}
+        self.beta.push(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/tools/list_changed",
+                "params": {"_meta": tag},
+            }
+        )
+        await self.until(lambda: b"list_changed" in b"".join(chunks))
+        self.service.gateway.close_streams()
+        await done
+        messages = sse_messages(b"".join(chunks))
+        self.assertEqual(
+            messages,
+            [{"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}}],
+        )
+
+    async def until(self, condition: Any) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await deferLater(reactor, 0.02, lambda: None)
+        self.fail("condition never held")
