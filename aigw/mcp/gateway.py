@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -604,8 +604,8 @@ class Gateway(Service):
             {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
             separators=(",", ":"),
         ).encode()
-        try:
-            await self.upstreams[backend].post(
+        posting = ensureDeferred(
+            self.upstreams[backend].post(
                 body,
                 collector.sink,
                 upstream_session.session_id,
@@ -613,6 +613,12 @@ class Gateway(Service):
                 collector.attach,
                 headers,
             )
+        )
+        collector.pending = posting
+        try:
+            await posting
+        except CancelledError:
+            return None  # cancelled before the backend answered (see cancel)
         except UpstreamSessionGone:
             if not retry:
                 raise
@@ -657,6 +663,10 @@ class Gateway(Service):
         )
         if collector.reader is not None:
             collector.reader.stop()
+        elif collector.pending is not None and not collector.pending.called:
+            # No answer has begun: abort the request itself, the only signal a
+            # 2026-07-28 backend gets (streamable-http "Cancellation").
+            collector.pending.cancel()
 
     async def _join_missing(self, session: ClientSession) -> None:
         """Backends that were down when the session opened join it once they answer.
@@ -925,6 +935,7 @@ class _Collector:
         self.other = other
         self.message: dict[str, Any] | None = None
         self.reader: Any = None
+        self.pending: Deferred[Any] | None = None
         self.cancelled = False
 
     def attach(self, reader: Any) -> None:

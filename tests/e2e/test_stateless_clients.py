@@ -184,33 +184,61 @@ def test_typescript_sdk_client_over_upstream_generation(gateway: Gateway, backen
         record(client_name, UPSTREAMS[backend], "progress", ok)
 
 
-@pytest.mark.parametrize("mode", ["2026-07-28", "auto"])
-async def test_session_based_upstream_restarted_mid_test(mode: str) -> None:
-    """The pooled upstream session dies with its server; aigw re-initializes on the 404
-    (or opens anew once the backend answers again) without the client noticing more
-    than the calls made while it was down."""
-    upstream = start_pyserver()
+@pytest.mark.parametrize("kind", ["py", "modern"])
+@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
+async def test_upstream_restarted_mid_test(mode: str, kind: str) -> None:
+    """The upstream dies and comes back on the same port.  A session-based one forgot
+    aigw's session: aigw re-initializes on the 404; a 2026-07-28 one needs nothing.
+    Only the calls made while it was down fail, with an error naming it."""
+    upstream = start_pyserver(stateless=kind == "modern", modern_only=kind == "modern")
     port = int(upstream.url.rsplit(":", 1)[1].split("/", 1)[0])
-    gateway = start_gateway([("py", upstream.url)])
+    gateway = start_gateway([(kind, upstream.url)])
     client_name = f"py-sdk {mode}"
     ok = False
     try:
         async with connect_plain(gateway.url, mode=mode) as client:
-            assert text_of(await client.call_tool("py__echo", {"text": "a"})) == "a"
+            assert text_of(await client.call_tool(f"{kind}__echo", {"text": "a"})) == "a"
             upstream.stop()
             with pytest.raises(MCPError) as caught:
-                await client.call_tool("py__echo", {"text": "b"})
-            assert "py" in caught.value.error.message
-            upstream = start_pyserver(port=port)
-            assert text_of(await client.call_tool("py__echo", {"text": "c"})) == "c"
+                await client.call_tool(f"{kind}__echo", {"text": "b"})
+            assert kind in caught.value.error.message
+            upstream = start_pyserver(
+                port=port, stateless=kind == "modern", modern_only=kind == "modern"
+            )
+            assert text_of(await client.call_tool(f"{kind}__echo", {"text": "c"})) == "c"
             names = [t.name for t in (await client.list_tools()).tools]
-            assert "py__echo" in names
+            assert f"{kind}__echo" in names
         assert gateway.process.alive
         ok = True
     finally:
-        record(client_name, UPSTREAMS["py"], "upstream restart", ok)
+        record(client_name, UPSTREAMS[kind], "upstream restart", ok)
         gateway.stop()
         upstream.stop()
+
+
+@pytest.mark.parametrize("backend", ["py", "modern"])
+@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
+async def test_cancellation_reaches_the_backend(gateway: Gateway, mode: str, backend: str) -> None:
+    """A 2026-07-28 client cancels by closing its request's stream (streamable-http
+    "Cancellation"); aigw passes it on as notifications/cancelled to a session-based
+    backend and by closing its own stream to a 2026-07-28 one."""
+    client_name = f"py-sdk {mode}"
+    ok = False
+    try:
+        async with connect_plain(gateway.url, mode=mode) as client:
+            stats = await client.call_tool(f"{backend}__slow-stats", {})
+            before = json.loads(text_of(stats))["cancelled"]
+            with anyio.move_on_after(0.7):
+                await client.call_tool(f"{backend}__slow", {"seconds": 5, "steps": 5})
+            with anyio.fail_after(10):
+                while True:
+                    stats = await client.call_tool(f"{backend}__slow-stats", {})
+                    if json.loads(text_of(stats))["cancelled"] > before:
+                        break
+                    await anyio.sleep(0.1)
+        ok = True
+    finally:
+        record(client_name, UPSTREAMS[backend], "cancellation", ok)
 
 
 async def _bump_until_event(client: Any, events: Any) -> Any:

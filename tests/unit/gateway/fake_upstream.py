@@ -49,6 +49,7 @@ class FakeUpstream(Resource):
         self.stream_requests: list[Request] = []
         self.deleted: list[str] = []
         self.listen_filters: list[dict[str, Any]] = []
+        self.hung_up: list[Any] = []
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -151,6 +152,10 @@ class FakeUpstream(Resource):
             tools = [{"name": n, "inputSchema": {"type": "object"}} for n in self.tools]
             result = {"tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"}
             return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "hang":
+            # Sends nothing, not even headers, until the caller goes away.
+            request.notifyFinish().addErrback(lambda _: self.hung_up.append(body["id"]))
+            return NOT_DONE_YET
         if body["method"] == "tools/call" and body["params"]["name"] == "needs-input":
             result = {"resultType": "input_required", "inputRequests": {}}
             return self._json(request, body["id"], result)

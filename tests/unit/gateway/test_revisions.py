@@ -8,6 +8,7 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 
 from aigw.mcp.revision import LEGACY, MODERN, choose, encode_header_value
@@ -21,6 +22,13 @@ class MixedTestCase(GatewayTestCase):
 
     async def start_mixed(self) -> None:
         await self.start_gateway(beta=FakeUpstream(tools=["t1", "needs-input"], modern=True))
+
+    async def until(self, condition: Any) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await deferLater(reactor, 0.02, lambda: None)
+        self.fail("condition never held")
 
     def methods(self, upstream: FakeUpstream) -> list[str]:
         return [body.get("method") for _, body in upstream.received]
@@ -91,6 +99,29 @@ class ProbeTests(MixedTestCase):
         self.assertEqual(self.service.gateway.revisions["alpha"], LEGACY)
 
 
+class ModernCancellationTests(MixedTestCase):
+    @run
+    async def test_cancelling_before_any_answer_aborts_the_upstream_request(self) -> None:
+        """2026-07-28 streamable-http "Cancellation": closing the stream is the signal."""
+        await self.start_mixed()
+        self.beta.tools.append("hang")
+        session = await self.initialize()
+        call = ensureDeferred(self.call(session, "tools/call", {"name": "beta__hang"}, rid=5))
+        await self.until(
+            lambda: any(b.get("params", {}).get("name") == "hang" for _, b in self.beta.received)
+        )
+        cancel = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 5, "reason": "test"},
+        }
+        response, _ = await self.post(cancel, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 202)
+        await self.until(lambda: self.beta.hung_up)
+        call.cancel()
+        call.addErrback(lambda _: None)
+
+
 class ModernNotificationTests(MixedTestCase):
     @run
     async def test_a_modern_backends_listen_stream_feeds_the_legacy_get_stream(self) -> None:
@@ -126,10 +157,3 @@ class ModernNotificationTests(MixedTestCase):
             messages,
             [{"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}}],
         )
-
-    async def until(self, condition: Any) -> None:
-        for _ in range(200):
-            if condition():
-                return
-            await deferLater(reactor, 0.02, lambda: None)
-        self.fail("condition never held")
