@@ -45,6 +45,31 @@ NAME_HEADER = b"mcp-name"
 #: streamable-http "Standard Request Headers": where ``Mcp-Name`` comes from.
 NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
+#: The client requests of 2026-07-28 (its schema.ts).  What older revisions had
+#: besides (ping, initialize, logging/setLevel, resources/subscribe and
+#: unsubscribe) is refused by name rather than passed to a backend.
+MODERN_METHODS = frozenset(
+    {
+        "server/discover",
+        "subscriptions/listen",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "completion/complete",
+    }
+)
+#: Where the removed methods went, for the refusal's message.
+REPLACED_BY = {
+    "resources/subscribe": "subscriptions/listen with resourceSubscriptions",
+    "resources/unsubscribe": "closing the subscriptions/listen stream",
+    "logging/setLevel": "_meta io.modelcontextprotocol/logLevel on each request",
+    "initialize": "the _meta envelope on each request (or server/discover)",
+}
+
 #: server/utilities/caching "Cacheable Results": these carry ``ttlMs``/``cacheScope``.
 CACHEABLE = frozenset(LISTS) | {"server/discover", "resources/read"}
 
@@ -184,11 +209,22 @@ class StatelessHandler:
             request.setResponseCode(202)
             return b""
         check_headers(request, message, version)
+        if message.method not in MODERN_METHODS:
+            raise self._not_in_revision(message, version)
         if message.method == "server/discover":
             return self._json(request, message.id, await self._discover(principal))
         if message.method == "subscriptions/listen":
             return await self._listen(request, principal, message)
         return await self._forward(request, principal, message)
+
+    @staticmethod
+    def _not_in_revision(message: jsonrpc.Request, version: str) -> HTTPRefusal:
+        """streamable-http "Protocol Version Header": 404 with -32601 for a method the
+        revision does not have, saying what replaced it when something did."""
+        text = f"{message.method} is not part of MCP {version}"
+        if message.method in REPLACED_BY:
+            text += f"; use {REPLACED_BY[message.method]}"
+        return HTTPRefusal(404, jsonrpc.METHOD_NOT_FOUND, text, request_id=message.id)
 
     def _single(self, parsed: jsonrpc.ParsedBody) -> jsonrpc.Request | jsonrpc.Notification:
         """streamable-http "Sending Messages" 4: one request or notification, no responses."""

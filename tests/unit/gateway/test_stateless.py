@@ -139,11 +139,22 @@ class RequestTests(StatelessTestCase):
         self.assertEqual(body["id"], 1)
 
     @run
+    async def test_methods_of_older_revisions_are_refused_by_name(self) -> None:
+        """2026-07-28 schema: no ping, logging/setLevel or resources/subscribe."""
+        await self.start_gateway()
+        for method in ("ping", "logging/setLevel", "resources/subscribe"):
+            response, body = await self.post(modern(method), headers=routing(method))
+            self.assertEqual(response.code, 404, body)
+            self.assertEqual(body["error"]["code"], -32601)
+            self.assertIn("2026-07-28", body["error"]["message"])
+        self.assertEqual(self.initializes(self.alpha), 0)
+
+    @run
     async def test_session_id_header_is_ignored(self) -> None:
         """streamable-http "Backward Compatibility": ignore Mcp-Session-Id."""
         await self.start_gateway()
         response, body = await self.post(
-            modern("ping"), session="whatever", headers=routing("ping")
+            modern("tools/list"), session="whatever", headers=routing("tools/list")
         )
         self.assertEqual(response.code, 200, body)
         self.assertIsNone(response.headers.getRawHeaders(b"mcp-session-id"))
