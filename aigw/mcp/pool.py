@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.mcp.session import BackendSession
@@ -154,9 +154,14 @@ class UpstreamSessionPool:
         )
 
     async def close(self) -> None:
-        """End every pooled upstream session (service stop)."""
+        """End every pooled upstream session (service stop), all at once."""
         entries = list(self._entries.values())
         self._entries.clear()
-        for entry in entries:
-            if entry.session.session_id is not None:
-                await self._closer(entry.session)
+        await DeferredList(
+            [
+                ensureDeferred(self._closer(entry.session))
+                for entry in entries
+                if entry.session.session_id is not None
+            ],
+            consumeErrors=True,
+        )
