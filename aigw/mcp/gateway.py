@@ -39,6 +39,7 @@ from aigw.mcp.names import (
     rewrite_resource_links,
     split_name,
 )
+from aigw.mcp.paramheaders import Annotations, as_text, header_annotations, value_at
 from aigw.mcp.pool import UpstreamSessionPool
 from aigw.mcp.protocol import LATEST_VERSION, is_modern, negotiate
 from aigw.mcp.revision import (
@@ -46,6 +47,7 @@ from aigw.mcp.revision import (
     MODERN,
     choose,
     discover_request,
+    encode_header_value,
     envelope,
     legacy_result,
     routing_headers,
@@ -151,6 +153,8 @@ class Gateway(Service):
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
+        # x-mcp-header annotations per (backend, tool), from the tool lists.
+        self.param_headers: dict[tuple[str, str], Annotations] = {}
         # The revision each backend speaks (revision.py), until it fails.
         self.revisions: dict[str, str] = {}
         # Upstream sessions held for 2026-07-28 clients (they have none of their own).
@@ -600,6 +604,8 @@ class Gateway(Service):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
             params = envelope(params, version)
             headers = routing_headers(method, params)
+            if method == "tools/call":
+                headers.update(self._mirrored(backend, params))
         body = json.dumps(
             {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
             separators=(",", ":"),
@@ -634,6 +640,18 @@ class Gateway(Service):
         if collector.cancelled:
             return None
         return collector.result(backend)
+
+    def _mirrored(self, backend: str, params: dict[str, Any]) -> dict[bytes, bytes]:
+        """``Mcp-Param-{Name}`` for a call to a 2026-07-28 backend ("Client Behavior")."""
+        headers: dict[bytes, bytes] = {}
+        found = self.param_headers.get((backend, str(params.get("name"))), {})
+        for name, path in found.items():
+            text = as_text(value_at(params.get("arguments"), path))
+            if text is not None:
+                headers[f"Mcp-Param-{name}".encode("ascii", "replace")] = encode_header_value(
+                    text
+                ).encode("ascii")
+        return headers
 
     async def _ask(
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
@@ -856,7 +874,22 @@ class Gateway(Service):
         for item in kept:
             exposed = table.expose(backend, item["name"])
             if exposed is not None:
+                if kind == "tool":
+                    self._remember_param_headers(backend, item)
                 yield {**item, "name": exposed}
+
+    def _remember_param_headers(self, backend: str, tool: dict[str, Any]) -> None:
+        """A tool's ``x-mcp-header`` annotations (paramheaders.py), as last listed."""
+        found = header_annotations(tool.get("inputSchema"))
+        if found:
+            self.param_headers[(backend, tool["name"])] = found
+        else:
+            self.param_headers.pop((backend, tool["name"]), None)
+
+    def param_headers_of(self, exposed: str) -> Annotations:
+        """The annotations of an exposed tool name (empty when none or unknown)."""
+        resolved = self._names["tool"].resolve(exposed) or split_name(exposed)
+        return self.param_headers.get(resolved, {}) if resolved else {}
 
     # -- notifications and client responses ----------------------------------
 

@@ -30,6 +30,7 @@ from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import LISTS, ClientSession, Gateway, GatewayError, error_response
 from aigw.mcp.http import HTTPRefusal, Reply, header
 from aigw.mcp.listen import KEEPALIVE_SECONDS, ListenStream, open_filter
+from aigw.mcp.paramheaders import matches, value_at
 from aigw.mcp.protocol import (
     ALL_VERSIONS,
     META_PREFIX,
@@ -209,6 +210,8 @@ class StatelessHandler:
             request.setResponseCode(202)
             return b""
         check_headers(request, message, version)
+        if message.method == "tools/call":
+            self._check_param_headers(request, message)
         if message.method not in MODERN_METHODS:
             raise self._not_in_revision(message, version)
         if message.method == "server/discover":
@@ -216,6 +219,24 @@ class StatelessHandler:
         if message.method == "subscriptions/listen":
             return await self._listen(request, principal, message)
         return await self._forward(request, principal, message)
+
+    def _check_param_headers(self, request: WebRequest, message: jsonrpc.Request) -> None:
+        """streamable-http "Server Behavior for Custom Headers": every annotated argument
+        present in the body must come with its ``Mcp-Param-{Name}`` header, equal."""
+        params = message.params if isinstance(message.params, dict) else {}
+        found = self.gateway.param_headers_of(str(params.get("name")))
+        for name, path in found.items():
+            value = value_at(params.get("arguments"), path)
+            if value is None:
+                continue  # "Parameter not in arguments": no header expected
+            raw = header(request, f"mcp-param-{name}".lower().encode("ascii", "replace"))
+            text = decode_header_value(raw) if raw is not None else None
+            if text is None or not matches(text, value):
+                raise mismatch(
+                    message.id,
+                    f"Header mismatch: Mcp-Param-{name} is missing, malformed or does not "
+                    "match the arguments",
+                )
 
     @staticmethod
     def _not_in_revision(message: jsonrpc.Request, version: str) -> HTTPRefusal:

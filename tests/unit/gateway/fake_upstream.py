@@ -50,6 +50,8 @@ class FakeUpstream(Resource):
         self.deleted: list[str] = []
         self.listen_filters: list[dict[str, Any]] = []
         self.hung_up: list[Any] = []
+        #: inputSchema per tool name (default: an empty object schema)
+        self.schemas: dict[str, dict[str, Any]] = {}
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -110,6 +112,9 @@ class FakeUpstream(Resource):
             return b""
         return self._answer(request, body)
 
+    def _schema(self, name: str) -> dict[str, Any]:
+        return self.schemas.get(name, {"type": "object"})
+
     def _modern(self, request: Request, body: dict[str, Any]) -> Any:
         """2026-07-28: every request stands alone and must carry the envelope and
         routing headers; results carry resultType (and cache hints on lists)."""
@@ -149,7 +154,7 @@ class FakeUpstream(Resource):
             }
             return self._json(request, body["id"], result)
         if body["method"] == "tools/list":
-            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in self.tools]
+            tools = [{"name": n, "inputSchema": self._schema(n)} for n in self.tools]
             result = {"tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"}
             return self._json(request, body["id"], result)
         if body["method"] == "tools/call" and body["params"]["name"] == "hang":
@@ -172,7 +177,7 @@ class FakeUpstream(Resource):
             start = int(params.get("cursor") or 0)
             page = self.tools[start : start + self.page_size]
             result: dict[str, Any] = {
-                "tools": [{"name": n, "inputSchema": {"type": "object"}} for n in page]
+                "tools": [{"name": n, "inputSchema": self._schema(n)} for n in page]
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)

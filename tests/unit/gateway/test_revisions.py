@@ -157,3 +157,57 @@ class ModernNotificationTests(MixedTestCase):
             messages,
             [{"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}}],
         )
+
+
+REGION = {
+    "type": "object",
+    "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "opts": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}},
+    },
+}
+
+
+class ParamHeaderTests(MixedTestCase):
+    """2026-07-28 streamable-http "Custom Headers from Tool Parameters"."""
+
+    @run
+    async def test_a_2026_client_must_send_matching_param_headers(self) -> None:
+        await self.start_mixed()
+        self.alpha.schemas["echo"] = REGION
+        response, _ = await self.post(modern("tools/list"), headers=routing("tools/list"))
+        self.assertEqual(response.code, 200)
+
+        async def call(arguments: dict[str, Any], extra: dict[str, str]) -> Any:
+            message = modern("tools/call", {"name": "alpha__echo", "arguments": arguments})
+            headers = {**routing("tools/call", "alpha__echo"), **extra}
+            response, body = await self.post(message, headers=headers)
+            return response.code, body
+
+        code, body = await call({"region": "us"}, {})
+        self.assertEqual((code, body["error"]["code"]), (400, -32020))
+        code, body = await call({"region": "us"}, {"Mcp-Param-Region": "eu"})
+        self.assertEqual((code, body["error"]["code"]), (400, -32020))
+        code, _ = await call(
+            {"region": "us", "opts": {"n": 42}},
+            {
+                "Mcp-Param-Region": "us",
+                "Mcp-Param-N": "42.0",
+            },
+        )
+        self.assertEqual(code, 200)
+        code, _ = await call({}, {})
+        self.assertEqual(code, 200)
+
+    @run
+    async def test_calls_to_a_2026_backend_mirror_annotated_arguments(self) -> None:
+        await self.start_mixed()
+        self.beta.schemas["t1"] = REGION
+        session = await self.initialize()
+        await self.call(session, "tools/list")
+        arguments = {"region": "Hello, 世界", "opts": {"n": 7}}
+        body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": arguments})
+        self.assertIn("result", body)
+        headers, _ = self.beta.received[-1]
+        self.assertEqual(headers["mcp-param-region"], ["=?base64?SGVsbG8sIOS4lueVjA==?="])
+        self.assertEqual(headers["mcp-param-n"], ["7"])
