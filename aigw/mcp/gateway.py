@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,7 +39,19 @@ from aigw.mcp.names import (
     rewrite_resource_links,
     split_name,
 )
-from aigw.mcp.protocol import negotiate
+from aigw.mcp.paramheaders import Annotations, as_text, header_annotations, value_at
+from aigw.mcp.pool import UpstreamSessionPool
+from aigw.mcp.protocol import LATEST_VERSION, is_modern, negotiate
+from aigw.mcp.revision import (
+    LEGACY,
+    MODERN,
+    choose,
+    discover_request,
+    encode_header_value,
+    envelope,
+    legacy_result,
+    routing_headers,
+)
 from aigw.mcp.sealing import Sealer
 from aigw.mcp.session import BackendSession, SessionCodec, SessionState
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
@@ -94,6 +106,9 @@ class ClientSession:
     state: SessionState
     binding: str
     backends: dict[str, BackendSession]
+    #: Set for 2026-07-28 clients: where a re-opened upstream session goes (the pool)
+    #: instead of the sealed session's repair table.
+    on_reopen: Callable[[BackendSession], None] | None = None
 
 
 def response(request_id: Any, result: Any) -> dict[str, Any]:
@@ -138,6 +153,12 @@ class Gateway(Service):
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
+        # x-mcp-header annotations per (backend, tool), from the tool lists.
+        self.param_headers: dict[tuple[str, str], Annotations] = {}
+        # The revision each backend speaks (revision.py), until it fails.
+        self.revisions: dict[str, str] = {}
+        # Upstream sessions held for 2026-07-28 clients (they have none of their own).
+        self.pool = UpstreamSessionPool(reactor, self._open_for_pool, self._end_upstream)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -157,6 +178,7 @@ class Gateway(Service):
         return ensureDeferred(self._close_pools())
 
     async def _close_pools(self) -> None:
+        await self.pool.close()
         await DeferredList([ensureDeferred(u.close()) for u in self.upstreams.values()])
 
     # -- sessions ----------------------------------------------------------
@@ -171,6 +193,48 @@ class Gateway(Service):
             if repaired is not None:
                 backends[name] = repaired
         return ClientSession(principal, session_id, state, binding, backends)
+
+    async def stateless_session(self, principal: Principal) -> ClientSession:
+        """The view of a 2026-07-28 request: this user's pooled upstream sessions.
+
+        The binding (cursors, relayed request ids) is the user's, so a cursor
+        from one request is valid in the next request of the same user only.
+        """
+        backends = await self.pool.sessions(principal.issuer, principal.subject, self.order)
+        user = json.dumps(["stateless", principal.issuer, principal.subject])
+        binding = hashlib.sha256(user.encode()).hexdigest()[:32]
+        state = SessionState(
+            issuer=principal.issuer,
+            subject=principal.subject,
+            created=self.clock.seconds(),
+            protocol_version=LATEST_VERSION,
+            backends=tuple(backends.values()),
+        )
+
+        def reopened(backend_session: BackendSession) -> None:
+            key = (principal.issuer, principal.subject, backend_session.name)
+            self.pool.put(key, backend_session)
+
+        return ClientSession(principal, "", state, binding, dict(backends), reopened)
+
+    def capabilities(self, session: ClientSession) -> dict[str, Any]:
+        """What aigw offers this session (``server/discover``)."""
+        return self._union_capabilities(session.backends.values())
+
+    async def _open_for_pool(self, names: list[str]) -> list[BackendSession]:
+        """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
+        opened = await self._open_backends(names, LATEST_VERSION, {})
+        return [session for session, _ in opened]
+
+    async def _end_upstream(self, backend: BackendSession) -> None:
+        if backend.session_id is None:
+            return
+        try:
+            await self.upstreams[backend.name].delete(backend.session_id, backend.protocol_version)
+        except UpstreamError as error:
+            self.log.info(
+                "ending upstream session of {backend}: {error}", backend=backend.name, error=error
+            )
 
     async def initialize(
         self, principal: Principal, params: dict[str, Any]
@@ -228,6 +292,76 @@ class Gateway(Service):
         return opened
 
     async def _open_backend(
+        self, name: str, version: str, client_capabilities: dict[str, Any]
+    ) -> tuple[BackendSession, str | None]:
+        """Open the backend in the revision it speaks, probing it first if unknown.
+
+        A failure forgets the revision: the backend may come back as another one.
+        """
+        known = self.revisions.get(name)
+        try:
+            if known == LEGACY:
+                return await self._initialize_backend(name, version, client_capabilities)
+            if known == MODERN:
+                discovered = await self._discover_backend(name)
+                if discovered is None:
+                    raise UpstreamError(name, "refused", "no longer speaks 2026-07-28")
+                return discovered
+            return await self._probe(name, version, client_capabilities)
+        except UpstreamError:
+            self.revisions.pop(name, None)
+            raise
+
+    async def _probe(
+        self, name: str, version: str, client_capabilities: dict[str, Any]
+    ) -> tuple[BackendSession, str | None]:
+        """``server/discover``, then ``initialize``: a backend that answers both is
+        dual-era and gets sessions (revision.py says why); one that refuses
+        ``initialize`` speaks only 2026-07-28."""
+        discovered = await self._discover_backend(name)
+        if discovered is None:
+            opened = await self._initialize_backend(name, version, client_capabilities)
+            self.revisions[name] = LEGACY
+            return opened
+        try:
+            opened = await self._initialize_backend(name, version, client_capabilities)
+        except UpstreamError as error:
+            if error.kind not in ("refused", "http_error", "bad_reply"):
+                raise
+            self.revisions[name] = MODERN
+            return discovered
+        self.revisions[name] = LEGACY
+        return opened
+
+    async def _discover_backend(self, name: str) -> tuple[BackendSession, str | None] | None:
+        """``server/discover`` at 2026-07-28: the backend's side of a session-less
+        "session" if it speaks only that, None if it is to be spoken to with sessions.
+
+        An HTTP error or a JSON-RPC error is a legacy server's answer (basic/versioning
+        "Backward Compatibility"); an unreachable backend raises (nothing learnt).
+        """
+        request_id = next(self._ids)
+        answer = _Collector(request_id)
+        body = json.dumps(discover_request(request_id)).encode()
+        try:
+            await self.upstreams[name].post(
+                body, answer.sink, None, MODERN, None, routing_headers("server/discover", {})
+            )
+        except UpstreamError as error:
+            if error.kind == "http_error":
+                return None
+            raise
+        result = answer.message.get("result") if answer.message else None
+        if choose(result) != MODERN:
+            return None
+        assert isinstance(result, dict)
+        session = BackendSession(
+            name, None, MODERN, _routing_capabilities(result.get("capabilities"))
+        )
+        instructions = result.get("instructions")
+        return session, instructions if isinstance(instructions, str) else None
+
+    async def _initialize_backend(
         self, name: str, version: str, client_capabilities: dict[str, Any]
     ) -> tuple[BackendSession, str | None]:
         """``initialize`` then ``notifications/initialized`` with one backend."""
@@ -320,6 +454,18 @@ class Gateway(Service):
             return await self._forward(session, backend, request, upstream_params, rewrite, emit)
         except GatewayError as error:
             return error_response(request.id, error.to_error())
+
+    def route(
+        self, session: ClientSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]] | None:
+        """Which backend a request goes to, authorized on the body (see ``_route``)."""
+        return self._route(session, method, params)
+
+    async def ask(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A request of aigw's own to one backend of the session; its answer."""
+        return await self._ask(session, backend, method, params)
 
     def _route(
         self, session: ClientSession, method: str, params: dict[str, Any]
@@ -422,8 +568,21 @@ class Gateway(Service):
         if message is None:
             return None
         message["id"] = request.id
-        if isinstance(message.get("result"), dict):
-            message["result"] = rewrite(backend, message["result"])
+        result = message.get("result")
+        if isinstance(result, dict):
+            if result.get("resultType") == "input_required":
+                # 2026-07-28 basic/patterns/mrtr: the backend needs client input
+                # (sampling, elicitation, roots); not bridged yet, so said precisely.
+                return error_response(
+                    request.id,
+                    {
+                        "code": jsonrpc.INVALID_REQUEST,
+                        "message": f"backend {backend!r} asked for client input "
+                        "(input_required), which aigw does not relay yet",
+                        "data": {"backend": backend, "reason": "input_required"},
+                    },
+                )
+            message["result"] = rewrite(backend, legacy_result(result))
         return message
 
     async def _exchange(
@@ -439,18 +598,33 @@ class Gateway(Service):
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             raise UpstreamError(backend, "unavailable", "not part of this session")
+        version = upstream_session.protocol_version
+        headers = None
+        if is_modern(version):
+            # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
+            params = envelope(params, version)
+            headers = routing_headers(method, params)
+            if method == "tools/call":
+                headers.update(self._mirrored(backend, params))
         body = json.dumps(
             {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
             separators=(",", ":"),
         ).encode()
-        try:
-            await self.upstreams[backend].post(
+        posting = ensureDeferred(
+            self.upstreams[backend].post(
                 body,
                 collector.sink,
                 upstream_session.session_id,
-                upstream_session.protocol_version,
+                version,
                 collector.attach,
+                headers,
             )
+        )
+        collector.pending = posting
+        try:
+            await posting
+        except CancelledError:
+            return None  # cancelled before the backend answered (see cancel)
         except UpstreamSessionGone:
             if not retry:
                 raise
@@ -461,10 +635,23 @@ class Gateway(Service):
         except UpstreamError:
             if collector.cancelled:
                 return None  # the reader was stopped because the client cancelled
+            self.revisions.pop(backend, None)  # re-probed at the next open
             raise
         if collector.cancelled:
             return None
         return collector.result(backend)
+
+    def _mirrored(self, backend: str, params: dict[str, Any]) -> dict[bytes, bytes]:
+        """``Mcp-Param-{Name}`` for a call to a 2026-07-28 backend ("Client Behavior")."""
+        headers: dict[bytes, bytes] = {}
+        found = self.param_headers.get((backend, str(params.get("name"))), {})
+        for name, path in found.items():
+            text = as_text(value_at(params.get("arguments"), path))
+            if text is not None:
+                headers[f"Mcp-Param-{name}".encode("ascii", "replace")] = encode_header_value(
+                    text
+                ).encode("ascii")
+        return headers
 
     async def _ask(
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
@@ -496,6 +683,10 @@ class Gateway(Service):
         )
         if collector.reader is not None:
             collector.reader.stop()
+        elif collector.pending is not None and not collector.pending.called:
+            # No answer has begun: abort the request itself, the only signal a
+            # 2026-07-28 backend gets (streamable-http "Cancellation").
+            collector.pending.cancel()
 
     async def _join_missing(self, session: ClientSession) -> None:
         """Backends that were down when the session opened join it once they answer.
@@ -523,6 +714,9 @@ class Gateway(Service):
     def _remember(self, session: ClientSession, backend_session: BackendSession) -> None:
         """An upstream session opened after the client's session was sealed (bounded)."""
         session.backends[backend_session.name] = backend_session
+        if session.on_reopen is not None:
+            session.on_reopen(backend_session)
+            return
         self._repaired[(session.binding, backend_session.name)] = backend_session
         while len(self._repaired) > REPAIRED_SESSIONS_MAX:
             self._repaired.popitem(last=False)
@@ -682,7 +876,22 @@ class Gateway(Service):
         for item in kept:
             exposed = table.expose(backend, item["name"])
             if exposed is not None:
+                if kind == "tool":
+                    self._remember_param_headers(backend, item)
                 yield {**item, "name": exposed}
+
+    def _remember_param_headers(self, backend: str, tool: dict[str, Any]) -> None:
+        """A tool's ``x-mcp-header`` annotations (paramheaders.py), as last listed."""
+        found = header_annotations(tool.get("inputSchema"))
+        if found:
+            self.param_headers[(backend, tool["name"])] = found
+        else:
+            self.param_headers.pop((backend, tool["name"]), None)
+
+    def param_headers_of(self, exposed: str) -> Annotations:
+        """The annotations of an exposed tool name (empty when none or unknown)."""
+        resolved = self._names["tool"].resolve(exposed) or split_name(exposed)
+        return self.param_headers.get(resolved, {}) if resolved else {}
 
     # -- notifications and client responses ----------------------------------
 
@@ -735,7 +944,9 @@ class Gateway(Service):
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> None:
         upstream_session = session.backends.get(backend)
-        if upstream_session is None:
+        if upstream_session is None or is_modern(upstream_session.protocol_version):
+            # 2026-07-28 has no client notifications over HTTP; closing the
+            # request's stream is its cancellation (streamable-http "Cancellation").
             return
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
         try:
@@ -759,6 +970,7 @@ class _Collector:
         self.other = other
         self.message: dict[str, Any] | None = None
         self.reader: Any = None
+        self.pending: Deferred[Any] | None = None
         self.cancelled = False
 
     def attach(self, reader: Any) -> None:

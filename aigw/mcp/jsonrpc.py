@@ -52,6 +52,10 @@ RESOURCE_NOT_FOUND = -32002
 # error").  -32001 for an unknown session is what the MCP SDKs send with HTTP
 # 404; aigw's own codes sit at -32050 and up, away from codes SDKs already use.
 SESSION_NOT_FOUND = -32001
+#: MCP 2026-07-28 basic/transports/streamable-http "Server Validation".
+HEADER_MISMATCH = -32020
+#: MCP 2026-07-28 basic/versioning "Protocol Version Negotiation".
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 UPSTREAM_UNAVAILABLE = -32050
 UPSTREAM_TIMEOUT = -32051
 REQUEST_CANCELLED = -32052

@@ -8,6 +8,18 @@ LATEST_VERSION = SUPPORTED_VERSIONS[0]
 #: MCP basic/transports "Protocol Version Header": a missing header means this.
 DEFAULT_HEADER_VERSION = "2025-03-26"
 
+#: Revisions without the initialize handshake (2026-07-28 basic/versioning,
+#: "Terminology": *modern*): every request carries its version in ``_meta``.
+MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
+#: Everything aigw speaks, newest first, as listed in ``server/discover`` and in
+#: UnsupportedProtocolVersionError (aigw is *dual-era*).
+ALL_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + SUPPORTED_VERSIONS
+
+#: 2026-07-28 basic/index "_meta": the per-request envelope keys.
+META_PREFIX = "io.modelcontextprotocol/"
+META_PROTOCOL_VERSION = META_PREFIX + "protocolVersion"
+META_SERVER_INFO = META_PREFIX + "serverInfo"
+
 
 def negotiate(requested: object) -> str:
     """The version aigw answers ``initialize`` with.
@@ -24,3 +36,8 @@ def negotiate(requested: object) -> str:
 def allows_batches(version: str) -> bool:
     """JSON-RPC batching exists in 2025-03-26 only (removed in 2025-06-18)."""
     return version == "2025-03-26"
+
+
+def is_modern(version: str) -> bool:
+    """Is ``version`` a revision served statelessly (no initialize, no sessions)?"""
+    return version in MODERN_VERSIONS

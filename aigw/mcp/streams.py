@@ -10,6 +10,7 @@ client resuming with ``Last-Event-ID`` resumes every backend where it was.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from aigw.mcp.protocol import META_PREFIX, is_modern
+from aigw.mcp.revision import MODERN, envelope, routing_headers
 from aigw.mcp.sse import format_event
 from aigw.mcp.upstream import UpstreamError, UpstreamSessionGone
 
@@ -27,6 +30,36 @@ if TYPE_CHECKING:
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 MAX_EVENT_ID_BYTES = 4096
+
+
+_listen_ids = itertools.count(1)
+_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
+#: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
+LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
+
+
+def listen_request(request_id: int) -> dict[str, Any]:
+    """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
+    (basic/patterns/subscriptions)."""
+    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
+    return {"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen", "params": params}
+
+
+def unlisten(message: Any) -> Any:
+    """A backend's listen-stream message as a GET-stream message: the acknowledgment and
+    the closing response are aigw's business, the subscription id is the backend's."""
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return None
+    if message["method"] == "notifications/subscriptions/acknowledged":
+        return None
+    params = message.get("params")
+    if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+        meta = {k: v for k, v in params["_meta"].items() if k != _SUBSCRIPTION_ID}
+        params = {k: v for k, v in params.items() if k != "_meta"}
+        if meta:
+            params["_meta"] = meta
+        return {**message, "params": params}
+    return message
 
 
 def encode_event_ids(last_ids: dict[str, str]) -> str:
@@ -71,7 +104,7 @@ class SessionStream:
 
     def start(self) -> None:
         for name, backend in self.session.backends.items():
-            if backend.session_id is not None:
+            if backend.session_id is not None or is_modern(backend.protocol_version):
                 ensureDeferred(self._follow(name))
 
     def close(self) -> None:
@@ -90,13 +123,22 @@ class SessionStream:
         while not self.closed:
             backend = self.session.backends[name]
             try:
-                reply = await upstream.get_stream(
-                    lambda message: self._relay(name, message),
-                    backend.session_id,
-                    backend.protocol_version,
-                    self.last_ids.get(name),
-                    lambda reader: self._readers.__setitem__(name, reader),
-                )
+                if is_modern(backend.protocol_version):
+                    reply = await upstream.listen(
+                        json.dumps(listen_request(next(_listen_ids))).encode(),
+                        lambda message: self._relay(name, unlisten(message)),
+                        backend.protocol_version,
+                        routing_headers("subscriptions/listen", {}),
+                        lambda reader: self._readers.__setitem__(name, reader),
+                    )
+                else:
+                    reply = await upstream.get_stream(
+                        lambda message: self._relay(name, message),
+                        backend.session_id,
+                        backend.protocol_version,
+                        self.last_ids.get(name),
+                        lambda reader: self._readers.__setitem__(name, reader),
+                    )
                 if reply.status == 405:
                     return  # this backend offers no stream
                 delay = BACKOFF_FIRST
@@ -122,7 +164,7 @@ class SessionStream:
             delay = min(delay * 2, BACKOFF_MAX)
 
     def _relay(self, name: str, message: Any) -> None:
-        if self.closed:
+        if self.closed or message is None:
             return
         reader = self._readers.get(name)
         if reader is not None and reader.last_event_id is not None:

@@ -10,7 +10,7 @@ DELETE ends the session.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, FirstError, ensureDeferred
@@ -22,88 +22,17 @@ from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
-from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches
+from aigw.mcp.http import HTTPRefusal, Reply, accepts, header
+from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches, is_modern
 from aigw.mcp.session import SessionNotFound
-from aigw.mcp.sse import format_comment, format_event
+from aigw.mcp.sse import format_comment
+from aigw.mcp.stateless import StatelessHandler, body_version, mismatch, unsupported_version
 from aigw.mcp.streams import SessionStream
 from aigw.web.request import WebRequest
 
 KEEPALIVE_SECONDS = 15.0
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
-
-
-class HTTPRefusal(Exception):
-    """An HTTP-level refusal with a JSON-RPC error body."""
-
-    def __init__(
-        self, status: int, code: int, message: str, headers: dict[bytes, bytes] | None = None
-    ) -> None:
-        super().__init__(status, code, message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def _accepts(request: WebRequest, *wanted: str) -> bool:
-    """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
-    values = request.requestHeaders.getRawHeaders(b"accept") or []
-    ranges = set()
-    for value in values:
-        for item in value.decode("latin-1").split(","):
-            media = item.split(";", 1)[0].strip().lower()
-            if media:
-                ranges.add(media)
-    if "*/*" in ranges:
-        return True
-    return all(w in ranges or w.split("/")[0] + "/*" in ranges for w in wanted)
-
-
-def _header(request: WebRequest, name: bytes) -> str | None:
-    values = request.requestHeaders.getRawHeaders(name)
-    if not values:
-        return None
-    return values[-1].decode("latin-1").strip()
-
-
-class _Reply:
-    """The reply to one POST: JSON until something must be sent early, then SSE."""
-
-    def __init__(self, request: WebRequest) -> None:
-        self.request = request
-        self.streaming = False
-        self.gone = False
-        self.on_gone: Callable[[], None] | None = None
-        request.notifyFinish().addErrback(self._client_gone)
-
-    def _client_gone(self, _: object) -> None:
-        """The client hung up before its answer: what it asked for is cancelled upstream."""
-        self.gone = True
-        if self.on_gone is not None:
-            self.on_gone()
-
-    def emit(self, message: dict[str, Any]) -> None:
-        if self.gone:
-            return
-        if not self.streaming:
-            self.streaming = True
-            self.request.setResponseCode(200)
-            self.request.setHeader(b"Content-Type", b"text/event-stream")
-            self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
-            self.request.setHeader(b"X-Accel-Buffering", b"no")
-        self.request.write(format_event(json.dumps(message, separators=(",", ":"))))
-
-    def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
-        """The final bytes: remaining SSE events, or the JSON document."""
-        if self.gone:
-            return b""
-        if self.streaming:
-            return b"".join(format_event(json.dumps(m, separators=(",", ":"))) for m in messages)
-        self.request.setResponseCode(200)
-        self.request.setHeader(b"Content-Type", b"application/json")
-        document: Any = messages if batch else messages[0]
-        return json.dumps(document, separators=(",", ":")).encode()
 
 
 class MCPTransport:
@@ -118,6 +47,7 @@ class MCPTransport:
         self.gateway = gateway
         self.authenticator = authenticator
         self.clock = clock
+        self.stateless = StatelessHandler(gateway)
         self.allowed_origins = {o.rstrip("/") for o in config.allowed_origins}
         public = config.public_url.rstrip("/")
         scheme_host = public.split("/", 3)[:3]
@@ -145,31 +75,27 @@ class MCPTransport:
         request.setHeader(b"Content-Type", b"application/json")
         for name, value in refusal.headers.items():
             request.setHeader(name, value)
-        body = error_response(None, {"code": refusal.code, "message": refusal.message})
+        body = error_response(refusal.request_id, refusal.to_error())
         return json.dumps(body).encode()
 
     def _check_origin(self, request: WebRequest) -> None:
         """basic/transports "Security Warning": validate Origin against DNS rebinding."""
-        origin = _header(request, b"origin")
+        origin = header(request, b"origin")
         if origin is not None and origin.rstrip("/") not in self.allowed_origins:
             raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
 
     def _header_version(self, request: WebRequest) -> str:
         """basic/transports "Protocol Version Header": absent means 2025-03-26."""
-        version = _header(request, VERSION_HEADER)
+        version = header(request, VERSION_HEADER)
         if version is None:
             return DEFAULT_HEADER_VERSION
         if version not in SUPPORTED_VERSIONS:
-            raise HTTPRefusal(
-                400,
-                jsonrpc.INVALID_REQUEST,
-                f"unsupported MCP-Protocol-Version {version!r}; supported: "
-                + ", ".join(SUPPORTED_VERSIONS),
-            )
+            # 2026-07-28 streamable-http "Protocol Version Header": -32022 with the list.
+            raise unsupported_version(version)
         return version
 
     def _session(self, request: WebRequest, principal: Principal) -> ClientSession:
-        session_id = _header(request, SESSION_HEADER)
+        session_id = header(request, SESSION_HEADER)
         if not session_id:
             raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "Mcp-Session-Id header is required")
         try:
@@ -186,21 +112,32 @@ class MCPTransport:
     # -- POST --------------------------------------------------------------
 
     async def _post(self, request: WebRequest, principal: Principal) -> bytes | None:
-        if not _accepts(request, "application/json", "text/event-stream"):
+        if not accepts(request, "application/json", "text/event-stream"):
             raise HTTPRefusal(
                 406,
                 jsonrpc.INVALID_REQUEST,
                 "Accept must allow both application/json and text/event-stream",
             )
-        content_type = (_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+        content_type = (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
             raise HTTPRefusal(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json")
-        header_version = self._header_version(request)
         assert request.content is not None  # set by Twisted before any route runs
         parsed = jsonrpc.parse_body(request.content.read())
         if parsed.error is not None:
             raise HTTPRefusal(400, parsed.error.code, parsed.error.message)
         messages = parsed.messages
+        stated = header(request, VERSION_HEADER)
+        opening = (
+            not parsed.is_batch
+            and isinstance(messages[0], jsonrpc.Request)
+            and messages[0].method == "initialize"
+        )
+        if stated is not None and is_modern(stated) and not opening:
+            # basic/versioning "Backward Compatibility": a dual-era server serves a
+            # request carrying the modern envelope statelessly.
+            return await self.stateless.post(request, principal, stated, parsed)
+        header_version = self._header_version(request)
+        self._check_no_envelope(messages, stated)
         if parsed.is_batch:
             if any(isinstance(m, jsonrpc.Request) and m.method == "initialize" for m in messages):
                 raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "initialize must not be batched")
@@ -213,7 +150,7 @@ class MCPTransport:
             raise HTTPRefusal(
                 400, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not part of {header_version}"
             )
-        reply = _Reply(request)
+        reply = Reply(request)
         requests: list[jsonrpc.Request] = []
         answers: list[dict[str, Any]] = []
         for message in messages:
@@ -262,6 +199,20 @@ class MCPTransport:
             return b""
         return reply.body(answers, parsed.is_batch)
 
+    @staticmethod
+    def _check_no_envelope(messages: Sequence[Any], stated: str | None) -> None:
+        """A 2026-07-28 body under another (or no) version header is a mismatch, not a
+        request for a session (2026-07-28 streamable-http "Server Validation")."""
+        for message in messages:
+            if isinstance(message, jsonrpc.Request | jsonrpc.Notification):
+                in_body = body_version(message.params)
+                if in_body is not None and in_body != stated:
+                    raise mismatch(
+                        getattr(message, "id", None),
+                        f"Header mismatch: MCP-Protocol-Version {stated!r} does not match "
+                        f"_meta protocolVersion {in_body!r}",
+                    )
+
     async def _initialize(
         self, request: WebRequest, principal: Principal, message: jsonrpc.Request
     ) -> bytes:
@@ -289,7 +240,8 @@ class MCPTransport:
 
     async def _get(self, request: WebRequest, principal: Principal) -> bytes:
         """The session's stream: the backends' GET streams merged (basic/transports)."""
-        if not _accepts(request, "text/event-stream"):
+        self._refuse_modern(request)
+        if not accepts(request, "text/event-stream"):
             raise HTTPRefusal(406, jsonrpc.INVALID_REQUEST, "Accept must allow text/event-stream")
         self._header_version(request)
         session = self._session(request, principal)
@@ -300,7 +252,7 @@ class MCPTransport:
         request.write(format_comment("aigw stream open"))
         closed: Deferred[None] = Deferred()
         stream = SessionStream(
-            self.gateway, session, request.write, _header(request, b"last-event-id")
+            self.gateway, session, request.write, header(request, b"last-event-id")
         )
         keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
         keepalive.clock = self.clock
@@ -321,7 +273,20 @@ class MCPTransport:
         self.gateway.untrack_stream(stream)
         return b""
 
+    def _refuse_modern(self, request: WebRequest) -> None:
+        """2026-07-28 has no GET stream and no sessions: 405 for clients speaking it
+        (streamable-http "Backward Compatibility"); they listen with subscriptions/listen."""
+        stated = header(request, VERSION_HEADER)
+        if stated is not None and is_modern(stated):
+            raise HTTPRefusal(
+                405,
+                jsonrpc.INVALID_REQUEST,
+                f"{request.method.decode()} is not part of MCP {stated}; use POST",
+                headers={b"Allow": b"POST"},
+            )
+
     async def _delete(self, request: WebRequest, principal: Principal) -> bytes:
+        self._refuse_modern(request)
         session = self._session(request, principal)
         await self.gateway.end_session(session)
         request.setResponseCode(204)

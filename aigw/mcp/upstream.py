@@ -313,15 +313,20 @@ class Upstream:
         session_id: str | None = None,
         protocol_version: str | None = None,
         on_reader: Callable[[_BodyReader], None] | None = None,
+        extra_headers: dict[bytes, bytes] | None = None,
     ) -> Reply:
         """POST one JSON-RPC message (or batch); messages of the reply go to ``sink``.
+
+        ``extra_headers``: the 2026-07-28 routing headers (``Mcp-Method``, ``Mcp-Name``).
 
         Returns when the reply ends, or as soon as the sink has what it waits
         for (it may call ``reader.stop()`` through ``on_reader``).
         """
         await self._slots.acquire()
         try:
-            return await self._post(body, sink, session_id, protocol_version, on_reader)
+            return await self._post(
+                body, sink, session_id, protocol_version, on_reader, extra_headers
+            )
         finally:
             self._slots.release()
 
@@ -332,12 +337,32 @@ class Upstream:
         session_id: str | None,
         protocol_version: str | None,
         on_reader: Callable[[_BodyReader], None] | None,
+        extra_headers: dict[bytes, bytes] | None = None,
     ) -> Reply:
         headers = self._headers(
             session_id, protocol_version, b"application/json, text/event-stream"
         )
+        for name, value in (extra_headers or {}).items():
+            headers.setRawHeaders(name, [value])
         response = await self._send("POST", headers, body)
         return await self._read(response, session_id, sink, on_reader)
+
+    async def listen(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        protocol_version: str,
+        extra_headers: dict[bytes, bytes],
+        on_reader: Callable[[_BodyReader], None],
+    ) -> Reply:
+        """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
+        as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
+        no request slot held.  A reply that is not a stream counts as no stream."""
+        headers = self._headers(None, protocol_version, b"application/json, text/event-stream")
+        for name, value in extra_headers.items():
+            headers.setRawHeaders(name, [value])
+        response = await self._send("POST", headers, body, streaming=True)
+        return await self._read(response, None, sink, on_reader, streaming=True)
 
     async def get_stream(
         self,

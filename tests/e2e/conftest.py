@@ -91,6 +91,18 @@ def pyserver_stateless() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session")
+def pyserver_modern() -> Iterator[Upstream]:
+    """The pyserver refusing every era but 2026-07-28 (stateless by that revision)."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    upstream = start_pyserver(stateless=True, modern_only=True)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
 def pyserver_many_tools() -> Iterator[Upstream]:
     """The pyserver with 30 extra tools and ``tools/list`` pages of 10."""
     if os.environ.get("AIGW_E2E_SKIP"):
@@ -100,3 +112,14 @@ def pyserver_many_tools() -> Iterator[Upstream]:
         yield upstream
     finally:
         upstream.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the client x upstream matrix when the run filled it."""
+    from .matrix import render
+
+    lines = render()
+    if lines:
+        terminalreporter.section("MCP interoperability matrix (client x upstream through aigw)")
+        for line in lines:
+            terminalreporter.write_line(line)

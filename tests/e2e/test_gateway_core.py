@@ -248,8 +248,9 @@ async def test_cancellation_reaches_the_backend_holding_the_request(gateway: Gat
                 await anyio.sleep(0.1)
 
 
-async def test_sdk_default_auto_mode_falls_back_to_initialize(gateway: Gateway) -> None:
-    """The mcp 2.x client probes server/discover at 2026-07-28 first; aigw refuses that version
-    with 400 and the list of supported ones, and the client falls back to initialize."""
+async def test_sdk_default_auto_mode_discovers_and_stays_on_2026_07_28(gateway: Gateway) -> None:
+    """The mcp 2.x client probes server/discover at 2026-07-28 first; aigw answers it (issue
+    #5), so the client speaks 2026-07-28 without a handshake."""
     async with connect_plain(gateway.url) as client:
+        assert client.protocol_version == "2026-07-28"
         assert text_of(await client.call_tool("py__echo", {"text": "auto"})) == "auto"

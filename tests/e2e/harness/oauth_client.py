@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 from mcp import Client
@@ -136,7 +136,7 @@ async def connect(
     storage: MemoryTokenStorage | None = None,
     scope: str | None = None,
     login: HeadlessLogin | None = None,
-    mode: Literal["auto", "legacy"] = "auto",
+    mode: str = "auto",
     http_timeout: float = 30.0,
     **client_kwargs: Any,
 ) -> AsyncIterator[Client]:
@@ -162,7 +162,7 @@ async def connect_plain(
     url: str,
     *,
     headers: dict[str, str] | None = None,
-    mode: Literal["auto", "legacy"] = "auto",
+    mode: str = "auto",
     http_timeout: float = 30.0,
     **client_kwargs: Any,
 ) -> AsyncIterator[Client]:

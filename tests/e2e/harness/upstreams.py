@@ -69,12 +69,15 @@ def start_pyserver(
     auth_issuer: str | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = 30.0,
+    modern_only: bool = False,
 ) -> Upstream:
     """``python -m tests.e2e.upstreams.pyserver`` on ``http://127.0.0.1:<port>/mcp``."""
     port = port or free_port()
     argv = [python_executable(), "-m", "tests.e2e.upstreams.pyserver", "--port", str(port)]
     if stateless:
         argv.append("--stateless")
+    if modern_only:
+        argv.append("--modern-only")
     if many_tools:
         argv.append("--many-tools")
     if page_size is not None:

@@ -9,7 +9,8 @@ Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JS
 ``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
 ``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
 (``elicitation/create`` to the client), ``bump`` (sends ``notifications/resources/updated``
-for the counter resource). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
+for the counter resource), ``relist`` (``notifications/tools/list_changed`` to
+``subscriptions/listen`` streams). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
 ``tools/list`` pages of ``--page-size`` (default 10) with ``nextCursor`` (the SDK's
 ``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
 resource ``test://static/hello``, a counter resource ``test://counter`` that can be
@@ -183,6 +184,11 @@ def build_server(
             return f"hello {result.data.name}"
         return f"user {result.action}"
 
+    @server.tool(name="relist", description="Announce a tools list change")
+    async def relist(ctx: Context) -> str:
+        await ctx.notify_tools_changed()  # subscriptions/listen streams (2026-07-28)
+        return "touched"
+
     @server.tool(description="Increment the counter resource and notify its subscribers")
     async def bump(ctx: Context) -> str:
         COUNTER["value"] += 1
@@ -237,10 +243,71 @@ def build_server(
     return server
 
 
+class ModernOnly:
+    """ASGI wrapper: a server that supports only 2026-07-28 (the SDK's servers are dual-era).
+
+    2026-07-28 basic/transports/streamable-http "Backward Compatibility": GET and
+    DELETE are 405; a request of another era (``initialize``, or another version
+    header) gets 400 with UnsupportedProtocolVersionError naming 2026-07-28.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "DELETE"):
+            await self._reply(send, 405, b"")
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        version = headers.get(b"mcp-protocol-version", b"").decode()
+        try:
+            method = json.loads(body).get("method")
+        except (ValueError, AttributeError):
+            method = None
+        if scope["method"] == "POST" and (method == "initialize" or version != "2026-07-28"):
+            error = {
+                "code": -32022,
+                "message": "Unsupported protocol version",
+                "data": {"supported": ["2026-07-28"], "requested": version or None},
+            }
+            payload = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+            await self._reply(send, 400, payload)
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reply(send: Any, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"application/json")] if body else []
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stateless", action="store_true")
+    parser.add_argument(
+        "--modern-only", action="store_true", help="refuse every era but 2026-07-28"
+    )
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--many-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=10)
@@ -261,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     app = server.streamable_http_app(
         stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    served: Any = ModernOnly(app) if args.modern_only else app
+    config = uvicorn.Config(served, host="127.0.0.1", port=args.port, log_level="warning")
     userver = uvicorn.Server(config)
 
     async def serve() -> None:

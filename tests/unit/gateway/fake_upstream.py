@@ -30,8 +30,11 @@ class FakeUpstream(Resource):
         page_size: int = 100,
         capabilities: dict[str, Any] | None = None,
         instructions: str | None = None,
+        modern: bool = False,
     ) -> None:
         super().__init__()
+        #: Speak 2026-07-28 only: server/discover, no sessions, envelope required.
+        self.modern = modern
         self.tools = tools if tools is not None else ["echo", "progress"]
         self.page_size = page_size
         self.capabilities = capabilities or {"tools": {"listChanged": True}, "logging": {}}
@@ -45,6 +48,10 @@ class FakeUpstream(Resource):
         self.get_status = 405
         self.stream_requests: list[Request] = []
         self.deleted: list[str] = []
+        self.listen_filters: list[dict[str, Any]] = []
+        self.hung_up: list[Any] = []
+        #: inputSchema per tool name (default: an empty object schema)
+        self.schemas: dict[str, dict[str, Any]] = {}
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -79,6 +86,8 @@ class FakeUpstream(Resource):
         if self.fail_with is not None:
             request.setResponseCode(self.fail_with)
             return b"upstream broke"
+        if self.modern:
+            return self._modern(request, body)
         if isinstance(body, dict) and body.get("method") == "initialize":
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
@@ -103,13 +112,72 @@ class FakeUpstream(Resource):
             return b""
         return self._answer(request, body)
 
+    def _schema(self, name: str) -> dict[str, Any]:
+        return self.schemas.get(name, {"type": "object"})
+
+    def _modern(self, request: Request, body: dict[str, Any]) -> Any:
+        """2026-07-28: every request stands alone and must carry the envelope and
+        routing headers; results carry resultType (and cache hints on lists)."""
+        meta = (body.get("params") or {}).get("_meta") or {}
+        version = request.getHeader(b"mcp-protocol-version")
+        if (
+            version != b"2026-07-28"
+            or meta.get("io.modelcontextprotocol/protocolVersion") != "2026-07-28"
+        ):
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"application/json")
+            error = {"code": -32022, "message": "Unsupported protocol version"}
+            error["data"] = {"supported": ["2026-07-28"], "requested": version and version.decode()}
+            return json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "error": error}).encode()
+        if request.getHeader(b"mcp-method") != body["method"].encode():
+            request.setResponseCode(400)
+            return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"mismatch"}}'
+        if body["method"] == "subscriptions/listen":
+            request.setHeader(b"content-type", b"text/event-stream")
+            tag = {"io.modelcontextprotocol/subscriptionId": body["id"]}
+            ack = {
+                "jsonrpc": "2.0",
+                "method": "notifications/subscriptions/acknowledged",
+                "params": {"_meta": tag, "notifications": body["params"]["notifications"]},
+            }
+            request.write(sse(ack))
+            self.listen_filters.append(body["params"]["notifications"])
+            self.stream_requests.append(request)
+            return NOT_DONE_YET
+        if body["method"] == "server/discover":
+            result = {
+                "resultType": "complete",
+                "supportedVersions": ["2026-07-28"],
+                "capabilities": self.capabilities,
+                "ttlMs": 0,
+                "cacheScope": "public",
+            }
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/list":
+            tools = [{"name": n, "inputSchema": self._schema(n)} for n in self.tools]
+            result = {"tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "public"}
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "hang":
+            # Sends nothing, not even headers, until the caller goes away.
+            request.notifyFinish().addErrback(lambda _: self.hung_up.append(body["id"]))
+            return NOT_DONE_YET
+        if body["method"] == "tools/call" and body["params"]["name"] == "needs-input":
+            result = {"resultType": "input_required", "inputRequests": {}}
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/call":
+            text = json.dumps(body["params"].get("arguments") or {})
+            result = {"content": [{"type": "text", "text": text}], "resultType": "complete"}
+            return self._json(request, body["id"], result)
+        request.setResponseCode(404)
+        return self._json(request, body["id"], None, {"code": -32601, "message": "not found"})
+
     def _answer(self, request: Request, body: dict[str, Any]) -> Any:
         method, params, rid = body["method"], body.get("params") or {}, body["id"]
         if method == "tools/list":
             start = int(params.get("cursor") or 0)
             page = self.tools[start : start + self.page_size]
             result: dict[str, Any] = {
-                "tools": [{"name": n, "inputSchema": {"type": "object"}} for n in page]
+                "tools": [{"name": n, "inputSchema": self._schema(n)} for n in page]
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)
@@ -158,7 +226,7 @@ class FakeUpstream(Resource):
                 rid,
                 {"content": [{"type": "text", "text": json.dumps(params.get("arguments") or {})}]},
             )
-        if method == "logging/setLevel":
+        if method in ("logging/setLevel", "resources/subscribe", "resources/unsubscribe"):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
 

@@ -68,11 +68,11 @@ class GatewayTestCase(TestCase):
         port = await self.service.listeners[0]._waitingForPort
         self.url = f"http://127.0.0.1:{port.getHost().port}/mcp"
 
-    async def start_gateway(self, **overrides: Any) -> None:
+    async def start_gateway(self, beta: FakeUpstream | None = None, **overrides: Any) -> None:
         self.alpha = FakeUpstream(
             tools=["echo", "progress", "link", "secret"], instructions="Alpha."
         )
-        self.beta = FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
+        self.beta = beta or FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
         backends = (
             BackendConfig(
                 name="alpha",

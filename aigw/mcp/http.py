@@ -1,0 +1,101 @@
+"""HTTP pieces shared by both eras of Streamable HTTP at ``mcp_path``.
+
+Refusals, header reading and the reply that turns from JSON into SSE the
+moment something must be sent before the answer (MCP basic/transports).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aigw.mcp.sse import format_event
+from aigw.web.request import WebRequest
+
+
+class HTTPRefusal(Exception):
+    """An HTTP-level refusal with a JSON-RPC error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: dict[bytes, bytes] | None = None,
+        data: Any = None,
+        request_id: Any = None,
+    ) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.data = data
+        self.request_id = request_id
+
+    def to_error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def accepts(request: WebRequest, *wanted: str) -> bool:
+    """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
+    values = request.requestHeaders.getRawHeaders(b"accept") or []
+    ranges = set()
+    for value in values:
+        for item in value.decode("latin-1").split(","):
+            media = item.split(";", 1)[0].strip().lower()
+            if media:
+                ranges.add(media)
+    if "*/*" in ranges:
+        return True
+    return all(w in ranges or w.split("/")[0] + "/*" in ranges for w in wanted)
+
+
+def header(request: WebRequest, name: bytes) -> str | None:
+    values = request.requestHeaders.getRawHeaders(name)
+    if not values:
+        return None
+    return values[-1].decode("latin-1").strip()
+
+
+class Reply:
+    """The reply to one POST: JSON until something must be sent early, then SSE."""
+
+    def __init__(self, request: WebRequest) -> None:
+        self.request = request
+        self.streaming = False
+        self.gone = False
+        self.on_gone: Callable[[], None] | None = None
+        request.notifyFinish().addErrback(self._client_gone)
+
+    def _client_gone(self, _: object) -> None:
+        """The client hung up before its answer: what it asked for is cancelled upstream."""
+        self.gone = True
+        if self.on_gone is not None:
+            self.on_gone()
+
+    def emit(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        if not self.streaming:
+            self.streaming = True
+            self.request.setResponseCode(200)
+            self.request.setHeader(b"Content-Type", b"text/event-stream")
+            self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+            self.request.setHeader(b"X-Accel-Buffering", b"no")
+        self.request.write(format_event(json.dumps(message, separators=(",", ":"))))
+
+    def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
+        """The final bytes: remaining SSE events, or the JSON document."""
+        if self.gone:
+            return b""
+        if self.streaming:
+            return b"".join(format_event(json.dumps(m, separators=(",", ":"))) for m in messages)
+        self.request.setResponseCode(200)
+        self.request.setHeader(b"Content-Type", b"application/json")
+        document: Any = messages if batch else messages[0]
+        return json.dumps(document, separators=(",", ":")).encode()
