@@ -518,7 +518,9 @@ class Gateway(Service):
         return backend, name
 
     def _resolve_uri(self, exposed: Any) -> tuple[str, str]:
-        resolved = resolve_uri(exposed) if isinstance(exposed, str) else None
+        if not isinstance(exposed, str):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "uri must be a string")
+        resolved = resolve_uri(exposed)
         if resolved is None or resolved[0] not in self.backends:
             raise GatewayError(jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed})
         return resolved
@@ -983,7 +985,8 @@ class _Collector:
             return
         if (
             isinstance(message, dict)
-            and message.get("id") == self.request_id
+            and type(message.get("id")) is int  # not True, not 1.0: ids aigw sent are ints
+            and message["id"] == self.request_id
             and ("result" in message or "error" in message)
         ):
             self.message = message

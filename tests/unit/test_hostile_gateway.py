@@ -266,3 +266,13 @@ class HostileClients(GatewayTestCase):
         )
         self.assertEqual(response.code, 403)
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_REQUEST)
+
+
+class HostileParams(GatewayTestCase):
+    @run
+    async def test_non_string_resource_uri_is_invalid_params(self) -> None:
+        """JSON-RPC 2.0 §5.1: wrong parameter types are -32602, not "resource not found"."""
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "resources/read", {"uri": 42})
+        self.assertEqual(body["error"]["code"], -32602)
