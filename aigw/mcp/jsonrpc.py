@@ -50,16 +50,17 @@ RESOURCE_NOT_FOUND = -32002
 
 # JSON-RPC 2.0 §5.1 leaves -32000 to -32099 to the implementation ("Server
 # error").  -32001 for an unknown session is what the MCP SDKs send with HTTP
-# 404; aigw's own codes sit at -32050 and up, away from codes SDKs already use.
+# 404.  MCP 2026-07-28 reserves -32020 to -32099 for errors of the specification,
+# so aigw's own codes sit at -32010 to -32013, clear of both.
 SESSION_NOT_FOUND = -32001
 #: MCP 2026-07-28 basic/transports/streamable-http "Server Validation".
 HEADER_MISMATCH = -32020
 #: MCP 2026-07-28 basic/versioning "Protocol Version Negotiation".
 UNSUPPORTED_PROTOCOL_VERSION = -32022
-UPSTREAM_UNAVAILABLE = -32050
-UPSTREAM_TIMEOUT = -32051
-REQUEST_CANCELLED = -32052
-UPSTREAM_BAD_REPLY = -32053
+UPSTREAM_UNAVAILABLE = -32010
+UPSTREAM_TIMEOUT = -32011
+REQUEST_CANCELLED = -32012
+UPSTREAM_BAD_REPLY = -32013
 SERVER_ERROR_MIN = -32099
 SERVER_ERROR_MAX = -32000
 
