@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain, run_ts_client
+from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -45,10 +46,6 @@ def gateway(
         yield started
     finally:
         started.stop()
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(item, "text", "") for item in result.content)
 
 
 async def all_tools(client: Any) -> list[str]:

@@ -22,6 +22,7 @@ from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import HeadlessLogin, MemoryTokenStorage, connect
+from .harness.results import text_of
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -34,10 +35,6 @@ def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
         yield started
     finally:
         started.stop()
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(item, "text", "") for item in result.content)
 
 
 def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:

@@ -23,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
 from .harness.oauth_client import connect_plain, run_ts_client
+from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 from .matrix import record
 
@@ -73,10 +74,6 @@ def gateway(
         yield started
     finally:
         started.stop()
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(item, "text", "") for item in result.content)
 
 
 async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
