@@ -105,6 +105,22 @@ class GatewayTestCase(TestCase):
             return response, json.loads(content)
         return response, content
 
+    async def stream_call(self, session: str, request_id: int, params: dict[str, Any]) -> Any:
+        """POST a tools/call and return the response before its body is read."""
+        return await self.http.post(
+            self.url,
+            data=json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+            ).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": [ACCEPT],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
+            unbuffered=True,
+        )
+
     async def initialize(self, version: str = "2025-11-25") -> str:
         response, body = await self.post(initialize_message(version, 0))
         self.assertEqual(response.code, 200, body)
@@ -251,23 +267,8 @@ class CallTests(GatewayTestCase):
         await self.start_gateway()
         session = await self.initialize()
         self.alpha.hold = Deferred()
-        response = await self.http.post(
-            self.url,
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 5,
-                    "method": "tools/call",
-                    "params": {"name": "alpha__progress", "_meta": {"progressToken": "p1"}},
-                }
-            ).encode(),
-            headers={
-                "Content-Type": ["application/json"],
-                "Accept": [ACCEPT],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-            },
-            unbuffered=True,
+        response = await self.stream_call(
+            session, 5, {"name": "alpha__progress", "_meta": {"progressToken": "p1"}}
         )
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
         chunks: list[bytes] = []
@@ -470,24 +471,7 @@ class CancellationTests(GatewayTestCase):
         await self.start_gateway()
         session = await self.initialize()
         self.alpha.hold = Deferred()
-        response = await self.http.post(
-            self.url,
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 9,
-                    "method": "tools/call",
-                    "params": {"name": "alpha__progress"},
-                }
-            ).encode(),
-            headers={
-                "Content-Type": ["application/json"],
-                "Accept": [ACCEPT],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-            },
-            unbuffered=True,
-        )
+        response = await self.stream_call(session, 9, {"name": "alpha__progress"})
         reader = _HangUp()
         response.deliverBody(reader)
         await reader.got
