@@ -557,3 +557,27 @@ def uncomment_block(first: str) -> str:
             break
         block.append(line.removeprefix("# "))
     return "\n".join(block)
+
+
+class ShippedExamplesTests(SynchronousTestCase):
+    """Every config file the project ships loads, given its secrets."""
+
+    def test_demo_and_keycloak_examples_load(self) -> None:
+        import os
+
+        from aigw.config import load_config
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        key = os.path.abspath(self.mktemp())
+        with open(key, "wb") as handle:
+            handle.write(os.urandom(32))
+        env = {"AIGW_DEMO_SESSION_KEY": key, "AIGW_SESSION_KEY_FILE": key}
+        demo = load_config(os.path.join(root, "etc", "aigw", "demo.yaml"), env=env)
+        self.assertEqual([b.name for b in demo.backends], ["everything", "flights"])
+        self.assertEqual(demo.backends[1].required_scopes, ("tools:call",))
+        keycloak = load_config(
+            os.path.join(root, "etc", "aigw", "examples", "keycloak.yaml"), env=env
+        )
+        assert keycloak.auth is not None
+        self.assertEqual(keycloak.auth.issuer, "http://localhost:8080/realms/master")
+        self.assertEqual(keycloak.auth.audiences, ("http://127.0.0.1:1975/mcp",))
