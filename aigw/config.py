@@ -137,6 +137,9 @@ class SessionsConfig:
     secret: bytes | None = None
     old_secrets: tuple[bytes, ...] = ()
     ttl: float = 24 * 3600.0
+    #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
+    pool_size: int = 10000
+    pool_idle_timeout: float = 600.0
 
 
 @attrs.frozen
@@ -665,6 +668,8 @@ def _read_sessions(section: cp.Section | None) -> SessionsConfig:
         secret=None if given is None else _session_secret(section.ctx, *given),
         old_secrets=_old_session_secrets(section),
         ttl=section.read("ttl", cp.duration(), 24 * 3600.0),
+        pool_size=section.read("pool_size", cp.integer(1), 10000),
+        pool_idle_timeout=section.read("pool_idle_timeout", cp.duration(), 600.0),
     )
 
 

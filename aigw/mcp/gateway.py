@@ -158,7 +158,13 @@ class Gateway(Service):
         # The revision each backend speaks (revision.py), until it fails.
         self.revisions: dict[str, str] = {}
         # Upstream sessions held for 2026-07-28 clients (they have none of their own).
-        self.pool = UpstreamSessionPool(reactor, self._open_for_pool, self._end_upstream)
+        self.pool = UpstreamSessionPool(
+            reactor,
+            self._open_for_pool,
+            self._end_upstream,
+            max_entries=config.sessions.pool_size,
+            idle_seconds=config.sessions.pool_idle_timeout,
+        )
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -581,3 +581,30 @@ class ShippedExamplesTests(SynchronousTestCase):
         assert keycloak.auth is not None
         self.assertEqual(keycloak.auth.issuer, "http://localhost:8080/realms/master")
         self.assertEqual(keycloak.auth.audiences, ("http://127.0.0.1:1975/mcp",))
+
+
+class SessionPoolKeysTests(SynchronousTestCase):
+    def test_pool_size_and_idle_timeout_are_read(self) -> None:
+        from aigw.config import parse_config
+
+        text = (
+            'listen: ["tcp:1975:interface=127.0.0.1"]\npublic_url: http://127.0.0.1:1975\n'
+            "mcp_path: /mcp\nauth: none\nbackends: [{name: a, url: 'http://127.0.0.1:9/mcp'}]\n"
+            "sessions: {pool_size: 50, pool_idle_timeout: 2m}\n"
+        )
+        config = parse_config(text)
+        self.assertEqual(config.sessions.pool_size, 50)
+        self.assertEqual(config.sessions.pool_idle_timeout, 120.0)
+
+    def test_pool_size_below_one_is_a_problem_with_its_line(self) -> None:
+        from aigw.config import ConfigError, parse_config
+
+        text = (
+            'listen: ["tcp:1975:interface=127.0.0.1"]\npublic_url: http://127.0.0.1:1975\n'
+            "mcp_path: /mcp\nauth: none\nbackends: [{name: a, url: 'http://127.0.0.1:9/mcp'}]\n"
+            "sessions:\n  pool_size: 0\n"
+        )
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(text)
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("sessions.pool_size", 7))
