@@ -6,6 +6,7 @@ moment something must be sent before the answer (MCP basic/transports).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,12 @@ class HTTPRefusal(Exception):
 def accepts(request: WebRequest, *wanted: str) -> bool:
     """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
     values = request.requestHeaders.getRawHeaders(b"accept") or []
+    return _accepts(tuple(values), wanted)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts(values: tuple[bytes, ...], wanted: tuple[str, ...]) -> bool:
+    """Memoized: clients send the same few Accept values on every request of the hot path."""
     ranges = set()
     for value in values:
         for item in value.decode("latin-1").split(","):
