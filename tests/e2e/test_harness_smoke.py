@@ -165,10 +165,9 @@ async def test_default_scope_is_the_users_resource_scopes(auth_server: AuthServe
         assert _verify(auth_server, token["access_token"])["scope"].split() == expected
 
 
-async def test_wrong_password_is_refused(auth_server: AuthServer) -> None:
-    async with httpx2.AsyncClient(timeout=10) as http:
-        client_id = await _register(http, auth_server.issuer, None)
-    query = {
+def _login_query(client_id: str) -> dict[str, str]:
+    """An authorization request for RESOURCE with a dummy PKCE challenge (login tests only)."""
+    return {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": REDIRECT_URI,
@@ -177,6 +176,12 @@ async def test_wrong_password_is_refused(auth_server: AuthServer) -> None:
         "scope": "mcp:tools",
         "resource": RESOURCE,
     }
+
+
+async def test_wrong_password_is_refused(auth_server: AuthServer) -> None:
+    async with httpx2.AsyncClient(timeout=10) as http:
+        client_id = await _register(http, auth_server.issuer, None)
+    query = _login_query(client_id)
     with pytest.raises(LoginError, match="401"):
         await authorize(f"{auth_server.issuer}/auth?{urlencode(query)}", "alice", "wrong")
 
@@ -373,15 +378,7 @@ async def test_python_oauth_client_refreshes_expired_token(node_modules: None) -
 async def test_login_form_for_humans(auth_server: AuthServer) -> None:
     async with httpx2.AsyncClient(timeout=10, follow_redirects=True) as http:
         client_id = await _register(http, auth_server.issuer, None)
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "code_challenge": "x" * 43,
-            "code_challenge_method": "S256",
-            "scope": "mcp:tools",
-            "resource": RESOURCE,
-        }
+        query = _login_query(client_id)
         response = await http.get(f"{auth_server.issuer}/auth?{urlencode(query)}")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")

@@ -121,6 +121,17 @@ class GatewayTestCase(TestCase):
             unbuffered=True,
         )
 
+    async def open_stream(self, session: str, last_event_id: str | None = None) -> Any:
+        """GET the session's SSE stream; the response comes back before its body is read."""
+        headers = {
+            "Accept": ["text/event-stream"],
+            "Mcp-Session-Id": [session],
+            "MCP-Protocol-Version": ["2025-11-25"],
+        }
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = [last_event_id]
+        return await self.http.get(self.url, headers=headers, unbuffered=True)
+
     async def initialize(self, version: str = "2025-11-25") -> str:
         response, body = await self.post(initialize_message(version, 0))
         self.assertEqual(response.code, 200, body)
@@ -576,15 +587,7 @@ class StreamTests(GatewayTestCase):
         await self.start_gateway()
         self.beta.get_status = 200
         session = await self.initialize()
-        response = await self.http.get(
-            self.url,
-            headers={
-                "Accept": ["text/event-stream"],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-            },
-            unbuffered=True,
-        )
+        response = await self.open_stream(session)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
         chunks: list[bytes] = []
         reader = _Collect(chunks)
@@ -605,16 +608,7 @@ class StreamTests(GatewayTestCase):
         reader.transport.stopProducing()  # type: ignore[union-attr]
 
         # The client resumes: each backend is asked to resume from its own last event.
-        resumed = await self.http.get(
-            self.url,
-            headers={
-                "Accept": ["text/event-stream"],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-                "Last-Event-ID": [event_id],
-            },
-            unbuffered=True,
-        )
+        resumed = await self.open_stream(session, last_event_id=event_id)
         again = _Collect([])
         resumed.deliverBody(again)
         for _ in range(50):

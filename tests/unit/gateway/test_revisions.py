@@ -129,14 +129,7 @@ class ModernNotificationTests(MixedTestCase):
         acknowledgment and subscription id stay between aigw and the backend."""
         await self.start_mixed()
         session = await self.initialize()
-        response = await self.http.get(
-            self.url,
-            headers={
-                "Accept": ["text/event-stream"],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-            },
-        )
+        response = await self.open_stream(session)
         chunks: list[bytes] = []
         done = treq.collect(response, chunks.append)
         await self.until(lambda: self.beta.stream_requests)
