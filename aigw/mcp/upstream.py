@@ -1,11 +1,11 @@
-"""One upstream MCP server, spoken to over Streamable HTTP with treq.
+"""One upstream MCP server, spoken to over Streamable HTTP.
 
-Each backend gets its own persistent ``HTTPConnectionPool`` and a bound on
-concurrent requests.  Replies are read incrementally: a JSON body is collected
-(with a size bound), an SSE body is parsed event by event and each JSON-RPC
-message is handed on as soon as it arrives, so progress notifications reach
-the client when the upstream sends them (MCP 2025-11-25 basic/transports,
-"Sending Messages to the Server").
+Each backend gets its own pool of persistent connections
+(:mod:`aigw.mcp.connection`) and a bound on concurrent requests.  Replies are
+read incrementally: a JSON body is collected (with a size bound), an SSE body
+is parsed event by event and each JSON-RPC message is handed on as soon as it
+arrives, so progress notifications reach the client when the upstream sends
+them (MCP 2025-11-25 basic/transports, "Sending Messages to the Server").
 
 What is sent upstream is built here and nowhere else: the client's
 ``Authorization``, ``Cookie`` and hop-by-hop headers are never among them (MCP
@@ -21,19 +21,17 @@ from typing import Any, cast
 
 import attrs
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, ensureDeferred
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 from aigw.config import BackendConfig
+from aigw.mcp.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
 from aigw.mcp.sse import SSEError, SSEParser
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
@@ -45,6 +43,8 @@ FINISH_GRACE_SECONDS = 5.0
 
 #: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
 MessageSink = Callable[[Any], None]
+
+_ACCEPT_ANY = b"application/json, text/event-stream"
 
 
 class UpstreamError(Exception):
@@ -86,29 +86,6 @@ def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
     ]
     trust_root = ssl.trustRootFromCertificates(certificates)
     return BrowserLikePolicyForHTTPS(trustRoot=trust_root)
-
-
-@implementer(IBodyProducer)
-class _BytesBody:
-    """A request body already in memory, written in one go (FileBodyProducer would
-    go through a cooperator, a reactor turn per request)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        """Nothing to pause: the body was written at once."""
-
-    def resumeProducing(self) -> None:
-        """Nothing to resume."""
-
-    def stopProducing(self) -> None:
-        """Nothing to stop."""
 
 
 class _BoundedRead(Protocol):
@@ -274,37 +251,38 @@ class Upstream:
         self.config = config
         self.name = config.name
         self.clock = reactor
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = config.max_connections
-        self.pool.retryAutomatically = False
-        # The Agent itself, not treq.HTTPClient: treq stacks cookie, redirect and
-        # gzip agents on every request, none of which an MCP upstream needs, at
-        # about a seventh of the proxied call's CPU time (docs/performance.md).
-        # treq still reads the bodies we discard (treq.content).
-        self.agent = Agent(
-            reactor,
-            contextFactory=_trust_policy(config.ca_file),
-            connectTimeout=config.connect_timeout,
-            pool=self.pool,
-        )
+        target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
+        self.connections = ConnectionPool(target, max_idle=config.max_connections)
         self._slots = DeferredSemaphore(config.max_connections)
-        self._static_headers = {
-            name.encode("latin-1"): [value.encode("latin-1")]
+        self._static_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in config.headers.items()
-        }
-        self.url = config.url.encode("ascii")
+        ]
 
-    def _headers(
-        self, session_id: str | None, protocol_version: str | None, accept: bytes
-    ) -> Headers:
-        raw: dict[bytes, list[bytes]] = dict(self._static_headers)
-        raw[b"Accept"] = [accept]
-        raw[b"Content-Type"] = [b"application/json"]
-        if protocol_version:
-            raw[b"MCP-Protocol-Version"] = [protocol_version.encode("ascii")]
-        if session_id:
-            raw[b"Mcp-Session-Id"] = [session_id.encode("ascii")]
-        return Headers(raw)
+    def _head(
+        self,
+        method: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        accept: bytes,
+        body: bytes | None,
+        extra_headers: dict[bytes, bytes] | None = None,
+    ) -> bytes:
+        """The request head; a value that cannot go on the wire (a line break, a
+        character outside ASCII) refuses the request rather than being altered."""
+        fields = [*self._static_headers, (b"Accept", accept)]
+        try:
+            if body is not None:
+                fields.append((b"Content-Type", b"application/json"))
+            if protocol_version:
+                fields.append((b"MCP-Protocol-Version", protocol_version.encode("ascii")))
+            if session_id:
+                fields.append((b"Mcp-Session-Id", session_id.encode("ascii")))
+            if extra_headers:
+                fields.extend(extra_headers.items())
+            return self.connections.target.head(method, fields, None if body is None else len(body))
+        except ValueError as error:
+            raise UpstreamError(self.name, "refused", f"unusable header value: {error}") from None
 
     async def post(
         self,
@@ -339,12 +317,8 @@ class Upstream:
         on_reader: Callable[[_BodyReader], None] | None,
         extra_headers: dict[bytes, bytes] | None = None,
     ) -> Reply:
-        headers = self._headers(
-            session_id, protocol_version, b"application/json, text/event-stream"
-        )
-        for name, value in (extra_headers or {}).items():
-            headers.setRawHeaders(name, [value])
-        response = await self._send("POST", headers, body)
+        head = self._head(b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        response = await self._send(head, body)
         return await self._read(response, session_id, sink, on_reader)
 
     async def listen(
@@ -358,10 +332,8 @@ class Upstream:
         """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
         as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
         no request slot held.  A reply that is not a stream counts as no stream."""
-        headers = self._headers(None, protocol_version, b"application/json, text/event-stream")
-        for name, value in extra_headers.items():
-            headers.setRawHeaders(name, [value])
-        response = await self._send("POST", headers, body, streaming=True)
+        head = self._head(b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        response = await self._send(head, body, streaming=True)
         return await self._read(response, None, sink, on_reader, streaming=True)
 
     async def get_stream(
@@ -377,29 +349,26 @@ class Upstream:
         A backend answering 405 has no stream; that is reported as a Reply
         with status 405 and no messages.
         """
-        headers = self._headers(session_id, protocol_version, b"text/event-stream")
-        headers.removeHeader(b"Content-Type")
-        if last_event_id:
-            headers.setRawHeaders(b"Last-Event-ID", [last_event_id.encode("ascii", "replace")])
-        response = await self._send("GET", headers, None, streaming=True)
+        resume = (
+            {b"Last-Event-ID": last_event_id.encode("ascii", "replace")} if last_event_id else None
+        )
+        head = self._head(b"GET", session_id, protocol_version, b"text/event-stream", None, resume)
+        response = await self._send(head, None, streaming=True)
         return await self._read(response, session_id, sink, on_reader, streaming=True)
 
     async def delete(self, session_id: str, protocol_version: str | None) -> int:
         """End an upstream session (MCP basic/transports "Session Management")."""
-        headers = self._headers(session_id, protocol_version, b"application/json")
-        response = await self._send("DELETE", headers, None)
+        head = self._head(b"DELETE", session_id, protocol_version, b"application/json", None)
+        response = await self._send(head, None)
         await self._drain(response)
         return int(response.code)
 
-    async def _send(
-        self, method: str, headers: Headers, body: bytes | None, streaming: bool = False
-    ) -> Any:
+    async def _send(self, head: bytes, body: bytes | None, streaming: bool = False) -> Any:
+        """Send a request; the response once its head is in (within the timeout,
+        unless the reply is a stream the caller reads for as long as it lasts)."""
         try:
-            request: Deferred[Any] = self.agent.request(
-                method.encode("ascii"),
-                self.url,
-                headers,
-                None if body is None else _BytesBody(body),
+            request: Deferred[UpstreamResponse] = ensureDeferred(
+                self.connections.request(head, body)
             )
             if not streaming:
                 request.addTimeout(self.config.timeout, self.clock)
@@ -412,6 +381,8 @@ class Upstream:
             return UpstreamError(self.name, "timeout", "no response within the timeout")
         if isinstance(error, ConnectError | ConnectionLost | ConnectionDone):
             return UpstreamError(self.name, "unavailable", type(error).__name__)
+        if isinstance(error, ProtocolViolation):
+            return UpstreamError(self.name, "bad_reply", f"not HTTP/1.1: {error}")
         reasons = getattr(error, "reasons", None)
         if reasons:
             return UpstreamError(
@@ -427,14 +398,12 @@ class Upstream:
         on_reader: Callable[[_BodyReader], None] | None,
         streaming: bool = False,
     ) -> Reply:
-        status = int(response.code)
-        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode(
-            "latin-1"
-        )
-        new_session = response.headers.getRawHeaders(b"mcp-session-id")
+        status = response.code
+        content_type = (response.header(b"content-type") or b"").decode("latin-1")
+        new_session = response.header(b"mcp-session-id")
         reply = Reply(
             status=status,
-            session_id=new_session[0].decode("latin-1") if new_session else session_id,
+            session_id=new_session.decode("latin-1") if new_session else session_id,
             content_type=content_type,
         )
         if status == 404 and session_id:
@@ -476,4 +445,4 @@ class Upstream:
         return content.decode("utf-8", "replace")
 
     async def close(self) -> None:
-        await self.pool.closeCachedConnections()
+        self.connections.close()

@@ -1,0 +1,326 @@
+"""Persistent HTTP/1.1 connections to one backend, for aigw's own request shapes.
+
+aigw sends a few kinds of request to an MCP backend (POST of a JSON-RPC
+message, the GET stream, DELETE of a session), always to the same URL.  Twisted's
+``Agent`` re-parses that URL, builds an endpoint and runs a general response
+state machine on every request: about two fifths of a proxied call's CPU time
+(docs/performance.md).  Here the URL is parsed and the endpoint built once, the
+request head is written from bytes, and the response is parsed by
+``httptools`` (llhttp, Node's HTTP/1.1 parser: strict about framing, chunked
+coding and header syntax, which is what an upstream's hostile reply needs).
+
+A response is handed over as soon as its head is complete; its body goes to an
+``IProtocol`` given to :meth:`UpstreamResponse.deliverBody` with the same
+contract as Twisted's ``IResponse``: ``dataReceived`` per chunk, then
+``connectionLost`` with ``ResponseDone`` (or ``PotentialDataLoss`` for a body
+that ends with the connection), or another reason when the transfer broke.
+The protocol's transport is an ``IPushProducer`` whose ``stopProducing``
+drops the connection.  A connection goes back to the idle list only after a
+complete response that allows keep-alive (RFC 9112 section 9.3).
+
+Requests are never retried: an MCP POST is not idempotent (RFC 9110 section
+9.2.2), so a request lost on a connection the backend closed while idle fails
+like any other lost connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IProtocol, IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from zope.interface import implementer
+
+#: Bound on a response head (status line and header fields); llhttp itself has none.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADER_FIELDS = 100
+
+
+class ProtocolViolation(Exception):
+    """The backend's bytes are not an HTTP/1.1 response aigw can accept."""
+
+
+def _field(value: bytes) -> bytes:
+    """A header field value safe to write: no CR, LF or NUL (RFC 9110 section 5.5)."""
+    if b"\r" in value or b"\n" in value or b"\0" in value:
+        raise ValueError("header value contains CR, LF or NUL")
+    return value
+
+
+class Target:
+    """Where one backend lives: parsed once, with the endpoint to reach it."""
+
+    def __init__(
+        self, url: str, reactor: Any, policy: BrowserLikePolicyForHTTPS, connect_timeout: float
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        host = parts.hostname
+        self.path = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode(
+            "ascii"
+        )
+        default_port = port == (443 if secure else 80)
+        host_field = f"[{host}]" if ":" in host else host
+        self.host_header = (host_field if default_port else f"{host_field}:{port}").encode("ascii")
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            reactor, host.encode("idna"), port, timeout=connect_timeout
+        )
+        if secure:
+            endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
+        self.endpoint = endpoint
+
+    def head(
+        self, method: bytes, fields: Iterable[tuple[bytes, bytes]], length: int | None
+    ) -> bytes:
+        """The request line and header section, ending with the empty line."""
+        lines = [method, b" ", self.path, b" HTTP/1.1\r\nHost: ", self.host_header, b"\r\n"]
+        for name, value in fields:
+            lines += [name, b": ", _field(value), b"\r\n"]
+        if length is not None:
+            lines += [b"Content-Length: ", str(length).encode("ascii"), b"\r\n"]
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+
+@implementer(IPushProducer)
+class UpstreamResponse:
+    """A response whose head has arrived; the body follows through :meth:`deliverBody`."""
+
+    def __init__(self, connection: Connection, code: int, headers: dict[bytes, bytes]) -> None:
+        self._connection = connection
+        self.code = code
+        self._headers = headers
+        self._consumer: IProtocol | None = None
+        self._pending: list[bytes] = []
+        self._ended: Failure | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header field; ``name`` in lower case."""
+        return self._headers.get(name)
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        """Send the body to ``protocol`` (chunks already read first)."""
+        self._consumer = protocol
+        protocol.makeConnection(self)  # type: ignore[arg-type]
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            protocol.dataReceived(chunk)
+        if self._ended is not None:
+            protocol.connectionLost(self._ended)
+
+    def _body(self, chunk: bytes) -> None:
+        if self._consumer is None:
+            self._pending.append(chunk)
+        else:
+            self._consumer.dataReceived(chunk)
+
+    def _end(self, reason: Failure) -> None:
+        if self._ended is not None:
+            return
+        self._ended = reason
+        if self._consumer is not None:
+            self._consumer.connectionLost(reason)
+
+    # IPushProducer, for the body's reader: flow control is TCP's; stopping drops the link.
+    def stopProducing(self) -> None:
+        if self._ended is None:
+            self._connection.abort()
+
+    def pauseProducing(self) -> None:
+        self._connection.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        self._connection.transport.resumeProducing()  # type: ignore[union-attr]
+
+
+class Connection(Protocol):
+    """One TCP (or TLS) connection to a backend, one exchange at a time."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._parser: Any = None
+        self._waiting: Deferred[UpstreamResponse] | None = None
+        self._response: UpstreamResponse | None = None
+        self._fields: dict[bytes, bytes] = {}
+        self._head_bytes = 0
+        self._field_count = 0
+        self._head_done = False
+        self._complete = False
+        self._keep_alive = False
+        self._close_delimited = False
+        self._surplus = False
+        self._interim = False
+        self._before_head = 0
+        self._chunks: list[bytes] = []
+        self.lost = False
+
+    def request(self, head: bytes, body: bytes | None) -> Deferred[UpstreamResponse]:
+        """Write one request; the Deferred fires with the response once its head is in."""
+        self._parser = httptools.HttpResponseParser(self)
+        self._fields = {}
+        self._head_bytes = self._field_count = 0
+        self._head_done = self._complete = self._keep_alive = self._close_delimited = False
+        self._surplus = self._interim = False
+        self._before_head = 0
+        self._response = None
+        self._waiting = Deferred(lambda _: self.abort())
+        assert self.transport is not None
+        self.transport.write(head + body if body else head)
+        return self._waiting
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # httptools callbacks: they only record; dataReceived acts once feed_data returns,
+    # so nothing runs re-entrantly inside the parser.
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second response to one request: framing is off
+            self._surplus = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._surplus:
+            return
+        self._head_bytes += len(name) + len(value) + 4
+        self._field_count += 1
+        if self._head_bytes > MAX_HEAD_BYTES or self._field_count > MAX_HEADER_FIELDS:
+            raise ProtocolViolation("response head too large")
+        self._fields.setdefault(name.lower(), value)
+
+    def on_headers_complete(self) -> None:
+        if self._surplus:
+            return
+        if 100 <= self._parser.get_status_code() < 200:
+            # RFC 9110 section 15.2: an interim response; the final one follows.
+            self._interim = True
+            self._fields, self._head_bytes, self._field_count = {}, 0, 0
+            return
+        self._head_done = True
+        self._keep_alive = self._parser.should_keep_alive()
+        # RFC 9112 section 6.3: no Content-Length and no chunked coding means the
+        # body ends when the connection does.
+        self._close_delimited = (
+            b"content-length" not in self._fields and b"transfer-encoding" not in self._fields
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if not self._surplus:
+            self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._parser is None or self._complete:
+            self.abort()  # bytes nobody asked for: the framing cannot be trusted
+            return
+        try:
+            self._parser.feed_data(data)
+            if not self._head_done:
+                # httptools holds a field until its line ends: bound what comes
+                # before the head is complete (interim responses included).
+                self._before_head += len(data)
+                if self._before_head > MAX_HEAD_BYTES:
+                    raise ProtocolViolation("response head too large")
+        except (httptools.HttpParserError, ProtocolViolation) as error:
+            self._broken(ProtocolViolation(str(error) or type(error).__name__))
+            return
+        if self._head_done and self._response is None:
+            code = self._parser.get_status_code()
+            self._response = UpstreamResponse(self, code, self._fields)
+            waiting, self._waiting = self._waiting, None
+            if waiting is None or waiting.called:  # cancelled: the connection is going
+                return
+            waiting.callback(self._response)
+        response = self._response
+        if response is None:
+            return
+        chunks, self._chunks = self._chunks, []
+        for chunk in chunks:
+            response._body(chunk)
+        if self._complete and not self.lost:
+            self._parser = None
+            if self._keep_alive and not self._surplus:
+                self._pool.release(self)
+            else:
+                self.transport.loseConnection()
+            response._end(Failure(ResponseDone("response complete")))
+
+    def _broken(self, error: Exception) -> None:
+        failure = Failure(error)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.called:
+            waiting.errback(failure)
+        elif self._response is not None:
+            self._response._end(failure)
+        self.abort()
+
+    def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
+        self.lost = True
+        self._pool.forget(self)
+        if self._parser is None:
+            return  # idle, or the exchange already ended
+        self._parser = None
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            if not waiting.called:
+                waiting.errback(Failure(ConnectionLost("connection lost before the response")))
+            return
+        if self._response is not None:
+            if self._head_done and self._close_delimited:
+                self._response._end(Failure(PotentialDataLoss("body ended with the connection")))
+            else:
+                self._response._end(Failure(ConnectionLost("connection lost in the body")))
+
+
+class ConnectionPool:
+    """Idle connections to one backend, newest first, at most ``max_idle`` kept."""
+
+    def __init__(self, target: Target, max_idle: int) -> None:
+        self.target = target
+        self._max_idle = max_idle
+        self._idle: list[Connection] = []
+        self._open: set[Connection] = set()
+
+    async def request(self, head: bytes, body: bytes | None) -> UpstreamResponse:
+        """Send one request on an idle connection, or on a new one."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.lost:
+                return await connection.request(head, body)
+        connection = Connection(self)
+        await connectProtocol(self.target.endpoint, connection)
+        self._open.add(connection)
+        return await connection.request(head, body)
+
+    def release(self, connection: Connection) -> None:
+        if len(self._idle) < self._max_idle:
+            self._idle.append(connection)
+        else:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+
+    def forget(self, connection: Connection) -> None:
+        self._open.discard(connection)
+        if connection in self._idle:
+            self._idle.remove(connection)
+
+    def close(self) -> None:
+        """Drop every connection (shutdown): idle ones and those mid-exchange."""
+        self._idle.clear()
+        for connection in list(self._open):
+            connection.abort()
