@@ -13,7 +13,6 @@ import math
 import re
 import types
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KEY_TYPE_FOR_ALGORITHM, KeySource
 from aigw.auth.principal import Principal
 from aigw.config import AuthConfig, IntrospectionConfig
+from aigw.lru import LRU
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 MAX_INTROSPECTION_BYTES = 256 * 1024
@@ -323,8 +323,7 @@ class CachingVerifier:
     def __init__(self, wrapped: Verifier, clock: Clock, max_entries: int) -> None:
         self._wrapped = wrapped
         self._clock = clock
-        self._max = max_entries
-        self._entries: OrderedDict[bytes, Principal] = OrderedDict()
+        self._entries: LRU[bytes, Principal] = LRU(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -334,19 +333,15 @@ class CachingVerifier:
         cached = self._entries.get(key)
         if cached is not None:
             if cached.expires_at is not None and self._clock.seconds() < cached.expires_at:
-                self._entries.move_to_end(key)
                 return succeed(cached)
-            del self._entries[key]
+            self._entries.pop(key)
         verified: Deferred[Principal] = self._wrapped.verify(token)
         return verified.addCallback(self._store, key)
 
     def _store(self, principal: Principal, key: bytes) -> Principal:
         expires = principal.expires_at
-        if self._max > 0 and expires is not None and self._clock.seconds() < expires:
-            self._entries[key] = principal
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+        if expires is not None and self._clock.seconds() < expires:
+            self._entries.put(key, principal)
         return principal
 
 

@@ -26,6 +26,7 @@ from aigw import __version__
 from aigw.auth.policy import AccessPolicy
 from aigw.auth.principal import Principal
 from aigw.config import BackendConfig, Config
+from aigw.lru import LRU
 from aigw.mcp import jsonrpc
 from aigw.mcp.cursor import CursorCodec, InvalidCursor
 from aigw.mcp.ids import InvalidId, RequestIdCodec
@@ -149,7 +150,7 @@ class Gateway(Service):
         # When a backend that was down at initialize may be tried again, per session.
         self._join_after: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Upstream sessions re-opened after a backend forgot them or joined late.
-        self._repaired: OrderedDict[tuple[str, str], BackendSession] = OrderedDict()
+        self._repaired: LRU[tuple[str, str], BackendSession] = LRU(REPAIRED_SESSIONS_MAX)
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
@@ -433,7 +434,7 @@ class Gateway(Service):
                 self.log.info(
                     "ending upstream session of {backend}: {error}", backend=name, error=error
                 )
-            self._repaired.pop((session.binding, name), None)
+            self._repaired.pop((session.binding, name))
 
     # -- requests ----------------------------------------------------------
 
@@ -725,9 +726,7 @@ class Gateway(Service):
         if session.on_reopen is not None:
             session.on_reopen(backend_session)
             return
-        self._repaired[(session.binding, backend_session.name)] = backend_session
-        while len(self._repaired) > REPAIRED_SESSIONS_MAX:
-            self._repaired.popitem(last=False)
+        self._repaired.put((session.binding, backend_session.name), backend_session)
 
     async def _repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""

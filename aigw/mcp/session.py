@@ -25,9 +25,12 @@ from typing import Any, Protocol
 
 import attrs
 
+from aigw.lru import LRU
 from aigw.mcp.sealing import Sealer, SealError
 
 FORMAT = 1
+#: Session ids opened recently, kept decoded: a client sends its id on every request.
+OPENED_MAX = 1024
 
 
 class Clock(Protocol):
@@ -89,13 +92,16 @@ def _backend(item: Any) -> BackendSession:
 class SessionCodec:
     """Issue and open sealed session ids (purpose ``session`` of the sealer's secrets)."""
 
-    __slots__ = ("_now", "_sealer", "ttl")
+    __slots__ = ("_now", "_opened", "_sealer", "ttl")
 
     def __init__(self, sealer: Sealer, now: Callable[[], float] | Clock, ttl: float) -> None:
         """``now`` is a clock (``reactor``) or a callable (``reactor.seconds``); ``ttl`` seconds."""
         self._sealer = sealer.for_purpose("session")
         self._now: Callable[[], float] = now if callable(now) else now.seconds
         self.ttl = ttl
+        # Opening is deterministic (the same id and user give the same state), so
+        # only expiry is checked again on a hit; keyed by the user as well as the id.
+        self._opened: LRU[tuple[str, str, str], SessionState] = LRU(OPENED_MAX)
 
     def issue(self, state: SessionState) -> str:
         """The session id for ``state``: visible ASCII, opens only for the same user."""
@@ -113,6 +119,17 @@ class SessionCodec:
 
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""
+        key = (session_id, issuer, subject)
+        state = self._opened.get(key)
+        if state is None:
+            state = self._unseal(session_id, issuer, subject)
+            self._opened.put(key, state)
+        if state.created + self.ttl < self._now():
+            self._opened.pop(key)
+            raise SessionNotFound("expired")
+        return state
+
+    def _unseal(self, session_id: str, issuer: str, subject: str) -> SessionState:
         try:
             payload = self._sealer.open(session_id, _user(issuer, subject))
         except SealError:
@@ -135,6 +152,4 @@ class SessionCodec:
             raise SessionNotFound("malformed") from None
         if sealed_user != (issuer, subject):
             raise SessionNotFound("other_user")
-        if created + self.ttl < self._now():
-            raise SessionNotFound("expired")
         return SessionState(issuer, subject, float(created), version, backends)

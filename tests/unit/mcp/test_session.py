@@ -8,7 +8,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.mcp.sealing import Sealer
-from aigw.mcp.session import BackendSession, SessionCodec, SessionNotFound, SessionState
+from aigw.mcp.session import (
+    OPENED_MAX,
+    BackendSession,
+    SessionCodec,
+    SessionNotFound,
+    SessionState,
+)
 
 SECRET = b"k" * 32
 ISSUER = "https://idp.example"
@@ -70,6 +76,20 @@ class SessionCodecTests(SynchronousTestCase):
         with self.assertRaises(SessionNotFound) as caught:
             self.codec.open(session_id, ISSUER, "alice")
         self.assertEqual(caught.exception.reason, "expired")
+
+    def test_opened_session_is_remembered_per_user_and_bounded(self) -> None:
+        """The memo of opened ids is keyed by the user too: another user's token with a
+        remembered id still finds nothing; and it holds at most OPENED_MAX ids."""
+        session_id = self.codec.issue(state("alice"))
+        self.assertEqual(self.codec.open(session_id, ISSUER, "alice").subject, "alice")
+        self.assertIs(
+            self.codec.open(session_id, ISSUER, "alice"),
+            self.codec.open(session_id, ISSUER, "alice"),
+        )
+        self.assertRaises(SessionNotFound, self.codec.open, session_id, ISSUER, "bob")
+        for n in range(OPENED_MAX + 10):
+            self.codec.open(self.codec.issue(state(f"user{n}")), ISSUER, f"user{n}")
+        self.assertEqual(len(self.codec._opened), OPENED_MAX)
 
     def test_garbage_is_not_found(self) -> None:
         for bad in ("", "x", "not a session", "A" * 5000):
