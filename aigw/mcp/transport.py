@@ -177,21 +177,24 @@ class MCPTransport:
             params = first.params if isinstance(first.params, dict) else {}
             tool = params.get("name") if first.method == "tools/call" else None
             self._note(request, mcp_method=first.method, tool=tool)
-        try:
-            results = await DeferredList(
-                [
-                    ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
-                    for r in requests
-                ],
-                fireOnOneErrback=True,
-                consumeErrors=True,
-            )
-        except FirstError as error:
-            # The first failure (InsufficientScope: a 403 for the whole POST).
-            error.subFailure.raiseException()
-        for _, answer in results:
+        if len(requests) == 1:  # the common case needs no DeferredList
+            answer = await self.gateway.handle_request(session, requests[0], reply.emit)
             if answer is not None:
                 answers.append(answer)
+        elif requests:
+            try:
+                results = await DeferredList(
+                    [
+                        ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
+                        for r in requests
+                    ],
+                    fireOnOneErrback=True,
+                    consumeErrors=True,
+                )
+            except FirstError as error:
+                # The first failure (InsufficientScope: a 403 for the whole POST).
+                error.subFailure.raiseException()
+            answers.extend(answer for _, answer in results if answer is not None)
         if not answers:
             if reply.streaming:
                 return b""

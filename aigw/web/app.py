@@ -8,6 +8,13 @@ Routes:
   relay for 2025-03-26-era clients, when auth is on.
 - ``mcp_path``: the MCP endpoint, behind the bearer check.
 - anything else: JSON 404 / 405.
+
+``mcp_path`` carries every tool call, so its POST, GET and DELETE are answered
+by :class:`GatewayRoot` before Klein's routing (werkzeug's URL matcher and
+Klein's adapters cost about a tenth of a proxied call, docs/performance.md);
+the route stays registered with Klein as well, which serves the same handler
+for the same path in another spelling (``/%6Dcp``) and answers 405 for other
+methods.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from typing import Any, Protocol, cast
 from urllib.parse import parse_qs
 
 from klein import Klein
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
@@ -96,7 +104,7 @@ class GatewayApp:
         self._route()
 
     def resource(self) -> IResource:
-        return self.app.resource()
+        return GatewayRoot(self, self.app.resource())
 
     def _route(self) -> None:
         route = self.app.route
@@ -179,6 +187,45 @@ class GatewayApp:
     def mcp_endpoint(self, request: WebRequest) -> Any:
         return ensureDeferred(self._mcp_endpoint(request))
 
+    def serve_mcp(self, request: WebRequest) -> Any:
+        """What Klein would do for the MCP route, without the routing: run the
+        handler, write what it returns, finish the request unless it is already
+        finished or gone, and cancel the handler when the client goes away."""
+        # The end is noted before the handler's own notifications run (a stream
+        # returns on its own), and the handler is cancelled only after them (they
+        # tell the backends that the client went away), as Klein orders them.
+        ended = [False]
+        request.notifyFinish().addBoth(lambda _: ended.__setitem__(0, True))
+        handling = ensureDeferred(self._mcp_endpoint(request))
+        request.notifyFinish().addErrback(lambda _: handling.cancel())
+
+        def respond(body: bytes | None) -> None:
+            if ended[0]:
+                return
+            if body:
+                request.write(body)
+            if not ended[0]:
+                request.finish()  # type: ignore[attr-defined]
+
+        def failed(failure: Failure) -> None:
+            if failure.check(CancelledError) and ended[0]:
+                return
+            self.log.failure("unhandled error in request", failure)
+            if ended[0]:
+                return
+            if not getattr(request, "startedWriting", False):  # else the status is sent
+                request.write(
+                    write_json(
+                        request,
+                        500,
+                        {"error": "server_error", "error_description": "internal error"},
+                    )
+                )
+            request.finish()  # type: ignore[attr-defined]
+
+        handling.addCallbacks(respond, failed)
+        return NOT_DONE_YET
+
     async def _mcp_endpoint(self, request: WebRequest) -> bytes | None:
         try:
             principal = await self.authenticator.authenticate(
@@ -228,3 +275,23 @@ class GatewayApp:
             500,
             {"error": "server_error", "error_description": "internal error"},
         )
+
+
+class GatewayRoot(Resource):
+    """The site's root: the MCP endpoint directly, everything else through Klein."""
+
+    isLeaf = True
+
+    def __init__(self, app: GatewayApp, routed: IResource) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._app = app
+        self._routed = routed
+        self._mcp_path = app.config.mcp_path.encode("utf-8")
+
+    def render(self, request: Any) -> Any:
+        if request.path == self._mcp_path and request.method in _MCP_METHODS:
+            return self._app.serve_mcp(request)
+        return self._routed.render(request)
+
+
+_MCP_METHODS = frozenset({b"POST", b"GET", b"DELETE"})

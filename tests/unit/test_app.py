@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -126,3 +127,52 @@ class HealthTests(SynchronousTestCase):
         stub = client(make_config())
         response = self.successResultOf(stub.get("http://127.0.0.1:1975/healthz"))
         self.assertEqual(response.code, 200)
+
+
+class FakeMCP:
+    """An MCP handler that answers, fails, or waits, as the test says."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.calls = 0
+
+    async def handle(self, request: Any, principal: Any) -> bytes | None:
+        self.calls += 1
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        request.setHeader(b"Content-Type", b"application/json")
+        return self.outcome  # type: ignore[no-any-return]
+
+
+class MCPRouteTests(SynchronousTestCase):
+    """``mcp_path`` is served by GatewayRoot ahead of Klein's routing, with Klein's
+    contract: the body written, the request finished, errors as JSON 500."""
+
+    def stub(self, mcp: FakeMCP) -> StubTreq:
+        config = attrs.evolve(make_config(), auth=None)
+        app = GatewayApp(config, Readiness(), Authenticator(None), mcp, None)
+        return StubTreq(app.resource())
+
+    def test_handler_reply_is_written(self) -> None:
+        mcp = FakeMCP(b'{"ok":true}')
+        stub = self.stub(mcp)
+        for path in ("/mcp", "/%6Dcp"):  # the second spelling goes through Klein
+            response = self.successResultOf(stub.post("http://127.0.0.1:1975" + path))
+            self.assertEqual(response.code, 200)
+            self.assertEqual(self.successResultOf(stub.content(response)), b'{"ok":true}')
+        self.assertEqual(mcp.calls, 2)
+
+    def test_handler_error_is_json_500(self) -> None:
+        stub = self.stub(FakeMCP(RuntimeError("boom")))
+        response = self.successResultOf(stub.post("http://127.0.0.1:1975/mcp"))
+        self.assertEqual(response.code, 500)
+        body = json.loads(self.successResultOf(stub.content(response)))
+        self.assertEqual(body["error"], "server_error")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_other_methods_are_405_and_other_paths_404(self) -> None:
+        stub = self.stub(FakeMCP(b"{}"))
+        response = self.successResultOf(stub.put("http://127.0.0.1:1975/mcp"))
+        self.assertEqual(response.code, 405)
+        response = self.successResultOf(stub.post("http://127.0.0.1:1975/mcp/x"))
+        self.assertEqual(response.code, 404)
