@@ -30,10 +30,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IProtocol, IPushProducer, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
@@ -164,21 +170,41 @@ class Connection(Protocol):
         self._interim = False
         self._before_head = 0
         self._chunks: list[bytes] = []
+        self._timer: IDelayedCall | None = None
         self.lost = False
 
-    def request(self, head: bytes, body: bytes | None) -> Deferred[UpstreamResponse]:
-        """Write one request; the Deferred fires with the response once its head is in."""
+    def request(
+        self, head: bytes, body: bytes | None, timeout: float | None = None
+    ) -> Deferred[UpstreamResponse]:
+        """Write one request; the Deferred fires with the response once its head is in,
+        or fails with TimeoutError when ``timeout`` seconds pass before that."""
         self._parser = httptools.HttpResponseParser(self)
+        if timeout is not None:
+            self._timer = self._pool.clock.callLater(timeout, self._timed_out)
         self._fields = {}
         self._head_bytes = self._field_count = 0
         self._head_done = self._complete = self._keep_alive = self._close_delimited = False
         self._surplus = self._interim = False
         self._before_head = 0
         self._response = None
-        self._waiting = Deferred(lambda _: self.abort())
+        self._waiting = Deferred(self._cancelled)
         assert self.transport is not None
         self.transport.write(head + body if body else head)
         return self._waiting
+
+    def _cancelled(self, waiting: Deferred[UpstreamResponse]) -> None:
+        self._stop_timer()
+        self.abort()
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._broken(TimeoutError("no response head within the timeout"))
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -241,6 +267,7 @@ class Connection(Protocol):
             self._broken(ProtocolViolation(str(error) or type(error).__name__))
             return
         if self._head_done and self._response is None:
+            self._stop_timer()
             code = self._parser.get_status_code()
             self._response = UpstreamResponse(self, code, self._fields)
             waiting, self._waiting = self._waiting, None
@@ -262,6 +289,7 @@ class Connection(Protocol):
             response._end(Failure(ResponseDone("response complete")))
 
     def _broken(self, error: Exception) -> None:
+        self._stop_timer()
         failure = Failure(error)
         waiting, self._waiting = self._waiting, None
         if waiting is not None and not waiting.called:
@@ -272,6 +300,7 @@ class Connection(Protocol):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
         self.lost = True
+        self._stop_timer()
         self._pool.forget(self)
         if self._parser is None:
             return  # idle, or the exchange already ended
@@ -291,22 +320,27 @@ class Connection(Protocol):
 class ConnectionPool:
     """Idle connections to one backend, newest first, at most ``max_idle`` kept."""
 
-    def __init__(self, target: Target, max_idle: int) -> None:
+    def __init__(self, target: Target, max_idle: int, clock: IReactorTime) -> None:
         self.target = target
+        self.clock = clock
         self._max_idle = max_idle
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
 
-    async def request(self, head: bytes, body: bytes | None) -> UpstreamResponse:
-        """Send one request on an idle connection, or on a new one."""
+    async def request(
+        self, head: bytes, body: bytes | None, answer_within: float | None = None
+    ) -> UpstreamResponse:
+        """Send one request on an idle connection, or on a new one (connecting is
+        bounded by the endpoint's own timeout; ``answer_within`` seconds bound the
+        wait for the response head)."""
         while self._idle:
             connection = self._idle.pop()
             if not connection.lost:
-                return await connection.request(head, body)
+                return await connection.request(head, body, answer_within)
         connection = Connection(self)
         await connectProtocol(self.target.endpoint, connection)
         self._open.add(connection)
-        return await connection.request(head, body)
+        return await connection.request(head, body, answer_within)
 
     def release(self, connection: Connection) -> None:
         if len(self._idle) < self._max_idle:

@@ -159,6 +159,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: Built once: ``json.loads`` with an option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _deeper_than(value: Any, limit: int) -> bool:
     """Is any array or object nested more than ``limit`` levels deep?
 
@@ -201,7 +205,7 @@ def parse_body(
     if text.startswith(_BOM):
         text = text[1:]  # RFC 8259 §8.1: a parser MAY ignore a byte order mark
     try:
-        decoded = json.loads(text, parse_constant=_reject_constant)
+        decoded = _DECODER.decode(text)
     except (ValueError, RecursionError):
         return _body_error(PARSE_ERROR, "Parse error: the body is not valid JSON")
     kind = type(decoded)

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
@@ -252,7 +252,7 @@ class Upstream:
         self.name = config.name
         self.clock = reactor
         target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
-        self.connections = ConnectionPool(target, max_idle=config.max_connections)
+        self.connections = ConnectionPool(target, config.max_connections, reactor)
         self._slots = DeferredSemaphore(config.max_connections)
         self._static_headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
@@ -363,17 +363,16 @@ class Upstream:
         await self._drain(response)
         return int(response.code)
 
-    async def _send(self, head: bytes, body: bytes | None, streaming: bool = False) -> Any:
+    async def _send(
+        self, head: bytes, body: bytes | None, streaming: bool = False
+    ) -> UpstreamResponse:
         """Send a request; the response once its head is in (within the timeout,
         unless the reply is a stream the caller reads for as long as it lasts)."""
         try:
-            request: Deferred[UpstreamResponse] = ensureDeferred(
-                self.connections.request(head, body)
+            return await self.connections.request(
+                head, body, None if streaming else self.config.timeout
             )
-            if not streaming:
-                request.addTimeout(self.config.timeout, self.clock)
-            return await request
-        except (TimeoutError, Exception) as error:
+        except Exception as error:
             raise self._connection_error(error) from None
 
     def _connection_error(self, error: BaseException) -> UpstreamError:
@@ -392,7 +391,7 @@ class Upstream:
 
     async def _read(
         self,
-        response: Any,
+        response: UpstreamResponse,
         session_id: str | None,
         sink: MessageSink,
         on_reader: Callable[[_BodyReader], None] | None,
@@ -431,16 +430,16 @@ class Upstream:
         await done
         return reply
 
-    async def _read_some(self, response: Any, limit: int) -> bytes:
+    async def _read_some(self, response: UpstreamResponse, limit: int) -> bytes:
         """At most ``limit`` bytes of the body, within the backend timeout."""
         reader = _BoundedRead(limit, self.clock, self.config.timeout)
         response.deliverBody(reader)
         return await reader.done
 
-    async def _drain(self, response: Any) -> None:
+    async def _drain(self, response: UpstreamResponse) -> None:
         await self._read_some(response, MAX_DISCARD_BYTES)
 
-    async def _excerpt(self, response: Any) -> str:
+    async def _excerpt(self, response: UpstreamResponse) -> str:
         content = await self._read_some(response, MAX_ERROR_EXCERPT)
         return content.decode("utf-8", "replace")
 

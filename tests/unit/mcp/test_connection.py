@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
@@ -109,7 +109,7 @@ class ConnectionTests(TestCase):
             self.addCleanup(port.stopListening)
             url = f"http://127.0.0.1:{port.getHost().port}/mcp?x=1"
             self.target = Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
-            self.pool = ConnectionPool(self.target, max_idle=4)
+            self.pool = ConnectionPool(self.target, 4, reactor)
             self.addCleanup(self._close)
 
         return d.addCallback(listening)
@@ -251,6 +251,14 @@ class ConnectionTests(TestCase):
         waiting.cancel()
         with self.assertRaises(CancelledError):
             await waiting
+        await self.exchange(JSON_OK)
+        self.assertEqual(len(self.server.connections), 2)
+
+    @run
+    async def test_no_answer_within_the_bound_times_out(self) -> None:
+        self.server.replies.append([])  # never answers
+        with self.assertRaises(TimeoutError):
+            await self.pool.request(self.target.head(b"POST", [], 2), b"{}", 0.05)
         await self.exchange(JSON_OK)
         self.assertEqual(len(self.server.connections), 2)
 
