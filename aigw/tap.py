@@ -42,12 +42,14 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """Build the gateway's service tree from the validated config."""
+    from aigw.runtime import tune_garbage_collector
     from aigw.service import GatewayService
 
     # In the foreground (twistd -n, aigw run, systemd) aigw writes its own log
     # format to stderr; a daemonized twistd or an explicit --logfile keeps twistd's.
     server_options = options.parent if isinstance(options.parent, usage.Options) else {}
     foreground = bool(server_options.get("nodaemon")) and not server_options.get("logfile")
+    reactor.callWhenRunning(tune_garbage_collector)  # once startup has built everything
     return GatewayService(
         options.loaded,
         reactor,
