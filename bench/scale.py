@@ -86,6 +86,14 @@ def backend_names(count: int) -> list[str]:
     return [f"b{i:02d}" for i in range(1, count + 1)]
 
 
+def load_average() -> str:
+    """The 1-minute load average (others' work on the machine shows here)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def raise_fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
@@ -524,6 +532,7 @@ def report(
         f"# machine: {machine()}",
         f"# auth: {auth.kind if auth else '-'}; one reference upstream process "
         "(bench/upstream.mjs --hold-streams) for every backend",
+        f"# 1-minute load average: {args.load_before} at the start, {load_average()} at the end",
     ]
     if fanout:
         lines += [
@@ -605,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     fanout: list[FanoutRow] = []
     memory: list[list[Step]] = []
 
+    args.load_before = load_average()
+
     def body(procs: Processes) -> bool:
         env = start_env(procs, "--hold-streams")
         try:
@@ -621,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             raise Fail(f"{type(e).__name__}: {e}") from None
         raw = {
             "machine": machine(),
+            "load_average": [args.load_before, load_average()],
             "fanout": [
                 {
                     "backends": r.backends,
