@@ -9,34 +9,21 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from tests.bench.harness import NEEDS_WRK_AND_NODE, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 CLOSING = re.compile(
     r"^scale: list_c4_x2=(?P<ratio>\S+) session_kib=(?P<session>\S+) "
     r"get_stream_kib=(?P<get>\S+) listen_stream_kib=(?P<listen>\S+)$"
 )
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed"),
-    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
-]
+pytestmark = NEEDS_WRK_AND_NODE
 
 
 def run_scale(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scale.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_script("scale.py", *args)
 
 
 def test_quick_run(tmp_path: Path) -> None:
