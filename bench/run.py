@@ -52,6 +52,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,6 +67,8 @@ HOST = "127.0.0.1"
 ALL_ROWS = ("direct", "aigw", "aigw-pypy", "fastmcp", "mcp-proxy")
 PEERS = ("fastmcp", "mcp-proxy")
 SCOPE = "mcp:tools"
+#: wrk's and the Lua script's counts of what went wrong (WRKRESULT keys).
+ERROR_KEYS = ("non2xx", "connect_errors", "read_errors", "write_errors", "timeouts", "bad_replies")
 
 
 class Skip(Exception):
@@ -239,12 +242,17 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def vm_hwm_kib(pid: int) -> int:
+def vm_kib(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` size in KiB: ``VmRSS`` (now), ``VmHWM`` (peak)."""
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def vm_hwm_kib(pid: int) -> int:
+    return vm_kib(pid, "VmHWM")
 
 
 # --------------------------------------------------------------------------
@@ -264,14 +272,14 @@ class Auth:
     private_key: Any
     kid: str
 
-    def token(self, audience: str, lifetime: int = 3600) -> str:
+    def token(self, audience: str, lifetime: int = 3600, subject: str = "bench") -> str:
         import jwt
 
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "aud": audience,
-            "sub": "bench",
+            "sub": subject,
             "client_id": "bench",
             "scope": SCOPE,
             "jti": secrets.token_hex(8),
@@ -369,6 +377,51 @@ def start_auth(procs: Processes) -> Auth:
         return start_static_as(procs)
 
 
+def start_upstream(procs: Processes, *flags: str) -> tuple[Proc, str]:
+    """``bench/upstream.mjs`` on a free port: the process and its MCP URL."""
+    proc = procs.start(
+        "upstream", ["node", str(BENCH / "upstream.mjs"), "0", *flags], stdout_pipe=True
+    )
+    port = int(read_line(proc, "LISTENING ", 20).split()[1])
+    return proc, f"http://{HOST}:{port}/mcp"
+
+
+def start_env(procs: Processes, *upstream_flags: str) -> Env:
+    """The authorization server and the reference upstream every target uses."""
+    auth = start_auth(procs)
+    upstream, url = start_upstream(procs, *upstream_flags)
+    return Env(procs, auth, url, upstream)
+
+
+def guarded(prefix: str, keep: bool, body: Callable[[Processes], bool]) -> int:
+    """Run ``body`` (it returns True when something failed) with a fresh work
+    directory and its processes: SIGTERM and SIGHUP interrupt it, every process
+    is stopped at the end, the logs are kept when it failed (or ``keep``).
+    The exit status: 1 when it failed, else 0."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Processes(workdir)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    failed = True
+    try:
+        failed = body(procs)
+    except KeyboardInterrupt as e:
+        print(f"# interrupted ({e})", file=sys.stderr)
+    except Fail as e:
+        print(f"# benchmark failed: {e}", file=sys.stderr)
+    finally:
+        procs.stop_all()
+        if failed or keep:
+            print(f"# logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
 # --------------------------------------------------------------------------
 # MCP over HTTP, for set-up only (load comes from wrk)
 
@@ -434,19 +487,22 @@ class Session:
         return h
 
 
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": PROTOCOL,
+        "capabilities": {},
+        "clientInfo": {"name": "aigw-bench", "version": "1"},
+    },
+}
+
+
 def open_session(url: str, tool: str, token: str | None, timeout: float = 20) -> Session:
     """initialize + notifications/initialized + tools/list + one checked call."""
     s = Session(url, tool, token, None)
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": PROTOCOL,
-            "capabilities": {},
-            "clientInfo": {"name": "aigw-bench", "version": "1"},
-        },
-    }
+    init = INITIALIZE
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -509,7 +565,8 @@ def start_direct(env: Env) -> Target:
     )
 
 
-def aigw_config(env: Env, port: int) -> Path:
+def aigw_config(env: Env, port: int, backends: list[str] | None = None) -> Path:
+    """``backends``: their names, all at the reference upstream (default: one, ``bench``)."""
     secret = env.procs.workdir / "session.key"
     if not secret.exists():
         secret.write_bytes(secrets.token_bytes(32))
@@ -524,7 +581,7 @@ def aigw_config(env: Env, port: int) -> Path:
             "jwks_uri": env.auth.jwks_uri,
             "audiences": [public + "/mcp"],
         },
-        "backends": [{"name": "bench", "url": env.upstream_url}],
+        "backends": [{"name": n, "url": env.upstream_url} for n in backends or ["bench"]],
         "sessions": {"secret_file": str(secret)},
         "logging": {"format": "text", "level": "warn", "access_log": False},
     }
@@ -533,8 +590,14 @@ def aigw_config(env: Env, port: int) -> Path:
     return path
 
 
-def start_aigw(env: Env, twistd: Path, name: str, workers: int = 1) -> Target:
-    """aigw under ``twistd`` (CPython or PyPy).
+def start_aigw(
+    env: Env,
+    twistd: Path,
+    name: str,
+    workers: int = 1,
+    backends: list[str] | None = None,
+) -> Target:
+    """aigw under ``twistd`` (CPython or PyPy); ``backends`` as in ``aigw_config``.
 
     ``workers`` > 1 is where a row of several aigw processes sharing one port
     will go (e.g. a systemd-style inherited socket or SO_REUSEPORT): each
@@ -545,7 +608,7 @@ def start_aigw(env: Env, twistd: Path, name: str, workers: int = 1) -> Target:
     if not twistd.exists():
         raise Skip(f"{twistd} missing")
     port = free_port()
-    config = aigw_config(env, port)
+    config = aigw_config(env, port, backends)
     proc = env.procs.start(name, [str(twistd), "-n", "--pidfile=", "aigw", "--config", str(config)])
     wait_port(proc, port, 60)
     wait_ready(proc, f"http://{HOST}:{port}/readyz", 30)
@@ -553,7 +616,7 @@ def start_aigw(env: Env, twistd: Path, name: str, workers: int = 1) -> Target:
     token = env.auth.token(url)
     return Target(
         name,
-        open_session(url, "bench__echo", token),
+        open_session(url, f"{(backends or ['bench'])[0]}__echo", token),
         [proc.pid],
         note=f"{twistd.parent.parent.name}, JWT",
     )
@@ -665,7 +728,8 @@ class Point:
     raw: dict[str, Any]
 
 
-def run_wrk(target: Target, conns: int, seconds: int) -> Point:
+def run_wrk(target: Target, conns: int, seconds: int, method: str = "tools/call") -> Point:
+    """``method``: tools/call (the session's tool) or a method without params (tools/list)."""
     threads = max(1, min(conns, os.cpu_count() or 1))
     s = target.session
     env = dict(os.environ)
@@ -675,6 +739,7 @@ def run_wrk(target: Target, conns: int, seconds: int) -> Point:
             "MCP_TOKEN": s.token or "",
             "MCP_TOOL": s.tool,
             "MCP_PROTOCOL": PROTOCOL,
+            "MCP_METHOD": method,
         }
     )
     argv = [
@@ -703,17 +768,7 @@ def run_wrk(target: Target, conns: int, seconds: int) -> Point:
     for line in out.stdout.splitlines():
         if line.startswith("WRKRESULT "):
             raw = json.loads(line[len("WRKRESULT ") :])
-            errors = sum(
-                raw[k]
-                for k in (
-                    "non2xx",
-                    "connect_errors",
-                    "read_errors",
-                    "write_errors",
-                    "timeouts",
-                    "bad_replies",
-                )
-            )
+            errors = sum(raw[k] for k in ERROR_KEYS)
             if raw["requests"] == 0:
                 errors += 1
             return Point(raw["rps"], raw["p50_us"] / 1000, raw["p99_us"] / 1000, errors, raw)
@@ -866,25 +921,10 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
 
-    workdir = Path(tempfile.mkdtemp(prefix="aigw-bench-"))
-    procs = Processes(workdir)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-
     rows = [Row(name) for name in rows_asked]
-    auth: Auth | None = None
-    failed = False
-    try:
-        auth = start_auth(procs)
-        uproc = procs.start(
-            "upstream", ["node", str(BENCH / "upstream.mjs"), "0"], stdout_pipe=True
-        )
-        uport = int(read_line(uproc, "LISTENING ", 20).split()[1])
-        env = Env(procs, auth, f"http://{HOST}:{uport}/mcp", uproc)
+
+    def body(procs: Processes) -> bool:
+        env = start_env(procs)
         for row in rows:
             try:
                 row.target = start_row(env, row.name)
@@ -913,18 +953,7 @@ def main(argv: list[str] | None = None) -> int:
                     if pt.errors:
                         row.status = "FAILED"
                         row.reason = f"{pt.errors} errors at c{c}: " + ", ".join(
-                            f"{k}={v}"
-                            for k, v in pt.raw.items()
-                            if k
-                            in (
-                                "non2xx",
-                                "connect_errors",
-                                "read_errors",
-                                "write_errors",
-                                "timeouts",
-                                "bad_replies",
-                            )
-                            and v
+                            f"{k}={v}" for k, v in pt.raw.items() if k in ERROR_KEYS and v
                         )
                     print(
                         f"# round {rnd + 1} {row.name} c{c}: {pt.rps:.0f} req/s "
@@ -936,8 +965,7 @@ def main(argv: list[str] | None = None) -> int:
             if row.target:
                 pids = [q for root in row.target.pids for q in process_tree(root)]
                 row.rss_mib = sum(vm_hwm_kib(q) for q in pids) / 1024 or None
-        failed = any(r.status == "FAILED" for r in rows)
-        print(report(rows, concs, args, auth))
+        print(report(rows, concs, args, env.auth))
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -954,19 +982,9 @@ def main(argv: list[str] | None = None) -> int:
                     indent=2,
                 )
             )
-    except KeyboardInterrupt as e:
-        print(f"# interrupted ({e})", file=sys.stderr)
-        failed = True
-    except Fail as e:
-        print(f"# benchmark failed: {e}", file=sys.stderr)
-        failed = True
-    finally:
-        procs.stop_all()
-        if failed or args.keep:
-            print(f"# logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+        return any(r.status == "FAILED" for r in rows)
+
+    return guarded("aigw-bench-", args.keep, body)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 // A minimal, fast reference MCP server for the benchmark (Streamable HTTP,
 // JSON responses only, no SDK), so that the upstream is never the bottleneck.
 //
-//   node bench/upstream.mjs [port]      (port 0 or absent: any free port)
+//   node bench/upstream.mjs [port] [--hold-streams]
+//                                       (port 0 or absent: any free port)
 //
 // Prints "LISTENING <port>" on stdout once it accepts connections.
 // Methods: initialize (issues an Mcp-Session-Id), notifications/* (202),
 // ping, tools/list (one `echo` tool), tools/call echo (JSON result).
+// GET /mcp: 405 (no server-initiated stream), or with --hold-streams an SSE
+// stream that stays open and quiet (bench/scale.py counts them).
+// GET /stats: {"sessions": <live session ids>, "open_streams": <GET streams open>}.
 import http from "node:http";
 import crypto from "node:crypto";
 
@@ -22,6 +26,8 @@ const TOOLS = [
   },
 ];
 const sessions = new Set();
+const holdStreams = process.argv.includes("--hold-streams");
+let openStreams = 0;
 const MAX_BODY = 4 * 1024 * 1024;
 
 function send(res, status, obj, headers = {}) {
@@ -92,6 +98,9 @@ function handle(msg, sid, res) {
 
 const server = http.createServer((req, res) => {
   const path = req.url.split("?", 1)[0];
+  if (path === "/stats" && req.method === "GET") {
+    return send(res, 200, { sessions: sessions.size, open_streams: openStreams });
+  }
   if (path !== "/mcp") {
     return send(res, 404, { error: "not found" });
   }
@@ -99,6 +108,16 @@ const server = http.createServer((req, res) => {
   if (req.method === "DELETE") {
     if (sid !== undefined) sessions.delete(sid);
     return send(res, 200);
+  }
+  if (req.method === "GET" && holdStreams && sid !== undefined && sessions.has(sid)) {
+    // an open, quiet stream: what a server with nothing to say yet holds
+    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" });
+    res.write(": open\n\n");
+    openStreams += 1;
+    res.on("close", () => {
+      openStreams -= 1;
+    });
+    return;
   }
   if (req.method === "GET") {
     // no server-initiated stream
@@ -134,7 +153,7 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 65000;
 server.headersTimeout = 66000;
-const port = Number(process.argv[2] || 0);
+const port = Number(process.argv.slice(2).find((a) => !a.startsWith("--")) || 0);
 server.listen(port, "127.0.0.1", () => {
   process.stdout.write(`LISTENING ${server.address().port}\n`);
 });

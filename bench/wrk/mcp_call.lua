@@ -1,6 +1,8 @@
--- wrk script: POST MCP tools/call with a UNIQUE JSON-RPC id per request.
+-- wrk script: POST MCP tools/call (or MCP_METHOD) with a UNIQUE JSON-RPC id per request.
 --
 -- Environment:
+--   MCP_METHOD       "tools/call" (default) or a method sent without params
+--                    (e.g. "tools/list", for bench/scale.py's fan-out)
 --   MCP_SESSION_ID   Mcp-Session-Id header (omitted if empty)
 --   MCP_TOKEN        bearer token for Authorization (omitted if empty)
 --   MCP_TOOL         tool name (default "echo"; "bench__echo" through aigw)
@@ -63,9 +65,14 @@ function init(args)
   if tool == "" then tool = "echo" end
   local message = os.getenv("MCP_MESSAGE") or ""
   if message == "" then message = "hello" end
+  local method = os.getenv("MCP_METHOD") or ""
   prefix = '{"jsonrpc":"2.0","id":'
-  suffix = ',"method":"tools/call","params":{"name":"' .. tool ..
-           '","arguments":{"message":"' .. message .. '"}}}'
+  if method == "" or method == "tools/call" then
+    suffix = ',"method":"tools/call","params":{"name":"' .. tool ..
+             '","arguments":{"message":"' .. message .. '"}}}'
+  else
+    suffix = ',"method":"' .. method .. '"}'
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"

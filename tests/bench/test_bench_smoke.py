@@ -9,33 +9,19 @@ wrk).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from tests.bench.harness import NEEDS_WRK_AND_NODE, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 CLOSING = re.compile(
     r"^aigw: rps32=(?P<rps>\S+) added_p50_ms=(?P<p50>\S+) best_peer_ratio=(?P<ratio>\S+)$"
 )
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed"),
-    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
-]
+pytestmark = NEEDS_WRK_AND_NODE
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_script("run.py", *args)
 
 
 def test_quick_direct_row() -> None:
