@@ -349,7 +349,7 @@ class Gateway(Service):
         """
         request_id = next(self._ids)
         answer = _Collector(request_id)
-        body = json.dumps(discover_request(request_id)).encode()
+        body = jsonrpc.dumps(discover_request(request_id))
         try:
             await self.upstreams[name].post(
                 body, answer.sink, None, MODERN, None, routing_headers("server/discover", {})
@@ -374,7 +374,7 @@ class Gateway(Service):
         """``initialize`` then ``notifications/initialized`` with one backend."""
         upstream = self.upstreams[name]
         request_id = next(self._ids)
-        body = json.dumps(
+        body = jsonrpc.dumps(
             {
                 "jsonrpc": "2.0",
                 "id": request_id,
@@ -385,7 +385,7 @@ class Gateway(Service):
                     "clientInfo": {"name": "aigw", "version": __version__},
                 },
             }
-        ).encode()
+        )
         answer = _Collector(request_id)
         reply = await upstream.post(body, answer.sink, None, version)
         message = answer.result(name)
@@ -615,10 +615,9 @@ class Gateway(Service):
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self._mirrored(backend, params))
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params},
-            separators=(",", ":"),
-        ).encode()
+        body = jsonrpc.dumps(
+            {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params}
+        )
         posting = ensureDeferred(
             self.upstreams[backend].post(
                 body,
@@ -939,7 +938,7 @@ class Gateway(Service):
         payload["id"] = upstream_id
         try:
             await self.upstreams[backend].post(
-                json.dumps(payload).encode(),
+                jsonrpc.dumps(payload),
                 _ignore,
                 upstream_session.session_id,
                 upstream_session.protocol_version,
@@ -955,7 +954,7 @@ class Gateway(Service):
             # 2026-07-28 has no client notifications over HTTP; closing the
             # request's stream is its cancellation (streamable-http "Cancellation").
             return
-        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+        body = jsonrpc.dumps({"jsonrpc": "2.0", "method": method, "params": params})
         try:
             await self.upstreams[backend].post(
                 body, _ignore, upstream_session.session_id, upstream_session.protocol_version

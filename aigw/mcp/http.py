@@ -7,10 +7,10 @@ moment something must be sent before the answer (MCP basic/transports).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
+from aigw.mcp import jsonrpc
 from aigw.mcp.sse import format_event
 from aigw.web.request import WebRequest
 
@@ -94,15 +94,15 @@ class Reply:
             self.request.setHeader(b"Content-Type", b"text/event-stream")
             self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
             self.request.setHeader(b"X-Accel-Buffering", b"no")
-        self.request.write(format_event(json.dumps(message, separators=(",", ":"))))
+        self.request.write(format_event(jsonrpc.dumps(message)))
 
     def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
         """The final bytes: remaining SSE events, or the JSON document."""
         if self.gone:
             return b""
         if self.streaming:
-            return b"".join(format_event(json.dumps(m, separators=(",", ":"))) for m in messages)
+            return b"".join(format_event(jsonrpc.dumps(m)) for m in messages)
         self.request.setResponseCode(200)
         self.request.setHeader(b"Content-Type", b"application/json")
         document: Any = messages if batch else messages[0]
-        return json.dumps(document, separators=(",", ":")).encode()
+        return jsonrpc.dumps(document)

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import orjson
 
 JsonRpcId = str | int
 
@@ -302,17 +303,19 @@ def to_dict(message: Message | InvalidMessage) -> dict[str, Any]:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON as UTF-8; strings holding lone surrogates fall back to ``\\u`` escapes.
+    """Compact JSON as UTF-8: every message aigw writes goes through here.
 
-    ``json.loads`` accepts escaped lone surrogates (``"\\ud800"``), which have
-    no UTF-8 form; escaping them keeps the output valid JSON that decodes to the
-    same value.  Non-finite floats raise ValueError: they are not JSON.
+    orjson does the work (about fifteen times faster than the standard
+    library, which was a twentieth of a proxied call: docs/performance.md).
+    What orjson refuses goes to the standard library: integers beyond 64 bits
+    (JSON-RPC ids may be any integer) and strings holding lone surrogates
+    (``json.loads`` accepts ``"\\ud800"``; escaped again they stay valid JSON
+    that decodes to the same value).  A non-finite float, which only an
+    overflowing number such as ``1e400`` can produce, is written as ``null``.
     """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
-    except UnicodeEncodeError:
+        return orjson.dumps(value)
+    except TypeError:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 

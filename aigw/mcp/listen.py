@@ -13,10 +13,10 @@ and they go with the pooled session when it expires.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope
 from aigw.mcp.protocol import META_PREFIX
 from aigw.mcp.sse import format_event
@@ -139,7 +139,7 @@ class ListenStream(SessionStream):
         """subscriptions "Graceful Closure": the listen request's own response."""
         result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: self.subscription_id}}
         message = {"jsonrpc": "2.0", "id": self.subscription_id, "result": result}
-        return format_event(json.dumps(message, separators=(",", ":")))
+        return format_event(jsonrpc.dumps(message))
 
     def _emit(self, message: dict[str, Any]) -> None:
         # Backend requests (with an id) have no place on a listen stream
@@ -152,4 +152,4 @@ class ListenStream(SessionStream):
         self._send(self.tag(message))
 
     def _send(self, message: dict[str, Any]) -> None:
-        self.write(format_event(json.dumps(message, separators=(",", ":"))))
+        self.write(format_event(jsonrpc.dumps(message)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -304,7 +303,7 @@ class StatelessHandler:
             # streamable-http "Protocol Version Header": 404 with -32601.
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"application/json")
-            return json.dumps(answer).encode()
+            return jsonrpc.dumps(answer)
         return reply.body([answer], False)
 
     async def _listen(
@@ -318,7 +317,7 @@ class StatelessHandler:
         except GatewayError as error:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
-            return json.dumps(error_response(message.id, error.to_error())).encode()
+            return jsonrpc.dumps(error_response(message.id, error.to_error()))
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"text/event-stream")
         request.setHeader(b"Cache-Control", b"no-cache, no-transform")
@@ -384,4 +383,4 @@ class StatelessHandler:
     def _json(request: WebRequest, request_id: Any, result: dict[str, Any]) -> bytes:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
-        return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode()
+        return jsonrpc.dumps({"jsonrpc": "2.0", "id": request_id, "result": result})

@@ -19,6 +19,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from aigw.mcp import jsonrpc
 from aigw.mcp.protocol import META_PREFIX, is_modern
 from aigw.mcp.revision import MODERN, envelope, routing_headers
 from aigw.mcp.sse import format_event
@@ -125,7 +126,7 @@ class SessionStream:
             try:
                 if is_modern(backend.protocol_version):
                     reply = await upstream.listen(
-                        json.dumps(listen_request(next(_listen_ids))).encode(),
+                        jsonrpc.dumps(listen_request(next(_listen_ids))),
                         lambda message: self._relay(name, unlisten(message)),
                         backend.protocol_version,
                         routing_headers("subscriptions/listen", {}),
@@ -173,4 +174,4 @@ class SessionStream:
 
     def _emit(self, message: dict[str, Any]) -> None:
         event_id = encode_event_ids(self.last_ids) if self.last_ids else None
-        self.write(format_event(json.dumps(message, separators=(",", ":")), event_id=event_id))
+        self.write(format_event(jsonrpc.dumps(message), event_id=event_id))

@@ -9,7 +9,6 @@ DELETE ends the session.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,7 +67,7 @@ class MCPTransport:
             request.setResponseCode(failure.status)
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"WWW-Authenticate", failure.www_authenticate.encode())
-            return json.dumps(failure.body).encode()
+            return jsonrpc.dumps(failure.body)
 
     def _refuse(self, request: WebRequest, refusal: HTTPRefusal) -> bytes:
         request.setResponseCode(refusal.status)
@@ -76,7 +75,7 @@ class MCPTransport:
         for name, value in refusal.headers.items():
             request.setHeader(name, value)
         body = error_response(refusal.request_id, refusal.to_error())
-        return json.dumps(body).encode()
+        return jsonrpc.dumps(body)
 
     def _check_origin(self, request: WebRequest) -> None:
         """basic/transports "Security Warning": validate Origin against DNS rebinding."""
@@ -227,11 +226,11 @@ class MCPTransport:
             answer = error_response(message.id, error.to_error())
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
-            return json.dumps(answer).encode()
+            return jsonrpc.dumps(answer)
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Mcp-Session-Id", session_id.encode("ascii"))
-        return json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
+        return jsonrpc.dumps({"jsonrpc": "2.0", "id": message.id, "result": result})
 
     def _background(self, work: Any) -> None:
         def logged(failure: Any) -> None:

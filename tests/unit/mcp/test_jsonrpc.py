@@ -257,6 +257,15 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(json.loads(encoded)["id"], "\ud800")
         encoded.decode("utf-8")
 
+    def test_integers_beyond_64_bits_keep_every_digit(self) -> None:
+        """JSON-RPC ids may be any integer; orjson refuses these, the fallback writes them."""
+        request = Request(2**70 + 1, "m", {"n": -(2**80)})
+        self.assertEqual(only(jsonrpc.encode(request)), request)
+
+    def test_overflowing_numbers_become_null(self) -> None:
+        """``1e400`` parses to infinity, which JSON cannot carry: null, never ``Infinity``."""
+        self.assertEqual(jsonrpc.dumps({"x": float("inf")}), b'{"x":null}')
+
     def test_dicts_encode_as_they_are(self) -> None:
         self.assertEqual(jsonrpc.encode({"a": [1]}), b'{"a":[1]}')
 
