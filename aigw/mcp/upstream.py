@@ -447,6 +447,15 @@ class Upstream:
             return reply
         if status >= 400:
             excerpt = await self._excerpt(response)
+            answer = _error_answer(excerpt) if status < 500 else None
+            if answer is not None:
+                # 2026-07-28 basic/transports/streamable-http: a request the server
+                # refuses is answered with a 4xx status whose body is the JSON-RPC error
+                # response ("Server Validation": 400 and -32020; "Protocol Version
+                # Header": 404 and -32601; and so on).  That answer is the backend's
+                # word on the request, relayed like any other error response.
+                sink(answer)
+                return reply
             raise UpstreamError(self.name, "http_error", f"HTTP {status}: {excerpt}", status)
         is_sse = content_type.startswith("text/event-stream")
         if not is_sse and not content_type.startswith("application/json"):
@@ -477,3 +486,21 @@ class Upstream:
 
     async def close(self) -> None:
         await self.pool.closeCachedConnections()
+
+
+def _error_answer(text: str) -> dict[str, Any] | None:
+    """The JSON-RPC error response in an HTTP error body, if it answers a request (has an
+    id); anything else (HTML, an id-less error, a truncated body) is None."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return None
+    error = message.get("error")
+    request_id = message.get("id")
+    if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        return None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return message

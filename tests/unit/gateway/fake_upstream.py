@@ -31,8 +31,11 @@ class FakeUpstream(Resource):
         capabilities: dict[str, Any] | None = None,
         instructions: str | None = None,
         modern: bool = False,
+        sessionless: bool = False,
     ) -> None:
         super().__init__()
+        #: A stateless 2025-11-25 server: initialize answers without Mcp-Session-Id.
+        self.sessionless = sessionless
         #: Speak 2026-07-28 only: server/discover, no sessions, envelope required.
         self.modern = modern
         self.tools = tools if tools is not None else ["echo", "progress"]
@@ -43,6 +46,8 @@ class FakeUpstream(Resource):
         self._session_numbers = itertools.count(1)
         self.received: list[tuple[dict[str, list[str]], Any]] = []
         self.fail_with: int | None = None
+        #: (HTTP status, JSON-RPC error) to answer requests with, the error in the body.
+        self.refuse_with: tuple[int, dict[str, Any]] | None = None
         self.forget_sessions = False
         self.hold: Deferred[None] | None = None
         self.get_status = 405
@@ -86,12 +91,18 @@ class FakeUpstream(Resource):
         if self.fail_with is not None:
             request.setResponseCode(self.fail_with)
             return b"upstream broke"
+        if self.refuse_with is not None and isinstance(body, dict) and "id" in body:
+            status, error = self.refuse_with
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"application/json")
+            return json.dumps({"jsonrpc": "2.0", "id": body["id"], "error": error}).encode()
         if self.modern:
             return self._modern(request, body)
         if isinstance(body, dict) and body.get("method") == "initialize":
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
-            request.setHeader(b"mcp-session-id", session.encode())
+            if not self.sessionless:
+                request.setHeader(b"mcp-session-id", session.encode())
             request.setHeader(b"content-type", b"application/json")
             result: dict[str, Any] = {
                 "protocolVersion": body["params"]["protocolVersion"],
@@ -102,7 +113,7 @@ class FakeUpstream(Resource):
                 result["instructions"] = self.instructions
             return json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         session = (request.getHeader(b"mcp-session-id") or b"").decode()
-        if self.forget_sessions or session not in self.sessions:
+        if not self.sessionless and (self.forget_sessions or session not in self.sessions):
             request.setResponseCode(404)
             return (
                 b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'

@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from aigw.mcp.stateless import decode_header_value
+from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 
 MODERN = "2026-07-28"
@@ -323,6 +324,23 @@ class ListenTests(StatelessTestCase):
         self.assertEqual(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
         self.assertEqual(end["id"], "L1")
         self.assertEqual(end["result"]["resultType"], "complete")
+
+    @run
+    async def test_no_subscription_on_a_backend_without_a_session(self) -> None:
+        """A session-less 2025-11-25 backend has no stream for updates: the URI is left
+        out of the acknowledgment (subscriptions "Acknowledgment") and not subscribed."""
+        beta = FakeUpstream(capabilities={"resources": {"subscribe": True}}, sessionless=True)
+        await self.start_gateway(beta=beta)
+        uri = "aigw:beta/file:///x"
+        _, chunks, done = await self.open_listen({"resourceSubscriptions": [uri]})
+        await self.until(lambda: chunks)
+        ack = sse_messages(b"".join(chunks))[0]
+        self.assertEqual(ack["method"], "notifications/subscriptions/acknowledged")
+        self.assertEqual(ack["params"]["notifications"], {})
+        methods = [b.get("method") for _, b in beta.received]
+        self.assertNotIn("resources/subscribe", methods)
+        self.service.gateway.close_streams()
+        await done
 
     @run
     async def test_resource_subscription_is_made_upstream_and_updates_pass(self) -> None:
