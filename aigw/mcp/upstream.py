@@ -162,9 +162,13 @@ class _BodyReader(Protocol):
         self._size = 0
         self._timer: IDelayedCall | None = None
         self._lost = False
+        self._stopped = False
         self.last_event_id: str | None = None
 
     def connectionMade(self) -> None:
+        if self._stopped:
+            self.stop()  # stopped before the body began (see stop)
+            return
         self._arm()
 
     def _arm(self) -> None:
@@ -192,7 +196,11 @@ class _BodyReader(Protocol):
         self.stop()
 
     def stop(self) -> None:
-        """Stop reading: the connection is dropped (cancellation, client gone)."""
+        """Stop reading: the connection is dropped (cancellation, client gone).
+
+        Callers get the reader before the body is delivered to it; a stop then is
+        carried out as soon as the body begins."""
+        self._stopped = True
         if self.transport is not None:
             # The response body's transport: an IPushProducer (twisted.web.iweb.IResponse).
             cast(IPushProducer, self.transport).stopProducing()

@@ -52,6 +52,10 @@ class FakeUpstream(Resource):
         self.hold: Deferred[None] | None = None
         self.get_status = 405
         self.stream_requests: list[Request] = []
+        #: GET streams whose connection aigw closed.
+        self.streams_closed: list[Request] = []
+        #: Set: GET streams answer only when it fires.
+        self.get_hold: Deferred[None] | None = None
         self.deleted: list[str] = []
         self.listen_filters: list[dict[str, Any]] = []
         self.hung_up: list[Any] = []
@@ -75,9 +79,17 @@ class FakeUpstream(Resource):
         if self.get_status != 200:
             request.setResponseCode(self.get_status)
             return b""
-        request.setHeader(b"content-type", b"text/event-stream")
-        request.write(b": open\n\n")
         self.stream_requests.append(request)
+        request.notifyFinish().addErrback(lambda _: self.streams_closed.append(request))
+
+        def answer(_: object = None) -> None:
+            request.setHeader(b"content-type", b"text/event-stream")
+            request.write(b": open\n\n")
+
+        if self.get_hold is not None:
+            self.get_hold.addCallback(answer)
+        else:
+            answer()
         return NOT_DONE_YET
 
     def push(self, message: Any, event_id: str | None = None) -> None:

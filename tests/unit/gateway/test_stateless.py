@@ -326,6 +326,23 @@ class ListenTests(StatelessTestCase):
         self.assertEqual(end["result"]["resultType"], "complete")
 
     @run
+    async def test_upstream_stream_opening_after_the_listen_ended_is_dropped(self) -> None:
+        """A listen that ends while its upstream GET is still opening must not leave that
+        GET open: servers allow one per session (2025-11-25 basic/transports "Multiple
+        Connections"), and the user's next listen would get 409 for good."""
+        from twisted.internet.defer import Deferred
+
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        self.alpha.get_hold = Deferred()
+        _, chunks, done = await self.open_listen({"toolsListChanged": True})
+        await self.until(lambda: self.alpha.stream_requests and chunks)
+        self.service.gateway.close_streams()
+        await done
+        self.alpha.get_hold.callback(None)
+        await self.until(lambda: self.alpha.streams_closed)
+
+    @run
     async def test_no_subscription_on_a_backend_without_a_session(self) -> None:
         """A session-less 2025-11-25 backend has no stream for updates: the URI is left
         out of the acknowledgment (subscriptions "Acknowledgment") and not subscribed."""
