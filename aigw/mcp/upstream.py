@@ -455,6 +455,12 @@ class Upstream:
             return reply
         if status >= 400:
             excerpt = await self._excerpt(response)
+            if status == 400 and session_id and _names_unknown_session(excerpt):
+                # 2025-11-25 basic/transports "Session Management" says 404 for a session
+                # the server no longer has; the TypeScript SDK 1.x servers (among them
+                # server-everything) answer 400 "No valid session ID provided" instead.
+                # Same meaning: a new session is opened (see Gateway._exchange).
+                raise UpstreamSessionGone(self.name, "session_gone", "upstream session unknown")
             answer = _error_answer(excerpt) if status < 500 else None
             if answer is not None:
                 # 2026-07-28 basic/transports/streamable-http: a request the server
@@ -512,3 +518,16 @@ def _error_answer(text: str) -> dict[str, Any] | None:
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         return None
     return message
+
+
+def _names_unknown_session(text: str) -> bool:
+    """An id-less JSON-RPC error about the session id (a 400 meaning 404, see _read)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("id") is not None:
+        return False
+    error = message.get("error")
+    detail = error.get("message") if isinstance(error, dict) else None
+    return isinstance(detail, str) and "session" in detail.lower()

@@ -49,6 +49,10 @@ class FakeUpstream(Resource):
         #: (HTTP status, JSON-RPC error) to answer requests with, the error in the body.
         self.refuse_with: tuple[int, dict[str, Any]] | None = None
         self.forget_sessions = False
+        #: Set: the next initialize is answered only when it fires.
+        self.init_hold: Deferred[None] | None = None
+        #: Answer an unknown session with 400 instead of 404.
+        self.unknown_session_400 = False
         self.hold: Deferred[None] | None = None
         self.get_status = 405
         self.stream_requests: list[Request] = []
@@ -111,6 +115,11 @@ class FakeUpstream(Resource):
         if self.modern:
             return self._modern(request, body)
         if isinstance(body, dict) and body.get("method") == "initialize":
+            if self.init_hold is not None:
+                held, self.init_hold = self.init_hold, None
+                held.addCallback(lambda _: request.write(self.render_POST_again(request, body)))
+                held.addCallback(lambda _: request.finish())
+                return NOT_DONE_YET
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
             if not self.sessionless:
@@ -126,6 +135,13 @@ class FakeUpstream(Resource):
             return json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         session = (request.getHeader(b"mcp-session-id") or b"").decode()
         if not self.sessionless and (self.forget_sessions or session not in self.sessions):
+            if self.unknown_session_400:
+                # What the TypeScript SDK 1.x servers (server-everything) answer.
+                request.setResponseCode(400)
+                return (
+                    b'{"jsonrpc":"2.0","error":{"code":-32000,'
+                    b'"message":"Bad Request: No valid session ID provided"}}'
+                )
             request.setResponseCode(404)
             return (
                 b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
@@ -134,6 +150,13 @@ class FakeUpstream(Resource):
             request.setResponseCode(202)
             return b""
         return self._answer(request, body)
+
+    def render_POST_again(self, request: Request, body: Any) -> bytes:
+        """The answer to a held request, when it is released."""
+        request.content.seek(0)
+        self.received.pop()  # counted once, when it arrived
+        answer: bytes = self.render_POST(request)
+        return answer
 
     def _schema(self, name: str) -> dict[str, Any]:
         return self.schemas.get(name, {"type": "object"})

@@ -329,6 +329,22 @@ class CallTests(GatewayTestCase):
         self.assertEqual(len(self.beta.sessions), 1)
 
     @run
+    async def test_session_unknown_with_400_is_reopened_too(self) -> None:
+        """server-everything (TypeScript SDK 1.x) answers a session it does not know with
+        400 "No valid session ID provided" where 2025-11-25 basic/transports "Session
+        Management" says 404: aigw opens a new upstream session all the same."""
+        await self.start_gateway()
+        session = await self.initialize()
+        self.beta.sessions.clear()
+        self.beta.unknown_session_400 = True
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertIn("result", body)
+        self.assertEqual(len(self.beta.sessions), 1)
+        self.beta.fail_with = 400
+        body = await self.call(session, "tools/call", {"name": "beta__t1"}, rid=2)
+        self.assertIn("beta", body["error"]["message"])
+
+    @run
     async def test_resource_links_in_results_are_rewritten(self) -> None:
         await self.start_gateway()
         session = await self.initialize()

@@ -94,6 +94,41 @@ class RequestTests(StatelessTestCase):
         self.assertEqual(self.initializes(self.beta), 1)
 
     @run
+    async def test_a_request_abandoned_while_sessions_open_is_not_forwarded(self) -> None:
+        """streamable-http "Cancellation": closing the stream cancels the request, also
+        while aigw is still opening the user's upstream sessions."""
+        from twisted.internet.defer import Deferred
+
+        await self.start_gateway()
+        self.alpha.init_hold = Deferred()
+        held = self.alpha.init_hold
+        message = modern("tools/call", {"name": "alpha__echo", "arguments": {}})
+        posting = self.http.post(
+            self.url,
+            data=json.dumps(message).encode(),
+            headers={
+                k: [v]
+                for k, v in {
+                    "Content-Type": "application/json",
+                    "Accept": "application/json, text/event-stream",
+                    **routing("tools/call", "alpha__echo"),
+                }.items()
+            },
+        )
+        for _ in range(200):
+            if self.initializes(self.alpha):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        posting.cancel()
+        with self.assertRaises(Exception):  # noqa: B017 (cancelled: how, is treq's business)
+            await posting
+        await deferLater(reactor, 0.1, lambda: None)
+        held.callback(None)
+        await self.ask("tools/list")
+        calls = [b for _, b in self.alpha.received if b.get("method") == "tools/call"]
+        self.assertEqual(calls, [])
+
+    @run
     async def test_the_envelope_is_not_forwarded_to_a_session_based_backend(self) -> None:
         await self.start_gateway()
         await self.ask(
