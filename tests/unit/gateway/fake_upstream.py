@@ -7,6 +7,7 @@ records what it received so tests can check what aigw forwarded.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from typing import Any
@@ -117,8 +118,7 @@ class FakeUpstream(Resource):
         if isinstance(body, dict) and body.get("method") == "initialize":
             if self.init_hold is not None:
                 held, self.init_hold = self.init_hold, None
-                held.addCallback(lambda _: request.write(self.render_POST_again(request, body)))
-                held.addCallback(lambda _: request.finish())
+                held.addCallback(lambda _: self._release(request, body))
                 return NOT_DONE_YET
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
@@ -151,12 +151,14 @@ class FakeUpstream(Resource):
             return b""
         return self._answer(request, body)
 
-    def render_POST_again(self, request: Request, body: Any) -> bytes:
-        """The answer to a held request, when it is released."""
-        request.content.seek(0)
+    def _release(self, request: Request, body: Any) -> None:
+        """Answer a held initialize (unless aigw hung up meanwhile)."""
+        if request._disconnected:
+            return
+        request.content = io.BytesIO(json.dumps(body).encode())
         self.received.pop()  # counted once, when it arrived
-        answer: bytes = self.render_POST(request)
-        return answer
+        request.write(self.render_POST(request))
+        request.finish()
 
     def _schema(self, name: str) -> dict[str, Any]:
         return self.schemas.get(name, {"type": "object"})
