@@ -88,6 +88,7 @@ def claims_of(token: str) -> dict[str, Any]:
 def start_stack(started: list[Callable[[], Any]]) -> None:
     key = ROOT / ".venv" / "demo-session.key"
     if not key.exists():
+        key.parent.mkdir(exist_ok=True)  # a fresh checkout (or worktree) has no .venv/
         key.write_bytes(os.urandom(32))
         key.chmod(0o600)
     server = start_auth_server(port=AS_PORT, test_control=False)

@@ -4,6 +4,23 @@
 // Usage: node e2e/ts-client.mjs --url http://127.0.0.1:PORT/mcp --user alice
 //            [--password P] [--call TOOL --args '{"k":"v"}'] [--no-list]
 //            [--scope "mcp:tools tools:call"] [--timeout-ms 30000]
+//            [--sampling] [--script '[{"op":...}, ...]']
+//
+// --sampling declares the sampling capability and answers sampling/createMessage with
+// the text "four" (event "sampling"). --script runs these steps in order after the
+// optional --call (one login for several checks):
+//   {"op":"tools"}                                  -> "tools"
+//   {"op":"call","name":N,"args":{},"progress":true} -> "call" (or "call-error")
+//   {"op":"prompts","prefix":"py__"}                -> "prompts", then "prompt" (prompts/get
+//                                                      of the first with that prefix)
+//   {"op":"resources","prefix":"aigw:py/"}          -> "resources", then "read"
+//   {"op":"subscribe","uri":U}                      -> "subscribed" (or "subscribe-error")
+//   {"op":"notify","method":M,"trigger":{"name":N,"args":{}},"tries":20,"waitMs":500}
+//       calls the trigger tool until notification M arrives -> "notified" (or "error")
+//   {"op":"cancel","name":N,"args":{},"afterMs":700[,"stats":STATS_TOOL]}
+//       aborts the call after afterMs (the SDK sends notifications/cancelled) -> "aborted";
+//       with "stats", polls that tool (JSON {"cancelled":n}) until n grows -> "cancelled"
+//   {"op":"pause"}                                  -> "paused", waits for a line on stdin
 //
 // Prints JSON lines on stdout, one per event:
 //   {"event":"authorized","authorization_url":..., "redirect":...}   (after headless login)
@@ -12,6 +29,7 @@
 //   {"event":"call","name":...,"result":{...}}      (CallToolResult, isError included)
 //   {"event":"progress","progress":...,"total":...,"message":...}
 //   {"event":"tokens","access_token":..., "refresh_token":..., "scope":...}
+//   {"event":"notification","method":...,"params":...} (any other server notification)
 //   {"event":"error","message":..., "code":...}     (then exit status 1)
 //
 // The headless login talks to e2e/as.mjs over fetch with a hand-kept cookie jar: GET the
@@ -24,6 +42,8 @@ import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { createInterface } from 'node:readline';
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,6 +56,8 @@ const { values: opts } = parseArgs({
     scope: { type: 'string' },
     'timeout-ms': { type: 'string', default: '30000' },
     'redirect-uri': { type: 'string', default: 'http://127.0.0.1:9/callback' },
+    sampling: { type: 'boolean', default: false },
+    script: { type: 'string' },
   },
 });
 
@@ -156,7 +178,9 @@ class HeadlessOAuthProvider {
 async function connect(url, provider) {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const transport = new StreamableHTTPClientTransport(new URL(url), { authProvider: provider });
-    const client = new Client({ name: 'aigw-e2e-ts-client', version: '1.0.0' }, { capabilities: {} });
+    const capabilities = opts.sampling ? { sampling: {} } : {};
+    const client = new Client({ name: 'aigw-e2e-ts-client', version: '1.0.0' }, { capabilities });
+    watch(client);
     try {
       await client.connect(transport);
       return { client, transport };
@@ -173,6 +197,141 @@ async function connect(url, provider) {
   }
   throw new Error('could not connect after authorization');
 }
+
+// Server notifications seen so far (besides progress), and who waits for the next one.
+const seen = [];
+let waiters = [];
+
+function watch(client) {
+  client.fallbackNotificationHandler = async (notification) => {
+    seen.push(notification);
+    emit({ event: 'notification', method: notification.method, params: notification.params ?? null });
+    for (const waiter of waiters) waiter();
+  };
+  if (opts.sampling) {
+    client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+      emit({ event: 'sampling', params: request.params });
+      return { role: 'assistant', content: { type: 'text', text: 'four' }, model: 'aigw-e2e' };
+    });
+  }
+}
+
+function nextNotification(method, from, ms) {
+  return new Promise((resolve) => {
+    let timer;
+    const check = () => {
+      const found = seen.slice(from).find((n) => n.method === method);
+      if (found) { done(); resolve(found); }
+    };
+    const done = () => { clearTimeout(timer); waiters = waiters.filter((w) => w !== check); };
+    timer = setTimeout(() => { done(); resolve(null); }, ms);
+    waiters.push(check);
+    check();
+  });
+}
+
+function errorEvent(event, name, err) {
+  return { event, name, message: String(err?.message ?? err), code: err?.code ?? null, data: err?.data ?? null };
+}
+
+async function allPages(list, key) {
+  const items = [];
+  let cursor;
+  do {
+    const page = await list(cursor ? { cursor } : undefined);
+    items.push(...page[key]);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return items;
+}
+
+async function cancelledCount(client, stats) {
+  const result = await client.callTool({ name: stats, arguments: {} });
+  return JSON.parse(result.content[0].text).cancelled;
+}
+
+let stdinLines;
+
+const STEPS = {
+  async tools(client) {
+    emit({ event: 'tools', tools: await allPages((p) => client.listTools(p), 'tools') });
+  },
+  async call(client, step) {
+    try {
+      const result = await client.callTool({ name: step.name, arguments: step.args ?? {} }, undefined, {
+        timeout: timeoutMs,
+        onprogress: step.progress ? (p) => emit({ event: 'progress', ...p }) : undefined,
+      });
+      emit({ event: 'call', name: step.name, result });
+    } catch (err) {
+      emit(errorEvent('call-error', step.name, err));
+    }
+  },
+  async prompts(client, step) {
+    const prompts = await allPages((p) => client.listPrompts(p), 'prompts');
+    emit({ event: 'prompts', prompts });
+    const mine = prompts.find((p) => p.name.startsWith(step.prefix));
+    if (!mine) return;
+    const args = Object.fromEntries((mine.arguments ?? []).filter((a) => a.required).map((a) => [a.name, 'Ada']));
+    emit({ event: 'prompt', name: mine.name, result: await client.getPrompt({ name: mine.name, arguments: args }) });
+  },
+  async resources(client, step) {
+    const resources = await allPages((p) => client.listResources(p), 'resources');
+    emit({ event: 'resources', resources });
+    const mine = resources.find((r) => r.uri.startsWith(step.prefix));
+    if (!mine) return;
+    emit({ event: 'read', uri: mine.uri, result: await client.readResource({ uri: mine.uri }) });
+  },
+  async subscribe(client, step) {
+    try {
+      await client.subscribeResource({ uri: step.uri });
+      emit({ event: 'subscribed', uri: step.uri });
+    } catch (err) {
+      emit(errorEvent('subscribe-error', step.uri, err));
+    }
+  },
+  async notify(client, step) {
+    for (let i = 0; i < (step.tries ?? 20); i += 1) {
+      const from = seen.length;
+      await client.callTool({ name: step.trigger.name, arguments: step.trigger.args ?? {} });
+      const found = await nextNotification(step.method, from, step.waitMs ?? 500);
+      if (found) {
+        emit({ event: 'notified', method: found.method, params: found.params ?? null });
+        return;
+      }
+    }
+    throw new Error(`no ${step.method} arrived`);
+  },
+  async cancel(client, step) {
+    const before = step.stats ? await cancelledCount(client, step.stats) : null;
+    const controller = new AbortController();
+    setTimeout(() => controller.abort('aigw-e2e abort'), step.afterMs ?? 700);
+    try {
+      await client.callTool({ name: step.name, arguments: step.args ?? {} }, undefined, {
+        signal: controller.signal, timeout: timeoutMs,
+      });
+      emit({ event: 'error', message: `${step.name} finished before the abort` });
+      return;
+    } catch (err) {
+      emit(errorEvent('aborted', step.name, err));
+    }
+    if (!step.stats) return;
+    for (let i = 0; i < 100; i += 1) {
+      const after = await cancelledCount(client, step.stats);
+      if (after > before) {
+        emit({ event: 'cancelled', before, after });
+        return;
+      }
+      await new Promise((resolve) => { setTimeout(resolve, 100); });
+    }
+    throw new Error(`${step.stats}: cancelled stayed ${before}`);
+  },
+  async pause() {
+    stdinLines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+    emit({ event: 'paused' });
+    await stdinLines.next();
+  },
+};
 
 async function main() {
   if (!opts.url) throw new Error('--url is required');
@@ -199,6 +358,9 @@ async function main() {
       },
     );
     emit({ event: 'call', name: opts.call, result });
+  }
+  for (const step of opts.script ? JSON.parse(opts.script) : []) {
+    await STEPS[step.op](client, step);
   }
   await transport.terminateSession().catch(() => {});
   await client.close();

@@ -111,6 +111,7 @@ class UpstreamResponse:
         self._consumer: IProtocol | None = None
         self._pending: list[bytes] = []
         self._ended: Failure | None = None
+        self._stopped = False
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header field; ``name`` in lower case."""
@@ -122,11 +123,15 @@ class UpstreamResponse:
         protocol.makeConnection(self)  # type: ignore[arg-type]
         pending, self._pending = self._pending, []
         for chunk in pending:
+            if self._stopped:  # the reader stopped us (connectionMade may)
+                break
             protocol.dataReceived(chunk)
         if self._ended is not None:
             protocol.connectionLost(self._ended)
 
     def _body(self, chunk: bytes) -> None:
+        if self._stopped:
+            return
         if self._consumer is None:
             self._pending.append(chunk)
         else:
@@ -141,6 +146,7 @@ class UpstreamResponse:
 
     # IPushProducer, for the body's reader: flow control is TCP's; stopping drops the link.
     def stopProducing(self) -> None:
+        self._stopped = True
         if self._ended is None:
             self._connection.abort()
 

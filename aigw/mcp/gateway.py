@@ -491,6 +491,8 @@ class Gateway(Service):
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             backend, uri = self._resolve_uri(params.get("uri"))
             self._authorize(session.principal, backend, None, params.get("uri"))
+            if method == "resources/subscribe":
+                _check_updates_deliverable(session.backends.get(backend))
             return backend, {**params, "uri": uri}, rewrite_read_result
         if method == "completion/complete":
             return self._route_completion(session, params)
@@ -1007,6 +1009,25 @@ class _Collector:
 
 
 ROUTED_CAPABILITIES = ("tools", "prompts", "resources", "logging", "completions")
+
+
+def _check_updates_deliverable(backend: BackendSession | None) -> None:
+    """Refuse a subscription whose updates could never arrive.
+
+    2025-11-25 server/resources "Subscriptions" sends ``notifications/resources/updated``
+    later, outside any request, so on the GET stream (basic/transports "Listening for
+    Messages from the Server"), which belongs to the session.  A backend that answered
+    ``initialize`` without ``Mcp-Session-Id`` (a stateless server) has neither: it would
+    accept the subscription and never deliver, so aigw says so instead.
+    """
+    if backend is None or backend.session_id is not None or is_modern(backend.protocol_version):
+        return
+    raise GatewayError(
+        jsonrpc.INVALID_REQUEST,
+        f"resources/subscribe: backend {backend.name!r} keeps no session, so it has "
+        "no stream to send resource updates on",
+        {"backend": backend.name, "reason": "no_session_stream"},
+    )
 
 
 def _routing_capabilities(offered: Any) -> dict[str, Any]:

@@ -282,12 +282,16 @@ class StatelessHandler:
     async def _forward(
         self, request: WebRequest, principal: Principal, message: jsonrpc.Request
     ) -> bytes:
+        reply = Reply(request)
         session = await self.gateway.stateless_session(principal)
+        if reply.gone:
+            # streamable-http "Cancellation": the client closed the stream while the
+            # upstream sessions were opening; the request is cancelled, not forwarded.
+            return b""
         params = message.params if isinstance(message.params, dict) else {}
         internal = jsonrpc.Request(
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
         )
-        reply = Reply(request)
         reply.on_gone = lambda: self._cancel(session, internal.id)
         answer = await self.gateway.handle_request(
             session, internal, lambda m: self._emit(session, reply, m)

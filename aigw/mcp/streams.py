@@ -130,7 +130,7 @@ class SessionStream:
                         lambda message: self._relay(name, unlisten(message)),
                         backend.protocol_version,
                         routing_headers("subscriptions/listen", {}),
-                        lambda reader: self._readers.__setitem__(name, reader),
+                        lambda reader: self._reading(name, reader),
                     )
                 else:
                     reply = await upstream.get_stream(
@@ -138,7 +138,7 @@ class SessionStream:
                         backend.session_id,
                         backend.protocol_version,
                         self.last_ids.get(name),
-                        lambda reader: self._readers.__setitem__(name, reader),
+                        lambda reader: self._reading(name, reader),
                     )
                 if reply.status == 405:
                     return  # this backend offers no stream
@@ -163,6 +163,17 @@ class SessionStream:
                 return
             await deferLater(self.gateway.clock, delay, lambda: None)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _reading(self, name: str, reader: Any) -> None:
+        """An upstream stream began.  If the client left while it was opening, it is
+        dropped at once: nothing would stop it later, and it would hold the upstream
+        session's stream (servers allow one per session: 2025-11-25 basic/transports
+        "Listening for Messages from the Server", "Multiple Connections") until the
+        session ends, so the next listen of the same user would get 409 forever."""
+        if self.closed:
+            reader.stop()
+            return
+        self._readers[name] = reader
 
     def _relay(self, name: str, message: Any) -> None:
         if self.closed or message is None:

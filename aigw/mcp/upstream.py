@@ -139,9 +139,13 @@ class _BodyReader(Protocol):
         self._size = 0
         self._timer: IDelayedCall | None = None
         self._lost = False
+        self._stopped = False
         self.last_event_id: str | None = None
 
     def connectionMade(self) -> None:
+        if self._stopped:
+            self.stop()  # stopped before the body began (see stop)
+            return
         self._arm()
 
     def _arm(self) -> None:
@@ -169,7 +173,11 @@ class _BodyReader(Protocol):
         self.stop()
 
     def stop(self) -> None:
-        """Stop reading: the connection is dropped (cancellation, client gone)."""
+        """Stop reading: the connection is dropped (cancellation, client gone).
+
+        Callers get the reader before the body is delivered to it; a stop then is
+        carried out as soon as the body begins."""
+        self._stopped = True
         if self.transport is not None:
             # The response body's transport: an IPushProducer (twisted.web.iweb.IResponse).
             cast(IPushProducer, self.transport).stopProducing()
@@ -415,6 +423,21 @@ class Upstream:
             return reply
         if status >= 400:
             excerpt = await self._excerpt(response)
+            if status == 400 and session_id and _names_unknown_session(excerpt):
+                # 2025-11-25 basic/transports "Session Management" says 404 for a session
+                # the server no longer has; the TypeScript SDK 1.x servers (among them
+                # server-everything) answer 400 "No valid session ID provided" instead.
+                # Same meaning: a new session is opened (see Gateway._exchange).
+                raise UpstreamSessionGone(self.name, "session_gone", "upstream session unknown")
+            answer = _error_answer(excerpt) if status < 500 else None
+            if answer is not None:
+                # 2026-07-28 basic/transports/streamable-http: a request the server
+                # refuses is answered with a 4xx status whose body is the JSON-RPC error
+                # response ("Server Validation": 400 and -32020; "Protocol Version
+                # Header": 404 and -32601; and so on).  That answer is the backend's
+                # word on the request, relayed like any other error response.
+                sink(answer)
+                return reply
             raise UpstreamError(self.name, "http_error", f"HTTP {status}: {excerpt}", status)
         is_sse = content_type.startswith("text/event-stream")
         if not is_sse and not content_type.startswith("application/json"):
@@ -445,3 +468,34 @@ class Upstream:
 
     async def close(self) -> None:
         self.connections.close()
+
+
+def _error_answer(text: str) -> dict[str, Any] | None:
+    """The JSON-RPC error response in an HTTP error body, if it answers a request (has an
+    id); anything else (HTML, an id-less error, a truncated body) is None."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return None
+    error = message.get("error")
+    request_id = message.get("id")
+    if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        return None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return message
+
+
+def _names_unknown_session(text: str) -> bool:
+    """An id-less JSON-RPC error about the session id (a 400 meaning 404, see _read)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("id") is not None:
+        return False
+    error = message.get("error")
+    detail = error.get("message") if isinstance(error, dict) else None
+    return isinstance(detail, str) and "session" in detail.lower()

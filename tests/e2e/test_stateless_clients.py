@@ -4,15 +4,20 @@ Clients: the official Python SDK pinned to 2026-07-28 (``mode="2026-07-28"``:
 no handshake, every request carries the ``_meta`` envelope and routing
 headers), in its default ``mode="auto"`` (``server/discover`` first: aigw
 answers it, so the client stays on 2026-07-28), and in ``mode="legacy"`` as
-the reference.  Upstreams: server-everything (2025-11-25, sessions) and the
-``mcp`` SDK pyserver, stateful and stateless.  aigw keeps a per-user upstream
-session for the session-based ones.  Each cell is recorded in the matrix the
-run prints at the end.
+the reference; and the TypeScript SDK 1.x (``e2e/ts-client.mjs``, OAuth login,
+one scripted run per cell).  Upstreams: server-everything (2025-11-25, sessions)
+and the ``mcp`` SDK pyserver, stateful, stateless and 2026-07-28 only.  aigw keeps
+a per-user upstream session for the session-based ones.  Each cell is recorded in
+the matrix the run prints at the end: ``ok``, or ``refused`` where the revision
+(or session-less mode) of the client or upstream cannot carry the feature and the
+test asserted the precise error saying so (see ``matrix.LEGEND``).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +27,15 @@ from mcp import types
 from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
-from .harness.oauth_client import connect_plain, run_ts_client
+from .harness.oauth_client import TsClientRun, connect_plain, run_ts_client, ts_client_argv
 from .harness.results import text_of
-from .harness.upstreams import Upstream, start_pyserver
-from .matrix import record
+from .harness.upstreams import (
+    Upstream,
+    aborted_requests,
+    start_pyserver,
+    start_server_everything,
+)
+from .matrix import REFUSED, record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -77,13 +87,15 @@ def gateway(
 
 
 async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
-    """Run one feature check and record it in the matrix (re-raising failures)."""
+    """Run one feature check and record it in the matrix (re-raising failures).
+
+    ``work`` returns None (``ok``) or ``REFUSED`` once it asserted aigw's refusal."""
     try:
-        await work
+        outcome = await work
     except BaseException:
         record(client_name, UPSTREAMS[backend], feature, False)
         raise
-    record(client_name, UPSTREAMS[backend], feature, True)
+    record(client_name, UPSTREAMS[backend], feature, REFUSED if outcome == REFUSED else True)
 
 
 async def tools(client: Any, backend: str) -> None:
@@ -151,60 +163,63 @@ async def test_pinned_client_gets_caching_hints_and_private_scope(gateway: Gatew
     assert dumped["ttlMs"] >= 0
 
 
-@pytest.mark.parametrize("backend", list(UPSTREAMS))
-def test_typescript_sdk_client_over_upstream_generation(gateway: Gateway, backend: str) -> None:
-    """The TypeScript SDK 1.x (initialize handshake only): tools, calls and progress."""
-    client_name = "ts-sdk 1.x (2025-11-25)"
-    ok = False
-    try:
-        events = run_ts_client(
-            gateway.url, "alice", call=f"{backend}__echo", args=ECHO_ARGS[backend]
-        )
-        listed = next(e for e in events if e["event"] == "tools")
-        names = [t["name"] for t in listed["tools"]]
-        assert f"{backend}__echo" in names
-        called = next(e for e in events if e["event"] == "call")
-        assert "hi" in json.dumps(called["result"])
-        ok = True
-    finally:
-        record(client_name, UPSTREAMS[backend], "tools", ok)
-    ok = False
-    tool, args = PROGRESS[backend]
-    try:
-        events = run_ts_client(
-            gateway.url, "alice", call=f"{backend}__{tool}", args=args, extra_argv=["--no-list"]
-        )
-        assert any(e["event"] == "progress" for e in events), events
-        assert not next(e for e in events if e["event"] == "call")["result"].get("isError")
-        ok = True
-    finally:
-        record(client_name, UPSTREAMS[backend], "progress", ok)
+MODES = ["2026-07-28", "auto", "legacy"]
+#: A call long enough to be cancelled, and how the backend counts cancellations.
+LONG_CALL = {
+    "everything": ("trigger-long-running-operation", {"duration": 5, "steps": 5}),
+    "py": ("slow", {"seconds": 5, "steps": 5}),
+    "stateless": ("slow", {"seconds": 5, "steps": 5}),
+    "modern": ("slow", {"seconds": 5, "steps": 5}),
+}
+#: The tool whose call makes the backend send the notification, and which one.
+NOTIFY = {
+    "everything": ("toggle-subscriber-updates", "notifications/resources/updated"),
+    "py": ("bump", "notifications/resources/updated"),
+    "modern": ("relist", "notifications/tools/list_changed"),
+}
+#: The resource subscribed to (server-everything: the first one it lists).
+SUBSCRIBED = {"py": "aigw:py/test://counter", "stateless": "aigw:stateless/test://counter"}
+#: The tool that makes the backend ask the client for sampling/createMessage.
+SAMPLING = {
+    "everything": ("trigger-sampling-request", {"prompt": "What is 2+2?", "maxTokens": 10}),
+    "py": ("ask-llm", {}),
+    "stateless": ("ask-llm", {}),
+    "modern": ("ask-llm", {}),
+}
 
 
-@pytest.mark.parametrize("kind", ["py", "modern"])
-@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
+def start_upstream(kind: str, port: int | None = None) -> Upstream:
+    if kind == "everything":
+        return start_server_everything(port=port)
+    return start_pyserver(port=port, stateless=kind != "py", modern_only=kind == "modern")
+
+
+def echo_args(kind: str, text: str) -> dict[str, str]:
+    return {("message" if kind == "everything" else "text"): text}
+
+
+@pytest.mark.parametrize("kind", list(UPSTREAMS))
+@pytest.mark.parametrize("mode", MODES)
 async def test_upstream_restarted_mid_test(mode: str, kind: str) -> None:
     """The upstream dies and comes back on the same port.  A session-based one forgot
-    aigw's session: aigw re-initializes on the 404; a 2026-07-28 one needs nothing.
+    aigw's session: aigw opens a new one; a session-less or 2026-07-28 one needs nothing.
     Only the calls made while it was down fail, with an error naming it."""
-    upstream = start_pyserver(stateless=kind == "modern", modern_only=kind == "modern")
-    port = int(upstream.url.rsplit(":", 1)[1].split("/", 1)[0])
+    upstream = start_upstream(kind)
     gateway = start_gateway([(kind, upstream.url)])
     client_name = f"py-sdk {mode}"
     ok = False
     try:
         async with connect_plain(gateway.url, mode=mode) as client:
-            assert text_of(await client.call_tool(f"{kind}__echo", {"text": "a"})) == "a"
+            echo = f"{kind}__echo"
+            assert "alpha" in text_of(await client.call_tool(echo, echo_args(kind, "alpha")))
             upstream.stop()
             with pytest.raises(MCPError) as caught:
-                await client.call_tool(f"{kind}__echo", {"text": "b"})
+                await client.call_tool(echo, echo_args(kind, "beta"))
             assert kind in caught.value.error.message
-            upstream = start_pyserver(
-                port=port, stateless=kind == "modern", modern_only=kind == "modern"
-            )
-            assert text_of(await client.call_tool(f"{kind}__echo", {"text": "c"})) == "c"
+            upstream = start_upstream(kind, port=upstream.port)
+            assert "gamma" in text_of(await client.call_tool(echo, echo_args(kind, "gamma")))
             names = [t.name for t in (await client.list_tools()).tools]
-            assert f"{kind}__echo" in names
+            assert echo in names
         assert gateway.process.alive
         ok = True
     finally:
@@ -213,87 +228,151 @@ async def test_upstream_restarted_mid_test(mode: str, kind: str) -> None:
         upstream.stop()
 
 
-@pytest.mark.parametrize("backend", ["py", "modern"])
-@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
-async def test_cancellation_reaches_the_backend(gateway: Gateway, mode: str, backend: str) -> None:
+async def _cancelled(client: Any, backend: str, everything: Upstream) -> int:
+    """How many calls the backend saw cancelled: the pyservers count them (slow-stats);
+    server-everything's aborts are logged by the e2e/abort-probe.cjs preload."""
+    if backend == "everything":
+        return aborted_requests(everything)
+    stats = await client.call_tool(f"{backend}__slow-stats", {})
+    return int(json.loads(text_of(stats))["cancelled"])
+
+
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancellation_reaches_the_backend(
+    gateway: Gateway, server_everything: Upstream, mode: str, backend: str
+) -> None:
     """A 2026-07-28 client cancels by closing its request's stream (streamable-http
     "Cancellation"); aigw passes it on as notifications/cancelled to a session-based
-    backend and by closing its own stream to a 2026-07-28 one."""
+    backend and by closing its own stream to a session-less or 2026-07-28 one."""
     client_name = f"py-sdk {mode}"
     ok = False
     try:
         async with connect_plain(gateway.url, mode=mode) as client:
-            stats = await client.call_tool(f"{backend}__slow-stats", {})
-            before = json.loads(text_of(stats))["cancelled"]
+            await client.list_tools()  # the upstream sessions are open: only the call is timed
+            before = await _cancelled(client, backend, server_everything)
+            tool, args = LONG_CALL[backend]
             with anyio.move_on_after(0.7):
-                await client.call_tool(f"{backend}__slow", {"seconds": 5, "steps": 5})
-            with anyio.fail_after(10):
-                while True:
-                    stats = await client.call_tool(f"{backend}__slow-stats", {})
-                    if json.loads(text_of(stats))["cancelled"] > before:
-                        break
-                    await anyio.sleep(0.1)
+                await client.call_tool(f"{backend}__{tool}", args)
+                raise AssertionError("the call ended before it was cancelled")
+            for _ in range(100):
+                if await _cancelled(client, backend, server_everything) > before:
+                    break
+                await anyio.sleep(0.1)
+            else:
+                raise AssertionError(f"{backend} saw no cancellation")
         ok = True
     finally:
         record(client_name, UPSTREAMS[backend], "cancellation", ok)
 
 
-async def _bump_until_event(client: Any, events: Any) -> Any:
-    """Call py__bump until an update arrives (the upstream GET stream opens
-    asynchronously after the acknowledgment, so the first bump may precede it)."""
+async def _until(trigger: Any, arrived: Any, what: str) -> Any:
+    """Call ``trigger`` until ``arrived`` returns within 0.5 s (the upstream stream opens
+    asynchronously, so the first trigger may precede it)."""
     for _ in range(20):
-        await client.call_tool("py__bump", {})
+        await trigger()
         with anyio.move_on_after(0.5):
-            return await events.__anext__()
-    raise AssertionError("no notifications/resources/updated arrived")
+            return await arrived()
+    raise AssertionError(f"no {what} arrived")
+
+
+async def _first_resource(client: Any, backend: str) -> str:
+    if backend in SUBSCRIBED:
+        return SUBSCRIBED[backend]
+    listed = (await client.list_resources()).resources
+    return next(str(r.uri) for r in listed if str(r.uri).startswith(f"aigw:{backend}/"))
 
 
 @pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
-@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
-async def test_resource_updates_from_a_session_based_upstream(gateway: Gateway, mode: str) -> None:
-    """2026-07-28 clients get them on subscriptions/listen (basic/patterns/subscriptions);
-    older ones on the GET stream after resources/subscribe (2025-11-25 basic/transports)."""
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+@pytest.mark.parametrize("mode", MODES)
+async def test_notifications(gateway: Gateway, mode: str, backend: str) -> None:
+    """Resource updates from a session-based upstream: 2026-07-28 clients get them on
+    subscriptions/listen (basic/patterns/subscriptions), older ones on the GET stream
+    after resources/subscribe (2025-11-25 basic/transports).  List changes of a 2026-07-28
+    upstream, which aigw listens for.  A session-less 2025-11-25 upstream has no stream
+    to send updates on: aigw refuses the subscription instead of accepting it silently."""
     client_name = f"py-sdk {mode}"
-    ok = False
-    updates: list[str] = []
-    updated = anyio.Event()
+    outcome: bool | str = False
+    received: list[Any] = []
+    arrived = anyio.Event()
 
     async def on_message(message: Any) -> None:
-        if getattr(message, "method", None) == "notifications/resources/updated":
-            updates.append(str(message.params.uri))
-            updated.set()
+        if str(getattr(message, "method", "")).startswith("notifications/"):
+            received.append(message)
+            arrived.set()
+
+    async def seen(method: str) -> Any:
+        while True:
+            found = [m for m in received if m.method == method]
+            if found:
+                return found[0]
+            await arrived.wait()
+            arrived_reset()
+
+    def arrived_reset() -> None:
+        nonlocal arrived
+        arrived = anyio.Event()
 
     try:
         async with connect_plain(gateway.url, mode=mode, message_handler=on_message) as client:
-            resources = (await client.list_resources()).resources
-            counter = next(str(r.uri) for r in resources if str(r.uri) == "aigw:py/test://counter")
+            if backend == "stateless":
+                outcome = await _refused_subscription(client, mode)
+                return
+            tool, method = NOTIFY[backend]
+            uri = await _first_resource(client, backend) if "resources" in method else None
+
+            async def trigger() -> None:
+                await client.call_tool(f"{backend}__{tool}", {})
+
             if mode == "legacy":
-                await client.subscribe_resource(counter)
-                for _ in range(20):
-                    await client.call_tool("py__bump", {})
-                    with anyio.move_on_after(0.5):
-                        await updated.wait()
-                    if updates:
-                        break
-                assert updates
-                assert updates[0] == counter
+                if uri is not None:
+                    await client.subscribe_resource(uri)
+                got = await _until(trigger, lambda: seen(method), method)
+                if uri is not None:
+                    assert str(got.params.uri) == uri
+            elif uri is not None:
+                async with client.listen(resource_subscriptions=[uri]) as sub:
+                    assert list(sub.honored.resource_subscriptions or []) == [uri]
+                    event = await _until(trigger, aiter(sub).__anext__, method)
+                assert str(event.uri) == uri
             else:
-                async with client.listen(resource_subscriptions=[counter]) as sub:
-                    assert list(sub.honored.resource_subscriptions or []) == [counter]
-                    event = await _bump_until_event(client, aiter(sub))
-                assert str(event.uri) == counter
-        ok = True
+                async with client.listen(tools_list_changed=True) as sub:
+                    assert sub.honored.tools_list_changed
+                    await _until(trigger, aiter(sub).__anext__, method)
+        outcome = True
     finally:
-        record(client_name, UPSTREAMS["py"], "notifications", ok)
+        record(client_name, UPSTREAMS[backend], "notifications", outcome)
 
 
-@pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
-async def test_sampling_from_a_session_based_upstream(gateway: Gateway, mode: str) -> None:
-    """Sampling (deprecated by 2026-07-28, SEP-2577) keeps working for session-based clients;
-    a 2026-07-28 client cannot receive the backend's request (streamable-http "Receiving
-    Messages"), so aigw answers the backend with an error and the call ends, not hangs."""
+async def _refused_subscription(client: Any, mode: str) -> str:
+    """aigw's answer to a subscription on the session-less upstream: resources/subscribe
+    fails with -32600 naming the backend and the reason; subscriptions/listen leaves the
+    URI out of its acknowledgment (basic/patterns/subscriptions "Acknowledgment")."""
+    uri = SUBSCRIBED["stateless"]
+    if mode == "legacy":
+        with anyio.fail_after(10), pytest.raises(MCPError) as caught:
+            await client.subscribe_resource(uri)
+        assert caught.value.error.code == -32600, caught.value.error
+        assert "'stateless'" in caught.value.error.message
+        assert "no session" in caught.value.error.message
+        assert (caught.value.error.data or {}).get("reason") == "no_session_stream"
+    else:
+        with anyio.fail_after(10):
+            async with client.listen(resource_subscriptions=[uri]) as sub:
+                assert list(sub.honored.resource_subscriptions or []) == []
+    return REFUSED
+
+
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+@pytest.mark.parametrize("mode", MODES)
+async def test_sampling(gateway: Gateway, mode: str, backend: str) -> None:
+    """Sampling (deprecated by 2026-07-28, SEP-2577) works for session-based clients over
+    session-based upstreams.  A 2026-07-28 client cannot receive the backend's request
+    (streamable-http "Receiving Messages"): aigw answers the backend with an error, and
+    the call ends, not hangs.  See SAMPLING_REFUSALS for the other refusals."""
     client_name = f"py-sdk {mode}"
-    ok = False
+    outcome: bool | str = False
     asked: list[str] = []
 
     async def sampling(context: Any, params: Any) -> types.CreateMessageResult:
@@ -304,55 +383,257 @@ async def test_sampling_from_a_session_based_upstream(gateway: Gateway, mode: st
 
     try:
         async with connect_plain(gateway.url, mode=mode, sampling_callback=sampling) as client:
+            tool, args = SAMPLING[backend]
+            names = [t.name for t in (await client.list_tools()).tools]
+            code: int | None = None
             with anyio.fail_after(20):
                 try:
-                    result = await client.call_tool("py__ask-llm", {})
+                    result = await client.call_tool(f"{backend}__{tool}", args)
                     answered, text = not result.is_error, text_of(result)
                 except MCPError as error:
-                    answered, text = False, error.error.message
-        if mode == "legacy":
+                    answered, text, code = False, error.error.message, error.error.code
+        refusal = sampling_refusal("legacy" if mode == "legacy" else "2026-07-28", backend)
+        if refusal is None:
             assert answered, text
             assert "four" in text
             assert asked == ["sampling"]
+            outcome = True
         else:
+            expected_code, reason = refusal
             assert not answered, text
-            assert "2026-07-28" in text, text
+            assert code == expected_code, (code, text)
+            assert reason in text, text
             assert asked == []
-        ok = True
+            if backend == "everything" and mode != "legacy":
+                assert f"{backend}__{tool}" not in names
+            outcome = REFUSED
     finally:
-        record(client_name, UPSTREAMS["py"], "sampling", ok)
+        record(client_name, UPSTREAMS[backend], "sampling", outcome)
 
 
-@pytest.mark.parametrize("mode", ["2026-07-28", "auto", "legacy"])
-async def test_list_changes_from_a_2026_07_28_upstream(gateway: Gateway, mode: str) -> None:
-    """aigw listens (subscriptions/listen) on the 2026-07-28 backend and passes its list
-    changes on: to 2026-07-28 clients on their listen stream, to older ones on the GET
-    stream (2025-11-25 basic/transports "Listening for Messages from the Server")."""
-    client_name = f"py-sdk {mode}"
-    ok = False
-    changed = anyio.Event()
+def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None:
+    """How the call fails when sampling cannot work for this client and upstream: the
+    JSON-RPC error code (None: a tool result with isError) and what the message says;
+    None when sampling works."""
+    if client == "2026-07-28":
+        if backend == "everything":
+            # It offers its sampling tool only to sessions whose client declared sampling;
+            # aigw declares none upstream for a 2026-07-28 client (it could not relay).
+            return None, "-32602: Tool trigger-sampling-request not found"
+        if backend == "py":
+            # aigw answers the backend's request with -32601, which the tool passes on.
+            return -32601, "sampling/createMessage cannot reach a 2026-07-28 client through aigw"
+    return SAMPLING_REFUSALS.get(backend)
 
-    async def on_message(message: Any) -> None:
-        if getattr(message, "method", None) == "notifications/tools/list_changed":
-            changed.set()
 
-    async def relist_until(done: Any) -> None:
-        for _ in range(20):
-            await client.call_tool("modern__relist", {})
-            with anyio.move_on_after(0.5):
-                await done()
-                return
-        raise AssertionError("no notifications/tools/list_changed arrived")
+#: A session-less 2025-11-25 server has no back-channel for its own requests (its reply to
+#: the client could not land), and a 2026-07-28 one none outside input_required results: the
+#: SDK refuses with -32600 naming the reason, and aigw relays that answer.
+SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
+    "stateless": (-32600, "no back-channel for server-initiated requests"),
+    "modern": (-32600, "no back-channel for server-initiated requests"),
+}
 
+
+TS_CLIENT = "ts-sdk 1.x (2025-11-25)"
+#: What the TypeScript client subscribes to (server-everything accepts any URI).
+TS_SUBSCRIBED = {**SUBSCRIBED, "everything": "aigw:everything/demo://resource/dynamic/text/1"}
+
+
+def ts_script(backend: str) -> list[dict[str, Any]]:
+    """One ts-client run checks every feature of its cell (one OAuth login)."""
+    tool, args = PROGRESS[backend]
+    long_tool, long_args = LONG_CALL[backend]
+    cancel: dict[str, Any] = {
+        "op": "cancel",
+        "name": f"{backend}__{long_tool}",
+        "args": long_args,
+        "afterMs": 700,
+    }
+    if backend != "everything":
+        cancel["stats"] = f"{backend}__slow-stats"
+    if backend == "stateless":
+        notify: list[dict[str, Any]] = [{"op": "subscribe", "uri": TS_SUBSCRIBED[backend]}]
+    else:
+        trigger, method = NOTIFY[backend]
+        notify = [
+            {
+                "op": "notify",
+                "method": method,
+                "trigger": {"name": f"{backend}__{trigger}", "args": {}},
+            }
+        ]
+        if "resources" in method:
+            notify.insert(0, {"op": "subscribe", "uri": TS_SUBSCRIBED[backend]})
+    sampling_tool, sampling_args = SAMPLING[backend]
+    return [
+        {"op": "tools"},
+        {"op": "call", "name": f"{backend}__echo", "args": ECHO_ARGS[backend]},
+        {"op": "call", "name": f"{backend}__{tool}", "args": args, "progress": True},
+        {"op": "prompts", "prefix": f"{backend}__"},
+        {"op": "resources", "prefix": f"aigw:{backend}/"},
+        cancel,
+        *notify,
+        {"op": "call", "name": f"{backend}__{sampling_tool}", "args": sampling_args},
+    ]
+
+
+def _ts_tools(events: list[dict[str, Any]], backend: str) -> None:
+    names = [t["name"] for t in _one(events, "tools")["tools"]]
+    assert f"{backend}__echo" in names
+    echoed = _one(events, "call", name=f"{backend}__echo")
+    assert "hi" in json.dumps(echoed["result"])
+
+
+def _ts_progress(events: list[dict[str, Any]], backend: str) -> None:
+    tool, _ = PROGRESS[backend]
+    called = _one(events, "call", name=f"{backend}__{tool}")
+    assert not called["result"].get("isError"), called
+    progress = [i for i, e in enumerate(events) if e["event"] == "progress"]
+    assert progress, "no progress notification arrived"
+    assert progress[0] < events.index(called)
+
+
+def _ts_prompts(events: list[dict[str, Any]], backend: str) -> None:
+    got = _one(events, "prompt")
+    assert got["name"].startswith(f"{backend}__")
+    assert got["result"]["messages"]
+
+
+def _ts_resources(events: list[dict[str, Any]], backend: str) -> None:
+    read = _one(events, "read")
+    assert read["uri"].startswith(f"aigw:{backend}/")
+    assert read["result"]["contents"][0]["uri"] == read["uri"]
+
+
+def _one(events: list[dict[str, Any]], event: str, **match: Any) -> dict[str, Any]:
+    found = [
+        e for e in events if e["event"] == event and all(e.get(k) == v for k, v in match.items())
+    ]
+    assert found, f"no {event} {match or ''} event in {[e['event'] for e in events]}"
+    return found[0]
+
+
+@pytest.mark.parametrize("backend", list(UPSTREAMS))
+def test_typescript_sdk_client_over_upstream_generation(
+    gateway: Gateway, server_everything: Upstream, backend: str
+) -> None:
+    """The TypeScript SDK 1.x (initialize handshake only): tools, progress, prompts,
+    resources, cancellation (AbortSignal: the SDK sends notifications/cancelled),
+    notifications on the GET stream and sampling, in one run per upstream."""
+    before = aborted_requests(server_everything)
+    events: list[dict[str, Any]] = []
     try:
-        async with connect_plain(gateway.url, mode=mode, message_handler=on_message) as client:
-            if mode == "legacy":
-                await relist_until(changed.wait)
-            else:
-                async with client.listen(tools_list_changed=True) as sub:
-                    assert sub.honored.tools_list_changed
-                    events = aiter(sub)
-                    await relist_until(events.__anext__)
+        events = run_ts_client(gateway.url, "alice", script=ts_script(backend), sampling=True)
+    except subprocess.CalledProcessError as failed:
+        events = [json.loads(line) for line in failed.stdout.splitlines() if line.startswith("{")]
+    checks = {
+        "tools": _ts_tools,
+        "progress": _ts_progress,
+        "prompts": _ts_prompts,
+        "resources": _ts_resources,
+        "cancellation": lambda e, b: _ts_cancellation(e, b, server_everything, before),
+        "notifications": _ts_notifications,
+        "sampling": _ts_sampling,
+    }
+    failures = []
+    for feature, verify in checks.items():
+        outcome: bool | str = False
+        try:
+            outcome = verify(events, backend) or True
+        except AssertionError as error:
+            failures.append(f"{feature}: {error}")
+        finally:
+            record(TS_CLIENT, UPSTREAMS[backend], feature, outcome)
+    assert not failures, (failures, events[-3:])
+
+
+def _ts_cancellation(
+    events: list[dict[str, Any]], backend: str, everything: Upstream, before: int
+) -> None:
+    aborted = _one(events, "aborted")
+    assert "abort" in aborted["message"].lower(), aborted
+    if backend != "everything":
+        cancelled = _one(events, "cancelled")
+        assert cancelled["after"] > cancelled["before"]
+        return
+    for _ in range(100):
+        if aborted_requests(everything) > before:
+            return
+        time.sleep(0.1)
+    raise AssertionError("server-everything saw no notifications/cancelled")
+
+
+def _ts_notifications(events: list[dict[str, Any]], backend: str) -> str | None:
+    if backend == "stateless":
+        refused = _one(events, "subscribe-error")
+        assert refused["code"] == -32600, refused
+        assert "'stateless' keeps no session" in refused["message"], refused
+        assert (refused["data"] or {}).get("reason") == "no_session_stream"
+        return REFUSED
+    _, method = NOTIFY[backend]
+    notified = _one(events, "notified", method=method)
+    if "resources" in method:
+        assert _one(events, "subscribed")
+        assert notified["params"]["uri"] == TS_SUBSCRIBED[backend]
+    return None
+
+
+def _ts_sampling(events: list[dict[str, Any]], backend: str) -> str | None:
+    tool, _ = SAMPLING[backend]
+    name = f"{backend}__{tool}"
+    refusal = sampling_refusal("legacy", backend)
+    if refusal is None:
+        called = _one(events, "call", name=name)
+        assert not called["result"].get("isError"), called
+        assert "four" in json.dumps(called["result"])
+        assert _one(events, "sampling")
+        return None
+    expected_code, reason = refusal
+    assert not [e for e in events if e["event"] == "sampling"]
+    failed = _one(events, "call-error", name=name)
+    assert failed["code"] == expected_code, failed
+    assert reason in failed["message"], failed
+    return REFUSED
+
+
+@pytest.mark.parametrize("kind", list(UPSTREAMS))
+def test_typescript_sdk_client_over_a_restarted_upstream(kind: str) -> None:
+    """The TypeScript client keeps its aigw session while the upstream dies and comes
+    back on the same port; only the call made while it was down fails, naming it."""
+    upstream = start_upstream(kind)
+    gateway = start_gateway([(kind, upstream.url)])
+    echo = f"{kind}__echo"
+    script = [
+        {"op": "call", "name": echo, "args": echo_args(kind, "alpha")},
+        {"op": "pause"},
+        {"op": "call", "name": echo, "args": echo_args(kind, "beta")},
+        {"op": "pause"},
+        {"op": "call", "name": echo, "args": echo_args(kind, "gamma")},
+        {"op": "tools"},
+    ]
+    run = TsClientRun(ts_client_argv(gateway.url, "alice", script=script))
+    ok = False
+    try:
+        run.until("paused")
+        upstream.stop()
+        run.resume()
+        events = run.until("paused")
+        down = _one(events, "call-error", name=echo)
+        assert kind in down["message"], down
+        upstream = start_upstream(kind, port=upstream.port)
+        run.resume()
+        events = run.finish()
+        calls = [e for e in events if e["event"] == "call"]
+        assert [("alpha" in json.dumps(c), "gamma" in json.dumps(c)) for c in calls] == [
+            (True, False),
+            (False, True),
+        ], calls
+        assert echo in [t["name"] for t in _one(events, "tools")["tools"]]
+        assert gateway.process.alive
         ok = True
     finally:
-        record(client_name, UPSTREAMS["modern"], "notifications", ok)
+        record(TS_CLIENT, UPSTREAMS[kind], "upstream restart", ok)
+        run.stop()
+        gateway.stop()
+        upstream.stop()

@@ -22,7 +22,10 @@ Example::
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -174,20 +177,18 @@ async def connect_plain(
         yield client
 
 
-def run_ts_client(
+def ts_client_argv(
     url: str,
     user: str,
     password: str | None = None,
     *,
     call: str | None = None,
     args: dict[str, Any] | None = None,
+    script: Sequence[dict[str, Any]] | None = None,
+    sampling: bool = False,
     extra_argv: Sequence[str] = (),
-    timeout: float = 60.0,
-) -> list[dict[str, Any]]:
-    """Run ``e2e/ts-client.mjs`` and return its JSON lines (see that script for the events).
-
-    Raises ``subprocess.CalledProcessError`` (with stdout/stderr) on a non-zero exit.
-    """
+) -> list[str]:
+    """The command line of ``e2e/ts-client.mjs`` (see that script for the options)."""
     argv = [
         node_executable(),
         str(E2E_DIR / "ts-client.mjs"),
@@ -200,7 +201,39 @@ def run_ts_client(
     ]
     if call is not None:
         argv += ["--call", call, "--args", json.dumps(args or {})]
-    argv += list(extra_argv)
+    if script is not None:
+        argv += ["--script", json.dumps(list(script))]
+    if sampling:
+        argv.append("--sampling")
+    return argv + list(extra_argv)
+
+
+def run_ts_client(
+    url: str,
+    user: str,
+    password: str | None = None,
+    *,
+    call: str | None = None,
+    args: dict[str, Any] | None = None,
+    script: Sequence[dict[str, Any]] | None = None,
+    sampling: bool = False,
+    extra_argv: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Run ``e2e/ts-client.mjs`` and return its JSON lines (see that script for the events).
+
+    Raises ``subprocess.CalledProcessError`` (with stdout/stderr) on a non-zero exit.
+    """
+    argv = ts_client_argv(
+        url,
+        user,
+        password,
+        call=call,
+        args=args,
+        script=script,
+        sampling=sampling,
+        extra_argv=extra_argv,
+    )
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
@@ -208,3 +241,61 @@ def run_ts_client(
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
     return lines
+
+
+class TsClientRun:
+    """``e2e/ts-client.mjs`` running with a ``{"op": "pause"}`` in its script: read its
+    events up to the pause (:meth:`until`), act, then :meth:`resume` and :meth:`finish`."""
+
+    def __init__(self, argv: list[str], timeout: float = 60.0) -> None:
+        self.argv = argv
+        self.deadline = time.monotonic() + timeout
+        self.events: list[dict[str, Any]] = []
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def until(self, event: str) -> list[dict[str, Any]]:
+        """Events read until (and with) the first ``event`` (bounded by the timeout)."""
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, self.deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if line.startswith("{"):
+                self.events.append(json.loads(line))
+                if self.events[-1]["event"] == event:
+                    return self.events
+        raise AssertionError(f"ts-client: no {event!r} event; got {self.events}")
+
+    def resume(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write("\n")
+        self.popen.stdin.flush()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Wait for the exit; all events (CalledProcessError on a non-zero exit)."""
+        self.popen.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+        while (line := self._lines.get(timeout=5)) is not None:
+            if line.startswith("{"):
+                self.events.append(json.loads(line))
+        if self.popen.returncode != 0:
+            assert self.popen.stderr is not None
+            err = self.popen.stderr.read()
+            raise subprocess.CalledProcessError(self.popen.returncode, self.argv, "", err)
+        return self.events
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)

@@ -20,6 +20,8 @@ SERVER_EVERYTHING_JS = (
     NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 )
 LOOPBACK_PRELOAD = E2E_DIR / "loopback.cjs"
+ABORT_PROBE_PRELOAD = E2E_DIR / "abort-probe.cjs"
+ABORT_PROBE_LINE = "aigw-e2e-probe: aborted "
 
 
 @dataclass
@@ -39,7 +41,8 @@ def start_server_everything(port: int | None = None, timeout: float = 30.0) -> U
     """``mcp-server-everything streamableHttp`` on ``http://127.0.0.1:<port>/mcp``.
 
     It calls ``app.listen(PORT)`` with no host; the ``e2e/loopback.cjs`` preload makes
-    that bind 127.0.0.1 only.
+    that bind 127.0.0.1 only.  The ``e2e/abort-probe.cjs`` preload logs each request
+    handler the SDK aborted on ``notifications/cancelled`` (see :func:`aborted_requests`).
     """
     ensure_node_modules()
     port = port or free_port()
@@ -48,6 +51,8 @@ def start_server_everything(port: int | None = None, timeout: float = 30.0) -> U
             node_executable(),
             "--require",
             str(LOOPBACK_PRELOAD),
+            "--require",
+            str(ABORT_PROBE_PRELOAD),
             str(SERVER_EVERYTHING_JS),
             "streamableHttp",
         ],
@@ -57,6 +62,11 @@ def start_server_everything(port: int | None = None, timeout: float = 30.0) -> U
         name="server-everything",
     )
     return Upstream("everything", f"http://127.0.0.1:{port}/mcp", port, proc)
+
+
+def aborted_requests(upstream: Upstream) -> int:
+    """How many request handlers server-everything aborted on ``notifications/cancelled``."""
+    return sum(line.startswith(ABORT_PROBE_LINE) for line in upstream.process.log().splitlines())
 
 
 def start_pyserver(

@@ -7,6 +7,7 @@ records what it received so tests can check what aigw forwarded.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from typing import Any
@@ -31,8 +32,11 @@ class FakeUpstream(Resource):
         capabilities: dict[str, Any] | None = None,
         instructions: str | None = None,
         modern: bool = False,
+        sessionless: bool = False,
     ) -> None:
         super().__init__()
+        #: A stateless 2025-11-25 server: initialize answers without Mcp-Session-Id.
+        self.sessionless = sessionless
         #: Speak 2026-07-28 only: server/discover, no sessions, envelope required.
         self.modern = modern
         self.tools = tools if tools is not None else ["echo", "progress"]
@@ -43,10 +47,20 @@ class FakeUpstream(Resource):
         self._session_numbers = itertools.count(1)
         self.received: list[tuple[dict[str, list[str]], Any]] = []
         self.fail_with: int | None = None
+        #: (HTTP status, JSON-RPC error) to answer requests with, the error in the body.
+        self.refuse_with: tuple[int, dict[str, Any]] | None = None
         self.forget_sessions = False
+        #: Set: the next initialize is answered only when it fires.
+        self.init_hold: Deferred[None] | None = None
+        #: Answer an unknown session with 400 instead of 404.
+        self.unknown_session_400 = False
         self.hold: Deferred[None] | None = None
         self.get_status = 405
         self.stream_requests: list[Request] = []
+        #: GET streams whose connection aigw closed.
+        self.streams_closed: list[Request] = []
+        #: Set: GET streams answer only when it fires.
+        self.get_hold: Deferred[None] | None = None
         self.deleted: list[str] = []
         self.listen_filters: list[dict[str, Any]] = []
         self.hung_up: list[Any] = []
@@ -70,9 +84,17 @@ class FakeUpstream(Resource):
         if self.get_status != 200:
             request.setResponseCode(self.get_status)
             return b""
-        request.setHeader(b"content-type", b"text/event-stream")
-        request.write(b": open\n\n")
         self.stream_requests.append(request)
+        request.notifyFinish().addErrback(lambda _: self.streams_closed.append(request))
+
+        def answer(_: object = None) -> None:
+            request.setHeader(b"content-type", b"text/event-stream")
+            request.write(b": open\n\n")
+
+        if self.get_hold is not None:
+            self.get_hold.addCallback(answer)
+        else:
+            answer()
         return NOT_DONE_YET
 
     def push(self, message: Any, event_id: str | None = None) -> None:
@@ -86,12 +108,22 @@ class FakeUpstream(Resource):
         if self.fail_with is not None:
             request.setResponseCode(self.fail_with)
             return b"upstream broke"
+        if self.refuse_with is not None and isinstance(body, dict) and "id" in body:
+            status, error = self.refuse_with
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"application/json")
+            return json.dumps({"jsonrpc": "2.0", "id": body["id"], "error": error}).encode()
         if self.modern:
             return self._modern(request, body)
         if isinstance(body, dict) and body.get("method") == "initialize":
+            if self.init_hold is not None:
+                held, self.init_hold = self.init_hold, None
+                held.addCallback(lambda _: self._release(request, body))
+                return NOT_DONE_YET
             session = f"up-{next(self._session_numbers)}"
             self.sessions.add(session)
-            request.setHeader(b"mcp-session-id", session.encode())
+            if not self.sessionless:
+                request.setHeader(b"mcp-session-id", session.encode())
             request.setHeader(b"content-type", b"application/json")
             result: dict[str, Any] = {
                 "protocolVersion": body["params"]["protocolVersion"],
@@ -102,7 +134,14 @@ class FakeUpstream(Resource):
                 result["instructions"] = self.instructions
             return json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         session = (request.getHeader(b"mcp-session-id") or b"").decode()
-        if self.forget_sessions or session not in self.sessions:
+        if not self.sessionless and (self.forget_sessions or session not in self.sessions):
+            if self.unknown_session_400:
+                # What the TypeScript SDK 1.x servers (server-everything) answer.
+                request.setResponseCode(400)
+                return (
+                    b'{"jsonrpc":"2.0","error":{"code":-32000,'
+                    b'"message":"Bad Request: No valid session ID provided"}}'
+                )
             request.setResponseCode(404)
             return (
                 b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
@@ -111,6 +150,15 @@ class FakeUpstream(Resource):
             request.setResponseCode(202)
             return b""
         return self._answer(request, body)
+
+    def _release(self, request: Request, body: Any) -> None:
+        """Answer a held initialize (unless aigw hung up meanwhile)."""
+        if request._disconnected:
+            return
+        request.content = io.BytesIO(json.dumps(body).encode())
+        self.received.pop()  # counted once, when it arrived
+        request.write(self.render_POST(request))
+        request.finish()
 
     def _schema(self, name: str) -> dict[str, Any]:
         return self.schemas.get(name, {"type": "object"})

@@ -305,6 +305,21 @@ class CallTests(GatewayTestCase):
         self.assertIn("beta", body["error"]["message"])
 
     @run
+    async def test_json_rpc_error_in_an_http_error_is_relayed(self) -> None:
+        """2026-07-28 streamable-http: a refused request is a 4xx whose body is the JSON-RPC
+        error; the client gets that error (its own id), not a generic upstream failure."""
+        await self.start_gateway()
+        session = await self.initialize()
+        self.alpha.refuse_with = (400, {"code": -32600, "message": "no back-channel"})
+        body = await self.call(session, "tools/call", {"name": "alpha__echo"}, rid=7)
+        self.assertEqual(body["id"], 7)
+        self.assertEqual(body["error"], {"code": -32600, "message": "no back-channel"})
+        self.alpha.refuse_with = None
+        self.alpha.fail_with = 400
+        body = await self.call(session, "tools/call", {"name": "alpha__echo"}, rid=8)
+        self.assertIn("alpha", body["error"]["message"])
+
+    @run
     async def test_forgotten_upstream_session_is_reopened_transparently(self) -> None:
         await self.start_gateway()
         session = await self.initialize()
@@ -314,6 +329,22 @@ class CallTests(GatewayTestCase):
         self.assertEqual(len(self.beta.sessions), 1)
 
     @run
+    async def test_session_unknown_with_400_is_reopened_too(self) -> None:
+        """server-everything (TypeScript SDK 1.x) answers a session it does not know with
+        400 "No valid session ID provided" where 2025-11-25 basic/transports "Session
+        Management" says 404: aigw opens a new upstream session all the same."""
+        await self.start_gateway()
+        session = await self.initialize()
+        self.beta.sessions.clear()
+        self.beta.unknown_session_400 = True
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertIn("result", body)
+        self.assertEqual(len(self.beta.sessions), 1)
+        self.beta.fail_with = 400
+        body = await self.call(session, "tools/call", {"name": "beta__t1"}, rid=2)
+        self.assertIn("beta", body["error"]["message"])
+
+    @run
     async def test_resource_links_in_results_are_rewritten(self) -> None:
         await self.start_gateway()
         session = await self.initialize()
@@ -321,6 +352,20 @@ class CallTests(GatewayTestCase):
         uri = body["result"]["content"][0]["uri"]
         self.assertNotEqual(uri, "file:///data/x.txt")
         self.assertIn("alpha", uri)
+
+    @run
+    async def test_subscribe_to_a_backend_without_a_session_is_refused(self) -> None:
+        """2025-11-25 server/resources "Subscriptions": updates come later on the session's
+        GET stream; a backend that gave no Mcp-Session-Id has none, so aigw refuses
+        (-32600 naming the backend and the reason) instead of a subscription that never fires."""
+        beta = FakeUpstream(capabilities={"resources": {"subscribe": True}}, sessionless=True)
+        await self.start_gateway(beta=beta)
+        session = await self.initialize()
+        body = await self.call(session, "resources/subscribe", {"uri": "aigw:beta/file:///x"})
+        self.assertEqual(body["error"]["code"], -32600)
+        self.assertIn("'beta' keeps no session", body["error"]["message"])
+        self.assertEqual(body["error"]["data"], {"backend": "beta", "reason": "no_session_stream"})
+        self.assertNotIn("resources/subscribe", [b.get("method") for _, b in beta.received])
 
     @run
     async def test_ping_is_answered_by_aigw(self) -> None:

@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from aigw.mcp.stateless import decode_header_value
+from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 
 MODERN = "2026-07-28"
@@ -91,6 +92,41 @@ class RequestTests(StatelessTestCase):
         await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"x": 1}})
         self.assertEqual(self.initializes(self.alpha), 1)
         self.assertEqual(self.initializes(self.beta), 1)
+
+    @run
+    async def test_a_request_abandoned_while_sessions_open_is_not_forwarded(self) -> None:
+        """streamable-http "Cancellation": closing the stream cancels the request, also
+        while aigw is still opening the user's upstream sessions."""
+        from twisted.internet.defer import Deferred
+
+        await self.start_gateway()
+        self.alpha.init_hold = Deferred()
+        held = self.alpha.init_hold
+        message = modern("tools/call", {"name": "alpha__echo", "arguments": {}})
+        posting = self.http.post(
+            self.url,
+            data=json.dumps(message).encode(),
+            headers={
+                k: [v]
+                for k, v in {
+                    "Content-Type": "application/json",
+                    "Accept": "application/json, text/event-stream",
+                    **routing("tools/call", "alpha__echo"),
+                }.items()
+            },
+        )
+        for _ in range(200):
+            if self.initializes(self.alpha):
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        posting.cancel()
+        with self.assertRaises(Exception):  # noqa: B017 (cancelled: how, is treq's business)
+            await posting
+        await deferLater(reactor, 0.1, lambda: None)
+        held.callback(None)
+        await self.ask("tools/list")
+        calls = [b for _, b in self.alpha.received if b.get("method") == "tools/call"]
+        self.assertEqual(calls, [])
 
     @run
     async def test_the_envelope_is_not_forwarded_to_a_session_based_backend(self) -> None:
@@ -323,6 +359,40 @@ class ListenTests(StatelessTestCase):
         self.assertEqual(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
         self.assertEqual(end["id"], "L1")
         self.assertEqual(end["result"]["resultType"], "complete")
+
+    @run
+    async def test_upstream_stream_opening_after_the_listen_ended_is_dropped(self) -> None:
+        """A listen that ends while its upstream GET is still opening must not leave that
+        GET open: servers allow one per session (2025-11-25 basic/transports "Multiple
+        Connections"), and the user's next listen would get 409 for good."""
+        from twisted.internet.defer import Deferred
+
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        self.alpha.get_hold = Deferred()
+        _, chunks, done = await self.open_listen({"toolsListChanged": True})
+        await self.until(lambda: self.alpha.stream_requests and chunks)
+        self.service.gateway.close_streams()
+        await done
+        self.alpha.get_hold.callback(None)
+        await self.until(lambda: self.alpha.streams_closed)
+
+    @run
+    async def test_no_subscription_on_a_backend_without_a_session(self) -> None:
+        """A session-less 2025-11-25 backend has no stream for updates: the URI is left
+        out of the acknowledgment (subscriptions "Acknowledgment") and not subscribed."""
+        beta = FakeUpstream(capabilities={"resources": {"subscribe": True}}, sessionless=True)
+        await self.start_gateway(beta=beta)
+        uri = "aigw:beta/file:///x"
+        _, chunks, done = await self.open_listen({"resourceSubscriptions": [uri]})
+        await self.until(lambda: chunks)
+        ack = sse_messages(b"".join(chunks))[0]
+        self.assertEqual(ack["method"], "notifications/subscriptions/acknowledged")
+        self.assertEqual(ack["params"]["notifications"], {})
+        methods = [b.get("method") for _, b in beta.received]
+        self.assertNotIn("resources/subscribe", methods)
+        self.service.gateway.close_streams()
+        await done
 
     @run
     async def test_resource_subscription_is_made_upstream_and_updates_pass(self) -> None:
