@@ -25,13 +25,20 @@ like any other lost connection.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -80,9 +87,7 @@ class Target:
         default_port = port == (443 if secure else 80)
         host_field = f"[{host}]" if ":" in host else host
         self.host_header = (host_field if default_port else f"{host_field}:{port}").encode("ascii")
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(
-            reactor, host.encode("idna"), port, timeout=connect_timeout
-        )
+        endpoint = _tcp_endpoint(reactor, host, port, connect_timeout)
         if secure:
             endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
         self.endpoint = endpoint
@@ -98,6 +103,19 @@ class Target:
             lines += [b"Content-Length: ", str(length).encode("ascii"), b"\r\n"]
         lines.append(b"\r\n")
         return b"".join(lines)
+
+
+def _tcp_endpoint(
+    reactor: Any, host: str, port: int, connect_timeout: float
+) -> IStreamClientEndpoint:
+    """An address connects as it is; a name is resolved at each connect (in
+    Twisted's resolver threads) and its addresses tried in turn (RFC 8305)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=connect_timeout)
+    kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+    return kind(reactor, host, port, timeout=connect_timeout)
 
 
 @implementer(IPushProducer)

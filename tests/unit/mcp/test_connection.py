@@ -293,6 +293,18 @@ class TargetTests(TestCase):
         self.assertEqual(self.target("https://example.test:443/").host_header, b"example.test")
         self.assertEqual(self.target("http://[::1]:8080/").host_header, b"[::1]:8080")
 
+    def test_addresses_connect_directly_and_names_are_resolved(self) -> None:
+        """An IP literal needs no resolver thread; a name goes through HostnameEndpoint."""
+        from twisted.internet.endpoints import (
+            HostnameEndpoint,
+            TCP4ClientEndpoint,
+            TCP6ClientEndpoint,
+        )
+
+        self.assertIsInstance(self.target("http://127.0.0.1:9/").endpoint, TCP4ClientEndpoint)
+        self.assertIsInstance(self.target("http://[::1]:9/").endpoint, TCP6ClientEndpoint)
+        self.assertIsInstance(self.target("http://localhost:9/").endpoint, HostnameEndpoint)
+
     def test_path_defaults_to_slash(self) -> None:
         self.assertEqual(self.target("http://example.test").path, b"/")
 
