@@ -56,6 +56,8 @@ from zope.interface import implementer
 #: Bound on a response head (status line and header fields); llhttp itself has none.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 100
+#: How every complete body ends (one Failure: readers only look at its value).
+_RESPONSE_DONE = Failure(ResponseDone("response complete"))
 
 
 class ProtocolViolation(Exception):
@@ -130,6 +132,11 @@ class UpstreamResponse:
         self._pending: list[bytes] = []
         self._ended: Failure | None = None
         self._stopped = False
+
+    @property
+    def ended(self) -> bool:
+        """The whole body has been read (or the transfer broke)."""
+        return self._ended is not None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header field; ``name`` in lower case."""
@@ -290,6 +297,7 @@ class Connection(Protocol):
         except (httptools.HttpParserError, ProtocolViolation) as error:
             self._broken(ProtocolViolation(str(error) or type(error).__name__))
             return
+        waiting = None
         if self._head_done and self._response is None:
             self._stop_timer()
             code = self._parser.get_status_code()
@@ -297,10 +305,11 @@ class Connection(Protocol):
             waiting, self._waiting = self._waiting, None
             if waiting is None or waiting.called:  # cancelled: the connection is going
                 return
-            waiting.callback(self._response)
         response = self._response
         if response is None:
             return
+        # What arrived is handed over before the response itself, so a reader of
+        # a body that is already complete starts no inactivity timer.
         chunks, self._chunks = self._chunks, []
         for chunk in chunks:
             response._body(chunk)
@@ -310,7 +319,9 @@ class Connection(Protocol):
                 self._pool.release(self)
             else:
                 self.transport.loseConnection()
-            response._end(Failure(ResponseDone("response complete")))
+            response._end(_RESPONSE_DONE)
+        if waiting is not None:
+            waiting.callback(response)
 
     def _broken(self, error: Exception) -> None:
         self._stop_timer()

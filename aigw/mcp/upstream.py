@@ -146,7 +146,8 @@ class _BodyReader(Protocol):
         if self._stopped:
             self.stop()  # stopped before the body began (see stop)
             return
-        self._arm()
+        if not cast(UpstreamResponse, self.transport).ended:  # else nothing to wait for
+            self._arm()
 
     def _arm(self) -> None:
         """(Re)start the inactivity timer: an upstream that goes silent is cut off."""
@@ -234,7 +235,7 @@ class _BodyReader(Protocol):
         self._disarm()
         if self._done.called:
             return
-        if not reason.check(ResponseDone, PotentialDataLoss):
+        if not isinstance(reason.value, ResponseDone | PotentialDataLoss):  # Failure.check is slow
             lost = UpstreamError(self._upstream.name, "unavailable", "connection lost")
             self._done.errback(lost)
             return
