@@ -115,11 +115,26 @@ def _session_issue() -> Callable[[], object]:
     return lambda: codec.issue(state)
 
 
-@case("session.SessionCodec open (every request)")
+@case("session.SessionCodec open (every request: remembered)")
 def _session_open() -> Callable[[], object]:
     codec, state = make_codec(), make_state()
     sid = codec.issue(state)
     return lambda: codec.open(sid, ISSUER, SUBJECT)
+
+
+@case("session.SessionCodec open (first time: unsealed)")
+def _session_unseal() -> Callable[[], object]:
+    codec, state = make_codec(), make_state()
+    sid = codec.issue(state)
+    return lambda: codec._unseal(sid, ISSUER, SUBJECT)
+
+
+@case("jsonrpc.dumps (a tools/call result)")
+def _dumps() -> Callable[[], object]:
+    from aigw.mcp import jsonrpc
+
+    result = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "hi"}]}}
+    return lambda: jsonrpc.dumps(result)
 
 
 # ---------------------------------------------------------------- SSE
