@@ -44,7 +44,16 @@ class ListenerService(StreamServerEndpointService):
     log = Logger()
 
     def __init__(self, description: str, reactor: Any, factory: BoundedSite) -> None:
-        endpoint = serverFromString(reactor, description)
+        try:
+            endpoint = serverFromString(reactor, description)
+        except Exception as error:
+            # Before logging starts (twistd builds services first): stderr, like
+            # config errors.  The config check cannot see a systemd socket that
+            # is missing: LISTEN_FDS exist only once systemd starts the daemon.
+            sys.stderr.write(
+                f"aigw: cannot listen on {description}: {_endpoint_failure(description, error)}\n"
+            )
+            raise SystemExit(EX_OSERR) from None
         super().__init__(endpoint, factory)  # type: ignore[no-untyped-call]
         self.description = description
         self.listening = False
@@ -69,6 +78,17 @@ class ListenerService(StreamServerEndpointService):
             address=port.getHost(),
         )
         return port
+
+
+def _endpoint_failure(description: str, error: Exception) -> str:
+    """Why an endpoint could not be built, in the operator's terms."""
+    if description.startswith("systemd:"):
+        # Twisted reads (and then clears) LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES.
+        return (
+            "no socket was handed over at that index (systemd passes them with "
+            "LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES; see etc/systemd/aigw@.socket)"
+        )
+    return str(error) or type(error).__name__
 
 
 class GatewayService(MultiService):

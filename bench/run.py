@@ -64,7 +64,7 @@ VENVS = Path(os.environ.get("AIGW_BENCH_VENVS", BENCH / ".venvs"))
 LUA = BENCH / "wrk" / "mcp_call.lua"
 PROTOCOL = "2025-11-25"
 HOST = "127.0.0.1"
-ALL_ROWS = ("direct", "aigw", "aigw-pypy", "fastmcp", "mcp-proxy")
+ALL_ROWS = ("direct", "aigw", "aigw-x2", "aigw-pypy", "fastmcp", "mcp-proxy")
 PEERS = ("fastmcp", "mcp-proxy")
 SCOPE = "mcp:tools"
 #: wrk's and the Lua script's counts of what went wrong (WRKRESULT keys).
@@ -135,6 +135,7 @@ class Processes:
         argv: list[str],
         env: dict[str, str] | None = None,
         stdout_pipe: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> Proc:
         log = self.workdir / f"{name}.log"
         fh = open(log, "wb")  # noqa: SIM115 - owned by the child
@@ -149,6 +150,7 @@ class Processes:
             stderr=fh,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            pass_fds=pass_fds,
         )
         fh.close()
         proc = Proc(name, popen, log)
@@ -565,15 +567,18 @@ def start_direct(env: Env) -> Target:
     )
 
 
-def aigw_config(env: Env, port: int, backends: list[str] | None = None) -> Path:
-    """``backends``: their names, all at the reference upstream (default: one, ``bench``)."""
+def aigw_config(
+    env: Env, port: int, backends: list[str] | None = None, inherited: bool = False
+) -> Path:
+    """``backends``: their names, all at the reference upstream (default: one, ``bench``);
+    ``inherited``: listen on the socket handed over the systemd way (see start_aigw)."""
     secret = env.procs.workdir / "session.key"
     if not secret.exists():
         secret.write_bytes(secrets.token_bytes(32))
         secret.chmod(0o600)
     public = f"http://{HOST}:{port}"
     cfg = {
-        "listen": [f"tcp:{port}:interface={HOST}"],
+        "listen": ["systemd:domain=INET:index=0" if inherited else f"tcp:{port}:interface={HOST}"],
         "public_url": public,
         "mcp_path": "/mcp",
         "auth": {
@@ -585,7 +590,7 @@ def aigw_config(env: Env, port: int, backends: list[str] | None = None) -> Path:
         "sessions": {"secret_file": str(secret)},
         "logging": {"format": "text", "level": "warn", "access_log": False},
     }
-    path = env.procs.workdir / f"aigw-{port}.yaml"
+    path = env.procs.workdir / f"aigw-{port}{'-inherited' if inherited else ''}.yaml"
     path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
     return path
 
@@ -599,26 +604,54 @@ def start_aigw(
 ) -> Target:
     """aigw under ``twistd`` (CPython or PyPy); ``backends`` as in ``aigw_config``.
 
-    ``workers`` > 1 is where a row of several aigw processes sharing one port
-    will go (e.g. a systemd-style inherited socket or SO_REUSEPORT): each
-    process's pid joins ``pids`` and RSS adds up; not built yet.
+    ``workers`` > 1: that many aigw processes on one port, as systemd runs them
+    with ``etc/systemd/aigw@.socket`` (``ReusePort=yes``): each gets its own listening
+    socket bound with SO_REUSEPORT as fd 3 (``LISTEN_FDS``, ``LISTEN_FDNAMES``,
+    ``LISTEN_PID``),
+    the kernel spreads connections over them, and every process serves every
+    session (sealed ids, one session key).  RSS adds up over the processes.
     """
-    if workers != 1:
-        raise Skip("several aigw processes: not built yet")
     if not twistd.exists():
         raise Skip(f"{twistd} missing")
     port = free_port()
-    config = aigw_config(env, port, backends)
-    proc = env.procs.start(name, [str(twistd), "-n", "--pidfile=", "aigw", "--config", str(config)])
-    wait_port(proc, port, 60)
-    wait_ready(proc, f"http://{HOST}:{port}/readyz", 30)
+    argv = [str(twistd), "-n", "--pidfile=", "aigw", "--config"]
+    procs: list[Proc] = []
+    if workers == 1:
+        config = aigw_config(env, port, backends)
+        procs.append(env.procs.start(name, [*argv, str(config)]))
+    else:
+        config = aigw_config(env, port, backends, inherited=True)
+        for index in range(workers):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((HOST, port))
+            sock.listen(1024)
+            fd = sock.fileno()
+            # bash (dash takes one-digit fds only) puts the socket on fd 3 and
+            # states its own pid, which twistd keeps (exec): systemd's protocol.
+            move = "" if fd == 3 else f"exec 3<&{fd} {fd}<&-; "
+            passing = "export LISTEN_FDS=1 LISTEN_FDNAMES=aigw LISTEN_PID=$$; "
+            handover = move + passing + 'exec "$0" "$@"'
+            procs.append(
+                env.procs.start(
+                    f"{name}-{index}",
+                    ["bash", "-c", handover, *argv, str(config)],
+                    pass_fds=(fd,),
+                )
+            )
+            sock.close()
+    for proc in procs:
+        wait_port(proc, port, 60)
+    for _ in range(4 * workers):  # each connection may reach another process
+        wait_ready(procs[0], f"http://{HOST}:{port}/readyz", 30)
     url = f"http://{HOST}:{port}/mcp"
     token = env.auth.token(url)
     return Target(
         name,
         open_session(url, f"{(backends or ['bench'])[0]}__echo", token),
-        [proc.pid],
-        note=f"{twistd.parent.parent.name}, JWT",
+        [proc.pid for proc in procs],
+        note=f"{twistd.parent.parent.name}, JWT"
+        + (f", {workers} processes on one port (SO_REUSEPORT)" if workers > 1 else ""),
     )
 
 
@@ -706,6 +739,8 @@ def start_row(env: Env, row: str) -> Target:
         return start_direct(env)
     if row == "aigw":
         return start_aigw(env, ROOT / ".venv" / "bin" / "twistd", "aigw")
+    if row == "aigw-x2":
+        return start_aigw(env, ROOT / ".venv" / "bin" / "twistd", "aigw-x2", workers=2)
     if row == "aigw-pypy":
         return start_aigw(env, pypy_twistd(), "aigw-pypy")
     if row == "fastmcp":

@@ -190,6 +190,67 @@ class DaemonTests(TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr.decode())
 
+    def test_socket_handed_over_the_systemd_way_is_served(self) -> None:
+        """etc/systemd/aigw@.socket: several processes, each with its own SO_REUSEPORT
+        socket on one port, handed over as fd 3 (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES)."""
+        port = free_port()
+        config = write_config(self.directory, port).replace(".yaml", "")
+        with open(config + ".yaml") as handle:
+            text = handle.read()
+        with open(config + "-workers.yaml", "w") as handle:
+            handle.write(
+                text.replace(f"tcp:{port}:interface=127.0.0.1", "systemd:domain=INET:index=0")
+            )
+        processes = []
+        for _ in range(2):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(16)
+            fd = sock.fileno()
+            move = "" if fd == 3 else f"exec 3<&{fd} {fd}<&-; "
+            handover = (
+                move + 'export LISTEN_FDS=1 LISTEN_FDNAMES=aigw LISTEN_PID=$$; exec "$0" "$@"'
+            )
+            argv = [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config"]
+            processes.append(
+                subprocess.Popen(
+                    ["bash", "-c", handover, *argv, config + "-workers.yaml"],
+                    pass_fds=(fd,),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    cwd=self.directory,
+                )
+            )
+            sock.close()
+        try:
+            for _ in range(8):  # connections land on either process
+                try:
+                    wait_for_health(port, processes[0])
+                except AssertionError:
+                    raise AssertionError(processes[0].communicate(timeout=5)[1].decode()) from None
+            self.assertTrue(all(p.poll() is None for p in processes))
+        finally:
+            for process in processes:
+                self.assertEqual(stop(process), 0)
+
+    def test_missing_systemd_socket_exits_without_traceback(self) -> None:
+        port = free_port()
+        config = write_config(self.directory, port)
+        with open(config) as handle:
+            text = handle.read()
+        with open(config, "w") as handle:
+            handle.write(
+                text.replace(f"tcp:{port}:interface=127.0.0.1", "systemd:domain=INET:index=0")
+            )
+        result = subprocess.run(
+            [str(BIN / "aigw"), "run", config], capture_output=True, timeout=60, cwd=self.directory
+        )
+        err = result.stderr.decode()
+        self.assertEqual(result.returncode, 71, err)
+        self.assertIn("cannot listen on systemd:domain=INET:index=0: no socket was handed", err)
+        self.assertNotIn("Traceback", err)
+
     def test_listen_failure_exits_without_traceback(self) -> None:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
