@@ -203,6 +203,9 @@ class GatewayApp:
             if ended[0]:
                 return
             if body:
+                if not getattr(request, "startedWriting", True):
+                    # The whole body is known: sent with its length, not chunked.
+                    request.setHeader(b"Content-Length", b"%d" % len(body))
                 request.write(body)
             if not ended[0]:
                 request.finish()  # type: ignore[attr-defined]

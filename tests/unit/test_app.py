@@ -160,7 +160,9 @@ class MCPRouteTests(SynchronousTestCase):
             response = self.successResultOf(stub.post("http://127.0.0.1:1975" + path))
             self.assertEqual(response.code, 200)
             self.assertEqual(self.successResultOf(stub.content(response)), b'{"ok":true}')
-        self.assertEqual(mcp.calls, 2)
+        response = self.successResultOf(stub.post("http://127.0.0.1:1975/mcp"))
+        self.assertEqual(response.length, 11)  # Content-Length, not chunked
+        self.assertEqual(mcp.calls, 3)
 
     def test_handler_error_is_json_500(self) -> None:
         stub = self.stub(FakeMCP(RuntimeError("boom")))
