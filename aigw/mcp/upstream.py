@@ -200,7 +200,10 @@ class _BodyReader(Protocol):
         if self._done.called:
             return
         if self._sse is None:
-            self._arm()
+            # One JSON answer: the backend timeout bounds the whole body, not each
+            # pause in it (an answer trickled a byte at a time would never end).
+            if self._timer is None or not self._timer.active():
+                self._arm()
             self._size += len(data)
             if self._size > MAX_JSON_REPLY_BYTES:
                 self._fail(UpstreamError(self._upstream.name, "bad_reply", "reply too large"))

@@ -100,6 +100,34 @@ class OddReplyUpstream(FakeUpstream):
         return NOT_DONE_YET
 
 
+class TricklingJSONUpstream(FakeUpstream):
+    """Answers tools/call 200 application/json, then its body a byte every 50 ms, for ever."""
+
+    def __init__(self) -> None:
+        super().__init__(tools=["echo"])
+        self.trickling: list[Request] = []
+        self.loop = LoopingCall(self._drip)
+
+    def _drip(self) -> None:
+        for request in self.trickling:
+            if not request.finished and not request._disconnected:
+                request.write(b" ")
+
+    def render_POST(self, request: Request) -> Any:
+        peek = request.content.read()
+        request.content.seek(0)
+        body = json.loads(peek)
+        if isinstance(body, dict) and body.get("method") == "tools/call":
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", b"application/json")
+            request.write(b"{")
+            self.trickling.append(request)
+            if not self.loop.running:
+                self.loop.start(0.05, now=False)
+            return NOT_DONE_YET
+        return super().render_POST(request)
+
+
 class WrongIdUpstream(FakeUpstream):
     """Answers tools/call with a JSON-RPC response carrying another id."""
 
@@ -147,6 +175,24 @@ class HostileUpstreams(GatewayTestCase):
         self.assertEqual(body["id"], 5)
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
         self.assertEqual(body["error"]["data"]["reason"], "http_error")
+
+    @run
+    async def test_json_reply_trickled_byte_by_byte_times_out(self) -> None:
+        """Product rule "never a hang": a 200 JSON answer must be whole within the backend
+        timeout; a backend dripping a byte every 50 ms (each gap far below the 1 s timeout)
+        no longer holds the call for ever."""
+        upstream = TricklingJSONUpstream()
+        session = await self.gateway_for(upstream)
+        try:
+            response, body = await self.tool_call(session)
+        finally:
+            upstream.loop.stop()
+            for request in upstream.trickling:
+                if not request.finished and not request._disconnected:
+                    request.finish()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body["id"], 5)
+        self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_TIMEOUT)
 
     @run
     async def test_upstream_response_with_another_id_is_an_error(self) -> None:
