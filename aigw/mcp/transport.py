@@ -79,9 +79,12 @@ class MCPTransport:
 
     def _check_origin(self, request: WebRequest) -> None:
         """basic/transports "Security Warning": validate Origin against DNS rebinding."""
-        origin = header(request, b"origin")
-        if origin is not None and origin.rstrip("/") not in self.allowed_origins:
-            raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
+        # Every Origin field counts: a request is as foreign as the most foreign one
+        # (RFC 6454 section 7.3 allows one; an intermediary may have added another).
+        for raw in request.requestHeaders.getRawHeaders(b"origin") or ():
+            origin = raw.decode("latin-1").strip()
+            if origin.rstrip("/") not in self.allowed_origins:
+                raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
 
     def _header_version(self, request: WebRequest) -> str:
         """basic/transports "Protocol Version Header": absent means 2025-03-26."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -312,6 +313,25 @@ class HostileClients(GatewayTestCase):
         )
         self.assertEqual(response.code, 403)
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_REQUEST)
+
+    @run
+    async def test_a_second_foreign_origin_is_refused(self) -> None:
+        """Only the last Origin field was checked: an allowed one last hid a foreign one."""
+        await self.start_gateway()
+        session = await self.initialize()
+        response = await self.http.post(
+            self.url,
+            data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": ["application/json, text/event-stream"],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+                "Origin": ["http://evil.example", "http://127.0.0.1:1975"],
+            },
+        )
+        await treq.content(response)
+        self.assertEqual(response.code, 403)
 
 
 class HostileParams(GatewayTestCase):
