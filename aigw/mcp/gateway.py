@@ -445,6 +445,10 @@ class Gateway(Service):
         method = request.method
         params = request.params if isinstance(request.params, dict) else {}
         try:
+            if request.params is not None and not isinstance(request.params, dict):
+                # MCP's schema: a request's params is an object (JSON-RPC's by-position
+                # arrays name nothing MCP knows).
+                raise GatewayError(jsonrpc.INVALID_PARAMS, "params must be an object")
             if method == "ping":
                 return response(request.id, {})
             if method in LISTS:
@@ -479,6 +483,10 @@ class Gateway(Service):
     ) -> tuple[str, dict[str, Any], Callable[[str, Any], Any]] | None:
         """Which backend a request goes to, its upstream params and how to rewrite the result."""
         if method == "tools/call":
+            # CallToolRequest: arguments and _meta, when present, are objects.
+            for field in ("arguments", "_meta"):
+                if field in params and not isinstance(params[field], dict):
+                    raise GatewayError(jsonrpc.INVALID_PARAMS, f"{field} must be an object")
             backend, name = self._resolve_name(session, params.get("name"), "tool")
             if not self.filters[backend].allows(name):
                 raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown tool: {params.get('name')}")

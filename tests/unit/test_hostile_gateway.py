@@ -342,3 +342,32 @@ class HostileParams(GatewayTestCase):
         session = await self.initialize()
         body = await self.call(session, "resources/read", {"uri": 42})
         self.assertEqual(body["error"]["code"], -32602)
+
+    @run
+    async def test_tool_arguments_and_meta_must_be_objects(self) -> None:
+        """server/tools CallToolRequest: ``arguments`` and ``_meta`` are objects; anything
+        else is -32602 from aigw, never passed to the backend."""
+        await self.start_gateway()
+        session = await self.initialize()
+        before = len(self.alpha.received)
+        for params in (
+            {"name": "alpha__echo", "arguments": [1, 2]},
+            {"name": "alpha__echo", "arguments": "text"},
+            {"name": "alpha__echo", "arguments": {}, "_meta": 7},
+        ):
+            body = await self.call(session, "tools/call", params)
+            self.assertEqual(body["error"]["code"], -32602, params)
+        calls = [b for _, b in self.alpha.received[before:] if b.get("method") == "tools/call"]
+        self.assertEqual(calls, [])
+
+    @run
+    async def test_params_given_by_position_are_invalid(self) -> None:
+        """MCP requests take params as an object; an array is -32602, not read as {}."""
+        await self.start_gateway()
+        session = await self.initialize()
+        _, body = await self.post(
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": []},
+            session,
+            {"MCP-Protocol-Version": "2025-11-25"},
+        )
+        self.assertEqual(body["error"]["code"], -32602)
