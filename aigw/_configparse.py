@@ -362,8 +362,16 @@ class FileTooLarge(Exception):
 
 
 def read_bounded(full: str) -> bytes:
-    """The bytes of ``full``, at most MAX_FILE_BYTES; OSError or FileTooLarge."""
-    with open(full, "rb") as stream:
+    """The bytes of ``full``, at most MAX_FILE_BYTES; OSError or FileTooLarge.
+
+    Opened without blocking, then read blocking: a FIFO nobody writes to
+    (a mistyped path under /run, say) reads as empty instead of hanging the
+    daemon at start, while a pipe someone does write to (``--config <(...)``)
+    is read to its end.
+    """
+    descriptor = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(descriptor, True)
+    with os.fdopen(descriptor, "rb") as stream:
         data = stream.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise FileTooLarge(f"larger than {MAX_FILE_BYTES} bytes")

@@ -103,6 +103,18 @@ class HostileFiles(ConfigProblems):
         self.assertIn("auth.shared_secret_file", [p.path for p in found])
         self.assertTrue(any("larger than" in p.message for p in found), found)
 
+    def test_fifo_nobody_writes_to_is_a_problem_not_a_hang(self) -> None:
+        """Opening a FIFO blocks until a writer comes: the daemon hung at start."""
+        path = os.path.join(self.mktemp())
+        os.makedirs(path)
+        fifo = os.path.join(path, "secret")
+        os.mkfifo(fifo)
+        text = MINIMAL.replace(
+            "auth: none", f"auth:\n  issuer: https://as.example\n  shared_secret_file: {fifo}"
+        )
+        found = self.problems(text)
+        self.assertIn("auth.shared_secret_file", [p.path for p in found])
+
     def test_huge_referenced_file_is_a_problem(self) -> None:
         """A referenced file past the bound is a problem naming the key, not a memory sink."""
         path = self.tmp("headers.yaml", b"#" * (MAX_FILE_BYTES + 1))
