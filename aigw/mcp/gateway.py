@@ -33,6 +33,7 @@ from aigw.mcp.ids import InvalidId, RequestIdCodec
 from aigw.mcp.names import (
     NameTable,
     ToolFilter,
+    could_be_mapped,
     expose_uri,
     resolve_uri,
     rewrite_prompt_result,
@@ -71,6 +72,8 @@ LISTS: dict[str, tuple[str, str]] = {
 }
 
 REPAIRED_SESSIONS_MAX = 10000
+LEARN_AGAIN_SECONDS = 30.0
+LEARN_MAX_PAGES = 20
 JOIN_RETRY_SECONDS = 30.0
 
 
@@ -156,6 +159,10 @@ class Gateway(Service):
         self._streams: set[Any] = set()
         # x-mcp-header annotations per (backend, tool), from the tool lists.
         self.param_headers: dict[tuple[str, str], Annotations] = {}
+        # Which backends' tools and prompts this process has listed, and when it last
+        # listed one only to route a call (see _learn_names).
+        self._listed: set[tuple[str, str]] = set()
+        self._learned: dict[tuple[str, str], float] = {}
         # The revision each backend speaks (revision.py), until it fails.
         self.revisions: dict[str, str] = {}
         # Upstream sessions held for 2026-07-28 clients (they have none of their own).
@@ -458,6 +465,8 @@ class Gateway(Service):
                 return response(request.id, {})
             if method == "initialize":
                 raise GatewayError(jsonrpc.INVALID_REQUEST, "session is already initialized")
+            if method in ("tools/call", "prompts/get"):
+                await self._learn_names(session, method, params.get("name"))
             route = self._route(session, method, params)
             if route is None:
                 raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {method}")
@@ -522,6 +531,52 @@ class Gateway(Service):
             raise GatewayError(jsonrpc.INVALID_PARAMS, "unknown completion ref type")
         self._authorize(session.principal, backend, None, str(ref.get("name") or ref.get("uri")))
         return backend, {**params, "ref": new_ref}, _keep
+
+    async def _learn_names(self, session: ClientSession, method: str, exposed: Any) -> None:
+        """List a backend's tools (or prompts) in this process before routing a call to it,
+        when what routing needs comes only from a list: a mapped (hashed) name, or the
+        ``Mcp-Param`` headers of a 2026-07-28 backend's tools.  Another process of the
+        same deployment may have served the list (sealed sessions: any process serves
+        any request).  At most once per backend and kind every LEARN_AGAIN_SECONDS, so
+        made-up names cannot make aigw list for every call; failures leave routing as
+        it was (the call then fails as unknown, or goes without mirrored headers).
+        """
+        if not isinstance(exposed, str):
+            return
+        kind = "tool" if method == "tools/call" else "prompt"
+        split = split_name(exposed)
+        if split is None or split[0] not in session.backends:
+            return
+        backend = split[0]
+        table = self._names[kind]
+        unresolved = table.resolve(exposed) is None and could_be_mapped(exposed)
+        unlisted = (
+            kind == "tool"
+            and is_modern(session.backends[backend].protocol_version)
+            and (backend, kind) not in self._listed
+        )
+        if not (unresolved or unlisted):
+            return
+        now = self.clock.seconds()
+        if self._learned.get((backend, kind), -LEARN_AGAIN_SECONDS) + LEARN_AGAIN_SECONDS > now:
+            return
+        self._learned[(backend, kind)] = now
+        list_method = f"{kind}s/list"
+        cursor: str | None = None
+        try:
+            for _ in range(LEARN_MAX_PAGES):
+                items, cursor = await self._list_page(session, backend, list_method, cursor)
+                for _item in self._expose_named(session.principal, backend, kind + "s", items):
+                    pass  # exposing fills the name table and the header annotations
+                if cursor is None or (unresolved and table.resolve(exposed) is not None):
+                    return
+        except UpstreamError as error:
+            self.log.info(
+                "listing {backend} to route {name!r}: {error}",
+                backend=backend,
+                name=exposed,
+                error=error,
+            )
 
     def _resolve_name(self, session: ClientSession, exposed: Any, kind: str) -> tuple[str, str]:
         if not isinstance(exposed, str):
@@ -870,6 +925,7 @@ class Gateway(Service):
         """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy."""
         kind = key[:-1]
         table = self._names[kind]
+        self._listed.add((backend, kind))
         kept = [
             item
             for item in items

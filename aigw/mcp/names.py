@@ -85,6 +85,15 @@ def expose_name(backend: str, upstream_name: str) -> str | None:
     return mapped_name(backend, upstream_name)
 
 
+_MAPPED_SUFFIX = re.compile(rf"_[0-9a-f]{{{_HASH_HEX}}}")
+
+
+def could_be_mapped(exposed: str) -> bool:
+    """Whether ``exposed`` has the shape of a mapped name (ends in ``_`` + 8 hex digits)."""
+    start = len(exposed) - _HASH_HEX - 1
+    return start > 0 and _MAPPED_SUFFIX.fullmatch(exposed, start) is not None
+
+
 def split_name(exposed: str) -> tuple[str, str] | None:
     """``(backend, name)`` split at the first ``__``; None if either side would be empty.
 

@@ -674,3 +674,36 @@ class _Collect(Protocol):
 
     def connectionLost(self, reason: object = None) -> None:
         pass
+
+
+class NameLearningTests(GatewayTestCase):
+    """A mapped (hashed) tool name listed by another aigw process of the deployment:
+    this process lists the backend once to route it (README, several processes)."""
+
+    @run
+    async def test_mapped_name_listed_elsewhere_is_learned_once(self) -> None:
+        from aigw.mcp.names import NameTable
+
+        await self.start_gateway(beta=FakeUpstream(tools=["dotted.tool.name"]))
+        session = await self.initialize()
+        listed = await self.call(session, "tools/list", {})
+        mapped = next(t["name"] for t in listed["result"]["tools"] if t["name"].startswith("beta"))
+        self.assertNotEqual(mapped, "beta__dotted.tool.name")
+        gateway = self.service.gateway
+        gateway._names["tool"] = NameTable()  # as in a process that never listed
+        gateway._listed.clear()
+
+        def lists() -> int:
+            return sum(1 for _, b in self.beta.received if b.get("method") == "tools/list")
+
+        before = lists()
+        body = await self.call(session, "tools/call", {"name": mapped, "arguments": {"a": 1}})
+        self.assertNotIn("error", body)
+        self.assertEqual(lists(), before + 1)
+        calls = [b for _, b in self.beta.received if b.get("method") == "tools/call"]
+        self.assertEqual(calls[-1]["params"]["name"], "dotted.tool.name")
+        # Made-up names of the mapped shape list nothing more within LEARN_AGAIN_SECONDS.
+        for n in range(3):
+            body = await self.call(session, "tools/call", {"name": f"beta__x_{n:08x}"})
+            self.assertEqual(body["error"]["code"], -32602)
+        self.assertEqual(lists(), before + 1)
