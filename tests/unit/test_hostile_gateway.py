@@ -28,24 +28,42 @@ def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
     return d.addTimeout(seconds, reactor)
 
 
-class TricklingErrorUpstream(FakeUpstream):
-    """Answers tools/call with HTTP 500, then sends its body a byte at a time, for ever."""
+class TricklingUpstream(FakeUpstream):
+    """Answers tools/call with ``status`` and the first byte of a body that never ends;
+    with ``drip`` it adds a byte every 50 ms, for ever."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int, content_type: bytes, drip: bool = False) -> None:
         super().__init__(tools=["echo"])
+        self.status, self.content_type = status, content_type
         self.trickling: list[Request] = []
+        self.loop = LoopingCall(self._drip)
+        self.drip = drip
+
+    def _drip(self) -> None:
+        for request in self.trickling:
+            if not request.finished and not request._disconnected:
+                request.write(b" ")
 
     def render_POST(self, request: Request) -> Any:
         peek = request.content.read()
         request.content.seek(0)
         body = json.loads(peek)
         if isinstance(body, dict) and body.get("method") == "tools/call":
-            request.setResponseCode(500)
-            request.setHeader(b"content-type", b"text/plain")
-            request.write(b"x")
+            request.setResponseCode(self.status)
+            request.setHeader(b"content-type", self.content_type)
+            request.write(b"{")
             self.trickling.append(request)
+            if self.drip and not self.loop.running:
+                self.loop.start(0.05, now=False)
             return NOT_DONE_YET
         return super().render_POST(request)
+
+    def end(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+        for request in self.trickling:
+            if not request.finished and not request._disconnected:
+                request.finish()
 
 
 class SSEPingForeverUpstream(FakeUpstream):
@@ -101,34 +119,6 @@ class OddReplyUpstream(FakeUpstream):
         return NOT_DONE_YET
 
 
-class TricklingJSONUpstream(FakeUpstream):
-    """Answers tools/call 200 application/json, then its body a byte every 50 ms, for ever."""
-
-    def __init__(self) -> None:
-        super().__init__(tools=["echo"])
-        self.trickling: list[Request] = []
-        self.loop = LoopingCall(self._drip)
-
-    def _drip(self) -> None:
-        for request in self.trickling:
-            if not request.finished and not request._disconnected:
-                request.write(b" ")
-
-    def render_POST(self, request: Request) -> Any:
-        peek = request.content.read()
-        request.content.seek(0)
-        body = json.loads(peek)
-        if isinstance(body, dict) and body.get("method") == "tools/call":
-            request.setResponseCode(200)
-            request.setHeader(b"content-type", b"application/json")
-            request.write(b"{")
-            self.trickling.append(request)
-            if not self.loop.running:
-                self.loop.start(0.05, now=False)
-            return NOT_DONE_YET
-        return super().render_POST(request)
-
-
 class WrongIdUpstream(FakeUpstream):
     """Answers tools/call with a JSON-RPC response carrying another id."""
 
@@ -158,22 +148,24 @@ class HostileUpstreams(GatewayTestCase):
         d: Deferred[Any] = Deferred.fromCoroutine(self.post(message, session, PROTOCOL))
         return await within(d, 8.0)
 
+    async def error_from(self, upstream: TricklingUpstream) -> Any:
+        """The client's answer to a tools/call the trickling upstream never finishes."""
+        session = await self.gateway_for(upstream)
+        try:
+            response, body = await self.tool_call(session)
+        finally:
+            upstream.end()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body["id"], 5)
+        return body
+
     @run
     async def test_upstream_error_body_that_never_ends_times_out(self) -> None:
         """basic/transports + product rule "never a hang": the backend timeout bounds an
         HTTP error reply's body too.  _excerpt awaits treq.content() with no deadline
         (the timeout in _send ends at the response headers), so the client waits for ever.
         """
-        upstream = TricklingErrorUpstream()
-        session = await self.gateway_for(upstream)
-        try:
-            response, body = await self.tool_call(session)
-        finally:
-            for request in upstream.trickling:
-                if not request.finished and not request._disconnected:
-                    request.finish()
-        self.assertEqual(response.code, 200)
-        self.assertEqual(body["id"], 5)
+        body = await self.error_from(TricklingUpstream(500, b"text/plain"))
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
         self.assertEqual(body["error"]["data"]["reason"], "http_error")
 
@@ -182,17 +174,7 @@ class HostileUpstreams(GatewayTestCase):
         """Product rule "never a hang": a 200 JSON answer must be whole within the backend
         timeout; a backend dripping a byte every 50 ms (each gap far below the 1 s timeout)
         no longer holds the call for ever."""
-        upstream = TricklingJSONUpstream()
-        session = await self.gateway_for(upstream)
-        try:
-            response, body = await self.tool_call(session)
-        finally:
-            upstream.loop.stop()
-            for request in upstream.trickling:
-                if not request.finished and not request._disconnected:
-                    request.finish()
-        self.assertEqual(response.code, 200)
-        self.assertEqual(body["id"], 5)
+        body = await self.error_from(TricklingUpstream(200, b"application/json", drip=True))
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_TIMEOUT)
 
     @run
