@@ -209,31 +209,14 @@ def ts_client_argv(
 
 
 def run_ts_client(
-    url: str,
-    user: str,
-    password: str | None = None,
-    *,
-    call: str | None = None,
-    args: dict[str, Any] | None = None,
-    script: Sequence[dict[str, Any]] | None = None,
-    sampling: bool = False,
-    extra_argv: Sequence[str] = (),
-    timeout: float = 60.0,
+    url: str, user: str, *, timeout: float = 60.0, **options: Any
 ) -> list[dict[str, Any]]:
-    """Run ``e2e/ts-client.mjs`` and return its JSON lines (see that script for the events).
+    """Run ``e2e/ts-client.mjs`` and return its JSON lines (see that script for the events);
+    ``options`` are those of :func:`ts_client_argv`.
 
     Raises ``subprocess.CalledProcessError`` (with stdout/stderr) on a non-zero exit.
     """
-    argv = ts_client_argv(
-        url,
-        user,
-        password,
-        call=call,
-        args=args,
-        script=script,
-        sampling=sampling,
-        extra_argv=extra_argv,
-    )
+    argv = ts_client_argv(url, user, **options)
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
