@@ -128,3 +128,18 @@ class StreamLimits:
             self.per_session[slot.session] -= 1
             if self.per_session[slot.session] <= 0:
                 del self.per_session[slot.session]
+
+
+#: Descriptors a process needs besides its streams: listeners, log files, the
+#: ordinary requests and their upstream connections.
+FD_RESERVE = 256
+
+
+def fd_shortfall(max_streams: int, backends: int, soft_limit: int) -> int | None:
+    """The descriptors needed when every stream slot is taken (a client socket and
+    one upstream socket per backend each, plus ``FD_RESERVE``), if ``soft_limit``
+    is below that; None when the limit suffices (or is unlimited, negative)."""
+    needed = max_streams * (1 + backends) + FD_RESERVE
+    if soft_limit < 0 or soft_limit >= needed:
+        return None
+    return needed

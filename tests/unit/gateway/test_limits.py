@@ -318,3 +318,12 @@ class ListenLimitTests(LimitTestCase):
         self.alpha.get_hold.callback(None)
         await self.until(lambda: self.alpha.streams_closed)
         self.assertEqual((self.limits.total, len(self.service.gateway.feeds)), (0, 0))
+
+
+class FileLimitTests(SynchronousTestCase):
+    def test_shortfall_counts_a_client_and_an_upstream_socket_per_backend(self) -> None:
+        from aigw.mcp.limits import FD_RESERVE, fd_shortfall
+
+        self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 4 + FD_RESERVE)
+        self.assertIsNone(fd_shortfall(1024, 3, 65536))
+        self.assertIsNone(fd_shortfall(1024, 3, -1))  # RLIM_INFINITY
