@@ -146,9 +146,10 @@ class LimitTestCase(GatewayTestCase):
         self.assertEqual(body["error"]["code"], jsonrpc.TOO_MANY_STREAMS)
         return body
 
-    async def listen(self, rid: str) -> Any:
+    def listen(self, rid: str) -> Deferred[Any]:
+        """POST subscriptions/listen; the response comes back before its body is read."""
         message = modern("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, rid)
-        return await self.http.post(
+        return self.http.post(
             self.url,
             data=json.dumps(message).encode(),
             headers={
@@ -327,3 +328,28 @@ class FileLimitTests(SynchronousTestCase):
         self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 4 + FD_RESERVE)
         self.assertIsNone(fd_shortfall(1024, 3, 65536))
         self.assertIsNone(fd_shortfall(1024, 3, -1))  # RLIM_INFINITY
+
+
+class AbandonedListenTests(LimitTestCase):
+    @run
+    async def test_listen_abandoned_while_sessions_open_frees_its_slot(self) -> None:
+        """A client that leaves before its listen is acknowledged (upstream sessions
+        still opening) leaves no stream behind: the handler is cancelled (web/app.py)
+        and the slot released, no upstream stream is opened."""
+        await self.start_limited(per_user=1)
+        held = self.alpha.init_hold = Deferred()
+        posting = self.listen("L1")
+        await self.until(
+            lambda: any(b.get("method") == "initialize" for _, b in self.alpha.received)
+        )
+        posting.cancel()
+        with self.assertRaises(Exception):  # noqa: B017 (cancelled: how, is treq's business)
+            await posting
+        await self.until(lambda: self.limits.total == 1)  # still opening
+        held.callback(None)
+        await self.until(lambda: self.limits.total == 0)
+        self.assertEqual((self.alpha.stream_requests, len(self.service.gateway.feeds)), ([], 0))
+        again = await self.listen("L2")
+        self.assertEqual(again.code, 200)
+        self.service.gateway.close_streams()
+        await treq.content(again)
