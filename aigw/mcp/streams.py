@@ -5,6 +5,12 @@ answers 405 has no stream and contributes nothing; one that drops its stream is
 followed again with ``Last-Event-ID`` after a bounded back-off.  Each event aigw
 writes carries, as its id, the last event id of every backend so far, so a
 client resuming with ``Last-Event-ID`` resumes every backend where it was.
+
+Upstream streams are shared (``UpstreamFeed``): one per backend session, fanned
+out to every client stream of the user (or session) that needs it, so a user's
+listens cost one upstream socket per backend, not one per listen.  The first
+stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
+time (``limits.py``), so a resuming GET stream always opens its own feed.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ MAX_EVENT_ID_BYTES = 4096
 
 
 _listen_ids = itertools.count(1)
+#: (backend, client binding, upstream session id): what one upstream stream serves.
+FeedKey = tuple[str, str, str]
 _SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
 #: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
 LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
@@ -91,7 +99,7 @@ class UpstreamFeed:
     MCP SDK servers allow one GET stream per session and answer a second with 409
     (2025-11-25 basic/transports "Listening for Messages from the Server"), and a
     user's 2026-07-28 listens all ride on the user's pooled upstream sessions: so
-    aigw opens one upstream stream per (backend, upstream session) and fans its
+    aigw opens one upstream stream per backend session (``FeedKey``) and fans its
     notifications out to the client streams subscribed to it.  A server-to-client
     request goes to one subscriber only (basic/transports "Multiple Connections":
     each message on one stream), so it is answered once.  The feed follows its
@@ -105,7 +113,7 @@ class UpstreamFeed:
     def __init__(
         self,
         feeds: Feeds,
-        key: tuple[str, str],
+        key: FeedKey,
         backend: BackendSession,
         last_event_id: str | None,
     ) -> None:
@@ -214,22 +222,22 @@ class UpstreamFeed:
 
 
 class Feeds:
-    """The open upstream feeds, by (backend, upstream session)."""
+    """The open upstream feeds, by FeedKey."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._feeds: dict[tuple[str, str], UpstreamFeed] = {}
+        self._feeds: dict[FeedKey, UpstreamFeed] = {}
 
     def __len__(self) -> int:
         return len(self._feeds)
 
     @staticmethod
-    def key(session: ClientSession, backend: BackendSession) -> tuple[str, str]:
-        """The upstream session's id; a backend without sessions (2026-07-28) is keyed
-        by the client session's binding (per user for 2026-07-28 clients)."""
-        if backend.session_id is not None:
-            return (backend.name, "session:" + backend.session_id)
-        return (backend.name, "binding:" + session.binding)
+    def key(session: ClientSession, backend: BackendSession) -> FeedKey:
+        """Backend, client binding (per user for 2026-07-28 clients, per session for
+        others) and upstream session id (none for a 2026-07-28 backend).  The binding
+        is there although upstream session ids are the backend's own: a backend that
+        gave two users one session id must not get one user's stream to the other."""
+        return (backend.name, session.binding, backend.session_id or "")
 
     def subscribe(
         self, stream: SessionStream, backend: BackendSession, last_event_id: str | None
