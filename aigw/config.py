@@ -140,6 +140,8 @@ class SessionsConfig:
     #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
     pool_size: int = 10000
     pool_idle_timeout: float = 600.0
+    #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
+    max_streams_per_user: int = 8
 
 
 @attrs.frozen
@@ -158,6 +160,9 @@ class ServerConfig:
     max_headers: int = 100
     idle_timeout: float = 60.0
     shutdown_timeout: float = 10.0
+    #: Server-to-client streams open at once, all users together: each holds a client
+    #: socket and, per backend, up to one upstream socket (shared within a user).
+    max_streams: int = 1024
 
 
 @attrs.frozen
@@ -670,6 +675,7 @@ def _read_sessions(section: cp.Section | None) -> SessionsConfig:
         ttl=section.read("ttl", cp.duration(), 24 * 3600.0),
         pool_size=section.read("pool_size", cp.integer(1), 10000),
         pool_idle_timeout=section.read("pool_idle_timeout", cp.duration(), 600.0),
+        max_streams_per_user=section.read("max_streams_per_user", cp.integer(1), 8),
     )
 
 
@@ -693,6 +699,7 @@ def _read_server(section: cp.Section | None) -> ServerConfig:
         max_headers=section.read("max_headers", cp.integer(1), 100),
         idle_timeout=section.read("idle_timeout", cp.duration(), 60.0),
         shutdown_timeout=section.read("shutdown_timeout", cp.duration(), 10.0),
+        max_streams=section.read("max_streams", cp.integer(1), 1024),
     )
 
 

@@ -12,6 +12,7 @@ Stopping (SIGTERM) goes: stop accepting, drain in-flight requests within
 
 from __future__ import annotations
 
+import resource
 import signal
 import sys
 from typing import Any
@@ -30,6 +31,7 @@ from aigw.auth.wiring import build_authenticator
 from aigw.config import Config
 from aigw.logging import build_observer
 from aigw.mcp.gateway import Gateway, build_gateway
+from aigw.mcp.limits import fd_shortfall
 from aigw.mcp.transport import MCPTransport
 from aigw.readiness import Readiness
 from aigw.web.app import GatewayApp
@@ -168,10 +170,26 @@ class GatewayService(MultiService):
             resource=self.config.resource_url,
             count=len(self.config.backends),
         )
+        self._check_fd_limit()
         super().startService()  # type: ignore[no-untyped-call]
         if self._handle_sigterm:
             # After the reactor installed its own handlers ("during startup").
             self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
+
+    def _check_fd_limit(self) -> None:
+        """Warn when the open-file limit cannot hold every stream slot (limits.py)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = fd_shortfall(self.config.server.max_streams, len(self.config.backends), soft)
+        if needed is not None:
+            self.log.warn(
+                "the open-file limit ({soft}) is below the {needed} descriptors that "
+                "server.max_streams={streams} streams over {backends} backend(s) may need: "
+                "raise it (LimitNOFILE, ulimit -n) or lower server.max_streams",
+                soft=soft,
+                needed=needed,
+                streams=self.config.server.max_streams,
+                backends=len(self.config.backends),
+            )
 
     def _sigterm(self, signum: int, frame: object) -> None:
         """SIGTERM is the normal way systemd stops us: drain, then exit 0.

@@ -361,6 +361,8 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
+        # Connection attempts under way: close() cancels them too.
+        self._connecting: set[Deferred[Connection]] = set()
 
     async def request(
         self, head: bytes, body: bytes | None, answer_within: float | None = None
@@ -373,7 +375,12 @@ class ConnectionPool:
             if not connection.lost:
                 return await connection.request(head, body, answer_within)
         connection = Connection(self)
-        await connectProtocol(self.target.endpoint, connection)
+        connecting = connectProtocol(self.target.endpoint, connection)
+        self._connecting.add(connecting)
+        try:
+            await connecting
+        finally:
+            self._connecting.discard(connecting)
         self._open.add(connection)
         return await connection.request(head, body, answer_within)
 
@@ -391,5 +398,7 @@ class ConnectionPool:
     def close(self) -> None:
         """Drop every connection (shutdown): idle ones and those mid-exchange."""
         self._idle.clear()
+        for connecting in list(self._connecting):
+            connecting.cancel()
         for connection in list(self._open):
             connection.abort()

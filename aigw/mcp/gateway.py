@@ -30,6 +30,7 @@ from aigw.lru import LRU
 from aigw.mcp import jsonrpc
 from aigw.mcp.cursor import CursorCodec, InvalidCursor
 from aigw.mcp.ids import InvalidId, RequestIdCodec
+from aigw.mcp.limits import StreamLimits
 from aigw.mcp.names import (
     NameTable,
     ToolFilter,
@@ -56,6 +57,7 @@ from aigw.mcp.revision import (
 )
 from aigw.mcp.sealing import Sealer
 from aigw.mcp.session import BackendSession, SessionCodec, SessionState
+from aigw.mcp.streams import Feeds
 from aigw.mcp.upstream import Upstream, UpstreamError, UpstreamSessionGone
 from aigw.readiness import Readiness
 
@@ -157,6 +159,11 @@ class Gateway(Service):
         # Exposed tool and prompt names, mapped ones included, as served in lists.
         self._names = {"tool": NameTable(), "prompt": NameTable()}
         self._streams: set[Any] = set()
+        # Bounds on open client streams, and the upstream streams they share (streams.py).
+        self.stream_limits = StreamLimits(
+            config.server.max_streams, config.sessions.max_streams_per_user
+        )
+        self.feeds = Feeds(self)
         # x-mcp-header annotations per (backend, tool), from the tool lists.
         self.param_headers: dict[tuple[str, str], Annotations] = {}
         # Which backends' tools and prompts this process has listed, and when it last

@@ -28,6 +28,7 @@ from aigw.auth.principal import Principal
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import LISTS, ClientSession, Gateway, GatewayError, error_response
 from aigw.mcp.http import HTTPRefusal, Reply, header
+from aigw.mcp.limits import StreamLimitReached
 from aigw.mcp.listen import KEEPALIVE_SECONDS, ListenStream, open_filter
 from aigw.mcp.paramheaders import matches, value_at
 from aigw.mcp.protocol import (
@@ -314,7 +315,24 @@ class StatelessHandler:
         self, request: WebRequest, principal: Principal, message: jsonrpc.Request
     ) -> bytes:
         """basic/patterns/subscriptions: acknowledgment, then the asked-for changes,
-        until the client closes the stream or aigw stops (then the graceful result)."""
+        until the client closes the stream or aigw stops (then the graceful result).
+
+        A listen over one of aigw's stream bounds (limits.py) is refused before
+        anything is subscribed, as streamable-http answers a request it refuses (a
+        4xx/5xx status whose body is the JSON-RPC error response, with the request's
+        id): 429 for the user's bound, 503 for the process's, with Retry-After."""
+        try:
+            slot = self.gateway.stream_limits.acquire((principal.issuer, principal.subject))
+        except StreamLimitReached as reached:
+            raise reached.refusal(message.id) from None
+        try:
+            return await self._serve_listen(request, principal, message)
+        finally:
+            slot.release()
+
+    async def _serve_listen(
+        self, request: WebRequest, principal: Principal, message: jsonrpc.Request
+    ) -> bytes:
         session = await self.gateway.stateless_session(principal)
         try:
             notifications = await open_filter(self.gateway, session, message.params)
@@ -349,11 +367,14 @@ class StatelessHandler:
         request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
         stream.on_close = end
         self.gateway.track_stream(stream)
-        stream.acknowledge()
-        keepalive.start(KEEPALIVE_SECONDS, now=False)
-        stream.start()
-        await closed
-        self.gateway.untrack_stream(stream)
+        try:
+            stream.acknowledge()
+            keepalive.start(KEEPALIVE_SECONDS, now=False)
+            stream.start()
+            await closed
+        finally:
+            end()
+            self.gateway.untrack_stream(stream)
         return b"" if gone else stream.completion()
 
     def _emit(self, session: ClientSession, reply: Reply, message: dict[str, Any]) -> None:

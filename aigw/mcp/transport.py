@@ -22,6 +22,7 @@ from aigw.config import Config
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
 from aigw.mcp.http import HTTPRefusal, Reply, accepts, header
+from aigw.mcp.limits import StreamLimitReached
 from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches, is_modern
 from aigw.mcp.session import SessionNotFound
 from aigw.mcp.sse import format_comment
@@ -250,6 +251,24 @@ class MCPTransport:
             raise HTTPRefusal(406, jsonrpc.INVALID_REQUEST, "Accept must allow text/event-stream")
         self._header_version(request)
         session = self._session(request, principal)
+        # basic/transports "Listening for Messages from the Server" gives the server no
+        # other refusal than 405 (no stream at all, and clients would stop asking), so a
+        # stream over a bound is refused like the MCP SDK servers refuse a second GET
+        # stream of a session (409) or as HTTP asks of an overloaded server: 429 (this
+        # user's bound) or 503 (the process's), with Retry-After and a JSON-RPC error.
+        try:
+            slot = self.gateway.stream_limits.acquire(
+                (principal.issuer, principal.subject), session.binding
+            )
+        except StreamLimitReached as reached:
+            self._note(request, refused=reached.key)
+            raise reached.refusal() from None
+        try:
+            return await self._serve_stream(request, session)
+        finally:
+            slot.release()
+
+    async def _serve_stream(self, request: WebRequest, session: ClientSession) -> bytes:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"text/event-stream")
         request.setHeader(b"Cache-Control", b"no-cache, no-transform")
@@ -272,10 +291,13 @@ class MCPTransport:
         request.notifyFinish().addBoth(end)
         stream.on_close = end
         self.gateway.track_stream(stream)
-        keepalive.start(KEEPALIVE_SECONDS, now=False)
-        stream.start()
-        await closed
-        self.gateway.untrack_stream(stream)
+        try:
+            keepalive.start(KEEPALIVE_SECONDS, now=False)
+            stream.start()
+            await closed
+        finally:
+            end()
+            self.gateway.untrack_stream(stream)
         return b""
 
     def _refuse_modern(self, request: WebRequest) -> None:

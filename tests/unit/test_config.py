@@ -608,3 +608,36 @@ class SessionPoolKeysTests(SynchronousTestCase):
             parse_config(text)
         (problem,) = caught.exception.problems
         self.assertEqual((problem.path, problem.line), ("sessions.pool_size", 7))
+
+
+class StreamLimitKeysTests(SynchronousTestCase):
+    BASE = (
+        'listen: ["tcp:1975:interface=127.0.0.1"]\npublic_url: http://127.0.0.1:1975\n'
+        "mcp_path: /mcp\nauth: none\nbackends: [{name: a, url: 'http://127.0.0.1:9/mcp'}]\n"
+    )
+
+    def test_defaults_bound_streams(self) -> None:
+        from aigw.config import parse_config
+
+        config = parse_config(self.BASE)
+        self.assertEqual(config.sessions.max_streams_per_user, 8)
+        self.assertEqual(config.server.max_streams, 1024)
+
+    def test_stream_limits_are_read(self) -> None:
+        from aigw.config import parse_config
+
+        text = self.BASE + "sessions: {max_streams_per_user: 3}\nserver: {max_streams: 50}\n"
+        config = parse_config(text)
+        self.assertEqual(config.sessions.max_streams_per_user, 3)
+        self.assertEqual(config.server.max_streams, 50)
+
+    def test_stream_limits_below_one_are_problems_with_their_lines(self) -> None:
+        from aigw.config import ConfigError, parse_config
+
+        text = self.BASE + "sessions:\n  max_streams_per_user: 0\nserver:\n  max_streams: many\n"
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(text)
+        found = [(p.path, p.line) for p in caught.exception.problems]
+        self.assertEqual(found, [("sessions.max_streams_per_user", 7), ("server.max_streams", 9)])
+        self.assertIn("at least 1", caught.exception.problems[0].message)
+        self.assertIn("integer", caught.exception.problems[1].message)

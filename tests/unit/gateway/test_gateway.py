@@ -56,9 +56,8 @@ class GatewayTestCase(TestCase):
             listen=("tcp:0:interface=127.0.0.1",),
             public_url="http://127.0.0.1:1975",
             mcp_path="/mcp",
-            auth=None,
             backends=backends,
-            **overrides,
+            **{"auth": None, **overrides},
         )
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=pool))
