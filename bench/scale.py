@@ -227,14 +227,22 @@ async def set_up(url: str, kind: str, tokens: list[str]) -> None:
     await asyncio.gather(*(worker() for _ in range(SETUP_CONNECTIONS)))
 
 
-async def open_stream(url: str, kind: str, token: str, session_id: str | None, n: int) -> Conn:
-    """An open client stream: its headers and first bytes are in, the rest waits."""
+async def open_stream(url: str, kind: str, token: str, n: int) -> Conn:
+    """An open client stream of its own user (aigw allows one GET stream per session and
+    ``sessions.max_streams_per_user`` per user): its headers and first bytes are in,
+    the rest waits.  A GET stream's session is opened on the same connection first."""
     conn = await Conn.open(url)
     if kind == "get":
+        status, got, raw = await conn.request("POST", url, legacy_headers(token), INITIALIZE)
+        session_id = got.get("mcp-session-id")
+        if status != 200 or not session_id:
+            raise Fail(f"get stream: initialize HTTP {status}: {raw[:200]!r}")
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await conn.request("POST", url, legacy_headers(token, session_id), note)
         headers = {
             "Accept": "text/event-stream",
             "MCP-Protocol-Version": PROTOCOL,
-            "Mcp-Session-Id": session_id or "",
+            "Mcp-Session-Id": session_id,
             "Authorization": f"Bearer {token}",
         }
         conn.send("GET", url, headers)
@@ -384,8 +392,7 @@ def measure_streams(
 ) -> list[Step]:
     target = start_aigw(env, TWISTD, f"aigw-{kind}-{backends}b", backends=backend_names(backends))
     warm(env, target)
-    session = target.session
-    token = session.token or ""
+    url = target.session.url
 
     async def hold() -> list[Step]:
         steps = [snapshot(env, target, kind, backends, 0, settle, False)]
@@ -397,7 +404,10 @@ def measure_streams(
                     conns += await asyncio.gather(
                         *(
                             open_stream(
-                                session.url, kind, token, session.session_id, len(conns) + i
+                                url,
+                                kind,
+                                env.auth.token(url, subject=f"stream-{len(conns) + i}"),
+                                len(conns) + i,
                             )
                             for i in range(batch)
                         )
