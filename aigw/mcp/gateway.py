@@ -115,6 +115,10 @@ class ClientSession:
     #: Set for 2026-07-28 clients: where a re-opened upstream session goes (the pool)
     #: instead of the sealed session's repair table.
     on_reopen: Callable[[BackendSession], None] | None = None
+    #: Set for 2026-07-28 clients: what the request's ``_meta`` says the client can
+    #: answer (sampling, elicitation, roots), passed on to 2026-07-28 backends, which
+    #: may then ask for it with ``input_required`` (basic/patterns/mrtr).
+    input_capabilities: dict[str, Any] | None = None
 
 
 def response(request_id: Any, result: Any) -> dict[str, Any]:
@@ -652,19 +656,53 @@ class Gateway(Service):
         result = message.get("result")
         if isinstance(result, dict):
             if result.get("resultType") == "input_required":
-                # 2026-07-28 basic/patterns/mrtr: the backend needs client input
-                # (sampling, elicitation, roots); not bridged yet, so said precisely.
-                return error_response(
-                    request.id,
-                    {
-                        "code": jsonrpc.INVALID_REQUEST,
-                        "message": f"backend {backend!r} asked for client input "
-                        "(input_required), which aigw does not relay yet",
-                        "data": {"backend": backend, "reason": "input_required"},
-                    },
-                )
+                return self._input_required(session, backend, request, message, result)
             message["result"] = rewrite(backend, legacy_result(result))
         return message
+
+    def _input_required(
+        self,
+        session: ClientSession,
+        backend: str,
+        request: jsonrpc.Request,
+        message: dict[str, Any],
+        result: dict[str, Any],
+    ) -> dict[str, Any]:
+        """2026-07-28 basic/patterns/mrtr: the backend needs client input first.
+
+        A 2026-07-28 client gets the result as it is: the input requests name no
+        backend (nothing to rewrite), ``requestState`` is opaque to aigw as to the
+        client ("Client Requirements"), and the client's retry carries both back on
+        a request routed and authorized like the first.  A session-based client
+        cannot be asked this way; aigw does not ask it on the backend's behalf yet,
+        and says so.
+        """
+        requests = result.get("inputRequests")
+        state = result.get("requestState")
+        if (
+            request.method not in INPUT_REQUIRED_METHODS  # "Supported Requests"
+            or (requests is None and state is None)  # "Server Requirements" 6
+            or (requests is not None and not _valid_input_requests(requests))
+            or (state is not None and not isinstance(state, str))
+        ):
+            return error_response(
+                request.id,
+                self._upstream_error(
+                    UpstreamError(backend, "bad_reply", "malformed input_required result")
+                ),
+            )
+        if session.input_capabilities is not None:
+            message["result"] = result
+            return message
+        return error_response(
+            request.id,
+            {
+                "code": jsonrpc.INVALID_REQUEST,
+                "message": f"backend {backend!r} asked for client input (input_required), "
+                "which aigw relays to 2026-07-28 clients only",
+                "data": {"backend": backend, "reason": "input_required"},
+            },
+        )
 
     async def _exchange(
         self,
@@ -683,7 +721,7 @@ class Gateway(Service):
         headers = None
         if is_modern(version):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
-            params = envelope(params, version)
+            params = envelope(params, version, session.input_capabilities or {})
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self._mirrored(backend, params))
@@ -1080,6 +1118,23 @@ class _Collector:
 
 
 ROUTED_CAPABILITIES = ("tools", "prompts", "resources", "logging", "completions")
+
+
+#: 2026-07-28 basic/patterns/mrtr "Supported Requests".
+INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+#: What an input request may be ("Server Requirements" 2).
+INPUT_REQUEST_METHODS = frozenset({"elicitation/create", "sampling/createMessage", "roots/list"})
+
+
+def _valid_input_requests(requests: Any) -> bool:
+    """An InputRequests map: string keys, each value a request aigw lets through."""
+    return isinstance(requests, dict) and all(
+        isinstance(key, str)
+        and isinstance(value, dict)
+        and value.get("method") in INPUT_REQUEST_METHODS
+        and isinstance(value.get("params", {}), dict)
+        for key, value in requests.items()
+    )
 
 
 def _check_updates_deliverable(backend: BackendSession | None) -> None:

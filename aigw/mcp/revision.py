@@ -58,15 +58,18 @@ def choose(result: Any) -> str:
     return MODERN
 
 
-def envelope(params: dict[str, Any], version: str) -> dict[str, Any]:
-    """``params`` with aigw's ``_meta`` envelope (basic/versioning; server/discover)."""
+def envelope(
+    params: dict[str, Any], version: str, capabilities: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``params`` with aigw's ``_meta`` envelope (basic/versioning; server/discover);
+    ``capabilities``: those of the client aigw can relay input requests to."""
     meta = params.get("_meta")
     meta = dict(meta) if isinstance(meta, dict) else {}
     meta.update(
         {
             "io.modelcontextprotocol/protocolVersion": version,
             "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
-            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientCapabilities": capabilities or {},
         }
     )
     return {**params, "_meta": meta}

@@ -175,11 +175,22 @@ def strip_envelope(params: dict[str, Any]) -> dict[str, Any]:
     return {**rest, "_meta": kept} if kept else rest
 
 
+def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
+    """What the client declared it can answer (sampling, elicitation, roots), from its
+    ``_meta`` envelope: a backend may ask only for those (basic/patterns/mrtr,
+    "Server Requirements" 7)."""
+    meta = params.get("_meta")
+    declared = meta.get(META_PREFIX + "clientCapabilities") if isinstance(meta, dict) else None
+    if not isinstance(declared, dict):
+        return {}
+    return {k: v for k, v in declared.items() if k in ("sampling", "elicitation", "roots")}
+
+
 def complete(method: str, result: dict[str, Any]) -> dict[str, Any]:
     """A result as 2026-07-28 requires it: ``resultType`` (schema "Result"), and the
     caching hints on cacheable ones (server/utilities/caching)."""
     out = {"resultType": "complete", **result}
-    if method in CACHEABLE:
+    if method in CACHEABLE and out["resultType"] == "complete":
         out.setdefault("ttlMs", READ_TTL_MS if method == "resources/read" else LIST_TTL_MS)
         out["cacheScope"] = "private"
     return out
@@ -290,6 +301,7 @@ class StatelessHandler:
             # upstream sessions were opening; the request is cancelled, not forwarded.
             return b""
         params = message.params if isinstance(message.params, dict) else {}
+        session.input_capabilities = input_capabilities(params)
         internal = jsonrpc.Request(
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
         )

@@ -184,7 +184,7 @@ SAMPLING = {
     "everything": ("trigger-sampling-request", {"prompt": "What is 2+2?", "maxTokens": 10}),
     "py": ("ask-llm", {}),
     "stateless": ("ask-llm", {}),
-    "modern": ("ask-llm", {}),
+    "modern": ("resolve-llm", {}),
 }
 
 
@@ -423,6 +423,9 @@ def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None
         if backend == "py":
             # aigw answers the backend's request with -32601, which the tool passes on.
             return -32601, "sampling/createMessage cannot reach a 2026-07-28 client through aigw"
+        if backend == "modern":
+            # basic/patterns/mrtr: input_required relayed, answered, the call retried.
+            return None
     return SAMPLING_REFUSALS.get(backend)
 
 
@@ -431,7 +434,9 @@ def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None
 #: SDK refuses with -32600 naming the reason, and aigw relays that answer.
 SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
     "stateless": (-32600, "no back-channel for server-initiated requests"),
-    "modern": (-32600, "no back-channel for server-initiated requests"),
+    # A session-based client cannot answer input_required through aigw, so aigw declares
+    # no sampling to the 2026-07-28 backend for it, which then refuses by name (-32021).
+    "modern": (-32021, "sampling"),
 }
 
 

@@ -28,7 +28,7 @@ import argparse
 import json
 import sys
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -37,12 +37,21 @@ import mcp_types as types
 import uvicorn
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from pydantic import BaseModel, Field
 
 STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
 COUNTER = {"value": 0}
 SUBSCRIBERS: dict[str, list[Any]] = {}
+
+
+def _sample_question() -> Sample:
+    """resolve-llm's resolver: one sampling request (module level: the SDK resolves
+    the tool's annotations, strings here, against the module's names)."""
+    message = types.SamplingMessage(
+        role="user", content=types.TextContent(type="text", text="What is 2+2?")
+    )
+    return Sample([message], max_tokens=100)
 
 
 class PagingMCPServer(MCPServer):
@@ -176,6 +185,17 @@ def build_server(
         content = result.content
         text = getattr(content, "text", None)
         return f"llm said: {text if text is not None else content}"
+
+    @server.tool(
+        name="resolve-llm",
+        description="Ask the client's LLM through a resolver: a sampling request mid-call "
+        "up to 2025-11-25, an input_required round trip from 2026-07-28 on",
+    )
+    async def resolve_llm(
+        answer: Annotated[types.CreateMessageResult, Resolve(_sample_question)],
+    ) -> str:
+        text = getattr(answer.content, "text", None)
+        return f"llm said: {text if text is not None else answer.content}"
 
     @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
     async def ask_user(ctx: Context) -> str:

@@ -210,7 +210,21 @@ class FakeUpstream(Resource):
             request.notifyFinish().addErrback(lambda _: self.hung_up.append(body["id"]))
             return NOT_DONE_YET
         if body["method"] == "tools/call" and body["params"]["name"] == "needs-input":
-            result = {"resultType": "input_required", "inputRequests": {}}
+            # basic/patterns/mrtr: ask once, answer the retry that echoes the state.
+            params = body["params"]
+            if params.get("requestState") == "state-1":
+                answers = json.dumps(params.get("inputResponses"))
+                result = {"content": [{"type": "text", "text": answers}]}
+                return self._json(request, body["id"], {**result, "resultType": "complete"})
+            ask = {"method": "elicitation/create", "params": {"message": "Name?"}}
+            result = {
+                "resultType": "input_required",
+                "inputRequests": {"who": ask},
+                "requestState": "state-1",
+            }
+            return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "bad-input":
+            result = {"resultType": "input_required", "inputRequests": {"x": {"method": "evil"}}}
             return self._json(request, body["id"], result)
         if body["method"] == "tools/call":
             text = json.dumps(body["params"].get("arguments") or {})

@@ -21,7 +21,8 @@ class MixedTestCase(GatewayTestCase):
     """alpha speaks 2025-11-25 with sessions, beta speaks only 2026-07-28."""
 
     async def start_mixed(self) -> None:
-        await self.start_gateway(beta=FakeUpstream(tools=["t1", "needs-input"], modern=True))
+        beta = FakeUpstream(tools=["t1", "needs-input", "bad-input"], modern=True)
+        await self.start_gateway(beta=beta)
 
     async def until(self, condition: Any) -> None:
         for _ in range(200):
@@ -78,11 +79,51 @@ class ProbeTests(MixedTestCase):
 
     @run
     async def test_input_required_is_refused_precisely(self) -> None:
-        """2026-07-28 basic/patterns/mrtr is not bridged yet: an error that says so."""
+        """2026-07-28 basic/patterns/mrtr toward a session-based client is not bridged:
+        an error that says so."""
         await self.start_mixed()
         session = await self.initialize()
         body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
         self.assertEqual(body["error"]["data"]["reason"], "input_required")
+
+    @run
+    async def test_input_required_reaches_a_2026_client_and_its_retry_the_backend(self) -> None:
+        """basic/patterns/mrtr: the result as the backend sent it (requestState opaque),
+        the client's capabilities passed on so the backend may ask, and the retry with
+        inputResponses and requestState routed to the same backend."""
+        await self.start_mixed()
+        capable = {"_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}
+        call = {"name": "beta__needs-input", "arguments": {}, **capable}
+        _, body = await self.post(
+            modern("tools/call", call), headers=routing("tools/call", "beta__needs-input")
+        )
+        result = body["result"]
+        self.assertEqual(result["resultType"], "input_required")
+        self.assertEqual(result["requestState"], "state-1")
+        self.assertEqual(result["inputRequests"]["who"]["method"], "elicitation/create")
+        sent = self.beta.received[-1][1]["params"]["_meta"]
+        self.assertEqual(sent["io.modelcontextprotocol/clientCapabilities"], {"elicitation": {}})
+        retry = {
+            **call,
+            "inputResponses": {"who": {"action": "accept", "content": {"name": "Ada"}}},
+            "requestState": "state-1",
+        }
+        _, body = await self.post(
+            modern("tools/call", retry, rid=2),
+            headers=routing("tools/call", "beta__needs-input"),
+        )
+        self.assertEqual(body["result"]["resultType"], "complete")
+        self.assertIn("Ada", body["result"]["content"][0]["text"])
+
+    @run
+    async def test_malformed_input_required_is_a_bad_reply(self) -> None:
+        """Only elicitation, sampling and roots may be asked for ("Server Requirements")."""
+        await self.start_mixed()
+        _, body = await self.post(
+            modern("tools/call", {"name": "beta__bad-input", "arguments": {}}),
+            headers=routing("tools/call", "beta__bad-input"),
+        )
+        self.assertEqual(body["error"]["data"]["reason"], "bad_reply")
 
     @run
     async def test_revision_is_forgotten_after_a_failure_and_probed_again(self) -> None:
