@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 
 from aigw.mcp import jsonrpc
-from aigw.mcp.sse import format_event
+from aigw.mcp.sse import format_comment, format_event
 from aigw.web.request import WebRequest
 
 
@@ -106,3 +109,63 @@ class Reply:
         self.request.setHeader(b"Content-Type", b"application/json")
         document: Any = messages if batch else messages[0]
         return jsonrpc.dumps(document)
+
+
+#: A comment on an idle stream this often keeps proxies and clients from timing out.
+KEEPALIVE_SECONDS = 15.0
+
+
+class HeldStream(Protocol):
+    """A server-to-client stream (the GET stream, a listen) as ``hold_stream`` drives it."""
+
+    on_close: Callable[[], None] | None
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamRegistry(Protocol):
+    """Where open streams are known, so shutdown can end them (the Gateway)."""
+
+    def track_stream(self, stream: Any) -> None: ...
+
+    def untrack_stream(self, stream: Any) -> None: ...
+
+
+def begin_event_stream(request: WebRequest) -> None:
+    """The response head of an SSE stream, buffering switched off for proxies."""
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"text/event-stream")
+    request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+    request.setHeader(b"X-Accel-Buffering", b"no")
+
+
+async def hold_stream(
+    request: WebRequest, stream: HeldStream, registry: StreamRegistry, clock: Any
+) -> bool:
+    """Keep ``stream`` open on ``request`` with keep-alive comments until the client
+    or the stream ends it; True when the client went away."""
+    closed: Deferred[None] = Deferred()
+    gone: list[bool] = []
+    keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
+    keepalive.clock = clock
+
+    def end(_: object = None) -> None:
+        if keepalive.running:
+            keepalive.stop()
+        stream.close()
+        if not closed.called:
+            closed.callback(None)
+
+    request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
+    stream.on_close = end
+    registry.track_stream(stream)
+    try:
+        keepalive.start(KEEPALIVE_SECONDS, now=False)
+        stream.start()
+        await closed
+    finally:
+        end()
+        registry.untrack_stream(stream)
+    return bool(gone)

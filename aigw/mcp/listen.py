@@ -24,7 +24,6 @@ from aigw.mcp.streams import SessionStream
 
 SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
 #: streamable-http "Receiving Messages", Note: comments keep a quiet stream open.
-KEEPALIVE_SECONDS = 15.0
 
 #: Filter flag -> the notification it lets through (subscriptions "Notification Filter").
 LIST_FLAGS = {

@@ -19,17 +19,16 @@ import binascii
 import itertools
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from aigw import __version__
 from aigw.auth.principal import Principal
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import LISTS, ClientSession, Gateway, GatewayError, error_response
-from aigw.mcp.http import HTTPRefusal, Reply, header
+from aigw.mcp.http import HTTPRefusal, Reply, begin_event_stream, header, hold_stream
 from aigw.mcp.limits import StreamLimitReached
-from aigw.mcp.listen import KEEPALIVE_SECONDS, ListenStream, open_filter
+from aigw.mcp.listen import ListenStream, open_filter
 from aigw.mcp.paramheaders import matches, value_at
 from aigw.mcp.protocol import (
     ALL_VERSIONS,
@@ -37,7 +36,6 @@ from aigw.mcp.protocol import (
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
 )
-from aigw.mcp.sse import format_comment
 from aigw.web.request import WebRequest
 
 METHOD_HEADER = b"mcp-method"
@@ -352,10 +350,7 @@ class StatelessHandler:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
             return jsonrpc.dumps(error_response(message.id, error.to_error()))
-        request.setResponseCode(200)
-        request.setHeader(b"Content-Type", b"text/event-stream")
-        request.setHeader(b"Cache-Control", b"no-cache, no-transform")
-        request.setHeader(b"X-Accel-Buffering", b"no")
+        begin_event_stream(request)
         stream = ListenStream(
             self.gateway,
             session,
@@ -364,29 +359,8 @@ class StatelessHandler:
             notifications,
             lambda m: self._refuse_request(session, m),
         )
-        closed: Deferred[None] = Deferred()
-        gone: list[bool] = []
-        keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
-        keepalive.clock = self.gateway.clock
-
-        def end(_: object = None) -> None:
-            if keepalive.running:
-                keepalive.stop()
-            stream.close()
-            if not closed.called:
-                closed.callback(None)
-
-        request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
-        stream.on_close = end
-        self.gateway.track_stream(stream)
-        try:
-            stream.acknowledge()
-            keepalive.start(KEEPALIVE_SECONDS, now=False)
-            stream.start()
-            await closed
-        finally:
-            end()
-            self.gateway.untrack_stream(stream)
+        stream.acknowledge()
+        gone = await hold_stream(request, stream, self.gateway, self.gateway.clock)
         return b"" if gone else stream.completion()
 
     def _emit(self, session: ClientSession, reply: Reply, message: dict[str, Any]) -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, FirstError, ensureDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import DeferredList, FirstError, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.auth.authenticator import Authenticator
@@ -21,7 +20,7 @@ from aigw.auth.principal import Principal
 from aigw.config import Config
 from aigw.mcp import jsonrpc
 from aigw.mcp.gateway import ClientSession, Gateway, GatewayError, InsufficientScope, error_response
-from aigw.mcp.http import HTTPRefusal, Reply, accepts, header
+from aigw.mcp.http import HTTPRefusal, Reply, accepts, begin_event_stream, header, hold_stream
 from aigw.mcp.limits import StreamLimitReached
 from aigw.mcp.protocol import DEFAULT_HEADER_VERSION, SUPPORTED_VERSIONS, allows_batches, is_modern
 from aigw.mcp.session import SessionNotFound
@@ -30,7 +29,6 @@ from aigw.mcp.stateless import StatelessHandler, body_version, mismatch, unsuppo
 from aigw.mcp.streams import SessionStream
 from aigw.web.request import WebRequest
 
-KEEPALIVE_SECONDS = 15.0
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
 
@@ -269,35 +267,12 @@ class MCPTransport:
             slot.release()
 
     async def _serve_stream(self, request: WebRequest, session: ClientSession) -> bytes:
-        request.setResponseCode(200)
-        request.setHeader(b"Content-Type", b"text/event-stream")
-        request.setHeader(b"Cache-Control", b"no-cache, no-transform")
-        request.setHeader(b"X-Accel-Buffering", b"no")
+        begin_event_stream(request)
         request.write(format_comment("aigw stream open"))
-        closed: Deferred[None] = Deferred()
         stream = SessionStream(
             self.gateway, session, request.write, header(request, b"last-event-id")
         )
-        keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
-        keepalive.clock = self.clock
-
-        def end(_: object = None) -> None:
-            if keepalive.running:
-                keepalive.stop()
-            stream.close()
-            if not closed.called:
-                closed.callback(None)
-
-        request.notifyFinish().addBoth(end)
-        stream.on_close = end
-        self.gateway.track_stream(stream)
-        try:
-            keepalive.start(KEEPALIVE_SECONDS, now=False)
-            stream.start()
-            await closed
-        finally:
-            end()
-            self.gateway.untrack_stream(stream)
+        await hold_stream(request, stream, self.gateway, self.clock)
         return b""
 
     def _refuse_modern(self, request: WebRequest) -> None:
