@@ -24,7 +24,7 @@ from aigw.config import AuthConfig, ServerConfig, SessionsConfig
 from aigw.mcp import jsonrpc
 from aigw.mcp.limits import StreamLimitReached, StreamLimits
 from tests.unit.gateway.test_gateway import GatewayTestCase, _Collect, run
-from tests.unit.gateway.test_stateless import MODERN, modern, sse_messages
+from tests.unit.gateway.test_stateless import post_listen, sse_messages
 
 SECRET = b"s" * 32
 ISSUER = "https://as.example"
@@ -148,18 +148,8 @@ class LimitTestCase(GatewayTestCase):
 
     def listen(self, rid: str) -> Deferred[Any]:
         """POST subscriptions/listen; the response comes back before its body is read."""
-        message = modern("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, rid)
-        return self.http.post(
-            self.url,
-            data=json.dumps(message).encode(),
-            headers={
-                "Content-Type": ["application/json"],
-                "Accept": ["application/json, text/event-stream"],
-                "MCP-Protocol-Version": [MODERN],
-                "Mcp-Method": ["subscriptions/listen"],
-            },
-            unbuffered=True,
-        )
+        result: Deferred[Any] = post_listen(self.http, self.url, {"toolsListChanged": True}, rid)
+        return result
 
 
 class GetStreamLimitTests(LimitTestCase):

@@ -33,6 +33,22 @@ def modern(method: str, params: dict[str, Any] | None = None, rid: Any = 1) -> d
     return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
 
 
+def post_listen(http: Any, url: str, notifications: dict[str, Any], rid: Any) -> Any:
+    """POST subscriptions/listen; the response comes back before its body is read."""
+    message = modern("subscriptions/listen", {"notifications": notifications}, rid)
+    return http.post(
+        url,
+        data=json.dumps(message).encode(),
+        headers={
+            "Content-Type": ["application/json"],
+            "Accept": ["application/json, text/event-stream"],
+            "MCP-Protocol-Version": [MODERN],
+            "Mcp-Method": ["subscriptions/listen"],
+        },
+        unbuffered=True,
+    )
+
+
 def routing(method: str, name: str | None = None) -> dict[str, str]:
     headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
     if name is not None:
@@ -313,17 +329,7 @@ class ListenTests(StatelessTestCase):
     async def open_listen(self, notifications: dict[str, Any]) -> tuple[Any, list[bytes], Any]:
         """POST subscriptions/listen; returns the response, the chunks so far, and the
         Deferred of the body's end."""
-        message = modern("subscriptions/listen", {"notifications": notifications}, rid="L1")
-        response = await self.http.post(
-            self.url,
-            data=json.dumps(message).encode(),
-            headers={
-                "Content-Type": ["application/json"],
-                "Accept": ["application/json, text/event-stream"],
-                "MCP-Protocol-Version": [MODERN],
-                "Mcp-Method": ["subscriptions/listen"],
-            },
-        )
+        response = await post_listen(self.http, self.url, notifications, "L1")
         chunks: list[bytes] = []
         done = treq.collect(response, chunks.append)
         return response, chunks, done
