@@ -39,6 +39,7 @@ demo-once: $(STAMP) $(NODE_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check aigw tests bench twisted demo
 	$(BIN)/ruff format --check aigw tests bench twisted demo
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

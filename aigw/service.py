@@ -27,14 +27,16 @@ from twisted.web.client import HTTPConnectionPool
 
 from aigw import __version__
 from aigw.auth.authenticator import Authenticator
+from aigw.auth.policy import AccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import Config
+from aigw.gateway.gateway import Gateway
+from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
-from aigw.mcp.gateway import Gateway, build_gateway
-from aigw.mcp.limits import fd_shortfall
-from aigw.mcp.transport import MCPTransport
 from aigw.readiness import Readiness
+from aigw.sealed.sealer import Sealer
 from aigw.web.app import GatewayApp
+from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
@@ -138,7 +140,17 @@ class GatewayService(MultiService):
         return authenticator, as_metadata
 
     def _build_gateway(self) -> Gateway:
-        gateway = build_gateway(self.config, self.reactor, self.readiness)
+        """The router, with its sealing key derived once, here, at start."""
+        sessions = self.config.sessions
+        if sessions.secret is None:
+            self.log.warn(
+                "sessions.secret_file is not set: a random key seals sessions, so they will not "
+                "survive a restart nor work across processes"
+            )
+            sealer = Sealer.random()
+        else:
+            sealer = Sealer(sessions.secret, sessions.old_secrets)
+        gateway = Gateway(self.config, self.reactor, sealer, AccessRules(self.config.access))
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
 

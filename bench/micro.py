@@ -54,7 +54,7 @@ def case(name: str) -> Callable[[Case], Case]:
 
 @case("jsonrpc.parse_body (tools/call)")
 def _parse_body() -> Callable[[], object]:
-    from aigw.mcp.jsonrpc import parse_body
+    from aigw.protocol.jsonrpc import parse_body
 
     return lambda: parse_body(CALL_BYTES)
 
@@ -70,7 +70,7 @@ SEALED_PAYLOAD = {"s": {"bench": "58efe62b-5f08-44c0-a47f-cb2ef48d0dda"}}
 
 
 def make_sealer() -> Any:
-    from aigw.mcp.sealing import Sealer
+    from aigw.sealed.sealer import Sealer
 
     return Sealer(os.urandom(32))
 
@@ -95,7 +95,7 @@ SUBJECT = "bench"
 
 
 def make_state() -> Any:
-    from aigw.mcp.session import BackendSession, SessionState
+    from aigw.sealed.session_id import BackendSession, SessionState
 
     backend = BackendSession(
         "bench", "58efe62b-5f08-44c0-a47f-cb2ef48d0dda", PROTOCOL, {"tools": {}}
@@ -104,7 +104,7 @@ def make_state() -> Any:
 
 
 def make_codec() -> Any:
-    from aigw.mcp.session import SessionCodec
+    from aigw.sealed.session_id import SessionCodec
 
     return SessionCodec(make_sealer(), time.time, 86400.0)
 
@@ -131,7 +131,7 @@ def _session_unseal() -> Callable[[], object]:
 
 @case("jsonrpc.dumps (a tools/call result)")
 def _dumps() -> Callable[[], object]:
-    from aigw.mcp import jsonrpc
+    from aigw.protocol import jsonrpc
 
     result = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "hi"}]}}
     return lambda: jsonrpc.dumps(result)
@@ -142,7 +142,7 @@ def _dumps() -> Callable[[], object]:
 
 @case("sse.SSEParser per event")
 def _sse() -> Callable[[], object]:
-    from aigw.mcp.sse import SSEParser
+    from aigw.protocol.sse import SSEParser
 
     parser = SSEParser()
     if len(parser.feed(SSE_EVENT)) != 1:
@@ -155,7 +155,7 @@ def _sse() -> Callable[[], object]:
 
 @case("names.expose_name")
 def _expose() -> Callable[[], object]:
-    from aigw.mcp.names import expose_name
+    from aigw.protocol.names import expose_name
 
     if expose_name("bench", "echo") != "bench__echo":
         raise TypeError(f"expose_name('bench', 'echo') = {expose_name('bench', 'echo')!r}")
@@ -164,7 +164,7 @@ def _expose() -> Callable[[], object]:
 
 @case("names.split_name")
 def _split() -> Callable[[], object]:
-    from aigw.mcp.names import split_name
+    from aigw.protocol.names import split_name
 
     split_name("bench__echo")
     return lambda: split_name("bench__echo")

@@ -20,9 +20,9 @@ from aigw.auth.bearer import extract_bearer, refuse_query_token
 from aigw.auth.challenge import ErrorCode, bearer_challenge
 from aigw.auth.errors import TokenRejected
 from aigw.auth.metadata import metadata_url
-from aigw.auth.principal import ANONYMOUS, Principal
 from aigw.auth.tokens import Verifier
 from aigw.config import Config
+from aigw.principal import ANONYMOUS, Principal
 
 
 class AuthFailure(Exception):

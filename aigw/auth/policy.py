@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from aigw.auth.principal import Principal
 from aigw.config import AccessConfig, AccessRule
+from aigw.principal import Principal
 
 
 def _any_glob(patterns: Iterable[str], value: str) -> bool:
@@ -39,7 +39,7 @@ def rule_matches(rule: AccessRule, principal: Principal, backend: str, tool: str
     return not rule.tools or (tool is not None and _any_glob(rule.tools, tool))
 
 
-class AccessPolicy:
+class AccessRules:
     """The first matching rule decides; none matching, ``default`` does."""
 
     def __init__(self, config: AccessConfig) -> None:

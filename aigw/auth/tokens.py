@@ -23,9 +23,9 @@ from zope.interface import Interface, implementer
 from aigw.auth.discovery import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KEY_TYPE_FOR_ALGORITHM, KeySource
-from aigw.auth.principal import Principal
 from aigw.config import AuthConfig, IntrospectionConfig
 from aigw.lru import LRU
+from aigw.principal import Principal
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 MAX_INTROSPECTION_BYTES = 256 * 1024

@@ -34,8 +34,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.metadata import metadata_paths, protected_resource_metadata
-from aigw.auth.principal import Principal
 from aigw.config import Config
+from aigw.principal import Principal
 from aigw.readiness import Readiness
 from aigw.web.request import WebRequest
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import (
-    DEFAULT_ALGORITHMS,
     Config,
     ConfigError,
     Problem,
@@ -18,6 +17,7 @@ from aigw.config import (
     load_config,
     parse_config,
 )
+from aigw.config.model import DEFAULT_ALGORITHMS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "aigw.yaml"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw._configparse import MAX_FILE_BYTES
 from aigw.config import ConfigError, Problem, load_config, parse_config
+from aigw.config.nodes import MAX_FILE_BYTES
 from tests.unit.test_config import MINIMAL
 
 NESTED = "[" * 5000 + "]" * 5000
@@ -168,7 +168,7 @@ class ValuesThatCrashedTheDaemonAtStart(ConfigProblems):
         """Whatever the loader accepts, the daemon can build: obs-text and HTAB are fine."""
         from twisted.internet.testing import MemoryReactorClock
 
-        from aigw.mcp.upstream import Upstream
+        from aigw.upstream.client import Upstream
 
         config = parse_config(MINIMAL + '    headers: {X-A: "caf\u00e9\\tok"}\n', env={})
         upstream = Upstream(config.backends[0], MemoryReactorClock())

@@ -16,7 +16,7 @@ from twisted.internet.task import LoopingCall
 from twisted.web.server import NOT_DONE_YET, Request
 
 from aigw.config import BackendConfig
-from aigw.mcp import jsonrpc
+from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 

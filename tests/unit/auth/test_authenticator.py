@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.errors import TokenRejected
-from aigw.auth.principal import ANONYMOUS, Principal
+from aigw.principal import ANONYMOUS, Principal
 from tests.unit.auth.helpers import ISSUER, auth_config, gateway_config
 
 META = "https://gw.example/.well-known/oauth-protected-resource/mcp"

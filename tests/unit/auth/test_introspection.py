@@ -12,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KeyStore
-from aigw.auth.principal import Principal
 from aigw.auth.tokens import CachingVerifier, IntrospectionVerifier, build_verifier
 from aigw.config import IntrospectionConfig
+from aigw.principal import Principal
 from tests.unit.auth.helpers import (
     AUDIENCE,
     ISSUER,

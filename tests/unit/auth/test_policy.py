@@ -6,9 +6,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.auth.policy import AccessPolicy
-from aigw.auth.principal import Principal
+from aigw.auth.policy import AccessRules
 from aigw.config import AccessConfig, AccessRule
+from aigw.principal import Principal
 
 
 def who(
@@ -19,11 +19,11 @@ def who(
 
 class PolicyTests(SynchronousTestCase):
     def test_default(self) -> None:
-        self.assertTrue(AccessPolicy(AccessConfig()).allows(who(), "files", "read"))
-        self.assertFalse(AccessPolicy(AccessConfig(default="deny")).allows(who(), "files"))
+        self.assertTrue(AccessRules(AccessConfig()).allows(who(), "files", "read"))
+        self.assertFalse(AccessRules(AccessConfig(default="deny")).allows(who(), "files"))
 
     def test_first_match_decides(self) -> None:
-        policy = AccessPolicy(
+        policy = AccessRules(
             AccessConfig(
                 default="allow",
                 rules=(
@@ -38,7 +38,7 @@ class PolicyTests(SynchronousTestCase):
 
     def test_all_conditions_must_hold(self) -> None:
         rule = AccessRule(effect="allow", subjects=("alice",), clients=("cli",), scopes=("a", "b"))
-        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
         self.assertTrue(policy.allows(who(scopes="a b c"), "x"))
         self.assertFalse(policy.allows(who(scopes="a"), "x"))
         self.assertFalse(policy.allows(who(client="other", scopes="a b"), "x"))
@@ -46,7 +46,7 @@ class PolicyTests(SynchronousTestCase):
 
     def test_claims_equal_or_contained(self) -> None:
         rule = AccessRule(effect="allow", claims={"groups": "admins", "tenant": "t1"})
-        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
         self.assertTrue(policy.allows(who(groups=["dev", "admins"], tenant="t1"), "x"))
         self.assertFalse(policy.allows(who(groups=["dev"], tenant="t1"), "x"))
         self.assertFalse(policy.allows(who(groups="admins", tenant="t2"), "x"))
@@ -54,7 +54,7 @@ class PolicyTests(SynchronousTestCase):
 
     def test_backend_and_tool_globs(self) -> None:
         rule = AccessRule(effect="allow", backends=("files*",), tools=("read_*", "list"))
-        policy = AccessPolicy(AccessConfig(default="deny", rules=(rule,)))
+        policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
         self.assertTrue(policy.allows(who(), "files-eu", "read_x"))
         self.assertTrue(policy.allows(who(), "files", "list"))
         self.assertFalse(policy.allows(who(), "files", "write_x"))
@@ -63,6 +63,6 @@ class PolicyTests(SynchronousTestCase):
 
     def test_globs_are_case_sensitive(self) -> None:
         rule = AccessRule(effect="deny", tools=("delete*",))
-        policy = AccessPolicy(AccessConfig(rules=(rule,)))
+        policy = AccessRules(AccessConfig(rules=(rule,)))
         self.assertFalse(policy.allows(who(), "files", "delete"))
         self.assertTrue(policy.allows(who(), "files", "Delete"))

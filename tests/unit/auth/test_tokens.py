@@ -17,8 +17,8 @@ from zope.interface.verify import verifyObject
 
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import IKeyStore, KeyStore
-from aigw.auth.principal import Principal
 from aigw.auth.tokens import ITokenVerifier, JWTVerifier, looks_like_jwt
+from aigw.principal import Principal
 from tests.unit.auth.helpers import (
     AUDIENCE,
     EC_KEY,

@@ -595,8 +595,8 @@ class RoutingDetailTests(GatewayTestCase):
     @run
     async def test_session_of_another_user_is_not_found(self) -> None:
         """basic/transports "Session Management": a session is bound to its user (404)."""
-        from aigw.auth.principal import Principal
-        from aigw.mcp.session import SessionNotFound
+        from aigw.principal import Principal
+        from aigw.sealed.session_id import SessionNotFound
 
         await self.start_gateway()
         session = await self.initialize()
@@ -626,7 +626,7 @@ class StreamTests(GatewayTestCase):
     @run
     async def test_get_stream_merges_backend_notifications_with_resumable_ids(self) -> None:
         """basic/transports "Listening for Messages" and "Resumability and Redelivery"."""
-        from aigw.mcp.streams import decode_event_ids
+        from aigw.gateway.streams import decode_event_ids
 
         await self.start_gateway()
         self.beta.get_status = 200
@@ -681,7 +681,7 @@ class NameLearningTests(GatewayTestCase):
 
     @run
     async def test_mapped_name_listed_elsewhere_is_learned_once(self) -> None:
-        from aigw.mcp.names import NameTable
+        from aigw.protocol.names import NameTable
 
         await self.start_gateway(beta=FakeUpstream(tools=["dotted.tool.name"]))
         session = await self.initialize()

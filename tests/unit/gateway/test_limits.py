@@ -21,8 +21,9 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import AuthConfig, ServerConfig, SessionsConfig
-from aigw.mcp import jsonrpc
-from aigw.mcp.limits import StreamLimitReached, StreamLimits
+from aigw.gateway.limits import StreamLimitReached, StreamLimits
+from aigw.protocol import jsonrpc
+from aigw.web.mcp.http import stream_limit_refusal
 from tests.unit.gateway.test_gateway import GatewayTestCase, _Collect, run
 from tests.unit.gateway.test_stateless import post_listen, sse_messages
 
@@ -80,7 +81,7 @@ class StreamLimitsTests(SynchronousTestCase):
         limits.acquire(("i", "alice"))
         with self.assertRaises(StreamLimitReached) as caught:
             limits.acquire(("i", "alice"))
-        refusal = caught.exception.refusal("L1")
+        refusal = stream_limit_refusal(caught.exception, "L1")
         self.assertEqual(refusal.status, 429)
         self.assertEqual(refusal.headers, {b"Retry-After": b"10"})
         self.assertEqual(refusal.request_id, "L1")
@@ -313,7 +314,7 @@ class ListenLimitTests(LimitTestCase):
 
 class FileLimitTests(SynchronousTestCase):
     def test_shortfall_counts_a_client_and_an_upstream_socket_per_backend(self) -> None:
-        from aigw.mcp.limits import FD_RESERVE, fd_shortfall
+        from aigw.gateway.limits import FD_RESERVE, fd_shortfall
 
         self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 4 + FD_RESERVE)
         self.assertIsNone(fd_shortfall(1024, 3, 65536))

@@ -7,8 +7,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from aigw.mcp.pool import RETRY_SECONDS, UpstreamSessionPool
-from aigw.mcp.session import BackendSession
+from aigw.gateway.pool import RETRY_SECONDS, UpstreamSessionPool
+from aigw.sealed.session_id import BackendSession
 
 
 class Backends:

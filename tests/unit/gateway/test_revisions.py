@@ -11,7 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 
-from aigw.mcp.revision import LEGACY, MODERN, choose, encode_header_value
+from aigw.protocol.revision import LEGACY, MODERN, choose, encode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 from tests.unit.gateway.test_stateless import modern, routing, sse_messages

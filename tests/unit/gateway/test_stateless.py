@@ -14,7 +14,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from aigw.mcp.stateless import decode_header_value
+from aigw.web.mcp.stateless_era import decode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.test_gateway import GatewayTestCase, run
 

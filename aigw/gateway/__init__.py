@@ -1,0 +1,1 @@
+"""The router: client sessions, backend sessions, lists, calls, relay, streams."""

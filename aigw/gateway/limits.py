@@ -1,0 +1,126 @@
+"""Bounds on the long-lived server-to-client streams aigw keeps open.
+
+A client stream (the 2025-11-25 GET stream, a 2026-07-28 ``subscriptions/listen``)
+lasts as long as the client wants, and holds a client socket plus, per backend,
+an upstream stream (shared between the streams of one user, ``streams.py``).
+Without a bound one user could open streams until the process runs out of file
+descriptors and every other request fails.  Three bounds, checked in this order:
+
+* per session, GET streams only: one.  aigw's GET stream carries every backend's
+  stream of the session, and MCP SDK servers allow one GET stream per session
+  (they answer a second with 409); 2025-11-25 basic/transports "Multiple
+  Connections" lets the server send each message on one stream only, so a
+  second stream of the same session would carry nothing.  Refused with 409.
+* per user (``sessions.max_streams_per_user``): refused with 429.
+* per process (``server.max_streams``): refused with 503.
+
+A slot is taken before anything is written or subscribed and released, once,
+however the stream ends (client gone, shutdown, error).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+#: GET streams one 2025-11-25 session may hold (see the module docstring).
+MAX_GET_STREAMS_PER_SESSION = 1
+#: Retry-After of a 429/503 refusal: a stream slot frees when another stream ends,
+#: which aigw cannot predict; long enough that a reconnect loop is not a busy loop.
+RETRY_AFTER_SECONDS = 10
+
+UserKey = tuple[str, str]
+
+
+class StreamLimitReached(Exception):
+    """A stream was refused: which bound, and the HTTP status to answer with."""
+
+    def __init__(self, status: int, key: str, limit: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.key = key
+        self.limit = limit
+        self.message = message
+
+
+class StreamSlot:
+    """One open client stream's place in the counts; ``release`` is idempotent."""
+
+    def __init__(self, limits: StreamLimits, user: UserKey, session: str | None) -> None:
+        self._limits = limits
+        self.user = user
+        self.session = session
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self._limits._release(self)
+
+
+class StreamLimits:
+    """Counts of open client streams: in all, per user, per session (GET streams)."""
+
+    def __init__(self, max_streams: int, max_per_user: int) -> None:
+        self.max_streams = max_streams
+        self.max_per_user = max_per_user
+        self.total = 0
+        # Only keys with open streams are kept: the maps never outgrow the streams.
+        self.per_user: Counter[UserKey] = Counter()
+        self.per_session: Counter[str] = Counter()
+
+    def acquire(self, user: UserKey, session: str | None = None) -> StreamSlot:
+        """A slot for one more stream of ``user`` (and of GET ``session``), or
+        StreamLimitReached naming the bound that is reached."""
+        if session is not None and self.per_session[session] >= MAX_GET_STREAMS_PER_SESSION:
+            raise StreamLimitReached(
+                409,
+                "session",
+                MAX_GET_STREAMS_PER_SESSION,
+                "Conflict: this session already has an open GET stream",
+            )
+        if self.per_user[user] >= self.max_per_user:
+            raise StreamLimitReached(
+                429,
+                "sessions.max_streams_per_user",
+                self.max_per_user,
+                f"too many open streams for this user (at most {self.max_per_user}); "
+                "close one or retry later",
+            )
+        if self.total >= self.max_streams:
+            raise StreamLimitReached(
+                503,
+                "server.max_streams",
+                self.max_streams,
+                "the gateway has as many open streams as it serves; retry later",
+            )
+        self.total += 1
+        self.per_user[user] += 1
+        if session is not None:
+            self.per_session[session] += 1
+        return StreamSlot(self, user, session)
+
+    def _release(self, slot: StreamSlot) -> None:
+        self.total -= 1
+        self.per_user[slot.user] -= 1
+        if self.per_user[slot.user] <= 0:
+            del self.per_user[slot.user]
+        if slot.session is not None:
+            self.per_session[slot.session] -= 1
+            if self.per_session[slot.session] <= 0:
+                del self.per_session[slot.session]
+
+
+#: Descriptors a process needs besides its streams: listeners, log files, the
+#: ordinary requests and their upstream connections.
+FD_RESERVE = 256
+
+
+def fd_shortfall(max_streams: int, backends: int, soft_limit: int) -> int | None:
+    """The descriptors needed when every stream slot is taken (a client socket and
+    one upstream socket per backend each, plus ``FD_RESERVE``), if ``soft_limit``
+    is below that; None when the limit suffices (or is unlimited, negative)."""
+    needed = max_streams * (1 + backends) + FD_RESERVE
+    if soft_limit < 0 or soft_limit >= needed:
+        return None
+    return needed

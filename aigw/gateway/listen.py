@@ -1,0 +1,154 @@
+"""``subscriptions/listen`` for 2026-07-28 clients, fed by session-based backends.
+
+2026-07-28 replaces the GET stream and ``resources/subscribe`` with one
+long-lived request (basic/patterns/subscriptions).  aigw answers it with an SSE
+stream: first ``notifications/subscriptions/acknowledged`` with the filter it
+honours, then the change notifications the client asked for, taken from the
+GET streams of the user's pooled upstream sessions (the same merge as the
+legacy GET stream, ``streams.py``).  Resource subscriptions are made upstream
+with ``resources/subscribe`` on those sessions; they are left in place when the
+stream ends, because another listen of the same user may share the session,
+and they go with the pooled session when it expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aigw.gateway.gateway import ClientSession, Gateway, GatewayError, InsufficientScope
+from aigw.gateway.streams import SessionStream
+from aigw.protocol import jsonrpc
+from aigw.protocol.sse import format_event
+from aigw.protocol.versions import META_PREFIX
+
+SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
+#: streamable-http "Receiving Messages", Note: comments keep a quiet stream open.
+
+#: Filter flag -> the notification it lets through (subscriptions "Notification Filter").
+LIST_FLAGS = {
+    "toolsListChanged": "notifications/tools/list_changed",
+    "promptsListChanged": "notifications/prompts/list_changed",
+    "resourcesListChanged": "notifications/resources/list_changed",
+}
+UPDATED = "notifications/resources/updated"
+
+
+class ListenFilter:
+    """What one listen lets through: the honoured subset of what the client asked."""
+
+    def __init__(self, methods: set[str], uris: list[str]) -> None:
+        self.methods = methods
+        self.uris = uris
+
+    def allows(self, message: dict[str, Any]) -> bool:
+        method = message.get("method")
+        if method == UPDATED:
+            params = message.get("params")
+            return isinstance(params, dict) and params.get("uri") in self.uris
+        return method in self.methods
+
+    def acknowledged(self) -> dict[str, Any]:
+        honoured: dict[str, Any] = {f: True for f, m in LIST_FLAGS.items() if m in self.methods}
+        if self.uris:
+            honoured["resourceSubscriptions"] = list(self.uris)
+        return honoured
+
+
+async def open_filter(gateway: Gateway, session: ClientSession, params: Any) -> ListenFilter:
+    """The honoured filter; subscribes upstream to each resource the user may read.
+
+    URIs are checked like ``resources/read`` (the body decides: backend,
+    scopes, access policy); a URI aigw cannot route or the user may not read
+    is left out of the acknowledgment rather than failing the stream.
+    """
+    wanted = params.get("notifications") if isinstance(params, dict) else None
+    if wanted is None:
+        wanted = {}
+    if not isinstance(wanted, dict):
+        raise GatewayError(-32602, "subscriptions/listen: notifications must be an object")
+    methods = {m for flag, m in LIST_FLAGS.items() if wanted.get(flag) is True}
+    uris: list[str] = []
+    requested = wanted.get("resourceSubscriptions") or []
+    if not isinstance(requested, list):
+        raise GatewayError(-32602, "resourceSubscriptions must be an array of URIs")
+    for uri in requested:
+        if isinstance(uri, str) and await _subscribe(gateway, session, uri):
+            uris.append(uri)
+    return ListenFilter(methods, uris)
+
+
+async def _subscribe(gateway: Gateway, session: ClientSession, uri: str) -> bool:
+    try:
+        route = gateway.route(session, "resources/subscribe", {"uri": uri})
+    except (GatewayError, InsufficientScope):
+        return False
+    if route is None:
+        return False
+    backend, upstream_params, _ = route
+    subscribes = session.backends.get(backend)
+    if subscribes is None or not subscribes.capabilities.get("resources", {}).get("subscribe"):
+        return False
+    answer = await gateway.ask(session, backend, "resources/subscribe", upstream_params)
+    return answer is not None and "result" in answer
+
+
+class ListenStream(SessionStream):
+    """The upstream GET streams of the user's sessions, filtered, tagged with the
+    subscription id (the listen request's id), without event ids (2026-07-28
+    streams are not resumable)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        session: ClientSession,
+        write: Callable[[bytes], None],
+        subscription_id: Any,
+        notifications: ListenFilter,
+        refuse: Callable[[dict[str, Any]], None],
+    ) -> None:
+        super().__init__(gateway, session, write, None)
+        self.subscription_id = subscription_id
+        self.notifications = notifications
+        self.refuse = refuse
+
+    def tag(self, message: dict[str, Any]) -> dict[str, Any]:
+        params = message.get("params")
+        params = dict(params) if isinstance(params, dict) else {}
+        meta = params.get("_meta")
+        params["_meta"] = {
+            **(meta if isinstance(meta, dict) else {}),
+            SUBSCRIPTION_ID: self.subscription_id,
+        }
+        return {**message, "params": params}
+
+    def acknowledge(self) -> None:
+        """subscriptions "Acknowledgment": first on the stream, before any notification."""
+        self._send(
+            self.tag(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/subscriptions/acknowledged",
+                    "params": {"notifications": self.notifications.acknowledged()},
+                }
+            )
+        )
+
+    def completion(self) -> bytes:
+        """subscriptions "Graceful Closure": the listen request's own response."""
+        result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: self.subscription_id}}
+        message = {"jsonrpc": "2.0", "id": self.subscription_id, "result": result}
+        return format_event(jsonrpc.dumps(message))
+
+    def _emit(self, message: dict[str, Any]) -> None:
+        # Backend requests (with an id) have no place on a listen stream
+        # (streamable-http "Receiving Messages"): the backend is told so.
+        if "id" in message:
+            self.refuse(message)
+            return
+        if not self.notifications.allows(message):
+            return
+        self._send(self.tag(message))
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.write(format_event(jsonrpc.dumps(message)))

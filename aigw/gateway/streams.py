@@ -1,0 +1,312 @@
+"""The session's GET stream: every backend's GET stream merged into one SSE stream.
+
+MCP basic/transports "Listening for Messages from the Server": a backend that
+answers 405 has no stream and contributes nothing; one that drops its stream is
+followed again with ``Last-Event-ID`` after a bounded back-off.  Each event aigw
+writes carries, as its id, the last event id of every backend so far, so a
+client resuming with ``Last-Event-ID`` resumes every backend where it was.
+
+Upstream streams are shared (``UpstreamFeed``): one per backend session, fanned
+out to every client stream of the user (or session) that needs it, so a user's
+listens cost one upstream socket per backend, not one per listen.  The first
+stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
+time (``limits.py``), so a resuming GET stream always opens its own feed.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from aigw.protocol import jsonrpc
+from aigw.protocol.revision import MODERN, envelope, routing_headers
+from aigw.protocol.sse import format_event
+from aigw.protocol.versions import META_PREFIX, is_modern
+from aigw.upstream.client import UpstreamError, UpstreamSessionGone
+
+if TYPE_CHECKING:
+    from aigw.gateway.gateway import ClientSession, Gateway
+    from aigw.sealed.session_id import BackendSession
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+MAX_EVENT_ID_BYTES = 4096
+
+
+_listen_ids = itertools.count(1)
+#: (backend, client binding, upstream session id): what one upstream stream serves.
+FeedKey = tuple[str, str, str]
+_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
+#: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
+LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
+
+
+def listen_request(request_id: int) -> dict[str, Any]:
+    """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
+    (basic/patterns/subscriptions)."""
+    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
+    return {"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen", "params": params}
+
+
+def unlisten(message: Any) -> Any:
+    """A backend's listen-stream message as a GET-stream message: the acknowledgment and
+    the closing response are aigw's business, the subscription id is the backend's."""
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return None
+    if message["method"] == "notifications/subscriptions/acknowledged":
+        return None
+    params = message.get("params")
+    if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+        meta = {k: v for k, v in params["_meta"].items() if k != _SUBSCRIPTION_ID}
+        params = {k: v for k, v in params.items() if k != "_meta"}
+        if meta:
+            params["_meta"] = meta
+        return {**message, "params": params}
+    return message
+
+
+def encode_event_ids(last_ids: dict[str, str]) -> str:
+    raw = json.dumps(last_ids, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
+    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none."""
+    if not value or len(value) > MAX_EVENT_ID_BYTES:
+        return {}
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        return {}
+    if not isinstance(decoded, dict):
+        return {}
+    return {
+        k: v for k, v in decoded.items() if k in backends and isinstance(v, str) and len(v) < 512
+    }
+
+
+class UpstreamFeed:
+    """One backend's stream (a GET stream, or a listen on a 2026-07-28 backend) for one
+    upstream session, shared by every client stream that needs it.
+
+    MCP SDK servers allow one GET stream per session and answer a second with 409
+    (2025-11-25 basic/transports "Listening for Messages from the Server"), and a
+    user's 2026-07-28 listens all ride on the user's pooled upstream sessions: so
+    aigw opens one upstream stream per backend session (``FeedKey``) and fans its
+    notifications out to the client streams subscribed to it.  A server-to-client
+    request goes to one subscriber only (basic/transports "Multiple Connections":
+    each message on one stream), so it is answered once.  The feed follows its
+    stream again after a bounded back-off when it drops, with its own
+    ``Last-Event-ID``; it ends when its last subscriber leaves.  Reads have no
+    inactivity timeout, on purpose: a quiet stream is a healthy one.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        feeds: Feeds,
+        key: FeedKey,
+        backend: BackendSession,
+        last_event_id: str | None,
+    ) -> None:
+        self.feeds = feeds
+        self.key = key
+        self.name = backend.name
+        self.backend = backend
+        self.last_event_id = last_event_id
+        self.subscribers: list[SessionStream] = []
+        self.closed = False
+        self._reader: Any = None
+
+    def add(self, stream: SessionStream) -> None:
+        self.subscribers.append(stream)
+
+    def remove(self, stream: SessionStream) -> None:
+        if stream in self.subscribers:
+            self.subscribers.remove(stream)
+        if not self.subscribers:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.feeds.forget(self)
+        if self._reader is not None:
+            self._reader.stop()
+
+    async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            self.close()
+
+    async def _follow(self) -> None:
+        """Keep the backend's stream open while anyone listens."""
+        delay = BACKOFF_FIRST
+        upstream = self.feeds.gateway.upstreams[self.name]
+        backend = self.backend
+        while not self.closed:
+            try:
+                if is_modern(backend.protocol_version):
+                    reply = await upstream.listen(
+                        jsonrpc.dumps(listen_request(next(_listen_ids))),
+                        lambda message: self._deliver(unlisten(message)),
+                        backend.protocol_version,
+                        routing_headers("subscriptions/listen", {}),
+                        self._reading,
+                    )
+                else:
+                    reply = await upstream.get_stream(
+                        self._deliver,
+                        backend.session_id,
+                        backend.protocol_version,
+                        self.last_event_id,
+                        self._reading,
+                    )
+                if reply.status == 405:
+                    return  # this backend offers no stream
+                delay = BACKOFF_FIRST
+            except UpstreamSessionGone:
+                self.log.info("backend {backend} ended its session stream", backend=self.name)
+                return
+            except UpstreamError as error:
+                if self.closed:
+                    return
+                self.log.info(
+                    "stream from {backend} lost ({error}); again in {delay}s",
+                    backend=self.name,
+                    error=str(error),
+                    delay=delay,
+                )
+            finally:
+                reader, self._reader = self._reader, None
+                if reader is not None and reader.last_event_id is not None:
+                    self.last_event_id = reader.last_event_id
+            if self.closed:
+                return
+            await deferLater(self.feeds.gateway.clock, delay, lambda: None)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _reading(self, reader: Any) -> None:
+        """An upstream stream began.  If every client left while it was opening, it is
+        dropped at once: nothing would stop it later, and it would hold the upstream
+        session's stream (servers allow one per session: 2025-11-25 basic/transports
+        "Listening for Messages from the Server", "Multiple Connections") until the
+        session ends, so the next listen of the same user would get 409 forever."""
+        if self.closed:
+            reader.stop()
+            return
+        self._reader = reader
+
+    def _deliver(self, message: Any) -> None:
+        if self.closed or message is None:
+            return
+        reader = self._reader
+        if reader is not None and reader.last_event_id is not None:
+            self.last_event_id = reader.last_event_id
+        if isinstance(message, dict) and "id" in message:
+            targets = self.subscribers[:1]
+        else:
+            targets = list(self.subscribers)
+        for stream in targets:
+            stream.receive(self.name, message, self.last_event_id)
+
+
+class Feeds:
+    """The open upstream feeds, by FeedKey."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._feeds: dict[FeedKey, UpstreamFeed] = {}
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    @staticmethod
+    def key(session: ClientSession, backend: BackendSession) -> FeedKey:
+        """Backend, client binding (per user for 2026-07-28 clients, per session for
+        others) and upstream session id (none for a 2026-07-28 backend).  The binding
+        is there although upstream session ids are the backend's own: a backend that
+        gave two users one session id must not get one user's stream to the other."""
+        return (backend.name, session.binding, backend.session_id or "")
+
+    def subscribe(
+        self, stream: SessionStream, backend: BackendSession, last_event_id: str | None
+    ) -> UpstreamFeed:
+        """The feed for this backend session, joined; opened if there is none."""
+        key = self.key(stream.session, backend)
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = UpstreamFeed(self, key, backend, last_event_id)
+            self._feeds[key] = feed
+            feed.add(stream)
+            ensureDeferred(feed.run()).addErrback(
+                lambda f: self.gateway.log.failure("following {key}", f, key=key)
+            )
+        else:
+            feed.add(stream)
+        return feed
+
+    def forget(self, feed: UpstreamFeed) -> None:
+        if self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+
+
+class SessionStream:
+    """One client's GET stream, fed by each backend of its session."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        session: ClientSession,
+        write: Callable[[bytes], None],
+        last_event_id: str | None,
+    ) -> None:
+        self.gateway = gateway
+        self.session = session
+        self.write = write
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+        self.last_ids = decode_event_ids(last_event_id, set(session.backends))
+        self._feeds: list[UpstreamFeed] = []
+
+    def start(self) -> None:
+        for name, backend in self.session.backends.items():
+            if self.closed:
+                return
+            if backend.session_id is not None or is_modern(backend.protocol_version):
+                feed = self.gateway.feeds.subscribe(self, backend, self.last_ids.get(name))
+                self._feeds.append(feed)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        feeds, self._feeds = self._feeds, []
+        for feed in feeds:
+            feed.remove(self)
+        if self.on_close is not None:
+            self.on_close()
+
+    def receive(self, name: str, message: Any, event_id: str | None) -> None:
+        """A message of one backend's feed."""
+        if self.closed:
+            return
+        if event_id is not None:
+            self.last_ids[name] = event_id
+        self.gateway.relay(self.session, name, message, self._emit)
+
+    def _emit(self, message: dict[str, Any]) -> None:
+        event_id = encode_event_ids(self.last_ids) if self.last_ids else None
+        self.write(format_event(jsonrpc.dumps(message), event_id=event_id))

@@ -1,1 +1,0 @@
-"""MCP: the protocol pieces (pure) and the gateway that speaks it."""

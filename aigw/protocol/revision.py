@@ -1,0 +1,102 @@
+"""Which revision a backend speaks, and the 2026-07-28 wire toward those that speak it.
+
+aigw probes each backend with ``server/discover`` at 2026-07-28 (basic/versioning
+"Backward Compatibility with Initialization-Based Versions": the HTTP probe is
+a modern request whose failure without a modern error body means *legacy*),
+remembers the answer, and forgets it when the backend fails, so a backend that
+was upgraded or downgraded is probed again.
+
+A backend that answers the probe and also accepts ``initialize`` (dual-era,
+such as servers on the ``mcp`` 2.x SDK, whose discover result lists only
+2026-07-28) is spoken to with sessions: over a session aigw relays the
+backend's sampling and elicitation requests, its GET stream and
+``notifications/cancelled`` to every client generation, which the 2026-07-28
+wire (input-required results, ``subscriptions/listen``, closing the stream)
+is not bridged to yet.  Only backends that refuse ``initialize`` get 2026-07-28.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aigw import __version__
+from aigw.protocol.versions import MODERN_VERSIONS, SUPPORTED_VERSIONS
+
+MODERN = MODERN_VERSIONS[0]
+LEGACY = "legacy"
+
+#: basic/versioning: the per-request envelope aigw sends as a client.
+CLIENT_INFO = {"name": "aigw", "version": __version__}
+
+#: streamable-http "Standard Request Headers": the params ``Mcp-Name`` mirrors.
+NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+#: Result members of 2026-07-28 that a session-based client has no use for.
+MODERN_RESULT_FIELDS = ("resultType", "ttlMs", "cacheScope")
+
+
+def discover_request(request_id: int) -> dict[str, Any]:
+    """The probe: ``server/discover`` with the 2026-07-28 envelope (server/discover)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "server/discover",
+        "params": envelope({}, MODERN),
+    }
+
+
+def choose(result: Any) -> str:
+    """The revision to speak to a backend that answered the probe with ``result``."""
+    if not isinstance(result, dict):
+        return LEGACY
+    versions = result.get("supportedVersions")
+    if not isinstance(versions, list) or MODERN not in versions:
+        return LEGACY
+    if any(v in SUPPORTED_VERSIONS for v in versions):
+        return LEGACY  # dual-era: sessions bridge more (see the module docstring)
+    return MODERN
+
+
+def envelope(
+    params: dict[str, Any], version: str, capabilities: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``params`` with aigw's ``_meta`` envelope (basic/versioning; server/discover);
+    ``capabilities``: those of the client aigw can relay input requests to."""
+    meta = params.get("_meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta.update(
+        {
+            "io.modelcontextprotocol/protocolVersion": version,
+            "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+            "io.modelcontextprotocol/clientCapabilities": capabilities or {},
+        }
+    )
+    return {**params, "_meta": meta}
+
+
+def encode_header_value(value: str) -> str:
+    """streamable-http "Value Encoding": plain when header-safe, else the Base64 sentinel."""
+    safe = (
+        value == value.strip()
+        and all(0x20 <= ord(c) <= 0x7E for c in value)
+        and not (value.startswith("=?base64?") and value.endswith("?="))
+    )
+    if safe:
+        return value
+    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+
+
+def routing_headers(method: str, params: dict[str, Any]) -> dict[bytes, bytes]:
+    """``Mcp-Method`` and ``Mcp-Name`` for a request as sent upstream: the name is the
+    backend's own (``<backend>__`` already stripped), so the headers match its body."""
+    headers = {b"Mcp-Method": method.encode("ascii", "replace")}
+    source = NAME_PARAMS.get(method)
+    if source is not None and isinstance(params.get(source), str):
+        headers[b"Mcp-Name"] = encode_header_value(params[source]).encode("ascii")
+    return headers
+
+
+def legacy_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A 2026-07-28 result as a session-based client expects it."""
+    return {k: v for k, v in result.items() if k not in MODERN_RESULT_FIELDS}

@@ -1,0 +1,1 @@
+"""Authenticated encryption of the ids aigw hands out: session ids, cursors, relayed request ids."""

@@ -1,0 +1,505 @@
+"""One upstream MCP server, spoken to over Streamable HTTP.
+
+Each backend gets its own pool of persistent connections
+(:mod:`aigw.upstream.connection`) and a bound on concurrent requests.  Replies are
+read incrementally: a JSON body is collected (with a size bound), an SSE body
+is parsed event by event and each JSON-RPC message is handed on as soon as it
+arrives, so progress notifications reach the client when the upstream sends
+them (MCP 2025-11-25 basic/transports, "Sending Messages to the Server").
+
+What is sent upstream is built here and nowhere else: the client's
+``Authorization``, ``Cookie`` and hop-by-hop headers are never among them (MCP
+Authorization, "Access Token Privilege Restriction": token passthrough is
+forbidden); only the backend's configured static headers are added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, cast
+
+import attrs
+from twisted.internet import ssl
+from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from aigw.config import BackendConfig
+from aigw.protocol.sse import SSEError, SSEParser
+from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
+
+MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
+MAX_ERROR_EXCERPT = 512
+#: The most of a body aigw reads only to throw away (202, 404, wrong type) before
+#: hanging up instead: discarding forever is no better than keeping.
+MAX_DISCARD_BYTES = 64 * 1024
+FINISH_GRACE_SECONDS = 5.0
+
+#: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
+MessageSink = Callable[[Any], None]
+
+_ACCEPT_ANY = b"application/json, text/event-stream"
+
+
+class UpstreamError(Exception):
+    """The backend could not answer; ``kind`` says how, ``detail`` says what was seen."""
+
+    def __init__(self, backend: str, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(backend, kind, detail)
+        self.backend = backend
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"backend {self.backend!r} {self.kind}: {self.detail}"
+
+
+class UpstreamSessionGone(UpstreamError):
+    """The backend answered 404 to our session id: it forgot the session (restart, expiry)."""
+
+
+@attrs.frozen
+class Reply:
+    """What an exchange ended with, beyond the messages already handed to the sink."""
+
+    status: int
+    session_id: str | None
+    content_type: str
+
+
+def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
+    """Verified TLS (service-identity checks the host name); an optional private CA."""
+    if ca_file is None:
+        return BrowserLikePolicyForHTTPS()
+    with open(ca_file, "rb") as handle:
+        pem = handle.read()
+    certificates = [
+        ssl.Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part)
+        for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
+    ]
+    trust_root = ssl.trustRootFromCertificates(certificates)
+    return BrowserLikePolicyForHTTPS(trustRoot=trust_root)
+
+
+class _BoundedRead(Protocol):
+    """Reads at most ``limit`` bytes of a body aigw only logs or drops, within ``timeout``.
+
+    Past either bound the transfer is aborted; ``done`` fires with what was read.
+    """
+
+    def __init__(self, limit: int, clock: Any, timeout: float) -> None:
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.done: Deferred[bytes] = Deferred()
+        self._timer: IDelayedCall = clock.callLater(timeout, self._abort)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._size < self._limit:
+            self._chunks.append(data[: self._limit - self._size])
+        self._size += len(data)
+        if self._size > self._limit:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).stopProducing()
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        if self._timer.active():
+            self._timer.cancel()
+        if not self.done.called:
+            self.done.callback(b"".join(self._chunks))
+
+
+class _BodyReader(Protocol):
+    """Reads one reply body, JSON or SSE, handing messages on as they complete."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        is_sse: bool,
+        sink: MessageSink,
+        done: Deferred[None],
+        inactivity: float | None,
+    ) -> None:
+        self._upstream = upstream
+        self._inactivity = inactivity
+        self._sse = SSEParser() if is_sse else None
+        self._sink = sink
+        self._done = done
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._timer: IDelayedCall | None = None
+        self._lost = False
+        self._stopped = False
+        self.last_event_id: str | None = None
+
+    def connectionMade(self) -> None:
+        if self._stopped:
+            self.stop()  # stopped before the body began (see stop)
+            return
+        if not cast(UpstreamResponse, self.transport).ended:  # else nothing to wait for
+            self._arm()
+
+    def _arm(self) -> None:
+        """(Re)start the inactivity timer: an upstream that goes silent is cut off."""
+        timeout = self._inactivity
+        if timeout is None:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(timeout)
+        else:
+            self._timer = self._upstream.clock.callLater(timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._fail(UpstreamError(self._upstream.name, "timeout", "no data within the timeout"))
+
+    def _fail(self, error: UpstreamError) -> None:
+        self._disarm()
+        if not self._done.called:
+            self._done.errback(error)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop reading: the connection is dropped (cancellation, client gone).
+
+        Callers get the reader before the body is delivered to it; a stop then is
+        carried out as soon as the body begins."""
+        self._stopped = True
+        if self.transport is not None:
+            # The response body's transport: an IPushProducer (twisted.web.iweb.IResponse).
+            cast(IPushProducer, self.transport).stopProducing()
+
+    def finish(self) -> None:
+        """The caller has what it waited for: end the exchange now.
+
+        The rest of the body is read and discarded so the connection can go
+        back to the pool; an upstream that keeps the stream open is cut off
+        after a short grace period.
+        """
+        self._disarm()
+        if not self._done.called:
+            self._done.callback(None)
+        if not self._lost:
+            self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done.called:
+            return
+        if self._sse is None:
+            # One JSON answer: the backend timeout bounds the whole body, not each
+            # pause in it (an answer trickled a byte at a time would never end).
+            if self._timer is None or not self._timer.active():
+                self._arm()
+            self._size += len(data)
+            if self._size > MAX_JSON_REPLY_BYTES:
+                self._fail(UpstreamError(self._upstream.name, "bad_reply", "reply too large"))
+                return
+            self._chunks.append(data)
+            return
+        try:
+            events = self._sse.feed(data)
+        except SSEError as error:
+            self._fail(UpstreamError(self._upstream.name, "bad_reply", str(error)))
+            return
+        for event in events:
+            if event.id is not None:
+                self.last_event_id = event.id
+            if event.event != "message" or not event.data:
+                continue
+            try:
+                message = json.loads(event.data)
+            except ValueError:
+                self._upstream.log.warn(
+                    "backend {backend} sent an SSE event that is not JSON; skipped",
+                    backend=self._upstream.name,
+                )
+                continue
+            self._arm()  # a message is progress; comments and other events are not
+            self._sink(message)
+            if self._done.called:
+                return
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        self._lost = True
+        self._disarm()
+        if self._done.called:
+            return
+        if not isinstance(reason.value, ResponseDone | PotentialDataLoss):  # Failure.check is slow
+            lost = UpstreamError(self._upstream.name, "unavailable", "connection lost")
+            self._done.errback(lost)
+            return
+        if self._sse is None and self._chunks:
+            try:
+                message = json.loads(b"".join(self._chunks))
+            except ValueError:
+                not_json = UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON")
+                self._done.errback(not_json)
+                return
+            self._sink(message)
+        if not self._done.called:
+            self._done.callback(None)
+
+
+class Upstream:
+    """The client side of one backend."""
+
+    log = Logger()
+
+    def __init__(self, config: BackendConfig, reactor: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = reactor
+        target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
+        self.connections = ConnectionPool(target, config.max_connections, reactor)
+        self._slots = DeferredSemaphore(config.max_connections)
+        self._static_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in config.headers.items()
+        ]
+
+    def _head(
+        self,
+        method: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        accept: bytes,
+        body: bytes | None,
+        extra_headers: dict[bytes, bytes] | None = None,
+    ) -> bytes:
+        """The request head; a value that cannot go on the wire (a line break, a
+        character outside ASCII) refuses the request rather than being altered."""
+        fields = [*self._static_headers, (b"Accept", accept)]
+        try:
+            if body is not None:
+                fields.append((b"Content-Type", b"application/json"))
+            if protocol_version:
+                fields.append((b"MCP-Protocol-Version", protocol_version.encode("ascii")))
+            if session_id:
+                fields.append((b"Mcp-Session-Id", session_id.encode("ascii")))
+            if extra_headers:
+                fields.extend(extra_headers.items())
+            return self.connections.target.head(method, fields, None if body is None else len(body))
+        except ValueError as error:
+            raise UpstreamError(self.name, "refused", f"unusable header value: {error}") from None
+
+    async def post(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
+        on_reader: Callable[[_BodyReader], None] | None = None,
+        extra_headers: dict[bytes, bytes] | None = None,
+    ) -> Reply:
+        """POST one JSON-RPC message (or batch); messages of the reply go to ``sink``.
+
+        ``extra_headers``: the 2026-07-28 routing headers (``Mcp-Method``, ``Mcp-Name``).
+
+        Returns when the reply ends, or as soon as the sink has what it waits
+        for (it may call ``reader.stop()`` through ``on_reader``).
+        """
+        await self._slots.acquire()
+        try:
+            return await self._post(
+                body, sink, session_id, protocol_version, on_reader, extra_headers
+            )
+        finally:
+            self._slots.release()
+
+    async def _post(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        session_id: str | None,
+        protocol_version: str | None,
+        on_reader: Callable[[_BodyReader], None] | None,
+        extra_headers: dict[bytes, bytes] | None = None,
+    ) -> Reply:
+        head = self._head(b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        response = await self._send(head, body)
+        return await self._read(response, session_id, sink, on_reader)
+
+    async def listen(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        protocol_version: str,
+        extra_headers: dict[bytes, bytes],
+        on_reader: Callable[[_BodyReader], None],
+    ) -> Reply:
+        """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
+        as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
+        no request slot held.  A reply that is not a stream counts as no stream."""
+        head = self._head(b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        response = await self._send(head, body, streaming=True)
+        return await self._read(response, None, sink, on_reader, streaming=True)
+
+    async def get_stream(
+        self,
+        sink: MessageSink,
+        session_id: str | None,
+        protocol_version: str | None,
+        last_event_id: str | None,
+        on_reader: Callable[[_BodyReader], None],
+    ) -> Reply:
+        """Open the GET SSE stream (MCP basic/transports "Listening for Messages").
+
+        A backend answering 405 has no stream; that is reported as a Reply
+        with status 405 and no messages.
+        """
+        resume = (
+            {b"Last-Event-ID": last_event_id.encode("ascii", "replace")} if last_event_id else None
+        )
+        head = self._head(b"GET", session_id, protocol_version, b"text/event-stream", None, resume)
+        response = await self._send(head, None, streaming=True)
+        return await self._read(response, session_id, sink, on_reader, streaming=True)
+
+    async def delete(self, session_id: str, protocol_version: str | None) -> int:
+        """End an upstream session (MCP basic/transports "Session Management")."""
+        head = self._head(b"DELETE", session_id, protocol_version, b"application/json", None)
+        response = await self._send(head, None)
+        await self._drain(response)
+        return int(response.code)
+
+    async def _send(
+        self, head: bytes, body: bytes | None, streaming: bool = False
+    ) -> UpstreamResponse:
+        """Send a request; the response once its head is in (within the timeout,
+        unless the reply is a stream the caller reads for as long as it lasts)."""
+        try:
+            return await self.connections.request(
+                head, body, None if streaming else self.config.timeout
+            )
+        except Exception as error:
+            raise self._connection_error(error) from None
+
+    def _connection_error(self, error: BaseException) -> UpstreamError:
+        if isinstance(error, TimeoutError):
+            return UpstreamError(self.name, "timeout", "no response within the timeout")
+        if isinstance(error, ConnectError | ConnectionLost | ConnectionDone):
+            return UpstreamError(self.name, "unavailable", type(error).__name__)
+        if isinstance(error, ProtocolViolation):
+            return UpstreamError(self.name, "bad_reply", f"not HTTP/1.1: {error}")
+        reasons = getattr(error, "reasons", None)
+        if reasons:
+            return UpstreamError(
+                self.name, "unavailable", "; ".join(r.getErrorMessage() for r in reasons)
+            )
+        return UpstreamError(self.name, "unavailable", str(error) or type(error).__name__)
+
+    async def _read(
+        self,
+        response: UpstreamResponse,
+        session_id: str | None,
+        sink: MessageSink,
+        on_reader: Callable[[_BodyReader], None] | None,
+        streaming: bool = False,
+    ) -> Reply:
+        status = response.code
+        content_type = (response.header(b"content-type") or b"").decode("latin-1")
+        new_session = response.header(b"mcp-session-id")
+        reply = Reply(
+            status=status,
+            session_id=new_session.decode("latin-1") if new_session else session_id,
+            content_type=content_type,
+        )
+        if status == 404 and session_id:
+            await self._drain(response)
+            raise UpstreamSessionGone(self.name, "session_gone", "upstream session expired")
+        if status in (202, 204, 405) or (
+            status == 200 and streaming and "event-stream" not in content_type
+        ):
+            await self._drain(response)
+            return reply
+        if status >= 400:
+            excerpt = await self._excerpt(response)
+            if status == 400 and session_id and _names_unknown_session(excerpt):
+                # 2025-11-25 basic/transports "Session Management" says 404 for a session
+                # the server no longer has; the TypeScript SDK 1.x servers (among them
+                # server-everything) answer 400 "No valid session ID provided" instead.
+                # Same meaning: a new session is opened (see Gateway._exchange).
+                raise UpstreamSessionGone(self.name, "session_gone", "upstream session unknown")
+            answer = _error_answer(excerpt) if status < 500 else None
+            if answer is not None:
+                # 2026-07-28 basic/transports/streamable-http: a request the server
+                # refuses is answered with a 4xx status whose body is the JSON-RPC error
+                # response ("Server Validation": 400 and -32020; "Protocol Version
+                # Header": 404 and -32601; and so on).  That answer is the backend's
+                # word on the request, relayed like any other error response.
+                sink(answer)
+                return reply
+            raise UpstreamError(self.name, "http_error", f"HTTP {status}: {excerpt}", status)
+        is_sse = content_type.startswith("text/event-stream")
+        if not is_sse and not content_type.startswith("application/json"):
+            await self._drain(response)
+            raise UpstreamError(
+                self.name, "bad_reply", f"unexpected content type {content_type or 'none'}"
+            )
+        done: Deferred[None] = Deferred()
+        reader = _BodyReader(self, is_sse, sink, done, None if streaming else self.config.timeout)
+        if on_reader is not None:
+            on_reader(reader)
+        response.deliverBody(reader)
+        await done
+        return reply
+
+    async def _read_some(self, response: UpstreamResponse, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body, within the backend timeout."""
+        reader = _BoundedRead(limit, self.clock, self.config.timeout)
+        response.deliverBody(reader)
+        return await reader.done
+
+    async def _drain(self, response: UpstreamResponse) -> None:
+        await self._read_some(response, MAX_DISCARD_BYTES)
+
+    async def _excerpt(self, response: UpstreamResponse) -> str:
+        content = await self._read_some(response, MAX_ERROR_EXCERPT)
+        return content.decode("utf-8", "replace")
+
+    async def close(self) -> None:
+        self.connections.close()
+
+
+def _error_answer(text: str) -> dict[str, Any] | None:
+    """The JSON-RPC error response in an HTTP error body, if it answers a request (has an
+    id); anything else (HTML, an id-less error, a truncated body) is None."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return None
+    error = message.get("error")
+    request_id = message.get("id")
+    if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        return None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return message
+
+
+def _names_unknown_session(text: str) -> bool:
+    """An id-less JSON-RPC error about the session id (a 400 meaning 404, see _read)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("id") is not None:
+        return False
+    error = message.get("error")
+    detail = error.get("message") if isinstance(error, dict) else None
+    return isinstance(detail, str) and "session" in detail.lower()

@@ -1,0 +1,1 @@
+"""The HTTP server side: routes, metadata, and the MCP endpoint of both eras."""

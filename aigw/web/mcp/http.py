@@ -1,0 +1,188 @@
+"""HTTP pieces shared by both eras of Streamable HTTP at ``mcp_path``.
+
+Refusals, header reading and the reply that turns from JSON into SSE the
+moment something must be sent before the answer (MCP basic/transports).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+
+from aigw.gateway.limits import RETRY_AFTER_SECONDS, StreamLimitReached
+from aigw.protocol import jsonrpc
+from aigw.protocol.sse import format_comment, format_event
+from aigw.web.request import WebRequest
+
+
+class HTTPRefusal(Exception):
+    """An HTTP-level refusal with a JSON-RPC error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: dict[bytes, bytes] | None = None,
+        data: Any = None,
+        request_id: Any = None,
+    ) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.data = data
+        self.request_id = request_id
+
+    def to_error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) -> HTTPRefusal:
+    """A refused stream as HTTP: the bound's status, Retry-After where waiting helps,
+    and a JSON-RPC error body naming the bound (``TOO_MANY_STREAMS``)."""
+    headers = {}
+    if reached.status in (429, 503):
+        headers[b"Retry-After"] = str(RETRY_AFTER_SECONDS).encode("ascii")
+    return HTTPRefusal(
+        reached.status,
+        jsonrpc.TOO_MANY_STREAMS,
+        reached.message,
+        headers=headers,
+        data={"limit": reached.key, "max": reached.limit},
+        request_id=request_id,
+    )
+
+
+def accepts(request: WebRequest, *wanted: str) -> bool:
+    """Does the Accept header allow every media type in ``wanted``? (RFC 9110 §12.5.1)."""
+    values = request.requestHeaders.getRawHeaders(b"accept") or []
+    return _accepts(tuple(values), wanted)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts(values: tuple[bytes, ...], wanted: tuple[str, ...]) -> bool:
+    """Memoized: clients send the same few Accept values on every request of the hot path."""
+    ranges = set()
+    for value in values:
+        for item in value.decode("latin-1").split(","):
+            media = item.split(";", 1)[0].strip().lower()
+            if media:
+                ranges.add(media)
+    if "*/*" in ranges:
+        return True
+    return all(w in ranges or w.split("/")[0] + "/*" in ranges for w in wanted)
+
+
+def header(request: WebRequest, name: bytes) -> str | None:
+    values = request.requestHeaders.getRawHeaders(name)
+    if not values:
+        return None
+    return values[-1].decode("latin-1").strip()
+
+
+class Reply:
+    """The reply to one POST: JSON until something must be sent early, then SSE."""
+
+    def __init__(self, request: WebRequest) -> None:
+        self.request = request
+        self.streaming = False
+        self.gone = False
+        self.on_gone: Callable[[], None] | None = None
+        request.notifyFinish().addErrback(self._client_gone)
+
+    def _client_gone(self, _: object) -> None:
+        """The client hung up before its answer: what it asked for is cancelled upstream."""
+        self.gone = True
+        if self.on_gone is not None:
+            self.on_gone()
+
+    def emit(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        if not self.streaming:
+            self.streaming = True
+            self.request.setResponseCode(200)
+            self.request.setHeader(b"Content-Type", b"text/event-stream")
+            self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+            self.request.setHeader(b"X-Accel-Buffering", b"no")
+        self.request.write(format_event(jsonrpc.dumps(message)))
+
+    def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
+        """The final bytes: remaining SSE events, or the JSON document."""
+        if self.gone:
+            return b""
+        if self.streaming:
+            return b"".join(format_event(jsonrpc.dumps(m)) for m in messages)
+        self.request.setResponseCode(200)
+        self.request.setHeader(b"Content-Type", b"application/json")
+        document: Any = messages if batch else messages[0]
+        return jsonrpc.dumps(document)
+
+
+#: A comment on an idle stream this often keeps proxies and clients from timing out.
+KEEPALIVE_SECONDS = 15.0
+
+
+class HeldStream(Protocol):
+    """A server-to-client stream (the GET stream, a listen) as ``hold_stream`` drives it."""
+
+    on_close: Callable[[], None] | None
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamRegistry(Protocol):
+    """Where open streams are known, so shutdown can end them (the Gateway)."""
+
+    def track_stream(self, stream: Any) -> None: ...
+
+    def untrack_stream(self, stream: Any) -> None: ...
+
+
+def begin_event_stream(request: WebRequest) -> None:
+    """The response head of an SSE stream, buffering switched off for proxies."""
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"text/event-stream")
+    request.setHeader(b"Cache-Control", b"no-cache, no-transform")
+    request.setHeader(b"X-Accel-Buffering", b"no")
+
+
+async def hold_stream(
+    request: WebRequest, stream: HeldStream, registry: StreamRegistry, clock: Any
+) -> bool:
+    """Keep ``stream`` open on ``request`` with keep-alive comments until the client
+    or the stream ends it; True when the client went away."""
+    closed: Deferred[None] = Deferred()
+    gone: list[bool] = []
+    keepalive = LoopingCall(lambda: request.write(format_comment("keep-alive")))
+    keepalive.clock = clock
+
+    def end(_: object = None) -> None:
+        if keepalive.running:
+            keepalive.stop()
+        stream.close()
+        if not closed.called:
+            closed.callback(None)
+
+    request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
+    stream.on_close = end
+    registry.track_stream(stream)
+    try:
+        keepalive.start(KEEPALIVE_SECONDS, now=False)
+        stream.start()
+        await closed
+    finally:
+        end()
+        registry.untrack_stream(stream)
+    return bool(gone)
