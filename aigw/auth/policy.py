@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from aigw.config import AccessConfig, AccessRule
+from aigw.gateway.access import Decision
 from aigw.principal import Principal
 
 
@@ -45,8 +46,11 @@ class AccessRules:
     def __init__(self, config: AccessConfig) -> None:
         self._config = config
 
-    def allows(self, principal: Principal, backend: str, tool: str | None = None) -> bool:
-        for rule in self._config.rules:
+    def decide(self, principal: Principal, backend: str, tool: str | None = None) -> Decision:
+        for index, rule in enumerate(self._config.rules):
             if rule_matches(rule, principal, backend, tool):
-                return rule.effect == "allow"
-        return self._config.default == "allow"
+                return Decision(rule.effect == "allow", f"access.rules[{index}]")
+        return Decision(self._config.default == "allow", "access.default")
+
+    def allows(self, principal: Principal, backend: str, tool: str | None = None) -> bool:
+        return self.decide(principal, backend, tool).allowed

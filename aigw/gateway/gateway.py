@@ -58,7 +58,8 @@ from aigw.sealed.cursor import CursorCodec, InvalidCursor
 from aigw.sealed.request_id import InvalidId, RequestIdCodec
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionState
-from aigw.upstream.client import Upstream, UpstreamError, UpstreamSessionGone
+from aigw.upstream.api import UpstreamError, UpstreamSessionGone
+from aigw.upstream.client import Upstream
 
 #: A callable that sends one JSON-RPC message to the client now (progress,
 #: server-to-client requests); the transport turns the reply into SSE for it.
@@ -612,7 +613,7 @@ class Gateway(Service):
         needed = self.backends[backend].required_scopes
         if needed and not set(needed) <= principal.scopes:
             raise InsufficientScope(tuple(needed))
-        if not self.policy.allows(principal, backend, tool):
+        if not self.policy.decide(principal, backend, tool):
             self.log.info(
                 "access denied: {sub} may not use {backend} {tool}",
                 sub=principal.subject,
@@ -956,7 +957,7 @@ class Gateway(Service):
         for item in items:
             if not isinstance(item, dict):
                 continue
-            if not self.policy.allows(principal, backend, None):
+            if not self.policy.decide(principal, backend, None):
                 continue
             elif key == "resources" and isinstance(item.get("uri"), str):
                 yield {**item, "uri": expose_uri(backend, item["uri"])}
@@ -977,9 +978,9 @@ class Gateway(Service):
             and isinstance(item.get("name"), str)
             and (
                 self.filters[backend].allows(item["name"])
-                and self.policy.allows(principal, backend, item["name"])
+                and self.policy.decide(principal, backend, item["name"])
                 if kind == "tool"
-                else self.policy.allows(principal, backend, None)
+                else self.policy.decide(principal, backend, None)
             )
         ]
         for name in table.add(backend, [item["name"] for item in kept]):

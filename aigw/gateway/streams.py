@@ -29,7 +29,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.revision import MODERN, envelope, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_PREFIX, is_modern
-from aigw.upstream.client import UpstreamError, UpstreamSessionGone
+from aigw.upstream.api import UpstreamError, UpstreamSessionGone
 
 if TYPE_CHECKING:
     from aigw.gateway.gateway import ClientSession, Gateway

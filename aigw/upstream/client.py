@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
-import attrs
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
@@ -31,8 +30,19 @@ from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from aigw.config import BackendConfig
+from aigw.principal import Principal
 from aigw.protocol.sse import SSEError, SSEParser
+from aigw.upstream.api import (
+    BodyReader,
+    HeaderFields,
+    MessageSink,
+    Reply,
+    UpstreamCredentials,
+    UpstreamError,
+    UpstreamSessionGone,
+)
 from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
+from aigw.upstream.credentials import StaticHeaders
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
@@ -41,37 +51,7 @@ MAX_ERROR_EXCERPT = 512
 MAX_DISCARD_BYTES = 64 * 1024
 FINISH_GRACE_SECONDS = 5.0
 
-#: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
-MessageSink = Callable[[Any], None]
-
 _ACCEPT_ANY = b"application/json, text/event-stream"
-
-
-class UpstreamError(Exception):
-    """The backend could not answer; ``kind`` says how, ``detail`` says what was seen."""
-
-    def __init__(self, backend: str, kind: str, detail: str, status: int | None = None) -> None:
-        super().__init__(backend, kind, detail)
-        self.backend = backend
-        self.kind = kind
-        self.detail = detail
-        self.status = status
-
-    def __str__(self) -> str:
-        return f"backend {self.backend!r} {self.kind}: {self.detail}"
-
-
-class UpstreamSessionGone(UpstreamError):
-    """The backend answered 404 to our session id: it forgot the session (restart, expiry)."""
-
-
-@attrs.frozen
-class Reply:
-    """What an exchange ended with, beyond the messages already handed to the sink."""
-
-    status: int
-    session_id: str | None
-    content_type: str
 
 
 def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
@@ -259,20 +239,23 @@ class Upstream:
 
     log = Logger()
 
-    def __init__(self, config: BackendConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: BackendConfig,
+        reactor: Any,
+        credentials: UpstreamCredentials | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.clock = reactor
         target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
         self.connections = ConnectionPool(target, config.max_connections, reactor)
         self._slots = DeferredSemaphore(config.max_connections)
-        self._static_headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in config.headers.items()
-        ]
+        self.credentials = credentials or StaticHeaders(config.headers)
 
     def _head(
         self,
+        credentials: HeaderFields,
         method: bytes,
         session_id: str | None,
         protocol_version: str | None,
@@ -282,7 +265,7 @@ class Upstream:
     ) -> bytes:
         """The request head; a value that cannot go on the wire (a line break, a
         character outside ASCII) refuses the request rather than being altered."""
-        fields = [*self._static_headers, (b"Accept", accept)]
+        fields = [*credentials, (b"Accept", accept)]
         try:
             if body is not None:
                 fields.append((b"Content-Type", b"application/json"))
@@ -302,8 +285,9 @@ class Upstream:
         sink: MessageSink,
         session_id: str | None = None,
         protocol_version: str | None = None,
-        on_reader: Callable[[_BodyReader], None] | None = None,
+        on_reader: Callable[[BodyReader], None] | None = None,
         extra_headers: dict[bytes, bytes] | None = None,
+        principal: Principal | None = None,
     ) -> Reply:
         """POST one JSON-RPC message (or batch); messages of the reply go to ``sink``.
 
@@ -314,22 +298,26 @@ class Upstream:
         """
         await self._slots.acquire()
         try:
+            credentials = await self.credentials.headers(principal)
             return await self._post(
-                body, sink, session_id, protocol_version, on_reader, extra_headers
+                credentials, body, sink, session_id, protocol_version, on_reader, extra_headers
             )
         finally:
             self._slots.release()
 
     async def _post(
         self,
+        credentials: HeaderFields,
         body: bytes,
         sink: MessageSink,
         session_id: str | None,
         protocol_version: str | None,
-        on_reader: Callable[[_BodyReader], None] | None,
+        on_reader: Callable[[BodyReader], None] | None,
         extra_headers: dict[bytes, bytes] | None = None,
     ) -> Reply:
-        head = self._head(b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        head = self._head(
+            credentials, b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers
+        )
         response = await self._send(head, body)
         return await self._read(response, session_id, sink, on_reader)
 
@@ -339,12 +327,16 @@ class Upstream:
         sink: MessageSink,
         protocol_version: str,
         extra_headers: dict[bytes, bytes],
-        on_reader: Callable[[_BodyReader], None],
+        on_reader: Callable[[BodyReader], None],
+        principal: Principal | None = None,
     ) -> Reply:
         """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
         as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
         no request slot held.  A reply that is not a stream counts as no stream."""
-        head = self._head(b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers)
+        credentials = await self.credentials.headers(principal)
+        head = self._head(
+            credentials, b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers
+        )
         response = await self._send(head, body, streaming=True)
         return await self._read(response, None, sink, on_reader, streaming=True)
 
@@ -354,7 +346,8 @@ class Upstream:
         session_id: str | None,
         protocol_version: str | None,
         last_event_id: str | None,
-        on_reader: Callable[[_BodyReader], None],
+        on_reader: Callable[[BodyReader], None],
+        principal: Principal | None = None,
     ) -> Reply:
         """Open the GET SSE stream (MCP basic/transports "Listening for Messages").
 
@@ -364,13 +357,21 @@ class Upstream:
         resume = (
             {b"Last-Event-ID": last_event_id.encode("ascii", "replace")} if last_event_id else None
         )
-        head = self._head(b"GET", session_id, protocol_version, b"text/event-stream", None, resume)
+        credentials = await self.credentials.headers(principal)
+        head = self._head(
+            credentials, b"GET", session_id, protocol_version, b"text/event-stream", None, resume
+        )
         response = await self._send(head, None, streaming=True)
         return await self._read(response, session_id, sink, on_reader, streaming=True)
 
-    async def delete(self, session_id: str, protocol_version: str | None) -> int:
+    async def delete(
+        self, session_id: str, protocol_version: str | None, principal: Principal | None = None
+    ) -> int:
         """End an upstream session (MCP basic/transports "Session Management")."""
-        head = self._head(b"DELETE", session_id, protocol_version, b"application/json", None)
+        credentials = await self.credentials.headers(principal)
+        head = self._head(
+            credentials, b"DELETE", session_id, protocol_version, b"application/json", None
+        )
         response = await self._send(head, None)
         await self._drain(response)
         return int(response.code)

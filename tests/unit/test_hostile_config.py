@@ -166,12 +166,14 @@ class ValuesThatCrashedTheDaemonAtStart(ConfigProblems):
 
     def test_accepted_backend_builds_its_upstream(self) -> None:
         """Whatever the loader accepts, the daemon can build: obs-text and HTAB are fine."""
+        from twisted.internet.defer import ensureDeferred
         from twisted.internet.testing import MemoryReactorClock
 
         from aigw.upstream.client import Upstream
 
         config = parse_config(MINIMAL + '    headers: {X-A: "caf\u00e9\\tok"}\n', env={})
         upstream = Upstream(config.backends[0], MemoryReactorClock())
-        head = upstream._head(b"POST", None, None, b"application/json", b"{}")
+        fields = self.successResultOf(ensureDeferred(upstream.credentials.headers(None)))
+        head = upstream._head(fields, b"POST", None, None, b"application/json", b"{}")
         self.assertTrue(head.startswith(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:3001\r\n"))
         self.assertIn(b"\r\nX-A: caf\xe9\tok\r\n", head)

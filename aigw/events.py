@@ -1,0 +1,107 @@
+"""What happens in the gateway, as typed events for whoever observes it.
+
+The gateway, the authenticator and the upstream clients report here; the access
+log consumes the events today, Prometheus metrics, the audit trail and tracing
+next.  Observers must be cheap and must not raise: they run on the hot path.
+This module is a shared piece: it imports none of aigw's layers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import attrs
+
+from aigw.principal import Principal
+
+#: How a request ended: answered with a result; answered with a JSON-RPC error of
+#: aigw's or of the backend's; refused by the access policy or scopes; the backend
+#: failed (unreachable, timeout, bad reply); the client cancelled or went away.
+Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled"]
+
+
+@attrs.frozen
+class RequestFinished:
+    """One client JSON-RPC request answered (or given up)."""
+
+    method: str
+    principal: Principal | None
+    #: The backend it was routed to (None: answered by aigw alone, or fanned out).
+    backend: str | None
+    #: The upstream tool, prompt or resource name (None when the method names none).
+    name: str | None
+    outcome: Outcome
+    #: The JSON-RPC error code answered, if any.
+    error_code: int | None
+    #: Wall time from the request's start to its answer.
+    seconds: float
+    #: Of which waiting for backends.
+    upstream_seconds: float
+
+
+@attrs.frozen
+class AccessDecided:
+    """The access policy decided on a named backend (and tool)."""
+
+    principal: Principal
+    backend: str
+    name: str | None
+    allowed: bool
+    #: The rule that decided, as a config key path (``access.rules[2]``, ``access.default``,
+    #: ``backends[0].required_scopes``).
+    rule: str
+
+
+@attrs.frozen
+class AuthenticationRefused:
+    """A request was refused before routing (RFC 6750 §3.1)."""
+
+    status: int
+    reason: str
+
+
+@attrs.frozen
+class UpstreamConnection:
+    """A connection to a backend was opened, lost, or could not be made."""
+
+    backend: str
+    state: Literal["opened", "lost", "failed"]
+    detail: str = ""
+
+
+class GatewayObserver(Protocol):
+    """Receives every gateway event; see the module docstring for the rules."""
+
+    def request_finished(self, event: RequestFinished) -> None: ...
+
+    def access_decided(self, event: AccessDecided) -> None: ...
+
+    def authentication_refused(self, event: AuthenticationRefused) -> None: ...
+
+    def upstream_connection(self, event: UpstreamConnection) -> None: ...
+
+
+class Observers:
+    """Every registered observer, called in order; itself a ``GatewayObserver``."""
+
+    def __init__(self, *observers: GatewayObserver) -> None:
+        self._observers: tuple[GatewayObserver, ...] = observers
+
+    def add(self, observer: GatewayObserver) -> None:
+        self._observers = (*self._observers, observer)
+
+    def request_finished(self, event: RequestFinished) -> None:
+        for observer in self._observers:
+            observer.request_finished(event)
+
+    def access_decided(self, event: AccessDecided) -> None:
+        for observer in self._observers:
+            observer.access_decided(event)
+
+    def authentication_refused(self, event: AuthenticationRefused) -> None:
+        for observer in self._observers:
+            observer.authentication_refused(event)
+
+    def upstream_connection(self, event: UpstreamConnection) -> None:
+        for observer in self._observers:
+            observer.upstream_connection(event)

@@ -1,0 +1,124 @@
+"""The seams of the upstream layer: how a backend is reached, and what a request carries.
+
+``UpstreamTransport`` is what the gateway talks to for one backend: Streamable HTTP
+today (``client.Upstream``), a child process over stdio next.  ``UpstreamCredentials``
+is asked, per request and with the principal the request is made for, which headers
+prove the gateway's (never the user's) right to call the backend: static headers
+today (``credentials.StaticHeaders``), OAuth client credentials and RFC 8693 token
+exchange next.  The user's own token is never among them (MCP Authorization,
+"Access Token Privilege Restriction").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from aigw.principal import Principal
+
+#: A sink receives each JSON-RPC message (a decoded JSON value) as it arrives.
+MessageSink = Callable[[Any], None]
+#: Header fields as they go on the wire.
+HeaderFields = Sequence[tuple[bytes, bytes]]
+
+
+class UpstreamError(Exception):
+    """The backend could not answer; ``kind`` says how, ``detail`` says what was seen."""
+
+    def __init__(self, backend: str, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(backend, kind, detail)
+        self.backend = backend
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"backend {self.backend!r} {self.kind}: {self.detail}"
+
+
+class UpstreamSessionGone(UpstreamError):
+    """The backend answered 404 to our session id: it forgot the session (restart, expiry)."""
+
+
+@attrs.frozen
+class Reply:
+    """What an exchange ended with, beyond the messages already handed to the sink."""
+
+    status: int
+    session_id: str | None
+    content_type: str
+
+
+class BodyReader(Protocol):
+    """A reply being read: the caller may stop it early (cancelled) or finish it
+    (the answer it waited for is in)."""
+
+    def stop(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class UpstreamCredentials(Protocol):
+    """The headers that authenticate the gateway to one backend, for one request."""
+
+    async def headers(self, principal: Principal | None) -> HeaderFields:
+        """Header fields for a request made on behalf of ``principal`` (None: the
+        gateway's own housekeeping, such as ending a session).  Raises
+        ``UpstreamError`` when no credentials can be had (the request fails with a
+        JSON-RPC error naming the backend)."""
+        ...
+
+
+class UpstreamTransport(Protocol):
+    """One backend, as the gateway talks to it (MCP basic/transports)."""
+
+    name: str
+
+    async def post(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
+        on_reader: Callable[[BodyReader], None] | None = None,
+        extra_headers: dict[bytes, bytes] | None = None,
+        principal: Principal | None = None,
+    ) -> Reply:
+        """Send one JSON-RPC message; each message of the reply goes to ``sink``."""
+        ...
+
+    async def listen(
+        self,
+        body: bytes,
+        sink: MessageSink,
+        protocol_version: str,
+        extra_headers: dict[bytes, bytes],
+        on_reader: Callable[[BodyReader], None],
+        principal: Principal | None = None,
+    ) -> Reply:
+        """A 2026-07-28 ``subscriptions/listen``, read for as long as it lasts."""
+        ...
+
+    async def get_stream(
+        self,
+        sink: MessageSink,
+        session_id: str | None,
+        protocol_version: str | None,
+        last_event_id: str | None,
+        on_reader: Callable[[BodyReader], None],
+        principal: Principal | None = None,
+    ) -> Reply:
+        """The session's server-to-client stream (status 405: the backend has none)."""
+        ...
+
+    async def delete(
+        self, session_id: str, protocol_version: str | None, principal: Principal | None = None
+    ) -> int:
+        """End an upstream session; the status the backend answered."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection (shutdown)."""
+        ...
