@@ -26,10 +26,12 @@ from twisted.python.components import Componentized
 from twisted.web.client import HTTPConnectionPool
 
 from aigw import __version__
+from aigw.access_log import AccessLogObserver
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.policy import AccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import Config
+from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
@@ -118,6 +120,10 @@ class GatewayService(MultiService):
         # One pool for talking to the authorization server (JWKS, metadata, introspection).
         self.http_pool = HTTPConnectionPool(reactor, persistent=True)
         self.http_pool.maxPersistentPerHost = 4
+        # Every part reports what happens to these; the access log is one of them.
+        self.observers = Observers()
+        if config.logging.access_log:
+            self.observers.add(AccessLogObserver())
         self.authenticator, as_metadata = self._build_auth()
         self.gateway = self._build_gateway()
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
@@ -133,7 +139,7 @@ class GatewayService(MultiService):
     def _build_auth(self) -> tuple[Authenticator, Any]:
         """The bearer check; its key store and metadata relay join the service tree."""
         authenticator, services, as_metadata = build_authenticator(
-            self.config, self.reactor, self.http_pool, self.readiness
+            self.config, self.reactor, self.http_pool, self.readiness, observer=self.observers
         )
         for service in services:
             service.setServiceParent(self)

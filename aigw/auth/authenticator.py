@@ -4,7 +4,8 @@ Status codes follow RFC 6750 §3.1 and MCP Authorization 2025-11-25 ("Error
 Handling"): 400 ``invalid_request`` for malformed requests, 401 for missing or
 invalid tokens, 403 ``insufficient_scope``.  Every refusal carries the
 ``resource_metadata`` challenge so that clients can find the authorization
-server, and every refusal is logged without the token.
+server, and every refusal is logged without the token and reported to the
+gateway's observer (``AuthenticationRefused``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aigw.auth.errors import TokenRejected
 from aigw.auth.metadata import metadata_url
 from aigw.auth.tokens import Verifier
 from aigw.config import Config
+from aigw.events import AuthenticationRefused, GatewayObserver
 from aigw.principal import ANONYMOUS, Principal
 
 
@@ -38,7 +40,8 @@ class AuthFailure(Exception):
 class Authenticator:
     """Checks the bearer token of each request to the MCP endpoint.
 
-    With no verifier (``auth: none``) every request is ANONYMOUS.
+    With no verifier (``auth: none``) every request is ANONYMOUS.  ``observer``
+    hears of every refusal.
     """
 
     log = Logger()
@@ -49,16 +52,20 @@ class Authenticator:
         resource_metadata: str = "",
         required_scopes: Iterable[str] = (),
         challenge_scopes: Iterable[str] | None = None,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self._verifier = verifier
+        self._observer = observer
         self._resource_metadata = resource_metadata
         self._required = tuple(required_scopes)
         self._challenge = self._required if challenge_scopes is None else tuple(challenge_scopes)
 
     @classmethod
-    def from_config(cls, config: Config, verifier: Verifier | None) -> Authenticator:
+    def from_config(
+        cls, config: Config, verifier: Verifier | None, observer: GatewayObserver | None = None
+    ) -> Authenticator:
         if config.auth is None or verifier is None:
-            return cls(None)
+            return cls(None, observer=observer)
         # A 401 asks for what the whole gateway needs: the gateway-wide scopes and
         # every backend's, so one authorization covers every tool the user may
         # have (the authorization server grants only those); MCP Authorization,
@@ -72,6 +79,7 @@ class Authenticator:
             metadata_url(config),
             config.auth.required_scopes,
             challenge_scopes=tuple(dict.fromkeys(everything)),
+            observer=observer,
         )
 
     def authenticate(
@@ -113,15 +121,15 @@ class Authenticator:
         scopes = tuple(dict.fromkeys((*self._required, *needed)))
         missing = sorted(set(scopes) - principal.scopes)
         description = "the token lacks the scope(s): " + " ".join(missing)
-        self._log_refusal(403, "insufficient_scope", _principal_hints(principal), missing)
+        self._report_refusal(403, "insufficient_scope", _principal_hints(principal), missing)
         return self._failure(403, "insufficient_scope", description, scopes)
 
     def _request_refusal(self, rejected: TokenRejected) -> AuthFailure:
         """No token (401, no error code, RFC 6750 §3.1) or a malformed request (400)."""
         if rejected.reason == "missing":
-            self._log_refusal(401, rejected.reason, rejected.hints)
+            self._report_refusal(401, rejected.reason, rejected.hints)
             return self._failure(401, None, "an access token is required", self._challenge)
-        self._log_refusal(400, rejected.reason, rejected.hints)
+        self._report_refusal(400, rejected.reason, rejected.hints)
         return self._failure(400, "invalid_request", rejected.description, self._challenge)
 
     def _token_refusal(self, rejected: TokenRejected) -> AuthFailure:
@@ -132,11 +140,11 @@ class Authenticator:
         a token that may be good.
         """
         if rejected.reason == "unavailable":
-            self._log_refusal(503, rejected.reason, rejected.hints)
+            self._report_refusal(503, rejected.reason, rejected.hints)
             failure = self._failure(503, None, rejected.description, self._challenge)
             failure.body["error"] = "temporarily_unavailable"
             return failure
-        self._log_refusal(401, rejected.reason, rejected.hints)
+        self._report_refusal(401, rejected.reason, rejected.hints)
         return self._failure(401, "invalid_token", rejected.description, self._challenge)
 
     def _failure(
@@ -146,9 +154,10 @@ class Authenticator:
         body = {"error": error or "unauthorized", "error_description": description}
         return AuthFailure(status, challenge, body)
 
-    def _log_refusal(
+    def _report_refusal(
         self, status: int, reason: str, hints: Mapping[str, str], missing: Any = None
     ) -> None:
+        """Log the refusal (who, never the token) and tell the observer."""
         self.log.info(
             "Refused request: {reason} (HTTP {status})",
             status=status,
@@ -158,6 +167,8 @@ class Authenticator:
             jti=hints.get("jti"),
             missing_scopes=missing,
         )
+        if self._observer is not None:
+            self._observer.authentication_refused(AuthenticationRefused(status, reason))
 
 
 def _principal_hints(principal: Principal) -> dict[str, str]:

@@ -15,6 +15,7 @@ from aigw.auth.jwks import KeyStore
 from aigw.auth.relay import AuthorizationServerMetadataRelay
 from aigw.auth.tokens import build_verifier
 from aigw.config import Config
+from aigw.events import GatewayObserver
 from aigw.readiness import Readiness
 
 
@@ -35,17 +36,21 @@ class TreqClient:
 
 
 def build_authenticator(
-    config: Config, reactor: Any, pool: HTTPConnectionPool, readiness: Readiness
+    config: Config,
+    reactor: Any,
+    pool: HTTPConnectionPool,
+    readiness: Readiness,
+    observer: GatewayObserver | None = None,
 ) -> tuple[Authenticator, list[Service], AuthorizationServerMetadataRelay | None]:
     """The authenticator, the services it needs running, and the metadata relay.
 
     Under ``auth: none`` there is nothing to run: every request is ANONYMOUS.
     The key store registers a readiness check, so /readyz says "not ready"
-    until the issuer's keys are loaded.
+    until the issuer's keys are loaded.  ``observer`` hears of every refusal.
     """
     auth = config.auth
     if auth is None:
-        return Authenticator(None), [], None
+        return Authenticator(None, observer=observer), [], None
     http = TreqClient(reactor, pool, auth.http_timeout)
     keys = KeyStore(auth, http, reactor)
     readiness.add("signing_keys", lambda: None if keys.ready else "signing keys not loaded")
@@ -55,4 +60,4 @@ def build_authenticator(
         relay = AuthorizationServerMetadataRelay(auth, http, reactor)
         services.append(relay)
     verifier = build_verifier(auth, keys, http, reactor)
-    return Authenticator.from_config(config, verifier), services, relay
+    return Authenticator.from_config(config, verifier, observer), services, relay

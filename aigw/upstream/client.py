@@ -30,6 +30,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from aigw.config import BackendConfig
+from aigw.events import GatewayObserver
 from aigw.principal import Principal
 from aigw.protocol.sse import SSEError, SSEParser
 from aigw.upstream.api import (
@@ -235,7 +236,7 @@ class _BodyReader(Protocol):
 
 
 class Upstream:
-    """The client side of one backend."""
+    """The client side of one backend; ``observer`` hears of its connections."""
 
     log = Logger()
 
@@ -244,12 +245,15 @@ class Upstream:
         config: BackendConfig,
         reactor: Any,
         credentials: UpstreamCredentials | None = None,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.clock = reactor
         target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
-        self.connections = ConnectionPool(target, config.max_connections, reactor)
+        self.connections = ConnectionPool(
+            target, config.max_connections, reactor, observer=observer, backend=config.name
+        )
         self._slots = DeferredSemaphore(config.max_connections)
         self.credentials = credentials or StaticHeaders(config.headers)
 

@@ -21,17 +21,23 @@ complete response that allows keep-alive (RFC 9112 section 9.3).
 Requests are never retried: an MCP POST is not idempotent (RFC 9110 section
 9.2.2), so a request lost on a connection the backend closed while idle fails
 like any other lost connection.
+
+The pool tells the gateway's observer when a connection is opened, cannot be
+made, or is lost mid-exchange by the backend or the network
+(``UpstreamConnection``); closing an idle connection, by either side, and
+dropping one on purpose (cancelled, timed out, shutdown) are the normal life of
+a keep-alive pool and are not reported.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httptools
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -39,7 +45,7 @@ from twisted.internet.endpoints import (
     connectProtocol,
     wrapClientTLS,
 )
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProtocol,
@@ -52,6 +58,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
+
+from aigw.events import GatewayObserver, UpstreamConnection
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
 MAX_HEAD_BYTES = 64 * 1024
@@ -202,6 +210,8 @@ class Connection(Protocol):
         self._before_head = 0
         self._chunks: list[bytes] = []
         self._timer: IDelayedCall | None = None
+        #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
+        self._dropped = False
         self.lost = False
 
     def request(
@@ -239,6 +249,7 @@ class Connection(Protocol):
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
+            self._dropped = True
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     # httptools callbacks: they only record; dataReceived acts once feed_data returns,
@@ -343,21 +354,41 @@ class Connection(Protocol):
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             if not waiting.called:
+                self._report_lost("before the response", reason)
                 waiting.errback(Failure(ConnectionLost("connection lost before the response")))
             return
         if self._response is not None:
             if self._head_done and self._close_delimited:
                 self._response._end(Failure(PotentialDataLoss("body ended with the connection")))
             else:
+                self._report_lost("in the body", reason)
                 self._response._end(Failure(ConnectionLost("connection lost in the body")))
+
+    def _report_lost(self, when: str, reason: Failure) -> None:
+        if not self._dropped:
+            self._pool.report("lost", f"{when}: {reason.getErrorMessage()}")
 
 
 class ConnectionPool:
-    """Idle connections to one backend, newest first, at most ``max_idle`` kept."""
+    """Idle connections to one backend, newest first, at most ``max_idle`` kept.
 
-    def __init__(self, target: Target, max_idle: int, clock: IReactorTime) -> None:
+    ``observer`` hears of connections opened, failed and lost (see the module
+    docstring), as connections to ``backend``.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        max_idle: int,
+        clock: IReactorTime,
+        *,
+        observer: GatewayObserver | None = None,
+        backend: str = "",
+    ) -> None:
         self.target = target
         self.clock = clock
+        self._observer = observer
+        self._backend = backend
         self._max_idle = max_idle
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
@@ -379,10 +410,21 @@ class ConnectionPool:
         self._connecting.add(connecting)
         try:
             await connecting
+        except (CancelledError, ConnectingCancelledError):
+            raise  # close() at shutdown, or the caller gave up: not the backend's doing
+        except Exception as error:
+            self.report("failed", str(error) or type(error).__name__)
+            raise
         finally:
             self._connecting.discard(connecting)
+        self.report("opened")
         self._open.add(connection)
         return await connection.request(head, body, answer_within)
+
+    def report(self, state: Literal["opened", "lost", "failed"], detail: str = "") -> None:
+        """Tell the observer about a connection to the backend (once per connection)."""
+        if self._observer is not None:
+            self._observer.upstream_connection(UpstreamConnection(self._backend, state, detail))
 
     def release(self, connection: Connection) -> None:
         if len(self._idle) < self._max_idle:

@@ -136,7 +136,6 @@ class BoundedSite(Site):
     requestFactory = BoundedRequest
     # A plain HTTP/1.1 channel, not HTTPFactory's HTTP/2-negotiating proxy type.
     protocol = BoundedChannel  # type: ignore[assignment]
-    access_logger = Logger(namespace="aigw.access")
     displayTracebacks = False
 
     def __init__(
@@ -152,6 +151,9 @@ class BoundedSite(Site):
         self.limits = limits
         self.clock = clock
         self.access_log = access_log
+        # Made here: a Logger read from a class attribute takes the class's name as its
+        # namespace, whatever namespace it was given.
+        self.access_logger = Logger(namespace="aigw.access", source=self)
         self.connections: set[BoundedChannel] = set()
 
     # Returns ``protocol`` above, a BoundedChannel, not HTTPFactory's proxy type.

@@ -83,6 +83,19 @@ class HeaderLimitTests(SynchronousTestCase):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
 
 
+class AccessLogTests(SynchronousTestCase):
+    def test_http_lines_are_on_the_access_namespace(self) -> None:
+        """The namespace operators filter on, shared with access_log.AccessLogObserver."""
+        clock = Clock()
+        site = BoundedSite(Echo(), ServerConfig(), clock)
+        events: list[dict[str, object]] = []
+        site.access_logger.observer = events.append
+        channel, _ = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        (event,) = events
+        self.assertEqual((event["log_namespace"], event["status"]), ("aigw.access", 200))
+
+
 class IdleAndDrainTests(SynchronousTestCase):
     def test_idle_connection_is_closed_after_the_idle_timeout(self) -> None:
         site, clock = make_site(idle_timeout=5.0)

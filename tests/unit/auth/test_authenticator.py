@@ -10,7 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.errors import TokenRejected
+from aigw.events import AuthenticationRefused
 from aigw.principal import ANONYMOUS, Principal
+from tests.fakes import RecordingObserver
 from tests.unit.auth.helpers import ISSUER, auth_config, gateway_config
 
 META = "https://gw.example/.well-known/oauth-protected-resource/mcp"
@@ -155,6 +157,54 @@ class AuthenticatorTests(SynchronousTestCase):
         )
 
 
+class RefusalEventTests(SynchronousTestCase):
+    """Every refusal is reported to the observer as ``AuthenticationRefused(status, reason)``."""
+
+    def setUp(self) -> None:
+        self.observer = RecordingObserver()
+
+    def make(self, result: Principal | TokenRejected) -> Authenticator:
+        config = gateway_config(auth_config(required_scopes=("mcp",)))
+        authenticator = Authenticator.from_config(config, FakeVerifier(result), self.observer)
+        authenticator.log = Logger(observer=lambda event: None)
+        return authenticator
+
+    def refuse(self, authenticator: Authenticator, headers: list[bytes]) -> None:
+        self.failureResultOf(authenticator.authenticate(headers, {}), AuthFailure)
+
+    def test_a_refused_token(self) -> None:
+        self.refuse(
+            self.make(TokenRejected("expired", "expired", {})), [b"Bearer " + TOKEN.encode()]
+        )
+        self.assertEqual(self.observer.refusals, [AuthenticationRefused(401, "expired")])
+
+    def test_every_refusal_with_its_status(self) -> None:
+        authenticator = self.make(principal())
+        self.refuse(authenticator, [])
+        self.refuse(authenticator, [b"Bearer a b"])
+        self.refuse(authenticator, [b"Bearer t"])
+        self.refuse(self.make(TokenRejected("unavailable", "no answer", {})), [b"Bearer t"])
+        self.assertEqual(
+            [(event.status, event.reason) for event in self.observer.refusals],
+            [
+                (401, "missing"),
+                (400, "malformed"),
+                (403, "insufficient_scope"),
+                (503, "unavailable"),
+            ],
+        )
+
+    def test_the_event_carries_no_token(self) -> None:
+        authenticator = self.make(TokenRejected("bad_signature", "bad", {"sub": "u"}))
+        self.refuse(authenticator, [b"Bearer " + TOKEN.encode()])
+        self.assertNotIn(TOKEN, repr(self.observer.refusals))
+
+    def test_accepted_requests_report_nothing(self) -> None:
+        authenticator = self.make(principal("mcp"))
+        self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        self.assertEqual(self.observer.refusals, [])
+
+
 class WiringTests(SynchronousTestCase):
     def test_build_authenticator(self) -> None:
         """The daemon gets the authenticator, its services, the relay and a readiness check."""
@@ -189,3 +239,19 @@ class WiringTests(SynchronousTestCase):
         )
         self.assertIs(self.successResultOf(authenticator.authenticate([], {})), ANONYMOUS)
         self.assertEqual((services, relay), ([], None))
+
+    def test_build_authenticator_passes_the_observer_on(self) -> None:
+        from twisted.internet.task import Clock
+        from twisted.web.client import HTTPConnectionPool
+
+        from aigw.auth.wiring import build_authenticator
+        from aigw.readiness import Readiness
+
+        clock = Clock()
+        observer = RecordingObserver()
+        authenticator, _, _ = build_authenticator(
+            gateway_config(auth_config()), clock, HTTPConnectionPool(clock), Readiness(), observer
+        )
+        authenticator.log = Logger(observer=lambda event: None)
+        self.failureResultOf(authenticator.authenticate([], {}), AuthFailure)
+        self.assertEqual(observer.refusals, [AuthenticationRefused(401, "missing")])

@@ -66,3 +66,30 @@ class PolicyTests(SynchronousTestCase):
         policy = AccessRules(AccessConfig(rules=(rule,)))
         self.assertFalse(policy.allows(who(), "files", "delete"))
         self.assertTrue(policy.allows(who(), "files", "Delete"))
+
+
+class DecisionTests(SynchronousTestCase):
+    """``decide`` names the rule that decided, as a config key path, for the audit trail."""
+
+    RULES = (
+        AccessRule(effect="allow", subjects=("alice",), tools=("read_*",)),
+        AccessRule(effect="deny", backends=("mail",)),
+        AccessRule(effect="allow", backends=("mail",)),
+    )
+
+    def test_the_first_matching_rule_decides(self) -> None:
+        policy = AccessRules(AccessConfig(default="allow", rules=self.RULES))
+        decision = policy.decide(who("alice"), "mail", "send")
+        self.assertEqual((decision.allowed, decision.rule), (False, "access.rules[1]"))
+        decision = policy.decide(who("alice"), "mail", "read_inbox")
+        self.assertEqual((decision.allowed, decision.rule), (True, "access.rules[0]"))
+
+    def test_no_rule_matching_the_default_decides(self) -> None:
+        policy = AccessRules(AccessConfig(default="deny", rules=self.RULES))
+        decision = policy.decide(who("bob"), "files", "read_x")
+        self.assertEqual((decision.allowed, decision.rule), (False, "access.default"))
+
+    def test_a_decision_is_true_when_allowed(self) -> None:
+        policy = AccessRules(AccessConfig())
+        self.assertTrue(policy.decide(who(), "files"))
+        self.assertFalse(AccessRules(AccessConfig(default="deny")).decide(who(), "files"))
