@@ -22,7 +22,6 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from aigw import __version__
 from aigw.config import BackendConfig, Config
 from aigw.gateway.access import AccessPolicy
 from aigw.gateway.limits import StreamLimits
@@ -44,8 +43,10 @@ from aigw.protocol.names import (
 )
 from aigw.protocol.paramheaders import Annotations, as_text, header_annotations, value_at
 from aigw.protocol.revision import (
+    CLIENT_INFO,
     LEGACY,
     MODERN,
+    SERVER_INFO,
     choose,
     discover_request,
     encode_header_value,
@@ -73,6 +74,9 @@ LISTS: dict[str, tuple[str, str]] = {
     "resources/templates/list": ("resourceTemplates", "resources"),
 }
 
+#: Sent once ``initialize`` is answered (basic/lifecycle "Initialization").
+INITIALIZED = jsonrpc.dumps(jsonrpc.notification("notifications/initialized"))
+
 REPAIRED_SESSIONS_MAX = 10000
 LEARN_AGAIN_SECONDS = 30.0
 LEARN_MAX_PAGES = 20
@@ -89,10 +93,7 @@ class GatewayError(Exception):
         self.data = data
 
     def to_error(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+        return jsonrpc.error_object(self.code, self.message, self.data)
 
 
 class InsufficientScope(Exception):
@@ -119,14 +120,6 @@ class ClientSession:
     #: answer (sampling, elicitation, roots), passed on to 2026-07-28 backends, which
     #: may then ask for it with ``input_required`` (basic/patterns/mrtr).
     input_capabilities: dict[str, Any] | None = None
-
-
-def response(request_id: Any, result: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "result": result}
-
-
-def error_response(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
 class Gateway(Service):
@@ -289,7 +282,7 @@ class Gateway(Service):
         result = {
             "protocolVersion": version,
             "capabilities": self._union_capabilities(s for s, _ in opened),
-            "serverInfo": {"name": "aigw", "title": "aigw MCP gateway", "version": __version__},
+            "serverInfo": SERVER_INFO,
         }
         instructions = [f"## {session.name}\n{text.strip()}" for session, text in opened if text]
         if instructions:
@@ -392,18 +385,12 @@ class Gateway(Service):
         """``initialize`` then ``notifications/initialized`` with one backend."""
         upstream = self.upstreams[name]
         request_id = next(self._ids)
-        body = jsonrpc.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": version,
-                    "capabilities": client_capabilities,
-                    "clientInfo": {"name": "aigw", "version": __version__},
-                },
-            }
-        )
+        params = {
+            "protocolVersion": version,
+            "capabilities": client_capabilities,
+            "clientInfo": CLIENT_INFO,
+        }
+        body = jsonrpc.dumps(jsonrpc.request(request_id, "initialize", params))
         answer = _Collector(request_id)
         reply = await upstream.post(body, answer.sink, None, version)
         message = answer.result(name)
@@ -416,8 +403,7 @@ class Gateway(Service):
         if not isinstance(upstream_version, str):
             raise UpstreamError(name, "bad_reply", "initialize result has no protocolVersion")
         capabilities = _routing_capabilities(result.get("capabilities"))
-        notification = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
-        await upstream.post(notification, _ignore, reply.session_id, upstream_version)
+        await upstream.post(INITIALIZED, _ignore, reply.session_id, upstream_version)
         instructions = result.get("instructions")
         session = BackendSession(
             name=name,
@@ -468,12 +454,13 @@ class Gateway(Service):
                 # arrays name nothing MCP knows).
                 raise GatewayError(jsonrpc.INVALID_PARAMS, "params must be an object")
             if method == "ping":
-                return response(request.id, {})
+                return jsonrpc.result_response(request.id, {})
             if method in LISTS:
-                return response(request.id, await self._list(session, method, params))
+                result = await self._list(session, method, params)
+                return jsonrpc.result_response(request.id, result)
             if method == "logging/setLevel":
                 await self._broadcast_request(session, method, params, "logging")
-                return response(request.id, {})
+                return jsonrpc.result_response(request.id, {})
             if method == "initialize":
                 raise GatewayError(jsonrpc.INVALID_REQUEST, "session is already initialized")
             if method in ("tools/call", "prompts/get"):
@@ -484,7 +471,7 @@ class Gateway(Service):
             backend, upstream_params, rewrite = route
             return await self._forward(session, backend, request, upstream_params, rewrite, emit)
         except GatewayError as error:
-            return error_response(request.id, error.to_error())
+            return jsonrpc.error_response(request.id, error.to_error())
 
     def route(
         self, session: ClientSession, method: str, params: dict[str, Any]
@@ -647,7 +634,7 @@ class Gateway(Service):
                 session, backend, upstream_id, request.method, params, collector
             )
         except UpstreamError as error:
-            return error_response(request.id, self._upstream_error(error))
+            return jsonrpc.error_response(request.id, self._upstream_error(error))
         finally:
             self._inflight.pop(key, None)
         if message is None:
@@ -685,7 +672,7 @@ class Gateway(Service):
             or (requests is not None and not _valid_input_requests(requests))
             or (state is not None and not isinstance(state, str))
         ):
-            return error_response(
+            return jsonrpc.error_response(
                 request.id,
                 self._upstream_error(
                     UpstreamError(backend, "bad_reply", "malformed input_required result")
@@ -694,14 +681,14 @@ class Gateway(Service):
         if session.input_capabilities is not None:
             message["result"] = result
             return message
-        return error_response(
+        return jsonrpc.error_response(
             request.id,
-            {
-                "code": jsonrpc.INVALID_REQUEST,
-                "message": f"backend {backend!r} asked for client input (input_required), "
+            jsonrpc.error_object(
+                jsonrpc.INVALID_REQUEST,
+                f"backend {backend!r} asked for client input (input_required), "
                 "which aigw relays to 2026-07-28 clients only",
-                "data": {"backend": backend, "reason": "input_required"},
-            },
+                {"backend": backend, "reason": "input_required"},
+            ),
         )
 
     async def _exchange(
@@ -725,9 +712,7 @@ class Gateway(Service):
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self._mirrored(backend, params))
-        body = jsonrpc.dumps(
-            {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params}
-        )
+        body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
         posting = ensureDeferred(
             self.upstreams[backend].post(
                 body,
@@ -862,11 +847,11 @@ class Gateway(Service):
     def _upstream_error(self, error: UpstreamError) -> dict[str, Any]:
         code = jsonrpc.UPSTREAM_TIMEOUT if error.kind == "timeout" else jsonrpc.UPSTREAM_UNAVAILABLE
         self.log.warn("{error}", error=str(error))
-        return {
-            "code": code,
-            "message": f"backend {error.backend!r} failed: {error.kind}",
-            "data": {"backend": error.backend, "reason": error.kind, "detail": error.detail},
-        }
+        return jsonrpc.error_object(
+            code,
+            f"backend {error.backend!r} failed: {error.kind}",
+            {"backend": error.backend, "reason": error.kind, "detail": error.detail},
+        )
 
     async def _broadcast_request(
         self, session: ClientSession, method: str, params: dict[str, Any], capability: str
@@ -1065,7 +1050,7 @@ class Gateway(Service):
             # 2026-07-28 has no client notifications over HTTP; closing the
             # request's stream is its cancellation (streamable-http "Cancellation").
             return
-        body = jsonrpc.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+        body = jsonrpc.dumps(jsonrpc.notification(method, params))
         try:
             await self.upstreams[backend].post(
                 body, _ignore, upstream_session.session_id, upstream_session.protocol_version

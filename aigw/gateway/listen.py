@@ -20,9 +20,8 @@ from aigw.gateway.gateway import ClientSession, Gateway, GatewayError, Insuffici
 from aigw.gateway.streams import SessionStream
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_event
-from aigw.protocol.versions import META_PREFIX
+from aigw.protocol.versions import META_SUBSCRIPTION_ID
 
-SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
 #: streamable-http "Receiving Messages", Note: comments keep a quiet stream open.
 
 #: Filter flag -> the notification it lets through (subscriptions "Notification Filter").
@@ -118,26 +117,20 @@ class ListenStream(SessionStream):
         meta = params.get("_meta")
         params["_meta"] = {
             **(meta if isinstance(meta, dict) else {}),
-            SUBSCRIPTION_ID: self.subscription_id,
+            META_SUBSCRIPTION_ID: self.subscription_id,
         }
         return {**message, "params": params}
 
     def acknowledge(self) -> None:
         """subscriptions "Acknowledgment": first on the stream, before any notification."""
-        self._send(
-            self.tag(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "notifications/subscriptions/acknowledged",
-                    "params": {"notifications": self.notifications.acknowledged()},
-                }
-            )
-        )
+        params = {"notifications": self.notifications.acknowledged()}
+        acknowledged = jsonrpc.notification("notifications/subscriptions/acknowledged", params)
+        self._send(self.tag(acknowledged))
 
     def completion(self) -> bytes:
         """subscriptions "Graceful Closure": the listen request's own response."""
-        result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: self.subscription_id}}
-        message = {"jsonrpc": "2.0", "id": self.subscription_id, "result": result}
+        result = {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: self.subscription_id}}
+        message = jsonrpc.result_response(self.subscription_id, result)
         return format_event(jsonrpc.dumps(message))
 
     def _emit(self, message: dict[str, Any]) -> None:

@@ -26,9 +26,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.protocol import jsonrpc
-from aigw.protocol.revision import MODERN, envelope, routing_headers
+from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
-from aigw.protocol.versions import META_PREFIX, is_modern
+from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
 from aigw.upstream.api import UpstreamError, UpstreamSessionGone
 
 if TYPE_CHECKING:
@@ -43,16 +43,6 @@ MAX_EVENT_ID_BYTES = 4096
 _listen_ids = itertools.count(1)
 #: (backend, client binding, upstream session id): what one upstream stream serves.
 FeedKey = tuple[str, str, str]
-_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
-#: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
-LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
-
-
-def listen_request(request_id: int) -> dict[str, Any]:
-    """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
-    (basic/patterns/subscriptions)."""
-    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
-    return {"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen", "params": params}
 
 
 def unlisten(message: Any) -> Any:
@@ -64,7 +54,7 @@ def unlisten(message: Any) -> Any:
         return None
     params = message.get("params")
     if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
-        meta = {k: v for k, v in params["_meta"].items() if k != _SUBSCRIPTION_ID}
+        meta = {k: v for k, v in params["_meta"].items() if k != META_SUBSCRIPTION_ID}
         params = {k: v for k, v in params.items() if k != "_meta"}
         if meta:
             params["_meta"] = meta

@@ -29,7 +29,6 @@ re-encodes every message it forwards, no upstream ever sees a different choice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -88,10 +87,7 @@ class ErrorObject:
     data: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+        return error_object(self.code, self.message, self.data)
 
 
 @attrs.frozen
@@ -285,23 +281,53 @@ def parse_message(obj: Any) -> Parsed:
 
 
 # -- Encoding ------------------------------------------------------------------------
+#
+# The wire form of every message aigw writes is built here and nowhere else.
+
+
+def error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """The ``error`` member of a response (JSON-RPC 2.0 §5.1); ``data`` None is left out."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return error
+
+
+def request(request_id: JsonRpcId, method: str, params: Any = None) -> dict[str, Any]:
+    """A request (JSON-RPC 2.0 §4); ``params`` None is left out."""
+    out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "id": request_id, "method": method}
+    if params is not None:
+        out["params"] = params
+    return out
+
+
+def notification(method: str, params: Any = None) -> dict[str, Any]:
+    """A notification (JSON-RPC 2.0 §4.1); ``params`` None is left out."""
+    out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "method": method}
+    if params is not None:
+        out["params"] = params
+    return out
+
+
+def result_response(request_id: Any, result: Any) -> dict[str, Any]:
+    """A successful answer (JSON-RPC 2.0 §5)."""
+    return {"jsonrpc": _JSON_VERSION, "id": request_id, "result": result}
+
+
+def error_response(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
+    """A failed answer carrying an ``error_object`` (JSON-RPC 2.0 §5)."""
+    return {"jsonrpc": _JSON_VERSION, "id": request_id, "error": error}
 
 
 def to_dict(message: Message | InvalidMessage) -> dict[str, Any]:
     """The wire form of a typed message (an InvalidMessage becomes its error response)."""
     if isinstance(message, Request):
-        out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "id": message.id, "method": message.method}
-        if message.params is not None:
-            out["params"] = message.params
-        return out
+        return request(message.id, message.method, message.params)
     if isinstance(message, Notification):
-        out = {"jsonrpc": _JSON_VERSION, "method": message.method}
-        if message.params is not None:
-            out["params"] = message.params
-        return out
+        return notification(message.method, message.params)
     if isinstance(message, Response):
-        return {"jsonrpc": _JSON_VERSION, "id": message.id, "result": message.result}
-    return {"jsonrpc": _JSON_VERSION, "id": message.id, "error": message.error.to_dict()}
+        return result_response(message.id, message.result)
+    return error_response(message.id, message.error.to_dict())
 
 
 def dumps(value: Any) -> bytes:
@@ -319,19 +345,3 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def encode(message: Message | InvalidMessage | Mapping[str, Any] | list[Any]) -> bytes:
-    """One message (typed or already a dict) or a batch list, as compact UTF-8 JSON."""
-    if isinstance(message, dict | list):
-        return dumps(message)
-    if isinstance(message, Mapping):
-        return dumps(dict(message))
-    return dumps(to_dict(message))
-
-
-def error_response(
-    message_id: JsonRpcId | None, code: int, message: str, data: Any = None
-) -> ErrorResponse:
-    """An error answer, e.g. ``error_response(7, INVALID_PARAMS, "unknown tool")``."""
-    return ErrorResponse(message_id, ErrorObject(code, message, data))
