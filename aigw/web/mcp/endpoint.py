@@ -17,9 +17,10 @@ from twisted.logger import Logger
 
 from aigw.auth.authenticator import Authenticator
 from aigw.config import Config
-from aigw.gateway.gateway import ClientSession, Gateway, GatewayError, InsufficientScope
+from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.errors import GatewayError, InsufficientScope
+from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
-from aigw.gateway.streams import SessionStream
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment
@@ -282,8 +283,8 @@ class MCPTransport:
     async def _serve_stream(self, request: WebRequest, session: ClientSession) -> bytes:
         begin_event_stream(request)
         request.write(format_comment("aigw stream open"))
-        stream = SessionStream(
-            self.gateway, session, request.write, header(request, b"last-event-id")
+        stream = self.gateway.session_stream(
+            session, request.write, header(request, b"last-event-id")
         )
         await hold_stream(request, stream, self.gateway, self.clock)
         return b""

@@ -22,9 +22,11 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from aigw.gateway.gateway import LISTS, ClientSession, Gateway, GatewayError
+from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.errors import GatewayError
+from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
-from aigw.gateway.listen import ListenStream, open_filter
+from aigw.gateway.lists import LISTS
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import matches, value_at
@@ -344,14 +346,13 @@ class StatelessHandler:
     ) -> bytes:
         session = await self.gateway.stateless_session(principal)
         try:
-            notifications = await open_filter(self.gateway, session, message.params)
+            notifications = await self.gateway.listen_filter(session, message.params)
         except GatewayError as error:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
             return jsonrpc.dumps(jsonrpc.error_response(message.id, error.to_error()))
         begin_event_stream(request)
-        stream = ListenStream(
-            self.gateway,
+        stream = self.gateway.listen_stream(
             session,
             request.write,
             message.id,
