@@ -71,7 +71,8 @@ MAX_DEPTH = 64
 #: Most messages accepted in one batch (batches exist in MCP 2025-03-26 only).
 MAX_BATCH = 256
 
-_JSON_VERSION = "2.0"
+#: JSON-RPC 2.0 §4: the ``jsonrpc`` member every message carries.
+JSON_VERSION = "2.0"
 _BOM = "\ufeff"
 
 
@@ -240,7 +241,7 @@ def parse_message(obj: Any) -> Parsed:
     has_id = "id" in obj
     raw_id = obj["id"] if has_id else None
     message_id = _read_id(raw_id)
-    if obj.get("jsonrpc") != _JSON_VERSION:
+    if obj.get("jsonrpc") != JSON_VERSION:
         return _invalid(message_id, 'jsonrpc must be "2.0"')
     has_result = "result" in obj
     has_error = "error" in obj
@@ -295,7 +296,7 @@ def error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:
 
 def request(request_id: JsonRpcId, method: str, params: Any = None) -> dict[str, Any]:
     """A request (JSON-RPC 2.0 §4); ``params`` None is left out."""
-    out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "id": request_id, "method": method}
+    out: dict[str, Any] = {"jsonrpc": JSON_VERSION, "id": request_id, "method": method}
     if params is not None:
         out["params"] = params
     return out
@@ -303,7 +304,7 @@ def request(request_id: JsonRpcId, method: str, params: Any = None) -> dict[str,
 
 def notification(method: str, params: Any = None) -> dict[str, Any]:
     """A notification (JSON-RPC 2.0 §4.1); ``params`` None is left out."""
-    out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "method": method}
+    out: dict[str, Any] = {"jsonrpc": JSON_VERSION, "method": method}
     if params is not None:
         out["params"] = params
     return out
@@ -311,12 +312,12 @@ def notification(method: str, params: Any = None) -> dict[str, Any]:
 
 def result_response(request_id: Any, result: Any) -> dict[str, Any]:
     """A successful answer (JSON-RPC 2.0 §5)."""
-    return {"jsonrpc": _JSON_VERSION, "id": request_id, "result": result}
+    return {"jsonrpc": JSON_VERSION, "id": request_id, "result": result}
 
 
 def error_response(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
     """A failed answer carrying an ``error_object`` (JSON-RPC 2.0 §5)."""
-    return {"jsonrpc": _JSON_VERSION, "id": request_id, "error": error}
+    return {"jsonrpc": JSON_VERSION, "id": request_id, "error": error}
 
 
 def to_dict(message: Message | InvalidMessage) -> dict[str, Any]:
