@@ -156,11 +156,15 @@ class UpstreamSessionPool:
 
     async def close(self) -> None:
         """End every pooled upstream session (service stop), all at once."""
-        entries = list(self._entries.values())
+        sessions = {
+            key: entry.session
+            for key, entry in self._entries.items()
+            if entry.session.session_id is not None
+        }
         self._entries.clear()
         await fan_out(
-            [entry.session for entry in entries if entry.session.session_id is not None],
-            self._closer,
+            sessions,
+            lambda key: self._closer(sessions[key]),
             self.log,
-            "ending pooled upstream session {backend}: {reason}",
+            "ending the pooled upstream session {backend}: {reason}",
         )

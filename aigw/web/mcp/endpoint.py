@@ -175,7 +175,7 @@ class MCPTransport:
                 self._note(request, mcp_method=message.method)
                 self._background(self.gateway.handle_notification(session, message))
             elif isinstance(message, jsonrpc.InvalidMessage):
-                answers.append(jsonrpc.error_response(message.id, message.error.to_dict()))
+                answers.append(jsonrpc.to_dict(message))
             else:
                 self._background(self.gateway.handle_client_response(session, message))
         if not requests and not answers:
