@@ -31,12 +31,14 @@ from aigw.auth.authenticator import Authenticator
 from aigw.auth.policy import AccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import Config
+from aigw.config.holder import ConfigHolder
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
+from aigw.upstream.client import Upstream
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
@@ -125,6 +127,8 @@ class GatewayService(MultiService):
         if config.logging.access_log:
             self.observers.add(AccessLogObserver())
         self.authenticator, as_metadata = self._build_auth()
+        # The config in force; a reload swaps it, requests read it once when they start.
+        self.config_holder = ConfigHolder(config)
         self.gateway = self._build_gateway()
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
@@ -146,7 +150,8 @@ class GatewayService(MultiService):
         return authenticator, as_metadata
 
     def _build_gateway(self) -> Gateway:
-        """The router, with its sealing key derived once, here, at start."""
+        """The router, with its sealing key derived once, here, at start, and one
+        transport per backend."""
         sessions = self.config.sessions
         if sessions.secret is None:
             self.log.warn(
@@ -156,7 +161,17 @@ class GatewayService(MultiService):
             sealer = Sealer.random()
         else:
             sealer = Sealer(sessions.secret, sessions.old_secrets)
-        gateway = Gateway(self.config, self.reactor, sealer, AccessRules(self.config.access))
+        transports = {
+            b.name: Upstream(b, self.reactor, observer=self.observers) for b in self.config.backends
+        }
+        gateway = Gateway(
+            self.config_holder,
+            self.reactor,
+            sealer,
+            AccessRules(self.config.access),
+            transports,
+            self.observers,
+        )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
 

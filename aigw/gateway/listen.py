@@ -14,15 +14,20 @@ and they go with the pooled session when it expires.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aigw.gateway.gateway import ClientSession, Gateway, GatewayError, InsufficientScope
-from aigw.gateway.streams import SessionStream
+from aigw.gateway.errors import GatewayError, InsufficientScope
+from aigw.gateway.streams import Feeds, SessionStream
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_event
-from aigw.protocol.versions import META_PREFIX
+from aigw.protocol.versions import META_SUBSCRIPTION_ID
 
-SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
+if TYPE_CHECKING:
+    from aigw.gateway.calls import Calls
+    from aigw.gateway.client_sessions import ClientSession
+    from aigw.gateway.exchange import Exchange
+    from aigw.gateway.relay import ToClient
+
 #: streamable-http "Receiving Messages", Note: comments keep a quiet stream open.
 
 #: Filter flag -> the notification it lets through (subscriptions "Notification Filter").
@@ -55,7 +60,9 @@ class ListenFilter:
         return honoured
 
 
-async def open_filter(gateway: Gateway, session: ClientSession, params: Any) -> ListenFilter:
+async def open_filter(
+    calls: Calls, exchange: Exchange, session: ClientSession, params: Any
+) -> ListenFilter:
     """The honoured filter; subscribes upstream to each resource the user may read.
 
     URIs are checked like ``resources/read`` (the body decides: backend,
@@ -66,21 +73,23 @@ async def open_filter(gateway: Gateway, session: ClientSession, params: Any) -> 
     if wanted is None:
         wanted = {}
     if not isinstance(wanted, dict):
-        raise GatewayError(-32602, "subscriptions/listen: notifications must be an object")
+        raise GatewayError(
+            jsonrpc.INVALID_PARAMS, "subscriptions/listen: notifications must be an object"
+        )
     methods = {m for flag, m in LIST_FLAGS.items() if wanted.get(flag) is True}
     uris: list[str] = []
     requested = wanted.get("resourceSubscriptions") or []
     if not isinstance(requested, list):
-        raise GatewayError(-32602, "resourceSubscriptions must be an array of URIs")
+        raise GatewayError(jsonrpc.INVALID_PARAMS, "resourceSubscriptions must be an array of URIs")
     for uri in requested:
-        if isinstance(uri, str) and await _subscribe(gateway, session, uri):
+        if isinstance(uri, str) and await _subscribe(calls, exchange, session, uri):
             uris.append(uri)
     return ListenFilter(methods, uris)
 
 
-async def _subscribe(gateway: Gateway, session: ClientSession, uri: str) -> bool:
+async def _subscribe(calls: Calls, exchange: Exchange, session: ClientSession, uri: str) -> bool:
     try:
-        route = gateway.route(session, "resources/subscribe", {"uri": uri})
+        route = calls.route(session, "resources/subscribe", {"uri": uri})
     except (GatewayError, InsufficientScope):
         return False
     if route is None:
@@ -89,7 +98,7 @@ async def _subscribe(gateway: Gateway, session: ClientSession, uri: str) -> bool
     subscribes = session.backends.get(backend)
     if subscribes is None or not subscribes.capabilities.get("resources", {}).get("subscribe"):
         return False
-    answer = await gateway.ask(session, backend, "resources/subscribe", upstream_params)
+    answer = await exchange.ask(session, backend, "resources/subscribe", upstream_params)
     return answer is not None and "result" in answer
 
 
@@ -100,14 +109,15 @@ class ListenStream(SessionStream):
 
     def __init__(
         self,
-        gateway: Gateway,
+        feeds: Feeds,
+        to_client: ToClient,
         session: ClientSession,
         write: Callable[[bytes], None],
         subscription_id: Any,
         notifications: ListenFilter,
         refuse: Callable[[dict[str, Any]], None],
     ) -> None:
-        super().__init__(gateway, session, write, None)
+        super().__init__(feeds, to_client, session, write, None)
         self.subscription_id = subscription_id
         self.notifications = notifications
         self.refuse = refuse
@@ -118,26 +128,20 @@ class ListenStream(SessionStream):
         meta = params.get("_meta")
         params["_meta"] = {
             **(meta if isinstance(meta, dict) else {}),
-            SUBSCRIPTION_ID: self.subscription_id,
+            META_SUBSCRIPTION_ID: self.subscription_id,
         }
         return {**message, "params": params}
 
     def acknowledge(self) -> None:
         """subscriptions "Acknowledgment": first on the stream, before any notification."""
-        self._send(
-            self.tag(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "notifications/subscriptions/acknowledged",
-                    "params": {"notifications": self.notifications.acknowledged()},
-                }
-            )
-        )
+        params = {"notifications": self.notifications.acknowledged()}
+        acknowledged = jsonrpc.notification("notifications/subscriptions/acknowledged", params)
+        self._send(self.tag(acknowledged))
 
     def completion(self) -> bytes:
         """subscriptions "Graceful Closure": the listen request's own response."""
-        result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: self.subscription_id}}
-        message = {"jsonrpc": "2.0", "id": self.subscription_id, "result": result}
+        result = {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: self.subscription_id}}
+        message = jsonrpc.result_response(self.subscription_id, result)
         return format_event(jsonrpc.dumps(message))
 
     def _emit(self, message: dict[str, Any]) -> None:

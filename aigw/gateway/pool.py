@@ -9,9 +9,9 @@ entry idle for longer than ``idle_seconds`` is dropped and its upstream
 session ended; time comes from the injected reactor, so tests drive it with
 ``task.Clock``.
 
-Opening and repairing upstream sessions is the gateway's job
-(``Gateway._open_backends``, ``Gateway._repair``): the pool only remembers
-what they return.
+Opening and repairing upstream sessions is the job of ``backends.py``
+(``BackendSessions.open_for_pool``, ``BackendSessions.repair``): the pool only
+remembers what they return.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from aigw.gateway.fanout import fan_out
 from aigw.sealed.session_id import BackendSession
 
 #: (issuer, subject, backend): upstream sessions are never shared between users.
@@ -155,13 +156,15 @@ class UpstreamSessionPool:
 
     async def close(self) -> None:
         """End every pooled upstream session (service stop), all at once."""
-        entries = list(self._entries.values())
+        sessions = {
+            key: entry.session
+            for key, entry in self._entries.items()
+            if entry.session.session_id is not None
+        }
         self._entries.clear()
-        await DeferredList(
-            [
-                ensureDeferred(self._closer(entry.session))
-                for entry in entries
-                if entry.session.session_id is not None
-            ],
-            consumeErrors=True,
+        await fan_out(
+            sessions,
+            lambda key: self._closer(sessions[key]),
+            self.log,
+            "ending the pooled upstream session {backend}: {reason}",
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
@@ -26,13 +26,15 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.protocol import jsonrpc
-from aigw.protocol.revision import MODERN, envelope, routing_headers
+from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
-from aigw.protocol.versions import META_PREFIX, is_modern
-from aigw.upstream.api import UpstreamError, UpstreamSessionGone
+from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
+from aigw.upstream.api import UpstreamError, UpstreamSessionGone, UpstreamTransport
 
 if TYPE_CHECKING:
-    from aigw.gateway.gateway import ClientSession, Gateway
+    from aigw.gateway.client_sessions import ClientSession
+    from aigw.gateway.relay import ToClient
+    from aigw.principal import Principal
     from aigw.sealed.session_id import BackendSession
 
 BACKOFF_FIRST = 0.5
@@ -43,16 +45,6 @@ MAX_EVENT_ID_BYTES = 4096
 _listen_ids = itertools.count(1)
 #: (backend, client binding, upstream session id): what one upstream stream serves.
 FeedKey = tuple[str, str, str]
-_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
-#: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
-LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
-
-
-def listen_request(request_id: int) -> dict[str, Any]:
-    """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
-    (basic/patterns/subscriptions)."""
-    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
-    return {"jsonrpc": "2.0", "id": request_id, "method": "subscriptions/listen", "params": params}
 
 
 def unlisten(message: Any) -> Any:
@@ -64,7 +56,7 @@ def unlisten(message: Any) -> Any:
         return None
     params = message.get("params")
     if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
-        meta = {k: v for k, v in params["_meta"].items() if k != _SUBSCRIPTION_ID}
+        meta = {k: v for k, v in params["_meta"].items() if k != META_SUBSCRIPTION_ID}
         params = {k: v for k, v in params.items() if k != "_meta"}
         if meta:
             params["_meta"] = meta
@@ -116,12 +108,15 @@ class UpstreamFeed:
         key: FeedKey,
         backend: BackendSession,
         last_event_id: str | None,
+        principal: Principal,
     ) -> None:
         self.feeds = feeds
         self.key = key
         self.name = backend.name
         self.backend = backend
         self.last_event_id = last_event_id
+        #: Whose upstream session this is: the user the feed's streams belong to.
+        self.principal = principal
         self.subscribers: list[SessionStream] = []
         self.closed = False
         self._reader: Any = None
@@ -152,7 +147,7 @@ class UpstreamFeed:
     async def _follow(self) -> None:
         """Keep the backend's stream open while anyone listens."""
         delay = BACKOFF_FIRST
-        upstream = self.feeds.gateway.upstreams[self.name]
+        upstream = self.feeds.transports[self.name]
         backend = self.backend
         while not self.closed:
             try:
@@ -163,6 +158,7 @@ class UpstreamFeed:
                         backend.protocol_version,
                         routing_headers("subscriptions/listen", {}),
                         self._reading,
+                        principal=self.principal,
                     )
                 else:
                     reply = await upstream.get_stream(
@@ -171,6 +167,7 @@ class UpstreamFeed:
                         backend.protocol_version,
                         self.last_event_id,
                         self._reading,
+                        principal=self.principal,
                     )
                 if reply.status == 405:
                     return  # this backend offers no stream
@@ -193,7 +190,7 @@ class UpstreamFeed:
                     self.last_event_id = reader.last_event_id
             if self.closed:
                 return
-            await deferLater(self.feeds.gateway.clock, delay, lambda: None)
+            await deferLater(self.feeds.clock, delay, lambda: None)
             delay = min(delay * 2, BACKOFF_MAX)
 
     def _reading(self, reader: Any) -> None:
@@ -224,8 +221,11 @@ class UpstreamFeed:
 class Feeds:
     """The open upstream feeds, by FeedKey."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    log = Logger()
+
+    def __init__(self, transports: Mapping[str, UpstreamTransport], clock: Any) -> None:
+        self.transports = transports
+        self.clock = clock
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
 
     def __len__(self) -> int:
@@ -246,11 +246,11 @@ class Feeds:
         key = self.key(stream.session, backend)
         feed = self._feeds.get(key)
         if feed is None:
-            feed = UpstreamFeed(self, key, backend, last_event_id)
+            feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)
             self._feeds[key] = feed
             feed.add(stream)
             ensureDeferred(feed.run()).addErrback(
-                lambda f: self.gateway.log.failure("following {key}", f, key=key)
+                lambda f: self.log.failure("following {key}", f, key=key)
             )
         else:
             feed.add(stream)
@@ -268,12 +268,14 @@ class SessionStream:
 
     def __init__(
         self,
-        gateway: Gateway,
+        feeds: Feeds,
+        to_client: ToClient,
         session: ClientSession,
         write: Callable[[bytes], None],
         last_event_id: str | None,
     ) -> None:
-        self.gateway = gateway
+        self.feeds = feeds
+        self.to_client = to_client
         self.session = session
         self.write = write
         self.closed = False
@@ -286,7 +288,7 @@ class SessionStream:
             if self.closed:
                 return
             if backend.session_id is not None or is_modern(backend.protocol_version):
-                feed = self.gateway.feeds.subscribe(self, backend, self.last_ids.get(name))
+                feed = self.feeds.subscribe(self, backend, self.last_ids.get(name))
                 self._feeds.append(feed)
 
     def close(self) -> None:
@@ -305,7 +307,7 @@ class SessionStream:
             return
         if event_id is not None:
             self.last_ids[name] = event_id
-        self.gateway.relay(self.session, name, message, self._emit)
+        self.to_client(self.session, name, message, self._emit)
 
     def _emit(self, message: dict[str, Any]) -> None:
         event_id = encode_event_ids(self.last_ids) if self.last_ids else None

@@ -29,7 +29,6 @@ re-encodes every message it forwards, no upstream ever sees a different choice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -72,7 +71,8 @@ MAX_DEPTH = 64
 #: Most messages accepted in one batch (batches exist in MCP 2025-03-26 only).
 MAX_BATCH = 256
 
-_JSON_VERSION = "2.0"
+#: JSON-RPC 2.0 §4: the ``jsonrpc`` member every message carries.
+JSON_VERSION = "2.0"
 _BOM = "\ufeff"
 
 
@@ -88,10 +88,7 @@ class ErrorObject:
     data: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+        return error_object(self.code, self.message, self.data)
 
 
 @attrs.frozen
@@ -244,7 +241,7 @@ def parse_message(obj: Any) -> Parsed:
     has_id = "id" in obj
     raw_id = obj["id"] if has_id else None
     message_id = _read_id(raw_id)
-    if obj.get("jsonrpc") != _JSON_VERSION:
+    if obj.get("jsonrpc") != JSON_VERSION:
         return _invalid(message_id, 'jsonrpc must be "2.0"')
     has_result = "result" in obj
     has_error = "error" in obj
@@ -285,23 +282,53 @@ def parse_message(obj: Any) -> Parsed:
 
 
 # -- Encoding ------------------------------------------------------------------------
+#
+# The wire form of every message aigw writes is built here and nowhere else.
+
+
+def error_object(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """The ``error`` member of a response (JSON-RPC 2.0 §5.1); ``data`` None is left out."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return error
+
+
+def request(request_id: JsonRpcId, method: str, params: Any = None) -> dict[str, Any]:
+    """A request (JSON-RPC 2.0 §4); ``params`` None is left out."""
+    out: dict[str, Any] = {"jsonrpc": JSON_VERSION, "id": request_id, "method": method}
+    if params is not None:
+        out["params"] = params
+    return out
+
+
+def notification(method: str, params: Any = None) -> dict[str, Any]:
+    """A notification (JSON-RPC 2.0 §4.1); ``params`` None is left out."""
+    out: dict[str, Any] = {"jsonrpc": JSON_VERSION, "method": method}
+    if params is not None:
+        out["params"] = params
+    return out
+
+
+def result_response(request_id: Any, result: Any) -> dict[str, Any]:
+    """A successful answer (JSON-RPC 2.0 §5)."""
+    return {"jsonrpc": JSON_VERSION, "id": request_id, "result": result}
+
+
+def error_response(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
+    """A failed answer carrying an ``error_object`` (JSON-RPC 2.0 §5)."""
+    return {"jsonrpc": JSON_VERSION, "id": request_id, "error": error}
 
 
 def to_dict(message: Message | InvalidMessage) -> dict[str, Any]:
     """The wire form of a typed message (an InvalidMessage becomes its error response)."""
     if isinstance(message, Request):
-        out: dict[str, Any] = {"jsonrpc": _JSON_VERSION, "id": message.id, "method": message.method}
-        if message.params is not None:
-            out["params"] = message.params
-        return out
+        return request(message.id, message.method, message.params)
     if isinstance(message, Notification):
-        out = {"jsonrpc": _JSON_VERSION, "method": message.method}
-        if message.params is not None:
-            out["params"] = message.params
-        return out
+        return notification(message.method, message.params)
     if isinstance(message, Response):
-        return {"jsonrpc": _JSON_VERSION, "id": message.id, "result": message.result}
-    return {"jsonrpc": _JSON_VERSION, "id": message.id, "error": message.error.to_dict()}
+        return result_response(message.id, message.result)
+    return error_response(message.id, message.error.to_dict())
 
 
 def dumps(value: Any) -> bytes:
@@ -319,19 +346,3 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def encode(message: Message | InvalidMessage | Mapping[str, Any] | list[Any]) -> bytes:
-    """One message (typed or already a dict) or a batch list, as compact UTF-8 JSON."""
-    if isinstance(message, dict | list):
-        return dumps(message)
-    if isinstance(message, Mapping):
-        return dumps(dict(message))
-    return dumps(to_dict(message))
-
-
-def error_response(
-    message_id: JsonRpcId | None, code: int, message: str, data: Any = None
-) -> ErrorResponse:
-    """An error answer, e.g. ``error_response(7, INVALID_PARAMS, "unknown tool")``."""
-    return ErrorResponse(message_id, ErrorObject(code, message, data))

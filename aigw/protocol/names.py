@@ -112,8 +112,8 @@ def split_name(exposed: str) -> tuple[str, str] | None:
 class NameTable:
     """Exposed name <-> (backend, upstream name), for one kind (tools, or prompts).
 
-    Filled from list results with ``add`` (``replace`` for a backend's first
-    page); resolves every name it holds, mapped or plain.  Two upstream names
+    Filled from list results with ``add``; resolves every name it holds, mapped
+    or plain.  Two upstream names
     that would be exposed the same way (a plain name equal to another's mapped
     form, or ``a_`` + ``__x`` against ``a`` + ``___x``) cannot both be
     routed: the plain name keeps its form, the other falls back to its mapped
@@ -125,18 +125,6 @@ class NameTable:
     def __init__(self) -> None:
         self._routes: dict[str, tuple[str, str]] = {}
         self._exposed: dict[tuple[str, str], str] = {}
-
-    @classmethod
-    def build(cls, backend: str, upstream_names: Iterable[str]) -> NameTable:
-        table = cls()
-        table.add(backend, upstream_names)
-        return table
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-    def __contains__(self, exposed: object) -> bool:
-        return exposed in self._routes
 
     def add(self, backend: str, upstream_names: Iterable[str]) -> list[str]:
         """Record these names of ``backend``; return those that cannot be exposed."""
@@ -170,16 +158,6 @@ class NameTable:
         self._routes[exposed] = key
         self._exposed[key] = exposed
 
-    def replace(self, backend: str, upstream_names: Iterable[str]) -> list[str]:
-        """Forget ``backend``'s names, then ``add`` these."""
-        self.drop(backend)
-        return self.add(backend, upstream_names)
-
-    def drop(self, backend: str) -> None:
-        """Forget every name of ``backend``."""
-        for key in [k for k in self._exposed if k[0] == backend]:
-            del self._routes[self._exposed.pop(key)]
-
     def expose(self, backend: str, upstream_name: str) -> str | None:
         """The exposed name recorded for this upstream name (None if not recorded)."""
         return self._exposed.get((backend, upstream_name))
@@ -193,13 +171,12 @@ class NameTable:
 
 
 def expose_uri(backend: str, uri: str) -> str:
-    """``aigw:<backend>/<uri>`` (see the module docstring); ``uri`` is kept verbatim."""
+    """``aigw:<backend>/<uri>`` (see the module docstring); ``uri`` is kept verbatim.
+
+    A resource template (RFC 6570) is exposed exactly like a URI: its expressions
+    are kept, and an expansion of the exposed template resolves to the upstream one.
+    """
     return f"{_URI_PREFIX}{backend}/{uri}"
-
-
-#: A resource template (RFC 6570) is exposed exactly like a URI: its expressions
-#: are kept, and an expansion of the exposed template resolves to the upstream one.
-expose_uri_template = expose_uri
 
 
 def resolve_uri(exposed: str) -> tuple[str, str] | None:

@@ -21,13 +21,22 @@ import base64
 from typing import Any
 
 from aigw import __version__
-from aigw.protocol.versions import MODERN_VERSIONS, SUPPORTED_VERSIONS
+from aigw.protocol import jsonrpc
+from aigw.protocol.versions import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    MODERN_VERSIONS,
+    SUPPORTED_VERSIONS,
+)
 
 MODERN = MODERN_VERSIONS[0]
 LEGACY = "legacy"
 
 #: basic/versioning: the per-request envelope aigw sends as a client.
 CLIENT_INFO = {"name": "aigw", "version": __version__}
+#: What aigw says it is, as a server (``initialize``, ``server/discover``).
+SERVER_INFO = {"name": "aigw", "title": "aigw MCP gateway", "version": __version__}
 
 #: streamable-http "Standard Request Headers": the params ``Mcp-Name`` mirrors.
 NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
@@ -36,14 +45,20 @@ NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "u
 MODERN_RESULT_FIELDS = ("resultType", "ttlMs", "cacheScope")
 
 
+#: What aigw listens for on a 2026-07-28 backend: what a GET stream carried.
+LISTEN_FILTER = {"toolsListChanged": True, "promptsListChanged": True, "resourcesListChanged": True}
+
+
 def discover_request(request_id: int) -> dict[str, Any]:
     """The probe: ``server/discover`` with the 2026-07-28 envelope (server/discover)."""
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "server/discover",
-        "params": envelope({}, MODERN),
-    }
+    return jsonrpc.request(request_id, "server/discover", envelope({}, MODERN))
+
+
+def listen_request(request_id: int) -> dict[str, Any]:
+    """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
+    (basic/patterns/subscriptions)."""
+    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
+    return jsonrpc.request(request_id, "subscriptions/listen", params)
 
 
 def choose(result: Any) -> str:
@@ -67,9 +82,9 @@ def envelope(
     meta = dict(meta) if isinstance(meta, dict) else {}
     meta.update(
         {
-            "io.modelcontextprotocol/protocolVersion": version,
-            "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
-            "io.modelcontextprotocol/clientCapabilities": capabilities or {},
+            META_PROTOCOL_VERSION: version,
+            META_CLIENT_INFO: CLIENT_INFO,
+            META_CLIENT_CAPABILITIES: capabilities or {},
         }
     )
     return {**params, "_meta": meta}

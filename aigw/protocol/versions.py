@@ -19,6 +19,10 @@ ALL_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + SUPPORTED_VERSIONS
 META_PREFIX = "io.modelcontextprotocol/"
 META_PROTOCOL_VERSION = META_PREFIX + "protocolVersion"
 META_SERVER_INFO = META_PREFIX + "serverInfo"
+META_CLIENT_INFO = META_PREFIX + "clientInfo"
+META_CLIENT_CAPABILITIES = META_PREFIX + "clientCapabilities"
+#: basic/patterns/subscriptions: the subscription a listen-stream message belongs to.
+META_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
 
 
 def negotiate(requested: object) -> str:

@@ -1,4 +1,4 @@
-"""Ids of requests relayed from a backend to the client, and progress tokens.
+"""Ids of requests relayed from a backend to the client.
 
 Backends send requests to the client (``sampling/createMessage``,
 ``elicitation/create``, ``roots/list``: MCP 2025-11-25 client/*) over the one
@@ -12,18 +12,13 @@ sender; basic "Responses": the id is the request's).
 Wrapping is deterministic (see ``sealing``): the same backend, id and session
 always give the same token, so an upstream ``notifications/cancelled`` naming
 its own request id can be relayed with the token the client saw, without any
-state (basic/utilities/cancellation).  Progress tokens in relayed requests'
-``_meta`` (basic/utilities/progress) are wrapped the same way under their own
-key, so the client's progress notifications reach the right backend.
+state (basic/utilities/cancellation).
 """
 
 from __future__ import annotations
 
 from aigw.protocol.jsonrpc import JsonRpcId
 from aigw.sealed.sealer import Sealer, SealError
-
-#: MCP basic/utilities/progress: "a string or integer value".
-ProgressToken = str | int
 
 
 class InvalidId(Exception):
@@ -45,13 +40,12 @@ def _open(sealer: Sealer, value: object, binding: str) -> tuple[str, JsonRpcId]:
 
 
 class RequestIdCodec:
-    """Wrap and unwrap relayed request ids and progress tokens."""
+    """Wrap and unwrap relayed request ids."""
 
-    __slots__ = ("_ids", "_tokens")
+    __slots__ = ("_ids",)
 
     def __init__(self, sealer: Sealer) -> None:
         self._ids = sealer.for_purpose("request-id")
-        self._tokens = sealer.for_purpose("progress-token")
 
     def wrap(self, backend: str, upstream_id: JsonRpcId, session_binding: str) -> str:
         """The id the client sees for ``backend``'s request ``upstream_id``."""
@@ -61,14 +55,3 @@ class RequestIdCodec:
     def unwrap(self, value: object, session_binding: str) -> tuple[str, JsonRpcId]:
         """``(backend, upstream id)`` of an id from ``wrap``; InvalidId otherwise."""
         return _open(self._ids, value, session_binding)
-
-    def wrap_progress_token(self, backend: str, token: ProgressToken, session_binding: str) -> str:
-        """The progress token the client sees for ``backend``'s ``token``."""
-        payload = {"b": backend, "i": token}
-        return self._tokens.seal(payload, session_binding.encode("utf-8"), deterministic=True)
-
-    def unwrap_progress_token(
-        self, value: object, session_binding: str
-    ) -> tuple[str, ProgressToken]:
-        """``(backend, token)`` of a token from ``wrap_progress_token``; InvalidId otherwise."""
-        return _open(self._tokens, value, session_binding)

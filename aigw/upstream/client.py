@@ -32,6 +32,7 @@ from twisted.web.http import PotentialDataLoss
 from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.principal import Principal
+from aigw.protocol import jsonrpc
 from aigw.protocol.sse import SSEError, SSEParser
 from aigw.upstream.api import (
     BodyReader,
@@ -436,7 +437,7 @@ class Upstream:
                 # 2025-11-25 basic/transports "Session Management" says 404 for a session
                 # the server no longer has; the TypeScript SDK 1.x servers (among them
                 # server-everything) answer 400 "No valid session ID provided" instead.
-                # Same meaning: a new session is opened (see Gateway._exchange).
+                # Same meaning: a new session is opened (see Exchange.request).
                 raise UpstreamSessionGone(self.name, "session_gone", "upstream session unknown")
             answer = _error_answer(excerpt) if status < 500 else None
             if answer is not None:
@@ -486,7 +487,7 @@ def _error_answer(text: str) -> dict[str, Any] | None:
         message = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+    if not isinstance(message, dict) or message.get("jsonrpc") != jsonrpc.JSON_VERSION:
         return None
     error = message.get("error")
     request_id = message.get("id")

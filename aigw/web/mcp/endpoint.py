@@ -17,15 +17,10 @@ from twisted.logger import Logger
 
 from aigw.auth.authenticator import Authenticator
 from aigw.config import Config
-from aigw.gateway.gateway import (
-    ClientSession,
-    Gateway,
-    GatewayError,
-    InsufficientScope,
-    error_response,
-)
+from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.errors import GatewayError, InsufficientScope
+from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
-from aigw.gateway.streams import SessionStream
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment
@@ -92,7 +87,7 @@ class MCPTransport:
         request.setHeader(b"Content-Type", b"application/json")
         for name, value in refusal.headers.items():
             request.setHeader(name, value)
-        body = error_response(refusal.request_id, refusal.to_error())
+        body = jsonrpc.error_response(refusal.request_id, refusal.to_error())
         return jsonrpc.dumps(body)
 
     def _check_origin(self, request: WebRequest) -> None:
@@ -180,7 +175,7 @@ class MCPTransport:
                 self._note(request, mcp_method=message.method)
                 self._background(self.gateway.handle_notification(session, message))
             elif isinstance(message, jsonrpc.InvalidMessage):
-                answers.append(error_response(message.id, message.error.to_dict()))
+                answers.append(jsonrpc.to_dict(message))
             else:
                 self._background(self.gateway.handle_client_response(session, message))
         if not requests and not answers:
@@ -244,14 +239,14 @@ class MCPTransport:
         try:
             result, session_id = await self.gateway.initialize(principal, params)
         except GatewayError as error:
-            answer = error_response(message.id, error.to_error())
+            answer = jsonrpc.error_response(message.id, error.to_error())
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
             return jsonrpc.dumps(answer)
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Mcp-Session-Id", session_id.encode("ascii"))
-        return jsonrpc.dumps({"jsonrpc": "2.0", "id": message.id, "result": result})
+        return jsonrpc.dumps(jsonrpc.result_response(message.id, result))
 
     def _background(self, work: Any) -> None:
         def logged(failure: Any) -> None:
@@ -288,8 +283,8 @@ class MCPTransport:
     async def _serve_stream(self, request: WebRequest, session: ClientSession) -> bytes:
         begin_event_stream(request)
         request.write(format_comment("aigw stream open"))
-        stream = SessionStream(
-            self.gateway, session, request.write, header(request, b"last-event-id")
+        stream = self.gateway.session_stream(
+            session, request.write, header(request, b"last-event-id")
         )
         await hold_stream(request, stream, self.gateway, self.clock)
         return b""

@@ -40,10 +40,7 @@ class HTTPRefusal(Exception):
         self.request_id = request_id
 
     def to_error(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
+        return jsonrpc.error_object(self.code, self.message, self.data)
 
 
 def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) -> HTTPRefusal:

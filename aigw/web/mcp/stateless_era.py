@@ -22,15 +22,18 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from aigw import __version__
-from aigw.gateway.gateway import LISTS, ClientSession, Gateway, GatewayError, error_response
+from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.errors import GatewayError
+from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
-from aigw.gateway.listen import ListenStream, open_filter
+from aigw.gateway.lists import LISTS
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import matches, value_at
+from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO
 from aigw.protocol.versions import (
     ALL_VERSIONS,
+    META_CLIENT_CAPABILITIES,
     META_PREFIX,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
@@ -47,9 +50,6 @@ from aigw.web.request import WebRequest
 
 METHOD_HEADER = b"mcp-method"
 NAME_HEADER = b"mcp-name"
-
-#: streamable-http "Standard Request Headers": where ``Mcp-Name`` comes from.
-NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 #: The client requests of 2026-07-28 (its schema.ts).  What older revisions had
 #: besides (ping, initialize, logging/setLevel, resources/subscribe and
@@ -185,7 +185,7 @@ def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
     ``_meta`` envelope: a backend may ask only for those (basic/patterns/mrtr,
     "Server Requirements" 7)."""
     meta = params.get("_meta")
-    declared = meta.get(META_PREFIX + "clientCapabilities") if isinstance(meta, dict) else None
+    declared = meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None
     if not isinstance(declared, dict):
         return {}
     return {k: v for k, v in declared.items() if k in ("sampling", "elicitation", "roots")}
@@ -286,13 +286,7 @@ class StatelessHandler:
             {
                 "supportedVersions": list(ALL_VERSIONS),
                 "capabilities": self.gateway.capabilities(session),
-                "_meta": {
-                    META_SERVER_INFO: {
-                        "name": "aigw",
-                        "title": "aigw MCP gateway",
-                        "version": __version__,
-                    }
-                },
+                "_meta": {META_SERVER_INFO: SERVER_INFO},
             },
         )
 
@@ -352,14 +346,13 @@ class StatelessHandler:
     ) -> bytes:
         session = await self.gateway.stateless_session(principal)
         try:
-            notifications = await open_filter(self.gateway, session, message.params)
+            notifications = await self.gateway.listen_filter(session, message.params)
         except GatewayError as error:
             request.setResponseCode(200)
             request.setHeader(b"Content-Type", b"application/json")
-            return jsonrpc.dumps(error_response(message.id, error.to_error()))
+            return jsonrpc.dumps(jsonrpc.error_response(message.id, error.to_error()))
         begin_event_stream(request)
-        stream = ListenStream(
-            self.gateway,
+        stream = self.gateway.listen_stream(
             session,
             request.write,
             message.id,
@@ -401,4 +394,4 @@ class StatelessHandler:
     def _json(request: WebRequest, request_id: Any, result: dict[str, Any]) -> bytes:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
-        return jsonrpc.dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+        return jsonrpc.dumps(jsonrpc.result_response(request_id, result))

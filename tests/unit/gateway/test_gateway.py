@@ -496,7 +496,7 @@ class LateJoinTests(GatewayTestCase):
         self.beta.fail_with = 500
         session = await self.initialize()
         self.beta.fail_with = None
-        self.service.gateway._join_after.clear()  # past the retry interval
+        self.service.gateway.backends._join_after.clear()  # past the retry interval
         body = await self.call(session, "tools/list")
         names = [t["name"] for t in body["result"]["tools"]]
         self.assertIn("beta__t0", names)
@@ -689,8 +689,8 @@ class NameLearningTests(GatewayTestCase):
         mapped = next(t["name"] for t in listed["result"]["tools"] if t["name"].startswith("beta"))
         self.assertNotEqual(mapped, "beta__dotted.tool.name")
         gateway = self.service.gateway
-        gateway._names["tool"] = NameTable()  # as in a process that never listed
-        gateway._listed.clear()
+        gateway.catalog._names["tool"] = NameTable()  # as in a process that never listed
+        gateway.catalog._listed.clear()
 
         def lists() -> int:
             return sum(1 for _, b in self.beta.received if b.get("method") == "tools/list")

@@ -51,7 +51,7 @@ class ProbeTests(MixedTestCase):
     async def test_each_backend_is_spoken_to_in_its_revision(self) -> None:
         await self.start_mixed()
         session = await self.initialize()
-        self.assertEqual(self.service.gateway.revisions, {"alpha": LEGACY, "beta": MODERN})
+        self.assertEqual(self.service.gateway.backends.revisions, {"alpha": LEGACY, "beta": MODERN})
         self.assertEqual(self.methods(self.alpha)[:2], ["server/discover", "initialize"])
         self.assertEqual(self.methods(self.beta), ["server/discover", "initialize"])
         body = await self.call(session, "tools/list")
@@ -132,12 +132,12 @@ class ProbeTests(MixedTestCase):
         self.alpha.fail_with = 500
         body = await self.call(session, "tools/call", {"name": "alpha__echo"})
         self.assertIn("error", body)
-        self.assertNotIn("alpha", self.service.gateway.revisions)
+        self.assertNotIn("alpha", self.service.gateway.backends.revisions)
         self.alpha.fail_with = None
         self.alpha.received.clear()
         await self.initialize()
         self.assertEqual(self.methods(self.alpha)[:2], ["server/discover", "initialize"])
-        self.assertEqual(self.service.gateway.revisions["alpha"], LEGACY)
+        self.assertEqual(self.service.gateway.backends.revisions["alpha"], LEGACY)
 
 
 class ModernCancellationTests(MixedTestCase):

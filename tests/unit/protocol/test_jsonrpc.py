@@ -233,41 +233,43 @@ class MessageTests(SynchronousTestCase):
             self.assertInvalid({"jsonrpc": "2.0", "id": 1, "error": bad}, 1)
 
 
+def wire(message: jsonrpc.Message | jsonrpc.InvalidMessage) -> bytes:
+    """A typed message as aigw writes it."""
+    return jsonrpc.dumps(jsonrpc.to_dict(message))
+
+
 class EncodeTests(SynchronousTestCase):
     def test_encode_is_compact_utf8(self) -> None:
         self.assertEqual(
-            jsonrpc.encode(Request(1, "m", {"t": "é"})),
+            wire(Request(1, "m", {"t": "é"})),
             '{"jsonrpc":"2.0","id":1,"method":"m","params":{"t":"é"}}'.encode(),
         )
 
     def test_encode_leaves_out_absent_params_and_null_error_data(self) -> None:
-        self.assertEqual(jsonrpc.encode(Notification("n")), b'{"jsonrpc":"2.0","method":"n"}')
+        self.assertEqual(wire(Notification("n")), b'{"jsonrpc":"2.0","method":"n"}')
         self.assertEqual(
-            jsonrpc.encode(ErrorResponse(None, ErrorObject(-32600, "bad"))),
+            wire(ErrorResponse(None, ErrorObject(-32600, "bad"))),
             b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad"}}',
         )
 
     def test_invalid_message_encodes_as_its_error_response(self) -> None:
         invalid = parse_message({"jsonrpc": "2.0", "id": 2, "method": 3})
-        self.assertEqual(json.loads(jsonrpc.encode(invalid))["id"], 2)
+        self.assertEqual(json.loads(wire(invalid))["id"], 2)
 
     def test_lone_surrogates_stay_valid_json(self) -> None:
         message = only(b'{"jsonrpc":"2.0","id":"\\ud800","method":"m"}')
-        encoded = jsonrpc.encode(message)
+        encoded = wire(message)
         self.assertEqual(json.loads(encoded)["id"], "\ud800")
         encoded.decode("utf-8")
 
     def test_integers_beyond_64_bits_keep_every_digit(self) -> None:
         """JSON-RPC ids may be any integer; orjson refuses these, the fallback writes them."""
         request = Request(2**70 + 1, "m", {"n": -(2**80)})
-        self.assertEqual(only(jsonrpc.encode(request)), request)
+        self.assertEqual(only(wire(request)), request)
 
     def test_overflowing_numbers_become_null(self) -> None:
         """``1e400`` parses to infinity, which JSON cannot carry: null, never ``Infinity``."""
         self.assertEqual(jsonrpc.dumps({"x": float("inf")}), b'{"x":null}')
-
-    def test_dicts_encode_as_they_are(self) -> None:
-        self.assertEqual(jsonrpc.encode({"a": [1]}), b'{"a":[1]}')
 
     def test_gateway_error_codes_are_in_the_server_error_range(self) -> None:
         """JSON-RPC 2.0 §5.1: -32000 to -32099 are implementation-defined server errors."""
@@ -299,7 +301,7 @@ class RoundTripTests(SynchronousTestCase):
         self, message_id: str | int, method: str, params: dict[str, object]
     ) -> None:
         request = Request(message_id, method, params)
-        self.assertEqual(only(jsonrpc.encode(request)), request)
+        self.assertEqual(only(wire(request)), request)
 
     @given(st.binary(max_size=200))
     def test_parse_body_never_raises(self, body: bytes) -> None:

@@ -56,15 +56,6 @@ class RequestIdTests(SynchronousTestCase):
             tampered = wrapped[:index] + swapped + wrapped[index + 1 :]
             self.assertRaises(InvalidId, self.codec.unwrap, tampered, "b1")
 
-    def test_progress_tokens_round_trip_under_their_own_key(self) -> None:
-        """basic/utilities/progress: a token is a string or integer, unique per request."""
-        token = self.codec.wrap_progress_token("beta", 42, "b1")
-        self.assertEqual(self.codec.unwrap_progress_token(token, "b1"), ("beta", 42))
-        self.assertRaises(InvalidId, self.codec.unwrap, token, "b1")
-        self.assertRaises(
-            InvalidId, self.codec.unwrap_progress_token, self.codec.wrap("beta", 42, "b1"), "b1"
-        )
-
     @given(st.text(min_size=1, max_size=32), st.text() | st.integers(), st.text(max_size=40))
     def test_any_id_round_trips(self, backend: str, upstream_id: str | int, binding: str) -> None:
         wrapped = self.codec.wrap(backend, upstream_id, binding)

@@ -1,0 +1,284 @@
+"""Upstream sessions: probe a backend's revision, open, repair, join late, end.
+
+Each client session holds one upstream session per backend; their ids travel
+inside the sealed ``Mcp-Session-Id`` (``client_sessions.py``).  What changes
+after sealing (a session re-opened because the backend forgot it, a backend
+that joined late) is remembered here, bounded, by client binding.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from aigw.gateway.capabilities import routing_capabilities
+from aigw.gateway.exchange import Collector, ignore
+from aigw.gateway.fanout import fan_out
+from aigw.lru import LRU
+from aigw.principal import Principal
+from aigw.protocol import jsonrpc
+from aigw.protocol.revision import (
+    CLIENT_INFO,
+    LEGACY,
+    MODERN,
+    choose,
+    discover_request,
+    routing_headers,
+)
+from aigw.protocol.versions import LATEST_VERSION
+from aigw.sealed.session_id import BackendSession
+from aigw.upstream.api import UpstreamError, UpstreamTransport
+
+if TYPE_CHECKING:
+    from aigw.gateway.client_sessions import ClientSession
+
+#: An upstream session and the instructions its backend gave, as opened.
+Opened = tuple[BackendSession, str | None]
+
+#: Sent once ``initialize`` is answered (basic/lifecycle "Initialization").
+INITIALIZED = jsonrpc.dumps(jsonrpc.notification("notifications/initialized"))
+
+REPAIRED_SESSIONS_MAX = 10000
+JOIN_RETRY_SECONDS = 30.0
+
+
+class BackendSessions:
+    """Opens and keeps track of upstream sessions, and of the revision each backend speaks."""
+
+    log = Logger()
+
+    def __init__(
+        self, transports: Mapping[str, UpstreamTransport], clock: Any, ids: Iterator[int]
+    ) -> None:
+        self.transports = transports
+        self.clock = clock
+        self._ids = ids
+        # The revision each backend speaks (revision.py), until it fails.
+        self.revisions: dict[str, str] = {}
+        # When a backend that was down at initialize may be tried again, per session.
+        self._join_after: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Upstream sessions re-opened after a backend forgot them or joined late.
+        self._repaired: LRU[tuple[str, str], BackendSession] = LRU(REPAIRED_SESSIONS_MAX)
+
+    def repaired(self, binding: str, name: str) -> BackendSession | None:
+        """The upstream session that replaced the sealed one of this client binding, if any."""
+        return self._repaired.get((binding, name))
+
+    def forget_revision(self, name: str) -> None:
+        """The backend failed: probe it again at the next open (it may have changed)."""
+        self.revisions.pop(name, None)
+
+    async def open(
+        self,
+        names: Iterable[str],
+        version: str,
+        client_capabilities: dict[str, Any],
+        principal: Principal | None = None,
+    ) -> list[Opened]:
+        """One upstream session per backend, in parallel; those that fail are left out."""
+        opened = await fan_out(
+            names,
+            lambda name: self._open_one(name, version, client_capabilities, principal),
+            self.log,
+            "backend {backend} left out of the session: {reason}",
+        )
+        return [session for _, session in opened]
+
+    async def open_for_pool(self, names: list[str]) -> list[BackendSession]:
+        """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
+        opened = await self.open(names, LATEST_VERSION, {})
+        return [session for session, _ in opened]
+
+    async def _open_one(
+        self,
+        name: str,
+        version: str,
+        client_capabilities: dict[str, Any],
+        principal: Principal | None,
+    ) -> Opened:
+        """Open the backend in the revision it speaks, probing it first if unknown.
+
+        A failure forgets the revision: the backend may come back as another one.
+        """
+        known = self.revisions.get(name)
+        try:
+            if known == LEGACY:
+                return await self._initialize(name, version, client_capabilities, principal)
+            if known == MODERN:
+                discovered = await self._discover(name, principal)
+                if discovered is None:
+                    raise UpstreamError(name, "refused", "no longer speaks 2026-07-28")
+                return discovered
+            return await self._probe(name, version, client_capabilities, principal)
+        except UpstreamError:
+            self.revisions.pop(name, None)
+            raise
+
+    async def _probe(
+        self,
+        name: str,
+        version: str,
+        client_capabilities: dict[str, Any],
+        principal: Principal | None,
+    ) -> Opened:
+        """``server/discover``, then ``initialize``: a backend that answers both is
+        dual-era and gets sessions (revision.py says why); one that refuses
+        ``initialize`` speaks only 2026-07-28."""
+        discovered = await self._discover(name, principal)
+        if discovered is None:
+            opened = await self._initialize(name, version, client_capabilities, principal)
+            self.revisions[name] = LEGACY
+            return opened
+        try:
+            opened = await self._initialize(name, version, client_capabilities, principal)
+        except UpstreamError as error:
+            if error.kind not in ("refused", "http_error", "bad_reply"):
+                raise
+            self.revisions[name] = MODERN
+            return discovered
+        self.revisions[name] = LEGACY
+        return opened
+
+    async def _discover(self, name: str, principal: Principal | None) -> Opened | None:
+        """``server/discover`` at 2026-07-28: the backend's side of a session-less
+        "session" if it speaks only that, None if it is to be spoken to with sessions.
+
+        An HTTP error or a JSON-RPC error is a legacy server's answer (basic/versioning
+        "Backward Compatibility"); an unreachable backend raises (nothing learnt).
+        """
+        request_id = next(self._ids)
+        answer = Collector(request_id)
+        body = jsonrpc.dumps(discover_request(request_id))
+        try:
+            await self.transports[name].post(
+                body,
+                answer.sink,
+                None,
+                MODERN,
+                None,
+                routing_headers("server/discover", {}),
+                principal=principal,
+            )
+        except UpstreamError as error:
+            if error.kind == "http_error":
+                return None
+            raise
+        result = answer.message.get("result") if answer.message else None
+        if choose(result) != MODERN:
+            return None
+        assert isinstance(result, dict)
+        session = BackendSession(
+            name, None, MODERN, routing_capabilities(result.get("capabilities"))
+        )
+        instructions = result.get("instructions")
+        return session, instructions if isinstance(instructions, str) else None
+
+    async def _initialize(
+        self,
+        name: str,
+        version: str,
+        client_capabilities: dict[str, Any],
+        principal: Principal | None,
+    ) -> Opened:
+        """``initialize`` then ``notifications/initialized`` with one backend."""
+        upstream = self.transports[name]
+        request_id = next(self._ids)
+        params = {
+            "protocolVersion": version,
+            "capabilities": client_capabilities,
+            "clientInfo": CLIENT_INFO,
+        }
+        body = jsonrpc.dumps(jsonrpc.request(request_id, "initialize", params))
+        answer = Collector(request_id)
+        reply = await upstream.post(body, answer.sink, None, version, principal=principal)
+        message = answer.result(name)
+        if "error" in message:
+            raise UpstreamError(name, "refused", str(message["error"].get("message", "")))
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(name, "bad_reply", "initialize result is not an object")
+        upstream_version = result.get("protocolVersion")
+        if not isinstance(upstream_version, str):
+            raise UpstreamError(name, "bad_reply", "initialize result has no protocolVersion")
+        capabilities = routing_capabilities(result.get("capabilities"))
+        await upstream.post(
+            INITIALIZED, ignore, reply.session_id, upstream_version, principal=principal
+        )
+        instructions = result.get("instructions")
+        session = BackendSession(
+            name=name,
+            session_id=reply.session_id,
+            protocol_version=upstream_version,
+            capabilities=capabilities,
+        )
+        return session, instructions if isinstance(instructions, str) else None
+
+    async def end_upstream(self, backend: BackendSession) -> None:
+        """End one upstream session (DELETE) that aigw no longer keeps; failures logged."""
+        if backend.session_id is None:
+            return
+        try:
+            await self.transports[backend.name].delete(backend.session_id, backend.protocol_version)
+        except UpstreamError as error:
+            self.log.info(
+                "ending upstream session of {backend}: {error}", backend=backend.name, error=error
+            )
+
+    async def end_session(self, session: ClientSession) -> None:
+        """DELETE: end every upstream session of this client session."""
+        for name, backend in session.backends.items():
+            if backend.session_id is None:
+                continue
+            try:
+                await self.transports[name].delete(
+                    backend.session_id, backend.protocol_version, principal=session.principal
+                )
+            except UpstreamError as error:
+                self.log.info(
+                    "ending upstream session of {backend}: {error}", backend=name, error=error
+                )
+            self._repaired.pop((session.binding, name))
+
+    async def join_missing(self, session: ClientSession) -> None:
+        """Backends that were down when the session opened join it once they answer.
+
+        Tried at most every JOIN_RETRY_SECONDS per session and backend, on the
+        first page of a list, so a backend that comes back shows up again.
+        """
+        now = self.clock.seconds()
+        missing = [
+            name
+            for name in session.snapshot.order
+            if name not in session.backends
+            and self._join_after.get((session.binding, name), 0.0) <= now
+        ]
+        if not missing:
+            return
+        for name in missing:
+            self._join_after[(session.binding, name)] = now + JOIN_RETRY_SECONDS
+        while len(self._join_after) > REPAIRED_SESSIONS_MAX:
+            self._join_after.popitem(last=False)
+        version = session.state.protocol_version
+        opened = await self.open(missing, version, {}, session.principal)
+        for joined, _ in opened:
+            self._remember(session, joined)
+
+    async def repair(self, session: ClientSession, backend: str) -> None:
+        """The backend forgot our session (restart): open a new one, transparently."""
+        self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)
+        version = session.state.protocol_version
+        opened = await self.open([backend], version, {}, session.principal)
+        if not opened:
+            raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
+        self._remember(session, opened[0][0])
+
+    def _remember(self, session: ClientSession, backend_session: BackendSession) -> None:
+        """An upstream session opened after the client's session was sealed (bounded)."""
+        session.backends[backend_session.name] = backend_session
+        if session.on_reopen is not None:
+            session.on_reopen(backend_session)
+            return
+        self._repaired.put((session.binding, backend_session.name), backend_session)

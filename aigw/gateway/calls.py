@@ -1,0 +1,271 @@
+"""Calls: route a request to its backend, authorize it on the body, forward it, cancel it.
+
+Calls route by the ``<backend>__`` prefix (tools, prompts), the ``aigw:<backend>/``
+URI prefix (resources) or the completion's ref.  The body alone decides, and
+every named backend and tool is authorized twice: the backend's required scopes
+(a 403 step-up) and the access policy (hidden as unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+
+from aigw.events import AccessDecided, GatewayObserver
+from aigw.gateway.access import AccessPolicy
+from aigw.gateway.catalog import Catalog
+from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.errors import GatewayError, InsufficientScope
+from aigw.gateway.exchange import Collector, Exchange
+from aigw.gateway.input_required import check_input_required, is_input_required
+from aigw.gateway.record import RequestRecord
+from aigw.gateway.relay import Emit, Relay
+from aigw.protocol import jsonrpc
+from aigw.protocol.names import rewrite_prompt_result, rewrite_read_result, rewrite_resource_links
+from aigw.protocol.revision import legacy_result
+from aigw.protocol.versions import is_modern
+from aigw.sealed.session_id import BackendSession
+from aigw.upstream.api import UpstreamError
+
+#: How a backend's result is rewritten for the client (backend, result) -> result.
+Rewrite = Callable[[str, Any], Any]
+#: Where a request goes: backend, the params as the backend knows them, the rewrite.
+Route = tuple[str, dict[str, Any], Rewrite]
+
+#: The methods that name what they are for, routed to one backend.
+ROUTED_METHODS = (
+    "tools/call",
+    "prompts/get",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+)
+#: Those whose name may have to be learnt by listing first (``Catalog.learn_names``).
+LEARNED_METHODS = ("tools/call", "prompts/get")
+
+
+class Calls:
+    """Routes, authorizes, forwards and cancels requests for one named backend item."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        observer: GatewayObserver,
+        catalog: Catalog,
+        exchange: Exchange,
+        relay: Relay,
+        clock: Any,
+    ) -> None:
+        self.policy = policy
+        self.observer = observer
+        self.catalog = catalog
+        self.exchange = exchange
+        self.relay = relay
+        self.clock = clock
+        # Client request id -> (backend, upstream id), per session, for cancellation.
+        self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
+
+    async def answer(
+        self,
+        session: ClientSession,
+        request: jsonrpc.Request,
+        params: dict[str, Any],
+        emit: Emit,
+        record: RequestRecord,
+    ) -> dict[str, Any] | None:
+        """The response to a routed request (None: cancelled, nothing to send)."""
+        if request.method in LEARNED_METHODS:
+            await self.catalog.learn_names(session, request.method, params.get("name"))
+        route = self.route(session, request.method, params, record)
+        if route is None:
+            raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
+        return await self.forward(session, route, request, emit, record)
+
+    def route(
+        self,
+        session: ClientSession,
+        method: str,
+        params: dict[str, Any],
+        record: RequestRecord | None = None,
+    ) -> Route | None:
+        """Which backend a request goes to, its upstream params and how to rewrite the result."""
+        catalog = self.catalog
+        if method == "tools/call":
+            # CallToolRequest: arguments and _meta, when present, are objects.
+            for field in ("arguments", "_meta"):
+                if field in params and not isinstance(params[field], dict):
+                    raise GatewayError(jsonrpc.INVALID_PARAMS, f"{field} must be an object")
+            backend, name = catalog.resolve_name(session, params.get("name"), "tool")
+            if not session.snapshot.filters[backend].allows(name):
+                raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown tool: {params.get('name')}")
+            self._authorize(session, backend, name, name, params.get("name"), record)
+            return backend, {**params, "name": name}, _rewrite_tool_result
+        if method == "prompts/get":
+            backend, name = catalog.resolve_name(session, params.get("name"), "prompt")
+            self._authorize(session, backend, None, name, params.get("name"), record)
+            return backend, {**params, "name": name}, rewrite_prompt_result
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            backend, uri = catalog.resolve_uri(session, params.get("uri"))
+            self._authorize(session, backend, None, uri, params.get("uri"), record)
+            if method == "resources/subscribe":
+                _check_updates_deliverable(session.backends.get(backend))
+            return backend, {**params, "uri": uri}, rewrite_read_result
+        if method == "completion/complete":
+            return self._route_completion(session, params, record)
+        return None
+
+    def _route_completion(
+        self, session: ClientSession, params: dict[str, Any], record: RequestRecord | None
+    ) -> Route:
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "completion/complete needs a ref object")
+        if ref.get("type") == "ref/prompt":
+            backend, name = self.catalog.resolve_name(session, ref.get("name"), "prompt")
+            new_ref = {**ref, "name": name}
+        elif ref.get("type") == "ref/resource":
+            backend, name = self.catalog.resolve_uri(session, ref.get("uri"))
+            new_ref = {**ref, "uri": name}
+        else:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "unknown completion ref type")
+        shown = str(ref.get("name") or ref.get("uri"))
+        self._authorize(session, backend, None, name, shown, record)
+        return backend, {**params, "ref": new_ref}, _keep
+
+    def _authorize(
+        self,
+        session: ClientSession,
+        backend: str,
+        tool: str | None,
+        name: str,
+        shown: Any,
+        record: RequestRecord | None,
+    ) -> None:
+        """Per-backend scopes (403 step-up) and the access policy (hidden as unknown);
+        each decision is reported with the rule that made it."""
+        principal = session.principal
+        snapshot = session.snapshot
+        if record is not None:
+            record.backend = backend
+            record.name = name
+        needed = snapshot.unmet_scopes(principal, backend)
+        if needed:
+            rule = snapshot.scopes_rule(backend)
+            self.observer.access_decided(AccessDecided(principal, backend, name, False, rule))
+            if record is not None:
+                record.outcome = "denied"
+            raise InsufficientScope(needed)
+        decision = self.policy.decide(principal, backend, tool)
+        self.observer.access_decided(
+            AccessDecided(principal, backend, name, decision.allowed, decision.rule)
+        )
+        if not decision:
+            self.log.info(
+                "access denied: {sub} may not use {backend} {tool}",
+                sub=principal.subject,
+                backend=backend,
+                tool=tool or "",
+            )
+            if record is not None:
+                record.outcome = "denied"
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown or not allowed: {shown}")
+
+    async def forward(
+        self,
+        session: ClientSession,
+        route: Route,
+        request: jsonrpc.Request,
+        emit: Emit,
+        record: RequestRecord,
+    ) -> dict[str, Any] | None:
+        """Send one request to its backend and relay what comes back, as it comes."""
+        backend, params, rewrite = route
+        upstream_id = self.exchange.next_id()
+        key = (session.binding, request.id)
+        collector = Collector(
+            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit)
+        )
+        self._inflight[key] = (backend, upstream_id, collector)
+        started = self.clock.seconds()
+        try:
+            message = await self.exchange.request(
+                session, backend, upstream_id, request.method, params, collector
+            )
+            if message is None:
+                return None
+            message["id"] = request.id
+            result = message.get("result")
+            if isinstance(result, dict):
+                if is_input_required(result):
+                    check_input_required(session, backend, request.method, result)
+                else:
+                    message["result"] = rewrite(backend, legacy_result(result))
+            return message
+        except UpstreamError as error:
+            self.log.warn("{error}", error=str(error))
+            record.outcome = "upstream_error"
+            return jsonrpc.error_response(request.id, GatewayError.from_upstream(error).to_error())
+        finally:
+            record.upstream_seconds += self.clock.seconds() - started
+            self._inflight.pop(key, None)
+
+    async def cancel(self, session: ClientSession, request_id: Any, reason: str) -> None:
+        """Cancel a request in flight: tell its backend, stop reading its reply.
+
+        Used for the client's ``notifications/cancelled`` and when the client
+        goes away mid-request (basic/utilities/cancellation).
+        """
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+            return  # a RequestId is a string or an integer: anything else names nothing
+        target = self._inflight.get((session.binding, request_id))
+        if target is None:
+            return  # unknown or finished: nothing to cancel
+        backend, upstream_id, collector = target
+        collector.cancelled = True
+        await self.exchange.notify(
+            session,
+            backend,
+            "notifications/cancelled",
+            {"requestId": upstream_id, "reason": reason},
+        )
+        if collector.reader is not None:
+            collector.reader.stop()
+        elif collector.pending is not None and not collector.pending.called:
+            # No answer has begun: abort the request itself, the only signal a
+            # 2026-07-28 backend gets (streamable-http "Cancellation").
+            collector.pending.cancel()
+
+
+def _check_updates_deliverable(backend: BackendSession | None) -> None:
+    """Refuse a subscription whose updates could never arrive.
+
+    2025-11-25 server/resources "Subscriptions" sends ``notifications/resources/updated``
+    later, outside any request, so on the GET stream (basic/transports "Listening for
+    Messages from the Server"), which belongs to the session.  A backend that answered
+    ``initialize`` without ``Mcp-Session-Id`` (a stateless server) has neither: it would
+    accept the subscription and never deliver, so aigw says so instead.
+    """
+    if backend is None or backend.session_id is not None or is_modern(backend.protocol_version):
+        return
+    raise GatewayError(
+        jsonrpc.INVALID_REQUEST,
+        f"resources/subscribe: backend {backend.name!r} keeps no session, so it has "
+        "no stream to send resource updates on",
+        {"backend": backend.name, "reason": "no_session_stream"},
+    )
+
+
+def _keep(backend: str, result: Any) -> Any:
+    return result
+
+
+def _rewrite_tool_result(backend: str, result: Any) -> Any:
+    """Resource links inside tool results point at the exposed URIs."""
+    if isinstance(result, dict):
+        return rewrite_resource_links(backend, result)
+    return result

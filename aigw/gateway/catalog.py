@@ -1,0 +1,213 @@
+"""The catalog: how backends' tools, prompts and resources are named to the client.
+
+Tools and prompts are exposed as ``<backend>__<name>`` (``protocol/names.py``),
+filtered by the backend's tool selector and the access policy; a name that had
+to be mapped is recorded in a ``NameTable`` when a list exposes it, and learnt
+by listing when a call names one this process never listed.  The tools'
+``x-mcp-header`` annotations (``ParamHeaders``) are learnt from the same lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from aigw.gateway.access import AccessPolicy
+from aigw.gateway.errors import GatewayError
+from aigw.gateway.lists import list_page
+from aigw.protocol import jsonrpc
+from aigw.protocol.names import NameTable, could_be_mapped, expose_uri, resolve_uri, split_name
+from aigw.protocol.paramheaders import Annotations, as_text, header_annotations, value_at
+from aigw.protocol.revision import encode_header_value
+from aigw.protocol.versions import is_modern
+from aigw.upstream.api import UpstreamError
+
+if TYPE_CHECKING:
+    from aigw.gateway.client_sessions import ClientSession
+    from aigw.gateway.exchange import Exchange
+
+LEARN_AGAIN_SECONDS = 30.0
+LEARN_MAX_PAGES = 20
+
+
+class ParamHeaders:
+    """x-mcp-header annotations per (backend, tool), from the tool lists."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], Annotations] = {}
+
+    def remember(self, backend: str, tool: dict[str, Any]) -> None:
+        """A tool's ``x-mcp-header`` annotations (paramheaders.py), as last listed."""
+        found = header_annotations(tool.get("inputSchema"))
+        if found:
+            self._found[(backend, tool["name"])] = found
+        else:
+            self._found.pop((backend, tool["name"]), None)
+
+    def of(self, backend: str, tool: str) -> Annotations:
+        return self._found.get((backend, tool), {})
+
+    def mirrored(self, backend: str, params: dict[str, Any]) -> dict[bytes, bytes]:
+        """``Mcp-Param-{Name}`` for a call to a 2026-07-28 backend ("Client Behavior")."""
+        headers: dict[bytes, bytes] = {}
+        for name, path in self.of(backend, str(params.get("name"))).items():
+            text = as_text(value_at(params.get("arguments"), path))
+            if text is not None:
+                headers[f"Mcp-Param-{name}".encode("ascii", "replace")] = encode_header_value(
+                    text
+                ).encode("ascii")
+        return headers
+
+
+class Catalog:
+    """Exposes list items to the client and resolves the names the client sends back."""
+
+    log = Logger()
+
+    def __init__(
+        self, policy: AccessPolicy, param_headers: ParamHeaders, exchange: Exchange, clock: Any
+    ) -> None:
+        self.policy = policy
+        self.param_headers = param_headers
+        self.exchange = exchange
+        self.clock = clock
+        # Exposed tool and prompt names, mapped ones included, as served in lists.
+        self._names = {"tool": NameTable(), "prompt": NameTable()}
+        # Which backends' tools and prompts this process has listed, and when it last
+        # listed one only to route a call (see learn_names).
+        self._listed: set[tuple[str, str]] = set()
+        self._learned: dict[tuple[str, str], float] = {}
+
+    def expose_items(
+        self, session: ClientSession, backend: str, key: str, items: list[Any]
+    ) -> Iterable[Any]:
+        """One backend's list items as the client sees them, filtered by policy."""
+        if key in ("tools", "prompts"):
+            yield from self._expose_named(session, backend, key, items)
+            return
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if not self.policy.decide(session.principal, backend, None):
+                continue
+            elif key == "resources" and isinstance(item.get("uri"), str):
+                yield {**item, "uri": expose_uri(backend, item["uri"])}
+            elif key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
+                yield {**item, "uriTemplate": expose_uri(backend, item["uriTemplate"])}
+
+    def _expose_named(
+        self, session: ClientSession, backend: str, key: str, items: list[Any]
+    ) -> Iterable[Any]:
+        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy."""
+        kind = key[:-1]
+        table = self._names[kind]
+        principal = session.principal
+        allows = session.snapshot.filters[backend].allows
+        self._listed.add((backend, kind))
+        kept = [
+            item
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and (
+                allows(item["name"]) and self.policy.decide(principal, backend, item["name"])
+                if kind == "tool"
+                else self.policy.decide(principal, backend, None)
+            )
+        ]
+        for name in table.add(backend, [item["name"] for item in kept]):
+            self.log.warn(
+                "backend {backend}: {kind} {name!r} cannot be exposed; left out",
+                backend=backend,
+                kind=kind,
+                name=name,
+            )
+        for item in kept:
+            exposed = table.expose(backend, item["name"])
+            if exposed is not None:
+                if kind == "tool":
+                    self.param_headers.remember(backend, item)
+                yield {**item, "name": exposed}
+
+    def param_headers_of(self, exposed: str) -> Annotations:
+        """The annotations of an exposed tool name (empty when none or unknown)."""
+        resolved = self._names["tool"].resolve(exposed) or split_name(exposed)
+        return self.param_headers.of(*resolved) if resolved else {}
+
+    def resolve_name(self, session: ClientSession, exposed: Any, kind: str) -> tuple[str, str]:
+        """``(backend, upstream name)`` of an exposed tool or prompt name of this session."""
+        if not isinstance(exposed, str):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"{kind} name must be a string")
+        resolved = self._names[kind].resolve(exposed) or split_name(exposed)
+        if resolved is None:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
+        backend, name = resolved
+        if backend not in session.snapshot.backends or backend not in session.backends:
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
+        return backend, name
+
+    @staticmethod
+    def resolve_uri(session: ClientSession, exposed: Any) -> tuple[str, str]:
+        """``(backend, upstream uri)`` of an exposed resource URI."""
+        if not isinstance(exposed, str):
+            raise GatewayError(jsonrpc.INVALID_PARAMS, "uri must be a string")
+        resolved = resolve_uri(exposed)
+        if resolved is None or resolved[0] not in session.snapshot.backends:
+            raise GatewayError(jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed})
+        return resolved
+
+    async def learn_names(self, session: ClientSession, method: str, exposed: Any) -> None:
+        """List a backend's tools (or prompts) in this process before routing a call to it,
+        when what routing needs comes only from a list: a mapped (hashed) name, or the
+        ``Mcp-Param`` headers of a 2026-07-28 backend's tools.  Another process of the
+        same deployment may have served the list (sealed sessions: any process serves
+        any request).  At most once per backend and kind every LEARN_AGAIN_SECONDS, so
+        made-up names cannot make aigw list for every call; failures leave routing as
+        it was (the call then fails as unknown, or goes without mirrored headers).
+        """
+        if not isinstance(exposed, str):
+            return
+        kind = "tool" if method == "tools/call" else "prompt"
+        split = split_name(exposed)
+        if split is None or split[0] not in session.backends:
+            return
+        backend = split[0]
+        table = self._names[kind]
+        unresolved = table.resolve(exposed) is None and could_be_mapped(exposed)
+        unlisted = (
+            kind == "tool"
+            and is_modern(session.backends[backend].protocol_version)
+            and (backend, kind) not in self._listed
+        )
+        if not (unresolved or unlisted):
+            return
+        now = self.clock.seconds()
+        if self._learned.get((backend, kind), -LEARN_AGAIN_SECONDS) + LEARN_AGAIN_SECONDS > now:
+            return
+        self._learned[(backend, kind)] = now
+        try:
+            await self._list_until(session, backend, kind, exposed if unresolved else None)
+        except UpstreamError as error:
+            self.log.info(
+                "listing {backend} to route {name!r}: {error}",
+                backend=backend,
+                name=exposed,
+                error=error,
+            )
+
+    async def _list_until(
+        self, session: ClientSession, backend: str, kind: str, wanted: str | None
+    ) -> None:
+        """List the backend's tools or prompts, page by page (at most LEARN_MAX_PAGES),
+        until ``wanted`` resolves or the list ends."""
+        cursor: str | None = None
+        for _ in range(LEARN_MAX_PAGES):
+            items, cursor = await list_page(
+                self.exchange, session, backend, f"{kind}s/list", cursor
+            )
+            for _item in self._expose_named(session, backend, kind + "s", items):
+                pass  # exposing fills the name table and the header annotations
+            if cursor is None or (wanted is not None and self._names[kind].resolve(wanted)):
+                return

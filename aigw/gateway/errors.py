@@ -1,0 +1,39 @@
+"""The gateway's errors: a JSON-RPC error to answer the request with, or a step-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw.protocol import jsonrpc
+from aigw.upstream.api import UpstreamError
+
+
+class GatewayError(Exception):
+    """A JSON-RPC error to answer the client's request with."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @classmethod
+    def from_upstream(cls, error: UpstreamError) -> GatewayError:
+        """A backend's failure as the client sees it: which backend, how, what was seen."""
+        code = jsonrpc.UPSTREAM_TIMEOUT if error.kind == "timeout" else jsonrpc.UPSTREAM_UNAVAILABLE
+        return cls(
+            code,
+            f"backend {error.backend!r} failed: {error.kind}",
+            {"backend": error.backend, "reason": error.kind, "detail": error.detail},
+        )
+
+    def to_error(self) -> dict[str, Any]:
+        return jsonrpc.error_object(self.code, self.message, self.data)
+
+
+class InsufficientScope(Exception):
+    """The principal lacks scopes a backend requires: HTTP 403 (MCP Authorization, step-up)."""
+
+    def __init__(self, needed: tuple[str, ...]) -> None:
+        super().__init__(needed)
+        self.needed = needed

@@ -1,0 +1,212 @@
+"""One exchange with a backend: a request and its answer, a notification, a client's answer.
+
+Every message aigw sends upstream on a client session's behalf goes through
+here: the 2026-07-28 envelope and routing headers toward backends that speak
+it, the session repair when a backend forgot its session, and the ``Collector``
+that picks the answer out of everything the backend sends meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from aigw.gateway.fanout import fan_out
+from aigw.protocol import jsonrpc
+from aigw.protocol.revision import envelope, routing_headers
+from aigw.protocol.versions import is_modern
+from aigw.upstream.api import BodyReader, UpstreamError, UpstreamSessionGone, UpstreamTransport
+
+if TYPE_CHECKING:
+    from aigw.gateway.backends import BackendSessions
+    from aigw.gateway.catalog import ParamHeaders
+    from aigw.gateway.client_sessions import ClientSession
+
+
+def ignore(message: Any) -> None:
+    """Sink for replies whose content does not matter (notifications, DELETE)."""
+
+
+class Collector:
+    """Waits for the answer with ``request_id``; hands everything else to ``other``."""
+
+    def __init__(self, request_id: int, other: Callable[[Any], None] | None = None) -> None:
+        self.request_id = request_id
+        self.other = other
+        self.message: dict[str, Any] | None = None
+        self.reader: BodyReader | None = None
+        self.pending: Deferred[Any] | None = None
+        self.cancelled = False
+
+    def attach(self, reader: BodyReader) -> None:
+        self.reader = reader
+
+    def sink(self, message: Any) -> None:
+        if isinstance(message, list):
+            for item in message:
+                self.sink(item)
+            return
+        if (
+            isinstance(message, dict)
+            and type(message.get("id")) is int  # not True, not 1.0: ids aigw sent are ints
+            and message["id"] == self.request_id
+            and ("result" in message or "error" in message)
+        ):
+            self.message = message
+            if self.reader is not None:
+                self.reader.finish()
+            return
+        if self.other is not None:
+            self.other(message)
+
+    def result(self, backend: str) -> dict[str, Any]:
+        if self.message is None:
+            raise UpstreamError(backend, "bad_reply", "the reply ended without an answer")
+        return self.message
+
+
+class Exchange:
+    """Sends requests and notifications to the backends of a client session."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        transports: Mapping[str, UpstreamTransport],
+        backends: BackendSessions,
+        param_headers: ParamHeaders,
+        ids: Iterator[int],
+    ) -> None:
+        self.transports = transports
+        self.backends = backends
+        self.param_headers = param_headers
+        self._ids = ids
+
+    def next_id(self) -> int:
+        """A fresh upstream request id (aigw's own: clients' ids never go upstream)."""
+        return next(self._ids)
+
+    async def request(
+        self,
+        session: ClientSession,
+        backend: str,
+        upstream_id: int,
+        method: str,
+        params: dict[str, Any],
+        collector: Collector,
+        retry: bool = True,
+    ) -> dict[str, Any] | None:
+        """The backend's answer to one request (None: cancelled before it came)."""
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None:
+            raise UpstreamError(backend, "unavailable", "not part of this session")
+        version = upstream_session.protocol_version
+        headers = None
+        if is_modern(version):
+            # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
+            params = envelope(params, version, session.input_capabilities or {})
+            headers = routing_headers(method, params)
+            if method == "tools/call":
+                headers.update(self.param_headers.mirrored(backend, params))
+        body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
+        posting = ensureDeferred(
+            self.transports[backend].post(
+                body,
+                collector.sink,
+                upstream_session.session_id,
+                version,
+                collector.attach,
+                headers,
+                principal=session.principal,
+            )
+        )
+        collector.pending = posting
+        try:
+            await posting
+        except CancelledError:
+            return None  # cancelled before the backend answered (see Calls.cancel)
+        except UpstreamSessionGone:
+            if not retry:
+                raise
+            await self.backends.repair(session, backend)
+            return await self.request(
+                session, backend, upstream_id, method, params, collector, False
+            )
+        except UpstreamError:
+            if collector.cancelled:
+                return None  # the reader was stopped because the client cancelled
+            self.backends.forget_revision(backend)  # re-probed at the next open
+            raise
+        if collector.cancelled:
+            return None
+        return collector.result(backend)
+
+    async def ask(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A request of aigw's own (lists, setLevel, subscriptions): only the answer matters."""
+        upstream_id = self.next_id()
+        return await self.request(
+            session, backend, upstream_id, method, params, Collector(upstream_id)
+        )
+
+    async def broadcast(
+        self, session: ClientSession, method: str, params: dict[str, Any], capability: str
+    ) -> None:
+        """A request of aigw's own to every backend of the session with ``capability``."""
+        names = [
+            n
+            for n, s in session.backends.items()
+            if isinstance(s.capabilities.get(capability), dict)
+        ]
+        await fan_out(
+            names,
+            lambda name: self.ask(session, name, method, params),
+            self.log,
+            "{method} to {backend}: {reason}",
+            method=method,
+        )
+
+    async def notify(
+        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+    ) -> None:
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None or is_modern(upstream_session.protocol_version):
+            # 2026-07-28 has no client notifications over HTTP; closing the
+            # request's stream is its cancellation (streamable-http "Cancellation").
+            return
+        body = jsonrpc.dumps(jsonrpc.notification(method, params))
+        try:
+            await self.transports[backend].post(
+                body,
+                ignore,
+                upstream_session.session_id,
+                upstream_session.protocol_version,
+                principal=session.principal,
+            )
+        except UpstreamError as error:
+            self.log.info(
+                "notification {method} to {backend}: {error}",
+                method=method,
+                backend=backend,
+                error=str(error),
+            )
+
+    async def answer(self, session: ClientSession, backend: str, payload: dict[str, Any]) -> None:
+        """The client's response to a backend's request, sent back to that backend."""
+        upstream_session = session.backends.get(backend)
+        if upstream_session is None:
+            return
+        try:
+            await self.transports[backend].post(
+                jsonrpc.dumps(payload),
+                ignore,
+                upstream_session.session_id,
+                upstream_session.protocol_version,
+                principal=session.principal,
+            )
+        except UpstreamError as error:
+            self.log.warn("relaying a client response: {error}", error=str(error))

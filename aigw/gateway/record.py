@@ -1,0 +1,26 @@
+"""What the gateway learns about one client request while answering it.
+
+Filled as the request is routed and forwarded, then reported once as
+``events.RequestFinished``.  One small object per request: the hot path
+(thousands of calls a second) allocates nothing else for it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from aigw.events import Outcome
+
+
+@attrs.define(slots=True)
+class RequestRecord:
+    """One request's method, start time, route and upstream wait, as they become known."""
+
+    method: str
+    started: float
+    backend: str | None = None
+    #: The upstream tool, prompt or resource name the request was routed with.
+    name: str | None = None
+    #: Set where the outcome is known better than the answer shows (denied, upstream_error).
+    outcome: Outcome | None = None
+    upstream_seconds: float = 0.0

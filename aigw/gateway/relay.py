@@ -1,0 +1,76 @@
+"""Server-to-client messages: what a backend sends besides its answer, and the way back.
+
+Backends send notifications (progress, list changes, resource updates) and
+requests (sampling, elicitation, roots: MCP 2025-11-25 client/*) while a request
+is in flight or on their GET stream.  They reach the client rewritten to the
+names it knows, and a request's id is sealed so that the client's answer finds
+its way back to the backend that asked (``sealed/request_id.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from aigw.protocol import jsonrpc
+from aigw.protocol.names import expose_uri
+from aigw.sealed.request_id import InvalidId, RequestIdCodec
+
+if TYPE_CHECKING:
+    from aigw.gateway.client_sessions import ClientSession
+    from aigw.gateway.exchange import Exchange
+
+#: A callable that sends one JSON-RPC message to the client now (progress,
+#: server-to-client requests); the transport turns the reply into SSE for it.
+Emit = Callable[[dict[str, Any]], None]
+#: ``Relay.to_client``, as the streams take it.
+ToClient = Callable[["ClientSession", str, Any, Emit], None]
+
+
+class Relay:
+    """Passes backends' messages on to the client, and the client's answers back."""
+
+    log = Logger()
+
+    def __init__(self, request_ids: RequestIdCodec, exchange: Exchange) -> None:
+        self.request_ids = request_ids
+        self.exchange = exchange
+
+    def to_client(self, session: ClientSession, backend: str, message: Any, emit: Emit) -> None:
+        """A message from the backend that is not our answer: pass it on, rewritten."""
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+            self.log.debug("backend {backend} sent a stray message", backend=backend)
+            return
+        if "id" in message:
+            # A server-to-client request: the id is sealed so the answer finds its way back
+            # and a client cannot forge routing to another backend.
+            message = {
+                **message,
+                "id": self.request_ids.wrap(backend, message["id"], session.binding),
+            }
+        emit(_rewrite_notification(backend, message))
+
+    async def to_backend(self, session: ClientSession, message: Any) -> None:
+        """The client's answer to a relayed server-to-client request goes back to its backend."""
+        try:
+            backend, upstream_id = self.request_ids.unwrap(message.id, session.binding)
+        except InvalidId:
+            self.log.info("client answered an unknown or forged request id; dropped")
+            return
+        payload = jsonrpc.to_dict(message)
+        payload["id"] = upstream_id
+        await self.exchange.answer(session, backend, payload)
+
+
+def _rewrite_notification(backend: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Notifications that name a resource name it as the client knows it."""
+    params = message.get("params")
+    if (
+        message.get("method") == "notifications/resources/updated"
+        and isinstance(params, dict)
+        and isinstance(params.get("uri"), str)
+    ):
+        return {**message, "params": {**params, "uri": expose_uri(backend, params["uri"])}}
+    return message
