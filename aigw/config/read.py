@@ -34,6 +34,7 @@ from aigw.config.model import (
     ToolSelector,
 )
 from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
+from aigw.upstream import headers as upstream_headers
 
 #: Every JWS algorithm aigw can verify; HS* need ``shared_secret``.
 KNOWN_ALGORITHMS = (*DEFAULT_ALGORITHMS, "ES512", "HS256", "HS384", "HS512")
@@ -215,28 +216,6 @@ def _read_headers(section: cp.Section) -> dict[str, str]:
     return _valid_headers(section.ctx, path, node, headers, inline=False)
 
 
-#: RFC 9110 §5.1 field-name (a token).
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: RFC 9110 §5.5 field-value octets: HTAB, SP, VCHAR and obs-text (sent as Latin-1).
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-#: Headers that aigw itself (or HTTP framing) owns; a static value would break requests.
-_RESERVED_HEADERS = frozenset(
-    {
-        "connection",
-        "content-length",
-        "content-type",
-        "host",
-        "keep-alive",
-        "mcp-session-id",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-
 def _valid_headers(
     ctx: cp.Context, path: str, node: cp.Node, headers: dict[str, str], *, inline: bool
 ) -> dict[str, str]:
@@ -244,13 +223,13 @@ def _valid_headers(
     valid = {}
     for name, value in headers.items():
         where = (f"{path}.{name}", _value_node(node, name)) if inline else (path, node)
-        if not _HEADER_NAME.fullmatch(name):
+        if not upstream_headers.FIELD_NAME.fullmatch(name):
             ctx.report(*where, f"{name!r} is not a valid header name")
-        elif name.lower() in _RESERVED_HEADERS:
+        elif upstream_headers.is_reserved(name):
             ctx.report(*where, f"{name} is set by aigw and cannot be configured")
         elif any(c in value for c in "\r\n\0"):
             ctx.report(*where, f"the value of {name} contains a line break or NUL")
-        elif not _HEADER_VALUE.fullmatch(value):
+        elif not upstream_headers.FIELD_VALUE.fullmatch(value):
             ctx.report(
                 *where,
                 f"the value of {name} holds a control character or a character "

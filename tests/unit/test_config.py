@@ -298,6 +298,17 @@ class BackendTests(ConfigTestCase):
         text = MINIMAL + "    headers:\n      Content-Length: '5'\n"
         self.assertProblem(text, "backends[0].headers.Content-Length", 9, "set by aigw")
 
+    def test_header_the_upstream_client_sets_cannot_be_configured(self) -> None:
+        """A configured ``Accept`` passed validation and went upstream twice."""
+        for name in ("Accept", "Mcp-Session-Id", "mcp-protocol-version", "Last-Event-ID"):
+            text = MINIMAL + f"    headers:\n      {name}: x\n"
+            self.assertProblem(text, f"backends[0].headers.{name}", 9, f"{name} is set by aigw")
+
+    def test_mcp_param_headers_cannot_be_configured(self) -> None:
+        """``Mcp-Param-{Name}`` headers mirror each call's arguments (2026-07-28)."""
+        text = MINIMAL + "    headers: {mcp-param-x: y}\n"
+        self.assertProblem(text, "backends[0].headers.mcp-param-x", 8, "set by aigw")
+
     def test_header_name_must_be_a_token(self) -> None:
         text = MINIMAL + "    headers: {'X Key': abc}\n"
         self.assertProblem(text, "backends[0].headers.X Key", 8, "not a valid header name")
@@ -479,6 +490,17 @@ class FileTwinTests(ConfigTestCase):
         path = directory / "aigw.yaml"
         path.write_text(MINIMAL + "    headers_file: headers.json\n")
         self.assertEqual(load_config(str(path), env={}).backends[0].headers, {"X-Api-Key": "k"})
+
+    def test_headers_file_cannot_hold_a_header_aigw_sets(self) -> None:
+        directory = self.directory()
+        (directory / "headers.yaml").write_text("X-Api-Key: k\nAccept: text/html\n")
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "    headers_file: headers.yaml\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), env={})
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("backends[0].headers_file", 8))
+        self.assertIn("Accept is set by aigw", problem.message)
 
     def test_headers_file_that_is_not_a_mapping(self) -> None:
         directory = self.directory()
