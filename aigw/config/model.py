@@ -1,18 +1,24 @@
 """The gateway's configuration: frozen typed objects, one class per YAML section.
 
 Everything a user can write in the config file is declared here, once, as a
-frozen ``attrs`` class.  The file is validated once, at start (``read.py``), and
-nothing downstream re-checks what was validated there.
+frozen ``attrs`` class whose fields say their default and, in their metadata,
+how their key is read (``fields.py``).  The file is validated once, at start
+(``read.py``), and nothing downstream re-checks what was validated there.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import attrs
 
+from aigw.config import nodes as cp
+from aigw.config import values
+from aigw.config.fields import own_reader, read_as, required, section_of
+
+#: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
     "RS256",
     "RS384",
@@ -24,6 +30,22 @@ DEFAULT_ALGORITHMS = (
     "ES384",
     "EdDSA",
 )
+#: Every JWS algorithm aigw can verify; HS* need ``shared_secret``.
+KNOWN_ALGORITHMS = (*DEFAULT_ALGORITHMS, "ES512", "HS256", "HS384", "HS512")
+SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+Effect = Literal["allow", "deny"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warn", "error", "critical"]
+
+_duration = read_as(cp.duration())
+_duration_or_zero = read_as(cp.duration(allow_zero=True))
+_size = read_as(cp.as_size)
+_count = read_as(cp.integer(1))
+_count_or_zero = read_as(cp.integer(0))
+_strings = read_as(cp.as_str_list)
+_scopes = read_as(values.scopes)
+_regexes = read_as(values.regexes)
 
 
 @attrs.frozen
@@ -33,59 +55,66 @@ class ToolSelector:
     Empty ``include`` and ``include_regex`` mean "every tool".
     """
 
-    include: tuple[str, ...] = ()
-    include_regex: tuple[re.Pattern[str], ...] = ()
-    exclude: tuple[str, ...] = ()
-    exclude_regex: tuple[re.Pattern[str], ...] = ()
+    include: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    include_regex: tuple[re.Pattern[str], ...] = attrs.field(default=(), metadata=_regexes)
+    exclude: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    exclude_regex: tuple[re.Pattern[str], ...] = attrs.field(default=(), metadata=_regexes)
 
 
 @attrs.frozen
 class BackendConfig:
-    name: str
-    url: str
-    tools: ToolSelector = ToolSelector()
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    max_connections: int = 32
-    ca_file: str | None = None
-    required_scopes: tuple[str, ...] = ()
+    name: str = attrs.field(metadata=required(values.backend_name, ""))
+    url: str = attrs.field(metadata=required(values.url(ascii_only=True), ""))
+    tools: ToolSelector = attrs.field(
+        default=ToolSelector(), metadata=read_as(section_of(ToolSelector))
+    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, metadata=own_reader("headers_file"))
+    timeout: float = attrs.field(default=30.0, metadata=_duration)
+    connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
+    max_connections: int = attrs.field(default=32, metadata=_count)
+    ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
+    required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
 
 
 @attrs.frozen
 class IntrospectionConfig:
     """RFC 7662 token introspection, for opaque (non-JWT) access tokens."""
 
-    endpoint: str
-    client_id: str
-    client_secret: str
-    timeout: float = 10.0
-    cache_size: int = 10000
+    endpoint: str = attrs.field(metadata=required(values.url(), ""))
+    client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
+    client_secret: str = attrs.field(metadata=own_reader("client_secret_file"))
+    timeout: float = attrs.field(default=10.0, metadata=_duration)
+    cache_size: int = attrs.field(default=10000, metadata=_count_or_zero)
 
 
 @attrs.frozen
 class AuthConfig:
-    issuer: str
-    audiences: tuple[str, ...]
-    jwks_uri: str | None = None
-    scopes_supported: tuple[str, ...] = ()
-    required_scopes: tuple[str, ...] = ()
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    leeway: float = 30.0
-    require_access_token_type: bool = False
-    shared_secret: bytes | None = None
-    jwks_refresh_interval: float = 300.0
-    jwks_min_refresh_interval: float = 30.0
-    jwks_unknown_kid_cooldown: float = 30.0
-    jwks_max_bytes: int = 1024 * 1024
-    jwks_max_keys: int = 64
-    http_timeout: float = 10.0
-    token_cache_size: int = 10000
-    introspection: IntrospectionConfig | None = None
-    relay_authorization_server_metadata: bool = True
-    metadata_refresh_interval: float = 3600.0
-    resource_name: str | None = None
-    resource_documentation: str | None = None
+    issuer: str = attrs.field(metadata=required(values.url(query=False), ""))
+    #: Default: the resource URL (public_url + mcp_path).
+    audiences: tuple[str, ...] = attrs.field(metadata=own_reader())
+    jwks_uri: str | None = attrs.field(default=None, metadata=read_as(values.url()))
+    scopes_supported: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
+    required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
+    algorithms: tuple[str, ...] = attrs.field(default=DEFAULT_ALGORITHMS, metadata=own_reader())
+    leeway: float = attrs.field(default=30.0, metadata=_duration_or_zero)
+    require_access_token_type: bool = attrs.field(default=False, metadata=read_as(cp.as_bool))
+    shared_secret: bytes | None = attrs.field(
+        default=None, metadata=own_reader("shared_secret_file")
+    )
+    jwks_refresh_interval: float = attrs.field(default=300.0, metadata=_duration)
+    jwks_min_refresh_interval: float = attrs.field(default=30.0, metadata=_duration)
+    jwks_unknown_kid_cooldown: float = attrs.field(default=30.0, metadata=_duration_or_zero)
+    jwks_max_bytes: int = attrs.field(default=1024 * 1024, metadata=_size)
+    jwks_max_keys: int = attrs.field(default=64, metadata=_count)
+    http_timeout: float = attrs.field(default=10.0, metadata=_duration)
+    token_cache_size: int = attrs.field(default=10000, metadata=_count_or_zero)
+    introspection: IntrospectionConfig | None = attrs.field(default=None, metadata=own_reader())
+    relay_authorization_server_metadata: bool = attrs.field(
+        default=True, metadata=read_as(cp.as_bool)
+    )
+    metadata_refresh_interval: float = attrs.field(default=3600.0, metadata=_duration)
+    resource_name: str | None = attrs.field(default=None, metadata=read_as(cp.as_nonempty_str))
+    resource_documentation: str | None = attrs.field(default=None, metadata=read_as(values.url()))
 
 
 @attrs.frozen
@@ -98,69 +127,81 @@ class AccessRule:
     means any).
     """
 
-    effect: Literal["allow", "deny"]
-    subjects: tuple[str, ...] = ()
-    clients: tuple[str, ...] = ()
-    scopes: tuple[str, ...] = ()
-    claims: Mapping[str, str] = attrs.field(factory=dict)
-    backends: tuple[str, ...] = ()
-    tools: tuple[str, ...] = ()
+    effect: Effect = attrs.field(metadata=required(cp.choice(*get_args(Effect)), "deny"))
+    subjects: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    clients: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
+    claims: Mapping[str, str] = attrs.field(factory=dict, metadata=read_as(cp.as_str_map))
+    backends: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    tools: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
 
 
 @attrs.frozen
 class AccessConfig:
-    default: Literal["allow", "deny"] = "allow"
-    rules: tuple[AccessRule, ...] = ()
+    default: Effect = attrs.field(default="allow", metadata=read_as(cp.choice(*get_args(Effect))))
+    rules: tuple[AccessRule, ...] = attrs.field(
+        default=(), metadata=read_as(cp.list_of(section_of(AccessRule)))
+    )
 
 
 @attrs.frozen
 class SessionsConfig:
     """Keys that seal ``Mcp-Session-Id`` values (None: a random per-process key)."""
 
-    secret: bytes | None = None
-    old_secrets: tuple[bytes, ...] = ()
-    ttl: float = 24 * 3600.0
+    secret: bytes | None = attrs.field(default=None, metadata=own_reader("secret_file"))
+    old_secrets: tuple[bytes, ...] = attrs.field(
+        default=(), metadata=own_reader("old_secret_files")
+    )
+    ttl: float = attrs.field(default=24 * 3600.0, metadata=_duration)
     #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
-    pool_size: int = 10000
-    pool_idle_timeout: float = 600.0
+    pool_size: int = attrs.field(default=10000, metadata=_count)
+    pool_idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
     #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
-    max_streams_per_user: int = 8
+    max_streams_per_user: int = attrs.field(default=8, metadata=_count)
 
 
 @attrs.frozen
 class LoggingConfig:
-    format: Literal["text", "json"] = "text"
-    level: Literal["debug", "info", "warn", "error", "critical"] = "info"
-    access_log: bool = True
+    format: LogFormat = attrs.field(
+        default="text", metadata=read_as(cp.choice(*get_args(LogFormat)))
+    )
+    level: LogLevel = attrs.field(default="info", metadata=read_as(cp.choice(*get_args(LogLevel))))
+    access_log: bool = attrs.field(default=True, metadata=read_as(cp.as_bool))
 
 
 @attrs.frozen
 class ServerConfig:
     """Bounds of the HTTP server facing clients."""
 
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    idle_timeout: float = 60.0
-    shutdown_timeout: float = 10.0
+    max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, metadata=_size)
+    max_header_bytes: int = attrs.field(default=16 * 1024, metadata=_size)
+    max_headers: int = attrs.field(default=100, metadata=_count)
+    idle_timeout: float = attrs.field(default=60.0, metadata=_duration)
+    shutdown_timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Server-to-client streams open at once, all users together: each holds a client
     #: socket and, per backend, up to one upstream socket (shared within a user).
-    max_streams: int = 1024
+    max_streams: int = attrs.field(default=1024, metadata=_count)
 
 
 @attrs.frozen
 class Config:
-    listen: tuple[str, ...]
-    public_url: str
-    mcp_path: str
-    auth: AuthConfig | None
-    backends: tuple[BackendConfig, ...]
-    access: AccessConfig = AccessConfig()
-    sessions: SessionsConfig = SessionsConfig()
-    logging: LoggingConfig = LoggingConfig()
-    server: ServerConfig = ServerConfig()
-    allowed_origins: tuple[str, ...] = ()
-    source: str = "<memory>"
+    listen: tuple[str, ...] = attrs.field(metadata=required(values.listen, ()))
+    public_url: str = attrs.field(metadata=required(values.url(query=False), ""))
+    mcp_path: str = attrs.field(metadata=required(values.mcp_path, "/mcp"))
+    #: None: ``auth: none`` (development only).
+    auth: AuthConfig | None = attrs.field(metadata=own_reader())
+    backends: tuple[BackendConfig, ...] = attrs.field(metadata=own_reader())
+    access: AccessConfig = attrs.field(default=AccessConfig(), metadata=own_reader())
+    sessions: SessionsConfig = attrs.field(default=SessionsConfig(), metadata=own_reader())
+    logging: LoggingConfig = attrs.field(
+        default=LoggingConfig(), metadata=read_as(section_of(LoggingConfig))
+    )
+    server: ServerConfig = attrs.field(
+        default=ServerConfig(), metadata=read_as(section_of(ServerConfig))
+    )
+    allowed_origins: tuple[str, ...] = attrs.field(default=(), metadata=read_as(values.origins))
+    #: Where the config was read from: set by the loader, whatever the file says.
+    source: str = attrs.field(default="<memory>", metadata=own_reader())
 
     @property
     def resource_url(self) -> str:

@@ -514,6 +514,14 @@ class Section:
         return data
 
 
+def value_node(node: Node, key: str) -> Node:
+    """The value node at ``key`` of a mapping node (the node itself if absent)."""
+    for key_node, value in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            return value  # type: ignore[no-any-return]
+    return node
+
+
 def open_section(ctx: Context, node: Node, path: str, known: Iterable[str]) -> Section | None:
     if not isinstance(node, MappingNode):
         expected(ctx, path or "(root)", node, "a mapping")
