@@ -8,10 +8,11 @@ metadata, how its YAML key is read::
 ``read_fields`` then reads a whole section into the class: each key through its
 converter, the field's own default when the key is absent or its value wrong.
 The default is written nowhere else, so what the reader falls back to and what
-the class holds can never differ.  Fields that need more than one key (a
-``*_file`` twin) or another field's value are ``own_reader()`` fields: the
-caller reads them (``read.py``) and hands them in, still in field order, so
-problems on one line keep their reading order.
+the class holds can never differ.  A field given either inline or in a file
+(``secret`` / ``secret_file``) is ``read_either``.  Fields that need another
+field's value are ``own_reader()`` fields: the caller (``read.py``) reads them
+and hands them in, still in field order, so problems on one line keep their
+reading order.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ _METADATA_KEY = "aigw.config"
 class Reading:
     """How one field is read: its converter (None: by its own reader), whether the
     key is required (then ``placeholder`` stands in while problems are collected),
-    and the ``*_file`` key that may give it instead."""
+    and the ``*_file`` key that may give it instead (then ``convert`` is a
+    ``nodes.TwinConverter``, told which of the two was given)."""
 
-    convert: cp.Converter[Any] | None
+    convert: Callable[..., Any] | None
     required: bool = False
     placeholder: object = None
     twin: str | None = None
@@ -50,12 +52,20 @@ def required(convert: cp.Converter[Any], placeholder: object) -> Mapping[str, Re
     return {_METADATA_KEY: Reading(convert, required=True, placeholder=placeholder)}
 
 
-def own_reader(twin: str | None = None) -> Mapping[str, Reading]:
-    """Metadata: read by the section's reader in read.py (``twin``: its ``*_file`` key)."""
-    return {_METADATA_KEY: Reading(None, twin=twin)}
+def read_either(
+    twin: str, convert: cp.TwinConverter[Any], *, required: bool = False, placeholder: object = None
+) -> Mapping[str, Reading]:
+    """Metadata: the value is inline at the key or in the file named at ``twin``, not both."""
+    return {_METADATA_KEY: Reading(convert, required, placeholder, twin)}
+
+
+def own_reader() -> Mapping[str, Reading]:
+    """Metadata: read by the section's reader in read.py, which hands the value in."""
+    return {_METADATA_KEY: Reading(None)}
 
 
 def reading(field: attrs.Attribute[Any]) -> Reading:
+    """The field's Reading; every field of the model has one."""
     found = field.metadata.get(_METADATA_KEY)
     if not isinstance(found, Reading):
         raise TypeError(f"{field.name} says nothing of how it is read (see aigw.config.fields)")
@@ -71,14 +81,6 @@ def keys(cls: type) -> tuple[str, ...]:
         if twin is not None:
             names.append(twin)
     return tuple(names)
-
-
-def twin(cls: type, name: str) -> str:
-    """The ``*_file`` key of field ``name``."""
-    found = reading(attrs.fields_dict(cls)[name]).twin
-    if found is None:
-        raise TypeError(f"{cls.__name__}.{name} has no *_file twin")
-    return found
 
 
 def default(field: attrs.Attribute[Any]) -> Any:
@@ -101,9 +103,26 @@ def read_field(
     convert = convert or how.convert
     if convert is None:
         raise TypeError(f"{cls.__name__}.{name} is read by its own reader: give its converter")
+    if how.twin is not None:
+        return _read_either(section, field, how.twin, convert)
     if how.required:
         return section.need(name, convert, how.placeholder)
     return section.read(name, convert, default(field))
+
+
+def _read_either(
+    section: cp.Section, field: attrs.Attribute[Any], twin: str, convert: Callable[..., Any]
+) -> Any:
+    """A field given at its key or in the file named at ``twin`` (``read_either``)."""
+    how = reading(field)
+    fallback = how.placeholder if how.required else default(field)
+    given = section.twin(field.name, twin)
+    if given is None:
+        if how.required and not (section.has(field.name) or section.has(twin)):
+            section.missing(field.name)
+        return fallback
+    value = convert(section.ctx, *given)
+    return fallback if value is None else value
 
 
 def read_fields(section: cp.Section, cls: type[T], **given: Callable[[], object]) -> T:

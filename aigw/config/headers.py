@@ -13,22 +13,18 @@ from aigw.config import nodes as cp
 from aigw.upstream import headers as reserved
 
 
-def read_headers(section: cp.Section, key: str, file_key: str) -> dict[str, str]:
-    """Static upstream headers, inline at ``key`` or in the YAML/JSON mapping file
-    named at ``file_key``."""
-    given = section.twin(key, file_key)
-    if given is None:
-        return {}
-    path, node, is_file = given
+def static_headers(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> dict[str, str]:
+    """Static upstream headers: an inline mapping, or a YAML/JSON file holding one
+    (a ``nodes.TwinConverter``)."""
     if not is_file:
-        headers = cp.as_str_map(section.ctx, path, node) or {}
-        return _valid_headers(section.ctx, path, node, headers, inline=True)
-    name = cp.as_nonempty_str(section.ctx, path, node)
-    data = None if name is None else cp.read_file(section.ctx, path, node, name)
+        headers = cp.as_str_map(ctx, path, node) or {}
+        return _valid_headers(ctx, path, node, headers, inline=True)
+    name = cp.as_nonempty_str(ctx, path, node)
+    data = None if name is None else cp.read_file(ctx, path, node, name)
     if name is None or data is None:
         return {}
-    headers = _headers_from_file(section.ctx, path, node, section.ctx.resolve_path(name), data)
-    return _valid_headers(section.ctx, path, node, headers, inline=False)
+    headers = _headers_from_file(ctx, path, node, ctx.resolve_path(name), data)
+    return _valid_headers(ctx, path, node, headers, inline=False)
 
 
 def _valid_headers(

@@ -16,7 +16,8 @@ import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
-from aigw.config.fields import own_reader, read_as, required, section_of
+from aigw.config.fields import own_reader, read_as, read_either, required, section_of
+from aigw.config.headers import static_headers
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
@@ -68,7 +69,9 @@ class BackendConfig:
     tools: ToolSelector = attrs.field(
         default=ToolSelector(), metadata=read_as(section_of(ToolSelector))
     )
-    headers: Mapping[str, str] = attrs.field(factory=dict, metadata=own_reader("headers_file"))
+    headers: Mapping[str, str] = attrs.field(
+        factory=dict, metadata=read_either("headers_file", static_headers)
+    )
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
@@ -82,7 +85,9 @@ class IntrospectionConfig:
 
     endpoint: str = attrs.field(metadata=required(values.url(), ""))
     client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
-    client_secret: str = attrs.field(metadata=own_reader("client_secret_file"))
+    client_secret: str = attrs.field(
+        metadata=read_either("client_secret_file", cp.secret_text, required=True, placeholder="")
+    )
     timeout: float = attrs.field(default=10.0, metadata=_duration)
     cache_size: int = attrs.field(default=10000, metadata=_count_or_zero)
 
@@ -99,7 +104,7 @@ class AuthConfig:
     leeway: float = attrs.field(default=30.0, metadata=_duration_or_zero)
     require_access_token_type: bool = attrs.field(default=False, metadata=read_as(cp.as_bool))
     shared_secret: bytes | None = attrs.field(
-        default=None, metadata=own_reader("shared_secret_file")
+        default=None, metadata=read_either("shared_secret_file", cp.secret)
     )
     jwks_refresh_interval: float = attrs.field(default=300.0, metadata=_duration)
     jwks_min_refresh_interval: float = attrs.field(default=30.0, metadata=_duration)
@@ -148,9 +153,11 @@ class AccessConfig:
 class SessionsConfig:
     """Keys that seal ``Mcp-Session-Id`` values (None: a random per-process key)."""
 
-    secret: bytes | None = attrs.field(default=None, metadata=own_reader("secret_file"))
+    secret: bytes | None = attrs.field(
+        default=None, metadata=read_either("secret_file", values.session_secret)
+    )
     old_secrets: tuple[bytes, ...] = attrs.field(
-        default=(), metadata=own_reader("old_secret_files")
+        default=(), metadata=read_either("old_secret_files", values.session_secrets)
     )
     ttl: float = attrs.field(default=24 * 3600.0, metadata=_duration)
     #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
@@ -192,7 +199,9 @@ class Config:
     auth: AuthConfig | None = attrs.field(metadata=own_reader())
     backends: tuple[BackendConfig, ...] = attrs.field(metadata=own_reader())
     access: AccessConfig = attrs.field(default=AccessConfig(), metadata=own_reader())
-    sessions: SessionsConfig = attrs.field(default=SessionsConfig(), metadata=own_reader())
+    sessions: SessionsConfig = attrs.field(
+        default=SessionsConfig(), metadata=read_as(section_of(SessionsConfig))
+    )
     logging: LoggingConfig = attrs.field(
         default=LoggingConfig(), metadata=read_as(section_of(LoggingConfig))
     )

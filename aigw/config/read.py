@@ -2,8 +2,9 @@
 
 Every problem is reported with its key path (``backends[1].url``) and its line
 in the file.  Most of each section is read by its class's field metadata
-(``fields.read_fields``); the functions here read what needs more: ``*_file``
-twins, values that depend on another field, lists that must not repeat a name.
+(``fields.read_fields``); the functions here read what needs more: values that
+depend on another field (the default audience, HS* algorithms), lists that must
+not repeat a name, sections read in an order other than their fields'.
 Problems are collected in the Context; a value found wrong is replaced by its
 default so reading can go on, and the half-built Config is thrown away if any
 problem was found.
@@ -17,7 +18,6 @@ from collections.abc import Mapping
 from aigw.config import fields
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem
-from aigw.config.headers import read_headers
 from aigw.config.model import (
     KNOWN_ALGORITHMS,
     SYMMETRIC_ALGORITHMS,
@@ -26,20 +26,9 @@ from aigw.config.model import (
     BackendConfig,
     Config,
     IntrospectionConfig,
-    SessionsConfig,
 )
 
-MIN_SESSION_SECRET_BYTES = 32
-
-
-def _backend(ctx: cp.Context, path: str, node: cp.Node) -> BackendConfig | None:
-    section = cp.open_section(ctx, node, path, fields.keys(BackendConfig))
-    if section is None:
-        return None
-    file_key = fields.twin(BackendConfig, "headers")
-    return fields.read_fields(
-        section, BackendConfig, headers=lambda: read_headers(section, "headers", file_key)
-    )
+_backend = fields.section_of(BackendConfig)
 
 
 def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
@@ -98,9 +87,9 @@ def _introspection(ctx: cp.Context, path: str, node: cp.Node) -> IntrospectionCo
     section = cp.open_section(ctx, node, path, fields.keys(IntrospectionConfig))
     if section is None:
         return None
-    if not section.has("client_secret") and not section.has("client_secret_file"):
-        section.missing("client_secret")
-    secret = section.secret_text("client_secret") or ""
+    # The secret is read first, as it always was: problems on one line are
+    # reported in reading order.
+    secret = fields.read_field(section, IntrospectionConfig, "client_secret")
     return fields.read_fields(section, IntrospectionConfig, client_secret=lambda: secret)
 
 
@@ -120,7 +109,7 @@ def _read_auth(root: cp.Section, resource_url: str) -> AuthConfig | None:
         cp.expected(root.ctx, "auth", node, "a mapping, or `none` for no authorization")
         return None
     section = cp.Section(root.ctx, node, "auth", fields.keys(AuthConfig))
-    shared_secret = section.secret("shared_secret")
+    shared_secret = fields.read_field(section, AuthConfig, "shared_secret")
     algorithms = _algorithms(symmetric=shared_secret is not None)
     return fields.read_fields(
         section,
@@ -144,55 +133,6 @@ def _access(ctx: cp.Context, path: str, node: cp.Node) -> AccessConfig | None:
     return fields.read_fields(section, AccessConfig, rules=lambda: rules)
 
 
-def _session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
-    """A session key: raw file bytes (not stripped) or inline UTF-8, >= 32 bytes."""
-    text = cp.as_nonempty_str(ctx, path, node)
-    if text is None:
-        return None
-    data = cp.read_file(ctx, path, node, text) if is_file else text.encode("utf-8")
-    if data is not None and len(data) < MIN_SESSION_SECRET_BYTES:
-        what = ctx.resolve_path(text) if is_file else "the secret"
-        ctx.report(
-            path,
-            node,
-            f"{what} holds {len(data)} bytes; session secrets need at least "
-            f"{MIN_SESSION_SECRET_BYTES} (try: head -c {MIN_SESSION_SECRET_BYTES} "
-            "/dev/urandom > session.key)",
-        )
-        return None
-    return data
-
-
-def _secret(section: cp.Section) -> bytes | None:
-    given = section.twin("secret", fields.twin(SessionsConfig, "secret"))
-    return None if given is None else _session_secret(section.ctx, *given)
-
-
-def _old_secrets(section: cp.Section) -> tuple[bytes, ...]:
-    given = section.twin("old_secrets", fields.twin(SessionsConfig, "old_secrets"))
-    if given is None:
-        return ()
-    path, node, is_file = given
-    secrets = []
-    for item_path, item in cp.items(section.ctx, path, node) or []:
-        secret = _session_secret(section.ctx, item_path, item, is_file)
-        if secret is not None:
-            secrets.append(secret)
-    return tuple(secrets)
-
-
-def _sessions(ctx: cp.Context, path: str, node: cp.Node) -> SessionsConfig | None:
-    section = cp.open_section(ctx, node, path, fields.keys(SessionsConfig))
-    if section is None:
-        return None
-    return fields.read_fields(
-        section,
-        SessionsConfig,
-        secret=lambda: _secret(section),
-        old_secrets=lambda: _old_secrets(section),
-    )
-
-
 def _read_config(root: cp.Section, source: str) -> Config:
     # The resource URL is the default audience: read first.
     public_url: str = fields.read_field(root, Config, "public_url")
@@ -206,7 +146,6 @@ def _read_config(root: cp.Section, source: str) -> Config:
         auth=lambda: _read_auth(root, resource_url),
         backends=lambda: _read_backends(root),
         access=lambda: fields.read_field(root, Config, "access", _access),
-        sessions=lambda: fields.read_field(root, Config, "sessions", _sessions),
         source=lambda: source,
     )
 

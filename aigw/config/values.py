@@ -176,3 +176,35 @@ def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
         return None
     values = [endpoint(ctx, item_path, item) for item_path, item in listed]
     return tuple(v for v in values if v is not None)
+
+
+MIN_SESSION_SECRET_BYTES = 32
+
+
+def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
+    """A session key: raw file bytes (not stripped) or inline UTF-8, >= 32 bytes."""
+    text = cp.as_nonempty_str(ctx, path, node)
+    if text is None:
+        return None
+    data = cp.read_file(ctx, path, node, text) if is_file else text.encode("utf-8")
+    if data is not None and len(data) < MIN_SESSION_SECRET_BYTES:
+        what = ctx.resolve_path(text) if is_file else "the secret"
+        ctx.report(
+            path,
+            node,
+            f"{what} holds {len(data)} bytes; session secrets need at least "
+            f"{MIN_SESSION_SECRET_BYTES} (try: head -c {MIN_SESSION_SECRET_BYTES} "
+            "/dev/urandom > session.key)",
+        )
+        return None
+    return data
+
+
+def session_secrets(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
+    """A list of session keys, inline or each in a file (bad ones are left out)."""
+    secrets = []
+    for item_path, item in cp.items(ctx, path, node) or []:
+        secret = session_secret(ctx, item_path, item, is_file)
+        if secret is not None:
+            secrets.append(secret)
+    return tuple(secrets)
