@@ -13,6 +13,7 @@ from twisted.internet import endpoints
 
 from aigw.config import nodes as cp
 from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
+from aigw.sealed.sealer import MIN_SECRET_BYTES
 
 
 def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
@@ -178,22 +179,20 @@ def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
     return tuple(v for v in values if v is not None)
 
 
-MIN_SESSION_SECRET_BYTES = 32
-
-
 def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
-    """A session key: raw file bytes (not stripped) or inline UTF-8, >= 32 bytes."""
+    """A session key: raw file bytes (not stripped) or inline UTF-8, as long as the
+    sealer needs (checked here too, to name the line)."""
     text = cp.as_nonempty_str(ctx, path, node)
     if text is None:
         return None
     data = cp.read_file(ctx, path, node, text) if is_file else text.encode("utf-8")
-    if data is not None and len(data) < MIN_SESSION_SECRET_BYTES:
+    if data is not None and len(data) < MIN_SECRET_BYTES:
         what = ctx.resolve_path(text) if is_file else "the secret"
         ctx.report(
             path,
             node,
             f"{what} holds {len(data)} bytes; session secrets need at least "
-            f"{MIN_SESSION_SECRET_BYTES} (try: head -c {MIN_SESSION_SECRET_BYTES} "
+            f"{MIN_SECRET_BYTES} (try: head -c {MIN_SECRET_BYTES} "
             "/dev/urandom > session.key)",
         )
         return None
