@@ -1,10 +1,9 @@
-"""The config loader: every kind of mistake is reported with its key path and line."""
+"""Reading the config: every kind of mistake is reported with its key path and line."""
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,56 +17,7 @@ from aigw.config import (
     parse_config,
 )
 from aigw.config.model import DEFAULT_ALGORITHMS
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "aigw.yaml"
-
-# Line 1..7; tests append sections from line 8 on.
-MINIMAL = """\
-listen: tcp:1975:interface=127.0.0.1
-public_url: http://127.0.0.1:1975
-mcp_path: /mcp
-auth: none
-backends:
-  - name: one
-    url: http://127.0.0.1:3001/mcp
-"""
-
-AUTH = """\
-auth:
-  issuer: https://as.example
-"""
-
-
-def problems(text: str, env: dict[str, str] | None = None) -> list[Problem]:
-    """The problems parse_config finds in ``text`` (none: a failure)."""
-    try:
-        parse_config(text, env=env or {})
-    except ConfigError as error:
-        return error.problems
-    raise AssertionError("the config was accepted")
-
-
-class ConfigTestCase(SynchronousTestCase):
-    def only_problem(self, text: str, env: dict[str, str] | None = None) -> Problem:
-        found = problems(text, env)
-        self.assertEqual(len(found), 1, found)
-        return found[0]
-
-    def assertProblem(self, text: str, path: str, line: int | None, fragment: str = "") -> Problem:
-        problem = self.only_problem(text)
-        self.assertEqual((problem.path, problem.line), (path, line), problem)
-        self.assertIn(fragment, problem.message)
-        return problem
-
-    def directory(self) -> Path:
-        path = Path(self.mktemp())
-        path.mkdir(parents=True)
-        return path
-
-    def with_auth(self, *lines: str) -> str:
-        """MINIMAL with an auth block (issuer on line 5) plus ``lines`` from line 6."""
-        head = MINIMAL.replace("auth: none\n", AUTH + "".join(f"  {x}\n" for x in lines))
-        return head
+from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems
 
 
 class FileLevelTests(ConfigTestCase):
@@ -589,17 +539,15 @@ class ShippedExamplesTests(SynchronousTestCase):
 
         from aigw.config import load_config
 
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        etc = EXAMPLE.parent
         key = os.path.abspath(self.mktemp())
         with open(key, "wb") as handle:
             handle.write(os.urandom(32))
         env = {"AIGW_DEMO_SESSION_KEY": key, "AIGW_SESSION_KEY_FILE": key}
-        demo = load_config(os.path.join(root, "etc", "aigw", "demo.yaml"), env=env)
+        demo = load_config(str(etc / "demo.yaml"), env=env)
         self.assertEqual([b.name for b in demo.backends], ["everything", "flights"])
         self.assertEqual(demo.backends[1].required_scopes, ("tools:call",))
-        keycloak = load_config(
-            os.path.join(root, "etc", "aigw", "examples", "keycloak.yaml"), env=env
-        )
+        keycloak = load_config(str(etc / "examples" / "keycloak.yaml"), env=env)
         assert keycloak.auth is not None
         self.assertEqual(keycloak.auth.issuer, "http://localhost:8080/realms/master")
         self.assertEqual(keycloak.auth.audiences, ("http://127.0.0.1:1975/mcp",))
