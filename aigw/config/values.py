@@ -1,7 +1,9 @@
-"""Converters for aigw's own kinds of values: URLs, origins, endpoints, scopes, names.
+"""Converters for aigw's own kinds of values: URLs, origins, endpoints, scopes,
+backend names, session keys.
 
-Each is a ``nodes.Converter``: it reads one YAML node, reports what is wrong with
-it (with the node's line) and returns None, or returns the value.
+Each is a ``nodes.Converter`` (session keys: a ``nodes.TwinConverter``): it reads
+one YAML node, reports what is wrong with it (with the node's line) and returns
+None, or returns the value.
 """
 
 from __future__ import annotations
