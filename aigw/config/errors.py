@@ -6,6 +6,8 @@ and ``EX_CONFIG`` is the exit status the daemon and the tools end with on one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -36,9 +38,14 @@ class ConfigError(Exception):
         return "\n".join(f"{self.source}:{p}" for p in self.problems)
 
 
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """By line, those without one last; a stable sort keeps same-line ones in reading order."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
 def format_problems(err: ConfigError) -> str:
     """A report for humans: how many problems, then one per line, in file order."""
-    ordered = sorted(err.problems, key=lambda p: (p.line is None, p.line or 0))
+    ordered = in_file_order(err.problems)
     count = len(ordered)
     header = f"{err.source}: {count} problem{'s' if count != 1 else ''}:"
     return "\n".join([header, *(f"  {p}" for p in ordered)])

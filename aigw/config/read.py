@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from aigw.config import fields
 from aigw.config import nodes as cp
-from aigw.config.errors import ConfigError, Problem
+from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
     KNOWN_ALGORITHMS,
     SYMMETRIC_ALGORITHMS,
@@ -151,9 +151,8 @@ def _read_config(root: cp.Section, source: str) -> Config:
 
 
 def _problems(ctx: cp.Context) -> list[Problem]:
-    """The problems in file order (a stable sort keeps same-line ones in reading order)."""
-    found = [Problem(path, line, message) for path, line, message in ctx.problems]
-    return sorted(found, key=lambda p: (p.line is None, p.line or 0))
+    """The problems found, in file order."""
+    return in_file_order(Problem(path, line, message) for path, line, message in ctx.problems)
 
 
 def _parse(text: str, source: str, base_dir: str, env: Mapping[str, str]) -> Config:
