@@ -39,6 +39,7 @@ Effect = Literal["allow", "deny"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 
+# How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
 _duration_or_zero = read_as(cp.duration(allow_zero=True))
 _size = read_as(cp.as_size)

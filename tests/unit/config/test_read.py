@@ -17,6 +17,7 @@ from aigw.config import (
     parse_config,
 )
 from aigw.config.model import DEFAULT_ALGORITHMS
+from aigw.upstream.headers import RESERVED_HEADERS
 from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems
 
 
@@ -253,6 +254,11 @@ class BackendTests(ConfigTestCase):
         for name in ("Accept", "Mcp-Session-Id", "mcp-protocol-version", "Last-Event-ID"):
             text = MINIMAL + f"    headers:\n      {name}: x\n"
             self.assertProblem(text, f"backends[0].headers.{name}", 9, f"{name} is set by aigw")
+
+    def test_no_reserved_header_can_be_configured(self) -> None:
+        for name in sorted(RESERVED_HEADERS):
+            text = MINIMAL + f"    headers: {{{name}: x}}\n"
+            self.assertProblem(text, f"backends[0].headers.{name}", 8, "set by aigw")
 
     def test_mcp_param_headers_cannot_be_configured(self) -> None:
         """``Mcp-Param-{Name}`` headers mirror each call's arguments (2026-07-28)."""
