@@ -1,8 +1,8 @@
 """A backend's static upstream headers: inline or from a file, never one aigw writes.
 
 What a header may be and which ones aigw writes itself is upstream's to say
-(``aigw.upstream.headers``, the one module of a layer the config imports:
-``.importlinter``); a static header of one of those names would go upstream twice.
+(``aigw.upstream.headers``, a pure module the config may import: ``.importlinter``);
+a static header of one of those names would go upstream twice.
 """
 
 from __future__ import annotations
