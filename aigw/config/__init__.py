@@ -1,27 +1,33 @@
-"""The configuration: the model (``model.py``) read from YAML nodes (``nodes.py``).
+"""The configuration, read once at start from a YAML file.
 
-Everything else imports the configuration from here; this package imports none of
-aigw's layers (web, auth, gateway, upstream), so any of them may depend on it.
+- ``model.py``: the frozen classes; each field says its default and how it is read;
+- ``fields.py``: reads a section into a class by those field declarations;
+- ``read.py``: what needs more (cross-field defaults, unique names), load/parse;
+- ``values.py``: aigw's kinds of values (URLs, scopes, endpoints, session keys);
+- ``headers.py``: a backend's static upstream headers;
+- ``nodes.py``: YAML node walking with line numbers, generic converters;
+- ``errors.py``: Problem, ConfigError, EX_CONFIG.
+
+Everything else imports the configuration from here.  This package imports none
+of aigw's layers (web, auth, gateway, upstream, sealed), so any of them may depend
+on it, except two pure modules that own a rule it checks: ``upstream/headers.py``
+and ``sealed/sealer.py`` (see ``.importlinter``).
 """
 
+from aigw.config.errors import EX_CONFIG, ConfigError, Problem, format_problems
 from aigw.config.model import (
-    EX_CONFIG,
     AccessConfig,
     AccessRule,
     AuthConfig,
     BackendConfig,
     Config,
-    ConfigError,
     IntrospectionConfig,
     LoggingConfig,
-    Problem,
     ServerConfig,
     SessionsConfig,
     ToolSelector,
-    format_problems,
-    load_config,
-    parse_config,
 )
+from aigw.config.read import load_config, parse_config
 
 __all__ = [
     "EX_CONFIG",

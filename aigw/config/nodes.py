@@ -397,6 +397,39 @@ def strip_newline(data: bytes) -> bytes:
     return data.removesuffix(b"\n")
 
 
+#: Reads a value given inline (``is_file`` false) or in the file its twin key names.
+TwinConverter = Callable[[Context, str, Node, bool], T | None]
+
+
+def secret(ctx: Context, path: str, node: Node, is_file: bool) -> bytes | None:
+    """A text secret: inline, or a file's bytes less one trailing newline."""
+    text = as_nonempty_str(ctx, path, node)
+    if text is None:
+        return None
+    if not is_file:
+        return text.encode("utf-8")
+    data = read_file(ctx, path, node, text)
+    if data is None:
+        return None
+    data = strip_newline(data)
+    if not data:
+        ctx.report(path, node, f"{ctx.resolve_path(text)} is empty")
+        return None
+    return data
+
+
+def secret_text(ctx: Context, path: str, node: Node, is_file: bool) -> str | None:
+    """Like secret, for secrets that are text (a client secret)."""
+    data = secret(ctx, path, node, is_file)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        ctx.report(path, node, "the secret is not UTF-8 text")
+        return None
+
+
 # --- Mappings -----------------------------------------------------------------
 
 
@@ -465,12 +498,11 @@ class Section:
             return None
         return open_section(self.ctx, node, self.child(key), known)
 
-    def twin(self, key: str, file_key: str | None = None) -> tuple[str, Node, bool] | None:
-        """Which of ``key`` and its twin ``key_file`` is given: (path, node, is_file).
+    def twin(self, key: str, file_key: str) -> tuple[str, Node, bool] | None:
+        """Which of ``key`` and its twin ``file_key`` is given: (path, node, is_file).
 
         Giving both is a problem: which one wins would be a guess.
         """
-        file_key = file_key or key + "_file"
         inline, file = self.values.get(key), self.values.get(file_key)
         if inline is not None and file is not None:
             self.ctx.report(self.child(file_key), file, f"give {key} or {file_key}, not both")
@@ -481,37 +513,13 @@ class Section:
             return self.child(key), inline, False
         return None
 
-    def secret_text(self, key: str) -> str | None:
-        """Like secret, for secrets that are text (a client secret)."""
-        data = self.secret(key)
-        if data is None:
-            return None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            path, node, _ = self.twin(key) or (self.child(key), self.node, True)
-            self.ctx.report(path, node, "the secret is not UTF-8 text")
-            return None
 
-    def secret(self, key: str) -> bytes | None:
-        """A text secret, inline at ``key`` or in the file named at ``key_file``."""
-        given = self.twin(key)
-        if given is None:
-            return None
-        path, node, is_file = given
-        text = as_nonempty_str(self.ctx, path, node)
-        if text is None:
-            return None
-        if not is_file:
-            return text.encode("utf-8")
-        data = read_file(self.ctx, path, node, text)
-        if data is None:
-            return None
-        data = strip_newline(data)
-        if not data:
-            self.ctx.report(path, node, f"{self.ctx.resolve_path(text)} is empty")
-            return None
-        return data
+def value_node(node: Node, key: str) -> Node:
+    """The value node at ``key`` of a mapping node (the node itself if absent)."""
+    for key_node, value in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            return value  # type: ignore[no-any-return]
+    return node
 
 
 def open_section(ctx: Context, node: Node, path: str, known: Iterable[str]) -> Section | None:

@@ -1,10 +1,9 @@
-"""The config loader: every kind of mistake is reported with its key path and line."""
+"""Reading the config: every kind of mistake is reported with its key path and line."""
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,56 +17,8 @@ from aigw.config import (
     parse_config,
 )
 from aigw.config.model import DEFAULT_ALGORITHMS
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "aigw.yaml"
-
-# Line 1..7; tests append sections from line 8 on.
-MINIMAL = """\
-listen: tcp:1975:interface=127.0.0.1
-public_url: http://127.0.0.1:1975
-mcp_path: /mcp
-auth: none
-backends:
-  - name: one
-    url: http://127.0.0.1:3001/mcp
-"""
-
-AUTH = """\
-auth:
-  issuer: https://as.example
-"""
-
-
-def problems(text: str, env: dict[str, str] | None = None) -> list[Problem]:
-    """The problems parse_config finds in ``text`` (none: a failure)."""
-    try:
-        parse_config(text, env=env or {})
-    except ConfigError as error:
-        return error.problems
-    raise AssertionError("the config was accepted")
-
-
-class ConfigTestCase(SynchronousTestCase):
-    def only_problem(self, text: str, env: dict[str, str] | None = None) -> Problem:
-        found = problems(text, env)
-        self.assertEqual(len(found), 1, found)
-        return found[0]
-
-    def assertProblem(self, text: str, path: str, line: int | None, fragment: str = "") -> Problem:
-        problem = self.only_problem(text)
-        self.assertEqual((problem.path, problem.line), (path, line), problem)
-        self.assertIn(fragment, problem.message)
-        return problem
-
-    def directory(self) -> Path:
-        path = Path(self.mktemp())
-        path.mkdir(parents=True)
-        return path
-
-    def with_auth(self, *lines: str) -> str:
-        """MINIMAL with an auth block (issuer on line 5) plus ``lines`` from line 6."""
-        head = MINIMAL.replace("auth: none\n", AUTH + "".join(f"  {x}\n" for x in lines))
-        return head
+from aigw.upstream.headers import RESERVED_HEADERS
+from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems
 
 
 class FileLevelTests(ConfigTestCase):
@@ -298,6 +249,22 @@ class BackendTests(ConfigTestCase):
         text = MINIMAL + "    headers:\n      Content-Length: '5'\n"
         self.assertProblem(text, "backends[0].headers.Content-Length", 9, "set by aigw")
 
+    def test_header_the_upstream_client_sets_cannot_be_configured(self) -> None:
+        """A configured ``Accept`` passed validation and went upstream twice."""
+        for name in ("Accept", "Mcp-Session-Id", "mcp-protocol-version", "Last-Event-ID"):
+            text = MINIMAL + f"    headers:\n      {name}: x\n"
+            self.assertProblem(text, f"backends[0].headers.{name}", 9, f"{name} is set by aigw")
+
+    def test_no_reserved_header_can_be_configured(self) -> None:
+        for name in sorted(RESERVED_HEADERS):
+            text = MINIMAL + f"    headers: {{{name}: x}}\n"
+            self.assertProblem(text, f"backends[0].headers.{name}", 8, "set by aigw")
+
+    def test_mcp_param_headers_cannot_be_configured(self) -> None:
+        """``Mcp-Param-{Name}`` headers mirror each call's arguments (2026-07-28)."""
+        text = MINIMAL + "    headers: {mcp-param-x: y}\n"
+        self.assertProblem(text, "backends[0].headers.mcp-param-x", 8, "set by aigw")
+
     def test_header_name_must_be_a_token(self) -> None:
         text = MINIMAL + "    headers: {'X Key': abc}\n"
         self.assertProblem(text, "backends[0].headers.X Key", 8, "not a valid header name")
@@ -480,6 +447,17 @@ class FileTwinTests(ConfigTestCase):
         path.write_text(MINIMAL + "    headers_file: headers.json\n")
         self.assertEqual(load_config(str(path), env={}).backends[0].headers, {"X-Api-Key": "k"})
 
+    def test_headers_file_cannot_hold_a_header_aigw_sets(self) -> None:
+        directory = self.directory()
+        (directory / "headers.yaml").write_text("X-Api-Key: k\nAccept: text/html\n")
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "    headers_file: headers.yaml\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), env={})
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("backends[0].headers_file", 8))
+        self.assertIn("Accept is set by aigw", problem.message)
+
     def test_headers_file_that_is_not_a_mapping(self) -> None:
         directory = self.directory()
         (directory / "headers.yaml").write_text("- a\n- b\n")
@@ -567,17 +545,15 @@ class ShippedExamplesTests(SynchronousTestCase):
 
         from aigw.config import load_config
 
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        etc = EXAMPLE.parent
         key = os.path.abspath(self.mktemp())
         with open(key, "wb") as handle:
             handle.write(os.urandom(32))
         env = {"AIGW_DEMO_SESSION_KEY": key, "AIGW_SESSION_KEY_FILE": key}
-        demo = load_config(os.path.join(root, "etc", "aigw", "demo.yaml"), env=env)
+        demo = load_config(str(etc / "demo.yaml"), env=env)
         self.assertEqual([b.name for b in demo.backends], ["everything", "flights"])
         self.assertEqual(demo.backends[1].required_scopes, ("tools:call",))
-        keycloak = load_config(
-            os.path.join(root, "etc", "aigw", "examples", "keycloak.yaml"), env=env
-        )
+        keycloak = load_config(str(etc / "examples" / "keycloak.yaml"), env=env)
         assert keycloak.auth is not None
         self.assertEqual(keycloak.auth.issuer, "http://localhost:8080/realms/master")
         self.assertEqual(keycloak.auth.audiences, ("http://127.0.0.1:1975/mcp",))

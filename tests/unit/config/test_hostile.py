@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import ConfigError, Problem, load_config, parse_config
 from aigw.config.nodes import MAX_FILE_BYTES
-from tests.unit.test_config import MINIMAL
+from tests.unit.config.helpers import MINIMAL
 
 NESTED = "[" * 5000 + "]" * 5000
 

@@ -1,0 +1,51 @@
+"""What is wrong with a config file, said once for every reader of it.
+
+A ``Problem`` names the key path and the line; ``ConfigError`` carries them all,
+and ``EX_CONFIG`` is the exit status the daemon and the tools end with on one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a config file."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        super().__init__(source, problems)
+        self.source = source
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}:{p}" for p in self.problems)
+
+
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """By line, those without one last; a stable sort keeps same-line ones in reading order."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+def format_problems(err: ConfigError) -> str:
+    """A report for humans: how many problems, then one per line, in file order."""
+    ordered = in_file_order(err.problems)
+    count = len(ordered)
+    header = f"{err.source}: {count} problem{'s' if count != 1 else ''}:"
+    return "\n".join([header, *(f"  {p}" for p in ordered)])

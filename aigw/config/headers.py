@@ -1,0 +1,73 @@
+"""A backend's static upstream headers: inline or from a file, never one aigw writes.
+
+What a header may be and which ones aigw writes itself is upstream's to say
+(``aigw.upstream.headers``, a pure module the config may import: ``.importlinter``);
+a static header of one of those names would go upstream twice.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from aigw.config import nodes as cp
+from aigw.upstream import headers as reserved
+
+
+def static_headers(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> dict[str, str]:
+    """Static upstream headers: an inline mapping, or a YAML/JSON file holding one
+    (a ``nodes.TwinConverter``)."""
+    if not is_file:
+        headers = cp.as_str_map(ctx, path, node) or {}
+        return _valid_headers(ctx, path, node, headers, inline=True)
+    name = cp.as_nonempty_str(ctx, path, node)
+    data = None if name is None else cp.read_file(ctx, path, node, name)
+    if name is None or data is None:
+        return {}
+    headers = _headers_from_file(ctx, path, node, ctx.resolve_path(name), data)
+    return _valid_headers(ctx, path, node, headers, inline=False)
+
+
+def _valid_headers(
+    ctx: cp.Context, path: str, node: cp.Node, headers: dict[str, str], *, inline: bool
+) -> dict[str, str]:
+    """Only well-formed headers that aigw does not set itself; the rest are problems."""
+    valid = {}
+    for name, value in headers.items():
+        where = (f"{path}.{name}", cp.value_node(node, name)) if inline else (path, node)
+        if not reserved.FIELD_NAME.fullmatch(name):
+            ctx.report(*where, f"{name!r} is not a valid header name")
+        elif reserved.is_reserved(name):
+            ctx.report(*where, f"{name} is set by aigw and cannot be configured")
+        elif any(c in value for c in "\r\n\0"):
+            ctx.report(*where, f"the value of {name} contains a line break or NUL")
+        elif not reserved.FIELD_VALUE.fullmatch(value):
+            ctx.report(
+                *where,
+                f"the value of {name} holds a control character or a character "
+                "outside Latin-1 (RFC 9110 §5.5)",
+            )
+        else:
+            valid[name] = value
+    return valid
+
+
+def _headers_from_file(
+    ctx: cp.Context, path: str, node: cp.Node, full: str, data: bytes
+) -> dict[str, str]:
+    try:
+        loaded = yaml.safe_load(data.decode("utf-8"))
+    except RecursionError:
+        ctx.report(path, node, f"{full} is not valid YAML/JSON: it is nested too deeply")
+        return {}
+    except Exception as error:
+        # Besides YAMLError, PyYAML's constructors raise KeyError, ValueError...
+        # on a tag that does not fit its value (``!!bool foo``).
+        ctx.report(path, node, f"{full} is not valid YAML/JSON: {error}")
+        return {}
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) and not isinstance(v, bool)
+        for k, v in loaded.items()
+    ):
+        ctx.report(path, node, f"{full} must hold a mapping of header names to strings")
+        return {}
+    return {k: str(v) for k, v in loaded.items()}

@@ -1,0 +1,211 @@
+"""Converters for aigw's own kinds of values: URLs, origins, endpoints, scopes,
+backend names, session keys.
+
+Each is a ``nodes.Converter`` (session keys: a ``nodes.TwinConverter``): it reads
+one YAML node, reports what is wrong with it (with the node's line) and returns
+None, or returns the value.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from twisted.internet import endpoints
+
+from aigw.config import nodes as cp
+from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
+from aigw.sealed.sealer import MIN_SECRET_BYTES
+
+
+def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
+    """A converter for absolute http(s) URLs with a host and no fragment.
+
+    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2).
+    """
+
+    def convert(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+        value = cp.as_nonempty_str(ctx, path, node)
+        if value is None:
+            return None
+        problem = _url_problem(value, query=query)
+        if problem is None and ascii_only and not value.isascii():
+            problem = "the URL must be ASCII (write the host in punycode, percent-encode the path)"
+        if problem:
+            ctx.report(path, node, f"{problem}: {value!r}")
+            return None
+        return value
+
+    return convert
+
+
+def _url_problem(value: str, *, query: bool) -> str | None:
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return "the URL contains spaces or control characters (percent-encode them)"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        return f"not a valid URL ({error})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an absolute http:// or https:// URL"
+    if not parts.hostname:
+        return "the URL has no host"
+    if parts.fragment or value.endswith("#"):
+        return "the URL must not have a #fragment"
+    if not query and (parts.query or value.endswith("?")):
+        return "the URL must not have a ?query"
+    return None
+
+
+def origin(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """An Origin header value: scheme://host[:port], nothing after it."""
+    value = url(query=False)(ctx, path, node)
+    if value is not None and urllib.parse.urlsplit(value).path not in ("", "/"):
+        ctx.report(path, node, f"an origin has no path (write scheme://host[:port]): {value!r}")
+        return None
+    return value
+
+
+origins = cp.list_of(origin)
+
+
+def mcp_path(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is None:
+        return None
+    if not value.startswith("/"):
+        ctx.report(path, node, f"must start with '/', got {value!r}")
+        return None
+    if any(c in value for c in "?# ") or not value.isprintable():
+        ctx.report(path, node, f"must be a plain URL path (no ?, #, spaces), got {value!r}")
+        return None
+    return value
+
+
+def endpoint(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """A Twisted server endpoint string, checked by parsing it; nothing is bound."""
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is None:
+        return None
+    problem = _endpoint_problem(value)
+    if problem:
+        ctx.report(path, node, f"invalid endpoint {value!r}: {problem}")
+        return None
+    return value
+
+
+def _endpoint_problem(description: str) -> str | None:
+    try:
+        if description.split(":", 1)[0] == "systemd":
+            # Building it needs LISTEN_FDS, which exist only once systemd starts us.
+            endpoints._parseServer(description, None)
+        else:
+            # The reactor is only stored by the endpoint, never used until listen().
+            endpoints.serverFromString(object(), description)
+    except Exception as error:  # any parser error is a bad string
+        return str(error) or type(error).__name__
+    return None
+
+
+def regex(ctx: cp.Context, path: str, node: cp.Node) -> re.Pattern[str] | None:
+    value = cp.as_str(ctx, path, node)
+    if value is None:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as error:
+        ctx.report(path, node, f"invalid regular expression {value!r}: {error}")
+        return None
+
+
+regexes = cp.list_of(regex)
+
+#: RFC 6749 §3.3 scope-token.
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def scope(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is not None and not SCOPE_TOKEN.fullmatch(value):
+        ctx.report(path, node, f"{value!r} is not a scope (no spaces, quotes or backslashes)")
+        return None
+    return value
+
+
+scopes = cp.list_of(scope)
+
+
+def backend_name(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is None:
+        return None
+    if NAME_SEPARATOR in value:
+        ctx.report(
+            path,
+            node,
+            f"{value!r} contains {NAME_SEPARATOR!r}: tools are exposed as "
+            f"<backend>{NAME_SEPARATOR}<tool> and split at the first {NAME_SEPARATOR!r}",
+        )
+        return None
+    if not BACKEND_NAME_PATTERN.fullmatch(value):
+        ctx.report(
+            path,
+            node,
+            f"{value!r} is not a valid backend name: 1 to 32 letters, digits, '_' or '-', "
+            "starting with a letter or digit (it prefixes tool names)",
+        )
+        return None
+    return value
+
+
+def ca_file(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    name = cp.as_nonempty_str(ctx, path, node)
+    if name is None or cp.read_file(ctx, path, node, name) is None:
+        return None
+    return ctx.resolve_path(name)
+
+
+def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
+    """One endpoint string or a non-empty list of them."""
+    if isinstance(node, cp.ScalarNode) and node.tag == cp.STR:
+        one = endpoint(ctx, path, node)
+        return None if one is None else (one,)
+    listed = cp.items(ctx, path, node)
+    if listed is None:
+        return None
+    if not listed:
+        ctx.report(path, node, "at least one endpoint is needed, e.g. tcp:1975:interface=127.0.0.1")
+        return None
+    values = [endpoint(ctx, item_path, item) for item_path, item in listed]
+    return tuple(v for v in values if v is not None)
+
+
+def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
+    """A session key: raw file bytes (not stripped) or inline UTF-8, as long as the
+    sealer needs (checked here too, to name the line)."""
+    text = cp.as_nonempty_str(ctx, path, node)
+    if text is None:
+        return None
+    data = cp.read_file(ctx, path, node, text) if is_file else text.encode("utf-8")
+    if data is not None and len(data) < MIN_SECRET_BYTES:
+        what = ctx.resolve_path(text) if is_file else "the secret"
+        ctx.report(
+            path,
+            node,
+            f"{what} holds {len(data)} bytes; session secrets need at least "
+            f"{MIN_SECRET_BYTES} (try: head -c {MIN_SECRET_BYTES} "
+            "/dev/urandom > session.key)",
+        )
+        return None
+    return data
+
+
+def session_secrets(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
+    """A list of session keys, inline or each in a file (bad ones are left out)."""
+    secrets = []
+    for item_path, item in cp.items(ctx, path, node) or []:
+        secret = session_secret(ctx, item_path, item, is_file)
+        if secret is not None:
+            secrets.append(secret)
+    return tuple(secrets)
