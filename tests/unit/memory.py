@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
@@ -65,6 +65,14 @@ class MemoryNetwork:
         self._settling.append(settled)
         return settled
 
+    def sleep(self, seconds: float) -> Deferred[None]:
+        """Fires once ``seconds`` of fake time have passed; :meth:`run` moves the clock
+        there through every call that falls due on the way."""
+        slept: Deferred[None] = Deferred()
+        clock: IReactorTime = self.reactor
+        clock.callLater(seconds, slept.callback, None)
+        return slept
+
     def run(self, work: Deferred[T] | Coroutine[Any, Any, T], within: float = 600.0) -> T:
         """Play the network until ``work`` completes; its result (or its exception).
 
@@ -73,8 +81,10 @@ class MemoryNetwork:
         :meth:`settle` waiters fire; when there are none, the clock jumps to the
         next delayed call, at most ``within`` seconds past the start.
         """
+        what = repr(work)
         done: Deferred[T] = ensureDeferred(work)
         deadline = self.reactor.seconds() + within
+        why = f"still busy after {self.MAX_STEPS} rounds"
         for _ in range(self.MAX_STEPS):
             if done.called:
                 break
@@ -88,13 +98,14 @@ class MemoryNetwork:
             calls = self.reactor.getDelayedCalls()
             due = min((call.getTime() for call in calls), default=None)
             if due is None or due > deadline:
+                why = "nothing left to happen" if due is None else f"not within {within} s"
                 break
             self.reactor.advance(due - self.reactor.seconds())
         outcome: list[T | Failure] = []
         done.addBoth(outcome.append)
         if not outcome:
             done.cancel()
-            raise Stuck(f"never completed within {within} s of fake time: {work!r}")
+            raise Stuck(f"{what} never completed: {why}")
         result = outcome[0]
         if isinstance(result, Failure):
             result.raiseException()

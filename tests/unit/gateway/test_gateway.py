@@ -13,6 +13,7 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 
+from aigw.gateway.gateway import JOIN_RETRY_SECONDS
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase, initialize_message
 from tests.unit.memory import run
@@ -354,12 +355,25 @@ class LateJoinTests(GatewayTestCase):
         self.beta.fail_with = 500
         session = await self.initialize()
         self.beta.fail_with = None
-        self.service.gateway._join_after.clear()  # past the retry interval
         body = await self.call(session, "tools/list")
         names = [t["name"] for t in body["result"]["tools"]]
         self.assertIn("beta__t0", names)
         body = await self.call(session, "tools/call", {"name": "beta__t1"})
         self.assertIn("result", body)
+
+    @run
+    async def test_a_failed_join_is_tried_again_after_the_retry_interval(self) -> None:
+        """Joining is tried at most every JOIN_RETRY_SECONDS per session and backend."""
+        await self.start_gateway()
+        self.beta.fail_with = 500
+        session = await self.initialize()
+        await self.call(session, "tools/list")  # tries beta again: still down
+        self.beta.fail_with = None
+        body = await self.call(session, "tools/list")
+        self.assertNotIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
+        await self.network.sleep(JOIN_RETRY_SECONDS)
+        body = await self.call(session, "tools/list")
+        self.assertIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
 
 
 class _HangUp(Protocol):
