@@ -43,17 +43,19 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     connectProtocol,
-    wrapClientTLS,
 )
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IOpenSSLClientConnectionCreator,
     IProtocol,
+    IProtocolFactory,
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
@@ -99,7 +101,8 @@ class Target:
         self.host_header = (host_field if default_port else f"{host_field}:{port}").encode("ascii")
         endpoint = _tcp_endpoint(reactor, host, port, connect_timeout)
         if secure:
-            endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
+            creator = policy.creatorForNetloc(host.encode("idna"), port)
+            endpoint = _TLSEndpoint(creator, endpoint, reactor)
         self.endpoint = endpoint
 
     def head(
@@ -126,6 +129,29 @@ def _tcp_endpoint(
         return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=connect_timeout)
     kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
     return kind(reactor, host, port, timeout=connect_timeout)
+
+
+@implementer(IStreamClientEndpoint)
+class _TLSEndpoint:
+    """TLS over ``endpoint``, as ``wrapClientTLS`` makes it but with aigw's reactor as
+    the clock of TLS's write buffering: ``wrapClientTLS`` takes no clock in the
+    Twisted releases aigw supports (23.10 and 24.x), so TLS would use the global
+    reactor."""
+
+    def __init__(
+        self,
+        creator: IOpenSSLClientConnectionCreator,
+        endpoint: IStreamClientEndpoint,
+        clock: IReactorTime,
+    ) -> None:
+        self._creator = creator
+        self._endpoint = endpoint
+        self._clock = clock
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        tls = TLSMemoryBIOFactory(self._creator, True, protocolFactory, clock=self._clock)
+        connecting: Deferred[Any] = self._endpoint.connect(tls)
+        return connecting.addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 @implementer(IPushProducer)

@@ -1,10 +1,9 @@
-"""The assembled resource server over real HTTP on loopback (treq, Agent, pool)."""
+"""The assembled resource server over HTTP on a memory network (treq, Agent, pool)."""
 
 from __future__ import annotations
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from twisted.internet.defer import maybeDeferred
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
@@ -22,16 +21,19 @@ from tests.unit.auth.helpers import (
     mint,
     public_jwk,
 )
+from tests.unit.memory import MemoryNetwork, run
 
 
-class LiveTests(TestCase):
-    timeout = 20
+class LiveTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
 
+    @run
     async def test_discovery_keys_and_verification(self) -> None:
+        reactor = self.network.reactor
         server = FakeAuthorizationServer()
-        port = reactor.listenTCP(0, Site(server), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        base = f"http://127.0.0.1:{port.getHost().port}"
+        port = self.network.serve(Site(server, reactor=reactor))
+        base = f"http://127.0.0.1:{port}"
         issuer = base + "/tenant1"
         server.serve(
             "/.well-known/oauth-authorization-server/tenant1",
@@ -47,15 +49,11 @@ class LiveTests(TestCase):
         )
         for service in services:
             service.startService()
-            self.addCleanup(service.stopService)
-        while (
-            not readiness.report()[0]
-            or relay is None
-            or relay.document("openid-configuration") is None
-        ):
-            d: Deferred[None] = Deferred()
-            reactor.callLater(0.01, d.callback, None)
-            await d
+            self.addCleanup(lambda s=service: self.network.run(maybeDeferred(s.stopService)))
+        await self.network.settle()  # discovery, keys and metadata fetched
+        self.assertTrue(readiness.report()[0])
+        assert relay is not None
+        self.assertIsNotNone(relay.document("openid-configuration"))
         now = int(reactor.seconds())
         token = mint(claims(iss=issuer, iat=now, exp=now + 60))
         principal = await authenticator.authenticate([b"Bearer " + token.encode()], {})

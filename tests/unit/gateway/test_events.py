@@ -5,41 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, ensureDeferred
+
 from aigw.config import AccessConfig, AccessRule
-from aigw.events import (
-    AccessDecided,
-    AuthenticationRefused,
-    RequestFinished,
-    UpstreamConnection,
-)
 from aigw.protocol import jsonrpc
-from tests.unit.gateway.test_gateway import GatewayTestCase, run
-
-
-class Recorder:
-    """A GatewayObserver that keeps what it is told."""
-
-    def __init__(self) -> None:
-        self.finished: list[RequestFinished] = []
-        self.decided: list[AccessDecided] = []
-
-    def request_finished(self, event: RequestFinished) -> None:
-        self.finished.append(event)
-
-    def access_decided(self, event: AccessDecided) -> None:
-        self.decided.append(event)
-
-    def authentication_refused(self, event: AuthenticationRefused) -> None:
-        pass
-
-    def upstream_connection(self, event: UpstreamConnection) -> None:
-        pass
+from tests.fakes import RecordingObserver
+from tests.unit.gateway.helpers import GatewayTestCase, sse_messages
+from tests.unit.memory import run
 
 
 class EventTests(GatewayTestCase):
-    async def start_observed(self, **overrides: Any) -> Recorder:
+    async def start_observed(self, **overrides: Any) -> RecordingObserver:
         await self.start_gateway(**overrides)
-        recorder = Recorder()
+        recorder = RecordingObserver()
         self.service.observers.add(recorder)
         return recorder
 
@@ -47,21 +25,27 @@ class EventTests(GatewayTestCase):
     async def test_a_call_reports_its_access_decision_and_its_end(self) -> None:
         recorder = await self.start_observed()
         session = await self.initialize()
-        body = await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {}})
-        self.assertIn("result", body)
-        [decided] = recorder.decided
+        self.alpha.hold = Deferred()  # the backend takes 0.25 s of fake time to answer
+        calling = ensureDeferred(
+            self.call(session, "tools/call", {"name": "alpha__progress", "arguments": {}})
+        )
+        await self.network.sleep(0.25)
+        self.alpha.hold.callback(None)
+        answers = [m for m in sse_messages(await calling) if m.get("id") == 1]
+        self.assertIn("result", answers[0])
+        [decided] = recorder.decisions
         self.assertEqual(
             (decided.backend, decided.name, decided.allowed, decided.rule),
-            ("alpha", "echo", True, "access.default"),
+            ("alpha", "progress", True, "access.default"),
         )
-        finished = recorder.finished[-1]
+        finished = recorder.requests[-1]
         self.assertEqual(
             (finished.method, finished.backend, finished.name, finished.outcome),
-            ("tools/call", "alpha", "echo", "ok"),
+            ("tools/call", "alpha", "progress", "ok"),
         )
         self.assertIsNone(finished.error_code)
+        self.assertEqual(finished.upstream_seconds, 0.25)
         self.assertGreaterEqual(finished.seconds, finished.upstream_seconds)
-        self.assertGreater(finished.upstream_seconds, 0.0)
 
     @run
     async def test_initialize_and_lists_are_reported_without_a_backend(self) -> None:
@@ -69,10 +53,10 @@ class EventTests(GatewayTestCase):
         session = await self.initialize()
         await self.call(session, "tools/list", {})
         self.assertEqual(
-            [(e.method, e.backend, e.outcome) for e in recorder.finished],
+            [(e.method, e.backend, e.outcome) for e in recorder.requests],
             [("initialize", None, "ok"), ("tools/list", None, "ok")],
         )
-        self.assertEqual(recorder.decided, [])
+        self.assertEqual(recorder.decisions, [])
 
     @run
     async def test_errors_report_their_code(self) -> None:
@@ -81,7 +65,7 @@ class EventTests(GatewayTestCase):
         await self.call(session, "nope/nothing", {})
         await self.call(session, "tools/call", {"name": "alpha__secret", "arguments": {}})
         self.assertEqual(
-            [(e.method, e.outcome, e.error_code) for e in recorder.finished[1:]],
+            [(e.method, e.outcome, e.error_code) for e in recorder.requests[1:]],
             [
                 ("nope/nothing", "error", jsonrpc.METHOD_NOT_FOUND),
                 ("tools/call", "error", jsonrpc.INVALID_PARAMS),
@@ -95,9 +79,9 @@ class EventTests(GatewayTestCase):
         session = await self.initialize()
         body = await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {}})
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
-        [decided] = recorder.decided
+        [decided] = recorder.decisions
         self.assertEqual((decided.allowed, decided.rule), (False, "access.rules[0]"))
-        finished = recorder.finished[-1]
+        finished = recorder.requests[-1]
         self.assertEqual(
             (finished.backend, finished.outcome, finished.error_code),
             ("alpha", "denied", jsonrpc.INVALID_PARAMS),

@@ -1,4 +1,4 @@
-"""The gateway core over in-process fake upstreams, through real HTTP on loopback.
+"""The gateway core over in-process fake upstreams, through HTTP on a memory network.
 
 Each test cites the MCP 2025-11-25 section (basic/transports, basic/lifecycle,
 server/tools, utilities/pagination) whose rule it checks.
@@ -10,151 +10,13 @@ import json
 from typing import Any
 
 import treq
-from treq.client import HTTPClient
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.server import Site
 
-from aigw.config import BackendConfig, Config, ToolSelector
-from aigw.service import GatewayService
+from aigw.gateway.backends import JOIN_RETRY_SECONDS
 from tests.unit.gateway.fake_upstream import FakeUpstream
-
-ACCEPT = "application/json, text/event-stream"
-
-
-def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
-    """A client's ``initialize`` request (basic/lifecycle)."""
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": version,
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "0"},
-        },
-    }
-
-
-class GatewayTestCase(TestCase):
-    """Starts two fake upstreams and a gateway in front of them."""
-
-    timeout = 30
-
-    def start_upstream(self, upstream: FakeUpstream) -> str:
-        port = reactor.listenTCP(0, Site(upstream), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return f"http://127.0.0.1:{port.getHost().port}/mcp"
-
-    async def start_gateway_with(self, *backends: BackendConfig, **overrides: Any) -> None:
-        """A gateway in front of exactly these backends."""
-        config = Config(
-            listen=("tcp:0:interface=127.0.0.1",),
-            public_url="http://127.0.0.1:1975",
-            mcp_path="/mcp",
-            backends=backends,
-            **{"auth": None, **overrides},
-        )
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.http = HTTPClient(Agent(reactor, pool=pool))
-        self.service = GatewayService(config, reactor, log_to_stderr=False)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
-        port = await self.service.listeners[0]._waitingForPort
-        self.url = f"http://127.0.0.1:{port.getHost().port}/mcp"
-
-    async def start_gateway(self, beta: FakeUpstream | None = None, **overrides: Any) -> None:
-        self.alpha = FakeUpstream(
-            tools=["echo", "progress", "link", "secret"], instructions="Alpha."
-        )
-        self.beta = beta or FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
-        backends = (
-            BackendConfig(
-                name="alpha",
-                url=self.start_upstream(self.alpha),
-                tools=ToolSelector(exclude=("secret",)),
-                timeout=5.0,
-            ),
-            BackendConfig(name="beta", url=self.start_upstream(self.beta), timeout=5.0),
-        )
-        await self.start_gateway_with(*backends, **overrides)
-
-    async def post(
-        self,
-        body: Any,
-        session: str | None = None,
-        headers: dict[str, str] | None = None,
-        raw: bytes | None = None,
-    ) -> tuple[Any, Any]:
-        all_headers = {"Content-Type": "application/json", "Accept": ACCEPT}
-        if session:
-            all_headers["Mcp-Session-Id"] = session
-        all_headers.update(headers or {})
-        data = raw if raw is not None else json.dumps(body).encode()
-        response = await self.http.post(
-            self.url, data=data, headers={k: [v] for k, v in all_headers.items()}
-        )
-        content = await treq.content(response)
-        kind = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
-        if kind.startswith(b"application/json") and content:
-            return response, json.loads(content)
-        return response, content
-
-    async def stream_call(self, session: str, request_id: int, params: dict[str, Any]) -> Any:
-        """POST a tools/call and return the response before its body is read."""
-        return await self.http.post(
-            self.url,
-            data=json.dumps(
-                {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-            ).encode(),
-            headers={
-                "Content-Type": ["application/json"],
-                "Accept": [ACCEPT],
-                "Mcp-Session-Id": [session],
-                "MCP-Protocol-Version": ["2025-11-25"],
-            },
-            unbuffered=True,
-        )
-
-    async def open_stream(self, session: str, last_event_id: str | None = None) -> Any:
-        """GET the session's SSE stream; the response comes back before its body is read."""
-        headers = {
-            "Accept": ["text/event-stream"],
-            "Mcp-Session-Id": [session],
-            "MCP-Protocol-Version": ["2025-11-25"],
-        }
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = [last_event_id]
-        return await self.http.get(self.url, headers=headers, unbuffered=True)
-
-    async def initialize(self, version: str = "2025-11-25") -> str:
-        response, body = await self.post(initialize_message(version, 0))
-        self.assertEqual(response.code, 200, body)
-        session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
-        return session
-
-    async def call(self, session: str, method: str, params: Any = None, rid: int = 1) -> Any:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            message["params"] = params
-        response, body = await self.post(message, session, {"MCP-Protocol-Version": "2025-11-25"})
-        self.assertEqual(response.code, 200, body)
-        return body
-
-
-def run(test: Any) -> Any:
-    """Let trial drive an async test method."""
-
-    def wrapper(self: Any) -> Deferred[Any]:
-        return ensureDeferred(test(self))
-
-    wrapper.__name__ = test.__name__
-    wrapper.__doc__ = test.__doc__
-    return wrapper
+from tests.unit.gateway.helpers import Collect, GatewayTestCase, initialize_message
+from tests.unit.memory import run
 
 
 class InitializeTests(GatewayTestCase):
@@ -283,10 +145,7 @@ class CallTests(GatewayTestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
         chunks: list[bytes] = []
         finished = treq.collect(response, chunks.append)
-        for _ in range(50):
-            if b"notifications/progress" in b"".join(chunks):
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await self.until(lambda: b"notifications/progress" in b"".join(chunks))
         seen = b"".join(chunks)
         self.assertIn(b"notifications/progress", seen)
         self.assertNotIn(b"finished", seen)
@@ -496,12 +355,25 @@ class LateJoinTests(GatewayTestCase):
         self.beta.fail_with = 500
         session = await self.initialize()
         self.beta.fail_with = None
-        self.service.gateway.backends._join_after.clear()  # past the retry interval
         body = await self.call(session, "tools/list")
         names = [t["name"] for t in body["result"]["tools"]]
         self.assertIn("beta__t0", names)
         body = await self.call(session, "tools/call", {"name": "beta__t1"})
         self.assertIn("result", body)
+
+    @run
+    async def test_a_failed_join_is_tried_again_after_the_retry_interval(self) -> None:
+        """Joining is tried at most every JOIN_RETRY_SECONDS per session and backend."""
+        await self.start_gateway()
+        self.beta.fail_with = 500
+        session = await self.initialize()
+        await self.call(session, "tools/list")  # tries beta again: still down
+        self.beta.fail_with = None
+        body = await self.call(session, "tools/list")
+        self.assertNotIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
+        await self.network.sleep(JOIN_RETRY_SECONDS)
+        body = await self.call(session, "tools/list")
+        self.assertIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
 
 
 class _HangUp(Protocol):
@@ -530,12 +402,11 @@ class CancellationTests(GatewayTestCase):
         reader = _HangUp()
         response.deliverBody(reader)
         await reader.got
-        for _ in range(50):
-            if any(
+        await self.until(
+            lambda: any(
                 body.get("method") == "notifications/cancelled" for _, body in self.alpha.received
-            ):
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+            )
+        )
         cancelled = [
             b for _, b in self.alpha.received if b.get("method") == "notifications/cancelled"
         ]
@@ -580,13 +451,12 @@ class RoutingDetailTests(GatewayTestCase):
             {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}, session
         )
         self.assertEqual(response.code, 202)
-        for _ in range(50):
-            if all(
+        await self.until(
+            lambda: all(
                 any(b.get("method") == "notifications/roots/list_changed" for _, b in u.received)
                 for u in (self.alpha, self.beta)
-            ):
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+            )
+        )
         for upstream in (self.alpha, self.beta):
             self.assertIn(
                 "notifications/roots/list_changed", [b.get("method") for _, b in upstream.received]
@@ -634,17 +504,11 @@ class StreamTests(GatewayTestCase):
         response = await self.open_stream(session)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
         chunks: list[bytes] = []
-        reader = _Collect(chunks)
+        reader = Collect(chunks)
         response.deliverBody(reader)
-        for _ in range(50):
-            if self.beta.stream_requests:
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.until(lambda: self.beta.stream_requests)
         self.beta.push({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}, "ev-7")
-        for _ in range(50):
-            if b"list_changed" in b"".join(chunks):
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.until(lambda: b"list_changed" in b"".join(chunks))
         text = b"".join(chunks).decode()
         self.assertIn("notifications/tools/list_changed", text)
         event_id = next(line[4:] for line in text.splitlines() if line.startswith("id: "))
@@ -653,26 +517,12 @@ class StreamTests(GatewayTestCase):
 
         # The client resumes: each backend is asked to resume from its own last event.
         resumed = await self.open_stream(session, last_event_id=event_id)
-        again = _Collect([])
+        again = Collect([])
         resumed.deliverBody(again)
-        for _ in range(50):
-            if len(self.beta.stream_requests) > 1:
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.until(lambda: len(self.beta.stream_requests) > 1)
         last = self.beta.stream_requests[-1].getHeader(b"last-event-id")
         self.assertEqual(last, b"ev-7")
         again.transport.stopProducing()  # type: ignore[union-attr]
-
-
-class _Collect(Protocol):
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def connectionLost(self, reason: object = None) -> None:
-        pass
 
 
 class NameLearningTests(GatewayTestCase):

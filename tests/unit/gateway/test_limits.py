@@ -9,38 +9,41 @@ gateway's own state: nothing depends on timing.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import attrs
 import jwt
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import AuthConfig, ServerConfig, SessionsConfig
 from aigw.gateway.limits import StreamLimitReached, StreamLimits
 from aigw.protocol import jsonrpc
 from aigw.web.mcp.http import stream_limit_refusal
-from tests.unit.gateway.test_gateway import GatewayTestCase, _Collect, run
-from tests.unit.gateway.test_stateless import post_listen, sse_messages
+from tests.unit.gateway.helpers import (
+    Collect,
+    GatewayTestCase,
+    initialize_message,
+    post_listen,
+    sse_messages,
+)
+from tests.unit.memory import run
 
 SECRET = b"s" * 32
 ISSUER = "https://as.example"
 
 
-def token(subject: str) -> str:
-    now = int(time.time())
+def token(subject: str, now: float) -> str:
+    """An access token for ``subject``, valid at ``now`` (the gateway's clock)."""
     payload = {
         "iss": ISSUER,
         "aud": "http://127.0.0.1:1975/mcp",
         "sub": subject,
         "client_id": "client-1",
         "scope": "mcp",
-        "iat": now - 10,
-        "exp": now + 3600,
+        "iat": int(now) - 10,
+        "exp": int(now) + 3600,
     }
     return jwt.encode(payload, SECRET, "HS256", headers={"typ": "at+jwt"})
 
@@ -108,17 +111,11 @@ class LimitTestCase(GatewayTestCase):
         self.alpha.get_status = 200
         self.limits = self.service.gateway.stream_limits
 
-    async def until(self, condition: Any) -> None:
-        for _ in range(250):
-            if condition():
-                return
-            await deferLater(reactor, 0.02, lambda: None)
-        self.fail("condition never held")
+    def token(self, subject: str) -> str:
+        return token(subject, self.reactor.seconds())
 
     async def session_of(self, user: str | None = None) -> str:
-        headers = {"Authorization": f"Bearer {token(user)}"} if user else None
-        from tests.unit.gateway.test_gateway import initialize_message
-
+        headers = {"Authorization": f"Bearer {self.token(user)}"} if user else None
         response, body = await self.post(initialize_message(), headers=headers)
         self.assertEqual(response.code, 200, body)
         session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
@@ -131,13 +128,13 @@ class LimitTestCase(GatewayTestCase):
             "MCP-Protocol-Version": ["2025-11-25"],
         }
         if user:
-            headers["Authorization"] = [f"Bearer {token(user)}"]
+            headers["Authorization"] = [f"Bearer {self.token(user)}"]
         return await self.http.get(self.url, headers=headers, unbuffered=True)
 
-    async def opened(self, session: str, user: str | None = None) -> _Collect:
+    async def opened(self, session: str, user: str | None = None) -> Collect:
         response = await self.get(session, user)
         self.assertEqual(response.code, 200)
-        reader = _Collect([])
+        reader = Collect([])
         response.deliverBody(reader)
         return reader
 
@@ -333,10 +330,12 @@ class AbandonedListenTests(LimitTestCase):
         await self.until(
             lambda: any(b.get("method") == "initialize" for _, b in self.alpha.received)
         )
+        self.assertEqual(self.limits.total, 1)  # still opening
         posting.cancel()
         with self.assertRaises(Exception):  # noqa: B017 (cancelled: how, is treq's business)
             await posting
-        await self.until(lambda: self.limits.total == 1)  # still opening
+        # The hang-up frees the slot at once, without waiting for the sessions to open.
+        await self.until(lambda: self.limits.total == 0)
         held.callback(None)
         await self.until(lambda: self.limits.total == 0)
         self.assertEqual((self.alpha.stream_requests, len(self.service.gateway.feeds)), ([], 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.pool import RETRY_SECONDS, UpstreamSessionPool
 from aigw.sealed.session_id import BackendSession
@@ -38,7 +38,7 @@ class Backends:
         self.ended.append(session.session_id)
 
 
-class PoolTests(TestCase):
+class PoolTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.backends = Backends()

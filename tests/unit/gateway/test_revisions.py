@@ -7,14 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import deferLater
 
 from aigw.protocol.revision import LEGACY, MODERN, choose, encode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.test_gateway import GatewayTestCase, run
-from tests.unit.gateway.test_stateless import modern, routing, sse_messages
+from tests.unit.gateway.helpers import GatewayTestCase, modern, routing, sse_messages
+from tests.unit.memory import run
 
 
 class MixedTestCase(GatewayTestCase):
@@ -23,13 +21,6 @@ class MixedTestCase(GatewayTestCase):
     async def start_mixed(self) -> None:
         beta = FakeUpstream(tools=["t1", "needs-input", "bad-input"], modern=True)
         await self.start_gateway(beta=beta)
-
-    async def until(self, condition: Any) -> None:
-        for _ in range(200):
-            if condition():
-                return
-            await deferLater(reactor, 0.02, lambda: None)
-        self.fail("condition never held")
 
     def methods(self, upstream: FakeUpstream) -> list[str]:
         return [body.get("method") for _, body in upstream.received]

@@ -11,57 +11,18 @@ import json
 from typing import Any
 
 import treq
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from aigw.web.mcp.stateless_era import decode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.test_gateway import GatewayTestCase, run
-
-MODERN = "2026-07-28"
-ENVELOPE = {
-    "io.modelcontextprotocol/protocolVersion": MODERN,
-    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-    "io.modelcontextprotocol/clientCapabilities": {},
-}
-
-
-def modern(method: str, params: dict[str, Any] | None = None, rid: Any = 1) -> dict[str, Any]:
-    """A 2026-07-28 request: the envelope in ``_meta``."""
-    params = dict(params or {})
-    params["_meta"] = {**ENVELOPE, **params.get("_meta", {})}
-    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
-
-
-def post_listen(http: Any, url: str, notifications: dict[str, Any], rid: Any) -> Any:
-    """POST subscriptions/listen; the response comes back before its body is read."""
-    message = modern("subscriptions/listen", {"notifications": notifications}, rid)
-    return http.post(
-        url,
-        data=json.dumps(message).encode(),
-        headers={
-            "Content-Type": ["application/json"],
-            "Accept": ["application/json, text/event-stream"],
-            "MCP-Protocol-Version": [MODERN],
-            "Mcp-Method": ["subscriptions/listen"],
-        },
-        unbuffered=True,
-    )
-
-
-def routing(method: str, name: str | None = None) -> dict[str, str]:
-    headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
-    if name is not None:
-        headers["Mcp-Name"] = name
-    return headers
-
-
-def sse_messages(body: bytes) -> list[Any]:
-    return [
-        json.loads(line[len(b"data: ") :])
-        for line in body.splitlines()
-        if line.startswith(b"data: ")
-    ]
+from tests.unit.gateway.helpers import (
+    MODERN,
+    GatewayTestCase,
+    modern,
+    post_listen,
+    routing,
+    sse_messages,
+)
+from tests.unit.memory import run
 
 
 class StatelessTestCase(GatewayTestCase):
@@ -131,14 +92,11 @@ class RequestTests(StatelessTestCase):
                 }.items()
             },
         )
-        for _ in range(200):
-            if self.initializes(self.alpha):
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.until(lambda: self.initializes(self.alpha))
         posting.cancel()
         with self.assertRaises(Exception):  # noqa: B017 (cancelled: how, is treq's business)
             await posting
-        await deferLater(reactor, 0.1, lambda: None)
+        await self.network.settle()  # the hang-up reaches the gateway
         held.callback(None)
         await self.ask("tools/list")
         calls = [b for _, b in self.alpha.received if b.get("method") == "tools/call"]
@@ -333,13 +291,6 @@ class ListenTests(StatelessTestCase):
         chunks: list[bytes] = []
         done = treq.collect(response, chunks.append)
         return response, chunks, done
-
-    async def until(self, condition: Any) -> None:
-        for _ in range(200):
-            if condition():
-                return
-            await deferLater(reactor, 0.02, lambda: None)
-        self.fail("condition never held")
 
     @run
     async def test_ack_first_then_only_the_asked_for_notifications_tagged(self) -> None:

@@ -10,11 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.internet import reactor, ssl
+from twisted.internet import ssl
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.server import Site
 
 from aigw.config import BackendConfig
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.test_gateway import GatewayTestCase, initialize_message, run
+from tests.unit.gateway.helpers import GatewayTestCase, initialize_message
+from tests.unit.memory import run
 
 
 def self_signed(directory: str) -> tuple[str, ssl.PrivateCertificate]:
@@ -52,16 +55,14 @@ def self_signed(directory: str) -> tuple[str, ssl.PrivateCertificate]:
 
 class UpstreamTLSTests(GatewayTestCase):
     def start_tls_upstream(self) -> tuple[str, str]:
-        from twisted.web.server import Site
-
+        """A fake upstream behind TLS with a certificate of its own CA; its URL, the CA file."""
         directory = self.mktemp()
         os.makedirs(directory)
         ca_file, certificate = self_signed(directory)
-        port = reactor.listenSSL(
-            0, Site(FakeUpstream()), certificate.options(), interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        return f"https://localhost:{port.getHost().port}/mcp", os.path.abspath(ca_file)
+        site = Site(FakeUpstream(), reactor=self.reactor)
+        tls = TLSMemoryBIOFactory(certificate.options(), False, site, clock=self.reactor)
+        port = self.network.serve(tls)
+        return f"https://localhost:{port}/mcp", os.path.abspath(ca_file)
 
     @run
     async def test_upstream_signed_by_the_configured_ca_is_trusted(self) -> None:

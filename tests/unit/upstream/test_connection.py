@@ -1,9 +1,9 @@
-"""aigw.upstream.connection against a scripted HTTP server on loopback.
+"""aigw.upstream.connection against a scripted HTTP server on a memory network.
 
 The server answers each request with the raw bytes the test gives it, so the
 framing cases of RFC 9112 (Content-Length, chunked, close-delimited, interim
 responses, keep-alive and ``Connection: close``) and broken replies are
-exercised on a real socket.
+exercised through the pool's own endpoint, connection by connection.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 
@@ -28,9 +28,9 @@ from aigw.upstream.connection import (
     Target,
     UpstreamResponse,
 )
-from tests.unit.gateway.test_gateway import run
+from tests.unit.memory import MemoryNetwork, run
 
-#: Each reply is a list of writes, sent one reactor turn apart; ``None`` closes.
+#: Each reply is a list of writes, sent 10 ms apart; ``None`` closes.
 Script = list[bytes | None]
 
 
@@ -66,11 +66,12 @@ class _Scripted(Protocol):
             return
         self.transport.write(data)  # type: ignore[union-attr]
         if writes:
-            self.server.timers.append(reactor.callLater(0.01, self._play, writes))  # type: ignore[attr-defined]
+            self.server.timers.append(self.server.clock.callLater(0.01, self._play, writes))
 
 
 class ScriptedServer(Factory):
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
         self.replies: list[Script] = []
         self.requests: list[bytes] = []
         self.connections: list[_Scripted] = []
@@ -100,19 +101,15 @@ class _Body(Protocol):
 JSON_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class ConnectionTests(TestCase):
-    def setUp(self) -> Deferred[None]:
-        self.server = ScriptedServer()
-        d = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(self.server)
-
-        def listening(port: Any) -> None:
-            self.addCleanup(port.stopListening)
-            url = f"http://127.0.0.1:{port.getHost().port}/mcp?x=1"
-            self.target = Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
-            self.pool = ConnectionPool(self.target, 4, reactor)
-            self.addCleanup(self._close)
-
-        return d.addCallback(listening)
+class ConnectionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        reactor = self.network.reactor
+        self.server = ScriptedServer(reactor)
+        url = f"http://127.0.0.1:{self.network.serve(self.server)}/mcp?x=1"
+        self.target = Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
+        self.pool = ConnectionPool(self.target, 4, reactor)
+        self.addCleanup(self._close)
 
     def _close(self) -> None:
         self.pool.close()
@@ -246,8 +243,8 @@ class ConnectionTests(TestCase):
     async def test_cancelling_aborts_the_connection(self) -> None:
         self.server.replies.append([])  # never answers
         waiting = ensureDeferred(self.pool.request(self.target.head(b"POST", [], 2), b"{}"))
-        while not self.server.requests:
-            await deferLater(0.01)
+        await self.network.settle()
+        self.assertEqual(len(self.server.requests), 1)
         waiting.cancel()
         with self.assertRaises(CancelledError):
             await waiting
@@ -277,15 +274,9 @@ class ConnectionTests(TestCase):
         self.assertEqual(len(self.server.connections), 2)
 
 
-def deferLater(seconds: float) -> Deferred[None]:
-    from twisted.internet.task import deferLater as later
-
-    return later(reactor, seconds, lambda: None)
-
-
-class TargetTests(TestCase):
+class TargetTests(SynchronousTestCase):
     def target(self, url: str) -> Target:
-        return Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
+        return Target(url, MemoryReactorClock(), BrowserLikePolicyForHTTPS(), 5)
 
     def test_default_ports_are_left_out_of_host(self) -> None:
         """RFC 9110 section 7.2: Host is the authority, the port only when it is not the default."""

@@ -1,4 +1,4 @@
-"""Hostile clients and upstreams against a real GatewayService on loopback.
+"""Hostile clients and upstreams against a real GatewayService on a memory network.
 
 Each test cites the MCP 2025-11-25 section (basic/transports) or RFC whose
 rule it checks.
@@ -10,33 +10,37 @@ import json
 from typing import Any
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.web.server import NOT_DONE_YET, Request
 
 from aigw.config import BackendConfig
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.test_gateway import GatewayTestCase, run
+from tests.unit.gateway.helpers import GatewayTestCase
+from tests.unit.memory import run
 
 PROTOCOL = {"MCP-Protocol-Version": "2025-11-25"}
 
 
-def within(d: Deferred[Any], seconds: float) -> Deferred[Any]:
+def within(d: Deferred[Any], seconds: float, clock: IReactorTime) -> Deferred[Any]:
     """``d``, failing with TimeoutError (a hang) after ``seconds``."""
-    return d.addTimeout(seconds, reactor)
+    return d.addTimeout(seconds, clock)
 
 
 class TricklingUpstream(FakeUpstream):
     """Answers tools/call with ``status`` and the first byte of a body that never ends;
-    with ``drip`` it adds a byte every 50 ms, for ever."""
+    with ``drip`` it adds a byte every 50 ms of ``clock``, for ever."""
 
-    def __init__(self, status: int, content_type: bytes, drip: bool = False) -> None:
+    def __init__(
+        self, status: int, content_type: bytes, clock: IReactorTime, drip: bool = False
+    ) -> None:
         super().__init__(tools=["echo"])
         self.status, self.content_type = status, content_type
         self.trickling: list[Request] = []
         self.loop = LoopingCall(self._drip)
+        self.loop.clock = clock
         self.drip = drip
 
     def _drip(self) -> None:
@@ -146,7 +150,7 @@ class HostileUpstreams(GatewayTestCase):
             "params": {"name": "up__echo", "arguments": {}},
         }
         d: Deferred[Any] = Deferred.fromCoroutine(self.post(message, session, PROTOCOL))
-        return await within(d, 8.0)
+        return await within(d, 8.0, self.reactor)
 
     async def error_from(self, upstream: TricklingUpstream) -> Any:
         """The client's answer to a tools/call the trickling upstream never finishes."""
@@ -165,7 +169,7 @@ class HostileUpstreams(GatewayTestCase):
         HTTP error reply's body too.  _excerpt awaits treq.content() with no deadline
         (the timeout in _send ends at the response headers), so the client waits for ever.
         """
-        body = await self.error_from(TricklingUpstream(500, b"text/plain"))
+        body = await self.error_from(TricklingUpstream(500, b"text/plain", self.reactor))
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
         self.assertEqual(body["error"]["data"]["reason"], "http_error")
 
@@ -174,7 +178,9 @@ class HostileUpstreams(GatewayTestCase):
         """Product rule "never a hang": a 200 JSON answer must be whole within the backend
         timeout; a backend dripping a byte every 50 ms (each gap far below the 1 s timeout)
         no longer holds the call for ever."""
-        body = await self.error_from(TricklingUpstream(200, b"application/json", drip=True))
+        body = await self.error_from(
+            TricklingUpstream(200, b"application/json", self.reactor, drip=True)
+        )
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_TIMEOUT)
 
     @run
@@ -224,6 +230,7 @@ class HostileUpstreams(GatewayTestCase):
         upstream = SSEPingForeverUpstream()
         session = await self.gateway_for(upstream)
         pinger = LoopingCall(upstream.ping)
+        pinger.clock = self.reactor
         pinger.start(0.3)
         try:
             response, body = await self.tool_call(session)

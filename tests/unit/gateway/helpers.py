@@ -1,0 +1,246 @@
+"""What the gateway tests share: a gateway in front of fake upstreams, on one
+memory network (tests/unit/memory.py), and the MCP messages they send.
+
+The gateway is the real ``GatewayService`` (its ``BoundedSite``, listener,
+routing and upstream connection pools); only the sockets and the clock are
+fakes, so every test is the same on every run and waits no wall time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IBodyProducer
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from aigw.config import BackendConfig, Config, ToolSelector
+from aigw.service import GatewayService
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.memory import MemoryNetwork
+
+ACCEPT = "application/json, text/event-stream"
+MODERN = "2026-07-28"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+#: Where the gateway listens (in memory) and says it is.
+PUBLIC_URL = "http://127.0.0.1:1975"
+
+
+def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
+    """A client's ``initialize`` request (basic/lifecycle)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"},
+        },
+    }
+
+
+def modern(method: str, params: dict[str, Any] | None = None, rid: Any = 1) -> dict[str, Any]:
+    """A 2026-07-28 request: the envelope in ``_meta``."""
+    params = dict(params or {})
+    params["_meta"] = {**ENVELOPE, **params.get("_meta", {})}
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+def routing(method: str, name: str | None = None) -> dict[str, str]:
+    """The 2026-07-28 routing headers of a request."""
+    headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
+    if name is not None:
+        headers["Mcp-Name"] = name
+    return headers
+
+
+def post_listen(http: Any, url: str, notifications: dict[str, Any], rid: Any) -> Any:
+    """POST subscriptions/listen; the response comes back before its body is read."""
+    message = modern("subscriptions/listen", {"notifications": notifications}, rid)
+    return http.post(
+        url,
+        data=json.dumps(message).encode(),
+        headers={
+            "Content-Type": ["application/json"],
+            "Accept": [ACCEPT],
+            "MCP-Protocol-Version": [MODERN],
+            "Mcp-Method": ["subscriptions/listen"],
+        },
+        unbuffered=True,
+    )
+
+
+def sse_messages(body: bytes) -> list[Any]:
+    """The JSON-RPC messages of an SSE body."""
+    return [
+        json.loads(line[len(b"data: ") :])
+        for line in body.splitlines()
+        if line.startswith(b"data: ")
+    ]
+
+
+class Collect(Protocol):
+    """Reads a streamed body into ``chunks``; its transport stops the stream."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: object = None) -> None:
+        pass
+
+
+@implementer(IBodyProducer)
+class _WholeBody:
+    """A request body written at once: treq's default producer cooperates on the
+    global reactor, which nothing here runs."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class GatewayTestCase(SynchronousTestCase):
+    """Fake upstreams and a gateway in front of them, with a treq client, all on
+    ``self.network``; test methods are ``async`` and decorated with ``run``."""
+
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        self.reactor = self.network.reactor
+
+    def start_upstream(self, upstream: FakeUpstream) -> str:
+        """Serve ``upstream``; its MCP URL."""
+        port = self.network.serve(Site(upstream, reactor=self.reactor))
+        return f"http://127.0.0.1:{port}/mcp"
+
+    async def start_gateway_with(self, *backends: BackendConfig, **overrides: Any) -> None:
+        """A gateway in front of exactly these backends."""
+        config = Config(
+            listen=("tcp:1975:interface=127.0.0.1",),
+            public_url=PUBLIC_URL,
+            mcp_path="/mcp",
+            backends=backends,
+            **{"auth": None, **overrides},
+        )
+        pool = HTTPConnectionPool(self.reactor, persistent=False)
+        self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
+        self.service = GatewayService(config, self.reactor, log_to_stderr=False)
+        self.service.startService()
+        self.addCleanup(lambda: self.network.run(self.service.stopService()))
+        self.url = PUBLIC_URL + "/mcp"
+
+    async def start_gateway(self, beta: FakeUpstream | None = None, **overrides: Any) -> None:
+        self.alpha = FakeUpstream(
+            tools=["echo", "progress", "link", "secret"], instructions="Alpha."
+        )
+        self.beta = beta or FakeUpstream(tools=[f"t{i}" for i in range(5)], page_size=2)
+        backends = (
+            BackendConfig(
+                name="alpha",
+                url=self.start_upstream(self.alpha),
+                tools=ToolSelector(exclude=("secret",)),
+                timeout=5.0,
+            ),
+            BackendConfig(name="beta", url=self.start_upstream(self.beta), timeout=5.0),
+        )
+        await self.start_gateway_with(*backends, **overrides)
+
+    async def until(self, condition: Callable[[], object]) -> None:
+        """Let everything in flight arrive; then ``condition`` must hold."""
+        await self.network.settle()
+        if not condition():
+            self.fail("condition never held")
+
+    async def post(
+        self,
+        body: Any,
+        session: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[Any, Any]:
+        """POST a message; the response and its body (parsed when JSON)."""
+        all_headers = {"Content-Type": "application/json", "Accept": ACCEPT}
+        if session:
+            all_headers["Mcp-Session-Id"] = session
+        all_headers.update(headers or {})
+        data = raw if raw is not None else json.dumps(body).encode()
+        response = await self.http.post(
+            self.url, data=data, headers={k: [v] for k, v in all_headers.items()}
+        )
+        content = await treq.content(response)
+        kind = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        if kind.startswith(b"application/json") and content:
+            return response, json.loads(content)
+        return response, content
+
+    async def stream_call(self, session: str, request_id: int, params: dict[str, Any]) -> Any:
+        """POST a tools/call and return the response before its body is read."""
+        return await self.http.post(
+            self.url,
+            data=json.dumps(
+                {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+            ).encode(),
+            headers={
+                "Content-Type": ["application/json"],
+                "Accept": [ACCEPT],
+                "Mcp-Session-Id": [session],
+                "MCP-Protocol-Version": ["2025-11-25"],
+            },
+            unbuffered=True,
+        )
+
+    async def open_stream(self, session: str, last_event_id: str | None = None) -> Any:
+        """GET the session's SSE stream; the response comes back before its body is read."""
+        headers = {
+            "Accept": ["text/event-stream"],
+            "Mcp-Session-Id": [session],
+            "MCP-Protocol-Version": ["2025-11-25"],
+        }
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = [last_event_id]
+        return await self.http.get(self.url, headers=headers, unbuffered=True)
+
+    async def initialize(self, version: str = "2025-11-25") -> str:
+        """A new session; its id."""
+        response, body = await self.post(initialize_message(version, 0))
+        self.assertEqual(response.code, 200, body)
+        session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
+        return session
+
+    async def call(self, session: str, method: str, params: Any = None, rid: int = 1) -> Any:
+        """A request in ``session`` that must get 200; the JSON-RPC answer."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        response, body = await self.post(message, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 200, body)
+        return body
