@@ -19,7 +19,6 @@ methods.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs
 
@@ -36,8 +35,10 @@ from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.metadata import metadata_paths, protected_resource_metadata
 from aigw.config import Config
 from aigw.principal import Principal
+from aigw.protocol import jsonrpc
 from aigw.readiness import Readiness
 from aigw.web.request import WebRequest
+from aigw.web.respond import refuse_auth, write_json
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
 METADATA_CORS_HEADERS = {
@@ -58,17 +59,6 @@ class MetadataDocuments(Protocol):
     """The authorization server's own metadata, relayed for older clients."""
 
     def document(self, kind: str) -> bytes | None: ...
-
-
-def write_json(
-    request: WebRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None
-) -> bytes:
-    """Set status and JSON content type; return the encoded body for Klein to write."""
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"application/json")
-    for name, value in (headers or {}).items():
-        request.setHeader(name, value)
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def query_arguments(request: WebRequest) -> dict[bytes, list[bytes]]:
@@ -111,7 +101,7 @@ class GatewayApp:
         route("/healthz", methods=["GET", "HEAD"])(self.healthz)
         route("/readyz", methods=["GET", "HEAD"])(self.readyz)
         if self.config.auth is not None:
-            self._prm = json.dumps(protected_resource_metadata(self.config)).encode()
+            self._prm = jsonrpc.dumps(protected_resource_metadata(self.config))
             for path in metadata_paths(self.config):
                 route(path, methods=["GET", "HEAD", "OPTIONS"])(self.resource_metadata)
             if self.as_metadata is not None:
@@ -236,12 +226,7 @@ class GatewayApp:
                 query_arguments(request),
             )
         except AuthFailure as failure:
-            return write_json(
-                request,
-                failure.status,
-                failure.body,
-                {b"WWW-Authenticate": failure.www_authenticate.encode()},
-            )
+            return refuse_auth(request, failure)
         fields = getattr(request, "aigw_fields", None)
         if fields is not None and principal.subject:
             fields["sub"] = principal.subject

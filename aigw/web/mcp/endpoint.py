@@ -32,16 +32,15 @@ from aigw.protocol.versions import (
 )
 from aigw.sealed.session_id import SessionNotFound
 from aigw.web.mcp.http import (
-    HTTPRefusal,
     Reply,
     accepts,
     begin_event_stream,
     header,
     hold_stream,
-    stream_limit_refusal,
 )
 from aigw.web.mcp.stateless_era import StatelessHandler, body_version, mismatch, unsupported_version
 from aigw.web.request import WebRequest
+from aigw.web.respond import HTTPRefusal, refuse, refuse_auth, stream_limit_refusal
 
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
@@ -74,21 +73,10 @@ class MCPTransport:
                 return await self._get(request, principal)
             return await self._delete(request, principal)
         except HTTPRefusal as refusal:
-            return self._refuse(request, refusal)
+            return refuse(request, refusal)
         except InsufficientScope as error:
             failure = self.authenticator.insufficient_scope(principal, error.needed)
-            request.setResponseCode(failure.status)
-            request.setHeader(b"Content-Type", b"application/json")
-            request.setHeader(b"WWW-Authenticate", failure.www_authenticate.encode())
-            return jsonrpc.dumps(failure.body)
-
-    def _refuse(self, request: WebRequest, refusal: HTTPRefusal) -> bytes:
-        request.setResponseCode(refusal.status)
-        request.setHeader(b"Content-Type", b"application/json")
-        for name, value in refusal.headers.items():
-            request.setHeader(name, value)
-        body = jsonrpc.error_response(refusal.request_id, refusal.to_error())
-        return jsonrpc.dumps(body)
+            return refuse_auth(request, failure)
 
     def _check_origin(self, request: WebRequest) -> None:
         """basic/transports "Security Warning": validate Origin against DNS rebinding."""

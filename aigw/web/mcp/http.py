@@ -13,50 +13,9 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
-from aigw.gateway.limits import RETRY_AFTER_SECONDS, StreamLimitReached
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment, format_event
 from aigw.web.request import WebRequest
-
-
-class HTTPRefusal(Exception):
-    """An HTTP-level refusal with a JSON-RPC error body."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        headers: dict[bytes, bytes] | None = None,
-        data: Any = None,
-        request_id: Any = None,
-    ) -> None:
-        super().__init__(status, code, message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-        self.data = data
-        self.request_id = request_id
-
-    def to_error(self) -> dict[str, Any]:
-        return jsonrpc.error_object(self.code, self.message, self.data)
-
-
-def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) -> HTTPRefusal:
-    """A refused stream as HTTP: the bound's status, Retry-After where waiting helps,
-    and a JSON-RPC error body naming the bound (``TOO_MANY_STREAMS``)."""
-    headers = {}
-    if reached.status in (429, 503):
-        headers[b"Retry-After"] = str(RETRY_AFTER_SECONDS).encode("ascii")
-    return HTTPRefusal(
-        reached.status,
-        jsonrpc.TOO_MANY_STREAMS,
-        reached.message,
-        headers=headers,
-        data={"limit": reached.key, "max": reached.limit},
-        request_id=request_id,
-    )
 
 
 def accepts(request: WebRequest, *wanted: str) -> bool:

@@ -39,14 +39,13 @@ from aigw.protocol.versions import (
     META_SERVER_INFO,
 )
 from aigw.web.mcp.http import (
-    HTTPRefusal,
     Reply,
     begin_event_stream,
     header,
     hold_stream,
-    stream_limit_refusal,
 )
 from aigw.web.request import WebRequest
+from aigw.web.respond import HTTPRefusal, stream_limit_refusal
 
 METHOD_HEADER = b"mcp-method"
 NAME_HEADER = b"mcp-name"

@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.config import AuthConfig, ServerConfig, SessionsConfig
 from aigw.gateway.limits import StreamLimitReached, StreamLimits
 from aigw.protocol import jsonrpc
-from aigw.web.mcp.http import stream_limit_refusal
+from aigw.web.respond import stream_limit_refusal
 from tests.unit.gateway.helpers import (
     Collect,
     GatewayTestCase,

@@ -1,0 +1,83 @@
+"""Every error the HTTP server answers, turned into its response here and nowhere else.
+
+Three shapes, each from its specification: OAuth errors (RFC 6750 §3.1: the
+status, ``WWW-Authenticate`` and a JSON body with ``error``), MCP refusals at
+the HTTP level (MCP basic/transports: the status and a JSON-RPC error body), and
+aigw's own JSON errors for routes outside MCP (404, 405, 500, 503).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw.auth.authenticator import AuthFailure
+from aigw.gateway.limits import RETRY_AFTER_SECONDS, StreamLimitReached
+from aigw.protocol import jsonrpc
+from aigw.web.request import WebRequest
+
+
+class HTTPRefusal(Exception):
+    """An HTTP-level refusal with a JSON-RPC error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: dict[bytes, bytes] | None = None,
+        data: Any = None,
+        request_id: Any = None,
+    ) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.data = data
+        self.request_id = request_id
+
+    def to_error(self) -> dict[str, Any]:
+        return jsonrpc.error_object(self.code, self.message, self.data)
+
+
+def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) -> HTTPRefusal:
+    """A refused stream as HTTP: the bound's status, Retry-After where waiting helps,
+    and a JSON-RPC error body naming the bound (``TOO_MANY_STREAMS``)."""
+    headers = {}
+    if reached.status in (429, 503):
+        headers[b"Retry-After"] = str(RETRY_AFTER_SECONDS).encode("ascii")
+    return HTTPRefusal(
+        reached.status,
+        jsonrpc.TOO_MANY_STREAMS,
+        reached.message,
+        headers=headers,
+        data={"limit": reached.key, "max": reached.limit},
+        request_id=request_id,
+    )
+
+
+def write_json(
+    request: WebRequest, status: int, body: Any, headers: dict[bytes, bytes] | None = None
+) -> bytes:
+    """Set status and JSON content type; return the encoded body for Klein to write."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)
+    return jsonrpc.dumps(body)
+
+
+def refuse(request: WebRequest, refusal: HTTPRefusal) -> bytes:
+    """An MCP refusal: its status and headers, a JSON-RPC error body."""
+    body = jsonrpc.error_response(refusal.request_id, refusal.to_error())
+    return write_json(request, refusal.status, body, refusal.headers)
+
+
+def refuse_auth(request: WebRequest, failure: AuthFailure) -> bytes:
+    """A bearer-token refusal (RFC 6750 §3.1): 400, 401 or 403 with its challenge."""
+    return write_json(
+        request,
+        failure.status,
+        failure.body,
+        {b"WWW-Authenticate": failure.www_authenticate.encode()},
+    )
