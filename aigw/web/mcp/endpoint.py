@@ -115,19 +115,7 @@ class MCPTransport:
     # -- POST --------------------------------------------------------------
 
     async def _post(self, request: WebRequest, principal: Principal) -> bytes | None:
-        if not accepts(request, "application/json", "text/event-stream"):
-            raise HTTPRefusal(
-                406,
-                jsonrpc.INVALID_REQUEST,
-                "Accept must allow both application/json and text/event-stream",
-            )
-        content_type = (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
-        if content_type != "application/json":
-            raise HTTPRefusal(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json")
-        assert request.content is not None  # set by Twisted before any route runs
-        parsed = jsonrpc.parse_body(request.content.read())
-        if parsed.error is not None:
-            raise HTTPRefusal(400, parsed.error.code, parsed.error.message)
+        parsed = self._read_body(request)
         messages = parsed.messages
         stated = header(request, VERSION_HEADER)
         opening = (
@@ -146,7 +134,8 @@ class MCPTransport:
                 raise HTTPRefusal(400, jsonrpc.INVALID_REQUEST, "initialize must not be batched")
         elif isinstance(messages[0], jsonrpc.InvalidMessage):
             raise HTTPRefusal(400, messages[0].error.code, messages[0].error.message)
-        elif isinstance(messages[0], jsonrpc.Request) and messages[0].method == "initialize":
+        elif opening:
+            assert isinstance(messages[0], jsonrpc.Request)
             return await self._initialize(request, principal, messages[0])
         session = self._session(request, principal)
         if parsed.is_batch and not allows_batches(header_version):
@@ -154,6 +143,41 @@ class MCPTransport:
                 400, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not part of {header_version}"
             )
         reply = Reply(request)
+        answers = await self._dispatch(request, session, messages, reply)
+        if not answers:
+            if not reply.streaming:
+                request.setResponseCode(202)
+            return b""
+        return reply.body(answers, parsed.is_batch)
+
+    @staticmethod
+    def _read_body(request: WebRequest) -> jsonrpc.ParsedBody:
+        """The POST's JSON-RPC body, once Accept and Content-Type allow it
+        (basic/transports "Sending Messages to the Server")."""
+        if not accepts(request, "application/json", "text/event-stream"):
+            raise HTTPRefusal(
+                406,
+                jsonrpc.INVALID_REQUEST,
+                "Accept must allow both application/json and text/event-stream",
+            )
+        content_type = (header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise HTTPRefusal(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json")
+        assert request.content is not None  # set by Twisted before any route runs
+        parsed = jsonrpc.parse_body(request.content.read())
+        if parsed.error is not None:
+            raise HTTPRefusal(400, parsed.error.code, parsed.error.message)
+        return parsed
+
+    async def _dispatch(
+        self,
+        request: WebRequest,
+        session: ClientSession,
+        messages: Sequence[Any],
+        reply: Reply,
+    ) -> list[dict[str, Any]]:
+        """Notifications and client responses go on in the background; requests are
+        answered (the answers, in order, plus those to invalid messages)."""
         requests: list[jsonrpc.Request] = []
         answers: list[dict[str, Any]] = []
         for message in messages:
@@ -166,44 +190,45 @@ class MCPTransport:
                 answers.append(jsonrpc.to_dict(message))
             else:
                 self._background(self.gateway.handle_client_response(session, message))
-        if not requests and not answers:
-            request.setResponseCode(202)
-            return b""
+        if requests:
+            answers.extend(await self._answer(request, session, requests, reply))
+        return answers
+
+    async def _answer(
+        self,
+        request: WebRequest,
+        session: ClientSession,
+        requests: list[jsonrpc.Request],
+        reply: Reply,
+    ) -> list[dict[str, Any]]:
+        """Every request answered by the gateway, in parallel; a client that goes away
+        cancels them all (basic/utilities/cancellation)."""
 
         def cancel_all() -> None:
             for pending in requests:
                 self._background(self.gateway.cancel(session, pending.id, "client disconnected"))
 
         reply.on_gone = cancel_all
-        if len(requests) == 1:
+        if len(requests) == 1:  # the common case needs no DeferredList
             first = requests[0]
             params = first.params if isinstance(first.params, dict) else {}
             tool = params.get("name") if first.method == "tools/call" else None
             self._note(request, mcp_method=first.method, tool=tool)
-        if len(requests) == 1:  # the common case needs no DeferredList
-            answer = await self.gateway.handle_request(session, requests[0], reply.emit)
-            if answer is not None:
-                answers.append(answer)
-        elif requests:
-            try:
-                results = await DeferredList(
-                    [
-                        ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
-                        for r in requests
-                    ],
-                    fireOnOneErrback=True,
-                    consumeErrors=True,
-                )
-            except FirstError as error:
-                # The first failure (InsufficientScope: a 403 for the whole POST).
-                error.subFailure.raiseException()
-            answers.extend(answer for _, answer in results if answer is not None)
-        if not answers:
-            if reply.streaming:
-                return b""
-            request.setResponseCode(202)
-            return b""
-        return reply.body(answers, parsed.is_batch)
+            answer = await self.gateway.handle_request(session, first, reply.emit)
+            return [] if answer is None else [answer]
+        try:
+            results = await DeferredList(
+                [
+                    ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
+                    for r in requests
+                ],
+                fireOnOneErrback=True,
+                consumeErrors=True,
+            )
+        except FirstError as error:
+            # The first failure (InsufficientScope: a 403 for the whole POST).
+            error.subFailure.raiseException()
+        return [answer for _, answer in results if answer is not None]
 
     @staticmethod
     def _check_no_envelope(messages: Sequence[Any], stated: str | None) -> None:
