@@ -87,9 +87,9 @@ class BackendSessions:
         )
         return [session for _, session in opened]
 
-    async def open_for_pool(self, names: list[str]) -> list[BackendSession]:
+    async def open_for_pool(self, principal: Principal, names: list[str]) -> list[BackendSession]:
         """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
-        opened = await self.open(names, LATEST_VERSION, {})
+        opened = await self.open(names, LATEST_VERSION, {}, principal)
         return [session for session, _ in opened]
 
     async def _open_one(
@@ -216,12 +216,15 @@ class BackendSessions:
         )
         return session, instructions if isinstance(instructions, str) else None
 
-    async def end_upstream(self, backend: BackendSession) -> None:
-        """End one upstream session (DELETE) that aigw no longer keeps; failures logged."""
+    async def end_upstream(self, backend: BackendSession, principal: Principal) -> None:
+        """End one upstream session (DELETE) of ``principal`` that aigw no longer keeps;
+        failures logged."""
         if backend.session_id is None:
             return
         try:
-            await self.transports[backend.name].delete(backend.session_id, backend.protocol_version)
+            await self.transports[backend.name].delete(
+                backend.session_id, backend.protocol_version, principal=principal
+            )
         except UpstreamError as error:
             self.log.info(
                 "ending upstream session of {backend}: {error}", backend=backend.name, error=error

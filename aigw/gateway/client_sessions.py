@@ -120,7 +120,7 @@ class ClientSessions:
         The binding (cursors, relayed request ids) is the user's, so a cursor
         from one request is valid in the next request of the same user only.
         """
-        backends = await self.pool.sessions(principal.issuer, principal.subject, snapshot.order)
+        backends = await self.pool.sessions(principal, snapshot.order)
         user = json.dumps(["stateless", principal.issuer, principal.subject])
         binding = hashlib.sha256(user.encode()).hexdigest()[:32]
         state = SessionState(
@@ -133,7 +133,7 @@ class ClientSessions:
 
         def reopened(backend_session: BackendSession) -> None:
             key = (principal.issuer, principal.subject, backend_session.name)
-            self.pool.put(key, backend_session)
+            self.pool.put(key, backend_session, principal)
 
         return ClientSession(
             principal, "", state, binding, dict(backends), snapshot, on_reopen=reopened

@@ -25,15 +25,17 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.fanout import fan_out
+from aigw.principal import Principal
 from aigw.sealed.session_id import BackendSession
 
 #: (issuer, subject, backend): upstream sessions are never shared between users.
 PoolKey = tuple[str, str, str]
 
-#: Opens upstream sessions with the named backends; leaves out those that fail.
-Opener = Callable[[list[str]], Awaitable[list[BackendSession]]]
-#: Ends one upstream session (DELETE); errors are the closer's to log.
-Closer = Callable[[BackendSession], Coroutine[Any, Any, None]]
+#: Opens upstream sessions with the named backends on behalf of a user (so the
+#: backends' credentials are asked with that principal); leaves out those that fail.
+Opener = Callable[[Principal, list[str]], Awaitable[list[BackendSession]]]
+#: Ends one upstream session (DELETE) of a user; errors are the closer's to log.
+Closer = Callable[[BackendSession, Principal], Coroutine[Any, Any, None]]
 
 DEFAULT_MAX_ENTRIES = 10000
 DEFAULT_IDLE_SECONDS = 600.0
@@ -44,6 +46,7 @@ RETRY_SECONDS = 30.0
 @attrs.define
 class _Entry:
     session: BackendSession
+    principal: Principal
     used: float
 
 
@@ -74,9 +77,10 @@ class UpstreamSessionPool:
         return len(self._entries)
 
     async def sessions(
-        self, issuer: str, subject: str, names: Iterable[str]
+        self, principal: Principal, names: Iterable[str]
     ) -> dict[str, BackendSession]:
         """This user's upstream session with each backend that can be reached now."""
+        issuer, subject = principal.issuer, principal.subject
         now = self.clock.seconds()
         self._expire(now)
         found: dict[str, BackendSession] = {}
@@ -96,20 +100,20 @@ class UpstreamSessionPool:
             elif self._failed.get(key, 0.0) <= now:
                 missing.append(name)
         if missing:
-            found.update(await self._open(issuer, subject, missing))
+            found.update(await self._open(principal, missing))
         for name, waiter in waits:
             session = await waiter
             if session is not None:
                 found[name] = session
         return found
 
-    async def _open(self, issuer: str, subject: str, names: list[str]) -> dict[str, BackendSession]:
-        keys = [(issuer, subject, name) for name in names]
+    async def _open(self, principal: Principal, names: list[str]) -> dict[str, BackendSession]:
+        keys = [(principal.issuer, principal.subject, name) for name in names]
         for key in keys:
             self._opening[key] = []
         opened: dict[str, BackendSession] = {}
         try:
-            opened = {s.name: s for s in await self._opener(names)}
+            opened = {s.name: s for s in await self._opener(principal, names)}
         finally:
             now = self.clock.seconds()
             for key in keys:
@@ -118,23 +122,23 @@ class UpstreamSessionPool:
                     self._failed[key] = now + RETRY_SECONDS
                     self._failed.move_to_end(key)
                 else:
-                    self.put(key, session)
+                    self.put(key, session, principal)
                 for waiter in self._opening.pop(key, []):
                     waiter.callback(session)
             while len(self._failed) > self.max_entries:
                 self._failed.popitem(last=False)
         return opened
 
-    def put(self, key: PoolKey, session: BackendSession) -> None:
+    def put(self, key: PoolKey, session: BackendSession, principal: Principal) -> None:
         """Remember (or replace, after a repair) the upstream session for ``key``."""
         old = self._entries.pop(key, None)
         if old is not None and old.session.session_id != session.session_id:
-            self._end(old.session)
-        self._entries[key] = _Entry(session, self.clock.seconds())
+            self._end(old)
+        self._entries[key] = _Entry(session, principal, self.clock.seconds())
         self._failed.pop(key, None)
         while len(self._entries) > self.max_entries:
             _, evicted = self._entries.popitem(last=False)
-            self._end(evicted.session)
+            self._end(evicted)
 
     def _expire(self, now: float) -> None:
         """Entries are in order of last use, so the idle ones are at the front."""
@@ -143,28 +147,28 @@ class UpstreamSessionPool:
             if entry.used + self.idle_seconds > now:
                 return
             del self._entries[key]
-            self._end(entry.session)
+            self._end(entry)
 
-    def _end(self, session: BackendSession) -> None:
+    def _end(self, entry: _Entry) -> None:
         """End an upstream session we no longer keep (the backend would keep it until its own
         timeout otherwise); in the background, failures logged by the closer."""
-        if session.session_id is None:
+        if entry.session.session_id is None:
             return
-        ensureDeferred(self._closer(session)).addErrback(
+        ensureDeferred(self._closer(entry.session, entry.principal)).addErrback(
             lambda f: self.log.failure("ending a pooled upstream session", f)
         )
 
     async def close(self) -> None:
         """End every pooled upstream session (service stop), all at once."""
-        sessions = {
-            key: entry.session
+        entries = {
+            key: entry
             for key, entry in self._entries.items()
             if entry.session.session_id is not None
         }
         self._entries.clear()
         await fan_out(
-            sessions,
-            lambda key: self._closer(sessions[key]),
+            entries,
+            lambda key: self._closer(entries[key].session, entries[key].principal),
             self.log,
             "ending the pooled upstream session {backend}: {reason}",
         )

@@ -3,25 +3,34 @@ shared opens, and a pause before retrying a backend that failed."""
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.pool import RETRY_SECONDS, UpstreamSessionPool
+from aigw.principal import ANONYMOUS, Principal
 from aigw.sealed.session_id import BackendSession
 
 
+def user(sub: str) -> Principal:
+    return attrs.evolve(ANONYMOUS, issuer="iss", subject=sub)
+
+
 class Backends:
-    """Opens numbered upstream sessions; records opens and ends."""
+    """Opens numbered upstream sessions; records opens and ends, and for whom."""
 
     def __init__(self) -> None:
         self.opened: list[str] = []
         self.ended: list[str] = []
+        self.opened_for: list[str] = []
+        self.ended_for: list[str] = []
         self.down: set[str] = set()
         self.gate: Deferred[None] | None = None
         self.count = 0
 
-    async def open(self, names: list[str]) -> list[BackendSession]:
+    async def open(self, principal: Principal, names: list[str]) -> list[BackendSession]:
+        self.opened_for.append(principal.subject)
         if self.gate is not None:
             await self.gate
         sessions = []
@@ -33,9 +42,10 @@ class Backends:
             sessions.append(BackendSession(name, f"{name}-{self.count}", "2025-11-25"))
         return sessions
 
-    async def end(self, session: BackendSession) -> None:
+    async def end(self, session: BackendSession, principal: Principal) -> None:
         assert session.session_id is not None
         self.ended.append(session.session_id)
+        self.ended_for.append(principal.subject)
 
 
 class PoolTests(SynchronousTestCase):
@@ -48,7 +58,7 @@ class PoolTests(SynchronousTestCase):
 
     def sessions(self, sub: str, names: list[str]) -> dict[str, BackendSession]:
         result: dict[str, BackendSession] = self.successResultOf(
-            ensureDeferred(self.pool.sessions("iss", sub, names))
+            ensureDeferred(self.pool.sessions(user(sub), names))
         )
         return result
 
@@ -79,8 +89,8 @@ class PoolTests(SynchronousTestCase):
 
     def test_concurrent_first_requests_share_one_open(self) -> None:
         self.backends.gate = Deferred()
-        one = ensureDeferred(self.pool.sessions("iss", "alice", ["a"]))
-        two = ensureDeferred(self.pool.sessions("iss", "alice", ["a"]))
+        one = ensureDeferred(self.pool.sessions(user("alice"), ["a"]))
+        two = ensureDeferred(self.pool.sessions(user("alice"), ["a"]))
         self.backends.gate.callback(None)
         self.assertEqual(self.successResultOf(one), self.successResultOf(two))
         self.assertEqual(self.backends.opened, ["a"])
@@ -97,7 +107,7 @@ class PoolTests(SynchronousTestCase):
     def test_a_repaired_session_replaces_and_ends_the_old_one(self) -> None:
         old = self.sessions("alice", ["a"])["a"]
         new = BackendSession("a", "a-new", "2025-11-25")
-        self.pool.put(("iss", "alice", "a"), new)
+        self.pool.put(("iss", "alice", "a"), new, user("alice"))
         self.assertEqual(self.sessions("alice", ["a"])["a"], new)
         self.assertEqual(self.backends.ended, [old.session_id])
 
@@ -106,3 +116,13 @@ class PoolTests(SynchronousTestCase):
         self.successResultOf(ensureDeferred(self.pool.close()))
         self.assertEqual(sorted(self.backends.ended), ["a-1", "b-2"])
         self.assertEqual(len(self.pool), 0)
+
+    def test_sessions_are_opened_and_ended_on_behalf_of_their_user(self) -> None:
+        """The backends' credentials are asked with the user's principal (upstream/api.py),
+        for the opening and for the DELETE when the session expires."""
+        self.sessions("alice", ["a"])
+        self.sessions("bob", ["a"])
+        self.clock.advance(61)
+        self.sessions("carol", ["b"])
+        self.assertEqual(self.backends.opened_for, ["alice", "bob", "carol"])
+        self.assertEqual(sorted(self.backends.ended_for), ["alice", "bob"])
