@@ -11,9 +11,12 @@ import uuid
 from collections.abc import Mapping
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from aigw.config import BackendConfig, Config
+from aigw.service import GatewayService
 from aigw.systemd import (
     Notifier,
     SystemdService,
@@ -326,3 +329,36 @@ class SystemdServiceTests(SynchronousTestCase):
         self.assertEqual(self.readiness.calls, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         service.stopService()
+
+
+class GatewayServiceTests(SynchronousTestCase):
+    """GatewayService tells systemd: starting, READY=1 once listening, reload, STOPPING=1."""
+
+    def test_lifecycle(self) -> None:
+        receiver = Receiver(self)
+        config = Config(
+            listen=("tcp:0",),
+            public_url="https://gw.example",
+            mcp_path="/mcp",
+            auth=None,
+            backends=(BackendConfig(name="files", url="http://127.0.0.1:9/mcp"),),
+        )
+        reactor = MemoryReactorClock()
+        service = GatewayService(config, reactor, log_to_stderr=False, environ=receiver.environ)
+        self.addCleanup(service.notifier.close)
+        service.privilegedStartService()
+        service.startService()
+        reactor.advance(0)
+        self.assertEqual(
+            receiver.messages(),
+            [{"STATUS": "starting"}, {"READY": "1", "STATUS": "serving on tcp:0"}],
+        )
+        with capturedLogs() as events:
+            service._reload_requested()
+        self.assertIn("live reload is not implemented yet", events[0]["log_format"])
+        self.assertEqual(
+            [("RELOADING" in m, m.get("READY")) for m in receiver.messages()],
+            [(True, None), (False, "1")],
+        )
+        service.stopService()
+        self.assertEqual(receiver.messages()[0]["STOPPING"], "1")
