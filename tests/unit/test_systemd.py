@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config import BackendConfig, Config
+from aigw.config import AuthConfig, BackendConfig, Config
 from aigw.service import GatewayService
 from aigw.systemd import (
     Notifier,
@@ -334,13 +334,15 @@ class SystemdServiceTests(SynchronousTestCase):
 class GatewayServiceTests(SynchronousTestCase):
     """GatewayService tells systemd: starting, READY=1 once listening, reload, STOPPING=1."""
 
-    def test_lifecycle(self) -> None:
+    def start(
+        self, auth: AuthConfig | None = None
+    ) -> tuple[GatewayService, Receiver, MemoryReactorClock]:
         receiver = Receiver(self)
         config = Config(
             listen=("tcp:0",),
             public_url="https://gw.example",
             mcp_path="/mcp",
-            auth=None,
+            auth=auth,
             backends=(BackendConfig(name="files", url="http://127.0.0.1:9/mcp"),),
         )
         reactor = MemoryReactorClock()
@@ -349,6 +351,22 @@ class GatewayServiceTests(SynchronousTestCase):
         service.privilegedStartService()
         service.startService()
         reactor.advance(0)
+        return service, receiver, reactor
+
+    def test_ready_waits_for_the_signing_keys(self) -> None:
+        auth = AuthConfig(issuer="http://as.example", audiences=("https://gw.example/mcp",))
+        service, receiver, reactor = self.start(auth)
+        self.assertEqual(
+            receiver.messages(),
+            [{"STATUS": "starting"}, {"STATUS": "waiting: signing keys not loaded"}],
+        )
+        service.readiness.add("signing_keys", lambda: None)  # as the key store would report
+        reactor.advance(0.1)
+        self.assertEqual(receiver.messages(), [{"READY": "1", "STATUS": "serving on tcp:0"}])
+        service.stopService()
+
+    def test_lifecycle(self) -> None:
+        service, receiver, _ = self.start()
         self.assertEqual(
             receiver.messages(),
             [{"STATUS": "starting"}, {"READY": "1", "STATUS": "serving on tcp:0"}],
