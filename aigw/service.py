@@ -12,9 +12,11 @@ Stopping (SIGTERM) goes: stop accepting, drain in-flight requests within
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -38,6 +40,7 @@ from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
+from aigw.systemd import Notifier, SystemdService
 from aigw.upstream.client import Upstream
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
@@ -110,6 +113,7 @@ class GatewayService(MultiService):
         reactor: Any,
         log_to_stderr: bool = True,
         handle_sigterm: bool = False,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
@@ -139,6 +143,14 @@ class GatewayService(MultiService):
         for listener in self.listeners:
             listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.readiness.add("listeners", self._listeners_ready)
+        # systemd (Type=notify): READY=1 when /readyz would say ready, STATUS=, watchdog.
+        environ = os.environ if environ is None else environ
+        self.notifier = Notifier(environ)
+        serving = f"serving on {', '.join(config.listen)}"
+        self.systemd = SystemdService(
+            self.notifier, reactor, self.readiness.report, serving, environ
+        )
+        self.systemd.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _build_auth(self) -> tuple[Authenticator, Any]:
         """The bearer check; its key store and metadata relay join the service tree."""
@@ -208,6 +220,8 @@ class GatewayService(MultiService):
         if self._handle_sigterm:
             # After the reactor installed its own handlers ("during startup").
             self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
+            # At once: SIGHUP's default action is to exit, and no reactor handles it.
+            signal.signal(signal.SIGHUP, self._sighup)
 
     def _check_fd_limit(self) -> None:
         """Warn when the open-file limit cannot hold every stream slot (limits.py)."""
@@ -233,7 +247,21 @@ class GatewayService(MultiService):
         self.log.info("SIGTERM received")
         self.reactor.callFromThread(self.reactor.stop)
 
+    def _sighup(self, signum: int, frame: object) -> None:
+        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): acknowledged, not acted on yet.
+
+        Its default action would end the daemon.  Until live reload exists, a
+        reload is a RELOADING=1 then READY=1 cycle that changes nothing (sd_notify(3)).
+        """
+        self.reactor.callFromThread(self._reload_requested)
+
+    def _reload_requested(self) -> None:
+        self.log.warn("reload requested; live reload is not implemented yet")
+        self.systemd.reloading()
+        self.systemd.reloaded()
+
     def stopService(self) -> Deferred[None]:
+        self.systemd.stopping()  # before draining: systemd shows "deactivating" from now on
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
