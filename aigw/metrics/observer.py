@@ -8,9 +8,9 @@ gauges read from callables at scrape time (open sessions, streams, key age).
 ``request_finished`` runs for every MCP request, and ``access_decided`` for
 every tool of a listing: both find their series in a dict keyed by the event's
 raw values, so a known request costs a lookup, a counter increment and three
-histogram observations.  prometheus_client's ``labels()`` (slow: it validates
-and locks) runs once per series.  A raw value is a key of that dict only when
-it is its own label (see ``labels``): a flood of made-up names cannot grow it.
+histogram observations, all lock-free (see ``lockfree``).  A raw value is a
+key of that dict only when it is its own label (see ``labels``): a flood of
+made-up names cannot grow it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Final, Generic, TypeVar
+from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CollectorRegistry, Gauge, Info
 from twisted.logger import Logger
 
 from aigw import __version__
@@ -38,6 +37,7 @@ from aigw.metrics.labels import (
     ToolAllowed,
     status_label,
 )
+from aigw.metrics.lockfree import LockFreeCounter, LockFreeHistogram
 from aigw.metrics.registry import new_registry
 
 #: Whole requests and time upstream: a ping to a tool call of minutes.
@@ -60,23 +60,8 @@ STATUSES_LIMIT: Final = 16
 
 Count = Callable[[], None]
 Observe = Callable[[float], None]
-_M = TypeVar("_M", bound=MetricWrapperBase)
 
 log = Logger()
-
-
-class _Children(Generic[_M]):
-    """The children of a labelled metric, each made by ``labels()`` once."""
-
-    def __init__(self, metric: _M) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], _M] = {}
-
-    def __call__(self, *values: str) -> _M:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._metric.labels(*values)
-        return child
 
 
 class GatewayMetrics:
@@ -118,93 +103,77 @@ class GatewayMetrics:
 
     def _define_metrics(self) -> None:
         registry = self.registry
-        self._requests = _Children(
-            Counter(
-                "aigw_mcp_requests_total",
-                "MCP requests answered, by method, backend, tool (tools/call) and outcome.",
-                ("method", "backend", "tool", "outcome"),
-                registry=registry,
-            )
-        )
-        self._durations = _Children(
-            Histogram(
-                "aigw_mcp_request_duration_seconds",
-                "Wall time of MCP requests, from receipt to answer, by method.",
-                ("method",),
-                registry=registry,
-                buckets=REQUEST_BUCKETS,
-            )
-        )
-        self._gateway_observe: Observe = Histogram(
-            "aigw_mcp_gateway_seconds",
-            "Time of MCP requests spent in aigw: the whole request less the time upstream.",
+        self._requests = LockFreeCounter(
+            "aigw_mcp_requests_total",
+            "MCP requests answered, by method, backend, tool (tools/call) and outcome.",
+            ("method", "backend", "tool", "outcome"),
             registry=registry,
-            buckets=GATEWAY_BUCKETS,
-        ).observe
-        self._upstream = _Children(
-            Histogram(
-                "aigw_mcp_upstream_seconds",
-                "Time of MCP requests spent waiting for backends, by backend (empty: fanned out).",
-                ("backend",),
-                registry=registry,
-                buckets=REQUEST_BUCKETS,
-            )
         )
-        self._decisions = _Children(
-            Counter(
-                "aigw_access_decisions_total",
-                "Access policy decisions, by backend, decision and the deciding rule's key path.",
-                ("backend", "decision", "rule"),
-                registry=registry,
-            )
+        self._durations = LockFreeHistogram(
+            "aigw_mcp_request_duration_seconds",
+            "Wall time of MCP requests, from receipt to answer, by method.",
+            ("method",),
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
         )
-        self._refusals = _Children(
-            Counter(
-                "aigw_auth_refusals_total",
-                "Requests refused before routing (token or scope), by status and reason.",
-                ("status", "reason"),
+        self._gateway_observe: Observe = (
+            LockFreeHistogram(
+                "aigw_mcp_gateway_seconds",
+                "Time of MCP requests spent in aigw: the whole request less the time upstream.",
+                buckets=GATEWAY_BUCKETS,
                 registry=registry,
             )
+            .labels()
+            .observe
         )
-        self._connections = _Children(
-            Counter(
-                "aigw_upstream_connections_total",
-                "Connections to backends opened, lost mid-exchange, or failed, by backend.",
-                ("backend", "state"),
-                registry=registry,
-            )
+        self._upstream = LockFreeHistogram(
+            "aigw_mcp_upstream_seconds",
+            "Time of MCP requests spent waiting for backends, by backend (empty: fanned out).",
+            ("backend",),
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
         )
-        self._http = _Children(
-            Counter(
-                "aigw_http_requests_total",
-                "HTTP requests of clients answered, by route and status.",
-                ("route", "status"),
-                registry=registry,
-            )
+        self._decisions = LockFreeCounter(
+            "aigw_access_decisions_total",
+            "Access policy decisions, by backend, decision and the deciding rule's key path.",
+            ("backend", "decision", "rule"),
+            registry=registry,
         )
-        self._jwks = _Children(
-            Counter(
-                "aigw_jwks_fetches_total",
-                "Fetches of the issuer's signing keys (JWKS), by outcome.",
-                ("outcome",),
-                registry=registry,
-            )
+        self._refusals = LockFreeCounter(
+            "aigw_auth_refusals_total",
+            "Requests refused before routing (token or scope), by status and reason.",
+            ("status", "reason"),
+            registry=registry,
         )
-        self._introspections = _Children(
-            Counter(
-                "aigw_introspection_requests_total",
-                "Token introspection requests (RFC 7662), by outcome.",
-                ("outcome",),
-                registry=registry,
-            )
+        self._connections = LockFreeCounter(
+            "aigw_upstream_connections_total",
+            "Connections to backends opened, lost mid-exchange, or failed, by backend.",
+            ("backend", "state"),
+            registry=registry,
         )
-        self._reloads = _Children(
-            Counter(
-                "aigw_config_reloads_total",
-                "Configuration reloads, by outcome.",
-                ("outcome",),
-                registry=registry,
-            )
+        self._http = LockFreeCounter(
+            "aigw_http_requests_total",
+            "HTTP requests of clients answered, by route and status.",
+            ("route", "status"),
+            registry=registry,
+        )
+        self._jwks = LockFreeCounter(
+            "aigw_jwks_fetches_total",
+            "Fetches of the issuer's signing keys (JWKS), by outcome.",
+            ("outcome",),
+            registry=registry,
+        )
+        self._introspections = LockFreeCounter(
+            "aigw_introspection_requests_total",
+            "Token introspection requests (RFC 7662), by outcome.",
+            ("outcome",),
+            registry=registry,
+        )
+        self._reloads = LockFreeCounter(
+            "aigw_config_reloads_total",
+            "Configuration reloads, by outcome.",
+            ("outcome",),
+            registry=registry,
         )
         self._last_reload = Gauge(
             "aigw_config_last_reload_success_timestamp_seconds",
@@ -216,12 +185,12 @@ class GatewayMetrics:
     def _initialise_series(self, backends: tuple[str, ...]) -> None:
         """Series a rate or an alert looks at exist from the start, at zero."""
         for outcome in OUTCOMES:
-            self._jwks(outcome)
-            self._introspections(outcome)
-            self._reloads(outcome)
+            self._jwks.labels(outcome)
+            self._introspections.labels(outcome)
+            self._reloads.labels(outcome)
         for backend in backends:
             for state in CONNECTION_STATES:
-                self._connections(backend, state)
+                self._connections.labels(backend, state)
         self._last_reload.set(self._seconds())
 
     # ------------------------------------------------------------ GatewayObserver
@@ -248,9 +217,9 @@ class GatewayMetrics:
         series = self._request_series_by_labels.get(labels)
         if series is None:
             series = self._request_series_by_labels[labels] = (
-                self._requests(*labels).inc,
-                self._durations(labels[0]).observe,
-                self._upstream(labels[1]).observe,
+                self._requests.labels(*labels).inc,
+                self._durations.labels(labels[0]).observe,
+                self._upstream.labels(labels[1]).observe,
             )
         method, backend, name, outcome = key
         if labels == (method, backend or NONE, name or NONE, outcome):
@@ -263,17 +232,19 @@ class GatewayMetrics:
         if count is None:
             backend = self._backends(event.backend)
             rule = self._rules(event.rule)
-            count = self._decisions(backend, "allowed" if event.allowed else "denied", rule).inc
+            count = self._decisions.labels(
+                backend, "allowed" if event.allowed else "denied", rule
+            ).inc
             if (backend, rule) == (event.backend, event.rule):
                 self._decision_counts[key] = count
         count()
 
     def authentication_refused(self, event: AuthenticationRefused) -> None:
         status = self._statuses(status_label(event.status))
-        self._refusals(status, self._reasons(event.reason)).inc()
+        self._refusals.labels(status, self._reasons(event.reason)).inc()
 
     def upstream_connection(self, event: UpstreamConnection) -> None:
-        self._connections(self._backends(event.backend), self._states(event.state)).inc()
+        self._connections.labels(self._backends(event.backend), self._states(event.state)).inc()
 
     # ------------------------------------------------------------ not events (yet)
 
@@ -284,7 +255,7 @@ class GatewayMetrics:
         if count is None:
             route_label = route if route in ROUTES else OTHER
             status_text = status_label(status)
-            count = self._http(route_label, status_text).inc
+            count = self._http.labels(route_label, status_text).inc
             if (route_label, status_text) == (route, str(status)):
                 self._http_counts[key] = count
         count()
@@ -300,16 +271,16 @@ class GatewayMetrics:
 
     def jwks_fetched(self, succeeded: bool) -> None:
         """One fetch of the JWKS ended; ``succeeded`` when it gave usable keys."""
-        self._jwks(_outcome(succeeded)).inc()
+        self._jwks.labels(_outcome(succeeded)).inc()
 
     def introspection_requested(self, succeeded: bool) -> None:
         """One introspection request ended; ``succeeded`` when the server answered
         (an inactive token is a success: the server could say so)."""
-        self._introspections(_outcome(succeeded)).inc()
+        self._introspections.labels(_outcome(succeeded)).inc()
 
     def config_reloaded(self, succeeded: bool) -> None:
         """One configuration reload ended."""
-        self._reloads(_outcome(succeeded)).inc()
+        self._reloads.labels(_outcome(succeeded)).inc()
         if succeeded:
             self._last_reload.set(self._seconds())
 
