@@ -18,13 +18,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Gauge, Info
 from twisted.logger import Logger
 
 from aigw import __version__
-from aigw.events import AccessDecided, AuthenticationRefused, RequestFinished, UpstreamConnection
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    GatewayObserver,
+    RequestFinished,
+    UpstreamConnection,
+)
 from aigw.metrics.labels import (
     NONE,
     OTHER,
@@ -60,6 +66,9 @@ STATUSES_LIMIT: Final = 16
 
 Count = Callable[[], None]
 Observe = Callable[[float], None]
+#: What a watched gauge reads at scrape: a number, or None for "not known yet".
+Reading = Callable[[], float | None]
+RequestKey = tuple[str, str | None, str | None, str]
 
 log = Logger()
 
@@ -95,7 +104,7 @@ class GatewayMetrics:
         self._states = LabelValues(CONNECTION_STATES)
         self._define_metrics()
         # Series by raw key (hot path), and by label values (the rest).
-        self._request_series: dict[object, tuple[Count, Observe, Observe]] = {}
+        self._request_series: dict[RequestKey, tuple[Count, Observe, Observe]] = {}
         self._request_series_by_labels: dict[tuple[str, ...], tuple[Count, Observe, Observe]] = {}
         self._decision_counts: dict[tuple[str, bool, str], Count] = {}
         self._http_counts: dict[tuple[str, int], Count] = {}
@@ -210,9 +219,7 @@ class GatewayMetrics:
         if upstream > 0.0:
             observe_upstream(upstream)
 
-    def _new_request_series(
-        self, key: tuple[str, str | None, str | None, str]
-    ) -> tuple[Count, Observe, Observe]:
+    def _new_request_series(self, key: RequestKey) -> tuple[Count, Observe, Observe]:
         labels = self._request_labels(*key)
         series = self._request_series_by_labels.get(labels)
         if series is None:
@@ -286,25 +293,25 @@ class GatewayMetrics:
 
     # ------------------------------------------------------------ gauges read at scrape
 
-    def watch_gauge(self, name: str, documentation: str, read: Callable[[], float | None]) -> None:
+    def watch_gauge(self, name: str, documentation: str, read: Reading) -> None:
         """A gauge whose value is ``read()`` at each scrape: None, or an exception
         (logged), shows as NaN.  A name can be watched once."""
         Gauge(name, documentation, registry=self.registry).set_function(_reading(name, read))
 
-    def watch_open_sessions(self, read: Callable[[], float | None]) -> None:
+    def watch_open_sessions(self, read: Reading) -> None:
         self.watch_gauge("aigw_open_sessions", "MCP sessions open with clients.", read)
 
-    def watch_pooled_upstream_sessions(self, read: Callable[[], float | None]) -> None:
+    def watch_pooled_upstream_sessions(self, read: Reading) -> None:
         self.watch_gauge(
             "aigw_pooled_upstream_sessions", "Sessions with backends held in the pools.", read
         )
 
-    def watch_open_streams(self, read: Callable[[], float | None]) -> None:
+    def watch_open_streams(self, read: Reading) -> None:
         self.watch_gauge(
             "aigw_open_streams", "Server-to-client streams (SSE) open with clients.", read
         )
 
-    def watch_signing_keys_age(self, read: Callable[[], float | None]) -> None:
+    def watch_signing_keys_age(self, read: Reading) -> None:
         """``read``: seconds since the signing keys in use were fetched (None: none yet)."""
         self.watch_gauge(
             "aigw_signing_keys_age_seconds",
@@ -313,11 +320,16 @@ class GatewayMetrics:
         )
 
 
+if TYPE_CHECKING:
+    # mypy holds GatewayMetrics to the Protocol it is registered under.
+    _observer: type[GatewayObserver] = GatewayMetrics
+
+
 def _outcome(succeeded: bool) -> str:
     return "success" if succeeded else "failure"
 
 
-def _reading(name: str, read: Callable[[], float | None]) -> Callable[[], float]:
+def _reading(name: str, read: Reading) -> Callable[[], float]:
     """``read`` made safe to call from a scrape: a failing gauge must not fail the rest."""
 
     def value() -> float:
