@@ -3,9 +3,11 @@
 A listener apart from the clients': it needs no token, and it should be
 reachable only from the monitoring side (default ``tcp:9464:interface=127.0.0.1``).
 
-prometheus_client's own ``twisted.MetricsResource`` is not used: it wraps the
-WSGI app in Twisted's thread pool of the global reactor.  Rendering a registry
-this size takes well under a millisecond, so it is done on the reactor thread.
+prometheus_client's own ``twisted.MetricsResource`` is not used: it renders in
+the global reactor's thread pool, and the lock-free series (``lockfree``) are
+read on the thread that counts them, the reactor's.  A scrape holds the
+reactor for as long as it renders: 0.3 ms for a fresh gateway, about 7 µs a
+series (60 ms for 8,000: 20 backends of 200 tools, two outcomes each).
 """
 
 from __future__ import annotations
