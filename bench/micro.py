@@ -170,6 +170,58 @@ def _split() -> Callable[[], object]:
     return lambda: split_name("bench__echo")
 
 
+# ---------------------------------------------------------------- metrics
+
+
+def make_metrics() -> Any:
+    from aigw.metrics import GatewayMetrics
+
+    return GatewayMetrics(["bench"], lambda backend, name: True)
+
+
+@case("metrics.GatewayMetrics request_finished (tools/call)")
+def _metrics_request() -> Callable[[], object]:
+    from aigw.events import RequestFinished
+
+    metrics = make_metrics()
+    event = RequestFinished("tools/call", None, "bench", "echo", "ok", None, 0.0012, 0.0009)
+    return lambda: metrics.request_finished(event)
+
+
+@case("metrics.GatewayMetrics access_decided")
+def _metrics_decision() -> Callable[[], object]:
+    from aigw.events import AccessDecided
+    from aigw.principal import ANONYMOUS
+
+    metrics = make_metrics()
+    event = AccessDecided(ANONYMOUS, "bench", "echo", True, "access.default")
+    return lambda: metrics.access_decided(event)
+
+
+@case("metrics.GatewayMetrics http_observer (/mcp 200)")
+def _metrics_http() -> Callable[[], object]:
+    observe = make_metrics().http_observer("/mcp")
+    return lambda: observe(b"/mcp", 200)
+
+
+@case("prometheus_client labels().inc() (uncached, baseline)")
+def _labels_uncached() -> Callable[[], object]:
+    from prometheus_client import CollectorRegistry, Counter
+
+    counter = Counter("c", "c", ("method", "backend", "tool", "outcome"), registry=None)
+    CollectorRegistry().register(counter)
+    return lambda: counter.labels("tools/call", "bench", "echo", "ok").inc()
+
+
+@case("metrics scrape (generate_latest, a fresh gateway)")
+def _metrics_scrape() -> Callable[[], object]:
+    from prometheus_client import generate_latest
+
+    metrics = make_metrics()
+    _metrics_request()()
+    return lambda: generate_latest(metrics.registry)
+
+
 # ---------------------------------------------------------------- driver
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import twisted.web.http
@@ -144,6 +145,7 @@ class BoundedSite(Site):
         limits: ServerConfig,
         clock: IReactorTime,
         access_log: bool = True,
+        on_request_finished: Callable[[bytes, int], None] | None = None,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             resource, timeout=limits.idle_timeout, reactor=clock
@@ -151,6 +153,8 @@ class BoundedSite(Site):
         self.limits = limits
         self.clock = clock
         self.access_log = access_log
+        #: Told the path and status of every request answered (the metrics).
+        self.on_request_finished = on_request_finished
         # Made here: a Logger read from a class attribute takes the class's name as its
         # namespace, whatever namespace it was given.
         self.access_logger = Logger(namespace="aigw.access", source=self)
@@ -177,6 +181,8 @@ class BoundedSite(Site):
 
     def log_access(self, request: Request, status: int) -> None:
         """One structured line per request: what journald, JSON and text observers need."""
+        if self.on_request_finished is not None:
+            self.on_request_finished(request.path or b"", status)
         if not self.access_log:
             return
         started = getattr(request, "started", None)

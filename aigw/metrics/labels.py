@@ -1,0 +1,154 @@
+"""Bounded label values: what a metric label may say, whatever a client sends.
+
+Every label value a request can influence goes through an allow-list, so a
+client cannot create series at will: a series costs memory in aigw and in
+Prometheus for as long as it exists.  A value outside the list becomes
+``other``.  No label ever holds a principal (user, client, token) or a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final, Literal, get_args
+
+from twisted.logger import Logger
+
+from aigw.events import Outcome
+
+#: The label value of everything outside an allow-list.
+OTHER: Final = "other"
+#: The label value for "not applicable" (no backend, no tool); Prometheus reads an
+#: empty label as an absent one.
+NONE: Final = ""
+
+#: The MCP request methods a client may send (MCP 2025-11-25, and aigw's
+#: ``subscriptions/listen``); anything else is counted as ``other``.
+METHODS: Final = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "logging/setLevel",
+        "subscriptions/listen",
+        "tasks/get",
+        "tasks/list",
+        "tasks/result",
+        "tasks/cancel",
+    }
+)
+#: The one method whose ``name`` is a tool: other names (resource URIs, prompt
+#: names) are never a label.
+TOOL_CALL: Final = "tools/call"
+OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
+
+#: The HTTP routes of the client listener, as the ``route`` label says them.
+Route = Literal["mcp", "metadata", "healthz", "readyz", "other"]
+ROUTES: Final[frozenset[str]] = frozenset(get_args(Route))
+
+#: Whether ``name`` is a tool the configured backend ``backend`` exposes (its tool
+#: selector); injected, because the selectors live in the gateway layer.
+ToolAllowed = Callable[[str, str], bool]
+
+log = Logger()
+
+
+class LabelValues:
+    """The values one label may take: ``known`` ones, and up to ``limit`` more that
+    ``admit`` accepts, learnt as they come; every other value is ``other``."""
+
+    def __init__(
+        self,
+        known: Iterable[str] = (),
+        limit: int = 0,
+        admit: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._known = frozenset(known)
+        self._learnt: set[str] = set()
+        self._limit = limit
+        self._admit = admit
+
+    def __call__(self, value: str) -> str:
+        if value in self._known or value in self._learnt:
+            return value
+        if len(self._learnt) < self._limit and (self._admit is None or self._admit(value)):
+            self._learnt.add(value)
+            return value
+        return OTHER
+
+
+class RequestLabels:
+    """Maps a finished request to its bounded ``(method, backend, tool, outcome)``.
+
+    ``backend`` must be configured; ``tool`` is a label for ``tools/call`` only,
+    when ``tool_allowed`` accepts it for that backend, and at most
+    ``tools_per_backend`` distinct tools per backend (a selector like ``*``
+    accepts any name).
+    """
+
+    def __init__(
+        self, backends: Iterable[str], tool_allowed: ToolAllowed, tools_per_backend: int = 200
+    ) -> None:
+        self.backends = LabelValues(backends)
+        self.methods = LabelValues(METHODS)
+        self.outcomes = LabelValues(OUTCOMES)
+        self._tools = {
+            backend: LabelValues(limit=tools_per_backend, admit=_guarded(tool_allowed, backend))
+            for backend in set(backends)
+        }
+
+    def __call__(
+        self, method: str, backend: str | None, name: str | None, outcome: str
+    ) -> tuple[str, str, str, str]:
+        method_label = self.methods(method)
+        backend_label = NONE if backend is None else self.backends(backend)
+        tool_label = NONE
+        if method_label == TOOL_CALL and name is not None:
+            tools = self._tools.get(backend_label)
+            tool_label = OTHER if tools is None else tools(name)
+        return method_label, backend_label, tool_label, self.outcomes(outcome)
+
+
+def _guarded(tool_allowed: ToolAllowed, backend: str) -> Callable[[str], bool]:
+    """``tool_allowed`` for one backend; a predicate that raises admits nothing
+    (observers must not raise) and is logged."""
+
+    def admit(name: str) -> bool:
+        try:
+            return tool_allowed(backend, name)
+        except Exception:
+            log.failure("tool_allowed raised for backend {backend}", backend=backend)
+            return False
+
+    return admit
+
+
+class HTTPRoutes:
+    """Names the route of a client request's path: ``mcp``, ``metadata`` (anything
+    under ``/.well-known/``), ``healthz``, ``readyz`` or ``other``."""
+
+    def __init__(self, mcp_path: str) -> None:
+        self._exact: dict[bytes, Route] = {
+            mcp_path.encode("utf-8"): "mcp",
+            b"/healthz": "healthz",
+            b"/readyz": "readyz",
+        }
+
+    def __call__(self, path: bytes) -> Route:
+        route = self._exact.get(path)
+        if route is not None:
+            return route
+        return "metadata" if b"/.well-known/" in path else "other"
+
+
+def status_label(status: int) -> str:
+    """An HTTP status code as a label: one of at most 500 values."""
+    return str(status) if 100 <= status <= 599 else OTHER
