@@ -18,6 +18,7 @@ is not bridged to yet.  Only backends that refuse ``initialize`` get 2026-07-28.
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 from aigw import __version__
@@ -90,16 +91,39 @@ def envelope(
     return {**params, "_meta": meta}
 
 
+#: streamable-http "Value Encoding": a header value that is not plain visible ASCII
+#: travels as the Base64 of its UTF-8 between these sentinels.
+_B64_START = "=?base64?"
+_B64_END = "?="
+
+
 def encode_header_value(value: str) -> str:
     """streamable-http "Value Encoding": plain when header-safe, else the Base64 sentinel."""
     safe = (
         value == value.strip()
         and all(0x20 <= ord(c) <= 0x7E for c in value)
-        and not (value.startswith("=?base64?") and value.endswith("?="))
+        and not (value.startswith(_B64_START) and value.endswith(_B64_END))
     )
     if safe:
         return value
-    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+    return _B64_START + base64.b64encode(value.encode("utf-8")).decode("ascii") + _B64_END
+
+
+def decode_header_value(value: str) -> str | None:
+    """A routing header's value as the body would carry it; None if malformed.
+
+    Plain values must be visible ASCII, space or tab (RFC 9110 §5.5); others
+    travel as ``=?base64?...?=`` of their UTF-8 (streamable-http "Value Encoding").
+    """
+    if value.startswith(_B64_START) and value.endswith(_B64_END) and len(value) >= 11:
+        try:
+            decoded = base64.b64decode(value[len(_B64_START) : -len(_B64_END)], validate=True)
+            return decoded.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    if any(not (0x20 <= ord(c) <= 0x7E or c == "\t") for c in value):
+        return None
+    return value
 
 
 def routing_headers(method: str, params: dict[str, Any]) -> dict[bytes, bytes]:

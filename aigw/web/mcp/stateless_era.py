@@ -14,8 +14,6 @@ Backends that still need a session get one from the gateway's per-user pool
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 from typing import Any
 
@@ -30,7 +28,7 @@ from aigw.gateway.lists import LISTS
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import matches, value_at
-from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO
+from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
     ALL_VERSIONS,
     META_CLIENT_CAPABILITIES,
@@ -85,25 +83,6 @@ LIST_TTL_MS = 60_000
 READ_TTL_MS = 0
 
 #: streamable-http "Value Encoding": the Base64 sentinel.
-_B64_START = "=?base64?"
-_B64_END = "?="
-
-
-def decode_header_value(value: str) -> str | None:
-    """A routing header's value as the body would carry it; None if malformed.
-
-    Plain values must be visible ASCII, space or tab (RFC 9110 §5.5); others
-    travel as ``=?base64?...?=`` of their UTF-8 (streamable-http "Value Encoding").
-    """
-    if value.startswith(_B64_START) and value.endswith(_B64_END) and len(value) >= 11:
-        try:
-            decoded = base64.b64decode(value[len(_B64_START) : -len(_B64_END)], validate=True)
-            return decoded.decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    if any(not (0x20 <= ord(c) <= 0x7E or c == "\t") for c in value):
-        return None
-    return value
 
 
 def mismatch(request_id: Any, message: str) -> HTTPRefusal:

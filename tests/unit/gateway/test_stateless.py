@@ -12,7 +12,7 @@ from typing import Any
 
 import treq
 
-from aigw.web.mcp.stateless_era import decode_header_value
+from aigw.protocol.revision import decode_header_value
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     MODERN,
