@@ -192,6 +192,16 @@ class Gateway(Service):
         except GatewayError as error:
             return jsonrpc.error_response(request.id, error.to_error())
 
+    def started(self, method: str) -> RequestRecord:
+        """A record for a request the web layer answers itself (``server/discover``),
+        reported with :meth:`answered` like the ones routed here."""
+        return RequestRecord(method, self.clock.seconds())
+
+    def answered(
+        self, principal: Principal, record: RequestRecord, answer: dict[str, Any] | None
+    ) -> None:
+        self._finished(principal, record, answer)
+
     def _finished(
         self, principal: Principal, record: RequestRecord, answer: dict[str, Any] | None
     ) -> None:

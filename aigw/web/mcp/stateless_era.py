@@ -209,7 +209,10 @@ class StatelessHandler:
         if message.method not in MODERN_METHODS:
             raise self._not_in_revision(message, version)
         if message.method == "server/discover":
-            return self._json(request, message.id, await self._discover(principal))
+            record = self.gateway.started(message.method)
+            result = await self._discover(principal)
+            self.gateway.answered(principal, record, jsonrpc.result_response(message.id, result))
+            return self._json(request, message.id, result)
         if message.method == "subscriptions/listen":
             return await self._listen(request, principal, message)
         return await self._forward(request, principal, message)

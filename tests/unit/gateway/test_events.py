@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from aigw.config import AccessConfig, AccessRule
 from aigw.protocol import jsonrpc
 from tests.fakes import RecordingObserver
-from tests.unit.gateway.helpers import GatewayTestCase, sse_messages
+from tests.unit.gateway.helpers import GatewayTestCase, modern, routing, sse_messages
 from tests.unit.memory import run
 
 
@@ -85,4 +85,18 @@ class EventTests(GatewayTestCase):
         self.assertEqual(
             (finished.backend, finished.outcome, finished.error_code),
             ("alpha", "denied", jsonrpc.INVALID_PARAMS),
+        )
+
+    @run
+    async def test_server_discover_is_reported_like_a_routed_request(self) -> None:
+        """2026-07-28 server/discover is answered by the web layer, and reported all the same."""
+        recorder = await self.start_observed()
+        response, body = await self.post(
+            modern("server/discover"), headers=routing("server/discover")
+        )
+        self.assertEqual(response.code, 200, body)
+        [finished] = recorder.requests
+        self.assertEqual(
+            (finished.method, finished.backend, finished.outcome, finished.error_code),
+            ("server/discover", None, "ok", None),
         )
