@@ -33,8 +33,12 @@ class _Pairs(list[tuple[str, cp.Node]]):
     """A JSON object as its pairs, in order, repeated keys kept (``Section`` reports them)."""
 
 
+class _NotJSON(ValueError):
+    """``NaN``, ``Infinity``: Python's parser takes them, JSON has no such values."""
+
+
 def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJSON(f"{name} is not a JSON value")
 
 
 class _Decoder(json.JSONDecoder):
@@ -55,7 +59,10 @@ class _Decoder(json.JSONDecoder):
 
     def located(self, scan: _Scan) -> _Scan:
         def scan_node(text: str, index: int) -> tuple[cp.Node, int]:
-            value, end = scan(text, index)
+            try:
+                value, end = scan(text, index)
+            except _NotJSON as error:  # raised where the constant is, which says where
+                raise json.JSONDecodeError(str(error), text, index) from None
             return _node(value, self._mark(index)), end
 
         return scan_node
@@ -89,9 +96,12 @@ def _key(key: str, value: cp.Node) -> cp.ScalarNode:
 
 
 def compose_json(ctx: cp.Context, text: str) -> cp.Node | None:
-    """The node tree of a JSON document; a syntax error is a problem naming line and column."""
+    """The node tree of a JSON document; a syntax error is a problem naming line and column.
+
+    A leading byte order mark (some Windows editors write one) is skipped.
+    """
     decoder = _Decoder(text)
-    start = _skip_space(text, 0)
+    start = _skip_space(text, 1 if text.startswith("\ufeff") else 0)
     try:
         try:
             node: cp.Node
@@ -104,9 +114,6 @@ def compose_json(ctx: cp.Context, text: str) -> cp.Node | None:
     except json.JSONDecodeError as error:
         where = f"column {error.colno}: " if error.colno else ""
         ctx.problems.append(("(root)", error.lineno, f"JSON syntax error: {where}{error.msg}"))
-        return None
-    except ValueError as error:  # NaN, Infinity
-        ctx.problems.append(("(root)", None, f"JSON syntax error: {error}"))
         return None
     except RecursionError:
         ctx.problems.append(("(root)", None, "the JSON is nested too deeply"))

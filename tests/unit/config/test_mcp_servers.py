@@ -52,7 +52,9 @@ class ConvertTests(ConfigTestCase):
         )
 
 
-class ProblemTests(ConfigTestCase):
+class ProblemCase(ConfigTestCase):
+    """Asserting the problems ``aigw convert`` finds in a document."""
+
     def problems(self, text: str) -> list[tuple[str, int | None, str]]:
         with self.assertRaises(ConfigError) as caught:
             cl.convert(servers(text), cl.Flags(), env={})
@@ -64,12 +66,14 @@ class ProblemTests(ConfigTestCase):
         for fragment in fragments:
             self.assertIn(fragment, found[2])
 
+
+class ProblemTests(ProblemCase):
     def test_json_syntax_error_names_line_and_column(self) -> None:
         text = '{\n  "mcpServers": {\n    "a": {"url": "http://x/",}\n  }\n}\n'
         self.assertOnly(text, "(root)", 3, "JSON syntax error: column 30: Expecting property name")
 
     def test_nan_is_not_json(self) -> None:
-        self.assertOnly('{"mcpServers": {"a": {"timeout": NaN}}}', "(root)", None, "NaN")
+        self.assertOnly('{"mcpServers": {"a": {"timeout": NaN}}}', "(root)", 1, "column 34: NaN")
 
     def test_the_top_must_be_an_object(self) -> None:
         self.assertOnly("[]", "(root)", 1, 'expected a JSON object {"mcpServers"')
@@ -163,6 +167,32 @@ class ProblemTests(ConfigTestCase):
             indent=1,
         )
         self.assertEqual(len(self.problems(text)), 3)
+
+
+class HostileTests(ProblemCase):
+    def test_deep_nesting_is_a_problem_not_recursion_error(self) -> None:
+        self.assertOnly('{"mcpServers": ' + "[" * 100_000, "(root)", None, "nested too deeply")
+
+    def test_trailing_data_is_a_syntax_error(self) -> None:
+        self.assertOnly('{"mcpServers": {}}\n{}', "(root)", 2, "column 1: Extra data")
+
+    def test_a_byte_order_mark_is_skipped(self) -> None:
+        text = "\ufeff" + one("a", {"url": "http://x/"})
+        self.assertIn("name: a", cl.convert(servers(text), cl.Flags(), env={}))
+
+    def test_an_infinite_timeout_is_a_problem(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            text = one("a", {"url": "http://x/", "timeout": 1}).replace(": 1\n", ": 1e999\n")
+            cl.load(servers(text), cl.Flags(), {})
+        (problem,) = caught.exception.problems
+        self.assertEqual((problem.path, problem.line), ("mcpServers.a.timeout", 5))
+
+    def test_a_string_stays_a_string_after_substitution(self) -> None:
+        """JSON strings are quoted: ``"${T}"`` is text whatever T holds (a duration reads it)."""
+        config = cl.load(
+            servers(one("a", {"url": "http://x/", "timeout": "${T}"})), cl.Flags(), {"T": "5"}
+        )
+        self.assertEqual(config.backends[0].timeout, 5.0)
 
 
 class LoadTests(ConfigTestCase):
