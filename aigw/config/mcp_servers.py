@@ -79,7 +79,8 @@ def read_servers(ctx: cp.Context, root: cp.Node) -> Servers:
     if not isinstance(root, cp.MappingNode):
         cp.expected(ctx, "(root)", root, 'a JSON object {"mcpServers": {...}}')
         return Servers((), ())
-    top = {key.value: value for key, value in root.value if isinstance(key, cp.ScalarNode)}
+    # Every key is "known" at the top and among the servers: only a repeated one is reported.
+    top = cp.Section(ctx, root, "", _names(root)).values
     left_out = [f"top-level key {key!r} (a client setting)" for key in top if key != TOP_KEY]
     node = top.get(TOP_KEY)
     if node is None:
@@ -105,6 +106,7 @@ def read_servers(ctx: cp.Context, root: cp.Node) -> Servers:
 
 
 def _names(node: cp.Node) -> tuple[str, ...]:
+    """The keys of a mapping node, whatever they are."""
     if not isinstance(node, cp.MappingNode):
         return ()
     return tuple(key.value for key, _ in node.value if isinstance(key, cp.ScalarNode))

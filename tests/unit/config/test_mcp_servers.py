@@ -89,6 +89,10 @@ class ProblemTests(ProblemCase):
         text = '{"mcpServers": {\n"a": {"url": "http://x/"},\n"a": {"url": "http://y/"}}}'
         self.assertOnly(text, "mcpServers.a", 3, "given twice (first on line 2)")
 
+    def test_mcp_servers_given_twice_is_named(self) -> None:
+        text = '{"mcpServers": {"a": {"url": "http://x/"}},\n"mcpServers": {}}'
+        self.assertOnly(text, "mcpServers", 2, "given twice (first on line 1)")
+
     def test_sse_is_refused_pointing_at_streamable_http(self) -> None:
         text = one("search", {"type": "sse", "url": "http://127.0.0.1:8000/sse"})
         self.assertOnly(text, "mcpServers.search.type", 4, "2024-11-05", "Streamable HTTP")
