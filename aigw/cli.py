@@ -1,8 +1,11 @@
-"""The ``aigw`` command: ``aigw run FILE`` and ``aigw check FILE``.
+"""The ``aigw`` command: ``aigw run``, ``aigw check``, ``aigw convert``.
 
-``run`` is ``twistd --nodaemon --pidfile= aigw --config FILE``: the same
-service, in the foreground, logging to stderr.  ``check`` validates a config
-file and prints every problem.
+``run`` is ``twistd --nodaemon --pidfile= aigw ...``: the same service, in the
+foreground, logging to stderr, from a config file or from an ``mcpServers``
+file of an MCP client (``--mcp-config FILE`` or ``--mcp-json JSON``, as the Envoy
+AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
+validates either and prints every problem.  ``convert`` prints the native config
+an ``mcpServers`` file stands for.
 """
 
 from __future__ import annotations
@@ -12,29 +15,65 @@ import sys
 from collections.abc import Sequence
 
 from aigw import __version__
-from aigw.config import EX_CONFIG, ConfigError, format_problems, load_config
+from aigw.config import EX_CONFIG, Config, ConfigError, command_line, format_problems, load_config
+from aigw.config.command_line import DEFAULT_LISTEN
+from aigw.config.read import ServersFile
+
+_SERVER_FLAGS = ("mcp_config", "mcp_json", "listen", "issuer", "public_url")
 
 
-def check(path: str) -> int:
-    """Validate ``path``; print every problem; 0 when valid, 78 (EX_CONFIG) otherwise."""
+def _load(args: argparse.Namespace) -> Config:
+    if args.config is not None:
+        return load_config(args.config)
+    return command_line.load(_servers(args), _flags(args))
+
+
+def _servers(args: argparse.Namespace) -> ServersFile:
+    return command_line.servers_file(path=args.mcp_config, text=args.mcp_json)
+
+
+def _flags(args: argparse.Namespace) -> command_line.Flags:
+    return command_line.Flags(
+        listen=args.listen or DEFAULT_LISTEN, issuer=args.issuer, public_url=args.public_url
+    )
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the config; print every problem; 0 when valid, 78 (EX_CONFIG) otherwise."""
     try:
-        config = load_config(path)
+        config = _load(args)
     except ConfigError as error:
         sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
     names = ", ".join(backend.name for backend in config.backends)
     auth = "none (development only)" if config.auth is None else config.auth.issuer
     sys.stdout.write(
-        f"{path}: ok\n  resource: {config.resource_url}\n  auth: {auth}\n  backends: {names}\n"
+        f"{config.source}: ok\n  resource: {config.resource_url}\n  auth: {auth}\n"
+        f"  backends: {names}\n"
     )
     return 0
 
 
-def run(path: str) -> int:
+def convert(args: argparse.Namespace) -> int:
+    """Print the native config of an mcpServers file; 78 (EX_CONFIG) on a problem."""
+    try:
+        sys.stdout.write(command_line.convert(_servers(args), _flags(args)))
+    except ConfigError as error:
+        sys.stderr.write(format_problems(error) + "\n")
+        return EX_CONFIG
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground through twistd, so both entry points share one path."""
     from twisted.scripts.twistd import run as twistd_run
 
-    sys.argv = ["aigw", "--nodaemon", "--pidfile=", "aigw", "--config", path]
+    options = ["--config", args.config] if args.config is not None else []
+    for name in _SERVER_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            options += [f"--{name.replace('_', '-')}", value]
+    sys.argv = ["aigw", "--nodaemon", "--pidfile=", "aigw", *options]
     try:
         twistd_run()
     except SystemExit as exit_:
@@ -42,18 +81,61 @@ def run(path: str) -> int:
     return 0
 
 
+def _add_servers_options(parser: argparse.ArgumentParser, *, with_file: bool) -> None:
+    if with_file:
+        parser.add_argument("config", nargs="?", help="path to the YAML configuration file")
+    source = parser.add_mutually_exclusive_group(required=not with_file)
+    source.add_argument(
+        "--mcp-config", metavar="FILE", help='an {"mcpServers": ...} JSON file of an MCP client'
+    )
+    source.add_argument("--mcp-json", metavar="JSON", help="the same, as JSON text")
+    parser.add_argument(
+        "--listen", metavar="ENDPOINT", help=f"Twisted endpoint string (default {DEFAULT_LISTEN})"
+    )
+    parser.add_argument(
+        "--issuer",
+        metavar="URL",
+        help="authorization server (without it: auth: none, loopback only)",
+    )
+    parser.add_argument(
+        "--public-url", metavar="URL", help="how clients reach aigw (default: from --listen)"
+    )
+
+
+def _check_sources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A config file, or an mcpServers document with its flags: one of the two."""
+    servers = args.mcp_config is not None or args.mcp_json is not None
+    if getattr(args, "config", None) is not None and servers:
+        parser.error("give a config file or --mcp-config/--mcp-json, not both")
+    if getattr(args, "config", None) is None and not servers:
+        parser.error("give a config file, or --mcp-config FILE or --mcp-json JSON")
+    flags = [f"--{n}" for n in ("listen", "issuer", "public_url") if getattr(args, n) is not None]
+    if flags and not servers:
+        parser.error(f"{', '.join(flags)} go with --mcp-config or --mcp-json".replace("_", "-"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aigw", description="MCP gateway daemon")
     parser.add_argument("--version", action="version", version=f"aigw {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the gateway in the foreground")
-    run_parser.add_argument("config", help="path to the YAML configuration file")
-    check_parser = commands.add_parser("check", help="validate a configuration file")
-    check_parser.add_argument("config", help="path to the YAML configuration file")
+    _add_servers_options(run_parser, with_file=True)
+    check_parser = commands.add_parser("check", help="validate a configuration")
+    _add_servers_options(check_parser, with_file=True)
+    convert_parser = commands.add_parser(
+        "convert", help="print the native config of an mcpServers file"
+    )
+    _add_servers_options(convert_parser, with_file=False)
     args = parser.parse_args(argv)
+    chosen = {"run": run_parser, "check": check_parser, "convert": convert_parser}[args.command]
+    if args.command == "convert":
+        args.config = None
+    _check_sources(chosen, args)
     if args.command == "check":
-        return check(args.config)
-    return run(args.config)
+        return check(args)
+    if args.command == "convert":
+        return convert(args)
+    return run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

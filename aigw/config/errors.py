@@ -20,10 +20,13 @@ class Problem:
     path: str
     line: int | None
     message: str
+    #: The file the problem is in when it is not the config file itself (an imported one).
+    source: str | None = None
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.path}: {self.message}"
+        elsewhere = f"{self.source}: " if self.source is not None else ""
+        return f"{elsewhere}{where}{self.path}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -35,12 +38,15 @@ class ConfigError(Exception):
         self.problems = problems
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}:{p}" for p in self.problems)
+        return "\n".join(
+            f"{p}" if p.source is not None else f"{self.source}:{p}" for p in self.problems
+        )
 
 
 def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
-    """By line, those without one last; a stable sort keeps same-line ones in reading order."""
-    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+    """The config file's first, then each imported file's; by line, those without one last;
+    a stable sort keeps same-line ones in reading order."""
+    return sorted(problems, key=lambda p: (p.source or "", p.line is None, p.line or 0))
 
 
 def format_problems(err: ConfigError) -> str:

@@ -198,7 +198,10 @@ class Config:
     mcp_path: str = attrs.field(metadata=required(values.mcp_path, "/mcp"))
     #: None: ``auth: none`` (development only).
     auth: AuthConfig | None = attrs.field(metadata=own_reader())
+    #: The native ``backends`` then those of ``import_mcp_servers`` (read.py).
     backends: tuple[BackendConfig, ...] = attrs.field(metadata=own_reader())
+    #: An ``{"mcpServers": ...}`` file of an MCP client (``mcp_servers.py``), resolved.
+    import_mcp_servers: str | None = attrs.field(default=None, metadata=own_reader())
     access: AccessConfig = attrs.field(default=AccessConfig(), metadata=own_reader())
     sessions: SessionsConfig = attrs.field(
         default=SessionsConfig(), metadata=read_as(section_of(SessionsConfig))

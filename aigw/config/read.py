@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from aigw.config import fields
+import attrs
+
+from aigw.config import fields, jsonnodes, mcp_servers
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
@@ -31,31 +33,90 @@ from aigw.config.model import (
 _backend = fields.section_of(BackendConfig)
 
 
-def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
-    """At least one backend, each name unique."""
+@attrs.frozen
+class ServersFile:
+    """An ``mcpServers`` document whose servers are backends too: ``source`` names it in
+    problems; ``base_dir`` is its directory."""
+
+    source: str
+    text: str
+    base_dir: str
+
+
+def _read_servers_file(root: cp.Section) -> ServersFile | None:
+    """The file named at ``import_mcp_servers`` (relative to the config's directory)."""
+    key = "import_mcp_servers"
+    node = root.values.get(key)
+    name = None if node is None else cp.as_nonempty_str(root.ctx, key, node)
+    data = None if node is None or name is None else cp.read_file(root.ctx, key, node, name)
+    if node is None or name is None or data is None:
+        return None
+    full = root.ctx.resolve_path(name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        root.ctx.report(key, node, f"{full} is not UTF-8 text: {error}")
+        return None
+    return ServersFile(full, text, os.path.dirname(full))
+
+
+def _read_backends(
+    root: cp.Section, servers: ServersFile | None, elsewhere: list[Problem]
+) -> tuple[BackendConfig, ...]:
+    """The native backends, each name unique, then the servers' ones (``elsewhere`` gets
+    the problems of their file); at least one in all."""
     node = root.values.get("backends")
-    if node is None:
+    if node is None and servers is None:
         root.missing("backends")
         return ()
-    listed = cp.items(root.ctx, "backends", node) or []
-    if not listed and isinstance(node, cp.SequenceNode):
+    listed = [] if node is None else cp.items(root.ctx, "backends", node) or []
+    if not listed and isinstance(node, cp.SequenceNode) and servers is None:
         root.ctx.report("backends", node, "at least one backend is needed")
     backends: list[BackendConfig] = []
-    first_line: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}
     for path, item in listed:
         backend = _backend(root.ctx, path, item)
         if backend is None:
             continue
-        if backend.name and backend.name in first_line:
+        if backend.name and backend.name in first:
             root.ctx.report(
                 f"{path}.name",
                 cp.value_node(item, "name"),
-                f"duplicate backend name {backend.name!r} (first on line "
-                f"{first_line[backend.name]})",
+                f"duplicate backend name {backend.name!r} (first on line {first[backend.name][0]})",
             )
-        first_line.setdefault(backend.name, item.start_mark.line + 1)
+        first.setdefault(backend.name, (item.start_mark.line + 1, path))
         backends.append(backend)
+    if servers is not None:
+        imported = _imported_backends(root.ctx, servers, first, elsewhere)
+        if not backends and not imported and not root.ctx.problems and not elsewhere:
+            elsewhere.append(Problem(mcp_servers.TOP_KEY, None, "no server to run", servers.source))
+        backends.extend(imported)
     return tuple(backends)
+
+
+def _imported_backends(
+    ctx: cp.Context,
+    servers: ServersFile,
+    native: Mapping[str, tuple[int, str]],
+    elsewhere: list[Problem],
+) -> list[BackendConfig]:
+    """The backends of an ``mcpServers`` file; a name a native backend has is a problem."""
+    own = cp.Context(env=ctx.env, base_dir=servers.base_dir)
+    node = jsonnodes.compose_json(own, servers.text)
+    found = [] if node is None else list(mcp_servers.read_servers(own, node).servers)
+    for server in found:
+        if server.name in native:
+            line, path = native[server.name]
+            own.report(
+                server.path,
+                server.node.value[0][1],
+                f"backend name {server.name!r} is taken: {path} on line {line} of the config "
+                "file has it",
+            )
+    free = [server for server in found if server.name not in native]
+    backends = mcp_servers.backends(own, free)
+    elsewhere.extend(Problem(*problem, source=servers.source) for problem in own.problems)
+    return backends
 
 
 def _algorithms(symmetric: bool) -> cp.Converter[tuple[str, ...]]:
@@ -133,39 +194,59 @@ def _access(ctx: cp.Context, path: str, node: cp.Node) -> AccessConfig | None:
     return fields.read_fields(section, AccessConfig, rules=lambda: rules)
 
 
-def _read_config(root: cp.Section, source: str) -> Config:
+def _read_config(
+    root: cp.Section, source: str, servers: ServersFile | None, elsewhere: list[Problem]
+) -> Config:
     # The resource URL is the default audience: read first.
     public_url: str = fields.read_field(root, Config, "public_url")
     mcp_path: str = fields.read_field(root, Config, "mcp_path")
     resource_url = public_url.rstrip("/") + mcp_path
+    imported = _read_servers_file(root)
+    if imported is not None and servers is not None:
+        root.ctx.report(
+            "import_mcp_servers",
+            root.values["import_mcp_servers"],
+            f"the servers come from {servers.source} already",
+        )
+    servers = servers or imported
     return fields.read_fields(
         root,
         Config,
         public_url=lambda: public_url,
         mcp_path=lambda: mcp_path,
         auth=lambda: _read_auth(root, resource_url),
-        backends=lambda: _read_backends(root),
+        backends=lambda: _read_backends(root, servers, elsewhere),
+        import_mcp_servers=lambda: None if imported is None else imported.source,
         access=lambda: fields.read_field(root, Config, "access", _access),
         source=lambda: source,
     )
 
 
-def _problems(ctx: cp.Context) -> list[Problem]:
-    """The problems found, in file order."""
-    return in_file_order(Problem(path, line, message) for path, line, message in ctx.problems)
+def _problems(ctx: cp.Context, elsewhere: list[Problem]) -> list[Problem]:
+    """The problems found, the config file's in file order, then the imported file's."""
+    return in_file_order(
+        [*(Problem(path, line, message) for path, line, message in ctx.problems), *elsewhere]
+    )
 
 
-def _parse(text: str, source: str, base_dir: str, env: Mapping[str, str]) -> Config:
+def _parse(
+    text: str,
+    source: str,
+    base_dir: str,
+    env: Mapping[str, str],
+    servers: ServersFile | None = None,
+) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
     node = cp.compose(ctx, text)
     if node is None and not ctx.problems:
         ctx.problems.append(("(root)", None, "the file is empty"))
     root = None if node is None else cp.open_section(ctx, node, "", fields.keys(Config))
     if root is None:
-        raise ConfigError(source, _problems(ctx))
-    config = _read_config(root, source)
-    if ctx.problems:
-        raise ConfigError(source, _problems(ctx))
+        raise ConfigError(source, _problems(ctx, []))
+    elsewhere: list[Problem] = []
+    config = _read_config(root, source, servers, elsewhere)
+    if ctx.problems or elsewhere:
+        raise ConfigError(source, _problems(ctx, elsewhere))
     return config
 
 
@@ -190,7 +271,15 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(
-    text: str, source: str = "<memory>", env: Mapping[str, str] | None = None
+    text: str,
+    source: str = "<memory>",
+    env: Mapping[str, str] | None = None,
+    *,
+    servers: ServersFile | None = None,
 ) -> Config:
-    """Like load_config, from text; ``*_file`` keys are read relative to the cwd."""
-    return _parse(text, source, os.getcwd(), os.environ if env is None else env)
+    """Like load_config, from text; ``*_file`` keys are read relative to the cwd.
+
+    ``servers``: an ``mcpServers`` document whose servers are backends too (``aigw run
+    --mcp-config``), as ``import_mcp_servers`` would name it.
+    """
+    return _parse(text, source, os.getcwd(), os.environ if env is None else env, servers)

@@ -1,0 +1,159 @@
+"""``aigw run --mcp-config`` / ``--mcp-json``: an MCP client's mcpServers file, served."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+
+from twisted.trial.unittest import TestCase
+
+from tests.e2e.harness.upstreams import Upstream, start_pyserver
+from tests.process.test_daemon import BIN, EX_CONFIG, free_port, stop, wait_for_health
+
+ACCEPT = "application/json, text/event-stream"
+
+
+def post(
+    url: str, body: dict[str, object], session: str | None = None
+) -> tuple[str | None, list[dict[str, object]]]:
+    """POST one JSON-RPC message; the session id answered and the messages (JSON or SSE)."""
+    headers = {"Content-Type": "application/json", "Accept": ACCEPT}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=20) as reply:
+        text = reply.read().decode()
+        session_id = reply.headers.get("Mcp-Session-Id")
+        if reply.headers.get_content_type() == "text/event-stream":
+            found = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+        else:
+            found = [json.loads(text)] if text else []
+    return session_id, found
+
+
+class McpConfigTests(TestCase):
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def start_upstream(self) -> Upstream:
+        upstream = start_pyserver()
+        self.addCleanup(upstream.stop)
+        return upstream
+
+    def test_run_mcp_json_serves_the_upstream_tools_and_warns_of_auth_none(self) -> None:
+        upstream = self.start_upstream()
+        servers = json.dumps({"mcpServers": {"demo": {"type": "http", "url": upstream.url}}})
+        port = free_port()
+        with open(os.path.join(self.directory, "stderr"), "w+b") as log:
+            process = subprocess.Popen(
+                [
+                    str(BIN / "aigw"),
+                    "run",
+                    "--mcp-json",
+                    servers,
+                    "--listen",
+                    f"tcp:{port}:interface=127.0.0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+            try:
+                self.assertEqual(wait_for_health(port, process), {"status": "alive"})
+                url = f"http://127.0.0.1:{port}/mcp"
+                session, _ = post(
+                    url,
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "initialize",
+                        "params": {
+                            "protocolVersion": "2025-06-18",
+                            "capabilities": {},
+                            "clientInfo": {"name": "test", "version": "1"},
+                        },
+                    },
+                )
+                self.assertIsNotNone(session)
+                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+            finally:
+                code = stop(process)
+            log.seek(0)
+            output = log.read().decode()
+        self.assertEqual(code, 0, output)
+        (answer,) = answers
+        names = [tool["name"] for tool in answer["result"]["tools"]]  # type: ignore[index]
+        self.assertIn("demo__echo", names)
+        self.assertIn("WARNING: no --issuer: running with auth: none", output)
+        self.assertNotIn("Traceback", output)
+
+    def test_a_non_loopback_listener_without_issuer_is_refused_with_78(self) -> None:
+        servers = json.dumps({"mcpServers": {"demo": {"url": "http://127.0.0.1:9/mcp"}}})
+        for argv in (
+            [
+                str(BIN / "aigw"),
+                "run",
+                "--mcp-json",
+                servers,
+                "--listen",
+                "tcp:1975:interface=0.0.0.0",
+            ],
+            [str(BIN / "twistd"), "-n", "aigw", "--mcp-json", servers, "--listen", "tcp:1975"],
+        ):
+            result = subprocess.run(argv, capture_output=True, timeout=60, cwd=self.directory)
+            self.assertEqual(result.returncode, EX_CONFIG, result)
+            self.assertIn("--listen: ", result.stderr.decode())
+            self.assertIn("not loopback-only", result.stderr.decode())
+
+    def test_problems_of_the_file_name_its_lines_and_exit_78(self) -> None:
+        path = os.path.join(self.directory, "mcp.json")
+        with open(path, "w") as handle:
+            handle.write(
+                '{"mcpServers": {\n  "a": {"type": "sse", "url": "http://x/sse"},\n'
+                '  "b.c": {"url": "http://127.0.0.1:9/mcp"}\n}}\n'
+            )
+        for argv in (
+            [str(BIN / "aigw"), "check", "--mcp-config", path],
+            [str(BIN / "aigw"), "run", "--mcp-config", path],
+            [str(BIN / "aigw"), "convert", "--mcp-config", path],
+        ):
+            result = subprocess.run(argv, capture_output=True, timeout=60, cwd=self.directory)
+            self.assertEqual(result.returncode, EX_CONFIG, result)
+            err = result.stderr.decode()
+            self.assertIn(f"{path}: 2 problems:", err)
+            self.assertIn("line 2: mcpServers.a.type: type 'sse'", err)
+            self.assertIn("line 3: mcpServers.b.c: server name 'b.c'", err)
+
+    def test_convert_prints_native_yaml_that_check_accepts(self) -> None:
+        path = os.path.join(self.directory, "mcp.json")
+        with open(path, "w") as handle:
+            json.dump({"mcpServers": {"demo": {"url": "http://127.0.0.1:9/mcp"}}}, handle)
+        result = subprocess.run(
+            [str(BIN / "aigw"), "convert", "--mcp-config", path],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        native = os.path.join(self.directory, "aigw.yaml")
+        with open(native, "wb") as handle:
+            handle.write(result.stdout)
+        self.assertIn(b"  - name: demo\n", result.stdout)
+        check = subprocess.run(
+            [str(BIN / "aigw"), "check", native], capture_output=True, timeout=60
+        )
+        self.assertEqual(check.returncode, 0, check.stderr.decode())
+        self.assertIn(b"backends: demo", check.stdout)
+
+    def test_a_config_file_and_mcp_config_together_are_a_usage_error(self) -> None:
+        result = subprocess.run(
+            [str(BIN / "aigw"), "run", "aigw.yaml", "--mcp-json", "{}"],
+            capture_output=True,
+            timeout=60,
+            cwd=self.directory,
+        )
+        self.assertEqual(result.returncode, 2, result)
+        self.assertIn("not both", result.stderr.decode())
