@@ -21,10 +21,18 @@ from aigw.audit import (
     OnTheTrail,
     audit_line,
 )
-from aigw.config import AccessConfig, AccessRule, AuditConfig, AuthConfig, LoggingConfig
+from aigw.config import (
+    AccessConfig,
+    AccessRule,
+    AuditConfig,
+    AuthConfig,
+    BackendConfig,
+    LoggingConfig,
+)
 from aigw.events import AccessDecided, RequestFinished
 from aigw.logging import build_observer
 from aigw.principal import Principal
+from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import ACCEPT, GatewayTestCase, initialize_message, sse_messages
 from tests.unit.memory import run
 
@@ -251,7 +259,9 @@ class GatewayAuditTests(GatewayTestCase):
         super().setUp()
         self.audit_file = Path(self.mktemp()).resolve()
 
-    async def start_audited(self, include_arguments: bool = False) -> None:
+    async def start_audited(
+        self, include_arguments: bool = False, beta_scopes: tuple[str, ...] = ()
+    ) -> None:
         self.events: list[dict[str, Any]] = []
 
         def observe(event: dict[str, Any]) -> None:
@@ -264,7 +274,18 @@ class GatewayAuditTests(GatewayTestCase):
             AccessRule("allow", subjects=("alice",), backends=("alpha",), tools=("echo",)),
             AccessRule("deny", backends=("alpha",)),
         )
-        await self.start_gateway(
+        self.alpha = FakeUpstream(tools=["echo", "progress"])
+        backends = (
+            BackendConfig(name="alpha", url=self.start_upstream(self.alpha), timeout=5.0),
+            BackendConfig(
+                name="beta",
+                url=self.start_upstream(FakeUpstream(tools=["t0"])),
+                timeout=5.0,
+                required_scopes=beta_scopes,
+            ),
+        )
+        await self.start_gateway_with(
+            *backends,
             auth=AuthConfig(
                 issuer=ISSUER,
                 audiences=("http://127.0.0.1:1975/mcp",),
@@ -368,6 +389,29 @@ class GatewayAuditTests(GatewayTestCase):
         for secret in (self.token, RAW_TOKEN, TOKEN_ID, "Bearer"):
             self.assertNotIn(secret, text)
             self.assertNotIn(secret, logged)
+
+    @run
+    async def test_a_scope_step_up_names_the_backend_requirement(self) -> None:
+        await self.start_audited(beta_scopes=("admin",))
+        message = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "beta__t0"},
+        }
+        headers = {**self.headers, "Accept": ACCEPT, "MCP-Protocol-Version": "2025-11-25"}
+        response, _ = await self.post(message, self.session, headers)
+        self.assertEqual(response.code, 403)
+        self.assertEqual(
+            [
+                (line["event"], line.get("decision"), line.get("rule"), line.get("outcome"))
+                for line in self.written()
+            ],
+            [
+                ("access_decided", "denied", "backends[1].required_scopes", None),
+                ("request_finished", None, None, "denied"),
+            ],
+        )
 
     @run
     async def test_off_leaves_no_trail_and_records_no_arguments(self) -> None:
