@@ -23,7 +23,7 @@ import datetime
 import json
 import os
 import secrets
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.logger import (
@@ -39,7 +39,13 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-from aigw.events import AccessDecided, AuthenticationRefused, RequestFinished, UpstreamConnection
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    GatewayObserver,
+    RequestFinished,
+    UpstreamConnection,
+)
 from aigw.principal import Principal
 
 NAMESPACE = "aigw.audit"
@@ -141,6 +147,11 @@ class AuditTrail:
 
     def upstream_connection(self, event: UpstreamConnection) -> None:
         """Not audited: no principal, and the access log has it."""
+
+
+if TYPE_CHECKING:
+    # mypy holds AuditTrail to the Protocol it is registered under.
+    _observer: type[GatewayObserver] = AuditTrail
 
 
 def _rfc3339(seconds: float) -> str:
