@@ -37,6 +37,13 @@ class RequestFinished:
     seconds: float
     #: Of which waiting for backends.
     upstream_seconds: float
+    #: The request's number in this process, shared with its ``AccessDecided`` (0: none).
+    request_id: int = attrs.field(default=0, kw_only=True)
+    #: The name or URI as the client sent it (``<backend>__<tool>``, ``aigw:<backend>/...``).
+    exposed: str | None = attrs.field(default=None, kw_only=True)
+    #: The ``arguments`` of a ``tools/call`` or ``prompts/get``, only when the gateway was
+    #: built to record them (``audit.include_arguments``); None otherwise.
+    arguments: object = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -50,6 +57,11 @@ class AccessDecided:
     #: The rule that decided, as a config key path (``access.rules[2]``, ``access.default``,
     #: ``backends[0].required_scopes``).
     rule: str
+    #: The request's method and number (shared with its ``RequestFinished``; 0: none).
+    method: str | None = attrs.field(default=None, kw_only=True)
+    request_id: int = attrs.field(default=0, kw_only=True)
+    #: The name or URI as the client sent it.
+    exposed: str | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen

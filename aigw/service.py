@@ -29,6 +29,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from aigw import __version__
 from aigw.access_log import AccessLogObserver
+from aigw.audit import AuditFile, AuditTrail
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.policy import AccessRules
 from aigw.auth.wiring import build_authenticator
@@ -130,6 +131,7 @@ class GatewayService(MultiService):
         self.observers = Observers()
         if config.logging.access_log:
             self.observers.add(AccessLogObserver())
+        self._build_audit()
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
@@ -151,6 +153,15 @@ class GatewayService(MultiService):
             self.notifier, reactor, self.readiness.report, serving, environ
         )
         self.systemd.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def _build_audit(self) -> None:
+        """The audit trail joins the observers; its file, when set, joins the service
+        tree before anything that serves, so it is open before the first request."""
+        audit = self.config.audit
+        if audit.enabled:
+            self.observers.add(AuditTrail(audit.include_arguments))
+            if audit.file is not None:
+                AuditFile(audit.file).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def _build_auth(self) -> tuple[Authenticator, Any]:
         """The bearer check; its key store and metadata relay join the service tree."""
@@ -183,6 +194,7 @@ class GatewayService(MultiService):
             AccessRules(self.config.access),
             transports,
             self.observers,
+            record_arguments=self.config.audit.enabled and self.config.audit.include_arguments,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway

@@ -18,6 +18,7 @@ from aigw.config.errors import EX_CONFIG, ConfigError, Problem, format_problems
 from aigw.config.model import (
     AccessConfig,
     AccessRule,
+    AuditConfig,
     AuthConfig,
     BackendConfig,
     Config,
@@ -33,6 +34,7 @@ __all__ = [
     "EX_CONFIG",
     "AccessConfig",
     "AccessRule",
+    "AuditConfig",
     "AuthConfig",
     "BackendConfig",
     "Config",

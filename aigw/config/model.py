@@ -38,6 +38,7 @@ SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 Effect = Literal["allow", "deny"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warn", "error", "critical"]
+AuditFormat = Literal["json"]
 
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
@@ -178,6 +179,21 @@ class LoggingConfig:
 
 
 @attrs.frozen
+class AuditConfig:
+    """The audit trail (``aigw/audit.py``): on the ``aigw.audit`` log namespace whenever
+    enabled, and in a file of its own when ``file`` is set."""
+
+    enabled: bool = attrs.field(default=True, metadata=read_as(cp.as_bool))
+    file: str | None = attrs.field(default=None, metadata=read_as(values.appended_file))
+    #: JSON lines, one object per event; the only format for now.
+    format: AuditFormat = attrs.field(
+        default="json", metadata=read_as(cp.choice(*get_args(AuditFormat)))
+    )
+    #: Tool and prompt arguments in the events (they may hold personal data).
+    include_arguments: bool = attrs.field(default=False, metadata=read_as(cp.as_bool))
+
+
+@attrs.frozen
 class ServerConfig:
     """Bounds of the HTTP server facing clients."""
 
@@ -211,6 +227,9 @@ class Config:
     )
     server: ServerConfig = attrs.field(
         default=ServerConfig(), metadata=read_as(section_of(ServerConfig))
+    )
+    audit: AuditConfig = attrs.field(
+        default=AuditConfig(), metadata=read_as(section_of(AuditConfig))
     )
     allowed_origins: tuple[str, ...] = attrs.field(default=(), metadata=read_as(values.origins))
     #: Where the config was read from: set by the loader, whatever the file says.

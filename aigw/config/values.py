@@ -1,5 +1,5 @@
 """Converters for aigw's own kinds of values: URLs, origins, endpoints, scopes,
-backend names, session keys.
+backend names, session keys, files aigw appends to.
 
 Each is a ``nodes.Converter`` (session keys: a ``nodes.TwinConverter``): it reads
 one YAML node, reports what is wrong with it (with the node's line) and returns
@@ -8,6 +8,7 @@ None, or returns the value.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 
@@ -164,6 +165,22 @@ def ca_file(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     if name is None or cp.read_file(ctx, path, node, name) is None:
         return None
     return ctx.resolve_path(name)
+
+
+def appended_file(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """A file aigw appends to (made at start if missing): its directory must exist now."""
+    name = cp.as_nonempty_str(ctx, path, node)
+    if name is None:
+        return None
+    full = ctx.resolve_path(name)
+    directory = os.path.dirname(full)
+    if os.path.isdir(full):
+        ctx.report(path, node, f"{full} is a directory, not a file")
+    elif not os.path.isdir(directory):
+        ctx.report(path, node, f"directory {directory} does not exist")
+    else:
+        return full
+    return None
 
 
 def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:

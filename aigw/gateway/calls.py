@@ -60,8 +60,10 @@ class Calls:
         exchange: Exchange,
         relay: Relay,
         clock: Any,
+        record_arguments: bool = False,
     ) -> None:
         self.policy = policy
+        self.record_arguments = record_arguments
         self.observer = observer
         self.catalog = catalog
         self.exchange = exchange
@@ -103,15 +105,17 @@ class Calls:
             backend, name = catalog.resolve_name(session, params.get("name"), "tool")
             if not session.snapshot.filters[backend].allows(name):
                 raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown tool: {params.get('name')}")
-            self._authorize(session, backend, name, name, params.get("name"), record)
+            self._record_arguments(params, record)
+            self._authorize(session, method, backend, name, name, params.get("name"), record)
             return backend, {**params, "name": name}, _rewrite_tool_result
         if method == "prompts/get":
             backend, name = catalog.resolve_name(session, params.get("name"), "prompt")
-            self._authorize(session, backend, None, name, params.get("name"), record)
+            self._record_arguments(params, record)
+            self._authorize(session, method, backend, None, name, params.get("name"), record)
             return backend, {**params, "name": name}, rewrite_prompt_result
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             backend, uri = catalog.resolve_uri(session, params.get("uri"))
-            self._authorize(session, backend, None, uri, params.get("uri"), record)
+            self._authorize(session, method, backend, None, uri, params.get("uri"), record)
             if method == "resources/subscribe":
                 _check_updates_deliverable(session.backends.get(backend))
             return backend, {**params, "uri": uri}, rewrite_read_result
@@ -134,12 +138,13 @@ class Calls:
         else:
             raise GatewayError(jsonrpc.INVALID_PARAMS, "unknown completion ref type")
         shown = str(ref.get("name") or ref.get("uri"))
-        self._authorize(session, backend, None, name, shown, record)
+        self._authorize(session, "completion/complete", backend, None, name, shown, record)
         return backend, {**params, "ref": new_ref}, _keep
 
     def _authorize(
         self,
         session: ClientSession,
+        method: str,
         backend: str,
         tool: str | None,
         name: str,
@@ -147,23 +152,39 @@ class Calls:
         record: RequestRecord | None,
     ) -> None:
         """Per-backend scopes (403 step-up) and the access policy (hidden as unknown);
-        each decision is reported with the rule that made it."""
+        each decision is reported with the rule that made it, and the request it is for."""
         principal = session.principal
         snapshot = session.snapshot
+        exposed = shown if isinstance(shown, str) else None
+        request_id = 0
         if record is not None:
             record.backend = backend
             record.name = name
+            record.exposed = exposed
+            request_id = record.request_id
+
+        def report(allowed: bool, rule: str) -> None:
+            self.observer.access_decided(
+                AccessDecided(
+                    principal,
+                    backend,
+                    name,
+                    allowed,
+                    rule,
+                    method=method,
+                    request_id=request_id,
+                    exposed=exposed,
+                )
+            )
+
         needed = snapshot.unmet_scopes(principal, backend)
         if needed:
-            rule = snapshot.scopes_rule(backend)
-            self.observer.access_decided(AccessDecided(principal, backend, name, False, rule))
+            report(False, snapshot.scopes_rule(backend))
             if record is not None:
                 record.outcome = "denied"
             raise InsufficientScope(needed)
         decision = self.policy.decide(principal, backend, tool)
-        self.observer.access_decided(
-            AccessDecided(principal, backend, name, decision.allowed, decision.rule)
-        )
+        report(decision.allowed, decision.rule)
         if not decision:
             self.log.info(
                 "access denied: {sub} may not use {backend} {tool}",
@@ -174,6 +195,11 @@ class Calls:
             if record is not None:
                 record.outcome = "denied"
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown or not allowed: {shown}")
+
+    def _record_arguments(self, params: dict[str, Any], record: RequestRecord | None) -> None:
+        """Keep the arguments for the request's event, only when the gateway was built to."""
+        if self.record_arguments and record is not None:
+            record.arguments = params.get("arguments")
 
     async def forward(
         self,

@@ -72,13 +72,18 @@ class Gateway(Service):
         policy: AccessPolicy,
         transports: Mapping[str, UpstreamTransport],
         observer: GatewayObserver,
+        record_arguments: bool = False,
     ) -> None:
+        """``record_arguments``: put each call's arguments in its ``RequestFinished``
+        (``audit.include_arguments``); decided once here, so by default no request carries
+        them."""
         initial = config.current
         self.clock = reactor
         self.observer = observer
         self.transports = transports
         self.snapshots = Snapshots(config)
         ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
         param_headers = ParamHeaders()
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
@@ -86,7 +91,9 @@ class Gateway(Service):
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor)
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
-        self.calls = Calls(policy, observer, self.catalog, self.exchange, self.relay, reactor)
+        self.calls = Calls(
+            policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
+        )
         # Bounds on open client streams, and the upstream streams they share (streams.py).
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
@@ -134,7 +141,7 @@ class Gateway(Service):
         self, principal: Principal, params: dict[str, Any]
     ) -> tuple[dict[str, Any], str]:
         """Answer ``initialize`` (``ClientSessions.initialize``): the result and session id."""
-        record = RequestRecord("initialize", self.clock.seconds())
+        record = RequestRecord("initialize", self.clock.seconds(), next(self._request_ids))
         try:
             opened = await self.sessions.initialize(principal, params, self.snapshots.current())
         except GatewayError as error:
@@ -167,7 +174,7 @@ class Gateway(Service):
         self, session: ClientSession, request: jsonrpc.Request, emit: Emit
     ) -> dict[str, Any] | None:
         """The response to one client request (None: cancelled, nothing to send)."""
-        record = RequestRecord(request.method, self.clock.seconds())
+        record = RequestRecord(request.method, self.clock.seconds(), next(self._request_ids))
         try:
             answer = await self._answer(session, request, emit, record)
         except InsufficientScope:
@@ -230,6 +237,9 @@ class Gateway(Service):
                 error_code=code,
                 seconds=self.clock.seconds() - record.started,
                 upstream_seconds=record.upstream_seconds,
+                request_id=record.request_id,
+                exposed=record.exposed,
+                arguments=record.arguments,
             )
         )
 

@@ -18,9 +18,15 @@ class RequestRecord:
 
     method: str
     started: float
+    #: Numbered by the gateway, so an access decision and the request's end can be linked.
+    request_id: int = 0
     backend: str | None = None
     #: The upstream tool, prompt or resource name the request was routed with.
     name: str | None = None
+    #: That name or URI as the client sent it.
+    exposed: str | None = None
+    #: The request's ``arguments``, kept only when the gateway was built to record them.
+    arguments: object = None
     #: Set where the outcome is known better than the answer shows (denied, upstream_error).
     outcome: Outcome | None = None
     upstream_seconds: float = 0.0

@@ -288,6 +288,13 @@ class FakeUpstream(Resource):
                 rid,
                 {"content": [{"type": "text", "text": json.dumps(params.get("arguments") or {})}]},
             )
+        if method == "prompts/get":
+            text = json.dumps(params.get("arguments") or {})
+            message = {"role": "user", "content": {"type": "text", "text": text}}
+            return self._json(request, rid, {"messages": [message]})
+        if method == "resources/read":
+            contents = [{"uri": params.get("uri"), "text": "contents"}]
+            return self._json(request, rid, {"contents": contents})
         if method in ("logging/setLevel", "resources/subscribe", "resources/unsubscribe"):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})

@@ -100,3 +100,37 @@ class EventTests(GatewayTestCase):
             (finished.method, finished.backend, finished.outcome, finished.error_code),
             ("server/discover", None, "ok", None),
         )
+
+    @run
+    async def test_a_decision_and_its_request_share_an_id_and_the_exposed_name(self) -> None:
+        recorder = await self.start_observed()
+        session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        await self.call(session, "resources/read", {"uri": "aigw:beta/file:///x"}, rid=2)
+        first, second = recorder.decisions
+        calls = recorder.requests[1:]
+        self.assertEqual(
+            [(d.method, d.exposed, d.request_id) for d in recorder.decisions],
+            [(r.method, r.exposed, r.request_id) for r in calls],
+        )
+        self.assertEqual(
+            [(d.method, d.exposed, d.name) for d in (first, second)],
+            [
+                ("tools/call", "alpha__echo", "echo"),
+                ("resources/read", "aigw:beta/file:///x", "file:///x"),
+            ],
+        )
+        ids = [e.request_id for e in recorder.requests]
+        self.assertEqual(len(set(ids)), 3)  # initialize too: every request has its own
+        self.assertNotIn(0, ids)
+
+    @run
+    async def test_arguments_stay_out_of_events_unless_the_gateway_records_them(self) -> None:
+        recorder = await self.start_observed()
+        session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        self.assertIsNone(recorder.requests[-1].arguments)
+        self.service.gateway.calls.record_arguments = True
+        await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {"q": 2}})
+        await self.call(session, "prompts/get", {"name": "beta__p", "arguments": {"x": "y"}})
+        self.assertEqual([e.arguments for e in recorder.requests[-2:]], [{"q": 2}, {"x": "y"}])

@@ -1,0 +1,229 @@
+"""The audit trail: who was allowed or denied what, by which rule, and how each call ended.
+
+``AuditTrail`` is a ``GatewayObserver`` writing on the ``aigw.audit`` log
+namespace, at info, so the events reach the process log (the journal) with the
+rest.  It writes one event per access decision (every request naming a backend
+item: the per-backend scopes, then the access policy) and one per
+``tools/call``, ``prompts/get`` and ``resources/read`` answered
+(``AUDITED_METHODS``); lists, pings and ``initialize`` are the access log's.
+Both events of one request carry the same ``request_id``.
+
+A principal appears as issuer, subject and client id only: never the token, its
+other claims or an ``Authorization`` value.  Arguments appear only when
+``audit.include_arguments`` is set (the gateway is then built to record them).
+
+``AuditFile`` also appends the trail to a file of its own, as JSON lines (one
+object per event, time first, RFC 3339 UTC) for a SIEM to collect.
+This module is a shared piece: it imports none of aigw's layers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+from typing import IO, TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogPublisher,
+    PredicateResult,
+    globalLogPublisher,
+)
+from zope.interface import implementer
+
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    GatewayObserver,
+    RequestFinished,
+    UpstreamConnection,
+)
+from aigw.principal import Principal
+
+NAMESPACE = "aigw.audit"
+#: The requests whose end is audited; their access decisions always are.
+AUDITED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+#: sysexits.h: cannot create an output file.
+EX_CANTCREAT = 73
+#: The audit file's mode when aigw creates it: the service's group may read it.
+FILE_MODE = 0o640
+
+#: Every field of the trail's events, in the order the file writes them: both events
+#: have those up to ``name``, a decision ``decision`` and ``rule``, an end the others.
+FIELDS = (
+    "event",
+    "request_id",
+    "issuer",
+    "sub",
+    "client_id",
+    "method",
+    "exposed",
+    "backend",
+    "name",
+    "decision",
+    "rule",
+    "outcome",
+    "error_code",
+    "duration_ms",
+    "upstream_ms",
+    "arguments",
+)
+_DECIDED = (
+    "access {decision} by {rule}: {method} {exposed} for sub={sub} client_id={client_id} "
+    "(request {request_id})"
+)
+_FINISHED = (
+    "{method} {exposed} {outcome} in {duration_ms}ms: sub={sub} client_id={client_id} "
+    "(request {request_id})"
+)
+
+
+def _who(principal: Principal | None) -> dict[str, Any]:
+    """Issuer, subject and client id: nothing else of the token is ever written."""
+    if principal is None:
+        return {"issuer": None, "sub": None, "client_id": None}
+    return {"issuer": principal.issuer, "sub": principal.subject, "client_id": principal.client_id}
+
+
+class AuditTrail:
+    """Writes access decisions and audited requests (see the module docstring)."""
+
+    def __init__(self, include_arguments: bool = False) -> None:
+        self.include_arguments = include_arguments
+        # Request numbers restart with the process; this makes each id unique
+        # across restarts and across the processes of one deployment.
+        self.instance = secrets.token_hex(4)
+        # Made here: a Logger read from a class attribute takes the class's name as
+        # its namespace, whatever namespace it was given.
+        self.log = Logger(namespace=NAMESPACE, source=self)
+
+    def _request_id(self, number: int) -> str | None:
+        return f"{self.instance}-{number}" if number else None
+
+    def access_decided(self, event: AccessDecided) -> None:
+        self.log.info(
+            _DECIDED,
+            event="access_decided",
+            request_id=self._request_id(event.request_id),
+            **_who(event.principal),
+            method=event.method,
+            exposed=event.exposed,
+            backend=event.backend,
+            name=event.name,
+            decision="allowed" if event.allowed else "denied",
+            rule=event.rule,
+        )
+
+    def request_finished(self, event: RequestFinished) -> None:
+        if event.method not in AUDITED_METHODS:
+            return
+        fields: dict[str, Any] = {
+            "event": "request_finished",
+            "request_id": self._request_id(event.request_id),
+            **_who(event.principal),
+            "method": event.method,
+            "exposed": event.exposed,
+            "backend": event.backend,
+            "name": event.name,
+            "outcome": event.outcome,
+            "error_code": event.error_code,
+            "duration_ms": round(event.seconds * 1000.0, 3),
+            "upstream_ms": round(event.upstream_seconds * 1000.0, 3),
+        }
+        if self.include_arguments:
+            fields["arguments"] = event.arguments
+        self.log.info(_FINISHED, **fields)
+
+    def authentication_refused(self, event: AuthenticationRefused) -> None:
+        """Not audited: no principal, and the access log has it."""
+
+    def upstream_connection(self, event: UpstreamConnection) -> None:
+        """Not audited: no principal, and the access log has it."""
+
+
+if TYPE_CHECKING:
+    # mypy holds AuditTrail to the Protocol it is registered under.
+    _observer: type[GatewayObserver] = AuditTrail
+
+
+def _rfc3339(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def audit_line(event: LogEvent) -> str:
+    """One JSON object on one line: ``time``, then the trail's fields (``FIELDS``) that
+    the event has; the keys Twisted adds to every event are left out."""
+    record: dict[str, Any] = {"time": _rfc3339(event["log_time"])}
+    record.update((key, event[key]) for key in FIELDS if key in event)
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+
+
+@implementer(ILogFilterPredicate)
+class OnTheTrail:
+    """The trail's namespace exactly: not the loggers of this module's classes."""
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        on: PredicateResult = PredicateResult.yes
+        off: PredicateResult = PredicateResult.no
+        return on if event.get("log_namespace") == NAMESPACE else off
+
+
+def open_appended(path: str) -> IO[str]:
+    """``path`` opened for appending, made with ``FILE_MODE`` (less by the umask) if new;
+    an existing file keeps its mode and owner."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
+class AuditFile(Service):
+    """The trail appended to its own file, as JSON lines, while the service runs.
+
+    Written through Twisted's ``FileLogObserver``, on the reactor thread, like
+    every log line of the process: each event is one ``write`` of a short line
+    and a ``flush`` to a local file, which is what Twisted's own log files do and
+    costs microseconds, not a blocking wait.  The file is opened at start, and
+    kept: aigw does not reopen it on SIGHUP, so rotate it with logrotate's
+    ``copytruncate`` (with ``O_APPEND``, writes continue at the new end).
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, publisher: LogPublisher = globalLogPublisher) -> None:
+        self.path = path
+        self._publisher = publisher
+        self._stream: IO[str] | None = None
+        self._observer: ILogObserver | None = None
+
+    def startService(self) -> None:
+        try:
+            self._stream = open_appended(self.path)
+        except OSError as error:
+            self.log.critical(
+                "cannot open the audit file {path}: {error}",
+                path=self.path,
+                error=error.strerror or error,
+            )
+            raise SystemExit(EX_CANTCREAT) from None
+        self._observer = FilteringLogObserver(
+            FileLogObserver(self._stream, audit_line), [OnTheTrail()]
+        )
+        self._publisher.addObserver(self._observer)
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._observer is not None:
+            self._publisher.removeObserver(self._observer)
+            self._observer = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

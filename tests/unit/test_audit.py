@@ -1,0 +1,420 @@
+"""audit.AuditTrail and audit.AuditFile: the events alone, then through the real gateway."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import jwt
+from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.audit import (
+    EX_CANTCREAT,
+    NAMESPACE,
+    AuditFile,
+    AuditTrail,
+    OnTheTrail,
+    audit_line,
+)
+from aigw.config import (
+    AccessConfig,
+    AccessRule,
+    AuditConfig,
+    AuthConfig,
+    BackendConfig,
+    LoggingConfig,
+)
+from aigw.events import AccessDecided, RequestFinished
+from aigw.logging import build_observer
+from aigw.principal import Principal
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import ACCEPT, GatewayTestCase, initialize_message, sse_messages
+from tests.unit.memory import run
+
+#: Token-like strings in a principal's claims: none may reach an audit event.
+RAW_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+TOKEN_ID = "jti-7f3e"
+ALICE = Principal(
+    "https://as.example",
+    "alice",
+    "cli-1",
+    frozenset({"mcp"}),
+    {"sub": "alice", "jti": TOKEN_ID, "act": {"token": RAW_TOKEN}, "email": "alice@example.com"},
+    TOKEN_ID,
+    None,
+)
+
+
+def decided(allowed: bool, rule: str, number: int = 7) -> AccessDecided:
+    return AccessDecided(
+        ALICE,
+        "files",
+        "read",
+        allowed,
+        rule,
+        method="tools/call",
+        request_id=number,
+        exposed="files__read",
+    )
+
+
+def finished(method: str = "tools/call", number: int = 7, **values: Any) -> RequestFinished:
+    fields: dict[str, Any] = {
+        "method": method,
+        "principal": ALICE,
+        "backend": "files",
+        "name": "read",
+        "outcome": "ok",
+        "error_code": None,
+        "seconds": 0.0125,
+        "upstream_seconds": 0.01,
+        "request_id": number,
+        "exposed": "files__read",
+        "arguments": {"path": "/etc/motd"},
+    }
+    fields.update(values)
+    return RequestFinished(**fields)
+
+
+def recorded(trail: AuditTrail) -> list[dict[str, Any]]:
+    """Point ``trail`` at a list; the list of log events it writes."""
+    events: list[dict[str, Any]] = []
+    trail.log = Logger(namespace=trail.log.namespace, observer=events.append)
+    return events
+
+
+def own_fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in event.items() if not key.startswith("log_")}
+
+
+class TrailTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.trail = AuditTrail()
+        self.events = recorded(self.trail)
+
+    def test_a_decision_names_who_what_and_the_rule(self) -> None:
+        self.trail.access_decided(decided(True, "access.rules[0]"))
+        self.trail.access_decided(decided(False, "access.default", number=8))
+        allowed, denied = self.events
+        self.assertEqual(allowed["log_namespace"], NAMESPACE)
+        self.assertEqual(allowed["log_level"].name, "info")
+        self.assertEqual(
+            own_fields(allowed),
+            {
+                "event": "access_decided",
+                "request_id": f"{self.trail.instance}-7",
+                "issuer": "https://as.example",
+                "sub": "alice",
+                "client_id": "cli-1",
+                "method": "tools/call",
+                "exposed": "files__read",
+                "backend": "files",
+                "name": "read",
+                "decision": "allowed",
+                "rule": "access.rules[0]",
+            },
+        )
+        self.assertEqual((denied["decision"], denied["rule"]), ("denied", "access.default"))
+
+    def test_a_finished_call_says_its_outcome_and_duration_without_arguments(self) -> None:
+        self.trail.request_finished(finished(outcome="denied", error_code=-32602))
+        [event] = self.events
+        expected = {
+            "event": "request_finished",
+            "request_id": f"{self.trail.instance}-7",
+            "issuer": "https://as.example",
+            "sub": "alice",
+            "client_id": "cli-1",
+            "method": "tools/call",
+            "exposed": "files__read",
+            "backend": "files",
+            "name": "read",
+            "outcome": "denied",
+            "error_code": -32602,
+            "duration_ms": 12.5,
+            "upstream_ms": 10.0,
+        }
+        self.assertEqual(own_fields(event), expected)
+
+    def test_arguments_only_when_asked_for(self) -> None:
+        trail = AuditTrail(include_arguments=True)
+        events = recorded(trail)
+        trail.request_finished(finished())
+        self.assertEqual(events[0]["arguments"], {"path": "/etc/motd"})
+
+    def test_the_decision_and_the_end_of_one_request_share_its_id(self) -> None:
+        self.trail.access_decided(decided(True, "access.default", number=3))
+        self.trail.request_finished(finished(number=3))
+        self.trail.request_finished(finished(number=4))
+        ids = [event["request_id"] for event in self.events]
+        self.assertEqual(ids[0], ids[1])
+        self.assertNotEqual(ids[1], ids[2])
+        self.assertNotEqual(AuditTrail().instance, self.trail.instance)
+
+    def test_prompts_and_resources_are_audited_lists_and_the_rest_are_not(self) -> None:
+        for method in ("prompts/get", "resources/read", "tools/list", "initialize", "ping"):
+            self.trail.request_finished(finished(method))
+        self.assertEqual(
+            [event["method"] for event in self.events], ["prompts/get", "resources/read"]
+        )
+
+    def test_nothing_of_the_token(self) -> None:
+        trail = AuditTrail(include_arguments=True)
+        events = recorded(trail)
+        trail.access_decided(decided(False, "access.rules[1]"))
+        trail.request_finished(finished())
+        written = "".join(audit_line(event) for event in events)
+        for secret in (RAW_TOKEN, TOKEN_ID, "alice@example.com", '"mcp"'):
+            self.assertNotIn(secret, written)
+
+    def test_the_journal_gets_a_readable_line_at_info(self) -> None:
+        stream = io.StringIO()
+        self.trail.log = Logger(
+            namespace=NAMESPACE,
+            observer=build_observer(LoggingConfig(), stream, {"JOURNAL_STREAM": "8:1"}),
+        )
+        self.trail.access_decided(decided(False, "access.rules[1]"))
+        self.trail.request_finished(finished(outcome="denied"))
+        request = f"(request {self.trail.instance}-7)"
+        self.assertEqual(
+            stream.getvalue().splitlines(),
+            [
+                "<6>aigw.audit: access denied by access.rules[1]: tools/call files__read "
+                f"for sub=alice client_id=cli-1 {request}",
+                "<6>aigw.audit: tools/call files__read denied in 12.5ms: sub=alice "
+                f"client_id=cli-1 {request}",
+            ],
+        )
+
+
+class LineTests(SynchronousTestCase):
+    def test_time_first_in_rfc3339_utc_then_the_fields(self) -> None:
+        events: list[dict[str, Any]] = []
+        Logger(namespace=NAMESPACE, observer=events.append).info(
+            "x {sub}", sub="alice", event="access_decided"
+        )
+        # What Twisted's legacy observers add to an event they see is not the trail's.
+        events[0].update(log_time=1_800_000_000.25, time=1.0, system="-", isError=0)
+        line = audit_line(events[0])
+        self.assertTrue(line.endswith("}\n") and line.count("\n") == 1)
+        self.assertEqual(
+            list(json.loads(line).items()),
+            [("time", "2027-01-15T08:00:00.250Z"), ("event", "access_decided"), ("sub", "alice")],
+        )
+
+    def test_only_the_trail_namespace(self) -> None:
+        on = OnTheTrail()
+        self.assertEqual(on({"log_namespace": NAMESPACE}).name, "yes")
+        for other in ("aigw.audit.AuditFile", "aigw.access", None):
+            self.assertEqual(on({"log_namespace": other}).name, "no")
+
+
+class FileTests(SynchronousTestCase):
+    def test_appends_json_lines_of_the_trail_only(self) -> None:
+        path = Path(self.mktemp())
+        path.write_text('{"earlier": true}\n')
+        publisher = LogPublisher()
+        audit = AuditFile(str(path), publisher)
+        audit.startService()
+        trail = AuditTrail()
+        trail.log = Logger(namespace=NAMESPACE, observer=publisher)
+        trail.access_decided(decided(True, "access.default"))
+        Logger(namespace="aigw.access", observer=publisher).info("not audit")
+        Logger(namespace="aigw.audit.AuditFile", observer=publisher).info("nor this")
+        audit.stopService()
+        trail.request_finished(finished())  # after stop: nowhere
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        self.assertEqual([line.get("event") for line in lines], [None, "access_decided"])
+        self.assertEqual(lines[1]["rule"], "access.default")
+
+    def test_made_readable_by_owner_and_group_only(self) -> None:
+        path = Path(self.mktemp())
+        audit = AuditFile(str(path), LogPublisher())
+        audit.startService()
+        audit.stopService()
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        self.assertEqual(mode & ~0o640, 0, oct(mode))
+
+    def test_a_file_that_cannot_be_opened_stops_the_start(self) -> None:
+        audit = AuditFile(os.path.join(self.mktemp(), "missing", "audit.log"), LogPublisher())
+        with self.assertRaises(SystemExit) as caught:
+            audit.startService()
+        self.assertEqual(caught.exception.code, EX_CANTCREAT)
+        self.assertFalse(audit.running)
+
+
+SECRET = b"s" * 32
+ISSUER = "https://as.example"
+
+
+class GatewayAuditTests(GatewayTestCase):
+    """The real gateway with the audit trail and file, on the memory network."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.audit_file = Path(self.mktemp()).resolve()
+
+    async def start_audited(
+        self, include_arguments: bool = False, beta_scopes: tuple[str, ...] = ()
+    ) -> None:
+        self.events: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == NAMESPACE:
+                self.events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        rules = (
+            AccessRule("allow", subjects=("alice",), backends=("alpha",), tools=("echo",)),
+            AccessRule("deny", backends=("alpha",)),
+        )
+        self.alpha = FakeUpstream(tools=["echo", "progress"])
+        backends = (
+            BackendConfig(name="alpha", url=self.start_upstream(self.alpha), timeout=5.0),
+            BackendConfig(
+                name="beta",
+                url=self.start_upstream(FakeUpstream(tools=["t0"])),
+                timeout=5.0,
+                required_scopes=beta_scopes,
+            ),
+        )
+        await self.start_gateway_with(
+            *backends,
+            auth=AuthConfig(
+                issuer=ISSUER,
+                audiences=("http://127.0.0.1:1975/mcp",),
+                algorithms=("HS256",),
+                shared_secret=SECRET,
+                relay_authorization_server_metadata=False,
+            ),
+            access=AccessConfig(rules=rules),
+            audit=AuditConfig(file=str(self.audit_file), include_arguments=include_arguments),
+        )
+        now = int(self.reactor.seconds())
+        claims = {
+            "iss": ISSUER,
+            "aud": "http://127.0.0.1:1975/mcp",
+            "sub": "alice",
+            "client_id": "client-1",
+            "scope": "mcp",
+            "jti": TOKEN_ID,
+            "upstream_token": RAW_TOKEN,
+            "iat": now - 10,
+            "exp": now + 3600,
+        }
+        self.token = jwt.encode(claims, SECRET, "HS256")
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        response, body = await self.post(initialize_message(), headers=self.headers)
+        self.assertEqual(response.code, 200, body)
+        self.session = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
+
+    async def ask(self, method: str, params: dict[str, Any], rid: int = 1) -> Any:
+        message = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+        headers = {**self.headers, "Accept": ACCEPT, "MCP-Protocol-Version": "2025-11-25"}
+        response, body = await self.post(message, self.session, headers)
+        self.assertEqual(response.code, 200, body)
+        return sse_messages(body)[-1] if isinstance(body, bytes) else body
+
+    def written(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit_file.read_text().splitlines()]
+
+    @run
+    async def test_allowed_and_denied_calls_carry_the_deciding_rule(self) -> None:
+        await self.start_audited()
+        allowed = await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        self.assertIn("result", allowed)
+        denied = await self.ask("tools/call", {"name": "alpha__progress", "arguments": {}}, 2)
+        self.assertIn("error", denied)
+        lines = self.written()
+        self.assertEqual(
+            [
+                (line["event"], line["exposed"], line.get("decision"), line.get("rule"))
+                for line in lines
+            ],
+            [
+                ("access_decided", "alpha__echo", "allowed", "access.rules[0]"),
+                ("request_finished", "alpha__echo", None, None),
+                ("access_decided", "alpha__progress", "denied", "access.rules[1]"),
+                ("request_finished", "alpha__progress", None, None),
+            ],
+        )
+        self.assertEqual([line.get("outcome") for line in lines[1::2]], ["ok", "denied"])
+        self.assertEqual(lines[0]["request_id"], lines[1]["request_id"])
+        self.assertEqual(lines[2]["request_id"], lines[3]["request_id"])
+        self.assertNotEqual(lines[0]["request_id"], lines[2]["request_id"])
+        for line in lines:
+            self.assertEqual(
+                (line["issuer"], line["sub"], line["client_id"], line["method"], line["backend"]),
+                (ISSUER, "alice", "client-1", "tools/call", "alpha"),
+            )
+            self.assertTrue(line["time"].endswith("Z"))
+            self.assertNotIn("arguments", line)
+        self.assertIsInstance(lines[1]["duration_ms"], float)
+        self.assertEqual(lines[3]["error_code"], -32602)
+        # The same events on the log's namespace, for the journal.
+        self.assertEqual(len(self.events), 4)
+
+    @run
+    async def test_prompts_and_resources_are_audited_and_lists_are_not(self) -> None:
+        await self.start_audited()
+        await self.ask("tools/list", {})
+        await self.ask("prompts/get", {"name": "beta__greet", "arguments": {"who": "x"}}, 2)
+        await self.ask("resources/read", {"uri": "aigw:beta/file:///notes"}, 3)
+        self.assertEqual(
+            [(line["event"], line["method"], line["exposed"]) for line in self.written()],
+            [
+                ("access_decided", "prompts/get", "beta__greet"),
+                ("request_finished", "prompts/get", "beta__greet"),
+                ("access_decided", "resources/read", "aigw:beta/file:///notes"),
+                ("request_finished", "resources/read", "aigw:beta/file:///notes"),
+            ],
+        )
+        self.assertEqual({line.get("rule") for line in self.written()}, {None, "access.default"})
+
+    @run
+    async def test_arguments_with_include_arguments_and_never_the_token(self) -> None:
+        await self.start_audited(include_arguments=True)
+        await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        await self.ask("prompts/get", {"name": "beta__greet", "arguments": {"who": "x"}}, 2)
+        finished = [line for line in self.written() if line["event"] == "request_finished"]
+        self.assertEqual([line["arguments"] for line in finished], [{"q": 1}, {"who": "x"}])
+        text = "".join(json.dumps(line) for line in self.written())
+        logged = json.dumps([own_fields(event) for event in self.events], default=str)
+        for secret in (self.token, RAW_TOKEN, TOKEN_ID, "Bearer"):
+            self.assertNotIn(secret, text)
+            self.assertNotIn(secret, logged)
+
+    @run
+    async def test_a_scope_step_up_names_the_backend_requirement(self) -> None:
+        await self.start_audited(beta_scopes=("admin",))
+        message = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "beta__t0"},
+        }
+        headers = {**self.headers, "Accept": ACCEPT, "MCP-Protocol-Version": "2025-11-25"}
+        response, _ = await self.post(message, self.session, headers)
+        self.assertEqual(response.code, 403)
+        self.assertEqual(
+            [
+                (line["event"], line.get("decision"), line.get("rule"), line.get("outcome"))
+                for line in self.written()
+            ],
+            [
+                ("access_decided", "denied", "backends[1].required_scopes", None),
+                ("request_finished", None, None, "denied"),
+            ],
+        )
+
+    @run
+    async def test_off_leaves_no_trail_and_records_no_arguments(self) -> None:
+        await self.start_gateway(audit=AuditConfig(enabled=False, include_arguments=True))
+        self.assertFalse(any(isinstance(o, AuditTrail) for o in self.service.observers._observers))
+        self.assertFalse(self.service.gateway.calls.record_arguments)
