@@ -39,7 +39,6 @@ from aigw.config.holder import ConfigHolder
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
-from aigw.gateway.selectors import ToolFilter
 from aigw.logging import build_observer
 from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
@@ -202,11 +201,10 @@ class GatewayService(MultiService):
         at each scrape, served on a listener of their own that fails like the others."""
         if not self.config.metrics.enabled:
             return None
-        filters = {b.name: ToolFilter(b.tools) for b in self.config.backends}
+        backends = [b.name for b in self.config.backends]
+        # A tool is a label once its backend listed it (its selector allowing it).
         metrics = GatewayMetrics(
-            filters,
-            lambda backend, name: filters[backend].allows(name),
-            seconds=self.reactor.seconds,
+            backends, self.gateway.catalog.lists_tool, seconds=self.reactor.seconds
         )
         self.observers.add(metrics)
         limits, pool = self.gateway.stream_limits, self.gateway.sessions.pool

@@ -80,7 +80,7 @@ class GatewayMetrics:
 
     ``backends`` are the configured backend names: the only values of a
     ``backend`` label.  ``tool_allowed(backend, name)`` says whether a tool name
-    may be a ``tool`` label (the backend's tool selector); at most
+    may be a ``tool`` label (a tool the backend listed, its selector allowing it); at most
     ``tools_per_backend`` tools per backend are.  ``seconds`` is the clock of
     the last-reload timestamp (``reactor.seconds``), which starts at the
     metrics' creation: they are made from a config just loaded.

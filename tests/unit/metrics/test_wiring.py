@@ -37,8 +37,11 @@ class WiringTests(GatewayTestCase):
     async def test_requests_calls_and_gauges_on_the_metrics_listener(self) -> None:
         await self.start_gateway()
         session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "alpha__echo"})  # before any listing
+        await self.call(session, "tools/list")
         for rid in range(3):
             await self.call(session, "tools/call", {"name": "alpha__echo"}, rid)
+        await self.call(session, "tools/call", {"name": "alpha__made-up"})
         await self.call(session, "tools/call", {"name": "alpha__secret"})  # excluded
         stream = Collect([])
         (await self.open_stream(session)).deliverBody(stream)
@@ -49,16 +52,21 @@ class WiringTests(GatewayTestCase):
             self.sample(samples, "aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
             3.0,
         )
+        # A tool is a label once listed: before that, and a made-up one, are "other".
+        other = {"method": "tools/call", "backend": "alpha", "tool": "other"}
+        self.assertEqual(
+            self.sample(samples, "aigw_mcp_requests_total", **other, outcome="ok"), 1.0
+        )
         # An excluded tool is answered as unknown: routed nowhere, no backend, no tool.
         refused = {"method": "tools/call", "backend": "", "tool": "", "outcome": "error"}
         self.assertEqual(self.sample(samples, "aigw_mcp_requests_total", **refused), 1.0)
         self.assertEqual(
-            self.sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 5.0
+            self.sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 8.0
         )
         # Time stands still on the memory network: every request took 0 s.
         self.assertEqual(
             self.sample(samples, "aigw_mcp_request_duration_seconds_count", method="tools/call"),
-            4.0,
+            6.0,
         )
         self.assertEqual(self.sample(samples, "aigw_open_streams"), 1.0)
         self.assertEqual(self.sample(samples, "aigw_streaming_sessions"), 1.0)
