@@ -22,6 +22,12 @@ class MetricsKeysTests(ConfigTestCase):
         self.assertFalse(parse_config(text, env={"AIGW_METRICS": "off"}).metrics.enabled)
         self.assertTrue(parse_config(text, env={}).metrics.enabled)
 
+    def test_a_port_per_process_of_aigw_at_service(self) -> None:
+        """etc/systemd/aigw@.service sets AIGW_INSTANCE=%i for this line of its config."""
+        text = MINIMAL + 'metrics: {listen: "tcp:946${AIGW_INSTANCE}:interface=127.0.0.1"}\n'
+        metrics = parse_config(text, env={"AIGW_INSTANCE": "2"}).metrics
+        self.assertEqual(metrics.listen, "tcp:9462:interface=127.0.0.1")
+
     def test_a_mapping_with_enabled_and_listen(self) -> None:
         text = MINIMAL + "metrics:\n  enabled: false\n  listen: tcp:0:interface=127.0.0.1\n"
         metrics = parse_config(text, env={}).metrics
