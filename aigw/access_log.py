@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from twisted.logger import Logger, LogLevel
 
-from aigw.events import AccessDecided, AuthenticationRefused, RequestFinished, UpstreamConnection
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    AuthServerFetched,
+    RequestFinished,
+    UpstreamConnection,
+)
 
 NAMESPACE = "aigw.access"
 _REQUEST = "{method} {outcome} in {duration_ms}ms (upstream {upstream_ms}ms)"
@@ -91,3 +97,7 @@ class AccessLogObserver:
             state=event.state,
             detail=event.detail,
         )
+
+    def auth_server_fetched(self, event: AuthServerFetched) -> None:
+        """Not logged here: the key store logs what it loads and why a fetch failed, and
+        a failed introspection is an authentication refused."""

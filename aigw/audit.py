@@ -42,6 +42,7 @@ from zope.interface import implementer
 from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
+    AuthServerFetched,
     GatewayObserver,
     RequestFinished,
     UpstreamConnection,
@@ -147,6 +148,9 @@ class AuditTrail:
 
     def upstream_connection(self, event: UpstreamConnection) -> None:
         """Not audited: no principal, and the access log has it."""
+
+    def auth_server_fetched(self, event: AuthServerFetched) -> None:
+        """Not audited: the gateway's own housekeeping, counted by the metrics."""
 
 
 if TYPE_CHECKING:

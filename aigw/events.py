@@ -1,6 +1,7 @@
 """What happens in the gateway, as typed events for whoever observes it.
 
-The gateway, the authenticator and the upstream clients report here; the access
+The gateway, the authenticator (and its key store and introspection) and the
+upstream clients report here; the access
 log consumes the events today, Prometheus metrics, the audit trail and tracing
 next.  Observers must be cheap and must not raise: they run on the hot path.
 This module is a shared piece: it imports none of aigw's layers.
@@ -81,6 +82,16 @@ class UpstreamConnection:
     detail: str = ""
 
 
+@attrs.frozen
+class AuthServerFetched:
+    """aigw asked the authorization server: for its signing keys (the JWKS, with the
+    discovery of their URI) or about an opaque token (introspection, RFC 7662)."""
+
+    kind: Literal["jwks", "introspection"]
+    #: It answered usefully: usable keys; an introspection answer (an inactive token too).
+    succeeded: bool
+
+
 class GatewayObserver(Protocol):
     """Receives every gateway event; see the module docstring for the rules."""
 
@@ -91,6 +102,8 @@ class GatewayObserver(Protocol):
     def authentication_refused(self, event: AuthenticationRefused) -> None: ...
 
     def upstream_connection(self, event: UpstreamConnection) -> None: ...
+
+    def auth_server_fetched(self, event: AuthServerFetched) -> None: ...
 
 
 class Observers:
@@ -117,3 +130,7 @@ class Observers:
     def upstream_connection(self, event: UpstreamConnection) -> None:
         for observer in self._observers:
             observer.upstream_connection(event)
+
+    def auth_server_fetched(self, event: AuthServerFetched) -> None:
+        for observer in self._observers:
+            observer.auth_server_fetched(event)

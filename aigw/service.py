@@ -4,7 +4,8 @@
       ├── KeyStore            JWKS refresh loop (auth on)
       ├── metadata relay      authorization server metadata for older clients (auth on)
       ├── Gateway             upstream pools and MCP sessions
-      └── listeners           one endpoint service per ``listen`` string
+      ├── listeners           one endpoint service per ``listen`` string
+      └── metrics listener    ``GET /metrics`` on ``metrics.listen`` (unless ``metrics: off``)
 
 Stopping (SIGTERM) goes: stop accepting, drain in-flight requests within
 ``server.shutdown_timeout``, close streams and upstream pools, stop the rest.
@@ -23,6 +24,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.web.client import HTTPConnectionPool
@@ -39,6 +41,7 @@ from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
+from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
 from aigw.systemd import Notifier, SystemdService
@@ -55,7 +58,7 @@ class ListenerService(StreamServerEndpointService):
 
     log = Logger()
 
-    def __init__(self, description: str, reactor: Any, factory: BoundedSite) -> None:
+    def __init__(self, description: str, reactor: Any, factory: IProtocolFactory) -> None:
         try:
             endpoint = serverFromString(reactor, description)
         except Exception as error:
@@ -136,10 +139,16 @@ class GatewayService(MultiService):
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
         self.gateway = self._build_gateway()
+        self.metrics = self._build_metrics()
+        http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
         self.site = BoundedSite(
-            app.resource(), config.server, reactor, access_log=config.logging.access_log
+            app.resource(),
+            config.server,
+            reactor,
+            access_log=config.logging.access_log,
+            on_request_finished=http_observer,
         )
         self.listeners = [ListenerService(d, reactor, self.site) for d in config.listen]
         for listener in self.listeners:
@@ -198,6 +207,26 @@ class GatewayService(MultiService):
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
+
+    def _build_metrics(self) -> GatewayMetrics | None:
+        """Prometheus metrics (``metrics``): told every event, reading the gauges below
+        at each scrape, served on a listener of their own that fails like the others."""
+        if not self.config.metrics.enabled:
+            return None
+        backends = [b.name for b in self.config.backends]
+        # A tool is a label once its backend listed it (its selector allowing it).
+        metrics = GatewayMetrics(
+            backends, self.gateway.catalog.lists_tool, seconds=self.reactor.seconds
+        )
+        self.observers.add(metrics)
+        limits, pool = self.gateway.stream_limits, self.gateway.sessions.pool
+        metrics.watch_streaming_sessions(lambda: len(limits.per_session))
+        metrics.watch_pooled_upstream_sessions(lambda: len(pool))
+        metrics.watch_open_streams(lambda: limits.total)
+        site = metrics_site(metrics.registry, self.reactor)
+        listener = ListenerService(self.config.metrics.listen, self.reactor, site)
+        listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        return metrics
 
     def _listeners_ready(self) -> str | None:
         waiting = [listener.description for listener in self.listeners if not listener.listening]

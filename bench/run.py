@@ -13,7 +13,9 @@ Everything runs on 127.0.0.1 and is stopped on exit (its own process groups):
 * each target of the rows asked for:
 
   ``direct``      the upstream itself, no auth;
-  ``aigw``        ``twistd -n aigw`` with a generated config, JWT auth;
+  ``aigw``        ``twistd -n aigw`` with a generated config, JWT auth, ``metrics: off``;
+  ``aigw-metrics`` the same with its Prometheus metrics on (their own port), so
+                  the cost of counting shows side by side with ``aigw``;
   ``aigw-pypy``   the same under PyPy (``bench/.venvs/pypy``), when it installs;
   ``fastmcp``     FastMCP's proxy with JWTVerifier, one reused upstream session
                   (``bench/peers/fastmcp_proxy.py`` in ``bench/.venvs/fastmcp``);
@@ -28,7 +30,10 @@ a JSON-RPC result fails its row.  Peak RSS is VmHWM of the target's processes.
 
 The output ends with one line:
     aigw: rps32=<n> added_p50_ms=<n> best_peer_ratio=<n>
-(``na`` where not measured).  Exit status 1 when a row asked for failed.
+(``na`` where not measured); when ``aigw`` and ``aigw-metrics`` were both
+measured, the line before it says what the metrics cost:
+    aigw-metrics: rps32=<n> rps32_vs_aigw=<n> p50_c1_vs_aigw=<n>
+Exit status 1 when a row asked for failed.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ VENVS = Path(os.environ.get("AIGW_BENCH_VENVS", BENCH / ".venvs"))
 LUA = BENCH / "wrk" / "mcp_call.lua"
 PROTOCOL = "2025-11-25"
 HOST = "127.0.0.1"
-ALL_ROWS = ("direct", "aigw", "aigw-x2", "aigw-pypy", "fastmcp", "mcp-proxy")
+ALL_ROWS = ("direct", "aigw", "aigw-metrics", "aigw-x2", "aigw-pypy", "fastmcp", "mcp-proxy")
 PEERS = ("fastmcp", "mcp-proxy")
 SCOPE = "mcp:tools"
 #: wrk's and the Lua script's counts of what went wrong (WRKRESULT keys).
@@ -568,10 +573,16 @@ def start_direct(env: Env) -> Target:
 
 
 def aigw_config(
-    env: Env, port: int, backends: list[str] | None = None, inherited: bool = False
+    env: Env,
+    port: int,
+    backends: list[str] | None = None,
+    inherited: bool = False,
+    metrics_port: int | None = None,
 ) -> Path:
     """``backends``: their names, all at the reference upstream (default: one, ``bench``);
-    ``inherited``: listen on the socket handed over the systemd way (see start_aigw)."""
+    ``inherited``: listen on the socket handed over the systemd way (see start_aigw);
+    ``metrics_port``: serve the metrics there (None: ``metrics: off``; their default
+    port would be one for every aigw of the run)."""
     secret = env.procs.workdir / "session.key"
     if not secret.exists():
         secret.write_bytes(secrets.token_bytes(32))
@@ -589,6 +600,7 @@ def aigw_config(
         "backends": [{"name": n, "url": env.upstream_url} for n in backends or ["bench"]],
         "sessions": {"secret_file": str(secret)},
         "logging": {"format": "text", "level": "warn", "access_log": False},
+        "metrics": {"listen": f"tcp:{metrics_port}:interface={HOST}"} if metrics_port else False,
     }
     path = env.procs.workdir / f"aigw-{port}{'-inherited' if inherited else ''}.yaml"
     path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
@@ -601,8 +613,10 @@ def start_aigw(
     name: str,
     workers: int = 1,
     backends: list[str] | None = None,
+    metrics: bool = False,
 ) -> Target:
-    """aigw under ``twistd`` (CPython or PyPy); ``backends`` as in ``aigw_config``.
+    """aigw under ``twistd`` (CPython or PyPy); ``backends`` as in ``aigw_config``;
+    ``metrics``: with its Prometheus metrics on (one process only).
 
     ``workers`` > 1: that many aigw processes on one port, as systemd runs them
     with ``etc/systemd/aigw@.socket`` (``ReusePort=yes``): each gets its own listening
@@ -616,8 +630,9 @@ def start_aigw(
     port = free_port()
     argv = [str(twistd), "-n", "--pidfile=", "aigw", "--config"]
     procs: list[Proc] = []
+    metrics_port = free_port() if metrics else None
     if workers == 1:
-        config = aigw_config(env, port, backends)
+        config = aigw_config(env, port, backends, metrics_port=metrics_port)
         procs.append(env.procs.start(name, [*argv, str(config)]))
     else:
         config = aigw_config(env, port, backends, inherited=True)
@@ -651,7 +666,8 @@ def start_aigw(
         open_session(url, f"{(backends or ['bench'])[0]}__echo", token),
         [proc.pid for proc in procs],
         note=f"{twistd.parent.parent.name}, JWT"
-        + (f", {workers} processes on one port (SO_REUSEPORT)" if workers > 1 else ""),
+        + (f", {workers} processes on one port (SO_REUSEPORT)" if workers > 1 else "")
+        + (f", metrics on (GET http://{HOST}:{metrics_port}/metrics)" if metrics_port else ""),
     )
 
 
@@ -739,6 +755,8 @@ def start_row(env: Env, row: str) -> Target:
         return start_direct(env)
     if row == "aigw":
         return start_aigw(env, ROOT / ".venv" / "bin" / "twistd", "aigw")
+    if row == "aigw-metrics":
+        return start_aigw(env, ROOT / ".venv" / "bin" / "twistd", "aigw-metrics", metrics=True)
     if row == "aigw-x2":
         return start_aigw(env, ROOT / ".venv" / "bin" / "twistd", "aigw-x2", workers=2)
     if row == "aigw-pypy":
@@ -927,6 +945,15 @@ def report(rows: list[Row], concs: list[int], args: argparse.Namespace, auth: Au
     p50 = aigw.median(lo, "p50_ms") if ok and aigw else None
     added = p50 - d_p50 if (p50 is not None and d_p50 is not None) else None
     ratio = rps32 / best_peer if (rps32 and best_peer) else None
+    metered = by.get("aigw-metrics")
+    if metered is not None and metered.ok() and ok and aigw:
+        m_rps32, m_p50 = metered.median(hi, "rps"), metered.median(lo, "p50_ms")
+        rps_ratio = m_rps32 / rps32 if (m_rps32 and rps32) else None
+        p50_ratio = m_p50 / p50 if (m_p50 and p50) else None
+        lines.append(
+            f"aigw-metrics: rps32={na(m_rps32, 0)} rps32_vs_aigw={na(rps_ratio, 3)} "
+            f"p50_c{lo}_vs_aigw={na(p50_ratio, 3)}"
+        )
     lines.append(
         f"aigw: rps32={na(rps32, 0)} added_p50_ms={na(added, 2)} best_peer_ratio={na(ratio, 2)}"
     )

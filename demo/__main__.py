@@ -33,6 +33,8 @@ from tests.e2e.harness.upstreams import start_server_everything
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "etc" / "aigw" / "demo.yaml"
 GATEWAY = "http://127.0.0.1:1975"
+#: ``metrics.listen`` in demo.yaml.
+METRICS_URL = "http://127.0.0.1:9464/metrics"
 MCP_URL = GATEWAY + "/mcp"
 AS_PORT, EVERYTHING_PORT, FLIGHTS_PORT = 8080, 3001, 3002
 INITIALIZE = {
@@ -124,6 +126,7 @@ def start_stack(started: list[Callable[[], Any]]) -> None:
     started.append(gateway.stop)
     wait_ready(gateway)
     print(f"  aigw                            {MCP_URL}   (log: {gateway.log_path})")
+    print(f"  aigw metrics (Prometheus)       {METRICS_URL}")
 
 
 def wait_ready(gateway: Process) -> None:

@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 import attrs
 
-from aigw.events import AccessDecided, AuthenticationRefused, RequestFinished, UpstreamConnection
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    AuthServerFetched,
+    RequestFinished,
+    UpstreamConnection,
+)
 from aigw.gateway.access import Decision
 from aigw.principal import Principal
 from aigw.upstream.api import (
@@ -257,6 +263,7 @@ class RecordingObserver:
         self.decisions: list[AccessDecided] = []
         self.refusals: list[AuthenticationRefused] = []
         self.connections: list[UpstreamConnection] = []
+        self.fetches: list[AuthServerFetched] = []
 
     def request_finished(self, event: RequestFinished) -> None:
         self.requests.append(event)
@@ -269,3 +276,6 @@ class RecordingObserver:
 
     def upstream_connection(self, event: UpstreamConnection) -> None:
         self.connections.append(event)
+
+    def auth_server_fetched(self, event: AuthServerFetched) -> None:
+        self.fetches.append(event)

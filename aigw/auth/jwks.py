@@ -4,7 +4,8 @@ The key set is fetched at start, refreshed periodically, and refetched at once
 (within a cooldown, one fetch for all waiters) when a token names a key we do
 not know, which is how issuers roll keys.  When the authorization server is
 down or answers garbage the last good keys stay in use: only tokens naming
-unknown keys fail, and they fail closed.
+unknown keys fail, and they fail closed.  Each fetch's outcome is reported to
+the observer (``AuthServerFetched``): the metrics count them and age the keys.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from aigw.auth.discovery import (
 )
 from aigw.auth.errors import TokenRejected
 from aigw.config import AuthConfig
+from aigw.events import AuthServerFetched, GatewayObserver
 
 #: Which key type (and curve) each asymmetric JWS algorithm needs (RFC 7518 §3,
 #: RFC 8037 §3.1).  Checking it stops a key being used with an algorithm its
@@ -97,12 +99,20 @@ def cache_lifetime(cache_control: str | None) -> float | None:
 
 @implementer(IKeyStore)
 class KeyStore(Service):
-    """The key set of ``config.issuer``, as a service of the daemon."""
+    """The key set of ``config.issuer``, as a service of the daemon; ``observer``
+    hears how each fetch ended."""
 
     log = Logger()
 
-    def __init__(self, config: AuthConfig, http: HTTPClient, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: AuthConfig,
+        http: HTTPClient,
+        clock: Clock,
+        observer: GatewayObserver | None = None,
+    ) -> None:
         self._config = config
+        self._observer = observer
         self._http = http
         self._clock = clock
         self._allowed = frozenset(config.algorithms) & KEY_TYPE_FOR_ALGORITHM.keys()
@@ -211,6 +221,7 @@ class KeyStore(Service):
         changed = keys != self._keys
         self._keys = keys
         self._loaded = True
+        self._report(succeeded=True)
         if changed:
             self.log.info(
                 "Loaded signing keys {kids} from {uri}",
@@ -265,6 +276,8 @@ class KeyStore(Service):
         return None
 
     def _load_failed(self, failure: Any) -> float:
+        if self.running:  # a fetch cut short by stopping is no failure of the issuer's
+            self._report(succeeded=False)
         self.log.warn(
             "Cannot load the signing keys of {issuer} (keeping {count} known keys): {why}",
             issuer=self._config.issuer,
@@ -272,6 +285,10 @@ class KeyStore(Service):
             why=failure.getErrorMessage(),
         )
         return self._config.jwks_min_refresh_interval
+
+    def _report(self, succeeded: bool) -> None:
+        if self._observer is not None:
+            self._observer.auth_server_fetched(AuthServerFetched("jwks", succeeded))
 
     def _finish(self, delay: float) -> None:
         waiters, self._waiters, self._running_fetch = self._waiters or [], None, None

@@ -24,6 +24,7 @@ from aigw.auth.discovery import Clock, FetchFailed, HTTPClient, fetch, parse_jso
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KEY_TYPE_FOR_ALGORITHM, KeySource
 from aigw.config import AuthConfig, IntrospectionConfig
+from aigw.events import AuthServerFetched, GatewayObserver
 from aigw.lru import LRU
 from aigw.principal import Principal
 
@@ -254,12 +255,19 @@ class JWTVerifier:
 
 @implementer(ITokenVerifier)
 class IntrospectionVerifier:
-    """Asks the authorization server about opaque tokens (RFC 7662), failing closed."""
+    """Asks the authorization server about opaque tokens (RFC 7662), failing closed;
+    ``observer`` hears whether each request was answered."""
 
     def __init__(
-        self, config: IntrospectionConfig, auth: AuthConfig, http: HTTPClient, clock: Clock
+        self,
+        config: IntrospectionConfig,
+        auth: AuthConfig,
+        http: HTTPClient,
+        clock: Clock,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self._config = config
+        self._observer = observer
         self._auth = auth
         self._http = http
         self._clock = clock
@@ -289,10 +297,12 @@ class IntrospectionVerifier:
                 raise FetchFailed(f"the introspection endpoint answered HTTP {got.status}")
             answer = parse_json_object(got.body, self._config.endpoint)
         except Exception as error:
+            self._report(succeeded=False)
             # RFC 7662 §4: when introspection fails, the token is not accepted.
             raise TokenRejected(
                 "unavailable", "the token cannot be checked now, try again later"
             ) from error
+        self._report(succeeded=True)
         if answer.get("active") is not True:
             # RFC 7662 §2.2: inactive (revoked, expired, unknown) tokens say no more.
             raise TokenRejected("inactive", "the token is not active")
@@ -304,6 +314,10 @@ class IntrospectionVerifier:
             leeway=self._auth.leeway,
             require=(),
         )
+
+    def _report(self, succeeded: bool) -> None:
+        if self._observer is not None:
+            self._observer.auth_server_fetched(AuthServerFetched("introspection", succeeded))
 
 
 def _form(value: str) -> str:
@@ -368,14 +382,19 @@ async def _refuse_opaque() -> Principal:
 
 
 def build_verifier(
-    auth: AuthConfig, keys: KeySource, http_client: HTTPClient, clock: Clock
+    auth: AuthConfig,
+    keys: KeySource,
+    http_client: HTTPClient,
+    clock: Clock,
+    observer: GatewayObserver | None = None,
 ) -> Verifier:
-    """The verifier for ``auth``, each path behind its own cache."""
+    """The verifier for ``auth``, each path behind its own cache; ``observer`` hears
+    of each introspection request."""
     jwt_verifier = CachingVerifier(JWTVerifier(auth, keys, clock), clock, auth.token_cache_size)
     opaque = None
     if auth.introspection is not None:
         opaque = CachingVerifier(
-            IntrospectionVerifier(auth.introspection, auth, http_client, clock),
+            IntrospectionVerifier(auth.introspection, auth, http_client, clock, observer),
             clock,
             auth.introspection.cache_size,
         )

@@ -46,18 +46,19 @@ def build_authenticator(
 
     Under ``auth: none`` there is nothing to run: every request is ANONYMOUS.
     The key store registers a readiness check, so /readyz says "not ready"
-    until the issuer's keys are loaded.  ``observer`` hears of every refusal.
+    until the issuer's keys are loaded.  ``observer`` hears of every refusal, and
+    of every fetch of the keys and introspection request.
     """
     auth = config.auth
     if auth is None:
         return Authenticator(None, observer=observer), [], None
     http = TreqClient(reactor, pool, auth.http_timeout)
-    keys = KeyStore(auth, http, reactor)
+    keys = KeyStore(auth, http, reactor, observer)
     readiness.add("signing_keys", lambda: None if keys.ready else "signing keys not loaded")
     services: list[Service] = [keys]
     relay = None
     if auth.relay_authorization_server_metadata:
         relay = AuthorizationServerMetadataRelay(auth, http, reactor)
         services.append(relay)
-    verifier = build_verifier(auth, keys, http, reactor)
+    verifier = build_verifier(auth, keys, http, reactor, observer)
     return Authenticator.from_config(config, verifier, observer), services, relay

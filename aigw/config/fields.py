@@ -148,3 +148,20 @@ def section_of(cls: type[T]) -> cp.Converter[T]:
         return None if section is None else read_fields(section, cls)
 
     return convert
+
+
+def section_or_switch(cls: type[T], switched: Callable[[bool], T]) -> cp.Converter[T]:
+    """A converter for a mapping read into ``cls``, or a boolean that says
+    ``switched(value)`` instead: ``metrics: off``."""
+    read_section = section_of(cls)
+
+    def convert(ctx: cp.Context, path: str, node: cp.Node) -> T | None:
+        if isinstance(node, cp.MappingNode):
+            return read_section(ctx, path, node)
+        value = cp.scalar_value(ctx, path, node) if isinstance(node, cp.ScalarNode) else None
+        if isinstance(value, bool):
+            return switched(value)
+        cp.expected(ctx, path, node, "a mapping, or off")
+        return None
+
+    return convert

@@ -16,7 +16,14 @@ import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
-from aigw.config.fields import own_reader, read_as, read_either, required, section_of
+from aigw.config.fields import (
+    own_reader,
+    read_as,
+    read_either,
+    required,
+    section_of,
+    section_or_switch,
+)
 from aigw.config.headers import static_headers
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
@@ -208,6 +215,17 @@ class ServerConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """Prometheus metrics on a listener of their own (``GET /metrics``, no token):
+    reachable from the monitoring side only.  ``metrics: off`` turns them off."""
+
+    enabled: bool = attrs.field(default=True, metadata=read_as(cp.as_bool))
+    listen: str = attrs.field(
+        default="tcp:9464:interface=127.0.0.1", metadata=read_as(values.endpoint)
+    )
+
+
+@attrs.frozen
 class Config:
     listen: tuple[str, ...] = attrs.field(metadata=required(values.listen, ()))
     public_url: str = attrs.field(metadata=required(values.url(query=False), ""))
@@ -232,6 +250,12 @@ class Config:
         default=AuditConfig(), metadata=read_as(section_of(AuditConfig))
     )
     allowed_origins: tuple[str, ...] = attrs.field(default=(), metadata=read_as(values.origins))
+    metrics: MetricsConfig = attrs.field(
+        default=MetricsConfig(),
+        metadata=read_as(
+            section_or_switch(MetricsConfig, lambda enabled: MetricsConfig(enabled=enabled))
+        ),
+    )
     #: Where the config was read from: set by the loader, whatever the file says.
     source: str = attrs.field(default="<memory>", metadata=own_reader())
 

@@ -9,7 +9,7 @@ by listing when a call names one this process never listed.  The tools'
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 LEARN_AGAIN_SECONDS = 30.0
 LEARN_MAX_PAGES = 20
+#: Tool names remembered per backend as listed (``lists_tool``): a bound against a
+#: backend that lists without end.
+MAX_LISTED_TOOLS = 10_000
 
 
 class ParamHeaders:
@@ -79,6 +82,8 @@ class Catalog:
         # listed one only to route a call (see learn_names).
         self._listed: set[tuple[str, str]] = set()
         self._learned: dict[tuple[str, str], float] = {}
+        # Each backend's tools its selector allows, as listed to this process.
+        self._tools_listed: dict[str, set[str]] = {}
 
     def expose_items(
         self, session: ClientSession, backend: str, key: str, items: list[Any]
@@ -106,6 +111,8 @@ class Catalog:
         principal = session.principal
         allows = session.snapshot.filters[backend].allows
         self._listed.add((backend, kind))
+        if kind == "tool":
+            self._remember_tools(backend, items, allows)
         kept = [
             item
             for item in items
@@ -130,6 +137,22 @@ class Catalog:
                 if kind == "tool":
                     self.param_headers.remember(backend, item)
                 yield {**item, "name": exposed}
+
+    def _remember_tools(
+        self, backend: str, items: list[Any], allows: Callable[[str], bool]
+    ) -> None:
+        listed = self._tools_listed.setdefault(backend, set())
+        for item in items:
+            if len(listed) >= MAX_LISTED_TOOLS:
+                return
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and allows(name):
+                listed.add(name)
+
+    def lists_tool(self, backend: str, name: str) -> bool:
+        """Whether ``backend`` listed the tool ``name`` to this process, its selector
+        allowing it, whoever the policy let see it: what the metrics may name."""
+        return name in self._tools_listed.get(backend, ())
 
     def param_headers_of(self, exposed: str) -> Annotations:
         """The annotations of an exposed tool name (empty when none or unknown)."""

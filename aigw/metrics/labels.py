@@ -54,8 +54,9 @@ OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
 Route = Literal["mcp", "metadata", "healthz", "readyz", "other"]
 ROUTES: Final[frozenset[str]] = frozenset(get_args(Route))
 
-#: Whether ``name`` is a tool the configured backend ``backend`` exposes (its tool
-#: selector); injected, because the selectors live in the gateway layer.
+#: Whether ``name`` is a tool the configured backend ``backend`` exposes (the gateway
+#: wires the catalog's ``lists_tool``: listed by the backend, its selector allowing
+#: it); injected, because the catalog lives in the gateway layer.
 ToolAllowed = Callable[[str, str], bool]
 
 log = Logger()
@@ -90,8 +91,7 @@ class RequestLabels:
 
     ``backend`` must be configured; ``tool`` is a label for ``tools/call`` only,
     when ``tool_allowed`` accepts it for that backend, and at most
-    ``tools_per_backend`` distinct tools per backend (a selector like ``*``
-    accepts any name).
+    ``tools_per_backend`` distinct tools per backend (a backend may list many).
     """
 
     def __init__(

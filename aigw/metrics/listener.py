@@ -2,6 +2,8 @@
 
 A listener apart from the clients': it needs no token, and it should be
 reachable only from the monitoring side (default ``tcp:9464:interface=127.0.0.1``).
+The service tree listens with ``metrics_site`` as it does for clients, so a
+port it cannot bind stops the daemon the same way (``service.ListenerService``).
 
 prometheus_client's own ``twisted.MetricsResource`` is not used: it renders in
 the global reactor's thread pool, and the lock-free series (``lockfree``) are
@@ -14,15 +16,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from twisted.application import strports
-from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorCore
 from twisted.web.iweb import IRequest
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-DEFAULT_LISTEN = "tcp:9464:interface=127.0.0.1"
 #: Prometheus keeps its scrape connection open between scrapes (15 s by default).
 IDLE_TIMEOUT = 120
 
@@ -76,11 +75,3 @@ def metrics_site(registry: CollectorRegistry, reactor: IReactorCore) -> Site:
     site = MetricsSite(metrics_resource(registry), timeout=IDLE_TIMEOUT, reactor=reactor)  # type: ignore[no-untyped-call]
     site.noisy = False
     return site
-
-
-def metrics_service(
-    description: str, registry: CollectorRegistry, reactor: IReactorCore
-) -> IService:
-    """A service listening on ``description`` (a Twisted endpoint string such as
-    ``DEFAULT_LISTEN``) that serves ``registry``; add it to the service tree."""
-    return strports.service(description, metrics_site(registry, reactor), reactor=reactor)

@@ -1,9 +1,10 @@
 """``GatewayMetrics``: the gateway's events as Prometheus series.
 
 A ``GatewayObserver`` (every MCP request, access decision, authentication
-refusal and upstream connection), plus methods for what is not an event yet:
-HTTP requests by route, JWKS and introspection fetches, config reloads, and
-gauges read from callables at scrape time (open sessions, streams, key age).
+refusal, upstream connection, JWKS fetch and introspection request, from which
+it also ages the signing keys), plus methods for what is not an event yet:
+HTTP requests by route, config reloads, and gauges read from callables at
+scrape time (streaming sessions, pooled upstream sessions, streams).
 
 ``request_finished`` runs for every MCP request, and ``access_decided`` for
 every tool of a listing: both find their series in a dict keyed by the event's
@@ -27,6 +28,7 @@ from aigw import __version__
 from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
+    AuthServerFetched,
     GatewayObserver,
     RequestFinished,
     UpstreamConnection,
@@ -78,7 +80,7 @@ class GatewayMetrics:
 
     ``backends`` are the configured backend names: the only values of a
     ``backend`` label.  ``tool_allowed(backend, name)`` says whether a tool name
-    may be a ``tool`` label (the backend's tool selector); at most
+    may be a ``tool`` label (a tool the backend listed, its selector allowing it); at most
     ``tools_per_backend`` tools per backend are.  ``seconds`` is the clock of
     the last-reload timestamp (``reactor.seconds``), which starts at the
     metrics' creation: they are made from a config just loaded.
@@ -102,6 +104,8 @@ class GatewayMetrics:
         self._reasons = LabelValues(limit=REASONS_LIMIT)
         self._statuses = LabelValues(limit=STATUSES_LIMIT)
         self._states = LabelValues(CONNECTION_STATES)
+        #: When the signing keys were last fetched (``seconds``), None before.
+        self._keys_fetched_at: float | None = None
         self._define_metrics()
         # Series by raw key (hot path), and by label values (the rest).
         self._request_series: dict[RequestKey, tuple[Count, Observe, Observe]] = {}
@@ -190,6 +194,11 @@ class GatewayMetrics:
             registry=registry,
         )
         Info("aigw_build", "The running aigw.", registry=registry).info({"version": __version__})
+        self.watch_gauge(
+            "aigw_signing_keys_age_seconds",
+            "Seconds since the issuer's signing keys were last fetched (NaN: never).",
+            self._signing_keys_age,
+        )
 
     def _initialise_series(self, backends: tuple[str, ...]) -> None:
         """Series a rate or an alert looks at exist from the start, at zero."""
@@ -253,6 +262,17 @@ class GatewayMetrics:
     def upstream_connection(self, event: UpstreamConnection) -> None:
         self._connections.labels(self._backends(event.backend), self._states(event.state)).inc()
 
+    def auth_server_fetched(self, event: AuthServerFetched) -> None:
+        """A JWKS fetch (usable keys: a success, which makes the keys' age 0) or an
+        introspection request (an answer, an inactive token's too, is a success)."""
+        outcome = _outcome(event.succeeded)
+        if event.kind == "jwks":
+            self._jwks.labels(outcome).inc()
+            if event.succeeded:
+                self._keys_fetched_at = self._seconds()
+        else:
+            self._introspections.labels(outcome).inc()
+
     # ------------------------------------------------------------ not events (yet)
 
     def http_request_finished(self, route: Route, status: int) -> None:
@@ -276,15 +296,6 @@ class GatewayMetrics:
 
         return request_finished
 
-    def jwks_fetched(self, succeeded: bool) -> None:
-        """One fetch of the JWKS ended; ``succeeded`` when it gave usable keys."""
-        self._jwks.labels(_outcome(succeeded)).inc()
-
-    def introspection_requested(self, succeeded: bool) -> None:
-        """One introspection request ended; ``succeeded`` when the server answered
-        (an inactive token is a success: the server could say so)."""
-        self._introspections.labels(_outcome(succeeded)).inc()
-
     def config_reloaded(self, succeeded: bool) -> None:
         """One configuration reload ended."""
         self._reloads.labels(_outcome(succeeded)).inc()
@@ -298,26 +309,32 @@ class GatewayMetrics:
         (logged), shows as NaN.  A name can be watched once."""
         Gauge(name, documentation, registry=self.registry).set_function(_reading(name, read))
 
-    def watch_open_sessions(self, read: Reading) -> None:
-        self.watch_gauge("aigw_open_sessions", "MCP sessions open with clients.", read)
+    def watch_streaming_sessions(self, read: Reading) -> None:
+        """Sessions live in their sealed ids, in no process: what a process knows of
+        are those holding a GET stream open on it (and the pooled upstream ones)."""
+        self.watch_gauge(
+            "aigw_streaming_sessions",
+            "Client sessions (2025-11-25) holding a GET stream open on this process.",
+            read,
+        )
 
     def watch_pooled_upstream_sessions(self, read: Reading) -> None:
         self.watch_gauge(
-            "aigw_pooled_upstream_sessions", "Sessions with backends held in the pools.", read
+            "aigw_pooled_upstream_sessions",
+            "Sessions with backends held in the pool of 2026-07-28 (stateless) clients.",
+            read,
         )
 
     def watch_open_streams(self, read: Reading) -> None:
         self.watch_gauge(
-            "aigw_open_streams", "Server-to-client streams (SSE) open with clients.", read
-        )
-
-    def watch_signing_keys_age(self, read: Reading) -> None:
-        """``read``: seconds since the signing keys in use were fetched (None: none yet)."""
-        self.watch_gauge(
-            "aigw_signing_keys_age_seconds",
-            "Seconds since the issuer's signing keys in use were fetched.",
+            "aigw_open_streams",
+            "Server-to-client streams open with clients (GET, subscriptions/listen).",
             read,
         )
+
+    def _signing_keys_age(self) -> float | None:
+        fetched = self._keys_fetched_at
+        return None if fetched is None else self._seconds() - fetched
 
 
 if TYPE_CHECKING:

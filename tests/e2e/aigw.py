@@ -24,6 +24,8 @@ class Gateway:
     process: Process
     port: int
     config_path: str
+    #: Where ``GET /metrics`` is served (None: ``metrics: off``).
+    metrics_port: int | None = None
 
     @property
     def base(self) -> str:
@@ -53,9 +55,14 @@ def start_gateway(
     auth_extra: str = "",
     extra: str = "",
     port: int | None = None,
+    metrics: bool = False,
 ) -> Gateway:
-    """Write a config for these backends and start ``twistd -n aigw --config`` on it."""
+    """Write a config for these backends and start ``twistd -n aigw --config`` on it.
+
+    ``metrics``: serve them on a free port (the default, 9464, is one for every
+    gateway the tests start at once); off otherwise."""
     port = port or free_port()
+    metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
     key = os.path.join(directory, "session.key")
     with open(key, "wb") as handle:
@@ -80,6 +87,11 @@ def start_gateway(
         + backend_yaml(backends)
         + f"sessions: {{secret_file: {key}}}\n"
         + "logging: {format: text, level: debug}\n"
+        + (
+            f"metrics: {{listen: 'tcp:{metrics_port}:interface=127.0.0.1'}}\n"
+            if metrics_port
+            else "metrics: off\n"
+        )
         + extra
     )
     path = os.path.join(directory, "aigw.yaml")
@@ -92,4 +104,4 @@ def start_gateway(
         name="aigw",
         cwd=directory,
     )
-    return Gateway(process, port, path)
+    return Gateway(process, port, path, metrics_port)

@@ -27,7 +27,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: str, port: int, extra: str = "") -> str:
+def write_config(directory: str, port: int, extra: str = "", metrics: str = "off") -> str:
+    """``metrics``: off, or a mapping (its default port, 9464, is one for all tests)."""
     path = os.path.join(directory, "aigw.yaml")
     with open(path, "w") as handle:
         handle.write(
@@ -39,6 +40,7 @@ auth: none
 backends:
   - name: nowhere
     url: http://127.0.0.1:9/mcp
+metrics: {metrics}
 {extra}"""
         )
     return path
@@ -266,3 +268,20 @@ class DaemonTests(TestCase):
         self.assertEqual(result.returncode, 71, result.stderr.decode())
         self.assertIn("cannot listen", result.stderr.decode())
         self.assertNotIn("Traceback", result.stderr.decode())
+
+    def test_metrics_listen_failure_exits_like_the_others(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            metrics = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+            config = write_config(self.directory, free_port(), metrics=f"{{listen: {metrics!r}}}")
+            result = subprocess.run(
+                [str(BIN / "aigw"), "run", config],
+                capture_output=True,
+                timeout=60,
+                cwd=self.directory,
+            )
+        err = result.stderr.decode()
+        self.assertEqual(result.returncode, 71, err)
+        self.assertIn(f"cannot listen on {metrics}", err)
+        self.assertNotIn("Traceback", err)

@@ -7,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
+    AuthServerFetched,
     Observers,
     RequestFinished,
     UpstreamConnection,
@@ -18,6 +19,7 @@ FINISHED = RequestFinished("tools/call", ANONYMOUS, "files", "read", "ok", None,
 DECIDED = AccessDecided(ANONYMOUS, "files", "read", True, "access.rules[0]")
 REFUSED = AuthenticationRefused(401, "expired")
 OPENED = UpstreamConnection("files", "opened")
+FETCHED = AuthServerFetched("introspection", False)
 
 
 def tell_everything(observers: Observers) -> None:
@@ -25,6 +27,7 @@ def tell_everything(observers: Observers) -> None:
     observers.access_decided(DECIDED)
     observers.authentication_refused(REFUSED)
     observers.upstream_connection(OPENED)
+    observers.auth_server_fetched(FETCHED)
 
 
 class ObserversTests(SynchronousTestCase):
@@ -36,6 +39,7 @@ class ObserversTests(SynchronousTestCase):
             self.assertEqual(observer.decisions, [DECIDED])
             self.assertEqual(observer.refusals, [REFUSED])
             self.assertEqual(observer.connections, [OPENED])
+            self.assertEqual(observer.fetches, [FETCHED])
 
     def test_observers_are_called_in_registration_order(self) -> None:
         calls: list[str] = []

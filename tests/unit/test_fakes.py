@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
+    AuthServerFetched,
     GatewayObserver,
     RequestFinished,
     UpstreamConnection,
@@ -178,11 +179,14 @@ class RecordingObserverTests(SynchronousTestCase):
         decided = AccessDecided(ANONYMOUS, "files", None, True, "access.default")
         refused = AuthenticationRefused(401, "missing")
         connection = UpstreamConnection("files", "opened")
+        fetched = AuthServerFetched("jwks", True)
         observer.request_finished(finished)
         observer.access_decided(decided)
         observer.authentication_refused(refused)
         observer.upstream_connection(connection)
+        observer.auth_server_fetched(fetched)
         self.assertEqual(observer.requests, [finished])
         self.assertEqual(observer.decisions, [decided])
         self.assertEqual(observer.refusals, [refused])
         self.assertEqual(observer.connections, [connection])
+        self.assertEqual(observer.fetches, [fetched])

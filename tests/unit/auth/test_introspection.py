@@ -14,7 +14,9 @@ from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KeyStore
 from aigw.auth.tokens import CachingVerifier, IntrospectionVerifier, build_verifier
 from aigw.config import IntrospectionConfig
+from aigw.events import AuthServerFetched
 from aigw.principal import Principal
+from tests.fakes import RecordingObserver
 from tests.unit.auth.helpers import (
     AUDIENCE,
     ISSUER,
@@ -56,7 +58,10 @@ class IntrospectionTests(SynchronousTestCase):
         self.http = StubTreq(self.server)
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.verifier = IntrospectionVerifier(INTROSPECTION, auth_config(), self.http, self.clock)
+        self.observer = RecordingObserver()
+        self.verifier = IntrospectionVerifier(
+            INTROSPECTION, auth_config(), self.http, self.clock, self.observer
+        )
 
     def verify(self, value: str = "opaque-token") -> Deferred[Principal]:
         d = self.verifier.verify(value)
@@ -129,6 +134,22 @@ class IntrospectionTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.clock.advance(INTROSPECTION.timeout)
         self.assertEqual(self.failureResultOf(d, TokenRejected).value.reason, "unavailable")
+
+    def test_each_request_is_reported_an_inactive_token_as_answered(self) -> None:
+        """The observer (the metrics) hears whether the server answered, not the verdict."""
+        self.successResultOf(self.verify())
+        self.server.serve("/introspect", {"active": False})
+        self.assertEqual(self.reason(), "inactive")
+        self.server.serve("/introspect", b"oops", status=500)
+        self.assertEqual(self.reason(), "unavailable")
+        self.assertEqual(
+            self.observer.fetches,
+            [
+                AuthServerFetched("introspection", True),
+                AuthServerFetched("introspection", True),
+                AuthServerFetched("introspection", False),
+            ],
+        )
 
 
 class CountingVerifier:

@@ -16,6 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KeyStore, cache_lifetime
+from aigw.events import AuthServerFetched
+from tests.fakes import RecordingObserver
 from tests.unit.auth.helpers import (
     EC_KEY,
     ED_KEY,
@@ -41,9 +43,10 @@ class KeyStoreTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.events: list[dict[str, Any]] = []
+        self.observer = RecordingObserver()
 
     def store(self, **overrides: Any) -> KeyStore:
-        store = KeyStore(auth_config(**overrides), self.http, self.clock)
+        store = KeyStore(auth_config(**overrides), self.http, self.clock, self.observer)
         store.log = Logger(observer=self.events.append)
         store.startService()
         self.http.flush()
@@ -323,6 +326,20 @@ class FailureTests(KeyStoreTestCase):
         whys = [str(e.get("why")) for e in self.events]
         self.assertTrue(any("larger than 4096 bytes" in w for w in whys), whys)
         self.assertFalse(any("Content-Length" in w for w in whys))
+
+    def test_each_fetch_is_reported(self) -> None:
+        """The observer (the metrics) hears each fetch's outcome; not a stop's."""
+        store = self.store()
+        self.server.serve("/jwks", b"down", status=503)
+        self.clock.advance(300)
+        self.http.flush()
+        self.server.hold = True
+        self.clock.advance(30)
+        store.stopService()
+        self.assertEqual(
+            self.observer.fetches,
+            [AuthServerFetched("jwks", True), AuthServerFetched("jwks", False)],
+        )
 
     def test_chunked_body_within_bound(self) -> None:
         self.server.serve("/jwks", jwks(RSA_1, RSA_2), chunked=True)

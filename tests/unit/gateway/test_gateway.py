@@ -125,6 +125,19 @@ class CallTests(GatewayTestCase):
             self.assertNotIn(name, headers)
 
     @run
+    async def test_the_catalog_knows_the_tools_listed_its_selector_allows(self) -> None:
+        """What the metrics may name (``lists_tool``): listed and selected, nothing else."""
+        await self.start_gateway()
+        catalog = self.service.gateway.catalog
+        session = await self.initialize()
+        self.assertFalse(catalog.lists_tool("alpha", "echo"))
+        await self.call(session, "tools/list")
+        self.assertTrue(catalog.lists_tool("alpha", "echo"))
+        self.assertFalse(catalog.lists_tool("alpha", "secret"))
+        self.assertFalse(catalog.lists_tool("alpha", "made-up"))
+        self.assertFalse(catalog.lists_tool("beta", "echo"))
+
+    @run
     async def test_filtered_tool_is_not_listed_and_not_forwarded(self) -> None:
         await self.start_gateway()
         session = await self.initialize()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
-from aigw.metrics import DEFAULT_LISTEN, metrics_resource, metrics_service
+from aigw.metrics import metrics_resource, metrics_site
 from aigw.metrics.listener import MetricsResource, MetricsSite
 
 
@@ -55,23 +54,15 @@ class ResourceTests(SynchronousTestCase):
             self.assertEqual(request.responseCode, 404)
 
 
-class ServiceTests(SynchronousTestCase):
-    def test_listens_on_the_endpoint_described(self) -> None:
-        reactor = MemoryReactorClock()
-        service = metrics_service(DEFAULT_LISTEN, CollectorRegistry(), reactor)
-        self.assertIsInstance(service, StreamServerEndpointService)
-        service.privilegedStartService()
-        service.startService()
-        ((port, factory, _, interface),) = reactor.tcpServers
-        self.assertEqual((port, interface), (9464, "127.0.0.1"))
-        self.assertIsInstance(factory, MetricsSite)
-        self.assertFalse(factory.noisy)
+class SiteTests(SynchronousTestCase):
+    def test_a_quiet_site(self) -> None:
+        site = metrics_site(CollectorRegistry(), MemoryReactorClock())
+        self.assertIsInstance(site, MetricsSite)
+        self.assertFalse(site.noisy)
 
     def test_a_scrape_over_http(self) -> None:
         reactor = MemoryReactorClock()
-        service = metrics_service("tcp:0", registry_with_a_counter(), reactor)
-        service.privilegedStartService()
-        ((_, site, _, _),) = reactor.tcpServers
+        site = metrics_site(registry_with_a_counter(), reactor)
         site.startFactory()
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = StringTransport()

@@ -14,6 +14,7 @@ from aigw import __version__
 from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
+    AuthServerFetched,
     GatewayObserver,
     Outcome,
     RequestFinished,
@@ -224,9 +225,9 @@ class FetchAndReloadTests(MetricsTestCase):
     def test_jwks_and_introspection_outcomes_from_zero(self) -> None:
         for name in ("aigw_jwks_fetches_total", "aigw_introspection_requests_total"):
             self.assertEqual(self.value(name, outcome="failure"), 0.0)
-        self.metrics.jwks_fetched(True)
-        self.metrics.jwks_fetched(False)
-        self.metrics.introspection_requested(True)
+        self.metrics.auth_server_fetched(AuthServerFetched("jwks", True))
+        self.metrics.auth_server_fetched(AuthServerFetched("jwks", False))
+        self.metrics.auth_server_fetched(AuthServerFetched("introspection", True))
         self.assertEqual(self.value("aigw_jwks_fetches_total", outcome="success"), 1.0)
         self.assertEqual(self.value("aigw_jwks_fetches_total", outcome="failure"), 1.0)
         self.assertEqual(self.value("aigw_introspection_requests_total", outcome="success"), 1.0)
@@ -247,23 +248,25 @@ class GaugeTests(MetricsTestCase):
     def test_read_at_scrape_time(self) -> None:
         streams = [0]
         self.metrics.watch_open_streams(lambda: streams[0])
-        self.metrics.watch_open_sessions(lambda: 5)
+        self.metrics.watch_streaming_sessions(lambda: 5)
         self.metrics.watch_pooled_upstream_sessions(lambda: 2)
         self.assertEqual(self.value("aigw_open_streams"), 0.0)
         streams[0] = 7
         self.assertEqual(self.value("aigw_open_streams"), 7.0)
-        self.assertEqual(self.value("aigw_open_sessions"), 5.0)
+        self.assertEqual(self.value("aigw_streaming_sessions"), 5.0)
         self.assertEqual(self.value("aigw_pooled_upstream_sessions"), 2.0)
 
-    def test_keys_age_is_nan_before_the_first_fetch(self) -> None:
-        fetched: list[float] = []
-        self.metrics.watch_signing_keys_age(
-            lambda: self.clock.seconds() - fetched[-1] if fetched else None
-        )
-        self.assertTrue(math.isnan(self.value("aigw_signing_keys_age_seconds") or 0.0))
-        fetched.append(self.clock.seconds())
+    def test_keys_age_from_the_last_successful_fetch_nan_before(self) -> None:
+        age = "aigw_signing_keys_age_seconds"
+        self.metrics.auth_server_fetched(AuthServerFetched("jwks", False))
+        self.assertTrue(math.isnan(self.value(age) or 0.0))
+        self.metrics.auth_server_fetched(AuthServerFetched("jwks", True))
         self.clock.advance(42.0)
-        self.assertEqual(self.value("aigw_signing_keys_age_seconds"), 42.0)
+        self.assertEqual(self.value(age), 42.0)
+        self.metrics.auth_server_fetched(AuthServerFetched("jwks", False))
+        self.metrics.auth_server_fetched(AuthServerFetched("introspection", True))
+        self.clock.advance(8.0)
+        self.assertEqual(self.value(age), 50.0)
 
     def test_a_failing_gauge_does_not_fail_the_scrape(self) -> None:
         self.metrics.watch_gauge("aigw_broken", "Broken.", lambda: 1 / 0)

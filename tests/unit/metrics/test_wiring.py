@@ -1,0 +1,91 @@
+"""The metrics as GatewayService wires them: the real gateway, scraped on its listener.
+
+Everything runs on the memory network (tests/unit/memory.py): the gateway's
+``metrics.listen`` (127.0.0.1:9464 by default) is a listener there like its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from prometheus_client.parser import text_string_to_metric_families
+
+from aigw.config import MetricsConfig
+from tests.unit.gateway.helpers import Collect, GatewayTestCase
+from tests.unit.memory import run
+
+SCRAPE = "http://127.0.0.1:9464/metrics"
+
+
+class WiringTests(GatewayTestCase):
+    async def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Every sample of a scrape, by name and labels."""
+        response = await self.http.get(SCRAPE)
+        self.assertEqual(response.code, 200)
+        text = (await treq.content(response)).decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def sample(self, samples: dict[Any, float], name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    @run
+    async def test_requests_calls_and_gauges_on_the_metrics_listener(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "alpha__echo"})  # before any listing
+        await self.call(session, "tools/list")
+        for rid in range(3):
+            await self.call(session, "tools/call", {"name": "alpha__echo"}, rid)
+        await self.call(session, "tools/call", {"name": "alpha__made-up"})
+        await self.call(session, "tools/call", {"name": "alpha__secret"})  # excluded
+        stream = Collect([])
+        (await self.open_stream(session)).deliverBody(stream)
+        await self.network.settle()
+        samples = await self.scrape()
+        call = {"method": "tools/call", "backend": "alpha"}
+        self.assertEqual(
+            self.sample(samples, "aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
+            3.0,
+        )
+        # A tool is a label once listed: before that, and a made-up one, are "other".
+        other = {"method": "tools/call", "backend": "alpha", "tool": "other"}
+        self.assertEqual(
+            self.sample(samples, "aigw_mcp_requests_total", **other, outcome="ok"), 1.0
+        )
+        # An excluded tool is answered as unknown: routed nowhere, no backend, no tool.
+        refused = {"method": "tools/call", "backend": "", "tool": "", "outcome": "error"}
+        self.assertEqual(self.sample(samples, "aigw_mcp_requests_total", **refused), 1.0)
+        self.assertEqual(
+            self.sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 8.0
+        )
+        # Time stands still on the memory network: every request took 0 s.
+        self.assertEqual(
+            self.sample(samples, "aigw_mcp_request_duration_seconds_count", method="tools/call"),
+            6.0,
+        )
+        self.assertEqual(self.sample(samples, "aigw_open_streams"), 1.0)
+        self.assertEqual(self.sample(samples, "aigw_streaming_sessions"), 1.0)
+        self.assertEqual(self.sample(samples, "aigw_pooled_upstream_sessions"), 0.0)
+        stream.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.service.gateway.stream_limits.total == 0)
+        samples = await self.scrape()
+        self.assertEqual(self.sample(samples, "aigw_open_streams"), 0.0)
+
+    @run
+    async def test_off_means_no_listener_and_no_observer(self) -> None:
+        await self.start_gateway(metrics=MetricsConfig(enabled=False))
+        self.assertIsNone(self.service.metrics)
+        self.assertNotIn(9464, [port for port, *_ in self.reactor.tcpServers])
+        self.assertIsNone(self.service.site.on_request_finished)
+
+    @run
+    async def test_on_its_own_endpoint(self) -> None:
+        await self.start_gateway(metrics=MetricsConfig(listen="tcp:9100:interface=127.0.0.1"))
+        ports = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
+        self.assertIn((9100, "127.0.0.1"), ports)
+        self.assertNotIn((9464, "127.0.0.1"), ports)
