@@ -31,6 +31,8 @@ from aigw.sealed.sealer import Sealer, SealError
 FORMAT = 1
 #: Session ids opened recently, kept decoded: a client sends its id on every request.
 OPENED_MAX = 1024
+#: Session ids ended with DELETE and not expired yet, remembered so they open no more.
+ENDED_MAX = 65536
 
 
 class Clock(Protocol):
@@ -43,7 +45,7 @@ class SessionNotFound(Exception):
     """The id opens no session of this user: answer HTTP 404.
 
     ``reason`` (for logs only): ``invalid`` (not a session id of ours, or bound
-    to another user), ``malformed``, ``expired`` or ``other_user``.
+    to another user), ``malformed``, ``expired``, ``ended`` or ``other_user``.
     """
 
     def __init__(self, reason: str) -> None:
@@ -92,7 +94,7 @@ def _backend(item: Any) -> BackendSession:
 class SessionCodec:
     """Issue and open sealed session ids (purpose ``session`` of the sealer's secrets)."""
 
-    __slots__ = ("_now", "_opened", "_sealer", "ttl")
+    __slots__ = ("_ended", "_now", "_opened", "_sealer", "ttl")
 
     def __init__(self, sealer: Sealer, now: Callable[[], float] | Clock, ttl: float) -> None:
         """``now`` is a clock (``reactor``) or a callable (``reactor.seconds``); ``ttl`` seconds."""
@@ -102,6 +104,8 @@ class SessionCodec:
         # Opening is deterministic (the same id and user give the same state), so
         # only expiry is checked again on a hit; keyed by the user as well as the id.
         self._opened: LRU[tuple[str, str, str], SessionState] = LRU(OPENED_MAX)
+        # Ended ids, with when they expire anyway (then they need not be remembered).
+        self._ended: LRU[str, float] = LRU(ENDED_MAX)
 
     def issue(self, state: SessionState) -> str:
         """The session id for ``state``: visible ASCII, opens only for the same user."""
@@ -117,8 +121,25 @@ class SessionCodec:
         }
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
+    def end(self, session_id: str, state: SessionState) -> None:
+        """The session is terminated (DELETE): its id opens no more.
+
+        basic/transports "Session Management": once the server has terminated a
+        session, it MUST answer requests carrying its id with 404.  A sealed id
+        would open for ever (until its ttl), so ended ids are remembered until they
+        expire, in this process only, and at most ENDED_MAX of them: beyond that the
+        oldest are forgotten.
+        """
+        self._ended.put(session_id, state.created + self.ttl)
+        self._opened.pop((session_id, state.issuer, state.subject))
+
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""
+        ended = self._ended.get(session_id)
+        if ended is not None:
+            if ended >= self._now():
+                raise SessionNotFound("ended")
+            self._ended.pop(session_id)  # expired: the ttl check below answers
         key = (session_id, issuer, subject)
         state = self._opened.get(key)
         if state is None:

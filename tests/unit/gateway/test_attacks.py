@@ -149,6 +149,24 @@ class SessionIdAttacks(SessionAttackTestCase):
         self.assertSessionNotFound(await self.send("alice", alices[:-4], PING))
         self.assertEqual(self.upstream_traffic(), before)
 
+    @run
+    async def test_session_id_replayed_after_delete_is_404(self) -> None:
+        """Alice's session id replayed after she ended it with DELETE (basic/transports
+        "Session Management": a terminated session's id MUST be answered 404).
+
+        expected: 404, JSON-RPC -32001; no MCP server sees the request
+        """
+        await self.start()
+        alices = await self.open_session("alice")
+        response = await self.http.delete(
+            self.url, headers={k: [v] for k, v in self.headers("alice", alices).items()}
+        )
+        await treq.content(response)
+        self.assertEqual(response.code, 204)
+        before = self.upstream_traffic()
+        self.assertSessionNotFound(await self.send("alice", alices, PING))
+        self.assertEqual(self.upstream_traffic(), before)
+
 
 class CursorAttacks(SessionAttackTestCase):
     async def assertInvalidCursor(self, user: str, session: str, cursor: str) -> None:
