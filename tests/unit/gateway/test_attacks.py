@@ -408,3 +408,35 @@ class OriginAndHostAttacks(SessionAttackTestCase):
         )
         await treq.content(response)
         self.assertEqual(response.code, 403)
+
+    @run
+    async def test_dns_rebinding_host_is_421(self) -> None:
+        """DNS rebinding: a name the attacker controls resolving to 127.0.0.1, no Origin
+        (basic/transports "Security Warning"; RFC 9110 §7.4, §15.5.20).
+
+        expected: 421 Misdirected Request, for every path; no MCP server sees the request
+        """
+        await self.start()
+        alices = await self.open_session("alice")
+        before = self.upstream_traffic()
+        for host in ("evil.example:1975", "127.0.0.1.nip.io:1975", "evil.example"):
+            response, body = await self.send("alice", alices, PING, Host=host)
+            self.assertEqual(response.code, 421, (host, body))
+            self.assertEqual(body["error"], "misdirected_request")
+            got = await self.http.get(PUBLIC_URL + "/healthz", headers={"Host": [host]})
+            await treq.content(got)
+            self.assertEqual(got.code, 421, host)
+        self.assertEqual(self.upstream_traffic(), before)
+
+    @run
+    async def test_loopback_host_names_are_served(self) -> None:
+        """`Host` values naming the loopback interface under another spelling
+        (`localhost`, `[::1]`, `127.0.0.2`) when public_url is a loopback URL.
+
+        expected: 200
+        """
+        await self.start()
+        alices = await self.open_session("alice")
+        for host in ("localhost:1975", "[::1]:1975", "127.0.0.2:1975", "LOCALHOST"):
+            response, body = await self.send("alice", alices, PING, Host=host)
+            self.assertEqual(response.code, 200, (host, body))
