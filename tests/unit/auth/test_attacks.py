@@ -417,7 +417,7 @@ class HeaderAttacks(TokenAttackTestCase):
     @run
     async def test_nested_jwt_is_refused(self) -> None:
         """A nested JWT: a valid access token signed again as the payload, `cty: JWT`
-        (RFC 7519 §5.2, RFC 8725 §2.8: aigw accepts one signature over JSON claims).
+        (RFC 7519 §5.2, RFC 8725 §3.3: aigw accepts one signature over JSON claims).
 
         expected: 401 invalid_token (malformed)
         """
@@ -452,7 +452,7 @@ class ClaimAttacks(TokenAttackTestCase):
 
     @run
     async def test_far_future_iat_is_refused(self) -> None:
-        """A far-future `iat`: issued ten years from now (RFC 7519 §4.1.6, RFC 8725 §3.10).
+        """A far-future `iat`: issued ten years from now (RFC 7519 §4.1.6).
 
         expected: 401 invalid_token (not_yet_valid)
         """
@@ -479,8 +479,9 @@ class ClaimAttacks(TokenAttackTestCase):
 
     @run
     async def test_audience_of_a_sibling_resource_is_refused(self) -> None:
-        """The `aud` of a sibling resource of the same issuer (RFC 8725 §3.9, RFC 8707,
-        MCP Authorization "Token Audience Binding and Validation").
+        """The `aud` of a sibling resource of the same issuer (RFC 8725 §3.9, RFC 9700 §2.3,
+        MCP Authorization "Token Audience Binding and Validation", "Access Token Privilege
+        Restriction").
 
         expected: 401 invalid_token (wrong_audience)
         """
@@ -494,7 +495,7 @@ class ClaimAttacks(TokenAttackTestCase):
     @run
     async def test_audience_of_an_upstream_is_refused(self) -> None:
         """The `aud` of an upstream MCP server behind aigw (MCP security best practices
-        "Token Passthrough"; RFC 8707).
+        "Token Passthrough"; RFC 9700 §2.3, RFC 8707).
 
         expected: 401 invalid_token (wrong_audience)
         """
@@ -508,7 +509,7 @@ class ClaimAttacks(TokenAttackTestCase):
     @run
     async def test_id_token_instead_of_an_access_token_is_refused(self) -> None:
         """An OpenID Connect ID token of the same issuer, `typ: JWT`, `aud` the client
-        (RFC 9068 §4, RFC 8725 §3.11: an ID token is not an access token).
+        (RFC 9068 §4, RFC 8725 §2.8, §3.12: an ID token is not an access token).
 
         expected: 401 invalid_token (wrong_audience)
         """
@@ -606,7 +607,7 @@ class TransportAttacks(TokenAttackTestCase):
 
     @run
     async def test_non_utf8_token_is_invalid_request(self) -> None:
-        """A token of bytes that are not UTF-8 nor a b64token (RFC 6750 §2.1).
+        """A token of bytes that are not UTF-8 nor a b64token (RFC 6750 §2.1, RFC 8725 §3.7).
 
         expected: 400 invalid_request (malformed)
         """

@@ -76,25 +76,33 @@ class HeaderLimitTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_header_block_over_the_limit_is_431(self) -> None:
-        """RFC 6585 §5: header fields larger than the server will process are answered
-        431 Request Header Fields Too Large (was a bare 400)."""
+        """A header block over `max_header_bytes`, in several lines (RFC 6585 §5).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site(max_header_bytes=200)
         channel, transport = connect(site)
-        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 300 + b"\r\n\r\n")
+        lines = b"".join(b"X-H%d: " % i + b"a" * 50 + b"\r\n" for i in range(5))
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n" + lines + b"\r\n")
         self.assertRefused(
             transport, b"431 Request Header Fields Too Large", "header_fields_too_large"
         )
 
     def test_one_header_line_over_the_line_bound_is_431_not_a_silent_drop(self) -> None:
-        """RFC 6585 §5: a single header line longer than LineReceiver.MAX_LENGTH was
-        dropped with no response at all (lineLengthExceeded); it is answered 431."""
+        """One header line over the bound (RFC 6585 §5; was dropped with no response).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site()
         channel, transport = connect(site)
         channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20_000)
         self.assertRefused(transport, b"431 ", "header_fields_too_large")
 
     def test_too_many_headers_is_431(self) -> None:
-        """RFC 6585 §5: too many header fields is also "too large"."""
+        """More header fields than `max_headers` (RFC 6585 §5).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site(max_headers=5)
         channel, transport = connect(site)
         headers = b"".join(b"X-H%d: v\r\n" % i for i in range(10))
@@ -102,7 +110,10 @@ class HeaderLimitTests(SynchronousTestCase):
         self.assertRefused(transport, b"431 ", "header_fields_too_large")
 
     def test_request_line_over_the_bound_is_414(self) -> None:
-        """RFC 9112 §3: a request-target longer than the server parses is 414 URI Too Long."""
+        """A request line over the bound (RFC 9112 §3).
+
+        expected: 414 URI Too Long, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site(max_header_bytes=200)
         channel, transport = connect(site)
         channel.dataReceived(b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
