@@ -18,6 +18,7 @@ short: they travel in a header on every request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -79,6 +80,10 @@ def _user(issuer: str, subject: str) -> bytes:
     return json.dumps([issuer, subject]).encode("ascii")
 
 
+def _digest(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
+
+
 def _backend(item: Any) -> BackendSession:
     name, session_id, version, capabilities = item  # ValueError/TypeError if not 4 items
     if (
@@ -104,8 +109,9 @@ class SessionCodec:
         # Opening is deterministic (the same id and user give the same state), so
         # only expiry is checked again on a hit; keyed by the user as well as the id.
         self._opened: LRU[tuple[str, str, str], SessionState] = LRU(OPENED_MAX)
-        # Ended ids, with when they expire anyway (then they need not be remembered).
-        self._ended: LRU[str, float] = LRU(ENDED_MAX)
+        # Ended ids (their SHA-256: an id holds every backend's capabilities, it can be
+        # long), with when they expire anyway (then they need not be remembered).
+        self._ended: LRU[bytes, float] = LRU(ENDED_MAX)
 
     def issue(self, state: SessionState) -> str:
         """The session id for ``state``: visible ASCII, opens only for the same user."""
@@ -130,16 +136,16 @@ class SessionCodec:
         expire, in this process only, and at most ENDED_MAX of them: beyond that the
         oldest are forgotten.
         """
-        self._ended.put(session_id, state.created + self.ttl)
+        self._ended.put(_digest(session_id), state.created + self.ttl)
         self._opened.pop((session_id, state.issuer, state.subject))
 
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""
-        ended = self._ended.get(session_id)
+        ended = self._ended.get(_digest(session_id)) if self._ended else None
         if ended is not None:
             if ended >= self._now():
                 raise SessionNotFound("ended")
-            self._ended.pop(session_id)  # expired: the ttl check below answers
+            self._ended.pop(_digest(session_id))  # expired: the ttl check below answers
         key = (session_id, issuer, subject)
         state = self._opened.get(key)
         if state is None:
