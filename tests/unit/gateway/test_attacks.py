@@ -41,6 +41,8 @@ from tests.unit.gateway.helpers import (
     PUBLIC_URL,
     GatewayTestCase,
     initialize_message,
+    modern,
+    routing,
     sse_messages,
 )
 from tests.unit.memory import EPOCH, run
@@ -231,6 +233,29 @@ class CursorAttacks(SessionAttackTestCase):
         cursor = await self.first_cursor("alice", alices)
         bobs = await self.open_session("bob")
         await self.assertInvalidCursor("bob", bobs, cursor)
+
+    @run
+    async def test_another_users_stateless_cursor_is_invalid_params(self) -> None:
+        """Bob presents alice's cursor in a 2026-07-28 (sessionless) request: there a
+        cursor is bound to its user (server/utilities/pagination).
+
+        expected: 200, JSON-RPC -32602; no MCP server is asked for a page
+        """
+        await self.start()
+
+        async def tools_list(user: str, cursor: str | None = None) -> Any:
+            params = {} if cursor is None else {"cursor": cursor}
+            headers = {**self.headers(user), **routing("tools/list")}
+            response, body = await self.post(modern("tools/list", params), headers=headers)
+            self.assertEqual(response.code, 200, body)
+            return body
+
+        cursor = (await tools_list("alice"))["result"]["nextCursor"]
+        await tools_list("bob")  # bob's pooled upstream sessions are open
+        before = self.upstream_traffic()
+        body = await tools_list("bob", cursor)
+        self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS, body)
+        self.assertEqual(self.upstream_traffic(), before)
 
 
 class RelayedIdAttacks(SessionAttackTestCase):
