@@ -3,9 +3,10 @@
 Twisted's ``Site`` buffers whole request bodies and keeps idle connections for
 12 hours by default; a gateway in front of sensitive servers cannot.  This
 module bounds body size (413 before the body is read when Content-Length says
-so, and while reading when it does not), header size and count, idle time, and
-tracks connections so that SIGTERM can drain in-flight requests and then close
-the rest.
+so, and while reading when it does not), header size and count (431, RFC 6585
+§5; 414 for the request line), idle time, and tracks connections so that
+SIGTERM can drain in-flight requests and then close the rest.  Each refusal is
+a short JSON body with ``Connection: close``, then the connection closes.
 """
 
 from __future__ import annotations
