@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report
 
 all: test
 
@@ -50,6 +50,10 @@ unit: $(STAMP)
 # Every test: lint, types, then pytest (its summary line is the last thing printed).
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The attack tests of docs/security.md, their results written into its table.
+security-report: $(STAMP)
+	$(BIN)/python -m tests.security_report
 
 # The benchmark (docs/performance.md): aigw against the upstream called
 # directly and against its peers, all on 127.0.0.1; 2-3 minutes.  Needs wrk

@@ -165,7 +165,9 @@ class Gateway(Service):
         return union_capabilities(session.backends.values())
 
     async def end_session(self, session: ClientSession) -> None:
-        """DELETE: end every upstream session of this client session."""
+        """DELETE: the id opens no more (basic/transports "Session Management": 404
+        from now on), and every upstream session of this client session ends."""
+        self.sessions.codec.end(session.session_id, session.state)
         await self.backends.end_session(session)
 
     # -- requests ----------------------------------------------------------

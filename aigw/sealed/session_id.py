@@ -18,6 +18,7 @@ short: they travel in a header on every request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from aigw.sealed.sealer import Sealer, SealError
 FORMAT = 1
 #: Session ids opened recently, kept decoded: a client sends its id on every request.
 OPENED_MAX = 1024
+#: Session ids ended with DELETE and not expired yet, remembered so they open no more.
+ENDED_MAX = 65536
 
 
 class Clock(Protocol):
@@ -43,7 +46,7 @@ class SessionNotFound(Exception):
     """The id opens no session of this user: answer HTTP 404.
 
     ``reason`` (for logs only): ``invalid`` (not a session id of ours, or bound
-    to another user), ``malformed``, ``expired`` or ``other_user``.
+    to another user), ``malformed``, ``expired``, ``ended`` or ``other_user``.
     """
 
     def __init__(self, reason: str) -> None:
@@ -77,6 +80,10 @@ def _user(issuer: str, subject: str) -> bytes:
     return json.dumps([issuer, subject]).encode("ascii")
 
 
+def _digest(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
+
+
 def _backend(item: Any) -> BackendSession:
     name, session_id, version, capabilities = item  # ValueError/TypeError if not 4 items
     if (
@@ -92,7 +99,7 @@ def _backend(item: Any) -> BackendSession:
 class SessionCodec:
     """Issue and open sealed session ids (purpose ``session`` of the sealer's secrets)."""
 
-    __slots__ = ("_now", "_opened", "_sealer", "ttl")
+    __slots__ = ("_ended", "_now", "_opened", "_sealer", "ttl")
 
     def __init__(self, sealer: Sealer, now: Callable[[], float] | Clock, ttl: float) -> None:
         """``now`` is a clock (``reactor``) or a callable (``reactor.seconds``); ``ttl`` seconds."""
@@ -102,6 +109,9 @@ class SessionCodec:
         # Opening is deterministic (the same id and user give the same state), so
         # only expiry is checked again on a hit; keyed by the user as well as the id.
         self._opened: LRU[tuple[str, str, str], SessionState] = LRU(OPENED_MAX)
+        # Ended ids (their SHA-256: an id holds every backend's capabilities, it can be
+        # long), with when they expire anyway (then they need not be remembered).
+        self._ended: LRU[bytes, float] = LRU(ENDED_MAX)
 
     def issue(self, state: SessionState) -> str:
         """The session id for ``state``: visible ASCII, opens only for the same user."""
@@ -117,8 +127,25 @@ class SessionCodec:
         }
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
+    def end(self, session_id: str, state: SessionState) -> None:
+        """The session is terminated (DELETE): its id opens no more.
+
+        basic/transports "Session Management": once the server has terminated a
+        session, it MUST answer requests carrying its id with 404.  A sealed id
+        would open for ever (until its ttl), so ended ids are remembered until they
+        expire, in this process only, and at most ENDED_MAX of them: beyond that the
+        oldest are forgotten.
+        """
+        self._ended.put(_digest(session_id), state.created + self.ttl)
+        self._opened.pop((session_id, state.issuer, state.subject))
+
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""
+        ended = self._ended.get(_digest(session_id)) if self._ended else None
+        if ended is not None:
+            if ended >= self._now():
+                raise SessionNotFound("ended")
+            self._ended.pop(_digest(session_id))  # expired: the ttl check below answers
         key = (session_id, issuer, subject)
         state = self._opened.get(key)
         if state is None:

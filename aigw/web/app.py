@@ -37,6 +37,7 @@ from aigw.config import Config
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.readiness import Readiness
+from aigw.web.host import HostCheck
 from aigw.web.request import WebRequest
 from aigw.web.respond import refuse_auth, write_json
 
@@ -275,8 +276,19 @@ class GatewayRoot(Resource):
         self._app = app
         self._routed = routed
         self._mcp_path = app.config.mcp_path.encode("utf-8")
+        self._hosts = HostCheck(app.config.public_url)
 
     def render(self, request: Any) -> Any:
+        if not self._hosts.allows(request.requestHeaders.getRawHeaders(b"host")):
+            # DNS rebinding (aigw/web/host.py): 421 for every path, before any route.
+            return write_json(
+                request,
+                421,
+                {
+                    "error": "misdirected_request",
+                    "error_description": "this gateway does not serve that Host",
+                },
+            )
         if request.path == self._mcp_path and request.method in _MCP_METHODS:
             return self._app.serve_mcp(request)
         return self._routed.render(request)

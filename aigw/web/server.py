@@ -3,9 +3,10 @@
 Twisted's ``Site`` buffers whole request bodies and keeps idle connections for
 12 hours by default; a gateway in front of sensitive servers cannot.  This
 module bounds body size (413 before the body is read when Content-Length says
-so, and while reading when it does not), header size and count, idle time, and
-tracks connections so that SIGTERM can drain in-flight requests and then close
-the rest.
+so, and while reading when it does not), header size and count (431, RFC 6585
+§5; 414 for the request line), idle time, and tracks connections so that
+SIGTERM can drain in-flight requests and then close the rest.  Each refusal is
+a short JSON body with ``Connection: close``, then the connection closes.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ class BoundedRequest(Request):
         self.channel.transport.loseConnection()  # type: ignore[union-attr]
 
 
+#: The refusals a channel answers before any resource sees the request: reason phrase
+#: and the ``error`` of the JSON body.
+_REFUSALS = {
+    400: (b"Bad Request", "invalid_request"),
+    414: (b"URI Too Long", "uri_too_long"),
+    431: (b"Request Header Fields Too Large", "header_fields_too_large"),
+}
+
+
 class BoundedChannel(HTTPChannel):
     """An HTTPChannel that reports itself to the site and answers bad requests in JSON."""
 
@@ -118,11 +128,43 @@ class BoundedChannel(HTTPChannel):
         self.site.connections.discard(self)
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
+    def lineReceived(self, line: bytes) -> None:
+        """RFC 6585 §5: a header block over ``max_header_bytes`` is answered 431."""
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse_oversized_line()
+            return
+        super().lineReceived(line)  # type: ignore[no-untyped-call]
+
+    def headerReceived(self, line: bytes) -> bool:
+        """RFC 6585 §5: more than ``max_headers`` header fields are answered 431."""
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self._refuse(431, "too many header fields")
+            return False
+        accepted: bool = super().headerReceived(line)  # type: ignore[no-untyped-call]
+        return accepted
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line longer than the bound: LineReceiver would drop the connection unanswered."""
+        self._refuse_oversized_line()
+
+    def _refuse_oversized_line(self) -> None:
+        if self._receivedHeaderSize == 0:
+            # Nothing of this request read yet: the request line itself is too long
+            # (RFC 9112 §3: 414 for a request-target longer than the server will parse).
+            self._refuse(414, "the request line is too long")
+        else:
+            self._refuse(431, f"the header fields exceed {self.totalHeadersSize} bytes")
+
     def _respondToBadRequestAndDisconnect(self) -> None:
-        body = json_error_bytes(400, "invalid_request", "malformed or oversized HTTP request")
+        self._refuse(400, "malformed or oversized HTTP request")
+
+    def _refuse(self, status: int, description: str) -> None:
+        """Answer ``status`` with a short JSON body and ``Connection: close``, then close."""
+        reason, error = _REFUSALS[status]
+        body = json_error_bytes(status, error, description)
         self.transport.write(  # type: ignore[union-attr]
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % (status, reason, len(body)) + body
         )
         self.loseConnection()  # type: ignore[no-untyped-call]
 
@@ -166,6 +208,8 @@ class BoundedSite(Site):
         if channel is None:
             return None
         channel.totalHeadersSize = self.limits.max_header_bytes
+        # One line may be as long as the whole header block, and no longer.
+        channel.MAX_LENGTH = self.limits.max_header_bytes
         channel.maxHeaders = self.limits.max_headers
         return channel
 

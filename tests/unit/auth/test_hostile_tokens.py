@@ -6,13 +6,10 @@ Each test names the rule it checks and cites where the rule comes from.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -196,18 +193,6 @@ class HostileKeySets(SynchronousTestCase):
         token = jwt.encode(claims(), secret, "HS256", headers={"kid": "oct-1", "typ": "at+jwt"})
         self.assertEqual(self.reason(verifier, http, token), "unsupported_algorithm")
 
-    def test_hs256_signed_with_the_rsa_public_key_is_refused(self) -> None:
-        """RFC 8725 §2.1/§3.1 algorithm confusion: the RSA public key as an HMAC secret."""
-        verifier, http = self.verifier_with(public_jwk(RSA_KEY, "rsa-1"))
-        pem = RSA_KEY.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        header = b64url(json.dumps({"alg": "HS256", "kid": "rsa-1", "typ": "at+jwt"}).encode())
-        payload = b64url(json.dumps(claims()).encode())
-        mac = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        token = f"{header}.{payload}.{b64url(mac)}"
-        self.assertEqual(self.reason(verifier, http, token), "unsupported_algorithm")
-
     def test_duplicate_kid_does_not_let_the_second_key_in_silently(self) -> None:
         """RFC 7517 §4.5: kids SHOULD be unique; with two keys under one kid, a token
         signed by the other key fails closed (bad signature), never verifies by accident
@@ -217,13 +202,6 @@ class HostileKeySets(SynchronousTestCase):
         )
         token = jwt.encode(claims(), RSA_KEY, "RS256", headers={"kid": "dup", "typ": "at+jwt"})
         self.assertEqual(self.reason(verifier, http, token), "bad_signature")
-
-    def test_kid_with_path_tricks_is_only_a_name(self) -> None:
-        """RFC 8725 §3.10: the kid is looked up in the set, never used as a path or URL."""
-        verifier, http = self.verifier_with(public_jwk(RSA_KEY, "rsa-1"))
-        for kid in ("../../../../dev/null", "file:///etc/passwd", "rsa-1\x00", "' OR 1=1 --"):
-            token = jwt.encode(claims(), RSA_KEY, "RS256", headers={"kid": kid, "typ": "at+jwt"})
-            self.assertEqual(self.reason(verifier, http, token), "unknown_key")
 
 
 def b64url(raw: bytes) -> str:

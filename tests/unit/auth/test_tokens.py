@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,11 +31,6 @@ from tests.unit.auth.helpers import (
 )
 
 SECRET = b"0123456789abcdef0123456789abcdef"
-
-
-def b64(data: dict[str, Any] | bytes) -> str:
-    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 class JWTTestCase(SynchronousTestCase):
@@ -198,52 +188,10 @@ class RejectTests(JWTTestCase):
         self.assertReason(mint(typ="JWT"), "wrong_type", verifier)
         self.assertReason(mint(typ=None), "wrong_type", verifier)
 
-    def test_alg_none(self) -> None:
-        """RFC 8725 §3.1/§2.1: unsigned tokens (alg none) are never accepted."""
-        token = b64({"alg": "none", "typ": "at+jwt"}) + "." + b64(claims()) + "."
-        self.assertReason(token, "unsupported_algorithm")
-
-    def test_alg_not_allowed(self) -> None:
-        """RFC 8725 §3.1: an algorithm off the configured allowlist is refused."""
-        verifier = self.make(algorithms=("ES256",))
-        self.assertReason(mint(), "unsupported_algorithm", verifier)
-
-    def test_hmac_without_secret(self) -> None:
-        """RFC 8725 §2.1: the RSA public key used as an HMAC secret (alg confusion) fails."""
-        pem = RSA_KEY.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        header = b64({"alg": "HS256", "kid": "rsa-1", "typ": "at+jwt"})
-        body = b64(claims())
-        signature = hmac.new(pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
-        self.assertReason(f"{header}.{body}.{b64(signature)}", "unsupported_algorithm")
-
     def test_alg_must_match_key(self) -> None:
         """RFC 8725 §3.1: a key declared RS256 does not verify PS256 tokens."""
         self.assertReason(mint(alg="PS256"), "unsupported_algorithm")
         self.assertReason(mint(key=EC_KEY, alg="ES256", kid="rsa-1"), "unsupported_algorithm")
-
-    def test_embedded_keys_ignored(self) -> None:
-        """RFC 8725 §3.10: jwk/jku/x5u/x5c headers never supply the verification key."""
-        attacker = RSA_KEY_2
-        token = mint(
-            key=attacker,
-            kid="attacker",
-            jwk=public_jwk(attacker, "attacker"),
-            jku="https://evil.example/jwks",
-            x5u="https://evil.example/cert",
-        )
-        self.assertReason(token, "unknown_key")
-        self.assertEqual(self.server.hits["/jwks"], 2)
-        self.assertFalse(any(b"evil" in r.uri for r in self.server.requests))
-        self.assertReason(mint(key=attacker, jwk=public_jwk(attacker, "rsa-1")), "bad_signature")
-
-    def test_crit_header(self) -> None:
-        """RFC 7515 §4.1.11: critical extensions we do not understand make it invalid."""
-        token = jwt.encode(
-            claims(), RSA_KEY, "RS256", headers={"kid": "rsa-1", "crit": ["exp"], "exp": 1}
-        )
-        self.assertEqual(self.reject(token).reason, "malformed")
 
     def test_no_subject(self) -> None:
         """RFC 9068 §2.2: sub is REQUIRED; a token naming neither sub nor client fails."""

@@ -476,18 +476,6 @@ class RoutingDetailTests(GatewayTestCase):
             )
 
     @run
-    async def test_session_of_another_user_is_not_found(self) -> None:
-        """basic/transports "Session Management": a session is bound to its user (404)."""
-        from aigw.principal import Principal
-        from aigw.sealed.session_id import SessionNotFound
-
-        await self.start_gateway()
-        session = await self.initialize()
-        mallory = Principal("", "mallory", None, frozenset(), {}, None, None)
-        with self.assertRaises(SessionNotFound):
-            self.service.gateway.open_session(mallory, session)
-
-    @run
     async def test_access_log_line_names_user_method_and_tool(self) -> None:
         from twisted.logger import Logger
 

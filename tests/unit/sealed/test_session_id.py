@@ -77,6 +77,21 @@ class SessionCodecTests(SynchronousTestCase):
             self.codec.open(session_id, ISSUER, "alice")
         self.assertEqual(caught.exception.reason, "expired")
 
+    def test_ended_session_is_not_found(self) -> None:
+        """basic/transports "Session Management": a session the server terminated
+        (DELETE) is answered 404 from then on, though its sealed id still opens."""
+        session_id = self.codec.issue(state(created=1000.0))
+        self.codec.open(session_id, ISSUER, "alice")
+        self.codec.end(session_id, state(created=1000.0))
+        with self.assertRaises(SessionNotFound) as caught:
+            self.codec.open(session_id, ISSUER, "alice")
+        self.assertEqual(caught.exception.reason, "ended")
+        self.clock.advance(3600.001)
+        with self.assertRaises(SessionNotFound) as caught:
+            self.codec.open(session_id, ISSUER, "alice")
+        self.assertEqual(caught.exception.reason, "expired")
+        self.assertEqual(len(self.codec._ended), 0)
+
     def test_opened_session_is_remembered_per_user_and_bounded(self) -> None:
         """The memo of opened ids is keyed by the user too: another user's token with a
         remembered id still finds nothing; and it holds at most OPENED_MAX ids."""

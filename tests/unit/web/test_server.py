@@ -67,20 +67,70 @@ class BodyLimitTests(SynchronousTestCase):
 
 
 class HeaderLimitTests(SynchronousTestCase):
-    def test_oversized_headers_get_a_json_400(self) -> None:
+    def assertRefused(self, transport: StringTransport, status: bytes, error: str) -> None:
+        """A short JSON answer with ``Connection: close``, then the connection closes."""
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 " + status), head)
+        self.assertIn(b"Connection: close", head)
+        self.assertEqual(json.loads(body)["error"], error)
+        self.assertTrue(transport.disconnecting)
+
+    def test_header_block_over_the_limit_is_431(self) -> None:
+        """A header block over `max_header_bytes`, in several lines (RFC 6585 §5).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site(max_header_bytes=200)
         channel, transport = connect(site)
-        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 300 + b"\r\n\r\n")
-        response = transport.value()
-        self.assertTrue(response.startswith(b"HTTP/1.1 400 "))
-        self.assertIn(b"application/json", response)
+        lines = b"".join(b"X-H%d: " % i + b"a" * 50 + b"\r\n" for i in range(5))
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n" + lines + b"\r\n")
+        self.assertRefused(
+            transport, b"431 Request Header Fields Too Large", "header_fields_too_large"
+        )
 
-    def test_too_many_headers_get_a_json_400(self) -> None:
+    def test_one_header_line_over_the_line_bound_is_431_not_a_silent_drop(self) -> None:
+        """One header line over the bound (RFC 6585 §5; was dropped with no response).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
+        site, _ = make_site()
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20_000)
+        self.assertRefused(transport, b"431 ", "header_fields_too_large")
+
+    def test_too_many_headers_is_431(self) -> None:
+        """More header fields than `max_headers` (RFC 6585 §5).
+
+        expected: 431 Request Header Fields Too Large, JSON body, `Connection: close`, closed
+        """
         site, _ = make_site(max_headers=5)
         channel, transport = connect(site)
         headers = b"".join(b"X-H%d: v\r\n" % i for i in range(10))
         channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n")
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+        self.assertRefused(transport, b"431 ", "header_fields_too_large")
+
+    def test_request_line_over_the_bound_is_414(self) -> None:
+        """A request line over the bound (RFC 9112 §3).
+
+        expected: 414 URI Too Long, JSON body, `Connection: close`, closed
+        """
+        site, _ = make_site(max_header_bytes=200)
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertRefused(transport, b"414 URI Too Long", "uri_too_long")
+
+    def test_malformed_request_is_a_json_400(self) -> None:
+        """RFC 9112 §5: a header line without a colon is a bad request."""
+        site, _ = make_site()
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n")
+        self.assertRefused(transport, b"400 Bad Request", "invalid_request")
+
+    def test_headers_within_the_limits_are_served(self) -> None:
+        site, _ = make_site(max_header_bytes=200, max_headers=5)
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
 
 
 class AccessLogTests(SynchronousTestCase):
