@@ -25,6 +25,7 @@ from aigw.config.model import (
     LoggingConfig,
     ServerConfig,
     SessionsConfig,
+    StdioConfig,
     ToolSelector,
 )
 from aigw.config.read import load_config, parse_config
@@ -42,6 +43,7 @@ __all__ = [
     "Problem",
     "ServerConfig",
     "SessionsConfig",
+    "StdioConfig",
     "ToolSelector",
     "format_problems",
     "load_config",

@@ -19,7 +19,9 @@ from aigw.config import fields
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
+    HTTP_KEYS,
     KNOWN_ALGORITHMS,
+    STDIO_KEYS,
     SYMMETRIC_ALGORITHMS,
     AccessConfig,
     AuthConfig,
@@ -46,6 +48,7 @@ def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
         backend = _backend(root.ctx, path, item)
         if backend is None:
             continue
+        _check_kind(root.ctx, path, item)
         if backend.name and backend.name in first_line:
             root.ctx.report(
                 f"{path}.name",
@@ -56,6 +59,24 @@ def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
         first_line.setdefault(backend.name, item.start_mark.line + 1)
         backends.append(backend)
     return tuple(backends)
+
+
+def _check_kind(ctx: cp.Context, path: str, node: cp.Node) -> None:
+    """Exactly one of ``url`` (Streamable HTTP) and ``command`` (stdio), and none of
+    the other kind's keys: a key that would be silently ignored is a mistake."""
+    given = {k.value: k for k, _ in node.value if isinstance(k, cp.ScalarNode)}
+    if "url" in given and "command" in given:
+        ctx.report(f"{path}.command", given["command"], "give url or command, not both")
+        return
+    if "url" not in given and "command" not in given:
+        ctx.report(
+            f"{path}.url", node, "required key 'url' is missing (or 'command', for a stdio server)"
+        )
+        return
+    kind, others = ("url", STDIO_KEYS) if "url" in given else ("command", HTTP_KEYS)
+    for key in others:
+        if key in given:
+            ctx.report(f"{path}.{key}", given[key], f"{key!r} does not go with {kind!r}")
 
 
 def _algorithms(symmetric: bool) -> cp.Converter[tuple[str, ...]]:

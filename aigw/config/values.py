@@ -8,6 +8,7 @@ None, or returns the value.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 
@@ -164,6 +165,33 @@ def ca_file(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     if name is None or cp.read_file(ctx, path, node, name) is None:
         return None
     return ctx.resolve_path(name)
+
+
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def environment(ctx: cp.Context, path: str, node: cp.Node) -> dict[str, str] | None:
+    """Environment variables for a child process: POSIX names, values without NUL."""
+    given = cp.as_str_map(ctx, path, node)
+    if given is None:
+        return None
+    for name, value in list(given.items()):
+        if not ENV_NAME_PATTERN.fullmatch(name) or "\0" in value:
+            ctx.report(f"{path}.{name}", cp.value_node(node, name), "not a usable variable")
+            del given[name]
+    return given
+
+
+def directory(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """An existing directory, relative to the config file's."""
+    name = cp.as_nonempty_str(ctx, path, node)
+    if name is None:
+        return None
+    full = ctx.resolve_path(name)
+    if not os.path.isdir(full):
+        ctx.report(path, node, f"{full} is not a directory")
+        return None
+    return full
 
 
 def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
