@@ -232,7 +232,11 @@ class _Process:
         for stream in targets:
             stream.sink(message)
         if not targets:
-            self.log.debug("backend {backend}: no one to hear {message}", backend=self.name)
+            self.log.debug(
+                "backend {backend}: no stream to hear {method}",
+                backend=self.name,
+                method=message.get("method"),
+            )
 
     def end_call(self, call: _Call, error: UpstreamError | None = None) -> None:
         if self.calls.get(call.request_id) is call:

@@ -53,8 +53,11 @@ def start_gateway(
     auth_extra: str = "",
     extra: str = "",
     port: int | None = None,
+    more_backends: str = "",
 ) -> Gateway:
-    """Write a config for these backends and start ``twistd -n aigw --config`` on it."""
+    """Write a config for these backends and start ``twistd -n aigw --config`` on it.
+
+    ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones)."""
     port = port or free_port()
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
     key = os.path.join(directory, "session.key")
@@ -78,6 +81,7 @@ def start_gateway(
         "mcp_path: /mcp\n"
         + auth
         + backend_yaml(backends)
+        + more_backends
         + f"sessions: {{secret_file: {key}}}\n"
         + "logging: {format: text, level: debug}\n"
         + extra
