@@ -329,13 +329,19 @@ class _Process:
         if on_reader is not None:
             on_reader(call)
         child.send(line)
-        await call.done
+        try:
+            await call.done
+        finally:
+            self.end_call(call)  # when cancelled (Calls.cancel): forgotten all the same
 
     async def stream(self, sink: MessageSink, on_reader: Callable[[BodyReader], None]) -> None:
         stream = _Stream(self, sink)
         self.streams.append(stream)
         on_reader(stream)
-        await stream.done
+        try:
+            await stream.done
+        finally:
+            stream.finish()
 
     async def stop(self) -> None:
         """Stop for good: calls fail, streams end, the child is asked to exit."""

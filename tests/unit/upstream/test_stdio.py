@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, StdioConfig
@@ -235,6 +235,16 @@ class RoutingTests(StdioTestCase):
         self.assertEqual(self.failureResultOf(posting, UpstreamError).value.kind, "unavailable")
         child.say({"jsonrpc": "2.0", "id": 10, "result": {}})
         self.assertEqual(got, [])
+
+    def test_a_cancelled_call_is_forgotten(self) -> None:
+        child, session_id = self.open()
+        got: list[Any] = []
+        posting = self.post(request(10, "tools/call"), got.append, session_id)
+        posting.cancel()
+        self.failureResultOf(posting, CancelledError)
+        child.say({"jsonrpc": "2.0", "id": 10, "result": {}})
+        self.assertEqual(got, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])  # its timer too
 
     def test_a_body_on_several_lines_is_sent_on_one(self) -> None:
         child, session_id = self.open()
