@@ -14,8 +14,9 @@ from aigw.principal import ANONYMOUS
 from aigw.upstream.api import BodyReader, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.client import Upstream
 from aigw.upstream.factory import build_transport
-from aigw.upstream.stdio import BACKOFF_FIRST, STABLE_SECONDS, StdioUpstream
+from aigw.upstream.stdio import StdioUpstream
 from aigw.upstream.stdio_process import MAX_LINE_BYTES, STOP_GRACE_SECONDS, Lines, LineTooLong
+from aigw.upstream.stdio_session import BACKOFF_FIRST, STABLE_SECONDS
 from tests.unit.upstream.processes import FakeProcess, ProcessReactor
 
 CONFIG = BackendConfig(
