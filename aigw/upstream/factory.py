@@ -15,7 +15,7 @@ from aigw.upstream.stdio import StdioUpstream
 def build_transport(
     config: BackendConfig, reactor: Any, observer: GatewayObserver | None = None
 ) -> UpstreamTransport:
-    """``observer`` hears of HTTP connections; a child process has none."""
+    """``observer`` hears of connections: HTTP ones, or child processes started and ended."""
     if config.command is not None:
-        return StdioUpstream(config, reactor)
+        return StdioUpstream(config, reactor, observer)
     return Upstream(config, reactor, observer=observer)

@@ -41,6 +41,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from aigw.config import BackendConfig
+from aigw.events import GatewayObserver
 from aigw.principal import Principal
 from aigw.upstream.api import (
     BodyReader,
@@ -68,13 +69,18 @@ class StdioUpstream:
     log = Logger()
 
     def __init__(
-        self, config: BackendConfig, reactor: Any, environ: Mapping[str, str] | None = None
+        self,
+        config: BackendConfig,
+        reactor: Any,
+        observer: GatewayObserver | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if config.command is None:
             raise ValueError(f"backend {config.name!r} has no command")
         self.config = config
         self.name = config.name
         self.clock = reactor
+        self.observer = observer
         self.environment = child_environment(config.env, os.environ if environ is None else environ)
         self._nonce = secrets.token_hex(4)
         self._generations = itertools.count(1)
@@ -102,7 +108,7 @@ class StdioUpstream:
             if scope.scope == "user" and len(self._sessions) >= scope.max_processes:
                 self._make_room()
             session = self._sessions[key] = StdioSession(
-                self.config, self.clock, self.environment, self.new_session_id
+                self.config, self.clock, self.environment, self.new_session_id, self.observer
             )
         self._sessions.move_to_end(key)
         if scope.scope == "user":

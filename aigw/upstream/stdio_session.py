@@ -10,7 +10,7 @@ maps onto the transport contract.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall
@@ -18,6 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.config import BackendConfig
+from aigw.events import GatewayObserver, UpstreamConnection
 from aigw.upstream.api import BodyReader, MessageSink, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.stdio_process import ChildProcess
 
@@ -86,8 +87,10 @@ class StdioSession:
         clock: Any,
         environment: Mapping[str, str],
         new_session_id: Callable[[], str],
+        observer: GatewayObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer = observer
         self.name = config.name
         self.clock = clock
         self.environment = environment
@@ -137,9 +140,11 @@ class StdioSession:
             )
         except OSError as error:
             self._back_off()
+            self._report("failed", str(error))
             raise UpstreamError(self.name, "unavailable", f"cannot start: {error}") from None
         self.child = child
         self.session_id = self.new_session_id()
+        self._report("opened")
         child.ended.addCallback(self._ended, child)
         return child
 
@@ -149,11 +154,18 @@ class StdioSession:
         self._delay = min(self._delay * 2, BACKOFF_MAX) if young and self._delay else BACKOFF_FIRST
         self._not_before = self.clock.seconds() + self._delay
 
+    def _report(self, state: Literal["opened", "lost", "failed"], detail: str = "") -> None:
+        """A child is to metrics what a connection is (``UpstreamConnection``)."""
+        if self.observer is not None:
+            self.observer.upstream_connection(UpstreamConnection(self.name, state, detail))
+
     def _ended(self, how: str, child: ChildProcess) -> None:
         if child is not self.child:
             return
         self.child, self.session_id, self.initialized, self.announced = None, None, None, False
         self._back_off()
+        if not self.closed and child.problem is None:  # else aigw ended it: not "lost"
+            self._report("lost", how)
         if not self.closed:
             self.log.warn(
                 "backend {backend}: process {pid} {how}; started again on next use, "

@@ -10,6 +10,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, StdioConfig
+from aigw.events import UpstreamConnection
 from aigw.principal import ANONYMOUS
 from aigw.upstream.api import BodyReader, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.client import Upstream
@@ -17,6 +18,7 @@ from aigw.upstream.factory import build_transport
 from aigw.upstream.stdio import StdioUpstream
 from aigw.upstream.stdio_process import MAX_LINE_BYTES, STOP_GRACE_SECONDS, Lines, LineTooLong
 from aigw.upstream.stdio_session import BACKOFF_FIRST, STABLE_SECONDS
+from tests.fakes import RecordingObserver
 from tests.unit.upstream.processes import FakeProcess, ProcessReactor
 
 CONFIG = BackendConfig(
@@ -46,8 +48,12 @@ class StdioTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = ProcessReactor()
+        self.observer = RecordingObserver()
         self.upstream = StdioUpstream(
-            self.config, self.reactor, environ={"PATH": "/bin", "AIGW_SECRET": "s", "HOME": "/h"}
+            self.config,
+            self.reactor,
+            self.observer,
+            environ={"PATH": "/bin", "AIGW_SECRET": "s", "HOME": "/h"},
         )
         self.ids = iter(range(1, 1000))
 
@@ -359,6 +365,22 @@ class RestartTests(StdioTestCase):
         child.exit(1)  # young again: 2 s
         error = self.failureResultOf(self.post(request(99, "initialize")), UpstreamError).value
         self.assertEqual((error.kind, error.detail), ("unavailable", "restarting in 2.0s"))
+
+    def test_metrics_hear_of_children_as_of_connections(self) -> None:
+        child, _ = self.open()
+        child.exit(signal=9)
+        self.reactor.advance(BACKOFF_FIRST)
+        child, _ = self.open()
+        child.protocol.childDataReceived(1, b"x" * (MAX_LINE_BYTES + 1))
+        child.exit(signal=9)  # aigw killed it: not "lost"
+        self.assertEqual(
+            self.observer.connections,
+            [
+                UpstreamConnection("local", "opened"),
+                UpstreamConnection("local", "lost", "was killed by signal 9"),
+                UpstreamConnection("local", "opened"),
+            ],
+        )
 
     def test_a_stream_ends_with_its_process(self) -> None:
         child, session_id = self.open()
