@@ -125,6 +125,13 @@ async def test_one_process_serves_every_session(gateway: Gateway) -> None:
             assert await call_text(second, "py__pid", {}) == pid
 
 
+async def test_a_2026_07_28_client_reaches_a_stdio_server(gateway: Gateway) -> None:
+    """The stateless client rides on a session aigw keeps on the child for its user."""
+    async with connect_plain(gateway.url, mode="2026-07-28") as client:
+        assert await call_text(client, "py__echo", {"text": "stateless"}) == "stateless"
+        assert "hi" in await call_text(client, "everything__echo", {"message": "hi"})
+
+
 async def test_progress_from_a_stdio_server_is_relayed(gateway: Gateway) -> None:
     seen: list[float] = []
 
