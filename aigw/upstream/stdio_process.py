@@ -131,7 +131,7 @@ class ChildProcess(ProcessProtocol):
     def _message(self, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             # basic/transports "stdio": the server MUST NOT write anything else to stdout.
             self.log.warn(
                 "backend {backend} wrote a line that is not JSON on stdout; skipped: {excerpt}",

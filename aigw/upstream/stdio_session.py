@@ -32,6 +32,12 @@ STABLE_SECONDS = 10.0
 _JSON = "application/json"
 
 
+def _field(message: dict[str, Any], outer: str, inner: str) -> Any:
+    """``message[outer][inner]``, or None when either is missing or not an object."""
+    value = message.get(outer)
+    return value.get(inner) if isinstance(value, dict) else None
+
+
 class Call:
     """One request in flight: its sink, and the reader the gateway may stop or finish."""
 
@@ -201,8 +207,9 @@ class StdioSession:
             self.end_call(call)
             return
         if message["method"] == "notifications/progress":
-            token = (message.get("params") or {}).get("progressToken")
-            call = next((c for c in self.calls.values() if c.progress_token == token), None)
+            token = _field(message, "params", "progressToken")
+            if token is not None:
+                call = next((c for c in self.calls.values() if c.progress_token == token), None)
         elif "id" in message and len(self.calls) == 1:
             call = next(iter(self.calls.values()))
         if call is not None:
@@ -295,9 +302,8 @@ class StdioSession:
         if len(self.calls) >= MAX_PENDING:
             raise UpstreamError(self.name, "unavailable", "too many requests in flight")
         call = Call(self, request_id, sink)
-        meta = (message.get("params") or {}).get("_meta")
-        if isinstance(meta, dict):
-            call.progress_token = meta.get("progressToken")
+        meta = _field(message, "params", "_meta")
+        call.progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
         timeout = self.config.timeout
         call.timer = self.clock.callLater(
             timeout,

@@ -301,6 +301,25 @@ class BoundsTests(StdioTestCase):
         child.answer({})
         self.successResultOf(posting)
 
+    def test_hostile_lines_are_skipped(self) -> None:
+        child, session_id = self.open()
+        heard: list[Any] = []
+        ensureDeferred(
+            self.upstream.get_stream(heard.append, session_id, None, None, lambda r: None)
+        )
+        posting = self.post(request(10, "tools/call"), session_id=session_id)
+        for line in (
+            b"[" * 100_000 + b"\n",
+            b'{"jsonrpc": "2.0", "method": "notifications/progress", "params": [1]}\n',
+            b'{"jsonrpc": "2.0", "id": "10", "result": {}}\n',
+            b"42\n",
+        ):
+            child.protocol.childDataReceived(1, line)
+        self.assertFalse(posting.called)
+        self.assertEqual(len(heard), 1)  # the progress for no call: just a notification
+        child.answer({})
+        self.successResultOf(posting)
+
     def test_stderr_is_logged_line_by_line_bounded(self) -> None:
         lines = Lines(8, truncate=True)
         self.assertEqual(lines.feed(b"one\ntw"), [b"one"])
