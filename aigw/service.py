@@ -45,7 +45,7 @@ from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
 from aigw.systemd import Notifier, SystemdService
-from aigw.upstream.client import Upstream
+from aigw.upstream.factory import build_transport
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
@@ -194,7 +194,7 @@ class GatewayService(MultiService):
         else:
             sealer = Sealer(sessions.secret, sessions.old_secrets)
         transports = {
-            b.name: Upstream(b, self.reactor, observer=self.observers) for b in self.config.backends
+            b.name: build_transport(b, self.reactor, self.observers) for b in self.config.backends
         }
         gateway = Gateway(
             self.config_holder,

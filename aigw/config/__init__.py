@@ -27,6 +27,7 @@ from aigw.config.model import (
     MetricsConfig,
     ServerConfig,
     SessionsConfig,
+    StdioConfig,
     ToolSelector,
 )
 from aigw.config.read import load_config, parse_config
@@ -46,6 +47,7 @@ __all__ = [
     "Problem",
     "ServerConfig",
     "SessionsConfig",
+    "StdioConfig",
     "ToolSelector",
     "format_problems",
     "load_config",

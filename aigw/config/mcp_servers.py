@@ -271,18 +271,9 @@ _STDIO_SHAPES: dict[str, tuple[Callable[[cp.Node], bool], str]] = {
 def backends(ctx: cp.Context, servers: Sequence[Server]) -> list[BackendConfig]:
     """The servers read as native backends: what the native reader checks, checked at
     the file's own lines and paths (``mcpServers.<name>.url``)."""
-    known = fields.keys(BackendConfig)
     read = fields.section_of(BackendConfig)
     found: list[BackendConfig] = []
     for server in servers:
-        if server.transport == "stdio" and "command" not in known:
-            ctx.report(
-                server.path,
-                server.node,
-                "stdio servers need aigw's stdio backends, which this aigw does not have yet; "
-                "run it as a Streamable HTTP server and give its url",
-            )
-            continue
         backend = read(ctx, server.path, server.node)
         if backend is not None:
             found.append(backend)

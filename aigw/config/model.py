@@ -46,6 +46,7 @@ Effect = Literal["allow", "deny"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 AuditFormat = Literal["json"]
+StdioScope = Literal["shared", "user"]
 
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
@@ -71,10 +72,31 @@ class ToolSelector:
     exclude_regex: tuple[re.Pattern[str], ...] = attrs.field(default=(), metadata=_regexes)
 
 
+#: The keys only one kind of backend takes; read.py refuses the other kind's.
+HTTP_KEYS = ("url", "headers", "headers_file", "connect_timeout", "max_connections", "ca_file")
+STDIO_KEYS = ("command", "args", "env", "cwd", "stdio")
+
+
+@attrs.frozen
+class StdioConfig:
+    """How many child processes a stdio backend runs: one for the gateway (``shared``)
+    or one per user (``user``: at most ``max_processes``, each stopped after
+    ``idle_timeout`` unused)."""
+
+    scope: StdioScope = attrs.field(
+        default="shared", metadata=read_as(cp.choice(*get_args(StdioScope)))
+    )
+    max_processes: int = attrs.field(default=100, metadata=_count)
+    idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
+
+
 @attrs.frozen
 class BackendConfig:
+    """One MCP server: reached at ``url`` (Streamable HTTP) or run as ``command`` (stdio);
+    exactly one of the two (read.py checks it, and the keys only one of them takes)."""
+
     name: str = attrs.field(metadata=required(values.backend_name, ""))
-    url: str = attrs.field(metadata=required(values.url(ascii_only=True), ""))
+    url: str | None = attrs.field(default=None, metadata=read_as(values.url(ascii_only=True)))
     tools: ToolSelector = attrs.field(
         default=ToolSelector(), metadata=read_as(section_of(ToolSelector))
     )
@@ -86,6 +108,15 @@ class BackendConfig:
     max_connections: int = attrs.field(default=32, metadata=_count)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
+    #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables
+    #: added to its minimal environment, its working directory.
+    command: str | None = attrs.field(default=None, metadata=read_as(cp.as_nonempty_str))
+    args: tuple[str, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(cp.as_str)))
+    env: Mapping[str, str] = attrs.field(factory=dict, metadata=read_as(values.environment))
+    cwd: str | None = attrs.field(default=None, metadata=read_as(values.directory))
+    stdio: StdioConfig = attrs.field(
+        default=StdioConfig(), metadata=read_as(section_of(StdioConfig))
+    )
 
 
 @attrs.frozen

@@ -21,7 +21,9 @@ from aigw.config import fields, jsonnodes, mcp_servers
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
+    HTTP_KEYS,
     KNOWN_ALGORITHMS,
+    STDIO_KEYS,
     SYMMETRIC_ALGORITHMS,
     AccessConfig,
     AuthConfig,
@@ -78,6 +80,7 @@ def _read_backends(
         backend = _backend(root.ctx, path, item)
         if backend is None:
             continue
+        _check_kind(root.ctx, path, item)
         if backend.name and backend.name in first:
             root.ctx.report(
                 f"{path}.name",
@@ -117,6 +120,24 @@ def _imported_backends(
     backends = mcp_servers.backends(own, free)
     elsewhere.extend(Problem(*problem, source=servers.source) for problem in own.problems)
     return backends
+
+
+def _check_kind(ctx: cp.Context, path: str, node: cp.Node) -> None:
+    """Exactly one of ``url`` (Streamable HTTP) and ``command`` (stdio), and none of
+    the other kind's keys: a key that would be silently ignored is a mistake."""
+    given = {k.value: k for k, _ in node.value if isinstance(k, cp.ScalarNode)}
+    if "url" in given and "command" in given:
+        ctx.report(f"{path}.command", given["command"], "give url or command, not both")
+        return
+    if "url" not in given and "command" not in given:
+        ctx.report(
+            f"{path}.url", node, "required key 'url' is missing (or 'command', for a stdio server)"
+        )
+        return
+    kind, others = ("url", STDIO_KEYS) if "url" in given else ("command", HTTP_KEYS)
+    for key in others:
+        if key in given:
+            ctx.report(f"{path}.{key}", given[key], f"{key!r} does not go with {kind!r}")
 
 
 def _algorithms(symmetric: bool) -> cp.Converter[tuple[str, ...]]:

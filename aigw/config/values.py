@@ -183,6 +183,33 @@ def appended_file(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     return None
 
 
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def environment(ctx: cp.Context, path: str, node: cp.Node) -> dict[str, str] | None:
+    """Environment variables for a child process: POSIX names, values without NUL."""
+    given = cp.as_str_map(ctx, path, node)
+    if given is None:
+        return None
+    for name, value in list(given.items()):
+        if not ENV_NAME_PATTERN.fullmatch(name) or "\0" in value:
+            ctx.report(f"{path}.{name}", cp.value_node(node, name), "not a usable variable")
+            del given[name]
+    return given
+
+
+def directory(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """An existing directory, relative to the config file's."""
+    name = cp.as_nonempty_str(ctx, path, node)
+    if name is None:
+        return None
+    full = ctx.resolve_path(name)
+    if not os.path.isdir(full):
+        ctx.report(path, node, f"{full} is not a directory")
+        return None
+    return full
+
+
 def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
     """One endpoint string or a non-empty list of them."""
     if isinstance(node, cp.ScalarNode) and node.tag == cp.STR:

@@ -251,6 +251,8 @@ class Upstream:
         self.config = config
         self.name = config.name
         self.clock = reactor
+        if config.url is None:
+            raise ValueError(f"backend {config.name!r} has no url (a stdio backend: see factory)")
         target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
         self.connections = ConnectionPool(
             target, config.max_connections, reactor, observer=observer, backend=config.name

@@ -56,11 +56,13 @@ def start_gateway(
     extra: str = "",
     port: int | None = None,
     metrics: bool = False,
+    more_backends: str = "",
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
     ``metrics``: serve them on a free port (the default, 9464, is one for every
-    gateway the tests start at once); off otherwise."""
+    gateway the tests start at once); off otherwise.
+    ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -85,6 +87,7 @@ def start_gateway(
         "mcp_path: /mcp\n"
         + auth
         + backend_yaml(backends)
+        + more_backends
         + f"sessions: {{secret_file: {key}}}\n"
         + "logging: {format: text, level: debug}\n"
         + (

@@ -250,11 +250,12 @@ class LoadTests(ConfigTestCase):
         self.assertEqual((problem.path, problem.line), ("mcpServers.a.headers.K", 6))
         self.assertIn("NOPE is not set", problem.message)
 
-    def test_stdio_servers_wait_for_the_stdio_backends(self) -> None:
-        """Until BackendConfig has the stdio keys; then they load like any backend."""
-        (problem,) = self.load_problems(one("fs", {"command": "npx", "args": ["-y", "fs"]}))
-        self.assertEqual((problem.path, problem.line), ("mcpServers.fs", 3))
-        self.assertIn("stdio backends", problem.message)
+    def test_stdio_servers_become_stdio_backends(self) -> None:
+        """A server with a command is a child process speaking MCP over stdio."""
+        config = self.load(one("fs", {"type": "stdio", "command": "npx", "args": ["-y", "fs"]}))
+        (backend,) = config.backends
+        self.assertEqual((backend.name, backend.url), ("fs", None))
+        self.assertEqual((backend.command, backend.args), ("npx", ("-y", "fs")))
 
     def test_no_server_left_is_a_problem(self) -> None:
         (problem,) = self.load_problems(one("a", {"url": "http://x/", "disabled": True}))

@@ -12,6 +12,7 @@ from aigw.config import (
     ConfigError,
     Problem,
     ServerConfig,
+    StdioConfig,
     format_problems,
     load_config,
     parse_config,
@@ -524,6 +525,19 @@ class ExampleTests(ConfigTestCase):
     def test_commented_server_block_of_the_example_states_the_defaults(self) -> None:
         text = MINIMAL + uncomment_block("# server:") + "\n"
         self.assertEqual(parse_config(text, env={}).server, ServerConfig())
+
+    def test_commented_stdio_backend_of_the_example_is_valid(self) -> None:
+        lines = EXAMPLE.read_text().splitlines()
+        start = lines.index("  # - name: files")
+        block = []
+        for line in lines[start:]:
+            if not line.startswith("  #"):
+                break
+            block.append("  " + line.removeprefix("  # "))
+        text = MINIMAL + "\n".join(block) + "\n"
+        backend = parse_config(text, env={"SOME_TOKEN": "t"}).backends[1]
+        self.assertEqual((backend.command, backend.env), ("npx", {"SOME_TOKEN": "t"}))
+        self.assertEqual(backend.stdio, StdioConfig())
 
 
 def uncomment_block(first: str) -> str:

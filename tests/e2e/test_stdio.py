@@ -1,0 +1,207 @@
+"""stdio backends end to end: child processes behind aigw, the official Python SDK client in front.
+
+Backends: a server written with the ``mcp`` SDK run over stdio
+(``upstreams/stdio_server.py``) and ``@modelcontextprotocol/server-everything`` in its
+stdio mode, both started by aigw on first use (MCP basic/transports "stdio").  They are
+listed and called as ``<backend>__<tool>``, killed, and called again once aigw has
+started them anew.  ``auth: none`` here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from .aigw import Gateway, start_gateway
+from .harness.authserver import AuthServer
+from .harness.oauth_client import connect, connect_plain
+from .harness.processes import REPO_ROOT, ensure_node_modules, node_executable
+from .harness.results import text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+STDIO_SERVER = REPO_ROOT / "tests" / "e2e" / "upstreams" / "stdio_server.py"
+EVERYTHING = "@modelcontextprotocol/server-everything/dist/index.js"
+
+
+def stdio_backends(node_modules: Path) -> str:
+    return (
+        "  - name: py\n"
+        f"    command: {sys.executable}\n"
+        f"    args: [{STDIO_SERVER}]\n"
+        "    env: {GREETING: hello}\n"
+        "    timeout: 20s\n"
+        "  - name: everything\n"
+        f"    command: {node_executable()}\n"
+        f"    args: [{node_modules / EVERYTHING}, stdio]\n"
+        "    timeout: 20s\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(node_modules: None) -> Iterator[Gateway]:
+    started = start_gateway([], more_backends=stdio_backends(ensure_node_modules()))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def children(parent: int) -> dict[int, str]:
+    """The live child processes of ``parent``: pid -> command line."""
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == parent:
+            found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+async def call_text(client: object, name: str, arguments: dict[str, object]) -> str:
+    return text_of(await client.call_tool(name, arguments))  # type: ignore[attr-defined]
+
+
+async def call_after_restart(client: object, name: str, arguments: dict[str, object]) -> str:
+    """The call once the killed backend is back: at most one clear error on the way."""
+    errors: list[str] = []
+    for _ in range(2):
+        try:
+            return await call_text(client, name, arguments)
+        except MCPError as error:
+            errors.append(str(error))
+            await anyio.sleep(0.2)
+    raise AssertionError(f"{name} still failing after the restart: {errors}")
+
+
+async def test_tools_of_stdio_servers_are_listed_and_called(gateway: Gateway) -> None:
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        names = [tool.name for tool in (await client.list_tools()).tools]
+        assert {"py__echo", "py__pid", "everything__echo"} <= set(names)
+        assert await call_text(client, "py__echo", {"text": "over stdio"}) == "over stdio"
+        assert "hi" in await call_text(client, "everything__echo", {"message": "hi"})
+
+
+async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        assert await call_text(client, "py__env", {"name": "GREETING"}) == "hello"
+        # set in aigw's environment by the harness, not passed on
+        assert await call_text(client, "py__env", {"name": "PYTHONUNBUFFERED"}) == "<unset>"
+
+
+async def test_one_process_serves_every_session(gateway: Gateway) -> None:
+    async with connect_plain(gateway.url, mode="legacy") as first:
+        pid = await call_text(first, "py__pid", {})
+        async with connect_plain(gateway.url, mode="legacy") as second:
+            assert await call_text(second, "py__pid", {}) == pid
+
+
+async def test_a_2026_07_28_client_reaches_a_stdio_server(gateway: Gateway) -> None:
+    """The stateless client rides on a session aigw keeps on the child for its user."""
+    async with connect_plain(gateway.url, mode="2026-07-28") as client:
+        assert await call_text(client, "py__echo", {"text": "stateless"}) == "stateless"
+        assert "hi" in await call_text(client, "everything__echo", {"message": "hi"})
+
+
+async def test_progress_from_a_stdio_server_is_relayed(gateway: Gateway) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        result = await client.call_tool(
+            "everything__trigger-long-running-operation",
+            {"duration": 1, "steps": 3},
+            progress_callback=on_progress,
+        )
+    assert not result.is_error
+    assert len(seen) >= 2
+
+
+async def test_a_killed_sdk_server_is_restarted(gateway: Gateway) -> None:
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        pid = int(await call_text(client, "py__pid", {}))
+        assert pid in children(gateway.process.pid)
+        kill_and_wait(pid)
+        again = int(await call_after_restart(client, "py__pid", {}))
+        assert again != pid
+        assert await call_text(client, "py__echo", {"text": "back"}) == "back"
+    assert "stdio server" in gateway.process.log()  # its stderr, logged by aigw
+
+
+async def test_a_killed_server_everything_is_restarted(gateway: Gateway) -> None:
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        assert "one" in await call_text(client, "everything__echo", {"message": "one"})
+        found = [
+            pid
+            for pid, cmdline in children(gateway.process.pid).items()
+            if "server-everything" in cmdline
+        ]
+        assert len(found) == 1, found
+        kill_and_wait(found[0])
+        assert "two" in await call_after_restart(client, "everything__echo", {"message": "two"})
+        tools = [tool.name for tool in (await client.list_tools()).tools]
+        assert "everything__echo" in tools
+
+
+async def test_children_are_stopped_with_the_gateway(node_modules: None) -> None:
+    gateway = start_gateway([], more_backends=stdio_backends(ensure_node_modules()))
+    try:
+        async with connect_plain(gateway.url, mode="legacy") as client:
+            pid = int(await call_text(client, "py__pid", {}))
+    finally:
+        status = gateway.stop()
+    assert status == 0
+    assert not alive(pid)
+
+
+async def test_one_process_per_user(auth_server: AuthServer) -> None:
+    """``stdio.scope: user``: each user's calls reach a process of their own."""
+    backend = (
+        "  - name: mine\n"
+        f"    command: {sys.executable}\n"
+        f"    args: [{STDIO_SERVER}]\n"
+        "    stdio: {scope: user, max_processes: 4}\n"
+    )
+    gateway = start_gateway([], issuer=auth_server.issuer, more_backends=backend)
+    try:
+        async with connect(gateway.url, "alice", mode="legacy") as alice:
+            assert await call_text(alice, "mine__count", {}) == "1"
+            assert await call_text(alice, "mine__count", {}) == "2"
+            alice_pid = await call_text(alice, "mine__pid", {})
+            async with connect(gateway.url, "bob", mode="legacy") as bob:
+                assert await call_text(bob, "mine__count", {}) == "1"
+                assert await call_text(bob, "mine__pid", {}) != alice_pid
+            assert await call_text(alice, "mine__count", {}) == "3"
+    finally:
+        gateway.stop()
