@@ -20,10 +20,10 @@ import jwt
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import Interface, implementer
 
-from aigw.auth.discovery import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KEY_TYPE_FOR_ALGORITHM, KeySource
 from aigw.config import AuthConfig, IntrospectionConfig
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
 from aigw.lru import LRU
 from aigw.principal import Principal
 
