@@ -16,6 +16,7 @@ import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
+from aigw.config.credentials import BackendAuthConfig, backend_auth
 from aigw.config.fields import own_reader, read_as, read_either, required, section_of
 from aigw.config.headers import static_headers
 
@@ -78,6 +79,7 @@ class BackendConfig:
     max_connections: int = attrs.field(default=32, metadata=_count)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
+    auth: BackendAuthConfig | None = attrs.field(default=None, metadata=read_as(backend_auth))
 
 
 @attrs.frozen

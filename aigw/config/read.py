@@ -31,6 +31,20 @@ from aigw.config.model import (
 _backend = fields.section_of(BackendConfig)
 
 
+def _check_auth_headers(ctx: cp.Context, path: str, node: cp.Node, backend: BackendConfig) -> None:
+    """No header is written both by the backend's ``auth`` and its static ``headers``."""
+    auth = backend.auth
+    if auth is None:
+        return
+    static = {name.lower() for name in backend.headers}
+    where = (f"{path}.auth", cp.value_node(node, "auth"))
+    if (auth.client_credentials or auth.token_exchange) and "authorization" in static:
+        ctx.report(*where, "the static headers hold Authorization, which auth would set too")
+    for header in auth.claims_to_headers.values():
+        if header.lower() in static:
+            ctx.report(*where, f"{header} is a static header and a claim header both")
+
+
 def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
     """At least one backend, each name unique."""
     node = root.values.get("backends")
@@ -46,6 +60,7 @@ def _read_backends(root: cp.Section) -> tuple[BackendConfig, ...]:
         backend = _backend(root.ctx, path, item)
         if backend is None:
             continue
+        _check_auth_headers(root.ctx, path, item, backend)
         if backend.name and backend.name in first_line:
             root.ctx.report(
                 f"{path}.name",
