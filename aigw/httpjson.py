@@ -10,13 +10,18 @@ the same way.
 
 from __future__ import annotations
 
+import base64
 import json
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
+import treq
+from treq.client import HTTPClient as TreqHTTPClient
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
 
 
 class Timer(Protocol):
@@ -45,6 +50,33 @@ class HTTPClient(Protocol):
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]: ...
 
     def collect(self, response: Any, collector: Any) -> Deferred[None]: ...
+
+
+class TreqClient:
+    """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``."""
+
+    def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
+        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
+        self._client = TreqHTTPClient(agent)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._client.request(method, url, **kwargs)
+        return d
+
+    def collect(self, response: Any, collector: Any) -> Deferred[None]:
+        d: Deferred[None] = treq.collect(response, collector)
+        return d
+
+
+def client_secret_basic(client_id: str, client_secret: str) -> bytes:
+    """The ``Authorization`` value of HTTP Basic client authentication (RFC 6749 §2.3.1):
+    id and secret each form-encoded (Appendix B) before they are joined and base64ed."""
+    pair = f"{_form(client_id)}:{_form(client_secret)}".encode()
+    return b"Basic " + base64.b64encode(pair)
+
+
+def _form(value: str) -> str:
+    return urllib.parse.quote_plus(value, safe="")
 
 
 class FetchFailed(Exception):
