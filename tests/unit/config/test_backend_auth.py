@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from aigw.config import parse_config
+from aigw.config import load_config, parse_config
 from aigw.config.credentials import ACCESS_TOKEN_TYPE
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase
+from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase
 
 CC = "    auth:\n      client_credentials:\n"  # lines 8-9; keys from line 10
 TX = "    auth:\n      token_exchange:\n"
@@ -234,3 +234,23 @@ class ClaimsToHeadersTests(ConfigTestCase):
             "    headers: {X-User: fixed}\n    auth:\n      claims_to_headers: {sub: x-user}\n"
         )
         self.assertProblem(text, "backends[0].auth", 10, "static header")
+
+
+class ExampleTests(ConfigTestCase):
+    def test_the_shipped_example_of_auth_loads(self) -> None:
+        """etc/aigw/aigw.yaml documents backends[].auth with keys that load."""
+        lines = EXAMPLE.read_text().splitlines()
+        block = []
+        for line in lines[lines.index("    # auth:") :]:
+            if not line.startswith("    #"):
+                break
+            block.append("    " + line.removeprefix("    # "))
+        directory = self.directory()
+        (directory / "crm-client.secret").write_text("s\n")
+        path = directory / "aigw.yaml"
+        path.write_text(MINIMAL + "\n".join(block) + "\n")
+        auth = load_config(str(path), env={}).backends[0].auth
+        assert auth is not None
+        assert auth.client_credentials is not None
+        self.assertEqual(auth.client_credentials.scope, ("crm.read", "crm.write"))
+        self.assertEqual(auth.claims_to_headers["sub"], "X-Forwarded-User")
