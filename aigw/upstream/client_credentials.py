@@ -83,12 +83,14 @@ class ClientCredentials:
     async def headers(self, principal: Principal | None) -> HeaderFields:
         now = self._clock.seconds()
         held = self._held
+        failed = self._failed is not None and now < self._failed[0]
         if held is not None and now < held.expires_at:
-            if now >= held.renew_at and None not in self._flight:
+            if now >= held.renew_at and not failed and None not in self._flight:
                 # Renewed in the background; this request goes with the token it has.
                 self._flight.run(None, self._fetch).addErrback(lambda _: None)
             return held.fields
-        if self._failed is not None and now < self._failed[0]:
+        if failed:
+            assert self._failed is not None
             raise self._failed[1]
         fetched: Deferred[_Held] = self._flight.run(None, self._fetch)
         return (await fetched).fields

@@ -11,6 +11,7 @@ the status and the server's ``error`` code with a short excerpt of its descripti
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -146,6 +147,15 @@ def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenReque
     return TokenRequestFailed(f"{url} answered HTTP {status}")
 
 
+def _seconds(value: object) -> float | None:
+    """``expires_in`` (RFC 6749 §5.1: a number; some servers send it as a string)."""
+    if isinstance(value, str) and value.isdigit():
+        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
     """RFC 6749 §5.1: a bearer ``access_token``, and how long it lives."""
     if answer is None:
@@ -157,12 +167,7 @@ def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         # RFC 8693 §2.2.1: N_A means "not an access token": nothing to send as Bearer.
         raise TokenRequestFailed(f"{url} answered token_type {_excerpt(token_type)!r}, not Bearer")
-    expires_in = answer.get("expires_in")
-    lifetime = (
-        float(expires_in)
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
-        else None
-    )
+    lifetime = _seconds(answer.get("expires_in"))
     issued_type = answer.get("issued_token_type")
     return IssuedToken(
         token,

@@ -8,6 +8,8 @@ from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase
 
 CC = "    auth:\n      client_credentials:\n"  # lines 8-9; keys from line 10
 TX = "    auth:\n      token_exchange:\n"
+#: MINIMAL with an issuer instead of ``auth: none`` (on the same line 4).
+BASE = MINIMAL.replace("auth: none\n", "auth: {issuer: https://as.example}\n")
 
 
 def lines(*keys: str) -> str:
@@ -45,16 +47,12 @@ class ClientCredentialsTests(ConfigTestCase):
         self.assertIsNone(auth.token_exchange)
 
     def test_the_secret_is_not_in_the_repr(self) -> None:
-        text = (
-            MINIMAL + CC + lines("issuer: https://idp.example", "client_id: a", "client_secret: s3")
-        )
+        text = BASE + CC + lines("issuer: https://idp.example", "client_id: a", "client_secret: s3")
         config = parse_config(text, env={})
         self.assertNotIn("s3", repr(config.backends[0].auth))
 
     def test_issuer_instead_of_token_endpoint_and_defaults(self) -> None:
-        text = (
-            MINIMAL + CC + lines("issuer: https://idp.example", "client_id: a", "client_secret: s")
-        )
+        text = BASE + CC + lines("issuer: https://idp.example", "client_id: a", "client_secret: s")
         auth = parse_config(text, env={}).backends[0].auth
         assert auth is not None
         assert auth.client_credentials is not None
@@ -63,7 +61,7 @@ class ClientCredentialsTests(ConfigTestCase):
         self.assertEqual((cc.scope, cc.client_auth, cc.timeout), ((), "client_secret_basic", 10.0))
 
     def test_scope_as_a_list(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
         text += "        scope: [a, b]\n"
         auth = parse_config(text, env={}).backends[0].auth
         assert auth is not None
@@ -71,7 +69,7 @@ class ClientCredentialsTests(ConfigTestCase):
         self.assertEqual(auth.client_credentials.scope, ("a", "b"))
 
     def test_neither_endpoint_nor_issuer(self) -> None:
-        text = MINIMAL + CC + lines("client_id: a", "client_secret: s")
+        text = BASE + CC + lines("client_id: a", "client_secret: s")
         self.assertProblem(text, "backends[0].auth.client_credentials", 10, "token_endpoint")
 
     def test_endpoint_and_issuer_both(self) -> None:
@@ -88,28 +86,28 @@ class ClientCredentialsTests(ConfigTestCase):
         self.assertProblem(text, "backends[0].auth.client_credentials.issuer", 11, "not both")
 
     def test_secret_is_required(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a")
         self.assertProblem(text, "backends[0].auth.client_credentials.client_secret", 10, "missing")
 
     def test_secret_and_its_file_both(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
         text += "        client_secret_file: /x\n"
         self.assertProblem(
             text, "backends[0].auth.client_credentials.client_secret_file", 13, "not both"
         )
 
     def test_unknown_client_auth(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
         text += "        client_auth: private_key_jwt\n"
         self.assertProblem(text, "backends[0].auth.client_credentials.client_auth", 13)
 
     def test_bad_scope(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
         text += "        scope: 'a \"b'\n"
         self.assertProblem(text, "backends[0].auth.client_credentials.scope", 13, "not a scope")
 
     def test_resource_must_be_a_url_without_fragment(self) -> None:
-        text = MINIMAL + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
         text += "        resource: https://crm/mcp#x\n"
         self.assertProblem(text, "backends[0].auth.client_credentials.resource", 13, "fragment")
 
@@ -117,7 +115,7 @@ class ClientCredentialsTests(ConfigTestCase):
 class TokenExchangeTests(ConfigTestCase):
     def test_every_key(self) -> None:
         text = (
-            MINIMAL
+            BASE
             + TX
             + lines(
                 "token_endpoint: https://idp.example/token",
@@ -140,7 +138,7 @@ class TokenExchangeTests(ConfigTestCase):
         self.assertEqual((tx.scope, tx.cache_size), (("read",), 5))
 
     def test_defaults(self) -> None:
-        text = MINIMAL + TX + lines("token_endpoint: https://i.example/t", "client_id: a")
+        text = BASE + TX + lines("token_endpoint: https://i.example/t", "client_id: a")
         text += "        client_secret: s\n"
         auth = parse_config(text, env={}).backends[0].auth
         assert auth is not None
@@ -149,13 +147,11 @@ class TokenExchangeTests(ConfigTestCase):
         self.assertEqual(auth.token_exchange.client_auth, "client_secret_basic")
 
     def test_token_endpoint_is_required(self) -> None:
-        text = MINIMAL + TX + lines("client_id: a", "client_secret: s")
+        text = BASE + TX + lines("client_id: a", "client_secret: s")
         self.assertProblem(text, "backends[0].auth.token_exchange.token_endpoint", 10, "missing")
 
     def test_requested_token_type_must_be_a_uri(self) -> None:
-        text = (
-            MINIMAL + TX + lines("token_endpoint: https://i/t", "client_id: a", "client_secret: s")
-        )
+        text = BASE + TX + lines("token_endpoint: https://i/t", "client_id: a", "client_secret: s")
         text += "        requested_token_type: access token\n"
         self.assertProblem(
             text, "backends[0].auth.token_exchange.requested_token_type", 13, "absolute URI"
@@ -164,7 +160,7 @@ class TokenExchangeTests(ConfigTestCase):
 
 class ModesTests(ConfigTestCase):
     def test_two_modes_are_refused(self) -> None:
-        text = MINIMAL + (
+        text = BASE + (
             "    auth:\n"
             "      client_credentials: {issuer: https://i.ex, client_id: a, client_secret: s}\n"
             "      token_exchange: {token_endpoint: https://i/t, client_id: a, client_secret: s}\n"
@@ -172,15 +168,15 @@ class ModesTests(ConfigTestCase):
         self.assertProblem(text, "backends[0].auth.token_exchange", 10, "not both")
 
     def test_user_oauth_is_not_supported_yet(self) -> None:
-        text = MINIMAL + "    auth:\n      user_oauth: {client_id: a, client_secret_file: x}\n"
+        text = BASE + "    auth:\n      user_oauth: {client_id: a, client_secret_file: x}\n"
         self.assertProblem(text, "backends[0].auth.user_oauth", 9, "not supported yet")
 
     def test_unknown_key(self) -> None:
-        text = MINIMAL + "    auth:\n      client_credential: {}\n"
+        text = BASE + "    auth:\n      client_credential: {}\n"
         self.assertProblem(text, "backends[0].auth.client_credential", 9, "did you mean")
 
     def test_static_authorization_with_a_mode_is_refused(self) -> None:
-        text = MINIMAL + (
+        text = BASE + (
             "    headers: {Authorization: Bearer x}\n"
             "    auth:\n"
             "      client_credentials: {issuer: https://i.ex, client_id: a, client_secret: s}\n"
@@ -188,7 +184,7 @@ class ModesTests(ConfigTestCase):
         self.assertProblem(text, "backends[0].auth", 10, "Authorization")
 
     def test_static_authorization_with_claims_only_is_fine(self) -> None:
-        text = MINIMAL + (
+        text = BASE + (
             "    headers: {Authorization: Bearer x}\n"
             "    auth:\n"
             "      claims_to_headers: {sub: X-Forwarded-User}\n"
@@ -201,7 +197,7 @@ class ModesTests(ConfigTestCase):
 
 class ClaimsToHeadersTests(ConfigTestCase):
     def claims(self, mapping: str) -> str:
-        return MINIMAL + f"    auth:\n      claims_to_headers: {mapping}\n"  # line 9
+        return BASE + f"    auth:\n      claims_to_headers: {mapping}\n"  # line 9
 
     def test_claims_and_dotted_paths(self) -> None:
         text = self.claims("{sub: X-Forwarded-User, org.id: X-Org, email: X-Email}")
@@ -230,7 +226,7 @@ class ClaimsToHeadersTests(ConfigTestCase):
         self.assertProblem(text, "backends[0].auth.claims_to_headers.a..b", 9, "claim")
 
     def test_a_claim_header_cannot_also_be_static(self) -> None:
-        text = MINIMAL + (
+        text = BASE + (
             "    headers: {X-User: fixed}\n    auth:\n      claims_to_headers: {sub: x-user}\n"
         )
         self.assertProblem(text, "backends[0].auth", 10, "static header")
@@ -254,3 +250,19 @@ class ExampleTests(ConfigTestCase):
         assert auth.client_credentials is not None
         self.assertEqual(auth.client_credentials.scope, ("crm.read", "crm.write"))
         self.assertEqual(auth.claims_to_headers["sub"], "X-Forwarded-User")
+
+
+class NoAuthTests(ConfigTestCase):
+    def test_token_exchange_needs_auth(self) -> None:
+        """``auth: none`` has no user token to exchange."""
+        text = (
+            MINIMAL + TX + lines("token_endpoint: https://i/t", "client_id: a", "client_secret: s")
+        )
+        self.assertProblem(text, "backends[0].auth.token_exchange", 10, "needs auth")
+
+    def test_token_exchange_with_auth(self) -> None:
+        text = BASE + TX
+        text += lines("token_endpoint: https://i/t", "client_id: a", "client_secret: s")
+        backend = parse_config(text, env={}).backends[0]
+        assert backend.auth is not None
+        self.assertIsNotNone(backend.auth.token_exchange)

@@ -308,7 +308,7 @@ class ClientCredentialsTests(Case):
         self.failureResultOf(first)
 
     def test_renewed_ahead_of_expiry_without_making_requests_wait(self) -> None:
-        """At 80% of a 100 s lifetime (30 s before expiry would be later)."""
+        """At 80% of a 1000 s lifetime (30 s before expiry would be later)."""
         credentials = self.credentials()
         d = self.ask(credentials)
         self.server.token(self.server.requests[0], "t1", expires_in=1000)
@@ -588,3 +588,28 @@ class BuildTests(Case):
         upstream = Upstream(self.backend(auth), reactor)
         self.assertIsInstance(upstream.credentials, BackendCredentials)
         upstream.connections.close()
+
+
+class MoreTokenTests(Case):
+    def test_expires_in_as_a_string_is_read(self) -> None:
+        credentials = ClientCredentials("crm", cc_config(), self.server, self.clock)
+        self.ask(credentials)
+        body = {"access_token": "t1", "token_type": "Bearer", "expires_in": "100"}
+        self.server.answer(self.server.requests[0], 200, body)
+        self.clock.advance(69)  # 30 s before expiry comes before 80% of 100 s
+        self.got(self.ask(credentials))
+        self.assertEqual(len(self.server.requests), 1)
+
+    def test_a_failed_renewal_is_not_retried_at_once(self) -> None:
+        credentials = ClientCredentials("crm", cc_config(), self.server, self.clock)
+        self.ask(credentials)
+        self.server.token(self.server.requests[0], "t1", expires_in=100)
+        self.clock.advance(80)
+        self.got(self.ask(credentials))
+        self.server.answer(self.server.requests[1], 503, b"")
+        for _ in range(3):
+            self.got(self.ask(credentials))
+        self.assertEqual(len(self.server.requests), 2)
+        self.clock.advance(RETRY_AFTER)
+        self.got(self.ask(credentials))
+        self.assertEqual(len(self.server.requests), 3)
