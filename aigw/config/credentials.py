@@ -15,7 +15,7 @@ import attrs
 
 from aigw.config import fields, values
 from aigw.config import nodes as cp
-from aigw.config.fields import own_reader, read_as, read_either, required, section_of
+from aigw.config.fields import read_as, read_either, required, section_of
 from aigw.config.headers import claims_headers
 
 #: RFC 6749 §2.3.1: how aigw authenticates to a token endpoint.
@@ -33,7 +33,7 @@ _scope = read_as(values.scope_list)
 class ClientCredentialsConfig:
     """The gateway's own token for a backend: the OAuth 2.0 client credentials grant
     (RFC 6749 §4.4) at ``token_endpoint``, or at the one ``issuer``'s metadata names
-    (RFC 8414); exactly one of the two (read.py checks)."""
+    (RFC 8414); exactly one of the two (``_client_credentials`` checks)."""
 
     client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
     client_secret: str = attrs.field(repr=False, metadata=_secret)
@@ -72,28 +72,6 @@ class TokenExchangeConfig:
     cache_size: int = attrs.field(default=10000, metadata=read_as(cp.integer(0)))
 
 
-@attrs.frozen
-class BackendAuthConfig:
-    """How aigw proves its right to call a backend, never with the user's token: at most
-    one of ``client_credentials`` and ``token_exchange`` (read.py checks), plus
-    ``claims_to_headers``: claims of the verified token, as headers."""
-
-    client_credentials: ClientCredentialsConfig | None = attrs.field(
-        default=None, metadata=own_reader()
-    )
-    token_exchange: TokenExchangeConfig | None = attrs.field(
-        default=None, metadata=read_as(section_of(TokenExchangeConfig))
-    )
-    #: Claim (a dotted path into nested objects) -> header name.
-    claims_to_headers: Mapping[str, str] = attrs.field(
-        factory=dict, metadata=read_as(claims_headers)
-    )
-
-
-#: The credential modes of ``backends[].auth``, at most one; ``user_oauth`` is planned.
-_MODES = ("client_credentials", "token_exchange", "user_oauth")
-
-
 def _client_credentials(
     ctx: cp.Context, path: str, node: cp.Node
 ) -> ClientCredentialsConfig | None:
@@ -110,6 +88,28 @@ def _client_credentials(
             "give token_endpoint or issuer, not both",
         )
     return fields.read_fields(section, ClientCredentialsConfig)
+
+
+@attrs.frozen
+class BackendAuthConfig:
+    """How aigw proves its right to call a backend, never with the user's token: at most
+    one of ``client_credentials`` and ``token_exchange`` (``backend_auth`` checks), plus
+    ``claims_to_headers``: claims of the verified token, as headers."""
+
+    client_credentials: ClientCredentialsConfig | None = attrs.field(
+        default=None, metadata=read_as(_client_credentials)
+    )
+    token_exchange: TokenExchangeConfig | None = attrs.field(
+        default=None, metadata=read_as(section_of(TokenExchangeConfig))
+    )
+    #: Claim (a dotted path into nested objects) -> header name.
+    claims_to_headers: Mapping[str, str] = attrs.field(
+        factory=dict, metadata=read_as(claims_headers)
+    )
+
+
+#: The credential modes of ``backends[].auth``, at most one; ``user_oauth`` is planned.
+_MODES = ("client_credentials", "token_exchange", "user_oauth")
 
 
 def backend_auth(ctx: cp.Context, path: str, node: cp.Node) -> BackendAuthConfig | None:
@@ -130,10 +130,4 @@ def backend_auth(ctx: cp.Context, path: str, node: cp.Node) -> BackendAuthConfig
             section.values[given[1]],
             f"give one of {', '.join(_MODES)}, not both {given[0]} and {given[1]}",
         )
-    return fields.read_fields(
-        section,
-        BackendAuthConfig,
-        client_credentials=lambda: fields.read_field(
-            section, BackendAuthConfig, "client_credentials", _client_credentials
-        ),
-    )
+    return fields.read_fields(section, BackendAuthConfig)
