@@ -184,3 +184,17 @@ async def test_a_refused_exchange_is_an_error_naming_the_backend(
     assert error["data"]["reason"] == "credentials"
     assert "invalid_scope" in error["data"]["detail"]
     assert narrow not in json.dumps(answer)
+
+
+async def test_no_token_nor_secret_in_the_log(gateway: Gateway) -> None:
+    """Secrets are never logged: not the user's token, not the tokens aigw was issued,
+    not the client secret (the log is at debug level)."""
+    storage = MemoryTokenStorage()
+    issued = [
+        (await headers_seen(gateway, backend, storage))["authorization"].partition(" ")[2]
+        for backend in ("cc", "tx")
+    ]
+    log = gateway.process.log()
+    assert "whoami-headers" in log or "tools/call" in log  # the calls were logged
+    for secret in (user_token(storage), *issued, "aigw-upstream-secret"):
+        assert secret not in log
