@@ -7,6 +7,29 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 
+class BearerToken:
+    """The user's access token, held for the one thing that needs it: RFC 8693 token
+    exchange, where it is the ``subject_token`` sent to the token endpoint.
+
+    Not a ``str``, so it cannot end up in a header, a log line or a JSON document by
+    accident: ``repr`` and ``str`` hide it, ``json`` refuses it, ``attrs.asdict``
+    keeps it opaque; ``reveal()`` is the one way to the value, easy to find.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "BearerToken(<redacted>)"
+
+    __str__ = __repr__
+
+
 @attrs.frozen
 class Principal:
     """The facts of one verified access token that the gateway decides on.
@@ -14,6 +37,13 @@ class Principal:
     ``claims`` holds every claim (JWT payload or introspection response) so that
     access rules can match on any of them; ``expires_at`` (the ``exp`` claim, in
     epoch seconds) bounds how long a verification result may be cached.
+
+    ``token`` is the verified access token itself, set by the authenticator per
+    request (never by the verifiers, whose caches hold no tokens), for RFC 8693
+    token exchange only.  It is left out of ``repr`` and of equality and hashing (two
+    principals of the same facts are the same user, whichever token proved it), and
+    it is a ``BearerToken``, which never shows its value.  The upstream client sends
+    only what its credentials give (``upstream/credentials.py``), never this.
     """
 
     issuer: str
@@ -23,6 +53,7 @@ class Principal:
     claims: Mapping[str, object]
     token_id: str | None
     expires_at: float | None
+    token: BearerToken | None = attrs.field(default=None, repr=False, eq=False)
 
     def has_scopes(self, needed: Iterable[str]) -> bool:
         """True when every scope of ``needed`` is held."""

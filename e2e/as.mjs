@@ -33,13 +33,24 @@
 //   (default) and dropping it when keep=0. Answers JSON {kid, kids}. Registered
 //   clients, grants and refresh tokens survive (shared in-memory storage).
 //   GET /__test__/keys returns {active, kids}.
+// * Credentials for aigw's backends (tests/e2e/test_upstream_credentials.py): the
+//   confidential client AS_UPSTREAM_CLIENT_ID / AS_UPSTREAM_CLIENT_SECRET (default
+//   aigw-upstream / aigw-upstream-secret, client_secret_basic) may use the
+//   client_credentials grant (RFC 6749 §4.4; a JWT for the `resource` asked for) and
+//   RFC 8693 token exchange: a subject_token that is a valid access token of this
+//   issuer becomes a JWT for the `resource` (else the `audience`) with the same sub
+//   and scope (or the `scope` asked for, which the subject token must hold, else
+//   invalid_scope: how the tests get a refused exchange), and `act: {sub: <client>}`
+//   (RFC 8693 §4.1).
 
-import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import {
+  createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign, verify,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const { values: args } = parseArgs({
   options: {
@@ -93,6 +104,80 @@ await new Promise((resolve, reject) => {
 });
 const ISSUER = `http://127.0.0.1:${server.address().port}`;
 
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+
+function b64url(data) {
+  return Buffer.from(data).toString('base64url');
+}
+
+function signJwt(payload) {
+  const key = keys[0];
+  const header = { alg: 'RS256', typ: 'at+jwt', kid: key.kid };
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+  const signature = sign('RSA-SHA256', Buffer.from(input), createPrivateKey({ key, format: 'jwk' }));
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+// An access token this issuer signed (a JWT for some resource), still valid; else null.
+function verifiedAccessToken(token) {
+  const parts = typeof token === 'string' ? token.split('.') : [];
+  if (parts.length !== 3) return null;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+    const jwk = keys.find((k) => k.kid === header.kid);
+    if (!jwk || header.alg !== 'RS256') return null;
+    const publicKey = createPublicKey({ key: { kty: jwk.kty, n: jwk.n, e: jwk.e }, format: 'jwk' });
+    const good = verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
+    const payload = JSON.parse(Buffer.from(parts[1], 'base64url'));
+    if (!good || payload.iss !== ISSUER || !(payload.exp > Date.now() / 1000)) return null;
+    return payload;
+  } catch {
+    return null;
+  }
+}
+
+// RFC 8693 §2: the user's access token (subject_token) for a token for a backend.
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const requested = params.requested_token_type ?? ACCESS_TOKEN_TYPE;
+  if (![ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE].includes(requested)) {
+    throw new errors.InvalidRequest('unsupported requested_token_type');
+  }
+  const subject = verifiedAccessToken(params.subject_token);
+  if (!subject) throw new errors.InvalidGrant('subject_token is not a valid access token');
+  const held = (subject.scope ?? '').split(' ').filter(Boolean);
+  const asked = (params.scope ?? '').split(' ').filter(Boolean);
+  if (asked.some((s) => !held.includes(s))) {
+    throw new errors.InvalidScope('the subject token does not hold the scope asked for', params.scope);
+  }
+  const audience = params.resource ?? params.audience;
+  if (!audience) throw new errors.InvalidTarget('resource or audience is required');
+  const now = Math.floor(Date.now() / 1000);
+  const payload = {
+    iss: ISSUER,
+    sub: subject.sub,
+    aud: audience,
+    client_id: client.clientId,
+    act: { sub: client.clientId },
+    scope: asked.length ? asked.join(' ') : subject.scope,
+    iat: now,
+    exp: now + ACCESS_TOKEN_TTL,
+    jti: randomUUID(),
+  };
+  ctx.body = {
+    access_token: signJwt(payload),
+    issued_token_type: requested,
+    token_type: 'Bearer',
+    expires_in: ACCESS_TOKEN_TTL,
+    scope: payload.scope,
+  };
+}
+
 function isOpenIdScopeOnly(scope) {
   return OIDC_SCOPES.includes(scope);
 }
@@ -113,6 +198,15 @@ function buildProvider(jwks) {
         client_id: process.env.AS_INTROSPECTION_CLIENT_ID ?? 'aigw-introspector',
         client_secret: process.env.AS_INTROSPECTION_CLIENT_SECRET ?? 'aigw-introspector-secret',
         grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+      {
+        // Confidential client for aigw's own tokens to its backends.
+        client_id: process.env.AS_UPSTREAM_CLIENT_ID ?? 'aigw-upstream',
+        client_secret: process.env.AS_UPSTREAM_CLIENT_SECRET ?? 'aigw-upstream-secret',
+        grant_types: ['client_credentials', TOKEN_EXCHANGE],
         response_types: [],
         redirect_uris: [],
         token_endpoint_auth_method: 'client_secret_basic',
@@ -140,6 +234,7 @@ function buildProvider(jwks) {
       devInteractions: { enabled: false },
       registration: { enabled: true, initialAccessToken: false },
       introspection: { enabled: true },
+      clientCredentials: { enabled: true },
       revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -184,6 +279,9 @@ function buildProvider(jwks) {
       ctx.body = out;
     },
   });
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+    'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope',
+  ]);
   provider.proxy = false;
   provider.use(async (ctx, next) => {
     // RFC 6749 §3.3 default scope: an authorization request for a resource that names

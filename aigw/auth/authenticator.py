@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,7 +25,7 @@ from aigw.auth.metadata import metadata_url
 from aigw.auth.tokens import Verifier
 from aigw.config import Config
 from aigw.events import AuthenticationRefused, GatewayObserver
-from aigw.principal import ANONYMOUS, Principal
+from aigw.principal import ANONYMOUS, BearerToken, Principal
 
 
 class AuthFailure(Exception):
@@ -99,12 +100,15 @@ class Authenticator:
             token = extract_bearer(authorization_headers)
         except TokenRejected as rejected:
             return fail(self._request_refusal(rejected))
-        return self._verifier.verify(token).addCallbacks(self._authorize, self._refuse_token)
+        verified = self._verifier.verify(token)
+        return verified.addCallbacks(self._authorize, self._refuse_token, callbackArgs=(token,))
 
-    def _authorize(self, principal: Principal) -> Principal:
+    def _authorize(self, principal: Principal, token: str) -> Principal:
+        """The principal, holding its token for a token exchange upstream (principal.py
+        says why that is safe), when it has the gateway-wide scopes."""
         if not principal.has_scopes(self._required):
             raise self.insufficient_scope(principal, self._required)
-        return principal
+        return attrs.evolve(principal, token=BearerToken(token))
 
     def _refuse_token(self, failure: Failure) -> Failure:
         if isinstance(failure.value, TokenRejected):

@@ -24,18 +24,11 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from aigw.auth.discovery import (
-    Clock,
-    FetchFailed,
-    HTTPClient,
-    Timer,
-    discover_metadata,
-    fetch,
-    parse_json_object,
-)
 from aigw.auth.errors import TokenRejected
 from aigw.config import AuthConfig
+from aigw.discovery import discover_metadata
 from aigw.events import AuthServerFetched, GatewayObserver
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, Timer, fetch, parse_json_object
 
 #: Which key type (and curve) each asymmetric JWS algorithm needs (RFC 7518 §3,
 #: RFC 8037 §3.1).  Checking it stops a key being used with an algorithm its

@@ -14,16 +14,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from aigw.auth.discovery import (
-    OAUTH_METADATA,
-    OPENID_METADATA,
-    Clock,
-    HTTPClient,
-    Timer,
-    fetch_metadata,
-    metadata_urls,
-)
 from aigw.config import AuthConfig
+from aigw.discovery import OAUTH_METADATA, OPENID_METADATA, fetch_metadata, metadata_urls
+from aigw.httpjson import Clock, HTTPClient, Timer
 
 #: After a failed fetch, try again this soon (or at the refresh interval if sooner).
 RETRY_INTERVAL = 60.0

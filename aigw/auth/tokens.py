@@ -7,12 +7,10 @@ matches, and a failure reason for each refusal.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import re
 import types
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -20,11 +18,18 @@ import jwt
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import Interface, implementer
 
-from aigw.auth.discovery import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
 from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KEY_TYPE_FOR_ALGORITHM, KeySource
 from aigw.config import AuthConfig, IntrospectionConfig
 from aigw.events import AuthServerFetched, GatewayObserver
+from aigw.httpjson import (
+    Clock,
+    FetchFailed,
+    HTTPClient,
+    client_secret_basic,
+    fetch,
+    parse_json_object,
+)
 from aigw.lru import LRU
 from aigw.principal import Principal
 
@@ -271,9 +276,7 @@ class IntrospectionVerifier:
         self._auth = auth
         self._http = http
         self._clock = clock
-        # RFC 6749 §2.3.1: client_secret_basic form-encodes id and secret first.
-        pair = f"{_form(config.client_id)}:{_form(config.client_secret)}".encode()
-        self._authorization = b"Basic " + base64.b64encode(pair)
+        self._authorization = client_secret_basic(config.client_id, config.client_secret)
 
     def verify(self, token: str) -> Deferred[Principal]:
         return Deferred.fromCoroutine(self._verify(token))
@@ -318,10 +321,6 @@ class IntrospectionVerifier:
     def _report(self, succeeded: bool) -> None:
         if self._observer is not None:
             self._observer.auth_server_fetched(AuthServerFetched("introspection", succeeded))
-
-
-def _form(value: str) -> str:
-    return urllib.parse.quote_plus(value, safe="")
 
 
 @implementer(ITokenVerifier)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import treq
-from treq.client import HTTPClient as TreqHTTPClient
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.jwks import KeyStore
@@ -16,23 +13,8 @@ from aigw.auth.relay import AuthorizationServerMetadataRelay
 from aigw.auth.tokens import build_verifier
 from aigw.config import Config
 from aigw.events import GatewayObserver
+from aigw.httpjson import TreqClient
 from aigw.readiness import Readiness
-
-
-class TreqClient:
-    """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``."""
-
-    def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
-        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
-        self._client = TreqHTTPClient(agent)
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._client.request(method, url, **kwargs)
-        return d
-
-    def collect(self, response: Any, collector: Any) -> Deferred[None]:
-        d: Deferred[None] = treq.collect(response, collector)
-        return d
 
 
 def build_authenticator(

@@ -4,7 +4,8 @@
 - ``fields.py``: reads a section into a class by those field declarations;
 - ``read.py``: what needs more (cross-field defaults, unique names), load/parse;
 - ``values.py``: aigw's kinds of values (URLs, scopes, endpoints, session keys);
-- ``headers.py``: a backend's static upstream headers;
+- ``credentials.py``: a backend's ``auth`` (client credentials, token exchange, claims);
+- ``headers.py``: a backend's static upstream headers, and claims as headers;
 - ``nodes.py``: YAML node walking with line numbers, generic converters;
 - ``errors.py``: Problem, ConfigError, EX_CONFIG.
 
@@ -14,6 +15,7 @@ on it, except two pure modules that own a rule it checks: ``upstream/headers.py`
 and ``sealed/sealer.py`` (see ``.importlinter``).
 """
 
+from aigw.config.credentials import BackendAuthConfig, ClientCredentialsConfig, TokenExchangeConfig
 from aigw.config.errors import EX_CONFIG, ConfigError, Problem, format_problems
 from aigw.config.model import (
     AccessConfig,
@@ -38,7 +40,9 @@ __all__ = [
     "AccessRule",
     "AuditConfig",
     "AuthConfig",
+    "BackendAuthConfig",
     "BackendConfig",
+    "ClientCredentialsConfig",
     "Config",
     "ConfigError",
     "IntrospectionConfig",
@@ -48,6 +52,7 @@ __all__ = [
     "ServerConfig",
     "SessionsConfig",
     "StdioConfig",
+    "TokenExchangeConfig",
     "ToolSelector",
     "format_problems",
     "load_config",

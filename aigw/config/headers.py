@@ -1,4 +1,4 @@
-"""A backend's static upstream headers: inline or from a file, never one aigw writes.
+"""A backend's upstream headers (static ones, and claims as headers): never one aigw writes.
 
 What a header may be and which ones aigw writes itself is upstream's to say
 (``aigw.upstream.headers``, a pure module the config may import: ``.importlinter``);
@@ -6,6 +6,8 @@ a static header of one of those names would go upstream twice.
 """
 
 from __future__ import annotations
+
+import re
 
 import yaml
 
@@ -25,6 +27,37 @@ def static_headers(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> 
         return {}
     headers = _headers_from_file(ctx, path, node, ctx.resolve_path(name), data)
     return _valid_headers(ctx, path, node, headers, inline=False)
+
+
+#: The claim paths ``claims_to_headers`` reads: names, dot-separated into nested objects.
+_CLAIM_PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
+
+
+def claims_headers(ctx: cp.Context, path: str, node: cp.Node) -> dict[str, str] | None:
+    """``claims_to_headers``: claim path -> header name, each name a header aigw may send.
+
+    ``Authorization`` is the credential modes' own and can carry no claim; two claims
+    cannot fill one header.  The values are checked per request (``upstream.claims``).
+    """
+    mapping = cp.as_str_map(ctx, path, node)
+    if mapping is None:
+        return None
+    chosen: dict[str, str] = {}
+    taken: set[str] = set()
+    for claim, header in mapping.items():
+        where = (f"{path}.{claim}", cp.value_node(node, claim))
+        if not _CLAIM_PATH.fullmatch(claim):
+            ctx.report(*where, f"{claim!r} is not a claim name or dotted path")
+        elif not reserved.FIELD_NAME.fullmatch(header):
+            ctx.report(*where, f"{header!r} is not a valid header name")
+        elif reserved.is_reserved(header) or header.lower() == "authorization":
+            ctx.report(*where, f"{header} is set by aigw and cannot carry a claim")
+        elif header.lower() in taken:
+            ctx.report(*where, f"{header} already carries another claim")
+        else:
+            taken.add(header.lower())
+            chosen[claim] = header
+    return chosen
 
 
 def _valid_headers(

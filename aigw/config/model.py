@@ -16,6 +16,7 @@ import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
+from aigw.config.credentials import BackendAuthConfig, backend_auth
 from aigw.config.fields import (
     own_reader,
     read_as,
@@ -73,7 +74,17 @@ class ToolSelector:
 
 
 #: The keys only one kind of backend takes; read.py refuses the other kind's.
-HTTP_KEYS = ("url", "headers", "headers_file", "connect_timeout", "max_connections", "ca_file")
+#: Keys of a Streamable HTTP backend only; ``auth`` sets HTTP headers (a stdio child
+#: gets its secrets through ``env``).
+HTTP_KEYS = (
+    "url",
+    "headers",
+    "headers_file",
+    "connect_timeout",
+    "max_connections",
+    "ca_file",
+    "auth",
+)
 STDIO_KEYS = ("command", "args", "env", "cwd", "stdio")
 
 
@@ -117,6 +128,7 @@ class BackendConfig:
     stdio: StdioConfig = attrs.field(
         default=StdioConfig(), metadata=read_as(section_of(StdioConfig))
     )
+    auth: BackendAuthConfig | None = attrs.field(default=None, metadata=read_as(backend_auth))
 
 
 @attrs.frozen

@@ -35,6 +35,26 @@ from aigw.config.model import (
 _backend = fields.section_of(BackendConfig)
 
 
+def _check_backend_auth(
+    ctx: cp.Context, path: str, node: cp.Node, backend: BackendConfig, no_auth: bool
+) -> None:
+    """No header is written both by the backend's ``auth`` and its static ``headers``;
+    a token exchange needs a user token, which ``auth: none`` never has."""
+    auth = backend.auth
+    if auth is None:
+        return
+    if no_auth and auth.token_exchange is not None:
+        exchange = cp.value_node(cp.value_node(node, "auth"), "token_exchange")
+        ctx.report(f"{path}.auth.token_exchange", exchange, "needs auth (a verified user token)")
+    static = {name.lower() for name in backend.headers}
+    where = (f"{path}.auth", cp.value_node(node, "auth"))
+    if (auth.client_credentials or auth.token_exchange) and "authorization" in static:
+        ctx.report(*where, "the static headers hold Authorization, which auth would set too")
+    for header in auth.claims_to_headers.values():
+        if header.lower() in static:
+            ctx.report(*where, f"{header} is a static header and a claim header both")
+
+
 @attrs.frozen
 class ServersFile:
     """An ``mcpServers`` document whose servers are backends too: ``source`` names it in
@@ -76,11 +96,13 @@ def _read_backends(
         root.ctx.report("backends", node, "at least one backend is needed")
     backends: list[BackendConfig] = []
     first: dict[str, tuple[int, str]] = {}
+    no_auth = _is_auth_none(root.values.get("auth"))
     for path, item in listed:
         backend = _backend(root.ctx, path, item)
         if backend is None:
             continue
         _check_kind(root.ctx, path, item)
+        _check_backend_auth(root.ctx, path, item, backend, no_auth)
         if backend.name and backend.name in first:
             root.ctx.report(
                 f"{path}.name",
@@ -179,13 +201,17 @@ def _audiences(section: cp.Section) -> tuple[str, ...]:
     return section.read("audiences", cp.as_str_list, ())
 
 
+def _is_auth_none(node: cp.Node | None) -> bool:
+    return isinstance(node, cp.ScalarNode) and node.tag == cp.STR and node.value == "none"
+
+
 def _read_auth(root: cp.Section, resource_url: str) -> AuthConfig | None:
     """``auth: none`` (development only) or the resource server settings."""
     node = root.values.get("auth")
     if node is None:
         root.ctx.report("auth", root.node, "required key 'auth' is missing (or `auth: none`)")
         return None
-    if isinstance(node, cp.ScalarNode) and node.tag == cp.STR and node.value == "none":
+    if _is_auth_none(node):
         return None
     if not isinstance(node, cp.MappingNode):
         cp.expected(root.ctx, "auth", node, "a mapping, or `none` for no authorization")

@@ -137,6 +137,36 @@ def scope(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
 scopes = cp.list_of(scope)
 
 
+def scope_list(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
+    """Scopes to ask for: a list, or one string of space-separated scopes (RFC 6749 §3.3)."""
+    if not isinstance(node, cp.ScalarNode):
+        return scopes(ctx, path, node)
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is None:
+        return None
+    chosen = tuple(value.split())
+    wrong = [token for token in chosen if not SCOPE_TOKEN.fullmatch(token)]
+    if wrong:
+        ctx.report(path, node, f"{wrong[0]!r} is not a scope (no quotes or backslashes)")
+        return None
+    return chosen
+
+
+#: RFC 8707 §2: the resource a token is asked for, an absolute URI without a fragment.
+resource = url()
+
+#: RFC 3986 §3.1: a scheme, then anything but spaces (a URN such as RFC 8693's token types).
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+")
+
+
+def absolute_uri(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is not None and not _ABSOLUTE_URI.fullmatch(value):
+        ctx.report(path, node, f"{value!r} is not an absolute URI (such as urn:ietf:params:...)")
+        return None
+    return value
+
+
 def backend_name(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     value = cp.as_nonempty_str(ctx, path, node)
     if value is None:

@@ -7,6 +7,14 @@ from typing import Any
 from aigw.protocol import jsonrpc
 from aigw.upstream.api import UpstreamError
 
+#: How a backend failed -> the JSON-RPC error code; every other kind is "unavailable".
+_CODES = {
+    "timeout": jsonrpc.UPSTREAM_TIMEOUT,
+    # No credentials for the backend: the token endpoint refused or is down, a token
+    # exchange was refused, a claim cannot be a header (upstream/credentials.py).
+    "credentials": jsonrpc.UPSTREAM_CREDENTIALS,
+}
+
 
 class GatewayError(Exception):
     """A JSON-RPC error to answer the client's request with."""
@@ -20,7 +28,7 @@ class GatewayError(Exception):
     @classmethod
     def from_upstream(cls, error: UpstreamError) -> GatewayError:
         """A backend's failure as the client sees it: which backend, how, what was seen."""
-        code = jsonrpc.UPSTREAM_TIMEOUT if error.kind == "timeout" else jsonrpc.UPSTREAM_UNAVAILABLE
+        code = _CODES.get(error.kind, jsonrpc.UPSTREAM_UNAVAILABLE)
         return cls(
             code,
             f"backend {error.backend!r} failed: {error.kind}",

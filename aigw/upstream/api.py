@@ -3,10 +3,10 @@
 ``UpstreamTransport`` is what the gateway talks to for one backend: Streamable HTTP
 today (``client.Upstream``), a child process over stdio next.  ``UpstreamCredentials``
 is asked, per request and with the principal the request is made for, which headers
-prove the gateway's (never the user's) right to call the backend: static headers
-today (``credentials.StaticHeaders``), OAuth client credentials and RFC 8693 token
-exchange next.  The user's own token is never among them (MCP Authorization,
-"Access Token Privilege Restriction").
+prove the gateway's (never the user's) right to call the backend: static headers, the
+gateway's own OAuth token (client credentials) or one exchanged for the user's (RFC
+8693), claims as headers (``credentials.build_credentials``).  The user's own token
+is never among them (MCP Authorization, "Access Token Privilege Restriction").
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ them (MCP 2025-11-25 basic/transports, "Sending Messages to the Server").
 What is sent upstream is built here and nowhere else: the client's
 ``Authorization``, ``Cookie`` and hop-by-hop headers are never among them (MCP
 Authorization, "Access Token Privilege Restriction": token passthrough is
-forbidden); only the backend's configured static headers are added.
+forbidden); only what the backend's credentials give is added (``credentials.py``:
+static headers, the gateway's own or an exchanged token, claims of the verified token).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from aigw.upstream.api import (
     UpstreamSessionGone,
 )
 from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
-from aigw.upstream.credentials import StaticHeaders
+from aigw.upstream.credentials import build_credentials
 
 MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
@@ -258,7 +259,7 @@ class Upstream:
             target, config.max_connections, reactor, observer=observer, backend=config.name
         )
         self._slots = DeferredSemaphore(config.max_connections)
-        self.credentials = credentials or StaticHeaders(config.headers)
+        self.credentials = credentials or build_credentials(config, reactor)
 
     def _head(
         self,

@@ -1,11 +1,27 @@
-"""What a request to a backend carries to authenticate the gateway: static headers today."""
+"""What a request to a backend carries to authenticate the gateway, built from its config.
+
+Static ``headers`` (and ``headers_file``), then at most one ``Authorization`` from
+``auth`` (the gateway's own token, RFC 6749 §4.4, or one exchanged for the user's,
+RFC 8693), then ``claims_to_headers``.  Never the user's own token: the client's
+``Authorization`` is not among what the upstream client sends (``client.py``), and
+``Principal.token`` is read by the token exchange alone, to send to the token
+endpoint (MCP Authorization, "Access Token Privilege Restriction").
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from twisted.web.client import HTTPConnectionPool
+
+from aigw.config import BackendConfig
+from aigw.httpjson import HTTPClient, TreqClient
 from aigw.principal import Principal
-from aigw.upstream.api import HeaderFields
+from aigw.upstream.api import HeaderFields, UpstreamCredentials
+from aigw.upstream.claims import ClaimsHeaders
+from aigw.upstream.client_credentials import ClientCredentials
+from aigw.upstream.token_exchange import TokenExchange
 
 
 class StaticHeaders:
@@ -21,3 +37,49 @@ class StaticHeaders:
 
     async def headers(self, principal: Principal | None) -> HeaderFields:
         return self._fields
+
+
+class BackendCredentials:
+    """Static headers, then the token of ``authorization`` if any, then claim headers."""
+
+    def __init__(
+        self,
+        static: StaticHeaders,
+        authorization: UpstreamCredentials | None = None,
+        claims: ClaimsHeaders | None = None,
+    ) -> None:
+        self._static = static
+        self._authorization = authorization
+        self._claims = claims
+
+    async def headers(self, principal: Principal | None) -> HeaderFields:
+        fields = [*await self._static.headers(principal)]
+        if self._authorization is not None:
+            fields.extend(await self._authorization.headers(principal))
+        if self._claims is not None:
+            fields.extend(self._claims.fields(principal))
+        return fields
+
+
+def build_credentials(
+    config: BackendConfig, reactor: Any, http: HTTPClient | None = None
+) -> UpstreamCredentials:
+    """The credentials ``config`` asks for; ``http`` reaches token endpoints (default:
+    treq on ``reactor``, a connection per request: tokens are asked for seldom)."""
+    static = StaticHeaders(config.headers)
+    auth = config.auth
+    if auth is None:
+        return static
+    mode = auth.client_credentials or auth.token_exchange
+    if http is None and mode is not None:
+        timeout = mode.timeout
+        http = TreqClient(reactor, HTTPConnectionPool(reactor, persistent=False), timeout)
+    authorization: UpstreamCredentials | None = None
+    if auth.client_credentials is not None:
+        assert http is not None
+        authorization = ClientCredentials(config.name, auth.client_credentials, http, reactor)
+    elif auth.token_exchange is not None:
+        assert http is not None
+        authorization = TokenExchange(config.name, auth.token_exchange, http, reactor)
+    claims = ClaimsHeaders(config.name, auth.claims_to_headers) if auth.claims_to_headers else None
+    return BackendCredentials(static, authorization, claims)

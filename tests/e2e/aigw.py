@@ -39,17 +39,21 @@ class Gateway:
         return self.process.stop(timeout=15)
 
 
-def backend_yaml(backends: Sequence[tuple[str, str]], extra: str = "") -> str:
+#: A backend: (name, url), or (name, url, YAML lines of its own such as ``auth:``).
+Backend = tuple[str, str] | tuple[str, str, str]
+
+
+def backend_yaml(backends: Sequence[Backend], extra: str = "") -> str:
     lines = ["backends:"]
-    for name, url in backends:
+    for name, url, *own in backends:
         lines += [f"  - name: {name}", f"    url: {url}", "    timeout: 20s"]
-        if extra:
-            lines += ["    " + line for line in extra.splitlines()]
+        for more in (*own, extra):
+            lines += ["    " + line for line in more.splitlines()]
     return "\n".join(lines) + "\n"
 
 
 def start_gateway(
-    backends: Sequence[tuple[str, str]],
+    backends: Sequence[Backend],
     *,
     issuer: str | None = None,
     auth_extra: str = "",

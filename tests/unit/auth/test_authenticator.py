@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
@@ -67,6 +69,18 @@ class AuthenticatorTests(SynchronousTestCase):
         got = self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
         self.assertEqual(got.subject, "user-1")
         self.assertEqual(self.verifier.tokens, [TOKEN])
+
+    def test_the_principal_holds_its_token_for_a_token_exchange_and_never_shows_it(self) -> None:
+        authenticator = self.make(principal("mcp"))
+        got = self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        assert got.token is not None
+        self.assertEqual(got.token.reveal(), TOKEN)
+        self.assertEqual(got, principal("mcp"))  # the same user, whichever token proved it
+        for shown in (repr(got), str(got), repr(got.token), str(got.token), f"{got.token}"):
+            self.assertNotIn(TOKEN, shown)
+        with self.assertRaises(TypeError):
+            json.dumps({"token": got.token})
+        self.assertNotIn(TOKEN, repr(attrs.asdict(got)))
 
     def test_missing(self) -> None:
         """RFC 6750 §3.1, MCP "Protected Resource Metadata Discovery": 401 + challenge."""

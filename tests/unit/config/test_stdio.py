@@ -56,6 +56,11 @@ class StdioKeysTests(ConfigTestCase):
         text = stdio("max_connections: 4")
         self.assertProblem(text, "backends[0].max_connections", 8, "does not go with 'command'")
 
+    def test_upstream_credentials_do_not_go_with_command(self) -> None:
+        """backends[].auth sets HTTP headers; a stdio child gets its secrets through env."""
+        text = stdio("auth: {claims_to_headers: {sub: X-Forwarded-User}}")
+        self.assertProblem(text, "backends[0].auth", 8, "does not go with 'command'")
+
     def test_stdio_keys_do_not_go_with_url(self) -> None:
         text = MINIMAL + "    args: [x]\n"
         self.assertProblem(text, "backends[0].args", 8, "does not go with 'url'")

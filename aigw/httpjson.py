@@ -1,26 +1,27 @@
-"""Bounded, timed HTTP fetches to the authorization server, and its discovery.
+"""Bounded, timed HTTP fetches of JSON documents, for every layer that needs one.
 
-Everything aigw reads from the authorization server goes through
-:func:`fetch`: the body is read incrementally and the transfer aborted past a
-byte bound, and the whole exchange is cancelled after a timeout measured on the
-injected clock.  Metadata discovery (RFC 8414, OIDC Discovery) lives here once,
-shared by the key store and the metadata relay.
+Everything aigw reads from an authorization server (keys, metadata, introspection,
+token endpoints) goes through :func:`fetch`: the body is read incrementally and the
+transfer aborted past a byte bound, and the whole exchange is cancelled after a
+timeout measured on the injected clock.  Shared: imports no layer (``.importlinter``),
+so the resource server (``auth``) and the upstream credentials (``upstream``) fetch
+the same way.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
+import treq
+from treq.client import HTTPClient as TreqHTTPClient
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-
-OAUTH_METADATA = "/.well-known/oauth-authorization-server"
-OPENID_METADATA = "/.well-known/openid-configuration"
-MAX_METADATA_BYTES = 256 * 1024
+from twisted.web.client import Agent, HTTPConnectionPool
 
 
 class Timer(Protocol):
@@ -49,6 +50,33 @@ class HTTPClient(Protocol):
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]: ...
 
     def collect(self, response: Any, collector: Any) -> Deferred[None]: ...
+
+
+class TreqClient:
+    """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``."""
+
+    def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
+        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
+        self._client = TreqHTTPClient(agent)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._client.request(method, url, **kwargs)
+        return d
+
+    def collect(self, response: Any, collector: Any) -> Deferred[None]:
+        d: Deferred[None] = treq.collect(response, collector)
+        return d
+
+
+def client_secret_basic(client_id: str, client_secret: str) -> bytes:
+    """The ``Authorization`` value of HTTP Basic client authentication (RFC 6749 §2.3.1):
+    id and secret each form-encoded (Appendix B) before they are joined and base64ed."""
+    pair = f"{_form(client_id)}:{_form(client_secret)}".encode()
+    return b"Basic " + base64.b64encode(pair)
+
+
+def _form(value: str) -> str:
+    return urllib.parse.quote_plus(value, safe="")
 
 
 class FetchFailed(Exception):
@@ -132,64 +160,6 @@ def fetch(
 
     d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)  # type: ignore[arg-type]
     return d
-
-
-def metadata_urls(issuer: str) -> tuple[str, str]:
-    """The RFC 8414 and OpenID Connect metadata URLs of ``issuer``, in that order.
-
-    RFC 8414 §3.1 inserts the well-known string between host and path
-    (``https://as/t1`` → ``https://as/.well-known/oauth-authorization-server/t1``);
-    OpenID Connect Discovery 1.0 §4 appends it to the issuer
-    (``https://as/t1/.well-known/openid-configuration``).
-    """
-    parts = urllib.parse.urlsplit(issuer)
-    path = parts.path.rstrip("/")
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return origin + OAUTH_METADATA + path, origin + path + OPENID_METADATA
-
-
-async def fetch_metadata(
-    http: HTTPClient, clock: Clock, url: str, issuer: str, time_limit: float
-) -> tuple[bytes, dict[str, Any]]:
-    """An authorization server metadata document, checked to belong to ``issuer``.
-
-    RFC 8414 §3.3 (and OIDC Discovery §4.3): the ``issuer`` in the document
-    MUST be identical to the issuer used to find it, else it MUST NOT be used;
-    this stops a document from one issuer sending us to another's keys.
-    Returns the raw bytes (for relaying) and the parsed object.
-    """
-    got = await fetch(
-        http,
-        clock,
-        "GET",
-        url,
-        timeout=time_limit,
-        max_bytes=MAX_METADATA_BYTES,
-        headers={"Accept": ["application/json"]},
-    )
-    if got.status != 200:
-        raise FetchFailed(f"{url} answered HTTP {got.status}")
-    document = parse_json_object(got.body, url)
-    if document.get("issuer") != issuer:
-        raise FetchFailed(
-            f"{url} names issuer {document.get('issuer')!r}, not the configured {issuer!r}"
-        )
-    return got.body, document
-
-
-async def discover_metadata(
-    http: HTTPClient, clock: Clock, issuer: str, time_limit: float
-) -> dict[str, Any]:
-    """The first usable metadata document of ``issuer`` (RFC 8414, then OIDC)."""
-    problems = []
-    for url in metadata_urls(issuer):
-        try:
-            _, document = await fetch_metadata(http, clock, url, issuer, time_limit)
-        except Exception as error:
-            problems.append(str(error) or type(error).__name__)
-        else:
-            return document
-    raise FetchFailed("; ".join(problems))
 
 
 def parse_json_object(body: bytes, url: str) -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""One request to an OAuth token endpoint, and what its answer means (RFC 6749 §5).
+
+Shared by the gateway's own tokens (client credentials, RFC 6749 §4.4) and tokens
+exchanged for the user's (RFC 8693): the client authenticates (RFC 6749 §2.3.1), the
+answer is bounded and timed (``aigw.httpjson.fetch``), and what comes back is checked
+before it goes on a request head.  Nothing here logs: the form holds the client secret
+or the user's token, the answer the new token; a failure's detail names the endpoint,
+the status and the server's ``error`` code with a short excerpt of its description.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from aigw.discovery import discover_metadata
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, client_secret_basic, fetch
+
+#: The most of a token endpoint's answer aigw reads (a token and a few fields).
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+#: How much of the server's ``error_description`` a failure's detail quotes.
+MAX_DESCRIPTION = 120
+#: RFC 6750 §2.1 b64token: what a bearer token may be, so it cannot break a header.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@attrs.frozen
+class IssuedToken:
+    """A successful answer (RFC 6749 §5.1; RFC 8693 §2.2.1)."""
+
+    access_token: str = attrs.field(repr=False)
+    #: Seconds the token lives (None: the server did not say).
+    expires_in: float | None
+    issued_token_type: str | None = None
+
+
+class TokenRequestFailed(Exception):
+    """No token: ``refused`` when the server said no (RFC 6749 §5.2), else it could not
+    be asked.  ``str()`` is safe to show: no secret, no token, a bounded excerpt."""
+
+    def __init__(self, detail: str, *, refused: bool = False) -> None:
+        super().__init__(detail)
+        self.refused = refused
+
+
+class TokenEndpoint:
+    """Where and how to ask for tokens: the endpoint (given, or named by the ``issuer``'s
+    metadata, RFC 8414 §3) and the client authentication (RFC 6749 §2.3.1)."""
+
+    def __init__(
+        self,
+        http: HTTPClient,
+        clock: Clock,
+        *,
+        client_id: str,
+        client_secret: str,
+        client_auth: Literal["client_secret_basic", "client_secret_post"],
+        timeout: float,
+        url: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        if (url is None) == (issuer is None):
+            raise ValueError("give the token endpoint's url or its issuer")
+        self._http = http
+        self._clock = clock
+        self._url = url
+        self._issuer = issuer
+        self._timeout = timeout
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._client_auth = client_auth
+
+    async def url(self) -> str:
+        """The token endpoint, discovered once from the issuer's metadata if not given."""
+        if self._url is None:
+            assert self._issuer is not None
+            try:
+                document = await discover_metadata(
+                    self._http, self._clock, self._issuer, self._timeout
+                )
+            except FetchFailed as error:
+                raise TokenRequestFailed(f"no token endpoint: {error}") from None
+            found = document.get("token_endpoint")
+            if not isinstance(found, str) or not found.startswith(("https://", "http://")):
+                raise TokenRequestFailed(f"{self._issuer}'s metadata names no token_endpoint")
+            self._url = found
+        return self._url
+
+    async def request(self, form: Mapping[str, str]) -> IssuedToken:
+        """POST ``form`` (plus the client's authentication) and read the token."""
+        url = await self.url()
+        body = dict(form)
+        headers: dict[str, list[bytes]] = {"Accept": [b"application/json"]}
+        if self._client_auth == "client_secret_basic":
+            headers["Authorization"] = [client_secret_basic(self._client_id, self._client_secret)]
+        else:  # client_secret_post, RFC 6749 §2.3.1: in the body
+            body["client_id"] = self._client_id
+            body["client_secret"] = self._client_secret
+        try:
+            got = await fetch(
+                self._http,
+                self._clock,
+                "POST",
+                url,
+                timeout=self._timeout,
+                max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+                data=body,
+                headers=headers,
+            )
+        except FetchFailed as error:
+            raise TokenRequestFailed(str(error)) from None
+        answer = _json_object(got.body)
+        if got.status != 200:
+            raise _refusal(url, got.status, answer)
+        return _issued(url, answer)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _excerpt(value: object) -> str:
+    """A short, printable excerpt of what the server said."""
+    text = value if isinstance(value, str) else ""
+    text = "".join(c if c.isprintable() else " " for c in text[:MAX_DESCRIPTION])
+    return text + ("…" if isinstance(value, str) and len(value) > MAX_DESCRIPTION else "")
+
+
+def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenRequestFailed:
+    """RFC 6749 §5.2: a 400 (or 401) with an ``error`` code is the server's no."""
+    code = answer.get("error") if answer else None
+    if isinstance(code, str) and status in (400, 401, 403):
+        detail = f"{url} refused: {_excerpt(code)}"
+        description = _excerpt(answer.get("error_description") if answer else None)
+        if description:
+            detail += f" ({description})"
+        return TokenRequestFailed(detail, refused=True)
+    return TokenRequestFailed(f"{url} answered HTTP {status}")
+
+
+def _seconds(value: object) -> float | None:
+    """``expires_in`` (RFC 6749 §5.1: a number; some servers send it as a string)."""
+    if isinstance(value, str) and value.isdigit():
+        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
+    """RFC 6749 §5.1: a bearer ``access_token``, and how long it lives."""
+    if answer is None:
+        raise TokenRequestFailed(f"{url} did not answer a JSON object")
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not BEARER_TOKEN.fullmatch(token):
+        raise TokenRequestFailed(f"{url} answered no usable access_token")
+    token_type = answer.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        # RFC 8693 §2.2.1: N_A means "not an access token": nothing to send as Bearer.
+        raise TokenRequestFailed(f"{url} answered token_type {_excerpt(token_type)!r}, not Bearer")
+    lifetime = _seconds(answer.get("expires_in"))
+    issued_type = answer.get("issued_token_type")
+    return IssuedToken(
+        token,
+        lifetime if lifetime is None or lifetime > 0 else 0.0,
+        issued_type if isinstance(issued_type, str) else None,
+    )
