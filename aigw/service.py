@@ -30,17 +30,19 @@ from twisted.web.client import HTTPConnectionPool
 from aigw import __version__
 from aigw.access_log import AccessLogObserver
 from aigw.auth.authenticator import Authenticator
-from aigw.auth.policy import AccessRules
+from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
-from aigw.config import Config
+from aigw.config import BackendConfig, Config
 from aigw.config.holder import ConfigHolder
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
 from aigw.readiness import Readiness
+from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.systemd import Notifier, SystemdService
+from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.client import Upstream
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
@@ -134,6 +136,9 @@ class GatewayService(MultiService):
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
         self.gateway = self._build_gateway()
+        # SIGHUP: the file read again and put in force, whole, or nothing changed.
+        self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
+        self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
         self.site = BoundedSite(
@@ -173,19 +178,21 @@ class GatewayService(MultiService):
             sealer = Sealer.random()
         else:
             sealer = Sealer(sessions.secret, sessions.old_secrets)
-        transports = {
-            b.name: Upstream(b, self.reactor, observer=self.observers) for b in self.config.backends
-        }
+        transports = {b.name: self._transport(b) for b in self.config.backends}
         gateway = Gateway(
             self.config_holder,
             self.reactor,
             sealer,
-            AccessRules(self.config.access),
+            HeldAccessRules(self.config_holder),
             transports,
             self.observers,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
+
+    def _transport(self, backend: BackendConfig) -> UpstreamTransport:
+        """How aigw talks to one backend (at start, and for a reload's new backends)."""
+        return Upstream(backend, self.reactor, observer=self.observers)
 
     def _listeners_ready(self) -> str | None:
         waiting = [listener.description for listener in self.listeners if not listener.listening]
@@ -248,16 +255,16 @@ class GatewayService(MultiService):
         self.reactor.callFromThread(self.reactor.stop)
 
     def _sighup(self, signum: int, frame: object) -> None:
-        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): acknowledged, not acted on yet.
+        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): reload the config file.
 
-        Its default action would end the daemon.  Until live reload exists, a
-        reload is a RELOADING=1 then READY=1 cycle that changes nothing (sd_notify(3)).
+        Its default action would end the daemon.  The reload (``reload.py``) runs
+        on the reactor thread between RELOADING=1 and READY=1 (sd_notify(3)).
         """
         self.reactor.callFromThread(self._reload_requested)
 
     def _reload_requested(self) -> None:
-        self.log.warn("reload requested; live reload is not implemented yet")
         self.systemd.reloading()
+        self.reloader.reload()
         self.systemd.reloaded()
 
     def stopService(self) -> Deferred[None]:

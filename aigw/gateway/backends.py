@@ -71,6 +71,13 @@ class BackendSessions:
         """The backend failed: probe it again at the next open (it may have changed)."""
         self.revisions.pop(name, None)
 
+    def reconfigured(self, replaced: Iterable[str]) -> None:
+        """A reload: replaced backends are probed again, and every backend missing from a
+        session may join it at once (a new one would otherwise wait out a join window)."""
+        for name in replaced:
+            self.revisions.pop(name, None)
+        self._join_after.clear()
+
     async def open(
         self,
         names: Iterable[str],
