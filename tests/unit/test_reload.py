@@ -1,0 +1,185 @@
+"""Live reload (``aigw/reload.py``): the real GatewayService in front of fake upstreams,
+its config file rewritten between requests, on the memory network."""
+
+from __future__ import annotations
+
+import treq
+from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, capturedLogs
+
+from aigw.config.read import load_config
+from aigw.protocol import jsonrpc
+from aigw.reload import restart_keys
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import PUBLIC_URL, Collect, GatewayTestCase
+from tests.unit.memory import run
+
+HEAD = f"""\
+listen: ["tcp:1975:interface=127.0.0.1"]
+public_url: {PUBLIC_URL}
+mcp_path: /mcp
+auth: none
+"""
+
+
+class ReloadTests(GatewayTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.mktemp()
+        self.alpha = FakeUpstream(tools=["echo", "progress"])
+        self.beta = FakeUpstream(tools=["t1", "t2"])
+        self.urls = {
+            "alpha": self.start_upstream(self.alpha),
+            "beta": self.start_upstream(self.beta),
+        }
+
+    def write(self, *names: str, extra: str = "", head: str = HEAD) -> None:
+        """The config file: these backends (by name, in order), then ``extra``."""
+        lines = [head, "backends:"]
+        for name in names:
+            lines += [f"  - name: {name}", f"    url: {self.urls[name]}", "    timeout: 5s"]
+        with open(self.path, "w") as file:
+            file.write("\n".join(lines) + "\n" + extra)
+
+    async def start(self, *names: str, extra: str = "") -> None:
+        self.write(*names, extra=extra)
+        self.serve(load_config(self.path))
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """SIGHUP's work; whether it took, and what was logged at error."""
+        with capturedLogs() as events:
+            self.service._reload_requested()
+        errors = [
+            e["log_format"].format(**e)
+            for e in events
+            if e["log_level"] >= LogLevel.error and "log_failure" not in e
+        ]
+        return self.service.reloader.reloads_failed == 0, errors
+
+    async def tools(self, session: str) -> list[str]:
+        body = await self.call(session, "tools/list", {})
+        return [tool["name"] for tool in body["result"]["tools"]]
+
+    @run
+    async def test_added_backend_appears_and_open_streams_hear_list_changed(self) -> None:
+        await self.start("alpha")
+        session = await self.initialize()
+        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        response = await self.open_stream(session)
+        chunks: list[bytes] = []
+        reader = Collect(chunks)
+        response.deliverBody(reader)
+        await self.network.settle()
+
+        self.write("alpha", "beta")
+        self.assertEqual(self.reload(), (True, []))
+        await self.until(lambda: b"list_changed" in b"".join(chunks))
+        self.assertIn(b'"method":"notifications/tools/list_changed"', b"".join(chunks))
+        # The open session lists the new backend's tools: it joins at once.
+        self.assertEqual(
+            await self.tools(session), ["alpha__echo", "alpha__progress", "beta__t1", "beta__t2"]
+        )
+        body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {}})
+        self.assertNotIn("error", body)
+        self.assertEqual(self.service.reloader.reloads_ok, 1)
+        self.assertEqual(self.service.reloader.last_reload_ok_at, self.reactor.seconds())
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_removed_backend_calls_get_an_error_naming_it(self) -> None:
+        await self.start("alpha", "beta")
+        session = await self.initialize()
+        self.write("alpha")
+        self.assertEqual(self.reload(), (True, []))
+        body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {}})
+        self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
+        self.assertEqual(body["error"]["data"], {"backend": "beta", "reason": "removed"})
+        self.assertIn("'beta' was removed", body["error"]["message"])
+        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        # Its transport closes after the grace (its timeout); the name reaches nothing then.
+        self.assertIn("beta", self.service.gateway.transports)
+        self.reactor.advance(5.0)
+        await self.until(lambda: "beta" not in self.service.gateway.transports)
+
+    @run
+    async def test_invalid_file_changes_nothing_and_logs_each_problem_with_its_line(self) -> None:
+        await self.start("alpha")
+        session = await self.initialize()
+        self.write("alpha", "beta", extra="access:\n  default: maybe\nbogus: 1\n")
+        ok, errors = self.reload()
+        self.assertFalse(ok)
+        self.assertEqual(self.service.reloader.reloads_failed, 1)
+        self.assertTrue(any("line 14: access.default:" in e for e in errors), errors)
+        self.assertTrue(any("line 15: bogus:" in e for e in errors), errors)
+        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(sorted(self.service.gateway.transports), ["alpha"])
+
+    @run
+    async def test_a_restart_only_change_is_refused_whole(self) -> None:
+        await self.start("alpha")
+        session = await self.initialize()
+        self.write("alpha", "beta", head=HEAD + "server:\n  idle_timeout: 5s\n")
+        ok, errors = self.reload()
+        self.assertFalse(ok)
+        self.assertTrue(any("server.idle_timeout change only with a restart" in e for e in errors))
+        # Nothing of it applied: not even the backend it adds.
+        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(sorted(self.service.gateway.transports), ["alpha"])
+
+    @run
+    async def test_access_rules_take_effect_for_the_next_request(self) -> None:
+        await self.start("alpha", "beta")
+        session = await self.initialize()
+        self.write(
+            "alpha", "beta", extra="access:\n  rules:\n    - {effect: deny, backends: [beta]}\n"
+        )
+        self.assertEqual(self.reload(), (True, []))
+        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {}})
+        self.assertEqual(body["error"]["code"], -32602)
+
+    @run
+    async def test_a_request_in_flight_finishes_with_the_config_it_began_with(self) -> None:
+        await self.start("alpha")
+        session = await self.initialize()
+        self.alpha.hold = Deferred()
+        response = await self.stream_call(session, 5, {"name": "alpha__progress"})
+        chunks: list[bytes] = []
+        finished = treq.collect(response, chunks.append)
+        await self.until(lambda: b"notifications/progress" in b"".join(chunks))
+        # alpha removed: the request already routed to it still gets its answer.
+        self.write("beta")
+        self.assertEqual(self.reload(), (True, []))
+        self.alpha.hold.callback(None)
+        await finished
+        self.assertIn(b"finished", b"".join(chunks))
+        body = await self.call(session, "tools/call", {"name": "alpha__echo"}, rid=6)
+        self.assertEqual(body["error"]["data"]["reason"], "removed")
+
+    @run
+    async def test_a_changed_backend_gets_a_new_transport_and_sessions_follow(self) -> None:
+        await self.start("alpha", "beta")
+        session = await self.initialize()
+        old = self.service.gateway.transports["beta"]
+        gamma = FakeUpstream(tools=["g"])
+        self.urls["beta"] = self.start_upstream(gamma)
+        self.write("alpha", "beta")
+        self.assertEqual(self.reload(), (True, []))
+        self.assertIsNot(self.service.gateway.transports["beta"], old)
+        # The old upstream session is unknown there: re-opened transparently.
+        self.assertIn("beta__g", await self.tools(session))
+
+
+class RestartKeysTests(GatewayTestCase):
+    def test_names_the_fields_that_changed_never_their_values(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as file:
+            file.write(HEAD + "backends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n")
+        old = load_config(path)
+        with open(path, "w") as file:
+            file.write(HEAD.replace("/mcp", "/other"))
+            file.write("backends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n")
+            file.write("sessions:\n  max_streams_per_user: 3\n")
+        self.assertEqual(
+            restart_keys(old, load_config(path)), ["mcp_path", "sessions.max_streams_per_user"]
+        )
