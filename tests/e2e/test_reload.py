@@ -1,0 +1,87 @@
+"""Live reload (SIGHUP, ``systemctl reload aigw``) with the official Python SDK client
+connected: a backend added to the file shows up, one removed is named in its callers'
+error, and the connected client hears ``notifications/tools/list_changed`` each time."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+from mcp.shared.exceptions import MCPError
+
+from .aigw import Gateway, backend_yaml, start_gateway
+from .harness.oauth_client import connect_plain
+from .harness.results import text_of
+from .harness.upstreams import Upstream, start_pyserver
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def added() -> Iterator[Upstream]:
+    """A second ``mcp`` SDK server, for the reload to add."""
+    upstream = start_pyserver()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture
+def gateway(pyserver: Upstream) -> Iterator[Gateway]:
+    started = start_gateway([("py", pyserver.url)])
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def reload_with(gateway: Gateway, backends: list[tuple[str, str]]) -> None:
+    """Rewrite the backends of the gateway's file, then SIGHUP (as ``systemctl reload``)."""
+    with open(gateway.config_path) as handle:
+        text = handle.read()
+    head, _, rest = text.partition("backends:\n")
+    tail = rest[rest.index("sessions:") :]
+    with open(gateway.config_path, "w") as handle:
+        handle.write(head + backend_yaml(backends) + tail)
+    gateway.process.popen.send_signal(signal.SIGHUP)
+
+
+async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
+    gateway: Gateway, pyserver: Upstream, added: Upstream
+) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with connect_plain(gateway.url, mode="legacy", message_handler=on_message) as client:
+        before = [tool.name for tool in (await client.list_tools()).tools]
+        assert "py__echo" in before
+        assert not any(name.startswith("added__") for name in before)
+        await anyio.sleep(1)  # the SDK opens its GET stream once initialized
+
+        reload_with(gateway, [("py", pyserver.url), ("added", added.url)])
+        with anyio.fail_after(10):
+            await changed.wait()
+        after = [tool.name for tool in (await client.list_tools()).tools]
+        assert "added__echo" in after
+        assert text_of(await client.call_tool("added__echo", {"text": "hi"})) == "hi"
+
+        changed = anyio.Event()
+        reload_with(gateway, [("py", pyserver.url)])
+        with anyio.fail_after(10):
+            await changed.wait()
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("added__echo", {"text": "hi"})
+        assert caught.value.error.message == "backend 'added' was removed from the configuration"
+        assert caught.value.error.data == {"backend": "added", "reason": "removed"}
+        assert text_of(await client.call_tool("py__echo", {"text": "still"})) == "still"
+    assert "backends added added, removed none" in gateway.process.log()
+    assert "backends added none, removed added" in gateway.process.log()
+    assert gateway.process.alive
