@@ -66,21 +66,19 @@ class Authenticator:
     ) -> Authenticator:
         if config.auth is None or verifier is None:
             return cls(None, observer=observer)
-        # A 401 asks for what the whole gateway needs: the gateway-wide scopes and
-        # every backend's, so one authorization covers every tool the user may
-        # have (the authorization server grants only those); MCP Authorization,
-        # "Scope Selection Strategy".
-        everything = (
-            *config.auth.required_scopes,
-            *(scope for backend in config.backends for scope in backend.required_scopes),
-        )
         return cls(
             verifier,
             metadata_url(config),
             config.auth.required_scopes,
-            challenge_scopes=tuple(dict.fromkeys(everything)),
+            challenge_scopes=_challenge_scopes(config),
             observer=observer,
         )
+
+    def follow(self, old: Config, new: Config) -> None:
+        """A reload (``config/holder.py`` subscriber): challenges name the new backends'
+        scopes.  The verifier stays: a change of ``auth`` needs a restart."""
+        if self._verifier is not None and new.auth is not None:
+            self._challenge = _challenge_scopes(new)
 
     def authenticate(
         self,
@@ -178,3 +176,16 @@ def _principal_hints(principal: Principal) -> dict[str, str]:
     if principal.token_id is not None:
         hints["jti"] = principal.token_id
     return hints
+
+
+def _challenge_scopes(config: Config) -> tuple[str, ...]:
+    """A 401 asks for what the whole gateway needs: the gateway-wide scopes and every
+    backend's, so one authorization covers every tool the user may have (the
+    authorization server grants only those); MCP Authorization, "Scope Selection
+    Strategy"."""
+    assert config.auth is not None
+    everything = (
+        *config.auth.required_scopes,
+        *(scope for backend in config.backends for scope in backend.required_scopes),
+    )
+    return tuple(dict.fromkeys(everything))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.errors import TokenRejected
+from aigw.config import BackendConfig
 from aigw.events import AuthenticationRefused
 from aigw.principal import ANONYMOUS, Principal
 from tests.fakes import RecordingObserver
@@ -134,6 +136,18 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(failure.status, 403)
         self.assertIn('scope="mcp files:write"', failure.www_authenticate)
         self.assertIn("files:write", failure.body["error_description"])
+
+    def test_a_reload_puts_the_new_backends_scopes_in_the_challenge(self) -> None:
+        """A reload (``aigw/reload.py``) that adds a backend with required scopes: a 401
+        asks for them too, with the same verifier."""
+        authenticator = self.make(principal())
+        old = gateway_config(auth_config(required_scopes=("mcp",)))
+        files = BackendConfig(name="more", url="http://more/mcp", required_scopes=("x:y",))
+        authenticator.follow(old, attrs.evolve(old, backends=(*old.backends, files)))
+        failure = self.refuse(authenticator, [])
+        self.assertIn('scope="mcp x:y"', failure.www_authenticate)
+        self.assertEqual(self.refuse(authenticator, [b"Bearer t"]).status, 403)
+        self.assertEqual(self.verifier.tokens, ["t"])
 
     def test_refusals_logged_without_token(self) -> None:
         rejected = TokenRejected(
