@@ -2,8 +2,8 @@
 
 The file the daemon started from is read and validated again.  A file with
 problems, or one that changes what only a restart can change (the listeners,
-the public URL, the session keys, the auth settings, the server and session
-bounds, logging), is refused whole: every problem is logged with its line and
+the public URL, the session keys, the auth settings, the HTTP server's bounds,
+logging), is refused whole: every problem is logged with its line and
 key path, the old config stays, and the failure is counted.  Otherwise, in one
 reactor turn, the added and changed backends get new transports, the gateway
 forgets what it knew of the replaced ones, and the holder swaps the config
@@ -43,6 +43,16 @@ RESTART_ONLY = (
     "allowed_origins",
 )
 
+#: The keys of those sections that a reload does change (the gateway reads them at each
+#: use: ``Gateway._follow_limits``).
+LIVE = (
+    "sessions.ttl",
+    "sessions.pool_size",
+    "sessions.pool_idle_timeout",
+    "sessions.max_streams_per_user",
+    "server.max_streams",
+)
+
 
 def restart_keys(old: Config, new: Config) -> list[str]:
     """The key paths whose change needs a restart (a section's own fields when it has
@@ -57,6 +67,7 @@ def restart_keys(old: Config, new: Config) -> list[str]:
                 f"{name}.{field.name}"
                 for field in attrs.fields(type(before))
                 if getattr(before, field.name) != getattr(after, field.name)
+                and f"{name}.{field.name}" not in LIVE
             ]
         else:
             keys.append(name)

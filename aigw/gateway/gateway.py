@@ -26,6 +26,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from aigw.config import Config
 from aigw.config.holder import ConfigHolder
 from aigw.events import GatewayObserver, Outcome, RequestFinished
 from aigw.gateway.access import AccessPolicy
@@ -95,6 +96,7 @@ class Gateway(Service):
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
         self.feeds = Feeds(transports, reactor)
+        config.subscribe(self._follow_limits)
         self._streams: set[Any] = set()
         self.handlers: dict[str, Handler] = {
             "ping": self._ping,
@@ -146,6 +148,15 @@ class Gateway(Service):
         for stream in streams:
             stream.lists_changed()
         return len(streams)
+
+    def _follow_limits(self, old: Config, new: Config) -> None:
+        """A reload: the bounds read at each use follow it.  Streams open beyond a
+        lowered bound and pooled sessions beyond a smaller pool stay until they end."""
+        self.stream_limits.max_streams = new.server.max_streams
+        self.stream_limits.max_per_user = new.sessions.max_streams_per_user
+        self.sessions.codec.ttl = new.sessions.ttl
+        self.sessions.pool.max_entries = new.sessions.pool_size
+        self.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -11,7 +11,15 @@ from aigw.config.read import load_config
 from aigw.protocol import jsonrpc
 from aigw.reload import restart_keys
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import PUBLIC_URL, Collect, GatewayTestCase
+from tests.unit.gateway.helpers import (
+    PUBLIC_URL,
+    Collect,
+    GatewayTestCase,
+    modern,
+    post_listen,
+    routing,
+    sse_messages,
+)
 from tests.unit.memory import run
 
 HEAD = f"""\
@@ -102,6 +110,35 @@ class ReloadTests(GatewayTestCase):
         await self.until(lambda: "beta" not in self.service.gateway.transports)
 
     @run
+    async def test_2026_07_28_listens_hear_it_and_pooled_sessions_of_a_removed_backend_end(
+        self,
+    ) -> None:
+        await self.start("alpha", "beta")
+        method = "tools/list"
+        _, body = await self.post(modern(method), headers=routing(method))
+        self.assertEqual(len(body["result"]["tools"]), 4)
+        self.assertEqual(len(self.service.gateway.sessions.pool), 2)
+        listen = await post_listen(self.http, self.url, {"toolsListChanged": True}, "L1")
+        chunks: list[bytes] = []
+        done = treq.collect(listen, chunks.append)
+        await self.until(lambda: chunks)
+
+        self.write("alpha")
+        self.assertEqual(self.reload(), (True, []))
+        await self.until(lambda: b"list_changed" in b"".join(chunks))
+        self.assertEqual(len(self.service.gateway.sessions.pool), 1)
+        await self.until(lambda: self.beta.deleted)
+        _, body = await self.post(modern(method), headers=routing(method))
+        self.assertEqual(
+            [t["name"] for t in body["result"]["tools"]], ["alpha__echo", "alpha__progress"]
+        )
+        self.service.gateway.close_streams()
+        await done
+        change = sse_messages(b"".join(chunks))[1]
+        self.assertEqual(change["method"], "notifications/tools/list_changed")
+        self.assertEqual(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
+
+    @run
     async def test_invalid_file_changes_nothing_and_logs_each_problem_with_its_line(self) -> None:
         await self.start("alpha")
         session = await self.initialize()
@@ -125,6 +162,29 @@ class ReloadTests(GatewayTestCase):
         # Nothing of it applied: not even the backend it adds.
         self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
         self.assertEqual(sorted(self.service.gateway.transports), ["alpha"])
+
+    @run
+    async def test_stream_and_session_bounds_follow_a_reload(self) -> None:
+        await self.start("alpha")
+        self.write(
+            "alpha",
+            extra="sessions:\n  ttl: 1h\n  pool_size: 5\n  max_streams_per_user: 1\n"
+            "server:\n  max_streams: 2\n",
+        )
+        self.assertEqual(self.reload(), (True, []))
+        gateway = self.service.gateway
+        self.assertEqual(
+            (gateway.stream_limits.max_streams, gateway.stream_limits.max_per_user), (2, 1)
+        )
+        self.assertEqual((gateway.sessions.codec.ttl, gateway.sessions.pool.max_entries), (3600, 5))
+        session = await self.initialize()
+        first = await self.open_stream(session)
+        reader = Collect([])
+        first.deliverBody(reader)
+        other = await self.initialize()
+        refused = await self.open_stream(other)
+        self.assertEqual(refused.code, 429)
+        reader.transport.stopProducing()  # type: ignore[attr-defined]
 
     @run
     async def test_access_rules_take_effect_for_the_next_request(self) -> None:
@@ -180,6 +240,5 @@ class RestartKeysTests(GatewayTestCase):
             file.write(HEAD.replace("/mcp", "/other"))
             file.write("backends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n")
             file.write("sessions:\n  max_streams_per_user: 3\n")
-        self.assertEqual(
-            restart_keys(old, load_config(path)), ["mcp_path", "sessions.max_streams_per_user"]
-        )
+        # The stream bound is live (``Gateway._follow_limits``), the path is not.
+        self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path"])
