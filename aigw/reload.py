@@ -79,6 +79,29 @@ def _transport_settings(backend: BackendConfig) -> BackendConfig:
     return attrs.evolve(backend, tools=ToolSelector(), required_scopes=())
 
 
+@attrs.frozen
+class BackendChanges:
+    """Backends by name: new, gone, and those whose transport must be built again."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    @classmethod
+    def between(cls, old: Config, new: Config) -> BackendChanges:
+        before = {b.name: _transport_settings(b) for b in old.backends}
+        after = {b.name: _transport_settings(b) for b in new.backends}
+        return cls(
+            added=tuple(name for name in after if name not in before),
+            removed=tuple(name for name in before if name not in after),
+            changed=tuple(name for name in after if name in before and before[name] != after[name]),
+        )
+
+    @property
+    def rebuilt(self) -> tuple[str, ...]:
+        return (*self.added, *self.changed)
+
+
 class Reloader(Service):
     """Reloads the config file on request; counts the outcomes.
 
@@ -113,6 +136,9 @@ class Reloader(Service):
     def reload(self) -> bool:
         """Read the file again and put it in force, whole, or change nothing."""
         old = self._holder.current
+        if not self.running:
+            self.log.warn("reload ignored: the service is not running")
+            return False
         self.log.info("reloading {source}", source=old.source)
         try:
             new = self._load(old.source)
@@ -130,30 +156,29 @@ class Reloader(Service):
                 keys=", ".join(restart),
             )
             return self._done(False, "nothing was applied")
+        changes = BackendChanges.between(old, new)
+        after = {b.name: b for b in new.backends}
         try:
-            self._apply(old, new)
+            fresh = {name: self._transport(after[name]) for name in changes.rebuilt}
         except Exception:
-            self.log.failure("reload refused: building the new backends failed")
+            self.log.failure("reload refused: building the new backends' transports failed")
             return self._done(False, "nothing was applied")
+        self._apply(old, new, fresh, changes)
         return self._done(True, "")
 
-    def _apply(self, old: Config, new: Config) -> None:
-        """Everything in this reactor turn; the new transports are all built first."""
-        before = {b.name: b for b in old.backends}
-        after = {b.name: b for b in new.backends}
-        added = [name for name in after if name not in before]
-        removed = [name for name in before if name not in after]
-        changed = [
-            name
-            for name in after
-            if name in before
-            and _transport_settings(before[name]) != _transport_settings(after[name])
-        ]
-        fresh = {name: self._transport(after[name]) for name in [*added, *changed]}
-        retired = self._gateway.reconfigure(fresh, removed)
+    def _apply(
+        self,
+        old: Config,
+        new: Config,
+        fresh: dict[str, UpstreamTransport],
+        changes: BackendChanges,
+    ) -> None:
+        """Everything in this reactor turn, with every new transport already built."""
+        retired = self._gateway.reconfigure(fresh, changes.removed)
         self._holder.swap(new)
+        grace = {b.name: b.timeout for b in old.backends}
         for name, transport in retired.items():
-            timer = self._clock.callLater(before[name].timeout, self._retire, name, transport)
+            timer = self._clock.callLater(grace[name], self._retire, name, transport)
             self._retiring[timer] = (name, transport)
         streams = 0
         if new.backends != old.backends or new.access != old.access:
@@ -162,9 +187,9 @@ class Reloader(Service):
             "reloaded {source}: backends added {added}, removed {removed}, changed {changed}; "
             "{streams} open stream(s) told their lists changed",
             source=new.source,
-            added=", ".join(added) or "none",
-            removed=", ".join(removed) or "none",
-            changed=", ".join(changed) or "none",
+            added=", ".join(changes.added) or "none",
+            removed=", ".join(changes.removed) or "none",
+            changed=", ".join(changes.changed) or "none",
             streams=streams,
         )
 

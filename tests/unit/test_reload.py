@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, capturedLogs
 
 from aigw.config.read import load_config
+from aigw.gateway.streams import BACKOFF_MAX
 from aigw.protocol import jsonrpc
 from aigw.reload import restart_keys
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -137,6 +138,28 @@ class ReloadTests(GatewayTestCase):
         change = sse_messages(b"".join(chunks))[1]
         self.assertEqual(change["method"], "notifications/tools/list_changed")
         self.assertEqual(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1")
+
+    @run
+    async def test_a_removed_backends_stream_ends_with_its_grace(self) -> None:
+        await self.start("alpha", "beta")
+        self.beta.get_status = 200
+        session = await self.initialize()
+        response = await self.open_stream(session)
+        reader = Collect([])
+        response.deliverBody(reader)
+        await self.until(lambda: self.beta.stream_requests)
+        gateway = self.service.gateway
+        self.assertEqual(len(gateway.feeds), 1)
+        self.write("alpha")
+        with capturedLogs() as events:
+            self.assertTrue(self.service.reloader.reload())
+            self.reactor.advance(5.0)  # the grace: the old connections close
+            await self.until(lambda: self.beta.streams_closed)
+            self.reactor.advance(BACKOFF_MAX)  # the feed looks again and finds no backend
+            await self.until(lambda: len(gateway.feeds) == 0)
+        self.assertNotIn("beta", gateway.transports)
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+        reader.transport.stopProducing()  # type: ignore[attr-defined]
 
     @run
     async def test_invalid_file_changes_nothing_and_logs_each_problem_with_its_line(self) -> None:
