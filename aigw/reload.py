@@ -2,8 +2,8 @@
 
 The file the daemon started from is read and validated again.  A file with
 problems, or one that changes what only a restart can change (the listeners,
-the public URL, the session keys, the auth settings, the HTTP server's bounds,
-logging), is refused whole: every problem is logged with its line and
+the public URL, the session keys, the issuer and how its keys are fetched, the
+HTTP server's bounds, logging), is refused whole: every problem is logged with its line and
 key path, the old config stays, and the failure is counted.  Otherwise, in one
 reactor turn, the added and changed backends get new transports, the gateway
 forgets what it knew of the replaced ones, and the holder swaps the config
@@ -43,9 +43,20 @@ RESTART_ONLY = (
     "allowed_origins",
 )
 
-#: The keys of those sections that a reload does change (the gateway reads them at each
-#: use: ``Gateway._follow_limits``).
+#: The keys of those sections that a reload does change: the gateway reads them at each
+#: use (``Gateway._follow_limits``); the authenticator builds a new verifier over the
+#: same signing keys (``Authenticator.follow``), the metadata document follows.
 LIVE = (
+    "auth.audiences",
+    "auth.scopes_supported",
+    "auth.required_scopes",
+    "auth.leeway",
+    "auth.require_access_token_type",
+    "auth.shared_secret",
+    "auth.token_cache_size",
+    "auth.introspection",
+    "auth.resource_name",
+    "auth.resource_documentation",
     "sessions.ttl",
     "sessions.pool_size",
     "sessions.pool_idle_timeout",

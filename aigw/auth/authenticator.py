@@ -10,7 +10,7 @@ gateway's observer (``AuthenticationRefused``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -22,7 +22,7 @@ from aigw.auth.challenge import ErrorCode, bearer_challenge
 from aigw.auth.errors import TokenRejected
 from aigw.auth.metadata import metadata_url
 from aigw.auth.tokens import Verifier
-from aigw.config import Config
+from aigw.config import AuthConfig, Config
 from aigw.events import AuthenticationRefused, GatewayObserver
 from aigw.principal import ANONYMOUS, Principal
 
@@ -53,8 +53,11 @@ class Authenticator:
         required_scopes: Iterable[str] = (),
         challenge_scopes: Iterable[str] | None = None,
         observer: GatewayObserver | None = None,
+        rebuild: Callable[[AuthConfig], Verifier] | None = None,
     ) -> None:
         self._verifier = verifier
+        #: A verifier for other ``auth`` settings over the same signing keys (a reload).
+        self._rebuild = rebuild
         self._observer = observer
         self._resource_metadata = resource_metadata
         self._required = tuple(required_scopes)
@@ -62,7 +65,11 @@ class Authenticator:
 
     @classmethod
     def from_config(
-        cls, config: Config, verifier: Verifier | None, observer: GatewayObserver | None = None
+        cls,
+        config: Config,
+        verifier: Verifier | None,
+        observer: GatewayObserver | None = None,
+        rebuild: Callable[[AuthConfig], Verifier] | None = None,
     ) -> Authenticator:
         if config.auth is None or verifier is None:
             return cls(None, observer=observer)
@@ -72,13 +79,19 @@ class Authenticator:
             config.auth.required_scopes,
             challenge_scopes=_challenge_scopes(config),
             observer=observer,
+            rebuild=rebuild,
         )
 
     def follow(self, old: Config, new: Config) -> None:
-        """A reload (``config/holder.py`` subscriber): challenges name the new backends'
-        scopes.  The verifier stays: a change of ``auth`` needs a restart."""
-        if self._verifier is not None and new.auth is not None:
-            self._challenge = _challenge_scopes(new)
+        """A reload (``config/holder.py`` subscriber): a new verifier when ``auth``
+        changed (what a reload may change of it: ``aigw/reload.py``), the new scopes
+        in challenges.  Verifications under way finish with the old verifier."""
+        if self._verifier is None or new.auth is None:
+            return
+        if new.auth != old.auth and self._rebuild is not None:
+            self._verifier = self._rebuild(new.auth)
+            self._required = new.auth.required_scopes
+        self._challenge = _challenge_scopes(new)
 
     def authenticate(
         self,

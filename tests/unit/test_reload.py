@@ -7,6 +7,7 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, capturedLogs
 
+from aigw.config import Config
 from aigw.config.read import load_config
 from aigw.gateway.streams import BACKOFF_MAX
 from aigw.protocol import jsonrpc
@@ -265,3 +266,20 @@ class RestartKeysTests(GatewayTestCase):
             file.write("sessions:\n  max_streams_per_user: 3\n")
         # The stream bound is live (``Gateway._follow_limits``), the path is not.
         self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path"])
+
+    def test_auth_settings_over_the_same_keys_are_live_the_issuer_is_not(self) -> None:
+        auth = "auth:\n  issuer: https://as.example\n  leeway: 5s\n"
+        base = HEAD.replace("auth: none\n", "") + "backends:\n  - {name: a, url: 'http://h/mcp'}\n"
+        path = self.mktemp()
+
+        def load(text: str) -> Config:
+            with open(path, "w") as file:
+                file.write(base + text)
+            return load_config(path)
+
+        old = load(auth)
+        live = load(auth + "  required_scopes: [x]\n  audiences: [https://other]\n")
+        self.assertEqual(restart_keys(old, live), [])
+        moved = load(auth.replace("as.example", "as2.example").replace("5s", "9s"))
+        self.assertEqual(restart_keys(old, moved), ["auth.issuer"])
+        self.assertEqual(restart_keys(old, load("auth: none\n")), ["auth"])

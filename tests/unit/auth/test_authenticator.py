@@ -149,6 +149,26 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(self.refuse(authenticator, [b"Bearer t"]).status, 403)
         self.assertEqual(self.verifier.tokens, ["t"])
 
+    def test_a_reload_of_auth_settings_verifies_with_a_new_verifier(self) -> None:
+        """``auth.required_scopes`` (and the other settings a reload may change): the next
+        token goes to a verifier built for them, and the gateway-wide scopes are checked."""
+        old = gateway_config(auth_config(required_scopes=("mcp",)))
+        first, second = FakeVerifier(principal("mcp")), FakeVerifier(principal("mcp"))
+        built: list[Any] = []
+
+        def rebuild(auth: Any) -> FakeVerifier:
+            built.append(auth)
+            return second
+
+        authenticator = Authenticator.from_config(old, first, rebuild=rebuild)
+        new = gateway_config(auth_config(required_scopes=("mcp", "admin")))
+        authenticator.follow(old, new)
+        self.assertEqual(built, [new.auth])
+        failure = self.refuse(authenticator, [b"Bearer t"])
+        self.assertEqual(failure.status, 403)
+        self.assertIn('scope="mcp admin"', failure.www_authenticate)
+        self.assertEqual((first.tokens, second.tokens), ([], ["t"]))
+
     def test_refusals_logged_without_token(self) -> None:
         rejected = TokenRejected(
             "expired", "expired", {"sub": "user-1", "client_id": "c", "jti": "j"}
