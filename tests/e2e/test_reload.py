@@ -1,11 +1,14 @@
 """Live reload (SIGHUP, ``systemctl reload aigw``) with the official Python SDK client
 connected: a backend added to the file shows up, one removed is named in its callers'
-error, and the connected client hears ``notifications/tools/list_changed`` each time."""
+error, and the connected client hears ``notifications/tools/list_changed`` each time.
+Behind the test authorization server, a reload that raises ``auth.required_scopes``
+holds the next request of an existing token to them."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -14,9 +17,11 @@ from mcp import types
 from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, backend_yaml, start_gateway
+from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
+from .test_resource_server import mcp_post, token_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -41,14 +46,37 @@ def gateway(pyserver: Upstream) -> Iterator[Gateway]:
 
 
 def reload_with(gateway: Gateway, backends: list[tuple[str, str]]) -> None:
-    """Rewrite the backends of the gateway's file, then SIGHUP (as ``systemctl reload``)."""
+    """Rewrite the backends of the gateway's file, then reload."""
+
+    def rewrite(text: str) -> str:
+        head, _, rest = text.partition("backends:\n")
+        return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
+
+    edit_and_reload(gateway, rewrite)
+
+
+def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
+    """Rewrite the gateway's file with ``edit``, then SIGHUP (as ``systemctl reload``)."""
     with open(gateway.config_path) as handle:
         text = handle.read()
-    head, _, rest = text.partition("backends:\n")
-    tail = rest[rest.index("sessions:") :]
     with open(gateway.config_path, "w") as handle:
-        handle.write(head + backend_yaml(backends) + tail)
+        handle.write(edit(text))
+    signal_reload(gateway)
+
+
+def signal_reload(gateway: Gateway) -> None:
+    """SIGHUP; returns once aigw logged the reload's outcome."""
+
+    def outcomes() -> int:
+        log = gateway.process.log()
+        return log.count("reloaded ") + log.count("reload failed")
+
+    done = outcomes()
     gateway.process.popen.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while outcomes() == done:
+        assert time.monotonic() < deadline, gateway.process.log_tail()
+        time.sleep(0.05)
 
 
 async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
@@ -85,3 +113,24 @@ async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
     assert "backends added added, removed none" in gateway.process.log()
     assert "backends added none, removed added" in gateway.process.log()
     assert gateway.process.alive
+
+
+async def test_reload_raises_the_scopes_an_existing_token_needs(
+    auth_server: AuthServer, pyserver: Upstream
+) -> None:
+    gateway = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
+    try:
+        token = await token_for(auth_server, "alice", gateway.url, "mcp:tools")
+        assert mcp_post(gateway, token).status_code == 200
+        needed = "  required_scopes: [mcp:tools]\n"
+        edit_and_reload(
+            gateway,
+            lambda text: text.replace(needed, "  required_scopes: [mcp:tools, tools:call]\n"),
+        )
+        assert "reloaded" in gateway.process.log(), gateway.process.log_tail()
+        refused = mcp_post(gateway, token)
+        assert refused.status_code == 403, gateway.process.log_tail()
+        assert 'scope="mcp:tools tools:call"' in refused.headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    finally:
+        gateway.stop()
