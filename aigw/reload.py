@@ -3,15 +3,16 @@
 The file the daemon started from is read and validated again.  A file with
 problems, or one that changes what only a restart can change (the listeners,
 the public URL, the session keys, the issuer and how its keys are fetched, the
-HTTP server's bounds, logging), is refused whole: every problem is logged with its line and
-key path, the old config stays, and the failure is counted.  Otherwise, in one
-reactor turn, the added and changed backends get new transports, the gateway
-forgets what it knew of the replaced ones, and the holder swaps the config
-(the access rules follow it, ``auth/policy.py``): new requests see the new
-config, requests already running finish with the snapshot they began with.
-Replaced and removed transports close once a request begun before the reload
-has had its backend ``timeout`` to finish.  Open client streams are told that
-their lists may have changed.
+HTTP server's bounds, logging), is refused whole: every problem is logged with
+its line and key path, the old config stays, and the failure is counted.
+Otherwise, in one reactor turn, the added and changed backends get new
+transports, the gateway forgets what it knew of the replaced ones, and the
+holder swaps the config; its subscribers follow (the access rules, the stream
+and session bounds, the token verifier and challenges, the metadata document).
+New requests see the new config; requests already running finish with the
+snapshot they began with.  Replaced and removed transports close once a request
+begun before the reload has had its backend ``timeout`` to finish.  Open client
+streams are told that their lists may have changed.
 """
 
 from __future__ import annotations

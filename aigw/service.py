@@ -141,7 +141,7 @@ class GatewayService(MultiService):
         self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
-        # What auth derives from the backends (challenge scopes, metadata) follows a reload.
+        # A reload's auth settings and backend scopes: verifier, challenges, metadata.
         self.config_holder.subscribe(self.authenticator.follow)
         self.config_holder.subscribe(app.follow)
         self.site = BoundedSite(

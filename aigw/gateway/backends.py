@@ -226,10 +226,11 @@ class BackendSessions:
     async def end_upstream(self, backend: BackendSession, principal: Principal) -> None:
         """End one upstream session (DELETE) of ``principal`` that aigw no longer keeps;
         failures logged."""
-        if backend.session_id is None:
-            return
+        transport = self.transports.get(backend.name)
+        if backend.session_id is None or transport is None:
+            return  # sessionless, or its backend is gone (a reload removed it)
         try:
-            await self.transports[backend.name].delete(
+            await transport.delete(
                 backend.session_id, backend.protocol_version, principal=principal
             )
         except UpstreamError as error:
