@@ -33,9 +33,9 @@ from aigw import __version__
 from aigw.access_log import AccessLogObserver
 from aigw.audit import AuditFile, AuditTrail
 from aigw.auth.authenticator import Authenticator
-from aigw.auth.policy import AccessRules
+from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
-from aigw.config import Config
+from aigw.config import BackendConfig, Config
 from aigw.config.holder import ConfigHolder
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
@@ -43,8 +43,10 @@ from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
 from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
+from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.systemd import Notifier, SystemdService
+from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
@@ -139,10 +141,18 @@ class GatewayService(MultiService):
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
         self.gateway = self._build_gateway()
+        # SIGHUP: the file read again and put in force, whole, or nothing changed.
+        self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
+        self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.metrics = self._build_metrics()
+        if self.metrics is not None:
+            self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
+        # A reload's auth settings and backend scopes: verifier, challenges, metadata.
+        self.config_holder.subscribe(self.authenticator.follow)
+        self.config_holder.subscribe(app.follow)
         self.site = BoundedSite(
             app.resource(),
             config.server,
@@ -193,20 +203,22 @@ class GatewayService(MultiService):
             sealer = Sealer.random()
         else:
             sealer = Sealer(sessions.secret, sessions.old_secrets)
-        transports = {
-            b.name: build_transport(b, self.reactor, self.observers) for b in self.config.backends
-        }
+        transports = {b.name: self._transport(b) for b in self.config.backends}
         gateway = Gateway(
             self.config_holder,
             self.reactor,
             sealer,
-            AccessRules(self.config.access),
+            HeldAccessRules(self.config_holder),
             transports,
             self.observers,
             record_arguments=self.config.audit.enabled and self.config.audit.include_arguments,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
+
+    def _transport(self, backend: BackendConfig) -> UpstreamTransport:
+        """How aigw talks to one backend (at start, and for a reload's new backends)."""
+        return build_transport(backend, self.reactor, self.observers)
 
     def _build_metrics(self) -> GatewayMetrics | None:
         """Prometheus metrics (``metrics``): told every event, reading the gauges below
@@ -289,16 +301,16 @@ class GatewayService(MultiService):
         self.reactor.callFromThread(self.reactor.stop)
 
     def _sighup(self, signum: int, frame: object) -> None:
-        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): acknowledged, not acted on yet.
+        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): reload the config file.
 
-        Its default action would end the daemon.  Until live reload exists, a
-        reload is a RELOADING=1 then READY=1 cycle that changes nothing (sd_notify(3)).
+        Its default action would end the daemon.  The reload (``reload.py``) runs
+        on the reactor thread between RELOADING=1 and READY=1 (sd_notify(3)).
         """
         self.reactor.callFromThread(self._reload_requested)
 
     def _reload_requested(self) -> None:
-        self.log.warn("reload requested; live reload is not implemented yet")
         self.systemd.reloading()
+        self.reloader.reload()
         self.systemd.reloaded()
 
     def stopService(self) -> Deferred[None]:

@@ -10,7 +10,7 @@ gateway's observer (``AuthenticationRefused``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -23,7 +23,7 @@ from aigw.auth.challenge import ErrorCode, bearer_challenge
 from aigw.auth.errors import TokenRejected
 from aigw.auth.metadata import metadata_url
 from aigw.auth.tokens import Verifier
-from aigw.config import Config
+from aigw.config import AuthConfig, Config
 from aigw.events import AuthenticationRefused, GatewayObserver
 from aigw.principal import ANONYMOUS, BearerToken, Principal
 
@@ -54,8 +54,11 @@ class Authenticator:
         required_scopes: Iterable[str] = (),
         challenge_scopes: Iterable[str] | None = None,
         observer: GatewayObserver | None = None,
+        rebuild: Callable[[AuthConfig], Verifier] | None = None,
     ) -> None:
         self._verifier = verifier
+        #: A verifier for other ``auth`` settings over the same signing keys (a reload).
+        self._rebuild = rebuild
         self._observer = observer
         self._resource_metadata = resource_metadata
         self._required = tuple(required_scopes)
@@ -63,25 +66,33 @@ class Authenticator:
 
     @classmethod
     def from_config(
-        cls, config: Config, verifier: Verifier | None, observer: GatewayObserver | None = None
+        cls,
+        config: Config,
+        verifier: Verifier | None,
+        observer: GatewayObserver | None = None,
+        rebuild: Callable[[AuthConfig], Verifier] | None = None,
     ) -> Authenticator:
         if config.auth is None or verifier is None:
             return cls(None, observer=observer)
-        # A 401 asks for what the whole gateway needs: the gateway-wide scopes and
-        # every backend's, so one authorization covers every tool the user may
-        # have (the authorization server grants only those); MCP Authorization,
-        # "Scope Selection Strategy".
-        everything = (
-            *config.auth.required_scopes,
-            *(scope for backend in config.backends for scope in backend.required_scopes),
-        )
         return cls(
             verifier,
             metadata_url(config),
             config.auth.required_scopes,
-            challenge_scopes=tuple(dict.fromkeys(everything)),
+            challenge_scopes=_challenge_scopes(config),
             observer=observer,
+            rebuild=rebuild,
         )
+
+    def follow(self, old: Config, new: Config) -> None:
+        """A reload (``config/holder.py`` subscriber): a new verifier when ``auth``
+        changed (what a reload may change of it: ``aigw/reload.py``), the new scopes
+        in challenges.  Verifications under way finish with the old verifier."""
+        if self._verifier is None or new.auth is None:
+            return
+        if new.auth != old.auth and self._rebuild is not None:
+            self._verifier = self._rebuild(new.auth)
+            self._required = new.auth.required_scopes
+        self._challenge = _challenge_scopes(new)
 
     def authenticate(
         self,
@@ -182,3 +193,16 @@ def _principal_hints(principal: Principal) -> dict[str, str]:
     if principal.token_id is not None:
         hints["jti"] = principal.token_id
     return hints
+
+
+def _challenge_scopes(config: Config) -> tuple[str, ...]:
+    """A 401 asks for what the whole gateway needs: the gateway-wide scopes and every
+    backend's, so one authorization covers every tool the user may have (the
+    authorization server grants only those); MCP Authorization, "Scope Selection
+    Strategy"."""
+    assert config.auth is not None
+    everything = (
+        *config.auth.required_scopes,
+        *(scope for backend in config.backends for scope in backend.required_scopes),
+    )
+    return tuple(dict.fromkeys(everything))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from aigw.config import AccessConfig, AccessRule
+from aigw.config import AccessConfig, AccessRule, Config
+from aigw.config.holder import ConfigHolder
 from aigw.gateway.access import Decision
 from aigw.principal import Principal
 
@@ -54,3 +55,19 @@ class AccessRules:
 
     def allows(self, principal: Principal, backend: str, tool: str | None = None) -> bool:
         return self.decide(principal, backend, tool).allowed
+
+
+class HeldAccessRules:
+    """The ``access`` rules of the config in force: a reload swaps them with the config
+    (``config/holder.py``), so the next decision is made by the new rules."""
+
+    def __init__(self, holder: ConfigHolder) -> None:
+        self._rules = AccessRules(holder.current.access)
+        holder.subscribe(self._swapped)
+
+    def _swapped(self, old: Config, new: Config) -> None:
+        if new.access != old.access:
+            self._rules = AccessRules(new.access)
+
+    def decide(self, principal: Principal, backend: str, tool: str | None = None) -> Decision:
+        return self._rules.decide(principal, backend, tool)

@@ -10,8 +10,8 @@ from twisted.web.client import HTTPConnectionPool
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.jwks import KeyStore
 from aigw.auth.relay import AuthorizationServerMetadataRelay
-from aigw.auth.tokens import build_verifier
-from aigw.config import Config
+from aigw.auth.tokens import Verifier, build_verifier
+from aigw.config import AuthConfig, Config
 from aigw.events import GatewayObserver
 from aigw.httpjson import TreqClient
 from aigw.readiness import Readiness
@@ -43,4 +43,9 @@ def build_authenticator(
         relay = AuthorizationServerMetadataRelay(auth, http, reactor)
         services.append(relay)
     verifier = build_verifier(auth, keys, http, reactor, observer)
-    return Authenticator.from_config(config, verifier, observer), services, relay
+
+    def rebuild(changed: AuthConfig) -> Verifier:
+        return build_verifier(changed, keys, http, reactor, observer)
+
+    authenticator = Authenticator.from_config(config, verifier, observer, rebuild)
+    return authenticator, services, relay

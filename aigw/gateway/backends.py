@@ -71,6 +71,13 @@ class BackendSessions:
         """The backend failed: probe it again at the next open (it may have changed)."""
         self.revisions.pop(name, None)
 
+    def reconfigured(self, replaced: Iterable[str]) -> None:
+        """A reload: replaced backends are probed again, and every backend missing from a
+        session may join it at once (a new one would otherwise wait out a join window)."""
+        for name in replaced:
+            self.revisions.pop(name, None)
+        self._join_after.clear()
+
     async def open(
         self,
         names: Iterable[str],
@@ -219,10 +226,11 @@ class BackendSessions:
     async def end_upstream(self, backend: BackendSession, principal: Principal) -> None:
         """End one upstream session (DELETE) of ``principal`` that aigw no longer keeps;
         failures logged."""
-        if backend.session_id is None:
-            return
+        transport = self.transports.get(backend.name)
+        if backend.session_id is None or transport is None:
+            return  # sessionless, or its backend is gone (a reload removed it)
         try:
-            await self.transports[backend.name].delete(
+            await transport.delete(
                 backend.session_id, backend.protocol_version, principal=principal
             )
         except UpstreamError as error:

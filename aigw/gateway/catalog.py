@@ -167,6 +167,8 @@ class Catalog:
         if resolved is None:
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
         backend, name = resolved
+        if backend in session.snapshot.removed:
+            raise GatewayError.removed(backend)
         if backend not in session.snapshot.backends or backend not in session.backends:
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {exposed}")
         return backend, name
@@ -177,6 +179,8 @@ class Catalog:
         if not isinstance(exposed, str):
             raise GatewayError(jsonrpc.INVALID_PARAMS, "uri must be a string")
         resolved = resolve_uri(exposed)
+        if resolved is not None and resolved[0] in session.snapshot.removed:
+            raise GatewayError.removed(resolved[0])
         if resolved is None or resolved[0] not in session.snapshot.backends:
             raise GatewayError(jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed})
         return resolved

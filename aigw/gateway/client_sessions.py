@@ -107,7 +107,8 @@ class ClientSessions:
         """Open a sealed session id for this principal (raises SessionNotFound)."""
         state = self.codec.open(session_id, principal.issuer, principal.subject)
         binding = hashlib.sha256(session_id.encode()).hexdigest()[:32]
-        backends = {b.name: b for b in state.backends}
+        # A backend a reload removed is no longer part of any session.
+        backends = {b.name: b for b in state.backends if b.name in snapshot.backends}
         for name in snapshot.order:
             repaired = self.backends.repaired(binding, name)
             if repaired is not None:

@@ -35,6 +35,15 @@ class GatewayError(Exception):
             {"backend": error.backend, "reason": error.kind, "detail": error.detail},
         )
 
+    @classmethod
+    def removed(cls, backend: str) -> GatewayError:
+        """A call to a backend a reload took out of the config (``aigw/reload.py``)."""
+        return cls(
+            jsonrpc.UPSTREAM_UNAVAILABLE,
+            f"backend {backend!r} was removed from the configuration",
+            {"backend": backend, "reason": "removed"},
+        )
+
     def to_error(self) -> dict[str, Any]:
         return jsonrpc.error_object(self.code, self.message, self.data)
 

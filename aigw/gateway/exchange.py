@@ -85,6 +85,14 @@ class Exchange:
         self.param_headers = param_headers
         self._ids = ids
 
+    def transport(self, backend: str) -> UpstreamTransport:
+        """The backend's transport; a request that began before a reload removed the
+        backend, and outlived its grace (``aigw/reload.py``), finds none."""
+        transport = self.transports.get(backend)
+        if transport is None:
+            raise UpstreamError(backend, "unavailable", "removed from the configuration")
+        return transport
+
     def next_id(self) -> int:
         """A fresh upstream request id (aigw's own: clients' ids never go upstream)."""
         return next(self._ids)
@@ -113,7 +121,7 @@ class Exchange:
                 headers.update(self.param_headers.mirrored(backend, params))
         body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
         posting = ensureDeferred(
-            self.transports[backend].post(
+            self.transport(backend).post(
                 body,
                 collector.sink,
                 upstream_session.session_id,
@@ -180,7 +188,7 @@ class Exchange:
             return
         body = jsonrpc.dumps(jsonrpc.notification(method, params))
         try:
-            await self.transports[backend].post(
+            await self.transport(backend).post(
                 body,
                 ignore,
                 upstream_session.session_id,
@@ -201,7 +209,7 @@ class Exchange:
         if upstream_session is None:
             return
         try:
-            await self.transports[backend].post(
+            await self.transport(backend).post(
                 jsonrpc.dumps(payload),
                 ignore,
                 upstream_session.session_id,

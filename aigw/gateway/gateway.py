@@ -19,13 +19,14 @@ the entry points the web layer uses; each job lives in its own module:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from aigw.config import Config
 from aigw.config.holder import ConfigHolder
 from aigw.events import GatewayObserver, Outcome, RequestFinished
 from aigw.gateway.access import AccessPolicy
@@ -80,7 +81,10 @@ class Gateway(Service):
         initial = config.current
         self.clock = reactor
         self.observer = observer
-        self.transports = transports
+        # One mapping, shared with every part that talks upstream: a reload changes it
+        # in place (``reconfigure``).
+        self.transports: dict[str, UpstreamTransport] = dict(transports)
+        transports = self.transports
         self.snapshots = Snapshots(config)
         ids = itertools.count(1)
         self._request_ids = itertools.count(1)
@@ -99,6 +103,7 @@ class Gateway(Service):
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
         self.feeds = Feeds(transports, reactor)
+        config.subscribe(self._follow_limits)
         self._streams: set[Any] = set()
         self.handlers: dict[str, Handler] = {
             "ping": self._ping,
@@ -120,6 +125,45 @@ class Gateway(Service):
         """End every open client stream (shutdown: they would otherwise never finish)."""
         for stream in list(self._streams):
             stream.close()
+
+    def reconfigure(
+        self, fresh: Mapping[str, UpstreamTransport], removed: Collection[str]
+    ) -> dict[str, UpstreamTransport]:
+        """A reload's backends (``aigw/reload.py``), before its config is swapped in, in
+        the same reactor turn: ``fresh`` transports for added and changed backends.
+
+        The transports replaced or removed are returned, for the caller to close
+        once their in-flight requests are done; a removed one stays reachable by
+        name until then (``retire``), for requests that began before the reload.
+        """
+        replaced = [name for name in fresh if name in self.transports]
+        retired = {name: self.transports[name] for name in [*replaced, *removed]}
+        # Pooled sessions end through the transports that opened them: before the swap.
+        self.sessions.pool.forget(retired)
+        self.backends.reconfigured(retired)
+        self.transports.update(fresh)
+        return retired
+
+    def retire(self, name: str, transport: UpstreamTransport) -> None:
+        """A removed backend's grace is over: its name reaches no transport any more."""
+        if self.transports.get(name) is transport:
+            del self.transports[name]
+
+    def announce_lists_changed(self) -> int:
+        """Tell every open client stream its lists may have changed; how many streams."""
+        streams = [s for s in self._streams if isinstance(s, SessionStream) and not s.closed]
+        for stream in streams:
+            stream.lists_changed()
+        return len(streams)
+
+    def _follow_limits(self, old: Config, new: Config) -> None:
+        """A reload: the bounds read at each use follow it.  Streams open beyond a
+        lowered bound and pooled sessions beyond a smaller pool stay until they end."""
+        self.stream_limits.max_streams = new.server.max_streams
+        self.stream_limits.max_per_user = new.sessions.max_streams_per_user
+        self.sessions.codec.ttl = new.sessions.ttl
+        self.sessions.pool.max_entries = new.sessions.pool_size
+        self.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -17,7 +17,7 @@ remembers what they return.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 import attrs
@@ -139,6 +139,13 @@ class UpstreamSessionPool:
         while len(self._entries) > self.max_entries:
             _, evicted = self._entries.popitem(last=False)
             self._end(evicted)
+
+    def forget(self, backends: Collection[str]) -> None:
+        """A reload removed or replaced these backends: end their pooled sessions (through
+        the transports still in place), and let every backend be tried again at once."""
+        for key in [key for key in self._entries if key[2] in backends]:
+            self._end(self._entries.pop(key))
+        self._failed.clear()
 
     def _expire(self, now: float) -> None:
         """Entries are in order of last use, so the idle ones are at the front."""

@@ -29,15 +29,19 @@ class Snapshot:
     filters: Mapping[str, ToolFilter]
     #: Each backend's index in ``backends``, to name the config key of a rule.
     indexes: Mapping[str, int]
+    #: Backends an earlier config had and a reload removed: named in their callers' errors.
+    removed: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, config: Config) -> Snapshot:
+    def of(cls, config: Config, removed: frozenset[str] = frozenset()) -> Snapshot:
+        names = {b.name for b in config.backends}
         return cls(
             config=config,
             backends={b.name: b for b in config.backends},
             order=tuple(b.name for b in config.backends),
             filters={b.name: ToolFilter(b.tools) for b in config.backends},
             indexes={b.name: index for index, b in enumerate(config.backends)},
+            removed=removed - names,
         )
 
     def unmet_scopes(self, principal: Principal, backend: str) -> tuple[str, ...]:
@@ -62,5 +66,6 @@ class Snapshots:
     def current(self) -> Snapshot:
         config = self._holder.current
         if config is not self._last.config:
-            self._last = Snapshot.of(config)
+            last = self._last
+            self._last = Snapshot.of(config, last.removed | last.backends.keys())
         return self._last

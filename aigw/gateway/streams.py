@@ -25,6 +25,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from aigw.gateway.capabilities import union_capabilities
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 MAX_EVENT_ID_BYTES = 4096
+#: The lists a reload may change, each with its ``notifications/<kind>/list_changed``.
+LIST_KINDS = ("tools", "prompts", "resources")
 
 
 _listen_ids = itertools.count(1)
@@ -147,9 +150,13 @@ class UpstreamFeed:
     async def _follow(self) -> None:
         """Keep the backend's stream open while anyone listens."""
         delay = BACKOFF_FIRST
-        upstream = self.feeds.transports[self.name]
         backend = self.backend
         while not self.closed:
+            # Looked up each time: a reload may have replaced the backend's transport
+            # (the stream follows the new one) or removed the backend (the feed ends).
+            upstream = self.feeds.transports.get(self.name)
+            if upstream is None:
+                return
             try:
                 if is_modern(backend.protocol_version):
                     reply = await upstream.listen(
@@ -300,6 +307,16 @@ class SessionStream:
             feed.remove(self)
         if self.on_close is not None:
             self.on_close()
+
+    def lists_changed(self) -> None:
+        """A reload may have changed what this client sees: ``list_changed`` for each
+        list its session offers (basic/utilities: the client lists again)."""
+        if self.closed:
+            return
+        offered = union_capabilities(self.session.backends.values())
+        for kind in LIST_KINDS:
+            if kind in offered:
+                self._emit(jsonrpc.notification(f"notifications/{kind}/list_changed"))
 
     def receive(self, name: str, message: Any, event_id: str | None) -> None:
         """A message of one backend's feed."""

@@ -112,6 +112,12 @@ class GatewayApp:
         self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
         self.app.handle_errors(Exception)(self.internal_error)
 
+    def follow(self, old: Config, new: Config) -> None:
+        """A reload (``config/holder.py`` subscriber): the metadata's ``scopes_supported``
+        may come from the backends' scopes; the routes stay (they need a restart)."""
+        if new.auth is not None and self.config.auth is not None:
+            self._prm = jsonrpc.dumps(protected_resource_metadata(new))
+
     def _route_as_metadata(self) -> None:
         """RFC 8414 §3.1 (path-inserted) and OIDC Discovery §4 (appended) locations."""
         path = self.config.mcp_path

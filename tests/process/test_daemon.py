@@ -37,10 +37,10 @@ listen: ["tcp:{port}:interface=127.0.0.1"]
 public_url: http://127.0.0.1:{port}
 mcp_path: /mcp
 auth: none
+metrics: {metrics}
 backends:
   - name: nowhere
     url: http://127.0.0.1:9/mcp
-metrics: {metrics}
 {extra}"""
         )
     return path
@@ -136,6 +136,50 @@ class DaemonTests(TestCase):
         self.assertEqual(code, 0, output)
         self.assertIn("GET /healthz 200", output)
         self.assertNotIn("Traceback", output)
+
+    def test_sighup_reloads_the_rewritten_file_while_serving(self) -> None:
+        """``systemctl reload aigw``: a backend added to the file is in force, /readyz
+        stays 200 throughout, and a broken file afterwards changes nothing."""
+        port = free_port()
+        config = write_config(self.directory, port)
+        out = open(os.path.join(self.directory, "out.log"), "wb")  # noqa: SIM115
+        self.addCleanup(out.close)
+        process = subprocess.Popen(
+            [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", config],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+        )
+
+        def log() -> str:
+            with open(os.path.join(self.directory, "out.log")) as handle:
+                return handle.read()
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+                return bool(json.loads(reply.read())["ready"])
+
+        def after_sighup(text: str) -> None:
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while text not in log():
+                self.assertLess(time.monotonic(), deadline, f"never logged {text!r}: {log()}")
+                self.assertTrue(ready())
+                time.sleep(0.05)
+
+        try:
+            wait_for_health(port, process)
+            write_config(self.directory, port, "  - name: added\n    url: http://127.0.0.1:9/x\n")
+            after_sighup("backends added added, removed none, changed none")
+            self.assertTrue(ready())
+            write_config(self.directory, port, "  - name: broken\n    url: nope\n")
+            after_sighup("reload failed: the file has problems; the running config stays")
+            self.assertTrue(ready())
+        finally:
+            code = stop(process)
+        self.assertEqual(code, 0, log())
+        self.assertIn("line 10: backends[1].url", log())
+        self.assertNotIn("Traceback", log())
 
     def test_aigw_run_logs_journal_priorities_under_systemd(self) -> None:
         port = free_port()

@@ -98,5 +98,5 @@ class NotifyTests(TestCase):
         self.assertEqual(self.messages[0], {"STATUS": "starting"})
         with open(os.path.join(self.directory, "out.log")) as log:
             output = log.read()
-        self.assertIn("reload requested; live reload is not implemented yet", output)
+        self.assertIn("backends added none, removed none, changed none", output)
         self.assertNotIn("Traceback", output)

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.authenticator import Authenticator, AuthFailure
 from aigw.auth.errors import TokenRejected
+from aigw.config import BackendConfig
 from aigw.events import AuthenticationRefused
 from aigw.principal import ANONYMOUS, Principal
 from tests.fakes import RecordingObserver
@@ -148,6 +149,38 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(failure.status, 403)
         self.assertIn('scope="mcp files:write"', failure.www_authenticate)
         self.assertIn("files:write", failure.body["error_description"])
+
+    def test_a_reload_puts_the_new_backends_scopes_in_the_challenge(self) -> None:
+        """A reload (``aigw/reload.py``) that adds a backend with required scopes: a 401
+        asks for them too, with the same verifier."""
+        authenticator = self.make(principal())
+        old = gateway_config(auth_config(required_scopes=("mcp",)))
+        files = BackendConfig(name="more", url="http://more/mcp", required_scopes=("x:y",))
+        authenticator.follow(old, attrs.evolve(old, backends=(*old.backends, files)))
+        failure = self.refuse(authenticator, [])
+        self.assertIn('scope="mcp x:y"', failure.www_authenticate)
+        self.assertEqual(self.refuse(authenticator, [b"Bearer t"]).status, 403)
+        self.assertEqual(self.verifier.tokens, ["t"])
+
+    def test_a_reload_of_auth_settings_verifies_with_a_new_verifier(self) -> None:
+        """``auth.required_scopes`` (and the other settings a reload may change): the next
+        token goes to a verifier built for them, and the gateway-wide scopes are checked."""
+        old = gateway_config(auth_config(required_scopes=("mcp",)))
+        first, second = FakeVerifier(principal("mcp")), FakeVerifier(principal("mcp"))
+        built: list[Any] = []
+
+        def rebuild(auth: Any) -> FakeVerifier:
+            built.append(auth)
+            return second
+
+        authenticator = Authenticator.from_config(old, first, rebuild=rebuild)
+        new = gateway_config(auth_config(required_scopes=("mcp", "admin")))
+        authenticator.follow(old, new)
+        self.assertEqual(built, [new.auth])
+        failure = self.refuse(authenticator, [b"Bearer t"])
+        self.assertEqual(failure.status, 403)
+        self.assertIn('scope="mcp admin"', failure.www_authenticate)
+        self.assertEqual((first.tokens, second.tokens), ([], ["t"]))
 
     def test_refusals_logged_without_token(self) -> None:
         rejected = TokenRejected(

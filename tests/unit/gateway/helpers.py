@@ -151,6 +151,10 @@ class GatewayTestCase(SynchronousTestCase):
             backends=backends,
             **{"auth": None, **overrides},
         )
+        self.serve(config)
+
+    def serve(self, config: Config) -> None:
+        """The gateway of ``config``, started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
         self.service = GatewayService(config, self.reactor, log_to_stderr=False)

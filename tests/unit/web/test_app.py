@@ -63,6 +63,17 @@ class MetadataTests(SynchronousTestCase):
             self.assertEqual(document["scopes_supported"], ["mcp:tools"])
             self.assertEqual(document["resource_name"], "Demo")
 
+    def test_a_reload_updates_the_scopes_derived_from_the_backends(self) -> None:
+        """Without ``scopes_supported``, the document lists the scopes requests need,
+        the backends' among them: a reload that changes those changes the document."""
+        config = make_config(required_scopes=("mcp",))
+        app = GatewayApp(config, Readiness(), Authenticator(None), None, None)
+        stub = StubTreq(app.resource())
+        scoped = attrs.evolve(config.backends[0], required_scopes=("files:read",))
+        app.follow(config, attrs.evolve(config, backends=(scoped,)))
+        _, body = self.get(stub, "/.well-known/oauth-protected-resource/mcp")
+        self.assertEqual(json.loads(body)["scopes_supported"], ["mcp", "files:read"])
+
     def test_metadata_is_cacheable_and_readable_by_browsers(self) -> None:
         stub = client(make_config())
         response, _ = self.get(stub, "/.well-known/oauth-protected-resource/mcp")

@@ -1,0 +1,136 @@
+"""Live reload (SIGHUP, ``systemctl reload aigw``) with the official Python SDK client
+connected: a backend added to the file shows up, one removed is named in its callers'
+error, and the connected client hears ``notifications/tools/list_changed`` each time.
+Behind the test authorization server, a reload that raises ``auth.required_scopes``
+holds the next request of an existing token to them."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+from mcp.shared.exceptions import MCPError
+
+from .aigw import Gateway, backend_yaml, start_gateway
+from .harness.authserver import AuthServer
+from .harness.oauth_client import connect_plain
+from .harness.results import text_of
+from .harness.upstreams import Upstream, start_pyserver
+from .test_resource_server import mcp_post, token_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def added() -> Iterator[Upstream]:
+    """A second ``mcp`` SDK server, for the reload to add."""
+    upstream = start_pyserver()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture
+def gateway(pyserver: Upstream) -> Iterator[Gateway]:
+    started = start_gateway([("py", pyserver.url)])
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def reload_with(gateway: Gateway, backends: list[tuple[str, str]]) -> None:
+    """Rewrite the backends of the gateway's file, then reload."""
+
+    def rewrite(text: str) -> str:
+        head, _, rest = text.partition("backends:\n")
+        return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
+
+    edit_and_reload(gateway, rewrite)
+
+
+def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
+    """Rewrite the gateway's file with ``edit``, then SIGHUP (as ``systemctl reload``)."""
+    with open(gateway.config_path) as handle:
+        text = handle.read()
+    with open(gateway.config_path, "w") as handle:
+        handle.write(edit(text))
+    signal_reload(gateway)
+
+
+def signal_reload(gateway: Gateway) -> None:
+    """SIGHUP; returns once aigw logged the reload's outcome."""
+
+    def outcomes() -> int:
+        log = gateway.process.log()
+        return log.count("reloaded ") + log.count("reload failed")
+
+    done = outcomes()
+    gateway.process.popen.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while outcomes() == done:
+        assert time.monotonic() < deadline, gateway.process.log_tail()
+        time.sleep(0.05)
+
+
+async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
+    gateway: Gateway, pyserver: Upstream, added: Upstream
+) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with connect_plain(gateway.url, mode="legacy", message_handler=on_message) as client:
+        before = [tool.name for tool in (await client.list_tools()).tools]
+        assert "py__echo" in before
+        assert not any(name.startswith("added__") for name in before)
+        await anyio.sleep(1)  # the SDK opens its GET stream once initialized
+
+        reload_with(gateway, [("py", pyserver.url), ("added", added.url)])
+        with anyio.fail_after(10):
+            await changed.wait()
+        after = [tool.name for tool in (await client.list_tools()).tools]
+        assert "added__echo" in after
+        assert text_of(await client.call_tool("added__echo", {"text": "hi"})) == "hi"
+
+        changed = anyio.Event()
+        reload_with(gateway, [("py", pyserver.url)])
+        with anyio.fail_after(10):
+            await changed.wait()
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("added__echo", {"text": "hi"})
+        assert caught.value.error.message == "backend 'added' was removed from the configuration"
+        assert caught.value.error.data == {"backend": "added", "reason": "removed"}
+        assert text_of(await client.call_tool("py__echo", {"text": "still"})) == "still"
+    assert "backends added added, removed none" in gateway.process.log()
+    assert "backends added none, removed added" in gateway.process.log()
+    assert gateway.process.alive
+
+
+async def test_reload_raises_the_scopes_an_existing_token_needs(
+    auth_server: AuthServer, pyserver: Upstream
+) -> None:
+    gateway = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
+    try:
+        token = await token_for(auth_server, "alice", gateway.url, "mcp:tools")
+        assert mcp_post(gateway, token).status_code == 200
+        needed = "  required_scopes: [mcp:tools]\n"
+        edit_and_reload(
+            gateway,
+            lambda text: text.replace(needed, "  required_scopes: [mcp:tools, tools:call]\n"),
+        )
+        assert "reloaded" in gateway.process.log(), gateway.process.log_tail()
+        refused = mcp_post(gateway, token)
+        assert refused.status_code == 403, gateway.process.log_tail()
+        assert 'scope="mcp:tools tools:call"' in refused.headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    finally:
+        gateway.stop()
