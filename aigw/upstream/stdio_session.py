@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from aigw.config import BackendConfig
 from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.protocol import jsonrpc
 from aigw.upstream.api import BodyReader, MessageSink, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.stdio_process import ChildProcess
 
@@ -207,13 +208,26 @@ class StdioSession:
             self.end_call(call)
             return
         if message["method"] == "notifications/progress":
+            # Clients choose their progress tokens, so two users' calls to a shared
+            # process may carry the same one: progress goes to a call only when exactly
+            # one call has the token, never to a guess.
             token = _field(message, "params", "progressToken")
-            if token is not None:
-                call = next((c for c in self.calls.values() if c.progress_token == token), None)
-        elif "id" in message and len(self.calls) == 1:
+            owners = [
+                c for c in self.calls.values() if token is not None and c.progress_token == token
+            ]
+            if len(owners) == 1:
+                owners[0].deliver(message)
+            return
+        if "id" in message and len(self.calls) == 1:
             call = next(iter(self.calls.values()))
         if call is not None:
             call.deliver(message)
+            return
+        if "id" in message and self.config.stdio.scope == "shared":
+            # A server request (sampling, elicitation, roots) that belongs to no single
+            # call: in a process shared by every user, any open stream may be another
+            # user's, so it is refused to the child rather than sent to a guess.
+            self._refuse(message)
             return
         targets = self.streams[:1] if "id" in message else list(self.streams)
         for stream in targets:
@@ -224,6 +238,21 @@ class StdioSession:
                 backend=self.name,
                 method=message.get("method"),
             )
+
+    def _refuse(self, message: dict[str, Any]) -> None:
+        """Answer the child's request with an error (JSON-RPC 2.0 §5.1: -32603)."""
+        self.log.info(
+            "backend {backend}: {method} from a shared process belongs to no single call; refused",
+            backend=self.name,
+            method=message.get("method"),
+        )
+        if self.child is not None:
+            error = jsonrpc.error_object(
+                jsonrpc.INTERNAL_ERROR,
+                "aigw cannot tell which client this request is for (stdio.scope: shared); "
+                "send it while a call is in flight, or use stdio.scope: user",
+            )
+            self.child.send(jsonrpc.dumps(jsonrpc.error_response(message["id"], error)))
 
     def end_call(self, call: Call, error: UpstreamError | None = None) -> None:
         if self.calls.get(call.request_id) is call:

@@ -205,12 +205,39 @@ class RoutingTests(StdioTestCase):
         ]
         changed = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
         child.say(changed)
-        child.say({"jsonrpc": "2.0", "id": 5, "method": "roots/list"})  # a request: to one stream
-        self.assertEqual(heard, [changed, {"jsonrpc": "2.0", "id": 5, "method": "roots/list"}])
-        self.assertEqual(also, [changed])
+        self.assertEqual((heard, also), ([changed], [changed]))
         for reader in readers:
             reader.stop()
         self.assertEqual([self.successResultOf(s).status for s in streams], [200, 200])
+
+    def test_a_shared_process_refuses_a_request_that_belongs_to_no_call(self) -> None:
+        """Any open stream of a shared process may be another user's: a server request
+        with no single call in flight is answered -32603 to the child, never guessed."""
+        child, session_id = self.open()
+        heard: list[Any] = []
+        ensureDeferred(
+            self.upstream.get_stream(heard.append, session_id, None, None, lambda r: None)
+        )
+        child.say({"jsonrpc": "2.0", "id": 5, "method": "roots/list"})
+        self.assertEqual(heard, [])
+        [refusal] = [m for m in child.received() if m.get("id") == 5]
+        self.assertEqual(refusal["error"]["code"], -32603)
+
+    def test_two_calls_with_one_progress_token_get_none_of_its_progress(self) -> None:
+        """Clients choose their tokens: a token two calls share names neither of them."""
+        child, session_id = self.open()
+        got: list[list[Any]] = [[], []]
+        for index, rid in enumerate((20, 21)):
+            params = {"name": "t", "_meta": {"progressToken": "p"}}
+            self.post(request(rid, "tools/call", params), got[index].append, session_id=session_id)
+        child.say(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {"progressToken": "p", "progress": 1},
+            }
+        )
+        self.assertEqual(got, [[], []])
 
     def test_a_late_answer_is_dropped(self) -> None:
         child, session_id = self.open()
@@ -316,7 +343,7 @@ class BoundsTests(StdioTestCase):
         ):
             child.protocol.childDataReceived(1, line)
         self.assertFalse(posting.called)
-        self.assertEqual(len(heard), 1)  # the progress for no call: just a notification
+        self.assertEqual(heard, [])  # progress for no call in flight: dropped
         child.answer({})
         self.successResultOf(posting)
 
@@ -450,6 +477,19 @@ class PerUserTests(StdioTestCase):
         self.assertNotEqual(alice_session, bob_session)
         posting = self.post(request(50, "tools/list"), session_id=alice_session, principal=BOB)
         self.failureResultOf(posting, UpstreamSessionGone)
+
+    def test_a_users_own_process_sends_a_request_of_no_call_to_their_stream(self) -> None:
+        """Every stream of a per-user process is that user's: the request may go to one."""
+        child, session_id = self.open(ALICE)
+        heard: list[Any] = []
+        ensureDeferred(
+            self.upstream.get_stream(
+                heard.append, session_id, None, None, lambda r: None, principal=ALICE
+            )
+        )
+        roots = {"jsonrpc": "2.0", "id": 5, "method": "roots/list"}
+        child.say(roots)
+        self.assertEqual(heard, [roots])
 
     def test_the_least_recently_used_idle_process_makes_room(self) -> None:
         alice, _ = self.open(ALICE)
