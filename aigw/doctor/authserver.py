@@ -196,7 +196,11 @@ def _not_checked(check: str) -> Finding:
 async def check_authorization_server(
     config: Config, http: HTTPClient, clock: Clock
 ) -> list[Finding]:
-    """Issuer metadata, JWKS, registration, PKCE, scopes: in that order."""
+    """Issuer metadata, JWKS, registration, PKCE, scopes: in that order.
+
+    A document naming another issuer fails the first check (aigw would not use it)
+    but is still read for the others, so that one run shows every problem.
+    """
     auth = config.auth
     if auth is None:
         return [

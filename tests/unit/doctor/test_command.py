@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 from treq.testing import StubTreq
@@ -61,6 +63,12 @@ class CommandLineTests(SynchronousTestCase):
         with open(path, "w") as handle:
             handle.write("listen: 3\n")
         self.assertEqual(cli.main(["doctor", path]), EX_CONFIG)
+
+    def test_help_says_warnings_do_not_fail(self) -> None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
+            cli.main(["doctor", "--help"])
+        self.assertIn("warnings do not fail", " ".join(out.getvalue().split()))
 
     def test_missing_file_exit_78(self) -> None:
         self.assertEqual(cli.main(["doctor", os.path.join(self.mktemp(), "none.yaml")]), EX_CONFIG)
