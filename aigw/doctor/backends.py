@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -21,6 +21,7 @@ from aigw.config import BackendConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.exchange import Collector
+from aigw.gateway.selectors import ToolFilter
 from aigw.httpjson import Clock
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import NAME_SEPARATOR, expose_name
@@ -51,10 +52,10 @@ def _where(config: BackendConfig) -> str:
 
 
 async def _open(
-    config: BackendConfig, transport: UpstreamTransport, clock: Clock
+    config: BackendConfig, transport: UpstreamTransport, clock: Clock, ids: Iterator[int]
 ) -> BackendSession | str:
     reasons = _Reasons()
-    sessions = BackendSessions({config.name: transport}, clock, itertools.count(1))
+    sessions = BackendSessions({config.name: transport}, clock, ids)
     sessions.log = Logger(observer=cast(ILogObserver, reasons))
     opened = await sessions.open([config.name], LATEST_VERSION, {}, None)
     if not opened:
@@ -62,10 +63,11 @@ async def _open(
     return opened[0][0]
 
 
-async def _tool_names(transport: UpstreamTransport, session: BackendSession) -> list[str]:
+async def _tool_names(
+    transport: UpstreamTransport, session: BackendSession, ids: Iterator[int]
+) -> list[str]:
     names: list[str] = []
     cursor: str | None = None
-    ids = itertools.count(1000)
     for _ in range(MAX_PAGES):
         params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
         headers = None
@@ -93,31 +95,47 @@ async def _tool_names(transport: UpstreamTransport, session: BackendSession) -> 
     return names
 
 
-def judge_names(backend: str, names: list[str]) -> Finding:
+def judge_names(config: BackendConfig, names: list[str]) -> Finding:
     """Exposed names must match ``[A-Za-z0-9_-]{1,64}`` (``protocol/names.py``): one
-    that does not fit as ``<backend>__<tool>`` is hashed, which clients then see."""
+    that does not fit as ``<backend>__<tool>`` is hashed, which clients then see.
+    Only the tools ``backends[].tools`` selects are exposed; a name it includes that
+    the server does not list is likely a typo."""
+    backend = config.name
     check = f"tools {backend}"
+    selected = [name for name in names if ToolFilter(config.tools).allows(name)]
+    count = f"{len(names)} tools" + (
+        f", {len(selected)} selected by tools" if len(selected) != len(names) else ""
+    )
     mapped = []
-    for name in names:
+    for name in selected:
         exposed = expose_name(backend, name)
         if exposed != backend + NAME_SEPARATOR + name:
             mapped.append(f"{name!r} -> {exposed}")
+    unknown = [name for name in config.tools.include if name not in names]
+    if unknown:
+        return warn(
+            check,
+            f"{count}; tools.include names {', '.join(map(repr, unknown))}, "
+            "which the server does not list",
+            "fix the names in the backend's tools.include",
+        )
     if mapped:
         return warn(
             check,
-            f"{len(mapped)} of {len(names)} tool names do not fit <backend>__<tool> "
+            f"{count}; {len(mapped)} names do not fit <backend>__<tool> "
             f"(64 characters of [A-Za-z0-9_-]) and will be mapped: {'; '.join(mapped)}",
             "clients see the mapped names; shorten the backend name or rename the tools "
             "upstream if readable names matter",
         )
-    return ok(check, f"{len(names)} tools, every name fits {backend}{NAME_SEPARATOR}<tool>")
+    return ok(check, f"{count}, every name fits {backend}{NAME_SEPARATOR}<tool>")
 
 
 async def _check(
     config: BackendConfig, transport: UpstreamTransport, clock: Clock
 ) -> list[Finding]:
     check = f"backend {config.name}"
-    opened = await _open(config, transport, clock)
+    ids = itertools.count(1)
+    opened = await _open(config, transport, clock, ids)
     if isinstance(opened, str):
         return [
             fail(
@@ -131,7 +149,7 @@ async def _check(
         findings.append(ok(f"tools {config.name}", "the server offers no tools"))
     else:
         try:
-            findings.append(judge_names(config.name, await _tool_names(transport, opened)))
+            findings.append(judge_names(config, await _tool_names(transport, opened, ids)))
         except UpstreamError as error:
             findings.append(
                 warn(

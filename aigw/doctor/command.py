@@ -22,7 +22,7 @@ from aigw.doctor.authserver import check_authorization_server
 from aigw.doctor.backends import check_backend
 from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findings, ok
 from aigw.doctor.public import check_public_url
-from aigw.doctor.sessionkey import check_session_key, secret_file_of
+from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
 from aigw.httpjson import Clock, HTTPClient, TreqClient
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
@@ -37,7 +37,7 @@ async def diagnose(
     http: HTTPClient,
     clock: Clock,
     transports: dict[str, UpstreamTransport],
-    secret_file: str | None,
+    keys: KeyFiles,
 ) -> list[Finding]:
     """Every finding about ``config``'s live set-up, in the order they print."""
     timeout = config.auth.http_timeout if config.auth is not None else DEFAULT_TIMEOUT
@@ -51,8 +51,9 @@ async def diagnose(
     findings = [ok("config", f"{config.source} loads"), *(await authority)]
     for backend in backends:
         findings += await backend
-    inline = config.sessions.secret is not None and secret_file is None
-    findings.append(check_session_key(secret_file, inline))
+    inline = config.sessions.secret is not None and keys.current is None
+    findings.append(check_session_key(keys.current, inline))
+    findings += [check_session_key(path, False, "old session key") for path in keys.old]
     findings.append(await public)
     return findings
 
@@ -62,7 +63,7 @@ async def _main(reactor: Any, config: Config, config_path: str) -> int:
     http = TreqClient(reactor, pool, DEFAULT_TIMEOUT)
     transports = {b.name: build_transport(b, reactor) for b in config.backends}
     try:
-        findings = await diagnose(config, http, reactor, transports, secret_file_of(config_path))
+        findings = await diagnose(config, http, reactor, transports, key_files_of(config_path))
     finally:
         for transport in transports.values():
             await transport.close()

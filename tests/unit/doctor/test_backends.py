@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config import BackendConfig
+from aigw.config import BackendConfig, ToolSelector
 from aigw.doctor.backends import check_backend, judge_names
 from aigw.doctor.findings import Finding
 from aigw.upstream.api import Reply
@@ -53,7 +54,7 @@ class BackendTests(SynchronousTestCase):
     def test_mapped_names_warn(self) -> None:
         tools = self.findings(healthy(["ok", "has.dot", "x" * 70]))[1]
         self.assertEqual(tools.verdict, "warn")
-        self.assertIn("2 of 3", tools.seen)
+        self.assertIn("3 tools; 2 names do not fit", tools.seen)
         self.assertIn("'has.dot' -> files__has_dot_", tools.seen)
 
     def test_no_tools_capability(self) -> None:
@@ -75,7 +76,20 @@ class BackendTests(SynchronousTestCase):
         self.assertIn("no answer within 5 s", found.seen)
 
     def test_judge_names(self) -> None:
-        self.assertEqual(judge_names("b", []).verdict, "ok")
+        self.assertEqual(judge_names(CONFIG, []).verdict, "ok")
+
+    def test_selected_tools_only(self) -> None:
+        selector = ToolSelector(exclude=("has.dot",))
+        config = attrs.evolve(CONFIG, tools=selector)
+        found = judge_names(config, ["ok", "has.dot"])
+        self.assertEqual(found.verdict, "ok")
+        self.assertEqual(found.seen, "2 tools, 1 selected by tools, every name fits files__<tool>")
+
+    def test_include_of_an_unlisted_tool(self) -> None:
+        config = attrs.evolve(CONFIG, tools=ToolSelector(include=("ok", "okk")))
+        found = judge_names(config, ["ok"])
+        self.assertEqual(found.verdict, "warn")
+        self.assertIn("'okk'", found.seen)
 
 
 class NeverAnswers(FakeTransport):

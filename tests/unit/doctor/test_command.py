@@ -15,6 +15,7 @@ from aigw import cli
 from aigw.config import EX_CONFIG
 from aigw.doctor.command import diagnose
 from aigw.doctor.findings import exit_status, fail, format_findings, ok, warn
+from aigw.doctor.sessionkey import KeyFiles
 from tests.fakes import FakeTransport
 from tests.unit.auth.helpers import FakeAuthorizationServer, gateway_config
 
@@ -39,7 +40,7 @@ class DiagnoseTests(SynchronousTestCase):
         transport.answer("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}})
         http = StubTreq(FakeAuthorizationServer())
         d = ensureDeferred(
-            diagnose(gateway_config(None), http, Clock(), {"files": transport}, None)
+            diagnose(gateway_config(None), http, Clock(), {"files": transport}, KeyFiles())
         )
         for _ in range(3):
             http.flush()

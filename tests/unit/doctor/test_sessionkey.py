@@ -6,7 +6,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.doctor.sessionkey import check_session_key, secret_file_of
+from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
 
 
 class SessionKeyTests(SynchronousTestCase):
@@ -39,16 +39,27 @@ class SessionKeyTests(SynchronousTestCase):
         self.assertEqual(check_session_key(None, inline=False).verdict, "warn")
         self.assertEqual(check_session_key(None, inline=True).verdict, "ok")
 
-    def test_secret_file_of(self) -> None:
+    def test_key_files_of(self) -> None:
         directory = self.mktemp()
         os.mkdir(directory)
         config = os.path.join(directory, "aigw.yaml")
         with open(config, "w") as handle:
-            handle.write("sessions:\n  secret_file: ${KEYS:-keys}/session.key\n")
+            handle.write(
+                "sessions:\n  secret_file: ${KEYS:-keys}/session.key\n"
+                "  old_secret_files: [/etc/aigw/old.key]\n"
+            )
+        here = os.path.abspath(directory)
         self.assertEqual(
-            secret_file_of(config, {}), os.path.join(os.path.abspath(directory), "keys/session.key")
+            key_files_of(config, {}),
+            KeyFiles(os.path.join(here, "keys/session.key"), ("/etc/aigw/old.key",)),
         )
-        self.assertEqual(secret_file_of(config, {"KEYS": "/etc/aigw"}), "/etc/aigw/session.key")
+        self.assertEqual(
+            key_files_of(config, {"KEYS": "/etc/aigw"}).current, "/etc/aigw/session.key"
+        )
         with open(config, "w") as handle:
             handle.write("listen: []\n")
-        self.assertIsNone(secret_file_of(config, {}))
+        self.assertEqual(key_files_of(config, {}), KeyFiles())
+
+    def test_old_key_named(self) -> None:
+        found = check_session_key(self.key(0o644), inline=False, check="old session key")
+        self.assertEqual((found.verdict, found.check), ("FAIL", "old session key"))
