@@ -103,7 +103,7 @@ def judge_names(config: BackendConfig, names: list[str]) -> Finding:
     backend = config.name
     check = f"tools {backend}"
     selected = [name for name in names if ToolFilter(config.tools).allows(name)]
-    count = f"{len(names)} tools" + (
+    count = f"{len(names)} tool{'' if len(names) == 1 else 's'}" + (
         f", {len(selected)} selected by tools" if len(selected) != len(names) else ""
     )
     mapped = []
