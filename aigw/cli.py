@@ -1,11 +1,11 @@
-"""The ``aigw`` command: ``aigw run``, ``aigw check``, ``aigw convert``.
+"""The ``aigw`` command: ``aigw run``, ``aigw check``, ``aigw convert``, ``aigw doctor``.
 
 ``run`` is ``twistd --nodaemon --pidfile= aigw ...``: the same service, in the
 foreground, logging to stderr, from a config file or from an ``mcpServers``
 file of an MCP client (``--mcp-config FILE`` or ``--mcp-json JSON``, as the Envoy
 AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
 validates either and prints every problem.  ``convert`` prints the native config
-an ``mcpServers`` file stands for.
+an ``mcpServers`` file stands for.  ``doctor`` checks a live set-up (``aigw/doctor/``).
 """
 
 from __future__ import annotations
@@ -126,7 +126,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "convert", help="print the native config of an mcpServers file"
     )
     _add_servers_options(convert_parser, with_file=False)
+    doctor_parser = commands.add_parser(
+        "doctor",
+        help="check a live set-up: one line per finding, with its fix",
+        description="Checks the authorization server, the backends, the session key and the "
+        "public URL of CONFIG. Exit status: 0 when nothing failed (warnings do not fail), "
+        "1 when something failed, 78 when the config itself has problems.",
+    )
+    doctor_parser.add_argument("doctor_config", metavar="CONFIG", help="the YAML configuration")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from aigw.doctor import doctor
+
+        return doctor(args.doctor_config)
     chosen = {"run": run_parser, "check": check_parser, "convert": convert_parser}[args.command]
     if args.command == "convert":
         args.config = None

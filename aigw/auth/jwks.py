@@ -246,26 +246,11 @@ class KeyStore(Service):
 
     def _usable(self, jwk: object, index: int) -> VerificationKey | None:
         """The key, or None (logged) when it is not one we may verify with."""
-        why = _skip_reason(jwk, self._allowed)
-        if why is None:
-            assert isinstance(jwk, dict)
-            try:
-                parsed = jwt.PyJWK(jwk).key
-            except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
-                why = f"cannot be read: {error}"
-            else:
-                if isinstance(parsed, RSAPublicKey) and parsed.key_size < MIN_RSA_BITS:
-                    why = f"its RSA modulus has {parsed.key_size} bits, fewer than {MIN_RSA_BITS}"
-            if why is None:
-                return VerificationKey(
-                    kid=jwk.get("kid"),
-                    kty=jwk["kty"],
-                    crv=jwk.get("crv"),
-                    alg=jwk.get("alg"),
-                    key=parsed,
-                )
+        read = read_key(jwk, self._allowed)
+        if isinstance(read, VerificationKey):
+            return read
         kid = jwk.get("kid") if isinstance(jwk, dict) else None
-        self.log.warn("Skipping JWK {index} (kid {kid!r}): {why}", index=index, kid=kid, why=why)
+        self.log.warn("Skipping JWK {index} (kid {kid!r}): {why}", index=index, kid=kid, why=read)
         return None
 
     def _load_failed(self, failure: Any) -> float:
@@ -290,6 +275,24 @@ class KeyStore(Service):
         self._next = self._clock.callLater(delay, self.refresh) if self.running else None
         for waiter in waiters:
             waiter.callback(None)
+
+
+def read_key(jwk: object, allowed: frozenset[str]) -> VerificationKey | str:
+    """The verification key of one JWK, or why it may not be used with ``allowed``
+    algorithms (also for ``aigw doctor``, which judges a key set the same way)."""
+    why = _skip_reason(jwk, allowed)
+    if why is not None:
+        return why
+    assert isinstance(jwk, dict)
+    try:
+        parsed = jwt.PyJWK(jwk).key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+        return f"cannot be read: {error}"
+    if isinstance(parsed, RSAPublicKey) and parsed.key_size < MIN_RSA_BITS:
+        return f"its RSA modulus has {parsed.key_size} bits, fewer than {MIN_RSA_BITS}"
+    return VerificationKey(
+        kid=jwk.get("kid"), kty=jwk["kty"], crv=jwk.get("crv"), alg=jwk.get("alg"), key=parsed
+    )
 
 
 def _skip_reason(jwk: object, allowed: frozenset[str]) -> str | None:

@@ -1,0 +1,89 @@
+"""``aigw doctor CONFIG``: load the config, run every check, print the findings.
+
+The checks that talk to the network run at once, each bounded in time; findings
+print in a fixed order: config, authorization server, backends, session key,
+public URL.  Exit 0 when nothing failed (warnings do not fail), 1 when something
+did, 78 (EX_CONFIG) when the config itself has problems, printed as ``aigw check``
+prints them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import ensureDeferred
+from twisted.web.client import HTTPConnectionPool
+
+from aigw.config import EX_CONFIG, Config, ConfigError, format_problems, load_config
+from aigw.doctor.authserver import check_authorization_server
+from aigw.doctor.backends import check_backend
+from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findings, ok
+from aigw.doctor.public import check_public_url
+from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
+from aigw.httpjson import Clock, HTTPClient, TreqClient
+from aigw.upstream.api import UpstreamTransport
+from aigw.upstream.factory import build_transport
+
+#: How long the checks of aigw's own URL and of the authorization server may take
+#: when the config does not say (``auth.http_timeout``).
+DEFAULT_TIMEOUT = 10.0
+
+
+async def diagnose(
+    config: Config,
+    http: HTTPClient,
+    clock: Clock,
+    transports: dict[str, UpstreamTransport],
+    keys: KeyFiles,
+) -> list[Finding]:
+    """Every finding about ``config``'s live set-up, in the order they print."""
+    timeout = config.auth.http_timeout if config.auth is not None else DEFAULT_TIMEOUT
+    authority = ensureDeferred(check_authorization_server(config, http, clock))
+    backends = [
+        check_backend(b, transports[b.name], clock, b.connect_timeout + b.timeout)
+        for b in config.backends
+    ]
+    public = ensureDeferred(check_public_url(config, http, clock, timeout))
+    # All run at once; awaited in the order the findings print.
+    findings = [ok("config", f"{config.source} loads"), *(await authority)]
+    for backend in backends:
+        findings += await backend
+    inline = config.sessions.secret is not None and keys.current is None
+    findings.append(check_session_key(keys.current, inline))
+    findings += [check_session_key(path, False, "old session key") for path in keys.old]
+    findings.append(await public)
+    return findings
+
+
+async def _main(reactor: Any, config: Config, config_path: str) -> int:
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    http = TreqClient(reactor, pool, DEFAULT_TIMEOUT)
+    transports = {b.name: build_transport(b, reactor) for b in config.backends}
+    try:
+        findings = await diagnose(config, http, reactor, transports, key_files_of(config_path))
+    finally:
+        for transport in transports.values():
+            await transport.close()
+    sys.stdout.write(format_findings(findings))
+    return exit_status(findings)
+
+
+def doctor(config_path: str) -> int:
+    """Load the config (78 and its problems, as ``aigw check``, when it has some), then
+    run the checks under ``task.react``; the exit status."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        sys.stderr.write(format_problems(error) + "\n")
+        return EX_CONFIG
+    status = [EXIT_FAILED]  # what an unexpected error in a check gives
+
+    async def main(reactor: Any) -> None:
+        status[0] = await _main(reactor, config, config_path)
+
+    with contextlib.suppress(SystemExit):  # react exits; the status is ours
+        task.react(lambda reactor: ensureDeferred(main(reactor)))
+    return status[0]

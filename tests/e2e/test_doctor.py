@@ -1,0 +1,125 @@
+"""``aigw doctor`` against a live set-up (issue 13 items 3 and 7).
+
+The real test authorization server (``e2e/as.mjs``), a real upstream (the pyserver)
+and a running aigw: the doctor finds nothing wrong; then each broken set-up it
+knows, as a variant of that config, is reported on its own line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .aigw import Gateway, start_gateway
+from .harness.authserver import AuthServer
+from .harness.processes import free_port
+from .harness.upstreams import Upstream
+
+pytestmark = pytest.mark.timeout(120)
+
+AIGW = str(Path(sys.executable).parent / "aigw")
+
+
+@pytest.fixture(scope="module")
+def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
+    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
+    # start_gateway writes the key with the process umask; a healthy set-up keeps it private.
+    os.chmod(session_key(started), 0o600)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def session_key(gateway: Gateway) -> str:
+    text = Path(gateway.config_path).read_text()
+    return text.split("secret_file: ", 1)[1].split("}", 1)[0]
+
+
+def doctor(config_path: str) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [AIGW, "doctor", config_path], capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.returncode, done.stdout.splitlines() + done.stderr.splitlines()
+
+
+def variant(gateway: Gateway, name: str, old: str, new: str) -> str:
+    """The gateway's config with ``old`` replaced by ``new``, beside it."""
+    text = Path(gateway.config_path).read_text()
+    assert old in text
+    path = os.path.join(os.path.dirname(gateway.config_path), name)
+    Path(path).write_text(text.replace(old, new))
+    return path
+
+
+def line(lines: list[str], start: str) -> str:
+    found = [each for each in lines if each.startswith(start)]
+    assert found, f"no line starting {start!r} in:\n" + "\n".join(lines)
+    return found[0]
+
+
+def test_healthy(gateway: Gateway, auth_server: AuthServer) -> None:
+    status, lines = doctor(gateway.config_path)
+    assert status == 0, "\n".join(lines)
+    verdicts = [each.split()[0] for each in lines if not each.startswith("  ")]
+    assert verdicts == ["ok"] * len(verdicts), "\n".join(lines)
+    assert line(lines, "ok    issuer metadata:").endswith(auth_server.issuer)
+    assert "revision" in line(lines, "ok    backend py:")
+    assert line(lines, "ok    public url:").startswith(
+        f"ok    public url: {gateway.base}/.well-known/oauth-protected-resource/mcp"
+    )
+
+
+def test_issuer_spelled_localhost(gateway: Gateway, auth_server: AuthServer) -> None:
+    localhost = auth_server.issuer.replace("127.0.0.1", "localhost")
+    path = variant(
+        gateway, "localhost.yaml", f"issuer: {auth_server.issuer}", f"issuer: {localhost}"
+    )
+    status, lines = doctor(path)
+    assert status == 1
+    found = line(lines, "FAIL  issuer metadata:")
+    assert repr(auth_server.issuer) in found
+    assert repr(localhost) in found
+
+
+def test_backend_on_a_closed_port(gateway: Gateway, pyserver: Upstream) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/mcp"
+    status, lines = doctor(
+        variant(gateway, "closed.yaml", f"url: {pyserver.url}", f"url: {closed}")
+    )
+    assert status == 1
+    assert closed in line(lines, "FAIL  backend py:")
+
+
+def test_session_key_readable_by_others(gateway: Gateway) -> None:
+    key = session_key(gateway)
+    open_key = key + ".0644"
+    shutil.copyfile(key, open_key)
+    os.chmod(open_key, 0o644)
+    status, lines = doctor(variant(gateway, "openkey.yaml", key + "}", open_key + "}"))
+    assert status == 1
+    assert "mode 0644" in line(lines, "FAIL  session key:")
+    assert f"  fix: chmod 600 {open_key}" in lines
+
+
+def test_aigw_not_running(gateway: Gateway) -> None:
+    port = free_port()
+    path = variant(gateway, "stopped.yaml", str(gateway.port), str(port))
+    status, lines = doctor(path)
+    assert status == 0, "\n".join(lines)  # a warning fails nothing
+    assert f"127.0.0.1:{port}/healthz" in line(lines, "warn  public url:")
+    assert "  fix: is aigw running? is public_url the address clients reach it at?" in lines
+
+
+def test_config_with_problems(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("listen: 3\n")
+    status, lines = doctor(str(path))
+    assert status == 78
+    assert any("listen" in each for each in lines)
