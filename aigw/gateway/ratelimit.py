@@ -146,9 +146,10 @@ def _identity(rule: LimitRule, principal: Principal, backend: str, tool: str | N
 
 
 def _key(index: int, rule: LimitRule, identity: str) -> str:
-    """``aigw:rl:<rule>:<per>:<hash>``: SHA-256 of the identity, truncated to 128 bits."""
-    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"aigw:rl:{index}:{rule.per}:{digest}"
+    """``aigw:rl:<rule>:<per>:<hash>``: SHA-256 of the rule and the identity, truncated
+    to 128 bits; a reload that changes a rule starts its buckets afresh."""
+    text = f"{rule!r}\n{identity}".encode("utf-8", "surrogatepass")
+    return f"aigw:rl:{index}:{rule.per}:{hashlib.sha256(text).hexdigest()[:32]}"
 
 
 class Limiter:

@@ -271,6 +271,8 @@ class RedisBuckets:
             self._retry_at = self.clock.seconds() + RECONNECT_DELAY
             outcome: Any = Failure(StoreUnavailable(f"cannot connect to Redis: {error}"))
         else:
+            if self._closed:  # closed (a reload, a stop) while connecting
+                protocol.close()
             self._protocol = outcome = protocol
         self._connecting = False
         waiters, self._waiters = self._waiters, []

@@ -115,6 +115,15 @@ class LimiterTests(SynchronousTestCase):
         third.release()
         self.assertEqual(sum(v for k, v in limits.in_flight.items() if "sub" in k), 1)  # bob's
 
+    def test_a_reload_keeps_unchanged_buckets_and_starts_changed_ones_afresh(self) -> None:
+        rule = LimitRule(per="sub", rate=Rate(1, 60.0))
+        limits = limiter(rule)
+        outcome(limits.enter(ALICE))
+        limits.follow(LimitsConfig(rules=(rule,)))
+        self.assertIsInstance(outcome(limits.enter(ALICE)).value, RateLimited)
+        limits.follow(LimitsConfig(rules=(LimitRule(per="sub", rate=Rate(2, 60.0)),)))
+        self.assertIsInstance(outcome(limits.enter(ALICE)), Permit)
+
     def test_no_rules_cost_nothing(self) -> None:
         limits = limiter()
         self.assertIsInstance(outcome(limits.enter(ALICE)), Permit)
