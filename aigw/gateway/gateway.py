@@ -172,6 +172,7 @@ class Gateway(Service):
         if shared != (old.limits.redis_url, old.limits.redis_timeout):
             old_limiter = self.limiter
             self.limiter = self.calls.limiter = build_limiter(new.limits, self.clock)
+            self.limiter.store_errors = old_limiter.store_errors  # counted since start
             ensureDeferred(old_limiter.close())
         else:
             self.limiter.follow(new.limits)
