@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from aigw.gateway.redis_buckets import TAKE_SCRIPT
 
 from .aigw import Gateway, start_gateway
 from .harness.processes import LOG_DIR, Process, free_port, start_process
@@ -137,3 +140,26 @@ def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port
     assert keys[0] == b"*1", keys
     assert keys[2].startswith(b"aigw:rl:0:sub:"), keys
     assert len(keys[2]) == len(b"aigw:rl:0:sub:") + 32
+
+
+def evaluate(port: int, keys: list[str], *argv: str) -> list[str]:
+    """The take script run by ``redis-cli``: its reply, one value a line."""
+    command = ["redis-cli", "-p", str(port), "EVAL", TAKE_SCRIPT.decode(), str(len(keys))]
+    done = subprocess.run([*command, *keys, *argv], capture_output=True, check=True, timeout=10)
+    return done.stdout.decode().split()
+
+
+def test_the_script_takes_all_buckets_or_none(redis_port: int) -> None:
+    roomy, tight = "aigw:rl:test:roomy", "aigw:rl:test:tight"
+    # rate 1/s, size 5 and rate 0.5/s, size 1: the first take empties the tight one.
+    assert evaluate(redis_port, [roomy, tight], "1.0", "5", "0.5", "1") == ["0", "0"]
+    refused, wait_ms = evaluate(redis_port, [roomy, tight], "1.0", "5", "0.5", "1")
+    assert refused == "2"  # the second bucket, counted from 1
+    assert 0 < int(wait_ms) <= 2000  # a token every 2 s
+    # The refused take left the roomy bucket alone: 4 tokens, then empty.
+    takes = [evaluate(redis_port, [roomy], "0.001", "5")[0] for _ in range(5)]
+    assert takes == ["0", "0", "0", "0", "1"]
+    ttl = subprocess.run(
+        ["redis-cli", "-p", str(redis_port), "PTTL", tight], capture_output=True, check=True
+    )
+    assert 0 < int(ttl.stdout) <= 3000  # expires once the bucket would be full again
