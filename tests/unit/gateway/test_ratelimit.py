@@ -9,12 +9,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from aigw.config import load_config
 from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.events import RequestFinished
 from aigw.gateway.ratelimit import Bucket, Limiter, LocalBuckets, Permit, RateLimited
+from aigw.gateway.redis_buckets import RedisBuckets
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
-from tests.unit.gateway.helpers import GatewayTestCase, modern, routing
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, modern, routing
 from tests.unit.gateway.test_gateway import _HangUp
 from tests.unit.memory import run
 
@@ -235,3 +238,44 @@ class GatewayLimitTests(GatewayTestCase):
         await reader.got
         await self.until(lambda: not counts)
         self.alpha.hold.callback(None)
+
+
+class LimitReloadTests(GatewayTestCase):
+    """``limits`` follow a reload (SIGHUP), like the other bounds."""
+
+    def write(self, limits: str) -> None:
+        head = (
+            f'listen: ["tcp:1975:interface=127.0.0.1"]\npublic_url: {PUBLIC_URL}\n'
+            f"mcp_path: /mcp\nauth: none\nbackends:\n  - {{name: alpha, url: {self.upstream}}}\n"
+        )
+        with open(self.path, "w") as file:
+            file.write(head + limits)
+
+    def reload(self) -> None:
+        self.service._reload_requested()
+        self.assertEqual(self.service.reloader.reloads_failed, 0)
+
+    @run
+    async def test_rules_and_the_store_follow_a_reload(self) -> None:
+        self.path = self.mktemp()
+        self.upstream = self.start_upstream(FakeUpstream(tools=["echo"]))
+        rule = "  rules:\n    - {per: sub, rate: 1/m}\n"
+        self.write("limits:\n" + rule)
+        self.serve(load_config(self.path))
+        session = await self.initialize()
+        codes = [(await self.post(call(rid), session))[0].code for rid in range(2)]
+        self.assertEqual(codes, [200, 429])
+        # To Redis (nothing listens on port 1, failing open): a new store, the rule kept.
+        self.write("limits:\n  redis_url: redis://127.0.0.1:1\n" + rule)
+        self.reload()
+        limiter = self.service.gateway.limiter
+        self.assertIsInstance(limiter.store, RedisBuckets)
+        self.assertIs(self.service.gateway.calls.limiter, limiter)
+        self.assertEqual((await self.post(call(3), session))[0].code, 200)
+        self.assertEqual(limiter.store_errors, 1)
+        # No limits at all.
+        self.write("")
+        self.reload()
+        self.assertEqual(self.service.gateway.limiter.store_errors, 1)  # counted since start
+        codes = [(await self.post(call(rid), session))[0].code for rid in range(3)]
+        self.assertEqual(codes, [200] * 3)
