@@ -17,8 +17,9 @@ from aigw.principal import Principal
 
 #: How a request ended: answered with a result; answered with a JSON-RPC error of
 #: aigw's or of the backend's; refused by the access policy or scopes; the backend
-#: failed (unreachable, timeout, bad reply); the client cancelled or went away.
-Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled"]
+#: failed (unreachable, timeout, bad reply); the client cancelled or went away;
+#: refused by a rate or in-flight limit (``limits``).
+Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled", "limited"]
 
 
 @attrs.frozen

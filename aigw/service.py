@@ -235,6 +235,12 @@ class GatewayService(MultiService):
         metrics.watch_streaming_sessions(lambda: len(limits.per_session))
         metrics.watch_pooled_upstream_sessions(lambda: len(pool))
         metrics.watch_open_streams(lambda: limits.total)
+        gateway = self.gateway
+        metrics.watch_gauge(
+            "aigw_limiter_store_failures",
+            "Times the shared rate-limit store (limits.redis_url) failed or timed out.",
+            lambda: gateway.limiter.store_errors,
+        )
         site = metrics_site(metrics.registry, self.reactor)
         listener = ListenerService(self.config.metrics.listen, self.reactor, site)
         listener.setServiceParent(self)  # type: ignore[no-untyped-call]

@@ -26,6 +26,7 @@ from aigw.config.fields import (
     section_or_switch,
 )
 from aigw.config.headers import static_headers
+from aigw.config.limits import LimitsConfig
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
@@ -298,6 +299,9 @@ class Config:
         metadata=read_as(
             section_or_switch(MetricsConfig, lambda enabled: MetricsConfig(enabled=enabled))
         ),
+    )
+    limits: LimitsConfig = attrs.field(
+        default=LimitsConfig(), metadata=read_as(section_of(LimitsConfig))
     )
     #: Where the config was read from: set by the loader, whatever the file says.
     source: str = attrs.field(default="<memory>", metadata=own_reader())

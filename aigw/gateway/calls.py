@@ -20,6 +20,7 @@ from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.input_required import check_input_required, is_input_required
+from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
 from aigw.protocol import jsonrpc
@@ -71,6 +72,8 @@ class Calls:
         self.clock = clock
         # Client request id -> (backend, upstream id), per session, for cancellation.
         self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
+        #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
+        self.limiter: Limiter | None = None
 
     async def answer(
         self,
@@ -86,7 +89,16 @@ class Calls:
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
-        return await self.forward(session, route, request, emit, record)
+        if self.limiter is None:
+            return await self.forward(session, route, request, emit, record)
+        backend, upstream_params, _ = route
+        # per: tool globs match the canonical exposed name, whatever alias the client used.
+        tool = f"{backend}__{upstream_params['name']}" if request.method == "tools/call" else None
+        permit = await self.limiter.route(session.principal, backend, tool)
+        try:
+            return await self.forward(session, route, request, emit, record)
+        finally:
+            permit.release()
 
     def route(
         self,

@@ -41,7 +41,9 @@ from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.ratelimit import Permit, RateLimited
 from aigw.gateway.record import RequestRecord
+from aigw.gateway.redis_buckets import build_limiter
 from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.snapshot import Snapshots
 from aigw.gateway.streams import Feeds, SessionStream
@@ -98,6 +100,8 @@ class Gateway(Service):
         self.calls = Calls(
             policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
         )
+        # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
+        self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
         # Bounds on open client streams, and the upstream streams they share (streams.py).
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
@@ -164,12 +168,21 @@ class Gateway(Service):
         self.sessions.codec.ttl = new.sessions.ttl
         self.sessions.pool.max_entries = new.sessions.pool_size
         self.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
+        shared = (new.limits.redis_url, new.limits.redis_timeout)
+        if shared != (old.limits.redis_url, old.limits.redis_timeout):
+            old_limiter = self.limiter
+            self.limiter = self.calls.limiter = build_limiter(new.limits, self.clock)
+            self.limiter.store_errors = old_limiter.store_errors  # counted since start
+            ensureDeferred(old_limiter.close())
+        else:
+            self.limiter.follow(new.limits)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         return ensureDeferred(self._close_pools())
 
     async def _close_pools(self) -> None:
+        await self.limiter.close()
         await self.sessions.pool.close()
         transports = self.transports
         await fan_out(
@@ -221,11 +234,20 @@ class Gateway(Service):
     ) -> dict[str, Any] | None:
         """The response to one client request (None: cancelled, nothing to send)."""
         record = RequestRecord(request.method, self.clock.seconds(), next(self._request_ids))
+        permit: Permit | None = None
         try:
+            permit = await self.limiter.enter(session.principal)
             answer = await self._answer(session, request, emit, record)
         except InsufficientScope:
             self._finished(session.principal, record, None)
             raise
+        except RateLimited as limited:  # 429 or 503 (web/respond.py)
+            limited.request_id = request.id
+            self._report(session.principal, record, "limited", limited.code)
+            raise
+        finally:
+            if permit is not None:
+                permit.release()
         self._finished(session.principal, record, answer)
         return answer
 

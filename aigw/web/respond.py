@@ -12,6 +12,7 @@ from typing import Any
 
 from aigw.auth.authenticator import AuthFailure
 from aigw.gateway.limits import RETRY_AFTER_SECONDS, StreamLimitReached
+from aigw.gateway.ratelimit import RateLimited
 from aigw.protocol import jsonrpc
 from aigw.web.request import WebRequest
 
@@ -53,6 +54,20 @@ def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) ->
         headers=headers,
         data={"limit": reached.key, "max": reached.limit},
         request_id=request_id,
+    )
+
+
+def rate_limit_refusal(limited: RateLimited) -> HTTPRefusal:
+    """A request over a limit: 429 (RFC 6585 §4), or 503 when the shared limiter cannot
+    answer and ``limits.on_redis_error`` is ``closed``; ``Retry-After`` in seconds
+    (RFC 9110 §10.2.3) and a JSON-RPC error naming the rule (``RATE_LIMITED``)."""
+    return HTTPRefusal(
+        limited.status,
+        limited.code,
+        limited.message,
+        headers={b"Retry-After": str(limited.retry_after).encode("ascii")},
+        data={"limit": limited.limit, "retry_after": limited.retry_after},
+        request_id=limited.request_id,
     )
 
 

@@ -61,19 +61,22 @@ def start_gateway(
     port: int | None = None,
     metrics: bool = False,
     more_backends: str = "",
+    session_key: str | None = None,
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
     ``metrics``: serve them on a free port (the default, 9464, is one for every
     gateway the tests start at once); off otherwise.
-    ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones)."""
+    ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones).
+    ``session_key``: a key file to share with other gateways (default: a new key)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)  # a key readable by others is what aigw doctor (rightly) fails
+    key = session_key or os.path.join(directory, "session.key")
+    if session_key is None:
+        with open(key, "wb") as handle:
+            handle.write(os.urandom(32))
+        os.chmod(key, 0o600)  # a key readable by others is what aigw doctor (rightly) fails
     if issuer is None:
         auth = "auth: none\n"
     else:

@@ -21,6 +21,7 @@ from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
+from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment
@@ -40,7 +41,13 @@ from aigw.web.mcp.http import (
 )
 from aigw.web.mcp.stateless_era import StatelessHandler, body_version, mismatch, unsupported_version
 from aigw.web.request import WebRequest
-from aigw.web.respond import HTTPRefusal, refuse, refuse_auth, stream_limit_refusal
+from aigw.web.respond import (
+    HTTPRefusal,
+    rate_limit_refusal,
+    refuse,
+    refuse_auth,
+    stream_limit_refusal,
+)
 
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
@@ -74,6 +81,9 @@ class MCPTransport:
             return await self._delete(request, principal)
         except HTTPRefusal as refusal:
             return refuse(request, refusal)
+        except RateLimited as limited:
+            self._note(request, refused=limited.limit)
+            return refuse(request, rate_limit_refusal(limited))
         except InsufficientScope as error:
             failure = self.authenticator.insufficient_scope(principal, error.needed)
             return refuse_auth(request, failure)

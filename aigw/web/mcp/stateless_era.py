@@ -25,6 +25,7 @@ from aigw.gateway.errors import GatewayError
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
 from aigw.gateway.lists import LISTS
+from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import matches, value_at
@@ -286,9 +287,13 @@ class StatelessHandler:
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
         )
         reply.on_gone = lambda: self._cancel(session, internal.id)
-        answer = await self.gateway.handle_request(
-            session, internal, lambda m: self._emit(session, reply, m)
-        )
+        try:
+            answer = await self.gateway.handle_request(
+                session, internal, lambda m: self._emit(session, reply, m)
+            )
+        except RateLimited as limited:
+            limited.request_id = message.id  # the client's id, not aigw's internal one
+            raise
         if answer is None:
             return b""  # the client went away; nothing to send
         answer["id"] = message.id

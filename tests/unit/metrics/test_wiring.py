@@ -12,6 +12,8 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 
 from aigw.config import MetricsConfig
+from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.gateway.ratelimit import Limiter
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
 from tests.unit.memory import run
 
@@ -89,3 +91,34 @@ class WiringTests(GatewayTestCase):
         ports = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertIn((9100, "127.0.0.1"), ports)
         self.assertNotIn((9464, "127.0.0.1"), ports)
+
+
+class LimitMetricsTests(GatewayTestCase):
+    async def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        text = (await treq.content(await self.http.get(SCRAPE))).decode()
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    @run
+    async def test_limited_requests_and_store_failures_are_counted(self) -> None:
+        rules = (LimitRule(per="sub", rate=Rate(1, 60.0)),)
+        # Nothing listens on port 1: the store fails, and fails open.
+        unreachable = LimitsConfig(redis_url=RedisAddress("127.0.0.1", 1), rules=rules)
+        await self.start_gateway(limits=unreachable)
+        session = await self.initialize()
+        for rid in range(2):
+            await self.call(session, "tools/list", rid=rid)
+        samples = await self.samples()
+        self.assertEqual(samples.get(("aigw_limiter_store_failures", frozenset())), 2.0)
+        self.service.gateway.limiter = self.service.gateway.calls.limiter = Limiter(
+            LimitsConfig(rules=rules), self.reactor
+        )
+        listing = {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}
+        codes = [(await self.post(listing, session))[0].code for _ in range(2)]
+        self.assertEqual(codes, [200, 429])
+        limited = {"method": "tools/list", "backend": "", "tool": "", "outcome": "limited"}
+        samples = await self.samples()
+        self.assertEqual(samples.get(("aigw_mcp_requests_total", frozenset(limited.items()))), 1.0)

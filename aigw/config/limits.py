@@ -1,0 +1,140 @@
+"""``limits``: token buckets and in-flight bounds (``aigw/gateway/ratelimit.py``).
+
+Each rule says whom it counts (``per``), optionally what (``match``, a glob on the
+backend or exposed tool name), and either a rate (``rate``, ``burst``) or a bound on
+requests in flight (``in_flight``).  With ``redis_url`` the buckets live in Redis,
+shared by every process; ``on_redis_error`` says what a request gets when Redis
+cannot answer within ``redis_timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+from aigw.config import nodes as cp
+from aigw.config.fields import read_as, required, section_of
+
+Per = Literal["sub", "client", "backend", "tool"]
+OnRedisError = Literal["open", "closed"]
+
+_RATE = re.compile(r"(\d+)\s*/\s*(s|m|h)")
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@attrs.frozen
+class Rate:
+    """``count`` tokens every ``period`` seconds (``10/s``, ``100/m``, ``1000/h``)."""
+
+    count: int
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(self.period, f"{self.period}s")
+        return f"{self.count}/{unit}"
+
+
+def rate(ctx: cp.Context, path: str, node: cp.Node) -> Rate | None:
+    text = cp.as_str(ctx, path, node) if isinstance(node, cp.ScalarNode) else None
+    match = _RATE.fullmatch(text.strip()) if text is not None else None
+    if match is None or int(match.group(1)) < 1:
+        ctx.report(
+            path, node, f"expected a rate like 10/s, 100/m or 1000/h, got {cp.describe(node)}"
+        )
+        return None
+    return Rate(int(match.group(1)), _PERIODS[match.group(2)])
+
+
+@attrs.frozen
+class RedisAddress:
+    """Where the shared buckets live: ``redis://[[user]:password@]host[:port][/db]``."""
+
+    host: str
+    port: int = 6379
+    db: int = 0
+    username: str | None = attrs.field(default=None, repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+
+
+def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
+    text = cp.as_nonempty_str(ctx, path, node)
+    if text is None:
+        return None
+    try:
+        parts = urlsplit(text)
+        port = parts.port or 6379
+        db_text = parts.path.lstrip("/")
+        if parts.scheme != "redis" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError
+        db = int(db_text) if db_text else 0
+    except ValueError:
+        ctx.report(path, node, "expected redis://[:password@]host[:port][/db]")
+        return None
+    return RedisAddress(
+        parts.hostname,
+        port,
+        db,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+@attrs.frozen
+class LimitRule:
+    """One limit: a token bucket (``rate``, ``burst``: default the rate's count) or a
+    bound on requests in flight (``in_flight``), per ``per``, for what ``match`` names."""
+
+    per: Per = attrs.field(metadata=required(cp.choice(*get_args(Per)), "sub"))
+    rate: Rate | None = attrs.field(default=None, metadata=read_as(rate))
+    burst: int | None = attrs.field(default=None, metadata=read_as(cp.integer(1)))
+    match: str | None = attrs.field(default=None, metadata=read_as(cp.as_nonempty_str))
+    in_flight: int | None = attrs.field(default=None, metadata=read_as(cp.integer(1)))
+
+    @property
+    def capacity(self) -> int:
+        """The bucket's size: ``burst``, else the rate's count."""
+        if self.burst is not None:
+            return self.burst
+        return self.rate.count if self.rate is not None else 0
+
+
+_read_rule = section_of(LimitRule)
+
+
+def limit_rule(ctx: cp.Context, path: str, node: cp.Node) -> LimitRule | None:
+    """A rule, with what its keys say together: a rate or an in-flight bound, not both;
+    ``burst`` only with a rate; ``match`` only where there is a name to match."""
+    before = len(ctx.problems)
+    rule = _read_rule(ctx, path, node)
+    if rule is None or len(ctx.problems) > before:
+        return None  # its keys' own problems are reported, not their consequences
+    problem = None
+    if (rule.rate is None) == (rule.in_flight is None):
+        problem = "give either rate (with an optional burst) or in_flight"
+    elif rule.burst is not None and rule.rate is None:
+        problem = "burst goes with rate"
+    elif rule.match is not None and rule.per not in ("backend", "tool"):
+        problem = "match applies to per: backend or per: tool only"
+    if problem is not None:
+        ctx.report(path, node, problem)
+        return None
+    return rule
+
+
+@attrs.frozen
+class LimitsConfig:
+    #: None: each process keeps its own buckets.
+    redis_url: RedisAddress | None = attrs.field(default=None, metadata=read_as(redis_url))
+    on_redis_error: OnRedisError = attrs.field(
+        default="open", metadata=read_as(cp.choice(*get_args(OnRedisError)))
+    )
+    #: How long one Redis answer may take before ``on_redis_error`` decides.
+    redis_timeout: float = attrs.field(default=0.05, metadata=read_as(cp.duration()))
+    rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))

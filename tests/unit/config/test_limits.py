@@ -1,0 +1,82 @@
+"""``limits``: rules, rates, the Redis URL, and problems named by key path and line."""
+
+from __future__ import annotations
+
+from aigw.config import parse_config
+from aigw.config.limits import Rate, RedisAddress
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase
+
+LIMITS = """\
+limits:
+  redis_url: redis://:pw@127.0.0.1:6380/2
+  on_redis_error: closed
+  redis_timeout: 200ms
+  rules:
+    - {per: sub, rate: 10/s, burst: 20}
+    - {per: client, rate: 50/m}
+    - {per: tool, match: "kiwi__*", rate: 100/h}
+    - {per: sub, in_flight: 8}
+"""
+
+
+class LimitsConfigTests(ConfigTestCase):
+    def test_the_documented_example_reads(self) -> None:
+        limits = parse_config(MINIMAL + LIMITS, env={}).limits
+        self.assertEqual(limits.redis_url, RedisAddress("127.0.0.1", 6380, 2, None, "pw"))
+        self.assertEqual((limits.on_redis_error, limits.redis_timeout), ("closed", 0.2))
+        sub, client, tool, flight = limits.rules
+        self.assertEqual((sub.rate, sub.capacity), (Rate(10, 1.0), 20))
+        self.assertEqual((client.rate, client.capacity), (Rate(50, 60.0), 50))
+        self.assertEqual((tool.per, tool.match, str(tool.rate)), ("tool", "kiwi__*", "100/h"))
+        self.assertEqual((flight.per, flight.in_flight, flight.rate), ("sub", 8, None))
+
+    def test_absent_means_no_limits_and_local_buckets(self) -> None:
+        limits = parse_config(MINIMAL, env={}).limits
+        self.assertEqual(
+            (limits.rules, limits.redis_url, limits.on_redis_error), ((), None, "open")
+        )
+
+    def test_a_bad_rate_is_named_with_its_line(self) -> None:
+        self.assertProblem(
+            MINIMAL + "limits:\n  rules:\n    - {per: sub, rate: 10/day}\n",
+            "limits.rules[0].rate",
+            10,
+            "10/s",
+        )
+
+    def test_rate_and_in_flight_together_or_neither_are_refused(self) -> None:
+        for rule in ("{per: sub, rate: 1/s, in_flight: 2}", "{per: sub}"):
+            self.assertProblem(
+                MINIMAL + f"limits:\n  rules:\n    - {rule}\n", "limits.rules[0]", 10, "either"
+            )
+
+    def test_match_only_for_backend_and_tool_and_burst_only_with_rate(self) -> None:
+        self.assertProblem(
+            MINIMAL + "limits:\n  rules:\n    - {per: sub, match: a*, rate: 1/s}\n",
+            "limits.rules[0]",
+            10,
+            "match",
+        )
+        self.assertProblem(
+            MINIMAL + "limits:\n  rules:\n    - {per: sub, in_flight: 2, burst: 3}\n",
+            "limits.rules[0]",
+            10,
+            "burst",
+        )
+
+    def test_unknown_per_and_bad_redis_url(self) -> None:
+        self.assertProblem(
+            MINIMAL + "limits:\n  rules:\n    - {per: user, rate: 1/s}\n",
+            "limits.rules[0].per",
+            10,
+            "sub",
+        )
+        self.assertProblem(
+            MINIMAL + "limits:\n  redis_url: http://127.0.0.1:6379\n",
+            "limits.redis_url",
+            9,
+            "redis://",
+        )
+        self.assertProblem(
+            MINIMAL + "limits:\n  on_redis_error: maybe\n", "limits.on_redis_error", 9, "open"
+        )

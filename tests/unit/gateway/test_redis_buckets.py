@@ -1,0 +1,173 @@
+"""The Redis bucket store against a fake RESP2 server in memory (iosim): the script by
+``EVALSHA`` then ``EVAL`` on ``NOSCRIPT``, bounded waits, fail-open and fail-closed."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.gateway.ratelimit import Bucket, Limiter, Permit, RateLimited, StoreUnavailable, Taken
+from aigw.gateway.redis_buckets import (
+    RECONNECT_DELAY,
+    TAKE_SHA,
+    RedisBuckets,
+    _Incomplete,
+    _parse,
+    encode,
+)
+from aigw.principal import Principal
+from tests.unit.memory import MemoryNetwork, run
+
+ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
+BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
+
+
+class FakeRedisConnection(Protocol):
+    def __init__(self, server: FakeRedis) -> None:
+        self.server = server
+        self.buffer = bytearray()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            parsed = _parse(self.buffer, 0)
+            if isinstance(parsed, _Incomplete):
+                return
+            command, after = parsed
+            del self.buffer[:after]
+            self.server.commands.append(command)
+            reply = self.server.answer(command)
+            if reply is not None and self.transport is not None:
+                self.transport.write(reply)
+
+
+class FakeRedis(Factory):
+    """Knows AUTH, SELECT, EVAL and EVALSHA; answers the script with ``reply``."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[bytes]] = []
+        self.scripts: set[bytes] = set()
+        self.reply = b"*2\r\n:0\r\n:0\r\n"
+        self.silent = False
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        return FakeRedisConnection(self)
+
+    def answer(self, command: list[bytes]) -> bytes | None:
+        if self.silent:
+            return None
+        name = command[0].upper()
+        if name == b"EVALSHA":
+            if command[1] not in self.scripts:
+                return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
+            return self.reply
+        if name == b"EVAL":
+            self.scripts.add(hashlib.sha1(command[1]).hexdigest().encode())  # noqa: S324
+            return self.reply
+        if name in (b"AUTH", b"SELECT"):
+            return b"+OK\r\n"
+        return b"-ERR unknown command\r\n"
+
+
+class ParserTests(SynchronousTestCase):
+    def test_replies_whole_and_in_pieces(self) -> None:
+        reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n+OK\r\n"
+        self.assertEqual(_parse(bytearray(reply), 0), ([1, b"abc", [None, "OK"]], len(reply)))
+        for cut in range(1, len(reply)):
+            self.assertIsInstance(_parse(bytearray(reply[:cut]), 0), _Incomplete)
+
+    def test_commands_are_arrays_of_bulk_strings(self) -> None:
+        self.assertEqual(encode(b"GET", "k", 5), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n")
+
+
+class RedisBucketsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        self.reactor = self.network.reactor
+        self.redis = FakeRedis()
+        self.port = self.network.serve(self.redis)
+
+    def store(self, port: int | None = None, **address: Any) -> RedisBuckets:
+        where = RedisAddress("127.0.0.1", port or self.port, **address)
+        store = RedisBuckets(where, self.reactor, 0.05)
+        self.addCleanup(lambda: self.network.run(store.close()))
+        return store
+
+    @run
+    async def test_noscript_falls_back_to_eval_once(self) -> None:
+        store = self.store(db=2, password="pw")
+        self.assertEqual(await store.take([BUCKET]), Taken(None))
+        self.redis.reply = b"*2\r\n:1\r\n:1500\r\n"
+        self.assertEqual(await store.take([BUCKET]), Taken(0, 1.5))
+        names = [c[0] for c in self.redis.commands]
+        self.assertEqual(names, [b"AUTH", b"SELECT", b"EVALSHA", b"EVAL", b"EVALSHA"])
+        evalsha = self.redis.commands[2]
+        self.assertEqual(evalsha[1:], [TAKE_SHA, b"1", BUCKET.key.encode(), b"5.0", b"5"])
+
+    @run
+    async def test_a_silent_redis_is_unavailable_within_the_timeout(self) -> None:
+        store = self.store()
+        self.redis.silent = True
+        started = self.reactor.seconds()
+        with self.assertRaises(StoreUnavailable):
+            await store.take([BUCKET])
+        self.assertAlmostEqual(self.reactor.seconds() - started, 0.05)
+        self.redis.silent = False  # the next request opens a fresh connection
+        self.assertEqual(await store.take([BUCKET]), Taken(None))
+
+    @run
+    async def test_unreachable_redis_is_not_retried_before_the_delay(self) -> None:
+        store = self.store(port=1)  # nothing listens there
+        attempts: list[None] = []
+        connect = store._connect
+
+        def counted() -> Any:
+            attempts.append(None)
+            return connect()
+
+        store._connect = counted
+        for _ in range(3):
+            with self.assertRaises(StoreUnavailable):
+                await store.take([BUCKET])
+        self.assertEqual(len(attempts), 1)  # one attempt, shared, then none for a while
+        await self.network.sleep(RECONNECT_DELAY + 1.0)
+        with self.assertRaises(StoreUnavailable):
+            await store.take([BUCKET])
+        self.assertEqual(len(attempts), 2)
+
+    @run
+    async def test_fail_open_allows_and_counts(self) -> None:
+        self.redis.silent = True
+        limiter = self.limiter("open")
+        self.assertIsInstance(await limiter.enter(ALICE), Permit)
+        self.assertIsInstance(await limiter.enter(ALICE), Permit)
+        self.assertEqual(limiter.store_errors, 2)
+
+    @run
+    async def test_fail_closed_refuses_with_503(self) -> None:
+        self.redis.silent = True
+        limiter = self.limiter("closed")
+        with self.assertRaises(RateLimited) as caught:
+            await limiter.enter(ALICE)
+        refused = caught.exception
+        self.assertEqual((refused.status, refused.limit), (503, "limits.redis_url"))
+        self.assertEqual(limiter.store_errors, 1)
+
+    @run
+    async def test_a_refusal_from_redis_names_the_rule(self) -> None:
+        self.redis.reply = b"*2\r\n:1\r\n:2001\r\n"
+        limiter = self.limiter("open")
+        with self.assertRaises(RateLimited) as caught:
+            await limiter.enter(ALICE)
+        self.assertEqual((caught.exception.limit, caught.exception.retry_after), ("sub:0", 3))
+
+    def limiter(self, on_error: Any) -> Limiter:
+        config = LimitsConfig(
+            on_redis_error=on_error, rules=(LimitRule(per="sub", rate=Rate(5, 1.0)),)
+        )
+        limiter = Limiter(config, self.reactor, self.store())
+        return limiter
