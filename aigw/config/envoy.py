@@ -150,8 +150,10 @@ class _Translator:
     # --- helpers --------------------------------------------------------------
 
     def refuse(self, section: cp.Section, key: str, why: str) -> None:
+        """A field aigw cannot honour, reported on its key's line."""
         if section.has(key):
-            self.ctx.report(section.child(key), section.values[key], f"{key}: {why}")
+            at = next(k for k, v in section.node.value if v is section.values[key])
+            self.ctx.report(section.child(key), at, f"{key}: {why}")
 
     def open(self, section: cp.Section, key: str, known: Iterable[str]) -> cp.Section | None:
         node = section.values.get(key)
@@ -540,11 +542,12 @@ class _Translator:
             if ref is None:
                 continue
             native = f"backends[{len(found)}]"
+            mark = len(self.notes)
             backend = self.backend(ref, native, claims)
             if backend is not None:
                 self.paths[native] = path
                 found.append(backend)
-                self.notes.append((native, self.origin))
+                self.notes.insert(mark, (native, self.origin))
         return found
 
     def backend(self, ref: cp.Section, native: str, claims: cp.Node | None) -> cp.Node | None:
@@ -588,7 +591,10 @@ class _Translator:
                 ("excludeRegex", "exclude_regex"),
             ):
                 if selector.has(envoy_key):
-                    tools.append((native_key, selector.values[envoy_key]))
+                    given = selector.values[envoy_key]
+                    if envoy_key.endswith("Regex"):
+                        given = self.regexes(selector.child(envoy_key), given)
+                    tools.append((native_key, given))
                     self.paths[f"{native}.tools.{native_key}"] = selector.child(envoy_key)
             pairs.append(("tools", _mapping(tools, selector.node)))
         security = self.open(ref, "securityPolicy", ("apiKey",))
@@ -720,6 +726,28 @@ class _Translator:
                 f"aigw checks the certificate against the backend's host {host!r}, not {checked!r}",
             )
         return True
+
+    def regexes(self, path: str, node: cp.Node) -> cp.Node:
+        """Envoy's tool regexes match anywhere in the name; aigw's the whole name."""
+        listed = cp.items(self.ctx, path, node)
+        if listed is None:
+            return node
+        made: list[cp.Node] = []
+        changed = False
+        for item_path, item in listed:
+            pattern = cp.as_str(self.ctx, item_path, item)
+            if pattern is not None:
+                made.append(_text(_anywhere(pattern), item))
+                changed = changed or _anywhere(pattern) != pattern
+        if changed:
+            self.notes.append(
+                (
+                    f"backends[{len(self.backend_names) - 1}]",
+                    "toolSelector regexes match anywhere in a tool name (Envoy); aigw's "
+                    "match the whole name, so each is wrapped in .*(?:...).* where not anchored.",
+                )
+            )
+        return _sequence(made, node)
 
     def api_key(self, key: cp.Section) -> cp.Node | None:
         """The static header that carries the API key."""
@@ -952,6 +980,40 @@ class _Translator:
 
 def _action(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     return cp.choice("Allow", "Deny")(ctx, path, node)
+
+
+def _anywhere(pattern: str) -> str:
+    """A full-match pattern that matches where ``pattern`` matches anywhere (RE2's
+    MatchString); an anchored end (``^``, ``$``, no top-level ``|``) needs no ``.*``."""
+    alternatives = _top_level_bar(pattern)
+    head = "" if pattern.startswith("^") and not alternatives else ".*"
+    tail = (
+        "" if pattern.endswith("$") and not pattern.endswith("\\$") and not alternatives else ".*"
+    )
+    if not head and not tail:
+        return pattern
+    return f"{head}(?:{pattern}){tail}"
+
+
+def _top_level_bar(pattern: str) -> bool:
+    """Whether ``pattern`` has a ``|`` outside groups and classes (anchors bind one side)."""
+    depth, escaped, in_class = 0, False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return True
+    return False
 
 
 def _glob_escape(name: str) -> str:
