@@ -68,9 +68,16 @@ def is_envoy(text: str) -> bool:
     return any({"apiVersion", "kind"} <= set(_names(d)) for d in documents if d is not None)
 
 
+def _empty(document: cp.Node | None) -> bool:
+    """A document of comments only (between two ``---``) is no resource."""
+    return document is None or (
+        isinstance(document, cp.ScalarNode) and document.tag == cp.TAG + "null"
+    )
+
+
 def _documents(ctx: cp.Context, text: str) -> list[cp.Node]:
     try:
-        return [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+        return [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if not _empty(d)]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -143,6 +150,9 @@ class _Translator:
         self.notes: list[tuple[str, str]] = []
         self.by_kind: dict[str, list[Resource]] = {}
         self.backend_names: list[str] = []
+        self.seen: set[str] = set()
+        #: Every backendRef's name, converted or not: what authorization targets may name.
+        self.ref_names: set[str] = set()
         self.claims_path = ""
         self.origin = ""
         self._tls: dict[str, cp.Section | None] | None = None
@@ -190,6 +200,7 @@ class _Translator:
             if "kind" not in given:
                 self.ctx.report(where, node, "required key 'kind' is missing")
             return
+        self.seen.add(kind)
         if kind not in _GROUPS:
             self.ctx.report(
                 f"{where}.kind",
@@ -251,7 +262,7 @@ class _Translator:
                     found[1].node,
                     f"one {kind} only: aigw serves one MCP endpoint (the first is {found[0].path})",
                 )
-            elif not found:
+            elif not found and kind not in self.seen:
                 where = anchor.node if anchor is not None else None
                 self.ctx.report(kind, where, f"the file has no {kind}")
         if not gateways or not routes:
@@ -375,7 +386,7 @@ class _Translator:
         pairs.append(("auth", auth))
         backends = self.backends(spec, claims)
         pairs.append(("backends", _sequence(backends, spec.values.get("backendRefs", route.node))))
-        names = set(self.backend_names)
+        names = self.ref_names
         if policy is not None and policy.has("authorization"):
             access = self.authorization(policy, names, oauth is not None)
             if access is not None:
@@ -542,6 +553,9 @@ class _Translator:
             if ref is None:
                 continue
             native = f"backends[{len(found)}]"
+            given = ref.values.get("name")
+            if isinstance(given, cp.ScalarNode):
+                self.ref_names.add(given.value)
             mark = len(self.notes)
             backend = self.backend(ref, native, claims)
             if backend is not None:
@@ -1027,7 +1041,7 @@ def translate(ctx: cp.Context, text: str) -> Translation | None:
     translator = _Translator(ctx)
     documents = _documents(ctx, text)
     translator.read(documents)
-    root = translator.translate() if not ctx.problems else None
+    root = translator.translate()
     if root is None or ctx.problems:
         return None
     return Translation(root, translator.paths, tuple(translator.notes))

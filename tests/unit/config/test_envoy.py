@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 
 from aigw.config import ConfigError, envoy, load_config, parse_config
-from tests.unit.config.helpers import ConfigTestCase
+from tests.unit.config.helpers import ConfigTestCase, problems
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
 ENV = {"CONTEXT7_API_KEY": "c7-key"}
@@ -117,6 +117,21 @@ class GoldenTests(ConfigTestCase):
                 ("deny", (), {"tenant": "blocked"}, (), ()),
             ],
         )
+
+    def test_documents_of_comments_only_are_no_resources(self) -> None:
+        text = "---\n# Backends\n---\n" + BASE.replace("---\n", "---\n# a comment\n---\n", 1)
+        self.assertEqual(parse_config(text, env={}).backends[0].name, "one")
+
+    def test_every_problem_is_reported_at_once(self) -> None:
+        text = BASE + lines(
+            "      forwardHeaders: [{name: X-Token}]",
+            "---",
+            "apiVersion: v1",
+            "kind: ConfigMap",
+            "metadata: {name: c}",
+        )
+        found = [(p.path, p.line) for p in problems(text)]
+        self.assertEqual(found, [(f"{REF}.forwardHeaders", 31), ("(document 4).kind", 34)])
 
     def test_a_native_config_is_not_taken_for_the_envoy_format(self) -> None:
         self.assertFalse(envoy.is_envoy("listen: tcp:1975\nauth: none\n"))
