@@ -164,6 +164,28 @@ class MappingTests(ConfigTestCase):
         )
         self.assertEqual(parse_config(text, env={}).backends[0].headers, {"X-Api-Key": "k-1"})
 
+    def test_a_secret_from_an_unset_variable_stops_aigw_at_its_annotation(self) -> None:
+        text = BASE + lines(
+            "      securityPolicy:",
+            "        apiKey:",
+            "          secretRef: {name: key}",
+            "---",
+            "apiVersion: v1",
+            "kind: Secret",
+            "metadata:",
+            "  name: key",
+            "  annotations:",
+            "    substitution.aigw.run/env/apiKey: THE_KEY",
+            "stringData: {apiKey: placeholder}",
+        )
+        self.assertEqual(
+            parse_config(text, env={"THE_KEY": "k"}).backends[0].headers,
+            {"Authorization": "Bearer k"},
+        )
+        found = self.only_problem(text)
+        self.assertEqual(found.line, 40)
+        self.assertIn("environment variable THE_KEY is not set", found.message)
+
     def test_a_tool_name_with_glob_characters_is_matched_as_written(self) -> None:
         text = (
             BASE
