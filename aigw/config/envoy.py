@@ -893,7 +893,8 @@ class _Translator:
                 "authorization: Envoy's rules govern tools only; aigw's access.default also "
                 "decides prompts and resources, and a rule without target matches them too. A "
                 "denied call answers as an unknown tool (Envoy: 403). A rule with several "
-                "claim values or backends is one aigw rule for each.",
+                "claim values or backends is one aigw rule for each; a claim matches a string "
+                "equal to the value or a list holding it, whatever its valueType.",
             )
         )
         pairs = [("default", _text(default.lower(), at)), ("rules", _sequence(rules, section.node))]
