@@ -5,7 +5,8 @@ foreground, logging to stderr, from a config file or from an ``mcpServers``
 file of an MCP client (``--mcp-config FILE`` or ``--mcp-json JSON``, as the Envoy
 AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
 validates either and prints every problem.  ``convert`` prints the native config
-an ``mcpServers`` file stands for.  ``doctor`` checks a live set-up (``aigw/doctor/``).
+an ``mcpServers`` file, or an Envoy AI Gateway file (``envoy.py``), stands for.  ``doctor``
+checks a live set-up (``aigw/doctor/``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import sys
 from collections.abc import Sequence
 
 from aigw import __version__
-from aigw.config import EX_CONFIG, Config, ConfigError, command_line, format_problems, load_config
+from aigw.config import (
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    command_line,
+    envoy,
+    format_problems,
+    load_config,
+)
 from aigw.config.command_line import DEFAULT_LISTEN
 from aigw.config.read import ServersFile
 
@@ -55,9 +64,13 @@ def check(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    """Print the native config of an mcpServers file; 78 (EX_CONFIG) on a problem."""
+    """Print the native config of an mcpServers file or of an Envoy AI Gateway file;
+    78 (EX_CONFIG) on a problem."""
     try:
-        sys.stdout.write(command_line.convert(_servers(args), _flags(args)))
+        if args.config is not None:
+            sys.stdout.write(envoy.convert_file(args.config))
+        else:
+            sys.stdout.write(command_line.convert(_servers(args), _flags(args)))
     except ConfigError as error:
         sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
@@ -123,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_parser = commands.add_parser("check", help="validate a configuration")
     _add_servers_options(check_parser, with_file=True)
     convert_parser = commands.add_parser(
-        "convert", help="print the native config of an mcpServers file"
+        "convert", help="print the native config of an mcpServers or Envoy AI Gateway file"
     )
-    _add_servers_options(convert_parser, with_file=False)
+    _add_servers_options(convert_parser, with_file=True)
     doctor_parser = commands.add_parser(
         "doctor",
         help="check a live set-up: one line per finding, with its fix",
@@ -140,8 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return doctor(args.doctor_config)
     chosen = {"run": run_parser, "check": check_parser, "convert": convert_parser}[args.command]
-    if args.command == "convert":
-        args.config = None
     _check_sources(chosen, args)
     if args.command == "check":
         return check(args)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from aigw.config import fields, jsonnodes, mcp_servers
+from aigw.config import envoy, fields, jsonnodes, mcp_servers
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
@@ -269,10 +269,14 @@ def _read_config(
     )
 
 
-def _problems(ctx: cp.Context, elsewhere: list[Problem]) -> list[Problem]:
-    """The problems found, the config file's in file order, then the imported file's."""
+def _problems(
+    ctx: cp.Context, elsewhere: list[Problem], translation: envoy.Translation | None = None
+) -> list[Problem]:
+    """The problems found, the config file's in file order, then the imported file's;
+    an Envoy-format file's said with its own key paths."""
+    said = translation.envoy_path if translation is not None else str
     return in_file_order(
-        [*(Problem(path, line, message) for path, line, message in ctx.problems), *elsewhere]
+        [*(Problem(said(path), line, message) for path, line, message in ctx.problems), *elsewhere]
     )
 
 
@@ -284,7 +288,12 @@ def _parse(
     servers: ServersFile | None = None,
 ) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
-    node = cp.compose(ctx, text)
+    translation = None
+    if envoy.is_envoy(text):  # the Envoy AI Gateway's standalone format (envoy.py)
+        translation = envoy.translate(ctx, text)
+        node: cp.Node | None = None if translation is None else translation.root
+    else:
+        node = cp.compose(ctx, text)
     if node is None and not ctx.problems:
         ctx.problems.append(("(root)", None, "the file is empty"))
     root = None if node is None else cp.open_section(ctx, node, "", fields.keys(Config))
@@ -293,7 +302,7 @@ def _parse(
     elsewhere: list[Problem] = []
     config = _read_config(root, source, servers, elsewhere)
     if ctx.problems or elsewhere:
-        raise ConfigError(source, _problems(ctx, elsewhere))
+        raise ConfigError(source, _problems(ctx, elsewhere, translation))
     return config
 
 
