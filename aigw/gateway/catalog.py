@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from aigw.gateway.access import AccessPolicy
+from aigw.gateway.access import AccessPolicy, Kind
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.lists import list_page
 from aigw.protocol import jsonrpc
@@ -86,43 +86,42 @@ class Catalog:
         self._tools_listed: dict[str, set[str]] = {}
 
     def expose_items(
-        self, session: ClientSession, backend: str, key: str, items: list[Any]
+        self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
     ) -> Iterable[Any]:
-        """One backend's list items as the client sees them, filtered by policy."""
+        """One backend's list items as the client sees them, filtered by policy: each item
+        is decided with the list ``method`` (``tools/list``), resources by upstream URI
+        (templates by their template)."""
         if key in ("tools", "prompts"):
-            yield from self._expose_named(session, backend, key, items)
+            yield from self._expose_named(session, backend, key, items, method)
             return
+        field = "uri" if key == "resources" else "uriTemplate"
         for item in items:
-            if not isinstance(item, dict):
+            if not isinstance(item, dict) or not isinstance(item.get(field), str):
                 continue
-            if not self.policy.decide(session.principal, backend, None):
-                continue
-            elif key == "resources" and isinstance(item.get("uri"), str):
-                yield {**item, "uri": expose_uri(backend, item["uri"])}
-            elif key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
-                yield {**item, "uriTemplate": expose_uri(backend, item["uriTemplate"])}
+            uri = item[field]
+            if self.policy.decide(session.principal, backend, uri, kind="resource", method=method):
+                yield {**item, field: expose_uri(backend, uri)}
 
     def _expose_named(
-        self, session: ClientSession, backend: str, key: str, items: list[Any]
+        self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
     ) -> Iterable[Any]:
-        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy."""
-        kind = key[:-1]
+        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy
+        (asked with ``method``)."""
+        kind: Kind = "tool" if key == "tools" else "prompt"
         table = self._names[kind]
         principal = session.principal
         allows = session.snapshot.filters[backend].allows
         self._listed.add((backend, kind))
         if kind == "tool":
             self._remember_tools(backend, items, allows)
+        decide = self.policy.decide
         kept = [
             item
             for item in items
             if isinstance(item, dict)
             and isinstance(item.get("name"), str)
-            and (
-                allows(item["name"]) and self.policy.decide(principal, backend, item["name"])
-                if kind == "tool"
-                else self.policy.decide(principal, backend, None)
-            )
+            and (kind == "prompt" or allows(item["name"]))
+            and decide(principal, backend, item["name"], kind=kind, method=method)
         ]
         for name in table.add(backend, [item["name"] for item in kept]):
             self.log.warn(
@@ -230,11 +229,13 @@ class Catalog:
         """List the backend's tools or prompts, page by page (at most LEARN_MAX_PAGES),
         until ``wanted`` resolves or the list ends."""
         cursor: str | None = None
+        # Asked as the call it routes, which the call's own decision repeats.
+        call = "tools/call" if kind == "tool" else "prompts/get"
         for _ in range(LEARN_MAX_PAGES):
             items, cursor = await list_page(
                 self.exchange, session, backend, f"{kind}s/list", cursor
             )
-            for _item in self._expose_named(session, backend, kind + "s", items):
+            for _item in self._expose_named(session, backend, kind + "s", items, call):
                 pass  # exposing fills the name table and the header annotations
             if cursor is None or (wanted is not None and self._names[kind].resolve(wanted)):
                 return

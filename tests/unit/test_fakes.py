@@ -169,7 +169,9 @@ class FakePolicyTests(SynchronousTestCase):
         self.assertFalse(policy.decide(ANONYMOUS, "mail", "send"))
         decision = policy.decide(ANONYMOUS, "files", "read")
         self.assertEqual((decision.allowed, decision.rule), (True, "default"))
-        self.assertEqual(policy.asked[0], (ANONYMOUS, "files", "rm"))
+        self.assertEqual(policy.asked[0], (ANONYMOUS, "files", "rm", "tool", None))
+        policy.decide(ANONYMOUS, "files", "guide", kind="prompt", method="prompts/get")
+        self.assertEqual(policy.asked[-1][3:], ("prompt", "prompts/get"))
 
 
 class RecordingObserverTests(SynchronousTestCase):
