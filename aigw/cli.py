@@ -5,7 +5,8 @@ foreground, logging to stderr, from a config file or from an ``mcpServers``
 file of an MCP client (``--mcp-config FILE`` or ``--mcp-json JSON``, as the Envoy
 AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
 validates either and prints every problem.  ``convert`` prints the native config
-an ``mcpServers`` file stands for.
+an ``mcpServers`` file stands for.  ``access explain`` says how the access rules
+decide one request for given token claims (``auth/explain.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from aigw import __version__
+from aigw.auth import explain
 from aigw.config import EX_CONFIG, Config, ConfigError, command_line, format_problems, load_config
 from aigw.config.command_line import DEFAULT_LISTEN
 from aigw.config.read import ServersFile
@@ -126,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "convert", help="print the native config of an mcpServers file"
     )
     _add_servers_options(convert_parser, with_file=False)
+    explain.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "access":
+        return explain.run(args)
     chosen = {"run": run_parser, "check": check_parser, "convert": convert_parser}[args.command]
     if args.command == "convert":
         args.config = None
