@@ -20,6 +20,7 @@ from aigw.events import (
     AuthenticationRefused,
     AuthServerFetched,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.gateway.access import Decision, Kind
@@ -273,6 +274,7 @@ class RecordingObserver:
         self.refusals: list[AuthenticationRefused] = []
         self.connections: list[UpstreamConnection] = []
         self.fetches: list[AuthServerFetched] = []
+        self.flagged: list[ToolFlagged] = []
 
     def request_finished(self, event: RequestFinished) -> None:
         self.requests.append(event)
@@ -288,3 +290,6 @@ class RecordingObserver:
 
     def auth_server_fetched(self, event: AuthServerFetched) -> None:
         self.fetches.append(event)
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        self.flagged.append(event)

@@ -179,6 +179,12 @@ class Calls:
                 )
             )
 
+        if kind != "resource" and not self.catalog.usable(session, backend, kind, name):
+            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
+            report(False, f"backends[{snapshot.indexes[backend]}].screen_tools")
+            if record is not None:
+                record.outcome = "denied"
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {shown}")
         needed = snapshot.unmet_scopes(principal, backend)
         if needed:
             report(False, snapshot.scopes_rule(backend))

@@ -22,6 +22,7 @@ from aigw.events import (
     AuthServerFetched,
     GatewayObserver,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.gateway.access import AccessPolicy
@@ -187,6 +188,9 @@ class RecordingObserverTests(SynchronousTestCase):
         observer.authentication_refused(refused)
         observer.upstream_connection(connection)
         observer.auth_server_fetched(fetched)
+        flagged = ToolFlagged("files", "tool", "rm", ("sidenote",), ("sidenote in x",), "warned")
+        observer.tool_flagged(flagged)
+        self.assertEqual(observer.flagged, [flagged])
         self.assertEqual(observer.requests, [finished])
         self.assertEqual(observer.decisions, [decided])
         self.assertEqual(observer.refusals, [refused])
