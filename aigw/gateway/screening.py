@@ -7,7 +7,7 @@ clean in this process may be used: a name never listed here is listed first
 (``Catalog.learn_names``), and one still unscreened is refused.  A verdict is
 cached by the item's digest (and the names it was screened against), so lists
 are not screened again until a description changes; a ``ToolFlagged`` event is
-reported when a name's findings change, not on every list.
+reported when a name's findings (or its backend's mode) change, not on every list.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Screening:
         self.observer = observer
         self._by_digest: LRU[tuple[str, Named, str, str], tuple[Finding, ...]] = LRU(MAX_VERDICTS)
         self._by_name: LRU[tuple[str, Named, str], tuple[Finding, ...]] = LRU(MAX_VERDICTS)
+        # What was last reported per name, and under which mode (a reload may change it).
+        self._reported: LRU[tuple[str, Named, str], tuple[object, ...]] = LRU(MAX_VERDICTS)
 
     def admit(
         self,
@@ -61,9 +63,9 @@ class Screening:
         if found is None:
             found = findings(item, others, own)
             self._by_digest.put(key, found)
-        previous = self._by_name.get((backend, kind, name))
         self._by_name.put((backend, kind, name), found)
-        if found and previous != found:
+        if found and self._reported.get((backend, kind, name)) != (found, mode):
+            self._reported.put((backend, kind, name), (found, mode))
             self._report(backend, mode, kind, name, found)
         return not found or mode != "block"
 

@@ -11,6 +11,7 @@ says what it found and where; the gateway decides what to do (``gateway/screenin
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,6 @@ HIDDEN_RANGES: tuple[tuple[str, int, int], ...] = (
 )
 _HIDDEN = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for _, lo, hi in HIDDEN_RANGES) + "]")
 
-_WS = r"[\s_-]+"
 #: Text aimed at the model rather than the user, by check name (case-insensitive).
 INSTRUCTION_PATTERNS: tuple[tuple[str, str], ...] = (
     (
@@ -55,7 +55,7 @@ INSTRUCTION_PATTERNS: tuple[tuple[str, str], ...] = (
         r"~/\.ssh|\bid_(?:rsa|ed25519|ecdsa)\b|\.aws/credentials|/etc/(?:passwd|shadow)\b"
         r"|\bmcp\.json\b|\.cursor/|\.config/gcloud|\bprivate[\s_-]key\b",
     ),
-    ("sidenote", r"\bside" + r"[\s_-]?" + r"note\b"),
+    ("sidenote", r"\bside[\s_-]?note\b"),
     (
         "model_directive",
         r"\b(?:you\s+are\s+now|new\s+instructions?\s*:|system\s+prompt\s*:|"
@@ -63,7 +63,7 @@ INSTRUCTION_PATTERNS: tuple[tuple[str, str], ...] = (
     ),
     (
         "pass_secrets",
-        r"\b(?:pass|send|include|append)\b.{0,60}\b(?:api" + _WS + r"keys?|passwords?|"
+        r"\b(?:pass|send|include|append|put)\b.{0,60}\b(?:api[\s_-]*keys?|passwords?|"
         r"tokens?|credentials|secrets?)\b.{0,40}\b(?:parameter|argument|field)",
     ),
 )
@@ -157,7 +157,7 @@ def findings(
     """
     found: list[Finding] = []
     own_names = set(own)
-    foreign = _foreign_pattern([n for n in others if n not in own_names])
+    foreign = _foreign_pattern(tuple(sorted({n for n in others if n not in own_names})))
     for where, text in texts(item):
         hidden = _hidden(text)
         if hidden is not None:
@@ -173,7 +173,8 @@ def findings(
     return tuple(found)
 
 
-def _foreign_pattern(names: list[str]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=64)
+def _foreign_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
     """One pattern for every other backend's prefix (``mail__``) and distinctive tool name."""
     prefixes = [n for n in names if n.endswith("__")]
     bare = [n for n in names if not n.endswith("__") and len(n) >= 5 and re.search(r"[_.-]", n)]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.trial.unittest import SynchronousTestCase
+
 from aigw.config import BackendConfig
+from aigw.gateway.screening import Screening
 from aigw.protocol import jsonrpc
 from tests.fakes import RecordingObserver
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -143,3 +146,28 @@ class ScreeningTests(GatewayTestCase):
         self.assertIn("alpha__add", await self.listed())
         self.assertEqual(recorder.flagged, [])
         self.assertIn("result", await self.call_tool("alpha__add"))
+
+
+class VerdictTests(SynchronousTestCase):
+    """``Screening`` alone: cached verdicts, one event per change."""
+
+    def test_reported_again_only_when_findings_or_mode_change(self) -> None:
+        recorder = RecordingObserver()
+        screening = Screening(recorder)
+        poisoned = {"name": "add", "description": "<IMPORTANT>x</IMPORTANT>"}
+        admit = screening.admit
+        self.assertTrue(admit("b", "warn", "tool", poisoned, (), (), 0))
+        self.assertTrue(admit("b", "warn", "tool", poisoned, (), (), 1))
+        self.assertEqual(len(recorder.flagged), 1)
+        self.assertFalse(admit("b", "block", "tool", poisoned, (), (), 1))
+        self.assertEqual([e.action for e in recorder.flagged], ["warned", "blocked"])
+        self.assertFalse(screening.usable("b", "block", "tool", "add"))
+        self.assertTrue(screening.usable("b", "warn", "tool", "add"))
+
+    def test_block_uses_only_what_was_screened_clean(self) -> None:
+        screening = Screening(RecordingObserver())
+        self.assertFalse(screening.usable("b", "block", "tool", "echo"))
+        self.assertTrue(screening.usable("b", "off", "tool", "echo"))
+        screening.admit("b", "block", "tool", {"name": "echo", "description": "Echo."}, (), (), 0)
+        self.assertTrue(screening.usable("b", "block", "tool", "echo"))
+        self.assertFalse(screening.usable("b", "block", "prompt", "echo"))
