@@ -20,6 +20,7 @@ from aigw.events import (
     AuthenticationRefused,
     AuthServerFetched,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 
@@ -96,6 +97,18 @@ class AccessLogObserver:
             backend=event.backend,
             state=event.state,
             detail=event.detail,
+        )
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        """At warn: a backend serves a description that looks poisoned."""
+        self.log.warn(
+            "backend {backend}: {kind} {name!r} {action} by screening: {reasons}",
+            event="tool_flagged",
+            backend=event.backend,
+            kind=event.kind,
+            name=event.name,
+            action=event.action,
+            reasons="; ".join(event.reasons),
         )
 
     def auth_server_fetched(self, event: AuthServerFetched) -> None:

@@ -45,6 +45,7 @@ from aigw.events import (
     AuthServerFetched,
     GatewayObserver,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.principal import Principal
@@ -76,6 +77,10 @@ FIELDS = (
     "duration_ms",
     "upstream_ms",
     "arguments",
+    "kind",
+    "action",
+    "checks",
+    "reasons",
 )
 _DECIDED = (
     "access {decision} by {rule}: {method} {exposed} for sub={sub} client_id={client_id} "
@@ -142,6 +147,19 @@ class AuditTrail:
         if self.include_arguments:
             fields["arguments"] = event.arguments
         self.log.info(_FINISHED, **fields)
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        """A description flagged by screening: what was found, and whether it was hidden."""
+        self.log.info(
+            "{kind} {backend} {name} {action} by screening: {checks}",
+            event="tool_flagged",
+            backend=event.backend,
+            name=event.name,
+            kind=event.kind,
+            action=event.action,
+            checks=list(event.checks),
+            reasons=list(event.reasons),
+        )
 
     def authentication_refused(self, event: AuthenticationRefused) -> None:
         """Not audited: no principal, and the access log has it."""

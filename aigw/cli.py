@@ -7,6 +7,8 @@ AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
 validates either and prints every problem.  ``convert`` prints the native config
 an ``mcpServers`` file, or an Envoy AI Gateway file (``envoy.py``), stands for.  ``doctor``
 checks a live set-up (``aigw/doctor/``).
+``access explain`` says how the access rules decide one request for given token claims
+(``auth/explain.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from aigw import __version__
+from aigw.auth import explain
 from aigw.config import (
     EX_CONFIG,
     Config,
@@ -147,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "1 when something failed, 78 when the config itself has problems.",
     )
     doctor_parser.add_argument("doctor_config", metavar="CONFIG", help="the YAML configuration")
+    explain.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "access":
+        return explain.run(args)
     if args.command == "doctor":
         from aigw.doctor import doctor
 

@@ -93,6 +93,22 @@ class AuthServerFetched:
     succeeded: bool
 
 
+@attrs.frozen
+class ToolFlagged:
+    """A backend's tool or prompt description was screened and flagged
+    (``backends[].screen_tools``): served with a warning, or hidden (``blocked``)."""
+
+    backend: str
+    kind: Literal["tool", "prompt"]
+    #: The upstream name.
+    name: str
+    #: The checks that flagged it (``hidden_unicode``, ``ignore_instructions``, ...).
+    checks: tuple[str, ...]
+    #: Each finding in words: the check, where it was found, what it found.
+    reasons: tuple[str, ...]
+    action: Literal["warned", "blocked"]
+
+
 class GatewayObserver(Protocol):
     """Receives every gateway event; see the module docstring for the rules."""
 
@@ -105,6 +121,8 @@ class GatewayObserver(Protocol):
     def upstream_connection(self, event: UpstreamConnection) -> None: ...
 
     def auth_server_fetched(self, event: AuthServerFetched) -> None: ...
+
+    def tool_flagged(self, event: ToolFlagged) -> None: ...
 
 
 class Observers:
@@ -135,3 +153,7 @@ class Observers:
     def auth_server_fetched(self, event: AuthServerFetched) -> None:
         for observer in self._observers:
             observer.auth_server_fetched(event)
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        for observer in self._observers:
+            observer.tool_flagged(event)

@@ -60,6 +60,22 @@ class Principal:
         return frozenset(needed) <= self.scopes
 
 
+def claim_at(claims: Mapping[str, object], path: str) -> object:
+    """The claim at ``path``, dots going into nested objects; None if absent.
+
+    A claim whose own name holds the dot (``https://example.com/org``) is found first.
+    Access rules and ``claims_to_headers`` both name claims this way.
+    """
+    if path in claims:
+        return claims[path]
+    value: object = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 #: The principal of every request under ``auth: none`` (development only).
 ANONYMOUS = Principal(
     issuer="",

@@ -20,9 +20,10 @@ from aigw.events import (
     AuthenticationRefused,
     AuthServerFetched,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
-from aigw.gateway.access import Decision
+from aigw.gateway.access import Decision, Kind
 from aigw.principal import Principal
 from aigw.upstream.api import (
     BodyReader,
@@ -237,19 +238,28 @@ def _is_response(message: Any) -> bool:
 
 
 class FakePolicy:
-    """Allows or denies from a table keyed ``(backend, tool)``; ``(backend, None)`` covers
-    a whole backend; anything else gets ``default``.  The rule names the entry used."""
+    """Allows or denies from a table keyed ``(backend, name)``; ``(backend, None)`` covers
+    a whole backend; anything else gets ``default``.  The rule names the entry used.
+    ``asked`` records each question, with its kind and method."""
 
     def __init__(
         self, table: Mapping[tuple[str, str | None], bool] | None = None, default: bool = True
     ) -> None:
         self.table = dict(table or {})
         self.default = default
-        self.asked: list[tuple[Principal, str, str | None]] = []
+        self.asked: list[tuple[Principal, str, str | None, Kind, str | None]] = []
 
-    def decide(self, principal: Principal, backend: str, tool: str | None = None) -> Decision:
-        self.asked.append((principal, backend, tool))
-        for key in ((backend, tool), (backend, None)):
+    def decide(
+        self,
+        principal: Principal,
+        backend: str,
+        name: str | None = None,
+        *,
+        kind: Kind = "tool",
+        method: str | None = None,
+    ) -> Decision:
+        self.asked.append((principal, backend, name, kind, method))
+        for key in ((backend, name), (backend, None)):
             if key in self.table:
                 return Decision(self.table[key], f"table[{key[0]}, {key[1]}]")
         return Decision(self.default, "default")
@@ -264,6 +274,7 @@ class RecordingObserver:
         self.refusals: list[AuthenticationRefused] = []
         self.connections: list[UpstreamConnection] = []
         self.fetches: list[AuthServerFetched] = []
+        self.flagged: list[ToolFlagged] = []
 
     def request_finished(self, event: RequestFinished) -> None:
         self.requests.append(event)
@@ -279,3 +290,6 @@ class RecordingObserver:
 
     def auth_server_fetched(self, event: AuthServerFetched) -> None:
         self.fetches.append(event)
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        self.flagged.append(event)

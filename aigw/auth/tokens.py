@@ -151,11 +151,21 @@ def check_claims(
         raise reject("malformed", "the token's iat claim is not a number")
     if iat is not None and now + leeway < iat:
         raise reject("not_yet_valid", "the token was issued in the future")  # RFC 7519 §4.1.6
+    principal = principal_of(claims, issuer)
+    if principal is None:
+        raise reject("malformed", "the token names no subject (sub) nor client")
+    return principal
+
+
+def principal_of(claims: Mapping[str, Any], issuer: str) -> Principal | None:
+    """Who verified ``claims`` speak for: ``sub`` (else the client), ``client_id`` or
+    ``azp``, ``scope`` or ``scp``, every claim; None when they name no subject nor client.
+    ``aigw access explain`` builds its principal here too, as a token would."""
     client_id = _client_id(claims)
     sub = claims.get("sub")
     subject = sub if isinstance(sub, str) else client_id
     if subject is None:
-        raise reject("malformed", "the token names no subject (sub) nor client")
+        return None
     jti = claims.get("jti")
     return Principal(
         issuer=issuer,
@@ -164,7 +174,7 @@ def check_claims(
         scopes=_scopes(claims),
         claims=types.MappingProxyType(dict(claims)),
         token_id=jti if isinstance(jti, str) else None,
-        expires_at=exp,
+        expires_at=_number(claims.get("exp")),
     )
 
 

@@ -49,6 +49,7 @@ LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 AuditFormat = Literal["json"]
 StdioScope = Literal["shared", "user"]
+ScreenMode = Literal["off", "warn", "block"]
 
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
@@ -130,6 +131,9 @@ class BackendConfig:
         default=StdioConfig(), metadata=read_as(section_of(StdioConfig))
     )
     auth: BackendAuthConfig | None = attrs.field(default=None, metadata=read_as(backend_auth))
+    #: Tool and prompt descriptions screened for poisoning (``gateway/screening.py``):
+    #: ``warn`` serves them and reports, ``block`` hides them.
+    screen_tools: ScreenMode = attrs.field(default="off", metadata=read_as(values.screening_mode))
 
 
 @attrs.frozen
@@ -181,8 +185,10 @@ class AccessRule:
 
     A rule matches a request when every principal condition given matches
     (``subjects``, ``clients``, ``scopes`` all held, ``claims`` equal or
-    contained) and its target matches (``backends`` and ``tools`` globs; empty
-    means any).
+    contained, a claim named by its dotted path when no claim has the whole name)
+    and its target matches (``backends`` and ``methods`` globs; then ``tools``,
+    ``prompts``, ``resources`` globs: when any of the three is given, the request
+    must name an item of one of those kinds that its globs match; empty means any).
     """
 
     effect: Effect = attrs.field(metadata=required(cp.choice(*get_args(Effect)), "deny"))
@@ -192,6 +198,11 @@ class AccessRule:
     claims: Mapping[str, str] = attrs.field(factory=dict, metadata=read_as(cp.as_str_map))
     backends: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
     tools: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    #: MCP methods (``tools/call``, ``tools/list``, globs such as ``resources/*``).
+    methods: tuple[str, ...] = attrs.field(default=(), metadata=read_as(values.method_globs))
+    prompts: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
+    #: Upstream resource URIs (as the backend names them, not ``aigw:<backend>/...``).
+    resources: tuple[str, ...] = attrs.field(default=(), metadata=_strings)
 
 
 @attrs.frozen

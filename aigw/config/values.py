@@ -8,6 +8,7 @@ None, or returns the value.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import urllib.parse
@@ -283,3 +284,39 @@ def session_secrets(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) ->
         if secret is not None:
             secrets.append(secret)
     return tuple(secrets)
+
+
+#: The MCP methods the access policy decides on: what ``access.rules[].methods`` names.
+DECIDED_METHODS = (
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+)
+
+
+def method_glob(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """An MCP method name or glob that names at least one method the policy decides on:
+    a typo (``tool/call``) would otherwise make a rule that never matches."""
+    value = cp.as_nonempty_str(ctx, path, node)
+    if value is not None and not any(fnmatch.fnmatchcase(m, value) for m in DECIDED_METHODS):
+        hint = cp.did_you_mean(value, DECIDED_METHODS)
+        ctx.report(path, node, f"{value!r} names no method access rules decide on{hint}")
+        return None
+    return value
+
+
+method_globs = cp.list_of(method_glob)
+
+
+def screening_mode(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
+    """``off``, ``warn`` or ``block``; YAML reads a bare ``off`` as false, taken as ``off``."""
+    if isinstance(node, cp.ScalarNode) and cp.scalar_value(ctx, path, node) is False:
+        return "off"
+    return cp.choice("off", "warn", "block")(ctx, path, node)

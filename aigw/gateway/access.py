@@ -2,16 +2,21 @@
 
 The gateway asks one question for lists and calls alike and gets a ``Decision``
 that names the rule that decided, for the audit trail; ``aigw.auth.policy``
-answers it from the config's ``access`` rules.
+answers it from the config's ``access`` rules.  The question names the MCP
+method (``tools/list`` for each listed tool, ``tools/call`` for a call) and the
+kind of item, so a rule can allow listing a tool and refuse calling it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import attrs
 
 from aigw.principal import Principal
+
+#: What a request names: a tool, a prompt, or a resource (its upstream URI or template).
+Kind = Literal["tool", "prompt", "resource"]
 
 
 @attrs.frozen
@@ -27,6 +32,15 @@ class Decision:
 
 
 class AccessPolicy(Protocol):
-    """Decides whether ``principal`` may use ``backend`` (and ``tool``, when one is named)."""
+    """Decides whether ``principal`` may use ``backend`` (and the item ``name`` of
+    ``kind``, when one is named) with ``method`` (None: no method named)."""
 
-    def decide(self, principal: Principal, backend: str, tool: str | None = None) -> Decision: ...
+    def decide(
+        self,
+        principal: Principal,
+        backend: str,
+        name: str | None = None,
+        *,
+        kind: Kind = "tool",
+        method: str | None = None,
+    ) -> Decision: ...

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from aigw.events import AccessDecided, GatewayObserver
-from aigw.gateway.access import AccessPolicy
+from aigw.gateway.access import AccessPolicy, Kind
 from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
@@ -118,16 +118,16 @@ class Calls:
             if not session.snapshot.filters[backend].allows(name):
                 raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown tool: {params.get('name')}")
             self._record_arguments(params, record)
-            self._authorize(session, method, backend, name, name, params.get("name"), record)
+            self._authorize(session, method, backend, "tool", name, params.get("name"), record)
             return backend, {**params, "name": name}, _rewrite_tool_result
         if method == "prompts/get":
             backend, name = catalog.resolve_name(session, params.get("name"), "prompt")
             self._record_arguments(params, record)
-            self._authorize(session, method, backend, None, name, params.get("name"), record)
+            self._authorize(session, method, backend, "prompt", name, params.get("name"), record)
             return backend, {**params, "name": name}, rewrite_prompt_result
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             backend, uri = catalog.resolve_uri(session, params.get("uri"))
-            self._authorize(session, method, backend, None, uri, params.get("uri"), record)
+            self._authorize(session, method, backend, "resource", uri, params.get("uri"), record)
             if method == "resources/subscribe":
                 _check_updates_deliverable(session.backends.get(backend))
             return backend, {**params, "uri": uri}, rewrite_read_result
@@ -144,13 +144,15 @@ class Calls:
         if ref.get("type") == "ref/prompt":
             backend, name = self.catalog.resolve_name(session, ref.get("name"), "prompt")
             new_ref = {**ref, "name": name}
+            kind: Kind = "prompt"
         elif ref.get("type") == "ref/resource":
             backend, name = self.catalog.resolve_uri(session, ref.get("uri"))
             new_ref = {**ref, "uri": name}
+            kind = "resource"
         else:
             raise GatewayError(jsonrpc.INVALID_PARAMS, "unknown completion ref type")
         shown = str(ref.get("name") or ref.get("uri"))
-        self._authorize(session, "completion/complete", backend, None, name, shown, record)
+        self._authorize(session, "completion/complete", backend, kind, name, shown, record)
         return backend, {**params, "ref": new_ref}, _keep
 
     def _authorize(
@@ -158,7 +160,7 @@ class Calls:
         session: ClientSession,
         method: str,
         backend: str,
-        tool: str | None,
+        kind: Kind,
         name: str,
         shown: Any,
         record: RequestRecord | None,
@@ -189,20 +191,27 @@ class Calls:
                 )
             )
 
+        if kind != "resource" and not self.catalog.usable(session, backend, kind, name):
+            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
+            report(False, f"backends[{snapshot.indexes[backend]}].screen_tools")
+            if record is not None:
+                record.outcome = "denied"
+            raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {shown}")
         needed = snapshot.unmet_scopes(principal, backend)
         if needed:
             report(False, snapshot.scopes_rule(backend))
             if record is not None:
                 record.outcome = "denied"
             raise InsufficientScope(needed)
-        decision = self.policy.decide(principal, backend, tool)
+        decision = self.policy.decide(principal, backend, name, kind=kind, method=method)
         report(decision.allowed, decision.rule)
         if not decision:
             self.log.info(
-                "access denied: {sub} may not use {backend} {tool}",
+                "access denied: {sub} may not {method} {backend} {name}",
                 sub=principal.subject,
+                method=method,
                 backend=backend,
-                tool=tool or "",
+                name=name,
             )
             if record is not None:
                 record.outcome = "denied"

@@ -17,8 +17,16 @@ from twisted.logger import Logger
 from aigw.gateway.access import AccessPolicy
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.lists import list_page
+from aigw.gateway.screening import Named, Screening
 from aigw.protocol import jsonrpc
-from aigw.protocol.names import NameTable, could_be_mapped, expose_uri, resolve_uri, split_name
+from aigw.protocol.names import (
+    NAME_SEPARATOR,
+    NameTable,
+    could_be_mapped,
+    expose_uri,
+    resolve_uri,
+    split_name,
+)
 from aigw.protocol.paramheaders import Annotations, as_text, header_annotations, value_at
 from aigw.protocol.revision import encode_header_value
 from aigw.protocol.versions import is_modern
@@ -70,9 +78,15 @@ class Catalog:
     log = Logger()
 
     def __init__(
-        self, policy: AccessPolicy, param_headers: ParamHeaders, exchange: Exchange, clock: Any
+        self,
+        policy: AccessPolicy,
+        param_headers: ParamHeaders,
+        exchange: Exchange,
+        clock: Any,
+        screening: Screening,
     ) -> None:
         self.policy = policy
+        self.screening = screening
         self.param_headers = param_headers
         self.exchange = exchange
         self.clock = clock
@@ -84,46 +98,48 @@ class Catalog:
         self._learned: dict[tuple[str, str], float] = {}
         # Each backend's tools its selector allows, as listed to this process.
         self._tools_listed: dict[str, set[str]] = {}
+        # Changes whenever a tool name is first listed: screening verdicts depend on it.
+        self._names_version = 0
 
     def expose_items(
-        self, session: ClientSession, backend: str, key: str, items: list[Any]
+        self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
     ) -> Iterable[Any]:
-        """One backend's list items as the client sees them, filtered by policy."""
+        """One backend's list items as the client sees them, filtered by policy: each item
+        is decided with the list ``method`` (``tools/list``), resources by upstream URI
+        (templates by their template)."""
         if key in ("tools", "prompts"):
-            yield from self._expose_named(session, backend, key, items)
+            yield from self._expose_named(session, backend, key, items, method)
             return
+        field = "uri" if key == "resources" else "uriTemplate"
         for item in items:
-            if not isinstance(item, dict):
+            if not isinstance(item, dict) or not isinstance(item.get(field), str):
                 continue
-            if not self.policy.decide(session.principal, backend, None):
-                continue
-            elif key == "resources" and isinstance(item.get("uri"), str):
-                yield {**item, "uri": expose_uri(backend, item["uri"])}
-            elif key == "resourceTemplates" and isinstance(item.get("uriTemplate"), str):
-                yield {**item, "uriTemplate": expose_uri(backend, item["uriTemplate"])}
+            uri = item[field]
+            if self.policy.decide(session.principal, backend, uri, kind="resource", method=method):
+                yield {**item, field: expose_uri(backend, uri)}
 
     def _expose_named(
-        self, session: ClientSession, backend: str, key: str, items: list[Any]
+        self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
     ) -> Iterable[Any]:
-        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy."""
-        kind = key[:-1]
+        """Tools and prompts as ``<backend>__<name>``, filtered by selector and policy
+        (asked with ``method``)."""
+        kind: Named = "tool" if key == "tools" else "prompt"
         table = self._names[kind]
         principal = session.principal
         allows = session.snapshot.filters[backend].allows
         self._listed.add((backend, kind))
         if kind == "tool":
             self._remember_tools(backend, items, allows)
+        decide = self.policy.decide
         kept = [
             item
             for item in items
             if isinstance(item, dict)
             and isinstance(item.get("name"), str)
-            and (
-                allows(item["name"]) and self.policy.decide(principal, backend, item["name"])
-                if kind == "tool"
-                else self.policy.decide(principal, backend, None)
-            )
+            and (kind == "prompt" or allows(item["name"]))
+            and decide(principal, backend, item["name"], kind=kind, method=method)
         ]
+        kept = self._screen(session, backend, kind, kept)
         for name in table.add(backend, [item["name"] for item in kept]):
             self.log.warn(
                 "backend {backend}: {kind} {name!r} cannot be exposed; left out",
@@ -138,6 +154,27 @@ class Catalog:
                     self.param_headers.remember(backend, item)
                 yield {**item, "name": exposed}
 
+    def _screen(
+        self, session: ClientSession, backend: str, kind: Named, items: list[Any]
+    ) -> list[Any]:
+        """The items screening lets through (``backends[].screen_tools``): flagged ones
+        are hidden under ``block``; other backends' names are what an item must not name."""
+        mode = session.snapshot.backends[backend].screen_tools
+        if mode == "off":
+            return items
+        order = session.snapshot.order
+        others = [f"{b}{NAME_SEPARATOR}" for b in order if b != backend]
+        others += [n for b, names in self._tools_listed.items() if b != backend for n in names]
+        own = self._tools_listed.get(backend, set())
+        context = (order, self._names_version)
+        admit = self.screening.admit
+        return [item for item in items if admit(backend, mode, kind, item, others, own, context)]
+
+    def usable(self, session: ClientSession, backend: str, kind: Named, name: str) -> bool:
+        """Screening lets ``name`` be used (see ``Screening.usable``)."""
+        mode = session.snapshot.backends[backend].screen_tools
+        return self.screening.usable(backend, mode, kind, name)
+
     def _remember_tools(
         self, backend: str, items: list[Any], allows: Callable[[str], bool]
     ) -> None:
@@ -146,8 +183,9 @@ class Catalog:
             if len(listed) >= MAX_LISTED_TOOLS:
                 return
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and allows(name):
+            if isinstance(name, str) and allows(name) and name not in listed:
                 listed.add(name)
+                self._names_version += 1
 
     def lists_tool(self, backend: str, name: str) -> bool:
         """Whether ``backend`` listed the tool ``name`` to this process, its selector
@@ -196,19 +234,22 @@ class Catalog:
         """
         if not isinstance(exposed, str):
             return
-        kind = "tool" if method == "tools/call" else "prompt"
+        kind: Named = "tool" if method == "tools/call" else "prompt"
         split = split_name(exposed)
         if split is None or split[0] not in session.backends:
             return
         backend = split[0]
         table = self._names[kind]
         unresolved = table.resolve(exposed) is None and could_be_mapped(exposed)
+        unscreened = session.snapshot.backends[backend].screen_tools == "block" and (
+            not self.screening.screened(backend, kind, split[1])
+        )
         unlisted = (
             kind == "tool"
             and is_modern(session.backends[backend].protocol_version)
             and (backend, kind) not in self._listed
         )
-        if not (unresolved or unlisted):
+        if not (unresolved or unlisted or unscreened):
             return
         now = self.clock.seconds()
         if self._learned.get((backend, kind), -LEARN_AGAIN_SECONDS) + LEARN_AGAIN_SECONDS > now:
@@ -230,11 +271,13 @@ class Catalog:
         """List the backend's tools or prompts, page by page (at most LEARN_MAX_PAGES),
         until ``wanted`` resolves or the list ends."""
         cursor: str | None = None
+        # Asked as the call it routes, which the call's own decision repeats.
+        call = "tools/call" if kind == "tool" else "prompts/get"
         for _ in range(LEARN_MAX_PAGES):
             items, cursor = await list_page(
                 self.exchange, session, backend, f"{kind}s/list", cursor
             )
-            for _item in self._expose_named(session, backend, kind + "s", items):
+            for _item in self._expose_named(session, backend, kind + "s", items, call):
                 pass  # exposing fills the name table and the header annotations
             if cursor is None or (wanted is not None and self._names[kind].resolve(wanted)):
                 return

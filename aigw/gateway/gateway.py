@@ -45,6 +45,7 @@ from aigw.gateway.ratelimit import Permit, RateLimited
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
 from aigw.gateway.relay import Emit, Relay
+from aigw.gateway.screening import Screening
 from aigw.gateway.snapshot import Snapshots
 from aigw.gateway.streams import Feeds, SessionStream
 from aigw.principal import Principal
@@ -94,7 +95,7 @@ class Gateway(Service):
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
         self.exchange = Exchange(transports, self.backends, param_headers, ids)
-        self.catalog = Catalog(policy, param_headers, self.exchange, reactor)
+        self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
         self.calls = Calls(

@@ -31,6 +31,7 @@ from aigw.events import (
     AuthServerFetched,
     GatewayObserver,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.metrics.labels import (
@@ -47,6 +48,7 @@ from aigw.metrics.labels import (
 )
 from aigw.metrics.lockfree import LockFreeCounter, LockFreeHistogram
 from aigw.metrics.registry import new_registry
+from aigw.protocol.screening import CHECKS
 
 #: Whole requests and time upstream: a ping to a tool call of minutes.
 REQUEST_BUCKETS: Final = (
@@ -104,6 +106,7 @@ class GatewayMetrics:
         self._reasons = LabelValues(limit=REASONS_LIMIT)
         self._statuses = LabelValues(limit=STATUSES_LIMIT)
         self._states = LabelValues(CONNECTION_STATES)
+        self._checks = LabelValues(CHECKS)
         #: When the signing keys were last fetched (``seconds``), None before.
         self._keys_fetched_at: float | None = None
         self._define_metrics()
@@ -150,6 +153,12 @@ class GatewayMetrics:
             "aigw_access_decisions_total",
             "Access policy decisions, by backend, decision and the deciding rule's key path.",
             ("backend", "decision", "rule"),
+            registry=registry,
+        )
+        self._flagged = LockFreeCounter(
+            "aigw_tools_flagged_total",
+            "Tool and prompt descriptions flagged by screening, by backend, check and action.",
+            ("backend", "check", "action"),
             registry=registry,
         )
         self._refusals = LockFreeCounter(
@@ -272,6 +281,12 @@ class GatewayMetrics:
                 self._keys_fetched_at = self._seconds()
         else:
             self._introspections.labels(outcome).inc()
+
+    def tool_flagged(self, event: ToolFlagged) -> None:
+        """Once per check of each newly flagged description (not per list)."""
+        backend = self._backends(event.backend)
+        for check in event.checks:
+            self._flagged.labels(backend, self._checks(check), event.action).inc()
 
     # ------------------------------------------------------------ not events (yet)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aigw.principal import Principal
+from aigw.principal import Principal, claim_at
 from aigw.upstream.api import UpstreamError
 
 #: Printable ASCII and SP/HTAB inside, never at either end (RFC 9110 §5.5: no leading
@@ -23,19 +23,8 @@ _SAFE_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
 MAX_VALUE_LENGTH = 1024
 
 
-def lookup(claims: Mapping[str, object], path: str) -> object:
-    """The claim at ``path``, dots going into nested objects; None if absent.
-
-    A claim whose own name holds the dot (``https://example.com/org``) is found first.
-    """
-    if path in claims:
-        return claims[path]
-    value: object = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+#: The claim at a dotted path (shared with the access rules' ``claims``).
+lookup = claim_at
 
 
 class ClaimsHeaders:

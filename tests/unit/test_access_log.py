@@ -12,7 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.access_log import AccessLogObserver
 from aigw.config import BackendConfig, Config, LoggingConfig
-from aigw.events import AccessDecided, AuthenticationRefused, RequestFinished, UpstreamConnection
+from aigw.events import (
+    AccessDecided,
+    AuthenticationRefused,
+    RequestFinished,
+    ToolFlagged,
+    UpstreamConnection,
+)
 from aigw.logging import build_observer
 from aigw.principal import Principal
 from aigw.service import GatewayService
@@ -116,9 +122,22 @@ class OtherEventTests(SynchronousTestCase):
                 observer.authentication_refused(event)
             elif isinstance(event, UpstreamConnection):
                 observer.upstream_connection(event)
+            elif isinstance(event, ToolFlagged):
+                observer.tool_flagged(event)
             else:
                 observer.access_decided(event)
         return stream.getvalue().splitlines()
+
+    def test_flagged_tools_warn_with_their_reasons(self) -> None:
+        reasons = ("hidden_block in description: '<IMPORTANT>'", "sidenote in x: 'sidenote'")
+        event = ToolFlagged("files", "tool", "add", ("hidden_block", "sidenote"), reasons, "warned")
+        self.assertEqual(
+            self.lines(event),
+            [
+                "<4>aigw.access: backend files: tool 'add' warned by screening: "
+                "hidden_block in description: '<IMPORTANT>'; sidenote in x: 'sidenote'"
+            ],
+        )
 
     def test_refusals_at_info(self) -> None:
         self.assertEqual(

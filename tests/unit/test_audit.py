@@ -29,7 +29,7 @@ from aigw.config import (
     BackendConfig,
     LoggingConfig,
 )
-from aigw.events import AccessDecided, RequestFinished
+from aigw.events import AccessDecided, RequestFinished, ToolFlagged
 from aigw.logging import build_observer
 from aigw.principal import Principal
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -161,6 +161,27 @@ class TrailTests(SynchronousTestCase):
             self.trail.request_finished(finished(method))
         self.assertEqual(
             [event["method"] for event in self.events], ["prompts/get", "resources/read"]
+        )
+
+    def test_a_flagged_tool_says_what_was_found_and_what_was_done(self) -> None:
+        reasons = ("hidden_unicode in description: tag characters (U+E0041)",)
+        self.trail.tool_flagged(
+            ToolFlagged("files", "tool", "add", ("hidden_unicode",), reasons, "blocked")
+        )
+        [event] = self.events
+        record = json.loads(audit_line(event))
+        del record["time"]
+        self.assertEqual(
+            record,
+            {
+                "event": "tool_flagged",
+                "backend": "files",
+                "name": "add",
+                "kind": "tool",
+                "action": "blocked",
+                "checks": ["hidden_unicode"],
+                "reasons": list(reasons),
+            },
         )
 
     def test_nothing_of_the_token(self) -> None:

@@ -22,6 +22,7 @@ from aigw.events import (
     AuthServerFetched,
     GatewayObserver,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.gateway.access import AccessPolicy
@@ -169,7 +170,9 @@ class FakePolicyTests(SynchronousTestCase):
         self.assertFalse(policy.decide(ANONYMOUS, "mail", "send"))
         decision = policy.decide(ANONYMOUS, "files", "read")
         self.assertEqual((decision.allowed, decision.rule), (True, "default"))
-        self.assertEqual(policy.asked[0], (ANONYMOUS, "files", "rm"))
+        self.assertEqual(policy.asked[0], (ANONYMOUS, "files", "rm", "tool", None))
+        policy.decide(ANONYMOUS, "files", "guide", kind="prompt", method="prompts/get")
+        self.assertEqual(policy.asked[-1][3:], ("prompt", "prompts/get"))
 
 
 class RecordingObserverTests(SynchronousTestCase):
@@ -185,6 +188,9 @@ class RecordingObserverTests(SynchronousTestCase):
         observer.authentication_refused(refused)
         observer.upstream_connection(connection)
         observer.auth_server_fetched(fetched)
+        flagged = ToolFlagged("files", "tool", "rm", ("sidenote",), ("sidenote in x",), "warned")
+        observer.tool_flagged(flagged)
+        self.assertEqual(observer.flagged, [flagged])
         self.assertEqual(observer.requests, [finished])
         self.assertEqual(observer.decisions, [decided])
         self.assertEqual(observer.refusals, [refused])

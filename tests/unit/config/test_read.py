@@ -304,6 +304,35 @@ class AccessTests(ConfigTestCase):
         self.assertEqual(access.rules[0].claims, {"group": "admins"})
         self.assertEqual(access.rules[0].effect, "allow")
 
+    def test_richer_rules_are_read(self) -> None:
+        text = MINIMAL + (
+            "access:\n  rules:\n"
+            "    - effect: allow\n"
+            "      claims: {realm_access.roles: admin}\n"
+            "      methods: [tools/list, 'resources/*']\n"
+            "      prompts: ['summar*']\n"
+            "      resources: ['file:///docs/*']\n"
+        )
+        (rule,) = parse_config(text, env={}).access.rules
+        self.assertEqual(rule.claims, {"realm_access.roles": "admin"})
+        self.assertEqual(rule.methods, ("tools/list", "resources/*"))
+        self.assertEqual((rule.prompts, rule.resources), (("summar*",), ("file:///docs/*",)))
+
+    def test_a_method_naming_nothing_decided_is_a_problem(self) -> None:
+        text = MINIMAL + "access:\n  rules:\n    - {effect: deny, methods: [tool/call]}\n"
+        self.assertProblem(text, "access.rules[0].methods[0]", 10, "did you mean 'tools/call'")
+        text = MINIMAL + "access:\n  rules:\n    - {effect: deny, methods: [ping]}\n"
+        self.assertProblem(text, "access.rules[0].methods[0]", 10, "names no method")
+
+    def test_screen_tools_modes(self) -> None:
+        for given, mode in (("off", "off"), ("warn", "warn"), ("block", "block")):
+            text = MINIMAL + f"    screen_tools: {given}\n"
+            self.assertEqual(parse_config(text, env={}).backends[0].screen_tools, mode)
+        self.assertEqual(parse_config(MINIMAL, env={}).backends[0].screen_tools, "off")
+        text = MINIMAL + "    screen_tools: blok\n"
+        self.assertProblem(text, "backends[0].screen_tools", 8, "did you mean 'block'")
+        self.assertProblem(MINIMAL + "    screen_tools: on\n", "backends[0].screen_tools", 8)
+
 
 class AuthTests(ConfigTestCase):
     def test_audiences_default_to_the_resource_url(self) -> None:

@@ -66,6 +66,10 @@ class FakeUpstream(Resource):
         self.hung_up: list[Any] = []
         #: inputSchema per tool name (default: an empty object schema)
         self.schemas: dict[str, dict[str, Any]] = {}
+        #: More of each listed tool per name (description, annotations...), as given.
+        self.details: dict[str, dict[str, Any]] = {}
+        #: What prompts/list answers (whole Prompt objects).
+        self.prompts: list[dict[str, Any]] = []
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -239,7 +243,10 @@ class FakeUpstream(Resource):
             start = int(params.get("cursor") or 0)
             page = self.tools[start : start + self.page_size]
             result: dict[str, Any] = {
-                "tools": [{"name": n, "inputSchema": self._schema(n)} for n in page]
+                "tools": [
+                    {"name": n, "inputSchema": self._schema(n), **self.details.get(n, {})}
+                    for n in page
+                ]
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)
@@ -288,6 +295,8 @@ class FakeUpstream(Resource):
                 rid,
                 {"content": [{"type": "text", "text": json.dumps(params.get("arguments") or {})}]},
             )
+        if method == "prompts/list":
+            return self._json(request, rid, {"prompts": self.prompts})
         if method == "prompts/get":
             text = json.dumps(params.get("arguments") or {})
             message = {"role": "user", "content": {"type": "text", "text": text}}

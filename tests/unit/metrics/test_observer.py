@@ -18,6 +18,7 @@ from aigw.events import (
     GatewayObserver,
     Outcome,
     RequestFinished,
+    ToolFlagged,
     UpstreamConnection,
 )
 from aigw.metrics import GatewayMetrics, new_registry
@@ -173,6 +174,19 @@ class EventTests(MetricsTestCase):
         self.assertEqual(self.value(decisions, backend="files", decision="denied", rule="x"), 1.0)
         self.assertEqual(
             self.value(decisions, backend="other", decision="denied", rule="access.default"), 1.0
+        )
+
+    def test_flagged_tools_by_backend_check_and_action(self) -> None:
+        checks = ("hidden_block", "made_up_check")
+        self.metrics.tool_flagged(ToolFlagged("files", "tool", "add", checks, (), "blocked"))
+        self.metrics.tool_flagged(ToolFlagged("nope", "tool", "x", ("sidenote",), (), "warned"))
+        flagged = "aigw_tools_flagged_total"
+        self.assertEqual(
+            self.value(flagged, backend="files", check="hidden_block", action="blocked"), 1.0
+        )
+        self.assertEqual(self.value(flagged, backend="files", check="other", action="blocked"), 1.0)
+        self.assertEqual(
+            self.value(flagged, backend="other", check="sidenote", action="warned"), 1.0
         )
 
     def test_authentication_refusals_by_status_and_reason(self) -> None:
