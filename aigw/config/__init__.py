@@ -31,6 +31,7 @@ from aigw.config.model import (
     SessionsConfig,
     StdioConfig,
     ToolSelector,
+    TracingConfig,
 )
 from aigw.config.read import load_config, parse_config
 
@@ -54,6 +55,7 @@ __all__ = [
     "StdioConfig",
     "TokenExchangeConfig",
     "ToolSelector",
+    "TracingConfig",
     "format_problems",
     "load_config",
     "parse_config",
