@@ -128,14 +128,15 @@ class Exchange:
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self.param_headers.mirrored(backend, params))
-        body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
         call = self.tracer.upstream(session.trace, backend, method)
         if call.context is not None:
             # W3C Trace Context §3.2: the backend continues this call's span (or, with
-            # tracing off, the client's trace as it came).  A stdio backend has no
-            # headers: its transport leaves them out.
+            # tracing off, the client's trace as it came), in the headers and in _meta
+            # (SEP-414), which is all a stdio backend sees.
             headers = {} if headers is None else headers
             call.context.add_headers(headers)
+            params = call.context.in_meta(params)
+        body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
         posting = ensureDeferred(
             self.transport(backend).post(
                 body,

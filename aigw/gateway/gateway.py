@@ -53,6 +53,7 @@ from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
 from aigw.tracing import NoTracer, TraceContext, Tracer
+from aigw.tracing.context import from_meta
 from aigw.upstream.api import UpstreamTransport
 
 #: Answers one client request: (session, request, params, emit, record) -> response.
@@ -230,7 +231,11 @@ class Gateway(Service):
         self, session: ClientSession, request: jsonrpc.Request, emit: Emit
     ) -> dict[str, Any] | None:
         """The response to one client request (None: cancelled, nothing to send)."""
-        span = self.tracer.request(session.trace, request.method)
+        # SEP-414: a trace context in the request's _meta is this request's own, and
+        # wins over the HTTP request's headers (which a batch's requests share).
+        params = request.params
+        parent = from_meta(params.get("_meta")) if isinstance(params, dict) else None
+        span = self.tracer.request(parent or session.trace, request.method)
         if span.context is not session.trace:
             # A recorded span: the parent of this request's upstream calls (a batch's
             # requests share the session view, so each gets a copy of its own).

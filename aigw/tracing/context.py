@@ -2,7 +2,9 @@
 
 W3C Trace Context §3.2 fixes the headers' format; a participant that records
 nothing still passes them on unchanged, so a trace crosses aigw whether or not
-aigw itself traces.  A malformed ``traceparent`` is ignored (§3.2.2: the
+aigw itself traces.  MCP carries the same values as the unprefixed ``_meta``
+keys ``traceparent`` and ``tracestate`` of a request (SEP-414, MCP 2026-07-28):
+the one channel a stdio server has.  A malformed ``traceparent`` is ignored (§3.2.2: the
 receiver starts a new trace), and so then is ``tracestate`` (§3.3: it is
 meaningless without its ``traceparent``); a malformed ``tracestate`` alone is
 dropped.  Pure: no Twisted, nothing of aigw.
@@ -12,11 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 TRACEPARENT = b"traceparent"
 TRACESTATE = b"tracestate"
+#: SEP-414: the ``_meta`` keys, unprefixed by exception to the ``_meta`` naming rule.
+META_TRACEPARENT = "traceparent"
+META_TRACESTATE = "tracestate"
 
 #: §3.2.2: version 00 is exactly ``00-<trace-id>-<parent-id>-<trace-flags>`` in
 #: lower-case hex; versions aigw does not know are ignored like malformed ones.
@@ -60,6 +66,19 @@ class TraceContext:
         if self.state is not None:
             headers[TRACESTATE] = self.state.encode("ascii")
 
+    def in_meta(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with this context in its ``_meta`` (SEP-414), replacing the caller's."""
+        meta = params.get("_meta")
+        meta = (
+            {k: v for k, v in meta.items() if k != META_TRACESTATE}
+            if isinstance(meta, dict)
+            else {}
+        )
+        meta[META_TRACEPARENT] = self.traceparent()
+        if self.state is not None:
+            meta[META_TRACESTATE] = self.state
+        return {**params, "_meta": meta}
+
 
 def parse_traceparent(value: str) -> tuple[str, str, str] | None:
     """``(trace_id, parent_id, flags)`` of a version-00 ``traceparent``; None if invalid
@@ -101,4 +120,19 @@ def from_headers(
     if parsed is None:
         return None
     state = parse_tracestate([v.decode("latin-1") for v in tracestate]) if tracestate else None
+    return TraceContext(*parsed, state=state)
+
+
+def from_meta(meta: Any) -> TraceContext | None:
+    """A request's trace context from its ``_meta`` (SEP-414; None: absent or invalid)."""
+    if not isinstance(meta, dict):
+        return None
+    traceparent = meta.get(META_TRACEPARENT)
+    if not isinstance(traceparent, str):
+        return None
+    parsed = parse_traceparent(traceparent)
+    if parsed is None:
+        return None
+    tracestate = meta.get(META_TRACESTATE)
+    state = parse_tracestate([tracestate]) if isinstance(tracestate, str) else None
     return TraceContext(*parsed, state=state)

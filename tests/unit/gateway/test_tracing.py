@@ -61,6 +61,23 @@ class PropagationTests(GatewayTestCase):
         self.assertNotIn("tracestate", headers)
 
     @run
+    async def test_the_backend_gets_the_context_in_meta_too(self) -> None:
+        """SEP-414: _meta carries it as well (all a stdio backend sees)."""
+        await self.start_gateway()
+        await self.call_with({"traceparent": TRACEPARENT})
+        self.assertEqual(self.alpha.received[-1][1]["params"]["_meta"]["traceparent"], TRACEPARENT)
+
+    @run
+    async def test_a_context_in_meta_is_passed_on_in_the_headers_too(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        meta = {"traceparent": TRACEPARENT, "progressToken": 5}
+        await self.call(session, "tools/call", {**CALL, "_meta": meta})
+        headers, body = self.alpha.received[-1]
+        self.assertEqual(headers["traceparent"], [TRACEPARENT])
+        self.assertEqual(body["params"]["_meta"], meta)
+
+    @run
     async def test_a_stateless_request_carries_the_trace_too(self) -> None:
         await self.start_gateway()
         response, _ = await self.post(
@@ -121,6 +138,28 @@ class SpanTests(GatewayTestCase):
         headers = self.alpha.received[-1][0]
         self.assertEqual(headers["traceparent"], [f"00-{TRACE}-{upstream.context.span_id:016x}-01"])
         self.assertEqual(headers["tracestate"], ["rojo=1"])
+
+    @run
+    async def test_a_context_in_meta_wins_over_the_headers(self) -> None:
+        """SEP-414: the request's own _meta names its parent; the backend's _meta names
+        aigw's upstream span, like its traceparent header."""
+        session = await self.start()
+        other = "11111111111111111111111111111111"
+        await self.tool_call_meta(session, {"traceparent": f"00-{other}-{CLIENT_SPAN}-01"})
+        request, upstream = self.spans()
+        self.assertEqual(request.context.trace_id, int(TRACE, 16))
+        sent = f"00-{TRACE}-{upstream.context.span_id:016x}-01"
+        headers, body = self.alpha.received[-1]
+        self.assertEqual(headers["traceparent"], [sent])
+        self.assertEqual(body["params"]["_meta"]["traceparent"], sent)
+
+    async def tool_call_meta(self, session: str, headers: dict[str, str]) -> None:
+        params = {**CALL, "_meta": {"traceparent": TRACEPARENT}}
+        await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params},
+            session,
+            {"MCP-Protocol-Version": "2025-11-25", **headers},
+        )
 
     @run
     async def test_the_spans_say_what_happened(self) -> None:

@@ -8,6 +8,7 @@ from aigw.tracing.context import (
     MAX_TRACESTATE,
     TraceContext,
     from_headers,
+    from_meta,
     parse_traceparent,
     parse_tracestate,
 )
@@ -108,3 +109,29 @@ def test_the_headers_written_upstream() -> None:
     headers = {}
     TraceContext(TRACE, SPAN, "00").add_headers(headers)
     assert headers == {b"traceparent": f"00-{TRACE}-{SPAN}-00".encode()}
+
+
+def test_a_context_is_read_from_meta() -> None:
+    """SEP-414: the same values as unprefixed _meta keys."""
+    meta = {"traceparent": VALID, "tracestate": "rojo=1", "progressToken": 3}
+    assert from_meta(meta) == TraceContext(TRACE, SPAN, "01", "rojo=1")
+    assert from_meta({"traceparent": VALID, "tracestate": 7}) == TraceContext(TRACE, SPAN, "01")
+
+
+@pytest.mark.parametrize(
+    "meta", [None, [], {}, {"traceparent": 1}, {"traceparent": "00-x"}, {"tracestate": "a=1"}]
+)
+def test_no_context_in_meta(meta: object) -> None:
+    assert from_meta(meta) is None
+
+
+def test_a_context_replaces_the_one_in_meta_and_keeps_the_rest() -> None:
+    params = {"name": "t", "_meta": {"progressToken": 3, "traceparent": "x", "tracestate": "a=1"}}
+    assert TraceContext(TRACE, SPAN, "01").in_meta(params) == {
+        "name": "t",
+        "_meta": {"progressToken": 3, "traceparent": VALID},
+    }
+    assert TraceContext(TRACE, SPAN, "01", "b=2").in_meta({}) == {
+        "_meta": {"traceparent": VALID, "tracestate": "b=2"}
+    }
+    assert params["_meta"]["traceparent"] == "x"  # the caller's params are left as they were
