@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from aigw.config import TracingConfig
 from aigw.tracing import otel
-from tests.unit.gateway.helpers import GatewayTestCase, modern, routing
+from tests.unit.gateway.helpers import GatewayTestCase, initialize_message, modern, routing
 from tests.unit.memory import run
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -160,6 +160,36 @@ class SpanTests(GatewayTestCase):
             session,
             {"MCP-Protocol-Version": "2025-11-25", **headers},
         )
+
+    @run
+    async def test_each_request_of_a_batch_is_the_parent_of_its_own_upstream_call(
+        self,
+    ) -> None:
+        """The batch's requests share one session view; each gets its own span."""
+        await self.start_gateway(tracing=TracingConfig("http://127.0.0.1:4318/v1/traces"))
+        response, _ = await self.post(initialize_message("2025-03-26", 0))
+        session_id = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
+        self.exporter.clear()
+        batch = [
+            {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": CALL} for rid in (1, 2)
+        ]
+        _, body = await self.post(
+            batch,
+            session_id,
+            {"MCP-Protocol-Version": "2025-03-26", "traceparent": TRACEPARENT},
+        )
+        self.assertEqual(len(body), 2, body)
+        spans = self.exporter.get_finished_spans()
+        requests = [s for s in spans if s.name == "mcp tools/call"]
+        calls = [s for s in spans if s.name == "aigw.upstream alpha"]
+        self.assertEqual((len(requests), len(calls)), (2, 2))
+        self.assertEqual({s.context.trace_id for s in spans}, {int(TRACE, 16)})
+        self.assertEqual(
+            sorted(c.parent.span_id for c in calls if c.parent),
+            sorted(r.context.span_id for r in requests),
+        )
+        sent = sorted(h["traceparent"][0] for h, _ in self.alpha.received[-2:])
+        self.assertEqual(sent, sorted(f"00-{TRACE}-{c.context.span_id:016x}-01" for c in calls))
 
     @run
     async def test_the_spans_say_what_happened(self) -> None:
