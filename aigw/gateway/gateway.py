@@ -237,8 +237,9 @@ class Gateway(Service):
         parent = from_meta(params.get("_meta")) if isinstance(params, dict) else None
         span = self.tracer.request(parent or session.trace, request.method)
         if span.context is not session.trace:
-            # A recorded span: the parent of this request's upstream calls (a batch's
-            # requests share the session view, so each gets a copy of its own).
+            # The context this request's upstream calls continue (a recorded span's, or
+            # its _meta's passed on): a batch's requests share the session view, so each
+            # gets a copy of its own.
             session = attrs.evolve(session, trace=span.context)
         record = RequestRecord(
             request.method, self.clock.seconds(), next(self._request_ids), span=span
