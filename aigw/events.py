@@ -2,8 +2,9 @@
 
 The gateway, the authenticator (and its key store and introspection) and the
 upstream clients report here; the access
-log consumes the events today, Prometheus metrics, the audit trail and tracing
-next.  Observers must be cheap and must not raise: they run on the hot path.
+log, Prometheus metrics and the audit trail consume the events (tracing, which
+needs a start and an end around each call, has a seam of its own:
+``aigw/tracing``).  Observers must be cheap and must not raise: they run on the hot path.
 This module is a shared piece: it imports none of aigw's layers.
 """
 

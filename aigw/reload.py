@@ -45,6 +45,8 @@ RESTART_ONLY = (
     # Their listener and file are opened at start.
     "metrics",
     "audit",
+    # The tracer and its exporter thread are built at start.
+    "tracing",
 )
 
 #: The keys of those sections that a reload does change: the gateway reads them at each

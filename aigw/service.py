@@ -46,6 +46,7 @@ from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.systemd import Notifier, SystemdService
+from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
 from aigw.web.app import GatewayApp
@@ -212,6 +213,7 @@ class GatewayService(MultiService):
             transports,
             self.observers,
             record_arguments=self.config.audit.enabled and self.config.audit.include_arguments,
+            tracer=build_tracer(self.config.tracing),
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway

@@ -222,6 +222,71 @@ def _metrics_scrape() -> Callable[[], object]:
     return lambda: generate_latest(metrics.registry)
 
 
+# ---------------------------------------------------------------- tracing
+
+#: The request headers of a typical tools/call, as Twisted holds them.
+TRACE_HEADERS = {
+    b"content-type": [b"application/json"],
+    b"accept": [b"application/json, text/event-stream"],
+    b"mcp-session-id": [b"x" * 120],
+    b"mcp-protocol-version": [PROTOCOL.encode()],
+}
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def traced_request(tracer: Any, extra: dict[bytes, list[bytes]]) -> Callable[[], object]:
+    """What tracing adds to one routed request: the two header lookups, the request
+    span, the upstream call's span and headers, both finished."""
+    from twisted.web.http_headers import Headers
+
+    from aigw.tracing.context import TRACEPARENT as PARENT
+    from aigw.tracing.context import TRACESTATE, from_headers
+
+    headers = Headers({**TRACE_HEADERS, **extra})
+
+    def op() -> None:
+        trace = from_headers(headers.getRawHeaders(PARENT), headers.getRawHeaders(TRACESTATE))
+        span = tracer.request(trace, "tools/call")
+        call = tracer.upstream(span.context, "bench", "tools/call")
+        if call.context is not None:
+            call.context.add_headers({})
+        call.finish(200, None)
+        span.finish("bench", "echo", "ok", None)
+
+    return op
+
+
+@case("tracing off, no traceparent (added per request)")
+def _tracing_off() -> Callable[[], object]:
+    from aigw.tracing import NoTracer
+
+    return traced_request(NoTracer(), {})
+
+
+@case("tracing off, client traceparent passed on")
+def _tracing_off_propagating() -> Callable[[], object]:
+    from aigw.tracing import NoTracer
+
+    return traced_request(NoTracer(), {b"traceparent": [TRACEPARENT]})
+
+
+@case("tracing on, 2 spans sampled (export not counted)")
+def _tracing_on() -> Callable[[], object]:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from aigw.config import TracingConfig
+    from aigw.tracing.otel import OTelTracer
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer = OTelTracer(
+        TracingConfig("http://127.0.0.1:4318/v1/traces"), SimpleSpanProcessor(Drop())
+    )
+    return traced_request(tracer, {b"traceparent": [TRACEPARENT]})
+
+
 # ---------------------------------------------------------------- driver
 
 

@@ -32,6 +32,7 @@ from aigw.config.model import (
     SessionsConfig,
     StdioConfig,
     ToolSelector,
+    TracingConfig,
 )
 from aigw.config.read import load_config, parse_config
 
@@ -55,6 +56,7 @@ __all__ = [
     "StdioConfig",
     "TokenExchangeConfig",
     "ToolSelector",
+    "TracingConfig",
     "format_problems",
     "load_config",
     "parse_config",

@@ -281,6 +281,17 @@ class MetricsConfig:
 
 
 @attrs.frozen
+class TracingConfig:
+    """OpenTelemetry spans exported over OTLP/HTTP (``aigw/tracing``); absent: off
+    (a client's ``traceparent`` is still passed on to the backends)."""
+
+    otlp_endpoint: str = attrs.field(metadata=required(values.url(), ""))
+    service_name: str = attrs.field(default="aigw", metadata=read_as(cp.as_nonempty_str))
+    sample_ratio: float = attrs.field(default=1.0, metadata=read_as(values.ratio))
+    export_timeout: float = attrs.field(default=10.0, metadata=_duration)
+
+
+@attrs.frozen
 class Config:
     listen: tuple[str, ...] = attrs.field(metadata=required(values.listen, ()))
     public_url: str = attrs.field(metadata=required(values.url(query=False), ""))
@@ -313,6 +324,9 @@ class Config:
     )
     limits: LimitsConfig = attrs.field(
         default=LimitsConfig(), metadata=read_as(section_of(LimitsConfig))
+    )
+    tracing: TracingConfig | None = attrs.field(
+        default=None, metadata=read_as(section_of(TracingConfig))
     )
     #: Where the config was read from: set by the loader, whatever the file says.
     source: str = attrs.field(default="<memory>", metadata=own_reader())

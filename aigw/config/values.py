@@ -60,6 +60,18 @@ def _url_problem(value: str, *, query: bool) -> str | None:
     return None
 
 
+def ratio(ctx: cp.Context, path: str, node: cp.Node) -> float | None:
+    """A number from 0 to 1 (``tracing.sample_ratio``)."""
+    value = cp.scalar_value(ctx, path, node) if isinstance(node, cp.ScalarNode) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        cp.expected(ctx, path, node, "a number from 0 to 1")
+        return None
+    if not 0 <= value <= 1:
+        ctx.report(path, node, f"must be from 0 to 1, got {value}")
+        return None
+    return float(value)
+
+
 def origin(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
     """An Origin header value: scheme://host[:port], nothing after it."""
     value = url(query=False)(ctx, path, node)

@@ -28,6 +28,7 @@ from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionState
+from aigw.tracing.context import TraceContext
 
 
 @attrs.define
@@ -48,6 +49,9 @@ class ClientSession:
     #: answer (sampling, elicitation, roots), passed on to 2026-07-28 backends, which
     #: may then ask for it with ``input_required`` (basic/patterns/mrtr).
     input_capabilities: dict[str, Any] | None = None
+    #: The W3C trace context the request's upstream calls continue: the client's, set
+    #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
+    trace: TraceContext | None = None
 
 
 class ClientSessions:

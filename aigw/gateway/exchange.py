@@ -18,7 +18,14 @@ from aigw.gateway.fanout import fan_out
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import is_modern
-from aigw.upstream.api import BodyReader, UpstreamError, UpstreamSessionGone, UpstreamTransport
+from aigw.tracing.api import Tracer, UpstreamSpan
+from aigw.upstream.api import (
+    BodyReader,
+    Reply,
+    UpstreamError,
+    UpstreamSessionGone,
+    UpstreamTransport,
+)
 
 if TYPE_CHECKING:
     from aigw.gateway.backends import BackendSessions
@@ -79,8 +86,10 @@ class Exchange:
         backends: BackendSessions,
         param_headers: ParamHeaders,
         ids: Iterator[int],
+        tracer: Tracer,
     ) -> None:
         self.transports = transports
+        self.tracer = tracer
         self.backends = backends
         self.param_headers = param_headers
         self._ids = ids
@@ -112,13 +121,21 @@ class Exchange:
         if upstream_session is None:
             raise UpstreamError(backend, "unavailable", "not part of this session")
         version = upstream_session.protocol_version
-        headers = None
+        headers: dict[bytes, bytes] | None = None
         if is_modern(version):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
             params = envelope(params, version, session.input_capabilities or {})
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self.param_headers.mirrored(backend, params))
+        call = self.tracer.upstream(session.trace, backend, method)
+        if call.context is not None:
+            # W3C Trace Context §3.2: the backend continues this call's span (or, with
+            # tracing off, the client's trace as it came), in the headers and in _meta
+            # (SEP-414), which is all a stdio backend sees.
+            headers = {} if headers is None else headers
+            call.context.add_headers(headers)
+            params = call.context.in_meta(params)
         body = jsonrpc.dumps(jsonrpc.request(upstream_id, method, params))
         posting = ensureDeferred(
             self.transport(backend).post(
@@ -133,7 +150,7 @@ class Exchange:
         )
         collector.pending = posting
         try:
-            await posting
+            await self._traced(posting, call)
         except CancelledError:
             return None  # cancelled before the backend answered (see Calls.cancel)
         except UpstreamSessionGone:
@@ -151,6 +168,19 @@ class Exchange:
         if collector.cancelled:
             return None
         return collector.result(backend)
+
+    @staticmethod
+    async def _traced(posting: Deferred[Reply], call: UpstreamSpan) -> None:
+        """Wait for ``posting``; finish its span with the status or the failure."""
+        try:
+            reply = await posting
+        except UpstreamError as error:
+            call.finish(error.status, error.kind)
+            raise
+        except CancelledError:
+            call.finish(None, "cancelled")
+            raise
+        call.finish(reply.status, None)
 
     async def ask(
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]

@@ -22,6 +22,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -54,6 +55,8 @@ from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
+from aigw.tracing import NoTracer, TraceContext, Tracer
+from aigw.tracing.context import from_meta
 from aigw.upstream.api import UpstreamTransport
 
 #: Answers one client request: (session, request, params, emit, record) -> response.
@@ -77,13 +80,16 @@ class Gateway(Service):
         transports: Mapping[str, UpstreamTransport],
         observer: GatewayObserver,
         record_arguments: bool = False,
+        tracer: Tracer | None = None,
     ) -> None:
         """``record_arguments``: put each call's arguments in its ``RequestFinished``
         (``audit.include_arguments``); decided once here, so by default no request carries
-        them."""
+        them.  ``tracer``: spans per request and upstream call (``aigw/tracing``; default
+        off, the client's trace context passed on)."""
         initial = config.current
         self.clock = reactor
         self.observer = observer
+        self.tracer = tracer or NoTracer()
         # One mapping, shared with every part that talks upstream: a reload changes it
         # in place (``reconfigure``).
         self.transports: dict[str, UpstreamTransport] = dict(transports)
@@ -94,7 +100,7 @@ class Gateway(Service):
         param_headers = ParamHeaders()
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
-        self.exchange = Exchange(transports, self.backends, param_headers, ids)
+        self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
@@ -196,10 +202,15 @@ class Gateway(Service):
     # -- sessions ----------------------------------------------------------
 
     async def initialize(
-        self, principal: Principal, params: dict[str, Any]
+        self, principal: Principal, params: dict[str, Any], trace: TraceContext | None = None
     ) -> tuple[dict[str, Any], str]:
         """Answer ``initialize`` (``ClientSessions.initialize``): the result and session id."""
-        record = RequestRecord("initialize", self.clock.seconds(), next(self._request_ids))
+        record = RequestRecord(
+            "initialize",
+            self.clock.seconds(),
+            next(self._request_ids),
+            span=self.tracer.request(trace, "initialize"),
+        )
         try:
             opened = await self.sessions.initialize(principal, params, self.snapshots.current())
         except GatewayError as error:
@@ -234,7 +245,19 @@ class Gateway(Service):
         self, session: ClientSession, request: jsonrpc.Request, emit: Emit
     ) -> dict[str, Any] | None:
         """The response to one client request (None: cancelled, nothing to send)."""
-        record = RequestRecord(request.method, self.clock.seconds(), next(self._request_ids))
+        # SEP-414: a trace context in the request's _meta is this request's own, and
+        # wins over the HTTP request's headers (which a batch's requests share).
+        params = request.params
+        parent = from_meta(params.get("_meta")) if isinstance(params, dict) else None
+        span = self.tracer.request(parent or session.trace, request.method)
+        if span.context is not session.trace:
+            # The context this request's upstream calls continue (a recorded span's, or
+            # its _meta's passed on): a batch's requests share the session view, so each
+            # gets a copy of its own.
+            session = attrs.evolve(session, trace=span.context)
+        record = RequestRecord(
+            request.method, self.clock.seconds(), next(self._request_ids), span=span
+        )
         permit: Permit | None = None
         try:
             permit = await self.limiter.enter(session.principal)
@@ -268,10 +291,15 @@ class Gateway(Service):
         except GatewayError as error:
             return jsonrpc.error_response(request.id, error.to_error())
 
-    def started(self, method: str) -> RequestRecord:
+    def started(self, method: str, trace: TraceContext | None = None) -> RequestRecord:
         """A record for a request the web layer answers itself (``server/discover``),
         reported with :meth:`answered` like the ones routed here."""
-        return RequestRecord(method, self.clock.seconds())
+        return RequestRecord(
+            method,
+            self.clock.seconds(),
+            next(self._request_ids),
+            span=self.tracer.request(trace, method),
+        )
 
     def answered(
         self, principal: Principal, record: RequestRecord, answer: dict[str, Any] | None
@@ -296,6 +324,7 @@ class Gateway(Service):
     def _report(
         self, principal: Principal, record: RequestRecord, outcome: Outcome, code: int | None
     ) -> None:
+        record.span.finish(record.backend, record.name, outcome, code)
         self.observer.request_finished(
             RequestFinished(
                 method=record.method,

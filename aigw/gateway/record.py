@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from aigw.events import Outcome
+from aigw.tracing.api import NO_SPAN, RequestSpan
 
 
 @attrs.define(slots=True)
@@ -30,3 +31,5 @@ class RequestRecord:
     #: Set where the outcome is known better than the answer shows (denied, upstream_error).
     outcome: Outcome | None = None
     upstream_seconds: float = 0.0
+    #: The request's span, finished when the request is reported (``aigw/tracing``).
+    span: RequestSpan = NO_SPAN

@@ -38,7 +38,7 @@ FRAMING_HEADERS = frozenset(
 #: What the upstream client writes on its requests (MCP basic/transports,
 #: streamable-http "Sending Messages to the Server", "Session Management",
 #: "Protocol Version Header", "Resumability and Redelivery", "Standard Request
-#: Headers").
+#: Headers"), and the W3C trace context.
 CLIENT_HEADERS = frozenset(
     {
         "accept",
@@ -48,6 +48,9 @@ CLIENT_HEADERS = frozenset(
         "mcp-name",
         "mcp-protocol-version",
         "mcp-session-id",
+        # W3C Trace Context §3.2: the request's trace, continued (aigw/tracing).
+        "traceparent",
+        "tracestate",
     }
 )
 

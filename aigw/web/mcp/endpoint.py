@@ -38,6 +38,7 @@ from aigw.web.mcp.http import (
     begin_event_stream,
     header,
     hold_stream,
+    trace_context,
 )
 from aigw.web.mcp.stateless_era import StatelessHandler, body_version, mismatch, unsupported_version
 from aigw.web.request import WebRequest
@@ -148,6 +149,7 @@ class MCPTransport:
             assert isinstance(messages[0], jsonrpc.Request)
             return await self._initialize(request, principal, messages[0])
         session = self._session(request, principal)
+        session.trace = trace_context(request)
         if parsed.is_batch and not allows_batches(header_version):
             raise HTTPRefusal(
                 400, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not part of {header_version}"
@@ -260,7 +262,9 @@ class MCPTransport:
         self._note(request, mcp_method="initialize")
         params = message.params if isinstance(message.params, dict) else {}
         try:
-            result, session_id = await self.gateway.initialize(principal, params)
+            result, session_id = await self.gateway.initialize(
+                principal, params, trace_context(request)
+            )
         except GatewayError as error:
             answer = jsonrpc.error_response(message.id, error.to_error())
             request.setResponseCode(200)

@@ -15,6 +15,7 @@ from twisted.internet.task import LoopingCall
 
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment, format_event
+from aigw.tracing.context import TRACEPARENT, TRACESTATE, TraceContext, from_headers
 from aigw.web.request import WebRequest
 
 
@@ -43,6 +44,13 @@ def header(request: WebRequest, name: bytes) -> str | None:
     if not values:
         return None
     return values[-1].decode("latin-1").strip()
+
+
+def trace_context(request: WebRequest) -> TraceContext | None:
+    """The client's W3C trace context (§3.2), None when absent or invalid: two header
+    lookups on the hot path, whether or not aigw traces."""
+    headers = request.requestHeaders
+    return from_headers(headers.getRawHeaders(TRACEPARENT), headers.getRawHeaders(TRACESTATE))
 
 
 class Reply:

@@ -42,6 +42,7 @@ from aigw.web.mcp.http import (
     begin_event_stream,
     header,
     hold_stream,
+    trace_context,
 )
 from aigw.web.request import WebRequest
 from aigw.web.respond import HTTPRefusal, stream_limit_refusal
@@ -210,7 +211,7 @@ class StatelessHandler:
         if message.method not in MODERN_METHODS:
             raise self._not_in_revision(message, version)
         if message.method == "server/discover":
-            record = self.gateway.started(message.method)
+            record = self.gateway.started(message.method, trace_context(request))
             result = await self._discover(principal)
             self.gateway.answered(principal, record, jsonrpc.result_response(message.id, result))
             return self._json(request, message.id, result)
@@ -283,6 +284,7 @@ class StatelessHandler:
             return b""
         params = message.params if isinstance(message.params, dict) else {}
         session.input_capabilities = input_capabilities(params)
+        session.trace = trace_context(request)
         internal = jsonrpc.Request(
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
         )
@@ -331,6 +333,7 @@ class StatelessHandler:
         self, request: WebRequest, principal: Principal, message: jsonrpc.Request
     ) -> bytes:
         session = await self.gateway.stateless_session(principal)
+        session.trace = trace_context(request)
         try:
             notifications = await self.gateway.listen_filter(session, message.params)
         except GatewayError as error:

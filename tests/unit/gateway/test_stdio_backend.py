@@ -106,6 +106,20 @@ class StdioBackendTests(GatewayTestCase):
         self.assertEqual(len(self.spawned), 1)
 
     @run
+    async def test_the_client_trace_reaches_the_child_in_meta(self) -> None:
+        """SEP-414: a stdio server has no headers; the trace context travels in _meta."""
+        session = await self.start()
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        params = {"name": "local__echo", "arguments": {"text": "t"}}
+        await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params},
+            session,
+            {"MCP-Protocol-Version": "2025-11-25", "traceparent": traceparent},
+        )
+        call = self.spawned[0].received()[-1]
+        self.assertEqual(call["params"]["_meta"], {"traceparent": traceparent})
+
+    @run
     async def test_two_sessions_share_one_initialized_child(self) -> None:
         first = await self.start()
         second = await self.initialize()

@@ -7,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig
 from aigw.protocol.revision import routing_headers
+from aigw.tracing.context import TraceContext
 from aigw.upstream.client import Upstream
 from aigw.upstream.headers import RESERVED_HEADERS, is_reserved
 
@@ -25,9 +26,12 @@ class ReservedHeaderTests(SynchronousTestCase):
             b"Mcp-Param-Region": b"eu",
             b"Last-Event-ID": b"7",
         }
+        TraceContext(
+            "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01", "a=1"
+        ).add_headers(extra)
         head = upstream._head([], b"POST", "session", "2025-11-25", b"*/*", b"{}", extra)
         written = names_in(head)
-        self.assertEqual(len(written), 10, written)
+        self.assertEqual(len(written), 12, written)
         self.assertEqual([name for name in written if not is_reserved(name)], [])
 
     def test_names_are_lower_case(self) -> None:
