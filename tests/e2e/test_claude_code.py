@@ -303,3 +303,18 @@ def test_claude_code_logs_in_and_lists_the_tools_the_user_may_use(
 
     listed = home.run("mcp", "list")
     assert f"{SERVER}: {url} (HTTP) - ✔ Connected" in listed, listed
+
+
+def test_make_demo_shows_the_claude_code_commands_driven_here() -> None:
+    """``make demo``'s closing text names the commands and phrases this module checks."""
+    from demo.__main__ import INSTRUCTIONS, MCP_URL
+
+    for expected in (
+        f"claude mcp add -t http {SERVER} {MCP_URL}",
+        f"{SERVER}: {MCP_URL} (HTTP) - ! Needs authentication",
+        "/mcp, Enter on mcp-gateway, Enter on Authenticate",
+        "alice / alice-password",
+        f'"Signed in and connected to {SERVER}."',
+        "View tools: everything__echo, ..., flights__search-flight",
+    ):
+        assert expected in INSTRUCTIONS, expected
