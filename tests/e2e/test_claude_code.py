@@ -182,7 +182,8 @@ class ClaudeHome:
 
     def __init__(self, root: Path, claude: str, user: str) -> None:
         self.claude = claude
-        self.home = root / "home"
+        self.home = root.resolve() / "home"
+        # Claude Code keys ~/.claude.json's projects by the folder's real path.
         self.project = self.home / "project"
         self.project.mkdir(parents=True)
         self.browser = browser.install(root / "browser", user)
