@@ -6,7 +6,9 @@ like any optional dependency). No model is involved and nothing leaves 127.0.0.1
 Code runs with a throwaway ``HOME`` whose ``~/.claude.json`` is pre-seeded (onboarding
 done, the project folder trusted, the fake API key approved), ``ANTHROPIC_BASE_URL`` on a
 closed local port, telemetry, error reporting, the auto-updater and non-essential traffic
-off.
+off, and (found with ``strace -f -e trace=connect``) the official plugin marketplace's
+clone from GitHub, the model catalog download and the installation checks off
+(:func:`offline_env`): then its only connections are to 127.0.0.1.
 
 The stack is ``make demo``'s programs on free ports: ``e2e/as.mjs`` (oidc-provider, alice
 and bob, access tokens of one hour, well over the 300 s before expiry at which Claude
@@ -91,10 +93,10 @@ def _npm_unreachable() -> str | None:
     """Why the npm registry cannot be reached, or None when it answers ``npm ping``."""
     try:
         ping = subprocess.run(
-            ["npm", "ping"],
+            ["npm", "ping", "--fetch-retries=0", "--fetch-timeout=20000"],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=40,
             stdin=subprocess.DEVNULL,
             check=False,
         )
@@ -105,8 +107,38 @@ def _npm_unreachable() -> str | None:
     return None
 
 
+def offline_env(home: Path) -> dict[str, str]:
+    """Claude Code's environment: ``home`` as ``HOME``, no model and no network.
+
+    No model is needed to connect, log in and list tools: a closed local port as the
+    API, a fake key, nothing non-essential. Nothing else of the test's environment
+    (proxies, the coding client's variables) is passed on.
+    """
+    return {
+        "HOME": str(home),
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "ANTHROPIC_API_KEY": FAKE_API_KEY,
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        # What 2.1.332 still reaches out for at start (seen with strace): the official
+        # plugin marketplace (git clone from GitHub, ssh -T git@github.com), the
+        # published model catalog, installation and update checks.
+        "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
+        "CLAUDE_CODE_MODEL_CATALOG_URL": (home / "no-model-catalog.json").as_uri(),
+        "DISABLE_INSTALLATION_CHECKS": "1",
+        "DISABLE_UPDATES": "1",
+        "DISABLE_GROWTHBOOK": "1",
+        "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
+    }
+
+
 @pytest.fixture(scope="module")
-def claude() -> str:
+def claude(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The pinned Claude Code CLI in e2e/node_modules (installed by ``npm ci``)."""
     if os.environ.get("AIGW_E2E_SKIP"):
         pytest.skip("AIGW_E2E_SKIP is set")
@@ -129,7 +161,7 @@ def claude() -> str:
         timeout=60,
         check=True,
         stdin=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DISABLE_AUTOUPDATER": "1"},
+        env=offline_env(tmp_path_factory.mktemp("claude-version").resolve()),
     ).stdout
     assert version.startswith(f"{_pinned_version()} (Claude Code)"), version
     return str(CLAUDE)
@@ -188,30 +220,7 @@ class ClaudeHome:
         self.project.mkdir(parents=True)
         self.browser = browser.install(root / "browser", user)
         self.seed()
-        self.env = {
-            "HOME": str(self.home),
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "TERM": "xterm-256color",
-            "BROWSER": str(self.browser.script),
-            # No model is needed to connect, log in and list tools: a closed local
-            # port as the API, a fake key, nothing non-essential.
-            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}",
-            "ANTHROPIC_API_KEY": FAKE_API_KEY,
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_ERROR_REPORTING": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            # What 2.1.332 still reaches out for at start (seen with strace): the
-            # official plugin marketplace (git clone from GitHub, ssh -T git@github.com),
-            # the published model catalog, installation and update checks.
-            "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
-            "CLAUDE_CODE_MODEL_CATALOG_URL": (self.home / "no-model-catalog.json").as_uri(),
-            "DISABLE_INSTALLATION_CHECKS": "1",
-            "DISABLE_UPDATES": "1",
-            "DISABLE_GROWTHBOOK": "1",
-            "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
-        }
+        self.env = offline_env(self.home) | {"BROWSER": str(self.browser.script)}
 
     def seed(self) -> None:
         """Onboarding done, the project trusted, the API key approved: no first-run dialogs."""
