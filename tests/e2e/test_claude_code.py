@@ -53,6 +53,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -289,6 +290,9 @@ def test_claude_code_logs_in_and_lists_the_tools_the_user_may_use(
         assert "error" not in visit, visit["error"]
         assert visit["user"] == user
         assert visit["url"].startswith(f"{stack.auth_server.issuer}/auth?"), visit
+        query = parse_qs(urlsplit(visit["url"]).query)
+        assert query["resource"] == [url], query  # RFC 8707: the gateway's MCP URL
+        assert query["code_challenge_method"] == ["S256"], query
         assert re.match(r"http://localhost:\d+/callback\?code=", visit["redirect"]), visit
         assert visit["callback_status"] == 200, visit
 
