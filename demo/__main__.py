@@ -275,10 +275,20 @@ async def walkthrough(steps: Steps) -> None:
 
 
 INSTRUCTIONS = f"""
-The stack stays up. Try it with a real client:
+The stack stays up. Try it with Claude Code (yours, or the pinned one of the tests,
+e2e/node_modules/.bin/claude), in one folder (the server goes to its local config):
 
-  claude mcp add -t http mcp-gateway {MCP_URL}      then /mcp mcp-gateway in Claude Code
-  npx @modelcontextprotocol/inspector                 transport "Streamable HTTP", URL {MCP_URL}
+  claude mcp add -t http mcp-gateway {MCP_URL}
+  claude mcp list        mcp-gateway: {MCP_URL} (HTTP) - ! Needs authentication
+  claude                 then type /mcp, Enter on mcp-gateway, Enter on Authenticate:
+                         your browser opens the provider's login page; log in as
+                         alice / alice-password; Claude Code says
+                         "Signed in and connected to mcp-gateway."
+  /mcp, mcp-gateway, View tools: everything__echo, ..., flights__search-flight
+
+or with the MCP Inspector:
+
+  npx @modelcontextprotocol/inspector      transport "Streamable HTTP", URL {MCP_URL}
 
 Log in at the provider's page as alice / alice-password (every tool) or
 bob / bob-password (no tools:call: the flights tools are refused).
