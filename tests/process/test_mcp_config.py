@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
@@ -13,6 +15,17 @@ from tests.e2e.harness.upstreams import Upstream, start_pyserver
 from tests.process.test_daemon import BIN, EX_CONFIG, free_port, stop, wait_for_health
 
 ACCEPT = "application/json, text/event-stream"
+STDIO_SERVER = str(Path(__file__).resolve().parents[1] / "e2e" / "upstreams" / "stdio_server.py")
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
 
 
 def post(
@@ -89,6 +102,53 @@ class McpConfigTests(TestCase):
         names = [tool["name"] for tool in answer["result"]["tools"]]  # type: ignore[index]
         self.assertIn("demo__echo", names)
         self.assertIn("WARNING: no --issuer: running with auth: none", output)
+        self.assertNotIn("Traceback", output)
+
+    def test_run_mcp_config_with_a_stdio_server_lists_and_calls_its_tools(self) -> None:
+        """An MCP client's file with a stdio server, run as it is: the server becomes a
+        child process of aigw (MCP basic/transports "stdio")."""
+        servers = {"mcpServers": {"local": {"command": sys.executable, "args": [STDIO_SERVER]}}}
+        path = os.path.join(self.directory, "servers.json")
+        with open(path, "w") as handle:
+            json.dump(servers, handle)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/mcp"
+        with open(os.path.join(self.directory, "stderr"), "w+b") as log:
+            process = subprocess.Popen(
+                [
+                    str(BIN / "aigw"),
+                    "run",
+                    "--mcp-config",
+                    path,
+                    "--listen",
+                    f"tcp:{port}:interface=127.0.0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+            try:
+                wait_for_health(port, process)
+                session, _ = post(url, INITIALIZE)
+                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                _, listed = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+                call = {"name": "local__echo", "arguments": {"text": "over stdio"}}
+                _, called = post(
+                    url,
+                    {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call},
+                    session,
+                )
+            finally:
+                code = stop(process)
+            log.seek(0)
+            output = log.read().decode()
+        self.assertEqual(code, 0, output)
+        names = [tool["name"] for tool in listed[-1]["result"]["tools"]]  # type: ignore[index]
+        self.assertIn("local__echo", names)
+        self.assertEqual(
+            called[-1]["result"]["content"][0]["text"],
+            "over stdio",  # type: ignore[index]
+        )
         self.assertNotIn("Traceback", output)
 
     def test_a_non_loopback_listener_without_issuer_is_refused_with_78(self) -> None:
