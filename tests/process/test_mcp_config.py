@@ -36,9 +36,8 @@ def post(
     if session is not None:
         headers["Mcp-Session-Id"] = session
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(
-        request, timeout=60
-    ) as reply:  # a child to start, on a busy machine
+    # A minute: a stdio child starts on first use, and the machine may be busy.
+    with urllib.request.urlopen(request, timeout=60) as reply:
         text = reply.read().decode()
         session_id = reply.headers.get("Mcp-Session-Id")
         if reply.headers.get_content_type() == "text/event-stream":
