@@ -45,6 +45,8 @@ def check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
+    for warning in config.warnings:
+        sys.stderr.write(f"{config.source}:{warning} (warning)\n")
     names = ", ".join(backend.name for backend in config.backends)
     auth = "none (development only)" if config.auth is None else config.auth.issuer
     sys.stdout.write(

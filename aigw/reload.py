@@ -163,6 +163,8 @@ class Reloader(Service):
                     "reload refused: {source}: {problem}", source=error.source, problem=problem
                 )
             return self._done(False, "the file has problems; the running config stays")
+        for warning in new.warnings:
+            self.log.warn("{source}:{warning}", source=new.source, warning=warning)
         restart = restart_keys(old, new)
         if restart:
             self.log.error(

@@ -262,6 +262,8 @@ class GatewayService(MultiService):
                 "auth: none - the MCP endpoint is open to anyone who can reach it; "
                 "for local development only"
             )
+        for warning in self.config.warnings:
+            self.log.warn("{source}:{warning}", source=self.config.source, warning=warning)
         self.log.info(
             "aigw {version} serving {resource} for {count} backend(s)",
             version=__version__,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from aigw.config import fields, jsonnodes, mcp_servers
+from aigw.config import fields, jsonnodes, mcp_servers, secrets
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
@@ -282,6 +282,8 @@ def _parse(
     base_dir: str,
     env: Mapping[str, str],
     servers: ServersFile | None = None,
+    *,
+    from_file: bool = False,
 ) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
     node = cp.compose(ctx, text)
@@ -292,9 +294,35 @@ def _parse(
         raise ConfigError(source, _problems(ctx, []))
     elsewhere: list[Problem] = []
     config = _read_config(root, source, servers, elsewhere)
+    exposed = _exposed_secrets(ctx, source if from_file else None)
+    if config.strict_file_modes:
+        ctx.problems.extend(exposed)
     if ctx.problems or elsewhere:
         raise ConfigError(source, _problems(ctx, elsewhere))
-    return config
+    if not exposed:
+        return config
+    return attrs.evolve(config, warnings=tuple(in_file_order(Problem(*w) for w in exposed)))
+
+
+def _exposed_secrets(ctx: cp.Context, config_file: str | None) -> list[cp.ProblemTuple]:
+    """Secrets others may read: each secret file whose mode or owner lets them, and each
+    secret written out in a config file (``config_file``) that every user may read."""
+    exposed = [
+        (path, line, problem)
+        for path, line, name in ctx.secret_files
+        for problem in secrets.file_mode_problems(name)
+    ]
+    if config_file is not None and secrets.readable_by_others(config_file):
+        exposed += [
+            (
+                path,
+                line,
+                f"{what} is written out in {config_file}, which every user may read: "
+                f"chmod o-r {config_file}, or give it in a file or as ${{VAR}}",
+            )
+            for path, line, what in ctx.literal_secrets
+        ]
+    return exposed
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
@@ -314,7 +342,7 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError as error:
         raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
     base_dir = os.path.dirname(os.path.abspath(path))
-    return _parse(text, path, base_dir, os.environ if env is None else env)
+    return _parse(text, path, base_dir, os.environ if env is None else env, from_file=True)
 
 
 def parse_config(
