@@ -180,10 +180,10 @@ class SecretsAtRestTests(ConfigTestCase):
         )
 
     def test_credential_headers_written_out_warn(self) -> None:
-        """Static headers `Authorization` and `X-Api-Key` written out, `X-Tenant` too, in a
-        config file with mode 0644.
+        """Static headers `Authorization` and `My-Api-Key` written out, `X-Api-Key` as
+        `${SECRET}`, and `X-Tenant`, in a config file with mode 0644.
 
-        expected: a warning for each credential header, none for `X-Tenant`
+        expected: a warning for `Authorization` and `My-Api-Key`, none for the others
         """
         text = MINIMAL + (
             "    headers:\n"

@@ -54,8 +54,8 @@ class DisconnectionLeakTests(GatewayTestCase):
 
     @run
     async def test_fifty_clients_hanging_up_mid_call_leak_nothing(self) -> None:
-        """50 clients hang up while the MCP server holds their `tools/call` (basic/utilities/
-        cancellation).
+        """50 clients hang up while the MCP server holds their `tools/call`
+        (basic/utilities/cancellation).
 
         expected: each call cancelled upstream (`notifications/cancelled`); delayed calls,
         open upstream connections and live Deferreds back to their count before
