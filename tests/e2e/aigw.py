@@ -73,6 +73,7 @@ def start_gateway(
     key = os.path.join(directory, "session.key")
     with open(key, "wb") as handle:
         handle.write(os.urandom(32))
+    os.chmod(key, 0o600)  # else aigw warns of a session key others may read
     if issuer is None:
         auth = "auth: none\n"
     else:
