@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from aigw import __version__
 from aigw.config import EX_CONFIG, Config, ConfigError, command_line, format_problems, load_config
 from aigw.config.command_line import DEFAULT_LISTEN
+from aigw.config.errors import located
 from aigw.config.read import ServersFile
 
 _SERVER_FLAGS = ("mcp_config", "mcp_json", "listen", "issuer", "public_url")
@@ -46,7 +47,7 @@ def check(args: argparse.Namespace) -> int:
         sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
     for warning in config.warnings:
-        sys.stderr.write(f"{config.source}:{warning} (warning)\n")
+        sys.stderr.write(f"{located(config.source, warning)} (warning)\n")
     names = ", ".join(backend.name for backend in config.backends)
     auth = "none (development only)" if config.auth is None else config.auth.issuer
     sys.stdout.write(

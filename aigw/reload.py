@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.config import BackendConfig, Config, ToolSelector
-from aigw.config.errors import ConfigError, in_file_order
+from aigw.config.errors import ConfigError, in_file_order, located
 from aigw.config.holder import ConfigHolder
 from aigw.config.read import load_config
 from aigw.gateway.gateway import Gateway
@@ -164,7 +164,7 @@ class Reloader(Service):
                 )
             return self._done(False, "the file has problems; the running config stays")
         for warning in new.warnings:
-            self.log.warn("{source}:{warning}", source=new.source, warning=warning)
+            self.log.warn("{warning}", warning=located(new.source, warning))
         restart = restart_keys(old, new)
         if restart:
             self.log.error(

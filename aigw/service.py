@@ -36,6 +36,7 @@ from aigw.auth.authenticator import Authenticator
 from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import BackendConfig, Config
+from aigw.config.errors import located
 from aigw.config.holder import ConfigHolder
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
@@ -263,7 +264,7 @@ class GatewayService(MultiService):
                 "for local development only"
             )
         for warning in self.config.warnings:
-            self.log.warn("{source}:{warning}", source=self.config.source, warning=warning)
+            self.log.warn("{warning}", warning=located(self.config.source, warning))
         self.log.info(
             "aigw {version} serving {resource} for {count} backend(s)",
             version=__version__,

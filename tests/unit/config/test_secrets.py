@@ -208,6 +208,25 @@ class SecretsAtRestTests(ConfigTestCase):
             load_config(str(self.config(text, mode=0o644)))
         self.assertEqual([p.path for p in raised.exception.problems], ["sessions.secret"])
 
+    def test_literal_secret_in_an_imported_servers_file_warns(self) -> None:
+        """An `mcpServers` file (`import_mcp_servers`) with mode 0644 whose server has a
+        written-out `Authorization` header.
+
+        expected: a warning naming that file and `mcpServers.crm.headers.Authorization`
+        """
+        servers = self.write(
+            "mcp.json",
+            b'{"mcpServers": {"crm": {"type": "http", "url": "http://127.0.0.1:3/mcp",\n'
+            b'  "headers": {"Authorization": "Bearer abc"}}}}\n',
+            0o644,
+        )
+        text = MINIMAL.replace("backends:", f"import_mcp_servers: {servers}\nbackends:")
+        [warning] = self.load_warnings(text)
+        self.assertEqual(
+            (warning.source, warning.path, warning.line),
+            (str(servers), "mcpServers.crm.headers.Authorization", 2),
+        )
+
     def test_parsed_text_has_no_file_to_check(self) -> None:
         self.assertEqual(
             parse_config(MINIMAL + "sessions:\n  secret: " + "s" * 32 + "\n").warnings, ()
