@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz
 
 all: test
 
@@ -54,6 +54,24 @@ test: $(STAMP) $(NODE_STAMP) lint typecheck
 # The attack tests of docs/security.md, their results written into its table.
 security-report: $(STAMP)
 	$(BIN)/python -m tests.security_report
+
+# atheris (coverage-guided) on the parsers, FUZZ_SECONDS in all, shared by the
+# targets (bench/fuzz/parsers.py); not part of `make test`, whose hypothesis
+# strategies (tests/unit/fuzz/) run a bounded number of examples.  A finding is
+# written to bench/fuzz/findings/<target>-crash-* and fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= jsonrpc sse header config jwt
+
+fuzz: $(STAMP)
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris || { \
+		echo "make fuzz: atheris did not install (it needs a wheel for this Python, or clang with libFuzzer to build)" >&2; exit 1; }
+	@mkdir -p bench/fuzz/findings
+	@per=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) )); [ $$per -ge 1 ] || per=1; \
+	for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$target for $$per s"; \
+		$(BIN)/python bench/fuzz/parsers.py $$target -max_total_time=$$per -print_final_stats=1 \
+			-artifact_prefix=bench/fuzz/findings/$$target- || exit 1; \
+	done
 
 # The benchmark (docs/performance.md): aigw against the upstream called
 # directly and against its peers, all on 127.0.0.1; 2-3 minutes.  Needs wrk

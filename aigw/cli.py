@@ -29,6 +29,7 @@ from aigw.config import (
     load_config,
 )
 from aigw.config.command_line import DEFAULT_LISTEN
+from aigw.config.errors import located
 from aigw.config.read import ServersFile
 
 _SERVER_FLAGS = ("mcp_config", "mcp_json", "listen", "issuer", "public_url")
@@ -57,6 +58,8 @@ def check(args: argparse.Namespace) -> int:
     except ConfigError as error:
         sys.stderr.write(format_problems(error) + "\n")
         return EX_CONFIG
+    for warning in config.warnings:
+        sys.stderr.write(f"{located(config.source, warning)} (warning)\n")
     names = ", ".join(backend.name for backend in config.backends)
     auth = "none (development only)" if config.auth is None else config.auth.issuer
     sys.stdout.write(

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.config import BackendConfig, Config, ToolSelector
-from aigw.config.errors import ConfigError, in_file_order
+from aigw.config.errors import ConfigError, in_file_order, located
 from aigw.config.holder import ConfigHolder
 from aigw.config.read import load_config
 from aigw.gateway.gateway import Gateway
@@ -165,6 +165,8 @@ class Reloader(Service):
                     "reload refused: {source}: {problem}", source=error.source, problem=problem
                 )
             return self._done(False, "the file has problems; the running config stays")
+        for warning in new.warnings:
+            self.log.warn("{warning}", warning=located(new.source, warning))
         restart = restart_keys(old, new)
         if restart:
             self.log.error(

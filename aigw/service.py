@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -36,7 +37,9 @@ from aigw.auth.authenticator import Authenticator
 from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import BackendConfig, Config
+from aigw.config.errors import located
 from aigw.config.holder import ConfigHolder
+from aigw.config.model import MetricsConfig
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
@@ -57,11 +60,15 @@ EX_OSERR = 71  # sysexits.h: cannot listen, for instance
 
 
 class ListenerService(StreamServerEndpointService):
-    """Listens on one endpoint; a failure to listen stops the daemon with a clear message."""
+    """Listens on one endpoint; a failure to listen stops the daemon with a clear message,
+    unless the listener is ``optional`` (then it is logged, and the daemon goes on)."""
 
     log = Logger()
 
-    def __init__(self, description: str, reactor: Any, factory: IProtocolFactory) -> None:
+    def __init__(
+        self, description: str, reactor: Any, factory: IProtocolFactory, optional: bool = False
+    ) -> None:
+        self.optional = optional
         try:
             endpoint = serverFromString(reactor, description)
         except Exception as error:
@@ -81,6 +88,13 @@ class ListenerService(StreamServerEndpointService):
         try:
             super().privilegedStartService()  # type: ignore[no-untyped-call]
         except Exception as error:
+            if self.optional:
+                self.log.error(
+                    "cannot listen on {endpoint}: {error}; going on without it",
+                    endpoint=self.description,
+                    error=error,
+                )
+                return
             self.log.critical(
                 "cannot listen on {endpoint}: {error}", endpoint=self.description, error=error
             )
@@ -244,7 +258,11 @@ class GatewayService(MultiService):
             lambda: gateway.limiter.store_errors,
         )
         site = metrics_site(metrics.registry, self.reactor)
-        listener = ListenerService(self.config.metrics.listen, self.reactor, site)
+        # A listener the file names must listen; the default one, which nobody asked
+        # for, must not stop the gateway because another process holds its port.
+        listen = self.config.metrics.listen
+        default = attrs.fields(MetricsConfig).listen.default
+        listener = ListenerService(listen, self.reactor, site, optional=listen == default)
         listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         return metrics
 
@@ -270,6 +288,8 @@ class GatewayService(MultiService):
                 "auth: none - the MCP endpoint is open to anyone who can reach it; "
                 "for local development only"
             )
+        for warning in self.config.warnings:
+            self.log.warn("{warning}", warning=located(self.config.source, warning))
         self.log.info(
             "aigw {version} serving {resource} for {count} backend(s)",
             version=__version__,

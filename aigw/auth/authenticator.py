@@ -10,6 +10,7 @@ gateway's observer (``AuthenticationRefused``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,11 +32,19 @@ from aigw.principal import ANONYMOUS, BearerToken, Principal
 class AuthFailure(Exception):
     """The response to send instead of serving the request."""
 
-    def __init__(self, status: int, www_authenticate: str, body: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        status: int,
+        www_authenticate: str,
+        body: Mapping[str, str],
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(status, body.get("error"))
         self.status = status
         self.www_authenticate = www_authenticate
         self.body: dict[str, str] = dict(body)
+        #: Seconds a client should wait before trying again (a 503: RFC 9110 §10.2.3).
+        self.retry_after = retry_after
 
 
 class Authenticator:
@@ -55,8 +64,12 @@ class Authenticator:
         challenge_scopes: Iterable[str] | None = None,
         observer: GatewayObserver | None = None,
         rebuild: Callable[[AuthConfig], Verifier] | None = None,
+        retry_after: float = 30.0,
     ) -> None:
         self._verifier = verifier
+        #: When the authorization server cannot be asked: the next fetch of its keys
+        #: after a failed one (``jwks_min_refresh_interval``).
+        self._retry_after = max(1, math.ceil(retry_after))
         #: A verifier for other ``auth`` settings over the same signing keys (a reload).
         self._rebuild = rebuild
         self._observer = observer
@@ -81,6 +94,7 @@ class Authenticator:
             challenge_scopes=_challenge_scopes(config),
             observer=observer,
             rebuild=rebuild,
+            retry_after=config.auth.jwks_min_refresh_interval,
         )
 
     def follow(self, old: Config, new: Config) -> None:
@@ -152,12 +166,13 @@ class Authenticator:
 
         ``unavailable`` (the authorization server cannot be asked) fails closed
         with a 503 rather than a 401, so clients retry instead of throwing away
-        a token that may be good.
+        a token that may be good; ``Retry-After`` says when (RFC 9110 §15.6.4).
         """
         if rejected.reason == "unavailable":
             self._report_refusal(503, rejected.reason, rejected.hints)
             failure = self._failure(503, None, rejected.description, self._challenge)
             failure.body["error"] = "temporarily_unavailable"
+            failure.retry_after = self._retry_after
             return failure
         self._report_refusal(401, rejected.reason, rejected.hints)
         return self._failure(401, "invalid_token", rejected.description, self._challenge)

@@ -29,6 +29,11 @@ class Problem:
         return f"{elsewhere}{where}{self.path}: {self.message}"
 
 
+def located(source: str, problem: Problem) -> str:
+    """A problem with the file it is in: ``source`` unless it names its own."""
+    return f"{problem}" if problem.source is not None else f"{source}:{problem}"
+
+
 class ConfigError(Exception):
     """The config file cannot be used; ``problems`` lists every reason."""
 
@@ -38,9 +43,7 @@ class ConfigError(Exception):
         self.problems = problems
 
     def __str__(self) -> str:
-        return "\n".join(
-            f"{p}" if p.source is not None else f"{self.source}:{p}" for p in self.problems
-        )
+        return "\n".join(located(self.source, p) for p in self.problems)
 
 
 def in_file_order(problems: Iterable[Problem]) -> list[Problem]:

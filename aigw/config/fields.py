@@ -40,6 +40,8 @@ class Reading:
     required: bool = False
     placeholder: object = None
     twin: str | None = None
+    #: False: the field is no key of the file (the loader sets it: ``Config.warnings``).
+    key: bool = True
 
 
 def read_as(convert: cp.Converter[Any]) -> Mapping[str, Reading]:
@@ -64,6 +66,11 @@ def own_reader() -> Mapping[str, Reading]:
     return {_METADATA_KEY: Reading(None)}
 
 
+def derived() -> Mapping[str, Reading]:
+    """Metadata: not read from the file at all; the loader hands the value in."""
+    return {_METADATA_KEY: Reading(None, key=False)}
+
+
 def reading(field: attrs.Attribute[Any]) -> Reading:
     """The field's Reading; every field of the model has one."""
     found = field.metadata.get(_METADATA_KEY)
@@ -76,6 +83,8 @@ def keys(cls: type) -> tuple[str, ...]:
     """The YAML keys of a section: its class's field names and their ``*_file`` twins."""
     names: list[str] = []
     for field in attrs.fields(cls):
+        if not reading(field).key:
+            continue
         names.append(field.name)
         twin = reading(field).twin
         if twin is not None:
@@ -135,6 +144,8 @@ def read_fields(section: cp.Section, cls: type[T], **given: Callable[[], object]
     for field in attrs.fields(cls):
         if field.name in given:
             values[field.name] = given[field.name]()
+        elif not reading(field).key:
+            values[field.name] = default(field)
         else:
             values[field.name] = read_field(section, cls, field.name)
     return cls(**values)

@@ -12,6 +12,7 @@ import re
 import yaml
 
 from aigw.config import nodes as cp
+from aigw.config import secrets
 from aigw.upstream import headers as reserved
 
 
@@ -20,11 +21,16 @@ def static_headers(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> 
     (a ``nodes.TwinConverter``)."""
     if not is_file:
         headers = cp.as_str_map(ctx, path, node) or {}
+        for header in headers:
+            if secrets.is_credential_header(header):
+                where = cp.value_node(node, header)
+                ctx.literal_secret(f"{path}.{header}", where, f"the {header} header")
         return _valid_headers(ctx, path, node, headers, inline=True)
     name = cp.as_nonempty_str(ctx, path, node)
     data = None if name is None else cp.read_file(ctx, path, node, name)
     if name is None or data is None:
         return {}
+    ctx.secret_file(path, node, name)
     headers = _headers_from_file(ctx, path, node, ctx.resolve_path(name), data)
     return _valid_headers(ctx, path, node, headers, inline=False)
 

@@ -17,7 +17,9 @@ import attrs
 from aigw.config import nodes as cp
 from aigw.config import values
 from aigw.config.credentials import BackendAuthConfig, backend_auth
+from aigw.config.errors import Problem
 from aigw.config.fields import (
+    derived,
     own_reader,
     read_as,
     read_either,
@@ -328,8 +330,14 @@ class Config:
     tracing: TracingConfig | None = attrs.field(
         default=None, metadata=read_as(section_of(TracingConfig))
     )
+    #: A secret file (or a config file holding a secret) others may read is a problem,
+    #: not a warning (``secrets.file_mode_problems``).
+    strict_file_modes: bool = attrs.field(default=False, metadata=read_as(cp.as_bool))
     #: Where the config was read from: set by the loader, whatever the file says.
     source: str = attrs.field(default="<memory>", metadata=own_reader())
+    #: What is unwise but allowed (a key file others may read): the loader's, logged at
+    #: start and on reload.
+    warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False, metadata=derived())
 
     @property
     def resource_url(self) -> str:

@@ -23,6 +23,8 @@ from yaml.nodes import ScalarNode as ScalarNode
 from yaml.nodes import SequenceNode as SequenceNode
 from yaml.resolver import Resolver
 
+from aigw.config import secrets
+
 T = TypeVar("T")
 
 TAG = "tag:yaml.org,2002:"
@@ -48,10 +50,23 @@ class Context:
     env: Mapping[str, str]
     base_dir: str
     problems: list[ProblemTuple] = attrs.field(factory=list)
+    #: Every file read for a secret: (key path, line, file name), for its mode check.
+    secret_files: list[ProblemTuple] = attrs.field(factory=list)
+    #: Every secret written out in the config file: (key path, line, what it is).
+    literal_secrets: list[ProblemTuple] = attrs.field(factory=list)
 
     def report(self, path: str, node: Node | None, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
         self.problems.append((path, line, message))
+
+    def secret_file(self, path: str, node: Node, name: str) -> None:
+        """Remember that the file ``name`` at ``path`` holds a secret."""
+        self.secret_files.append((path, node.start_mark.line + 1, self.resolve_path(name)))
+
+    def literal_secret(self, path: str, node: Node, what: str = "a secret") -> None:
+        """Remember that ``path`` holds a secret inline (unless it comes from ``${VAR}``)."""
+        if not isinstance(node, ScalarNode) or secrets.is_literal(node.value):
+            self.literal_secrets.append((path, node.start_mark.line + 1, what))
 
     def resolve_path(self, name: str) -> str:
         """File names in the config are relative to the config file's directory."""
@@ -407,10 +422,12 @@ def secret(ctx: Context, path: str, node: Node, is_file: bool) -> bytes | None:
     if text is None:
         return None
     if not is_file:
+        ctx.literal_secret(path, node)
         return text.encode("utf-8")
     data = read_file(ctx, path, node, text)
     if data is None:
         return None
+    ctx.secret_file(path, node, text)
     data = strip_newline(data)
     if not data:
         ctx.report(path, node, f"{ctx.resolve_path(text)} is empty")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from aigw.config import envoy, fields, jsonnodes, mcp_servers
+from aigw.config import envoy, fields, jsonnodes, mcp_servers, secrets
 from aigw.config import nodes as cp
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
@@ -83,7 +83,10 @@ def _read_servers_file(root: cp.Section) -> ServersFile | None:
 
 
 def _read_backends(
-    root: cp.Section, servers: ServersFile | None, elsewhere: list[Problem]
+    root: cp.Section,
+    servers: ServersFile | None,
+    elsewhere: list[Problem],
+    exposed: list[Problem],
 ) -> tuple[BackendConfig, ...]:
     """The native backends, each name unique, then the servers' ones (``elsewhere`` gets
     the problems of their file); at least one in all."""
@@ -112,7 +115,7 @@ def _read_backends(
         first.setdefault(backend.name, (item.start_mark.line + 1, path))
         backends.append(backend)
     if servers is not None:
-        imported = _imported_backends(root.ctx, servers, first, elsewhere)
+        imported = _imported_backends(root.ctx, servers, first, elsewhere, exposed)
         if not backends and not imported and not root.ctx.problems and not elsewhere:
             elsewhere.append(Problem(mcp_servers.TOP_KEY, None, "no server to run", servers.source))
         backends.extend(imported)
@@ -124,6 +127,7 @@ def _imported_backends(
     servers: ServersFile,
     native: Mapping[str, tuple[int, str]],
     elsewhere: list[Problem],
+    exposed: list[Problem],
 ) -> list[BackendConfig]:
     """The backends of an ``mcpServers`` file; a name a native backend has is a problem."""
     own = cp.Context(env=ctx.env, base_dir=servers.base_dir)
@@ -141,6 +145,10 @@ def _imported_backends(
     free = [server for server in found if server.name not in native]
     backends = mcp_servers.backends(own, free)
     elsewhere.extend(Problem(*problem, source=servers.source) for problem in own.problems)
+    exposed.extend(
+        Problem(*problem, source=servers.source)
+        for problem in _exposed_secrets(own, servers.source)
+    )
     return backends
 
 
@@ -242,7 +250,11 @@ def _access(ctx: cp.Context, path: str, node: cp.Node) -> AccessConfig | None:
 
 
 def _read_config(
-    root: cp.Section, source: str, servers: ServersFile | None, elsewhere: list[Problem]
+    root: cp.Section,
+    source: str,
+    servers: ServersFile | None,
+    elsewhere: list[Problem],
+    exposed: list[Problem],
 ) -> Config:
     # The resource URL is the default audience: read first.
     public_url: str = fields.read_field(root, Config, "public_url")
@@ -262,7 +274,7 @@ def _read_config(
         public_url=lambda: public_url,
         mcp_path=lambda: mcp_path,
         auth=lambda: _read_auth(root, resource_url),
-        backends=lambda: _read_backends(root, servers, elsewhere),
+        backends=lambda: _read_backends(root, servers, elsewhere, exposed),
         import_mcp_servers=lambda: None if imported is None else imported.source,
         access=lambda: fields.read_field(root, Config, "access", _access),
         source=lambda: source,
@@ -286,6 +298,8 @@ def _parse(
     base_dir: str,
     env: Mapping[str, str],
     servers: ServersFile | None = None,
+    *,
+    from_file: bool = False,
 ) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
     translation = None
@@ -300,10 +314,38 @@ def _parse(
     if root is None:
         raise ConfigError(source, _problems(ctx, []))
     elsewhere: list[Problem] = []
-    config = _read_config(root, source, servers, elsewhere)
+    # Secrets others may read: the imported file's (set while reading), then this file's.
+    exposed: list[Problem] = []
+    config = _read_config(root, source, servers, elsewhere, exposed)
+    exposed += [Problem(*w) for w in _exposed_secrets(ctx, source if from_file else None)]
+    if config.strict_file_modes:
+        elsewhere += exposed
     if ctx.problems or elsewhere:
         raise ConfigError(source, _problems(ctx, elsewhere, translation))
-    return config
+    if not exposed:
+        return config
+    return attrs.evolve(config, warnings=tuple(in_file_order(exposed)))
+
+
+def _exposed_secrets(ctx: cp.Context, config_file: str | None) -> list[cp.ProblemTuple]:
+    """Secrets others may read: each secret file whose mode or owner lets them, and each
+    secret written out in a config file (``config_file``) that every user may read."""
+    exposed = [
+        (path, line, problem)
+        for path, line, name in ctx.secret_files
+        for problem in secrets.file_mode_problems(name)
+    ]
+    if config_file is not None and secrets.readable_by_others(config_file):
+        exposed += [
+            (
+                path,
+                line,
+                f"{what} is written out in {config_file}, which every user may read: "
+                f"chmod o-r {config_file}, or give it in a file or as ${{VAR}}",
+            )
+            for path, line, what in ctx.literal_secrets
+        ]
+    return exposed
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
@@ -323,7 +365,7 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError as error:
         raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
     base_dir = os.path.dirname(os.path.abspath(path))
-    return _parse(text, path, base_dir, os.environ if env is None else env)
+    return _parse(text, path, base_dir, os.environ if env is None else env, from_file=True)
 
 
 def parse_config(

@@ -274,7 +274,13 @@ def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> 
     text = cp.as_nonempty_str(ctx, path, node)
     if text is None:
         return None
-    data = cp.read_file(ctx, path, node, text) if is_file else text.encode("utf-8")
+    if is_file:
+        data = cp.read_file(ctx, path, node, text)
+        if data is not None:
+            ctx.secret_file(path, node, text)
+    else:
+        data = text.encode("utf-8")
+        ctx.literal_secret(path, node)
     if data is not None and len(data) < MIN_SECRET_BYTES:
         what = ctx.resolve_path(text) if is_file else "the secret"
         ctx.report(

@@ -19,8 +19,8 @@ Lines are split on bytes (CR and LF never occur inside a UTF-8 sequence), so
 each value is decoded on its own, with U+FFFD for invalid bytes as the
 standard's UTF-8 decode does.
 
-What a hostile upstream can make the parser hold is bounded: the unfinished
-line and an event's data are each at most ``max_event_bytes`` (default 4 MiB),
+What a hostile upstream can make the parser hold is bounded: a line (finished
+or not) and an event's data are each at most ``max_event_bytes`` (default 4 MiB),
 past which ``feed`` raises ``SSEError`` and the stream should be dropped.
 
 MCP 2025-11-25 basic/transports carries JSON-RPC messages as SSE ``data``;
@@ -130,6 +130,10 @@ class SSEParser:
             self._skip_lf = data.endswith(_CR)
             data = data.replace(b"\r\n", _LF).replace(_CR, _LF)
         lines = data.split(_LF)
+        # A line that came whole is held to the bound too: whether a line is refused
+        # must not depend on where the stream was cut.
+        if len(data) > self._max and max(map(len, lines)) > self._max:
+            raise SSEError(f"an SSE line is longer than {self._max} bytes")
         rest = lines.pop()
         if rest:
             if len(rest) > self._max:

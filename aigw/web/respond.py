@@ -89,10 +89,9 @@ def refuse(request: WebRequest, refusal: HTTPRefusal) -> bytes:
 
 
 def refuse_auth(request: WebRequest, failure: AuthFailure) -> bytes:
-    """A bearer-token refusal (RFC 6750 §3.1): 400, 401 or 403 with its challenge."""
-    return write_json(
-        request,
-        failure.status,
-        failure.body,
-        {b"WWW-Authenticate": failure.www_authenticate.encode()},
-    )
+    """A bearer-token refusal (RFC 6750 §3.1): 400, 401 or 403 with its challenge; 503
+    with ``Retry-After`` when the token cannot be checked now (RFC 9110 §15.6.4)."""
+    headers = {b"WWW-Authenticate": failure.www_authenticate.encode()}
+    if failure.retry_after is not None:
+        headers[b"Retry-After"] = str(failure.retry_after).encode("ascii")
+    return write_json(request, failure.status, failure.body, headers)

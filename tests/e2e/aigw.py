@@ -76,7 +76,7 @@ def start_gateway(
     if session_key is None:
         with open(key, "wb") as handle:
             handle.write(os.urandom(32))
-        os.chmod(key, 0o600)  # a key readable by others is what aigw doctor (rightly) fails
+        os.chmod(key, 0o600)  # else aigw warns (and aigw doctor fails) of a key others may read
     if issuer is None:
         auth = "auth: none\n"
     else:

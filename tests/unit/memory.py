@@ -111,6 +111,15 @@ class MemoryNetwork:
             result.raiseException()
         return result  # type: ignore[return-value]
 
+    def open_connections(self, port: int | None = None) -> int:
+        """Connections neither end has closed yet (to ``port`` only, when given)."""
+        return sum(
+            1
+            for pump in self._pumps
+            if not (pump.clientIO.disconnected or pump.serverIO.disconnected)
+            and (port is None or pump.serverIO.getHost().port == port)
+        )
+
     def _step(self) -> bool:
         """One round; whether anything happened."""
         busy = self._connect()

@@ -103,6 +103,15 @@ class ParserTests(SynchronousTestCase):
         parser.feed(b"data: " + b"x" * 1000)
         self.assertRaises(SSEError, parser.feed, b"x" * 100)
 
+    def test_a_long_line_is_refused_however_the_stream_is_cut(self) -> None:
+        """The line bound holds for a line arriving whole in one chunk too (found by
+        ``make fuzz``: an over-long ``event:`` line or comment passed in one chunk and was
+        refused when split)."""
+        line = b"event: " + b"x" * 100 + b"\n"
+        self.assertRaises(SSEError, SSEParser(max_event_bytes=64).feed, line)
+        split = SSEParser(max_event_bytes=64)
+        self.assertRaises(SSEError, lambda: [split.feed(line[:50]), split.feed(line[50:])])
+
     def test_an_endless_event_is_refused(self) -> None:
         parser = SSEParser(max_event_bytes=1024)
         self.assertRaises(SSEError, parser.feed, b"data: xxxxxxxxxx\n" * 100)

@@ -1,0 +1,93 @@
+"""An MCP server that misbehaves on ``tools/call``, for tests/e2e/test_faults.py.
+
+It is the unit tests' ``FakeUpstream`` (sessions, ``tools/list``) served by a
+real Twisted reactor, with the answer to a ``tools/call`` chosen by the URL's
+first path segment::
+
+    /html/mcp      200 text/html, an nginx-style error page
+    /plain/mcp     200 text/plain
+    /garbage/mcp   200 application/json that is not JSON
+    /hang/mcp      never answers (until aigw gives up and closes the connection)
+    /close/mcp     closes the connection before answering
+    /ok/mcp        answers like FakeUpstream
+
+Every ``tools/call`` whose connection aigw closed before an answer prints
+``GONE <mode>``, every ``notifications/cancelled`` prints ``CANCELLED <mode>``,
+on stdout, for the test to read.
+
+    python -m tests.e2e.upstreams.faulty --port N
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from tests.unit.gateway.fake_upstream import FakeUpstream
+
+HTML = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+class Faulty(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.upstream = FakeUpstream(tools=["boom"])
+
+    def render_GET(self, request: Request) -> Any:
+        return self.upstream.render_GET(request)
+
+    def render_DELETE(self, request: Request) -> Any:
+        return self.upstream.render_DELETE(request)
+
+    def render_POST(self, request: Request) -> Any:
+        mode = (request.postpath or [b""])[0].decode() or "ok"
+        data = request.content.read()
+        request.content = io.BytesIO(data)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        method = body.get("method") if isinstance(body, dict) else None
+        if method == "notifications/cancelled":
+            print(f"CANCELLED {mode}", flush=True)
+        if method != "tools/call" or mode == "ok":
+            return self.upstream.render_POST(request)
+        if mode == "html":
+            request.setHeader(b"content-type", b"text/html")
+            return HTML
+        if mode == "plain":
+            request.setHeader(b"content-type", b"text/plain")
+            return b"Internal error, please try again"
+        if mode == "garbage":
+            request.setHeader(b"content-type", b"application/json")
+            return b'{"jsonrpc": "2.0", "id": '
+        if mode == "close":
+            request.channel.transport.abortConnection()  # type: ignore[union-attr]
+            return NOT_DONE_YET
+        request.notifyFinish().addErrback(lambda _: print(f"GONE {mode}", flush=True))
+        return NOT_DONE_YET
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    reactor.listenTCP(args.port, Site(Faulty()), interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.callWhenRunning(  # type: ignore[attr-defined]
+        lambda: print(f"READY http://127.0.0.1:{args.port}", flush=True)
+    )
+    reactor.run()  # type: ignore[attr-defined]
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
