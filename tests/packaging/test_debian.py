@@ -51,6 +51,7 @@ def test_no_error_is_overridden_away() -> None:
         "no-copyright-file",
         "bogus-mail-host",
         "unstripped-binary-or-object",
+        "embedded-library",
     ):
         assert f": {tag}" not in text, tag
 
