@@ -98,6 +98,9 @@ bench-micro: $(STAMP)
 
 # The Debian package (dh-virtualenv, like Synapse's): ../aigw_<version>_<arch>.deb.
 # Build dependencies: apt-get install dh-virtualenv debhelper dh-exec python3-venv python3-dev
+# Then: lintian ../aigw_*.changes (no errors; the accepted warnings are in
+# debian/aigw.lintian-overrides).  AIGW_TEST_DEB=1 pytest tests/packaging/test_deb.py
+# builds HEAD, runs lintian and installs, removes and purges it (as root).
 deb:
 	dpkg-buildpackage -us -uc -b
 

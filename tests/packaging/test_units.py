@@ -21,7 +21,7 @@ SYSTEM_UNITS = next(
     None,
 )
 #: What the units run: dh-virtualenv's venv (tests/packaging/test_deb.py) and kill(1).
-COMMANDS = ("/opt/venvs/aigw/bin/aigw", "/opt/venvs/aigw/bin/twistd", "/bin/kill")
+COMMANDS = ("/usr/lib/aigw/bin/aigw", "/usr/lib/aigw/bin/twistd", "/bin/kill")
 UNITS = {
     "aigw.service": ROOT / "debian" / "aigw.service",
     "aigw@.service": ROOT / "etc" / "systemd" / "aigw@.service",
