@@ -14,11 +14,14 @@ check takes the dead one out of rotation.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
 import signal
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +240,60 @@ async def test_a_2026_07_28_listen_sees_updates_triggered_through_other_processe
             assert event is not None, "no notifications/resources/updated arrived"
             assert str(event.uri) == uri
         assert text_of(await client.call_tool("py__echo", {"text": "after"})) == "after"
+
+
+def post(url: str, body: Any, session: str | None = None, method: str = "POST") -> Any:
+    """One request straight to a process (not through HAProxy): (status, headers, JSON)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, found, raw = answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as error:
+        status, found, raw = error.code, error.headers, error.read()
+    return status, found, json.loads(raw) if raw.strip() else None
+
+
+def test_an_ended_session_id_is_refused_only_where_it_ended(balanced: Balanced) -> None:
+    """Ended ids are remembered in the process that ended them (docs/scale-out.md): there
+    a replay is 404; another process accepts the id until its ttl, and a call through it
+    still works (the backends forgot their upstream sessions; aigw re-opens them)."""
+    first, second = balanced.gateways[0], balanced.gateways[2]
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "lb", "version": "0"},
+        },
+    }
+    status, found, body = post(first.url, initialize)
+    assert status == 200, body
+    session = found["Mcp-Session-Id"]
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    assert post(second.url, ping, session)[0] == 200
+    assert post(first.url, None, session, method="DELETE")[0] in (200, 204)
+    assert post(first.url, ping, session)[0] == 404
+    status, _, body = post(second.url, ping, session)
+    assert status == 200, body
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "py__echo", "arguments": {"text": "replayed"}},
+    }
+    status, _, body = post(second.url, call, session)
+    assert status == 200, body
+    assert body["result"]["content"][0]["text"] == "replayed", body
 
 
 async def test_a_process_killed_mid_session_leaves_the_client_working(balanced: Balanced) -> None:
