@@ -23,6 +23,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +32,9 @@ import anyio
 import pytest
 from mcp import types
 
-from .aigw import Gateway, start_gateway
-from .harness.oauth_client import connect_plain
+from .aigw import Backend, Gateway, start_gateway
+from .harness.authserver import AuthServer
+from .harness.oauth_client import connect, connect_plain
 from .harness.processes import LOG_DIR, REPO_ROOT, Process, free_port, start_process
 from .harness.results import text_of
 from .harness.upstreams import Upstream
@@ -100,8 +102,10 @@ def render(ports: list[int]) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def balanced(server_everything: Upstream, pyserver: Upstream) -> Iterator[Balanced]:
+@contextmanager
+def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterator[Balanced]:
+    """Three aigw processes sharing one key file, HAProxy on the shipped config in front
+    (its URL is their public_url); everything stopped on exit."""
     haproxy = shutil.which("haproxy") or (
         "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
     )
@@ -112,17 +116,19 @@ def balanced(server_everything: Upstream, pyserver: Upstream) -> Iterator[Balanc
     with open(key, "wb") as handle:
         handle.write(os.urandom(32))
     os.chmod(key, 0o600)
+    front = free_port()
     started: list[Gateway] = []
     proxy: Process | None = None
     try:
         for _ in range(3):
             started.append(
                 start_gateway(
-                    [("everything", server_everything.url), ("py", pyserver.url)],
+                    backends,
+                    issuer=issuer,
                     session_key=key,
+                    public_url=f"http://127.0.0.1:{front}",
                 )
             )
-        front = free_port()
         config = Path(directory) / "haproxy.cfg"
         config.write_text(render([front, *(g.port for g in started)]))
         proxy = start_process(
@@ -137,6 +143,12 @@ def balanced(server_everything: Upstream, pyserver: Upstream) -> Iterator[Balanc
             proxy.stop()
         for gateway in started:
             gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def balanced(server_everything: Upstream, pyserver: Upstream) -> Iterator[Balanced]:
+    with start_balanced([("everything", server_everything.url), ("py", pyserver.url)]) as found:
+        yield found
 
 
 def served(gateway: Gateway, method: str) -> int:
@@ -240,6 +252,29 @@ async def test_a_2026_07_28_listen_sees_updates_triggered_through_other_processe
             assert event is not None, "no notifications/resources/updated arrived"
             assert str(event.uri) == uri
         assert text_of(await client.call_tool("py__echo", {"text": "after"})) == "after"
+
+
+async def test_an_oauth_session_through_the_balancer(
+    auth_server: AuthServer, pyserver: Upstream
+) -> None:
+    """With OAuth (the real test authorization server): discovery, registration, login
+    and every request go through HAProxy, and the token, verified by whichever process
+    gets the request, names the balancer's URL as its audience (public_url)."""
+    with start_balanced([("py", pyserver.url)], issuer=auth_server.issuer) as balanced:
+        async with connect(balanced.url, "alice", mode="legacy") as client:
+            assert "py__echo" in [t.name for t in (await client.list_tools()).tools]
+            for number in range(6):
+                echoed = await client.call_tool("py__echo", {"text": f"oauth {number}"})
+                assert text_of(echoed) == f"oauth {number}"
+        posts = [server for server, status in balanced.servers() if status in ("200", "202")]
+        assert set(posts) == {"aigw1", "aigw2", "aigw3"}, balanced.servers()
+        # Each process answered calls for the same authenticated user.
+        subjects = [
+            set(re.findall(r"\] tools/call ok in .* sub=(\S+)", gateway.process.log()))
+            for gateway in balanced.gateways
+        ]
+        assert all(len(found) == 1 for found in subjects), subjects
+        assert subjects[0] == subjects[1] == subjects[2], subjects
 
 
 def post(url: str, body: Any, session: str | None = None, method: str = "POST") -> Any:
