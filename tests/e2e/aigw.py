@@ -62,13 +62,16 @@ def start_gateway(
     metrics: bool = False,
     more_backends: str = "",
     session_key: str | None = None,
+    public_url: str | None = None,
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
     ``metrics``: serve them on a free port (the default, 9464, is one for every
     gateway the tests start at once); off otherwise.
     ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones).
-    ``session_key``: a key file to share with other gateways (default: a new key)."""
+    ``session_key``: a key file to share with other gateways (default: a new key).
+    ``public_url``: what clients and tokens name (default: this gateway's own URL; a load
+    balancer's in front of several)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -91,7 +94,7 @@ def start_gateway(
         )
     text = (
         f'listen: ["tcp:{port}:interface=127.0.0.1"]\n'
-        f"public_url: http://127.0.0.1:{port}\n"
+        f"public_url: {public_url or f'http://127.0.0.1:{port}'}\n"
         "mcp_path: /mcp\n"
         + auth
         + backend_yaml(backends)
