@@ -34,9 +34,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "examples" / "keycloak.yaml"
 ALICE = "0b5e0a7e-6c1d-4a52-9d8e-2f1c3a4b5c6d"
 BOB = "7d3f1e2a-1b2c-4d3e-8f4a-5b6c7d8e9f0a"
+CHECK = "5a4b3c2d-1e0f-4a1b-9c2d-3e4f5a6b7c8d"
 USERS = {
     "alice": {"password": "alice-password", "scopes": ["mcp:tools"], "id": ALICE},
     "bob": {"password": "bob-password", "scopes": ["mcp:tools"], "id": BOB},
+    # The user `make keycloak-check` creates in its realm.
+    "aigw-check": {"password": "check-password", "scopes": ["mcp:tools"], "id": CHECK},
 }
 
 
@@ -206,3 +209,15 @@ async def test_keycloak_before_26_4_without_rfc8414_location(
             gateway.stop()
     finally:
         auth.stop()
+
+
+async def test_keycloak_check_flow_through_the_profile(stack: tuple[AuthServer, Gateway]) -> None:
+    """``make keycloak-check``'s flow (its form-reading login and consent, its token checks)
+    against this profile: everything of it but Keycloak's admin API."""
+    from tests.keycloak_check import Summary, run_flow
+
+    _, gateway = stack
+    summary = Summary()
+    await run_flow(gateway.url, "check-password", CHECK, summary)
+    assert summary.ok, summary.steps
+    assert len(summary.steps) == 5
