@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz keycloak-check
 
 all: test
 
@@ -50,6 +50,12 @@ unit: $(STAMP)
 # Every test: lint, types, then pytest (its summary line is the last thing printed).
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# aigw against a real Keycloak (README, "Keycloak"): make keycloak-check KC=http://localhost:8080
+# (admin credentials in KC_ADMIN / KC_ADMIN_PASSWORD); creates and deletes realm aigw-check.
+KC ?= http://localhost:8080
+keycloak-check: $(STAMP)
+	$(BIN)/python -m tests.keycloak_check $(KC)
 
 # The attack tests of docs/security.md, their results written into its table.
 security-report: $(STAMP)

@@ -42,9 +42,32 @@
 //   and scope (or the `scope` asked for, which the subject token must hold, else
 //   invalid_scope: how the tests get a refused exchange), and `act: {sub: <client>}`
 //   (RFC 8693 §4.1).
+//
+// --profile keycloak (AS_PROFILE=keycloak): behave like Keycloak 26 where an MCP client
+// can tell (tests/e2e/test_keycloak_profile.py; the Keycloak documentation and issues
+// each point rests on are cited in README.md, "Keycloak"). The default profile is unchanged.
+// * Issuer http://127.0.0.1:<port>/realms/<realm> (--realm, AS_REALM, default "aigw");
+//   Keycloak's endpoint paths (/protocol/openid-connect/auth|token|certs|...,
+//   /clients-registrations/openid-connect). Metadata at /realms/<realm>/.well-known/
+//   openid-configuration and .../oauth-authorization-server, and at the RFC 8414
+//   path-inserted /.well-known/oauth-authorization-server/realms/<realm> (Keycloak 26.4+,
+//   keycloak#40923), but not at /.well-known/openid-configuration/realms/<realm>
+//   (keycloak#45271); AS_KC_RFC8414=0 drops the path-inserted one (Keycloak before 26.4).
+// * The `resource` parameter (RFC 8707) is ignored, as Keycloak ignores it: `aud` comes
+//   from an "audience mapper" on the client scope mcp:tools: a token whose scope holds
+//   mcp:tools gets aud = --kc-audience (AS_KC_AUDIENCE), the gateway's resource URL.
+// * Access tokens: header typ "JWT" (not at+jwt), `azp` and no `client_id`, `sub` a UUID
+//   per user (users file: optional "id"), no preferred_username (clients registered with a
+//   `scope` get no profile scope), `scope` space separated.
+// * JWKS answered with Cache-Control: no-cache (Keycloak's start-dev).
+// * Anonymous registration: the "Allowed Client Scopes" policy: a `scope` outside
+//   --kc-allowed-scopes (AS_KC_ALLOWED_SCOPES, default "mcp:tools") and the realm's
+//   default/optional client scopes (openid is not one) answers 403 insufficient_scope
+//   with Keycloak's body; the "Consent Required" policy: after the login page comes a
+//   consent page (POST /realms/<realm>/interaction/<uid>/consent).
 
 import {
-  createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign, verify,
+  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign, verify,
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -67,6 +90,10 @@ const { values: args } = parseArgs({
       multiple: true,
       default: (process.env.AS_OPAQUE_RESOURCES ?? '').split(/\s+/).filter(Boolean),
     },
+    profile: { type: 'string', default: process.env.AS_PROFILE ?? 'default' },
+    realm: { type: 'string', default: process.env.AS_REALM ?? 'aigw' },
+    'kc-audience': { type: 'string', default: process.env.AS_KC_AUDIENCE },
+    'kc-allowed-scopes': { type: 'string', default: process.env.AS_KC_ALLOWED_SCOPES ?? 'mcp:tools' },
     'test-control': {
       type: 'boolean',
       default: ['1', 'true', 'yes'].includes((process.env.AS_TEST_CONTROL ?? '').toLowerCase()),
@@ -79,6 +106,17 @@ const RESOURCE_SCOPES = args['resource-scopes'].split(/\s+/).filter(Boolean);
 const ACCESS_TOKEN_TTL = Number.parseInt(args['access-token-ttl'], 10);
 const OPAQUE_RESOURCES = new Set(args['opaque-resource']);
 const TEST_CONTROL = args['test-control'];
+const KEYCLOAK = args.profile === 'keycloak';
+if (!['default', 'keycloak'].includes(args.profile)) throw new Error(`unknown profile ${args.profile}`);
+const REALM_PATH = KEYCLOAK ? `/realms/${args.realm}` : '';
+const KC_AUDIENCE = args['kc-audience'];
+if (KEYCLOAK && !KC_AUDIENCE) throw new Error('--profile keycloak needs --kc-audience (AS_KC_AUDIENCE)');
+// Keycloak's built-in realm default and optional client scopes: the "Allowed Client Scopes"
+// policy allows them ("Allow Default Scopes" on); `openid` is not a client scope.
+const KC_REALM_SCOPES = ['acr', 'basic', 'email', 'profile', 'roles', 'web-origins',
+  'address', 'phone', 'offline_access', 'microprofile-jwt', 'organization'];
+const KC_ALLOWED_SCOPES = [...args['kc-allowed-scopes'].split(/\s+/).filter(Boolean), ...KC_REALM_SCOPES];
+const KC_RFC8414 = !['0', 'false', 'no'].includes((process.env.AS_KC_RFC8414 ?? '1').toLowerCase());
 
 // Demo users: alice may do everything, bob may list tools but not call them.
 const USERS = args.users
@@ -94,6 +132,18 @@ function newSigningKey() {
   return { ...jwk, kid: `k-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`, alg: 'RS256', use: 'sig' };
 }
 
+// Keycloak: a user's id (the token's sub) is a UUID; a users file may give it ("id").
+function userUuid(name) {
+  const given = USERS[name]?.id;
+  if (given) return given;
+  const h = createHash('sha256').update(`${args.realm}/${name}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+const ACCOUNT_OF = KEYCLOAK ? Object.fromEntries(Object.keys(USERS).map((n) => [userUuid(n), n])) : {};
+function accountName(id) {
+  return KEYCLOAK ? ACCOUNT_OF[id] : id;
+}
+
 let keys = args.jwks ? JSON.parse(readFileSync(args.jwks, 'utf8')).keys : [newSigningKey()];
 const cookieKeys = [randomBytes(32).toString('hex')];
 
@@ -102,7 +152,7 @@ await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(Number.parseInt(args.port, 10), '127.0.0.1', resolve);
 });
-const ISSUER = `http://127.0.0.1:${server.address().port}`;
+const ISSUER = `http://127.0.0.1:${server.address().port}${REALM_PATH}`;
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -182,6 +232,38 @@ function isOpenIdScopeOnly(scope) {
   return OIDC_SCOPES.includes(scope);
 }
 
+// Keycloak's endpoint paths, and its access token shape (see the header comment).
+function keycloakOptions() {
+  return {
+    routes: {
+      authorization: '/protocol/openid-connect/auth',
+      token: '/protocol/openid-connect/token',
+      jwks: '/protocol/openid-connect/certs',
+      userinfo: '/protocol/openid-connect/userinfo',
+      introspection: '/protocol/openid-connect/token/introspect',
+      revocation: '/protocol/openid-connect/revoke',
+      end_session: '/protocol/openid-connect/logout',
+      registration: '/clients-registrations/openid-connect',
+    },
+    formats: {
+      customizers: {
+        async jwt(_ctx, token, jwt) {
+          const { payload } = jwt;
+          jwt.header = { typ: 'JWT' };
+          payload.azp = payload.client_id;
+          delete payload.client_id;
+          payload.typ = 'Bearer';
+          const scopes = (payload.scope ?? '').split(' ');
+          // The audience mapper of the client scope mcp:tools; Keycloak's own "account"
+          // audience otherwise (oidc-provider needs some audience).
+          payload.aud = scopes.includes('mcp:tools') ? KC_AUDIENCE : 'account';
+          payload.sid = token.sessionUid;
+        },
+      },
+    },
+  };
+}
+
 function buildProvider(jwks) {
   const activeKid = jwks[0].kid;
   const provider = new Provider(ISSUER, {
@@ -189,8 +271,8 @@ function buildProvider(jwks) {
     cookies: { keys: cookieKeys },
     scopes: OIDC_SCOPES,
     claims: { openid: ['sub'], email: ['email'], profile: ['name'] },
-    findAccount: async (_ctx, id) => (USERS[id]
-      ? { accountId: id, claims: async () => ({ sub: id, name: id, email: `${id}@example.test` }) }
+    findAccount: async (_ctx, id) => (USERS[accountName(id)]
+      ? { accountId: id, claims: async () => ({ sub: id, name: accountName(id), email: `${accountName(id)}@example.test` }) }
       : undefined),
     clients: [
       {
@@ -230,6 +312,7 @@ function buildProvider(jwks) {
       },
     },
     pkce: { required: () => true },
+    ...(KEYCLOAK ? keycloakOptions() : {}),
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true, initialAccessToken: false },
@@ -238,7 +321,7 @@ function buildProvider(jwks) {
       revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
+        defaultResource: async (_ctx, _client, oneOf) => (KEYCLOAK ? KC_AUDIENCE : oneOf ?? undefined),
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx, resource) => {
           const url = new URL(resource); // throws (invalid_target) on garbage
@@ -272,7 +355,7 @@ function buildProvider(jwks) {
       IdToken: 3600,
     },
     clientBasedCORS: () => true,
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${REALM_PATH}/interaction/${interaction.uid}` },
     discovery: {},
     renderError: async (ctx, out) => {
       ctx.type = 'application/json';
@@ -286,7 +369,7 @@ function buildProvider(jwks) {
   provider.use(async (ctx, next) => {
     // RFC 6749 §3.3 default scope: an authorization request for a resource that names
     // none of the resource scopes asks for all of them (the user's grant then decides).
-    if (ctx.path === '/auth' && ctx.method === 'GET' && ctx.query.resource) {
+    if (!KEYCLOAK && ctx.path === '/auth' && ctx.method === 'GET' && ctx.query.resource) {
       const query = { ...ctx.query };
       const asked = (typeof query.scope === 'string' ? query.scope : '').split(' ').filter(Boolean);
       if (!asked.some((s) => RESOURCE_SCOPES.includes(s))) {
@@ -339,7 +422,7 @@ function loginPage(uid, params, error) {
 <p>Client <code>${escapeHtml(params.client_id)}</code> asks for <code>${scope}</code>
 on <code>${resource}</code>.</p>
 ${error ? `<p style="color:#b00" id="error">${escapeHtml(error)}</p>` : ''}
-<form method="post" action="/interaction/${escapeHtml(uid)}/login" id="login">
+<form method="post" action="${REALM_PATH}/interaction/${escapeHtml(uid)}/login" id="login">
 <label>User <input name="username" autocomplete="username" autofocus></label>
 <label>Password <input name="password" type="password" autocomplete="current-password"></label>
 <button type="submit">Sign in and allow</button>
@@ -382,6 +465,61 @@ async function finishLogin(req, res, uid) {
   );
 }
 
+// Keycloak profile: the login page logs in only; the "Consent Required" registration
+// policy then shows a consent page for the scopes asked for.
+function consentPage(uid, params) {
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>aigw test AS (Keycloak profile): grant access</title></head>
+<body>
+<h1>Grant access to ${escapeHtml(params.client_id)}</h1>
+<p>Scopes: <code>${escapeHtml(params.scope ?? '')}</code></p>
+<form method="post" action="${REALM_PATH}/interaction/${escapeHtml(uid)}/consent" id="consent">
+<button type="submit" name="accept" value="yes">Yes</button>
+</form>
+</body></html>
+`;
+}
+
+async function interaction(req, res, m) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== m[1]) throw new Error('interaction mismatch');
+  if (req.method === 'GET' && !m[2]) {
+    const page = details.prompt.name === 'login' ? loginPage : consentPage;
+    send(res, 200, 'text/html; charset=utf-8', page(details.uid, details.params));
+    return;
+  }
+  if (req.method === 'POST' && m[2] === '/login') {
+    const form = await readForm(req);
+    const user = USERS[form.username];
+    if (!user || user.password !== form.password) {
+      send(res, 401, 'text/html; charset=utf-8', loginPage(details.uid, details.params, 'invalid username or password'));
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: userUuid(form.username) } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (req.method === 'POST' && m[2] === '/consent') {
+    await readForm(req);
+    const { params, session } = details;
+    const user = USERS[accountName(session.accountId)];
+    const requested = (params.scope ?? '').split(' ').filter(Boolean);
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const oidc = requested.filter(isOpenIdScopeOnly);
+    if (oidc.length) grant.addOIDCScope(oidc.join(' '));
+    const asked = requested.filter((s) => RESOURCE_SCOPES.includes(s));
+    const allowed = asked.filter((s) => user.scopes.includes(s));
+    const denied = asked.filter((s) => !user.scopes.includes(s));
+    grant.addResourceScope(KC_AUDIENCE, allowed.join(' '));
+    if (denied.length) grant.rejectResourceScope(KC_AUDIENCE, denied.join(' '));
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    return;
+  }
+  send(res, 405, 'text/plain', 'method not allowed');
+}
+
 async function testControl(req, res, url) {
   if (req.method === 'POST' && url.pathname === '/__test__/rotate-keys') {
     const keep = !['0', 'false', 'no'].includes(url.searchParams.get('keep') ?? '1');
@@ -399,9 +537,104 @@ async function testControl(req, res, url) {
   send(res, 404, 'application/json', '{"error":"not_found"}');
 }
 
+// Keycloak's "Allowed Client Scopes" anonymous registration policy
+// (ClientRegistrationPolicyException: 403 insufficient_scope).
+async function keycloakRegistration(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const raw = Buffer.concat(chunks);
+  let body = {};
+  try {
+    body = JSON.parse(raw.toString('utf8') || '{}');
+  } catch {
+    body = {};
+  }
+  const asked = (typeof body.scope === 'string' ? body.scope : '').split(' ').filter(Boolean);
+  if (asked.some((s) => !KC_ALLOWED_SCOPES.includes(s))) {
+    res.writeHead(403, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({
+      error: 'insufficient_scope',
+      error_description: "Policy 'Allowed Client Scopes' rejected request to client-registration service. Details: Not permitted to use specified clientScope",
+    }));
+    return;
+  }
+  // Hand the body on to oidc-provider.
+  const { Readable } = await import('node:stream');
+  const replay = Readable.from([raw]);
+  Object.assign(replay, { headers: req.headers, method: req.method, url: req.url, originalUrl: req.originalUrl, socket: req.socket, connection: req.socket, httpVersion: req.httpVersion });
+  handler(replay, res);
+}
+
+// Keycloak ignores RFC 8707's resource parameter: drop it from the query and the form.
+function dropResourceFromQuery(req) {
+  const url = new URL(req.url, 'http://x');
+  if (!url.searchParams.has('resource')) return;
+  url.searchParams.delete('resource');
+  req.url = `${url.pathname}${url.search}`;
+  req.originalUrl = `${REALM_PATH}${req.url}`;
+}
+
+async function keycloakRequest(req, res, url) {
+  const path = url.pathname;
+  const rfc8414 = `/.well-known/oauth-authorization-server${REALM_PATH}`;
+  if (path === rfc8414 && KC_RFC8414) {
+    req.originalUrl = `${REALM_PATH}/.well-known/openid-configuration${url.search}`;
+    req.url = `/.well-known/openid-configuration${url.search}`;
+    handler(req, res);
+    return;
+  }
+  if (!path.startsWith(`${REALM_PATH}/`)) {
+    send(res, 404, 'application/json', '{"error":"Unable to find matching target resource method"}');
+    return;
+  }
+  let inner = path.slice(REALM_PATH.length);
+  if (inner === '/.well-known/oauth-authorization-server') inner = '/.well-known/openid-configuration';
+  req.originalUrl = `${REALM_PATH}${inner}${url.search}`;
+  req.url = `${inner}${url.search}`;
+  if (inner === '/protocol/openid-connect/certs') {
+    const writeHead = res.writeHead.bind(res);
+    res.writeHead = (status, ...rest) => {
+      res.setHeader('cache-control', 'no-cache');
+      return writeHead(status, ...rest);
+    };
+  }
+  if (inner.startsWith('/protocol/openid-connect/auth')) dropResourceFromQuery(req);
+  if (inner === '/clients-registrations/openid-connect' && req.method === 'POST') {
+    await keycloakRegistration(req, res);
+    return;
+  }
+  if (inner === '/protocol/openid-connect/token' && req.method === 'POST') {
+    await keycloakToken(req, res);
+    return;
+  }
+  const m = inner.match(/^\/interaction\/([^/]+)(\/login|\/consent)?$/);
+  if (m) {
+    await interaction(req, res, m);
+    return;
+  }
+  handler(req, res);
+}
+
+async function keycloakToken(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  form.delete('resource');
+  const raw = Buffer.from(form.toString());
+  const { Readable } = await import('node:stream');
+  const replay = Readable.from([raw]);
+  const headers = { ...req.headers, 'content-length': String(raw.length) };
+  Object.assign(replay, { headers, method: req.method, url: req.url, originalUrl: req.originalUrl, socket: req.socket, connection: req.socket, httpVersion: req.httpVersion });
+  handler(replay, res);
+}
+
 server.on('request', async (req, res) => {
   const url = new URL(req.url, ISSUER);
   try {
+    if (KEYCLOAK) {
+      await keycloakRequest(req, res, url);
+      return;
+    }
     if (url.pathname === '/.well-known/oauth-authorization-server') {
       req.url = `/.well-known/openid-configuration${url.search}`;
       handler(req, res);

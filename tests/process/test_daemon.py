@@ -236,6 +236,20 @@ class DaemonTests(TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr.decode())
 
+    def test_check_accepts_the_keycloak_example(self) -> None:
+        """etc/aigw/examples/keycloak.yaml (README, "Keycloak"), given its session key."""
+        key = os.path.join(self.directory, "kc-session.key")
+        with open(key, "wb") as handle:
+            handle.write(os.urandom(32))
+        os.chmod(key, 0o600)
+        result = subprocess.run(
+            [str(BIN / "aigw"), "check", str(ROOT / "etc" / "aigw" / "examples" / "keycloak.yaml")],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "AIGW_SESSION_KEY_FILE": key},
+        )
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+
     def test_socket_handed_over_the_systemd_way_is_served(self) -> None:
         """etc/systemd/aigw@.socket: several processes, each with its own SO_REUSEPORT
         socket on one port, handed over as fd 3 (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES)."""

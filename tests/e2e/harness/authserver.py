@@ -7,6 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -25,25 +26,39 @@ DEFAULT_RESOURCE_SCOPES = ("mcp:tools", "tools:call")
 
 @dataclass
 class AuthServer:
-    """A running ``e2e/as.mjs``: ``issuer`` is ``http://127.0.0.1:<port>``."""
+    """A running ``e2e/as.mjs``: ``issuer`` is ``http://127.0.0.1:<port>``, or
+    ``http://127.0.0.1:<port>/realms/<realm>`` with ``profile="keycloak"``."""
 
     issuer: str
     process: Process
     test_control: bool
     resource_scopes: tuple[str, ...] = DEFAULT_RESOURCE_SCOPES
     users: dict[str, str] = field(default_factory=dict)
+    profile: str = "default"
 
     @property
     def port(self) -> int:
-        return int(self.issuer.rsplit(":", 1)[1])
+        port = urlsplit(self.issuer).port
+        assert port is not None
+        return port
 
     @property
     def jwks_uri(self) -> str:
+        if self.profile == "keycloak":
+            return f"{self.issuer}/protocol/openid-connect/certs"
         return f"{self.issuer}/jwks"
 
     @property
     def token_endpoint(self) -> str:
+        if self.profile == "keycloak":
+            return f"{self.issuer}/protocol/openid-connect/token"
         return f"{self.issuer}/token"
+
+    @property
+    def registration_endpoint(self) -> str:
+        if self.profile == "keycloak":
+            return f"{self.issuer}/clients-registrations/openid-connect"
+        return f"{self.issuer}/reg"
 
     def metadata(self) -> dict[str, Any]:
         response = httpx2.get(f"{self.issuer}/.well-known/openid-configuration", timeout=10)
@@ -89,12 +104,23 @@ def start_auth_server(
     opaque_resources: tuple[str, ...] = (),
     test_control: bool = True,
     timeout: float = 30.0,
+    profile: str = "default",
+    realm: str = "aigw",
+    kc_audience: str | None = None,
+    kc_allowed_scopes: tuple[str, ...] = ("mcp:tools",),
+    kc_rfc8414: bool = True,
 ) -> AuthServer:
     """Start ``node e2e/as.mjs`` and wait for its ``READY <issuer>`` line.
 
     ``port=0`` picks a free port (the AS binds first, then prints its issuer).
     ``users`` maps a name to ``{"password": ..., "scopes": [...]}``; the default is
     alice (all resource scopes) and bob (all but ``tools:call``).
+
+    ``profile="keycloak"`` behaves like Keycloak (see the header of ``e2e/as.mjs``):
+    issuer ``.../realms/<realm>``, ``aud`` = ``kc_audience`` (the gateway's resource URL,
+    as an audience mapper gives it) for tokens with scope ``mcp:tools``, registration
+    limited to ``kc_allowed_scopes`` and Keycloak's own client scopes, a consent page;
+    ``kc_rfc8414=False`` serves no RFC 8414 path-inserted metadata (Keycloak < 26.4).
     """
     ensure_node_modules()
     argv = [
@@ -108,6 +134,13 @@ def start_auth_server(
         " ".join(resource_scopes),
     ]
     env: dict[str, str] = {}
+    if profile != "default":
+        argv += ["--profile", profile, "--realm", realm]
+        argv += ["--kc-allowed-scopes", " ".join(kc_allowed_scopes)]
+        if kc_audience is not None:
+            argv += ["--kc-audience", kc_audience]
+        if not kc_rfc8414:
+            env["AS_KC_RFC8414"] = "0"
     if test_control:
         argv.append("--test-control")
     if jwks_file is not None:
@@ -126,4 +159,6 @@ def start_auth_server(
         if users is not None
         else {"alice": "alice-password", "bob": "bob-password"}
     )
-    return AuthServer(proc.ready_match.group(1), proc, test_control, resource_scopes, passwords)
+    return AuthServer(
+        proc.ready_match.group(1), proc, test_control, resource_scopes, passwords, profile
+    )

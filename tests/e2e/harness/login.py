@@ -12,7 +12,9 @@ How it works (no browser, no JavaScript):
    (``application/x-www-form-urlencoded``), sending the cookies. The AS logs the user
    in and grants the requested scopes the user is allowed (the rest are rejected) in
    one step, then answers 303 to ``/auth/<uid>`` (the resume URL). A wrong password
-   answers 401 with the form again.
+   answers 401 with the form again. (The Keycloak profile, like Keycloak's "Consent
+   Required" registration policy, then sends the browser to a second interaction: a
+   consent page, ``POST <interaction URL>/consent``; its paths start ``/realms/<realm>``.)
 4. ``GET /auth/<uid>`` with the cookies answers 303 to
    ``<redirect_uri>?code=...&state=...&iss=<issuer>``.
 
@@ -46,7 +48,10 @@ class AuthorizationResponse:
 
 
 def _interaction_uid(path: str) -> str | None:
+    """``<uid>`` of ``[/realms/<realm>]/interaction/<uid>`` (the Keycloak profile's prefix)."""
     parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[0] == "realms":
+        parts = parts[2:]
     if len(parts) == 2 and parts[0] == "interaction":
         return parts[1]
     return None
@@ -92,11 +97,17 @@ async def authorize(
                 )
             uid = _interaction_uid(urlsplit(url).path)
             if uid is not None and not posted:
-                login_url = urljoin(url, f"/interaction/{uid}/login")
+                login_url = urljoin(url, f"{urlsplit(url).path}/login")
                 response = await http.post(
                     login_url, data={"username": username, "password": password}
                 )
                 posted = True
+            elif uid is not None:
+                # Keycloak profile: a consent page after the login ("Consent Required").
+                page = await http.get(url)
+                if page.status_code != 200 or 'id="consent"' not in page.text:
+                    raise LoginError(f"GET {url} answered {page.status_code}: {page.text[:500]}")
+                response = await http.post(f"{url}/consent", data={"accept": "yes"})
             else:
                 response = await http.get(url)
             if response.status_code not in (302, 303):

@@ -600,6 +600,10 @@ class ShippedExamplesTests(SynchronousTestCase):
         assert keycloak.auth is not None
         self.assertEqual(keycloak.auth.issuer, "http://localhost:8080/realms/master")
         self.assertEqual(keycloak.auth.audiences, ("http://127.0.0.1:1975/mcp",))
+        # Keycloak's "Allowed Client Scopes" policy refuses registrations asking for openid
+        # (README, "Keycloak"); its tokens say typ JWT.
+        self.assertEqual(keycloak.auth.scopes_supported, ("mcp:tools",))
+        self.assertFalse(keycloak.auth.require_access_token_type)
 
 
 class SessionPoolKeysTests(SynchronousTestCase):
