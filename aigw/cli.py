@@ -5,7 +5,7 @@ foreground, logging to stderr, from a config file or from an ``mcpServers``
 file of an MCP client (``--mcp-config FILE`` or ``--mcp-json JSON``, as the Envoy
 AI Gateway CLI names them, with ``--listen`` and ``--issuer``).  ``check``
 validates either and prints every problem.  ``convert`` prints the native config
-an ``mcpServers`` file, or an Envoy AI Gateway file (``envoy.py``), stands for.  ``doctor``
+an ``mcpServers`` file, or an Envoy AI Gateway file (``envoy/``), stands for.  ``doctor``
 checks a live set-up (``aigw/doctor/``).
 ``access explain`` says how the access rules decide one request for given token claims
 (``auth/explain.py``).

@@ -50,7 +50,7 @@ RESTART_ONLY = (
 )
 
 #: The keys of those sections that a reload does change: the gateway reads them at each
-#: use (``Gateway._follow_limits``); the authenticator builds a new verifier over the
+#: use (``Reconfigure.follow_limits``); the authenticator builds a new verifier over the
 #: same signing keys (``Authenticator.follow``), the metadata document follows.
 LIVE = (
     "auth.audiences",

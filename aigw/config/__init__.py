@@ -7,7 +7,7 @@
 - ``credentials.py``: a backend's ``auth`` (client credentials, token exchange, claims);
 - ``headers.py``: a backend's static upstream headers, and claims as headers;
 - ``nodes.py``: YAML node walking with line numbers, generic converters;
-- ``envoy.py``: the Envoy AI Gateway's standalone YAML, read as native config nodes;
+- ``envoy/``: the Envoy AI Gateway's standalone YAML, read as native config nodes;
 - ``errors.py``: Problem, ConfigError, EX_CONFIG.
 
 Everything else imports the configuration from here.  This package imports none

@@ -303,7 +303,7 @@ def _parse(
 ) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
     translation = None
-    if envoy.is_envoy(text):  # the Envoy AI Gateway's standalone format (envoy.py)
+    if envoy.is_envoy(text):  # the Envoy AI Gateway's standalone format (envoy/)
         translation = envoy.translate(ctx, text)
         node: cp.Node | None = None if translation is None else translation.root
     else:

@@ -14,6 +14,8 @@ the entry points the web layer uses; each job lives in its own module:
 * ``input_required``: 2026-07-28 ``input_required`` results;
 * ``capabilities``: the union of the backends' capabilities;
 * ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
+* ``reporting``: each request's record, span, rate-limit permit and report;
+* ``reconfigure``: a reload's transports, bounds and list changes.
 """
 
 from __future__ import annotations
@@ -22,30 +24,29 @@ import itertools
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from aigw.config import Config
 from aigw.config.holder import ConfigHolder
-from aigw.events import GatewayObserver, Outcome, RequestFinished
+from aigw.events import GatewayObserver
 from aigw.gateway.access import AccessPolicy
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.calls import ROUTED_METHODS, Calls
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.catalog import Catalog, ParamHeaders
 from aigw.gateway.client_sessions import ClientSession, ClientSessions
-from aigw.gateway.errors import GatewayError, InsufficientScope
+from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
-from aigw.gateway.ratelimit import Permit, RateLimited
+from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
 from aigw.gateway.relay import Emit, Relay
+from aigw.gateway.reporting import Reporting
 from aigw.gateway.screening import Screening
 from aigw.gateway.snapshot import Snapshots
 from aigw.gateway.streams import Feeds, SessionStream
@@ -56,7 +57,6 @@ from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
 from aigw.tracing import NoTracer, TraceContext, Tracer
-from aigw.tracing.context import from_meta
 from aigw.upstream.api import UpstreamTransport
 
 #: Answers one client request: (session, request, params, emit, record) -> response.
@@ -96,7 +96,7 @@ class Gateway(Service):
         transports = self.transports
         self.snapshots = Snapshots(config)
         ids = itertools.count(1)
-        self._request_ids = itertools.count(1)
+        self.reporting = Reporting(reactor, observer, self.tracer)
         param_headers = ParamHeaders()
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
@@ -114,8 +114,9 @@ class Gateway(Service):
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
         self.feeds = Feeds(transports, reactor)
-        config.subscribe(self._follow_limits)
-        self._streams: set[Any] = set()
+        self.open_streams: set[Any] = set()
+        self.reload = Reconfigure(self)
+        config.subscribe(self.reload.follow_limits)
         self.handlers: dict[str, Handler] = {
             "ping": self._ping,
             **dict.fromkeys(LISTS, self.lists.answer),
@@ -127,62 +128,29 @@ class Gateway(Service):
     # -- lifecycle ---------------------------------------------------------
 
     def track_stream(self, stream: Any) -> None:
-        self._streams.add(stream)
+        self.open_streams.add(stream)
 
     def untrack_stream(self, stream: Any) -> None:
-        self._streams.discard(stream)
+        self.open_streams.discard(stream)
 
     def close_streams(self) -> None:
         """End every open client stream (shutdown: they would otherwise never finish)."""
-        for stream in list(self._streams):
+        for stream in list(self.open_streams):
             stream.close()
 
     def reconfigure(
         self, fresh: Mapping[str, UpstreamTransport], removed: Collection[str]
     ) -> dict[str, UpstreamTransport]:
-        """A reload's backends (``aigw/reload.py``), before its config is swapped in, in
-        the same reactor turn: ``fresh`` transports for added and changed backends.
-
-        The transports replaced or removed are returned, for the caller to close
-        once their in-flight requests are done; a removed one stays reachable by
-        name until then (``retire``), for requests that began before the reload.
-        """
-        replaced = [name for name in fresh if name in self.transports]
-        retired = {name: self.transports[name] for name in [*replaced, *removed]}
-        # Pooled sessions end through the transports that opened them: before the swap.
-        self.sessions.pool.forget(retired)
-        self.backends.reconfigured(retired)
-        self.transports.update(fresh)
-        return retired
+        """A reload's backends (``Reconfigure.reconfigure``): the transports retired."""
+        return self.reload.reconfigure(fresh, removed)
 
     def retire(self, name: str, transport: UpstreamTransport) -> None:
-        """A removed backend's grace is over: its name reaches no transport any more."""
-        if self.transports.get(name) is transport:
-            del self.transports[name]
+        """A removed backend's grace is over (``Reconfigure.retire``)."""
+        self.reload.retire(name, transport)
 
     def announce_lists_changed(self) -> int:
         """Tell every open client stream its lists may have changed; how many streams."""
-        streams = [s for s in self._streams if isinstance(s, SessionStream) and not s.closed]
-        for stream in streams:
-            stream.lists_changed()
-        return len(streams)
-
-    def _follow_limits(self, old: Config, new: Config) -> None:
-        """A reload: the bounds read at each use follow it.  Streams open beyond a
-        lowered bound and pooled sessions beyond a smaller pool stay until they end."""
-        self.stream_limits.max_streams = new.server.max_streams
-        self.stream_limits.max_per_user = new.sessions.max_streams_per_user
-        self.sessions.codec.ttl = new.sessions.ttl
-        self.sessions.pool.max_entries = new.sessions.pool_size
-        self.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
-        shared = (new.limits.redis_url, new.limits.redis_timeout)
-        if shared != (old.limits.redis_url, old.limits.redis_timeout):
-            old_limiter = self.limiter
-            self.limiter = self.calls.limiter = build_limiter(new.limits, self.clock)
-            self.limiter.store_errors = old_limiter.store_errors  # counted since start
-            ensureDeferred(old_limiter.close())
-        else:
-            self.limiter.follow(new.limits)
+        return self.reload.announce_lists_changed()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -205,20 +173,15 @@ class Gateway(Service):
         self, principal: Principal, params: dict[str, Any], trace: TraceContext | None = None
     ) -> tuple[dict[str, Any], str]:
         """Answer ``initialize`` (``ClientSessions.initialize``): the result and session id."""
-        record = RequestRecord(
-            "initialize",
-            self.clock.seconds(),
-            next(self._request_ids),
-            span=self.tracer.request(trace, "initialize"),
-        )
+        record = self.reporting.started("initialize", trace)
         try:
             opened = await self.sessions.initialize(principal, params, self.snapshots.current())
         except GatewayError as error:
             record.upstream_seconds = self.clock.seconds() - record.started
-            self._report(principal, record, "upstream_error", error.code)
+            self.reporting.report(principal, record, "upstream_error", error.code)
             raise
         record.upstream_seconds = self.clock.seconds() - record.started
-        self._report(principal, record, "ok", None)
+        self.reporting.report(principal, record, "ok", None)
         return opened
 
     def open_session(self, principal: Principal, session_id: str) -> ClientSession:
@@ -245,35 +208,12 @@ class Gateway(Service):
         self, session: ClientSession, request: jsonrpc.Request, emit: Emit
     ) -> dict[str, Any] | None:
         """The response to one client request (None: cancelled, nothing to send)."""
-        # SEP-414: a trace context in the request's _meta is this request's own, and
-        # wins over the HTTP request's headers (which a batch's requests share).
-        params = request.params
-        parent = from_meta(params.get("_meta")) if isinstance(params, dict) else None
-        span = self.tracer.request(parent or session.trace, request.method)
-        if span.context is not session.trace:
-            # The context this request's upstream calls continue (a recorded span's, or
-            # its _meta's passed on): a batch's requests share the session view, so each
-            # gets a copy of its own.
-            session = attrs.evolve(session, trace=span.context)
-        record = RequestRecord(
-            request.method, self.clock.seconds(), next(self._request_ids), span=span
+        return await self.reporting.request(
+            session,
+            request,
+            self.limiter,
+            lambda view, record: self._answer(view, request, emit, record),
         )
-        permit: Permit | None = None
-        try:
-            permit = await self.limiter.enter(session.principal)
-            answer = await self._answer(session, request, emit, record)
-        except InsufficientScope:
-            self._finished(session.principal, record, None)
-            raise
-        except RateLimited as limited:  # 429 or 503 (web/respond.py)
-            limited.request_id = request.id
-            self._report(session.principal, record, "limited", limited.code)
-            raise
-        finally:
-            if permit is not None:
-                permit.release()
-        self._finished(session.principal, record, answer)
-        return answer
 
     async def _answer(
         self, session: ClientSession, request: jsonrpc.Request, emit: Emit, record: RequestRecord
@@ -294,52 +234,12 @@ class Gateway(Service):
     def started(self, method: str, trace: TraceContext | None = None) -> RequestRecord:
         """A record for a request the web layer answers itself (``server/discover``),
         reported with :meth:`answered` like the ones routed here."""
-        return RequestRecord(
-            method,
-            self.clock.seconds(),
-            next(self._request_ids),
-            span=self.tracer.request(trace, method),
-        )
+        return self.reporting.started(method, trace)
 
     def answered(
         self, principal: Principal, record: RequestRecord, answer: dict[str, Any] | None
     ) -> None:
-        self._finished(principal, record, answer)
-
-    def _finished(
-        self, principal: Principal, record: RequestRecord, answer: dict[str, Any] | None
-    ) -> None:
-        """Report the request once, with the outcome its answer shows unless already known."""
-        code = None
-        if answer is None:
-            outcome: Outcome = record.outcome or "cancelled"
-        elif "error" in answer:
-            error = answer["error"]
-            code = error.get("code") if isinstance(error, dict) else None
-            outcome = record.outcome or "error"
-        else:
-            outcome = record.outcome or "ok"
-        self._report(principal, record, outcome, code if isinstance(code, int) else None)
-
-    def _report(
-        self, principal: Principal, record: RequestRecord, outcome: Outcome, code: int | None
-    ) -> None:
-        record.span.finish(record.backend, record.name, outcome, code)
-        self.observer.request_finished(
-            RequestFinished(
-                method=record.method,
-                principal=principal,
-                backend=record.backend,
-                name=record.name,
-                outcome=outcome,
-                error_code=code,
-                seconds=self.clock.seconds() - record.started,
-                upstream_seconds=record.upstream_seconds,
-                request_id=record.request_id,
-                exposed=record.exposed,
-                arguments=record.arguments,
-            )
-        )
+        self.reporting.finished(principal, record, answer)
 
     async def _ping(
         self,
