@@ -264,7 +264,7 @@ class RestartKeysTests(GatewayTestCase):
             file.write(HEAD.replace("/mcp", "/other"))
             file.write("backends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n")
             file.write("sessions:\n  max_streams_per_user: 3\n")
-        # The stream bound is live (``Gateway._follow_limits``), the path is not.
+        # The stream bound is live (``Reconfigure.follow_limits``), the path is not.
         self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path"])
 
     def test_the_metrics_listener_and_the_audit_file_need_a_restart(self) -> None:
