@@ -151,7 +151,7 @@ class GatewayService(MultiService):
         self.observers = Observers()
         if config.logging.access_log:
             self.observers.add(AccessLogObserver())
-        self._build_audit()
+        self.audit_trail = self._build_audit()
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
@@ -188,14 +188,22 @@ class GatewayService(MultiService):
         )
         self.systemd.setServiceParent(self)  # type: ignore[no-untyped-call]
 
-    def _build_audit(self) -> None:
+    def _build_audit(self) -> AuditTrail | None:
         """The audit trail joins the observers; its file, when set, joins the service
         tree before anything that serves, so it is open before the first request."""
         audit = self.config.audit
-        if audit.enabled:
-            self.observers.add(AuditTrail(audit.include_arguments))
-            if audit.file is not None:
-                AuditFile(audit.file).setServiceParent(self)  # type: ignore[no-untyped-call]
+        if not audit.enabled:
+            return None
+        if audit.file is None and self.config.logging.level not in ("debug", "info"):
+            # Its events are info: with no file, a log above info drops every one of them,
+            # after Twisted has built and published each (two a call, on the hot path).
+            self.log.warn("audit trail off: no audit.file, and logging.level is above info")
+            return None
+        trail = AuditTrail(audit.include_arguments)
+        self.observers.add(trail)
+        if audit.file is not None:
+            AuditFile(audit.file).setServiceParent(self)  # type: ignore[no-untyped-call]
+        return trail
 
     def _build_auth(self) -> tuple[Authenticator, Any]:
         """The bearer check; its key store and metadata relay join the service tree."""
@@ -226,7 +234,7 @@ class GatewayService(MultiService):
             HeldAccessRules(self.config_holder),
             transports,
             self.observers,
-            record_arguments=self.config.audit.enabled and self.config.audit.include_arguments,
+            record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]

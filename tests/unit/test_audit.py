@@ -435,6 +435,24 @@ class GatewayAuditTests(GatewayTestCase):
         )
 
     @run
+    async def test_with_no_file_a_log_above_info_leaves_no_trail(self) -> None:
+        """Every audit event is info: with no file and logging.level warn, none would be
+        recorded, so the trail is not built at all (it would cost two events a call)."""
+        await self.start_gateway(
+            audit=AuditConfig(include_arguments=True), logging=LoggingConfig(level="warn")
+        )
+        self.assertIsNone(self.service.audit_trail)
+        self.assertFalse(any(isinstance(o, AuditTrail) for o in self.service.observers._observers))
+        self.assertFalse(self.service.gateway.calls.record_arguments)
+
+    @run
+    async def test_with_a_file_the_trail_is_kept_whatever_the_log_level(self) -> None:
+        await self.start_gateway(
+            audit=AuditConfig(file=str(self.mktemp())), logging=LoggingConfig(level="error")
+        )
+        self.assertIsNotNone(self.service.audit_trail)
+
+    @run
     async def test_off_leaves_no_trail_and_records_no_arguments(self) -> None:
         await self.start_gateway(audit=AuditConfig(enabled=False, include_arguments=True))
         self.assertFalse(any(isinstance(o, AuditTrail) for o in self.service.observers._observers))
