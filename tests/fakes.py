@@ -9,6 +9,7 @@ tests/unit/test_fakes.py checks each against its Protocol.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -293,3 +294,17 @@ class RecordingObserver:
 
     def tool_flagged(self, event: ToolFlagged) -> None:
         self.flagged.append(event)
+
+
+def protocol_members(protocol: type) -> dict[str, Any]:
+    """The members a Protocol declares: its methods, and its attributes (as None)."""
+    members: dict[str, Any] = dict.fromkeys(inspect.get_annotations(protocol))
+    for name, value in vars(protocol).items():
+        if not name.startswith("_") and inspect.isfunction(value):
+            members[name] = value
+    return members
+
+
+def parameters(function: Any) -> list[tuple[str, Any, Any]]:
+    signature = inspect.signature(function)
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values() if p.name != "self"]

@@ -299,7 +299,7 @@ class StdioSession:
             child = await self.running()
             session_id = self.session_id
             if self.initialized is not None:
-                sink({"jsonrpc": "2.0", "id": message.get("id"), "result": self.initialized})
+                sink(jsonrpc.result_response(message.get("id"), self.initialized))
                 return Reply(200, session_id, _JSON)
 
             def keep(answer: Any) -> None:

@@ -9,7 +9,7 @@ import subprocess
 from twisted.trial.unittest import TestCase
 
 from tests.process.test_daemon import BIN, EX_CONFIG
-from tests.unit.auth.test_explain import CONFIG
+from tests.unit.auth.helpers import EXPLAIN_CONFIG
 
 
 class AccessExplainTests(TestCase):
@@ -33,7 +33,7 @@ class AccessExplainTests(TestCase):
         return result.returncode, result.stdout.decode(), result.stderr.decode()
 
     def test_allowed_denied_and_config_problems(self) -> None:
-        config = self.write("aigw.yaml", CONFIG)
+        config = self.write("aigw.yaml", EXPLAIN_CONFIG)
         admin = {"sub": "alice", "realm_access": {"roles": ["mcp-admin"]}}
         status, out, _ = self.explain(config, admin, "--tool", "prod__deploy")
         self.assertEqual(status, 0, out)
@@ -42,7 +42,7 @@ class AccessExplainTests(TestCase):
         self.assertEqual(status, 1, out)
         self.assertIn("access.rules[1] deny: matches (backends, methods)\n", out)
         self.assertTrue(out.endswith("denied by access.rules[1]\n"), out)
-        broken = self.write("broken.yaml", CONFIG.replace("tools/call", "tool/call"))
+        broken = self.write("broken.yaml", EXPLAIN_CONFIG.replace("tools/call", "tool/call"))
         status, _, err = self.explain(broken, {"sub": "bob"}, "--tool", "prod__deploy")
         self.assertEqual(status, EX_CONFIG, err)
         self.assertIn("access.rules[1].methods[0]", err)

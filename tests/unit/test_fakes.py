@@ -35,21 +35,9 @@ from tests.fakes import (
     RecordingObserver,
     RecordingReader,
     Scripted,
+    parameters,
+    protocol_members,
 )
-
-
-def protocol_members(protocol: type) -> dict[str, Any]:
-    """The members a Protocol declares: its methods, and its attributes (as None)."""
-    members: dict[str, Any] = dict.fromkeys(inspect.get_annotations(protocol))
-    for name, value in vars(protocol).items():
-        if not name.startswith("_") and inspect.isfunction(value):
-            members[name] = value
-    return members
-
-
-def parameters(function: Any) -> list[tuple[str, Any, Any]]:
-    signature = inspect.signature(function)
-    return [(p.name, p.kind, p.default) for p in signature.parameters.values() if p.name != "self"]
 
 
 class ConformanceTests(SynchronousTestCase):

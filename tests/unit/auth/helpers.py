@@ -14,6 +14,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from aigw.config import AuthConfig, BackendConfig, Config
+from tests.unit.gateway.helpers import PUBLIC_URL
 
 ISSUER = "https://as.example/tenant1"
 AUDIENCE = "https://gw.example/mcp"
@@ -158,3 +159,43 @@ class FakeAuthorizationServer(Resource):
         for request in held:
             request.write(self.respond(request))
             request.finish()
+
+
+#: The config `aigw access explain` is tested against (unit and process tests).
+EXPLAIN_CONFIG = """\
+listen: tcp:1975:interface=127.0.0.1
+public_url: http://127.0.0.1:1975
+mcp_path: /mcp
+auth: {issuer: https://as.example}
+backends:
+  - name: prod
+    url: http://127.0.0.1:3001/mcp
+    tools: {exclude: [rm]}
+  - name: vault
+    url: http://127.0.0.1:3002/mcp
+    required_scopes: [vault]
+access:
+  default: deny
+  rules:
+    - effect: allow
+      claims: {realm_access.roles: mcp-admin}
+    - effect: deny
+      backends: [prod]
+      methods: [tools/call]
+    - effect: allow
+      prompts: ["summar*"]
+      resources: ["file:///docs/*"]
+"""
+
+
+#: The gateway's resource URL, the audience its tokens must name (RFC 8707, RFC 9068 §4).
+RESOURCE = PUBLIC_URL + "/mcp"
+
+
+def token_claims(**overrides: Any) -> dict[str, Any]:
+    """Valid claims for this gateway; a value of None drops the claim."""
+    return claims(**{"aud": RESOURCE, **overrides})
+
+
+def good_token(**overrides: Any) -> str:
+    return mint(token_claims(**overrides))

@@ -34,35 +34,26 @@ from tests.fakes import RecordingObserver
 from tests.unit.auth.helpers import (
     EC_KEY,
     ISSUER,
+    RESOURCE,
     RSA_KEY,
     RSA_KEY_2,
     FakeAuthorizationServer,
     auth_config,
-    claims,
+    good_token,
     jwks,
     mint,
     public_jwk,
+    token_claims,
 )
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, initialize_message
+from tests.unit.gateway.helpers import GatewayTestCase, initialize_message
 from tests.unit.memory import EPOCH, run
 
-#: The gateway's resource URL, the audience its tokens must name (RFC 8707, RFC 9068 §4).
-RESOURCE = PUBLIC_URL + "/mcp"
 NOW = int(EPOCH)
 
 
 def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def token_claims(**overrides: Any) -> dict[str, Any]:
-    """Valid claims for this gateway; a value of None drops the claim."""
-    return claims(**{"aud": RESOURCE, **overrides})
-
-
-def good_token(**overrides: Any) -> str:
-    return mint(token_claims(**overrides))
 
 
 def hmac_token(secret: bytes, **header: Any) -> str:

@@ -12,31 +12,7 @@ from aigw.auth.explain import BadQuestion, explain, read_claims
 from aigw.cli import main
 from aigw.config import parse_config
 from aigw.principal import Principal
-
-CONFIG = """\
-listen: tcp:1975:interface=127.0.0.1
-public_url: http://127.0.0.1:1975
-mcp_path: /mcp
-auth: {issuer: https://as.example}
-backends:
-  - name: prod
-    url: http://127.0.0.1:3001/mcp
-    tools: {exclude: [rm]}
-  - name: vault
-    url: http://127.0.0.1:3002/mcp
-    required_scopes: [vault]
-access:
-  default: deny
-  rules:
-    - effect: allow
-      claims: {realm_access.roles: mcp-admin}
-    - effect: deny
-      backends: [prod]
-      methods: [tools/call]
-    - effect: allow
-      prompts: ["summar*"]
-      resources: ["file:///docs/*"]
-"""
+from tests.unit.auth.helpers import EXPLAIN_CONFIG
 
 
 def who(**claims: Any) -> Principal:
@@ -45,7 +21,7 @@ def who(**claims: Any) -> Principal:
 
 class ExplainTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.config = parse_config(CONFIG, env={})
+        self.config = parse_config(EXPLAIN_CONFIG, env={})
 
     def test_every_rule_is_said_then_the_decision(self) -> None:
         said = explain(self.config, who(), "tool", "prod__deploy", "tools/call")
@@ -95,7 +71,7 @@ class CommandTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
-        self.config = self.write("aigw.yaml", CONFIG)
+        self.config = self.write("aigw.yaml", EXPLAIN_CONFIG)
 
     def write(self, name: str, text: str) -> str:
         path = os.path.join(self.directory, name)
@@ -114,7 +90,7 @@ class CommandTests(SynchronousTestCase):
         args = ["access", "explain", self.config, "--claims", user, "--tool", "prod__deploy"]
         self.assertEqual(main(args), 1)
         self.assertEqual(main([*args, "--method", "tools/list"]), 1)
-        broken = self.write("broken.yaml", CONFIG.replace("effect: deny", "effect: dney"))
+        broken = self.write("broken.yaml", EXPLAIN_CONFIG.replace("effect: deny", "effect: dney"))
         self.assertEqual(
             main(["access", "explain", broken, "--claims", user, "--tool", "a__b"]), 78
         )

@@ -16,15 +16,17 @@ from twisted.web.server import Site
 
 from aigw.config import BackendConfig
 from tests.unit.auth.helpers import (
+    RESOURCE,
     RSA_KEY,
     RSA_KEY_2,
     FakeAuthorizationServer,
     auth_config,
+    good_token,
     jwks,
     mint,
     public_jwk,
+    token_claims,
 )
-from tests.unit.auth.test_attacks import RESOURCE, good_token, token_claims
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, initialize_message
 from tests.unit.memory import run

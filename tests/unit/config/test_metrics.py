@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from aigw.config import MetricsConfig, parse_config
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase
-from tests.unit.config.test_read import uncomment_block
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, uncomment_block
 
 
 class MetricsKeysTests(ConfigTestCase):

@@ -19,7 +19,7 @@ from aigw.config import (
 )
 from aigw.config.model import DEFAULT_ALGORITHMS
 from aigw.upstream.headers import RESERVED_HEADERS
-from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems
+from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems, uncomment_block
 
 
 class FileLevelTests(ConfigTestCase):
@@ -567,17 +567,6 @@ class ExampleTests(ConfigTestCase):
         backend = parse_config(text, env={"SOME_TOKEN": "t"}).backends[1]
         self.assertEqual((backend.command, backend.env), ("npx", {"SOME_TOKEN": "t"}))
         self.assertEqual(backend.stdio, StdioConfig())
-
-
-def uncomment_block(first: str) -> str:
-    """The example's commented-out block starting at line ``first``, uncommented once."""
-    lines = EXAMPLE.read_text().splitlines()
-    block = []
-    for line in lines[lines.index(first) :]:
-        if not line.startswith("#"):
-            break
-        block.append(line.removeprefix("# "))
-    return "\n".join(block)
 
 
 class ShippedExamplesTests(SynchronousTestCase):

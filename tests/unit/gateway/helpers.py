@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import treq
@@ -248,3 +249,22 @@ class GatewayTestCase(SynchronousTestCase):
         response, body = await self.post(message, session, {"MCP-Protocol-Version": "2025-11-25"})
         self.assertEqual(response.code, 200, body)
         return body
+
+
+#: Tool lists in the shapes of known poisoning, with clean controls (screening tests).
+POISONING_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "poisoning"
+
+
+class HangUp(Protocol):
+    """Reads the first bytes of a streamed reply, then drops the connection."""
+
+    def __init__(self) -> None:
+        self.got: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.got.called:
+            self.got.callback(data)
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        pass

@@ -11,11 +11,10 @@ from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 
 from aigw.gateway.backends import JOIN_RETRY_SECONDS
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import Collect, GatewayTestCase, initialize_message
+from tests.unit.gateway.helpers import Collect, GatewayTestCase, HangUp, initialize_message
 from tests.unit.memory import run
 
 
@@ -389,21 +388,6 @@ class LateJoinTests(GatewayTestCase):
         self.assertIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
 
 
-class _HangUp(Protocol):
-    """Reads the first bytes of a streamed reply, then drops the connection."""
-
-    def __init__(self) -> None:
-        self.got: Deferred[bytes] = Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.got.called:
-            self.got.callback(data)
-            self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: object = None) -> None:
-        pass
-
-
 class CancellationTests(GatewayTestCase):
     @run
     async def test_client_hanging_up_cancels_the_request_upstream(self) -> None:
@@ -412,7 +396,7 @@ class CancellationTests(GatewayTestCase):
         session = await self.initialize()
         self.alpha.hold = Deferred()
         response = await self.stream_call(session, 9, {"name": "alpha__progress"})
-        reader = _HangUp()
+        reader = HangUp()
         response.deliverBody(reader)
         await reader.got
         await self.until(

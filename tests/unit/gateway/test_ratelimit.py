@@ -17,8 +17,7 @@ from aigw.gateway.redis_buckets import RedisBuckets
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, modern, routing
-from tests.unit.gateway.test_gateway import _HangUp
+from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, HangUp, modern, routing
 from tests.unit.memory import run
 
 ALICE = Principal("https://as", "alice", "app-1", frozenset(), {}, None, None)
@@ -233,7 +232,7 @@ class GatewayLimitTests(GatewayTestCase):
         self.alpha.hold = Deferred()
         response = await self.stream_call(session, 4, {"name": "alpha__progress"})
         self.assertEqual(sum(counts.values()), 1)
-        reader = _HangUp()
+        reader = HangUp()
         response.deliverBody(reader)
         await reader.got
         await self.until(lambda: not counts)

@@ -12,9 +12,8 @@ from aigw.gateway.screening import Screening
 from aigw.protocol import jsonrpc
 from tests.fakes import RecordingObserver
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import GatewayTestCase
+from tests.unit.gateway.helpers import POISONING_FIXTURES, GatewayTestCase
 from tests.unit.memory import run
-from tests.unit.protocol.test_screening import FIXTURES
 
 
 def serving(*names: str) -> tuple[FakeUpstream, dict[str, list[str]]]:
@@ -22,7 +21,7 @@ def serving(*names: str) -> tuple[FakeUpstream, dict[str, list[str]]]:
     upstream = FakeUpstream(tools=[])
     flagged: dict[str, list[str]] = {}
     for name in names:
-        fixture = json.loads((FIXTURES / f"{name}.json").read_text())
+        fixture = json.loads((POISONING_FIXTURES / f"{name}.json").read_text())
         for tool in fixture["tools"]:
             upstream.tools.append(tool["name"])
             upstream.details[tool["name"]] = {k: v for k, v in tool.items() if k != "name"}

@@ -23,7 +23,7 @@ from aigw.events import (
 )
 from aigw.metrics import GatewayMetrics, new_registry
 from aigw.principal import Principal
-from tests.unit.test_fakes import parameters, protocol_members
+from tests.fakes import parameters, protocol_members
 
 ALICE = Principal(
     "https://as.example",

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.protocol.screening import CHECKS, findings, texts
-
-FIXTURES = Path(__file__).resolve().parents[1] / "gateway" / "fixtures" / "poisoning"
+from tests.unit.gateway.helpers import POISONING_FIXTURES
 
 
 def fixtures() -> dict[str, dict[str, Any]]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(FIXTURES.glob("*.json"))}
+    return {
+        path.stem: json.loads(path.read_text())
+        for path in sorted(POISONING_FIXTURES.glob("*.json"))
+    }
 
 
 class FixtureTests(SynchronousTestCase):
