@@ -57,6 +57,9 @@ SESSION_NOT_FOUND = -32001
 HEADER_MISMATCH = -32020
 #: MCP 2026-07-28 basic/versioning "Protocol Version Negotiation".
 UNSUPPORTED_PROTOCOL_VERSION = -32022
+#: MCP 2025-11-25 client/elicitation "URL Elicitation Required Error": the request
+#: needs the user to visit the URLs in ``error.data.elicitations`` first.
+URL_ELICITATION_REQUIRED = -32042
 UPSTREAM_UNAVAILABLE = -32010
 UPSTREAM_TIMEOUT = -32011
 REQUEST_CANCELLED = -32012
