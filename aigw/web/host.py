@@ -17,20 +17,10 @@ checked here: the proxy decides which names reach the gateway.
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from collections.abc import Sequence
 
-
-def is_loopback_name(host: str) -> bool:
-    """``localhost`` and its subdomains (RFC 6761 §6.3) or a loopback address."""
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
-    except ValueError:
-        return False
+from aigw.config.values import is_loopback_name
 
 
 def host_of(value: bytes) -> str:
