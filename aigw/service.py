@@ -3,7 +3,7 @@
     GatewayService (MultiService)
       ├── KeyStore            JWKS refresh loop (auth on)
       ├── metadata relay      authorization server metadata for older clients (auth on)
-      ├── Gateway             upstream pools and MCP sessions
+      ├── Gateway             upstream pools and MCP sessions (and the store in ``state_dir``)
       ├── listeners           one endpoint service per ``listen`` string
       └── metrics listener    ``GET /metrics`` on ``metrics.listen`` (unless ``metrics: off``)
 
@@ -48,6 +48,9 @@ from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
+from aigw.store.api import Store
+from aigw.store.factory import open_store
+from aigw.store.sqlite import StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
@@ -57,6 +60,7 @@ from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
+EX_IOERR = 74  # sysexits.h: the store in state_dir cannot be opened
 
 
 class ListenerService(StreamServerEndpointService):
@@ -155,6 +159,7 @@ class GatewayService(MultiService):
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
+        self.store = self._build_store()
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
@@ -213,6 +218,18 @@ class GatewayService(MultiService):
         for service in services:
             service.setServiceParent(self)
         return authenticator, as_metadata
+
+    def _build_store(self) -> Store | None:
+        """The store in ``state_dir`` (pins, users' tokens), its schema ready, or None.
+
+        Opened here, before the reactor runs; a file that cannot be opened stops the
+        daemon with a message naming it (stderr: logging has not started yet).
+        """
+        try:
+            return open_store(self.config, self.reactor)
+        except StoreError as error:
+            sys.stderr.write(f"aigw: state_dir: {error}\n")
+            raise SystemExit(EX_IOERR) from None
 
     def _build_gateway(self) -> Gateway:
         """The router, with its sealing key derived once, here, at start, and one
@@ -363,6 +380,8 @@ class GatewayService(MultiService):
         await self.site.drain(self.config.server.shutdown_timeout)
         others = [s for s in self if s not in self.listeners]
         await DeferredList([d for d in (s.stopService() for s in reversed(others)) if d])
+        if self.store is not None:
+            await self.store.close()
         await self.http_pool.closeCachedConnections()
         self.running = False
         self.log.info("stopped")
