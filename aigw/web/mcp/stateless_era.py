@@ -28,6 +28,7 @@ from aigw.gateway.lists import LISTS
 from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import declared
 from aigw.protocol.paramheaders import matches, value_at
 from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
@@ -165,10 +166,7 @@ def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
     ``_meta`` envelope: a backend may ask only for those (basic/patterns/mrtr,
     "Server Requirements" 7)."""
     meta = params.get("_meta")
-    declared = meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None
-    if not isinstance(declared, dict):
-        return {}
-    return {k: v for k, v in declared.items() if k in ("sampling", "elicitation", "roots")}
+    return declared(meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None)
 
 
 def complete(method: str, result: dict[str, Any]) -> dict[str, Any]:
