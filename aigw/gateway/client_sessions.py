@@ -53,6 +53,9 @@ class ClientSession:
     #: The W3C trace context the request's upstream calls continue: the client's, set
     #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
     trace: TraceContext | None = None
+    #: The client's log level: a 2026-07-28 request's own, or what a session client
+    #: last set with ``logging/setLevel`` (``log_levels.py``); None: none asked for.
+    log_level: str | None = None
 
     @property
     def sessionless(self) -> bool:

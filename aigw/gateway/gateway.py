@@ -13,6 +13,7 @@ the entry points the web layer uses; each job lives in its own module:
 * ``relay``: server-to-client messages and the client's answers;
 * ``input_required``: 2026-07-28 ``input_required`` results;
 * ``capabilities``: the union of the backends' capabilities;
+* ``log_levels``: the client's log level, toward both kinds of backend;
 * ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
 * ``reporting``: each request's record, span, rate-limit permit and report;
 * ``reconfigure``: a reload's transports, bounds and list changes.
@@ -42,6 +43,7 @@ from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.log_levels import LogLevels
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -104,6 +106,7 @@ class Gateway(Service):
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
+        self.log_levels = LogLevels(self.exchange)
         self.calls = Calls(
             policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
         )
@@ -185,8 +188,11 @@ class Gateway(Service):
         return opened
 
     def open_session(self, principal: Principal, session_id: str) -> ClientSession:
-        """Open a sealed session id for this principal (raises SessionNotFound)."""
-        return self.sessions.open(principal, session_id, self.snapshots.current())
+        """Open a sealed session id for this principal (raises SessionNotFound), with the
+        log level its client set here (``log_levels.py``)."""
+        session = self.sessions.open(principal, session_id, self.snapshots.current())
+        session.log_level = self.log_levels.of(session.binding)
+        return session
 
     async def stateless_session(self, principal: Principal) -> ClientSession:
         """The view of a 2026-07-28 request: this user's pooled upstream sessions."""
@@ -259,7 +265,7 @@ class Gateway(Service):
         emit: Emit,
         record: RequestRecord,
     ) -> dict[str, Any] | None:
-        await self.exchange.broadcast(session, request.method, params, "logging")
+        await self.log_levels.set_level(session, params)
         record.upstream_seconds = self.clock.seconds() - record.started
         return jsonrpc.result_response(request.id, {})
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
+from aigw.gateway.log_levels import passes
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import missing
 from aigw.protocol.names import expose_uri
@@ -54,6 +55,8 @@ class Relay:
                 **message,
                 "id": self.request_ids.wrap(backend, message["id"], session.binding),
             }
+        elif not passes(session, message):
+            return  # a log message the 2026-07-28 request did not ask for (log_levels.py)
         emit(_rewrite_notification(backend, message))
 
     def _refused(self, session: ClientSession, backend: str, message: dict[str, Any]) -> bool:

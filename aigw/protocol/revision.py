@@ -26,6 +26,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.versions import (
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
+    META_LOG_LEVEL,
     META_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     SUPPORTED_VERSIONS,
@@ -75,10 +76,14 @@ def choose(result: Any) -> str:
 
 
 def envelope(
-    params: dict[str, Any], version: str, capabilities: dict[str, Any] | None = None
+    params: dict[str, Any],
+    version: str,
+    capabilities: dict[str, Any] | None = None,
+    log_level: str | None = None,
 ) -> dict[str, Any]:
     """``params`` with aigw's ``_meta`` envelope (basic/versioning; server/discover);
-    ``capabilities``: those of the client aigw can relay input requests to."""
+    ``capabilities``: those of the client aigw can relay input requests to;
+    ``log_level``: the client's (server/utilities/logging "Per-request log level")."""
     meta = params.get("_meta")
     meta = dict(meta) if isinstance(meta, dict) else {}
     meta.update(
@@ -88,6 +93,8 @@ def envelope(
             META_CLIENT_CAPABILITIES: capabilities or {},
         }
     )
+    if log_level is not None:
+        meta[META_LOG_LEVEL] = log_level
     return {**params, "_meta": meta}
 
 

@@ -25,6 +25,7 @@ from aigw.gateway.errors import GatewayError
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
 from aigw.gateway.lists import LISTS
+from aigw.gateway.log_levels import checked_level
 from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
@@ -34,6 +35,7 @@ from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
     ALL_VERSIONS,
     META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
     META_PREFIX,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
@@ -169,6 +171,19 @@ def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
     return declared(meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None)
 
 
+def log_level(request_id: Any, params: dict[str, Any]) -> str | None:
+    """The request's ``io.modelcontextprotocol/logLevel``, if any; an unknown level is
+    refused with -32602 (server/utilities/logging "Error Handling")."""
+    meta = params.get("_meta")
+    level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+    if level is None:
+        return None
+    try:
+        return checked_level(level)
+    except GatewayError as error:
+        raise HTTPRefusal(400, error.code, error.message, request_id=request_id) from None
+
+
 def complete(method: str, result: dict[str, Any]) -> dict[str, Any]:
     """A result as 2026-07-28 requires it: ``resultType`` (schema "Result"), and the
     caching hints on cacheable ones (server/utilities/caching)."""
@@ -282,6 +297,7 @@ class StatelessHandler:
             return b""
         params = message.params if isinstance(message.params, dict) else {}
         session.input_capabilities = input_capabilities(params)
+        session.log_level = log_level(message.id, params)
         session.trace = trace_context(request)
         internal = jsonrpc.Request(
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
