@@ -14,7 +14,8 @@ the entry points the web layer uses; each job lives in its own module:
 * ``input_required``: 2026-07-28 ``input_required`` results;
 * ``capabilities``: the union of the backends' capabilities;
 * ``log_levels``: the client's log level, toward both kinds of backend;
-* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
+* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``;
+* ``resource_subscriptions``: session clients' subscriptions as a 2026-07-28 listen.
 * ``reporting``: each request's record, span, rate-limit permit and report;
 * ``reconfigure``: a reload's transports, bounds and list changes.
 """
@@ -107,16 +108,25 @@ class Gateway(Service):
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
         self.log_levels = LogLevels(self.exchange)
+        # The upstream streams client streams share (streams.py), and the resource
+        # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
+        self.feeds = Feeds(transports, reactor)
         self.calls = Calls(
-            policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
+            policy,
+            observer,
+            self.catalog,
+            self.exchange,
+            self.relay,
+            reactor,
+            self.feeds.subscriptions,
+            record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        # Bounds on open client streams, and the upstream streams they share (streams.py).
+        # Bounds on open client streams.
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
-        self.feeds = Feeds(transports, reactor)
         self.open_streams: set[Any] = set()
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)

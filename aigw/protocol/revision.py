@@ -56,10 +56,14 @@ def discover_request(request_id: int) -> dict[str, Any]:
     return jsonrpc.request(request_id, "server/discover", envelope({}, MODERN))
 
 
-def listen_request(request_id: int) -> dict[str, Any]:
+def listen_request(request_id: int, resource_uris: list[str] | None = None) -> dict[str, Any]:
     """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
-    (basic/patterns/subscriptions)."""
-    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
+    (basic/patterns/subscriptions), with the resources a session client subscribed to
+    ("Notification Filter" ``resourceSubscriptions``)."""
+    wanted: dict[str, Any] = dict(LISTEN_FILTER)
+    if resource_uris:
+        wanted["resourceSubscriptions"] = list(resource_uris)
+    params = envelope({"notifications": wanted}, MODERN)
     return jsonrpc.request(request_id, "subscriptions/listen", params)
 
 
