@@ -17,7 +17,7 @@ pool), is not sent ``logging/setLevel``: that would change the level of the
 user's other requests in flight.  aigw filters instead, on the request's
 stream, which is exactly what the client asked for: no ``notifications/message``
 without a level ("MUST NOT emit ... for a request that does not include this
-field"), and none below it.
+field"), and none below it.  A session client's level is held the same way.
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ def checked_level(value: Any) -> str:
 
 
 def passes(session: ClientSession, message: dict[str, Any]) -> bool:
-    """May this backend message reach a 2026-07-28 client's request stream?  Everything
-    but log messages does; those only at or above the request's level, if it set one."""
-    if message.get("method") != LOG_MESSAGE or not session.sessionless:
+    """May this backend message reach the client?  Everything but log messages does;
+    those only at or above the client's level.  Without a level, a 2026-07-28 request
+    gets none and a session client all (2025-11-25: before ``logging/setLevel`` the
+    server decides); with one, aigw holds every backend to it, whether or not the
+    backend filters itself (the ``mcp`` SDK's servers leave it to the application)."""
+    if message.get("method") != LOG_MESSAGE:
         return True
     if session.log_level is None:
-        return False
+        return not session.sessionless
     params = message.get("params")
     return at_least(params.get("level") if isinstance(params, dict) else None, session.log_level)
 

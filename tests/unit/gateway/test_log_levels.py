@@ -108,18 +108,24 @@ class SessionClientTests(LogLevelTestCase):
         self.assertNotIn(LEVEL, self.sent_meta(self.beta, "tools/call"))
 
     @run
-    async def test_session_clients_see_every_log_message_of_a_session_backend(self) -> None:
-        """The backend got the session's level itself: aigw does not filter for it."""
+    async def test_session_clients_get_log_messages_at_their_level(self) -> None:
+        """Before logging/setLevel every message (the server decides); after it, none
+        below the level, even from a backend that does not filter itself."""
         await self.start_mixed()
         session = await self.initialize()
         await self.call(session, "tools/list")
-        response = await self.stream_call(session, 3, {"name": "alpha__log"})
+        self.assertEqual(await self.logged(session, 3), ["debug", "warning", "error"])
+        await self.call(session, "logging/setLevel", {"level": "error"})
+        self.assertEqual(await self.logged(session, 4), ["error"])
+
+    async def logged(self, session: str, rid: int) -> list[str]:
+        response = await self.stream_call(session, rid, {"name": "alpha__log"})
         chunks: list[bytes] = []
         await treq.collect(response, chunks.append)
-        logs = [
-            m for m in sse_messages(b"".join(chunks)) if m.get("method") == "notifications/message"
+        messages = sse_messages(b"".join(chunks))
+        return [
+            m["params"]["level"] for m in messages if m.get("method") == "notifications/message"
         ]
-        self.assertEqual(len(logs), 3)
 
     @run
     async def test_an_unknown_level_is_invalid_params(self) -> None:

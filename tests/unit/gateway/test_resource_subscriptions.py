@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import treq
+
 from aigw.gateway.resource_subscriptions import MAX_PER_BACKEND
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream, sse
-from tests.unit.gateway.helpers import Collect, GatewayTestCase, sse_messages
+from tests.unit.gateway.helpers import Collect, GatewayTestCase, post_listen, sse_messages
 from tests.unit.memory import run
 
 URI = "aigw:beta/test://counter"
@@ -95,3 +97,27 @@ class SubscribeTests(SubscriptionTestCase):
         body = await self.call(session, "resources/subscribe", {"uri": URI})
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_REQUEST)
         self.assertEqual(body["error"]["data"]["reason"], "no_subscriptions")
+
+
+class ModernClientTests(SubscriptionTestCase):
+    @run
+    async def test_a_2026_listen_over_a_2026_backend_carries_its_resources(self) -> None:
+        """The client's ``resourceSubscriptions`` go into aigw's listen toward the backend,
+        and its updates come back tagged with the client's own subscription."""
+        await self.start_modern()
+        response = await post_listen(self.http, self.url, {"resourceSubscriptions": [URI]}, "L1")
+        chunks: list[bytes] = []
+        done = treq.collect(response, chunks.append)
+        await self.until(lambda: self.beta.listen_filters and b"acknowledged" in b"".join(chunks))
+        (ack,) = sse_messages(b"".join(chunks))
+        self.assertEqual(ack["params"]["notifications"], {"resourceSubscriptions": [URI]})
+        self.assertEqual(self.subscribed(), ["test://counter"])
+        self.updated("test://counter")
+        await self.until(lambda: b"resources/updated" in b"".join(chunks))
+        update = sse_messages(b"".join(chunks))[-1]
+        self.assertEqual(update["params"]["uri"], URI)
+        self.assertEqual(
+            update["params"]["_meta"], {"io.modelcontextprotocol/subscriptionId": "L1"}
+        )
+        self.service.gateway.close_streams()
+        await done
