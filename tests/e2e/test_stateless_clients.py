@@ -35,17 +35,12 @@ from .harness.upstreams import (
     start_pyserver,
     start_server_everything,
 )
-from .matrix import REFUSED, record
+from .matrix import REFUSED, TS_CLIENT, UPSTREAM_LABELS, record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 CLIENTS = {"py-sdk 2026-07-28": "2026-07-28", "py-sdk auto": "auto", "py-sdk legacy": "legacy"}
-UPSTREAMS = {
-    "everything": "server-everything 2025-11-25",
-    "py": "mcp SDK stateful",
-    "stateless": "mcp SDK stateless",
-    "modern": "mcp SDK 2026-07-28 only",
-}
+UPSTREAMS = UPSTREAM_LABELS
 ECHO_ARGS = {
     "everything": {"message": "hi"},
     "py": {"text": "hi"},
@@ -440,7 +435,6 @@ SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
 }
 
 
-TS_CLIENT = "ts-sdk 1.x (2025-11-25)"
 #: What the TypeScript client subscribes to (server-everything accepts any URI).
 TS_SUBSCRIBED = {**SUBSCRIBED, "everything": "aigw:everything/demo://resource/dynamic/text/1"}
 
