@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from aigw.protocol import jsonrpc
+from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase, modern, routing, sse_messages
 from tests.unit.memory import run
 
@@ -153,6 +154,16 @@ class UrlElicitationTests(ClientRequestsTestCase):
         )
         self.assertEqual(response.code, 200, body)
         self.assertEqual(body, {"jsonrpc": "2.0", "id": "c1", "error": REQUIRED})
+
+    @run
+    async def test_url_elicitation_required_error_from_a_2026_backend_passes_intact(self) -> None:
+        """The other way across eras: a session client over a 2026-07-28-only backend."""
+        await self.start_gateway(beta=FakeUpstream(tools=["t1"], modern=True))
+        session = await self.initialize_with({"elicitation": {"url": {}}})
+        await self.call(session, "tools/list")
+        self.beta.refuse_with = (200, REQUIRED)
+        body = await self.call(session, "tools/call", {"name": "beta__t1"}, rid=6)
+        self.assertEqual(body, {"jsonrpc": "2.0", "id": 6, "error": REQUIRED})
 
 
 class LateJoinerCapabilitiesTests(ClientRequestsTestCase):
