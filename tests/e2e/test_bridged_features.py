@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -73,24 +73,9 @@ REFUSALS: dict[tuple[str, str, str], tuple[int | None, str]] = {
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    server_everything: Upstream,
-    pyserver: Upstream,
-    pyserver_stateless: Upstream,
-    pyserver_modern: Upstream,
-) -> Iterator[Gateway]:
-    started = start_gateway(
-        [
-            ("everything", server_everything.url),
-            ("py", pyserver.url),
-            ("stateless", pyserver_stateless.url),
-            ("modern", pyserver_modern.url),
-        ]
-    )
-    try:
-        yield started
-    finally:
-        started.stop()
+def gateway(eras_gateway: Gateway) -> Gateway:
+    """aigw in front of one upstream of each generation (conftest ``eras_gateway``)."""
+    return eras_gateway
 
 
 class Cell:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -61,24 +60,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    server_everything: Upstream,
-    pyserver: Upstream,
-    pyserver_stateless: Upstream,
-    pyserver_modern: Upstream,
-) -> Iterator[Gateway]:
-    started = start_gateway(
-        [
-            ("everything", server_everything.url),
-            ("py", pyserver.url),
-            ("stateless", pyserver_stateless.url),
-            ("modern", pyserver_modern.url),
-        ]
-    )
-    try:
-        yield started
-    finally:
-        started.stop()
+def gateway(eras_gateway: Gateway) -> Gateway:
+    """aigw in front of one upstream of each generation (conftest ``eras_gateway``)."""
+    return eras_gateway
 
 
 async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
