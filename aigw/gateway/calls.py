@@ -23,6 +23,7 @@ from aigw.gateway.input_required import check_input_required, is_input_required
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
+from aigw.gateway.resource_subscriptions import SUBSCRIPTION_METHODS, ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import rewrite_prompt_result, rewrite_read_result, rewrite_resource_links
 from aigw.protocol.revision import legacy_result
@@ -61,6 +62,7 @@ class Calls:
         exchange: Exchange,
         relay: Relay,
         clock: Any,
+        subscriptions: ResourceSubscriptions,
         record_arguments: bool = False,
     ) -> None:
         self.policy = policy
@@ -70,6 +72,7 @@ class Calls:
         self.exchange = exchange
         self.relay = relay
         self.clock = clock
+        self.subscriptions = subscriptions
         # Client request id -> (backend, upstream id), per session, for cancellation.
         self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
@@ -89,9 +92,24 @@ class Calls:
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
+        backend, upstream_params, _ = route
+        upstream = session.backends.get(backend)
+        if (
+            request.method in SUBSCRIPTION_METHODS
+            and upstream is not None
+            and is_modern(upstream.protocol_version)
+        ):
+            # A 2026-07-28 backend has no resources/subscribe: its listen carries them.
+            result = self.subscriptions.answer(
+                session.binding,
+                backend,
+                request.method,
+                upstream_params["uri"],
+                upstream.capabilities,
+            )
+            return jsonrpc.result_response(request.id, result)
         if self.limiter is None:
             return await self.forward(session, route, request, emit, record)
-        backend, upstream_params, _ = route
         # per: tool globs match the canonical exposed name, whatever alias the client used.
         tool = f"{backend}__{upstream_params['name']}" if request.method == "tools/call" else None
         permit = await self.limiter.route(session.principal, backend, tool)

@@ -13,7 +13,9 @@ the entry points the web layer uses; each job lives in its own module:
 * ``relay``: server-to-client messages and the client's answers;
 * ``input_required``: 2026-07-28 ``input_required`` results;
 * ``capabilities``: the union of the backends' capabilities;
-* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
+* ``log_levels``: the client's log level, toward both kinds of backend;
+* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``;
+* ``resource_subscriptions``: session clients' subscriptions as a 2026-07-28 listen.
 * ``reporting``: each request's record, span, rate-limit permit and report;
 * ``reconfigure``: a reload's transports, bounds and list changes.
 """
@@ -42,6 +44,7 @@ from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.log_levels import LogLevels
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -104,16 +107,26 @@ class Gateway(Service):
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
+        self.log_levels = LogLevels(self.exchange)
+        # The upstream streams client streams share (streams.py), and the resource
+        # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
+        self.feeds = Feeds(transports, reactor)
         self.calls = Calls(
-            policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
+            policy,
+            observer,
+            self.catalog,
+            self.exchange,
+            self.relay,
+            reactor,
+            self.feeds.subscriptions,
+            record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        # Bounds on open client streams, and the upstream streams they share (streams.py).
+        # Bounds on open client streams.
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
-        self.feeds = Feeds(transports, reactor)
         self.open_streams: set[Any] = set()
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)
@@ -185,8 +198,11 @@ class Gateway(Service):
         return opened
 
     def open_session(self, principal: Principal, session_id: str) -> ClientSession:
-        """Open a sealed session id for this principal (raises SessionNotFound)."""
-        return self.sessions.open(principal, session_id, self.snapshots.current())
+        """Open a sealed session id for this principal (raises SessionNotFound), with the
+        log level its client set here (``log_levels.py``)."""
+        session = self.sessions.open(principal, session_id, self.snapshots.current())
+        session.log_level = self.log_levels.of(session.binding)
+        return session
 
     async def stateless_session(self, principal: Principal) -> ClientSession:
         """The view of a 2026-07-28 request: this user's pooled upstream sessions."""
@@ -259,7 +275,7 @@ class Gateway(Service):
         emit: Emit,
         record: RequestRecord,
     ) -> dict[str, Any] | None:
-        await self.exchange.broadcast(session, request.method, params, "logging")
+        await self.log_levels.set_level(session, params)
         record.upstream_seconds = self.clock.seconds() - record.started
         return jsonrpc.result_response(request.id, {})
 
