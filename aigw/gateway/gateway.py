@@ -12,6 +12,7 @@ the entry points the web layer uses; each job lives in its own module:
 * ``calls``: routing with authorization, forwarding, cancellation;
 * ``relay``: server-to-client messages and the client's answers;
 * ``input_required``: 2026-07-28 ``input_required`` results;
+* ``asking``: a session client asked on a 2026-07-28 backend's behalf;
 * ``capabilities``: the union of the backends' capabilities;
 * ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
 * ``reporting``: each request's record, span, rate-limit permit and report;
@@ -21,6 +22,7 @@ the entry points the web layer uses; each job lives in its own module:
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -31,6 +33,7 @@ from twisted.logger import Logger
 from aigw.config.holder import ConfigHolder
 from aigw.events import GatewayObserver
 from aigw.gateway.access import AccessPolicy
+from aigw.gateway.asking import Asking, Questions
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.calls import ROUTED_METHODS, Calls
 from aigw.gateway.capabilities import union_capabilities
@@ -103,9 +106,20 @@ class Gateway(Service):
         self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
-        self.relay = Relay(RequestIdCodec(sealer), self.exchange)
+        request_ids = RequestIdCodec(sealer)
+        #: This process's name in the ids and states it seals (random per start).
+        self.process = secrets.token_urlsafe(9)
+        self.questions = Questions(request_ids, self.process)
+        self.relay = Relay(request_ids, self.exchange, self.questions)
         self.calls = Calls(
-            policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
+            policy,
+            observer,
+            self.catalog,
+            self.exchange,
+            self.relay,
+            Asking(self.questions, reactor),
+            reactor,
+            record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)

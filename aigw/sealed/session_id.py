@@ -4,7 +4,9 @@ The ``Mcp-Session-Id`` aigw issues (MCP 2025-11-25 basic/transports "Session
 Management") is the sealed state of the session: the user it belongs to
 (issuer and subject of the access token), when it was created, the protocol
 version negotiated with the client, and each backend's upstream session id,
-version and capabilities.  Any aigw process holding the key can serve any
+version and capabilities, and what the client declared it can answer
+(sampling, elicitation, roots: so that any process can ask it on a 2026-07-28
+backend's behalf, ``gateway/asking.py``).  Any aigw process holding the key can serve any
 request, and nothing is stored.
 
 The user is bound twice: inside the payload, and as AES-GCM associated data.
@@ -73,6 +75,9 @@ class SessionState:
     created: float
     protocol_version: str
     backends: tuple[BackendSession, ...]
+    #: The client's ``sampling``, ``elicitation`` and ``roots`` capabilities, as declared
+    #: in ``initialize`` (basic/lifecycle): what aigw may ask it for.
+    client_capabilities: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
 
 def _user(issuer: str, subject: str) -> bytes:
@@ -125,6 +130,8 @@ class SessionCodec:
                 [b.name, b.session_id, b.protocol_version, b.capabilities] for b in state.backends
             ],
         }
+        if state.client_capabilities:
+            payload["k"] = state.client_capabilities  # absent when empty: ids stay short
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
     def end(self, session_id: str, state: SessionState) -> None:
@@ -175,8 +182,11 @@ class SessionCodec:
                 raise TypeError("malformed session")
             backends = tuple(_backend(item) for item in payload["b"])
             sealed_user = (payload["i"], payload["s"])
+            client_capabilities = payload.get("k", {})
+            if not isinstance(client_capabilities, dict):
+                raise TypeError("malformed client capabilities")
         except (KeyError, TypeError, ValueError):
             raise SessionNotFound("malformed") from None
         if sealed_user != (issuer, subject):
             raise SessionNotFound("other_user")
-        return SessionState(issuer, subject, float(created), version, backends)
+        return SessionState(issuer, subject, float(created), version, backends, client_capabilities)

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
+from aigw.gateway.capabilities import input_capabilities as answerable
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.gateway import Gateway
@@ -165,10 +166,7 @@ def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
     ``_meta`` envelope: a backend may ask only for those (basic/patterns/mrtr,
     "Server Requirements" 7)."""
     meta = params.get("_meta")
-    declared = meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None
-    if not isinstance(declared, dict):
-        return {}
-    return {k: v for k, v in declared.items() if k in ("sampling", "elicitation", "roots")}
+    return answerable(meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None)
 
 
 def complete(method: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -227,6 +227,11 @@ class FakeUpstream(Resource):
                 "requestState": "state-1",
             }
             return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "nag":
+            # Asks again on every retry: a round bound must stop it.
+            ask = {"method": "roots/list", "params": {}}
+            result = {"resultType": "input_required", "inputRequests": {"r": ask}}
+            return self._json(request, body["id"], {**result, "requestState": "again"})
         if body["method"] == "tools/call" and body["params"]["name"] == "bad-input":
             result = {"resultType": "input_required", "inputRequests": {"x": {"method": "evil"}}}
             return self._json(request, body["id"], result)
