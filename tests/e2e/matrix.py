@@ -14,9 +14,6 @@ LEGEND = [
     f"{REFUSED}: the MCP revision (or session-less mode) the client or the upstream speaks "
     "cannot carry the feature; the test asserted the precise error that says so "
     "(JSON-RPC code, message naming the reason), answered without hanging",
-    "  (one refusal is aigw's choice, not the revision's: sampling for a session-based "
-    "client over a 2026-07-28-only server, which aigw would have to ask on the server's "
-    "behalf; it declares no sampling upstream and the server says so with -32021)",
 ]
 
 #: (client, upstream) -> {feature: "ok" | "refused" | "FAIL"}

@@ -8,11 +8,14 @@ Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JS
 ``slow`` (sleeps, reports progress, honours cancellation), ``slow-stats`` (how many
 ``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
 ``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
-(``elicitation/create`` to the client), ``bump`` (sends ``notifications/resources/updated``
-for the counter resource), ``relist`` (``notifications/tools/list_changed`` to
-``subscriptions/listen`` streams). With ``--many-tools``: 30 more tools ``t00``..``t29`` and
-``tools/list`` pages of ``--page-size`` (default 10) with ``nextCursor`` (the SDK's
-``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
+(``elicitation/create`` to the client), ``resolve-llm``, ``resolve-name`` and
+``resolve-roots`` (the same through the SDK's resolvers: mid-call requests up to
+2025-11-25, ``input_required`` from 2026-07-28 on), ``bump`` (sends
+``notifications/resources/updated`` for the counter resource), ``relist``
+(``notifications/tools/list_changed`` to ``subscriptions/listen`` streams). With
+``--many-tools``: 30 more tools ``t00``..``t29`` and ``tools/list`` pages of
+``--page-size`` (default 10) with ``nextCursor`` (the SDK's ``MCPServer`` does not
+paginate by itself). A prompt ``greet(name)``, a static
 resource ``test://static/hello``, a counter resource ``test://counter`` that can be
 subscribed to, and a template ``test://items/{item_id}``.
 
@@ -38,6 +41,7 @@ import uvicorn
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
+from mcp.server.mcpserver.resolve import Elicit, ListRoots
 from pydantic import BaseModel, Field
 
 STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
@@ -52,6 +56,16 @@ def _sample_question() -> Sample:
         role="user", content=types.TextContent(type="text", text="What is 2+2?")
     )
     return Sample([message], max_tokens=100)
+
+
+def _ask_name() -> Elicit[UserAnswer]:
+    """resolve-name's resolver: one form elicitation."""
+    return Elicit("What is your name?", UserAnswer)
+
+
+def _list_roots() -> ListRoots:
+    """resolve-roots' resolver: the client's roots."""
+    return ListRoots()
 
 
 class PagingMCPServer(MCPServer):
@@ -204,6 +218,22 @@ def build_server(
     ) -> str:
         text = getattr(answer.content, "text", None)
         return f"llm said: {text if text is not None else answer.content}"
+
+    @server.tool(
+        name="resolve-name",
+        description="Ask the user's name through a resolver (elicitation/create mid-call, "
+        "or input_required from 2026-07-28 on)",
+    )
+    async def resolve_name(answer: Annotated[UserAnswer, Resolve(_ask_name)]) -> str:
+        return f"hello {answer.name}"
+
+    @server.tool(
+        name="resolve-roots",
+        description="The client's roots through a resolver (roots/list mid-call, "
+        "or input_required from 2026-07-28 on)",
+    )
+    async def resolve_roots(roots: Annotated[types.ListRootsResult, Resolve(_list_roots)]) -> str:
+        return "roots: " + " ".join(str(root.uri) for root in roots.roots)
 
     @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
     async def ask_user(ctx: Context) -> str:
