@@ -21,7 +21,12 @@ from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
-from aigw.gateway.input_required import check_input_required, is_input_required
+from aigw.gateway.input_required import (
+    INPUT_REQUIRED_METHODS,
+    check_input_required,
+    is_input_required,
+)
+from aigw.gateway.parking import Hold, Parking
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
@@ -63,6 +68,7 @@ class Calls:
         exchange: Exchange,
         relay: Relay,
         asking: Asking,
+        parking: Parking,
         clock: Any,
         record_arguments: bool = False,
     ) -> None:
@@ -73,6 +79,7 @@ class Calls:
         self.exchange = exchange
         self.relay = relay
         self.asking = asking
+        self.parking = parking
         self.clock = clock
         # Client request id -> (backend, upstream id), per session, for cancellation.
         self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
@@ -243,7 +250,12 @@ class Calls:
 
         started = self.clock.seconds()
         try:
-            message = await send(params)
+            if self._parks(session, backend, request.method):
+                message = await self.parking.call(
+                    session, backend, request.method, params, emit, self._hold(key, backend)
+                )
+            else:
+                message = await send(params)
             if message is not None and not session.modern and _asks(message):
                 # A session client cannot read input_required: aigw asks it (asking.py).
                 message = await self.asking.resolve(
@@ -286,6 +298,24 @@ class Calls:
             check_input_required(backend, method, message["result"])
         return message
 
+    @staticmethod
+    def _parks(session: ClientSession, backend: str, method: str) -> bool:
+        """A 2026-07-28 client's call that a session backend may ask questions during
+        (``parking.py``): only those that may answer ``input_required`` (mrtr)."""
+        upstream = session.backends.get(backend)
+        return (
+            session.modern
+            and method in INPUT_REQUIRED_METHODS
+            and upstream is not None
+            and not is_modern(upstream.protocol_version)
+        )
+
+    def _hold(self, key: tuple[str, Any], backend: str) -> Hold:
+        def hold(collector: Collector) -> None:
+            self._inflight[key] = (backend, collector.request_id, collector)
+
+        return hold
+
     def _waiting(self, key: tuple[str, Any], backend: str) -> Callable[[Deferred[Any]], None]:
         """Cancelling the call while it waits for the client's answers cancels the wait."""
 
@@ -309,12 +339,13 @@ class Calls:
             return  # unknown or finished: nothing to cancel
         backend, upstream_id, collector = target
         collector.cancelled = True
-        await self.exchange.notify(
-            session,
-            backend,
-            "notifications/cancelled",
-            {"requestId": upstream_id, "reason": reason},
-        )
+        if upstream_id:  # 0: a wait of aigw's own, nothing upstream to tell
+            await self.exchange.notify(
+                session,
+                backend,
+                "notifications/cancelled",
+                {"requestId": upstream_id, "reason": reason},
+            )
         if collector.reader is not None:
             collector.reader.stop()
         elif collector.pending is not None and not collector.pending.called:

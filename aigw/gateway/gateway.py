@@ -13,6 +13,7 @@ the entry points the web layer uses; each job lives in its own module:
 * ``relay``: server-to-client messages and the client's answers;
 * ``input_required``: 2026-07-28 ``input_required`` results;
 * ``asking``: a session client asked on a 2026-07-28 backend's behalf;
+* ``parking``: a 2026-07-28 client's call parked while a session backend asks it;
 * ``capabilities``: the union of the backends' capabilities;
 * ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
 * ``reporting``: each request's record, span, rate-limit permit and report;
@@ -45,6 +46,7 @@ from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.parking import Parking
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -58,6 +60,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
+from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
@@ -118,6 +121,7 @@ class Gateway(Service):
             self.exchange,
             self.relay,
             Asking(self.questions, reactor),
+            Parking(self.exchange, self.relay, RequestStateCodec(sealer), reactor, self.process),
             reactor,
             record_arguments,
         )
