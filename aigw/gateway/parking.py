@@ -189,6 +189,8 @@ class Parking:
         if not isinstance(responses, dict):
             responses = {}
         call.busy = True
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()  # resumed: the wait is the retry's now
         try:
             for key, value in responses.items():
                 if key in call.asked and isinstance(value, dict):
@@ -217,6 +219,7 @@ class Parking:
                 await waiting
             except CancelledError:
                 call.emit = _drop
+                self._arm(call, session)
                 return None  # the retry went away; the call stays parked
         call.emit = _drop
         if call.outcome:
@@ -254,9 +257,7 @@ class Parking:
         """Hold the call for the client's retry; the ``input_required`` that asks it."""
         bounds = session.snapshot.config.sessions
         self.parked[call.key] = call
-        if call.timer is not None and call.timer.active():
-            call.timer.cancel()
-        call.timer = self.clock.callLater(bounds.park_timeout, self._expire, call)
+        self._arm(call, session)
         state = ParkState(
             self.process,
             bounds.peer_url,
@@ -271,6 +272,13 @@ class Parking:
             "requestState": self.codec.seal(state, principal.issuer, principal.subject),
         }
         return {"jsonrpc": "2.0", "id": None, "result": result}
+
+    def _arm(self, call: ParkedCall, session: ClientSession) -> None:
+        """The parked call ends ``sessions.park_timeout`` from now unless resumed."""
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()
+        timeout = session.snapshot.config.sessions.park_timeout
+        call.timer = self.clock.callLater(timeout, self._expire, call)
 
     def _unpark(self, call: ParkedCall) -> None:
         self.parked.pop(call.key, None)

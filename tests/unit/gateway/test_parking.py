@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aigw.config import SessionsConfig
+import attrs
+
+from aigw.config import BackendConfig, Config, SessionsConfig
+from aigw.service import GatewayService
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import GatewayTestCase, modern, routing
+from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, modern, routing
 from tests.unit.memory import run
 
 SAMPLING = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
@@ -130,3 +133,68 @@ class ParkingTests(GatewayTestCase):
         body = await self.call({"name": "beta__echo", "arguments": {"a": 1}})
         self.assertEqual(body["result"]["resultType"], "complete")
         self.assertEqual(len(self.service.gateway.calls.parking), 0)
+
+
+class TwoProcessTests(GatewayTestCase):
+    """Two aigw processes sharing one key, each reachable by the other at its peer_url:
+    a retry that lands on the process not holding its parked call is forwarded once."""
+
+    @run
+    async def test_a_retry_landing_elsewhere_is_forwarded_to_the_parked_call(self) -> None:
+        alpha = FakeUpstream(tools=["ask"])
+        url = self.start_upstream(alpha)
+        key = b"k" * 32
+        first = Config(
+            listen=("tcp:1975:interface=127.0.0.1",),
+            public_url=PUBLIC_URL,
+            mcp_path="/mcp",
+            backends=(BackendConfig(name="alpha", url=url, timeout=5.0),),
+            auth=None,
+            sessions=SessionsConfig(secret=key, peer_url=PUBLIC_URL + "/mcp"),
+        )
+        self.serve(first)
+        holder = self.service
+        other = GatewayService(
+            attrs.evolve(
+                first,
+                listen=("tcp:1976:interface=127.0.0.1",),
+                sessions=SessionsConfig(secret=key, peer_url="http://127.0.0.1:1976/mcp"),
+            ),
+            self.reactor,
+            log_to_stderr=False,
+        )
+        other.startService()
+        self.addCleanup(lambda: self.network.run(other.stopService()))
+
+        params = {"name": "alpha__ask", "arguments": {}, "_meta": SAMPLING}
+        _, body = await self.post(
+            modern("tools/call", params), headers=routing("tools/call", "alpha__ask")
+        )
+        result = body["result"]
+        (question, _), *_ = result["inputRequests"].items()
+        retry = {**params, "inputResponses": {question: ANSWER}}
+        retry["requestState"] = result["requestState"]
+        self.url = "http://127.0.0.1:1976/mcp"  # the next POST lands on the other process
+        _, body = await self.post(
+            modern("tools/call", retry, 2), headers=routing("tools/call", "alpha__ask")
+        )
+        self.assertEqual(body["id"], 2, body)
+        self.assertEqual(body["result"]["resultType"], "complete")
+        self.assertIn("four", body["result"]["content"][0]["text"])
+        self.assertEqual(len(holder.gateway.calls.parking), 0)
+        self.assertEqual(len(other.gateway.calls.parking), 0)
+
+    @run
+    async def test_a_forwarded_retry_is_never_forwarded_again(self) -> None:
+        await self.start_gateway(beta=FakeUpstream(tools=["ask"]))
+        params = {"name": "beta__ask", "arguments": {}, "_meta": SAMPLING}
+        _, body = await self.post(
+            modern("tools/call", params), headers=routing("tools/call", "beta__ask")
+        )
+        self.service.gateway.calls.parking.process = "another"
+        # What a peer would have sealed: this process's own URL, so a second hop would loop.
+        retry = {**params, "requestState": body["result"]["requestState"]}
+        headers = {**routing("tools/call", "beta__ask"), "Aigw-Forwarded": "1"}
+        _, body = await self.post(modern("tools/call", retry, 2), headers=headers)
+        self.assertEqual(body["error"]["code"], -32602)
+        self.assertEqual(body["error"]["data"]["reason"], "parked_elsewhere")
