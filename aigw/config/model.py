@@ -235,6 +235,18 @@ class SessionsConfig:
     pool_idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
     #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
     max_streams_per_user: int = attrs.field(default=8, metadata=_count)
+    #: A session client asked on a 2026-07-28 backend's behalf (input_required,
+    #: basic/patterns/mrtr): at most this many rounds per call, each answered within
+    #: ``input_timeout``.
+    input_max_rounds: int = attrs.field(default=10, metadata=_count)
+    input_timeout: float = attrs.field(default=300.0, metadata=_duration)
+    #: Calls of 2026-07-28 clients parked while a session backend waits for the
+    #: client's input: at most ``max_parked`` in this process, each for ``park_timeout``.
+    max_parked: int = attrs.field(default=1000, metadata=_count)
+    park_timeout: float = attrs.field(default=300.0, metadata=_duration)
+    #: Where the other aigw processes reach this one's MCP endpoint, so that a retry
+    #: landing elsewhere is forwarded to the process holding its parked call.
+    peer_url: str | None = attrs.field(default=None, metadata=read_as(values.url(query=False)))
 
 
 @attrs.frozen

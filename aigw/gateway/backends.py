@@ -45,6 +45,10 @@ REPAIRED_SESSIONS_MAX = 10000
 JOIN_RETRY_SECONDS = 30.0
 
 
+#: What aigw declares to session backends for 2026-07-28 clients (2025-11-25 client/*).
+POOL_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}}, "roots": {}}
+
+
 class BackendSessions:
     """Opens and keeps track of upstream sessions, and of the revision each backend speaks."""
 
@@ -95,8 +99,12 @@ class BackendSessions:
         return [session for _, session in opened]
 
     async def open_for_pool(self, principal: Principal, names: list[str]) -> list[BackendSession]:
-        """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
-        opened = await self.open(names, LATEST_VERSION, {}, principal)
+        """Upstream sessions for a 2026-07-28 client: the newest legacy revision.
+
+        They declare what a 2026-07-28 client may answer (sampling, form elicitation,
+        roots), which aigw asks it with ``input_required`` (``parking.py``); a request
+        whose client did not declare it gets the backend's question refused."""
+        opened = await self.open(names, LATEST_VERSION, POOL_CAPABILITIES, principal)
         return [session for session, _ in opened]
 
     async def _open_one(

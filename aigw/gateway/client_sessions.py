@@ -46,10 +46,15 @@ class ClientSession:
     #: Set for 2026-07-28 clients: where a re-opened upstream session goes (the pool)
     #: instead of the sealed session's repair table.
     on_reopen: Callable[[BackendSession], None] | None = None
-    #: Set for 2026-07-28 clients: what the request's ``_meta`` says the client can
-    #: answer (sampling, elicitation, roots), passed on to 2026-07-28 backends, which
-    #: may then ask for it with ``input_required`` (basic/patterns/mrtr).
-    input_capabilities: dict[str, Any] | None = None
+    #: What the client can answer (sampling, elicitation, roots): a 2026-07-28 client's
+    #: request ``_meta``, or a session client's ``initialize`` (sealed in its id); passed
+    #: on to 2026-07-28 backends, which may then ask for it with ``input_required``
+    #: (basic/patterns/mrtr): relayed to a 2026-07-28 client, asked of a session client
+    #: by aigw itself (``asking.py``).
+    input_capabilities: dict[str, Any] = attrs.field(factory=dict)
+    #: A 2026-07-28 client (no session): a backend's request mid-call parks the call
+    #: (``parking.py``) instead of being relayed.
+    modern: bool = False
     #: The W3C trace context the request's upstream calls continue: the client's, set
     #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
     trace: TraceContext | None = None
@@ -128,7 +133,15 @@ class ClientSessions:
             repaired = self.backends.repaired(binding, name)
             if repaired is not None:
                 backends[name] = repaired
-        return ClientSession(principal, session_id, state, binding, backends, snapshot)
+        return ClientSession(
+            principal,
+            session_id,
+            state,
+            binding,
+            backends,
+            snapshot,
+            input_capabilities=dict(state.client_capabilities or {}),
+        )
 
     async def stateless(self, principal: Principal, snapshot: Snapshot) -> ClientSession:
         """The view of a 2026-07-28 request: this user's pooled upstream sessions.
@@ -152,5 +165,5 @@ class ClientSessions:
             self.pool.put(key, backend_session, principal)
 
         return ClientSession(
-            principal, "", state, binding, dict(backends), snapshot, on_reopen=reopened
+            principal, "", state, binding, dict(backends), snapshot, on_reopen=reopened, modern=True
         )

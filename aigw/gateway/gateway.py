@@ -12,6 +12,8 @@ the entry points the web layer uses; each job lives in its own module:
 * ``calls``: routing with authorization, forwarding, cancellation;
 * ``relay``: server-to-client messages and the client's answers;
 * ``input_required``: 2026-07-28 ``input_required`` results;
+* ``asking``: a session client asked on a 2026-07-28 backend's behalf;
+* ``parking``: a 2026-07-28 client's call parked while a session backend asks it;
 * ``capabilities``: the union of the backends' capabilities;
 * ``log_levels``: the client's log level, toward both kinds of backend;
 * ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``;
@@ -23,6 +25,7 @@ the entry points the web layer uses; each job lives in its own module:
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -33,6 +36,7 @@ from twisted.logger import Logger
 from aigw.config.holder import ConfigHolder
 from aigw.events import GatewayObserver
 from aigw.gateway.access import AccessPolicy
+from aigw.gateway.asking import Asking, Questions
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.calls import ROUTED_METHODS, Calls
 from aigw.gateway.capabilities import union_capabilities
@@ -45,6 +49,7 @@ from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
 from aigw.gateway.log_levels import LogLevels
+from aigw.gateway.parking import Parking
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -58,6 +63,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
+from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
@@ -106,7 +112,11 @@ class Gateway(Service):
         self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
         self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
-        self.relay = Relay(RequestIdCodec(sealer), self.exchange)
+        request_ids = RequestIdCodec(sealer)
+        #: This process's name in the ids and states it seals (random per start).
+        self.process = secrets.token_urlsafe(9)
+        self.questions = Questions(request_ids, self.process)
+        self.relay = Relay(request_ids, self.exchange, self.questions)
         self.log_levels = LogLevels(self.exchange)
         # The upstream streams client streams share (streams.py), and the resource
         # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
@@ -117,6 +127,8 @@ class Gateway(Service):
             self.catalog,
             self.exchange,
             self.relay,
+            Asking(self.questions, reactor),
+            Parking(self.exchange, self.relay, RequestStateCodec(sealer), reactor, self.process),
             reactor,
             self.feeds.subscriptions,
             record_arguments,

@@ -22,6 +22,7 @@ from aigw.protocol.names import expose_uri
 from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
 if TYPE_CHECKING:
+    from aigw.gateway.asking import Questions
     from aigw.gateway.client_sessions import ClientSession
     from aigw.gateway.exchange import Exchange
 
@@ -37,9 +38,13 @@ class Relay:
 
     log = Logger()
 
-    def __init__(self, request_ids: RequestIdCodec, exchange: Exchange) -> None:
+    def __init__(
+        self, request_ids: RequestIdCodec, exchange: Exchange, questions: Questions
+    ) -> None:
         self.request_ids = request_ids
         self.exchange = exchange
+        #: aigw's own requests to clients (``asking.py``), whose answers stay here.
+        self.questions = questions
 
     def to_client(self, session: ClientSession, backend: str, message: Any, emit: Emit) -> None:
         """A message from the backend that is not our answer: pass it on, rewritten."""
@@ -89,7 +94,16 @@ class Relay:
         return True
 
     async def to_backend(self, session: ClientSession, message: Any) -> None:
-        """The client's answer to a relayed server-to-client request goes back to its backend."""
+        """The client's answer to a relayed server-to-client request goes back to its backend;
+        its answer to one of aigw's own requests, to the call waiting for it."""
+        try:
+            _, key = self.request_ids.unwrap_own(message.id, session.binding)
+        except InvalidId:
+            pass
+        else:
+            if not self.questions.answer(key, jsonrpc.to_dict(message)):
+                self.log.info("client answered a question no call here waits for; dropped")
+            return
         try:
             backend, upstream_id = self.request_ids.unwrap(message.id, session.binding)
         except InvalidId:

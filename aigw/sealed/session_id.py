@@ -4,8 +4,10 @@ The ``Mcp-Session-Id`` aigw issues (MCP 2025-11-25 basic/transports "Session
 Management") is the sealed state of the session: the user it belongs to
 (issuer and subject of the access token), when it was created, the protocol
 version negotiated with the client, what the client can answer (sampling,
-elicitation, roots), and each backend's upstream session id, version and
-capabilities.  Any aigw process holding the key can serve any
+elicitation, roots: so that any process can relay a backend's request, ask it on a
+2026-07-28 backend's behalf, ``gateway/asking.py``, or tell a late-joining backend),
+and each backend's upstream session id, version and capabilities.  Any aigw process
+holding the key can serve any
 request, and nothing is stored.
 
 The user is bound twice: inside the payload, and as AES-GCM associated data.

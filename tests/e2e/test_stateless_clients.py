@@ -409,13 +409,11 @@ def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None
 
 
 #: A session-less 2025-11-25 server has no back-channel for its own requests (its reply to
-#: the client could not land), and a 2026-07-28 one none outside input_required results: the
-#: SDK refuses with -32600 naming the reason, and aigw relays that answer.
+#: the client could not land): the SDK refuses with -32600 naming the reason, and aigw
+#: relays that answer.  (A 2026-07-28 server's input_required is asked of a session client
+#: by aigw itself: gateway/asking.py.)
 SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
     "stateless": (-32600, "no back-channel for server-initiated requests"),
-    # A session-based client cannot answer input_required through aigw, so aigw declares
-    # no sampling to the 2026-07-28 backend for it, which then refuses by name (-32021).
-    "modern": (-32021, "sampling"),
 }
 
 

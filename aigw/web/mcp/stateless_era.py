@@ -26,6 +26,7 @@ from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
 from aigw.gateway.lists import LISTS
 from aigw.gateway.log_levels import checked_level
+from aigw.gateway.parking import ParkedElsewhere
 from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
@@ -40,6 +41,7 @@ from aigw.protocol.versions import (
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
 )
+from aigw.web.mcp.hop import PeerHop
 from aigw.web.mcp.http import (
     Reply,
     begin_event_stream,
@@ -204,6 +206,7 @@ class StatelessHandler:
         # Request ids are the client's own and repeat across clients of a user:
         # aigw uses its own while a request is in flight (cancellation keys on it).
         self._ids = itertools.count(1)
+        self.hop = PeerHop(gateway)
 
     async def post(
         self,
@@ -310,6 +313,8 @@ class StatelessHandler:
         except RateLimited as limited:
             limited.request_id = message.id  # the client's id, not aigw's internal one
             raise
+        except ParkedElsewhere as elsewhere:
+            return await self.hop.forward(request, message.id, elsewhere.peer_url)
         if answer is None:
             return b""  # the client went away; nothing to send
         answer["id"] = message.id
