@@ -121,6 +121,10 @@ class BackendConfig:
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
+    #: The largest message read from the backend: a JSON reply body, one SSE event, one
+    #: line of a stdio child.  A stream of many messages has no total bound (a GET
+    #: stream may last for days); one message past this fails as ``bad_reply``.
+    max_message_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata=_size)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
     #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables

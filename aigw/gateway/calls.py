@@ -235,7 +235,7 @@ class Calls:
         upstream_id = self.exchange.next_id()
         key = (session.binding, request.id)
         collector = Collector(
-            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit)
+            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit), record.valve
         )
         self._inflight[key] = (backend, upstream_id, collector)
         started = self.clock.seconds()
