@@ -269,6 +269,10 @@ class ServerConfig:
     max_header_bytes: int = attrs.field(default=16 * 1024, metadata=_size)
     max_headers: int = attrs.field(default=100, metadata=_count)
     idle_timeout: float = attrs.field(default=60.0, metadata=_duration)
+    #: A request head must be whole this long after its first byte: the idle timeout
+    #: restarts with every byte, so a head trickled a byte at a time (slowloris) is
+    #: cut by this deadline instead, answered 408.
+    header_timeout: float = attrs.field(default=20.0, metadata=_duration)
     shutdown_timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Server-to-client streams open at once, all users together: each holds a client
     #: socket and, per backend, up to one upstream socket (shared within a user).
