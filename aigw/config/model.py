@@ -121,6 +121,10 @@ class BackendConfig:
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
+    #: The largest message read from the backend: a JSON reply body, one SSE event, one
+    #: line of a stdio child.  A stream of many messages has no total bound (a GET
+    #: stream may last for days); one message past this fails as ``bad_reply``.
+    max_message_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata=_size)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
     #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables
@@ -298,6 +302,10 @@ class ServerConfig:
     max_header_bytes: int = attrs.field(default=16 * 1024, metadata=_size)
     max_headers: int = attrs.field(default=100, metadata=_count)
     idle_timeout: float = attrs.field(default=60.0, metadata=_duration)
+    #: A request head must be whole this long after its first byte: the idle timeout
+    #: restarts with every byte, so a head trickled a byte at a time (slowloris) is
+    #: cut by this deadline instead, answered 408.
+    header_timeout: float = attrs.field(default=20.0, metadata=_duration)
     shutdown_timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Server-to-client streams open at once, all users together: each holds a client
     #: socket and, per backend, up to one upstream socket (shared within a user).

@@ -21,6 +21,7 @@ from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
+from aigw.gateway.flow import Valve
 from aigw.gateway.input_required import (
     INPUT_REQUIRED_METHODS,
     check_input_required,
@@ -264,7 +265,9 @@ class Calls:
         key = (session.binding, request.id)
 
         async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
-            return await self._send(session, backend, request.method, upstream_params, emit, key)
+            return await self._send(
+                session, backend, request.method, upstream_params, emit, key, record.valve
+            )
 
         started = self.clock.seconds()
         try:
@@ -302,11 +305,13 @@ class Calls:
         params: dict[str, Any],
         emit: Emit,
         key: tuple[str, Any],
+        valve: Valve | None = None,
     ) -> dict[str, Any] | None:
-        """One request upstream, cancellable under the client's id ``key``."""
+        """One request upstream, cancellable under the client's id ``key``; ``valve``
+        pauses its reply while the client reading it is behind (``flow.py``)."""
         upstream_id = self.exchange.next_id()
         collector = Collector(
-            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit)
+            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit), valve
         )
         self._inflight[key] = (backend, upstream_id, collector)
         message = await self.exchange.request(

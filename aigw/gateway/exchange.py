@@ -15,6 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.fanout import fan_out
+from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import is_modern
@@ -40,9 +41,16 @@ def ignore(message: Any) -> None:
 class Collector:
     """Waits for the answer with ``request_id``; hands everything else to ``other``."""
 
-    def __init__(self, request_id: int, other: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        request_id: int,
+        other: Callable[[Any], None] | None = None,
+        valve: Valve | None = None,
+    ) -> None:
         self.request_id = request_id
         self.other = other
+        #: The client's flow control, when what the reply carries goes to a client.
+        self.valve = valve
         self.message: dict[str, Any] | None = None
         self.reader: BodyReader | None = None
         self.pending: Deferred[Any] | None = None
@@ -50,6 +58,8 @@ class Collector:
 
     def attach(self, reader: BodyReader) -> None:
         self.reader = reader
+        if self.valve is not None:
+            self.valve.add(reader)
 
     def sink(self, message: Any) -> None:
         if isinstance(message, list):

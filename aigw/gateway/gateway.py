@@ -45,6 +45,7 @@ from aigw.gateway.client_sessions import ClientSession, ClientSessions
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
+from aigw.gateway.flow import Valve
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
@@ -233,19 +234,30 @@ class Gateway(Service):
     # -- requests ----------------------------------------------------------
 
     async def handle_request(
-        self, session: ClientSession, request: jsonrpc.Request, emit: Emit
+        self,
+        session: ClientSession,
+        request: jsonrpc.Request,
+        emit: Emit,
+        valve: Valve | None = None,
     ) -> dict[str, Any] | None:
-        """The response to one client request (None: cancelled, nothing to send)."""
+        """The response to one client request (None: cancelled, nothing to send);
+        ``valve``: the client's flow control, which the upstream readers join."""
         return await self.reporting.request(
             session,
             request,
             self.limiter,
-            lambda view, record: self._answer(view, request, emit, record),
+            lambda view, record: self._answer(view, request, emit, record, valve),
         )
 
     async def _answer(
-        self, session: ClientSession, request: jsonrpc.Request, emit: Emit, record: RequestRecord
+        self,
+        session: ClientSession,
+        request: jsonrpc.Request,
+        emit: Emit,
+        record: RequestRecord,
+        valve: Valve | None,
     ) -> dict[str, Any] | None:
+        record.valve = valve
         params = request.params
         try:
             if params is None:

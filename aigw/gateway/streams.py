@@ -102,6 +102,10 @@ class UpstreamFeed:
     stream again after a bounded back-off when it drops, with its own
     ``Last-Event-ID``; it ends when its last subscriber leaves.  Reads have no
     inactivity timeout, on purpose: a quiet stream is a healthy one.
+
+    While any subscriber's client is behind, the feed stops reading (``pause``):
+    a feed serves one user (or one session), so a slow client holds back only its
+    own user's streams, and aigw never queues what the client does not read.
     """
 
     log = Logger()
@@ -126,6 +130,8 @@ class UpstreamFeed:
         self._reader: Any = None
         #: Set: the listen's filter changed; the stream is re-sent at once, no back-off.
         self._refilter = False
+        #: Subscribers whose client is behind (``gateway/flow.py``).
+        self._behind: set[SessionStream] = set()
 
     def add(self, stream: SessionStream) -> None:
         self.subscribers.append(stream)
@@ -133,8 +139,22 @@ class UpstreamFeed:
     def remove(self, stream: SessionStream) -> None:
         if stream in self.subscribers:
             self.subscribers.remove(stream)
+        self.caught_up(stream)
         if not self.subscribers:
             self.close()
+
+    def behind(self, stream: SessionStream) -> None:
+        """``stream``'s client stopped reading: so does the feed, until it catches up."""
+        if not self._behind and self._reader is not None:
+            self._reader.pause()
+        self._behind.add(stream)
+
+    def caught_up(self, stream: SessionStream) -> None:
+        if stream not in self._behind:
+            return
+        self._behind.discard(stream)
+        if not self._behind and self._reader is not None:
+            self._reader.resume()
 
     def close(self) -> None:
         if self.closed:
@@ -217,6 +237,8 @@ class UpstreamFeed:
             reader.stop()
             return
         self._reader = reader
+        if self._behind:
+            reader.pause()
 
     def refilter(self) -> None:
         """The listen's filter changed (``resource_subscriptions.py``): send it again."""
@@ -328,6 +350,15 @@ class SessionStream:
             feed.remove(self)
         if self.on_close is not None:
             self.on_close()
+
+    def pause(self) -> None:
+        """The client is behind (its socket's buffer is full): the feeds stop reading."""
+        for feed in self._feeds:
+            feed.behind(self)
+
+    def resume(self) -> None:
+        for feed in self._feeds:
+            feed.caught_up(self)
 
     def lists_changed(self) -> None:
         """A reload may have changed what this client sees: ``list_changed`` for each

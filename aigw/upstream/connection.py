@@ -166,6 +166,7 @@ class UpstreamResponse:
         self._pending: list[bytes] = []
         self._ended: Failure | None = None
         self._stopped = False
+        self._paused = False
 
     @property
     def ended(self) -> bool:
@@ -200,20 +201,30 @@ class UpstreamResponse:
         if self._ended is not None:
             return
         self._ended = reason
+        # A body can complete within the read its reader paused in: the connection
+        # reads again before it serves the pool's next request.
+        self.resumeProducing()
         if self._consumer is not None:
             self._consumer.connectionLost(reason)
 
-    # IPushProducer, for the body's reader: flow control is TCP's; stopping drops the link.
+    # IPushProducer, for the body's reader: pausing stops reading the backend's socket
+    # (TCP's window makes it wait); stopping drops the link.  Once the body has ended
+    # the connection may serve another request: pausing then touches nothing.
     def stopProducing(self) -> None:
         self._stopped = True
         if self._ended is None:
             self._connection.abort()
 
     def pauseProducing(self) -> None:
-        self._connection.transport.pauseProducing()  # type: ignore[union-attr]
+        if self._ended is None and not self._paused:
+            self._paused = True
+            self._connection.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:
-        self._connection.transport.resumeProducing()  # type: ignore[union-attr]
+        if self._paused:
+            self._paused = False
+            if not self._connection.lost:
+                self._connection.transport.resumeProducing()  # type: ignore[union-attr]
 
 
 class Connection(Protocol):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
+from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment, format_event
 from aigw.tracing.context import TRACEPARENT, TRACESTATE, TraceContext, from_headers
@@ -53,14 +54,34 @@ def trace_context(request: WebRequest) -> TraceContext | None:
     return from_headers(headers.getRawHeaders(TRACEPARENT), headers.getRawHeaders(TRACESTATE))
 
 
+def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:
+    """Make ``valve`` the producer of ``request``'s body (``gateway/flow.py``): the
+    client's socket pauses and resumes what feeds it.  Returns the detach, called
+    before the response ends (the connection's next request registers its own)."""
+
+    def detach() -> None:
+        if request.channel is not None:  # else the client is gone, and the channel too
+            request.unregisterProducer()
+
+    if request.channel is None:
+        return lambda: None  # the client left already: nothing to pace
+    request.registerProducer(valve, True)
+    return detach
+
+
 class Reply:
-    """The reply to one POST: JSON until something must be sent early, then SSE."""
+    """The reply to one POST: JSON until something must be sent early, then SSE.
+
+    Once it is a stream, its ``valve`` is the request's producer: a client that
+    reads slowly pauses the upstream readers feeding it (``gateway/flow.py``)."""
 
     def __init__(self, request: WebRequest) -> None:
         self.request = request
         self.streaming = False
         self.gone = False
         self.on_gone: Callable[[], None] | None = None
+        self.valve = Valve()
+        self._detach: Callable[[], None] | None = None
         request.notifyFinish().addErrback(self._client_gone)
 
     def _client_gone(self, _: object) -> None:
@@ -78,7 +99,14 @@ class Reply:
             self.request.setHeader(b"Content-Type", b"text/event-stream")
             self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
             self.request.setHeader(b"X-Accel-Buffering", b"no")
+            self._detach = attach_valve(self.request, self.valve)
         self.request.write(format_event(jsonrpc.dumps(message)))
+
+    def release(self) -> None:
+        """Every answer is in: the valve stops being the request's producer."""
+        detach, self._detach = self._detach, None
+        if detach is not None:
+            detach()
 
     def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
         """The final bytes: remaining SSE events, or the JSON document."""
@@ -104,6 +132,10 @@ class HeldStream(Protocol):
     def start(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 class StreamRegistry(Protocol):
@@ -142,11 +174,15 @@ async def hold_stream(
     request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
     stream.on_close = end
     registry.track_stream(stream)
+    valve = Valve()
+    valve.add(stream)
+    detach = attach_valve(request, valve)
     try:
         keepalive.start(KEEPALIVE_SECONDS, now=False)
         stream.start()
         await closed
     finally:
         end()
+        detach()
         registry.untrack_stream(stream)
     return bool(gone)

@@ -308,13 +308,15 @@ class StatelessHandler:
         reply.on_gone = lambda: self._cancel(session, internal.id)
         try:
             answer = await self.gateway.handle_request(
-                session, internal, lambda m: self._emit(session, reply, m)
+                session, internal, lambda m: self._emit(session, reply, m), reply.valve
             )
         except RateLimited as limited:
             limited.request_id = message.id  # the client's id, not aigw's internal one
             raise
         except ParkedElsewhere as elsewhere:
             return await self.hop.forward(request, message.id, elsewhere.peer_url)
+        finally:
+            reply.release()
         if answer is None:
             return b""  # the client went away; nothing to send
         answer["id"] = message.id
