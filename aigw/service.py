@@ -139,7 +139,9 @@ class GatewayService(MultiService):
         log_to_stderr: bool = True,
         handle_sigterm: bool = False,
         environ: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store``: used instead of opening the one in ``state_dir`` (tests)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
         self._handle_sigterm = handle_sigterm
@@ -159,7 +161,7 @@ class GatewayService(MultiService):
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
-        self.store = self._build_store()
+        self.store = store or self._build_store()
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
@@ -253,6 +255,7 @@ class GatewayService(MultiService):
             self.observers,
             record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
+            store=self.store,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
