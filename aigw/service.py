@@ -50,7 +50,7 @@ from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.store.api import Store
 from aigw.store.factory import open_store
-from aigw.store.sqlite import StoreError
+from aigw.store.sqlite import EX_IOERR, StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
@@ -60,7 +60,6 @@ from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
-EX_IOERR = 74  # sysexits.h: the store in state_dir cannot be opened
 
 
 class ListenerService(StreamServerEndpointService):
@@ -139,7 +138,9 @@ class GatewayService(MultiService):
         log_to_stderr: bool = True,
         handle_sigterm: bool = False,
         environ: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store``: used instead of opening the one in ``state_dir`` (tests)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
         self._handle_sigterm = handle_sigterm
@@ -159,7 +160,7 @@ class GatewayService(MultiService):
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
-        self.store = self._build_store()
+        self.store = store or self._build_store()
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
@@ -253,6 +254,7 @@ class GatewayService(MultiService):
             self.observers,
             record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
+            store=self.store,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway

@@ -51,6 +51,7 @@ from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
 from aigw.gateway.log_levels import LogLevels
 from aigw.gateway.parking import Parking
+from aigw.gateway.pinning import Pinning
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -66,6 +67,7 @@ from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
+from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
 
@@ -91,8 +93,10 @@ class Gateway(Service):
         observer: GatewayObserver,
         record_arguments: bool = False,
         tracer: Tracer | None = None,
+        store: Store | None = None,
     ) -> None:
-        """``record_arguments``: put each call's arguments in its ``RequestFinished``
+        """``store``: where tool pins persist (``state_dir``; ``pinning.py``).
+        ``record_arguments``: put each call's arguments in its ``RequestFinished``
         (``audit.include_arguments``); decided once here, so by default no request carries
         them.  ``tracer``: spans per request and upstream call (``aigw/tracing``; default
         off, the client's trace context passed on)."""
@@ -111,7 +115,10 @@ class Gateway(Service):
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
         self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
-        self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
+        pinning = Pinning(store, observer, reactor)
+        self.catalog = Catalog(
+            policy, param_headers, self.exchange, reactor, Screening(observer), pinning
+        )
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         request_ids = RequestIdCodec(sealer)
         #: This process's name in the ids and states it seals (random per start).
