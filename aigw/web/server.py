@@ -119,6 +119,7 @@ class BoundedChannel(HTTPChannel):
     """An HTTPChannel that reports itself to the site and answers bad requests in JSON."""
 
     site: BoundedSite
+    _local: IAddress | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[no-untyped-call]
@@ -127,6 +128,14 @@ class BoundedChannel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.connections.discard(self)
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def getHost(self) -> IAddress:
+        """The local address, asked of the socket once: Twisted's ``Request`` asks for it
+        on every request, a ``getsockname`` system call each time, and a connection's
+        local address does not change."""
+        if self._local is None:
+            self._local = super().getHost()  # type: ignore[no-untyped-call]
+        return self._local
 
     def lineReceived(self, line: bytes) -> None:
         """RFC 6585 §5: a header block over ``max_header_bytes`` is answered 431."""
