@@ -330,7 +330,13 @@ class Upstream:
         Returns when the reply ends, or as soon as the sink has what it waits
         for (it may call ``reader.stop()`` through ``on_reader``).
         """
-        await self._slots.acquire()
+        slots = self._slots
+        if slots.tokens:
+            # A free slot is taken as DeferredSemaphore.acquire would, without the
+            # Deferred it makes and fires at once (one per proxied call).
+            slots.tokens -= 1
+        else:
+            await slots.acquire()
         try:
             credentials = await self.credentials.headers(principal)
             return await self._post(
