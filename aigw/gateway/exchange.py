@@ -61,6 +61,13 @@ class Collector:
         if self.valve is not None:
             self.valve.add(reader)
 
+    def detach(self) -> None:
+        """The exchange is over: its reader leaves the valve, which lives as long as the
+        client's reply and would otherwise keep every reader it ever paced."""
+        reader, self.reader = self.reader, None
+        if reader is not None and self.valve is not None:
+            self.valve.remove(reader)
+
     def sink(self, message: Any) -> None:
         if isinstance(message, list):
             for item in message:
@@ -175,6 +182,8 @@ class Exchange:
                 return None  # the reader was stopped because the client cancelled
             self.backends.forget_revision(backend)  # re-probed at the next open
             raise
+        finally:
+            collector.detach()
         if collector.cancelled:
             return None
         return collector.result(backend)

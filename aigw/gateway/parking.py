@@ -95,6 +95,9 @@ class ParkedCall:
 
     def finished(self, outcome: dict[str, Any] | Failure | None) -> None:
         self.outcome.append(outcome)
+        # Nothing is left to cancel; the collector (whose ``other`` is this call's
+        # ``incoming``) must not keep a cycle alive (tests/unit/gateway/test_cycles.py).
+        self.collector = None
         self.wake()
 
     def wake(self) -> None:

@@ -60,8 +60,13 @@ def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:
     before the response ends (the connection's next request registers its own)."""
 
     def detach() -> None:
-        if request.channel is not None:  # else the client is gone, and the channel too
+        if request.channel is not None:
             request.unregisterProducer()
+        else:
+            # The client is gone, and the channel with it: let go of the valve anyway,
+            # or the request (in Twisted's own cycles) keeps it and what it feeds
+            # until a full collection (tests/unit/gateway/test_cycles.py).
+            request.producer = None  # type: ignore[attr-defined]
 
     if request.channel is None:
         return lambda: None  # the client left already: nothing to pace
@@ -184,6 +189,8 @@ async def hold_stream(
     finally:
         end()
         detach()
+        # The client's channel may outlive this (Twisted's own cycles) and hold the valve.
+        valve.remove(stream)
         # ``end`` holds the stream and the stream held ``end``: without the cycle the
         # stream, its request and session go when it ends, not at a cyclic collection.
         stream.on_close = None
