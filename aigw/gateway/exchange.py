@@ -51,6 +51,11 @@ class Collector:
     def attach(self, reader: BodyReader) -> None:
         self.reader = reader
 
+    def detach(self) -> None:
+        """The exchange is over: drop the reader, which holds ``sink`` (and so this
+        collector), so reference counting frees the exchange, not the garbage collector."""
+        self.reader = None
+
     def sink(self, message: Any) -> None:
         if isinstance(message, list):
             for item in message:
@@ -165,6 +170,8 @@ class Exchange:
                 return None  # the reader was stopped because the client cancelled
             self.backends.forget_revision(backend)  # re-probed at the next open
             raise
+        finally:
+            collector.detach()
         if collector.cancelled:
             return None
         return collector.result(backend)

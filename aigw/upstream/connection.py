@@ -186,7 +186,7 @@ class UpstreamResponse:
                 break
             protocol.dataReceived(chunk)
         if self._ended is not None:
-            protocol.connectionLost(self._ended)
+            self._let_go(self._ended)
 
     def _body(self, chunk: bytes) -> None:
         if self._stopped:
@@ -201,7 +201,15 @@ class UpstreamResponse:
             return
         self._ended = reason
         if self._consumer is not None:
-            self._consumer.connectionLost(reason)
+            self._let_go(reason)
+
+    def _let_go(self, reason: Failure) -> None:
+        """Tell the reader the body ended, and drop it: the reader holds this response
+        as its transport, and the cycle would leave the whole exchange (request,
+        session view, reply) to the garbage collector instead of reference counting."""
+        consumer, self._consumer = self._consumer, None
+        assert consumer is not None
+        consumer.connectionLost(reason)
 
     # IPushProducer, for the body's reader: flow control is TCP's; stopping drops the link.
     def stopProducing(self) -> None:
