@@ -82,6 +82,7 @@ class Reply:
         self.on_gone: Callable[[], None] | None = None
         self.valve = Valve()
         self._detach: Callable[[], None] | None = None
+        self._released = False
         request.notifyFinish().addErrback(self._client_gone)
 
     def _client_gone(self, _: object) -> None:
@@ -99,11 +100,13 @@ class Reply:
             self.request.setHeader(b"Content-Type", b"text/event-stream")
             self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
             self.request.setHeader(b"X-Accel-Buffering", b"no")
-            self._detach = attach_valve(self.request, self.valve)
+            if not self._released:  # a late message after the answers: nothing to pace
+                self._detach = attach_valve(self.request, self.valve)
         self.request.write(format_event(jsonrpc.dumps(message)))
 
     def release(self) -> None:
         """Every answer is in: the valve stops being the request's producer."""
+        self._released = True
         detach, self._detach = self._detach, None
         if detach is not None:
             detach()
