@@ -134,7 +134,7 @@ class Exchange:
         headers: dict[bytes, bytes] | None = None
         if is_modern(version):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
-            params = envelope(params, version, session.input_capabilities or {})
+            params = envelope(params, version, session.input_capabilities or {}, session.log_level)
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self.param_headers.mirrored(backend, params))
@@ -202,14 +202,9 @@ class Exchange:
         )
 
     async def broadcast(
-        self, session: ClientSession, method: str, params: dict[str, Any], capability: str
+        self, session: ClientSession, names: list[str], method: str, params: dict[str, Any]
     ) -> None:
-        """A request of aigw's own to every backend of the session with ``capability``."""
-        names = [
-            n
-            for n, s in session.backends.items()
-            if isinstance(s.capabilities.get(capability), dict)
-        ]
+        """A request of aigw's own to these backends of the session, all at once."""
         await fan_out(
             names,
             lambda name: self.ask(session, name, method, params),

@@ -101,6 +101,10 @@ class _BoundedRead(Protocol):
             self.done.callback(b"".join(self._chunks))
 
 
+def _nowhere(message: Any) -> None:
+    """Where a reader's messages go once its body has ended: there are none."""
+
+
 class _BodyReader(Protocol):
     """Reads one reply body, JSON or SSE, handing messages on as they complete."""
 
@@ -245,6 +249,9 @@ class _BodyReader(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self._lost = True
         self._disarm()
+        # The sink is the caller's (Collector.sink, whose collector holds this reader):
+        # nothing is delivered after the end, and letting go of it leaves no cycle.
+        sink, self._sink = self._sink, _nowhere
         if self._done.called:
             return
         if not isinstance(reason.value, ResponseDone | PotentialDataLoss):  # Failure.check is slow
@@ -258,7 +265,7 @@ class _BodyReader(Protocol):
                 not_json = UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON")
                 self._done.errback(not_json)
                 return
-            self._sink(message)
+            sink(message)
         if not self._done.called:
             self._done.callback(None)
 
@@ -330,7 +337,13 @@ class Upstream:
         Returns when the reply ends, or as soon as the sink has what it waits
         for (it may call ``reader.stop()`` through ``on_reader``).
         """
-        await self._slots.acquire()
+        slots = self._slots
+        if slots.tokens:
+            # A free slot is taken as DeferredSemaphore.acquire would, without the
+            # Deferred it makes and fires at once (one per proxied call).
+            slots.tokens -= 1
+        else:
+            await slots.acquire()
         try:
             credentials = await self.credentials.headers(principal)
             return await self._post(

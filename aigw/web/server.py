@@ -124,6 +124,7 @@ class BoundedChannel(HTTPChannel):
     site: BoundedSite
     #: The deadline of the request head being read (``server.header_timeout``).
     _head_deadline: IDelayedCall | None = None
+    _local: IAddress | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[no-untyped-call]
@@ -155,6 +156,14 @@ class BoundedChannel(HTTPChannel):
         self._head_deadline = None
         limit = self.site.limits.header_timeout
         self._refuse(408, f"the request head took longer than {limit:g} s")
+
+    def getHost(self) -> IAddress:
+        """The local address, asked of the socket once: Twisted's ``Request`` asks for it
+        on every request, a ``getsockname`` system call each time, and a connection's
+        local address does not change."""
+        if self._local is None:
+            self._local = super().getHost()  # type: ignore[no-untyped-call]
+        return self._local
 
     def lineReceived(self, line: bytes) -> None:
         """RFC 6585 §5: a header block over ``max_header_bytes`` is answered 431."""

@@ -64,6 +64,7 @@ def start_gateway(
     session_key: str | None = None,
     public_url: str | None = None,
     sessions: str = "",
+    log_level: str = "debug",
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
@@ -73,7 +74,8 @@ def start_gateway(
     ``session_key``: a key file to share with other gateways (default: a new key).
     ``public_url``: what clients and tokens name (default: this gateway's own URL; a load
     balancer's in front of several).
-    ``sessions``: more keys of the ``sessions`` mapping (``", max_streams_per_user: 9"``)."""
+    ``sessions``: more keys of the ``sessions`` mapping (``", max_streams_per_user: 9"``).
+    ``log_level``: ``logging.level`` (debug, so a failing test's log says everything)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -102,7 +104,7 @@ def start_gateway(
         + backend_yaml(backends)
         + more_backends
         + f"sessions: {{secret_file: {key}{sessions}}}\n"
-        + "logging: {format: text, level: debug}\n"
+        + f"logging: {{format: text, level: {log_level}}}\n"
         + (
             f"metrics: {{listen: 'tcp:{metrics_port}:interface=127.0.0.1'}}\n"
             if metrics_port

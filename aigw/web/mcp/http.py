@@ -187,5 +187,8 @@ async def hold_stream(
     finally:
         end()
         detach()
+        # ``end`` holds the stream and the stream held ``end``: without the cycle the
+        # stream, its request and session go when it ends, not at a cyclic collection.
+        stream.on_close = None
         registry.untrack_stream(stream)
     return bool(gone)

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from aigw.config import BackendConfig, Config, ToolSelector
 from aigw.service import GatewayService
+from aigw.store.api import Store
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.memory import MemoryNetwork
 
@@ -137,6 +138,8 @@ class GatewayTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryNetwork()
         self.reactor = self.network.reactor
+        #: The gateway's store (``state_dir``), when a test gives one.
+        self.store: Store | None = None
 
     def start_upstream(self, upstream: FakeUpstream) -> str:
         """Serve ``upstream``; its MCP URL."""
@@ -158,7 +161,7 @@ class GatewayTestCase(SynchronousTestCase):
         """The gateway of ``config``, started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
-        self.service = GatewayService(config, self.reactor, log_to_stderr=False)
+        self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
         self.service.startService()
         self.addCleanup(lambda: self.network.run(self.service.stopService()))
         self.url = PUBLIC_URL + "/mcp"

@@ -205,3 +205,27 @@ class IdleAndDrainTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         clock.advance(2.1)
         self.successResultOf(done)
+
+
+class CountingTransport(StringTransport):
+    """Counts how often the local address is asked for (a system call on a real socket)."""
+
+    asked = 0
+
+    def getHost(self) -> IPv4Address:  # type: ignore[override]
+        self.asked += 1
+        return super().getHost()  # type: ignore[no-any-return]
+
+
+class LocalAddressTests(SynchronousTestCase):
+    def test_local_address_is_asked_of_the_socket_once_per_connection(self) -> None:
+        site, _ = make_site()
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+        assert channel is not None
+        transport = CountingTransport()
+        channel.makeConnection(transport)
+        for _ in range(3):
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 3)
+        self.assertEqual(transport.asked, 1)
+        self.assertEqual(channel.getHost(), transport.getHost())
