@@ -60,11 +60,12 @@ def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:
     before the response ends (the connection's next request registers its own)."""
 
     def detach() -> None:
+        valve.clear()
         if request.channel is not None:  # else the client is gone, and the channel too
             request.unregisterProducer()
 
     if request.channel is None:
-        return lambda: None  # the client left already: nothing to pace
+        return valve.clear  # the client left already: nothing to pace
     request.registerProducer(valve, True)
     return detach
 
@@ -105,11 +106,14 @@ class Reply:
         self.request.write(format_event(jsonrpc.dumps(message)))
 
     def release(self) -> None:
-        """Every answer is in: the valve stops being the request's producer."""
+        """Every answer is in: the valve stops being the request's producer, and lets
+        go of the readers that fed it."""
         self._released = True
         detach, self._detach = self._detach, None
         if detach is not None:
             detach()
+        else:
+            self.valve.clear()  # never a stream: the readers joined all the same
 
     def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
         """The final bytes: remaining SSE events, or the JSON document."""
