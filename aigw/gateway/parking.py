@@ -95,6 +95,9 @@ class ParkedCall:
 
     def finished(self, outcome: dict[str, Any] | Failure | None) -> None:
         self.outcome.append(outcome)
+        # Nothing is cancelled once the outcome came: the collector (whose ``other`` is
+        # ``self.incoming``) goes now, not at a cyclic collection (test_cycles.py).
+        self.collector = None
         self.wake()
 
     def wake(self) -> None:
