@@ -49,6 +49,13 @@ class Valve:
             if self.paused:
                 source.resume()
 
+    def clear(self) -> None:
+        """The reply is done: resume and forget every source.  The request (a gone
+        client's keeps its producer) then holds no reader or stream through the valve,
+        and the reader, holding the collector that holds the valve, is no cycle."""
+        self.resumeProducing()
+        self._sources.clear()
+
     def pauseProducing(self) -> None:
         if self.paused:
             return

@@ -95,8 +95,8 @@ class ParkedCall:
 
     def finished(self, outcome: dict[str, Any] | Failure | None) -> None:
         self.outcome.append(outcome)
-        # Nothing is left to cancel; the collector (whose ``other`` is this call's
-        # ``incoming``) must not keep a cycle alive (tests/unit/gateway/test_cycles.py).
+        # Nothing is cancelled once the outcome came: the collector (whose ``other`` is
+        # ``self.incoming``) goes now, not at a cyclic collection (test_cycles.py).
         self.collector = None
         self.wake()
 

@@ -60,16 +60,12 @@ def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:
     before the response ends (the connection's next request registers its own)."""
 
     def detach() -> None:
-        if request.channel is not None:
+        valve.clear()
+        if request.channel is not None:  # else the client is gone, and the channel too
             request.unregisterProducer()
-        else:
-            # The client is gone, and the channel with it: let go of the valve anyway,
-            # or the request (in Twisted's own cycles) keeps it and what it feeds
-            # until a full collection (tests/unit/gateway/test_cycles.py).
-            request.producer = None  # type: ignore[attr-defined]
 
     if request.channel is None:
-        return lambda: None  # the client left already: nothing to pace
+        return valve.clear  # the client left already: nothing to pace
     request.registerProducer(valve, True)
     return detach
 
@@ -87,6 +83,7 @@ class Reply:
         self.on_gone: Callable[[], None] | None = None
         self.valve = Valve()
         self._detach: Callable[[], None] | None = None
+        self._released = False
         request.notifyFinish().addErrback(self._client_gone)
 
     def _client_gone(self, _: object) -> None:
@@ -104,14 +101,19 @@ class Reply:
             self.request.setHeader(b"Content-Type", b"text/event-stream")
             self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
             self.request.setHeader(b"X-Accel-Buffering", b"no")
-            self._detach = attach_valve(self.request, self.valve)
+            if not self._released:  # a late message after the answers: nothing to pace
+                self._detach = attach_valve(self.request, self.valve)
         self.request.write(format_event(jsonrpc.dumps(message)))
 
     def release(self) -> None:
-        """Every answer is in: the valve stops being the request's producer."""
+        """Every answer is in: the valve stops being the request's producer, and lets
+        go of the readers that fed it."""
+        self._released = True
         detach, self._detach = self._detach, None
         if detach is not None:
             detach()
+        else:
+            self.valve.clear()  # never a stream: the readers joined all the same
 
     def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
         """The final bytes: remaining SSE events, or the JSON document."""
@@ -195,8 +197,6 @@ async def hold_stream(
     finally:
         end()
         detach()
-        # The client's channel may outlive this (Twisted's own cycles) and hold the valve.
-        valve.remove(stream)
         # ``end`` holds the stream and the stream held ``end``: without the cycle the
         # stream, its request and session go when it ends, not at a cyclic collection.
         stream.on_close = None

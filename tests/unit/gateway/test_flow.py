@@ -10,12 +10,14 @@ is paused (it stops reading the backend's socket), then resumed.  Both legs: a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.flow import Valve
+from aigw.protocol import jsonrpc
 from aigw.upstream.connection import Connection
 from aigw.web.server import BoundedChannel
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
@@ -78,6 +80,32 @@ class SlowClientTests(GatewayTestCase):
         self.alpha.hold.callback(None)
         await self.until(lambda: b'"finished"' in b"".join(chunks))
         self.assertIsNone(channel._requestProducer)  # released with the answer
+
+    @run
+    async def test_a_client_that_reads_nothing_for_the_backend_timeout_frees_the_call(
+        self,
+    ) -> None:
+        """A `tools/call` whose SSE reply the client stops reading for longer than the
+        backend's `timeout` (5 s): its upstream connection and slot are not held forever.
+
+        expected: the call ends with JSON-RPC -32011 (UPSTREAM_TIMEOUT), "the client read
+        nothing within the timeout"; the upstream connection closed
+        """
+        await self.start_gateway()
+        session = await self.initialize()
+        self.alpha.hold = Deferred()
+        response = await self.stream_call(session, 9, {"name": "alpha__progress"})
+        upstream_links = len(self.upstream_transports())
+        self.streaming_channel().pauseProducing()
+        await self.network.sleep(6)
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: b"-32011" in b"".join(chunks))
+        answer = json.loads(b"".join(chunks).split(b"data: ")[-1])
+        self.assertEqual(answer["id"], 9)
+        self.assertEqual(answer["error"]["code"], jsonrpc.UPSTREAM_TIMEOUT)
+        self.assertIn("the client read nothing", answer["error"]["data"]["detail"])
+        self.assertEqual(len(self.upstream_transports()), upstream_links - 1)
 
     @run
     async def test_a_slow_client_pauses_the_backend_get_stream(self) -> None:
