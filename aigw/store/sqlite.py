@@ -104,8 +104,14 @@ def configure(connection: sqlite3.Connection) -> None:
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
 
 
-def prepare(path: str) -> None:
-    """Create ``path`` (mode 0600) with the schema, or migrate it; StoreError otherwise."""
+def prepare(path: str, *, create: bool = True) -> None:
+    """Create ``path`` (mode 0600) with the schema, or migrate it; StoreError otherwise.
+
+    ``create`` false: a missing file is an error (the commands, which may run as root,
+    leave making the file to the daemon, whose user must own it).
+    """
+    if not create and not os.path.exists(path):
+        raise StoreError(f"{path} does not exist yet: aigw makes it when it starts")
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         connection = sqlite3.connect(path, isolation_level=None)
