@@ -81,6 +81,7 @@ FIELDS = (
     "action",
     "checks",
     "reasons",
+    "by",
 )
 _DECIDED = (
     "access {decision} by {rule}: {method} {exposed} for sub={sub} client_id={client_id} "

@@ -91,7 +91,7 @@ def with_store(config: Config, work: Work, out: TextIO) -> int:
         sys.stderr.write(f"{config.source}: state_dir is not set: aigw stores nothing\n")
         return EX_CONFIG
     try:
-        store = open_store(config, reactor)
+        store = open_store(config, reactor, create=False)
     except StoreError as error:
         sys.stderr.write(f"aigw: state_dir: {error}\n")
         return EX_IOERR

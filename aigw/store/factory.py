@@ -39,15 +39,16 @@ def store_sealer(config: Config) -> Sealer:
     return Sealer(secret, old, SEAL_PURPOSE, max_token_length=MAX_SEALED)
 
 
-def open_store(config: Config, reactor: Any) -> SQLiteStore | None:
+def open_store(config: Config, reactor: Any, *, create: bool = True) -> SQLiteStore | None:
     """The store of ``config``, its schema ready (None without ``state_dir``).
 
     Opens and migrates the file at once, blocking (at start, before the reactor
-    runs); StoreError names the file when that fails.
+    runs); StoreError names the file when that fails (or, ``create`` false, when it
+    does not exist).
     """
     path = store_path(config)
     if path is None:
         return None
     sealer = store_sealer(config)
-    prepare(path)
+    prepare(path, create=create)
     return SQLiteStore(connection_pool(path, reactor), sealer)

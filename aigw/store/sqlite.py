@@ -12,10 +12,11 @@ The schema is created, or migrated to ``SCHEMA_VERSION``, when the store is open
 that holds the write lock, so two processes starting together migrate once.
 
 Secrets are sealed at rest (``sealed/sealer.py``, AES-256-GCM under the key the
-``token_store`` config gives).  Each row's secrets, and what says where they go
-(token endpoint, client id), are one sealed payload whose associated data is the
-row's key: a sealed value copied into another row does not open.  A row that does
-not open (altered, or sealed under another key) is logged and treated as absent:
+``token_store`` config gives).  All of a row but its key (the secrets, and what says
+where they go: token endpoint, client id) is one sealed payload whose associated data
+is the row's key, so a sealed value copied into another row does not open; the
+columns in clear are what ``aigw tokens list`` shows.  A row that does not open
+(altered, or sealed under another key) is logged and treated as absent:
 the user is asked to authorize again, aigw never fails on it.
 """
 
@@ -27,6 +28,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -104,8 +106,14 @@ def configure(connection: sqlite3.Connection) -> None:
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}")
 
 
-def prepare(path: str) -> None:
-    """Create ``path`` (mode 0600) with the schema, or migrate it; StoreError otherwise."""
+def prepare(path: str, *, create: bool = True) -> None:
+    """Create ``path`` (mode 0600) with the schema, or migrate it; StoreError otherwise.
+
+    ``create`` false: a missing file is an error (the commands, which may run as root,
+    leave making the file to the daemon, whose user must own it).
+    """
+    if not create and not os.path.exists(path):
+        raise StoreError(f"{path} does not exist yet: aigw makes it when it starts")
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         connection = sqlite3.connect(path, isolation_level=None)
@@ -207,16 +215,7 @@ class SQLiteStore:
 
     async def put_user_token(self, token: UserToken) -> None:
         key = (token.issuer, token.subject, token.backend)
-        payload = {
-            "access_token": token.access_token,
-            "refresh_token": token.refresh_token,
-            "expires_at": token.expires_at,
-            "scope": token.scope,
-            "token_endpoint": token.token_endpoint,
-            "client_id": token.client_id,
-            "updated_at": token.updated_at,
-        }
-        sealed = self._sealer.seal(payload, _aad("user_tokens", *key))
+        sealed = self._sealer.seal(_payload(token, 3), _aad("user_tokens", *key))
         await self._run(
             _execute,
             "INSERT OR REPLACE INTO user_tokens (issuer, subject, backend, sealed, expires_at, "
@@ -272,12 +271,7 @@ class SQLiteStore:
             return None
 
     async def put_client(self, client: RegisteredClient) -> None:
-        payload = {
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-            "client_secret_expires_at": client.client_secret_expires_at,
-            "registered_at": client.registered_at,
-        }
+        payload = _payload(client, 2)
         sealed = self._sealer.seal(payload, _aad("clients", client.backend, client.issuer))
         await self._run(
             _execute,
@@ -334,6 +328,13 @@ class SQLiteStore:
         if not self._closed:
             self._closed = True
             self._pool.close()
+
+
+def _payload(row: Any, keys: int) -> dict[str, Any]:
+    """What is sealed of a row: every field after its first ``keys`` (the row's key),
+    so a field added to the row is kept without a schema change."""
+    fields = attrs.fields(type(row))[keys:]
+    return {field.name: getattr(row, field.name) for field in fields}
 
 
 def _select(txn: Any, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:

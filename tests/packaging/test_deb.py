@@ -167,6 +167,8 @@ def test_install_remove_keeps_configuration_purge_removes_it(deb: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert [line for line in result.stderr.splitlines() if "aigw" in line] == []
 
+    state = Path("/var/lib/aigw")  # state_dir, made by the postinst for the service user
+    assert (state.owner(), state.group(), state.stat().st_mode & 0o777) == ("aigw", "aigw", 0o700)
     # What the running service would have made: LogsDirectory= and the audit file.
     for directory in (Path("/var/log/aigw"), Path("/var/lib/aigw")):
         directory.mkdir(exist_ok=True)

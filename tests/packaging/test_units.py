@@ -90,3 +90,11 @@ def test_notify_reload_and_watchdog_are_configured() -> None:
             "SystemCallErrorNumber=EPERM",
         ):
             assert setting in lines, (name, setting)
+
+
+def test_the_state_directory_belongs_to_the_service() -> None:
+    """state_dir (/var/lib/aigw) is the one other place aigw writes under
+    ProtectSystem=strict: the store's SQLite file, private to the service user."""
+    for name in ("aigw.service", "aigw@.service"):
+        lines = set(UNITS[name].read_text().splitlines())
+        assert {"StateDirectory=aigw", "StateDirectoryMode=0700"} <= lines, name

@@ -181,6 +181,7 @@ class TrailTests(SynchronousTestCase):
                 "action": "blocked",
                 "checks": ["hidden_unicode"],
                 "reasons": list(reasons),
+                "by": "screening",
             },
         )
 

@@ -143,6 +143,7 @@ def build_server(
     resource: str | None = None,
     required_scopes: list[str] | None = None,
     poisoned: bool = False,
+    echo_description: str = "Echo the text back",
 ) -> PagingMCPServer:
     auth_kwargs: dict[str, Any] = {}
     if auth_issuer is not None:
@@ -162,7 +163,7 @@ def build_server(
     server = PagingMCPServer(name="aigw-e2e-pyserver", version="1.0.0", **auth_kwargs)
     server.page_size = page_size if many_tools else 0
 
-    @server.tool(description="Echo the text back")
+    @server.tool(description=echo_description)
     def echo(text: str) -> str:
         return text
 
@@ -432,6 +433,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--required-scopes", default="mcp:tools")
     parser.add_argument("--poisoned", action="store_true", help="add a poisoned tool, add")
+    parser.add_argument(
+        "--echo-description",
+        default="Echo the text back",
+        help="what echo says it does (a changed tool: tests/e2e/test_pinning.py)",
+    )
     args = parser.parse_args(argv)
 
     server = build_server(
@@ -441,6 +447,7 @@ def main(argv: list[str] | None = None) -> None:
         resource=f"http://127.0.0.1:{args.port}/mcp",
         required_scopes=args.required_scopes.split() or None,
         poisoned=args.poisoned,
+        echo_description=args.echo_description,
     )
     app = server.streamable_http_app(
         stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -233,6 +233,12 @@ class SchemaTests(SynchronousTestCase):
             prepare(self.path)
         self.assertIn(self.path, str(caught.exception))
 
+    def test_the_commands_do_not_make_the_file(self) -> None:
+        with self.assertRaises(StoreError) as caught:
+            prepare(self.path, create=False)
+        self.assertIn("does not exist yet", str(caught.exception))
+        self.assertFalse(os.path.exists(self.path))
+
     def test_an_unwritable_place_is_refused_by_name(self) -> None:
         path = os.path.join(self.directory, "missing", FILE_NAME)
         with self.assertRaises(StoreError) as caught:
@@ -244,7 +250,10 @@ class ThreadedPoolTests(TestCase):
     """The real ``adbapi`` pool, on the reactor (trial spins it): queries run in the
     pool's thread, two stores on one file (two processes) see each other's writes."""
 
-    async def test_two_stores_share_the_file(self) -> None:
+    def test_two_stores_share_the_file(self) -> Deferred[None]:
+        return ensureDeferred(self.share())
+
+    async def share(self) -> None:
         from twisted.internet import reactor
 
         from aigw.store.sqlite import connection_pool
