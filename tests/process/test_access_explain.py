@@ -8,7 +8,7 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
-from tests.process.test_daemon import BIN, EX_CONFIG
+from tests.process.helpers import BIN, EX_CONFIG
 from tests.unit.auth.helpers import EXPLAIN_CONFIG
 
 

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -16,59 +15,15 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-EX_CONFIG = 78
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(directory: str, port: int, extra: str = "", metrics: str = "off") -> str:
-    """``metrics``: off, or a mapping (its default port, 9464, is one for all tests)."""
-    path = os.path.join(directory, "aigw.yaml")
-    with open(path, "w") as handle:
-        handle.write(
-            f"""\
-listen: ["tcp:{port}:interface=127.0.0.1"]
-public_url: http://127.0.0.1:{port}
-mcp_path: /mcp
-auth: none
-metrics: {metrics}
-backends:
-  - name: nowhere
-    url: http://127.0.0.1:9/mcp
-{extra}"""
-        )
-    return path
-
-
-def wait_for_health(
-    port: int, process: subprocess.Popen[bytes], timeout: float = 20.0
-) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"daemon exited early with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
-                return json.loads(reply.read())  # type: ignore[no-any-return]
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("daemon did not answer /healthz in time")
-
-
-def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise AssertionError("daemon did not exit after SIGTERM") from None
+from tests.process.helpers import (
+    BIN,
+    EX_CONFIG,
+    ROOT,
+    free_port,
+    stop,
+    wait_for_health,
+    write_config,
+)
 
 
 class PluginDiscoveryTests(TestCase):

@@ -10,8 +10,7 @@ import urllib.parse
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.harness.upstreams import start_pyserver
-from tests.process.test_daemon import BIN, EX_CONFIG, ROOT, free_port, stop, wait_for_health
-from tests.process.test_mcp_config import post
+from tests.process.helpers import BIN, EX_CONFIG, ROOT, free_port, post, stop, wait_for_health
 
 FIXTURES = ROOT / "tests" / "unit" / "config" / "fixtures" / "envoy"
 ENV = {**os.environ, "CONTEXT7_API_KEY": "c7-key"}

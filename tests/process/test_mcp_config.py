@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.harness.upstreams import Upstream, start_pyserver
-from tests.process.test_daemon import BIN, EX_CONFIG, free_port, stop, wait_for_health
+from tests.process.helpers import BIN, EX_CONFIG, free_port, post, stop, wait_for_health
 
-ACCEPT = "application/json, text/event-stream"
 STDIO_SERVER = str(Path(__file__).resolve().parents[1] / "e2e" / "upstreams" / "stdio_server.py")
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -26,25 +24,6 @@ INITIALIZE = {
         "clientInfo": {"name": "test", "version": "1"},
     },
 }
-
-
-def post(
-    url: str, body: dict[str, object], session: str | None = None
-) -> tuple[str | None, list[dict[str, object]]]:
-    """POST one JSON-RPC message; the session id answered and the messages (JSON or SSE)."""
-    headers = {"Content-Type": "application/json", "Accept": ACCEPT}
-    if session is not None:
-        headers["Mcp-Session-Id"] = session
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    # A minute: a stdio child starts on first use, and the machine may be busy.
-    with urllib.request.urlopen(request, timeout=60) as reply:
-        text = reply.read().decode()
-        session_id = reply.headers.get("Mcp-Session-Id")
-        if reply.headers.get_content_type() == "text/event-stream":
-            found = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-        else:
-            found = [json.loads(text)] if text else []
-    return session_id, found
 
 
 class McpConfigTests(TestCase):

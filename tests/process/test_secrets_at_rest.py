@@ -7,7 +7,7 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
-from tests.process.test_daemon import BIN, EX_CONFIG, free_port, stop, wait_for_health, write_config
+from tests.process.helpers import BIN, EX_CONFIG, free_port, stop, wait_for_health, write_config
 
 
 class SecretsAtRestTests(TestCase):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import TestCase
 
-from tests.process.test_daemon import BIN, free_port, write_config
+from tests.process.helpers import BIN, free_port, write_config
 
 Message = dict[str, str]
 

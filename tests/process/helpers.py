@@ -1,0 +1,88 @@
+"""What the process tests share: where the commands are, a free port, a config, the
+daemon's health, stopping it, and one MCP POST (no test module imports another)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ACCEPT = "application/json, text/event-stream"
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+EX_CONFIG = 78
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(directory: str, port: int, extra: str = "", metrics: str = "off") -> str:
+    """``metrics``: off, or a mapping (its default port, 9464, is one for all tests)."""
+    path = os.path.join(directory, "aigw.yaml")
+    with open(path, "w") as handle:
+        handle.write(
+            f"""\
+listen: ["tcp:{port}:interface=127.0.0.1"]
+public_url: http://127.0.0.1:{port}
+mcp_path: /mcp
+auth: none
+metrics: {metrics}
+backends:
+  - name: nowhere
+    url: http://127.0.0.1:9/mcp
+{extra}"""
+        )
+    return path
+
+
+def wait_for_health(
+    port: int, process: subprocess.Popen[bytes], timeout: float = 20.0
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited early with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return json.loads(reply.read())  # type: ignore[no-any-return]
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("daemon did not answer /healthz in time")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError("daemon did not exit after SIGTERM") from None
+
+
+def post(
+    url: str, body: dict[str, object], session: str | None = None
+) -> tuple[str | None, list[dict[str, object]]]:
+    """POST one JSON-RPC message; the session id answered and the messages (JSON or SSE)."""
+    headers = {"Content-Type": "application/json", "Accept": ACCEPT}
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    # A minute: a stdio child starts on first use, and the machine may be busy.
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        text = reply.read().decode()
+        session_id = reply.headers.get("Mcp-Session-Id")
+        if reply.headers.get_content_type() == "text/event-stream":
+            found = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+        else:
+            found = [json.loads(text)] if text else []
+    return session_id, found
