@@ -1,9 +1,10 @@
 """In-memory stand-ins for aigw's seams, shared by the unit tests.
 
 One fake per seam: ``FakeTransport`` (``UpstreamTransport``), ``FakeCredentials``
-(``UpstreamCredentials``), ``FakePolicy`` (``AccessPolicy``) and
-``RecordingObserver`` (``GatewayObserver``).  Each records what it was asked, so a
-test can check what crossed the seam; none touches the network or the clock.
+(``UpstreamCredentials``), ``FakePolicy`` (``AccessPolicy``),
+``RecordingObserver`` (``GatewayObserver``) and ``MemoryStore`` (``Store``).  Each
+records what it was asked, so a test can check what crossed the seam; none touches the
+network or the clock.
 tests/unit/test_fakes.py checks each against its Protocol.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -26,6 +27,7 @@ from aigw.events import (
 )
 from aigw.gateway.access import Decision, Kind
 from aigw.principal import Principal
+from aigw.store.api import RegisteredClient, ToolPin, UserToken, UserTokenInfo
 from aigw.upstream.api import (
     BodyReader,
     HeaderFields,
@@ -49,12 +51,17 @@ class FakeCredentials:
         self.fields = tuple(fields)
         self.error = error
         self.principals: list[Principal | None] = []
+        #: The principals whose credentials a backend answered 401 to.
+        self.refusals: list[Principal | None] = []
 
     async def headers(self, principal: Principal | None) -> HeaderFields:
         self.principals.append(principal)
         if self.error is not None:
             raise self.error
         return self.fields
+
+    async def refused(self, principal: Principal | None) -> None:
+        self.refusals.append(principal)
 
 
 @attrs.frozen
@@ -308,3 +315,83 @@ def protocol_members(protocol: type) -> dict[str, Any]:
 def parameters(function: Any) -> list[tuple[str, Any, Any]]:
     signature = inspect.signature(function)
     return [(p.name, p.kind, p.default) for p in signature.parameters.values() if p.name != "self"]
+
+
+class MemoryStore:
+    """``store.api.Store`` in dicts: the rows as put, nothing sealed; records nothing else.
+
+    ``fail``, when set, is raised by every method (a store that is down)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[tuple[str, str, str], UserToken] = {}
+        self.clients: dict[tuple[str, str], RegisteredClient] = {}
+        self.pins: dict[tuple[str, str, str], ToolPin] = {}
+        self.fail: Exception | None = None
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    async def get_user_token(self, issuer: str, subject: str, backend: str) -> UserToken | None:
+        self._check()
+        return self.tokens.get((issuer, subject, backend))
+
+    async def put_user_token(self, token: UserToken) -> None:
+        self._check()
+        self.tokens[(token.issuer, token.subject, token.backend)] = token
+
+    async def list_user_tokens(self) -> Sequence[UserTokenInfo]:
+        self._check()
+        return [
+            UserTokenInfo(
+                t.issuer,
+                t.subject,
+                t.backend,
+                t.expires_at,
+                t.scope,
+                t.refresh_token is not None,
+                t.updated_at,
+            )
+            for t in self.tokens.values()
+        ]
+
+    async def revoke_user_tokens(
+        self, *, subject: str | None = None, backend: str | None = None, issuer: str | None = None
+    ) -> int:
+        """Delete every token matching all the given keys (at least one); how many went."""
+        self._check()
+        if subject is None and backend is None and issuer is None:
+            raise ValueError("give at least one of subject, backend, issuer")
+        wanted = (issuer, subject, backend)
+        gone = [
+            key
+            for key in self.tokens
+            if all(want is None or want == have for want, have in zip(wanted, key, strict=True))
+        ]
+        for key in gone:
+            del self.tokens[key]
+        return len(gone)
+
+    async def get_client(self, backend: str, issuer: str) -> RegisteredClient | None:
+        self._check()
+        return self.clients.get((backend, issuer))
+
+    async def put_client(self, client: RegisteredClient) -> None:
+        self._check()
+        self.clients[(client.backend, client.issuer)] = client
+
+    async def get_pins(self, backend: str) -> Sequence[ToolPin]:
+        self._check()
+        return [pin for (name, _, _), pin in self.pins.items() if name == backend]
+
+    async def put_pin(self, pin: ToolPin) -> None:
+        self._check()
+        self.pins[(pin.backend, pin.kind, pin.name)] = pin
+
+    async def list_pending_pins(self) -> Sequence[ToolPin]:
+        self._check()
+        return [pin for pin in self.pins.values() if pin.pending_digest is not None]
+
+    async def close(self) -> None:
+        self.closed = True

@@ -39,16 +39,19 @@ def _check_backend_auth(
     ctx: cp.Context, path: str, node: cp.Node, backend: BackendConfig, no_auth: bool
 ) -> None:
     """No header is written both by the backend's ``auth`` and its static ``headers``;
-    a token exchange needs a user token, which ``auth: none`` never has."""
+    a token exchange and per-user OAuth need a user, which ``auth: none`` never has."""
     auth = backend.auth
     if auth is None:
         return
-    if no_auth and auth.token_exchange is not None:
-        exchange = cp.value_node(cp.value_node(node, "auth"), "token_exchange")
-        ctx.report(f"{path}.auth.token_exchange", exchange, "needs auth (a verified user token)")
+    for mode in ("token_exchange", "user_oauth"):
+        if no_auth and getattr(auth, mode) is not None:
+            given = cp.value_node(cp.value_node(node, "auth"), mode)
+            ctx.report(f"{path}.auth.{mode}", given, "needs auth (a verified user token)")
     static = {name.lower() for name in backend.headers}
     where = (f"{path}.auth", cp.value_node(node, "auth"))
-    if (auth.client_credentials or auth.token_exchange) and "authorization" in static:
+    if (auth.client_credentials or auth.token_exchange or auth.user_oauth) and (
+        "authorization" in static
+    ):
         ctx.report(*where, "the static headers hold Authorization, which auth would set too")
     for header in auth.claims_to_headers.values():
         if header.lower() in static:

@@ -277,6 +277,15 @@ class BackendSessions:
         for joined, _ in opened:
             self._remember(session, joined)
 
+    async def join(self, session: ClientSession, name: str) -> None:
+        """Open one backend for this session now, its failure raised: a call naming a
+        ``user_oauth`` backend that the user had not authorized when the session opened
+        (``calls.py``), so that the user learns how to."""
+        opened, _ = await self._open_one(
+            name, session.state.protocol_version, {}, session.principal
+        )
+        self._remember(session, opened)
+
     async def repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""
         self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)

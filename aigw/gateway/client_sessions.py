@@ -53,6 +53,21 @@ class ClientSession:
     #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
     trace: TraceContext | None = None
 
+    @property
+    def url_elicitation(self) -> bool:
+        """The client can be answered the URL-elicitation-required error: it declared
+        ``elicitation.url`` at ``initialize``, or (2026-07-28) in the request's ``_meta``."""
+        if self.input_capabilities is not None:
+            return declares_url_elicitation(self.input_capabilities)
+        return self.state.url_elicitation
+
+
+def declares_url_elicitation(capabilities: dict[str, Any]) -> bool:
+    """MCP 2025-11-25 client/elicitation "Capabilities": ``{"elicitation": {"url": {}}}``
+    (an empty ``elicitation`` object means form mode only)."""
+    elicitation = capabilities.get("elicitation")
+    return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
+
 
 class ClientSessions:
     """Issues sealed session ids, opens them, and keeps 2026-07-28 users' upstream sessions."""
@@ -95,6 +110,7 @@ class ClientSessions:
             created=self.clock.seconds(),
             protocol_version=version,
             backends=tuple(session for session, _ in opened),
+            url_elicitation=declares_url_elicitation(client_capabilities),
         )
         session_id = self.codec.issue(state)
         result = {

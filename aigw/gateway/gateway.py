@@ -105,7 +105,14 @@ class Gateway(Service):
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
         self.calls = Calls(
-            policy, observer, self.catalog, self.exchange, self.relay, reactor, record_arguments
+            policy,
+            observer,
+            self.catalog,
+            self.exchange,
+            self.relay,
+            self.backends,
+            reactor,
+            record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)

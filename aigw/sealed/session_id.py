@@ -73,6 +73,9 @@ class SessionState:
     created: float
     protocol_version: str
     backends: tuple[BackendSession, ...]
+    #: The client declared ``elicitation.url`` (MCP 2025-11-25 client/elicitation
+    #: "Capabilities"): it may be answered the URL-elicitation-required error.
+    url_elicitation: bool = False
 
 
 def _user(issuer: str, subject: str) -> bytes:
@@ -125,6 +128,8 @@ class SessionCodec:
                 [b.name, b.session_id, b.protocol_version, b.capabilities] for b in state.backends
             ],
         }
+        if state.url_elicitation:
+            payload["e"] = 1
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
     def end(self, session_id: str, state: SessionState) -> None:
@@ -179,4 +184,6 @@ class SessionCodec:
             raise SessionNotFound("malformed") from None
         if sealed_user != (issuer, subject):
             raise SessionNotFound("other_user")
-        return SessionState(issuer, subject, float(created), version, backends)
+        return SessionState(
+            issuer, subject, float(created), version, backends, payload.get("e") == 1
+        )

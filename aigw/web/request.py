@@ -9,6 +9,7 @@ handlers are annotated with this protocol instead, which every
 from __future__ import annotations
 
 from typing import IO, Protocol
+from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
@@ -36,3 +37,9 @@ class WebRequest(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def notifyFinish(self) -> Deferred[None]: ...
+
+
+def query_arguments(request: WebRequest) -> dict[bytes, list[bytes]]:
+    """The query string only (``request.args`` also holds form-encoded bodies)."""
+    _, _, query = request.uri.partition(b"?")
+    return parse_qs(query) if query else {}
