@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.web.http_headers import Headers
 
 from aigw.events import (
     AccessDecided,
@@ -36,6 +38,76 @@ from aigw.upstream.api import (
     UpstreamCredentials,
     UpstreamError,
 )
+
+
+@attrs.define
+class ScriptedResponse:
+    code: int
+    body: bytes
+    headers: Headers = attrs.field(factory=Headers)
+
+    @property
+    def length(self) -> int:
+        return len(self.body)
+
+
+@attrs.define
+class ScriptedRequest:
+    method: str
+    url: str
+    kwargs: dict[str, Any]
+    answer: Deferred[Any]
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(self.kwargs["data"])
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.kwargs["data"])
+
+    @property
+    def authorization(self) -> str | None:
+        values = self.kwargs["headers"].get("Authorization")
+        return values[0].decode() if values else None
+
+
+class ScriptedHTTP:
+    """An ``HTTPClient`` (``aigw.httpjson``) whose requests wait until the test answers
+    them, or are answered at once by ``auto`` (status, body[, response headers])."""
+
+    def __init__(self) -> None:
+        self.requests: list[ScriptedRequest] = []
+        self.auto: Callable[[ScriptedRequest], tuple[Any, ...]] | None = None
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        request = ScriptedRequest(method, url, kwargs, Deferred())
+        self.requests.append(request)
+        if self.auto is not None:
+            self.answer(request, *self.auto(request))
+        return request.answer
+
+    def collect(self, response: Any, collector: Any) -> Deferred[None]:
+        collector(response.body)
+        return succeed(None)
+
+    def answer(
+        self,
+        request: ScriptedRequest,
+        status: int,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        fields = Headers({k: [v] for k, v in (headers or {}).items()})
+        request.answer.callback(ScriptedResponse(status, raw, fields))
+
+    def token(self, request: ScriptedRequest, value: str, expires_in: float | None = 3600) -> None:
+        body: dict[str, Any] = {"access_token": value, "token_type": "Bearer"}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        self.answer(request, 200, body)
+
 
 JSON_REPLY = Reply(status=200, session_id=None, content_type="application/json")
 #: What a backend answers a notification or a response it was sent (MCP basic/transports).

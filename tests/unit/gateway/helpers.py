@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from aigw.config import BackendConfig, Config, ToolSelector
 from aigw.service import GatewayService
+from aigw.store.api import Store
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.memory import MemoryNetwork
 
@@ -154,11 +155,11 @@ class GatewayTestCase(SynchronousTestCase):
         )
         self.serve(config)
 
-    def serve(self, config: Config) -> None:
-        """The gateway of ``config``, started, and a client for it."""
+    def serve(self, config: Config, store: Store | None = None) -> None:
+        """The gateway of ``config`` (and ``store``), started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
-        self.service = GatewayService(config, self.reactor, log_to_stderr=False)
+        self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=store)
         self.service.startService()
         self.addCleanup(lambda: self.network.run(self.service.stopService()))
         self.url = PUBLIC_URL + "/mcp"
