@@ -3,7 +3,7 @@
     GatewayService (MultiService)
       ├── KeyStore            JWKS refresh loop (auth on)
       ├── metadata relay      authorization server metadata for older clients (auth on)
-      ├── Gateway             upstream pools and MCP sessions
+      ├── Gateway             upstream pools and MCP sessions (and the store in ``state_dir``)
       ├── listeners           one endpoint service per ``listen`` string
       └── metrics listener    ``GET /metrics`` on ``metrics.listen`` (unless ``metrics: off``)
 
@@ -49,6 +49,8 @@ from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.store.api import Store
+from aigw.store.factory import open_store
+from aigw.store.sqlite import StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
@@ -61,6 +63,7 @@ from aigw.web.server import BoundedSite
 from aigw.web.upstream_oauth import UserOAuthPages
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
+EX_IOERR = 74  # sysexits.h: the store in state_dir cannot be opened
 
 
 class ListenerService(StreamServerEndpointService):
@@ -141,8 +144,7 @@ class GatewayService(MultiService):
         environ: Mapping[str, str] | None = None,
         store: Store | None = None,
     ) -> None:
-        """``store``: where users' upstream tokens and registered clients persist (needed
-        by ``user_oauth`` backends)."""
+        """``store``: used instead of opening the one in ``state_dir`` (tests)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
         self._handle_sigterm = handle_sigterm
@@ -162,10 +164,10 @@ class GatewayService(MultiService):
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
+        self.store = store or self._build_store()
         self.sealer = self._build_sealer()
         # user_oauth backends: aigw as their OAuth client, one per backend, and the links
         # that send users to authorize it (web/upstream_oauth.py serves them).
-        self.store = store
         self.user_links = UserLinks(self.sealer, config.public_url, reactor)
         self.user_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
@@ -232,6 +234,18 @@ class GatewayService(MultiService):
             service.setServiceParent(self)
         return authenticator, as_metadata
 
+    def _build_store(self) -> Store | None:
+        """The store in ``state_dir`` (pins, users' tokens), its schema ready, or None.
+
+        Opened here, before the reactor runs; a file that cannot be opened stops the
+        daemon with a message naming it (stderr: logging has not started yet).
+        """
+        try:
+            return open_store(self.config, self.reactor)
+        except StoreError as error:
+            sys.stderr.write(f"aigw: state_dir: {error}\n")
+            raise SystemExit(EX_IOERR) from None
+
     def _build_sealer(self) -> Sealer:
         """The sealing key, derived once, here, at start: sessions, cursors, links."""
         sessions = self.config.sessions
@@ -256,6 +270,7 @@ class GatewayService(MultiService):
             self.observers,
             record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
+            store=self.store,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
@@ -391,6 +406,8 @@ class GatewayService(MultiService):
         await self.site.drain(self.config.server.shutdown_timeout)
         others = [s for s in self if s not in self.listeners]
         await DeferredList([d for d in (s.stopService() for s in reversed(others)) if d])
+        if self.store is not None:
+            await self.store.close()
         await self.http_pool.closeCachedConnections()
         self.running = False
         self.log.info("stopped")

@@ -136,6 +136,10 @@ class BackendConfig:
     #: Tool and prompt descriptions screened for poisoning (``gateway/screening.py``):
     #: ``warn`` serves them and reports, ``block`` hides them.
     screen_tools: ScreenMode = attrs.field(default="off", metadata=read_as(values.screening_mode))
+    #: Tool and prompt definitions pinned on first sight (``gateway/pinning.py``); a later
+    #: change is reported, and under ``block`` hidden until accepted (``aigw tools accept``).
+    #: Pins persist in ``state_dir``.
+    pin_tools: ScreenMode = attrs.field(default="off", metadata=read_as(values.screening_mode))
 
 
 @attrs.frozen
@@ -220,10 +224,10 @@ class SessionsConfig:
     """Keys that seal ``Mcp-Session-Id`` values (None: a random per-process key)."""
 
     secret: bytes | None = attrs.field(
-        default=None, metadata=read_either("secret_file", values.session_secret)
+        default=None, metadata=read_either("secret_file", values.sealing_key)
     )
     old_secrets: tuple[bytes, ...] = attrs.field(
-        default=(), metadata=read_either("old_secret_files", values.session_secrets)
+        default=(), metadata=read_either("old_secret_files", values.sealing_keys)
     )
     ttl: float = attrs.field(default=24 * 3600.0, metadata=_duration)
     #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
@@ -231,6 +235,23 @@ class SessionsConfig:
     pool_idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
     #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
     max_streams_per_user: int = attrs.field(default=8, metadata=_count)
+
+
+@attrs.frozen
+class TokenStoreConfig:
+    """The key that seals the secrets of the store in ``state_dir`` (``store/sqlite.py``).
+
+    Absent: derived from ``sessions.secret`` with the sealer's HKDF under a purpose of
+    its own (independent of the sessions' keys), so one key file serves both.
+    ``old_keys`` still open what they sealed, for rotation.
+    """
+
+    key: bytes | None = attrs.field(
+        default=None, metadata=read_either("key_file", values.sealing_key)
+    )
+    old_keys: tuple[bytes, ...] = attrs.field(
+        default=(), metadata=read_either("old_key_files", values.sealing_keys)
+    )
 
 
 @attrs.frozen
@@ -329,6 +350,12 @@ class Config:
     )
     tracing: TracingConfig | None = attrs.field(
         default=None, metadata=read_as(section_of(TracingConfig))
+    )
+    #: Where aigw keeps what persists: tool pins and the encrypted token store
+    #: (``<state_dir>/aigw.sqlite3``); None: nothing persists.
+    state_dir: str | None = attrs.field(default=None, metadata=read_as(values.directory))
+    token_store: TokenStoreConfig = attrs.field(
+        default=TokenStoreConfig(), metadata=read_as(section_of(TokenStoreConfig))
     )
     #: A secret file (or a config file holding a secret) others may read is a problem,
     #: not a warning (``secrets.file_mode_problems``).

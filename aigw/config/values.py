@@ -268,9 +268,10 @@ def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
     return tuple(v for v in values if v is not None)
 
 
-def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
-    """A session key: raw file bytes (not stripped) or inline UTF-8, as long as the
-    sealer needs (checked here too, to name the line)."""
+def sealing_key(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
+    """A key the sealer derives its keys from (sessions, the token store): raw file bytes
+    (not stripped) or inline UTF-8, as long as the sealer needs (checked here too, to
+    name the line)."""
     text = cp.as_nonempty_str(ctx, path, node)
     if text is None:
         return None
@@ -286,22 +287,22 @@ def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> 
         ctx.report(
             path,
             node,
-            f"{what} holds {len(data)} bytes; session secrets need at least "
+            f"{what} holds {len(data)} bytes; sealing keys need at least "
             f"{MIN_SECRET_BYTES} (try: head -c {MIN_SECRET_BYTES} "
-            "/dev/urandom > session.key)",
+            f"/dev/urandom > {os.path.basename(text) if is_file else 'aigw.key'})",
         )
         return None
     return data
 
 
-def session_secrets(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
-    """A list of session keys, inline or each in a file (bad ones are left out)."""
-    secrets = []
+def sealing_keys(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
+    """A list of sealing keys, inline or each in a file (bad ones are left out)."""
+    keys = []
     for item_path, item in cp.items(ctx, path, node) or []:
-        secret = session_secret(ctx, item_path, item, is_file)
-        if secret is not None:
-            secrets.append(secret)
-    return tuple(secrets)
+        key = sealing_key(ctx, item_path, item, is_file)
+        if key is not None:
+            keys.append(key)
+    return tuple(keys)
 
 
 #: The MCP methods the access policy decides on: what ``access.rules[].methods`` names.
@@ -334,7 +335,8 @@ method_globs = cp.list_of(method_glob)
 
 
 def screening_mode(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
-    """``off``, ``warn`` or ``block``; YAML reads a bare ``off`` as false, taken as ``off``."""
+    """``off``, ``warn`` or ``block`` (``screen_tools``, ``pin_tools``); YAML reads a bare
+    ``off`` as false, taken as ``off``."""
     if isinstance(node, cp.ScalarNode) and cp.scalar_value(ctx, path, node) is False:
         return "off"
     return cp.choice("off", "warn", "block")(ctx, path, node)

@@ -51,7 +51,8 @@ ROUTED_METHODS = (
     "resources/unsubscribe",
     "completion/complete",
 )
-#: Those whose name may have to be learnt by listing first (``Catalog.learn_names``).
+#: Those whose name may have to be learnt by listing first, or whose pin read again
+#: (``Catalog.before_call``).
 LEARNED_METHODS = ("tools/call", "prompts/get")
 
 
@@ -95,7 +96,7 @@ class Calls:
         """The response to a routed request (None: cancelled, nothing to send)."""
         await self._join_user_oauth(session, request.method, params)
         if request.method in LEARNED_METHODS:
-            await self.catalog.learn_names(session, request.method, params.get("name"))
+            await self.catalog.before_call(session, request.method, params.get("name"))
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
@@ -224,11 +225,21 @@ class Calls:
                 )
             )
 
-        if kind != "resource" and not self.catalog.usable(session, backend, kind, name):
-            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
-            report(False, f"backends[{snapshot.indexes[backend]}].screen_tools")
+        held = None if kind == "resource" else self.catalog.held(session, backend, kind, name)
+        if held is not None:
+            rule = f"backends[{snapshot.indexes[backend]}].{held}"
+            report(False, rule)
             if record is not None:
                 record.outcome = "denied"
+            if held == "pin_tools":
+                # Its definition changed since it was pinned: say so, the user saw it before.
+                raise GatewayError(
+                    jsonrpc.INVALID_PARAMS,
+                    f"{kind} {shown} is held: its definition changed since aigw pinned it "
+                    f"({rule}: block), and an operator has not accepted the change",
+                    {"name": shown, "reason": "pin_changed"},
+                )
+            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {shown}")
         needed = snapshot.unmet_scopes(principal, backend)
         if needed:

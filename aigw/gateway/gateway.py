@@ -42,6 +42,7 @@ from aigw.gateway.fanout import fan_out
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.pinning import Pinning
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -56,6 +57,7 @@ from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
+from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
 
@@ -81,8 +83,10 @@ class Gateway(Service):
         observer: GatewayObserver,
         record_arguments: bool = False,
         tracer: Tracer | None = None,
+        store: Store | None = None,
     ) -> None:
-        """``record_arguments``: put each call's arguments in its ``RequestFinished``
+        """``store``: where tool pins persist (``state_dir``; ``pinning.py``).
+        ``record_arguments``: put each call's arguments in its ``RequestFinished``
         (``audit.include_arguments``); decided once here, so by default no request carries
         them.  ``tracer``: spans per request and upstream call (``aigw/tracing``; default
         off, the client's trace context passed on)."""
@@ -101,7 +105,10 @@ class Gateway(Service):
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
         self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
-        self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
+        pinning = Pinning(store, observer, reactor)
+        self.catalog = Catalog(
+            policy, param_headers, self.exchange, reactor, Screening(observer), pinning
+        )
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         self.relay = Relay(RequestIdCodec(sealer), self.exchange)
         self.calls = Calls(

@@ -138,6 +138,8 @@ class GatewayTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryNetwork()
         self.reactor = self.network.reactor
+        #: The gateway's store (``state_dir``), when a test gives one.
+        self.store: Store | None = None
 
     def start_upstream(self, upstream: FakeUpstream) -> str:
         """Serve ``upstream``; its MCP URL."""
@@ -155,11 +157,11 @@ class GatewayTestCase(SynchronousTestCase):
         )
         self.serve(config)
 
-    def serve(self, config: Config, store: Store | None = None) -> None:
-        """The gateway of ``config`` (and ``store``), started, and a client for it."""
+    def serve(self, config: Config) -> None:
+        """The gateway of ``config`` (and ``self.store``), started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
-        self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=store)
+        self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
         self.service.startService()
         self.addCleanup(lambda: self.network.run(self.service.stopService()))
         self.url = PUBLIC_URL + "/mcp"

@@ -28,7 +28,7 @@ class UserOAuthGatewayTests(GatewayTestCase):
     async def start(self) -> None:
         self.crm = FakeUpstream(tools=["whoami"])
         self.alpha = FakeUpstream(tools=["echo"])
-        self.store = MemoryStore()
+        self.memory = self.store = MemoryStore()
         user_oauth = BackendAuthConfig(user_oauth=UserOAuthConfig())
         backends = (
             BackendConfig(name="alpha", url=self.start_upstream(self.alpha), timeout=5.0),
@@ -43,7 +43,7 @@ class UserOAuthGatewayTests(GatewayTestCase):
             backends=backends,
             auth=None,
         )
-        self.serve(config, self.store)
+        self.serve(config)
 
     async def session(self, capabilities: dict[str, Any]) -> str:
         message = initialize_message()
@@ -69,7 +69,7 @@ class UserOAuthGatewayTests(GatewayTestCase):
         self.assertEqual(elicitation["mode"], "url")
         self.assertTrue(elicitation["url"].startswith(PUBLIC_URL + "/oauth/upstream/start?link="))
         self.assertTrue(elicitation["elicitationId"])
-        self.store.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
+        self.memory.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
         answer = await self.whoami(session)
         self.assertEqual(answer["result"]["content"][0]["type"], "text")
         headers, _ = self.crm.received[-1]
@@ -80,13 +80,13 @@ class UserOAuthGatewayTests(GatewayTestCase):
     @run
     async def test_a_backend_401_forgets_the_token_and_elicits_again(self) -> None:
         await self.start()
-        self.store.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
+        self.memory.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
         session = await self.session(URL_CAPABLE)
         self.assertIn("result", await self.whoami(session))
         self.crm.fail_with = 401
         error = (await self.whoami(session))["error"]
         self.assertEqual(error["code"], jsonrpc.URL_ELICITATION_REQUIRED)
-        self.assertEqual(self.store.tokens, {})
+        self.assertEqual(self.memory.tokens, {})
 
     @run
     async def test_a_client_without_url_elicitation_gets_the_url_in_the_message(self) -> None:
