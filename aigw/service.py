@@ -50,7 +50,7 @@ from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
 from aigw.store.api import Store
 from aigw.store.factory import open_store
-from aigw.store.sqlite import StoreError
+from aigw.store.sqlite import EX_IOERR, StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
@@ -63,7 +63,6 @@ from aigw.web.server import BoundedSite
 from aigw.web.upstream_oauth import UserOAuthPages
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
-EX_IOERR = 74  # sysexits.h: the store in state_dir cannot be opened
 
 
 class ListenerService(StreamServerEndpointService):

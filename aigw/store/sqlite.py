@@ -83,6 +83,10 @@ _REVOKE = """DELETE FROM user_tokens WHERE (?1 IS NULL OR subject = ?1)
     AND (?2 IS NULL OR backend = ?2) AND (?3 IS NULL OR issuer = ?3)"""
 
 
+#: sysexits.h: how the daemon and the commands exit when the store cannot be opened.
+EX_IOERR = 74
+
+
 class StoreError(Exception):
     """The store's file cannot be opened or migrated (the message names the file)."""
 
