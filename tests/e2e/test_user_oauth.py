@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import anyio
 import httpx2
 import jwt
 import mcp_types as types
@@ -35,6 +38,8 @@ from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+AIGW = str(Path(sys.executable).parent / "aigw")
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +156,29 @@ async def test_url_elicitation_then_each_user_has_their_own_token(
     assert bob.tokens is not None
     assert bob.tokens.access_token not in json.dumps(seen)
     assert claims(await whoami(gateway, "alice", alice))["sub"] == "alice"
+
+
+async def test_a_revoked_token_is_elicited_again(gateway: Gateway) -> None:
+    """``aigw tokens list|revoke`` on the store the daemon writes: alice must authorize
+    again, and only she."""
+    alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+    for user, storage in (("alice", alice), ("bob", bob)):
+        answer = await call_whoami(gateway, user, storage)
+        if isinstance(answer, MCPError):
+            await follow(await elicited(gateway, user, storage), user)
+    listed = await aigw("tokens", "list", "--config", gateway.config_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.decode().splitlines() if "crm" in line]
+    assert any("alice" in row for row in rows), rows
+    assert any("bob" in row for row in rows), rows
+    revoked = await aigw("tokens", "revoke", "--sub", "alice", "--config", gateway.config_path)
+    assert revoked.returncode == 0, revoked.stderr
+    await elicited(gateway, "alice", alice)
+    assert claims(await whoami(gateway, "bob", bob))["sub"] == "bob"
+
+
+async def aigw(*argv: str) -> Any:
+    return await anyio.run_process([AIGW, *argv], check=False)
 
 
 async def test_the_other_backends_serve_without_authorization(gateway: Gateway) -> None:
