@@ -253,27 +253,6 @@ class FakeTransport:
         await self._record("delete", None, session_id, protocol_version, None, principal)
         return self.delete_status
 
-    async def record_pin(
-        self, backend: str, kind: str, name: str, digest: str, definition: str, now: float
-    ) -> ToolPin:
-        """What a backend listed now, applied to the stored pin (``pins.observed``) in one
-        transaction; the pin as it then is."""
-        self._check()
-        key = (backend, kind, name)
-        after = pins.observed(self.pins.get(key), backend, kind, name, digest, definition, now)
-        self.pins[key] = after
-        return after
-
-    async def accept_pin(self, backend: str, kind: str, name: str) -> ToolPin | None:
-        """Make the pending digest the pinned one (``pins.accepted``); the pin as it then
-        is, or None when nothing was pending."""
-        self._check()
-        pin = self.pins.get((backend, kind, name))
-        after = None if pin is None else pins.accepted(pin)
-        if after is not None:
-            self.pins[(backend, kind, name)] = after
-        return after
-
     async def close(self) -> None:
         self.closed = True
 
