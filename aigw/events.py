@@ -20,7 +20,9 @@ from aigw.principal import Principal
 #: aigw's or of the backend's; refused by the access policy or scopes; the backend
 #: failed (unreachable, timeout, bad reply); the client cancelled or went away;
 #: refused by a rate or in-flight limit (``limits``).
-Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled", "limited"]
+#: ``forwarded``: a 2026-07-28 retry sent on to the aigw process holding its parked call
+#: (``gateway/parking.py``), which reports it again as it serves it.
+Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled", "limited", "forwarded"]
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ import resource
 import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
@@ -44,7 +44,6 @@ from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
-from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
@@ -61,6 +60,9 @@ from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
 from aigw.web.upstream_oauth import UserOAuthPages
+
+if TYPE_CHECKING:
+    from aigw.metrics import GatewayMetrics
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
 
@@ -290,7 +292,9 @@ class GatewayService(MultiService):
         """Prometheus metrics (``metrics``): told every event, reading the gauges below
         at each scrape, served on a listener of their own that fails like the others."""
         if not self.config.metrics.enabled:
-            return None
+            return None  # and prometheus_client is never imported (docs/performance.md)
+        from aigw.metrics import GatewayMetrics, metrics_site
+
         backends = [b.name for b in self.config.backends]
         # A tool is a label once its backend listed it (its selector allowing it).
         metrics = GatewayMetrics(

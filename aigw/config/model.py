@@ -121,6 +121,10 @@ class BackendConfig:
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
+    #: The largest message read from the backend: a JSON reply body, one SSE event, one
+    #: line of a stdio child.  A stream of many messages has no total bound (a GET
+    #: stream may last for days); one message past this fails as ``bad_reply``.
+    max_message_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata=_size)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
     #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables
@@ -235,6 +239,18 @@ class SessionsConfig:
     pool_idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
     #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
     max_streams_per_user: int = attrs.field(default=8, metadata=_count)
+    #: A session client asked on a 2026-07-28 backend's behalf (input_required,
+    #: basic/patterns/mrtr): at most this many rounds per call, each answered within
+    #: ``input_timeout``.
+    input_max_rounds: int = attrs.field(default=10, metadata=_count)
+    input_timeout: float = attrs.field(default=300.0, metadata=_duration)
+    #: Calls of 2026-07-28 clients parked while a session backend waits for the
+    #: client's input: at most ``max_parked`` in this process, each for ``park_timeout``.
+    max_parked: int = attrs.field(default=1000, metadata=_count)
+    park_timeout: float = attrs.field(default=300.0, metadata=_duration)
+    #: Where the other aigw processes reach this one's MCP endpoint, so that a retry
+    #: landing elsewhere is forwarded to the process holding its parked call.
+    peer_url: str | None = attrs.field(default=None, metadata=read_as(values.url(query=False)))
 
 
 @attrs.frozen
@@ -286,6 +302,10 @@ class ServerConfig:
     max_header_bytes: int = attrs.field(default=16 * 1024, metadata=_size)
     max_headers: int = attrs.field(default=100, metadata=_count)
     idle_timeout: float = attrs.field(default=60.0, metadata=_duration)
+    #: A request head must be whole this long after its first byte: the idle timeout
+    #: restarts with every byte, so a head trickled a byte at a time (slowloris) is
+    #: cut by this deadline instead, answered 408.
+    header_timeout: float = attrs.field(default=20.0, metadata=_duration)
     shutdown_timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Server-to-client streams open at once, all users together: each holds a client
     #: socket and, per backend, up to one upstream socket (shared within a user).

@@ -9,6 +9,7 @@ None, or returns the value.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 import urllib.parse
@@ -20,10 +21,35 @@ from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
 from aigw.sealed.sealer import MIN_SECRET_BYTES
 
 
-def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
+def is_loopback_name(host: str) -> bool:
+    """``localhost`` and its subdomains (RFC 6761 §6.3) or a loopback address."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url_problem(value: str) -> str | None:
+    """Why a URL that credentials are sent to may not be used: plain http off loopback.
+
+    OAuth 2.1 §1.5 (draft-ietf-oauth-v2-1) and RFC 6749 §3.2: requests carrying client
+    credentials or tokens MUST use TLS; loopback is the one place plain http is
+    allowed (RFC 8252 §7.3 makes the same exception for redirect URIs).
+    """
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme == "http" and not is_loopback_name(parts.hostname or ""):
+        return "credentials are sent here, so it must be an https:// URL (http only on loopback)"
+    return None
+
+
+def url(*, query: bool = True, ascii_only: bool = False, secure: bool = False) -> cp.Converter[str]:
     """A converter for absolute http(s) URLs with a host and no fragment.
 
-    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2).
+    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2);
+    ``secure`` for URLs that client secrets or tokens are sent to (``insecure_url_problem``).
     """
 
     def convert(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
@@ -31,6 +57,8 @@ def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
         if value is None:
             return None
         problem = _url_problem(value, query=query)
+        if problem is None and secure:
+            problem = insecure_url_problem(value)
         if problem is None and ascii_only and not value.isascii():
             problem = "the URL must be ASCII (write the host in punycode, percent-encode the path)"
         if problem:

@@ -45,6 +45,10 @@ REPAIRED_SESSIONS_MAX = 10000
 JOIN_RETRY_SECONDS = 30.0
 
 
+#: What aigw declares to session backends for 2026-07-28 clients (2025-11-25 client/*).
+POOL_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}}, "roots": {}}
+
+
 class BackendSessions:
     """Opens and keeps track of upstream sessions, and of the revision each backend speaks."""
 
@@ -95,8 +99,12 @@ class BackendSessions:
         return [session for _, session in opened]
 
     async def open_for_pool(self, principal: Principal, names: list[str]) -> list[BackendSession]:
-        """Upstream sessions for a 2026-07-28 client: the newest legacy revision."""
-        opened = await self.open(names, LATEST_VERSION, {}, principal)
+        """Upstream sessions for a 2026-07-28 client: the newest legacy revision.
+
+        They declare what a 2026-07-28 client may answer (sampling, form elicitation,
+        roots), which aigw asks it with ``input_required`` (``parking.py``); a request
+        whose client did not declare it gets the backend's question refused."""
+        opened = await self.open(names, LATEST_VERSION, POOL_CAPABILITIES, principal)
         return [session for session, _ in opened]
 
     async def _open_one(
@@ -272,8 +280,12 @@ class BackendSessions:
             self._join_after[(session.binding, name)] = now + JOIN_RETRY_SECONDS
         while len(self._join_after) > REPAIRED_SESSIONS_MAX:
             self._join_after.popitem(last=False)
-        version = session.state.protocol_version
-        opened = await self.open(missing, version, {}, session.principal)
+        # A late joiner is told what the client can answer, like those that were up
+        # at initialize: the sealed session id says it (any process can do this).
+        state = session.state
+        opened = await self.open(
+            missing, state.protocol_version, state.client_capabilities or {}, session.principal
+        )
         for joined, _ in opened:
             self._remember(session, joined)
 
@@ -281,16 +293,19 @@ class BackendSessions:
         """Open one backend for this session now, its failure raised: a call naming a
         ``user_oauth`` backend that the user had not authorized when the session opened
         (``calls.py``), so that the user learns how to."""
+        state = session.state
         opened, _ = await self._open_one(
-            name, session.state.protocol_version, {}, session.principal
+            name, state.protocol_version, state.client_capabilities or {}, session.principal
         )
         self._remember(session, opened)
 
     async def repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""
         self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)
-        version = session.state.protocol_version
-        opened = await self.open([backend], version, {}, session.principal)
+        state = session.state
+        opened = await self.open(
+            [backend], state.protocol_version, state.client_capabilities or {}, session.principal
+        )
         if not opened:
             raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
         self._remember(session, opened[0][0])

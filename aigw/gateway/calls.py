@@ -11,19 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from aigw.events import AccessDecided, GatewayObserver
 from aigw.gateway.access import AccessPolicy, Kind
+from aigw.gateway.asking import Asking
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
-from aigw.gateway.input_required import check_input_required, is_input_required
+from aigw.gateway.flow import Valve
+from aigw.gateway.input_required import (
+    INPUT_REQUIRED_METHODS,
+    check_input_required,
+    is_input_required,
+)
+from aigw.gateway.parking import Hold, Parking
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
+from aigw.gateway.resource_subscriptions import SUBSCRIPTION_METHODS, ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import (
     resolve_uri,
@@ -68,8 +77,11 @@ class Calls:
         catalog: Catalog,
         exchange: Exchange,
         relay: Relay,
-        backends: BackendSessions,
+        asking: Asking,
+        parking: Parking,
         clock: Any,
+        subscriptions: ResourceSubscriptions,
+        backends: BackendSessions,
         record_arguments: bool = False,
     ) -> None:
         self.policy = policy
@@ -79,7 +91,10 @@ class Calls:
         self.catalog = catalog
         self.exchange = exchange
         self.relay = relay
+        self.asking = asking
+        self.parking = parking
         self.clock = clock
+        self.subscriptions = subscriptions
         # Client request id -> (backend, upstream id), per session, for cancellation.
         self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
@@ -100,9 +115,24 @@ class Calls:
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
+        backend, upstream_params, _ = route
+        upstream = session.backends.get(backend)
+        if (
+            request.method in SUBSCRIPTION_METHODS
+            and upstream is not None
+            and is_modern(upstream.protocol_version)
+        ):
+            # A 2026-07-28 backend has no resources/subscribe: its listen carries them.
+            result = self.subscriptions.answer(
+                session.binding,
+                backend,
+                request.method,
+                upstream_params["uri"],
+                upstream.capabilities,
+            )
+            return jsonrpc.result_response(request.id, result)
         if self.limiter is None:
             return await self.forward(session, route, request, emit, record)
-        backend, upstream_params, _ = route
         # per: tool globs match the canonical exposed name, whatever alias the client used.
         tool = f"{backend}__{upstream_params['name']}" if request.method == "tools/call" else None
         permit = await self.limiter.route(session.principal, backend, tool)
@@ -276,26 +306,32 @@ class Calls:
     ) -> dict[str, Any] | None:
         """Send one request to its backend and relay what comes back, as it comes."""
         backend, params, rewrite = route
-        upstream_id = self.exchange.next_id()
         key = (session.binding, request.id)
-        collector = Collector(
-            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit)
-        )
-        self._inflight[key] = (backend, upstream_id, collector)
+
+        async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
+            return await self._send(
+                session, backend, request.method, upstream_params, emit, key, record.valve
+            )
+
         started = self.clock.seconds()
         try:
-            message = await self.exchange.request(
-                session, backend, upstream_id, request.method, params, collector
-            )
+            if self._parks(session, backend, request.method):
+                message = await self.parking.call(
+                    session, backend, request.method, params, emit, self._hold(key, backend)
+                )
+            else:
+                message = await send(params)
+            if message is not None and not session.modern and _asks(message):
+                # A session client cannot read input_required: aigw asks it (asking.py).
+                message = await self.asking.resolve(
+                    session, backend, params, message, emit, send, self._waiting(key, backend)
+                )
             if message is None:
                 return None
             message["id"] = request.id
             result = message.get("result")
-            if isinstance(result, dict):
-                if is_input_required(result):
-                    check_input_required(session, backend, request.method, result)
-                else:
-                    message["result"] = rewrite(backend, legacy_result(result))
+            if isinstance(result, dict) and not is_input_required(result):
+                message["result"] = rewrite(backend, legacy_result(result))
             return message
         except UpstreamError as error:
             self.log.warn("{error}", error=str(error))
@@ -305,6 +341,58 @@ class Calls:
         finally:
             record.upstream_seconds += self.clock.seconds() - started
             self._inflight.pop(key, None)
+
+    async def _send(
+        self,
+        session: ClientSession,
+        backend: str,
+        method: str,
+        params: dict[str, Any],
+        emit: Emit,
+        key: tuple[str, Any],
+        valve: Valve | None = None,
+    ) -> dict[str, Any] | None:
+        """One request upstream, cancellable under the client's id ``key``; ``valve``
+        pauses its reply while the client reading it is behind (``flow.py``)."""
+        upstream_id = self.exchange.next_id()
+        collector = Collector(
+            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit), valve
+        )
+        self._inflight[key] = (backend, upstream_id, collector)
+        message = await self.exchange.request(
+            session, backend, upstream_id, method, params, collector
+        )
+        if message is not None and _asks(message):
+            check_input_required(backend, method, message["result"])
+        return message
+
+    @staticmethod
+    def _parks(session: ClientSession, backend: str, method: str) -> bool:
+        """A 2026-07-28 client's call that a session backend may ask questions during
+        (``parking.py``): only those that may answer ``input_required`` (mrtr)."""
+        upstream = session.backends.get(backend)
+        return (
+            session.modern
+            and method in INPUT_REQUIRED_METHODS
+            and upstream is not None
+            and not is_modern(upstream.protocol_version)
+        )
+
+    def _hold(self, key: tuple[str, Any], backend: str) -> Hold:
+        def hold(collector: Collector) -> None:
+            self._inflight[key] = (backend, collector.request_id, collector)
+
+        return hold
+
+    def _waiting(self, key: tuple[str, Any], backend: str) -> Callable[[Deferred[Any]], None]:
+        """Cancelling the call while it waits for the client's answers cancels the wait."""
+
+        def waiting(answers: Deferred[Any]) -> None:
+            holder = Collector(0)
+            holder.pending = answers
+            self._inflight[key] = (backend, 0, holder)
+
+        return waiting
 
     async def cancel(self, session: ClientSession, request_id: Any, reason: str) -> None:
         """Cancel a request in flight: tell its backend, stop reading its reply.
@@ -319,18 +407,25 @@ class Calls:
             return  # unknown or finished: nothing to cancel
         backend, upstream_id, collector = target
         collector.cancelled = True
-        await self.exchange.notify(
-            session,
-            backend,
-            "notifications/cancelled",
-            {"requestId": upstream_id, "reason": reason},
-        )
+        if upstream_id:  # 0: a wait of aigw's own, nothing upstream to tell
+            await self.exchange.notify(
+                session,
+                backend,
+                "notifications/cancelled",
+                {"requestId": upstream_id, "reason": reason},
+            )
         if collector.reader is not None:
             collector.reader.stop()
         elif collector.pending is not None and not collector.pending.called:
             # No answer has begun: abort the request itself, the only signal a
             # 2026-07-28 backend gets (streamable-http "Cancellation").
             collector.pending.cancel()
+
+
+def _asks(message: dict[str, Any]) -> bool:
+    """Is this answer an ``input_required`` result (basic/patterns/mrtr)?"""
+    result = message.get("result")
+    return isinstance(result, dict) and is_input_required(result)
 
 
 def _check_updates_deliverable(backend: BackendSession | None) -> None:

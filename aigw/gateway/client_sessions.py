@@ -24,6 +24,7 @@ from aigw.gateway.pool import UpstreamSessionPool
 from aigw.gateway.snapshot import Snapshot
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import declared, missing
 from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
@@ -45,28 +46,33 @@ class ClientSession:
     #: Set for 2026-07-28 clients: where a re-opened upstream session goes (the pool)
     #: instead of the sealed session's repair table.
     on_reopen: Callable[[BackendSession], None] | None = None
-    #: Set for 2026-07-28 clients: what the request's ``_meta`` says the client can
-    #: answer (sampling, elicitation, roots), passed on to 2026-07-28 backends, which
-    #: may then ask for it with ``input_required`` (basic/patterns/mrtr).
-    input_capabilities: dict[str, Any] | None = None
+    #: What the client can answer (sampling, elicitation, roots): a 2026-07-28 client's
+    #: request ``_meta``, or a session client's ``initialize`` (sealed in its id); passed
+    #: on to 2026-07-28 backends, which may then ask for it with ``input_required``
+    #: (basic/patterns/mrtr): relayed to a 2026-07-28 client, asked of a session client
+    #: by aigw itself (``asking.py``).
+    input_capabilities: dict[str, Any] = attrs.field(factory=dict)
+    #: A 2026-07-28 client (no session): a backend's request mid-call parks the call
+    #: (``parking.py``) instead of being relayed.
+    modern: bool = False
     #: The W3C trace context the request's upstream calls continue: the client's, set
     #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
     trace: TraceContext | None = None
+    #: The client's log level: a 2026-07-28 request's own, or what a session client
+    #: last set with ``logging/setLevel`` (``log_levels.py``); None: none asked for.
+    log_level: str | None = None
+
+    @property
+    def sessionless(self) -> bool:
+        """A 2026-07-28 client's view: no session of its own, no server-to-client requests."""
+        return not self.session_id
 
     @property
     def url_elicitation(self) -> bool:
         """The client can be answered the URL-elicitation-required error: it declared
-        ``elicitation.url`` at ``initialize``, or (2026-07-28) in the request's ``_meta``."""
-        if self.input_capabilities is not None:
-            return declares_url_elicitation(self.input_capabilities)
-        return self.state.url_elicitation
-
-
-def declares_url_elicitation(capabilities: dict[str, Any]) -> bool:
-    """MCP 2025-11-25 client/elicitation "Capabilities": ``{"elicitation": {"url": {}}}``
-    (an empty ``elicitation`` object means form mode only)."""
-    elicitation = capabilities.get("elicitation")
-    return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
+        ``elicitation.url`` (2025-11-25 client/elicitation "Capabilities"), at
+        ``initialize`` or (2026-07-28) in the request's ``_meta``."""
+        return missing(self.input_capabilities, "elicitation/create", {"mode": "url"}) is None
 
 
 class ClientSessions:
@@ -99,6 +105,7 @@ class ClientSessions:
         client_capabilities = params.get("capabilities")
         if not isinstance(client_capabilities, dict):
             client_capabilities = {}
+        # The backends see what the client declared, so they ask only for what it answers.
         opened = await self.backends.open(snapshot.order, version, client_capabilities, principal)
         if not opened:
             raise GatewayError(
@@ -110,7 +117,7 @@ class ClientSessions:
             created=self.clock.seconds(),
             protocol_version=version,
             backends=tuple(session for session, _ in opened),
-            url_elicitation=declares_url_elicitation(client_capabilities),
+            client_capabilities=declared(client_capabilities),
         )
         session_id = self.codec.issue(state)
         result = {
@@ -133,7 +140,15 @@ class ClientSessions:
             repaired = self.backends.repaired(binding, name)
             if repaired is not None:
                 backends[name] = repaired
-        return ClientSession(principal, session_id, state, binding, backends, snapshot)
+        return ClientSession(
+            principal,
+            session_id,
+            state,
+            binding,
+            backends,
+            snapshot,
+            input_capabilities=dict(state.client_capabilities or {}),
+        )
 
     async def stateless(self, principal: Principal, snapshot: Snapshot) -> ClientSession:
         """The view of a 2026-07-28 request: this user's pooled upstream sessions.
@@ -157,5 +172,5 @@ class ClientSessions:
             self.pool.put(key, backend_session, principal)
 
         return ClientSession(
-            principal, "", state, binding, dict(backends), snapshot, on_reopen=reopened
+            principal, "", state, binding, dict(backends), snapshot, on_reopen=reopened, modern=True
         )

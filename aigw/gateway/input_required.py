@@ -3,20 +3,15 @@
 A 2026-07-28 client gets the result as it is: the input requests name no
 backend (nothing to rewrite), ``requestState`` is opaque to aigw as to the
 client ("Client Requirements"), and the client's retry carries both back on a
-request routed and authorized like the first.  A session-based client cannot be
-asked this way; aigw does not ask it on the backend's behalf yet, and says so.
+request routed and authorized like the first.  A session-based client cannot
+read this result: aigw asks it on the backend's behalf (``asking.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aigw.gateway.errors import GatewayError
-from aigw.protocol import jsonrpc
 from aigw.upstream.api import UpstreamError
-
-if TYPE_CHECKING:
-    from aigw.gateway.client_sessions import ClientSession
 
 #: 2026-07-28 basic/patterns/mrtr "Supported Requests".
 INPUT_REQUIRED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
@@ -28,11 +23,9 @@ def is_input_required(result: dict[str, Any]) -> bool:
     return result.get("resultType") == "input_required"
 
 
-def check_input_required(
-    session: ClientSession, backend: str, method: str, result: dict[str, Any]
-) -> None:
-    """Let an ``input_required`` result through to the client, as it is, or refuse it:
-    UpstreamError when it is malformed, GatewayError when the client cannot answer it."""
+def check_input_required(backend: str, method: str, result: dict[str, Any]) -> None:
+    """An ``input_required`` result aigw can pass on or ask about; UpstreamError when
+    it is malformed."""
     requests = result.get("inputRequests")
     state = result.get("requestState")
     if (
@@ -42,13 +35,6 @@ def check_input_required(
         or (state is not None and not isinstance(state, str))
     ):
         raise UpstreamError(backend, "bad_reply", "malformed input_required result")
-    if session.input_capabilities is None:
-        raise GatewayError(
-            jsonrpc.INVALID_REQUEST,
-            f"backend {backend!r} asked for client input (input_required), "
-            "which aigw relays to 2026-07-28 clients only",
-            {"backend": backend, "reason": "input_required"},
-        )
 
 
 def _valid_input_requests(requests: Any) -> bool:

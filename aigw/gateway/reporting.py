@@ -12,6 +12,7 @@ import attrs
 from aigw.events import GatewayObserver, Outcome, RequestFinished
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import InsufficientScope
+from aigw.gateway.parking import ParkedElsewhere
 from aigw.gateway.ratelimit import Limiter, Permit, RateLimited
 from aigw.gateway.record import RequestRecord
 from aigw.principal import Principal
@@ -54,6 +55,9 @@ class Reporting:
             answered = await answer(session, record)
         except InsufficientScope:
             self.finished(session.principal, record, None)
+            raise
+        except ParkedElsewhere:  # the web layer forwards it (docs/scale-out.md)
+            self.report(session.principal, record, "forwarded", None)
             raise
         except RateLimited as limited:  # 429 or 503 (web/respond.py)
             limited.request_id = request.id

@@ -13,6 +13,10 @@ Wrapping is deterministic (see ``sealing``): the same backend, id and session
 always give the same token, so an upstream ``notifications/cancelled`` naming
 its own request id can be relayed with the token the client saw, without any
 state (basic/utilities/cancellation).
+
+aigw's own requests to a client (asked on a 2026-07-28 backend's behalf,
+``gateway/asking.py``) carry an id of the same kind naming the question and
+the process waiting for its answer instead of a backend.
 """
 
 from __future__ import annotations
@@ -55,3 +59,18 @@ class RequestIdCodec:
     def unwrap(self, value: object, session_binding: str) -> tuple[str, JsonRpcId]:
         """``(backend, upstream id)`` of an id from ``wrap``; InvalidId otherwise."""
         return _open(self._ids, value, session_binding)
+
+    def wrap_own(self, process: str, key: str, session_binding: str) -> str:
+        """The id of aigw's own request ``key``, asked by ``process``, in this session."""
+        return self._ids.seal({"p": process, "k": key}, session_binding.encode("utf-8"))
+
+    def unwrap_own(self, value: object, session_binding: str) -> tuple[str, str]:
+        """``(process, key)`` of an id from ``wrap_own``; InvalidId otherwise."""
+        try:
+            payload = self._ids.open(value, session_binding.encode("utf-8"))
+        except SealError:
+            raise InvalidId("not an id of this session") from None
+        process, key = payload.get("p"), payload.get("k")
+        if not isinstance(process, str) or not isinstance(key, str):
+            raise InvalidId("not one of aigw's own requests")
+        return process, key

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -35,17 +34,12 @@ from .harness.upstreams import (
     start_pyserver,
     start_server_everything,
 )
-from .matrix import REFUSED, record
+from .matrix import REFUSED, TS_CLIENT, UPSTREAM_LABELS, record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 CLIENTS = {"py-sdk 2026-07-28": "2026-07-28", "py-sdk auto": "auto", "py-sdk legacy": "legacy"}
-UPSTREAMS = {
-    "everything": "server-everything 2025-11-25",
-    "py": "mcp SDK stateful",
-    "stateless": "mcp SDK stateless",
-    "modern": "mcp SDK 2026-07-28 only",
-}
+UPSTREAMS = UPSTREAM_LABELS
 ECHO_ARGS = {
     "everything": {"message": "hi"},
     "py": {"text": "hi"},
@@ -66,24 +60,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    server_everything: Upstream,
-    pyserver: Upstream,
-    pyserver_stateless: Upstream,
-    pyserver_modern: Upstream,
-) -> Iterator[Gateway]:
-    started = start_gateway(
-        [
-            ("everything", server_everything.url),
-            ("py", pyserver.url),
-            ("stateless", pyserver_stateless.url),
-            ("modern", pyserver_modern.url),
-        ]
-    )
-    try:
-        yield started
-    finally:
-        started.stop()
+def gateway(eras_gateway: Gateway) -> Gateway:
+    """aigw in front of one upstream of each generation (conftest ``eras_gateway``)."""
+    return eras_gateway
 
 
 async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
@@ -430,17 +409,14 @@ def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None
 
 
 #: A session-less 2025-11-25 server has no back-channel for its own requests (its reply to
-#: the client could not land), and a 2026-07-28 one none outside input_required results: the
-#: SDK refuses with -32600 naming the reason, and aigw relays that answer.
+#: the client could not land): the SDK refuses with -32600 naming the reason, and aigw
+#: relays that answer.  (A 2026-07-28 server's input_required is asked of a session client
+#: by aigw itself: gateway/asking.py.)
 SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
     "stateless": (-32600, "no back-channel for server-initiated requests"),
-    # A session-based client cannot answer input_required through aigw, so aigw declares
-    # no sampling to the 2026-07-28 backend for it, which then refuses by name (-32021).
-    "modern": (-32021, "sampling"),
 }
 
 
-TS_CLIENT = "ts-sdk 1.x (2025-11-25)"
 #: What the TypeScript client subscribes to (server-everything accepts any URI).
 TS_SUBSCRIBED = {**SUBSCRIBED, "everything": "aigw:everything/demo://resource/dynamic/text/1"}
 

@@ -70,6 +70,8 @@ class FakeUpstream(Resource):
         self.details: dict[str, dict[str, Any]] = {}
         #: What prompts/list answers (whole Prompt objects).
         self.prompts: list[dict[str, Any]] = []
+        #: The ``ask`` tool's questions to the client, by id, waiting for its answer.
+        self.awaiting: dict[str, Deferred[Any]] = {}
 
     def _headers(self, request: Request) -> dict[str, list[str]]:
         return {
@@ -151,6 +153,9 @@ class FakeUpstream(Resource):
                 b'{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
             )
         if "id" not in body or "method" not in body:
+            waiting = self.awaiting.pop(str(body.get("id")), None)
+            if waiting is not None:
+                waiting.callback(body)  # the client's answer to the ask tool's question
             request.setResponseCode(202)
             return b""
         return self._answer(request, body)
@@ -227,6 +232,11 @@ class FakeUpstream(Resource):
                 "requestState": "state-1",
             }
             return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "nag":
+            # Asks again on every retry: a round bound must stop it.
+            ask = {"method": "roots/list", "params": {}}
+            result = {"resultType": "input_required", "inputRequests": {"r": ask}}
+            return self._json(request, body["id"], {**result, "requestState": "again"})
         if body["method"] == "tools/call" and body["params"]["name"] == "bad-input":
             result = {"resultType": "input_required", "inputRequests": {"x": {"method": "evil"}}}
             return self._json(request, body["id"], result)
@@ -281,6 +291,20 @@ class FakeUpstream(Resource):
             else:
                 finish()
             return NOT_DONE_YET
+        if method == "tools/call" and params.get("name") == "log":
+            # Logs at three levels on the call's stream, whatever the session's level.
+            request.setHeader(b"content-type", b"text/event-stream")
+            for level in ("debug", "warning", "error"):
+                log = {"level": level, "logger": "fake", "data": f"at {level}"}
+                request.write(
+                    sse({"jsonrpc": "2.0", "method": "notifications/message", "params": log})
+                )
+            done = {"jsonrpc": "2.0", "id": rid, "result": {"content": []}}
+            request.write(sse(done))
+            request.finish()
+            return NOT_DONE_YET
+        if method == "tools/call" and params.get("name") == "ask":
+            return self._ask(request, rid)
         if method == "tools/call" and params.get("name") == "link":
             return self._json(
                 request,
@@ -307,6 +331,37 @@ class FakeUpstream(Resource):
         if method in ("logging/setLevel", "resources/subscribe", "resources/unsubscribe"):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
+
+    def _ask(self, request: Request, rid: Any) -> Any:
+        """Ask the client (sampling/createMessage) on the call's stream, then answer
+        with what it said (2025-11-25 client/sampling)."""
+        request.setHeader(b"content-type", b"text/event-stream")
+        question = f"s{rid}"
+        asked = {"messages": [], "maxTokens": 5}
+        request.write(
+            sse(
+                {
+                    "jsonrpc": "2.0",
+                    "id": question,
+                    "method": "sampling/createMessage",
+                    "params": asked,
+                }
+            )
+        )
+        gone: list[object] = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def answered(answer: Any) -> None:
+            if gone:
+                return
+            said = answer.get("result") or answer.get("error")
+            text = {"content": [{"type": "text", "text": json.dumps(said)}]}
+            request.write(sse({"jsonrpc": "2.0", "id": rid, "result": text}))
+            request.finish()
+
+        self.awaiting[question] = Deferred()
+        self.awaiting[question].addCallback(answered)
+        return NOT_DONE_YET
 
     def _json(self, request: Request, rid: Any, result: Any, error: Any = None) -> bytes:
         request.setHeader(b"content-type", b"application/json")

@@ -69,13 +69,15 @@ class ProbeTests(MixedTestCase):
         self.assertEqual(body["result"]["resultType"], "complete")
 
     @run
-    async def test_input_required_is_refused_precisely(self) -> None:
-        """2026-07-28 basic/patterns/mrtr toward a session-based client is not bridged:
-        an error that says so."""
+    async def test_input_required_a_session_client_cannot_answer_is_refused_precisely(
+        self,
+    ) -> None:
+        """2026-07-28 basic/patterns/mrtr toward a session-based client that declared no
+        elicitation: aigw cannot ask it (test_asking.py), and says so."""
         await self.start_mixed()
         session = await self.initialize()
         body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
-        self.assertEqual(body["error"]["data"]["reason"], "input_required")
+        self.assertEqual(body["error"]["data"]["reason"], "missing_capability")
 
     @run
     async def test_input_required_reaches_a_2026_client_and_its_retry_the_backend(self) -> None:

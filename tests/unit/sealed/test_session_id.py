@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
@@ -41,6 +42,17 @@ class SessionCodecTests(SynchronousTestCase):
 
     def test_round_trip(self) -> None:
         self.assertEqual(self.codec.open(self.codec.issue(state()), ISSUER, "alice"), state())
+
+    def test_client_capabilities_travel_in_the_id(self) -> None:
+        """What the client can answer is sealed, so any process can relay for it; an id
+        that does not say (issued before) opens as not known, not as "nothing"."""
+        declared = {"elicitation": {"url": {}}, "sampling": {}}
+        sealed = attrs.evolve(state(), client_capabilities=declared)
+        opened = self.codec.open(self.codec.issue(sealed), ISSUER, "alice")
+        self.assertEqual(opened.client_capabilities, declared)
+        self.assertIsNone(
+            self.codec.open(self.codec.issue(state()), ISSUER, "alice").client_capabilities
+        )
 
     def test_session_id_is_visible_ascii(self) -> None:
         """ "The session ID MUST only contain visible ASCII characters (0x21 to 0x7E)"."""

@@ -1,0 +1,116 @@
+"""The short hop from one aigw process to another: a retry to where its call is parked.
+
+A 2026-07-28 client's call that a session backend asked something mid-call is
+parked in the process holding its upstream stream (``gateway/parking.py``); the
+client's retry may land on any process.  The ``requestState`` names the process
+and the URL its peers reach it at (``sessions.peer_url``), so the process the
+retry landed on sends the same HTTP request there, once, and answers the client
+with the reply.  The peer authenticates the client's own bearer token again:
+the hop adds no trust, and ``Aigw-Forwarded`` only stops a second hop.  The
+state is sealed with the deployment's key, so a client cannot aim the hop
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.web.client import FileBodyProducer, HTTPConnectionPool
+
+from aigw.gateway.gateway import Gateway
+from aigw.httpjson import FetchFailed, TreqClient, fetch
+from aigw.protocol import jsonrpc
+from aigw.web.mcp.http import header
+from aigw.web.request import WebRequest
+
+#: Marks a request one process sent another: it is served there, never sent on again.
+FORWARDED_HEADER = b"aigw-forwarded"
+#: Request headers that describe one hop (RFC 9110 §7.6.1) or that the HTTP client sets.
+HOP_HEADERS = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"content-length",
+        b"transfer-encoding",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-connection",
+    }
+)
+#: The largest reply a peer may send back (a call's whole answer, as JSON or SSE).
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: Connecting to a peer on the deployment's own network.
+CONNECT_TIMEOUT = 5.0
+
+
+class PeerHop:
+    """Sends a retry to the aigw process that holds its parked call."""
+
+    log = Logger()
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._http: TreqClient | None = None
+
+    def _cooperator(self) -> Cooperator:
+        """Writes the body on the gateway's own clock (treq's default uses the global one)."""
+        clock = self.gateway.clock
+        return Cooperator(scheduler=lambda work: clock.callLater(0, work))
+
+    def _client(self) -> TreqClient:
+        if self._http is None:  # made at the first hop: most deployments never hop
+            pool = HTTPConnectionPool(self.gateway.clock, persistent=False)
+            self._http = TreqClient(self.gateway.clock, pool, CONNECT_TIMEOUT)
+        return self._http
+
+    async def forward(self, request: WebRequest, request_id: Any, peer_url: str) -> bytes:
+        """The peer's reply to this request, as the client's; a JSON-RPC error when the
+        request already hopped once or the peer cannot be reached."""
+        if header(request, FORWARDED_HEADER) is not None:
+            return self._error(request, request_id, "the parked call is not in this process")
+        assert request.content is not None  # read once already (the body was parsed)
+        request.content.seek(0)
+        body = request.content.read()
+        headers: dict[bytes, list[bytes]] = {
+            name: list(values)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            if name.lower() not in HOP_HEADERS
+        }
+        headers[FORWARDED_HEADER] = [b"1"]
+        timeout = self.gateway.snapshots.current().config.sessions.park_timeout
+        try:
+            fetched = await fetch(
+                self._client(),
+                self.gateway.clock,
+                "POST",
+                peer_url,
+                timeout=timeout,
+                max_bytes=MAX_REPLY_BYTES,
+                data=FileBodyProducer(io.BytesIO(body), cooperator=self._cooperator()),
+                headers=headers,
+            )
+        except FetchFailed as error:
+            self.log.warn("forwarding a retry to {peer}: {error}", peer=peer_url, error=str(error))
+            return self._error(request, request_id, "the aigw process holding it did not answer")
+        request.setResponseCode(fetched.status)
+        kind = fetched.headers.get("content-type")
+        if kind is not None:
+            request.setHeader(b"Content-Type", kind.encode("latin-1"))
+        return fetched.body
+
+    @staticmethod
+    def _error(request: WebRequest, request_id: Any, why: str) -> bytes:
+        error = jsonrpc.ErrorObject(
+            jsonrpc.INVALID_PARAMS,
+            f"cannot resume the parked call: {why}",
+            {"reason": "parked_elsewhere"},
+        )
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/json")
+        return jsonrpc.dumps(jsonrpc.to_dict(jsonrpc.ErrorResponse(request_id, error)))

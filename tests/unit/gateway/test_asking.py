@@ -1,0 +1,119 @@
+"""A session client over a 2026-07-28 backend that answers ``input_required``: aigw asks
+the client itself on the call's stream and retries upstream with its answers
+(basic/patterns/mrtr; ``aigw/gateway/asking.py``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aigw.config import SessionsConfig
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import Collect, GatewayTestCase, sse_messages
+from tests.unit.memory import run
+
+
+class AskingTests(GatewayTestCase):
+    """alpha speaks 2025-11-25, beta only 2026-07-28 and asks for input."""
+
+    async def start(self, capabilities: dict[str, Any], **sessions: Any) -> str:
+        beta = FakeUpstream(tools=["needs-input", "nag"], modern=True)
+        await self.start_gateway(beta=beta, sessions=SessionsConfig(**sessions))
+        message = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": capabilities,
+                "clientInfo": {"name": "test", "version": "0"},
+            },
+        }
+        response, _ = await self.post(message)
+        session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
+        return session
+
+    async def answer(self, session: str, request: dict[str, Any], result: Any) -> None:
+        """The client's response to aigw's request, on a POST of its own."""
+        reply = {"jsonrpc": "2.0", "id": request["id"], "result": result}
+        response, _ = await self.post(reply, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 202)
+
+    @run
+    async def test_the_client_is_asked_on_the_call_stream_and_the_retry_carries_its_answer(
+        self,
+    ) -> None:
+        session = await self.start({"elicitation": {}})
+        response = await self.stream_call(session, 7, {"name": "beta__needs-input"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: sse_messages(b"".join(chunks)))
+        asked = sse_messages(b"".join(chunks))[0]
+        self.assertEqual(asked["method"], "elicitation/create")
+        self.assertEqual(asked["params"], {"message": "Name?"})
+        # The backend was told what the session client declared ("Server Requirements" 7).
+        envelope = self.beta.received[-1][1]["params"]["_meta"]
+        self.assertEqual(
+            envelope["io.modelcontextprotocol/clientCapabilities"], {"elicitation": {}}
+        )
+        await self.answer(session, asked, {"action": "accept", "content": {"name": "Ada"}})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
+        final = sse_messages(b"".join(chunks))[1]
+        self.assertEqual(final["id"], 7)
+        self.assertNotIn("resultType", final["result"])
+        self.assertIn("Ada", final["result"]["content"][0]["text"])
+        retry = self.beta.received[-1][1]["params"]
+        self.assertEqual(retry["requestState"], "state-1")  # echoed as the backend sent it
+        self.assertEqual(
+            retry["inputResponses"], {"who": {"action": "accept", "content": {"name": "Ada"}}}
+        )
+
+    @run
+    async def test_a_client_without_the_capability_gets_the_precise_error(self) -> None:
+        session = await self.start({"sampling": {}})
+        body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
+        self.assertEqual(body["error"]["code"], -32021)
+        self.assertEqual(body["error"]["data"]["reason"], "missing_capability")
+        # client/elicitation "Capabilities": the mode asked for (form, when none is named).
+        self.assertEqual(body["error"]["data"]["capability"], "elicitation.form")
+        self.assertIn("'beta'", body["error"]["message"])
+
+    @run
+    async def test_a_client_that_does_not_answer_is_given_up_on(self) -> None:
+        session = await self.start({"elicitation": {}}, input_timeout=5.0)
+        body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
+        messages = sse_messages(body)
+        self.assertEqual(messages[0]["method"], "elicitation/create")
+        self.assertEqual(messages[1]["error"]["data"]["reason"], "input_timeout")
+        self.assertEqual(len(self.service.gateway.questions), 0)
+
+    @run
+    async def test_rounds_are_bounded(self) -> None:
+        session = await self.start({"roots": {}}, input_max_rounds=2)
+        response = await self.stream_call(session, 3, {"name": "beta__nag"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        for round_number in (1, 2):
+            await self.until(lambda n=round_number: len(sse_messages(b"".join(chunks))) == n)
+            asked = sse_messages(b"".join(chunks))[-1]
+            self.assertEqual(asked["method"], "roots/list")
+            await self.answer(session, asked, {"roots": []})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 3)
+        final = sse_messages(b"".join(chunks))[-1]
+        self.assertEqual(final["error"]["data"]["reason"], "input_rounds")
+        self.assertIn("sessions.input_max_rounds", final["error"]["message"])
+
+    @run
+    async def test_a_forged_answer_is_dropped(self) -> None:
+        session = await self.start({"elicitation": {}}, input_timeout=5.0)
+        response = await self.stream_call(session, 4, {"name": "beta__needs-input"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: sse_messages(b"".join(chunks)))
+        asked = sse_messages(b"".join(chunks))[0]
+        forged = {**asked, "id": asked["id"][:-4] + "AAAA"}
+        await self.answer(session, forged, {"action": "accept", "content": {"name": "Eve"}})
+        self.assertEqual(len(self.service.gateway.questions), 1)  # still waiting
+        await self.answer(session, asked, {"action": "decline"})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
+        self.assertIn("decline", json.dumps(sse_messages(b"".join(chunks))[1]))
