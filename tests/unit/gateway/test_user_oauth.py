@@ -78,6 +78,23 @@ class UserOAuthGatewayTests(GatewayTestCase):
             self.assertNotIn("authorization", headers)
 
     @run
+    async def test_once_authorized_the_next_list_has_the_backends_tools(self) -> None:
+        """No join window for a user who had not authorized: finding out is a store
+        lookup (nothing is sent upstream), and the user may authorize at any moment."""
+        await self.start()
+        session = await self.session(URL_CAPABLE)
+        listed = await self.call(session, "tools/list")
+        self.assertEqual([t["name"] for t in listed["result"]["tools"]], ["alpha__echo"])
+        self.memory.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
+        listed = await self.call(session, "tools/list")
+        self.assertEqual(
+            [t["name"] for t in listed["result"]["tools"]], ["alpha__echo", "crm__whoami"]
+        )
+        self.assertTrue(self.crm.received)
+        for headers, _ in self.crm.received:
+            self.assertEqual(headers["authorization"], ["Bearer crm-token"])
+
+    @run
     async def test_a_backend_401_forgets_the_token_and_elicits_again(self) -> None:
         await self.start()
         self.memory.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
