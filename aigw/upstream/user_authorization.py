@@ -12,10 +12,11 @@ stored per user and backend, and renewed with its refresh token (RFC 6749 §6).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.web.client import HTTPConnectionPool
 
 from aigw.config import BackendConfig, UserOAuthConfig
@@ -26,6 +27,8 @@ from aigw.upstream.protected_resource import AuthorizationServer, DiscoveryFaile
 from aigw.upstream.registration import RegistrationFailed, register
 from aigw.upstream.token_endpoint import IssuedToken, TokenEndpoint, TokenRequestFailed
 from aigw.upstream.user_links import Grant, State, UserLinks, pkce_pair
+
+T = TypeVar("T")
 
 #: A registered secret this close to its expiry (RFC 7591 §3.2.1) is registered again.
 SECRET_LEEWAY = 60.0
@@ -84,7 +87,7 @@ class UserAuthorization:
             return RegisteredClient(
                 self.backend, server.issuer, self.config.client_id, self.config.client_secret
             )
-        stored = await self.store.get_client(self.backend, server.issuer)
+        stored = await _storing(self.store.get_client(self.backend, server.issuer))
         if stored is not None and not self._secret_expired(stored):
             return stored
         made: Deferred[RegisteredClient] = self._flight.run(
@@ -119,7 +122,7 @@ class UserAuthorization:
             )
         except RegistrationFailed as error:
             raise AuthorizationFailed(f"backend {self.backend!r}: {error}") from None
-        await self.store.put_client(client)
+        await _storing(self.store.put_client(client))
         return client
 
     def _scope(self, server: AuthorizationServer) -> tuple[str, ...]:
@@ -166,7 +169,14 @@ class UserAuthorization:
             raise AuthorizationFailed(str(error), refused=error.refused) from None
         grant = state.grant
         token = self._token(grant.issuer, grant.subject, issued, None, server, client)
-        await self.store.put_user_token(token)
+        try:
+            await self.store.put_user_token(token)
+        except CancelledError:
+            raise
+        except Exception as error:
+            raise AuthorizationFailed(
+                f"the token could not be stored: {type(error).__name__}"
+            ) from error
         return token
 
     async def refresh(self, token: UserToken) -> UserToken:
@@ -189,7 +199,10 @@ class UserAuthorization:
         fresh = self._token(
             token.issuer, token.subject, issued, token.refresh_token, server, client
         )
-        await self.store.put_user_token(fresh)
+        try:
+            await _storing(self.store.put_user_token(fresh))
+        except AuthorizationFailed as error:
+            raise TokenRequestFailed(str(error)) from None
         return fresh
 
     def _endpoint(self, client: RegisteredClient, url: str) -> TokenEndpoint:
@@ -225,6 +238,17 @@ class UserAuthorization:
             client_id=client.client_id,
             updated_at=now,
         )
+
+
+async def _storing(work: Awaitable[T]) -> T:
+    """A store call whose failure (disk, database) fails the authorization, not the page."""
+    try:
+        return await work
+    except CancelledError:
+        raise
+    except Exception as error:
+        detail = f"the token store failed: {type(error).__name__}"
+        raise AuthorizationFailed(detail) from error
 
 
 def build_user_authorization(

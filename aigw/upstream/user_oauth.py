@@ -12,7 +12,7 @@ goes to the MCP client (client/elicitation, "Security Considerations").
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
 from aigw.httpjson import Clock
@@ -53,7 +53,7 @@ class UserOAuth:
         if principal is None or not principal.subject:
             # The gateway's own housekeeping: nobody's token may be used for it.
             raise UpstreamError(self._backend, "credentials", "no user to act for")
-        token = await self._store.get_user_token(principal.issuer, principal.subject, self._backend)
+        token = await self._stored(principal.issuer, principal.subject)
         if token is None:
             raise self.required(principal, "not authorized at this backend yet")
         expires_at = token.expires_at
@@ -63,11 +63,17 @@ class UserOAuth:
             renewing: Deferred[UserToken | None] = self._flight.run(
                 (principal.issuer, principal.subject), lambda: self._refresh(due)
             )
-            renewed = await renewing
-            if renewed is not None:
-                token = renewed
-            elif now >= expires_at - EXPIRY_LEEWAY:
+            try:
+                renewed = await renewing
+            except UpstreamError:
+                # The authorization server could not be asked: the token goes while it
+                # lasts, then the request fails naming the backend (-32015).
+                if now >= expires_at - EXPIRY_LEEWAY:
+                    raise
+                renewed = token
+            if renewed is None:
                 raise self.required(principal, "the authorization at this backend expired")
+            token = renewed
         return ((b"Authorization", b"Bearer " + token.access_token.encode("ascii")),)
 
     async def refused(self, principal: Principal | None) -> None:
@@ -86,10 +92,11 @@ class UserOAuth:
 
     async def _refresh(self, token: UserToken) -> UserToken | None:
         """The renewed token; None when there is none to be had (the token forgotten
-        if the server refused the refresh)."""
+        if the server refused the refresh); UpstreamError when the server could not
+        be asked."""
         # Another process may have renewed it already (a rotated refresh token is
         # single-use): the stored row is the one to renew.
-        stored = await self._store.get_user_token(token.issuer, token.subject, self._backend)
+        stored = await self._stored(token.issuer, token.subject)
         if stored is None:
             return None
         if stored.expires_at is None or self._clock.seconds() < stored.expires_at - RENEW_BEFORE:
@@ -106,9 +113,21 @@ class UserOAuth:
                 detail=str(error),
             )
             if not error.refused:
-                return None
+                raise UpstreamError(self._backend, "credentials", f"refresh: {error}") from None
         await self._forget(token.issuer, token.subject)
         return None
+
+    async def _stored(self, issuer: str, subject: str) -> UserToken | None:
+        """The user's stored token; a store that fails fails the request (-32015)."""
+        try:
+            return await self._store.get_user_token(issuer, subject, self._backend)
+        except CancelledError:
+            raise
+        except Exception as error:
+            self.log.failure("token store failed", backend=self._backend)
+            raise UpstreamError(
+                self._backend, "credentials", f"token store: {type(error).__name__}"
+            ) from None
 
     async def _forget(self, issuer: str, subject: str) -> None:
         await self._store.revoke_user_tokens(subject=subject, backend=self._backend, issuer=issuer)

@@ -22,6 +22,7 @@ from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.store.api import UserToken
+from aigw.upstream.api import UpstreamError
 from aigw.upstream.protected_resource import bearer_params, well_known_urls
 from aigw.upstream.user_authorization import AuthorizationFailed, UserAuthorization
 from aigw.upstream.user_links import LinkRefused, UserLinks
@@ -254,14 +255,24 @@ class TokenTests(UserOAuthTestCase):
         self.fails(self.credentials.headers(ALICE), AuthorizationRequired)
         self.assertEqual(self.store.tokens, {})
 
-    def test_a_refresh_the_server_could_not_answer_keeps_the_token(self) -> None:
+    def test_a_refresh_the_server_could_not_answer_keeps_the_token_while_it_lasts(self) -> None:
         self.complete(self.authorize())
         self.clock.advance(3600 - 20)
         self.backend.refresh_answer = (503, b"down")
         self.assertEqual(
             self.done(self.credentials.headers(ALICE)), ((b"Authorization", b"Bearer at-1"),)
         )
+        self.clock.advance(20)
+        error = self.fails(self.credentials.headers(ALICE), UpstreamError)
+        self.assertEqual(error.kind, "credentials")
+        self.assertIn("HTTP 503", error.detail)
         self.assertIn((ALICE.issuer, "alice", "crm"), self.store.tokens)
+
+    def test_a_failing_store_fails_the_request_naming_the_backend(self) -> None:
+        self.store.fail = OSError("disk")
+        error = self.fails(self.credentials.headers(ALICE), UpstreamError)
+        self.assertEqual((error.backend, error.kind), ("crm", "credentials"))
+        self.flushLoggedErrors(OSError)
 
     def test_a_backend_401_forgets_the_token_and_asks_again(self) -> None:
         self.complete(self.authorize())

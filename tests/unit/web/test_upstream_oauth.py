@@ -123,3 +123,11 @@ class PagesTests(SynchronousTestCase):
         )
         response, _ = self.get(failure.value.url)
         self.assertEqual(response.code, 502)
+
+    def test_a_store_that_fails_is_a_502_not_a_traceback(self) -> None:
+        state = self.start()["state"][0]
+        self.store.fail = OSError("disk full")
+        response, page = self.callback(code="c", state=state)
+        self.assertEqual(response.code, 502)
+        self.assertIn("token store failed: OSError", page)
+        self.assertNotIn("Traceback", page)
