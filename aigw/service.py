@@ -180,9 +180,10 @@ class GatewayService(MultiService):
             self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
+        # Served whenever users' tokens can be kept: a reload may add a user_oauth backend.
         pages = (
             UserOAuthPages(self.user_links, self.user_authorizations)
-            if self.user_authorizations
+            if self.store is not None
             else None
         )
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata, pages)
