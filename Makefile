@@ -100,9 +100,9 @@ bench: $(STAMP) $(NODE_STAMP) bench-setup
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# How cost grows with backends (tools/list fan-out over 1, 5, 20) and with open
-# sessions and streams (memory per idle session and per open stream); about
-# 5 minutes, no peers.  SCALE_ARGS, e.g. SCALE_ARGS="--parts fanout --rounds 1"
+# How cost grows with backends (tools/list fan-out over 1, 5, 20), with processes
+# on one port (1, 2, 3) and with open sessions and streams (memory per idle
+# session and per open stream); about 7 minutes, no peers.  SCALE_ARGS, e.g. SCALE_ARGS="--parts fanout --rounds 1"
 # or SCALE_ARGS="--json -" (JSON on stdout instead of the tables).
 bench-scale: $(STAMP) $(NODE_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench-scale needs wrk: apt-get install wrk" >&2; exit 1; }

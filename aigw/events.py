@@ -141,6 +141,11 @@ class Observers:
     def add(self, observer: GatewayObserver) -> None:
         self._observers = (*self._observers, observer)
 
+    @property
+    def listening(self) -> bool:
+        """Whether any observer is registered (they may be added after start-up)."""
+        return bool(self._observers)
+
     def request_finished(self, event: RequestFinished) -> None:
         for observer in self._observers:
             observer.request_finished(event)
@@ -164,3 +169,9 @@ class Observers:
     def tool_flagged(self, event: ToolFlagged) -> None:
         for observer in self._observers:
             observer.tool_flagged(event)
+
+
+def heard(observer: GatewayObserver) -> bool:
+    """Whether an event told to ``observer`` reaches anyone: the hot path builds its
+    per-request events only then (no access log, metrics or audit trail: none)."""
+    return not isinstance(observer, Observers) or observer.listening

@@ -170,6 +170,58 @@ def _split() -> Callable[[], object]:
     return lambda: split_name("bench__echo")
 
 
+# ---------------------------------------------------------------- web
+
+
+@case("HostCheck.allows (Host: 127.0.0.1:port)")
+def _host_check() -> Callable[[], object]:
+    from aigw.web.host import HostCheck
+
+    check = HostCheck("http://127.0.0.1:1975")
+    hosts = [b"127.0.0.1:1975"]
+    if not check.allows(hosts):
+        raise ValueError("127.0.0.1 refused")
+    return lambda: check.allows(hosts)
+
+
+# ---------------------------------------------------------------- async layering
+
+
+def nested_call(levels: int) -> Callable[[], object]:
+    """One request as aigw's hot path drives it: ``ensureDeferred`` over ``levels``
+    nested coroutines, suspended twice on Deferreds fired later (the upstream's head,
+    then its body): what each coroutine layer between the web and the upstream costs."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    async def leaf(head: Deferred[int], body: Deferred[int]) -> int:
+        return await head + await body
+
+    async def layer(depth: int, head: Deferred[int], body: Deferred[int]) -> int:
+        if depth <= 1:
+            return await leaf(head, body)
+        return await layer(depth - 1, head, body)
+
+    def op() -> object:
+        head: Deferred[int] = Deferred()
+        body: Deferred[int] = Deferred()
+        answered = ensureDeferred(layer(levels, head, body))
+        head.callback(1)
+        body.callback(2)
+        return answered
+
+    return op
+
+
+@case("async: 1 coroutine, 2 suspensions")
+def _nested_1() -> Callable[[], object]:
+    return nested_call(1)
+
+
+@case("async: 12 nested coroutines, 2 suspensions")
+def _nested_12() -> Callable[[], object]:
+    return nested_call(12)
+
+
 # ---------------------------------------------------------------- metrics
 
 

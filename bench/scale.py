@@ -53,6 +53,7 @@ import statistics
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,14 +277,61 @@ async def open_stream(url: str, kind: str, token: str, n: int) -> Conn:
 
 
 @dataclass
-class FanoutRow:
-    backends: int
-    method: str
-    points: dict[int, list[Point]] = field(default_factory=dict)
+class Measured:
+    """A table row: wrk's points per concurrency, one per round."""
+
+    points: dict[int, list[Point]] = field(default_factory=dict, kw_only=True)
 
     def median(self, conns: int, attr: str) -> float | None:
         pts = self.points.get(conns) or []
         return statistics.median(getattr(p, attr) for p in pts) if pts else None
+
+    def cells(self, concs: list[int]) -> list[str]:
+        """req/s, p50 and p99 at each concurrency: the table columns every part shares."""
+        return [
+            cell
+            for c in concs
+            for cell in (
+                fmt(self.median(c, "rps")),
+                fmt(self.median(c, "p50_ms"), 2),
+                fmt(self.median(c, "p99_ms"), 2),
+            )
+        ]
+
+
+def point_columns(concs: list[int]) -> list[str]:
+    return [name for c in concs for name in (f"rps c{c}", f"p50 c{c}", f"p99 c{c}")]
+
+
+def measure_rounds(
+    rows: list[Any],
+    args: argparse.Namespace,
+    concs: list[int],
+    point: Callable[[Any, int], Point],
+    label: Callable[[Any], str],
+) -> None:
+    """Each row at each concurrency, ``args.rounds`` times, rows interleaved (their
+    order rotated each round); a point with errors fails the run."""
+    for rnd in range(args.rounds):
+        shift = rnd % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            for conns in concs:
+                pt = point(row, conns)
+                if pt.errors:
+                    bad = {k: v for k, v in pt.raw.items() if k in ERROR_KEYS and v}
+                    raise Fail(f"{label(row)} c{conns}: {pt.errors} errors {bad}")
+                row.points.setdefault(conns, []).append(pt)
+                print(
+                    f"# round {rnd + 1} {label(row)} c{conns}: "
+                    f"{pt.rps:.0f} req/s p50 {pt.p50_ms:.2f} ms p99 {pt.p99_ms:.2f} ms",
+                    file=sys.stderr,
+                )
+
+
+@dataclass
+class FanoutRow(Measured):
+    backends: int
+    method: str
 
 
 def measure_fanout(
@@ -297,32 +345,20 @@ def measure_fanout(
     methods = [(c, "tools/list") for c in counts]
     methods += [(c, "tools/call") for c in sorted({min(counts), max(counts)})]
     rows = [FanoutRow(c, m) for c, m in methods]
-    for rnd in range(args.rounds):
-        shift = rnd % len(rows)
-        for row in rows[shift:] + rows[:shift]:
-            for conns in concs:
-                pt = run_wrk(targets[row.backends], conns, args.duration, row.method)
-                if pt.errors:
-                    bad = {k: v for k, v in pt.raw.items() if k in ERROR_KEYS and v}
-                    raise Fail(f"{row.method} x{row.backends} c{conns}: {pt.errors} errors {bad}")
-                row.points.setdefault(conns, []).append(pt)
-                print(
-                    f"# round {rnd + 1} {row.method} x{row.backends} c{conns}: "
-                    f"{pt.rps:.0f} req/s p50 {pt.p50_ms:.2f} ms p99 {pt.p99_ms:.2f} ms",
-                    file=sys.stderr,
-                )
+    measure_rounds(
+        rows,
+        args,
+        concs,
+        lambda row, conns: run_wrk(targets[row.backends], conns, args.duration, row.method),
+        lambda row: f"{row.method} x{row.backends}",
+    )
     return rows
 
 
 @dataclass
-class ProcessRow:
+class ProcessRow(Measured):
     processes: int
-    points: dict[int, list[Point]] = field(default_factory=dict)
     rss_kib: int = 0
-
-    def median(self, conns: int, attr: str) -> float | None:
-        pts = self.points.get(conns) or []
-        return statistics.median(getattr(p, attr) for p in pts) if pts else None
 
 
 def measure_processes(
@@ -334,20 +370,13 @@ def measure_processes(
         if args.warmup:
             run_wrk(target, max(concs), args.warmup)  # not measured
     rows = [ProcessRow(n) for n in counts]
-    for rnd in range(args.rounds):
-        shift = rnd % len(rows)
-        for row in rows[shift:] + rows[:shift]:
-            for conns in concs:
-                pt = run_wrk(targets[row.processes], conns, args.duration)
-                if pt.errors:
-                    bad = {k: v for k, v in pt.raw.items() if k in ERROR_KEYS and v}
-                    raise Fail(f"{row.processes} processes c{conns}: {pt.errors} errors {bad}")
-                row.points.setdefault(conns, []).append(pt)
-                print(
-                    f"# round {rnd + 1} tools/call x{row.processes} processes c{conns}: "
-                    f"{pt.rps:.0f} req/s p50 {pt.p50_ms:.2f} ms p99 {pt.p99_ms:.2f} ms",
-                    file=sys.stderr,
-                )
+    measure_rounds(
+        rows,
+        args,
+        concs,
+        lambda row, conns: run_wrk(targets[row.processes], conns, args.duration),
+        lambda row: f"tools/call x{row.processes} processes",
+    )
     for row in rows:
         row.rss_kib = sum(vm_kib(pid, "VmRSS") for pid in targets[row.processes].pids)
     return rows
@@ -508,19 +537,10 @@ def table(rows: list[list[str]]) -> list[str]:
 def fanout_lines(rows: list[FanoutRow], concs: list[int]) -> list[str]:
     lo, hi = min(concs), max(concs)
     base = {r.method: r for r in sorted(rows, key=lambda r: r.backends, reverse=True)}
-    out = [["backends", "method"]]
-    for c in concs:
-        out[0] += [f"rps c{c}", f"p50 c{c}", f"p99 c{c}"]
-    out[0] += [f"x1 rps c{hi}", f"x1 p50 c{lo}"]
+    out = [["backends", "method", *point_columns(concs), f"x1 rps c{hi}", f"x1 p50 c{lo}"]]
     for r in rows:
         first = base[r.method]
-        line = [str(r.backends), r.method]
-        for c in concs:
-            line += [
-                fmt(r.median(c, "rps")),
-                fmt(r.median(c, "p50_ms"), 2),
-                fmt(r.median(c, "p99_ms"), 2),
-            ]
+        line = [str(r.backends), r.method, *r.cells(concs)]
         rps, rps1 = r.median(hi, "rps"), first.median(hi, "rps")
         p50, p501 = r.median(lo, "p50_ms"), first.median(lo, "p50_ms")
         line += [
@@ -534,18 +554,17 @@ def fanout_lines(rows: list[FanoutRow], concs: list[int]) -> list[str]:
 def process_lines(rows: list[ProcessRow], concs: list[int]) -> list[str]:
     hi = max(concs)
     first = rows[0]
-    out = [["processes"]]
-    for c in concs:
-        out[0] += [f"rps c{c}", f"p50 c{c}", f"p99 c{c}"]
-    out[0] += [f"x{first.processes} rps c{hi}", f"rps c{hi} per process", "RSS MiB"]
+    out = [
+        [
+            "processes",
+            *point_columns(concs),
+            f"x{first.processes} rps c{hi}",
+            f"rps c{hi} per process",
+            "RSS MiB",
+        ]
+    ]
     for r in rows:
-        line = [str(r.processes)]
-        for c in concs:
-            line += [
-                fmt(r.median(c, "rps")),
-                fmt(r.median(c, "p50_ms"), 2),
-                fmt(r.median(c, "p99_ms"), 2),
-            ]
+        line = [str(r.processes), *r.cells(concs)]
         rps, rps1 = r.median(hi, "rps"), first.median(hi, "rps")
         line += [
             fmt(rps / rps1, 2) if rps and rps1 else "-",

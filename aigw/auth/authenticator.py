@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -133,7 +132,7 @@ class Authenticator:
         says why that is safe), when it has the gateway-wide scopes."""
         if not principal.has_scopes(self._required):
             raise self.insufficient_scope(principal, self._required)
-        return attrs.evolve(principal, token=BearerToken(token))
+        return principal.holding(BearerToken(token))
 
     def _refuse_token(self, failure: Failure) -> Failure:
         if isinstance(failure.value, TokenRejected):

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from aigw.events import AccessDecided, GatewayObserver
+from aigw.events import AccessDecided, GatewayObserver, heard
 from aigw.gateway.access import AccessPolicy, Kind
 from aigw.gateway.asking import Asking
 from aigw.gateway.backends import BackendSessions
@@ -242,6 +242,8 @@ class Calls:
             request_id = record.request_id
 
         def report(allowed: bool, rule: str) -> None:
+            if not heard(self.observer):
+                return
             self.observer.access_decided(
                 AccessDecided(
                     principal,

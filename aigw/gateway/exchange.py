@@ -62,8 +62,9 @@ class Collector:
             self.valve.add(reader)
 
     def detach(self) -> None:
-        """The exchange is over: its reader leaves the valve, which lives as long as the
-        client's reply and would otherwise keep every reader it ever paced."""
+        """The exchange is over: drop the reader, which holds ``sink`` (and so this
+        collector), so reference counting frees the exchange, not the garbage collector;
+        and take it out of the valve, which lives as long as the client's reply."""
         reader, self.reader = self.reader, None
         if reader is not None and self.valve is not None:
             self.valve.remove(reader)

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from aigw.events import GatewayObserver, Outcome, RequestFinished
+from aigw.events import GatewayObserver, Outcome, RequestFinished, heard
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import InsufficientScope
 from aigw.gateway.parking import ParkedElsewhere
@@ -98,6 +98,8 @@ class Reporting:
         self, principal: Principal, record: RequestRecord, outcome: Outcome, code: int | None
     ) -> None:
         record.span.finish(record.backend, record.name, outcome, code)
+        if not heard(self.observer):
+            return
         self.observer.request_finished(
             RequestFinished(
                 method=record.method,

@@ -195,6 +195,7 @@ async def subscriptions(cell: Cell, client: Any) -> str | None:
 
         params = await _until(lambda: _trigger(cell, client), updated)
         assert str(params.uri) == uri
+        await client.unsubscribe_resource(uri)  # answered (over 2026-07-28: the listen re-sent)
         return None
     async with client.listen(resource_subscriptions=[uri]) as sub:
         honored = list(sub.honored.resource_subscriptions or [])

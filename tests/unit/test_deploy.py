@@ -174,8 +174,9 @@ def test_the_pod_runs_unprivileged_on_a_read_only_root(objects: dict[str, dict[s
 
 
 def test_resources_follow_the_capacity_model(objects: dict[str, dict[str, Any]]) -> None:
-    """docs/performance.md: one process is about one core; ~70 MiB under load, and the
-    per-user, per-session and per-stream bounds fit in the limit (deployment.yaml says how)."""
+    """docs/scale-out.md, "Capacity model": one process is about one core; the worked
+    example's 94 MiB fits the request, the default bounds with five backends (about
+    250 MiB) the limit (deployment.yaml says how)."""
     resources = container(objects)["resources"]
     assert resources["requests"]["cpu"] == "1"
     assert resources["requests"]["memory"] == "128Mi"

@@ -11,6 +11,7 @@ from aigw.events import (
     Observers,
     RequestFinished,
     UpstreamConnection,
+    heard,
 )
 from aigw.principal import ANONYMOUS
 from tests.fakes import RecordingObserver
@@ -74,3 +75,19 @@ class ObserversTests(SynchronousTestCase):
         inner = RecordingObserver()
         tell_everything(Observers(Observers(inner)))
         self.assertEqual(inner.requests, [FINISHED])
+
+
+class HeardTests(SynchronousTestCase):
+    """The hot path builds a request's events only when someone hears them."""
+
+    def test_nobody_registered_hears_nothing(self) -> None:
+        self.assertFalse(heard(Observers()))
+
+    def test_an_observer_registered_later_is_heard(self) -> None:
+        observers = Observers()
+        observers.add(RecordingObserver())
+        self.assertTrue(heard(observers))
+
+    def test_any_other_observer_is_heard(self) -> None:
+        self.assertTrue(heard(RecordingObserver()))
+        self.assertTrue(heard(Observers(Observers())))  # not looked into: told, as before

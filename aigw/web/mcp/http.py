@@ -10,7 +10,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import LoopingCall
 
 from aigw.gateway.flow import Valve
@@ -186,6 +186,12 @@ async def hold_stream(
         keepalive.start(KEEPALIVE_SECONDS, now=False)
         stream.start()
         await closed
+    except CancelledError:
+        # The client went away and serve_mcp cancelled the handler before ``end``
+        # heard of it (a listen registers late, after its awaits): the stream's
+        # end, not an error.  Returning leaves no traceback holding these frames,
+        # the stream and its request, for the cyclic collector.
+        gone.append(True)
     finally:
         end()
         detach()

@@ -83,6 +83,20 @@ class AuthenticatorTests(SynchronousTestCase):
             json.dumps({"token": got.token})
         self.assertNotIn(TOKEN, repr(attrs.asdict(got)))
 
+    def test_holding_the_token_keeps_every_other_fact(self) -> None:
+        """``Principal.holding`` builds the principal field by field: every field but the
+        token is the verified one's."""
+        verified = Principal(
+            ISSUER, "alice", "app", frozenset({"mcp"}), {"sub": "alice"}, "jti-1", 1e9
+        )
+        got = self.successResultOf(
+            self.make(verified).authenticate([b"Bearer " + TOKEN.encode()], {})
+        )
+        fields = [f.name for f in attrs.fields(Principal) if f.name != "token"]
+        self.assertEqual([getattr(got, f) for f in fields], [getattr(verified, f) for f in fields])
+        # the fields Principal.holding passes on, the token included: a new one goes there too
+        self.assertEqual(len(attrs.fields(Principal)), 8)
+
     def test_missing(self) -> None:
         """RFC 6750 §3.1, MCP "Protected Resource Metadata Discovery": 401 + challenge."""
         failure = self.refuse(self.make(principal()), [])
