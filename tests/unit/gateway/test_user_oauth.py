@@ -16,7 +16,13 @@ from aigw.protocol import jsonrpc
 from aigw.store.api import UserToken
 from tests.fakes import MemoryStore
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, initialize_message
+from tests.unit.gateway.helpers import (
+    PUBLIC_URL,
+    GatewayTestCase,
+    initialize_message,
+    modern,
+    routing,
+)
 from tests.unit.memory import run
 
 #: Under ``auth: None`` every request is ANONYMOUS's: the key of its tokens.
@@ -113,3 +119,24 @@ class UserOAuthGatewayTests(GatewayTestCase):
         self.assertEqual(error["code"], jsonrpc.UPSTREAM_CREDENTIALS)
         self.assertIn(PUBLIC_URL + "/oauth/upstream/start?link=", error["message"])
         self.assertNotIn("elicitations", error["data"])
+
+    @run
+    async def test_a_2026_07_28_client_declares_url_elicitation_per_request(self) -> None:
+        await self.start()
+        declared = {"io.modelcontextprotocol/clientCapabilities": URL_CAPABLE}
+        for meta, code in ((declared, jsonrpc.URL_ELICITATION_REQUIRED), ({}, None)):
+            params = {"name": "crm__whoami", "arguments": {}, "_meta": meta}
+            response, body = await self.post(
+                modern("tools/call", params), headers=routing("tools/call", "crm__whoami")
+            )
+            self.assertEqual(response.code, 200, body)
+            expected = code if code is not None else jsonrpc.UPSTREAM_CREDENTIALS
+            self.assertEqual(body["error"]["code"], expected, body)
+        self.memory.tokens[KEY] = UserToken(*KEY, access_token="crm-token")
+        params = {"name": "crm__whoami", "arguments": {}, "_meta": declared}
+        _, body = await self.post(
+            modern("tools/call", params), headers=routing("tools/call", "crm__whoami")
+        )
+        self.assertIn("result", body)
+        headers, _ = self.crm.received[-1]
+        self.assertEqual(headers["authorization"], ["Bearer crm-token"])
