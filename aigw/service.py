@@ -54,9 +54,12 @@ from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
+from aigw.upstream.user_authorization import UserAuthorization, build_user_authorization
+from aigw.upstream.user_links import UserLinks
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
+from aigw.web.upstream_oauth import UserOAuthPages
 
 if TYPE_CHECKING:
     from aigw.metrics import GatewayMetrics
@@ -163,6 +166,11 @@ class GatewayService(MultiService):
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
         self.store = store or self._build_store()
+        self.sealer = self._build_sealer()
+        # user_oauth backends: aigw as their OAuth client, one per backend, and the links
+        # that send users to authorize it (web/upstream_oauth.py serves them).
+        self.user_links = UserLinks(self.sealer, config.public_url, reactor)
+        self.user_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
@@ -172,7 +180,13 @@ class GatewayService(MultiService):
             self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
-        app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata)
+        # Served whenever users' tokens can be kept: a reload may add a user_oauth backend.
+        pages = (
+            UserOAuthPages(self.user_links, self.user_authorizations)
+            if self.store is not None
+            else None
+        )
+        app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata, pages)
         # A reload's auth settings and backend scopes: verifier, challenges, metadata.
         self.config_holder.subscribe(self.authenticator.follow)
         self.config_holder.subscribe(app.follow)
@@ -234,18 +248,20 @@ class GatewayService(MultiService):
             sys.stderr.write(f"aigw: state_dir: {error}\n")
             raise SystemExit(EX_IOERR) from None
 
-    def _build_gateway(self) -> Gateway:
-        """The router, with its sealing key derived once, here, at start, and one
-        transport per backend."""
+    def _build_sealer(self) -> Sealer:
+        """The sealing key, derived once, here, at start: sessions, cursors, links."""
         sessions = self.config.sessions
         if sessions.secret is None:
             self.log.warn(
                 "sessions.secret_file is not set: a random key seals sessions, so they will not "
                 "survive a restart nor work across processes"
             )
-            sealer = Sealer.random()
-        else:
-            sealer = Sealer(sessions.secret, sessions.old_secrets)
+            return Sealer.random()
+        return Sealer(sessions.secret, sessions.old_secrets)
+
+    def _build_gateway(self) -> Gateway:
+        """The router, with one transport per backend."""
+        sealer = self.sealer
         transports = {b.name: self._transport(b) for b in self.config.backends}
         gateway = Gateway(
             self.config_holder,
@@ -263,7 +279,15 @@ class GatewayService(MultiService):
 
     def _transport(self, backend: BackendConfig) -> UpstreamTransport:
         """How aigw talks to one backend (at start, and for a reload's new backends)."""
-        return build_transport(backend, self.reactor, self.observers)
+        authorization = None
+        if backend.auth is not None and backend.auth.user_oauth is not None:
+            if self.store is None:
+                raise ValueError(f"backend {backend.name!r}: user_oauth needs a token store")
+            authorization = build_user_authorization(
+                backend, self.store, self.user_links, self.reactor
+            )
+            self.user_authorizations[backend.name] = authorization
+        return build_transport(backend, self.reactor, self.observers, authorization)
 
     def _build_metrics(self) -> GatewayMetrics | None:
         """Prometheus metrics (``metrics``): told every event, reading the gauges below

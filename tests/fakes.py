@@ -1,9 +1,10 @@
 """In-memory stand-ins for aigw's seams, shared by the unit tests.
 
 One fake per seam: ``FakeTransport`` (``UpstreamTransport``), ``FakeCredentials``
-(``UpstreamCredentials``), ``FakePolicy`` (``AccessPolicy``) and
-``RecordingObserver`` (``GatewayObserver``).  Each records what it was asked, so a
-test can check what crossed the seam; none touches the network or the clock.
+(``UpstreamCredentials``), ``FakePolicy`` (``AccessPolicy``),
+``RecordingObserver`` (``GatewayObserver``) and ``MemoryStore`` (``Store``).  Each
+records what it was asked, so a test can check what crossed the seam; none touches the
+network or the clock.
 tests/unit/test_fakes.py checks each against its Protocol.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.web.http_headers import Headers
 
 from aigw.events import (
     AccessDecided,
@@ -26,6 +29,8 @@ from aigw.events import (
 )
 from aigw.gateway.access import Decision, Kind
 from aigw.principal import Principal
+from aigw.store import pins
+from aigw.store.api import RegisteredClient, ToolPin, UserToken, UserTokenInfo
 from aigw.upstream.api import (
     BodyReader,
     HeaderFields,
@@ -34,6 +39,76 @@ from aigw.upstream.api import (
     UpstreamCredentials,
     UpstreamError,
 )
+
+
+@attrs.define
+class ScriptedResponse:
+    code: int
+    body: bytes
+    headers: Headers = attrs.field(factory=Headers)
+
+    @property
+    def length(self) -> int:
+        return len(self.body)
+
+
+@attrs.define
+class ScriptedRequest:
+    method: str
+    url: str
+    kwargs: dict[str, Any]
+    answer: Deferred[Any]
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(self.kwargs["data"])
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.kwargs["data"])
+
+    @property
+    def authorization(self) -> str | None:
+        values = self.kwargs["headers"].get("Authorization")
+        return values[0].decode() if values else None
+
+
+class ScriptedHTTP:
+    """An ``HTTPClient`` (``aigw.httpjson``) whose requests wait until the test answers
+    them, or are answered at once by ``auto`` (status, body[, response headers])."""
+
+    def __init__(self) -> None:
+        self.requests: list[ScriptedRequest] = []
+        self.auto: Callable[[ScriptedRequest], tuple[Any, ...]] | None = None
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        request = ScriptedRequest(method, url, kwargs, Deferred())
+        self.requests.append(request)
+        if self.auto is not None:
+            self.answer(request, *self.auto(request))
+        return request.answer
+
+    def collect(self, response: Any, collector: Any) -> Deferred[None]:
+        collector(response.body)
+        return succeed(None)
+
+    def answer(
+        self,
+        request: ScriptedRequest,
+        status: int,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        fields = Headers({k: [v] for k, v in (headers or {}).items()})
+        request.answer.callback(ScriptedResponse(status, raw, fields))
+
+    def token(self, request: ScriptedRequest, value: str, expires_in: float | None = 3600) -> None:
+        body: dict[str, Any] = {"access_token": value, "token_type": "Bearer"}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        self.answer(request, 200, body)
+
 
 JSON_REPLY = Reply(status=200, session_id=None, content_type="application/json")
 #: What a backend answers a notification or a response it was sent (MCP basic/transports).
@@ -49,12 +124,17 @@ class FakeCredentials:
         self.fields = tuple(fields)
         self.error = error
         self.principals: list[Principal | None] = []
+        #: The principals whose credentials a backend answered 401 to.
+        self.refusals: list[Principal | None] = []
 
     async def headers(self, principal: Principal | None) -> HeaderFields:
         self.principals.append(principal)
         if self.error is not None:
             raise self.error
         return self.fields
+
+    async def refused(self, principal: Principal | None) -> None:
+        self.refusals.append(principal)
 
 
 @attrs.frozen
@@ -315,3 +395,104 @@ def protocol_members(protocol: type) -> dict[str, Any]:
 def parameters(function: Any) -> list[tuple[str, Any, Any]]:
     signature = inspect.signature(function)
     return [(p.name, p.kind, p.default) for p in signature.parameters.values() if p.name != "self"]
+
+
+class MemoryStore:
+    """``store.api.Store`` in dicts: the rows as put, nothing sealed; records nothing else.
+
+    ``fail``, when set, is raised by every method (a store that is down)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[tuple[str, str, str], UserToken] = {}
+        self.clients: dict[tuple[str, str], RegisteredClient] = {}
+        self.pins: dict[tuple[str, str, str], ToolPin] = {}
+        self.fail: Exception | None = None
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    async def get_user_token(self, issuer: str, subject: str, backend: str) -> UserToken | None:
+        self._check()
+        return self.tokens.get((issuer, subject, backend))
+
+    async def put_user_token(self, token: UserToken) -> None:
+        self._check()
+        self.tokens[(token.issuer, token.subject, token.backend)] = token
+
+    async def list_user_tokens(self) -> Sequence[UserTokenInfo]:
+        self._check()
+        return [
+            UserTokenInfo(
+                t.issuer,
+                t.subject,
+                t.backend,
+                t.expires_at,
+                t.scope,
+                t.refresh_token is not None,
+                t.updated_at,
+            )
+            for t in self.tokens.values()
+        ]
+
+    async def revoke_user_tokens(
+        self, *, subject: str | None = None, backend: str | None = None, issuer: str | None = None
+    ) -> int:
+        """Delete every token matching all the given keys (at least one); how many went."""
+        self._check()
+        if subject is None and backend is None and issuer is None:
+            raise ValueError("give at least one of subject, backend, issuer")
+        wanted = (issuer, subject, backend)
+        gone = [
+            key
+            for key in self.tokens
+            if all(want is None or want == have for want, have in zip(wanted, key, strict=True))
+        ]
+        for key in gone:
+            del self.tokens[key]
+        return len(gone)
+
+    async def get_client(self, backend: str, issuer: str) -> RegisteredClient | None:
+        self._check()
+        return self.clients.get((backend, issuer))
+
+    async def put_client(self, client: RegisteredClient) -> None:
+        self._check()
+        self.clients[(client.backend, client.issuer)] = client
+
+    async def get_pins(self, backend: str) -> Sequence[ToolPin]:
+        self._check()
+        return [pin for (name, _, _), pin in self.pins.items() if name == backend]
+
+    async def put_pin(self, pin: ToolPin) -> None:
+        self._check()
+        self.pins[(pin.backend, pin.kind, pin.name)] = pin
+
+    async def list_pending_pins(self) -> Sequence[ToolPin]:
+        self._check()
+        return [pin for pin in self.pins.values() if pin.pending_digest is not None]
+
+    async def record_pin(
+        self, backend: str, kind: str, name: str, digest: str, definition: str, now: float
+    ) -> ToolPin:
+        """What a backend listed now, applied to the stored pin (``pins.observed``) in one
+        transaction; the pin as it then is."""
+        self._check()
+        key = (backend, kind, name)
+        after = pins.observed(self.pins.get(key), backend, kind, name, digest, definition, now)
+        self.pins[key] = after
+        return after
+
+    async def accept_pin(self, backend: str, kind: str, name: str) -> ToolPin | None:
+        """Make the pending digest the pinned one (``pins.accepted``); the pin as it then
+        is, or None when nothing was pending."""
+        self._check()
+        pin = self.pins.get((backend, kind, name))
+        after = None if pin is None else pins.accepted(pin)
+        if after is not None:
+            self.pins[(backend, kind, name)] = after
+        return after
+
+    async def close(self) -> None:
+        self.closed = True

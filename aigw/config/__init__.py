@@ -16,7 +16,12 @@ on it, except two pure modules that own a rule it checks: ``upstream/headers.py`
 and ``sealed/sealer.py`` (see ``.importlinter``).
 """
 
-from aigw.config.credentials import BackendAuthConfig, ClientCredentialsConfig, TokenExchangeConfig
+from aigw.config.credentials import (
+    BackendAuthConfig,
+    ClientCredentialsConfig,
+    TokenExchangeConfig,
+    UserOAuthConfig,
+)
 from aigw.config.errors import EX_CONFIG, ConfigError, Problem, format_problems
 from aigw.config.model import (
     AccessConfig,
@@ -57,6 +62,7 @@ __all__ = [
     "TokenExchangeConfig",
     "ToolSelector",
     "TracingConfig",
+    "UserOAuthConfig",
     "format_problems",
     "load_config",
     "parse_config",

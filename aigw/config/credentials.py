@@ -2,8 +2,8 @@
 
 At most one mode gives the ``Authorization`` header: the gateway's own token
 (``client_credentials``, RFC 6749 §4.4) or a token exchanged for the user's (RFC 8693);
-``claims_to_headers`` may accompany either.  ``user_oauth`` (per-user upstream OAuth)
-is planned and refused until then.
+``claims_to_headers`` may accompany either.  ``user_oauth``: aigw is the OAuth client
+of the backend's own authorization server, one token per user (``upstream/user_oauth.py``).
 """
 
 from __future__ import annotations
@@ -76,6 +76,41 @@ class TokenExchangeConfig:
     cache_size: int = attrs.field(default=10000, metadata=read_as(cp.integer(0)))
 
 
+@attrs.frozen
+class UserOAuthConfig:
+    """Each user's own token at the backend's authorization server: aigw is its OAuth
+    client (authorization code + PKCE, the user sent there by URL elicitation).
+
+    ``client_id`` (and ``client_secret``, for a confidential client) are optional: without
+    them aigw registers itself (RFC 7591) with the authorization server the backend's
+    protected resource metadata names (RFC 9728)."""
+
+    client_id: str | None = attrs.field(default=None, metadata=read_as(cp.as_nonempty_str))
+    client_secret: str | None = attrs.field(
+        default=None, repr=False, metadata=read_either("client_secret_file", cp.secret_text)
+    )
+    #: Scopes asked of the backend's authorization server (default: those the backend's
+    #: metadata lists in ``scopes_supported``, RFC 9728 §2, else none).
+    scope: tuple[str, ...] = attrs.field(default=(), metadata=_scope)
+    client_auth: ClientAuthMethod = attrs.field(
+        default="client_secret_basic", metadata=_client_auth
+    )
+    timeout: float = attrs.field(default=10.0, metadata=_duration)
+    #: How long the link handed to the user (the URL elicitation) may be opened.
+    link_ttl: float = attrs.field(default=600.0, metadata=_duration)
+
+
+def _user_oauth(ctx: cp.Context, path: str, node: cp.Node) -> UserOAuthConfig | None:
+    """A client secret belongs to a client id: a secret alone names no client."""
+    section = cp.open_section(ctx, node, path, fields.keys(UserOAuthConfig))
+    if section is None:
+        return None
+    secret = next((k for k in ("client_secret", "client_secret_file") if section.has(k)), None)
+    if secret is not None and not section.has("client_id"):
+        ctx.report(section.child(secret), section.values[secret], "give client_id with it")
+    return fields.read_fields(section, UserOAuthConfig)
+
+
 def _client_credentials(
     ctx: cp.Context, path: str, node: cp.Node
 ) -> ClientCredentialsConfig | None:
@@ -97,7 +132,8 @@ def _client_credentials(
 @attrs.frozen
 class BackendAuthConfig:
     """How aigw proves its right to call a backend, never with the user's token: at most
-    one of ``client_credentials`` and ``token_exchange`` (``backend_auth`` checks), plus
+    one of ``client_credentials``, ``token_exchange`` and ``user_oauth`` (``backend_auth``
+    checks), plus
     ``claims_to_headers``: claims of the verified token, as headers."""
 
     client_credentials: ClientCredentialsConfig | None = attrs.field(
@@ -106,28 +142,23 @@ class BackendAuthConfig:
     token_exchange: TokenExchangeConfig | None = attrs.field(
         default=None, metadata=read_as(section_of(TokenExchangeConfig))
     )
+    user_oauth: UserOAuthConfig | None = attrs.field(default=None, metadata=read_as(_user_oauth))
     #: Claim (a dotted path into nested objects) -> header name.
     claims_to_headers: Mapping[str, str] = attrs.field(
         factory=dict, metadata=read_as(claims_headers)
     )
 
 
-#: The credential modes of ``backends[].auth``, at most one; ``user_oauth`` is planned.
+#: The credential modes of ``backends[].auth``, at most one.
 _MODES = ("client_credentials", "token_exchange", "user_oauth")
 
 
 def backend_auth(ctx: cp.Context, path: str, node: cp.Node) -> BackendAuthConfig | None:
-    """At most one credential mode; ``user_oauth`` is refused until it exists."""
-    section = cp.open_section(ctx, node, path, (*fields.keys(BackendAuthConfig), "user_oauth"))
+    """At most one credential mode."""
+    section = cp.open_section(ctx, node, path, fields.keys(BackendAuthConfig))
     if section is None:
         return None
     given = [mode for mode in _MODES if section.has(mode)]
-    if "user_oauth" in given:
-        ctx.report(
-            section.child("user_oauth"),
-            section.values["user_oauth"],
-            "user_oauth is not supported yet: use client_credentials or token_exchange",
-        )
     if len(given) > 1:
         ctx.report(
             section.child(given[1]),

@@ -39,16 +39,19 @@ def _check_backend_auth(
     ctx: cp.Context, path: str, node: cp.Node, backend: BackendConfig, no_auth: bool
 ) -> None:
     """No header is written both by the backend's ``auth`` and its static ``headers``;
-    a token exchange needs a user token, which ``auth: none`` never has."""
+    a token exchange and per-user OAuth need a user, which ``auth: none`` never has."""
     auth = backend.auth
     if auth is None:
         return
-    if no_auth and auth.token_exchange is not None:
-        exchange = cp.value_node(cp.value_node(node, "auth"), "token_exchange")
-        ctx.report(f"{path}.auth.token_exchange", exchange, "needs auth (a verified user token)")
+    for mode in ("token_exchange", "user_oauth"):
+        if no_auth and getattr(auth, mode) is not None:
+            given = cp.value_node(cp.value_node(node, "auth"), mode)
+            ctx.report(f"{path}.auth.{mode}", given, "needs auth (a verified user token)")
     static = {name.lower() for name in backend.headers}
     where = (f"{path}.auth", cp.value_node(node, "auth"))
-    if (auth.client_credentials or auth.token_exchange) and "authorization" in static:
+    if (auth.client_credentials or auth.token_exchange or auth.user_oauth) and (
+        "authorization" in static
+    ):
         ctx.report(*where, "the static headers hold Authorization, which auth would set too")
     for header in auth.claims_to_headers.values():
         if header.lower() in static:
@@ -284,8 +287,9 @@ def _read_config(
 
 
 def _check_state(root: cp.Section, config: Config) -> None:
-    """Pins need ``state_dir``, where they persist; the store there needs a key to seal
-    its secrets with (``token_store``, or the session key it is derived from)."""
+    """Pins and ``user_oauth`` tokens need ``state_dir``, where they persist; the store
+    there needs a key to seal its secrets with (``token_store``, or the session key it
+    is derived from)."""
     if config.state_dir is not None:
         if config.token_store.key is None and config.sessions.secret is None:
             root.ctx.report(
@@ -295,17 +299,25 @@ def _check_state(root: cp.Section, config: Config) -> None:
                 "derived from sessions.secret_file: set one of them",
             )
         return
-    modes = {backend.name: backend.pin_tools for backend in config.backends}
+    by_name = {backend.name: backend for backend in config.backends}
     node = root.values.get("backends")
     listed = cp.items(root.ctx, "backends", node) if isinstance(node, cp.SequenceNode) else []
     for path, item in listed or []:
         name = cp.value_node(item, "name")
-        mode = modes.get(name.value) if isinstance(name, cp.ScalarNode) else None
-        if mode not in (None, "off"):
+        backend = by_name.get(name.value) if isinstance(name, cp.ScalarNode) else None
+        if backend is None:
+            continue
+        if backend.pin_tools != "off":
             root.ctx.report(
                 f"{path}.pin_tools",
                 cp.value_node(item, "pin_tools"),
-                f"pin_tools: {mode} needs state_dir, where the pins persist",
+                f"pin_tools: {backend.pin_tools} needs state_dir, where the pins persist",
+            )
+        if backend.auth is not None and backend.auth.user_oauth is not None:
+            root.ctx.report(
+                f"{path}.auth.user_oauth",
+                cp.value_node(cp.value_node(item, "auth"), "user_oauth"),
+                "user_oauth needs state_dir, where users' tokens persist (sealed)",
             )
 
 

@@ -22,13 +22,14 @@ from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.exchange import Collector
 from aigw.gateway.selectors import ToolFilter
-from aigw.httpjson import Clock
+from aigw.httpjson import Clock, HTTPClient
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import NAME_SEPARATOR, expose_name
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import LATEST_VERSION, is_modern
 from aigw.sealed.session_id import BackendSession
 from aigw.upstream.api import UpstreamError, UpstreamTransport
+from aigw.upstream.protected_resource import DiscoveryFailed, discover
 
 #: Pages of tools/list read at most (a server that pages forever is not followed).
 MAX_PAGES = 20
@@ -181,3 +182,35 @@ def check_backend(
 
     d.addTimeout(limit, clock, onTimeoutCancel=timed_out)  # type: ignore[arg-type]
     return d
+
+
+async def check_user_oauth(config: BackendConfig, http: HTTPClient, clock: Clock) -> list[Finding]:
+    """A ``user_oauth`` backend answers only with a user's own token; what aigw needs of it
+    first is its authorization server, learnt from its 401 (RFC 9728, RFC 8414), with
+    PKCE S256, and a client: configured, or registered there (RFC 7591)."""
+    check = f"backend {config.name}"
+    assert config.url is not None
+    assert config.auth is not None
+    assert config.auth.user_oauth is not None
+    uo = config.auth.user_oauth
+    try:
+        server = await discover(http, clock, config.url, uo.timeout)
+    except DiscoveryFailed as error:
+        return [
+            fail(
+                check,
+                f"user_oauth: {error}",
+                "the backend must answer 401 with resource_metadata (or serve "
+                "/.well-known/oauth-protected-resource) naming its authorization server",
+            )
+        ]
+    client = "the configured client_id" if uo.client_id else "dynamic registration"
+    if uo.client_id is None and server.registration_endpoint is None:
+        return [
+            fail(
+                check,
+                f"user_oauth: {server.issuer} offers no dynamic registration",
+                "register aigw there and set auth.user_oauth.client_id (and client_secret_file)",
+            )
+        ]
+    return [ok(check, f"user_oauth: authorization server {server.issuer}, {client}, PKCE S256")]

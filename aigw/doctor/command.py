@@ -19,7 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from aigw.config import EX_CONFIG, Config, ConfigError, format_problems, load_config
 from aigw.doctor.authserver import check_authorization_server
-from aigw.doctor.backends import check_backend
+from aigw.doctor.backends import check_backend, check_user_oauth
 from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findings, ok
 from aigw.doctor.public import check_public_url
 from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
@@ -44,6 +44,8 @@ async def diagnose(
     authority = ensureDeferred(check_authorization_server(config, http, clock))
     backends = [
         check_backend(b, transports[b.name], clock, b.connect_timeout + b.timeout)
+        if b.name in transports
+        else ensureDeferred(check_user_oauth(b, http, clock))
         for b in config.backends
     ]
     public = ensureDeferred(check_public_url(config, http, clock, timeout))
@@ -61,7 +63,12 @@ async def diagnose(
 async def _main(reactor: Any, config: Config, config_path: str) -> int:
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = TreqClient(reactor, pool, DEFAULT_TIMEOUT)
-    transports = {b.name: build_transport(b, reactor) for b in config.backends}
+    # A user_oauth backend answers only with a user's own token: its check is discovery.
+    transports = {
+        b.name: build_transport(b, reactor)
+        for b in config.backends
+        if b.auth is None or b.auth.user_oauth is None
+    }
     try:
         findings = await diagnose(config, http, reactor, transports, key_files_of(config_path))
     finally:

@@ -31,6 +31,7 @@ from aigw.protocol.revision import (
 from aigw.protocol.versions import LATEST_VERSION
 from aigw.sealed.session_id import BackendSession
 from aigw.upstream.api import UpstreamError, UpstreamTransport
+from aigw.upstream.user_oauth import AuthorizationRequired
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
@@ -66,6 +67,8 @@ class BackendSessions:
         self._join_after: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Upstream sessions re-opened after a backend forgot them or joined late.
         self._repaired: LRU[tuple[str, str], BackendSession] = LRU(REPAIRED_SESSIONS_MAX)
+        # (issuer, subject, backend): user_oauth backends the user has not authorized.
+        self._unauthorized: LRU[tuple[str, str, str], bool] = LRU(REPAIRED_SESSIONS_MAX)
 
     def repaired(self, binding: str, name: str) -> BackendSession | None:
         """The upstream session that replaced the sealed one of this client binding, if any."""
@@ -119,18 +122,30 @@ class BackendSessions:
         A failure forgets the revision: the backend may come back as another one.
         """
         known = self.revisions.get(name)
+        user = None if principal is None else (principal.issuer, principal.subject, name)
         try:
             if known == LEGACY:
-                return await self._initialize(name, version, client_capabilities, principal)
-            if known == MODERN:
+                opened = await self._initialize(name, version, client_capabilities, principal)
+            elif known == MODERN:
                 discovered = await self._discover(name, principal)
                 if discovered is None:
                     raise UpstreamError(name, "refused", "no longer speaks 2026-07-28")
-                return discovered
-            return await self._probe(name, version, client_capabilities, principal)
+                opened = discovered
+            else:
+                opened = await self._probe(name, version, client_capabilities, principal)
+        except AuthorizationRequired:
+            # user_oauth: the user has not authorized aigw there (yet, or any more); the
+            # backend is as it was.  Tried again at every list, not after a join window:
+            # finding out costs a store lookup, and the user may authorize any moment.
+            if user is not None:
+                self._unauthorized.put(user, True)
+            raise
         except UpstreamError:
             self.revisions.pop(name, None)
             raise
+        if user is not None:
+            self._unauthorized.pop(user)
+        return opened
 
     async def _probe(
         self,
@@ -268,11 +283,15 @@ class BackendSessions:
         first page of a list, so a backend that comes back shows up again.
         """
         now = self.clock.seconds()
+        user = (session.principal.issuer, session.principal.subject)
         missing = [
             name
             for name in session.snapshot.order
             if name not in session.backends
-            and self._join_after.get((session.binding, name), 0.0) <= now
+            and (
+                self._join_after.get((session.binding, name), 0.0) <= now
+                or self._unauthorized.get((*user, name)) is not None
+            )
         ]
         if not missing:
             return
@@ -288,6 +307,16 @@ class BackendSessions:
         )
         for joined, _ in opened:
             self._remember(session, joined)
+
+    async def join(self, session: ClientSession, name: str) -> None:
+        """Open one backend for this session now, its failure raised: a call naming a
+        ``user_oauth`` backend that the user had not authorized when the session opened
+        (``calls.py``), so that the user learns how to."""
+        state = session.state
+        opened, _ = await self._open_one(
+            name, state.protocol_version, state.client_capabilities or {}, session.principal
+        )
+        self._remember(session, opened)
 
     async def repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from aigw.events import AccessDecided, GatewayObserver, heard
 from aigw.gateway.access import AccessPolicy, Kind
 from aigw.gateway.asking import Asking
+from aigw.gateway.backends import BackendSessions
 from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
@@ -33,7 +34,13 @@ from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.resource_subscriptions import SUBSCRIPTION_METHODS, ResourceSubscriptions
 from aigw.protocol import jsonrpc
-from aigw.protocol.names import rewrite_prompt_result, rewrite_read_result, rewrite_resource_links
+from aigw.protocol.names import (
+    resolve_uri,
+    rewrite_prompt_result,
+    rewrite_read_result,
+    rewrite_resource_links,
+    split_name,
+)
 from aigw.protocol.revision import legacy_result
 from aigw.protocol.versions import is_modern
 from aigw.sealed.session_id import BackendSession
@@ -74,9 +81,11 @@ class Calls:
         parking: Parking,
         clock: Any,
         subscriptions: ResourceSubscriptions,
+        backends: BackendSessions,
         record_arguments: bool = False,
     ) -> None:
         self.policy = policy
+        self.backends = backends
         self.record_arguments = record_arguments
         self.observer = observer
         self.catalog = catalog
@@ -100,6 +109,7 @@ class Calls:
         record: RequestRecord,
     ) -> dict[str, Any] | None:
         """The response to a routed request (None: cancelled, nothing to send)."""
+        await self._join_user_oauth(session, request.method, params)
         if request.method in LEARNED_METHODS:
             await self.catalog.before_call(session, request.method, params.get("name"))
         route = self.route(session, request.method, params, record)
@@ -130,6 +140,29 @@ class Calls:
             return await self.forward(session, route, request, emit, record)
         finally:
             permit.release()
+
+    async def _join_user_oauth(
+        self, session: ClientSession, method: str, params: dict[str, Any]
+    ) -> None:
+        """A ``user_oauth`` backend missing from the session (its user had not authorized
+        aigw there when the session opened) is opened now: once authorized, the retried
+        call goes through; still unauthorized, the call is answered with the
+        URL-elicitation-required error (MCP 2025-11-25 client/elicitation)."""
+        if method in LEARNED_METHODS:
+            exposed = params.get("name")
+            split = split_name(exposed) if isinstance(exposed, str) else None
+        else:
+            uri = params.get("uri")
+            split = resolve_uri(uri) if isinstance(uri, str) else None
+        if split is None or split[0] in session.backends:
+            return
+        config = session.snapshot.backends.get(split[0])
+        if config is None or config.auth is None or config.auth.user_oauth is None:
+            return
+        try:
+            await self.backends.join(session, split[0])
+        except UpstreamError as error:
+            raise GatewayError.from_upstream(error, session.url_elicitation) from None
 
     def route(
         self,
@@ -305,7 +338,8 @@ class Calls:
         except UpstreamError as error:
             self.log.warn("{error}", error=str(error))
             record.outcome = "upstream_error"
-            return jsonrpc.error_response(request.id, GatewayError.from_upstream(error).to_error())
+            answer = GatewayError.from_upstream(error, session.url_elicitation)
+            return jsonrpc.error_response(request.id, answer.to_error())
         finally:
             record.upstream_seconds += self.clock.seconds() - started
             self._inflight.pop(key, None)

@@ -24,7 +24,7 @@ from aigw.gateway.pool import UpstreamSessionPool
 from aigw.gateway.snapshot import Snapshot
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
-from aigw.protocol.client_capabilities import declared
+from aigw.protocol.client_capabilities import declared, missing
 from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
@@ -66,6 +66,13 @@ class ClientSession:
     def sessionless(self) -> bool:
         """A 2026-07-28 client's view: no session of its own, no server-to-client requests."""
         return not self.session_id
+
+    @property
+    def url_elicitation(self) -> bool:
+        """The client can be answered the URL-elicitation-required error: it declared
+        ``elicitation.url`` (2025-11-25 client/elicitation "Capabilities"), at
+        ``initialize`` or (2026-07-28) in the request's ``_meta``."""
+        return missing(self.input_capabilities, "elicitation/create", {"mode": "url"}) is None
 
 
 class ClientSessions:

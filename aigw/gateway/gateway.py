@@ -139,6 +139,7 @@ class Gateway(Service):
             Parking(self.exchange, self.relay, RequestStateCodec(sealer), reactor, self.process),
             reactor,
             self.feeds.subscriptions,
+            self.backends,
             record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.

@@ -75,6 +75,11 @@ class UpstreamCredentials(Protocol):
         JSON-RPC error naming the backend)."""
         ...
 
+    async def refused(self, principal: Principal | None) -> None:
+        """The backend answered 401 to what ``headers`` gave for ``principal``: drop it
+        (a user's own token: raise the error that sends the user to authorize again)."""
+        ...
+
 
 class UpstreamTransport(Protocol):
     """One backend, as the gateway talks to it (MCP basic/transports)."""

@@ -346,9 +346,16 @@ class Upstream:
             await slots.acquire()
         try:
             credentials = await self.credentials.headers(principal)
-            return await self._post(
-                credentials, body, sink, session_id, protocol_version, on_reader, extra_headers
-            )
+            try:
+                return await self._post(
+                    credentials, body, sink, session_id, protocol_version, on_reader, extra_headers
+                )
+            except UpstreamError as error:
+                if error.status == 401:
+                    # RFC 6750 §3.1 invalid_token: the credentials decide (a user's own
+                    # token is forgotten, and the user sent to authorize again).
+                    await self.credentials.refused(principal)
+                raise
         finally:
             self._slots.release()
 

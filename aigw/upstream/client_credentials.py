@@ -95,6 +95,10 @@ class ClientCredentials:
         fetched: Deferred[_Held] = self._flight.run(None, self._fetch)
         return (await fetched).fields
 
+    async def refused(self, principal: Principal | None) -> None:
+        """The backend refused the token (revoked, keys rotated): fetch a new one next."""
+        self._held = None
+
     async def _fetch(self) -> _Held:
         self.fetches += 1
         try:

@@ -1,8 +1,9 @@
 """What a request to a backend carries to authenticate the gateway, built from its config.
 
 Static ``headers`` (and ``headers_file``), then at most one ``Authorization`` from
-``auth`` (the gateway's own token, RFC 6749 §4.4, or one exchanged for the user's,
-RFC 8693), then ``claims_to_headers``.  Never the user's own token: the client's
+``auth`` (the gateway's own token, RFC 6749 §4.4, one exchanged for the user's, RFC
+8693, or the user's own token at the backend, ``user_oauth.py``), then
+``claims_to_headers``.  Never the user's own token: the client's
 ``Authorization`` is not among what the upstream client sends (``client.py``), and
 ``Principal.token`` is read by the token exchange alone, to send to the token
 endpoint (MCP Authorization, "Access Token Privilege Restriction").
@@ -22,6 +23,8 @@ from aigw.upstream.api import HeaderFields, UpstreamCredentials
 from aigw.upstream.claims import ClaimsHeaders
 from aigw.upstream.client_credentials import ClientCredentials
 from aigw.upstream.token_exchange import TokenExchange
+from aigw.upstream.user_authorization import UserAuthorization
+from aigw.upstream.user_oauth import UserOAuth
 
 
 class StaticHeaders:
@@ -37,6 +40,9 @@ class StaticHeaders:
 
     async def headers(self, principal: Principal | None) -> HeaderFields:
         return self._fields
+
+    async def refused(self, principal: Principal | None) -> None:
+        """Static headers are what they are: nothing to drop."""
 
 
 class BackendCredentials:
@@ -60,12 +66,20 @@ class BackendCredentials:
             fields.extend(self._claims.fields(principal))
         return fields
 
+    async def refused(self, principal: Principal | None) -> None:
+        if self._authorization is not None:
+            await self._authorization.refused(principal)
+
 
 def build_credentials(
-    config: BackendConfig, reactor: Any, http: HTTPClient | None = None
+    config: BackendConfig,
+    reactor: Any,
+    http: HTTPClient | None = None,
+    user_authorization: UserAuthorization | None = None,
 ) -> UpstreamCredentials:
     """The credentials ``config`` asks for; ``http`` reaches token endpoints (default:
-    treq on ``reactor``, a connection per request: tokens are asked for seldom)."""
+    treq on ``reactor``, a connection per request: tokens are asked for seldom);
+    ``user_authorization`` is the backend's OAuth client side when it is ``user_oauth``."""
     static = StaticHeaders(config.headers)
     auth = config.auth
     if auth is None:
@@ -81,5 +95,9 @@ def build_credentials(
     elif auth.token_exchange is not None:
         assert http is not None
         authorization = TokenExchange(config.name, auth.token_exchange, http, reactor)
+    elif auth.user_oauth is not None:
+        if user_authorization is None:
+            raise ValueError(f"backend {config.name!r}: user_oauth needs the token store")
+        authorization = UserOAuth(user_authorization, reactor)
     claims = ClaimsHeaders(config.name, auth.claims_to_headers) if auth.claims_to_headers else None
     return BackendCredentials(static, authorization, claims)

@@ -9,13 +9,20 @@ from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.client import Upstream
+from aigw.upstream.credentials import build_credentials
 from aigw.upstream.stdio import StdioUpstream
+from aigw.upstream.user_authorization import UserAuthorization
 
 
 def build_transport(
-    config: BackendConfig, reactor: Any, observer: GatewayObserver | None = None
+    config: BackendConfig,
+    reactor: Any,
+    observer: GatewayObserver | None = None,
+    user_authorization: UserAuthorization | None = None,
 ) -> UpstreamTransport:
-    """``observer`` hears of connections: HTTP ones, or child processes started and ended."""
+    """``observer`` hears of connections: HTTP ones, or child processes started and ended;
+    ``user_authorization``: the backend's OAuth client side, when it is ``user_oauth``."""
     if config.command is not None:
         return StdioUpstream(config, reactor, observer)
-    return Upstream(config, reactor, observer=observer)
+    credentials = build_credentials(config, reactor, user_authorization=user_authorization)
+    return Upstream(config, reactor, credentials=credentials, observer=observer)

@@ -38,6 +38,10 @@ class IssuedToken:
     #: Seconds the token lives (None: the server did not say).
     expires_in: float | None
     issued_token_type: str | None = None
+    #: RFC 6749 §5.1 (authorization code and refresh grants): how to renew it.
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+    #: RFC 6749 §5.1: the scope granted, when it differs from the one asked for.
+    scope: str | None = None
 
 
 class TokenRequestFailed(Exception):
@@ -59,7 +63,7 @@ class TokenEndpoint:
         clock: Clock,
         *,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None,
         client_auth: Literal["client_secret_basic", "client_secret_post"],
         timeout: float,
         url: str | None = None,
@@ -102,7 +106,11 @@ class TokenEndpoint:
         url = await self.url()
         body = dict(form)
         headers: dict[str, list[bytes]] = {"Accept": [b"application/json"]}
-        if self._client_auth == "client_secret_basic":
+        if self._client_secret is None:
+            # A public client (RFC 6749 §2.1; RFC 7591 ``token_endpoint_auth_method: none``)
+            # names itself and proves nothing but PKCE (RFC 6749 §4.1.3).
+            body["client_id"] = self._client_id
+        elif self._client_auth == "client_secret_basic":
             headers["Authorization"] = [client_secret_basic(self._client_id, self._client_secret)]
         else:  # client_secret_post, RFC 6749 §2.3.1: in the body
             body["client_id"] = self._client_id
@@ -175,8 +183,12 @@ def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
         raise TokenRequestFailed(f"{url} answered token_type {_excerpt(token_type)!r}, not Bearer")
     lifetime = _seconds(answer.get("expires_in"))
     issued_type = answer.get("issued_token_type")
+    refresh = answer.get("refresh_token")
+    scope = answer.get("scope")
     return IssuedToken(
         token,
         lifetime if lifetime is None or lifetime > 0 else 0.0,
         issued_type if isinstance(issued_type, str) else None,
+        refresh if isinstance(refresh, str) and refresh else None,
+        scope if isinstance(scope, str) else None,
     )

@@ -80,7 +80,7 @@ class TokenExchange:
                 self._backend, "credentials", "token exchange needs the user's verified token"
             )
         token = principal.token.reveal()
-        key = (principal.issuer, principal.subject, hashlib.sha256(token.encode()).digest())
+        key = _key(principal, token)
         cached = self._cache.get(key)
         if cached is not None:
             if self._clock.seconds() < cached.expires_at:
@@ -90,6 +90,11 @@ class TokenExchange:
             key, lambda: self._exchange(key, token, principal.expires_at)
         )
         return (await exchanged).fields
+
+    async def refused(self, principal: Principal | None) -> None:
+        """The backend refused the exchanged token: the next request exchanges anew."""
+        if principal is not None and principal.token is not None:
+            self._cache.pop(_key(principal, principal.token.reveal()))
 
     async def _exchange(self, key: CacheKey, token: str, user_expires: float | None) -> _Exchanged:
         self.exchanges += 1
@@ -106,3 +111,7 @@ class TokenExchange:
         if now < exchanged.expires_at:
             self._cache.put(key, exchanged)
         return exchanged
+
+
+def _key(principal: Principal, token: str) -> CacheKey:
+    return (principal.issuer, principal.subject, hashlib.sha256(token.encode()).digest())

@@ -7,6 +7,8 @@ Routes:
 - RFC 9728 protected resource metadata, and the authorization server metadata
   relay for 2025-03-26-era clients, when auth is on.
 - ``mcp_path``: the MCP endpoint, behind the bearer check.
+- ``/oauth/upstream/start`` and ``/oauth/upstream/callback``: a user's authorization at
+  a ``user_oauth`` backend (``upstream_oauth.py``), when one is configured.
 - anything else: JSON 404 / 405.
 
 ``mcp_path`` carries every tool call, so its POST, GET and DELETE are answered
@@ -20,7 +22,6 @@ methods.
 from __future__ import annotations
 
 from typing import Any, Protocol, cast
-from urllib.parse import parse_qs
 
 from klein import Klein
 from twisted.internet.defer import CancelledError, ensureDeferred
@@ -38,8 +39,9 @@ from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.readiness import Readiness
 from aigw.web.host import HostCheck
-from aigw.web.request import WebRequest
+from aigw.web.request import WebRequest, query_arguments
 from aigw.web.respond import refuse_auth, write_json
+from aigw.web.upstream_oauth import CALLBACK_PATH, START_PATH, UserOAuthPages
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
 METADATA_CORS_HEADERS = {
@@ -62,12 +64,6 @@ class MetadataDocuments(Protocol):
     def document(self, kind: str) -> bytes | None: ...
 
 
-def query_arguments(request: WebRequest) -> dict[bytes, list[bytes]]:
-    """The query string only (``request.args`` also holds form-encoded bodies)."""
-    _, _, query = request.uri.partition(b"?")
-    return parse_qs(query) if query else {}
-
-
 def _web_request(request: IRequest) -> WebRequest:
     """Klein types error handlers' requests as ``IRequest``; it passes the site's ``Request``."""
     return cast(WebRequest, request)
@@ -85,8 +81,10 @@ class GatewayApp:
         authenticator: Authenticator,
         mcp: MCPHandler | None = None,
         as_metadata: MetadataDocuments | None = None,
+        user_oauth: UserOAuthPages | None = None,
     ) -> None:
         self.config = config
+        self.user_oauth = user_oauth
         self.readiness = readiness
         self.authenticator = authenticator
         self.mcp = mcp
@@ -108,6 +106,9 @@ class GatewayApp:
             if self.as_metadata is not None:
                 self._route_as_metadata()
         route(self.config.mcp_path, methods=["POST", "GET", "DELETE"])(self.mcp_endpoint)
+        if self.user_oauth is not None:
+            route(START_PATH, methods=["GET"])(self.user_oauth_start)
+            route(CALLBACK_PATH, methods=["GET"])(self.user_oauth_callback)
         self.app.handle_errors(NotFound)(self.not_found)
         self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
         self.app.handle_errors(Exception)(self.internal_error)
@@ -180,6 +181,14 @@ class GatewayApp:
 
         handler.__name__ = f"as_metadata_{kind.replace('-', '_')}"
         return handler
+
+    def user_oauth_start(self, request: WebRequest) -> Any:
+        assert self.user_oauth is not None
+        return ensureDeferred(self.user_oauth.start(request))
+
+    def user_oauth_callback(self, request: WebRequest) -> Any:
+        assert self.user_oauth is not None
+        return ensureDeferred(self.user_oauth.callback(request))
 
     def mcp_endpoint(self, request: WebRequest) -> Any:
         return ensureDeferred(self._mcp_endpoint(request))

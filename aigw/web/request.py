@@ -9,6 +9,7 @@ handlers are annotated with this protocol instead, which every
 from __future__ import annotations
 
 from typing import IO, Any, Protocol
+from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
@@ -44,3 +45,9 @@ class WebRequest(Protocol):
     def registerProducer(self, producer: Any, streaming: bool) -> None: ...
 
     def unregisterProducer(self) -> None: ...
+
+
+def query_arguments(request: WebRequest) -> dict[bytes, list[bytes]]:
+    """The query string only (``request.args`` also holds form-encoded bodies)."""
+    _, _, query = request.uri.partition(b"?")
+    return parse_qs(query) if query else {}

@@ -27,11 +27,13 @@ from aigw.events import (
 )
 from aigw.gateway.access import AccessPolicy
 from aigw.principal import ANONYMOUS
+from aigw.store.api import Store, UserToken
 from aigw.upstream.api import BodyReader, UpstreamCredentials, UpstreamError, UpstreamTransport
 from tests.fakes import (
     FakeCredentials,
     FakePolicy,
     FakeTransport,
+    MemoryStore,
     RecordingObserver,
     RecordingReader,
     Scripted,
@@ -60,6 +62,9 @@ class ConformanceTests(SynchronousTestCase):
 
     def test_fake_credentials(self) -> None:
         self.assert_conforms(FakeCredentials(), UpstreamCredentials)
+
+    def test_memory_store(self) -> None:
+        self.assert_conforms(MemoryStore(), Store)
 
     def test_fake_policy(self) -> None:
         self.assert_conforms(FakePolicy(), AccessPolicy)
@@ -184,3 +189,16 @@ class RecordingObserverTests(SynchronousTestCase):
         self.assertEqual(observer.refusals, [refused])
         self.assertEqual(observer.connections, [connection])
         self.assertEqual(observer.fetches, [fetched])
+
+
+class MemoryStoreTests(SynchronousTestCase):
+    def test_revoking_matches_every_given_key(self) -> None:
+        store = MemoryStore()
+        for issuer, subject, backend in [("i", "a", "x"), ("i", "a", "y"), ("i", "b", "x")]:
+            token = UserToken(issuer, subject, backend, access_token="t")
+            self.successResultOf(ensureDeferred(store.put_user_token(token)))
+        gone = ensureDeferred(store.revoke_user_tokens(subject="a", backend="x"))
+        self.assertEqual(self.successResultOf(gone), 1)
+        listed = self.successResultOf(ensureDeferred(store.list_user_tokens()))
+        self.assertEqual(sorted((t.subject, t.backend) for t in listed), [("a", "y"), ("b", "x")])
+        self.failureResultOf(ensureDeferred(store.revoke_user_tokens()), ValueError)

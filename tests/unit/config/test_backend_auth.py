@@ -186,10 +186,6 @@ class ModesTests(ConfigTestCase):
         )
         self.assertProblem(text, "backends[0].auth.token_exchange", 10, "not both")
 
-    def test_user_oauth_is_not_supported_yet(self) -> None:
-        text = BASE + "    auth:\n      user_oauth: {client_id: a, client_secret_file: x}\n"
-        self.assertProblem(text, "backends[0].auth.user_oauth", 9, "not supported yet")
-
     def test_unknown_key(self) -> None:
         text = BASE + "    auth:\n      client_credential: {}\n"
         self.assertProblem(text, "backends[0].auth.client_credential", 9, "did you mean")
@@ -212,6 +208,74 @@ class ModesTests(ConfigTestCase):
         assert backend.auth is not None
         self.assertEqual(backend.auth.claims_to_headers, {"sub": "X-Forwarded-User"})
         self.assertIsNone(backend.auth.client_credentials)
+
+
+class UserOAuthTests(ConfigTestCase):
+    UO = "    auth:\n      user_oauth:\n"  # keys from line 10
+
+    def stateful(self, text: str) -> str:
+        """``text`` with the ``state_dir`` where users' tokens persist, and its key."""
+        directory = self.directory().resolve()
+        (directory / "store.key").write_bytes(b"s" * 32)
+        (directory / "store.key").chmod(0o600)
+        return text + f"state_dir: {directory}\ntoken_store:\n  key_file: {directory}/store.key\n"
+
+    def test_user_oauth_and_another_mode_are_refused(self) -> None:
+        text = self.stateful(
+            BASE + "    auth:\n"
+            "      client_credentials: {issuer: https://i.ex, client_id: a, client_secret: s}\n"
+            "      user_oauth: {}\n"
+        )
+        self.assertProblem(text, "backends[0].auth.user_oauth", 10, "not both")
+
+    def test_needs_state_dir(self) -> None:
+        text = BASE + "    auth:\n      user_oauth: {}\n"
+        self.assertProblem(text, "backends[0].auth.user_oauth", 9, "needs state_dir")
+
+    def test_every_key(self) -> None:
+        secret = self.directory() / "uo.secret"
+        secret.write_text("s3cret\n")
+        text = self.stateful(
+            BASE
+            + self.UO
+            + lines(
+                "client_id: aigw-at-crm",
+                f"client_secret_file: {secret}",
+                "scope: crm.read crm.write",
+                "client_auth: client_secret_post",
+                "timeout: 5s",
+                "link_ttl: 2m",
+            )
+        )
+        auth = parse_config(text, env={}).backends[0].auth
+        assert auth is not None
+        assert auth.user_oauth is not None
+        uo = auth.user_oauth
+        self.assertEqual((uo.client_id, uo.client_secret), ("aigw-at-crm", "s3cret"))
+        self.assertEqual(uo.scope, ("crm.read", "crm.write"))
+        self.assertEqual((uo.client_auth, uo.timeout, uo.link_ttl), ("client_secret_post", 5, 120))
+        self.assertNotIn("s3cret", repr(auth))
+
+    def test_empty_means_dynamic_registration(self) -> None:
+        text = self.stateful(BASE + "    auth:\n      user_oauth: {}\n")
+        auth = parse_config(text, env={}).backends[0].auth
+        assert auth is not None
+        assert auth.user_oauth is not None
+        self.assertEqual((auth.user_oauth.client_id, auth.user_oauth.client_secret), (None, None))
+        self.assertEqual((auth.user_oauth.scope, auth.user_oauth.link_ttl), ((), 600.0))
+
+    def test_a_secret_needs_a_client_id(self) -> None:
+        text = self.stateful(BASE + self.UO + lines("client_secret: s"))
+        self.assertProblem(text, "backends[0].auth.user_oauth.client_secret", 10, "client_id")
+
+    def test_needs_a_user(self) -> None:
+        text = self.stateful(MINIMAL + "    auth:\n      user_oauth: {}\n")
+        self.assertProblem(text, "backends[0].auth.user_oauth", 9, "needs auth")
+
+    def test_static_authorization_is_refused_beside_it(self) -> None:
+        text = BASE + "    headers: {Authorization: Bearer x}\n    auth:\n      user_oauth: {}\n"
+        text = self.stateful(text)
+        self.assertProblem(text, "backends[0].auth", 10, "Authorization")
 
 
 class ClaimsToHeadersTests(ConfigTestCase):

@@ -158,7 +158,7 @@ class GatewayTestCase(SynchronousTestCase):
         self.serve(config)
 
     def serve(self, config: Config) -> None:
-        """The gateway of ``config``, started, and a client for it."""
+        """The gateway of ``config`` (and ``self.store``), started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
         self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)

@@ -6,16 +6,13 @@ In memory: a fake token endpoint whose answers the test releases, and a Clock.
 from __future__ import annotations
 
 import base64
-import json
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.http_headers import Headers
 
 from aigw.config import (
     BackendAuthConfig,
@@ -33,69 +30,12 @@ from aigw.upstream.client_credentials import RETRY_AFTER, ClientCredentials
 from aigw.upstream.credentials import BackendCredentials, build_credentials
 from aigw.upstream.token_endpoint import TokenEndpoint, TokenRequestFailed
 from aigw.upstream.token_exchange import TokenExchange
+from tests.fakes import ScriptedHTTP, ScriptedRequest
 
 ENDPOINT = "https://idp.example/token"
 SECRET = "s3cr:t!"
 USER_TOKEN = "user.access.token"
 BOB_TOKEN = "bob.token"
-
-
-@attrs.define
-class _Response:
-    code: int
-    body: bytes
-    headers: Headers = attrs.field(factory=Headers)
-
-    @property
-    def length(self) -> int:
-        return len(self.body)
-
-
-@attrs.define
-class _Request:
-    method: str
-    url: str
-    kwargs: dict[str, Any]
-    answer: Deferred[Any]
-
-    @property
-    def form(self) -> dict[str, str]:
-        return dict(self.kwargs["data"])
-
-    @property
-    def authorization(self) -> str | None:
-        values = self.kwargs["headers"].get("Authorization")
-        return values[0].decode() if values else None
-
-
-class TokenServer:
-    """An ``HTTPClient`` whose requests wait until the test answers them."""
-
-    def __init__(self) -> None:
-        self.requests: list[_Request] = []
-        self.auto: Callable[[_Request], tuple[int, Any]] | None = None
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
-        request = _Request(method, url, kwargs, Deferred())
-        self.requests.append(request)
-        if self.auto is not None:
-            status, body = self.auto(request)
-            self.answer(request, status, body)
-        return request.answer
-
-    def collect(self, response: Any, collector: Any) -> Deferred[None]:
-        collector(response.body)
-        return succeed(None)
-
-    def answer(self, request: _Request, status: int, body: Any) -> None:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request.answer.callback(_Response(status, raw))
-
-    def token(self, request: _Request, value: str, expires_in: float | None = 3600) -> None:
-        body: dict[str, Any] = {"access_token": value, "token_type": "Bearer"}
-        if expires_in is not None:
-            body["expires_in"] = expires_in
-        self.answer(request, 200, body)
 
 
 def alice(token: str | None = USER_TOKEN, **claims: Any) -> Principal:
@@ -143,7 +83,7 @@ def tx_config(**overrides: Any) -> TokenExchangeConfig:
 
 class Case(SynchronousTestCase):
     def setUp(self) -> None:
-        self.server = TokenServer()
+        self.server = ScriptedHTTP()
         self.clock = Clock()
         self.clock.advance(1_000_000)
 
@@ -243,7 +183,7 @@ class TokenEndpointTests(Case):
         """RFC 8414 §3: discovered once, then used."""
         issuer = "https://idp.example/t1"
 
-        def metadata(request: _Request) -> tuple[int, Any]:
+        def metadata(request: ScriptedRequest) -> tuple[int, Any]:
             if "well-known" in request.url:
                 return 200, {"issuer": issuer, "token_endpoint": ENDPOINT}
             return 200, {"access_token": "t", "token_type": "bearer"}

@@ -1,0 +1,201 @@
+"""Per-user OAuth to a backend that does OAuth itself (``auth.user_oauth``), end to end.
+
+Authorization server: oidc-provider (``e2e/as.mjs``), for aigw's own users and for the
+backend (a resource of its own: tokens with ``aud`` = the backend's URL).  Backend: the
+``mcp`` SDK server with its own resource-server auth (``pyserver --auth-issuer``: 401
+with ``resource_metadata``, JWTs checked against the AS's keys).  Client: the official
+MCP Python SDK, declaring URL-mode elicitation.  The call answers -32042 (MCP 2025-11-25
+client/elicitation, "URL Elicitation Required Error"); the test opens the URL headlessly
+(aigw's start endpoint, the AS's login, aigw's callback), and the retried call reaches
+the backend with the user's own token there.  A second user gets their own; the user's
+token at aigw is never among what the backend receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import anyio
+import httpx2
+import jwt
+import mcp_types as types
+import pytest
+from mcp import MCPError, UrlElicitationRequiredError
+
+from .aigw import Gateway, start_gateway
+from .harness.authserver import AuthServer
+from .harness.login import authorize
+from .harness.oauth_client import MemoryTokenStorage, connect
+from .harness.processes import LOG_DIR
+from .harness.results import text_of
+from .harness.upstreams import Upstream, start_pyserver
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+AIGW = str(Path(sys.executable).parent / "aigw")
+
+
+@pytest.fixture(scope="module")
+def protected(auth_server: AuthServer) -> Iterator[Upstream]:
+    """The SDK server as an OAuth protected resource of its own."""
+    upstream = start_pyserver(auth_issuer=auth_server.issuer)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(auth_server: AuthServer, protected: Upstream, pyserver: Upstream) -> Iterator[Gateway]:
+    state = tempfile.mkdtemp(prefix="aigw-user-oauth-state-", dir=LOG_DIR)
+    started = start_gateway(
+        [("crm", protected.url, "auth:\n  user_oauth: {}\n"), ("plain", pyserver.url)],
+        issuer=auth_server.issuer,
+        extra=f"state_dir: {state}\n",
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def ignore_elicitation(context: Any, params: Any) -> types.ElicitResult:
+    """Declares URL-mode elicitation (the SDK does when given a callback)."""
+    return types.ElicitResult(action="decline")
+
+
+async def follow(url: str, user: str) -> str:
+    """Open the elicitation URL as a browser would: aigw's start page redirects to the
+    AS, the AS's login sends back to aigw's callback, whose page is returned."""
+    async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+        start = await http.get(url)
+    assert start.status_code == 302, start.text
+    location = start.headers["location"]
+    redirect_uri = parse_qs(urlsplit(location).query)["redirect_uri"][0]
+    response = await authorize(location, user, redirect_uri=redirect_uri)
+    async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+        page = await http.get(urljoin(url, response.redirect))
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+async def call_whoami(
+    gateway: Gateway, user: str, storage: MemoryTokenStorage
+) -> dict[str, Any] | MCPError:
+    """The headers the backend received, or the error the call was answered with."""
+    async with connect(
+        gateway.url,
+        user,
+        storage=storage,
+        mode="legacy",
+        elicitation_callback=ignore_elicitation,
+    ) as client:
+        try:
+            result = await client.call_tool("crm__whoami-headers", {})
+        except MCPError as error:
+            return error
+    headers: dict[str, Any] = json.loads(text_of(result))
+    return headers
+
+
+async def whoami(gateway: Gateway, user: str, storage: MemoryTokenStorage) -> dict[str, Any]:
+    answer = await call_whoami(gateway, user, storage)
+    assert not isinstance(answer, MCPError), answer
+    return answer
+
+
+async def elicited(gateway: Gateway, user: str, storage: MemoryTokenStorage) -> str:
+    """The call fails with -32042; the URL it names (read with the SDK's own model)."""
+    error = await call_whoami(gateway, user, storage)
+    assert isinstance(error, MCPError), error
+    assert error.code == types.URL_ELICITATION_REQUIRED
+    (elicitation,) = UrlElicitationRequiredError.from_error(error.error).elicitations
+    assert elicitation.mode == "url"
+    assert elicitation.elicitation_id
+    assert elicitation.url.startswith(gateway.base + "/oauth/upstream/start?link=")
+    return elicitation.url
+
+
+def claims(headers: dict[str, Any]) -> dict[str, Any]:
+    scheme, _, token = headers["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return decoded
+
+
+async def test_url_elicitation_then_each_user_has_their_own_token(
+    gateway: Gateway, protected: Upstream
+) -> None:
+    alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+    url = await elicited(gateway, "alice", alice)
+    assert "You can close this page" in await follow(url, "alice")
+    seen = await whoami(gateway, "alice", alice)
+    assert claims(seen)["sub"] == "alice"
+    assert claims(seen)["aud"] == protected.url
+    assert alice.tokens is not None
+    assert alice.tokens.access_token not in json.dumps(seen)
+    # Stored sealed: the backend's token is nowhere in state_dir in clear.
+    assert_not_in_state_dir(gateway, seen["authorization"].partition(" ")[2].encode())
+    # The link was for one use.
+    async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+        again = await http.get(url)
+    assert again.status_code == 400
+    assert "used already" in again.text
+    # Bob is not Alice: his own elicitation, his own token.
+    url = await elicited(gateway, "bob", bob)
+    await follow(url, "bob")
+    seen = await whoami(gateway, "bob", bob)
+    assert claims(seen)["sub"] == "bob"
+    assert bob.tokens is not None
+    assert bob.tokens.access_token not in json.dumps(seen)
+    assert claims(await whoami(gateway, "alice", alice))["sub"] == "alice"
+
+
+async def test_a_revoked_token_is_elicited_again(gateway: Gateway) -> None:
+    """``aigw tokens list|revoke`` on the store the daemon writes: alice must authorize
+    again, and only she."""
+    alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+    for user, storage in (("alice", alice), ("bob", bob)):
+        answer = await call_whoami(gateway, user, storage)
+        if isinstance(answer, MCPError):
+            await follow(await elicited(gateway, user, storage), user)
+    listed = await aigw("tokens", "list", "--config", gateway.config_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.decode().splitlines() if "crm" in line]
+    assert any("alice" in row for row in rows), rows
+    assert any("bob" in row for row in rows), rows
+    revoked = await aigw("tokens", "revoke", "--sub", "alice", "--config", gateway.config_path)
+    assert revoked.returncode == 0, revoked.stderr
+    await elicited(gateway, "alice", alice)
+    assert claims(await whoami(gateway, "bob", bob))["sub"] == "bob"
+
+
+async def aigw(*argv: str) -> Any:
+    return await anyio.run_process([AIGW, *argv], check=False)
+
+
+async def test_the_other_backends_serve_without_authorization(gateway: Gateway) -> None:
+    async with connect(gateway.url, "alice", storage=MemoryTokenStorage(), mode="legacy") as client:
+        tools = [tool.name for tool in (await client.list_tools()).tools]
+        assert "plain__echo" in tools
+        result = await client.call_tool("plain__echo", {"text": "hi"})
+    assert "hi" in text_of(result)
+
+
+def assert_not_in_state_dir(gateway: Gateway, secret: bytes) -> None:
+    """No file of the gateway's ``state_dir`` (the SQLite file, its WAL) holds ``secret``."""
+    with open(gateway.config_path) as handle:
+        lines = handle.read().splitlines()
+    state = next(line.split(": ", 1)[1] for line in lines if line.startswith("state_dir:"))
+    names = os.listdir(state)
+    assert "aigw.sqlite3" in names
+    for name in names:
+        with open(os.path.join(state, name), "rb") as handle:
+            assert secret not in handle.read(), name
