@@ -7,6 +7,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx2
 
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 
@@ -123,3 +126,21 @@ def start_gateway(
         cwd=directory,
     )
     return Gateway(process, port, path, metrics_port)
+
+
+def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
+    """POST one JSON-RPC message (an ``initialize`` unless given) with this bearer token."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    message = body or {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "0"},
+        },
+    }
+    return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)

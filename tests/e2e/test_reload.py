@@ -16,13 +16,12 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, backend_yaml, start_gateway
+from .aigw import Gateway, backend_yaml, mcp_post, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
 from .harness.tokens import token_for
 from .harness.upstreams import Upstream, start_pyserver
-from .test_resource_server import mcp_post
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import httpx2
@@ -18,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, mcp_post, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.oauth_client import HeadlessLogin, MemoryTokenStorage, connect
 from .harness.results import text_of
@@ -35,23 +34,6 @@ def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
         yield started
     finally:
         started.stop()
-
-
-def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    message = body or {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "e2e", "version": "0"},
-        },
-    }
-    return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)
 
 
 async def test_sdk_goes_from_bare_401_to_a_tool_result(gateway: Gateway) -> None:

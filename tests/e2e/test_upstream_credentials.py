@@ -25,8 +25,8 @@ from .harness.authserver import AuthServer
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR
 from .harness.results import text_of
+from .harness.tokens import token_for
 from .harness.upstreams import Upstream
-from .test_resource_server import token_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
