@@ -28,7 +28,7 @@ from aigw.gateway.capabilities import CAPABILITY_OF
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.input_required import is_input_required
 from aigw.protocol import jsonrpc
-from aigw.sealed.request_id import RequestIdCodec
+from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
@@ -65,7 +65,8 @@ class Questions:
         answered: Deferred[dict[str, Any]] = Deferred(lambda _: self._forget(None, key))
         answered.addBoth(self._forget, key)
         self._waiting[key] = answered
-        request_id = self.ids.wrap_own(self.process, key, session.binding)
+        peer_url = session.snapshot.config.sessions.peer_url
+        request_id = self.ids.wrap_own(self.process, key, session.binding, peer_url)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
@@ -75,6 +76,19 @@ class Questions:
     def _forget(self, outcome: Any, key: str) -> Any:
         self._waiting.pop(key, None)
         return outcome
+
+    def elsewhere(
+        self, session: ClientSession, message: jsonrpc.Response | jsonrpc.ErrorResponse
+    ) -> str | None:
+        """Where to forward a client's answer to a question another process asked (its
+        peer URL), None when it is not such an answer (docs/scale-out.md)."""
+        try:
+            process, _, peer_url = self.ids.unwrap_own(
+                getattr(message, "id", None), session.binding
+            )
+        except InvalidId:
+            return None
+        return peer_url if process != self.process else None
 
     def answer(self, key: str, message: dict[str, Any]) -> bool:
         """The client's response to question ``key``: False when nobody here waits for it."""
