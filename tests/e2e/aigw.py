@@ -63,6 +63,7 @@ def start_gateway(
     more_backends: str = "",
     session_key: str | None = None,
     public_url: str | None = None,
+    peer: bool = False,
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
@@ -71,7 +72,9 @@ def start_gateway(
     ``more_backends``: YAML list items added to ``backends`` as they are (stdio ones).
     ``session_key``: a key file to share with other gateways (default: a new key).
     ``public_url``: what clients and tokens name (default: this gateway's own URL; a load
-    balancer's in front of several)."""
+    balancer's in front of several).
+    ``peer``: set ``sessions.peer_url`` to this gateway's own URL, where the other
+    processes of a deployment forward what belongs to a call waiting here."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -99,7 +102,9 @@ def start_gateway(
         + auth
         + backend_yaml(backends)
         + more_backends
-        + f"sessions: {{secret_file: {key}}}\n"
+        + f"sessions: {{secret_file: {key}"
+        + (f", peer_url: 'http://127.0.0.1:{port}/mcp'" if peer else "")
+        + "}\n"
         + "logging: {format: text, level: debug}\n"
         + (
             f"metrics: {{listen: 'tcp:{metrics_port}:interface=127.0.0.1'}}\n"

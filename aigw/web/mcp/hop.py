@@ -100,6 +100,11 @@ class PeerHop:
         except FetchFailed as error:
             self.log.warn("forwarding a retry to {peer}: {error}", peer=peer_url, error=str(error))
             return self._error(request, request_id, "the aigw process holding it did not answer")
+        self.log.info(
+            "forwarded to the aigw process at {peer}: {status}",
+            peer=peer_url,
+            status=fetched.status,
+        )
         request.setResponseCode(fetched.status)
         kind = fetched.headers.get("content-type")
         if kind is not None:
