@@ -14,6 +14,7 @@ from tests.unit.gateway.helpers import (
     SHARED_KEY,
     Collect,
     GatewayTestCase,
+    HangUp,
     sse_messages,
 )
 from tests.unit.memory import run
@@ -124,6 +125,21 @@ class AskingTests(AskingTestCase):
         await self.answer(session, asked, {"action": "decline"})
         await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
         self.assertIn("decline", json.dumps(sse_messages(b"".join(chunks))[1]))
+
+
+class CancelTests(AskingTestCase):
+    @run
+    async def test_a_client_going_away_stops_the_wait(self) -> None:
+        """basic/utilities/cancellation: the client hung up on the call's stream while aigw
+        waited for its answer; nothing waits any more."""
+        session = await self.start({"elicitation": {}})
+        response = await self.stream_call(session, 5, {"name": "beta__needs-input"})
+        hang_up = HangUp()
+        response.deliverBody(hang_up)
+        first = await hang_up.got
+        self.assertIn(b"elicitation/create", first)
+        await self.until(lambda: len(self.service.gateway.questions) == 0)
+        self.assertEqual(self.service.gateway.calls._inflight, {})
 
 
 class TwoProcessTests(AskingTestCase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
@@ -41,6 +42,14 @@ class SessionCodecTests(SynchronousTestCase):
 
     def test_round_trip(self) -> None:
         self.assertEqual(self.codec.open(self.codec.issue(state()), ISSUER, "alice"), state())
+
+    def test_the_clients_input_capabilities_travel_in_the_id(self) -> None:
+        """So any process may ask the client on a 2026-07-28 backend's behalf (asking.py);
+        without them the id stays as short as before."""
+        asked = attrs.evolve(state(), client_capabilities={"sampling": {}, "roots": {}})
+        session_id = self.codec.issue(asked)
+        self.assertEqual(self.codec.open(session_id, ISSUER, "alice"), asked)
+        self.assertGreater(len(session_id), len(self.codec.issue(state())))
 
     def test_session_id_is_visible_ascii(self) -> None:
         """ "The session ID MUST only contain visible ASCII characters (0x21 to 0x7E)"."""
