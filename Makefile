@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz keycloak-check
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz keycloak-check soak
 
 all: test
 
@@ -78,6 +78,16 @@ fuzz: $(STAMP)
 		$(BIN)/python bench/fuzz/parsers.py $$target -max_total_time=$$per -print_final_stats=1 \
 			-artifact_prefix=bench/fuzz/findings/$$target- || exit 1; \
 	done
+
+# The soak (docs/performance.md, "Soak"; not part of `make test`): SOAK_SECONDS
+# (60) of SOAK_CLIENTS (50) clients through a real aigw, the test authorization
+# server and real upstreams (tests/soak/).  Fails on any failed request, RSS
+# growth over 5% after the warm-up, or file descriptors left open.  Ends with
+#   soak: requests=<n> failed=<n> rss_growth_pct=<n> fds_delta=<n>
+export SOAK_SECONDS SOAK_CLIENTS SOAK_WARMUP SOAK_SETTLE
+
+soak: $(STAMP) $(NODE_STAMP)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m tests.soak
 
 # The benchmark (docs/performance.md): aigw against the upstream called
 # directly and against its peers, all on 127.0.0.1; 2-3 minutes.  Needs wrk

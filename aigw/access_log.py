@@ -100,10 +100,12 @@ class AccessLogObserver:
         )
 
     def tool_flagged(self, event: ToolFlagged) -> None:
-        """At warn: a backend serves a description that looks poisoned."""
+        """At warn: a backend serves a description that looks poisoned, or a definition
+        that changed since it was pinned."""
         self.log.warn(
-            "backend {backend}: {kind} {name!r} {action} by screening: {reasons}",
+            "backend {backend}: {kind} {name!r} {action} by {by}: {reasons}",
             event="tool_flagged",
+            by=event.by,
             backend=event.backend,
             kind=event.kind,
             name=event.name,

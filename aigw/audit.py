@@ -149,10 +149,12 @@ class AuditTrail:
         self.log.info(_FINISHED, **fields)
 
     def tool_flagged(self, event: ToolFlagged) -> None:
-        """A description flagged by screening: what was found, and whether it was hidden."""
+        """A tool or prompt flagged by screening or pinning: what was found, and whether it
+        was hidden."""
         self.log.info(
-            "{kind} {backend} {name} {action} by screening: {checks}",
+            "{kind} {backend} {name} {action} by {by}: {checks}",
             event="tool_flagged",
+            by=event.by,
             backend=event.backend,
             name=event.name,
             kind=event.kind,

@@ -8,7 +8,8 @@ validates either and prints every problem.  ``convert`` prints the native config
 an ``mcpServers`` file, or an Envoy AI Gateway file (``envoy/``), stands for.  ``doctor``
 checks a live set-up (``aigw/doctor/``).
 ``access explain`` says how the access rules decide one request for given token claims
-(``auth/explain.py``).
+(``auth/explain.py``).  ``tokens list|revoke`` and ``tools changes|accept`` read and
+change the store in ``state_dir`` (``store/commands.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aigw.config import (
 from aigw.config.command_line import DEFAULT_LISTEN
 from aigw.config.errors import located
 from aigw.config.read import ServersFile
+from aigw.store import commands as store_commands
 
 _SERVER_FLAGS = ("mcp_config", "mcp_json", "listen", "issuer", "public_url")
 
@@ -154,9 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     doctor_parser.add_argument("doctor_config", metavar="CONFIG", help="the YAML configuration")
     explain.add_parser(commands)
+    store_commands.add_parsers(commands)
     args = parser.parse_args(argv)
     if args.command == "access":
         return explain.run(args)
+    if args.command in ("tokens", "tools"):
+        return store_commands.run(args, parser)
     if args.command == "doctor":
         from aigw.doctor import doctor
 

@@ -98,8 +98,10 @@ class AuthServerFetched:
 
 @attrs.frozen
 class ToolFlagged:
-    """A backend's tool or prompt description was screened and flagged
-    (``backends[].screen_tools``): served with a warning, or hidden (``blocked``)."""
+    """A backend's tool or prompt was flagged: its description by screening
+    (``backends[].screen_tools``), or its definition changed since it was pinned
+    (``backends[].pin_tools``, check ``pin_changed``); served with a warning, or hidden
+    (``blocked``)."""
 
     backend: str
     kind: Literal["tool", "prompt"]
@@ -110,6 +112,8 @@ class ToolFlagged:
     #: Each finding in words: the check, where it was found, what it found.
     reasons: tuple[str, ...]
     action: Literal["warned", "blocked"]
+    #: Which of the two flagged it.
+    by: Literal["screening", "pinning"] = attrs.field(default="screening", kw_only=True)
 
 
 class GatewayObserver(Protocol):

@@ -47,6 +47,9 @@ RESTART_ONLY = (
     "audit",
     # The tracer and its exporter thread are built at start.
     "tracing",
+    # The store (its file, its key) is opened at start.
+    "state_dir",
+    "token_store",
 )
 
 #: The keys of those sections that a reload does change: the gateway reads them at each

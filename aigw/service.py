@@ -3,7 +3,7 @@
     GatewayService (MultiService)
       ├── KeyStore            JWKS refresh loop (auth on)
       ├── metadata relay      authorization server metadata for older clients (auth on)
-      ├── Gateway             upstream pools and MCP sessions
+      ├── Gateway             upstream pools and MCP sessions (and the store in ``state_dir``)
       ├── listeners           one endpoint service per ``listen`` string
       └── metrics listener    ``GET /metrics`` on ``metrics.listen`` (unless ``metrics: off``)
 
@@ -18,7 +18,7 @@ import resource
 import signal
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
@@ -44,10 +44,12 @@ from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
 from aigw.logging import build_observer
-from aigw.metrics import GatewayMetrics, metrics_site
 from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
+from aigw.store.api import Store
+from aigw.store.factory import open_store
+from aigw.store.sqlite import EX_IOERR, StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
@@ -55,6 +57,9 @@ from aigw.upstream.factory import build_transport
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
+
+if TYPE_CHECKING:
+    from aigw.metrics import GatewayMetrics
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
 
@@ -135,7 +140,9 @@ class GatewayService(MultiService):
         log_to_stderr: bool = True,
         handle_sigterm: bool = False,
         environ: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store``: used instead of opening the one in ``state_dir`` (tests)."""
         super().__init__()  # type: ignore[no-untyped-call]
         self._log_to_stderr = log_to_stderr
         self._handle_sigterm = handle_sigterm
@@ -155,6 +162,7 @@ class GatewayService(MultiService):
         self.authenticator, as_metadata = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
+        self.store = store or self._build_store()
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
@@ -214,6 +222,18 @@ class GatewayService(MultiService):
             service.setServiceParent(self)
         return authenticator, as_metadata
 
+    def _build_store(self) -> Store | None:
+        """The store in ``state_dir`` (pins, users' tokens), its schema ready, or None.
+
+        Opened here, before the reactor runs; a file that cannot be opened stops the
+        daemon with a message naming it (stderr: logging has not started yet).
+        """
+        try:
+            return open_store(self.config, self.reactor)
+        except StoreError as error:
+            sys.stderr.write(f"aigw: state_dir: {error}\n")
+            raise SystemExit(EX_IOERR) from None
+
     def _build_gateway(self) -> Gateway:
         """The router, with its sealing key derived once, here, at start, and one
         transport per backend."""
@@ -236,6 +256,7 @@ class GatewayService(MultiService):
             self.observers,
             record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
+            store=self.store,
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
@@ -248,7 +269,9 @@ class GatewayService(MultiService):
         """Prometheus metrics (``metrics``): told every event, reading the gauges below
         at each scrape, served on a listener of their own that fails like the others."""
         if not self.config.metrics.enabled:
-            return None
+            return None  # and prometheus_client is never imported (docs/performance.md)
+        from aigw.metrics import GatewayMetrics, metrics_site
+
         backends = [b.name for b in self.config.backends]
         # A tool is a label once its backend listed it (its selector allowing it).
         metrics = GatewayMetrics(
@@ -363,6 +386,8 @@ class GatewayService(MultiService):
         await self.site.drain(self.config.server.shutdown_timeout)
         others = [s for s in self if s not in self.listeners]
         await DeferredList([d for d in (s.stopService() for s in reversed(others)) if d])
+        if self.store is not None:
+            await self.store.close()
         await self.http_pool.closeCachedConnections()
         self.running = False
         self.log.info("stopped")

@@ -29,9 +29,11 @@ medians over rounds.  A point with any non-2xx, socket error or reply without
 a JSON-RPC result fails its row.  Peak RSS is VmHWM of the target's processes.
 
 The output ends with one line:
-    aigw: rps32=<n> added_p50_ms=<n> best_peer_ratio=<n>
-(``na`` where not measured); when ``aigw`` and ``aigw-metrics`` were both
-measured, the line before it says what the metrics cost:
+    aigw: rps32=<n> added_p50_ms=<n> best_peer_ratio=<n> rss_mib=<n> x2_ratio=<n>
+(``na`` where not measured): ``rss_mib`` is the ``aigw`` row's peak RSS after the run
+(VmHWM), ``x2_ratio`` the ``aigw-x2`` row's req/s at the highest concurrency over the
+``aigw`` row's (two processes on one port against one).  When ``aigw`` and
+``aigw-metrics`` were both measured, the line before it says what the metrics cost:
     aigw-metrics: rps32=<n> rps32_vs_aigw=<n> p50_c1_vs_aigw=<n>
 Exit status 1 when a row asked for failed.
 """
@@ -954,8 +956,13 @@ def report(rows: list[Row], concs: list[int], args: argparse.Namespace, auth: Au
             f"aigw-metrics: rps32={na(m_rps32, 0)} rps32_vs_aigw={na(rps_ratio, 3)} "
             f"p50_c{lo}_vs_aigw={na(p50_ratio, 3)}"
         )
+    rss = aigw.rss_mib if ok and aigw else None
+    doubled = by.get("aigw-x2")
+    x2_rps32 = doubled.median(hi, "rps") if doubled is not None and doubled.ok() else None
+    x2_ratio = x2_rps32 / rps32 if (x2_rps32 and rps32) else None
     lines.append(
         f"aigw: rps32={na(rps32, 0)} added_p50_ms={na(added, 2)} best_peer_ratio={na(ratio, 2)}"
+        f" rss_mib={na(rss, 1)} x2_ratio={na(x2_ratio, 2)}"
     )
     return "\n".join(lines)
 

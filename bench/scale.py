@@ -1,7 +1,7 @@
 """aigw at scale: tools/list fan-out over backends, memory per session and per stream.
 
-    .venv/bin/python bench/scale.py [--parts fanout,sessions,streams]
-        [--backends 1,5,20] [--concurrency 1,32] [--duration 5] [--rounds 3]
+    .venv/bin/python bench/scale.py [--parts fanout,processes,sessions,streams]
+        [--backends 1,5,20] [--processes 1,2,3] [--concurrency 1,32] [--duration 5] [--rounds 3]
         [--sessions 1000,5000] [--streams 100,500] [--stream-backends 1,5]
         [--quick] [--json FILE|-]
 
@@ -16,6 +16,11 @@ by name only, each with its own connection pool in aigw.
   (every backend asked, replies merged) at each concurrency, and
   ``tools/call`` (one backend) with the fewest and the most backends.
   Medians over rounds, backend counts interleaved.
+* ``processes``: 1, 2 and 3 aigw processes on one port (SO_REUSEPORT, as
+  ``etc/systemd/aigw@.socket`` runs them: ``start_aigw(workers=N)``), one
+  backend; ``wrk`` POSTs ``tools/call`` at each concurrency, process counts
+  interleaved; the RSS column sums VmRSS over the processes after the rounds.
+  What N processes on this machine's cores serve, and what each costs.
 * ``sessions``: a fresh aigw per kind, then VmRSS after each cumulative step
   of N set-ups (after a settle): ``session`` = N initialize handshakes of one
   user (2025-11-25; the session id is sealed state, nothing is stored);
@@ -79,6 +84,7 @@ MODERN = "2026-07-28"
 TWISTD = Path(sys.executable).parent / "twistd"
 SESSION_KINDS = ("session", "session-users", "stateless-users")
 STREAM_KINDS = ("get", "listen")
+PARTS = ("fanout", "processes", "sessions", "streams")
 SETUP_CONNECTIONS = 16
 
 
@@ -308,6 +314,45 @@ def measure_fanout(
     return rows
 
 
+@dataclass
+class ProcessRow:
+    processes: int
+    points: dict[int, list[Point]] = field(default_factory=dict)
+    rss_kib: int = 0
+
+    def median(self, conns: int, attr: str) -> float | None:
+        pts = self.points.get(conns) or []
+        return statistics.median(getattr(p, attr) for p in pts) if pts else None
+
+
+def measure_processes(
+    env: Env, args: argparse.Namespace, concs: list[int], counts: list[int]
+) -> list[ProcessRow]:
+    """``tools/call`` through 1, 2, ... aigw processes sharing one port."""
+    targets = {n: start_aigw(env, TWISTD, f"aigw-{n}p", workers=n) for n in counts}
+    for target in targets.values():
+        if args.warmup:
+            run_wrk(target, max(concs), args.warmup)  # not measured
+    rows = [ProcessRow(n) for n in counts]
+    for rnd in range(args.rounds):
+        shift = rnd % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            for conns in concs:
+                pt = run_wrk(targets[row.processes], conns, args.duration)
+                if pt.errors:
+                    bad = {k: v for k, v in pt.raw.items() if k in ERROR_KEYS and v}
+                    raise Fail(f"{row.processes} processes c{conns}: {pt.errors} errors {bad}")
+                row.points.setdefault(conns, []).append(pt)
+                print(
+                    f"# round {rnd + 1} tools/call x{row.processes} processes c{conns}: "
+                    f"{pt.rps:.0f} req/s p50 {pt.p50_ms:.2f} ms p99 {pt.p99_ms:.2f} ms",
+                    file=sys.stderr,
+                )
+    for row in rows:
+        row.rss_kib = sum(vm_kib(pid, "VmRSS") for pid in targets[row.processes].pids)
+    return rows
+
+
 # --------------------------------------------------------------------------
 # memory
 
@@ -486,6 +531,31 @@ def fanout_lines(rows: list[FanoutRow], concs: list[int]) -> list[str]:
     return table(out)
 
 
+def process_lines(rows: list[ProcessRow], concs: list[int]) -> list[str]:
+    hi = max(concs)
+    first = rows[0]
+    out = [["processes"]]
+    for c in concs:
+        out[0] += [f"rps c{c}", f"p50 c{c}", f"p99 c{c}"]
+    out[0] += [f"x{first.processes} rps c{hi}", f"rps c{hi} per process", "RSS MiB"]
+    for r in rows:
+        line = [str(r.processes)]
+        for c in concs:
+            line += [
+                fmt(r.median(c, "rps")),
+                fmt(r.median(c, "p50_ms"), 2),
+                fmt(r.median(c, "p99_ms"), 2),
+            ]
+        rps, rps1 = r.median(hi, "rps"), first.median(hi, "rps")
+        line += [
+            fmt(rps / rps1, 2) if rps and rps1 else "-",
+            fmt(rps / r.processes) if rps else "-",
+            fmt(r.rss_kib / 1024, 1),
+        ]
+        out.append(line)
+    return table(out)
+
+
 def memory_lines(groups: list[list[Step]]) -> list[str]:
     out = [
         [
@@ -537,6 +607,7 @@ def report(
     concs: list[int],
     fanout: list[FanoutRow],
     memory: list[list[Step]],
+    processes: list[ProcessRow] | None = None,
 ) -> str:
     lines = [
         f"# machine: {machine()}",
@@ -550,6 +621,14 @@ def report(
             f"# fan-out: wrk + bench/wrk/mcp_call.lua, {args.rounds} round(s) x {args.duration}s "
             f"per point, medians; latencies in ms; x1 = against the fewest backends",
             *fanout_lines(fanout, concs),
+        ]
+    if processes:
+        lines += [
+            "",
+            f"# processes: N aigw processes on one port (SO_REUSEPORT), one backend, tools/call; "
+            f"{args.rounds} round(s) x {args.duration}s per point, medians; RSS summed over "
+            "the processes",
+            *process_lines(processes, concs),
         ]
     if memory:
         lines += [
@@ -581,8 +660,9 @@ def ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="aigw at scale (see bench/scale.py's docstring)")
-    p.add_argument("--parts", default="fanout,sessions,streams")
+    p.add_argument("--parts", default=",".join(PARTS))
     p.add_argument("--backends", default="1,5,20", help="backend counts of the fan-out")
+    p.add_argument("--processes", default="1,2,3", help="process counts on one port")
     p.add_argument("--concurrency", default="1,32")
     p.add_argument("--duration", type=int, default=5, help="seconds of wrk per point")
     p.add_argument("--rounds", type=int, default=3)
@@ -598,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.backends, args.concurrency, args.duration, args.rounds = "1,2", "1,4", 1, 1
+        args.processes = "1,2"
         args.sessions, args.streams, args.stream_backends = "20", "10", "1"
         args.session_kinds, args.settle, args.warmup = "session", 0.2, 0
     parts = set(args.parts.split(","))
@@ -606,8 +687,8 @@ def main(argv: list[str] | None = None) -> int:
         if k not in SESSION_KINDS:
             p.error(f"unknown session kind {k!r}; known: {', '.join(SESSION_KINDS)}")
     for part in parts:
-        if part not in ("fanout", "sessions", "streams"):
-            p.error(f"unknown part {part!r}; known: fanout, sessions, streams")
+        if part not in PARTS:
+            p.error(f"unknown part {part!r}; known: {', '.join(PARTS)}")
     concs = ints(args.concurrency)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -622,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         args.streams = ",".join(str(min(n, (fd_limit - 100) // 2)) for n in ints(args.streams))
 
     fanout: list[FanoutRow] = []
+    processes: list[ProcessRow] = []
     memory: list[list[Step]] = []
 
     args.load_before = load_average()
@@ -631,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "fanout" in parts:
                 fanout.extend(measure_fanout(env, args, concs, ints(args.backends)))
+            if "processes" in parts:
+                processes.extend(measure_processes(env, args, concs, ints(args.processes)))
             for kind in kinds if "sessions" in parts else []:
                 memory.append(measure_sessions(env, kind, ints(args.sessions), args.settle))
             for kind in STREAM_KINDS if "streams" in parts else []:
@@ -651,12 +735,20 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for r in fanout
             ],
+            "processes": [
+                {
+                    "processes": r.processes,
+                    "rss_kib": r.rss_kib,
+                    "points": {c: [pt.raw for pt in pts] for c, pts in r.points.items()},
+                }
+                for r in processes
+            ],
             "memory": [[asdict(s) for s in steps] for steps in memory],
         }
         if args.json == "-":
             print(json.dumps(raw, indent=2))
             return False
-        print(report(args, env.auth, concs, fanout, memory))
+        print(report(args, env.auth, concs, fanout, memory, processes))
         if args.json:
             Path(args.json).write_text(json.dumps(raw, indent=2))
         return False

@@ -4,11 +4,15 @@
 // Usage: node e2e/ts-client.mjs --url http://127.0.0.1:PORT/mcp --user alice
 //            [--password P] [--call TOOL --args '{"k":"v"}'] [--no-list]
 //            [--scope "mcp:tools tools:call"] [--timeout-ms 30000]
-//            [--sampling] [--script '[{"op":...}, ...]']
+//            [--sampling] [--capabilities '{"elicitation":{...},"roots":{}}']
+//            [--script '[{"op":...}, ...]']
 //
 // --sampling declares the sampling capability and answers sampling/createMessage with
-// the text "four" (event "sampling"). --script runs these steps in order after the
-// optional --call (one login for several checks):
+// the text "four" (event "sampling"). --capabilities declares more client capabilities:
+// with elicitation, form requests are accepted with {"name":"Ada"} and URL ones accepted
+// (event "elicitation"); with roots, roots/list answers file:///work/e2e (event "roots").
+// --script runs these steps in order after the optional --call (one login for several
+// checks):
 //   {"op":"tools"}                                  -> "tools"
 //   {"op":"call","name":N,"args":{},"progress":true} -> "call" (or "call-error")
 //   {"op":"prompts","prefix":"py__"}                -> "prompts", then "prompt" (prompts/get
@@ -20,6 +24,7 @@
 //   {"op":"cancel","name":N,"args":{},"afterMs":700[,"stats":STATS_TOOL]}
 //       aborts the call after afterMs (the SDK sends notifications/cancelled) -> "aborted";
 //       with "stats", polls that tool (JSON {"cancelled":n}) until n grows -> "cancelled"
+//   {"op":"set-level","level":"warning"}            -> "level-set" (or "level-error")
 //   {"op":"pause"}                                  -> "paused", waits for a line on stdin
 //
 // Prints JSON lines on stdout, one per event:
@@ -42,7 +47,11 @@ import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import { createInterface } from 'node:readline';
 
 const { values: opts } = parseArgs({
@@ -57,6 +66,7 @@ const { values: opts } = parseArgs({
     'timeout-ms': { type: 'string', default: '30000' },
     'redirect-uri': { type: 'string', default: 'http://127.0.0.1:9/callback' },
     sampling: { type: 'boolean', default: false },
+    capabilities: { type: 'string', default: '{}' },
     script: { type: 'string' },
   },
 });
@@ -175,10 +185,13 @@ class HeadlessOAuthProvider {
   }
 }
 
+// The client capabilities of --capabilities (sampling comes from --sampling).
+const declared = JSON.parse(opts.capabilities);
+
 async function connect(url, provider) {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const transport = new StreamableHTTPClientTransport(new URL(url), { authProvider: provider });
-    const capabilities = opts.sampling ? { sampling: {} } : {};
+    const capabilities = { ...declared, ...(opts.sampling ? { sampling: {} } : {}) };
     const client = new Client({ name: 'aigw-e2e-ts-client', version: '1.0.0' }, { capabilities });
     watch(client);
     try {
@@ -208,6 +221,19 @@ function watch(client) {
     emit({ event: 'notification', method: notification.method, params: notification.params ?? null });
     for (const waiter of waiters) waiter();
   };
+  if (declared.elicitation) {
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      emit({ event: 'elicitation', params: request.params });
+      if (request.params.mode === 'url') return { action: 'accept' };
+      return { action: 'accept', content: { name: 'Ada' } };
+    });
+  }
+  if (declared.roots) {
+    client.setRequestHandler(ListRootsRequestSchema, async () => {
+      emit({ event: 'roots' });
+      return { roots: [{ uri: 'file:///work/e2e' }] };
+    });
+  }
   if (opts.sampling) {
     client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
       emit({ event: 'sampling', params: request.params });
@@ -325,6 +351,14 @@ const STEPS = {
       await new Promise((resolve) => { setTimeout(resolve, 100); });
     }
     throw new Error(`${step.stats}: cancelled stayed ${before}`);
+  },
+  async 'set-level'(client, step) {
+    try {
+      await client.setLoggingLevel(step.level);
+      emit({ event: 'level-set', level: step.level });
+    } catch (err) {
+      emit(errorEvent('level-error', step.level, err));
+    }
   },
   async pause() {
     stdinLines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();

@@ -3,6 +3,11 @@
 ``TestCase.mktemp()`` makes paths relative to the working directory; trial runs
 in ``_trial_temp``, so under pytest the session moves into a temporary
 directory of its own instead of littering the checkout.
+
+The processes the tests start (``twistd aigw``, ``aigw`` commands, test servers)
+import the code of this checkout: its root goes first on their ``PYTHONPATH``, so a
+virtualenv whose editable install points at another checkout (a second worktree, a
+clean clone) never runs that one's code instead.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported early: a late import under pytest hits a CPython 3.11 AST bug
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -88,12 +88,19 @@ class RecordingReader:
     def __init__(self) -> None:
         self.stopped = False
         self.finished = False
+        self.paused = False
 
     def stop(self) -> None:
         self.stopped = True
 
     def finish(self) -> None:
         self.finished = True
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
 
 
 class FakeTransport:

@@ -30,8 +30,10 @@ END = "<!-- security-report: end -->"
 #: The attack tests, each file a section of the table.
 ATTACK_TESTS = {
     "tests/unit/auth/test_attacks.py": "Token attacks (issue 16 item 1)",
-    "tests/unit/web/test_server.py": "HTTP header bounds (issue 16 item 1)",
+    "tests/unit/web/test_server.py": "HTTP header bounds and deadlines (issue 16 items 1 and 4)",
     "tests/unit/gateway/test_attacks.py": "Session and routing attacks (issue 16 item 2)",
+    "tests/unit/gateway/test_flow.py": "Slow clients pause their backends (issue 16 item 4)",
+    "tests/e2e/test_slow_peers.py": "Slow and hostile peers, real processes (issue 16 item 4)",
     "tests/unit/auth/test_faults.py": "The authorization server down (issue 16 item 5)",
     "tests/unit/gateway/test_faults.py": "Clients hanging up mid-call (issue 16 item 5)",
     "tests/unit/config/test_secrets.py": "Secrets at rest (issue 16 item 6)",

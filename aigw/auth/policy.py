@@ -112,17 +112,6 @@ class AccessRules:
                 return Decision(rule.effect == "allow", f"access.rules[{index}]")
         return Decision(self._config.default == "allow", "access.default")
 
-    def allows(
-        self,
-        principal: Principal,
-        backend: str,
-        name: str | None = None,
-        *,
-        kind: Kind = "tool",
-        method: str | None = None,
-    ) -> bool:
-        return self.decide(principal, backend, name, kind=kind, method=method).allowed
-
 
 class HeldAccessRules:
     """The ``access`` rules of the config in force: a reload swaps them with the config

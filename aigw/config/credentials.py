@@ -37,8 +37,12 @@ class ClientCredentialsConfig:
 
     client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
     client_secret: str = attrs.field(repr=False, metadata=_secret)
-    token_endpoint: str | None = attrs.field(default=None, metadata=read_as(values.url()))
-    issuer: str | None = attrs.field(default=None, metadata=read_as(values.url(query=False)))
+    token_endpoint: str | None = attrs.field(
+        default=None, metadata=read_as(values.url(secure=True))
+    )
+    issuer: str | None = attrs.field(
+        default=None, metadata=read_as(values.url(query=False, secure=True))
+    )
     scope: tuple[str, ...] = attrs.field(default=(), metadata=_scope)
     #: RFC 8707 §2: the backend the token is for.
     resource: str | None = attrs.field(default=None, metadata=read_as(values.resource))
@@ -54,7 +58,7 @@ class TokenExchangeConfig:
     """A token for the backend, per user: RFC 8693 token exchange at ``token_endpoint``,
     the user's verified token as ``subject_token``."""
 
-    token_endpoint: str = attrs.field(metadata=required(values.url(), ""))
+    token_endpoint: str = attrs.field(metadata=required(values.url(secure=True), ""))
     client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
     client_secret: str = attrs.field(repr=False, metadata=_secret)
     #: RFC 8693 §2.1: the backend, by logical name (``audience``) or URI (``resource``).

@@ -121,6 +121,10 @@ class BackendConfig:
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
+    #: The largest message read from the backend: a JSON reply body, one SSE event, one
+    #: line of a stdio child.  A stream of many messages has no total bound (a GET
+    #: stream may last for days); one message past this fails as ``bad_reply``.
+    max_message_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata=_size)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
     #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables
@@ -136,6 +140,10 @@ class BackendConfig:
     #: Tool and prompt descriptions screened for poisoning (``gateway/screening.py``):
     #: ``warn`` serves them and reports, ``block`` hides them.
     screen_tools: ScreenMode = attrs.field(default="off", metadata=read_as(values.screening_mode))
+    #: Tool and prompt definitions pinned on first sight (``gateway/pinning.py``); a later
+    #: change is reported, and under ``block`` hidden until accepted (``aigw tools accept``).
+    #: Pins persist in ``state_dir``.
+    pin_tools: ScreenMode = attrs.field(default="off", metadata=read_as(values.screening_mode))
 
 
 @attrs.frozen
@@ -220,10 +228,10 @@ class SessionsConfig:
     """Keys that seal ``Mcp-Session-Id`` values (None: a random per-process key)."""
 
     secret: bytes | None = attrs.field(
-        default=None, metadata=read_either("secret_file", values.session_secret)
+        default=None, metadata=read_either("secret_file", values.sealing_key)
     )
     old_secrets: tuple[bytes, ...] = attrs.field(
-        default=(), metadata=read_either("old_secret_files", values.session_secrets)
+        default=(), metadata=read_either("old_secret_files", values.sealing_keys)
     )
     ttl: float = attrs.field(default=24 * 3600.0, metadata=_duration)
     #: Upstream sessions kept for 2026-07-28 (stateless) clients, one per user and backend.
@@ -243,6 +251,23 @@ class SessionsConfig:
     #: Where the other aigw processes reach this one's MCP endpoint, so that a retry
     #: landing elsewhere is forwarded to the process holding its parked call.
     peer_url: str | None = attrs.field(default=None, metadata=read_as(values.url(query=False)))
+
+
+@attrs.frozen
+class TokenStoreConfig:
+    """The key that seals the secrets of the store in ``state_dir`` (``store/sqlite.py``).
+
+    Absent: derived from ``sessions.secret`` with the sealer's HKDF under a purpose of
+    its own (independent of the sessions' keys), so one key file serves both.
+    ``old_keys`` still open what they sealed, for rotation.
+    """
+
+    key: bytes | None = attrs.field(
+        default=None, metadata=read_either("key_file", values.sealing_key)
+    )
+    old_keys: tuple[bytes, ...] = attrs.field(
+        default=(), metadata=read_either("old_key_files", values.sealing_keys)
+    )
 
 
 @attrs.frozen
@@ -277,6 +302,10 @@ class ServerConfig:
     max_header_bytes: int = attrs.field(default=16 * 1024, metadata=_size)
     max_headers: int = attrs.field(default=100, metadata=_count)
     idle_timeout: float = attrs.field(default=60.0, metadata=_duration)
+    #: A request head must be whole this long after its first byte: the idle timeout
+    #: restarts with every byte, so a head trickled a byte at a time (slowloris) is
+    #: cut by this deadline instead, answered 408.
+    header_timeout: float = attrs.field(default=20.0, metadata=_duration)
     shutdown_timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Server-to-client streams open at once, all users together: each holds a client
     #: socket and, per backend, up to one upstream socket (shared within a user).
@@ -341,6 +370,12 @@ class Config:
     )
     tracing: TracingConfig | None = attrs.field(
         default=None, metadata=read_as(section_of(TracingConfig))
+    )
+    #: Where aigw keeps what persists: tool pins and the encrypted token store
+    #: (``<state_dir>/aigw.sqlite3``); None: nothing persists.
+    state_dir: str | None = attrs.field(default=None, metadata=read_as(values.directory))
+    token_store: TokenStoreConfig = attrs.field(
+        default=TokenStoreConfig(), metadata=read_as(section_of(TokenStoreConfig))
     )
     #: A secret file (or a config file holding a secret) others may read is a problem,
     #: not a warning (``secrets.file_mode_problems``).

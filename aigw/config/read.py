@@ -268,7 +268,7 @@ def _read_config(
             f"the servers come from {servers.source} already",
         )
     servers = servers or imported
-    return fields.read_fields(
+    config = fields.read_fields(
         root,
         Config,
         public_url=lambda: public_url,
@@ -279,6 +279,34 @@ def _read_config(
         access=lambda: fields.read_field(root, Config, "access", _access),
         source=lambda: source,
     )
+    _check_state(root, config)
+    return config
+
+
+def _check_state(root: cp.Section, config: Config) -> None:
+    """Pins need ``state_dir``, where they persist; the store there needs a key to seal
+    its secrets with (``token_store``, or the session key it is derived from)."""
+    if config.state_dir is not None:
+        if config.token_store.key is None and config.sessions.secret is None:
+            root.ctx.report(
+                "state_dir",
+                root.values["state_dir"],
+                "the store there seals its secrets with token_store.key_file, or with a key "
+                "derived from sessions.secret_file: set one of them",
+            )
+        return
+    modes = {backend.name: backend.pin_tools for backend in config.backends}
+    node = root.values.get("backends")
+    listed = cp.items(root.ctx, "backends", node) if isinstance(node, cp.SequenceNode) else []
+    for path, item in listed or []:
+        name = cp.value_node(item, "name")
+        mode = modes.get(name.value) if isinstance(name, cp.ScalarNode) else None
+        if mode not in (None, "off"):
+            root.ctx.report(
+                f"{path}.pin_tools",
+                cp.value_node(item, "pin_tools"),
+                f"pin_tools: {mode} needs state_dir, where the pins persist",
+            )
 
 
 def _problems(

@@ -9,6 +9,7 @@ None, or returns the value.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 import urllib.parse
@@ -20,10 +21,35 @@ from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
 from aigw.sealed.sealer import MIN_SECRET_BYTES
 
 
-def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
+def is_loopback_name(host: str) -> bool:
+    """``localhost`` and its subdomains (RFC 6761 §6.3) or a loopback address."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url_problem(value: str) -> str | None:
+    """Why a URL that credentials are sent to may not be used: plain http off loopback.
+
+    OAuth 2.1 §1.5 (draft-ietf-oauth-v2-1) and RFC 6749 §3.2: requests carrying client
+    credentials or tokens MUST use TLS; loopback is the one place plain http is
+    allowed (RFC 8252 §7.3 makes the same exception for redirect URIs).
+    """
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme == "http" and not is_loopback_name(parts.hostname or ""):
+        return "credentials are sent here, so it must be an https:// URL (http only on loopback)"
+    return None
+
+
+def url(*, query: bool = True, ascii_only: bool = False, secure: bool = False) -> cp.Converter[str]:
     """A converter for absolute http(s) URLs with a host and no fragment.
 
-    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2).
+    ``ascii_only`` for URLs aigw sends as raw bytes (the backends' URLs, RFC 3986 §2);
+    ``secure`` for URLs that client secrets or tokens are sent to (``insecure_url_problem``).
     """
 
     def convert(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
@@ -31,6 +57,8 @@ def url(*, query: bool = True, ascii_only: bool = False) -> cp.Converter[str]:
         if value is None:
             return None
         problem = _url_problem(value, query=query)
+        if problem is None and secure:
+            problem = insecure_url_problem(value)
         if problem is None and ascii_only and not value.isascii():
             problem = "the URL must be ASCII (write the host in punycode, percent-encode the path)"
         if problem:
@@ -268,9 +296,10 @@ def listen(ctx: cp.Context, path: str, node: cp.Node) -> tuple[str, ...] | None:
     return tuple(v for v in values if v is not None)
 
 
-def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
-    """A session key: raw file bytes (not stripped) or inline UTF-8, as long as the
-    sealer needs (checked here too, to name the line)."""
+def sealing_key(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> bytes | None:
+    """A key the sealer derives its keys from (sessions, the token store): raw file bytes
+    (not stripped) or inline UTF-8, as long as the sealer needs (checked here too, to
+    name the line)."""
     text = cp.as_nonempty_str(ctx, path, node)
     if text is None:
         return None
@@ -286,22 +315,22 @@ def session_secret(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> 
         ctx.report(
             path,
             node,
-            f"{what} holds {len(data)} bytes; session secrets need at least "
+            f"{what} holds {len(data)} bytes; sealing keys need at least "
             f"{MIN_SECRET_BYTES} (try: head -c {MIN_SECRET_BYTES} "
-            "/dev/urandom > session.key)",
+            f"/dev/urandom > {os.path.basename(text) if is_file else 'aigw.key'})",
         )
         return None
     return data
 
 
-def session_secrets(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
-    """A list of session keys, inline or each in a file (bad ones are left out)."""
-    secrets = []
+def sealing_keys(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tuple[bytes, ...]:
+    """A list of sealing keys, inline or each in a file (bad ones are left out)."""
+    keys = []
     for item_path, item in cp.items(ctx, path, node) or []:
-        secret = session_secret(ctx, item_path, item, is_file)
-        if secret is not None:
-            secrets.append(secret)
-    return tuple(secrets)
+        key = sealing_key(ctx, item_path, item, is_file)
+        if key is not None:
+            keys.append(key)
+    return tuple(keys)
 
 
 #: The MCP methods the access policy decides on: what ``access.rules[].methods`` names.
@@ -334,7 +363,8 @@ method_globs = cp.list_of(method_glob)
 
 
 def screening_mode(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
-    """``off``, ``warn`` or ``block``; YAML reads a bare ``off`` as false, taken as ``off``."""
+    """``off``, ``warn`` or ``block`` (``screen_tools``, ``pin_tools``); YAML reads a bare
+    ``off`` as false, taken as ``off``."""
     if isinstance(node, cp.ScalarNode) and cp.scalar_value(ctx, path, node) is False:
         return "off"
     return cp.choice("off", "warn", "block")(ctx, path, node)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, DeferredList, FirstError, TimeoutError
 from twisted.logger import Logger
 
-from aigw.gateway.capabilities import CAPABILITY_OF
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.input_required import is_input_required
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import missing
 from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
 if TYPE_CHECKING:
@@ -83,9 +83,7 @@ class Questions:
         """Where to forward a client's answer to a question another process asked (its
         peer URL), None when it is not such an answer (docs/scale-out.md)."""
         try:
-            process, _, peer_url = self.ids.unwrap_own(
-                getattr(message, "id", None), session.binding
-            )
+            process, _, peer_url = self.ids.unwrap_own(message.id, session.binding)
         except InvalidId:
             return None
         return peer_url if process != self.process else None
@@ -159,7 +157,7 @@ class Asking:
         if len(requests) > MAX_INPUT_REQUESTS:
             raise _refusal(backend, "bad_reply", f"more than {MAX_INPUT_REQUESTS} input requests")
         for request in requests.values():
-            _check_capability(session, backend, request["method"])
+            _check_capability(session, backend, request["method"], request.get("params"))
         keys = list(requests)
         asked = [
             self.questions.ask(session, requests[k]["method"], requests[k].get("params"), emit)
@@ -189,10 +187,11 @@ class Asking:
         }
 
 
-def _check_capability(session: ClientSession, backend: str, method: str) -> None:
-    """basic/patterns/mrtr "Server Requirements" 7: only what the client declared."""
-    capability = CAPABILITY_OF[method]
-    if capability in session.input_capabilities:
+def _check_capability(session: ClientSession, backend: str, method: str, params: Any) -> None:
+    """basic/patterns/mrtr "Server Requirements" 7: only what the client declared
+    (elicitation in the mode asked for)."""
+    capability = missing(session.input_capabilities, method, params)
+    if capability is None:
         return
     raise GatewayError(
         MISSING_CLIENT_CAPABILITY,

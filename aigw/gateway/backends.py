@@ -280,16 +280,22 @@ class BackendSessions:
             self._join_after[(session.binding, name)] = now + JOIN_RETRY_SECONDS
         while len(self._join_after) > REPAIRED_SESSIONS_MAX:
             self._join_after.popitem(last=False)
-        version = session.state.protocol_version
-        opened = await self.open(missing, version, {}, session.principal)
+        # A late joiner is told what the client can answer, like those that were up
+        # at initialize: the sealed session id says it (any process can do this).
+        state = session.state
+        opened = await self.open(
+            missing, state.protocol_version, state.client_capabilities or {}, session.principal
+        )
         for joined, _ in opened:
             self._remember(session, joined)
 
     async def repair(self, session: ClientSession, backend: str) -> None:
         """The backend forgot our session (restart): open a new one, transparently."""
         self.log.info("backend {backend} forgot the session; re-initializing", backend=backend)
-        version = session.state.protocol_version
-        opened = await self.open([backend], version, {}, session.principal)
+        state = session.state
+        opened = await self.open(
+            [backend], state.protocol_version, state.client_capabilities or {}, session.principal
+        )
         if not opened:
             raise UpstreamError(backend, "unavailable", "could not re-open the upstream session")
         self._remember(session, opened[0][0])

@@ -21,6 +21,7 @@ from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
+from aigw.gateway.flow import Valve
 from aigw.gateway.input_required import (
     INPUT_REQUIRED_METHODS,
     check_input_required,
@@ -30,6 +31,7 @@ from aigw.gateway.parking import Hold, Parking
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.relay import Emit, Relay
+from aigw.gateway.resource_subscriptions import SUBSCRIPTION_METHODS, ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import rewrite_prompt_result, rewrite_read_result, rewrite_resource_links
 from aigw.protocol.revision import legacy_result
@@ -51,7 +53,8 @@ ROUTED_METHODS = (
     "resources/unsubscribe",
     "completion/complete",
 )
-#: Those whose name may have to be learnt by listing first (``Catalog.learn_names``).
+#: Those whose name may have to be learnt by listing first, or whose pin read again
+#: (``Catalog.before_call``).
 LEARNED_METHODS = ("tools/call", "prompts/get")
 
 
@@ -70,6 +73,7 @@ class Calls:
         asking: Asking,
         parking: Parking,
         clock: Any,
+        subscriptions: ResourceSubscriptions,
         record_arguments: bool = False,
     ) -> None:
         self.policy = policy
@@ -81,6 +85,7 @@ class Calls:
         self.asking = asking
         self.parking = parking
         self.clock = clock
+        self.subscriptions = subscriptions
         # Client request id -> (backend, what the call waits on), per session, for cancellation.
         self._inflight: dict[tuple[str, Any], tuple[str, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
@@ -96,13 +101,28 @@ class Calls:
     ) -> dict[str, Any] | None:
         """The response to a routed request (None: cancelled, nothing to send)."""
         if request.method in LEARNED_METHODS:
-            await self.catalog.learn_names(session, request.method, params.get("name"))
+            await self.catalog.before_call(session, request.method, params.get("name"))
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
+        backend, upstream_params, _ = route
+        upstream = session.backends.get(backend)
+        if (
+            request.method in SUBSCRIPTION_METHODS
+            and upstream is not None
+            and is_modern(upstream.protocol_version)
+        ):
+            # A 2026-07-28 backend has no resources/subscribe: its listen carries them.
+            result = self.subscriptions.answer(
+                session.binding,
+                backend,
+                request.method,
+                upstream_params["uri"],
+                upstream.capabilities,
+            )
+            return jsonrpc.result_response(request.id, result)
         if self.limiter is None:
             return await self.forward(session, route, request, emit, record)
-        backend, upstream_params, _ = route
         # per: tool globs match the canonical exposed name, whatever alias the client used.
         tool = f"{backend}__{upstream_params['name']}" if request.method == "tools/call" else None
         permit = await self.limiter.route(session.principal, backend, tool)
@@ -202,11 +222,21 @@ class Calls:
                 )
             )
 
-        if kind != "resource" and not self.catalog.usable(session, backend, kind, name):
-            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
-            report(False, f"backends[{snapshot.indexes[backend]}].screen_tools")
+        held = None if kind == "resource" else self.catalog.held(session, backend, kind, name)
+        if held is not None:
+            rule = f"backends[{snapshot.indexes[backend]}].{held}"
+            report(False, rule)
             if record is not None:
                 record.outcome = "denied"
+            if held == "pin_tools":
+                # Its definition changed since it was pinned: say so, the user saw it before.
+                raise GatewayError(
+                    jsonrpc.INVALID_PARAMS,
+                    f"{kind} {shown} is held: its definition changed since aigw pinned it "
+                    f"({rule}: block), and an operator has not accepted the change",
+                    {"name": shown, "reason": "pin_changed"},
+                )
+            # Screening blocked it, or never saw it listed clean: unknown, as when hidden.
             raise GatewayError(jsonrpc.INVALID_PARAMS, f"unknown {kind}: {shown}")
         needed = snapshot.unmet_scopes(principal, backend)
         if needed:
@@ -246,7 +276,9 @@ class Calls:
         key = (session.binding, request.id)
 
         async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
-            return await self._send(session, backend, request.method, upstream_params, emit, key)
+            return await self._send(
+                session, backend, request.method, upstream_params, emit, key, record.valve
+            )
 
         started = self.clock.seconds()
         try:
@@ -284,11 +316,13 @@ class Calls:
         params: dict[str, Any],
         emit: Emit,
         key: tuple[str, Any],
+        valve: Valve | None = None,
     ) -> dict[str, Any] | None:
-        """One request upstream, cancellable under the client's id ``key``."""
+        """One request upstream, cancellable under the client's id ``key``; ``valve``
+        pauses its reply while the client reading it is behind (``flow.py``)."""
         upstream_id = self.exchange.next_id()
         collector = Collector(
-            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit)
+            upstream_id, lambda m: self.relay.to_client(session, backend, m, emit), valve
         )
         self._inflight[key] = (backend, collector)
         message = await self.exchange.request(

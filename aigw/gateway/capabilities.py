@@ -40,22 +40,3 @@ def routing_capabilities(offered: Any) -> dict[str, Any]:
         for name in ROUTED_CAPABILITIES
         if isinstance(offered.get(name), dict)
     }
-
-
-#: The client capabilities a backend may ask a client to use (2025-11-25 client/*;
-#: 2026-07-28 basic/patterns/mrtr "Server Requirements" 7).
-INPUT_CAPABILITIES = ("sampling", "elicitation", "roots")
-#: Which capability each input request needs.
-CAPABILITY_OF = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
-
-
-def input_capabilities(declared: Any) -> dict[str, Any]:
-    """What a client declared it can answer (sampling, elicitation, roots), as objects:
-    from ``initialize`` or from a 2026-07-28 request's ``_meta`` envelope."""
-    if not isinstance(declared, dict):
-        return {}
-    return {k: v for k in INPUT_CAPABILITIES if isinstance(v := declared.get(k), dict)}

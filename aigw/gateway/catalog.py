@@ -1,7 +1,8 @@
 """The catalog: how backends' tools, prompts and resources are named to the client.
 
 Tools and prompts are exposed as ``<backend>__<name>`` (``protocol/names.py``),
-filtered by the backend's tool selector and the access policy; a name that had
+filtered by the backend's tool selector and the access policy, and held back by
+the backend's trust checks (``pinning``, then ``screening``); a name that had
 to be mapped is recorded in a ``NameTable`` when a list exposes it, and learnt
 by listing when a call names one this process never listed.  The tools'
 ``x-mcp-header`` annotations (``ParamHeaders``) are learnt from the same lists.
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from aigw.gateway.access import AccessPolicy
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.lists import list_page
+from aigw.gateway.pinning import Pinning
 from aigw.gateway.screening import Named, Screening
 from aigw.protocol import jsonrpc
 from aigw.protocol.names import (
@@ -84,9 +86,11 @@ class Catalog:
         exchange: Exchange,
         clock: Any,
         screening: Screening,
+        pinning: Pinning,
     ) -> None:
         self.policy = policy
         self.screening = screening
+        self.pinning = pinning
         self.param_headers = param_headers
         self.exchange = exchange
         self.clock = clock
@@ -118,6 +122,25 @@ class Catalog:
             if self.policy.decide(session.principal, backend, uri, kind="resource", method=method):
                 yield {**item, field: expose_uri(backend, uri)}
 
+    async def observe(
+        self, session: ClientSession, backend: str, key: str, items: list[Any]
+    ) -> None:
+        """Before a page of tools or prompts is exposed: pin them (``pinning``), those
+        the backend's selector allows, whoever the policy lets see them."""
+        mode = session.snapshot.backends[backend].pin_tools
+        if key not in ("tools", "prompts") or mode == "off":
+            return
+        kind: Named = "tool" if key == "tools" else "prompt"
+        allows = session.snapshot.filters[backend].allows
+        named = [
+            item
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and (kind == "prompt" or allows(item["name"]))
+        ]
+        await self.pinning.observe(backend, mode, kind, named)
+
     def _expose_named(
         self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
     ) -> Iterable[Any]:
@@ -139,7 +162,7 @@ class Catalog:
             and (kind == "prompt" or allows(item["name"]))
             and decide(principal, backend, item["name"], kind=kind, method=method)
         ]
-        kept = self._screen(session, backend, kind, kept)
+        kept = self._trusted(session, backend, kind, kept)
         for name in table.add(backend, [item["name"] for item in kept]):
             self.log.warn(
                 "backend {backend}: {kind} {name!r} cannot be exposed; left out",
@@ -154,12 +177,18 @@ class Catalog:
                     self.param_headers.remember(backend, item)
                 yield {**item, "name": exposed}
 
-    def _screen(
+    def _trusted(
         self, session: ClientSession, backend: str, kind: Named, items: list[Any]
     ) -> list[Any]:
-        """The items screening lets through (``backends[].screen_tools``): flagged ones
-        are hidden under ``block``; other backends' names are what an item must not name."""
-        mode = session.snapshot.backends[backend].screen_tools
+        """The items the backend's trust checks let through: under ``block``, a changed
+        pin (``pin_tools``) or a screening flag (``screen_tools``) hides an item; other
+        backends' names are what an item must not name."""
+        settings = session.snapshot.backends[backend]
+        pinned = settings.pin_tools
+        if pinned != "off":
+            usable = self.pinning.usable
+            items = [item for item in items if usable(backend, pinned, kind, item["name"])]
+        mode = settings.screen_tools
         if mode == "off":
             return items
         order = session.snapshot.order
@@ -170,10 +199,15 @@ class Catalog:
         admit = self.screening.admit
         return [item for item in items if admit(backend, mode, kind, item, others, own, context)]
 
-    def usable(self, session: ClientSession, backend: str, kind: Named, name: str) -> bool:
-        """Screening lets ``name`` be used (see ``Screening.usable``)."""
-        mode = session.snapshot.backends[backend].screen_tools
-        return self.screening.usable(backend, mode, kind, name)
+    def held(self, session: ClientSession, backend: str, kind: Named, name: str) -> str | None:
+        """The key of the trust check that holds ``name`` back from use (``pin_tools``,
+        ``screen_tools``), or None when it may be used."""
+        settings = session.snapshot.backends[backend]
+        if not self.pinning.usable(backend, settings.pin_tools, kind, name):
+            return "pin_tools"
+        if not self.screening.usable(backend, settings.screen_tools, kind, name):
+            return "screen_tools"
+        return None
 
     def _remember_tools(
         self, backend: str, items: list[Any], allows: Callable[[str], bool]
@@ -223,6 +257,21 @@ class Catalog:
             raise GatewayError(jsonrpc.RESOURCE_NOT_FOUND, "resource not found", {"uri": exposed})
         return resolved
 
+    async def before_call(self, session: ClientSession, method: str, exposed: Any) -> None:
+        """What a ``tools/call`` or ``prompts/get`` needs before it is routed: its name
+        learnt (``learn_names``), and, when its pin holds it back, the pins read again
+        (an operator may have accepted the change: ``Pinning.recheck``)."""
+        await self.learn_names(session, method, exposed)
+        if not isinstance(exposed, str):
+            return
+        kind: Named = "tool" if method == "tools/call" else "prompt"
+        resolved = self._names[kind].resolve(exposed) or split_name(exposed)
+        if resolved is None or resolved[0] not in session.snapshot.backends:
+            return
+        backend, name = resolved
+        mode = session.snapshot.backends[backend].pin_tools
+        await self.pinning.recheck(backend, mode, kind, name)
+
     async def learn_names(self, session: ClientSession, method: str, exposed: Any) -> None:
         """List a backend's tools (or prompts) in this process before routing a call to it,
         when what routing needs comes only from a list: a mapped (hashed) name, or the
@@ -241,15 +290,17 @@ class Catalog:
         backend = split[0]
         table = self._names[kind]
         unresolved = table.resolve(exposed) is None and could_be_mapped(exposed)
-        unscreened = session.snapshot.backends[backend].screen_tools == "block" and (
+        settings = session.snapshot.backends[backend]
+        unscreened = settings.screen_tools == "block" and (
             not self.screening.screened(backend, kind, split[1])
         )
+        unpinned = settings.pin_tools == "block" and not self.pinning.seen(backend, kind, split[1])
         unlisted = (
             kind == "tool"
             and is_modern(session.backends[backend].protocol_version)
             and (backend, kind) not in self._listed
         )
-        if not (unresolved or unlisted or unscreened):
+        if not (unresolved or unlisted or unscreened or unpinned):
             return
         now = self.clock.seconds()
         if self._learned.get((backend, kind), -LEARN_AGAIN_SECONDS) + LEARN_AGAIN_SECONDS > now:
@@ -277,6 +328,7 @@ class Catalog:
             items, cursor = await list_page(
                 self.exchange, session, backend, f"{kind}s/list", cursor
             )
+            await self.observe(session, backend, kind + "s", items)
             for _item in self._expose_named(session, backend, kind + "s", items, call):
                 pass  # exposing fills the name table and the header annotations
             if cursor is None or (wanted is not None and self._names[kind].resolve(wanted)):

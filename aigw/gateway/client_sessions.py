@@ -18,12 +18,13 @@ import attrs
 
 from aigw.config import Config
 from aigw.gateway.backends import BackendSessions
-from aigw.gateway.capabilities import input_capabilities, union_capabilities
+from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.pool import UpstreamSessionPool
 from aigw.gateway.snapshot import Snapshot
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import declared
 from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
@@ -57,6 +58,14 @@ class ClientSession:
     #: The W3C trace context the request's upstream calls continue: the client's, set
     #: by the web layer, then the request's own span when tracing (``aigw/tracing``).
     trace: TraceContext | None = None
+    #: The client's log level: a 2026-07-28 request's own, or what a session client
+    #: last set with ``logging/setLevel`` (``log_levels.py``); None: none asked for.
+    log_level: str | None = None
+
+    @property
+    def sessionless(self) -> bool:
+        """A 2026-07-28 client's view: no session of its own, no server-to-client requests."""
+        return not self.session_id
 
 
 class ClientSessions:
@@ -89,6 +98,7 @@ class ClientSessions:
         client_capabilities = params.get("capabilities")
         if not isinstance(client_capabilities, dict):
             client_capabilities = {}
+        # The backends see what the client declared, so they ask only for what it answers.
         opened = await self.backends.open(snapshot.order, version, client_capabilities, principal)
         if not opened:
             raise GatewayError(
@@ -100,7 +110,7 @@ class ClientSessions:
             created=self.clock.seconds(),
             protocol_version=version,
             backends=tuple(session for session, _ in opened),
-            client_capabilities=input_capabilities(client_capabilities),
+            client_capabilities=declared(client_capabilities),
         )
         session_id = self.codec.issue(state)
         result = {
@@ -130,7 +140,7 @@ class ClientSessions:
             binding,
             backends,
             snapshot,
-            input_capabilities=dict(state.client_capabilities),
+            input_capabilities=dict(state.client_capabilities or {}),
         )
 
     async def stateless(self, principal: Principal, snapshot: Snapshot) -> ClientSession:

@@ -10,6 +10,8 @@ from aigw.upstream.api import UpstreamError
 #: How a backend failed -> the JSON-RPC error code; every other kind is "unavailable".
 _CODES = {
     "timeout": jsonrpc.UPSTREAM_TIMEOUT,
+    # Not HTTP/1.1, not JSON, no answer, or a message over ``max_message_bytes``.
+    "bad_reply": jsonrpc.UPSTREAM_BAD_REPLY,
     # No credentials for the backend: the token endpoint refused or is down, a token
     # exchange was refused, a claim cannot be a header (upstream/credentials.py).
     "credentials": jsonrpc.UPSTREAM_CREDENTIALS,

@@ -15,6 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.fanout import fan_out
+from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import is_modern
@@ -40,9 +41,16 @@ def ignore(message: Any) -> None:
 class Collector:
     """Waits for the answer with ``request_id``; hands everything else to ``other``."""
 
-    def __init__(self, request_id: int, other: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        request_id: int,
+        other: Callable[[Any], None] | None = None,
+        valve: Valve | None = None,
+    ) -> None:
         self.request_id = request_id
         self.other = other
+        #: The client's flow control, when what the reply carries goes to a client.
+        self.valve = valve
         self.message: dict[str, Any] | None = None
         self.reader: BodyReader | None = None
         self.pending: Deferred[Any] | None = None
@@ -50,6 +58,15 @@ class Collector:
 
     def attach(self, reader: BodyReader) -> None:
         self.reader = reader
+        if self.valve is not None:
+            self.valve.add(reader)
+
+    def detach(self) -> None:
+        """The exchange is over: its reader leaves the valve, which lives as long as the
+        client's reply and would otherwise keep every reader it ever paced."""
+        reader, self.reader = self.reader, None
+        if reader is not None and self.valve is not None:
+            self.valve.remove(reader)
 
     def sink(self, message: Any) -> None:
         if isinstance(message, list):
@@ -124,7 +141,7 @@ class Exchange:
         headers: dict[bytes, bytes] | None = None
         if is_modern(version):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
-            params = envelope(params, version, session.input_capabilities or {})
+            params = envelope(params, version, session.input_capabilities or {}, session.log_level)
             headers = routing_headers(method, params)
             if method == "tools/call":
                 headers.update(self.param_headers.mirrored(backend, params))
@@ -165,6 +182,8 @@ class Exchange:
                 return None  # the reader was stopped because the client cancelled
             self.backends.forget_revision(backend)  # re-probed at the next open
             raise
+        finally:
+            collector.detach()
         if collector.cancelled:
             return None
         return collector.result(backend)
@@ -192,14 +211,9 @@ class Exchange:
         )
 
     async def broadcast(
-        self, session: ClientSession, method: str, params: dict[str, Any], capability: str
+        self, session: ClientSession, names: list[str], method: str, params: dict[str, Any]
     ) -> None:
-        """A request of aigw's own to every backend of the session with ``capability``."""
-        names = [
-            n
-            for n, s in session.backends.items()
-            if isinstance(s.capabilities.get(capability), dict)
-        ]
+        """A request of aigw's own to these backends of the session, all at once."""
         await fan_out(
             names,
             lambda name: self.ask(session, name, method, params),

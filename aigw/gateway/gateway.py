@@ -15,7 +15,9 @@ the entry points the web layer uses; each job lives in its own module:
 * ``asking``: a session client asked on a 2026-07-28 backend's behalf;
 * ``parking``: a 2026-07-28 client's call parked while a session backend asks it;
 * ``capabilities``: the union of the backends' capabilities;
-* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``.
+* ``log_levels``: the client's log level, toward both kinds of backend;
+* ``streams`` and ``listen``: the GET stream and ``subscriptions/listen``;
+* ``resource_subscriptions``: session clients' subscriptions as a 2026-07-28 listen.
 * ``reporting``: each request's record, span, rate-limit permit and report;
 * ``reconfigure``: a reload's transports, bounds and list changes.
 """
@@ -43,10 +45,13 @@ from aigw.gateway.client_sessions import ClientSession, ClientSessions
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
+from aigw.gateway.flow import Valve
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
+from aigw.gateway.log_levels import LogLevels
 from aigw.gateway.parking import Parking
+from aigw.gateway.pinning import Pinning
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
 from aigw.gateway.redis_buckets import build_limiter
@@ -62,6 +67,7 @@ from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
+from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
 
@@ -87,8 +93,10 @@ class Gateway(Service):
         observer: GatewayObserver,
         record_arguments: bool = False,
         tracer: Tracer | None = None,
+        store: Store | None = None,
     ) -> None:
-        """``record_arguments``: put each call's arguments in its ``RequestFinished``
+        """``store``: where tool pins persist (``state_dir``; ``pinning.py``).
+        ``record_arguments``: put each call's arguments in its ``RequestFinished``
         (``audit.include_arguments``); decided once here, so by default no request carries
         them.  ``tracer``: spans per request and upstream call (``aigw/tracing``; default
         off, the client's trace context passed on)."""
@@ -107,13 +115,20 @@ class Gateway(Service):
         self.backends = BackendSessions(transports, reactor, ids)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
         self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
-        self.catalog = Catalog(policy, param_headers, self.exchange, reactor, Screening(observer))
+        pinning = Pinning(store, observer, reactor)
+        self.catalog = Catalog(
+            policy, param_headers, self.exchange, reactor, Screening(observer), pinning
+        )
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         request_ids = RequestIdCodec(sealer)
         #: This process's name in the ids and states it seals (random per start).
         self.process = secrets.token_urlsafe(9)
         self.questions = Questions(request_ids, self.process)
         self.relay = Relay(request_ids, self.exchange, self.questions)
+        self.log_levels = LogLevels(self.exchange)
+        # The upstream streams client streams share (streams.py), and the resource
+        # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
+        self.feeds = Feeds(transports, reactor)
         self.calls = Calls(
             policy,
             observer,
@@ -123,15 +138,15 @@ class Gateway(Service):
             Asking(self.questions, reactor),
             Parking(self.exchange, self.relay, RequestStateCodec(sealer), reactor, self.process),
             reactor,
+            self.feeds.subscriptions,
             record_arguments,
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        # Bounds on open client streams, and the upstream streams they share (streams.py).
+        # Bounds on open client streams.
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
-        self.feeds = Feeds(transports, reactor)
         self.open_streams: set[Any] = set()
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)
@@ -203,8 +218,11 @@ class Gateway(Service):
         return opened
 
     def open_session(self, principal: Principal, session_id: str) -> ClientSession:
-        """Open a sealed session id for this principal (raises SessionNotFound)."""
-        return self.sessions.open(principal, session_id, self.snapshots.current())
+        """Open a sealed session id for this principal (raises SessionNotFound), with the
+        log level its client set here (``log_levels.py``)."""
+        session = self.sessions.open(principal, session_id, self.snapshots.current())
+        session.log_level = self.log_levels.of(session.binding)
+        return session
 
     async def stateless_session(self, principal: Principal) -> ClientSession:
         """The view of a 2026-07-28 request: this user's pooled upstream sessions."""
@@ -223,19 +241,30 @@ class Gateway(Service):
     # -- requests ----------------------------------------------------------
 
     async def handle_request(
-        self, session: ClientSession, request: jsonrpc.Request, emit: Emit
+        self,
+        session: ClientSession,
+        request: jsonrpc.Request,
+        emit: Emit,
+        valve: Valve | None = None,
     ) -> dict[str, Any] | None:
-        """The response to one client request (None: cancelled, nothing to send)."""
+        """The response to one client request (None: cancelled, nothing to send);
+        ``valve``: the client's flow control, which the upstream readers join."""
         return await self.reporting.request(
             session,
             request,
             self.limiter,
-            lambda view, record: self._answer(view, request, emit, record),
+            lambda view, record: self._answer(view, request, emit, record, valve),
         )
 
     async def _answer(
-        self, session: ClientSession, request: jsonrpc.Request, emit: Emit, record: RequestRecord
+        self,
+        session: ClientSession,
+        request: jsonrpc.Request,
+        emit: Emit,
+        record: RequestRecord,
+        valve: Valve | None,
     ) -> dict[str, Any] | None:
+        record.valve = valve
         params = request.params
         try:
             if params is None:
@@ -277,7 +306,7 @@ class Gateway(Service):
         emit: Emit,
         record: RequestRecord,
     ) -> dict[str, Any] | None:
-        await self.exchange.broadcast(session, request.method, params, "logging")
+        await self.log_levels.set_level(session, params)
         record.upstream_seconds = self.clock.seconds() - record.started
         return jsonrpc.result_response(request.id, {})
 

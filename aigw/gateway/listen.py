@@ -6,9 +6,11 @@ stream: first ``notifications/subscriptions/acknowledged`` with the filter it
 honours, then the change notifications the client asked for, taken from the
 GET streams of the user's pooled upstream sessions (the same merge as the
 legacy GET stream, ``streams.py``).  Resource subscriptions are made upstream
-with ``resources/subscribe`` on those sessions; they are left in place when the
-stream ends, because another listen of the same user may share the session,
-and they go with the pooled session when it expires.
+with ``resources/subscribe`` on those sessions, and in the filter of aigw's own
+listen toward a 2026-07-28 backend (``resource_subscriptions.py``); they are
+left in place when the stream ends, because another listen of the same user may
+share the session (or the upstream listen), and they go with the pooled session
+when it expires (bounded, for the listen).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.streams import Feeds, SessionStream
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_event
-from aigw.protocol.versions import META_SUBSCRIPTION_ID
+from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
 
 if TYPE_CHECKING:
     from aigw.gateway.calls import Calls
@@ -98,6 +100,19 @@ async def _subscribe(calls: Calls, exchange: Exchange, session: ClientSession, u
     subscribes = session.backends.get(backend)
     if subscribes is None or not subscribes.capabilities.get("resources", {}).get("subscribe"):
         return False
+    if is_modern(subscribes.protocol_version):
+        # A 2026-07-28 backend: the URI goes into aigw's own listen toward it.
+        try:
+            calls.subscriptions.answer(
+                session.binding,
+                backend,
+                "resources/subscribe",
+                upstream_params["uri"],
+                subscribes.capabilities,
+            )
+        except GatewayError:
+            return False  # over the bound: left out of the acknowledgment
+        return True
     answer = await exchange.ask(session, backend, "resources/subscribe", upstream_params)
     return answer is not None and "result" in answer
 

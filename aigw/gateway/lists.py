@@ -114,6 +114,7 @@ class Lists:
         items: list[Any] = []
         following: dict[str, str | None] = {}
         for name, (page_items, next_cursor) in pages:
+            await self.catalog.observe(session, name, key, page_items)
             items.extend(self.catalog.expose_items(session, name, key, page_items, method))
             if next_cursor is not None:
                 following[name] = next_cursor

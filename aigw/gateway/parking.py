@@ -28,18 +28,17 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from aigw.gateway.capabilities import CAPABILITY_OF
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Collector, Exchange
+from aigw.gateway.input_required import INPUT_REQUEST_METHODS
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import missing
 from aigw.sealed.request_state import InvalidState, ParkState, RequestStateCodec, request_digest
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
     from aigw.gateway.relay import Emit, Relay
 
-#: What a backend may ask mid-call (2025-11-25 client/*).
-ASKABLE = frozenset(CAPABILITY_OF)
 #: Makes the client's cancellation (``Calls.cancel``) reach what a call waits on.
 Hold = Callable[[Collector], None]
 
@@ -80,7 +79,11 @@ class ParkedCall:
     def incoming(self, message: Any) -> None:
         """What the backend sends besides its answer: questions are kept for the client;
         notifications go to the retry waiting now, if any."""
-        if isinstance(message, dict) and "id" in message and message.get("method") in ASKABLE:
+        if (
+            isinstance(message, dict)
+            and "id" in message
+            and message.get("method") in INPUT_REQUEST_METHODS
+        ):
             params = message.get("params")
             request = {"method": message["method"]}
             if isinstance(params, dict):
@@ -92,6 +95,9 @@ class ParkedCall:
 
     def finished(self, outcome: dict[str, Any] | Failure | None) -> None:
         self.outcome.append(outcome)
+        # Nothing is left to cancel; the collector (whose ``other`` is this call's
+        # ``incoming``) must not keep a cycle alive (tests/unit/gateway/test_cycles.py).
+        self.collector = None
         self.wake()
 
     def wake(self) -> None:
@@ -237,10 +243,12 @@ class Parking:
             len(self.parked) >= session.snapshot.config.sessions.max_parked
         )
         for key, (upstream_id, request) in list(call.asked.items()):
-            capability = CAPABILITY_OF[request["method"]]
+            capability = missing(
+                session.input_capabilities, request["method"], request.get("params")
+            )
             if full:
                 reason = "aigw holds too many parked calls (sessions.max_parked)"
-            elif capability not in session.input_capabilities:
+            elif capability is not None:
                 reason = f"the client did not declare the {capability!r} capability"
             else:
                 continue

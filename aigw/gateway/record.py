@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from aigw.events import Outcome
+from aigw.gateway.flow import Valve
 from aigw.tracing.api import NO_SPAN, RequestSpan
 
 
@@ -33,3 +34,6 @@ class RequestRecord:
     upstream_seconds: float = 0.0
     #: The request's span, finished when the request is reported (``aigw/tracing``).
     span: RequestSpan = NO_SPAN
+    #: The client's flow control: the readers of the request's upstream replies join it
+    #: (``gateway/flow.py``); None when the web layer gave none.
+    valve: Valve | None = None

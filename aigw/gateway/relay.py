@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
+from aigw.gateway.log_levels import passes
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import missing
 from aigw.protocol.names import expose_uri
 from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
@@ -49,13 +52,46 @@ class Relay:
             self.log.debug("backend {backend} sent a stray message", backend=backend)
             return
         if "id" in message:
+            if not session.sessionless and self._refused(session, backend, message):
+                return
             # A server-to-client request: the id is sealed so the answer finds its way back
             # and a client cannot forge routing to another backend.
             message = {
                 **message,
                 "id": self.request_ids.wrap(backend, message["id"], session.binding),
             }
+        elif not passes(session, message):
+            return  # a log message the 2026-07-28 request did not ask for (log_levels.py)
         emit(_rewrite_notification(backend, message))
+
+    def _refused(self, session: ClientSession, backend: str, message: dict[str, Any]) -> bool:
+        """A request the client did not declare it can answer is answered here, for the
+        client, with an error naming the capability (``protocol/client_capabilities.py``):
+        relayed, it would reach a client that cannot take it.  A session id that does
+        not say (issued before aigw sealed the capabilities) relays everything."""
+        declared = session.state.client_capabilities
+        if declared is None:
+            return False
+        lacking = missing(declared, message["method"], message.get("params"))
+        if lacking is None:
+            return False
+        # A mode the client lacks is a bad parameter; a whole capability, a method it lacks.
+        code = jsonrpc.INVALID_PARAMS if "." in lacking else jsonrpc.METHOD_NOT_FOUND
+        error = jsonrpc.error_object(
+            code,
+            f"{message['method']}: the client did not declare {lacking}",
+            {"reason": "client_capability", "capability": lacking},
+        )
+        self.log.info(
+            "backend {backend} asked for {capability}, which the client did not declare",
+            backend=backend,
+            capability=lacking,
+        )
+        answer = jsonrpc.error_response(message["id"], error)
+        ensureDeferred(self.exchange.answer(session, backend, answer)).addErrback(
+            lambda f: self.log.failure("refusing {method}", f, method=message["method"])
+        )
+        return True
 
     async def to_backend(self, session: ClientSession, message: Any) -> None:
         """The client's answer to a relayed server-to-client request goes back to its backend;

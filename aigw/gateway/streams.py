@@ -26,6 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
+from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
@@ -101,6 +102,10 @@ class UpstreamFeed:
     stream again after a bounded back-off when it drops, with its own
     ``Last-Event-ID``; it ends when its last subscriber leaves.  Reads have no
     inactivity timeout, on purpose: a quiet stream is a healthy one.
+
+    While any subscriber's client is behind, the feed stops reading (``pause``):
+    a feed serves one user (or one session), so a slow client holds back only its
+    own user's streams, and aigw never queues what the client does not read.
     """
 
     log = Logger()
@@ -123,6 +128,10 @@ class UpstreamFeed:
         self.subscribers: list[SessionStream] = []
         self.closed = False
         self._reader: Any = None
+        #: Set: the listen's filter changed; the stream is re-sent at once, no back-off.
+        self._refilter = False
+        #: Subscribers whose client is behind (``gateway/flow.py``).
+        self._behind: set[SessionStream] = set()
 
     def add(self, stream: SessionStream) -> None:
         self.subscribers.append(stream)
@@ -130,8 +139,22 @@ class UpstreamFeed:
     def remove(self, stream: SessionStream) -> None:
         if stream in self.subscribers:
             self.subscribers.remove(stream)
+        self.caught_up(stream)
         if not self.subscribers:
             self.close()
+
+    def behind(self, stream: SessionStream) -> None:
+        """``stream``'s client stopped reading: so does the feed, until it catches up."""
+        if not self._behind and self._reader is not None:
+            self._reader.pause()
+        self._behind.add(stream)
+
+    def caught_up(self, stream: SessionStream) -> None:
+        if stream not in self._behind:
+            return
+        self._behind.discard(stream)
+        if not self._behind and self._reader is not None:
+            self._reader.resume()
 
     def close(self) -> None:
         if self.closed:
@@ -159,8 +182,10 @@ class UpstreamFeed:
                 return
             try:
                 if is_modern(backend.protocol_version):
+                    self._refilter = False  # the filter is read now: it is current
+                    uris = self.feeds.subscriptions.uris(self.key[1], self.name)
                     reply = await upstream.listen(
-                        jsonrpc.dumps(listen_request(next(_listen_ids))),
+                        jsonrpc.dumps(listen_request(next(_listen_ids), uris)),
                         lambda message: self._deliver(unlisten(message)),
                         backend.protocol_version,
                         routing_headers("subscriptions/listen", {}),
@@ -197,6 +222,8 @@ class UpstreamFeed:
                     self.last_event_id = reader.last_event_id
             if self.closed:
                 return
+            if self._refilter:
+                continue
             await deferLater(self.feeds.clock, delay, lambda: None)
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -206,10 +233,18 @@ class UpstreamFeed:
         session's stream (servers allow one per session: 2025-11-25 basic/transports
         "Listening for Messages from the Server", "Multiple Connections") until the
         session ends, so the next listen of the same user would get 409 forever."""
-        if self.closed:
+        if self.closed or self._refilter:
             reader.stop()
             return
         self._reader = reader
+        if self._behind:
+            reader.pause()
+
+    def refilter(self) -> None:
+        """The listen's filter changed (``resource_subscriptions.py``): send it again."""
+        self._refilter = True
+        if self._reader is not None:
+            self._reader.stop()
 
     def _deliver(self, message: Any) -> None:
         if self.closed or message is None:
@@ -234,6 +269,14 @@ class Feeds:
         self.transports = transports
         self.clock = clock
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
+        self.subscriptions = ResourceSubscriptions(self.refilter)
+
+    def refilter(self, binding: str, backend: str) -> None:
+        """A session client's subscriptions on a 2026-07-28 backend changed: its listen
+        (keyed without an upstream session id) is sent again with them, if open."""
+        feed = self._feeds.get((backend, binding, ""))
+        if feed is not None:
+            feed.refilter()
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -307,6 +350,15 @@ class SessionStream:
             feed.remove(self)
         if self.on_close is not None:
             self.on_close()
+
+    def pause(self) -> None:
+        """The client is behind (its socket's buffer is full): the feeds stop reading."""
+        for feed in self._feeds:
+            feed.behind(self)
+
+    def resume(self) -> None:
+        for feed in self._feeds:
+            feed.caught_up(self)
 
     def lists_changed(self) -> None:
         """A reload may have changed what this client sees: ``list_changed`` for each

@@ -48,6 +48,7 @@ from aigw.metrics.labels import (
 )
 from aigw.metrics.lockfree import LockFreeCounter, LockFreeHistogram
 from aigw.metrics.registry import new_registry
+from aigw.protocol.pins import PIN_CHECK
 from aigw.protocol.screening import CHECKS
 
 #: Whole requests and time upstream: a ping to a tool call of minutes.
@@ -106,7 +107,7 @@ class GatewayMetrics:
         self._reasons = LabelValues(limit=REASONS_LIMIT)
         self._statuses = LabelValues(limit=STATUSES_LIMIT)
         self._states = LabelValues(CONNECTION_STATES)
-        self._checks = LabelValues(CHECKS)
+        self._checks = LabelValues((*CHECKS, PIN_CHECK))
         #: When the signing keys were last fetched (``seconds``), None before.
         self._keys_fetched_at: float | None = None
         self._define_metrics()
@@ -157,7 +158,7 @@ class GatewayMetrics:
         )
         self._flagged = LockFreeCounter(
             "aigw_tools_flagged_total",
-            "Tool and prompt descriptions flagged by screening, by backend, check and action.",
+            "Tools and prompts flagged by screening or pinning, by backend, check and action.",
             ("backend", "check", "action"),
             registry=registry,
         )

@@ -26,6 +26,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.versions import (
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
+    META_LOG_LEVEL,
     META_PROTOCOL_VERSION,
     MODERN_VERSIONS,
     SUPPORTED_VERSIONS,
@@ -55,10 +56,14 @@ def discover_request(request_id: int) -> dict[str, Any]:
     return jsonrpc.request(request_id, "server/discover", envelope({}, MODERN))
 
 
-def listen_request(request_id: int) -> dict[str, Any]:
+def listen_request(request_id: int, resource_uris: list[str] | None = None) -> dict[str, Any]:
     """``subscriptions/listen`` toward a 2026-07-28 backend, in place of its GET stream
-    (basic/patterns/subscriptions)."""
-    params = envelope({"notifications": LISTEN_FILTER}, MODERN)
+    (basic/patterns/subscriptions), with the resources a session client subscribed to
+    ("Notification Filter" ``resourceSubscriptions``)."""
+    wanted: dict[str, Any] = dict(LISTEN_FILTER)
+    if resource_uris:
+        wanted["resourceSubscriptions"] = list(resource_uris)
+    params = envelope({"notifications": wanted}, MODERN)
     return jsonrpc.request(request_id, "subscriptions/listen", params)
 
 
@@ -75,10 +80,14 @@ def choose(result: Any) -> str:
 
 
 def envelope(
-    params: dict[str, Any], version: str, capabilities: dict[str, Any] | None = None
+    params: dict[str, Any],
+    version: str,
+    capabilities: dict[str, Any] | None = None,
+    log_level: str | None = None,
 ) -> dict[str, Any]:
     """``params`` with aigw's ``_meta`` envelope (basic/versioning; server/discover);
-    ``capabilities``: those of the client aigw can relay input requests to."""
+    ``capabilities``: those of the client aigw can relay input requests to;
+    ``log_level``: the client's (server/utilities/logging "Per-request log level")."""
     meta = params.get("_meta")
     meta = dict(meta) if isinstance(meta, dict) else {}
     meta.update(
@@ -88,6 +97,8 @@ def envelope(
             META_CLIENT_CAPABILITIES: capabilities or {},
         }
     )
+    if log_level is not None:
+        meta[META_LOG_LEVEL] = log_level
     return {**params, "_meta": meta}
 
 

@@ -21,6 +21,8 @@ META_PROTOCOL_VERSION = META_PREFIX + "protocolVersion"
 META_SERVER_INFO = META_PREFIX + "serverInfo"
 META_CLIENT_INFO = META_PREFIX + "clientInfo"
 META_CLIENT_CAPABILITIES = META_PREFIX + "clientCapabilities"
+#: server/utilities/logging "Per-request log level" (replaces ``logging/setLevel``).
+META_LOG_LEVEL = META_PREFIX + "logLevel"
 #: basic/patterns/subscriptions: the subscription a listen-stream message belongs to.
 META_SUBSCRIPTION_ID = META_PREFIX + "subscriptionId"
 

@@ -3,10 +3,11 @@
 The ``Mcp-Session-Id`` aigw issues (MCP 2025-11-25 basic/transports "Session
 Management") is the sealed state of the session: the user it belongs to
 (issuer and subject of the access token), when it was created, the protocol
-version negotiated with the client, and each backend's upstream session id,
-version and capabilities, and what the client declared it can answer
-(sampling, elicitation, roots: so that any process can ask it on a 2026-07-28
-backend's behalf, ``gateway/asking.py``).  Any aigw process holding the key can serve any
+version negotiated with the client, what the client can answer (sampling,
+elicitation, roots: so that any process can relay a backend's request, ask it on a
+2026-07-28 backend's behalf, ``gateway/asking.py``, or tell a late-joining backend),
+and each backend's upstream session id, version and capabilities.  Any aigw process
+holding the key can serve any
 request, and nothing is stored.
 
 The user is bound twice: inside the payload, and as AES-GCM associated data.
@@ -75,9 +76,11 @@ class SessionState:
     created: float
     protocol_version: str
     backends: tuple[BackendSession, ...]
-    #: The client's ``sampling``, ``elicitation`` and ``roots`` capabilities, as declared
-    #: in ``initialize`` (basic/lifecycle): what aigw may ask it for.
-    client_capabilities: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    #: What the client declared it can answer (sampling, elicitation, roots; see
+    #: ``protocol/client_capabilities.py``): any process relaying a backend's request,
+    #: or opening an upstream session later (a late joiner, a repair), knows it.  None:
+    #: not known (an id issued before aigw sealed it, or a 2026-07-28 client's view).
+    client_capabilities: dict[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 def _user(issuer: str, subject: str) -> bytes:
@@ -130,8 +133,8 @@ class SessionCodec:
                 [b.name, b.session_id, b.protocol_version, b.capabilities] for b in state.backends
             ],
         }
-        if state.client_capabilities:
-            payload["k"] = state.client_capabilities  # absent when empty: ids stay short
+        if state.client_capabilities is not None:
+            payload["k"] = state.client_capabilities
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
     def end(self, session_id: str, state: SessionState) -> None:
@@ -181,10 +184,10 @@ class SessionCodec:
             ):
                 raise TypeError("malformed session")
             backends = tuple(_backend(item) for item in payload["b"])
-            sealed_user = (payload["i"], payload["s"])
-            client_capabilities = payload.get("k", {})
-            if not isinstance(client_capabilities, dict):
+            client_capabilities = payload.get("k")
+            if client_capabilities is not None and not isinstance(client_capabilities, dict):
                 raise TypeError("malformed client capabilities")
+            sealed_user = (payload["i"], payload["s"])
         except (KeyError, TypeError, ValueError):
             raise SessionNotFound("malformed") from None
         if sealed_user != (issuer, subject):

@@ -16,7 +16,10 @@ Three kinds of rows:
   registration serves every user.
 - ``ToolPin``: the digest of what a backend said a tool (or prompt) is, the first time
   aigw saw it, and the digest of a later, different answer waiting for an operator
-  (``aigw tools changes``, ``aigw tools accept NAME``).
+  (``aigw tools changes``, ``aigw tools accept NAME``).  ``record_pin`` and
+  ``accept_pin`` change a pin in one transaction, so several aigw processes sharing
+  the store (and the operator's command) never undo each other's changes; both follow
+  ``store.pins.observed`` and ``store.pins.accepted``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class ToolPin:
     pending_since: float | None = None
     #: The definition (JSON text) behind ``pending_digest``, for the operator to read.
     pending_definition: str | None = None
+    #: The definition (JSON text) behind ``digest``: what a change is shown against.
+    definition: str | None = None
 
 
 class Store(Protocol):
@@ -115,5 +120,17 @@ class Store(Protocol):
     async def put_pin(self, pin: ToolPin) -> None: ...
 
     async def list_pending_pins(self) -> Sequence[ToolPin]: ...
+
+    async def record_pin(
+        self, backend: str, kind: str, name: str, digest: str, definition: str, now: float
+    ) -> ToolPin:
+        """What a backend listed now, applied to the stored pin (``pins.observed``) in one
+        transaction; the pin as it then is."""
+        ...
+
+    async def accept_pin(self, backend: str, kind: str, name: str) -> ToolPin | None:
+        """Make the pending digest the pinned one (``pins.accepted``); the pin as it then
+        is, or None when nothing was pending."""
+        ...
 
     async def close(self) -> None: ...

@@ -53,11 +53,16 @@ class Reply:
 
 class BodyReader(Protocol):
     """A reply being read: the caller may stop it early (cancelled) or finish it
-    (the answer it waited for is in)."""
+    (the answer it waited for is in), and pause and resume it while the client it
+    feeds is behind (``gateway/flow.py``)."""
 
     def stop(self) -> None: ...
 
     def finish(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 class UpstreamCredentials(Protocol):

@@ -47,7 +47,6 @@ from aigw.upstream.api import (
 from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
 from aigw.upstream.credentials import build_credentials
 
-MAX_JSON_REPLY_BYTES = 16 * 1024 * 1024
 MAX_ERROR_EXCERPT = 512
 #: The most of a body aigw reads only to throw away (202, 404, wrong type) before
 #: hanging up instead: discarding forever is no better than keeping.
@@ -102,6 +101,10 @@ class _BoundedRead(Protocol):
             self.done.callback(b"".join(self._chunks))
 
 
+def _nowhere(message: Any) -> None:
+    """Where a reader's messages go once its body has ended: there are none."""
+
+
 class _BodyReader(Protocol):
     """Reads one reply body, JSON or SSE, handing messages on as they complete."""
 
@@ -115,7 +118,8 @@ class _BodyReader(Protocol):
     ) -> None:
         self._upstream = upstream
         self._inactivity = inactivity
-        self._sse = SSEParser() if is_sse else None
+        self._limit = upstream.config.max_message_bytes
+        self._sse = SSEParser(self._limit) if is_sse else None
         self._sink = sink
         self._done = done
         self._chunks: list[bytes] = []
@@ -123,14 +127,34 @@ class _BodyReader(Protocol):
         self._timer: IDelayedCall | None = None
         self._lost = False
         self._stopped = False
+        self._paused = False
         self.last_event_id: str | None = None
 
     def connectionMade(self) -> None:
         if self._stopped:
             self.stop()  # stopped before the body began (see stop)
             return
+        if self._paused:
+            cast(IPushProducer, self.transport).pauseProducing()
         if not cast(UpstreamResponse, self.transport).ended:  # else nothing to wait for
             self._arm()
+
+    def pause(self) -> None:
+        """The client this reply feeds is behind (``gateway/flow.py``): stop reading
+        the backend's socket.  The inactivity timer keeps running, so a client that
+        reads nothing for the backend's ``timeout`` frees the connection and its slot."""
+        if self._paused or self._lost or self._done.called:
+            return  # done: what still comes is discarded (finish), not the client's
+        self._paused = True
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).pauseProducing()
+
+    def resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self.transport is not None:
+            cast(IPushProducer, self.transport).resumeProducing()
 
     def _arm(self) -> None:
         """(Re)start the inactivity timer: an upstream that goes silent is cut off."""
@@ -148,7 +172,11 @@ class _BodyReader(Protocol):
         self._timer = None
 
     def _timed_out(self) -> None:
-        self._fail(UpstreamError(self._upstream.name, "timeout", "no data within the timeout"))
+        if self._paused:
+            detail = "the client read nothing within the timeout"
+        else:
+            detail = "no data within the timeout"
+        self._fail(UpstreamError(self._upstream.name, "timeout", detail))
 
     def _fail(self, error: UpstreamError) -> None:
         self._disarm()
@@ -176,6 +204,7 @@ class _BodyReader(Protocol):
         self._disarm()
         if not self._done.called:
             self._done.callback(None)
+        self.resume()  # the rest is read to be discarded, whoever is behind
         if not self._lost:
             self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
 
@@ -188,8 +217,9 @@ class _BodyReader(Protocol):
             if self._timer is None or not self._timer.active():
                 self._arm()
             self._size += len(data)
-            if self._size > MAX_JSON_REPLY_BYTES:
-                self._fail(UpstreamError(self._upstream.name, "bad_reply", "reply too large"))
+            if self._size > self._limit:
+                detail = f"reply larger than max_message_bytes ({self._limit})"
+                self._fail(UpstreamError(self._upstream.name, "bad_reply", detail))
                 return
             self._chunks.append(data)
             return
@@ -219,6 +249,9 @@ class _BodyReader(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self._lost = True
         self._disarm()
+        # The sink is the caller's (Collector.sink, whose collector holds this reader):
+        # nothing is delivered after the end, and letting go of it leaves no cycle.
+        sink, self._sink = self._sink, _nowhere
         if self._done.called:
             return
         if not isinstance(reason.value, ResponseDone | PotentialDataLoss):  # Failure.check is slow
@@ -232,7 +265,7 @@ class _BodyReader(Protocol):
                 not_json = UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON")
                 self._done.errback(not_json)
                 return
-            self._sink(message)
+            sink(message)
         if not self._done.called:
             self._done.callback(None)
 
@@ -304,7 +337,13 @@ class Upstream:
         Returns when the reply ends, or as soon as the sink has what it waits
         for (it may call ``reader.stop()`` through ``on_reader``).
         """
-        await self._slots.acquire()
+        slots = self._slots
+        if slots.tokens:
+            # A free slot is taken as DeferredSemaphore.acquire would, without the
+            # Deferred it makes and fires at once (one per proxied call).
+            slots.tokens -= 1
+        else:
+            await slots.acquire()
         try:
             credentials = await self.credentials.headers(principal)
             return await self._post(

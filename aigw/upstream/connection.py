@@ -166,6 +166,7 @@ class UpstreamResponse:
         self._pending: list[bytes] = []
         self._ended: Failure | None = None
         self._stopped = False
+        self._paused = False
 
     @property
     def ended(self) -> bool:
@@ -186,6 +187,7 @@ class UpstreamResponse:
                 break
             protocol.dataReceived(chunk)
         if self._ended is not None:
+            self._consumer = None
             protocol.connectionLost(self._ended)
 
     def _body(self, chunk: bytes) -> None:
@@ -200,20 +202,34 @@ class UpstreamResponse:
         if self._ended is not None:
             return
         self._ended = reason
-        if self._consumer is not None:
-            self._consumer.connectionLost(reason)
+        # A body can complete within the read its reader paused in: the connection
+        # reads again before it serves the pool's next request.
+        self.resumeProducing()
+        # The reader's transport is this response: letting go of the reader once it
+        # has heard the end leaves no cycle, so the exchange (reader, sink, answer)
+        # is freed when it is done rather than at the next cyclic collection.
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.connectionLost(reason)
 
-    # IPushProducer, for the body's reader: flow control is TCP's; stopping drops the link.
+    # IPushProducer, for the body's reader: pausing stops reading the backend's socket
+    # (TCP's window makes it wait); stopping drops the link.  Once the body has ended
+    # the connection may serve another request: pausing then touches nothing.
     def stopProducing(self) -> None:
         self._stopped = True
         if self._ended is None:
             self._connection.abort()
 
     def pauseProducing(self) -> None:
-        self._connection.transport.pauseProducing()  # type: ignore[union-attr]
+        if self._ended is None and not self._paused:
+            self._paused = True
+            self._connection.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:
-        self._connection.transport.resumeProducing()  # type: ignore[union-attr]
+        if self._paused:
+            self._paused = False
+            if not self._connection.lost:
+                self._connection.transport.resumeProducing()  # type: ignore[union-attr]
 
 
 class Connection(Protocol):
@@ -352,6 +368,7 @@ class Connection(Protocol):
             response._body(chunk)
         if self._complete and not self.lost:
             self._parser = None
+            self._response = None  # an idle connection keeps nothing of its last exchange
             if self._keep_alive and not self._surplus:
                 self._pool.release(self)
             else:
@@ -368,6 +385,7 @@ class Connection(Protocol):
             waiting.errback(failure)
         elif self._response is not None:
             self._response._end(failure)
+        self._response = None
         self.abort()
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
@@ -383,12 +401,13 @@ class Connection(Protocol):
                 self._report_lost("before the response", reason)
                 waiting.errback(Failure(ConnectionLost("connection lost before the response")))
             return
-        if self._response is not None:
+        response, self._response = self._response, None
+        if response is not None:
             if self._head_done and self._close_delimited:
-                self._response._end(Failure(PotentialDataLoss("body ended with the connection")))
+                response._end(Failure(PotentialDataLoss("body ended with the connection")))
             else:
                 self._report_lost("in the body", reason)
-                self._response._end(Failure(ConnectionLost("connection lost in the body")))
+                response._end(Failure(ConnectionLost("connection lost in the body")))
 
     def _report_lost(self, when: str, reason: Failure) -> None:
         if not self._dropped:

@@ -86,11 +86,17 @@ class ChildProcess(ProcessProtocol):
 
     log = Logger()
 
-    def __init__(self, backend: str, on_message: Callable[[Any], None], clock: Any) -> None:
+    def __init__(
+        self,
+        backend: str,
+        on_message: Callable[[Any], None],
+        clock: Any,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
         self.backend = backend
         self.clock = clock
         self._on_message = on_message
-        self._stdout = Lines(MAX_LINE_BYTES)
+        self._stdout = Lines(max_line_bytes)
         self._stderr = Lines(MAX_LOG_LINE, truncate=True)
         self._timers: list[IDelayedCall] = []
         self.ended: Deferred[str] = Deferred()

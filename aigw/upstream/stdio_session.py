@@ -62,6 +62,15 @@ class Call:
     def finish(self) -> None:
         self.owner.end_call(self)
 
+    # Flow control is not passed on to a child: its stdout carries every call and
+    # stream of the process (other users' too, when shared), so pausing it for one
+    # slow client would stall them all.  Each line it sends is bounded (stdio_process).
+    def pause(self) -> None:
+        """Not passed on (see above)."""
+
+    def resume(self) -> None:
+        """Not passed on (see above)."""
+
 
 class Stream:
     """A ``get_stream`` being read: server messages that belong to no call."""
@@ -75,6 +84,12 @@ class Stream:
 
     def stop(self) -> None:
         self.finish()
+
+    def pause(self) -> None:
+        """Not passed on to the child (see ``Call.pause``)."""
+
+    def resume(self) -> None:
+        """Not passed on to the child (see ``Call.pause``)."""
 
     def finish(self) -> None:
         if self in self.owner.streams:
@@ -135,7 +150,7 @@ class StdioSession:
     def _spawn(self) -> ChildProcess:
         config = self.config
         assert config.command is not None
-        child = ChildProcess(self.name, self._received, self.clock)
+        child = ChildProcess(self.name, self._received, self.clock, self.config.max_message_bytes)
         self._started_at = self.clock.seconds()
         try:
             self.clock.spawnProcess(

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from aigw.config.values import insecure_url_problem
 from aigw.discovery import discover_metadata
 from aigw.httpjson import Clock, FetchFailed, HTTPClient, client_secret_basic, fetch
 
@@ -88,6 +89,11 @@ class TokenEndpoint:
             found = document.get("token_endpoint")
             if not isinstance(found, str) or not found.startswith(("https://", "http://")):
                 raise TokenRequestFailed(f"{self._issuer}'s metadata names no token_endpoint")
+            insecure = insecure_url_problem(found)
+            if insecure is not None:
+                # The config refuses a plain-http endpoint; so does discovery (RFC 8414 §3.3
+                # asks nothing of the scheme, the client secret's confidentiality does).
+                raise TokenRequestFailed(f"token_endpoint {found!r} refused: {insecure}")
             self._url = found
         return self._url
 

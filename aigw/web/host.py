@@ -17,20 +17,16 @@ checked here: the proxy decides which names reach the gateway.
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import urllib.parse
 from collections.abc import Sequence
 
+from aigw.config.values import is_loopback_name
 
-def is_loopback_name(host: str) -> bool:
-    """``localhost`` and its subdomains (RFC 6761 §6.3) or a loopback address."""
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
-    except ValueError:
-        return False
+#: ``Host`` values remembered with their verdict: a client sends the same one on every
+#: request, and parsing an address costs more than the rest of the check.  Bounded, as
+#: the values come from outside.
+_REMEMBERED_HOSTS = 256
 
 
 def host_of(value: bytes) -> str:
@@ -51,4 +47,10 @@ class HostCheck:
     def allows(self, values: Sequence[bytes] | None) -> bool:
         if not self.enabled:
             return True
-        return all(is_loopback_name(host_of(value)) for value in values or ())
+        return all(_allowed(value) for value in values or ())
+
+
+@functools.lru_cache(maxsize=_REMEMBERED_HOSTS)
+def _allowed(value: bytes) -> bool:
+    """Whether one ``Host`` value names a loopback host."""
+    return is_loopback_name(host_of(value))

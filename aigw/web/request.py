@@ -8,7 +8,7 @@ handlers are annotated with this protocol instead, which every
 
 from __future__ import annotations
 
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
@@ -36,3 +36,11 @@ class WebRequest(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def notifyFinish(self) -> Deferred[None]: ...
+
+    @property
+    def channel(self) -> Any:
+        """The connection's ``HTTPChannel``; None once the client is gone."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...

@@ -4,7 +4,9 @@ Twisted's ``Site`` buffers whole request bodies and keeps idle connections for
 12 hours by default; a gateway in front of sensitive servers cannot.  This
 module bounds body size (413 before the body is read when Content-Length says
 so, and while reading when it does not), header size and count (431, RFC 6585
-§5; 414 for the request line), idle time, and tracks connections so that
+§5; 414 for the request line), idle time, the time a request head may take
+(408, RFC 9110 §15.5.9: the idle timer restarts at every byte, so a head sent a
+byte at a time would never end otherwise), and tracks connections so that
 SIGTERM can drain in-flight requests and then close the rest.  Each refusal is
 a short JSON body with ``Connection: close``, then the connection closes.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import twisted.web.http
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -110,6 +112,7 @@ class BoundedRequest(Request):
 #: and the ``error`` of the JSON body.
 _REFUSALS = {
     400: (b"Bad Request", "invalid_request"),
+    408: (b"Request Timeout", "request_timeout"),
     414: (b"URI Too Long", "uri_too_long"),
     431: (b"Request Header Fields Too Large", "header_fields_too_large"),
 }
@@ -119,14 +122,48 @@ class BoundedChannel(HTTPChannel):
     """An HTTPChannel that reports itself to the site and answers bad requests in JSON."""
 
     site: BoundedSite
+    #: The deadline of the request head being read (``server.header_timeout``).
+    _head_deadline: IDelayedCall | None = None
+    _local: IAddress | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[no-untyped-call]
         self.site.connections.add(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._end_head_deadline()
         self.site.connections.discard(self)
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def dataReceived(self, data: bytes) -> None:
+        # The first byte of a head, on a connection that is answering nothing
+        # (pipelined bytes wait in Twisted's buffer and come back through here).
+        if self._head_deadline is None and not self.requests and data:
+            timeout = self.site.limits.header_timeout
+            self._head_deadline = self.site.clock.callLater(timeout, self._head_too_slow)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        self._end_head_deadline()
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+    def _end_head_deadline(self) -> None:
+        deadline, self._head_deadline = self._head_deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        limit = self.site.limits.header_timeout
+        self._refuse(408, f"the request head took longer than {limit:g} s")
+
+    def getHost(self) -> IAddress:
+        """The local address, asked of the socket once: Twisted's ``Request`` asks for it
+        on every request, a ``getsockname`` system call each time, and a connection's
+        local address does not change."""
+        if self._local is None:
+            self._local = super().getHost()  # type: ignore[no-untyped-call]
+        return self._local
 
     def lineReceived(self, line: bytes) -> None:
         """RFC 6585 §5: a header block over ``max_header_bytes`` is answered 431."""

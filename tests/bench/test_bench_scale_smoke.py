@@ -1,6 +1,6 @@
 """Smoke test of the scale benchmark: ``bench/scale.py --quick``.
 
-Tiny counts and 1 s points: it checks the shape of both tables, that the
+Tiny counts and 1 s points: it checks the shape of the tables, that the
 numbers are positive, and the closing line; no timing is asserted.  Skipped
 where wrk or node is not installed.
 """
@@ -47,6 +47,19 @@ def test_quick_run(tmp_path: Path) -> None:
         assert rps1 > 0
         assert 0 < p50 <= p99
 
+    header = next(line for line in lines if line.startswith("processes "))
+    for column in ("rps c1", "rps c4", "x1 rps c4", "rps c4 per process", "RSS MiB"):
+        assert column in header
+    processes = [line.split() for line in lines if re.match(r"^[12] +\d+ +\d", line)]
+    assert [cells[0] for cells in processes] == ["1", "2"]
+    for cells in processes:
+        rps1, p50, p99, rss = float(cells[1]), float(cells[2]), float(cells[3]), float(cells[-1])
+        assert rps1 > 0
+        assert 0 < p50 <= p99
+        assert rss > 0
+    # two processes carry two interpreters
+    assert float(processes[1][-1]) > float(processes[0][-1])
+
     header = next(line for line in lines if line.startswith("what "))
     for column in ("count", "RSS MiB", "KiB/each", "up streams"):
         assert column in header
@@ -63,6 +76,7 @@ def test_quick_run(tmp_path: Path) -> None:
 
     raw = json.loads(raw_file.read_text())
     assert {row["method"] for row in raw["fanout"]} == {"tools/list", "tools/call"}
+    assert [row["processes"] for row in raw["processes"]] == [1, 2]
     assert all(step["rss_kib"] > 0 for steps in raw["memory"] for step in steps)
 
 

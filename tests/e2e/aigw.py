@@ -63,7 +63,8 @@ def start_gateway(
     more_backends: str = "",
     session_key: str | None = None,
     public_url: str | None = None,
-    peer: bool = False,
+    sessions: str = "",
+    log_level: str = "debug",
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
@@ -73,8 +74,8 @@ def start_gateway(
     ``session_key``: a key file to share with other gateways (default: a new key).
     ``public_url``: what clients and tokens name (default: this gateway's own URL; a load
     balancer's in front of several).
-    ``peer``: set ``sessions.peer_url`` to this gateway's own URL, where the other
-    processes of a deployment forward what belongs to a call waiting here."""
+    ``sessions``: more keys of the ``sessions`` mapping (``", max_streams_per_user: 9"``).
+    ``log_level``: ``logging.level`` (debug, so a failing test's log says everything)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -102,10 +103,8 @@ def start_gateway(
         + auth
         + backend_yaml(backends)
         + more_backends
-        + f"sessions: {{secret_file: {key}"
-        + (f", peer_url: 'http://127.0.0.1:{port}/mcp'" if peer else "")
-        + "}\n"
-        + "logging: {format: text, level: debug}\n"
+        + f"sessions: {{secret_file: {key}{sessions}}}\n"
+        + f"logging: {{format: text, level: {log_level}}}\n"
         + (
             f"metrics: {{listen: 'tcp:{metrics_port}:interface=127.0.0.1'}}\n"
             if metrics_port

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.processes import ensure_node_modules
 from .harness.upstreams import Upstream, start_pyserver, start_server_everything
@@ -100,6 +101,29 @@ def pyserver_modern() -> Iterator[Upstream]:
         yield upstream
     finally:
         upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def eras_gateway(
+    server_everything: Upstream,
+    pyserver: Upstream,
+    pyserver_stateless: Upstream,
+    pyserver_modern: Upstream,
+) -> Iterator[Gateway]:
+    """aigw in front of one upstream of each generation, named as the matrix's
+    ``UPSTREAM_LABELS``: everything, py, stateless, modern."""
+    started = start_gateway(
+        [
+            ("everything", server_everything.url),
+            ("py", pyserver.url),
+            ("stateless", pyserver_stateless.url),
+            ("modern", pyserver_modern.url),
+        ]
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,33 @@ LEGEND = [
     f"{OK}: works through aigw end to end;  {FAIL}: the test failed;  -: not run",
     f"{REFUSED}: the MCP revision (or session-less mode) the client or the upstream speaks "
     "cannot carry the feature; the test asserted the precise error that says so "
-    "(JSON-RPC code, message naming the reason), answered without hanging",
+    "(JSON-RPC code, message naming the reason), answered without hanging:",
+    "  mcp SDK stateless: a session-less 2025-11-25 server has no back-channel for its own "
+    "requests (sampling, elicitation, roots: -32600) and no stream for resource updates "
+    "(aigw refuses resources/subscribe, -32600 no_session_stream; a listen leaves the URI "
+    "out); its URL-elicitation-required error (-32042) still passes",
+    "  log level, 2026-07-28 clients x server-everything: it logs only outside any request "
+    "(simulated logging, on its GET stream); 2026-07-28 carries notifications/message only "
+    "on the stream of the request that asked (server/utilities/logging); logging/setLevel "
+    "is refused by name (-32601, use _meta logLevel)",
+    "  (refusals that are aigw's, not the revision's, until issue 17 items 1-2 (branch "
+    "bridge-ir) are merged: sampling, elicitation and roots asked by a 2026-07-28-only "
+    "server of a session client (input_required: -32021 or -32600 reason input_required), "
+    "or by a session server of a 2026-07-28 client (-32601, or -32021 since aigw's pooled "
+    "upstream session declares no client capability; server-everything then does not "
+    "even offer those tools))",
 ]
+
+#: The upstreams of the matrix, by backend name in the tests' gateways.
+UPSTREAM_LABELS = {
+    "everything": "server-everything 2025-11-25",
+    "py": "mcp SDK stateful",
+    "stateless": "mcp SDK stateless",
+    "modern": "mcp SDK 2026-07-28 only",
+}
+
+#: The TypeScript SDK client's row label (e2e/ts-client.mjs speaks 2025-11-25).
+TS_CLIENT = "ts-sdk 1.x (2025-11-25)"
 
 #: (client, upstream) -> {feature: "ok" | "refused" | "FAIL"}
 RESULTS: dict[tuple[str, str], dict[str, str]] = {}

@@ -85,7 +85,7 @@ async def test_a_session_client_answers_a_2026_backends_input_required(gateway: 
         assert client.protocol_version == "2025-11-25"
         with anyio.fail_after(30):
             llm = await client.call_tool("modern__resolve-llm", {})
-            name = await client.call_tool("modern__resolve-name", {})
+            name = await client.call_tool("modern__resolve-user", {})
             roots = await client.call_tool("modern__resolve-roots", {})
     assert "llm said: four" in text_of(llm), llm
     assert "hello Ada" in text_of(name), name
@@ -101,7 +101,7 @@ async def test_a_session_client_without_the_capability_is_refused_precisely(
     (mrtr "Server Requirements" 7); the call fails with -32021 naming the capability."""
     async with connect_plain(gateway.url, mode="legacy") as client:
         with anyio.fail_after(30), pytest.raises(MCPError) as caught:
-            await client.call_tool("modern__resolve-name", {})
+            await client.call_tool("modern__resolve-user", {})
     assert caught.value.error.code == -32021, caught.value.error
     assert "elicitation" in caught.value.error.message
 

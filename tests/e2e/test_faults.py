@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .aigw import Gateway, start_gateway
 from .harness.authserver import start_auth_server
 from .harness.processes import Process, free_port, python_executable, start_process
+from .harness.tokens import token_for
 from .harness.upstreams import Upstream, start_pyserver
-from .test_resource_server import mcp_post, token_for
+from .test_resource_server import mcp_post
 
 pytestmark = [pytest.mark.timeout(120)]
 

@@ -121,13 +121,16 @@ def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterat
     proxy: Process | None = None
     try:
         for _ in range(3):
+            # Each process's own address, where the others forward what waits there.
+            port = free_port()
             started.append(
                 start_gateway(
                     backends,
                     issuer=issuer,
                     session_key=key,
                     public_url=f"http://127.0.0.1:{front}",
-                    peer=True,
+                    port=port,
+                    sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'",
                 )
             )
         config = Path(directory) / "haproxy.cfg"

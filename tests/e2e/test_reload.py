@@ -20,8 +20,9 @@ from .aigw import Gateway, backend_yaml, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
+from .harness.tokens import token_for
 from .harness.upstreams import Upstream, start_pyserver
-from .test_resource_server import mcp_post, token_for
+from .test_resource_server import mcp_post
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

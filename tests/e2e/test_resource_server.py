@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
-from .harness.login import authorize
 from .harness.oauth_client import HeadlessLogin, MemoryTokenStorage, connect
 from .harness.results import text_of
+from .harness.tokens import token_for
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -52,57 +52,6 @@ def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Re
         },
     }
     return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)
-
-
-async def token_for(auth_server: AuthServer, user: str, resource: str, scope: str) -> str:
-    """Register a client and run the code flow with PKCE by hand; return the access token."""
-    import base64
-    import hashlib
-    import secrets
-
-    registration = httpx2.post(
-        f"{auth_server.issuer}/reg",
-        json={
-            "redirect_uris": ["http://127.0.0.1:9/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-        },
-        timeout=10,
-    )
-    registration.raise_for_status()
-    client_id = registration.json()["client_id"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = (
-        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    )
-    query = httpx2.QueryParams(
-        {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": "http://127.0.0.1:9/callback",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": "s",
-            "scope": scope,
-            "resource": resource,
-        }
-    )
-    answer = await authorize(f"{auth_server.issuer}/auth?{query}", user)
-    response = httpx2.post(
-        auth_server.token_endpoint,
-        data={
-            "grant_type": "authorization_code",
-            "code": answer.code,
-            "client_id": client_id,
-            "redirect_uri": "http://127.0.0.1:9/callback",
-            "code_verifier": verifier,
-            "resource": resource,
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 async def test_sdk_goes_from_bare_401_to_a_tool_result(gateway: Gateway) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -35,17 +34,12 @@ from .harness.upstreams import (
     start_pyserver,
     start_server_everything,
 )
-from .matrix import REFUSED, record
+from .matrix import REFUSED, TS_CLIENT, UPSTREAM_LABELS, record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 CLIENTS = {"py-sdk 2026-07-28": "2026-07-28", "py-sdk auto": "auto", "py-sdk legacy": "legacy"}
-UPSTREAMS = {
-    "everything": "server-everything 2025-11-25",
-    "py": "mcp SDK stateful",
-    "stateless": "mcp SDK stateless",
-    "modern": "mcp SDK 2026-07-28 only",
-}
+UPSTREAMS = UPSTREAM_LABELS
 ECHO_ARGS = {
     "everything": {"message": "hi"},
     "py": {"text": "hi"},
@@ -66,24 +60,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    server_everything: Upstream,
-    pyserver: Upstream,
-    pyserver_stateless: Upstream,
-    pyserver_modern: Upstream,
-) -> Iterator[Gateway]:
-    started = start_gateway(
-        [
-            ("everything", server_everything.url),
-            ("py", pyserver.url),
-            ("stateless", pyserver_stateless.url),
-            ("modern", pyserver_modern.url),
-        ]
-    )
-    try:
-        yield started
-    finally:
-        started.stop()
+def gateway(eras_gateway: Gateway) -> Gateway:
+    """aigw in front of one upstream of each generation (conftest ``eras_gateway``)."""
+    return eras_gateway
 
 
 async def check(client_name: str, backend: str, feature: str, work: Any) -> None:
@@ -428,7 +407,6 @@ SAMPLING_REFUSALS: dict[str, tuple[int | None, str]] = {
 }
 
 
-TS_CLIENT = "ts-sdk 1.x (2025-11-25)"
 #: What the TypeScript client subscribes to (server-everything accepts any URI).
 TS_SUBSCRIBED = {**SUBSCRIBED, "everything": "aigw:everything/demo://resource/dynamic/text/1"}
 

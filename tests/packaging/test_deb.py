@@ -78,6 +78,12 @@ def test_package_ships_the_service_the_plugin_and_the_config(deb: Path) -> None:
         "./lib/systemd/system/aigw.service",
         "./etc/aigw/aigw.yaml",
         "./usr/share/aigw/grafana/aigw.json",
+        # Several processes on one host, and the shapes docs/scale-out.md describes.
+        "./lib/systemd/system/aigw@.service",
+        "./lib/systemd/system/aigw@.socket",
+        "./usr/share/doc/aigw/examples/aigw-workers.yaml",
+        "./usr/share/doc/aigw/examples/haproxy/aigw.cfg",
+        "./usr/share/doc/aigw/examples/kubernetes/deployment.yaml",
         "./usr/share/doc/aigw/README.md",
         "./usr/share/doc/aigw/copyright",
         "site-packages/twisted/plugins/aigw_plugin.py",

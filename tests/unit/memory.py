@@ -120,6 +120,15 @@ class MemoryNetwork:
             and (port is None or pump.serverIO.getHost().port == port)
         )
 
+    def links(self) -> list[IOPump]:
+        """The connections open now, each an ``IOPump`` (its ``clientIO`` and ``serverIO``
+        are the two ends' transports, their ``protocol`` the two ends)."""
+        return [
+            pump
+            for pump in self._pumps
+            if not (pump.clientIO.disconnected or pump.serverIO.disconnected)
+        ]
+
     def _step(self) -> bool:
         """One round; whether anything happened."""
         busy = self._connect()

@@ -163,7 +163,10 @@ class MCPTransport:
                 # An answer to a question another process asked (asking.py): sent there.
                 return await self.hop.forward(request, None, peer_url)
         reply = Reply(request)
-        answers = await self._dispatch(request, session, messages, reply)
+        try:
+            answers = await self._dispatch(request, session, messages, reply)
+        finally:
+            reply.release()
         if not answers:
             if not reply.streaming:
                 request.setResponseCode(202)
@@ -234,12 +237,12 @@ class MCPTransport:
             params = first.params if isinstance(first.params, dict) else {}
             tool = params.get("name") if first.method == "tools/call" else None
             self._note(request, mcp_method=first.method, tool=tool)
-            answer = await self.gateway.handle_request(session, first, reply.emit)
+            answer = await self.gateway.handle_request(session, first, reply.emit, reply.valve)
             return [] if answer is None else [answer]
         try:
             results = await DeferredList(
                 [
-                    ensureDeferred(self.gateway.handle_request(session, r, reply.emit))
+                    ensureDeferred(self.gateway.handle_request(session, r, reply.emit, reply.valve))
                     for r in requests
                 ],
                 fireOnOneErrback=True,

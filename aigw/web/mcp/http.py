@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
+from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment, format_event
 from aigw.tracing.context import TRACEPARENT, TRACESTATE, TraceContext, from_headers
@@ -53,14 +54,39 @@ def trace_context(request: WebRequest) -> TraceContext | None:
     return from_headers(headers.getRawHeaders(TRACEPARENT), headers.getRawHeaders(TRACESTATE))
 
 
+def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:
+    """Make ``valve`` the producer of ``request``'s body (``gateway/flow.py``): the
+    client's socket pauses and resumes what feeds it.  Returns the detach, called
+    before the response ends (the connection's next request registers its own)."""
+
+    def detach() -> None:
+        if request.channel is not None:
+            request.unregisterProducer()
+        else:
+            # The client is gone, and the channel with it: let go of the valve anyway,
+            # or the request (in Twisted's own cycles) keeps it and what it feeds
+            # until a full collection (tests/unit/gateway/test_cycles.py).
+            request.producer = None  # type: ignore[attr-defined]
+
+    if request.channel is None:
+        return lambda: None  # the client left already: nothing to pace
+    request.registerProducer(valve, True)
+    return detach
+
+
 class Reply:
-    """The reply to one POST: JSON until something must be sent early, then SSE."""
+    """The reply to one POST: JSON until something must be sent early, then SSE.
+
+    Once it is a stream, its ``valve`` is the request's producer: a client that
+    reads slowly pauses the upstream readers feeding it (``gateway/flow.py``)."""
 
     def __init__(self, request: WebRequest) -> None:
         self.request = request
         self.streaming = False
         self.gone = False
         self.on_gone: Callable[[], None] | None = None
+        self.valve = Valve()
+        self._detach: Callable[[], None] | None = None
         request.notifyFinish().addErrback(self._client_gone)
 
     def _client_gone(self, _: object) -> None:
@@ -78,7 +104,14 @@ class Reply:
             self.request.setHeader(b"Content-Type", b"text/event-stream")
             self.request.setHeader(b"Cache-Control", b"no-cache, no-transform")
             self.request.setHeader(b"X-Accel-Buffering", b"no")
+            self._detach = attach_valve(self.request, self.valve)
         self.request.write(format_event(jsonrpc.dumps(message)))
+
+    def release(self) -> None:
+        """Every answer is in: the valve stops being the request's producer."""
+        detach, self._detach = self._detach, None
+        if detach is not None:
+            detach()
 
     def body(self, messages: list[dict[str, Any]], batch: bool) -> bytes:
         """The final bytes: remaining SSE events, or the JSON document."""
@@ -104,6 +137,10 @@ class HeldStream(Protocol):
     def start(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 class StreamRegistry(Protocol):
@@ -142,11 +179,20 @@ async def hold_stream(
     request.notifyFinish().addErrback(lambda _: gone.append(True)).addBoth(end)
     stream.on_close = end
     registry.track_stream(stream)
+    valve = Valve()
+    valve.add(stream)
+    detach = attach_valve(request, valve)
     try:
         keepalive.start(KEEPALIVE_SECONDS, now=False)
         stream.start()
         await closed
     finally:
         end()
+        detach()
+        # The client's channel may outlive this (Twisted's own cycles) and hold the valve.
+        valve.remove(stream)
+        # ``end`` holds the stream and the stream held ``end``: without the cycle the
+        # stream, its request and session go when it ends, not at a cyclic collection.
+        stream.on_close = None
         registry.untrack_stream(stream)
     return bool(gone)

@@ -20,21 +20,23 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from aigw.gateway.capabilities import input_capabilities as answerable
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
 from aigw.gateway.lists import LISTS
+from aigw.gateway.log_levels import checked_level
 from aigw.gateway.parking import ParkedElsewhere
 from aigw.gateway.ratelimit import RateLimited
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
+from aigw.protocol.client_capabilities import declared
 from aigw.protocol.paramheaders import matches, value_at
 from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
     ALL_VERSIONS,
     META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
     META_PREFIX,
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
@@ -168,7 +170,20 @@ def input_capabilities(params: dict[str, Any]) -> dict[str, Any]:
     ``_meta`` envelope: a backend may ask only for those (basic/patterns/mrtr,
     "Server Requirements" 7)."""
     meta = params.get("_meta")
-    return answerable(meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None)
+    return declared(meta.get(META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None)
+
+
+def log_level(request_id: Any, params: dict[str, Any]) -> str | None:
+    """The request's ``io.modelcontextprotocol/logLevel``, if any; an unknown level is
+    refused with -32602 (server/utilities/logging "Error Handling")."""
+    meta = params.get("_meta")
+    level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+    if level is None:
+        return None
+    try:
+        return checked_level(level)
+    except GatewayError as error:
+        raise HTTPRefusal(400, error.code, error.message, request_id=request_id) from None
 
 
 def complete(method: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +301,7 @@ class StatelessHandler:
             return b""
         params = message.params if isinstance(message.params, dict) else {}
         session.input_capabilities = input_capabilities(params)
+        session.log_level = log_level(message.id, params)
         session.trace = trace_context(request)
         internal = jsonrpc.Request(
             f"aigw-{next(self._ids)}", message.method, strip_envelope(params)
@@ -293,13 +309,15 @@ class StatelessHandler:
         reply.on_gone = lambda: self._cancel(session, internal.id)
         try:
             answer = await self.gateway.handle_request(
-                session, internal, lambda m: self._emit(session, reply, m)
+                session, internal, lambda m: self._emit(session, reply, m), reply.valve
             )
         except RateLimited as limited:
             limited.request_id = message.id  # the client's id, not aigw's internal one
             raise
         except ParkedElsewhere as elsewhere:
             return await self.hop.forward(request, message.id, elsewhere.peer_url)
+        finally:
+            reply.release()
         if answer is None:
             return b""  # the client went away; nothing to send
         answer["id"] = message.id

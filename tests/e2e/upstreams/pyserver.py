@@ -8,14 +8,18 @@ Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JS
 ``slow`` (sleeps, reports progress, honours cancellation), ``slow-stats`` (how many
 ``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
 ``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
-(``elicitation/create`` to the client), ``resolve-llm``, ``resolve-name`` and
-``resolve-roots`` (the same through the SDK's resolvers: mid-call requests up to
-2025-11-25, ``input_required`` from 2026-07-28 on), ``bump`` (sends
-``notifications/resources/updated`` for the counter resource), ``relist``
-(``notifications/tools/list_changed`` to ``subscriptions/listen`` streams). With
-``--many-tools``: 30 more tools ``t00``..``t29`` and ``tools/list`` pages of
-``--page-size`` (default 10) with ``nextCursor`` (the SDK's ``MCPServer`` does not
-paginate by itself). A prompt ``greet(name)``, a static
+(``elicitation/create`` to the client), ``resolve-llm``, ``resolve-user`` and
+``resolve-roots`` (sampling, form elicitation and ``roots/list`` through the SDK's
+resolvers: a request mid-call up to 2025-11-25, ``input_required`` from 2026-07-28 on),
+``ask-url`` (URL-mode elicitation, then ``notifications/elicitation/complete``),
+``need-url`` (the URL-elicitation-required error, -32042), ``log`` (a log message
+at each of debug, info, warning and error), ``bump`` (sends
+``notifications/resources/updated`` for the counter resource, to ``resources/subscribe``
+sessions and ``subscriptions/listen`` streams), ``relist``
+(``notifications/tools/list_changed`` to ``subscriptions/listen`` streams).
+With ``--many-tools``: 30 more tools ``t00``..``t29`` and ``tools/list`` pages of
+``--page-size`` (default 10) with ``nextCursor`` (the SDK's
+``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
 resource ``test://static/hello``, a counter resource ``test://counter`` that can be
 subscribed to, and a template ``test://items/{item_id}``.
 
@@ -38,6 +42,7 @@ import anyio.to_thread
 import jwt
 import mcp_types as types
 import uvicorn
+from mcp import UrlElicitationRequiredError
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
@@ -56,16 +61,6 @@ def _sample_question() -> Sample:
         role="user", content=types.TextContent(type="text", text="What is 2+2?")
     )
     return Sample([message], max_tokens=100)
-
-
-def _ask_name() -> Elicit[UserAnswer]:
-    """resolve-name's resolver: one form elicitation."""
-    return Elicit("What is your name?", UserAnswer)
-
-
-def _list_roots() -> ListRoots:
-    """resolve-roots' resolver: the client's roots."""
-    return ListRoots()
 
 
 class PagingMCPServer(MCPServer):
@@ -87,6 +82,20 @@ class PagingMCPServer(MCPServer):
 
 class UserAnswer(BaseModel):
     name: str = Field(description="Your name")
+
+
+def _ask_name() -> Elicit[UserAnswer]:
+    """resolve-user's resolver: one form elicitation."""
+    return Elicit("What is your name?", UserAnswer)
+
+
+def _ask_roots() -> ListRoots:
+    """resolve-roots's resolver: the client's roots."""
+    return ListRoots()
+
+
+#: What ``ask-url`` and ``need-url`` send the user to (nothing is served there).
+CONNECT_URL = "https://connect.example/authorize?elicitation=e2e-1"
 
 
 class JwtVerifier:
@@ -219,28 +228,62 @@ def build_server(
         text = getattr(answer.content, "text", None)
         return f"llm said: {text if text is not None else answer.content}"
 
-    @server.tool(
-        name="resolve-name",
-        description="Ask the user's name through a resolver (elicitation/create mid-call, "
-        "or input_required from 2026-07-28 on)",
-    )
-    async def resolve_name(answer: Annotated[UserAnswer, Resolve(_ask_name)]) -> str:
-        return f"hello {answer.name}"
-
-    @server.tool(
-        name="resolve-roots",
-        description="The client's roots through a resolver (roots/list mid-call, "
-        "or input_required from 2026-07-28 on)",
-    )
-    async def resolve_roots(roots: Annotated[types.ListRootsResult, Resolve(_list_roots)]) -> str:
-        return "roots: " + " ".join(str(root.uri) for root in roots.roots)
-
     @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
     async def ask_user(ctx: Context) -> str:
         result = await ctx.elicit("What is your name?", UserAnswer)
         if result.action == "accept" and result.data is not None:
             return f"hello {result.data.name}"
         return f"user {result.action}"
+
+    @server.tool(name="resolve-user", description="Ask the user's name through a resolver")
+    async def resolve_user(answer: Annotated[UserAnswer, Resolve(_ask_name)]) -> str:
+        return f"hello {answer.name}"
+
+    @server.tool(name="resolve-roots", description="The client's roots through a resolver")
+    async def resolve_roots(
+        roots: Annotated[types.ListRootsResult, Resolve(_ask_roots)],
+    ) -> str:
+        return "roots: " + " ".join(str(root.uri) for root in roots.roots)
+
+    @server.tool(name="ask-url", description="Send the user to a URL (URL-mode elicitation)")
+    async def ask_url(ctx: Context) -> str | types.InputRequiredResult:
+        if ctx.protocol_version == "2026-07-28":
+            # 2026-07-28 client/elicitation "URL Mode Flow": an input request, and the
+            # retry says whether the user accepted (no completion notice in that revision).
+            answers = ctx.input_responses or {}
+            if "connect" in answers:
+                return f"url {getattr(answers['connect'], 'action', answers['connect'])}"
+            ask = types.ElicitRequest(
+                params=types.ElicitRequestURLParams(
+                    message="Connect your account", url=CONNECT_URL, elicitation_id="e2e-1"
+                )
+            )
+            return types.InputRequiredResult(input_requests={"connect": ask}, request_state="url")
+        result = await ctx.elicit_url("Connect your account", CONNECT_URL, "e2e-1")
+        if result.action == "accept":
+            # client/elicitation "Completion Notifications for URL Mode Elicitation".
+            await ctx.request_context.session.send_elicit_complete(
+                "e2e-1", related_request_id=ctx.request_id
+            )
+        return f"url {result.action}"
+
+    @server.tool(name="need-url", description="Refuse until the user visits a URL (-32042)")
+    def need_url() -> str:
+        raise UrlElicitationRequiredError(
+            [
+                types.ElicitRequestURLParams(
+                    message="Authorization is required", url=CONNECT_URL, elicitation_id="e2e-2"
+                )
+            ]
+        )
+
+    @server.tool(description="Log one message at each of debug, info, warning and error")
+    async def log(ctx: Context) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for level in ("debug", "info", "warning", "error"):
+                await ctx.log(level, f"at {level}", logger_name="pyserver")
+        return "logged"
 
     @server.tool(name="relist", description="Announce a tools list change")
     async def relist(ctx: Context) -> str:
@@ -250,6 +293,7 @@ def build_server(
     @server.tool(description="Increment the counter resource and notify its subscribers")
     async def bump(ctx: Context) -> str:
         COUNTER["value"] += 1
+        await ctx.notify_resource_updated("test://counter")  # subscriptions/listen streams
         for session in list(SUBSCRIBERS.get("test://counter", [])):
             try:
                 await session.send_resource_updated("test://counter")
@@ -302,7 +346,13 @@ def build_server(
             subs.remove(ctx.session)
         return types.EmptyResult()
 
+    async def set_level(ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        # Accepted, not applied (the SDK leaves the filtering to the application): so
+        # the logging capability is declared, and aigw holds clients' levels itself.
+        return types.EmptyResult()
+
     low = server._lowlevel_server
+    low.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
     low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
     return server

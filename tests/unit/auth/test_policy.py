@@ -19,8 +19,8 @@ def who(
 
 class PolicyTests(SynchronousTestCase):
     def test_default(self) -> None:
-        self.assertTrue(AccessRules(AccessConfig()).allows(who(), "files", "read"))
-        self.assertFalse(AccessRules(AccessConfig(default="deny")).allows(who(), "files"))
+        self.assertTrue(AccessRules(AccessConfig()).decide(who(), "files", "read").allowed)
+        self.assertFalse(AccessRules(AccessConfig(default="deny")).decide(who(), "files").allowed)
 
     def test_first_match_decides(self) -> None:
         policy = AccessRules(
@@ -32,40 +32,40 @@ class PolicyTests(SynchronousTestCase):
                 ),
             )
         )
-        self.assertTrue(policy.allows(who("alice"), "files", "delete_file"))
-        self.assertFalse(policy.allows(who("bob"), "files", "delete_file"))
-        self.assertTrue(policy.allows(who("bob"), "files", "read_file"))
+        self.assertTrue(policy.decide(who("alice"), "files", "delete_file").allowed)
+        self.assertFalse(policy.decide(who("bob"), "files", "delete_file").allowed)
+        self.assertTrue(policy.decide(who("bob"), "files", "read_file").allowed)
 
     def test_all_conditions_must_hold(self) -> None:
         rule = AccessRule(effect="allow", subjects=("alice",), clients=("cli",), scopes=("a", "b"))
         policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
-        self.assertTrue(policy.allows(who(scopes="a b c"), "x"))
-        self.assertFalse(policy.allows(who(scopes="a"), "x"))
-        self.assertFalse(policy.allows(who(client="other", scopes="a b"), "x"))
-        self.assertFalse(policy.allows(who(client=None, scopes="a b"), "x"))
+        self.assertTrue(policy.decide(who(scopes="a b c"), "x").allowed)
+        self.assertFalse(policy.decide(who(scopes="a"), "x").allowed)
+        self.assertFalse(policy.decide(who(client="other", scopes="a b"), "x").allowed)
+        self.assertFalse(policy.decide(who(client=None, scopes="a b"), "x").allowed)
 
     def test_claims_equal_or_contained(self) -> None:
         rule = AccessRule(effect="allow", claims={"groups": "admins", "tenant": "t1"})
         policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
-        self.assertTrue(policy.allows(who(groups=["dev", "admins"], tenant="t1"), "x"))
-        self.assertFalse(policy.allows(who(groups=["dev"], tenant="t1"), "x"))
-        self.assertFalse(policy.allows(who(groups="admins", tenant="t2"), "x"))
-        self.assertFalse(policy.allows(who(tenant="t1"), "x"))
+        self.assertTrue(policy.decide(who(groups=["dev", "admins"], tenant="t1"), "x").allowed)
+        self.assertFalse(policy.decide(who(groups=["dev"], tenant="t1"), "x").allowed)
+        self.assertFalse(policy.decide(who(groups="admins", tenant="t2"), "x").allowed)
+        self.assertFalse(policy.decide(who(tenant="t1"), "x").allowed)
 
     def test_backend_and_tool_globs(self) -> None:
         rule = AccessRule(effect="allow", backends=("files*",), tools=("read_*", "list"))
         policy = AccessRules(AccessConfig(default="deny", rules=(rule,)))
-        self.assertTrue(policy.allows(who(), "files-eu", "read_x"))
-        self.assertTrue(policy.allows(who(), "files", "list"))
-        self.assertFalse(policy.allows(who(), "files", "write_x"))
-        self.assertFalse(policy.allows(who(), "db", "read_x"))
-        self.assertFalse(policy.allows(who(), "files", None))
+        self.assertTrue(policy.decide(who(), "files-eu", "read_x").allowed)
+        self.assertTrue(policy.decide(who(), "files", "list").allowed)
+        self.assertFalse(policy.decide(who(), "files", "write_x").allowed)
+        self.assertFalse(policy.decide(who(), "db", "read_x").allowed)
+        self.assertFalse(policy.decide(who(), "files", None).allowed)
 
     def test_globs_are_case_sensitive(self) -> None:
         rule = AccessRule(effect="deny", tools=("delete*",))
         policy = AccessRules(AccessConfig(rules=(rule,)))
-        self.assertFalse(policy.allows(who(), "files", "delete"))
-        self.assertTrue(policy.allows(who(), "files", "Delete"))
+        self.assertFalse(policy.decide(who(), "files", "delete").allowed)
+        self.assertTrue(policy.decide(who(), "files", "Delete").allowed)
 
 
 class DecisionTests(SynchronousTestCase):
@@ -105,10 +105,10 @@ class DottedClaimTests(SynchronousTestCase):
     def test_keycloak_realm_roles_by_dotted_path(self) -> None:
         policy = deny_but(AccessRule(effect="allow", claims={"realm_access.roles": "admin"}))
         admin = who(realm_access={"roles": ["offline_access", "admin"]})
-        self.assertTrue(policy.allows(admin, "x", "t"))
-        self.assertFalse(policy.allows(who(realm_access={"roles": ["user"]}), "x", "t"))
-        self.assertFalse(policy.allows(who(realm_access="admin"), "x", "t"))
-        self.assertFalse(policy.allows(who(), "x", "t"))
+        self.assertTrue(policy.decide(admin, "x", "t").allowed)
+        self.assertFalse(policy.decide(who(realm_access={"roles": ["user"]}), "x", "t").allowed)
+        self.assertFalse(policy.decide(who(realm_access="admin"), "x", "t").allowed)
+        self.assertFalse(policy.decide(who(), "x", "t").allowed)
 
     def test_deeper_paths_and_plain_values(self) -> None:
         rule = AccessRule(
@@ -116,15 +116,15 @@ class DottedClaimTests(SynchronousTestCase):
         )
         policy = deny_but(rule)
         claims = {"resource_access": {"aigw": {"roles": ["ops"]}}, "org": {"id": "7"}}
-        self.assertTrue(policy.allows(who(**claims), "x"))
-        self.assertFalse(policy.allows(who(**{**claims, "org": {"id": "8"}}), "x"))
+        self.assertTrue(policy.decide(who(**claims), "x").allowed)
+        self.assertFalse(policy.decide(who(**{**claims, "org": {"id": "8"}}), "x").allowed)
 
     def test_a_claim_named_with_dots_wins_over_the_path(self) -> None:
         policy = deny_but(AccessRule(effect="allow", claims={"https://ex.com/roles": "a"}))
-        self.assertTrue(policy.allows(who(**{"https://ex.com/roles": ["a"]}), "x"))
+        self.assertTrue(policy.decide(who(**{"https://ex.com/roles": ["a"]}), "x").allowed)
         rule = AccessRule(effect="allow", claims={"a.b": "whole"})
         named = who(**{"a.b": "whole", "a": {"b": "nested"}})
-        self.assertTrue(deny_but(rule).allows(named, "x"))
+        self.assertTrue(deny_but(rule).decide(named, "x").allowed)
 
 
 class MethodTests(SynchronousTestCase):
@@ -134,20 +134,22 @@ class MethodTests(SynchronousTestCase):
         policy = AccessRules(
             AccessConfig(rules=(AccessRule(effect="deny", methods=("tools/call",)),))
         )
-        self.assertTrue(policy.allows(who(), "files", "rm", method="tools/list"))
+        self.assertTrue(policy.decide(who(), "files", "rm", method="tools/list").allowed)
         decision = policy.decide(who(), "files", "rm", method="tools/call")
         self.assertEqual((decision.allowed, decision.rule), (False, "access.rules[0]"))
 
     def test_globs_and_no_method(self) -> None:
         policy = deny_but(AccessRule(effect="allow", methods=("resources/*",)))
-        self.assertTrue(policy.allows(who(), "d", "u", kind="resource", method="resources/read"))
-        self.assertFalse(policy.allows(who(), "d", "t", method="tools/call"))
-        self.assertFalse(policy.allows(who(), "d", "t"))
+        self.assertTrue(
+            policy.decide(who(), "d", "u", kind="resource", method="resources/read").allowed
+        )
+        self.assertFalse(policy.decide(who(), "d", "t", method="tools/call").allowed)
+        self.assertFalse(policy.decide(who(), "d", "t").allowed)
 
     def test_rules_without_methods_decide_every_method(self) -> None:
         policy = AccessRules(AccessConfig(rules=(AccessRule(effect="deny", tools=("rm",)),)))
         for method in ("tools/list", "tools/call", None):
-            self.assertFalse(policy.allows(who(), "files", "rm", method=method))
+            self.assertFalse(policy.decide(who(), "files", "rm", method=method).allowed)
 
 
 class ItemKindTests(SynchronousTestCase):
@@ -164,26 +166,28 @@ class ItemKindTests(SynchronousTestCase):
         self.assertEqual(
             policy.decide(who(), "b", "summary", kind="prompt").rule, "access.rules[0]"
         )
-        self.assertTrue(policy.allows(who(), "b", "review", kind="prompt"))
-        self.assertFalse(policy.allows(who(), "b", "secret", kind="prompt"))
-        self.assertFalse(policy.allows(who(), "b", "summary", kind="tool"))
+        self.assertTrue(policy.decide(who(), "b", "review", kind="prompt").allowed)
+        self.assertFalse(policy.decide(who(), "b", "secret", kind="prompt").allowed)
+        self.assertFalse(policy.decide(who(), "b", "summary", kind="tool").allowed)
 
     def test_resources_by_upstream_uri(self) -> None:
         policy = deny_but(*self.RULES)
-        self.assertTrue(policy.allows(who(), "b", "file:///docs/a.md", kind="resource"))
-        self.assertFalse(policy.allows(who(), "b", "file:///etc/passwd", kind="resource"))
-        self.assertFalse(policy.allows(who(), "b", "aigw:b/file:///docs/a.md", kind="resource"))
+        self.assertTrue(policy.decide(who(), "b", "file:///docs/a.md", kind="resource").allowed)
+        self.assertFalse(policy.decide(who(), "b", "file:///etc/passwd", kind="resource").allowed)
+        self.assertFalse(
+            policy.decide(who(), "b", "aigw:b/file:///docs/a.md", kind="resource").allowed
+        )
 
     def test_a_rule_of_several_kinds_matches_either(self) -> None:
         policy = deny_but(*self.RULES)
         self.assertEqual(policy.decide(who(), "b", "read").rule, "access.rules[2]")
-        self.assertFalse(policy.allows(who(), "b", "write"))
-        self.assertFalse(policy.allows(who(), "b", None))
+        self.assertFalse(policy.decide(who(), "b", "write").allowed)
+        self.assertFalse(policy.decide(who(), "b", None).allowed)
 
     def test_rules_naming_no_kind_match_every_item(self) -> None:
         policy = deny_but(AccessRule(effect="allow", backends=("b",)))
         for kind in ("tool", "prompt", "resource"):
-            self.assertTrue(policy.allows(who(), "b", "anything", kind=kind))  # type: ignore[arg-type]
+            self.assertTrue(policy.decide(who(), "b", "anything", kind=kind).allowed)  # type: ignore[arg-type]
 
 
 class UnmetTests(SynchronousTestCase):

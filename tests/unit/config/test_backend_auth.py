@@ -85,6 +85,25 @@ class ClientCredentialsTests(ConfigTestCase):
         )
         self.assertProblem(text, "backends[0].auth.client_credentials.issuer", 11, "not both")
 
+    def test_plain_http_only_on_loopback(self) -> None:
+        """Client secrets and users' tokens go to these URLs: TLS off loopback (OAuth 2.1 §1.5)."""
+        for key, mode in (("token_endpoint", CC), ("issuer", CC), ("token_endpoint", TX)):
+            text = (
+                BASE
+                + mode
+                + lines(f"{key}: http://idp.example/t", "client_id: a", "client_secret: s")
+            )
+            self.assertProblem(
+                text, f"backends[0].auth.{mode.split()[-1][:-1]}.{key}", 10, "https://"
+            )
+        for host in ("127.0.0.1:9", "localhost", "[::1]:8"):
+            text = (
+                BASE
+                + CC
+                + lines(f"token_endpoint: http://{host}/t", "client_id: a", "client_secret: s")
+            )
+            self.assertIsNotNone(parse_config(text, env={}).backends[0].auth)
+
     def test_secret_is_required(self) -> None:
         text = BASE + CC + lines("issuer: https://i.example", "client_id: a")
         self.assertProblem(text, "backends[0].auth.client_credentials.client_secret", 10, "missing")

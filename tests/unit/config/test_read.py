@@ -575,7 +575,7 @@ class ShippedExamplesTests(SynchronousTestCase):
     def test_demo_and_keycloak_examples_load(self) -> None:
         import os
 
-        from aigw.config import load_config
+        from aigw.config import load_config, parse_config
 
         etc = EXAMPLE.parent
         key = os.path.abspath(self.mktemp())
@@ -593,6 +593,14 @@ class ShippedExamplesTests(SynchronousTestCase):
         # (README, "Keycloak"); its tokens say typ JWT.
         self.assertEqual(keycloak.auth.scopes_supported, ("mcp:tools",))
         self.assertFalse(keycloak.auth.require_access_token_type)
+        # The aigw@.service template's config: the socket systemd hands over, one shared
+        # session key, a metrics port per instance.
+        text = (etc / "examples" / "aigw-workers.yaml").read_text()
+        self.assertIn("secret_file: /etc/aigw/session.key\n", text)
+        text = text.replace("/etc/aigw/session.key", key)
+        workers = parse_config(text, env={"AIGW_INSTANCE": "2"})
+        self.assertEqual(workers.listen, ("systemd:domain=INET:index=0",))
+        self.assertEqual(workers.metrics.listen, "tcp:9462:interface=127.0.0.1")
 
 
 class SessionPoolKeysTests(SynchronousTestCase):

@@ -291,6 +291,18 @@ class FakeUpstream(Resource):
             else:
                 finish()
             return NOT_DONE_YET
+        if method == "tools/call" and params.get("name") == "log":
+            # Logs at three levels on the call's stream, whatever the session's level.
+            request.setHeader(b"content-type", b"text/event-stream")
+            for level in ("debug", "warning", "error"):
+                log = {"level": level, "logger": "fake", "data": f"at {level}"}
+                request.write(
+                    sse({"jsonrpc": "2.0", "method": "notifications/message", "params": log})
+                )
+            done = {"jsonrpc": "2.0", "id": rid, "result": {"content": []}}
+            request.write(sse(done))
+            request.finish()
+            return NOT_DONE_YET
         if method == "tools/call" and params.get("name") == "ask":
             return self._ask(request, rid)
         if method == "tools/call" and params.get("name") == "link":

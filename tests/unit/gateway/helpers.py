@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from aigw.config import BackendConfig, Config, ToolSelector
 from aigw.service import GatewayService
+from aigw.store.api import Store
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.memory import MemoryNetwork
 
@@ -140,6 +141,8 @@ class GatewayTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryNetwork()
         self.reactor = self.network.reactor
+        #: The gateway's store (``state_dir``), when a test gives one.
+        self.store: Store | None = None
 
     def start_upstream(self, upstream: FakeUpstream) -> str:
         """Serve ``upstream``; its MCP URL."""
@@ -162,7 +165,7 @@ class GatewayTestCase(SynchronousTestCase):
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
         self.config = config
-        self.service = GatewayService(config, self.reactor, log_to_stderr=False)
+        self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
         self.service.startService()
         self.addCleanup(lambda: self.network.run(self.service.stopService()))
         self.url = PUBLIC_URL + "/mcp"
@@ -176,7 +179,7 @@ class GatewayTestCase(SynchronousTestCase):
             listen=(f"tcp:{port}:interface=127.0.0.1",),
             sessions=attrs.evolve(self.config.sessions, peer_url=url),
         )
-        peer = GatewayService(config, self.reactor, log_to_stderr=False)
+        peer = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
         peer.startService()
         self.addCleanup(lambda: self.network.run(peer.stopService()))
         return peer

@@ -83,7 +83,8 @@ class AskingTests(AskingTestCase):
         body = await self.call(session, "tools/call", {"name": "beta__needs-input"})
         self.assertEqual(body["error"]["code"], -32021)
         self.assertEqual(body["error"]["data"]["reason"], "missing_capability")
-        self.assertEqual(body["error"]["data"]["capability"], "elicitation")
+        # client/elicitation "Capabilities": the mode asked for (form, when none is named).
+        self.assertEqual(body["error"]["data"]["capability"], "elicitation.form")
         self.assertIn("'beta'", body["error"]["message"])
 
     @run

@@ -81,7 +81,9 @@ class SessionAttackTestCase(GatewayTestCase):
         return headers
 
     async def open_session(self, user: str) -> str:
-        response, body = await self.post(initialize_message(VERSION), headers=self.headers(user))
+        message = initialize_message(VERSION)
+        message["params"]["capabilities"] = {"roots": {}}  # backends may ask for roots
+        response, body = await self.post(message, headers=self.headers(user))
         self.assertEqual(response.code, 200, body)
         session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
         return session

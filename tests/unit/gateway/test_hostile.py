@@ -194,13 +194,14 @@ class HostileUpstreams(GatewayTestCase):
     @run
     async def test_upstream_reply_over_the_bound_is_an_error(self) -> None:
         """Product rule "never unbounded memory": a 20 MB JSON reply is cut off at
-        MAX_JSON_REPLY_BYTES and becomes a JSON-RPC error for the client's request.
+        the backend's ``max_message_bytes`` (16 MiB) and becomes a JSON-RPC error
+        (UPSTREAM_BAD_REPLY) for the client's request.
         """
         session = await self.gateway_for(OddReplyUpstream("huge"))
         response, body = await self.tool_call(session)
         self.assertEqual(response.code, 200)
         self.assertEqual(body["id"], 5)
-        self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
+        self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_BAD_REPLY)
         self.assertEqual(body["error"]["data"]["reason"], "bad_reply")
 
     @run

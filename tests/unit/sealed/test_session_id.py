@@ -43,13 +43,16 @@ class SessionCodecTests(SynchronousTestCase):
     def test_round_trip(self) -> None:
         self.assertEqual(self.codec.open(self.codec.issue(state()), ISSUER, "alice"), state())
 
-    def test_the_clients_input_capabilities_travel_in_the_id(self) -> None:
-        """So any process may ask the client on a 2026-07-28 backend's behalf (asking.py);
-        without them the id stays as short as before."""
-        asked = attrs.evolve(state(), client_capabilities={"sampling": {}, "roots": {}})
-        session_id = self.codec.issue(asked)
-        self.assertEqual(self.codec.open(session_id, ISSUER, "alice"), asked)
-        self.assertGreater(len(session_id), len(self.codec.issue(state())))
+    def test_client_capabilities_travel_in_the_id(self) -> None:
+        """What the client can answer is sealed, so any process can relay for it; an id
+        that does not say (issued before) opens as not known, not as "nothing"."""
+        declared = {"elicitation": {"url": {}}, "sampling": {}}
+        sealed = attrs.evolve(state(), client_capabilities=declared)
+        opened = self.codec.open(self.codec.issue(sealed), ISSUER, "alice")
+        self.assertEqual(opened.client_capabilities, declared)
+        self.assertIsNone(
+            self.codec.open(self.codec.issue(state()), ISSUER, "alice").client_capabilities
+        )
 
     def test_session_id_is_visible_ascii(self) -> None:
         """ "The session ID MUST only contain visible ASCII characters (0x21 to 0x7E)"."""

@@ -273,6 +273,31 @@ class ConnectionTests(SynchronousTestCase):
         await self.exchange(JSON_OK)
         self.assertEqual(len(self.server.connections), 2)
 
+    @run
+    async def test_pausing_stops_reading_until_resumed_and_never_outlives_the_body(self) -> None:
+        """Flow control (``gateway/flow.py``): pausing the body pauses the connection's
+        transport; a body that ends within the read it was paused in resumes it, so the
+        connection goes back to the pool reading, and pausing an ended body does nothing."""
+        self.server.replies.append(
+            [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\na\r\n0\r\n\r\n"]
+        )
+        response = await self.pool.request(self.target.head(b"POST", [], 2), b"{}")
+        (link,) = self.network.links()
+        calls: list[str] = []
+        link.clientIO.pauseProducing = lambda: calls.append("pause")
+        link.clientIO.resumeProducing = lambda: calls.append("resume")
+        body = _Body()
+        body.on_chunk = lambda _: response.pauseProducing()
+        response.deliverBody(body)
+        (reason,) = await body.ended
+        self.assertTrue(reason.check(ResponseDone))
+        self.assertEqual(calls, ["pause", "resume"])
+        response.pauseProducing()  # the connection may serve another request by now
+        response.resumeProducing()
+        await self.exchange(JSON_OK)
+        self.assertEqual(calls, ["pause", "resume"])
+        self.assertEqual(len(self.server.connections), 1)
+
 
 class TargetTests(SynchronousTestCase):
     def target(self, url: str) -> Target:

@@ -256,6 +256,17 @@ class TokenEndpointTests(Case):
         well_known = "https://idp.example/.well-known/oauth-authorization-server/t1"
         self.assertEqual(urls, [well_known, ENDPOINT, ENDPOINT])
 
+    def test_a_discovered_plain_http_endpoint_is_refused(self) -> None:
+        """The client secret never goes over plain http off loopback (OAuth 2.1 §1.5)."""
+        issuer = "https://idp.example"
+        insecure = "http://idp.example/token"
+        self.server.auto = lambda request: (200, {"issuer": issuer, "token_endpoint": insecure})
+        d = ensureDeferred(self.endpoint(url=None, issuer=issuer).request({}))
+        self.assertIn(
+            "must be an https:// URL", str(self.failureResultOf(d, TokenRequestFailed).value)
+        )
+        self.assertEqual(len(self.server.requests), 1)
+
 
 class ClientCredentialsTests(Case):
     def credentials(self, **overrides: Any) -> ClientCredentials:

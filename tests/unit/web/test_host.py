@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.web.host import HostCheck, host_of, is_loopback_name
+from aigw.config.values import is_loopback_name
+from aigw.web.host import HostCheck, host_of
 
 
 class HostCheckTests(SynchronousTestCase):

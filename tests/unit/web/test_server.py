@@ -153,6 +153,39 @@ class IdleAndDrainTests(SynchronousTestCase):
         clock.advance(6)
         self.assertTrue(transport.disconnecting)
 
+    def test_a_head_sent_a_byte_at_a_time_is_cut_by_the_header_deadline(self) -> None:
+        """Slowloris: a request head trickled one byte every 2 s, each byte restarting
+        the idle timer (`idle_timeout` 5 s, `header_timeout` 10 s).
+
+        expected: 408 Request Timeout, JSON body, `Connection: close`, closed at the
+        header deadline, though the idle timer never ran out
+        """
+        site, clock = make_site(idle_timeout=5.0, header_timeout=10.0)
+        channel, transport = connect(site)
+        head = b"GET /x HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100
+        for byte in head[:4]:
+            channel.dataReceived(bytes([byte]))
+            clock.advance(2)
+            self.assertFalse(transport.disconnecting)
+        channel.dataReceived(head[4:5])
+        clock.advance(2.5)  # 10.5 s after the first byte
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n"))
+        body = transport.value().split(b"\r\n\r\n", 1)[1]
+        self.assertEqual(json.loads(body)["error"], "request_timeout")
+        self.assertTrue(transport.disconnecting)
+
+    def test_the_header_deadline_spares_whole_heads_and_keep_alive(self) -> None:
+        """Heads that arrive whole are served, however long the connection lives."""
+        site, clock = make_site(idle_timeout=50.0, header_timeout=10.0)
+        channel, transport = connect(site)
+        for _ in range(3):
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            clock.advance(8)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
+        self.assertNotIn(b"408", transport.value())
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(clock.getDelayedCalls()[0].getTime() - clock.seconds(), 42)  # idle
+
     def test_drain_closes_idle_connections_at_once(self) -> None:
         site, clock = make_site()
         channel, transport = connect(site)
@@ -172,3 +205,27 @@ class IdleAndDrainTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         clock.advance(2.1)
         self.successResultOf(done)
+
+
+class CountingTransport(StringTransport):
+    """Counts how often the local address is asked for (a system call on a real socket)."""
+
+    asked = 0
+
+    def getHost(self) -> IPv4Address:  # type: ignore[override]
+        self.asked += 1
+        return super().getHost()  # type: ignore[no-any-return]
+
+
+class LocalAddressTests(SynchronousTestCase):
+    def test_local_address_is_asked_of_the_socket_once_per_connection(self) -> None:
+        site, _ = make_site()
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+        assert channel is not None
+        transport = CountingTransport()
+        channel.makeConnection(transport)
+        for _ in range(3):
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 3)
+        self.assertEqual(transport.asked, 1)
+        self.assertEqual(channel.getHost(), transport.getHost())

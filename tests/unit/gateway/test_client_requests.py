@@ -1,0 +1,198 @@
+"""A backend's requests to the client (2025-11-25 client/elicitation, sampling, roots):
+URL-mode elicitation relayed only to clients that declared it, its completion notice,
+the URL-elicitation-required error passed on intact, and late joiners told what the
+client can answer (the capabilities sealed in the session id)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aigw.protocol import jsonrpc
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import Collect, GatewayTestCase, modern, routing, sse_messages
+from tests.unit.memory import run
+
+URL_ASK = {
+    "jsonrpc": "2.0",
+    "id": 41,
+    "method": "elicitation/create",
+    "params": {
+        "mode": "url",
+        "message": "Connect your account",
+        "url": "https://idp.example/connect?e=7",
+        "elicitationId": "e-7",
+    },
+}
+COMPLETE = {
+    "jsonrpc": "2.0",
+    "method": "notifications/elicitation/complete",
+    "params": {"elicitationId": "e-7"},
+}
+#: client/elicitation "URL Elicitation Required Error".
+REQUIRED = {
+    "code": jsonrpc.URL_ELICITATION_REQUIRED,
+    "message": "This request requires more information.",
+    "data": {
+        "elicitations": [
+            {
+                "mode": "url",
+                "elicitationId": "e-8",
+                "url": "https://idp.example/connect?e=8",
+                "message": "Authorization is required.",
+            }
+        ]
+    },
+}
+
+
+class ClientRequestsTestCase(GatewayTestCase):
+    async def initialize_with(self, capabilities: dict[str, Any]) -> str:
+        """A session whose client declared ``capabilities``; its id."""
+        message = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": capabilities,
+                "clientInfo": {"name": "test", "version": "0"},
+            },
+        }
+        response, body = await self.post(message)
+        self.assertEqual(response.code, 200, body)
+        return str(response.headers.getRawHeaders(b"mcp-session-id")[0].decode())
+
+    async def beta_stream(self, session: str) -> tuple[list[bytes], Collect]:
+        """The session's GET stream, once beta's stream under it is open."""
+        self.beta.get_status = 200
+        response = await self.open_stream(session)
+        chunks: list[bytes] = []
+        reader = Collect(chunks)
+        response.deliverBody(reader)
+        await self.until(lambda: self.beta.stream_requests)
+        return chunks, reader
+
+    def answers_to(self, request_id: int) -> list[Any]:
+        """What beta received as answers to its request ``request_id``."""
+        return [
+            body
+            for _, body in self.beta.received
+            if isinstance(body, dict) and body.get("id") == request_id and "method" not in body
+        ]
+
+
+class UrlElicitationTests(ClientRequestsTestCase):
+    @run
+    async def test_url_elicitation_reaches_a_client_that_declared_it(self) -> None:
+        """The request, its answer and the completion notice go through."""
+        await self.start_gateway()
+        session = await self.initialize_with({"elicitation": {"form": {}, "url": {}}})
+        chunks, reader = await self.beta_stream(session)
+        self.beta.push(URL_ASK)
+        self.beta.push(COMPLETE)
+        await self.until(lambda: b"elicitation/complete" in b"".join(chunks))
+        relayed = sse_messages(b"".join(chunks))
+        ask = next(m for m in relayed if m.get("method") == "elicitation/create")
+        self.assertEqual(ask["params"], URL_ASK["params"])
+        self.assertIn(COMPLETE, relayed)
+        answer = {"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}}
+        response, _ = await self.post(answer, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 202)
+        await self.until(lambda: self.answers_to(41))
+        self.assertEqual(self.answers_to(41)[0]["result"], {"action": "accept"})
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_url_elicitation_is_refused_for_a_form_only_client(self) -> None:
+        """``elicitation: {}`` is form only: the backend is told, the client never asked."""
+        await self.start_gateway()
+        session = await self.initialize_with({"elicitation": {}})
+        chunks, reader = await self.beta_stream(session)
+        self.beta.push(URL_ASK)
+        await self.until(lambda: self.answers_to(41))
+        error = self.answers_to(41)[0]["error"]
+        self.assertEqual(error["code"], jsonrpc.INVALID_PARAMS)
+        self.assertEqual(
+            error["data"], {"reason": "client_capability", "capability": "elicitation.url"}
+        )
+        self.assertIn("elicitation.url", error["message"])
+        self.assertNotIn(b"elicitation/create", b"".join(chunks))
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_sampling_is_refused_for_a_client_without_it(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize_with({"roots": {}})
+        _, reader = await self.beta_stream(session)
+        self.beta.push({"jsonrpc": "2.0", "id": 42, "method": "sampling/createMessage"})
+        await self.until(lambda: self.answers_to(42))
+        error = self.answers_to(42)[0]["error"]
+        self.assertEqual(error["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(error["data"]["capability"], "sampling")
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_url_elicitation_required_error_passes_intact(self) -> None:
+        """-32042 from a backend's tools/call reaches a session client as it was sent."""
+        await self.start_gateway()
+        session = await self.initialize_with({"elicitation": {"url": {}}})
+        self.beta.refuse_with = (200, REQUIRED)
+        body = await self.call(session, "tools/call", {"name": "beta__t0"}, rid=5)
+        self.assertEqual(body, {"jsonrpc": "2.0", "id": 5, "error": REQUIRED})
+
+    @run
+    async def test_url_elicitation_required_error_reaches_a_2026_client_intact(self) -> None:
+        """Across eras: a 2026-07-28 client over a session backend gets the same error."""
+        await self.start_gateway()
+        listed, _ = await self.post(modern("tools/list"), headers=routing("tools/list"))
+        self.assertEqual(listed.code, 200)  # beta's tools are known (screening saw them)
+        self.beta.refuse_with = (200, REQUIRED)
+        response, body = await self.post(
+            modern("tools/call", {"name": "beta__t0"}, rid="c1"),
+            headers=routing("tools/call", "beta__t0"),
+        )
+        self.assertEqual(response.code, 200, body)
+        self.assertEqual(body, {"jsonrpc": "2.0", "id": "c1", "error": REQUIRED})
+
+    @run
+    async def test_url_elicitation_required_error_from_a_2026_backend_passes_intact(self) -> None:
+        """The other way across eras: a session client over a 2026-07-28-only backend."""
+        await self.start_gateway(beta=FakeUpstream(tools=["t1"], modern=True))
+        session = await self.initialize_with({"elicitation": {"url": {}}})
+        await self.call(session, "tools/list")
+        self.beta.refuse_with = (200, REQUIRED)
+        body = await self.call(session, "tools/call", {"name": "beta__t1"}, rid=6)
+        self.assertEqual(body, {"jsonrpc": "2.0", "id": 6, "error": REQUIRED})
+
+
+class LateJoinerCapabilitiesTests(ClientRequestsTestCase):
+    @run
+    async def test_a_late_joiner_is_told_what_the_client_can_answer(self) -> None:
+        """A backend down at initialize gets the client's capabilities when it joins,
+        from the sealed session id (a fresh gateway process opens it the same way)."""
+        await self.start_gateway()
+        declared = {"sampling": {}, "elicitation": {"url": {}}, "roots": {"listChanged": True}}
+        self.beta.fail_with = 500
+        session = await self.initialize_with({**declared, "experimental": {"x": {}}})
+        self.beta.fail_with = None
+        self.service.gateway.sessions.codec._opened.clear()  # as another process would
+        body = await self.call(session, "tools/list")
+        self.assertIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
+        inits = [b for _, b in self.beta.received if b.get("method") == "initialize"]
+        self.assertEqual(inits[-1]["params"]["capabilities"], declared)
+        alpha_init = next(b for _, b in self.alpha.received if b.get("method") == "initialize")
+        self.assertEqual(
+            alpha_init["params"]["capabilities"], {**declared, "experimental": {"x": {}}}
+        )
+
+    @run
+    async def test_a_repaired_session_keeps_the_clients_capabilities(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize_with({"sampling": {}})
+        self.beta.sessions.clear()  # the backend restarted and forgot aigw's session
+        body = await self.call(session, "tools/call", {"name": "beta__t0"})
+        self.assertIn("result", body, json.dumps(body))
+        inits = [b for _, b in self.beta.received if b.get("method") == "initialize"]
+        self.assertEqual(len(inits), 2)
+        self.assertEqual(inits[-1]["params"]["capabilities"], {"sampling": {}})
