@@ -115,7 +115,7 @@ async def test_a_2026_client_answers_a_session_backends_questions(gateway: Gatew
         assert client.protocol_version == "2026-07-28"
         with anyio.fail_after(60):
             llm = await client.call_tool("py__resolve-llm", {})
-            name = await client.call_tool("py__resolve-name", {})
+            name = await client.call_tool("py__resolve-user", {})
             roots = await client.call_tool("py__resolve-roots", {})
             asked = await client.call_tool("py__ask-llm", {})
             sampled = await client.call_tool(

@@ -292,7 +292,7 @@ async def test_a_2026_client_resumes_a_call_parked_in_another_process(
     ) as client:
         with anyio.fail_after(60):
             for _ in range(3):
-                assert "hello Ada" in text_of(await client.call_tool("py__resolve-name", {}))
+                assert "hello Ada" in text_of(await client.call_tool("py__resolve-user", {}))
                 assert "four" in text_of(await client.call_tool("py__ask-llm", {}))
     assert answered == ["elicitation"] * 3
     # Round robin over three processes: every retry landed on another process than its call.
