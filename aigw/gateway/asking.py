@@ -160,7 +160,9 @@ class Asking:
             _check_capability(session, backend, request["method"], request.get("params"))
         keys = list(requests)
         asked = [
-            self.questions.ask(session, requests[k]["method"], requests[k].get("params"), emit)
+            self.questions.ask(
+                session, requests[k]["method"], _for_session_client(requests[k]), emit
+            )
             for k in keys
         ]
         timeout = session.snapshot.config.sessions.input_timeout
@@ -185,6 +187,21 @@ class Asking:
             key: _result_of(backend, requests[key]["method"], response)
             for key, (_, response) in zip(keys, results, strict=True)
         }
+
+
+def _for_session_client(request: dict[str, Any]) -> Any:
+    """An input request's params as a session client reads them: a URL elicitation gets
+    the ``elicitationId`` that 2025-11-25 requires (client/elicitation "URL Mode") and
+    2026-07-28 dropped; aigw makes one up, opaque to the client as the spec says."""
+    params = request.get("params")
+    if (
+        request.get("method") == "elicitation/create"
+        and isinstance(params, dict)
+        and params.get("mode") == "url"
+        and "elicitationId" not in params
+    ):
+        return {**params, "elicitationId": secrets.token_urlsafe(12)}
+    return params
 
 
 def _check_capability(session: ClientSession, backend: str, method: str, params: Any) -> None:

@@ -24,7 +24,7 @@ class AskingTestCase(GatewayTestCase):
     """alpha speaks 2025-11-25, beta only 2026-07-28 and asks for input."""
 
     async def start(self, capabilities: dict[str, Any], **sessions: Any) -> str:
-        beta = FakeUpstream(tools=["needs-input", "nag"], modern=True)
+        beta = FakeUpstream(tools=["needs-input", "needs-url", "nag"], modern=True)
         await self.start_gateway(beta=beta, sessions=SessionsConfig(**sessions))
         message = {
             "jsonrpc": "2.0",
@@ -76,6 +76,22 @@ class AskingTests(AskingTestCase):
         self.assertEqual(
             retry["inputResponses"], {"who": {"action": "accept", "content": {"name": "Ada"}}}
         )
+
+    @run
+    async def test_a_url_elicitation_gets_the_elicitation_id_2025_11_25_requires(self) -> None:
+        """client/elicitation "URL Mode" (2025-11-25): elicitationId is required; 2026-07-28
+        dropped it, so aigw makes one up for the session client."""
+        session = await self.start({"elicitation": {"url": {}}})
+        response = await self.stream_call(session, 8, {"name": "beta__needs-url"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: sse_messages(b"".join(chunks)))
+        asked = sse_messages(b"".join(chunks))[0]
+        self.assertEqual(asked["params"]["mode"], "url")
+        self.assertIsInstance(asked["params"]["elicitationId"], str)
+        await self.answer(session, asked, {"action": "accept"})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
+        self.assertIn("result", sse_messages(b"".join(chunks))[1])
 
     @run
     async def test_a_client_without_the_capability_gets_the_precise_error(self) -> None:
