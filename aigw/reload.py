@@ -70,6 +70,11 @@ LIVE = (
     "sessions.pool_size",
     "sessions.pool_idle_timeout",
     "sessions.max_streams_per_user",
+    "sessions.input_max_rounds",
+    "sessions.input_timeout",
+    "sessions.max_parked",
+    "sessions.park_timeout",
+    "sessions.peer_url",
     "server.max_streams",
 )
 

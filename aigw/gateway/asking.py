@@ -28,7 +28,7 @@ from aigw.gateway.errors import GatewayError
 from aigw.gateway.input_required import is_input_required
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import missing
-from aigw.sealed.request_id import RequestIdCodec
+from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
@@ -65,7 +65,8 @@ class Questions:
         answered: Deferred[dict[str, Any]] = Deferred(lambda _: self._forget(None, key))
         answered.addBoth(self._forget, key)
         self._waiting[key] = answered
-        request_id = self.ids.wrap_own(self.process, key, session.binding)
+        peer_url = session.snapshot.config.sessions.peer_url
+        request_id = self.ids.wrap_own(self.process, key, session.binding, peer_url)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
@@ -75,6 +76,17 @@ class Questions:
     def _forget(self, outcome: Any, key: str) -> Any:
         self._waiting.pop(key, None)
         return outcome
+
+    def elsewhere(
+        self, session: ClientSession, message: jsonrpc.Response | jsonrpc.ErrorResponse
+    ) -> str | None:
+        """Where to forward a client's answer to a question another process asked (its
+        peer URL), None when it is not such an answer (docs/scale-out.md)."""
+        try:
+            process, _, peer_url = self.ids.unwrap_own(message.id, session.binding)
+        except InvalidId:
+            return None
+        return peer_url if process != self.process else None
 
     def answer(self, key: str, message: dict[str, Any]) -> bool:
         """The client's response to question ``key``: False when nobody here waits for it."""
@@ -148,7 +160,9 @@ class Asking:
             _check_capability(session, backend, request["method"], request.get("params"))
         keys = list(requests)
         asked = [
-            self.questions.ask(session, requests[k]["method"], requests[k].get("params"), emit)
+            self.questions.ask(
+                session, requests[k]["method"], _for_session_client(requests[k]), emit
+            )
             for k in keys
         ]
         timeout = session.snapshot.config.sessions.input_timeout
@@ -173,6 +187,21 @@ class Asking:
             key: _result_of(backend, requests[key]["method"], response)
             for key, (_, response) in zip(keys, results, strict=True)
         }
+
+
+def _for_session_client(request: dict[str, Any]) -> Any:
+    """An input request's params as a session client reads them: a URL elicitation gets
+    the ``elicitationId`` that 2025-11-25 requires (client/elicitation "URL Mode") and
+    2026-07-28 dropped; aigw makes one up, opaque to the client as the spec says."""
+    params = request.get("params")
+    if (
+        request.get("method") == "elicitation/create"
+        and isinstance(params, dict)
+        and params.get("mode") == "url"
+        and "elicitationId" not in params
+    ):
+        return {**params, "elicitationId": secrets.token_urlsafe(12)}
+    return params
 
 
 def _check_capability(session: ClientSession, backend: str, method: str, params: Any) -> None:

@@ -47,7 +47,11 @@ JOIN_RETRY_SECONDS = 30.0
 
 
 #: What aigw declares to session backends for 2026-07-28 clients (2025-11-25 client/*).
-POOL_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}}, "roots": {}}
+POOL_CAPABILITIES: dict[str, Any] = {
+    "sampling": {},
+    "elicitation": {"form": {}, "url": {}},
+    "roots": {},
+}
 
 
 class BackendSessions:
@@ -104,8 +108,8 @@ class BackendSessions:
     async def open_for_pool(self, principal: Principal, names: list[str]) -> list[BackendSession]:
         """Upstream sessions for a 2026-07-28 client: the newest legacy revision.
 
-        They declare what a 2026-07-28 client may answer (sampling, form elicitation,
-        roots), which aigw asks it with ``input_required`` (``parking.py``); a request
+        They declare what a 2026-07-28 client may answer (sampling, elicitation in both
+        modes, roots), which aigw asks it with ``input_required`` (``parking.py``); a request
         whose client did not declare it gets the backend's question refused."""
         opened = await self.open(names, LATEST_VERSION, POOL_CAPABILITIES, principal)
         return [session for session, _ in opened]

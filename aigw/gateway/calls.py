@@ -95,8 +95,8 @@ class Calls:
         self.parking = parking
         self.clock = clock
         self.subscriptions = subscriptions
-        # Client request id -> (backend, upstream id), per session, for cancellation.
-        self._inflight: dict[tuple[str, Any], tuple[str, int, Collector]] = {}
+        # Client request id -> (backend, what the call waits on), per session, for cancellation.
+        self._inflight: dict[tuple[str, Any], tuple[str, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
         self.limiter: Limiter | None = None
 
@@ -360,7 +360,7 @@ class Calls:
         collector = Collector(
             upstream_id, lambda m: self.relay.to_client(session, backend, m, emit), valve
         )
-        self._inflight[key] = (backend, upstream_id, collector)
+        self._inflight[key] = (backend, collector)
         message = await self.exchange.request(
             session, backend, upstream_id, method, params, collector
         )
@@ -382,7 +382,7 @@ class Calls:
 
     def _hold(self, key: tuple[str, Any], backend: str) -> Hold:
         def hold(collector: Collector) -> None:
-            self._inflight[key] = (backend, collector.request_id, collector)
+            self._inflight[key] = (backend, collector)
 
         return hold
 
@@ -392,7 +392,7 @@ class Calls:
         def waiting(answers: Deferred[Any]) -> None:
             holder = Collector(0)
             holder.pending = answers
-            self._inflight[key] = (backend, 0, holder)
+            self._inflight[key] = (backend, holder)
 
         return waiting
 
@@ -407,21 +407,8 @@ class Calls:
         target = self._inflight.get((session.binding, request_id))
         if target is None:
             return  # unknown or finished: nothing to cancel
-        backend, upstream_id, collector = target
-        collector.cancelled = True
-        if upstream_id:  # 0: a wait of aigw's own, nothing upstream to tell
-            await self.exchange.notify(
-                session,
-                backend,
-                "notifications/cancelled",
-                {"requestId": upstream_id, "reason": reason},
-            )
-        if collector.reader is not None:
-            collector.reader.stop()
-        elif collector.pending is not None and not collector.pending.called:
-            # No answer has begun: abort the request itself, the only signal a
-            # 2026-07-28 backend gets (streamable-http "Cancellation").
-            collector.pending.cancel()
+        backend, collector = target
+        await self.exchange.cancel(session, backend, collector, reason)
 
 
 def _asks(message: dict[str, Any]) -> bool:

@@ -223,6 +223,27 @@ class Exchange:
             method=method,
         )
 
+    async def cancel(
+        self, session: ClientSession, backend: str, collector: Collector, reason: str
+    ) -> None:
+        """Cancel the request ``collector`` waits for: tell its backend, stop reading its
+        reply (basic/utilities/cancellation).  A collector of id 0 waits on aigw's own
+        Deferred (``pending``), with nothing upstream to tell."""
+        collector.cancelled = True
+        if collector.request_id:
+            await self.notify(
+                session,
+                backend,
+                "notifications/cancelled",
+                {"requestId": collector.request_id, "reason": reason},
+            )
+        if collector.reader is not None:
+            collector.reader.stop()
+        elif collector.pending is not None and not collector.pending.called:
+            # No answer has begun: abort the request itself, the only signal a
+            # 2026-07-28 backend gets (streamable-http "Cancellation").
+            collector.pending.cancel()
+
     async def notify(
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> None:

@@ -364,6 +364,13 @@ class Gateway(Service):
             return
         self.log.debug("notification {method} not routed", method=message.method)
 
+    def answer_elsewhere(
+        self, session: ClientSession, message: jsonrpc.Response | jsonrpc.ErrorResponse
+    ) -> str | None:
+        """The peer URL of the process waiting for this client answer, when it is another
+        (``Questions.elsewhere``); None otherwise."""
+        return self.questions.elsewhere(session, message)
+
     async def handle_client_response(self, session: ClientSession, message: Any) -> None:
         """The client's answer to a relayed server-to-client request goes back to its backend."""
         await self.relay.to_backend(session, message)

@@ -300,18 +300,10 @@ class Parking:
         collector = call.collector
         if collector is None or call.outcome:
             return
-        collector.cancelled = True
-        work = self.exchange.notify(
-            call.session,
-            call.backend,
-            "notifications/cancelled",
-            {"requestId": collector.request_id, "reason": "input not given in time"},
+        work = self.exchange.cancel(
+            call.session, call.backend, collector, "input not given in time"
         )
         ensureDeferred(work).addErrback(lambda f: self.log.failure("cancelling", f))
-        if collector.reader is not None:
-            collector.reader.stop()
-        elif collector.pending is not None and not collector.pending.called:
-            collector.pending.cancel()
 
     def __len__(self) -> int:
         return len(self.parked)

@@ -97,7 +97,7 @@ class Relay:
         """The client's answer to a relayed server-to-client request goes back to its backend;
         its answer to one of aigw's own requests, to the call waiting for it."""
         try:
-            _, key = self.request_ids.unwrap_own(message.id, session.binding)
+            _, key, _ = self.request_ids.unwrap_own(message.id, session.binding)
         except InvalidId:
             pass
         else:

@@ -60,17 +60,25 @@ class RequestIdCodec:
         """``(backend, upstream id)`` of an id from ``wrap``; InvalidId otherwise."""
         return _open(self._ids, value, session_binding)
 
-    def wrap_own(self, process: str, key: str, session_binding: str) -> str:
-        """The id of aigw's own request ``key``, asked by ``process``, in this session."""
-        return self._ids.seal({"p": process, "k": key}, session_binding.encode("utf-8"))
+    def wrap_own(
+        self, process: str, key: str, session_binding: str, peer_url: str | None = None
+    ) -> str:
+        """The id of aigw's own request ``key``, asked by ``process`` (reachable by its
+        peers at ``peer_url``), in this session."""
+        payload = {"p": process, "k": key, "u": peer_url}
+        return self._ids.seal(payload, session_binding.encode("utf-8"))
 
-    def unwrap_own(self, value: object, session_binding: str) -> tuple[str, str]:
-        """``(process, key)`` of an id from ``wrap_own``; InvalidId otherwise."""
+    def unwrap_own(self, value: object, session_binding: str) -> tuple[str, str, str | None]:
+        """``(process, key, peer_url)`` of an id from ``wrap_own``; InvalidId otherwise."""
         try:
             payload = self._ids.open(value, session_binding.encode("utf-8"))
         except SealError:
             raise InvalidId("not an id of this session") from None
-        process, key = payload.get("p"), payload.get("k")
-        if not isinstance(process, str) or not isinstance(key, str):
+        process, key, peer = payload.get("p"), payload.get("k"), payload.get("u")
+        if (
+            not isinstance(process, str)
+            or not isinstance(key, str)
+            or not (peer is None or isinstance(peer, str))
+        ):
             raise InvalidId("not one of aigw's own requests")
-        return process, key
+        return process, key, peer

@@ -22,12 +22,10 @@ LEGEND = [
     "(simulated logging, on its GET stream); 2026-07-28 carries notifications/message only "
     "on the stream of the request that asked (server/utilities/logging); logging/setLevel "
     "is refused by name (-32601, use _meta logLevel)",
-    "  (refusals that are aigw's, not the revision's, until issue 17 items 1-2 (branch "
-    "bridge-ir) are merged: sampling, elicitation and roots asked by a 2026-07-28-only "
-    "server of a session client (input_required: -32021 or -32600 reason input_required), "
-    "or by a session server of a 2026-07-28 client (-32601, or -32021 since aigw's pooled "
-    "upstream session declares no client capability; server-everything then does not "
-    "even offer those tools))",
+    "  roots, 2026-07-28 clients x server-everything: it asks for the client's roots as "
+    "its session opens, outside any request, and its get-roots-list tool waits for that "
+    "answer; 2026-07-28 carries a server's request only as input_required of a client "
+    "request (basic/patterns/mrtr), so the call ends with aigw's -32011 backend timeout",
 ]
 
 #: The upstreams of the matrix, by backend name in the tests' gateways.

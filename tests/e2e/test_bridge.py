@@ -4,6 +4,9 @@
 * A session client (``mode="legacy"``, 2025-11-25) over a 2026-07-28-only server
   whose resolvers answer ``input_required`` (basic/patterns/mrtr): aigw asks the
   client on the call's stream and retries with its answers (``gateway/asking.py``).
+* A 2026-07-28 client over session servers (the ``mcp`` SDK stateful, server-everything)
+  that ask mid-call: aigw answers ``input_required`` with its own ``requestState``,
+  parks the upstream call and resumes it with the client's retry (``gateway/parking.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(pyserver_modern: Upstream) -> Iterator[Gateway]:
-    started = start_gateway([("modern", pyserver_modern.url)])
+def gateway(
+    pyserver_modern: Upstream, pyserver: Upstream, server_everything: Upstream
+) -> Iterator[Gateway]:
+    started = start_gateway(
+        [
+            ("modern", pyserver_modern.url),
+            ("py", pyserver.url),
+            ("everything", server_everything.url),
+        ]
+    )
     try:
         yield started
     finally:
@@ -79,7 +90,8 @@ async def test_a_session_client_answers_a_2026_backends_input_required(gateway: 
     assert "llm said: four" in text_of(llm), llm
     assert "hello Ada" in text_of(name), name
     assert "file:///work/project" in text_of(roots), roots
-    assert answers.asked == ["sampling", "elicitation", "roots"]
+    # (server-everything asks every session client for its roots as it initializes.)
+    assert [a for a in answers.asked if a != "roots"] == ["sampling", "elicitation"]
 
 
 async def test_a_session_client_without_the_capability_is_refused_precisely(
@@ -92,3 +104,48 @@ async def test_a_session_client_without_the_capability_is_refused_precisely(
             await client.call_tool("modern__resolve-user", {})
     assert caught.value.error.code == -32021, caught.value.error
     assert "elicitation" in caught.value.error.message
+
+
+async def test_a_2026_client_answers_a_session_backends_questions(gateway: Gateway) -> None:
+    """The SDK's resolvers and its mid-call requests (``ask-llm``) on a stateful server,
+    server-everything's sampling and elicitation tools: each question reaches the
+    2026-07-28 client as input_required, and its retry completes the parked call."""
+    answers = Answers()
+    async with connect_plain(gateway.url, mode="2026-07-28", **answers.callbacks()) as client:
+        assert client.protocol_version == "2026-07-28"
+        with anyio.fail_after(60):
+            llm = await client.call_tool("py__resolve-llm", {})
+            name = await client.call_tool("py__resolve-user", {})
+            roots = await client.call_tool("py__resolve-roots", {})
+            asked = await client.call_tool("py__ask-llm", {})
+            sampled = await client.call_tool(
+                "everything__trigger-sampling-request", {"prompt": "2+2?", "maxTokens": 10}
+            )
+            elicited = await client.call_tool("everything__trigger-elicitation-request", {})
+    assert "llm said: four" in text_of(llm), llm
+    assert "hello Ada" in text_of(name), name
+    assert "file:///work/project" in text_of(roots), roots
+    assert "llm said: four" in text_of(asked), asked
+    assert "four" in text_of(sampled), sampled
+    assert "Ada" in text_of(elicited), elicited
+    assert answers.asked == [
+        "sampling",
+        "elicitation",
+        "roots",
+        "sampling",
+        "sampling",
+        "elicitation",
+    ], answers.asked
+
+
+async def test_a_2026_client_without_the_capability_is_not_asked(gateway: Gateway) -> None:
+    """mrtr "Server Requirements" 7: a 2026-07-28 client that declared no sampling is
+    not asked; the backend's question is refused, naming the capability."""
+    async with connect_plain(gateway.url, mode="2026-07-28") as client:
+        with anyio.fail_after(30):
+            try:
+                result = await client.call_tool("py__ask-llm", {})
+                text = text_of(result)
+            except MCPError as error:
+                text = error.error.message
+    assert "did not declare the 'sampling' capability" in text, text

@@ -121,12 +121,16 @@ def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterat
     proxy: Process | None = None
     try:
         for _ in range(3):
+            # Each process's own address, where the others forward what waits there.
+            port = free_port()
             started.append(
                 start_gateway(
                     backends,
                     issuer=issuer,
                     session_key=key,
                     public_url=f"http://127.0.0.1:{front}",
+                    port=port,
+                    sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'",
                 )
             )
         config = Path(directory) / "haproxy.cfg"
@@ -146,8 +150,15 @@ def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def balanced(server_everything: Upstream, pyserver: Upstream) -> Iterator[Balanced]:
-    with start_balanced([("everything", server_everything.url), ("py", pyserver.url)]) as found:
+def balanced(
+    server_everything: Upstream, pyserver: Upstream, pyserver_modern: Upstream
+) -> Iterator[Balanced]:
+    backends = [
+        ("everything", server_everything.url),
+        ("py", pyserver.url),
+        ("modern", pyserver_modern.url),
+    ]
+    with start_balanced(backends) as found:
         yield found
 
 
@@ -252,6 +263,55 @@ async def test_a_2026_07_28_listen_sees_updates_triggered_through_other_processe
             assert event is not None, "no notifications/resources/updated arrived"
             assert str(event.uri) == uri
         assert text_of(await client.call_tool("py__echo", {"text": "after"})) == "after"
+
+
+def forwarded(balanced: Balanced) -> int:
+    """How many requests the processes' logs show forwarded to another process (a retry
+    or an answer belonging to a call that waits there: web/mcp/hop.py)."""
+    return sum(
+        gateway.process.log().count("forwarded to the aigw process at")
+        for gateway in balanced.gateways
+    )
+
+
+async def test_a_2026_client_resumes_a_call_parked_in_another_process(
+    balanced: Balanced,
+) -> None:
+    """A 2026-07-28 client over a session server that asks mid-call: the call is parked
+    in the process that got it; HAProxy sends the retry to the next process, which
+    forwards it to the one holding the parked call (sessions.peer_url)."""
+    before = forwarded(balanced)
+    answered: list[str] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        answered.append("elicitation")
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async with connect_plain(
+        balanced.url, mode="2026-07-28", sampling_callback=sample, elicitation_callback=elicit
+    ) as client:
+        with anyio.fail_after(60):
+            for _ in range(3):
+                assert "hello Ada" in text_of(await client.call_tool("py__resolve-user", {}))
+                assert "four" in text_of(await client.call_tool("py__ask-llm", {}))
+    assert answered == ["elicitation"] * 3
+    # Round robin over three processes: every retry landed on another process than its call.
+    assert await until(lambda: forwarded(balanced) - before >= 6), forwarded(balanced) - before
+
+
+async def test_a_session_clients_answer_reaches_the_process_that_asked(
+    balanced: Balanced,
+) -> None:
+    """A session client over a 2026-07-28 server's input_required: the process serving the
+    call asks the client on the call's stream; the client's answer, a new POST that HAProxy
+    sends to another process, is forwarded to the one waiting for it."""
+    before = forwarded(balanced)
+    async with connect_plain(balanced.url, mode="legacy", sampling_callback=sample) as client:
+        with anyio.fail_after(60):
+            for _ in range(3):
+                said = await client.call_tool("modern__resolve-llm", {})
+                assert "llm said: four" in text_of(said), said
+    assert await until(lambda: forwarded(balanced) > before), forwarded(balanced) - before
 
 
 async def test_an_oauth_session_through_the_balancer(

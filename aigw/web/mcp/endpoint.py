@@ -32,6 +32,7 @@ from aigw.protocol.versions import (
     is_modern,
 )
 from aigw.sealed.session_id import SessionNotFound
+from aigw.web.mcp.hop import PeerHop
 from aigw.web.mcp.http import (
     Reply,
     accepts,
@@ -66,7 +67,8 @@ class MCPTransport:
         self.gateway = gateway
         self.authenticator = authenticator
         self.clock = clock
-        self.stateless = StatelessHandler(gateway)
+        self.hop = PeerHop(gateway)
+        self.stateless = StatelessHandler(gateway, self.hop)
         self.allowed_origins = {o.rstrip("/") for o in config.allowed_origins}
         public = config.public_url.rstrip("/")
         scheme_host = public.split("/", 3)[:3]
@@ -154,6 +156,12 @@ class MCPTransport:
             raise HTTPRefusal(
                 400, jsonrpc.INVALID_REQUEST, f"JSON-RPC batches are not part of {header_version}"
             )
+        answer = messages[0]
+        if not parsed.is_batch and isinstance(answer, jsonrpc.Response | jsonrpc.ErrorResponse):
+            peer_url = self.gateway.answer_elsewhere(session, answer)
+            if peer_url is not None:
+                # An answer to a question another process asked (asking.py): sent there.
+                return await self.hop.forward(request, None, peer_url)
         reply = Reply(request)
         try:
             answers = await self._dispatch(request, session, messages, reply)

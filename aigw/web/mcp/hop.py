@@ -1,11 +1,13 @@
-"""The short hop from one aigw process to another: a retry to where its call is parked.
+"""The short hop from one aigw process to another, to the call waiting for a request.
 
 A 2026-07-28 client's call that a session backend asked something mid-call is
-parked in the process holding its upstream stream (``gateway/parking.py``); the
-client's retry may land on any process.  The ``requestState`` names the process
-and the URL its peers reach it at (``sessions.peer_url``), so the process the
-retry landed on sends the same HTTP request there, once, and answers the client
-with the reply.  The peer authenticates the client's own bearer token again:
+parked in the process holding its upstream stream (``gateway/parking.py``); a
+session client's call waits in the process that asked the client on a 2026-07-28
+backend's behalf (``gateway/asking.py``).  The client's retry, or its answer, may
+land on any process.  The ``requestState``, or the id of aigw's question, names
+the process and the URL its peers reach it at (``sessions.peer_url``), so the
+process the request landed on sends the same HTTP request there, once, and
+answers the client with the reply.  The peer authenticates the client's own bearer token again:
 the hop adds no trust, and ``Aigw-Forwarded`` only stops a second hop.  The
 state is sealed with the deployment's key, so a client cannot aim the hop
 anywhere else.
@@ -98,6 +100,11 @@ class PeerHop:
         except FetchFailed as error:
             self.log.warn("forwarding a retry to {peer}: {error}", peer=peer_url, error=str(error))
             return self._error(request, request_id, "the aigw process holding it did not answer")
+        self.log.info(
+            "forwarded to the aigw process at {peer}: {status}",
+            peer=peer_url,
+            status=fetched.status,
+        )
         request.setResponseCode(fetched.status)
         kind = fetched.headers.get("content-type")
         if kind is not None:
@@ -111,6 +118,8 @@ class PeerHop:
             f"cannot resume the parked call: {why}",
             {"reason": "parked_elsewhere"},
         )
-        request.setResponseCode(200)
+        # A retry gets its JSON-RPC error; a client's answer (no id) an HTTP error as well
+        # (basic/transports "Sending Messages to the Server" 4).
+        request.setResponseCode(200 if request_id is not None else 502)
         request.setHeader(b"Content-Type", b"application/json")
         return jsonrpc.dumps(jsonrpc.to_dict(jsonrpc.ErrorResponse(request_id, error)))

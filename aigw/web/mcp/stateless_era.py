@@ -201,12 +201,13 @@ class StatelessHandler:
 
     log = Logger()
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, hop: PeerHop) -> None:
         self.gateway = gateway
+        #: Retries whose call is parked in another process go there (``hop.py``).
+        self.hop = hop
         # Request ids are the client's own and repeat across clients of a user:
         # aigw uses its own while a request is in flight (cancellation keys on it).
         self._ids = itertools.count(1)
-        self.hop = PeerHop(gateway)
 
     async def post(
         self,

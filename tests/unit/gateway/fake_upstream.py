@@ -232,6 +232,16 @@ class FakeUpstream(Resource):
                 "requestState": "state-1",
             }
             return self._json(request, body["id"], result)
+        if body["method"] == "tools/call" and body["params"]["name"] == "needs-url":
+            # A URL elicitation as 2026-07-28 writes it: no elicitationId.
+            url = {"mode": "url", "message": "Sign in", "url": "https://connect.example/x"}
+            result = {
+                "resultType": "input_required",
+                "inputRequests": {"go": {"method": "elicitation/create", "params": url}},
+            }
+            if body["params"].get("inputResponses"):
+                result = {"resultType": "complete", "content": []}
+            return self._json(request, body["id"], result)
         if body["method"] == "tools/call" and body["params"]["name"] == "nag":
             # Asks again on every retry: a round bound must stop it.
             ask = {"method": "roots/list", "params": {}}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
@@ -39,6 +40,8 @@ ENVELOPE = {
 }
 #: Where the gateway listens (in memory) and says it is.
 PUBLIC_URL = "http://127.0.0.1:1975"
+#: One session key for the processes of a deployment (``start_peer``).
+SHARED_KEY = b"k" * 32
 
 
 def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
@@ -161,10 +164,25 @@ class GatewayTestCase(SynchronousTestCase):
         """The gateway of ``config`` (and ``self.store``), started, and a client for it."""
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         self.http = HTTPClient(Agent(self.reactor, pool=pool), data_to_body_producer=_WholeBody)
+        self.config = config
         self.service = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
         self.service.startService()
         self.addCleanup(lambda: self.network.run(self.service.stopService()))
         self.url = PUBLIC_URL + "/mcp"
+
+    def start_peer(self, port: int) -> GatewayService:
+        """A second aigw process of the same deployment (the same config and session key),
+        listening on ``port`` and reachable there by its peers (``sessions.peer_url``)."""
+        url = f"http://127.0.0.1:{port}/mcp"
+        config = attrs.evolve(
+            self.config,
+            listen=(f"tcp:{port}:interface=127.0.0.1",),
+            sessions=attrs.evolve(self.config.sessions, peer_url=url),
+        )
+        peer = GatewayService(config, self.reactor, log_to_stderr=False, store=self.store)
+        peer.startService()
+        self.addCleanup(lambda: self.network.run(peer.stopService()))
+        return peer
 
     async def start_gateway(self, beta: FakeUpstream | None = None, **overrides: Any) -> None:
         self.alpha = FakeUpstream(

@@ -9,15 +9,22 @@ from typing import Any
 
 from aigw.config import SessionsConfig
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import Collect, GatewayTestCase, sse_messages
+from tests.unit.gateway.helpers import (
+    PUBLIC_URL,
+    SHARED_KEY,
+    Collect,
+    GatewayTestCase,
+    HangUp,
+    sse_messages,
+)
 from tests.unit.memory import run
 
 
-class AskingTests(GatewayTestCase):
+class AskingTestCase(GatewayTestCase):
     """alpha speaks 2025-11-25, beta only 2026-07-28 and asks for input."""
 
     async def start(self, capabilities: dict[str, Any], **sessions: Any) -> str:
-        beta = FakeUpstream(tools=["needs-input", "nag"], modern=True)
+        beta = FakeUpstream(tools=["needs-input", "needs-url", "nag"], modern=True)
         await self.start_gateway(beta=beta, sessions=SessionsConfig(**sessions))
         message = {
             "jsonrpc": "2.0",
@@ -39,6 +46,8 @@ class AskingTests(GatewayTestCase):
         response, _ = await self.post(reply, session, {"MCP-Protocol-Version": "2025-11-25"})
         self.assertEqual(response.code, 202)
 
+
+class AskingTests(AskingTestCase):
     @run
     async def test_the_client_is_asked_on_the_call_stream_and_the_retry_carries_its_answer(
         self,
@@ -67,6 +76,22 @@ class AskingTests(GatewayTestCase):
         self.assertEqual(
             retry["inputResponses"], {"who": {"action": "accept", "content": {"name": "Ada"}}}
         )
+
+    @run
+    async def test_a_url_elicitation_gets_the_elicitation_id_2025_11_25_requires(self) -> None:
+        """client/elicitation "URL Mode" (2025-11-25): elicitationId is required; 2026-07-28
+        dropped it, so aigw makes one up for the session client."""
+        session = await self.start({"elicitation": {"url": {}}})
+        response = await self.stream_call(session, 8, {"name": "beta__needs-url"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: sse_messages(b"".join(chunks)))
+        asked = sse_messages(b"".join(chunks))[0]
+        self.assertEqual(asked["params"]["mode"], "url")
+        self.assertIsInstance(asked["params"]["elicitationId"], str)
+        await self.answer(session, asked, {"action": "accept"})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
+        self.assertIn("result", sse_messages(b"".join(chunks))[1])
 
     @run
     async def test_a_client_without_the_capability_gets_the_precise_error(self) -> None:
@@ -117,3 +142,41 @@ class AskingTests(GatewayTestCase):
         await self.answer(session, asked, {"action": "decline"})
         await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
         self.assertIn("decline", json.dumps(sse_messages(b"".join(chunks))[1]))
+
+
+class CancelTests(AskingTestCase):
+    @run
+    async def test_a_client_going_away_stops_the_wait(self) -> None:
+        """basic/utilities/cancellation: the client hung up on the call's stream while aigw
+        waited for its answer; nothing waits any more."""
+        session = await self.start({"elicitation": {}})
+        response = await self.stream_call(session, 5, {"name": "beta__needs-input"})
+        hang_up = HangUp()
+        response.deliverBody(hang_up)
+        first = await hang_up.got
+        self.assertIn(b"elicitation/create", first)
+        await self.until(lambda: len(self.service.gateway.questions) == 0)
+        self.assertEqual(self.service.gateway.calls._inflight, {})
+
+
+class TwoProcessTests(AskingTestCase):
+    """The client's answer lands on another process of the deployment: forwarded to the
+    one whose call waits for it (docs/scale-out.md)."""
+
+    @run
+    async def test_an_answer_landing_elsewhere_is_forwarded_to_the_waiting_call(self) -> None:
+        session = await self.start(
+            {"elicitation": {}}, secret=SHARED_KEY, peer_url=PUBLIC_URL + "/mcp"
+        )
+        other = self.start_peer(1976)
+        response = await self.stream_call(session, 7, {"name": "beta__needs-input"})
+        chunks: list[bytes] = []
+        response.deliverBody(Collect(chunks))
+        await self.until(lambda: sse_messages(b"".join(chunks)))
+        asked = sse_messages(b"".join(chunks))[0]
+        self.url = "http://127.0.0.1:1976/mcp"  # the answer's POST lands on the other process
+        await self.answer(session, asked, {"action": "accept", "content": {"name": "Ada"}})
+        await self.until(lambda: len(sse_messages(b"".join(chunks))) == 2)
+        self.assertIn("Ada", sse_messages(b"".join(chunks))[1]["result"]["content"][0]["text"])
+        self.assertEqual(len(self.service.gateway.questions), 0)
+        self.assertEqual(len(other.gateway.questions), 0)

@@ -384,6 +384,57 @@ class RelayedIdAttacks(SessionAttackTestCase):
             self.assertEqual(messages[-1]["id"], 5)
 
 
+class RequestStateAttacks(SessionAttackTestCase):
+    """aigw's own ``requestState``: a 2026-07-28 client's call parked while alpha asks it
+    something mid-call (gateway/parking.py; basic/patterns/mrtr "Server Requirements" 4-5)."""
+
+    async def ask(self, user: str, rid: int, extra: dict[str, Any] | None = None) -> Any:
+        capable = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+        params = {"name": "alpha__ask", "arguments": {}, "_meta": capable, **(extra or {})}
+        headers = {**self.headers(user), **routing("tools/call", "alpha__ask")}
+        response, body = await self.post(modern("tools/call", params, rid), headers=headers)
+        self.assertEqual(response.code, 200, body)
+        return body
+
+    async def parked(self) -> str:
+        """alice's call, parked behind input_required: its requestState."""
+        await self.start()
+        self.alpha.tools.append("ask")
+        body = await self.ask("alice", 1)
+        self.assertEqual(body["result"]["resultType"], "input_required")
+        state: str = body["result"]["requestState"]
+        return state
+
+    def answered_upstream(self) -> list[Any]:
+        return [b for _, b in self.alpha.received if "method" not in b]
+
+    @run
+    async def test_another_users_request_state_is_invalid_params(self) -> None:
+        """Bob retries with the `requestState` of alice's parked call (mrtr "Server
+        Requirements" 5: state presented by a different principal is rejected).
+
+        expected: 200, JSON-RPC -32602; alice's call gets no answer from bob
+        """
+        state = await self.parked()
+        answer = {"q1": {"role": "assistant", "content": {"type": "text", "text": "x"}}}
+        body = await self.ask("bob", 2, {"requestState": state, "inputResponses": answer})
+        self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
+        self.assertEqual(self.answered_upstream(), [])
+
+    @run
+    async def test_an_altered_request_state_is_invalid_params(self) -> None:
+        """Alice's own `requestState`, its last four characters changed (mrtr "Server
+        Requirements" 4: state that fails verification is rejected).
+
+        expected: 200, JSON-RPC -32602; no answer reaches the MCP server
+        """
+        state = await self.parked()
+        altered = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
+        body = await self.ask("alice", 2, {"requestState": altered, "inputResponses": {}})
+        self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
+        self.assertEqual(self.answered_upstream(), [])
+
+
 class OriginAndHostAttacks(SessionAttackTestCase):
     @run
     async def test_foreign_origin_is_403(self) -> None:

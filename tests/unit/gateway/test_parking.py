@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import attrs
-
-from aigw.config import BackendConfig, Config, SessionsConfig
-from aigw.service import GatewayService
+from aigw.config import BackendConfig, SessionsConfig
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import PUBLIC_URL, GatewayTestCase, modern, routing
+from tests.unit.gateway.helpers import (
+    PUBLIC_URL,
+    SHARED_KEY,
+    GatewayTestCase,
+    modern,
+    routing,
+)
 from tests.unit.memory import run
 
 SAMPLING = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
@@ -142,29 +145,12 @@ class TwoProcessTests(GatewayTestCase):
     @run
     async def test_a_retry_landing_elsewhere_is_forwarded_to_the_parked_call(self) -> None:
         alpha = FakeUpstream(tools=["ask"])
-        url = self.start_upstream(alpha)
-        key = b"k" * 32
-        first = Config(
-            listen=("tcp:1975:interface=127.0.0.1",),
-            public_url=PUBLIC_URL,
-            mcp_path="/mcp",
-            backends=(BackendConfig(name="alpha", url=url, timeout=5.0),),
-            auth=None,
-            sessions=SessionsConfig(secret=key, peer_url=PUBLIC_URL + "/mcp"),
+        await self.start_gateway_with(
+            BackendConfig(name="alpha", url=self.start_upstream(alpha), timeout=5.0),
+            sessions=SessionsConfig(secret=SHARED_KEY, peer_url=PUBLIC_URL + "/mcp"),
         )
-        self.serve(first)
         holder = self.service
-        other = GatewayService(
-            attrs.evolve(
-                first,
-                listen=("tcp:1976:interface=127.0.0.1",),
-                sessions=SessionsConfig(secret=key, peer_url="http://127.0.0.1:1976/mcp"),
-            ),
-            self.reactor,
-            log_to_stderr=False,
-        )
-        other.startService()
-        self.addCleanup(lambda: self.network.run(other.stopService()))
+        other = self.start_peer(1976)
 
         params = {"name": "alpha__ask", "arguments": {}, "_meta": SAMPLING}
         _, body = await self.post(

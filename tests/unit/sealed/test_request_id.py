@@ -60,3 +60,28 @@ class RequestIdTests(SynchronousTestCase):
     def test_any_id_round_trips(self, backend: str, upstream_id: str | int, binding: str) -> None:
         wrapped = self.codec.wrap(backend, upstream_id, binding)
         self.assertEqual(self.codec.unwrap(wrapped, binding), (backend, upstream_id))
+
+
+class OwnRequestIdTests(SynchronousTestCase):
+    """aigw's own requests to a client (asked on a 2026-07-28 backend's behalf): the id
+    names the process waiting for the answer and where its peers reach it."""
+
+    def setUp(self) -> None:
+        self.codec = RequestIdCodec(Sealer(SECRET))
+
+    def test_round_trip(self) -> None:
+        wrapped = self.codec.wrap_own("p1", "q", "b1", "http://10.0.0.5:1975/mcp")
+        self.assertEqual(
+            self.codec.unwrap_own(wrapped, "b1"), ("p1", "q", "http://10.0.0.5:1975/mcp")
+        )
+        self.assertEqual(self.codec.unwrap_own(self.codec.wrap_own("p", "q", "b1"), "b1")[2], None)
+
+    def test_bound_to_the_session(self) -> None:
+        with self.assertRaises(InvalidId):
+            self.codec.unwrap_own(self.codec.wrap_own("p", "q", "b1"), "b2")
+
+    def test_a_backends_relayed_id_is_not_one_of_aigws_own_nor_the_reverse(self) -> None:
+        with self.assertRaises(InvalidId):
+            self.codec.unwrap_own(self.codec.wrap("alpha", 1, "b1"), "b1")
+        with self.assertRaises(InvalidId):
+            self.codec.unwrap(self.codec.wrap_own("p", "q", "b1"), "b1")
