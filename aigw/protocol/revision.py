@@ -10,9 +10,10 @@ A backend that answers the probe and also accepts ``initialize`` (dual-era,
 such as servers on the ``mcp`` 2.x SDK, whose discover result lists only
 2026-07-28) is spoken to with sessions: over a session aigw relays the
 backend's sampling and elicitation requests, its GET stream and
-``notifications/cancelled`` to every client generation, which the 2026-07-28
-wire (input-required results, ``subscriptions/listen``, closing the stream)
-is not bridged to yet.  Only backends that refuse ``initialize`` get 2026-07-28.
+``notifications/cancelled`` to every client generation as they come, where the
+2026-07-28 wire needs a round trip per question (input-required results, which
+aigw bridges both ways: ``gateway/asking.py``, ``gateway/parking.py``).  Only
+backends that refuse ``initialize`` get 2026-07-28.
 """
 
 from __future__ import annotations
