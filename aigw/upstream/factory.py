@@ -1,5 +1,6 @@
 """The transport of one backend, as its config says: Streamable HTTP (``url``) or stdio
-(``command``)."""
+(``command``).  The stdio transport is imported only for a ``command`` backend: a
+gateway of HTTP backends never loads it (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.client import Upstream
-from aigw.upstream.stdio import StdioUpstream
 
 
 def build_transport(
@@ -17,5 +17,7 @@ def build_transport(
 ) -> UpstreamTransport:
     """``observer`` hears of connections: HTTP ones, or child processes started and ended."""
     if config.command is not None:
+        from aigw.upstream.stdio import StdioUpstream
+
         return StdioUpstream(config, reactor, observer)
     return Upstream(config, reactor, observer=observer)

@@ -9,16 +9,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROGRAM = """
+PROGRAM = r"""
 import sys, tempfile
 import attrs
 from twisted.internet.testing import MemoryReactorClock
-from aigw.config import BackendConfig, Config, SessionsConfig
+from aigw.config import Config, SessionsConfig, parse_config
 from aigw.service import GatewayService
 
 state_dir = tempfile.mkdtemp() if sys.argv[1] == "state" else None
-backends = (BackendConfig("one", "http://127.0.0.1:3001/mcp"),)
-config = Config(("tcp:0",), "http://127.0.0.1:1975", "/mcp", None, backends)
+backend = "command: cat" if sys.argv[1] == "stdio" else "url: http://127.0.0.1:3001/mcp"
+text = "listen: [tcp:0]\npublic_url: http://127.0.0.1:1975\nmcp_path: /mcp\nauth: none\n"
+config = parse_config(text + "backends:\n  - {name: one, %s}\n" % backend)
 config = attrs.evolve(
     config, state_dir=state_dir, sessions=SessionsConfig(secret=b"k" * 32)
 )
@@ -37,6 +38,15 @@ def imported(case: str, *modules: str) -> list[str]:
 
 def test_no_state_dir_never_imports_sqlite() -> None:
     assert imported("plain", "sqlite3", "aigw.store.sqlite") == ["False", "False"]
+
+
+def test_native_config_of_http_backends_never_imports_envoy_or_stdio() -> None:
+    modules = ("aigw.config.envoy.route", "aigw.upstream.stdio")
+    assert imported("plain", *modules) == ["False", "False"]
+
+
+def test_command_backend_imports_stdio() -> None:
+    assert imported("stdio", "aigw.upstream.stdio") == ["True"]
 
 
 def test_state_dir_opens_the_sqlite_store() -> None:
