@@ -40,9 +40,9 @@ def test_no_state_dir_never_imports_sqlite() -> None:
     assert imported("plain", "sqlite3", "aigw.store.sqlite") == ["False", "False"]
 
 
-def test_native_config_of_http_backends_never_imports_envoy_or_stdio() -> None:
-    modules = ("aigw.config.envoy.route", "aigw.upstream.stdio")
-    assert imported("plain", *modules) == ["False", "False"]
+def test_native_config_of_plain_http_backends_never_imports_envoy_stdio_or_token_clients() -> None:
+    modules = ("aigw.config.envoy.route", "aigw.upstream.stdio", "aigw.upstream.token_exchange")
+    assert imported("plain", *modules) == ["False", "False", "False"]
 
 
 def test_command_backend_imports_stdio() -> None:
