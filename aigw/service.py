@@ -47,9 +47,8 @@ from aigw.logging import build_observer
 from aigw.readiness import Readiness
 from aigw.reload import Reloader
 from aigw.sealed.sealer import Sealer
-from aigw.store.api import Store
+from aigw.store.api import EX_IOERR, Store, StoreError
 from aigw.store.factory import open_store
-from aigw.store.sqlite import EX_IOERR, StoreError
 from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport

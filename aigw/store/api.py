@@ -29,6 +29,13 @@ from typing import Protocol
 
 import attrs
 
+#: sysexits.h: how the daemon and the commands exit when the store cannot be opened.
+EX_IOERR = 74
+
+
+class StoreError(Exception):
+    """The store's file cannot be opened or migrated (the message names the file)."""
+
 
 @attrs.frozen
 class UserToken:

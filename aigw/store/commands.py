@@ -19,9 +19,8 @@ from typing import Any, TextIO
 from aigw.config import EX_CONFIG, Config, ConfigError, format_problems, load_config
 from aigw.protocol.names import expose_name, split_name
 from aigw.protocol.pins import changed_fields, diff
-from aigw.store.api import Store, ToolPin, UserTokenInfo
+from aigw.store.api import EX_IOERR, Store, StoreError, ToolPin, UserTokenInfo
 from aigw.store.factory import open_store
-from aigw.store.sqlite import EX_IOERR, StoreError
 
 NOTHING = 1
 

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 
 from aigw.sealed.sealer import Sealer, SealError
 from aigw.store import pins
-from aigw.store.api import RegisteredClient, ToolPin, UserToken, UserTokenInfo
+from aigw.store.api import RegisteredClient, StoreError, ToolPin, UserToken, UserTokenInfo
 
 T = TypeVar("T")
 
@@ -83,14 +83,6 @@ _WRITE_PIN = """INSERT OR REPLACE INTO tool_pins (backend, kind, name, digest, f
 # Each key given (not NULL) must match.
 _REVOKE = """DELETE FROM user_tokens WHERE (?1 IS NULL OR subject = ?1)
     AND (?2 IS NULL OR backend = ?2) AND (?3 IS NULL OR issuer = ?3)"""
-
-
-#: sysexits.h: how the daemon and the commands exit when the store cannot be opened.
-EX_IOERR = 74
-
-
-class StoreError(Exception):
-    """The store's file cannot be opened or migrated (the message names the file)."""
 
 
 class Pool(Protocol):

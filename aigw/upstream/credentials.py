@@ -7,12 +7,15 @@ Static ``headers`` (and ``headers_file``), then at most one ``Authorization`` fr
 ``Authorization`` is not among what the upstream client sends (``client.py``), and
 ``Principal.token`` is read by the token exchange alone, to send to the token
 endpoint (MCP Authorization, "Access Token Privilege Restriction").
+
+The token endpoint clients and claim headers are imported only for a backend with an
+``auth``: a gateway of backends without one never loads them (docs/performance.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.web.client import HTTPConnectionPool
 
@@ -20,11 +23,10 @@ from aigw.config import BackendConfig
 from aigw.httpjson import HTTPClient, TreqClient
 from aigw.principal import Principal
 from aigw.upstream.api import HeaderFields, UpstreamCredentials
-from aigw.upstream.claims import ClaimsHeaders
-from aigw.upstream.client_credentials import ClientCredentials
-from aigw.upstream.token_exchange import TokenExchange
-from aigw.upstream.user_authorization import UserAuthorization
-from aigw.upstream.user_oauth import UserOAuth
+
+if TYPE_CHECKING:
+    from aigw.upstream.claims import ClaimsHeaders
+    from aigw.upstream.user_authorization import UserAuthorization
 
 
 class StaticHeaders:
@@ -84,6 +86,11 @@ def build_credentials(
     auth = config.auth
     if auth is None:
         return static
+    from aigw.upstream.claims import ClaimsHeaders
+    from aigw.upstream.client_credentials import ClientCredentials
+    from aigw.upstream.token_exchange import TokenExchange
+    from aigw.upstream.user_oauth import UserOAuth
+
     mode = auth.client_credentials or auth.token_exchange
     if http is None and mode is not None:
         timeout = mode.timeout

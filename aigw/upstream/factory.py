@@ -1,17 +1,19 @@
 """The transport of one backend, as its config says: Streamable HTTP (``url``) or stdio
-(``command``)."""
+(``command``).  The stdio transport is imported only for a ``command`` backend: a
+gateway of HTTP backends never loads it (docs/performance.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.client import Upstream
 from aigw.upstream.credentials import build_credentials
-from aigw.upstream.stdio import StdioUpstream
-from aigw.upstream.user_authorization import UserAuthorization
+
+if TYPE_CHECKING:
+    from aigw.upstream.user_authorization import UserAuthorization
 
 
 def build_transport(
@@ -23,6 +25,8 @@ def build_transport(
     """``observer`` hears of connections: HTTP ones, or child processes started and ended;
     ``user_authorization``: the backend's OAuth client side, when it is ``user_oauth``."""
     if config.command is not None:
+        from aigw.upstream.stdio import StdioUpstream
+
         return StdioUpstream(config, reactor, observer)
     credentials = build_credentials(config, reactor, user_authorization=user_authorization)
     return Upstream(config, reactor, credentials=credentials, observer=observer)

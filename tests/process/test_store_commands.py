@@ -13,8 +13,7 @@ from twisted.trial.unittest import TestCase
 
 from aigw.config import EX_CONFIG
 from aigw.protocol.pins import definition, digest_of
-from aigw.store.api import UserToken
-from aigw.store.sqlite import EX_IOERR
+from aigw.store.api import EX_IOERR, UserToken
 from tests.unit.store.helpers import KEY, inline_store
 
 AIGW = Path(sys.executable).parent / "aigw"

@@ -19,16 +19,11 @@ import os
 from collections.abc import Mapping
 
 from aigw.config import nodes as cp
-from aigw.config.envoy import route
-from aigw.config.envoy.authorization import MAX_RULES
 from aigw.config.envoy.documents import Resource, Translation, Translator, is_envoy, parse, read
-from aigw.config.envoy.gateway import LISTEN_INTERFACE
 from aigw.config.envoy.render import render
 from aigw.config.errors import ConfigError, Problem
 
 __all__ = [
-    "LISTEN_INTERFACE",
-    "MAX_RULES",
     "Resource",
     "Translation",
     "convert",
@@ -41,7 +36,11 @@ __all__ = [
 
 def translate(ctx: cp.Context, text: str) -> Translation | None:
     """The native config the Envoy-format ``text`` stands for; None when a problem was found
-    (each reported in ``ctx`` with its Envoy key path and line)."""
+    (each reported in ``ctx`` with its Envoy key path and line).  The resources' readers
+    are imported here, not with the package: ``is_envoy`` runs on every native config
+    too, and a gateway of a native config never loads them (docs/performance.md)."""
+    from aigw.config.envoy import route
+
     translator = Translator(ctx)
     documents = parse(ctx, text)
     read(translator, documents)

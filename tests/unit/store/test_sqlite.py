@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from aigw.store.api import RegisteredClient, ToolPin, UserToken, UserTokenInfo
-from aigw.store.sqlite import FILE_NAME, SCHEMA_VERSION, SQLiteStore, StoreError, prepare
+from aigw.store.api import RegisteredClient, StoreError, ToolPin, UserToken, UserTokenInfo
+from aigw.store.sqlite import FILE_NAME, SCHEMA_VERSION, SQLiteStore, prepare
 from tests.unit.store.helpers import inline_store, sealer
 
 T = TypeVar("T")

@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.config import BackendConfig, Config
 from aigw.config.model import SessionsConfig
 from aigw.service import GatewayService
-from aigw.store.sqlite import EX_IOERR, FILE_NAME, SQLiteStore, StoreError
+from aigw.store.api import EX_IOERR, StoreError
+from aigw.store.sqlite import FILE_NAME, SQLiteStore
 
 
 def config(state_dir: str | None) -> Config:
