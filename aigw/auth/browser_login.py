@@ -1,9 +1,11 @@
 """Who opened a ``user_oauth`` link: the browser's user, logged in at aigw's own issuer.
 
-MCP 2025-11-25 client/elicitation, "Safe URL Handling" / "Phishing": a server that
-sends a user to a URL-mode elicitation MUST verify that the user completing it is the
-user it was for (the one the link names), else a forwarded or phished link binds
-someone else's backend account to the link owner's aigw identity.  So before the start
+MCP 2025-11-25 client/elicitation, Security Considerations, "Phishing": the server
+"MUST verify the identity of the user who opens the URL" and "MUST ensure that the user
+who started the elicitation request ... is the same user who completes the
+authorization flow", typically through its own authorization server, comparing its
+``sub``; else a forwarded or phished link binds someone else's backend account to the
+link owner's aigw identity.  So before the start
 page sends the browser to the backend's authorization server, it logs the browser in
 at ``auth.issuer``: OpenID Connect Core §3.1 (authorization code, ``scope=openid``,
 ``nonce``) with PKCE S256 (RFC 7636), the ``state`` sealed (``UserLinks.seal_login``).
@@ -156,7 +158,9 @@ class BrowserLogin:
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
         except TokenRejected as error:
-            raise LoginFailed(f"the ID token's key: {error.description}", 400) from None
+            # "unavailable": the issuer's keys cannot be had (down, or no jwks_uri).
+            status = 502 if error.reason == "unavailable" else 400
+            raise LoginFailed(f"the ID token's key: {error.description}", status) from None
         except jwt.PyJWTError as error:
             raise LoginFailed(f"the ID token is refused: {error}", 400) from None
         expires = claims.get("exp")

@@ -197,7 +197,7 @@ async def test_a_revoked_token_is_elicited_again(gateway: Gateway) -> None:
 
 
 async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -> None:
-    """MCP 2025-11-25 client/elicitation, "Safe URL Handling": the user completing a URL
+    """MCP 2025-11-25 client/elicitation, "Phishing": the user completing a URL
     elicitation must be the one it was for.  Bob signs in with Alice's link: 403, and
     neither Alice nor Bob gets a token at the backend."""
     alice, bob = MemoryTokenStorage(), MemoryTokenStorage()

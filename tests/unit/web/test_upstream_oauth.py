@@ -162,7 +162,7 @@ class PagesTests(SynchronousTestCase):
         self.assertNotIn("Traceback", page)
 
     # Who opens a link: the browser's user at aigw's issuer must be the link's user
-    # (MCP 2025-11-25 client/elicitation, "Safe URL Handling").
+    # (MCP 2025-11-25 client/elicitation, Security Considerations, "Phishing").
 
     def test_the_sign_in_request_is_openid_with_pkce_and_a_nonce(self) -> None:
         query = self.sign_in()
