@@ -14,8 +14,9 @@ store that checks access tokens; ``iss``, ``aud`` = our client, ``azp``, ``exp``
 ``nonce``) and its ``iss`` and ``sub`` must be the link's user.  A user already logged
 in there passes without typing anything (single sign-on).
 
-aigw is a client of its own issuer: registered once (RFC 7591) and kept in the store
-under ``LOGIN_CLIENT``, a name no backend can have (backend names are letters, digits,
+aigw is a client of its own issuer: ``auth.browser_login`` (``client_id``,
+``client_secret_file``), else registered once (RFC 7591) and kept in the store under
+``LOGIN_CLIENT``, a name no backend can have (backend names are letters, digits,
 ``_`` and ``-``).  An issuer without OpenID Connect (no ``jwks_uri``, no ``id_token``)
 makes the page answer 502 naming what is missing: the link is never honoured unchecked.
 """
@@ -201,6 +202,12 @@ class BrowserLogin:
         return document
 
     async def _client(self, metadata: dict[str, Any]) -> RegisteredClient:
+        """``auth.browser_login``'s client, else the stored registration, else a new one."""
+        configured = self._auth.browser_login
+        if configured is not None:
+            return RegisteredClient(
+                LOGIN_CLIENT, self.issuer, configured.client_id, configured.client_secret
+            )
         stored: RegisteredClient | None = await self._storing(
             self._store.get_client(LOGIN_CLIENT, self.issuer)
         )

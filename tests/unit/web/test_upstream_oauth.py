@@ -14,6 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.browser_login import LOGIN_CLIENT, BrowserLogin
 from aigw.config import AuthConfig, BackendConfig, Config, UserOAuthConfig
+from aigw.config.model import BrowserLoginConfig
+from aigw.httpjson import client_secret_basic
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.user_authorization import UserAuthorization
@@ -178,6 +180,31 @@ class PagesTests(SynchronousTestCase):
         self.assertIsNotNone(self.store.clients.get((LOGIN_CLIENT, AIGW_AS)))
         self.sign_in()
         self.assertEqual(len(self.backend.sent(AIGW_AS + "/reg")), 1)
+
+    def test_a_configured_login_client_is_used_without_registering(self) -> None:
+        auth = AuthConfig(
+            issuer=ALICE.issuer,
+            audiences=(PUBLIC + "/mcp",),
+            browser_login=BrowserLoginConfig(client_id=LOGIN_CLIENT_ID, client_secret="cs"),
+        )
+        login = BrowserLogin(
+            auth, LoginKeys(), self.store, self.links, self.backend.http, self.clock
+        )
+        failure = self.failureResultOf(
+            ensureDeferred(self.credentials.headers(ALICE)), AuthorizationRequired
+        )
+        grant = self.links.open_link(parse_qs(urlsplit(failure.value.url).query)["link"][0])
+        location = self.successResultOf(ensureDeferred(login.begin(grant)))
+        query = parse_qs(urlsplit(location).query)
+        self.assertEqual(query["client_id"], [LOGIN_CLIENT_ID])
+        self.assertEqual(self.backend.sent(AIGW_AS + "/reg"), [])
+        self.backend.login_nonce = query["nonce"][0]
+        state = self.links.open_login(query["state"][0])
+        self.successResultOf(ensureDeferred(login.complete(state, "lc")))
+        (exchange,) = self.backend.sent(AIGW_AS + "/token")
+        self.assertEqual(
+            exchange.authorization, client_secret_basic(LOGIN_CLIENT_ID, "cs").decode()
+        )
 
     def test_the_code_is_exchanged_with_the_verifier(self) -> None:
         query = self.sign_in()
