@@ -135,53 +135,43 @@ class UserLinks:
         return self._use("link", payload)
 
     def seal_login(self, grant: Grant, verifier: str, nonce: str, client_id: str) -> str:
-        """The ``state`` of the login at aigw's own authorization server."""
-        return self._logins.seal(
-            {
-                "i": grant.issuer,
-                "s": grant.subject,
-                "b": grant.backend,
-                "n": grant.elicitation_id,
-                "x": self._clock.seconds() + STATE_TTL,
-                "v": verifier,
-                "o": nonce,
-                "c": client_id,
-            }
-        )
+        """The ``state`` of the sign-in at aigw's own authorization server."""
+        return self._seal(self._logins, grant, v=verifier, o=nonce, c=client_id)
 
     def open_login(self, token: object) -> LoginState:
-        """The state of a login callback, once."""
-        payload = self._open(self._logins, token, "login")
-        verifier, nonce, client_id = payload.get("v"), payload.get("o"), payload.get("c")
-        if not (
-            isinstance(verifier, str) and isinstance(nonce, str) and isinstance(client_id, str)
-        ):
-            raise LinkRefused("invalid", "malformed login")
-        return LoginState(self._use("login", payload), verifier, nonce, client_id)
+        """The state of a sign-in callback, once."""
+        grant, (verifier, nonce, client_id) = self._open_with(self._logins, token, "login", "voc")
+        return LoginState(grant, verifier, nonce, client_id)
 
     def seal_state(self, grant: Grant, verifier: str, client_id: str, server: str) -> str:
-        return self._states.seal(
-            {
-                "i": grant.issuer,
-                "s": grant.subject,
-                "b": grant.backend,
-                "n": grant.elicitation_id,
-                "x": self._clock.seconds() + STATE_TTL,
-                "v": verifier,
-                "c": client_id,
-                "a": server,
-            }
-        )
+        return self._seal(self._states, grant, v=verifier, c=client_id, a=server)
 
     def open_state(self, token: object) -> State:
         """The state of a callback, once."""
-        payload = self._open(self._states, token, "state")
-        verifier, client_id, server = payload.get("v"), payload.get("c"), payload.get("a")
-        if not (
-            isinstance(verifier, str) and isinstance(client_id, str) and isinstance(server, str)
-        ):
-            raise LinkRefused("invalid", "malformed state")
-        return State(self._use("state", payload), str(verifier), str(client_id), str(server))
+        grant, (verifier, client_id, server) = self._open_with(self._states, token, "state", "vca")
+        return State(grant, verifier, client_id, server)
+
+    def _seal(self, sealer: Sealer, grant: Grant, **extra: str) -> str:
+        return sealer.seal(
+            {
+                "i": grant.issuer,
+                "s": grant.subject,
+                "b": grant.backend,
+                "n": grant.elicitation_id,
+                "x": self._clock.seconds() + STATE_TTL,
+                **extra,
+            }
+        )
+
+    def _open_with(
+        self, sealer: Sealer, token: object, kind: str, keys: str
+    ) -> tuple[Grant, list[str]]:
+        """The grant of a state, once, and its string fields named by ``keys``."""
+        payload = self._open(sealer, token, kind)
+        values = [payload.get(key) for key in keys]
+        if not all(isinstance(value, str) for value in values):
+            raise LinkRefused("invalid", f"malformed {kind}")
+        return self._use(kind, payload), [str(value) for value in values]
 
     def _open(self, sealer: Sealer, token: object, kind: str) -> dict[str, Any]:
         try:

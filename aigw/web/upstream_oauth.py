@@ -74,6 +74,23 @@ def _argument(request: WebRequest, name: bytes) -> str | None:
     return values[0].decode("utf-8", "replace") if len(values) == 1 else None
 
 
+def _code(request: WebRequest, server_name: str, issuer: str) -> str | bytes:
+    """The code of an authorization response (RFC 6749 §4.1.2), or the page refusing it:
+    the server's ``error`` (§4.1.2.1), a mix-up (RFC 9207 §2.4: ``iss`` of another server
+    than the one asked), no code."""
+    error = _argument(request, b"error")
+    if error is not None:
+        shown = "".join(c for c in error[:80] if c.isprintable())
+        return _page(request, 400, "Authorization refused", f"{server_name} answered: {shown}")
+    answered = _argument(request, b"iss")
+    if answered is not None and answered != issuer:
+        return _page(request, 400, "Wrong authorization server", "the response is refused")
+    code = _argument(request, b"code")
+    if not code:
+        return _page(request, 400, "No authorization code", "the response carries no code")
+    return code
+
+
 class UserOAuthPages:
     """The start and callback endpoints, for every ``user_oauth`` backend."""
 
@@ -115,17 +132,9 @@ class UserOAuthPages:
             return _page(request, 400, "This sign-in cannot be completed", str(refused))
         if self._login is None:
             return _page(request, 403, "No sign-in", "this gateway has no users (auth: none)")
-        error = _argument(request, b"error")
-        if error is not None:
-            shown = "".join(c for c in error[:80] if c.isprintable())
-            return _page(request, 400, "Sign-in refused", f"aigw's server answered: {shown}")
-        issuer = _argument(request, b"iss")
-        if issuer is not None and issuer != self._login.issuer:
-            # RFC 9207 §2.4: a response from another server than the one asked (mix-up).
-            return _page(request, 400, "Wrong authorization server", "the response is refused")
-        code = _argument(request, b"code")
-        if not code:
-            return _page(request, 400, "No authorization code", "the response carries no code")
+        code = _code(request, "aigw's server", self._login.issuer)
+        if isinstance(code, bytes):
+            return code
         try:
             await self._login.complete(state, code)
         except LoginFailed as failure:
@@ -135,11 +144,9 @@ class UserOAuthPages:
                 backend=state.grant.backend,
                 error=str(failure),
             )
-            title = (
-                "This link belongs to another user"
-                if failure.status == 403
-                else ("Sign-in not completed")
-            )
+            title = "Sign-in not completed"
+            if failure.status == 403:
+                title = "This link belongs to another user"
             return _page(request, failure.status, title, str(failure))
         return await self._to_backend(request, state.grant)
 
@@ -163,17 +170,9 @@ class UserOAuthPages:
         authorization = self._authorizations.get(backend)
         if authorization is None:
             return _page(request, 400, "Unknown backend", "this gateway no longer serves it")
-        error = _argument(request, b"error")
-        if error is not None:
-            shown = "".join(c for c in error[:80] if c.isprintable())
-            return _page(request, 400, "Authorization refused", f"{backend} answered: {shown}")
-        issuer = _argument(request, b"iss")
-        if issuer is not None and issuer != state.authorization_server:
-            # RFC 9207 §2.4: a response from another server than the one asked (mix-up).
-            return _page(request, 400, "Wrong authorization server", "the response is refused")
-        code = _argument(request, b"code")
-        if not code:
-            return _page(request, 400, "No authorization code", "the response carries no code")
+        code = _code(request, backend, state.authorization_server)
+        if isinstance(code, bytes):
+            return code
         try:
             await authorization.complete(state, code)
         except AuthorizationFailed as failure:
