@@ -34,6 +34,8 @@ from aigw import __version__
 from aigw.access_log import AccessLogObserver
 from aigw.audit import AuditFile, AuditTrail
 from aigw.auth.authenticator import Authenticator
+from aigw.auth.browser_login import BrowserLogin
+from aigw.auth.jwks import KeyStore
 from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
 from aigw.config import BackendConfig, Config
@@ -43,6 +45,7 @@ from aigw.config.model import MetricsConfig
 from aigw.events import Observers
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import fd_shortfall
+from aigw.httpjson import TreqClient
 from aigw.logging import build_observer
 from aigw.readiness import Readiness
 from aigw.reload import Reloader
@@ -161,7 +164,7 @@ class GatewayService(MultiService):
         if config.logging.access_log:
             self.observers.add(AccessLogObserver())
         self.audit_trail = self._build_audit()
-        self.authenticator, as_metadata = self._build_auth()
+        self.authenticator, as_metadata, keys = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
         self.config_holder = ConfigHolder(config)
         self.store = store or self._build_store()
@@ -181,7 +184,7 @@ class GatewayService(MultiService):
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         # Served whenever users' tokens can be kept: a reload may add a user_oauth backend.
         pages = (
-            UserOAuthPages(self.user_links, self.user_authorizations)
+            UserOAuthPages(self.user_links, self.user_authorizations, self._login(keys))
             if self.store is not None
             else None
         )
@@ -226,14 +229,23 @@ class GatewayService(MultiService):
             AuditFile(audit.file).setServiceParent(self)  # type: ignore[no-untyped-call]
         return trail
 
-    def _build_auth(self) -> tuple[Authenticator, Any]:
+    def _build_auth(self) -> tuple[Authenticator, Any, KeyStore | None]:
         """The bearer check; its key store and metadata relay join the service tree."""
         authenticator, services, as_metadata = build_authenticator(
             self.config, self.reactor, self.http_pool, self.readiness, observer=self.observers
         )
         for service in services:
             service.setServiceParent(self)
-        return authenticator, as_metadata
+        keys = next((s for s in services if isinstance(s, KeyStore)), None)
+        return authenticator, as_metadata, keys
+
+    def _login(self, keys: KeyStore | None) -> BrowserLogin | None:
+        """Who opens a user_oauth link, checked at ``auth.issuer`` (None: ``auth: none``)."""
+        auth = self.config.auth
+        if auth is None or keys is None or self.store is None:
+            return None
+        http = TreqClient(self.reactor, self.http_pool, auth.http_timeout)
+        return BrowserLogin(auth, keys, self.store, self.user_links, http, self.reactor)
 
     def _build_store(self) -> Store | None:
         """The store in ``state_dir`` (pins, users' tokens), its schema ready, or None.

@@ -160,6 +160,17 @@ class IntrospectionConfig:
 
 
 @attrs.frozen
+class BrowserLoginConfig:
+    """aigw's own client at ``auth.issuer``, to sign in whoever opens a ``user_oauth`` link
+    (``auth/browser_login.py``); without it aigw registers itself there once (RFC 7591)."""
+
+    client_id: str = attrs.field(metadata=required(cp.as_nonempty_str, ""))
+    client_secret: str | None = attrs.field(
+        default=None, repr=False, metadata=read_either("client_secret_file", cp.secret_text)
+    )
+
+
+@attrs.frozen
 class AuthConfig:
     issuer: str = attrs.field(metadata=required(values.url(query=False), ""))
     #: Default: the resource URL (public_url + mcp_path).
@@ -181,6 +192,9 @@ class AuthConfig:
     http_timeout: float = attrs.field(default=10.0, metadata=_duration)
     token_cache_size: int = attrs.field(default=10000, metadata=_count_or_zero)
     introspection: IntrospectionConfig | None = attrs.field(default=None, metadata=own_reader())
+    browser_login: BrowserLoginConfig | None = attrs.field(
+        default=None, metadata=read_as(section_of(BrowserLoginConfig))
+    )
     relay_authorization_server_metadata: bool = attrs.field(
         default=True, metadata=read_as(cp.as_bool)
     )

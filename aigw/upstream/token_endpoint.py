@@ -42,6 +42,8 @@ class IssuedToken:
     refresh_token: str | None = attrs.field(default=None, repr=False)
     #: RFC 6749 §5.1: the scope granted, when it differs from the one asked for.
     scope: str | None = None
+    #: OpenID Connect Core §3.1.3.3: the ID token of a code grant asked with ``openid``.
+    id_token: str | None = attrs.field(default=None, repr=False)
 
 
 class TokenRequestFailed(Exception):
@@ -185,10 +187,12 @@ def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
     issued_type = answer.get("issued_token_type")
     refresh = answer.get("refresh_token")
     scope = answer.get("scope")
+    id_token = answer.get("id_token")
     return IssuedToken(
         token,
         lifetime if lifetime is None or lifetime > 0 else 0.0,
         issued_type if isinstance(issued_type, str) else None,
         refresh if isinstance(refresh, str) and refresh else None,
         scope if isinstance(scope, str) else None,
+        id_token if isinstance(id_token, str) and id_token else None,
     )

@@ -36,6 +36,8 @@ from aigw.sealed.sealer import Sealer, SealError
 
 START_PATH = "/oauth/upstream/start"
 CALLBACK_PATH = "/oauth/upstream/callback"
+#: Where aigw's own authorization server sends the browser back after its login.
+LOGIN_PATH = "/oauth/upstream/login"
 #: How long a state lives: the user's login at the backend's authorization server.
 STATE_TTL = 600.0
 #: Ids remembered as used, per kind, in this process.
@@ -64,6 +66,16 @@ class Grant:
 
 
 @attrs.frozen
+class LoginState:
+    """An opened login state: the grant, and what the ID token must match."""
+
+    grant: Grant
+    verifier: str = attrs.field(repr=False)
+    nonce: str = attrs.field(repr=False)
+    client_id: str
+
+
+@attrs.frozen
 class State:
     """An opened state: the grant, the PKCE verifier and the client it was begun with."""
 
@@ -88,12 +100,20 @@ class UserLinks:
         self._states = sealer.for_purpose("user-oauth-state")
         self._base = public_url.rstrip("/")
         self._clock = clock
-        self._used: dict[str, LRU[str, float]] = {"link": LRU(USED_MAX), "state": LRU(USED_MAX)}
+        self._logins = sealer.for_purpose("user-oauth-login")
+        self._used: dict[str, LRU[str, float]] = {
+            kind: LRU(USED_MAX) for kind in ("link", "login", "state")
+        }
 
     @property
     def redirect_uri(self) -> str:
         """Where the backend's authorization server sends the user back (RFC 6749 §3.1.2)."""
         return self._base + CALLBACK_PATH
+
+    @property
+    def login_redirect_uri(self) -> str:
+        """Where aigw's own authorization server sends the browser back after its login."""
+        return self._base + LOGIN_PATH
 
     def mint(self, principal: Principal, backend: str, ttl: float) -> tuple[str, str]:
         """A new elicitation id and the start URL bound to it, the user and the backend."""
@@ -114,29 +134,44 @@ class UserLinks:
         payload = self._open(self._links, token, "link")
         return self._use("link", payload)
 
+    def seal_login(self, grant: Grant, verifier: str, nonce: str, client_id: str) -> str:
+        """The ``state`` of the sign-in at aigw's own authorization server."""
+        return self._seal(self._logins, grant, v=verifier, o=nonce, c=client_id)
+
+    def open_login(self, token: object) -> LoginState:
+        """The state of a sign-in callback, once."""
+        grant, (verifier, nonce, client_id) = self._open_with(self._logins, token, "login", "voc")
+        return LoginState(grant, verifier, nonce, client_id)
+
     def seal_state(self, grant: Grant, verifier: str, client_id: str, server: str) -> str:
-        return self._states.seal(
+        return self._seal(self._states, grant, v=verifier, c=client_id, a=server)
+
+    def open_state(self, token: object) -> State:
+        """The state of a callback, once."""
+        grant, (verifier, client_id, server) = self._open_with(self._states, token, "state", "vca")
+        return State(grant, verifier, client_id, server)
+
+    def _seal(self, sealer: Sealer, grant: Grant, **extra: str) -> str:
+        return sealer.seal(
             {
                 "i": grant.issuer,
                 "s": grant.subject,
                 "b": grant.backend,
                 "n": grant.elicitation_id,
                 "x": self._clock.seconds() + STATE_TTL,
-                "v": verifier,
-                "c": client_id,
-                "a": server,
+                **extra,
             }
         )
 
-    def open_state(self, token: object) -> State:
-        """The state of a callback, once."""
-        payload = self._open(self._states, token, "state")
-        verifier, client_id, server = payload.get("v"), payload.get("c"), payload.get("a")
-        if not (
-            isinstance(verifier, str) and isinstance(client_id, str) and isinstance(server, str)
-        ):
-            raise LinkRefused("invalid", "malformed state")
-        return State(self._use("state", payload), str(verifier), str(client_id), str(server))
+    def _open_with(
+        self, sealer: Sealer, token: object, kind: str, keys: str
+    ) -> tuple[Grant, list[str]]:
+        """The grant of a state, once, and its string fields named by ``keys``."""
+        payload = self._open(sealer, token, kind)
+        values = [payload.get(key) for key in keys]
+        if not all(isinstance(value, str) for value in values):
+            raise LinkRefused("invalid", f"malformed {kind}")
+        return self._use(kind, payload), [str(value) for value in values]
 
     def _open(self, sealer: Sealer, token: object, kind: str) -> dict[str, Any]:
         try:

@@ -41,7 +41,7 @@ from aigw.readiness import Readiness
 from aigw.web.host import HostCheck
 from aigw.web.request import WebRequest, query_arguments
 from aigw.web.respond import refuse_auth, write_json
-from aigw.web.upstream_oauth import CALLBACK_PATH, START_PATH, UserOAuthPages
+from aigw.web.upstream_oauth import CALLBACK_PATH, LOGIN_PATH, START_PATH, UserOAuthPages
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
 METADATA_CORS_HEADERS = {
@@ -109,6 +109,7 @@ class GatewayApp:
         if self.user_oauth is not None:
             route(START_PATH, methods=["GET"])(self.user_oauth_start)
             route(CALLBACK_PATH, methods=["GET"])(self.user_oauth_callback)
+            route(LOGIN_PATH, methods=["GET"])(self.user_oauth_login)
         self.app.handle_errors(NotFound)(self.not_found)
         self.app.handle_errors(MethodNotAllowed)(self.method_not_allowed)
         self.app.handle_errors(Exception)(self.internal_error)
@@ -189,6 +190,10 @@ class GatewayApp:
     def user_oauth_callback(self, request: WebRequest) -> Any:
         assert self.user_oauth is not None
         return ensureDeferred(self.user_oauth.callback(request))
+
+    def user_oauth_login(self, request: WebRequest) -> Any:
+        assert self.user_oauth is not None
+        return ensureDeferred(self.user_oauth.login(request))
 
     def mcp_endpoint(self, request: WebRequest) -> Any:
         return ensureDeferred(self._mcp_endpoint(request))

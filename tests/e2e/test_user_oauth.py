@@ -6,7 +6,8 @@ backend (a resource of its own: tokens with ``aud`` = the backend's URL).  Backe
 with ``resource_metadata``, JWTs checked against the AS's keys).  Client: the official
 MCP Python SDK, declaring URL-mode elicitation.  The call answers -32042 (MCP 2025-11-25
 client/elicitation, "URL Elicitation Required Error"); the test opens the URL headlessly
-(aigw's start endpoint, the AS's login, aigw's callback), and the retried call reaches
+(aigw's start endpoint, the AS's login for aigw itself (OpenID Connect), aigw's login
+callback, the AS's login for the backend, aigw's callback), and the retried call reaches
 the backend with the user's own token there.  A second user gets their own; the user's
 token at aigw is never among what the backend receives.
 """
@@ -71,14 +72,32 @@ async def ignore_elicitation(context: Any, params: Any) -> types.ElicitResult:
     return types.ElicitResult(action="decline")
 
 
-async def follow(url: str, user: str) -> str:
-    """Open the elicitation URL as a browser would: aigw's start page redirects to the
-    AS, the AS's login sends back to aigw's callback, whose page is returned."""
+async def sign_in(url: str, user: str) -> httpx2.Response:
+    """Open the elicitation URL as ``user``'s browser would: aigw's start page redirects
+    to aigw's own authorization server (OpenID Connect, ``scope=openid``), whose login
+    sends back to aigw's login callback; its answer is returned."""
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
         start = await http.get(url)
     assert start.status_code == 302, start.text
     location = start.headers["location"]
+    query = parse_qs(urlsplit(location).query)
+    assert query["scope"] == ["openid"]
+    assert query["nonce"]
+    redirect_uri = query["redirect_uri"][0]
+    assert redirect_uri.endswith("/oauth/upstream/login")
+    response = await authorize(location, user, redirect_uri=redirect_uri)
+    async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+        return await http.get(urljoin(url, response.redirect))
+
+
+async def follow(url: str, user: str) -> str:
+    """Signed in as the link's user, on to the backend's authorization server (the AS's
+    login again), then aigw's callback, whose page is returned."""
+    login = await sign_in(url, user)
+    assert login.status_code == 302, login.text
+    location = login.headers["location"]
     redirect_uri = parse_qs(urlsplit(location).query)["redirect_uri"][0]
+    assert redirect_uri.endswith("/oauth/upstream/callback")
     response = await authorize(location, user, redirect_uri=redirect_uri)
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
         page = await http.get(urljoin(url, response.redirect))
@@ -175,6 +194,27 @@ async def test_a_revoked_token_is_elicited_again(gateway: Gateway) -> None:
     assert revoked.returncode == 0, revoked.stderr
     await elicited(gateway, "alice", alice)
     assert claims(await whoami(gateway, "bob", bob))["sub"] == "bob"
+
+
+async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -> None:
+    """MCP 2025-11-25 client/elicitation, "Phishing": the user completing a URL
+    elicitation must be the one it was for.  Bob signs in with Alice's link: 403, and
+    neither Alice nor Bob gets a token at the backend."""
+    alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+    for user in ("alice", "bob"):  # whatever the other tests left
+        revoked = await aigw("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
+        assert revoked.returncode == 0, revoked.stderr
+    url = await elicited(gateway, "alice", alice)
+    answer = await sign_in(url, "bob")
+    assert answer.status_code == 403, answer.text
+    assert "belongs to another user" in answer.text
+    assert "location" not in answer.headers
+    rows = await aigw("tokens", "list", "--config", gateway.config_path)
+    assert rows.returncode == 0, rows.stderr
+    assert not [line for line in rows.stdout.decode().splitlines() if "crm" in line]
+    # Neither can call the backend: each is asked to authorize.
+    await elicited(gateway, "alice", alice)
+    await elicited(gateway, "bob", bob)
 
 
 async def aigw(*argv: str) -> Any:

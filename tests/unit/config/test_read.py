@@ -387,6 +387,22 @@ class AuthTests(ConfigTestCase):
         )
         self.assertProblem(text, "auth.introspection.client_secret", 7, "missing")
 
+    def test_browser_login_names_its_client(self) -> None:
+        self.assertProblem(
+            self.with_auth("browser_login: {client_secret: s}"),
+            "auth.browser_login.client_id",
+            6,
+            "missing",
+        )
+        auth = parse_config(
+            self.with_auth("browser_login: {client_id: gw-login, client_secret: s}"), env={}
+        ).auth
+        assert auth is not None
+        assert auth.browser_login is not None
+        self.assertEqual(
+            (auth.browser_login.client_id, auth.browser_login.client_secret), ("gw-login", "s")
+        )
+
     def test_every_auth_field_is_read(self) -> None:
         text = self.with_auth(
             "audiences: [a, b]",

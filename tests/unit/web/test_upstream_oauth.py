@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jwt
 from treq.testing import StubTreq
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.authenticator import Authenticator
+from aigw.auth.browser_login import LOGIN_CLIENT, BrowserLogin
 from aigw.config import AuthConfig, BackendConfig, Config, UserOAuthConfig
+from aigw.config.model import BrowserLoginConfig
+from aigw.httpjson import client_secret_basic
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.user_authorization import UserAuthorization
@@ -20,7 +24,16 @@ from aigw.upstream.user_oauth import AuthorizationRequired, UserOAuth
 from aigw.web.app import GatewayApp
 from aigw.web.upstream_oauth import UserOAuthPages
 from tests.fakes import MemoryStore
-from tests.unit.upstream.oauth_backend import ALICE, AS, PUBLIC, RESOURCE, Backend
+from tests.unit.upstream.oauth_backend import (
+    AIGW_AS,
+    ALICE,
+    AS,
+    LOGIN_CLIENT_ID,
+    PUBLIC,
+    RESOURCE,
+    Backend,
+    LoginKeys,
+)
 
 
 class PagesTests(SynchronousTestCase):
@@ -40,14 +53,18 @@ class PagesTests(SynchronousTestCase):
             self.clock,
         )
         self.credentials = UserOAuth(authorization, self.clock)
+        auth = AuthConfig(issuer=ALICE.issuer, audiences=(PUBLIC + "/mcp",))
         config = Config(
             listen=("tcp:1975:interface=127.0.0.1",),
             public_url=PUBLIC,
             mcp_path="/mcp",
-            auth=AuthConfig(issuer=ALICE.issuer, audiences=(PUBLIC + "/mcp",)),
+            auth=auth,
             backends=(BackendConfig(name="crm", url=RESOURCE),),
         )
-        pages = UserOAuthPages(self.links, {"crm": authorization})
+        login = BrowserLogin(
+            auth, LoginKeys(), self.store, self.links, self.backend.http, self.clock
+        )
+        pages = UserOAuthPages(self.links, {"crm": authorization}, login)
         app = GatewayApp(config, Readiness(), Authenticator(None), None, None, pages)
         self.stub = StubTreq(app.resource())
 
@@ -55,14 +72,28 @@ class PagesTests(SynchronousTestCase):
         response = self.successResultOf(self.stub.get(url, allow_redirects=False))
         return response, self.successResultOf(self.stub.content(response)).decode()
 
-    def start(self) -> dict[str, list[str]]:
-        """Alice's link, followed: the authorization request aigw redirects to."""
+    def sign_in(self) -> dict[str, list[str]]:
+        """Alice's link, followed: the OpenID Connect request to aigw's own issuer."""
         failure = self.failureResultOf(
             ensureDeferred(self.credentials.headers(ALICE)), AuthorizationRequired
         )
         response, _ = self.get(failure.value.url)
         self.assertEqual(response.code, 302)
         self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
+        location = response.headers.getRawHeaders("location")[0]
+        self.assertTrue(location.startswith(AIGW_AS + "/auth?"))
+        query = parse_qs(urlsplit(location).query)
+        self.backend.login_nonce = query["nonce"][0]
+        return query
+
+    def login(self, **query: str) -> tuple[Any, str]:
+        return self.get(f"{PUBLIC}/oauth/upstream/login?{urlencode(query)}")
+
+    def start(self) -> dict[str, list[str]]:
+        """Alice's link, followed, Alice signed in: the backend's authorization request."""
+        state = self.sign_in()["state"][0]
+        response, page = self.login(code="lc", state=state, iss=AIGW_AS)
+        self.assertEqual(response.code, 302, page)
         location = response.headers.getRawHeaders("location")[0]
         self.assertTrue(location.startswith(AS + "/auth?"))
         return parse_qs(urlsplit(location).query)
@@ -131,3 +162,115 @@ class PagesTests(SynchronousTestCase):
         self.assertEqual(response.code, 502)
         self.assertIn("token store failed: OSError", page)
         self.assertNotIn("Traceback", page)
+
+    # Who opens a link: the browser's user at aigw's issuer must be the link's user
+    # (MCP 2025-11-25 client/elicitation, Security Considerations, "Phishing").
+
+    def test_the_sign_in_request_is_openid_with_pkce_and_a_nonce(self) -> None:
+        query = self.sign_in()
+        self.assertEqual(query["scope"], ["openid"])
+        self.assertEqual(query["response_type"], ["code"])
+        self.assertEqual(query["code_challenge_method"], ["S256"])
+        self.assertEqual(query["client_id"], [LOGIN_CLIENT_ID])
+        self.assertEqual(query["redirect_uri"], [PUBLIC + "/oauth/upstream/login"])
+        self.assertGreaterEqual(len(query["nonce"][0]), 32)
+        # Registered once (RFC 7591) under a name no backend can have.
+        (registration,) = self.backend.sent(AIGW_AS + "/reg")
+        self.assertEqual(registration.json["redirect_uris"], [PUBLIC + "/oauth/upstream/login"])
+        self.assertIsNotNone(self.store.clients.get((LOGIN_CLIENT, AIGW_AS)))
+        self.sign_in()
+        self.assertEqual(len(self.backend.sent(AIGW_AS + "/reg")), 1)
+
+    def test_a_configured_login_client_is_used_without_registering(self) -> None:
+        auth = AuthConfig(
+            issuer=ALICE.issuer,
+            audiences=(PUBLIC + "/mcp",),
+            browser_login=BrowserLoginConfig(client_id=LOGIN_CLIENT_ID, client_secret="cs"),
+        )
+        login = BrowserLogin(
+            auth, LoginKeys(), self.store, self.links, self.backend.http, self.clock
+        )
+        failure = self.failureResultOf(
+            ensureDeferred(self.credentials.headers(ALICE)), AuthorizationRequired
+        )
+        grant = self.links.open_link(parse_qs(urlsplit(failure.value.url).query)["link"][0])
+        location = self.successResultOf(ensureDeferred(login.begin(grant)))
+        query = parse_qs(urlsplit(location).query)
+        self.assertEqual(query["client_id"], [LOGIN_CLIENT_ID])
+        self.assertEqual(self.backend.sent(AIGW_AS + "/reg"), [])
+        self.backend.login_nonce = query["nonce"][0]
+        state = self.links.open_login(query["state"][0])
+        self.successResultOf(ensureDeferred(login.complete(state, "lc")))
+        (exchange,) = self.backend.sent(AIGW_AS + "/token")
+        self.assertEqual(
+            exchange.authorization, client_secret_basic(LOGIN_CLIENT_ID, "cs").decode()
+        )
+
+    def test_the_code_is_exchanged_with_the_verifier(self) -> None:
+        query = self.sign_in()
+        self.login(code="lc", state=query["state"][0], iss=AIGW_AS)
+        (exchange,) = self.backend.sent(AIGW_AS + "/token")
+        self.assertEqual(exchange.form["code"], "lc")
+        self.assertEqual(exchange.form["redirect_uri"], PUBLIC + "/oauth/upstream/login")
+        self.assertGreaterEqual(len(exchange.form["code_verifier"]), 43)
+
+    def test_alices_link_opened_by_bob_is_403_and_nothing_is_stored(self) -> None:
+        self.backend.login_sub = "bob"
+        state = self.sign_in()["state"][0]
+        response, page = self.login(code="lc", state=state, iss=AIGW_AS)
+        self.assertEqual(response.code, 403)
+        self.assertIn("belongs to another user", page)
+        self.assertIsNone(response.headers.getRawHeaders("location"))
+        # Never sent on to the backend's authorization server; no token for anyone.
+        self.assertEqual(self.backend.sent(AS + "/reg"), [])
+        self.assertEqual(self.store.tokens, {})
+
+    def assert_refused(self, reason: str, **claims: Any) -> None:
+        self.backend.login_claims = claims
+        state = self.sign_in()["state"][0]
+        response, page = self.login(code="lc", state=state, iss=AIGW_AS)
+        self.assertEqual(response.code, 400, page)
+        self.assertIn(reason, page)
+        self.assertEqual(self.backend.sent(AS + "/reg"), [])
+        self.assertEqual(self.store.tokens, {})
+
+    def test_an_id_token_of_another_login_is_refused(self) -> None:
+        self.assert_refused("nonce", nonce="another-login")
+
+    def test_an_expired_id_token_is_refused(self) -> None:
+        self.assert_refused("expired", exp=1_000)
+
+    def test_an_id_token_for_another_client_is_refused(self) -> None:
+        self.assert_refused("refused", aud="someone-else")
+
+    def test_an_id_token_of_another_issuer_is_refused(self) -> None:
+        self.assert_refused("refused", iss=AS)
+
+    def test_an_unsigned_id_token_is_refused(self) -> None:
+        unsigned = jwt.encode({"sub": "alice"}, None, "none")
+        self.backend.http.auto = lambda request: (
+            (200, {"access_token": "l", "token_type": "Bearer", "id_token": unsigned})
+            if request.url == AIGW_AS + "/token"
+            else Backend.answer(self.backend, request)
+        )
+        state = self.sign_in()["state"][0]
+        response, page = self.login(code="lc", state=state, iss=AIGW_AS)
+        self.assertEqual(response.code, 400)
+        self.assertIn("algorithm", page)
+
+    def test_a_replayed_or_forged_sign_in_state_is_refused(self) -> None:
+        state = self.sign_in()["state"][0]
+        self.assertEqual(self.login(code="lc", state=state, iss=AIGW_AS)[0].code, 302)
+        response, page = self.login(code="lc", state=state, iss=AIGW_AS)
+        self.assertEqual(response.code, 400)
+        self.assertIn("used already", page)
+        # A sign-in state is no backend state (sealed for another purpose), nor the reverse.
+        self.assertEqual(self.callback(code="c", state=state)[0].code, 400)
+        backend_state = self.start()["state"][0]
+        self.assertEqual(self.login(code="c", state=backend_state)[0].code, 400)
+
+    def test_a_mix_up_at_sign_in_is_refused(self) -> None:
+        state = self.sign_in()["state"][0]
+        response, _ = self.login(code="lc", state=state, iss=AS)
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.backend.sent(AIGW_AS + "/token"), [])
