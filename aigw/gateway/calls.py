@@ -109,7 +109,7 @@ class Calls:
         record: RequestRecord,
     ) -> dict[str, Any] | None:
         """The response to a routed request (None: cancelled, nothing to send)."""
-        await self._join_user_oauth(session, request.method, params)
+        await self._join_missing(session, request.method, params)
         if request.method in LEARNED_METHODS:
             await self.catalog.before_call(session, request.method, params.get("name"))
         route = self.route(session, request.method, params, record)
@@ -141,13 +141,15 @@ class Calls:
         finally:
             permit.release()
 
-    async def _join_user_oauth(
+    async def _join_missing(
         self, session: ClientSession, method: str, params: dict[str, Any]
     ) -> None:
-        """A ``user_oauth`` backend missing from the session (its user had not authorized
-        aigw there when the session opened) is opened now: once authorized, the retried
-        call goes through; still unauthorized, the call is answered with the
-        URL-elicitation-required error (MCP 2025-11-25 client/elicitation)."""
+        """A configured backend missing from the session is opened now, its failure the
+        call's answer: a ``user_oauth`` backend whose user had not authorized aigw there
+        (the URL-elicitation-required error, MCP 2025-11-25 client/elicitation; once
+        authorized the retried call goes through), or one that was down or refused aigw's
+        credentials when the session opened (-32010, -32015 naming the backend, rather
+        than an unknown tool)."""
         if method in LEARNED_METHODS:
             exposed = params.get("name")
             split = split_name(exposed) if isinstance(exposed, str) else None
@@ -156,8 +158,7 @@ class Calls:
             split = resolve_uri(uri) if isinstance(uri, str) else None
         if split is None or split[0] in session.backends:
             return
-        config = session.snapshot.backends.get(split[0])
-        if config is None or config.auth is None or config.auth.user_oauth is None:
+        if split[0] not in session.snapshot.backends:
             return
         try:
             await self.backends.join(session, split[0])

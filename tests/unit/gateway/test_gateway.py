@@ -387,6 +387,28 @@ class LateJoinTests(GatewayTestCase):
         body = await self.call(session, "tools/list")
         self.assertIn("beta__t0", [t["name"] for t in body["result"]["tools"]])
 
+    @run
+    async def test_a_call_to_a_backend_still_down_says_so(self) -> None:
+        """A call naming a backend that was left out of the session opens it then and
+        there: still failing, the answer names the backend (-32010), not an unknown tool."""
+        await self.start_gateway()
+        self.beta.fail_with = 500
+        session = await self.initialize()
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertEqual(body["error"]["code"], -32010, body)
+        self.assertIn("beta", body["error"]["message"])
+        self.beta.fail_with = None
+        body = await self.call(session, "tools/call", {"name": "beta__t1"})
+        self.assertIn("result", body)
+
+    @run
+    async def test_a_name_of_no_configured_backend_is_an_unknown_tool(self) -> None:
+        await self.start_gateway()
+        session = await self.initialize()
+        body = await self.call(session, "tools/call", {"name": "nowhere__t1"})
+        self.assertEqual(body["error"]["code"], -32602)
+        self.assertIn("unknown tool", body["error"]["message"])
+
 
 class CancellationTests(GatewayTestCase):
     @run
