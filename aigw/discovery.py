@@ -9,7 +9,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, get_json_object
 
 OAUTH_METADATA = "/.well-known/oauth-authorization-server"
 OPENID_METADATA = "/.well-known/openid-configuration"
@@ -40,23 +40,14 @@ async def fetch_metadata(
     this stops a document from one issuer sending us to another's keys.
     Returns the raw bytes (for relaying) and the parsed object.
     """
-    got = await fetch(
-        http,
-        clock,
-        "GET",
-        url,
-        timeout=time_limit,
-        max_bytes=MAX_METADATA_BYTES,
-        headers={"Accept": ["application/json"]},
+    body, document = await get_json_object(
+        http, clock, url, time_limit=time_limit, max_bytes=MAX_METADATA_BYTES
     )
-    if got.status != 200:
-        raise FetchFailed(f"{url} answered HTTP {got.status}")
-    document = parse_json_object(got.body, url)
     if document.get("issuer") != issuer:
         raise FetchFailed(
             f"{url} names issuer {document.get('issuer')!r}, not the configured {issuer!r}"
         )
-    return got.body, document
+    return body, document
 
 
 async def discover_metadata(

@@ -171,3 +171,22 @@ def parse_json_object(body: bytes, url: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FetchFailed(f"{url} did not answer a JSON object")
     return value
+
+
+async def get_json_object(
+    http: HTTPClient, clock: Clock, url: str, *, time_limit: float, max_bytes: int
+) -> tuple[bytes, dict[str, Any]]:
+    """GET a JSON object (metadata documents, key sets): 200 and an object, or FetchFailed.
+    The raw bytes too, for those that relay the document as it came."""
+    got = await fetch(
+        http,
+        clock,
+        "GET",
+        url,
+        timeout=time_limit,
+        max_bytes=max_bytes,
+        headers={"Accept": ["application/json"]},
+    )
+    if got.status != 200:
+        raise FetchFailed(f"{url} answered HTTP {got.status}")
+    return got.body, parse_json_object(got.body, url)

@@ -15,7 +15,7 @@ from aigw.auth.metadata import advertised_scopes
 from aigw.config import Config
 from aigw.discovery import MAX_METADATA_BYTES, metadata_urls
 from aigw.doctor.findings import Finding, fail, ok, warn
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, get_json_object
 
 #: JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037 §2).
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -28,18 +28,8 @@ class Metadata:
 
 
 async def _get_json(http: HTTPClient, clock: Clock, url: str, time_limit: float, limit: int) -> Any:
-    got = await fetch(
-        http,
-        clock,
-        "GET",
-        url,
-        timeout=time_limit,
-        max_bytes=limit,
-        headers={"Accept": ["application/json"]},
-    )
-    if got.status != 200:
-        raise FetchFailed(f"{url} answered HTTP {got.status}")
-    return parse_json_object(got.body, url)
+    _, document = await get_json_object(http, clock, url, time_limit=time_limit, max_bytes=limit)
+    return document
 
 
 async def find_metadata(

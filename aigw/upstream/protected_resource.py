@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, get_json_object
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -96,18 +96,9 @@ async def _resource_metadata(
     problems: list[str] = []
     for url in [named] if named else well_known_urls(resource):
         try:
-            got = await fetch(
-                http,
-                clock,
-                "GET",
-                url,
-                timeout=time_limit,
-                max_bytes=MAX_DOCUMENT_BYTES,
-                headers={"Accept": ["application/json"]},
+            _, document = await get_json_object(
+                http, clock, url, time_limit=time_limit, max_bytes=MAX_DOCUMENT_BYTES
             )
-            if got.status != 200:
-                raise FetchFailed(f"{url} answered HTTP {got.status}")
-            document = parse_json_object(got.body, url)
         except FetchFailed as error:
             problems.append(str(error))
             continue
