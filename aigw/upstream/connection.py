@@ -42,7 +42,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    connectProtocol,
 )
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -54,7 +53,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
@@ -414,6 +413,26 @@ class Connection(Protocol):
             self._pool.report("lost", f"{when}: {reason.getErrorMessage()}")
 
 
+class _OneConnection(Factory):
+    """The factory of one connection attempt: builds ``connection``.
+
+    Twisted's ``connectProtocol`` does this with a class made per call, and a class
+    is a reference cycle: each closed upstream connection then waited for a full
+    collection of the cyclic garbage collector (``make soak``, docs/performance.md).
+    """
+
+    noisy = False  # Twisted logs "Starting/Stopping factory" for every connection otherwise
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection: Connection | None = connection
+
+    def buildProtocol(self, addr: Any) -> Connection | None:
+        # Let go of it: Twisted's connector and transport hold each other (and this
+        # factory) until a collection, the connection need not wait with them.
+        connection, self._connection = self._connection, None
+        return connection
+
+
 class ConnectionPool:
     """Idle connections to one backend, newest first, at most ``max_idle`` kept.
 
@@ -438,7 +457,7 @@ class ConnectionPool:
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
         # Connection attempts under way: close() cancels them too.
-        self._connecting: set[Deferred[Connection]] = set()
+        self._connecting: set[Deferred[Any]] = set()
 
     async def request(
         self, head: bytes, body: bytes | None, answer_within: float | None = None
@@ -451,7 +470,7 @@ class ConnectionPool:
             if not connection.lost:
                 return await connection.request(head, body, answer_within)
         connection = Connection(self)
-        connecting = connectProtocol(self.target.endpoint, connection)
+        connecting: Deferred[Any] = self.target.endpoint.connect(_OneConnection(connection))
         self._connecting.add(connecting)
         try:
             await connecting
