@@ -44,7 +44,13 @@ from aigw.upstream.api import (
     UpstreamError,
     UpstreamSessionGone,
 )
-from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
+from aigw.upstream.connection import (
+    ConnectionPool,
+    ProtocolViolation,
+    StaleConnection,
+    Target,
+    UpstreamResponse,
+)
 from aigw.upstream.credentials import build_credentials
 
 MAX_ERROR_EXCERPT = 512
@@ -465,6 +471,9 @@ class Upstream:
     def _connection_error(self, error: BaseException) -> UpstreamError:
         if isinstance(error, TimeoutError):
             return UpstreamError(self.name, "timeout", "no response within the timeout")
+        if isinstance(error, StaleConnection):
+            detail = "connection closed before any answer; not sent twice (not idempotent)"
+            return UpstreamError(self.name, "unavailable", detail)
         if isinstance(error, ConnectError | ConnectionLost | ConnectionDone):
             return UpstreamError(self.name, "unavailable", type(error).__name__)
         if isinstance(error, ProtocolViolation):

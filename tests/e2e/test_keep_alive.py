@@ -14,6 +14,11 @@ says nothing.  aigw is in front of them as three backends:
 The client (the official SDK, 2025-11-25) pauses for about the server's 2 s between
 rounds, on both sides of it; every tool call to ``hinted`` and ``quiet``, which is
 never sent twice, and every list must succeed.
+
+The race itself is rare and cannot be timed from outside, so a server that loses it
+every time (``upstreams/faulty.py``'s ``/stale/mcp``: a second request on a connection
+is closed unanswered) shows what aigw does then: what is safe to send twice is sent
+again on a new connection, a ``tools/call`` is not (-32010, the backend named).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
 from .harness.oauth_client import connect_plain
+from .harness.processes import Process, free_port, python_executable, start_process
 from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 
@@ -87,3 +94,46 @@ async def test_calls_around_the_servers_idle_close_all_succeed(gateway: Gateway)
     log = gateway.process.log()
     assert "Traceback" not in log
     assert gateway.process.alive()
+
+
+@pytest.fixture(scope="module")
+def stale_server() -> Iterator[Process]:
+    port = free_port()
+    process = start_process(
+        [python_executable(), "-m", "tests.e2e.upstreams.faulty", "--port", str(port)],
+        ready_line_regex=r"^READY (\S+)",
+        name="faulty",
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def test_a_request_lost_on_a_closing_connection_is_sent_again_if_safe(
+    stale_server: Process,
+) -> None:
+    assert stale_server.ready_match is not None
+    gateway = start_gateway([("stale", stale_server.ready_match.group(1) + "/stale/mcp")])
+    try:
+        async with connect_plain(gateway.url, mode="legacy") as client:
+            with anyio.fail_after(20):
+                tools = [tool.name for tool in (await client.list_tools()).tools]
+                assert tools == ["stale__boom"], tools
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool("stale__boom", {})
+        assert caught.value.error.code == -32010, caught.value.error
+        assert "stale" in caught.value.error.message, caught.value.error
+        assert "not sent twice" in caught.value.error.data["detail"], caught.value.error
+        seen = stale_server.log()
+        # The list lost on a kept connection, then answered on a new one.
+        assert "STALE tools/list" in seen, seen
+        assert "SEEN tools/list" in seen, seen
+        # The call lost once, and never sent again: the backend never ran it.
+        assert seen.count("STALE tools/call") == 1, seen
+        assert "SEEN tools/call" not in seen, seen
+        log = gateway.process.log()
+        assert "closed an idle connection as a request went out on it" in log, log
+        assert "Traceback" not in log
+    finally:
+        gateway.stop()
