@@ -86,6 +86,7 @@ HTTP_KEYS = (
     "headers_file",
     "connect_timeout",
     "max_connections",
+    "keep_alive_timeout",
     "ca_file",
     "auth",
 )
@@ -121,6 +122,10 @@ class BackendConfig:
     timeout: float = attrs.field(default=30.0, metadata=_duration)
     connect_timeout: float = attrs.field(default=10.0, metadata=_duration)
     max_connections: int = attrs.field(default=32, metadata=_count)
+    #: How long an idle connection to the backend is kept for the next request: under
+    #: the 5 s after which Node's and uvicorn's servers close theirs, so aigw closes
+    #: first.  A response's ``Keep-Alive: timeout=N`` shortens it to N less a second.
+    keep_alive_timeout: float = attrs.field(default=4.0, metadata=_duration)
     #: The largest message read from the backend: a JSON reply body, one SSE event, one
     #: line of a stdio child.  A stream of many messages has no total bound (a GET
     #: stream may last for days); one message past this fails as ``bad_reply``.

@@ -33,7 +33,7 @@ from twisted.web.http import PotentialDataLoss
 from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.principal import Principal
-from aigw.protocol import jsonrpc
+from aigw.protocol import jsonrpc, replay
 from aigw.protocol.sse import SSEError, SSEParser
 from aigw.upstream.api import (
     BodyReader,
@@ -44,7 +44,13 @@ from aigw.upstream.api import (
     UpstreamError,
     UpstreamSessionGone,
 )
-from aigw.upstream.connection import ConnectionPool, ProtocolViolation, Target, UpstreamResponse
+from aigw.upstream.connection import (
+    ConnectionPool,
+    ProtocolViolation,
+    StaleConnection,
+    Target,
+    UpstreamResponse,
+)
 from aigw.upstream.credentials import build_credentials
 
 MAX_ERROR_EXCERPT = 512
@@ -54,6 +60,10 @@ MAX_DISCARD_BYTES = 64 * 1024
 FINISH_GRACE_SECONDS = 5.0
 
 _ACCEPT_ANY = b"application/json, text/event-stream"
+
+
+def _always() -> bool:
+    return True
 
 
 def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
@@ -289,7 +299,12 @@ class Upstream:
             raise ValueError(f"backend {config.name!r} has no url (a stdio backend: see factory)")
         target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
         self.connections = ConnectionPool(
-            target, config.max_connections, reactor, observer=observer, backend=config.name
+            target,
+            config.max_connections,
+            reactor,
+            keep_alive=config.keep_alive_timeout,
+            observer=observer,
+            backend=config.name,
         )
         self._slots = DeferredSemaphore(config.max_connections)
         self.credentials = credentials or build_credentials(config, reactor)
@@ -372,7 +387,7 @@ class Upstream:
         head = self._head(
             credentials, b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers
         )
-        response = await self._send(head, body)
+        response = await self._send(head, body, replayable=lambda: replay.replayable(body))
         return await self._read(response, session_id, sink, on_reader)
 
     async def listen(
@@ -391,7 +406,9 @@ class Upstream:
         head = self._head(
             credentials, b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers
         )
-        response = await self._send(head, body, streaming=True)
+        response = await self._send(
+            head, body, streaming=True, replayable=lambda: replay.replayable(body)
+        )
         return await self._read(response, None, sink, on_reader, streaming=True)
 
     async def get_stream(
@@ -415,7 +432,8 @@ class Upstream:
         head = self._head(
             credentials, b"GET", session_id, protocol_version, b"text/event-stream", None, resume
         )
-        response = await self._send(head, None, streaming=True)
+        # GET is safe, hence idempotent (RFC 9110 section 9.2.2): sent again if lost.
+        response = await self._send(head, None, streaming=True, replayable=_always)
         return await self._read(response, session_id, sink, on_reader, streaming=True)
 
     async def delete(
@@ -426,18 +444,26 @@ class Upstream:
         head = self._head(
             credentials, b"DELETE", session_id, protocol_version, b"application/json", None
         )
-        response = await self._send(head, None)
+        # DELETE is idempotent (RFC 9110 section 9.2.2): sent again if lost.
+        response = await self._send(head, None, replayable=_always)
         await self._drain(response)
         return int(response.code)
 
     async def _send(
-        self, head: bytes, body: bytes | None, streaming: bool = False
+        self,
+        head: bytes,
+        body: bytes | None,
+        *,
+        replayable: Callable[[], bool],
+        streaming: bool = False,
     ) -> UpstreamResponse:
         """Send a request; the response once its head is in (within the timeout,
-        unless the reply is a stream the caller reads for as long as it lasts)."""
+        unless the reply is a stream the caller reads for as long as it lasts).
+        ``replayable``: may it go again on a new connection if a kept-alive one is
+        lost unanswered (``ConnectionPool.request``; ``protocol/replay.py``)."""
         try:
             return await self.connections.request(
-                head, body, None if streaming else self.config.timeout
+                head, body, None if streaming else self.config.timeout, replayable
             )
         except Exception as error:
             raise self._connection_error(error) from None
@@ -445,6 +471,9 @@ class Upstream:
     def _connection_error(self, error: BaseException) -> UpstreamError:
         if isinstance(error, TimeoutError):
             return UpstreamError(self.name, "timeout", "no response within the timeout")
+        if isinstance(error, StaleConnection):
+            detail = "connection closed before any answer; not sent twice (not idempotent)"
+            return UpstreamError(self.name, "unavailable", detail)
         if isinstance(error, ConnectError | ConnectionLost | ConnectionDone):
             return UpstreamError(self.name, "unavailable", type(error).__name__)
         if isinstance(error, ProtocolViolation):

@@ -18,9 +18,16 @@ The protocol's transport is an ``IPushProducer`` whose ``stopProducing``
 drops the connection.  A connection goes back to the idle list only after a
 complete response that allows keep-alive (RFC 9112 section 9.3).
 
-Requests are never retried: an MCP POST is not idempotent (RFC 9110 section
-9.2.2), so a request lost on a connection the backend closed while idle fails
-like any other lost connection.
+An idle connection is closed by aigw before the backend would close it: after
+the backend's ``keep_alive_timeout``, or sooner when its response says ``Keep-Alive:
+timeout=N`` (then N less ``KEEP_ALIVE_MARGIN``: the hint Node's HTTP server sends;
+the header is RFC 2068 section 19.7.1.1's, its ``timeout`` parameter that of
+draft-thomson-hybi-http-timeout-03).  A backend that closes an idle connection as a
+request goes out on it still races aigw; that request fails with
+:class:`StaleConnection` when the connection had served an earlier exchange and
+not one byte of the response came, and the caller may send it once more on a new
+connection if it is safe to (``ConnectionPool.request``'s ``replayable``;
+RFC 9112 section 9.3.1).
 
 The pool tells the gateway's observer when a connection is opened, cannot be
 made, or is lost mid-exchange by the backend or the network
@@ -32,7 +39,7 @@ a keep-alive pool and are not reported.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -54,6 +61,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
@@ -67,10 +75,41 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 100
 #: How every complete body ends (one Failure: readers only look at its value).
 _RESPONSE_DONE = Failure(ResponseDone("response complete"))
+#: Taken off a backend's ``Keep-Alive: timeout``: the backend's clock starts when it
+#: has written the response, aigw's when it has read it (latency, a busy reactor).
+#: undici (Node's fetch) takes a margin off too (``keepAliveTimeoutThreshold``).
+KEEP_ALIVE_MARGIN = 1.0
 
 
 class ProtocolViolation(Exception):
     """The backend's bytes are not an HTTP/1.1 response aigw can accept."""
+
+
+class StaleConnection(ConnectionLost):
+    """A connection kept alive from an earlier exchange was lost before one byte of
+    the response arrived: most likely the backend closed it while idle as the
+    request went out, though a backend that read the request and died looks the
+    same (which is why only a request safe to replay is sent again)."""
+
+
+def keep_alive_hint(value: bytes | None) -> float | None:
+    """The ``timeout`` parameter of a ``Keep-Alive`` header field, in seconds
+    (``timeout=5, max=100``), or None when there is none that reads as a number."""
+    if not value:
+        return None
+    for parameter in value.split(b","):
+        name, _, number = parameter.partition(b"=")
+        if name.strip().lower() == b"timeout":
+            try:
+                seconds = float(number.strip().strip(b'"'))
+            except ValueError:
+                return None
+            return seconds if seconds >= 0 else None
+    return None
+
+
+def _never() -> bool:
+    return False
 
 
 def _field(value: bytes) -> bytes:
@@ -254,6 +293,11 @@ class Connection(Protocol):
         #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
         self._dropped = False
         self.lost = False
+        #: Exchanges this connection completed; a request on one that did is a reuse.
+        self.served = 0
+        self._reused = False
+        #: When aigw closes it if still idle (clock seconds), set as it goes idle.
+        self.idle_until = 0.0
 
     def request(
         self, head: bytes, body: bytes | None, timeout: float | None = None
@@ -268,6 +312,7 @@ class Connection(Protocol):
         self._head_done = self._complete = self._keep_alive = self._close_delimited = False
         self._surplus = self._interim = False
         self._before_head = 0
+        self._reused = self.served > 0
         self._response = None
         self._waiting = Deferred(self._cancelled)
         assert self.transport is not None
@@ -368,8 +413,9 @@ class Connection(Protocol):
         if self._complete and not self.lost:
             self._parser = None
             self._response = None  # an idle connection keeps nothing of its last exchange
+            self.served += 1
             if self._keep_alive and not self._surplus:
-                self._pool.release(self)
+                self._pool.release(self, keep_alive_hint(self._fields.get(b"keep-alive")))
             else:
                 self.transport.loseConnection()
             response._end(_RESPONSE_DONE)
@@ -398,7 +444,11 @@ class Connection(Protocol):
         if waiting is not None:
             if not waiting.called:
                 self._report_lost("before the response", reason)
-                waiting.errback(Failure(ConnectionLost("connection lost before the response")))
+                if self._reused and self._before_head == 0 and not self._dropped:
+                    lost: ConnectionLost = StaleConnection("kept-alive connection lost unanswered")
+                else:
+                    lost = ConnectionLost("connection lost before the response")
+                waiting.errback(Failure(lost))
             return
         response, self._response = self._response, None
         if response is not None:
@@ -434,11 +484,14 @@ class _OneConnection(Factory):
 
 
 class ConnectionPool:
-    """Idle connections to one backend, newest first, at most ``max_idle`` kept.
+    """Idle connections to one backend, newest first, at most ``max_idle`` kept, each
+    for at most ``keep_alive`` seconds (less when the backend says so).
 
     ``observer`` hears of connections opened, failed and lost (see the module
     docstring), as connections to ``backend``.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -446,6 +499,7 @@ class ConnectionPool:
         max_idle: int,
         clock: IReactorTime,
         *,
+        keep_alive: float,
         observer: GatewayObserver | None = None,
         backend: str = "",
     ) -> None:
@@ -454,21 +508,62 @@ class ConnectionPool:
         self._observer = observer
         self._backend = backend
         self._max_idle = max_idle
+        self._keep_alive = keep_alive
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
         # Connection attempts under way: close() cancels them too.
         self._connecting: set[Deferred[Any]] = set()
+        # One timer for the whole idle list, due when its first connection expires:
+        # not one per connection re-armed on every request.
+        self._sweep: IDelayedCall | None = None
 
     async def request(
-        self, head: bytes, body: bytes | None, answer_within: float | None = None
+        self,
+        head: bytes,
+        body: bytes | None,
+        answer_within: float | None = None,
+        replayable: Callable[[], bool] = _never,
     ) -> UpstreamResponse:
         """Send one request on an idle connection, or on a new one (connecting is
         bounded by the endpoint's own timeout; ``answer_within`` seconds bound the
-        wait for the response head)."""
+        wait for the response head).
+
+        A request lost unanswered on a reused connection (:class:`StaleConnection`)
+        is sent once more, on a new connection, when ``replayable()`` says it may
+        be: RFC 9112 section 9.3.1 lets a client retry automatically only a request
+        it knows to be idempotent (RFC 9110 section 9.2.2), since the backend may
+        have acted on the first copy.  It is asked only then, so a caller may
+        decide by reading the body.
+        """
+        connection = self._reusable()
+        if connection is not None:
+            try:
+                return await connection.request(head, body, answer_within)
+            except StaleConnection:
+                if not replayable():
+                    raise
+                self.log.debug(
+                    "backend {backend} closed an idle connection as a request went out on it; "
+                    "sent again on a new connection",
+                    backend=self._backend,
+                )
+        connection = await self._connect()
+        return await connection.request(head, body, answer_within)
+
+    def _reusable(self) -> Connection | None:
+        """The newest idle connection still open and within its keep-alive time."""
+        now = self.clock.seconds()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.lost:
-                return await connection.request(head, body, answer_within)
+            if connection.lost:
+                continue
+            if connection.idle_until <= now:  # the sweep is late: the reactor was busy
+                connection.transport.loseConnection()  # type: ignore[union-attr]
+                continue
+            return connection
+        return None
+
+    async def _connect(self) -> Connection:
         connection = Connection(self)
         connecting: Deferred[Any] = self.target.endpoint.connect(_OneConnection(connection))
         self._connecting.add(connecting)
@@ -483,18 +578,41 @@ class ConnectionPool:
             self._connecting.discard(connecting)
         self.report("opened")
         self._open.add(connection)
-        return await connection.request(head, body, answer_within)
+        return connection
 
     def report(self, state: Literal["opened", "lost", "failed"], detail: str = "") -> None:
         """Tell the observer about a connection to the backend (once per connection)."""
         if self._observer is not None:
             self._observer.upstream_connection(UpstreamConnection(self._backend, state, detail))
 
-    def release(self, connection: Connection) -> None:
-        if len(self._idle) < self._max_idle:
-            self._idle.append(connection)
-        else:
+    def release(self, connection: Connection, hint: float | None = None) -> None:
+        """A connection whose exchange is complete: kept idle for ``keep_alive``
+        seconds, or ``hint`` (the backend's ``Keep-Alive: timeout``) less the margin
+        when that is sooner; closed at once when there is no time or no room."""
+        lifetime = self._keep_alive
+        if hint is not None:
+            lifetime = min(lifetime, hint - KEEP_ALIVE_MARGIN)
+        if lifetime <= 0 or len(self._idle) >= self._max_idle:
             connection.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        connection.idle_until = self.clock.seconds() + lifetime
+        self._idle.append(connection)
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(lifetime, self._expire)
+        elif self._sweep.getTime() > connection.idle_until:  # a shorter hint than the rest
+            self._sweep.reset(lifetime)
+
+    def _expire(self) -> None:
+        """Close the idle connections whose time is up; come back for the next one."""
+        self._sweep = None
+        now = self.clock.seconds()
+        expired = [c for c in self._idle if c.idle_until <= now]
+        self._idle = [c for c in self._idle if c.idle_until > now]
+        for connection in expired:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+        if self._idle:
+            due = min(connection.idle_until for connection in self._idle)
+            self._sweep = self.clock.callLater(due - now, self._expire)
 
     def forget(self, connection: Connection) -> None:
         self._open.discard(connection)
@@ -503,6 +621,9 @@ class ConnectionPool:
 
     def close(self) -> None:
         """Drop every connection (shutdown): idle ones and those mid-exchange."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._idle.clear()
         for connecting in list(self._connecting):
             connecting.cancel()

@@ -91,9 +91,12 @@ class Stream:
     def resume(self) -> None:
         """Not passed on to the child (see ``Call.pause``)."""
 
-    def finish(self) -> None:
+    def forget(self) -> None:
         if self in self.owner.streams:
             self.owner.streams.remove(self)
+
+    def finish(self) -> None:
+        self.forget()
         if not self.done.called:
             self.done.callback(None)
 
@@ -270,16 +273,19 @@ class StdioSession:
             self.child.send(jsonrpc.dumps(jsonrpc.error_response(message["id"], error)))
 
     def end_call(self, call: Call, error: UpstreamError | None = None) -> None:
-        if self.calls.get(call.request_id) is call:
-            del self.calls[call.request_id]
-        if call.timer is not None and call.timer.active():
-            call.timer.cancel()
+        self._forget(call)
         if call.done.called:
             return
         if error is None:
             call.done.callback(None)
         else:
             call.done.errback(error)
+
+    def _forget(self, call: Call) -> None:
+        if self.calls.get(call.request_id) is call:
+            del self.calls[call.request_id]
+        if call.timer is not None and call.timer.active():
+            call.timer.cancel()
 
     async def post(
         self,
@@ -362,7 +368,10 @@ class StdioSession:
         try:
             await call.done
         finally:
-            self.end_call(call)  # when cancelled (Calls.cancel): forgotten all the same
+            # Cancelled (Calls.cancel) or closed: forgotten all the same.  Only forgotten:
+            # firing call.done here would resume this very coroutine while it runs (a
+            # coroutine closed by the collector raises "coroutine already executing").
+            self._forget(call)
 
     async def stream(self, sink: MessageSink, on_reader: Callable[[BodyReader], None]) -> None:
         stream = Stream(self, sink)
@@ -371,7 +380,7 @@ class StdioSession:
         try:
             await stream.done
         finally:
-            stream.finish()
+            stream.forget()  # as in _request: never fire the Deferred this coroutine awaits
 
     async def stop(self) -> None:
         """Stop for good: calls fail, streams end, the child is asked to exit."""

@@ -54,7 +54,7 @@ class Body(Protocol):
 async def exchange(path):
     port = listening.getHost().port
     target = Target(f"http://127.0.0.1:{port}{path}", reactor, BrowserLikePolicyForHTTPS(), 5)
-    pool = ConnectionPool(target, 4, reactor)
+    pool = ConnectionPool(target, 4, reactor, keep_alive=4.0)
     response = await pool.request(target.head(b"GET", [], None), None, 5)
     done = defer.Deferred()
     response.deliverBody(Body(done))
@@ -82,9 +82,11 @@ async def main():
 server = Factory.forProtocol(Upstream)
 server.noisy = False
 listening = reactor.listenTCP(0, server, interface="127.0.0.1")
-done = defer.ensureDeferred(main())
-done.addErrback(lambda failure: print(json.dumps({"error": failure.getTraceback()})))
-done.addBoth(lambda _: reactor.stop())
+def start():
+    done = defer.ensureDeferred(main())
+    done.addErrback(lambda failure: print(json.dumps({"error": failure.getTraceback()})))
+    done.addBoth(lambda _: reactor.stop())
+reactor.callWhenRunning(start)
 reactor.run()
 """
 

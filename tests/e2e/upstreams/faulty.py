@@ -10,6 +10,11 @@ first path segment::
     /hang/mcp      never answers (until aigw gives up and closes the connection)
     /close/mcp     closes the connection before answering
     /ok/mcp        answers like FakeUpstream
+    /stale/mcp     answers like FakeUpstream, but closes unanswered a ``tools/list`` or
+                   ``tools/call`` that comes on a connection which served a request
+                   before, as a server whose idle timer fires as the request arrives
+                   (prints ``SEEN <method>`` or ``STALE <method>``;
+                   tests/e2e/test_keep_alive.py)
 
 Every ``tools/call`` whose connection aigw closed before an answer prints
 ``GONE <mode>``, every ``notifications/cancelled`` prints ``CANCELLED <mode>``,
@@ -59,6 +64,8 @@ class Faulty(Resource):
         method = body.get("method") if isinstance(body, dict) else None
         if method == "notifications/cancelled":
             print(f"CANCELLED {mode}", flush=True)
+        if mode == "stale":
+            return self._stale(request, method)
         if method != "tools/call" or mode == "ok":
             return self.upstream.render_POST(request)
         if mode == "html":
@@ -75,6 +82,16 @@ class Faulty(Resource):
             return NOT_DONE_YET
         request.notifyFinish().addErrback(lambda _: print(f"GONE {mode}", flush=True))
         return NOT_DONE_YET
+
+    def _stale(self, request: Request, method: Any) -> Any:
+        channel: Any = request.channel
+        if getattr(channel, "served_one", False) and method in ("tools/list", "tools/call"):
+            print(f"STALE {method}", flush=True)
+            channel.transport.loseConnection()
+            return NOT_DONE_YET
+        channel.served_one = True
+        print(f"SEEN {method}", flush=True)
+        return self.upstream.render_POST(request)
 
 
 def main() -> None:

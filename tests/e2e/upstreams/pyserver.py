@@ -23,6 +23,10 @@ With ``--many-tools``: 30 more tools ``t00``..``t29`` and ``tools/list`` pages o
 resource ``test://static/hello``, a counter resource ``test://counter`` that can be
 subscribed to, and a template ``test://items/{item_id}``.
 
+``--keep-alive SECONDS`` closes a connection idle that long (uvicorn's
+``timeout_keep_alive``, 5 s unless told); ``--advertise-keep-alive`` also says so in
+each response, ``Keep-Alive: timeout=SECONDS``, as Node's HTTP server does.
+
 With ``--auth-issuer ISSUER`` it is itself an OAuth protected resource (the SDK's own
 resource-server support, JWTs checked against the issuer's JWKS, audience
 ``http://127.0.0.1:N/mcp``): a reference to compare the gateway with, and what the
@@ -359,6 +363,23 @@ def build_server(
     return server
 
 
+class AdvertiseKeepAlive:
+    """ASGI wrapper: every response says how long the server keeps an idle connection
+    (``Keep-Alive: timeout=N``, the header Node's HTTP server sends)."""
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app = app
+        self.field = (b"keep-alive", f"timeout={seconds:g}".encode())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_with_field(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.field]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_field if scope["type"] == "http" else send)
+
+
 class ModernOnly:
     """ASGI wrapper: a server that supports only 2026-07-28 (the SDK's servers are dual-era).
 
@@ -438,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
         default="Echo the text back",
         help="what echo says it does (a changed tool: tests/e2e/test_pinning.py)",
     )
+    parser.add_argument("--keep-alive", type=float, default=5.0, help="idle seconds kept")
+    parser.add_argument("--advertise-keep-alive", action="store_true")
     args = parser.parse_args(argv)
 
     server = build_server(
@@ -453,7 +476,15 @@ def main(argv: list[str] | None = None) -> None:
         stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"
     )
     served: Any = ModernOnly(app) if args.modern_only else app
-    config = uvicorn.Config(served, host="127.0.0.1", port=args.port, log_level="warning")
+    if args.advertise_keep_alive:
+        served = AdvertiseKeepAlive(served, args.keep_alive)
+    config = uvicorn.Config(
+        served,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=args.keep_alive,  # type: ignore[arg-type]  (a float works)
+    )
     userver = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -158,6 +158,17 @@ class DurationAndSizeTests(ConfigTestCase):
         )
         self.assertEqual(config.sessions.ttl, 86400.0)
 
+    def test_keep_alive_timeout_is_a_duration_above_zero_and_4s_by_default(self) -> None:
+        self.assertEqual(parse_config(MINIMAL, env={}).backends[0].keep_alive_timeout, 4.0)
+        config = parse_config(MINIMAL + "    keep_alive_timeout: 1500ms\n", env={})
+        self.assertEqual(config.backends[0].keep_alive_timeout, 1.5)
+        self.assertProblem(
+            MINIMAL + "    keep_alive_timeout: 0\n",
+            "backends[0].keep_alive_timeout",
+            8,
+            "more than 0",
+        )
+
     def test_negative_duration_is_rejected(self) -> None:
         self.assertProblem(MINIMAL + "    timeout: -3\n", "backends[0].timeout", 8, "more than 0")
 

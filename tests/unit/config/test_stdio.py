@@ -55,6 +55,8 @@ class StdioKeysTests(ConfigTestCase):
     def test_http_keys_do_not_go_with_command(self) -> None:
         text = stdio("max_connections: 4")
         self.assertProblem(text, "backends[0].max_connections", 8, "does not go with 'command'")
+        text = stdio("keep_alive_timeout: 2s")
+        self.assertProblem(text, "backends[0].keep_alive_timeout", 8, "does not go with 'command'")
 
     def test_upstream_credentials_do_not_go_with_command(self) -> None:
         """backends[].auth sets HTTP headers; a stdio child gets its secrets through env."""

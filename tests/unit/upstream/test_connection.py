@@ -108,7 +108,7 @@ class ConnectionTests(SynchronousTestCase):
         self.server = ScriptedServer(reactor)
         url = f"http://127.0.0.1:{self.network.serve(self.server)}/mcp?x=1"
         self.target = Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
-        self.pool = ConnectionPool(self.target, 4, reactor)
+        self.pool = ConnectionPool(self.target, 4, reactor, keep_alive=4.0)
         self.addCleanup(self._close)
 
     def _close(self) -> None:

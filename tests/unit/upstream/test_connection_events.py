@@ -35,7 +35,7 @@ class PoolEventsTests(SynchronousTestCase):
         self.observer = RecordingObserver()
         self.target = Target(URL, self.reactor, BrowserLikePolicyForHTTPS(), 5)
         self.pool = ConnectionPool(
-            self.target, 4, self.reactor, observer=self.observer, backend="files"
+            self.target, 4, self.reactor, keep_alive=4.0, observer=self.observer, backend="files"
         )
 
     def request(self) -> Deferred[UpstreamResponse]:
@@ -124,7 +124,7 @@ class PoolEventsTests(SynchronousTestCase):
         self.assertEqual(self.observer.connections, [])
 
     def test_no_observer_no_reports(self) -> None:
-        pool = ConnectionPool(self.target, 4, self.reactor)
+        pool = ConnectionPool(self.target, 4, self.reactor, keep_alive=4.0)
         d = ensureDeferred(pool.request(self.target.head(b"GET", [], None), None))
         self.reactor.tcpClients[0][2].clientConnectionFailed(
             None, Failure(ConnectionRefusedError())

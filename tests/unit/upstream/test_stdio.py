@@ -280,6 +280,23 @@ class RoutingTests(StdioTestCase):
         self.assertEqual(got, [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])  # its timer too
 
+    def test_a_call_or_stream_closed_while_waiting_fires_nothing(self) -> None:
+        """The collector closes a coroutine abandoned mid-wait (its session dropped):
+        it is forgotten without firing the Deferred it awaits, which would resume it
+        while it runs ("coroutine already executing", an unhandled error in Deferred)."""
+        child, session_id = self.open()
+        got: list[Any] = []
+        calling = self.upstream.post(request(10, "tools/call"), got.append, session_id)
+        streaming = self.upstream.get_stream(got.append, session_id, None, None, lambda r: None)
+        waiting = [ensureDeferred(calling), ensureDeferred(streaming)]
+        calling.close()
+        streaming.close()
+        self.assertEqual([w.called for w in waiting], [False, False])
+        child.say({"jsonrpc": "2.0", "id": 10, "result": {}})
+        child.say({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        self.assertEqual(got, [])  # neither the call nor the stream is there any more
+        self.assertEqual(self.reactor.getDelayedCalls(), [])  # the call's timer too
+
     def test_a_body_on_several_lines_is_sent_on_one(self) -> None:
         child, session_id = self.open()
         body = json.dumps(
