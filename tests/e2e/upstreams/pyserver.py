@@ -425,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         "--modern-only", action="store_true", help="refuse every era but 2026-07-28"
     )
     parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)...")
+    parser.add_argument("--tls-key", help="...and this key (PEM)")
     parser.add_argument("--many-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=10)
     parser.add_argument(
@@ -453,7 +455,15 @@ def main(argv: list[str] | None = None) -> None:
         stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"
     )
     served: Any = ModernOnly(app) if args.modern_only else app
-    config = uvicorn.Config(served, host="127.0.0.1", port=args.port, log_level="warning")
+    config = uvicorn.Config(
+        served,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+    )
+    scheme = "https" if args.tls_cert else "http"
     userver = uvicorn.Server(config)
 
     async def serve() -> None:
@@ -462,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
             with anyio.fail_after(20):
                 while not userver.started:  # noqa: ASYNC110 (uvicorn offers no event)
                     await anyio.sleep(0.02)
-            print(f"READY http://127.0.0.1:{args.port}/mcp", flush=True)
+            print(f"READY {scheme}://127.0.0.1:{args.port}/mcp", flush=True)
 
     anyio.run(serve)
     sys.exit(0)
