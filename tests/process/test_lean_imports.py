@@ -41,7 +41,7 @@ def test_no_state_dir_never_imports_sqlite() -> None:
 
 
 def test_native_config_of_plain_http_backends_never_imports_envoy_stdio_or_token_clients() -> None:
-    modules = ("aigw.config.envoy.route", "aigw.upstream.stdio", "aigw.upstream.token_exchange")
+    modules = ("aigw.config.envoy", "aigw.upstream.stdio", "aigw.upstream.token_exchange")
     assert imported("url", None, *modules) == ["False", "False", "False"]
 
 
