@@ -23,6 +23,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from aigw.tls import AgentEndpoints
+
 
 class Timer(Protocol):
     """What ``callLater`` returns (``IDelayedCall``)."""
@@ -53,10 +55,12 @@ class HTTPClient(Protocol):
 
 
 class TreqClient:
-    """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``."""
+    """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``.  Its TLS is
+    aigw's (``tls.AgentEndpoints``): loaded on the first ``https`` request."""
 
     def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
-        agent: Any = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
+        endpoints = AgentEndpoints(reactor, connect_timeout)
+        agent: Any = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
         self._client = TreqHTTPClient(agent)
 
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 
 from twisted.application.service import IService
-from twisted.internet import reactor
 from twisted.python import usage
 
+from aigw import tls
 from aigw.config import EX_CONFIG, Config, ConfigError, command_line, format_problems, load_config
 from aigw.config.command_line import DEFAULT_LISTEN, NO_AUTH_WARNING
 from aigw.config.read import ServersFile
@@ -48,7 +48,12 @@ class Options(usage.Options):
     loaded: Config
 
     def postOptions(self) -> None:
-        """Load and validate the config once, before anything starts (EX_CONFIG on error)."""
+        """Load and validate the config once, before anything starts (EX_CONFIG on error).
+
+        TLS is held back first: the config's endpoint strings let it in for a TLS
+        listener, aigw's clients on their first ``https`` connection (aigw/tls.py).
+        The reactor is installed after this, by ``makeService``."""
+        tls.hold_back()
         servers = self._servers()
         try:
             if servers is None:
@@ -88,6 +93,8 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """Build the gateway's service tree from the validated config."""
+    from twisted.internet import reactor
+
     from aigw.runtime import tune_garbage_collector
     from aigw.service import GatewayService
 

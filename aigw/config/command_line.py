@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 import yaml
-from twisted.internet import endpoints
 from yaml.error import Mark
 
 from aigw.config import jsonnodes, mcp_servers, values
@@ -119,7 +118,11 @@ def _flag(ctx: cp.Context, flag: str, text: str, convert: cp.Converter[str]) -> 
 
 
 def _listening_on(listen: str) -> tuple[str, str | None, int | None]:
-    """The kind of endpoint (``TCP``, ``SSL``, ``UNIX``...), its interface and its port."""
+    """The kind of endpoint (``TCP``, ``SSL``, ``UNIX``...), its interface and its port;
+    the string was validated first (``values.endpoint``), which imported Twisted's parser
+    (not at this module's import: aigw/tls.py)."""
+    from twisted.internet import endpoints
+
     kind, args, kwargs = endpoints._parseServer(listen, None)
     if not isinstance(kind, str):  # tcp6 and systemd are parsed by plugins
         name = listen.split(":", 1)[0].upper()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
-from aigw.config import envoy, fields, jsonnodes, mcp_servers, secrets
+from aigw.config import fields, jsonnodes, mcp_servers, secrets
 from aigw.config import nodes as cp
+from aigw.config.envoy_detect import is_envoy
 from aigw.config.errors import ConfigError, Problem, in_file_order
 from aigw.config.model import (
     HTTP_KEYS,
@@ -31,6 +33,9 @@ from aigw.config.model import (
     Config,
     IntrospectionConfig,
 )
+
+if TYPE_CHECKING:
+    from aigw.config.envoy import Translation
 
 _backend = fields.section_of(BackendConfig)
 
@@ -322,7 +327,7 @@ def _check_state(root: cp.Section, config: Config) -> None:
 
 
 def _problems(
-    ctx: cp.Context, elsewhere: list[Problem], translation: envoy.Translation | None = None
+    ctx: cp.Context, elsewhere: list[Problem], translation: Translation | None = None
 ) -> list[Problem]:
     """The problems found, the config file's in file order, then the imported file's;
     an Envoy-format file's said with its own key paths."""
@@ -343,7 +348,9 @@ def _parse(
 ) -> Config:
     ctx = cp.Context(env=env, base_dir=base_dir)
     translation = None
-    if envoy.is_envoy(text):  # the Envoy AI Gateway's standalone format (envoy/)
+    if is_envoy(text):  # the Envoy AI Gateway's standalone format (envoy/)
+        from aigw.config import envoy
+
         translation = envoy.translate(ctx, text)
         node: cp.Node | None = None if translation is None else translation.root
     else:

@@ -14,8 +14,7 @@ import os
 import re
 import urllib.parse
 
-from twisted.internet import endpoints
-
+from aigw import tls
 from aigw.config import nodes as cp
 from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
 from aigw.sealed.sealer import MIN_SECRET_BYTES
@@ -138,6 +137,11 @@ def endpoint(ctx: cp.Context, path: str, node: cp.Node) -> str | None:
 
 
 def _endpoint_problem(description: str) -> str | None:
+    # An ssl: (or a plugin's) string needs TLS to parse and later to listen: loaded now,
+    # before twistd installs the reactor (aigw/tls.py).
+    tls.allow_for_endpoint(description)
+    from twisted.internet import endpoints
+
     try:
         if description.split(":", 1)[0] == "systemd":
             # Building it needs LISTEN_FDS, which exist only once systemd starts us.

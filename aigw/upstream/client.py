@@ -20,14 +20,13 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet import ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
+from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from aigw.config import BackendConfig
@@ -64,20 +63,6 @@ _ACCEPT_ANY = b"application/json, text/event-stream"
 
 def _always() -> bool:
     return True
-
-
-def _trust_policy(ca_file: str | None) -> BrowserLikePolicyForHTTPS:
-    """Verified TLS (service-identity checks the host name); an optional private CA."""
-    if ca_file is None:
-        return BrowserLikePolicyForHTTPS()
-    with open(ca_file, "rb") as handle:
-        pem = handle.read()
-    certificates = [
-        ssl.Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part)
-        for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
-    ]
-    trust_root = ssl.trustRootFromCertificates(certificates)
-    return BrowserLikePolicyForHTTPS(trustRoot=trust_root)
 
 
 class _BoundedRead(Protocol):
@@ -297,7 +282,7 @@ class Upstream:
         self.clock = reactor
         if config.url is None:
             raise ValueError(f"backend {config.name!r} has no url (a stdio backend: see factory)")
-        target = Target(config.url, reactor, _trust_policy(config.ca_file), config.connect_timeout)
+        target = Target(config.url, reactor, config.connect_timeout, config.ca_file)
         self.connections = ConnectionPool(
             target,
             config.max_connections,

@@ -53,22 +53,20 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IOpenSSLClientConnectionCreator,
     IProtocol,
-    IProtocolFactory,
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
+from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.tls import client_endpoint
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
 MAX_HEAD_BYTES = 64 * 1024
@@ -123,8 +121,9 @@ class Target:
     """Where one backend lives: parsed once, with the endpoint to reach it."""
 
     def __init__(
-        self, url: str, reactor: Any, policy: BrowserLikePolicyForHTTPS, connect_timeout: float
+        self, url: str, reactor: Any, connect_timeout: float, ca_file: str | None = None
     ) -> None:
+        """``ca_file``: for ``https``, the only certificates trusted (else the system's)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -139,8 +138,8 @@ class Target:
         self.host_header = (host_field if default_port else f"{host_field}:{port}").encode("ascii")
         endpoint = _tcp_endpoint(reactor, host, port, connect_timeout)
         if secure:
-            creator = policy.creatorForNetloc(host.encode("idna"), port)
-            endpoint = _TLSEndpoint(creator, endpoint, reactor)
+            name = host.encode("idna").decode("ascii")
+            endpoint = client_endpoint(endpoint, name, reactor, ca_file)
         self.endpoint = endpoint
 
     def head(
@@ -167,29 +166,6 @@ def _tcp_endpoint(
         return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=connect_timeout)
     kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
     return kind(reactor, host, port, timeout=connect_timeout)
-
-
-@implementer(IStreamClientEndpoint)
-class _TLSEndpoint:
-    """TLS over ``endpoint``, as ``wrapClientTLS`` makes it but with aigw's reactor as
-    the clock of TLS's write buffering: ``wrapClientTLS`` takes no clock in the
-    Twisted releases aigw supports (23.10 and 24.x), so TLS would use the global
-    reactor."""
-
-    def __init__(
-        self,
-        creator: IOpenSSLClientConnectionCreator,
-        endpoint: IStreamClientEndpoint,
-        clock: IReactorTime,
-    ) -> None:
-        self._creator = creator
-        self._endpoint = endpoint
-        self._clock = clock
-
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        tls = TLSMemoryBIOFactory(self._creator, True, protocolFactory, clock=self._clock)
-        connecting: Deferred[Any] = self._endpoint.connect(tls)
-        return connecting.addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 @implementer(IPushProducer)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,27 @@ def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Re
         },
     }
     return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)
+
+
+def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
+    """Rewrite the gateway's file with ``edit``, then SIGHUP (as ``systemctl reload``)."""
+    with open(gateway.config_path) as handle:
+        text = handle.read()
+    with open(gateway.config_path, "w") as handle:
+        handle.write(edit(text))
+    signal_reload(gateway)
+
+
+def signal_reload(gateway: Gateway) -> None:
+    """SIGHUP; returns once aigw logged the reload's outcome."""
+
+    def outcomes() -> int:
+        log = gateway.process.log()
+        return log.count("reloaded ") + log.count("reload failed")
+
+    done = outcomes()
+    gateway.process.popen.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while outcomes() == done:
+        assert time.monotonic() < deadline, gateway.process.log_tail()
+        time.sleep(0.05)

@@ -6,9 +6,7 @@ holds the next request of an existing token to them."""
 
 from __future__ import annotations
 
-import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -16,7 +14,7 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, backend_yaml, mcp_post, start_gateway
+from .aigw import Gateway, backend_yaml, edit_and_reload, mcp_post, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
@@ -53,30 +51,6 @@ def reload_with(gateway: Gateway, backends: list[tuple[str, str]]) -> None:
         return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
 
     edit_and_reload(gateway, rewrite)
-
-
-def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
-    """Rewrite the gateway's file with ``edit``, then SIGHUP (as ``systemctl reload``)."""
-    with open(gateway.config_path) as handle:
-        text = handle.read()
-    with open(gateway.config_path, "w") as handle:
-        handle.write(edit(text))
-    signal_reload(gateway)
-
-
-def signal_reload(gateway: Gateway) -> None:
-    """SIGHUP; returns once aigw logged the reload's outcome."""
-
-    def outcomes() -> int:
-        log = gateway.process.log()
-        return log.count("reloaded ") + log.count("reload failed")
-
-    done = outcomes()
-    gateway.process.popen.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while outcomes() == done:
-        assert time.monotonic() < deadline, gateway.process.log_tail()
-        time.sleep(0.05)
 
 
 async def test_reload_adds_then_removes_a_backend_for_a_connected_client(

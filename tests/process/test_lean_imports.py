@@ -41,7 +41,7 @@ def test_no_state_dir_never_imports_sqlite() -> None:
 
 
 def test_native_config_of_plain_http_backends_never_imports_envoy_stdio_or_token_clients() -> None:
-    modules = ("aigw.config.envoy.route", "aigw.upstream.stdio", "aigw.upstream.token_exchange")
+    modules = ("aigw.config.envoy", "aigw.upstream.stdio", "aigw.upstream.token_exchange")
     assert imported("url", None, *modules) == ["False", "False", "False"]
 
 
@@ -51,3 +51,9 @@ def test_command_backend_imports_stdio() -> None:
 
 def test_state_dir_opens_the_sqlite_store(tmp_path: Path) -> None:
     assert imported("url", tmp_path, "sqlite3", "aigw.store.sqlite") == ["True", "True"]
+
+
+def test_klein_routes_without_werkzeugs_development_server_and_test_client() -> None:
+    """aigw/web/__init__.py: werkzeug's package conveniences are left out."""
+    modules = ("werkzeug.routing", "werkzeug.serving", "werkzeug.test", "werkzeug.wrappers")
+    assert imported("url", None, *modules) == ["True", "False", "False", "False"]

@@ -23,7 +23,6 @@ import gc, json
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogBeginner
-from twisted.web.client import BrowserLikePolicyForHTTPS
 from aigw.upstream.connection import ConnectionPool, Target
 
 factory_logs = []  # the connections' factories Twisted logged (their names, not them)
@@ -53,7 +52,7 @@ class Body(Protocol):
 
 async def exchange(path):
     port = listening.getHost().port
-    target = Target(f"http://127.0.0.1:{port}{path}", reactor, BrowserLikePolicyForHTTPS(), 5)
+    target = Target(f"http://127.0.0.1:{port}{path}", reactor, 5)
     pool = ConnectionPool(target, 4, reactor, keep_alive=4.0)
     response = await pool.request(target.head(b"GET", [], None), None, 5)
     done = defer.Deferred()

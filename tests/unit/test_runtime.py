@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import linecache
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.runtime import YOUNG_THRESHOLD, tune_garbage_collector
+from aigw.runtime import ATTRS_SOURCE, YOUNG_THRESHOLD, tune_garbage_collector
 
 
 class GarbageCollectorTests(SynchronousTestCase):
@@ -30,3 +32,13 @@ class GarbageCollectorTests(SynchronousTestCase):
         first.other, second.other = second, first
         del first, second
         self.assertGreaterEqual(gc.collect(), 2)
+
+    def test_attrs_generated_source_is_forgotten_and_its_classes_still_work(self) -> None:
+        @attrs.frozen
+        class Point:
+            x: int
+
+        self.assertTrue(any(name.startswith(ATTRS_SOURCE) for name in linecache.cache))
+        tune_garbage_collector()
+        self.assertFalse(any(name.startswith(ATTRS_SOURCE) for name in linecache.cache))
+        self.assertEqual(Point(1), Point(x=1))

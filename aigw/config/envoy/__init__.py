@@ -19,8 +19,9 @@ import os
 from collections.abc import Mapping
 
 from aigw.config import nodes as cp
-from aigw.config.envoy.documents import Resource, Translation, Translator, is_envoy, parse, read
+from aigw.config.envoy.documents import Resource, Translation, Translator, parse, read
 from aigw.config.envoy.render import render
+from aigw.config.envoy_detect import is_envoy
 from aigw.config.errors import ConfigError, Problem
 
 __all__ = [
@@ -37,8 +38,8 @@ __all__ = [
 def translate(ctx: cp.Context, text: str) -> Translation | None:
     """The native config the Envoy-format ``text`` stands for; None when a problem was found
     (each reported in ``ctx`` with its Envoy key path and line).  The resources' readers
-    are imported here, not with the package: ``is_envoy`` runs on every native config
-    too, and a gateway of a native config never loads them (docs/performance.md)."""
+    are imported here, not with the package, which itself is imported only once
+    ``envoy_detect.is_envoy`` said the file is in this format (docs/performance.md)."""
     from aigw.config.envoy import route
 
     translator = Translator(ctx)

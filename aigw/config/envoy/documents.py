@@ -28,21 +28,6 @@ _TOP_KEYS = ("apiVersion", "kind", "metadata", "spec")
 _SECRET_KEYS = ("apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable")
 
 
-def _names(node: cp.Node) -> list[str]:
-    if not isinstance(node, cp.MappingNode):
-        return []
-    return [key.value for key, _ in node.value if isinstance(key, cp.ScalarNode)]
-
-
-def is_envoy(text: str) -> bool:
-    """Whether ``text`` is in the Envoy format: some document has ``apiVersion`` and ``kind``."""
-    try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except (yaml.YAMLError, RecursionError):
-        return False
-    return any({"apiVersion", "kind"} <= set(_names(d)) for d in documents if d is not None)
-
-
 def _empty(document: cp.Node | None) -> bool:
     """A document of comments only (between two ``---``) is no resource."""
     return document is None or (

@@ -80,8 +80,10 @@ def start_pyserver(
     extra_args: Sequence[str] = (),
     timeout: float = 30.0,
     modern_only: bool = False,
+    tls: tuple[str, str] | None = None,
 ) -> Upstream:
-    """``python -m tests.e2e.upstreams.pyserver`` on ``http://127.0.0.1:<port>/mcp``."""
+    """``python -m tests.e2e.upstreams.pyserver`` on ``http://127.0.0.1:<port>/mcp``;
+    ``tls``: (certificate file, key file) to serve ``https`` instead."""
     port = port or free_port()
     argv = [python_executable(), "-m", "tests.e2e.upstreams.pyserver", "--port", str(port)]
     if stateless:
@@ -96,6 +98,8 @@ def start_pyserver(
         argv.append("--json-response")
     if auth_issuer is not None:
         argv += ["--auth-issuer", auth_issuer]
+    if tls is not None:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     argv += list(extra_args)
     proc = start_process(
         argv,
@@ -103,4 +107,5 @@ def start_pyserver(
         timeout=timeout,
         name="pyserver-stateless" if stateless else "pyserver",
     )
-    return Upstream("pyserver", f"http://127.0.0.1:{port}/mcp", port, proc)
+    scheme = "http" if tls is None else "https"
+    return Upstream("pyserver", f"{scheme}://127.0.0.1:{port}/mcp", port, proc)

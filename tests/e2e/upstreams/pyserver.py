@@ -446,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
         "--modern-only", action="store_true", help="refuse every era but 2026-07-28"
     )
     parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)...")
+    parser.add_argument("--tls-key", help="...and this key (PEM)")
     parser.add_argument("--many-tools", action="store_true")
     parser.add_argument("--page-size", type=int, default=10)
     parser.add_argument(
@@ -484,7 +486,10 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level="warning",
         timeout_keep_alive=args.keep_alive,  # type: ignore[arg-type]  (a float works)
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
     )
+    scheme = "https" if args.tls_cert else "http"
     userver = uvicorn.Server(config)
 
     async def serve() -> None:
@@ -493,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
             with anyio.fail_after(20):
                 while not userver.started:  # noqa: ASYNC110 (uvicorn offers no event)
                     await anyio.sleep(0.02)
-            print(f"READY http://127.0.0.1:{args.port}/mcp", flush=True)
+            print(f"READY {scheme}://127.0.0.1:{args.port}/mcp", flush=True)
 
     anyio.run(serve)
     sys.exit(0)

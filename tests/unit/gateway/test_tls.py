@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
 
 from aigw.config import BackendConfig
+from tests.certificates import write_self_signed
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import GatewayTestCase, initialize_message
 from tests.unit.memory import run
 
 
 def self_signed(directory: str) -> tuple[str, ssl.PrivateCertificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    path = os.path.join(directory, "ca.pem")
-    with open(path, "wb") as handle:
-        handle.write(cert_pem)
-    return path, ssl.PrivateCertificate.loadPEM(cert_pem + key_pem)
+    cert_file, key_file = write_self_signed(directory)
+    with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
+        return cert_file, ssl.PrivateCertificate.loadPEM(cert.read() + key.read())
 
 
 class UpstreamTLSTests(GatewayTestCase):

@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
+from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from aigw.upstream.connection import (
@@ -107,7 +107,7 @@ class ConnectionTests(SynchronousTestCase):
         reactor = self.network.reactor
         self.server = ScriptedServer(reactor)
         url = f"http://127.0.0.1:{self.network.serve(self.server)}/mcp?x=1"
-        self.target = Target(url, reactor, BrowserLikePolicyForHTTPS(), 5)
+        self.target = Target(url, reactor, 5)
         self.pool = ConnectionPool(self.target, 4, reactor, keep_alive=4.0)
         self.addCleanup(self._close)
 
@@ -301,7 +301,7 @@ class ConnectionTests(SynchronousTestCase):
 
 class TargetTests(SynchronousTestCase):
     def target(self, url: str) -> Target:
-        return Target(url, MemoryReactorClock(), BrowserLikePolicyForHTTPS(), 5)
+        return Target(url, MemoryReactorClock(), 5)
 
     def test_default_ports_are_left_out_of_host(self) -> None:
         """RFC 9110 section 7.2: Host is the authority, the port only when it is not the default."""

@@ -15,7 +15,6 @@ from twisted.internet.interfaces import IProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from aigw.config import BackendConfig
 from aigw.events import UpstreamConnection
@@ -33,7 +32,7 @@ class PoolEventsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.observer = RecordingObserver()
-        self.target = Target(URL, self.reactor, BrowserLikePolicyForHTTPS(), 5)
+        self.target = Target(URL, self.reactor, 5)
         self.pool = ConnectionPool(
             self.target, 4, self.reactor, keep_alive=4.0, observer=self.observer, backend="files"
         )

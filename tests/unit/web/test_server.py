@@ -66,6 +66,27 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertIn(b"got 10 bytes", transport.value())
 
 
+class FormBodyTests(SynchronousTestCase):
+    def test_a_form_encoded_body_is_left_as_it_came(self) -> None:
+        """aigw reads no form bodies: Twisted does not parse them into ``args`` (nor its
+        Content-Type, with ``email``), the body reaches the resource whole."""
+        seen: list[dict[bytes, list[bytes]]] = []
+
+        class Args(Echo):
+            def render_POST(self, request):  # type: ignore[no-untyped-def]
+                seen.append(dict(request.args))
+                return super().render_POST(request)
+
+        site = BoundedSite(Args(), ServerConfig(), Clock(), access_log=False)
+        channel, transport = connect(site)
+        channel.dataReceived(
+            b"POST /x?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\na=1"
+        )
+        self.assertIn(b"got 3 bytes", transport.value())
+        self.assertEqual(seen, [{b"q": [b"1"]}])
+
+
 class HeaderLimitTests(SynchronousTestCase):
     def assertRefused(self, transport: StringTransport, status: bytes, error: str) -> None:
         """A short JSON answer with ``Connection: close``, then the connection closes."""
