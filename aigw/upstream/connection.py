@@ -53,6 +53,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -62,6 +63,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.tcp_writes import batch_writes
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
 MAX_HEAD_BYTES = 64 * 1024
@@ -255,6 +257,13 @@ class Connection(Protocol):
         #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
         self._dropped = False
         self.lost = False
+
+    def connectionMade(self) -> None:
+        # One write per request (head and body together), sent at once: no wait for
+        # the next reactor iteration (aigw/tcp_writes.py), nor for Nagle.
+        batch_writes(self.transport)
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
 
     def request(
         self, head: bytes, body: bytes | None, timeout: float | None = None

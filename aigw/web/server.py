@@ -29,6 +29,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from aigw.config import ServerConfig
+from aigw.tcp_writes import batch_writes
 
 
 def _memoize_content_type_parsing() -> None:
@@ -127,6 +128,7 @@ class BoundedChannel(HTTPChannel):
     _local: IAddress | None = None
 
     def connectionMade(self) -> None:
+        batch_writes(self.transport)
         super().connectionMade()  # type: ignore[no-untyped-call]
         self.site.connections.add(self)
 
