@@ -46,7 +46,6 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IOpenSSLClientConnectionCreator,
     IProtocol,
     IProtocolFactory,
@@ -62,6 +61,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
+from aigw.deadline import Deadline
 from aigw.events import GatewayObserver, UpstreamConnection
 from aigw.tcp_writes import batch_writes
 
@@ -253,14 +253,16 @@ class Connection(Protocol):
         self._interim = False
         self._before_head = 0
         self._chunks: list[bytes] = []
-        self._timer: IDelayedCall | None = None
+        #: The answer timeout: one pending call per connection, not one per request.
+        self._answer_deadline = Deadline(pool.clock, self._timed_out)
         #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
         self._dropped = False
         self.lost = False
 
     def connectionMade(self) -> None:
-        # One write per request (head and body together), sent at once: no wait for
-        # the next reactor iteration (aigw/tcp_writes.py), nor for Nagle.
+        # One write per request (head and body together), sent at the end of the
+        # reactor iteration without waiting for writability (aigw/tcp_writes.py), and
+        # not held back by Nagle's algorithm.
         batch_writes(self.transport)
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
@@ -272,7 +274,7 @@ class Connection(Protocol):
         or fails with TimeoutError when ``timeout`` seconds pass before that."""
         self._parser = httptools.HttpResponseParser(self)
         if timeout is not None:
-            self._timer = self._pool.clock.callLater(timeout, self._timed_out)
+            self._answer_deadline.start(timeout)
         self._fields = {}
         self._head_bytes = self._field_count = 0
         self._head_done = self._complete = self._keep_alive = self._close_delimited = False
@@ -289,14 +291,10 @@ class Connection(Protocol):
         self.abort()
 
     def _timed_out(self) -> None:
-        self._timer = None
         self._broken(TimeoutError("no response head within the timeout"))
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._answer_deadline.stop()
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -399,7 +397,7 @@ class Connection(Protocol):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
         self.lost = True
-        self._stop_timer()
+        self._answer_deadline.cancel()
         self._pool.forget(self)
         if self._parser is None:
             return  # idle, or the exchange already ended

@@ -184,7 +184,32 @@ class IdleAndDrainTests(SynchronousTestCase):
         self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
         self.assertNotIn(b"408", transport.value())
         self.assertFalse(transport.disconnecting)
-        self.assertEqual(clock.getDelayedCalls()[0].getTime() - clock.seconds(), 42)  # idle
+        clock.advance(41.9)  # the idle timeout counts from the last answer: 50 s
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_a_busy_connection_arms_no_timer_per_request(self) -> None:
+        """The head deadline and the idle timeout are one pending call each, at most,
+        however many requests the connection serves (they were made and cancelled
+        per request)."""
+        site, clock = make_site(idle_timeout=50.0, header_timeout=10.0)
+        made: list[float] = []
+        call_later = clock.callLater
+
+        def counting(delay: float, *args: object, **kwargs: object) -> object:
+            made.append(delay)
+            return call_later(delay, *args, **kwargs)
+
+        clock.callLater = counting  # type: ignore[method-assign,assignment]
+        channel, transport = connect(site)
+        for _ in range(100):
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            clock.advance(0.01)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 100)
+        self.assertLessEqual(len(made), 2)
+        self.assertLessEqual(len(clock.getDelayedCalls()), 2)
 
     def test_drain_closes_idle_connections_at_once(self) -> None:
         site, clock = make_site()
