@@ -184,6 +184,51 @@ def _host_check() -> Callable[[], object]:
     return lambda: check.allows(hosts)
 
 
+def keep_alive_request(body: bytes) -> Callable[[], object]:
+    """One request on a kept-alive connection of aigw's ``BoundedSite``, from its bytes to
+    its answer written (a resource that answers ``body``), on the reactor's clock (not
+    running): Twisted's HTTP server per request plus aigw's channel (limits, timers)."""
+    from twisted.internet import reactor
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+
+    from aigw.config import ServerConfig
+    from aigw.web.server import BoundedSite
+
+    class Answer(Resource):
+        isLeaf = True
+
+        def render_POST(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", b"application/json")
+            return body
+
+    site = BoundedSite(Answer(), ServerConfig(), reactor, access_log=False)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    payload = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}'
+    head = (
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:1975\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(payload)
+    )
+    data = head + payload
+
+    def op() -> None:
+        channel.dataReceived(data)
+        if not transport.value().endswith(body):
+            raise ValueError("no answer")
+        transport.clear()
+
+    return op
+
+
+@case("BoundedSite: one keep-alive request, in memory")
+def _keep_alive_request() -> Callable[[], object]:
+    return keep_alive_request(b'{"jsonrpc":"2.0","id":1,"result":{}}')
+
+
 # ---------------------------------------------------------------- async layering
 
 

@@ -57,6 +57,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
+    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -65,7 +66,9 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
+from aigw.deadline import Deadline
 from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.tcp_writes import batch_writes
 from aigw.tls import client_endpoint
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
@@ -265,7 +268,8 @@ class Connection(Protocol):
         self._interim = False
         self._before_head = 0
         self._chunks: list[bytes] = []
-        self._timer: IDelayedCall | None = None
+        #: The answer timeout: one pending call per connection, not one per request.
+        self._answer_deadline = Deadline(pool.clock, self._timed_out)
         #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
         self._dropped = False
         self.lost = False
@@ -275,6 +279,14 @@ class Connection(Protocol):
         #: When aigw closes it if still idle (clock seconds), set as it goes idle.
         self.idle_until = 0.0
 
+    def connectionMade(self) -> None:
+        # One write per request (head and body together), sent at the end of the
+        # reactor iteration without waiting for writability (aigw/tcp_writes.py), and
+        # not held back by Nagle's algorithm.
+        batch_writes(self.transport)
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
+
     def request(
         self, head: bytes, body: bytes | None, timeout: float | None = None
     ) -> Deferred[UpstreamResponse]:
@@ -282,7 +294,7 @@ class Connection(Protocol):
         or fails with TimeoutError when ``timeout`` seconds pass before that."""
         self._parser = httptools.HttpResponseParser(self)
         if timeout is not None:
-            self._timer = self._pool.clock.callLater(timeout, self._timed_out)
+            self._answer_deadline.start(timeout)
         self._fields = {}
         self._head_bytes = self._field_count = 0
         self._head_done = self._complete = self._keep_alive = self._close_delimited = False
@@ -300,14 +312,10 @@ class Connection(Protocol):
         self.abort()
 
     def _timed_out(self) -> None:
-        self._timer = None
         self._broken(TimeoutError("no response head within the timeout"))
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._answer_deadline.stop()
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -411,7 +419,7 @@ class Connection(Protocol):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
         self.lost = True
-        self._stop_timer()
+        self._answer_deadline.cancel()
         self._pool.forget(self)
         if self._parser is None:
             return  # idle, or the exchange already ended

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 
 from aigw.config import ServerConfig
-from aigw.web.server import BoundedChannel, BoundedSite
+from aigw.web.server import BoundedChannel, BoundedSite, _DatePerSecond
 
 
 class Echo(Resource):
@@ -205,7 +207,32 @@ class IdleAndDrainTests(SynchronousTestCase):
         self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
         self.assertNotIn(b"408", transport.value())
         self.assertFalse(transport.disconnecting)
-        self.assertEqual(clock.getDelayedCalls()[0].getTime() - clock.seconds(), 42)  # idle
+        clock.advance(41.9)  # the idle timeout counts from the last answer: 50 s
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_a_busy_connection_arms_no_timer_per_request(self) -> None:
+        """The head deadline and the idle timeout are one pending call each, at most,
+        however many requests the connection serves (they were made and cancelled
+        per request)."""
+        site, clock = make_site(idle_timeout=50.0, header_timeout=10.0)
+        made: list[float] = []
+        call_later = clock.callLater
+
+        def counting(delay: float, *args: object, **kwargs: object) -> object:
+            made.append(delay)
+            return call_later(delay, *args, **kwargs)
+
+        clock.callLater = counting  # type: ignore[method-assign,assignment]
+        channel, transport = connect(site)
+        for _ in range(100):
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            clock.advance(0.01)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 100)
+        self.assertLessEqual(len(made), 2)
+        self.assertLessEqual(len(clock.getDelayedCalls()), 2)
 
     def test_drain_closes_idle_connections_at_once(self) -> None:
         site, clock = make_site()
@@ -250,3 +277,31 @@ class LocalAddressTests(SynchronousTestCase):
         self.assertEqual(transport.value().count(b"HTTP/1.1 200 "), 3)
         self.assertEqual(transport.asked, 1)
         self.assertEqual(channel.getHost(), transport.getHost())
+
+
+class DateHeaderTests(SynchronousTestCase):
+    def test_responses_carry_the_date_formatted_once_a_second(self) -> None:
+        """RFC 9110 §6.6.1: ``Date`` to the second; Twisted formatted it per response."""
+        formatted: list[float] = []
+
+        def counting(seconds: float | None = None) -> bytes:
+            formatted.append(seconds if seconds is not None else -1)
+            return datetimeToString(seconds)
+
+        date = _DatePerSecond(counting)
+        now = [1_800_000_000.25]
+        self.patch(time, "time", lambda: now[0])
+        self.assertEqual(date(), b"Fri, 15 Jan 2027 08:00:00 GMT")
+        now[0] += 0.5
+        self.assertEqual(date(), b"Fri, 15 Jan 2027 08:00:00 GMT")
+        self.assertEqual(formatted, [1_800_000_000])
+        now[0] += 0.5
+        self.assertEqual(date(), b"Fri, 15 Jan 2027 08:00:01 GMT")
+        self.assertEqual(date(0), b"Thu, 01 Jan 1970 00:00:00 GMT")  # a given time: formatted
+
+    def test_the_site_answers_with_the_current_date(self) -> None:
+        self.patch(time, "time", lambda: 1_800_000_000.0)
+        site, _ = make_site()
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertIn(b"\r\nDate: Fri, 15 Jan 2027 08:00:00 GMT\r\n", transport.value())

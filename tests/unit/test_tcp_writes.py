@@ -1,0 +1,141 @@
+"""aigw.tcp_writes: writes to an idle TCP connection leave together at the end of the
+reactor iteration, with no writability registration; anything else (something buffered,
+a closing connection, a socket that takes only part, an error) keeps Twisted's own
+writing, in order."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import tcp
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from aigw import tcp_writes
+from aigw.tcp_writes import BatchedClient, BatchedServer, batch_writes
+
+Pair = tuple[tcp.Server, socket.socket, MemoryReactorClock]
+
+
+def _received(peer: socket.socket) -> bytes:
+    try:
+        return peer.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    """A tcp.Server transport over one end of a socket pair, batched; the other end."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.setblocking(False)
+    reactor = MemoryReactorClock()
+    transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 0, reactor)  # type: ignore[arg-type]
+    batch_writes(transport)
+    yield transport, peer, reactor
+    ours.close()
+    peer.close()
+
+
+def test_writes_leave_together_at_the_end_of_the_iteration(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    assert type(transport) is BatchedServer
+    transport.write(b"HTTP/1.1 200 OK\r\n")
+    transport.writeSequence([b"Content-Length: 2\r\n", b"\r\n", b"{}"])
+    assert _received(peer) == b""  # not yet: the rest of the iteration runs first
+    assert transport not in reactor.getWriters()  # and no writability registration
+    reactor.advance(0)
+    assert _received(peer) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    assert transport not in reactor.getWriters()
+    assert reactor.getDelayedCalls() == []
+
+
+def test_one_flush_per_iteration_for_every_connection(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    ours2, peer2 = socket.socketpair()
+    ours2.setblocking(False)
+    peer2.setblocking(False)
+    other = tcp.Server(ours2, Protocol(), ("127.0.0.1", 2), None, 1, reactor)  # type: ignore[arg-type]
+    batch_writes(other)
+    transport.write(b"one")
+    other.write(b"two")
+    assert len(reactor.getDelayedCalls()) == 1
+    reactor.advance(0)
+    assert (_received(peer), _received(peer2)) == (b"one", b"two")
+    ours2.close()
+    peer2.close()
+
+
+def test_what_the_socket_does_not_take_goes_twisteds_way(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    data = bytes(range(256)) * 40_000  # far more than a socket buffer
+    transport.write(data)
+    reactor.advance(0)
+    assert transport in reactor.getWriters()  # the rest waits for writability
+    transport.write(b"after")  # queued behind it, in order
+    received = b""
+    while len(received) < len(data) + 5:
+        chunk = _received(peer)
+        if not chunk:
+            transport.doWrite()
+        received += chunk
+    assert received == data + b"after"
+    assert transport not in reactor.getWriters()
+
+
+def test_an_error_is_left_to_twisted_to_report(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    peer.close()
+    transport.write(b"to nobody")
+    reactor.advance(0)
+    assert transport in reactor.getWriters()  # the reactor's doWrite meets it and reports it
+    assert isinstance(transport.doWrite(), ConnectionLost)
+
+
+def test_a_connection_closed_before_the_flush_closes_the_ordinary_way(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    transport.write(b"last words")
+    transport.loseConnection()
+    assert transport in reactor.getWriters()  # loseConnection's own registration
+    reactor.advance(0)  # the flush leaves it to that
+    transport.doWrite()
+    assert _received(peer) == b"last words"
+
+
+def test_a_closing_connection_writes_the_ordinary_way(pair: Pair) -> None:
+    transport, _peer, reactor = pair
+    transport.loseConnection()
+    transport.write(b"late")
+    assert reactor.getDelayedCalls() == []
+    assert transport in reactor.getWriters()
+
+
+def test_only_exact_tcp_transports_change() -> None:
+    other = StringTransport()
+    batch_writes(other)
+    assert type(other) is StringTransport
+    assert issubclass(BatchedClient, tcp.Client)
+
+
+def test_a_twisted_without_the_parts_relied_on_keeps_its_own_writing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The subclasses use FileDescriptor's private buffers: a Twisted release that
+    lacks them gets unbatched writes, not a broken transport."""
+    monkeypatch.setattr(tcp_writes, "SUPPORTED", False)
+    ours, peer = socket.socketpair()
+    try:
+        transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 0, MemoryReactorClock())  # type: ignore[arg-type]
+        batch_writes(transport)
+        assert type(transport) is tcp.Server
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_this_twisted_has_the_parts_relied_on() -> None:
+    assert tcp_writes.SUPPORTED
