@@ -30,8 +30,10 @@ import mcp_types as types
 import pytest
 from mcp import MCPError, UrlElicitationRequiredError
 
+from tests.certificates import write_private_ca, write_self_signed
+
 from .aigw import Gateway, start_gateway
-from .harness.authserver import AuthServer
+from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR
@@ -90,15 +92,16 @@ async def sign_in(url: str, user: str) -> httpx2.Response:
         return await http.get(urljoin(url, response.redirect))
 
 
-async def follow(url: str, user: str) -> str:
+async def follow(url: str, user: str, verify: str | bool = True) -> str:
     """Signed in as the link's user, on to the backend's authorization server (the AS's
-    login again), then aigw's callback, whose page is returned."""
+    login again; ``verify``: the CA the browser trusts it with), then aigw's callback,
+    whose page is returned."""
     login = await sign_in(url, user)
     assert login.status_code == 302, login.text
     location = login.headers["location"]
     redirect_uri = parse_qs(urlsplit(location).query)["redirect_uri"][0]
     assert redirect_uri.endswith("/oauth/upstream/callback")
-    response = await authorize(location, user, redirect_uri=redirect_uri)
+    response = await authorize(location, user, redirect_uri=redirect_uri, verify=verify)
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
         page = await http.get(urljoin(url, response.redirect))
     assert page.status_code == 200, page.text
@@ -239,3 +242,91 @@ def assert_not_in_state_dir(gateway: Gateway, secret: bytes) -> None:
     for name in names:
         with open(os.path.join(state, name), "rb") as handle:
             assert secret not in handle.read(), name
+
+
+@pytest.fixture(scope="module")
+def private_ca() -> tuple[str, str, str]:
+    """A private CA, and the server certificate (127.0.0.1) it signed: the CA file, the
+    certificate, its key."""
+    return write_private_ca(tempfile.mkdtemp(prefix="aigw-private-ca-", dir=LOG_DIR))
+
+
+@pytest.fixture(scope="module")
+def private_servers(private_ca: tuple[str, str, str]) -> Iterator[tuple[AuthServer, Upstream]]:
+    """The backend and its own authorization server, both ``https`` with certificates the
+    private CA signed (the backend trusts it to fetch the server's keys)."""
+    ca_file, cert, key = private_ca
+    server = start_auth_server(tls=(cert, key))
+    try:
+        backend = start_pyserver(auth_issuer=server.issuer, tls=(cert, key), ca_file=ca_file)
+        try:
+            yield server, backend
+        finally:
+            backend.stop()
+    finally:
+        server.process.stop()
+
+
+def private_gateway(
+    auth_server: AuthServer, backend: Upstream, plain: Upstream, ca_file: str, user_oauth: str
+) -> Gateway:
+    """``crm`` the private backend (``plain`` beside it: a session opens before the user
+    has a token at ``crm``)."""
+    state = tempfile.mkdtemp(prefix="aigw-user-oauth-tls-state-", dir=LOG_DIR)
+    own = f"ca_file: {ca_file}\nauth:\n  user_oauth: {user_oauth}\n"
+    return start_gateway(
+        [("crm", backend.url, own), ("plain", plain.url)],
+        issuer=auth_server.issuer,
+        extra=f"state_dir: {state}\n",
+    )
+
+
+async def test_a_backend_and_its_server_behind_a_private_ca(
+    auth_server: AuthServer,
+    private_servers: tuple[AuthServer, Upstream],
+    private_ca: tuple[str, str, str],
+    pyserver: Upstream,
+) -> None:
+    """The backend's ``ca_file`` is trusted at its authorization server too (the default
+    of ``auth.user_oauth.ca_file``): discovery, registration, the code exchange."""
+    server, backend = private_servers
+    ca_file = private_ca[0]
+    assert server.issuer.startswith("https://")
+    assert backend.url.startswith("https://")
+    gateway = private_gateway(auth_server, backend, pyserver, ca_file, "{}")
+    try:
+        alice = MemoryTokenStorage()
+        url = await elicited(gateway, "alice", alice)
+        assert "You can close this page" in await follow(url, "alice", verify=ca_file)
+        seen = claims(await whoami(gateway, "alice", alice))
+        assert (seen["iss"], seen["sub"], seen["aud"]) == (server.issuer, "alice", backend.url)
+    finally:
+        gateway.stop()
+
+
+async def test_an_untrusted_authorization_server_fails_closed(
+    auth_server: AuthServer,
+    private_servers: tuple[AuthServer, Upstream],
+    private_ca: tuple[str, str, str],
+    pyserver: Upstream,
+) -> None:
+    """``auth.user_oauth.ca_file`` naming another CA: the start page answers 502 naming
+    the server and the verification failure, and nothing is registered or stored."""
+    server, backend = private_servers
+    other = write_self_signed(tempfile.mkdtemp(prefix="aigw-other-ca-", dir=LOG_DIR))[0]
+    trust = f"{{ca_file: {other}}}"
+    gateway = private_gateway(auth_server, backend, pyserver, private_ca[0], trust)
+    try:
+        alice = MemoryTokenStorage()
+        url = await elicited(gateway, "alice", alice)
+        answer = await sign_in(url, "alice")
+        assert answer.status_code == 502, answer.text
+        assert "location" not in answer.headers
+        assert f"authorization server {server.issuer}" in answer.text
+        assert "certificate verify failed" in answer.text
+        rows = await aigw("tokens", "list", "--config", gateway.config_path)
+        assert rows.returncode == 0, rows.stderr
+        assert not [line for line in rows.stdout.decode().splitlines() if "crm" in line]
+        await elicited(gateway, "alice", alice)
+    finally:
+        gateway.stop()

@@ -65,18 +65,22 @@ async def authorize(
     redirect_uri: str | None = None,
     http_timeout: float = 10.0,
     max_hops: int = 10,
+    verify: str | bool = True,
 ) -> AuthorizationResponse:
     """Log ``username`` in at the AS and return the code from the redirect.
 
     ``redirect_uri`` defaults to the ``redirect_uri`` query parameter of
     ``authorization_url``. ``password`` defaults to the demo password of the user.
     Raises :class:`LoginError` when the AS answers with an error instead.
+    ``verify``: the CA file an ``https`` AS is checked with (the browser's trust).
     """
     if password is None:
         password = USERS[username]
     if redirect_uri is None:
         redirect_uri = parse_qs(urlsplit(authorization_url).query)["redirect_uri"][0]
-    async with httpx2.AsyncClient(follow_redirects=False, timeout=http_timeout) as http:
+    async with httpx2.AsyncClient(
+        follow_redirects=False, timeout=http_timeout, verify=verify
+    ) as http:
         url = authorization_url
         posted = False
         for _ in range(max_hops):
