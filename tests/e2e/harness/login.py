@@ -26,6 +26,7 @@ its API is httpx's) and never contacts the redirect URI.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -65,19 +66,20 @@ async def authorize(
     redirect_uri: str | None = None,
     http_timeout: float = 10.0,
     max_hops: int = 10,
-    verify: str | bool = True,
+    ca_file: str | None = None,
 ) -> AuthorizationResponse:
     """Log ``username`` in at the AS and return the code from the redirect.
 
     ``redirect_uri`` defaults to the ``redirect_uri`` query parameter of
     ``authorization_url``. ``password`` defaults to the demo password of the user.
     Raises :class:`LoginError` when the AS answers with an error instead.
-    ``verify``: the CA file an ``https`` AS is checked with (the browser's trust).
+    ``ca_file``: the only CA an ``https`` AS is checked with (else the system's roots).
     """
     if password is None:
         password = USERS[username]
     if redirect_uri is None:
         redirect_uri = parse_qs(urlsplit(authorization_url).query)["redirect_uri"][0]
+    verify = True if ca_file is None else ssl.create_default_context(cafile=ca_file)
     async with httpx2.AsyncClient(
         follow_redirects=False, timeout=http_timeout, verify=verify
     ) as http:
