@@ -347,6 +347,11 @@ async def test_a_backend_and_its_server_behind_a_private_ca(
     assert "You can close this page" in await follow(url, "alice", ca_file=private_ca[0])
     seen = claims(await whoami(gateway, "alice", alice))
     assert (seen["iss"], seen["sub"], seen["aud"]) == (server.issuer, "alice", backend.url)
+    # ``aigw doctor`` learns the server with the same trust.
+    checked = await aigw("doctor", gateway.config_path)
+    (line,) = [x for x in checked.stdout.decode().splitlines() if "backend crm" in x]
+    assert line.startswith("ok"), checked.stdout
+    assert f"authorization server {server.issuer}" in line
 
 
 async def test_an_untrusted_authorization_server_fails_closed(
