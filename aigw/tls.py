@@ -148,7 +148,8 @@ def tcp_endpoint(
 class AgentEndpoints:
     """The endpoints of an ``Agent`` (``Agent.usingEndpointFactory``): what Twisted's
     default gives (a ``HostnameEndpoint``, verified TLS for ``https`` with the system's
-    roots, or only ``ca_file``'s), with the TLS built by :func:`client_endpoint`."""
+    roots, or only ``ca_file``'s), with the TLS built by :func:`client_endpoint`, and
+    an address connected as it is (:func:`tcp_endpoint`)."""
 
     def __init__(self, reactor: Any, connect_timeout: float, ca_file: str | None = None) -> None:
         self._reactor = reactor
