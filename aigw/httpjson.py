@@ -56,10 +56,17 @@ class HTTPClient(Protocol):
 
 class TreqClient:
     """treq over our own Agent and pool, with ``collect``: an ``HTTPClient``.  Its TLS is
-    aigw's (``tls.AgentEndpoints``): loaded on the first ``https`` request."""
+    aigw's (``tls.AgentEndpoints``): loaded on the first ``https`` request, trusting the
+    system's roots, or only the certificates in ``ca_file``."""
 
-    def __init__(self, reactor: Any, pool: HTTPConnectionPool, connect_timeout: float) -> None:
-        endpoints = AgentEndpoints(reactor, connect_timeout)
+    def __init__(
+        self,
+        reactor: Any,
+        pool: HTTPConnectionPool,
+        connect_timeout: float,
+        ca_file: str | None = None,
+    ) -> None:
+        endpoints = AgentEndpoints(reactor, connect_timeout, ca_file)
         agent: Any = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
         self._client = TreqHTTPClient(agent)
 

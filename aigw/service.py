@@ -184,7 +184,12 @@ class GatewayService(MultiService):
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
         # Served whenever users' tokens can be kept: a reload may add a user_oauth backend.
         pages = (
-            UserOAuthPages(self.user_links, self.user_authorizations, self._login(keys))
+            UserOAuthPages(
+                self.user_links,
+                self.user_authorizations,
+                self._login(keys),
+                self.gateway.elicitation_completed,
+            )
             if self.store is not None
             else None
         )

@@ -22,6 +22,7 @@ import pyOpenSSL (``twisted.internet.endpoints`` does): ``twistd aigw`` imports 
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -124,23 +125,42 @@ def client_endpoint(
     return TLSEndpoint(client_creator(host, ca_file), endpoint, clock)
 
 
+def tcp_endpoint(
+    reactor: Any, host: str, port: int, connect_timeout: float
+) -> IStreamClientEndpoint:
+    """An address connects as it is; a name is resolved at each connect (in
+    Twisted's resolver threads) and its addresses tried in turn (RFC 8305)."""
+    from twisted.internet.endpoints import (
+        HostnameEndpoint,
+        TCP4ClientEndpoint,
+        TCP6ClientEndpoint,
+    )
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=connect_timeout)
+    kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+    return kind(reactor, host, port, timeout=connect_timeout)
+
+
 @implementer(IAgentEndpointFactory)
 class AgentEndpoints:
     """The endpoints of an ``Agent`` (``Agent.usingEndpointFactory``): what Twisted's
     default gives (a ``HostnameEndpoint``, verified TLS for ``https`` with the system's
-    roots), with the TLS built by :func:`client_endpoint`."""
+    roots, or only ``ca_file``'s), with the TLS built by :func:`client_endpoint`, and
+    an address connected as it is (:func:`tcp_endpoint`)."""
 
-    def __init__(self, reactor: Any, connect_timeout: float) -> None:
+    def __init__(self, reactor: Any, connect_timeout: float, ca_file: str | None = None) -> None:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
+        self._ca_file = ca_file
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
         host = uri.host.decode("ascii")  # URI has it IDNA-encoded; anything else: ValueError
-        from twisted.internet.endpoints import HostnameEndpoint
-
-        endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+        endpoint = tcp_endpoint(self._reactor, host, uri.port, self._connect_timeout)
         if uri.scheme == b"https":
-            return client_endpoint(endpoint, host, self._reactor)
+            return client_endpoint(endpoint, host, self._reactor, self._ca_file)
         return endpoint

@@ -4,12 +4,15 @@
 // Usage: node e2e/as.mjs [--port N] [--jwks FILE] [--access-token-ttl SECONDS]
 //                        [--resource-scopes "mcp:tools tools:call"] [--users FILE]
 //                        [--opaque-resource URL]... [--test-control]
+//                        [--tls-cert PEM --tls-key PEM]
 // Every option also has an environment variable: AS_PORT, AS_JWKS, AS_ACCESS_TOKEN_TTL,
 // AS_RESOURCE_SCOPES, AS_USERS (JSON file), AS_OPAQUE_RESOURCES (space separated),
 // AS_TEST_CONTROL=1, AS_INTROSPECTION_CLIENT_ID / AS_INTROSPECTION_CLIENT_SECRET.
 //
-// It listens on 127.0.0.1 only, with issuer http://127.0.0.1:<port>, and prints
-// exactly one line "READY <issuer>" on stdout once it accepts connections.
+// It listens on 127.0.0.1 only, with issuer http://127.0.0.1:<port> (https with
+// --tls-cert/--tls-key, AS_TLS_CERT/AS_TLS_KEY: an authorization server behind a
+// private CA), and prints exactly one line "READY <issuer>" on stdout once it accepts
+// connections.
 //
 // * Open dynamic client registration (POST /reg), PKCE S256 required for every client.
 // * Resource indicators (RFC 8707): any http(s) resource gets a JWT access token with
@@ -71,6 +74,7 @@ import {
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { parseArgs } from 'node:util';
 
 import Provider, { errors } from 'oidc-provider';
@@ -94,6 +98,8 @@ const { values: args } = parseArgs({
     realm: { type: 'string', default: process.env.AS_REALM ?? 'aigw' },
     'kc-audience': { type: 'string', default: process.env.AS_KC_AUDIENCE },
     'kc-allowed-scopes': { type: 'string', default: process.env.AS_KC_ALLOWED_SCOPES ?? 'mcp:tools' },
+    'tls-cert': { type: 'string', default: process.env.AS_TLS_CERT },
+    'tls-key': { type: 'string', default: process.env.AS_TLS_KEY },
     'test-control': {
       type: 'boolean',
       default: ['1', 'true', 'yes'].includes((process.env.AS_TEST_CONTROL ?? '').toLowerCase()),
@@ -147,12 +153,16 @@ function accountName(id) {
 let keys = args.jwks ? JSON.parse(readFileSync(args.jwks, 'utf8')).keys : [newSigningKey()];
 const cookieKeys = [randomBytes(32).toString('hex')];
 
-const server = http.createServer();
+const TLS = Boolean(args['tls-cert']);
+if (TLS !== Boolean(args['tls-key'])) throw new Error('--tls-cert and --tls-key go together');
+const server = TLS
+  ? https.createServer({ cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']) })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(Number.parseInt(args.port, 10), '127.0.0.1', resolve);
 });
-const ISSUER = `http://127.0.0.1:${server.address().port}${REALM_PATH}`;
+const ISSUER = `${TLS ? 'https' : 'http'}://127.0.0.1:${server.address().port}${REALM_PATH}`;
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';

@@ -98,6 +98,11 @@ class UserOAuthConfig:
     timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: How long the link handed to the user (the URL elicitation) may be opened.
     link_ttl: float = attrs.field(default=600.0, metadata=_duration)
+    #: The only certificates trusted at the backend's authorization server (its RFC 8414
+    #: metadata, RFC 7591 registration, token endpoint).  None: the backend's own
+    #: ``ca_file`` (one private CA usually signs both), else the system's roots.  A
+    #: public server before a private-CA backend: name the system's bundle here.
+    ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
 
 
 def _user_oauth(ctx: cp.Context, path: str, node: cp.Node) -> UserOAuthConfig | None:

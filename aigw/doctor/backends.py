@@ -184,17 +184,21 @@ def check_backend(
     return d
 
 
-async def check_user_oauth(config: BackendConfig, http: HTTPClient, clock: Clock) -> list[Finding]:
+async def check_user_oauth(
+    config: BackendConfig, clients: tuple[HTTPClient, HTTPClient], clock: Clock
+) -> list[Finding]:
     """A ``user_oauth`` backend answers only with a user's own token; what aigw needs of it
     first is its authorization server, learnt from its 401 (RFC 9728, RFC 8414), with
-    PKCE S256, and a client: configured, or registered there (RFC 7591)."""
+    PKCE S256, and a client: configured, or registered there (RFC 7591).  ``clients``:
+    to the backend and to its authorization server, trusting what the gateway's do
+    (``upstream.user_authorization.oauth_clients``)."""
     check = f"backend {config.name}"
     assert config.url is not None
     assert config.auth is not None
     assert config.auth.user_oauth is not None
     uo = config.auth.user_oauth
     try:
-        server = await discover(http, clock, config.url, uo.timeout)
+        server = await discover(clients[0], clients[1], clock, config.url, uo.timeout)
     except DiscoveryFailed as error:
         return [
             fail(

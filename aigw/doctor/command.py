@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet import task
@@ -26,6 +27,7 @@ from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
 from aigw.httpjson import Clock, HTTPClient, TreqClient
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
+from aigw.upstream.user_authorization import oauth_clients
 
 #: How long the checks of aigw's own URL and of the authorization server may take
 #: when the config does not say (``auth.http_timeout``).
@@ -38,14 +40,18 @@ async def diagnose(
     clock: Clock,
     transports: dict[str, UpstreamTransport],
     keys: KeyFiles,
+    oauth: Mapping[str, tuple[HTTPClient, HTTPClient]] | None = None,
 ) -> list[Finding]:
-    """Every finding about ``config``'s live set-up, in the order they print."""
+    """Every finding about ``config``'s live set-up, in the order they print.  A
+    ``user_oauth`` backend is asked with its ``oauth`` clients (to it, to its
+    authorization server: each with the trust its config gives), else with ``http``."""
+    oauth = oauth or {}
     timeout = config.auth.http_timeout if config.auth is not None else DEFAULT_TIMEOUT
     authority = ensureDeferred(check_authorization_server(config, http, clock))
     backends = [
         check_backend(b, transports[b.name], clock, b.connect_timeout + b.timeout)
         if b.name in transports
-        else ensureDeferred(check_user_oauth(b, http, clock))
+        else ensureDeferred(check_user_oauth(b, oauth.get(b.name, (http, http)), clock))
         for b in config.backends
     ]
     public = ensureDeferred(check_public_url(config, http, clock, timeout))
@@ -69,8 +75,10 @@ async def _main(reactor: Any, config: Config, config_path: str) -> int:
         for b in config.backends
         if b.auth is None or b.auth.user_oauth is None
     }
+    oauth = {b.name: oauth_clients(b, reactor) for b in config.backends if b.name not in transports}
+    keys = key_files_of(config_path)
     try:
-        findings = await diagnose(config, http, reactor, transports, key_files_of(config_path))
+        findings = await diagnose(config, http, reactor, transports, keys, oauth)
     finally:
         for transport in transports.values():
             await transport.close()

@@ -20,6 +20,7 @@ from aigw.gateway.asking import Asking
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
+from aigw.gateway.elicitations import ElicitationSessions
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.flow import Valve
@@ -45,6 +46,7 @@ from aigw.protocol.revision import legacy_result
 from aigw.protocol.versions import is_modern
 from aigw.sealed.session_id import BackendSession
 from aigw.upstream.api import UpstreamError
+from aigw.upstream.user_oauth import AuthorizationRequired
 
 #: How a backend's result is rewritten for the client (backend, result) -> result.
 Rewrite = Callable[[str, Any], Any]
@@ -99,6 +101,20 @@ class Calls:
         self._inflight: dict[tuple[str, Any], tuple[str, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
         self.limiter: Limiter | None = None
+        #: Which session got each URL elicitation (``elicitations.py``).
+        self.elicitations = ElicitationSessions(clock)
+
+    def upstream_error(self, session: ClientSession, error: UpstreamError) -> GatewayError:
+        """A backend's failure as this client sees it; a URL elicitation it is answered
+        is remembered for its completion notice (session clients only: ``elicitations.py``)."""
+        answer = GatewayError.from_upstream(error, session.url_elicitation)
+        if (
+            isinstance(error, AuthorizationRequired)
+            and answer.code == jsonrpc.URL_ELICITATION_REQUIRED
+            and not session.sessionless
+        ):
+            self.elicitations.asked(error.elicitation_id, session.session_id, error.expires_at)
+        return answer
 
     async def answer(
         self,
@@ -163,7 +179,7 @@ class Calls:
         try:
             await self.backends.join(session, split[0])
         except UpstreamError as error:
-            raise GatewayError.from_upstream(error, session.url_elicitation) from None
+            raise self.upstream_error(session, error) from None
 
     def route(
         self,
@@ -339,7 +355,7 @@ class Calls:
         except UpstreamError as error:
             self.log.warn("{error}", error=str(error))
             record.outcome = "upstream_error"
-            answer = GatewayError.from_upstream(error, session.url_elicitation)
+            answer = self.upstream_error(session, error)
             return jsonrpc.error_response(request.id, answer.to_error())
         finally:
             record.upstream_seconds += self.clock.seconds() - started

@@ -42,6 +42,7 @@ from aigw.gateway.calls import ROUTED_METHODS, Calls
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.catalog import Catalog, ParamHeaders
 from aigw.gateway.client_sessions import ClientSession, ClientSessions
+from aigw.gateway.elicitations import completion
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
@@ -185,6 +186,21 @@ class Gateway(Service):
     def announce_lists_changed(self) -> int:
         """Tell every open client stream its lists may have changed; how many streams."""
         return self.reload.announce_lists_changed()
+
+    def elicitation_completed(self, elicitation_id: str) -> int:
+        """A user finished the URL elicitation ``elicitation_id``: tell the session that
+        got it, on its GET stream (``elicitations.py``); how many streams were told."""
+        session_id = self.calls.elicitations.completed(elicitation_id)
+        if session_id is None:
+            return 0
+        streams = [
+            s
+            for s in self.open_streams
+            if isinstance(s, SessionStream) and not s.closed and s.session.session_id == session_id
+        ]
+        for stream in streams:
+            stream.send(completion(elicitation_id))
+        return len(streams)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -370,6 +370,11 @@ class SessionStream:
             if kind in offered:
                 self._emit(jsonrpc.notification(f"notifications/{kind}/list_changed"))
 
+    def send(self, message: dict[str, Any]) -> None:
+        """A message of aigw's own to this client (not a backend's)."""
+        if not self.closed:
+            self._emit(message)
+
     def receive(self, name: str, message: Any, event_id: str | None) -> None:
         """A message of one backend's feed."""
         if self.closed:

@@ -38,25 +38,18 @@ a keep-alive pool and are not reported.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httptools
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
 from twisted.internet.error import ConnectingCancelledError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProtocol,
     IPushProducer,
     IReactorTime,
-    IStreamClientEndpoint,
     ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
@@ -69,7 +62,7 @@ from zope.interface import implementer
 from aigw.deadline import Deadline
 from aigw.events import GatewayObserver, UpstreamConnection
 from aigw.tcp_writes import batch_writes
-from aigw.tls import client_endpoint
+from aigw.tls import client_endpoint, tcp_endpoint
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
 MAX_HEAD_BYTES = 64 * 1024
@@ -139,7 +132,7 @@ class Target:
         default_port = port == (443 if secure else 80)
         host_field = f"[{host}]" if ":" in host else host
         self.host_header = (host_field if default_port else f"{host_field}:{port}").encode("ascii")
-        endpoint = _tcp_endpoint(reactor, host, port, connect_timeout)
+        endpoint = tcp_endpoint(reactor, host, port, connect_timeout)
         if secure:
             name = host.encode("idna").decode("ascii")
             endpoint = client_endpoint(endpoint, name, reactor, ca_file)
@@ -156,19 +149,6 @@ class Target:
             lines += [b"Content-Length: ", str(length).encode("ascii"), b"\r\n"]
         lines.append(b"\r\n")
         return b"".join(lines)
-
-
-def _tcp_endpoint(
-    reactor: Any, host: str, port: int, connect_timeout: float
-) -> IStreamClientEndpoint:
-    """An address connects as it is; a name is resolved at each connect (in
-    Twisted's resolver threads) and its addresses tried in turn (RFC 8305)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=connect_timeout)
-    kind = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
-    return kind(reactor, host, port, timeout=connect_timeout)
 
 
 @implementer(IPushProducer)

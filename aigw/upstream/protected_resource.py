@@ -72,16 +72,22 @@ def well_known_urls(resource: str) -> list[str]:
 
 
 async def discover(
-    http: HTTPClient, clock: Clock, resource: str, time_limit: float
+    resource_http: HTTPClient,
+    server_http: HTTPClient,
+    clock: Clock,
+    resource: str,
+    time_limit: float,
 ) -> AuthorizationServer:
-    """The authorization server of the backend at ``resource``; DiscoveryFailed if none."""
-    document = await _resource_metadata(http, clock, resource, time_limit)
+    """The authorization server of the backend at ``resource``; DiscoveryFailed if none.
+    ``resource_http`` asks the backend (its 401, RFC 9728 metadata), ``server_http`` the
+    authorization server (RFC 8414): each may trust other certificates."""
+    document = await _resource_metadata(resource_http, clock, resource, time_limit)
     servers = document.get("authorization_servers")
     if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
         raise DiscoveryFailed(f"{resource}'s metadata names no authorization_servers")
     issuer = servers[0]
     try:
-        metadata = await discover_metadata(http, clock, issuer, time_limit)
+        metadata = await discover_metadata(server_http, clock, issuer, time_limit)
     except FetchFailed as error:
         raise DiscoveryFailed(f"authorization server {issuer}: {error}") from None
     return _server(issuer, metadata, document)

@@ -57,13 +57,18 @@ class UserAuthorization:
         links: UserLinks,
         http: HTTPClient,
         clock: Clock,
+        resource_http: HTTPClient | None = None,
     ) -> None:
+        """``http`` asks the authorization server; ``resource_http`` the backend itself
+        (its 401 and protected resource metadata), ``http`` when not given: each with
+        the trust the config gives it (:func:`build_user_authorization`)."""
         self.backend = backend
         self.resource = resource
         self.config = config
         self.store = store
         self.links = links
         self._http = http
+        self._resource_http = http if resource_http is None else resource_http
         self._clock = clock
         self._server: AuthorizationServer | None = None
         self._flight: SingleFlight[str, Any] = SingleFlight()
@@ -77,7 +82,9 @@ class UserAuthorization:
 
     async def _discover(self) -> AuthorizationServer:
         try:
-            return await discover(self._http, self._clock, self.resource, self.config.timeout)
+            return await discover(
+                self._resource_http, self._http, self._clock, self.resource, self.config.timeout
+            )
         except DiscoveryFailed as error:
             raise AuthorizationFailed(f"backend {self.backend!r}: {error}") from None
 
@@ -254,12 +261,30 @@ async def _storing(work: Awaitable[T]) -> T:
 def build_user_authorization(
     backend: BackendConfig, store: Store, links: UserLinks, reactor: Any
 ) -> UserAuthorization:
-    """The OAuth client side of a ``user_oauth`` backend, with its own treq client (a
-    connection per request: discovery, registration and tokens are asked for seldom)."""
+    """The OAuth client side of a ``user_oauth`` backend, with treq clients of its own."""
     assert backend.auth is not None
     assert backend.auth.user_oauth is not None
     assert backend.url is not None
+    to_backend, to_server = oauth_clients(backend, reactor)
     config = backend.auth.user_oauth
+    return UserAuthorization(
+        backend.name, backend.url, config, store, links, to_server, reactor, to_backend
+    )
+
+
+def oauth_clients(backend: BackendConfig, reactor: Any) -> tuple[HTTPClient, HTTPClient]:
+    """The clients that ask a ``user_oauth`` backend and its authorization server (a
+    connection per request: discovery, registration and tokens are asked for seldom).
+
+    Trust: the backend (its 401, its RFC 9728 metadata) as the backend's connection
+    trusts it (``ca_file``); its authorization server by ``auth.user_oauth.ca_file``,
+    the backend's when absent (one private CA usually signs both).  A certificate that
+    fails fails the authorization: no fallback to other roots."""
+    assert backend.auth is not None
+    assert backend.auth.user_oauth is not None
+    config = backend.auth.user_oauth
+    server_ca = backend.ca_file if config.ca_file is None else config.ca_file
     pool = HTTPConnectionPool(reactor, persistent=False)
-    http = TreqClient(reactor, pool, config.timeout)
-    return UserAuthorization(backend.name, backend.url, config, store, links, http, reactor)
+    to_backend = TreqClient(reactor, pool, config.timeout, backend.ca_file)
+    to_server = TreqClient(reactor, pool, config.timeout, server_ca)
+    return to_backend, to_server

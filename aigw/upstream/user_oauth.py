@@ -29,12 +29,16 @@ AUTHORIZATION_REQUIRED = "authorization_required"
 
 
 class AuthorizationRequired(UpstreamError):
-    """The user must authorize aigw at the backend first: open ``url``."""
+    """The user must authorize aigw at the backend first: open ``url`` (until
+    ``expires_at``, on the clock's time)."""
 
-    def __init__(self, backend: str, elicitation_id: str, url: str, why: str) -> None:
+    def __init__(
+        self, backend: str, elicitation_id: str, url: str, why: str, expires_at: float
+    ) -> None:
         super().__init__(backend, AUTHORIZATION_REQUIRED, why)
         self.elicitation_id = elicitation_id
         self.url = url
+        self.expires_at = expires_at
 
 
 class UserOAuth:
@@ -88,7 +92,8 @@ class UserOAuth:
         links = self._authorization.links
         ttl = self._authorization.config.link_ttl
         elicitation_id, url = links.mint(principal, self._backend, ttl)
-        return AuthorizationRequired(self._backend, elicitation_id, url, why)
+        expires_at = self._clock.seconds() + ttl
+        return AuthorizationRequired(self._backend, elicitation_id, url, why, expires_at)
 
     async def _refresh(self, token: UserToken) -> UserToken | None:
         """The renewed token; None when there is none to be had (the token forgotten

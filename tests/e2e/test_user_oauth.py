@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -30,8 +30,10 @@ import mcp_types as types
 import pytest
 from mcp import MCPError, UrlElicitationRequiredError
 
+from tests.certificates import write_private_ca, write_self_signed
+
 from .aigw import Gateway, start_gateway
-from .harness.authserver import AuthServer
+from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR
@@ -90,15 +92,16 @@ async def sign_in(url: str, user: str) -> httpx2.Response:
         return await http.get(urljoin(url, response.redirect))
 
 
-async def follow(url: str, user: str) -> str:
+async def follow(url: str, user: str, ca_file: str | None = None) -> str:
     """Signed in as the link's user, on to the backend's authorization server (the AS's
-    login again), then aigw's callback, whose page is returned."""
+    login again; ``ca_file``: the CA the browser trusts it with), then aigw's callback,
+    whose page is returned."""
     login = await sign_in(url, user)
     assert login.status_code == 302, login.text
     location = login.headers["location"]
     redirect_uri = parse_qs(urlsplit(location).query)["redirect_uri"][0]
     assert redirect_uri.endswith("/oauth/upstream/callback")
-    response = await authorize(location, user, redirect_uri=redirect_uri)
+    response = await authorize(location, user, redirect_uri=redirect_uri, ca_file=ca_file)
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
         page = await http.get(urljoin(url, response.redirect))
     assert page.status_code == 200, page.text
@@ -217,6 +220,40 @@ async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -
     await elicited(gateway, "bob", bob)
 
 
+async def test_the_session_is_told_when_the_authorization_completes(gateway: Gateway) -> None:
+    """MCP 2025-11-25 client/elicitation, "Completion Notifications for URL Mode
+    Elicitation": the official SDK client, still connected after the -32042, receives
+    ``notifications/elicitation/complete`` with the elicitation's id on its GET stream
+    once the user finished in the browser, and its retried call goes through."""
+    revoked = await aigw("tokens", "revoke", "--sub", "alice", "--config", gateway.config_path)
+    assert revoked.returncode == 0, revoked.stderr
+    completed: list[str] = []
+    told = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+            told.set()
+
+    async with connect(
+        gateway.url,
+        "alice",
+        storage=MemoryTokenStorage(),
+        mode="legacy",
+        elicitation_callback=ignore_elicitation,
+        message_handler=on_message,
+    ) as client:
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("crm__whoami-headers", {})
+        (elicitation,) = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
+        await follow(elicitation.url, "alice")
+        with anyio.fail_after(30):
+            await told.wait()
+        assert completed == [elicitation.elicitation_id]
+        result = await client.call_tool("crm__whoami-headers", {})
+        assert claims(json.loads(text_of(result)))["sub"] == "alice"
+
+
 async def aigw(*argv: str) -> Any:
     return await anyio.run_process([AIGW, *argv], check=False)
 
@@ -239,3 +276,100 @@ def assert_not_in_state_dir(gateway: Gateway, secret: bytes) -> None:
     for name in names:
         with open(os.path.join(state, name), "rb") as handle:
             assert secret not in handle.read(), name
+
+
+@pytest.fixture(scope="module")
+def private_ca() -> tuple[str, str, str]:
+    """A private CA, and the server certificate (127.0.0.1) it signed: the CA file, the
+    certificate, its key."""
+    return write_private_ca(tempfile.mkdtemp(prefix="aigw-private-ca-", dir=LOG_DIR))
+
+
+@pytest.fixture(scope="module")
+def private_servers(private_ca: tuple[str, str, str]) -> Iterator[tuple[AuthServer, Upstream]]:
+    """The backend and its own authorization server, both ``https`` with certificates the
+    private CA signed (the backend trusts it to fetch the server's keys)."""
+    ca_file, cert, key = private_ca
+    server = start_auth_server(tls=(cert, key))
+    try:
+        backend = start_pyserver(auth_issuer=server.issuer, tls=(cert, key), ca_file=ca_file)
+        try:
+            yield server, backend
+        finally:
+            backend.stop()
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture
+def private_gateway(
+    auth_server: AuthServer,
+    private_servers: tuple[AuthServer, Upstream],
+    private_ca: tuple[str, str, str],
+    pyserver: Upstream,
+) -> Iterator[Callable[[str], Gateway]]:
+    """Starts gateways whose ``crm`` is the private backend (its ``ca_file`` the private
+    CA, ``auth.user_oauth`` as given; ``plain`` beside it: a session opens before the
+    user has a token at ``crm``); stopped at the end."""
+    started: list[Gateway] = []
+
+    def start(user_oauth: str) -> Gateway:
+        state = tempfile.mkdtemp(prefix="aigw-user-oauth-tls-state-", dir=LOG_DIR)
+        own = f"ca_file: {private_ca[0]}\nauth:\n  user_oauth: {user_oauth}\n"
+        gateway = start_gateway(
+            [("crm", private_servers[1].url, own), ("plain", pyserver.url)],
+            issuer=auth_server.issuer,
+            extra=f"state_dir: {state}\n",
+        )
+        started.append(gateway)
+        return gateway
+
+    try:
+        yield start
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+async def test_a_backend_and_its_server_behind_a_private_ca(
+    private_gateway: Callable[[str], Gateway],
+    private_servers: tuple[AuthServer, Upstream],
+    private_ca: tuple[str, str, str],
+) -> None:
+    """The backend's ``ca_file`` is trusted at its authorization server too (the default
+    of ``auth.user_oauth.ca_file``): discovery, registration, the code exchange."""
+    server, backend = private_servers
+    assert server.issuer.startswith("https://")
+    assert backend.url.startswith("https://")
+    gateway = private_gateway("{}")
+    alice = MemoryTokenStorage()
+    url = await elicited(gateway, "alice", alice)
+    assert "You can close this page" in await follow(url, "alice", ca_file=private_ca[0])
+    seen = claims(await whoami(gateway, "alice", alice))
+    assert (seen["iss"], seen["sub"], seen["aud"]) == (server.issuer, "alice", backend.url)
+    # ``aigw doctor`` learns the server with the same trust.
+    checked = await aigw("doctor", gateway.config_path)
+    (line,) = [x for x in checked.stdout.decode().splitlines() if "backend crm" in x]
+    assert line.startswith("ok"), checked.stdout
+    assert f"authorization server {server.issuer}" in line
+
+
+async def test_an_untrusted_authorization_server_fails_closed(
+    private_gateway: Callable[[str], Gateway], private_servers: tuple[AuthServer, Upstream]
+) -> None:
+    """``auth.user_oauth.ca_file`` naming another CA: the start page answers 502 naming
+    the server and the verification failure, and nothing is registered or stored."""
+    server = private_servers[0]
+    other = write_self_signed(tempfile.mkdtemp(prefix="aigw-other-ca-", dir=LOG_DIR))[0]
+    gateway = private_gateway(f"{{ca_file: {other}}}")
+    alice = MemoryTokenStorage()
+    url = await elicited(gateway, "alice", alice)
+    answer = await sign_in(url, "alice")
+    assert answer.status_code == 502, answer.text
+    assert "location" not in answer.headers
+    assert f"authorization server {server.issuer}" in answer.text
+    assert "certificate verify failed" in answer.text
+    rows = await aigw("tokens", "list", "--config", gateway.config_path)
+    assert rows.returncode == 0, rows.stderr
+    assert not [line for line in rows.stdout.decode().splitlines() if "crm" in line]
+    await elicited(gateway, "alice", alice)

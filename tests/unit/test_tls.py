@@ -4,7 +4,7 @@ with the TLS loaded on first use.  Held back, then loaded: tests/process/test_tl
 from __future__ import annotations
 
 import pytest
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
@@ -18,6 +18,12 @@ def endpoint(url: bytes) -> object:
 
 def test_http_is_a_hostname_endpoint() -> None:
     assert isinstance(endpoint(b"http://as.example:8080/jwks"), HostnameEndpoint)
+
+
+def test_an_address_is_connected_as_it_is() -> None:
+    """No resolver thread for an IP literal (what ``upstream/connection.py`` does too)."""
+    assert isinstance(endpoint(b"http://127.0.0.1:8080/jwks"), TCP4ClientEndpoint)
+    assert isinstance(endpoint(b"http://[::1]:8080/jwks"), TCP6ClientEndpoint)
 
 
 def test_https_is_verified_tls_over_a_hostname_endpoint() -> None:

@@ -109,6 +109,7 @@ def start_auth_server(
     kc_audience: str | None = None,
     kc_allowed_scopes: tuple[str, ...] = ("mcp:tools",),
     kc_rfc8414: bool = True,
+    tls: tuple[str, str] | None = None,
 ) -> AuthServer:
     """Start ``node e2e/as.mjs`` and wait for its ``READY <issuer>`` line.
 
@@ -121,6 +122,7 @@ def start_auth_server(
     as an audience mapper gives it) for tokens with scope ``mcp:tools``, registration
     limited to ``kc_allowed_scopes`` and Keycloak's own client scopes, a consent page;
     ``kc_rfc8414=False`` serves no RFC 8414 path-inserted metadata (Keycloak < 26.4).
+    ``tls``: (certificate file, key file) to serve ``https`` (the issuer's scheme too);
     """
     ensure_node_modules()
     argv = [
@@ -147,6 +149,8 @@ def start_auth_server(
         argv += ["--jwks", os.fspath(jwks_file)]
     for resource in opaque_resources:
         argv += ["--opaque-resource", resource]
+    if tls is not None:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     if users is not None:
         fd, users_path = tempfile.mkstemp(prefix="as-users-", suffix=".json", dir=LOG_DIR)
         with os.fdopen(fd, "w") as f:

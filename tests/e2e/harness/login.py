@@ -26,6 +26,7 @@ its API is httpx's) and never contacts the redirect URI.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -65,18 +66,23 @@ async def authorize(
     redirect_uri: str | None = None,
     http_timeout: float = 10.0,
     max_hops: int = 10,
+    ca_file: str | None = None,
 ) -> AuthorizationResponse:
     """Log ``username`` in at the AS and return the code from the redirect.
 
     ``redirect_uri`` defaults to the ``redirect_uri`` query parameter of
     ``authorization_url``. ``password`` defaults to the demo password of the user.
     Raises :class:`LoginError` when the AS answers with an error instead.
+    ``ca_file``: the only CA an ``https`` AS is checked with (else the system's roots).
     """
     if password is None:
         password = USERS[username]
     if redirect_uri is None:
         redirect_uri = parse_qs(urlsplit(authorization_url).query)["redirect_uri"][0]
-    async with httpx2.AsyncClient(follow_redirects=False, timeout=http_timeout) as http:
+    verify = True if ca_file is None else ssl.create_default_context(cafile=ca_file)
+    async with httpx2.AsyncClient(
+        follow_redirects=False, timeout=http_timeout, verify=verify
+    ) as http:
         url = authorization_url
         posted = False
         for _ in range(max_hops):

@@ -81,9 +81,11 @@ def start_pyserver(
     timeout: float = 30.0,
     modern_only: bool = False,
     tls: tuple[str, str] | None = None,
+    ca_file: str | None = None,
 ) -> Upstream:
     """``python -m tests.e2e.upstreams.pyserver`` on ``http://127.0.0.1:<port>/mcp``;
-    ``tls``: (certificate file, key file) to serve ``https`` instead."""
+    ``tls``: (certificate file, key file) to serve ``https`` instead; ``ca_file``: the
+    roots it trusts as a client (``SSL_CERT_FILE``: the JWKS of an ``https`` issuer)."""
     port = port or free_port()
     argv = [python_executable(), "-m", "tests.e2e.upstreams.pyserver", "--port", str(port)]
     if stateless:
@@ -103,6 +105,7 @@ def start_pyserver(
     argv += list(extra_args)
     proc = start_process(
         argv,
+        {"SSL_CERT_FILE": ca_file} if ca_file is not None else None,
         ready_line_regex=r"^READY (\S+)",
         timeout=timeout,
         name="pyserver-stateless" if stateless else "pyserver",

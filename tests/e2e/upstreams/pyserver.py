@@ -464,12 +464,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-alive", type=float, default=5.0, help="idle seconds kept")
     parser.add_argument("--advertise-keep-alive", action="store_true")
     args = parser.parse_args(argv)
+    scheme = "https" if args.tls_cert else "http"
 
     server = build_server(
         many_tools=args.many_tools,
         page_size=args.page_size,
         auth_issuer=args.auth_issuer,
-        resource=f"http://127.0.0.1:{args.port}/mcp",
+        resource=f"{scheme}://127.0.0.1:{args.port}/mcp",
         required_scopes=args.required_scopes.split() or None,
         poisoned=args.poisoned,
         echo_description=args.echo_description,
@@ -489,7 +490,6 @@ def main(argv: list[str] | None = None) -> None:
         ssl_certfile=args.tls_cert,
         ssl_keyfile=args.tls_key,
     )
-    scheme = "https" if args.tls_cert else "http"
     userver = uvicorn.Server(config)
 
     async def serve() -> None:

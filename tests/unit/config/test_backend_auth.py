@@ -245,6 +245,7 @@ class UserOAuthTests(ConfigTestCase):
                 "client_auth: client_secret_post",
                 "timeout: 5s",
                 "link_ttl: 2m",
+                f"ca_file: {secret}",
             )
         )
         auth = parse_config(text, env={}).backends[0].auth
@@ -254,7 +255,12 @@ class UserOAuthTests(ConfigTestCase):
         self.assertEqual((uo.client_id, uo.client_secret), ("aigw-at-crm", "s3cret"))
         self.assertEqual(uo.scope, ("crm.read", "crm.write"))
         self.assertEqual((uo.client_auth, uo.timeout, uo.link_ttl), ("client_secret_post", 5, 120))
+        self.assertEqual(uo.ca_file, str(secret.resolve()))
         self.assertNotIn("s3cret", repr(auth))
+
+    def test_a_missing_ca_file_is_named(self) -> None:
+        text = self.stateful(BASE + self.UO + lines("ca_file: nowhere.pem"))
+        self.assertProblem(text, "backends[0].auth.user_oauth.ca_file", 10, "nowhere.pem")
 
     def test_empty_means_dynamic_registration(self) -> None:
         text = self.stateful(BASE + "    auth:\n      user_oauth: {}\n")
@@ -263,6 +269,8 @@ class UserOAuthTests(ConfigTestCase):
         assert auth.user_oauth is not None
         self.assertEqual((auth.user_oauth.client_id, auth.user_oauth.client_secret), (None, None))
         self.assertEqual((auth.user_oauth.scope, auth.user_oauth.link_ttl), ((), 600.0))
+        # The backend's ca_file is used then (upstream.user_authorization.oauth_clients).
+        self.assertIsNone(auth.user_oauth.ca_file)
 
     def test_a_secret_needs_a_client_id(self) -> None:
         text = self.stateful(BASE + self.UO + lines("client_secret: s"))

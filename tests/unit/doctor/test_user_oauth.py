@@ -16,7 +16,9 @@ class UserOAuthDoctorTests(SynchronousTestCase):
     def finding(self, backend: Backend, config: UserOAuthConfig | None = None) -> Finding:
         auth = BackendAuthConfig(user_oauth=config or UserOAuthConfig())
         checked = check_user_oauth(
-            BackendConfig(name="crm", url=RESOURCE, auth=auth), backend.http, Clock()
+            BackendConfig(name="crm", url=RESOURCE, auth=auth),
+            (backend.http, backend.http),
+            Clock(),
         )
         (found,) = self.successResultOf(ensureDeferred(checked))
         return found

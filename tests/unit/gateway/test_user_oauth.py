@@ -8,6 +8,7 @@ the backend forgets it and asks again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aigw.config import BackendAuthConfig, BackendConfig, Config, UserOAuthConfig
@@ -18,6 +19,7 @@ from tests.fakes import MemoryStore
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     PUBLIC_URL,
+    Collect,
     GatewayTestCase,
     initialize_message,
     modern,
@@ -30,7 +32,9 @@ KEY = (ANONYMOUS.issuer, ANONYMOUS.subject, "crm")
 URL_CAPABLE = {"elicitation": {"url": {}}}
 
 
-class UserOAuthGatewayTests(GatewayTestCase):
+class UserOAuthGatewayCase(GatewayTestCase):
+    """``crm`` a user_oauth backend, ``alpha`` a plain one, the store in memory."""
+
     async def start(self) -> None:
         self.crm = FakeUpstream(tools=["whoami"])
         self.alpha = FakeUpstream(tools=["echo"])
@@ -62,6 +66,8 @@ class UserOAuthGatewayTests(GatewayTestCase):
     async def whoami(self, session: str) -> Any:
         return await self.call(session, "tools/call", {"name": "crm__whoami", "arguments": {}})
 
+
+class UserOAuthGatewayTests(UserOAuthGatewayCase):
     @run
     async def test_elicitation_then_the_users_token(self) -> None:
         await self.start()
@@ -140,3 +146,88 @@ class UserOAuthGatewayTests(GatewayTestCase):
         self.assertIn("result", body)
         headers, _ = self.crm.received[-1]
         self.assertEqual(headers["authorization"], ["Bearer crm-token"])
+
+
+class CompletionNoticeTests(UserOAuthGatewayCase):
+    """MCP 2025-11-25 client/elicitation "Completion Notifications for URL Mode
+    Elicitation": once the user completed the authorization, the session that got the
+    -32042 (only it) is sent ``notifications/elicitation/complete`` on its GET stream."""
+
+    async def stream(self, session: str) -> list[bytes]:
+        chunks: list[bytes] = []
+        response = await self.open_stream(session)
+        self.assertEqual(response.code, 200)
+        response.deliverBody(Collect(chunks))
+        await self.network.settle()
+        return chunks
+
+    async def elicited(self, session: str) -> str:
+        error = (await self.whoami(session))["error"]
+        self.assertEqual(error["code"], jsonrpc.URL_ELICITATION_REQUIRED)
+        elicitation_id: str = error["data"]["elicitations"][0]["elicitationId"]
+        return elicitation_id
+
+    def completed(self, elicitation_id: str) -> int:
+        return self.service.gateway.elicitation_completed(elicitation_id)
+
+    @staticmethod
+    def notices(chunks: list[bytes]) -> list[Any]:
+        text = b"".join(chunks).decode()
+        messages = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+        return [m for m in messages if m.get("method") == "notifications/elicitation/complete"]
+
+    @run
+    async def test_the_session_that_was_asked_is_told_once(self) -> None:
+        await self.start()
+        asked, other = await self.session(URL_CAPABLE), await self.session(URL_CAPABLE)
+        asked_stream, other_stream = await self.stream(asked), await self.stream(other)
+        elicitation_id = await self.elicited(asked)
+        self.assertEqual(self.completed(elicitation_id), 1)
+        await self.network.settle()
+        self.assertEqual(
+            self.notices(asked_stream),
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/elicitation/complete",
+                    "params": {"elicitationId": elicitation_id},
+                }
+            ],
+        )
+        self.assertEqual(self.notices(other_stream), [])
+        # Told once: a link is single-use, and a replay tells nobody.
+        self.assertEqual(self.completed(elicitation_id), 0)
+        self.assertEqual(self.completed("unknown"), 0)
+
+    @run
+    async def test_a_session_without_a_stream_is_told_nothing(self) -> None:
+        await self.start()
+        session = await self.session(URL_CAPABLE)
+        self.assertEqual(self.completed(await self.elicited(session)), 0)
+
+    @run
+    async def test_nothing_after_the_link_expired(self) -> None:
+        await self.start()
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream(session)
+        elicitation_id = await self.elicited(session)
+        await self.network.sleep(UserOAuthConfig().link_ttl)
+        self.assertEqual(self.completed(elicitation_id), 0)
+        self.assertEqual(self.notices(chunks), [])
+
+    @run
+    async def test_a_client_answered_without_url_mode_is_not_recorded(self) -> None:
+        """Form-only clients get the URL in a -32015 message: no elicitation id to
+        complete; 2026-07-28 clients have no such notification (nor a session)."""
+        await self.start()
+        session = await self.session({"elicitation": {}})
+        await self.stream(session)
+        error = (await self.whoami(session))["error"]
+        self.assertEqual(error["code"], jsonrpc.UPSTREAM_CREDENTIALS)
+        declared = {"io.modelcontextprotocol/clientCapabilities": URL_CAPABLE}
+        params = {"name": "crm__whoami", "arguments": {}, "_meta": declared}
+        _, body = await self.post(
+            modern("tools/call", params), headers=routing("tools/call", "crm__whoami")
+        )
+        (elicitation,) = body["error"]["data"]["elicitations"]
+        self.assertEqual(self.completed(elicitation["elicitationId"]), 0)

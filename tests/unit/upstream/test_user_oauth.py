@@ -290,7 +290,9 @@ class TokenTests(UserOAuthTestCase):
 
 
 class ElicitationErrorTests(SynchronousTestCase):
-    required = AuthorizationRequired("crm", "e-1", PUBLIC + "/oauth/upstream/start?link=x", "no")
+    required = AuthorizationRequired(
+        "crm", "e-1", PUBLIC + "/oauth/upstream/start?link=x", "no", 1_000_600.0
+    )
 
     def test_url_elicitation_required(self) -> None:
         error = GatewayError.from_upstream(self.required, url_elicitation=True).to_error()

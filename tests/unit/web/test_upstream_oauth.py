@@ -64,9 +64,15 @@ class PagesTests(SynchronousTestCase):
         login = BrowserLogin(
             auth, LoginKeys(), self.store, self.links, self.backend.http, self.clock
         )
-        pages = UserOAuthPages(self.links, {"crm": authorization}, login)
+        #: The elicitation ids the pages said were completed (the gateway's notices).
+        self.told: list[str] = []
+        pages = UserOAuthPages(self.links, {"crm": authorization}, login, self.tell)
         app = GatewayApp(config, Readiness(), Authenticator(None), None, None, pages)
         self.stub = StubTreq(app.resource())
+
+    def tell(self, elicitation_id: str) -> int:
+        self.told.append(elicitation_id)
+        return 1
 
     def get(self, url: str) -> tuple[Any, str]:
         response = self.successResultOf(self.stub.get(url, allow_redirects=False))
@@ -77,6 +83,7 @@ class PagesTests(SynchronousTestCase):
         failure = self.failureResultOf(
             ensureDeferred(self.credentials.headers(ALICE)), AuthorizationRequired
         )
+        self.elicitation_id = failure.value.elicitation_id
         response, _ = self.get(failure.value.url)
         self.assertEqual(response.code, 302)
         self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
@@ -113,6 +120,8 @@ class PagesTests(SynchronousTestCase):
             self.successResultOf(ensureDeferred(self.credentials.headers(ALICE))),
             ((b"Authorization", b"Bearer at-1"),),
         )
+        # The elicitation the link came from is complete (client/elicitation).
+        self.assertEqual(self.told, [self.elicitation_id])
 
     def test_a_replayed_state_is_refused(self) -> None:
         state = self.start()["state"][0]
@@ -146,6 +155,7 @@ class PagesTests(SynchronousTestCase):
         response, page = self.callback(code="c", state=state, iss="https://evil.example")
         self.assertEqual((response.code, "Wrong authorization server" in page), (400, True))
         self.assertEqual(self.store.tokens, {})
+        self.assertEqual(self.told, [])  # nothing completed
 
     def test_an_unreachable_authorization_server_is_a_502(self) -> None:
         self.backend.http.auto = lambda request: (503, b"down")
