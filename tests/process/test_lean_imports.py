@@ -98,7 +98,25 @@ def test_user_oauth_backend_imports_its_client(tmp_path: Path) -> None:
     assert modules == [True] * 5
 
 
+def test_local_limits_never_import_the_redis_client() -> None:
+    extra = "auth: none\nlimits: {rules: [{per: sub, rate: 10/s}]}\n"
+    modules = imported("aigw.gateway.ratelimit", "aigw.gateway.redis_buckets", extra=extra)
+    assert modules == [True, False]
+
+
+def test_shared_limits_import_the_redis_client() -> None:
+    """Built, not connected: the first request connects (``redis_buckets.py``)."""
+    limits = "limits: {redis_url: redis://127.0.0.1:9/0, rules: [{per: sub, rate: 1/s}]}\n"
+    assert imported("aigw.gateway.redis_buckets", extra="auth: none\n" + limits) == [True]
+
+
 def test_klein_routes_without_werkzeugs_development_server_and_test_client() -> None:
     """aigw/web/__init__.py: werkzeug's package conveniences are left out."""
     modules = ("werkzeug.routing", "werkzeug.serving", "werkzeug.test", "werkzeug.wrappers")
     assert imported(*modules) == [True, False, False, False]
+
+
+def test_klein_routes_without_its_forms_templates_and_sessions() -> None:
+    """aigw/web/__init__.py: Klein's package conveniences are left out."""
+    modules = ("klein._app", "klein._form", "klein._plating", "klein._session", "klein._requirer")
+    assert imported(*modules) == [True, False, False, False, False]
