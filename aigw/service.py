@@ -34,7 +34,6 @@ from aigw import __version__
 from aigw.access_log import AccessLogObserver
 from aigw.audit import AuditFile, AuditTrail
 from aigw.auth.authenticator import Authenticator
-from aigw.auth.browser_login import BrowserLogin
 from aigw.auth.jwks import KeyStore
 from aigw.auth.policy import HeldAccessRules
 from aigw.auth.wiring import build_authenticator
@@ -56,15 +55,16 @@ from aigw.systemd import Notifier, SystemdService
 from aigw.tracing import build_tracer
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
-from aigw.upstream.user_authorization import UserAuthorization, build_user_authorization
-from aigw.upstream.user_links import UserLinks
 from aigw.web.app import GatewayApp
 from aigw.web.mcp.endpoint import MCPTransport
 from aigw.web.server import BoundedSite
-from aigw.web.upstream_oauth import UserOAuthPages
 
 if TYPE_CHECKING:
+    from aigw.auth.browser_login import BrowserLogin
     from aigw.metrics import GatewayMetrics
+    from aigw.upstream.user_authorization import UserAuthorization
+    from aigw.upstream.user_links import UserLinks
+    from aigw.web.upstream_oauth import UserOAuthPages
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
 
@@ -170,8 +170,10 @@ class GatewayService(MultiService):
         self.store = store or self._build_store()
         self.sealer = self._build_sealer()
         # user_oauth backends: aigw as their OAuth client, one per backend, and the links
-        # that send users to authorize it (web/upstream_oauth.py serves them).
-        self.user_links = UserLinks(self.sealer, config.public_url, reactor)
+        # that send users to authorize it (web/upstream_oauth.py serves them).  Only with
+        # a store, which keeps users' tokens: without one none can be configured, and
+        # none of that machinery is imported (docs/performance.md).
+        self.user_links = self._build_user_links()
         self.user_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
@@ -182,17 +184,7 @@ class GatewayService(MultiService):
             self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
-        # Served whenever users' tokens can be kept: a reload may add a user_oauth backend.
-        pages = (
-            UserOAuthPages(
-                self.user_links,
-                self.user_authorizations,
-                self._login(keys),
-                self.gateway.elicitation_completed,
-            )
-            if self.store is not None
-            else None
-        )
+        pages = self._user_oauth_pages(keys)
         app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata, pages)
         # A reload's auth settings and backend scopes: verifier, challenges, metadata.
         self.config_holder.subscribe(self.authenticator.follow)
@@ -244,11 +236,35 @@ class GatewayService(MultiService):
         keys = next((s for s in services if isinstance(s, KeyStore)), None)
         return authenticator, as_metadata, keys
 
+    def _build_user_links(self) -> UserLinks | None:
+        """The sealed links and states of users' authorizations (None: no store)."""
+        if self.store is None:
+            return None
+        from aigw.upstream.user_links import UserLinks
+
+        return UserLinks(self.sealer, self.config.public_url, self.reactor)
+
+    def _user_oauth_pages(self, keys: KeyStore | None) -> UserOAuthPages | None:
+        """The pages of users' authorizations, served whenever users' tokens can be kept
+        (a reload may add a user_oauth backend, never a store)."""
+        if self.user_links is None:
+            return None
+        from aigw.web.upstream_oauth import UserOAuthPages
+
+        return UserOAuthPages(
+            self.user_links,
+            self.user_authorizations,
+            self._login(keys),
+            self.gateway.elicitation_completed,
+        )
+
     def _login(self, keys: KeyStore | None) -> BrowserLogin | None:
         """Who opens a user_oauth link, checked at ``auth.issuer`` (None: ``auth: none``)."""
         auth = self.config.auth
-        if auth is None or keys is None or self.store is None:
+        if auth is None or keys is None or self.store is None or self.user_links is None:
             return None
+        from aigw.auth.browser_login import BrowserLogin
+
         http = TreqClient(self.reactor, self.http_pool, auth.http_timeout)
         return BrowserLogin(auth, keys, self.store, self.user_links, http, self.reactor)
 
@@ -297,8 +313,10 @@ class GatewayService(MultiService):
         """How aigw talks to one backend (at start, and for a reload's new backends)."""
         authorization = None
         if backend.auth is not None and backend.auth.user_oauth is not None:
-            if self.store is None:
+            if self.store is None or self.user_links is None:
                 raise ValueError(f"backend {backend.name!r}: user_oauth needs a token store")
+            from aigw.upstream.user_authorization import build_user_authorization
+
             authorization = build_user_authorization(
                 backend, self.store, self.user_links, self.reactor
             )

@@ -30,8 +30,7 @@ from aigw.protocol.revision import (
 )
 from aigw.protocol.versions import LATEST_VERSION
 from aigw.sealed.session_id import BackendSession
-from aigw.upstream.api import UpstreamError, UpstreamTransport
-from aigw.upstream.user_oauth import AuthorizationRequired
+from aigw.upstream.api import AuthorizationRequired, UpstreamError, UpstreamTransport
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession

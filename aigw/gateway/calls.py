@@ -45,8 +45,7 @@ from aigw.protocol.names import (
 from aigw.protocol.revision import legacy_result
 from aigw.protocol.versions import is_modern
 from aigw.sealed.session_id import BackendSession
-from aigw.upstream.api import UpstreamError
-from aigw.upstream.user_oauth import AuthorizationRequired
+from aigw.upstream.api import AuthorizationRequired, UpstreamError
 
 #: How a backend's result is rewritten for the client (backend, result) -> result.
 Rewrite = Callable[[str, Any], Any]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aigw.protocol import jsonrpc
-from aigw.upstream.api import UpstreamError
-from aigw.upstream.user_oauth import AuthorizationRequired
+from aigw.upstream.api import AuthorizationRequired, UpstreamError
 
 #: How a backend failed -> the JSON-RPC error code; every other kind is "unavailable".
 _CODES = {

@@ -53,9 +53,9 @@ from aigw.gateway.lists import LISTS, Lists
 from aigw.gateway.log_levels import LogLevels
 from aigw.gateway.parking import Parking
 from aigw.gateway.pinning import Pinning
+from aigw.gateway.ratelimit import build_limiter
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
-from aigw.gateway.redis_buckets import build_limiter
 from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.reporting import Reporting
 from aigw.gateway.screening import Screening

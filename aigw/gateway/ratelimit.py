@@ -259,3 +259,14 @@ class Limiter:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
+    """The limiter of a config: buckets in Redis when ``redis_url`` is set.  Its client
+    (``redis_buckets.py``) is imported only then (docs/performance.md)."""
+    store = None
+    if config.redis_url is not None:
+        from aigw.gateway.redis_buckets import RedisBuckets
+
+        store = RedisBuckets(config.redis_url, clock, config.redis_timeout)
+    return Limiter(config, clock, store)

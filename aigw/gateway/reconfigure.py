@@ -10,7 +10,7 @@ import attrs
 from twisted.internet.defer import ensureDeferred
 
 from aigw.config import Config
-from aigw.gateway.redis_buckets import build_limiter
+from aigw.gateway.ratelimit import build_limiter
 from aigw.gateway.streams import SessionStream
 from aigw.upstream.api import UpstreamTransport
 

@@ -27,8 +27,8 @@ from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from aigw.config.limits import LimitsConfig, RedisAddress
-from aigw.gateway.ratelimit import Bucket, Limiter, StoreUnavailable, Taken
+from aigw.config.limits import RedisAddress
+from aigw.gateway.ratelimit import Bucket, StoreUnavailable, Taken
 
 #: Seconds without a new connection attempt after one failed.
 RECONNECT_DELAY = 1.0
@@ -294,11 +294,3 @@ class RedisBuckets:
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             protocol.close()
-
-
-def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
-    """The limiter of a config: buckets in Redis when ``redis_url`` is set."""
-    store = None
-    if config.redis_url is not None:
-        store = RedisBuckets(config.redis_url, clock, config.redis_timeout)
-    return Limiter(config, clock, store)

@@ -42,6 +42,27 @@ class UpstreamSessionGone(UpstreamError):
     """The backend answered 404 to our session id: it forgot the session (restart, expiry)."""
 
 
+#: The ``kind`` of ``AuthorizationRequired`` (``gateway/errors.py`` answers it).
+AUTHORIZATION_REQUIRED = "authorization_required"
+
+
+class AuthorizationRequired(UpstreamError):
+    """The user must authorize aigw at a ``user_oauth`` backend first: open ``url``
+    (until ``expires_at``, on the clock's time).
+
+    Raised by ``user_oauth.py``; defined here, with the layer's other errors, so that
+    the gateway answers it without importing the user_oauth machinery, which only a
+    config with a token store loads."""
+
+    def __init__(
+        self, backend: str, elicitation_id: str, url: str, why: str, expires_at: float
+    ) -> None:
+        super().__init__(backend, AUTHORIZATION_REQUIRED, why)
+        self.elicitation_id = elicitation_id
+        self.url = url
+        self.expires_at = expires_at
+
+
 @attrs.frozen
 class Reply:
     """What an exchange ended with, beyond the messages already handed to the sink."""

@@ -18,27 +18,11 @@ from twisted.logger import Logger
 from aigw.httpjson import Clock
 from aigw.principal import Principal
 from aigw.store.api import UserToken
-from aigw.upstream.api import HeaderFields, UpstreamError
+from aigw.upstream.api import AuthorizationRequired, HeaderFields, UpstreamError
 from aigw.upstream.client_credentials import EXPIRY_LEEWAY, RENEW_BEFORE
 from aigw.upstream.flight import SingleFlight
 from aigw.upstream.token_endpoint import TokenRequestFailed
 from aigw.upstream.user_authorization import UserAuthorization
-
-#: The ``kind`` of ``AuthorizationRequired`` (``gateway/errors.py`` answers it).
-AUTHORIZATION_REQUIRED = "authorization_required"
-
-
-class AuthorizationRequired(UpstreamError):
-    """The user must authorize aigw at the backend first: open ``url`` (until
-    ``expires_at``, on the clock's time)."""
-
-    def __init__(
-        self, backend: str, elicitation_id: str, url: str, why: str, expires_at: float
-    ) -> None:
-        super().__init__(backend, AUTHORIZATION_REQUIRED, why)
-        self.elicitation_id = elicitation_id
-        self.url = url
-        self.expires_at = expires_at
 
 
 class UserOAuth:

@@ -21,9 +21,9 @@ methods.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from klein import Klein
+from klein._app import Klein
 from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,7 +41,9 @@ from aigw.readiness import Readiness
 from aigw.web.host import HostCheck
 from aigw.web.request import WebRequest, query_arguments
 from aigw.web.respond import refuse_auth, write_json
-from aigw.web.upstream_oauth import CALLBACK_PATH, LOGIN_PATH, START_PATH, UserOAuthPages
+
+if TYPE_CHECKING:
+    from aigw.web.upstream_oauth import UserOAuthPages
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
 METADATA_CORS_HEADERS = {
@@ -107,6 +109,9 @@ class GatewayApp:
                 self._route_as_metadata()
         route(self.config.mcp_path, methods=["POST", "GET", "DELETE"])(self.mcp_endpoint)
         if self.user_oauth is not None:
+            # Imported already (the pages are its): a config without a store never does.
+            from aigw.web.upstream_oauth import CALLBACK_PATH, LOGIN_PATH, START_PATH
+
             route(START_PATH, methods=["GET"])(self.user_oauth_start)
             route(CALLBACK_PATH, methods=["GET"])(self.user_oauth_callback)
             route(LOGIN_PATH, methods=["GET"])(self.user_oauth_login)

@@ -22,11 +22,11 @@ from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.store.api import UserToken
-from aigw.upstream.api import UpstreamError
+from aigw.upstream.api import AuthorizationRequired, UpstreamError
 from aigw.upstream.protected_resource import bearer_params, well_known_urls
 from aigw.upstream.user_authorization import AuthorizationFailed, UserAuthorization
 from aigw.upstream.user_links import LinkRefused, UserLinks
-from aigw.upstream.user_oauth import AuthorizationRequired, UserOAuth
+from aigw.upstream.user_oauth import UserOAuth
 from tests.fakes import MemoryStore
 from tests.unit.upstream.oauth_backend import ALICE, AS, BOB, PRM, PUBLIC, RESOURCE, Backend
 

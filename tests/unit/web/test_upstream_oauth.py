@@ -18,9 +18,10 @@ from aigw.config.model import BrowserLoginConfig
 from aigw.httpjson import client_secret_basic
 from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
+from aigw.upstream.api import AuthorizationRequired
 from aigw.upstream.user_authorization import UserAuthorization
 from aigw.upstream.user_links import UserLinks
-from aigw.upstream.user_oauth import AuthorizationRequired, UserOAuth
+from aigw.upstream.user_oauth import UserOAuth
 from aigw.web.app import GatewayApp
 from aigw.web.upstream_oauth import UserOAuthPages
 from tests.fakes import MemoryStore
