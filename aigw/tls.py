@@ -38,11 +38,15 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from aigw.lru import LRU
+
 if TYPE_CHECKING:
     from twisted.web.client import URI
 
 #: The package every TLS import of Twisted goes through first.
 _PYOPENSSL = "OpenSSL"
+#: Hosts whose TLS settings one ``AgentEndpoints`` keeps.
+CREATORS_MAX = 64
 #: Endpoint types that listen without TLS; any other may need it to parse or listen.
 PLAIN_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "unix", "systemd"})
 
@@ -155,12 +159,20 @@ class AgentEndpoints:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
         self._ca_file = ca_file
+        #: The TLS settings of each host, made once: ``ca_file`` is read and parsed
+        #: then, not for every connection (a pool that keeps none makes one a request).
+        #: Hosts come from the config and metadata documents, hence the bound.
+        self._creators: LRU[str, IOpenSSLClientConnectionCreator] = LRU(CREATORS_MAX)
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
         host = uri.host.decode("ascii")  # URI has it IDNA-encoded; anything else: ValueError
         endpoint = tcp_endpoint(self._reactor, host, uri.port, self._connect_timeout)
-        if uri.scheme == b"https":
-            return client_endpoint(endpoint, host, self._reactor, self._ca_file)
-        return endpoint
+        if uri.scheme != b"https":
+            return endpoint
+        creator = self._creators.get(host)
+        if creator is None:
+            creator = client_creator(host, self._ca_file)
+            self._creators.put(host, creator)
+        return TLSEndpoint(creator, endpoint, self._reactor)

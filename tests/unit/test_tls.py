@@ -3,6 +3,9 @@ with the TLS loaded on first use.  Held back, then loaded: tests/process/test_tl
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
@@ -10,6 +13,7 @@ from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 
 from aigw import tls
+from tests.certificates import write_private_ca
 
 
 def endpoint(url: bytes) -> object:
@@ -40,3 +44,16 @@ def test_holding_back_after_pyopenssl_was_imported_is_a_no_op() -> None:
     """This test process imported it already (Twisted's endpoints above did)."""
     assert not tls.hold_back()
     assert not tls.held_back()
+
+
+def test_a_hosts_tls_settings_are_made_once(tmp_path: Path) -> None:
+    """``ca_file`` is read and parsed for a host's first connection, not for each (the
+    clients of authorization servers keep no connections: one per request)."""
+    ca_file, _, _ = write_private_ca(str(tmp_path))
+    endpoints = tls.AgentEndpoints(MemoryReactorClock(), 3.0, ca_file)
+    first = endpoints.endpointForURI(URI.fromBytes(b"https://as.example/token"))
+    os.remove(ca_file)  # read again, it would fail
+    again = endpoints.endpointForURI(URI.fromBytes(b"https://as.example/jwks"))
+    assert isinstance(first, tls.TLSEndpoint)
+    assert isinstance(again, tls.TLSEndpoint)
+    assert again._creator is first._creator
