@@ -130,22 +130,25 @@ def start_gateway(
     return Gateway(process, port, path, metrics_port)
 
 
+#: A 2025-11-25 ``initialize`` request (id 1) from a client that declares nothing.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "0"},
+    },
+}
+
+
 def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
     """POST one JSON-RPC message (an ``initialize`` unless given) with this bearer token."""
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    message = body or {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "e2e", "version": "0"},
-        },
-    }
-    return httpx2.post(gateway.url, json=message, headers=headers, timeout=20)
+    return httpx2.post(gateway.url, json=body or INITIALIZE, headers=headers, timeout=20)
 
 
 def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:

@@ -10,7 +10,7 @@ import anyio.to_thread
 import httpx2
 import pytest
 
-from .aigw import start_gateway
+from .aigw import INITIALIZE, start_gateway
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -25,16 +25,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0(pyserver: Upstream
             opened = await http.post(
                 gateway.url,
                 headers=HEADERS,
-                json={
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-11-25",
-                        "capabilities": {},
-                        "clientInfo": {"name": "e2e", "version": "0"},
-                    },
-                },
+                json=INITIALIZE,
             )
             headers = {
                 **HEADERS,

@@ -20,7 +20,7 @@ import httpx2
 import jwt
 import pytest
 
-from .aigw import Gateway, start_gateway
+from .aigw import INITIALIZE, Gateway, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR
@@ -156,17 +156,7 @@ async def test_a_refused_exchange_is_an_error_naming_the_backend(
     an exchange made for another token of the same user, nor to anything else."""
     full = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
     narrow = await token_for(auth_server, "alice", gateway.url, "mcp:tools")
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "e2e", "version": "0"},
-        },
-    }
-    session_id, _ = rpc(gateway, full, initialize)
+    session_id, _ = rpc(gateway, full, INITIALIZE)
     assert session_id
     rpc(gateway, full, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session_id)
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
