@@ -384,3 +384,43 @@ async def test_login_form_for_humans(auth_server: AuthServer) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert '<form method="post" action="/interaction/' in response.text
     assert 'name="password"' in response.text
+
+
+def test_a_start_that_stalls_is_tried_again_and_an_exit_is_not(tmp_path: Any) -> None:
+    """``attempts=2``: a process still running but silent at its timeout is stopped and
+    started once more (the authorization server's start stalled 30 s once on CI); one that
+    exits before it is ready is reported at once, not started again."""
+    import sys
+
+    from .harness.processes import ProcessError, start_process
+
+    marker = tmp_path / "started-once"
+    stalls_first = (
+        "import os, sys, time\n"
+        f"marker = {str(marker)!r}\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close()\n"
+        "    time.sleep(60)\n"
+        "print('READY second', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = start_process(
+        [sys.executable, "-c", stalls_first],
+        ready_line_regex=r"^READY (\S+)",
+        timeout=3.0,
+        name="stalls",
+        attempts=2,
+    )
+    try:
+        assert proc.ready_match is not None
+        assert proc.ready_match.group(1) == "second"
+    finally:
+        proc.stop()
+
+    counter = tmp_path / "exits"
+    exits = f"open({str(counter)!r}, 'a').write('x'); raise SystemExit(3)"
+    with pytest.raises(ProcessError, match="exited with status 3"):
+        start_process(
+            [sys.executable, "-c", exits], ready_line_regex="^READY", timeout=3.0, attempts=2
+        )
+    assert counter.read_text() == "x"

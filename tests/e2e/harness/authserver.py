@@ -156,7 +156,9 @@ def start_auth_server(
         with os.fdopen(fd, "w") as f:
             json.dump(users, f)
         argv += ["--users", users_path]
-    proc = start_process(argv, env, ready_line_regex=r"^READY (\S+)", timeout=timeout, name="as")
+    proc = start_process(
+        argv, env, ready_line_regex=r"^READY (\S+)", timeout=timeout, name="as", attempts=2
+    )
     assert proc.ready_match is not None
     passwords = (
         {name: str(u["password"]) for name, u in users.items()}

@@ -145,6 +145,7 @@ def start_process(
     timeout: float = 30.0,
     name: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    attempts: int = 1,
 ) -> Process:
     """Start ``argv`` and wait until it is ready.
 
@@ -152,7 +153,35 @@ def start_process(
     (the match is kept in ``.ready_match``), and/or ``ready_url`` answers HTTP (any
     status). ``env`` is added to a copy of ``os.environ``. Raises :class:`ProcessError`
     (after stopping the process) when it exits or is not ready within ``timeout``.
+
+    ``attempts`` > 1 starts a process that is still running but not ready at ``timeout``
+    once more (for test infrastructure, such as the authorization server, whose start can
+    stall on a shared CI machine: one did, 30 s after printing its first line). A process
+    that exits is never started again: that is a failure to report.
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(argv, env, ready_line_regex, ready_url, timeout, name, cwd)
+        except _NotReady as stalled:
+            if attempt == attempts:
+                raise ProcessError(str(stalled)) from None
+            print(f"{stalled}\nstarting it again (attempt {attempt + 1} of {attempts})")
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+class _NotReady(Exception):
+    """The process was still running but not ready within its timeout."""
+
+
+def _start_once(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    ready_line_regex: str | None,
+    ready_url: str | None,
+    timeout: float,
+    name: str | None,
+    cwd: str | os.PathLike[str] | None,
+) -> Process:
     name = name or Path(argv[0]).name
     fd, log_name = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=LOG_DIR)
     log_path = Path(log_name)
@@ -192,7 +221,7 @@ def start_process(
             )
         if time.monotonic() > deadline:
             proc.stop()
-            raise ProcessError(
+            raise _NotReady(
                 f"{name} not ready after {timeout}s; log {log_path}:\n{proc.log_tail()}"
             )
         time.sleep(0.05)
