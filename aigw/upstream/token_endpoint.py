@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
+from twisted.web.client import HTTPConnectionPool
 
+from aigw.config import BackendConfig
 from aigw.config.values import insecure_url_problem
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, client_secret_basic, fetch
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, TreqClient, client_secret_basic, fetch
 
 #: The most of a token endpoint's answer aigw reads (a token and a few fields).
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
@@ -44,6 +46,23 @@ class IssuedToken:
     scope: str | None = None
     #: OpenID Connect Core §3.1.3.3: the ID token of a code grant asked with ``openid``.
     id_token: str | None = attrs.field(default=None, repr=False)
+
+
+def server_client(
+    backend: BackendConfig,
+    ca_file: str | None,
+    timeout: float,
+    reactor: Any,
+    pool: HTTPConnectionPool | None = None,
+) -> TreqClient:
+    """A client of ``backend``'s authorization server (its token endpoint, RFC 8414
+    metadata, RFC 7591 registration), by default a connection per request (all are asked
+    for seldom).  Trust: the mode's ``ca_file``, else the backend's (one private CA
+    usually signs both), else the system's roots; a certificate that fails them fails
+    the request, with no fallback to other roots."""
+    if pool is None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+    return TreqClient(reactor, pool, timeout, backend.ca_file if ca_file is None else ca_file)
 
 
 class TokenRequestFailed(Exception):
