@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 from twisted.web.client import HTTPConnectionPool
 
-from aigw.config import BackendConfig
+from aigw.config import BackendConfig, ClientCredentialsConfig, TokenExchangeConfig
 from aigw.config.values import insecure_url_problem
 from aigw.discovery import discover_metadata
 from aigw.httpjson import Clock, FetchFailed, HTTPClient, TreqClient, client_secret_basic, fetch
@@ -69,9 +69,11 @@ class TokenRequestFailed(Exception):
     """No token: ``refused`` when the server said no (RFC 6749 §5.2), else it could not
     be asked.  ``str()`` is safe to show: no secret, no token, a bounded excerpt."""
 
-    def __init__(self, detail: str, *, refused: bool = False) -> None:
+    def __init__(self, detail: str, *, refused: bool = False, code: str | None = None) -> None:
         super().__init__(detail)
         self.refused = refused
+        #: The server's ``error`` code (RFC 6749 §5.2) when it refused.
+        self.code = code
 
 
 class TokenEndpoint:
@@ -100,6 +102,23 @@ class TokenEndpoint:
         self._client_id = client_id
         self._client_secret = client_secret
         self._client_auth = client_auth
+
+    @classmethod
+    def of(
+        cls, config: ClientCredentialsConfig | TokenExchangeConfig, http: HTTPClient, clock: Clock
+    ) -> TokenEndpoint:
+        """The token endpoint of a ``client_credentials`` or ``token_exchange`` backend."""
+        issuer = config.issuer if isinstance(config, ClientCredentialsConfig) else None
+        return cls(
+            http,
+            clock,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            client_auth=config.client_auth,
+            timeout=config.timeout,
+            url=config.token_endpoint,
+            issuer=issuer,
+        )
 
     async def url(self) -> str:
         """The token endpoint, discovered once from the issuer's metadata if not given."""
@@ -178,7 +197,7 @@ def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenReque
         description = _excerpt(answer.get("error_description") if answer else None)
         if description:
             detail += f" ({description})"
-        return TokenRequestFailed(detail, refused=True)
+        return TokenRequestFailed(detail, refused=True, code=code)
     return TokenRequestFailed(f"{url} answered HTTP {status}")
 
 

@@ -21,7 +21,7 @@ from tests.unit.memory import MemoryNetwork
 
 
 class Document(Resource):
-    """Every GET answers ``document``; every POST ``posted(form)``, as JSON."""
+    """Every GET answers ``document``; every POST ``posted(form)`` with ``status``, as JSON."""
 
     isLeaf = True
 
@@ -33,6 +33,7 @@ class Document(Resource):
         super().__init__()
         self.document = document
         self.posted = posted
+        self.status = 200
         #: The forms POSTed, in order.
         self.forms: list[dict[bytes, list[bytes]]] = []
 
@@ -44,6 +45,7 @@ class Document(Resource):
         assert self.posted is not None, "this document takes no POST"
         form = dict(request.args or {})
         self.forms.append(form)
+        request.setResponseCode(self.status)
         request.setHeader(b"Content-Type", b"application/json")
         return json.dumps(self.posted(form)).encode()
 
