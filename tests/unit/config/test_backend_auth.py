@@ -365,12 +365,14 @@ class ExampleTests(ConfigTestCase):
             block.append("    " + line.removeprefix("    # "))
         directory = self.directory()
         (directory / "crm-client.secret").write_text("s\n")
+        (directory / "idp-ca.pem").write_text("a CA\n")
         path = directory / "aigw.yaml"
         path.write_text(MINIMAL + "\n".join(block) + "\n")
         auth = load_config(str(path), env={}).backends[0].auth
         assert auth is not None
         assert auth.client_credentials is not None
         self.assertEqual(auth.client_credentials.scope, ("crm.read", "crm.write"))
+        self.assertEqual(auth.client_credentials.ca_file, str((directory / "idp-ca.pem").resolve()))
         self.assertEqual(auth.claims_to_headers["sub"], "X-Forwarded-User")
 
 
