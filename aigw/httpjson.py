@@ -11,6 +11,7 @@ the same way.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import urllib.parse
 from collections.abc import Mapping
@@ -20,8 +21,10 @@ import attrs
 import treq
 from treq.client import HTTPClient as TreqHTTPClient
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.iweb import IBodyProducer
 
 from aigw.tls import AgentEndpoints
 
@@ -68,7 +71,19 @@ class TreqClient:
     ) -> None:
         endpoints = AgentEndpoints(reactor, connect_timeout, ca_file)
         agent: Any = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
-        self._client = TreqHTTPClient(agent)
+        self._client = TreqHTTPClient(agent, data_to_body_producer=self._body)
+        #: Bodies written on ``reactor``: treq's default writes them with the global
+        #: reactor's cooperator, whatever clock the client was given.
+        self._cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
+
+    def _body(self, data: Any) -> IBodyProducer:
+        """A request body (a form, JSON, bytes) as a producer on this client's reactor."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if isinstance(data, bytes):
+            return FileBodyProducer(io.BytesIO(data), cooperator=self._cooperator)
+        producer: IBodyProducer = IBodyProducer(data)
+        return producer
 
     def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
         d: Deferred[Any] = self._client.request(method, url, **kwargs)

@@ -4,10 +4,11 @@
 // Usage: node e2e/as.mjs [--port N] [--jwks FILE] [--access-token-ttl SECONDS]
 //                        [--resource-scopes "mcp:tools tools:call"] [--users FILE]
 //                        [--opaque-resource URL]... [--test-control]
-//                        [--tls-cert PEM --tls-key PEM]
+//                        [--tls-cert PEM --tls-key PEM] [--exchange-issuer URL]...
 // Every option also has an environment variable: AS_PORT, AS_JWKS, AS_ACCESS_TOKEN_TTL,
 // AS_RESOURCE_SCOPES, AS_USERS (JSON file), AS_OPAQUE_RESOURCES (space separated),
-// AS_TEST_CONTROL=1, AS_INTROSPECTION_CLIENT_ID / AS_INTROSPECTION_CLIENT_SECRET.
+// AS_TEST_CONTROL=1, AS_INTROSPECTION_CLIENT_ID / AS_INTROSPECTION_CLIENT_SECRET,
+// AS_EXCHANGE_ISSUERS (space separated).
 //
 // It listens on 127.0.0.1 only, with issuer http://127.0.0.1:<port> (https with
 // --tls-cert/--tls-key, AS_TLS_CERT/AS_TLS_KEY: an authorization server behind a
@@ -44,7 +45,10 @@
 //   issuer becomes a JWT for the `resource` (else the `audience`) with the same sub
 //   and scope (or the `scope` asked for, which the subject token must hold, else
 //   invalid_scope: how the tests get a refused exchange), and `act: {sub: <client>}`
-//   (RFC 8693 §4.1).
+//   (RFC 8693 §4.1).  --exchange-issuer URL: a subject_token whose iss is URL is taken
+//   too, when this server's keys signed it: another instance started with the same
+//   --jwks (an exchange across two authorization servers, the user's and the backend's:
+//   tests/e2e/test_token_private_ca.py).
 //
 // --profile keycloak (AS_PROFILE=keycloak): behave like Keycloak 26 where an MCP client
 // can tell (tests/e2e/test_keycloak_profile.py; the Keycloak documentation and issues
@@ -100,6 +104,11 @@ const { values: args } = parseArgs({
     'kc-allowed-scopes': { type: 'string', default: process.env.AS_KC_ALLOWED_SCOPES ?? 'mcp:tools' },
     'tls-cert': { type: 'string', default: process.env.AS_TLS_CERT },
     'tls-key': { type: 'string', default: process.env.AS_TLS_KEY },
+    'exchange-issuer': {
+      type: 'string',
+      multiple: true,
+      default: (process.env.AS_EXCHANGE_ISSUERS ?? '').split(/\s+/).filter(Boolean),
+    },
     'test-control': {
       type: 'boolean',
       default: ['1', 'true', 'yes'].includes((process.env.AS_TEST_CONTROL ?? '').toLowerCase()),
@@ -163,6 +172,8 @@ await new Promise((resolve, reject) => {
   server.listen(Number.parseInt(args.port, 10), '127.0.0.1', resolve);
 });
 const ISSUER = `${TLS ? 'https' : 'http'}://127.0.0.1:${server.address().port}${REALM_PATH}`;
+// The issuers whose access tokens a token exchange takes as subject_token.
+const SUBJECT_ISSUERS = [ISSUER, ...args['exchange-issuer']];
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -180,7 +191,8 @@ function signJwt(payload) {
   return `${input}.${signature.toString('base64url')}`;
 }
 
-// An access token this issuer signed (a JWT for some resource), still valid; else null.
+// An access token signed with this server's keys by this issuer (or an --exchange-issuer:
+// a JWT for some resource), still valid; else null.
 function verifiedAccessToken(token) {
   const parts = typeof token === 'string' ? token.split('.') : [];
   if (parts.length !== 3) return null;
@@ -191,7 +203,7 @@ function verifiedAccessToken(token) {
     const publicKey = createPublicKey({ key: { kty: jwk.kty, n: jwk.n, e: jwk.e }, format: 'jwk' });
     const good = verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], 'base64url'));
     const payload = JSON.parse(Buffer.from(parts[1], 'base64url'));
-    if (!good || payload.iss !== ISSUER || !(payload.exp > Date.now() / 1000)) return null;
+    if (!good || !SUBJECT_ISSUERS.includes(payload.iss) || !(payload.exp > Date.now() / 1000)) return null;
     return payload;
   } catch {
     return null;

@@ -27,6 +27,10 @@ _duration = read_as(cp.duration())
 _client_auth = read_as(cp.choice(*get_args(ClientAuthMethod)))
 _secret = read_either("client_secret_file", cp.secret_text, required=True, placeholder="")
 _scope = read_as(values.scope_list)
+#: The only certificates trusted at a mode's authorization server (its token endpoint,
+#: its RFC 8414 metadata).  None: the backend's own ``ca_file`` (one private CA usually
+#: signs both), else the system's roots (``upstream.token_endpoint.server_client``).
+_ca_file = read_as(values.ca_file)
 
 
 @attrs.frozen
@@ -51,6 +55,7 @@ class ClientCredentialsConfig:
         default="client_secret_basic", metadata=_client_auth
     )
     timeout: float = attrs.field(default=10.0, metadata=_duration)
+    ca_file: str | None = attrs.field(default=None, metadata=_ca_file)
 
 
 @attrs.frozen
@@ -74,6 +79,7 @@ class TokenExchangeConfig:
     timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: Exchanged tokens kept, one per user token, until they expire.
     cache_size: int = attrs.field(default=10000, metadata=read_as(cp.integer(0)))
+    ca_file: str | None = attrs.field(default=None, metadata=_ca_file)
 
 
 @attrs.frozen
@@ -98,11 +104,9 @@ class UserOAuthConfig:
     timeout: float = attrs.field(default=10.0, metadata=_duration)
     #: How long the link handed to the user (the URL elicitation) may be opened.
     link_ttl: float = attrs.field(default=600.0, metadata=_duration)
-    #: The only certificates trusted at the backend's authorization server (its RFC 8414
-    #: metadata, RFC 7591 registration, token endpoint).  None: the backend's own
-    #: ``ca_file`` (one private CA usually signs both), else the system's roots.  A
-    #: public server before a private-CA backend: name the system's bundle here.
-    ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
+    #: As the other modes' (``_ca_file``), for its RFC 7591 registration too.  A public
+    #: server before a private-CA backend: name the system's bundle here.
+    ca_file: str | None = attrs.field(default=None, metadata=_ca_file)
 
 
 def _user_oauth(ctx: cp.Context, path: str, node: cp.Node) -> UserOAuthConfig | None:

@@ -18,15 +18,24 @@ from twisted.internet import task
 from twisted.internet.defer import ensureDeferred
 from twisted.web.client import HTTPConnectionPool
 
-from aigw.config import EX_CONFIG, Config, ConfigError, format_problems, load_config
+from aigw.config import (
+    EX_CONFIG,
+    BackendConfig,
+    Config,
+    ConfigError,
+    format_problems,
+    load_config,
+)
 from aigw.doctor.authserver import check_authorization_server
 from aigw.doctor.backends import check_backend, check_user_oauth
 from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findings, ok
 from aigw.doctor.public import check_public_url
 from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
+from aigw.doctor.tokens import check_token_endpoint
 from aigw.httpjson import Clock, HTTPClient, TreqClient
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
+from aigw.upstream.token_endpoint import server_client
 from aigw.upstream.user_authorization import oauth_clients
 
 #: How long the checks of aigw's own URL and of the authorization server may take
@@ -41,19 +50,33 @@ async def diagnose(
     transports: dict[str, UpstreamTransport],
     keys: KeyFiles,
     oauth: Mapping[str, tuple[HTTPClient, HTTPClient]] | None = None,
+    token_servers: Mapping[str, HTTPClient] | None = None,
 ) -> list[Finding]:
     """Every finding about ``config``'s live set-up, in the order they print.  A
     ``user_oauth`` backend is asked with its ``oauth`` clients (to it, to its
-    authorization server: each with the trust its config gives), else with ``http``."""
+    authorization server), the token endpoint of a ``client_credentials`` or
+    ``token_exchange`` backend with its ``token_servers`` client (each with the trust
+    its config gives), else with ``http``."""
     oauth = oauth or {}
+    token_servers = token_servers or {}
+
+    async def check_one(b: BackendConfig) -> list[Finding]:
+        findings = []
+        if b.auth is not None and (b.auth.client_credentials or b.auth.token_exchange):
+            server = token_servers.get(b.name, http)
+            findings.append(await check_token_endpoint(b, server, clock))
+            if findings[0].verdict == "FAIL":
+                return findings  # the backend would fail for the same reason
+        if b.name in transports:
+            limit = b.connect_timeout + b.timeout
+            return findings + await check_backend(b, transports[b.name], clock, limit)
+        if b.auth is not None and b.auth.user_oauth is not None:
+            findings += await check_user_oauth(b, oauth.get(b.name, (http, http)), clock)
+        return findings
+
     timeout = config.auth.http_timeout if config.auth is not None else DEFAULT_TIMEOUT
     authority = ensureDeferred(check_authorization_server(config, http, clock))
-    backends = [
-        check_backend(b, transports[b.name], clock, b.connect_timeout + b.timeout)
-        if b.name in transports
-        else ensureDeferred(check_user_oauth(b, oauth.get(b.name, (http, http)), clock))
-        for b in config.backends
-    ]
+    backends = [ensureDeferred(check_one(b)) for b in config.backends]
     public = ensureDeferred(check_public_url(config, http, clock, timeout))
     # All run at once; awaited in the order the findings print.
     findings = [ok("config", f"{config.source} loads"), *(await authority)]
@@ -69,16 +92,26 @@ async def diagnose(
 async def _main(reactor: Any, config: Config, config_path: str) -> int:
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = TreqClient(reactor, pool, DEFAULT_TIMEOUT)
-    # A user_oauth backend answers only with a user's own token: its check is discovery.
+    # A user_oauth or token_exchange backend answers only with a user's token: the check
+    # is of its authorization server (discovery; the token endpoint).
     transports = {
         b.name: build_transport(b, reactor)
         for b in config.backends
-        if b.auth is None or b.auth.user_oauth is None
+        if b.auth is None or not (b.auth.user_oauth or b.auth.token_exchange)
     }
-    oauth = {b.name: oauth_clients(b, reactor) for b in config.backends if b.name not in transports}
+    oauth = {
+        b.name: oauth_clients(b, reactor)
+        for b in config.backends
+        if b.auth is not None and b.auth.user_oauth is not None
+    }
+    token_servers = {}
+    for b in config.backends:
+        mode = b.auth and (b.auth.client_credentials or b.auth.token_exchange)
+        if mode:
+            token_servers[b.name] = server_client(b, mode.ca_file, mode.timeout, reactor)
     keys = key_files_of(config_path)
     try:
-        findings = await diagnose(config, http, reactor, transports, keys, oauth)
+        findings = await diagnose(config, http, reactor, transports, keys, oauth, token_servers)
     finally:
         for transport in transports.values():
             await transport.close()

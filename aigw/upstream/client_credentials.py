@@ -57,16 +57,7 @@ class ClientCredentials:
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._endpoint = TokenEndpoint(
-            http,
-            clock,
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            client_auth=config.client_auth,
-            timeout=config.timeout,
-            url=config.token_endpoint,
-            issuer=config.issuer,
-        )
+        self._endpoint = TokenEndpoint.of(config, http, clock)
         self._form = {"grant_type": "client_credentials"}
         if config.scope:
             self._form["scope"] = " ".join(config.scope)

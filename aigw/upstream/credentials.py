@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.web.client import HTTPConnectionPool
-
 from aigw.config import BackendConfig
-from aigw.httpjson import HTTPClient, TreqClient
+from aigw.httpjson import HTTPClient
 from aigw.principal import Principal
 from aigw.upstream.api import HeaderFields, UpstreamCredentials
 
@@ -80,7 +78,7 @@ def build_credentials(
     user_authorization: UserAuthorization | None = None,
 ) -> UpstreamCredentials:
     """The credentials ``config`` asks for; ``http`` reaches token endpoints (default:
-    treq on ``reactor``, a connection per request: tokens are asked for seldom);
+    ``token_endpoint.server_client``, with the trust the mode's ``ca_file`` gives);
     ``user_authorization`` is the backend's OAuth client side when it is ``user_oauth``."""
     static = StaticHeaders(config.headers)
     auth = config.auth
@@ -88,13 +86,13 @@ def build_credentials(
         return static
     from aigw.upstream.claims import ClaimsHeaders
     from aigw.upstream.client_credentials import ClientCredentials
+    from aigw.upstream.token_endpoint import server_client
     from aigw.upstream.token_exchange import TokenExchange
     from aigw.upstream.user_oauth import UserOAuth
 
     mode = auth.client_credentials or auth.token_exchange
     if http is None and mode is not None:
-        timeout = mode.timeout
-        http = TreqClient(reactor, HTTPConnectionPool(reactor, persistent=False), timeout)
+        http = server_client(config, mode.ca_file, mode.timeout, reactor)
     authorization: UpstreamCredentials | None = None
     if auth.client_credentials is not None:
         assert http is not None

@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
+from twisted.web.client import HTTPConnectionPool
 
+from aigw.config import BackendConfig, ClientCredentialsConfig, TokenExchangeConfig
 from aigw.config.values import insecure_url_problem
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, client_secret_basic, fetch
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, TreqClient, client_secret_basic, fetch
 
 #: The most of a token endpoint's answer aigw reads (a token and a few fields).
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
@@ -46,13 +48,32 @@ class IssuedToken:
     id_token: str | None = attrs.field(default=None, repr=False)
 
 
+def server_client(
+    backend: BackendConfig,
+    ca_file: str | None,
+    timeout: float,
+    reactor: Any,
+    pool: HTTPConnectionPool | None = None,
+) -> TreqClient:
+    """A client of ``backend``'s authorization server (its token endpoint, RFC 8414
+    metadata, RFC 7591 registration), by default a connection per request (all are asked
+    for seldom).  Trust: the mode's ``ca_file``, else the backend's (one private CA
+    usually signs both), else the system's roots; a certificate that fails them fails
+    the request, with no fallback to other roots."""
+    if pool is None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+    return TreqClient(reactor, pool, timeout, backend.ca_file if ca_file is None else ca_file)
+
+
 class TokenRequestFailed(Exception):
     """No token: ``refused`` when the server said no (RFC 6749 §5.2), else it could not
     be asked.  ``str()`` is safe to show: no secret, no token, a bounded excerpt."""
 
-    def __init__(self, detail: str, *, refused: bool = False) -> None:
+    def __init__(self, detail: str, *, refused: bool = False, code: str | None = None) -> None:
         super().__init__(detail)
         self.refused = refused
+        #: The server's ``error`` code (RFC 6749 §5.2) when it refused.
+        self.code = code
 
 
 class TokenEndpoint:
@@ -81,6 +102,23 @@ class TokenEndpoint:
         self._client_id = client_id
         self._client_secret = client_secret
         self._client_auth = client_auth
+
+    @classmethod
+    def of(
+        cls, config: ClientCredentialsConfig | TokenExchangeConfig, http: HTTPClient, clock: Clock
+    ) -> TokenEndpoint:
+        """The token endpoint of a ``client_credentials`` or ``token_exchange`` backend."""
+        issuer = config.issuer if isinstance(config, ClientCredentialsConfig) else None
+        return cls(
+            http,
+            clock,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            client_auth=config.client_auth,
+            timeout=config.timeout,
+            url=config.token_endpoint,
+            issuer=issuer,
+        )
 
     async def url(self) -> str:
         """The token endpoint, discovered once from the issuer's metadata if not given."""
@@ -159,7 +197,7 @@ def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenReque
         description = _excerpt(answer.get("error_description") if answer else None)
         if description:
             detail += f" ({description})"
-        return TokenRequestFailed(detail, refused=True)
+        return TokenRequestFailed(detail, refused=True, code=code)
     return TokenRequestFailed(f"{url} answered HTTP {status}")
 
 

@@ -47,15 +47,7 @@ class TokenExchange:
     ) -> None:
         self._backend = backend
         self._clock = clock
-        self._endpoint = TokenEndpoint(
-            http,
-            clock,
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            client_auth=config.client_auth,
-            timeout=config.timeout,
-            url=config.token_endpoint,
-        )
+        self._endpoint = TokenEndpoint.of(config, http, clock)
         self._form = {
             "grant_type": GRANT_TYPE,
             "subject_token_type": SUBJECT_TOKEN_TYPE,

@@ -25,7 +25,12 @@ from aigw.store.api import RegisteredClient, Store, UserToken
 from aigw.upstream.flight import SingleFlight
 from aigw.upstream.protected_resource import AuthorizationServer, DiscoveryFailed, discover
 from aigw.upstream.registration import RegistrationFailed, register
-from aigw.upstream.token_endpoint import IssuedToken, TokenEndpoint, TokenRequestFailed
+from aigw.upstream.token_endpoint import (
+    IssuedToken,
+    TokenEndpoint,
+    TokenRequestFailed,
+    server_client,
+)
 from aigw.upstream.user_links import Grant, State, UserLinks, pkce_pair
 
 T = TypeVar("T")
@@ -283,8 +288,7 @@ def oauth_clients(backend: BackendConfig, reactor: Any) -> tuple[HTTPClient, HTT
     assert backend.auth is not None
     assert backend.auth.user_oauth is not None
     config = backend.auth.user_oauth
-    server_ca = backend.ca_file if config.ca_file is None else config.ca_file
     pool = HTTPConnectionPool(reactor, persistent=False)
     to_backend = TreqClient(reactor, pool, config.timeout, backend.ca_file)
-    to_server = TreqClient(reactor, pool, config.timeout, server_ca)
+    to_server = server_client(backend, config.ca_file, config.timeout, reactor, pool)
     return to_backend, to_server

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -11,15 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 
+#: The ``aigw`` command of this virtualenv.
+AIGW = str(Path(sys.executable).parent / "aigw")
+
 
 def _twistd() -> str:
-    import sys
-
     return str(Path(sys.executable).parent / "twistd")
+
+
+async def aigw_command(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """``aigw ARGV...`` (``doctor``, ``tokens list``...) run to its end, whatever its status."""
+    return await anyio.run_process([AIGW, *argv], check=False)
 
 
 @dataclass

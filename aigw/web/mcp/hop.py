@@ -15,12 +15,10 @@ anywhere else.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from twisted.web.client import FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from aigw.gateway.gateway import Gateway
 from aigw.httpjson import FetchFailed, TreqClient, fetch
@@ -60,11 +58,6 @@ class PeerHop:
         self.gateway = gateway
         self._http: TreqClient | None = None
 
-    def _cooperator(self) -> Cooperator:
-        """Writes the body on the gateway's own clock (treq's default uses the global one)."""
-        clock = self.gateway.clock
-        return Cooperator(scheduler=lambda work: clock.callLater(0, work))
-
     def _client(self) -> TreqClient:
         if self._http is None:  # made at the first hop: most deployments never hop
             pool = HTTPConnectionPool(self.gateway.clock, persistent=False)
@@ -94,7 +87,7 @@ class PeerHop:
                 peer_url,
                 timeout=timeout,
                 max_bytes=MAX_REPLY_BYTES,
-                data=FileBodyProducer(io.BytesIO(body), cooperator=self._cooperator()),
+                data=body,  # written on the gateway's clock (TreqClient)
                 headers=headers,
             )
         except FetchFailed as error:

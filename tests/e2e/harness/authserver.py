@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from .processes import (
     E2E_DIR,
@@ -110,6 +113,7 @@ def start_auth_server(
     kc_allowed_scopes: tuple[str, ...] = ("mcp:tools",),
     kc_rfc8414: bool = True,
     tls: tuple[str, str] | None = None,
+    exchange_issuers: tuple[str, ...] = (),
 ) -> AuthServer:
     """Start ``node e2e/as.mjs`` and wait for its ``READY <issuer>`` line.
 
@@ -123,6 +127,8 @@ def start_auth_server(
     limited to ``kc_allowed_scopes`` and Keycloak's own client scopes, a consent page;
     ``kc_rfc8414=False`` serves no RFC 8414 path-inserted metadata (Keycloak < 26.4).
     ``tls``: (certificate file, key file) to serve ``https`` (the issuer's scheme too);
+    ``exchange_issuers``: issuers whose tokens its token exchange takes as well (started
+    with the same ``jwks_file``: :func:`write_signing_key`);
     """
     ensure_node_modules()
     argv = [
@@ -151,6 +157,8 @@ def start_auth_server(
         argv += ["--opaque-resource", resource]
     if tls is not None:
         argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    for issuer in exchange_issuers:
+        argv += ["--exchange-issuer", issuer]
     if users is not None:
         fd, users_path = tempfile.mkstemp(prefix="as-users-", suffix=".json", dir=LOG_DIR)
         with os.fdopen(fd, "w") as f:
@@ -168,3 +176,15 @@ def start_auth_server(
     return AuthServer(
         proc.ready_match.group(1), proc, test_control, resource_scopes, passwords, profile
     )
+
+
+def write_signing_key(directory: str) -> str:
+    """A ``--jwks`` file with one new RS256 signing key (private), in ``directory``: two
+    servers started with it sign with the same key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
+    jwk.update(kid=f"shared-{secrets.token_hex(4)}", alg="RS256", use="sig")
+    path = os.path.join(directory, "jwks.json")
+    with open(path, "w") as handle:
+        json.dump({"keys": [jwk]}, handle)
+    return path

@@ -32,12 +32,14 @@ class ClientCredentialsTests(ConfigTestCase):
                 "audience: crm",
                 "client_auth: client_secret_post",
                 "timeout: 5s",
+                f"ca_file: {secret}",
             )
         )
         auth = parse_config(text, env={}).backends[0].auth
         assert auth is not None
         assert auth.client_credentials is not None
         cc = auth.client_credentials
+        self.assertEqual(cc.ca_file, str(secret.resolve()))
         self.assertEqual(cc.token_endpoint, "https://idp.example/token")
         self.assertIsNone(cc.issuer)
         self.assertEqual((cc.client_id, cc.client_secret), ("aigw", "s3cret"))
@@ -59,6 +61,8 @@ class ClientCredentialsTests(ConfigTestCase):
         cc = auth.client_credentials
         self.assertEqual((cc.issuer, cc.token_endpoint), ("https://idp.example", None))
         self.assertEqual((cc.scope, cc.client_auth, cc.timeout), ((), "client_secret_basic", 10.0))
+        # The backend's ca_file is used then (upstream.token_endpoint.server_client).
+        self.assertIsNone(cc.ca_file)
 
     def test_scope_as_a_list(self) -> None:
         text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
@@ -133,6 +137,8 @@ class ClientCredentialsTests(ConfigTestCase):
 
 class TokenExchangeTests(ConfigTestCase):
     def test_every_key(self) -> None:
+        ca = self.directory() / "tx-ca.pem"
+        ca.write_text("a CA\n")
         text = (
             BASE
             + TX
@@ -145,6 +151,7 @@ class TokenExchangeTests(ConfigTestCase):
                 "scope: read",
                 "requested_token_type: urn:ietf:params:oauth:token-type:jwt",
                 "cache_size: 5",
+                f"ca_file: {ca}",
             )
         )
         auth = parse_config(text, env={}).backends[0].auth
@@ -155,6 +162,7 @@ class TokenExchangeTests(ConfigTestCase):
         self.assertEqual((tx.audience, tx.resource), ("crm", "https://crm.internal/mcp"))
         self.assertEqual(tx.requested_token_type, "urn:ietf:params:oauth:token-type:jwt")
         self.assertEqual((tx.scope, tx.cache_size), (("read",), 5))
+        self.assertEqual(tx.ca_file, str(ca.resolve()))
 
     def test_defaults(self) -> None:
         text = BASE + TX + lines("token_endpoint: https://i.example/t", "client_id: a")
@@ -164,6 +172,7 @@ class TokenExchangeTests(ConfigTestCase):
         assert auth.token_exchange is not None
         self.assertEqual(auth.token_exchange.requested_token_type, ACCESS_TOKEN_TYPE)
         self.assertEqual(auth.token_exchange.client_auth, "client_secret_basic")
+        self.assertIsNone(auth.token_exchange.ca_file)
 
     def test_token_endpoint_is_required(self) -> None:
         text = BASE + TX + lines("client_id: a", "client_secret: s")
@@ -175,6 +184,28 @@ class TokenExchangeTests(ConfigTestCase):
         self.assertProblem(
             text, "backends[0].auth.token_exchange.requested_token_type", 13, "absolute URI"
         )
+
+
+class CAFileTests(ConfigTestCase):
+    """``ca_file`` of the modes that ask a token endpoint: a file that is read at load."""
+
+    def test_a_missing_ca_file_is_named_with_its_line(self) -> None:
+        for mode, first in ((CC, "issuer: https://i.example"), (TX, "token_endpoint: https://i/t")):
+            text = BASE + mode + lines(first, "client_id: a", "client_secret: s")
+            text += "        ca_file: nowhere.pem\n"
+            key = f"backends[0].auth.{mode.split()[-1][:-1]}.ca_file"
+            self.assertProblem(text, key, 13, "nowhere.pem")
+
+    def test_a_relative_ca_file_is_the_configs_neighbour(self) -> None:
+        directory = self.directory()
+        (directory / "idp-ca.pem").write_text("a CA\n")
+        text = BASE + CC + lines("issuer: https://i.example", "client_id: a", "client_secret: s")
+        path = directory / "aigw.yaml"
+        path.write_text(text + "        ca_file: idp-ca.pem\n")
+        auth = load_config(str(path)).backends[0].auth
+        assert auth is not None
+        assert auth.client_credentials is not None
+        self.assertEqual(auth.client_credentials.ca_file, str((directory / "idp-ca.pem").resolve()))
 
 
 class ModesTests(ConfigTestCase):
@@ -334,12 +365,14 @@ class ExampleTests(ConfigTestCase):
             block.append("    " + line.removeprefix("    # "))
         directory = self.directory()
         (directory / "crm-client.secret").write_text("s\n")
+        (directory / "idp-ca.pem").write_text("a CA\n")
         path = directory / "aigw.yaml"
         path.write_text(MINIMAL + "\n".join(block) + "\n")
         auth = load_config(str(path), env={}).backends[0].auth
         assert auth is not None
         assert auth.client_credentials is not None
         self.assertEqual(auth.client_credentials.scope, ("crm.read", "crm.write"))
+        self.assertEqual(auth.client_credentials.ca_file, str((directory / "idp-ca.pem").resolve()))
         self.assertEqual(auth.claims_to_headers["sub"], "X-Forwarded-User")
 
 

@@ -10,9 +10,17 @@ from treq.testing import StubTreq
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 from aigw import cli
-from aigw.config import EX_CONFIG
+from aigw.config import (
+    EX_CONFIG,
+    BackendAuthConfig,
+    BackendConfig,
+    ClientCredentialsConfig,
+    TokenExchangeConfig,
+)
 from aigw.doctor.command import diagnose
 from aigw.doctor.findings import exit_status, fail, format_findings, ok, warn
 from aigw.doctor.sessionkey import KeyFiles
@@ -56,6 +64,49 @@ class DiagnoseTests(SynchronousTestCase):
                 ("warn", "public url"),
             ],
         )
+
+
+class RefusesTheClient(Resource):
+    """A token endpoint that does not know aigw (RFC 6749 §5.2)."""
+
+    isLeaf = True
+
+    def render_POST(self, request: Request) -> bytes:
+        request.setResponseCode(401)
+        request.setHeader(b"Content-Type", b"application/json")
+        return b'{"error": "invalid_client"}'
+
+
+class TokenModesTests(SynchronousTestCase):
+    def test_the_token_endpoint_first_and_the_backend_only_if_it_gives(self) -> None:
+        """A ``token_exchange`` backend is not asked at all (no user token to exchange);
+        a ``client_credentials`` one only once its token endpoint gives a token."""
+        endpoint = "https://as.example/token"
+        cc = ClientCredentialsConfig(client_id="a", client_secret="s", token_endpoint=endpoint)
+        tx = TokenExchangeConfig(token_endpoint=endpoint, client_id="a", client_secret="s")
+        backends = tuple(
+            BackendConfig(name=name, url=f"http://{name}.internal/mcp", auth=auth)
+            for name, auth in (
+                ("cc", BackendAuthConfig(client_credentials=cc)),
+                ("tx", BackendAuthConfig(token_exchange=tx)),
+            )
+        )
+        transport = FakeTransport("cc")
+        server = StubTreq(RefusesTheClient())
+        config = gateway_config(None, backends=backends)
+        d = ensureDeferred(
+            diagnose(
+                config,
+                StubTreq(FakeAuthorizationServer()),
+                Clock(),
+                {"cc": transport},
+                KeyFiles(),
+                token_servers={"cc": server, "tx": server},
+            )
+        )
+        found = [(f.verdict, f.check) for f in self.successResultOf(d)]
+        self.assertEqual(found[2:4], [("FAIL", "credentials cc"), ("FAIL", "credentials tx")])
+        self.assertEqual(transport.requests, [])
 
 
 class CommandLineTests(SynchronousTestCase):

@@ -3,80 +3,30 @@
 The backend (its 401 and RFC 9728 metadata) is asked trusting the backend's
 ``ca_file``; its authorization server (RFC 8414 metadata, registration, tokens)
 trusting ``auth.user_oauth.ca_file``, the backend's when absent.  Real TLS over the
-in-memory network (tests/unit/memory.py), each server with a certificate of its own CA
-(GETs only: treq sends a POST body through the global reactor's cooperator); which
-request goes through which client: scripted.
+in-memory network (``private_ca``), each server with a certificate of its own CA;
+which request goes through which client: scripted.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import attrs
-from twisted.internet import ssl
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
 
 from aigw.config import BackendAuthConfig, BackendConfig, UserOAuthConfig
 from aigw.httpjson import FetchFailed, HTTPClient, get_json_object
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.user_authorization import UserAuthorization, oauth_clients
 from aigw.upstream.user_links import Grant, UserLinks
-from tests.certificates import write_self_signed
 from tests.fakes import MemoryStore
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.memory import run
 from tests.unit.upstream.oauth_backend import ALICE, AS, PRM, PUBLIC, RESOURCE, Backend
+from tests.unit.upstream.private_ca import CA, Document, PrivateCATestCase
 
 
-class Document(Resource):
-    """Every GET answers ``document``."""
-
-    isLeaf = True
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        super().__init__()
-        self.document = document
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"Content-Type", b"application/json")
-        return json.dumps(self.document).encode()
-
-
-@attrs.define
-class CA:
-    """A certificate that is its own CA: the file a ``ca_file`` names, and the server's
-    certificate and key."""
-
-    file: str
-    certificate: ssl.PrivateCertificate
-
-
-class PrivateCATests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.backend_ca = self.ca("backend")
-        self.server_ca = self.ca("server")
-
-    def ca(self, name: str) -> CA:
-        directory = os.path.abspath(self.mktemp() + name)
-        os.makedirs(directory)
-        cert_file, key_file = write_self_signed(directory)
-        with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
-            return CA(cert_file, ssl.PrivateCertificate.loadPEM(cert.read() + key.read()))
-
-    def serve(self, resource: Resource, ca: CA) -> str:
-        site = Site(resource, reactor=self.reactor)
-        tls = TLSMemoryBIOFactory(ca.certificate.options(), False, site, clock=self.reactor)
-        return f"https://127.0.0.1:{self.network.serve(tls)}"
-
+class PrivateCATests(PrivateCATestCase):
     def clients(self, backend_ca: CA | None, server_ca: CA | None) -> tuple[HTTPClient, HTTPClient]:
         """What aigw asks the backend and its authorization server with, given these keys."""
         config = UserOAuthConfig(ca_file=None if server_ca is None else server_ca.file)
