@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from aigw.metrics import GatewayMetrics
     from aigw.upstream.user_authorization import UserAuthorization
     from aigw.upstream.user_links import UserLinks
+    from aigw.web.elicitation_notices import CompletionNotices
     from aigw.web.upstream_oauth import UserOAuthPages
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
@@ -184,8 +185,11 @@ class GatewayService(MultiService):
             self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
-        pages = self._user_oauth_pages(keys)
-        app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata, pages)
+        self.completion_notices = notices = self._completion_notices(transport)
+        pages = self._user_oauth_pages(keys, notices)
+        app = GatewayApp(
+            config, self.readiness, self.authenticator, transport, as_metadata, pages, notices
+        )
         # A reload's auth settings and backend scopes: verifier, challenges, metadata.
         self.config_holder.subscribe(self.authenticator.follow)
         self.config_holder.subscribe(app.follow)
@@ -242,20 +246,32 @@ class GatewayService(MultiService):
             return None
         from aigw.upstream.user_links import UserLinks
 
-        return UserLinks(self.sealer, self.config.public_url, self.reactor)
+        return UserLinks(self.sealer, self.config.public_url, self.reactor, self._here)
 
-    def _user_oauth_pages(self, keys: KeyStore | None) -> UserOAuthPages | None:
+    def _here(self) -> tuple[str, str | None]:
+        """This process's name and where its peers reach it, as a link names them."""
+        return self.gateway.process, self.config_holder.current.sessions.peer_url
+
+    def _completion_notices(self, transport: MCPTransport) -> CompletionNotices | None:
+        """Completed URL elicitations told where they were asked, across processes
+        (over the peer hop of ``transport``); with the pages, whenever there are links."""
+        if self.user_links is None:
+            return None
+        from aigw.web.elicitation_notices import CompletionNotices
+
+        return CompletionNotices(self.gateway, transport.hop, self.sealer)
+
+    def _user_oauth_pages(
+        self, keys: KeyStore | None, notices: CompletionNotices | None
+    ) -> UserOAuthPages | None:
         """The pages of users' authorizations, served whenever users' tokens can be kept
         (a reload may add a user_oauth backend, never a store)."""
-        if self.user_links is None:
+        if self.user_links is None or notices is None:
             return None
         from aigw.web.upstream_oauth import UserOAuthPages
 
         return UserOAuthPages(
-            self.user_links,
-            self.user_authorizations,
-            self._login(keys),
-            self.gateway.elicitation_completed,
+            self.user_links, self.user_authorizations, self._login(keys), notices.completed
         )
 
     def _login(self, keys: KeyStore | None) -> BrowserLogin | None:

@@ -11,6 +11,11 @@ answers the client with the reply.  The peer authenticates the client's own bear
 the hop adds no trust, and ``Aigw-Forwarded`` only stops a second hop.  The
 state is sealed with the deployment's key, so a client cannot aim the hop
 anywhere else.
+
+The same hop carries one note of aigw's own: a user completed, in the browser
+served by this process, a URL elicitation another process asked
+(``web/elicitation_notices.py``).  No client request and no bearer token are behind
+it; the note, sealed for the receiving process, is its credential.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from twisted.logger import Logger
 from twisted.web.client import FileBodyProducer, HTTPConnectionPool
 
 from aigw.gateway.gateway import Gateway
-from aigw.httpjson import FetchFailed, TreqClient, fetch
+from aigw.httpjson import FetchFailed, TreqClient, fetch, parse_json_object
 from aigw.protocol import jsonrpc
 from aigw.web.mcp.http import header
 from aigw.web.request import WebRequest
 
 #: Marks a request one process sent another: it is served there, never sent on again.
 FORWARDED_HEADER = b"aigw-forwarded"
+#: Carries a sealed note that a user completed a URL elicitation the peer asked.
+NOTICE_HEADER = b"aigw-elicitation-notice"
+#: The largest answer to a note (``{"told": n}``).
+MAX_NOTICE_REPLY_BYTES = 4096
 #: Request headers that describe one hop (RFC 9110 §7.6.1) or that the HTTP client sets.
 HOP_HEADERS = frozenset(
     {
@@ -110,6 +119,33 @@ class PeerHop:
         if kind is not None:
             request.setHeader(b"Content-Type", kind.encode("latin-1"))
         return fetched.body
+
+    async def notify(self, peer_url: str, notice: str) -> int:
+        """Send the sealed ``notice`` to the peer at ``peer_url``, once; how many of its
+        streams it told (0 when it refused the note or could not be reached: the
+        notification is optional, client/elicitation)."""
+        headers = {FORWARDED_HEADER: [b"1"], NOTICE_HEADER: [notice.encode("ascii")]}
+        try:
+            fetched = await fetch(
+                self._client(),
+                self.gateway.clock,
+                "POST",
+                peer_url,
+                timeout=CONNECT_TIMEOUT,
+                max_bytes=MAX_NOTICE_REPLY_BYTES,
+                headers=headers,
+            )
+            if fetched.status != 200:
+                raise FetchFailed(f"{peer_url} answered {fetched.status}")
+            told = parse_json_object(fetched.body, peer_url).get("told")
+        except FetchFailed as error:
+            self.log.warn(
+                "telling the aigw process at {peer} of a completed elicitation: {error}",
+                peer=peer_url,
+                error=str(error),
+            )
+            return 0
+        return told if isinstance(told, int) and not isinstance(told, bool) else 0
 
     @staticmethod
     def _error(request: WebRequest, request_id: Any, why: str) -> bytes:
