@@ -57,6 +57,15 @@ def backend_yaml(backends: Sequence[Backend], extra: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_session_key(directory: str) -> str:
+    """A new ``sessions.secret_file`` in ``directory`` (to share between gateways); its path."""
+    key = os.path.join(directory, "session.key")
+    with open(key, "wb") as handle:
+        handle.write(os.urandom(32))
+    os.chmod(key, 0o600)  # else aigw warns (and aigw doctor fails) of a key others may read
+    return key
+
+
 def start_gateway(
     backends: Sequence[Backend],
     *,
@@ -84,11 +93,7 @@ def start_gateway(
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
-    key = session_key or os.path.join(directory, "session.key")
-    if session_key is None:
-        with open(key, "wb") as handle:
-            handle.write(os.urandom(32))
-        os.chmod(key, 0o600)  # else aigw warns (and aigw doctor fails) of a key others may read
+    key = session_key or write_session_key(directory)
     if issuer is None:
         auth = "auth: none\n"
     else:
