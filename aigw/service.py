@@ -175,11 +175,16 @@ class GatewayService(MultiService):
         # a store, which keeps users' tokens: without one none can be configured, and
         # none of that machinery is imported (docs/performance.md).
         self.user_links = self._build_user_links()
+        #: The user_oauth backends in force, as the pages serve them; and those built for
+        #: a reload not yet applied (``_follow_authorizations``).
         self.user_authorizations: dict[str, UserAuthorization] = {}
+        self._built_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
         self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self._follow_authorizations(True)
+        self.reloader.subscribe(self._follow_authorizations)
         self.metrics = self._build_metrics()
         if self.metrics is not None:
             self.reloader.subscribe(self.metrics.config_reloaded)
@@ -336,8 +341,25 @@ class GatewayService(MultiService):
             authorization = build_user_authorization(
                 backend, self.store, self.user_links, self.reactor
             )
-            self.user_authorizations[backend.name] = authorization
+            self._built_authorizations[backend.name] = authorization
         return build_transport(backend, self.reactor, self.observers, authorization)
+
+    def _follow_authorizations(self, applied: bool) -> None:
+        """A reload's outcome (and the start's): the pages serve the user_oauth backends
+        in force, each with the authorization its transport was built with; a backend
+        removed, or no longer ``user_oauth``, is no longer served (its links answer 400).
+        A refused reload changes nothing: what it built is dropped."""
+        built, self._built_authorizations = self._built_authorizations, {}
+        if not applied:
+            return
+        current = {
+            b.name
+            for b in self.config_holder.current.backends
+            if b.auth is not None and b.auth.user_oauth is not None
+        }
+        for name in [name for name in self.user_authorizations if name not in current]:
+            del self.user_authorizations[name]
+        self.user_authorizations.update(built)
 
     def _build_metrics(self) -> GatewayMetrics | None:
         """Prometheus metrics (``metrics``): told every event, reading the gauges below

@@ -165,6 +165,16 @@ def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
     signal_reload(gateway)
 
 
+def reload_with(gateway: Gateway, backends: Sequence[Backend]) -> None:
+    """Rewrite the backends of the gateway's file, then reload."""
+
+    def rewrite(text: str) -> str:
+        head, _, rest = text.partition("backends:\n")
+        return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
+
+    edit_and_reload(gateway, rewrite)
+
+
 def signal_reload(gateway: Gateway) -> None:
     """SIGHUP; returns once aigw logged the reload's outcome."""
 

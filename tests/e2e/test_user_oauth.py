@@ -32,7 +32,7 @@ from mcp import MCPError, UrlElicitationRequiredError
 
 from tests.certificates import write_private_ca, write_self_signed
 
-from .aigw import Gateway, start_gateway, write_session_key
+from .aigw import Backend, Gateway, reload_with, start_gateway, write_session_key
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
@@ -311,6 +311,34 @@ async def test_a_callback_on_another_process_tells_the_session_through_its_own(
     await told_then_retried(asked, "bob", browser=callback.base)
     assert "bob authorized aigw at backend crm (1 stream(s) told)" in callback.process.log()
     assert "authorized aigw at backend" not in asked.process.log()
+
+
+async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> None:
+    """A gateway with a store and no user_oauth backend has imported none of its
+    client (tests/process/test_lean_imports.py): SIGHUP adds one, whose -32042, browser
+    flow and retried call then work; removed again, a link it minted is refused."""
+    state = tempfile.mkdtemp(prefix="aigw-user-oauth-reload-", dir=LOG_DIR)
+    plain: Backend = ("plain", pyserver.url)
+    crm: Backend = ("crm", protected.url, "auth:\n  user_oauth: {}\n")
+    gateway = start_gateway([plain], issuer=auth_server.issuer, extra=f"state_dir: {state}\n")
+    try:
+        reload_with(gateway, [plain, crm])
+        assert "backends added crm, removed none" in gateway.process.log()
+        alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+        await follow(await elicited(gateway, "alice", alice), "alice")
+        assert claims(await whoami(gateway, "alice", alice))["sub"] == "alice"
+        url = await elicited(gateway, "bob", bob)
+        reload_with(gateway, [plain])
+        assert "backends added none, removed crm" in gateway.process.log()
+        async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+            start = await http.get(url)
+        assert start.status_code == 400, start.text
+        assert "no longer serves it" in start.text
+        assert gateway.process.alive
+    finally:
+        gateway.stop()
 
 
 async def aigw(*argv: str) -> Any:
