@@ -23,12 +23,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.web.client import FileBodyProducer, HTTPConnectionPool
 
 from aigw.gateway.gateway import Gateway
-from aigw.httpjson import FetchFailed, TreqClient, fetch, parse_json_object
+from aigw.httpjson import Fetched, FetchFailed, TreqClient, fetch, parse_json_object
 from aigw.protocol import jsonrpc
 from aigw.web.mcp.http import header
 from aigw.web.request import WebRequest
@@ -80,6 +81,26 @@ class PeerHop:
             self._http = TreqClient(self.gateway.clock, pool, CONNECT_TIMEOUT)
         return self._http
 
+    def _post(
+        self,
+        peer_url: str,
+        headers: dict[bytes, list[bytes]],
+        timeout: float,
+        max_bytes: int,
+        **body: Any,
+    ) -> Deferred[Fetched]:
+        """One POST to a peer: its reply bounded, all of it within ``timeout``."""
+        return fetch(
+            self._client(),
+            self.gateway.clock,
+            "POST",
+            peer_url,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            headers=headers,
+            **body,
+        )
+
     async def forward(self, request: WebRequest, request_id: Any, peer_url: str) -> bytes:
         """The peer's reply to this request, as the client's; a JSON-RPC error when the
         request already hopped once or the peer cannot be reached."""
@@ -96,15 +117,12 @@ class PeerHop:
         headers[FORWARDED_HEADER] = [b"1"]
         timeout = self.gateway.snapshots.current().config.sessions.park_timeout
         try:
-            fetched = await fetch(
-                self._client(),
-                self.gateway.clock,
-                "POST",
+            fetched = await self._post(
                 peer_url,
-                timeout=timeout,
-                max_bytes=MAX_REPLY_BYTES,
+                headers,
+                timeout,
+                MAX_REPLY_BYTES,
                 data=FileBodyProducer(io.BytesIO(body), cooperator=self._cooperator()),
-                headers=headers,
             )
         except FetchFailed as error:
             self.log.warn("forwarding a retry to {peer}: {error}", peer=peer_url, error=str(error))
@@ -126,15 +144,7 @@ class PeerHop:
         notification is optional, client/elicitation)."""
         headers = {FORWARDED_HEADER: [b"1"], NOTICE_HEADER: [notice.encode("ascii")]}
         try:
-            fetched = await fetch(
-                self._client(),
-                self.gateway.clock,
-                "POST",
-                peer_url,
-                timeout=CONNECT_TIMEOUT,
-                max_bytes=MAX_NOTICE_REPLY_BYTES,
-                headers=headers,
-            )
+            fetched = await self._post(peer_url, headers, CONNECT_TIMEOUT, MAX_NOTICE_REPLY_BYTES)
             if fetched.status != 200:
                 raise FetchFailed(f"{peer_url} answered {fetched.status}")
             told = parse_json_object(fetched.body, peer_url).get("told")
