@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from aigw.metrics import GatewayMetrics
     from aigw.upstream.user_authorization import UserAuthorization
     from aigw.upstream.user_links import UserLinks
+    from aigw.web.elicitation_notices import CompletionNotices
     from aigw.web.upstream_oauth import UserOAuthPages
 
 EX_OSERR = 71  # sysexits.h: cannot listen, for instance
@@ -174,18 +175,26 @@ class GatewayService(MultiService):
         # a store, which keeps users' tokens: without one none can be configured, and
         # none of that machinery is imported (docs/performance.md).
         self.user_links = self._build_user_links()
+        #: The user_oauth backends in force, as the pages serve them; and those built for
+        #: a reload not yet applied (``_follow_authorizations``).
         self.user_authorizations: dict[str, UserAuthorization] = {}
+        self._built_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
         self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
+        self._follow_authorizations(True)
+        self.reloader.subscribe(self._follow_authorizations)
         self.metrics = self._build_metrics()
         if self.metrics is not None:
             self.reloader.subscribe(self.metrics.config_reloaded)
         http_observer = self.metrics.http_observer(config.mcp_path) if self.metrics else None
         transport = MCPTransport(config, self.gateway, self.authenticator, reactor)
-        pages = self._user_oauth_pages(keys)
-        app = GatewayApp(config, self.readiness, self.authenticator, transport, as_metadata, pages)
+        self.completion_notices = notices = self._completion_notices(transport)
+        pages = self._user_oauth_pages(keys, notices)
+        app = GatewayApp(
+            config, self.readiness, self.authenticator, transport, as_metadata, pages, notices
+        )
         # A reload's auth settings and backend scopes: verifier, challenges, metadata.
         self.config_holder.subscribe(self.authenticator.follow)
         self.config_holder.subscribe(app.follow)
@@ -242,20 +251,32 @@ class GatewayService(MultiService):
             return None
         from aigw.upstream.user_links import UserLinks
 
-        return UserLinks(self.sealer, self.config.public_url, self.reactor)
+        return UserLinks(self.sealer, self.config.public_url, self.reactor, self._here)
 
-    def _user_oauth_pages(self, keys: KeyStore | None) -> UserOAuthPages | None:
+    def _here(self) -> tuple[str, str | None]:
+        """This process's name and where its peers reach it, as a link names them."""
+        return self.gateway.process, self.config_holder.current.sessions.peer_url
+
+    def _completion_notices(self, transport: MCPTransport) -> CompletionNotices | None:
+        """Completed URL elicitations told where they were asked, across processes
+        (over the peer hop of ``transport``); with the pages, whenever there are links."""
+        if self.user_links is None:
+            return None
+        from aigw.web.elicitation_notices import CompletionNotices
+
+        return CompletionNotices(self.gateway, transport.hop, self.sealer)
+
+    def _user_oauth_pages(
+        self, keys: KeyStore | None, notices: CompletionNotices | None
+    ) -> UserOAuthPages | None:
         """The pages of users' authorizations, served whenever users' tokens can be kept
         (a reload may add a user_oauth backend, never a store)."""
-        if self.user_links is None:
+        if self.user_links is None or notices is None:
             return None
         from aigw.web.upstream_oauth import UserOAuthPages
 
         return UserOAuthPages(
-            self.user_links,
-            self.user_authorizations,
-            self._login(keys),
-            self.gateway.elicitation_completed,
+            self.user_links, self.user_authorizations, self._login(keys), notices.completed
         )
 
     def _login(self, keys: KeyStore | None) -> BrowserLogin | None:
@@ -320,8 +341,25 @@ class GatewayService(MultiService):
             authorization = build_user_authorization(
                 backend, self.store, self.user_links, self.reactor
             )
-            self.user_authorizations[backend.name] = authorization
+            self._built_authorizations[backend.name] = authorization
         return build_transport(backend, self.reactor, self.observers, authorization)
+
+    def _follow_authorizations(self, applied: bool) -> None:
+        """A reload's outcome (and the start's): the pages serve the user_oauth backends
+        in force, each with the authorization its transport was built with; a backend
+        removed, or no longer ``user_oauth``, is no longer served (its links answer 400).
+        A refused reload changes nothing: what it built is dropped."""
+        built, self._built_authorizations = self._built_authorizations, {}
+        if not applied:
+            return
+        current = {
+            b.name
+            for b in self.config_holder.current.backends
+            if b.auth is not None and b.auth.user_oauth is not None
+        }
+        for name in [name for name in self.user_authorizations if name not in current]:
+            del self.user_authorizations[name]
+        self.user_authorizations.update(built)
 
     def _build_metrics(self) -> GatewayMetrics | None:
         """Prometheus metrics (``metrics``): told every event, reading the gauges below

@@ -20,7 +20,7 @@ from aigw.gateway.asking import Asking
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.catalog import Catalog
 from aigw.gateway.client_sessions import ClientSession
-from aigw.gateway.elicitations import ElicitationSessions
+from aigw.gateway.elicitations import Asked, ElicitationSessions
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.flow import Valve
@@ -112,7 +112,9 @@ class Calls:
             and answer.code == jsonrpc.URL_ELICITATION_REQUIRED
             and not session.sessionless
         ):
-            self.elicitations.asked(error.elicitation_id, session.session_id, error.expires_at)
+            principal = session.principal
+            asked = Asked(session.session_id, principal.issuer, principal.subject, error.expires_at)
+            self.elicitations.asked(error.elicitation_id, asked)
         return answer
 
     async def answer(

@@ -65,6 +65,7 @@ from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
+from aigw.sealed.elicitation_notice import ElicitationNotice
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
@@ -187,12 +188,14 @@ class Gateway(Service):
         """Tell every open client stream its lists may have changed; how many streams."""
         return self.reload.announce_lists_changed()
 
-    def elicitation_completed(self, elicitation_id: str) -> int:
-        """A user finished the URL elicitation ``elicitation_id``: tell the session that
-        got it, on its GET stream (``elicitations.py``); how many streams were told."""
-        session_id = self.calls.elicitations.completed(elicitation_id)
+    def elicitation_completed(self, notice: ElicitationNotice) -> int:
+        """A user finished a URL elicitation this process asked: tell the session that
+        got it, on its GET stream in this process (``elicitations.py``); how many
+        streams were told."""
+        session_id = self.calls.elicitations.completed(notice)
         if session_id is None:
             return 0
+        elicitation_id = notice.elicitation_id
         streams = [
             s
             for s in self.open_streams

@@ -16,6 +16,11 @@ authorization server redeems each code once (RFC 6749 §4.1.2), so a replayed ca
 fails at the token endpoint.  A link replayed to another process within its short
 life only begins a second authorization for the same user and backend.  Nothing here
 needs the store: links and states work across processes that share the sessions key.
+
+The link and its states also name the aigw process that minted the link (the one that
+answered the -32042, which remembers the session that got it) and where its peers
+reach it (``sessions.peer_url``), so that the process serving the callback can have
+that session told (``web/elicitation_notices.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import base64
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -63,6 +69,9 @@ class Grant:
     subject: str
     backend: str
     elicitation_id: str
+    #: The process that minted the link, and its ``sessions.peer_url`` (None: unknown).
+    process: str | None = None
+    peer_url: str | None = None
 
 
 @attrs.frozen
@@ -95,7 +104,16 @@ def pkce_pair() -> tuple[str, str]:
 class UserLinks:
     """Mints links, opens them, seals and opens states; remembers used ids."""
 
-    def __init__(self, sealer: Sealer, public_url: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        sealer: Sealer,
+        public_url: str,
+        clock: Clock,
+        here: Callable[[], tuple[str, str | None]] | None = None,
+    ) -> None:
+        """``here``: this process's name and ``sessions.peer_url``, asked at each mint
+        (a reload may change the URL), written into the links."""
+        self._here = here
         self._links = sealer.for_purpose("user-oauth-link")
         self._states = sealer.for_purpose("user-oauth-state")
         self._base = public_url.rstrip("/")
@@ -118,6 +136,7 @@ class UserLinks:
     def mint(self, principal: Principal, backend: str, ttl: float) -> tuple[str, str]:
         """A new elicitation id and the start URL bound to it, the user and the backend."""
         elicitation_id = str(uuid.uuid4())
+        process, peer_url = self._here() if self._here is not None else (None, None)
         token = self._links.seal(
             {
                 "i": principal.issuer,
@@ -125,6 +144,8 @@ class UserLinks:
                 "b": backend,
                 "n": elicitation_id,
                 "x": self._clock.seconds() + ttl,
+                "p": process,
+                "u": peer_url,
             }
         )
         return elicitation_id, f"{self._base}{START_PATH}?{urlencode({'link': token})}"
@@ -159,6 +180,8 @@ class UserLinks:
                 "b": grant.backend,
                 "n": grant.elicitation_id,
                 "x": self._clock.seconds() + STATE_TTL,
+                "p": grant.process,
+                "u": grant.peer_url,
                 **extra,
             }
         )
@@ -187,7 +210,10 @@ class UserLinks:
 
     def _use(self, kind: str, payload: dict[str, Any]) -> Grant:
         fields = [payload.get(key) for key in ("i", "s", "b", "n")]
-        if not all(isinstance(value, str) for value in fields):
+        origin = [payload.get(key) for key in ("p", "u")]
+        if not all(isinstance(value, str) for value in fields) or not all(
+            value is None or isinstance(value, str) for value in origin
+        ):
             raise LinkRefused("invalid", f"malformed {kind}")
         issuer, subject, backend, elicitation_id = (str(value) for value in fields)
         used = self._used[kind]
@@ -196,4 +222,4 @@ class UserLinks:
         if seen is not None and seen >= now:
             raise LinkRefused("replayed", f"this {kind} was used already: start again")
         used.put(elicitation_id, float(payload["x"]))
-        return Grant(issuer, subject, backend, elicitation_id)
+        return Grant(issuer, subject, backend, elicitation_id, origin[0], origin[1])

@@ -6,7 +6,9 @@ Routes:
   body names what is not ready.
 - RFC 9728 protected resource metadata, and the authorization server metadata
   relay for 2025-03-26-era clients, when auth is on.
-- ``mcp_path``: the MCP endpoint, behind the bearer check.
+- ``mcp_path``: the MCP endpoint, behind the bearer check; a POST carrying a peer's
+  sealed note of a completed URL elicitation (``elicitation_notices.py``) is that
+  note's, checked by its seal instead.
 - ``/oauth/upstream/start`` and ``/oauth/upstream/callback``: a user's authorization at
   a ``user_oauth`` backend (``upstream_oauth.py``), when one is configured.
 - anything else: JSON 404 / 405.
@@ -39,10 +41,12 @@ from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.readiness import Readiness
 from aigw.web.host import HostCheck
+from aigw.web.mcp.hop import NOTICE_HEADER
 from aigw.web.request import WebRequest, query_arguments
 from aigw.web.respond import refuse_auth, write_json
 
 if TYPE_CHECKING:
+    from aigw.web.elicitation_notices import CompletionNotices
     from aigw.web.upstream_oauth import UserOAuthPages
 
 #: RFC 9728 §3: metadata is public and read by browser-based clients too.
@@ -84,9 +88,11 @@ class GatewayApp:
         mcp: MCPHandler | None = None,
         as_metadata: MetadataDocuments | None = None,
         user_oauth: UserOAuthPages | None = None,
+        notices: CompletionNotices | None = None,
     ) -> None:
         self.config = config
         self.user_oauth = user_oauth
+        self.notices = notices
         self.readiness = readiness
         self.authenticator = authenticator
         self.mcp = mcp
@@ -246,6 +252,10 @@ class GatewayApp:
         return NOT_DONE_YET
 
     async def _mcp_endpoint(self, request: WebRequest) -> bytes | None:
+        if self.notices is not None and request.method == b"POST":
+            notes = request.requestHeaders.getRawHeaders(NOTICE_HEADER)
+            if notes is not None:
+                return self.notices.receive(request, notes)
         try:
             principal = await self.authenticator.authenticate(
                 request.requestHeaders.getRawHeaders(b"authorization", []),

@@ -22,7 +22,7 @@ code are in their URLs).
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from twisted.logger import Logger
 
@@ -101,12 +101,13 @@ class UserOAuthPages:
         links: UserLinks,
         authorizations: Mapping[str, UserAuthorization],
         login: BrowserLogin | None,
-        completed: Callable[[str], int] | None = None,
+        completed: Callable[[Grant], Awaitable[int]] | None = None,
     ) -> None:
         """``login``: None under ``auth: none``, where no link is ever honoured (the
         config refuses ``user_oauth`` without ``auth``).  ``completed``: told each
-        elicitation id whose authorization completed (the gateway notifies the session
-        that got it: ``gateway/elicitations.py``); how many streams it told."""
+        grant whose authorization completed (the session that got its elicitation is
+        notified, in whichever process asked it: ``web/elicitation_notices.py``); how
+        many streams it told."""
         self._links = links
         self._authorizations = authorizations
         self._login = login
@@ -187,7 +188,7 @@ class UserOAuthPages:
             )
             status = 400 if failure.refused else 502
             return _page(request, status, "Authorization not completed", str(failure))
-        told = 0 if self._completed is None else self._completed(state.grant.elicitation_id)
+        told = 0 if self._completed is None else await self._completed(state.grant)
         self.log.info(
             "{sub} authorized aigw at backend {backend} ({told} stream(s) told)",
             sub=state.grant.subject,

@@ -66,6 +66,15 @@ def backend_yaml(backends: Sequence[Backend], extra: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_session_key(directory: str) -> str:
+    """A new ``sessions.secret_file`` in ``directory`` (to share between gateways); its path."""
+    key = os.path.join(directory, "session.key")
+    with open(key, "wb") as handle:
+        handle.write(os.urandom(32))
+    os.chmod(key, 0o600)  # else aigw warns (and aigw doctor fails) of a key others may read
+    return key
+
+
 def start_gateway(
     backends: Sequence[Backend],
     *,
@@ -93,11 +102,7 @@ def start_gateway(
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
-    key = session_key or os.path.join(directory, "session.key")
-    if session_key is None:
-        with open(key, "wb") as handle:
-            handle.write(os.urandom(32))
-        os.chmod(key, 0o600)  # else aigw warns (and aigw doctor fails) of a key others may read
+    key = session_key or write_session_key(directory)
     if issuer is None:
         auth = "auth: none\n"
     else:
@@ -167,6 +172,16 @@ def edit_and_reload(gateway: Gateway, edit: Callable[[str], str]) -> None:
     with open(gateway.config_path, "w") as handle:
         handle.write(edit(text))
     signal_reload(gateway)
+
+
+def reload_with(gateway: Gateway, backends: Sequence[Backend]) -> None:
+    """Rewrite the backends of the gateway's file, then reload."""
+
+    def rewrite(text: str) -> str:
+        head, _, rest = text.partition("backends:\n")
+        return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
+
+    edit_and_reload(gateway, rewrite)
 
 
 def signal_reload(gateway: Gateway) -> None:

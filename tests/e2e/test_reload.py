@@ -14,7 +14,7 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, backend_yaml, edit_and_reload, mcp_post, start_gateway
+from .aigw import Gateway, edit_and_reload, mcp_post, reload_with, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
@@ -41,16 +41,6 @@ def gateway(pyserver: Upstream) -> Iterator[Gateway]:
         yield started
     finally:
         started.stop()
-
-
-def reload_with(gateway: Gateway, backends: list[tuple[str, str]]) -> None:
-    """Rewrite the backends of the gateway's file, then reload."""
-
-    def rewrite(text: str) -> str:
-        head, _, rest = text.partition("backends:\n")
-        return head + backend_yaml(backends) + rest[rest.index("sessions:") :]
-
-    edit_and_reload(gateway, rewrite)
 
 
 async def test_reload_adds_then_removes_a_backend_for_a_connected_client(

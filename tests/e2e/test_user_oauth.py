@@ -32,11 +32,11 @@ from mcp import MCPError, UrlElicitationRequiredError
 
 from tests.certificates import write_private_ca, write_self_signed
 
-from .aigw import Gateway, start_gateway
+from .aigw import Backend, Gateway, reload_with, start_gateway, write_session_key
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
-from .harness.processes import LOG_DIR
+from .harness.processes import LOG_DIR, free_port
 from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 
@@ -74,12 +74,22 @@ async def ignore_elicitation(context: Any, params: Any) -> types.ElicitResult:
     return types.ElicitResult(action="decline")
 
 
-async def sign_in(url: str, user: str) -> httpx2.Response:
+def served_by(url: str, base: str | None) -> str:
+    """``url`` of one of aigw's pages, asked of the aigw process at ``base`` instead (what
+    a balancer without stickiness may do with each request); unchanged without one."""
+    if base is None:
+        return url
+    parts = urlsplit(url)
+    return base + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def sign_in(url: str, user: str, base: str | None = None) -> httpx2.Response:
     """Open the elicitation URL as ``user``'s browser would: aigw's start page redirects
     to aigw's own authorization server (OpenID Connect, ``scope=openid``), whose login
-    sends back to aigw's login callback; its answer is returned."""
+    sends back to aigw's login callback; its answer is returned.  ``base``: the aigw
+    process that serves every one of aigw's pages (default: the one the URLs name)."""
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
-        start = await http.get(url)
+        start = await http.get(served_by(url, base))
     assert start.status_code == 302, start.text
     location = start.headers["location"]
     query = parse_qs(urlsplit(location).query)
@@ -89,21 +99,21 @@ async def sign_in(url: str, user: str) -> httpx2.Response:
     assert redirect_uri.endswith("/oauth/upstream/login")
     response = await authorize(location, user, redirect_uri=redirect_uri)
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
-        return await http.get(urljoin(url, response.redirect))
+        return await http.get(served_by(urljoin(url, response.redirect), base))
 
 
-async def follow(url: str, user: str, ca_file: str | None = None) -> str:
+async def follow(url: str, user: str, ca_file: str | None = None, base: str | None = None) -> str:
     """Signed in as the link's user, on to the backend's authorization server (the AS's
     login again; ``ca_file``: the CA the browser trusts it with), then aigw's callback,
-    whose page is returned."""
-    login = await sign_in(url, user)
+    whose page is returned.  ``base``: the aigw process serving aigw's pages."""
+    login = await sign_in(url, user, base)
     assert login.status_code == 302, login.text
     location = login.headers["location"]
     redirect_uri = parse_qs(urlsplit(location).query)["redirect_uri"][0]
     assert redirect_uri.endswith("/oauth/upstream/callback")
     response = await authorize(location, user, redirect_uri=redirect_uri, ca_file=ca_file)
     async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
-        page = await http.get(urljoin(url, response.redirect))
+        page = await http.get(served_by(urljoin(url, response.redirect), base))
     assert page.status_code == 200, page.text
     return page.text
 
@@ -220,12 +230,14 @@ async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -
     await elicited(gateway, "bob", bob)
 
 
-async def test_the_session_is_told_when_the_authorization_completes(gateway: Gateway) -> None:
+async def told_then_retried(gateway: Gateway, user: str, browser: str | None = None) -> list[str]:
     """MCP 2025-11-25 client/elicitation, "Completion Notifications for URL Mode
-    Elicitation": the official SDK client, still connected after the -32042, receives
-    ``notifications/elicitation/complete`` with the elicitation's id on its GET stream
-    once the user finished in the browser, and its retried call goes through."""
-    revoked = await aigw("tokens", "revoke", "--sub", "alice", "--config", gateway.config_path)
+    Elicitation": the official SDK client, still connected to ``gateway`` after the
+    -32042, receives ``notifications/elicitation/complete`` with the elicitation's id
+    on its GET stream once the user finished in the browser (whose pages the aigw
+    process at ``browser`` serves, when given), once, and its retried call goes
+    through."""
+    revoked = await aigw("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
     assert revoked.returncode == 0, revoked.stderr
     completed: list[str] = []
     told = anyio.Event()
@@ -237,7 +249,7 @@ async def test_the_session_is_told_when_the_authorization_completes(gateway: Gat
 
     async with connect(
         gateway.url,
-        "alice",
+        user,
         storage=MemoryTokenStorage(),
         mode="legacy",
         elicitation_callback=ignore_elicitation,
@@ -246,12 +258,87 @@ async def test_the_session_is_told_when_the_authorization_completes(gateway: Gat
         with pytest.raises(MCPError) as raised:
             await client.call_tool("crm__whoami-headers", {})
         (elicitation,) = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
-        await follow(elicitation.url, "alice")
+        await follow(elicitation.url, user, base=browser)
         with anyio.fail_after(30):
             await told.wait()
-        assert completed == [elicitation.elicitation_id]
         result = await client.call_tool("crm__whoami-headers", {})
-        assert claims(json.loads(text_of(result)))["sub"] == "alice"
+        assert claims(json.loads(text_of(result)))["sub"] == user
+    assert completed == [elicitation.elicitation_id]
+
+
+async def test_the_session_is_told_when_the_authorization_completes(gateway: Gateway) -> None:
+    await told_then_retried(gateway, "alice")
+
+
+@pytest.fixture(scope="module")
+def two_processes(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> Iterator[list[Gateway]]:
+    """Two aigw processes of one deployment (docs/scale-out.md): one session key, one
+    ``state_dir`` (the store of the host), the first's URL as both's ``public_url``,
+    each reachable by the other at its own ``sessions.peer_url``."""
+    directory = tempfile.mkdtemp(prefix="aigw-user-oauth-peers-", dir=LOG_DIR)
+    key = write_session_key(directory)
+    ports = [free_port(), free_port()]
+    started: list[Gateway] = []
+    try:
+        for port in ports:
+            started.append(
+                start_gateway(
+                    [("crm", protected.url, "auth:\n  user_oauth: {}\n"), ("plain", pyserver.url)],
+                    issuer=auth_server.issuer,
+                    extra=f"state_dir: {directory}\n",
+                    port=port,
+                    session_key=key,
+                    public_url=f"http://127.0.0.1:{ports[0]}",
+                    sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'",
+                )
+            )
+        yield started
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+async def test_a_callback_on_another_process_tells_the_session_through_its_own(
+    two_processes: list[Gateway],
+) -> None:
+    """The session, its -32042 and its GET stream are on the first process; every page
+    of the browser flow, the callback among them, on the second, which stores the token
+    in the shared store and tells the first over its ``peer_url``: the client is told
+    once, through the first, and its retried call there goes through."""
+    asked, callback = two_processes
+    await told_then_retried(asked, "bob", browser=callback.base)
+    assert "bob authorized aigw at backend crm (1 stream(s) told)" in callback.process.log()
+    assert "authorized aigw at backend" not in asked.process.log()
+
+
+async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> None:
+    """A gateway with a store and no user_oauth backend has imported none of its
+    client (tests/process/test_lean_imports.py): SIGHUP adds one, whose -32042, browser
+    flow and retried call then work; removed again, a link it minted is refused."""
+    state = tempfile.mkdtemp(prefix="aigw-user-oauth-reload-", dir=LOG_DIR)
+    plain: Backend = ("plain", pyserver.url)
+    crm: Backend = ("crm", protected.url, "auth:\n  user_oauth: {}\n")
+    gateway = start_gateway([plain], issuer=auth_server.issuer, extra=f"state_dir: {state}\n")
+    try:
+        reload_with(gateway, [plain, crm])
+        assert "backends added crm, removed none" in gateway.process.log()
+        alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
+        await follow(await elicited(gateway, "alice", alice), "alice")
+        assert claims(await whoami(gateway, "alice", alice))["sub"] == "alice"
+        url = await elicited(gateway, "bob", bob)
+        reload_with(gateway, [plain])
+        assert "backends added none, removed crm" in gateway.process.log()
+        async with httpx2.AsyncClient(follow_redirects=False, timeout=30) as http:
+            start = await http.get(url)
+        assert start.status_code == 400, start.text
+        assert "no longer serves it" in start.text
+        assert gateway.process.alive
+    finally:
+        gateway.stop()
 
 
 async def aigw(*argv: str) -> Any:

@@ -35,7 +35,12 @@ USER_OAUTH = (
     "aigw.upstream.registration",
     "aigw.upstream.token_endpoint",
 )
-OAUTH_PAGES = ("aigw.upstream.user_links", "aigw.auth.browser_login", "aigw.web.upstream_oauth")
+OAUTH_PAGES = (
+    "aigw.upstream.user_links",
+    "aigw.auth.browser_login",
+    "aigw.web.upstream_oauth",
+    "aigw.web.elicitation_notices",
+)
 #: A user_oauth link is opened by a user who signs in at aigw's own issuer.
 JWT_AUTH = (
     "auth: {issuer: http://127.0.0.1:9, jwks_uri: http://127.0.0.1:9/jwks,"
@@ -82,14 +87,14 @@ def test_state_dir_opens_the_sqlite_store(tmp_path: Path) -> None:
 def test_without_a_store_nothing_of_user_oauth_is_imported() -> None:
     """No store, no user_oauth backend possible (its config needs ``state_dir``, which
     only a restart changes): neither its client nor its pages."""
-    assert imported(*USER_OAUTH, *OAUTH_PAGES, extra=JWT_AUTH) == [False] * 8
+    assert imported(*USER_OAUTH, *OAUTH_PAGES, extra=JWT_AUTH) == [False] * 9
 
 
 def test_a_store_serves_the_pages_without_a_user_oauth_backend(tmp_path: Path) -> None:
     """The pages are routed (a reload may add a user_oauth backend, aigw/reload.py), and
     with them aigw's OAuth client; no backend's credentials use it yet."""
     modules = imported(*OAUTH_PAGES, *USER_OAUTH, extra=JWT_AUTH + stateful(tmp_path))
-    assert modules == [True] * 3 + [False] + [True] * 4
+    assert modules == [True] * 4 + [False] + [True] * 4
 
 
 def test_user_oauth_backend_imports_its_client(tmp_path: Path) -> None:

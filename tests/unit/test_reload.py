@@ -3,6 +3,8 @@ its config file rewritten between requests, on the memory network."""
 
 from __future__ import annotations
 
+import os
+
 import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, capturedLogs
@@ -12,6 +14,7 @@ from aigw.config.read import load_config
 from aigw.gateway.streams import BACKOFF_MAX
 from aigw.protocol import jsonrpc
 from aigw.reload import restart_keys
+from tests.fakes import MemoryStore
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     PUBLIC_URL,
@@ -32,7 +35,9 @@ auth: none
 """
 
 
-class ReloadTests(GatewayTestCase):
+class ReloadCase(GatewayTestCase):
+    """Fake upstreams ``alpha`` and ``beta``, and the config file naming them."""
+
     def setUp(self) -> None:
         super().setUp()
         self.path = self.mktemp()
@@ -43,11 +48,16 @@ class ReloadTests(GatewayTestCase):
             "beta": self.start_upstream(self.beta),
         }
 
-    def write(self, *names: str, extra: str = "", head: str = HEAD) -> None:
-        """The config file: these backends (by name, in order), then ``extra``."""
+    def write(
+        self, *names: str, extra: str = "", head: str = HEAD, own: dict[str, str] | None = None
+    ) -> None:
+        """The config file: these backends (by name, in order; ``own``: a backend's own
+        keys, one YAML line), then ``extra``."""
         lines = [head, "backends:"]
         for name in names:
             lines += [f"  - name: {name}", f"    url: {self.urls[name]}", "    timeout: 5s"]
+            if own and name in own:
+                lines.append(f"    {own[name]}")
         with open(self.path, "w") as file:
             file.write("\n".join(lines) + "\n" + extra)
 
@@ -57,6 +67,7 @@ class ReloadTests(GatewayTestCase):
 
     def reload(self) -> tuple[bool, list[str]]:
         """SIGHUP's work; whether it took, and what was logged at error."""
+        failed = self.service.reloader.reloads_failed
         with capturedLogs() as events:
             self.service._reload_requested()
         errors = [
@@ -64,12 +75,14 @@ class ReloadTests(GatewayTestCase):
             for e in events
             if e["log_level"] >= LogLevel.error and "log_failure" not in e
         ]
-        return self.service.reloader.reloads_failed == 0, errors
+        return self.service.reloader.reloads_failed == failed, errors
 
     async def tools(self, session: str) -> list[str]:
         body = await self.call(session, "tools/list", {})
         return [tool["name"] for tool in body["result"]["tools"]]
 
+
+class ReloadTests(ReloadCase):
     @run
     async def test_added_backend_appears_and_open_streams_hear_list_changed(self) -> None:
         await self.start("alpha")
@@ -252,6 +265,56 @@ class ReloadTests(GatewayTestCase):
         self.assertIsNot(self.service.gateway.transports["beta"], old)
         # The old upstream session is unknown there: re-opened transparently.
         self.assertIn("beta__g", await self.tools(session))
+
+
+class UserOAuthReloadTests(ReloadCase):
+    """A gateway with a store serves the pages of users' authorizations whatever its
+    backends; a reload adds, changes and removes the ``user_oauth`` backends they serve
+    (each with the authorization its transport uses), and a refused one changes none."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = MemoryStore()
+        state = os.path.abspath(self.mktemp())
+        os.mkdir(state)
+        key = os.path.join(state, "session.key")
+        with open(key, "wb") as handle:
+            handle.write(b"k" * 32)
+        os.chmod(key, 0o600)
+        self.head = (
+            f'listen: ["tcp:1975:interface=127.0.0.1"]\npublic_url: {PUBLIC_URL}\n'
+            "mcp_path: /mcp\n"
+            f"auth: {{issuer: http://127.0.0.1:9, jwks_uri: http://127.0.0.1:9/jwks,"
+            f" audiences: [{PUBLIC_URL}/mcp]}}\n"
+            f"state_dir: {state}\nsessions: {{secret_file: {key}}}\n"
+        )
+
+    def served(self) -> dict[str, object]:
+        return dict(self.service.user_authorizations)
+
+    @run
+    async def test_added_changed_and_removed_user_oauth_backends_are_served_as_in_force(
+        self,
+    ) -> None:
+        user_oauth = {"beta": "auth: {user_oauth: {}}"}
+        self.write("alpha", head=self.head)
+        self.serve(load_config(self.path))
+        self.assertEqual(self.served(), {})
+        self.write("alpha", "beta", head=self.head, own=user_oauth)
+        self.assertEqual(self.reload(), (True, []))
+        added = self.served()
+        self.assertEqual(list(added), ["beta"])
+        # A refused reload (a restart-only key) that would also change it: nothing.
+        self.write("alpha", "beta", head=self.head + "mcp_path: /other\n", own=user_oauth)
+        self.assertFalse(self.reload()[0])
+        self.assertEqual(self.served(), added)
+        self.urls["beta"] += "/v2"
+        self.write("alpha", "beta", head=self.head, own=user_oauth)
+        self.assertEqual(self.reload(), (True, []))
+        self.assertIsNot(self.served()["beta"], added["beta"])
+        self.write("alpha", "beta", head=self.head)  # no longer user_oauth
+        self.assertEqual(self.reload(), (True, []))
+        self.assertEqual(self.served(), {})
 
 
 class RestartKeysTests(GatewayTestCase):

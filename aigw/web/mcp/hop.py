@@ -11,23 +11,33 @@ answers the client with the reply.  The peer authenticates the client's own bear
 the hop adds no trust, and ``Aigw-Forwarded`` only stops a second hop.  The
 state is sealed with the deployment's key, so a client cannot aim the hop
 anywhere else.
+
+The same hop carries one note of aigw's own: a user completed, in the browser
+served by this process, a URL elicitation another process asked
+(``web/elicitation_notices.py``).  No client request and no bearer token are behind
+it; the note, sealed for the receiving process, is its credential.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
 from aigw.gateway.gateway import Gateway
-from aigw.httpjson import FetchFailed, TreqClient, fetch
+from aigw.httpjson import Fetched, FetchFailed, TreqClient, fetch, parse_json_object
 from aigw.protocol import jsonrpc
 from aigw.web.mcp.http import header
 from aigw.web.request import WebRequest
 
 #: Marks a request one process sent another: it is served there, never sent on again.
 FORWARDED_HEADER = b"aigw-forwarded"
+#: Carries a sealed note that a user completed a URL elicitation the peer asked.
+NOTICE_HEADER = b"aigw-elicitation-notice"
+#: The largest answer to a note (``{"told": n}``).
+MAX_NOTICE_REPLY_BYTES = 4096
 #: Request headers that describe one hop (RFC 9110 §7.6.1) or that the HTTP client sets.
 HOP_HEADERS = frozenset(
     {
@@ -64,6 +74,26 @@ class PeerHop:
             self._http = TreqClient(self.gateway.clock, pool, CONNECT_TIMEOUT)
         return self._http
 
+    def _post(
+        self,
+        peer_url: str,
+        headers: dict[bytes, list[bytes]],
+        timeout: float,
+        max_bytes: int,
+        **body: Any,
+    ) -> Deferred[Fetched]:
+        """One POST to a peer: its reply bounded, all of it within ``timeout``."""
+        return fetch(
+            self._client(),
+            self.gateway.clock,
+            "POST",
+            peer_url,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            headers=headers,
+            **body,
+        )
+
     async def forward(self, request: WebRequest, request_id: Any, peer_url: str) -> bytes:
         """The peer's reply to this request, as the client's; a JSON-RPC error when the
         request already hopped once or the peer cannot be reached."""
@@ -80,15 +110,12 @@ class PeerHop:
         headers[FORWARDED_HEADER] = [b"1"]
         timeout = self.gateway.snapshots.current().config.sessions.park_timeout
         try:
-            fetched = await fetch(
-                self._client(),
-                self.gateway.clock,
-                "POST",
+            fetched = await self._post(
                 peer_url,
-                timeout=timeout,
-                max_bytes=MAX_REPLY_BYTES,
+                headers,
+                timeout,
+                MAX_REPLY_BYTES,
                 data=body,  # written on the gateway's clock (TreqClient)
-                headers=headers,
             )
         except FetchFailed as error:
             self.log.warn("forwarding a retry to {peer}: {error}", peer=peer_url, error=str(error))
@@ -103,6 +130,25 @@ class PeerHop:
         if kind is not None:
             request.setHeader(b"Content-Type", kind.encode("latin-1"))
         return fetched.body
+
+    async def notify(self, peer_url: str, notice: str) -> int:
+        """Send the sealed ``notice`` to the peer at ``peer_url``, once; how many of its
+        streams it told (0 when it refused the note or could not be reached: the
+        notification is optional, client/elicitation)."""
+        headers = {FORWARDED_HEADER: [b"1"], NOTICE_HEADER: [notice.encode("ascii")]}
+        try:
+            fetched = await self._post(peer_url, headers, CONNECT_TIMEOUT, MAX_NOTICE_REPLY_BYTES)
+            if fetched.status != 200:
+                raise FetchFailed(f"{peer_url} answered {fetched.status}")
+            told = parse_json_object(fetched.body, peer_url).get("told")
+        except FetchFailed as error:
+            self.log.warn(
+                "telling the aigw process at {peer} of a completed elicitation: {error}",
+                peer=peer_url,
+                error=str(error),
+            )
+            return 0
+        return told if isinstance(told, int) and not isinstance(told, bool) else 0
 
     @staticmethod
     def _error(request: WebRequest, request_id: Any, why: str) -> bytes:

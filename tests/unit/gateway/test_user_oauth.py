@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from aigw.config import BackendAuthConfig, BackendConfig, Config, UserOAuthConfig
-from aigw.principal import ANONYMOUS
+import attrs
+
+from aigw.config import (
+    BackendAuthConfig,
+    BackendConfig,
+    Config,
+    SessionsConfig,
+    UserOAuthConfig,
+)
+from aigw.principal import ANONYMOUS, Principal
 from aigw.protocol import jsonrpc
+from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec
+from aigw.sealed.sealer import Sealer
+from aigw.service import GatewayService
 from aigw.store.api import UserToken
+from aigw.upstream.user_links import Grant
 from tests.fakes import MemoryStore
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     PUBLIC_URL,
+    SHARED_KEY,
     Collect,
     GatewayTestCase,
     initialize_message,
@@ -30,12 +44,15 @@ from tests.unit.memory import run
 #: Under ``auth: None`` every request is ANONYMOUS's: the key of its tokens.
 KEY = (ANONYMOUS.issuer, ANONYMOUS.subject, "crm")
 URL_CAPABLE = {"elicitation": {"url": {}}}
+#: The header of a peer's note (``web/mcp/hop.py``).
+NOTICE = "Aigw-Elicitation-Notice"
 
 
 class UserOAuthGatewayCase(GatewayTestCase):
     """``crm`` a user_oauth backend, ``alpha`` a plain one, the store in memory."""
 
-    async def start(self) -> None:
+    async def start(self, sessions: SessionsConfig | None = None) -> None:
+        """``sessions``: the deployment's key and this process's ``peer_url``, for peers."""
         self.crm = FakeUpstream(tools=["whoami"])
         self.alpha = FakeUpstream(tools=["echo"])
         self.memory = self.store = MemoryStore()
@@ -52,6 +69,7 @@ class UserOAuthGatewayCase(GatewayTestCase):
             mcp_path="/mcp",
             backends=backends,
             auth=None,
+            sessions=sessions or SessionsConfig(),
         )
         self.serve(config)
 
@@ -148,10 +166,8 @@ class UserOAuthGatewayTests(UserOAuthGatewayCase):
         self.assertEqual(headers["authorization"], ["Bearer crm-token"])
 
 
-class CompletionNoticeTests(UserOAuthGatewayCase):
-    """MCP 2025-11-25 client/elicitation "Completion Notifications for URL Mode
-    Elicitation": once the user completed the authorization, the session that got the
-    -32042 (only it) is sent ``notifications/elicitation/complete`` on its GET stream."""
+class CompletionNoticeCase(UserOAuthGatewayCase):
+    """Sessions with GET streams, their -32042s, and the notices the streams got."""
 
     async def stream(self, session: str) -> list[bytes]:
         chunks: list[bytes] = []
@@ -167,14 +183,22 @@ class CompletionNoticeTests(UserOAuthGatewayCase):
         elicitation_id: str = error["data"]["elicitations"][0]["elicitationId"]
         return elicitation_id
 
-    def completed(self, elicitation_id: str) -> int:
-        return self.service.gateway.elicitation_completed(elicitation_id)
+    def completed(self, elicitation_id: str, user: Principal = ANONYMOUS) -> int:
+        """This process's browser flow completed it, as ``user``."""
+        notice = ElicitationNotice(elicitation_id, user.issuer, user.subject)
+        return self.service.gateway.elicitation_completed(notice)
 
     @staticmethod
     def notices(chunks: list[bytes]) -> list[Any]:
         text = b"".join(chunks).decode()
         messages = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
         return [m for m in messages if m.get("method") == "notifications/elicitation/complete"]
+
+
+class CompletionNoticeTests(CompletionNoticeCase):
+    """MCP 2025-11-25 client/elicitation "Completion Notifications for URL Mode
+    Elicitation": once the user completed the authorization, the session that got the
+    -32042 (only it) is sent ``notifications/elicitation/complete`` on its GET stream."""
 
     @run
     async def test_the_session_that_was_asked_is_told_once(self) -> None:
@@ -198,6 +222,22 @@ class CompletionNoticeTests(UserOAuthGatewayCase):
         # Told once: a link is single-use, and a replay tells nobody.
         self.assertEqual(self.completed(elicitation_id), 0)
         self.assertEqual(self.completed("unknown"), 0)
+
+    @run
+    async def test_a_completion_by_another_user_tells_nobody(self) -> None:
+        """Fail closed: the id alone does not pick the session; its user must be the
+        one who completed it, and the session's own completion still tells it."""
+        await self.start()
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream(session)
+        elicitation_id = await self.elicited(session)
+        mallory = attrs.evolve(ANONYMOUS, subject="mallory")
+        self.assertEqual(self.completed(elicitation_id, mallory), 0)
+        await self.network.settle()
+        self.assertEqual(self.notices(chunks), [])
+        self.assertEqual(self.completed(elicitation_id), 1)
+        await self.network.settle()
+        self.assertEqual(len(self.notices(chunks)), 1)
 
     @run
     async def test_a_session_without_a_stream_is_told_nothing(self) -> None:
@@ -231,3 +271,121 @@ class CompletionNoticeTests(UserOAuthGatewayCase):
         )
         (elicitation,) = body["error"]["data"]["elicitations"]
         self.assertEqual(self.completed(elicitation["elicitationId"]), 0)
+
+
+class PeerCompletionTests(CompletionNoticeCase):
+    """Two processes of one deployment, no stickiness (docs/scale-out.md): the -32042 and
+    the session's GET stream on the first, the browser's callback on the second, which
+    sends the first a sealed note over ``sessions.peer_url`` (``web/elicitation_notices.py``)."""
+
+    PEER = "http://127.0.0.1:1976/mcp"
+
+    async def asked_here_completed_there(
+        self, peer_url: str | None = PUBLIC_URL + "/mcp"
+    ) -> tuple[list[bytes], Grant, GatewayService]:
+        """A session, its stream and its -32042 on this process (``peer_url`` its own);
+        its stream, the grant the other process's callback opens, and that process."""
+        await self.start(SessionsConfig(secret=SHARED_KEY, peer_url=peer_url))
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream(session)
+        error = (await self.whoami(session))["error"]
+        (elicitation,) = error["data"]["elicitations"]
+        other = self.start_peer(1976)
+        assert other.user_links is not None
+        (link,) = parse_qs(urlsplit(elicitation["url"]).query)["link"]
+        grant = other.user_links.open_link(link)
+        self.assertEqual(grant.elicitation_id, elicitation["elicitationId"])
+        return chunks, grant, other
+
+    async def complete_on(self, process: GatewayService, grant: Grant) -> int:
+        """``process``'s callback stored the token of ``grant``."""
+        assert process.completion_notices is not None
+        return await process.completion_notices.completed(grant)
+
+    @run
+    async def test_the_session_is_told_once_through_the_process_that_asked(self) -> None:
+        chunks, grant, other = await self.asked_here_completed_there()
+        self.assertEqual(grant.process, self.service.gateway.process)
+        self.assertEqual(await self.complete_on(other, grant), 1)
+        await self.network.settle()
+        self.assertEqual(
+            self.notices(chunks),
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/elicitation/complete",
+                    "params": {"elicitationId": grant.elicitation_id},
+                }
+            ],
+        )
+        # Once: a second note (a replayed callback) tells nobody.
+        self.assertEqual(await self.complete_on(other, grant), 0)
+        await self.network.settle()
+        self.assertEqual(len(self.notices(chunks)), 1)
+
+    @run
+    async def test_another_users_completion_tells_nobody_across_processes(self) -> None:
+        chunks, grant, other = await self.asked_here_completed_there()
+        forged = attrs.evolve(grant, subject="mallory")
+        self.assertEqual(await self.complete_on(other, forged), 0)
+        await self.network.settle()
+        self.assertEqual(self.notices(chunks), [])
+        self.assertEqual(await self.complete_on(other, grant), 1)
+
+    @run
+    async def test_without_a_peer_url_nobody_is_told_and_nothing_fails(self) -> None:
+        """As before peers: the link names no URL, so the other process sends nothing."""
+        chunks, grant, other = await self.asked_here_completed_there(peer_url=None)
+        self.assertIsNone(grant.peer_url)
+        self.assertEqual(await self.complete_on(other, grant), 0)
+        await self.network.settle()
+        self.assertEqual(self.notices(chunks), [])
+
+    @run
+    async def test_a_peer_that_does_not_answer_tells_nobody(self) -> None:
+        chunks, grant, other = await self.asked_here_completed_there()
+        gone = attrs.evolve(grant, peer_url="http://127.0.0.1:1999/mcp")
+        self.assertEqual(await self.complete_on(other, gone), 0)
+        self.assertEqual(self.notices(chunks), [])
+
+    @run
+    async def test_a_note_opens_only_in_the_process_it_was_sealed_for(self) -> None:
+        """A note is its own credential: anything but one this deployment sealed for this
+        process is 403 before any bearer check, and tells nobody."""
+        chunks, grant, other = await self.asked_here_completed_there()
+        notice = ElicitationNotice(grant.elicitation_id, grant.issuer, grant.subject)
+        now = self.reactor.seconds()
+        for_other = ElicitationNoticeCodec(Sealer(SHARED_KEY)).seal(
+            notice, other.gateway.process, now
+        )
+        foreign = ElicitationNoticeCodec(Sealer(b"f" * 32)).seal(
+            notice, self.service.gateway.process, now
+        )
+        for note in (for_other, foreign, "garbage"):
+            response, body = await self.post(None, raw=b"", headers={NOTICE: note})
+            self.assertEqual(response.code, 403, body)
+            self.assertEqual(body["error"], "forbidden")
+        await self.network.settle()
+        self.assertEqual(self.notices(chunks), [])
+        # The one the callback's process seals does open (and the entry was kept).
+        sealed = ElicitationNoticeCodec(Sealer(SHARED_KEY)).seal(
+            notice, self.service.gateway.process, now
+        )
+        response, body = await self.post(None, raw=b"", headers={NOTICE: sealed})
+        self.assertEqual((response.code, body), (200, {"told": 1}))
+
+    @run
+    async def test_a_process_holding_no_stream_of_the_session_tells_nobody(self) -> None:
+        await self.start(SessionsConfig(secret=SHARED_KEY, peer_url=PUBLIC_URL + "/mcp"))
+        session = await self.session(URL_CAPABLE)
+        elicitation_id = await self.elicited(session)
+        other = self.start_peer(1976)
+        grant = Grant(
+            ANONYMOUS.issuer,
+            ANONYMOUS.subject,
+            "crm",
+            elicitation_id,
+            self.service.gateway.process,
+            PUBLIC_URL + "/mcp",
+        )
+        self.assertEqual(await self.complete_on(other, grant), 0)

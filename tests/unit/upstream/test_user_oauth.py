@@ -197,6 +197,27 @@ class LinkTests(UserOAuthTestCase):
         self.clock.advance(601)
         self.assertEqual(self.refused(lambda: self.links.open_state(other)), "expired")
 
+    def test_the_minting_process_travels_from_the_link_to_the_state(self) -> None:
+        """The callback's process learns which process answered the -32042, and where
+        its peers reach it (``sessions.peer_url``, read at each mint)."""
+        here = ["http://10.0.0.5:1975/mcp"]
+        self.links = UserLinks(
+            Sealer.random(), PUBLIC + "/", self.clock, lambda: ("proc-a", here[0])
+        )
+        self.authorization = self.make(UserOAuthConfig())
+        self.credentials = UserOAuth(self.authorization, self.clock)
+        grant = self.links.open_link(self.link())
+        self.assertEqual((grant.process, grant.peer_url), ("proc-a", here[0]))
+        login = self.links.open_login(self.links.seal_login(grant, "v", "n", "c"))
+        state = self.links.open_state(self.links.seal_state(login.grant, "v", "c", "as"))
+        self.assertEqual(state.grant, grant)
+        here[0] = "http://10.0.0.6:1975/mcp"  # a reload changed it
+        self.assertEqual(self.links.open_link(self.link()).peer_url, here[0])
+
+    def test_a_link_minted_without_a_process_names_none(self) -> None:
+        grant = self.links.open_link(self.link())
+        self.assertEqual((grant.process, grant.peer_url), (None, None))
+
     def refused(self, opening: Callable[[], object]) -> str:
         with self.assertRaises(LinkRefused) as caught:
             opening()

@@ -20,7 +20,7 @@ from aigw.readiness import Readiness
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.api import AuthorizationRequired
 from aigw.upstream.user_authorization import UserAuthorization
-from aigw.upstream.user_links import UserLinks
+from aigw.upstream.user_links import Grant, UserLinks
 from aigw.upstream.user_oauth import UserOAuth
 from aigw.web.app import GatewayApp
 from aigw.web.upstream_oauth import UserOAuthPages
@@ -71,8 +71,8 @@ class PagesTests(SynchronousTestCase):
         app = GatewayApp(config, Readiness(), Authenticator(None), None, None, pages)
         self.stub = StubTreq(app.resource())
 
-    def tell(self, elicitation_id: str) -> int:
-        self.told.append(elicitation_id)
+    async def tell(self, grant: Grant) -> int:
+        self.told.append(grant.elicitation_id)
         return 1
 
     def get(self, url: str) -> tuple[Any, str]:
