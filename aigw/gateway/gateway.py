@@ -129,7 +129,7 @@ class Gateway(Service):
         self.log_levels = LogLevels(self.exchange)
         # The upstream streams client streams share (streams.py), and the resource
         # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
-        self.feeds = Feeds(transports, reactor)
+        self.feeds = Feeds(transports, reactor, self._stream_linger)
         self.calls = Calls(
             policy,
             observer,
@@ -169,9 +169,17 @@ class Gateway(Service):
         self.open_streams.discard(stream)
 
     def close_streams(self) -> None:
-        """End every open client stream (shutdown: they would otherwise never finish)."""
+        """End every open client stream (shutdown: they would otherwise never finish),
+        then the upstream streams left lingering for them."""
         for stream in list(self.open_streams):
             stream.close()
+        self.feeds.close()
+
+    def _stream_linger(self, backend: str) -> float:
+        """``backends[].stream_linger`` of the current config (0: a backend a reload
+        removed; its feed ends)."""
+        config = self.snapshots.current().backends.get(backend)
+        return 0.0 if config is None else config.stream_linger
 
     def reconfigure(
         self, fresh: Mapping[str, UpstreamTransport], removed: Collection[str]
