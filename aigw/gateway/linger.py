@@ -48,11 +48,14 @@ class Linger:
         self.dropped = 0
         self._timer: IDelayedCall = clock.callLater(seconds, expire)
 
-    def hold(self, message: Any, event_id: str | None) -> None:
-        if len(self.held) >= MAX_HELD:
+    def hold(self, message: Any, event_id: str | None) -> bool:
+        """Hold ``message``; True when the oldest held was dropped for it."""
+        full = len(self.held) >= MAX_HELD
+        if full:
             self.held.popleft()
             self.dropped += 1
         self.held.append((message, event_id))
+        return full
 
     def serves(self, last_event_id: str | None) -> bool:
         """Can a client stream resuming from ``last_event_id`` take over what is held?

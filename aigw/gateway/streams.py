@@ -277,7 +277,8 @@ class UpstreamFeed:
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
         if self.lingering is not None:
-            self.lingering.hold(message, self.last_event_id)
+            if self.lingering.hold(message, self.last_event_id):
+                self.feeds.dropped += 1
             return
         if isinstance(message, dict) and "id" in message:
             targets = self.subscribers[:1]
@@ -288,7 +289,6 @@ class UpstreamFeed:
 
     def _report_dropped(self, lingering: Linger) -> None:
         if lingering.dropped:
-            self.feeds.dropped += lingering.dropped
             self.log.warn(
                 "stream from {backend} lingered without a client stream: the {dropped} oldest "
                 "of its messages dropped (more than {held} arrived)",
@@ -316,7 +316,8 @@ class Feeds:
         self.linger = linger
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
-        #: Messages a lingering feed held and dropped for lack of room (``linger.py``).
+        #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
+        #: ``aigw_stream_linger_dropped_messages``.
         self.dropped = 0
 
     def refilter(self, binding: str, backend: str) -> None:

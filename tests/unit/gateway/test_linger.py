@@ -54,8 +54,8 @@ class LingerTests(SynchronousTestCase):
         self.assertEqual((self.expired, self.clock.getDelayedCalls()), ([], []))
 
     def test_past_the_bound_the_oldest_are_dropped_and_counted(self) -> None:
-        for n in range(MAX_HELD + 3):
-            self.linger.hold(n, None)
+        dropped = [self.linger.hold(n, None) for n in range(MAX_HELD + 3)]
+        self.assertEqual(dropped, [False] * MAX_HELD + [True] * 3)
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
 
@@ -216,7 +216,7 @@ class GetStreamLingerTests(LingerTestCase):
         last = await self.closed_after(session, "ev-1")
         for n in range(MAX_HELD + 5):
             self.alpha.push(updated(n), f"ev-u{n}")
-        await self.until(lambda: self.feeds.dropped == 0)
+        await self.until(lambda: self.feeds.dropped == 5)  # counted as they are dropped
         again = await self.get_stream(session, last)
         await self.until(lambda: self.methods(again).count("notifications/resources/updated"))
         uris = [
