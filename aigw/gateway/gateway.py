@@ -129,7 +129,11 @@ class Gateway(Service):
         self.log_levels = LogLevels(self.exchange)
         # The upstream streams client streams share (streams.py), and the resource
         # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
-        self.feeds = Feeds(transports, reactor, self._stream_linger)
+        # Bounds on open client streams (and on upstream streams lingering for them).
+        self.stream_limits = StreamLimits(
+            initial.server.max_streams, initial.sessions.max_streams_per_user
+        )
+        self.feeds = Feeds(transports, reactor, self._stream_linger, self.stream_limits)
         self.calls = Calls(
             policy,
             observer,
@@ -145,10 +149,6 @@ class Gateway(Service):
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        # Bounds on open client streams.
-        self.stream_limits = StreamLimits(
-            initial.server.max_streams, initial.sessions.max_streams_per_user
-        )
         self.open_streams: set[Any] = set()
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)

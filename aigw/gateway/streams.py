@@ -29,6 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
+from aigw.gateway.limits import StreamLimits, UserKey
 from aigw.gateway.linger import MAX_HELD, Linger
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
@@ -147,6 +148,7 @@ class UpstreamFeed:
         lingering, self.lingering = self.lingering, None
         if lingering is None:
             return
+        self.feeds.stops_lingering(self)
         self._report_dropped(lingering)
         for message, event_id in lingering.end():
             stream.receive(self.name, message, event_id)
@@ -159,6 +161,7 @@ class UpstreamFeed:
             seconds = self.feeds.linger(self.name)
             if seconds > 0:
                 self.lingering = Linger(self.feeds.clock, seconds, self.close, self.last_event_id)
+                self.feeds.lingers(self)
             else:
                 self.close()
 
@@ -182,6 +185,7 @@ class UpstreamFeed:
         self.feeds.forget(self)
         lingering, self.lingering = self.lingering, None
         if lingering is not None:
+            self.feeds.stops_lingering(self)
             self._report_dropped(lingering)
             lingering.end()  # what no client stream came for: as if never read
         if self._reader is not None:
@@ -308,13 +312,18 @@ class Feeds:
         transports: Mapping[str, UpstreamTransport],
         clock: Any,
         linger: Callable[[str], float],
+        limits: StreamLimits,
     ) -> None:
         """``linger``: a backend's ``stream_linger``, read as each feed starts lingering
-        (a reload changes it)."""
+        (a reload changes it).  ``limits``: the bounds on client streams, which bound
+        lingering feeds too (``lingers``)."""
         self.transports = transports
         self.clock = clock
         self.linger = linger
+        self.limits = limits
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
+        #: The feeds lingering, oldest first.
+        self._lingering: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages``.
@@ -365,10 +374,31 @@ class Feeds:
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
 
+    def lingers(self, feed: UpstreamFeed) -> None:
+        """``feed`` starts lingering.  A lingering feed holds an upstream socket that no
+        client stream's slot pays for, so they are bounded like client streams: at
+        most ``sessions.max_streams_per_user`` of one user's and ``server.max_streams``
+        in the process; past either, the oldest (least likely to be taken) closes."""
+        user = _user(feed)
+        mine = [f for f in self._lingering.values() if _user(f) == user]
+        if len(mine) >= self.limits.max_per_user:
+            mine[0].close()
+        if len(self._lingering) >= self.limits.max_streams:
+            next(iter(self._lingering.values())).close()
+        self._lingering[feed.key] = feed
+
+    def stops_lingering(self, feed: UpstreamFeed) -> None:
+        if self._lingering.get(feed.key) is feed:
+            del self._lingering[feed.key]
+
     def close(self) -> None:
         """Close every feed (shutdown, after the client streams: lingering ones remain)."""
         for feed in list(self._feeds.values()):
             feed.close()
+
+
+def _user(feed: UpstreamFeed) -> UserKey:
+    return (feed.principal.issuer, feed.principal.subject)
 
 
 class SessionStream:

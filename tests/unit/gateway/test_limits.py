@@ -288,10 +288,12 @@ class ListenLimitTests(LimitTestCase):
 
 
 class FileLimitTests(SynchronousTestCase):
-    def test_shortfall_counts_a_client_and_an_upstream_socket_per_backend(self) -> None:
+    def test_shortfall_counts_a_client_an_upstream_socket_per_backend_and_a_lingering_one(
+        self,
+    ) -> None:
         from aigw.gateway.limits import FD_RESERVE, fd_shortfall
 
-        self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 4 + FD_RESERVE)
+        self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 5 + FD_RESERVE)
         self.assertIsNone(fd_shortfall(1024, 3, 65536))
         self.assertIsNone(fd_shortfall(1024, 3, -1))  # RLIM_INFINITY
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config import BackendConfig
+from aigw.config import BackendConfig, ServerConfig, SessionsConfig
 from aigw.gateway.linger import MAX_HELD, Linger
 from aigw.gateway.streams import decode_event_ids, encode_event_ids
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -92,6 +93,13 @@ class LingerTestCase(GatewayTestCase):
         reader.transport.stopProducing()  # type: ignore[union-attr]
         await self.until(lambda: limits.total == before - 1)
 
+    async def get_stream(self, session: str, last_event_id: str | None = None) -> Collect:
+        response = await self.open_stream(session, last_event_id)
+        self.assertEqual(response.code, 200)
+        reader = Collect([])
+        response.deliverBody(reader)
+        return reader
+
     def methods(self, reader: Collect) -> list[str]:
         return [m.get("method") for m in sse_messages(b"".join(reader.chunks))]
 
@@ -155,13 +163,6 @@ class ListenLingerTests(LingerTestCase):
 
 
 class GetStreamLingerTests(LingerTestCase):
-    async def get_stream(self, session: str, last_event_id: str | None = None) -> Collect:
-        response = await self.open_stream(session, last_event_id)
-        self.assertEqual(response.code, 200)
-        reader = Collect([])
-        response.deliverBody(reader)
-        return reader
-
     async def closed_after(self, session: str, event_id: str) -> str:
         """A GET stream that got the backend's ``event_id``, then closed; its last id."""
         first = await self.get_stream(session)
@@ -227,3 +228,26 @@ class GetStreamLingerTests(LingerTestCase):
         self.assertEqual(uris, list(range(5, MAX_HELD + 5)))
         self.assertEqual(self.feeds.dropped, 5)
         await self.close(again)
+
+
+class LingerBoundTests(LingerTestCase):
+    """Lingering streams hold upstream sockets no client stream pays for: bounded like
+    client streams, the oldest closed first."""
+
+    @run
+    async def test_a_user_keeps_at_most_max_streams_per_user_lingering(self) -> None:
+        await self.start(sessions=SessionsConfig(max_streams_per_user=2))
+        for n in range(3):  # three sessions of the one user (auth: none)
+            reader = await self.get_stream(await self.initialize())
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+            await self.close(reader)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+
+    @run
+    async def test_the_process_keeps_at_most_max_streams_lingering(self) -> None:
+        server = attrs.evolve(ServerConfig(), max_streams=2)
+        await self.start(auth=hs256_auth(), server=server)
+        for n in range(3):  # three users' listens
+            await self.close(await self.listen(f"L{n}", f"user-{n}"))
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
