@@ -84,7 +84,12 @@ class StaleConnection(ConnectionLost):
     """A connection kept alive from an earlier exchange was lost before one byte of
     the response arrived: most likely the backend closed it while idle as the
     request went out, though a backend that read the request and died looks the
-    same (which is why only a request safe to replay is sent again)."""
+    same (which is why only a request safe to replay is sent again).  ``detail``: how
+    it was lost, for the pool's report."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def keep_alive_hint(value: bytes | None) -> float | None:
@@ -510,7 +515,7 @@ class ConnectionPool:
             except StaleConnection as stale:
                 # Counted apart from "lost": the request was recovered, not failed.
                 replay = replayable()
-                self.report("replayed" if replay else "lost", str(stale))
+                self.report("replayed" if replay else "lost", stale.detail)
                 if not replay:
                     raise
         connection = await self._connect()

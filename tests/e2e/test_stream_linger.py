@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from .aigw import Gateway, start_gateway
 from .harness.oauth_client import connect_plain
@@ -42,21 +40,11 @@ def gateway(server_everything: Upstream) -> Iterator[Gateway]:
         started.stop()
 
 
-def open_streams(gateway: Gateway) -> float:
-    """aigw's ``aigw_open_streams`` gauge: the client streams it holds open."""
-    response = httpx2.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=10)
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == "aigw_open_streams":
-                return float(sample.value)
-    raise AssertionError("no aigw_open_streams gauge")
-
-
 async def until_closed(gateway: Gateway) -> None:
     """Until aigw has seen the client's listen go (polled, bounded): what the backend
     sends from then on is held for the next listen, not written to the closed one."""
     for _ in range(200):
-        if await anyio.to_thread.run_sync(open_streams, gateway) == 0:
+        if await anyio.to_thread.run_sync(gateway.metric, "aigw_open_streams") == 0:
             return
         await anyio.sleep(0.1)
     raise AssertionError("aigw still holds the closed listen")

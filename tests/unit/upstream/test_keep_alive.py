@@ -212,7 +212,9 @@ class StaleConnectionTests(PoolTestCase):
         self.backend.accept()[0].dataReceived(JSON_OK)
         self.successResultOf(d)
         self.assertEqual(self.states(), ["opened", "replayed", "opened"])
-        self.assertIn("closed while idle", self.observer.connections[1].detail)
+        detail = self.observer.connections[1].detail
+        self.assertTrue(detail.startswith("before the response: "), detail)
+        self.assertIn("closed while idle", detail)
 
     def test_a_stale_request_not_sent_again_is_counted_lost(self) -> None:
         self.failureResultOf(self.reused_then_lost(False), StaleConnection)
