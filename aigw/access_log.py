@@ -33,8 +33,14 @@ _REQUEST_PARTS = (
     ("error_code", " error_code={error_code}"),
     ("sub", " sub={sub}"),
 )
-#: Opening a connection is routine; losing one or failing to connect is not.
-_CONNECTION_LEVELS = {"opened": LogLevel.debug, "lost": LogLevel.warn, "failed": LogLevel.warn}
+#: Opening a connection is routine, and so nearly is a stale one whose request was
+#: sent again; losing one or failing to connect is not.
+_CONNECTION_LEVELS = {
+    "opened": LogLevel.debug,
+    "lost": LogLevel.warn,
+    "replayed": LogLevel.debug,
+    "failed": LogLevel.warn,
+}
 
 
 def _milliseconds(seconds: float) -> float:

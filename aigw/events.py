@@ -77,12 +77,19 @@ class AuthenticationRefused:
     reason: str
 
 
+#: What happened to a connection to a backend; ``replayed``: a kept-alive one the
+#: backend closed as a request went out on it, the request sent again on a new one
+#: (RFC 9112 §9.3.1), where ``lost`` is a request that failed with its connection.
+ConnectionState = Literal["opened", "lost", "replayed", "failed"]
+
+
 @attrs.frozen
 class UpstreamConnection:
-    """A connection to a backend was opened, lost, or could not be made."""
+    """A connection to a backend was opened, lost, or could not be made, or a
+    request lost with a stale one was sent again."""
 
     backend: str
-    state: Literal["opened", "lost", "failed"]
+    state: ConnectionState
     detail: str = ""
 
 

@@ -384,6 +384,12 @@ class GatewayService(MultiService):
             "Times the shared rate-limit store (limits.redis_url) failed or timed out.",
             lambda: gateway.limiter.store_errors,
         )
+        metrics.watch_gauge(
+            "aigw_stream_linger_dropped_messages",
+            "Backend messages a lingering upstream stream (backends[].stream_linger) held "
+            "for the next client stream and dropped, past its bound of 100.",
+            lambda: gateway.feeds.dropped,
+        )
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked
         # for, must not stop the gateway because another process holds its port.

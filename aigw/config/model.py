@@ -130,6 +130,12 @@ class BackendConfig:
     #: line of a stdio child.  A stream of many messages has no total bound (a GET
     #: stream may last for days); one message past this fails as ``bad_reply``.
     max_message_bytes: int = attrs.field(default=16 * 1024 * 1024, metadata=_size)
+    #: How long the backend's stream (GET stream, or aigw's ``subscriptions/listen``) of
+    #: an upstream session stays open after its last client stream closed, for the next
+    #: one of the same user (or session), with what the backend sent meanwhile: a client
+    #: that closes and reopens its stream does not race the backend's one-stream rule
+    #: (409, ``gateway/linger.py``).  0: closed at once.
+    stream_linger: float = attrs.field(default=5.0, metadata=_duration_or_zero)
     ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     required_scopes: tuple[str, ...] = attrs.field(default=(), metadata=_scopes)
     #: stdio (MCP basic/transports "stdio"): the program, its arguments, the variables

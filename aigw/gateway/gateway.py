@@ -130,7 +130,11 @@ class Gateway(Service):
         self.log_levels = LogLevels(self.exchange)
         # The upstream streams client streams share (streams.py), and the resource
         # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
-        self.feeds = Feeds(transports, reactor)
+        # Bounds on open client streams (and on upstream streams lingering for them).
+        self.stream_limits = StreamLimits(
+            initial.server.max_streams, initial.sessions.max_streams_per_user
+        )
+        self.feeds = Feeds(transports, reactor, self._stream_linger, self.stream_limits)
         self.calls = Calls(
             policy,
             observer,
@@ -146,10 +150,6 @@ class Gateway(Service):
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        # Bounds on open client streams.
-        self.stream_limits = StreamLimits(
-            initial.server.max_streams, initial.sessions.max_streams_per_user
-        )
         self.open_streams: set[Any] = set()
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)
@@ -170,9 +170,17 @@ class Gateway(Service):
         self.open_streams.discard(stream)
 
     def close_streams(self) -> None:
-        """End every open client stream (shutdown: they would otherwise never finish)."""
+        """End every open client stream (shutdown: they would otherwise never finish),
+        then the upstream streams left lingering for them."""
         for stream in list(self.open_streams):
             stream.close()
+        self.feeds.close()
+
+    def _stream_linger(self, backend: str) -> float:
+        """``backends[].stream_linger`` of the current config (0: a backend a reload
+        removed; its feed ends)."""
+        config = self.snapshots.current().backends.get(backend)
+        return 0.0 if config is None else config.stream_linger
 
     def reconfigure(
         self, fresh: Mapping[str, UpstreamTransport], removed: Collection[str]

@@ -118,9 +118,10 @@ FD_RESERVE = 256
 
 def fd_shortfall(max_streams: int, backends: int, soft_limit: int) -> int | None:
     """The descriptors needed when every stream slot is taken (a client socket and
-    one upstream socket per backend each, plus ``FD_RESERVE``), if ``soft_limit``
+    one upstream socket per backend each) and as many upstream streams linger for
+    closed ones (``streams.Feeds.lingers``), plus ``FD_RESERVE``, if ``soft_limit``
     is below that; None when the limit suffices (or is unlimited, negative)."""
-    needed = max_streams * (1 + backends) + FD_RESERVE
+    needed = max_streams * (2 + backends) + FD_RESERVE
     if soft_limit < 0 or soft_limit >= needed:
         return None
     return needed

@@ -10,7 +10,10 @@ Upstream streams are shared (``UpstreamFeed``): one per backend session, fanned
 out to every client stream of the user (or session) that needs it, so a user's
 listens cost one upstream socket per backend, not one per listen.  The first
 stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
-time (``limits.py``), so a resuming GET stream always opens its own feed.
+time (``limits.py``), so a resuming GET stream finds no other stream on its feed.
+A feed whose last client stream closed lingers (``linger.py``) for the next one:
+it takes the feed and what the backend sent meanwhile, when it resumes from where
+the last one left off (or from nowhere); otherwise it opens a feed of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
+from aigw.gateway.limits import StreamLimits, UserKey
+from aigw.gateway.linger import MAX_HELD, Linger
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -100,7 +105,8 @@ class UpstreamFeed:
     request goes to one subscriber only (basic/transports "Multiple Connections":
     each message on one stream), so it is answered once.  The feed follows its
     stream again after a bounded back-off when it drops, with its own
-    ``Last-Event-ID``; it ends when its last subscriber leaves.  Reads have no
+    ``Last-Event-ID``; it ends when its last subscriber has left for the backend's
+    ``stream_linger`` and no other came (``linger.py``).  Reads have no
     inactivity timeout, on purpose: a quiet stream is a healthy one.
 
     While any subscriber's client is behind, the feed stops reading (``pause``):
@@ -132,16 +138,32 @@ class UpstreamFeed:
         self._refilter = False
         #: Subscribers whose client is behind (``gateway/flow.py``).
         self._behind: set[SessionStream] = set()
+        #: Set while the feed has no subscriber and waits for the next (``linger.py``).
+        self.lingering: Linger | None = None
 
     def add(self, stream: SessionStream) -> None:
+        """``stream`` joins; if the feed lingered, it gets what was held meanwhile
+        (oldest first; a backend's request among them is its to answer)."""
         self.subscribers.append(stream)
+        lingering, self.lingering = self.lingering, None
+        if lingering is None:
+            return
+        self.feeds.stops_lingering(self)
+        self._report_dropped(lingering)
+        for message, event_id in lingering.end():
+            stream.receive(self.name, message, event_id)
 
     def remove(self, stream: SessionStream) -> None:
         if stream in self.subscribers:
             self.subscribers.remove(stream)
         self.caught_up(stream)
-        if not self.subscribers:
-            self.close()
+        if not self.subscribers and not self.closed:
+            seconds = self.feeds.linger(self.name)
+            if seconds > 0:
+                self.lingering = Linger(self.feeds.clock, seconds, self.close, self.last_event_id)
+                self.feeds.lingers(self)
+            else:
+                self.close()
 
     def behind(self, stream: SessionStream) -> None:
         """``stream``'s client stopped reading: so does the feed, until it catches up."""
@@ -161,6 +183,11 @@ class UpstreamFeed:
             return
         self.closed = True
         self.feeds.forget(self)
+        lingering, self.lingering = self.lingering, None
+        if lingering is not None:
+            self.feeds.stops_lingering(self)
+            self._report_dropped(lingering)
+            lingering.end()  # what no client stream came for: as if never read
         if self._reader is not None:
             self._reader.stop()
 
@@ -228,11 +255,12 @@ class UpstreamFeed:
             delay = min(delay * 2, BACKOFF_MAX)
 
     def _reading(self, reader: Any) -> None:
-        """An upstream stream began.  If every client left while it was opening, it is
+        """An upstream stream began.  If the feed closed while it was opening, it is
         dropped at once: nothing would stop it later, and it would hold the upstream
         session's stream (servers allow one per session: 2025-11-25 basic/transports
         "Listening for Messages from the Server", "Multiple Connections") until the
-        session ends, so the next listen of the same user would get 409 forever."""
+        session ends, so the next listen of the same user would get 409 forever.  A
+        lingering feed keeps it: its linger's end closes it."""
         if self.closed or self._refilter:
             reader.stop()
             return
@@ -252,6 +280,10 @@ class UpstreamFeed:
         reader = self._reader
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
+        if self.lingering is not None:
+            if self.lingering.hold(message, self.last_event_id):
+                self.feeds.dropped += 1
+            return
         if isinstance(message, dict) and "id" in message:
             targets = self.subscribers[:1]
         else:
@@ -259,17 +291,43 @@ class UpstreamFeed:
         for stream in targets:
             stream.receive(self.name, message, self.last_event_id)
 
+    def _report_dropped(self, lingering: Linger) -> None:
+        if lingering.dropped:
+            self.log.warn(
+                "stream from {backend} lingered without a client stream: the {dropped} oldest "
+                "of its messages dropped (more than {held} arrived)",
+                backend=self.name,
+                dropped=lingering.dropped,
+                held=MAX_HELD,
+            )
+
 
 class Feeds:
     """The open upstream feeds, by FeedKey."""
 
     log = Logger()
 
-    def __init__(self, transports: Mapping[str, UpstreamTransport], clock: Any) -> None:
+    def __init__(
+        self,
+        transports: Mapping[str, UpstreamTransport],
+        clock: Any,
+        linger: Callable[[str], float],
+        limits: StreamLimits,
+    ) -> None:
+        """``linger``: a backend's ``stream_linger``, read as each feed starts lingering
+        (a reload changes it).  ``limits``: the bounds on client streams, which bound
+        lingering feeds too (``lingers``)."""
         self.transports = transports
         self.clock = clock
+        self.linger = linger
+        self.limits = limits
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
+        #: The feeds lingering, oldest first.
+        self._lingering: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
+        #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
+        #: ``aigw_stream_linger_dropped_messages``.
+        self.dropped = 0
 
     def refilter(self, binding: str, backend: str) -> None:
         """A session client's subscriptions on a 2026-07-28 backend changed: its listen
@@ -295,6 +353,12 @@ class Feeds:
         """The feed for this backend session, joined; opened if there is none."""
         key = self.key(stream.session, backend)
         feed = self._feeds.get(key)
+        lingering = feed.lingering if feed is not None else None
+        if feed is not None and lingering is not None and not lingering.serves(last_event_id):
+            # The stream resumes from before what was held: from the backend, which
+            # replays from there (basic/transports "Resumability and Redelivery").
+            feed.close()
+            feed = None
         if feed is None:
             feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)
             self._feeds[key] = feed
@@ -309,6 +373,32 @@ class Feeds:
     def forget(self, feed: UpstreamFeed) -> None:
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
+
+    def lingers(self, feed: UpstreamFeed) -> None:
+        """``feed`` starts lingering.  A lingering feed holds an upstream socket that no
+        client stream's slot pays for, so they are bounded like client streams: at
+        most ``sessions.max_streams_per_user`` of one user's and ``server.max_streams``
+        in the process; past either, the oldest (least likely to be taken) closes."""
+        user = _user(feed)
+        mine = [f for f in self._lingering.values() if _user(f) == user]
+        if len(mine) >= self.limits.max_per_user:
+            mine[0].close()
+        if len(self._lingering) >= self.limits.max_streams:
+            next(iter(self._lingering.values())).close()
+        self._lingering[feed.key] = feed
+
+    def stops_lingering(self, feed: UpstreamFeed) -> None:
+        if self._lingering.get(feed.key) is feed:
+            del self._lingering[feed.key]
+
+    def close(self) -> None:
+        """Close every feed (shutdown, after the client streams: lingering ones remain)."""
+        for feed in list(self._feeds.values()):
+            feed.close()
+
+
+def _user(feed: UpstreamFeed) -> UserKey:
+    return (feed.principal.issuer, feed.principal.subject)
 
 
 class SessionStream:

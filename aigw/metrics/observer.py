@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Info
 from twisted.logger import Logger
@@ -29,6 +29,7 @@ from aigw.events import (
     AccessDecided,
     AuthenticationRefused,
     AuthServerFetched,
+    ConnectionState,
     GatewayObserver,
     RequestFinished,
     ToolFlagged,
@@ -61,7 +62,7 @@ GATEWAY_BUCKETS: Final = (
     *(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025),
     *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-CONNECTION_STATES: Final = ("opened", "lost", "failed")
+CONNECTION_STATES: Final = get_args(ConnectionState)
 OUTCOMES: Final = ("success", "failure")
 #: Caps on labels whose values come from aigw's code or config, not from clients:
 #: a safety net, not a limit anyone should meet.
@@ -170,7 +171,8 @@ class GatewayMetrics:
         )
         self._connections = LockFreeCounter(
             "aigw_upstream_connections_total",
-            "Connections to backends opened, lost mid-exchange, or failed, by backend.",
+            "Connections to backends opened, lost mid-exchange, failed, or lost stale with their "
+            "request sent again (replayed), by backend.",
             ("backend", "state"),
             registry=registry,
         )

@@ -31,7 +31,8 @@ RFC 9112 section 9.3.1).
 
 The pool tells the gateway's observer when a connection is opened, cannot be
 made, or is lost mid-exchange by the backend or the network
-(``UpstreamConnection``); closing an idle connection, by either side, and
+(``UpstreamConnection``), and a stale connection's request sent again
+(``replayed``: lost, then recovered); closing an idle connection, by either side, and
 dropping one on purpose (cancelled, timed out, shutdown) are the normal life of
 a keep-alive pool and are not reported.
 """
@@ -39,7 +40,7 @@ a keep-alive pool and are not reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -60,7 +61,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from aigw.deadline import Deadline
-from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.events import ConnectionState, GatewayObserver, UpstreamConnection
 from aigw.tcp_writes import batch_writes
 from aigw.tls import client_endpoint, tcp_endpoint
 
@@ -83,7 +84,12 @@ class StaleConnection(ConnectionLost):
     """A connection kept alive from an earlier exchange was lost before one byte of
     the response arrived: most likely the backend closed it while idle as the
     request went out, though a backend that read the request and died looks the
-    same (which is why only a request safe to replay is sent again)."""
+    same (which is why only a request safe to replay is sent again).  ``detail``: how
+    it was lost, for the pool's report."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def keep_alive_hint(value: bytes | None) -> float | None:
@@ -407,10 +413,13 @@ class Connection(Protocol):
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             if not waiting.called:
-                self._report_lost("before the response", reason)
                 if self._reused and self._before_head == 0 and not self._dropped:
-                    lost: ConnectionLost = StaleConnection("kept-alive connection lost unanswered")
+                    # Reported by the pool, which alone knows if it is sent again.
+                    lost: ConnectionLost = StaleConnection(
+                        f"before the response: {reason.getErrorMessage()}"
+                    )
                 else:
+                    self._report_lost("before the response", reason)
                     lost = ConnectionLost("connection lost before the response")
                 waiting.errback(Failure(lost))
             return
@@ -503,14 +512,12 @@ class ConnectionPool:
         if connection is not None:
             try:
                 return await connection.request(head, body, answer_within)
-            except StaleConnection:
-                if not replayable():
+            except StaleConnection as stale:
+                # Counted apart from "lost": the request was recovered, not failed.
+                replay = replayable()
+                self.report("replayed" if replay else "lost", stale.detail)
+                if not replay:
                     raise
-                self.log.debug(
-                    "backend {backend} closed an idle connection as a request went out on it; "
-                    "sent again on a new connection",
-                    backend=self._backend,
-                )
         connection = await self._connect()
         return await connection.request(head, body, answer_within)
 
@@ -544,7 +551,7 @@ class ConnectionPool:
         self._open.add(connection)
         return connection
 
-    def report(self, state: Literal["opened", "lost", "failed"], detail: str = "") -> None:
+    def report(self, state: ConnectionState, detail: str = "") -> None:
         """Tell the observer about a connection to the backend (once per connection)."""
         if self._observer is not None:
             self._observer.upstream_connection(UpstreamConnection(self._backend, state, detail))

@@ -10,7 +10,7 @@ maps onto the transport contract.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall
@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.config import BackendConfig
-from aigw.events import GatewayObserver, UpstreamConnection
+from aigw.events import ConnectionState, GatewayObserver, UpstreamConnection
 from aigw.protocol import jsonrpc
 from aigw.upstream.api import BodyReader, MessageSink, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.stdio_process import ChildProcess
@@ -179,7 +179,7 @@ class StdioSession:
         self._delay = min(self._delay * 2, BACKOFF_MAX) if young and self._delay else BACKOFF_FIRST
         self._not_before = self.clock.seconds() + self._delay
 
-    def _report(self, state: Literal["opened", "lost", "failed"], detail: str = "") -> None:
+    def _report(self, state: ConnectionState, detail: str = "") -> None:
         """A child is to metrics what a connection is (``UpstreamConnection``)."""
         if self.observer is not None:
             self.observer.upstream_connection(UpstreamConnection(self.name, state, detail))

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from prometheus_client.parser import text_string_to_metric_families
 
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 
@@ -51,6 +52,17 @@ class Gateway:
 
     def stop(self) -> int | None:
         return self.process.stop(timeout=15)
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of a scrape of its ``GET /metrics`` (started with ``metrics=True``):
+        ``name`` with exactly these labels, None when there is none."""
+        response = httpx2.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
+        response.raise_for_status()
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
 
 
 #: A backend: (name, url), or (name, url, YAML lines of its own such as ``auth:``).

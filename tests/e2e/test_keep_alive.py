@@ -119,7 +119,7 @@ async def test_a_request_lost_on_a_closing_connection_is_sent_again_if_safe(
     # session's GET stream takes an idle one too), so lists go out until one of them
     # met a kept connection; each must be answered.
     url = stale_server.ready_match.group(1) + "/stale/mcp"
-    gateway = start_gateway([("stale", url, "keep_alive_timeout: 60s")])
+    gateway = start_gateway([("stale", url, "keep_alive_timeout: 60s")], metrics=True)
     try:
         async with connect_plain(gateway.url, mode="legacy") as client:
             with anyio.fail_after(30):
@@ -141,7 +141,12 @@ async def test_a_request_lost_on_a_closing_connection_is_sent_again_if_safe(
         assert seen.count("STALE tools/call") == 1, seen
         assert "SEEN tools/call" not in seen, seen
         log = gateway.process.log()
-        assert "closed an idle connection as a request went out on it" in log, log
+        # Counted apart: the list recovered (replayed), the call failed with it (lost).
+        assert "upstream stale: connection replayed: before the response" in log, log
+        assert "upstream stale: connection lost: before the response" in log, log
+        connections = "aigw_upstream_connections_total"
+        assert (gateway.metric(connections, backend="stale", state="replayed") or 0) >= 1
+        assert gateway.metric(connections, backend="stale", state="lost") == 1
         assert "Traceback" not in log
     finally:
         gateway.stop()

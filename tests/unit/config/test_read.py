@@ -158,6 +158,14 @@ class DurationAndSizeTests(ConfigTestCase):
         )
         self.assertEqual(config.sessions.ttl, 86400.0)
 
+    def test_stream_linger_is_a_duration_5s_by_default_and_0_allowed(self) -> None:
+        self.assertEqual(parse_config(MINIMAL, env={}).backends[0].stream_linger, 5.0)
+        config = parse_config(MINIMAL + "    stream_linger: 0\n", env={})
+        self.assertEqual(config.backends[0].stream_linger, 0.0)
+        self.assertProblem(
+            MINIMAL + "    stream_linger: soon\n", "backends[0].stream_linger", 8, "duration"
+        )
+
     def test_keep_alive_timeout_is_a_duration_above_zero_and_4s_by_default(self) -> None:
         self.assertEqual(parse_config(MINIMAL, env={}).backends[0].keep_alive_timeout, 4.0)
         config = parse_config(MINIMAL + "    keep_alive_timeout: 1500ms\n", env={})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import jwt
 import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
@@ -25,7 +26,7 @@ from twisted.web.iweb import IBodyProducer
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from aigw.config import BackendConfig, Config, ToolSelector
+from aigw.config import AuthConfig, BackendConfig, Config, ToolSelector
 from aigw.service import GatewayService
 from aigw.store.api import Store
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -42,6 +43,34 @@ ENVELOPE = {
 PUBLIC_URL = "http://127.0.0.1:1975"
 #: One session key for the processes of a deployment (``start_peer``).
 SHARED_KEY = b"k" * 32
+#: The key and issuer of ``token``'s access tokens (``hs256_auth``).
+SECRET = b"s" * 32
+ISSUER = "https://as.example"
+
+
+def token(subject: str, now: float) -> str:
+    """An access token for ``subject``, valid at ``now`` (the gateway's clock)."""
+    payload = {
+        "iss": ISSUER,
+        "aud": PUBLIC_URL + "/mcp",
+        "sub": subject,
+        "client_id": "client-1",
+        "scope": "mcp",
+        "iat": int(now) - 10,
+        "exp": int(now) + 3600,
+    }
+    return jwt.encode(payload, SECRET, "HS256", headers={"typ": "at+jwt"})
+
+
+def hs256_auth() -> AuthConfig:
+    """The gateway's ``auth`` that accepts ``token``'s access tokens."""
+    return AuthConfig(
+        issuer=ISSUER,
+        audiences=(PUBLIC_URL + "/mcp",),
+        algorithms=("HS256",),
+        shared_secret=SECRET,
+        relay_authorization_server_metadata=False,
+    )
 
 
 def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
@@ -73,20 +102,21 @@ def routing(method: str, name: str | None = None) -> dict[str, str]:
     return headers
 
 
-def post_listen(http: Any, url: str, notifications: dict[str, Any], rid: Any) -> Any:
-    """POST subscriptions/listen; the response comes back before its body is read."""
+def post_listen(
+    http: Any, url: str, notifications: dict[str, Any], rid: Any, bearer: str | None = None
+) -> Any:
+    """POST subscriptions/listen (with ``bearer`` as the access token, if given); the
+    response comes back before its body is read."""
     message = modern("subscriptions/listen", {"notifications": notifications}, rid)
-    return http.post(
-        url,
-        data=json.dumps(message).encode(),
-        headers={
-            "Content-Type": ["application/json"],
-            "Accept": [ACCEPT],
-            "MCP-Protocol-Version": [MODERN],
-            "Mcp-Method": ["subscriptions/listen"],
-        },
-        unbuffered=True,
-    )
+    headers = {
+        "Content-Type": ["application/json"],
+        "Accept": [ACCEPT],
+        "MCP-Protocol-Version": [MODERN],
+        "Mcp-Method": ["subscriptions/listen"],
+    }
+    if bearer is not None:
+        headers["Authorization"] = [f"Bearer {bearer}"]
+    return http.post(url, data=json.dumps(message).encode(), headers=headers, unbuffered=True)
 
 
 def sse_messages(body: bytes) -> list[Any]:

@@ -521,6 +521,11 @@ class StreamTests(GatewayTestCase):
         event_id = next(line[4:] for line in text.splitlines() if line.startswith("id: "))
         self.assertEqual(decode_event_ids(event_id, {"alpha", "beta"}), {"beta": "ev-7"})
         reader.transport.stopProducing()  # type: ignore[union-attr]
+        # The upstream streams linger for the session's next GET stream (linger.py): let
+        # them end, so that resuming asks the backends.
+        await self.until(lambda: self.beta.streams_closed == [])
+        await self.network.sleep(self.config.backends[1].stream_linger + 1)
+        self.assertEqual(self.beta.streams_closed, self.beta.stream_requests)
 
         # The client resumes: each backend is asked to resume from its own last event.
         resumed = await self.open_stream(session, last_event_id=event_id)

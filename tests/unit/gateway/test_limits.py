@@ -12,40 +12,24 @@ import json
 from typing import Any
 
 import attrs
-import jwt
 import treq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config import AuthConfig, ServerConfig, SessionsConfig
+from aigw.config import ServerConfig, SessionsConfig
 from aigw.gateway.limits import StreamLimitReached, StreamLimits
 from aigw.protocol import jsonrpc
 from aigw.web.respond import stream_limit_refusal
 from tests.unit.gateway.helpers import (
     Collect,
     GatewayTestCase,
+    hs256_auth,
     initialize_message,
     post_listen,
     sse_messages,
+    token,
 )
 from tests.unit.memory import run
-
-SECRET = b"s" * 32
-ISSUER = "https://as.example"
-
-
-def token(subject: str, now: float) -> str:
-    """An access token for ``subject``, valid at ``now`` (the gateway's clock)."""
-    payload = {
-        "iss": ISSUER,
-        "aud": "http://127.0.0.1:1975/mcp",
-        "sub": subject,
-        "client_id": "client-1",
-        "scope": "mcp",
-        "iat": int(now) - 10,
-        "exp": int(now) + 3600,
-    }
-    return jwt.encode(payload, SECRET, "HS256", headers={"typ": "at+jwt"})
 
 
 class StreamLimitsTests(SynchronousTestCase):
@@ -100,13 +84,7 @@ class LimitTestCase(GatewayTestCase):
             "server": attrs.evolve(ServerConfig(), max_streams=total),
         }
         if auth:
-            overrides["auth"] = AuthConfig(
-                issuer=ISSUER,
-                audiences=("http://127.0.0.1:1975/mcp",),
-                algorithms=("HS256",),
-                shared_secret=SECRET,
-                relay_authorization_server_metadata=False,
-            )
+            overrides["auth"] = hs256_auth()
         await self.start_gateway(**overrides)
         self.alpha.get_status = 200
         self.limits = self.service.gateway.stream_limits
@@ -310,10 +288,12 @@ class ListenLimitTests(LimitTestCase):
 
 
 class FileLimitTests(SynchronousTestCase):
-    def test_shortfall_counts_a_client_and_an_upstream_socket_per_backend(self) -> None:
+    def test_shortfall_counts_a_client_an_upstream_socket_per_backend_and_a_lingering_one(
+        self,
+    ) -> None:
         from aigw.gateway.limits import FD_RESERVE, fd_shortfall
 
-        self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 4 + FD_RESERVE)
+        self.assertEqual(fd_shortfall(1024, 3, 1024), 1024 * 5 + FD_RESERVE)
         self.assertIsNone(fd_shortfall(1024, 3, 65536))
         self.assertIsNone(fd_shortfall(1024, 3, -1))  # RLIM_INFINITY
 

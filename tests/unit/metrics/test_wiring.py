@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aigw.config import MetricsConfig
 from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
 from tests.unit.memory import run
@@ -91,6 +92,22 @@ class WiringTests(GatewayTestCase):
         ports = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertIn((9100, "127.0.0.1"), ports)
         self.assertNotIn((9464, "127.0.0.1"), ports)
+
+    @run
+    async def test_messages_a_lingering_stream_dropped_are_counted(self) -> None:
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        session = await self.initialize()
+        stream = Collect([])
+        (await self.open_stream(session)).deliverBody(stream)
+        await self.until(lambda: self.alpha.stream_requests)
+        stream.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.service.gateway.stream_limits.total == 0)
+        for n in range(MAX_HELD + 2):
+            self.alpha.push({"jsonrpc": "2.0", "method": "notifications/message", "params": n})
+        await self.network.settle()
+        samples = await self.scrape()
+        self.assertEqual(self.sample(samples, "aigw_stream_linger_dropped_messages"), 2.0)
 
 
 class LimitMetricsTests(GatewayTestCase):

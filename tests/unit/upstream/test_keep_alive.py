@@ -29,6 +29,7 @@ from aigw.upstream.connection import (
     UpstreamResponse,
     keep_alive_hint,
 )
+from tests.fakes import RecordingObserver
 
 URL = "http://127.0.0.1:8080/mcp"
 JSON_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -76,7 +77,10 @@ class PoolTestCase(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         self.backend = Backend(self.reactor)
         self.target = Target(URL, self.reactor, 5)
-        self.pool = ConnectionPool(self.target, 4, self.reactor, keep_alive=4.0)
+        self.observer = RecordingObserver()
+        self.pool = ConnectionPool(
+            self.target, 4, self.reactor, keep_alive=4.0, observer=self.observer
+        )
         self.asked = 0
 
     def request(self, replayable: bool = False) -> Deferred[UpstreamResponse]:
@@ -198,6 +202,27 @@ class StaleConnectionTests(PoolTestCase):
         failure = self.failureResultOf(d, ConnectionLost)
         self.assertNotIsInstance(failure.value, StaleConnection)
         self.assertEqual((self.asked, self.backend.attempts), (0, 1))
+
+    def states(self) -> list[str]:
+        return [event.state for event in self.observer.connections]
+
+    def test_a_replayed_request_is_counted_replayed_not_lost(self) -> None:
+        """Operators tell a request recovered on a new connection from one that failed."""
+        d = self.reused_then_lost(True)
+        self.backend.accept()[0].dataReceived(JSON_OK)
+        self.successResultOf(d)
+        self.assertEqual(self.states(), ["opened", "replayed", "opened"])
+        detail = self.observer.connections[1].detail
+        self.assertTrue(detail.startswith("before the response: "), detail)
+        self.assertIn("closed while idle", detail)
+
+    def test_a_stale_request_not_sent_again_is_counted_lost(self) -> None:
+        self.failureResultOf(self.reused_then_lost(False), StaleConnection)
+        self.assertEqual(self.states(), ["opened", "lost"])
+
+    def test_a_connection_lost_after_part_of_a_head_is_counted_lost(self) -> None:
+        self.failureResultOf(self.reused_then_lost(True, b"HTTP/1.1 200 OK\r\n"), ConnectionLost)
+        self.assertEqual(self.states(), ["opened", "lost"])
 
     def test_only_once(self) -> None:
         """The second copy goes on a new connection; losing that one is the answer."""

@@ -1,0 +1,72 @@
+"""An upstream stream kept open for a while after its last client stream closed.
+
+MCP SDK servers allow one GET stream per session and answer a second with 409
+while the first is open (2025-11-25 basic/transports "Listening for Messages from
+the Server": the server MAY keep one stream per session; server-everything says "Only
+one SSE stream is allowed per session").  A client that closes its GET stream or its
+2026-07-28 ``subscriptions/listen`` (basic/patterns/subscriptions) and opens it again
+at once made aigw close the upstream stream and open a new one on the same upstream
+session before the backend had seen the first one go: 409, a retry after the
+back-off, and the notifications of that half second lost unless the backend
+replays them (basic/transports "Resumability and Redelivery" is optional, and
+2026-07-28 streams have none).  So the stream lingers (``backends[].stream_linger``)
+for the next client stream of the same upstream session, the same user's (the
+feed's key says whose), and what the backend sends meanwhile is held for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+#: The most messages held for the next client stream; past it the oldest are dropped
+#: (and counted): each is at most ``max_message_bytes``, so memory stays bounded.
+MAX_HELD = 100
+
+#: A held message and the backend's event id it came with (None: the stream has none).
+Held = tuple[Any, str | None]
+
+
+class Linger:
+    """One feed's time without client streams: ``expire`` is called after ``seconds``
+    unless ``end`` comes first; messages that arrive meanwhile are held."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        seconds: float,
+        expire: Callable[[], None],
+        since: str | None,
+    ) -> None:
+        #: The backend's last event id as the last client stream left: a stream
+        #: resuming from another point is not served from what is held.
+        self.since = since
+        self.held: deque[Held] = deque()
+        self.dropped = 0
+        self._timer: IDelayedCall = clock.callLater(seconds, expire)
+
+    def hold(self, message: Any, event_id: str | None) -> bool:
+        """Hold ``message``; True when the oldest held was dropped for it."""
+        full = len(self.held) >= MAX_HELD
+        if full:
+            self.held.popleft()
+            self.dropped += 1
+        self.held.append((message, event_id))
+        return full
+
+    def serves(self, last_event_id: str | None) -> bool:
+        """Can a client stream resuming from ``last_event_id`` take over what is held?
+        One that resumes from nowhere or from where the last one left off can."""
+        return last_event_id is None or last_event_id == self.since
+
+    def end(self) -> list[Held]:
+        """The linger is over (a client stream took the feed, or the feed closed):
+        what was held, oldest first."""
+        if self._timer.active():
+            self._timer.cancel()
+        held = list(self.held)
+        self.held.clear()
+        return held

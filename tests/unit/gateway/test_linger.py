@@ -1,0 +1,253 @@
+"""An upstream stream left open for the next client stream of the same upstream session.
+
+A client closing and reopening its GET stream or its 2026-07-28 listen must not make
+aigw close the backend's stream and open another at once (SDK servers answer 409
+while they still hold the first: 2025-11-25 basic/transports "Listening for Messages
+from the Server"); what the backend sends meanwhile reaches the next stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config import BackendConfig, ServerConfig, SessionsConfig
+from aigw.gateway.linger import MAX_HELD, Linger
+from aigw.gateway.streams import decode_event_ids, encode_event_ids
+from tests.unit.gateway.fake_upstream import FakeUpstream
+from tests.unit.gateway.helpers import (
+    Collect,
+    GatewayTestCase,
+    hs256_auth,
+    post_listen,
+    sse_messages,
+    token,
+)
+from tests.unit.memory import run
+
+LIST_CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+
+
+def updated(n: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": n}}
+
+
+class LingerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.expired: list[bool] = []
+        self.linger = Linger(self.clock, 5.0, lambda: self.expired.append(True), "ev-1")
+
+    def test_it_expires_after_its_seconds(self) -> None:
+        self.clock.advance(4.9)
+        self.assertEqual(self.expired, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.expired, [True])
+
+    def test_ending_it_stops_the_timer_and_gives_what_was_held_oldest_first(self) -> None:
+        self.linger.hold("a", "ev-2")
+        self.linger.hold("b", None)
+        self.assertEqual(self.linger.end(), [("a", "ev-2"), ("b", None)])
+        self.clock.advance(10)
+        self.assertEqual((self.expired, self.clock.getDelayedCalls()), ([], []))
+
+    def test_past_the_bound_the_oldest_are_dropped_and_counted(self) -> None:
+        dropped = [self.linger.hold(n, None) for n in range(MAX_HELD + 3)]
+        self.assertEqual(dropped, [False] * MAX_HELD + [True] * 3)
+        held = self.linger.end()
+        self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
+
+    def test_it_serves_a_stream_resuming_from_nowhere_or_where_the_last_left_off(self) -> None:
+        self.assertTrue(self.linger.serves(None))
+        self.assertTrue(self.linger.serves("ev-1"))
+        self.assertFalse(self.linger.serves("ev-0"))
+
+
+class LingerTestCase(GatewayTestCase):
+    async def start(self, linger: float = 5.0, **overrides: Any) -> None:
+        self.alpha = FakeUpstream(tools=["echo"])
+        self.alpha.get_status = 200
+        backend = BackendConfig(
+            name="alpha", url=self.start_upstream(self.alpha), timeout=5.0, stream_linger=linger
+        )
+        await self.start_gateway_with(backend, **overrides)
+        self.feeds = self.service.gateway.feeds
+
+    async def listen(self, rid: str, user: str | None = None) -> Collect:
+        """A listen for list changes, acknowledged; its body read into ``.chunks``."""
+        bearer = token(user, self.reactor.seconds()) if user else None
+        response = await post_listen(self.http, self.url, {"toolsListChanged": True}, rid, bearer)
+        self.assertEqual(response.code, 200)
+        reader = Collect([])
+        response.deliverBody(reader)
+        await self.until(lambda: b"acknowledged" in b"".join(reader.chunks))
+        return reader
+
+    async def close(self, reader: Collect) -> None:
+        """The client closes the stream; aigw has seen it go once its slot is free."""
+        limits = self.service.gateway.stream_limits
+        before = limits.total
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+        await self.until(lambda: limits.total == before - 1)
+
+    async def get_stream(self, session: str, last_event_id: str | None = None) -> Collect:
+        response = await self.open_stream(session, last_event_id)
+        self.assertEqual(response.code, 200)
+        reader = Collect([])
+        response.deliverBody(reader)
+        return reader
+
+    def methods(self, reader: Collect) -> list[str]:
+        return [m.get("method") for m in sse_messages(b"".join(reader.chunks))]
+
+
+class ListenLingerTests(LingerTestCase):
+    @run
+    async def test_a_reopened_listen_takes_the_upstream_stream_and_what_came_meanwhile(
+        self,
+    ) -> None:
+        await self.start()
+        first = await self.listen("L1")
+        await self.until(lambda: self.alpha.stream_requests)
+        await self.close(first)
+        self.alpha.push(LIST_CHANGED)  # nobody listens: held
+        await self.until(lambda: self.feeds.dropped == 0)
+        again = await self.listen("L2")
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(again))
+        self.assertEqual(self.methods(again)[0], "notifications/subscriptions/acknowledged")
+        self.assertEqual((len(self.alpha.stream_requests), self.alpha.streams_closed), (1, []))
+        await self.close(again)
+
+    @run
+    async def test_the_upstream_stream_closes_when_no_listen_came_within_the_linger(
+        self,
+    ) -> None:
+        await self.start(linger=2.0)
+        await self.close(await self.listen("L1"))
+        await self.until(lambda: self.alpha.streams_closed == [])
+        await self.network.sleep(2.5)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests)
+        self.assertEqual(len(self.feeds), 0)
+        again = await self.listen("L2")
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        await self.close(again)
+
+    @run
+    async def test_stream_linger_0_closes_the_upstream_stream_at_once(self) -> None:
+        await self.start(linger=0)
+        first = await self.listen("L1")
+        await self.until(lambda: self.alpha.stream_requests)
+        await self.close(first)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests)
+        self.assertEqual(len(self.feeds), 0)
+
+    @run
+    async def test_another_users_listen_never_gets_a_users_lingering_stream(self) -> None:
+        """The feed's key holds the user: bob's listen opens bob's own upstream stream,
+        and what alice's backend sent is held for alice."""
+        await self.start(auth=hs256_auth())
+        await self.close(await self.listen("A1", "alice"))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        self.alpha.push(LIST_CHANGED)
+        bob = await self.listen("B1", "bob")
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        alice = await self.listen("A2", "alice")
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(alice))
+        self.assertNotIn("notifications/tools/list_changed", self.methods(bob))
+        self.assertEqual(len(self.alpha.stream_requests), 2)
+        for reader in (alice, bob):
+            await self.close(reader)
+
+
+class GetStreamLingerTests(LingerTestCase):
+    async def closed_after(self, session: str, event_id: str) -> str:
+        """A GET stream that got the backend's ``event_id``, then closed; its last id."""
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.push(LIST_CHANGED, event_id)
+        await self.until(lambda: b"list_changed" in b"".join(first.chunks))
+        text = b"".join(first.chunks).decode()
+        last = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
+        await self.close(first)
+        return last
+
+    @run
+    async def test_resuming_where_it_left_off_takes_what_was_held(self) -> None:
+        await self.start()
+        session = await self.initialize()
+        last = await self.closed_after(session, "ev-1")
+        self.alpha.push(updated(2), "ev-2")
+        again = await self.get_stream(session, last)
+        await self.until(lambda: "notifications/resources/updated" in self.methods(again))
+        text = b"".join(again.chunks).decode()
+        resumed = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
+        self.assertEqual(decode_event_ids(resumed, {"alpha"}), {"alpha": "ev-2"})
+        self.assertEqual(len(self.alpha.stream_requests), 1)
+        await self.close(again)
+
+    @run
+    async def test_resuming_from_before_what_was_held_asks_the_backend(self) -> None:
+        """basic/transports "Resumability and Redelivery": the backend replays from there."""
+        await self.start()
+        session = await self.initialize()
+        await self.closed_after(session, "ev-1")
+        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"ev-0")
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+        await self.close(again)
+
+    @run
+    async def test_another_sessions_get_stream_opens_its_own(self) -> None:
+        await self.start()
+        await self.closed_after(await self.initialize(), "ev-1")
+        self.alpha.push(updated(2), "ev-2")
+        other = await self.get_stream(await self.initialize())
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.assertNotIn("notifications/resources/updated", self.methods(other))
+        await self.close(other)
+
+    @run
+    async def test_more_than_the_bound_meanwhile_drops_the_oldest_counted(self) -> None:
+        await self.start()
+        session = await self.initialize()
+        last = await self.closed_after(session, "ev-1")
+        for n in range(MAX_HELD + 5):
+            self.alpha.push(updated(n), f"ev-u{n}")
+        await self.until(lambda: self.feeds.dropped == 5)  # counted as they are dropped
+        again = await self.get_stream(session, last)
+        await self.until(lambda: self.methods(again).count("notifications/resources/updated"))
+        uris = [
+            m["params"]["uri"]
+            for m in sse_messages(b"".join(again.chunks))
+            if m.get("method") == "notifications/resources/updated"
+        ]
+        self.assertEqual(uris, list(range(5, MAX_HELD + 5)))
+        self.assertEqual(self.feeds.dropped, 5)
+        await self.close(again)
+
+
+class LingerBoundTests(LingerTestCase):
+    """Lingering streams hold upstream sockets no client stream pays for: bounded like
+    client streams, the oldest closed first."""
+
+    @run
+    async def test_a_user_keeps_at_most_max_streams_per_user_lingering(self) -> None:
+        await self.start(sessions=SessionsConfig(max_streams_per_user=2))
+        for n in range(3):  # three sessions of the one user (auth: none)
+            reader = await self.get_stream(await self.initialize())
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+            await self.close(reader)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+
+    @run
+    async def test_the_process_keeps_at_most_max_streams_lingering(self) -> None:
+        server = attrs.evolve(ServerConfig(), max_streams=2)
+        await self.start(auth=hs256_auth(), server=server)
+        for n in range(3):  # three users' listens
+            await self.close(await self.listen(f"L{n}", f"user-{n}"))
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
