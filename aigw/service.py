@@ -379,12 +379,12 @@ class GatewayService(MultiService):
         metrics.watch_pooled_upstream_sessions(lambda: len(pool))
         metrics.watch_open_streams(lambda: limits.total)
         gateway = self.gateway
-        metrics.watch_gauge(
+        metrics.watch_counter(
             "aigw_limiter_store_failures",
             "Times the shared rate-limit store (limits.redis_url) failed or timed out.",
             lambda: gateway.limiter.store_errors,
         )
-        metrics.watch_gauge(
+        metrics.watch_counter(
             "aigw_stream_linger_dropped_messages",
             "Backend messages a lingering upstream stream (backends[].stream_linger) held "
             "for the next client stream and dropped, past its bound of 100.",

@@ -326,7 +326,7 @@ class Feeds:
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
-        #: ``aigw_stream_linger_dropped_messages``.
+        #: ``aigw_stream_linger_dropped_messages_total``.
         self.dropped = 0
 
     def refilter(self, binding: str, backend: str) -> None:

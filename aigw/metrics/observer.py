@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Info
+from prometheus_client.metrics_core import CounterMetricFamily
 from twisted.logger import Logger
 
 from aigw import __version__
@@ -327,6 +328,12 @@ class GatewayMetrics:
         (logged), shows as NaN.  A name can be watched once."""
         Gauge(name, documentation, registry=self.registry).set_function(_reading(name, read))
 
+    def watch_counter(self, name: str, documentation: str, read: Reading) -> None:
+        """A counter whose value is ``read()`` at each scrape, for a count kept where it
+        happens (it only grows while the process lives); ``name`` without ``_total``,
+        which the exposition adds.  None, or an exception (logged), shows as NaN."""
+        self.registry.register(_CounterReading(name, documentation, _reading(name, read)))
+
     def watch_streaming_sessions(self, read: Reading) -> None:
         """Sessions live in their sealed ids, in no process: what a process knows of
         are those holding a GET stream open on it (and the pooled upstream ones)."""
@@ -364,14 +371,30 @@ def _outcome(succeeded: bool) -> str:
     return "success" if succeeded else "failure"
 
 
+class _CounterReading:
+    """A collector of one counter read at scrape time (``watch_counter``)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._value = value
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        """The name, for the registry's check of duplicates, without reading the value."""
+        yield CounterMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._value())
+
+
 def _reading(name: str, read: Reading) -> Callable[[], float]:
-    """``read`` made safe to call from a scrape: a failing gauge must not fail the rest."""
+    """``read`` made safe to call from a scrape: a failing reading must not fail the rest."""
 
     def value() -> float:
         try:
             result = read()
         except Exception:
-            log.failure("reading the gauge {name} failed", name=name)
+            log.failure("reading the metric {name} failed", name=name)
             return math.nan
         return math.nan if result is None else float(result)
 

@@ -291,6 +291,24 @@ class GaugeTests(MetricsTestCase):
         self.assertIn(b"aigw_broken NaN", exposition)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_a_watched_counter_is_exposed_as_a_counter_read_at_each_scrape(self) -> None:
+        count = [0]
+        self.metrics.watch_counter("aigw_things_dropped", "Things dropped.", lambda: count[0])
+        count[0] = 3
+        exposition = generate_latest(self.metrics.registry)
+        self.assertIn(b"# TYPE aigw_things_dropped_total counter", exposition)
+        self.assertIn(b"aigw_things_dropped_total 3.0", exposition)
+        count[0] = 5
+        self.assertIn(b"aigw_things_dropped_total 5.0", generate_latest(self.metrics.registry))
+
+    def test_a_failing_counter_does_not_fail_the_scrape(self) -> None:
+        self.metrics.watch_counter("aigw_broken", "Broken.", lambda: 1 / 0)
+        self.metrics.watch_open_streams(lambda: 4)
+        exposition = generate_latest(self.metrics.registry)
+        self.assertIn(b"aigw_broken_total NaN", exposition)
+        self.assertIn(b"aigw_open_streams 4.0", exposition)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_a_name_is_watched_once(self) -> None:
         self.metrics.watch_open_streams(lambda: 1)
         with self.assertRaises(ValueError):

@@ -107,7 +107,7 @@ class WiringTests(GatewayTestCase):
             self.alpha.push({"jsonrpc": "2.0", "method": "notifications/message", "params": n})
         await self.network.settle()
         samples = await self.scrape()
-        self.assertEqual(self.sample(samples, "aigw_stream_linger_dropped_messages"), 2.0)
+        self.assertEqual(self.sample(samples, "aigw_stream_linger_dropped_messages_total"), 2.0)
 
 
 class LimitMetricsTests(GatewayTestCase):
@@ -129,7 +129,7 @@ class LimitMetricsTests(GatewayTestCase):
         for rid in range(2):
             await self.call(session, "tools/list", rid=rid)
         samples = await self.samples()
-        self.assertEqual(samples.get(("aigw_limiter_store_failures", frozenset())), 2.0)
+        self.assertEqual(samples.get(("aigw_limiter_store_failures_total", frozenset())), 2.0)
         self.service.gateway.limiter = self.service.gateway.calls.limiter = Limiter(
             LimitsConfig(rules=rules), self.reactor
         )
