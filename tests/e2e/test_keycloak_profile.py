@@ -22,7 +22,7 @@ import jwt
 import pytest
 import yaml
 
-from .aigw import Gateway, _twistd
+from .aigw import Gateway, _twistd, write_session_key
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR, free_port, start_process
@@ -56,10 +56,7 @@ def gateway_config(issuer: str, port: int, backend: str, directory: str) -> str:
         "default": "allow",
         "rules": [{"effect": "deny", "subjects": [BOB], "backends": ["py"]}],
     }
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)
+    key = write_session_key(directory)
     config["sessions"] = {"secret_file": key}
     config["logging"] = {"format": "text", "level": "debug"}
     config["metrics"] = False  # `off`; the default port is one for every gateway

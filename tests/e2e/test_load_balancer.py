@@ -32,7 +32,7 @@ import anyio
 import pytest
 from mcp import types
 
-from .aigw import Backend, Gateway, start_gateway
+from .aigw import Backend, Gateway, start_gateway, write_session_key
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
 from .harness.processes import LOG_DIR, REPO_ROOT, Process, free_port, start_process
@@ -112,10 +112,7 @@ def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterat
     if haproxy is None:
         pytest.skip("haproxy is not installed (.ci/run installs it)")
     directory = tempfile.mkdtemp(prefix="aigw-lb-", dir=LOG_DIR)
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)
+    key = write_session_key(directory)
     front = free_port()
     started: list[Gateway] = []
     proxy: Process | None = None
