@@ -23,10 +23,6 @@ from .harness.processes import LOG_DIR, Process, free_port, start_process
 AIGW = str(Path(sys.executable).parent / "aigw")
 
 
-def _twistd() -> str:
-    return str(Path(sys.executable).parent / "twistd")
-
-
 async def aigw_command(*argv: str) -> subprocess.CompletedProcess[bytes]:
     """``aigw ARGV...`` (``doctor``, ``tokens list``...) run to its end, whatever its status."""
     return await anyio.run_process([AIGW, *argv], check=False)
@@ -164,12 +160,21 @@ def start_gateway(
     path = os.path.join(directory, "aigw.yaml")
     with open(path, "w") as handle:
         handle.write(text)
+    return run_gateway(path, port, metrics_port)
+
+
+def run_gateway(
+    path: str, port: int, metrics_port: int | None = None, name: str = "aigw"
+) -> Gateway:
+    """``twistd -n aigw --config PATH`` on a config file written already (it listens on
+    ``port``), run in the file's directory: ready once ``/healthz`` answers."""
+    twistd = str(Path(sys.executable).parent / "twistd")
     process = start_process(
-        [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
+        [twistd, "-n", "--pidfile=", "aigw", "--config", path],
         ready_url=f"http://127.0.0.1:{port}/healthz",
         timeout=30,
-        name="aigw",
-        cwd=directory,
+        name=name,
+        cwd=os.path.dirname(path),
     )
     return Gateway(process, port, path, metrics_port)
 
