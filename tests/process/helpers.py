@@ -1,5 +1,6 @@
-"""What the process tests share: where the commands are, a free port, a config, the
-daemon's health, stopping it, and one MCP POST (no test module imports another)."""
+"""What the process tests share: where the commands are, running ``aigw`` to its end, a
+free port, a config, the daemon's health, stopping it, and one MCP POST (no test module
+imports another)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ ACCEPT = "application/json, text/event-stream"
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EX_CONFIG = 78
+
+
+def run_aigw(
+    *argv: str, cwd: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``aigw ARGV...`` (``check``, ``run`` that fails, ``convert``...) run to its end,
+    whatever its status; its output captured."""
+    return subprocess.run(
+        [str(BIN / "aigw"), *argv], capture_output=True, timeout=60, cwd=cwd, env=env
+    )
 
 
 def free_port() -> int:
