@@ -28,7 +28,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .aigw import Gateway, mcp_post, start_gateway
+from .aigw import INITIALIZE, Gateway, mcp_post, start_gateway
 from .harness.authserver import start_auth_server
 from .harness.processes import Process, free_port, python_executable, start_process
 from .harness.tokens import token_for
@@ -62,18 +62,7 @@ class Session:
         self.headers = {"Content-Type": "application/json", "Accept": ACCEPT}
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
-        reply = self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "faults", "version": "0"},
-                },
-            }
-        )
+        reply = self.post(INITIALIZE)
         assert reply.status_code == 200, reply.text
         self.headers["Mcp-Session-Id"] = reply.headers["mcp-session-id"]
         self.headers["MCP-Protocol-Version"] = "2025-11-25"

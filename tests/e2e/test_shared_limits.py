@@ -19,7 +19,7 @@ import pytest
 
 from aigw.gateway.redis_buckets import TAKE_SCRIPT
 
-from .aigw import Gateway, start_gateway, write_session_key
+from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 from .harness.upstreams import Upstream
 
@@ -93,16 +93,7 @@ def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port
     status, found, body = post(
         gateways[0].url,
         HEADERS,
-        {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "limits", "version": "0"},
-            },
-        },
+        INITIALIZE,
     )
     assert status == 200, body
     session = {**HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}

@@ -28,7 +28,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from .aigw import Gateway, start_gateway
+from .aigw import INITIALIZE, Gateway, start_gateway
 from .harness.processes import Process, free_port, python_executable, start_process
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -80,18 +80,8 @@ def rss(gateway: Gateway) -> int:
 def initialize(url: str, client: httpx2.Client | None = None) -> dict[str, str]:
     """A new session; the headers every later request of it carries."""
     headers = {"Content-Type": "application/json", "Accept": ACCEPT}
-    message = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "slow-peers", "version": "0"},
-        },
-    }
     post = client.post if client is not None else httpx2.post
-    reply = post(url, json=message, headers=headers, timeout=30)
+    reply = post(url, json=INITIALIZE, headers=headers, timeout=30)
     assert reply.status_code == 200, reply.text
     headers["Mcp-Session-Id"] = reply.headers["mcp-session-id"]
     headers["MCP-Protocol-Version"] = "2025-11-25"
