@@ -15,6 +15,17 @@ import urllib.request
 from pathlib import Path
 
 ACCEPT = "application/json, text/event-stream"
+#: A 2025-06-18 ``initialize`` request (id 1) from a client that declares nothing.
+INITIALIZE: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EX_CONFIG = 78
@@ -97,3 +108,11 @@ def post(
         else:
             found = [json.loads(text)] if text else []
     return session_id, found
+
+
+def open_session(url: str) -> str | None:
+    """``initialize``, then ``notifications/initialized`` (MCP basic/lifecycle); the
+    session id answered."""
+    session, _ = post(url, INITIALIZE)
+    post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    return session

@@ -15,6 +15,7 @@ from tests.process.helpers import (
     EX_CONFIG,
     ROOT,
     free_port,
+    open_session,
     post,
     run_aigw,
     stop,
@@ -78,15 +79,7 @@ class EnvoyConfigTests(TestCase):
             try:
                 wait_for_health(port, process)
                 url = f"http://127.0.0.1:{port}/mcp"
-                initialize = {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "1"},
-                }
-                session, _ = post(
-                    url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}
-                )
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                session = open_session(url)
                 _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
             finally:
                 code = stop(process)

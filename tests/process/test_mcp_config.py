@@ -11,19 +11,18 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.harness.upstreams import Upstream, start_pyserver
-from tests.process.helpers import BIN, EX_CONFIG, free_port, post, run_aigw, stop, wait_for_health
+from tests.process.helpers import (
+    BIN,
+    EX_CONFIG,
+    free_port,
+    open_session,
+    post,
+    run_aigw,
+    stop,
+    wait_for_health,
+)
 
 STDIO_SERVER = str(Path(__file__).resolve().parents[1] / "e2e" / "upstreams" / "stdio_server.py")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 
 
 class McpConfigTests(TestCase):
@@ -57,21 +56,8 @@ class McpConfigTests(TestCase):
             try:
                 self.assertEqual(wait_for_health(port, process), {"status": "alive"})
                 url = f"http://127.0.0.1:{port}/mcp"
-                session, _ = post(
-                    url,
-                    {
-                        "jsonrpc": "2.0",
-                        "id": 1,
-                        "method": "initialize",
-                        "params": {
-                            "protocolVersion": "2025-06-18",
-                            "capabilities": {},
-                            "clientInfo": {"name": "test", "version": "1"},
-                        },
-                    },
-                )
+                session = open_session(url)
                 self.assertIsNotNone(session)
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
                 _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
             finally:
                 code = stop(process)
@@ -109,8 +95,7 @@ class McpConfigTests(TestCase):
             )
             try:
                 wait_for_health(port, process)
-                session, _ = post(url, INITIALIZE)
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                session = open_session(url)
                 _, listed = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
                 call = {"name": "local__echo", "arguments": {"text": "over stdio"}}
                 _, called = post(
