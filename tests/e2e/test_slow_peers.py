@@ -29,7 +29,7 @@ import httpx2
 import pytest
 
 from .aigw import INITIALIZE, Gateway, start_gateway
-from .harness.processes import Process, free_port, python_executable, start_process
+from .harness.upstreams import start_twisted_upstream
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -47,20 +47,11 @@ SESSION_BOUND = 16 * 1024
 STREAM_BOUND = 64 * 1024
 
 
-def start_flood() -> Process:
-    port = free_port()
-    return start_process(
-        [python_executable(), "-m", "tests.e2e.upstreams.flood", "--port", str(port)],
-        ready_line_regex=r"^READY (\S+)",
-        name="flood",
-    )
-
-
 @pytest.fixture(scope="module")
 def flood() -> Iterator[str]:
     if os.environ.get("AIGW_E2E_SKIP"):
         pytest.skip("AIGW_E2E_SKIP is set")
-    process = start_flood()
+    process = start_twisted_upstream("flood")
     try:
         assert process.ready_match is not None
         yield process.ready_match.group(1)
