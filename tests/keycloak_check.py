@@ -254,21 +254,22 @@ async def run_flow(gateway_url: str, password: str, sub: str, summary: Summary) 
     )
 
 
-def gateway_config(issuer: str, port: int, backend: str, directory: str) -> str:
+def gateway_config(issuer: str, port: int, backend: str, directory: str, **more: Any) -> str:
+    """``keycloak.yaml`` with this issuer, port and backend (and ``more`` top-level keys),
+    a new session key beside it, metrics off; written in ``directory``, its path."""
     import yaml
+
+    from tests.e2e.aigw import write_session_key
 
     with open(EXAMPLE) as handle:
         config: dict[str, Any] = yaml.safe_load(handle)
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)
     config.update(
         listen=[f"tcp:{port}:interface=127.0.0.1"],
         public_url=f"http://127.0.0.1:{port}",
         backends=[{"name": "py", "url": backend, "timeout": "20s"}],
-        sessions={"secret_file": key},
-        metrics=False,
+        sessions={"secret_file": write_session_key(directory)},
+        metrics=False,  # `off`; the default port is one for every gateway
+        **more,
     )
     config["auth"]["issuer"] = issuer
     path = os.path.join(directory, "aigw.yaml")
@@ -281,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.keycloak_check")
     parser.add_argument("kc", help="Keycloak's base URL, e.g. http://localhost:8080")
     args = parser.parse_args(argv)
-    from tests.e2e.aigw import _twistd
-    from tests.e2e.harness.processes import LOG_DIR, free_port, start_process
+    from tests.e2e.aigw import run_gateway
+    from tests.e2e.harness.processes import LOG_DIR, free_port
     from tests.e2e.harness.upstreams import start_pyserver
 
     base = args.kc.rstrip("/")
@@ -306,14 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         stops.append(upstream.stop)
         directory = tempfile.mkdtemp(prefix="aigw-kc-check-", dir=LOG_DIR)
         path = gateway_config(f"{base}/realms/{REALM}", port, upstream.url, directory)
-        process = start_process(
-            [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            timeout=30,
-            name="aigw",
-            cwd=directory,
-        )
-        stops.append(process.stop)
+        stops.append(run_gateway(path, port).stop)
         asyncio.run(run_flow(gateway_url, password, sub, summary))
     except Exception as error:  # a summary line, not a traceback, for the person running it
         summary.add("flow", False, f"{type(error).__name__}: {error}")

@@ -23,10 +23,6 @@ from .harness.processes import LOG_DIR, Process, free_port, start_process
 AIGW = str(Path(sys.executable).parent / "aigw")
 
 
-def _twistd() -> str:
-    return str(Path(sys.executable).parent / "twistd")
-
-
 async def aigw_command(*argv: str) -> subprocess.CompletedProcess[bytes]:
     """``aigw ARGV...`` (``doctor``, ``tokens list``...) run to its end, whatever its status."""
     return await anyio.run_process([AIGW, *argv], check=False)
@@ -53,16 +49,34 @@ class Gateway:
     def stop(self) -> int | None:
         return self.process.stop(timeout=15)
 
-    def metric(self, name: str, **labels: str) -> float | None:
-        """One sample of a scrape of its ``GET /metrics`` (started with ``metrics=True``):
-        ``name`` with exactly these labels, None when there is none."""
+    def scrape(self) -> Scrape:
+        """One ``GET /metrics`` of it (started with ``metrics=True``), every sample parsed."""
         response = httpx2.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
         response.raise_for_status()
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return float(sample.value)
-        return None
+        samples = {
+            (sample.name, frozenset(sample.labels.items())): float(sample.value)
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+        return Scrape(response.headers["content-type"], response.text, samples)
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of a fresh scrape: ``name`` with exactly these labels, None when there
+        is none (several samples that must agree with each other: read one ``scrape()``)."""
+        return self.scrape().value(name, **labels)
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """What one ``GET /metrics`` answered: samples by name and label set."""
+
+    content_type: str
+    text: str
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """``name`` with exactly these labels; None when the scrape has no such sample."""
+        return self.samples.get((name, frozenset(labels.items())))
 
 
 #: A backend: (name, url), or (name, url, YAML lines of its own such as ``auth:``).
@@ -146,12 +160,21 @@ def start_gateway(
     path = os.path.join(directory, "aigw.yaml")
     with open(path, "w") as handle:
         handle.write(text)
+    return run_gateway(path, port, metrics_port)
+
+
+def run_gateway(
+    path: str, port: int, metrics_port: int | None = None, name: str = "aigw"
+) -> Gateway:
+    """``twistd -n aigw --config PATH`` on a config file written already (it listens on
+    ``port``), run in the file's directory: ready once ``/healthz`` answers."""
+    twistd = str(Path(sys.executable).parent / "twistd")
     process = start_process(
-        [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
+        [twistd, "-n", "--pidfile=", "aigw", "--config", path],
         ready_url=f"http://127.0.0.1:{port}/healthz",
         timeout=30,
-        name="aigw",
-        cwd=directory,
+        name=name,
+        cwd=os.path.dirname(path),
     )
     return Gateway(process, port, path, metrics_port)
 

@@ -9,28 +9,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, aigw_command, start_gateway
 from .harness.authserver import AuthServer
 from .harness.processes import free_port
 from .harness.upstreams import Upstream
 
-pytestmark = pytest.mark.timeout(120)
-
-AIGW = str(Path(sys.executable).parent / "aigw")
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
     started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
-    # start_gateway writes the key with the process umask; a healthy set-up keeps it private.
-    os.chmod(session_key(started), 0o600)
     try:
         yield started
     finally:
@@ -42,11 +36,9 @@ def session_key(gateway: Gateway) -> str:
     return text.split("secret_file: ", 1)[1].split("}", 1)[0]
 
 
-def doctor(config_path: str) -> tuple[int, list[str]]:
-    done = subprocess.run(
-        [AIGW, "doctor", config_path], capture_output=True, text=True, timeout=60, check=False
-    )
-    return done.returncode, done.stdout.splitlines() + done.stderr.splitlines()
+async def doctor(config_path: str) -> tuple[int, list[str]]:
+    done = await aigw_command("doctor", config_path)
+    return done.returncode, [*done.stdout.decode().splitlines(), *done.stderr.decode().splitlines()]
 
 
 def variant(gateway: Gateway, name: str, old: str, new: str) -> str:
@@ -64,8 +56,8 @@ def line(lines: list[str], start: str) -> str:
     return found[0]
 
 
-def test_healthy(gateway: Gateway, auth_server: AuthServer) -> None:
-    status, lines = doctor(gateway.config_path)
+async def test_healthy(gateway: Gateway, auth_server: AuthServer) -> None:
+    status, lines = await doctor(gateway.config_path)
     assert status == 0, "\n".join(lines)
     verdicts = [each.split()[0] for each in lines if not each.startswith("  ")]
     assert verdicts == ["ok"] * len(verdicts), "\n".join(lines)
@@ -76,50 +68,50 @@ def test_healthy(gateway: Gateway, auth_server: AuthServer) -> None:
     )
 
 
-def test_issuer_spelled_localhost(gateway: Gateway, auth_server: AuthServer) -> None:
+async def test_issuer_spelled_localhost(gateway: Gateway, auth_server: AuthServer) -> None:
     localhost = auth_server.issuer.replace("127.0.0.1", "localhost")
     path = variant(
         gateway, "localhost.yaml", f"issuer: {auth_server.issuer}", f"issuer: {localhost}"
     )
-    status, lines = doctor(path)
+    status, lines = await doctor(path)
     assert status == 1
     found = line(lines, "FAIL  issuer metadata:")
     assert repr(auth_server.issuer) in found
     assert repr(localhost) in found
 
 
-def test_backend_on_a_closed_port(gateway: Gateway, pyserver: Upstream) -> None:
+async def test_backend_on_a_closed_port(gateway: Gateway, pyserver: Upstream) -> None:
     closed = f"http://127.0.0.1:{free_port()}/mcp"
-    status, lines = doctor(
+    status, lines = await doctor(
         variant(gateway, "closed.yaml", f"url: {pyserver.url}", f"url: {closed}")
     )
     assert status == 1
     assert closed in line(lines, "FAIL  backend py:")
 
 
-def test_session_key_readable_by_others(gateway: Gateway) -> None:
+async def test_session_key_readable_by_others(gateway: Gateway) -> None:
     key = session_key(gateway)
     open_key = key + ".0644"
     shutil.copyfile(key, open_key)
     os.chmod(open_key, 0o644)
-    status, lines = doctor(variant(gateway, "openkey.yaml", key + "}", open_key + "}"))
+    status, lines = await doctor(variant(gateway, "openkey.yaml", key + "}", open_key + "}"))
     assert status == 1
     assert "mode 0644" in line(lines, "FAIL  session key:")
     assert f"  fix: chmod 600 {open_key}" in lines
 
 
-def test_aigw_not_running(gateway: Gateway) -> None:
+async def test_aigw_not_running(gateway: Gateway) -> None:
     port = free_port()
     path = variant(gateway, "stopped.yaml", str(gateway.port), str(port))
-    status, lines = doctor(path)
+    status, lines = await doctor(path)
     assert status == 0, "\n".join(lines)  # a warning fails nothing
     assert f"127.0.0.1:{port}/healthz" in line(lines, "warn  public url:")
     assert "  fix: is aigw running? is public_url the address clients reach it at?" in lines
 
 
-def test_config_with_problems(tmp_path: Path) -> None:
+async def test_config_with_problems(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("listen: 3\n")
-    status, lines = doctor(str(path))
+    status, lines = await doctor(str(path))
     assert status == 78
     assert any("listen" in each for each in lines)

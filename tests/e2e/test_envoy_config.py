@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from .aigw import Gateway, _twistd
+from .aigw import Gateway, run_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import MemoryTokenStorage, connect
-from .harness.processes import LOG_DIR, free_port, start_process
+from .harness.processes import LOG_DIR, free_port
 from .harness.results import text_of
 from .harness.upstreams import Upstream
 
@@ -135,14 +135,7 @@ def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
     path = os.path.join(directory, "envoy.yaml")
     with open(path, "w") as handle:
         handle.write(envoy_file(port, auth_server.issuer, auth_server.jwks_uri, pyserver.url))
-    process = start_process(
-        [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
-        ready_url=f"http://127.0.0.1:{port}/healthz",
-        timeout=30,
-        name="aigw-envoy",
-        cwd=directory,
-    )
-    started = Gateway(process, port, path)
+    started = run_gateway(path, port, name="aigw-envoy")
     try:
         yield started
     finally:

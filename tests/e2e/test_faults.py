@@ -28,25 +28,16 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .aigw import Gateway, mcp_post, start_gateway
+from .aigw import INITIALIZE, Gateway, mcp_post, start_gateway
 from .harness.authserver import start_auth_server
-from .harness.processes import Process, free_port, python_executable, start_process
+from .harness.processes import Process, free_port
 from .harness.tokens import token_for
-from .harness.upstreams import Upstream, start_pyserver
+from .harness.upstreams import Upstream, start_pyserver, start_twisted_upstream
 
 pytestmark = [pytest.mark.timeout(120)]
 
 ACCEPT = "application/json, text/event-stream"
 MODES = ("html", "plain", "garbage", "close", "hang")
-
-
-def start_faulty() -> Process:
-    port = free_port()
-    return start_process(
-        [python_executable(), "-m", "tests.e2e.upstreams.faulty", "--port", str(port)],
-        ready_line_regex=r"^READY (\S+)",
-        name="faulty",
-    )
 
 
 def base_of(process: Process) -> str:
@@ -62,18 +53,7 @@ class Session:
         self.headers = {"Content-Type": "application/json", "Accept": ACCEPT}
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
-        reply = self.post(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "faults", "version": "0"},
-                },
-            }
-        )
+        reply = self.post(INITIALIZE)
         assert reply.status_code == 200, reply.text
         self.headers["Mcp-Session-Id"] = reply.headers["mcp-session-id"]
         self.headers["MCP-Protocol-Version"] = "2025-11-25"
@@ -112,7 +92,7 @@ def assert_error_naming(answer: tuple[int, Any], backend: str, *fragments: str) 
 def faulty() -> Iterator[Process]:
     if os.environ.get("AIGW_E2E_SKIP"):
         pytest.skip("AIGW_E2E_SKIP is set")
-    process = start_faulty()
+    process = start_twisted_upstream("faulty")
     try:
         yield process
     finally:

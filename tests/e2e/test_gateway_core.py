@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain, run_ts_client
-from .harness.results import text_of
+from .harness.results import ResourceUpdates, text_of
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -210,15 +210,9 @@ async def test_stopped_backend_gives_clear_errors_and_comes_back() -> None:
 async def test_subscription_updates_arrive_on_the_merged_get_stream(gateway: Gateway) -> None:
     """basic/transports "Listening for Messages": backend notifications reach the client's GET
     stream, with the resource URI as the client knows it."""
-    updates: list[str] = []
-    updated = anyio.Event()
+    updates = ResourceUpdates()
 
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            updated.set()
-
-    async with connect_plain(gateway.url, mode="legacy", message_handler=on_message) as client:
+    async with connect_plain(gateway.url, mode="legacy", message_handler=updates) as client:
         resources = await client.list_resources()
         counter = next(
             r.uri for r in resources.resources if str(r.uri).endswith("py/test://counter")
@@ -226,8 +220,8 @@ async def test_subscription_updates_arrive_on_the_merged_get_stream(gateway: Gat
         await client.subscribe_resource(counter)
         await client.call_tool("py__bump", {})
         with anyio.fail_after(10):
-            await updated.wait()
-    assert updates == [str(counter)]
+            await updates.arrived.wait()
+    assert updates.uris == [str(counter)]
 
 
 async def test_cancellation_reaches_the_backend_holding_the_request(gateway: Gateway) -> None:

@@ -31,6 +31,7 @@ from .harness.oauth_client import (
     connect_plain,
     run_ts_client,
 )
+from .harness.results import ResourceUpdates
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -287,20 +288,14 @@ async def test_pyserver_features(pyserver: Upstream) -> None:
     async def elicitation(context: Any, params: types.ElicitRequestParams) -> Any:
         return types.ElicitResult(action="accept", content={"name": "Alice"})
 
-    updates: list[str] = []
-    updated = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            updated.set()
+    updates = ResourceUpdates()
 
     async with connect_plain(
         pyserver.url,
         mode="legacy",
         sampling_callback=sampling,
         elicitation_callback=elicitation,
-        message_handler=on_message,
+        message_handler=updates,
     ) as client:
         prompt = await client.get_prompt("greet", {"name": "Bob"})
         assert "Bob" in prompt.messages[0].content.text  # type: ignore[union-attr]
@@ -314,8 +309,8 @@ async def test_pyserver_features(pyserver: Upstream) -> None:
         await client.subscribe_resource("test://counter")
         await client.call_tool("bump", {})
         with anyio.fail_after(5):
-            await updated.wait()
-        assert updates == ["test://counter"]
+            await updates.arrived.wait()
+        assert updates.uris == ["test://counter"]
 
         seen: list[float] = []
 

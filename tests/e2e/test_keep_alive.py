@@ -31,9 +31,9 @@ from mcp.shared.exceptions import MCPError
 
 from .aigw import Gateway, start_gateway
 from .harness.oauth_client import connect_plain
-from .harness.processes import Process, free_port, python_executable, start_process
+from .harness.processes import Process
 from .harness.results import text_of
-from .harness.upstreams import Upstream, start_pyserver
+from .harness.upstreams import Upstream, start_pyserver, start_twisted_upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -98,12 +98,7 @@ async def test_calls_around_the_servers_idle_close_all_succeed(gateway: Gateway)
 
 @pytest.fixture(scope="module")
 def stale_server() -> Iterator[Process]:
-    port = free_port()
-    process = start_process(
-        [python_executable(), "-m", "tests.e2e.upstreams.faulty", "--port", str(port)],
-        ready_line_regex=r"^READY (\S+)",
-        name="faulty",
-    )
+    process = start_twisted_upstream("faulty")
     try:
         yield process
     finally:

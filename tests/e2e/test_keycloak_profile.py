@@ -11,27 +11,24 @@ Python SDK client goes through the whole OAuth flow. See README.md, "Keycloak".
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx2
 import jwt
 import pytest
-import yaml
 
-from .aigw import Gateway, _twistd
+from tests.keycloak_check import gateway_config as keycloak_config
+
+from .aigw import Gateway, run_gateway
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.oauth_client import MemoryTokenStorage, connect
-from .harness.processes import LOG_DIR, free_port, start_process
+from .harness.processes import LOG_DIR, free_port
 from .harness.results import text_of
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "aigw" / "examples" / "keycloak.yaml"
 ALICE = "0b5e0a7e-6c1d-4a52-9d8e-2f1c3a4b5c6d"
 BOB = "7d3f1e2a-1b2c-4d3e-8f4a-5b6c7d8e9f0a"
 CHECK = "5a4b3c2d-1e0f-4a1b-9c2d-3e4f5a6b7c8d"
@@ -44,29 +41,20 @@ USERS = {
 
 
 def gateway_config(issuer: str, port: int, backend: str, directory: str) -> str:
-    """``keycloak.yaml`` with the test's issuer, port and backend; a rule keyed on ``sub``."""
-    with open(EXAMPLE) as handle:
-        config: dict[str, Any] = yaml.safe_load(handle)
-    config["listen"] = [f"tcp:{port}:interface=127.0.0.1"]
-    config["public_url"] = f"http://127.0.0.1:{port}"
-    config["auth"]["issuer"] = issuer
-    config["backends"] = [{"name": "py", "url": backend, "timeout": "20s"}]
-    # Registered clients' tokens carry no preferred_username: rules name users by `sub`.
-    config["access"] = {
-        "default": "allow",
-        "rules": [{"effect": "deny", "subjects": [BOB], "backends": ["py"]}],
-    }
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)
-    config["sessions"] = {"secret_file": key}
-    config["logging"] = {"format": "text", "level": "debug"}
-    config["metrics"] = False  # `off`; the default port is one for every gateway
-    path = os.path.join(directory, "aigw.yaml")
-    with open(path, "w") as handle:
-        yaml.safe_dump(config, handle)
-    return path
+    """``make keycloak-check``'s config of ``keycloak.yaml``, with a rule keyed on ``sub``
+    and debug logs."""
+    return keycloak_config(
+        issuer,
+        port,
+        backend,
+        directory,
+        # Registered clients' tokens carry no preferred_username: rules name users by `sub`.
+        access={
+            "default": "allow",
+            "rules": [{"effect": "deny", "subjects": [BOB], "backends": ["py"]}],
+        },
+        logging={"format": "text", "level": "debug"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +70,7 @@ def stack(node_modules: None, pyserver: Upstream) -> Iterator[tuple[AuthServer, 
     try:
         directory = tempfile.mkdtemp(prefix="aigw-kc-", dir=LOG_DIR)
         path = gateway_config(auth.issuer, port, pyserver.url, directory)
-        process = start_process(
-            [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            timeout=30,
-            name="aigw",
-            cwd=directory,
-        )
-        gateway = Gateway(process, port, path)
+        gateway = run_gateway(path, port)
         try:
             yield auth, gateway
         finally:
@@ -193,14 +174,7 @@ async def test_keycloak_before_26_4_without_rfc8414_location(
         assert missing.status_code == 404
         directory = tempfile.mkdtemp(prefix="aigw-kc-", dir=LOG_DIR)
         path = gateway_config(auth.issuer, port, pyserver.url, directory)
-        process = start_process(
-            [_twistd(), "-n", "--pidfile=", "aigw", "--config", path],
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-            timeout=30,
-            name="aigw",
-            cwd=directory,
-        )
-        gateway = Gateway(process, port, path)
+        gateway = run_gateway(path, port)
         try:
             async with connect(gateway.url, "alice", "alice-password") as client:
                 result = await client.call_tool("py__echo", {"text": "older Keycloak"})

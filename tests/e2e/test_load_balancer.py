@@ -32,11 +32,11 @@ import anyio
 import pytest
 from mcp import types
 
-from .aigw import Backend, Gateway, start_gateway
+from .aigw import INITIALIZE, Backend, Gateway, start_gateway, write_session_key
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
 from .harness.processes import LOG_DIR, REPO_ROOT, Process, free_port, start_process
-from .harness.results import text_of
+from .harness.results import ResourceUpdates, text_of
 from .harness.upstreams import Upstream
 
 T = TypeVar("T")
@@ -112,10 +112,7 @@ def start_balanced(backends: list[Backend], issuer: str | None = None) -> Iterat
     if haproxy is None:
         pytest.skip("haproxy is not installed (.ci/run installs it)")
     directory = tempfile.mkdtemp(prefix="aigw-lb-", dir=LOG_DIR)
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
-    os.chmod(key, 0o600)
+    key = write_session_key(directory)
     front = free_port()
     started: list[Gateway] = []
     proxy: Process | None = None
@@ -193,16 +190,10 @@ async def test_a_legacy_session_is_served_by_every_process(balanced: Balanced) -
     processes and every feature works, the GET stream included (its upstream feed is
     opened by whichever process holds it; the update is triggered through another)."""
     before = len(balanced.servers())
-    updates: list[str] = []
-    updated = anyio.Event()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-            updated.set()
+    updates = ResourceUpdates()
 
     async with connect_plain(
-        balanced.url, mode="legacy", sampling_callback=sample, message_handler=on_message
+        balanced.url, mode="legacy", sampling_callback=sample, message_handler=updates
     ) as client:
         names = [tool.name for tool in (await client.list_tools()).tools]
         assert "py__echo" in names
@@ -227,9 +218,9 @@ async def test_a_legacy_session_is_served_by_every_process(balanced: Balanced) -
         for _ in range(20):
             await client.call_tool("py__bump", {})
             with anyio.move_on_after(0.5):
-                await updated.wait()
+                await updates.arrived.wait()
                 break
-        assert updates[:1] == [str(counter)]
+        assert updates.uris[:1] == [str(counter)]
         prompts = await client.list_prompts()
         assert "py__greet" in [p.name for p in prompts.prompts]
     posts = balanced.servers()[before:]
@@ -361,17 +352,7 @@ def test_an_ended_session_id_is_refused_only_where_it_ended(balanced: Balanced) 
     a replay is 404; another process accepts the id until its ttl, and a call through it
     still works (the backends forgot their upstream sessions; aigw re-opens them)."""
     first, second = balanced.gateways[0], balanced.gateways[2]
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "lb", "version": "0"},
-        },
-    }
-    status, found, body = post(first.url, initialize)
+    status, found, body = post(first.url, INITIALIZE)
     assert status == 200, body
     session = found["Mcp-Session-Id"]
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}

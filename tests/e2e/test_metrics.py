@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
-from prometheus_client.parser import text_string_to_metric_families
 
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer
@@ -29,8 +28,6 @@ CALLS = 3
 DENIED_TOOL = "slow-stats"
 ACCESS = f"access:\n  rules:\n    - effect: deny\n      tools: [{DENIED_TOOL}]\n"
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
@@ -41,23 +38,6 @@ def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
         yield started
     finally:
         started.stop()
-
-
-def scrape(gateway: Gateway) -> tuple[str, Samples]:
-    """The exposition text and every sample in it, by name and labels."""
-    response = httpx2.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-    return response.text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 async def test_a_scrape_counts_the_traffic_and_names_no_one(gateway: Gateway) -> None:
@@ -83,54 +63,56 @@ async def test_a_scrape_counts_the_traffic_and_names_no_one(gateway: Gateway) ->
     )
     assert bad.status_code == 401
 
-    text, samples = scrape(gateway)
+    scrape = gateway.scrape()
+    assert scrape.content_type.startswith("text/plain")
+    text, samples, value = scrape.text, scrape.samples, scrape.value
     requests = "aigw_mcp_requests_total"
     call = {"method": "tools/call", "backend": "py"}
-    assert value(samples, requests, **call, tool="echo", outcome="ok") == CALLS
-    assert value(samples, requests, **call, tool=DENIED_TOOL, outcome="denied") == 1
+    assert value(requests, **call, tool="echo", outcome="ok") == CALLS
+    assert value(requests, **call, tool=DENIED_TOOL, outcome="denied") == 1
     # A name the backend never listed is no label: made-up names cannot make series.
-    assert value(samples, requests, **call, tool="other", outcome="ok") == 1
+    assert value(requests, **call, tool="other", outcome="ok") == 1
     assert not any(dict(labels).get("tool") == "no-such-tool" for _, labels in samples)
-    assert value(samples, requests, method="tools/list", backend="", tool="", outcome="ok") == 1
-    assert value(samples, requests, method="initialize", backend="", tool="", outcome="ok") == 1
+    assert value(requests, method="tools/list", backend="", tool="", outcome="ok") == 1
+    assert value(requests, method="initialize", backend="", tool="", outcome="ok") == 1
     decisions = "aigw_access_decisions_total"
-    assert value(samples, decisions, backend="py", decision="denied", rule="access.rules[0]") == 1
+    assert value(decisions, backend="py", decision="denied", rule="access.rules[0]") == 1
 
     # Latency: the whole request, the part in aigw, the part upstream (only calls that went).
     calls_timed = CALLS + 2
     duration = "aigw_mcp_request_duration_seconds"
-    assert value(samples, duration + "_count", method="tools/call") == calls_timed
-    assert value(samples, duration + "_bucket", method="tools/call", le="+Inf") == calls_timed
-    assert (value(samples, "aigw_mcp_gateway_seconds_count") or 0) >= calls_timed + 2
-    assert value(samples, "aigw_mcp_upstream_seconds_count", backend="py") == CALLS + 1
+    assert value(duration + "_count", method="tools/call") == calls_timed
+    assert value(duration + "_bucket", method="tools/call", le="+Inf") == calls_timed
+    assert (value("aigw_mcp_gateway_seconds_count") or 0) >= calls_timed + 2
+    assert value("aigw_mcp_upstream_seconds_count", backend="py") == CALLS + 1
 
     # The bad token, and the SDK's first request (no token yet: how it finds the AS).
     refusals = "aigw_auth_refusals_total"
-    assert value(samples, refusals, status="401", reason="malformed") == 1
-    assert (value(samples, refusals, status="401", reason="missing") or 0) >= 1
+    assert value(refusals, status="401", reason="malformed") == 1
+    assert (value(refusals, status="401", reason="missing") or 0) >= 1
     http = "aigw_http_requests_total"
-    assert (value(samples, http, route="mcp", status="200") or 0) >= CALLS + 4
-    assert (value(samples, http, route="mcp", status="401") or 0) >= 2
-    assert (value(samples, http, route="metadata", status="200") or 0) >= 1
+    assert (value(http, route="mcp", status="200") or 0) >= CALLS + 4
+    assert (value(http, route="mcp", status="401") or 0) >= 2
+    assert (value(http, route="metadata", status="200") or 0) >= 1
 
     # The authorization server and the backends.
-    assert (value(samples, "aigw_jwks_fetches_total", outcome="success") or 0) >= 1
-    assert value(samples, "aigw_jwks_fetches_total", outcome="failure") == 0
-    assert value(samples, "aigw_introspection_requests_total", outcome="success") == 0
-    age = value(samples, "aigw_signing_keys_age_seconds")
+    assert (value("aigw_jwks_fetches_total", outcome="success") or 0) >= 1
+    assert value("aigw_jwks_fetches_total", outcome="failure") == 0
+    assert value("aigw_introspection_requests_total", outcome="success") == 0
+    age = value("aigw_signing_keys_age_seconds")
     assert age is not None
     assert math.isfinite(age)
     assert age >= 0
     connections = "aigw_upstream_connections_total"
-    assert (value(samples, connections, backend="py", state="opened") or 0) >= 1
-    assert value(samples, connections, backend="py", state="failed") == 0
+    assert (value(connections, backend="py", state="opened") or 0) >= 1
+    assert value(connections, backend="py", state="failed") == 0
 
     # Gauges, reloads, the build, the process.
     for gauge in ("aigw_open_streams", "aigw_streaming_sessions", "aigw_pooled_upstream_sessions"):
-        assert value(samples, gauge) is not None, gauge
-    assert value(samples, "aigw_config_reloads_total", outcome="failure") == 0
-    assert (value(samples, "aigw_config_last_reload_success_timestamp_seconds") or 0) > 0
-    assert (value(samples, "process_resident_memory_bytes") or 0) > 0
+        assert value(gauge) is not None, gauge
+    assert value("aigw_config_reloads_total", outcome="failure") == 0
+    assert (value("aigw_config_last_reload_success_timestamp_seconds") or 0) > 0
+    assert (value("process_resident_memory_bytes") or 0) > 0
 
     # Bounded labels: never the user, the client, a session or a token.
     assert storage.tokens is not None

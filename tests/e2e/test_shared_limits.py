@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from aigw.gateway.redis_buckets import TAKE_SCRIPT
 
-from .aigw import Gateway, start_gateway
+from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 from .harness.upstreams import Upstream
 
@@ -59,9 +58,7 @@ def redis_port() -> Iterator[int]:
 @pytest.fixture(scope="module")
 def gateways(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
     directory = tempfile.mkdtemp(prefix="aigw-limits-", dir=LOG_DIR)
-    key = os.path.join(directory, "session.key")
-    with open(key, "wb") as handle:
-        handle.write(os.urandom(32))
+    key = write_session_key(directory)
     limits = (
         "limits:\n"
         f"  redis_url: redis://127.0.0.1:{redis_port}/0\n"
@@ -96,16 +93,7 @@ def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port
     status, found, body = post(
         gateways[0].url,
         HEADERS,
-        {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "limits", "version": "0"},
-            },
-        },
+        INITIALIZE,
     )
     assert status == 200, body
     session = {**HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}

@@ -28,8 +28,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from .aigw import Gateway, start_gateway
-from .harness.processes import Process, free_port, python_executable, start_process
+from .aigw import INITIALIZE, Gateway, start_gateway
+from .harness.upstreams import start_twisted_upstream
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -47,20 +47,11 @@ SESSION_BOUND = 16 * 1024
 STREAM_BOUND = 64 * 1024
 
 
-def start_flood() -> Process:
-    port = free_port()
-    return start_process(
-        [python_executable(), "-m", "tests.e2e.upstreams.flood", "--port", str(port)],
-        ready_line_regex=r"^READY (\S+)",
-        name="flood",
-    )
-
-
 @pytest.fixture(scope="module")
 def flood() -> Iterator[str]:
     if os.environ.get("AIGW_E2E_SKIP"):
         pytest.skip("AIGW_E2E_SKIP is set")
-    process = start_flood()
+    process = start_twisted_upstream("flood")
     try:
         assert process.ready_match is not None
         yield process.ready_match.group(1)
@@ -80,18 +71,8 @@ def rss(gateway: Gateway) -> int:
 def initialize(url: str, client: httpx2.Client | None = None) -> dict[str, str]:
     """A new session; the headers every later request of it carries."""
     headers = {"Content-Type": "application/json", "Accept": ACCEPT}
-    message = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "slow-peers", "version": "0"},
-        },
-    }
     post = client.post if client is not None else httpx2.post
-    reply = post(url, json=message, headers=headers, timeout=30)
+    reply = post(url, json=INITIALIZE, headers=headers, timeout=30)
     assert reply.status_code == 200, reply.text
     headers["Mcp-Session-Id"] = reply.headers["mcp-session-id"]
     headers["MCP-Protocol-Version"] = "2025-11-25"

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .aigw import Gateway, start_gateway
+from .aigw import INITIALIZE, Gateway, start_gateway
 from .harness.upstreams import Upstream
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,16 +97,7 @@ def call_whoami(gateway: Gateway, trace_headers: dict[str, str]) -> dict[str, st
         opened = http.post(
             gateway.url,
             headers=HEADERS,
-            json={
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "e2e", "version": "0"},
-                },
-            },
+            json=INITIALIZE,
         )
         assert opened.status_code == 200, opened.text
         session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -32,7 +30,7 @@ from mcp import MCPError, UrlElicitationRequiredError
 
 from tests.certificates import write_private_ca, write_self_signed
 
-from .aigw import Backend, Gateway, reload_with, start_gateway, write_session_key
+from .aigw import Backend, Gateway, aigw_command, reload_with, start_gateway, write_session_key
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
@@ -41,8 +39,6 @@ from .harness.results import text_of
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
-
-AIGW = str(Path(sys.executable).parent / "aigw")
 
 
 @pytest.fixture(scope="module")
@@ -198,12 +194,14 @@ async def test_a_revoked_token_is_elicited_again(gateway: Gateway) -> None:
         answer = await call_whoami(gateway, user, storage)
         if isinstance(answer, MCPError):
             await follow(await elicited(gateway, user, storage), user)
-    listed = await aigw("tokens", "list", "--config", gateway.config_path)
+    listed = await aigw_command("tokens", "list", "--config", gateway.config_path)
     assert listed.returncode == 0, listed.stderr
     rows = [line for line in listed.stdout.decode().splitlines() if "crm" in line]
     assert any("alice" in row for row in rows), rows
     assert any("bob" in row for row in rows), rows
-    revoked = await aigw("tokens", "revoke", "--sub", "alice", "--config", gateway.config_path)
+    revoked = await aigw_command(
+        "tokens", "revoke", "--sub", "alice", "--config", gateway.config_path
+    )
     assert revoked.returncode == 0, revoked.stderr
     await elicited(gateway, "alice", alice)
     assert claims(await whoami(gateway, "bob", bob))["sub"] == "bob"
@@ -215,14 +213,16 @@ async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -
     neither Alice nor Bob gets a token at the backend."""
     alice, bob = MemoryTokenStorage(), MemoryTokenStorage()
     for user in ("alice", "bob"):  # whatever the other tests left
-        revoked = await aigw("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
+        revoked = await aigw_command(
+            "tokens", "revoke", "--sub", user, "--config", gateway.config_path
+        )
         assert revoked.returncode == 0, revoked.stderr
     url = await elicited(gateway, "alice", alice)
     answer = await sign_in(url, "bob")
     assert answer.status_code == 403, answer.text
     assert "belongs to another user" in answer.text
     assert "location" not in answer.headers
-    rows = await aigw("tokens", "list", "--config", gateway.config_path)
+    rows = await aigw_command("tokens", "list", "--config", gateway.config_path)
     assert rows.returncode == 0, rows.stderr
     assert not [line for line in rows.stdout.decode().splitlines() if "crm" in line]
     # Neither can call the backend: each is asked to authorize.
@@ -237,7 +237,7 @@ async def told_then_retried(gateway: Gateway, user: str, browser: str | None = N
     on its GET stream once the user finished in the browser (whose pages the aigw
     process at ``browser`` serves, when given), once, and its retried call goes
     through."""
-    revoked = await aigw("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
+    revoked = await aigw_command("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
     assert revoked.returncode == 0, revoked.stderr
     completed: list[str] = []
     told = anyio.Event()
@@ -341,10 +341,6 @@ async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(
         gateway.stop()
 
 
-async def aigw(*argv: str) -> Any:
-    return await anyio.run_process([AIGW, *argv], check=False)
-
-
 async def test_the_other_backends_serve_without_authorization(gateway: Gateway) -> None:
     async with connect(gateway.url, "alice", storage=MemoryTokenStorage(), mode="legacy") as client:
         tools = [tool.name for tool in (await client.list_tools()).tools]
@@ -435,7 +431,7 @@ async def test_a_backend_and_its_server_behind_a_private_ca(
     seen = claims(await whoami(gateway, "alice", alice))
     assert (seen["iss"], seen["sub"], seen["aud"]) == (server.issuer, "alice", backend.url)
     # ``aigw doctor`` learns the server with the same trust.
-    checked = await aigw("doctor", gateway.config_path)
+    checked = await aigw_command("doctor", gateway.config_path)
     (line,) = [x for x in checked.stdout.decode().splitlines() if "backend crm" in x]
     assert line.startswith("ok"), checked.stdout
     assert f"authorization server {server.issuer}" in line
@@ -456,7 +452,7 @@ async def test_an_untrusted_authorization_server_fails_closed(
     assert "location" not in answer.headers
     assert f"authorization server {server.issuer}" in answer.text
     assert "certificate verify failed" in answer.text
-    rows = await aigw("tokens", "list", "--config", gateway.config_path)
+    rows = await aigw_command("tokens", "list", "--config", gateway.config_path)
     assert rows.returncode == 0, rows.stderr
     assert not [line for line in rows.stdout.decode().splitlines() if "crm" in line]
     await elicited(gateway, "alice", alice)

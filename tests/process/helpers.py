@@ -1,5 +1,6 @@
-"""What the process tests share: where the commands are, a free port, a config, the
-daemon's health, stopping it, and one MCP POST (no test module imports another)."""
+"""What the process tests share: where the commands are, running ``aigw`` to its end, a
+free port, a config, the daemon's health, stopping it, and one MCP POST (no test module
+imports another)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,30 @@ import urllib.request
 from pathlib import Path
 
 ACCEPT = "application/json, text/event-stream"
+#: A 2025-06-18 ``initialize`` request (id 1) from a client that declares nothing.
+INITIALIZE: dict[str, object] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EX_CONFIG = 78
+
+
+def run_aigw(
+    *argv: str, cwd: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``aigw ARGV...`` (``check``, ``run`` that fails, ``convert``...) run to its end,
+    whatever its status; its output captured."""
+    return subprocess.run(
+        [str(BIN / "aigw"), *argv], capture_output=True, timeout=60, cwd=cwd, env=env
+    )
 
 
 def free_port() -> int:
@@ -86,3 +108,11 @@ def post(
         else:
             found = [json.loads(text)] if text else []
     return session_id, found
+
+
+def open_session(url: str) -> str | None:
+    """``initialize``, then ``notifications/initialized`` (MCP basic/lifecycle); the
+    session id answered."""
+    session, _ = post(url, INITIALIZE)
+    post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    return session

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 from twisted.trial.unittest import TestCase
 
-from tests.process.helpers import BIN, EX_CONFIG
+from tests.process.helpers import EX_CONFIG, run_aigw
 from tests.unit.auth.helpers import EXPLAIN_CONFIG
 
 
@@ -25,11 +24,7 @@ class AccessExplainTests(TestCase):
 
     def explain(self, config: str, claims: dict[str, object], *more: str) -> tuple[int, str, str]:
         path = self.write("claims.json", json.dumps(claims))
-        result = subprocess.run(
-            [str(BIN / "aigw"), "access", "explain", config, "--claims", path, *more],
-            capture_output=True,
-            timeout=60,
-        )
+        result = run_aigw("access", "explain", config, "--claims", path, *more)
         return result.returncode, result.stdout.decode(), result.stderr.decode()
 
     def test_allowed_denied_and_config_problems(self) -> None:

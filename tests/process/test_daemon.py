@@ -15,11 +15,13 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
+from tests.e2e.aigw import write_session_key
 from tests.process.helpers import (
     BIN,
     EX_CONFIG,
     ROOT,
     free_port,
+    run_aigw,
     stop,
     wait_for_health,
     write_config,
@@ -184,23 +186,15 @@ class DaemonTests(TestCase):
             self.assertIn("line 8: backends[0].timeout", err)
 
     def test_check_accepts_the_shipped_example(self) -> None:
-        result = subprocess.run(
-            [str(BIN / "aigw"), "check", str(ROOT / "etc" / "aigw" / "aigw.yaml")],
-            capture_output=True,
-            timeout=60,
-        )
+        result = run_aigw("check", str(ROOT / "etc" / "aigw" / "aigw.yaml"))
         self.assertEqual(result.returncode, 0, result.stderr.decode())
 
     def test_check_accepts_the_keycloak_example(self) -> None:
         """etc/aigw/examples/keycloak.yaml (README, "Keycloak"), given its session key."""
-        key = os.path.join(self.directory, "kc-session.key")
-        with open(key, "wb") as handle:
-            handle.write(os.urandom(32))
-        os.chmod(key, 0o600)
-        result = subprocess.run(
-            [str(BIN / "aigw"), "check", str(ROOT / "etc" / "aigw" / "examples" / "keycloak.yaml")],
-            capture_output=True,
-            timeout=60,
+        key = write_session_key(self.directory)
+        result = run_aigw(
+            "check",
+            str(ROOT / "etc" / "aigw" / "examples" / "keycloak.yaml"),
             env={**os.environ, "AIGW_SESSION_KEY_FILE": key},
         )
         self.assertEqual(result.returncode, 0, result.stderr.decode())
@@ -258,9 +252,7 @@ class DaemonTests(TestCase):
             handle.write(
                 text.replace(f"tcp:{port}:interface=127.0.0.1", "systemd:domain=INET:index=0")
             )
-        result = subprocess.run(
-            [str(BIN / "aigw"), "run", config], capture_output=True, timeout=60, cwd=self.directory
-        )
+        result = run_aigw("run", config, cwd=self.directory)
         err = result.stderr.decode()
         self.assertEqual(result.returncode, 71, err)
         self.assertIn("cannot listen on systemd:domain=INET:index=0: no socket was handed", err)
@@ -272,12 +264,7 @@ class DaemonTests(TestCase):
             taken.listen(1)
             port = taken.getsockname()[1]
             config = write_config(self.directory, port)
-            result = subprocess.run(
-                [str(BIN / "aigw"), "run", config],
-                capture_output=True,
-                timeout=60,
-                cwd=self.directory,
-            )
+            result = run_aigw("run", config, cwd=self.directory)
         self.assertEqual(result.returncode, 71, result.stderr.decode())
         self.assertIn("cannot listen", result.stderr.decode())
         self.assertNotIn("Traceback", result.stderr.decode())
@@ -288,12 +275,7 @@ class DaemonTests(TestCase):
             taken.listen(1)
             metrics = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
             config = write_config(self.directory, free_port(), metrics=f"{{listen: {metrics!r}}}")
-            result = subprocess.run(
-                [str(BIN / "aigw"), "run", config],
-                capture_output=True,
-                timeout=60,
-                cwd=self.directory,
-            )
+            result = run_aigw("run", config, cwd=self.directory)
         err = result.stderr.decode()
         self.assertEqual(result.returncode, 71, err)
         self.assertIn(f"cannot listen on {metrics}", err)

@@ -10,7 +10,17 @@ import urllib.parse
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.harness.upstreams import start_pyserver
-from tests.process.helpers import BIN, EX_CONFIG, ROOT, free_port, post, stop, wait_for_health
+from tests.process.helpers import (
+    BIN,
+    EX_CONFIG,
+    ROOT,
+    free_port,
+    open_session,
+    post,
+    run_aigw,
+    stop,
+    wait_for_health,
+)
 
 FIXTURES = ROOT / "tests" / "unit" / "config" / "fixtures" / "envoy"
 ENV = {**os.environ, "CONTEXT7_API_KEY": "c7-key"}
@@ -52,11 +62,6 @@ class EnvoyConfigTests(TestCase):
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
 
-    def run_aigw(self, *argv: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [str(BIN / "aigw"), *argv], capture_output=True, timeout=60, env=ENV, cwd=self.directory
-        )
-
     def test_twistd_serves_the_envoy_files_backend(self) -> None:
         upstream = start_pyserver()
         self.addCleanup(upstream.stop)
@@ -74,15 +79,7 @@ class EnvoyConfigTests(TestCase):
             try:
                 wait_for_health(port, process)
                 url = f"http://127.0.0.1:{port}/mcp"
-                initialize = {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "test", "version": "1"},
-                }
-                session, _ = post(
-                    url, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}
-                )
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                session = open_session(url)
                 _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
             finally:
                 code = stop(process)
@@ -94,14 +91,14 @@ class EnvoyConfigTests(TestCase):
         self.assertEqual(names, ["demo__echo"])
 
     def test_check_accepts_the_demo_shaped_file(self) -> None:
-        result = self.run_aigw("check", str(FIXTURES / "keycloak.yaml"))
+        result = run_aigw("check", str(FIXTURES / "keycloak.yaml"), cwd=self.directory, env=ENV)
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         self.assertIn(b"resource: http://127.0.0.1:1975/mcp", result.stdout)
         self.assertIn(b"auth: http://localhost:8080/realms/master", result.stdout)
         self.assertIn(b"backends: kiwi, context7, docs", result.stdout)
 
     def test_convert_prints_the_golden_yaml_and_check_accepts_it(self) -> None:
-        result = self.run_aigw("convert", str(FIXTURES / "keycloak.yaml"))
+        result = run_aigw("convert", str(FIXTURES / "keycloak.yaml"), cwd=self.directory, env=ENV)
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         golden = (FIXTURES / "keycloak.native.yaml").read_text()
         converted = result.stdout.decode().replace(f"{FIXTURES}/", "")
@@ -109,7 +106,7 @@ class EnvoyConfigTests(TestCase):
         native = os.path.join(self.directory, "aigw.yaml")
         with open(native, "wb") as handle:
             handle.write(result.stdout)
-        check = self.run_aigw("check", native)
+        check = run_aigw("check", native, cwd=self.directory, env=ENV)
         self.assertEqual(check.returncode, 0, check.stderr.decode())
 
     def test_a_field_aigw_cannot_honour_exits_78_naming_it(self) -> None:
@@ -121,7 +118,7 @@ class EnvoyConfigTests(TestCase):
             handle.write(text)
         for argv in (("check", path), ("convert", path), ("run", path)):
             with self.subTest(argv=argv):
-                result = self.run_aigw(*argv)
+                result = run_aigw(*argv, cwd=self.directory, env=ENV)
                 self.assertEqual(result.returncode, EX_CONFIG, result)
                 self.assertIn(
                     "line 17: MCPRoute/route.spec.backendRefs[0].forwardHeaders: "

@@ -11,19 +11,18 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.harness.upstreams import Upstream, start_pyserver
-from tests.process.helpers import BIN, EX_CONFIG, free_port, post, stop, wait_for_health
+from tests.process.helpers import (
+    BIN,
+    EX_CONFIG,
+    free_port,
+    open_session,
+    post,
+    run_aigw,
+    stop,
+    wait_for_health,
+)
 
 STDIO_SERVER = str(Path(__file__).resolve().parents[1] / "e2e" / "upstreams" / "stdio_server.py")
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 
 
 class McpConfigTests(TestCase):
@@ -57,21 +56,8 @@ class McpConfigTests(TestCase):
             try:
                 self.assertEqual(wait_for_health(port, process), {"status": "alive"})
                 url = f"http://127.0.0.1:{port}/mcp"
-                session, _ = post(
-                    url,
-                    {
-                        "jsonrpc": "2.0",
-                        "id": 1,
-                        "method": "initialize",
-                        "params": {
-                            "protocolVersion": "2025-06-18",
-                            "capabilities": {},
-                            "clientInfo": {"name": "test", "version": "1"},
-                        },
-                    },
-                )
+                session = open_session(url)
                 self.assertIsNotNone(session)
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
                 _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
             finally:
                 code = stop(process)
@@ -109,8 +95,7 @@ class McpConfigTests(TestCase):
             )
             try:
                 wait_for_health(port, process)
-                session, _ = post(url, INITIALIZE)
-                post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+                session = open_session(url)
                 _, listed = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
                 call = {"name": "local__echo", "arguments": {"text": "over stdio"}}
                 _, called = post(
@@ -156,12 +141,8 @@ class McpConfigTests(TestCase):
                 '{"mcpServers": {\n  "a": {"type": "sse", "url": "http://x/sse"},\n'
                 '  "b.c": {"url": "http://127.0.0.1:9/mcp"}\n}}\n'
             )
-        for argv in (
-            [str(BIN / "aigw"), "check", "--mcp-config", path],
-            [str(BIN / "aigw"), "run", "--mcp-config", path],
-            [str(BIN / "aigw"), "convert", "--mcp-config", path],
-        ):
-            result = subprocess.run(argv, capture_output=True, timeout=60, cwd=self.directory)
+        for command in ("check", "run", "convert"):
+            result = run_aigw(command, "--mcp-config", path, cwd=self.directory)
             self.assertEqual(result.returncode, EX_CONFIG, result)
             err = result.stderr.decode()
             self.assertIn(f"{path}: 2 problems:", err)
@@ -172,28 +153,17 @@ class McpConfigTests(TestCase):
         path = os.path.join(self.directory, "mcp.json")
         with open(path, "w") as handle:
             json.dump({"mcpServers": {"demo": {"url": "http://127.0.0.1:9/mcp"}}}, handle)
-        result = subprocess.run(
-            [str(BIN / "aigw"), "convert", "--mcp-config", path],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
+        result = run_aigw("convert", "--mcp-config", path)
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
         native = os.path.join(self.directory, "aigw.yaml")
         with open(native, "wb") as handle:
             handle.write(result.stdout)
         self.assertIn(b"  - name: demo\n", result.stdout)
-        check = subprocess.run(
-            [str(BIN / "aigw"), "check", native], capture_output=True, timeout=60
-        )
+        check = run_aigw("check", native)
         self.assertEqual(check.returncode, 0, check.stderr.decode())
         self.assertIn(b"backends: demo", check.stdout)
 
     def test_a_config_file_and_mcp_config_together_are_a_usage_error(self) -> None:
-        result = subprocess.run(
-            [str(BIN / "aigw"), "run", "aigw.yaml", "--mcp-json", "{}"],
-            capture_output=True,
-            timeout=60,
-            cwd=self.directory,
-        )
+        result = run_aigw("run", "aigw.yaml", "--mcp-json", "{}", cwd=self.directory)
         self.assertEqual(result.returncode, 2, result)
         self.assertIn("not both", result.stderr.decode())

@@ -7,6 +7,7 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
+from tests.e2e.aigw import write_session_key
 from tests.process.helpers import BIN, EX_CONFIG, free_port, stop, wait_for_health, write_config
 
 
@@ -14,10 +15,8 @@ class SecretsAtRestTests(TestCase):
     def setUp(self) -> None:
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
-        self.key = os.path.join(self.directory, "session.key")
-        with open(self.key, "wb") as handle:
-            handle.write(os.urandom(32))
-        os.chmod(self.key, 0o644)
+        self.key = write_session_key(self.directory)
+        os.chmod(self.key, 0o644)  # what these tests are about: a key others may read
 
     def test_aigw_run_warns_of_a_session_key_others_may_read(self) -> None:
         """`aigw run` with `sessions.secret_file` mode 0644: it serves, and logs a warning

@@ -4,9 +4,6 @@ against a store file with rows in it: output, exit statuses, no secret printed."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
@@ -14,9 +11,8 @@ from twisted.trial.unittest import TestCase
 from aigw.config import EX_CONFIG
 from aigw.protocol.pins import definition, digest_of
 from aigw.store.api import EX_IOERR, UserToken
+from tests.process.helpers import run_aigw
 from tests.unit.store.helpers import KEY, inline_store
-
-AIGW = Path(sys.executable).parent / "aigw"
 
 CONFIG = """\
 listen: tcp:0:interface=127.0.0.1
@@ -56,7 +52,7 @@ class StoreCommandTests(TestCase):
         pool.close()
 
     def aigw(self, *argv: str) -> tuple[int, str, str]:
-        result = subprocess.run([str(AIGW), *argv], capture_output=True, timeout=60)
+        result = run_aigw(*argv)
         return result.returncode, result.stdout.decode(), result.stderr.decode()
 
     def test_tokens_list_and_revoke(self) -> None:

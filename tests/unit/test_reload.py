@@ -77,17 +77,13 @@ class ReloadCase(GatewayTestCase):
         ]
         return self.service.reloader.reloads_failed == failed, errors
 
-    async def tools(self, session: str) -> list[str]:
-        body = await self.call(session, "tools/list", {})
-        return [tool["name"] for tool in body["result"]["tools"]]
-
 
 class ReloadTests(ReloadCase):
     @run
     async def test_added_backend_appears_and_open_streams_hear_list_changed(self) -> None:
         await self.start("alpha")
         session = await self.initialize()
-        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(await self.tool_names(session), ["alpha__echo", "alpha__progress"])
         response = await self.open_stream(session)
         chunks: list[bytes] = []
         reader = Collect(chunks)
@@ -100,7 +96,8 @@ class ReloadTests(ReloadCase):
         self.assertIn(b'"method":"notifications/tools/list_changed"', b"".join(chunks))
         # The open session lists the new backend's tools: it joins at once.
         self.assertEqual(
-            await self.tools(session), ["alpha__echo", "alpha__progress", "beta__t1", "beta__t2"]
+            await self.tool_names(session),
+            ["alpha__echo", "alpha__progress", "beta__t1", "beta__t2"],
         )
         body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {}})
         self.assertNotIn("error", body)
@@ -118,7 +115,7 @@ class ReloadTests(ReloadCase):
         self.assertEqual(body["error"]["code"], jsonrpc.UPSTREAM_UNAVAILABLE)
         self.assertEqual(body["error"]["data"], {"backend": "beta", "reason": "removed"})
         self.assertIn("'beta' was removed", body["error"]["message"])
-        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(await self.tool_names(session), ["alpha__echo", "alpha__progress"])
         # Its transport closes after the grace (its timeout); the name reaches nothing then.
         self.assertIn("beta", self.service.gateway.transports)
         self.reactor.advance(5.0)
@@ -185,7 +182,7 @@ class ReloadTests(ReloadCase):
         self.assertEqual(self.service.reloader.reloads_failed, 1)
         self.assertTrue(any("line 14: access.default:" in e for e in errors), errors)
         self.assertTrue(any("line 15: bogus:" in e for e in errors), errors)
-        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(await self.tool_names(session), ["alpha__echo", "alpha__progress"])
         self.assertEqual(sorted(self.service.gateway.transports), ["alpha"])
 
     @run
@@ -197,7 +194,7 @@ class ReloadTests(ReloadCase):
         self.assertFalse(ok)
         self.assertTrue(any("server.idle_timeout change only with a restart" in e for e in errors))
         # Nothing of it applied: not even the backend it adds.
-        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(await self.tool_names(session), ["alpha__echo", "alpha__progress"])
         self.assertEqual(sorted(self.service.gateway.transports), ["alpha"])
 
     @run
@@ -231,7 +228,7 @@ class ReloadTests(ReloadCase):
             "alpha", "beta", extra="access:\n  rules:\n    - {effect: deny, backends: [beta]}\n"
         )
         self.assertEqual(self.reload(), (True, []))
-        self.assertEqual(await self.tools(session), ["alpha__echo", "alpha__progress"])
+        self.assertEqual(await self.tool_names(session), ["alpha__echo", "alpha__progress"])
         body = await self.call(session, "tools/call", {"name": "beta__t1", "arguments": {}})
         self.assertEqual(body["error"]["code"], -32602)
 
@@ -264,7 +261,7 @@ class ReloadTests(ReloadCase):
         self.assertEqual(self.reload(), (True, []))
         self.assertIsNot(self.service.gateway.transports["beta"], old)
         # The old upstream session is unknown there: re-opened transparently.
-        self.assertIn("beta__g", await self.tools(session))
+        self.assertIn("beta__g", await self.tool_names(session))
 
 
 class UserOAuthReloadTests(ReloadCase):

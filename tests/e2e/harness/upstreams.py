@@ -1,4 +1,5 @@
-"""Start the upstream MCP servers of the end-to-end tests: server-everything and pyserver."""
+"""Start the upstream MCP servers of the end-to-end tests: server-everything, pyserver, and
+the Twisted servers of tests/e2e/upstreams that misbehave on purpose."""
 
 from __future__ import annotations
 
@@ -112,3 +113,14 @@ def start_pyserver(
     )
     scheme = "http" if tls is None else "https"
     return Upstream("pyserver", f"{scheme}://127.0.0.1:{port}/mcp", port, proc)
+
+
+def start_twisted_upstream(module: str) -> Process:
+    """``python -m tests.e2e.upstreams.MODULE --port N`` (``faulty``, ``flood``), ready at
+    its ``READY <url>`` line (``tests.e2e.upstreams.serve``)."""
+    port = free_port()
+    return start_process(
+        [python_executable(), "-m", f"tests.e2e.upstreams.{module}", "--port", str(port)],
+        ready_line_regex=r"^READY (\S+)",
+        name=module,
+    )

@@ -25,16 +25,14 @@ on stdout, for the test to read.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
+from tests.e2e.upstreams import serve
 from tests.unit.gateway.fake_upstream import FakeUpstream
 
 HTML = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
@@ -94,17 +92,5 @@ class Faulty(Resource):
         return self.upstream.render_POST(request)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    reactor.listenTCP(args.port, Site(Faulty()), interface="127.0.0.1")  # type: ignore[attr-defined]
-    reactor.callWhenRunning(  # type: ignore[attr-defined]
-        lambda: print(f"READY http://127.0.0.1:{args.port}", flush=True)
-    )
-    reactor.run()  # type: ignore[attr-defined]
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    serve(Faulty())

@@ -21,20 +21,19 @@ it ends, for the test to read.
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from tests.e2e.upstreams import serve
 from tests.unit.gateway.fake_upstream import FakeUpstream, sse
 
 CHUNK = 8 * 1024
@@ -144,17 +143,5 @@ class Flood(Resource):
         return self.upstream.render_POST(request)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    reactor.listenTCP(args.port, Site(Flood()), interface="127.0.0.1")  # type: ignore[attr-defined]
-    reactor.callWhenRunning(  # type: ignore[attr-defined]
-        lambda: print(f"READY http://127.0.0.1:{args.port}", flush=True)
-    )
-    reactor.run()  # type: ignore[attr-defined]
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    serve(Flood())

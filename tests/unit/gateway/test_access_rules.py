@@ -18,17 +18,13 @@ class MethodRuleTests(GatewayTestCase):
         self.service.observers.add(recorder)
         return recorder
 
-    async def names(self, session: str) -> list[str]:
-        body = await self.call(session, "tools/list", {})
-        return [tool["name"] for tool in body["result"]["tools"]]
-
     @run
     async def test_listed_but_not_callable(self) -> None:
         recorder = await self.start_with(
             AccessRule("deny", backends=("alpha",), methods=("tools/call",))
         )
         session = await self.initialize()
-        self.assertIn("alpha__echo", await self.names(session))
+        self.assertIn("alpha__echo", await self.tool_names(session))
         body = await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {}})
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
         [decided] = recorder.decisions
@@ -41,8 +37,8 @@ class MethodRuleTests(GatewayTestCase):
     async def test_callable_but_not_listed(self) -> None:
         await self.start_with(AccessRule("deny", tools=("echo",), methods=("tools/list",)))
         session = await self.initialize()
-        self.assertNotIn("alpha__echo", await self.names(session))
-        self.assertIn("alpha__progress", await self.names(session))
+        self.assertNotIn("alpha__echo", await self.tool_names(session))
+        self.assertIn("alpha__progress", await self.tool_names(session))
         body = await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {}})
         self.assertIn("result", body)
 
@@ -50,7 +46,7 @@ class MethodRuleTests(GatewayTestCase):
     async def test_rules_without_methods_hide_and_refuse_alike(self) -> None:
         await self.start_with(AccessRule("deny", tools=("echo",)))
         session = await self.initialize()
-        self.assertNotIn("alpha__echo", await self.names(session))
+        self.assertNotIn("alpha__echo", await self.tool_names(session))
         body = await self.call(session, "tools/call", {"name": "alpha__echo", "arguments": {}})
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
 

@@ -26,19 +26,7 @@ class AskingTestCase(GatewayTestCase):
     async def start(self, capabilities: dict[str, Any], **sessions: Any) -> str:
         beta = FakeUpstream(tools=["needs-input", "needs-url", "nag"], modern=True)
         await self.start_gateway(beta=beta, sessions=SessionsConfig(**sessions))
-        message = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": capabilities,
-                "clientInfo": {"name": "test", "version": "0"},
-            },
-        }
-        response, _ = await self.post(message)
-        session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
-        return session
+        return await self.initialize(capabilities=capabilities)
 
     async def answer(self, session: str, request: dict[str, Any], result: Any) -> None:
         """The client's response to aigw's request, on a POST of its own."""

@@ -47,22 +47,6 @@ REQUIRED = {
 
 
 class ClientRequestsTestCase(GatewayTestCase):
-    async def initialize_with(self, capabilities: dict[str, Any]) -> str:
-        """A session whose client declared ``capabilities``; its id."""
-        message = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": capabilities,
-                "clientInfo": {"name": "test", "version": "0"},
-            },
-        }
-        response, body = await self.post(message)
-        self.assertEqual(response.code, 200, body)
-        return str(response.headers.getRawHeaders(b"mcp-session-id")[0].decode())
-
     async def beta_stream(self, session: str) -> tuple[list[bytes], Collect]:
         """The session's GET stream, once beta's stream under it is open."""
         self.beta.get_status = 200
@@ -87,7 +71,7 @@ class UrlElicitationTests(ClientRequestsTestCase):
     async def test_url_elicitation_reaches_a_client_that_declared_it(self) -> None:
         """The request, its answer and the completion notice go through."""
         await self.start_gateway()
-        session = await self.initialize_with({"elicitation": {"form": {}, "url": {}}})
+        session = await self.initialize(capabilities={"elicitation": {"form": {}, "url": {}}})
         chunks, reader = await self.beta_stream(session)
         self.beta.push(URL_ASK)
         self.beta.push(COMPLETE)
@@ -107,7 +91,7 @@ class UrlElicitationTests(ClientRequestsTestCase):
     async def test_url_elicitation_is_refused_for_a_form_only_client(self) -> None:
         """``elicitation: {}`` is form only: the backend is told, the client never asked."""
         await self.start_gateway()
-        session = await self.initialize_with({"elicitation": {}})
+        session = await self.initialize(capabilities={"elicitation": {}})
         chunks, reader = await self.beta_stream(session)
         self.beta.push(URL_ASK)
         await self.until(lambda: self.answers_to(41))
@@ -123,7 +107,7 @@ class UrlElicitationTests(ClientRequestsTestCase):
     @run
     async def test_sampling_is_refused_for_a_client_without_it(self) -> None:
         await self.start_gateway()
-        session = await self.initialize_with({"roots": {}})
+        session = await self.initialize(capabilities={"roots": {}})
         _, reader = await self.beta_stream(session)
         self.beta.push({"jsonrpc": "2.0", "id": 42, "method": "sampling/createMessage"})
         await self.until(lambda: self.answers_to(42))
@@ -136,7 +120,7 @@ class UrlElicitationTests(ClientRequestsTestCase):
     async def test_url_elicitation_required_error_passes_intact(self) -> None:
         """-32042 from a backend's tools/call reaches a session client as it was sent."""
         await self.start_gateway()
-        session = await self.initialize_with({"elicitation": {"url": {}}})
+        session = await self.initialize(capabilities={"elicitation": {"url": {}}})
         self.beta.refuse_with = (200, REQUIRED)
         body = await self.call(session, "tools/call", {"name": "beta__t0"}, rid=5)
         self.assertEqual(body, {"jsonrpc": "2.0", "id": 5, "error": REQUIRED})
@@ -159,7 +143,7 @@ class UrlElicitationTests(ClientRequestsTestCase):
     async def test_url_elicitation_required_error_from_a_2026_backend_passes_intact(self) -> None:
         """The other way across eras: a session client over a 2026-07-28-only backend."""
         await self.start_gateway(beta=FakeUpstream(tools=["t1"], modern=True))
-        session = await self.initialize_with({"elicitation": {"url": {}}})
+        session = await self.initialize(capabilities={"elicitation": {"url": {}}})
         await self.call(session, "tools/list")
         self.beta.refuse_with = (200, REQUIRED)
         body = await self.call(session, "tools/call", {"name": "beta__t1"}, rid=6)
@@ -174,7 +158,7 @@ class LateJoinerCapabilitiesTests(ClientRequestsTestCase):
         await self.start_gateway()
         declared = {"sampling": {}, "elicitation": {"url": {}}, "roots": {"listChanged": True}}
         self.beta.fail_with = 500
-        session = await self.initialize_with({**declared, "experimental": {"x": {}}})
+        session = await self.initialize(capabilities={**declared, "experimental": {"x": {}}})
         self.beta.fail_with = None
         self.service.gateway.sessions.codec._opened.clear()  # as another process would
         body = await self.call(session, "tools/list")
@@ -189,7 +173,7 @@ class LateJoinerCapabilitiesTests(ClientRequestsTestCase):
     @run
     async def test_a_repaired_session_keeps_the_clients_capabilities(self) -> None:
         await self.start_gateway()
-        session = await self.initialize_with({"sampling": {}})
+        session = await self.initialize(capabilities={"sampling": {}})
         self.beta.sessions.clear()  # the backend restarted and forgot aigw's session
         body = await self.call(session, "tools/call", {"name": "beta__t0"})
         self.assertIn("result", body, json.dumps(body))

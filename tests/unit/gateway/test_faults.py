@@ -13,27 +13,11 @@ from __future__ import annotations
 import gc
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 
-from tests.unit.gateway.helpers import GatewayTestCase
+from tests.unit.gateway.helpers import GatewayTestCase, HangUp
 from tests.unit.memory import run
 
 CLIENTS = 50
-
-
-class _HangUp(Protocol):
-    """Reads the first bytes of a streamed reply, then drops the connection."""
-
-    def __init__(self) -> None:
-        self.got: Deferred[bytes] = Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.got.called:
-            self.got.callback(data)
-            self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: object = None) -> None:
-        pass
 
 
 def live_deferreds() -> int:
@@ -69,7 +53,7 @@ class DisconnectionLeakTests(GatewayTestCase):
         self.alpha.hold = Deferred()
         for number in range(CLIENTS):
             response = await self.stream_call(session, 100 + number, {"name": "alpha__progress"})
-            reader = _HangUp()
+            reader = HangUp()
             response.deliverBody(reader)
             await reader.got
         del response, reader  # the test's own references

@@ -42,20 +42,13 @@ class PinningTests(GatewayTestCase):
         self.session = await self.initialize()
         return recorder
 
-    async def listed(self) -> list[str]:
-        body = await self.call(self.session, "tools/list", {})
-        return [tool["name"] for tool in body["result"]["tools"]]
-
-    async def call_tool(self, name: str) -> Any:
-        return await self.call(self.session, "tools/call", {"name": name, "arguments": {}})
-
     async def stored(self) -> dict[str, Any]:
         return {(pin.kind, pin.name): pin for pin in await self.pins.get_pins("alpha")}
 
     @run
     async def test_first_sight_pins_every_tool_and_flags_nothing(self) -> None:
         recorder = await self.start("block")
-        self.assertEqual(await self.listed(), ["alpha__echo", "alpha__add"])
+        self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
         pins = await self.stored()
         self.assertEqual(set(pins), {("tool", "echo"), ("tool", "add")})
         echo = pins[("tool", "echo")]
@@ -63,20 +56,20 @@ class PinningTests(GatewayTestCase):
         self.assertEqual(echo.digest, digest_of(echo.definition))
         self.assertIsNone(echo.pending_digest)
         self.assertEqual(recorder.flagged, [])
-        self.assertIn("result", await self.call_tool("alpha__echo"))
+        self.assertIn("result", await self.call_tool(self.session, "alpha__echo"))
 
     @run
     async def test_block_hides_a_changed_tool_and_refuses_it_precisely(self) -> None:
         recorder = await self.start("block")
-        await self.listed()
+        await self.tool_names(self.session)
         self.upstream.details["echo"] = {"description": CHANGED}
-        self.assertEqual(await self.listed(), ["alpha__add"])
-        await self.listed()
+        self.assertEqual(await self.tool_names(self.session), ["alpha__add"])
+        await self.tool_names(self.session)
         [event] = recorder.flagged
         self.assertEqual((event.name, event.action, event.by), ("echo", "blocked", "pinning"))
         self.assertEqual(event.checks, ("pin_changed",))
         self.assertIn("description changed since it was pinned", event.reasons[0])
-        body = await self.call_tool("alpha__echo")
+        body = await self.call_tool(self.session, "alpha__echo")
         self.assertEqual(body["error"]["code"], jsonrpc.INVALID_PARAMS)
         self.assertIn("alpha__echo is held", body["error"]["message"])
         self.assertEqual(body["error"]["data"], {"name": "alpha__echo", "reason": "pin_changed"})
@@ -89,34 +82,34 @@ class PinningTests(GatewayTestCase):
     @run
     async def test_an_accepted_change_is_served_without_a_restart(self) -> None:
         await self.start("block")
-        await self.listed()
+        await self.tool_names(self.session)
         self.upstream.details["echo"] = {"description": CHANGED}
-        await self.listed()
+        await self.tool_names(self.session)
         self.assertIsNotNone(await self.pins.accept_pin("alpha", "tool", "echo"))
         self.reactor.advance(REREAD_SECONDS)
-        self.assertIn("result", await self.call_tool("alpha__echo"))
-        self.assertEqual(await self.listed(), ["alpha__echo", "alpha__add"])
+        self.assertIn("result", await self.call_tool(self.session, "alpha__echo"))
+        self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
 
     @run
     async def test_warn_serves_a_changed_tool_flagged_and_keeps_the_change(self) -> None:
         recorder = await self.start("warn")
-        await self.listed()
+        await self.tool_names(self.session)
         self.upstream.details["echo"] = {"description": CHANGED}
-        self.assertEqual(await self.listed(), ["alpha__echo", "alpha__add"])
+        self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
         [event] = recorder.flagged
         self.assertEqual(event.action, "warned")
-        self.assertIn("result", await self.call_tool("alpha__echo"))
+        self.assertIn("result", await self.call_tool(self.session, "alpha__echo"))
         [pending] = await self.pins.list_pending_pins()
         self.assertEqual(pending.name, "echo")
 
     @run
     async def test_going_back_to_the_pinned_definition_clears_the_change(self) -> None:
         await self.start("block")
-        await self.listed()
+        await self.tool_names(self.session)
         self.upstream.details["echo"] = {"description": CHANGED}
-        await self.listed()
+        await self.tool_names(self.session)
         self.upstream.details["echo"] = {"description": "Echo the text back."}
-        self.assertEqual(await self.listed(), ["alpha__echo", "alpha__add"])
+        self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
         self.assertEqual(await self.pins.list_pending_pins(), [])
 
     @run
@@ -124,12 +117,12 @@ class PinningTests(GatewayTestCase):
         other = definition("tool", {"name": "echo", "description": "Something else."})
         await self.pins.record_pin("alpha", "tool", "echo", digest_of(other), other, 1.0)
         await self.start("block")
-        self.assertEqual(await self.listed(), ["alpha__add"])
+        self.assertEqual(await self.tool_names(self.session), ["alpha__add"])
 
     @run
     async def test_block_lists_before_calling_a_tool_never_listed_here(self) -> None:
         await self.start("block")
-        self.assertIn("result", await self.call_tool("alpha__add"))
+        self.assertIn("result", await self.call_tool(self.session, "alpha__add"))
         self.assertEqual(set(await self.stored()), {("tool", "echo"), ("tool", "add")})
 
     @run
@@ -153,18 +146,18 @@ class PinningTests(GatewayTestCase):
     async def test_a_failing_store_holds_everything_under_block(self) -> None:
         await self.start("block")
         self.pool.connection.close()  # every query now fails
-        self.assertEqual(await self.listed(), [])
-        body = await self.call_tool("alpha__echo")
+        self.assertEqual(await self.tool_names(self.session), [])
+        body = await self.call_tool(self.session, "alpha__echo")
         self.assertEqual(body["error"]["data"]["reason"], "pin_changed")
 
     @run
     async def test_a_failing_store_serves_under_warn(self) -> None:
         await self.start("warn")
         self.pool.connection.close()
-        self.assertEqual(await self.listed(), ["alpha__echo", "alpha__add"])
+        self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
 
     @run
     async def test_off_pins_nothing(self) -> None:
         await self.start("off")
-        await self.listed()
+        await self.tool_names(self.session)
         self.assertEqual(await self.stored(), {})

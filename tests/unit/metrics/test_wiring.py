@@ -6,8 +6,6 @@ Everything runs on the memory network (tests/unit/memory.py): the gateway's
 
 from __future__ import annotations
 
-from typing import Any
-
 import treq
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,21 +19,26 @@ from tests.unit.memory import run
 SCRAPE = "http://127.0.0.1:9464/metrics"
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(test: GatewayTestCase) -> Samples:
+    """Every sample of a scrape of the gateway's metrics listener, by name and labels."""
+    response = await test.http.get(SCRAPE)
+    test.assertEqual(response.code, 200)
+    text = (await treq.content(response)).decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
 class WiringTests(GatewayTestCase):
-    async def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        """Every sample of a scrape, by name and labels."""
-        response = await self.http.get(SCRAPE)
-        self.assertEqual(response.code, 200)
-        text = (await treq.content(response)).decode()
-        return {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-
-    def sample(self, samples: dict[Any, float], name: str, **labels: str) -> float | None:
-        return samples.get((name, frozenset(labels.items())))
-
     @run
     async def test_requests_calls_and_gauges_on_the_metrics_listener(self) -> None:
         await self.start_gateway()
@@ -49,35 +52,33 @@ class WiringTests(GatewayTestCase):
         stream = Collect([])
         (await self.open_stream(session)).deliverBody(stream)
         await self.network.settle()
-        samples = await self.scrape()
+        samples = await scrape(self)
         call = {"method": "tools/call", "backend": "alpha"}
         self.assertEqual(
-            self.sample(samples, "aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
+            sample(samples, "aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
             3.0,
         )
         # A tool is a label once listed: before that, and a made-up one, are "other".
         other = {"method": "tools/call", "backend": "alpha", "tool": "other"}
-        self.assertEqual(
-            self.sample(samples, "aigw_mcp_requests_total", **other, outcome="ok"), 1.0
-        )
+        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **other, outcome="ok"), 1.0)
         # An excluded tool is answered as unknown: routed nowhere, no backend, no tool.
         refused = {"method": "tools/call", "backend": "", "tool": "", "outcome": "error"}
-        self.assertEqual(self.sample(samples, "aigw_mcp_requests_total", **refused), 1.0)
+        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **refused), 1.0)
         self.assertEqual(
-            self.sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 8.0
+            sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 8.0
         )
         # Time stands still on the memory network: every request took 0 s.
         self.assertEqual(
-            self.sample(samples, "aigw_mcp_request_duration_seconds_count", method="tools/call"),
+            sample(samples, "aigw_mcp_request_duration_seconds_count", method="tools/call"),
             6.0,
         )
-        self.assertEqual(self.sample(samples, "aigw_open_streams"), 1.0)
-        self.assertEqual(self.sample(samples, "aigw_streaming_sessions"), 1.0)
-        self.assertEqual(self.sample(samples, "aigw_pooled_upstream_sessions"), 0.0)
+        self.assertEqual(sample(samples, "aigw_open_streams"), 1.0)
+        self.assertEqual(sample(samples, "aigw_streaming_sessions"), 1.0)
+        self.assertEqual(sample(samples, "aigw_pooled_upstream_sessions"), 0.0)
         stream.transport.stopProducing()  # type: ignore[attr-defined]
         await self.until(lambda: self.service.gateway.stream_limits.total == 0)
-        samples = await self.scrape()
-        self.assertEqual(self.sample(samples, "aigw_open_streams"), 0.0)
+        samples = await scrape(self)
+        self.assertEqual(sample(samples, "aigw_open_streams"), 0.0)
 
     @run
     async def test_off_means_no_listener_and_no_observer(self) -> None:
@@ -106,19 +107,11 @@ class WiringTests(GatewayTestCase):
         for n in range(MAX_HELD + 2):
             self.alpha.push({"jsonrpc": "2.0", "method": "notifications/message", "params": n})
         await self.network.settle()
-        samples = await self.scrape()
-        self.assertEqual(self.sample(samples, "aigw_stream_linger_dropped_messages_total"), 2.0)
+        samples = await scrape(self)
+        self.assertEqual(sample(samples, "aigw_stream_linger_dropped_messages_total"), 2.0)
 
 
 class LimitMetricsTests(GatewayTestCase):
-    async def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        text = (await treq.content(await self.http.get(SCRAPE))).decode()
-        return {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-
     @run
     async def test_limited_requests_and_store_failures_are_counted(self) -> None:
         rules = (LimitRule(per="sub", rate=Rate(1, 60.0)),)
@@ -128,8 +121,8 @@ class LimitMetricsTests(GatewayTestCase):
         session = await self.initialize()
         for rid in range(2):
             await self.call(session, "tools/list", rid=rid)
-        samples = await self.samples()
-        self.assertEqual(samples.get(("aigw_limiter_store_failures_total", frozenset())), 2.0)
+        samples = await scrape(self)
+        self.assertEqual(sample(samples, "aigw_limiter_store_failures_total"), 2.0)
         self.service.gateway.limiter = self.service.gateway.calls.limiter = Limiter(
             LimitsConfig(rules=rules), self.reactor
         )
@@ -137,5 +130,5 @@ class LimitMetricsTests(GatewayTestCase):
         codes = [(await self.post(listing, session))[0].code for _ in range(2)]
         self.assertEqual(codes, [200, 429])
         limited = {"method": "tools/list", "backend": "", "tool": "", "outcome": "limited"}
-        samples = await self.samples()
-        self.assertEqual(samples.get(("aigw_mcp_requests_total", frozenset(limited.items()))), 1.0)
+        samples = await scrape(self)
+        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **limited), 1.0)
