@@ -73,15 +73,17 @@ def hs256_auth() -> AuthConfig:
     )
 
 
-def initialize_message(version: str = "2025-11-25", request_id: int = 1) -> dict[str, Any]:
-    """A client's ``initialize`` request (basic/lifecycle)."""
+def initialize_message(
+    version: str = "2025-11-25", request_id: int = 1, capabilities: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A client's ``initialize`` request (basic/lifecycle), declaring ``capabilities``."""
     return {
         "jsonrpc": "2.0",
         "id": request_id,
         "method": "initialize",
         "params": {
             "protocolVersion": version,
-            "capabilities": {},
+            "capabilities": capabilities or {},
             "clientInfo": {"name": "test", "version": "0"},
         },
     }
@@ -285,9 +287,11 @@ class GatewayTestCase(SynchronousTestCase):
             headers["Last-Event-ID"] = [last_event_id]
         return await self.http.get(self.url, headers=headers, unbuffered=True)
 
-    async def initialize(self, version: str = "2025-11-25") -> str:
-        """A new session; its id."""
-        response, body = await self.post(initialize_message(version, 0))
+    async def initialize(
+        self, version: str = "2025-11-25", capabilities: dict[str, Any] | None = None
+    ) -> str:
+        """A new session whose client declared ``capabilities``; its id."""
+        response, body = await self.post(initialize_message(version, 0, capabilities))
         self.assertEqual(response.code, 200, body)
         session: str = response.headers.getRawHeaders(b"mcp-session-id")[0].decode()
         return session
