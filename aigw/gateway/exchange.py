@@ -282,8 +282,8 @@ class Exchange:
         self, upstream_session: BackendSession, principal: Principal, payload: dict[str, Any]
     ) -> None:
         """A response to a backend's request, POSTed on the upstream session it came on
-        with the credentials aigw uses for ``principal`` there (never the client's token);
-        for a request that arrived when no client session was there to answer it."""
+        with the credentials aigw uses for ``principal`` there (never the client's token):
+        a client's answer, or aigw's for a request no client stream took (``Relay.unreachable``)."""
         try:
             await self.transport(upstream_session.name).post(
                 jsonrpc.dumps(payload),
@@ -293,4 +293,8 @@ class Exchange:
                 principal=principal,
             )
         except UpstreamError as error:
-            self.log.warn("relaying a client response: {error}", error=str(error))
+            self.log.warn(
+                "answering a request of {backend}: {error}",
+                backend=upstream_session.name,
+                error=str(error),
+            )
