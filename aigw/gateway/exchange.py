@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from aigw.gateway.backends import BackendSessions
     from aigw.gateway.catalog import ParamHeaders
     from aigw.gateway.client_sessions import ClientSession
+    from aigw.principal import Principal
+    from aigw.sealed.session_id import BackendSession
 
 
 def ignore(message: Any) -> None:
@@ -274,13 +276,25 @@ class Exchange:
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             return
+        await self.answer_upstream(upstream_session, session.principal, payload)
+
+    async def answer_upstream(
+        self, upstream_session: BackendSession, principal: Principal, payload: dict[str, Any]
+    ) -> None:
+        """A response to a backend's request, POSTed on the upstream session it came on
+        with the credentials aigw uses for ``principal`` there (never the client's token):
+        a client's answer, or aigw's for a request no client stream took (``Relay.unreachable``)."""
         try:
-            await self.transport(backend).post(
+            await self.transport(upstream_session.name).post(
                 jsonrpc.dumps(payload),
                 ignore,
                 upstream_session.session_id,
                 upstream_session.protocol_version,
-                principal=session.principal,
+                principal=principal,
             )
         except UpstreamError as error:
-            self.log.warn("relaying a client response: {error}", error=str(error))
+            self.log.warn(
+                "answering a request of {backend}: {error}",
+                backend=upstream_session.name,
+                error=str(error),
+            )

@@ -134,7 +134,9 @@ class Gateway(Service):
         self.stream_limits = StreamLimits(
             initial.server.max_streams, initial.sessions.max_streams_per_user
         )
-        self.feeds = Feeds(transports, reactor, self._stream_linger, self.stream_limits)
+        self.feeds = Feeds(
+            transports, reactor, self._stream_linger, self.stream_limits, self.relay.unreachable
+        )
         self.calls = Calls(
             policy,
             observer,

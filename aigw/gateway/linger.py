@@ -12,6 +12,12 @@ replays them (basic/transports "Resumability and Redelivery" is optional, and
 2026-07-28 streams have none).  So the stream lingers (``backends[].stream_linger``)
 for the next client stream of the same upstream session, the same user's (the
 feed's key says whose), and what the backend sends meanwhile is held for it.
+
+A backend's request among what is held (roots/list, sampling, elicitation, ping:
+2025-11-25 basic/transports "Listening for Messages from the Server") waits for
+an answer: one that no client stream takes (the linger ends without one, or it is
+dropped past ``MAX_HELD``) is answered with an error at once (``is_request``;
+``Relay.unreachable``), not left to the backend's own timeout.
 """
 
 from __future__ import annotations
@@ -48,14 +54,14 @@ class Linger:
         self.dropped = 0
         self._timer: IDelayedCall = clock.callLater(seconds, expire)
 
-    def hold(self, message: Any, event_id: str | None) -> bool:
-        """Hold ``message``; True when the oldest held was dropped for it."""
-        full = len(self.held) >= MAX_HELD
-        if full:
-            self.held.popleft()
+    def hold(self, message: Any, event_id: str | None) -> Held | None:
+        """Hold ``message``; the oldest held, when it was dropped for it."""
+        dropped = None
+        if len(self.held) >= MAX_HELD:
+            dropped = self.held.popleft()
             self.dropped += 1
         self.held.append((message, event_id))
-        return full
+        return dropped
 
     def serves(self, last_event_id: str | None) -> bool:
         """Can a client stream resuming from ``last_event_id`` take over what is held?
@@ -70,3 +76,9 @@ class Linger:
         held = list(self.held)
         self.held.clear()
         return held
+
+
+def is_request(message: Any) -> bool:
+    """A backend's request (a method and an id: JSON-RPC 2.0 §4), which someone must
+    answer; notifications (no id) are not answered."""
+    return isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str)

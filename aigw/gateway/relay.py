@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from aigw.gateway.asking import Questions
     from aigw.gateway.client_sessions import ClientSession
     from aigw.gateway.exchange import Exchange
+    from aigw.principal import Principal
+    from aigw.sealed.session_id import BackendSession
 
 #: A callable that sends one JSON-RPC message to the client now (progress,
 #: server-to-client requests); the transport turns the reply into SSE for it.
@@ -92,6 +94,35 @@ class Relay:
             lambda f: self.log.failure("refusing {method}", f, method=message["method"])
         )
         return True
+
+    def unreachable(
+        self,
+        upstream: BackendSession,
+        principal: Principal,
+        message: dict[str, Any],
+        why: str,
+        reason: str,
+    ) -> None:
+        """A backend's request that no client stream took (``linger.py``) is answered
+        here, at once, as one a client cannot take is (``_refused``, and a 2026-07-28
+        client's listen): with ``METHOD_NOT_FOUND`` naming why, so the backend does not
+        wait for its own timeout (2025-11-25 basic/transports "Listening for Messages
+        from the Server": a request sent on the stream expects its response by POST)."""
+        method = message.get("method")
+        self.log.info(
+            "backend {backend}'s {method} reached no client: {why}",
+            backend=upstream.name,
+            method=method,
+            why=why,
+        )
+        error = jsonrpc.error_object(
+            jsonrpc.METHOD_NOT_FOUND, f"{method}: {why}", {"reason": reason}
+        )
+        answer = jsonrpc.error_response(message["id"], error)
+        work = self.exchange.answer_upstream(upstream, principal, answer)
+        ensureDeferred(work).addErrback(
+            lambda f: self.log.failure("refusing {method}", f, method=method)
+        )
 
     async def to_backend(self, session: ClientSession, message: Any) -> None:
         """The client's answer to a relayed server-to-client request goes back to its backend;

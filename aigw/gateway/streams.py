@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.limits import StreamLimits, UserKey
-from aigw.gateway.linger import MAX_HELD, Linger
+from aigw.gateway.linger import MAX_HELD, Held, Linger, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -54,6 +54,9 @@ LIST_KINDS = ("tools", "prompts", "resources")
 _listen_ids = itertools.count(1)
 #: (backend, client binding, upstream session id): what one upstream stream serves.
 FeedKey = tuple[str, str, str]
+#: ``Relay.unreachable``: answers a backend's request no client stream took, with
+#: (upstream session, whose it is, the request, why, ``error.data.reason``).
+Unreachable = Callable[["BackendSession", "Principal", dict[str, Any], str, str], None]
 
 
 def unlisten(message: Any) -> Any:
@@ -143,7 +146,8 @@ class UpstreamFeed:
 
     def add(self, stream: SessionStream) -> None:
         """``stream`` joins; if the feed lingered, it gets what was held meanwhile
-        (oldest first; a backend's request among them is its to answer)."""
+        (oldest first; a backend's request among them is its to answer, or to refuse
+        as any request it cannot take is: ``Relay.to_client``, ``ListenStream``)."""
         self.subscribers.append(stream)
         lingering, self.lingering = self.lingering, None
         if lingering is None:
@@ -178,7 +182,11 @@ class UpstreamFeed:
         if not self._behind and self._reader is not None:
             self._reader.resume()
 
-    def close(self) -> None:
+    def close(self, replays: bool = False) -> None:
+        """Stop following the stream.  What a lingering feed held no client stream
+        took: notifications are as if never read, requests are answered with an error
+        now (``linger.py``), except, when ``replays``, those the backend will send again
+        (a client stream resumes from before them: they came with an event id)."""
         if self.closed:
             return
         self.closed = True
@@ -187,7 +195,15 @@ class UpstreamFeed:
         if lingering is not None:
             self.feeds.stops_lingering(self)
             self._report_dropped(lingering)
-            lingering.end()  # what no client stream came for: as if never read
+            held = lingering.end()
+            if replays:
+                held = [(message, event_id) for message, event_id in held if event_id is None]
+            self._unreachable(
+                held,
+                "no client stream was open to take it before aigw closed the backend's "
+                "stream (backends[].stream_linger)",
+                "no_client_stream",
+            )
         if self._reader is not None:
             self._reader.stop()
 
@@ -281,8 +297,15 @@ class UpstreamFeed:
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
         if self.lingering is not None:
-            if self.lingering.hold(message, self.last_event_id):
+            dropped = self.lingering.hold(message, self.last_event_id)
+            if dropped is not None:
                 self.feeds.dropped += 1
+                self._unreachable(
+                    [dropped],
+                    f"dropped: more than {MAX_HELD} messages came while no client stream "
+                    "was open (backends[].stream_linger)",
+                    "stream_linger_full",
+                )
             return
         if isinstance(message, dict) and "id" in message:
             targets = self.subscribers[:1]
@@ -290,6 +313,12 @@ class UpstreamFeed:
             targets = list(self.subscribers)
         for stream in targets:
             stream.receive(self.name, message, self.last_event_id)
+
+    def _unreachable(self, held: list[Held], why: str, reason: str) -> None:
+        """The backend's requests among ``held`` reached no client: each is answered."""
+        for message, _ in held:
+            if is_request(message):
+                self.feeds.unreachable(self.backend, self.principal, message, why, reason)
 
     def _report_dropped(self, lingering: Linger) -> None:
         if lingering.dropped:
@@ -313,14 +342,17 @@ class Feeds:
         clock: Any,
         linger: Callable[[str], float],
         limits: StreamLimits,
+        unreachable: Unreachable,
     ) -> None:
         """``linger``: a backend's ``stream_linger``, read as each feed starts lingering
         (a reload changes it).  ``limits``: the bounds on client streams, which bound
-        lingering feeds too (``lingers``)."""
+        lingering feeds too (``lingers``).  ``unreachable``: answers a backend's request
+        that a lingering feed held and no client stream took."""
         self.transports = transports
         self.clock = clock
         self.linger = linger
         self.limits = limits
+        self.unreachable = unreachable
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
@@ -357,7 +389,7 @@ class Feeds:
         if feed is not None and lingering is not None and not lingering.serves(last_event_id):
             # The stream resumes from before what was held: from the backend, which
             # replays from there (basic/transports "Resumability and Redelivery").
-            feed.close()
+            feed.close(replays=True)
             feed = None
         if feed is None:
             feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)

@@ -22,10 +22,11 @@ LEGEND = [
     "(simulated logging, on its GET stream); 2026-07-28 carries notifications/message only "
     "on the stream of the request that asked (server/utilities/logging); logging/setLevel "
     "is refused by name (-32601, use _meta logLevel)",
-    "  roots, 2026-07-28 clients x server-everything: it asks for the client's roots as "
-    "its session opens, outside any request, and its get-roots-list tool waits for that "
-    "answer; 2026-07-28 carries a server's request only as input_required of a client "
-    "request (basic/patterns/mrtr), so the call ends with aigw's -32011 backend timeout",
+    "  roots, 2026-07-28 clients x server-everything: it asks for the client's roots with "
+    "a request of its own on its GET stream, outside any request; 2026-07-28 carries a "
+    "server's request only as input_required of a client request (basic/patterns/mrtr), "
+    "so aigw answers it for the client at once (-32601) and get-roots-list says the "
+    "client has no roots",
 ]
 
 #: The upstreams of the matrix, by backend name in the tests' gateways.

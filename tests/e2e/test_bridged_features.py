@@ -58,9 +58,6 @@ REFUSALS: dict[tuple[str, str, str], tuple[int | None, str]] = {
     ("2026", "stateless", "elicitation"): NO_BACK_CHANNEL,
     ("2026", "stateless", "elicitation URL"): NO_BACK_CHANNEL,
     ("2026", "stateless", "roots"): NO_BACK_CHANNEL,
-    # server-everything asks for roots as its session opens, outside any request: no
-    # 2026-07-28 client can be asked then (matrix.LEGEND); its tool waits until timeout.
-    ("2026", "everything", "roots"): (-32011, "timeout"),
 }
 
 
@@ -256,12 +253,31 @@ async def url_elicitation(cell: Cell, client: Any) -> str | None:
 
 
 async def roots(cell: Cell, client: Any) -> str | None:
+    if (cell.era, cell.backend) == ("2026", "everything"):
+        return await _roots_outside_any_request(cell, client)
     answered, text, error = await cell.call(ROOTS[cell.backend], client)
     if (cell.era, cell.backend, "roots") in REFUSALS:
         return cell.refused("roots", answered, text, error)
     assert answered, text
     assert ROOT in text, text
     return None
+
+
+async def _roots_outside_any_request(cell: Cell, client: Any) -> str:
+    """server-everything asks for the client's roots with a request of its own on its
+    GET stream, outside any client request: a 2026-07-28 client takes a server's request
+    only as ``input_required`` (basic/patterns/mrtr), so aigw answers it for the client
+    at once (-32601), and get-roots-list says it has none instead of waiting for its
+    timeout.  A listen holds aigw's stream to the backend open (an update proves it)."""
+    listed = (await client.list_resources()).resources
+    uri = next(str(r.uri) for r in listed if str(r.uri).startswith("aigw:everything/"))
+    async with client.listen(resource_subscriptions=[uri]) as sub:
+        await _until(lambda: _trigger(cell, client), aiter(sub).__anext__)
+        answered, text, error = await cell.call(ROOTS[cell.backend], client)
+    assert answered, (text, error)
+    assert "no roots are currently configured" in text, text
+    assert cell.asked == [], cell.asked  # the client itself was never asked
+    return REFUSED
 
 
 FEATURES = {

@@ -8,14 +8,20 @@ basic/patterns/subscriptions).  When the client's listen closes, that upstream s
 lingers (``backends[].stream_linger``) for the next listen, so reopening meets no 409,
 and a resource update the backend sends while no listen is open reaches the next one
 (2026-07-28 listens cannot be resumed, and server-everything keeps no event store).
+
+A backend's request held that way (here the pyserver's ``roots/list`` on its
+standalone stream, the MCP Python SDK) that no client stream takes before the linger
+ends is answered by aigw with an error at once, not left to the backend's timeout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 from .aigw import Gateway, start_gateway
@@ -34,6 +40,17 @@ TOGGLE = "everything__toggle-subscriber-updates"
 @pytest.fixture(scope="module")
 def gateway(server_everything: Upstream) -> Iterator[Gateway]:
     started = start_gateway([("everything", server_everything.url)], metrics=True)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def py_gateway(pyserver: Upstream) -> Iterator[Gateway]:
+    """The pyserver behind aigw, its stream lingering long enough for a tool call to
+    land within the linger on a loaded machine."""
+    started = start_gateway([("py", pyserver.url, "stream_linger: 10s")], metrics=True)
     try:
         yield started
     finally:
@@ -91,3 +108,92 @@ async def _first(trigger: Any, arrived: Any) -> Any:
         with anyio.move_on_after(1):
             return await arrived()
     raise AssertionError("no resource update arrived")
+
+
+class RawSession:
+    """A 2025-11-25 session through aigw over plain HTTP: its GET stream can be closed
+    while the session lives on (an SDK client keeps its stream open)."""
+
+    def __init__(self, http: httpx2.AsyncClient, gateway: Gateway) -> None:
+        self.http = http
+        self.url = gateway.url
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        }
+        self.ids = iter(range(1, 1_000_000))
+
+    async def start(self) -> None:
+        """Initialize, declaring roots: no capability check refuses the request."""
+        params = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"roots": {}},
+            "clientInfo": {"name": "linger", "version": "0"},
+        }
+        reply = await self.post(
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+        )
+        assert reply.status_code == 200, reply.text
+        self.headers["Mcp-Session-Id"] = reply.headers["mcp-session-id"]
+        self.headers["MCP-Protocol-Version"] = "2025-11-25"
+        await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def post(self, message: Any) -> httpx2.Response:
+        return await self.http.post(self.url, json=message, headers=self.headers, timeout=30)
+
+    async def call(self, tool: str, arguments: dict[str, Any] | None = None) -> str:
+        """The text a tool answered."""
+        params = {"name": tool, "arguments": arguments or {}}
+        message = {"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/call", "params": params}
+        reply = await self.post(message)
+        assert reply.status_code == 200, reply.text
+        if reply.headers.get("content-type", "").startswith("text/event-stream"):
+            data = [line[5:] for line in reply.text.splitlines() if line.startswith("data:")]
+            answer = json.loads(data[-1])
+        else:
+            answer = reply.json()
+        text: str = answer["result"]["content"][0]["text"]
+        return text
+
+    def stream(self) -> Any:
+        """The session's GET stream (an async context manager)."""
+        headers = {**self.headers, "Accept": "text/event-stream"}
+        del headers["Content-Type"]
+        return self.http.stream("GET", self.url, headers=headers, timeout=None)
+
+
+async def _announced(session: RawSession, lines: AsyncIterator[str]) -> None:
+    """``announce`` until its notification comes on the GET stream within 1 s: aigw's
+    stream to the backend opens after the client's, so the first may precede it."""
+    for _ in range(30):
+        await session.call("py__announce")
+        with anyio.move_on_after(1):
+            async for line in lines:
+                if "notifications/tools/list_changed" in line:
+                    return
+    raise AssertionError("the backend's stream never reached the client's GET stream")
+
+
+async def test_a_request_held_past_the_linger_is_answered_with_an_error_at_once(
+    py_gateway: Gateway,
+) -> None:
+    """The client leaves its GET stream; the backend then asks ``roots/list`` on its
+    standalone stream (basic/transports "Listening for Messages from the Server"),
+    which aigw holds for the next client stream; none comes within the linger, so
+    the backend gets aigw's error (its own timeout is ``ROOTS_TIMEOUT``, 600 s)."""
+    async with httpx2.AsyncClient() as http:
+        session = RawSession(http, py_gateway)
+        await session.start()
+        async with session.stream() as stream:
+            assert stream.status_code == 200
+            await _announced(session, stream.aiter_lines())
+        await until_closed(py_gateway)
+        assert await session.call("py__roots-on-stream", {"tag": "lingered"}) == "asked"
+        outcome = "waiting"
+        for _ in range(240):  # bounded: well short of the backend's own timeout
+            outcome = await session.call("py__roots-on-stream", {"tag": "lingered"})
+            if outcome != "waiting":
+                break
+            await anyio.sleep(0.25)
+    assert outcome.startswith("error -32601: roots/list: no client stream"), outcome
+    assert "reached no client" in py_gateway.process.log(), py_gateway.process.log_tail()

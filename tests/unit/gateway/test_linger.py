@@ -15,8 +15,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, ServerConfig, SessionsConfig
-from aigw.gateway.linger import MAX_HELD, Linger
+from aigw.gateway.linger import MAX_HELD, Linger, is_request
 from aigw.gateway.streams import decode_event_ids, encode_event_ids
+from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     Collect,
@@ -29,6 +30,10 @@ from tests.unit.gateway.helpers import (
 from tests.unit.memory import run
 
 LIST_CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+
+
+#: A backend's request on its stream (2025-11-25 client/roots).
+ROOTS = {"jsonrpc": "2.0", "id": 7, "method": "roots/list"}
 
 
 def updated(n: int) -> dict[str, Any]:
@@ -55,10 +60,16 @@ class LingerTests(SynchronousTestCase):
         self.assertEqual((self.expired, self.clock.getDelayedCalls()), ([], []))
 
     def test_past_the_bound_the_oldest_are_dropped_and_counted(self) -> None:
-        dropped = [self.linger.hold(n, None) for n in range(MAX_HELD + 3)]
-        self.assertEqual(dropped, [False] * MAX_HELD + [True] * 3)
+        dropped = [self.linger.hold(n, f"ev-{n}") for n in range(MAX_HELD + 3)]
+        self.assertEqual(dropped, [None] * MAX_HELD + [(0, "ev-0"), (1, "ev-1"), (2, "ev-2")])
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
+
+    def test_only_a_message_with_a_method_and_an_id_is_a_request_to_answer(self) -> None:
+        self.assertTrue(is_request(ROOTS))
+        self.assertTrue(is_request({**ROOTS, "id": "r-1"}))
+        for other in (LIST_CHANGED, {"jsonrpc": "2.0", "id": 7, "result": {}}, "ping", None):
+            self.assertFalse(is_request(other))
 
     def test_it_serves_a_stream_resuming_from_nowhere_or_where_the_last_left_off(self) -> None:
         self.assertTrue(self.linger.serves(None))
@@ -251,3 +262,166 @@ class LingerBoundTests(LingerTestCase):
             await self.close(await self.listen(f"L{n}", f"user-{n}"))
             await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
         await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+
+
+class HeldRequestTests(LingerTestCase):
+    """A backend's request held for the next client stream must be answered by someone:
+    one that no client stream takes is answered with an error at once (``linger.py``),
+    on the upstream session's POST, once."""
+
+    def answers_to(self, request_id: int) -> list[tuple[dict[str, list[str]], Any]]:
+        """What alpha received as answers to its request ``request_id``, with headers."""
+        return [
+            (headers, body)
+            for headers, body in self.alpha.received
+            if isinstance(body, dict) and body.get("id") == request_id and "method" not in body
+        ]
+
+    async def left(self, capabilities: dict[str, Any] | None = None) -> str:
+        """A session whose GET stream was opened, then closed: alpha's stream lingers."""
+        session = await self.initialize(capabilities=capabilities)
+        reader = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        await self.close(reader)
+        return session
+
+    def assert_refused(self, reason: str) -> None:
+        """Alpha's request got one error answer, on its own upstream session."""
+        ((headers, body),) = self.answers_to(7)
+        self.assertEqual(body["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(body["error"]["data"], {"reason": reason})
+        self.assertTrue(body["error"]["message"].startswith("roots/list: "))
+        upstream_session = self.alpha.stream_requests[0].getHeader(b"mcp-session-id").decode()
+        self.assertEqual(headers["mcp-session-id"], [upstream_session])
+
+    @run
+    async def test_a_request_held_when_the_linger_expires_is_answered_with_an_error(
+        self,
+    ) -> None:
+        await self.start(linger=2.0)
+        await self.left()
+        self.alpha.push(LIST_CHANGED)
+        self.alpha.push(ROOTS)
+        await self.network.sleep(2.5)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests)
+        await self.until(lambda: self.answers_to(7))
+        self.assert_refused("no_client_stream")
+        answers = [b for _, b in self.alpha.received if isinstance(b, dict) and "method" not in b]
+        self.assertEqual(len(answers), 1)  # the notification is not answered
+
+    @run
+    async def test_a_users_request_is_answered_with_aigws_credentials_not_the_users(
+        self,
+    ) -> None:
+        """The error goes as a client's answer would: aigw's credentials toward the
+        backend (none configured here), never the user's bearer token."""
+        await self.start(linger=2.0, auth=hs256_auth())
+        await self.close(await self.listen("A1", "alice"))
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.push(ROOTS)
+        await self.network.sleep(2.5)
+        await self.until(lambda: self.answers_to(7))
+        ((headers, body),) = self.answers_to(7)
+        self.assertEqual(body["error"]["data"], {"reason": "no_client_stream"})
+        self.assertNotIn("authorization", headers)
+
+    @run
+    async def test_a_request_dropped_past_the_bound_is_answered_at_once(self) -> None:
+        await self.start()
+        session = await self.left({"roots": {}})
+        self.alpha.push(ROOTS)
+        for n in range(MAX_HELD):
+            self.alpha.push(updated(n))
+        await self.until(lambda: self.answers_to(7))
+        self.assert_refused("stream_linger_full")
+        self.assertEqual(self.feeds.dropped, 1)
+        again = await self.get_stream(session)  # takes the feed: the request is not there
+        await self.until(lambda: self.methods(again).count("notifications/resources/updated"))
+        self.assertNotIn("roots/list", self.methods(again))
+        await self.close(again)
+        self.assertEqual(len(self.answers_to(7)), 1)
+
+    @run
+    async def test_a_request_handed_to_a_client_is_answered_by_it_only(self) -> None:
+        await self.start(linger=2.0)
+        session = await self.left({"roots": {}})
+        self.alpha.push(ROOTS)
+        again = await self.get_stream(session)
+        await self.until(lambda: "roots/list" in self.methods(again))
+        asked = next(m for m in sse_messages(b"".join(again.chunks)) if "id" in m)
+        answer = {"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}}
+        response, _ = await self.post(answer, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 202)
+        await self.until(lambda: self.answers_to(7))
+        await self.close(again)
+        await self.network.sleep(2.5)  # the next linger expires: nothing more is answered
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests)
+        self.assertEqual([b for _, b in self.answers_to(7)], [{**answer, "id": 7}])
+
+    @run
+    async def test_a_request_handed_to_a_client_that_did_not_declare_it_is_refused(
+        self,
+    ) -> None:
+        """As on a stream that was never left: the capability named (relay.py)."""
+        await self.start()
+        session = await self.left()  # declares no roots
+        self.alpha.push(ROOTS)
+        self.alpha.push(LIST_CHANGED)
+        again = await self.get_stream(session)
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(again))
+        await self.until(lambda: self.answers_to(7))
+        ((_, body),) = self.answers_to(7)
+        self.assertEqual(body["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(
+            body["error"]["data"], {"reason": "client_capability", "capability": "roots"}
+        )
+        self.assertNotIn("roots/list", self.methods(again))
+        await self.close(again)
+
+    @run
+    async def test_a_request_handed_to_a_listen_is_refused(self) -> None:
+        """A 2026-07-28 client takes no server-to-client requests (streamable-http
+        "Receiving Messages"): its listen refuses what the lingering stream held."""
+        await self.start()
+        await self.close(await self.listen("L1"))
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.push(ROOTS)
+        self.alpha.push(LIST_CHANGED)
+        again = await self.listen("L2")
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(again))
+        await self.until(lambda: self.answers_to(7))
+        ((_, body),) = self.answers_to(7)
+        self.assertEqual(body["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertIn("cannot reach a 2026-07-28 client", body["error"]["message"])
+        await self.close(again)
+
+    async def resumed_from_before(self, event_id: str | None) -> Collect:
+        """A request held (with ``event_id``), then a GET stream resuming from before it."""
+        session = await self.left({"roots": {}})
+        self.alpha.push(ROOTS, event_id)
+        self.alpha.push(LIST_CHANGED)  # after the request: it is held by now
+        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+        return again
+
+    @run
+    async def test_resuming_from_before_a_held_request_leaves_it_to_the_replay(self) -> None:
+        """basic/transports "Resumability and Redelivery": a request that came with an
+        event id is sent again by the backend to the stream resuming before it, so it
+        is not refused as well."""
+        await self.start()
+        again = await self.resumed_from_before("ev-7")
+        await self.close(again)
+        self.assertEqual(self.answers_to(7), [])
+
+    @run
+    async def test_resuming_from_before_a_request_of_a_stream_without_ids_refuses_it(
+        self,
+    ) -> None:
+        """Without event ids the backend cannot send it again: it is answered."""
+        await self.start()
+        again = await self.resumed_from_before(None)
+        await self.until(lambda: self.answers_to(7))
+        self.assert_refused("no_client_stream")
+        await self.close(again)
