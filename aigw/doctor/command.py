@@ -35,7 +35,7 @@ from aigw.doctor.tokens import check_token_endpoint
 from aigw.httpjson import Clock, HTTPClient, TreqClient
 from aigw.upstream.api import UpstreamTransport
 from aigw.upstream.factory import build_transport
-from aigw.upstream.token_endpoint import server_client
+from aigw.upstream.token_endpoint import token_server_client
 from aigw.upstream.user_authorization import oauth_clients
 
 #: How long the checks of aigw's own URL and of the authorization server may take
@@ -104,11 +104,11 @@ async def _main(reactor: Any, config: Config, config_path: str) -> int:
         for b in config.backends
         if b.auth is not None and b.auth.user_oauth is not None
     }
-    token_servers = {}
-    for b in config.backends:
-        mode = b.auth and (b.auth.client_credentials or b.auth.token_exchange)
-        if mode:
-            token_servers[b.name] = server_client(b, mode.ca_file, mode.timeout, reactor)
+    token_servers = {
+        b.name: client
+        for b in config.backends
+        if (client := token_server_client(b, reactor)) is not None
+    }
     keys = key_files_of(config_path)
     try:
         findings = await diagnose(config, http, reactor, transports, keys, oauth, token_servers)

@@ -78,7 +78,7 @@ def build_credentials(
     user_authorization: UserAuthorization | None = None,
 ) -> UpstreamCredentials:
     """The credentials ``config`` asks for; ``http`` reaches token endpoints (default:
-    ``token_endpoint.server_client``, with the trust the mode's ``ca_file`` gives);
+    ``token_endpoint.token_server_client``, with the trust the mode's ``ca_file`` gives);
     ``user_authorization`` is the backend's OAuth client side when it is ``user_oauth``."""
     static = StaticHeaders(config.headers)
     auth = config.auth
@@ -86,13 +86,12 @@ def build_credentials(
         return static
     from aigw.upstream.claims import ClaimsHeaders
     from aigw.upstream.client_credentials import ClientCredentials
-    from aigw.upstream.token_endpoint import server_client
+    from aigw.upstream.token_endpoint import token_server_client
     from aigw.upstream.token_exchange import TokenExchange
     from aigw.upstream.user_oauth import UserOAuth
 
-    mode = auth.client_credentials or auth.token_exchange
-    if http is None and mode is not None:
-        http = server_client(config, mode.ca_file, mode.timeout, reactor)
+    if http is None:
+        http = token_server_client(config, reactor)
     authorization: UpstreamCredentials | None = None
     if auth.client_credentials is not None:
         assert http is not None

@@ -65,6 +65,18 @@ def server_client(
     return TreqClient(reactor, pool, timeout, backend.ca_file if ca_file is None else ca_file)
 
 
+def token_server_client(backend: BackendConfig, reactor: Any) -> TreqClient | None:
+    """The client of a ``client_credentials`` or ``token_exchange`` backend's token
+    endpoint, trusting what that mode's ``ca_file`` says (:func:`server_client`); None
+    for a backend in neither mode.  The gateway's credentials and ``aigw doctor`` both
+    ask with it."""
+    auth = backend.auth
+    mode = auth.client_credentials or auth.token_exchange if auth is not None else None
+    if mode is None:
+        return None
+    return server_client(backend, mode.ca_file, mode.timeout, reactor)
+
+
 class TokenRequestFailed(Exception):
     """No token: ``refused`` when the server said no (RFC 6749 §5.2), else it could not
     be asked.  ``str()`` is safe to show: no secret, no token, a bounded excerpt."""
