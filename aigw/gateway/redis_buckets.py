@@ -252,6 +252,19 @@ class RedisBuckets:
                 raise
         return await protocol.command(b"EVAL", TAKE_SCRIPT, len(keys), *keys, *argv)
 
+    async def check(self) -> float:
+        """What ``aigw doctor`` asks of the store: connect as requests would (TLS, AUTH,
+        SELECT), load the take script (``SCRIPT LOAD``: a Redis whose ACL refuses
+        scripting refuses every take) and PING; the PING's round trip in seconds.
+        Raises ``StoreUnavailable`` or ``RedisError`` with what went wrong."""
+        protocol = await self._connection()
+        loaded = await protocol.command(b"SCRIPT", b"LOAD", TAKE_SCRIPT)
+        if loaded != TAKE_SHA:
+            raise StoreUnavailable(f"SCRIPT LOAD answered {loaded!r}, not the script's id")
+        started = self.clock.seconds()
+        await protocol.command(b"PING")
+        return float(self.clock.seconds() - started)
+
     def _connection(self) -> Deferred[RESPProtocol]:
         protocol = self._protocol
         if protocol is not None and not protocol.lost:
