@@ -268,5 +268,7 @@ def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
     if config.redis_url is not None:
         from aigw.gateway.redis_buckets import RedisBuckets
 
-        store = RedisBuckets(config.redis_url, clock, config.redis_timeout)
+        store = RedisBuckets(
+            config.redis_url, clock, config.redis_timeout, ca_file=config.redis_ca_file
+        )
     return Limiter(config, clock, store)
