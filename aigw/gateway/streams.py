@@ -13,7 +13,10 @@ stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
 time (``limits.py``), so a resuming GET stream finds no other stream on its feed.
 A feed whose last client stream closed lingers (``linger.py``) for the next one:
 it takes the feed and what the backend sent meanwhile, when it resumes from where
-the last one left off (or from nowhere); otherwise it opens a feed of its own.
+the last one left off (or from nowhere); otherwise the lingering feed is closed and
+the stream's own feed asks the backend to replay from its ``Last-Event-ID`` once the
+lingering one's upstream stream is closed (``Feeds.subscribe``), so that the backend,
+which allows one stream per session, does not answer 409.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -47,6 +50,10 @@ if TYPE_CHECKING:
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 MAX_EVENT_ID_BYTES = 4096
+#: The longest a new feed waits for the closing feed of the same upstream session to
+#: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
+#: reactor turn, unless the backend never answered the closing stream's request.
+CLOSE_WAIT = 2.0
 #: The lists a reload may change, each with its ``notifications/<kind>/list_changed``.
 LIST_KINDS = ("tools", "prompts", "resources")
 
@@ -143,6 +150,11 @@ class UpstreamFeed:
         self._behind: set[SessionStream] = set()
         #: Set while the feed has no subscriber and waits for the next (``linger.py``).
         self.lingering: Linger | None = None
+        #: The back-off before the stream is followed again; cancelled by ``close``.
+        self._backoff: Deferred[None] | None = None
+        #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
+        self._ended = False
+        self._end_waiters: list[Deferred[None]] = []
 
     def add(self, stream: SessionStream) -> None:
         """``stream`` joins; if the feed lingered, it gets what was held meanwhile
@@ -206,12 +218,34 @@ class UpstreamFeed:
             )
         if self._reader is not None:
             self._reader.stop()
+        if self._backoff is not None:
+            self._backoff.cancel()
 
-    async def run(self) -> None:
+    def ended(self) -> Deferred[None]:
+        """Fires once the feed has ended: its upstream stream is closed on aigw's side
+        (the connection aborted), or was never opened."""
+        waiter: Deferred[None] = Deferred()
+        if self._ended:
+            waiter.callback(None)
+        else:
+            self._end_waiters.append(waiter)
+        return waiter
+
+    async def run(self, after: Deferred[None] | None = None) -> None:
+        """Follow the stream until the feed closes; ``after``: first wait (at most
+        ``CLOSE_WAIT``) for it to fire (``Feeds.subscribe``)."""
         try:
+            if after is not None:
+                after.addTimeout(CLOSE_WAIT, self.feeds.clock, onTimeoutCancel=_waited)
+                await after
             await self._follow()
         finally:
             self.close()
+            self._ended = True
+            waiters, self._end_waiters = self._end_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # one that timed out was cancelled
+                    waiter.callback(None)
 
     async def _follow(self) -> None:
         """Keep the backend's stream open while anyone listens."""
@@ -267,7 +301,13 @@ class UpstreamFeed:
                 return
             if self._refilter:
                 continue
-            await deferLater(self.feeds.clock, delay, lambda: None)
+            self._backoff = deferLater(self.feeds.clock, delay, lambda: None)
+            try:
+                await self._backoff
+            except CancelledError:
+                return  # closed meanwhile
+            finally:
+                self._backoff = None
             delay = min(delay * 2, BACKOFF_MAX)
 
     def _reading(self, reader: Any) -> None:
@@ -354,6 +394,9 @@ class Feeds:
         self.limits = limits
         self.unreachable = unreachable
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
+        #: Closed feeds whose upstream stream may still be open, until they end or a
+        #: new feed of the same key comes to wait for them (``subscribe``).
+        self._closing: dict[FeedKey, UpstreamFeed] = {}
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
@@ -382,20 +425,33 @@ class Feeds:
     def subscribe(
         self, stream: SessionStream, backend: BackendSession, last_event_id: str | None
     ) -> UpstreamFeed:
-        """The feed for this backend session, joined; opened if there is none."""
+        """The feed for this backend session, joined; opened if there is none.
+
+        A lingering feed is taken when it serves ``last_event_id`` (``Linger.serves``);
+        when the stream resumes from elsewhere, the backend replays from there (2025-11-25
+        basic/transports "Resumability and Redelivery": the client, here aigw, resumes
+        with a GET carrying ``Last-Event-ID``).  But the backend allows one GET stream
+        per session and answers another with 409 while it holds the first ("Listening
+        for Messages from the Server"; the TypeScript SDK's event-store resume checks it
+        too): so the lingering feed is closed, and the new one opens its stream only
+        once the old stream is closed on aigw's side (at most ``CLOSE_WAIT``), which the
+        backend then sees before the new request.  The same goes for any new feed whose
+        predecessor is still closing (a linger that just expired).  A backend that
+        answers 409 all the same gets the stream again after the back-off."""
         key = self.key(stream.session, backend)
         feed = self._feeds.get(key)
         lingering = feed.lingering if feed is not None else None
         if feed is not None and lingering is not None and not lingering.serves(last_event_id):
-            # The stream resumes from before what was held: from the backend, which
-            # replays from there (basic/transports "Resumability and Redelivery").
+            # What was held is the backend's to send again, from where the stream resumes.
             feed.close(replays=True)
             feed = None
         if feed is None:
+            closing = self._closing.pop(key, None)
             feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)
             self._feeds[key] = feed
             feed.add(stream)
-            ensureDeferred(feed.run()).addErrback(
+            after = closing.ended() if closing is not None else None
+            ensureDeferred(feed.run(after)).addErrback(
                 lambda f: self.log.failure("following {key}", f, key=key)
             )
         else:
@@ -403,8 +459,16 @@ class Feeds:
         return feed
 
     def forget(self, feed: UpstreamFeed) -> None:
+        """``feed`` closed: no client stream gets it, and until its run ends, a new feed
+        of its key waits for it (``subscribe``)."""
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
+        self._closing[feed.key] = feed
+        feed.ended().addCallback(lambda _: self._ended(feed))
+
+    def _ended(self, feed: UpstreamFeed) -> None:
+        if self._closing.get(feed.key) is feed:
+            del self._closing[feed.key]
 
     def lingers(self, feed: UpstreamFeed) -> None:
         """``feed`` starts lingering.  A lingering feed holds an upstream socket that no
@@ -427,6 +491,10 @@ class Feeds:
         """Close every feed (shutdown, after the client streams: lingering ones remain)."""
         for feed in list(self._feeds.values()):
             feed.close()
+
+
+def _waited(result: object, timeout: float) -> None:
+    """A wait for a closing feed that timed out (``UpstreamFeed.run``): go on all the same."""
 
 
 def _user(feed: UpstreamFeed) -> UserKey:

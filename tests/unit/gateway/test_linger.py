@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, ServerConfig, SessionsConfig
 from aigw.gateway.linger import MAX_HELD, Linger, is_request
-from aigw.gateway.streams import decode_event_ids, encode_event_ids
+from aigw.gateway.streams import CLOSE_WAIT, decode_event_ids, encode_event_ids
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
@@ -208,6 +209,67 @@ class GetStreamLingerTests(LingerTestCase):
         again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
         await self.until(lambda: len(self.alpha.stream_requests) == 2)
         self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"ev-0")
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+        await self.close(again)
+
+    def updates(self, reader: Collect) -> list[Any]:
+        return [
+            m["params"]["uri"]
+            for m in sse_messages(b"".join(reader.chunks))
+            if m.get("method") == "notifications/resources/updated"
+        ]
+
+    @run
+    async def test_resuming_from_before_what_was_held_waits_for_the_held_stream_to_close(
+        self,
+    ) -> None:
+        """An SDK server answers 409 to a GET while it holds another of the session
+        (basic/transports "Listening for Messages from the Server"): the resumed stream
+        is asked for once the lingering one is closed, each time, and gets what the
+        backend sends from there once (what was held is the backend's to replay)."""
+        await self.start()
+        self.alpha.one_stream = True
+        session = await self.initialize()
+        await self.closed_after(session, "ev-1")
+        for n in range(1, 4):
+            self.alpha.push(updated(n), f"ev-{n}.held")
+            # The last stream got ev-n: this one resumes from before it.
+            again = await self.get_stream(session, encode_event_ids({"alpha": f"ev-{n - 1}"}))
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+            resumed = self.alpha.stream_requests[n]
+            self.assertEqual(resumed.getHeader(b"last-event-id"), f"ev-{n - 1}".encode())
+            self.assertEqual(self.alpha.streams_closed, self.alpha.stream_requests[:n])
+            self.alpha.push(updated(n * 10), f"ev-{n + 1}")  # the replay (or a new one)
+            await self.until(lambda again=again, n=n: self.updates(again) == [n * 10])  # type: ignore[misc]
+            await self.close(again)
+        self.assertEqual(self.alpha.conflicts, [])
+
+    @run
+    async def test_a_closed_feed_waiting_to_follow_its_stream_again_ends_at_once(
+        self,
+    ) -> None:
+        """Its back-off is cut short: the next stream need not wait for it."""
+        await self.start()
+        self.alpha.get_status = 500  # the stream fails: followed again after a back-off
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        self.alpha.get_status = 200
+        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)  # no time has passed
+        await self.close(again)
+
+    @run
+    async def test_a_stream_never_answered_is_waited_for_at_most_close_wait(self) -> None:
+        await self.start()
+        self.alpha.get_hold = Deferred()  # the backend never answers the stream's GET
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        await self.network.sleep(CLOSE_WAIT)
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.alpha.get_hold.callback(None)
         await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
         await self.close(again)
 
