@@ -13,10 +13,12 @@ stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
 time (``limits.py``), so a resuming GET stream finds no other stream on its feed.
 A feed whose last client stream closed lingers (``linger.py``) for the next one:
 it takes the feed and what the backend sent meanwhile, when it resumes from where
-the last one left off (or from nowhere); otherwise the lingering feed is closed and
-the stream's own feed asks the backend to replay from its ``Last-Event-ID`` once the
-lingering one's upstream stream is closed (``Feeds.subscribe``), so that the backend,
-which allows one stream per session, does not answer 409.
+the last one left off, from a little before (the last messages it lost are sent
+again: ``UpstreamFeed.recent``) or from nowhere; otherwise the lingering feed is
+closed and the stream's own feed asks the backend to replay from its
+``Last-Event-ID`` once the lingering one's upstream stream is closed
+(``Feeds.subscribe``), so that the backend, which allows one stream per session,
+does not answer 409.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -33,7 +36,7 @@ from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.limits import StreamLimits, UserKey
-from aigw.gateway.linger import MAX_HELD, Held, Linger, is_request
+from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -54,6 +57,11 @@ MAX_EVENT_ID_BYTES = 4096
 #: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
 #: reactor turn, unless the backend never answered the closing stream's request.
 CLOSE_WAIT = 2.0
+#: Then how long it lets the backend see the close: a backend learns of it only as it
+#: handles the reset connection, and may run a request that reached it at the same time
+#: first (Node.js emits a socket's close in a later phase of its event loop than the one
+#: that reads a request; the TypeScript SDK then answers 409).
+CLOSE_SETTLE = 0.1
 #: The lists a reload may change, each with its ``notifications/<kind>/list_changed``.
 LIST_KINDS = ("tools", "prompts", "resources")
 
@@ -150,23 +158,41 @@ class UpstreamFeed:
         self._behind: set[SessionStream] = set()
         #: Set while the feed has no subscriber and waits for the next (``linger.py``).
         self.lingering: Linger | None = None
-        #: The back-off before the stream is followed again; cancelled by ``close``.
-        self._backoff: Deferred[None] | None = None
+        #: The last messages delivered that came with an event id (or after one), oldest
+        #: first, with it: sent again to a stream resuming from one of them (``resumes``).
+        self.recent: deque[Held] = deque(maxlen=RECENT)
+        #: A wait (back-off, ``CLOSE_SETTLE``) before the stream is followed; cancelled
+        #: by ``close``.
+        self._sleep: Deferred[None] | None = None
         #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
         self._ended = False
         self._end_waiters: list[Deferred[None]] = []
 
-    def add(self, stream: SessionStream) -> None:
-        """``stream`` joins; if the feed lingered, it gets what was held meanwhile
-        (oldest first; a backend's request among them is its to answer, or to refuse
-        as any request it cannot take is: ``Relay.to_client``, ``ListenStream``)."""
+    def resumes(self, last_event_id: str | None) -> list[Held] | None:
+        """Can a client stream resuming from ``last_event_id`` take this lingering feed?
+        None if not; else what it gets again before what was held: nothing when it
+        resumes from nowhere or from where the last stream left off, the messages after
+        its id when that is among the last delivered (``recent``)."""
+        if self.lingering is None or last_event_id in (None, self.lingering.since):
+            return []
+        return after(self.recent, last_event_id)
+
+    def add(self, stream: SessionStream, again: Sequence[Held] = ()) -> None:
+        """``stream`` joins; if the feed lingered, it gets ``again`` (``resumes``), then
+        what was held meanwhile (oldest first; a backend's request among them is its to
+        answer, or to refuse as any request it cannot take is: ``Relay.to_client``,
+        ``ListenStream``)."""
         self.subscribers.append(stream)
         lingering, self.lingering = self.lingering, None
         if lingering is None:
             return
         self.feeds.stops_lingering(self)
         self._report_dropped(lingering)
-        for message, event_id in lingering.end():
+        for _ in again:  # the tail of recent: kept again below, as delivered again
+            self.recent.pop()
+        for message, event_id in [*again, *lingering.end()]:
+            if event_id is not None:
+                self.recent.append((message, event_id))
             stream.receive(self.name, message, event_id)
 
     def remove(self, stream: SessionStream) -> None:
@@ -218,8 +244,8 @@ class UpstreamFeed:
             )
         if self._reader is not None:
             self._reader.stop()
-        if self._backoff is not None:
-            self._backoff.cancel()
+        if self._sleep is not None:
+            self._sleep.cancel()
 
     def ended(self) -> Deferred[None]:
         """Fires once the feed has ended: its upstream stream is closed on aigw's side
@@ -238,6 +264,8 @@ class UpstreamFeed:
             if after is not None:
                 after.addTimeout(CLOSE_WAIT, self.feeds.clock, onTimeoutCancel=_waited)
                 await after
+                if not await self._paused(CLOSE_SETTLE):
+                    return
             await self._follow()
         finally:
             self.close()
@@ -301,14 +329,20 @@ class UpstreamFeed:
                 return
             if self._refilter:
                 continue
-            self._backoff = deferLater(self.feeds.clock, delay, lambda: None)
-            try:
-                await self._backoff
-            except CancelledError:
-                return  # closed meanwhile
-            finally:
-                self._backoff = None
+            if not await self._paused(delay):
+                return
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _paused(self, seconds: float) -> bool:
+        """Wait ``seconds``; False if the feed closed meanwhile (``close`` cuts it short)."""
+        self._sleep = deferLater(self.feeds.clock, seconds, lambda: None)
+        try:
+            await self._sleep
+        except CancelledError:
+            return False
+        finally:
+            self._sleep = None
+        return not self.closed
 
     def _reading(self, reader: Any) -> None:
         """An upstream stream began.  If the feed closed while it was opening, it is
@@ -347,6 +381,8 @@ class UpstreamFeed:
                     "stream_linger_full",
                 )
             return
+        if self.last_event_id is not None:
+            self.recent.append((message, self.last_event_id))
         if isinstance(message, dict) and "id" in message:
             targets = self.subscribers[:1]
         else:
@@ -427,21 +463,22 @@ class Feeds:
     ) -> UpstreamFeed:
         """The feed for this backend session, joined; opened if there is none.
 
-        A lingering feed is taken when it serves ``last_event_id`` (``Linger.serves``);
-        when the stream resumes from elsewhere, the backend replays from there (2025-11-25
-        basic/transports "Resumability and Redelivery": the client, here aigw, resumes
-        with a GET carrying ``Last-Event-ID``).  But the backend allows one GET stream
-        per session and answers another with 409 while it holds the first ("Listening
-        for Messages from the Server"; the TypeScript SDK's event-store resume checks it
-        too): so the lingering feed is closed, and the new one opens its stream only
-        once the old stream is closed on aigw's side (at most ``CLOSE_WAIT``), which the
-        backend then sees before the new request.  The same goes for any new feed whose
-        predecessor is still closing (a linger that just expired).  A backend that
-        answers 409 all the same gets the stream again after the back-off."""
+        A lingering feed is taken when it can serve ``last_event_id``
+        (``UpstreamFeed.resumes``).  When the stream resumes from further back, the
+        backend replays from there (2025-11-25 basic/transports "Resumability and
+        Redelivery": the client, here aigw, resumes with a GET carrying
+        ``Last-Event-ID``).  But the backend allows one GET stream per session and
+        answers another with 409 while it holds the first ("Listening for Messages from
+        the Server"; the TypeScript SDK's resume checks it too): so the lingering feed
+        is closed, and the new one opens its stream once the old one is closed on
+        aigw's side (at most ``CLOSE_WAIT``) and ``CLOSE_SETTLE`` later, for the
+        backend to see it go.  The same goes for any new feed whose predecessor is
+        still closing (a linger that just expired).  A backend that answers 409 all
+        the same gets the stream again after the back-off."""
         key = self.key(stream.session, backend)
         feed = self._feeds.get(key)
-        lingering = feed.lingering if feed is not None else None
-        if feed is not None and lingering is not None and not lingering.serves(last_event_id):
+        again = feed.resumes(last_event_id) if feed is not None else []
+        if feed is not None and again is None:
             # What was held is the backend's to send again, from where the stream resumes.
             feed.close(replays=True)
             feed = None
@@ -455,7 +492,7 @@ class Feeds:
                 lambda f: self.log.failure("following {key}", f, key=key)
             )
         else:
-            feed.add(stream)
+            feed.add(stream, again or ())
         return feed
 
     def forget(self, feed: UpstreamFeed) -> None:
