@@ -257,13 +257,13 @@ class UpstreamFeed:
             self._end_waiters.append(waiter)
         return waiter
 
-    async def run(self, after: Deferred[None] | None = None) -> None:
-        """Follow the stream until the feed closes; ``after``: first wait (at most
-        ``CLOSE_WAIT``) for it to fire (``Feeds.subscribe``)."""
+    async def run(self, predecessor: Deferred[None] | None = None) -> None:
+        """Follow the stream until the feed closes; first wait (at most ``CLOSE_WAIT``)
+        for ``predecessor``, a closing feed's ``ended`` (``Feeds.subscribe``)."""
         try:
-            if after is not None:
-                after.addTimeout(CLOSE_WAIT, self.feeds.clock, onTimeoutCancel=_waited)
-                await after
+            if predecessor is not None:
+                predecessor.addTimeout(CLOSE_WAIT, self.feeds.clock, onTimeoutCancel=_waited)
+                await predecessor
                 if not await self._paused(CLOSE_SETTLE):
                     return
             await self._follow()
@@ -487,8 +487,8 @@ class Feeds:
             feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)
             self._feeds[key] = feed
             feed.add(stream)
-            after = closing.ended() if closing is not None else None
-            ensureDeferred(feed.run(after)).addErrback(
+            predecessor = closing.ended() if closing is not None else None
+            ensureDeferred(feed.run(predecessor)).addErrback(
                 lambda f: self.log.failure("following {key}", f, key=key)
             )
         else:
@@ -501,9 +501,9 @@ class Feeds:
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
         self._closing[feed.key] = feed
-        feed.ended().addCallback(lambda _: self._ended(feed))
+        feed.ended().addCallback(lambda _: self._closed_down(feed))
 
-    def _ended(self, feed: UpstreamFeed) -> None:
+    def _closed_down(self, feed: UpstreamFeed) -> None:
         if self._closing.get(feed.key) is feed:
             del self._closing[feed.key]
 
