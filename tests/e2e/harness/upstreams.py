@@ -1,5 +1,6 @@
-"""Start the upstream MCP servers of the end-to-end tests: server-everything, pyserver, and
-the Twisted servers of tests/e2e/upstreams that misbehave on purpose."""
+"""Start the upstream MCP servers of the end-to-end tests: server-everything, pyserver,
+``e2e/resumable.mjs`` (a resumable GET stream), and the Twisted servers of tests/e2e/upstreams
+that misbehave on purpose."""
 
 from __future__ import annotations
 

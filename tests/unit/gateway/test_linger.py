@@ -331,6 +331,21 @@ class GetStreamLingerTests(LingerTestCase):
         await self.close(again)
 
     @run
+    async def test_a_stream_after_the_linger_expired_waits_for_the_old_one_too(self) -> None:
+        """Any new upstream stream of a session whose last one is still closing waits."""
+        await self.start(linger=1.0)
+        self.alpha.get_hold = Deferred()  # the closing stream's GET is never answered
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        await self.network.sleep(1.0)  # the linger expires: the feed closes
+        again = await self.get_stream(session)
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        await self.network.sleep(CLOSE_WAIT + CLOSE_SETTLE)
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.alpha.get_hold.callback(None)
+        await self.close(again)
+
+    @run
     async def test_another_sessions_get_stream_opens_its_own(self) -> None:
         await self.start()
         await self.closed_after(await self.initialize(), "ev-1")
