@@ -35,7 +35,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
-from aigw.gateway.limits import StreamLimits, UserKey
+from aigw.gateway.limits import StreamLimits
 from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
@@ -512,8 +512,8 @@ class Feeds:
         client stream's slot pays for, so they are bounded like client streams: at
         most ``sessions.max_streams_per_user`` of one user's and ``server.max_streams``
         in the process; past either, the oldest (least likely to be taken) closes."""
-        user = _user(feed)
-        mine = [f for f in self._lingering.values() if _user(f) == user]
+        user = feed.principal.user
+        mine = [f for f in self._lingering.values() if f.principal.user == user]
         if len(mine) >= self.limits.max_per_user:
             mine[0].close()
         if len(self._lingering) >= self.limits.max_streams:
@@ -532,10 +532,6 @@ class Feeds:
 
 def _waited(result: object, timeout: float) -> None:
     """A wait for a closing feed that timed out (``UpstreamFeed.run``): go on all the same."""
-
-
-def _user(feed: UpstreamFeed) -> UserKey:
-    return (feed.principal.issuer, feed.principal.subject)
 
 
 class SessionStream:

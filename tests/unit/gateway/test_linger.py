@@ -526,6 +526,7 @@ class HeldRequestTests(LingerTestCase):
         await self.until(lambda: self.answers_to(7))
         ((_, body),) = self.answers_to(7)
         self.assertEqual(body["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(body["error"]["data"], {"reason": "client_revision"})
         self.assertIn("cannot reach a 2026-07-28 client", body["error"]["message"])
         await self.close(again)
 
