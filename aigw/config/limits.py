@@ -2,9 +2,10 @@
 
 Each rule says whom it counts (``per``), optionally what (``match``, a glob on the
 backend or exposed tool name), and either a rate (``rate``, ``burst``) or a bound on
-requests in flight (``in_flight``).  With ``redis_url`` the buckets live in Redis,
-shared by every process; ``on_redis_error`` says what a request gets when Redis
-cannot answer within ``redis_timeout``.
+requests in flight (``in_flight``).  With ``redis_url`` the buckets and the places
+under in-flight bounds live in Redis, shared by every process (a place is a lease
+of ``lease_ttl``, renewed while its request runs); ``on_redis_error`` says what a
+request gets when Redis cannot answer within ``redis_timeout``.
 """
 
 from __future__ import annotations
@@ -137,4 +138,8 @@ class LimitsConfig:
     )
     #: How long one Redis answer may take before ``on_redis_error`` decides.
     redis_timeout: float = attrs.field(default=0.05, metadata=read_as(cp.duration()))
+    #: How long a place under an in-flight bound outlives the last renewal by its
+    #: process (renewed every third of it while the request runs): how long the
+    #: places of a process that died stay taken (``redis_buckets.py``).
+    lease_ttl: float = attrs.field(default=30.0, metadata=read_as(cp.duration()))
     rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))

@@ -66,8 +66,8 @@ class Reconfigure:
         gateway.sessions.codec.ttl = new.sessions.ttl
         gateway.sessions.pool.max_entries = new.sessions.pool_size
         gateway.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
-        shared = (new.limits.redis_url, new.limits.redis_timeout)
-        if shared != (old.limits.redis_url, old.limits.redis_timeout):
+        # The same Redis keeps its store (and the leases it holds): only its settings follow.
+        if new.limits.redis_url != old.limits.redis_url:
             old_limiter = gateway.limiter
             gateway.limiter = gateway.calls.limiter = build_limiter(new.limits, gateway.clock)
             gateway.limiter.store_errors = old_limiter.store_errors  # counted since start

@@ -130,22 +130,27 @@ def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port
     assert len(keys[2]) == len(b"aigw:rl:0:sub:") + 32
 
 
-def evaluate(port: int, keys: list[str], *argv: str) -> list[str]:
-    """The take script run by ``redis-cli``: its reply, one value a line."""
-    command = ["redis-cli", "-p", str(port), "EVAL", TAKE_SCRIPT.decode(), str(len(keys))]
+def evaluate(port: int, script: bytes, keys: list[str], *argv: str) -> list[str]:
+    """A script run by ``redis-cli``: its reply, one value a line."""
+    command = ["redis-cli", "-p", str(port), "EVAL", script.decode(), str(len(keys))]
     done = subprocess.run([*command, *keys, *argv], capture_output=True, check=True, timeout=10)
     return done.stdout.decode().split()
+
+
+def take(port: int, buckets: list[str], *argv: str) -> list[str]:
+    """The take script on buckets only (no lease): rate and size of each."""
+    return evaluate(port, TAKE_SCRIPT, buckets, str(len(buckets)), "", "1000", *argv)
 
 
 def test_the_script_takes_all_buckets_or_none(redis_port: int) -> None:
     roomy, tight = "aigw:rl:test:roomy", "aigw:rl:test:tight"
     # rate 1/s, size 5 and rate 0.5/s, size 1: the first take empties the tight one.
-    assert evaluate(redis_port, [roomy, tight], "1.0", "5", "0.5", "1") == ["0", "0"]
-    refused, wait_ms = evaluate(redis_port, [roomy, tight], "1.0", "5", "0.5", "1")
+    assert take(redis_port, [roomy, tight], "1.0", "5", "0.5", "1") == ["0", "0"]
+    refused, wait_ms = take(redis_port, [roomy, tight], "1.0", "5", "0.5", "1")
     assert refused == "2"  # the second bucket, counted from 1
     assert 0 < int(wait_ms) <= 2000  # a token every 2 s
     # The refused take left the roomy bucket alone: 4 tokens, then empty.
-    takes = [evaluate(redis_port, [roomy], "0.001", "5")[0] for _ in range(5)]
+    takes = [take(redis_port, [roomy], "0.001", "5")[0] for _ in range(5)]
     assert takes == ["0", "0", "0", "0", "1"]
     ttl = subprocess.run(
         ["redis-cli", "-p", str(redis_port), "PTTL", tight], capture_output=True, check=True
