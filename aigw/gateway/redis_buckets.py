@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IDelayedCall
@@ -380,8 +381,11 @@ class RedisBuckets:
             return await call
         except StoreUnavailable:
             raise
-        except Exception as error:
+        except defer.TimeoutError:
             self._drop()  # a late answer would be no answer: a fresh connection next time
+            raise StoreUnavailable(f"no answer from Redis within {self.timeout:g} s") from None
+        except Exception as error:
+            self._drop()
             raise StoreUnavailable(f"Redis: {error or type(error).__name__}") from None
 
     async def _script(

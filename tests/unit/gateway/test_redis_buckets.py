@@ -169,9 +169,10 @@ class RedisBucketsTests(SynchronousTestCase):
         store = self.store()
         self.redis.silent = True
         started = self.reactor.seconds()
-        with self.assertRaises(StoreUnavailable):
+        with self.assertRaises(StoreUnavailable) as caught:
             await store.take([BUCKET])
         self.assertAlmostEqual(self.reactor.seconds() - started, 0.05)
+        self.assertEqual(str(caught.exception), "no answer from Redis within 0.05 s")
         self.redis.silent = False  # the next request opens a fresh connection
         self.assertEqual(await store.take([BUCKET]), Taken(None))
 
