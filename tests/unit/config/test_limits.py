@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aigw.config import parse_config
 from aigw.config.limits import Rate, RedisAddress
-from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 LIMITS = """\
 limits:
@@ -41,13 +41,7 @@ class LimitsConfigTests(ConfigTestCase):
 
     def test_the_example_files_block_reads(self) -> None:
         """etc/aigw/aigw.yaml's commented ``limits`` block, uncommented, loads."""
-        lines = EXAMPLE.read_text().splitlines()
-        block = []
-        for line in lines[lines.index("# limits:") :]:
-            if not line.startswith("# "):
-                break
-            block.append(line.removeprefix("# "))
-        limits = parse_config(MINIMAL + "\n".join(block) + "\n", env={}).limits
+        limits = parse_config(MINIMAL + example_block("# limits:"), env={}).limits
         self.assertEqual((limits.redis_timeout, limits.lease_ttl), (0.05, 30.0))
         self.assertEqual(limits.rules[-1].in_flight, 8)
 
