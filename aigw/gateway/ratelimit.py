@@ -184,11 +184,17 @@ def _identity(rule: LimitRule, principal: Principal, backend: str, tool: str | N
     return tool or ""
 
 
+def hashed_key(prefix: str, text: str) -> str:
+    """``<prefix>:<hash>``: SHA-256 of ``text``, truncated to 128 bits, so that no
+    identity is kept in clear in a shared store."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}:{digest[:32]}"
+
+
 def _key(index: int, rule: LimitRule, identity: str) -> str:
-    """``aigw:rl:<rule>:<per>:<hash>``: SHA-256 of the rule and the identity, truncated
-    to 128 bits; a reload that changes a rule starts its buckets afresh."""
-    text = f"{rule!r}\n{identity}".encode("utf-8", "surrogatepass")
-    return f"aigw:rl:{index}:{rule.per}:{hashlib.sha256(text).hexdigest()[:32]}"
+    """``aigw:rl:<rule>:<per>:<hash>``: the hash of the rule and the identity; a reload
+    that changes a rule starts its buckets afresh."""
+    return hashed_key(f"aigw:rl:{index}:{rule.per}", f"{rule!r}\n{identity}")
 
 
 class Limiter:
@@ -213,6 +219,11 @@ class Limiter:
         self.config = config
         self._rules = list(enumerate(config.rules))
         self.store.follow(config)
+
+    @property
+    def shared(self) -> BucketStore | None:
+        """The store every process shares (``limits.redis_url``), None without one."""
+        return None if self.store is self.local else self.store
 
     async def enter(self, principal: Principal) -> Permit:
         """The ``sub`` and ``client`` rules, on a request's arrival."""

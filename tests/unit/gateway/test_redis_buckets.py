@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate, RedisAddress
+from aigw.gateway.limits import StreamLimitReached, StreamLimits, UserKey
 from aigw.gateway.ratelimit import (
     NO_PERMIT,
     Bucket,
@@ -32,6 +33,7 @@ from aigw.gateway.redis_buckets import (
     script_id,
 )
 from aigw.principal import Principal
+from aigw.web.respond import stream_limit_refusal
 from tests.unit.memory import MemoryNetwork, run
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
@@ -356,3 +358,66 @@ class LeaseTests(RedisBucketsTests):
         self.assertEqual(len(self.lease_calls()), 1)
         with self.assertRaises(StoreUnavailable):
             await limiter.store.take([], [Slot("k", 1)])
+
+
+class StreamLeaseTests(RedisBucketsTests):
+    """``sessions.max_streams_per_user`` and one GET stream per session, with
+    ``limits.redis_url``: two processes' stream limits over one Redis."""
+
+    def streams(self, on_error: OnRedisError = "open", total: int = 10) -> StreamLimits:
+        limiter = self.limiter(on_error)
+        return StreamLimits(total, 2, lambda: limiter)
+
+    async def refused(
+        self, limits: StreamLimits, user: UserKey, session: str | None = None
+    ) -> StreamLimitReached:
+        with self.assertRaises(StreamLimitReached) as caught:
+            await limits.acquire(user, session)
+        return caught.exception
+
+    @run
+    async def test_a_sessions_get_stream_and_a_users_streams_are_bounded_in_all(self) -> None:
+        one, two = self.streams(), self.streams()
+        alice = ("https://as", "alice")
+        get = await one.acquire(alice, "s1")
+        self.assertIsInstance(get.permit, Lease)
+        second_get = await self.refused(two, alice, "s1")  # on another process
+        self.assertEqual((second_get.status, second_get.key), (409, "session"))
+        listen = await two.acquire(alice)
+        user = await self.refused(one, alice)  # one on each process: 2 in all
+        self.assertEqual((user.status, user.key), (429, "sessions.max_streams_per_user"))
+        self.assertEqual((one.total, two.total), (1, 1))  # a refusal kept no count
+        await two.acquire(("https://as", "bob"))
+        get.release()
+        get.release()
+        await self.network.settle()
+        again = await two.acquire(alice, "s1")
+        self.assertEqual((one.total, two.total), (0, 3))
+        for slot in (listen, again):
+            slot.release()
+        await self.network.settle()
+        self.assertEqual(self.redis.held(), 1)  # bob's
+
+    @run
+    async def test_the_process_bound_is_checked_here_first(self) -> None:
+        limits = self.streams(total=1)
+        await limits.acquire(("https://as", "alice"))
+        sent = len(self.redis.commands)
+        total = await self.refused(limits, ("https://as", "bob"))
+        self.assertEqual((total.status, total.key), (503, "server.max_streams"))
+        self.assertEqual(len(self.redis.commands), sent)
+
+    @run
+    async def test_redis_down_falls_back_to_this_process_or_refuses(self) -> None:
+        self.redis.silent = True
+        alice = ("https://as", "alice")
+        opened, other = self.streams("open"), self.streams("open")
+        await opened.acquire(alice, "s1")
+        here = await self.refused(opened, alice, "s1")  # this process's counts decide
+        self.assertEqual(here.status, 409)
+        await other.acquire(alice, "s1")  # which cannot see the other process's stream
+        closed = await self.refused(self.streams("closed"), alice)
+        self.assertEqual((closed.status, closed.key), (503, "limits.redis_url"))
+        refusal = stream_limit_refusal(closed)
+        self.assertEqual(refusal.to_error()["data"], {"limit": "limits.redis_url"})
+        self.assertEqual(refusal.headers, {b"Retry-After": b"10"})
