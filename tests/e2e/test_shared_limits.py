@@ -73,15 +73,20 @@ def redis_port() -> Iterator[int]:
 
 
 def start_gateways(
-    upstream: Upstream, limits: str, count: int = 3, metrics: bool = False
+    upstream: Upstream, limits: str, count: int = 3, metrics: bool = False, sessions: str = ""
 ) -> list[Gateway]:
-    """``count`` aigw processes sharing one session key, each with these ``limits``."""
+    """``count`` aigw processes sharing one session key, each with these ``limits`` (and
+    more ``sessions`` keys)."""
     key = write_session_key(tempfile.mkdtemp(prefix="aigw-limits-", dir=LOG_DIR))
     started: list[Gateway] = []
     try:
         for _ in range(count):
             backends = [("py", upstream.url)]
-            started.append(start_gateway(backends, extra=limits, session_key=key, metrics=metrics))
+            started.append(
+                start_gateway(
+                    backends, extra=limits, session_key=key, metrics=metrics, sessions=sessions
+                )
+            )
     except BaseException:
         for gateway in started:
             gateway.stop()
@@ -227,14 +232,15 @@ def test_the_scripts_lease_places_under_a_bound(redis_port: int) -> None:
 # In-flight bounds: a database of their own, so the rate test above sees its key alone.
 BOUND = 2  # requests in flight per user, in all the processes together
 LEASE_TTL = 3  # seconds a killed process's places outlive its last renewal
+STREAMS = 2  # sessions.max_streams_per_user
 T = TypeVar("T")
 
-#: Leases under every bound that have not expired, by Redis's clock.
+#: Leases under every bound whose key matches ARGV[1] that have not expired, by Redis's clock.
 LIVE_LEASES = b"""\
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = 0
-for _, key in ipairs(redis.call('KEYS', 'aigw:rl:*')) do
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
   live = live + redis.call('ZCOUNT', key, '(' .. now, '+inf')
 end
 return live
@@ -254,7 +260,8 @@ def in_flight_limits(redis_port: int, on_error: str, timeout: str = "5s") -> str
 
 @pytest.fixture(scope="module")
 def bounded(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
-    started = start_gateways(pyserver, in_flight_limits(redis_port, "closed"))
+    limits = in_flight_limits(redis_port, "closed")
+    started = start_gateways(pyserver, limits, sessions=f", max_streams_per_user: {STREAMS}")
     try:
         yield started
     finally:
@@ -262,8 +269,9 @@ def bounded(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
             gateway.stop()
 
 
-def live_leases(redis_port: int) -> int:
-    return int(evaluate(redis_port, LIVE_LEASES, [], db=1)[0])
+def live_leases(redis_port: int, keys: str = "aigw:rl:*") -> int:
+    """Live leases under the in-flight bounds (or those whose keys match ``keys``)."""
+    return int(evaluate(redis_port, LIVE_LEASES, [], keys, db=1)[0])
 
 
 def until(check: Callable[[], T], seconds: float = 30.0) -> T:
@@ -334,6 +342,49 @@ def test_an_in_flight_bound_holds_across_three_processes(
     after = until(lambda: (s := slow_stats(bounded[1], session))["cancelled"] >= 2 and s)
     assert after["started"] - before["started"] == BOUND  # the refused ones never ran
     assert after["cancelled"] - before["cancelled"] == BOUND
+
+
+def open_stream(
+    gateway: Gateway, session: dict[str, str]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A session's GET stream, open once the status is in (or its refusal)."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    headers = {**session, "Accept": "text/event-stream"}
+    del headers["Content-Type"]
+    connection.request("GET", urlsplit(gateway.url).path, headers=headers)
+    return connection, connection.getresponse()
+
+
+def test_stream_bounds_hold_across_processes(bounded: list[Gateway], redis_port: int) -> None:
+    """One GET stream per session and ``max_streams_per_user``, in all the processes."""
+    first, second, third = (open_session(bounded[0]) for _ in range(3))
+    connections = []
+    try:
+        connection, response = open_stream(bounded[0], first)
+        connections.append(connection)
+        assert response.status == 200
+        connection, response = open_stream(bounded[1], first)  # the same session, elsewhere
+        connections.append(connection)
+        assert response.status == 409
+        assert json.loads(response.read())["error"]["data"] == {"limit": "session", "max": 1}
+        connection, response = open_stream(bounded[1], second)
+        connections.append(connection)
+        assert response.status == 200
+        connection, response = open_stream(bounded[0], third)  # the user's third stream
+        connections.append(connection)
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "10"
+        error = json.loads(response.read())["error"]
+        assert error["code"] == -32014
+        assert error["data"] == {"limit": "sessions.max_streams_per_user", "max": STREAMS}
+        assert live_leases(redis_port, "aigw:st:user:*") == STREAMS
+    finally:
+        for connection in connections:
+            connection.close()
+    assert until(lambda: live_leases(redis_port, "aigw:st:*") == 0)
+    connection, response = open_stream(bounded[1], third)
+    connection.close()
+    assert response.status == 200
 
 
 def test_a_killed_process_frees_its_places_when_their_leases_expire(
