@@ -287,7 +287,7 @@ class RedisBuckets:
         self.timeout = timeout
         self.lease_ttl = lease_ttl
         self._connect = connect or self._connect_tcp
-        self._failed = failed
+        self.failed = failed
         self._protocol: RESPProtocol | None = None
         self._waiters: list[Deferred[RESPProtocol]] = []
         self._connecting = False
@@ -368,8 +368,8 @@ class RedisBuckets:
             error = failure.value
             if not isinstance(error, StoreUnavailable):
                 error = StoreUnavailable(f"Redis: {error}")
-            if self._failed is not None:
-                self._failed(error, outcome)
+            if self.failed is not None:
+                self.failed(error, outcome)
 
         ensureDeferred(self._bounded(work)).addErrback(report)
 
@@ -462,8 +462,8 @@ class RedisBuckets:
             try:
                 await self._bounded(self._leases(pairs[start : start + RENEW_BATCH], 0))
             except StoreUnavailable as error:
-                if self._failed is not None:
-                    self._failed(error, "the places are left to expire")
+                if self.failed is not None:
+                    self.failed(error, "the places are left to expire")
                 break
         self._closed = True
         protocol, self._protocol = self._protocol, None

@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate, RedisAddress
+from aigw.gateway import redis_buckets
 from aigw.gateway.limits import StreamLimitReached, StreamLimits, UserKey
 from aigw.gateway.ratelimit import (
     NO_PERMIT,
@@ -231,7 +232,7 @@ class RedisBucketsTests(SynchronousTestCase):
         )
         limiter = Limiter(config, self.reactor)
         store = self.store()
-        store.lease_ttl, store._failed = ttl, limiter.store_failed
+        store.lease_ttl, store.failed = ttl, limiter.store_failed
         limiter.store = store
         return limiter
 
@@ -291,6 +292,19 @@ class LeaseTests(RedisBucketsTests):
         await self.network.sleep(3.0)
         self.assertIsInstance(await two.enter(ALICE), Lease)
         del held
+
+    @run
+    async def test_renewals_and_the_last_release_go_in_batches(self) -> None:
+        self.patch(redis_buckets, "RENEW_BATCH", 2)
+        limiter = self.limiter("open", LimitRule(per="sub", in_flight=5), ttl=3.0)
+        for _ in range(3):
+            await limiter.enter(ALICE)
+        await self.network.sleep(1.0)  # one renewal: 3 leases, 2 at a time
+        await self.network.settle()
+        self.assertEqual([c[2] for c in self.lease_calls()], [b"2", b"1"])
+        await limiter.close()
+        self.assertEqual([c[2] for c in self.lease_calls()][2:], [b"2", b"1"])
+        self.assertEqual(self.redis.held(), 0)
 
     @run
     async def test_no_round_trip_when_no_bound_applies(self) -> None:
