@@ -21,6 +21,14 @@ reporting of a lost connection are unchanged.  A connection that is closing,
 half-closed, has TLS started on it or already waits for writability writes the
 ordinary way.
 
+When the iteration has nothing to batch with (its poll reported one event: a
+lone call, as at concurrency 1), waiting for its end only delays the send behind
+whatever the handler still does after writing (the access log, the request's
+clean-up, the coroutines returning).  ``send_now``, called where a whole message
+has been written (an answer finished, a request to a backend), sends it at once
+in that case; the reactor's epoll object is wrapped to count its last poll's
+events (``_CountingPoll``).
+
 Twisted builds a connection's transport inside the reactor (``Port.doRead``,
 ``Connector._makeTransport``) with no factory hook, so ``batch_writes`` changes
 the class of an exact ``tcp.Server`` or ``tcp.Client`` to a subclass that only
@@ -30,6 +38,7 @@ it is.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,14 +50,64 @@ _queued: dict[Any, list[Any]] = {}
 
 def _flush(reactor: Any) -> None:
     """Send what each queued transport holds; what is left goes Twisted's way."""
-    transports = _queued.pop(reactor, [])
-    for transport in transports:
-        transport._aigw_queued = False
-        if not transport.connected or transport.disconnecting or transport._writeDisconnecting:
-            continue  # gone, or loseConnection registered it for writing already
-        failed = transport.doWrite()  # sends; resumes a producer it paused; None when fine
-        if failed is not None or transport._tempDataLen or transport.dataBuffer:
-            transport.startWriting()  # the reactor's doWrite meets an error again and reports it
+    for transport in _queued.pop(reactor, []):
+        if transport._aigw_queued:  # not sent by send_now meanwhile
+            _send(transport)
+
+
+def _send(transport: Any) -> None:
+    transport._aigw_queued = False
+    if not transport.connected or transport.disconnecting or transport._writeDisconnecting:
+        return  # gone, or loseConnection registered it for writing already
+    failed = transport.doWrite()  # sends; resumes a producer it paused; None when fine
+    if failed is not None or transport._tempDataLen or transport.dataBuffer:
+        transport.startWriting()  # the reactor's doWrite meets an error again and reports it
+
+
+def send_now(transport: object) -> None:
+    """Send what ``transport`` queued at once when this iteration's poll reported no
+    other event (nothing to batch it with); else leave it for the end of the iteration.
+    Called once a whole message is written, so it leaves in one piece."""
+    if getattr(transport, "_aigw_queued", False):
+        poller = getattr(transport.reactor, "_poller", None)  # type: ignore[attr-defined]
+        if type(poller) is _CountingPoll and poller.events <= 1:
+            _send(transport)
+
+
+class _CountingPoll:
+    """The epoll reactor's epoll object, remembering how many events its last poll
+    returned.  ``EPollReactor`` calls ``poll``, ``register``, ``modify`` and
+    ``unregister`` on it; anything else is passed through."""
+
+    __slots__ = ("_epoll", "events")
+
+    def __init__(self, epoll: Any) -> None:
+        self._epoll = epoll
+        self.events = 0
+
+    def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        ready: list[tuple[int, int]] = self._epoll.poll(timeout, maxevents)
+        self.events = len(ready)
+        return ready
+
+    def register(self, fd: int, eventmask: int) -> None:
+        self._epoll.register(fd, eventmask)
+
+    def modify(self, fd: int, eventmask: int) -> None:
+        self._epoll.modify(fd, eventmask)
+
+    def unregister(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._epoll, name)
+
+
+def _count_polls(reactor: Any) -> None:
+    """Wrap an epoll reactor's epoll object in a ``_CountingPoll``, once."""
+    poller = getattr(reactor, "_poller", None)
+    if poller is not None and type(poller) is getattr(select, "epoll", None):
+        reactor._poller = _CountingPoll(poller)
 
 
 class _BatchedWrites:
@@ -124,3 +183,4 @@ def batch_writes(transport: object) -> None:
         and all(hasattr(transport, name) for name in _RELIED_ON_PER_TRANSPORT)
     ):
         transport.__class__ = batched
+        _count_polls(transport.reactor)  # type: ignore[attr-defined]

@@ -4,8 +4,9 @@ Each rule says whom it counts (``per``), optionally what (``match``, a glob on t
 backend or exposed tool name), and either a rate (``rate``, ``burst``) or a bound on
 requests in flight (``in_flight``).  With ``redis_url`` the buckets and the places
 under in-flight bounds live in Redis, shared by every process (a place is a lease
-of ``lease_ttl``, renewed while its request runs); ``on_redis_error`` says what a
-request gets when Redis cannot answer within ``redis_timeout``.
+of ``lease_ttl``, renewed while its request runs; ``rediss://``: over TLS, trusting
+the system's roots or only ``redis_ca_file``); ``on_redis_error`` says what a request
+gets when Redis cannot answer within ``redis_timeout``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from aigw.config import nodes as cp
+from aigw.config import values
 from aigw.config.fields import read_as, required, section_of
 
 Per = Literal["sub", "client", "backend", "tool"]
@@ -53,15 +55,21 @@ def rate(ctx: cp.Context, path: str, node: cp.Node) -> Rate | None:
     return Rate(int(match.group(1)), _PERIODS[match.group(2)])
 
 
+#: The URL schemes of ``redis_url``: whether the connection is TLS.
+REDIS_SCHEMES = {"redis": False, "rediss": True}
+
+
 @attrs.frozen
 class RedisAddress:
-    """Where the shared buckets live: ``redis://[[user]:password@]host[:port][/db]``."""
+    """Where the shared buckets live: ``redis[s]://[[user]:password@]host[:port][/db]``
+    (``rediss``: TLS, the scheme Redis's own clients use for it)."""
 
     host: str
     port: int = 6379
     db: int = 0
     username: str | None = attrs.field(default=None, repr=False)
     password: str | None = attrs.field(default=None, repr=False)
+    tls: bool = False
 
 
 def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
@@ -72,11 +80,11 @@ def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
         parts = urlsplit(text)
         port = parts.port or 6379
         db_text = parts.path.lstrip("/")
-        if parts.scheme != "redis" or not parts.hostname or parts.query or parts.fragment:
+        if parts.scheme not in REDIS_SCHEMES or not parts.hostname or parts.query or parts.fragment:
             raise ValueError
         db = int(db_text) if db_text else 0
     except ValueError:
-        ctx.report(path, node, "expected redis://[:password@]host[:port][/db]")
+        ctx.report(path, node, "expected redis[s]://[:password@]host[:port][/db]")
         return None
     return RedisAddress(
         parts.hostname,
@@ -84,6 +92,7 @@ def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
         db,
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password is not None else None,
+        REDIS_SCHEMES[parts.scheme],
     )
 
 
@@ -138,8 +147,26 @@ class LimitsConfig:
     )
     #: How long one Redis answer may take before ``on_redis_error`` decides.
     redis_timeout: float = attrs.field(default=0.05, metadata=read_as(cp.duration()))
+    #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
+    redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     #: How long a place under an in-flight bound outlives the last renewal by its
     #: process (renewed every third of it while the request runs): how long the
     #: places of a process that died stay taken (``redis_buckets.py``).
     lease_ttl: float = attrs.field(default=30.0, metadata=read_as(cp.duration()))
     rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))
+
+
+_read_limits = section_of(LimitsConfig)
+
+
+def limits_section(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
+    """``limits``, with what its keys say together: ``redis_ca_file`` is the trust of
+    a TLS connection, so it goes with a ``rediss://`` ``redis_url``."""
+    limits = _read_limits(ctx, path, node)
+    if limits is None or limits.redis_ca_file is None:
+        return limits
+    if limits.redis_url is None or not limits.redis_url.tls:
+        where = f"{path}.redis_ca_file"
+        ctx.report(where, cp.value_node(node, "redis_ca_file"), "goes with a rediss:// redis_url")
+        return None
+    return limits

@@ -28,7 +28,7 @@ from aigw.config.fields import (
     section_or_switch,
 )
 from aigw.config.headers import static_headers
-from aigw.config.limits import LimitsConfig
+from aigw.config.limits import LimitsConfig, limits_section
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
@@ -390,9 +390,7 @@ class Config:
             section_or_switch(MetricsConfig, lambda enabled: MetricsConfig(enabled=enabled))
         ),
     )
-    limits: LimitsConfig = attrs.field(
-        default=LimitsConfig(), metadata=read_as(section_of(LimitsConfig))
-    )
+    limits: LimitsConfig = attrs.field(default=LimitsConfig(), metadata=read_as(limits_section))
     tracing: TracingConfig | None = attrs.field(
         default=None, metadata=read_as(section_of(TracingConfig))
     )

@@ -1,10 +1,10 @@
 """``aigw doctor CONFIG``: load the config, run every check, print the findings.
 
 The checks that talk to the network run at once, each bounded in time; findings
-print in a fixed order: config, authorization server, backends, session key,
-public URL.  Exit 0 when nothing failed (warnings do not fail), 1 when something
-did, 78 (EX_CONFIG) when the config itself has problems, printed as ``aigw check``
-prints them.
+print in a fixed order: config, authorization server, backends, limits store (with
+``limits.redis_url``), session key, public URL.  Exit 0 when nothing failed (warnings
+do not fail), 1 when something did, 78 (EX_CONFIG) when the config itself has
+problems, printed as ``aigw check`` prints them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from aigw.config import (
 from aigw.doctor.authserver import check_authorization_server
 from aigw.doctor.backends import check_backend, check_user_oauth
 from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findings, ok
+from aigw.doctor.limits_store import check_limits_store
 from aigw.doctor.public import check_public_url
 from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
 from aigw.doctor.tokens import check_token_endpoint
@@ -78,10 +79,14 @@ async def diagnose(
     authority = ensureDeferred(check_authorization_server(config, http, clock))
     backends = [ensureDeferred(check_one(b)) for b in config.backends]
     public = ensureDeferred(check_public_url(config, http, clock, timeout))
+    store = ensureDeferred(check_limits_store(config.limits, clock, timeout))
     # All run at once; awaited in the order the findings print.
     findings = [ok("config", f"{config.source} loads"), *(await authority)]
     for backend in backends:
         findings += await backend
+    stored = await store
+    if stored is not None:
+        findings.append(stored)
     inline = config.sessions.secret is not None and keys.current is None
     findings.append(check_session_key(keys.current, inline))
     findings += [check_session_key(path, False, "old session key") for path in keys.old]

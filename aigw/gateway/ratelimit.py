@@ -332,6 +332,7 @@ def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
             clock,
             config.redis_timeout,
             config.lease_ttl,
+            ca_file=config.redis_ca_file,
             failed=limiter.store_failed,
         )
     return limiter

@@ -10,6 +10,7 @@ import attrs
 from twisted.internet.defer import ensureDeferred
 
 from aigw.config import Config
+from aigw.config.limits import LimitsConfig
 from aigw.gateway.ratelimit import build_limiter
 from aigw.gateway.streams import SessionStream
 from aigw.upstream.api import UpstreamTransport
@@ -66,8 +67,13 @@ class Reconfigure:
         gateway.sessions.codec.ttl = new.sessions.ttl
         gateway.sessions.pool.max_entries = new.sessions.pool_size
         gateway.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
-        # The same Redis keeps its store (and the leases it holds): only its settings follow.
-        if new.limits.redis_url != old.limits.redis_url:
+
+        # The same Redis, reached the same way, keeps its store and the leases it holds;
+        # redis_timeout and lease_ttl follow (Limiter.follow).
+        def store(limits: LimitsConfig) -> tuple[object, ...]:
+            return (limits.redis_url, limits.redis_ca_file)
+
+        if store(new.limits) != store(old.limits):
             old_limiter = gateway.limiter
             gateway.limiter = gateway.calls.limiter = build_limiter(new.limits, gateway.clock)
             gateway.limiter.store_errors = old_limiter.store_errors  # counted since start

@@ -43,11 +43,12 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from aigw import tls
 from aigw.config.limits import LimitsConfig, RedisAddress
 from aigw.gateway.ratelimit import Bucket, Failed, Permit, Slot, StoreUnavailable, Taken
 
@@ -280,13 +281,16 @@ class RedisBuckets:
         timeout: float,
         lease_ttl: float = 30.0,
         connect: Connect | None = None,
+        ca_file: str | None = None,
         failed: Failed | None = None,
     ) -> None:
         self.address = address
         self.clock = clock
         self.timeout = timeout
         self.lease_ttl = lease_ttl
-        self._connect = connect or self._connect_tcp
+        #: The trust of a ``rediss://`` server (None: the system's roots).
+        self.ca_file = ca_file
+        self._connect = connect or self._connect_server
         self.failed = failed
         self._protocol: RESPProtocol | None = None
         self._waiters: list[Deferred[RESPProtocol]] = []
@@ -301,10 +305,13 @@ class RedisBuckets:
         self._serial = itertools.count(1)
         self._renewal: IDelayedCall | None = None
 
-    def _connect_tcp(self) -> Deferred[RESPProtocol]:
-        endpoint = HostnameEndpoint(
-            self.clock, self.address.host, self.address.port, timeout=max(1, int(self.timeout))
-        )
+    def _connect_server(self) -> Deferred[RESPProtocol]:
+        """TCP to the address, with verified TLS over it for ``rediss://`` (the name or
+        address in the URL checked against the certificate, as ``https`` backends are)."""
+        address = self.address
+        endpoint = tls.tcp_endpoint(self.clock, address.host, address.port, max(1.0, self.timeout))
+        if address.tls:
+            endpoint = tls.client_endpoint(endpoint, address.host, self.clock, self.ca_file)
         connected: Deferred[RESPProtocol] = connectProtocol(endpoint, RESPProtocol())
         return connected
 
@@ -398,6 +405,19 @@ class RedisBuckets:
             if not str(error).startswith("NOSCRIPT"):
                 raise
         return await protocol.command(b"EVAL", script, len(keys), *keys, *argv)
+
+    async def check(self) -> float:
+        """What ``aigw doctor`` asks of the store: connect as requests would (TLS, AUTH,
+        SELECT), load the take script (``SCRIPT LOAD``: a Redis whose ACL refuses
+        scripting refuses every take) and PING; the PING's round trip in seconds.
+        Raises ``StoreUnavailable`` or ``RedisError`` with what went wrong."""
+        protocol = await self._connection()
+        loaded = await protocol.command(b"SCRIPT", b"LOAD", TAKE_SCRIPT)
+        if loaded != TAKE_SHA:
+            raise StoreUnavailable(f"SCRIPT LOAD answered {loaded!r}, not the script's id")
+        started = self.clock.seconds()
+        await protocol.command(b"PING")
+        return float(self.clock.seconds() - started)
 
     def _connection(self) -> Deferred[RESPProtocol]:
         protocol = self._protocol

@@ -62,7 +62,7 @@ from zope.interface import implementer
 
 from aigw.deadline import Deadline
 from aigw.events import ConnectionState, GatewayObserver, UpstreamConnection
-from aigw.tcp_writes import batch_writes
+from aigw.tcp_writes import batch_writes, send_now
 from aigw.tls import client_endpoint, tcp_endpoint
 
 #: Bound on a response head (status line and header fields); llhttp itself has none.
@@ -291,6 +291,7 @@ class Connection(Protocol):
         self._waiting = Deferred(self._cancelled)
         assert self.transport is not None
         self.transport.write(head + body if body else head)
+        send_now(self.transport)
         return self._waiting
 
     def _cancelled(self, waiting: Deferred[UpstreamResponse]) -> None:

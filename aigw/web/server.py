@@ -33,7 +33,7 @@ from twisted.web.server import Request, Site
 
 from aigw.config import ServerConfig
 from aigw.deadline import Deadline
-from aigw.tcp_writes import batch_writes
+from aigw.tcp_writes import batch_writes, send_now
 
 
 def _skip_form_parsing() -> dict[str, Any]:
@@ -129,6 +129,19 @@ class BoundedRequest(Request):
         if self._refused:
             return
         super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
+    def finish(self) -> None:
+        """Send the answer before Twisted's bookkeeping of ``finish`` (the access log, the
+        channel's clean-up) when it is whole already: written, with nothing chunked to end
+        (aigw/tcp_writes.py ``send_now``); else once ``finish`` wrote the rest."""
+        # Twisted's finish lets go of the channel (``_cleanup``): keep its transport.
+        transport = None if self._disconnected else self.channel.transport
+        whole = self.startedWriting and not self.chunked
+        if whole and transport is not None:
+            send_now(transport)
+        super().finish()  # type: ignore[no-untyped-call]
+        if not whole and transport is not None:
+            send_now(transport)
 
     def _refuse_too_large(self) -> None:
         """Answer 413 at once and drop the connection: the rest of the body is never read."""

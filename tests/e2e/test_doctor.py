@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.certificates import write_private_ca
+
 from .aigw import Gateway, aigw_command, start_gateway
 from .harness.authserver import AuthServer
-from .harness.processes import free_port
+from .harness.processes import LOG_DIR, free_port
+from .harness.redis import start_redis
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -115,3 +119,43 @@ async def test_config_with_problems(tmp_path: Path) -> None:
     status, lines = await doctor(str(path))
     assert status == 78
     assert any("listen" in each for each in lines)
+
+
+def with_limits(gateway: Gateway, name: str, limits: str) -> str:
+    """The gateway's config with a ``limits`` section, beside it."""
+    path = os.path.join(os.path.dirname(gateway.config_path), name)
+    Path(path).write_text(Path(gateway.config_path).read_text() + "limits:\n" + limits)
+    return path
+
+
+async def test_limits_store_plain_and_tls(gateway: Gateway) -> None:
+    """A Redis the store reaches (plain; TLS with the CA named) is ok; one whose
+    certificate another CA signed, or nothing listening, FAILs with what requests get."""
+    directory = tempfile.mkdtemp(prefix="aigw-doctor-redis-", dir=LOG_DIR)
+    ca, cert, key = write_private_ca(directory)
+    other_ca = write_private_ca(tempfile.mkdtemp(prefix="aigw-doctor-other-", dir=LOG_DIR))[0]
+    plain, plain_port = start_redis()
+    secure, secure_port = start_redis(tls=(ca, cert, key))
+    try:
+        status, lines = await doctor(
+            with_limits(gateway, "redis.yaml", f"  redis_url: redis://127.0.0.1:{plain_port}/0\n")
+        )
+        assert status == 0, "\n".join(lines)
+        assert "accepts the take script" in line(
+            lines, f"ok    limits store: redis://127.0.0.1:{plain_port}/0 answers (PING"
+        )
+        tls = f"  redis_url: rediss://127.0.0.1:{secure_port}/0\n  redis_ca_file: {{}}\n"
+        status, lines = await doctor(with_limits(gateway, "rediss.yaml", tls.format(ca)))
+        assert status == 0, "\n".join(lines)
+        line(lines, f"ok    limits store: rediss://127.0.0.1:{secure_port}/0 answers")
+        status, lines = await doctor(with_limits(gateway, "other.yaml", tls.format(other_ca)))
+        assert status == 1
+        assert "certificate verify failed" in line(lines, "FAIL  limits store: rediss://")
+    finally:
+        plain.stop()
+        secure.stop()
+    closed = f"  redis_url: redis://127.0.0.1:{free_port()}/0\n  on_redis_error: closed\n"
+    status, lines = await doctor(with_limits(gateway, "closed-redis.yaml", closed))
+    assert status == 1
+    line(lines, "FAIL  limits store: redis://127.0.0.1:")
+    assert any("refused with 503 (on_redis_error: closed)" in each for each in lines), lines

@@ -10,7 +10,6 @@ import http.client
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +26,8 @@ import pytest
 from aigw.gateway.redis_buckets import LEASE_SCRIPT, TAKE_SCRIPT
 
 from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
-from .harness.processes import LOG_DIR, Process, free_port, start_process
+from .harness.processes import LOG_DIR
+from .harness.redis import start_redis
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -39,28 +39,6 @@ HEADERS = {
     "Accept": "application/json, text/event-stream",
     "MCP-Protocol-Version": "2025-11-25",
 }
-
-
-def start_redis() -> tuple[Process, int]:
-    """A ``redis-server`` on a free loopback port, answering ``PING``."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (.ci/run installs it)")
-    port = free_port()
-    process: Process = start_process(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        ready_line_regex=r"[Rr]eady to accept connections",
-        timeout=20,
-        name="redis-server",
-    )
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as check:
-            check.sendall(b"PING\r\n")
-            assert check.recv(16).startswith(b"+PONG")
-    except BaseException:
-        process.stop()
-        raise
-    return process, port
 
 
 @pytest.fixture(scope="module")

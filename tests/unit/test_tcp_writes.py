@@ -5,6 +5,7 @@ writing, in order."""
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Iterator
 
@@ -139,3 +140,70 @@ def test_a_twisted_without_the_parts_relied_on_keeps_its_own_writing(
 
 def test_this_twisted_has_the_parts_relied_on() -> None:
     assert tcp_writes.SUPPORTED
+
+
+def test_a_lone_event_sends_a_whole_message_at_once(pair: Pair) -> None:
+    """Nothing else in this iteration to batch with: ``send_now`` sends what the
+    message's writes queued, in one piece, before the handler's remaining work."""
+    transport, peer, reactor = pair
+    poller = tcp_writes._CountingPoll(select.epoll())
+    reactor._poller = poller  # type: ignore[attr-defined]
+    poller.events = 1
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"{}")
+    tcp_writes.send_now(transport)
+    assert _received(peer) == b"HTTP/1.1 200 OK\r\n\r\n{}"
+    transport.write(b"next")  # queued again: the pending flush sends it
+    reactor.advance(0)
+    assert _received(peer) == b"next"
+    assert transport not in reactor.getWriters()
+    poller.close()
+
+
+def test_with_other_events_the_message_waits_for_the_iteration(pair: Pair) -> None:
+    transport, peer, reactor = pair
+    poller = tcp_writes._CountingPoll(select.epoll())
+    reactor._poller = poller  # type: ignore[attr-defined]
+    poller.events = 3  # other connections' requests are still to be handled
+    transport.write(b"answer")
+    tcp_writes.send_now(transport)
+    assert _received(peer) == b""
+    reactor.advance(0)
+    assert _received(peer) == b"answer"
+    poller.close()
+
+
+def test_without_a_counted_poll_send_now_leaves_writes_to_the_iteration(pair: Pair) -> None:
+    transport, peer, reactor = pair  # a reactor without an epoll object (a test's)
+    transport.write(b"answer")
+    tcp_writes.send_now(transport)
+    tcp_writes.send_now(StringTransport())  # not batched: nothing to do
+    assert _received(peer) == b""
+    reactor.advance(0)
+    assert _received(peer) == b"answer"
+
+
+def test_the_epoll_reactor_polls_through_the_counter() -> None:
+    """``batch_writes`` wraps an epoll reactor's epoll object once; the reactor's
+    registrations and polls go through it and it counts each poll's events."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()  # type: ignore[no-untyped-call]
+    ours, peer = socket.socketpair()
+    try:
+        transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 0, reactor)  # type: ignore[arg-type]
+        batch_writes(transport)
+        batch_writes(transport)
+        poller = reactor._poller
+        assert type(poller) is tcp_writes._CountingPoll
+        transport.startReading()
+        peer.send(b"x")
+        reactor.doPoll(0)  # type: ignore[no-untyped-call]
+        assert poller.events == 1
+        transport.stopReading()
+        reactor.doPoll(0)  # type: ignore[no-untyped-call]
+        assert poller.events == 0
+    finally:
+        ours.close()
+        peer.close()
+        reactor._poller.close()

@@ -41,7 +41,9 @@ class LimitsConfigTests(ConfigTestCase):
 
     def test_the_example_files_block_reads(self) -> None:
         """etc/aigw/aigw.yaml's commented ``limits`` block, uncommented, loads."""
-        limits = parse_config(MINIMAL + example_block("# limits:"), env={}).limits
+        # Less redis_ca_file, a file of the reader's own that goes with rediss:// only.
+        block = example_block("# limits:").replace("  redis_ca_file:", "  # redis_ca_file:")
+        limits = parse_config(MINIMAL + block, env={}).limits
         self.assertEqual((limits.redis_timeout, limits.lease_ttl), (0.05, 30.0))
         self.assertEqual(limits.rules[-1].in_flight, 8)
 
@@ -78,6 +80,38 @@ class LimitsConfigTests(ConfigTestCase):
             "burst",
         )
 
+    def test_rediss_is_tls_with_the_system_roots_or_a_ca_file(self) -> None:
+        limits = parse_config(MINIMAL + "limits:\n  redis_url: rediss://r.example:6390\n", env={})
+        address = limits.limits.redis_url
+        assert address is not None
+        self.assertEqual((address.host, address.port, address.tls), ("r.example", 6390, True))
+        self.assertIsNone(limits.limits.redis_ca_file)
+        ca = self.directory() / "redis-ca.pem"
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")
+        text = MINIMAL + f"limits:\n  redis_url: rediss://127.0.0.1\n  redis_ca_file: {ca}\n"
+        self.assertEqual(parse_config(text, env={}).limits.redis_ca_file, str(ca.resolve()))
+        plain = parse_config(MINIMAL + "limits:\n  redis_url: redis://127.0.0.1\n", env={})
+        self.assertFalse(plain.limits.redis_url and plain.limits.redis_url.tls)
+
+    def test_a_ca_file_goes_with_rediss_and_must_exist(self) -> None:
+        ca = self.directory() / "redis-ca.pem"
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")
+        self.assertProblem(
+            MINIMAL + f"limits:\n  redis_url: redis://127.0.0.1\n  redis_ca_file: {ca}\n",
+            "limits.redis_ca_file",
+            10,
+            "rediss://",
+        )
+        self.assertProblem(
+            MINIMAL + f"limits:\n  redis_ca_file: {ca}\n", "limits.redis_ca_file", 9, "rediss://"
+        )
+        self.assertProblem(
+            MINIMAL
+            + "limits:\n  redis_url: rediss://127.0.0.1\n  redis_ca_file: /nonexistent.pem\n",
+            "limits.redis_ca_file",
+            10,
+        )
+
     def test_unknown_per_and_bad_redis_url(self) -> None:
         self.assertProblem(
             MINIMAL + "limits:\n  rules:\n    - {per: user, rate: 1/s}\n",
@@ -89,7 +123,7 @@ class LimitsConfigTests(ConfigTestCase):
             MINIMAL + "limits:\n  redis_url: http://127.0.0.1:6379\n",
             "limits.redis_url",
             9,
-            "redis://",
+            "redis[s]://",
         )
         self.assertProblem(
             MINIMAL + "limits:\n  on_redis_error: maybe\n", "limits.on_redis_error", 9, "open"

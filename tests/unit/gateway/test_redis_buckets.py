@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate, RedisAddress
@@ -36,6 +37,7 @@ from aigw.gateway.redis_buckets import (
 from aigw.principal import Principal
 from aigw.web.respond import stream_limit_refusal
 from tests.unit.memory import MemoryNetwork, run
+from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
 BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
@@ -435,3 +437,31 @@ class StreamLeaseTests(RedisBucketsTests):
         refusal = stream_limit_refusal(closed)
         self.assertEqual(refusal.to_error()["data"], {"limit": "limits.redis_url"})
         self.assertEqual(refusal.headers, {b"Retry-After": b"10"})
+
+
+class RedisOverTLSTests(PrivateCATestCase):
+    """``rediss://``: verified TLS to the server, trusting only ``redis_ca_file`` when
+    given; a certificate of another CA makes the store unavailable (closed or open is
+    then the limiter's ``on_redis_error``), never a plaintext fallback."""
+
+    def store(self, ca: CA) -> tuple[RedisBuckets, FakeRedis]:
+        redis = FakeRedis(self.reactor)
+        tls = TLSMemoryBIOFactory(ca.certificate.options(), False, redis, clock=self.reactor)
+        address = RedisAddress("127.0.0.1", self.network.serve(tls), tls=True)
+        store = RedisBuckets(address, self.reactor, 0.05, ca_file=self.backend_ca.file)
+        self.addCleanup(lambda: self.network.run(store.close()))
+        return store, redis
+
+    @run
+    async def test_a_server_the_ca_file_vouches_for_gets_the_script(self) -> None:
+        store, redis = self.store(self.backend_ca)
+        self.assertEqual(await store.take([BUCKET]), Taken(None))
+        self.assertEqual([c[0] for c in redis.commands], [b"EVALSHA", b"EVAL"])
+
+    @run
+    async def test_a_server_of_another_ca_is_unavailable_and_told_nothing(self) -> None:
+        store, redis = self.store(self.server_ca)
+        with self.assertRaises(StoreUnavailable) as caught:
+            await store.take([BUCKET])
+        self.assertIn("certificate verify failed", str(caught.exception))
+        self.assertEqual(redis.commands, [])

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
+from aigw.upstream import connection as connection_module
 from aigw.upstream.connection import (
     MAX_HEADER_FIELDS,
     ConnectionPool,
@@ -136,6 +137,21 @@ class ConnectionTests(SynchronousTestCase):
         port = self.target.host_header.split(b":")[1]
         self.assertTrue(sent.startswith(b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port))
         self.assertIn(b"\r\nContent-Length: 2\r\n\r\n{}", sent)
+
+    @run
+    async def test_the_whole_request_is_handed_to_send_now_once_written(self) -> None:
+        """aigw/tcp_writes.py: a lone call's request leaves before the caller's remaining
+        work, so it is handed over whole (head and body written) right after its write."""
+        handed: list[bytes] = []
+
+        def send_now(transport: Any) -> None:
+            handed.append(b"".join(transport.stream))  # what the transport holds by then
+
+        self.patch(connection_module, "send_now", send_now)
+        await self.exchange(JSON_OK)
+        (held,) = handed
+        self.assertTrue(held.startswith(b"POST /mcp?x=1 HTTP/1.1\r\n"))
+        self.assertTrue(held.endswith(b"\r\n\r\n{}"))
 
     @run
     async def test_content_length_body_and_the_connection_is_reused(self) -> None:

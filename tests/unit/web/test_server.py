@@ -11,8 +11,10 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
 from aigw.config import ServerConfig
+from aigw.web import server
 from aigw.web.server import BoundedChannel, BoundedSite, _DatePerSecond
 
 
@@ -167,6 +169,40 @@ class AccessLogTests(SynchronousTestCase):
         channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
         (event,) = events
         self.assertEqual((event["log_namespace"], event["status"]), ("aigw.access", 200))
+
+
+class SendBeforeBookkeepingTests(SynchronousTestCase):
+    """A finished answer is handed to ``send_now`` before Twisted's bookkeeping of
+    ``finish`` (the access log, the channel's clean-up): at concurrency 1 the client
+    gets it while that work runs (aigw/tcp_writes.py)."""
+
+    def _order(self, request_bytes: bytes, resource: Resource) -> list[str]:
+        order: list[str] = []
+        clock = Clock()
+        site = BoundedSite(resource, ServerConfig(), clock)
+        site.access_logger.observer = lambda event: order.append("access log")
+        channel, transport = connect(site)
+        self.patch(server, "send_now", lambda sent: order.append(f"send_now {sent is transport}"))
+        channel.dataReceived(request_bytes)
+        return order
+
+    def test_a_whole_answer_is_sent_before_the_access_log(self) -> None:
+        order = self._order(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", Echo())
+        self.assertEqual(order, ["send_now True", "access log"])
+
+    def test_an_answer_finish_completes_is_sent_after_it(self) -> None:
+        """Chunked: ``finish`` writes the last chunk, so the answer is whole only then."""
+
+        class Chunked(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):  # type: ignore[no-untyped-def]
+                request.write(b"part")  # no length: HTTP/1.1 chunks it
+                request.finish()
+                return NOT_DONE_YET
+
+        order = self._order(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", Chunked())
+        self.assertEqual(order, ["access log", "send_now True"])
 
 
 class IdleAndDrainTests(SynchronousTestCase):
