@@ -336,8 +336,8 @@ class RedisBuckets:
         refused, wait_ms = reply
         if refused:
             return Taken(refused - 1, wait_ms / 1000)
-        if not slots:
-            return Taken(None)
+        if not slots or self._closing:
+            return Taken(None)  # closed meanwhile (a reload, a stop): left to expire
         self.leases[member] = tuple(slot.key for slot in slots)
         if self._renewal is None:
             self._renewal = self.clock.callLater(self.lease_ttl / 3, self._renew)
