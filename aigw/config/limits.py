@@ -159,14 +159,28 @@ class LimitsConfig:
 _read_limits = section_of(LimitsConfig)
 
 
+#: ``lease_ttl`` is at least this many ``redis_timeout``: a lease is renewed a third
+#: into its life (``gateway/redis_buckets.py``), so a renewal that takes the whole
+#: timeout still lands before the lease's end, with room to spare.
+LEASE_TIMEOUTS = 2
+
+
 def limits_section(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
     """``limits``, with what its keys say together: ``redis_ca_file`` is the trust of
-    a TLS connection, so it goes with a ``rediss://`` ``redis_url``."""
+    a TLS connection, so it goes with a ``rediss://`` ``redis_url``; ``lease_ttl`` is
+    at least ``LEASE_TIMEOUTS`` times ``redis_timeout``."""
     limits = _read_limits(ctx, path, node)
-    if limits is None or limits.redis_ca_file is None:
+    if limits is None:
         return limits
-    if limits.redis_url is None or not limits.redis_url.tls:
+    before = len(ctx.problems)
+    if limits.lease_ttl < LEASE_TIMEOUTS * limits.redis_timeout:
+        ctx.report(
+            f"{path}.lease_ttl",
+            cp.value_node(node, "lease_ttl"),
+            f"must be at least {LEASE_TIMEOUTS} times redis_timeout "
+            f"({limits.lease_ttl:g} s < {LEASE_TIMEOUTS} x {limits.redis_timeout:g} s)",
+        )
+    if limits.redis_ca_file is not None and (limits.redis_url is None or not limits.redis_url.tls):
         where = f"{path}.redis_ca_file"
         ctx.report(where, cp.value_node(node, "redis_ca_file"), "goes with a rediss:// redis_url")
-        return None
-    return limits
+    return None if len(ctx.problems) > before else limits

@@ -52,6 +52,16 @@ class LimitsConfigTests(ConfigTestCase):
             MINIMAL + "limits:\n  lease_ttl: 0s\n", "limits.lease_ttl", 9, "more than 0"
         )
 
+    def test_a_lease_outlives_two_redis_timeouts(self) -> None:
+        text = MINIMAL + "limits:\n  redis_timeout: 3s\n  lease_ttl: 5s\n"
+        self.assertProblem(text, "limits.lease_ttl", 10, "5 s < 2 x 3 s")
+        # Unwritten, the default (30 s) is what falls short; the section's line says so.
+        self.assertProblem(
+            MINIMAL + "limits:\n  redis_timeout: 16s\n", "limits.lease_ttl", 9, "at least 2"
+        )
+        limits = parse_config(MINIMAL + "limits:\n  redis_timeout: 15s\n", env={}).limits
+        self.assertEqual((limits.redis_timeout, limits.lease_ttl), (15.0, 30.0))
+
     def test_a_bad_rate_is_named_with_its_line(self) -> None:
         self.assertProblem(
             MINIMAL + "limits:\n  rules:\n    - {per: sub, rate: 10/day}\n",
