@@ -126,8 +126,7 @@ class StreamLimits:
         try:
             taken = await shared.take([], slots)
         except StoreUnavailable as error:
-            limiter.store_failed(error)
-            if limiter.config.on_redis_error == "closed":
+            if limiter.failed_take(error):
                 raise StreamLimitReached(
                     503,
                     "limits.redis_url",

@@ -261,8 +261,7 @@ class Limiter:
         try:
             taken = await self.store.take(buckets, slots)
         except StoreUnavailable as error:
-            self.store_failed(error)
-            if self.config.on_redis_error == "closed":
+            if self.failed_take(error):
                 raise RateLimited(
                     503,
                     "limits.redis_url",
@@ -290,6 +289,12 @@ class Limiter:
             f"too many requests in flight (limits.rules[{index}]: at most {rule.in_flight} "
             f"per {rule.per})",
         )
+
+    def failed_take(self, error: StoreUnavailable) -> bool:
+        """A take the shared store did not answer, counted and logged: whether the
+        request is refused (``on_redis_error: closed``) rather than let through."""
+        self.store_failed(error)
+        return self.config.on_redis_error == "closed"
 
     def store_failed(self, error: StoreUnavailable, outcome: str | None = None) -> None:
         """Counted always; logged at most once per ``STORE_LOG_INTERVAL``.  ``outcome``:
