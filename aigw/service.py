@@ -381,7 +381,8 @@ class GatewayService(MultiService):
         gateway = self.gateway
         metrics.watch_counter(
             "aigw_limiter_store_failures",
-            "Times the shared rate-limit store (limits.redis_url) failed or timed out.",
+            "Times the shared limiter store (limits.redis_url) failed or timed out: takes, "
+            "releases and renewals of in-flight leases.",
             lambda: gateway.limiter.store_errors,
         )
         metrics.watch_counter(

@@ -2,10 +2,11 @@
 
 Each rule says whom it counts (``per``), optionally what (``match``, a glob on the
 backend or exposed tool name), and either a rate (``rate``, ``burst``) or a bound on
-requests in flight (``in_flight``).  With ``redis_url`` the buckets live in Redis,
-shared by every process (``rediss://``: over TLS, trusting the system's roots or only
-``redis_ca_file``); ``on_redis_error`` says what a request gets when Redis cannot
-answer within ``redis_timeout``.
+requests in flight (``in_flight``).  With ``redis_url`` the buckets and the places
+under in-flight bounds live in Redis, shared by every process (a place is a lease
+of ``lease_ttl``, renewed while its request runs; ``rediss://``: over TLS, trusting
+the system's roots or only ``redis_ca_file``); ``on_redis_error`` says what a request
+gets when Redis cannot answer within ``redis_timeout``.
 """
 
 from __future__ import annotations
@@ -148,20 +149,38 @@ class LimitsConfig:
     redis_timeout: float = attrs.field(default=0.05, metadata=read_as(cp.duration()))
     #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
     redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
+    #: How long a place under an in-flight bound outlives the last renewal by its
+    #: process (renewed every third of it while the request runs): how long the
+    #: places of a process that died stay taken (``redis_buckets.py``).
+    lease_ttl: float = attrs.field(default=30.0, metadata=read_as(cp.duration()))
     rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))
 
 
 _read_limits = section_of(LimitsConfig)
 
 
+#: ``lease_ttl`` is at least this many ``redis_timeout``: a lease is renewed a third
+#: into its life (``gateway/redis_buckets.py``), so a renewal that takes the whole
+#: timeout still lands before the lease's end, with room to spare.
+LEASE_TIMEOUTS = 2
+
+
 def limits_section(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
     """``limits``, with what its keys say together: ``redis_ca_file`` is the trust of
-    a TLS connection, so it goes with a ``rediss://`` ``redis_url``."""
+    a TLS connection, so it goes with a ``rediss://`` ``redis_url``; ``lease_ttl`` is
+    at least ``LEASE_TIMEOUTS`` times ``redis_timeout``."""
     limits = _read_limits(ctx, path, node)
-    if limits is None or limits.redis_ca_file is None:
+    if limits is None:
         return limits
-    if limits.redis_url is None or not limits.redis_url.tls:
+    before = len(ctx.problems)
+    if limits.lease_ttl < LEASE_TIMEOUTS * limits.redis_timeout:
+        ctx.report(
+            f"{path}.lease_ttl",
+            cp.value_node(node, "lease_ttl"),
+            f"must be at least {LEASE_TIMEOUTS} times redis_timeout "
+            f"({limits.lease_ttl:g} s < {LEASE_TIMEOUTS} x {limits.redis_timeout:g} s)",
+        )
+    if limits.redis_ca_file is not None and (limits.redis_url is None or not limits.redis_url.tls):
         where = f"{path}.redis_ca_file"
         ctx.report(where, cp.value_node(node, "redis_ca_file"), "goes with a rediss:// redis_url")
-        return None
-    return limits
+    return None if len(ctx.problems) > before else limits

@@ -132,7 +132,9 @@ class Gateway(Service):
         # subscriptions a listen toward a 2026-07-28 backend carries for session clients.
         # Bounds on open client streams (and on upstream streams lingering for them).
         self.stream_limits = StreamLimits(
-            initial.server.max_streams, initial.sessions.max_streams_per_user
+            initial.server.max_streams,
+            initial.sessions.max_streams_per_user,
+            lambda: self.limiter,
         )
         self.feeds = Feeds(
             transports, reactor, self._stream_linger, self.stream_limits, self.relay.unreachable

@@ -8,10 +8,15 @@ or from none, so a refused request costs nothing.  A refusal is ``RateLimited``:
 429 (RFC 6585 §4) with ``Retry-After`` (RFC 9110 §10.2.3) in seconds until a token
 is there, and a JSON-RPC error naming the rule (``web/respond.py``).
 
-The buckets live in the process (``LocalBuckets``) or, with ``limits.redis_url``, in
-Redis (``redis_buckets.py``), shared by every process.  Bounds on requests in flight
-are counted in each process: a request in flight holds this process's resources.
-Identities are hashed before they become keys: no ``sub`` or client id in clear.
+A bound on requests in flight (``in_flight``) is a place a request holds under the
+bound from its arrival (or routing) to its answer, a ``Permit`` given back once.  The
+buckets and the places live in the process (``LocalBuckets``) or, with
+``limits.redis_url``, in Redis (``redis_buckets.py``), shared by every process: there a
+place is a lease that expires unless its process keeps renewing it, so a process that
+dies mid-call frees its places within ``limits.lease_ttl``.  One request costs the
+store one call when a rule applies to it and none otherwise; a release costs one only
+when the request held a place.  Identities are hashed before they become keys: no
+``sub`` or client id in clear.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -57,6 +62,20 @@ class StoreUnavailable(Exception):
     """The shared bucket store did not answer in time, or failed."""
 
 
+class Permit:
+    """The places under in-flight bounds one request holds (none: ``NO_PERMIT``).
+    ``release`` gives them back, once however often it is called, and never raises:
+    it runs in the request path's ``finally``."""
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        return None
+
+
+NO_PERMIT = Permit()
+
+
 @attrs.frozen
 class Bucket:
     """One bucket a request takes a token from: its key, refill rate and size."""
@@ -67,32 +86,65 @@ class Bucket:
 
 
 @attrs.frozen
+class Slot:
+    """One in-flight bound a request takes a place under: its key and the bound."""
+
+    key: str
+    bound: int
+
+
+@attrs.frozen
 class Taken:
-    """What a store answered: ``refused`` is the index of the first empty bucket (None:
-    every bucket gave a token), ``wait`` the seconds until it holds one."""
+    """What a store answered: ``refused`` is the index of what refused, counting the
+    buckets then the slots (None: nothing did), ``wait`` the seconds until a refusing
+    bucket holds a token, ``permit`` the places taken."""
 
     refused: int | None
     wait: float = 0.0
+    permit: Permit = NO_PERMIT
 
 
 class BucketStore(Protocol):
-    async def take(self, buckets: Sequence[Bucket]) -> Taken:
-        """One token from every bucket, or from none."""
+    async def take(self, buckets: Sequence[Bucket], slots: Sequence[Slot] = ()) -> Taken:
+        """One token from every bucket and a place under every slot, or nothing."""
+
+    def follow(self, config: LimitsConfig) -> None:
+        """The settings of a reloaded config with the same store."""
 
     async def close(self) -> None: ...
 
 
+class LocalPermit(Permit):
+    """Places counted in this process (``LocalBuckets.in_flight``)."""
+
+    __slots__ = ("_counts", "_keys")
+
+    def __init__(self, counts: Counter[str], keys: Sequence[str]) -> None:
+        self._counts = counts
+        self._keys = list(keys)
+
+    def release(self) -> None:
+        counts = self._counts
+        for key in self._keys:
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+        self._keys = []
+
+
 class LocalBuckets:
-    """Token buckets in this process, refilled on the reactor's clock."""
+    """Token buckets in this process, refilled on the reactor's clock, and the counts
+    of requests in flight (only keys with requests in flight are kept)."""
 
     def __init__(self, clock: Any, max_entries: int = MAX_LOCAL_BUCKETS) -> None:
         self.clock = clock
         self._buckets: LRU[str, tuple[float, float]] = LRU(max_entries)
+        self.in_flight: Counter[str] = Counter()
 
-    async def take(self, buckets: Sequence[Bucket]) -> Taken:
-        return self.take_now(buckets)
+    async def take(self, buckets: Sequence[Bucket], slots: Sequence[Slot] = ()) -> Taken:
+        return self.take_now(buckets, slots)
 
-    def take_now(self, buckets: Sequence[Bucket]) -> Taken:
+    def take_now(self, buckets: Sequence[Bucket], slots: Sequence[Slot] = ()) -> Taken:
         now = self.clock.seconds()
         levels = []
         for index, bucket in enumerate(buckets):
@@ -104,35 +156,22 @@ class LocalBuckets:
             if tokens < 1.0:
                 return Taken(index, (1.0 - tokens) / bucket.rate)
             levels.append(tokens)
+        for index, slot in enumerate(slots, len(buckets)):
+            if self.in_flight[slot.key] >= slot.bound:
+                return Taken(index)
         for bucket, tokens in zip(buckets, levels, strict=True):
             self._buckets.put(bucket.key, (tokens - 1.0, now))
-        return Taken(None)
+        if not slots:
+            return Taken(None)
+        for slot in slots:
+            self.in_flight[slot.key] += 1
+        return Taken(None, permit=LocalPermit(self.in_flight, [slot.key for slot in slots]))
+
+    def follow(self, config: LimitsConfig) -> None:
+        return None
 
     async def close(self) -> None:
         return None
-
-
-class Permit:
-    """The in-flight slots one request holds; ``release`` is idempotent."""
-
-    __slots__ = ("_counts", "_keys")
-
-    def __init__(self, counts: Counter[str] | None = None, keys: Sequence[str] = ()) -> None:
-        self._counts = counts
-        self._keys = list(keys)
-
-    def release(self) -> None:
-        counts = self._counts
-        if counts is None:
-            return
-        for key in self._keys:
-            counts[key] -= 1
-            if counts[key] <= 0:
-                del counts[key]
-        self._keys = []
-
-
-NO_PERMIT = Permit()
 
 
 def _identity(rule: LimitRule, principal: Principal, backend: str, tool: str | None) -> str:
@@ -145,11 +184,17 @@ def _identity(rule: LimitRule, principal: Principal, backend: str, tool: str | N
     return tool or ""
 
 
+def hashed_key(prefix: str, text: str) -> str:
+    """``<prefix>:<hash>``: SHA-256 of ``text``, truncated to 128 bits, so that no
+    identity is kept in clear in a shared store."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}:{digest[:32]}"
+
+
 def _key(index: int, rule: LimitRule, identity: str) -> str:
-    """``aigw:rl:<rule>:<per>:<hash>``: SHA-256 of the rule and the identity, truncated
-    to 128 bits; a reload that changes a rule starts its buckets afresh."""
-    text = f"{rule!r}\n{identity}".encode("utf-8", "surrogatepass")
-    return f"aigw:rl:{index}:{rule.per}:{hashlib.sha256(text).hexdigest()[:32]}"
+    """``aigw:rl:<rule>:<per>:<hash>``: the hash of the rule and the identity; a reload
+    that changes a rule starts its buckets afresh."""
+    return hashed_key(f"aigw:rl:{index}:{rule.per}", f"{rule!r}\n{identity}")
 
 
 class Limiter:
@@ -162,7 +207,6 @@ class Limiter:
         self.config = config
         self.local = LocalBuckets(clock)
         self.store: BucketStore = store or self.local
-        self.in_flight: Counter[str] = Counter()
         #: Times the shared store failed or timed out (each logged, at most once a while).
         self.store_errors = 0
         self._logged_errors = 0
@@ -174,6 +218,12 @@ class Limiter:
         """The rules of a (re)loaded config; buckets of unchanged rules keep their level."""
         self.config = config
         self._rules = list(enumerate(config.rules))
+        self.store.follow(config)
+
+    @property
+    def shared(self) -> BucketStore | None:
+        """The store every process shares (``limits.redis_url``), None without one."""
+        return None if self.store is self.local else self.store
 
     async def enter(self, principal: Principal) -> Permit:
         """The ``sub`` and ``client`` rules, on a request's arrival."""
@@ -188,8 +238,10 @@ class Limiter:
     ) -> Permit:
         if not self._rules:
             return NO_PERMIT
-        buckets: list[tuple[int, LimitRule, Bucket]] = []
-        flights: list[tuple[int, str, int]] = []
+        buckets: list[Bucket] = []
+        slots: list[Slot] = []
+        rated: list[int] = []
+        bounded: list[int] = []
         for index, rule in self._rules:
             if (rule.per in ("sub", "client")) != arrival:
                 continue
@@ -199,60 +251,68 @@ class Limiter:
                     continue
             key = _key(index, rule, _identity(rule, principal, backend, tool))
             if rule.rate is not None:
-                buckets.append((index, rule, Bucket(key, rule.rate.per_second, rule.capacity)))
+                buckets.append(Bucket(key, rule.rate.per_second, rule.capacity))
+                rated.append(index)
             elif rule.in_flight is not None:
-                flights.append((index, key, rule.in_flight))
-        for index, key, bound in flights:
-            if self.in_flight[key] >= bound:
-                rule = self.config.rules[index]
-                raise RateLimited(
-                    429,
-                    f"{rule.per}:{index}",
-                    RETRY_UNKNOWN_SECONDS,
-                    f"too many requests in flight (limits.rules[{index}]: at most {bound} "
-                    f"per {rule.per})",
-                )
-        if buckets:
-            await self._take(buckets)
-        for _, key, _ in flights:
-            self.in_flight[key] += 1
-        return Permit(self.in_flight, [key for _, key, _ in flights]) if flights else NO_PERMIT
-
-    async def _take(self, buckets: list[tuple[int, LimitRule, Bucket]]) -> None:
+                slots.append(Slot(key, rule.in_flight))
+                bounded.append(index)
+        if not buckets and not slots:
+            return NO_PERMIT  # no rule applies: the store is not asked
         try:
-            taken = await self.store.take([bucket for _, _, bucket in buckets])
+            taken = await self.store.take(buckets, slots)
         except StoreUnavailable as error:
-            self._store_failed(error)
-            if self.config.on_redis_error == "closed":
+            if self.failed_take(error):
                 raise RateLimited(
                     503,
                     "limits.redis_url",
                     RETRY_UNKNOWN_SECONDS,
                     "the rate limiter is unavailable; retry later",
                 ) from None
-            return
-        if taken.refused is not None:
-            index, rule, _ = buckets[taken.refused]
+            return NO_PERMIT
+        if taken.refused is None:
+            return taken.permit
+        if taken.refused < len(buckets):
+            index = rated[taken.refused]
+            rule = self.config.rules[index]
             raise RateLimited(
                 429,
                 f"{rule.per}:{index}",
                 max(1, math.ceil(taken.wait - 1e-6)),  # not 2 s for 1.0000001 s
                 f"rate limit reached (limits.rules[{index}]: {rule.rate} per {rule.per})",
             )
+        index = bounded[taken.refused - len(buckets)]
+        rule = self.config.rules[index]
+        raise RateLimited(
+            429,
+            f"{rule.per}:{index}",
+            RETRY_UNKNOWN_SECONDS,
+            f"too many requests in flight (limits.rules[{index}]: at most {rule.in_flight} "
+            f"per {rule.per})",
+        )
 
-    def _store_failed(self, error: StoreUnavailable) -> None:
-        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
+    def failed_take(self, error: StoreUnavailable) -> bool:
+        """A take the shared store did not answer, counted and logged: whether the
+        request is refused (``on_redis_error: closed``) rather than let through."""
+        self.store_failed(error)
+        return self.config.on_redis_error == "closed"
+
+    def store_failed(self, error: StoreUnavailable, outcome: str | None = None) -> None:
+        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``.  ``outcome``:
+        what the failure meant, when not a request let through or refused (a release)."""
         self.store_errors += 1
         now = self.clock.seconds()
         if now - self._last_log < STORE_LOG_INTERVAL:
             return
+        if outcome is None:
+            verdict = "allowed" if self.config.on_redis_error == "open" else "refused"
+            outcome = f"requests are {verdict}"
         self.log.warn(
             "rate limiter store unavailable ({count} failures since the last report, "
-            "{total} in all): {error}; requests are {verdict}",
+            "{total} in all): {error}; {outcome}",
             count=self.store_errors - self._logged_errors,
             total=self.store_errors,
             error=str(error),
-            verdict="allowed" if self.config.on_redis_error == "open" else "refused",
+            outcome=outcome,
         )
         self._last_log = now
         self._logged_errors = self.store_errors
@@ -261,14 +321,23 @@ class Limiter:
         await self.store.close()
 
 
+#: What a store reports its failures outside a request to (``Limiter.store_failed``).
+Failed = Callable[[StoreUnavailable, str], None]
+
+
 def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
-    """The limiter of a config: buckets in Redis when ``redis_url`` is set.  Its client
-    (``redis_buckets.py``) is imported only then (docs/performance.md)."""
-    store = None
+    """The limiter of a config: buckets and places in Redis when ``redis_url`` is set.
+    Its client (``redis_buckets.py``) is imported only then (docs/performance.md)."""
+    limiter = Limiter(config, clock)
     if config.redis_url is not None:
         from aigw.gateway.redis_buckets import RedisBuckets
 
-        store = RedisBuckets(
-            config.redis_url, clock, config.redis_timeout, ca_file=config.redis_ca_file
+        limiter.store = RedisBuckets(
+            config.redis_url,
+            clock,
+            config.redis_timeout,
+            config.lease_ttl,
+            ca_file=config.redis_ca_file,
+            failed=limiter.store_failed,
         )
-    return Limiter(config, clock, store)
+    return limiter

@@ -68,8 +68,10 @@ class Reconfigure:
         gateway.sessions.pool.max_entries = new.sessions.pool_size
         gateway.sessions.pool.idle_seconds = new.sessions.pool_idle_timeout
 
+        # The same Redis, reached the same way, keeps its store and the leases it holds;
+        # redis_timeout and lease_ttl follow (Limiter.follow).
         def store(limits: LimitsConfig) -> tuple[object, ...]:
-            return (limits.redis_url, limits.redis_timeout, limits.redis_ca_file)
+            return (limits.redis_url, limits.redis_ca_file)
 
         if store(new.limits) != store(old.limits):
             old_limiter = gateway.limiter

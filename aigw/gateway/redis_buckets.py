@@ -1,14 +1,31 @@
-"""Token buckets in Redis, shared by every aigw process (``limits.redis_url``).
+"""Token buckets and in-flight bounds in Redis, shared by every aigw process
+(``limits.redis_url``).
 
-Each request's buckets are taken by one Lua script, atomically: one token from
-each, or none, with Redis's own clock (``TIME``), so processes on hosts whose
-clocks differ still share one bucket.  The script is sent by ``EVALSHA``; on
-``NOSCRIPT`` (a restarted or flushed Redis) by ``EVAL``, which also caches it:
-one round trip instead of ``SCRIPT LOAD`` plus ``EVALSHA``.  Keys expire once
-their bucket would be full again.
+Each request's buckets and places are taken by one Lua script, atomically: one
+token from each bucket and a place under each bound, or nothing, with Redis's own
+clock (``TIME``), so processes on hosts whose clocks differ still share one bucket.
+Bucket keys expire once their bucket would be full again.
+
+A place under an in-flight bound is a lease: a member of the bound's sorted set,
+scored by its expiry.  Taking one drops the expired members, then adds one if fewer
+than the bound are left; the answer (or the request's end) removes it.  A process
+that dies mid-call cannot give its places back, so every lease expires
+``limits.lease_ttl`` after it was last renewed, and the process renews all the leases
+it holds every third of that, in one script call per ``RENEW_BATCH`` leases.  Renewal
+rather than an expiry picked from a backend's ``timeout``: progress resets that
+timeout and a call may wait on its client (sampling, elicitation) for as long as the
+user takes, so no expiry fixed at the start both keeps the place of every live call
+and frees a dead process's places soon.  A renewal re-adds a lease Redis lost (a
+restart): the count tells the truth again, even if above the bound for a while.  A
+release or renewal that fails is reported (logged, counted) and left to expiry;
+so is a lease whose take timed out after Redis added it.
+
+Scripts are sent by ``EVALSHA``; on ``NOSCRIPT`` (a restarted or flushed Redis) by
+``EVAL``, which also caches them: one round trip instead of ``SCRIPT LOAD`` plus
+``EVALSHA``.
 
 The client is a small RESP2 client over a Twisted ``Protocol``: txredisapi is
-unmaintained (no release since 2021) and the limiter needs four commands.  Every
+unmaintained (no release since 2021) and the limiter needs five commands.  Every
 call is bounded by ``limits.redis_timeout`` (connecting included): a late or
 failed answer is ``StoreUnavailable``, and ``on_redis_error`` decides
 (``ratelimit.py``).  A failed connection is not retried for ``RECONNECT_DELAY``, so
@@ -18,18 +35,22 @@ a Redis that is down costs each request nothing but the check of that delay.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import connectProtocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from aigw import tls
-from aigw.config.limits import RedisAddress
-from aigw.gateway.ratelimit import Bucket, StoreUnavailable, Taken
+from aigw.config.limits import LimitsConfig, RedisAddress
+from aigw.gateway.ratelimit import Bucket, Failed, Permit, Slot, StoreUnavailable, Taken
 
 #: Seconds without a new connection attempt after one failed.
 RECONNECT_DELAY = 1.0
@@ -38,15 +59,19 @@ MAX_REPLY_BYTES = 64 * 1024
 #: Commands waiting for their replies on one connection, at most.
 MAX_PENDING = 10_000
 
+#: KEYS: the buckets' keys, then the bounds'.  ARGV: the number of buckets, the lease's
+#: member, its lifetime in ms, each bucket's rate and size, each bound.  The answer:
+#: {0, 0}, or {i, ms} when KEYS[i] refused (ms: until its bucket holds a token).
 TAKE_SCRIPT = b"""\
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nb = tonumber(ARGV[1])
 local levels = {}
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local capacity = tonumber(ARGV[2 * i])
-  local state = redis.call('HMGET', key, 'n', 't')
+for i = 1, nb do
+  local rate = tonumber(ARGV[2 + 2 * i])
+  local capacity = tonumber(ARGV[3 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 'n', 't')
   local tokens = capacity
   if state[1] then
     local elapsed = math.max(0, now - tonumber(state[2]))
@@ -57,15 +82,54 @@ for i, key in ipairs(KEYS) do
   end
   levels[i] = tokens
 end
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local capacity = tonumber(ARGV[2 * i])
-  redis.call('HSET', key, 'n', tostring(levels[i] - 1), 't', tostring(now))
-  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = nb + 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now_ms)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[3 + nb + i]) then
+    return {i, 0}
+  end
+end
+for i = 1, nb do
+  local rate = tonumber(ARGV[2 + 2 * i])
+  local capacity = tonumber(ARGV[3 + 2 * i])
+  redis.call('HSET', KEYS[i], 'n', tostring(levels[i] - 1), 't', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(capacity / rate * 1000) + 1000)
+end
+local ttl = tonumber(ARGV[3])
+for i = nb + 1, #KEYS do
+  redis.call('ZADD', KEYS[i], now_ms + ttl, ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], ttl)
 end
 return {0, 0}
 """
-TAKE_SHA = hashlib.sha1(TAKE_SCRIPT).hexdigest().encode("ascii")  # noqa: S324 (Redis's script id)
+#: KEYS[i] holds the lease ARGV[i + 1].  ARGV[1]: the lifetime in ms to renew them
+#: for (a lease Redis lost is added again), or 0 to remove them.
+LEASE_SCRIPT = b"""\
+if redis.replicate_commands then redis.replicate_commands() end
+local ttl = tonumber(ARGV[1])
+if ttl == 0 then
+  for i, key in ipairs(KEYS) do
+    redis.call('ZREM', key, ARGV[i + 1])
+  end
+  return 0
+end
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', key, ttl)
+end
+return #KEYS
+"""
+
+
+def script_id(script: bytes) -> bytes:
+    """What ``EVALSHA`` names a script by."""
+    return hashlib.sha1(script).hexdigest().encode("ascii")  # noqa: S324 (Redis's script id)
+
+
+TAKE_SHA = script_id(TAKE_SCRIPT)
+LEASE_SHA = script_id(LEASE_SCRIPT)
 
 
 class RedisError(Exception):
@@ -186,31 +250,60 @@ class RESPProtocol(Protocol):
 
 
 Connect = Callable[[], "Deferred[RESPProtocol]"]
+#: Leases renewed by one script call, at most (its arguments stay a few tens of KiB).
+RENEW_BATCH = 500
+
+
+class Lease(Permit):
+    """The places one request holds in Redis: one member, in each bound's key."""
+
+    __slots__ = ("_member", "_store")
+
+    def __init__(self, store: RedisBuckets, member: str) -> None:
+        self._store: RedisBuckets | None = store
+        self._member = member
+
+    def release(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.release(self._member)
 
 
 class RedisBuckets:
     """The ``BucketStore`` in Redis; one connection, opened on first use, reopened on
-    demand once lost (not sooner than ``RECONNECT_DELAY`` after a failure)."""
+    demand once lost (not sooner than ``RECONNECT_DELAY`` after a failure).  ``failed``
+    hears of the failures no request waits for (releases, renewals)."""
 
     def __init__(
         self,
         address: RedisAddress,
         clock: Any,
         timeout: float,
+        lease_ttl: float = 30.0,
         connect: Connect | None = None,
         ca_file: str | None = None,
+        failed: Failed | None = None,
     ) -> None:
         self.address = address
         self.clock = clock
         self.timeout = timeout
+        self.lease_ttl = lease_ttl
         #: The trust of a ``rediss://`` server (None: the system's roots).
         self.ca_file = ca_file
         self._connect = connect or self._connect_server
+        self.failed = failed
         self._protocol: RESPProtocol | None = None
         self._waiters: list[Deferred[RESPProtocol]] = []
         self._connecting = False
         self._retry_at = 0.0
+        self._closing = False
         self._closed = False
+        #: The leases this process holds: member -> the keys it is in.  A member is
+        #: this store's random prefix and a serial number, unique across processes.
+        self.leases: dict[str, tuple[str, ...]] = {}
+        self._prefix = os.urandom(8).hex()
+        self._serial = itertools.count(1)
+        self._renewal: IDelayedCall | None = None
 
     def _connect_server(self) -> Deferred[RESPProtocol]:
         """TCP to the address, with verified TLS over it for ``rediss://`` (the name or
@@ -222,35 +315,96 @@ class RedisBuckets:
         connected: Deferred[RESPProtocol] = connectProtocol(endpoint, RESPProtocol())
         return connected
 
-    async def take(self, buckets: Sequence[Bucket]) -> Taken:
-        keys = [bucket.key for bucket in buckets]
-        argv: list[bytes | str | int | float] = []
+    def follow(self, config: LimitsConfig) -> None:
+        self.timeout = config.redis_timeout
+        self.lease_ttl = config.lease_ttl
+
+    async def take(self, buckets: Sequence[Bucket], slots: Sequence[Slot] = ()) -> Taken:
+        if self._closing:
+            raise StoreUnavailable("the limiter is closed")
+        keys = [bucket.key for bucket in buckets] + [slot.key for slot in slots]
+        member = f"{self._prefix}:{next(self._serial)}" if slots else ""
+        argv: list[bytes | str | int | float] = [len(buckets), member, self._ttl_ms()]
         for bucket in buckets:
             argv += [repr(bucket.rate), bucket.capacity]
-        call = ensureDeferred(self._take(keys, argv))
-        call.addTimeout(self.timeout, self.clock)
-        try:
-            reply = await call
-        except StoreUnavailable:
-            raise
-        except Exception as error:
-            self._drop()  # a late answer would be no answer: a fresh connection next time
-            raise StoreUnavailable(f"Redis: {error or type(error).__name__}") from None
+        argv += [slot.bound for slot in slots]
+        reply = await self._bounded(self._script(TAKE_SCRIPT, TAKE_SHA, keys, argv))
         if not (
             isinstance(reply, list) and len(reply) == 2 and all(isinstance(v, int) for v in reply)
         ):
             raise StoreUnavailable(f"unexpected reply from the limiter script: {reply!r}")
         refused, wait_ms = reply
-        return Taken(refused - 1, wait_ms / 1000) if refused else Taken(None)
+        if refused:
+            return Taken(refused - 1, wait_ms / 1000)
+        if not slots or self._closing:
+            return Taken(None)  # closed meanwhile (a reload, a stop): left to expire
+        self.leases[member] = tuple(slot.key for slot in slots)
+        if self._renewal is None:
+            self._renewal = self.clock.callLater(self.lease_ttl / 3, self._renew)
+        return Taken(None, permit=Lease(self, member))
 
-    async def _take(self, keys: list[str], argv: list[bytes | str | int | float]) -> Any:
+    def release(self, member: str) -> None:
+        """Remove a lease, in the background: never raises, never waits."""
+        keys = self.leases.pop(member, None)
+        if keys is None:
+            return  # given back on close, or never recorded
+        pairs = [(key, member) for key in keys]
+        self._background(self._leases(pairs, 0), "the place is left to expire")
+
+    def _renew(self) -> None:
+        """Every ``lease_ttl / 3`` while this process holds leases: renew them all."""
+        self._renewal = None
+        if not self.leases:
+            return
+        pairs = [(key, member) for member, keys in self.leases.items() for key in keys]
+        for start in range(0, len(pairs), RENEW_BATCH):
+            work = self._leases(pairs[start : start + RENEW_BATCH], self._ttl_ms())
+            self._background(work, "leases may expire while their requests run")
+        self._renewal = self.clock.callLater(self.lease_ttl / 3, self._renew)
+
+    def _ttl_ms(self) -> int:
+        return max(1, round(self.lease_ttl * 1000))
+
+    async def _leases(self, pairs: list[tuple[str, str]], ttl_ms: int) -> Any:
+        keys = [key for key, _ in pairs]
+        argv: list[bytes | str | int | float] = [ttl_ms, *(member for _, member in pairs)]
+        return await self._script(LEASE_SCRIPT, LEASE_SHA, keys, argv)
+
+    def _background(self, work: Coroutine[Any, Any, Any], outcome: str) -> None:
+        def report(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, StoreUnavailable):
+                error = StoreUnavailable(f"Redis: {error}")
+            if self.failed is not None:
+                self.failed(error, outcome)
+
+        ensureDeferred(self._bounded(work)).addErrback(report)
+
+    async def _bounded(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """``work``'s answer within ``timeout``, or StoreUnavailable."""
+        call = ensureDeferred(work)
+        call.addTimeout(self.timeout, self.clock)
+        try:
+            return await call
+        except StoreUnavailable:
+            raise
+        except defer.TimeoutError:
+            self._drop()  # a late answer would be no answer: a fresh connection next time
+            raise StoreUnavailable(f"no answer from Redis within {self.timeout:g} s") from None
+        except Exception as error:
+            self._drop()
+            raise StoreUnavailable(f"Redis: {error or type(error).__name__}") from None
+
+    async def _script(
+        self, script: bytes, sha: bytes, keys: list[str], argv: list[bytes | str | int | float]
+    ) -> Any:
         protocol = await self._connection()
         try:
-            return await protocol.command(b"EVALSHA", TAKE_SHA, len(keys), *keys, *argv)
+            return await protocol.command(b"EVALSHA", sha, len(keys), *keys, *argv)
         except RedisError as error:
             if not str(error).startswith("NOSCRIPT"):
                 raise
-        return await protocol.command(b"EVAL", TAKE_SCRIPT, len(keys), *keys, *argv)
+        return await protocol.command(b"EVAL", script, len(keys), *keys, *argv)
 
     async def check(self) -> float:
         """What ``aigw doctor`` asks of the store: connect as requests would (TLS, AUTH,
@@ -314,6 +468,23 @@ class RedisBuckets:
             protocol.transport.abortConnection()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
+        """Give back the places still held (a stop, or a reload to another Redis: the
+        new store knows nothing of them), within ``timeout``, then disconnect."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._renewal is not None and self._renewal.active():
+            self._renewal.cancel()
+        self._renewal = None
+        leases, self.leases = self.leases, {}
+        pairs = [(key, member) for member, keys in leases.items() for key in keys]
+        for start in range(0, len(pairs), RENEW_BATCH):
+            try:
+                await self._bounded(self._leases(pairs[start : start + RENEW_BATCH], 0))
+            except StoreUnavailable as error:
+                if self.failed is not None:
+                    self.failed(error, "the places are left to expire")
+                break
         self._closed = True
         protocol, self._protocol = self._protocol, None
         if protocol is not None:

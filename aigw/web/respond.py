@@ -43,7 +43,8 @@ class HTTPRefusal(Exception):
 
 def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) -> HTTPRefusal:
     """A refused stream as HTTP: the bound's status, Retry-After where waiting helps,
-    and a JSON-RPC error body naming the bound (``TOO_MANY_STREAMS``)."""
+    and a JSON-RPC error body naming the bound (``TOO_MANY_STREAMS``) and its size
+    (none when the shared limiter could not answer)."""
     headers = {}
     if reached.status in (429, 503):
         headers[b"Retry-After"] = str(RETRY_AFTER_SECONDS).encode("ascii")
@@ -52,7 +53,9 @@ def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) ->
         jsonrpc.TOO_MANY_STREAMS,
         reached.message,
         headers=headers,
-        data={"limit": reached.key, "max": reached.limit},
+        data={"limit": reached.key, "max": reached.limit}
+        if reached.limit is not None
+        else {"limit": reached.key},
         request_id=request_id,
     )
 

@@ -344,7 +344,7 @@ class StatelessHandler:
         4xx/5xx status whose body is the JSON-RPC error response, with the request's
         id): 429 for the user's bound, 503 for the process's, with Retry-After."""
         try:
-            slot = self.gateway.stream_limits.acquire(principal.user)
+            slot = await self.gateway.stream_limits.acquire(principal.user)
         except StreamLimitReached as reached:
             raise stream_limit_refusal(reached, message.id) from None
         try:

@@ -11,6 +11,20 @@ from aigw.config import ConfigError, Problem, parse_config
 #: The example config shipped in the packages.
 EXAMPLE = Path(__file__).resolve().parents[3] / "etc" / "aigw" / "aigw.yaml"
 
+
+def example_block(first: str) -> str:
+    """The commented block of ``EXAMPLE`` that starts at the line ``first`` (``"# limits:"``),
+    uncommented at its indentation: what a reader would paste into a config."""
+    indent = first[: len(first) - len(first.lstrip())]
+    lines = EXAMPLE.read_text().splitlines()
+    block = []
+    for line in lines[lines.index(first) :]:
+        if not line.startswith(indent + "#"):
+            break
+        block.append(indent + line.removeprefix(indent + "# "))
+    return "\n".join(block) + "\n"
+
+
 # Line 1..7; tests append sections from line 8 on.
 MINIMAL = """\
 listen: tcp:1975:interface=127.0.0.1

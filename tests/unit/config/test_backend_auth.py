@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aigw.config import load_config, parse_config
 from aigw.config.credentials import ACCESS_TOKEN_TYPE
-from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 CC = "    auth:\n      client_credentials:\n"  # lines 8-9; keys from line 10
 TX = "    auth:\n      token_exchange:\n"
@@ -357,17 +357,11 @@ class ClaimsToHeadersTests(ConfigTestCase):
 class ExampleTests(ConfigTestCase):
     def test_the_shipped_example_of_auth_loads(self) -> None:
         """etc/aigw/aigw.yaml documents backends[].auth with keys that load."""
-        lines = EXAMPLE.read_text().splitlines()
-        block = []
-        for line in lines[lines.index("    # auth:") :]:
-            if not line.startswith("    #"):
-                break
-            block.append("    " + line.removeprefix("    # "))
         directory = self.directory()
         (directory / "crm-client.secret").write_text("s\n")
         (directory / "idp-ca.pem").write_text("a CA\n")
         path = directory / "aigw.yaml"
-        path.write_text(MINIMAL + "\n".join(block) + "\n")
+        path.write_text(MINIMAL + example_block("    # auth:"))
         auth = load_config(str(path), env={}).backends[0].auth
         assert auth is not None
         assert auth.client_credentials is not None

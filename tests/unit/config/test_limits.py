@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aigw.config import parse_config
 from aigw.config.limits import Rate, RedisAddress
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 LIMITS = """\
 limits:
   redis_url: redis://:pw@127.0.0.1:6380/2
   on_redis_error: closed
   redis_timeout: 200ms
+  lease_ttl: 10s
   rules:
     - {per: sub, rate: 10/s, burst: 20}
     - {per: client, rate: 50/m}
@@ -24,6 +25,7 @@ class LimitsConfigTests(ConfigTestCase):
         limits = parse_config(MINIMAL + LIMITS, env={}).limits
         self.assertEqual(limits.redis_url, RedisAddress("127.0.0.1", 6380, 2, None, "pw"))
         self.assertEqual((limits.on_redis_error, limits.redis_timeout), ("closed", 0.2))
+        self.assertEqual(limits.lease_ttl, 10.0)
         sub, client, tool, flight = limits.rules
         self.assertEqual((sub.rate, sub.capacity), (Rate(10, 1.0), 20))
         self.assertEqual((client.rate, client.capacity), (Rate(50, 60.0), 50))
@@ -35,6 +37,30 @@ class LimitsConfigTests(ConfigTestCase):
         self.assertEqual(
             (limits.rules, limits.redis_url, limits.on_redis_error), ((), None, "open")
         )
+        self.assertEqual(limits.lease_ttl, 30.0)
+
+    def test_the_example_files_block_reads(self) -> None:
+        """etc/aigw/aigw.yaml's commented ``limits`` block, uncommented, loads."""
+        # Less redis_ca_file, a file of the reader's own that goes with rediss:// only.
+        block = example_block("# limits:").replace("  redis_ca_file:", "  # redis_ca_file:")
+        limits = parse_config(MINIMAL + block, env={}).limits
+        self.assertEqual((limits.redis_timeout, limits.lease_ttl), (0.05, 30.0))
+        self.assertEqual(limits.rules[-1].in_flight, 8)
+
+    def test_a_lease_ttl_must_be_a_positive_duration(self) -> None:
+        self.assertProblem(
+            MINIMAL + "limits:\n  lease_ttl: 0s\n", "limits.lease_ttl", 9, "more than 0"
+        )
+
+    def test_a_lease_outlives_two_redis_timeouts(self) -> None:
+        text = MINIMAL + "limits:\n  redis_timeout: 3s\n  lease_ttl: 5s\n"
+        self.assertProblem(text, "limits.lease_ttl", 10, "5 s < 2 x 3 s")
+        # Unwritten, the default (30 s) is what falls short; the section's line says so.
+        self.assertProblem(
+            MINIMAL + "limits:\n  redis_timeout: 16s\n", "limits.lease_ttl", 9, "at least 2"
+        )
+        limits = parse_config(MINIMAL + "limits:\n  redis_timeout: 15s\n", env={}).limits
+        self.assertEqual((limits.redis_timeout, limits.lease_ttl), (15.0, 30.0))
 
     def test_a_bad_rate_is_named_with_its_line(self) -> None:
         self.assertProblem(

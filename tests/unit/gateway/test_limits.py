@@ -13,11 +13,11 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import ServerConfig, SessionsConfig
-from aigw.gateway.limits import StreamLimitReached, StreamLimits
+from aigw.gateway.limits import StreamLimitReached, StreamLimits, StreamSlot, UserKey
 from aigw.protocol import jsonrpc
 from aigw.web.respond import stream_limit_refusal
 from tests.unit.gateway.helpers import (
@@ -33,42 +33,49 @@ from tests.unit.memory import run
 
 
 class StreamLimitsTests(SynchronousTestCase):
-    """The counts alone."""
+    """The counts alone, in this process (no shared store: nothing is awaited)."""
+
+    def acquire(
+        self, limits: StreamLimits, user: UserKey, session: str | None = None
+    ) -> StreamSlot:
+        return self.successResultOf(ensureDeferred(limits.acquire(user, session)))
+
+    def refused(
+        self, limits: StreamLimits, user: UserKey, session: str | None = None
+    ) -> StreamLimitReached:
+        failure = self.failureResultOf(
+            ensureDeferred(limits.acquire(user, session)), StreamLimitReached
+        )
+        assert isinstance(failure.value, StreamLimitReached)
+        return failure.value
 
     def test_each_bound_refuses_with_its_status_and_key(self) -> None:
         limits = StreamLimits(max_streams=3, max_per_user=2)
-        limits.acquire(("i", "alice"), "s1")
-        with self.assertRaises(StreamLimitReached) as same_session:
-            limits.acquire(("i", "alice"), "s1")
-        self.assertEqual(
-            (same_session.exception.status, same_session.exception.key), (409, "session")
-        )
-        limits.acquire(("i", "alice"))
-        with self.assertRaises(StreamLimitReached) as user:
-            limits.acquire(("i", "alice"))
-        self.assertEqual(user.exception.status, 429)
-        self.assertEqual(user.exception.key, "sessions.max_streams_per_user")
-        limits.acquire(("i", "bob"))  # another user is not bound by alice's streams
-        with self.assertRaises(StreamLimitReached) as total:
-            limits.acquire(("i", "carol"))
-        self.assertEqual((total.exception.status, total.exception.key), (503, "server.max_streams"))
+        self.acquire(limits, ("i", "alice"), "s1")
+        same_session = self.refused(limits, ("i", "alice"), "s1")
+        self.assertEqual((same_session.status, same_session.key), (409, "session"))
+        self.acquire(limits, ("i", "alice"))
+        user = self.refused(limits, ("i", "alice"))
+        self.assertEqual(user.status, 429)
+        self.assertEqual(user.key, "sessions.max_streams_per_user")
+        self.acquire(limits, ("i", "bob"))  # another user is not bound by alice's streams
+        total = self.refused(limits, ("i", "carol"))
+        self.assertEqual((total.status, total.key), (503, "server.max_streams"))
 
     def test_release_is_idempotent_and_leaves_no_keys(self) -> None:
         limits = StreamLimits(max_streams=10, max_per_user=1)
-        slot = limits.acquire(("i", "alice"), "s1")
+        slot = self.acquire(limits, ("i", "alice"), "s1")
         slot.release()
         slot.release()
         self.assertEqual(
             (limits.total, dict(limits.per_user), dict(limits.per_session)), (0, {}, {})
         )
-        limits.acquire(("i", "alice"), "s1").release()
+        self.acquire(limits, ("i", "alice"), "s1").release()
 
     def test_refusal_carries_retry_after_and_a_json_rpc_error(self) -> None:
         limits = StreamLimits(max_streams=10, max_per_user=1)
-        limits.acquire(("i", "alice"))
-        with self.assertRaises(StreamLimitReached) as caught:
-            limits.acquire(("i", "alice"))
-        refusal = stream_limit_refusal(caught.exception, "L1")
+        self.acquire(limits, ("i", "alice"))
+        refusal = stream_limit_refusal(self.refused(limits, ("i", "alice")), "L1")
         self.assertEqual(refusal.status, 429)
         self.assertEqual(refusal.headers, {b"Retry-After": b"10"})
         self.assertEqual(refusal.request_id, "L1")

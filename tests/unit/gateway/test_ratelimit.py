@@ -115,7 +115,8 @@ class LimiterTests(SynchronousTestCase):
         third = outcome(limits.enter(ALICE))
         second.release()
         third.release()
-        self.assertEqual(sum(v for k, v in limits.in_flight.items() if "sub" in k), 1)  # bob's
+        counts = limits.local.in_flight
+        self.assertEqual(sum(v for k, v in counts.items() if "sub" in k), 1)  # bob's
 
     def test_a_reload_keeps_unchanged_buckets_and_starts_changed_ones_afresh(self) -> None:
         rule = LimitRule(per="sub", rate=Rate(1, 60.0))
@@ -216,7 +217,7 @@ class GatewayLimitTests(GatewayTestCase):
     @run
     async def test_in_flight_is_released_on_success_error_and_hang_up(self) -> None:
         session = await self.start_limited(LimitRule(per="sub", in_flight=1))
-        counts = self.service.gateway.limiter.in_flight
+        counts = self.service.gateway.limiter.local.in_flight
         self.alpha.hold = Deferred()
         held = await self.stream_call(session, 1, {"name": "alpha__progress"})
         response, body = await self.post(call(2), session)
@@ -272,6 +273,16 @@ class LimitReloadTests(GatewayTestCase):
         self.assertIs(self.service.gateway.calls.limiter, limiter)
         self.assertEqual((await self.post(call(3), session))[0].code, 200)
         self.assertEqual(limiter.store_errors, 1)
+        # The same Redis, other settings: the store (and the leases it holds) is kept.
+        self.write(
+            "limits:\n  redis_url: redis://127.0.0.1:1\n  redis_timeout: 1s\n"
+            "  lease_ttl: 5s\n" + rule
+        )
+        self.reload()
+        self.assertIs(self.service.gateway.limiter, limiter)
+        store = limiter.store
+        assert isinstance(store, RedisBuckets)
+        self.assertEqual((store.timeout, store.lease_ttl), (1.0, 5.0))
         # No limits at all.
         self.write("")
         self.reload()

@@ -1,26 +1,41 @@
 """The Redis bucket store against a fake RESP2 server in memory (iosim): the script by
-``EVALSHA`` then ``EVAL`` on ``NOSCRIPT``, bounded waits, fail-open and fail-closed."""
+``EVALSHA`` then ``EVAL`` on ``NOSCRIPT``, bounded waits, fail-open and fail-closed, and
+in-flight leases shared by two processes' stores (taken, released, renewed, expired)."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
-from aigw.gateway.ratelimit import Bucket, Limiter, Permit, RateLimited, StoreUnavailable, Taken
+from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate, RedisAddress
+from aigw.gateway import redis_buckets
+from aigw.gateway.limits import StreamLimitReached, StreamLimits, UserKey
+from aigw.gateway.ratelimit import (
+    NO_PERMIT,
+    Bucket,
+    Limiter,
+    Permit,
+    RateLimited,
+    Slot,
+    StoreUnavailable,
+    Taken,
+)
 from aigw.gateway.redis_buckets import (
+    LEASE_SHA,
     RECONNECT_DELAY,
     TAKE_SHA,
+    Lease,
     RedisBuckets,
     _Incomplete,
     _parse,
     encode,
+    script_id,
 )
 from aigw.principal import Principal
+from aigw.web.respond import stream_limit_refusal
 from tests.unit.memory import MemoryNetwork, run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
@@ -48,13 +63,17 @@ class FakeRedisConnection(Protocol):
 
 
 class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA; answers the script with ``reply``."""
+    """Knows AUTH, SELECT, EVAL and EVALSHA.  The take script's buckets answer ``reply``;
+    its bounds and the lease script act on ``leases`` (key -> member -> expiry in ms), on
+    the test's clock, as the scripts do in a real Redis (tests/e2e/test_shared_limits.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
         self.commands: list[list[bytes]] = []
         self.scripts: set[bytes] = set()
         self.reply = b"*2\r\n:0\r\n:0\r\n"
         self.silent = False
+        self.leases: dict[bytes, dict[bytes, int]] = {}
 
     def buildProtocol(self, addr: Any) -> Protocol:
         return FakeRedisConnection(self)
@@ -63,16 +82,54 @@ class FakeRedis(Factory):
         if self.silent:
             return None
         name = command[0].upper()
-        if name == b"EVALSHA":
-            if command[1] not in self.scripts:
+        if name in (b"EVAL", b"EVALSHA"):
+            sha = command[1] if name == b"EVALSHA" else script_id(command[1])
+            if sha not in self.scripts and name == b"EVALSHA":
                 return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
-            return self.reply
-        if name == b"EVAL":
-            self.scripts.add(hashlib.sha1(command[1]).hexdigest().encode())  # noqa: S324
-            return self.reply
+            self.scripts.add(sha)
+            count = int(command[2])
+            keys, argv = command[3 : 3 + count], command[3 + count :]
+            return self.renew(keys, argv) if sha == LEASE_SHA else self.take(keys, argv)
         if name in (b"AUTH", b"SELECT"):
             return b"+OK\r\n"
         return b"-ERR unknown command\r\n"
+
+    def now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def take(self, keys: list[bytes], argv: list[bytes]) -> bytes:
+        buckets = int(argv[0])
+        if buckets and self.reply != b"*2\r\n:0\r\n:0\r\n":
+            return self.reply
+        member, ttl, now = argv[1], int(argv[2]), self.now_ms()
+        bounds = [int(bound) for bound in argv[3 + 2 * buckets :]]
+        for index, (key, bound) in enumerate(zip(keys[buckets:], bounds, strict=True)):
+            held = self.leases.setdefault(key, {})
+            for expired in [m for m, expiry in held.items() if expiry <= now]:
+                del held[expired]
+            if len(held) >= bound:
+                return b"*2\r\n:%d\r\n:0\r\n" % (buckets + index + 1)
+        for key in keys[buckets:]:
+            self.leases[key][member] = now + ttl
+        return b"*2\r\n:0\r\n:0\r\n"
+
+    def renew(self, keys: list[bytes], argv: list[bytes]) -> bytes:
+        ttl = int(argv[0])
+        for key, member in zip(keys, argv[1:], strict=True):
+            if ttl:
+                self.leases.setdefault(key, {})[member] = self.now_ms() + ttl
+            else:
+                self.leases.get(key, {}).pop(member, None)
+        return b":%d\r\n" % len(keys)
+
+    def held(self) -> int:
+        """Leases not expired, in every key."""
+        now = self.now_ms()
+        return sum(expiry > now for held in self.leases.values() for expiry in held.values())
+
+    def sent(self, sha: bytes) -> int:
+        """Script calls by ``EVALSHA`` with this id."""
+        return sum(1 for c in self.commands if c[0] == b"EVALSHA" and c[1] == sha)
 
 
 class ParserTests(SynchronousTestCase):
@@ -90,7 +147,7 @@ class RedisBucketsTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.network = MemoryNetwork()
         self.reactor = self.network.reactor
-        self.redis = FakeRedis()
+        self.redis = FakeRedis(self.reactor)
         self.port = self.network.serve(self.redis)
 
     def store(self, port: int | None = None, **address: Any) -> RedisBuckets:
@@ -108,16 +165,19 @@ class RedisBucketsTests(SynchronousTestCase):
         names = [c[0] for c in self.redis.commands]
         self.assertEqual(names, [b"AUTH", b"SELECT", b"EVALSHA", b"EVAL", b"EVALSHA"])
         evalsha = self.redis.commands[2]
-        self.assertEqual(evalsha[1:], [TAKE_SHA, b"1", BUCKET.key.encode(), b"5.0", b"5"])
+        # One bucket, no lease (no bound applies), 30 s leases, the bucket's rate and size.
+        argv = [b"1", b"", b"30000", b"5.0", b"5"]
+        self.assertEqual(evalsha[1:], [TAKE_SHA, b"1", BUCKET.key.encode(), *argv])
 
     @run
     async def test_a_silent_redis_is_unavailable_within_the_timeout(self) -> None:
         store = self.store()
         self.redis.silent = True
         started = self.reactor.seconds()
-        with self.assertRaises(StoreUnavailable):
+        with self.assertRaises(StoreUnavailable) as caught:
             await store.take([BUCKET])
         self.assertAlmostEqual(self.reactor.seconds() - started, 0.05)
+        self.assertEqual(str(caught.exception), "no answer from Redis within 0.05 s")
         self.redis.silent = False  # the next request opens a fresh connection
         self.assertEqual(await store.take([BUCKET]), Taken(None))
 
@@ -167,12 +227,216 @@ class RedisBucketsTests(SynchronousTestCase):
             await limiter.enter(ALICE)
         self.assertEqual((caught.exception.limit, caught.exception.retry_after), ("sub:0", 3))
 
-    def limiter(self, on_error: Any) -> Limiter:
+    def limiter(self, on_error: OnRedisError, *rules: LimitRule, ttl: float = 30.0) -> Limiter:
+        """A limiter on its own store (one process's), wired as ``build_limiter`` does."""
         config = LimitsConfig(
-            on_redis_error=on_error, rules=(LimitRule(per="sub", rate=Rate(5, 1.0)),)
+            on_redis_error=on_error, rules=rules or (LimitRule(per="sub", rate=Rate(5, 1.0)),)
         )
-        limiter = Limiter(config, self.reactor, self.store())
+        limiter = Limiter(config, self.reactor)
+        store = self.store()
+        store.lease_ttl, store.failed = ttl, limiter.store_failed
+        limiter.store = store
         return limiter
+
+
+IN_FLIGHT_2 = LimitRule(per="sub", in_flight=2)
+
+
+class LeaseTests(RedisBucketsTests):
+    """``in_flight`` with ``limits.redis_url``: each limiter is one process's."""
+
+    def lease_calls(self) -> list[list[bytes]]:
+        return [c for c in self.redis.commands if c[0] == b"EVALSHA" and c[1] == LEASE_SHA]
+
+    @run
+    async def test_a_bound_holds_across_processes_and_a_release_frees_a_place(self) -> None:
+        one, two = self.limiter("open", IN_FLIGHT_2), self.limiter("open", IN_FLIGHT_2)
+        first = await one.enter(ALICE)
+        second = await two.enter(ALICE)
+        self.assertIsInstance(first, Lease)
+        with self.assertRaises(RateLimited) as caught:
+            await one.enter(ALICE)
+        refused = caught.exception
+        self.assertEqual((refused.status, refused.limit, refused.retry_after), (429, "sub:0", 1))
+        self.assertIn("at most 2 per sub", refused.message)
+        bob = await two.enter(Principal("https://as", "bob", "app", frozenset(), {}, None, None))
+        first.release()
+        first.release()  # once
+        await self.network.settle()
+        self.assertEqual(len(self.lease_calls()), 1)
+        (release,) = self.lease_calls()
+        self.assertEqual((release[2], release[4]), (b"1", b"0"))  # one key, removed
+        third = await two.enter(ALICE)
+        self.assertEqual(self.redis.held(), 3)
+        for permit in (second, third, bob):
+            permit.release()
+        await self.network.settle()
+        self.assertEqual(self.redis.held(), 0)
+
+    @run
+    async def test_leases_are_renewed_while_held_and_expire_once_their_process_is_gone(
+        self,
+    ) -> None:
+        one, two = self.limiter("open", IN_FLIGHT_2, ttl=3.0), self.limiter("open", IN_FLIGHT_2)
+        held = [await one.enter(ALICE), await one.enter(ALICE)]
+        await self.network.sleep(10.0)  # three times the lease: renewed every second
+        self.assertEqual(self.redis.held(), 2)
+        renewals = self.lease_calls()
+        self.assertGreaterEqual(len(renewals), 9)
+        self.assertEqual(renewals[0][2], b"2")  # both leases in one call
+        self.assertEqual(renewals[0][5], b"3000")
+        self.assertEqual(len(renewals[0]), 3 + 2 + 1 + 2)
+        with self.assertRaises(RateLimited):
+            await two.enter(ALICE)
+        # The process dies: nobody renews nor releases its leases.
+        assert isinstance(one.store, RedisBuckets)
+        one.store.leases.clear()
+        await self.network.sleep(3.0)
+        self.assertIsInstance(await two.enter(ALICE), Lease)
+        del held
+
+    @run
+    async def test_renewals_and_the_last_release_go_in_batches(self) -> None:
+        self.patch(redis_buckets, "RENEW_BATCH", 2)
+        limiter = self.limiter("open", LimitRule(per="sub", in_flight=5), ttl=3.0)
+        for _ in range(3):
+            await limiter.enter(ALICE)
+        await self.network.sleep(1.0)  # one renewal: 3 leases, 2 at a time
+        await self.network.settle()
+        self.assertEqual([c[2] for c in self.lease_calls()], [b"2", b"1"])
+        await limiter.close()
+        self.assertEqual([c[2] for c in self.lease_calls()][2:], [b"2", b"1"])
+        self.assertEqual(self.redis.held(), 0)
+
+    @run
+    async def test_no_round_trip_when_no_bound_applies(self) -> None:
+        limiter = self.limiter("open", LimitRule(per="backend", match="kiwi", in_flight=1))
+        permit = await limiter.enter(ALICE)  # backend rules count calls once routed only
+        self.assertIs(permit, NO_PERMIT)
+        self.assertIs(await limiter.route(ALICE, "other", "other__t"), NO_PERMIT)
+        permit.release()
+        await self.network.settle()
+        self.assertEqual(self.redis.commands, [])
+        routed = await limiter.route(ALICE, "kiwi", "kiwi__t")
+        self.assertIsInstance(routed, Lease)
+        self.assertEqual(len(self.redis.commands), 2)  # EVALSHA, then EVAL (NOSCRIPT)
+
+    @run
+    async def test_buckets_and_bounds_are_taken_in_one_call(self) -> None:
+        limiter = self.limiter("open", LimitRule(per="sub", rate=Rate(5, 1.0)), IN_FLIGHT_2)
+        await limiter.enter(ALICE)
+        await limiter.enter(ALICE)
+        calls = [c for c in self.redis.commands if c[0] == b"EVALSHA" and c[1] == TAKE_SHA]
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(calls[1][2], b"2")  # two keys: the bucket's and the bound's
+        number, member, ttl, rate = calls[1][5:9]
+        self.assertEqual((number, ttl, rate), (b"1", b"30000", b"5.0"))
+        self.assertRegex(member, rb"^[0-9a-f]{16}:2$")  # this store's, its second
+        self.assertEqual(calls[1][-1], b"2")  # the bound
+
+    @run
+    async def test_a_release_that_fails_is_reported_and_left_to_expire(self) -> None:
+        limiter = self.limiter("closed", IN_FLIGHT_2, ttl=3.0)
+        permit = await limiter.enter(ALICE)
+        self.redis.silent = True
+        permit.release()  # returns at once, raises nothing
+        await self.network.sleep(0.1)
+        self.assertEqual(limiter.store_errors, 1)
+        self.redis.silent = False
+        await self.network.sleep(3.0)
+        self.assertEqual(self.redis.held(), 0)  # expired in Redis, not renewed
+        self.assertEqual(len(self.lease_calls()), 1)
+
+    @run
+    async def test_redis_down_with_a_bound_fails_open_or_closed(self) -> None:
+        self.redis.silent = True
+        opened, closed = self.limiter("open", IN_FLIGHT_2), self.limiter("closed", IN_FLIGHT_2)
+        for _ in range(3):  # no bound while Redis cannot count: allowed, nothing to release
+            self.assertIs(await opened.enter(ALICE), NO_PERMIT)
+        with self.assertRaises(RateLimited) as caught:
+            await closed.enter(ALICE)
+        self.assertEqual(
+            (caught.exception.status, caught.exception.limit), (503, "limits.redis_url")
+        )
+        self.assertEqual((opened.store_errors, closed.store_errors), (3, 1))
+
+    @run
+    async def test_closing_gives_the_places_back(self) -> None:
+        limiter = self.limiter("open", IN_FLIGHT_2)
+        permit = await limiter.enter(ALICE)
+        await limiter.enter(ALICE)
+        await limiter.close()
+        self.assertEqual(self.redis.held(), 0)
+        (given_back,) = self.lease_calls()
+        self.assertEqual(given_back[2], b"2")  # both leases, in one call
+        permit.release()  # after close: nothing more is sent
+        await self.network.settle()
+        self.assertEqual(len(self.lease_calls()), 1)
+        with self.assertRaises(StoreUnavailable):
+            await limiter.store.take([], [Slot("k", 1)])
+
+
+class StreamLeaseTests(RedisBucketsTests):
+    """``sessions.max_streams_per_user`` and one GET stream per session, with
+    ``limits.redis_url``: two processes' stream limits over one Redis."""
+
+    def streams(self, on_error: OnRedisError = "open", total: int = 10) -> StreamLimits:
+        limiter = self.limiter(on_error)
+        return StreamLimits(total, 2, lambda: limiter)
+
+    async def refused(
+        self, limits: StreamLimits, user: UserKey, session: str | None = None
+    ) -> StreamLimitReached:
+        with self.assertRaises(StreamLimitReached) as caught:
+            await limits.acquire(user, session)
+        return caught.exception
+
+    @run
+    async def test_a_sessions_get_stream_and_a_users_streams_are_bounded_in_all(self) -> None:
+        one, two = self.streams(), self.streams()
+        alice = ("https://as", "alice")
+        get = await one.acquire(alice, "s1")
+        self.assertIsInstance(get.permit, Lease)
+        second_get = await self.refused(two, alice, "s1")  # on another process
+        self.assertEqual((second_get.status, second_get.key), (409, "session"))
+        listen = await two.acquire(alice)
+        user = await self.refused(one, alice)  # one on each process: 2 in all
+        self.assertEqual((user.status, user.key), (429, "sessions.max_streams_per_user"))
+        self.assertEqual((one.total, two.total), (1, 1))  # a refusal kept no count
+        await two.acquire(("https://as", "bob"))
+        get.release()
+        get.release()
+        await self.network.settle()
+        again = await two.acquire(alice, "s1")
+        self.assertEqual((one.total, two.total), (0, 3))
+        for slot in (listen, again):
+            slot.release()
+        await self.network.settle()
+        self.assertEqual(self.redis.held(), 1)  # bob's
+
+    @run
+    async def test_the_process_bound_is_checked_here_first(self) -> None:
+        limits = self.streams(total=1)
+        await limits.acquire(("https://as", "alice"))
+        sent = len(self.redis.commands)
+        total = await self.refused(limits, ("https://as", "bob"))
+        self.assertEqual((total.status, total.key), (503, "server.max_streams"))
+        self.assertEqual(len(self.redis.commands), sent)
+
+    @run
+    async def test_redis_down_falls_back_to_this_process_or_refuses(self) -> None:
+        self.redis.silent = True
+        alice = ("https://as", "alice")
+        opened, other = self.streams("open"), self.streams("open")
+        await opened.acquire(alice, "s1")
+        here = await self.refused(opened, alice, "s1")  # this process's counts decide
+        self.assertEqual(here.status, 409)
+        await other.acquire(alice, "s1")  # which cannot see the other process's stream
+        closed = await self.refused(self.streams("closed"), alice)
+        self.assertEqual((closed.status, closed.key), (503, "limits.redis_url"))
+        refusal = stream_limit_refusal(closed)
+        self.assertEqual(refusal.to_error()["data"], {"limit": "limits.redis_url"})
+        self.assertEqual(refusal.headers, {b"Retry-After": b"10"})
 
 
 class RedisOverTLSTests(PrivateCATestCase):
@@ -181,7 +445,7 @@ class RedisOverTLSTests(PrivateCATestCase):
     then the limiter's ``on_redis_error``), never a plaintext fallback."""
 
     def store(self, ca: CA) -> tuple[RedisBuckets, FakeRedis]:
-        redis = FakeRedis()
+        redis = FakeRedis(self.reactor)
         tls = TLSMemoryBIOFactory(ca.certificate.options(), False, redis, clock=self.reactor)
         address = RedisAddress("127.0.0.1", self.network.serve(tls), tls=True)
         store = RedisBuckets(address, self.reactor, 0.05, ca_file=self.backend_ca.file)
