@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from typing import Literal, get_args
-from urllib.parse import unquote, urlsplit
 
 import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
 from aigw.config.fields import read_as, required, section_of
+from aigw.config.redis import RedisAddress, redis_url, with_redis_trust
 
 Per = Literal["sub", "client", "backend", "tool"]
 OnRedisError = Literal["open", "closed"]
@@ -52,47 +52,6 @@ def rate(ctx: cp.Context, path: str, node: cp.Node) -> Rate | None:
         )
         return None
     return Rate(int(match.group(1)), _PERIODS[match.group(2)])
-
-
-#: The URL schemes of ``redis_url``: whether the connection is TLS.
-REDIS_SCHEMES = {"redis": False, "rediss": True}
-
-
-@attrs.frozen
-class RedisAddress:
-    """Where the shared buckets live: ``redis[s]://[[user]:password@]host[:port][/db]``
-    (``rediss``: TLS, the scheme Redis's own clients use for it)."""
-
-    host: str
-    port: int = 6379
-    db: int = 0
-    username: str | None = attrs.field(default=None, repr=False)
-    password: str | None = attrs.field(default=None, repr=False)
-    tls: bool = False
-
-
-def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
-    text = cp.as_nonempty_str(ctx, path, node)
-    if text is None:
-        return None
-    try:
-        parts = urlsplit(text)
-        port = parts.port or 6379
-        db_text = parts.path.lstrip("/")
-        if parts.scheme not in REDIS_SCHEMES or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError
-        db = int(db_text) if db_text else 0
-    except ValueError:
-        ctx.report(path, node, "expected redis[s]://[:password@]host[:port][/db]")
-        return None
-    return RedisAddress(
-        parts.hostname,
-        port,
-        db,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password is not None else None,
-        REDIS_SCHEMES[parts.scheme],
-    )
 
 
 @attrs.frozen
@@ -151,17 +110,5 @@ class LimitsConfig:
     rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))
 
 
-_read_limits = section_of(LimitsConfig)
-
-
-def limits_section(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
-    """``limits``, with what its keys say together: ``redis_ca_file`` is the trust of
-    a TLS connection, so it goes with a ``rediss://`` ``redis_url``."""
-    limits = _read_limits(ctx, path, node)
-    if limits is None or limits.redis_ca_file is None:
-        return limits
-    if limits.redis_url is None or not limits.redis_url.tls:
-        where = f"{path}.redis_ca_file"
-        ctx.report(where, cp.value_node(node, "redis_ca_file"), "goes with a rediss:// redis_url")
-        return None
-    return limits
+#: ``limits``, with ``redis_ca_file`` only beside a ``rediss://`` ``redis_url``.
+limits_section = with_redis_trust(section_of(LimitsConfig))

@@ -7,18 +7,12 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, TimeoutError, ensureDeferred
 
-from aigw.config.limits import LimitsConfig, RedisAddress
+from aigw.config.limits import LimitsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.gateway.ratelimit import StoreUnavailable
 from aigw.gateway.redis_buckets import RedisBuckets, RedisError
 
 CHECK = "limits store"
-
-
-def _where(address: RedisAddress) -> str:
-    """The URL without its credentials."""
-    scheme = "rediss" if address.tls else "redis"
-    return f"{scheme}://{address.host}:{address.port}/{address.db}"
 
 
 async def check_limits_store(
@@ -28,7 +22,7 @@ async def check_limits_store(
     address = limits.redis_url
     if address is None:
         return None
-    where = _where(address)
+    where = str(address)  # without its credentials
     store = RedisBuckets(address, reactor, time_limit, ca_file=limits.redis_ca_file)
     checking = ensureDeferred(store.check())
     checking.addTimeout(time_limit, reactor)

@@ -28,7 +28,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from aigw import tls
-from aigw.config.limits import RedisAddress
+from aigw.config.redis import RedisAddress
 from aigw.gateway.ratelimit import Bucket, StoreUnavailable, Taken
 
 #: Seconds without a new connection attempt after one failed.

@@ -10,7 +10,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.config.limits import LimitRule, LimitsConfig, Rate
+from aigw.config.redis import RedisAddress
 from aigw.gateway.ratelimit import Bucket, Limiter, Permit, RateLimited, StoreUnavailable, Taken
 from aigw.gateway.redis_buckets import (
     RECONNECT_DELAY,

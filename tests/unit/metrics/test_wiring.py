@@ -10,7 +10,8 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 
 from aigw.config import MetricsConfig
-from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.config.limits import LimitRule, LimitsConfig, Rate
+from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
