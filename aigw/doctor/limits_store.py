@@ -10,7 +10,8 @@ from twisted.internet.defer import CancelledError, TimeoutError, ensureDeferred
 from aigw.config.limits import LimitsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.gateway.ratelimit import StoreUnavailable
-from aigw.gateway.redis_buckets import RedisBuckets, RedisError
+from aigw.gateway.redis_buckets import RedisBuckets
+from aigw.gateway.redis_client import RedisError
 
 CHECK = "limits store"
 

@@ -3,88 +3,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.config.redis import RedisAddress
 from aigw.gateway.ratelimit import Bucket, Limiter, Permit, RateLimited, StoreUnavailable, Taken
-from aigw.gateway.redis_buckets import (
-    RECONNECT_DELAY,
-    TAKE_SHA,
-    RedisBuckets,
-    _Incomplete,
-    _parse,
-    encode,
-)
+from aigw.gateway.redis_buckets import TAKE_SHA, RedisBuckets
+from aigw.gateway.redis_client import RECONNECT_DELAY
 from aigw.principal import Principal
+from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.memory import MemoryNetwork, run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
 BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
-
-
-class FakeRedisConnection(Protocol):
-    def __init__(self, server: FakeRedis) -> None:
-        self.server = server
-        self.buffer = bytearray()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            parsed = _parse(self.buffer, 0)
-            if isinstance(parsed, _Incomplete):
-                return
-            command, after = parsed
-            del self.buffer[:after]
-            self.server.commands.append(command)
-            reply = self.server.answer(command)
-            if reply is not None and self.transport is not None:
-                self.transport.write(reply)
-
-
-class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA; answers the script with ``reply``."""
-
-    def __init__(self) -> None:
-        self.commands: list[list[bytes]] = []
-        self.scripts: set[bytes] = set()
-        self.reply = b"*2\r\n:0\r\n:0\r\n"
-        self.silent = False
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        return FakeRedisConnection(self)
-
-    def answer(self, command: list[bytes]) -> bytes | None:
-        if self.silent:
-            return None
-        name = command[0].upper()
-        if name == b"EVALSHA":
-            if command[1] not in self.scripts:
-                return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
-            return self.reply
-        if name == b"EVAL":
-            self.scripts.add(hashlib.sha1(command[1]).hexdigest().encode())  # noqa: S324
-            return self.reply
-        if name in (b"AUTH", b"SELECT"):
-            return b"+OK\r\n"
-        return b"-ERR unknown command\r\n"
-
-
-class ParserTests(SynchronousTestCase):
-    def test_replies_whole_and_in_pieces(self) -> None:
-        reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n+OK\r\n"
-        self.assertEqual(_parse(bytearray(reply), 0), ([1, b"abc", [None, "OK"]], len(reply)))
-        for cut in range(1, len(reply)):
-            self.assertIsInstance(_parse(bytearray(reply[:cut]), 0), _Incomplete)
-
-    def test_commands_are_arrays_of_bulk_strings(self) -> None:
-        self.assertEqual(encode(b"GET", "k", 5), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n")
 
 
 class RedisBucketsTests(SynchronousTestCase):
