@@ -344,6 +344,7 @@ class GatewayService(MultiService):
         codec = self.gateway.sessions.codec
         ended = EndedSessions(codec, sessions.redis_url, self.reactor, sessions.redis_ca_file)
         self.gateway.sessions.share_end = ended.announce
+        self.readiness.add("ended_sessions", ended.unready)
         ended.setServiceParent(self)  # type: ignore[no-untyped-call]
         return ended
 

@@ -147,6 +147,9 @@ class EndedSessions(Service):
         self._subscription = _Subscription(
             address, clock, self._message, self._connection_lost, connect, ca_file
         )
+        #: The first subscription and catch-up were tried (succeeded or failed): until
+        #: then a process just started may not know the ids ended before it.
+        self.tried = False
         self._following: Deferred[None] | None = None
         #: The loop's wait, and whether a lost connection ends it (a heartbeat's does,
         #: a backoff's does not).
@@ -199,6 +202,7 @@ class EndedSessions(Service):
                 protocol = await self._bounded(self._subscription._connection())
                 await self._bounded(protocol.command(b"SUBSCRIBE", CHANNEL))
                 caught_up = await self._catch_up()
+                self.tried = True
                 self.log.info(
                     "following ended sessions at {where}: {count} ended elsewhere meanwhile",
                     where=str(self.address),
@@ -215,6 +219,7 @@ class EndedSessions(Service):
                 if not self.running:
                     return
                 self._failed(error, "following ended sessions")
+                self.tried = True
                 self._subscription._drop()
                 await self._sleep(backoff, until_lost=False)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -244,6 +249,12 @@ class EndedSessions(Service):
             if cursor == b"0":
                 break
         return found
+
+    def unready(self) -> str | None:
+        """For /readyz: a process starts serving once it has tried to catch up, so a
+        balancer that waits for it sends it no id ended before it started; a Redis
+        that fails does not keep it out (its ends stay where they happen)."""
+        return None if self.tried else "catching up on sessions ended elsewhere"
 
     # -- waiting and failing ---------------------------------------------------------
 

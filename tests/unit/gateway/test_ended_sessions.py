@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
+from aigw.gateway import ended_sessions
 from aigw.gateway.ended_sessions import (
     HEARTBEAT,
     KEY_PREFIX,
@@ -99,12 +100,26 @@ class EndedSessionsTests(SynchronousTestCase):
         self.redis.keys[KEY_PREFIX + b"not-hex"] = (b"1", None)
         self.redis.keys[b"aigw:rl:0:sub:ab"] = (b"1", None)
         await self.network.settle()
-        late, _ = self.process()
+        late, ended_late = self.process()
+        self.assertEqual(ended_late.unready(), "catching up on sessions ended elsewhere")
         await self.network.settle()
+        self.assertIsNone(ended_late.unready())
         self.assertEnded(late, session_id)
         self.assertEqual(len(late._ended), 31)
         scans = [c for c in self.redis.commands if c[0] == b"SCAN"]
         self.assertEqual(scans[-1][2:], [b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1000"])
+
+    @run
+    async def test_the_catch_up_pages_and_stops_at_the_codecs_bound(self) -> None:
+        self.patch(ended_sessions, "SCAN_COUNT", 7)
+        self.patch(ended_sessions, "ENDED_MAX", 20)
+        for n in range(50):
+            self.redis.keys[KEY_PREFIX + b"%064x" % n] = (b"1", self.reactor.seconds() + 60)
+        codec, _ = self.process()
+        await self.network.settle()
+        self.assertEqual(len(codec._ended), 20)
+        self.assertEqual(self.redis.names().count(b"SCAN"), 3)  # 7 + 7 + 6 of them
+        self.assertEqual(self.redis.names().count(b"PTTL"), 20)
 
     @run
     async def test_redis_down_ends_locally_counts_and_catches_up_once_back(self) -> None:
@@ -121,6 +136,9 @@ class EndedSessionsTests(SynchronousTestCase):
         self.assertEqual(b.open(session_id, ISSUER, "alice").subject, "alice")  # not told yet
         self.assertGreaterEqual(ended_a.failures, 2)  # the subscription, and the end
         self.assertGreaterEqual(ended_b.failures, 1)
+        _, ended_c = self.process()  # started while Redis is down: ready once it tried
+        await self.network.settle()
+        self.assertIsNone(ended_c.unready())
         # Someone else told Redis meanwhile (here: by hand); once it is back, b catches up.
         other_id, other_state = self.session(a)
         told = a.end(other_id, other_state)
