@@ -20,8 +20,10 @@ Ordinary requests never touch Redis.  When Redis fails, a DELETE still ends its
 session in its process; the failure is counted (``aigw_session_store_failures_total``)
 and logged at most every ``STORE_LOG_INTERVAL``; the subscription is made again with a
 backoff from ``RECONNECT_DELAY`` to ``MAX_BACKOFF``, and a ``PING`` every
-``HEARTBEAT`` notices a connection that died silently.  Every Redis call is bounded by
-``TIMEOUT``.
+``HEARTBEAT`` notices a connection that died silently.  The ends Redis did not take are
+told again once the subscription is back (at most ``UNTOLD_MAX``), so the others learn
+of them late rather than never (while their process lives).  Every Redis call is
+bounded by ``TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from aigw.gateway.redis_client import (
     RedisConnection,
     RESPProtocol,
 )
+from aigw.lru import LRU
 from aigw.sealed.session_id import ENDED_MAX, Ended, SessionCodec
 
 CHANNEL = b"aigw:ended"
@@ -61,6 +64,8 @@ TIMEOUT = 5.0
 HEARTBEAT = 15.0
 #: The longest wait before subscribing again after a failure.
 MAX_BACKOFF = 30.0
+#: Ends Redis did not take, kept to be told again (beyond: the oldest are not).
+UNTOLD_MAX = 10_000
 _DIGEST_HEX = 64
 
 
@@ -143,6 +148,8 @@ class EndedSessions(Service):
         self.failures = 0
         self._logged = 0
         self._last_log = -math.inf
+        #: Ends this process could not tell, by digest: when they expire.
+        self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
         self._commands = RedisConnection(address, clock, TIMEOUT, connect, ca_file)
         self._subscription = _Subscription(
             address, clock, self._message, self._connection_lost, connect, ca_file
@@ -158,16 +165,26 @@ class EndedSessions(Service):
     # -- this process's ends ---------------------------------------------------
 
     def announce(self, ended: Ended) -> None:
-        """Tell the others of a DELETE, in the background: the request does not wait."""
+        """Tell the others of a DELETE, in the background: the request does not wait.
+        An end Redis did not take is told again once the subscription is made again."""
         message = announcement(ended, self.clock.seconds())
         if message is None or not self.running:
             return
         announcing = ensureDeferred(self._announce(message))
         announcing.addTimeout(TIMEOUT, self.clock)
-        announcing.addErrback(self._announce_failed)
+        announcing.addErrback(self._announce_failed, ended)
 
-    def _announce_failed(self, failure: Failure) -> None:
+    def _announce_failed(self, failure: Failure, ended: Ended) -> None:
+        self._untold.put(ended.digest, ended.expires)
         self._failed(failure.value or Exception(), "telling an end")
+
+    def _tell_untold(self) -> int:
+        """The ends Redis did not take, told again (those not expired meanwhile)."""
+        digests = self._untold.keys()
+        untold = [Ended(digest, self._untold.pop(digest) or 0.0) for digest in digests]
+        for ended in untold:
+            self.announce(ended)
+        return len(untold)
 
     async def _announce(self, message: bytes) -> None:
         protocol = await self._commands._connection()
@@ -204,9 +221,11 @@ class EndedSessions(Service):
                 caught_up = await self._catch_up()
                 self.tried = True
                 self.log.info(
-                    "following ended sessions at {where}: {count} ended elsewhere meanwhile",
+                    "following ended sessions at {where}: {count} ended elsewhere meanwhile, "
+                    "{untold} ended here told again",
                     where=str(self.address),
                     count=caught_up,
+                    untold=self._tell_untold(),
                 )
                 backoff = RECONNECT_DELAY
                 while self.running and not protocol.lost:

@@ -6,7 +6,8 @@ The id is refused by the others once they hear of it (pub/sub: a short bounded w
 by a process started after the DELETE (its catch-up from the ``aigw:ended:*`` keys,
 before /readyz says ready), while a session not deleted keeps working everywhere.  With
 Redis stopped, a DELETE still ends the session where it was served, the failure is
-counted and logged, and once Redis is back the processes subscribe again by themselves.
+counted and logged, and once Redis is back the processes subscribe again by themselves
+and the end Redis missed is told then.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ def test_with_redis_down_a_delete_ends_its_session_where_it_was_served(
         subscribed = "following ended sessions at"
         for gateway in (first, second):
             assert until(lambda g=gateway: g.process.log().count(subscribed) >= 2, 60.0)
+        # The end Redis missed was told again; a new DELETE is told as usual.
+        assert until(lambda: status(second, lost) == 404), second.process.log_tail()
         assert send(first, later, method="DELETE").status_code in (200, 204)
         assert until(lambda: status(second, later) == 404), second.process.log_tail()
     finally:

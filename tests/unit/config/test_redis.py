@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from aigw.config import parse_config
+import attrs
+
+from aigw.config import SessionsConfig, parse_config
 from aigw.config.redis import RedisAddress
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, uncomment_block
 
 
 class SessionsRedisTests(ConfigTestCase):
@@ -42,4 +44,19 @@ class SessionsRedisTests(ConfigTestCase):
             "sessions.redis_url",
             9,
             "redis[s]://",
+        )
+
+    def test_the_examples_commented_sessions_block_reads_with_the_defaults(self) -> None:
+        """etc/aigw/aigw.yaml: the sessions block, uncommented (its key file made, its
+        CA file, which goes with rediss:// only, left out), states the defaults."""
+        key = self.directory() / "session.key"
+        key.write_bytes(b"s" * 32)
+        key.chmod(0o600)
+        block = uncomment_block("# sessions:").replace("/etc/aigw/session.key", str(key))
+        block = "\n".join(line for line in block.splitlines() if "redis_ca_file" not in line)
+        sessions = parse_config(MINIMAL + block + "\n", env={}).sessions
+        self.assertEqual(sessions.redis_url, RedisAddress("127.0.0.1", 6379, 0))
+        defaults = SessionsConfig()
+        self.assertEqual(
+            attrs.evolve(sessions, secret=None, redis_url=None, peer_url=None), defaults
         )

@@ -150,6 +150,8 @@ class EndedSessionsTests(SynchronousTestCase):
         self.redis.down = False
         await self.network.sleep(4 * RECONNECT_DELAY)
         self.assertEnded(b, other_id)
+        self.assertEnded(b, session_id)  # a told it again once subscribed again
+        self.assertEqual(len(ended_a._untold), 0)
         self.assertGreater(self.redis.names().count(b"SUBSCRIBE"), subscribed)
 
     @run
