@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, TimeoutError, ensureDeferred
-
 from aigw.config.limits import LimitsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
-from aigw.gateway.ratelimit import StoreUnavailable
+from aigw.doctor.redis_store import probe
 from aigw.gateway.redis_buckets import RedisBuckets
-from aigw.gateway.redis_client import RedisError
 
 CHECK = "limits store"
 
@@ -25,19 +22,13 @@ async def check_limits_store(
         return None
     where = str(address)  # without its credentials
     store = RedisBuckets(address, reactor, time_limit, ca_file=limits.redis_ca_file)
-    checking = ensureDeferred(store.check())
-    checking.addTimeout(time_limit, reactor)
-    try:
-        round_trip = await checking
-    except (StoreUnavailable, RedisError, TimeoutError, CancelledError, OSError) as error:
-        seen = str(error) or f"no answer within {time_limit:g} s"
+    round_trip = await probe(store.check, store.close, reactor, time_limit)
+    if isinstance(round_trip, str):
         if limits.on_redis_error == "open":
             meanwhile = "every request is let through unlimited (on_redis_error: open)"
         else:
             meanwhile = "every limited request is refused with 503 (on_redis_error: closed)"
-        return fail(CHECK, f"{where}: {seen}", f"make Redis reachable; meanwhile {meanwhile}")
-    finally:
-        await store.close()
+        return fail(CHECK, f"{where}: {round_trip}", f"make Redis reachable; meanwhile {meanwhile}")
     millis = round(round_trip * 1000, 1)
     if round_trip > limits.redis_timeout:
         budget = round(limits.redis_timeout * 1000, 1)

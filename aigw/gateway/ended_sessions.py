@@ -86,6 +86,14 @@ def digest_of(text: bytes) -> bytes | None:
         return None
 
 
+async def together(sent: list[Deferred[Any]]) -> list[Any]:
+    """The replies to commands sent together; a failure is the first one's, as itself."""
+    try:
+        return await gatherResults(sent, consumeErrors=True)
+    except FirstError as error:
+        error.subFailure.raiseException()
+
+
 class SubscriberProtocol(RESPProtocol):
     """A subscribed connection: published messages go to ``heard``; replies (to
     SUBSCRIBE, PING) answer their commands; ``lost`` is told when it goes."""
@@ -191,7 +199,7 @@ class EndedSessions(Service):
         digest, left = message.split(b" ")
         stored = protocol.command(b"SET", KEY_PREFIX + digest, b"1", b"PX", left)
         published = protocol.command(b"PUBLISH", CHANNEL, message)
-        await gatherResults([stored, published], consumeErrors=True)
+        await together([stored, published])
 
     # -- the others' -------------------------------------------------------------
 
@@ -259,7 +267,7 @@ class EndedSessions(Service):
                 if digest is not None and found + len(named) < ENDED_MAX:
                     named.append((key, digest))
             lives = await self._bounded(
-                gatherResults([protocol.command(b"PTTL", key) for key, _ in named])
+                ensureDeferred(together([protocol.command(b"PTTL", key) for key, _ in named]))
             )
             for (_, digest), left_ms in zip(named, lives, strict=True):
                 if isinstance(left_ms, int) and left_ms > 0:
@@ -274,6 +282,23 @@ class EndedSessions(Service):
         balancer that waits for it sends it no id ended before it started; a Redis
         that fails does not keep it out (its ends stay where they happen)."""
         return None if self.tried else "catching up on sessions ended elsewhere"
+
+    async def check(self) -> float:
+        """What ``aigw doctor`` asks of the store: each command the processes send, on
+        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE on one; SET, PUBLISH,
+        SCAN and PTTL on the other, for a probe end no session id has (the all-zero
+        digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
+        or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
+        subscriber = await self._subscription._connection()
+        await subscriber.command(b"SUBSCRIBE", CHANNEL)
+        protocol = await self._commands._connection()
+        probe = bytes(32).hex().encode("ascii")
+        await self._announce(probe + b" 1")
+        await protocol.command(b"SCAN", b"0", b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1")
+        await protocol.command(b"PTTL", KEY_PREFIX + probe)
+        started = self.clock.seconds()
+        await protocol.command(b"PING")
+        return float(self.clock.seconds() - started)
 
     # -- waiting and failing ---------------------------------------------------------
 
@@ -300,8 +325,6 @@ class EndedSessions(Service):
 
     def _failed(self, error: BaseException, doing: str) -> None:
         """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
-        if isinstance(error, FirstError) and error.subFailure.value is not None:
-            error = error.subFailure.value  # of commands sent together: the first one's
         self.failures += 1
         now = self.clock.seconds()
         if now - self._last_log < STORE_LOG_INTERVAL:
@@ -322,10 +345,11 @@ class EndedSessions(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         self._wake()
-        following, self._following = self._following, None
-        return ensureDeferred(self._close(following))
+        return ensureDeferred(self.close())
 
-    async def _close(self, following: Deferred[None] | None) -> None:
+    async def close(self) -> None:
+        """Both connections closed, and the subscription's loop ended."""
+        following, self._following = self._following, None
         await self._subscription.close()
         await self._commands.close()
         if following is not None and not following.called:

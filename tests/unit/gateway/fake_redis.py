@@ -51,7 +51,8 @@ class FakeRedis(Factory):
     """Knows AUTH, SELECT, EVAL and EVALSHA (answering the script with ``reply``), SET
     with PX, PTTL, SCAN with MATCH and COUNT, PUBLISH, SUBSCRIBE and PING; keys expire
     on ``clock`` (none given: never).  ``silent``: nothing is answered; ``down``: every
-    new connection is cut at once (``kill`` cuts those open)."""
+    new connection is cut at once (``kill`` cuts those open); ``refused``: commands
+    answered ``-NOPERM``, as an ACL does."""
 
     def __init__(self, clock: Any = None) -> None:
         self.clock = clock
@@ -60,6 +61,8 @@ class FakeRedis(Factory):
         self.reply = b"*2\r\n:0\r\n:0\r\n"
         self.silent = False
         self.down = False
+        #: Commands refused as an ACL refuses them (names in capitals).
+        self.refused: set[bytes] = set()
         self.connections: list[FakeRedisConnection] = []
         #: Keys: their value and when they expire (None: never).
         self.keys: dict[bytes, tuple[bytes, float | None]] = {}
@@ -85,6 +88,9 @@ class FakeRedis(Factory):
         if self.silent:
             return None
         name = command[0].upper()
+        if name in self.refused:
+            text = name.decode().lower()
+            return b"-NOPERM User has no permissions to run the '%s' command\r\n" % text.encode()
         if name == b"EVALSHA":
             if command[1] not in self.scripts:
                 return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
