@@ -21,6 +21,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.certificates import write_private_ca
+
 from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
 from .harness.processes import LOG_DIR, Process
 from .harness.redis import start_redis
@@ -75,9 +77,11 @@ def redis_command(port: int, *words: str) -> bytes:
 class Deployment:
     """aigw processes sharing one session key and one ``sessions.redis_url``."""
 
-    def __init__(self, backend: str, redis_port: int) -> None:
+    def __init__(self, backend: str, redis_port: int, sessions: str | None = None) -> None:
+        """``sessions``: the keys naming Redis (default: ``redis://`` on ``redis_port``)."""
         self.backend = backend
         self.redis_port = redis_port
+        self.sessions = sessions or f", redis_url: 'redis://127.0.0.1:{redis_port}/0'"
         self.key = write_session_key(tempfile.mkdtemp(prefix="aigw-ended-", dir=LOG_DIR))
         self.started: list[Gateway] = []
 
@@ -86,7 +90,7 @@ class Deployment:
         gateway = start_gateway(
             [("py", self.backend)],
             session_key=self.key,
-            sessions=f", redis_url: 'redis://127.0.0.1:{self.redis_port}/0'",
+            sessions=self.sessions,
             metrics=True,
         )
         self.started.append(gateway)
@@ -178,3 +182,22 @@ def test_with_redis_down_a_delete_ends_its_session_where_it_was_served(
         assert until(lambda: status(second, later) == 404), second.process.log_tail()
     finally:
         restarted.stop()
+
+
+def test_over_tls_with_the_redis_ca_file(pyserver: Upstream) -> None:
+    """``rediss://`` and ``sessions.redis_ca_file``: a TLS-only ``redis-server`` whose
+    certificate a private CA signed carries the end from one process to the other."""
+    ca, cert, key = write_private_ca(tempfile.mkdtemp(prefix="aigw-ended-ca-", dir=LOG_DIR))
+    redis, port = start_redis(tls=(ca, cert, key))
+    url = f"rediss://127.0.0.1:{port}/0"
+    deployment = Deployment(pyserver.url, port, f", redis_url: '{url}', redis_ca_file: '{ca}'")
+    try:
+        first, second = deployment.start(), deployment.start()
+        ended = initialize(first)
+        assert status(second, ended) == 200
+        assert send(first, ended, method="DELETE").status_code in (200, 204)
+        assert until(lambda: status(second, ended) == 404), second.process.log_tail()
+        assert f"following ended sessions at {url}" in second.process.log()
+    finally:
+        deployment.stop()
+        redis.stop()

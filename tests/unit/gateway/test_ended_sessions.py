@@ -6,6 +6,7 @@ again, and a Redis that fails: counted, retried with a backoff, never waited on.
 from __future__ import annotations
 
 import treq
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import SessionsConfig
@@ -24,6 +25,7 @@ from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound
 from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
 from tests.unit.memory import MemoryNetwork, run
+from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 TTL = 300.0
 ISSUER = "https://as.example"
@@ -240,3 +242,38 @@ class TwoProcessTests(GatewayTestCase):
         for process in (self.service, other):
             assert process.ended_sessions is not None
             self.assertEqual(process.ended_sessions.failures, 0)
+
+
+class OverTLSTests(PrivateCATestCase):
+    """``rediss://``: both connections speak verified TLS, trusting ``redis_ca_file``;
+    a server of another CA is a failure counted, never a plaintext fallback."""
+
+    def start(self, ca: CA) -> tuple[SessionCodec, EndedSessions, FakeRedis]:
+        redis = FakeRedis(self.reactor)
+        tls = TLSMemoryBIOFactory(ca.certificate.options(), False, redis, clock=self.reactor)
+        address = RedisAddress("127.0.0.1", self.network.serve(tls), tls=True)
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, address, self.reactor, ca_file=self.backend_ca.file)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        return codec, ended, redis
+
+    @run
+    async def test_a_server_the_ca_file_vouches_for_is_followed(self) -> None:
+        codec, ended, redis = self.start(self.backend_ca)
+        await self.network.settle()
+        self.assertEqual(redis.names(), [b"SUBSCRIBE", b"SCAN"])
+        state = SessionState(ISSUER, "alice", self.reactor.seconds(), "2025-11-25", ())
+        session_id = codec.issue(state)
+        ended.announce(codec.end(session_id, state))
+        await self.network.settle()
+        self.assertEqual(redis.names()[2:], [b"SET", b"PUBLISH"])
+        self.assertEqual(ended.failures, 0)
+
+    @run
+    async def test_a_server_of_another_ca_is_a_failure_and_told_nothing(self) -> None:
+        _, ended, redis = self.start(self.server_ca)
+        await self.network.settle()
+        self.assertEqual(ended.failures, 1)
+        self.assertIsNone(ended.unready())  # tried: the process serves all the same
+        self.assertEqual(redis.commands, [])
