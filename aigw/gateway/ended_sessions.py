@@ -206,8 +206,8 @@ class EndedSessions(Service):
     def _message(self, payload: bytes) -> None:
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
-        if digest is None or not parts[1].isdigit():
-            self.log.warn("ignored a malformed message on {channel}", channel=CHANNEL.decode())
+        if digest is None or not parts[1].isdigit():  # counted, and logged like failures
+            self._failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
             return
         self._remember(digest, int(parts[1]))
 

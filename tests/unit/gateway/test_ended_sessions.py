@@ -172,7 +172,7 @@ class EndedSessionsTests(SynchronousTestCase):
 
     @run
     async def test_malformed_messages_are_ignored(self) -> None:
-        codec, _ = self.process()
+        codec, ended = self.process()
         await self.network.settle()
         subscribed = next(c for c in self.redis.connections if c.channels)
         assert subscribed.transport is not None
@@ -181,6 +181,7 @@ class EndedSessionsTests(SynchronousTestCase):
             subscribed.transport.write(b"$%d\r\n%s\r\n" % (len(payload), payload))
         await self.network.settle()
         self.assertEqual(len(codec._ended), 0)
+        self.assertEqual(ended.failures, 5)  # counted; logged once (10 s apart at most)
         self.assertIn(subscribed, self.redis.connections)  # still subscribed
 
     @run
