@@ -6,6 +6,12 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+#: One user: ``(issuer, subject)``.  A subject is unique only within its issuer (RFC 7519
+#: §4.1.2; OpenID Connect Core 1.0 §2 ``sub``), so both name the user, whichever client
+#: or token asked; what aigw keeps per user (upstream sessions, processes, streams,
+#: exchanged tokens) is keyed by this.
+UserKey = tuple[str, str]
+
 
 class BearerToken:
     """The user's access token, held for the one thing that needs it: RFC 8693 token
@@ -69,6 +75,11 @@ class Principal:
             self.expires_at,
             token,
         )
+
+    @property
+    def user(self) -> UserKey:
+        """The user these facts are about (``UserKey``)."""
+        return (self.issuer, self.subject)
 
     def has_scopes(self, needed: Iterable[str]) -> bool:
         """True when every scope of ``needed`` is held."""

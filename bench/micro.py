@@ -229,6 +229,70 @@ def _keep_alive_request() -> Callable[[], object]:
     return keep_alive_request(b'{"jsonrpc":"2.0","id":1,"result":{}}')
 
 
+# ---------------------------------------------------------------- upstream
+
+
+def upstream_reply(reads: list[bytes], messages: int) -> Callable[[], object]:
+    """One ``Upstream.post`` answered by ``reads`` (the backend's bytes, read by read) on
+    a kept-alive connection, then the timer bookkeeping of one reactor iteration
+    (``runUntilCurrent``; the reactor is not running): the upstream client per call, its
+    body reader's inactivity deadline included.  The connection is played by hand (a
+    StringTransport)."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred, succeed
+    from twisted.internet.testing import StringTransport
+
+    from aigw.config import BackendConfig
+    from aigw.upstream.client import Upstream
+
+    upstream = Upstream(BackendConfig(name="bench", url="http://127.0.0.1:1/mcp"), reactor)
+    links: list[Any] = []
+
+    class Endpoint:
+        def connect(self, factory: Any) -> Any:
+            protocol = factory.buildProtocol(None)
+            protocol.makeConnection(StringTransport())
+            links.append(protocol)
+            return succeed(protocol)
+
+    upstream.connections.target.endpoint = Endpoint()
+    received: list[Any] = []
+
+    def op() -> None:
+        d = ensureDeferred(upstream.post(CALL_BYTES, received.append))
+        (link,) = links
+        link.transport.clear()
+        for data in reads:
+            link.dataReceived(data)
+        if not d.called or len(received) != messages:
+            raise ValueError("no answer")
+        received.clear()
+        reactor.runUntilCurrent()  # the timers' bookkeeping of the iteration that follows
+
+    return op
+
+
+def _sse_chunk(message: dict[str, Any]) -> bytes:
+    data = b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@case("upstream: one SSE reply (progress, answer: two reads), kept-alive connection")
+def _upstream_sse_reply() -> Callable[[], object]:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    progress = _sse_chunk({"jsonrpc": "2.0", "method": "notifications/progress", "params": {}})
+    return upstream_reply([head + progress, _sse_chunk(RESULT) + b"0\r\n\r\n"], 2)
+
+
+@case("upstream: one JSON reply (one read), kept-alive connection")
+def _upstream_json_reply() -> Callable[[], object]:
+    body = json.dumps(RESULT).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    return upstream_reply([head % len(body) + body], 1)
+
+
 # ---------------------------------------------------------------- async layering
 
 

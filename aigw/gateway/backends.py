@@ -18,7 +18,7 @@ from aigw.gateway.capabilities import routing_capabilities
 from aigw.gateway.exchange import Collector, ignore
 from aigw.gateway.fanout import fan_out
 from aigw.lru import LRU
-from aigw.principal import Principal
+from aigw.principal import Principal, UserKey
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import (
     CLIENT_INFO,
@@ -70,8 +70,8 @@ class BackendSessions:
         self._join_after: OrderedDict[tuple[str, str], float] = OrderedDict()
         # Upstream sessions re-opened after a backend forgot them or joined late.
         self._repaired: LRU[tuple[str, str], BackendSession] = LRU(REPAIRED_SESSIONS_MAX)
-        # (issuer, subject, backend): user_oauth backends the user has not authorized.
-        self._unauthorized: LRU[tuple[str, str, str], bool] = LRU(REPAIRED_SESSIONS_MAX)
+        # (user, backend): user_oauth backends the user has not authorized.
+        self._unauthorized: LRU[tuple[UserKey, str], bool] = LRU(REPAIRED_SESSIONS_MAX)
 
     def repaired(self, binding: str, name: str) -> BackendSession | None:
         """The upstream session that replaced the sealed one of this client binding, if any."""
@@ -125,7 +125,7 @@ class BackendSessions:
         A failure forgets the revision: the backend may come back as another one.
         """
         known = self.revisions.get(name)
-        user = None if principal is None else (principal.issuer, principal.subject, name)
+        user = None if principal is None else (principal.user, name)
         try:
             if known == LEGACY:
                 opened = await self._initialize(name, version, client_capabilities, principal)
@@ -286,14 +286,14 @@ class BackendSessions:
         first page of a list, so a backend that comes back shows up again.
         """
         now = self.clock.seconds()
-        user = (session.principal.issuer, session.principal.subject)
+        user = session.principal.user
         missing = [
             name
             for name in session.snapshot.order
             if name not in session.backends
             and (
                 self._join_after.get((session.binding, name), 0.0) <= now
-                or self._unauthorized.get((*user, name)) is not None
+                or self._unauthorized.get((user, name)) is not None
             )
         ]
         if not missing:

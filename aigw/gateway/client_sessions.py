@@ -166,7 +166,7 @@ class ClientSessions:
         from one request is valid in the next request of the same user only.
         """
         backends = await self.pool.sessions(principal, snapshot.order)
-        user = json.dumps(["stateless", principal.issuer, principal.subject])
+        user = json.dumps(["stateless", *principal.user])
         binding = hashlib.sha256(user.encode()).hexdigest()[:32]
         state = SessionState(
             issuer=principal.issuer,
@@ -177,7 +177,7 @@ class ClientSessions:
         )
 
         def reopened(backend_session: BackendSession) -> None:
-            key = (principal.issuer, principal.subject, backend_session.name)
+            key = (principal.user, backend_session.name)
             self.pool.put(key, backend_session, principal)
 
         return ClientSession(

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from aigw.principal import UserKey
+
 #: GET streams one 2025-11-25 session may hold (see the module docstring).
 MAX_GET_STREAMS_PER_SESSION = 1
 #: Retry-After of a 429/503 refusal: a stream slot frees when another stream ends,
 #: which aigw cannot predict; long enough that a reconnect loop is not a busy loop.
 RETRY_AFTER_SECONDS = 10
-
-UserKey = tuple[str, str]
 
 
 class StreamLimitReached(Exception):

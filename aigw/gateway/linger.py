@@ -13,6 +13,12 @@ replays them (basic/transports "Resumability and Redelivery" is optional, and
 for the next client stream of the same upstream session, the same user's (the
 feed's key says whose), and what the backend sends meanwhile is held for it.
 
+A GET stream resuming with ``Last-Event-ID`` (basic/transports "Resumability and
+Redelivery") takes it when it resumes from where the last one left off, or from one of
+the ``RECENT`` messages last delivered (``after``): lost in flight, they are sent again.
+From further back the backend replays, once the lingering stream is closed
+(``streams.Feeds.subscribe``).
+
 A backend's request among what is held (roots/list, sampling, elicitation, ping:
 2025-11-25 basic/transports "Listening for Messages from the Server") waits for
 an answer: one that no client stream takes (the linger ends without one, or it is
@@ -23,7 +29,7 @@ dropped past ``MAX_HELD``) is answered with an error at once (``is_request``;
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -31,6 +37,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 #: The most messages held for the next client stream; past it the oldest are dropped
 #: (and counted): each is at most ``max_message_bytes``, so memory stays bounded.
 MAX_HELD = 100
+
+#: The most messages a feed keeps of those it last delivered (``UpstreamFeed.recent``),
+#: to send again to a client stream that resumes from a little before where the last one
+#: left off: it lost them in flight (written to a connection the client had closed).
+RECENT = 16
 
 #: A held message and the backend's event id it came with (None: the stream has none).
 Held = tuple[Any, str | None]
@@ -63,11 +74,6 @@ class Linger:
         self.held.append((message, event_id))
         return dropped
 
-    def serves(self, last_event_id: str | None) -> bool:
-        """Can a client stream resuming from ``last_event_id`` take over what is held?
-        One that resumes from nowhere or from where the last one left off can."""
-        return last_event_id is None or last_event_id == self.since
-
     def end(self) -> list[Held]:
         """The linger is over (a client stream took the feed, or the feed closed):
         what was held, oldest first."""
@@ -76,6 +82,16 @@ class Linger:
         held = list(self.held)
         self.held.clear()
         return held
+
+
+def after(recent: Sequence[Held], last_event_id: str) -> list[Held] | None:
+    """The messages of ``recent`` (oldest first) delivered after the one that
+    ``last_event_id`` names, or None if none does.  Messages without an id of their own
+    bear the one before (SSE keeps the last event id), so the last that bears it counts."""
+    for index in range(len(recent) - 1, -1, -1):
+        if recent[index][1] == last_event_id:
+            return list(recent)[index + 1 :]
+    return None
 
 
 def is_request(message: Any) -> bool:

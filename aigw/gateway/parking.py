@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.input_required import INPUT_REQUEST_METHODS
+from aigw.gateway.relay import capability_refusal, refusal
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import missing
 from aigw.sealed.request_state import InvalidState, ParkState, RequestStateCodec, request_digest
@@ -243,21 +244,20 @@ class Parking:
             len(self.parked) >= session.snapshot.config.sessions.max_parked
         )
         for key, (upstream_id, request) in list(call.asked.items()):
-            capability = missing(
-                session.input_capabilities, request["method"], request.get("params")
-            )
+            method = request["method"]
             if full:
-                reason = "aigw holds too many parked calls (sessions.max_parked)"
-            elif capability is not None:
-                reason = f"the client did not declare the {capability!r} capability"
+                refused = refusal(
+                    upstream_id,
+                    method,
+                    "aigw holds too many parked calls (sessions.max_parked)",
+                    "parked_calls_full",
+                )
+            elif lacking := missing(session.input_capabilities, method, request.get("params")):
+                refused = capability_refusal(upstream_id, method, lacking)
             else:
                 continue
             del call.asked[key]
-            error = jsonrpc.ErrorObject(
-                jsonrpc.METHOD_NOT_FOUND, f"{request['method']} cannot be asked: {reason}"
-            )
-            refusal = jsonrpc.to_dict(jsonrpc.ErrorResponse(upstream_id, error))
-            work = self.exchange.answer(call.session, call.backend, refusal)
+            work = self.exchange.answer(call.session, call.backend, jsonrpc.to_dict(refused))
             ensureDeferred(work).addErrback(lambda f: self.log.failure("refusing", f))
         return bool(call.asked)
 

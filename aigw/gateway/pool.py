@@ -25,11 +25,11 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.fanout import fan_out
-from aigw.principal import Principal
+from aigw.principal import Principal, UserKey
 from aigw.sealed.session_id import BackendSession
 
-#: (issuer, subject, backend): upstream sessions are never shared between users.
-PoolKey = tuple[str, str, str]
+#: (user, backend): upstream sessions are never shared between users.
+PoolKey = tuple[UserKey, str]
 
 #: Opens upstream sessions with the named backends on behalf of a user (so the
 #: backends' credentials are asked with that principal); leaves out those that fail.
@@ -80,14 +80,14 @@ class UpstreamSessionPool:
         self, principal: Principal, names: Iterable[str]
     ) -> dict[str, BackendSession]:
         """This user's upstream session with each backend that can be reached now."""
-        issuer, subject = principal.issuer, principal.subject
+        user = principal.user
         now = self.clock.seconds()
         self._expire(now)
         found: dict[str, BackendSession] = {}
         missing: list[str] = []
         waits: list[tuple[str, Deferred[BackendSession | None]]] = []
         for name in names:
-            key = (issuer, subject, name)
+            key = (user, name)
             entry = self._entries.get(key)
             if entry is not None:
                 entry.used = now
@@ -108,7 +108,7 @@ class UpstreamSessionPool:
         return found
 
     async def _open(self, principal: Principal, names: list[str]) -> dict[str, BackendSession]:
-        keys = [(principal.issuer, principal.subject, name) for name in names]
+        keys = [(principal.user, name) for name in names]
         for key in keys:
             self._opening[key] = []
         opened: dict[str, BackendSession] = {}
@@ -117,7 +117,7 @@ class UpstreamSessionPool:
         finally:
             now = self.clock.seconds()
             for key in keys:
-                session = opened.get(key[2])
+                session = opened.get(key[1])
                 if session is None:
                     self._failed[key] = now + RETRY_SECONDS
                     self._failed.move_to_end(key)
@@ -143,7 +143,7 @@ class UpstreamSessionPool:
     def forget(self, backends: Collection[str]) -> None:
         """A reload removed or replaced these backends: end their pooled sessions (through
         the transports still in place), and let every backend be tried again at once."""
-        for key in [key for key in self._entries if key[2] in backends]:
+        for key in [key for key in self._entries if key[1] in backends]:
             self._end(self._entries.pop(key))
         self._failed.clear()
 

@@ -77,19 +77,12 @@ class Relay:
         lacking = missing(declared, message["method"], message.get("params"))
         if lacking is None:
             return False
-        # A mode the client lacks is a bad parameter; a whole capability, a method it lacks.
-        code = jsonrpc.INVALID_PARAMS if "." in lacking else jsonrpc.METHOD_NOT_FOUND
-        error = jsonrpc.error_object(
-            code,
-            f"{message['method']}: the client did not declare {lacking}",
-            {"reason": "client_capability", "capability": lacking},
-        )
         self.log.info(
             "backend {backend} asked for {capability}, which the client did not declare",
             backend=backend,
             capability=lacking,
         )
-        answer = jsonrpc.error_response(message["id"], error)
+        answer = jsonrpc.to_dict(capability_refusal(message["id"], message["method"], lacking))
         ensureDeferred(self.exchange.answer(session, backend, answer)).addErrback(
             lambda f: self.log.failure("refusing {method}", f, method=message["method"])
         )
@@ -105,7 +98,7 @@ class Relay:
     ) -> None:
         """A backend's request that no client stream took (``linger.py``) is answered
         here, at once, as one a client cannot take is (``_refused``, and a 2026-07-28
-        client's listen): with ``METHOD_NOT_FOUND`` naming why, so the backend does not
+        client's listen): with a ``refusal`` naming why, so the backend does not
         wait for its own timeout (2025-11-25 basic/transports "Listening for Messages
         from the Server": a request sent on the stream expects its response by POST)."""
         method = message.get("method")
@@ -115,10 +108,7 @@ class Relay:
             method=method,
             why=why,
         )
-        error = jsonrpc.error_object(
-            jsonrpc.METHOD_NOT_FOUND, f"{method}: {why}", {"reason": reason}
-        )
-        answer = jsonrpc.error_response(message["id"], error)
+        answer = jsonrpc.to_dict(refusal(message["id"], method, why, reason))
         work = self.exchange.answer_upstream(upstream, principal, answer)
         ensureDeferred(work).addErrback(
             lambda f: self.log.failure("refusing {method}", f, method=method)
@@ -143,6 +133,34 @@ class Relay:
         payload = jsonrpc.to_dict(message)
         payload["id"] = upstream_id
         await self.exchange.answer(session, backend, payload)
+
+
+def refusal(
+    request_id: Any,
+    method: Any,
+    why: str,
+    reason: str,
+    code: int = jsonrpc.METHOD_NOT_FOUND,
+    **data: Any,
+) -> jsonrpc.ErrorResponse:
+    """aigw's answer, for the client, to a backend's request that no client can take
+    (sampling, elicitation, roots, ping: MCP 2025-11-25 client/*), so that the backend
+    does not wait for its own timeout.  ``METHOD_NOT_FOUND`` as a client without the
+    feature answers (JSON-RPC 2.0 §5.1); ``data.reason`` says which case it is (the
+    README lists them): ``client_capability`` (``capability_refusal``),
+    ``client_revision`` (a 2026-07-28 client), ``parked_calls_full``
+    (``parking.py``), ``no_client_stream`` and ``stream_linger_full`` (``linger.py``)."""
+    error = jsonrpc.ErrorObject(code, f"{method}: {why}", {"reason": reason, **data})
+    return jsonrpc.ErrorResponse(request_id, error)
+
+
+def capability_refusal(request_id: Any, method: Any, lacking: str) -> jsonrpc.ErrorResponse:
+    """``refusal`` of a request whose capability the client did not declare
+    (``protocol/client_capabilities.py``): a mode of it it lacks (``elicitation.url``)
+    is a bad parameter, a whole capability a method it lacks."""
+    code = jsonrpc.INVALID_PARAMS if "." in lacking else jsonrpc.METHOD_NOT_FOUND
+    why = f"the client did not declare {lacking}"
+    return refusal(request_id, method, why, "client_capability", code, capability=lacking)
 
 
 def _rewrite_notification(backend: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,12 @@ stream's ``Last-Event-ID`` seeds a new feed; a session has one GET stream at a
 time (``limits.py``), so a resuming GET stream finds no other stream on its feed.
 A feed whose last client stream closed lingers (``linger.py``) for the next one:
 it takes the feed and what the backend sent meanwhile, when it resumes from where
-the last one left off (or from nowhere); otherwise it opens a feed of its own.
+the last one left off, from a little before (the last messages it lost are sent
+again: ``UpstreamFeed.recent``) or from nowhere; otherwise the lingering feed is
+closed and the stream's own feed asks the backend to replay from its
+``Last-Event-ID`` once the lingering one's upstream stream is closed
+(``Feeds.subscribe``), so that the backend, which allows one stream per session,
+does not answer 409.
 """
 
 from __future__ import annotations
@@ -21,16 +26,17 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
-from aigw.gateway.limits import StreamLimits, UserKey
-from aigw.gateway.linger import MAX_HELD, Held, Linger, is_request
+from aigw.gateway.limits import StreamLimits
+from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -47,6 +53,15 @@ if TYPE_CHECKING:
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 MAX_EVENT_ID_BYTES = 4096
+#: The longest a new feed waits for the closing feed of the same upstream session to
+#: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
+#: reactor turn, unless the backend never answered the closing stream's request.
+CLOSE_WAIT = 2.0
+#: Then how long it lets the backend see the close: a backend learns of it only as it
+#: handles the reset connection, and may run a request that reached it at the same time
+#: first (Node.js emits a socket's close in a later phase of its event loop than the one
+#: that reads a request; the TypeScript SDK then answers 409).
+CLOSE_SETTLE = 0.1
 #: The lists a reload may change, each with its ``notifications/<kind>/list_changed``.
 LIST_KINDS = ("tools", "prompts", "resources")
 
@@ -143,18 +158,41 @@ class UpstreamFeed:
         self._behind: set[SessionStream] = set()
         #: Set while the feed has no subscriber and waits for the next (``linger.py``).
         self.lingering: Linger | None = None
+        #: The last messages delivered that came with an event id (or after one), oldest
+        #: first, with it: sent again to a stream resuming from one of them (``resumes``).
+        self.recent: deque[Held] = deque(maxlen=RECENT)
+        #: A wait (back-off, ``CLOSE_SETTLE``) before the stream is followed; cancelled
+        #: by ``close``.
+        self._sleep: Deferred[None] | None = None
+        #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
+        self._ended = False
+        self._end_waiters: list[Deferred[None]] = []
 
-    def add(self, stream: SessionStream) -> None:
-        """``stream`` joins; if the feed lingered, it gets what was held meanwhile
-        (oldest first; a backend's request among them is its to answer, or to refuse
-        as any request it cannot take is: ``Relay.to_client``, ``ListenStream``)."""
+    def resumes(self, last_event_id: str | None) -> list[Held] | None:
+        """Can a client stream resuming from ``last_event_id`` take this lingering feed?
+        None if not; else what it gets again before what was held: nothing when it
+        resumes from nowhere or from where the last stream left off, the messages after
+        its id when that is among the last delivered (``recent``)."""
+        if self.lingering is None or last_event_id in (None, self.lingering.since):
+            return []
+        return after(self.recent, last_event_id)
+
+    def add(self, stream: SessionStream, again: Sequence[Held] = ()) -> None:
+        """``stream`` joins; if the feed lingered, it gets ``again`` (``resumes``), then
+        what was held meanwhile (oldest first; a backend's request among them is its to
+        answer, or to refuse as any request it cannot take is: ``Relay.to_client``,
+        ``ListenStream``)."""
         self.subscribers.append(stream)
         lingering, self.lingering = self.lingering, None
         if lingering is None:
             return
         self.feeds.stops_lingering(self)
         self._report_dropped(lingering)
-        for message, event_id in lingering.end():
+        for _ in again:  # the tail of recent: kept again below, as delivered again
+            self.recent.pop()
+        for message, event_id in [*again, *lingering.end()]:
+            if event_id is not None:
+                self.recent.append((message, event_id))
             stream.receive(self.name, message, event_id)
 
     def remove(self, stream: SessionStream) -> None:
@@ -206,12 +244,36 @@ class UpstreamFeed:
             )
         if self._reader is not None:
             self._reader.stop()
+        if self._sleep is not None:
+            self._sleep.cancel()
 
-    async def run(self) -> None:
+    def ended(self) -> Deferred[None]:
+        """Fires once the feed has ended: its upstream stream is closed on aigw's side
+        (the connection aborted), or was never opened."""
+        waiter: Deferred[None] = Deferred()
+        if self._ended:
+            waiter.callback(None)
+        else:
+            self._end_waiters.append(waiter)
+        return waiter
+
+    async def run(self, predecessor: Deferred[None] | None = None) -> None:
+        """Follow the stream until the feed closes; first wait (at most ``CLOSE_WAIT``)
+        for ``predecessor``, a closing feed's ``ended`` (``Feeds.subscribe``)."""
         try:
+            if predecessor is not None:
+                predecessor.addTimeout(CLOSE_WAIT, self.feeds.clock, onTimeoutCancel=_waited)
+                await predecessor
+                if not await self._paused(CLOSE_SETTLE):
+                    return
             await self._follow()
         finally:
             self.close()
+            self._ended = True
+            waiters, self._end_waiters = self._end_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # one that timed out was cancelled
+                    waiter.callback(None)
 
     async def _follow(self) -> None:
         """Keep the backend's stream open while anyone listens."""
@@ -267,8 +329,20 @@ class UpstreamFeed:
                 return
             if self._refilter:
                 continue
-            await deferLater(self.feeds.clock, delay, lambda: None)
+            if not await self._paused(delay):
+                return
             delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _paused(self, seconds: float) -> bool:
+        """Wait ``seconds``; False if the feed closed meanwhile (``close`` cuts it short)."""
+        self._sleep = deferLater(self.feeds.clock, seconds, lambda: None)
+        try:
+            await self._sleep
+        except CancelledError:
+            return False
+        finally:
+            self._sleep = None
+        return not self.closed
 
     def _reading(self, reader: Any) -> None:
         """An upstream stream began.  If the feed closed while it was opening, it is
@@ -307,6 +381,8 @@ class UpstreamFeed:
                     "stream_linger_full",
                 )
             return
+        if self.last_event_id is not None:
+            self.recent.append((message, self.last_event_id))
         if isinstance(message, dict) and "id" in message:
             targets = self.subscribers[:1]
         else:
@@ -354,6 +430,9 @@ class Feeds:
         self.limits = limits
         self.unreachable = unreachable
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
+        #: Closed feeds whose upstream stream may still be open, until they end or a
+        #: new feed of the same key comes to wait for them (``subscribe``).
+        self._closing: dict[FeedKey, UpstreamFeed] = {}
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
@@ -382,37 +461,59 @@ class Feeds:
     def subscribe(
         self, stream: SessionStream, backend: BackendSession, last_event_id: str | None
     ) -> UpstreamFeed:
-        """The feed for this backend session, joined; opened if there is none."""
+        """The feed for this backend session, joined; opened if there is none.
+
+        A lingering feed is taken when it can serve ``last_event_id``
+        (``UpstreamFeed.resumes``).  When the stream resumes from further back, the
+        backend replays from there (2025-11-25 basic/transports "Resumability and
+        Redelivery": the client, here aigw, resumes with a GET carrying
+        ``Last-Event-ID``).  But the backend allows one GET stream per session and
+        answers another with 409 while it holds the first ("Listening for Messages from
+        the Server"; the TypeScript SDK's resume checks it too): so the lingering feed
+        is closed, and the new one opens its stream once the old one is closed on
+        aigw's side (at most ``CLOSE_WAIT``) and ``CLOSE_SETTLE`` later, for the
+        backend to see it go.  The same goes for any new feed whose predecessor is
+        still closing (a linger that just expired).  A backend that answers 409 all
+        the same gets the stream again after the back-off."""
         key = self.key(stream.session, backend)
         feed = self._feeds.get(key)
-        lingering = feed.lingering if feed is not None else None
-        if feed is not None and lingering is not None and not lingering.serves(last_event_id):
-            # The stream resumes from before what was held: from the backend, which
-            # replays from there (basic/transports "Resumability and Redelivery").
+        again = feed.resumes(last_event_id) if feed is not None else []
+        if feed is not None and again is None:
+            # What was held is the backend's to send again, from where the stream resumes.
             feed.close(replays=True)
             feed = None
         if feed is None:
+            closing = self._closing.pop(key, None)
             feed = UpstreamFeed(self, key, backend, last_event_id, stream.session.principal)
             self._feeds[key] = feed
             feed.add(stream)
-            ensureDeferred(feed.run()).addErrback(
+            predecessor = closing.ended() if closing is not None else None
+            ensureDeferred(feed.run(predecessor)).addErrback(
                 lambda f: self.log.failure("following {key}", f, key=key)
             )
         else:
-            feed.add(stream)
+            feed.add(stream, again or ())
         return feed
 
     def forget(self, feed: UpstreamFeed) -> None:
+        """``feed`` closed: no client stream gets it, and until its run ends, a new feed
+        of its key waits for it (``subscribe``)."""
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
+        self._closing[feed.key] = feed
+        feed.ended().addCallback(lambda _: self._closed_down(feed))
+
+    def _closed_down(self, feed: UpstreamFeed) -> None:
+        if self._closing.get(feed.key) is feed:
+            del self._closing[feed.key]
 
     def lingers(self, feed: UpstreamFeed) -> None:
         """``feed`` starts lingering.  A lingering feed holds an upstream socket that no
         client stream's slot pays for, so they are bounded like client streams: at
         most ``sessions.max_streams_per_user`` of one user's and ``server.max_streams``
         in the process; past either, the oldest (least likely to be taken) closes."""
-        user = _user(feed)
-        mine = [f for f in self._lingering.values() if _user(f) == user]
+        user = feed.principal.user
+        mine = [f for f in self._lingering.values() if f.principal.user == user]
         if len(mine) >= self.limits.max_per_user:
             mine[0].close()
         if len(self._lingering) >= self.limits.max_streams:
@@ -429,8 +530,8 @@ class Feeds:
             feed.close()
 
 
-def _user(feed: UpstreamFeed) -> UserKey:
-    return (feed.principal.issuer, feed.principal.subject)
+def _waited(result: object, timeout: float) -> None:
+    """A wait for a closing feed that timed out (``UpstreamFeed.run``): go on all the same."""
 
 
 class SessionStream:

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -66,17 +66,21 @@ def _always() -> bool:
 
 
 class _BoundedRead(Protocol):
-    """Reads at most ``limit`` bytes of a body aigw only logs or drops, within ``timeout``.
+    """Reads at most ``limit`` bytes of a body aigw only logs or drops, within ``timeout``
+    (the response's deadline, ``UpstreamResponse.deadline``).
 
     Past either bound the transfer is aborted; ``done`` fires with what was read.
     """
 
-    def __init__(self, limit: int, clock: Any, timeout: float) -> None:
+    def __init__(self, limit: int, timeout: float) -> None:
         self._limit = limit
+        self._timeout = timeout
         self._chunks: list[bytes] = []
         self._size = 0
         self.done: Deferred[bytes] = Deferred()
-        self._timer: IDelayedCall = clock.callLater(timeout, self._abort)
+
+    def connectionMade(self) -> None:
+        cast(UpstreamResponse, self.transport).deadline(self._timeout, self._abort)
 
     def dataReceived(self, data: bytes) -> None:
         if self._size < self._limit:
@@ -90,8 +94,7 @@ class _BoundedRead(Protocol):
             cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
-        if self._timer.active():
-            self._timer.cancel()
+        # The body has ended: the response's deadline with it.
         if not self.done.called:
             self.done.callback(b"".join(self._chunks))
 
@@ -101,7 +104,12 @@ def _nowhere(message: Any) -> None:
 
 
 class _BodyReader(Protocol):
-    """Reads one reply body, JSON or SSE, handing messages on as they complete."""
+    """Reads one reply body, JSON or SSE, handing messages on as they complete.
+
+    Its inactivity bound and its grace after ``finish`` are the response's deadline
+    (``UpstreamResponse.deadline``): moved by recording when it falls on the
+    connection's one timer, rather than a ``DelayedCall`` of its own made, reset and
+    cancelled per call (``bench/micro.py`` "upstream: one SSE reply")."""
 
     def __init__(
         self,
@@ -119,7 +127,8 @@ class _BodyReader(Protocol):
         self._done = done
         self._chunks: list[bytes] = []
         self._size = 0
-        self._timer: IDelayedCall | None = None
+        #: The response's deadline is set (``_arm``, ``finish``) and not stopped since.
+        self._armed = False
         self._lost = False
         self._stopped = False
         self._paused = False
@@ -152,21 +161,20 @@ class _BodyReader(Protocol):
             cast(IPushProducer, self.transport).resumeProducing()
 
     def _arm(self) -> None:
-        """(Re)start the inactivity timer: an upstream that goes silent is cut off."""
+        """(Re)start the inactivity deadline: an upstream that goes silent is cut off."""
         timeout = self._inactivity
         if timeout is None:
             return
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(timeout)
-        else:
-            self._timer = self._upstream.clock.callLater(timeout, self._timed_out)
+        self._armed = True
+        cast(UpstreamResponse, self.transport).deadline(timeout, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self._armed:
+            self._armed = False
+            cast(UpstreamResponse, self.transport).stop_deadline()
 
     def _timed_out(self) -> None:
+        self._armed = False
         if self._paused:
             detail = "the client read nothing within the timeout"
         else:
@@ -201,7 +209,8 @@ class _BodyReader(Protocol):
             self._done.callback(None)
         self.resume()  # the rest is read to be discarded, whoever is behind
         if not self._lost:
-            self._timer = self._upstream.clock.callLater(FINISH_GRACE_SECONDS, self.stop)
+            self._armed = True
+            cast(UpstreamResponse, self.transport).deadline(FINISH_GRACE_SECONDS, self.stop)
 
     def dataReceived(self, data: bytes) -> None:
         if self._done.called:
@@ -209,7 +218,7 @@ class _BodyReader(Protocol):
         if self._sse is None:
             # One JSON answer: the backend timeout bounds the whole body, not each
             # pause in it (an answer trickled a byte at a time would never end).
-            if self._timer is None or not self._timer.active():
+            if not self._armed:
                 self._arm()
             self._size += len(data)
             if self._size > self._limit:
@@ -528,7 +537,7 @@ class Upstream:
 
     async def _read_some(self, response: UpstreamResponse, limit: int) -> bytes:
         """At most ``limit`` bytes of the body, within the backend timeout."""
-        reader = _BoundedRead(limit, self.clock, self.config.timeout)
+        reader = _BoundedRead(limit, self.config.timeout)
         response.deliverBody(reader)
         return await reader.done
 

@@ -168,6 +168,8 @@ class UpstreamResponse:
         self._consumer: IProtocol | None = None
         self._pending: list[bytes] = []
         self._ended: Failure | None = None
+        #: What the body's deadline runs (``deadline``); None: none is set.
+        self._expired: Callable[[], object] | None = None
         self._stopped = False
         self._paused = False
 
@@ -179,6 +181,27 @@ class UpstreamResponse:
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header field; ``name`` in lower case."""
         return self._headers.get(name)
+
+    def deadline(self, seconds: float, expired: Callable[[], object]) -> None:
+        """``expired`` runs ``seconds`` from now unless moved or stopped before, while the
+        body lasts (a reader's inactivity bound, its grace): on the connection's one
+        timer (``aigw/deadline.py``), as the head's deadline is, so that reading a body
+        arms no ``DelayedCall`` of its own per call.  Nothing once the body has ended."""
+        if self._ended is None:
+            self._expired = expired
+            self._connection.body_deadline(seconds)
+
+    def stop_deadline(self) -> None:
+        """No deadline for the body (for now)."""
+        if self._ended is None:
+            self._expired = None
+            self._connection.stop_deadline()
+
+    def _deadline_passed(self) -> None:
+        expired = self._expired
+        if expired is not None and self._ended is None:
+            self._expired = None
+            expired()
 
     def deliverBody(self, protocol: IProtocol) -> None:
         """Send the body to ``protocol`` (chunks already read first)."""
@@ -205,6 +228,7 @@ class UpstreamResponse:
         if self._ended is not None:
             return
         self._ended = reason
+        self._expired = None
         # A body can complete within the read its reader paused in: the connection
         # reads again before it serves the pool's next request.
         self.resumeProducing()
@@ -254,8 +278,10 @@ class Connection(Protocol):
         self._interim = False
         self._before_head = 0
         self._chunks: list[bytes] = []
-        #: The answer timeout: one pending call per connection, not one per request.
-        self._answer_deadline = Deadline(pool.clock, self._timed_out)
+        #: The one timer of the connection: the answer's head (``request``), then its
+        #: body's (``UpstreamResponse.deadline``); one pending call per connection, not
+        #: one per request (``aigw/deadline.py``).
+        self._deadline = Deadline(pool.clock, self._deadline_passed)
         #: We dropped it (cancelled, timed out, broken reply, shutdown): not "lost".
         self._dropped = False
         self.lost = False
@@ -280,7 +306,7 @@ class Connection(Protocol):
         or fails with TimeoutError when ``timeout`` seconds pass before that."""
         self._parser = httptools.HttpResponseParser(self)
         if timeout is not None:
-            self._answer_deadline.start(timeout)
+            self._deadline.start(timeout)
         self._fields = {}
         self._head_bytes = self._field_count = 0
         self._head_done = self._complete = self._keep_alive = self._close_delimited = False
@@ -295,14 +321,24 @@ class Connection(Protocol):
         return self._waiting
 
     def _cancelled(self, waiting: Deferred[UpstreamResponse]) -> None:
-        self._stop_timer()
+        self.stop_deadline()
         self.abort()
 
-    def _timed_out(self) -> None:
-        self._broken(TimeoutError("no response head within the timeout"))
+    def _deadline_passed(self) -> None:
+        """The head's deadline until the head is in; then the body's, its reader's."""
+        response = self._response
+        if response is None:
+            self._broken(TimeoutError("no response head within the timeout"))
+        else:
+            response._deadline_passed()
 
-    def _stop_timer(self) -> None:
-        self._answer_deadline.stop()
+    def body_deadline(self, seconds: float) -> None:
+        """The body being read has a deadline ``seconds`` from now (``UpstreamResponse``)."""
+        self._deadline.start(seconds)
+
+    def stop_deadline(self) -> None:
+        """No deadline for now (the head is in, the body ended, or its reader says so)."""
+        self._deadline.stop()
 
     def abort(self) -> None:
         if self.transport is not None and not self.lost:
@@ -367,7 +403,7 @@ class Connection(Protocol):
             return
         waiting = None
         if self._head_done and self._response is None:
-            self._stop_timer()
+            self.stop_deadline()
             code = self._parser.get_status_code()
             self._response = UpstreamResponse(self, code, self._fields)
             waiting, self._waiting = self._waiting, None
@@ -382,6 +418,7 @@ class Connection(Protocol):
         for chunk in chunks:
             response._body(chunk)
         if self._complete and not self.lost:
+            self.stop_deadline()  # the body's: the connection may serve another request now
             self._parser = None
             self._response = None  # an idle connection keeps nothing of its last exchange
             self.served += 1
@@ -394,7 +431,7 @@ class Connection(Protocol):
             waiting.callback(response)
 
     def _broken(self, error: Exception) -> None:
-        self._stop_timer()
+        self.stop_deadline()
         failure = Failure(error)
         waiting, self._waiting = self._waiting, None
         if waiting is not None and not waiting.called:
@@ -406,7 +443,7 @@ class Connection(Protocol):
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
         self.lost = True
-        self._answer_deadline.cancel()
+        self._deadline.cancel()
         self._pool.forget(self)
         if self._parser is None:
             return  # idle, or the exchange already ended

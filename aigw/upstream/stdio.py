@@ -102,7 +102,7 @@ class StdioUpstream:
         elif principal is None:
             raise UpstreamError(self.name, "refused", "a per-user process needs a user")
         else:
-            key = (principal.issuer, principal.subject)
+            key = principal.user
         session = self._sessions.get(key)
         if session is None:
             if scope.scope == "user" and len(self._sessions) >= scope.max_processes:

@@ -81,11 +81,24 @@ class TokenRequestFailed(Exception):
     """No token: ``refused`` when the server said no (RFC 6749 §5.2), else it could not
     be asked.  ``str()`` is safe to show: no secret, no token, a bounded excerpt."""
 
-    def __init__(self, detail: str, *, refused: bool = False, code: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        refused: bool = False,
+        code: str | None = None,
+        description: str | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(detail)
         self.refused = refused
-        #: The server's ``error`` code (RFC 6749 §5.2) when it refused.
+        #: The server's ``error`` code (RFC 6749 §5.2), when its answer had one (a
+        #: server error's too: Keycloak's are ``unknown_error``).
         self.code = code
+        #: Its ``error_description``, a bounded printable excerpt; None when it gave none.
+        self.description = description
+        #: The HTTP status it answered with; None when it could not be asked.
+        self.status = status
 
 
 class TokenEndpoint:
@@ -204,13 +217,21 @@ def _excerpt(value: object) -> str:
 def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenRequestFailed:
     """RFC 6749 §5.2: a 400 (or 401) with an ``error`` code is the server's no."""
     code = answer.get("error") if answer else None
-    if isinstance(code, str) and status in (400, 401, 403):
-        detail = f"{url} refused: {_excerpt(code)}"
-        description = _excerpt(answer.get("error_description") if answer else None)
-        if description:
-            detail += f" ({description})"
-        return TokenRequestFailed(detail, refused=True, code=code)
-    return TokenRequestFailed(f"{url} answered HTTP {status}")
+    if not isinstance(code, str):
+        return TokenRequestFailed(f"{url} answered HTTP {status}", status=status)
+    description = _excerpt(answer.get("error_description") if answer else None) or None
+    said = _excerpt(code) + (f" ({description})" if description else "")
+    if status in (400, 401, 403):
+        return TokenRequestFailed(
+            f"{url} refused: {said}",
+            refused=True,
+            code=code,
+            description=description,
+            status=status,
+        )
+    return TokenRequestFailed(
+        f"{url} answered HTTP {status}: {said}", code=code, description=description, status=status
+    )
 
 
 def _seconds(value: object) -> float | None:

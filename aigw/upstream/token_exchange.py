@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from aigw.config import TokenExchangeConfig
 from aigw.httpjson import Clock, HTTPClient
 from aigw.lru import LRU
-from aigw.principal import Principal
+from aigw.principal import Principal, UserKey
 from aigw.upstream.api import HeaderFields, UpstreamError
 from aigw.upstream.client_credentials import EXPIRY_LEEWAY, bearer
 from aigw.upstream.flight import SingleFlight
@@ -28,9 +28,9 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 #: RFC 8693 §3: what the subject token is (the user's access token).
 SUBJECT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
-#: (issuer, subject, SHA-256 of the user's token): never shared between users, nor
-#: between two tokens of one user (their scopes may differ).
-CacheKey = tuple[str, str, bytes]
+#: (user, SHA-256 of the user's token): never shared between users, nor between two
+#: tokens of one user (their scopes may differ).
+CacheKey = tuple[UserKey, bytes]
 
 
 class _Exchanged:
@@ -106,4 +106,4 @@ class TokenExchange:
 
 
 def _key(principal: Principal, token: str) -> CacheKey:
-    return (principal.issuer, principal.subject, hashlib.sha256(token.encode()).digest())
+    return (principal.user, hashlib.sha256(token.encode()).digest())

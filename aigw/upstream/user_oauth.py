@@ -49,7 +49,7 @@ class UserOAuth:
         if expires_at is not None and now >= expires_at - RENEW_BEFORE:
             due = token
             renewing: Deferred[UserToken | None] = self._flight.run(
-                (principal.issuer, principal.subject), lambda: self._refresh(due)
+                principal.user, lambda: self._refresh(due)
             )
             try:
                 renewed = await renewing

@@ -15,7 +15,8 @@ from typing import Any
 
 import anyio
 import httpx2
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.prometheus_text import Scrape
 
 from .harness.processes import LOG_DIR, Process, free_port, start_process
 
@@ -53,30 +54,12 @@ class Gateway:
         """One ``GET /metrics`` of it (started with ``metrics=True``), every sample parsed."""
         response = httpx2.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
         response.raise_for_status()
-        samples = {
-            (sample.name, frozenset(sample.labels.items())): float(sample.value)
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-        }
-        return Scrape(response.headers["content-type"], response.text, samples)
+        return Scrape.parse(response.headers["content-type"], response.text)
 
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample of a fresh scrape: ``name`` with exactly these labels, None when there
         is none (several samples that must agree with each other: read one ``scrape()``)."""
         return self.scrape().value(name, **labels)
-
-
-@dataclass(frozen=True)
-class Scrape:
-    """What one ``GET /metrics`` answered: samples by name and label set."""
-
-    content_type: str
-    text: str
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """``name`` with exactly these labels; None when the scrape has no such sample."""
-        return self.samples.get((name, frozenset(labels.items())))
 
 
 #: A backend: (name, url), or (name, url, YAML lines of its own such as ``auth:``).

@@ -148,4 +148,4 @@ async def test_a_2026_client_without_the_capability_is_not_asked(gateway: Gatewa
                 text = text_of(result)
             except MCPError as error:
                 text = error.error.message
-    assert "did not declare the 'sampling' capability" in text, text
+    assert "did not declare sampling" in text, text

@@ -9,6 +9,12 @@ lingers (``backends[].stream_linger``) for the next listen, so reopening meets n
 and a resource update the backend sends while no listen is open reaches the next one
 (2026-07-28 listens cannot be resumed, and server-everything keeps no event store).
 
+A GET stream resumed with a ``Last-Event-ID`` from before what the lingering stream holds
+(the client lost what aigw last wrote it) is resumed by the backend (the TypeScript SDK
+with an event store, ``e2e/resumable.mjs``) once aigw has closed the lingering stream, so
+the backend's one-stream rule meets no second stream: no 409, and every message once, in
+order (2025-11-25 basic/transports "Resumability and Redelivery").
+
 A backend's request held that way (here the pyserver's ``roots/list`` on its
 standalone stream, the MCP Python SDK) that no client stream takes before the linger
 ends is answered by aigw with an error at once, not left to the backend's timeout.
@@ -18,15 +24,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from aigw.gateway.linger import RECENT
 
 from .aigw import Gateway, start_gateway
 from .harness.oauth_client import connect_plain
-from .harness.upstreams import Upstream
+from .harness.upstreams import Upstream, start_resumable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -55,6 +65,21 @@ def py_gateway(pyserver: Upstream) -> Iterator[Gateway]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def resumable_gateway(node_modules: None) -> Iterator[tuple[Gateway, Upstream]]:
+    """``e2e/resumable.mjs`` behind aigw, its stream lingering long enough for a tool
+    call and a reconnection to land within the linger on a loaded machine."""
+    upstream = start_resumable()
+    try:
+        started = start_gateway([("resumable", upstream.url, "stream_linger: 20s")], metrics=True)
+        try:
+            yield started, upstream
+        finally:
+            started.stop()
+    finally:
+        upstream.stop()
 
 
 async def until_closed(gateway: Gateway) -> None:
@@ -155,11 +180,42 @@ class RawSession:
         text: str = answer["result"]["content"][0]["text"]
         return text
 
-    def stream(self) -> Any:
-        """The session's GET stream (an async context manager)."""
+    def stream(self, last_event_id: str | None = None) -> Any:
+        """The session's GET stream (an async context manager), resumed from
+        ``last_event_id`` when given."""
         headers = {**self.headers, "Accept": "text/event-stream"}
         del headers["Content-Type"]
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
         return self.http.stream("GET", self.url, headers=headers, timeout=None)
+
+
+@asynccontextmanager
+async def sse_events(
+    session: RawSession, last_event_id: str | None = None
+) -> AsyncIterator[MemoryObjectReceiveStream[tuple[str | None, Any]]]:
+    """The session's GET stream (resumed from ``last_event_id`` when given), its events
+    with data as (event id, message) on a channel: one waits for them with a timeout
+    without cancelling the stream's reading.  SSE: an id lasts until the next one."""
+    send, receive = anyio.create_memory_object_stream[tuple[str | None, Any]](1000)
+
+    async def read(lines: AsyncIterator[str]) -> None:
+        event_id: str | None = None
+        data: list[str] = []
+        async for line in lines:
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif not line and data:
+                await send.send((event_id, json.loads("\n".join(data))))
+                data = []
+
+    async with session.stream(last_event_id) as stream, anyio.create_task_group() as tasks:
+        assert stream.status_code == 200
+        tasks.start_soon(read, stream.aiter_lines())
+        yield receive
+        tasks.cancel_scope.cancel()
 
 
 async def _announced(session: RawSession, lines: AsyncIterator[str]) -> None:
@@ -172,6 +228,79 @@ async def _announced(session: RawSession, lines: AsyncIterator[str]) -> None:
                 if "notifications/tools/list_changed" in line:
                     return
     raise AssertionError("the backend's stream never reached the client's GET stream")
+
+
+#: How many times the GET stream is closed and resumed from before its last messages.
+RESUMES = 4
+
+
+async def _logged(events: MemoryObjectReceiveStream[tuple[str | None, Any]]) -> tuple[int, str]:
+    """The next ``notify`` message on the stream: its number and its event id."""
+    while True:
+        event_id, message = await events.receive()
+        if message.get("method") == "notifications/message":
+            assert event_id is not None
+            return int(message["params"]["data"]["n"]), event_id
+
+
+@pytest.mark.parametrize(("lost", "asked"), [(2, False), (RECENT + 1, True)])
+async def test_a_get_stream_resumed_from_before_its_last_messages_gets_each_once_no_409(
+    resumable_gateway: tuple[Gateway, Upstream], lost: int, asked: bool
+) -> None:
+    """Each round: messages k+1..k+lost arrive but the client keeps the id of k (as if
+    they were lost with the connection), closes; k+lost+1 is sent while no client stream
+    is open (the lingering upstream stream holds it); the client resumes from k and gets
+    k+1..k+lost+1, then the live k+lost+2.  A few lost are sent again by aigw (the last
+    ``RECENT`` it delivered), more by the backend's replay, asked for once aigw's
+    lingering stream is closed: either way no 409, no retry."""
+    gateway, upstream = resumable_gateway
+    opened = upstream.process.log().count("GET stream, Last-Event-ID _GET_stream")
+
+    async def notify(n: int) -> None:
+        assert await session.call("resumable__notify", {"n": n}) == f"sent {n}"
+
+    async def lose(events: MemoryObjectReceiveStream[tuple[str | None, Any]], n: int) -> None:
+        """Messages n+1..n+lost, which arrive; the client keeps n's id."""
+        for m in range(n + 1, n + lost + 1):
+            await notify(m)
+            assert (await _logged(events))[0] == m
+
+    async with httpx2.AsyncClient() as http:
+        session = RawSession(http, gateway)
+        await session.start()
+        async with sse_events(session) as events:
+            sent = 0
+            while True:  # aigw's stream to the backend opens after the client's
+                sent += 1
+                await notify(sent)
+                with anyio.move_on_after(1):
+                    n, resume_from = await _logged(events)
+                    break
+            with anyio.fail_after(60):
+                while n < sent:  # a late one of the tries: the others follow
+                    n, resume_from = await _logged(events)
+                await lose(events, n)
+        first = n
+        got: list[int] = []
+        for _ in range(RESUMES):
+            await until_closed(gateway)
+            await notify(n + lost + 1)  # no client stream open: the lingering one holds it
+            async with sse_events(session, resume_from) as events:
+                with anyio.fail_after(60):
+                    for _ in range(lost + 1):
+                        got.append((await _logged(events))[0])
+                    await notify(n + lost + 2)
+                    n, resume_from = await _logged(events)
+                    got.append(n)
+                    await lose(events, n)
+    assert got == list(range(first + 1, first + 1 + (lost + 2) * RESUMES)), got
+    log = gateway.process.log()
+    conflicts = [line for line in log.splitlines() if "HTTP 409" in line]
+    assert conflicts == [], conflicts
+    upstream_log = upstream.process.log()
+    assert "Conflict" not in upstream_log, upstream_log
+    resumed = upstream_log.count("GET stream, Last-Event-ID _GET_stream") - opened
+    assert resumed == (RESUMES if asked else 0), upstream_log
 
 
 async def test_a_request_held_past_the_linger_is_answered_with_an_error_at_once(

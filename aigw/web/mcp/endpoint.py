@@ -307,9 +307,7 @@ class MCPTransport:
         # stream of a session (409) or as HTTP asks of an overloaded server: 429 (this
         # user's bound) or 503 (the process's), with Retry-After and a JSON-RPC error.
         try:
-            slot = self.gateway.stream_limits.acquire(
-                (principal.issuer, principal.subject), session.binding
-            )
+            slot = self.gateway.stream_limits.acquire(principal.user, session.binding)
         except StreamLimitReached as reached:
             self._note(request, refused=reached.key)
             raise stream_limit_refusal(reached) from None

@@ -28,6 +28,7 @@ from aigw.gateway.lists import LISTS
 from aigw.gateway.log_levels import checked_level
 from aigw.gateway.parking import ParkedElsewhere
 from aigw.gateway.ratelimit import RateLimited
+from aigw.gateway.relay import refusal
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import declared
@@ -343,7 +344,7 @@ class StatelessHandler:
         4xx/5xx status whose body is the JSON-RPC error response, with the request's
         id): 429 for the user's bound, 503 for the process's, with Retry-After."""
         try:
-            slot = self.gateway.stream_limits.acquire((principal.issuer, principal.subject))
+            slot = self.gateway.stream_limits.acquire(principal.user)
         except StreamLimitReached as reached:
             raise stream_limit_refusal(reached, message.id) from None
         try:
@@ -386,14 +387,9 @@ class StatelessHandler:
     def _refuse_request(self, session: ClientSession, message: dict[str, Any]) -> None:
         """A backend's request (sampling, elicitation, roots) cannot reach a 2026-07-28
         client (no server-to-client requests in that revision): answer it with an error."""
-        refusal = jsonrpc.ErrorResponse(
-            message["id"],
-            jsonrpc.ErrorObject(
-                jsonrpc.METHOD_NOT_FOUND,
-                f"{message.get('method')} cannot reach a 2026-07-28 client through aigw",
-            ),
-        )
-        work = self.gateway.handle_client_response(session, refusal)
+        why = "cannot reach a 2026-07-28 client through aigw"
+        answer = refusal(message["id"], message.get("method"), why, "client_revision")
+        work = self.gateway.handle_client_response(session, answer)
         ensureDeferred(work).addErrback(lambda f: self.log.failure("refusing {m}", f, m=message))
 
     def _cancel(self, session: ClientSession, request_id: Any) -> None:

@@ -1,5 +1,6 @@
-"""Start the upstream MCP servers of the end-to-end tests: server-everything, pyserver, and
-the Twisted servers of tests/e2e/upstreams that misbehave on purpose."""
+"""Start the upstream MCP servers of the end-to-end tests: server-everything, pyserver,
+``e2e/resumable.mjs`` (a resumable GET stream), and the Twisted servers of tests/e2e/upstreams
+that misbehave on purpose."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .processes import (
 SERVER_EVERYTHING_JS = (
     NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 )
+RESUMABLE_JS = E2E_DIR / "resumable.mjs"
 LOOPBACK_PRELOAD = E2E_DIR / "loopback.cjs"
 ABORT_PROBE_PRELOAD = E2E_DIR / "abort-probe.cjs"
 ABORT_PROBE_LINE = "aigw-e2e-probe: aborted "
@@ -63,6 +65,20 @@ def start_server_everything(port: int | None = None, timeout: float = 30.0) -> U
         name="server-everything",
     )
     return Upstream("everything", f"http://127.0.0.1:{port}/mcp", port, proc)
+
+
+def start_resumable(timeout: float = 30.0) -> Upstream:
+    """``node e2e/resumable.mjs`` on ``http://127.0.0.1:<port>/mcp``: the TypeScript SDK's
+    Streamable HTTP server with an event store that resumes each GET stream in order."""
+    ensure_node_modules()
+    port = free_port()
+    proc = start_process(
+        [node_executable(), str(RESUMABLE_JS), "--port", str(port)],
+        ready_line_regex=r"^READY (\S+)",
+        timeout=timeout,
+        name="resumable",
+    )
+    return Upstream("resumable", f"http://127.0.0.1:{port}/mcp", port, proc)
 
 
 def aborted_requests(upstream: Upstream) -> int:

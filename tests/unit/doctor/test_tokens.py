@@ -17,6 +17,11 @@ from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, Document, PrivateCATestCase
 
 MINTED = {"access_token": "minted", "token_type": "Bearer", "expires_in": 300}
+#: Keycloak's answers to an exchange without a subject token (aigw/doctor/tokens.py): the
+#: standard token exchange (V2) for a client whose switch is on, or off; the legacy (V1).
+V2_ON = "Parameter 'subject_token' required for standard token exchange"
+V2_OFF = "Standard token exchange is not enabled for the requested client"
+V1 = "For more on this error consult the server log."
 
 
 class TokenEndpointDoctorTests(PrivateCATestCase):
@@ -82,3 +87,40 @@ class TokenEndpointDoctorTests(PrivateCATestCase):
         self.assertEqual(found.verdict, "FAIL")
         self.assertIn("certificate verify failed", found.seen)
         self.assertEqual(self.tokens.forms, [])
+
+    async def keycloak(self, status: int, answer: dict[str, str]) -> Finding:
+        self.tokens.status = status
+        self.tokens.posted = lambda form: answer
+        return await self.finding(self.backend_ca, "token_exchange")
+
+    @run
+    async def test_keycloak_v2_with_the_clients_exchange_on_passes(self) -> None:
+        """StandardTokenExchangeProvider.supports: the client may exchange, the subject
+        token is what is missing."""
+        found = await self.keycloak(400, {"error": "invalid_request", "error_description": V2_ON})
+        self.assertEqual(found.verdict, "ok")
+        self.assertIn("invalid_request to an exchange without a subject token", found.seen)
+
+    @run
+    async def test_keycloak_v2_with_the_clients_exchange_off_fails(self) -> None:
+        """The same invalid_request, whose description says the client may not exchange."""
+        found = await self.keycloak(400, {"error": "invalid_request", "error_description": V2_OFF})
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn(V2_OFF, found.seen)
+        self.assertIn("'aigw'", found.fix or "")
+        self.assertIn('"Standard token exchange"', found.fix or "")
+
+    @run
+    async def test_keycloak_v1_failing_without_a_user_warns(self) -> None:
+        """V1 takes the request and fails on the missing user session: HTTP 500
+        unknown_error, after the client authenticated; nothing more can be known."""
+        found = await self.keycloak(500, {"error": "unknown_error", "error_description": V1})
+        self.assertEqual(found.verdict, "warn")
+        self.assertIn("HTTP 500: unknown_error", found.seen)
+        self.assertIn("legacy token exchange (V1)", found.seen)
+
+    @run
+    async def test_another_server_error_fails(self) -> None:
+        found = await self.keycloak(500, {"error": "server_error"})
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn("HTTP 500: server_error", found.seen)

@@ -61,6 +61,11 @@ class FakeUpstream(Resource):
         self.streams_closed: list[Request] = []
         #: Set: GET streams answer only when it fires.
         self.get_hold: Deferred[None] | None = None
+        #: Set: a GET while another GET stream of its session is open gets 409, as the
+        #: MCP SDK servers answer ("Only one SSE stream is allowed per session").
+        self.one_stream = False
+        #: GET requests answered 409 for that.
+        self.conflicts: list[Request] = []
         self.deleted: list[str] = []
         self.listen_filters: list[dict[str, Any]] = []
         self.hung_up: list[Any] = []
@@ -90,6 +95,10 @@ class FakeUpstream(Resource):
         if self.get_status != 200:
             request.setResponseCode(self.get_status)
             return b""
+        if self.one_stream and self._open_streams(request.getHeader(b"mcp-session-id")):
+            self.conflicts.append(request)
+            request.setResponseCode(409)
+            return b'{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Conflict"}}'
         self.stream_requests.append(request)
         request.notifyFinish().addErrback(lambda _: self.streams_closed.append(request))
 
@@ -102,6 +111,15 @@ class FakeUpstream(Resource):
         else:
             answer()
         return NOT_DONE_YET
+
+    def _open_streams(self, session: bytes | None) -> list[Request]:
+        """The GET streams of ``session`` whose connection is not closed."""
+        return [
+            request
+            for request in self.stream_requests
+            if request not in self.streams_closed
+            and request.getHeader(b"mcp-session-id") == session
+        ]
 
     def push(self, message: Any, event_id: str | None = None) -> None:
         """Send a message on every open GET stream."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, ServerConfig, SessionsConfig
-from aigw.gateway.linger import MAX_HELD, Linger, is_request
-from aigw.gateway.streams import decode_event_ids, encode_event_ids
+from aigw.gateway.linger import MAX_HELD, RECENT, Linger, after, is_request
+from aigw.gateway.streams import CLOSE_SETTLE, CLOSE_WAIT, decode_event_ids, encode_event_ids
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
@@ -71,10 +72,15 @@ class LingerTests(SynchronousTestCase):
         for other in (LIST_CHANGED, {"jsonrpc": "2.0", "id": 7, "result": {}}, "ping", None):
             self.assertFalse(is_request(other))
 
-    def test_it_serves_a_stream_resuming_from_nowhere_or_where_the_last_left_off(self) -> None:
-        self.assertTrue(self.linger.serves(None))
-        self.assertTrue(self.linger.serves("ev-1"))
-        self.assertFalse(self.linger.serves("ev-0"))
+    def test_what_came_after_an_id_is_what_followed_the_last_message_bearing_it(
+        self,
+    ) -> None:
+        """A message without an id of its own bears the one before (SSE's last event id)."""
+        recent = [("a", "ev-1"), ("b", "ev-2"), ("c", "ev-2"), ("d", "ev-3")]
+        self.assertEqual(after(recent, "ev-1"), recent[1:])
+        self.assertEqual(after(recent, "ev-2"), recent[3:])
+        self.assertEqual(after(recent, "ev-3"), [])
+        self.assertIsNone(after(recent, "ev-0"))
 
 
 class LingerTestCase(GatewayTestCase):
@@ -109,6 +115,13 @@ class LingerTestCase(GatewayTestCase):
         self.assertEqual(response.code, 200)
         reader = Collect([])
         response.deliverBody(reader)
+        return reader
+
+    async def resume(self, session: str, alpha_id: str) -> Collect:
+        """A GET stream resuming from alpha's event ``alpha_id``, once a resumed upstream
+        stream would have been asked for (``CLOSE_SETTLE`` after the lingering one closed)."""
+        reader = await self.get_stream(session, encode_event_ids({"alpha": alpha_id}))
+        await self.network.sleep(CLOSE_SETTLE)
         return reader
 
     def methods(self, reader: Collect) -> list[str]:
@@ -200,15 +213,136 @@ class GetStreamLingerTests(LingerTestCase):
         await self.close(again)
 
     @run
+    async def test_resuming_from_a_little_before_gets_what_it_lost_again_from_aigw(
+        self,
+    ) -> None:
+        """The last messages the closed stream got (``RECENT``) are sent again to a
+        stream resuming from one of them, then what was held, each once and in order:
+        the backend is not asked (it would answer 409 while it holds the stream)."""
+        await self.start()
+        session = await self.initialize()
+        self.alpha.one_stream = True
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        for round_ in range(3):
+            for n in range(1, 4):
+                self.alpha.push(updated(round_ * 10 + n), f"ev-{round_}.{n}")
+            await self.until(lambda first=first: len(self.updates(first)) == 3)  # type: ignore[misc]
+            await self.close(first)
+            self.alpha.push(updated(round_ * 10 + 4), f"ev-{round_}.4")  # held
+            # The client lost the last two: it resumes from the first.
+            first = await self.resume(session, f"ev-{round_}.1")
+            expected = [round_ * 10 + n for n in (2, 3, 4)]
+            await self.until(lambda first=first, e=expected: self.updates(first) == e)  # type: ignore[misc]
+            text = b"".join(first.chunks).decode()
+            last = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
+            self.assertEqual(decode_event_ids(last, {"alpha"}), {"alpha": f"ev-{round_}.4"})
+            first.chunks.clear()
+        self.assertEqual((len(self.alpha.stream_requests), self.alpha.conflicts), (1, []))
+        await self.close(first)
+
+    @run
+    async def test_resuming_from_before_the_recent_messages_asks_the_backend(self) -> None:
+        await self.start()
+        session = await self.initialize()
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        for n in range(RECENT + 1):
+            self.alpha.push(updated(n), f"ev-{n}")
+        await self.until(lambda: len(self.updates(first)) == RECENT + 1)
+        await self.close(first)
+        again = await self.resume(session, "ev-0")  # kept no longer
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"ev-0")
+        self.assertEqual(self.updates(again), [])  # the backend's to replay
+        await self.close(again)
+
+    @run
     async def test_resuming_from_before_what_was_held_asks_the_backend(self) -> None:
         """basic/transports "Resumability and Redelivery": the backend replays from there."""
         await self.start()
         session = await self.initialize()
         await self.closed_after(session, "ev-1")
-        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        again = await self.resume(session, "ev-0")
         await self.until(lambda: len(self.alpha.stream_requests) == 2)
         self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"ev-0")
         await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+        await self.close(again)
+
+    def updates(self, reader: Collect) -> list[Any]:
+        return [
+            m["params"]["uri"]
+            for m in sse_messages(b"".join(reader.chunks))
+            if m.get("method") == "notifications/resources/updated"
+        ]
+
+    @run
+    async def test_resuming_from_before_what_was_held_waits_for_the_held_stream_to_close(
+        self,
+    ) -> None:
+        """An SDK server answers 409 to a GET while it holds another of the session
+        (basic/transports "Listening for Messages from the Server"): the resumed stream
+        is asked for once the lingering one is closed, each time, and gets what the
+        backend sends from there once (what was held is the backend's to replay)."""
+        await self.start()
+        self.alpha.one_stream = True
+        session = await self.initialize()
+        await self.closed_after(session, "ev-1")
+        for n in range(1, 4):
+            self.alpha.push(updated(n), f"ev-{n}.held")
+            # The last stream got ev-n: this one resumes from before it.
+            again = await self.resume(session, f"ev-{n - 1}")
+            await self.until(lambda n=n: len(self.alpha.stream_requests) == n + 1)  # type: ignore[misc]
+            resumed = self.alpha.stream_requests[n]
+            self.assertEqual(resumed.getHeader(b"last-event-id"), f"ev-{n - 1}".encode())
+            self.assertEqual(self.alpha.streams_closed, self.alpha.stream_requests[:n])
+            self.alpha.push(updated(n * 10), f"ev-{n + 1}")  # the replay (or a new one)
+            await self.until(lambda again=again, n=n: self.updates(again) == [n * 10])  # type: ignore[misc]
+            await self.close(again)
+        self.assertEqual(self.alpha.conflicts, [])
+
+    @run
+    async def test_a_closed_feed_waiting_to_follow_its_stream_again_ends_at_once(
+        self,
+    ) -> None:
+        """Its back-off is cut short: the next stream need not wait for it."""
+        await self.start()
+        self.alpha.get_status = 500  # the stream fails: followed again after a back-off
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        self.alpha.get_status = 200
+        again = await self.resume(session, "ev-0")  # the back-off is longer
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        await self.close(again)
+
+    @run
+    async def test_a_stream_never_answered_is_waited_for_at_most_close_wait(self) -> None:
+        await self.start()
+        self.alpha.get_hold = Deferred()  # the backend never answers the stream's GET
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        await self.network.sleep(CLOSE_WAIT + CLOSE_SETTLE)
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.alpha.get_hold.callback(None)
+        await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
+        await self.close(again)
+
+    @run
+    async def test_a_stream_after_the_linger_expired_waits_for_the_old_one_too(self) -> None:
+        """Any new upstream stream of a session whose last one is still closing waits."""
+        await self.start(linger=1.0)
+        self.alpha.get_hold = Deferred()  # the closing stream's GET is never answered
+        session = await self.initialize()
+        await self.close(await self.get_stream(session))
+        await self.network.sleep(1.0)  # the linger expires: the feed closes
+        again = await self.get_stream(session)
+        await self.until(lambda: len(self.alpha.stream_requests) == 1)
+        await self.network.sleep(CLOSE_WAIT + CLOSE_SETTLE)
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.alpha.get_hold.callback(None)
         await self.close(again)
 
     @run
@@ -392,6 +526,7 @@ class HeldRequestTests(LingerTestCase):
         await self.until(lambda: self.answers_to(7))
         ((_, body),) = self.answers_to(7)
         self.assertEqual(body["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(body["error"]["data"], {"reason": "client_revision"})
         self.assertIn("cannot reach a 2026-07-28 client", body["error"]["message"])
         await self.close(again)
 
@@ -400,7 +535,7 @@ class HeldRequestTests(LingerTestCase):
         session = await self.left({"roots": {}})
         self.alpha.push(ROOTS, event_id)
         self.alpha.push(LIST_CHANGED)  # after the request: it is held by now
-        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        again = await self.resume(session, "ev-0")
         await self.until(lambda: len(self.alpha.stream_requests) == 2)
         await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
         return again

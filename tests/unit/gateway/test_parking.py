@@ -4,10 +4,10 @@ and resumes it when the client retries (basic/patterns/mrtr; ``aigw/gateway/park
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aigw.config import BackendConfig, SessionsConfig
+from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     PUBLIC_URL,
@@ -108,7 +108,9 @@ class ParkingTests(GatewayTestCase):
         body = await self.call({"name": "beta__ask"}, meta={})
         self.assertEqual(body["result"]["resultType"], "complete")
         refusal = self.asked()[-1]["error"]
-        self.assertIn("did not declare the 'sampling' capability", refusal["message"])
+        self.assertEqual(refusal["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(refusal["data"], {"reason": "client_capability", "capability": "sampling"})
+        self.assertIn("did not declare sampling", refusal["message"])
 
     @run
     async def test_parked_calls_are_bounded(self) -> None:
@@ -117,7 +119,10 @@ class ParkingTests(GatewayTestCase):
         self.assertEqual(first["resultType"], "input_required")
         second = await self.call({"name": "beta__ask"}, rid=2)
         self.assertEqual(second["result"]["resultType"], "complete")
-        self.assertIn("sessions.max_parked", json.dumps(self.asked()[-1]["error"]))
+        refusal = self.asked()[-1]["error"]
+        self.assertEqual(refusal["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(refusal["data"], {"reason": "parked_calls_full"})
+        self.assertIn("sessions.max_parked", refusal["message"])
 
     @run
     async def test_a_retry_for_a_call_parked_in_another_process_needs_its_peer_url(self) -> None:

@@ -70,6 +70,14 @@ class PoolTests(SynchronousTestCase):
         self.assertNotEqual(other["a"].session_id, first["a"].session_id)
         self.assertEqual(self.backends.opened, ["a", "b", "a"])
 
+    def test_the_same_subject_at_another_issuer_is_another_user(self) -> None:
+        """RFC 7519 §4.1.2: a subject is unique within its issuer only (``Principal.user``)."""
+        first = self.sessions("alice", ["a"])
+        elsewhere = attrs.evolve(user("alice"), issuer="other-iss")
+        other = self.successResultOf(ensureDeferred(self.pool.sessions(elsewhere, ["a"])))
+        self.assertNotEqual(other["a"].session_id, first["a"].session_id)
+        self.assertEqual(self.backends.opened, ["a", "a"])
+
     def test_idle_sessions_expire_and_are_ended(self) -> None:
         first = self.sessions("alice", ["a"])
         self.clock.advance(59)
@@ -107,7 +115,7 @@ class PoolTests(SynchronousTestCase):
     def test_a_repaired_session_replaces_and_ends_the_old_one(self) -> None:
         old = self.sessions("alice", ["a"])["a"]
         new = BackendSession("a", "a-new", "2025-11-25")
-        self.pool.put(("iss", "alice", "a"), new, user("alice"))
+        self.pool.put((("iss", "alice"), "a"), new, user("alice"))
         self.assertEqual(self.sessions("alice", ["a"])["a"], new)
         self.assertEqual(self.backends.ended, [old.session_id])
 

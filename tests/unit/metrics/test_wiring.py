@@ -7,36 +7,25 @@ Everything runs on the memory network (tests/unit/memory.py): the gateway's
 from __future__ import annotations
 
 import treq
-from prometheus_client.parser import text_string_to_metric_families
 
 from aigw.config import MetricsConfig, SessionsConfig
 from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
+from tests.prometheus_text import Scrape
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
 from tests.unit.memory import run
 
 SCRAPE = "http://127.0.0.1:9464/metrics"
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def scrape(test: GatewayTestCase) -> Samples:
-    """Every sample of a scrape of the gateway's metrics listener, by name and labels."""
+async def scrape(test: GatewayTestCase) -> Scrape:
+    """A scrape of the gateway's metrics listener."""
     response = await test.http.get(SCRAPE)
     test.assertEqual(response.code, 200)
-    text = (await treq.content(response)).decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    content_type = response.headers.getRawHeaders(b"content-type", [b""])[0].decode()
+    return Scrape.parse(content_type, (await treq.content(response)).decode())
 
 
 class WiringTests(GatewayTestCase):
@@ -56,30 +45,28 @@ class WiringTests(GatewayTestCase):
         samples = await scrape(self)
         call = {"method": "tools/call", "backend": "alpha"}
         self.assertEqual(
-            sample(samples, "aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
+            samples.value("aigw_mcp_requests_total", **call, tool="echo", outcome="ok"),
             3.0,
         )
         # A tool is a label once listed: before that, and a made-up one, are "other".
         other = {"method": "tools/call", "backend": "alpha", "tool": "other"}
-        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **other, outcome="ok"), 1.0)
+        self.assertEqual(samples.value("aigw_mcp_requests_total", **other, outcome="ok"), 1.0)
         # An excluded tool is answered as unknown: routed nowhere, no backend, no tool.
         refused = {"method": "tools/call", "backend": "", "tool": "", "outcome": "error"}
-        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **refused), 1.0)
-        self.assertEqual(
-            sample(samples, "aigw_http_requests_total", route="mcp", status="200"), 8.0
-        )
+        self.assertEqual(samples.value("aigw_mcp_requests_total", **refused), 1.0)
+        self.assertEqual(samples.value("aigw_http_requests_total", route="mcp", status="200"), 8.0)
         # Time stands still on the memory network: every request took 0 s.
         self.assertEqual(
-            sample(samples, "aigw_mcp_request_duration_seconds_count", method="tools/call"),
+            samples.value("aigw_mcp_request_duration_seconds_count", method="tools/call"),
             6.0,
         )
-        self.assertEqual(sample(samples, "aigw_open_streams"), 1.0)
-        self.assertEqual(sample(samples, "aigw_streaming_sessions"), 1.0)
-        self.assertEqual(sample(samples, "aigw_pooled_upstream_sessions"), 0.0)
+        self.assertEqual(samples.value("aigw_open_streams"), 1.0)
+        self.assertEqual(samples.value("aigw_streaming_sessions"), 1.0)
+        self.assertEqual(samples.value("aigw_pooled_upstream_sessions"), 0.0)
         stream.transport.stopProducing()  # type: ignore[attr-defined]
         await self.until(lambda: self.service.gateway.stream_limits.total == 0)
         samples = await scrape(self)
-        self.assertEqual(sample(samples, "aigw_open_streams"), 0.0)
+        self.assertEqual(samples.value("aigw_open_streams"), 0.0)
 
     @run
     async def test_off_means_no_listener_and_no_observer(self) -> None:
@@ -109,7 +96,7 @@ class WiringTests(GatewayTestCase):
             self.alpha.push({"jsonrpc": "2.0", "method": "notifications/message", "params": n})
         await self.network.settle()
         samples = await scrape(self)
-        self.assertEqual(sample(samples, "aigw_stream_linger_dropped_messages_total"), 2.0)
+        self.assertEqual(samples.value("aigw_stream_linger_dropped_messages_total"), 2.0)
 
 
 class LimitMetricsTests(GatewayTestCase):
@@ -123,7 +110,7 @@ class LimitMetricsTests(GatewayTestCase):
         for rid in range(2):
             await self.call(session, "tools/list", rid=rid)
         samples = await scrape(self)
-        self.assertEqual(sample(samples, "aigw_limiter_store_failures_total"), 2.0)
+        self.assertEqual(samples.value("aigw_limiter_store_failures_total"), 2.0)
         self.service.gateway.limiter = self.service.gateway.calls.limiter = Limiter(
             LimitsConfig(rules=rules), self.reactor
         )
@@ -132,7 +119,7 @@ class LimitMetricsTests(GatewayTestCase):
         self.assertEqual(codes, [200, 429])
         limited = {"method": "tools/list", "backend": "", "tool": "", "outcome": "limited"}
         samples = await scrape(self)
-        self.assertEqual(sample(samples, "aigw_mcp_requests_total", **limited), 1.0)
+        self.assertEqual(samples.value("aigw_mcp_requests_total", **limited), 1.0)
 
 
 class SessionStoreMetricsTests(GatewayTestCase):
@@ -148,9 +135,9 @@ class SessionStoreMetricsTests(GatewayTestCase):
         self.assertEqual(response.code, 204)
         await self.network.settle()
         samples = await scrape(self)
-        self.assertEqual(sample(samples, "aigw_session_store_failures_total"), 2.0)
+        self.assertEqual(samples.value("aigw_session_store_failures_total"), 2.0)
 
     @run
     async def test_the_counter_is_there_without_redis(self) -> None:
         await self.start_gateway()
-        self.assertEqual(sample(await scrape(self), "aigw_session_store_failures_total"), 0.0)
+        self.assertEqual((await scrape(self)).value("aigw_session_store_failures_total"), 0.0)
