@@ -61,6 +61,7 @@ from aigw.web.server import BoundedSite
 
 if TYPE_CHECKING:
     from aigw.auth.browser_login import BrowserLogin
+    from aigw.gateway.ended_sessions import EndedSessions
     from aigw.metrics import GatewayMetrics
     from aigw.upstream.user_authorization import UserAuthorization
     from aigw.upstream.user_links import UserLinks
@@ -180,6 +181,7 @@ class GatewayService(MultiService):
         self.user_authorizations: dict[str, UserAuthorization] = {}
         self._built_authorizations: dict[str, UserAuthorization] = {}
         self.gateway = self._build_gateway()
+        self.ended_sessions = self._share_ended_sessions()
         # SIGHUP: the file read again and put in force, whole, or nothing changed.
         self.reloader = Reloader(self.config_holder, self.gateway, self._transport, reactor)
         self.reloader.setServiceParent(self)  # type: ignore[no-untyped-call]
@@ -330,6 +332,22 @@ class GatewayService(MultiService):
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
 
+    def _share_ended_sessions(self) -> EndedSessions | None:
+        """With ``sessions.redis_url``, a session ended by DELETE is ended on every
+        process (``gateway/ended_sessions.py``, imported only then); a restart-only key
+        (``reload.py``): the subscription lives as long as the process."""
+        sessions = self.config.sessions
+        if sessions.redis_url is None:
+            return None
+        from aigw.gateway.ended_sessions import EndedSessions
+
+        codec = self.gateway.sessions.codec
+        ended = EndedSessions(codec, sessions.redis_url, self.reactor, sessions.redis_ca_file)
+        self.gateway.sessions.share_end = ended.announce
+        self.readiness.add("ended_sessions", ended.unready)
+        ended.setServiceParent(self)  # type: ignore[no-untyped-call]
+        return ended
+
     def _transport(self, backend: BackendConfig) -> UpstreamTransport:
         """How aigw talks to one backend (at start, and for a reload's new backends)."""
         authorization = None
@@ -384,6 +402,12 @@ class GatewayService(MultiService):
             "Times the shared limiter store (limits.redis_url) failed or timed out: takes, "
             "releases and renewals of in-flight leases.",
             lambda: gateway.limiter.store_errors,
+        )
+        ended = self.ended_sessions
+        metrics.watch_counter(
+            "aigw_session_store_failures",
+            "Times the shared store of ended sessions (sessions.redis_url) failed or timed out.",
+            lambda: ended.failures if ended is not None else 0,
         )
         metrics.watch_counter(
             "aigw_stream_linger_dropped_messages",

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from typing import Literal, get_args
-from urllib.parse import unquote, urlsplit
 
 import attrs
 
 from aigw.config import nodes as cp
 from aigw.config import values
 from aigw.config.fields import read_as, required, section_of
+from aigw.config.redis import RedisAddress, redis_url, with_redis_trust
 
 Per = Literal["sub", "client", "backend", "tool"]
 OnRedisError = Literal["open", "closed"]
@@ -53,47 +53,6 @@ def rate(ctx: cp.Context, path: str, node: cp.Node) -> Rate | None:
         )
         return None
     return Rate(int(match.group(1)), _PERIODS[match.group(2)])
-
-
-#: The URL schemes of ``redis_url``: whether the connection is TLS.
-REDIS_SCHEMES = {"redis": False, "rediss": True}
-
-
-@attrs.frozen
-class RedisAddress:
-    """Where the shared buckets live: ``redis[s]://[[user]:password@]host[:port][/db]``
-    (``rediss``: TLS, the scheme Redis's own clients use for it)."""
-
-    host: str
-    port: int = 6379
-    db: int = 0
-    username: str | None = attrs.field(default=None, repr=False)
-    password: str | None = attrs.field(default=None, repr=False)
-    tls: bool = False
-
-
-def redis_url(ctx: cp.Context, path: str, node: cp.Node) -> RedisAddress | None:
-    text = cp.as_nonempty_str(ctx, path, node)
-    if text is None:
-        return None
-    try:
-        parts = urlsplit(text)
-        port = parts.port or 6379
-        db_text = parts.path.lstrip("/")
-        if parts.scheme not in REDIS_SCHEMES or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError
-        db = int(db_text) if db_text else 0
-    except ValueError:
-        ctx.report(path, node, "expected redis[s]://[:password@]host[:port][/db]")
-        return None
-    return RedisAddress(
-        parts.hostname,
-        port,
-        db,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password is not None else None,
-        REDIS_SCHEMES[parts.scheme],
-    )
 
 
 @attrs.frozen
@@ -156,31 +115,27 @@ class LimitsConfig:
     rules: tuple[LimitRule, ...] = attrs.field(default=(), metadata=read_as(cp.list_of(limit_rule)))
 
 
-_read_limits = section_of(LimitsConfig)
-
-
 #: ``lease_ttl`` is at least this many ``redis_timeout``: a lease is renewed a third
 #: into its life (``gateway/redis_buckets.py``), so a renewal that takes the whole
 #: timeout still lands before the lease's end, with room to spare.
 LEASE_TIMEOUTS = 2
 
+_read_limits = section_of(LimitsConfig)
 
-def limits_section(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
-    """``limits``, with what its keys say together: ``redis_ca_file`` is the trust of
-    a TLS connection, so it goes with a ``rediss://`` ``redis_url``; ``lease_ttl`` is
-    at least ``LEASE_TIMEOUTS`` times ``redis_timeout``."""
+
+def _leases_checked(ctx: cp.Context, path: str, node: cp.Node) -> LimitsConfig | None:
+    """``limits``, its ``lease_ttl`` at least ``LEASE_TIMEOUTS`` times ``redis_timeout``
+    (reported, and read on, so that a ``redis_ca_file`` problem is reported with it)."""
     limits = _read_limits(ctx, path, node)
-    if limits is None:
-        return limits
-    before = len(ctx.problems)
-    if limits.lease_ttl < LEASE_TIMEOUTS * limits.redis_timeout:
+    if limits is not None and limits.lease_ttl < LEASE_TIMEOUTS * limits.redis_timeout:
         ctx.report(
             f"{path}.lease_ttl",
             cp.value_node(node, "lease_ttl"),
             f"must be at least {LEASE_TIMEOUTS} times redis_timeout "
             f"({limits.lease_ttl:g} s < {LEASE_TIMEOUTS} x {limits.redis_timeout:g} s)",
         )
-    if limits.redis_ca_file is not None and (limits.redis_url is None or not limits.redis_url.tls):
-        where = f"{path}.redis_ca_file"
-        ctx.report(where, cp.value_node(node, "redis_ca_file"), "goes with a rediss:// redis_url")
-    return None if len(ctx.problems) > before else limits
+    return limits
+
+
+#: ``limits``, with ``redis_ca_file`` only beside a ``rediss://`` ``redis_url``.
+limits_section = with_redis_trust(_leases_checked)

@@ -29,6 +29,7 @@ from aigw.config.fields import (
 )
 from aigw.config.headers import static_headers
 from aigw.config.limits import LimitsConfig, limits_section
+from aigw.config.redis import RedisAddress, redis_url, with_redis_trust
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
@@ -276,6 +277,11 @@ class SessionsConfig:
     #: Where the other aigw processes reach this one's MCP endpoint, so that a retry
     #: landing elsewhere is forwarded to the process holding its parked call.
     peer_url: str | None = attrs.field(default=None, metadata=read_as(values.url(query=False)))
+    #: Where every process hears of the sessions ended with DELETE, so that each answers
+    #: their ids 404 (``gateway/ended_sessions.py``); None: only the process that ended one.
+    redis_url: RedisAddress | None = attrs.field(default=None, metadata=read_as(redis_url))
+    #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
+    redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
 
 
 @attrs.frozen
@@ -372,7 +378,7 @@ class Config:
     import_mcp_servers: str | None = attrs.field(default=None, metadata=own_reader())
     access: AccessConfig = attrs.field(default=AccessConfig(), metadata=own_reader())
     sessions: SessionsConfig = attrs.field(
-        default=SessionsConfig(), metadata=read_as(section_of(SessionsConfig))
+        default=SessionsConfig(), metadata=read_as(with_redis_trust(section_of(SessionsConfig)))
     )
     logging: LoggingConfig = attrs.field(
         default=LoggingConfig(), metadata=read_as(section_of(LoggingConfig))

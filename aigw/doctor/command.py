@@ -32,6 +32,7 @@ from aigw.doctor.findings import EXIT_FAILED, Finding, exit_status, format_findi
 from aigw.doctor.limits_store import check_limits_store
 from aigw.doctor.public import check_public_url
 from aigw.doctor.sessionkey import KeyFiles, check_session_key, key_files_of
+from aigw.doctor.sessions_store import check_sessions_store
 from aigw.doctor.tokens import check_token_endpoint
 from aigw.httpjson import Clock, HTTPClient, TreqClient
 from aigw.upstream.api import UpstreamTransport
@@ -80,13 +81,12 @@ async def diagnose(
     backends = [ensureDeferred(check_one(b)) for b in config.backends]
     public = ensureDeferred(check_public_url(config, http, clock, timeout))
     store = ensureDeferred(check_limits_store(config.limits, clock, timeout))
+    ended = ensureDeferred(check_sessions_store(config.sessions, clock, timeout))
     # All run at once; awaited in the order the findings print.
     findings = [ok("config", f"{config.source} loads"), *(await authority)]
     for backend in backends:
         findings += await backend
-    stored = await store
-    if stored is not None:
-        findings.append(stored)
+    findings += [found for found in (await store, await ended) if found is not None]
     inline = config.sessions.secret is not None and keys.current is None
     findings.append(check_session_key(keys.current, inline))
     findings += [check_session_key(path, False, "old session key") for path in keys.old]

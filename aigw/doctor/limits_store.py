@@ -5,20 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, TimeoutError, ensureDeferred
-
-from aigw.config.limits import LimitsConfig, RedisAddress
+from aigw.config.limits import LimitsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
-from aigw.gateway.ratelimit import StoreUnavailable
-from aigw.gateway.redis_buckets import RedisBuckets, RedisError
+from aigw.doctor.redis_store import probe
+from aigw.gateway.redis_buckets import RedisBuckets
 
 CHECK = "limits store"
-
-
-def _where(address: RedisAddress) -> str:
-    """The URL without its credentials."""
-    scheme = "rediss" if address.tls else "redis"
-    return f"{scheme}://{address.host}:{address.port}/{address.db}"
 
 
 async def check_limits_store(
@@ -28,21 +20,15 @@ async def check_limits_store(
     address = limits.redis_url
     if address is None:
         return None
-    where = _where(address)
+    where = str(address)  # without its credentials
     store = RedisBuckets(address, reactor, time_limit, ca_file=limits.redis_ca_file)
-    checking = ensureDeferred(store.check())
-    checking.addTimeout(time_limit, reactor)
-    try:
-        round_trip = await checking
-    except (StoreUnavailable, RedisError, TimeoutError, CancelledError, OSError) as error:
-        seen = str(error) or f"no answer within {time_limit:g} s"
+    round_trip = await probe(store.check, store.close, reactor, time_limit)
+    if isinstance(round_trip, str):
         if limits.on_redis_error == "open":
             meanwhile = "every request is let through unlimited (on_redis_error: open)"
         else:
             meanwhile = "every limited request is refused with 503 (on_redis_error: closed)"
-        return fail(CHECK, f"{where}: {seen}", f"make Redis reachable; meanwhile {meanwhile}")
-    finally:
-        await store.close()
+        return fail(CHECK, f"{where}: {round_trip}", f"make Redis reachable; meanwhile {meanwhile}")
     millis = round(round_trip * 1000, 1)
     if round_trip > limits.redis_timeout:
         budget = round(limits.redis_timeout * 1000, 1)

@@ -28,7 +28,7 @@ from aigw.protocol.client_capabilities import declared, missing
 from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import BackendSession, SessionCodec, SessionState
+from aigw.sealed.session_id import BackendSession, Ended, SessionCodec, SessionState
 from aigw.tracing.context import TraceContext
 
 
@@ -84,6 +84,9 @@ class ClientSessions:
         self.clock = clock
         self.backends = backends
         self.codec = SessionCodec(sealer, clock.seconds, config.sessions.ttl)
+        #: Tells the other processes of an id ended here (``sessions.redis_url``:
+        #: ``ended_sessions.py``, wired by ``service.py``); None: they are not told.
+        self.share_end: Callable[[Ended], None] | None = None
         # Upstream sessions held for 2026-07-28 clients (they have none of their own).
         self.pool = UpstreamSessionPool(
             clock,
@@ -129,6 +132,12 @@ class ClientSessions:
         if instructions:
             result["instructions"] = "\n\n".join(instructions)
         return result, session_id
+
+    def end(self, session: ClientSession) -> None:
+        """DELETE: the id opens no more here, and once told, in the other processes."""
+        ended = self.codec.end(session.session_id, session.state)
+        if self.share_end is not None:
+            self.share_end(ended)
 
     def open(self, principal: Principal, session_id: str, snapshot: Snapshot) -> ClientSession:
         """Open a sealed session id for this principal (raises SessionNotFound)."""

@@ -267,7 +267,7 @@ class Gateway(Service):
     async def end_session(self, session: ClientSession) -> None:
         """DELETE: the id opens no more (basic/transports "Session Management": 404
         from now on), and every upstream session of this client session ends."""
-        self.sessions.codec.end(session.session_id, session.state)
+        self.sessions.end(session)
         await self.backends.end_session(session)
 
     # -- requests ----------------------------------------------------------

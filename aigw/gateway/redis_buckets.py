@@ -24,12 +24,11 @@ Scripts are sent by ``EVALSHA``; on ``NOSCRIPT`` (a restarted or flushed Redis) 
 ``EVAL``, which also caches them: one round trip instead of ``SCRIPT LOAD`` plus
 ``EVALSHA``.
 
-The client is a small RESP2 client over a Twisted ``Protocol``: txredisapi is
-unmaintained (no release since 2021) and the limiter needs five commands.  Every
-call is bounded by ``limits.redis_timeout`` (connecting included): a late or
-failed answer is ``StoreUnavailable``, and ``on_redis_error`` decides
-(``ratelimit.py``).  A failed connection is not retried for ``RECONNECT_DELAY``, so
-a Redis that is down costs each request nothing but the check of that delay.
+The client is ``redis_client.py``.  Every call is bounded by ``limits.redis_timeout``
+(connecting included): a late or failed answer is ``StoreUnavailable``, and
+``on_redis_error`` decides (``ratelimit.py``).  A failed connection is not retried for
+``RECONNECT_DELAY``, so a Redis that is down costs each request nothing but the check
+of that delay.
 """
 
 from __future__ import annotations
@@ -37,27 +36,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.internet.endpoints import connectProtocol
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from aigw import tls
-from aigw.config.limits import LimitsConfig, RedisAddress
+from aigw.config.limits import LimitsConfig
+from aigw.config.redis import RedisAddress
 from aigw.gateway.ratelimit import Bucket, Failed, Permit, Slot, StoreUnavailable, Taken
-
-#: Seconds without a new connection attempt after one failed.
-RECONNECT_DELAY = 1.0
-#: The largest reply buffered (the limiter's replies are a few bytes).
-MAX_REPLY_BYTES = 64 * 1024
-#: Commands waiting for their replies on one connection, at most.
-MAX_PENDING = 10_000
+from aigw.gateway.redis_client import Connect, RedisConnection, RedisError
 
 #: KEYS: the buckets' keys, then the bounds'.  ARGV: the number of buckets, the lease's
 #: member, its lifetime in ms, each bucket's rate and size, each bound.  The answer:
@@ -132,124 +122,6 @@ TAKE_SHA = script_id(TAKE_SCRIPT)
 LEASE_SHA = script_id(LEASE_SCRIPT)
 
 
-class RedisError(Exception):
-    """An error reply (``-ERR ...``, ``-NOSCRIPT ...``)."""
-
-
-class _Incomplete:
-    pass
-
-
-_INCOMPLETE = _Incomplete()
-
-
-def _parse(buffer: bytearray, pos: int) -> tuple[Any, int] | _Incomplete:
-    """One RESP2 reply at ``pos``: the value and where the next begins."""
-    end = buffer.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE
-    kind, line, after = buffer[pos : pos + 1], bytes(buffer[pos + 1 : end]), end + 2
-    if kind == b"+":
-        return line.decode("utf-8", "replace"), after
-    if kind == b"-":
-        return RedisError(line.decode("utf-8", "replace")), after
-    if kind == b":":
-        return int(line), after
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            return _INCOMPLETE
-        return bytes(buffer[after : after + size]), after + size + 2
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, after
-        values = []
-        for _ in range(count):
-            parsed = _parse(buffer, after)
-            if isinstance(parsed, _Incomplete):
-                return parsed
-            value, after = parsed
-            values.append(value)
-        return values, after
-    raise ValueError(f"not a RESP2 reply: {bytes(kind)!r}")
-
-
-def encode(*args: bytes | str | int | float) -> bytes:
-    """A command as a RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class RESPProtocol(Protocol):
-    """Pipelined commands on one connection; replies answer them in order."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._pending: deque[Deferred[Any]] = deque()
-        self.lost = False
-
-    def command(self, *args: bytes | str | int | float) -> Deferred[Any]:
-        if self.lost or self.transport is None:
-            raise StoreUnavailable("not connected to Redis")
-        if len(self._pending) >= MAX_PENDING:
-            raise StoreUnavailable("too many Redis commands waiting for a reply")
-        waiting: Deferred[Any] = Deferred()
-        self._pending.append(waiting)
-        self.transport.write(encode(*args))
-        return waiting
-
-    def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while self._buffer:
-            try:
-                parsed = _parse(self._buffer, 0)
-            except ValueError as error:
-                self._fail(str(error))
-                return
-            if isinstance(parsed, _Incomplete):
-                if len(self._buffer) > MAX_REPLY_BYTES:
-                    self._fail("Redis reply too large")
-                return
-            value, after = parsed
-            del self._buffer[:after]
-            if not self._pending:
-                self._fail("Redis replied to no command")
-                return
-            waiting = self._pending.popleft()
-            if waiting.called:
-                continue  # given up on (timed out): its reply is dropped
-            if isinstance(value, RedisError):
-                waiting.errback(Failure(value))
-            else:
-                waiting.callback(value)
-
-    def _fail(self, reason: str) -> None:
-        assert self.transport is not None
-        self.transport.abortConnection()  # type: ignore[attr-defined]
-        self._lost(reason)
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self._lost(f"connection to Redis lost: {reason.getErrorMessage()}")
-
-    def _lost(self, reason: str) -> None:
-        self.lost = True
-        pending, self._pending = self._pending, deque()
-        for waiting in pending:
-            if not waiting.called:
-                waiting.errback(Failure(StoreUnavailable(reason)))
-
-    def close(self) -> None:
-        if not self.lost and self.transport is not None:
-            self.transport.loseConnection()
-
-
-Connect = Callable[[], "Deferred[RESPProtocol]"]
 #: Leases renewed by one script call, at most (its arguments stay a few tens of KiB).
 RENEW_BATCH = 500
 
@@ -269,10 +141,9 @@ class Lease(Permit):
             store.release(self._member)
 
 
-class RedisBuckets:
-    """The ``BucketStore`` in Redis; one connection, opened on first use, reopened on
-    demand once lost (not sooner than ``RECONNECT_DELAY`` after a failure).  ``failed``
-    hears of the failures no request waits for (releases, renewals)."""
+class RedisBuckets(RedisConnection):
+    """The ``BucketStore`` in Redis, over one connection (``redis_client.py``).
+    ``failed`` hears of the failures no request waits for (releases, renewals)."""
 
     def __init__(
         self,
@@ -284,36 +155,16 @@ class RedisBuckets:
         ca_file: str | None = None,
         failed: Failed | None = None,
     ) -> None:
-        self.address = address
-        self.clock = clock
-        self.timeout = timeout
+        super().__init__(address, clock, timeout, connect, ca_file)
         self.lease_ttl = lease_ttl
-        #: The trust of a ``rediss://`` server (None: the system's roots).
-        self.ca_file = ca_file
-        self._connect = connect or self._connect_server
         self.failed = failed
-        self._protocol: RESPProtocol | None = None
-        self._waiters: list[Deferred[RESPProtocol]] = []
-        self._connecting = False
-        self._retry_at = 0.0
         self._closing = False
-        self._closed = False
         #: The leases this process holds: member -> the keys it is in.  A member is
         #: this store's random prefix and a serial number, unique across processes.
         self.leases: dict[str, tuple[str, ...]] = {}
         self._prefix = os.urandom(8).hex()
         self._serial = itertools.count(1)
         self._renewal: IDelayedCall | None = None
-
-    def _connect_server(self) -> Deferred[RESPProtocol]:
-        """TCP to the address, with verified TLS over it for ``rediss://`` (the name or
-        address in the URL checked against the certificate, as ``https`` backends are)."""
-        address = self.address
-        endpoint = tls.tcp_endpoint(self.clock, address.host, address.port, max(1.0, self.timeout))
-        if address.tls:
-            endpoint = tls.client_endpoint(endpoint, address.host, self.clock, self.ca_file)
-        connected: Deferred[RESPProtocol] = connectProtocol(endpoint, RESPProtocol())
-        return connected
 
     def follow(self, config: LimitsConfig) -> None:
         self.timeout = config.redis_timeout
@@ -419,54 +270,6 @@ class RedisBuckets:
         await protocol.command(b"PING")
         return float(self.clock.seconds() - started)
 
-    def _connection(self) -> Deferred[RESPProtocol]:
-        protocol = self._protocol
-        if protocol is not None and not protocol.lost:
-            return succeed(protocol)
-        if self._closed:
-            raise StoreUnavailable("the limiter is closed")
-        if self.clock.seconds() < self._retry_at:
-            raise StoreUnavailable("Redis unreachable; not retrying yet")
-        waiter: Deferred[RESPProtocol] = Deferred()
-        self._waiters.append(waiter)
-        if not self._connecting:
-            self._connecting = True
-            ensureDeferred(self._open())
-        return waiter
-
-    async def _open(self) -> None:
-        try:
-            protocol = await self._connect()
-            address = self.address
-            if address.password is not None:
-                auth = (
-                    [address.username, address.password] if address.username else [address.password]
-                )
-                await protocol.command(b"AUTH", *auth)
-            if address.db:
-                await protocol.command(b"SELECT", address.db)
-        except Exception as error:
-            self._retry_at = self.clock.seconds() + RECONNECT_DELAY
-            outcome: Any = Failure(StoreUnavailable(f"cannot connect to Redis: {error}"))
-        else:
-            if self._closed:  # closed (a reload, a stop) while connecting
-                protocol.close()
-            self._protocol = outcome = protocol
-        self._connecting = False
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if waiter.called:
-                continue
-            if isinstance(outcome, Failure):
-                waiter.errback(outcome)
-            else:
-                waiter.callback(outcome)
-
-    def _drop(self) -> None:
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None and not protocol.lost and protocol.transport is not None:
-            protocol.transport.abortConnection()  # type: ignore[attr-defined]
-
     async def close(self) -> None:
         """Give back the places still held (a stop, or a reload to another Redis: the
         new store knows nothing of them), within ``timeout``, then disconnect."""
@@ -485,7 +288,4 @@ class RedisBuckets:
                 if self.failed is not None:
                     self.failed(error, "the places are left to expire")
                 break
-        self._closed = True
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None:
-            protocol.close()
+        await super().close()

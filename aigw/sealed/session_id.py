@@ -88,6 +88,15 @@ def _user(issuer: str, subject: str) -> bytes:
     return json.dumps([issuer, subject]).encode("ascii")
 
 
+@attrs.frozen
+class Ended:
+    """A session id ended with DELETE, as other processes learn of it: its SHA-256, and
+    when it expires anyway (this process's clock)."""
+
+    digest: bytes
+    expires: float
+
+
 def _digest(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
 
@@ -137,17 +146,28 @@ class SessionCodec:
             payload["k"] = state.client_capabilities
         return self._sealer.seal(payload, _user(state.issuer, state.subject))
 
-    def end(self, session_id: str, state: SessionState) -> None:
+    def end(self, session_id: str, state: SessionState) -> Ended:
         """The session is terminated (DELETE): its id opens no more.
 
         basic/transports "Session Management": once the server has terminated a
         session, it MUST answer requests carrying its id with 404.  A sealed id
         would open for ever (until its ttl), so ended ids are remembered until they
-        expire, in this process only, and at most ENDED_MAX of them: beyond that the
-        oldest are forgotten.
+        expire, at most ENDED_MAX of them: beyond that the oldest are forgotten.
+        What is returned is what other processes need to remember it too
+        (``ended_elsewhere``; ``gateway/ended_sessions.py`` carries it).
         """
-        self._ended.put(_digest(session_id), state.created + self.ttl)
+        ended = Ended(_digest(session_id), state.created + self.ttl)
+        self._ended.put(ended.digest, ended.expires)
         self._opened.pop((session_id, state.issuer, state.subject))
+        return ended
+
+    def ended_elsewhere(self, digest: bytes, expires: float) -> None:
+        """Another process ended the session whose id has this SHA-256: it opens no more
+        here either, until ``expires``, which is never later than a session this
+        process would issue now (heard from outside, so bounded by our own ttl)."""
+        now = self._now()
+        if len(digest) == hashlib.sha256().digest_size and expires > now:
+            self._ended.put(digest, min(expires, now + self.ttl))
 
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.certificates import write_private_ca
@@ -159,3 +160,34 @@ async def test_limits_store_plain_and_tls(gateway: Gateway) -> None:
     assert status == 1
     line(lines, "FAIL  limits store: redis://127.0.0.1:")
     assert any("refused with 503 (on_redis_error: closed)" in each for each in lines), lines
+
+
+async def test_sessions_store_and_a_user_its_acl_keeps_from_publishing(gateway: Gateway) -> None:
+    """``sessions.redis_url``: a Redis taking every command of ended sessions is ok; a
+    user whose ACL refuses PUBLISH FAILs naming the command and what DELETE does then."""
+    redis, port = start_redis()
+    try:
+        mute = ["ACL", "SETUSER", "mute", "on", ">pw", "~*", "&*", "+@all", "-publish"]
+        acl = await anyio.run_process(["redis-cli", "-p", str(port), *mute], check=True)
+        assert acl.stdout.strip() == b"OK", acl
+        key = session_key(gateway)
+
+        def sessions(name: str, url: str) -> str:
+            return variant(
+                gateway,
+                name,
+                f"{{secret_file: {key}}}",
+                f"{{secret_file: {key}, redis_url: '{url}'}}",
+            )
+
+        status, lines = await doctor(sessions("ended.yaml", f"redis://127.0.0.1:{port}/0"))
+        assert status == 0, "\n".join(lines)
+        assert "takes every command of ended sessions" in line(
+            lines, f"ok    sessions store: redis://127.0.0.1:{port}/0 answers (PING"
+        )
+        status, lines = await doctor(sessions("mute.yaml", f"redis://mute:pw@127.0.0.1:{port}/0"))
+        assert status == 1
+        assert "'publish' command" in line(lines, "FAIL  sessions store: redis://127.0.0.1:")
+        assert not any("pw@" in each for each in lines), lines
+    finally:
+        redis.stop()

@@ -348,9 +348,10 @@ def post(url: str, body: Any, session: str | None = None, method: str = "POST") 
 
 
 def test_an_ended_session_id_is_refused_only_where_it_ended(balanced: Balanced) -> None:
-    """Ended ids are remembered in the process that ended them (docs/scale-out.md): there
-    a replay is 404; another process accepts the id until its ttl, and a call through it
-    still works (the backends forgot their upstream sessions; aigw re-opens them)."""
+    """Without ``sessions.redis_url`` (as here), ended ids are remembered in the process
+    that ended them (docs/scale-out.md): there a replay is 404; another process accepts
+    the id until its ttl, and a call through it still works (the backends forgot their
+    upstream sessions; aigw re-opens them).  With it: ``test_ended_sessions.py``."""
     first, second = balanced.gateways[0], balanced.gateways[2]
     status, found, body = post(first.url, INITIALIZE)
     assert status == 200, body

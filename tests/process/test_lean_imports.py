@@ -13,13 +13,13 @@ PROGRAM = r"""
 import sys
 import attrs
 from twisted.internet.testing import MemoryReactorClock
-from aigw.config import SessionsConfig, parse_config
+from aigw.config import parse_config
 from aigw.service import GatewayService
 
 backend, extra, modules = sys.argv[1], sys.argv[2], sys.argv[3:]
 text = "listen: [tcp:0]\npublic_url: http://127.0.0.1:1975\nmcp_path: /mcp\n"
 config = parse_config(text + extra + "backends:\n  - {name: one, %s}\n" % backend)
-config = attrs.evolve(config, sessions=SessionsConfig(secret=b"k" * 32))
+config = attrs.evolve(config, sessions=attrs.evolve(config.sessions, secret=b"k" * 32))
 service = GatewayService(config, MemoryReactorClock(), log_to_stderr=False)
 print(" ".join(str(name in sys.modules) for name in modules))
 """
@@ -125,3 +125,14 @@ def test_klein_routes_without_its_forms_templates_and_sessions() -> None:
     """aigw/web/__init__.py: Klein's package conveniences are left out."""
     modules = ("klein._app", "klein._form", "klein._plating", "klein._session", "klein._requirer")
     assert imported(*modules) == [True, False, False, False, False]
+
+
+def test_ended_sessions_stay_in_their_process_without_redis() -> None:
+    """Without ``sessions.redis_url``, neither the subscription nor the Redis client."""
+    modules = ("aigw.gateway.ended_sessions", "aigw.gateway.redis_client")
+    assert imported(*modules, extra="auth: none\n") == [False, False]
+
+
+def test_sessions_redis_url_imports_the_subscription() -> None:
+    sessions = "sessions: {redis_url: redis://127.0.0.1:9/0}\n"
+    assert imported("aigw.gateway.ended_sessions", extra="auth: none\n" + sessions) == [True]

@@ -326,6 +326,9 @@ class RestartKeysTests(GatewayTestCase):
             file.write("sessions:\n  max_streams_per_user: 3\n")
         # The stream bound is live (``Reconfigure.follow_limits``), the path is not.
         self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path"])
+        with open(path, "a") as file:  # its subscription is opened at start
+            file.write("  redis_url: redis://127.0.0.1:6379/0\n")
+        self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path", "sessions.redis_url"])
 
     def test_the_metrics_listener_and_the_audit_file_need_a_restart(self) -> None:
         """Both are opened at start: a reload that moves them is refused whole."""

@@ -12,14 +12,17 @@ import pytest
 from .processes import Process, free_port, start_process
 
 
-def start_redis(tls: tuple[str, str, str] | None = None) -> tuple[Process, int]:
-    """``redis-server`` answering PING on a free port, nothing saved; with ``tls``
-    (the CA file, the server's certificate and key files) it speaks TLS only and asks
-    clients for no certificate.  The process (the caller stops it) and the port."""
+def start_redis(
+    tls: tuple[str, str, str] | None = None, port: int | None = None
+) -> tuple[Process, int]:
+    """``redis-server`` answering PING on a free port (or ``port``: one started again
+    where its clients know it), nothing saved; with ``tls`` (the CA file, the server's
+    certificate and key files) it speaks TLS only and asks clients for no certificate.
+    The process (the caller stops it) and the port."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
-    port = free_port()
+    port = port or free_port()
     argv = [server, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     if tls is None:
         argv += ["--port", str(port)]

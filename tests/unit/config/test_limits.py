@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aigw.config import parse_config
-from aigw.config.limits import Rate, RedisAddress
+from aigw.config.limits import Rate
+from aigw.config.redis import RedisAddress
 from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 LIMITS = """\

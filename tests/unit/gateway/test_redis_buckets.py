@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate, RedisAddress
+from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate
+from aigw.config.redis import RedisAddress
 from aigw.gateway import redis_buckets
 from aigw.gateway.limits import StreamLimitReached, StreamLimits, UserKey
 from aigw.gateway.ratelimit import (
@@ -23,124 +23,16 @@ from aigw.gateway.ratelimit import (
     StoreUnavailable,
     Taken,
 )
-from aigw.gateway.redis_buckets import (
-    LEASE_SHA,
-    RECONNECT_DELAY,
-    TAKE_SHA,
-    Lease,
-    RedisBuckets,
-    _Incomplete,
-    _parse,
-    encode,
-    script_id,
-)
+from aigw.gateway.redis_buckets import LEASE_SHA, TAKE_SHA, Lease, RedisBuckets
+from aigw.gateway.redis_client import RECONNECT_DELAY
 from aigw.principal import Principal
 from aigw.web.respond import stream_limit_refusal
+from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.memory import MemoryNetwork, run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
 BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
-
-
-class FakeRedisConnection(Protocol):
-    def __init__(self, server: FakeRedis) -> None:
-        self.server = server
-        self.buffer = bytearray()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            parsed = _parse(self.buffer, 0)
-            if isinstance(parsed, _Incomplete):
-                return
-            command, after = parsed
-            del self.buffer[:after]
-            self.server.commands.append(command)
-            reply = self.server.answer(command)
-            if reply is not None and self.transport is not None:
-                self.transport.write(reply)
-
-
-class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA.  The take script's buckets answer ``reply``;
-    its bounds and the lease script act on ``leases`` (key -> member -> expiry in ms), on
-    the test's clock, as the scripts do in a real Redis (tests/e2e/test_shared_limits.py)."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.commands: list[list[bytes]] = []
-        self.scripts: set[bytes] = set()
-        self.reply = b"*2\r\n:0\r\n:0\r\n"
-        self.silent = False
-        self.leases: dict[bytes, dict[bytes, int]] = {}
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        return FakeRedisConnection(self)
-
-    def answer(self, command: list[bytes]) -> bytes | None:
-        if self.silent:
-            return None
-        name = command[0].upper()
-        if name in (b"EVAL", b"EVALSHA"):
-            sha = command[1] if name == b"EVALSHA" else script_id(command[1])
-            if sha not in self.scripts and name == b"EVALSHA":
-                return b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
-            self.scripts.add(sha)
-            count = int(command[2])
-            keys, argv = command[3 : 3 + count], command[3 + count :]
-            return self.renew(keys, argv) if sha == LEASE_SHA else self.take(keys, argv)
-        if name in (b"AUTH", b"SELECT"):
-            return b"+OK\r\n"
-        return b"-ERR unknown command\r\n"
-
-    def now_ms(self) -> int:
-        return int(self.clock.seconds() * 1000)
-
-    def take(self, keys: list[bytes], argv: list[bytes]) -> bytes:
-        buckets = int(argv[0])
-        if buckets and self.reply != b"*2\r\n:0\r\n:0\r\n":
-            return self.reply
-        member, ttl, now = argv[1], int(argv[2]), self.now_ms()
-        bounds = [int(bound) for bound in argv[3 + 2 * buckets :]]
-        for index, (key, bound) in enumerate(zip(keys[buckets:], bounds, strict=True)):
-            held = self.leases.setdefault(key, {})
-            for expired in [m for m, expiry in held.items() if expiry <= now]:
-                del held[expired]
-            if len(held) >= bound:
-                return b"*2\r\n:%d\r\n:0\r\n" % (buckets + index + 1)
-        for key in keys[buckets:]:
-            self.leases[key][member] = now + ttl
-        return b"*2\r\n:0\r\n:0\r\n"
-
-    def renew(self, keys: list[bytes], argv: list[bytes]) -> bytes:
-        ttl = int(argv[0])
-        for key, member in zip(keys, argv[1:], strict=True):
-            if ttl:
-                self.leases.setdefault(key, {})[member] = self.now_ms() + ttl
-            else:
-                self.leases.get(key, {}).pop(member, None)
-        return b":%d\r\n" % len(keys)
-
-    def held(self) -> int:
-        """Leases not expired, in every key."""
-        now = self.now_ms()
-        return sum(expiry > now for held in self.leases.values() for expiry in held.values())
-
-    def sent(self, sha: bytes) -> int:
-        """Script calls by ``EVALSHA`` with this id."""
-        return sum(1 for c in self.commands if c[0] == b"EVALSHA" and c[1] == sha)
-
-
-class ParserTests(SynchronousTestCase):
-    def test_replies_whole_and_in_pieces(self) -> None:
-        reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n+OK\r\n"
-        self.assertEqual(_parse(bytearray(reply), 0), ([1, b"abc", [None, "OK"]], len(reply)))
-        for cut in range(1, len(reply)):
-            self.assertIsInstance(_parse(bytearray(reply[:cut]), 0), _Incomplete)
-
-    def test_commands_are_arrays_of_bulk_strings(self) -> None:
-        self.assertEqual(encode(b"GET", "k", 5), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n")
 
 
 class RedisBucketsTests(SynchronousTestCase):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import treq
 
-from aigw.config import MetricsConfig
-from aigw.config.limits import LimitRule, LimitsConfig, Rate, RedisAddress
+from aigw.config import MetricsConfig, SessionsConfig
+from aigw.config.limits import LimitRule, LimitsConfig, Rate
+from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
 from tests.prometheus_text import Scrape
@@ -119,3 +120,24 @@ class LimitMetricsTests(GatewayTestCase):
         limited = {"method": "tools/list", "backend": "", "tool": "", "outcome": "limited"}
         samples = await scrape(self)
         self.assertEqual(samples.value("aigw_mcp_requests_total", **limited), 1.0)
+
+
+class SessionStoreMetricsTests(GatewayTestCase):
+    @run
+    async def test_failures_of_the_ended_sessions_store_are_counted(self) -> None:
+        """Nothing listens on port 1: the subscription fails, and so does telling the
+        others of a DELETE; the DELETE itself is answered all the same."""
+        unreachable = SessionsConfig(redis_url=RedisAddress("127.0.0.1", 1))
+        await self.start_gateway(sessions=unreachable)
+        session = await self.initialize()
+        response = await self.http.delete(self.url, headers={"Mcp-Session-Id": [session]})
+        await treq.content(response)
+        self.assertEqual(response.code, 204)
+        await self.network.settle()
+        samples = await scrape(self)
+        self.assertEqual(samples.value("aigw_session_store_failures_total"), 2.0)
+
+    @run
+    async def test_the_counter_is_there_without_redis(self) -> None:
+        await self.start_gateway()
+        self.assertEqual((await scrape(self)).value("aigw_session_store_failures_total"), 0.0)

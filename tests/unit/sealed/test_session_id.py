@@ -104,6 +104,25 @@ class SessionCodecTests(SynchronousTestCase):
         self.assertEqual(caught.exception.reason, "expired")
         self.assertEqual(len(self.codec._ended), 0)
 
+    def test_a_session_ended_elsewhere_is_not_found_until_it_expires(self) -> None:
+        """What another process's ``end`` returns, told here (``ended_elsewhere``), ends
+        the id here too, even once opened; never for longer than this codec's ttl, and
+        nothing expired or malformed is remembered."""
+        session_id = self.codec.issue(state(created=1000.0))
+        self.codec.open(session_id, ISSUER, "alice")
+        other = SessionCodec(Sealer(SECRET), self.clock, ttl=3600.0)
+        ended = other.end(session_id, state(created=1000.0))
+        self.assertEqual(ended.expires, 4600.0)
+        self.codec.ended_elsewhere(ended.digest, ended.expires)
+        with self.assertRaises(SessionNotFound) as caught:
+            self.codec.open(session_id, ISSUER, "alice")
+        self.assertEqual(caught.exception.reason, "ended")
+        self.codec.ended_elsewhere(b"x" * 31, 4000.0)  # not a SHA-256
+        self.codec.ended_elsewhere(b"y" * 32, 999.0)  # expired already
+        self.codec.ended_elsewhere(b"z" * 32, 10.0**9)  # beyond any id issued now
+        self.assertEqual(len(self.codec._ended), 2)
+        self.assertEqual(self.codec._ended.get(b"z" * 32), 1000.0 + 3600.0)
+
     def test_opened_session_is_remembered_per_user_and_bounded(self) -> None:
         """The memo of opened ids is keyed by the user too: another user's token with a
         remembered id still finds nothing; and it holds at most OPENED_MAX ids."""

@@ -1,0 +1,46 @@
+"""The store of ended sessions (``sessions.redis_url``): reachable as the processes reach
+it, and taking each command they send (``gateway/ended_sessions.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw.config.model import SessionsConfig
+from aigw.doctor.findings import Finding, fail, ok, warn
+from aigw.doctor.redis_store import probe
+from aigw.gateway.ended_sessions import TIMEOUT, EndedSessions
+from aigw.sealed.sealer import Sealer
+from aigw.sealed.session_id import SessionCodec
+
+CHECK = "sessions store"
+
+
+async def check_sessions_store(
+    sessions: SessionsConfig, reactor: Any, time_limit: float
+) -> Finding | None:
+    """None without ``redis_url``; else whether a DELETE would reach every process."""
+    address = sessions.redis_url
+    if address is None:
+        return None
+    where = str(address)  # without its credentials
+    # The probe's end is told to no codec of consequence: a random key's, the doctor's.
+    codec = SessionCodec(Sealer.random(), reactor, sessions.ttl)
+    store = EndedSessions(codec, address, reactor, sessions.redis_ca_file)
+    round_trip = await probe(store.check, store.close, reactor, time_limit)
+    if isinstance(round_trip, str):
+        return fail(
+            CHECK,
+            f"{where}: {round_trip}",
+            "make Redis reachable and let aigw's user SUBSCRIBE, SET, PUBLISH, SCAN and PTTL; "
+            "meanwhile a DELETE ends its session only in the process that served it",
+        )
+    millis = round(round_trip * 1000, 1)
+    if round_trip > TIMEOUT:
+        return warn(
+            CHECK,
+            f"{where} answered PING in {millis} ms, over the {TIMEOUT:g} s each call may take",
+            "run Redis closer: slower calls count as failures",
+        )
+    return ok(
+        CHECK, f"{where} answers (PING {millis} ms) and takes every command of ended sessions"
+    )

@@ -1,0 +1,358 @@
+"""Sessions ended with DELETE are ended on every process (``sessions.redis_url``).
+
+MCP 2025-11-25 basic/transports "Session Management": once a client's DELETE has ended
+a session, the server MUST answer requests carrying its ``Mcp-Session-Id`` with 404.
+Session ids are sealed, so any process would open an ended one until its ttl; each
+process remembers the ids it ended (``SessionCodec.end``), and with Redis every process
+learns of the others' (``SessionCodec.ended_elsewhere``).  Redis is the truth, pub/sub
+the fast path:
+
+* DELETE ends the id in its process at once; then, without the request waiting, that
+  process SETs ``aigw:ended:<hex SHA-256 of the id>`` with PX the id's remaining
+  lifetime, and PUBLISHes ``<hex> <milliseconds left>`` on ``aigw:ended``;
+* every process keeps a connection SUBSCRIBEd to that channel (a dedicated one: a
+  subscribed RESP2 connection takes no other command) and remembers what it hears;
+* each time that connection is made again, once SUBSCRIBE is confirmed (so nothing
+  falls between the two), SCAN MATCH ``aigw:ended:*`` and PTTL catch up on what was
+  ended meanwhile (at most ``ENDED_MAX`` ids, the bound of the codec's memory).
+
+Ordinary requests never touch Redis.  When Redis fails, a DELETE still ends its
+session in its process; the failure is counted (``aigw_session_store_failures_total``)
+and logged at most every ``STORE_LOG_INTERVAL``; the subscription is made again with a
+backoff from ``RECONNECT_DELAY`` to ``MAX_BACKOFF``, and a ``PING`` every
+``HEARTBEAT`` notices a connection that died silently.  The ends Redis did not take are
+told again once the subscription is back (at most ``UNTOLD_MAX``), so the others learn
+of them late rather than never (while their process lives).  Every Redis call is
+bounded by ``TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    FirstError,
+    ensureDeferred,
+    gatherResults,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aigw.config.redis import RedisAddress
+from aigw.gateway.ratelimit import STORE_LOG_INTERVAL
+from aigw.gateway.redis_client import (
+    RECONNECT_DELAY,
+    Connect,
+    RedisConnection,
+    RESPProtocol,
+)
+from aigw.lru import LRU
+from aigw.sealed.session_id import ENDED_MAX, Ended, SessionCodec
+
+CHANNEL = b"aigw:ended"
+KEY_PREFIX = b"aigw:ended:"
+#: Keys SCAN is asked to look at per call while catching up.
+SCAN_COUNT = 1000
+#: Seconds any one Redis call may take (connecting included); nothing waits on it.
+TIMEOUT = 5.0
+#: Seconds between PINGs on the subscription.
+HEARTBEAT = 15.0
+#: The longest wait before subscribing again after a failure.
+MAX_BACKOFF = 30.0
+#: Ends Redis did not take, kept to be told again (beyond: the oldest are not).
+UNTOLD_MAX = 10_000
+_DIGEST_HEX = 64
+
+
+def announcement(ended: Ended, now: float) -> bytes | None:
+    """What is published for ``ended``: ``<hex digest> <milliseconds left>``; None once
+    it expired."""
+    left = math.ceil((ended.expires - now) * 1000)
+    return b"%s %d" % (ended.digest.hex().encode("ascii"), left) if left > 0 else None
+
+
+def digest_of(text: bytes) -> bytes | None:
+    """The SHA-256 a key's or a message's hex names; None when it names none."""
+    if len(text) != _DIGEST_HEX:
+        return None
+    try:
+        return bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+async def together(sent: list[Deferred[Any]]) -> list[Any]:
+    """The replies to commands sent together; a failure is the first one's, as itself."""
+    try:
+        return await gatherResults(sent, consumeErrors=True)
+    except FirstError as error:
+        error.subFailure.raiseException()
+
+
+class SubscriberProtocol(RESPProtocol):
+    """A subscribed connection: published messages go to ``heard``; replies (to
+    SUBSCRIBE, PING) answer their commands; ``lost`` is told when it goes."""
+
+    def __init__(self, heard: Callable[[bytes], None], gone: Callable[[], None]) -> None:
+        super().__init__()
+        self._heard = heard
+        self._gone = gone
+
+    def handle(self, value: Any) -> None:
+        if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
+            if isinstance(value[2], bytes):
+                self._heard(value[2])
+            return
+        super().handle(value)
+
+    def _lost(self, reason: str) -> None:
+        super()._lost(reason)
+        self._gone()
+
+
+class _Subscription(RedisConnection):
+    """The dedicated connection of the subscription."""
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        clock: Any,
+        heard: Callable[[bytes], None],
+        gone: Callable[[], None],
+        connect: Connect | None,
+        ca_file: str | None,
+    ) -> None:
+        super().__init__(address, clock, TIMEOUT, connect, ca_file)
+        self._heard = heard
+        self._gone = gone
+
+    def _new_protocol(self) -> RESPProtocol:
+        return SubscriberProtocol(self._heard, self._gone)
+
+
+class EndedSessions(Service):
+    """Tells every process the sessions this one ended, and ``codec`` the others'."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        codec: SessionCodec,
+        address: RedisAddress,
+        clock: Any,
+        ca_file: str | None = None,
+        connect: Connect | None = None,
+    ) -> None:
+        """``connect``: how both connections are made (tests); TCP, TLS for ``rediss://``."""
+        self.codec = codec
+        self.clock = clock
+        self.address = address
+        #: Times Redis failed or timed out (each logged, at most once a while).
+        self.failures = 0
+        self._logged = 0
+        self._last_log = -math.inf
+        #: Ends this process could not tell, by digest: when they expire.
+        self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
+        self._commands = RedisConnection(address, clock, TIMEOUT, connect, ca_file)
+        self._subscription = _Subscription(
+            address, clock, self._message, self._connection_lost, connect, ca_file
+        )
+        #: The first subscription and catch-up were tried (succeeded or failed): until
+        #: then a process just started may not know the ids ended before it.
+        self.tried = False
+        self._following: Deferred[None] | None = None
+        #: The loop's wait, and whether a lost connection ends it (a heartbeat's does,
+        #: a backoff's does not).
+        self._sleeping: tuple[Deferred[None], bool] | None = None
+
+    # -- this process's ends ---------------------------------------------------
+
+    def announce(self, ended: Ended) -> None:
+        """Tell the others of a DELETE, in the background: the request does not wait.
+        An end Redis did not take is told again once the subscription is made again."""
+        message = announcement(ended, self.clock.seconds())
+        if message is None or not self.running:
+            return
+        announcing = ensureDeferred(self._announce(message))
+        announcing.addTimeout(TIMEOUT, self.clock)
+        announcing.addErrback(self._announce_failed, ended)
+
+    def _announce_failed(self, failure: Failure, ended: Ended) -> None:
+        self._untold.put(ended.digest, ended.expires)
+        self._failed(failure.value or Exception(), "telling an end")
+
+    def _tell_untold(self) -> int:
+        """The ends Redis did not take, told again (those not expired meanwhile)."""
+        digests = self._untold.keys()
+        untold = [Ended(digest, self._untold.pop(digest) or 0.0) for digest in digests]
+        for ended in untold:
+            self.announce(ended)
+        return len(untold)
+
+    async def _announce(self, message: bytes) -> None:
+        protocol = await self._commands._connection()
+        digest, left = message.split(b" ")
+        stored = protocol.command(b"SET", KEY_PREFIX + digest, b"1", b"PX", left)
+        published = protocol.command(b"PUBLISH", CHANNEL, message)
+        await together([stored, published])
+
+    # -- the others' -------------------------------------------------------------
+
+    def _message(self, payload: bytes) -> None:
+        parts = payload.split(b" ")
+        digest = digest_of(parts[0]) if len(parts) == 2 else None
+        if digest is None or not parts[1].isdigit():  # counted, and logged like failures
+            self._failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
+            return
+        self._remember(digest, int(parts[1]))
+
+    def _remember(self, digest: bytes, left_ms: int) -> None:
+        self.codec.ended_elsewhere(digest, self.clock.seconds() + left_ms / 1000)
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._following = ensureDeferred(self._follow())
+
+    async def _follow(self) -> None:
+        """Subscribe, catch up, then PING now and then; again after a backoff when any
+        of it fails, until the service stops."""
+        backoff = RECONNECT_DELAY
+        while self.running:
+            try:
+                protocol = await self._bounded(self._subscription._connection())
+                await self._bounded(protocol.command(b"SUBSCRIBE", CHANNEL))
+                caught_up = await self._catch_up()
+                self.tried = True
+                self.log.info(
+                    "following ended sessions at {where}: {count} ended elsewhere meanwhile, "
+                    "{untold} ended here told again",
+                    where=str(self.address),
+                    count=caught_up,
+                    untold=self._tell_untold(),
+                )
+                backoff = RECONNECT_DELAY
+                while self.running and not protocol.lost:
+                    await self._sleep(HEARTBEAT, until_lost=True)
+                    if self.running and not protocol.lost:
+                        await self._bounded(protocol.command(b"PING"))
+                if self.running:
+                    raise ConnectionError("the subscription's connection was lost")
+            except Exception as error:
+                if not self.running:
+                    return
+                self._failed(error, "following ended sessions")
+                self.tried = True
+                self._subscription._drop()
+                await self._sleep(backoff, until_lost=False)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _catch_up(self) -> int:
+        """What was ended while this process was not subscribed: every ``aigw:ended:*``
+        key and its PTTL, SCAN_COUNT keys looked at per call, at most ENDED_MAX ids."""
+        protocol = await self._bounded(self._commands._connection())
+        cursor, found = b"0", 0
+        while found < ENDED_MAX:
+            reply = await self._bounded(
+                protocol.command(b"SCAN", cursor, b"MATCH", KEY_PREFIX + b"*", b"COUNT", SCAN_COUNT)
+            )
+            cursor, keys = reply
+            named: list[tuple[bytes, bytes]] = []
+            for key in keys:
+                digest = digest_of(key[len(KEY_PREFIX) :])
+                if digest is not None and found + len(named) < ENDED_MAX:
+                    named.append((key, digest))
+            lives = await self._bounded(
+                ensureDeferred(together([protocol.command(b"PTTL", key) for key, _ in named]))
+            )
+            for (_, digest), left_ms in zip(named, lives, strict=True):
+                if isinstance(left_ms, int) and left_ms > 0:
+                    self._remember(digest, left_ms)
+                    found += 1
+            if cursor == b"0":
+                break
+        return found
+
+    def unready(self) -> str | None:
+        """For /readyz: a process starts serving once it has tried to catch up, so a
+        balancer that waits for it sends it no id ended before it started; a Redis
+        that fails does not keep it out (its ends stay where they happen)."""
+        return None if self.tried else "catching up on sessions ended elsewhere"
+
+    async def check(self) -> float:
+        """What ``aigw doctor`` asks of the store: each command the processes send, on
+        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE on one; SET, PUBLISH,
+        SCAN and PTTL on the other, for a probe end no session id has (the all-zero
+        digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
+        or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
+        subscriber = await self._subscription._connection()
+        await subscriber.command(b"SUBSCRIBE", CHANNEL)
+        protocol = await self._commands._connection()
+        probe = bytes(32).hex().encode("ascii")
+        await self._announce(probe + b" 1")
+        await protocol.command(b"SCAN", b"0", b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1")
+        await protocol.command(b"PTTL", KEY_PREFIX + probe)
+        started = self.clock.seconds()
+        await protocol.command(b"PING")
+        return float(self.clock.seconds() - started)
+
+    # -- waiting and failing ---------------------------------------------------------
+
+    def _bounded(self, waiting: Deferred[Any]) -> Deferred[Any]:
+        return waiting.addTimeout(TIMEOUT, self.clock)
+
+    def _sleep(self, seconds: float, until_lost: bool) -> Deferred[None]:
+        """Fires after ``seconds``, or sooner on a stop, or (``until_lost``) once the
+        subscription's connection is lost."""
+        sleeping: Deferred[None] = Deferred()
+        timer = self.clock.callLater(seconds, sleeping.callback, None)
+        sleeping.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        self._sleeping = (sleeping, until_lost)
+        return sleeping
+
+    def _connection_lost(self) -> None:
+        if self._sleeping is not None and self._sleeping[1]:
+            self._wake()
+
+    def _wake(self) -> None:
+        sleeping, self._sleeping = self._sleeping, None
+        if sleeping is not None and not sleeping[0].called:
+            sleeping[0].callback(None)
+
+    def _failed(self, error: BaseException, doing: str) -> None:
+        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
+        self.failures += 1
+        now = self.clock.seconds()
+        if now - self._last_log < STORE_LOG_INTERVAL:
+            return
+        self.log.warn(
+            "ended sessions store {where} unavailable while {doing} ({count} failures since "
+            "the last report, {total} in all): {error}; a DELETE still ends its session in "
+            "its own process",
+            where=str(self.address),
+            doing=doing,
+            count=self.failures - self._logged,
+            total=self.failures,
+            error=str(error) or type(error).__name__,
+        )
+        self._last_log = now
+        self._logged = self.failures
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self._wake()
+        return ensureDeferred(self.close())
+
+    async def close(self) -> None:
+        """Both connections closed, and the subscription's loop ended."""
+        following, self._following = self._following, None
+        await self._subscription.close()
+        await self._commands.close()
+        if following is not None and not following.called:
+            following.cancel()  # what it waits for (a reply, a connection) ends now
+        if following is not None:
+            await following.addErrback(lambda failure: failure.trap(CancelledError))

@@ -1,0 +1,264 @@
+"""A small RESP2 client for aigw's shared state in Redis, over a Twisted ``Protocol``.
+
+txredisapi is unmaintained (no release since 2021) and aigw needs a handful of commands:
+the limiter's token buckets (``redis_buckets.py``) and the ended session ids
+(``ended_sessions.py``).  ``RedisConnection`` is one connection, opened on first use
+(TCP, verified TLS for ``rediss://``, then ``AUTH`` and ``SELECT`` as the URL says),
+reopened on demand once lost, not sooner than ``RECONNECT_DELAY`` after a failure, so
+a Redis that is down costs its callers nothing but the check of that delay.  Commands
+are pipelined on it; replies answer them in order (``RESPProtocol``), except the
+messages of a subscription, which a subclass takes (``handle``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from aigw import tls
+from aigw.config.redis import RedisAddress
+from aigw.gateway.ratelimit import StoreUnavailable
+
+#: Seconds without a new connection attempt after one failed.
+RECONNECT_DELAY = 1.0
+#: The largest reply buffered (aigw's replies are a few bytes, a SCAN page a few KiB).
+MAX_REPLY_BYTES = 64 * 1024
+#: Commands waiting for their replies on one connection, at most.
+MAX_PENDING = 10_000
+
+
+class RedisError(Exception):
+    """An error reply (``-ERR ...``, ``-NOSCRIPT ...``)."""
+
+
+class _Incomplete:
+    pass
+
+
+_INCOMPLETE = _Incomplete()
+
+
+def _parse(buffer: bytearray, pos: int) -> tuple[Any, int] | _Incomplete:
+    """One RESP2 reply at ``pos``: the value and where the next begins."""
+    end = buffer.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE
+    kind, line, after = buffer[pos : pos + 1], bytes(buffer[pos + 1 : end]), end + 2
+    if kind == b"+":
+        return line.decode("utf-8", "replace"), after
+    if kind == b"-":
+        return RedisError(line.decode("utf-8", "replace")), after
+    if kind == b":":
+        return int(line), after
+    if kind == b"$":
+        size = int(line)
+        if size < 0:
+            return None, after
+        if len(buffer) < after + size + 2:
+            return _INCOMPLETE
+        return bytes(buffer[after : after + size]), after + size + 2
+    if kind == b"*":
+        count = int(line)
+        if count < 0:
+            return None, after
+        values = []
+        for _ in range(count):
+            parsed = _parse(buffer, after)
+            if isinstance(parsed, _Incomplete):
+                return parsed
+            value, after = parsed
+            values.append(value)
+        return values, after
+    raise ValueError(f"not a RESP2 reply: {bytes(kind)!r}")
+
+
+def encode(*args: bytes | str | int | float) -> bytes:
+    """A command as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class RESPProtocol(Protocol):
+    """Pipelined commands on one connection; replies answer them in order."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._pending: deque[Deferred[Any]] = deque()
+        self.lost = False
+
+    def command(self, *args: bytes | str | int | float) -> Deferred[Any]:
+        if self.lost or self.transport is None:
+            raise StoreUnavailable("not connected to Redis")
+        if len(self._pending) >= MAX_PENDING:
+            raise StoreUnavailable("too many Redis commands waiting for a reply")
+        waiting: Deferred[Any] = Deferred()
+        self._pending.append(waiting)
+        self.transport.write(encode(*args))
+        return waiting
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while self._buffer and not self.lost:
+            try:
+                parsed = _parse(self._buffer, 0)
+            except ValueError as error:
+                self._fail(str(error))
+                return
+            if isinstance(parsed, _Incomplete):
+                if len(self._buffer) > MAX_REPLY_BYTES:
+                    self._fail("Redis reply too large")
+                return
+            value, after = parsed
+            del self._buffer[:after]
+            self.handle(value)
+
+    def handle(self, value: Any) -> None:
+        """One reply: it answers the oldest command waiting."""
+        if not self._pending:
+            self._fail("Redis replied to no command")
+            return
+        waiting = self._pending.popleft()
+        if waiting.called:
+            return  # given up on (timed out): its reply is dropped
+        if isinstance(value, RedisError):
+            waiting.errback(Failure(value))
+        else:
+            waiting.callback(value)
+
+    def _fail(self, reason: str) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+        self._lost(reason)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._lost(f"connection to Redis lost: {reason.getErrorMessage()}")
+
+    def _lost(self, reason: str) -> None:
+        self.lost = True
+        pending, self._pending = self._pending, deque()
+        for waiting in pending:
+            if not waiting.called:
+                waiting.errback(Failure(StoreUnavailable(reason)))
+
+    def close(self) -> None:
+        if not self.lost and self.transport is not None:
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Close at once, without waiting for what is left to write."""
+        if not self.lost and self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+Connect = Callable[[], "Deferred[RESPProtocol]"]
+
+
+class RedisConnection:
+    """One connection to the Redis at ``address``, opened on first use, reopened on
+    demand once lost (not sooner than ``RECONNECT_DELAY`` after a failure)."""
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        clock: Any,
+        timeout: float,
+        connect: Connect | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        self.address = address
+        self.clock = clock
+        self.timeout = timeout
+        #: The trust of a ``rediss://`` server (None: the system's roots).
+        self.ca_file = ca_file
+        self._connect = connect or self._connect_server
+        self._protocol: RESPProtocol | None = None
+        #: A connection made whose AUTH or SELECT is under way.
+        self._opening: RESPProtocol | None = None
+        self._waiters: list[Deferred[RESPProtocol]] = []
+        self._connecting = False
+        self._retry_at = 0.0
+        self._closed = False
+
+    def _new_protocol(self) -> RESPProtocol:
+        return RESPProtocol()
+
+    def _connect_server(self) -> Deferred[RESPProtocol]:
+        """TCP to the address, with verified TLS over it for ``rediss://`` (the name or
+        address in the URL checked against the certificate, as ``https`` backends are)."""
+        address = self.address
+        endpoint = tls.tcp_endpoint(self.clock, address.host, address.port, max(1.0, self.timeout))
+        if address.tls:
+            endpoint = tls.client_endpoint(endpoint, address.host, self.clock, self.ca_file)
+        connected: Deferred[RESPProtocol] = connectProtocol(endpoint, self._new_protocol())
+        return connected
+
+    def _connection(self) -> Deferred[RESPProtocol]:
+        protocol = self._protocol
+        if protocol is not None and not protocol.lost:
+            return succeed(protocol)
+        if self._closed:
+            raise StoreUnavailable("the Redis client is closed")
+        if self.clock.seconds() < self._retry_at:
+            raise StoreUnavailable("Redis unreachable; not retrying yet")
+        waiter: Deferred[RESPProtocol] = Deferred()
+        self._waiters.append(waiter)
+        if not self._connecting:
+            self._connecting = True
+            ensureDeferred(self._open())
+        return waiter
+
+    async def _open(self) -> None:
+        """Connect, then AUTH and SELECT as the URL says, each bounded like connecting:
+        a server that accepts and never answers is a failed connection, not a hang."""
+        try:
+            protocol = self._opening = await self._connect()
+            address = self.address
+            bound = max(1.0, self.timeout)
+            if address.password is not None:
+                auth = (
+                    [address.username, address.password] if address.username else [address.password]
+                )
+                await protocol.command(b"AUTH", *auth).addTimeout(bound, self.clock)
+            if address.db:
+                await protocol.command(b"SELECT", address.db).addTimeout(bound, self.clock)
+        except Exception as error:
+            if self._opening is not None:
+                self._opening.abort()
+            self._retry_at = self.clock.seconds() + RECONNECT_DELAY
+            outcome: Any = Failure(StoreUnavailable(f"cannot connect to Redis: {error}"))
+        else:
+            if self._closed:  # closed (a reload, a stop) while connecting
+                protocol.close()
+            self._protocol = outcome = protocol
+        self._opening = None
+        self._connecting = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.called:
+                continue
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
+
+    def _drop(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.abort()
+
+    async def close(self) -> None:
+        self._closed = True
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.close()
+        if self._opening is not None:  # its AUTH or SELECT fails now
+            self._opening.abort()

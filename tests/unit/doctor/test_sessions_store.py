@@ -1,0 +1,61 @@
+"""``aigw doctor``'s ``sessions store`` check against a fake Redis in memory: every
+command the processes send taken, a command an ACL refuses named, nothing reachable."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config import SessionsConfig
+from aigw.config.redis import RedisAddress
+from aigw.doctor.sessions_store import check_sessions_store
+from aigw.gateway.ended_sessions import KEY_PREFIX
+from tests.unit.gateway.fake_redis import FakeRedis
+from tests.unit.memory import MemoryNetwork, run
+
+
+class SessionsStoreCheckTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        self.reactor = self.network.reactor
+        self.redis = FakeRedis(self.reactor)
+        self.port = self.network.serve(self.redis)
+
+    def sessions(self, port: int | None = None) -> SessionsConfig:
+        address = RedisAddress("127.0.0.1", port or self.port, 2, "aigw", "secret")
+        return SessionsConfig(redis_url=address)
+
+    @run
+    async def test_none_without_redis_url(self) -> None:
+        self.assertIsNone(await check_sessions_store(SessionsConfig(), self.reactor, 1.0))
+
+    @run
+    async def test_every_command_taken_is_ok_and_leaves_nothing(self) -> None:
+        found = await check_sessions_store(self.sessions(), self.reactor, 1.0)
+        assert found is not None
+        self.assertEqual((found.verdict, found.check), ("ok", "sessions store"))
+        self.assertIn(f"redis://127.0.0.1:{self.port}/2 answers (PING", found.seen)
+        self.assertNotIn("secret", found.seen)
+        names = set(self.redis.names())
+        self.assertTrue({b"AUTH", b"SELECT", b"SUBSCRIBE", b"SET", b"PUBLISH"} <= names)
+        self.assertTrue({b"SCAN", b"PTTL", b"PING"} <= names)
+        stored = next(c for c in self.redis.commands if c[0] == b"SET")
+        self.assertEqual(stored[1:], [KEY_PREFIX + b"0" * 64, b"1", b"PX", b"1"])
+        await self.network.settle()
+        self.assertEqual(self.network.open_connections(self.port), 0)
+
+    @run
+    async def test_a_command_the_acl_refuses_fails_naming_it(self) -> None:
+        self.redis.refused.add(b"PUBLISH")
+        found = await check_sessions_store(self.sessions(), self.reactor, 1.0)
+        assert found is not None
+        assert found.fix is not None
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn("'publish' command", found.seen)
+        self.assertIn("only in the process that served it", found.fix)
+
+    @run
+    async def test_nothing_listening_fails(self) -> None:
+        found = await check_sessions_store(self.sessions(port=1), self.reactor, 1.0)
+        assert found is not None
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn("redis://127.0.0.1:1/2: cannot connect to Redis", found.seen)

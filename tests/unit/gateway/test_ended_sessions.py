@@ -1,0 +1,280 @@
+"""Sessions ended with DELETE are ended on every process (``gateway/ended_sessions.py``),
+against a fake Redis in memory: SET with PX and PUBLISH on an end, the subscription
+heard by the other processes, the SCAN catch-up of a process that subscribes later or
+again, and a Redis that fails: counted, retried with a backoff, never waited on."""
+
+from __future__ import annotations
+
+import treq
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config import SessionsConfig
+from aigw.config.redis import RedisAddress
+from aigw.gateway import ended_sessions
+from aigw.gateway.ended_sessions import (
+    HEARTBEAT,
+    KEY_PREFIX,
+    TIMEOUT,
+    EndedSessions,
+)
+from aigw.gateway.redis_client import RECONNECT_DELAY
+from aigw.protocol import jsonrpc
+from aigw.sealed.sealer import Sealer
+from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
+from tests.unit.gateway.fake_redis import FakeRedis
+from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
+from tests.unit.memory import MemoryNetwork, run
+from tests.unit.upstream.private_ca import CA, PrivateCATestCase
+
+TTL = 300.0
+ISSUER = "https://as.example"
+SEALER = Sealer(b"k" * 32)
+
+
+class EndedSessionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        self.reactor = self.network.reactor
+        self.redis = FakeRedis(self.reactor)
+        self.address = RedisAddress("127.0.0.1", self.network.serve(self.redis), db=1)
+
+    def process(self) -> tuple[SessionCodec, EndedSessions]:
+        """One aigw process's codec and its share of ended sessions, started."""
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        return codec, ended
+
+    def session(self, codec: SessionCodec) -> tuple[str, SessionState]:
+        state = SessionState(
+            ISSUER,
+            "alice",
+            self.reactor.seconds(),
+            "2025-11-25",
+            (BackendSession("a", "up-1", "2025-11-25", {}),),
+        )
+        return codec.issue(state), state
+
+    def assertEnded(self, codec: SessionCodec, session_id: str) -> None:
+        with self.assertRaises(SessionNotFound) as caught:
+            codec.open(session_id, ISSUER, "alice")
+        self.assertEqual(caught.exception.reason, "ended")
+
+    @run
+    async def test_an_end_is_stored_published_and_heard_by_every_process(self) -> None:
+        (a, ended_a), (b, _), (c, _) = self.process(), self.process(), self.process()
+        await self.network.settle()
+        session_id, state = self.session(a)
+        kept, _ = self.session(a)
+        for codec in (a, b, c):
+            codec.open(session_id, ISSUER, "alice")  # each has it in its memo of opened ids
+        await self.network.sleep(10.0)
+        ended = a.end(session_id, state)
+        ended_a.announce(ended)
+        await self.network.settle()
+        for codec in (a, b, c):
+            self.assertEnded(codec, session_id)
+            self.assertEqual(codec.open(kept, ISSUER, "alice").subject, "alice")
+        key = KEY_PREFIX + ended.digest.hex().encode()
+        stored = next(c for c in self.redis.commands if c[0] == b"SET")
+        self.assertEqual(stored, [b"SET", key, b"1", b"PX", b"%d" % ((TTL - 10.0) * 1000)])
+        published = next(c for c in self.redis.commands if c[0] == b"PUBLISH")
+        self.assertEqual(published[1:], [b"aigw:ended", ended.digest.hex().encode() + b" 290000"])
+        self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 3)
+        self.assertIn(b"SELECT", self.redis.names())  # the key's database, as the URL says
+        # Once the id expires, nobody remembers it: Redis (PX) and the processes alike.
+        await self.network.sleep(TTL)
+        with self.assertRaises(SessionNotFound) as caught:
+            b.open(session_id, ISSUER, "alice")
+        self.assertEqual(caught.exception.reason, "expired")
+        self.assertEqual(self.redis.live(), {})
+
+    @run
+    async def test_a_process_subscribing_later_catches_up_from_the_keys(self) -> None:
+        a, ended_a = self.process()
+        await self.network.settle()
+        session_id, state = self.session(a)
+        ended_a.announce(a.end(session_id, state))
+        for n in range(30):  # other ended ids, and a key that is not one
+            self.redis.keys[KEY_PREFIX + b"%064x" % n] = (b"1", self.reactor.seconds() + 60)
+        self.redis.keys[KEY_PREFIX + b"not-hex"] = (b"1", None)
+        self.redis.keys[b"aigw:rl:0:sub:ab"] = (b"1", None)
+        await self.network.settle()
+        late, ended_late = self.process()
+        self.assertEqual(ended_late.unready(), "catching up on sessions ended elsewhere")
+        await self.network.settle()
+        self.assertIsNone(ended_late.unready())
+        self.assertEnded(late, session_id)
+        self.assertEqual(len(late._ended), 31)
+        scans = [c for c in self.redis.commands if c[0] == b"SCAN"]
+        self.assertEqual(scans[-1][2:], [b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1000"])
+
+    @run
+    async def test_the_catch_up_pages_and_stops_at_the_codecs_bound(self) -> None:
+        self.patch(ended_sessions, "SCAN_COUNT", 7)
+        self.patch(ended_sessions, "ENDED_MAX", 20)
+        for n in range(50):
+            self.redis.keys[KEY_PREFIX + b"%064x" % n] = (b"1", self.reactor.seconds() + 60)
+        codec, _ = self.process()
+        await self.network.settle()
+        self.assertEqual(len(codec._ended), 20)
+        self.assertEqual(self.redis.names().count(b"SCAN"), 3)  # 7 + 7 + 6 of them
+        self.assertEqual(self.redis.names().count(b"PTTL"), 20)
+
+    @run
+    async def test_redis_down_ends_locally_counts_and_catches_up_once_back(self) -> None:
+        a, ended_a = self.process()
+        b, ended_b = self.process()
+        await self.network.settle()
+        self.redis.down = True
+        self.redis.kill()
+        await self.network.settle()
+        session_id, state = self.session(a)
+        ended_a.announce(a.end(session_id, state))  # returns at once: nothing waits on Redis
+        await self.network.settle()
+        self.assertEnded(a, session_id)
+        self.assertEqual(b.open(session_id, ISSUER, "alice").subject, "alice")  # not told yet
+        self.assertGreaterEqual(ended_a.failures, 2)  # the subscription, and the end
+        self.assertGreaterEqual(ended_b.failures, 1)
+        _, ended_c = self.process()  # started while Redis is down: ready once it tried
+        await self.network.settle()
+        self.assertIsNone(ended_c.unready())
+        # Someone else told Redis meanwhile (here: by hand); once it is back, b catches up.
+        other_id, other_state = self.session(a)
+        told = a.end(other_id, other_state)
+        self.redis.keys[KEY_PREFIX + told.digest.hex().encode()] = (b"1", told.expires)
+        failures, subscribed = ended_b.failures, self.redis.names().count(b"SUBSCRIBE")
+        await self.network.sleep(2 * RECONNECT_DELAY)  # the backoff grows: 1 s, then 2 s
+        self.assertGreater(ended_b.failures, failures)
+        self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), subscribed)  # none got in
+        self.redis.down = False
+        await self.network.sleep(4 * RECONNECT_DELAY)
+        self.assertEnded(b, other_id)
+        self.assertEnded(b, session_id)  # a told it again once subscribed again
+        self.assertEqual(len(ended_a._untold), 0)
+        self.assertGreater(self.redis.names().count(b"SUBSCRIBE"), subscribed)
+
+    @run
+    async def test_a_silent_redis_is_noticed_by_the_heartbeat(self) -> None:
+        _, ended = self.process()
+        await self.network.settle()
+        self.redis.silent = True
+        await self.network.sleep(HEARTBEAT + TIMEOUT + 0.1)
+        self.assertEqual(ended.failures, 1)  # the PING got no answer: a new connection
+        self.redis.silent = False
+        pings = self.redis.names().count(b"PING")
+        await self.network.sleep(RECONNECT_DELAY + HEARTBEAT + 1.0)
+        self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)  # on a new connection
+        self.assertGreater(self.redis.names().count(b"PING"), pings)  # answered, this time
+        self.assertEqual(ended.failures, 1)
+
+    @run
+    async def test_malformed_messages_are_ignored(self) -> None:
+        codec, ended = self.process()
+        await self.network.settle()
+        subscribed = next(c for c in self.redis.connections if c.channels)
+        assert subscribed.transport is not None
+        for payload in (b"x", b"%064x" % 1, b"%064x -5" % 1, b"zz" * 32 + b" 5", b"a b c"):
+            subscribed.transport.write(b"*3\r\n$7\r\nmessage\r\n$10\r\naigw:ended\r\n")
+            subscribed.transport.write(b"$%d\r\n%s\r\n" % (len(payload), payload))
+        await self.network.settle()
+        self.assertEqual(len(codec._ended), 0)
+        self.assertEqual(ended.failures, 5)  # counted; logged once (10 s apart at most)
+        self.assertIn(subscribed, self.redis.connections)  # still subscribed
+
+    @run
+    async def test_stopping_closes_both_connections(self) -> None:
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor)
+        ended.startService()
+        session_id, state = self.session(codec)
+        ended.announce(codec.end(session_id, state))
+        await self.network.settle()
+        self.assertEqual(self.network.open_connections(self.address.port), 2)
+        await ended.stopService()
+        await self.network.settle()
+        self.assertEqual(self.network.open_connections(self.address.port), 0)
+        ended.announce(codec.end(*self.session(codec)))  # stopped: nothing is sent
+        await self.network.settle()
+        self.assertEqual(self.network.open_connections(self.address.port), 0)
+
+    def test_stopping_does_not_wait_for_a_silent_redis(self) -> None:
+        self.redis.silent = True
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor)
+        ended.startService()
+        self.network.run(self.network.settle())  # connected, SELECT sent, no answer
+        self.assertEqual(self.redis.names(), [b"SELECT"])
+        self.network.run(ended.stopService(), within=0.0)
+        self.network.run(self.network.settle(), within=0.0)
+        self.assertEqual(self.network.open_connections(self.address.port), 0)
+
+
+class TwoProcessTests(GatewayTestCase):
+    """Two GatewayServices of one deployment (one key, one ``sessions.redis_url``)."""
+
+    @run
+    async def test_a_session_deleted_on_one_process_is_404_on_the_other(self) -> None:
+        redis = FakeRedis(self.reactor)
+        shared = SessionsConfig(
+            secret=SHARED_KEY, redis_url=RedisAddress("127.0.0.1", self.network.serve(redis))
+        )
+        await self.start_gateway(sessions=shared)
+        first = self.url
+        other = self.start_peer(1976)
+        await self.network.settle()
+        ended, kept = await self.initialize(), await self.initialize()
+        self.url = "http://127.0.0.1:1976/mcp"
+        await self.call(ended, "ping")
+        self.url = first
+        response = await self.http.delete(self.url, headers={"Mcp-Session-Id": [ended]})
+        await treq.content(response)
+        self.assertEqual(response.code, 204)
+        await self.network.settle()
+        self.url = "http://127.0.0.1:1976/mcp"
+        ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
+        response, body = await self.post(ping, ended, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 404, body)
+        self.assertEqual(body["error"]["code"], jsonrpc.SESSION_NOT_FOUND, body)
+        await self.call(kept, "ping")
+        self.assertEqual(redis.names().count(b"SUBSCRIBE"), 2)
+        for process in (self.service, other):
+            assert process.ended_sessions is not None
+            self.assertEqual(process.ended_sessions.failures, 0)
+
+
+class OverTLSTests(PrivateCATestCase):
+    """``rediss://``: both connections speak verified TLS, trusting ``redis_ca_file``;
+    a server of another CA is a failure counted, never a plaintext fallback."""
+
+    def start(self, ca: CA) -> tuple[SessionCodec, EndedSessions, FakeRedis]:
+        redis = FakeRedis(self.reactor)
+        tls = TLSMemoryBIOFactory(ca.certificate.options(), False, redis, clock=self.reactor)
+        address = RedisAddress("127.0.0.1", self.network.serve(tls), tls=True)
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, address, self.reactor, ca_file=self.backend_ca.file)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        return codec, ended, redis
+
+    @run
+    async def test_a_server_the_ca_file_vouches_for_is_followed(self) -> None:
+        codec, ended, redis = self.start(self.backend_ca)
+        await self.network.settle()
+        self.assertEqual(redis.names(), [b"SUBSCRIBE", b"SCAN"])
+        state = SessionState(ISSUER, "alice", self.reactor.seconds(), "2025-11-25", ())
+        session_id = codec.issue(state)
+        ended.announce(codec.end(session_id, state))
+        await self.network.settle()
+        self.assertEqual(redis.names()[2:], [b"SET", b"PUBLISH"])
+        self.assertEqual(ended.failures, 0)
+
+    @run
+    async def test_a_server_of_another_ca_is_a_failure_and_told_nothing(self) -> None:
+        _, ended, redis = self.start(self.server_ca)
+        await self.network.settle()
+        self.assertEqual(ended.failures, 1)
+        self.assertIsNone(ended.unready())  # tried: the process serves all the same
+        self.assertEqual(redis.commands, [])
