@@ -175,6 +175,21 @@ INITIALIZE = {
 }
 
 
+#: The headers of a 2025-11-25 client's POST to the MCP endpoint (``Mcp-Session-Id``
+#: added once it has a session).
+MCP_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
+
+
+def post_json(url: str, headers: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
+    """POST JSON; the status, the headers (lower-case names) and the JSON body."""
+    answer = httpx2.post(url, json=body, headers=headers, timeout=30)
+    return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.json()
+
+
 def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
     """POST one JSON-RPC message (an ``initialize`` unless given) with this bearer token."""
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

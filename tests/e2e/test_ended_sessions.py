@@ -23,25 +23,20 @@ import pytest
 
 from tests.certificates import write_private_ca
 
-from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
+from .aigw import INITIALIZE, MCP_HEADERS, Gateway, start_gateway, write_session_key
 from .harness.processes import LOG_DIR, Process
 from .harness.redis import start_redis
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.timeout(180)]
 
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2025-11-25",
-}
 PING = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
 ENDED = "Ended session ids"
 
 
 def send(gateway: Gateway, session: str | None, body: Any = None, method: str = "POST") -> Any:
     """One request to ``gateway``'s MCP endpoint (in ``session``); the response."""
-    headers = {**HEADERS, **({"Mcp-Session-Id": session} if session else {})}
+    headers = {**MCP_HEADERS, **({"Mcp-Session-Id": session} if session else {})}
     return httpx2.request(method, gateway.url, json=body, headers=headers, timeout=30)
 
 

@@ -5,19 +5,15 @@ refuses with 503 naming the certificate in its log, never falling back to plaint
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.certificates import write_private_ca
 
-from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
+from .aigw import INITIALIZE, MCP_HEADERS, Gateway, post_json, start_gateway, write_session_key
 from .harness.processes import LOG_DIR
 from .harness.redis import start_redis
 from .harness.upstreams import Upstream
@@ -25,11 +21,6 @@ from .harness.upstreams import Upstream
 pytestmark = [pytest.mark.timeout(120)]
 
 BURST = 3
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2025-11-25",
-}
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +69,10 @@ def gateways(
             gateway.stop()
 
 
-def post(url: str, headers: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            status, found, data = answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as error:
-        status, found, data = error.code, error.headers, error.read()
-    return status, {k.lower(): v for k, v in found.items()}, json.loads(data)
-
-
 def session_headers(gateway: Gateway) -> dict[str, str]:
-    status, found, body = post(gateway.url, HEADERS, INITIALIZE)
+    status, found, body = post_json(gateway.url, MCP_HEADERS, INITIALIZE)
     assert status == 200, body
-    return {**HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
+    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
 
 
 def test_two_processes_share_one_bucket_over_tls(gateways: list[Gateway]) -> None:
@@ -100,7 +81,7 @@ def test_two_processes_share_one_bucket_over_tls(gateways: list[Gateway]) -> Non
     statuses = []
     for number in range(2 * BURST):
         ping = {"jsonrpc": "2.0", "id": number + 1, "method": "ping"}
-        status, _, body = post((first, second)[number % 2].url, session, ping)
+        status, _, body = post_json((first, second)[number % 2].url, session, ping)
         statuses.append(status)
         if status == 429:
             assert body["error"]["code"] == -32016, body
@@ -113,7 +94,7 @@ def test_a_server_another_ca_signed_is_never_used(gateways: list[Gateway]) -> No
     *_, distrusting = gateways
     session = session_headers(distrusting)
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    status, _, body = post(distrusting.url, session, ping)
+    status, _, body = post_json(distrusting.url, session, ping)
     assert status == 503, body
     deadline = time.monotonic() + 10  # the log line may trail the answer
     while "certificate verify failed" not in distrusting.process.log():

@@ -15,8 +15,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,7 +23,7 @@ import pytest
 
 from aigw.gateway.redis_buckets import LEASE_SCRIPT, TAKE_SCRIPT
 
-from .aigw import INITIALIZE, Gateway, start_gateway, write_session_key
+from .aigw import INITIALIZE, MCP_HEADERS, Gateway, post_json, start_gateway, write_session_key
 from .harness.processes import LOG_DIR
 from .harness.redis import start_redis
 from .harness.upstreams import Upstream
@@ -34,11 +32,6 @@ pytestmark = [pytest.mark.timeout(120)]
 
 RATE = 5  # tokens a second, and the burst
 SENT = 15
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2025-11-25",
-}
 
 
 @pytest.fixture(scope="module")
@@ -91,31 +84,20 @@ def gateways(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
             gateway.stop()
 
 
-def post(url: str, headers: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
-    """POST JSON; the status, headers (lower-case names) and the JSON body."""
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            status, found, data = answer.status, answer.headers, answer.read()
-    except urllib.error.HTTPError as error:
-        status, found, data = error.code, error.headers, error.read()
-    return status, {k.lower(): v for k, v in found.items()}, json.loads(data)
-
-
 def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port: int) -> None:
-    status, found, body = post(
+    status, found, body = post_json(
         gateways[0].url,
-        HEADERS,
+        MCP_HEADERS,
         INITIALIZE,
     )
     assert status == 200, body
-    session = {**HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
+    session = {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
     ok: list[int] = []
     limited: list[tuple[dict[str, str], Any]] = []
     started = time.monotonic()
     for number in range(SENT):
         ping = {"jsonrpc": "2.0", "id": number + 1, "method": "ping"}
-        status, found, body = post(gateways[number % 3].url, session, ping)
+        status, found, body = post_json(gateways[number % 3].url, session, ping)
         if status == 200:
             assert body["result"] == {}, body
             ok.append(number % 3)
@@ -264,9 +246,9 @@ def until(check: Callable[[], T], seconds: float = 30.0) -> T:
 
 def open_session(gateway: Gateway) -> dict[str, str]:
     """The headers of a new 2025-11-25 session, which every process serves."""
-    status, found, body = post(gateway.url, HEADERS, INITIALIZE)
+    status, found, body = post_json(gateway.url, MCP_HEADERS, INITIALIZE)
     assert status == 200, body
-    return {**HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
+    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
 
 
 def call(rid: int, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -284,7 +266,7 @@ def hold(gateway: Gateway, session: dict[str, str], rid: int) -> http.client.HTT
 
 
 def slow_stats(gateway: Gateway, session: dict[str, str]) -> dict[str, int]:
-    status, _, body = post(gateway.url, session, call(9999, "slow-stats"))
+    status, _, body = post_json(gateway.url, session, call(9999, "slow-stats"))
     assert status == 200, body
     stats: dict[str, int] = json.loads(body["result"]["content"][0]["text"])
     return stats
@@ -309,7 +291,7 @@ def test_an_in_flight_bound_holds_across_three_processes(
         assert until(lambda: live_leases(redis_port) == BOUND), live_leases(redis_port)
         # Without the shared bound each process would run BOUND calls; every one refuses.
         for number, gateway in enumerate(bounded):
-            status, found, body = post(gateway.url, session, call(200 + number, "echo"))
+            status, found, body = post_json(gateway.url, session, call(200 + number, "echo"))
             assert_in_flight_refusal(status, found, body)
         assert live_leases(redis_port) == BOUND  # a refusal takes no place
     finally:
@@ -317,7 +299,7 @@ def test_an_in_flight_bound_holds_across_three_processes(
             connection.close()  # the client hangs up: the calls end, their places free
     assert until(lambda: live_leases(redis_port) == 0), live_leases(redis_port)
     for number, gateway in enumerate(bounded):
-        status, _, body = post(gateway.url, session, call(300 + number, "echo", {"text": "x"}))
+        status, _, body = post_json(gateway.url, session, call(300 + number, "echo", {"text": "x"}))
         assert status == 200, body
     after = until(lambda: (s := slow_stats(bounded[1], session))["cancelled"] >= 2 and s)
     assert after["started"] - before["started"] == BOUND  # the refused ones never ran
@@ -378,12 +360,12 @@ def test_a_killed_process_frees_its_places_when_their_leases_expire(
         assert until(lambda: live_leases(redis_port) == BOUND), live_leases(redis_port)
         os.kill(victim.process.pid, signal.SIGKILL)
         assert until(lambda: not victim.process.alive())
-        status, found, body = post(bounded[0].url, session, call(402, "echo"))
+        status, found, body = post_json(bounded[0].url, session, call(402, "echo"))
         assert_in_flight_refusal(status, found, body)
         # Nobody gives the dead process's place back: it lapses LEASE_TTL after its last
         # renewal.  The survivor's lease, older than that by then, is renewed and stays.
         assert until(lambda: live_leases(redis_port) == 1), live_leases(redis_port)
-        status, _, body = post(bounded[0].url, session, call(403, "echo", {"text": "x"}))
+        status, _, body = post_json(bounded[0].url, session, call(403, "echo", {"text": "x"}))
         assert status == 200, body
         assert live_leases(redis_port) == 1
     finally:
@@ -405,7 +387,7 @@ def test_redis_frozen_or_stopped_fails_open_or_closed_within_the_timeout(
 
         def answers() -> list[tuple[int, dict[str, str], Any]]:
             echo = call(500, "echo", {"text": "x"})
-            return [post(gateway.url, session, echo) for gateway, session in both]
+            return [post_json(gateway.url, session, echo) for gateway, session in both]
 
         assert [status for status, _, _ in answers()] == [200, 200]
         # Frozen: connections are accepted, nothing is answered; each request waits one
