@@ -72,14 +72,3 @@ class ConfigTestCase(SynchronousTestCase):
         """MINIMAL with an auth block (issuer on line 5) plus ``lines`` from line 6."""
         head = MINIMAL.replace("auth: none\n", AUTH + "".join(f"  {x}\n" for x in lines))
         return head
-
-
-def uncomment_block(first: str) -> str:
-    """The example's commented-out block starting at line ``first``, uncommented once."""
-    lines = EXAMPLE.read_text().splitlines()
-    block = []
-    for line in lines[lines.index(first) :]:
-        if not line.startswith("#"):
-            break
-        block.append(line.removeprefix("# "))
-    return "\n".join(block)

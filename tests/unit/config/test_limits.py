@@ -42,9 +42,7 @@ class LimitsConfigTests(ConfigTestCase):
 
     def test_the_example_files_block_reads(self) -> None:
         """etc/aigw/aigw.yaml's commented ``limits`` block, uncommented, loads."""
-        # Less redis_ca_file, a file of the reader's own that goes with rediss:// only.
-        block = example_block("# limits:").replace("  redis_ca_file:", "  # redis_ca_file:")
-        limits = parse_config(MINIMAL + block, env={}).limits
+        limits = parse_config(MINIMAL + example_block("# limits:"), env={}).limits
         self.assertEqual((limits.redis_timeout, limits.lease_ttl), (0.05, 30.0))
         self.assertEqual(limits.rules[-1].in_flight, 8)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aigw.config import MetricsConfig, parse_config
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase, uncomment_block
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 
 class MetricsKeysTests(ConfigTestCase):
@@ -49,5 +49,5 @@ class MetricsKeysTests(ConfigTestCase):
         self.assertProblem(text, "metrics.listn", 9, "did you mean 'listen'?")
 
     def test_the_commented_block_of_the_example_states_the_defaults(self) -> None:
-        text = MINIMAL + uncomment_block("# metrics:") + "\n"
+        text = MINIMAL + example_block("# metrics:")
         self.assertEqual(parse_config(text, env={}).metrics, MetricsConfig())

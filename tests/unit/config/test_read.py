@@ -19,7 +19,7 @@ from aigw.config import (
 )
 from aigw.config.model import DEFAULT_ALGORITHMS
 from aigw.upstream.headers import RESERVED_HEADERS
-from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, problems, uncomment_block
+from tests.unit.config.helpers import EXAMPLE, MINIMAL, ConfigTestCase, example_block, problems
 
 
 class FileLevelTests(ConfigTestCase):
@@ -581,13 +581,13 @@ class ExampleTests(ConfigTestCase):
         self.assertEqual(config.source, str(EXAMPLE))
 
     def test_commented_auth_block_of_the_example_is_valid(self) -> None:
-        text = MINIMAL.replace("auth: none\n", uncomment_block("# auth:") + "\n")
+        text = MINIMAL.replace("auth: none\n", example_block("# auth:"))
         auth = parse_config(text, env={}).auth
         assert auth is not None
         self.assertEqual(auth.required_scopes, ("mcp:tools",))
 
     def test_commented_server_block_of_the_example_states_the_defaults(self) -> None:
-        text = MINIMAL + uncomment_block("# server:") + "\n"
+        text = MINIMAL + example_block("# server:")
         self.assertEqual(parse_config(text, env={}).server, ServerConfig())
 
     def test_commented_stdio_backend_of_the_example_is_valid(self) -> None:

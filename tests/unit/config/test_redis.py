@@ -7,7 +7,7 @@ import attrs
 
 from aigw.config import SessionsConfig, parse_config
 from aigw.config.redis import RedisAddress
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase, uncomment_block
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 
 class SessionsRedisTests(ConfigTestCase):
@@ -47,13 +47,12 @@ class SessionsRedisTests(ConfigTestCase):
         )
 
     def test_the_examples_commented_sessions_block_reads_with_the_defaults(self) -> None:
-        """etc/aigw/aigw.yaml: the sessions block, uncommented (its key file made, its
-        CA file, which goes with rediss:// only, left out), states the defaults."""
+        """etc/aigw/aigw.yaml: the sessions block, uncommented (its key file made),
+        states the defaults."""
         key = self.directory() / "session.key"
         key.write_bytes(b"s" * 32)
         key.chmod(0o600)
-        block = uncomment_block("# sessions:").replace("/etc/aigw/session.key", str(key))
-        block = "\n".join(line for line in block.splitlines() if "redis_ca_file" not in line)
+        block = example_block("# sessions:").replace("/etc/aigw/session.key", str(key))
         sessions = parse_config(MINIMAL + block + "\n", env={}).sessions
         self.assertEqual(sessions.redis_url, RedisAddress("127.0.0.1", 6379, 0))
         defaults = SessionsConfig()

@@ -7,7 +7,7 @@ from aigw.config import ConfigError, load_config, parse_config
 from aigw.sealed.sealer import Sealer, SealError
 from aigw.store.factory import store_path, store_sealer
 from aigw.store.sqlite import SEAL_PURPOSE
-from tests.unit.config.helpers import MINIMAL, ConfigTestCase, uncomment_block
+from tests.unit.config.helpers import MINIMAL, ConfigTestCase, example_block
 
 
 class StateDirTests(ConfigTestCase):
@@ -86,7 +86,7 @@ class StateDirTests(ConfigTestCase):
     def test_the_examples_commented_token_store_block_is_valid(self) -> None:
         directory = self.directory().resolve()
         (directory / "token-store.key").write_bytes(b"t" * 32)
-        block = uncomment_block("# token_store:").replace("/etc/aigw/", f"{directory}/")
+        block = example_block("# token_store:").replace("/etc/aigw/", f"{directory}/")
         config = parse_config(MINIMAL + f"state_dir: {directory}\n" + block + "\n", env={})
         self.assertEqual(config.token_store.key, b"t" * 32)
         self.assertEqual(config.token_store.old_keys, ())
