@@ -397,24 +397,10 @@ class GatewayService(MultiService):
         metrics.watch_pooled_upstream_sessions(lambda: len(pool))
         metrics.watch_open_streams(lambda: limits.total)
         gateway = self.gateway
-        metrics.watch_counter(
-            "aigw_limiter_store_failures",
-            "Times the shared limiter store (limits.redis_url) failed or timed out: takes, "
-            "releases and renewals of in-flight leases.",
-            lambda: gateway.limiter.store_errors,
-        )
+        metrics.watch_limiter_store_failures(lambda: gateway.limiter.store_errors)
         ended = self.ended_sessions
-        metrics.watch_counter(
-            "aigw_session_store_failures",
-            "Times the shared store of ended sessions (sessions.redis_url) failed or timed out.",
-            lambda: ended.failures if ended is not None else 0,
-        )
-        metrics.watch_counter(
-            "aigw_stream_linger_dropped_messages",
-            "Backend messages a lingering upstream stream (backends[].stream_linger) held "
-            "for the next client stream and dropped, past its bound of 100.",
-            lambda: gateway.feeds.dropped,
-        )
+        metrics.watch_session_store_failures(lambda: ended.failures if ended is not None else 0)
+        metrics.watch_linger_dropped_messages(lambda: gateway.feeds.dropped)
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked
         # for, must not stop the gateway because another process holds its port.

@@ -357,6 +357,29 @@ class GatewayMetrics:
             read,
         )
 
+    def watch_limiter_store_failures(self, read: Reading) -> None:
+        self.watch_counter(
+            "aigw_limiter_store_failures",
+            "Times the shared limiter store (limits.redis_url) failed or timed out: takes, "
+            "releases and renewals of in-flight leases.",
+            read,
+        )
+
+    def watch_session_store_failures(self, read: Reading) -> None:
+        self.watch_counter(
+            "aigw_session_store_failures",
+            "Times the shared store of ended sessions (sessions.redis_url) failed or timed out.",
+            read,
+        )
+
+    def watch_linger_dropped_messages(self, read: Reading) -> None:
+        self.watch_counter(
+            "aigw_stream_linger_dropped_messages",
+            "Backend messages a lingering upstream stream (backends[].stream_linger) held "
+            "for the next client stream and dropped, past its bound of 100.",
+            read,
+        )
+
     def _signing_keys_age(self) -> float | None:
         fetched = self._keys_fetched_at
         return None if fetched is None else self._seconds() - fetched

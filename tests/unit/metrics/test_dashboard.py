@@ -66,6 +66,9 @@ def exported() -> dict[str, str]:
     metrics.watch_streaming_sessions(lambda: 0)
     metrics.watch_pooled_upstream_sessions(lambda: 0)
     metrics.watch_open_streams(lambda: 0)
+    metrics.watch_limiter_store_failures(lambda: 0)
+    metrics.watch_session_store_failures(lambda: 0)
+    metrics.watch_linger_dropped_messages(lambda: 0)
     text = generate_latest(metrics.registry).decode()
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
 
