@@ -181,3 +181,15 @@ def test_resources_follow_the_capacity_model(objects: dict[str, dict[str, Any]])
     assert resources["requests"]["cpu"] == "1"
     assert resources["requests"]["memory"] == "128Mi"
     assert resources["limits"]["memory"] == "256Mi"
+
+
+def test_the_replicas_share_limits_and_ended_sessions_through_one_redis(
+    objects: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Several replicas behind one Service: without a shared store each pod would allow
+    every limit in full and honour a DELETE alone (docs/scale-out.md)."""
+    assert objects["Deployment"]["spec"]["replicas"] > 1
+    config = load(objects, tmp_path, os.urandom(32))
+    assert config.limits.rules, "the replicas share limits only if there are some"
+    assert config.limits.redis_url is not None
+    assert config.sessions.redis_url == config.limits.redis_url
