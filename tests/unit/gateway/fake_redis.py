@@ -44,11 +44,14 @@ class FakeRedisConnection(Protocol):
             self.server.commands.append(command)
             reply = self.server.answer(self, command)
             if reply is not None and self.transport is not None:
-                self.transport.write(reply)
+                if self.server.delay:
+                    self.server.clock.callLater(self.server.delay, self.transport.write, reply)
+                else:
+                    self.transport.write(reply)
 
 
 class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA, SET with PX, PTTL, SCAN with MATCH and
+    """Knows AUTH, SELECT, EVAL, EVALSHA and SCRIPT LOAD, SET with PX, PTTL, SCAN with MATCH and
     COUNT, PUBLISH, SUBSCRIBE and PING; keys expire on ``clock`` (none given: never).
     The take script's buckets answer ``reply``; its bounds and the lease script act on
     ``leases`` (key -> member -> expiry in ms), as the scripts do in a real Redis
@@ -63,6 +66,8 @@ class FakeRedis(Factory):
         self.reply = b"*2\r\n:0\r\n:0\r\n"
         self.silent = False
         self.down = False
+        #: Seconds of ``clock`` each reply takes (a Redis far away).
+        self.delay = 0.0
         #: Commands refused as an ACL refuses them (names in capitals).
         self.refused: set[bytes] = set()
         self.connections: list[FakeRedisConnection] = []
@@ -104,6 +109,10 @@ class FakeRedis(Factory):
             return self.renew(keys, argv) if sha == LEASE_SHA else self.take(keys, argv)
         if name in (b"AUTH", b"SELECT"):
             return b"+OK\r\n"
+        if name == b"SCRIPT" and command[1].upper() == b"LOAD":
+            sha = script_id(command[2])
+            self.scripts.add(sha)
+            return bulk(sha)
         if name == b"PING":
             return encode(b"pong", b"") if connection.channels else b"+PONG\r\n"
         if name == b"SET" and len(command) == 5 and command[3].upper() == b"PX":
