@@ -16,24 +16,12 @@ import pytest
 
 from .aigw import INITIALIZE, Gateway, start_gateway
 from .harness.processes import Process
-from .harness.upstreams import start_twisted_upstream
 
 pytestmark = [pytest.mark.timeout(90)]
 
 #: Attempts the backend sees dropped before the test is satisfied: with a 1 s head
 #: timeout and a back-off of 0.5, 1, 2 s, about 7 s.
 DROPS = 3
-
-
-@pytest.fixture(scope="module")
-def faulty() -> Iterator[Process]:
-    if os.environ.get("AIGW_E2E_SKIP"):
-        pytest.skip("AIGW_E2E_SKIP is set")
-    process = start_twisted_upstream("faulty")
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
