@@ -42,7 +42,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
-from aigw.upstream.api import UpstreamError, UpstreamSessionGone, UpstreamTransport
+from aigw.upstream.api import Reply, UpstreamError, UpstreamSessionGone, UpstreamTransport
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
@@ -55,7 +55,8 @@ BACKOFF_MAX = 30.0
 MAX_EVENT_ID_BYTES = 4096
 #: The longest a new feed waits for the closing feed of the same upstream session to
 #: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
-#: reactor turn, unless the backend never answered the closing stream's request.
+#: reactor turn, whether the closing stream's head came or not (``UpstreamFeed.close``);
+#: this bounds the wait should an end ever be slower.
 CLOSE_WAIT = 2.0
 #: Then how long it lets the backend see the close: a backend learns of it only as it
 #: handles the reset connection, and may run a request that reached it at the same time
@@ -164,6 +165,9 @@ class UpstreamFeed:
         #: A wait (back-off, ``CLOSE_SETTLE``) before the stream is followed; cancelled
         #: by ``close``.
         self._sleep: Deferred[None] | None = None
+        #: The upstream stream being opened or read (``_follow``); cancelled by ``close``
+        #: while its head has not come (then there is no reader to stop).
+        self._opening: Deferred[Reply] | None = None
         #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
         self._ended = False
         self._end_waiters: list[Deferred[None]] = []
@@ -244,6 +248,11 @@ class UpstreamFeed:
             )
         if self._reader is not None:
             self._reader.stop()
+        elif self._opening is not None:
+            # Its head has not come: the request is cancelled, which aborts its
+            # connection now, so ``ended`` fires in this turn rather than after the
+            # backend's ``timeout`` and a following feed need not wait ``CLOSE_WAIT``.
+            self._opening.cancel()
         if self._sleep is not None:
             self._sleep.cancel()
 
@@ -289,7 +298,7 @@ class UpstreamFeed:
                 if is_modern(backend.protocol_version):
                     self._refilter = False  # the filter is read now: it is current
                     uris = self.feeds.subscriptions.uris(self.key[1], self.name)
-                    reply = await upstream.listen(
+                    opening = upstream.listen(
                         jsonrpc.dumps(listen_request(next(_listen_ids), uris)),
                         lambda message: self._deliver(unlisten(message)),
                         backend.protocol_version,
@@ -298,7 +307,7 @@ class UpstreamFeed:
                         principal=self.principal,
                     )
                 else:
-                    reply = await upstream.get_stream(
+                    opening = upstream.get_stream(
                         self._deliver,
                         backend.session_id,
                         backend.protocol_version,
@@ -306,6 +315,8 @@ class UpstreamFeed:
                         self._reading,
                         principal=self.principal,
                     )
+                self._opening = ensureDeferred(opening)
+                reply = await self._opening
                 if reply.status == 405:
                     return  # this backend offers no stream
                 delay = BACKOFF_FIRST
@@ -321,7 +332,10 @@ class UpstreamFeed:
                     error=str(error),
                     delay=delay,
                 )
+            except CancelledError:
+                return  # closed before the stream's head came (``close``)
             finally:
+                self._opening = None
                 reader, self._reader = self._reader, None
                 if reader is not None and reader.last_event_id is not None:
                     self.last_event_id = reader.last_event_id

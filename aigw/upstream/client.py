@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -77,7 +77,8 @@ class _BoundedRead(Protocol):
         self._timeout = timeout
         self._chunks: list[bytes] = []
         self._size = 0
-        self.done: Deferred[bytes] = Deferred()
+        #: Cancelling it (the caller gave up) drops the connection rather than read on.
+        self.done: Deferred[bytes] = Deferred(lambda _: self._abort())
 
     def connectionMade(self) -> None:
         cast(UpstreamResponse, self.transport).deadline(self._timeout, self._abort)
@@ -394,15 +395,14 @@ class Upstream:
         principal: Principal | None = None,
     ) -> Reply:
         """POST ``subscriptions/listen`` to a 2026-07-28 backend and read its stream for
-        as long as it lasts (basic/patterns/subscriptions): no inactivity timeout,
-        no request slot held.  A reply that is not a stream counts as no stream."""
+        as long as it lasts (basic/patterns/subscriptions): no inactivity timeout once
+        its head is in (that has the backend's ``timeout``), no request slot held.  A
+        reply that is not a stream counts as no stream."""
         credentials = await self.credentials.headers(principal)
         head = self._head(
             credentials, b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers
         )
-        response = await self._send(
-            head, body, streaming=True, replayable=lambda: replay.replayable(body)
-        )
+        response = await self._send(head, body, replayable=lambda: replay.replayable(body))
         return await self._read(response, None, sink, on_reader, streaming=True)
 
     async def get_stream(
@@ -414,7 +414,8 @@ class Upstream:
         on_reader: Callable[[BodyReader], None],
         principal: Principal | None = None,
     ) -> Reply:
-        """Open the GET SSE stream (MCP basic/transports "Listening for Messages").
+        """Open the GET SSE stream (MCP basic/transports "Listening for Messages"):
+        its head within the backend's ``timeout``, its body for as long as it lasts.
 
         A backend answering 405 has no stream; that is reported as a Reply
         with status 405 and no messages.
@@ -427,7 +428,7 @@ class Upstream:
             credentials, b"GET", session_id, protocol_version, b"text/event-stream", None, resume
         )
         # GET is safe, hence idempotent (RFC 9110 section 9.2.2): sent again if lost.
-        response = await self._send(head, None, streaming=True, replayable=_always)
+        response = await self._send(head, None, replayable=_always)
         return await self._read(response, session_id, sink, on_reader, streaming=True)
 
     async def delete(
@@ -449,16 +450,23 @@ class Upstream:
         body: bytes | None,
         *,
         replayable: Callable[[], bool],
-        streaming: bool = False,
     ) -> UpstreamResponse:
-        """Send a request; the response once its head is in (within the timeout,
-        unless the reply is a stream the caller reads for as long as it lasts).
-        ``replayable``: may it go again on a new connection if a kept-alive one is
-        lost unanswered (``ConnectionPool.request``; ``protocol/replay.py``)."""
+        """Send a request; the response once its head is in, within the backend's
+        ``timeout`` from the moment it is written (connecting has ``connect_timeout``).
+
+        A stream's head is bounded too, only its body may last for ever: MCP
+        2025-11-25 basic/transports has a server answer the GET with
+        ``text/event-stream`` or 405 ("Listening for Messages from the Server"), and
+        basic/lifecycle "Timeouts" asks for a timeout on every request sent, against
+        hung connections; a backend that accepts and never answers would otherwise
+        hold the connection for ever (RFC 9112 section 9.5 lets a client close one
+        it has waited on long enough).  ``replayable``: may it go again on a new
+        connection if a kept-alive one is lost unanswered (``ConnectionPool.request``;
+        ``protocol/replay.py``)."""
         try:
-            return await self.connections.request(
-                head, body, None if streaming else self.config.timeout, replayable
-            )
+            return await self.connections.request(head, body, self.config.timeout, replayable)
+        except CancelledError:
+            raise  # the caller gave up (the connection is aborted): not the backend's doing
         except Exception as error:
             raise self._connection_error(error) from None
 

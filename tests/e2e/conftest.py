@@ -15,8 +15,13 @@ import pytest
 
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
-from .harness.processes import ensure_node_modules
-from .harness.upstreams import Upstream, start_pyserver, start_server_everything
+from .harness.processes import Process, ensure_node_modules
+from .harness.upstreams import (
+    Upstream,
+    start_pyserver,
+    start_server_everything,
+    start_twisted_upstream,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -147,3 +152,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("MCP interoperability matrix (client x upstream through aigw)")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Iterator[Process]:
+    """``upstreams/faulty.py``, one per test module (its logs are counted per module)."""
+    if os.environ.get("AIGW_E2E_SKIP"):
+        pytest.skip("AIGW_E2E_SKIP is set")
+    process = start_twisted_upstream("faulty")
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -32,7 +32,7 @@ from .aigw import INITIALIZE, Gateway, mcp_post, start_gateway
 from .harness.authserver import start_auth_server
 from .harness.processes import Process, free_port
 from .harness.tokens import token_for
-from .harness.upstreams import Upstream, start_pyserver, start_twisted_upstream
+from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -86,17 +86,6 @@ def assert_error_naming(answer: tuple[int, Any], backend: str, *fragments: str) 
     for fragment in fragments:
         assert fragment in message.lower(), body
     return message
-
-
-@pytest.fixture(scope="module")
-def faulty() -> Iterator[Process]:
-    if os.environ.get("AIGW_E2E_SKIP"):
-        pytest.skip("AIGW_E2E_SKIP is set")
-    process = start_twisted_upstream("faulty")
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,9 @@ first path segment::
                    before, as a server whose idle timer fires as the request arrives
                    (prints ``SEEN <method>`` or ``STALE <method>``;
                    tests/e2e/test_keep_alive.py)
+    /nohead/mcp    answers POSTs like FakeUpstream; takes a GET stream's request and
+                   never sends its response head (prints ``STREAM nohead`` for each,
+                   ``DROPPED nohead`` when aigw closes it; tests/e2e/test_stream_head.py)
 
 Every ``tools/call`` whose connection aigw closed before an answer prints
 ``GONE <mode>``, every ``notifications/cancelled`` prints ``CANCELLED <mode>``,
@@ -46,6 +49,10 @@ class Faulty(Resource):
         self.upstream = FakeUpstream(tools=["boom"])
 
     def render_GET(self, request: Request) -> Any:
+        if (request.postpath or [b""])[0] == b"nohead":
+            print("STREAM nohead", flush=True)
+            request.notifyFinish().addErrback(lambda _: print("DROPPED nohead", flush=True))
+            return NOT_DONE_YET
         return self.upstream.render_GET(request)
 
     def render_DELETE(self, request: Request) -> Any:
