@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 SERVERS = {"aigw1", "aigw2", "aigw3"}
 BOUND = 2  # requests in flight per user, in the three processes together
-RATE = 5  # tokens a second, and the burst, of the rule a test adds by reload
-SENT = 15
+RATE = 3  # tokens a second, and the burst, of the rule a test adds by reload
+SENT = 3 * RATE  # as many as three buckets of one process each would let through
 #: The rule the deployment starts with, and the one the rate test adds after it.
 IN_FLIGHT_RULE = f"    - {{per: sub, in_flight: {BOUND}}}\n"
 RATE_RULE = f"    - {{per: sub, rate: {RATE}/s, burst: {RATE}}}\n"
@@ -137,21 +137,30 @@ def test_a_rate_holds_through_the_balancer(shape: Balanced) -> None:
         set_rules(shape, "  rules:\n" + IN_FLIGHT_RULE)
     ok = [body for status, _, body in answers if status == 200]
     limited = [(found, body) for status, found, body in answers if status != 200]
-    # The burst, plus what refilled meanwhile; a bucket per process would allow 3 * RATE.
+    # The burst, plus what refilled meanwhile; a bucket per process would allow all SENT.
     assert RATE <= len(ok) <= RATE + math.floor(RATE * elapsed), (len(ok), elapsed)
     assert all(body["result"] == {} for body in ok), ok
     for found, body in limited:
         assert found["retry-after"] == "1", found
         assert body["error"]["code"] == -32016, body
         assert body["error"]["data"] == {"limit": "sub:1", "retry_after": 1}, body
-    # Both the successes and the refusals came from every process.
+    # The burst's successes came from every process, and refusals from more than one
+    # (tokens refilled meanwhile may let a process's later requests through, so "every"
+    # would be a race).
     assert set(servers_since(shape, start, "POST", "200")) == SERVERS
-    assert set(servers_since(shape, start, "POST", "429")) == SERVERS
+    assert len(set(servers_since(shape, start, "POST", "429"))) >= 2
+
+
+def progressed(response: http.client.HTTPResponse) -> bool:
+    """Whether a streamed answer brings a progress notification (within 20 lines): the
+    call runs upstream."""
+    return any(b"notifications/progress" in response.readline() for _ in range(20))
 
 
 def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: Any) -> None:
     session = initialize(shape)
     held = []
+    first = len(shape.logged())
     try:
         # Slow calls asking for progress, so their answers stream; each one is held
         # until its connection is closed (the client hanging up through HAProxy).
@@ -161,6 +170,8 @@ def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: A
             connection, response = request(shape, "POST", session, slow)
             held.append(connection)
             assert response.status == 200
+            assert progressed(response), "the slow call sent no progress"
+        assert until(lambda: len(set(servers_since(shape, first, "POST", "200"))) == BOUND)
         assert until(lambda: live_leases(redis[1]) == BOUND), live_leases(redis[1])
         start = len(shape.logged())
         for number in range(3):  # one on each process, round-robin
