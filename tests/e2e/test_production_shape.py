@@ -103,7 +103,10 @@ def servers_since(shape: Balanced, start: int, method: str, status: str | None =
 
 
 async def test_the_sdk_clients_session_spreads_over_the_three(shape: Balanced) -> None:
+    """The official SDK client (streamable HTTP) through HAProxy: round-robin sends its
+    POSTs to all three processes, and each one's access log shows calls it answered."""
     start = len(shape.logged())
+    calls = [served(gateway, "tools/call") for gateway in shape.gateways]
     async with connect_plain(shape.url, mode="legacy") as client:
         assert "py__echo" in [tool.name for tool in (await client.list_tools()).tools]
         for number in range(6):
@@ -112,7 +115,8 @@ async def test_the_sdk_clients_session_spreads_over_the_three(shape: Balanced) -
     posts = [r for r in shape.logged()[start:] if r.method == "POST"]
     assert all(r.status in ("200", "202") for r in posts), posts
     assert {r.server for r in posts} == SERVERS, posts
-    assert all(served(gateway, "tools/call") >= 1 for gateway in shape.gateways)
+    after = [served(gateway, "tools/call") for gateway in shape.gateways]
+    assert all(now > then for now, then in zip(after, calls, strict=True)), (calls, after)
 
 
 def set_rules(shape: Balanced, rules: str) -> None:
@@ -124,6 +128,7 @@ def set_rules(shape: Balanced, rules: str) -> None:
 
 
 def test_a_rate_holds_through_the_balancer(shape: Balanced) -> None:
+    """A ``per: sub`` rate is one bucket in Redis for the three processes."""
     session = initialize(shape)
     set_rules(shape, "  rules:\n" + IN_FLIGHT_RULE + RATE_RULE)
     try:
@@ -158,6 +163,7 @@ def progressed(response: http.client.HTTPResponse) -> bool:
 
 
 def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: Any) -> None:
+    """A ``per: sub`` in-flight bound counts the calls running on every process."""
     session = initialize(shape)
     held = []
     first = len(shape.logged())
@@ -193,6 +199,8 @@ def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: A
 
 
 def test_one_get_stream_per_session_whichever_process_it_lands_on(shape: Balanced) -> None:
+    """The session's one GET stream (MCP 2025-11-25 basic/transports) is a lease in Redis,
+    so a second one is 409 on any process, the one holding the first included."""
     session = initialize(shape)
     stream = {**session, "Accept": "text/event-stream"}
     del stream["Content-Type"]
@@ -222,6 +230,8 @@ def test_one_get_stream_per_session_whichever_process_it_lands_on(shape: Balance
 
 
 def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balanced) -> None:
+    """A DELETE through HAProxy ends the session on every process (``sessions.redis_url``:
+    the others hear of it by pub/sub); another session of the same user is unaffected."""
     ended, kept = initialize(shape), initialize(shape)
     assert [post_json(shape.url, ended, PING)[0] for _ in range(3)] == [200] * 3
     connection, response = request(shape, "DELETE", ended)
