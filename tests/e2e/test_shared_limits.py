@@ -15,8 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,8 +24,8 @@ import pytest
 from aigw.gateway.redis_buckets import LEASE_SCRIPT, TAKE_SCRIPT
 
 from .aigw import INITIALIZE, MCP_HEADERS, Gateway, post_json, start_gateway, write_session_key
-from .harness.processes import LOG_DIR
-from .harness.redis import start_redis
+from .harness.processes import LOG_DIR, until
+from .harness.redis import evaluate, live_leases, start_redis
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -125,13 +125,6 @@ def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port
     assert len(keys[2]) == len(b"aigw:rl:0:sub:") + 32
 
 
-def evaluate(port: int, script: bytes, keys: list[str], *argv: str, db: int = 0) -> list[str]:
-    """A script run by ``redis-cli`` (in database ``db``): its reply, one value a line."""
-    command = ["redis-cli", "-p", str(port), "-n", str(db), "EVAL", script.decode(), str(len(keys))]
-    done = subprocess.run([*command, *keys, *argv], capture_output=True, check=True, timeout=10)
-    return done.stdout.decode().split()
-
-
 def take(port: int, buckets: list[str], *argv: str) -> list[str]:
     """The take script on buckets only (no lease): rate and size of each."""
     return evaluate(port, TAKE_SCRIPT, buckets, str(len(buckets)), "", "1000", *argv)
@@ -193,18 +186,6 @@ def test_the_scripts_lease_places_under_a_bound(redis_port: int) -> None:
 BOUND = 2  # requests in flight per user, in all the processes together
 LEASE_TTL = 4  # seconds a killed process's places outlive its last renewal
 STREAMS = 2  # sessions.max_streams_per_user
-T = TypeVar("T")
-
-#: Leases under every bound whose key matches ARGV[1] that have not expired, by Redis's clock.
-LIVE_LEASES = b"""\
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local live = 0
-for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
-  live = live + redis.call('ZCOUNT', key, '(' .. now, '+inf')
-end
-return live
-"""
 
 
 def in_flight_limits(redis_port: int, on_error: str, timeout: str = "2s") -> str:
@@ -229,19 +210,6 @@ def bounded(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
     finally:
         for gateway in started:
             gateway.stop()
-
-
-def live_leases(redis_port: int, keys: str = "aigw:rl:*") -> int:
-    """Live leases under the in-flight bounds (or those whose keys match ``keys``)."""
-    return int(evaluate(redis_port, LIVE_LEASES, [], keys, db=1)[0])
-
-
-def until(check: Callable[[], T], seconds: float = 30.0) -> T:
-    """``check()`` once it is true, polled every 0.1 s for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not (found := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return found
 
 
 def open_session(gateway: Gateway) -> dict[str, str]:

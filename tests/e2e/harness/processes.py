@@ -20,8 +20,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 E2E_DIR = REPO_ROOT / "e2e"
@@ -34,6 +35,8 @@ _LOG_PARENT = os.environ.get("AIGW_E2E_LOG_DIR")
 if _LOG_PARENT:
     os.makedirs(_LOG_PARENT, exist_ok=True)
 LOG_DIR = Path(tempfile.mkdtemp(prefix="aigw-e2e-logs-", dir=_LOG_PARENT or None))
+
+T = TypeVar("T")
 
 _live: list[Process] = []
 _live_lock = threading.Lock()
@@ -48,6 +51,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def until(check: Callable[[], T], seconds: float = 30.0) -> T:
+    """``check()`` once it is true, polled every 0.1 s for at most ``seconds`` (its last,
+    false value then): what other processes do shows up a little later."""
+    deadline = time.monotonic() + seconds
+    while not (found := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
 
 
 class Process:

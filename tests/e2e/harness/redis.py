@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
+import subprocess
 
 import pytest
 
@@ -47,3 +48,28 @@ def start_redis(
         process.stop()
         raise
     return process, port
+
+
+def evaluate(port: int, script: bytes, keys: list[str], *argv: str, db: int = 0) -> list[str]:
+    """A script run by ``redis-cli`` (in database ``db``): its reply, one value a line."""
+    command = ["redis-cli", "-p", str(port), "-n", str(db), "EVAL", script.decode(), str(len(keys))]
+    done = subprocess.run([*command, *keys, *argv], capture_output=True, check=True, timeout=10)
+    return done.stdout.decode().split()
+
+
+#: Leases under every bound whose key matches ARGV[1] that have not expired, by Redis's clock.
+LIVE_LEASES = b"""\
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = 0
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+  live = live + redis.call('ZCOUNT', key, '(' .. now, '+inf')
+end
+return live
+"""
+
+
+def live_leases(port: int, keys: str = "aigw:rl:*", db: int = 1) -> int:
+    """Live leases under the in-flight bounds (or those whose keys match ``keys``) in
+    database ``db`` (the one the tests give ``limits.redis_url``)."""
+    return int(evaluate(port, LIVE_LEASES, [], keys, db=db)[0])
