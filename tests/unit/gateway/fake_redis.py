@@ -48,8 +48,8 @@ class FakeRedisConnection(Protocol):
 
 
 class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA, SET with PX, PTTL, SCAN with MATCH and
-    COUNT, PUBLISH, SUBSCRIBE and PING; keys expire on ``clock`` (none given: never).
+    """Knows AUTH, SELECT, EVAL and EVALSHA, SET with PX (and NX), PTTL, SCAN with MATCH
+    and COUNT, PUBLISH, SUBSCRIBE and PING; keys expire on ``clock`` (none given: never).
     The take script's buckets answer ``reply``; its bounds and the lease script act on
     ``leases`` (key -> member -> expiry in ms), as the scripts do in a real Redis
     (tests/e2e/test_shared_limits.py).  ``silent``: nothing is answered; ``down``: every
@@ -109,6 +109,12 @@ class FakeRedis(Factory):
         if name == b"SET" and len(command) == 5 and command[3].upper() == b"PX":
             now = self.clock.seconds() if self.clock is not None else 0.0
             self.keys[command[1]] = (command[2], now + int(command[4]) / 1000)
+            return b"+OK\r\n"
+        if name == b"SET" and [c.upper() for c in command[3:5]] == [b"NX", b"PX"]:
+            if command[1] in self.live():
+                return b"$-1\r\n"
+            now = self.clock.seconds() if self.clock is not None else 0.0
+            self.keys[command[1]] = (command[2], now + int(command[5]) / 1000)
             return b"+OK\r\n"
         if name == b"PTTL":
             found = self.live().get(command[1])
