@@ -48,6 +48,19 @@ MAX_NOTE = 4096
 ONCE_MS = 600_000
 
 
+#: What ``aigw doctor`` publishes: no elicitation has this id, so nobody is told.
+PROBE = ElicitationNotice("aigw-doctor-probe", "", "")
+
+
+async def check(shared: EndedSessions) -> None:
+    """What ``aigw doctor`` asks of the store besides ``EndedSessions.check`` (which
+    SUBSCRIBEs to ``CHANNEL`` once it is ``listen``ed to): PUBLISH on the channel, and
+    SET NX PX, for the probe (1 ms).  Raises as the commands fail."""
+    await shared.command(b"PUBLISH", CHANNEL, note(PROBE))
+    probe = ONCE_PREFIX + PROBE.elicitation_id.encode("ascii")
+    await shared.command(b"SET", probe, b"1", b"NX", b"PX", 1)
+
+
 def note(notice: ElicitationNotice, digest: bytes | None = None) -> bytes:
     """What is published: the completion, and (A's) the digest of its session's id."""
     fields: dict[str, str] = {

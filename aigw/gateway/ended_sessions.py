@@ -305,12 +305,14 @@ class EndedSessions(Service):
 
     async def check(self) -> float:
         """What ``aigw doctor`` asks of the store: each command the processes send, on
-        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE on one; SET, PUBLISH,
+        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE (each channel
+        ``listen``ed to as well) on one; SET, PUBLISH,
         SCAN and PTTL on the other, for a probe end no session id has (the all-zero
         digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
         or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
         subscriber = await self._subscription._connection()
-        await subscriber.command(b"SUBSCRIBE", CHANNEL)
+        for channel in self._channels:
+            await subscriber.command(b"SUBSCRIBE", channel)
         protocol = await self._commands._connection()
         probe = bytes(32).hex().encode("ascii")
         await self._announce(probe + b" 1")

@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -275,16 +276,17 @@ async def test_the_session_is_told_when_the_authorization_completes(gateway: Gat
     await told_then_retried(gateway, "alice")
 
 
-@pytest.fixture(scope="module")
-def two_processes(
-    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+@contextmanager
+def deployment(
+    count: int, sessions: Callable[[int], str], servers: tuple[AuthServer, Upstream, Upstream]
 ) -> Iterator[list[Gateway]]:
-    """Two aigw processes of one deployment (docs/scale-out.md): one session key, one
-    ``state_dir`` (the store of the host), the first's URL as both's ``public_url``,
-    each reachable by the other at its own ``sessions.peer_url``."""
+    """``count`` aigw processes of one deployment (docs/scale-out.md): one session key,
+    one ``state_dir`` (the store of the host), the first's URL as all's ``public_url``;
+    ``sessions``: more keys of each one's ``sessions``, given its port."""
+    auth_server, protected, pyserver = servers
     directory = tempfile.mkdtemp(prefix="aigw-user-oauth-peers-", dir=LOG_DIR)
     key = write_session_key(directory)
-    ports = [free_port(), free_port()]
+    ports = [free_port() for _ in range(count)]
     started: list[Gateway] = []
     try:
         for port in ports:
@@ -296,13 +298,23 @@ def two_processes(
                     port=port,
                     session_key=key,
                     public_url=f"http://127.0.0.1:{ports[0]}",
-                    sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'",
+                    sessions=sessions(port),
                 )
             )
         yield started
     finally:
         for gateway in started:
             gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def two_processes(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> Iterator[list[Gateway]]:
+    """Two processes, each reachable by the other at its own ``sessions.peer_url``."""
+    servers = (auth_server, protected, pyserver)
+    with deployment(2, lambda port: f", peer_url: 'http://127.0.0.1:{port}/mcp'", servers) as two:
+        yield two
 
 
 async def test_a_callback_on_another_process_tells_the_session_through_its_own(
@@ -322,30 +334,14 @@ async def test_a_callback_on_another_process_tells_the_session_through_its_own(
 def three_processes(
     auth_server: AuthServer, protected: Upstream, pyserver: Upstream
 ) -> Iterator[list[Gateway]]:
-    """Three aigw processes of one deployment sharing a real ``redis-server``
-    (``sessions.redis_url``), one session key and one ``state_dir``; no ``peer_url``."""
+    """Three processes sharing a real ``redis-server`` (``sessions.redis_url``), no
+    ``peer_url``."""
     redis, redis_port = start_redis()
-    directory = tempfile.mkdtemp(prefix="aigw-user-oauth-redis-", dir=LOG_DIR)
-    key = write_session_key(directory)
-    ports = [free_port(), free_port(), free_port()]
-    started: list[Gateway] = []
+    url = f", redis_url: 'redis://127.0.0.1:{redis_port}/0'"
     try:
-        for port in ports:
-            started.append(
-                start_gateway(
-                    [("crm", protected.url, "auth:\n  user_oauth: {}\n"), ("plain", pyserver.url)],
-                    issuer=auth_server.issuer,
-                    extra=f"state_dir: {directory}\n",
-                    port=port,
-                    session_key=key,
-                    public_url=f"http://127.0.0.1:{ports[0]}",
-                    sessions=f", redis_url: 'redis://127.0.0.1:{redis_port}/0'",
-                )
-            )
-        yield started
+        with deployment(3, lambda _: url, (auth_server, protected, pyserver)) as three:
+            yield three
     finally:
-        for gateway in started:
-            gateway.stop()
         redis.stop()
 
 

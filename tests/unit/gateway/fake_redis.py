@@ -65,6 +65,8 @@ class FakeRedis(Factory):
         self.down = False
         #: Commands refused as an ACL refuses them (names in capitals).
         self.refused: set[bytes] = set()
+        #: Channels SUBSCRIBE and PUBLISH are refused on, as an ACL without ``&channel`` does.
+        self.refused_channels: set[bytes] = set()
         self.connections: list[FakeRedisConnection] = []
         #: Keys: their value and when they expire (None: never).
         self.keys: dict[bytes, tuple[bytes, float | None]] = {}
@@ -102,6 +104,8 @@ class FakeRedis(Factory):
             count = int(command[2])
             keys, argv = command[3 : 3 + count], command[3 + count :]
             return self.renew(keys, argv) if sha == LEASE_SHA else self.take(keys, argv)
+        if name in (b"SUBSCRIBE", b"PUBLISH") and command[1] in self.refused_channels:
+            return b"-NOPERM No permissions to access a channel\r\n"
         if name in (b"AUTH", b"SELECT"):
             return b"+OK\r\n"
         if name == b"PING":
