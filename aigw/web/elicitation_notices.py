@@ -19,10 +19,10 @@ Redis instead, and reaches the session's GET stream in whichever process holds i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from aigw.gateway.elicitation_completions import ElicitationCompletions
 from aigw.gateway.gateway import Gateway
 from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec, InvalidNotice
 from aigw.sealed.sealer import Sealer
@@ -30,6 +30,9 @@ from aigw.upstream.user_links import Grant
 from aigw.web.mcp.hop import PeerHop
 from aigw.web.request import WebRequest
 from aigw.web.respond import write_json
+
+if TYPE_CHECKING:  # imported only with sessions.redis_url (service.py)
+    from aigw.gateway.elicitation_completions import ElicitationCompletions
 
 
 class CompletionNotices:
