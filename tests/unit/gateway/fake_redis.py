@@ -48,8 +48,8 @@ class FakeRedisConnection(Protocol):
 
 
 class FakeRedis(Factory):
-    """Knows AUTH, SELECT, EVAL and EVALSHA, SET with PX (and NX), PTTL, SCAN with MATCH
-    and COUNT, PUBLISH, SUBSCRIBE and PING; keys expire on ``clock`` (none given: never).
+    """Knows AUTH, SELECT, EVAL and EVALSHA, SET with PX, PTTL, SCAN with MATCH and
+    COUNT, PUBLISH, SUBSCRIBE and PING; keys expire on ``clock`` (none given: never).
     The take script's buckets answer ``reply``; its bounds and the lease script act on
     ``leases`` (key -> member -> expiry in ms), as the scripts do in a real Redis
     (tests/e2e/test_shared_limits.py).  ``silent``: nothing is answered; ``down``: every
@@ -65,9 +65,9 @@ class FakeRedis(Factory):
         self.down = False
         #: Commands refused as an ACL refuses them (names in capitals).
         self.refused: set[bytes] = set()
+        self.connections: list[FakeRedisConnection] = []
         #: Channels SUBSCRIBE and PUBLISH are refused on, as an ACL without ``&channel`` does.
         self.refused_channels: set[bytes] = set()
-        self.connections: list[FakeRedisConnection] = []
         #: Keys: their value and when they expire (None: never).
         self.keys: dict[bytes, tuple[bytes, float | None]] = {}
         self.leases: dict[bytes, dict[bytes, int]] = {}
@@ -104,8 +104,6 @@ class FakeRedis(Factory):
             count = int(command[2])
             keys, argv = command[3 : 3 + count], command[3 + count :]
             return self.renew(keys, argv) if sha == LEASE_SHA else self.take(keys, argv)
-        if name in (b"SUBSCRIBE", b"PUBLISH") and command[1] in self.refused_channels:
-            return b"-NOPERM No permissions to access a channel\r\n"
         if name in (b"AUTH", b"SELECT"):
             return b"+OK\r\n"
         if name == b"PING":
@@ -114,7 +112,7 @@ class FakeRedis(Factory):
             now = self.clock.seconds() if self.clock is not None else 0.0
             self.keys[command[1]] = (command[2], now + int(command[4]) / 1000)
             return b"+OK\r\n"
-        if name == b"SET" and [c.upper() for c in command[3:5]] == [b"NX", b"PX"]:
+        if name == b"SET" and [c.upper() for c in command[3:5]] == [b"NX", b"PX"]:  # once
             if command[1] in self.live():
                 return b"$-1\r\n"
             now = self.clock.seconds() if self.clock is not None else 0.0
@@ -130,6 +128,8 @@ class FakeRedis(Factory):
             return b":%d\r\n" % round((found[1] - now) * 1000)
         if name == b"SCAN":
             return self.scan(command)
+        if name in (b"SUBSCRIBE", b"PUBLISH") and command[1] in self.refused_channels:
+            return b"-NOPERM No permissions to access a channel\r\n"
         if name == b"SUBSCRIBE":
             connection.channels.add(command[1])
             return b"*3\r\n" + bulk(b"subscribe") + bulk(command[1]) + b":1\r\n"
