@@ -261,12 +261,18 @@ class GatewayService(MultiService):
 
     def _completion_notices(self, transport: MCPTransport) -> CompletionNotices | None:
         """Completed URL elicitations told where they were asked, across processes
-        (over the peer hop of ``transport``); with the pages, whenever there are links."""
+        (through Redis with ``sessions.redis_url``, else over the peer hop of
+        ``transport``); with the pages, whenever there are links."""
         if self.user_links is None:
             return None
         from aigw.web.elicitation_notices import CompletionNotices
 
-        return CompletionNotices(self.gateway, transport.hop, self.sealer)
+        shared = None
+        if self.ended_sessions is not None:  # sessions.redis_url: told through Redis
+            from aigw.gateway.elicitation_completions import ElicitationCompletions
+
+            shared = ElicitationCompletions(self.gateway, self.ended_sessions)
+        return CompletionNotices(self.gateway, transport.hop, self.sealer, shared)
 
     def _user_oauth_pages(
         self, keys: KeyStore | None, notices: CompletionNotices | None

@@ -1,5 +1,6 @@
 """The store of ended sessions (``sessions.redis_url``): reachable as the processes reach
-it, and taking each command they send (``gateway/ended_sessions.py``)."""
+it, and taking each command they send (``gateway/ended_sessions.py``, and for completion
+notices ``gateway/elicitation_completions.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from aigw.config.model import SessionsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.doctor.redis_store import probe
+from aigw.gateway import elicitation_completions
 from aigw.gateway.ended_sessions import TIMEOUT, EndedSessions
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
@@ -26,13 +28,23 @@ async def check_sessions_store(
     # The probe's end is told to no codec of consequence: a random key's, the doctor's.
     codec = SessionCodec(Sealer.random(), reactor, sessions.ttl)
     store = EndedSessions(codec, address, reactor, sessions.redis_ca_file)
-    round_trip = await probe(store.check, store.close, reactor, time_limit)
+    store.listen(elicitation_completions.CHANNEL, lambda _: None)
+
+    async def check() -> float:
+        """Ended sessions' commands, then completion notices' (``elicitation_completions``)."""
+        round_trip = await store.check()
+        await elicitation_completions.check(store)
+        return round_trip
+
+    round_trip = await probe(check, store.close, reactor, time_limit)
     if isinstance(round_trip, str):
         return fail(
             CHECK,
             f"{where}: {round_trip}",
-            "make Redis reachable and let aigw's user SUBSCRIBE, SET, PUBLISH, SCAN and PTTL; "
-            "meanwhile a DELETE ends its session only in the process that served it",
+            "make Redis reachable and let aigw's user SUBSCRIBE, SET, PUBLISH, SCAN and PTTL "
+            "(channels aigw:ended and aigw:elicitation); meanwhile a DELETE ends its session "
+            "only in the process that served it, and user_oauth completions are told to no "
+            "session",
         )
     millis = round(round_trip * 1000, 1)
     if round_trip > TIMEOUT:

@@ -12,6 +12,8 @@ the fast path:
   lifetime, and PUBLISHes ``<hex> <milliseconds left>`` on ``aigw:ended``;
 * every process keeps a connection SUBSCRIBEd to that channel (a dedicated one: a
   subscribed RESP2 connection takes no other command) and remembers what it hears;
+  the same connection follows the other channels the process ``listen``s to
+  (``elicitation_completions.py``), each message dispatched by its channel;
 * each time that connection is made again, once SUBSCRIBE is confirmed (so nothing
   falls between the two), SCAN MATCH ``aigw:ended:*`` and PTTL catch up on what was
   ended meanwhile (at most ``ENDED_MAX`` ids, the bound of the codec's memory).
@@ -98,15 +100,15 @@ class SubscriberProtocol(RESPProtocol):
     """A subscribed connection: published messages go to ``heard``; replies (to
     SUBSCRIBE, PING) answer their commands; ``lost`` is told when it goes."""
 
-    def __init__(self, heard: Callable[[bytes], None], gone: Callable[[], None]) -> None:
+    def __init__(self, heard: Callable[[bytes, bytes], None], gone: Callable[[], None]) -> None:
         super().__init__()
         self._heard = heard
         self._gone = gone
 
     def handle(self, value: Any) -> None:
         if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
-            if isinstance(value[2], bytes):
-                self._heard(value[2])
+            if isinstance(value[1], bytes) and isinstance(value[2], bytes):
+                self._heard(value[1], value[2])
             return
         super().handle(value)
 
@@ -122,7 +124,7 @@ class _Subscription(RedisConnection):
         self,
         address: RedisAddress,
         clock: Any,
-        heard: Callable[[bytes], None],
+        heard: Callable[[bytes, bytes], None],
         gone: Callable[[], None],
         connect: Connect | None,
         ca_file: str | None,
@@ -160,8 +162,10 @@ class EndedSessions(Service):
         self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
         self._commands = RedisConnection(address, clock, TIMEOUT, connect, ca_file)
         self._subscription = _Subscription(
-            address, clock, self._message, self._connection_lost, connect, ca_file
+            address, clock, self._dispatch, self._connection_lost, connect, ca_file
         )
+        #: What hears each channel followed, this one's first.
+        self._channels: dict[bytes, Callable[[bytes], None]] = {CHANNEL: self._message}
         #: The first subscription and catch-up were tried (succeeded or failed): until
         #: then a process just started may not know the ids ended before it.
         self.tried = False
@@ -184,7 +188,7 @@ class EndedSessions(Service):
 
     def _announce_failed(self, failure: Failure, ended: Ended) -> None:
         self._untold.put(ended.digest, ended.expires)
-        self._failed(failure.value or Exception(), "telling an end")
+        self.failed(failure.value or Exception(), "telling an end")
 
     def _tell_untold(self) -> int:
         """The ends Redis did not take, told again (those not expired meanwhile)."""
@@ -203,11 +207,26 @@ class EndedSessions(Service):
 
     # -- the others' -------------------------------------------------------------
 
+    def listen(self, channel: bytes, heard: Callable[[bytes], None]) -> None:
+        """Also follow ``channel`` on the subscription (before the service starts):
+        ``heard`` gets each message published there."""
+        self._channels[channel] = heard
+
+    async def command(self, *args: bytes | str | int | float) -> Any:
+        """One command on the connection of commands, bounded by ``TIMEOUT``."""
+        protocol = await self._bounded(self._commands._connection())
+        return await self._bounded(protocol.command(*args))
+
+    def _dispatch(self, channel: bytes, payload: bytes) -> None:
+        heard = self._channels.get(channel)
+        if heard is not None:
+            heard(payload)
+
     def _message(self, payload: bytes) -> None:
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
         if digest is None or not parts[1].isdigit():  # counted, and logged like failures
-            self._failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
+            self.failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
             return
         self._remember(digest, int(parts[1]))
 
@@ -225,7 +244,8 @@ class EndedSessions(Service):
         while self.running:
             try:
                 protocol = await self._bounded(self._subscription._connection())
-                await self._bounded(protocol.command(b"SUBSCRIBE", CHANNEL))
+                for channel in self._channels:
+                    await self._bounded(protocol.command(b"SUBSCRIBE", channel))
                 caught_up = await self._catch_up()
                 self.tried = True
                 self.log.info(
@@ -245,7 +265,7 @@ class EndedSessions(Service):
             except Exception as error:
                 if not self.running:
                     return
-                self._failed(error, "following ended sessions")
+                self.failed(error, "following ended sessions")
                 self.tried = True
                 self._subscription._drop()
                 await self._sleep(backoff, until_lost=False)
@@ -285,12 +305,14 @@ class EndedSessions(Service):
 
     async def check(self) -> float:
         """What ``aigw doctor`` asks of the store: each command the processes send, on
-        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE on one; SET, PUBLISH,
+        connections made as theirs are (TLS, AUTH, SELECT): SUBSCRIBE (each channel
+        ``listen``ed to as well) on one; SET, PUBLISH,
         SCAN and PTTL on the other, for a probe end no session id has (the all-zero
         digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
         or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
         subscriber = await self._subscription._connection()
-        await subscriber.command(b"SUBSCRIBE", CHANNEL)
+        for channel in self._channels:
+            await subscriber.command(b"SUBSCRIBE", channel)
         protocol = await self._commands._connection()
         probe = bytes(32).hex().encode("ascii")
         await self._announce(probe + b" 1")
@@ -323,7 +345,7 @@ class EndedSessions(Service):
         if sleeping is not None and not sleeping[0].called:
             sleeping[0].callback(None)
 
-    def _failed(self, error: BaseException, doing: str) -> None:
+    def failed(self, error: BaseException, doing: str) -> None:
         """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
         self.failures += 1
         now = self.clock.seconds()

@@ -69,6 +69,7 @@ from aigw.sealed.elicitation_notice import ElicitationNotice
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
+from aigw.sealed.session_id import session_digest
 from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
@@ -207,15 +208,28 @@ class Gateway(Service):
         session_id = self.calls.elicitations.completed(notice)
         if session_id is None:
             return 0
-        elicitation_id = notice.elicitation_id
-        streams = [
+        streams = self.session_streams(session_digest(session_id), notice)
+        return self.tell_completion(notice, streams)
+
+    def session_streams(self, digest: bytes, user: ElicitationNotice) -> list[SessionStream]:
+        """The open GET streams in this process of the session whose id has SHA-256
+        ``digest``, if that session is the user's of ``user`` (none otherwise)."""
+        return [
             s
             for s in self.open_streams
-            if isinstance(s, SessionStream) and not s.closed and s.session.session_id == session_id
+            if isinstance(s, SessionStream)
+            and not s.closed
+            and session_digest(s.session.session_id) == digest
+            and (s.session.principal.issuer, s.session.principal.subject)
+            == (user.issuer, user.subject)
         ]
-        for stream in streams:
-            stream.send(completion(elicitation_id))
-        return len(streams)
+
+    def tell_completion(self, notice: ElicitationNotice, streams: list[SessionStream]) -> int:
+        """``notifications/elicitation/complete`` on each of ``streams`` still open; how many."""
+        told = [stream for stream in streams if not stream.closed]
+        for stream in told:
+            stream.send(completion(notice.elicitation_id))
+        return len(told)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -97,7 +97,8 @@ class Ended:
     expires: float
 
 
-def _digest(session_id: str) -> bytes:
+def session_digest(session_id: str) -> bytes:
+    """The SHA-256 other processes know a session id by (never the id, a credential)."""
     return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
 
 
@@ -156,7 +157,7 @@ class SessionCodec:
         What is returned is what other processes need to remember it too
         (``ended_elsewhere``; ``gateway/ended_sessions.py`` carries it).
         """
-        ended = Ended(_digest(session_id), state.created + self.ttl)
+        ended = Ended(session_digest(session_id), state.created + self.ttl)
         self._ended.put(ended.digest, ended.expires)
         self._opened.pop((session_id, state.issuer, state.subject))
         return ended
@@ -171,11 +172,11 @@ class SessionCodec:
 
     def open(self, session_id: str, issuer: str, subject: str) -> SessionState:
         """The state sealed in ``session_id`` for this user; SessionNotFound otherwise."""
-        ended = self._ended.get(_digest(session_id)) if self._ended else None
+        ended = self._ended.get(session_digest(session_id)) if self._ended else None
         if ended is not None:
             if ended >= self._now():
                 raise SessionNotFound("ended")
-            self._ended.pop(_digest(session_id))  # expired: the ttl check below answers
+            self._ended.pop(session_digest(session_id))  # expired: the ttl check below answers
         key = (session_id, issuer, subject)
         state = self._opened.get(key)
         if state is None:

@@ -11,12 +11,15 @@ once.  The note carries no bearer token (the browser has none for the MCP endpoi
 it is sealed with the deployment's key for that one process and names the user
 (``sealed/elicitation_notice.py``), and the receiver tells only a session of that user
 that it asked itself.  Without a ``peer_url`` in the link, nobody is told (as before),
-and the token is stored either way.
+and the token is stored either way.  With ``sessions.redis_url`` the note goes through
+Redis instead, and reaches the session's GET stream in whichever process holds it
+(``gateway/elicitation_completions.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
@@ -28,22 +31,37 @@ from aigw.web.mcp.hop import PeerHop
 from aigw.web.request import WebRequest
 from aigw.web.respond import write_json
 
+if TYPE_CHECKING:  # imported only with sessions.redis_url (service.py)
+    from aigw.gateway.elicitation_completions import ElicitationCompletions
+
 
 class CompletionNotices:
     """Routes a completion to the process that asked; receives the ones sent here."""
 
     log = Logger()
 
-    def __init__(self, gateway: Gateway, hop: PeerHop, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        hop: PeerHop,
+        sealer: Sealer,
+        shared: ElicitationCompletions | None = None,
+    ) -> None:
+        """``shared``: through Redis (``sessions.redis_url``); None: over the peer hop."""
         self._gateway = gateway
         self._hop = hop
         self._codec = ElicitationNoticeCodec(sealer)
+        self._shared = shared
 
     async def completed(self, grant: Grant) -> int:
         """The user of ``grant`` completed its elicitation in this process's browser
-        flow: tell its session where it was asked; how many streams were told."""
+        flow: tell its session where it was asked; how many streams were told (through
+        Redis: 0, whichever process holds them tells them, and logs it)."""
         notice = ElicitationNotice(grant.elicitation_id, grant.issuer, grant.subject)
         gateway = self._gateway
+        if self._shared is not None:
+            self._shared.completed(notice)
+            return 0
         if grant.process is None or grant.process == gateway.process:
             return gateway.elicitation_completed(notice)
         if grant.peer_url is None:

@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -35,7 +36,9 @@ from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
 from .harness.processes import LOG_DIR, free_port
+from .harness.redis import start_redis
 from .harness.results import text_of
+from .harness.routing import StreamsTo
 from .harness.upstreams import Upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -230,13 +233,15 @@ async def test_alices_link_opened_by_bobs_browser_is_refused(gateway: Gateway) -
     await elicited(gateway, "bob", bob)
 
 
-async def told_then_retried(gateway: Gateway, user: str, browser: str | None = None) -> list[str]:
+async def told_then_retried(
+    gateway: Gateway, user: str, browser: str | None = None, streams: int | None = None
+) -> list[str]:
     """MCP 2025-11-25 client/elicitation, "Completion Notifications for URL Mode
     Elicitation": the official SDK client, still connected to ``gateway`` after the
     -32042, receives ``notifications/elicitation/complete`` with the elicitation's id
     on its GET stream once the user finished in the browser (whose pages the aigw
     process at ``browser`` serves, when given), once, and its retried call goes
-    through."""
+    through.  ``streams``: the port of the aigw process its GET stream goes to."""
     revoked = await aigw_command("tokens", "revoke", "--sub", user, "--config", gateway.config_path)
     assert revoked.returncode == 0, revoked.stderr
     completed: list[str] = []
@@ -254,6 +259,7 @@ async def told_then_retried(gateway: Gateway, user: str, browser: str | None = N
         mode="legacy",
         elicitation_callback=ignore_elicitation,
         message_handler=on_message,
+        transport=None if streams is None else StreamsTo(streams),
     ) as client:
         with pytest.raises(MCPError) as raised:
             await client.call_tool("crm__whoami-headers", {})
@@ -270,16 +276,17 @@ async def test_the_session_is_told_when_the_authorization_completes(gateway: Gat
     await told_then_retried(gateway, "alice")
 
 
-@pytest.fixture(scope="module")
-def two_processes(
-    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+@contextmanager
+def deployment(
+    count: int, sessions: Callable[[int], str], servers: tuple[AuthServer, Upstream, Upstream]
 ) -> Iterator[list[Gateway]]:
-    """Two aigw processes of one deployment (docs/scale-out.md): one session key, one
-    ``state_dir`` (the store of the host), the first's URL as both's ``public_url``,
-    each reachable by the other at its own ``sessions.peer_url``."""
+    """``count`` aigw processes of one deployment (docs/scale-out.md): one session key,
+    one ``state_dir`` (the store of the host), the first's URL as all's ``public_url``;
+    ``sessions``: more keys of each one's ``sessions``, given its port."""
+    auth_server, protected, pyserver = servers
     directory = tempfile.mkdtemp(prefix="aigw-user-oauth-peers-", dir=LOG_DIR)
     key = write_session_key(directory)
-    ports = [free_port(), free_port()]
+    ports = [free_port() for _ in range(count)]
     started: list[Gateway] = []
     try:
         for port in ports:
@@ -291,13 +298,23 @@ def two_processes(
                     port=port,
                     session_key=key,
                     public_url=f"http://127.0.0.1:{ports[0]}",
-                    sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'",
+                    sessions=sessions(port),
                 )
             )
         yield started
     finally:
         for gateway in started:
             gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def two_processes(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> Iterator[list[Gateway]]:
+    """Two processes, each reachable by the other at its own ``sessions.peer_url``."""
+    servers = (auth_server, protected, pyserver)
+    with deployment(2, lambda port: f", peer_url: 'http://127.0.0.1:{port}/mcp'", servers) as two:
+        yield two
 
 
 async def test_a_callback_on_another_process_tells_the_session_through_its_own(
@@ -311,6 +328,34 @@ async def test_a_callback_on_another_process_tells_the_session_through_its_own(
     await told_then_retried(asked, "bob", browser=callback.base)
     assert "bob authorized aigw at backend crm (1 stream(s) told)" in callback.process.log()
     assert "authorized aigw at backend" not in asked.process.log()
+
+
+@pytest.fixture(scope="module")
+def three_processes(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> Iterator[list[Gateway]]:
+    """Three processes sharing a real ``redis-server`` (``sessions.redis_url``), no
+    ``peer_url``."""
+    redis, redis_port = start_redis()
+    url = f", redis_url: 'redis://127.0.0.1:{redis_port}/0'"
+    try:
+        with deployment(3, lambda _: url, (auth_server, protected, pyserver)) as three:
+            yield three
+    finally:
+        redis.stop()
+
+
+async def test_through_redis_the_process_holding_the_stream_tells_the_session(
+    three_processes: list[Gateway],
+) -> None:
+    """``sessions.redis_url``: the -32042 answered by A, every page of the browser flow
+    on B, the client's GET stream on C (a balancer without stickiness): the client is
+    told once, by C, and its retried call goes through."""
+    asked, callback, streams = three_processes
+    await told_then_retried(asked, "alice", browser=callback.base, streams=streams.port)
+    assert "1 stream(s) of its session told here" in streams.process.log()
+    for other in (asked, callback):
+        assert "stream(s) of its session told here" not in other.process.log()
 
 
 async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(

@@ -136,3 +136,15 @@ def test_ended_sessions_stay_in_their_process_without_redis() -> None:
 def test_sessions_redis_url_imports_the_subscription() -> None:
     sessions = "sessions: {redis_url: redis://127.0.0.1:9/0}\n"
     assert imported("aigw.gateway.ended_sessions", extra="auth: none\n" + sessions) == [True]
+
+
+COMPLETIONS = ("aigw.gateway.elicitation_completions", "aigw.gateway.redis_client")
+
+
+def test_completion_notices_use_redis_only_with_sessions_redis_url(tmp_path: Path) -> None:
+    """The pages' completion notices (a store) go over the peer hop without Redis, and
+    through it (``elicitation_completions``) with ``sessions.redis_url``."""
+    store = stateful(tmp_path)
+    assert imported(*COMPLETIONS, extra=JWT_AUTH + store) == [False, False]
+    sessions = "sessions: {redis_url: redis://127.0.0.1:9/0}\n"
+    assert imported(*COMPLETIONS, extra=JWT_AUTH + store + sessions) == [True, True]

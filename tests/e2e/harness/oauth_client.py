@@ -141,6 +141,7 @@ async def connect(
     login: HeadlessLogin | None = None,
     mode: str = "auto",
     http_timeout: float = 30.0,
+    transport: httpx2.AsyncBaseTransport | None = None,
     **client_kwargs: Any,
 ) -> AsyncIterator[Client]:
     """An initialized ``mcp.Client`` for ``url``, logged in as ``user`` through OAuth.
@@ -149,12 +150,14 @@ async def connect(
     ``elicitation_callback``, ``message_handler``, ``read_timeout_seconds``...).
     ``mode="legacy"`` forces the ``initialize`` handshake (no ``server/discover`` probe).
     Pass the same ``storage`` again to reuse the tokens and the registered client.
+    ``transport``: how the client's requests are sent (default: as addressed).
     """
     provider, _, _ = make_oauth_provider(
         url, user, password, storage=storage, scope=scope, login=login
     )
+    timeout = httpx2.Timeout(http_timeout)
     async with (
-        httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(http_timeout)) as http,
+        httpx2.AsyncClient(auth=provider, timeout=timeout, transport=transport) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **client_kwargs) as client,
     ):
         yield client

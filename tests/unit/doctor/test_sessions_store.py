@@ -38,8 +38,13 @@ class SessionsStoreCheckTests(SynchronousTestCase):
         names = set(self.redis.names())
         self.assertTrue({b"AUTH", b"SELECT", b"SUBSCRIBE", b"SET", b"PUBLISH"} <= names)
         self.assertTrue({b"SCAN", b"PTTL", b"PING"} <= names)
-        stored = next(c for c in self.redis.commands if c[0] == b"SET")
-        self.assertEqual(stored[1:], [KEY_PREFIX + b"0" * 64, b"1", b"PX", b"1"])
+        stored = [c[1:] for c in self.redis.commands if c[0] == b"SET"]
+        self.assertEqual(stored[0], [KEY_PREFIX + b"0" * 64, b"1", b"PX", b"1"])
+        self.assertEqual(
+            stored[1], [b"aigw:elicitation:aigw-doctor-probe", b"1", b"NX", b"PX", b"1"]
+        )
+        subscribed = [c[1] for c in self.redis.commands if c[0] == b"SUBSCRIBE"]
+        self.assertEqual(subscribed, [b"aigw:ended", b"aigw:elicitation"])
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.port), 0)
 
@@ -52,6 +57,17 @@ class SessionsStoreCheckTests(SynchronousTestCase):
         self.assertEqual(found.verdict, "FAIL")
         self.assertIn("'publish' command", found.seen)
         self.assertIn("only in the process that served it", found.fix)
+
+    @run
+    async def test_a_channel_the_acl_refuses_fails(self) -> None:
+        """Completion notices (``elicitation_completions.py``) need their channel too."""
+        self.redis.refused_channels.add(b"aigw:elicitation")
+        found = await check_sessions_store(self.sessions(), self.reactor, 1.0)
+        assert found is not None
+        assert found.fix is not None
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn("No permissions to access a channel", found.seen)
+        self.assertIn("aigw:elicitation", found.fix)
 
     @run
     async def test_nothing_listening_fails(self) -> None:

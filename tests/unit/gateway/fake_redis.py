@@ -71,6 +71,8 @@ class FakeRedis(Factory):
         #: Commands refused as an ACL refuses them (names in capitals).
         self.refused: set[bytes] = set()
         self.connections: list[FakeRedisConnection] = []
+        #: Channels SUBSCRIBE and PUBLISH are refused on, as an ACL without ``&channel`` does.
+        self.refused_channels: set[bytes] = set()
         #: Keys: their value and when they expire (None: never).
         self.keys: dict[bytes, tuple[bytes, float | None]] = {}
         self.leases: dict[bytes, dict[bytes, int]] = {}
@@ -119,6 +121,12 @@ class FakeRedis(Factory):
             now = self.clock.seconds() if self.clock is not None else 0.0
             self.keys[command[1]] = (command[2], now + int(command[4]) / 1000)
             return b"+OK\r\n"
+        if name == b"SET" and [c.upper() for c in command[3:5]] == [b"NX", b"PX"]:  # once
+            if command[1] in self.live():
+                return b"$-1\r\n"
+            now = self.clock.seconds() if self.clock is not None else 0.0
+            self.keys[command[1]] = (command[2], now + int(command[5]) / 1000)
+            return b"+OK\r\n"
         if name == b"PTTL":
             found = self.live().get(command[1])
             if found is None:
@@ -129,6 +137,8 @@ class FakeRedis(Factory):
             return b":%d\r\n" % round((found[1] - now) * 1000)
         if name == b"SCAN":
             return self.scan(command)
+        if name in (b"SUBSCRIBE", b"PUBLISH") and command[1] in self.refused_channels:
+            return b"-NOPERM No permissions to access a channel\r\n"
         if name == b"SUBSCRIBE":
             connection.channels.add(command[1])
             return b"*3\r\n" + bulk(b"subscribe") + bulk(command[1]) + b":1\r\n"

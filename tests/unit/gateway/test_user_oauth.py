@@ -21,14 +21,18 @@ from aigw.config import (
     SessionsConfig,
     UserOAuthConfig,
 )
+from aigw.config.redis import RedisAddress
+from aigw.gateway import elicitation_completions
 from aigw.principal import ANONYMOUS, Principal
 from aigw.protocol import jsonrpc
 from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec
 from aigw.sealed.sealer import Sealer
+from aigw.sealed.session_id import session_digest
 from aigw.service import GatewayService
 from aigw.store.api import UserToken
 from aigw.upstream.user_links import Grant
 from tests.fakes import MemoryStore
+from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
     PUBLIC_URL,
@@ -389,3 +393,114 @@ class PeerCompletionTests(CompletionNoticeCase):
             PUBLIC_URL + "/mcp",
         )
         self.assertEqual(await self.complete_on(other, grant), 0)
+
+
+class RedisCompletionTests(CompletionNoticeCase):
+    """``sessions.redis_url`` (``gateway/elicitation_completions.py``): three processes
+    of one deployment, the -32042 answered by A (this one), the browser's callback on B,
+    the session's GET streams on others: told once, whichever process holds them."""
+
+    async def three_processes(self) -> tuple[GatewayService, GatewayService, FakeRedis]:
+        self.redis = FakeRedis(self.reactor)
+        address = RedisAddress("127.0.0.1", self.network.serve(self.redis))
+        await self.start(SessionsConfig(secret=SHARED_KEY, redis_url=address))
+        b, c = self.start_peer(1976), self.start_peer(1977)
+        await self.network.settle()
+        return b, c
+
+    async def stream_on(self, port: int, session: str) -> list[bytes]:
+        here, self.url = self.url, f"http://127.0.0.1:{port}/mcp"
+        try:
+            return await self.stream(session)
+        finally:
+            self.url = here
+
+    async def asked(self, b: GatewayService, session: str) -> Grant:
+        """The session's -32042 from A, and the grant B's callback opens."""
+        error = (await self.whoami(session))["error"]
+        (elicitation,) = error["data"]["elicitations"]
+        (link,) = parse_qs(urlsplit(elicitation["url"]).query)["link"]
+        assert b.user_links is not None
+        return b.user_links.open_link(link)
+
+    async def complete_on(self, process: GatewayService, grant: Grant) -> None:
+        assert process.completion_notices is not None
+        self.assertEqual(await process.completion_notices.completed(grant), 0)
+        await self.network.settle()
+
+    @run
+    async def test_the_streams_process_tells_the_session_once(self) -> None:
+        b, c = await self.three_processes()
+        session, other = await self.session(URL_CAPABLE), await self.session(URL_CAPABLE)
+        on_c, on_b = await self.stream_on(1977, session), await self.stream_on(1976, session)
+        others = await self.stream_on(1977, other)
+        grant = await self.asked(b, session)
+        await self.complete_on(b, grant)
+        told = self.notices(on_c) + self.notices(on_b)
+        self.assertEqual(
+            told,
+            [
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/elicitation/complete",
+                    "params": {"elicitationId": grant.elicitation_id},
+                }
+            ],
+        )
+        self.assertEqual(self.notices(others), [])
+        # Once across processes: B's and C's streams both heard A's note, one claimed it.
+        claims = [c for c in self.redis.commands if c[0] == b"SET" and b"NX" in c]
+        self.assertEqual(len(claims), 2)
+        # Once: a replayed callback tells nobody (A's entry was used).
+        await self.complete_on(b, grant)
+        self.assertEqual(len(self.notices(on_c) + self.notices(on_b)), 1)
+        for process in (self.service, b, c):
+            assert process.ended_sessions is not None
+            self.assertEqual(process.ended_sessions.failures, 0)
+
+    @run
+    async def test_another_users_completion_tells_nobody(self) -> None:
+        b, _ = await self.three_processes()
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream_on(1977, session)
+        grant = await self.asked(b, session)
+        await self.complete_on(b, attrs.evolve(grant, subject="mallory"))
+        self.assertEqual(self.notices(chunks), [])
+        await self.complete_on(b, grant)  # the entry was kept for its own user
+        self.assertEqual(len(self.notices(chunks)), 1)
+
+    @run
+    async def test_a_note_naming_the_session_tells_only_its_user(self) -> None:
+        """Even a note that names the session's digest tells only the session's user."""
+        _, c = await self.three_processes()
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream_on(1977, session)
+        digest = session_digest(session)
+        publisher = next(conn for conn in self.redis.connections if not conn.channels)
+        issuer = ANONYMOUS.issuer
+        for elicitation_id, subject in (("e-1", "mallory"), ("e-2", ANONYMOUS.subject)):
+            notice = ElicitationNotice(elicitation_id, issuer, subject)
+            note = elicitation_completions.note(notice, digest)
+            self.redis.answer(publisher, [b"PUBLISH", elicitation_completions.CHANNEL, note])
+            await self.network.settle()
+        self.assertEqual([n["params"] for n in self.notices(chunks)], [{"elicitationId": "e-2"}])
+        assert c.ended_sessions is not None
+        self.assertEqual(c.ended_sessions.failures, 0)
+
+    @run
+    async def test_malformed_notes_are_ignored_and_counted(self) -> None:
+        _, c = await self.three_processes()
+        publisher = next(conn for conn in self.redis.connections if not conn.channels)
+        for note in (
+            b"x",
+            b"[]",
+            b'{"n":"e","i":"x"}',
+            b'{"n":"e","i":"x","s":"y","d":"zz"}',
+            b'{"n":"e","i":"x","s":"y","z":1}',
+            b'{"n":"' + b"e" * 5000 + b'","i":"x","s":"y"}',
+        ):
+            self.redis.answer(publisher, [b"PUBLISH", elicitation_completions.CHANNEL, note])
+        await self.network.settle()
+        for process in (self.service, c):
+            assert process.ended_sessions is not None
+            self.assertEqual(process.ended_sessions.failures, 6)
