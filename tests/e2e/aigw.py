@@ -190,6 +190,13 @@ def post_json(url: str, headers: dict[str, str], body: Any) -> tuple[int, dict[s
     return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.json()
 
 
+def open_session(url: str) -> dict[str, str]:
+    """The headers of a new 2025-11-25 session opened at ``url`` (``initialize``)."""
+    status, found, body = post_json(url, MCP_HEADERS, INITIALIZE)
+    assert status == 200, body
+    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
+
+
 def mcp_post(gateway: Gateway, token: str | None, body: Any = None) -> httpx2.Response:
     """POST one JSON-RPC message (an ``initialize`` unless given) with this bearer token."""
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .aigw import INITIALIZE, MCP_HEADERS, edit_and_reload, post_json
+from .aigw import edit_and_reload, open_session, post_json
 from .balancer import Balanced, served, start_balanced
 from .harness.oauth_client import connect_plain
 from .harness.processes import Process, until
@@ -67,13 +67,6 @@ def shape(redis: tuple[Process, int], pyserver: Upstream) -> Iterator[Balanced]:
     sessions = f", redis_url: 'redis://127.0.0.1:{port}/0'"
     with start_balanced([("py", pyserver.url)], extra=limits, sessions=sessions) as balanced:
         yield balanced
-
-
-def initialize(shape: Balanced) -> dict[str, str]:
-    """The headers of a new 2025-11-25 session, opened through HAProxy."""
-    status, found, body = post_json(shape.url, MCP_HEADERS, INITIALIZE)
-    assert status == 200, body
-    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
 
 
 def call(rid: int, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -129,7 +122,7 @@ def set_rules(shape: Balanced, rules: str) -> None:
 
 def test_a_rate_holds_through_the_balancer(shape: Balanced) -> None:
     """A ``per: sub`` rate is one bucket in Redis for the three processes."""
-    session = initialize(shape)
+    session = open_session(shape.url)
     set_rules(shape, "  rules:\n" + IN_FLIGHT_RULE + RATE_RULE)
     try:
         start = len(shape.logged())
@@ -164,7 +157,7 @@ def progressed(response: http.client.HTTPResponse) -> bool:
 
 def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: Any) -> None:
     """A ``per: sub`` in-flight bound counts the calls running on every process."""
-    session = initialize(shape)
+    session = open_session(shape.url)
     held = []
     first = len(shape.logged())
     try:
@@ -201,7 +194,7 @@ def test_an_in_flight_bound_holds_through_the_balancer(shape: Balanced, redis: A
 def test_one_get_stream_per_session_whichever_process_it_lands_on(shape: Balanced) -> None:
     """The session's one GET stream (MCP 2025-11-25 basic/transports) is a lease in Redis,
     so a second one is 409 on any process, the one holding the first included."""
-    session = initialize(shape)
+    session = open_session(shape.url)
     stream = {**session, "Accept": "text/event-stream"}
     del stream["Content-Type"]
     start = len(shape.logged())
@@ -232,7 +225,7 @@ def test_one_get_stream_per_session_whichever_process_it_lands_on(shape: Balance
 def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balanced) -> None:
     """A DELETE through HAProxy ends the session on every process (``sessions.redis_url``:
     the others hear of it by pub/sub); another session of the same user is unaffected."""
-    ended, kept = initialize(shape), initialize(shape)
+    ended, kept = open_session(shape.url), open_session(shape.url)
     assert [post_json(shape.url, ended, PING)[0] for _ in range(3)] == [200] * 3
     connection, response = request(shape, "DELETE", ended)
     connection.close()

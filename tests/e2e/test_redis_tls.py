@@ -13,7 +13,13 @@ import pytest
 
 from tests.certificates import write_private_ca
 
-from .aigw import INITIALIZE, MCP_HEADERS, Gateway, post_json, start_gateway, write_session_key
+from .aigw import (
+    Gateway,
+    open_session,
+    post_json,
+    start_gateway,
+    write_session_key,
+)
 from .harness.processes import LOG_DIR
 from .harness.redis import start_redis
 from .harness.upstreams import Upstream
@@ -69,15 +75,9 @@ def gateways(
             gateway.stop()
 
 
-def session_headers(gateway: Gateway) -> dict[str, str]:
-    status, found, body = post_json(gateway.url, MCP_HEADERS, INITIALIZE)
-    assert status == 200, body
-    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
-
-
 def test_two_processes_share_one_bucket_over_tls(gateways: list[Gateway]) -> None:
     first, second, _ = gateways
-    session = session_headers(first)
+    session = open_session(first.url)
     statuses = []
     for number in range(2 * BURST):
         ping = {"jsonrpc": "2.0", "id": number + 1, "method": "ping"}
@@ -92,7 +92,7 @@ def test_two_processes_share_one_bucket_over_tls(gateways: list[Gateway]) -> Non
 
 def test_a_server_another_ca_signed_is_never_used(gateways: list[Gateway]) -> None:
     *_, distrusting = gateways
-    session = session_headers(distrusting)
+    session = open_session(distrusting.url)
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     status, _, body = post_json(distrusting.url, session, ping)
     assert status == 503, body

@@ -23,7 +23,13 @@ import pytest
 
 from aigw.gateway.redis_buckets import LEASE_SCRIPT, TAKE_SCRIPT
 
-from .aigw import INITIALIZE, MCP_HEADERS, Gateway, post_json, start_gateway, write_session_key
+from .aigw import (
+    Gateway,
+    open_session,
+    post_json,
+    start_gateway,
+    write_session_key,
+)
 from .harness.processes import LOG_DIR, until
 from .harness.redis import evaluate, live_leases, start_redis
 from .harness.upstreams import Upstream
@@ -85,13 +91,7 @@ def gateways(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
 
 
 def test_a_rate_holds_across_three_processes(gateways: list[Gateway], redis_port: int) -> None:
-    status, found, body = post_json(
-        gateways[0].url,
-        MCP_HEADERS,
-        INITIALIZE,
-    )
-    assert status == 200, body
-    session = {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
+    session = open_session(gateways[0].url)
     ok: list[int] = []
     limited: list[tuple[dict[str, str], Any]] = []
     started = time.monotonic()
@@ -212,13 +212,6 @@ def bounded(redis_port: int, pyserver: Upstream) -> Iterator[list[Gateway]]:
             gateway.stop()
 
 
-def open_session(gateway: Gateway) -> dict[str, str]:
-    """The headers of a new 2025-11-25 session, which every process serves."""
-    status, found, body = post_json(gateway.url, MCP_HEADERS, INITIALIZE)
-    assert status == 200, body
-    return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
-
-
 def call(rid: int, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
     params = {"name": f"py__{tool}", "arguments": arguments or {}}
     return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
@@ -252,7 +245,7 @@ def assert_in_flight_refusal(status: int, found: dict[str, str], body: Any) -> N
 def test_an_in_flight_bound_holds_across_three_processes(
     bounded: list[Gateway], redis_port: int
 ) -> None:
-    session = open_session(bounded[0])
+    session = open_session(bounded[0].url)
     before = slow_stats(bounded[0], session)
     held = [hold(bounded[number], session, 100 + number) for number in range(BOUND)]
     try:
@@ -287,7 +280,7 @@ def open_stream(
 
 def test_stream_bounds_hold_across_processes(bounded: list[Gateway], redis_port: int) -> None:
     """One GET stream per session and ``max_streams_per_user``, in all the processes."""
-    first, second, third = (open_session(bounded[0]) for _ in range(3))
+    first, second, third = (open_session(bounded[0].url) for _ in range(3))
     connections = []
     try:
         connection, response = open_stream(bounded[0], first)
@@ -320,7 +313,7 @@ def test_stream_bounds_hold_across_processes(bounded: list[Gateway], redis_port:
 def test_a_killed_process_frees_its_places_when_their_leases_expire(
     bounded: list[Gateway], redis_port: int
 ) -> None:
-    session = open_session(bounded[0])
+    session = open_session(bounded[0].url)
     victim = bounded[2]
     survivor = hold(bounded[1], session, 400)
     dying = hold(victim, session, 401)
@@ -351,7 +344,7 @@ def test_redis_frozen_or_stopped_fails_open_or_closed_within_the_timeout(
     try:
         opened = start_gateways(pyserver, in_flight_limits(port, "open", "1s"), 1, True)
         closed = start_gateways(pyserver, in_flight_limits(port, "closed", "1s"), 1, True)
-        both = [(opened[0], open_session(opened[0])), (closed[0], open_session(closed[0]))]
+        both = [(opened[0], open_session(opened[0].url)), (closed[0], open_session(closed[0].url))]
 
         def answers() -> list[tuple[int, dict[str, str], Any]]:
             echo = call(500, "echo", {"text": "x"})
