@@ -117,13 +117,13 @@ class ElicitationCompletions:
         publishing.addErrback(self._failed, "telling a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
-        self._shared.failed(failure.value or Exception(), doing)
+        self._shared.failures.report(failure.value or Exception(), doing=doing)
 
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
             why = ValueError(f"ignored a malformed elicitation note: {payload[:80]!r}")
-            self._shared.failed(why, "hearing")
+            self._shared.failures.report(why, doing="hearing")
             return
         notice, digest = read
         gateway = self._gateway

@@ -46,8 +46,9 @@ from twisted.python.failure import Failure
 
 from aigw.config.limits import LimitsConfig
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import Bucket, Failed, Permit, Slot, StoreUnavailable, Taken
+from aigw.gateway.ratelimit import Bucket, Permit, Slot, StoreUnavailable, Taken
 from aigw.gateway.redis_client import Connect, RedisConnection, RedisError
+from aigw.gateway.store_failures import StoreFailures
 
 #: KEYS: the buckets' keys, then the bounds'.  ARGV: the number of buckets, the lease's
 #: member, its lifetime in ms, each bucket's rate and size, each bound.  The answer:
@@ -143,7 +144,8 @@ class Lease(Permit):
 
 class RedisBuckets(RedisConnection):
     """The ``BucketStore`` in Redis, over one connection (``redis_client.py``).
-    ``failed`` hears of the failures no request waits for (releases, renewals)."""
+    ``failures`` hears of the failures no request waits for (releases, renewals): the
+    limiter's (``Limiter.store_failures``), which counts its takes' too."""
 
     def __init__(
         self,
@@ -153,11 +155,11 @@ class RedisBuckets(RedisConnection):
         lease_ttl: float = 30.0,
         connect: Connect | None = None,
         ca_file: str | None = None,
-        failed: Failed | None = None,
+        failures: StoreFailures | None = None,
     ) -> None:
         super().__init__(address, clock, timeout, connect, ca_file)
         self.lease_ttl = lease_ttl
-        self.failed = failed
+        self.failures = failures
         self._closing = False
         #: The leases this process holds: member -> the keys it is in.  A member is
         #: this store's random prefix and a serial number, unique across processes.
@@ -226,8 +228,8 @@ class RedisBuckets(RedisConnection):
             error = failure.value
             if not isinstance(error, StoreUnavailable):
                 error = StoreUnavailable(f"Redis: {error}")
-            if self.failed is not None:
-                self.failed(error, outcome)
+            if self.failures is not None:
+                self.failures.report(error, outcome=outcome)
 
         ensureDeferred(self._bounded(work)).addErrback(report)
 
@@ -285,7 +287,7 @@ class RedisBuckets(RedisConnection):
             try:
                 await self._bounded(self._leases(pairs[start : start + RENEW_BATCH], 0))
             except StoreUnavailable as error:
-                if self.failed is not None:
-                    self.failed(error, "the places are left to expire")
+                if self.failures is not None:
+                    self.failures.report(error, outcome="the places are left to expire")
                 break
         await super().close()

@@ -99,7 +99,7 @@ class RedisBucketsTests(SynchronousTestCase):
         limiter = self.limiter("open")
         self.assertIsInstance(await limiter.enter(ALICE), Permit)
         self.assertIsInstance(await limiter.enter(ALICE), Permit)
-        self.assertEqual(limiter.store_errors, 2)
+        self.assertEqual(limiter.store_failures.count, 2)
 
     @run
     async def test_fail_closed_refuses_with_503(self) -> None:
@@ -109,7 +109,7 @@ class RedisBucketsTests(SynchronousTestCase):
             await limiter.enter(ALICE)
         refused = caught.exception
         self.assertEqual((refused.status, refused.limit), (503, "limits.redis_url"))
-        self.assertEqual(limiter.store_errors, 1)
+        self.assertEqual(limiter.store_failures.count, 1)
 
     @run
     async def test_a_refusal_from_redis_names_the_rule(self) -> None:
@@ -126,7 +126,7 @@ class RedisBucketsTests(SynchronousTestCase):
         )
         limiter = Limiter(config, self.reactor)
         store = self.store()
-        store.lease_ttl, store.failed = ttl, limiter.store_failed
+        store.lease_ttl, store.failures = ttl, limiter.store_failures
         limiter.store = store
         return limiter
 
@@ -233,7 +233,7 @@ class LeaseTests(RedisBucketsTests):
         self.redis.silent = True
         permit.release()  # returns at once, raises nothing
         await self.network.sleep(0.1)
-        self.assertEqual(limiter.store_errors, 1)
+        self.assertEqual(limiter.store_failures.count, 1)
         self.redis.silent = False
         await self.network.sleep(3.0)
         self.assertEqual(self.redis.held(), 0)  # expired in Redis, not renewed
@@ -250,7 +250,7 @@ class LeaseTests(RedisBucketsTests):
         self.assertEqual(
             (caught.exception.status, caught.exception.limit), (503, "limits.redis_url")
         )
-        self.assertEqual((opened.store_errors, closed.store_errors), (3, 1))
+        self.assertEqual((opened.store_failures.count, closed.store_failures.count), (3, 1))
 
     @run
     async def test_closing_gives_the_places_back(self) -> None:

@@ -456,7 +456,7 @@ class RedisCompletionTests(CompletionNoticeCase):
         self.assertEqual(len(self.notices(on_c) + self.notices(on_b)), 1)
         for process in (self.service, b, c):
             assert process.ended_sessions is not None
-            self.assertEqual(process.ended_sessions.failures, 0)
+            self.assertEqual(process.ended_sessions.failures.count, 0)
 
     @run
     async def test_another_users_completion_tells_nobody(self) -> None:
@@ -485,7 +485,7 @@ class RedisCompletionTests(CompletionNoticeCase):
             await self.network.settle()
         self.assertEqual([n["params"] for n in self.notices(chunks)], [{"elicitationId": "e-2"}])
         assert c.ended_sessions is not None
-        self.assertEqual(c.ended_sessions.failures, 0)
+        self.assertEqual(c.ended_sessions.failures.count, 0)
 
     @run
     async def test_malformed_notes_are_ignored_and_counted(self) -> None:
@@ -503,4 +503,4 @@ class RedisCompletionTests(CompletionNoticeCase):
         await self.network.settle()
         for process in (self.service, c):
             assert process.ended_sessions is not None
-            self.assertEqual(process.ended_sessions.failures, 6)
+            self.assertEqual(process.ended_sessions.failures.count, 6)

@@ -1,0 +1,52 @@
+"""How a shared store's failures are reported: each one counted, a line logged at most
+once per ``STORE_LOG_INTERVAL``.
+
+A Redis that is down fails every request that asks it (the limiter) or every attempt
+to reach it (the ended sessions' subscription), many a second: one warning each would
+flood the log while saying nothing new.  The count is what a metric reads
+(``aigw_limiter_store_failures_total``, ``aigw_session_store_failures_total``); the
+line says how many failures it stands for since the last one, and the latest error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from twisted.logger import Logger
+
+#: At most one log line this often about a shared store failing.
+STORE_LOG_INTERVAL = 10.0
+
+
+class StoreFailures:
+    """The failures of one shared store.  ``line`` is the warning's format: it may name
+    ``{count}`` (failures since the last line), ``{total}``, ``{error}`` and the fields
+    ``context`` (fixed) and ``report`` (per failure) give."""
+
+    def __init__(self, clock: Any, log: Logger, line: str, **context: object) -> None:
+        self.clock = clock
+        self.log = log
+        self.line = line
+        self.context = context
+        #: Failures so far (read by the metrics; carried across a reload).
+        self.count = 0
+        self._logged = 0
+        self._last_log = -math.inf
+
+    def report(self, error: BaseException, **fields: object) -> None:
+        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
+        self.count += 1
+        now = self.clock.seconds()
+        if now - self._last_log < STORE_LOG_INTERVAL:
+            return
+        self.log.warn(
+            self.line,
+            count=self.count - self._logged,
+            total=self.count,
+            error=str(error) or type(error).__name__,
+            **self.context,
+            **fields,
+        )
+        self._last_log = now
+        self._logged = self.count
