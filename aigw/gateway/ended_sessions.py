@@ -204,7 +204,7 @@ class EndedSessions(Service):
         return len(untold)
 
     async def _announce(self, message: bytes) -> None:
-        protocol = await self._commands._connection()
+        protocol = await self._commands.connection()
         digest, left = message.split(b" ")
         stored = protocol.command(b"SET", KEY_PREFIX + digest, b"1", b"PX", left)
         published = protocol.command(b"PUBLISH", CHANNEL, message)
@@ -219,7 +219,7 @@ class EndedSessions(Service):
 
     async def command(self, *args: bytes | str | int | float) -> Any:
         """One command on the connection of commands, bounded by ``TIMEOUT``."""
-        protocol = await self._bounded(self._commands._connection())
+        protocol = await self._bounded(self._commands.connection())
         return await self._bounded(protocol.command(*args))
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
@@ -249,7 +249,7 @@ class EndedSessions(Service):
         backoff = RECONNECT_DELAY
         while self.running:
             try:
-                protocol = await self._bounded(self._subscription._connection())
+                protocol = await self._bounded(self._subscription.connection())
                 for channel in self._channels:
                     await self._bounded(protocol.command(b"SUBSCRIBE", channel))
                 caught_up = await self._catch_up()
@@ -273,14 +273,14 @@ class EndedSessions(Service):
                     return
                 self.failures.report(error, doing="following ended sessions")
                 self.tried = True
-                self._subscription._drop()
+                self._subscription.drop()
                 await self._sleep(backoff, until_lost=False)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _catch_up(self) -> int:
         """What was ended while this process was not subscribed: every ``aigw:ended:*``
         key and its PTTL, SCAN_COUNT keys looked at per call, at most ENDED_MAX ids."""
-        protocol = await self._bounded(self._commands._connection())
+        protocol = await self._bounded(self._commands.connection())
         cursor, found = b"0", 0
         while found < ENDED_MAX:
             reply = await self._bounded(
@@ -316,17 +316,15 @@ class EndedSessions(Service):
         SCAN and PTTL on the other, for a probe end no session id has (the all-zero
         digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
         or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
-        subscriber = await self._subscription._connection()
+        subscriber = await self._subscription.connection()
         for channel in self._channels:
             await subscriber.command(b"SUBSCRIBE", channel)
-        protocol = await self._commands._connection()
+        protocol = await self._commands.connection()
         probe = bytes(32).hex().encode("ascii")
         await self._announce(probe + b" 1")
         await protocol.command(b"SCAN", b"0", b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1")
         await protocol.command(b"PTTL", KEY_PREFIX + probe)
-        started = self.clock.seconds()
-        await protocol.command(b"PING")
-        return float(self.clock.seconds() - started)
+        return await self._commands.round_trip()
 
     # -- waiting and failing ---------------------------------------------------------
 

@@ -32,7 +32,7 @@ import attrs
 from twisted.logger import Logger
 
 from aigw.config.limits import LimitRule, LimitsConfig
-from aigw.gateway.store_failures import StoreFailures
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 from aigw.lru import LRU
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
@@ -60,10 +60,6 @@ class RateLimited(Exception):
         self.code = jsonrpc.RATE_LIMITED
         #: The client's id of the refused request, set by the gateway.
         self.request_id: Any = None
-
-
-class StoreUnavailable(Exception):
-    """The shared bucket store did not answer in time, or failed."""
 
 
 class Permit:

@@ -46,9 +46,9 @@ from twisted.python.failure import Failure
 
 from aigw.config.limits import LimitsConfig
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import Bucket, Permit, Slot, StoreUnavailable, Taken
+from aigw.gateway.ratelimit import Bucket, Permit, Slot, Taken
 from aigw.gateway.redis_client import Connect, RedisConnection, RedisError
-from aigw.gateway.store_failures import StoreFailures
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 
 #: KEYS: the buckets' keys, then the bounds'.  ARGV: the number of buckets, the lease's
 #: member, its lifetime in ms, each bucket's rate and size, each bound.  The answer:
@@ -242,16 +242,16 @@ class RedisBuckets(RedisConnection):
         except StoreUnavailable:
             raise
         except defer.TimeoutError:
-            self._drop()  # a late answer would be no answer: a fresh connection next time
+            self.drop()  # a late answer would be no answer: a fresh connection next time
             raise StoreUnavailable(f"no answer from Redis within {self.timeout:g} s") from None
         except Exception as error:
-            self._drop()
+            self.drop()
             raise StoreUnavailable(f"Redis: {error or type(error).__name__}") from None
 
     async def _script(
         self, script: bytes, sha: bytes, keys: list[str], argv: list[bytes | str | int | float]
     ) -> Any:
-        protocol = await self._connection()
+        protocol = await self.connection()
         try:
             return await protocol.command(b"EVALSHA", sha, len(keys), *keys, *argv)
         except RedisError as error:
@@ -264,13 +264,11 @@ class RedisBuckets(RedisConnection):
         SELECT), load the take script (``SCRIPT LOAD``: a Redis whose ACL refuses
         scripting refuses every take) and PING; the PING's round trip in seconds.
         Raises ``StoreUnavailable`` or ``RedisError`` with what went wrong."""
-        protocol = await self._connection()
+        protocol = await self.connection()
         loaded = await protocol.command(b"SCRIPT", b"LOAD", TAKE_SCRIPT)
         if loaded != TAKE_SHA:
             raise StoreUnavailable(f"SCRIPT LOAD answered {loaded!r}, not the script's id")
-        started = self.clock.seconds()
-        await protocol.command(b"PING")
-        return float(self.clock.seconds() - started)
+        return await self.round_trip()
 
     async def close(self) -> None:
         """Give back the places still held (a stop, or a reload to another Redis: the

@@ -1,5 +1,6 @@
-"""How a shared store's failures are reported: each one counted, a line logged at most
-once per ``STORE_LOG_INTERVAL``.
+"""A shared store's failures: ``StoreUnavailable``, what a store in Redis raises when it
+does not answer in time or fails, and how they are reported: each one counted, a line
+logged at most once per ``STORE_LOG_INTERVAL``.
 
 A Redis that is down fails every request that asks it (the limiter) or every attempt
 to reach it (the ended sessions' subscription), many a second: one warning each would
@@ -17,6 +18,10 @@ from twisted.logger import Logger
 
 #: At most one log line this often about a shared store failing.
 STORE_LOG_INTERVAL = 10.0
+
+
+class StoreUnavailable(Exception):
+    """A shared store (Redis) did not answer in time, or failed."""
 
 
 class StoreFailures:

@@ -20,11 +20,11 @@ from aigw.gateway.ratelimit import (
     Permit,
     RateLimited,
     Slot,
-    StoreUnavailable,
     Taken,
 )
 from aigw.gateway.redis_buckets import LEASE_SHA, TAKE_SHA, Lease, RedisBuckets
 from aigw.gateway.redis_client import RECONNECT_DELAY
+from aigw.gateway.store_failures import StoreUnavailable
 from aigw.principal import Principal
 from aigw.web.respond import stream_limit_refusal
 from tests.unit.gateway.fake_redis import FakeRedis

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.config.limits import LimitsConfig
 from aigw.config.redis import RedisAddress
 from aigw.gateway.ended_sessions import EndedSessions
-from aigw.gateway.ratelimit import Limiter, StoreUnavailable, build_limiter
-from aigw.gateway.store_failures import STORE_LOG_INTERVAL, StoreFailures
+from aigw.gateway.ratelimit import Limiter, build_limiter
+from aigw.gateway.store_failures import STORE_LOG_INTERVAL, StoreFailures, StoreUnavailable
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
 
