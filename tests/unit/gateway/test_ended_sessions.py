@@ -8,7 +8,6 @@ from __future__ import annotations
 import treq
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
@@ -23,9 +22,9 @@ from aigw.gateway.redis_client import RECONNECT_DELAY
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
-from tests.unit.gateway.fake_redis import FakeRedis
+from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 TTL = 300.0
@@ -33,12 +32,10 @@ ISSUER = "https://as.example"
 SEALER = Sealer(b"k" * 32)
 
 
-class EndedSessionsTests(SynchronousTestCase):
+class EndedSessionsTests(FakeRedisTestCase):
     def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.address = RedisAddress("127.0.0.1", self.network.serve(self.redis), db=1)
+        super().setUp()
+        self.address = RedisAddress("127.0.0.1", self.port, db=1)
 
     def process(self) -> tuple[SessionCodec, EndedSessions]:
         """One aigw process's codec and its share of ended sessions, started."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate
 from aigw.config.redis import RedisAddress
@@ -27,21 +26,15 @@ from aigw.gateway.redis_client import RECONNECT_DELAY
 from aigw.gateway.store_failures import StoreUnavailable
 from aigw.principal import Principal
 from aigw.web.respond import stream_limit_refusal
-from tests.unit.gateway.fake_redis import FakeRedis
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase
+from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
 BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
 
 
-class RedisBucketsTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.port = self.network.serve(self.redis)
-
+class RedisBucketsTests(FakeRedisTestCase):
     def store(self, port: int | None = None, **address: Any) -> RedisBuckets:
         where = RedisAddress("127.0.0.1", port or self.port, **address)
         store = RedisBuckets(where, self.reactor, 0.05)
