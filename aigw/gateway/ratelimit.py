@@ -216,8 +216,11 @@ class Limiter:
         self.local = LocalBuckets(clock)
         self.store: BucketStore = store or self.local
         #: Times the shared store failed or timed out: takes (``failed_take``), and
-        #: the releases and renewals the store reports itself.
-        self.store_failures = store_failures or StoreFailures(clock, self.log, STORE_FAILED_LINE)
+        #: the releases and renewals the store reports itself.  Its logger's source is
+        #: the class: carried across reloads, it keeps no replaced limiter alive.
+        self.store_failures = store_failures or StoreFailures(
+            clock, type(self).log, STORE_FAILED_LINE
+        )
         self._rules: list[tuple[int, LimitRule]] = []
         self.follow(config)
 

@@ -4,6 +4,8 @@ sessions' lines)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -79,6 +81,10 @@ class LinesTests(SynchronousTestCase):
         with capturedLogs() as events:
             new.failed_take(StoreUnavailable("down"))  # within the interval: not logged
         self.assertEqual((new.store_failures.count, events), (2, []))
+        replaced = weakref.ref(old)
+        del old
+        gc.collect()
+        self.assertIsNone(replaced())  # the reporter does not keep the old limiter alive
 
     def test_the_ended_sessions_line_names_the_store_and_what_failed(self) -> None:
         clock = Clock()
