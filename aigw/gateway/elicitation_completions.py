@@ -117,7 +117,7 @@ class ElicitationCompletions:
         publishing.addErrback(self._failed, "telling a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
-        self._shared.failures.report(failure.value or Exception(), doing=doing)
+        self._shared.failures.failed(failure, doing=doing)
 
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)

@@ -193,7 +193,7 @@ class EndedSessions(Service):
 
     def _announce_failed(self, failure: Failure, ended: Ended) -> None:
         self._untold.put(ended.digest, ended.expires)
-        self.failures.report(failure.value or Exception(), doing="telling an end")
+        self.failures.failed(failure, doing="telling an end")
 
     def _tell_untold(self) -> int:
         """The ends Redis did not take, told again (those not expired meanwhile)."""

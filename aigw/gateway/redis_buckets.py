@@ -224,12 +224,12 @@ class RedisBuckets(RedisConnection):
         return await self._script(LEASE_SCRIPT, LEASE_SHA, keys, argv)
 
     def _background(self, work: Coroutine[Any, Any, Any], outcome: str) -> None:
+        """``work``, bounded, without anyone waiting: its failure (``StoreUnavailable``,
+        as ``_bounded`` makes every error) is reported with ``outcome``."""
+
         def report(failure: Failure) -> None:
-            error = failure.value
-            if not isinstance(error, StoreUnavailable):
-                error = StoreUnavailable(f"Redis: {error}")
             if self.failures is not None:
-                self.failures.report(error, outcome=outcome)
+                self.failures.failed(failure, outcome=outcome)
 
         ensureDeferred(self._bounded(work)).addErrback(report)
 

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 #: At most one log line this often about a shared store failing.
 STORE_LOG_INTERVAL = 10.0
@@ -55,3 +56,7 @@ class StoreFailures:
         )
         self._last_log = now
         self._logged = self.count
+
+    def failed(self, failure: Failure, **fields: object) -> None:
+        """``report`` as an errback, for work nobody waits on: the failure handled."""
+        self.report(failure.value or Exception(failure.getErrorMessage()), **fields)

@@ -8,6 +8,7 @@ import gc
 import weakref
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -49,6 +50,14 @@ class StoreFailuresTests(SynchronousTestCase):
             ],
         )
         self.assertEqual({event["log_level"].name for event in events}, {"warn"})
+
+    def test_as_an_errback_it_handles_the_failure(self) -> None:
+        work: Deferred[None] = Deferred()
+        work.addErrback(self.failures.failed, doing="renewing")
+        with capturedLogs() as events:
+            work.errback(StoreUnavailable("no answer"))
+        self.successResultOf(work)  # handled: no unhandled error in the log
+        self.assertEqual((self.failures.count, events[0]["doing"]), (1, "renewing"))
 
     def test_an_error_without_text_is_named_by_its_type(self) -> None:
         with capturedLogs() as events:
