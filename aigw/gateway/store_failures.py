@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from twisted.internet.defer import TimeoutError as NoReply
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -23,6 +24,17 @@ STORE_LOG_INTERVAL = 10.0
 
 class StoreUnavailable(Exception):
     """A shared store (Redis) did not answer in time, or failed."""
+
+
+def why(error: BaseException) -> str:
+    """What went wrong, for the log: a timeout (``Deferred.addTimeout``'s, whose own
+    text is its arguments' repr) as the bound it missed."""
+    if isinstance(error, NoReply):
+        bound = error.args[0] if error.args else None
+        if isinstance(bound, int | float):
+            return f"no reply within {bound:g} s"
+        return "no reply in time"
+    return str(error) or type(error).__name__
 
 
 class StoreFailures:
@@ -50,7 +62,7 @@ class StoreFailures:
             self.line,
             count=self.count - self._logged,
             total=self.count,
-            error=str(error) or type(error).__name__,
+            error=why(error),
             **self.context,
             **fields,
         )

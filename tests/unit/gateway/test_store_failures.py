@@ -9,6 +9,7 @@ import weakref
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as NoReply
 from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,7 +18,7 @@ from aigw.config.limits import LimitsConfig
 from aigw.config.redis import RedisAddress
 from aigw.gateway.ended_sessions import EndedSessions
 from aigw.gateway.ratelimit import Limiter, build_limiter
-from aigw.gateway.store_failures import STORE_LOG_INTERVAL, StoreFailures, StoreUnavailable
+from aigw.gateway.store_failures import STORE_LOG_INTERVAL, StoreFailures, StoreUnavailable, why
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
 
@@ -58,6 +59,15 @@ class StoreFailuresTests(SynchronousTestCase):
             work.errback(StoreUnavailable("no answer"))
         self.successResultOf(work)  # handled: no unhandled error in the log
         self.assertEqual((self.failures.count, events[0]["doing"]), (1, "renewing"))
+
+    def test_a_timeout_is_said_as_the_bound_it_missed(self) -> None:
+        waiting: Deferred[None] = Deferred()
+        waiting.addTimeout(5.0, self.clock)
+        self.clock.advance(5.0)
+        with capturedLogs() as events:
+            waiting.addErrback(self.failures.failed, doing="publishing")
+        self.assertEqual(events[0]["error"], "no reply within 5 s")  # not "(5.0, 'Deferred')"
+        self.assertEqual(why(NoReply("Callback timed out")), "no reply in time")
 
     def test_an_error_without_text_is_named_by_its_type(self) -> None:
         with capturedLogs() as events:
