@@ -403,9 +403,11 @@ class GatewayService(MultiService):
         metrics.watch_pooled_upstream_sessions(lambda: len(pool))
         metrics.watch_open_streams(lambda: limits.total)
         gateway = self.gateway
-        metrics.watch_limiter_store_failures(lambda: gateway.limiter.store_errors)
+        metrics.watch_limiter_store_failures(lambda: gateway.limiter.store_failures.count)
         ended = self.ended_sessions
-        metrics.watch_session_store_failures(lambda: ended.failures if ended is not None else 0)
+        metrics.watch_session_store_failures(
+            lambda: ended.failures.count if ended is not None else 0
+        )
         metrics.watch_linger_dropped_messages(lambda: gateway.feeds.dropped)
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked

@@ -9,8 +9,8 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 
-from aigw.gateway.ratelimit import StoreUnavailable
 from aigw.gateway.redis_client import RedisError
+from aigw.gateway.store_failures import StoreUnavailable
 
 
 async def probe(

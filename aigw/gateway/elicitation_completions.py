@@ -124,7 +124,7 @@ class ElicitationCompletions:
         try:
             await self._shared.command(b"PUBLISH", CHANNEL, note(notice))
         except Exception as error:  # any failure of the store, a timeout among them
-            self._shared.failed(error, "telling a completed elicitation")
+            self._shared.failures.report(error, doing="telling a completed elicitation")
             return False
         return True
 
@@ -133,13 +133,13 @@ class ElicitationCompletions:
         publishing.addErrback(self._failed, "naming the session of a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
-        self._shared.failed(failure.value or Exception(), doing)
+        self._shared.failures.failed(failure, doing=doing)
 
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
             why = ValueError(f"ignored a malformed elicitation note: {payload[:80]!r}")
-            self._shared.failed(why, "hearing")
+            self._shared.failures.report(why, doing="hearing")
             return
         notice, digest = read
         gateway = self._gateway

@@ -20,12 +20,12 @@ the fast path:
 
 Ordinary requests never touch Redis.  When Redis fails, a DELETE still ends its
 session in its process; the failure is counted (``aigw_session_store_failures_total``)
-and logged at most every ``STORE_LOG_INTERVAL``; the subscription is made again with a
-backoff from ``RECONNECT_DELAY`` to ``MAX_BACKOFF``, and a ``PING`` every
-``HEARTBEAT`` notices a connection that died silently.  The ends Redis did not take are
-told again once the subscription is back (at most ``UNTOLD_MAX``), so the others learn
-of them late rather than never (while their process lives).  Every Redis call is
-bounded by ``TIMEOUT``.
+and logged at most every ``STORE_LOG_INTERVAL`` (``store_failures.py``); the
+subscription is made again with a backoff from ``RECONNECT_DELAY`` to ``MAX_BACKOFF``,
+and a ``PING`` every ``HEARTBEAT`` notices a connection that died silently.  The ends
+Redis did not take are told again once the subscription is back (at most
+``UNTOLD_MAX``), so the others learn of them late rather than never (while their
+process lives).  Every Redis call is bounded by ``TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -42,18 +42,17 @@ from twisted.internet.defer import (
     ensureDeferred,
     gatherResults,
 )
-from twisted.internet.defer import TimeoutError as NoReply
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import STORE_LOG_INTERVAL
 from aigw.gateway.redis_client import (
     RECONNECT_DELAY,
     Connect,
     RedisConnection,
     RESPProtocol,
 )
+from aigw.gateway.store_failures import StoreFailures
 from aigw.lru import LRU
 from aigw.sealed.session_id import ENDED_MAX, Ended, SessionCodec
 
@@ -70,6 +69,12 @@ MAX_BACKOFF = 30.0
 #: Ends Redis did not take, kept to be told again (beyond: the oldest are not).
 UNTOLD_MAX = 10_000
 _DIGEST_HEX = 64
+#: The warning about Redis failing (``StoreFailures``).
+STORE_FAILED_LINE = (
+    "ended sessions store {where} unavailable while {doing} ({count} failures since "
+    "the last report, {total} in all): {error}; a DELETE still ends its session in "
+    "its own process"
+)
 
 
 def announcement(ended: Ended, now: float) -> bytes | None:
@@ -95,13 +100,6 @@ async def together(sent: list[Deferred[Any]]) -> list[Any]:
         return await gatherResults(sent, consumeErrors=True)
     except FirstError as error:
         error.subFailure.raiseException()
-
-
-def _why(error: BaseException) -> str:
-    """What went wrong, for the log (a timeout's own text is its arguments' repr)."""
-    if isinstance(error, NoReply):
-        return f"no reply within {TIMEOUT:g} s"
-    return str(error) or type(error).__name__
 
 
 class SubscriberProtocol(RESPProtocol):
@@ -162,10 +160,9 @@ class EndedSessions(Service):
         self.codec = codec
         self.clock = clock
         self.address = address
-        #: Times Redis failed or timed out (each logged, at most once a while).
-        self.failures = 0
-        self._logged = 0
-        self._last_log = -math.inf
+        #: Times Redis failed or timed out, or a note heard was malformed; reported
+        #: with what was being done (``doing``).
+        self.failures = StoreFailures(clock, self.log, STORE_FAILED_LINE, where=str(address))
         #: Ends this process could not tell, by digest: when they expire.
         self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
         self._commands = RedisConnection(address, clock, TIMEOUT, connect, ca_file)
@@ -196,7 +193,7 @@ class EndedSessions(Service):
 
     def _announce_failed(self, failure: Failure, ended: Ended) -> None:
         self._untold.put(ended.digest, ended.expires)
-        self.failed(failure.value or Exception(), "telling an end")
+        self.failures.failed(failure, doing="telling an end")
 
     def _tell_untold(self) -> int:
         """The ends Redis did not take, told again (those not expired meanwhile)."""
@@ -207,7 +204,7 @@ class EndedSessions(Service):
         return len(untold)
 
     async def _announce(self, message: bytes) -> None:
-        protocol = await self._commands._connection()
+        protocol = await self._commands.connection()
         digest, left = message.split(b" ")
         stored = protocol.command(b"SET", KEY_PREFIX + digest, b"1", b"PX", left)
         published = protocol.command(b"PUBLISH", CHANNEL, message)
@@ -222,7 +219,7 @@ class EndedSessions(Service):
 
     async def command(self, *args: bytes | str | int | float) -> Any:
         """One command on the connection of commands, bounded by ``TIMEOUT``."""
-        protocol = await self._bounded(self._commands._connection())
+        protocol = await self._bounded(self._commands.connection())
         return await self._bounded(protocol.command(*args))
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
@@ -234,7 +231,8 @@ class EndedSessions(Service):
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
         if digest is None or not parts[1].isdigit():  # counted, and logged like failures
-            self.failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
+            why = ValueError(f"ignored a malformed message: {payload[:80]!r}")
+            self.failures.report(why, doing="hearing")
             return
         self._remember(digest, int(parts[1]))
 
@@ -251,7 +249,7 @@ class EndedSessions(Service):
         backoff = RECONNECT_DELAY
         while self.running:
             try:
-                protocol = await self._bounded(self._subscription._connection())
+                protocol = await self._bounded(self._subscription.connection())
                 for channel in self._channels:
                     await self._bounded(protocol.command(b"SUBSCRIBE", channel))
                 caught_up = await self._catch_up()
@@ -273,16 +271,16 @@ class EndedSessions(Service):
             except Exception as error:
                 if not self.running:
                     return
-                self.failed(error, "following ended sessions")
+                self.failures.report(error, doing="following ended sessions")
                 self.tried = True
-                self._subscription._drop()
+                self._subscription.drop()
                 await self._sleep(backoff, until_lost=False)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _catch_up(self) -> int:
         """What was ended while this process was not subscribed: every ``aigw:ended:*``
         key and its PTTL, SCAN_COUNT keys looked at per call, at most ENDED_MAX ids."""
-        protocol = await self._bounded(self._commands._connection())
+        protocol = await self._bounded(self._commands.connection())
         cursor, found = b"0", 0
         while found < ENDED_MAX:
             reply = await self._bounded(
@@ -318,17 +316,15 @@ class EndedSessions(Service):
         SCAN and PTTL on the other, for a probe end no session id has (the all-zero
         digest, 1 ms), then PING; its round trip in seconds.  Raises ``StoreUnavailable``
         or ``RedisError`` with what went wrong (an ACL refusing a command, for one)."""
-        subscriber = await self._subscription._connection()
+        subscriber = await self._subscription.connection()
         for channel in self._channels:
             await subscriber.command(b"SUBSCRIBE", channel)
-        protocol = await self._commands._connection()
+        protocol = await self._commands.connection()
         probe = bytes(32).hex().encode("ascii")
         await self._announce(probe + b" 1")
         await protocol.command(b"SCAN", b"0", b"MATCH", KEY_PREFIX + b"*", b"COUNT", b"1")
         await protocol.command(b"PTTL", KEY_PREFIX + probe)
-        started = self.clock.seconds()
-        await protocol.command(b"PING")
-        return float(self.clock.seconds() - started)
+        return await self._commands.round_trip()
 
     # -- waiting and failing ---------------------------------------------------------
 
@@ -352,25 +348,6 @@ class EndedSessions(Service):
         sleeping, self._sleeping = self._sleeping, None
         if sleeping is not None and not sleeping[0].called:
             sleeping[0].callback(None)
-
-    def failed(self, error: BaseException, doing: str) -> None:
-        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``."""
-        self.failures += 1
-        now = self.clock.seconds()
-        if now - self._last_log < STORE_LOG_INTERVAL:
-            return
-        self.log.warn(
-            "ended sessions store {where} unavailable while {doing} ({count} failures since "
-            "the last report, {total} in all): {error}; a DELETE still ends its session in "
-            "its own process",
-            where=str(self.address),
-            doing=doing,
-            count=self.failures - self._logged,
-            total=self.failures,
-            error=_why(error),
-        )
-        self._last_log = now
-        self._logged = self.failures
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

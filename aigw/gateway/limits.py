@@ -37,9 +37,9 @@ from aigw.gateway.ratelimit import (
     Limiter,
     Permit,
     Slot,
-    StoreUnavailable,
     hashed_key,
 )
+from aigw.gateway.store_failures import StoreUnavailable
 from aigw.principal import UserKey
 
 #: GET streams one 2025-11-25 session may hold (see the module docstring).

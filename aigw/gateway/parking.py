@@ -31,9 +31,9 @@ from twisted.python.failure import Failure
 from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.input_required import INPUT_REQUEST_METHODS
-from aigw.gateway.relay import capability_refusal, refusal
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import missing
+from aigw.protocol.refusals import capability_refusal, refusal
 from aigw.sealed.request_state import InvalidState, ParkState, RequestStateCodec, request_digest
 
 if TYPE_CHECKING:

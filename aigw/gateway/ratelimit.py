@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ import attrs
 from twisted.logger import Logger
 
 from aigw.config.limits import LimitRule, LimitsConfig
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 from aigw.lru import LRU
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
@@ -40,8 +41,11 @@ from aigw.protocol import jsonrpc
 MAX_LOCAL_BUCKETS = 100_000
 #: Retry-After when waiting for a request in flight to end, or for the limiter.
 RETRY_UNKNOWN_SECONDS = 1
-#: At most one log line this often about the shared store failing.
-STORE_LOG_INTERVAL = 10.0
+#: The warning about the shared store failing (``StoreFailures``).
+STORE_FAILED_LINE = (
+    "rate limiter store unavailable ({count} failures since the last report, "
+    "{total} in all): {error}; {outcome}"
+)
 
 
 class RateLimited(Exception):
@@ -56,10 +60,6 @@ class RateLimited(Exception):
         self.code = jsonrpc.RATE_LIMITED
         #: The client's id of the refused request, set by the gateway.
         self.request_id: Any = None
-
-
-class StoreUnavailable(Exception):
-    """The shared bucket store did not answer in time, or failed."""
 
 
 class Permit:
@@ -202,15 +202,25 @@ class Limiter:
 
     log = Logger()
 
-    def __init__(self, config: LimitsConfig, clock: Any, store: BucketStore | None = None) -> None:
+    def __init__(
+        self,
+        config: LimitsConfig,
+        clock: Any,
+        store: BucketStore | None = None,
+        store_failures: StoreFailures | None = None,
+    ) -> None:
+        """``store_failures``: those of the limiter this one replaces (a reload), so
+        that the count goes on from where it was."""
         self.clock = clock
         self.config = config
         self.local = LocalBuckets(clock)
         self.store: BucketStore = store or self.local
-        #: Times the shared store failed or timed out (each logged, at most once a while).
-        self.store_errors = 0
-        self._logged_errors = 0
-        self._last_log = -math.inf
+        #: Times the shared store failed or timed out: takes (``failed_take``), and
+        #: the releases and renewals the store reports itself.  Its logger's source is
+        #: the class: carried across reloads, it keeps no replaced limiter alive.
+        self.store_failures = store_failures or StoreFailures(
+            clock, type(self).log, STORE_FAILED_LINE
+        )
         self._rules: list[tuple[int, LimitRule]] = []
         self.follow(config)
 
@@ -293,42 +303,22 @@ class Limiter:
     def failed_take(self, error: StoreUnavailable) -> bool:
         """A take the shared store did not answer, counted and logged: whether the
         request is refused (``on_redis_error: closed``) rather than let through."""
-        self.store_failed(error)
-        return self.config.on_redis_error == "closed"
-
-    def store_failed(self, error: StoreUnavailable, outcome: str | None = None) -> None:
-        """Counted always; logged at most once per ``STORE_LOG_INTERVAL``.  ``outcome``:
-        what the failure meant, when not a request let through or refused (a release)."""
-        self.store_errors += 1
-        now = self.clock.seconds()
-        if now - self._last_log < STORE_LOG_INTERVAL:
-            return
-        if outcome is None:
-            verdict = "allowed" if self.config.on_redis_error == "open" else "refused"
-            outcome = f"requests are {verdict}"
-        self.log.warn(
-            "rate limiter store unavailable ({count} failures since the last report, "
-            "{total} in all): {error}; {outcome}",
-            count=self.store_errors - self._logged_errors,
-            total=self.store_errors,
-            error=str(error),
-            outcome=outcome,
-        )
-        self._last_log = now
-        self._logged_errors = self.store_errors
+        closed = self.config.on_redis_error == "closed"
+        outcome = "requests are refused" if closed else "requests are allowed"
+        self.store_failures.report(error, outcome=outcome)
+        return closed
 
     async def close(self) -> None:
         await self.store.close()
 
 
-#: What a store reports its failures outside a request to (``Limiter.store_failed``).
-Failed = Callable[[StoreUnavailable, str], None]
-
-
-def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
+def build_limiter(
+    config: LimitsConfig, clock: Any, store_failures: StoreFailures | None = None
+) -> Limiter:
     """The limiter of a config: buckets and places in Redis when ``redis_url`` is set.
-    Its client (``redis_buckets.py``) is imported only then (docs/performance.md)."""
-    limiter = Limiter(config, clock)
+    Its client (``redis_buckets.py``) is imported only then (docs/performance.md).
+    ``store_failures``: those of the limiter a reload replaces."""
+    limiter = Limiter(config, clock, store_failures=store_failures)
     if config.redis_url is not None:
         from aigw.gateway.redis_buckets import RedisBuckets
 
@@ -338,6 +328,6 @@ def build_limiter(config: LimitsConfig, clock: Any) -> Limiter:
             config.redis_timeout,
             config.lease_ttl,
             ca_file=config.redis_ca_file,
-            failed=limiter.store_failed,
+            failures=limiter.store_failures,
         )
     return limiter

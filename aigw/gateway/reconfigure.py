@@ -75,8 +75,11 @@ class Reconfigure:
 
         if store(new.limits) != store(old.limits):
             old_limiter = gateway.limiter
-            gateway.limiter = gateway.calls.limiter = build_limiter(new.limits, gateway.clock)
-            gateway.limiter.store_errors = old_limiter.store_errors  # counted since start
+            gateway.limiter = gateway.calls.limiter = build_limiter(
+                new.limits,
+                gateway.clock,
+                old_limiter.store_failures,  # counted since start
+            )
             ensureDeferred(old_limiter.close())
         else:
             gateway.limiter.follow(new.limits)

@@ -46,8 +46,9 @@ from twisted.python.failure import Failure
 
 from aigw.config.limits import LimitsConfig
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import Bucket, Failed, Permit, Slot, StoreUnavailable, Taken
+from aigw.gateway.ratelimit import Bucket, Permit, Slot, Taken
 from aigw.gateway.redis_client import Connect, RedisConnection, RedisError
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 
 #: KEYS: the buckets' keys, then the bounds'.  ARGV: the number of buckets, the lease's
 #: member, its lifetime in ms, each bucket's rate and size, each bound.  The answer:
@@ -143,7 +144,8 @@ class Lease(Permit):
 
 class RedisBuckets(RedisConnection):
     """The ``BucketStore`` in Redis, over one connection (``redis_client.py``).
-    ``failed`` hears of the failures no request waits for (releases, renewals)."""
+    ``failures`` hears of the failures no request waits for (releases, renewals): the
+    limiter's (``Limiter.store_failures``), which counts its takes' too."""
 
     def __init__(
         self,
@@ -153,11 +155,11 @@ class RedisBuckets(RedisConnection):
         lease_ttl: float = 30.0,
         connect: Connect | None = None,
         ca_file: str | None = None,
-        failed: Failed | None = None,
+        failures: StoreFailures | None = None,
     ) -> None:
         super().__init__(address, clock, timeout, connect, ca_file)
         self.lease_ttl = lease_ttl
-        self.failed = failed
+        self.failures = failures
         self._closing = False
         #: The leases this process holds: member -> the keys it is in.  A member is
         #: this store's random prefix and a serial number, unique across processes.
@@ -222,12 +224,12 @@ class RedisBuckets(RedisConnection):
         return await self._script(LEASE_SCRIPT, LEASE_SHA, keys, argv)
 
     def _background(self, work: Coroutine[Any, Any, Any], outcome: str) -> None:
+        """``work``, bounded, without anyone waiting: its failure (``StoreUnavailable``,
+        as ``_bounded`` makes every error) is reported with ``outcome``."""
+
         def report(failure: Failure) -> None:
-            error = failure.value
-            if not isinstance(error, StoreUnavailable):
-                error = StoreUnavailable(f"Redis: {error}")
-            if self.failed is not None:
-                self.failed(error, outcome)
+            if self.failures is not None:
+                self.failures.failed(failure, outcome=outcome)
 
         ensureDeferred(self._bounded(work)).addErrback(report)
 
@@ -240,16 +242,16 @@ class RedisBuckets(RedisConnection):
         except StoreUnavailable:
             raise
         except defer.TimeoutError:
-            self._drop()  # a late answer would be no answer: a fresh connection next time
+            self.drop()  # a late answer would be no answer: a fresh connection next time
             raise StoreUnavailable(f"no answer from Redis within {self.timeout:g} s") from None
         except Exception as error:
-            self._drop()
+            self.drop()
             raise StoreUnavailable(f"Redis: {error or type(error).__name__}") from None
 
     async def _script(
         self, script: bytes, sha: bytes, keys: list[str], argv: list[bytes | str | int | float]
     ) -> Any:
-        protocol = await self._connection()
+        protocol = await self.connection()
         try:
             return await protocol.command(b"EVALSHA", sha, len(keys), *keys, *argv)
         except RedisError as error:
@@ -262,13 +264,11 @@ class RedisBuckets(RedisConnection):
         SELECT), load the take script (``SCRIPT LOAD``: a Redis whose ACL refuses
         scripting refuses every take) and PING; the PING's round trip in seconds.
         Raises ``StoreUnavailable`` or ``RedisError`` with what went wrong."""
-        protocol = await self._connection()
+        protocol = await self.connection()
         loaded = await protocol.command(b"SCRIPT", b"LOAD", TAKE_SCRIPT)
         if loaded != TAKE_SHA:
             raise StoreUnavailable(f"SCRIPT LOAD answered {loaded!r}, not the script's id")
-        started = self.clock.seconds()
-        await protocol.command(b"PING")
-        return float(self.clock.seconds() - started)
+        return await self.round_trip()
 
     async def close(self) -> None:
         """Give back the places still held (a stop, or a reload to another Redis: the
@@ -285,7 +285,7 @@ class RedisBuckets(RedisConnection):
             try:
                 await self._bounded(self._leases(pairs[start : start + RENEW_BATCH], 0))
             except StoreUnavailable as error:
-                if self.failed is not None:
-                    self.failed(error, "the places are left to expire")
+                if self.failures is not None:
+                    self.failures.report(error, outcome="the places are left to expire")
                 break
         await super().close()

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from aigw import tls
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import StoreUnavailable
+from aigw.gateway.store_failures import StoreUnavailable
 
 #: Seconds without a new connection attempt after one failed.
 RECONNECT_DELAY = 1.0
@@ -201,7 +201,10 @@ class RedisConnection:
         connected: Deferred[RESPProtocol] = connectProtocol(endpoint, self._new_protocol())
         return connected
 
-    def _connection(self) -> Deferred[RESPProtocol]:
+    def connection(self) -> Deferred[RESPProtocol]:
+        """The open connection, or one being opened (callers waiting share it); raises
+        ``StoreUnavailable`` at once when closed or within ``RECONNECT_DELAY`` of a
+        failure."""
         protocol = self._protocol
         if protocol is not None and not protocol.lost:
             return succeed(protocol)
@@ -250,10 +253,18 @@ class RedisConnection:
             else:
                 waiter.callback(outcome)
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Abort the connection (its answers are late or wrong): the next use opens one."""
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             protocol.abort()
+
+    async def round_trip(self) -> float:
+        """A PING's round trip in seconds, on this connection (``aigw doctor``)."""
+        protocol = await self.connection()
+        started = self.clock.seconds()
+        await protocol.command(b"PING")
+        return float(self.clock.seconds() - started)
 
     async def close(self) -> None:
         self._closed = True

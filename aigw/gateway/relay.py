@@ -19,6 +19,7 @@ from aigw.gateway.log_levels import passes
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import missing
 from aigw.protocol.names import expose_uri
+from aigw.protocol.refusals import capability_refusal, refusal
 from aigw.sealed.request_id import InvalidId, RequestIdCodec
 
 if TYPE_CHECKING:
@@ -133,34 +134,6 @@ class Relay:
         payload = jsonrpc.to_dict(message)
         payload["id"] = upstream_id
         await self.exchange.answer(session, backend, payload)
-
-
-def refusal(
-    request_id: Any,
-    method: Any,
-    why: str,
-    reason: str,
-    code: int = jsonrpc.METHOD_NOT_FOUND,
-    **data: Any,
-) -> jsonrpc.ErrorResponse:
-    """aigw's answer, for the client, to a backend's request that no client can take
-    (sampling, elicitation, roots, ping: MCP 2025-11-25 client/*), so that the backend
-    does not wait for its own timeout.  ``METHOD_NOT_FOUND`` as a client without the
-    feature answers (JSON-RPC 2.0 §5.1); ``data.reason`` says which case it is (the
-    README lists them): ``client_capability`` (``capability_refusal``),
-    ``client_revision`` (a 2026-07-28 client), ``parked_calls_full``
-    (``parking.py``), ``no_client_stream`` and ``stream_linger_full`` (``linger.py``)."""
-    error = jsonrpc.ErrorObject(code, f"{method}: {why}", {"reason": reason, **data})
-    return jsonrpc.ErrorResponse(request_id, error)
-
-
-def capability_refusal(request_id: Any, method: Any, lacking: str) -> jsonrpc.ErrorResponse:
-    """``refusal`` of a request whose capability the client did not declare
-    (``protocol/client_capabilities.py``): a mode of it it lacks (``elicitation.url``)
-    is a bad parameter, a whole capability a method it lacks."""
-    code = jsonrpc.INVALID_PARAMS if "." in lacking else jsonrpc.METHOD_NOT_FOUND
-    why = f"the client did not declare {lacking}"
-    return refusal(request_id, method, why, "client_capability", code, capability=lacking)
 
 
 def _rewrite_notification(backend: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from aigw.config import BackendConfig
 from aigw.events import ConnectionState, GatewayObserver, UpstreamConnection
 from aigw.protocol import jsonrpc
+from aigw.protocol.refusals import refusal
 from aigw.upstream.api import BodyReader, MessageSink, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.stdio_process import ChildProcess
 
@@ -258,19 +259,22 @@ class StdioSession:
             )
 
     def _refuse(self, message: dict[str, Any]) -> None:
-        """Answer the child's request with an error (JSON-RPC 2.0 §5.1: -32603)."""
+        """Answer the child's request for the client no single call names, as every
+        request no client can take is answered (``protocol/refusals.py``:
+        ``no_single_call``), so that the child does not wait for its own timeout."""
+        method = message.get("method")
         self.log.info(
             "backend {backend}: {method} from a shared process belongs to no single call; refused",
             backend=self.name,
-            method=message.get("method"),
+            method=method,
         )
         if self.child is not None:
-            error = jsonrpc.error_object(
-                jsonrpc.INTERNAL_ERROR,
+            why = (
                 "aigw cannot tell which client this request is for (stdio.scope: shared); "
-                "send it while a call is in flight, or use stdio.scope: user",
+                "send it while exactly one call is in flight, or use stdio.scope: user"
             )
-            self.child.send(jsonrpc.dumps(jsonrpc.error_response(message["id"], error)))
+            answer = refusal(message["id"], method, why, "no_single_call")
+            self.child.send(jsonrpc.dumps(jsonrpc.to_dict(answer)))
 
     def end_call(self, call: Call, error: UpstreamError | None = None) -> None:
         self._forget(call)

@@ -148,6 +148,30 @@ async def test_progress_from_a_stdio_server_is_relayed(gateway: Gateway) -> None
     assert len(seen) >= 2
 
 
+async def test_a_shared_process_refuses_a_request_no_single_call_made(gateway: Gateway) -> None:
+    """Two calls in flight to the one shared process: the roots/list it asks during one
+    of them names no call, so aigw answers it for the client (-32601, data.reason
+    ``no_single_call``, as every request no client can take) rather than guess."""
+    holding = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        holding.set()
+
+    async with connect_plain(gateway.url, mode="legacy") as client, anyio.create_task_group() as tg:
+        held: list[str] = []
+
+        async def hold() -> None:
+            result = await client.call_tool("py__hold", {}, progress_callback=on_progress)
+            held.append(text_of(result))
+
+        tg.start_soon(hold)
+        with anyio.fail_after(30):
+            await holding.wait()  # the hold is in flight at the child
+        asked = await call_text(client, "py__roots", {})
+    assert asked == "error -32601 {'reason': 'no_single_call'}"
+    assert held == ["released"]
+
+
 async def test_a_killed_sdk_server_is_restarted(gateway: Gateway) -> None:
     async with connect_plain(gateway.url, mode="legacy") as client:
         pid = int(await call_text(client, "py__pid", {}))

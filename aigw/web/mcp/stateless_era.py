@@ -28,11 +28,11 @@ from aigw.gateway.lists import LISTS
 from aigw.gateway.log_levels import checked_level
 from aigw.gateway.parking import ParkedElsewhere
 from aigw.gateway.ratelimit import RateLimited
-from aigw.gateway.relay import refusal
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import declared
 from aigw.protocol.paramheaders import matches, value_at
+from aigw.protocol.refusals import refusal
 from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
     ALL_VERSIONS,

@@ -4,7 +4,9 @@ Run: ``python -m tests.e2e.upstreams.stdio_server`` (MCP basic/transports "stdio
 JSON-RPC message per line on stdin and stdout).  It writes a line on stderr as it
 starts (aigw logs it).  Tools: ``echo``, ``pid`` (this process's id, so a test can
 kill it), ``env`` (the value of one environment variable, or ``<unset>``), ``count``
-(a counter kept by this process: one per user under ``stdio.scope: user``).
+(a counter kept by this process: one per user under ``stdio.scope: user``), ``hold``
+(in flight, a progress notification sent, until ``roots`` has run, 20 s at most) and
+``roots`` (asks its caller ``roots/list``; what came back, said as text).
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+import mcp_types as types
+from mcp import MCPError
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer(name="aigw-e2e-stdio", version="1.0.0")
 COUNT = {"value": 0}
+#: Set once ``roots`` has its answer (made in the server's event loop, on first use).
+ROOTS_ASKED: list[anyio.Event] = []
 
 
 @server.tool()
@@ -41,6 +48,38 @@ def count() -> str:
     """Add one to this process's counter; its new value."""
     COUNT["value"] += 1
     return str(COUNT["value"])
+
+
+def _roots_asked() -> anyio.Event:
+    if not ROOTS_ASKED:
+        ROOTS_ASKED.append(anyio.Event())
+    return ROOTS_ASKED[0]
+
+
+@server.tool()
+async def hold(ctx: Context) -> str:
+    """In flight until ``roots`` has run (20 s at most); a progress notification first,
+    so that the caller knows it is."""
+    asked = _roots_asked()
+    await ctx.report_progress(0, 1, "holding")
+    with anyio.move_on_after(20):
+        await asked.wait()
+    return "released" if asked.is_set() else "gave up"
+
+
+@server.tool()
+async def roots(ctx: Context) -> str:
+    """Ask the caller roots/list, in association with this call (SEP-2260); the answer,
+    or the error's code and data, as text."""
+    try:
+        result = await ctx.request_context.session.send_request(
+            types.ListRootsRequest(), types.ListRootsResult, request_read_timeout_seconds=10
+        )
+    except MCPError as error:
+        return f"error {error.code} {error.data}"
+    finally:
+        _roots_asked().set()
+    return "roots: " + " ".join(str(root.uri) for root in result.roots)
 
 
 def main() -> None:

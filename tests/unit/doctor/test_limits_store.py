@@ -4,23 +4,15 @@ refused by an ACL or nothing reachable (FAIL, saying what requests get meanwhile
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
-
 from aigw.config.limits import LimitsConfig, OnRedisError
 from aigw.config.redis import RedisAddress
 from aigw.doctor.limits_store import check_limits_store
 from aigw.gateway.redis_buckets import TAKE_SHA
-from tests.unit.gateway.fake_redis import FakeRedis
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.gateway.fake_redis import FakeRedisTestCase
+from tests.unit.memory import run
 
 
-class LimitsStoreCheckTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.port = self.network.serve(self.redis)
-
+class LimitsStoreCheckTests(FakeRedisTestCase):
     def limits(self, port: int | None = None, on_error: OnRedisError = "open") -> LimitsConfig:
         address = RedisAddress("127.0.0.1", port or self.port, 1, None, "secret")
         return LimitsConfig(redis_url=address, redis_timeout=0.05, on_redis_error=on_error)

@@ -3,23 +3,15 @@ command the processes send taken, a command an ACL refuses named, nothing reacha
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
-
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
 from aigw.doctor.sessions_store import check_sessions_store
 from aigw.gateway.ended_sessions import KEY_PREFIX
-from tests.unit.gateway.fake_redis import FakeRedis
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.gateway.fake_redis import FakeRedisTestCase
+from tests.unit.memory import run
 
 
-class SessionsStoreCheckTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.port = self.network.serve(self.redis)
-
+class SessionsStoreCheckTests(FakeRedisTestCase):
     def sessions(self, port: int | None = None) -> SessionsConfig:
         address = RedisAddress("127.0.0.1", port or self.port, 2, "aigw", "secret")
         return SessionsConfig(redis_url=address)

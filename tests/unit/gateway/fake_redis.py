@@ -7,9 +7,11 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.redis_buckets import LEASE_SHA, script_id
 from aigw.gateway.redis_client import _Incomplete, _parse, encode
+from tests.unit.memory import MemoryNetwork
 
 
 def bulk(value: bytes) -> bytes:
@@ -203,3 +205,13 @@ class FakeRedis(Factory):
     def sent(self, sha: bytes) -> int:
         """Script calls by ``EVALSHA`` with this id."""
         return sum(1 for c in self.commands if c[0] == b"EVALSHA" and c[1] == sha)
+
+
+class FakeRedisTestCase(SynchronousTestCase):
+    """A memory network with a ``FakeRedis`` listening on it at ``port``."""
+
+    def setUp(self) -> None:
+        self.network = MemoryNetwork()
+        self.reactor = self.network.reactor
+        self.redis = FakeRedis(self.reactor)
+        self.port = self.network.serve(self.redis)

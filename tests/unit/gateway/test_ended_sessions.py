@@ -6,9 +6,8 @@ again, and a Redis that fails: counted, retried with a backoff, never waited on.
 from __future__ import annotations
 
 import treq
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
@@ -23,9 +22,9 @@ from aigw.gateway.redis_client import RECONNECT_DELAY
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
-from tests.unit.gateway.fake_redis import FakeRedis
+from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 TTL = 300.0
@@ -33,12 +32,10 @@ ISSUER = "https://as.example"
 SEALER = Sealer(b"k" * 32)
 
 
-class EndedSessionsTests(SynchronousTestCase):
+class EndedSessionsTests(FakeRedisTestCase):
     def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.address = RedisAddress("127.0.0.1", self.network.serve(self.redis), db=1)
+        super().setUp()
+        self.address = RedisAddress("127.0.0.1", self.port, db=1)
 
     def process(self) -> tuple[SessionCodec, EndedSessions]:
         """One aigw process's codec and its share of ended sessions, started."""
@@ -137,8 +134,8 @@ class EndedSessionsTests(SynchronousTestCase):
         await self.network.settle()
         self.assertEnded(a, session_id)
         self.assertEqual(b.open(session_id, ISSUER, "alice").subject, "alice")  # not told yet
-        self.assertGreaterEqual(ended_a.failures, 2)  # the subscription, and the end
-        self.assertGreaterEqual(ended_b.failures, 1)
+        self.assertGreaterEqual(ended_a.failures.count, 2)  # the subscription, and the end
+        self.assertGreaterEqual(ended_b.failures.count, 1)
         _, ended_c = self.process()  # started while Redis is down: ready once it tried
         await self.network.settle()
         self.assertIsNone(ended_c.unready())
@@ -146,9 +143,9 @@ class EndedSessionsTests(SynchronousTestCase):
         other_id, other_state = self.session(a)
         told = a.end(other_id, other_state)
         self.redis.keys[KEY_PREFIX + told.digest.hex().encode()] = (b"1", told.expires)
-        failures, subscribed = ended_b.failures, self.redis.names().count(b"SUBSCRIBE")
+        failures, subscribed = ended_b.failures.count, self.redis.names().count(b"SUBSCRIBE")
         await self.network.sleep(2 * RECONNECT_DELAY)  # the backoff grows: 1 s, then 2 s
-        self.assertGreater(ended_b.failures, failures)
+        self.assertGreater(ended_b.failures.count, failures)
         self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), subscribed)  # none got in
         self.redis.down = False
         await self.network.sleep(4 * RECONNECT_DELAY)
@@ -164,7 +161,7 @@ class EndedSessionsTests(SynchronousTestCase):
         self.redis.silent = True
         with capturedLogs() as events:
             await self.network.sleep(HEARTBEAT + TIMEOUT + 0.1)
-        self.assertEqual(ended.failures, 1)  # the PING got no answer: a new connection
+        self.assertEqual(ended.failures.count, 1)  # the PING got no answer: a new connection
         (warned,) = [e for e in events if e.get("doing") == "following ended sessions"]
         self.assertEqual(warned["error"], f"no reply within {TIMEOUT:g} s")  # said plainly
         self.redis.silent = False
@@ -172,7 +169,7 @@ class EndedSessionsTests(SynchronousTestCase):
         await self.network.sleep(RECONNECT_DELAY + HEARTBEAT + 1.0)
         self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)  # on a new connection
         self.assertGreater(self.redis.names().count(b"PING"), pings)  # answered, this time
-        self.assertEqual(ended.failures, 1)
+        self.assertEqual(ended.failures.count, 1)
 
     @run
     async def test_malformed_messages_are_ignored(self) -> None:
@@ -180,12 +177,15 @@ class EndedSessionsTests(SynchronousTestCase):
         await self.network.settle()
         subscribed = next(c for c in self.redis.connections if c.channels)
         assert subscribed.transport is not None
-        for payload in (b"x", b"%064x" % 1, b"%064x -5" % 1, b"zz" * 32 + b" 5", b"a b c"):
-            subscribed.transport.write(b"*3\r\n$7\r\nmessage\r\n$10\r\naigw:ended\r\n")
-            subscribed.transport.write(b"$%d\r\n%s\r\n" % (len(payload), payload))
-        await self.network.settle()
+        with capturedLogs() as events:
+            for payload in (b"x", b"%064x" % 1, b"%064x -5" % 1, b"zz" * 32 + b" 5", b"a b c"):
+                subscribed.transport.write(b"*3\r\n$7\r\nmessage\r\n$10\r\naigw:ended\r\n")
+                subscribed.transport.write(b"$%d\r\n%s\r\n" % (len(payload), payload))
+            await self.network.settle()
         self.assertEqual(len(codec._ended), 0)
-        self.assertEqual(ended.failures, 5)  # counted; logged once (10 s apart at most)
+        self.assertEqual(ended.failures.count, 5)  # counted; logged once (10 s apart at most)
+        warned = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual([(e["count"], e["doing"]) for e in warned], [(1, "hearing")])
         self.assertIn(subscribed, self.redis.connections)  # still subscribed
 
     @run
@@ -246,7 +246,7 @@ class TwoProcessTests(GatewayTestCase):
         self.assertEqual(redis.names().count(b"SUBSCRIBE"), 2)
         for process in (self.service, other):
             assert process.ended_sessions is not None
-            self.assertEqual(process.ended_sessions.failures, 0)
+            self.assertEqual(process.ended_sessions.failures.count, 0)
 
 
 class OverTLSTests(PrivateCATestCase):
@@ -273,12 +273,12 @@ class OverTLSTests(PrivateCATestCase):
         ended.announce(codec.end(session_id, state))
         await self.network.settle()
         self.assertEqual(redis.names()[2:], [b"SET", b"PUBLISH"])
-        self.assertEqual(ended.failures, 0)
+        self.assertEqual(ended.failures.count, 0)
 
     @run
     async def test_a_server_of_another_ca_is_a_failure_and_told_nothing(self) -> None:
         _, ended, redis = self.start(self.server_ca)
         await self.network.settle()
-        self.assertEqual(ended.failures, 1)
+        self.assertEqual(ended.failures.count, 1)
         self.assertIsNone(ended.unready())  # tried: the process serves all the same
         self.assertEqual(redis.commands, [])

@@ -272,7 +272,7 @@ class LimitReloadTests(GatewayTestCase):
         self.assertIsInstance(limiter.store, RedisBuckets)
         self.assertIs(self.service.gateway.calls.limiter, limiter)
         self.assertEqual((await self.post(call(3), session))[0].code, 200)
-        self.assertEqual(limiter.store_errors, 1)
+        self.assertEqual(limiter.store_failures.count, 1)
         # The same Redis, other settings: the store (and the leases it holds) is kept.
         self.write(
             "limits:\n  redis_url: redis://127.0.0.1:1\n  redis_timeout: 1s\n"
@@ -286,6 +286,8 @@ class LimitReloadTests(GatewayTestCase):
         # No limits at all.
         self.write("")
         self.reload()
-        self.assertEqual(self.service.gateway.limiter.store_errors, 1)  # counted since start
+        self.assertEqual(
+            self.service.gateway.limiter.store_failures.count, 1
+        )  # counted since start
         codes = [(await self.post(call(rid), session))[0].code for rid in range(3)]
         self.assertEqual(codes, [200] * 3)

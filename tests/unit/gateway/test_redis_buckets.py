@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.limits import LimitRule, LimitsConfig, OnRedisError, Rate
 from aigw.config.redis import RedisAddress
@@ -20,28 +19,22 @@ from aigw.gateway.ratelimit import (
     Permit,
     RateLimited,
     Slot,
-    StoreUnavailable,
     Taken,
 )
 from aigw.gateway.redis_buckets import LEASE_SHA, TAKE_SHA, Lease, RedisBuckets
 from aigw.gateway.redis_client import RECONNECT_DELAY
+from aigw.gateway.store_failures import StoreUnavailable
 from aigw.principal import Principal
 from aigw.web.respond import stream_limit_refusal
-from tests.unit.gateway.fake_redis import FakeRedis
-from tests.unit.memory import MemoryNetwork, run
+from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase
+from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 
 ALICE = Principal("https://as", "alice", "app", frozenset(), {}, None, None)
 BUCKET = Bucket("aigw:rl:0:sub:ab", 5.0, 5)
 
 
-class RedisBucketsTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.network = MemoryNetwork()
-        self.reactor = self.network.reactor
-        self.redis = FakeRedis(self.reactor)
-        self.port = self.network.serve(self.redis)
-
+class RedisBucketsTests(FakeRedisTestCase):
     def store(self, port: int | None = None, **address: Any) -> RedisBuckets:
         where = RedisAddress("127.0.0.1", port or self.port, **address)
         store = RedisBuckets(where, self.reactor, 0.05)
@@ -99,7 +92,7 @@ class RedisBucketsTests(SynchronousTestCase):
         limiter = self.limiter("open")
         self.assertIsInstance(await limiter.enter(ALICE), Permit)
         self.assertIsInstance(await limiter.enter(ALICE), Permit)
-        self.assertEqual(limiter.store_errors, 2)
+        self.assertEqual(limiter.store_failures.count, 2)
 
     @run
     async def test_fail_closed_refuses_with_503(self) -> None:
@@ -109,7 +102,7 @@ class RedisBucketsTests(SynchronousTestCase):
             await limiter.enter(ALICE)
         refused = caught.exception
         self.assertEqual((refused.status, refused.limit), (503, "limits.redis_url"))
-        self.assertEqual(limiter.store_errors, 1)
+        self.assertEqual(limiter.store_failures.count, 1)
 
     @run
     async def test_a_refusal_from_redis_names_the_rule(self) -> None:
@@ -126,7 +119,7 @@ class RedisBucketsTests(SynchronousTestCase):
         )
         limiter = Limiter(config, self.reactor)
         store = self.store()
-        store.lease_ttl, store.failed = ttl, limiter.store_failed
+        store.lease_ttl, store.failures = ttl, limiter.store_failures
         limiter.store = store
         return limiter
 
@@ -233,7 +226,7 @@ class LeaseTests(RedisBucketsTests):
         self.redis.silent = True
         permit.release()  # returns at once, raises nothing
         await self.network.sleep(0.1)
-        self.assertEqual(limiter.store_errors, 1)
+        self.assertEqual(limiter.store_failures.count, 1)
         self.redis.silent = False
         await self.network.sleep(3.0)
         self.assertEqual(self.redis.held(), 0)  # expired in Redis, not renewed
@@ -250,7 +243,7 @@ class LeaseTests(RedisBucketsTests):
         self.assertEqual(
             (caught.exception.status, caught.exception.limit), (503, "limits.redis_url")
         )
-        self.assertEqual((opened.store_errors, closed.store_errors), (3, 1))
+        self.assertEqual((opened.store_failures.count, closed.store_failures.count), (3, 1))
 
     @run
     async def test_closing_gives_the_places_back(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config.redis import RedisAddress
-from aigw.gateway.ratelimit import StoreUnavailable
 from aigw.gateway.redis_client import (
     RECONNECT_DELAY,
     RedisConnection,
@@ -14,6 +13,7 @@ from aigw.gateway.redis_client import (
     _parse,
     encode,
 )
+from aigw.gateway.store_failures import StoreUnavailable
 from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.memory import MemoryNetwork, run
 
@@ -45,12 +45,12 @@ class RedisConnectionTests(SynchronousTestCase):
         self.redis.silent = True
         started = self.reactor.seconds()
         with self.assertRaises(StoreUnavailable):
-            await connection._connection()
+            await connection.connection()
         self.assertAlmostEqual(self.reactor.seconds() - started, 1.0)
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.address.port), 0)
         self.redis.silent = False
         await self.network.sleep(RECONNECT_DELAY)
-        protocol = await connection._connection()
+        protocol = await connection.connection()
         self.assertEqual(await protocol.command(b"PING"), "PONG")
         self.assertEqual(self.redis.names(), [b"AUTH", b"AUTH", b"PING"])

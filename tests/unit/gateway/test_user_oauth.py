@@ -468,7 +468,7 @@ class RedisCompletionTests(RedisCompletionCase):
         self.assertEqual(len(self.notices(on_c) + self.notices(on_b)), 1)
         for process in (self.service, b, c):
             assert process.ended_sessions is not None
-            self.assertEqual(process.ended_sessions.failures, 0)
+            self.assertEqual(process.ended_sessions.failures.count, 0)
 
     @run
     async def test_another_users_completion_tells_nobody(self) -> None:
@@ -497,7 +497,7 @@ class RedisCompletionTests(RedisCompletionCase):
             await self.network.settle()
         self.assertEqual([n["params"] for n in self.notices(chunks)], [{"elicitationId": "e-2"}])
         assert c.ended_sessions is not None
-        self.assertEqual(c.ended_sessions.failures, 0)
+        self.assertEqual(c.ended_sessions.failures.count, 0)
 
     @run
     async def test_malformed_notes_are_ignored_and_counted(self) -> None:
@@ -515,7 +515,7 @@ class RedisCompletionTests(RedisCompletionCase):
         await self.network.settle()
         for process in (self.service, c):
             assert process.ended_sessions is not None
-            self.assertEqual(process.ended_sessions.failures, 6)
+            self.assertEqual(process.ended_sessions.failures.count, 6)
 
 
 class RedisFailingCompletionTests(RedisCompletionCase):
@@ -560,7 +560,7 @@ class RedisFailingCompletionTests(RedisCompletionCase):
         self.told_once(chunks, grant)
         self.assertEqual(self.claims(), [])
         assert b.ended_sessions is not None
-        self.assertGreaterEqual(b.ended_sessions.failures, 1)  # counted, as before
+        self.assertGreaterEqual(b.ended_sessions.failures.count, 1)  # counted, as before
 
     @run
     async def test_redis_down_a_callback_on_the_process_that_asked_tells_it_there(
@@ -580,7 +580,7 @@ class RedisFailingCompletionTests(RedisCompletionCase):
         self.told_once(chunks, grant)
         self.assertEqual(len(self.claims()), 1)
         assert b.ended_sessions is not None
-        self.assertEqual(b.ended_sessions.failures, 0)
+        self.assertEqual(b.ended_sessions.failures.count, 0)
 
     @run
     async def test_a_publish_taken_whose_reply_was_lost_tells_once(self) -> None:

@@ -212,7 +212,9 @@ class RoutingTests(StdioTestCase):
 
     def test_a_shared_process_refuses_a_request_that_belongs_to_no_call(self) -> None:
         """Any open stream of a shared process may be another user's: a server request
-        with no single call in flight is answered -32603 to the child, never guessed."""
+        with no single call in flight is refused to the child (-32601, data.reason
+        ``no_single_call``, as aigw refuses every request no client can take), never
+        guessed."""
         child, session_id = self.open()
         heard: list[Any] = []
         ensureDeferred(
@@ -221,7 +223,21 @@ class RoutingTests(StdioTestCase):
         child.say({"jsonrpc": "2.0", "id": 5, "method": "roots/list"})
         self.assertEqual(heard, [])
         [refusal] = [m for m in child.received() if m.get("id") == 5]
-        self.assertEqual(refusal["error"]["code"], -32603)
+        self.assertEqual(refusal["error"]["code"], -32601)
+        self.assertEqual(refusal["error"]["data"], {"reason": "no_single_call"})
+        self.assertTrue(refusal["error"]["message"].startswith("roots/list: "))
+
+    def test_a_shared_process_refuses_a_request_while_two_calls_are_in_flight(self) -> None:
+        """Two calls in flight, maybe two users': the request is neither's to take."""
+        child, session_id = self.open()
+        got: list[list[Any]] = [[], []]
+        for index, rid in enumerate((20, 21)):
+            self.post(request(rid, "tools/call"), got[index].append, session_id=session_id)
+        child.say({"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": {}})
+        self.assertEqual(got, [[], []])
+        [refusal] = [m for m in child.received() if m.get("id") == 7]
+        error = refusal["error"]
+        self.assertEqual((error["code"], error["data"]), (-32601, {"reason": "no_single_call"}))
 
     def test_two_calls_with_one_progress_token_get_none_of_its_progress(self) -> None:
         """Clients choose their tokens: a token two calls share names neither of them."""
