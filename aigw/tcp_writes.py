@@ -141,7 +141,8 @@ class _BatchedWrites:
         # FileDescriptor.write without startWriting: _flush sends it.
         self._tempDataBuffer.append(data)
         self._tempDataLen += len(data)
-        self._maybePauseProducer()
+        if self.producer is not None:  # what _maybePauseProducer looks at first: a call saved
+            self._maybePauseProducer()
 
     def writeSequence(self: Any, iovec: Iterable[bytes]) -> None:
         self.write(b"".join(iovec))
@@ -160,6 +161,7 @@ _BATCHED: dict[type, type] = {tcp.Server: BatchedServer, tcp.Client: BatchedClie
 #: The parts of Twisted's ``FileDescriptor`` the subclasses rely on: private, so a
 #: Twisted release without them gets Twisted's own writing, unbatched, not a break.
 _RELIED_ON = (
+    "producer",
     "_writeDisconnecting",
     "_writeDisconnected",
     "dataBuffer",

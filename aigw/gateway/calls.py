@@ -327,12 +327,6 @@ class Calls:
         """Send one request to its backend and relay what comes back, as it comes."""
         backend, params, rewrite = route
         key = (session.binding, request.id)
-
-        async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
-            return await self._send(
-                session, backend, request.method, upstream_params, emit, key, record.valve
-            )
-
         started = self.clock.seconds()
         try:
             if self._parks(session, backend, request.method):
@@ -340,8 +334,16 @@ class Calls:
                     session, backend, request.method, params, emit, self._hold(key, backend)
                 )
             else:
-                message = await send(params)
+                message = await self._send(
+                    session, backend, request.method, params, emit, key, record.valve
+                )
             if message is not None and not session.modern and _asks(message):
+
+                async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
+                    return await self._send(
+                        session, backend, request.method, upstream_params, emit, key, record.valve
+                    )
+
                 # A session client cannot read input_required: aigw asks it (asking.py).
                 message = await self.asking.resolve(
                     session, backend, params, message, emit, send, self._waiting(key, backend)

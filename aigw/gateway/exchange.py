@@ -19,7 +19,7 @@ from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import is_modern
-from aigw.tracing.api import Tracer, UpstreamSpan
+from aigw.tracing.api import Tracer, Untraced, UpstreamSpan
 from aigw.upstream.api import (
     BodyReader,
     Reply,
@@ -170,7 +170,10 @@ class Exchange:
         )
         collector.pending = posting
         try:
-            await self._traced(posting, call)
+            if type(call) is Untraced:
+                await posting  # nothing records the call: no span to finish
+            else:
+                await self._traced(posting, call)
         except CancelledError:
             return None  # cancelled before the backend answered (see Calls.cancel)
         except UpstreamSessionGone:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -235,13 +235,17 @@ class Limiter:
         """The store every process shares (``limits.redis_url``), None without one."""
         return None if self.store is self.local else self.store
 
-    async def enter(self, principal: Principal) -> Permit:
+    # enter and route hand back _apply's coroutine rather than awaiting it in one of
+    # their own: two coroutines fewer per proxied call.
+    def enter(self, principal: Principal) -> Coroutine[Any, Any, Permit]:
         """The ``sub`` and ``client`` rules, on a request's arrival."""
-        return await self._apply(principal, "", None, arrival=True)
+        return self._apply(principal, "", None, arrival=True)
 
-    async def route(self, principal: Principal, backend: str, exposed: str | None) -> Permit:
+    def route(
+        self, principal: Principal, backend: str, exposed: str | None
+    ) -> Coroutine[Any, Any, Permit]:
         """The ``backend`` and ``tool`` rules whose ``match`` names this route."""
-        return await self._apply(principal, backend, exposed, arrival=False)
+        return self._apply(principal, backend, exposed, arrival=False)
 
     async def _apply(
         self, principal: Principal, backend: str, tool: str | None, arrival: bool

@@ -149,5 +149,9 @@ def routing_headers(method: str, params: dict[str, Any]) -> dict[bytes, bytes]:
 
 
 def legacy_result(result: dict[str, Any]) -> dict[str, Any]:
-    """A 2026-07-28 result as a session-based client expects it."""
+    """A 2026-07-28 result as a session-based client expects it: a copy without the
+    2026-07-28 fields, or ``result`` itself when it has none (most answers: a copy
+    for each would cost every proxied call)."""
+    if result.keys().isdisjoint(MODERN_RESULT_FIELDS):
+        return result
     return {k: v for k, v in result.items() if k not in MODERN_RESULT_FIELDS}

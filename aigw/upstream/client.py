@@ -239,7 +239,7 @@ class _BodyReader(Protocol):
             if event.event != "message" or not event.data:
                 continue
             try:
-                message = json.loads(event.data)
+                message = jsonrpc.loads(event.data)
             except ValueError:
                 self._upstream.log.warn(
                     "backend {backend} sent an SSE event that is not JSON; skipped",
@@ -265,7 +265,7 @@ class _BodyReader(Protocol):
             return
         if self._sse is None and self._chunks:
             try:
-                message = json.loads(b"".join(self._chunks))
+                message = jsonrpc.loads(b"".join(self._chunks))
             except ValueError:
                 not_json = UpstreamError(self._upstream.name, "bad_reply", "reply is not JSON")
                 self._done.errback(not_json)

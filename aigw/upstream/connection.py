@@ -39,6 +39,7 @@ a keep-alive pool and are not reported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +98,13 @@ def keep_alive_hint(value: bytes | None) -> float | None:
     (``timeout=5, max=100``), or None when there is none that reads as a number."""
     if not value:
         return None
+    return _keep_alive_seconds(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _keep_alive_seconds(value: bytes) -> float | None:
+    """Memoized: a backend sends the same value with every response (bounded: the
+    values come from outside)."""
     for parameter in value.split(b","):
         name, _, number = parameter.partition(b"=")
         if name.strip().lower() == b"timeout":

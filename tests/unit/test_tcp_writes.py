@@ -88,6 +88,30 @@ def test_what_the_socket_does_not_take_goes_twisteds_way(pair: Pair) -> None:
     assert transport not in reactor.getWriters()
 
 
+def test_a_streaming_producer_is_paused_by_a_full_queue(pair: Pair) -> None:
+    """Writes queued for the end of the iteration count against the buffer as Twisted's
+    own do: past ``bufferSize`` the registered streaming producer is paused; without one
+    nothing is asked (a write per call saved)."""
+    transport, _, _ = pair
+    paused: list[bool] = []
+
+    class Producer:
+        def pauseProducing(self) -> None:
+            paused.append(True)
+
+        def resumeProducing(self) -> None:
+            pass
+
+        def stopProducing(self) -> None:
+            pass
+
+    transport.write(b"x" * (transport.bufferSize + 1))  # no producer: nothing to pause
+    transport.registerProducer(Producer(), True)
+    transport.write(b"more")
+    assert paused == [True]
+    assert transport.producerPaused
+
+
 def test_an_error_is_left_to_twisted_to_report(pair: Pair) -> None:
     transport, peer, reactor = pair
     peer.close()

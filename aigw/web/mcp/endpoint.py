@@ -100,9 +100,10 @@ class MCPTransport:
             if origin.rstrip("/") not in self.allowed_origins:
                 raise HTTPRefusal(403, jsonrpc.INVALID_REQUEST, f"origin not allowed: {origin}")
 
-    def _header_version(self, request: WebRequest) -> str:
-        """basic/transports "Protocol Version Header": absent means 2025-03-26."""
-        version = header(request, VERSION_HEADER)
+    @staticmethod
+    def _header_version(version: str | None) -> str:
+        """basic/transports "Protocol Version Header" (``version``, the header's value):
+        absent means 2025-03-26."""
         if version is None:
             return DEFAULT_HEADER_VERSION
         if version not in SUPPORTED_VERSIONS:
@@ -140,7 +141,7 @@ class MCPTransport:
             # basic/versioning "Backward Compatibility": a dual-era server serves a
             # request carrying the modern envelope statelessly.
             return await self.stateless.post(request, principal, stated, parsed)
-        header_version = self._header_version(request)
+        header_version = self._header_version(stated)
         self._check_no_envelope(messages, stated)
         if parsed.is_batch:
             if any(isinstance(m, jsonrpc.Request) and m.method == "initialize" for m in messages):
@@ -296,10 +297,10 @@ class MCPTransport:
 
     async def _get(self, request: WebRequest, principal: Principal) -> bytes:
         """The session's stream: the backends' GET streams merged (basic/transports)."""
-        self._refuse_modern(request)
+        stated = self._refuse_modern(request)
         if not accepts(request, "text/event-stream"):
             raise HTTPRefusal(406, jsonrpc.INVALID_REQUEST, "Accept must allow text/event-stream")
-        self._header_version(request)
+        self._header_version(stated)
         session = self._session(request, principal)
         # basic/transports "Listening for Messages from the Server" gives the server no
         # other refusal than 405 (no stream at all, and clients would stop asking), so a
@@ -325,9 +326,10 @@ class MCPTransport:
         await hold_stream(request, stream, self.gateway, self.clock)
         return b""
 
-    def _refuse_modern(self, request: WebRequest) -> None:
+    def _refuse_modern(self, request: WebRequest) -> str | None:
         """2026-07-28 has no GET stream and no sessions: 405 for clients speaking it
-        (streamable-http "Backward Compatibility"); they listen with subscriptions/listen."""
+        (streamable-http "Backward Compatibility"); they listen with subscriptions/listen.
+        Else the version header's value (None: absent)."""
         stated = header(request, VERSION_HEADER)
         if stated is not None and is_modern(stated):
             raise HTTPRefusal(
@@ -336,6 +338,7 @@ class MCPTransport:
                 f"{request.method.decode()} is not part of MCP {stated}; use POST",
                 headers={b"Allow": b"POST"},
             )
+        return stated
 
     async def _delete(self, request: WebRequest, principal: Principal) -> bytes:
         self._refuse_modern(request)

@@ -48,10 +48,13 @@ def header(request: WebRequest, name: bytes) -> str | None:
 
 
 def trace_context(request: WebRequest) -> TraceContext | None:
-    """The client's W3C trace context (§3.2), None when absent or invalid: two header
-    lookups on the hot path, whether or not aigw traces."""
+    """The client's W3C trace context (§3.2), None when absent or invalid: one header
+    lookup on the hot path when the client sends none, whether or not aigw traces."""
     headers = request.requestHeaders
-    return from_headers(headers.getRawHeaders(TRACEPARENT), headers.getRawHeaders(TRACESTATE))
+    traceparent = headers.getRawHeaders(TRACEPARENT)
+    if traceparent is None:
+        return None  # nor is tracestate read: it means nothing alone (§3.3)
+    return from_headers(traceparent, headers.getRawHeaders(TRACESTATE))
 
 
 def attach_valve(request: WebRequest, valve: Valve) -> Callable[[], None]:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -57,23 +57,29 @@ class AuthenticatorTests(SynchronousTestCase):
         headers: list[bytes],
         query: dict[bytes, list[bytes]] | None = None,
     ) -> AuthFailure:
-        d = authenticator.authenticate(headers, query or {})
+        d = ensureDeferred(authenticator.authenticate(headers, query or {}))
         return self.failureResultOf(d, AuthFailure).value  # type: ignore[return-value]
 
     def test_auth_none(self) -> None:
         """``auth: none``: every request is the anonymous principal."""
         authenticator = Authenticator.from_config(gateway_config(None), None)
-        self.assertIs(self.successResultOf(authenticator.authenticate([], {})), ANONYMOUS)
+        self.assertIs(
+            self.successResultOf(ensureDeferred(authenticator.authenticate([], {}))), ANONYMOUS
+        )
 
     def test_accepted(self) -> None:
         authenticator = self.make(principal("mcp", "x"))
-        got = self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        got = self.successResultOf(
+            ensureDeferred(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        )
         self.assertEqual(got.subject, "user-1")
         self.assertEqual(self.verifier.tokens, [TOKEN])
 
     def test_the_principal_holds_its_token_for_a_token_exchange_and_never_shows_it(self) -> None:
         authenticator = self.make(principal("mcp"))
-        got = self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        got = self.successResultOf(
+            ensureDeferred(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        )
         assert got.token is not None
         self.assertEqual(got.token.reveal(), TOKEN)
         self.assertEqual(got, principal("mcp"))  # the same user, whichever token proved it
@@ -90,7 +96,7 @@ class AuthenticatorTests(SynchronousTestCase):
             ISSUER, "alice", "app", frozenset({"mcp"}), {"sub": "alice"}, "jti-1", 1e9
         )
         got = self.successResultOf(
-            self.make(verified).authenticate([b"Bearer " + TOKEN.encode()], {})
+            ensureDeferred(self.make(verified).authenticate([b"Bearer " + TOKEN.encode()], {}))
         )
         fields = [f.name for f in attrs.fields(Principal) if f.name != "token"]
         self.assertEqual([getattr(got, f) for f in fields], [getattr(verified, f) for f in fields])
@@ -231,7 +237,7 @@ class RefusalEventTests(SynchronousTestCase):
         return authenticator
 
     def refuse(self, authenticator: Authenticator, headers: list[bytes]) -> None:
-        self.failureResultOf(authenticator.authenticate(headers, {}), AuthFailure)
+        self.failureResultOf(ensureDeferred(authenticator.authenticate(headers, {})), AuthFailure)
 
     def test_a_refused_token(self) -> None:
         self.refuse(
@@ -262,7 +268,9 @@ class RefusalEventTests(SynchronousTestCase):
 
     def test_accepted_requests_report_nothing(self) -> None:
         authenticator = self.make(principal("mcp"))
-        self.successResultOf(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        self.successResultOf(
+            ensureDeferred(authenticator.authenticate([b"Bearer " + TOKEN.encode()], {}))
+        )
         self.assertEqual(self.observer.refusals, [])
 
 
@@ -298,7 +306,9 @@ class WiringTests(SynchronousTestCase):
         authenticator, services, relay = build_authenticator(
             gateway_config(None), clock, HTTPConnectionPool(clock), Readiness()
         )
-        self.assertIs(self.successResultOf(authenticator.authenticate([], {})), ANONYMOUS)
+        self.assertIs(
+            self.successResultOf(ensureDeferred(authenticator.authenticate([], {}))), ANONYMOUS
+        )
         self.assertEqual((services, relay), ([], None))
 
     def test_build_authenticator_passes_the_observer_on(self) -> None:
@@ -314,5 +324,5 @@ class WiringTests(SynchronousTestCase):
             gateway_config(auth_config()), clock, HTTPConnectionPool(clock), Readiness(), observer
         )
         authenticator.log = Logger(observer=lambda event: None)
-        self.failureResultOf(authenticator.authenticate([], {}), AuthFailure)
+        self.failureResultOf(ensureDeferred(authenticator.authenticate([], {})), AuthFailure)
         self.assertEqual(observer.refusals, [AuthenticationRefused(401, "missing")])

@@ -306,3 +306,96 @@ class RoundTripTests(SynchronousTestCase):
     @given(st.binary(max_size=200))
     def test_parse_body_never_raises(self, body: bytes) -> None:
         parse_body(body)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, with the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))  # type: ignore[arg-type]
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)  # type: ignore[index]
+    return a == b
+
+
+def _outcome(decode: object, data: bytes | str) -> tuple[str, object]:
+    try:
+        return "value", decode(data)  # type: ignore[operator]
+    except (ValueError, RecursionError) as error:
+        return "error", type(error).__mro__[-3]  # ValueError or RecursionError
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=15,
+)
+_JSON_BYTES = st.lists(
+    st.sampled_from([*b'[]{}",:0123456789-+.eE \t\n\\utrfalsnINy', 0xC3, 0xA9, 0xFF, 0xEF]),
+    max_size=40,
+).map(bytes)
+_NUMBERS = st.from_regex(rb"\A-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,4})?\Z")
+
+
+class DecodingTests(SynchronousTestCase):
+    """``jsonrpc.loads`` and ``parse_body`` decode with orjson where it agrees with the
+    standard library, so each must decode every document as the standard library does."""
+
+    def assertDecodesAsTheStandardLibrary(self, data: bytes | str) -> None:
+        ours, theirs = _outcome(jsonrpc.loads, data), _outcome(json.loads, data)
+        self.assertEqual(ours[0], theirs[0], data)
+        if ours[0] == "value":
+            self.assertTrue(_same(ours[1], theirs[1]), (data, ours, theirs))
+
+    @given(_JSON_VALUES)
+    def test_documents(self, value: object) -> None:
+        """expected: the same values, types included, as bytes and as text."""
+        for text in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+            self.assertDecodesAsTheStandardLibrary(text)
+            self.assertDecodesAsTheStandardLibrary(text.encode("utf-8", "surrogatepass"))
+
+    @given(_JSON_BYTES)
+    def test_arbitrary_bytes(self, data: bytes) -> None:
+        """expected: the same value or the same refusal for near-JSON noise."""
+        self.assertDecodesAsTheStandardLibrary(data)
+
+    @given(_NUMBERS)
+    def test_numbers(self, number: bytes) -> None:
+        """expected: integers stay integers of any size, floats round alike."""
+        self.assertDecodesAsTheStandardLibrary(b"[" + number + b"]")
+
+    def test_what_orjson_refuses_or_decodes_otherwise(self) -> None:
+        """expected: each decoded as the standard library decodes it."""
+        for data in (
+            b"[18446744073709551616]",  # orjson: a float
+            b"[-9223372036854775809]",
+            b"[1e400]",  # orjson refuses; the standard library: infinity
+            b'["\\ud800"]',
+            b"\xef\xbb\xbf[1]",
+            b"[NaN]",
+            "[1]".encode("utf-16"),
+            b"[" * 1100 + b"]" * 1100,
+        ):
+            self.assertDecodesAsTheStandardLibrary(data)
+
+    def test_a_body_keeps_its_rules_on_either_path(self) -> None:
+        """expected: a 70-bit id stays an integer, NaN is a parse error, a BOM and a
+        lone surrogate are accepted, invalid UTF-8 is the UTF-8 parse error."""
+        request = only(b'{"jsonrpc":"2.0","id":1180591620717411303425,"method":"m"}')
+        self.assertEqual(request.id, 2**70 + 1)  # type: ignore[union-attr]
+        self.assertEqual(
+            parse_body(b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":NaN}}').error,
+            ErrorObject(jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON"),
+        )
+        self.assertIsInstance(only(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"m"}'), Request)
+        self.assertEqual(
+            parse_body(b'{"jsonrpc":"2.0","id":1,"method":"\xff"}').error,
+            ErrorObject(jsonrpc.PARSE_ERROR, "Parse error: the body is not UTF-8"),
+        )

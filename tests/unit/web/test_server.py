@@ -157,6 +157,47 @@ class HeaderLimitTests(SynchronousTestCase):
         channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
 
+    def test_the_limits_are_exact(self) -> None:
+        """Twisted counts the head (request line and field lines, without their CRLF) and
+        its fields; aigw tells its refusals apart from those counts.
+
+        expected: exactly `max_headers` fields and exactly `max_header_bytes` bytes are
+        served; one field or one byte more is 431."""
+        request_line = b"GET /x HTTP/1.1"
+        fields = [b"Host: a", b"X-A: 1", b"X-B: 2"]
+        size = len(request_line) + sum(len(f) for f in fields)
+        for max_headers, max_header_bytes, status in (
+            (3, size, b"200 "),
+            (2, size, b"431 "),
+            (3, size - 1, b"431 "),
+        ):
+            site, _ = make_site(max_headers=max_headers, max_header_bytes=max_header_bytes)
+            channel, transport = connect(site)
+            channel.dataReceived(b"\r\n".join([request_line, *fields]) + b"\r\n\r\n")
+            self.assertTrue(
+                transport.value().startswith(b"HTTP/1.1 " + status),
+                (max_headers, max_header_bytes, transport.value()),
+            )
+
+    def test_a_long_request_line_after_a_kept_alive_request_is_414(self) -> None:
+        """The second request of a connection is judged as the first: its request line
+        over the bound is 414, its header block 431 (RFC 9112 §3, RFC 6585 §5)."""
+        for second, status in (
+            (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414 "),
+            (b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 300 + b"\r\n\r\n", b"431 "),
+        ):
+            site, _ = make_site(max_header_bytes=200)
+            channel, transport = connect(site)
+            channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+            transport.clear()
+            channel.dataReceived(second)
+            self.assertRefused(
+                transport,
+                status,
+                "uri_too_long" if status == b"414 " else "header_fields_too_large",
+            )
+
 
 class AccessLogTests(SynchronousTestCase):
     def test_http_lines_are_on_the_access_namespace(self) -> None:
