@@ -13,7 +13,8 @@ the fast path:
 * every process keeps a connection SUBSCRIBEd to that channel (a dedicated one: a
   subscribed RESP2 connection takes no other command) and remembers what it hears;
   the same connection follows the other channels the process ``listen``s to
-  (``elicitation_completions.py``), each message dispatched by its channel;
+  (``elicitation_completions.py``, ``shared_stream_probes.py``), each message
+  dispatched by its channel;
 * each time that connection is made again, once SUBSCRIBE is confirmed (so nothing
   falls between the two), SCAN MATCH ``aigw:ended:*`` and PTTL catch up on what was
   ended meanwhile (at most ``ENDED_MAX`` ids, the bound of the codec's memory).

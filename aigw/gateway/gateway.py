@@ -450,7 +450,9 @@ class Gateway(Service):
         probes = self.stream_probes
         held_here = probes.held_here(digest)
         lost = await (probes.probe_here(digest) if held_here else probes.await_others(digest))
-        for attempt in range(RETAKES if lost else 0):
+        # Once more even when nothing was lost: the holder may have lost its stream
+        # just before the probe, its place on the way back.
+        for attempt in range(RETAKES if lost else 1):
             if attempt:
                 await deferLater(self.clock, RETAKE_INTERVAL, lambda: None)
             try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import ServerConfig, SessionsConfig
@@ -150,6 +150,48 @@ class GetStreamLimitTests(LimitTestCase):
         again = await self.opened(session)
         again.transport.stopProducing()  # type: ignore[attr-defined]
         await self.until(lambda: self.limits.total == 0)
+
+    async def lost_at_next_write(self, session: str) -> Collect:
+        """The session's GET stream, whose client then goes away unseen: like a proxy
+        that notices it only at a write (HAProxy without abortonclose), the next write
+        to the stream closes its connection."""
+        first = await self.opened(session)
+        [held] = self.service.gateway.open_streams
+        transport = held.write.__self__.channel.transport
+        held.write = lambda data: transport.loseConnection()
+        return first
+
+    @run
+    async def test_a_held_stream_lost_at_a_write_gives_its_place_to_the_next_get(self) -> None:
+        """basic/transports: a client may reconnect with a new GET at once; the held
+        stream is probed first and, lost, gives its place instead of a 409."""
+        await self.start_limited()
+        session = await self.session_of()
+        await self.lost_at_next_write(session)
+        again = await self.opened(session)
+        self.assertEqual(self.limits.per_session, {self.binding(session): 1})
+        # The new stream lives: a third GET probes it and is refused.
+        body = await self.refused(await self.get(session), 409)
+        self.assertEqual(body["error"]["data"]["limit"], "session")
+        self.assertIn(b": aigw probe\n", b"".join(again.chunks))
+        again.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.limits.total == 0)
+
+    @run
+    async def test_concurrent_gets_after_a_lost_stream_get_one_place(self) -> None:
+        await self.start_limited()
+        session = await self.session_of()
+        await self.lost_at_next_write(session)
+        responses = await gatherResults([ensureDeferred(self.get(session)) for _ in range(3)])
+        self.assertEqual(sorted(r.code for r in responses), [200, 409, 409])
+        self.assertEqual(self.limits.total, 1)
+        self.service.gateway.close_streams()
+        await self.until(lambda: self.limits.total == 0)
+
+    def binding(self, session: str) -> str:
+        [held] = self.service.gateway.open_streams
+        binding: str = held.session.binding
+        return binding
 
     @run
     async def test_user_over_the_bound_gets_429_with_retry_after(self) -> None:
