@@ -34,6 +34,14 @@ ASK = b"p"
 LOST = b"l"
 
 
+async def check(shared: EndedSessions) -> None:
+    """What ``aigw doctor`` asks of the store besides ``EndedSessions.check`` (which
+    SUBSCRIBEs to ``CHANNEL`` once it is ``listen``ed to): PUBLISH on the channel, an
+    ask for the all-zero digest, which no session id has (nobody probes).  Raises as
+    the command fails."""
+    await shared.command(b"PUBLISH", CHANNEL, note(ASK, bytes(32)))
+
+
 def note(kind: bytes, digest: bytes) -> bytes:
     return kind + b" " + digest.hex().encode("ascii")
 

@@ -287,6 +287,22 @@ def test_without_abortonclose_the_probe_finds_the_closed_stream(
         reconnects_at_once(balanced)
 
 
+def test_without_a_balancer_a_reconnect_on_another_process_is_served(shape: Balanced) -> None:
+    """Straight to the processes: each sees its client's close at once, but the new GET
+    on the next process may reach Redis before the old stream's lease is given back; it
+    is then refused only after a probe asked through Redis and one more take."""
+    session = open_session(shape.url)
+    stream = {**session, "Accept": "text/event-stream"}
+    del stream["Content-Type"]
+    for gateway in [*shape.gateways, shape.gateways[0]]:
+        connection = http.client.HTTPConnection("127.0.0.1", gateway.port, RECONNECT_TIMEOUT)
+        connection.request("GET", "/mcp", headers=stream)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert comment(response) == b": aigw stream open\n"
+        connection.close()
+
+
 def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balanced) -> None:
     """A DELETE through HAProxy ends the session on every process (``sessions.redis_url``:
     the others hear of it by pub/sub); another session of the same user is unaffected."""
