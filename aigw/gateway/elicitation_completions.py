@@ -113,8 +113,7 @@ class ElicitationCompletions:
         self._publish(note(notice))
 
     def _publish(self, message: bytes) -> None:
-        publishing = ensureDeferred(self._shared.command(b"PUBLISH", CHANNEL, message))
-        publishing.addErrback(self._failed, "telling a completed elicitation")
+        self._shared.publish(CHANNEL, message, "telling a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
         self._shared.failed(failure.value or Exception(), doing)
@@ -122,8 +121,7 @@ class ElicitationCompletions:
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
-            why = ValueError(f"ignored a malformed elicitation note: {payload[:80]!r}")
-            self._shared.failed(why, "hearing")
+            self._shared.ignored("elicitation note", payload)
             return
         notice, digest = read
         gateway = self._gateway

@@ -218,6 +218,16 @@ class EndedSessions(Service):
         protocol = await self._bounded(self._commands._connection())
         return await self._bounded(protocol.command(*args))
 
+    def publish(self, channel: bytes, message: bytes, doing: str) -> None:
+        """PUBLISH on the connection of commands, in the background (nobody waits); a
+        failure is counted and logged as ``doing``."""
+        publishing = ensureDeferred(self.command(b"PUBLISH", channel, message))
+        publishing.addErrback(lambda failure: self.failed(failure.value or Exception(), doing))
+
+    def ignored(self, what: str, payload: bytes) -> None:
+        """A malformed message heard: counted, and logged like the failures."""
+        self.failed(ValueError(f"ignored a malformed {what}: {payload[:80]!r}"), "hearing")
+
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
         heard = self._channels.get(channel)
         if heard is not None:
@@ -227,7 +237,7 @@ class EndedSessions(Service):
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
         if digest is None or not parts[1].isdigit():  # counted, and logged like failures
-            self.failed(ValueError(f"ignored a malformed message: {payload[:80]!r}"), "hearing")
+            self.ignored("message", payload)
             return
         self._remember(digest, int(parts[1]))
 

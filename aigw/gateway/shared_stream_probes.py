@@ -23,9 +23,6 @@ probe.
 
 from __future__ import annotations
 
-from twisted.internet.defer import ensureDeferred
-from twisted.python.failure import Failure
-
 from aigw.gateway.ended_sessions import EndedSessions, digest_of
 from aigw.gateway.stream_probes import StreamProbes
 
@@ -66,20 +63,12 @@ class SharedStreamProbes:
         shared.listen(CHANNEL, self._heard)
 
     def ask(self, digest: bytes) -> None:
-        self._publish(note(ASK, digest), "asking for a held stream's probe")
-
-    def _publish(self, message: bytes, doing: str) -> None:
-        publishing = ensureDeferred(self._shared.command(b"PUBLISH", CHANNEL, message))
-        publishing.addErrback(self._failed, doing)
-
-    def _failed(self, failure: Failure, doing: str) -> None:
-        self._shared.failed(failure.value or Exception(), doing)
+        self._shared.publish(CHANNEL, note(ASK, digest), "asking for a held stream's probe")
 
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
-            why = ValueError(f"ignored a malformed stream probe note: {payload[:80]!r}")
-            self._shared.failed(why, "hearing")
+            self._shared.ignored("stream probe note", payload)
             return
         kind, digest = read
         if kind == LOST:
@@ -89,4 +78,4 @@ class SharedStreamProbes:
 
     def _probed(self, lost: bool, digest: bytes) -> None:
         if lost:
-            self._publish(note(LOST, digest), "telling a held stream was lost")
+            self._shared.publish(CHANNEL, note(LOST, digest), "telling a held stream was lost")

@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from aigw.gateway.streams import SessionStream
 from aigw.protocol.sse import format_comment
@@ -77,7 +78,13 @@ class _Probe:
         self._loop.clock = clock
 
     def start(self) -> None:
-        self._loop.start(PROBE_INTERVAL, now=True)
+        self._loop.start(PROBE_INTERVAL, now=True).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        """A write raised (a stream ending under it): its waiters are answered all the
+        same, as for a live stream, and never left waiting."""
+        StreamProbes.log.failure("probing a held GET stream", failure)
+        self._done(False)
 
     def _tick(self) -> None:
         alive = [stream for stream in self._streams if not stream.closed]

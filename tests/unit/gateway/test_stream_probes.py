@@ -110,6 +110,20 @@ class LocalProbeTests(SynchronousTestCase):
         self.assertEqual([self.successResultOf(d) for d in asked], [True] * 5)
         self.assertEqual(len(dead.written), 3)  # one probe's comments, not five
 
+    def test_a_write_that_raises_answers_as_alive_and_is_logged(self) -> None:
+        broken = FakeHeld()
+
+        def refuse(data: bytes) -> None:
+            raise RuntimeError("the request finished under the probe")
+
+        broken.write = refuse  # type: ignore[method-assign]
+        probes = probes_of(self.clock, {DIGEST: [broken]})
+        answered = probes.probe_here(DIGEST)
+        self.assertIs(self.successResultOf(answered), False)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIs(self.successResultOf(probes.probe_here(DIGEST)), False)  # probed anew
+        self.flushLoggedErrors(RuntimeError)
+
     def test_nothing_held_here_is_lost_at_once(self) -> None:
         probes = probes_of(self.clock, {})
         self.assertFalse(probes.held_here(DIGEST))
