@@ -21,8 +21,17 @@ connection per process) find it:
 The channel is written only by aigw processes; still, a note is bounded
 (``MAX_NOTE``), anything malformed is ignored and counted with the store's failures
 (``aigw_session_store_failures_total``), and a stream is told only if its session's
-user is the note's.  When Redis fails nobody is told (the notification is optional;
-the client retries by hand) and the failure is counted; the token is stored anyway.
+user is the note's.
+
+When B's PUBLISH fails or gets no reply within ``ended_sessions.TIMEOUT``, the failure
+is counted and B sends the note over the peer hop instead (``web/elicitation_notices.py``),
+which tells the session when A holds its GET stream, as without Redis.  Once still
+holds: both ways go through A's entry for the elicitation, used once
+(``ElicitationSessions.completed``), so whichever reaches A second (the hop after a
+PUBLISH Redis took but whose reply was lost, or the note Redis delivers when it resumes
+after the hop told) tells nobody.  When A's own PUBLISH fails nobody is told (the
+notification is optional; the client retries by hand) and the failure is counted; the
+token is stored either way.
 """
 
 from __future__ import annotations
@@ -107,13 +116,20 @@ class ElicitationCompletions:
         self._shared = shared
         shared.listen(CHANNEL, self._heard)
 
-    def completed(self, notice: ElicitationNotice) -> None:
+    async def completed(self, notice: ElicitationNotice) -> bool:
         """The user of ``notice`` completed it in this process's browser flow: tell
-        every process, in the background (the browser's page does not wait)."""
-        self._publish(note(notice))
+        every process.  False when Redis failed or did not answer within
+        ``ended_sessions.TIMEOUT`` (counted and logged as the store's failures): the
+        caller then tells it another way."""
+        try:
+            await self._shared.command(b"PUBLISH", CHANNEL, note(notice))
+        except Exception as error:  # any failure of the store, a timeout among them
+            self._shared.failed(error, "telling a completed elicitation")
+            return False
+        return True
 
     def _publish(self, message: bytes) -> None:
-        self._shared.publish(CHANNEL, message, "telling a completed elicitation")
+        self._shared.publish(CHANNEL, message, "naming the session of a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
         self._shared.failed(failure.value or Exception(), doing)

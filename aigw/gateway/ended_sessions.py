@@ -43,6 +43,7 @@ from twisted.internet.defer import (
     ensureDeferred,
     gatherResults,
 )
+from twisted.internet.defer import TimeoutError as NoReply
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -95,6 +96,13 @@ async def together(sent: list[Deferred[Any]]) -> list[Any]:
         return await gatherResults(sent, consumeErrors=True)
     except FirstError as error:
         error.subFailure.raiseException()
+
+
+def _why(error: BaseException) -> str:
+    """What went wrong, for the log (a timeout's own text is its arguments' repr)."""
+    if isinstance(error, NoReply):
+        return f"no reply within {TIMEOUT:g} s"
+    return str(error) or type(error).__name__
 
 
 class SubscriberProtocol(RESPProtocol):
@@ -370,7 +378,7 @@ class EndedSessions(Service):
             doing=doing,
             count=self.failures - self._logged,
             total=self.failures,
-            error=str(error) or type(error).__name__,
+            error=_why(error),
         )
         self._last_log = now
         self._logged = self.failures

@@ -13,7 +13,12 @@ it is sealed with the deployment's key for that one process and names the user
 that it asked itself.  Without a ``peer_url`` in the link, nobody is told (as before),
 and the token is stored either way.  With ``sessions.redis_url`` the note goes through
 Redis instead, and reaches the session's GET stream in whichever process holds it
-(``gateway/elicitation_completions.py``).
+(``gateway/elicitation_completions.py``); when Redis fails or does not answer in time,
+it goes over the peer hop as without Redis, and reaches what the hop reaches.  Never
+twice: the process that asked uses its entry for the elicitation once, whichever way
+reaches it first (``ElicitationSessions.completed``); and were a client told twice,
+client/elicitation has it "MUST ignore notifications referencing unknown or
+already-completed IDs".
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.gateway import Gateway
@@ -55,13 +61,48 @@ class CompletionNotices:
 
     async def completed(self, grant: Grant) -> int:
         """The user of ``grant`` completed its elicitation in this process's browser
-        flow: tell its session where it was asked; how many streams were told (through
-        Redis: 0, whichever process holds them tells them, and logs it)."""
+        flow: tell its session where it was asked; how many streams were told (with
+        Redis: 0, told in the background, the browser's page does not wait: whichever
+        process holds them tells them, and logs it)."""
         notice = ElicitationNotice(grant.elicitation_id, grant.issuer, grant.subject)
-        gateway = self._gateway
         if self._shared is not None:
-            self._shared.completed(notice)
+            telling = ensureDeferred(self._through_redis(self._shared, grant, notice))
+            telling.addErrback(
+                lambda failure: self.log.failure("telling a completed elicitation", failure)
+            )
             return 0
+        return await self._where_asked(grant, notice)
+
+    async def _through_redis(
+        self, shared: ElicitationCompletions, grant: Grant, notice: ElicitationNotice
+    ) -> None:
+        """Through Redis; where it was asked when Redis did not take it (counted there)."""
+        if await shared.completed(notice):
+            self.log.info(
+                "elicitation {id} completed: its notice went through Redis",
+                id=grant.elicitation_id,
+                path="through Redis",
+            )
+            return
+        path = self._path(grant)
+        told = await self._where_asked(grant, notice)
+        self.log.info(
+            "elicitation {id} completed: Redis did not take its notice, told {path} "
+            "instead ({told} stream(s) told)",
+            id=grant.elicitation_id,
+            path=path,
+            told=told,
+        )
+
+    def _path(self, grant: Grant) -> str:
+        """How ``_where_asked`` tells the process that asked ``grant`` (for the log)."""
+        if grant.process is None or grant.process == self._gateway.process:
+            return "in this process"
+        return "over the peer hop" if grant.peer_url is not None else "nowhere (no peer_url)"
+
+    async def _where_asked(self, grant: Grant, notice: ElicitationNotice) -> int:
+        """Tell the session in the process that asked: this one, or over the peer hop."""
+        gateway = self._gateway
         if grant.process is None or grant.process == gateway.process:
             return gateway.elicitation_completed(notice)
         if grant.peer_url is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from .aigw import Backend, Gateway, aigw_command, reload_with, start_gateway, wr
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.login import authorize
 from .harness.oauth_client import MemoryTokenStorage, connect
-from .harness.processes import LOG_DIR, free_port
+from .harness.processes import LOG_DIR, Process, free_port, until
 from .harness.redis import start_redis
 from .harness.results import text_of
 from .harness.routing import StreamsTo
@@ -331,18 +332,31 @@ async def test_a_callback_on_another_process_tells_the_session_through_its_own(
 
 
 @pytest.fixture(scope="module")
-def three_processes(
-    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
-) -> Iterator[list[Gateway]]:
-    """Three processes sharing a real ``redis-server`` (``sessions.redis_url``), no
-    ``peer_url``."""
-    redis, redis_port = start_redis()
-    url = f", redis_url: 'redis://127.0.0.1:{redis_port}/0'"
+def shared_redis() -> Iterator[tuple[Process, int]]:
+    """The real ``redis-server`` of ``three_processes``, and its port."""
+    redis, port = start_redis()
     try:
-        with deployment(3, lambda _: url, (auth_server, protected, pyserver)) as three:
-            yield three
+        yield redis, port
     finally:
         redis.stop()
+
+
+@pytest.fixture(scope="module")
+def three_processes(
+    auth_server: AuthServer,
+    protected: Upstream,
+    pyserver: Upstream,
+    shared_redis: tuple[Process, int],
+) -> Iterator[list[Gateway]]:
+    """Three processes sharing a real ``redis-server`` (``sessions.redis_url``), each
+    reachable by the others at its own ``sessions.peer_url`` (used when Redis fails)."""
+    url = f", redis_url: 'redis://127.0.0.1:{shared_redis[1]}/0'"
+    with deployment(
+        3,
+        lambda port: f", peer_url: 'http://127.0.0.1:{port}/mcp'{url}",
+        (auth_server, protected, pyserver),
+    ) as three:
+        yield three
 
 
 async def test_through_redis_the_process_holding_the_stream_tells_the_session(
@@ -356,6 +370,27 @@ async def test_through_redis_the_process_holding_the_stream_tells_the_session(
     assert "1 stream(s) of its session told here" in streams.process.log()
     for other in (asked, callback):
         assert "stream(s) of its session told here" not in other.process.log()
+
+
+async def test_with_redis_stopped_the_peer_hop_tells_the_stream_where_it_was_asked(
+    three_processes: list[Gateway], shared_redis: tuple[Process, int]
+) -> None:
+    """``redis-server`` stopped (SIGSTOP: it accepts connections and answers nothing),
+    the -32042 and the client's GET stream on A, the browser flow on B: B's PUBLISH gets
+    no reply within its timeout (counted), so B sends the note over the peer hop to A,
+    which tells the client, once.  When Redis resumes it delivers B's note, which tells
+    nobody: A's entry for the elicitation was used (``web/elicitation_notices.py``)."""
+    asked, callback, _ = three_processes
+    redis, _ = shared_redis
+    os.kill(redis.pid, signal.SIGSTOP)
+    try:
+        await told_then_retried(asked, "bob", browser=callback.base, streams=asked.port)
+    finally:
+        os.kill(redis.pid, signal.SIGCONT)
+    hopped = "Redis did not take its notice, told over the peer hop instead (1 stream(s) told)"
+    assert until(lambda: hopped in callback.process.log())
+    assert "unavailable while" in callback.process.log()  # Redis's failures, logged
+    assert "stream(s) of its session told here" not in asked.process.log()
 
 
 async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(

@@ -43,6 +43,10 @@ class FakeRedisConnection(Protocol):
             del self.buffer[:after]
             self.server.commands.append(command)
             reply = self.server.answer(self, command)
+            if command[0].upper() in self.server.cut_after and self.transport is not None:
+                self.server.cut_after.discard(command[0].upper())
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+                return  # done, and its reply lost with the connection
             if reply is not None and self.transport is not None:
                 if self.server.delay:
                     self.server.clock.callLater(self.server.delay, self.transport.write, reply)
@@ -57,7 +61,8 @@ class FakeRedis(Factory):
     ``leases`` (key -> member -> expiry in ms), as the scripts do in a real Redis
     (tests/e2e/test_shared_limits.py).  ``silent``: nothing is answered; ``down``: every
     new connection is cut at once (``kill`` cuts those open); ``refused``: commands
-    answered ``-NOPERM``, as an ACL does."""
+    answered ``-NOPERM``, as an ACL does; ``cut_after``: the next command of each
+    name is done, then its connection cut before the reply (a reply lost)."""
 
     def __init__(self, clock: Any = None) -> None:
         self.clock = clock
@@ -70,6 +75,8 @@ class FakeRedis(Factory):
         self.delay = 0.0
         #: Commands refused as an ACL refuses them (names in capitals).
         self.refused: set[bytes] = set()
+        #: The next command of each name done, then its connection cut before the reply.
+        self.cut_after: set[bytes] = set()
         self.connections: list[FakeRedisConnection] = []
         #: Channels SUBSCRIBE and PUBLISH are refused on, as an ACL without ``&channel`` does.
         self.refused_channels: set[bytes] = set()

@@ -6,6 +6,7 @@ again, and a Redis that fails: counted, retried with a backoff, never waited on.
 from __future__ import annotations
 
 import treq
+from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -161,8 +162,11 @@ class EndedSessionsTests(SynchronousTestCase):
         _, ended = self.process()
         await self.network.settle()
         self.redis.silent = True
-        await self.network.sleep(HEARTBEAT + TIMEOUT + 0.1)
+        with capturedLogs() as events:
+            await self.network.sleep(HEARTBEAT + TIMEOUT + 0.1)
         self.assertEqual(ended.failures, 1)  # the PING got no answer: a new connection
+        (warned,) = [e for e in events if e.get("doing") == "following ended sessions"]
+        self.assertEqual(warned["error"], f"no reply within {TIMEOUT:g} s")  # said plainly
         self.redis.silent = False
         pings = self.redis.names().count(b"PING")
         await self.network.sleep(RECONNECT_DELAY + HEARTBEAT + 1.0)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+from twisted.logger import capturedLogs
 
 from aigw.config import (
     BackendAuthConfig,
@@ -23,6 +24,8 @@ from aigw.config import (
 )
 from aigw.config.redis import RedisAddress
 from aigw.gateway import elicitation_completions
+from aigw.gateway.elicitation_completions import CHANNEL
+from aigw.gateway.ended_sessions import MAX_BACKOFF, TIMEOUT
 from aigw.principal import ANONYMOUS, Principal
 from aigw.protocol import jsonrpc
 from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec
@@ -50,6 +53,8 @@ KEY = (ANONYMOUS.issuer, ANONYMOUS.subject, "crm")
 URL_CAPABLE = {"elicitation": {"url": {}}}
 #: The header of a peer's note (``web/mcp/hop.py``).
 NOTICE = "Aigw-Elicitation-Notice"
+#: Where the paths a completion's notice took are logged (``web/elicitation_notices.py``).
+NOTICES_LOG = "aigw.web.elicitation_notices.CompletionNotices"
 
 
 class UserOAuthGatewayCase(GatewayTestCase):
@@ -395,15 +400,17 @@ class PeerCompletionTests(CompletionNoticeCase):
         self.assertEqual(await self.complete_on(other, grant), 0)
 
 
-class RedisCompletionTests(CompletionNoticeCase):
+class RedisCompletionCase(CompletionNoticeCase):
     """``sessions.redis_url`` (``gateway/elicitation_completions.py``): three processes
-    of one deployment, the -32042 answered by A (this one), the browser's callback on B,
-    the session's GET streams on others: told once, whichever process holds them."""
+    of one deployment sharing a Redis in memory, the -32042 answered by A (this one)."""
 
-    async def three_processes(self) -> tuple[GatewayService, GatewayService, FakeRedis]:
+    async def three_processes(
+        self, peer_url: str | None = None
+    ) -> tuple[GatewayService, GatewayService]:
+        """B and C (each with its own ``peer_url``); ``peer_url``: A's."""
         self.redis = FakeRedis(self.reactor)
         address = RedisAddress("127.0.0.1", self.network.serve(self.redis))
-        await self.start(SessionsConfig(secret=SHARED_KEY, redis_url=address))
+        await self.start(SessionsConfig(secret=SHARED_KEY, redis_url=address, peer_url=peer_url))
         b, c = self.start_peer(1976), self.start_peer(1977)
         await self.network.settle()
         return b, c
@@ -427,6 +434,11 @@ class RedisCompletionTests(CompletionNoticeCase):
         assert process.completion_notices is not None
         self.assertEqual(await process.completion_notices.completed(grant), 0)
         await self.network.settle()
+
+
+class RedisCompletionTests(RedisCompletionCase):
+    """The browser's callback on B, the session's GET streams on others: told once,
+    whichever process holds them."""
 
     @run
     async def test_the_streams_process_tells_the_session_once(self) -> None:
@@ -504,3 +516,96 @@ class RedisCompletionTests(CompletionNoticeCase):
         for process in (self.service, c):
             assert process.ended_sessions is not None
             self.assertEqual(process.ended_sessions.failures, 6)
+
+
+class RedisFailingCompletionTests(RedisCompletionCase):
+    """``sessions.redis_url`` and every process its ``peer_url``: when Redis does not take
+    B's note (down, or silent past ``ended_sessions.TIMEOUT``), B sends it over the peer
+    hop to A, which tells the session's stream if it holds it; once, whichever way
+    reaches A first (``web/elicitation_notices.py``)."""
+
+    async def asked_with_a_stream_on_a(self) -> tuple[GatewayService, list[bytes], Grant]:
+        """B, and the session's GET stream and -32042 on A; the grant B's callback opens."""
+        b, _ = await self.three_processes(peer_url=PUBLIC_URL + "/mcp")
+        session = await self.session(URL_CAPABLE)
+        chunks = await self.stream(session)
+        return b, chunks, await self.asked(b, session)
+
+    async def completed_and_waited(self, b: GatewayService, grant: Grant) -> list[Any]:
+        """B's callback completed ``grant``, and Redis had its time to answer: the paths
+        B's notice took, as logged (``CompletionNotices``)."""
+        with capturedLogs() as events:
+            await self.complete_on(b, grant)
+            await self.network.sleep(TIMEOUT)
+            await self.network.settle()
+        return [
+            (e["path"], e.get("told"))
+            for e in events
+            if e.get("log_namespace") == NOTICES_LOG and "path" in e
+        ]
+
+    def told_once(self, chunks: list[bytes], grant: Grant) -> None:
+        told = [n["params"] for n in self.notices(chunks)]
+        self.assertEqual(told, [{"elicitationId": grant.elicitation_id}])
+
+    def claims(self) -> list[list[bytes]]:
+        return [c for c in self.redis.commands if c[0] == b"SET" and b"NX" in c]
+
+    @run
+    async def test_redis_down_the_peer_hop_tells_the_stream_where_it_was_asked(self) -> None:
+        b, chunks, grant = await self.asked_with_a_stream_on_a()
+        self.redis.down = True
+        self.redis.kill()
+        self.assertEqual(await self.completed_and_waited(b, grant), [("over the peer hop", 1)])
+        self.told_once(chunks, grant)
+        self.assertEqual(self.claims(), [])
+        assert b.ended_sessions is not None
+        self.assertGreaterEqual(b.ended_sessions.failures, 1)  # counted, as before
+
+    @run
+    async def test_redis_down_a_callback_on_the_process_that_asked_tells_it_there(
+        self,
+    ) -> None:
+        _, chunks, grant = await self.asked_with_a_stream_on_a()
+        self.redis.down = True
+        self.redis.kill()
+        paths = await self.completed_and_waited(self.service, grant)
+        self.assertEqual(paths, [("in this process", 1)])
+        self.told_once(chunks, grant)
+
+    @run
+    async def test_redis_up_the_peer_hop_is_not_used(self) -> None:
+        b, chunks, grant = await self.asked_with_a_stream_on_a()
+        self.assertEqual(await self.completed_and_waited(b, grant), [("through Redis", None)])
+        self.told_once(chunks, grant)
+        self.assertEqual(len(self.claims()), 1)
+        assert b.ended_sessions is not None
+        self.assertEqual(b.ended_sessions.failures, 0)
+
+    @run
+    async def test_a_publish_taken_whose_reply_was_lost_tells_once(self) -> None:
+        """Redis delivered B's note (A named the session, A's stream claimed and was
+        told) but B's connection was cut before the reply: B's hop reaches A after its
+        entry was used."""
+        b, chunks, grant = await self.asked_with_a_stream_on_a()
+        self.redis.cut_after.add(b"PUBLISH")
+        self.assertEqual(await self.completed_and_waited(b, grant), [("over the peer hop", 0)])
+        self.told_once(chunks, grant)
+        self.assertEqual(len(self.claims()), 1)
+
+    @run
+    async def test_a_note_delivered_after_the_hop_told_tells_nobody(self) -> None:
+        """Redis stalled (SIGSTOP) while B published: the hop told A's stream; when Redis
+        resumes and delivers B's note, A's entry was used, so nobody names the session."""
+        b, chunks, grant = await self.asked_with_a_stream_on_a()
+        self.redis.silent = True
+        self.assertEqual(await self.completed_and_waited(b, grant), [("over the peer hop", 1)])
+        (stalled,) = [c for c in self.redis.commands if c[:2] == [b"PUBLISH", CHANNEL]]
+        self.redis.silent = False
+        await self.network.sleep(MAX_BACKOFF + TIMEOUT)  # every process subscribed again
+        await self.network.settle()
+        publisher = self.redis.connections[0]
+        self.assertEqual(self.redis.answer(publisher, stalled), b":3\r\n")  # all 3 heard it
+        await self.network.settle()
+        self.told_once(chunks, grant)
+        self.assertEqual(self.claims(), [])
