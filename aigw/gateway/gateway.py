@@ -448,19 +448,35 @@ class Gateway(Service):
             refused = reached
         digest = session_digest(session.session_id)
         probes = self.stream_probes
-        held_here = probes.held_here(digest)
-        lost = await (probes.probe_here(digest) if held_here else probes.await_others(digest))
+        if probes.held_here(digest):
+            lost = await probes.probe_here(digest)
+        else:
+            # Lost elsewhere a moment ago (a proxy passing the close on at once), the
+            # holder's lease may be on its way back: one more take first.
+            await deferLater(self.clock, RETAKE_INTERVAL, lambda: None)
+            slot = await self._retake(user, session, 1)
+            if slot is not None:
+                return slot
+            lost = await probes.await_others(digest)
         # Once more even when nothing was lost: the holder may have lost its stream
         # just before the probe, its place on the way back.
-        for attempt in range(RETAKES if lost else 1):
+        slot = await self._retake(user, session, RETAKES if lost else 1)
+        if slot is None:
+            raise refused
+        return slot
+
+    async def _retake(self, user: UserKey, session: ClientSession, times: int) -> StreamSlot | None:
+        """The GET stream's place, tried ``times`` times ``RETAKE_INTERVAL`` apart; None
+        while the session's place stays taken."""
+        for attempt in range(times):
             if attempt:
                 await deferLater(self.clock, RETAKE_INTERVAL, lambda: None)
             try:
-                return await limits.acquire(user, session.binding)
+                return await self.stream_limits.acquire(user, session.binding)
             except StreamLimitReached as again:
                 if again.key != "session":
                     raise
-        raise refused
+        return None
 
     def session_stream(
         self, session: ClientSession, write: Callable[[bytes], None], last_event_id: str | None

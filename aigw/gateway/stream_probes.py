@@ -54,7 +54,9 @@ REPLY_MARGIN = 0.5
 #: Times a GET retakes the place its holder lost, ``RETAKE_INTERVAL`` apart: a holder
 #: elsewhere gives its lease back (``limits.redis_url``) on another connection than
 #: its word (``sessions.redis_url``), so the word may come first.  (Once when the
-#: holder lives: it may have lost its stream just before the probe.)
+#: holder lives: it may have lost its stream just before the probe; and once, after
+#: ``RETAKE_INTERVAL``, before asking the others: a proxy that passed the close on at
+#: once leaves the new GET racing the old stream's lease back.)
 RETAKES = 3
 RETAKE_INTERVAL = 0.1
 #: Sessions probed or awaited at once in a process, at most (each holds a timer and
