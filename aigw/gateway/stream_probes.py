@@ -4,10 +4,12 @@ A session holds one GET stream (``limits.py``; 2025-11-25 basic/transports lets 
 client reconnect with a new GET, with ``Last-Event-ID`` to resume).  A client whose
 stream broke opens a new one at once, but its old stream may still look open here:
 behind a proxy that passes a client's close on only when a write to the client fails
-(HAProxy without ``option abortonclose``, others alike) or over a half-open TCP
-connection, aigw learns of the loss only at a write, the next keep-alive comment up
-to ``KEEPALIVE_SECONDS`` later (two of them behind HAProxy).  Refused with 409 until
-then, the client would fail its reconnect.
+(HAProxy without ``option abortonclose``, others alike) or over a connection whose
+client side was closed while aigw reads nothing (a half-closed one), aigw learns of
+the loss only at a write, the next keep-alive comment up to ``KEEPALIVE_SECONDS``
+later (two of them behind HAProxy).  Refused with 409 until then, the client would
+fail its reconnect.  (A peer that vanished without a trace answers no write; the
+probe cannot tell it from a live one, and its place is held until TCP gives up.)
 
 So before refusing, the held stream is probed: an SSE comment written to it (clients
 ignore comments) every ``PROBE_INTERVAL`` for at most ``PROBE_WAIT``; a write is what
