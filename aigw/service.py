@@ -340,7 +340,8 @@ class GatewayService(MultiService):
 
     def _share_ended_sessions(self) -> EndedSessions | None:
         """With ``sessions.redis_url``, a session ended by DELETE is ended on every
-        process (``gateway/ended_sessions.py``, imported only then); a restart-only key
+        process (``gateway/ended_sessions.py``, imported only then), and a held GET
+        stream is probed in whichever process holds it; a restart-only key
         (``reload.py``): the subscription lives as long as the process."""
         sessions = self.config.sessions
         if sessions.redis_url is None:
@@ -351,6 +352,11 @@ class GatewayService(MultiService):
         ended = EndedSessions(codec, sessions.redis_url, self.reactor, sessions.redis_ca_file)
         self.gateway.sessions.share_end = ended.announce
         self.readiness.add("ended_sessions", ended.unready)
+        # The same subscription carries the probes of held GET streams, so a refused
+        # GET has its session's stream probed wherever it is held.
+        from aigw.gateway.shared_stream_probes import SharedStreamProbes
+
+        SharedStreamProbes(self.gateway.stream_probes, ended)
         ended.setServiceParent(self)  # type: ignore[no-untyped-call]
         return ended
 

@@ -1,6 +1,7 @@
 """The store of ended sessions (``sessions.redis_url``): reachable as the processes reach
-it, and taking each command they send (``gateway/ended_sessions.py``, and for completion
-notices ``gateway/elicitation_completions.py``)."""
+it, and taking each command they send (``gateway/ended_sessions.py``, for completion
+notices ``gateway/elicitation_completions.py``, for probes of held GET streams
+``gateway/shared_stream_probes.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from aigw.config.model import SessionsConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
 from aigw.doctor.redis_store import probe
-from aigw.gateway import elicitation_completions
+from aigw.gateway import elicitation_completions, shared_stream_probes
 from aigw.gateway.ended_sessions import TIMEOUT, EndedSessions
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
@@ -29,11 +30,13 @@ async def check_sessions_store(
     codec = SessionCodec(Sealer.random(), reactor, sessions.ttl)
     store = EndedSessions(codec, address, reactor, sessions.redis_ca_file)
     store.listen(elicitation_completions.CHANNEL, lambda _: None)
+    store.listen(shared_stream_probes.CHANNEL, lambda _: None)
 
     async def check() -> float:
-        """Ended sessions' commands, then completion notices' (``elicitation_completions``)."""
+        """Ended sessions' commands, then completion notices' and held streams' probes'."""
         round_trip = await store.check()
         await elicitation_completions.check(store)
+        await shared_stream_probes.check(store)
         return round_trip
 
     round_trip = await probe(check, store.close, reactor, time_limit)
@@ -42,9 +45,9 @@ async def check_sessions_store(
             CHECK,
             f"{where}: {round_trip}",
             "make Redis reachable and let aigw's user SUBSCRIBE, SET, PUBLISH, SCAN and PTTL "
-            "(channels aigw:ended and aigw:elicitation); meanwhile a DELETE ends its session "
-            "only in the process that served it, and user_oauth completions are told to no "
-            "session",
+            "(channels aigw:ended, aigw:elicitation and aigw:stream-probe); meanwhile a DELETE "
+            "ends its session only in the process that served it, user_oauth completions are "
+            "told to no session, and a GET stream held by another process is not probed",
         )
     millis = round(round_trip * 1000, 1)
     if round_trip > TIMEOUT:

@@ -129,8 +129,7 @@ class ElicitationCompletions:
         return True
 
     def _publish(self, message: bytes) -> None:
-        publishing = ensureDeferred(self._shared.command(b"PUBLISH", CHANNEL, message))
-        publishing.addErrback(self._failed, "naming the session of a completed elicitation")
+        self._shared.publish(CHANNEL, message, "naming the session of a completed elicitation")
 
     def _failed(self, failure: Failure, doing: str) -> None:
         self._shared.failures.failed(failure, doing=doing)
@@ -138,8 +137,7 @@ class ElicitationCompletions:
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
-            why = ValueError(f"ignored a malformed elicitation note: {payload[:80]!r}")
-            self._shared.failures.report(why, doing="hearing")
+            self._shared.ignored("elicitation note", payload)
             return
         notice, digest = read
         gateway = self._gateway

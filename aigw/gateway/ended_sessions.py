@@ -13,7 +13,8 @@ the fast path:
 * every process keeps a connection SUBSCRIBEd to that channel (a dedicated one: a
   subscribed RESP2 connection takes no other command) and remembers what it hears;
   the same connection follows the other channels the process ``listen``s to
-  (``elicitation_completions.py``), each message dispatched by its channel;
+  (``elicitation_completions.py``, ``shared_stream_probes.py``), each message
+  dispatched by its channel;
 * each time that connection is made again, once SUBSCRIBE is confirmed (so nothing
   falls between the two), SCAN MATCH ``aigw:ended:*`` and PTTL catch up on what was
   ended meanwhile (at most ``ENDED_MAX`` ids, the bound of the codec's memory).
@@ -222,6 +223,18 @@ class EndedSessions(Service):
         protocol = await self._bounded(self._commands.connection())
         return await self._bounded(protocol.command(*args))
 
+    def publish(self, channel: bytes, message: bytes, doing: str) -> None:
+        """PUBLISH on the connection of commands, in the background (nobody waits); a
+        failure is counted and logged as ``doing``."""
+        publishing = ensureDeferred(self.command(b"PUBLISH", channel, message))
+        publishing.addErrback(lambda failure: self.failures.failed(failure, doing=doing))
+
+    def ignored(self, what: str, payload: bytes) -> None:
+        """A malformed message heard: counted, and logged like the failures."""
+        self.failures.report(
+            ValueError(f"ignored a malformed {what}: {payload[:80]!r}"), doing="hearing"
+        )
+
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
         heard = self._channels.get(channel)
         if heard is not None:
@@ -231,8 +244,7 @@ class EndedSessions(Service):
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
         if digest is None or not parts[1].isdigit():  # counted, and logged like failures
-            why = ValueError(f"ignored a malformed message: {payload[:80]!r}")
-            self.failures.report(why, doing="hearing")
+            self.ignored("message", payload)
             return
         self._remember(digest, int(parts[1]))
 

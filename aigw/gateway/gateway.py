@@ -31,6 +31,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.config.holder import ConfigHolder
@@ -47,7 +48,7 @@ from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
-from aigw.gateway.limits import StreamLimits
+from aigw.gateway.limits import StreamLimitReached, StreamLimits, StreamSlot
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
 from aigw.gateway.log_levels import LogLevels
@@ -60,8 +61,9 @@ from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.reporting import Reporting
 from aigw.gateway.screening import Screening
 from aigw.gateway.snapshot import Snapshots
+from aigw.gateway.stream_probes import RETAKE_INTERVAL, RETAKES, StreamProbes
 from aigw.gateway.streams import Feeds, SessionStream
-from aigw.principal import Principal
+from aigw.principal import Principal, UserKey
 from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
@@ -156,6 +158,8 @@ class Gateway(Service):
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
         self.open_streams: set[Any] = set()
+        #: Probes of a session's held GET stream before a second one is refused.
+        self.stream_probes = StreamProbes(self.streams_of, reactor)
         self.reload = Reconfigure(self)
         config.subscribe(self.reload.follow_limits)
         self.handlers: dict[str, Handler] = {
@@ -211,16 +215,24 @@ class Gateway(Service):
         streams = self.session_streams(session_digest(session_id), notice)
         return self.tell_completion(notice, streams)
 
-    def session_streams(self, digest: bytes, user: ElicitationNotice) -> list[SessionStream]:
+    def streams_of(self, digest: bytes) -> list[SessionStream]:
         """The open GET streams in this process of the session whose id has SHA-256
-        ``digest``, if that session is the user's of ``user`` (none otherwise)."""
+        ``digest``."""
         return [
             s
             for s in self.open_streams
             if isinstance(s, SessionStream)
             and not s.closed
             and session_digest(s.session.session_id) == digest
-            and (s.session.principal.issuer, s.session.principal.subject)
+        ]
+
+    def session_streams(self, digest: bytes, user: ElicitationNotice) -> list[SessionStream]:
+        """``streams_of`` the session, if that session is the user's of ``user`` (none
+        otherwise)."""
+        return [
+            s
+            for s in self.streams_of(digest)
+            if (s.session.principal.issuer, s.session.principal.subject)
             == (user.issuer, user.subject)
         ]
 
@@ -421,6 +433,50 @@ class Gateway(Service):
         await self.relay.to_backend(session, message)
 
     # -- streams -------------------------------------------------------------
+
+    async def get_stream_slot(self, user: UserKey, session: ClientSession) -> StreamSlot:
+        """The place of ``session``'s GET stream (``limits.py``), or StreamLimitReached.
+        When the session holds one already, that one is probed first, here or, through
+        Redis, in whichever process holds it (``stream_probes.py``): a stream lost
+        meanwhile gives its place to this one."""
+        limits = self.stream_limits
+        try:
+            return await limits.acquire(user, session.binding)
+        except StreamLimitReached as reached:
+            if reached.key != "session":
+                raise
+            refused = reached
+        digest = session_digest(session.session_id)
+        probes = self.stream_probes
+        if probes.held_here(digest):
+            lost = await probes.probe_here(digest)
+        else:
+            # Lost elsewhere a moment ago (a proxy passing the close on at once), the
+            # holder's lease may be on its way back: one more take first.
+            await deferLater(self.clock, RETAKE_INTERVAL, lambda: None)
+            slot = await self._retake(user, session, 1)
+            if slot is not None:
+                return slot
+            lost = await probes.await_others(digest)
+        # Once more even when nothing was lost: the holder may have lost its stream
+        # just before the probe, its place on the way back.
+        slot = await self._retake(user, session, RETAKES if lost else 1)
+        if slot is None:
+            raise refused
+        return slot
+
+    async def _retake(self, user: UserKey, session: ClientSession, times: int) -> StreamSlot | None:
+        """The GET stream's place, tried ``times`` times ``RETAKE_INTERVAL`` apart; None
+        while the session's place stays taken."""
+        for attempt in range(times):
+            if attempt:
+                await deferLater(self.clock, RETAKE_INTERVAL, lambda: None)
+            try:
+                return await self.stream_limits.acquire(user, session.binding)
+            except StreamLimitReached as again:
+                if again.key != "session":
+                    raise
+        return None
 
     def session_stream(
         self, session: ClientSession, write: Callable[[bytes], None], last_event_id: str | None

@@ -10,7 +10,8 @@ descriptors and every other request fails.  Three bounds, checked in this order:
   stream of the session, and MCP SDK servers allow one GET stream per session
   (they answer a second with 409); 2025-11-25 basic/transports "Multiple
   Connections" lets the server send each message on one stream only, so a
-  second stream of the same session would carry nothing.  Refused with 409.
+  second stream of the same session would carry nothing.  Refused with 409, once
+  the held one was probed and lives (``Gateway.get_stream_slot``, ``stream_probes.py``).
 * per user (``sessions.max_streams_per_user``): refused with 429.
 * per process (``server.max_streams``): refused with 503.
 

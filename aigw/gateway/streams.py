@@ -566,6 +566,8 @@ class SessionStream:
         self.session = session
         self.write = write
         self.closed = False
+        #: The client is behind (paused by its valve): a probe does not write.
+        self.behind = False
         self.on_close: Callable[[], None] | None = None
         self.last_ids = decode_event_ids(last_event_id, set(session.backends))
         self._feeds: list[UpstreamFeed] = []
@@ -590,10 +592,12 @@ class SessionStream:
 
     def pause(self) -> None:
         """The client is behind (its socket's buffer is full): the feeds stop reading."""
+        self.behind = True
         for feed in self._feeds:
             feed.behind(self)
 
     def resume(self) -> None:
+        self.behind = False
         for feed in self._feeds:
             feed.caught_up(self)
 

@@ -63,22 +63,32 @@ class Balanced:
         return [(r.server, r.status) for r in self.logged() if r.method == method]
 
 
-def render(ports: list[int]) -> str:
-    """The shipped config with these ports in place of its addresses (nothing else)."""
+def render(ports: list[int], without: str | None = None) -> str:
+    """The shipped config with these ports in place of its addresses (and, given
+    ``without``, that one line of it left out; nothing else)."""
     text = CONFIG.read_text()
     for address, port in zip(SHIPPED, ports, strict=True):
         assert text.count(address) == 1, address
         text = text.replace(address, f"127.0.0.1:{port}")
+    if without is not None:
+        line = f"    {without}\n"
+        assert text.count(line) == 1, without
+        text = text.replace(line, "")
     return text
 
 
 @contextmanager
 def start_balanced(
-    backends: list[Backend], issuer: str | None = None, extra: str = "", sessions: str = ""
+    backends: list[Backend],
+    issuer: str | None = None,
+    extra: str = "",
+    sessions: str = "",
+    without: str | None = None,
 ) -> Iterator[Balanced]:
     """Three aigw processes sharing one key file, HAProxy on the shipped config in front
     (its URL is their public_url); everything stopped on exit.  ``extra``: more config
-    (``limits:``); ``sessions``: more keys of ``sessions`` (``", redis_url: ..."``)."""
+    (``limits:``); ``sessions``: more keys of ``sessions`` (``", redis_url: ..."``);
+    ``without``: a line of the shipped config left out (``render``)."""
     haproxy = shutil.which("haproxy") or (
         "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
     )
@@ -105,7 +115,7 @@ def start_balanced(
                 )
             )
         config = Path(directory) / "haproxy.cfg"
-        config.write_text(render([front, *(g.port for g in started)]))
+        config.write_text(render([front, *(g.port for g in started)], without))
         proxy = start_process(
             [haproxy, "-db", "-f", str(config)],
             ready_url=f"http://127.0.0.1:{front}/healthz",

@@ -4,8 +4,9 @@ real ``redis-server``, for their limits (``limits.redis_url``) and their ended s
 (``sessions.redis_url``).  Every request goes through HAProxy, never to a process
 directly, and round-robin spreads each session's requests over the three: the official
 SDK client's session works, a rate and an in-flight bound hold once for all of them, a
-session's second GET stream is refused (409) and a DELETEd session is 404 (MCP
-2025-11-25 basic/transports "Session Management") wherever the request lands.
+session's second GET stream is refused (409) while a closed one gives way to the client's
+reconnect at once, and a DELETEd session is 404 (MCP 2025-11-25 basic/transports "Session
+Management") wherever the request lands.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def redis() -> Iterator[tuple[Process, int]]:
         yield process, port
 
 
-@pytest.fixture(scope="module")
-def shape(redis: tuple[Process, int], pyserver: Upstream) -> Iterator[Balanced]:
-    port = redis[1]
+def shared_config(port: int) -> tuple[str, str]:
+    """The ``limits`` section and the ``sessions`` keys of the deployment, on the
+    redis-server at ``port``."""
     limits = (
         "limits:\n"
         # Limits in database 1, ended sessions in 0 (harness/redis.py's live_leases).
@@ -64,7 +65,12 @@ def shape(redis: tuple[Process, int], pyserver: Upstream) -> Iterator[Balanced]:
         "  on_redis_error: closed\n"
         "  rules:\n" + IN_FLIGHT_RULE
     )
-    sessions = f", redis_url: 'redis://127.0.0.1:{port}/0'"
+    return limits, f", redis_url: 'redis://127.0.0.1:{port}/0'"
+
+
+@pytest.fixture(scope="module")
+def shape(redis: tuple[Process, int], pyserver: Upstream) -> Iterator[Balanced]:
+    limits, sessions = shared_config(redis[1])
     with start_balanced([("py", pyserver.url)], extra=limits, sessions=sessions) as balanced:
         yield balanced
 
@@ -215,11 +221,86 @@ def test_one_get_stream_per_session_whichever_process_it_lands_on(shape: Balance
         assert len(servers_since(shape, start, "GET", "200")) == 1
         assert set(servers_since(shape, start, "GET", "409")) == SERVERS  # the holder's process too
     finally:
-        # Through HAProxy, aigw sees a closed stream's hang-up only at its next write (a
-        # keep-alive comment within 15 s), so its place is not awaited here; without a
-        # balancer, test_shared_limits.py shows the place coming free.
+        # The places coming free: test_a_closed_get_stream_gives_way_to_the_reconnect.
         for connection in connections:
             connection.close()
+
+
+#: Seconds a reconnecting GET may take at most: well below the ~30 s after which aigw
+#: would notice the closed stream by itself (its second keep-alive comment), well above
+#: the probe's second (``stream_probes.PROBE_WAIT``) on a loaded machine.
+RECONNECT_TIMEOUT = 10
+
+
+def comment(response: http.client.HTTPResponse) -> bytes:
+    """The next line of an SSE stream that is not blank."""
+    return next(line for line in iter(response.readline, b"") if line.strip())
+
+
+def reconnects_at_once(shape: Balanced) -> None:
+    """A client closes its GET stream and opens another at once, three times (round-robin:
+    the new one lands on another process each time): each is served, within
+    ``RECONNECT_TIMEOUT`` (or the request times out); then a second live stream of the
+    session is still 409, the live one keeping its place."""
+    session = open_session(shape.url)
+    stream = {**session, "Accept": "text/event-stream"}
+    del stream["Content-Type"]
+    start = len(shape.logged())
+    for _ in range(3):
+        connection = http.client.HTTPConnection("127.0.0.1", shape.port, RECONNECT_TIMEOUT)
+        connection.request("GET", "/mcp", headers=stream)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert comment(response) == b": aigw stream open\n"
+        connection.close()  # the client goes; the next GET at once
+    live, response = request(shape, "GET", stream)
+    try:
+        assert response.status == 200, response.read()
+        assert comment(response) == b": aigw stream open\n"
+        _, refused = request(shape, "GET", stream)
+        assert refused.status == 409
+        assert json.loads(refused.read())["error"]["data"] == {"limit": "session", "max": 1}
+        assert comment(response) == b": aigw probe\n"  # probed, and alive
+    finally:
+        live.close()
+    assert until(lambda: len(servers_since(shape, start, "GET")) == 5), shape.logged()[start:]
+    assert len(set(servers_since(shape, start, "GET", "200"))) >= 2  # not one process only
+
+
+def test_a_closed_get_stream_gives_way_to_the_reconnect(shape: Balanced) -> None:
+    """basic/transports: a client may reconnect its GET stream at once (the SDK does after
+    a network blip).  The shipped config's ``option abortonclose`` passes the close on to
+    aigw at once; a refused GET also has the held stream probed wherever it is held."""
+    reconnects_at_once(shape)
+
+
+def test_without_abortonclose_the_probe_finds_the_closed_stream(
+    redis: tuple[Process, int], pyserver: Upstream
+) -> None:
+    """HAProxy without ``option abortonclose`` (as nginx or Envoy) tells aigw of a closed
+    client only when a write to it fails; the probe's comments are that write, asked of
+    the holder's process through Redis (``sessions.redis_url``)."""
+    limits, sessions = shared_config(redis[1])
+    with start_balanced(
+        [("py", pyserver.url)], extra=limits, sessions=sessions, without="option abortonclose"
+    ) as balanced:
+        reconnects_at_once(balanced)
+
+
+def test_without_a_balancer_a_reconnect_on_another_process_is_served(shape: Balanced) -> None:
+    """Straight to the processes: each sees its client's close at once, but the new GET
+    on the next process may reach Redis before the old stream's lease is given back; it
+    is then refused only after a probe asked through Redis and one more take."""
+    session = open_session(shape.url)
+    stream = {**session, "Accept": "text/event-stream"}
+    del stream["Content-Type"]
+    for gateway in [*shape.gateways, shape.gateways[0]]:
+        connection = http.client.HTTPConnection("127.0.0.1", gateway.port, RECONNECT_TIMEOUT)
+        connection.request("GET", "/mcp", headers=stream)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert comment(response) == b": aigw stream open\n"
+        connection.close()
 
 
 def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balanced) -> None:

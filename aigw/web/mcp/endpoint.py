@@ -307,8 +307,9 @@ class MCPTransport:
         # stream over a bound is refused like the MCP SDK servers refuse a second GET
         # stream of a session (409) or as HTTP asks of an overloaded server: 429 (this
         # user's bound) or 503 (the process's), with Retry-After and a JSON-RPC error.
+        # A 409 comes only once the session's held stream was probed and lives.
         try:
-            slot = await self.gateway.stream_limits.acquire(principal.user, session.binding)
+            slot = await self.gateway.get_stream_slot(principal.user, session)
         except StreamLimitReached as reached:
             self._note(request, refused=reached.key)
             raise stream_limit_refusal(reached) from None

@@ -36,7 +36,9 @@ class SessionsStoreCheckTests(FakeRedisTestCase):
             stored[1], [b"aigw:elicitation:aigw-doctor-probe", b"1", b"NX", b"PX", b"1"]
         )
         subscribed = [c[1] for c in self.redis.commands if c[0] == b"SUBSCRIBE"]
-        self.assertEqual(subscribed, [b"aigw:ended", b"aigw:elicitation"])
+        self.assertEqual(subscribed, [b"aigw:ended", b"aigw:elicitation", b"aigw:stream-probe"])
+        published = [c[1:] for c in self.redis.commands if c[0] == b"PUBLISH"]
+        self.assertEqual(published[-1], [b"aigw:stream-probe", b"p " + b"0" * 64])
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.port), 0)
 
@@ -60,6 +62,16 @@ class SessionsStoreCheckTests(FakeRedisTestCase):
         self.assertEqual(found.verdict, "FAIL")
         self.assertIn("No permissions to access a channel", found.seen)
         self.assertIn("aigw:elicitation", found.fix)
+
+    @run
+    async def test_the_stream_probe_channel_refused_fails(self) -> None:
+        """Probes of held GET streams (``shared_stream_probes.py``) need theirs."""
+        self.redis.refused_channels.add(b"aigw:stream-probe")
+        found = await check_sessions_store(self.sessions(), self.reactor, 1.0)
+        assert found is not None
+        assert found.fix is not None
+        self.assertEqual(found.verdict, "FAIL")
+        self.assertIn("aigw:stream-probe", found.fix)
 
     @run
     async def test_nothing_listening_fails(self) -> None:

@@ -243,7 +243,8 @@ class TwoProcessTests(GatewayTestCase):
         self.assertEqual(response.code, 404, body)
         self.assertEqual(body["error"]["code"], jsonrpc.SESSION_NOT_FOUND, body)
         await self.call(kept, "ping")
-        self.assertEqual(redis.names().count(b"SUBSCRIBE"), 2)
+        # Each process: aigw:ended and aigw:stream-probe (shared_stream_probes.py).
+        self.assertEqual(redis.names().count(b"SUBSCRIBE"), 2 * 2)
         for process in (self.service, other):
             assert process.ended_sessions is not None
             self.assertEqual(process.ended_sessions.failures.count, 0)

@@ -13,14 +13,18 @@ from typing import Any
 
 import attrs
 import treq
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import ServerConfig, SessionsConfig
+from aigw.config.limits import LimitsConfig
+from aigw.config.redis import RedisAddress
 from aigw.gateway.limits import StreamLimitReached, StreamLimits, StreamSlot, UserKey
 from aigw.protocol import jsonrpc
 from aigw.web.respond import stream_limit_refusal
+from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.gateway.helpers import (
+    SHARED_KEY,
     Collect,
     GatewayTestCase,
     hs256_auth,
@@ -134,6 +138,22 @@ class LimitTestCase(GatewayTestCase):
         result: Deferred[Any] = post_listen(self.http, self.url, {"toolsListChanged": True}, rid)
         return result
 
+    async def lost_at_next_write(self, session: str) -> Collect:
+        """The session's GET stream, whose client then goes away unseen: like a proxy
+        that notices it only at a write (HAProxy without abortonclose), the next write
+        to the stream closes its connection."""
+        first = await self.opened(session)
+        [held] = self.service.gateway.open_streams
+        transport = held.write.__self__.channel.transport
+        held.write = lambda data: transport.loseConnection()
+        return first
+
+    def held_binding(self) -> str:
+        """The binding of the session of the one open GET stream (its count's key)."""
+        [held] = self.service.gateway.open_streams
+        binding: str = held.session.binding
+        return binding
+
 
 class GetStreamLimitTests(LimitTestCase):
     @run
@@ -149,6 +169,33 @@ class GetStreamLimitTests(LimitTestCase):
         await self.until(lambda: self.limits.total == 0)
         again = await self.opened(session)
         again.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.limits.total == 0)
+
+    @run
+    async def test_a_held_stream_lost_at_a_write_gives_its_place_to_the_next_get(self) -> None:
+        """basic/transports: a client may reconnect with a new GET at once; the held
+        stream is probed first and, lost, gives its place instead of a 409."""
+        await self.start_limited()
+        session = await self.session_of()
+        await self.lost_at_next_write(session)
+        again = await self.opened(session)
+        self.assertEqual(self.limits.per_session, {self.held_binding(): 1})
+        # The new stream lives: a third GET probes it and is refused.
+        body = await self.refused(await self.get(session), 409)
+        self.assertEqual(body["error"]["data"]["limit"], "session")
+        self.assertIn(b": aigw probe\n", b"".join(again.chunks))
+        again.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.limits.total == 0)
+
+    @run
+    async def test_concurrent_gets_after_a_lost_stream_get_one_place(self) -> None:
+        await self.start_limited()
+        session = await self.session_of()
+        await self.lost_at_next_write(session)
+        responses = await gatherResults([ensureDeferred(self.get(session)) for _ in range(3)])
+        self.assertEqual(sorted(r.code for r in responses), [200, 409, 409])
+        self.assertEqual(self.limits.total, 1)
+        self.service.gateway.close_streams()
         await self.until(lambda: self.limits.total == 0)
 
     @run
@@ -198,6 +245,42 @@ class GetStreamLimitTests(LimitTestCase):
         self.service.gateway.close_streams()
         await self.until(lambda: self.limits.total == 0 and len(self.service.gateway.feeds) == 0)
         await self.until(lambda: self.alpha.streams_closed)
+
+
+class TwoProcessGetStreamTests(LimitTestCase):
+    """Two processes of one deployment on one (fake) Redis for their limits and their
+    sessions: the session's place is a lease, and the probe is asked of the holder's
+    process on ``aigw:stream-probe`` (``shared_stream_probes.py``)."""
+
+    @run
+    async def test_a_stream_lost_on_one_process_gives_way_to_a_get_on_the_other(self) -> None:
+        redis = FakeRedis(self.reactor)
+        address = RedisAddress("127.0.0.1", self.network.serve(redis))
+        await self.start_gateway(
+            sessions=SessionsConfig(secret=SHARED_KEY, redis_url=address),
+            limits=LimitsConfig(redis_url=address),
+        )
+        self.alpha.get_status = 200
+        holder, first = self.service, self.url
+        other = self.start_peer(1976)
+        await self.network.settle()
+        session = await self.session_of()
+        await self.lost_at_next_write(session)
+        self.url = "http://127.0.0.1:1976/mcp"
+        again = await self.opened(session)  # the holder probed, lost, its lease given back
+        self.assertEqual(
+            (holder.gateway.stream_limits.total, other.gateway.stream_limits.total), (0, 1)
+        )
+        published = [
+            c[2][:1] for c in redis.commands if c[:2] == [b"PUBLISH", b"aigw:stream-probe"]
+        ]
+        self.assertEqual(published, [b"p", b"l"])
+        self.url = first
+        body = await self.refused(await self.get(session), 409)  # the new one lives
+        self.assertEqual(body["error"]["data"]["limit"], "session")
+        self.assertIn(b": aigw probe\n", b"".join(again.chunks))
+        other.gateway.close_streams()
+        await self.until(lambda: redis.held() == 0)
 
 
 class ListenLimitTests(LimitTestCase):
