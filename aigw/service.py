@@ -349,7 +349,9 @@ class GatewayService(MultiService):
         from aigw.gateway.ended_sessions import EndedSessions
 
         codec = self.gateway.sessions.codec
-        ended = EndedSessions(codec, sessions.redis_url, self.reactor, sessions.redis_ca_file)
+        ended = EndedSessions(
+            codec, sessions.redis_url, self.reactor, sessions.redis_timeout, sessions.redis_ca_file
+        )
         self.gateway.sessions.share_end = ended.announce
         self.readiness.add("ended_sessions", ended.unready)
         # The same subscription carries the probes of held GET streams, so a refused

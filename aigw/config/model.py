@@ -54,6 +54,10 @@ AuditFormat = Literal["json"]
 StdioScope = Literal["shared", "user"]
 ScreenMode = Literal["off", "warn", "block"]
 
+#: The longest ``sessions.redis_timeout``: the subscription PINGs every 15 s and backs off
+#: at most 30 s (``gateway/ended_sessions.py``); a bound past a minute hides a dead Redis.
+SESSIONS_REDIS_TIMEOUT_MAX = 60.0
+
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
 _duration_or_zero = read_as(cp.duration(allow_zero=True))
@@ -280,6 +284,12 @@ class SessionsConfig:
     #: Where every process hears of the sessions ended with DELETE, so that each answers
     #: their ids 404 (``gateway/ended_sessions.py``); None: only the process that ended one.
     redis_url: RedisAddress | None = attrs.field(default=None, metadata=read_as(redis_url))
+    #: How long one Redis call may take, connecting included: past it the call failed
+    #: (counted, logged, and each caller falls back).  Read, and unused, without
+    #: ``redis_url``, as ``limits.redis_timeout`` is.
+    redis_timeout: float = attrs.field(
+        default=5.0, metadata=read_as(cp.duration(at_most=SESSIONS_REDIS_TIMEOUT_MAX))
+    )
     #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
     redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
 

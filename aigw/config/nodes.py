@@ -241,8 +241,9 @@ def _seconds(value: object) -> float | None:
     return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
-def duration(allow_zero: bool = False) -> Converter[float]:
-    """A converter to float seconds from ``250ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a number."""
+def duration(allow_zero: bool = False, at_most: float | None = None) -> Converter[float]:
+    """A converter to float seconds from ``250ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a number
+    (``at_most``: seconds beyond which a value is a mistake, not a wish)."""
 
     def convert(ctx: Context, path: str, node: Node) -> float | None:
         seconds = _seconds(_typed_scalar(ctx, path, node))
@@ -256,6 +257,9 @@ def duration(allow_zero: bool = False) -> Converter[float]:
             return None
         if seconds < 0 or (seconds == 0 and not allow_zero):
             ctx.report(path, node, f"must be {'at least 0' if allow_zero else 'more than 0'}")
+            return None
+        if at_most is not None and seconds > at_most:
+            ctx.report(path, node, f"must be at most {at_most:g} s, got {seconds:g} s")
             return None
         return seconds
 

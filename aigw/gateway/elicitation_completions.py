@@ -23,7 +23,7 @@ The channel is written only by aigw processes; still, a note is bounded
 (``aigw_session_store_failures_total``), and a stream is told only if its session's
 user is the note's.
 
-When B's PUBLISH fails or gets no reply within ``ended_sessions.TIMEOUT``, the failure
+When B's PUBLISH fails or gets no reply within ``sessions.redis_timeout``, the failure
 is counted and B sends the note over the peer hop instead (``web/elicitation_notices.py``),
 which tells the session when A holds its GET stream, as without Redis.  Once still
 holds: both ways go through A's entry for the elicitation, used once
@@ -119,7 +119,7 @@ class ElicitationCompletions:
     async def completed(self, notice: ElicitationNotice) -> bool:
         """The user of ``notice`` completed it in this process's browser flow: tell
         every process.  False when Redis failed or did not answer within
-        ``ended_sessions.TIMEOUT`` (counted and logged as the store's failures): the
+        ``sessions.redis_timeout`` (counted and logged as the store's failures): the
         caller then tells it another way."""
         try:
             await self._shared.command(b"PUBLISH", CHANNEL, note(notice))

@@ -26,14 +26,15 @@ subscription is made again with a backoff from ``RECONNECT_DELAY`` to ``MAX_BACK
 and a ``PING`` every ``HEARTBEAT`` notices a connection that died silently.  The ends
 Redis did not take are told again once the subscription is back (at most
 ``UNTOLD_MAX``), so the others learn of them late rather than never (while their
-process lives).  Every Redis call is bounded by ``TIMEOUT``.
+process lives).  Every Redis call is bounded by ``sessions.redis_timeout`` (``timeout``),
+once: making the connection when there is none counts in the call's bound, not beside it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -61,8 +62,6 @@ CHANNEL = b"aigw:ended"
 KEY_PREFIX = b"aigw:ended:"
 #: Keys SCAN is asked to look at per call while catching up.
 SCAN_COUNT = 1000
-#: Seconds any one Redis call may take (connecting included); nothing waits on it.
-TIMEOUT = 5.0
 #: Seconds between PINGs on the subscription.
 HEARTBEAT = 15.0
 #: The longest wait before subscribing again after a failure.
@@ -70,6 +69,7 @@ MAX_BACKOFF = 30.0
 #: Ends Redis did not take, kept to be told again (beyond: the oldest are not).
 UNTOLD_MAX = 10_000
 _DIGEST_HEX = 64
+T = TypeVar("T")
 #: The warning about Redis failing (``StoreFailures``).
 STORE_FAILED_LINE = (
     "ended sessions store {where} unavailable while {doing} ({count} failures since "
@@ -135,8 +135,9 @@ class _Subscription(RedisConnection):
         gone: Callable[[], None],
         connect: Connect | None,
         ca_file: str | None,
+        timeout: float,
     ) -> None:
-        super().__init__(address, clock, TIMEOUT, connect, ca_file)
+        super().__init__(address, clock, timeout, connect, ca_file)
         self._heard = heard
         self._gone = gone
 
@@ -154,21 +155,24 @@ class EndedSessions(Service):
         codec: SessionCodec,
         address: RedisAddress,
         clock: Any,
+        timeout: float,
         ca_file: str | None = None,
         connect: Connect | None = None,
     ) -> None:
-        """``connect``: how both connections are made (tests); TCP, TLS for ``rediss://``."""
+        """``timeout``: ``sessions.redis_timeout``, the bound of each call; ``connect``:
+        how both connections are made (tests); TCP, TLS for ``rediss://``."""
         self.codec = codec
         self.clock = clock
         self.address = address
+        self.timeout = timeout
         #: Times Redis failed or timed out, or a note heard was malformed; reported
         #: with what was being done (``doing``).
         self.failures = StoreFailures(clock, self.log, STORE_FAILED_LINE, where=str(address))
         #: Ends this process could not tell, by digest: when they expire.
         self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
-        self._commands = RedisConnection(address, clock, TIMEOUT, connect, ca_file)
+        self._commands = RedisConnection(address, clock, timeout, connect, ca_file)
         self._subscription = _Subscription(
-            address, clock, self._dispatch, self._connection_lost, connect, ca_file
+            address, clock, self._dispatch, self._connection_lost, connect, ca_file, timeout
         )
         #: What hears each channel followed, this one's first.
         self._channels: dict[bytes, Callable[[bytes], None]] = {CHANNEL: self._message}
@@ -188,8 +192,7 @@ class EndedSessions(Service):
         message = announcement(ended, self.clock.seconds())
         if message is None or not self.running:
             return
-        announcing = ensureDeferred(self._announce(message))
-        announcing.addTimeout(TIMEOUT, self.clock)
+        announcing = self._bounded(self._announce(message))
         announcing.addErrback(self._announce_failed, ended)
 
     def _announce_failed(self, failure: Failure, ended: Ended) -> None:
@@ -219,9 +222,13 @@ class EndedSessions(Service):
         self._channels[channel] = heard
 
     async def command(self, *args: bytes | str | int | float) -> Any:
-        """One command on the connection of commands, bounded by ``TIMEOUT``."""
-        protocol = await self._bounded(self._commands.connection())
-        return await self._bounded(protocol.command(*args))
+        """One command on the connection of commands, within ``timeout`` (connecting
+        included)."""
+        return await self._bounded(self._command(*args))
+
+    async def _command(self, *args: bytes | str | int | float) -> Any:
+        protocol = await self._commands.connection()
+        return await protocol.command(*args)
 
     def publish(self, channel: bytes, message: bytes, doing: str) -> None:
         """PUBLISH on the connection of commands, in the background (nobody waits); a
@@ -261,9 +268,7 @@ class EndedSessions(Service):
         backoff = RECONNECT_DELAY
         while self.running:
             try:
-                protocol = await self._bounded(self._subscription.connection())
-                for channel in self._channels:
-                    await self._bounded(protocol.command(b"SUBSCRIBE", channel))
+                protocol = await self._bounded(self._subscribe())
                 caught_up = await self._catch_up()
                 self.tried = True
                 self.log.info(
@@ -289,31 +294,42 @@ class EndedSessions(Service):
                 await self._sleep(backoff, until_lost=False)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
+    async def _subscribe(self) -> RESPProtocol:
+        """The subscription's connection, SUBSCRIBEd to every channel followed."""
+        protocol = await self._subscription.connection()
+        for channel in self._channels:
+            await protocol.command(b"SUBSCRIBE", channel)
+        return protocol
+
     async def _catch_up(self) -> int:
         """What was ended while this process was not subscribed: every ``aigw:ended:*``
-        key and its PTTL, SCAN_COUNT keys looked at per call, at most ENDED_MAX ids."""
-        protocol = await self._bounded(self._commands.connection())
+        key and its PTTL, SCAN_COUNT keys looked at per page (each page one call, within
+        ``timeout``), at most ENDED_MAX ids."""
         cursor, found = b"0", 0
         while found < ENDED_MAX:
-            reply = await self._bounded(
-                protocol.command(b"SCAN", cursor, b"MATCH", KEY_PREFIX + b"*", b"COUNT", SCAN_COUNT)
-            )
-            cursor, keys = reply
-            named: list[tuple[bytes, bytes]] = []
-            for key in keys:
-                digest = digest_of(key[len(KEY_PREFIX) :])
-                if digest is not None and found + len(named) < ENDED_MAX:
-                    named.append((key, digest))
-            lives = await self._bounded(
-                ensureDeferred(together([protocol.command(b"PTTL", key) for key, _ in named]))
-            )
-            for (_, digest), left_ms in zip(named, lives, strict=True):
+            cursor, lives = await self._bounded(self._page(cursor, ENDED_MAX - found))
+            for digest, left_ms in lives:
                 if isinstance(left_ms, int) and left_ms > 0:
                     self._remember(digest, left_ms)
                     found += 1
             if cursor == b"0":
                 break
         return found
+
+    async def _page(self, cursor: bytes, room: int) -> tuple[bytes, list[tuple[bytes, Any]]]:
+        """One SCAN page from ``cursor``: the next cursor, and the PTTL of at most
+        ``room`` of its keys that name a digest."""
+        protocol = await self._commands.connection()
+        cursor, keys = await protocol.command(
+            b"SCAN", cursor, b"MATCH", KEY_PREFIX + b"*", b"COUNT", SCAN_COUNT
+        )
+        named = [
+            (key, digest)
+            for key in keys
+            if (digest := digest_of(key[len(KEY_PREFIX) :])) is not None
+        ][:room]
+        lives = await together([protocol.command(b"PTTL", key) for key, _ in named])
+        return cursor, [(digest, left) for (_, digest), left in zip(named, lives, strict=True)]
 
     def unready(self) -> str | None:
         """For /readyz: a process starts serving once it has tried to catch up, so a
@@ -340,8 +356,9 @@ class EndedSessions(Service):
 
     # -- waiting and failing ---------------------------------------------------------
 
-    def _bounded(self, waiting: Deferred[Any]) -> Deferred[Any]:
-        return waiting.addTimeout(TIMEOUT, self.clock)
+    def _bounded(self, call: Coroutine[Any, Any, T] | Deferred[T]) -> Deferred[T]:
+        """``call`` within one ``timeout``, whatever it waits for (a connection, replies)."""
+        return ensureDeferred(call).addTimeout(self.timeout, self.clock)
 
     def _sleep(self, seconds: float, until_lost: bool) -> Deferred[None]:
         """Fires after ``seconds``, or sooner on a stop, or (``until_lost``) once the

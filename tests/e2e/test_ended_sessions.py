@@ -12,6 +12,8 @@ and the end Redis missed is told then.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import tempfile
 import time
@@ -177,6 +179,34 @@ def test_with_redis_down_a_delete_ends_its_session_where_it_was_served(
         assert until(lambda: status(second, later) == 404), second.process.log_tail()
     finally:
         restarted.stop()
+
+
+def test_a_frozen_redis_fails_the_call_at_sessions_redis_timeout(
+    redis: tuple[Process, int], pyserver: Upstream
+) -> None:
+    """``sessions.redis_timeout: 1s``, ``redis-server`` SIGSTOPped (it accepts and answers
+    nothing): the DELETE is answered and ends its session where it was served; the end's
+    SET gets no reply within the configured bound, named in the warning (not 5 s)."""
+    process, port = redis
+    sessions = f", redis_url: 'redis://127.0.0.1:{port}/0', redis_timeout: 1s"
+    deployment = Deployment(pyserver.url, port, sessions)
+    try:
+        gateway = deployment.start()
+        ended = initialize(gateway)
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            assert send(gateway, ended, method="DELETE").status_code in (200, 204)
+            assert status(gateway, ended) == 404
+            assert until(lambda: (gateway.metric("aigw_session_store_failures_total") or 0) >= 1)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        log = gateway.process.log()
+        # The end's SET, or a heartbeat's PING if one fell due meanwhile (one line per
+        # 10 s): either way the bound named is the configured one.
+        assert "no reply within 1 s" in log, gateway.process.log_tail()
+        assert "Traceback" not in log
+    finally:
+        deployment.stop()
 
 
 def test_over_tls_with_the_redis_ca_file(pyserver: Upstream) -> None:

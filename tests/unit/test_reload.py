@@ -329,6 +329,12 @@ class RestartKeysTests(GatewayTestCase):
         with open(path, "a") as file:  # its subscription is opened at start
             file.write("  redis_url: redis://127.0.0.1:6379/0\n")
         self.assertEqual(restart_keys(old, load_config(path)), ["mcp_path", "sessions.redis_url"])
+        with open(path, "a") as file:  # its connections' bound, set at start with them
+            file.write("  redis_timeout: 2s\n")
+        self.assertEqual(
+            restart_keys(old, load_config(path)),
+            ["mcp_path", "sessions.redis_url", "sessions.redis_timeout"],
+        )
 
     def test_the_metrics_listener_and_the_audit_file_need_a_restart(self) -> None:
         """Both are opened at start: a reload that moves them is refused whole."""

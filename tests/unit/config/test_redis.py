@@ -46,6 +46,34 @@ class SessionsRedisTests(ConfigTestCase):
             "redis[s]://",
         )
 
+    def test_redis_timeout_reads_as_a_duration_five_seconds_by_default(self) -> None:
+        text = MINIMAL + "sessions:\n  redis_url: redis://127.0.0.1\n  redis_timeout: 750ms\n"
+        self.assertEqual(parse_config(text, env={}).sessions.redis_timeout, 0.75)
+        self.assertEqual(parse_config(MINIMAL, env={}).sessions.redis_timeout, 5.0)
+        # Without redis_url it is read and unused, as limits.redis_timeout is.
+        alone = MINIMAL + "sessions:\n  redis_timeout: 2s\n"
+        self.assertEqual(parse_config(alone, env={}).sessions.redis_timeout, 2.0)
+
+    def test_a_redis_timeout_of_zero_or_past_a_minute_is_named(self) -> None:
+        for value, problem in (
+            ("0s", "more than 0"),
+            ("-1", "more than 0"),
+            ("2m", "at most 60 s"),
+        ):
+            with self.subTest(value=value):
+                self.assertProblem(
+                    MINIMAL + f"sessions:\n  redis_url: redis://r\n  redis_timeout: {value}\n",
+                    "sessions.redis_timeout",
+                    10,
+                    problem,
+                )
+        self.assertProblem(
+            MINIMAL + "sessions:\n  redis_timeout: soon\n",
+            "sessions.redis_timeout",
+            9,
+            "expected a duration",
+        )
+
     def test_the_examples_commented_sessions_block_reads_with_the_defaults(self) -> None:
         """etc/aigw/aigw.yaml: the sessions block, uncommented (its key file made),
         states the defaults."""

@@ -3,6 +3,8 @@ command the processes send taken, a command an ACL refuses named, nothing reacha
 
 from __future__ import annotations
 
+import attrs
+
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
 from aigw.doctor.sessions_store import check_sessions_store
@@ -41,6 +43,23 @@ class SessionsStoreCheckTests(FakeRedisTestCase):
         self.assertEqual(published[-1], [b"aigw:stream-probe", b"p " + b"0" * 64])
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.port), 0)
+
+    @run
+    async def test_slower_than_redis_timeout_is_a_warning(self) -> None:
+        self.redis.delay = 0.2  # each reply: 200 ms against a 100 ms redis_timeout
+        sessions = attrs.evolve(self.sessions(), redis_timeout=0.1)
+        found = await check_sessions_store(sessions, self.reactor, 5.0)
+        assert found is not None
+        assert found.fix is not None
+        self.assertEqual(found.verdict, "warn")
+        self.assertIn(
+            "answered PING in 200.0 ms, over sessions.redis_timeout (100.0 ms)", found.seen
+        )
+        self.assertIn("raise sessions.redis_timeout", found.fix)
+        # Within it: ok.
+        found = await check_sessions_store(self.sessions(), self.reactor, 5.0)
+        assert found is not None
+        self.assertEqual(found.verdict, "ok")
 
     @run
     async def test_a_command_the_acl_refuses_fails_naming_it(self) -> None:

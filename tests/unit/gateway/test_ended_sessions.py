@@ -6,6 +6,7 @@ again, and a Redis that fails: counted, retried with a backoff, never waited on.
 from __future__ import annotations
 
 import treq
+from twisted.internet import defer
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -15,7 +16,6 @@ from aigw.gateway import ended_sessions
 from aigw.gateway.ended_sessions import (
     HEARTBEAT,
     KEY_PREFIX,
-    TIMEOUT,
     EndedSessions,
 )
 from aigw.gateway.redis_client import RECONNECT_DELAY
@@ -30,6 +30,8 @@ from tests.unit.upstream.private_ca import CA, PrivateCATestCase
 TTL = 300.0
 ISSUER = "https://as.example"
 SEALER = Sealer(b"k" * 32)
+#: ``sessions.redis_timeout`` unless a test sets its own.
+TIMEOUT = SessionsConfig().redis_timeout
 
 
 class EndedSessionsTests(FakeRedisTestCase):
@@ -40,7 +42,7 @@ class EndedSessionsTests(FakeRedisTestCase):
     def process(self) -> tuple[SessionCodec, EndedSessions]:
         """One aigw process's codec and its share of ended sessions, started."""
         codec = SessionCodec(SEALER, self.reactor, TTL)
-        ended = EndedSessions(codec, self.address, self.reactor)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
         ended.startService()
         self.addCleanup(lambda: self.network.run(ended.stopService()))
         return codec, ended
@@ -191,7 +193,7 @@ class EndedSessionsTests(FakeRedisTestCase):
     @run
     async def test_stopping_closes_both_connections(self) -> None:
         codec = SessionCodec(SEALER, self.reactor, TTL)
-        ended = EndedSessions(codec, self.address, self.reactor)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
         ended.startService()
         session_id, state = self.session(codec)
         ended.announce(codec.end(session_id, state))
@@ -207,13 +209,60 @@ class EndedSessionsTests(FakeRedisTestCase):
     def test_stopping_does_not_wait_for_a_silent_redis(self) -> None:
         self.redis.silent = True
         codec = SessionCodec(SEALER, self.reactor, TTL)
-        ended = EndedSessions(codec, self.address, self.reactor)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
         ended.startService()
         self.network.run(self.network.settle())  # connected, SELECT sent, no answer
         self.assertEqual(self.redis.names(), [b"SELECT"])
         self.network.run(ended.stopService(), within=0.0)
         self.network.run(self.network.settle(), within=0.0)
         self.assertEqual(self.network.open_connections(self.address.port), 0)
+
+
+class OneBoundTests(FakeRedisTestCase):
+    """Each call within ``sessions.redis_timeout``, making the connection included: one
+    deadline, not one for connecting and another for the command."""
+
+    def store(self, timeout: float) -> EndedSessions:
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        address = RedisAddress("127.0.0.1", self.port, db=1)  # connecting: SELECT answered
+        ended = EndedSessions(codec, address, self.reactor, timeout)
+        self.addCleanup(lambda: self.network.run(ended.close()))
+        return ended
+
+    async def failed_after(self, ended: EndedSessions) -> float:
+        """Seconds of fake time until ``ended``'s PUBLISH failed with a timeout."""
+        started = self.reactor.seconds()
+        with self.assertRaises(defer.TimeoutError):
+            await ended.command(b"PUBLISH", b"aigw:x", b"m")
+        return float(self.reactor.seconds() - started)
+
+    @run
+    async def test_a_silent_redis_fails_the_call_at_the_configured_bound(self) -> None:
+        self.redis.silent = True
+        self.assertAlmostEqual(await self.failed_after(self.store(2.0)), 2.0)
+        self.assertEqual(self.redis.names(), [b"SELECT"])  # connected; nothing answered
+
+    @run
+    async def test_connecting_and_the_command_share_one_bound(self) -> None:
+        """Each reply takes 1 s: SELECT answered at 1 s, PUBLISH's would be at 2 s.  One
+        1.5 s bound fails the call at 1.5 s (a bound each would have let it through)."""
+        self.redis.delay = 1.0
+        self.assertAlmostEqual(await self.failed_after(self.store(1.5)), 1.5)
+        self.assertEqual(self.redis.names(), [b"SELECT", b"PUBLISH"])
+        # Room for both replies: the call succeeds.
+        self.assertEqual(await self.store(2.5).command(b"PUBLISH", b"aigw:x", b"m"), 0)
+
+    @run
+    async def test_the_subscription_is_made_within_one_bound(self) -> None:
+        """Connecting and SUBSCRIBE too: 2 s of replies against a 1.5 s bound is a
+        failure of following, counted."""
+        self.redis.delay = 1.0
+        ended = self.store(1.5)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        await self.network.sleep(1.6)
+        self.assertEqual(ended.failures.count, 1)
+        self.assertNotIn(b"SCAN", self.redis.names())  # never caught up on that attempt
 
 
 class TwoProcessTests(GatewayTestCase):
@@ -259,7 +308,7 @@ class OverTLSTests(PrivateCATestCase):
         tls = TLSMemoryBIOFactory(ca.certificate.options(), False, redis, clock=self.reactor)
         address = RedisAddress("127.0.0.1", self.network.serve(tls), tls=True)
         codec = SessionCodec(SEALER, self.reactor, TTL)
-        ended = EndedSessions(codec, address, self.reactor, ca_file=self.backend_ca.file)
+        ended = EndedSessions(codec, address, self.reactor, TIMEOUT, ca_file=self.backend_ca.file)
         ended.startService()
         self.addCleanup(lambda: self.network.run(ended.stopService()))
         return codec, ended, redis

@@ -108,7 +108,7 @@ class LinesTests(SynchronousTestCase):
     def test_the_ended_sessions_line_names_the_store_and_what_failed(self) -> None:
         clock = Clock()
         codec = SessionCodec(Sealer(b"k" * 32), clock, 300.0)
-        ended = EndedSessions(codec, RedisAddress("r", 6379), clock)  # not started
+        ended = EndedSessions(codec, RedisAddress("r", 6379), clock, 5.0)  # not started
         with capturedLogs() as events:
             ended.failures.report(StoreUnavailable("down"), doing="telling an end")
         self.assertEqual(

@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
 from aigw.gateway.ended_sessions import EndedSessions
 from aigw.gateway.shared_stream_probes import (
@@ -189,7 +190,7 @@ class SharedProbeTests(SynchronousTestCase):
 
     def process(self, held: dict[bytes, list[FakeHeld]]) -> tuple[StreamProbes, EndedSessions]:
         codec = SessionCodec(Sealer(b"k" * 32), self.reactor, 300.0)
-        shared = EndedSessions(codec, self.address, self.reactor)
+        shared = EndedSessions(codec, self.address, self.reactor, SessionsConfig().redis_timeout)
         probes = probes_of(self.reactor, held)
         SharedStreamProbes(probes, shared)
         shared.startService()

@@ -25,7 +25,7 @@ from aigw.config import (
 from aigw.config.redis import RedisAddress
 from aigw.gateway import elicitation_completions
 from aigw.gateway.elicitation_completions import CHANNEL
-from aigw.gateway.ended_sessions import MAX_BACKOFF, TIMEOUT
+from aigw.gateway.ended_sessions import MAX_BACKOFF
 from aigw.principal import ANONYMOUS, Principal
 from aigw.protocol import jsonrpc
 from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec
@@ -55,6 +55,8 @@ URL_CAPABLE = {"elicitation": {"url": {}}}
 NOTICE = "Aigw-Elicitation-Notice"
 #: Where the paths a completion's notice took are logged (``web/elicitation_notices.py``).
 NOTICES_LOG = "aigw.web.elicitation_notices.CompletionNotices"
+#: ``sessions.redis_timeout``, as these processes have it.
+TIMEOUT = SessionsConfig().redis_timeout
 
 
 class UserOAuthGatewayCase(GatewayTestCase):
@@ -520,7 +522,7 @@ class RedisCompletionTests(RedisCompletionCase):
 
 class RedisFailingCompletionTests(RedisCompletionCase):
     """``sessions.redis_url`` and every process its ``peer_url``: when Redis does not take
-    B's note (down, or silent past ``ended_sessions.TIMEOUT``), B sends it over the peer
+    B's note (down, or silent past ``sessions.redis_timeout``), B sends it over the peer
     hop to A, which tells the session's stream if it holds it; once, whichever way
     reaches A first (``web/elicitation_notices.py``)."""
 
