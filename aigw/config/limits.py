@@ -19,7 +19,7 @@ import attrs
 from aigw.config import nodes as cp
 from aigw.config import values
 from aigw.config.fields import read_as, required, section_of
-from aigw.config.redis import RedisAddress, redis_url, with_redis_trust
+from aigw.config.redis import REDIS_TIMEOUT_MAX, RedisAddress, redis_url, with_redis_trust
 
 Per = Literal["sub", "client", "backend", "tool"]
 OnRedisError = Literal["open", "closed"]
@@ -105,7 +105,9 @@ class LimitsConfig:
         default="open", metadata=read_as(cp.choice(*get_args(OnRedisError)))
     )
     #: How long one Redis answer may take before ``on_redis_error`` decides.
-    redis_timeout: float = attrs.field(default=0.05, metadata=read_as(cp.duration()))
+    redis_timeout: float = attrs.field(
+        default=0.05, metadata=read_as(cp.duration(at_most=REDIS_TIMEOUT_MAX))
+    )
     #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
     redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))
     #: How long a place under an in-flight bound outlives the last renewal by its

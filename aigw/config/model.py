@@ -29,7 +29,7 @@ from aigw.config.fields import (
 )
 from aigw.config.headers import static_headers
 from aigw.config.limits import LimitsConfig, limits_section
-from aigw.config.redis import RedisAddress, redis_url, with_redis_trust
+from aigw.config.redis import REDIS_TIMEOUT_MAX, RedisAddress, redis_url, with_redis_trust
 
 #: JWS algorithms verified unless ``auth.algorithms`` says otherwise.
 DEFAULT_ALGORITHMS = (
@@ -53,10 +53,6 @@ LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 AuditFormat = Literal["json"]
 StdioScope = Literal["shared", "user"]
 ScreenMode = Literal["off", "warn", "block"]
-
-#: The longest ``sessions.redis_timeout``: the subscription PINGs every 15 s and backs off
-#: at most 30 s (``gateway/ended_sessions.py``); a bound past a minute hides a dead Redis.
-SESSIONS_REDIS_TIMEOUT_MAX = 60.0
 
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
@@ -288,7 +284,7 @@ class SessionsConfig:
     #: (counted, logged, and each caller falls back).  Read, and unused, without
     #: ``redis_url``, as ``limits.redis_timeout`` is.
     redis_timeout: float = attrs.field(
-        default=5.0, metadata=read_as(cp.duration(at_most=SESSIONS_REDIS_TIMEOUT_MAX))
+        default=5.0, metadata=read_as(cp.duration(at_most=REDIS_TIMEOUT_MAX))
     )
     #: PEM certificates a ``rediss://`` server's must chain to; None: the system's roots.
     redis_ca_file: str | None = attrs.field(default=None, metadata=read_as(values.ca_file))

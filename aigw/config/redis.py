@@ -13,6 +13,12 @@ import attrs
 
 from aigw.config import nodes as cp
 
+#: Seconds beyond which a ``redis_timeout`` (limits' or sessions') is a mistake, not a
+#: wish: a store that slow has failed, and the bound is what lets aigw say so (the
+#: sessions subscription PINGs every 15 s and backs off at most 30 s,
+#: ``gateway/ended_sessions.py``; a limits take holds its request that long).
+REDIS_TIMEOUT_MAX = 60.0
+
 #: The URL schemes of a ``redis_url``: whether the connection is TLS.
 REDIS_SCHEMES = {"redis": False, "rediss": True}
 

@@ -61,6 +61,12 @@ class LimitsConfigTests(ConfigTestCase):
         limits = parse_config(MINIMAL + "limits:\n  redis_timeout: 15s\n", env={}).limits
         self.assertEqual((limits.redis_timeout, limits.lease_ttl), (15.0, 30.0))
 
+    def test_a_redis_timeout_past_a_minute_is_named(self) -> None:
+        # As sessions.redis_timeout: a take bounded that loosely holds its request
+        # rather than failing it (config/redis.py, REDIS_TIMEOUT_MAX).
+        text = MINIMAL + "limits:\n  redis_timeout: 2m\n  lease_ttl: 5m\n"
+        self.assertProblem(text, "limits.redis_timeout", 9, "at most 60 s")
+
     def test_a_bad_rate_is_named_with_its_line(self) -> None:
         self.assertProblem(
             MINIMAL + "limits:\n  rules:\n    - {per: sub, rate: 10/day}\n",
