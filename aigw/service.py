@@ -417,6 +417,7 @@ class GatewayService(MultiService):
             lambda: ended.failures.count if ended is not None else 0
         )
         metrics.watch_linger_dropped_messages(lambda: gateway.feeds.dropped)
+        metrics.watch_stream_probes(lambda: gateway.stream_probes.outcomes)
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked
         # for, must not stop the gateway because another process holds its port.

@@ -27,12 +27,15 @@ a lease in Redis, ``limits.redis_url``), the holder may be elsewhere: ``ask_othe
 its streams of the session, and the refused GET waits at most ``PROBE_WAIT +
 REPLY_MARGIN`` to hear that it was lost.  Without ``sessions.redis_url`` only this
 process's streams are probed.
+
+Each ending is counted in ``StreamProbes.outcomes`` (``aigw_stream_probes_total``):
+where the stream was probed or awaited, and how it ended (``OUTCOMES``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -66,13 +69,24 @@ RETAKE_INTERVAL = 0.1
 MAX_PROBES = 1024
 #: The probe's comment.
 PROBE = format_comment("aigw probe")
+#: How a probe ends, by where the stream is: ``here`` (a probe of this process's
+#: streams, for its GET or another process's ask): ``lost``, ``alive`` (through
+#: ``PROBE_WAIT``, or behind), ``failed`` (a write raised), ``full`` (``MAX_PROBES``
+#: in flight: refused at once); ``elsewhere`` (a GET awaiting another process's word):
+#: ``lost`` (its word came), ``unanswered`` (none within ``PROBE_WAIT +
+#: REPLY_MARGIN``: the holder lives, or Redis failed), ``full``.  Once per probe or
+#: await, not per GET sharing it; a ``full`` once per GET refused.
+OUTCOMES: Final = (
+    *(("here", outcome) for outcome in ("lost", "alive", "failed", "full")),
+    *(("elsewhere", outcome) for outcome in ("lost", "unanswered", "full")),
+)
 
 
 class _Probe:
     """One session's streams in this process, probed until lost or ``PROBE_WAIT``."""
 
     def __init__(
-        self, streams: list[SessionStream], clock: Any, done: Callable[[bool], None]
+        self, streams: list[SessionStream], clock: Any, done: Callable[[str], None]
     ) -> None:
         self.waiters: list[Deferred[bool]] = []
         self._streams = streams
@@ -88,13 +102,13 @@ class _Probe:
         """A write raised (a stream ending under it): its waiters are answered all the
         same, as for a live stream, and never left waiting."""
         StreamProbes.log.failure("probing a held GET stream", failure)
-        self._done(False)
+        self._done("failed")
 
     def _tick(self) -> None:
         alive = [stream for stream in self._streams if not stream.closed]
         if not alive or self._ticks * PROBE_INTERVAL >= PROBE_WAIT:
             self._loop.stop()
-            self._done(not alive)
+            self._done("alive" if alive else "lost")
             return
         self._ticks += 1
         for stream in alive:
@@ -118,6 +132,8 @@ class StreamProbes:
         self.ask_others: Callable[[bytes], None] | None = None
         self._probes: dict[bytes, _Probe] = {}
         self._awaiting: dict[bytes, tuple[list[Deferred[bool]], IDelayedCall]] = {}
+        #: Probes and awaits ended, by (where, outcome) of ``OUTCOMES``.
+        self.outcomes: dict[tuple[str, ...], int] = dict.fromkeys(OUTCOMES, 0)
 
     def held_here(self, digest: bytes) -> bool:
         return bool(self._streams(digest))
@@ -133,10 +149,11 @@ class StreamProbes:
                 waiting.callback(True)
                 return waiting
             if len(self._probes) >= MAX_PROBES:
+                self.outcomes["here", "full"] += 1
                 waiting.callback(False)
                 return waiting
             probe = self._probes[digest] = _Probe(
-                streams, self._clock, lambda lost: self._probed(digest, lost)
+                streams, self._clock, lambda outcome: self._probed(digest, outcome)
             )
             probe.waiters.append(waiting)
             probe.start()
@@ -144,9 +161,11 @@ class StreamProbes:
         probe.waiters.append(waiting)
         return waiting
 
-    def _probed(self, digest: bytes, lost: bool) -> None:
+    def _probed(self, digest: bytes, outcome: str) -> None:
         probe = self._probes.pop(digest)
-        self.log.debug("probed a held GET stream: {outcome}", outcome="lost" if lost else "alive")
+        self.outcomes["here", outcome] += 1
+        self.log.debug("probed a held GET stream: {outcome}", outcome=outcome)
+        lost = outcome == "lost"
         for waiter in probe.waiters:
             waiter.callback(lost)
 
@@ -161,6 +180,7 @@ class StreamProbes:
         awaited = self._awaiting.get(digest)
         if awaited is None:
             if len(self._awaiting) >= MAX_PROBES:
+                self.outcomes["elsewhere", "full"] += 1
                 waiting.callback(False)
                 return waiting
             timer = self._clock.callLater(PROBE_WAIT + REPLY_MARGIN, self._answered, digest, False)
@@ -176,6 +196,7 @@ class StreamProbes:
 
     def _answered(self, digest: bytes, lost: bool) -> None:
         waiters, timer = self._awaiting.pop(digest)
+        self.outcomes["elsewhere", "lost" if lost else "unanswered"] += 1
         if timer.active():
             timer.cancel()
         for waiter in waiters:

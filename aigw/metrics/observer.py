@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final, get_args
 
 from prometheus_client import CollectorRegistry, Gauge, Info
@@ -75,6 +75,8 @@ Count = Callable[[], None]
 Observe = Callable[[float], None]
 #: What a watched gauge reads at scrape: a number, or None for "not known yet".
 Reading = Callable[[], float | None]
+#: What a watched counter with labels reads at scrape: its values by label values.
+Readings = Callable[[], Mapping[tuple[str, ...], float]]
 RequestKey = tuple[str, str | None, str | None, str]
 
 log = Logger()
@@ -332,7 +334,16 @@ class GatewayMetrics:
         """A counter whose value is ``read()`` at each scrape, for a count kept where it
         happens (it only grows while the process lives); ``name`` without ``_total``,
         which the exposition adds.  None, or an exception (logged), shows as NaN."""
-        self.registry.register(_CounterReading(name, documentation, _reading(name, read)))
+        value = _reading(name, read)
+        self.registry.register(_CounterReading(name, documentation, (), lambda: {(): value()}))
+
+    def watch_counters(
+        self, name: str, documentation: str, labels: tuple[str, ...], read: Readings
+    ) -> None:
+        """``watch_counter`` with ``labels``: ``read()`` maps their values (a fixed set,
+        bounded where the count is kept) to each series' count.  An exception (logged)
+        shows as no series."""
+        self.registry.register(_CounterReading(name, documentation, labels, _readings(name, read)))
 
     def watch_streaming_sessions(self, read: Reading) -> None:
         """Sessions live in their sealed ids, in no process: what a process knows of
@@ -372,6 +383,18 @@ class GatewayMetrics:
             read,
         )
 
+    def watch_stream_probes(self, read: Readings) -> None:
+        """A session's held GET stream probed before a second GET is refused
+        (``gateway/stream_probes.py``): ``read()`` maps (where, outcome) to a count."""
+        self.watch_counters(
+            "aigw_stream_probes",
+            "Probes of a session's held GET stream before a second GET is refused, by where "
+            "the stream was (here, elsewhere: awaiting another process's word) and outcome "
+            "(lost, alive, failed, unanswered, full).",
+            ("where", "outcome"),
+            read,
+        )
+
     def watch_linger_dropped_messages(self, read: Reading) -> None:
         self.watch_counter(
             "aigw_stream_linger_dropped_messages",
@@ -395,19 +418,30 @@ def _outcome(succeeded: bool) -> str:
 
 
 class _CounterReading:
-    """A collector of one counter read at scrape time (``watch_counter``)."""
+    """A collector of one counter read at scrape time (``watch_counter``,
+    ``watch_counters``): its series by label values."""
 
-    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        values: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
         self._name = name
         self._documentation = documentation
-        self._value = value
+        self._labels = labels
+        self._values = values
 
     def describe(self) -> Iterable[CounterMetricFamily]:
         """The name, for the registry's check of duplicates, without reading the value."""
-        yield CounterMetricFamily(self._name, self._documentation)
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labels)
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        yield CounterMetricFamily(self._name, self._documentation, value=self._value())
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, count in self._values().items():
+            family.add_metric(values, count)
+        yield family
 
 
 def _reading(name: str, read: Reading) -> Callable[[], float]:
@@ -422,3 +456,16 @@ def _reading(name: str, read: Reading) -> Callable[[], float]:
         return math.nan if result is None else float(result)
 
     return value
+
+
+def _readings(name: str, read: Readings) -> Callable[[], Mapping[tuple[str, ...], float]]:
+    """``read`` made safe to call from a scrape, as ``_reading``: no series on failure."""
+
+    def values() -> Mapping[tuple[str, ...], float]:
+        try:
+            return read()
+        except Exception:
+            log.failure("reading the metric {name} failed", name=name)
+            return {}
+
+    return values

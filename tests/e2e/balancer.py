@@ -84,11 +84,13 @@ def start_balanced(
     extra: str = "",
     sessions: str = "",
     without: str | None = None,
+    metrics: bool = False,
 ) -> Iterator[Balanced]:
     """Three aigw processes sharing one key file, HAProxy on the shipped config in front
     (its URL is their public_url); everything stopped on exit.  ``extra``: more config
     (``limits:``); ``sessions``: more keys of ``sessions`` (``", redis_url: ..."``);
-    ``without``: a line of the shipped config left out (``render``)."""
+    ``without``: a line of the shipped config left out (``render``); ``metrics``: each
+    process serves them on a free port of its own (``Gateway.scrape``)."""
     haproxy = shutil.which("haproxy") or (
         "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
     )
@@ -111,6 +113,7 @@ def start_balanced(
                     public_url=f"http://127.0.0.1:{front}",
                     port=port,
                     extra=extra,
+                    metrics=metrics,
                     sessions=f", peer_url: 'http://127.0.0.1:{port}/mcp'{sessions}",
                 )
             )

@@ -279,12 +279,32 @@ def test_without_abortonclose_the_probe_finds_the_closed_stream(
 ) -> None:
     """HAProxy without ``option abortonclose`` (as nginx or Envoy) tells aigw of a closed
     client only when a write to it fails; the probe's comments are that write, asked of
-    the holder's process through Redis (``sessions.redis_url``)."""
+    the holder's process through Redis (``sessions.redis_url``).  The holders count the
+    streams they found lost, and the live one they found alive, in
+    ``aigw_stream_probes_total``."""
     limits, sessions = shared_config(redis[1])
     with start_balanced(
-        [("py", pyserver.url)], extra=limits, sessions=sessions, without="option abortonclose"
+        [("py", pyserver.url)],
+        extra=limits,
+        sessions=sessions,
+        without="option abortonclose",
+        metrics=True,
     ) as balanced:
         reconnects_at_once(balanced)
+
+        def probed(outcome: str) -> float:
+            """``here`` probes that ended in ``outcome``, in the three processes."""
+            scrapes = [gateway.scrape() for gateway in balanced.gateways]
+            counts = [
+                s.value("aigw_stream_probes_total", where="here", outcome=outcome) for s in scrapes
+            ]
+            assert None not in counts, counts
+            return sum(count or 0.0 for count in counts)
+
+        # Three closed streams, each probed (by its holder) and found lost unless HAProxy
+        # passed a close on by itself; the last, live, probed once and found alive.
+        assert until(lambda: probed("lost") >= 1), probed("lost")
+        assert until(lambda: probed("alive") == 1), probed("alive")
 
 
 def test_without_a_balancer_a_reconnect_on_another_process_is_served(shape: Balanced) -> None:

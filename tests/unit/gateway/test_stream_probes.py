@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from prometheus_client import generate_latest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,6 +24,7 @@ from aigw.gateway.shared_stream_probes import (
 )
 from aigw.gateway.stream_probes import (
     MAX_PROBES,
+    OUTCOMES,
     PROBE,
     PROBE_INTERVAL,
     PROBE_WAIT,
@@ -30,8 +32,10 @@ from aigw.gateway.stream_probes import (
     StreamProbes,
 )
 from aigw.gateway.streams import SessionStream
+from aigw.metrics import GatewayMetrics
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
+from tests.prometheus_text import Scrape
 from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.memory import MemoryNetwork, run
 
@@ -62,6 +66,20 @@ def probes_of(clock: Clock, held: dict[bytes, list[FakeHeld]]) -> StreamProbes:
     return StreamProbes(streams, clock)
 
 
+def counted(probes: StreamProbes) -> dict[tuple[str, str], float]:
+    """The non-zero series of ``aigw_stream_probes_total`` in a scrape of ``probes``'
+    outcomes, by (where, outcome); every one of ``OUTCOMES`` is in the scrape."""
+    metrics = GatewayMetrics([], lambda backend, name: True)
+    metrics.watch_stream_probes(lambda: probes.outcomes)
+    scrape = Scrape.parse("text/plain", generate_latest(metrics.registry).decode())
+    series = {
+        (where, outcome): scrape.value("aigw_stream_probes_total", where=where, outcome=outcome)
+        for where, outcome in OUTCOMES
+    }
+    assert None not in series.values(), series
+    return {key: value for key, value in series.items() if value}
+
+
 class LocalProbeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
@@ -82,6 +100,7 @@ class LocalProbeTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(lost), True)
         self.assertEqual(dead.written, [PROBE, PROBE])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(counted(probes), {("here", "lost"): 1.0})
 
     def test_a_live_holder_keeps_its_place(self) -> None:
         live = FakeHeld()
@@ -94,6 +113,7 @@ class LocalProbeTests(SynchronousTestCase):
         self.settle(10 * PROBE_WAIT)
         self.assertEqual(len(live.written), round(PROBE_WAIT / PROBE_INTERVAL))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(counted(probes), {("here", "alive"): 1.0})
 
     def test_a_holder_behind_is_not_written_to_and_counts_as_alive(self) -> None:
         behind = FakeHeld(dies_after=1, behind=True)
@@ -110,6 +130,7 @@ class LocalProbeTests(SynchronousTestCase):
         self.settle(PROBE_WAIT)
         self.assertEqual([self.successResultOf(d) for d in asked], [True] * 5)
         self.assertEqual(len(dead.written), 3)  # one probe's comments, not five
+        self.assertEqual(counted(probes), {("here", "lost"): 1.0})  # one probe, not five
 
     def test_a_write_that_raises_answers_as_alive_and_is_logged(self) -> None:
         broken = FakeHeld()
@@ -124,11 +145,13 @@ class LocalProbeTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertIs(self.successResultOf(probes.probe_here(DIGEST)), False)  # probed anew
         self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(counted(probes), {("here", "failed"): 2.0})
 
     def test_nothing_held_here_is_lost_at_once(self) -> None:
         probes = probes_of(self.clock, {})
         self.assertFalse(probes.held_here(DIGEST))
         self.assertIs(self.successResultOf(probes.probe_here(DIGEST)), True)
+        self.assertEqual(counted(probes), {})  # nothing was probed
 
     def test_probes_in_flight_are_bounded(self) -> None:
         held = {i.to_bytes(32, "big"): [FakeHeld()] for i in range(MAX_PROBES + 1)}
@@ -136,8 +159,10 @@ class LocalProbeTests(SynchronousTestCase):
         started = [probes.probe_here(digest) for digest in held]
         self.assertIs(self.successResultOf(started[-1]), False)  # refused at once
         self.assertEqual(sum(len(s[0].written) for s in held.values()), MAX_PROBES)
+        self.assertEqual(counted(probes), {("here", "full"): 1.0})
         self.settle(PROBE_WAIT)
         self.assertEqual([self.successResultOf(d) for d in started[:-1]], [False] * MAX_PROBES)
+        self.assertEqual(counted(probes), {("here", "full"): 1.0, ("here", "alive"): MAX_PROBES})
 
 
 class AwaitOthersTests(SynchronousTestCase):
@@ -148,6 +173,7 @@ class AwaitOthersTests(SynchronousTestCase):
 
     def test_without_redis_nobody_else_is_asked(self) -> None:
         self.assertIs(self.successResultOf(self.probes.await_others(DIGEST)), False)
+        self.assertEqual(counted(self.probes), {})  # nobody was asked
 
     def test_the_others_are_asked_once_and_their_word_wakes_every_waiter(self) -> None:
         self.probes.ask_others = self.asked.append
@@ -161,6 +187,8 @@ class AwaitOthersTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(other), False)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.probes.lost_elsewhere(OTHER)  # late: nobody waits any more
+        lost, unanswered = ("elsewhere", "lost"), ("elsewhere", "unanswered")
+        self.assertEqual(counted(self.probes), {lost: 1.0, unanswered: 1.0})
 
     def test_silence_is_a_live_holder(self) -> None:
         self.probes.ask_others = self.asked.append
@@ -169,6 +197,17 @@ class AwaitOthersTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         self.clock.advance(PROBE_INTERVAL)
         self.assertIs(self.successResultOf(waiting), False)
+        self.assertEqual(counted(self.probes), {("elsewhere", "unanswered"): 1.0})
+
+    def test_awaits_are_bounded(self) -> None:
+        self.probes.ask_others = self.asked.append
+        digests = [i.to_bytes(32, "big") for i in range(MAX_PROBES + 1)]
+        waiting = [self.probes.await_others(digest) for digest in digests]
+        self.assertIs(self.successResultOf(waiting[-1]), False)  # refused at once
+        self.assertEqual(self.asked, digests[:-1])
+        self.assertEqual(counted(self.probes), {("elsewhere", "full"): 1.0})
+        self.clock.advance(PROBE_WAIT + REPLY_MARGIN)
+        self.assertEqual([self.successResultOf(d) for d in waiting[:-1]], [False] * MAX_PROBES)
 
 
 class NoteTests(SynchronousTestCase):
@@ -203,7 +242,7 @@ class SharedProbeTests(SynchronousTestCase):
     @run
     async def test_a_holder_elsewhere_lost_at_a_write_gives_way(self) -> None:
         dead = FakeHeld(dies_after=2)
-        _, holder = self.process({DIGEST: [dead]})
+        holding, holder = self.process({DIGEST: [dead]})
         asking, _ = self.process({})
         await self.network.settle()
         lost: Deferred[bool] = asking.await_others(DIGEST)
@@ -211,16 +250,20 @@ class SharedProbeTests(SynchronousTestCase):
         self.assertEqual(dead.written, [PROBE, PROBE])
         self.assertEqual(self.published(), [note(ASK, DIGEST), note(LOST, DIGEST)])
         self.assertEqual(holder.failures.count, 0)
+        self.assertEqual(counted(holding), {("here", "lost"): 1.0})
+        self.assertEqual(counted(asking), {("elsewhere", "lost"): 1.0})
 
     @run
     async def test_a_live_holder_elsewhere_keeps_its_place(self) -> None:
         live = FakeHeld()
-        self.process({DIGEST: [live]})
+        holding, _ = self.process({DIGEST: [live]})
         asking, _ = self.process({})
         await self.network.settle()
         self.assertIs(await asking.await_others(DIGEST), False)
         self.assertEqual(len(live.written), round(PROBE_WAIT / PROBE_INTERVAL))
         self.assertEqual(self.published(), [note(ASK, DIGEST)])
+        self.assertEqual(counted(holding), {("here", "alive"): 1.0})
+        self.assertEqual(counted(asking), {("elsewhere", "unanswered"): 1.0})
 
     @run
     async def test_a_malformed_note_is_counted_and_ignored(self) -> None:

@@ -69,6 +69,7 @@ def exported() -> dict[str, str]:
     metrics.watch_limiter_store_failures(lambda: 0)
     metrics.watch_session_store_failures(lambda: 0)
     metrics.watch_linger_dropped_messages(lambda: 0)
+    metrics.watch_stream_probes(dict)
     text = generate_latest(metrics.registry).decode()
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
 
@@ -105,6 +106,7 @@ class DashboardTests(SynchronousTestCase):
             "aigw_pooled_upstream_sessions",
             "aigw_upstream_connections_total",
             "aigw_config_reloads_total",
+            "aigw_stream_probes_total",
         ):
             self.assertIn(name, used)
 

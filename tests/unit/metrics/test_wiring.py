@@ -13,6 +13,7 @@ from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
+from aigw.gateway.stream_probes import OUTCOMES
 from tests.prometheus_text import Scrape
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
 from tests.unit.memory import run
@@ -97,6 +98,27 @@ class WiringTests(GatewayTestCase):
         await self.network.settle()
         samples = await scrape(self)
         self.assertEqual(samples.value("aigw_stream_linger_dropped_messages_total"), 2.0)
+
+    @run
+    async def test_the_probe_of_a_held_stream_is_counted(self) -> None:
+        """A second GET of a session probes the first (gateway/stream_probes.py), which
+        lives: the GET is refused and the probe counted, the other outcomes at zero."""
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        session = await self.initialize()
+        held = Collect([])
+        (await self.open_stream(session)).deliverBody(held)
+        second = await self.open_stream(session)
+        await treq.content(second)
+        self.assertEqual(second.code, 409)
+        samples = await scrape(self)
+        for where, outcome in OUTCOMES:
+            self.assertEqual(
+                samples.value("aigw_stream_probes_total", where=where, outcome=outcome),
+                1.0 if (where, outcome) == ("here", "alive") else 0.0,
+            )
+        held.transport.stopProducing()  # type: ignore[attr-defined]
+        await self.until(lambda: self.service.gateway.stream_limits.total == 0)
 
 
 class LimitMetricsTests(GatewayTestCase):
