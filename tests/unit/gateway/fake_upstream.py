@@ -332,7 +332,10 @@ class FakeUpstream(Resource):
             request.finish()
             return NOT_DONE_YET
         if method == "tools/call" and params.get("name") == "ask":
-            return self._ask(request, rid)
+            asked = {"messages": [], "maxTokens": 5}
+            return self._ask(request, rid, "sampling/createMessage", asked)
+        if method == "tools/call" and params.get("name") == "pinger":
+            return self._ask(request, rid, "ping")  # basic/utilities/ping
         if method == "tools/call" and params.get("name") == "link":
             return self._json(
                 request,
@@ -360,29 +363,24 @@ class FakeUpstream(Resource):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
 
-    def _ask(self, request: Request, rid: Any) -> Any:
-        """Ask the client (sampling/createMessage) on the call's stream, then answer
-        with what it said (2025-11-25 client/sampling)."""
+    def _ask(
+        self, request: Request, rid: Any, method: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        """Ask the client (sampling/createMessage, ping) on the call's stream, then answer
+        with what it said (2025-11-25 client/sampling, basic/utilities/ping)."""
         request.setHeader(b"content-type", b"text/event-stream")
         question = f"s{rid}"
-        asked = {"messages": [], "maxTokens": 5}
-        request.write(
-            sse(
-                {
-                    "jsonrpc": "2.0",
-                    "id": question,
-                    "method": "sampling/createMessage",
-                    "params": asked,
-                }
-            )
-        )
+        asking: dict[str, Any] = {"jsonrpc": "2.0", "id": question, "method": method}
+        if params is not None:
+            asking["params"] = params
+        request.write(sse(asking))
         gone: list[object] = []
         request.notifyFinish().addErrback(gone.append)
 
         def answered(answer: Any) -> None:
             if gone:
                 return
-            said = answer.get("result") or answer.get("error")
+            said = answer["result"] if "result" in answer else answer.get("error")
             text = {"content": [{"type": "text", "text": json.dumps(said)}]}
             request.write(sse({"jsonrpc": "2.0", "id": rid, "result": text}))
             request.finish()
