@@ -172,6 +172,37 @@ async def test_a_shared_process_refuses_a_request_no_single_call_made(gateway: G
     assert held == ["released"]
 
 
+async def test_a_ping_during_a_call_is_answered(gateway: Gateway) -> None:
+    """basic/utilities/ping: the child's peer, aigw, answers with an empty result, for
+    either era's client."""
+    for mode in ("legacy", "2026-07-28"):
+        async with connect_plain(gateway.url, mode=mode) as client:
+            assert await call_text(client, "py__ping", {}) == "pong {}"
+
+
+async def test_a_shared_processs_ping_no_single_call_made_is_answered(gateway: Gateway) -> None:
+    """Two calls in flight to the one shared process: a ping names no call, which a
+    request like roots/list is refused for (above); aigw answers the ping itself."""
+    holding = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        holding.set()
+
+    async with connect_plain(gateway.url, mode="legacy") as client, anyio.create_task_group() as tg:
+        held: list[str] = []
+
+        async def hold() -> None:
+            result = await client.call_tool("py__hold", {}, progress_callback=on_progress)
+            held.append(text_of(result))
+
+        tg.start_soon(hold)
+        with anyio.fail_after(30):
+            await holding.wait()  # the hold is in flight at the child
+        pinged = await call_text(client, "py__ping", {})
+    assert pinged == "pong {}"
+    assert held == ["released"]
+
+
 async def test_a_killed_sdk_server_is_restarted(gateway: Gateway) -> None:
     async with connect_plain(gateway.url, mode="legacy") as client:
         pid = int(await call_text(client, "py__pid", {}))
