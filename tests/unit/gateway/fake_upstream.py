@@ -75,6 +75,8 @@ class FakeUpstream(Resource):
         self.details: dict[str, dict[str, Any]] = {}
         #: What prompts/list answers (whole Prompt objects).
         self.prompts: list[dict[str, Any]] = []
+        #: Set: ``tools/list`` pings the client first, on its reply stream (ids ``l<id>``).
+        self.ping_on_list = False
         #: The ``ask`` tool's questions to the client, by id, waiting for its answer.
         self.awaiting: dict[str, Deferred[Any]] = {}
 
@@ -288,6 +290,12 @@ class FakeUpstream(Resource):
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)
+            if self.ping_on_list:
+                request.setHeader(b"content-type", b"text/event-stream")
+                request.write(sse({"jsonrpc": "2.0", "id": f"l{rid}", "method": "ping"}))
+                request.write(sse({"jsonrpc": "2.0", "id": rid, "result": result}))
+                request.finish()
+                return NOT_DONE_YET
             return self._json(request, rid, result)
         if method == "tools/call" and params.get("name") == "progress":
             request.setHeader(b"content-type", b"text/event-stream")

@@ -211,3 +211,16 @@ class PingTests(ClientRequestsTestCase):
         self.assertEqual(self.answers_to(43), [{"jsonrpc": "2.0", "id": 43, "result": {}}])
         self.assertNotIn(b'"ping"', b"".join(chunks))
         reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_a_ping_during_aigws_own_request_is_answered(self) -> None:
+        """aigw's own requests (the lists it fetches) take no client: the ping is
+        answered all the same, on the session it came on."""
+        await self.start_gateway()
+        self.beta.ping_on_list = True
+        session = await self.initialize()
+        self.assertIn("beta__t0", await self.tool_names(session))
+        await self.until(lambda: [b for _, b in self.beta.received if "method" not in b])
+        pongs = [b for _, b in self.beta.received if "method" not in b]
+        for pong in pongs:
+            self.assertEqual((pong["id"][:1], pong["result"]), ("l", {}))
