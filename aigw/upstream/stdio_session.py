@@ -4,8 +4,7 @@ Started on use, restarted after a back-off when it dies, stopped for good by ``s
 Messages to it are written one per line; messages from it are demultiplexed: an answer
 to the call with its id, a ping answered here (``protocol/ping.py``), progress to the
 call with its token, a server request to the only call in flight, anything else to the
-open streams.  ``stdio.py`` says how this
-maps onto the transport contract.
+open streams.  ``stdio.py`` says how this maps onto the transport contract.
 """
 
 from __future__ import annotations
