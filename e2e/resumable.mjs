@@ -12,8 +12,10 @@
 // not do for this: its replayEventsAfter answers an event id where the SDK wants the
 // stream id, so a resumed GET stream of it gets no live message.
 //
-// Tool: notify {n} sends notifications/message (level info, data {n}) on the
-// session's GET stream, and answers "sent n".
+// Tools: notify {n} sends notifications/message (level info, data {n}) on the
+// session's GET stream, and answers "sent n"; ping pings the peer on the session's GET
+// stream (Server.ping(), basic/utilities/ping) and answers "pong <result>" or
+// "error <code> <data>".
 
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -60,16 +62,34 @@ const NOTIFY = {
   inputSchema: { type: 'object', properties: { n: { type: 'number' } }, required: ['n'] },
 };
 
+const PING = {
+  name: 'ping',
+  description: "Ping the peer on the session's GET stream",
+  inputSchema: { type: 'object', properties: {} },
+};
+
+const said = (text) => ({ content: [{ type: 'text', text }] });
+
+/** Server.ping() has no related request: the SDK sends it on the GET stream. */
+async function ping(server) {
+  try {
+    return said(`pong ${JSON.stringify(await server.ping())}`);
+  } catch (error) {
+    return said(`error ${error.code} ${JSON.stringify(error.data)}`);
+  }
+}
+
 function newServer() {
   const server = new Server(
     { name: 'resumable', version: '1.0.0' },
     { capabilities: { logging: {}, tools: {} } },
   );
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [NOTIFY] }));
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [NOTIFY, PING] }));
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    if (request.params.name === 'ping') return ping(server);
     const n = request.params.arguments?.n;
     await server.sendLoggingMessage({ level: 'info', data: { n } });
-    return { content: [{ type: 'text', text: `sent ${n}` }] };
+    return said(`sent ${n}`);
   });
   return server;
 }

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
+from aigw.protocol.ping import pong
 from aigw.protocol.revision import envelope, routing_headers
 from aigw.protocol.versions import is_modern
 from aigw.tracing.api import Tracer, Untraced, UpstreamSpan
@@ -210,10 +211,15 @@ class Exchange:
     async def ask(
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """A request of aigw's own (lists, setLevel, subscriptions): only the answer matters."""
+        """A request of aigw's own (lists, setLevel, subscriptions): only the answer
+        matters, but a ping the backend sends meanwhile is answered (``pinged``)."""
         upstream_id = self.next_id()
+
+        def other(message: Any) -> None:
+            self.pinged(session.backends.get(backend), session.principal, message)
+
         return await self.request(
-            session, backend, upstream_id, method, params, Collector(upstream_id)
+            session, backend, upstream_id, method, params, Collector(upstream_id, other)
         )
 
     async def broadcast(
@@ -273,6 +279,19 @@ class Exchange:
                 backend=backend,
                 error=str(error),
             )
+
+    def pinged(
+        self, upstream_session: BackendSession | None, principal: Principal, message: Any
+    ) -> bool:
+        """Whether ``message`` is the backend's ping, which aigw then answers at once on
+        the session it came on (``protocol/ping.py`` says why aigw and not a client)."""
+        answer = pong(message)
+        if answer is None:
+            return False
+        if upstream_session is not None:
+            work = self.answer_upstream(upstream_session, principal, answer)
+            ensureDeferred(work).addErrback(lambda f: self.log.failure("answering a ping", f))
+        return True
 
     async def answer(self, session: ClientSession, backend: str, payload: dict[str, Any]) -> None:
         """The client's response to a backend's request, sent back to that backend."""

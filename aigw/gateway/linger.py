@@ -19,11 +19,12 @@ the ``RECENT`` messages last delivered (``after``): lost in flight, they are sen
 From further back the backend replays, once the lingering stream is closed
 (``streams.Feeds.subscribe``).
 
-A backend's request among what is held (roots/list, sampling, elicitation, ping:
+A backend's request among what is held (roots/list, sampling, elicitation:
 2025-11-25 basic/transports "Listening for Messages from the Server") waits for
 an answer: one that no client stream takes (the linger ends without one, or it is
 dropped past ``MAX_HELD``) is answered with an error at once (``is_request``;
-``Relay.unreachable``), not left to the backend's own timeout.
+``Relay.unreachable``), not left to the backend's own timeout.  A ping is not held:
+aigw answers it at once (``protocol/ping.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Backends send notifications (progress, list changes, resource updates) and
 requests (sampling, elicitation, roots: MCP 2025-11-25 client/*) while a request
 is in flight or on their GET stream.  They reach the client rewritten to the
 names it knows, and a request's id is sealed so that the client's answer finds
-its way back to the backend that asked (``sealed/request_id.py``).
+its way back to the backend that asked (``sealed/request_id.py``).  A ``ping`` is
+aigw's to answer, never relayed (``protocol/ping.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Relay:
             self.log.debug("backend {backend} sent a stray message", backend=backend)
             return
         if "id" in message:
+            if self.exchange.pinged(session.backends.get(backend), session.principal, message):
+                return
             if not session.sessionless and self._refused(session, backend, message):
                 return
             # A server-to-client request: the id is sealed so the answer finds its way back
@@ -101,7 +104,10 @@ class Relay:
         here, at once, as one a client cannot take is (``_refused``, and a 2026-07-28
         client's listen): with a ``refusal`` naming why, so the backend does not
         wait for its own timeout (2025-11-25 basic/transports "Listening for Messages
-        from the Server": a request sent on the stream expects its response by POST)."""
+        from the Server": a request sent on the stream expects its response by POST).
+        A ping is answered, not refused, whatever ``why`` (``protocol/ping.py``)."""
+        if self.exchange.pinged(upstream, principal, message):
+            return
         method = message.get("method")
         self.log.info(
             "backend {backend}'s {method} reached no client: {why}",

@@ -39,6 +39,7 @@ from aigw.gateway.limits import StreamLimits
 from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
+from aigw.protocol.ping import pong
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
@@ -385,6 +386,11 @@ class UpstreamFeed:
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
         if self.lingering is not None:
+            if pong(message) is not None:
+                # A ping is not held for the next client stream but answered now, as
+                # promptly as basic/utilities/ping asks (``Relay.unreachable``).
+                self._unreachable([(message, None)], "answered by aigw", "ping")
+                return
             dropped = self.lingering.hold(message, self.last_event_id)
             if dropped is not None:
                 self.feeds.dropped += 1

@@ -1,8 +1,9 @@
 """aigw's answer, for the client, to a backend's request that no client can take.
 
-A backend's requests (sampling, elicitation, roots, ping: MCP 2025-11-25 client/*)
-expect an answer; one that cannot reach a client that can answer it is answered by
-aigw at once, so that the backend does not wait for its own timeout.  Every such
+A backend's requests (sampling, elicitation, roots: MCP 2025-11-25 client/*) expect
+an answer; one that cannot reach a client that can answer it is answered by aigw at
+once, so that the backend does not wait for its own timeout.  (A ping is never
+refused: aigw answers it itself, ``ping.py``.)  Every such
 answer is a ``refusal``: ``METHOD_NOT_FOUND`` as a client without the feature answers
 (JSON-RPC 2.0 §5.1; 2025-11-25 client/roots "Error Handling": a client that does not
 support roots answers -32601), with ``data.reason`` saying which case it is (the

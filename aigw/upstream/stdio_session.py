@@ -2,9 +2,9 @@
 
 Started on use, restarted after a back-off when it dies, stopped for good by ``stop``.
 Messages to it are written one per line; messages from it are demultiplexed: an answer
-to the call with its id, progress to the call with its token, a server request to the
-only call in flight, anything else to the open streams.  ``stdio.py`` says how this
-maps onto the transport contract.
+to the call with its id, a ping answered here (``protocol/ping.py``), progress to the
+call with its token, a server request to the only call in flight, anything else to the
+open streams.  ``stdio.py`` says how this maps onto the transport contract.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from aigw.config import BackendConfig
 from aigw.events import ConnectionState, GatewayObserver, UpstreamConnection
 from aigw.protocol import jsonrpc
+from aigw.protocol.ping import pong
 from aigw.protocol.refusals import refusal
 from aigw.upstream.api import BodyReader, MessageSink, Reply, UpstreamError, UpstreamSessionGone
 from aigw.upstream.stdio_process import ChildProcess
@@ -225,6 +226,12 @@ class StdioSession:
                 return
             call.deliver(message)
             self.end_call(call)
+            return
+        answer = pong(message)
+        if answer is not None:
+            # The child's peer is aigw: answered on its stdin, during a call or not.
+            if self.child is not None:
+                self.child.send(jsonrpc.dumps(answer))
             return
         if message["method"] == "notifications/progress":
             # Clients choose their progress tokens, so two users' calls to a shared

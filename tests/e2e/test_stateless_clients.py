@@ -388,6 +388,16 @@ async def test_sampling(gateway: Gateway, mode: str, backend: str) -> None:
         record(client_name, UPSTREAMS[backend], "sampling", outcome)
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_backends_ping_mid_call_is_answered(gateway: Gateway, mode: str) -> None:
+    """basic/utilities/ping: the receiver MUST answer promptly with an empty result.  The
+    backend's peer is aigw, which answers itself (``protocol/ping.py``): a 2026-07-28
+    client, which takes no server-to-client requests, is never asked."""
+    async with connect_plain(gateway.url, mode=mode) as client:
+        with anyio.fail_after(20):
+            assert text_of(await client.call_tool("py__ping-client", {})) == "pong {}"
+
+
 def sampling_refusal(client: str, backend: str) -> tuple[int | None, str] | None:
     """How the call fails when sampling cannot work for this client and upstream: the
     JSON-RPC error code (None: a tool result with isError) and what the message says;

@@ -103,6 +103,28 @@ async def call_after_restart(client: object, name: str, arguments: dict[str, obj
     raise AssertionError(f"{name} still failing after the restart: {errors}")
 
 
+async def while_holding(gateway: Gateway, name: str) -> tuple[str, list[str]]:
+    """Call ``name`` while ``py__hold`` is in flight at the shared child (two calls: the
+    child's request names neither); its text, and what the hold said once released."""
+    holding = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        holding.set()
+
+    async with connect_plain(gateway.url, mode="legacy") as client, anyio.create_task_group() as tg:
+        held: list[str] = []
+
+        async def hold() -> None:
+            result = await client.call_tool("py__hold", {}, progress_callback=on_progress)
+            held.append(text_of(result))
+
+        tg.start_soon(hold)
+        with anyio.fail_after(30):
+            await holding.wait()  # the hold is in flight at the child
+        said = await call_text(client, name, {})
+    return said, held
+
+
 async def test_tools_of_stdio_servers_are_listed_and_called(gateway: Gateway) -> None:
     async with connect_plain(gateway.url, mode="legacy") as client:
         names = [tool.name for tool in (await client.list_tools()).tools]
@@ -152,23 +174,24 @@ async def test_a_shared_process_refuses_a_request_no_single_call_made(gateway: G
     """Two calls in flight to the one shared process: the roots/list it asks during one
     of them names no call, so aigw answers it for the client (-32601, data.reason
     ``no_single_call``, as every request no client can take) rather than guess."""
-    holding = anyio.Event()
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        holding.set()
-
-    async with connect_plain(gateway.url, mode="legacy") as client, anyio.create_task_group() as tg:
-        held: list[str] = []
-
-        async def hold() -> None:
-            result = await client.call_tool("py__hold", {}, progress_callback=on_progress)
-            held.append(text_of(result))
-
-        tg.start_soon(hold)
-        with anyio.fail_after(30):
-            await holding.wait()  # the hold is in flight at the child
-        asked = await call_text(client, "py__roots", {})
+    asked, held = await while_holding(gateway, "py__roots")
     assert asked == "error -32601 {'reason': 'no_single_call'}"
+    assert held == ["released"]
+
+
+async def test_a_ping_during_a_call_is_answered(gateway: Gateway) -> None:
+    """basic/utilities/ping: the child's peer, aigw, answers with an empty result, for
+    either era's client."""
+    for mode in ("legacy", "2026-07-28"):
+        async with connect_plain(gateway.url, mode=mode) as client:
+            assert await call_text(client, "py__ping", {}) == "pong {}"
+
+
+async def test_a_shared_processs_ping_no_single_call_made_is_answered(gateway: Gateway) -> None:
+    """Two calls in flight to the one shared process: a ping names no call, which a
+    request like roots/list is refused for (above); aigw answers the ping itself."""
+    pinged, held = await while_holding(gateway, "py__ping")
+    assert pinged == "pong {}"
     assert held == ["released"]
 
 

@@ -326,3 +326,34 @@ async def test_a_request_held_past_the_linger_is_answered_with_an_error_at_once(
             await anyio.sleep(0.25)
     assert outcome.startswith("error -32601: roots/list: no client stream"), outcome
     assert "reached no client" in py_gateway.process.log(), py_gateway.process.log_tail()
+
+
+async def test_a_ping_on_a_lingering_stream_is_answered_at_once(
+    resumable_gateway: tuple[Gateway, Upstream],
+) -> None:
+    """The client leaves its GET stream; the TypeScript SDK server then pings on its
+    standalone stream (``Server.ping()``): aigw, its peer, answers at once
+    (basic/utilities/ping "respond promptly"), not holding it for the next client
+    stream (which would have made it wait for the linger, 20 s, to end: the backend's
+    stream then closed, and the next client stream needed a new one)."""
+    gateway, upstream = resumable_gateway
+    async with httpx2.AsyncClient() as http:
+        session = RawSession(http, gateway)
+        await session.start()
+        async with sse_events(session) as events:
+            for n in range(1, 31):  # aigw's stream to the backend opens after the client's
+                assert await session.call("resumable__notify", {"n": n}) == f"sent {n}"
+                with anyio.move_on_after(1):
+                    await _logged(events)
+                    break
+            else:
+                raise AssertionError("the backend's stream never reached the client's")
+        opened = upstream.process.log().count("GET stream")
+        await until_closed(gateway)
+        pinged = await session.call("resumable__ping")
+        async with sse_events(session) as events:  # takes the stream, still lingering
+            assert await session.call("resumable__notify", {"n": 0}) == "sent 0"
+            with anyio.fail_after(60):
+                assert (await _logged(events))[0] == 0
+    assert pinged == "pong {}", pinged
+    assert upstream.process.log().count("GET stream") == opened, upstream.process.log()

@@ -386,7 +386,8 @@ class StatelessHandler:
 
     def _refuse_request(self, session: ClientSession, message: dict[str, Any]) -> None:
         """A backend's request (sampling, elicitation, roots) cannot reach a 2026-07-28
-        client (no server-to-client requests in that revision): answer it with an error."""
+        client (no server-to-client requests in that revision): answer it with an error.
+        A ping never comes here: aigw answered it already (``Relay.to_client``)."""
         why = "cannot reach a 2026-07-28 client through aigw"
         answer = refusal(message["id"], message.get("method"), why, "client_revision")
         work = self.gateway.handle_client_response(session, answer)

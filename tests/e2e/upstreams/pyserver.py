@@ -7,7 +7,8 @@ Run: ``python -m tests.e2e.upstreams.pyserver --port N [--stateless] [--many-too
 Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JSON),
 ``slow`` (sleeps, reports progress, honours cancellation), ``slow-stats`` (how many
 ``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
-``ask-llm`` (``sampling/createMessage`` to the client), ``ask-user``
+``ask-llm`` (``sampling/createMessage`` to the client), ``ping-client`` (``ping`` on
+the call's stream, basic/utilities/ping; what came back), ``ask-user``
 (``elicitation/create`` to the client), ``resolve-llm``, ``resolve-user`` and
 ``resolve-roots`` (sampling, form elicitation and ``roots/list`` through the SDK's
 resolvers: a request mid-call up to 2025-11-25, ``input_required`` from 2026-07-28 on),
@@ -55,6 +56,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from mcp.server.mcpserver.resolve import Elicit, ListRoots
+from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel, Field
 
 STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
@@ -249,6 +251,23 @@ def build_server(
         content = result.content
         text = getattr(content, "text", None)
         return f"llm said: {text if text is not None else content}"
+
+    @server.tool(
+        name="ping-client",
+        description="Ping the peer on this call's stream (basic/utilities/ping); what came back",
+    )
+    async def ping_client(ctx: Context) -> str:
+        related = ServerMessageMetadata(related_request_id=ctx.request_id)
+        try:
+            with anyio.fail_after(10):
+                result = await ctx.request_context.session.send_request(
+                    types.PingRequest(), types.EmptyResult, metadata=related
+                )
+        except MCPError as error:
+            return f"error {error.code} {error.data}"
+        except TimeoutError:
+            return "no answer within 10 s"
+        return f"pong {result.model_dump(exclude_none=True)}"
 
     @server.tool(
         name="resolve-llm",

@@ -5,8 +5,9 @@ JSON-RPC message per line on stdin and stdout).  It writes a line on stderr as i
 starts (aigw logs it).  Tools: ``echo``, ``pid`` (this process's id, so a test can
 kill it), ``env`` (the value of one environment variable, or ``<unset>``), ``count``
 (a counter kept by this process: one per user under ``stdio.scope: user``), ``hold``
-(in flight, a progress notification sent, until ``roots`` has run, 20 s at most) and
-``roots`` (asks its caller ``roots/list``; what came back, said as text).
+(in flight, a progress notification sent, until ``roots`` or ``ping`` has run, 20 s at
+most), ``roots`` (asks its caller ``roots/list``; what came back, said as text) and
+``ping`` (pings its peer, basic/utilities/ping; what came back, said as text).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer(name="aigw-e2e-stdio", version="1.0.0")
 COUNT = {"value": 0}
-#: Set once ``roots`` has its answer (made in the server's event loop, on first use).
-ROOTS_ASKED: list[anyio.Event] = []
+#: Set once ``roots`` or ``ping`` has its answer (made in the server's event loop, on
+#: first use).
+ASKED: list[anyio.Event] = []
 
 
 @server.tool()
@@ -50,17 +52,17 @@ def count() -> str:
     return str(COUNT["value"])
 
 
-def _roots_asked() -> anyio.Event:
-    if not ROOTS_ASKED:
-        ROOTS_ASKED.append(anyio.Event())
-    return ROOTS_ASKED[0]
+def _asked() -> anyio.Event:
+    if not ASKED:
+        ASKED.append(anyio.Event())
+    return ASKED[0]
 
 
 @server.tool()
 async def hold(ctx: Context) -> str:
-    """In flight until ``roots`` has run (20 s at most); a progress notification first,
-    so that the caller knows it is."""
-    asked = _roots_asked()
+    """In flight until ``roots`` or ``ping`` has run (20 s at most); a progress
+    notification first, so that the caller knows it is."""
+    asked = _asked()
     await ctx.report_progress(0, 1, "holding")
     with anyio.move_on_after(20):
         await asked.wait()
@@ -78,8 +80,24 @@ async def roots(ctx: Context) -> str:
     except MCPError as error:
         return f"error {error.code} {error.data}"
     finally:
-        _roots_asked().set()
+        _asked().set()
     return "roots: " + " ".join(str(root.uri) for root in result.roots)
+
+
+@server.tool()
+async def ping(ctx: Context) -> str:
+    """Ping the peer (basic/utilities/ping: it MUST answer promptly with an empty
+    result); what came back, or the error's code and data, as text."""
+    try:
+        with anyio.fail_after(10):
+            result = await ctx.request_context.session.send_ping()
+    except MCPError as error:
+        return f"error {error.code} {error.data}"
+    except TimeoutError:
+        return "no answer within 10 s"
+    finally:
+        _asked().set()
+    return f"pong {result.model_dump(exclude_none=True)}"
 
 
 def main() -> None:

@@ -75,6 +75,8 @@ class FakeUpstream(Resource):
         self.details: dict[str, dict[str, Any]] = {}
         #: What prompts/list answers (whole Prompt objects).
         self.prompts: list[dict[str, Any]] = []
+        #: Set: ``tools/list`` pings the client first, on its reply stream (ids ``l<id>``).
+        self.ping_on_list = False
         #: The ``ask`` tool's questions to the client, by id, waiting for its answer.
         self.awaiting: dict[str, Deferred[Any]] = {}
 
@@ -288,6 +290,12 @@ class FakeUpstream(Resource):
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)
+            if self.ping_on_list:
+                request.setHeader(b"content-type", b"text/event-stream")
+                request.write(sse({"jsonrpc": "2.0", "id": f"l{rid}", "method": "ping"}))
+                request.write(sse({"jsonrpc": "2.0", "id": rid, "result": result}))
+                request.finish()
+                return NOT_DONE_YET
             return self._json(request, rid, result)
         if method == "tools/call" and params.get("name") == "progress":
             request.setHeader(b"content-type", b"text/event-stream")
@@ -332,7 +340,10 @@ class FakeUpstream(Resource):
             request.finish()
             return NOT_DONE_YET
         if method == "tools/call" and params.get("name") == "ask":
-            return self._ask(request, rid)
+            asked = {"messages": [], "maxTokens": 5}
+            return self._ask(request, rid, "sampling/createMessage", asked)
+        if method == "tools/call" and params.get("name") == "pinger":
+            return self._ask(request, rid, "ping")  # basic/utilities/ping
         if method == "tools/call" and params.get("name") == "link":
             return self._json(
                 request,
@@ -360,29 +371,24 @@ class FakeUpstream(Resource):
             return self._json(request, rid, {})
         return self._json(request, rid, None, {"code": -32601, "message": "Method not found"})
 
-    def _ask(self, request: Request, rid: Any) -> Any:
-        """Ask the client (sampling/createMessage) on the call's stream, then answer
-        with what it said (2025-11-25 client/sampling)."""
+    def _ask(
+        self, request: Request, rid: Any, method: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        """Ask the client (sampling/createMessage, ping) on the call's stream, then answer
+        with what it said (2025-11-25 client/sampling, basic/utilities/ping)."""
         request.setHeader(b"content-type", b"text/event-stream")
         question = f"s{rid}"
-        asked = {"messages": [], "maxTokens": 5}
-        request.write(
-            sse(
-                {
-                    "jsonrpc": "2.0",
-                    "id": question,
-                    "method": "sampling/createMessage",
-                    "params": asked,
-                }
-            )
-        )
+        asking: dict[str, Any] = {"jsonrpc": "2.0", "id": question, "method": method}
+        if params is not None:
+            asking["params"] = params
+        request.write(sse(asking))
         gone: list[object] = []
         request.notifyFinish().addErrback(gone.append)
 
         def answered(answer: Any) -> None:
             if gone:
                 return
-            said = answer.get("result") or answer.get("error")
+            said = answer["result"] if "result" in answer else answer.get("error")
             text = {"content": [{"type": "text", "text": json.dumps(said)}]}
             request.write(sse({"jsonrpc": "2.0", "id": rid, "result": text}))
             request.finish()

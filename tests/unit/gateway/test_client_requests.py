@@ -180,3 +180,47 @@ class LateJoinerCapabilitiesTests(ClientRequestsTestCase):
         inits = [b for _, b in self.beta.received if b.get("method") == "initialize"]
         self.assertEqual(len(inits), 2)
         self.assertEqual(inits[-1]["params"]["capabilities"], {"sampling": {}})
+
+
+class PingTests(ClientRequestsTestCase):
+    """basic/utilities/ping: a backend's ping is answered by aigw, its peer, at once
+    with an empty result, never relayed nor refused (``protocol/ping.py``)."""
+
+    @run
+    async def test_a_ping_during_a_call_is_answered_by_aigw_not_relayed(self) -> None:
+        await self.start_gateway(beta=FakeUpstream(tools=["pinger"]))
+        session = await self.initialize(capabilities={"sampling": {}})
+        body = await self.call_tool(session, "beta__pinger")
+        relayed = sse_messages(body) if isinstance(body, bytes) else [body]
+        self.assertEqual([m for m in relayed if "method" in m], [])
+        self.assertEqual(relayed[-1]["result"]["content"][0]["text"], "{}")
+        (pong,) = [b for _, b in self.beta.received if "method" not in b]
+        self.assertEqual((pong["id"][:1], pong["result"]), ("s", {}))  # the backend's own id
+
+    @run
+    async def test_a_ping_on_the_get_stream_is_answered_whatever_the_client_declared(
+        self,
+    ) -> None:
+        await self.start_gateway()
+        session = await self.initialize()  # declares nothing: a request would be refused
+        chunks, reader = await self.beta_stream(session)
+        self.beta.push({"jsonrpc": "2.0", "id": 43, "method": "ping"})
+        self.beta.push(COMPLETE)
+        await self.until(lambda: b"elicitation/complete" in b"".join(chunks))
+        await self.until(lambda: self.answers_to(43))
+        self.assertEqual(self.answers_to(43), [{"jsonrpc": "2.0", "id": 43, "result": {}}])
+        self.assertNotIn(b'"ping"', b"".join(chunks))
+        reader.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_a_ping_during_aigws_own_request_is_answered(self) -> None:
+        """aigw's own requests (the lists it fetches) take no client: the ping is
+        answered all the same, on the session it came on."""
+        await self.start_gateway()
+        self.beta.ping_on_list = True
+        session = await self.initialize()
+        self.assertIn("beta__t0", await self.tool_names(session))
+        await self.until(lambda: [b for _, b in self.beta.received if "method" not in b])
+        pongs = [b for _, b in self.beta.received if "method" not in b]
+        for pong in pongs:
+            self.assertEqual((pong["id"][:1], pong["result"]), ("l", {}))

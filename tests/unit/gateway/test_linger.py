@@ -35,6 +35,9 @@ LIST_CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 
 #: A backend's request on its stream (2025-11-25 client/roots).
 ROOTS = {"jsonrpc": "2.0", "id": 7, "method": "roots/list"}
+#: A backend's ping (basic/utilities/ping), which aigw answers itself.
+PING = {"jsonrpc": "2.0", "id": 8, "method": "ping"}
+PONG = {"jsonrpc": "2.0", "id": 8, "result": {}}
 
 
 def updated(n: int) -> dict[str, Any]:
@@ -535,6 +538,41 @@ class HeldRequestTests(LingerTestCase):
         self.assertEqual(body["error"]["data"], {"reason": "client_revision"})
         self.assertIn("cannot reach a 2026-07-28 client", body["error"]["message"])
         await self.close(again)
+
+    @run
+    async def test_a_ping_on_a_lingering_stream_is_answered_at_once_not_held(self) -> None:
+        """basic/utilities/ping "respond promptly": not after the linger, not refused."""
+        await self.start(linger=2.0)
+        session = await self.left()
+        self.alpha.push(PING)
+        await self.until(lambda: self.answers_to(8))
+        ((headers, body),) = self.answers_to(8)
+        self.assertEqual(body, PONG)
+        upstream_session = self.alpha.stream_requests[0].getHeader(b"mcp-session-id").decode()
+        self.assertEqual(headers["mcp-session-id"], [upstream_session])
+        self.assertEqual(self.alpha.streams_closed, [])  # still lingering
+        self.alpha.push(LIST_CHANGED)
+        again = await self.get_stream(session)
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(again))
+        self.assertNotIn("ping", self.methods(again))
+        await self.close(again)
+        self.assertEqual(len(self.answers_to(8)), 1)
+
+    @run
+    async def test_a_ping_on_a_listen_is_answered_not_refused(self) -> None:
+        """2026-07-28: a listen takes no server requests, but SEP-2260 exempts ping,
+        and aigw answers it itself, lingering or not."""
+        await self.start()
+        listening = await self.listen("L1")
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.push(PING)
+        await self.until(lambda: self.answers_to(8))
+        self.assertEqual([b for _, b in self.answers_to(8)], [PONG])
+        self.assertNotIn("ping", self.methods(listening))
+        await self.close(listening)
+        self.alpha.push({**PING, "id": 9})
+        await self.until(lambda: self.answers_to(9))
+        self.assertEqual([b for _, b in self.answers_to(9)], [{**PONG, "id": 9}])
 
     async def resumed_from_before(self, event_id: str | None) -> Collect:
         """A request held (with ``event_id``), then a GET stream resuming from before it."""

@@ -26,7 +26,7 @@ class ParkingTests(GatewayTestCase):
     """alpha speaks 2025-11-25 with sessions; its ``ask`` tool samples the client."""
 
     async def start(self, **sessions: Any) -> None:
-        alpha = FakeUpstream(tools=["ask", "echo"])
+        alpha = FakeUpstream(tools=["ask", "echo", "pinger"])
         await self.start_gateway(beta=alpha, sessions=SessionsConfig(**sessions))
         self.asker = alpha
 
@@ -111,6 +111,18 @@ class ParkingTests(GatewayTestCase):
         self.assertEqual(refusal["code"], jsonrpc.METHOD_NOT_FOUND)
         self.assertEqual(refusal["data"], {"reason": "client_capability", "capability": "sampling"})
         self.assertIn("did not declare sampling", refusal["message"])
+
+    @run
+    async def test_a_ping_mid_call_is_answered_by_aigw_not_parked(self) -> None:
+        """basic/utilities/ping: the backend's peer is aigw, which answers at once; a
+        2026-07-28 client is not asked (``protocol/ping.py``)."""
+        await self.start()
+        body = await self.call({"name": "beta__pinger"})
+        self.assertEqual(body["result"]["resultType"], "complete")
+        self.assertEqual(body["result"]["content"][0]["text"], "{}")
+        (pong,) = self.asked()
+        self.assertEqual((pong["id"][:1], pong["result"]), ("s", {}))  # the backend's own id
+        self.assertEqual(len(self.service.gateway.calls.parking), 0)
 
     @run
     async def test_parked_calls_are_bounded(self) -> None:

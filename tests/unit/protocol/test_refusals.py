@@ -26,7 +26,7 @@ class RefusalTests(SynchronousTestCase):
         )
 
     def test_other_data_goes_beside_the_reason(self) -> None:
-        error = refusal("a", "ping", "why", "r", jsonrpc.INVALID_PARAMS, extra=1).error
+        error = refusal("a", "roots/list", "why", "r", jsonrpc.INVALID_PARAMS, extra=1).error
         self.assertEqual(
             (error.code, error.data), (jsonrpc.INVALID_PARAMS, {"reason": "r", "extra": 1})
         )

@@ -239,6 +239,26 @@ class RoutingTests(StdioTestCase):
         error = refusal["error"]
         self.assertEqual((error["code"], error["data"]), (-32601, {"reason": "no_single_call"}))
 
+    def test_a_shared_processs_ping_outside_a_call_is_answered_not_refused(self) -> None:
+        """basic/utilities/ping: the receiver MUST answer promptly with an empty result;
+        the child's peer is aigw, which answers on its stdin (``protocol/ping.py``)."""
+        child, session_id = self.open()
+        heard: list[Any] = []
+        ensureDeferred(
+            self.upstream.get_stream(heard.append, session_id, None, None, lambda r: None)
+        )
+        child.say({"jsonrpc": "2.0", "id": "p1", "method": "ping"})
+        self.assertEqual(heard, [])
+        self.assertEqual(child.received()[-1], {"jsonrpc": "2.0", "id": "p1", "result": {}})
+
+    def test_a_ping_during_a_call_is_answered_here_not_relayed(self) -> None:
+        child, session_id = self.open()
+        got: list[Any] = []
+        self.post(request(30, "tools/call"), got.append, session_id)
+        child.say({"jsonrpc": "2.0", "id": 9, "method": "ping"})
+        self.assertEqual(got, [])
+        self.assertEqual(child.received()[-1], {"jsonrpc": "2.0", "id": 9, "result": {}})
+
     def test_two_calls_with_one_progress_token_get_none_of_its_progress(self) -> None:
         """Clients choose their tokens: a token two calls share names neither of them."""
         child, session_id = self.open()
@@ -523,6 +543,18 @@ class PerUserTests(StdioTestCase):
         roots = {"jsonrpc": "2.0", "id": 5, "method": "roots/list"}
         child.say(roots)
         self.assertEqual(heard, [roots])
+
+    def test_a_users_process_ping_is_answered_not_sent_to_their_stream(self) -> None:
+        child, session_id = self.open(ALICE)
+        heard: list[Any] = []
+        ensureDeferred(
+            self.upstream.get_stream(
+                heard.append, session_id, None, None, lambda r: None, principal=ALICE
+            )
+        )
+        child.say({"jsonrpc": "2.0", "id": 6, "method": "ping"})
+        self.assertEqual(heard, [])
+        self.assertEqual(child.received()[-1], {"jsonrpc": "2.0", "id": 6, "result": {}})
 
     def test_the_least_recently_used_idle_process_makes_room(self) -> None:
         alice, _ = self.open(ALICE)
