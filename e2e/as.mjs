@@ -323,8 +323,9 @@ async function keycloakTokenExchange(ctx) {
     }
     // V1TokenExchangeProvider.supports() takes everything. Without a subject token it
     // issues a token to the client for no user and fails on the missing user session
-    // (keycloak/keycloak#12951): HTTP 500 unknown_error. With one, the client needs
-    // FGAP v1's token-exchange permission on the target, granted to no one here.
+    // (keycloak/keycloak#12951): HTTP 500 unknown_error. With one, for an `audience` of
+    // another client, V1TokenExchangeProvider.validateAudience asks FGAP v1's
+    // token-exchange permission on it (canExchangeTo), granted to no one here: 403.
     if (!params.subject_token) kcRefuse(ctx, 500, 'unknown_error');
     else kcRefuse(ctx, 403, 'access_denied', 'Client not allowed to exchange');
     return;

@@ -42,9 +42,12 @@ AUDIENCE = "crm"
 NOT_ENABLED = "Standard token exchange is not enabled for the requested client"
 
 
-def start(pyserver: Upstream, *, switch: bool, v1: bool = False) -> tuple[AuthServer, Gateway]:
-    """The keycloak-profile AS (``aigw-upstream``'s switch on or off, V1 on or not) and
-    aigw with the backend ``kx`` whose ``auth`` is a token exchange there."""
+def start(
+    pyserver: Upstream, *, switch: bool, v1: bool = False, in_aud: bool = True
+) -> tuple[AuthServer, Gateway]:
+    """The keycloak-profile AS (``aigw-upstream``'s switch on or off, V1 on or not, named
+    in users' tokens or not) and aigw with the backend ``kx`` whose ``auth`` is a token
+    exchange there."""
     port = free_port()
     auth = start_auth_server(
         profile="keycloak",
@@ -55,7 +58,7 @@ def start(pyserver: Upstream, *, switch: bool, v1: bool = False) -> tuple[AuthSe
         kc_clients=(AUDIENCE,),
         # The audience mapper of mcp:tools names aigw's client too: V2 exchanges only a
         # token whose aud holds the requester.
-        kc_token_audience=(CLIENT_ID,),
+        kc_token_audience=(CLIENT_ID,) if in_aud else (),
         kc_exchange_v1=v1,
     )
     try:
@@ -171,6 +174,24 @@ async def test_switch_off_the_call_fails_naming_keycloaks_reason(
         assert NOT_ENABLED in finding
         assert f"let the client {CLIENT_ID!r} exchange tokens" in fix
         assert '"Standard token exchange"' in fix
+    finally:
+        gateway.stop()
+        auth.stop()
+
+
+async def test_users_tokens_not_for_aigws_client_are_not_exchanged(
+    node_modules: None, pyserver: Upstream
+) -> None:
+    """V2 exchanges only a token whose ``aud`` holds the requester (the users' tokens name
+    the gateway only, no audience mapper names aigw's client): 403 ``access_denied``,
+    quoted in the call's -32015."""
+    auth, gateway = start(pyserver, switch=True, in_aud=False)
+    try:
+        error = await call(gateway, MemoryTokenStorage())
+        assert isinstance(error, MCPError), error
+        assert error.code == -32015
+        assert error.data["backend"] == "kx"
+        assert "access_denied (Client is not within the token audience)" in error.data["detail"]
     finally:
         gateway.stop()
         auth.stop()
