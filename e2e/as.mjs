@@ -72,6 +72,16 @@
 //   default/optional client scopes (openid is not one) answers 403 insufficient_scope
 //   with Keycloak's body; the "Consent Required" policy: after the login page comes a
 //   consent page (POST /realms/<realm>/interaction/<uid>/consent).
+// * RFC 8693 token exchange as Keycloak 26's standard token exchange (V2) answers it
+//   (keycloakTokenExchange: its checks in Keycloak's order, its error bodies and statuses):
+//   only clients in --kc-exchange-clients (AS_KC_EXCHANGE_CLIENTS, default the upstream
+//   client) have the "Standard token exchange" switch on; the subject token's aud must
+//   name the requester (--kc-token-audience, AS_KC_TOKEN_AUDIENCE: client ids the mcp:tools
+//   audience mapper adds); `audience` must be a client, one of --kc-clients (AS_KC_CLIENTS)
+//   to be in the token; `resource` is ignored; access or ID tokens only (refresh refused);
+//   the token: typ JWT, azp = the requester, aud narrowed to `audience`, no act.
+//   AS_KC_TOKEN_EXCHANGE_V1=1: the legacy V1 feature on too (500 unknown_error without a
+//   subject token; 403 for a client without V2's switch).
 
 import {
   createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign, verify,
@@ -102,6 +112,9 @@ const { values: args } = parseArgs({
     realm: { type: 'string', default: process.env.AS_REALM ?? 'aigw' },
     'kc-audience': { type: 'string', default: process.env.AS_KC_AUDIENCE },
     'kc-allowed-scopes': { type: 'string', default: process.env.AS_KC_ALLOWED_SCOPES ?? 'mcp:tools' },
+    'kc-exchange-clients': { type: 'string', default: process.env.AS_KC_EXCHANGE_CLIENTS },
+    'kc-clients': { type: 'string', default: process.env.AS_KC_CLIENTS ?? '' },
+    'kc-token-audience': { type: 'string', default: process.env.AS_KC_TOKEN_AUDIENCE ?? '' },
     'tls-cert': { type: 'string', default: process.env.AS_TLS_CERT },
     'tls-key': { type: 'string', default: process.env.AS_TLS_KEY },
     'exchange-issuer': {
@@ -132,6 +145,20 @@ const KC_REALM_SCOPES = ['acr', 'basic', 'email', 'profile', 'roles', 'web-origi
   'address', 'phone', 'offline_access', 'microprofile-jwt', 'organization'];
 const KC_ALLOWED_SCOPES = [...args['kc-allowed-scopes'].split(/\s+/).filter(Boolean), ...KC_REALM_SCOPES];
 const KC_RFC8414 = !['0', 'false', 'no'].includes((process.env.AS_KC_RFC8414 ?? '1').toLowerCase());
+const UPSTREAM_CLIENT_ID = process.env.AS_UPSTREAM_CLIENT_ID ?? 'aigw-upstream';
+// Token exchange in the keycloak profile (see keycloakTokenExchange): the clients whose
+// "Standard token exchange" switch is on (default: the upstream client), the realm's
+// other clients (the backends an `audience` may name, all reachable through the
+// requester's client scopes), the client ids the mcp:tools audience mapper adds to
+// users' tokens besides --kc-audience, and whether the legacy V1 feature is on too.
+const KC_EXCHANGE_CLIENTS = words(args['kc-exchange-clients'] ?? UPSTREAM_CLIENT_ID);
+const KC_CLIENTS = words(args['kc-clients']);
+const KC_TOKEN_AUDIENCE = words(args['kc-token-audience']);
+const KC_EXCHANGE_V1 = ['1', 'true', 'yes'].includes((process.env.AS_KC_TOKEN_EXCHANGE_V1 ?? '').toLowerCase());
+
+function words(text) {
+  return (text ?? '').split(/\s+/).filter(Boolean);
+}
 
 // Demo users: alice may do everything, bob may list tools but not call them.
 const USERS = args.users
@@ -183,9 +210,9 @@ function b64url(data) {
   return Buffer.from(data).toString('base64url');
 }
 
-function signJwt(payload) {
+function signJwt(payload, typ = 'at+jwt') {
   const key = keys[0];
-  const header = { alg: 'RS256', typ: 'at+jwt', kid: key.kid };
+  const header = { alg: 'RS256', typ, kid: key.kid };
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
   const signature = sign('RSA-SHA256', Buffer.from(input), createPrivateKey({ key, format: 'jwk' }));
   return `${input}.${signature.toString('base64url')}`;
@@ -250,6 +277,135 @@ async function tokenExchange(ctx) {
   };
 }
 
+// Keycloak's answer to a refused token request: {error, error_description}, the status
+// its CorsErrorResponseException carries.
+function kcRefuse(ctx, status, error, description) {
+  ctx.status = status;
+  ctx.body = description === undefined ? { error } : { error, error_description: description };
+}
+
+const KC_REFRESH_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:refresh_token';
+const KC_ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+// The requester client's client scopes a `scope` may name: the realm's own, and the
+// resource scopes (optional client scopes of the client).
+const KC_REQUESTER_SCOPES = [...RESOURCE_SCOPES, ...KC_REALM_SCOPES];
+// The realm's default client scopes that end up in `scope` (Keycloak: "profile email").
+const KC_DEFAULT_TOKEN_SCOPES = ['profile', 'email'];
+
+// Keycloak 26's standard token exchange (V2; on by default since 26.2), in the order of
+// keycloak/keycloak services/.../protocol/oidc/tokenexchange/StandardTokenExchangeProvider.java
+// and AbstractTokenExchangeProvider.java (exchangeClientToClient), with their error
+// descriptions, statuses and codes verbatim. Documentation:
+// https://www.keycloak.org/securing-apps/token-exchange#_standard-token-exchange
+// Not imitated: consents, refresh tokens (the client switch "Allow refresh token in
+// Standard Token Exchange" is off here, its default), sender-constrained subject tokens.
+async function keycloakTokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  // supports(): V1-only parameters, the client's "Standard token exchange" switch
+  // (Capability config; OIDCAdvancedConfigWrapper.isStandardTokenExchangeEnabled), then
+  // the subject token. Unsupported: TokenExchangeGrantType answers 400 invalid_request
+  // with the reason, unless the legacy V1 provider (preview feature `token-exchange`)
+  // takes the request.
+  let unsupported;
+  for (const v1 of ['requested_subject', 'requested_issuer', 'subject_issuer']) {
+    if (!unsupported && params[v1] !== undefined) unsupported = `Parameter '${v1}' is not supported for standard token exchange`;
+  }
+  if (!unsupported && !KC_EXCHANGE_CLIENTS.includes(client.clientId)) {
+    unsupported = 'Standard token exchange is not enabled for the requested client';
+  }
+  if (!unsupported && !params.subject_token) unsupported = "Parameter 'subject_token' required for standard token exchange";
+  if (!unsupported && !params.subject_token_type) unsupported = "Parameter 'subject_token_type' required for standard token exchange";
+  if (!unsupported && params.subject_token_type !== ACCESS_TOKEN_TYPE) unsupported = "Parameter 'subject_token' supports access tokens only";
+  if (unsupported) {
+    if (!KC_EXCHANGE_V1) {
+      kcRefuse(ctx, 400, 'invalid_request', unsupported);
+      return;
+    }
+    // V1TokenExchangeProvider.supports() takes everything. Without a subject token it
+    // issues a token to the client for no user and fails on the missing user session
+    // (keycloak/keycloak#12951): HTTP 500 unknown_error. With one, for an `audience` of
+    // another client, V1TokenExchangeProvider.validateAudience asks FGAP v1's
+    // token-exchange permission on it (canExchangeTo), granted to no one here: 403.
+    if (!params.subject_token) kcRefuse(ctx, 500, 'unknown_error');
+    else kcRefuse(ctx, 403, 'access_denied', 'Client not allowed to exchange');
+    return;
+  }
+  // processSubjectToken(): a valid access token of this realm, else "Invalid token".
+  const subject = verifiedAccessToken(params.subject_token);
+  if (!subject || subject.iss !== ISSUER) {
+    kcRefuse(ctx, 400, 'invalid_request', 'Invalid token');
+    return;
+  }
+  // getRequestedTokenType(): access (the default) and ID tokens; a refresh token only
+  // with the client's refresh switch on (off here); anything else is unsupported.
+  const requested = params.requested_token_type ?? ACCESS_TOKEN_TYPE;
+  if (![ACCESS_TOKEN_TYPE, KC_ID_TOKEN_TYPE].includes(requested)) {
+    kcRefuse(ctx, 400, 'invalid_request', 'requested_token_type unsupported');
+    return;
+  }
+  // getTargetAudienceClients(): each `audience` must be a client of the realm.
+  const audiences = [params.audience ?? []].flat();
+  for (const audience of audiences) {
+    const known = KC_CLIENTS.includes(audience) || audience === 'account' || await provider.Client.find(audience);
+    if (!known) {
+      kcRefuse(ctx, 400, 'invalid_client', 'Audience not found');
+      return;
+    }
+  }
+  // validateAudience(): no public client; the requester must be the subject token's
+  // azp or in its aud (the documentation: "the requester client must be in the
+  // audience of the subject token").
+  if (client.tokenEndpointAuthMethod === 'none') {
+    kcRefuse(ctx, 400, 'invalid_client', 'Public client is not allowed to exchange token');
+    return;
+  }
+  const subjectAud = [subject.aud ?? []].flat();
+  if (subject.azp !== client.clientId && !subjectAud.includes(client.clientId)) {
+    kcRefuse(ctx, 403, 'access_denied', 'Client is not within the token audience');
+    return;
+  }
+  // getRequestedScope(): `scope` names client scopes of the requester, as it is; the
+  // token's scope comes from the requester's client scopes, not the subject token's.
+  const asked = words(params.scope);
+  if (asked.some((s) => !KC_REQUESTER_SCOPES.includes(s) && s !== 'openid')) {
+    kcRefuse(ctx, 400, 'invalid_scope', `Invalid scopes: ${params.scope}`);
+    return;
+  }
+  // checkRequestedAudiences(): an `audience` must be one the requester's client scopes
+  // put in the token (here: the --kc-clients); the token's aud is narrowed to those
+  // asked for, else it holds all of them.
+  const missing = audiences.filter((a) => !KC_CLIENTS.includes(a));
+  if (missing.length) {
+    kcRefuse(ctx, 400, 'invalid_request', `Requested audience not available: ${missing.join(', ')}`);
+    return;
+  }
+  const aud = audiences.length ? audiences : KC_CLIENTS;
+  const now = Math.floor(Date.now() / 1000);
+  const scope = [...new Set([...asked, ...KC_DEFAULT_TOKEN_SCOPES])].join(' ');
+  const payload = {
+    exp: now + ACCESS_TOKEN_TTL,
+    iat: now,
+    jti: randomUUID(),
+    iss: ISSUER,
+    ...(aud.length ? { aud: aud.length === 1 ? aud[0] : aud } : {}),
+    sub: subject.sub,
+    typ: requested === KC_ID_TOKEN_TYPE ? 'ID' : 'Bearer',
+    azp: client.clientId,
+    scope,
+  };
+  // AccessTokenResponse (RFC 8693 §2.2.1 plus Keycloak's own fields); an ID token goes
+  // in access_token with token_type N_A.
+  ctx.body = {
+    access_token: signJwt(payload, 'JWT'),
+    expires_in: ACCESS_TOKEN_TTL,
+    refresh_expires_in: 0,
+    token_type: requested === KC_ID_TOKEN_TYPE ? 'N_A' : 'Bearer',
+    'not-before-policy': 0,
+    scope,
+    issued_token_type: requested,
+  };
+}
+
 function isOpenIdScopeOnly(scope) {
   return OIDC_SCOPES.includes(scope);
 }
@@ -278,7 +434,10 @@ function keycloakOptions() {
           const scopes = (payload.scope ?? '').split(' ');
           // The audience mapper of the client scope mcp:tools; Keycloak's own "account"
           // audience otherwise (oidc-provider needs some audience).
-          payload.aud = scopes.includes('mcp:tools') ? KC_AUDIENCE : 'account';
+          // With --kc-token-audience, the mapper also names clients (the requester of a
+          // standard token exchange must be in the subject token's aud).
+          const mapped = KC_TOKEN_AUDIENCE.length ? [KC_AUDIENCE, ...KC_TOKEN_AUDIENCE] : KC_AUDIENCE;
+          payload.aud = scopes.includes('mcp:tools') ? mapped : 'account';
           payload.sid = token.sessionUid;
         },
       },
@@ -308,7 +467,7 @@ function buildProvider(jwks) {
       },
       {
         // Confidential client for aigw's own tokens to its backends.
-        client_id: process.env.AS_UPSTREAM_CLIENT_ID ?? 'aigw-upstream',
+        client_id: UPSTREAM_CLIENT_ID,
         client_secret: process.env.AS_UPSTREAM_CLIENT_SECRET ?? 'aigw-upstream-secret',
         grant_types: ['client_credentials', TOKEN_EXCHANGE],
         response_types: [],
@@ -384,9 +543,17 @@ function buildProvider(jwks) {
       ctx.body = out;
     },
   });
-  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+  const exchangeParams = [
     'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope',
-  ]);
+  ];
+  if (KEYCLOAK) {
+    // Keycloak reads V1's parameters to refuse them in V2, and takes `audience` repeated.
+    provider.registerGrantType(TOKEN_EXCHANGE, keycloakTokenExchange, [
+      ...exchangeParams, 'requested_subject', 'requested_issuer', 'subject_issuer',
+    ], ['audience']);
+  } else {
+    provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, exchangeParams);
+  }
   provider.proxy = false;
   provider.use(async (ctx, next) => {
     // RFC 6749 §3.3 default scope: an authorization request for a resource that names

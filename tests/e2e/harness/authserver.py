@@ -114,6 +114,10 @@ def start_auth_server(
     kc_rfc8414: bool = True,
     tls: tuple[str, str] | None = None,
     exchange_issuers: tuple[str, ...] = (),
+    kc_exchange_clients: tuple[str, ...] | None = None,
+    kc_clients: tuple[str, ...] = (),
+    kc_token_audience: tuple[str, ...] = (),
+    kc_exchange_v1: bool = False,
 ) -> AuthServer:
     """Start ``node e2e/as.mjs`` and wait for its ``READY <issuer>`` line.
 
@@ -129,6 +133,10 @@ def start_auth_server(
     ``tls``: (certificate file, key file) to serve ``https`` (the issuer's scheme too);
     ``exchange_issuers``: issuers whose tokens its token exchange takes as well (started
     with the same ``jwks_file``: :func:`write_signing_key`);
+    Keycloak's standard token exchange: ``kc_exchange_clients`` have its switch on (None:
+    the upstream client), ``kc_clients`` are the realm's clients an ``audience`` may name,
+    ``kc_token_audience`` client ids the users' tokens name too, ``kc_exchange_v1`` turns
+    the legacy V1 feature on as well.
     """
     ensure_node_modules()
     argv = [
@@ -149,6 +157,12 @@ def start_auth_server(
             argv += ["--kc-audience", kc_audience]
         if not kc_rfc8414:
             env["AS_KC_RFC8414"] = "0"
+        if kc_exchange_clients is not None:
+            env["AS_KC_EXCHANGE_CLIENTS"] = " ".join(kc_exchange_clients)
+        env["AS_KC_CLIENTS"] = " ".join(kc_clients)
+        env["AS_KC_TOKEN_AUDIENCE"] = " ".join(kc_token_audience)
+        if kc_exchange_v1:
+            env["AS_KC_TOKEN_EXCHANGE_V1"] = "1"
     if test_control:
         argv.append("--test-control")
     if jwks_file is not None:
