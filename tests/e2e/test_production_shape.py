@@ -16,15 +16,19 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import anyio
 import pytest
+from mcp import types
 
 from .aigw import edit_and_reload, open_session, post_json
-from .balancer import Balanced, served, start_balanced
+from .balancer import Balanced, Logged, served, start_balanced
 from .harness.oauth_client import connect_plain
-from .harness.processes import Process, until
+from .harness.processes import Process, until, until_async
 from .harness.redis import live_leases, start_redis
+from .harness.relay import Relay
 from .harness.results import text_of
 from .harness.upstreams import Upstream
 
@@ -326,3 +330,90 @@ def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balance
         assert status == 200, body
     assert set(servers_since(shape, start, "POST", "404")) == SERVERS
     assert set(servers_since(shape, start, "POST", "200")) == SERVERS
+
+
+class ListChanges:
+    """A client's ``message_handler`` noting ``notifications/tools/list_changed`` (what
+    the backend's ``announce`` sends on the session's GET stream) in ``arrived``."""
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.arrived.set()
+
+
+async def announced(client: Any, changes: ListChanges) -> float:
+    """``py__announce`` until a list change arrives within 1 s of it (aigw opens its
+    stream to the backend after the client's GET, so the first may precede it): the
+    seconds it took."""
+    began = time.monotonic()
+    for _ in range(30):
+        changes.arrived = anyio.Event()
+        assert text_of(await client.call_tool("py__announce", {})) == "announced"
+        with anyio.move_on_after(1):
+            await changes.arrived.wait()
+            return time.monotonic() - began
+    raise AssertionError("no notifications/tools/list_changed came on the GET stream")
+
+
+#: Sessions that each go through a network blip, each with one more call before it
+#: than the one before, so the round-robin sends their reopened GET streams to
+#: different processes.
+BLIPS = 3
+
+
+async def test_the_sdk_clients_get_stream_comes_back_after_a_network_blip(
+    shape: Balanced,
+) -> None:
+    """Issue #15: behind a real load balancer the GET stream keeps working.  The
+    official Python SDK client reaches HAProxy through a relay that resets every
+    connection at once (the session stays valid).  The SDK's GET stream handler
+    reconnects by itself (``mcp.client.streamable_http.handle_get_stream``: after
+    ``DEFAULT_RECONNECTION_DELAY_MS``, with Last-Event-ID when it had one).  Its
+    budget of ``MAX_RECONNECTION_ATTEMPTS`` (2) failures is for the life of the
+    stream, not reset by a successful reconnect (only by the server ending the
+    stream): a second blip in a session, or one 409, and it gives up silently.  So
+    one blip per session, ``BLIPS`` sessions; the HAProxy log is where a refusal
+    would show.  Each reopened GET, on whichever process round-robin sends it to, is
+    served, a list change sent after the blip reaches the client on it, and a
+    tools/call works."""
+    start = len(shape.logged())
+    moved = []
+    figures = []
+
+    def gets_since(first: int) -> list[Logged]:
+        return [r for r in shape.logged()[first:] if r.method == "GET"]
+
+    async with Relay(shape.port) as relay:
+        for shift in range(BLIPS):
+            changes = ListChanges()
+            began = len(shape.logged())
+            async with connect_plain(relay.url, mode="legacy", message_handler=changes) as client:
+                assert await until_async(partial(gets_since, began)), "the SDK opened no GET"
+                await announced(client, changes)  # the stream works before the blip
+                for number in range(shift):
+                    assert text_of(await client.call_tool("py__echo", {"text": str(number)}))
+                cut_at = len(shape.logged())
+                cut = time.monotonic()
+                assert relay.cut() >= 1  # the GET stream's connection at least
+                with anyio.fail_after(60):
+                    reopened = await until_async(partial(gets_since, cut_at), 30)
+                    assert reopened, "the SDK did not reopen its GET stream"
+                    seconds = time.monotonic() - cut
+                    latency = await announced(client, changes)
+                echoed = await client.call_tool("py__echo", {"text": f"after blip {shift}"})
+                assert text_of(echoed) == f"after blip {shift}"
+            held = gets_since(began)[0].server
+            moved.append((held, reopened[0].server))
+            figures.append(f"{seconds:.2f}+{latency:.2f} s")
+    logged = shape.logged()[start:]
+    # Each session's GET and its reopened one, no 409 (and no retry after one).
+    assert [r.status for r in logged if r.method == "GET"] == ["200"] * 2 * BLIPS, logged
+    assert any(held != reopened for held, reopened in moved), moved  # on another process
+    assert all(r.status in ("200", "202", "204") for r in logged), logged  # 204: DELETEs
+    print(  # the figures for the report; not asserted (a shared, loaded machine)
+        f"blips: GET (held, reopened) {moved}; reopened + list change {figures}; "
+        f"{relay.accepted} connections through the relay"
+    )
