@@ -334,13 +334,17 @@ def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balance
 
 class ListChanges:
     """A client's ``message_handler`` noting ``notifications/tools/list_changed`` (what
-    the backend's ``announce`` sends on the session's GET stream) in ``arrived``."""
+    the backend's ``announce`` sends on the session's GET stream) in ``arrived``, and
+    how many were asked for (``asked``) and came (``count``)."""
 
     def __init__(self) -> None:
         self.arrived = anyio.Event()
+        self.asked = 0
+        self.count = 0
 
     async def __call__(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
+            self.count += 1
             self.arrived.set()
 
 
@@ -351,6 +355,7 @@ async def announced(client: Any, changes: ListChanges) -> float:
     began = time.monotonic()
     for _ in range(30):
         changes.arrived = anyio.Event()
+        changes.asked += 1
         assert text_of(await client.call_tool("py__announce", {})) == "announced"
         with anyio.move_on_after(1):
             await changes.arrived.wait()
@@ -395,6 +400,7 @@ async def test_the_sdk_clients_get_stream_comes_back_after_a_network_blip(
                 await announced(client, changes)  # the stream works before the blip
                 for number in range(shift):
                     assert text_of(await client.call_tool("py__echo", {"text": str(number)}))
+                asked, count = changes.asked, changes.count
                 cut_at = len(shape.logged())
                 cut = time.monotonic()
                 assert relay.cut() >= 1  # the GET stream's connection at least
@@ -407,7 +413,8 @@ async def test_the_sdk_clients_get_stream_comes_back_after_a_network_blip(
                 assert text_of(echoed) == f"after blip {shift}"
             held = gets_since(began)[0].server
             moved.append((held, reopened[0].server))
-            figures.append(f"{seconds:.2f}+{latency:.2f} s")
+            came = f"{changes.count - count} of {changes.asked - asked} came"
+            figures.append(f"{seconds:.2f}+{latency:.2f} s, {came}")
     logged = shape.logged()[start:]
     # Each session's GET and its reopened one, no 409 (and no retry after one).
     assert [r.status for r in logged if r.method == "GET"] == ["200"] * 2 * BLIPS, logged
