@@ -36,6 +36,8 @@
 //   {"event":"tokens","access_token":..., "refresh_token":..., "scope":...}
 //   {"event":"notification","method":...,"params":...} (any other server notification)
 //   {"event":"error","message":..., "code":...}     (then exit status 1)
+//   {"event":"transport-error","message":...}       (the SDK's onerror, which goes on: a
+//                                                      lost GET stream, a failed reconnect)
 //
 // The headless login talks to e2e/as.mjs over fetch with a hand-kept cookie jar: GET the
 // authorization URL, POST /interaction/<uid>/login (username, password), follow the
@@ -216,6 +218,7 @@ const seen = [];
 let waiters = [];
 
 function watch(client) {
+  client.onerror = (err) => emit({ event: 'transport-error', message: String(err?.message ?? err) });
   client.fallbackNotificationHandler = async (notification) => {
     seen.push(notification);
     emit({ event: 'notification', method: notification.method, params: notification.params ?? null });

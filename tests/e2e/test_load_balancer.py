@@ -20,8 +20,8 @@ import re
 import signal
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -31,10 +31,9 @@ from .aigw import INITIALIZE
 from .balancer import Balanced, served, start_balanced
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
+from .harness.processes import until_async
 from .harness.results import ResourceUpdates, text_of
 from .harness.upstreams import Upstream
-
-T = TypeVar("T")
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -55,16 +54,6 @@ def balanced(
     ]
     with start_balanced(backends) as found:
         yield found
-
-
-async def until(check: Callable[[], T], seconds: float = 10.0) -> T:
-    """``check()`` once it is true, or its last (false) value after ``seconds``."""
-    for _ in range(int(seconds * 10)):
-        found = check()
-        if found:
-            return found
-        await anyio.sleep(0.1)
-    return check()
 
 
 async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
@@ -176,7 +165,8 @@ async def test_a_2026_client_resumes_a_call_parked_in_another_process(
                 assert "four" in text_of(await client.call_tool("py__ask-llm", {}))
     assert answered == ["elicitation"] * 3
     # Round robin over three processes: every retry landed on another process than its call.
-    assert await until(lambda: forwarded(balanced) - before >= 6), forwarded(balanced) - before
+    moved = await until_async(lambda: forwarded(balanced) - before >= 6)
+    assert moved, forwarded(balanced) - before
 
 
 async def test_a_session_clients_answer_reaches_the_process_that_asked(
@@ -191,7 +181,7 @@ async def test_a_session_clients_answer_reaches_the_process_that_asked(
             for _ in range(3):
                 said = await client.call_tool("modern__resolve-llm", {})
                 assert "llm said: four" in text_of(said), said
-    assert await until(lambda: forwarded(balanced) > before), forwarded(balanced) - before
+    assert await until_async(lambda: forwarded(balanced) > before), forwarded(balanced) - before
 
 
 async def test_an_oauth_session_through_the_balancer(
@@ -271,12 +261,14 @@ async def test_a_process_killed_mid_session_leaves_the_client_working(balanced: 
     async with connect_plain(balanced.url, mode="legacy", sampling_callback=sample) as client:
         for number in range(3):
             assert text_of(await client.call_tool("py__echo", {"text": str(number)})) == str(number)
-        gets = await until(lambda: [r for r in balanced.logged()[start:] if r.method == "GET"])
+        gets = await until_async(
+            lambda: [r for r in balanced.logged()[start:] if r.method == "GET"]
+        )
         assert gets, "the SDK opened no GET stream"
         name = gets[0].server
         victim = balanced.gateways[int(name[-1]) - 1]
         os.kill(victim.process.pid, signal.SIGKILL)
-        assert await until(lambda: not victim.process.alive())
+        assert await until_async(lambda: not victim.process.alive())
         killed_at = len(balanced.logged())
         for number in range(9):
             echoed = await client.call_tool("py__echo", {"text": f"after {number}"})
@@ -285,7 +277,8 @@ async def test_a_process_killed_mid_session_leaves_the_client_working(balanced: 
         assert len((await client.list_tools()).tools) > 2
         # Health checks (inter 1s, fall 2): the dead server is out of rotation soon.
         down = f"{name} is DOWN"
-        assert await until(lambda: down in balanced.haproxy.log()), balanced.haproxy.log_tail()
+        noticed = await until_async(lambda: down in balanced.haproxy.log())
+        assert noticed, balanced.haproxy.log_tail()
         settled = len(balanced.logged())
         for _ in range(4):
             assert text_of(await client.call_tool("py__echo", {"text": "x"})) == "x"

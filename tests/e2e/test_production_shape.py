@@ -16,15 +16,19 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import anyio
 import pytest
+from mcp import types
 
 from .aigw import edit_and_reload, open_session, post_json
-from .balancer import Balanced, served, start_balanced
-from .harness.oauth_client import connect_plain
-from .harness.processes import Process, until
+from .balancer import Balanced, Logged, served, start_balanced
+from .harness.oauth_client import TsClientRun, connect_plain, ts_client_argv
+from .harness.processes import Process, until, until_async
 from .harness.redis import live_leases, start_redis
+from .harness.relay import Relay
 from .harness.results import text_of
 from .harness.upstreams import Upstream
 
@@ -346,3 +350,162 @@ def test_a_deleted_session_is_404_wherever_its_next_requests_land(shape: Balance
         assert status == 200, body
     assert set(servers_since(shape, start, "POST", "404")) == SERVERS
     assert set(servers_since(shape, start, "POST", "200")) == SERVERS
+
+
+class ListChanges:
+    """A client's ``message_handler`` noting ``notifications/tools/list_changed`` (what
+    the backend's ``announce`` sends on the session's GET stream) in ``arrived``, and
+    how many were asked for (``asked``) and came (``count``)."""
+
+    def __init__(self) -> None:
+        self.arrived = anyio.Event()
+        self.asked = 0
+        self.count = 0
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.count += 1
+            self.arrived.set()
+
+
+async def announced(client: Any, changes: ListChanges) -> float:
+    """``py__announce`` until a list change arrives within 1 s of it (aigw opens its
+    stream to the backend after the client's GET, so the first may precede it): the
+    seconds it took."""
+    began = time.monotonic()
+    for _ in range(30):
+        changes.arrived = anyio.Event()
+        changes.asked += 1
+        assert text_of(await client.call_tool("py__announce", {})) == "announced"
+        with anyio.move_on_after(1):
+            await changes.arrived.wait()
+            return time.monotonic() - began
+    raise AssertionError("no notifications/tools/list_changed came on the GET stream")
+
+
+#: Sessions that each go through a network blip, each with one more call before it
+#: than the one before, so the round-robin sends their reopened GET streams to
+#: different processes; up to twice as many until one moved (the SDK's own requests,
+#: a tools/list after each list change, race the test's and may shift the order).
+BLIPS = 3
+
+
+async def test_the_sdk_clients_get_stream_comes_back_after_a_network_blip(
+    shape: Balanced,
+) -> None:
+    """Issue #15: behind a real load balancer the GET stream keeps working.  The
+    official Python SDK client reaches HAProxy through a relay that resets every
+    connection at once (the session stays valid).  The SDK's GET stream handler
+    reconnects by itself (``mcp.client.streamable_http.handle_get_stream``: after
+    ``DEFAULT_RECONNECTION_DELAY_MS``, with Last-Event-ID when it had one).  Its
+    budget of ``MAX_RECONNECTION_ATTEMPTS`` (2) failures is for the life of the
+    stream, not reset by a successful reconnect (only by the server ending the
+    stream): a second blip in a session, or one 409, and it gives up silently.  So
+    one blip per session, ``BLIPS`` sessions or more; the HAProxy log is where a refusal
+    would show.  Each reopened GET, on whichever process round-robin sends it to, is
+    served, a list change sent after the blip reaches the client on it, and a
+    tools/call works."""
+    start = len(shape.logged())
+    moved = []
+    figures = []
+
+    def gets_since(first: int) -> list[Logged]:
+        return [r for r in shape.logged()[first:] if r.method == "GET"]
+
+    async with Relay(shape.port) as relay:
+        for shift in range(2 * BLIPS):
+            if shift >= BLIPS and any(held != reopened for held, reopened in moved):
+                break
+            changes = ListChanges()
+            began = len(shape.logged())
+            async with connect_plain(relay.url, mode="legacy", message_handler=changes) as client:
+                assert await until_async(partial(gets_since, began)), "the SDK opened no GET"
+                await announced(client, changes)  # the stream works before the blip
+                for number in range(shift):
+                    assert text_of(await client.call_tool("py__echo", {"text": str(number)}))
+                asked, count = changes.asked, changes.count
+                cut_at = len(shape.logged())
+                cut = time.monotonic()
+                assert relay.cut() >= 1  # the GET stream's connection at least
+                with anyio.fail_after(60):
+                    new = await until_async(partial(gets_since, cut_at), 30)
+                    assert new, "the SDK did not reopen its GET stream"
+                    seconds = time.monotonic() - cut
+                    latency = await announced(client, changes)
+                echoed = await client.call_tool("py__echo", {"text": f"after blip {shift}"})
+                assert text_of(echoed) == f"after blip {shift}"
+            held = gets_since(began)[0].server
+            moved.append((held, new[0].server))
+            came = f"{changes.count - count} of {changes.asked - asked} came"
+            figures.append(f"{seconds:.2f}+{latency:.2f} s, {came}")
+    logged = shape.logged()[start:]
+    # Each session's GET and its reopened one, no 409 (and no retry after one).
+    assert [r.status for r in logged if r.method == "GET"] == ["200"] * 2 * len(moved), logged
+    assert any(held != reopened for held, reopened in moved), moved  # on another process
+    assert all(r.status in ("200", "202", "204") for r in logged), logged  # 204: DELETEs
+    print(  # the figures for the report; not asserted (a shared, loaded machine)
+        f"blips: GET (held, reopened) {moved}; reopened + list change {figures}; "
+        f"{relay.accepted} connections through the relay"
+    )
+
+
+#: Network blips the TypeScript SDK client goes through in one session.
+TS_BLIPS = 3
+#: The ts-client.mjs step that has ``py__announce`` called until a list change arrives.
+ANNOUNCE = {
+    "op": "notify",
+    "method": "notifications/tools/list_changed",
+    "trigger": {"name": "py__announce"},
+    "tries": 30,
+    "waitMs": 1000,
+}
+
+
+async def test_the_ts_sdk_client_keeps_its_get_stream_through_network_blips(
+    shape: Balanced,
+) -> None:
+    """The official TypeScript SDK client (``e2e/ts-client.mjs``) through the relay, one
+    session, ``TS_BLIPS`` blips (the GET reopened on more than one process): its
+    ``StreamableHTTPClientTransport`` reopens a lost GET stream after a back-off (1 s,
+    then x1.5, up to ``maxRetries`` 2 failures counted afresh for each loss), with
+    Last-Event-ID when it had one, and reports every error on ``onerror``.  After each
+    blip the GET is reopened and served (no 409), a list change comes on it, and a call
+    works; the only errors are the lost streams."""
+    script: list[dict[str, Any]] = [ANNOUNCE]
+    for blip in range(TS_BLIPS):
+        echo = {"op": "call", "name": "py__echo", "args": {"text": f"after blip {blip}"}}
+        # One more call before each blip: round-robin sends each reopened GET elsewhere.
+        script += [{"op": "tools"}] * blip + [{"op": "pause"}, ANNOUNCE, echo]
+    start = len(shape.logged())
+    reopened = []
+
+    def gets_since(first: int) -> list[Logged]:
+        return [r for r in shape.logged()[first:] if r.method == "GET"]
+
+    async with Relay(shape.port) as relay:
+        run = TsClientRun(ts_client_argv(relay.url, "alice", script=script), timeout=100)
+        try:
+            for _ in range(TS_BLIPS):
+                # The client's calls block on the relay, which runs in this loop.
+                await anyio.to_thread.run_sync(run.until, "paused")
+                before = len(shape.logged())
+                assert relay.cut() >= 1
+                began = time.monotonic()
+                assert await until_async(partial(gets_since, before), 30), "no reconnect"
+                reopened.append(f"{time.monotonic() - began:.2f} s")
+                run.resume()
+            events = await anyio.to_thread.run_sync(run.finish)
+        finally:
+            run.stop()
+    gets = gets_since(start)
+    assert [r.status for r in gets] == ["200"] * (1 + TS_BLIPS), shape.logged()[start:]
+    assert len({r.server for r in gets}) >= 2, gets  # reopened on another process too
+    assert len([e for e in events if e["event"] == "notified"]) == 1 + TS_BLIPS, events
+    calls = [e["result"]["content"][0]["text"] for e in events if e["event"] == "call"]
+    assert calls == [f"after blip {blip}" for blip in range(TS_BLIPS)], events
+    errors = [e["message"] for e in events if e["event"] == "transport-error"]
+    assert all(m.startswith("SSE stream disconnected") for m in errors), errors
+    print(  # the figures for the report; not asserted (a shared, loaded machine)
+        f"ts blips: GET on {[r.server for r in gets]}, reopened after {reopened}; "
+        f"onerror {errors}; {relay.accepted} connections through the relay"
+    )

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 E2E_DIR = REPO_ROOT / "e2e"
 NODE_MODULES = E2E_DIR / "node_modules"
@@ -60,6 +62,17 @@ def until(check: Callable[[], T], seconds: float = 30.0) -> T:
     while not (found := check()) and time.monotonic() < deadline:
         time.sleep(0.1)
     return found
+
+
+async def until_async(check: Callable[[], T], seconds: float = 10.0) -> T:
+    """``until`` for async tests: polls without blocking the event loop (where the
+    test's own servers and clients run)."""
+    for _ in range(int(seconds * 10)):
+        found = check()
+        if found:
+            return found
+        await anyio.sleep(0.1)
+    return check()
 
 
 class Process:
