@@ -359,7 +359,9 @@ class GatewayService(MultiService):
         # session's GET stream started, so another process's linger of it ends.
         from aigw.gateway.shared_stream_probes import SharedStreamProbes
 
-        SharedStreamProbes(self.gateway.stream_probes, self.gateway.feeds, ended)
+        SharedStreamProbes(
+            self.gateway.stream_probes, self.gateway.feeds, ended, self.gateway.process
+        )
         ended.setServiceParent(self)  # type: ignore[no-untyped-call]
         return ended
 

@@ -17,9 +17,10 @@ credential):
   it take the place again;
 * ``o <hex>``: a client stream of that session started; every process ends the
   session's upstream streams it keeps lingering (``Feeds.opened_elsewhere``), so the
-  backend, which allows one GET stream per session, serves the new process's.  A
-  process skips the echo of its own (``OWN_NOTES``): its stream, closed again at
-  once, may be reopened here and take the linger.
+  backend, which allows one GET stream per session, serves the new process's.  The
+  note also names its process (``Gateway.process``, random per process), which skips
+  the echo of its own: its stream, closed again at once, may be reopened here and
+  take the linger.
 
 A probe writes an SSE comment and ending a linger touches no client stream, so a note
 needs no more than the session's digest.  The channel is written only by aigw
@@ -34,16 +35,13 @@ from __future__ import annotations
 from aigw.gateway.ended_sessions import EndedSessions, digest_of
 from aigw.gateway.stream_probes import StreamProbes
 from aigw.gateway.streams import Feeds
-from aigw.lru import LRU
 
 CHANNEL = b"aigw:stream-probe"
 ASK = b"p"
 LOST = b"l"
 OPENED = b"o"
-#: Sessions whose ``OPENED`` notes this process sent and has not heard back yet, at
-#: most (beyond, the oldest is forgotten and its echo heard as another's; an echo that
-#: never comes, Redis having failed, makes one other process's note skipped).
-OWN_NOTES = 1024
+#: The longest process name an ``OPENED`` note may carry (``Gateway.process``: 12).
+MAX_PROCESS = 64
 
 
 async def check(shared: EndedSessions) -> None:
@@ -54,18 +52,24 @@ async def check(shared: EndedSessions) -> None:
     await shared.command(b"PUBLISH", CHANNEL, note(ASK, bytes(32)))
 
 
-def note(kind: bytes, digest: bytes) -> bytes:
-    return kind + b" " + digest.hex().encode("ascii")
+def note(kind: bytes, digest: bytes, process: str = "") -> bytes:
+    """A note of ``kind`` on the session whose id has SHA-256 ``digest`` (an
+    ``OPENED`` one also names the ``process`` that sends it)."""
+    named = kind + b" " + digest.hex().encode("ascii")
+    return named + b" " + process.encode("ascii") if kind == OPENED else named
 
 
-def read_note(payload: bytes) -> tuple[bytes, bytes] | None:
-    """The kind (``ASK``, ``LOST``, ``OPENED``) and session digest of a note; None if it
-    is none."""
-    kind, _, named = payload.partition(b" ")
+def read_note(payload: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """The kind (``ASK``, ``LOST``, ``OPENED``), session digest and sending process
+    (``OPENED`` only, else empty) of a note; None if it is none."""
+    kind, _, rest = payload.partition(b" ")
+    named, _, process = rest.partition(b" ")
     digest = digest_of(named)
     if kind not in (ASK, LOST, OPENED) or digest is None:
         return None
-    return kind, digest
+    if (kind == OPENED) != bool(process) or len(process) > MAX_PROCESS or b" " in process:
+        return None
+    return kind, digest, process
 
 
 class SharedStreamProbes:
@@ -73,13 +77,15 @@ class SharedStreamProbes:
     others of a session's client stream started here; ends this process's lingering
     upstream streams of a session when told."""
 
-    def __init__(self, probes: StreamProbes, feeds: Feeds, shared: EndedSessions) -> None:
-        """Follows ``CHANNEL`` on ``shared``'s subscription (before it starts)."""
+    def __init__(
+        self, probes: StreamProbes, feeds: Feeds, shared: EndedSessions, process: str
+    ) -> None:
+        """Follows ``CHANNEL`` on ``shared``'s subscription (before it starts);
+        ``process``: this process's name in its ``OPENED`` notes."""
         self._probes = probes
         self._feeds = feeds
         self._shared = shared
-        #: Our ``OPENED`` notes on their way back to us, by session digest.
-        self._own: LRU[bytes, int] = LRU(OWN_NOTES)
+        self._process = process
         probes.ask_others = self.ask
         feeds.tell_opened = self.opened
         shared.listen(CHANNEL, self._heard)
@@ -88,23 +94,20 @@ class SharedStreamProbes:
         self._shared.publish(CHANNEL, note(ASK, digest), "asking for a held stream's probe")
 
     def opened(self, digest: bytes) -> None:
-        self._own.put(digest, (self._own.get(digest) or 0) + 1)
-        self._shared.publish(CHANNEL, note(OPENED, digest), "telling a stream was opened")
+        opened = note(OPENED, digest, self._process)
+        self._shared.publish(CHANNEL, opened, "telling a stream was opened")
 
     def _heard(self, payload: bytes) -> None:
         read = read_note(payload)
         if read is None:
             self._shared.ignored("stream probe note", payload)
             return
-        kind, digest = read
+        kind, digest, process = read
         if kind == LOST:
             self._probes.lost_elsewhere(digest)
         elif kind == OPENED:
-            own = self._own.pop(digest)
-            if own is None:
+            if process != self._process.encode("ascii"):
                 self._feeds.opened_elsewhere(digest)
-            elif own > 1:
-                self._own.put(digest, own - 1)
         elif self._probes.held_here(digest):
             self._probes.probe_here(digest).addCallback(self._probed, digest)
 

@@ -68,7 +68,9 @@ class Process:
         codec = SessionCodec(Sealer(b"k" * 32), case.reactor, 300.0)
         address = RedisAddress("127.0.0.1", case.port)
         self.shared = EndedSessions(codec, address, case.reactor, SessionsConfig().redis_timeout)
-        SharedStreamProbes(StreamProbes(lambda digest: [], case.reactor), self.feeds, self.shared)
+        self.name = f"process-{id(self)}"
+        probes = StreamProbes(lambda digest: [], case.reactor)
+        SharedStreamProbes(probes, self.feeds, self.shared, self.name)
         self.shared.startService()
         case.addCleanup(lambda: case.network.run(self.shared.stopService()))
 
@@ -116,7 +118,8 @@ class HandoffTests(FakeRedisTestCase):
         # B skipped its own note (its feed has a client stream anyway).
         self.assertEqual((self.b.backend.opened, self.b.backend.closed), (["up-s1"], []))
         digest = session_digest("s1")
-        self.assertEqual(self.published(), [note(OPENED, digest)] * 2)
+        opened = [note(OPENED, digest, self.a.name), note(OPENED, digest, self.b.name)]
+        self.assertEqual(self.published(), opened)
         self.assertEqual(self.a.shared.failures.count + self.b.shared.failures.count, 0)
         on_b.close()
 

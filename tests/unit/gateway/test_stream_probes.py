@@ -218,11 +218,23 @@ class AwaitOthersTests(SynchronousTestCase):
 
 class NoteTests(SynchronousTestCase):
     def test_notes_name_a_kind_and_a_digest(self) -> None:
-        self.assertEqual(read_note(note(ASK, DIGEST)), (ASK, DIGEST))
-        self.assertEqual(read_note(note(LOST, DIGEST)), (LOST, DIGEST))
-        self.assertEqual(read_note(note(OPENED, DIGEST)), (OPENED, DIGEST))
-        for malformed in (b"", b"p", b"x " + DIGEST.hex().encode(), b"p zz", b"l " + b"0" * 63):
-            self.assertIsNone(read_note(malformed), malformed)
+        self.assertEqual(read_note(note(ASK, DIGEST)), (ASK, DIGEST, b""))
+        self.assertEqual(read_note(note(LOST, DIGEST)), (LOST, DIGEST, b""))
+        self.assertEqual(read_note(note(OPENED, DIGEST, "a1")), (OPENED, DIGEST, b"a1"))
+        named = DIGEST.hex().encode()
+        malformed = (
+            b"",
+            b"p",
+            b"x " + named,
+            b"p zz",
+            b"l " + b"0" * 63,
+            b"o " + named,  # an opened note names its process
+            b"p " + named + b" a1",  # the others do not
+            b"o " + named + b" " + b"a" * 65,  # a process name past MAX_PROCESS
+            b"o " + named + b" a b",
+        )
+        for payload in malformed:
+            self.assertIsNone(read_note(payload), payload)
 
 
 class SharedProbeTests(SynchronousTestCase):
@@ -239,7 +251,7 @@ class SharedProbeTests(SynchronousTestCase):
         shared = EndedSessions(codec, self.address, self.reactor, SessionsConfig().redis_timeout)
         probes = probes_of(self.reactor, held)
         feeds = Feeds({}, self.reactor, lambda backend: 5.0, StreamLimits(1, 1), no_one)
-        SharedStreamProbes(probes, feeds, shared)
+        SharedStreamProbes(probes, feeds, shared, f"process-{id(probes)}")
         shared.startService()
         self.addCleanup(lambda: self.network.run(shared.stopService()))
         return probes, shared
