@@ -355,10 +355,13 @@ class GatewayService(MultiService):
         self.gateway.sessions.share_end = ended.announce
         self.readiness.add("ended_sessions", ended.unready)
         # The same subscription carries the probes of held GET streams, so a refused
-        # GET has its session's stream probed wherever it is held.
+        # GET has its session's stream probed wherever it is held, and the word that a
+        # session's GET stream started, so another process's linger of it ends.
         from aigw.gateway.shared_stream_probes import SharedStreamProbes
 
-        SharedStreamProbes(self.gateway.stream_probes, ended)
+        SharedStreamProbes(
+            self.gateway.stream_probes, self.gateway.feeds, ended, self.gateway.process
+        )
         ended.setServiceParent(self)  # type: ignore[no-untyped-call]
         return ended
 

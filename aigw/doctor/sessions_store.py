@@ -1,7 +1,7 @@
 """The store of ended sessions (``sessions.redis_url``): reachable as the processes reach
 it, and taking each command they send (``gateway/ended_sessions.py``, for completion
-notices ``gateway/elicitation_completions.py``, for probes of held GET streams
-``gateway/shared_stream_probes.py``)."""
+notices ``gateway/elicitation_completions.py``, for probes of held GET streams and the
+handover of lingering upstream streams ``gateway/shared_stream_probes.py``)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ async def check_sessions_store(
             "make Redis reachable and let aigw's user SUBSCRIBE, SET, PUBLISH, SCAN and PTTL "
             "(channels aigw:ended, aigw:elicitation and aigw:stream-probe); meanwhile a DELETE "
             "ends its session only in the process that served it, user_oauth completions are "
-            "told to no session, and a GET stream held by another process is not probed",
+            "told to no session, a GET stream held by another process is not probed, and a "
+            "GET stream reopened on another process waits for the old one's stream_linger",
         )
     millis = round(round_trip * 1000, 1)
     if round_trip > sessions.redis_timeout:

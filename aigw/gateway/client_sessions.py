@@ -28,7 +28,14 @@ from aigw.protocol.client_capabilities import declared, missing
 from aigw.protocol.revision import SERVER_INFO
 from aigw.protocol.versions import LATEST_VERSION, negotiate
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import BackendSession, Ended, SessionCodec, SessionState
+from aigw.sealed.session_id import (
+    BackendSession,
+    Ended,
+    SessionCodec,
+    SessionState,
+    session_binding,
+    session_digest,
+)
 from aigw.tracing.context import TraceContext
 
 
@@ -142,7 +149,7 @@ class ClientSessions:
     def open(self, principal: Principal, session_id: str, snapshot: Snapshot) -> ClientSession:
         """Open a sealed session id for this principal (raises SessionNotFound)."""
         state = self.codec.open(session_id, principal.issuer, principal.subject)
-        binding = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+        binding = session_binding(session_digest(session_id))
         # A backend a reload removed is no longer part of any session.
         backends = {b.name: b for b in state.backends if b.name in snapshot.backends}
         for name in snapshot.order:

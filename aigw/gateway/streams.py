@@ -19,6 +19,14 @@ closed and the stream's own feed asks the backend to replay from its
 ``Last-Event-ID`` once the lingering one's upstream stream is closed
 (``Feeds.subscribe``), so that the backend, which allows one stream per session,
 does not answer 409.
+
+Behind a balancer the reopened GET may land on another process, which cannot take this
+one's lingering feed, and whose own upstream stream the backend would refuse (409) while
+the lingering one holds the session's one stream.  So with ``sessions.redis_url`` a
+process whose client stream of a session starts tells the others (``tell_opened``,
+``shared_stream_probes.py``); one lingering a feed of that session ends it at once
+(``opened_elsewhere``), as if its linger had expired: the backend frees the stream for
+the new process and what it sends goes there, not to a linger nobody will take.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from aigw.protocol.ping import pong
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
+from aigw.sealed.session_id import session_binding, session_digest
 from aigw.upstream.api import Reply, UpstreamError, UpstreamSessionGone, UpstreamTransport
 
 if TYPE_CHECKING:
@@ -459,6 +468,9 @@ class Feeds:
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages_total``.
         self.dropped = 0
+        #: Tells every process that a client stream of the session with this
+        #: ``session_digest`` started here (None: no ``sessions.redis_url``).
+        self.tell_opened: Callable[[bytes], None] | None = None
 
     def refilter(self, binding: str, backend: str) -> None:
         """A session client's subscriptions on a 2026-07-28 backend changed: its listen
@@ -544,6 +556,33 @@ class Feeds:
         if self._lingering.get(feed.key) is feed:
             del self._lingering[feed.key]
 
+    def opened(self, session: ClientSession) -> None:
+        """A client stream of ``session`` took its feeds here: the others hear of it
+        (``tell_opened``).  A 2026-07-28 client's listens have no session: their feeds
+        are the user's, keyed by upstream sessions of this process's own pool."""
+        if self.tell_opened is not None and session.session_id:
+            self.tell_opened(session_digest(session.session_id))
+
+    def opened_elsewhere(self, digest: bytes) -> int:
+        """A client stream of the session with SHA-256 ``digest`` started in another
+        process.  Each feed of the
+        session lingering here ends now, as at its linger's end (its held requests
+        answered: ``UpstreamFeed.close``): no client stream will come back here for it,
+        and the backend answers the other process's stream 409 while it is open.  A
+        feed with a client stream is not lingering and is left alone.  How many ended."""
+        binding = session_binding(digest)
+        ended = [feed for key, feed in self._lingering.items() if key[1] == binding]
+        for feed in ended:
+            held = len(feed.lingering.held) if feed.lingering is not None else 0
+            self.log.info(
+                "stream from {backend} ended before its linger: the session's client stream "
+                "reopened in another process ({held} held messages not delivered)",
+                backend=feed.name,
+                held=held,
+            )
+            feed.close()
+        return len(ended)
+
     def close(self) -> None:
         """Close every feed (shutdown, after the client streams: lingering ones remain)."""
         for feed in list(self._feeds.values()):
@@ -585,6 +624,8 @@ class SessionStream:
             if backend.session_id is not None or is_modern(backend.protocol_version):
                 feed = self.feeds.subscribe(self, backend, self.last_ids.get(name))
                 self._feeds.append(feed)
+        if self._feeds and not self.closed:
+            self.feeds.opened(self.session)
 
     def close(self) -> None:
         if self.closed:

@@ -102,6 +102,13 @@ def session_digest(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).digest()
 
 
+def session_binding(digest: bytes) -> str:
+    """What binds a session's cursors, relayed request ids and upstream streams to it,
+    from its ``session_digest``: so a process told only the digest (another process's
+    note) finds the session's upstream streams (``Feeds.opened_elsewhere``)."""
+    return digest.hex()[:32]
+
+
 def _backend(item: Any) -> BackendSession:
     name, session_id, version, capabilities = item  # ValueError/TypeError if not 4 items
     if (

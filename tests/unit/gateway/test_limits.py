@@ -274,7 +274,11 @@ class TwoProcessGetStreamTests(LimitTestCase):
         published = [
             c[2][:1] for c in redis.commands if c[:2] == [b"PUBLISH", b"aigw:stream-probe"]
         ]
-        self.assertEqual(published, [b"p", b"l"])
+        # Each GET stream's start told (``o``), the refused one asked (``p``), heard lost (``l``).
+        self.assertEqual(published, [b"o", b"p", b"l", b"o"])
+        # The holder's upstream stream, lingering for a client stream that went elsewhere,
+        # ended on the word: the backend's one GET stream of the session is free.
+        await self.until(lambda: len(holder.gateway.feeds) == 0)
         self.url = first
         body = await self.refused(await self.get(session), 409)  # the new one lives
         self.assertEqual(body["error"]["data"]["limit"], "session")

@@ -14,10 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
 from aigw.gateway.ended_sessions import EndedSessions
+from aigw.gateway.limits import StreamLimits
 from aigw.gateway.shared_stream_probes import (
     ASK,
     CHANNEL,
     LOST,
+    OPENED,
     SharedStreamProbes,
     note,
     read_note,
@@ -31,7 +33,7 @@ from aigw.gateway.stream_probes import (
     REPLY_MARGIN,
     StreamProbes,
 )
-from aigw.gateway.streams import SessionStream
+from aigw.gateway.streams import Feeds, SessionStream
 from aigw.metrics import GatewayMetrics
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
@@ -57,6 +59,10 @@ class FakeHeld:
         self.written.append(data)
         if self._dies_after is not None and len(self.written) >= self._dies_after:
             self.closed = True
+
+
+def no_one(*unanswered: object) -> None:
+    """No feed here holds a backend's request (``Feeds``' ``unreachable``)."""
 
 
 def probes_of(clock: Clock, held: dict[bytes, list[FakeHeld]]) -> StreamProbes:
@@ -212,10 +218,23 @@ class AwaitOthersTests(SynchronousTestCase):
 
 class NoteTests(SynchronousTestCase):
     def test_notes_name_a_kind_and_a_digest(self) -> None:
-        self.assertEqual(read_note(note(ASK, DIGEST)), (ASK, DIGEST))
-        self.assertEqual(read_note(note(LOST, DIGEST)), (LOST, DIGEST))
-        for malformed in (b"", b"p", b"x " + DIGEST.hex().encode(), b"p zz", b"l " + b"0" * 63):
-            self.assertIsNone(read_note(malformed), malformed)
+        self.assertEqual(read_note(note(ASK, DIGEST)), (ASK, DIGEST, b""))
+        self.assertEqual(read_note(note(LOST, DIGEST)), (LOST, DIGEST, b""))
+        self.assertEqual(read_note(note(OPENED, DIGEST, "a1")), (OPENED, DIGEST, b"a1"))
+        named = DIGEST.hex().encode()
+        malformed = (
+            b"",
+            b"p",
+            b"x " + named,
+            b"p zz",
+            b"l " + b"0" * 63,
+            b"o " + named,  # an opened note names its process
+            b"p " + named + b" a1",  # the others do not
+            b"o " + named + b" " + b"a" * 65,  # a process name past MAX_PROCESS
+            b"o " + named + b" a b",
+        )
+        for payload in malformed:
+            self.assertIsNone(read_note(payload), payload)
 
 
 class SharedProbeTests(SynchronousTestCase):
@@ -231,7 +250,8 @@ class SharedProbeTests(SynchronousTestCase):
         codec = SessionCodec(Sealer(b"k" * 32), self.reactor, 300.0)
         shared = EndedSessions(codec, self.address, self.reactor, SessionsConfig().redis_timeout)
         probes = probes_of(self.reactor, held)
-        SharedStreamProbes(probes, shared)
+        feeds = Feeds({}, self.reactor, lambda backend: 5.0, StreamLimits(1, 1), no_one)
+        SharedStreamProbes(probes, feeds, shared, f"process-{id(probes)}")
         shared.startService()
         self.addCleanup(lambda: self.network.run(shared.stopService()))
         return probes, shared
