@@ -71,7 +71,7 @@ from aigw.sealed.elicitation_notice import ElicitationNotice
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import session_digest
+from aigw.sealed.session_id import session_binding, session_digest
 from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
@@ -218,23 +218,18 @@ class Gateway(Service):
     def streams_of(self, digest: bytes) -> list[SessionStream]:
         """The open GET streams in this process of the session whose id has SHA-256
         ``digest``."""
+        binding = session_binding(digest)  # each session's own, computed as it opened
         return [
             s
             for s in self.open_streams
-            if isinstance(s, SessionStream)
-            and not s.closed
-            and session_digest(s.session.session_id) == digest
+            if isinstance(s, SessionStream) and not s.closed and s.session.binding == binding
         ]
 
     def session_streams(self, digest: bytes, user: ElicitationNotice) -> list[SessionStream]:
         """``streams_of`` the session, if that session is the user's of ``user`` (none
         otherwise)."""
-        return [
-            s
-            for s in self.streams_of(digest)
-            if (s.session.principal.issuer, s.session.principal.subject)
-            == (user.issuer, user.subject)
-        ]
+        owner = (user.issuer, user.subject)
+        return [s for s in self.streams_of(digest) if s.session.principal.user == owner]
 
     def tell_completion(self, notice: ElicitationNotice, streams: list[SessionStream]) -> int:
         """``notifications/elicitation/complete`` on each of ``streams`` still open; how many."""
