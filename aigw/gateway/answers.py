@@ -52,6 +52,8 @@ class UpstreamAnswers:
         self.transports = transports
         #: Pongs in flight per upstream session (entries leave at zero).
         self._pongs: dict[Where, int] = {}
+        #: Sessions whose pings are being dropped: logged once until a place frees.
+        self._dropping: set[Where] = set()
 
     def pinged(self, where: Where, principal: Principal | None, message: Any) -> bool:
         """Whether ``message`` is a ping, which is then answered at once on ``where``
@@ -62,10 +64,14 @@ class UpstreamAnswers:
             return False
         count = self._pongs.get(where, 0)
         if count >= MAX_PONGS_IN_FLIGHT:
-            self.log.info(
-                "backend {backend} pings faster than it takes the answers: a ping dropped",
-                backend=where[0],
-            )
+            if where not in self._dropping:
+                self._dropping.add(where)
+                self.log.warn(
+                    "backend {backend} pings faster than it takes the answers "
+                    "({count} in flight): its pings are dropped until one is taken",
+                    backend=where[0],
+                    count=count,
+                )
             return True
         self._pongs[where] = count + 1
         work = ensureDeferred(self.post(where, principal, answer))
@@ -74,6 +80,7 @@ class UpstreamAnswers:
         return True
 
     def _answered(self, where: Where) -> None:
+        self._dropping.discard(where)
         count = self._pongs.pop(where) - 1
         if count:
             self._pongs[where] = count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.answers import MAX_PONGS_IN_FLIGHT, UpstreamAnswers
@@ -66,8 +67,11 @@ class UpstreamAnswersTests(SynchronousTestCase):
         transport = FakeTransport("files", credentials=gated)
         answers = UpstreamAnswers({"files": transport})
         flood = [{**PING, "id": n} for n in range(MAX_PONGS_IN_FLIGHT * 4)]
-        self.assertTrue(all(answers.pinged(("files", "s1", None), None, m) for m in flood))
+        with capturedLogs() as events:
+            self.assertTrue(all(answers.pinged(("files", "s1", None), None, m) for m in flood))
         self.assertEqual(len(gated.waiting), MAX_PONGS_IN_FLIGHT)
+        dropped = [e for e in events if "pings faster" in e["log_format"]]
+        self.assertEqual(len(dropped), 1, "logged once per flood, not per ping")
         # Another session of the same backend has its own places.
         answers.pinged(("files", "s2", None), None, PING)
         self.assertEqual(len(gated.waiting), MAX_PONGS_IN_FLIGHT + 1)
