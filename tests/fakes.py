@@ -165,7 +165,9 @@ class SentRequest:
 class RecordingReader:
     """The ``BodyReader`` a ``FakeTransport`` hands to ``on_reader``."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_id: str | None = None) -> None:
+        #: The session the scripted reply's head names (``Reply.session_id``).
+        self.session_id = session_id
         self.stopped = False
         self.finished = False
         self.paused = False
@@ -226,7 +228,7 @@ class FakeTransport:
     ) -> Reply:
         message = json.loads(body)
         await self._record("post", message, session_id, protocol_version, extra_headers, principal)
-        return self._play(message, sink, on_reader)
+        return self._play(message, sink, on_reader, session_id)
 
     async def listen(
         self,
@@ -239,7 +241,7 @@ class FakeTransport:
     ) -> Reply:
         message = json.loads(body)
         await self._record("listen", message, None, protocol_version, extra_headers, principal)
-        return self._play(message, sink, on_reader)
+        return self._play(message, sink, on_reader, None)
 
     async def get_stream(
         self,
@@ -252,7 +254,7 @@ class FakeTransport:
     ) -> Reply:
         resume = {b"Last-Event-ID": last_event_id.encode()} if last_event_id else None
         await self._record("get_stream", None, session_id, protocol_version, resume, principal)
-        return self._deliver(self.stream, None, sink, on_reader)
+        return self._deliver(self.stream, None, sink, on_reader, session_id)
 
     async def delete(
         self, session_id: str, protocol_version: str | None, principal: Principal | None = None
@@ -281,14 +283,18 @@ class FakeTransport:
         )
 
     def _play(
-        self, message: Any, sink: MessageSink, on_reader: Callable[[BodyReader], None] | None
+        self,
+        message: Any,
+        sink: MessageSink,
+        on_reader: Callable[[BodyReader], None] | None,
+        session_id: str | None,
     ) -> Reply:
         """The reply to one message or to each message of a batch."""
         reply = ACCEPTED
         for one in message if isinstance(message, list) else [message]:
             scripted = self._next(one)
             if scripted is not None:
-                reply = self._deliver(scripted, one.get("id"), sink, on_reader)
+                reply = self._deliver(scripted, one.get("id"), sink, on_reader, session_id)
         return reply
 
     def _next(self, message: Mapping[str, Any]) -> Scripted | None:
@@ -307,11 +313,14 @@ class FakeTransport:
         request_id: Any,
         sink: MessageSink,
         on_reader: Callable[[BodyReader], None] | None,
+        session_id: str | None,
     ) -> Reply:
+        """``session_id``: the request's, which the reader names unless the scripted
+        reply assigns one (as ``client.Upstream`` reads the head)."""
         if scripted.error is not None:
             raise scripted.error
         if on_reader is not None:
-            reader = RecordingReader()
+            reader = RecordingReader(scripted.reply.session_id or session_id)
             self.readers.append(reader)
             on_reader(reader)
         for message in scripted.messages:

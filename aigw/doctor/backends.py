@@ -19,8 +19,9 @@ from zope.interface import implementer
 
 from aigw.config import BackendConfig
 from aigw.doctor.findings import Finding, fail, ok, warn
+from aigw.gateway.answers import UpstreamAnswers
 from aigw.gateway.backends import BackendSessions
-from aigw.gateway.exchange import Collector
+from aigw.gateway.exchange import OwnCollector
 from aigw.gateway.selectors import ToolFilter
 from aigw.httpjson import Clock, HTTPClient
 from aigw.protocol import jsonrpc
@@ -53,10 +54,14 @@ def _where(config: BackendConfig) -> str:
 
 
 async def _open(
-    config: BackendConfig, transport: UpstreamTransport, clock: Clock, ids: Iterator[int]
+    config: BackendConfig,
+    transport: UpstreamTransport,
+    clock: Clock,
+    ids: Iterator[int],
+    answers: UpstreamAnswers,
 ) -> BackendSession | str:
     reasons = _Reasons()
-    sessions = BackendSessions({config.name: transport}, clock, ids)
+    sessions = BackendSessions({config.name: transport}, clock, ids, answers)
     sessions.log = Logger(observer=cast(ILogObserver, reasons))
     opened = await sessions.open([config.name], LATEST_VERSION, {}, None)
     if not opened:
@@ -65,8 +70,14 @@ async def _open(
 
 
 async def _tool_names(
-    transport: UpstreamTransport, session: BackendSession, ids: Iterator[int]
+    transport: UpstreamTransport,
+    session: BackendSession,
+    ids: Iterator[int],
+    answers: UpstreamAnswers,
 ) -> list[str]:
+    """The names of the backend's tools, page by page; a ping on a page's reply is
+    answered as aigw would answer it (``OwnCollector``), so a backend that waits for its
+    answer before listing is not taken for a broken one."""
     names: list[str] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
@@ -77,9 +88,14 @@ async def _tool_names(
             params = envelope(params, version, {})
             headers = routing_headers("tools/list", params)
         request_id = next(ids)
-        answer = Collector(request_id)
+        answer = OwnCollector(request_id, answers, transport.name, version, None)
         body = jsonrpc.dumps(jsonrpc.request(request_id, "tools/list", params))
-        await transport.post(body, answer.sink, session.session_id, version, answer.attach, headers)
+        try:
+            await transport.post(
+                body, answer.sink, session.session_id, version, answer.attach, headers
+            )
+        finally:
+            answer.detach()
         message = answer.result(transport.name)
         if "error" in message:
             raise UpstreamError(transport.name, "refused", str(message["error"].get("message")))
@@ -136,7 +152,8 @@ async def _check(
 ) -> list[Finding]:
     check = f"backend {config.name}"
     ids = itertools.count(1)
-    opened = await _open(config, transport, clock, ids)
+    answers = UpstreamAnswers({config.name: transport})
+    opened = await _open(config, transport, clock, ids, answers)
     if isinstance(opened, str):
         return [
             fail(
@@ -150,7 +167,7 @@ async def _check(
         findings.append(ok(f"tools {config.name}", "the server offers no tools"))
     else:
         try:
-            findings.append(judge_names(config, await _tool_names(transport, opened, ids)))
+            findings.append(judge_names(config, await _tool_names(transport, opened, ids, answers)))
         except UpstreamError as error:
             findings.append(
                 warn(

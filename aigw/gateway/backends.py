@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
+from aigw.gateway.answers import UpstreamAnswers, ignore
 from aigw.gateway.capabilities import routing_capabilities
-from aigw.gateway.exchange import Collector, ignore
+from aigw.gateway.exchange import OwnCollector
 from aigw.gateway.fanout import fan_out
 from aigw.lru import LRU
 from aigw.principal import Principal, UserKey
@@ -59,9 +60,15 @@ class BackendSessions:
     log = Logger()
 
     def __init__(
-        self, transports: Mapping[str, UpstreamTransport], clock: Any, ids: Iterator[int]
+        self,
+        transports: Mapping[str, UpstreamTransport],
+        clock: Any,
+        ids: Iterator[int],
+        answers: UpstreamAnswers,
     ) -> None:
         self.transports = transports
+        #: Where a ping on the reply of ``initialize`` or ``server/discover`` is answered.
+        self.answers = answers
         self.clock = clock
         self._ids = ids
         # The revision each backend speaks (revision.py), until it fails.
@@ -183,7 +190,7 @@ class BackendSessions:
         "Backward Compatibility"); an unreachable backend raises (nothing learnt).
         """
         request_id = next(self._ids)
-        answer = Collector(request_id)
+        answer = OwnCollector(request_id, self.answers, name, MODERN, principal)
         body = jsonrpc.dumps(discover_request(request_id))
         try:
             await self.transports[name].post(
@@ -191,7 +198,7 @@ class BackendSessions:
                 answer.sink,
                 None,
                 MODERN,
-                None,
+                answer.attach,
                 routing_headers("server/discover", {}),
                 principal=principal,
             )
@@ -199,6 +206,8 @@ class BackendSessions:
             if error.kind == "http_error":
                 return None
             raise
+        finally:
+            answer.detach()
         result = answer.message.get("result") if answer.message else None
         if choose(result) != MODERN:
             return None
@@ -225,8 +234,14 @@ class BackendSessions:
             "clientInfo": CLIENT_INFO,
         }
         body = jsonrpc.dumps(jsonrpc.request(request_id, "initialize", params))
-        answer = Collector(request_id)
-        reply = await upstream.post(body, answer.sink, None, version, principal=principal)
+        # No version for a ping's answer yet: none is negotiated (``OwnCollector``).
+        answer = OwnCollector(request_id, self.answers, name, None, principal)
+        try:
+            reply = await upstream.post(
+                body, answer.sink, None, version, answer.attach, principal=principal
+            )
+        finally:
+            answer.detach()
         message = answer.result(name)
         if "error" in message:
             raise UpstreamError(name, "refused", str(message["error"].get("message", "")))

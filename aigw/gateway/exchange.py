@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from aigw.gateway.answers import UpstreamAnswers, Where, ignore
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
     from aigw.principal import Principal
     from aigw.sealed.session_id import BackendSession
-
-
-def ignore(message: Any) -> None:
-    """Sink for replies whose content does not matter (notifications, DELETE)."""
 
 
 class Collector:
@@ -87,6 +84,10 @@ class Collector:
             if self.reader is not None:
                 self.reader.finish()
             return
+        self.elsewhere(message)
+
+    def elsewhere(self, message: Any) -> None:
+        """A message of the reply that is not the answer: ``other``'s, if any."""
         if self.other is not None:
             self.other(message)
 
@@ -94,6 +95,52 @@ class Collector:
         if self.message is None:
             raise UpstreamError(backend, "bad_reply", "the reply ended without an answer")
         return self.message
+
+
+class OwnCollector(Collector):
+    """The collector of a request aigw makes outside any client session: ``initialize``
+    and ``server/discover`` while opening an upstream session (``backends.py``), the
+    doctor's ``tools/list``.  Only the answer matters; a ping the backend sends on the
+    reply is answered at once (basic/utilities/ping, the receiver "MUST respond
+    promptly"; basic/lifecycle "Initialization" lets a server ping before it is
+    initialized), on the session the reply's head names.
+
+    That head comes before its SSE body (``BodyReader.session_id``: the
+    ``Mcp-Session-Id`` an ``initialize`` reply assigns, else the request's), so the pong
+    can be POSTed while the answer is still to come.  A reply naming no session is a
+    backend that assigned none (2025-11-25 basic/transports "Session Management": a
+    server MAY assign one at initialization, and only an assigned id is sent back),
+    or a 2026-07-28 one, which has no sessions: the pong goes without one, as every
+    other request to that backend does.  ``version``: the ``MCP-Protocol-Version`` it
+    carries, the revision spoken; None while ``initialize`` is read, since nothing is
+    negotiated yet and "Protocol Version Header" asks the header only of requests
+    after it, with the negotiated version: a server refuses (400) one it does not
+    support, and assumes its own default or the session's when there is none.
+    """
+
+    def __init__(
+        self,
+        request_id: int,
+        answers: UpstreamAnswers,
+        backend: str,
+        version: str | None,
+        principal: Principal | None,
+    ) -> None:
+        super().__init__(request_id)
+        self.answers = answers
+        self.backend = backend
+        self.version = version
+        self.principal = principal
+        #: The session the reply's head named (``attach``).
+        self.session_id: str | None = None
+
+    def attach(self, reader: BodyReader) -> None:
+        super().attach(reader)
+        self.session_id = reader.session_id
+
+    def elsewhere(self, message: Any) -> None:
+        where = (self.backend, self.session_id, self.version)
+        self.answers.pinged(where, self.principal, message)
 
 
 class Exchange:
@@ -108,8 +155,10 @@ class Exchange:
         param_headers: ParamHeaders,
         ids: Iterator[int],
         tracer: Tracer,
+        answers: UpstreamAnswers,
     ) -> None:
         self.transports = transports
+        self.answers = answers
         self.tracer = tracer
         self.backends = backends
         self.param_headers = param_headers
@@ -285,13 +334,9 @@ class Exchange:
     ) -> bool:
         """Whether ``message`` is the backend's ping, which aigw then answers at once on
         the session it came on (``protocol/ping.py`` says why aigw and not a client)."""
-        answer = pong(message)
-        if answer is None:
-            return False
-        if upstream_session is not None:
-            work = self.answer_upstream(upstream_session, principal, answer)
-            ensureDeferred(work).addErrback(lambda f: self.log.failure("answering a ping", f))
-        return True
+        if upstream_session is None:
+            return pong(message) is not None  # no longer in the session: nowhere to answer
+        return self.answers.pinged(_where(upstream_session), principal, message)
 
     async def answer(self, session: ClientSession, backend: str, payload: dict[str, Any]) -> None:
         """The client's response to a backend's request, sent back to that backend."""
@@ -304,19 +349,14 @@ class Exchange:
         self, upstream_session: BackendSession, principal: Principal, payload: dict[str, Any]
     ) -> None:
         """A response to a backend's request, POSTed on the upstream session it came on
-        with the credentials aigw uses for ``principal`` there (never the client's token):
-        a client's answer, or aigw's for a request no client stream took (``Relay.unreachable``)."""
-        try:
-            await self.transport(upstream_session.name).post(
-                jsonrpc.dumps(payload),
-                ignore,
-                upstream_session.session_id,
-                upstream_session.protocol_version,
-                principal=principal,
-            )
-        except UpstreamError as error:
-            self.log.warn(
-                "answering a request of {backend}: {error}",
-                backend=upstream_session.name,
-                error=str(error),
-            )
+        (``answers.py``): a client's answer, or aigw's for a request no client stream
+        took (``Relay.unreachable``)."""
+        await self.answers.post(_where(upstream_session), principal, payload)
+
+
+def _where(upstream_session: BackendSession) -> Where:
+    return (
+        upstream_session.name,
+        upstream_session.session_id,
+        upstream_session.protocol_version,
+    )

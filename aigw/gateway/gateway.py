@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from aigw.config.holder import ConfigHolder
 from aigw.events import GatewayObserver
 from aigw.gateway.access import AccessPolicy
+from aigw.gateway.answers import UpstreamAnswers
 from aigw.gateway.asking import Asking, Questions
 from aigw.gateway.backends import BackendSessions
 from aigw.gateway.calls import ROUTED_METHODS, Calls
@@ -117,9 +118,12 @@ class Gateway(Service):
         ids = itertools.count(1)
         self.reporting = Reporting(reactor, observer, self.tracer)
         param_headers = ParamHeaders()
-        self.backends = BackendSessions(transports, reactor, ids)
+        answers = UpstreamAnswers(transports)
+        self.backends = BackendSessions(transports, reactor, ids, answers)
         self.sessions = ClientSessions(initial, reactor, sealer, self.backends)
-        self.exchange = Exchange(transports, self.backends, param_headers, ids, self.tracer)
+        self.exchange = Exchange(
+            transports, self.backends, param_headers, ids, self.tracer, answers
+        )
         pinning = Pinning(store, observer, reactor)
         self.catalog = Catalog(
             policy, param_headers, self.exchange, reactor, Screening(observer), pinning

@@ -77,6 +77,14 @@ class BodyReader(Protocol):
     (the answer it waited for is in), and pause and resume it while the client it
     feeds is behind (``gateway/flow.py``)."""
 
+    @property
+    def session_id(self) -> str | None:
+        """The upstream session the reply belongs to, known from its head before any
+        of its body: the ``Mcp-Session-Id`` it assigned (an ``initialize``'s), else the
+        request's; None for none.  What a ping on the reply is answered on
+        (``gateway/exchange.py`` ``OwnCollector``)."""
+        ...
+
     def stop(self) -> None: ...
 
     def finish(self) -> None: ...

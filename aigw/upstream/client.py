@@ -119,8 +119,10 @@ class _BodyReader(Protocol):
         sink: MessageSink,
         done: Deferred[None],
         inactivity: float | None,
+        session_id: str | None,
     ) -> None:
         self._upstream = upstream
+        self.session_id = session_id
         self._inactivity = inactivity
         self._limit = upstream.config.max_message_bytes
         self._sse = SSEParser(self._limit) if is_sse else None
@@ -536,7 +538,8 @@ class Upstream:
                 self.name, "bad_reply", f"unexpected content type {content_type or 'none'}"
             )
         done: Deferred[None] = Deferred()
-        reader = _BodyReader(self, is_sse, sink, done, None if streaming else self.config.timeout)
+        inactivity = None if streaming else self.config.timeout
+        reader = _BodyReader(self, is_sse, sink, done, inactivity, reply.session_id)
         if on_reader is not None:
             on_reader(reader)
         response.deliverBody(reader)

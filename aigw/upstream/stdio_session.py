@@ -52,6 +52,11 @@ class Call:
         self.progress_token: object = None
         self.timer: IDelayedCall | None = None
 
+    @property
+    def session_id(self) -> str | None:
+        """The child's session (a ping on it never leaves this module: ``_received``)."""
+        return self.owner.session_id
+
     def deliver(self, message: Any) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.reset(self.owner.config.timeout)
@@ -83,6 +88,11 @@ class Stream:
         self.owner = owner
         self.sink = sink
         self.done: Deferred[None] = Deferred()
+
+    @property
+    def session_id(self) -> str | None:
+        """The child's session, as ``Call.session_id``."""
+        return self.owner.session_id
 
     def stop(self) -> None:
         self.finish()

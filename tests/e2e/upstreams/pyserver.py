@@ -21,11 +21,12 @@ at each of debug, info, warning and error), ``bump`` (sends
 ``notifications/resources/updated`` for the counter resource, to ``resources/subscribe``
 sessions and ``subscriptions/listen`` streams), ``relist``
 (``notifications/tools/list_changed`` to ``subscriptions/listen`` streams).
-With ``--many-tools``: 30 more tools ``t00``..``t29`` and ``tools/list`` pages of
-``--page-size`` (default 10) with ``nextCursor`` (the SDK's
-``MCPServer`` does not paginate by itself). A prompt ``greet(name)``, a static
-resource ``test://static/hello``, a counter resource ``test://counter`` that can be
-subscribed to, and a template ``test://items/{item_id}``.
+With ``--ping-on-list``: ``tools/list`` pings the peer on its reply stream first and
+answers only once the ping is (an error after 10 s).  With ``--many-tools``: 30 more
+tools ``t00``..``t29`` and ``tools/list`` pages of ``--page-size`` (default 10) with
+``nextCursor`` (the SDK's ``MCPServer`` does not paginate by itself). A prompt
+``greet(name)``, a static resource ``test://static/hello``, a counter resource
+``test://counter`` that can be subscribed to, and a template ``test://items/{item_id}``.
 
 ``--keep-alive SECONDS`` closes a connection idle that long (uvicorn's
 ``timeout_keep_alive``, 5 s unless told); ``--advertise-keep-alive`` also says so in
@@ -81,11 +82,15 @@ def _sample_question() -> Sample:
 
 
 class PagingMCPServer(MCPServer):
-    """``MCPServer`` whose ``tools/list`` answers pages of ``page_size`` with ``nextCursor``."""
+    """``MCPServer`` whose ``tools/list`` answers pages of ``page_size`` with ``nextCursor``;
+    with ``ping_on_list``, only once its ping on that reply's stream is answered."""
 
     page_size = 0
+    ping_on_list = False
 
     async def _handle_list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        if self.ping_on_list:
+            await _ping_first(ctx)
         tools = await self.list_tools()
         if not self.page_size:
             return types.ListToolsResult(tools=tools)
@@ -95,6 +100,19 @@ class PagingMCPServer(MCPServer):
         return types.ListToolsResult(
             tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None
         )
+
+
+async def _ping_first(ctx: Any) -> None:
+    """Ping the peer on the stream of the request ``ctx`` serves (the SDK's
+    ``send_request`` tied to it, as ``ping-client`` does) and wait for the answer
+    (basic/utilities/ping: "MUST respond promptly"); none within 10 s fails the request,
+    as a server that takes a silent peer for a dead one would."""
+    related = ServerMessageMetadata(related_request_id=ctx.request_id)
+    try:
+        with anyio.fail_after(10):
+            await ctx.session.send_request(types.PingRequest(), types.EmptyResult, metadata=related)
+    except TimeoutError:
+        raise MCPError(types.INTERNAL_ERROR, "the peer did not answer a ping") from None
 
 
 class UserAnswer(BaseModel):
@@ -178,6 +196,7 @@ def build_server(
     required_scopes: list[str] | None = None,
     poisoned: bool = False,
     echo_description: str = "Echo the text back",
+    ping_on_list: bool = False,
 ) -> PagingMCPServer:
     auth_kwargs: dict[str, Any] = {}
     if auth_issuer is not None:
@@ -196,6 +215,7 @@ def build_server(
         }
     server = PagingMCPServer(name="aigw-e2e-pyserver", version="1.0.0", **auth_kwargs)
     server.page_size = page_size if many_tools else 0
+    server.ping_on_list = ping_on_list
 
     @server.tool(description=echo_description)
     def echo(text: str) -> str:
@@ -531,6 +551,12 @@ def main(argv: list[str] | None = None) -> None:
         default="Echo the text back",
         help="what echo says it does (a changed tool: tests/e2e/test_pinning.py)",
     )
+    parser.add_argument(
+        "--ping-on-list",
+        action="store_true",
+        help="tools/list pings the peer on its reply stream and answers once it is "
+        "answered (tests/e2e/test_early_pings.py)",
+    )
     parser.add_argument("--keep-alive", type=float, default=5.0, help="idle seconds kept")
     parser.add_argument("--advertise-keep-alive", action="store_true")
     args = parser.parse_args(argv)
@@ -544,6 +570,7 @@ def main(argv: list[str] | None = None) -> None:
         required_scopes=args.required_scopes.split() or None,
         poisoned=args.poisoned,
         echo_description=args.echo_description,
+        ping_on_list=args.ping_on_list,
     )
     app = server.streamable_http_app(
         stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"

@@ -13,7 +13,7 @@ from aigw.config import BackendConfig, ToolSelector
 from aigw.doctor.backends import check_backend, judge_names
 from aigw.doctor.findings import Finding
 from aigw.upstream.api import Reply
-from tests.fakes import FakeTransport
+from tests.fakes import FakeTransport, Scripted
 
 CONFIG = BackendConfig(name="files", url="http://files.internal/mcp")
 
@@ -42,6 +42,19 @@ class BackendTests(SynchronousTestCase):
         self.assertIn("2 tools", tools.seen)
         # The upstream session it opened is ended.
         self.assertEqual(transport.requests[-1].kind, "delete")
+
+    def test_a_ping_during_the_tools_list_is_answered(self) -> None:
+        """The doctor's own ``tools/list``: a ping on its reply is answered as aigw
+        answers one (``OwnCollector``), on the session opened and in its revision."""
+        transport = healthy([])
+        ping = {"jsonrpc": "2.0", "id": "srv-1", "method": "ping"}
+        listed = {"jsonrpc": "2.0", "result": {"tools": [{"name": "read"}]}}
+        transport.scripts["tools/list"] = [Scripted((ping, listed))]
+        tools = self.findings(transport)[1]
+        self.assertIn("1 tool", tools.seen)
+        (pong,) = [r for r in transport.requests if r.message and "method" not in r.message]
+        self.assertEqual(pong.message, {"jsonrpc": "2.0", "id": "srv-1", "result": {}})
+        self.assertEqual((pong.session_id, pong.protocol_version), ("s1", "2025-06-18"))
 
     def test_down(self) -> None:
         transport = FakeTransport("files")

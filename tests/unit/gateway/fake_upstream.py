@@ -77,6 +77,9 @@ class FakeUpstream(Resource):
         self.prompts: list[dict[str, Any]] = []
         #: Set: ``tools/list`` pings the client first, on its reply stream (ids ``l<id>``).
         self.ping_on_list = False
+        #: Set: ``initialize`` pings the client on its reply stream (id ``i<id>``) and
+        #: answers only once the pong came, as a server checking its peer first would.
+        self.ping_on_init = False
         #: The ``ask`` tool's questions to the client, by id, waiting for its answer.
         self.awaiting: dict[str, Deferred[Any]] = {}
 
@@ -150,7 +153,6 @@ class FakeUpstream(Resource):
             self.sessions.add(session)
             if not self.sessionless:
                 request.setHeader(b"mcp-session-id", session.encode())
-            request.setHeader(b"content-type", b"application/json")
             result: dict[str, Any] = {
                 "protocolVersion": body["params"]["protocolVersion"],
                 "capabilities": self.capabilities,
@@ -158,7 +160,11 @@ class FakeUpstream(Resource):
             }
             if self.instructions:
                 result["instructions"] = self.instructions
-            return json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
+            answer = {"jsonrpc": "2.0", "id": body["id"], "result": result}
+            if self.ping_on_init:
+                return self._ping_first(request, f"i{body['id']}", answer)
+            request.setHeader(b"content-type", b"application/json")
+            return json.dumps(answer).encode()
         session = (request.getHeader(b"mcp-session-id") or b"").decode()
         if not self.sessionless and (self.forget_sessions or session not in self.sessions):
             if self.unknown_session_400:
@@ -179,6 +185,20 @@ class FakeUpstream(Resource):
             request.setResponseCode(202)
             return b""
         return self._answer(request, body)
+
+    def _ping_first(self, request: Request, ping_id: str, answer: dict[str, Any]) -> Any:
+        """Ping on the reply stream, and send ``answer`` once the pong is in."""
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.write(sse({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}))
+        ponged: Deferred[Any] = Deferred()
+        self.awaiting[ping_id] = ponged
+
+        def answered(_: Any) -> None:
+            request.write(sse(answer))
+            request.finish()
+
+        ponged.addCallback(answered)
+        return NOT_DONE_YET
 
     def _release(self, request: Request, body: Any) -> None:
         """Answer a held initialize (unless aigw hung up meanwhile)."""

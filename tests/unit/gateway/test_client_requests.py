@@ -224,3 +224,33 @@ class PingTests(ClientRequestsTestCase):
         pongs = [b for _, b in self.beta.received if "method" not in b]
         for pong in pongs:
             self.assertEqual((pong["id"][:1], pong["result"]), ("l", {}))
+
+    @run
+    async def test_a_ping_during_initialize_is_answered_before_any_session(self) -> None:
+        """beta answers aigw's ``initialize`` only once its ping on that reply is
+        answered: aigw answers it there, with the ``Mcp-Session-Id`` the reply's head
+        assigned and no ``MCP-Protocol-Version`` (none negotiated yet), so beta joins."""
+        beta = FakeUpstream(tools=["t0"])
+        beta.ping_on_init = True
+        await self.start_gateway(beta=beta)
+        session = await self.initialize()
+        self.assertIn("beta__t0", await self.tool_names(session))
+        ((headers, pong),) = [(h, b) for h, b in self.beta.received if "method" not in b]
+        self.assertEqual((pong["id"][:1], pong["result"]), ("i", {}))
+        self.assertEqual(headers["mcp-session-id"], ["up-1"])
+        self.assertNotIn("mcp-protocol-version", headers)
+
+    @run
+    async def test_a_ping_during_a_sessionless_initialize_is_answered_without_a_session(
+        self,
+    ) -> None:
+        """A backend that assigns no session (basic/transports "Session Management")
+        is answered as every later request to it goes: without ``Mcp-Session-Id``."""
+        beta = FakeUpstream(tools=["t0"], sessionless=True)
+        beta.ping_on_init = True
+        await self.start_gateway(beta=beta)
+        session = await self.initialize()
+        self.assertIn("beta__t0", await self.tool_names(session))
+        ((headers, pong),) = [(h, b) for h, b in self.beta.received if "method" not in b]
+        self.assertEqual(pong["result"], {})
+        self.assertNotIn("mcp-session-id", headers)
