@@ -140,7 +140,12 @@ class Gateway(Service):
             lambda: self.limiter,
         )
         self.feeds = Feeds(
-            transports, reactor, self._stream_linger, self.stream_limits, self.relay.unreachable
+            transports,
+            reactor,
+            self._stream_linger,
+            self.stream_limits,
+            self.relay.unreachable,
+            self.exchange.pinged,
         )
         self.calls = Calls(
             policy,

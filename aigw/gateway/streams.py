@@ -47,7 +47,6 @@ from aigw.gateway.limits import StreamLimits
 from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
-from aigw.protocol.ping import pong
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
@@ -83,6 +82,9 @@ FeedKey = tuple[str, str, str]
 #: ``Relay.unreachable``: answers a backend's request no client stream took, with
 #: (upstream session, whose it is, the request, why, ``error.data.reason``).
 Unreachable = Callable[["BackendSession", "Principal", dict[str, Any], str, str], None]
+#: ``Exchange.pinged``: whether a backend's message is its ping, then answered by aigw
+#: at once on (upstream session, whose it is) (``protocol/ping.py``).
+Pinged = Callable[["BackendSession", "Principal", Any], bool]
 
 
 def unlisten(message: Any) -> Any:
@@ -395,10 +397,9 @@ class UpstreamFeed:
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
         if self.lingering is not None:
-            if pong(message) is not None:
+            if self.feeds.pinged(self.backend, self.principal, message):
                 # A ping is not held for the next client stream but answered now, as
-                # promptly as basic/utilities/ping asks (``Relay.unreachable``).
-                self._unreachable([(message, None)], "answered by aigw", "ping")
+                # promptly as basic/utilities/ping asks.
                 return
             dropped = self.lingering.hold(message, self.last_event_id)
             if dropped is not None:
@@ -448,16 +449,19 @@ class Feeds:
         linger: Callable[[str], float],
         limits: StreamLimits,
         unreachable: Unreachable,
+        pinged: Pinged,
     ) -> None:
         """``linger``: a backend's ``stream_linger``, read as each feed starts lingering
         (a reload changes it).  ``limits``: the bounds on client streams, which bound
         lingering feeds too (``lingers``).  ``unreachable``: answers a backend's request
-        that a lingering feed held and no client stream took."""
+        that a lingering feed held and no client stream took.  ``pinged``: answers a
+        backend's ping on a lingering feed, which is never held."""
         self.transports = transports
         self.clock = clock
         self.linger = linger
         self.limits = limits
         self.unreachable = unreachable
+        self.pinged = pinged
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
         #: Closed feeds whose upstream stream may still be open, until they end or a
         #: new feed of the same key comes to wait for them (``subscribe``).
