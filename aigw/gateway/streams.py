@@ -468,6 +468,11 @@ class Feeds:
         self._closing: dict[FeedKey, UpstreamFeed] = {}
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
+        #: The same feeds by client binding, for ``opened_elsewhere`` (a lookup per
+        #: note, not a scan of every lingering feed): kept in step by ``lingers`` and
+        #: ``stops_lingering``, the only ways in and out of ``_lingering``, so it holds
+        #: what that holds and no empty entry (bounded as lingering feeds are).
+        self._lingering_by_binding: dict[str, dict[FeedKey, UpstreamFeed]] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages_total``.
@@ -555,10 +560,20 @@ class Feeds:
         if len(self._lingering) >= self.limits.max_streams:
             next(iter(self._lingering.values())).close()
         self._lingering[feed.key] = feed
+        self._lingering_by_binding.setdefault(feed.key[1], {})[feed.key] = feed
 
     def stops_lingering(self, feed: UpstreamFeed) -> None:
-        if self._lingering.get(feed.key) is feed:
-            del self._lingering[feed.key]
+        """``feed`` stops lingering, however: taken by a client stream, or closed (its
+        linger's end, a bound, a stream resuming from before, ``opened_elsewhere``, its
+        upstream stream's own end, shutdown)."""
+        if self._lingering.get(feed.key) is not feed:
+            return
+        del self._lingering[feed.key]
+        binding = feed.key[1]
+        of_binding = self._lingering_by_binding[binding]
+        del of_binding[feed.key]
+        if not of_binding:
+            del self._lingering_by_binding[binding]
 
     def opened(self, session: ClientSession) -> None:
         """A client stream of ``session`` took its feeds here: the others hear of it
@@ -569,13 +584,13 @@ class Feeds:
 
     def opened_elsewhere(self, digest: bytes) -> int:
         """A client stream of the session with SHA-256 ``digest`` started in another
-        process.  Each feed of the
-        session lingering here ends now, as at its linger's end (its held requests
-        answered: ``UpstreamFeed.close``): no client stream will come back here for it,
-        and the backend answers the other process's stream 409 while it is open.  A
-        feed with a client stream is not lingering and is left alone.  How many ended."""
-        binding = session_binding(digest)
-        ended = [feed for key, feed in self._lingering.items() if key[1] == binding]
+        process.  Each feed of the session lingering here (found by its binding, as
+        every process hears every note) ends now, as at its linger's end (its held
+        requests answered: ``UpstreamFeed.close``): no client stream will come back
+        here for it, and the backend answers the other process's stream 409 while it
+        is open.  A feed with a client stream is not lingering and is left alone.
+        How many ended."""
+        ended = list(self._lingering_by_binding.get(session_binding(digest), {}).values())
         for feed in ended:
             held = len(feed.lingering.held) if feed.lingering is not None else 0
             self.log.info(

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.limits import StreamLimits
-from aigw.gateway.streams import Feeds, SessionStream
+from aigw.gateway.streams import Feeds, SessionStream, encode_event_ids
 from aigw.protocol.ping import pong
 from aigw.sealed.session_id import BackendSession, session_binding, session_digest
 
@@ -25,13 +25,18 @@ class StreamBackend:
         self.opened: list[str | None] = []
         self.closed: list[str | None] = []
         self.deliver: dict[str | None, Any] = {}
+        #: The last stream's head of each upstream session: a test ends the stream
+        #: with an error (the backend's doing) through it.
+        self.heads: dict[str | None, Deferred[Any]] = {}
 
     def get_stream(
         self, deliver: Any, session_id: str | None, *args: Any, **kwargs: Any
     ) -> Deferred[Any]:
         self.opened.append(session_id)
         self.deliver[session_id] = deliver
-        return Deferred(lambda _: self.closed.append(session_id))
+        head: Deferred[Any] = Deferred(lambda _: self.closed.append(session_id))
+        self.heads[session_id] = head
+        return head
 
 
 class FeedsOfOneBackend:
@@ -44,8 +49,10 @@ class FeedsOfOneBackend:
         self.unreachable: list[tuple[str | None, Any, str]] = []
         #: (upstream session, ping) of each ping answered by aigw.
         self.pinged: list[tuple[str | None, Any]] = []
+        #: The feeds' transports by name (a reload changes this mapping in place).
+        self.transports: dict[str, Any] = {"alpha": self.backend}
         self.feeds = Feeds(
-            {"alpha": cast(Any, self.backend)},
+            self.transports,
             clock,
             lambda backend: linger,
             limits or StreamLimits(100, 100),
@@ -63,11 +70,15 @@ class FeedsOfOneBackend:
         return True
 
     def stream(
-        self, session_id: str, user: str = "alice", received: list[Any] | None = None
+        self,
+        session_id: str,
+        user: str = "alice",
+        received: list[Any] | None = None,
+        resumes_from: str | None = None,
     ) -> SessionStream:
         """A client GET stream of the session ``session_id`` of ``user`` (upstream
-        session ``up-<session_id>`` at alpha), started; what reaches it from the
-        backend goes to ``received``."""
+        session ``up-<session_id>`` at alpha), started (resuming from alpha's event
+        ``resumes_from``); what reaches it from the backend goes to ``received``."""
         session = SimpleNamespace(
             session_id=session_id,
             binding=session_binding(session_digest(session_id)),
@@ -80,7 +91,7 @@ class FeedsOfOneBackend:
             lambda session, name, message, emit: sink.append(message),
             cast(ClientSession, session),
             lambda data: None,
-            None,
+            encode_event_ids({"alpha": resumes_from}) if resumes_from else None,
         )
         stream.start()
         return stream
