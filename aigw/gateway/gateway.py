@@ -144,7 +144,12 @@ class Gateway(Service):
             lambda: self.limiter,
         )
         self.feeds = Feeds(
-            transports, reactor, self._stream_linger, self.stream_limits, self.relay.unreachable
+            transports,
+            reactor,
+            self._stream_linger,
+            self.stream_limits,
+            self.relay.unreachable,
+            self.exchange.pinged,
         )
         self.calls = Calls(
             policy,
@@ -161,7 +166,8 @@ class Gateway(Service):
         )
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
-        self.open_streams: set[Any] = set()
+        #: The open client streams, in the order they opened (a dict as an ordered set).
+        self.open_streams: dict[Any, None] = {}
         #: Probes of a session's held GET stream before a second one is refused.
         self.stream_probes = StreamProbes(self.streams_of, reactor)
         self.reload = Reconfigure(self)
@@ -177,10 +183,10 @@ class Gateway(Service):
     # -- lifecycle ---------------------------------------------------------
 
     def track_stream(self, stream: Any) -> None:
-        self.open_streams.add(stream)
+        self.open_streams[stream] = None
 
     def untrack_stream(self, stream: Any) -> None:
-        self.open_streams.discard(stream)
+        self.open_streams.pop(stream, None)
 
     def close_streams(self) -> None:
         """End every open client stream (shutdown: they would otherwise never finish),
@@ -212,7 +218,7 @@ class Gateway(Service):
     def elicitation_completed(self, notice: ElicitationNotice) -> int:
         """A user finished a URL elicitation this process asked: tell the session that
         got it, on its GET stream in this process (``elicitations.py``); how many
-        streams were told."""
+        streams were told (one at most: ``tell_completion``)."""
         session_id = self.calls.elicitations.completed(notice)
         if session_id is None:
             return 0
@@ -221,7 +227,7 @@ class Gateway(Service):
 
     def streams_of(self, digest: bytes) -> list[SessionStream]:
         """The open GET streams in this process of the session whose id has SHA-256
-        ``digest``."""
+        ``digest``, oldest first (``open_streams`` keeps the order they opened in)."""
         binding = session_binding(digest)  # each session's own, computed as it opened
         return [
             s
@@ -236,11 +242,24 @@ class Gateway(Service):
         return [s for s in self.streams_of(digest) if s.session.principal.user == owner]
 
     def tell_completion(self, notice: ElicitationNotice, streams: list[SessionStream]) -> int:
-        """``notifications/elicitation/complete`` on each of ``streams`` still open; how many."""
-        told = [stream for stream in streams if not stream.closed]
-        for stream in told:
-            stream.send(completion(notice.elicitation_id))
-        return len(told)
+        """``notifications/elicitation/complete`` on one of ``streams`` (a session's,
+        oldest first: ``streams_of``), the newest still open; 1 if told, else 0.
+
+        A message goes on one stream, it is not broadcast (2025-11-25 basic/transports
+        "Multiple Connections").  A session holds one GET stream, but may hold two here
+        for a moment: its client reconnected while the old stream still looks open
+        here (``stream_probes.py`` says how that comes).  The newest is
+        the one the client reads, and never one a probe writes to while another is
+        open: a probe (``stream_probes.py``) writes to the streams open as it began, a
+        new GET of the session being why, so a stream opened since is newer than all
+        of them.  In the probe's second the held stream may be the only one (the new
+        GET waits for its place): it is told, as it lives until the probe finds it
+        lost, and the new GET is refused if it lives."""
+        open_streams = [stream for stream in streams if not stream.closed]
+        if not open_streams:
+            return 0
+        open_streams[-1].send(completion(notice.elicitation_id))
+        return 1
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]

@@ -47,7 +47,6 @@ from aigw.gateway.limits import StreamLimits
 from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
-from aigw.protocol.ping import pong
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
@@ -83,6 +82,9 @@ FeedKey = tuple[str, str, str]
 #: ``Relay.unreachable``: answers a backend's request no client stream took, with
 #: (upstream session, whose it is, the request, why, ``error.data.reason``).
 Unreachable = Callable[["BackendSession", "Principal", dict[str, Any], str, str], None]
+#: ``Exchange.pinged``: whether a backend's message is its ping, then answered by aigw
+#: at once on (upstream session, whose it is) (``protocol/ping.py``).
+Pinged = Callable[["BackendSession", "Principal", Any], bool]
 
 
 def unlisten(message: Any) -> Any:
@@ -395,10 +397,9 @@ class UpstreamFeed:
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
         if self.lingering is not None:
-            if pong(message) is not None:
+            if self.feeds.pinged(self.backend, self.principal, message):
                 # A ping is not held for the next client stream but answered now, as
-                # promptly as basic/utilities/ping asks (``Relay.unreachable``).
-                self._unreachable([(message, None)], "answered by aigw", "ping")
+                # promptly as basic/utilities/ping asks.
                 return
             dropped = self.lingering.hold(message, self.last_event_id)
             if dropped is not None:
@@ -448,22 +449,30 @@ class Feeds:
         linger: Callable[[str], float],
         limits: StreamLimits,
         unreachable: Unreachable,
+        pinged: Pinged,
     ) -> None:
         """``linger``: a backend's ``stream_linger``, read as each feed starts lingering
         (a reload changes it).  ``limits``: the bounds on client streams, which bound
         lingering feeds too (``lingers``).  ``unreachable``: answers a backend's request
-        that a lingering feed held and no client stream took."""
+        that a lingering feed held and no client stream took.  ``pinged``: answers a
+        backend's ping on a lingering feed, which is never held."""
         self.transports = transports
         self.clock = clock
         self.linger = linger
         self.limits = limits
         self.unreachable = unreachable
+        self.pinged = pinged
         self._feeds: dict[FeedKey, UpstreamFeed] = {}
         #: Closed feeds whose upstream stream may still be open, until they end or a
         #: new feed of the same key comes to wait for them (``subscribe``).
         self._closing: dict[FeedKey, UpstreamFeed] = {}
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
+        #: The same feeds by client binding, for ``opened_elsewhere`` (a lookup per
+        #: note, not a scan of every lingering feed): kept in step by ``lingers`` and
+        #: ``stops_lingering``, the only ways in and out of ``_lingering``, so it holds
+        #: what that holds and no empty entry (bounded as lingering feeds are).
+        self._lingering_by_binding: dict[str, dict[FeedKey, UpstreamFeed]] = {}
         self.subscriptions = ResourceSubscriptions(self.refilter)
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages_total``.
@@ -551,10 +560,20 @@ class Feeds:
         if len(self._lingering) >= self.limits.max_streams:
             next(iter(self._lingering.values())).close()
         self._lingering[feed.key] = feed
+        self._lingering_by_binding.setdefault(feed.key[1], {})[feed.key] = feed
 
     def stops_lingering(self, feed: UpstreamFeed) -> None:
-        if self._lingering.get(feed.key) is feed:
-            del self._lingering[feed.key]
+        """``feed`` stops lingering, however: taken by a client stream, or closed (its
+        linger's end, a bound, a stream resuming from before, ``opened_elsewhere``, its
+        upstream stream's own end, shutdown)."""
+        if self._lingering.get(feed.key) is not feed:
+            return
+        del self._lingering[feed.key]
+        binding = feed.key[1]
+        of_binding = self._lingering_by_binding[binding]
+        del of_binding[feed.key]
+        if not of_binding:
+            del self._lingering_by_binding[binding]
 
     def opened(self, session: ClientSession) -> None:
         """A client stream of ``session`` took its feeds here: the others hear of it
@@ -565,13 +584,13 @@ class Feeds:
 
     def opened_elsewhere(self, digest: bytes) -> int:
         """A client stream of the session with SHA-256 ``digest`` started in another
-        process.  Each feed of the
-        session lingering here ends now, as at its linger's end (its held requests
-        answered: ``UpstreamFeed.close``): no client stream will come back here for it,
-        and the backend answers the other process's stream 409 while it is open.  A
-        feed with a client stream is not lingering and is left alone.  How many ended."""
-        binding = session_binding(digest)
-        ended = [feed for key, feed in self._lingering.items() if key[1] == binding]
+        process.  Each feed of the session lingering here (found by its binding, as
+        every process hears every note) ends now, as at its linger's end (its held
+        requests answered: ``UpstreamFeed.close``): no client stream will come back
+        here for it, and the backend answers the other process's stream 409 while it
+        is open.  A feed with a client stream is not lingering and is left alone.
+        How many ended."""
+        ended = list(self._lingering_by_binding.get(session_binding(digest), {}).values())
         for feed in ended:
             held = len(feed.lingering.held) if feed.lingering is not None else 0
             self.log.info(

@@ -385,7 +385,7 @@ class Upstream:
             credentials, b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers
         )
         response = await self._send(head, body, replayable=lambda: replay.replayable(body))
-        return await self._read(response, session_id, sink, on_reader)
+        return await self._read(response, session_id, sink, on_reader, sent=body)
 
     async def listen(
         self,
@@ -405,7 +405,7 @@ class Upstream:
             credentials, b"POST", None, protocol_version, _ACCEPT_ANY, body, extra_headers
         )
         response = await self._send(head, body, replayable=lambda: replay.replayable(body))
-        return await self._read(response, None, sink, on_reader, streaming=True)
+        return await self._read(response, None, sink, on_reader, streaming=True, sent=body)
 
     async def get_stream(
         self,
@@ -496,7 +496,9 @@ class Upstream:
         sink: MessageSink,
         on_reader: Callable[[_BodyReader], None] | None,
         streaming: bool = False,
+        sent: bytes | None = None,
     ) -> Reply:
+        """The reply to a request whose body was ``sent`` (None: a GET)."""
         status = response.code
         content_type = (response.header(b"content-type") or b"").decode("latin-1")
         new_session = response.header(b"mcp-session-id")
@@ -521,13 +523,17 @@ class Upstream:
                 # server-everything) answer 400 "No valid session ID provided" instead.
                 # Same meaning: a new session is opened (see Exchange.request).
                 raise UpstreamSessionGone(self.name, "session_gone", "upstream session unknown")
-            answer = _error_answer(excerpt) if status < 500 else None
+            answer = _error_answer(excerpt, sent) if status < 500 else None
             if answer is not None:
                 # 2026-07-28 basic/transports/streamable-http: a request the server
                 # refuses is answered with a 4xx status whose body is the JSON-RPC error
                 # response ("Server Validation": 400 and -32020; "Protocol Version
                 # Header": 404 and -32601; and so on).  That answer is the backend's
-                # word on the request, relayed like any other error response.
+                # word on the request, relayed like any other error response.  Any
+                # other error body (no id, as 2025-11-25 has for a refused notification
+                # or response, or another id: the Python SDK 1.x answers a session's
+                # second GET stream 409 with the id "server-error") answers nothing
+                # sent: the HTTP error it comes with is raised, as for a body not JSON.
                 sink(answer)
                 return reply
             raise UpstreamError(self.name, "http_error", f"HTTP {status}: {excerpt}", status)
@@ -563,9 +569,10 @@ class Upstream:
         self.connections.close()
 
 
-def _error_answer(text: str) -> dict[str, Any] | None:
-    """The JSON-RPC error response in an HTTP error body, if it answers a request (has an
-    id); anything else (HTML, an id-less error, a truncated body) is None."""
+def _error_answer(text: str, sent: bytes | None) -> dict[str, Any] | None:
+    """The JSON-RPC error response in an HTTP error body, if it answers a request of
+    ``sent`` (has the id of one); anything else (HTML, an id-less error, another id, a
+    truncated body, any body when nothing or no request was sent) is None."""
     try:
         message = json.loads(text)
     except ValueError:
@@ -578,7 +585,27 @@ def _error_answer(text: str) -> dict[str, Any] | None:
         return None
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
         return None
+    if request_id not in _request_ids(sent):
+        return None
     return message
+
+
+def _request_ids(sent: bytes | None) -> list[str | int]:
+    """The ids of the requests in a body sent (one message or a batch): what a backend's
+    error may answer.  Read again only on this error path; a request aigw sends is its
+    own, well formed (its id a string or an integer, never a boolean)."""
+    if sent is None:
+        return []
+    try:
+        decoded = json.loads(sent)
+    except ValueError:
+        return []
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    return [
+        message["id"]
+        for message in messages
+        if isinstance(message, dict) and "method" in message and "id" in message
+    ]
 
 
 def _names_unknown_session(text: str) -> bool:

@@ -8,63 +8,27 @@ Server") and would refuse the new process's (409) while the old one lingers."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, cast
-
-from twisted.internet.defer import Deferred
-
 from aigw.config import SessionsConfig
 from aigw.config.redis import RedisAddress
-from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.ended_sessions import EndedSessions
-from aigw.gateway.limits import StreamLimits
 from aigw.gateway.shared_stream_probes import CHANNEL, OPENED, SharedStreamProbes, note
 from aigw.gateway.stream_probes import StreamProbes
-from aigw.gateway.streams import Feeds, SessionStream
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import BackendSession, SessionCodec, session_binding, session_digest
+from aigw.sealed.session_id import SessionCodec, session_digest
+from tests.unit.gateway.fake_feeds import FeedsOfOneBackend
 from tests.unit.gateway.fake_redis import FakeRedisTestCase
 from tests.unit.memory import run
 
-LEGACY = "2025-11-25"
 #: A backend's request on its stream (2025-11-25 client/roots).
 ROOTS = {"jsonrpc": "2.0", "id": 7, "method": "roots/list"}
 LIST_CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 
 
-class Backend:
-    """A backend's GET streams as a feed opens them: heads that never come (the feed
-    reads nothing), cancelled as the feed closes."""
-
-    def __init__(self) -> None:
-        self.opened: list[str | None] = []
-        self.closed: list[str | None] = []
-        self.deliver: dict[str | None, Any] = {}
-
-    def get_stream(
-        self, deliver: Any, session_id: str | None, *args: Any, **kwargs: Any
-    ) -> Deferred[Any]:
-        self.opened.append(session_id)
-        self.deliver[session_id] = deliver
-        return Deferred(lambda _: self.closed.append(session_id))
-
-
-class Process:
+class Process(FeedsOfOneBackend):
     """One aigw process's feeds and its share of the Redis subscription."""
 
     def __init__(self, case: HandoffTests) -> None:
-        self.backend = Backend()
-        #: (upstream session, request, reason) of each backend request answered by aigw.
-        self.unreachable: list[tuple[str | None, Any, str]] = []
-        self.feeds = Feeds(
-            {"alpha": cast(Any, self.backend)},
-            case.reactor,
-            lambda backend: 5.0,
-            StreamLimits(100, 100),
-            lambda upstream, principal, message, why, reason: self.unreachable.append(
-                (upstream.session_id, message, reason)
-            ),
-        )
+        super().__init__(case.reactor)
         codec = SessionCodec(Sealer(b"k" * 32), case.reactor, 300.0)
         address = RedisAddress("127.0.0.1", case.port)
         self.shared = EndedSessions(codec, address, case.reactor, SessionsConfig().redis_timeout)
@@ -73,21 +37,6 @@ class Process:
         SharedStreamProbes(probes, self.feeds, self.shared, self.name)
         self.shared.startService()
         case.addCleanup(lambda: case.network.run(self.shared.stopService()))
-
-    def stream(self, session_id: str) -> SessionStream:
-        """A client GET stream of the session ``session_id`` (upstream session
-        ``up-<session_id>`` at alpha), started."""
-        session = SimpleNamespace(
-            session_id=session_id,
-            binding=session_binding(session_digest(session_id)),
-            principal=SimpleNamespace(user=("issuer", "alice")),
-            backends={"alpha": BackendSession("alpha", f"up-{session_id}", LEGACY)},
-        )
-        stream = SessionStream(
-            self.feeds, lambda *a: None, cast(ClientSession, session), lambda data: None, None
-        )
-        stream.start()
-        return stream
 
 
 class HandoffTests(FakeRedisTestCase):

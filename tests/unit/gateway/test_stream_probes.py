@@ -33,11 +33,12 @@ from aigw.gateway.stream_probes import (
     REPLY_MARGIN,
     StreamProbes,
 )
-from aigw.gateway.streams import Feeds, SessionStream
+from aigw.gateway.streams import SessionStream
 from aigw.metrics import GatewayMetrics
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import SessionCodec
 from tests.prometheus_text import Scrape
+from tests.unit.gateway.fake_feeds import FeedsOfOneBackend
 from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.memory import MemoryNetwork, run
 
@@ -59,10 +60,6 @@ class FakeHeld:
         self.written.append(data)
         if self._dies_after is not None and len(self.written) >= self._dies_after:
             self.closed = True
-
-
-def no_one(*unanswered: object) -> None:
-    """No feed here holds a backend's request (``Feeds``' ``unreachable``)."""
 
 
 def probes_of(clock: Clock, held: dict[bytes, list[FakeHeld]]) -> StreamProbes:
@@ -250,7 +247,7 @@ class SharedProbeTests(SynchronousTestCase):
         codec = SessionCodec(Sealer(b"k" * 32), self.reactor, 300.0)
         shared = EndedSessions(codec, self.address, self.reactor, SessionsConfig().redis_timeout)
         probes = probes_of(self.reactor, held)
-        feeds = Feeds({}, self.reactor, lambda backend: 5.0, StreamLimits(1, 1), no_one)
+        feeds = FeedsOfOneBackend(self.reactor, limits=StreamLimits(1, 1)).feeds
         SharedStreamProbes(probes, feeds, shared, f"process-{id(probes)}")
         shared.startService()
         self.addCleanup(lambda: self.network.run(shared.stopService()))

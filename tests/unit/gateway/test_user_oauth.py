@@ -235,6 +235,36 @@ class CompletionNoticeTests(CompletionNoticeCase):
         self.assertEqual(self.completed("unknown"), 0)
 
     @run
+    async def test_of_two_streams_of_the_session_the_newest_alone_is_told(self) -> None:
+        """2025-11-25 basic/transports "Multiple Connections": one stream, no broadcast.
+        The held stream is being probed (a new GET of the session came) as the
+        reconnect takes the session's place: the reconnect is told, the held one not;
+        once the reconnect is gone, the held one is."""
+        await self.start()
+        session = await self.session(URL_CAPABLE)
+        held = await self.stream(session)
+        gateway = self.service.gateway
+        probing = gateway.stream_probes.probe_here(session_digest(session))
+        reconnect: list[bytes] = []
+        newest = gateway.session_stream(
+            gateway.open_session(ANONYMOUS, session), reconnect.append, None
+        )
+        gateway.track_stream(newest)
+        first = await self.elicited(session)
+        self.assertEqual(self.completed(first), 1)
+        await self.network.settle()
+        self.assertEqual([n["params"] for n in self.notices(reconnect)], [{"elicitationId": first}])
+        self.assertEqual(self.notices(held), [])
+        newest.close()
+        gateway.untrack_stream(newest)
+        second = await self.elicited(session)
+        self.assertEqual(self.completed(second), 1)
+        await self.network.settle()
+        self.assertEqual([n["params"] for n in self.notices(held)], [{"elicitationId": second}])
+        self.assertEqual(len(self.notices(reconnect)), 1)
+        self.assertIs(await probing, False)  # the held one lived through the probe
+
+    @run
     async def test_a_completion_by_another_user_tells_nobody(self) -> None:
         """Fail closed: the id alone does not pick the session; its user must be the
         one who completed it, and the session's own completion still tells it."""
