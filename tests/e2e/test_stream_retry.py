@@ -128,7 +128,8 @@ async def test_the_sdk_client_comes_back_after_the_retry_and_loses_nothing(
             await arrived(last + 2)
             await notify(last + 3)
             await arrived(last + 3)
-    assert reopened.status == "200" and reopened.server != held.server, (held, reopened)
+    assert reopened.status == "200", reopened
+    assert reopened.server != held.server, (held, reopened)
     assert seconds >= RETRY, seconds  # the client waited what aigw said, not its 1 s
     assert numbers.got == list(range(first, last + 4)), numbers.got  # each once, in order
     assert resumable.process.log().count(RESUMED) > resumed_before  # from the client's id
@@ -192,7 +193,8 @@ async def test_the_ts_sdk_client_comes_back_after_the_retry_and_loses_nothing(
             events = await anyio.to_thread.run_sync(run.finish)
         finally:
             run.stop()
-    assert reopened.status == "200" and reopened.server != held.server, (held, reopened)
+    assert reopened.status == "200", reopened
+    assert reopened.server != held.server, (held, reopened)
     assert seconds >= RETRY, seconds
     assert numbers_of(events) == [1, 2, 3], events
     assert resumable.process.log().count(RESUMED) > resumed_before  # from the client's id
