@@ -631,8 +631,8 @@ class SessionStream:
         where it began, in any process, as the id is no process's own.  Written last when
         aigw ends the stream ("Listening for Messages from the Server": a server closing
         the connection without terminating the stream SHOULD send ``retry``; the client
-        MUST wait that long before reconnecting).  SSE clients record its id and
-        dispatch nothing (the SDKs skip an event with empty data)."""
+        MUST wait that long before reconnecting).  The MCP SDK clients keep its id and
+        skip it: an event with empty data carries no message."""
         retry = self.retry() if self.retry is not None else None
         return format_event(b"", event_id=encode_event_ids(self.last_ids), retry=retry)
 

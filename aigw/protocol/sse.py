@@ -201,8 +201,9 @@ def format_event(
     """One event; data holding line breaks (CRLF, LF or CR) becomes several ``data:`` lines.
 
     An empty ``data`` still makes an event (one empty ``data:`` line): MCP 2025-11-25
-    basic/transports uses one, with an id, to prime a client for resumption, and the
-    SSE standard has clients record its id without dispatching it.  ``retry`` is the
+    basic/transports uses one, with an id, to prime a client for resumption (the
+    parser above dispatches it with empty data, as WHATWG's does; the MCP SDK clients
+    keep its id and skip it, as it carries no message).  ``retry`` is the
     reconnection time in milliseconds the client is to wait before reconnecting
     (WHATWG §9.2.6: ASCII digits only; basic/transports: the client MUST respect it).
     """
