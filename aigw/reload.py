@@ -70,6 +70,7 @@ LIVE = (
     "sessions.pool_size",
     "sessions.pool_idle_timeout",
     "sessions.max_streams_per_user",
+    "sessions.stream_retry",
     "sessions.input_max_rounds",
     "sessions.input_timeout",
     "sessions.max_parked",

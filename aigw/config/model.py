@@ -54,6 +54,10 @@ AuditFormat = Literal["json"]
 StdioScope = Literal["shared", "user"]
 ScreenMode = Literal["off", "warn", "block"]
 
+#: The longest ``sessions.stream_retry``: a client told to wait longer has lost what its
+#: stream's backends sent meanwhile long before it comes back (``stream_linger``).
+STREAM_RETRY_MAX = 60.0
+
 # How the common kinds of field are read (fields.py).
 _duration = read_as(cp.duration())
 _duration_or_zero = read_as(cp.duration(allow_zero=True))
@@ -265,6 +269,14 @@ class SessionsConfig:
     pool_idle_timeout: float = attrs.field(default=600.0, metadata=_duration)
     #: Server-to-client streams (GET streams, subscriptions/listen) one user may hold.
     max_streams_per_user: int = attrs.field(default=8, metadata=_count)
+    #: The SSE ``retry`` of a session's GET stream (sent in milliseconds): how long its
+    #: client waits before it reconnects, given on the priming event and on the last one
+    #: before aigw ends the stream (a stop).  2025-11-25 basic/transports: the client MUST
+    #: respect it.  Both SDK clients try twice: the default keeps both tries within the
+    #: default ``backends[].stream_linger``, so what the backend sent meanwhile is held.
+    stream_retry: float = attrs.field(
+        default=2.0, metadata=read_as(cp.duration(at_most=STREAM_RETRY_MAX))
+    )
     #: A session client asked on a 2026-07-28 backend's behalf (input_required,
     #: basic/patterns/mrtr): at most this many rounds per call, each answered within
     #: ``input_timeout``.

@@ -201,6 +201,12 @@ class Gateway(Service):
         config = self.snapshots.current().backends.get(backend)
         return 0.0 if config is None else config.stream_linger
 
+    def _stream_retry(self) -> int:
+        """``sessions.stream_retry`` of the current config, in the milliseconds of SSE's
+        ``retry``: read as each GET stream is primed or ended, so a reload before a stop
+        tells the clients of the streams it ends the new value."""
+        return max(1, round(self.snapshots.current().config.sessions.stream_retry * 1000))
+
     def reconfigure(
         self, fresh: Mapping[str, UpstreamTransport], removed: Collection[str]
     ) -> dict[str, UpstreamTransport]:
@@ -500,7 +506,9 @@ class Gateway(Service):
         self, session: ClientSession, write: Callable[[bytes], None], last_event_id: str | None
     ) -> SessionStream:
         """The session's GET stream (``streams.py``), to be held open by the web layer."""
-        return SessionStream(self.feeds, self.relay.to_client, session, write, last_event_id)
+        return SessionStream(
+            self.feeds, self.relay.to_client, session, write, last_event_id, self._stream_retry
+        )
 
     async def listen_filter(self, session: ClientSession, params: Any) -> ListenFilter:
         """What a ``subscriptions/listen`` lets through; subscribes upstream (``listen.py``)."""

@@ -624,17 +624,36 @@ class SessionStream:
         session: ClientSession,
         write: Callable[[bytes], None],
         last_event_id: str | None,
+        retry: Callable[[], int] | None = None,
     ) -> None:
+        """``retry``: the SSE ``retry`` in milliseconds, read as it is sent (``mark``)."""
         self.feeds = feeds
         self.to_client = to_client
         self.session = session
         self.write = write
+        self.retry = retry
         self.closed = False
         #: The client is behind (paused by its valve): a probe does not write.
         self.behind = False
         self.on_close: Callable[[], None] | None = None
         self.last_ids = decode_event_ids(last_event_id, set(session.backends))
         self._feeds: list[UpstreamFeed] = []
+
+    def mark(self) -> bytes:
+        """An event without a message that says where the stream is: its id (every
+        backend's last event id so far, what ``_emit`` would write) and the ``retry``.
+
+        Written first, before ``start`` delivers anything (2025-11-25 basic/transports
+        "Sending Messages to the Server": a server starting an SSE stream SHOULD at once
+        send an event of an id and empty data, to prime the client to reconnect with that
+        id as ``Last-Event-ID``): a stream lost before its first message is resumed from
+        where it began, in any process, as the id is no process's own.  Written last when
+        aigw ends the stream ("Listening for Messages from the Server": a server closing
+        the connection without terminating the stream SHOULD send ``retry``; the client
+        MUST wait that long before reconnecting).  The MCP SDK clients keep its id and
+        skip it: an event with empty data carries no message."""
+        retry = self.retry() if self.retry is not None else None
+        return format_event(b"", event_id=encode_event_ids(self.last_ids), retry=retry)
 
     def start(self) -> None:
         for name, backend in self.session.backends.items():

@@ -24,8 +24,9 @@ or not) and an event's data are each at most ``max_event_bytes`` (default 4 MiB)
 past which ``feed`` raises ``SSEError`` and the stream should be dropped.
 
 MCP 2025-11-25 basic/transports carries JSON-RPC messages as SSE ``data``;
-its "Resumability and Redelivery" section uses ``id`` and ``Last-Event-ID``,
-and servers may send ``retry`` before closing a stream.
+its "Resumability and Redelivery" section uses ``id`` and ``Last-Event-ID``;
+a server primes a stream with an event of an id and empty data, and sends ``retry``
+before it closes a stream the client is to reconnect to (SEP-1699).
 """
 
 from __future__ import annotations
@@ -191,11 +192,20 @@ def _field_value(name: str, value: str) -> bytes:
     return value.encode("utf-8")
 
 
-def format_event(data: bytes | str, event_id: str | None = None, event: str | None = None) -> bytes:
+def format_event(
+    data: bytes | str,
+    event_id: str | None = None,
+    event: str | None = None,
+    retry: int | None = None,
+) -> bytes:
     """One event; data holding line breaks (CRLF, LF or CR) becomes several ``data:`` lines.
 
-    An empty ``data`` still makes an event (one empty ``data:`` line): MCP
-    basic/transports uses one, with an id, to prime a client for resumption.
+    An empty ``data`` still makes an event (one empty ``data:`` line): MCP 2025-11-25
+    basic/transports uses one, with an id, to prime a client for resumption (the
+    parser above dispatches it with empty data, as WHATWG's does; the MCP SDK clients
+    keep its id and skip it, as it carries no message).  ``retry`` is the
+    reconnection time in milliseconds the client is to wait before reconnecting
+    (WHATWG §9.2.6: ASCII digits only; basic/transports: the client MUST respect it).
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     parts: list[bytes] = []
@@ -205,6 +215,10 @@ def format_event(data: bytes | str, event_id: str | None = None, event: str | No
         if "\0" in event_id:
             raise ValueError("an SSE id cannot contain NUL")
         parts.append(b"id: " + _field_value("id", event_id) + b"\n")
+    if retry is not None:
+        if retry < 0:
+            raise ValueError("an SSE retry is a number of milliseconds, at least 0")
+        parts.append(b"retry: %d\n" % retry)
     if b"\n" in raw or b"\r" in raw:
         lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         parts.append(b"".join(b"data: " + line + b"\n" for line in lines))

@@ -282,6 +282,11 @@ async def test_a_process_killed_mid_session_leaves_the_client_working(balanced: 
         settled = len(balanced.logged())
         for _ in range(4):
             assert text_of(await client.call_tool("py__echo", {"text": "x"})) == "x"
+        # The SDK reopens its GET stream ``sessions.stream_retry`` (2 s) after the loss.
+        reopened = await until_async(
+            lambda: [r for r in balanced.logged()[killed_at:] if r.method == "GET"], 30
+        )
+        assert reopened, "the SDK did not reopen its GET stream"
     after = balanced.logged()[killed_at:]
     assert all(r.status in ("200", "202", "204") for r in after), after
     # Before the health check noticed, requests round-robin'd to the dead process were

@@ -241,6 +241,15 @@ def comment(response: http.client.HTTPResponse) -> bytes:
     return next(line for line in iter(response.readline, b"") if line.strip())
 
 
+def primed(response: http.client.HTTPResponse) -> None:
+    """The head of a GET stream: aigw's comment, then the priming event (an id, the
+    default ``sessions.stream_retry``, empty data: 2025-11-25 basic/transports)."""
+    assert comment(response) == b": aigw stream open\n"
+    assert comment(response).startswith(b"id: ")
+    assert comment(response) == b"retry: 2000\n"
+    assert comment(response) == b"data: \n"
+
+
 def reconnects_at_once(shape: Balanced) -> None:
     """A client closes its GET stream and opens another at once, three times (round-robin:
     the new one lands on another process each time): each is served, within
@@ -260,7 +269,7 @@ def reconnects_at_once(shape: Balanced) -> None:
     live, response = request(shape, "GET", stream)
     try:
         assert response.status == 200, response.read()
-        assert comment(response) == b": aigw stream open\n"
+        primed(response)
         _, refused = request(shape, "GET", stream)
         assert refused.status == 409
         assert json.loads(refused.read())["error"]["data"] == {"limit": "session", "max": 1}
@@ -419,7 +428,8 @@ async def test_the_sdk_clients_get_stream_comes_back_after_a_network_blip(
     """Issue #15: behind a real load balancer the GET stream keeps working.  The
     official Python SDK client reaches HAProxy through a relay that resets every
     connection at once (the session stays valid).  The SDK's GET stream handler
-    reconnects by itself (``mcp.client.streamable_http.handle_get_stream``: after
+    reconnects by itself (``mcp.client.streamable_http.handle_get_stream``: after the
+    ``retry`` of aigw's priming event, ``sessions.stream_retry``, else
     ``DEFAULT_RECONNECTION_DELAY_MS``, with Last-Event-ID when it had one).  Its
     budget of ``MAX_RECONNECTION_ATTEMPTS`` (2) failures is for the life of the
     stream, not reset by a successful reconnect (only by the server ending the
@@ -494,9 +504,10 @@ async def test_the_ts_sdk_client_keeps_its_get_stream_through_network_blips(
 ) -> None:
     """The official TypeScript SDK client (``e2e/ts-client.mjs``) through the relay, one
     session, ``TS_BLIPS`` blips (the GET reopened on more than one process): its
-    ``StreamableHTTPClientTransport`` reopens a lost GET stream after a back-off (1 s,
-    then x1.5, up to ``maxRetries`` 2 failures counted afresh for each loss), with
-    Last-Event-ID when it had one, and reports every error on ``onerror``.  After each
+    ``StreamableHTTPClientTransport`` reopens a lost GET stream after the ``retry`` of
+    aigw's priming event (without one, a back-off of 1 s, then x1.5; up to
+    ``maxRetries`` 2 failures counted afresh for each loss), with Last-Event-ID when it
+    had one, and reports every error on ``onerror``.  After each
     blip the GET is reopened and served (no 409), a list change comes on it, and a call
     works; the only errors are the lost streams."""
     script: list[dict[str, Any]] = [ANNOUNCE]

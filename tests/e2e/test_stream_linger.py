@@ -195,8 +195,9 @@ async def sse_events(
     session: RawSession, last_event_id: str | None = None
 ) -> AsyncIterator[MemoryObjectReceiveStream[tuple[str | None, Any]]]:
     """The session's GET stream (resumed from ``last_event_id`` when given), its events
-    with data as (event id, message) on a channel: one waits for them with a timeout
-    without cancelling the stream's reading.  SSE: an id lasts until the next one."""
+    with a message as (event id, message) on a channel: one waits for them with a timeout
+    without cancelling the stream's reading.  SSE: an id lasts until the next one; an
+    event with empty data (the priming one) carries no message."""
     send, receive = anyio.create_memory_object_stream[tuple[str | None, Any]](1000)
 
     async def read(lines: AsyncIterator[str]) -> None:
@@ -208,7 +209,8 @@ async def sse_events(
             elif line.startswith("data:"):
                 data.append(line[5:].strip())
             elif not line and data:
-                await send.send((event_id, json.loads("\n".join(data))))
+                if any(data):
+                    await send.send((event_id, json.loads("\n".join(data))))
                 data = []
 
     async with session.stream(last_event_id) as stream, anyio.create_task_group() as tasks:

@@ -319,13 +319,17 @@ class MCPTransport:
             slot.release()
 
     async def _serve_stream(self, request: WebRequest, session: ClientSession) -> bytes:
+        """The stream opens with its priming event and, when aigw ends it (a stop: the
+        client did not go), ends with the same kind of event, which tells the client when
+        to come back and from where (``SessionStream.mark``)."""
         begin_event_stream(request)
         request.write(format_comment("aigw stream open"))
         stream = self.gateway.session_stream(
             session, request.write, header(request, b"last-event-id")
         )
-        await hold_stream(request, stream, self.gateway, self.clock)
-        return b""
+        request.write(stream.mark())
+        gone = await hold_stream(request, stream, self.gateway, self.clock)
+        return b"" if gone else stream.mark()
 
     def _refuse_modern(self, request: WebRequest) -> str | None:
         """2026-07-28 has no GET stream and no sessions: 405 for clients speaking it

@@ -696,3 +696,24 @@ class StreamLimitKeysTests(SynchronousTestCase):
         self.assertEqual(found, [("sessions.max_streams_per_user", 7), ("server.max_streams", 9)])
         self.assertIn("at least 1", caught.exception.problems[0].message)
         self.assertIn("integer", caught.exception.problems[1].message)
+
+    def test_the_get_streams_retry_is_two_seconds_unless_set(self) -> None:
+        from aigw.config import parse_config
+
+        self.assertEqual(parse_config(self.BASE).sessions.stream_retry, 2.0)
+        set_ = parse_config(self.BASE + "sessions: {stream_retry: 750ms}\n")
+        self.assertEqual(set_.sessions.stream_retry, 0.75)
+
+    def test_a_retry_of_zero_none_or_past_a_minute_is_a_problem_with_its_line(self) -> None:
+        """A client told 0 spends both of its tries at once (the SDKs try twice); one
+        told more than a minute comes back long after its stream's linger ended."""
+        from aigw.config import ConfigError, parse_config
+
+        for value, says in (("0", "more than 0"), ("soon", "duration"), ("2m", "at most 60 s")):
+            with self.subTest(value=value):
+                text = self.BASE + f"sessions:\n  stream_retry: {value}\n"
+                with self.assertRaises(ConfigError) as caught:
+                    parse_config(text)
+                (problem,) = caught.exception.problems
+                self.assertEqual((problem.path, problem.line), ("sessions.stream_retry", 7))
+                self.assertIn(says, problem.message)

@@ -122,11 +122,12 @@ def post_listen(
 
 
 def sse_messages(body: bytes) -> list[Any]:
-    """The JSON-RPC messages of an SSE body."""
+    """The JSON-RPC messages of an SSE body (an event with empty data carries none: a
+    GET stream's priming event)."""
     return [
         json.loads(line[len(b"data: ") :])
         for line in body.splitlines()
-        if line.startswith(b"data: ")
+        if line.startswith(b"data: ") and line != b"data: "
     ]
 
 

@@ -518,7 +518,8 @@ class StreamTests(GatewayTestCase):
         await self.until(lambda: b"list_changed" in b"".join(chunks))
         text = b"".join(chunks).decode()
         self.assertIn("notifications/tools/list_changed", text)
-        event_id = next(line[4:] for line in text.splitlines() if line.startswith("id: "))
+        # The last id: the first is the priming event's, from before the message.
+        event_id = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
         self.assertEqual(decode_event_ids(event_id, {"alpha", "beta"}), {"beta": "ev-7"})
         reader.transport.stopProducing()  # type: ignore[union-attr]
         # The upstream streams linger for the session's next GET stream (linger.py): let

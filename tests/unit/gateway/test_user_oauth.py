@@ -8,7 +8,6 @@ the backend forgets it and asks again.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,6 +44,7 @@ from tests.unit.gateway.helpers import (
     initialize_message,
     modern,
     routing,
+    sse_messages,
 )
 from tests.unit.memory import run
 
@@ -201,8 +201,7 @@ class CompletionNoticeCase(UserOAuthGatewayCase):
 
     @staticmethod
     def notices(chunks: list[bytes]) -> list[Any]:
-        text = b"".join(chunks).decode()
-        messages = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+        messages = sse_messages(b"".join(chunks))
         return [m for m in messages if m.get("method") == "notifications/elicitation/complete"]
 
 

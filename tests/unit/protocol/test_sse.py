@@ -139,6 +139,18 @@ class WriterTests(SynchronousTestCase):
         self.assertRaises(ValueError, format_event, "x", event="a\rb")
         self.assertRaises(ValueError, format_event, "x", event_id="1\x002")
 
+    def test_a_priming_event_is_an_id_a_retry_and_empty_data(self) -> None:
+        """MCP 2025-11-25 basic/transports: an id and an empty ``data``; the parser
+        records the id and the reconnection time (WHATWG: ASCII digits, milliseconds)."""
+        primed = format_event(b"", event_id="e30", retry=2000)
+        self.assertEqual(primed, b"id: e30\nretry: 2000\ndata: \n\n")
+        parser = SSEParser()
+        self.assertEqual(parser.feed(primed), [Event("", id="e30", retry=2000)])
+        self.assertEqual((parser.last_event_id, parser.retry), ("e30", 2000))
+
+    def test_format_event_refuses_a_negative_retry(self) -> None:
+        self.assertRaises(ValueError, format_event, "", event_id="1", retry=-1)
+
     def test_format_comment_is_ignored_by_parsers(self) -> None:
         self.assertEqual(format_comment("keep-alive"), b": keep-alive\n\n")
         self.assertEqual(parse(format_comment("a\nb") + format_event("x")), [Event("x")])
