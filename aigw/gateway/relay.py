@@ -105,9 +105,7 @@ class Relay:
         client's listen): with a ``refusal`` naming why, so the backend does not
         wait for its own timeout (2025-11-25 basic/transports "Listening for Messages
         from the Server": a request sent on the stream expects its response by POST).
-        A ping is answered, not refused, whatever ``why`` (``protocol/ping.py``)."""
-        if self.exchange.pinged(upstream, principal, message):
-            return
+        A ping never comes here: a lingering feed answers it at once (``Feeds.pinged``)."""
         method = message.get("method")
         self.log.info(
             "backend {backend}'s {method} reached no client: {why}",
