@@ -299,7 +299,7 @@ class Calls:
             raise InsufficientScope(needed)
         decision = self.policy.decide(principal, backend, name, kind=kind, method=method)
         report(decision.allowed, decision.rule)
-        if not decision:
+        if not decision.allowed:
             self.log.info(
                 "access denied: {sub} may not {method} {backend} {name}",
                 sub=principal.subject,
