@@ -144,14 +144,13 @@ class Observers:
 
     def __init__(self, *observers: GatewayObserver) -> None:
         self._observers: tuple[GatewayObserver, ...] = observers
+        #: Whether any observer is registered (they may be added after start-up): a
+        #: plain attribute, read twice per proxied call (``heard``).
+        self.listening = bool(observers)
 
     def add(self, observer: GatewayObserver) -> None:
         self._observers = (*self._observers, observer)
-
-    @property
-    def listening(self) -> bool:
-        """Whether any observer is registered (they may be added after start-up)."""
-        return bool(self._observers)
+        self.listening = True
 
     def request_finished(self, event: RequestFinished) -> None:
         for observer in self._observers:

@@ -299,7 +299,7 @@ class Calls:
             raise InsufficientScope(needed)
         decision = self.policy.decide(principal, backend, name, kind=kind, method=method)
         report(decision.allowed, decision.rule)
-        if not decision:
+        if not decision.allowed:
             self.log.info(
                 "access denied: {sub} may not {method} {backend} {name}",
                 sub=principal.subject,
@@ -337,7 +337,9 @@ class Calls:
                 message = await self._send(
                     session, backend, request.method, params, emit, key, record.valve
                 )
-            if message is not None and not session.modern and _asks(message):
+            result = None if message is None else message.get("result")
+            asks = isinstance(result, dict) and is_input_required(result)
+            if asks and message is not None and not session.modern:
 
                 async def send(upstream_params: dict[str, Any]) -> dict[str, Any] | None:
                     return await self._send(
@@ -348,11 +350,12 @@ class Calls:
                 message = await self.asking.resolve(
                     session, backend, params, message, emit, send, self._waiting(key, backend)
                 )
+                result = None if message is None else message.get("result")
+                asks = isinstance(result, dict) and is_input_required(result)
             if message is None:
                 return None
             message["id"] = request.id
-            result = message.get("result")
-            if isinstance(result, dict) and not is_input_required(result):
+            if isinstance(result, dict) and not asks:
                 message["result"] = rewrite(backend, legacy_result(result))
             return message
         except UpstreamError as error:

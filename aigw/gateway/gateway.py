@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -322,16 +322,17 @@ class Gateway(Service):
 
     # -- requests ----------------------------------------------------------
 
-    async def handle_request(
+    def handle_request(
         self,
         session: ClientSession,
         request: jsonrpc.Request,
         emit: Emit,
         valve: Valve | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> Coroutine[Any, Any, dict[str, Any] | None]:
         """The response to one client request (None: cancelled, nothing to send);
-        ``valve``: the client's flow control, which the upstream readers join."""
-        return await self.reporting.request(
+        ``valve``: the client's flow control, which the upstream readers join.
+        ``Reporting.request``'s coroutine itself: no layer of its own to await."""
+        return self.reporting.request(
             session,
             request,
             self.limiter,

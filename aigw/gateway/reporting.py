@@ -41,7 +41,8 @@ class Reporting:
         # SEP-414: a trace context in the request's _meta is this request's own, and
         # wins over the HTTP request's headers (which a batch's requests share).
         params = request.params
-        parent = from_meta(params.get("_meta")) if isinstance(params, dict) else None
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        parent = None if meta is None else from_meta(meta)
         span = self.tracer.request(parent or session.trace, request.method)
         if span.context is not session.trace:
             # The context this request's upstream calls continue (a recorded span's, or

@@ -359,9 +359,17 @@ class Upstream:
         try:
             credentials = await self.credentials.headers(principal)
             try:
-                return await self._post(
-                    credentials, body, sink, session_id, protocol_version, on_reader, extra_headers
+                head = self._head(
+                    credentials,
+                    b"POST",
+                    session_id,
+                    protocol_version,
+                    _ACCEPT_ANY,
+                    body,
+                    extra_headers,
                 )
+                response = await self._send(head, body, replayable=lambda: replay.replayable(body))
+                return await self._read(response, session_id, sink, on_reader, sent=body)
             except UpstreamError as error:
                 if error.status == 401:
                     # RFC 6750 §3.1 invalid_token: the credentials decide (a user's own
@@ -370,22 +378,6 @@ class Upstream:
                 raise
         finally:
             self._slots.release()
-
-    async def _post(
-        self,
-        credentials: HeaderFields,
-        body: bytes,
-        sink: MessageSink,
-        session_id: str | None,
-        protocol_version: str | None,
-        on_reader: Callable[[BodyReader], None] | None,
-        extra_headers: dict[bytes, bytes] | None = None,
-    ) -> Reply:
-        head = self._head(
-            credentials, b"POST", session_id, protocol_version, _ACCEPT_ANY, body, extra_headers
-        )
-        response = await self._send(head, body, replayable=lambda: replay.replayable(body))
-        return await self._read(response, session_id, sink, on_reader, sent=body)
 
     async def listen(
         self,

@@ -120,13 +120,6 @@ def _never() -> bool:
     return False
 
 
-def _field(value: bytes) -> bytes:
-    """A header field value safe to write: no CR, LF or NUL (RFC 9110 section 5.5)."""
-    if b"\r" in value or b"\n" in value or b"\0" in value:
-        raise ValueError("header value contains CR, LF or NUL")
-    return value
-
-
 class Target:
     """Where one backend lives: parsed once, with the endpoint to reach it."""
 
@@ -155,14 +148,25 @@ class Target:
     def head(
         self, method: bytes, fields: Iterable[tuple[bytes, bytes]], length: int | None
     ) -> bytes:
-        """The request line and header section, ending with the empty line."""
+        """The request line and header section, ending with the empty line.
+
+        ValueError when a field carries CR, LF or NUL (RFC 9110 section 5.5), which
+        would end its line early: checked once on the whole head, whose line ends
+        must then be exactly those written here (the request line, ``Host``, each
+        field, ``Content-Length``, the empty line), rather than value by value."""
         lines = [method, b" ", self.path, b" HTTP/1.1\r\nHost: ", self.host_header, b"\r\n"]
+        ends = 3
         for name, value in fields:
-            lines += [name, b": ", _field(value), b"\r\n"]
+            lines += [name, b": ", value, b"\r\n"]
+            ends += 1
         if length is not None:
-            lines += [b"Content-Length: ", str(length).encode("ascii"), b"\r\n"]
+            lines += [b"Content-Length: ", b"%d" % length, b"\r\n"]
+            ends += 1
         lines.append(b"\r\n")
-        return b"".join(lines)
+        head = b"".join(lines)
+        if head.count(b"\n") != ends or head.count(b"\r") != ends or b"\0" in head:
+            raise ValueError("header value contains CR, LF or NUL")
+        return head
 
 
 @implementer(IPushProducer)
@@ -411,7 +415,7 @@ class Connection(Protocol):
             return
         waiting = None
         if self._head_done and self._response is None:
-            self.stop_deadline()
+            self._deadline.stop()
             code = self._parser.get_status_code()
             self._response = UpstreamResponse(self, code, self._fields)
             waiting, self._waiting = self._waiting, None
@@ -426,7 +430,7 @@ class Connection(Protocol):
         for chunk in chunks:
             response._body(chunk)
         if self._complete and not self.lost:
-            self.stop_deadline()  # the body's: the connection may serve another request now
+            self._deadline.stop()  # the body's: the connection may serve another request now
             self._parser = None
             self._response = None  # an idle connection keeps nothing of its last exchange
             self.served += 1

@@ -9,7 +9,7 @@ DELETE ends the session.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from twisted.internet.defer import DeferredList, FirstError, ensureDeferred
@@ -165,7 +165,14 @@ class MCPTransport:
                 return await self.hop.forward(request, None, peer_url)
         reply = Reply(request)
         try:
-            answers = await self._dispatch(request, session, messages, reply)
+            if not parsed.is_batch and isinstance(answer, jsonrpc.Request):
+                # One request, the common case: straight to the gateway, without the
+                # batch's sorting and its two coroutines.
+                reply.on_gone = self._cancel_all(session, [answer])
+                one = await self._ask(request, session, answer, reply)
+                answers = [] if one is None else [one]
+            else:
+                answers = await self._dispatch(request, session, messages, reply)
         finally:
             reply.release()
         if not answers:
@@ -225,20 +232,11 @@ class MCPTransport:
         requests: list[jsonrpc.Request],
         reply: Reply,
     ) -> list[dict[str, Any]]:
-        """Every request answered by the gateway, in parallel; a client that goes away
-        cancels them all (basic/utilities/cancellation)."""
-
-        def cancel_all() -> None:
-            for pending in requests:
-                self._background(self.gateway.cancel(session, pending.id, "client disconnected"))
-
-        reply.on_gone = cancel_all
-        if len(requests) == 1:  # the common case needs no DeferredList
-            first = requests[0]
-            params = first.params if isinstance(first.params, dict) else {}
-            tool = params.get("name") if first.method == "tools/call" else None
-            self._note(request, mcp_method=first.method, tool=tool)
-            answer = await self.gateway.handle_request(session, first, reply.emit, reply.valve)
+        """Every request of a batch answered by the gateway, in parallel; a client that
+        goes away cancels them all (basic/utilities/cancellation)."""
+        reply.on_gone = self._cancel_all(session, requests)
+        if len(requests) == 1:  # needs no DeferredList
+            answer = await self._ask(request, session, requests[0], reply)
             return [] if answer is None else [answer]
         try:
             results = await DeferredList(
@@ -253,6 +251,27 @@ class MCPTransport:
             # The first failure (InsufficientScope: a 403 for the whole POST).
             error.subFailure.raiseException()
         return [answer for _, answer in results if answer is not None]
+
+    def _ask(
+        self, request: WebRequest, session: ClientSession, message: jsonrpc.Request, reply: Reply
+    ) -> Coroutine[Any, Any, dict[str, Any] | None]:
+        """The gateway's answer to the POST's one request, its method and tool noted for
+        the access log: the gateway's coroutine itself, no layer of its own."""
+        params = message.params if isinstance(message.params, dict) else {}
+        tool = params.get("name") if message.method == "tools/call" else None
+        self._note(request, mcp_method=message.method, tool=tool)
+        return self.gateway.handle_request(session, message, reply.emit, reply.valve)
+
+    def _cancel_all(
+        self, session: ClientSession, requests: list[jsonrpc.Request]
+    ) -> Callable[[], None]:
+        """What the client going away does (``Reply.on_gone``): each request cancelled."""
+
+        def cancel_all() -> None:
+            for pending in requests:
+                self._background(self.gateway.cancel(session, pending.id, "client disconnected"))
+
+        return cancel_all
 
     @staticmethod
     def _check_no_envelope(messages: Sequence[Any], stated: str | None) -> None:

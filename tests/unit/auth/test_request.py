@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.auth.bearer import extract_bearer, refuse_query_token
@@ -11,6 +15,9 @@ from aigw.auth.metadata import metadata_paths, metadata_url, protected_resource_
 from aigw.config import BackendConfig
 from tests.unit.auth.helpers import ISSUER, auth_config, gateway_config
 
+#: RFC 6750 §2.1, credentials = "Bearer" 1*SP b64token (the scheme case-insensitive,
+#: RFC 9110 §11.1): the oracle for extract_bearer.
+B64TOKEN_CREDENTIALS = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *")
 META = "https://gw.example/.well-known/oauth-protected-resource/mcp"
 
 
@@ -48,6 +55,29 @@ class BearerTests(SynchronousTestCase):
         self.assertEqual(self.reason(b'Bearer "tok"'), "malformed")
         self.assertEqual(self.reason("Bearer tök".encode()), "malformed")
         self.assertEqual(self.reason(b"\x00garbage"), "malformed")
+        self.assertEqual(self.reason(b"Bearer =="), "malformed")
+        self.assertEqual(self.reason(b"Bearer a=b"), "malformed")
+        self.assertEqual(self.reason(b"Bearer \ta"), "malformed")
+        self.assertEqual(extract_bearer([b"Bearer   a==  "]), "a==")
+
+    def same_as_the_grammar(self, value: bytes) -> None:
+        """Accepted, and as what, exactly as RFC 6750 §2.1's grammar written as a
+        regular expression accepts; whatever it refuses is refused."""
+        expected = B64TOKEN_CREDENTIALS.fullmatch(value.strip(b" \t"))
+        try:
+            token: str | None = extract_bearer([value])
+        except TokenRejected:
+            token = None
+        self.assertEqual(token, None if expected is None else expected.group(1).decode())
+
+    @given(st.binary(max_size=12))
+    def test_b64token_is_rfc_6750s(self, tail: bytes) -> None:
+        self.same_as_the_grammar(b"Bearer" + tail)
+
+    @given(st.text(alphabet='Bearb =+/.-_~\t,"é', max_size=12))
+    def test_b64token_among_likely_bytes(self, text: str) -> None:
+        """The same, with the bytes a b64token and its neighbours are made of."""
+        self.same_as_the_grammar(("Bearer " + text).encode())
 
     def test_query_token_refused(self) -> None:
         """MCP Authorization "Token Requirements": tokens MUST NOT be in the query string."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jwt
+from hypothesis import given
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,6 +32,9 @@ from tests.unit.auth.helpers import (
     mint,
     public_jwk,
 )
+
+#: A JWS compact serialization (RFC 7515 §7.1): the oracle for looks_like_jwt.
+JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 
@@ -132,6 +138,13 @@ class AcceptTests(JWTTestCase):
         self.assertTrue(looks_like_jwt("a.b."))
         self.assertFalse(looks_like_jwt("opaque-token"))
         self.assertFalse(looks_like_jwt("a.b.c.d"))
+        for not_jwt in (".b.c", "a..c", "a.b", "a.b=.c", "a.b.c+", "á.b.c", "a.b.c "):
+            self.assertFalse(looks_like_jwt(not_jwt), not_jwt)
+
+    @given(st.text(alphabet="aZ09-_.=+/ \n\x00é", max_size=12))
+    def test_jwt_shape_is_rfc_7515s(self, token: str) -> None:
+        """The same answer as RFC 7515 §7.1's shape written as a regular expression."""
+        self.assertEqual(looks_like_jwt(token), JWS_SHAPE.fullmatch(token) is not None)
 
 
 class RejectTests(JWTTestCase):

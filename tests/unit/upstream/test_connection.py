@@ -343,9 +343,18 @@ class TargetTests(SynchronousTestCase):
     def test_header_values_with_line_breaks_are_refused(self) -> None:
         """RFC 9110 section 5.5: CR, LF and NUL never appear in a field value."""
         target = self.target("http://example.test/mcp")
-        for bad in (b"a\r\nX-Injected: 1", b"a\nb", b"a\0"):
+        for bad in (b"a\r\nX-Injected: 1", b"a\nb", b"a\rb", b"a\0", b"\r\n"):
             with self.assertRaises(ValueError):
                 target.head(b"GET", [(b"Last-Event-ID", bad)], None)
+            with self.assertRaises(ValueError):  # wherever the field is, with a body too
+                target.head(b"POST", [(b"Accept", b"*/*"), (b"Mcp-Session-Id", bad)], 2)
+        with self.assertRaises(ValueError):  # a name (Mcp-Param-*: from a tool's schema)
+            target.head(b"POST", [(b"Mcp-Param-a\r\nX-Injected", b"1")], 2)
+        self.assertEqual(
+            target.head(b"POST", [(b"Accept", b"*/*"), (b"Mcp-Session-Id", b"s-1")], 2),
+            b"POST /mcp HTTP/1.1\r\nHost: example.test\r\nAccept: */*\r\n"
+            b"Mcp-Session-Id: s-1\r\nContent-Length: 2\r\n\r\n",
+        )
 
     def test_only_http_urls(self) -> None:
         with self.assertRaises(ValueError):

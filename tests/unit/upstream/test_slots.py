@@ -20,12 +20,16 @@ class SlotTests(SynchronousTestCase):
         )
         sent: list[Deferred[Reply]] = []
 
-        async def post_now(*_: Any) -> Reply:
+        async def send_now(*_: Any, **__: Any) -> Any:
             answered: Deferred[Reply] = Deferred()
             sent.append(answered)
-            return await answered
+            return await answered  # stands for the response: read_now hands it back
 
-        upstream._post = post_now  # type: ignore[method-assign]
+        async def read_now(response: Any, *_: Any, **__: Any) -> Any:
+            return response
+
+        upstream._send = send_now  # type: ignore[method-assign]
+        upstream._read = read_now  # type: ignore[method-assign]
         posts = [ensureDeferred(upstream.post(b"{}", lambda _: None)) for _ in range(3)]
         self.assertEqual(len(sent), 2)  # the third waits
         sent[0].callback(Reply(200, None, "application/json"))
