@@ -31,6 +31,8 @@ class Deadline:
         self._expired = expired
         self._due: float | None = None
         self._call: IDelayedCall | None = None
+        #: When the pending call runs (what its ``getTime()`` says, without the call).
+        self._at = 0.0
 
     @property
     def running(self) -> bool:
@@ -40,11 +42,13 @@ class Deadline:
     def start(self, seconds: float) -> None:
         """The deadline is ``seconds`` from now (replacing any earlier one)."""
         now = self._clock.seconds()
-        self._due = now + seconds
+        self._due = due = now + seconds
         if self._call is None:
             self._call = self._clock.callLater(seconds, self._check)
-        elif self._call.getTime() > self._due:
+            self._at = due
+        elif self._at > due:
             self._call.reset(seconds)  # a shorter period than the pending call's
+            self._at = due
 
     def stop(self) -> None:
         """No deadline for now; the pending call, if any, finds none and does nothing."""
@@ -68,6 +72,7 @@ class Deadline:
         left = self._due - self._clock.seconds()
         if left > 0:
             self._call = self._clock.callLater(left, self._check)
+            self._at = self._due
             return
         self._due = None
         self._expired()
