@@ -127,7 +127,11 @@ class _CountingPoll:
         if self.queue:
             transports = self.queue
             self.queue = []
-            if _send_all(transports) or self.queue:
+            ran = False
+            for transport in transports:  # _send_all, inline: a call per iteration
+                if transport._aigw_queued:  # not sent by send_now meanwhile
+                    ran = _send(transport) or ran
+            if ran or self.queue:
                 # A producer ran: what it wrote or scheduled is for the next
                 # iteration, which must not wait for the reactor's timeout.
                 timeout = 0
