@@ -30,25 +30,29 @@ class Deadline:
         self._clock = clock
         self._expired = expired
         self._due: float | None = None
+        #: True between ``start`` and ``stop`` (or expiry): an attribute, not a
+        #: property, as it is read on every request's first bytes.
+        self.running = False
         self._call: IDelayedCall | None = None
-
-    @property
-    def running(self) -> bool:
-        """True between ``start`` and ``stop`` (or expiry)."""
-        return self._due is not None
+        #: When the pending call runs (what its ``getTime()`` says, without the call).
+        self._at = 0.0
 
     def start(self, seconds: float) -> None:
         """The deadline is ``seconds`` from now (replacing any earlier one)."""
         now = self._clock.seconds()
-        self._due = now + seconds
+        self._due = due = now + seconds
+        self.running = True
         if self._call is None:
             self._call = self._clock.callLater(seconds, self._check)
-        elif self._call.getTime() > self._due:
+            self._at = due
+        elif self._at > due:
             self._call.reset(seconds)  # a shorter period than the pending call's
+            self._at = due
 
     def stop(self) -> None:
         """No deadline for now; the pending call, if any, finds none and does nothing."""
         self._due = None
+        self.running = False
 
     def cancel(self) -> None:
         """No deadline and no pending call (the connection is gone), for good: the
@@ -56,6 +60,7 @@ class Deadline:
         each other, are freed by reference counting, not left to the cyclic
         collector (tests/process/test_upstream_cycles.py)."""
         self._due = None
+        self.running = False
         self._expired = _nothing
         call, self._call = self._call, None
         if call is not None and call.active():
@@ -68,6 +73,8 @@ class Deadline:
         left = self._due - self._clock.seconds()
         if left > 0:
             self._call = self._clock.callLater(left, self._check)
+            self._at = self._due
             return
         self._due = None
+        self.running = False
         self._expired()

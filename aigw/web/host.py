@@ -47,7 +47,7 @@ class HostCheck:
     def allows(self, values: Sequence[bytes] | None) -> bool:
         if not self.enabled:
             return True
-        return all(_allowed(value) for value in values or ())
+        return all(map(_allowed, values or ()))  # no generator: 2 calls fewer
 
 
 @functools.lru_cache(maxsize=_REMEMBERED_HOSTS)

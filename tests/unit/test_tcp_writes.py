@@ -231,3 +231,105 @@ def test_the_epoll_reactor_polls_through_the_counter() -> None:
         ours.close()
         peer.close()
         reactor._poller.close()
+
+
+class _RecordingEpoll:
+    """An epoll object's ``poll``, recording the timeouts it was called with."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        self.timeouts.append(timeout)
+        return []
+
+
+def test_on_the_epoll_reactor_the_poll_sends_the_queue_without_a_timer() -> None:
+    """The wrapped epoll object sends what was queued before it polls: no ``callLater``
+    (its timer and heap operations) per iteration that writes."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()  # type: ignore[no-untyped-call]
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.setblocking(False)
+    try:
+        transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 0, reactor)  # type: ignore[arg-type]
+        batch_writes(transport)
+        transport.write(b"HTTP/1.1 200 OK\r\n")
+        transport.write(b"\r\n")
+        assert reactor.getDelayedCalls() == []
+        assert _received(peer) == b""
+        reactor.doPoll(0)  # type: ignore[no-untyped-call]
+        assert _received(peer) == b"HTTP/1.1 200 OK\r\n\r\n"
+        assert transport not in reactor.getWriters()
+        transport.write(b"next")
+        reactor.doPoll(0)  # type: ignore[no-untyped-call]
+        assert _received(peer) == b"next"
+    finally:
+        ours.close()
+        peer.close()
+        reactor._poller.close()
+
+
+def test_a_producer_resumed_by_the_polls_send_makes_that_poll_not_wait(pair: Pair) -> None:
+    """A pull producer resumed when its writes left may write or schedule more: the
+    poll that sent them then returns at once instead of waiting for the reactor's
+    timeout (which did not know of that work)."""
+    transport, peer, reactor = pair
+    epoll = _RecordingEpoll()
+    poller = tcp_writes._CountingPoll(epoll)
+    transport._aigw_poller = poller  # type: ignore[attr-defined]
+    chunks = [b"two", b"three"]
+
+    class Pull:
+        def resumeProducing(self) -> None:
+            if chunks:
+                transport.write(chunks.pop(0))
+
+        def stopProducing(self) -> None:
+            pass
+
+    transport.registerProducer(Pull(), False)  # resumed at once: "two"
+    transport.write(b"one")
+    assert reactor.getDelayedCalls() == []
+    poller.poll(5)
+    poller.poll(5)
+    poller.poll(5)
+    assert epoll.timeouts == [0, 0, 5]  # "three" resumed it once more, with nothing left
+    assert _received(peer) == b"twoonethree"
+
+
+def test_a_paused_streaming_producer_is_resumed_once_the_queue_left(pair: Pair) -> None:
+    """A streaming producer that is not paused (an ``HTTPChannel`` on its transport)
+    needs nothing once the writes left; one the queue paused is resumed, as
+    Twisted's ``doWrite`` does."""
+    transport, peer, reactor = pair
+    calls: list[str] = []
+
+    class Streaming:
+        def pauseProducing(self) -> None:
+            calls.append("pause")
+
+        def resumeProducing(self) -> None:
+            calls.append("resume")
+
+        def stopProducing(self) -> None:
+            pass
+
+    transport.registerProducer(Streaming(), True)
+    transport.write(b"small")
+    reactor.advance(0)
+    assert calls == []
+    assert _received(peer) == b"small"
+    transport.write(b"x" * (transport.bufferSize + 1))
+    assert calls == ["pause"]
+    reactor.advance(0)
+    received = b""
+    while len(received) < transport.bufferSize + 1:
+        chunk = _received(peer)
+        if not chunk:
+            transport.doWrite()
+        received += chunk
+    assert calls == ["pause", "resume"]
+    assert not transport.producerPaused

@@ -91,6 +91,26 @@ class FormBodyTests(SynchronousTestCase):
         self.assertEqual(seen, [{b"q": [b"1"]}])
 
 
+class CookieTests(SynchronousTestCase):
+    def test_a_cookie_is_left_unparsed_and_the_request_served(self) -> None:
+        """aigw reads no cookie: Twisted's parse of the header is skipped, the header
+        itself stays readable and the request is answered as any other."""
+        seen: list[tuple[dict[bytes, bytes], object]] = []
+
+        class Cookies(Echo):
+            def render_GET(self, request):  # type: ignore[no-untyped-def]
+                seen.append(
+                    (request.received_cookies, request.requestHeaders.getRawHeaders(b"cookie"))
+                )
+                return super().render_GET(request)
+
+        site = BoundedSite(Cookies(), ServerConfig(), Clock(), access_log=False)
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\nCookie: sid=1; b=2\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(seen, [({}, [b"sid=1; b=2"])])
+
+
 class HeaderLimitTests(SynchronousTestCase):
     def assertRefused(self, transport: StringTransport, status: bytes, error: str) -> None:
         """A short JSON answer with ``Connection: close``, then the connection closes."""
