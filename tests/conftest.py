@@ -16,8 +16,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import hypothesis  # noqa: F401 - imported early: a late import under pytest hits a CPython 3.11 AST bug
+import hypothesis  # imported early: a late import under pytest hits a CPython 3.11 AST bug
 import pytest
+
+# Every property test, not only the fuzz ones (tests/unit/fuzz/strategies.py ``FUZZ``):
+# the same examples on every run (a failure in CI is one a developer reproduces) and no
+# per-example deadline, which on a shared, loaded machine is a timed assertion that
+# fails for the machine, not the code.
+hypothesis.settings.register_profile(
+    "aigw", deadline=None, derandomize=True, database=None, print_blob=True
+)
+hypothesis.settings.load_profile("aigw")
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
