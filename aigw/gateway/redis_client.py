@@ -31,6 +31,10 @@ RECONNECT_DELAY = 1.0
 MAX_REPLY_BYTES = 64 * 1024
 #: Commands waiting for their replies on one connection, at most.
 MAX_PENDING = 10_000
+#: The deepest array read: aigw's deepest reply is SCAN's (an array in an array).  A
+#: server nesting deeper is not Redis answering aigw, and each level costs a frame of
+#: the parser's recursion.
+MAX_NESTING = 4
 
 
 class RedisError(Exception):
@@ -44,8 +48,10 @@ class _Incomplete:
 _INCOMPLETE = _Incomplete()
 
 
-def _parse(buffer: bytearray, pos: int) -> tuple[Any, int] | _Incomplete:
-    """One RESP2 reply at ``pos``: the value and where the next begins."""
+def _parse(buffer: bytearray, pos: int, depth: int = 0) -> tuple[Any, int] | _Incomplete:
+    """One RESP2 reply at ``pos``: the value and where the next begins.  ValueError
+    for anything that is not one (a wrong type byte, a length that is not a number,
+    arrays nested deeper than ``MAX_NESTING``)."""
     end = buffer.find(b"\r\n", pos)
     if end < 0:
         return _INCOMPLETE
@@ -67,9 +73,11 @@ def _parse(buffer: bytearray, pos: int) -> tuple[Any, int] | _Incomplete:
         count = int(line)
         if count < 0:
             return None, after
+        if depth >= MAX_NESTING:
+            raise ValueError(f"RESP2 arrays nested deeper than {MAX_NESTING}")
         values = []
         for _ in range(count):
-            parsed = _parse(buffer, after)
+            parsed = _parse(buffer, after, depth + 1)
             if isinstance(parsed, _Incomplete):
                 return parsed
             value, after = parsed
