@@ -18,7 +18,7 @@ from aigw.gateway.ended_sessions import (
     KEY_PREFIX,
     EndedSessions,
 )
-from aigw.gateway.redis_client import RECONNECT_DELAY, encode
+from aigw.gateway.redis_client import MAX_REPLY_BYTES, RECONNECT_DELAY, encode
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
@@ -226,6 +226,29 @@ class EndedSessionsTests(FakeRedisTestCase):
         self.assertEqual(len(codec._ended), 1)
         self.assertIn(subscribed, self.redis.connections)
         self.assertEqual([e["log_level"] for e in events if "doing" in e], [LogLevel.warn])
+        self.assertFalse([e for e in events if "log_failure" in e])
+
+    @run
+    async def test_a_note_over_the_reply_bound_costs_a_resubscription(self) -> None:
+        """A note longer than ``MAX_REPLY_BYTES``, coming as TCP reads it (64 KiB at a
+        time): the subscription's buffer stays bounded, so its connection is cut
+        (counted, no traceback) and made again after ``RECONNECT_DELAY``, catching up
+        from the keys; later notes are heard."""
+        codec, ended = self.process()
+        await self.network.settle()
+        [subscribed] = [c for c in self.redis.connections if c.channels]
+        assert subscribed.transport is not None
+        frame = encode(b"message", ended_sessions.CHANNEL, b"x" * 2 * MAX_REPLY_BYTES)
+        with capturedLogs() as events:
+            for start in range(0, len(frame), 65_536):
+                subscribed.transport.write(frame[start : start + 65_536])
+                await self.network.settle()
+            self.assertEqual(ended.failures.count, 1)
+            await self.network.sleep(RECONNECT_DELAY + 0.1)
+            self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)
+            self.publish(ended_sessions.CHANNEL, b"%064x 5000" % 1)
+            await self.network.settle()
+        self.assertEqual(len(codec._ended), 1)
         self.assertFalse([e for e in events if "log_failure" in e])
 
     @run
