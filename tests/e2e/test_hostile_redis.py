@@ -29,7 +29,7 @@ import httpx2
 import pytest
 
 from aigw.gateway import elicitation_completions, ended_sessions, shared_stream_probes
-from aigw.gateway.redis_client import _Incomplete, _parse, encode
+from aigw.gateway.redis_client import RESPReader, encode
 
 from .aigw import Gateway, open_session, start_gateway, write_session_key
 from .harness.oauth_client import connect_plain
@@ -75,16 +75,11 @@ def redis_call(port: int, *commands: list[bytes]) -> list[Any]:
     by aigw's own RESP2 parser."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as redis:
         redis.sendall(b"".join(encode(*command) for command in commands))
-        received, replies, at = bytearray(), [], 0
+        reader, replies = RESPReader(), []
         while len(replies) < len(commands):
-            parsed = _parse(received, at)
-            if isinstance(parsed, _Incomplete):
-                chunk = redis.recv(65536)
-                assert chunk, replies
-                received += chunk
-                continue
-            reply, at = parsed
-            replies.append(reply)
+            chunk = redis.recv(65536)
+            assert chunk, replies
+            replies += reader.feed(chunk)
     return replies
 
 

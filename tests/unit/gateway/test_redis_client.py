@@ -18,8 +18,7 @@ from aigw.gateway.redis_client import (
     RedisConnection,
     RedisError,
     RESPProtocol,
-    _Incomplete,
-    _parse,
+    RESPReader,
     encode,
 )
 from aigw.gateway.store_failures import StoreUnavailable
@@ -30,10 +29,33 @@ from tests.unit.memory import MemoryNetwork, run
 
 class ParserTests(SynchronousTestCase):
     def test_replies_whole_and_in_pieces(self) -> None:
-        reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n+OK\r\n"
-        self.assertEqual(_parse(bytearray(reply), 0), ([1, b"abc", [None, "OK"]], len(reply)))
+        reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n+OK\r\n*0\r\n*-1\r\n"
+        values = [[1, b"abc", [None, "OK"]], [], None]
+        self.assertEqual(RESPReader().feed(reply), values)
         for cut in range(1, len(reply)):
-            self.assertIsInstance(_parse(bytearray(reply[:cut]), 0), _Incomplete)
+            reader = RESPReader()
+            self.assertEqual(reader.feed(reply[:cut]) + reader.feed(reply[cut:]), values)
+        reader = RESPReader()
+        self.assertEqual([v for byte in reply for v in reader.feed(bytes([byte]))], values)
+        self.assertEqual(len(reader), 0)
+
+    def test_a_trickled_array_costs_each_item_once(self) -> None:
+        """A server sending a long array one item per read: each read parses what came,
+        not the whole array again (4 000 items took 21 s of CPU that way)."""
+        reader, parsed = RESPReader(), []
+        item = reader._item
+
+        def counted(pos: int) -> object:
+            parsed.append(pos)
+            return item(pos)
+
+        reader._item = counted  # type: ignore[method-assign]
+        items = 4000
+        self.assertEqual(reader.feed(b"*2\r\n$1\r\n0\r\n*%d\r\n" % items), [])
+        for _ in range(items - 1):
+            self.assertEqual(reader.feed(b":1\r\n"), [])
+        self.assertEqual(reader.feed(b":1\r\n"), [[b"0", [1] * items]])
+        self.assertLessEqual(len(parsed), 2 * items + 10)  # an item and a look, per read
 
     def test_commands_are_arrays_of_bulk_strings(self) -> None:
         self.assertEqual(encode(b"GET", "k", 5), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n")
@@ -89,7 +111,7 @@ class HostileServerTests(SynchronousTestCase):
         value: object = 7
         for _ in range(MAX_NESTING):
             value = [value]
-        self.assertEqual(_parse(bytearray(reply), 0), (value, len(reply)))
+        self.assertEqual(RESPReader().feed(reply), [value])
 
     def test_a_reply_to_no_command_cuts_the_connection(self) -> None:
         protocol, transport, outcomes = connected()
@@ -117,7 +139,7 @@ class HostileServerTests(SynchronousTestCase):
             rest = rest[cut:]
         for piece in [*pieces, rest]:
             protocol.dataReceived(piece)  # raises nothing
-        self.assertLessEqual(len(protocol._buffer), MAX_REPLY_BYTES + 64)
+        self.assertLessEqual(len(protocol._reader), MAX_REPLY_BYTES + 64)
         for outcome in outcomes:
             if isinstance(outcome, Failure):
                 self.assertIsInstance(outcome.value, RedisError | StoreUnavailable)
