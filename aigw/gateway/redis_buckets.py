@@ -141,7 +141,8 @@ def _script_reply(reply: Any, buckets: Sequence[Bucket], keys: int) -> bool:
     if not (0 <= refused <= keys and wait_ms >= 0):
         return False
     if 0 < refused <= len(buckets):
-        return wait_ms <= math.ceil(1000 / buckets[refused - 1].rate)
+        # +1: rounding may differ between Lua's arithmetic and this one.
+        return wait_ms <= math.ceil(1000 / buckets[refused - 1].rate) + 1
     return wait_ms == 0
 
 

@@ -122,7 +122,7 @@ class RedisBucketsTests(FakeRedisTestCase):
             "an index past the request's keys": b"*2\r\n:3\r\n:0\r\n",
             "a negative index": b"*2\r\n:-1\r\n:0\r\n",
             "a negative wait": b"*2\r\n:1\r\n:-5\r\n",
-            "a wait past one token's refill (200 ms at 5/s)": b"*2\r\n:1\r\n:201\r\n",
+            "a wait past one token's refill (200 ms at 5/s)": b"*2\r\n:1\r\n:202\r\n",
             "a huge wait": b"*2\r\n:1\r\n:" + b"9" * 300 + b"\r\n",
             "a bound's refusal with a wait": b"*2\r\n:2\r\n:5\r\n",
             "strings": b"*2\r\n$1\r\n1\r\n$1\r\n0\r\n",
