@@ -89,7 +89,7 @@ def read_note(payload: bytes) -> tuple[ElicitationNotice, bytes | None] | None:
         return None
     try:
         fields: Any = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     if not isinstance(fields, dict) or set(fields) - {"n", "i", "s", "d"}:
         return None

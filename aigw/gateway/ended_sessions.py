@@ -33,6 +33,7 @@ once: making the connection when there is none counts in the call's bound, not b
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -54,7 +55,7 @@ from aigw.gateway.redis_client import (
     RedisConnection,
     RESPProtocol,
 )
-from aigw.gateway.store_failures import StoreFailures
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 from aigw.lru import LRU
 from aigw.sealed.session_id import ENDED_MAX, Ended, SessionCodec
 
@@ -62,13 +63,19 @@ CHANNEL = b"aigw:ended"
 KEY_PREFIX = b"aigw:ended:"
 #: Keys SCAN is asked to look at per call while catching up.
 SCAN_COUNT = 1000
+#: SCAN pages read in one catch-up, at most (10 million keys looked at): a server whose
+#: cursor never comes back to 0 does not keep the catch-up going for ever.
+MAX_SCAN_PAGES = 10_000
 #: Seconds between PINGs on the subscription.
 HEARTBEAT = 15.0
 #: The longest wait before subscribing again after a failure.
 MAX_BACKOFF = 30.0
 #: Ends Redis did not take, kept to be told again (beyond: the oldest are not).
 UNTOLD_MAX = 10_000
-_DIGEST_HEX = 64
+_DIGEST_HEX = re.compile(rb"[0-9a-fA-F]{64}")
+#: The most digits a note's lifetime may have (1e15 ms: 31 000 years; the codec bounds
+#: it by the session ttl anyway): a longer one is not a number of aigw's.
+MAX_LEFT_DIGITS = 15
 T = TypeVar("T")
 #: The warning about Redis failing (``StoreFailures``).
 STORE_FAILED_LINE = (
@@ -86,13 +93,11 @@ def announcement(ended: Ended, now: float) -> bytes | None:
 
 
 def digest_of(text: bytes) -> bytes | None:
-    """The SHA-256 a key's or a message's hex names; None when it names none."""
-    if len(text) != _DIGEST_HEX:
+    """The SHA-256 a key's or a message's hex names (64 hex digits, nothing else:
+    ``bytes.fromhex`` alone would skip whitespace); None when it names none."""
+    if not isinstance(text, bytes) or not _DIGEST_HEX.fullmatch(text):
         return None
-    try:
-        return bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return None
+    return bytes.fromhex(text.decode("ascii"))
 
 
 async def together(sent: list[Deferred[Any]]) -> list[Any]:
@@ -243,20 +248,32 @@ class EndedSessions(Service):
         )
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
+        """A message heard, to its channel's reader.  Anyone who can PUBLISH on this
+        Redis can send any bytes: what a reader did not foresee and raised is counted
+        and logged as a malformed note, and the subscription lives on (an exception
+        escaping would cut its connection, with a traceback)."""
         heard = self._channels.get(channel)
-        if heard is not None:
+        if heard is None:
+            return
+        try:
             heard(payload)
+        except Exception as error:
+            self.ignored(f"note on {channel!r} ({type(error).__name__}: {error})", payload)
 
     def _message(self, payload: bytes) -> None:
         parts = payload.split(b" ")
         digest = digest_of(parts[0]) if len(parts) == 2 else None
-        if digest is None or not parts[1].isdigit():  # counted, and logged like failures
-            self.ignored("message", payload)
+        left = parts[-1]
+        if digest is None or not (left.isdigit() and len(left) <= MAX_LEFT_DIGITS):
+            self.ignored("message", payload)  # counted, and logged like failures
             return
-        self._remember(digest, int(parts[1]))
+        self._remember(digest, int(left))
 
     def _remember(self, digest: bytes, left_ms: int) -> None:
-        self.codec.ended_elsewhere(digest, self.clock.seconds() + left_ms / 1000)
+        """``digest`` ended elsewhere, ``left_ms`` from now (bounded: a PTTL reply is
+        any integer, and the codec keeps none beyond its ttl)."""
+        left = min(left_ms, 10**MAX_LEFT_DIGITS) / 1000
+        self.codec.ended_elsewhere(digest, self.clock.seconds() + left)
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -304,9 +321,12 @@ class EndedSessions(Service):
     async def _catch_up(self) -> int:
         """What was ended while this process was not subscribed: every ``aigw:ended:*``
         key and its PTTL, SCAN_COUNT keys looked at per page (each page one call, within
-        ``timeout``), at most ENDED_MAX ids."""
+        ``timeout``), at most ENDED_MAX ids and MAX_SCAN_PAGES pages (beyond:
+        ``StoreUnavailable``, a failure of following)."""
         cursor, found = b"0", 0
-        while found < ENDED_MAX:
+        for _ in range(MAX_SCAN_PAGES):
+            if found >= ENDED_MAX:
+                break
             cursor, lives = await self._bounded(self._page(cursor, ENDED_MAX - found))
             for digest, left_ms in lives:
                 if isinstance(left_ms, int) and left_ms > 0:
@@ -314,15 +334,27 @@ class EndedSessions(Service):
                     found += 1
             if cursor == b"0":
                 break
+        else:
+            raise StoreUnavailable(f"SCAN did not end within {MAX_SCAN_PAGES} pages")
         return found
 
     async def _page(self, cursor: bytes, room: int) -> tuple[bytes, list[tuple[bytes, Any]]]:
         """One SCAN page from ``cursor``: the next cursor, and the PTTL of at most
         ``room`` of its keys that name a digest."""
         protocol = await self._commands.connection()
-        cursor, keys = await protocol.command(
+        reply = await protocol.command(
             b"SCAN", cursor, b"MATCH", KEY_PREFIX + b"*", b"COUNT", SCAN_COUNT
         )
+        if not (
+            isinstance(reply, list)
+            and len(reply) == 2
+            and isinstance(reply[0], bytes)
+            and reply[0].isdigit()
+            and isinstance(reply[1], list)
+            and all(isinstance(key, bytes) for key in reply[1])
+        ):
+            raise StoreUnavailable(f"unexpected reply to SCAN: {reply!r:.80}")
+        cursor, keys = reply
         named = [
             (key, digest)
             for key in keys

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -127,6 +128,24 @@ LEASE_SHA = script_id(LEASE_SCRIPT)
 RENEW_BATCH = 500
 
 
+def _script_reply(reply: Any, buckets: Sequence[Bucket], keys: int) -> bool:
+    """Is ``reply`` one the take script can give: ``{0, 0}``, or the index (from 1) of
+    one of its ``keys`` and the milliseconds until a refusing bucket holds a token,
+    which its rate bounds (``TAKE_SCRIPT``: at most one token's refill)?  Anything
+    else would name no rule of the request (an IndexError, a 500) or a wrong one."""
+    if not (isinstance(reply, list) and len(reply) == 2):
+        return False
+    refused, wait_ms = reply
+    if not (isinstance(refused, int) and isinstance(wait_ms, int)):
+        return False
+    if not (0 <= refused <= keys and wait_ms >= 0):
+        return False
+    if 0 < refused <= len(buckets):
+        # +1: rounding may differ between Lua's arithmetic and this one.
+        return wait_ms <= math.ceil(1000 / buckets[refused - 1].rate) + 1
+    return wait_ms == 0
+
+
 class Lease(Permit):
     """The places one request holds in Redis: one member, in each bound's key."""
 
@@ -182,10 +201,8 @@ class RedisBuckets(RedisConnection):
             argv += [repr(bucket.rate), bucket.capacity]
         argv += [slot.bound for slot in slots]
         reply = await self._bounded(self._script(TAKE_SCRIPT, TAKE_SHA, keys, argv))
-        if not (
-            isinstance(reply, list) and len(reply) == 2 and all(isinstance(v, int) for v in reply)
-        ):
-            raise StoreUnavailable(f"unexpected reply from the limiter script: {reply!r}")
+        if not _script_reply(reply, buckets, len(keys)):
+            raise StoreUnavailable(f"unexpected reply from the limiter script: {reply!r:.200}")
         refused, wait_ms = reply
         if refused:
             return Taken(refused - 1, wait_ms / 1000)

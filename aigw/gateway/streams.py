@@ -115,7 +115,7 @@ def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
         return {}
     try:
         decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return {}
     if not isinstance(decoded, dict):
         return {}

@@ -30,12 +30,19 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.gateway import Gateway
+from aigw.gateway.store_failures import StoreFailures
 from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec, InvalidNotice
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.user_links import Grant
 from aigw.web.mcp.hop import PeerHop
 from aigw.web.request import WebRequest
 from aigw.web.respond import write_json
+
+#: The warning about refused notes, at most once per ``STORE_LOG_INTERVAL``: anyone can
+#: POST a note (no bearer token is asked), so one line each would let anyone fill the log.
+REFUSED_LINE = (
+    "{count} peer elicitation notice(s) refused since the last report ({total} in all): {error}"
+)
 
 if TYPE_CHECKING:  # imported only with sessions.redis_url (service.py)
     from aigw.gateway.elicitation_completions import ElicitationCompletions
@@ -58,6 +65,8 @@ class CompletionNotices:
         self._hop = hop
         self._codec = ElicitationNoticeCodec(sealer)
         self._shared = shared
+        #: Notes refused: counted, the latest reason logged now and then.
+        self.refused = StoreFailures(gateway.clock, self.log, REFUSED_LINE)
 
     async def completed(self, grant: Grant) -> int:
         """The user of ``grant`` completed its elicitation in this process's browser
@@ -127,7 +136,7 @@ class CompletionNotices:
                 self._gateway.clock.seconds(),
             )
         except InvalidNotice as refused:
-            self.log.warn("a peer's elicitation notice refused: {why}", why=str(refused))
+            self.refused.report(refused)
             refusal = {"error": "forbidden", "error_description": str(refused)}
             return write_json(request, 403, refusal)
         return write_json(request, 200, {"told": self._gateway.elicitation_completed(notice)})

@@ -1,13 +1,16 @@
 """The parsers under hypothesis (issue 16 item 3): JSON-RPC bodies, SSE streams, routing
-header values, config files, JWTs.  Each hostile input gets the parser's own answer (an
-error value or its one exception type), never another exception."""
+header values, config files, JWTs, and (issue 15) the notes aigw processes hear from each
+other through Redis pub/sub and the ``Last-Event-ID`` a client resumes with.  Each hostile
+input gets the parser's own answer (an error value or its one exception type), never
+another exception."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
@@ -17,6 +20,9 @@ from aigw.auth.errors import TokenRejected
 from aigw.auth.jwks import KeyStore
 from aigw.auth.tokens import JWTVerifier
 from aigw.config import ConfigError, parse_config
+from aigw.gateway import elicitation_completions, shared_stream_probes
+from aigw.gateway.ended_sessions import digest_of
+from aigw.gateway.streams import decode_event_ids, encode_event_ids
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import decode_header_value, encode_header_value
 from aigw.protocol.sse import SSEError, SSEParser
@@ -28,7 +34,15 @@ from tests.unit.auth.helpers import (
     jwks,
     public_jwk,
 )
-from tests.unit.fuzz.strategies import FUZZ, bodies, config_trees, jwts, sse_streams
+from tests.unit.fuzz.strategies import (
+    FUZZ,
+    b64url,
+    bodies,
+    config_trees,
+    json_values,
+    jwts,
+    sse_streams,
+)
 
 
 def _is_error_object(error: Any) -> bool:
@@ -93,6 +107,90 @@ class RoutingHeaderValues(SynchronousTestCase):
     def test_encoding_round_trips(self, value: str) -> None:
         """What aigw encodes for a header decodes back to the value (streamable-http)."""
         self.assertEqual(decode_header_value(encode_header_value(value)), value)
+
+
+#: Nested far deeper than the standard library's JSON decoder recurses (a RecursionError,
+#: not a ValueError, until the readers caught it).
+DEEP = b"[" * 3000
+
+#: A note on a channel of aigw's: near-misses of its own notes, JSON, or any bytes, as
+#: anyone who can PUBLISH on its Redis may send.
+notes: st.SearchStrategy[bytes] = st.one_of(
+    st.tuples(
+        st.sampled_from([b"p", b"l", b"o", b"x", b""]),
+        st.sampled_from([b"%064x" % 7, b"%064X" % 7, b"\t0" * 32, b"zz" * 32, b"0" * 63]),
+        st.sampled_from([b"", b"a1", b"a b", b"\xff" * 70]),
+    ).map(lambda parts: b" ".join(part for part in parts if part)),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries(
+        {"n": json_values, "i": json_values, "s": json_values},
+        optional={"d": st.sampled_from([f"{7:064x}", "\t0" * 32]) | json_values},
+    ).map(lambda fields: json.dumps(fields).encode()),
+    st.binary(max_size=200),
+)
+
+
+class SharedNotes(SynchronousTestCase):
+    """What aigw hears on ``aigw:stream-probe`` and ``aigw:elicitation`` (anyone who can
+    PUBLISH on its Redis can send any bytes): a note, or None, never an exception."""
+
+    @FUZZ
+    @given(notes)
+    @example(b"o " + b"%064x" % 7 + b" \xff\xfe")
+    def test_a_stream_probe_note_is_read_or_none(self, payload: bytes) -> None:
+        read = shared_stream_probes.read_note(payload)
+        if read is not None:
+            kind, digest, process = read
+            self.assertIn(kind, (b"p", b"l", b"o"))
+            self.assertEqual(len(digest), 32)
+            self.assertEqual(kind == b"o", bool(process))
+
+    @FUZZ
+    @given(notes)
+    @example(DEEP)
+    @example(b'{"n":' + DEEP + b"}")
+    @example(b'{"n":"e","i":"x","s":"y","d":"' + b"\t0" * 32 + b'"}')
+    def test_an_elicitation_note_is_read_or_none(self, payload: bytes) -> None:
+        read = elicitation_completions.read_note(payload)
+        if read is not None:
+            notice, digest = read
+            self.assertTrue(notice.elicitation_id)
+            self.assertTrue(digest is None or len(digest) == 32)
+
+    @FUZZ
+    @given(st.binary(max_size=80))
+    @example(b"\t0" * 32)
+    @example(b"%064X" % 7)
+    def test_a_digest_is_64_hex_digits_or_none(self, text: bytes) -> None:
+        digest = digest_of(text)
+        self.assertEqual(digest is not None, len(text) == 64 and text.isalnum() and text.isascii())
+        if digest is not None:
+            self.assertEqual(digest.hex(), text.decode().lower())
+
+
+class LastEventIds(SynchronousTestCase):
+    @FUZZ
+    @given(
+        st.one_of(
+            st.text(max_size=120),
+            json_values.map(lambda value: b64url(json.dumps(value).encode())),
+            st.dictionaries(st.sampled_from(["alpha", "beta", "x"]), json_values).map(
+                lambda ids: b64url(json.dumps(ids).encode())
+            ),
+        )
+    )
+    @example(b64url(DEEP))
+    @example(b64url(b'{"alpha":' + DEEP + b"}"))
+    @example("\xff\xfe" * 100)
+    @example("A" * 5000)
+    def test_any_last_event_id_is_some_backends_ids_or_none(self, value: str) -> None:
+        """A client's ``Last-Event-ID`` (basic/transports "Resumability and Redelivery")
+        resumes the backends it names with string ids, and anything else from the start."""
+        ids = decode_event_ids(value, {"alpha", "beta"})
+        self.assertLessEqual(set(ids), {"alpha", "beta"})
+        self.assertTrue(all(isinstance(v, str) and len(v) < 512 for v in ids.values()))
+        if ids:
+            self.assertEqual(decode_event_ids(encode_event_ids(ids), {"alpha", "beta"}), ids)
 
 
 class ConfigFiles(SynchronousTestCase):

@@ -10,7 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.redis_buckets import LEASE_SHA, script_id
-from aigw.gateway.redis_client import _Incomplete, _parse, encode
+from aigw.gateway.redis_client import RESPReader, encode
 from tests.unit.memory import MemoryNetwork
 
 
@@ -21,7 +21,8 @@ def bulk(value: bytes) -> bytes:
 class FakeRedisConnection(Protocol):
     def __init__(self, server: FakeRedis) -> None:
         self.server = server
-        self.buffer = bytearray()
+        #: Commands as they come (a batch of lease renewals is tens of KiB).
+        self.reader = RESPReader(max_bytes=16 * 1024 * 1024)
         #: Channels this connection SUBSCRIBEd to.
         self.channels: set[bytes] = set()
 
@@ -36,13 +37,7 @@ class FakeRedisConnection(Protocol):
             self.server.connections.remove(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            parsed = _parse(self.buffer, 0)
-            if isinstance(parsed, _Incomplete):
-                return
-            command, after = parsed
-            del self.buffer[:after]
+        for command in self.reader.feed(data):
             self.server.commands.append(command)
             reply = self.server.answer(self, command)
             if command[0].upper() in self.server.cut_after and self.transport is not None:

@@ -18,11 +18,11 @@ from aigw.gateway.ended_sessions import (
     KEY_PREFIX,
     EndedSessions,
 )
-from aigw.gateway.redis_client import RECONNECT_DELAY
+from aigw.gateway.redis_client import MAX_REPLY_BYTES, RECONNECT_DELAY, encode
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
-from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase
+from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase, bulk
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
 from tests.unit.memory import run
 from tests.unit.upstream.private_ca import CA, PrivateCATestCase
@@ -189,6 +189,129 @@ class EndedSessionsTests(FakeRedisTestCase):
         warned = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual([(e["count"], e["doing"]) for e in warned], [(1, "hearing")])
         self.assertIn(subscribed, self.redis.connections)  # still subscribed
+
+    def publish(self, channel: bytes, payload: bytes) -> None:
+        """``payload`` on ``channel``, as anyone who can PUBLISH on this Redis sends it."""
+        for connection in self.redis.connections:
+            if channel in connection.channels:
+                assert connection.transport is not None
+                connection.transport.write(encode(b"message", channel, payload))
+
+    @run
+    async def test_hostile_notes_are_ignored_counted_and_the_subscription_lives(self) -> None:
+        """Any bytes on ``aigw:ended``: each ignored and counted, one warning line for
+        them all, no traceback, and the next good note is heard on the same connection."""
+        codec, ended = self.process()
+        await self.network.settle()
+        digest = b"%064x" % 1
+        hostile = {
+            "a lifetime of 5000 digits (int() refuses it)": digest + b" " + b"9" * 5000,
+            "a lifetime of 400 digits (beyond a float)": digest + b" " + b"9" * 400,
+            "hex with whitespace fromhex skips": b"\t0" * 32 + b" 5000",
+            "hex of non-ASCII bytes": b"\xff" * 64 + b" 5000",
+            "a non-ASCII digit": digest + b" \xd9\xa5",
+            "too many fields": digest + b" 5 5",
+            "nothing": b"",
+            "60 KiB of garbage": bytes(range(256)) * 240,
+        }
+        subscribed = next(c for c in self.redis.connections if c.channels)
+        with capturedLogs() as events:
+            for payload in hostile.values():
+                self.publish(ended_sessions.CHANNEL, payload)
+            await self.network.settle()
+            self.assertEqual(ended.failures.count, len(hostile))
+            self.assertEqual(len(codec._ended), 0)
+            self.publish(ended_sessions.CHANNEL, digest + b" 5000")
+            await self.network.settle()
+        self.assertEqual(len(codec._ended), 1)
+        self.assertIn(subscribed, self.redis.connections)
+        self.assertEqual([e["log_level"] for e in events if "doing" in e], [LogLevel.warn])
+        self.assertFalse([e for e in events if "log_failure" in e])
+
+    @run
+    async def test_a_note_over_the_reply_bound_costs_a_resubscription(self) -> None:
+        """A note longer than ``MAX_REPLY_BYTES``, coming as TCP reads it (64 KiB at a
+        time): the subscription's buffer stays bounded, so its connection is cut
+        (counted, no traceback) and made again after ``RECONNECT_DELAY``, catching up
+        from the keys; later notes are heard."""
+        codec, ended = self.process()
+        await self.network.settle()
+        [subscribed] = [c for c in self.redis.connections if c.channels]
+        assert subscribed.transport is not None
+        frame = encode(b"message", ended_sessions.CHANNEL, b"x" * 2 * MAX_REPLY_BYTES)
+        with capturedLogs() as events:
+            for start in range(0, len(frame), 65_536):
+                subscribed.transport.write(frame[start : start + 65_536])
+                await self.network.settle()
+            self.assertEqual(ended.failures.count, 1)
+            await self.network.sleep(RECONNECT_DELAY + 0.1)
+            self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)
+            self.publish(ended_sessions.CHANNEL, b"%064x 5000" % 1)
+            await self.network.settle()
+        self.assertEqual(len(codec._ended), 1)
+        self.assertFalse([e for e in events if "log_failure" in e])
+
+    @run
+    async def test_a_reader_that_raises_is_counted_and_the_subscription_lives(self) -> None:
+        """A channel's reader that did not foresee a note: counted and logged as a
+        malformed note (its exception named, no traceback), the connection kept."""
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
+        ended.listen(b"aigw:other", lambda payload: [][len(payload)])
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        await self.network.settle()
+        subscribed = next(c for c in self.redis.connections if c.channels)
+        with capturedLogs() as events:
+            self.publish(b"aigw:other", b"boom")
+            await self.network.settle()
+        self.assertEqual(ended.failures.count, 1)
+        [warned] = [e for e in events if "doing" in e]
+        self.assertIn("IndexError", warned["error"])
+        self.assertFalse([e for e in events if "log_failure" in e])
+        self.assertIn(subscribed, self.redis.connections)
+
+    @run
+    async def test_a_scan_that_never_ends_is_given_up_and_counted(self) -> None:
+        """A server whose SCAN cursor never comes back to 0: the catch-up stops after
+        ``MAX_SCAN_PAGES`` pages, counted; the process is ready all the same."""
+        self.patch(ended_sessions, "MAX_SCAN_PAGES", 5)
+        self.redis.scan = lambda command: b"*2\r\n" + bulk(b"7") + b"*0\r\n"  # type: ignore[method-assign]
+        _, ended = self.process()
+        await self.network.settle()
+        self.assertEqual(self.redis.names().count(b"SCAN"), 5)
+        self.assertEqual(ended.failures.count, 1)
+        self.assertIsNone(ended.unready())
+
+    @run
+    async def test_replies_of_the_wrong_shape_fail_the_catch_up_counted(self) -> None:
+        """SCAN and PTTL answered with what Redis never sends: counted as a failure of
+        following (no traceback), nothing remembered; a PTTL of any integer is bounded."""
+        replies = [
+            b":5\r\n",
+            b"*1\r\n$1\r\n0\r\n",
+            b"*2\r\n:0\r\n*0\r\n",
+            b"*2\r\n$1\r\nx\r\n*0\r\n",
+            b"*2\r\n$1\r\n0\r\n*1\r\n:5\r\n",
+            b"*2\r\n$1\r\n0\r\n$3\r\nabc\r\n",
+        ]
+        for reply in replies:
+            with self.subTest(reply):
+                self.redis.scan = lambda command, reply=reply: reply  # type: ignore[method-assign]
+                codec, ended = self.process()
+                with capturedLogs() as events:
+                    await self.network.settle()
+                self.assertEqual((ended.failures.count, len(codec._ended)), (1, 0))
+                self.assertFalse([e for e in events if "log_failure" in e])
+        del self.redis.scan
+        self.redis.keys[KEY_PREFIX + b"%064x" % 1] = (b"1", None)
+        answer = self.redis.answer
+        self.redis.answer = lambda c, command: (  # type: ignore[method-assign]
+            b":" + b"9" * 400 + b"\r\n" if command[0] == b"PTTL" else answer(c, command)
+        )
+        codec, ended = self.process()
+        await self.network.settle()
+        self.assertEqual((ended.failures.count, len(codec._ended)), (0, 1))  # within the ttl
 
     @run
     async def test_stopping_closes_both_connections(self) -> None:

@@ -6,11 +6,13 @@ server/tools, utilities/pagination) whose rule it checks.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs
 
 from aigw.gateway.backends import JOIN_RETRY_SECONDS
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -536,6 +538,28 @@ class StreamTests(GatewayTestCase):
         last = self.beta.stream_requests[-1].getHeader(b"last-event-id")
         self.assertEqual(last, b"ev-7")
         again.transport.stopProducing()  # type: ignore[union-attr]
+
+    @run
+    async def test_a_hostile_last_event_id_opens_the_stream_from_the_start(self) -> None:
+        """A ``Last-Event-ID`` aigw never wrote (basic/transports "Resumability and
+        Redelivery": the server MAY replay, so it may also not) opens the stream, each
+        backend followed from its start, with nothing logged as a failure."""
+        await self.start_gateway()
+        self.beta.get_status = 200
+        deep = base64.urlsafe_b64encode(b"[" * 3000).decode()
+        hostile = [deep, "not base64 !", "\xe9t\xe9", "A" * 5000, "W10", "eyJiZXRhIjo3fQ"]
+        with capturedLogs() as events:
+            for value in hostile:
+                session = await self.initialize()
+                asked = len(self.beta.stream_requests)
+                response = await self.open_stream(session, last_event_id=value)
+                self.assertEqual(response.code, 200, value)
+                reader = Collect([])
+                response.deliverBody(reader)
+                await self.until(lambda asked=asked: len(self.beta.stream_requests) > asked)
+                self.assertIsNone(self.beta.stream_requests[-1].getHeader(b"last-event-id"))
+                reader.transport.stopProducing()  # type: ignore[union-attr]
+        self.assertEqual([e for e in events if "log_failure" in e], [])
 
 
 class NameLearningTests(GatewayTestCase):

@@ -45,8 +45,8 @@ class RedisBucketsTests(FakeRedisTestCase):
     async def test_noscript_falls_back_to_eval_once(self) -> None:
         store = self.store(db=2, password="pw")
         self.assertEqual(await store.take([BUCKET]), Taken(None))
-        self.redis.reply = b"*2\r\n:1\r\n:1500\r\n"
-        self.assertEqual(await store.take([BUCKET]), Taken(0, 1.5))
+        self.redis.reply = b"*2\r\n:1\r\n:150\r\n"
+        self.assertEqual(await store.take([BUCKET]), Taken(0, 0.15))
         names = [c[0] for c in self.redis.commands]
         self.assertEqual(names, [b"AUTH", b"SELECT", b"EVALSHA", b"EVAL", b"EVALSHA"])
         evalsha = self.redis.commands[2]
@@ -107,10 +107,40 @@ class RedisBucketsTests(FakeRedisTestCase):
     @run
     async def test_a_refusal_from_redis_names_the_rule(self) -> None:
         self.redis.reply = b"*2\r\n:1\r\n:2001\r\n"
-        limiter = self.limiter("open")
+        limiter = self.limiter("open", LimitRule(per="sub", rate=Rate(1, 3.0)))
         with self.assertRaises(RateLimited) as caught:
             await limiter.enter(ALICE)
         self.assertEqual((caught.exception.limit, caught.exception.retry_after), ("sub:0", 3))
+
+    @run
+    async def test_replies_the_script_cannot_give_are_a_failure_of_the_store(self) -> None:
+        """A reply naming no rule of the request (an IndexError, a 500, before), a wrong
+        one, or a wait the bucket's rate cannot need: ``StoreUnavailable``, so
+        ``on_redis_error`` decides: refused with 503 (``closed``), let through (``open``),
+        counted either way."""
+        hostile = {
+            "an index past the request's keys": b"*2\r\n:3\r\n:0\r\n",
+            "a negative index": b"*2\r\n:-1\r\n:0\r\n",
+            "a negative wait": b"*2\r\n:1\r\n:-5\r\n",
+            "a wait past one token's refill (200 ms at 5/s)": b"*2\r\n:1\r\n:202\r\n",
+            "a huge wait": b"*2\r\n:1\r\n:" + b"9" * 300 + b"\r\n",
+            "a bound's refusal with a wait": b"*2\r\n:2\r\n:5\r\n",
+            "strings": b"*2\r\n$1\r\n1\r\n$1\r\n0\r\n",
+            "nil": b"$-1\r\n",
+            "three items": b"*3\r\n:0\r\n:0\r\n:0\r\n",
+            "an error": b"-ERR user_script:1: Script attempted to access nonexistent global\r\n",
+        }
+        rules = (LimitRule(per="sub", rate=Rate(5, 1.0)), IN_FLIGHT_2)
+        for name, reply in hostile.items():
+            with self.subTest(name):
+                self.redis.reply = reply
+                closed = self.limiter("closed", *rules)
+                with self.assertRaises(RateLimited) as caught:
+                    await closed.enter(ALICE)
+                self.assertEqual(caught.exception.status, 503)
+                opened = self.limiter("open", *rules)
+                self.assertIsInstance(await opened.enter(ALICE), Permit)
+                self.assertEqual((closed.store_failures.count, opened.store_failures.count), (1, 1))
 
     def limiter(self, on_error: OnRedisError, *rules: LimitRule, ttl: float = 30.0) -> Limiter:
         """A limiter on its own store (one process's), wired as ``build_limiter`` does."""

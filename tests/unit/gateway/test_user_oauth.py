@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+import treq
 from twisted.logger import capturedLogs
 
 from aigw.config import (
@@ -27,16 +28,22 @@ from aigw.gateway.elicitation_completions import CHANNEL
 from aigw.gateway.ended_sessions import MAX_BACKOFF
 from aigw.principal import ANONYMOUS, Principal
 from aigw.protocol import jsonrpc
-from aigw.sealed.elicitation_notice import ElicitationNotice, ElicitationNoticeCodec
+from aigw.sealed.elicitation_notice import (
+    NOTICE_TTL,
+    ElicitationNotice,
+    ElicitationNoticeCodec,
+)
 from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import session_digest
 from aigw.service import GatewayService
 from aigw.store.api import UserToken
 from aigw.upstream.user_links import Grant
+from aigw.web.elicitation_notices import REFUSED_LINE
 from tests.fakes import MemoryStore
 from tests.unit.gateway.fake_redis import FakeRedis
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
+    ACCEPT,
     PUBLIC_URL,
     SHARED_KEY,
     Collect,
@@ -413,6 +420,48 @@ class PeerCompletionTests(CompletionNoticeCase):
         )
         response, body = await self.post(None, raw=b"", headers={NOTICE: sealed})
         self.assertEqual((response.code, body), (200, {"told": 1}))
+
+    @run
+    async def test_hostile_notes_are_403_and_a_replayed_one_tells_nobody(self) -> None:
+        """Anyone can POST a note (no bearer token is asked): tampered, expired, too
+        long, not ASCII, or two at once, each is 403 naming why, tells nobody and
+        raises nothing; the one good note tells the session once, its replay (valid
+        for ``NOTICE_TTL``) nobody."""
+        chunks, grant, _ = await self.asked_here_completed_there()
+        notice = ElicitationNotice(grant.elicitation_id, grant.issuer, grant.subject)
+        codec, here = ElicitationNoticeCodec(Sealer(SHARED_KEY)), self.service.gateway.process
+        now = self.reactor.seconds()
+        sealed = codec.seal(notice, here, now)
+        tampered = sealed[:40] + ("A" if sealed[40] != "A" else "B") + sealed[41:]
+        hostile = {
+            "tampered": [tampered],
+            "expired": [codec.seal(notice, here, now - NOTICE_TTL - 1)],
+            "longer than any token": ["A" * 9000],
+            "not ASCII": ["\u00e9" * 40],
+            "empty": [""],
+            "two notes": [sealed, sealed],
+        }
+        with capturedLogs() as events:
+            for name, notes in hostile.items():
+                response = await self.http.post(
+                    self.url, data=b"{}", headers={NOTICE: notes, "Accept": [ACCEPT]}
+                )
+                body = json.loads(await treq.content(response))
+                self.assertEqual((response.code, body["error"]), (403, "forbidden"), name)
+                self.assertTrue(body["error_description"], name)
+        await self.network.settle()
+        self.assertEqual(self.notices(chunks), [])
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+        # Counted; one warning for them all (anyone can send them: no log flood).
+        assert self.service.completion_notices is not None
+        self.assertEqual(self.service.completion_notices.refused.count, len(hostile))
+        warned = [e for e in events if e.get("log_format") == REFUSED_LINE]
+        self.assertEqual([e["count"] for e in warned], [1])
+        for told in (1, 0):  # the good note, then its replay
+            response, body = await self.post(None, raw=b"", headers={NOTICE: sealed})
+            self.assertEqual((response.code, body), (200, {"told": told}))
+        await self.network.settle()
+        self.assertEqual(len(self.notices(chunks)), 1)
 
     @run
     async def test_a_process_holding_no_stream_of_the_session_tells_nobody(self) -> None:
