@@ -8,6 +8,7 @@ the backend forgets it and asks again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
