@@ -49,6 +49,7 @@ from aigw.gateway.errors import GatewayError
 from aigw.gateway.exchange import Exchange
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
+from aigw.gateway.groups import Groups
 from aigw.gateway.limits import StreamLimitReached, StreamLimits, StreamSlot
 from aigw.gateway.listen import ListenFilter, ListenStream, open_filter
 from aigw.gateway.lists import LISTS, Lists
@@ -168,6 +169,12 @@ class Gateway(Service):
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
         #: The open client streams, in the order they opened (a dict as an ordered set).
         self.open_streams: dict[Any, None] = {}
+        #: The GET streams and listens among them by their session's binding, in the same
+        #: order, for ``streams_of``: a lookup per refused GET or note heard, which anyone
+        #: may send at will, not a scan of every open stream.  Kept in step by
+        #: ``track_stream`` and ``untrack_stream``, the only ways in and out of
+        #: ``open_streams``, with no empty group (``groups.py``).
+        self._streams_by_binding: Groups[str, SessionStream, None] = Groups()
         #: Probes of a session's held GET stream before a second one is refused.
         self.stream_probes = StreamProbes(self.streams_of, reactor)
         self.reload = Reconfigure(self)
@@ -184,9 +191,13 @@ class Gateway(Service):
 
     def track_stream(self, stream: Any) -> None:
         self.open_streams[stream] = None
+        if isinstance(stream, SessionStream):
+            self._streams_by_binding.add(stream.session.binding, stream, None)
 
     def untrack_stream(self, stream: Any) -> None:
         self.open_streams.pop(stream, None)
+        if isinstance(stream, SessionStream):
+            self._streams_by_binding.discard(stream.session.binding, stream)
 
     def close_streams(self) -> None:
         """End every open client stream (shutdown: they would otherwise never finish),
@@ -233,13 +244,9 @@ class Gateway(Service):
 
     def streams_of(self, digest: bytes) -> list[SessionStream]:
         """The open GET streams in this process of the session whose id has SHA-256
-        ``digest``, oldest first (``open_streams`` keeps the order they opened in)."""
+        ``digest``, oldest first (``_streams_by_binding`` keeps the order they opened in)."""
         binding = session_binding(digest)  # each session's own, computed as it opened
-        return [
-            s
-            for s in self.open_streams
-            if isinstance(s, SessionStream) and not s.closed and s.session.binding == binding
-        ]
+        return [s for s in self._streams_by_binding.of(binding) if not s.closed]
 
     def session_streams(self, digest: bytes, user: ElicitationNotice) -> list[SessionStream]:
         """``streams_of`` the session, if that session is the user's of ``user`` (none

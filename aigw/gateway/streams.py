@@ -43,6 +43,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from aigw.gateway.capabilities import union_capabilities
+from aigw.gateway.groups import Groups
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
@@ -56,7 +57,7 @@ from aigw.upstream.api import Reply, UpstreamError, UpstreamSessionGone, Upstrea
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
     from aigw.gateway.relay import ToClient
-    from aigw.principal import Principal
+    from aigw.principal import Principal, UserKey
     from aigw.sealed.session_id import BackendSession
 
 BACKOFF_FIRST = 0.5
@@ -469,10 +470,12 @@ class Feeds:
         #: The feeds lingering, oldest first.
         self._lingering: dict[FeedKey, UpstreamFeed] = {}
         #: The same feeds by client binding, for ``opened_elsewhere`` (a lookup per
-        #: note, not a scan of every lingering feed): kept in step by ``lingers`` and
-        #: ``stops_lingering``, the only ways in and out of ``_lingering``, so it holds
-        #: what that holds and no empty entry (bounded as lingering feeds are).
-        self._lingering_by_binding: dict[str, dict[FeedKey, UpstreamFeed]] = {}
+        #: note, not a scan of every lingering feed), and by user, for the per-user
+        #: bound (``lingers``): kept in step by ``lingers`` and ``stops_lingering``, the
+        #: only ways in and out of ``_lingering``, so each holds what that holds, in its
+        #: order, and no empty group (bounded as lingering feeds are: ``groups.py``).
+        self._lingering_by_binding: Groups[str, FeedKey, UpstreamFeed] = Groups()
+        self._lingering_by_user: Groups[UserKey, FeedKey, UpstreamFeed] = Groups()
         self.subscriptions = ResourceSubscriptions(self.refilter)
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages_total``.
@@ -552,15 +555,18 @@ class Feeds:
         """``feed`` starts lingering.  A lingering feed holds an upstream socket that no
         client stream's slot pays for, so they are bounded like client streams: at
         most ``sessions.max_streams_per_user`` of one user's and ``server.max_streams``
-        in the process; past either, the oldest (least likely to be taken) closes."""
+        in the process; past either, the oldest (least likely to be taken) closes: the
+        one that started lingering first, of the user's (found in ``_lingering_by_user``,
+        not by a scan of every lingering feed as each starts) or of all."""
         user = feed.principal.user
-        mine = [f for f in self._lingering.values() if f.principal.user == user]
-        if len(mine) >= self.limits.max_per_user:
-            mine[0].close()
+        mine = self._lingering_by_user.of(user)
+        if mine and len(mine) >= self.limits.max_per_user:
+            next(iter(mine.values())).close()
         if len(self._lingering) >= self.limits.max_streams:
             next(iter(self._lingering.values())).close()
         self._lingering[feed.key] = feed
-        self._lingering_by_binding.setdefault(feed.key[1], {})[feed.key] = feed
+        self._lingering_by_binding.add(feed.key[1], feed.key, feed)
+        self._lingering_by_user.add(user, feed.key, feed)
 
     def stops_lingering(self, feed: UpstreamFeed) -> None:
         """``feed`` stops lingering, however: taken by a client stream, or closed (its
@@ -569,11 +575,8 @@ class Feeds:
         if self._lingering.get(feed.key) is not feed:
             return
         del self._lingering[feed.key]
-        binding = feed.key[1]
-        of_binding = self._lingering_by_binding[binding]
-        del of_binding[feed.key]
-        if not of_binding:
-            del self._lingering_by_binding[binding]
+        self._lingering_by_binding.discard(feed.key[1], feed.key)
+        self._lingering_by_user.discard(feed.principal.user, feed.key)
 
     def opened(self, session: ClientSession) -> None:
         """A client stream of ``session`` took its feeds here: the others hear of it
@@ -590,7 +593,7 @@ class Feeds:
         here for it, and the backend answers the other process's stream 409 while it
         is open.  A feed with a client stream is not lingering and is left alone.
         How many ended."""
-        ended = list(self._lingering_by_binding.get(session_binding(digest), {}).values())
+        ended = list(self._lingering_by_binding.of(session_binding(digest)).values())
         for feed in ended:
             held = len(feed.lingering.held) if feed.lingering is not None else 0
             self.log.info(

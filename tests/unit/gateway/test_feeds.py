@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.limits import StreamLimits
 from aigw.gateway.streams import BACKOFF_FIRST, FeedKey, UpstreamFeed
+from aigw.principal import UserKey
 from aigw.sealed.session_id import session_digest
 from aigw.upstream.api import UpstreamError, UpstreamSessionGone
 from tests.unit.gateway.fake_feeds import FeedsOfOneBackend
@@ -57,8 +58,9 @@ class LingeringPingTests(SynchronousTestCase):
 
 
 class LingeringIndexTests(SynchronousTestCase):
-    """``Feeds.opened_elsewhere`` finds a session's lingering feeds by its binding, in an
-    index that stays in step with the lingering feeds however they stop lingering."""
+    """``Feeds.opened_elsewhere`` finds a session's lingering feeds by its binding, and
+    ``Feeds.lingers`` a user's by the user, in indexes that stay in step with the
+    lingering feeds however they stop lingering."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -66,11 +68,20 @@ class LingeringIndexTests(SynchronousTestCase):
         self.feeds = self.one.feeds
 
     def assertInStep(self) -> None:
-        """The index holds exactly the lingering feeds, by binding, no empty entry."""
-        derived: dict[str, dict[FeedKey, UpstreamFeed]] = {}
+        """Each index holds exactly the lingering feeds, grouped by binding or by user,
+        each group in the order the feeds started lingering, no empty group."""
+        by_binding: dict[str, dict[FeedKey, UpstreamFeed]] = {}
+        by_user: dict[UserKey, dict[FeedKey, UpstreamFeed]] = {}
         for key, feed in self.feeds._lingering.items():
-            derived.setdefault(key[1], {})[key] = feed
-        self.assertEqual(self.feeds._lingering_by_binding, derived)
+            by_binding.setdefault(key[1], {})[key] = feed
+            by_user.setdefault(feed.principal.user, {})[key] = feed
+        for index, derived in (
+            (self.feeds._lingering_by_binding.snapshot(), by_binding),
+            (self.feeds._lingering_by_user.snapshot(), by_user),
+        ):
+            self.assertEqual(index, derived)
+            for group, feeds in index.items():
+                self.assertEqual(list(feeds), list(derived[group]))  # the same order
 
     def linger(self, *sessions: str, user: str = "alice") -> None:
         for session in sessions:
@@ -88,7 +99,7 @@ class LingeringIndexTests(SynchronousTestCase):
         self.assertEqual(self.one.backend.closed, ["up-s1"])
         self.assertEqual(self.opened_elsewhere("s1"), 0)
         self.assertEqual(self.opened_elsewhere("s2"), 1)
-        self.assertEqual(self.feeds._lingering_by_binding, {})
+        self.assertEqual(self.feeds._lingering_by_binding.snapshot(), {})
 
     def test_a_feed_a_client_stream_took_is_not_found(self) -> None:
         self.linger("s1")
@@ -143,4 +154,28 @@ class LingeringIndexTests(SynchronousTestCase):
         self.linger("s1", "s2")
         self.feeds.close()
         self.assertInStep()
-        self.assertEqual(self.feeds._lingering_by_binding, {})
+        self.assertEqual(self.feeds._lingering_by_binding.snapshot(), {})
+        self.assertEqual(self.feeds._lingering_by_user.snapshot(), {})
+
+    def test_past_the_users_bound_the_users_first_to_linger_ends(self) -> None:
+        """The per-user bound ends the feed it ended when it scanned every lingering
+        feed: the first of the user's in the order they started lingering (a feed taken
+        and left again starts anew), never another user's, found by the user's index."""
+        self.one = FeedsOfOneBackend(self.clock, limits=StreamLimits(10, 2))
+        self.feeds = self.one.feeds
+        self.linger("s1")
+        self.linger("b1", user="bob")
+        self.linger("s2")
+        self.one.stream("s1").close()  # s1 taken and left: now alice's newest
+        self.assertInStep()
+        lingering = [f for f in self.feeds._lingering.values() if f.principal.user[1] == "alice"]
+        self.assertEqual([f.key[2] for f in lingering], ["up-s2", "up-s1"])  # as scanned
+        self.linger("s3")
+        self.assertEqual(self.one.backend.closed, ["up-s2"])
+        self.linger("s4")
+        self.assertEqual(self.one.backend.closed, ["up-s2", "up-s1"])
+        by_user = self.feeds._lingering_by_user.snapshot()
+        self.assertEqual(
+            {user[1]: [key[2] for key in feeds] for user, feeds in by_user.items()},
+            {"bob": ["up-b1"], "alice": ["up-s3", "up-s4"]},
+        )

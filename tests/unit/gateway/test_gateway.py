@@ -15,6 +15,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
 from aigw.gateway.backends import JOIN_RETRY_SECONDS
+from aigw.gateway.streams import SessionStream
+from aigw.principal import ANONYMOUS
+from aigw.sealed.session_id import session_digest
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase, HangUp, initialize_message
 from tests.unit.memory import run
@@ -560,6 +563,69 @@ class StreamTests(GatewayTestCase):
                 self.assertIsNone(self.beta.stream_requests[-1].getHeader(b"last-event-id"))
                 reader.transport.stopProducing()  # type: ignore[union-attr]
         self.assertEqual([e for e in events if "log_failure" in e], [])
+
+
+class StreamsOfTests(GatewayTestCase):
+    """``Gateway.streams_of`` (asked per refused GET, per probe note and per completion
+    note from another process) finds a session's streams by its binding, in an index
+    that holds what ``open_streams`` holds, in its order, however streams come and go."""
+
+    def assertInStep(self) -> None:
+        """The index: the open GET streams by binding, in the order they opened, and no
+        empty group; ``streams_of`` each binding's open ones, as a scan would find."""
+        gateway = self.service.gateway
+        derived: dict[str, dict[SessionStream, None]] = {}
+        for stream in gateway.open_streams:
+            if isinstance(stream, SessionStream):
+                derived.setdefault(stream.session.binding, {})[stream] = None
+        index = gateway._streams_by_binding.snapshot()
+        self.assertEqual(
+            {b: list(s) for b, s in index.items()}, {b: list(s) for b, s in derived.items()}
+        )
+
+    def streams_of(self, session: str) -> list[SessionStream]:
+        self.assertInStep()
+        return self.service.gateway.streams_of(session_digest(session))
+
+    async def opened(self, session: str) -> Collect:
+        response = await self.open_stream(session)
+        self.assertEqual(response.code, 200)
+        reader = Collect([])
+        response.deliverBody(reader)
+        await self.network.settle()
+        return reader
+
+    @run
+    async def test_a_sessions_streams_are_found_oldest_first_and_no_others(self) -> None:
+        await self.start_gateway()
+        gateway = self.service.gateway
+        one, two = await self.initialize(), await self.initialize()
+        first = await self.opened(one)
+        await self.opened(two)
+        [held] = self.streams_of(one)
+        [other] = self.streams_of(two)
+        self.assertIsNot(held, other)
+        newest = gateway.session_stream(gateway.open_session(ANONYMOUS, one), [].append, None)
+        gateway.track_stream(newest)  # a reconnect while the held one still looks open
+        nobodys = object()
+        gateway.track_stream(nobodys)  # a stream of no session is not indexed
+        self.assertEqual(self.streams_of(one), [held, newest])
+        held.close()  # closed, not yet untracked: no longer found
+        self.assertEqual(self.streams_of(one), [newest])
+        newest.close()
+        gateway.untrack_stream(newest)
+        gateway.untrack_stream(nobodys)
+        self.assertEqual(self.streams_of(one), [])
+        first.transport.stopProducing()  # type: ignore[union-attr]
+        await self.until(lambda: held not in gateway.open_streams)
+        self.assertEqual(self.streams_of(one), [])
+        self.assertEqual(self.streams_of(two), [other])
+        gateway.close_streams()  # shutdown
+        await self.until(
+            lambda: not [s for s in gateway.open_streams if isinstance(s, SessionStream)]
+        )
+        self.assertEqual(self.streams_of(two), [])
+        self.assertEqual(gateway._streams_by_binding.snapshot(), {})
 
 
 class NameLearningTests(GatewayTestCase):
