@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -239,9 +239,12 @@ class RESPProtocol(Protocol):
         """A command given up on before its reply: the connection is cut, as the reply
         may still be coming (a server trickling it byte by byte would keep the
         connection for ever) and every reply after it would wait for it.  The command
-        fails with ``CancelledError`` (``addTimeout`` makes it its ``TimeoutError``);
-        the others waiting with ``StoreUnavailable``; the next command connects again."""
+        fails with ``CancelledError`` (``addTimeout`` makes it its ``TimeoutError``)
+        first, then the others waiting with ``StoreUnavailable``: commands sent together
+        and given up on together (``gatherResults``) fail for their deadline, not for the
+        cut it caused.  The next command connects again."""
         self._pending.remove(waiting)
+        waiting.errback(Failure(CancelledError()))
         self._fail("a Redis command was given up on before its reply")
 
     def dataReceived(self, data: bytes) -> None:

@@ -21,7 +21,13 @@ from aigw.gateway.ended_sessions import (
 from aigw.gateway.redis_client import MAX_REPLY_BYTES, RECONNECT_DELAY, encode
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
+from aigw.sealed.session_id import (
+    BackendSession,
+    Ended,
+    SessionCodec,
+    SessionNotFound,
+    SessionState,
+)
 from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase, bulk
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
 from tests.unit.memory import run
@@ -420,6 +426,22 @@ class OneBoundTests(FakeRedisTestCase):
         self.assertEqual(
             self.redis.names(), [b"SELECT", b"PING", b"PUBLISH", b"SELECT", b"PUBLISH"]
         )
+
+    @run
+    async def test_an_end_told_past_the_bound_is_reported_as_its_timeout(self) -> None:
+        """SET and PUBLISH sent together, neither answered: the bound cancels both and
+        cuts the connection; the warning names the bound, not the cut it caused."""
+        ended = self.store(1.0)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        await self.network.settle()
+        self.redis.silent = True
+        with capturedLogs() as events:
+            ended.announce(Ended(bytes(32), self.reactor.seconds() + 60))
+            await self.network.sleep(1.1)
+        [warned] = [e for e in events if e.get("doing") == "telling an end"]
+        self.assertEqual(warned["error"], "no reply within 1 s")
+        self.assertEqual(self.network.open_connections(self.port), 1)  # the subscription's
 
     @run
     async def test_the_subscription_is_made_within_one_bound(self) -> None:
