@@ -14,7 +14,8 @@ the fast path:
   subscribed RESP2 connection takes no other command) and remembers what it hears;
   the same connection follows the other channels the process ``listen``s to
   (``elicitation_completions.py``, ``shared_stream_probes.py``), each message
-  dispatched by its channel;
+  dispatched by its channel; one too long to hold (``MAX_REPLY_BYTES``) is skipped as
+  it comes and counted, the connection kept (``redis_client.Skipped``);
 * each time that connection is made again, once SUBSCRIBE is confirmed (so nothing
   falls between the two), SCAN MATCH ``aigw:ended:*`` and PTTL catch up on what was
   ended meanwhile (at most ``ENDED_MAX`` ids, the bound of the codec's memory).
@@ -50,10 +51,12 @@ from twisted.python.failure import Failure
 
 from aigw.config.redis import RedisAddress
 from aigw.gateway.redis_client import (
+    MAX_REPLY_BYTES,
     RECONNECT_DELAY,
     Connect,
     RedisConnection,
     RESPProtocol,
+    Skipped,
 )
 from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 from aigw.lru import LRU
@@ -109,18 +112,30 @@ async def together(sent: list[Deferred[Any]]) -> list[Any]:
 
 
 class SubscriberProtocol(RESPProtocol):
-    """A subscribed connection: published messages go to ``heard``; replies (to
-    SUBSCRIBE, PING) answer their commands; ``lost`` is told when it goes."""
+    """A subscribed connection: published messages go to ``heard``, those too long to
+    hold (``Skipped``) to ``skipped``; replies (to SUBSCRIBE, PING) answer their
+    commands; ``gone`` is told when it goes."""
 
-    def __init__(self, heard: Callable[[bytes, bytes], None], gone: Callable[[], None]) -> None:
+    skips_messages = True
+
+    def __init__(
+        self,
+        heard: Callable[[bytes, bytes], None],
+        skipped: Callable[[bytes, int], None],
+        gone: Callable[[], None],
+    ) -> None:
         super().__init__()
         self._heard = heard
+        self._skipped = skipped
         self._gone = gone
 
     def handle(self, value: Any) -> None:
         if isinstance(value, list) and len(value) == 3 and value[0] == b"message":
-            if isinstance(value[1], bytes) and isinstance(value[2], bytes):
-                self._heard(value[1], value[2])
+            channel, payload = value[1], value[2]
+            if isinstance(channel, bytes) and isinstance(payload, bytes):
+                self._heard(channel, payload)
+            elif isinstance(channel, bytes) and isinstance(payload, Skipped):
+                self._skipped(channel, payload.size)
             return
         super().handle(value)
 
@@ -137,6 +152,7 @@ class _Subscription(RedisConnection):
         address: RedisAddress,
         clock: Any,
         heard: Callable[[bytes, bytes], None],
+        skipped: Callable[[bytes, int], None],
         gone: Callable[[], None],
         connect: Connect | None,
         ca_file: str | None,
@@ -144,10 +160,11 @@ class _Subscription(RedisConnection):
     ) -> None:
         super().__init__(address, clock, timeout, connect, ca_file)
         self._heard = heard
+        self._skipped = skipped
         self._gone = gone
 
     def _new_protocol(self) -> RESPProtocol:
-        return SubscriberProtocol(self._heard, self._gone)
+        return SubscriberProtocol(self._heard, self._skipped, self._gone)
 
 
 class EndedSessions(Service):
@@ -177,7 +194,14 @@ class EndedSessions(Service):
         self._untold: LRU[bytes, float] = LRU(UNTOLD_MAX)
         self._commands = RedisConnection(address, clock, timeout, connect, ca_file)
         self._subscription = _Subscription(
-            address, clock, self._dispatch, self._connection_lost, connect, ca_file, timeout
+            address,
+            clock,
+            self._dispatch,
+            self._skipped,
+            self._connection_lost,
+            connect,
+            ca_file,
+            timeout,
         )
         #: What hears each channel followed, this one's first.
         self._channels: dict[bytes, Callable[[bytes], None]] = {CHANNEL: self._message}
@@ -245,6 +269,18 @@ class EndedSessions(Service):
         """A malformed message heard: counted, and logged like the failures."""
         self.failures.report(
             ValueError(f"ignored a malformed {what}: {payload[:80]!r}"), doing="hearing"
+        )
+
+    def _skipped(self, channel: bytes, size: int) -> None:
+        """A message too long to hold (``MAX_REPLY_BYTES``), skipped as it came: counted
+        and logged like a malformed one, the subscription kept (cutting it would lose
+        every note published until it is made again, at each such message)."""
+        self.failures.report(
+            ValueError(
+                f"skipped a note of {size} bytes on {channel!r}, "
+                f"over the {MAX_REPLY_BYTES}-byte bound"
+            ),
+            doing="hearing",
         )
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:

@@ -10,16 +10,21 @@ are pipelined on it; replies answer them in order (``RESPProtocol``), except the
 messages of a subscription, which a subclass takes (``handle``).  Replies are read
 (``RESPReader``) as a server that is not Redis, or is broken, may send them: at most
 ``MAX_REPLY_BYTES`` held, ``MAX_NESTING`` arrays deep, each byte parsed once; anything
-else cuts the connection and fails the commands waiting on it.
+else cuts the connection and fails the commands waiting on it.  On a subscription, a
+published message too long to hold is skipped (``Skipped``), not a cut: anyone who can
+PUBLISH would otherwise cut every process's subscription with one long note.  A command
+whose caller gave up on it (its deadline) cuts its connection: a reply still coming
+would keep a trickling server's connection open for ever.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -51,6 +56,14 @@ class _Incomplete:
 _INCOMPLETE = _Incomplete()
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """The payload of a pub/sub ``message`` too long to hold, in its place: ``size``
+    bytes, discarded as they came."""
+
+    size: int
+
+
 class RESPReader:
     """RESP2 replies out of the bytes received, each byte read once: an array is kept
     open across reads (a stack of the arrays being filled), so a server trickling a long
@@ -58,15 +71,23 @@ class RESPReader:
     read (4 000 items trickled took 21 s of the reactor's CPU that way).  ``feed``
     raises ValueError for anything that is not RESP2 (a wrong type byte, a length that
     is not a number, arrays nested deeper than ``MAX_NESTING``, a reply past
-    ``max_bytes``)."""
+    ``max_bytes``).  With ``skip_messages`` (a subscribed connection), the payload of a
+    ``message`` (``*3 message <channel> <payload>``, Redis's pub/sub reply) that would
+    take the reply past ``max_bytes`` is not held but discarded as it comes, a
+    ``Skipped`` in its place; its framing (the length, the CRLF after it) is still
+    checked."""
 
-    def __init__(self, max_bytes: int = MAX_REPLY_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_REPLY_BYTES, skip_messages: bool = False) -> None:
         self.max_bytes = max_bytes
+        self.skip_messages = skip_messages
         self._buffer = bytearray()
         #: The arrays being read, outermost first: items still to come, items so far.
         self._open: list[tuple[int, list[Any]]] = []
         #: Bytes of the reply being read that were consumed already.
         self._consumed = 0
+        #: Bytes of a skipped payload (its CRLF included) still to discard, and its size.
+        self._skip = 0
+        self._skipped = 0
 
     def __len__(self) -> int:
         """Bytes held: the reply being read, as far as it came."""
@@ -74,8 +95,14 @@ class RESPReader:
 
     def feed(self, data: bytes) -> list[Any]:
         """The replies ``data`` completes, in order."""
-        self._buffer += data
         replies: list[Any] = []
+        if self._skip:  # a payload being skipped: its bytes are never buffered
+            taken = min(self._skip, len(data))
+            self._discard(data, 0, taken)
+            data = data[taken:]
+            if not self._skip:
+                self._complete(Skipped(self._skipped), replies)
+        self._buffer += data
         pos = 0
         try:
             while True:
@@ -87,26 +114,54 @@ class RESPReader:
                 pos = after
                 if value is _OPENED:
                     continue
-                while self._open:  # a value completes the arrays it ends
-                    left, values = self._open[-1]
-                    values.append(value)
-                    if left > 1:
-                        self._open[-1] = (left - 1, values)
+                if value is _SKIPPING:
+                    taken = min(self._skip, len(self._buffer) - pos)
+                    self._discard(self._buffer, pos, taken)
+                    pos += taken
+                    if self._skip:
                         break
-                    self._open.pop()
-                    value = values
-                else:
-                    replies.append(value)
-                    self._consumed = 0
+                    value = Skipped(self._skipped)
+                self._complete(value, replies)
         finally:
             del self._buffer[:pos]
         if len(self) > self.max_bytes:
             raise ValueError("Redis reply too large")
         return replies
 
+    def _complete(self, value: Any, replies: list[Any]) -> None:
+        """``value`` read: it completes the arrays it ends, or is a reply itself."""
+        while self._open:
+            left, values = self._open[-1]
+            values.append(value)
+            if left > 1:
+                self._open[-1] = (left - 1, values)
+                return
+            self._open.pop()
+            value = values
+        replies.append(value)
+        self._consumed = 0
+
+    def _discard(self, data: bytes | bytearray, start: int, taken: int) -> None:
+        """``taken`` bytes of a skipped payload from ``data[start:]``, the last two of
+        the payload's checked to be its CRLF."""
+        crlf = start + self._skip - 2  # where the CRLF begins in ``data``
+        for index in range(max(start, crlf), start + taken):
+            if data[index] != b"\r\n"[index - crlf]:
+                raise ValueError("a bulk string not ended by CRLF")
+        self._skip -= taken
+
+    def _skippable(self) -> bool:
+        """The bulk string that comes is the payload of a pub/sub ``message``: the last
+        of a three-item array (the only one open) after ``message`` and its channel."""
+        if not self.skip_messages or len(self._open) != 1:
+            return False
+        left, values = self._open[0]
+        return left == 1 and len(values) == 2 and values[0] == b"message"
+
     def _item(self, pos: int) -> tuple[Any, int] | _Incomplete:
-        """The value (or a new array, ``_OPENED``) at ``pos`` and where the next item
-        begins; ``_INCOMPLETE`` when it has not all come yet."""
+        """The value (or a new array, ``_OPENED``; a payload to skip, ``_SKIPPING``) at
+        ``pos`` and where the next item begins; ``_INCOMPLETE`` when it has not all come
+        yet."""
         buffer = self._buffer
         end = buffer.find(b"\r\n", pos)
         if end < 0:
@@ -122,8 +177,11 @@ class RESPReader:
             size = int(line)
             if size < 0:
                 return None, after
-            if size > self.max_bytes:
-                raise ValueError("Redis reply too large")
+            if self._consumed + (after - pos) + size + 2 > self.max_bytes:
+                if not self._skippable():
+                    raise ValueError("Redis reply too large")
+                self._skip, self._skipped = size + 2, size
+                return _SKIPPING, after
             if len(buffer) < after + size + 2:
                 return _INCOMPLETE
             return bytes(buffer[after : after + size]), after + size + 2
@@ -140,8 +198,9 @@ class RESPReader:
         raise ValueError(f"not a RESP2 reply: {bytes(kind)!r}")
 
 
-#: What ``RESPReader._item`` answers for the start of an array.
+#: What ``RESPReader._item`` answers for the start of an array, and of a payload skipped.
 _OPENED: Any = object()
+_SKIPPING: Any = object()
 
 
 def encode(*args: bytes | str | int | float) -> bytes:
@@ -156,20 +215,37 @@ def encode(*args: bytes | str | int | float) -> bytes:
 class RESPProtocol(Protocol):
     """Pipelined commands on one connection; replies answer them in order."""
 
+    #: A subscribed connection's: a published message too long to hold is skipped.
+    skips_messages = False
+
     def __init__(self) -> None:
-        self._reader = RESPReader()
+        self._reader = RESPReader(skip_messages=self.skips_messages)
         self._pending: deque[Deferred[Any]] = deque()
         self.lost = False
 
     def command(self, *args: bytes | str | int | float) -> Deferred[Any]:
+        """The reply to a command; cancelling it (a deadline, ``addTimeout``) cuts the
+        connection (``_given_up``)."""
         if self.lost or self.transport is None:
             raise StoreUnavailable("not connected to Redis")
         if len(self._pending) >= MAX_PENDING:
             raise StoreUnavailable("too many Redis commands waiting for a reply")
-        waiting: Deferred[Any] = Deferred()
+        waiting: Deferred[Any] = Deferred(self._given_up)
         self._pending.append(waiting)
         self.transport.write(encode(*args))
         return waiting
+
+    def _given_up(self, waiting: Deferred[Any]) -> None:
+        """A command given up on before its reply: the connection is cut, as the reply
+        may still be coming (a server trickling it byte by byte would keep the
+        connection for ever) and every reply after it would wait for it.  The command
+        fails with ``CancelledError`` (``addTimeout`` makes it its ``TimeoutError``)
+        first, then the others waiting with ``StoreUnavailable``: commands sent together
+        and given up on together (``gatherResults``) fail for their deadline, not for the
+        cut it caused.  The next command connects again."""
+        self._pending.remove(waiting)
+        waiting.errback(Failure(CancelledError()))
+        self._fail("a Redis command was given up on before its reply")
 
     def dataReceived(self, data: bytes) -> None:
         if self.lost:
@@ -190,8 +266,6 @@ class RESPProtocol(Protocol):
             self._fail("Redis replied to no command")
             return
         waiting = self._pending.popleft()
-        if waiting.called:
-            return  # given up on (timed out): its reply is dropped
         if isinstance(value, RedisError):
             waiting.errback(Failure(value))
         else:

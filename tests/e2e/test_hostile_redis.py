@@ -8,8 +8,9 @@ to nothing, random bytes) or never answers.  The test PUBLISHes garbage on every
 channel the processes follow (and ``aigw:elicitation``, followed only with
 ``user_oauth`` backends), a flood of it, and opens GET streams with a ``Last-Event-ID``
 nested deeper than Python's JSON decoder recurses.  Then the official SDK client's
-``tools/call`` is served by each of the four processes, a DELETE on one process is
-heard by the others (their subscriptions survived), the garbage was counted in
+``tools/call`` is served by each of the four processes; a 70 KiB note on every channel is
+skipped and counted, and a DELETE on one process right after is heard by the others on
+the subscriptions they made at the start (none was cut); the garbage was counted in
 ``aigw_session_store_failures_total``, and no process logged a traceback.
 """
 
@@ -56,6 +57,8 @@ GARBAGE = [
     b'{"n":' + b"[" * 3000 + b"}",
     b'{"n":"e","i":"x","s":"y","d":"' + b"\t0" * 32 + b'"}',
 ]
+#: A note longer than aigw buffers (``MAX_REPLY_BYTES``): skipped, not a cut.
+LONG_NOTE = 70 * 1024
 #: Well-formed notes naming sessions nobody holds: a flood of them costs a lookup each.
 FLOOD = [b"%s %064x" % (kind, n) for n in range(1500) for kind in (b"p", b"l")]
 CHANNELS = (
@@ -202,6 +205,11 @@ def failures(gateway: Gateway) -> float:
     return gateway.metric("aigw_session_store_failures_total") or 0.0
 
 
+def subscriptions(gateway: Gateway) -> int:
+    """The subscriptions ``gateway`` made (each logs once it has caught up)."""
+    return gateway.process.log().count("following ended sessions at")
+
+
 async def test_garbage_on_every_channel_and_broken_resp_leave_every_process_serving(
     gateways: list[Gateway], redis: int
 ) -> None:
@@ -227,10 +235,10 @@ async def test_garbage_on_every_channel_and_broken_resp_leave_every_process_serv
     # flood's are well formed and name no stream held: a lookup each, nothing counted).
     malformed = 2 * len(GARBAGE)
 
-    def counted() -> list[float]:
-        return [failures(g) - b for g, b in zip(shared, before, strict=True)]
+    def counted(since: list[float]) -> list[float]:
+        return [failures(g) - b for g, b in zip(shared, since, strict=True)]
 
-    assert until(lambda: all(n >= malformed for n in counted())), counted()
+    assert until(lambda: all(n >= malformed for n in counted(before))), counted(before)
 
     # A Last-Event-ID nested deeper than json.loads recurses: the stream opens.
     deep = base64.urlsafe_b64encode(b"[" * 3000).decode()
@@ -245,7 +253,17 @@ async def test_garbage_on_every_channel_and_broken_resp_leave_every_process_serv
     for number, gateway in enumerate(gateways):
         assert await echo_through(gateway, f"after {number}") == f"after {number}"
 
-    # The subscriptions lived through it: a DELETE on one is a 404 on the others.
+    # A note longer than aigw holds (70 KiB) on every channel: skipped as it comes and
+    # counted, the subscription kept (it was cut, and notes sent in the next second lost).
+    made = [subscriptions(gateway) for gateway in shared]
+    assert made == [1, 1, 1], [g.process.log_tail() for g in shared]
+    skipped = [failures(gateway) for gateway in shared]
+    long = [[b"PUBLISH", channel, os.urandom(LONG_NOTE)] for channel in CHANNELS]
+    assert redis_call(redis, *long) == [followers[c[1]] for c in long]
+    assert until(lambda: all(n >= 2 for n in counted(skipped))), counted(skipped)
+
+    # The subscriptions lived through it: a DELETE on one is a 404 on the others, heard
+    # on the subscription made at the start (none was made again: no catch-up told them).
     session = open_session(shared[0].url)
     deleted = httpx2.delete(shared[0].url, headers=session, timeout=30)
     assert deleted.status_code in (200, 204), deleted.text
@@ -256,6 +274,7 @@ async def test_garbage_on_every_channel_and_broken_resp_leave_every_process_serv
             return httpx2.post(g.url, json=ping, headers=session, timeout=30).status_code == 404
 
         assert until(refused), gateway.process.log_tail()
+    assert [subscriptions(gateway) for gateway in shared] == made
 
     # The broken Redis was asked, each of its answers a counted failure; the process
     # served all along (on_redis_error: open).

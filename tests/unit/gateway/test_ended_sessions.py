@@ -21,7 +21,13 @@ from aigw.gateway.ended_sessions import (
 from aigw.gateway.redis_client import MAX_REPLY_BYTES, RECONNECT_DELAY, encode
 from aigw.protocol import jsonrpc
 from aigw.sealed.sealer import Sealer
-from aigw.sealed.session_id import BackendSession, SessionCodec, SessionNotFound, SessionState
+from aigw.sealed.session_id import (
+    BackendSession,
+    Ended,
+    SessionCodec,
+    SessionNotFound,
+    SessionState,
+)
 from tests.unit.gateway.fake_redis import FakeRedis, FakeRedisTestCase, bulk
 from tests.unit.gateway.helpers import SHARED_KEY, GatewayTestCase
 from tests.unit.memory import run
@@ -229,27 +235,48 @@ class EndedSessionsTests(FakeRedisTestCase):
         self.assertFalse([e for e in events if "log_failure" in e])
 
     @run
-    async def test_a_note_over_the_reply_bound_costs_a_resubscription(self) -> None:
-        """A note longer than ``MAX_REPLY_BYTES``, coming as TCP reads it (64 KiB at a
-        time): the subscription's buffer stays bounded, so its connection is cut
-        (counted, no traceback) and made again after ``RECONNECT_DELAY``, catching up
-        from the keys; later notes are heard."""
+    async def test_a_note_over_the_reply_bound_is_skipped_counted_and_the_subscription_lives(
+        self,
+    ) -> None:
+        """Notes longer than ``MAX_REPLY_BYTES``, coming as TCP reads them (64 KiB at a
+        time): each skipped as it comes (the subscription's buffer stays bounded),
+        counted, logged once, no traceback; the connection is kept (before, it was cut
+        and made again after ``RECONNECT_DELAY``, losing the notes sent meanwhile), and
+        the note sent right after is heard on it."""
         codec, ended = self.process()
         await self.network.settle()
         [subscribed] = [c for c in self.redis.connections if c.channels]
         assert subscribed.transport is not None
         frame = encode(b"message", ended_sessions.CHANNEL, b"x" * 2 * MAX_REPLY_BYTES)
+        frame += encode(b"message", ended_sessions.CHANNEL, b"y" * (MAX_REPLY_BYTES - 20))
+        frame += encode(b"message", ended_sessions.CHANNEL, b"%064x 5000" % 1)
         with capturedLogs() as events:
             for start in range(0, len(frame), 65_536):
                 subscribed.transport.write(frame[start : start + 65_536])
                 await self.network.settle()
-            self.assertEqual(ended.failures.count, 1)
-            await self.network.sleep(RECONNECT_DELAY + 0.1)
-            self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)
-            self.publish(ended_sessions.CHANNEL, b"%064x 5000" % 1)
-            await self.network.settle()
+        self.assertEqual(ended.failures.count, 2)
         self.assertEqual(len(codec._ended), 1)
+        self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 1)
+        self.assertIn(subscribed, self.redis.connections)
+        [warned] = [e for e in events if e.get("doing") == "hearing"]
+        self.assertIn(f"skipped a note of {2 * MAX_REPLY_BYTES} bytes", warned["error"])
         self.assertFalse([e for e in events if "log_failure" in e])
+
+    @run
+    async def test_a_long_note_not_ended_by_crlf_still_cuts_the_connection(self) -> None:
+        """Skipping keeps the framing: a payload whose length is a lie is not RESP, and
+        the connection is cut (counted), made again after ``RECONNECT_DELAY``."""
+        _, ended = self.process()
+        await self.network.settle()
+        [subscribed] = [c for c in self.redis.connections if c.channels]
+        assert subscribed.transport is not None
+        frame = encode(b"message", ended_sessions.CHANNEL, b"x" * 2 * MAX_REPLY_BYTES)
+        subscribed.transport.write(frame[:-2] + b"xx")
+        await self.network.settle()
+        self.assertEqual(ended.failures.count, 1)
+        self.assertNotIn(subscribed, self.redis.connections)
+        await self.network.sleep(RECONNECT_DELAY + 0.1)
+        self.assertEqual(self.redis.names().count(b"SUBSCRIBE"), 2)
 
     @run
     async def test_a_reader_that_raises_is_counted_and_the_subscription_lives(self) -> None:
@@ -374,6 +401,47 @@ class OneBoundTests(FakeRedisTestCase):
         self.assertEqual(self.redis.names(), [b"SELECT", b"PUBLISH"])
         # Room for both replies: the call succeeds.
         self.assertEqual(await self.store(2.5).command(b"PUBLISH", b"aigw:x", b"m"), 0)
+
+    @run
+    async def test_a_command_past_its_bound_drops_its_connection(self) -> None:
+        """A server trickling a reply past the bound: the call fails at the bound and its
+        connection is cut (kept, the trickle would hold it for ever); the next command
+        connects again and is answered."""
+        ended = self.store(1.0)
+        self.assertEqual(await ended.command(b"PING"), "PONG")
+        self.redis.silent = True
+        calling = defer.ensureDeferred(ended.command(b"PUBLISH", b"aigw:x", b"m"))
+        [server] = self.redis.connections
+        assert server.transport is not None
+        server.transport.write(b"$1000\r\n")  # the reply, begun, then trickling
+        for _ in range(11):
+            await self.network.sleep(0.1)
+            server.transport.write(b"x")
+        with self.assertRaises(defer.TimeoutError):
+            await calling
+        await self.network.settle()
+        self.assertEqual(self.network.open_connections(self.port), 0)
+        self.redis.silent = False
+        self.assertEqual(await ended.command(b"PUBLISH", b"aigw:x", b"m"), 0)
+        self.assertEqual(
+            self.redis.names(), [b"SELECT", b"PING", b"PUBLISH", b"SELECT", b"PUBLISH"]
+        )
+
+    @run
+    async def test_an_end_told_past_the_bound_is_reported_as_its_timeout(self) -> None:
+        """SET and PUBLISH sent together, neither answered: the bound cancels both and
+        cuts the connection; the warning names the bound, not the cut it caused."""
+        ended = self.store(1.0)
+        ended.startService()
+        self.addCleanup(lambda: self.network.run(ended.stopService()))
+        await self.network.settle()
+        self.redis.silent = True
+        with capturedLogs() as events:
+            ended.announce(Ended(bytes(32), self.reactor.seconds() + 60))
+            await self.network.sleep(1.1)
+        [warned] = [e for e in events if e.get("doing") == "telling an end"]
+        self.assertEqual(warned["error"], "no reply within 1 s")
+        self.assertEqual(self.network.open_connections(self.port), 1)  # the subscription's
 
     @run
     async def test_the_subscription_is_made_within_one_bound(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +19,7 @@ from aigw.gateway.redis_client import (
     RedisError,
     RESPProtocol,
     RESPReader,
+    Skipped,
     encode,
 )
 from aigw.gateway.store_failures import StoreUnavailable
@@ -59,6 +60,110 @@ class ParserTests(SynchronousTestCase):
 
     def test_commands_are_arrays_of_bulk_strings(self) -> None:
         self.assertEqual(encode(b"GET", "k", 5), b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n")
+
+
+#: The bound of the readers below: small, so that hypothesis's notes cross it.
+BOUND = 64
+#: Replies a subscribed connection gets besides messages (SUBSCRIBE's, PING's).
+OTHER_REPLIES = [
+    (b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", [b"subscribe", b"ch", 1]),
+    (b"*2\r\n$4\r\npong\r\n$0\r\n\r\n", [b"pong", b""]),
+]
+
+
+def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut into reads at ``cuts`` (lengths, the rest in a last read)."""
+    split, rest = [], data
+    for cut in cuts:
+        split.append(rest[:cut])
+        rest = rest[cut:]
+    return [*split, rest]
+
+
+class SkippedMessageTests(SynchronousTestCase):
+    """A subscribed connection's reader (``skip_messages``): a published message too
+    long to hold is skipped as it comes, ``Skipped`` in its payload's place; anything
+    else past the bound, or not RESP, is still an error."""
+
+    @FUZZ
+    @given(
+        st.lists(
+            st.one_of(
+                st.tuples(st.binary(min_size=1, max_size=8), st.binary(max_size=3 * BOUND)),
+                st.sampled_from(OTHER_REPLIES),
+            ),
+            max_size=8,
+        ),
+        st.lists(st.integers(1, 2 * BOUND), max_size=20),
+    )
+    def test_any_split_delivers_the_same_notes_and_skips(
+        self, sent: list[tuple[bytes, object]], cuts: list[int]
+    ) -> None:
+        stream, expected = b"", []
+        for first, second in sent:
+            if isinstance(second, list):  # another reply
+                stream += first
+                expected.append(second)
+                continue
+            assert isinstance(second, bytes)
+            frame = encode(b"message", first, second)
+            stream += frame
+            fits = len(frame) <= BOUND
+            expected.append([b"message", first, second if fits else Skipped(len(second))])
+        reader, got = RESPReader(max_bytes=BOUND, skip_messages=True), []
+        for piece in pieces(stream, cuts):
+            got += reader.feed(piece)
+            self.assertLessEqual(len(reader), BOUND)  # a long payload is never buffered
+        self.assertEqual(got, expected)
+        self.assertEqual(len(reader), 0)
+
+    def test_a_skipped_payload_is_read_once_as_it_comes(self) -> None:
+        """A 1 MiB note trickled 1 KiB per read: no read parses anything twice, and
+        nothing of it is held."""
+        reader, parsed = RESPReader(skip_messages=True), []
+        item = reader._item
+
+        def counted(pos: int) -> object:
+            parsed.append(pos)
+            return item(pos)
+
+        reader._item = counted  # type: ignore[method-assign]
+        frame = encode(b"message", b"aigw:ended", b"x" * 1024 * 1024)
+        got, reads = [], range(0, len(frame), 1024)
+        for start in reads:
+            got += reader.feed(frame[start : start + 1024])
+            self.assertLessEqual(len(reader), 64)
+        self.assertEqual(got, [[b"message", b"aigw:ended", Skipped(1024 * 1024)]])
+        # The four headers, then a look at an empty buffer per read: the payload's bytes
+        # are discarded before the parser, never searched for a line's end.
+        self.assertLessEqual(len(parsed), len(reads) + 4)
+
+    def test_only_a_messages_payload_is_skipped(self) -> None:
+        big = b"x" * BOUND
+        refused = {
+            "a reader of replies": (False, encode(b"message", b"ch", big)),
+            "a long channel": (True, encode(b"message", big, b"x")),
+            "a pmessage (aigw subscribes to no pattern)": (
+                True,
+                encode(b"pmessage", b"p*", b"ch", big),
+            ),
+            "a reply of two items": (True, encode(b"message", big)),
+            "a message in an array": (True, b"*1\r\n" + encode(b"message", b"ch", big)),
+            "a long reply": (True, b"$%d\r\n%s\r\n" % (len(big), big)),
+            "a payload not ended by CRLF": (True, encode(b"message", b"ch", big)[:-2] + b"\rx"),
+            "a payload longer than its length": (
+                True,
+                b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$%d\r\n%s\r\n" % (BOUND, big + b"x"),
+            ),
+        }
+        for name, (skip, data) in refused.items():
+            with self.subTest(name):
+                reader = RESPReader(max_bytes=BOUND, skip_messages=skip)
+                with self.assertRaises(ValueError):
+                    for byte in range(len(data)):
+                        reader.feed(data[byte : byte + 1])
+                with self.assertRaises(ValueError):
+                    RESPReader(max_bytes=BOUND, skip_messages=skip).feed(data)
 
 
 def connected() -> tuple[RESPProtocol, StringTransport, list[Failure | object]]:
@@ -106,6 +211,28 @@ class HostileServerTests(SynchronousTestCase):
                 self.assertIsInstance(outcome.value, StoreUnavailable)
                 self.assertIn(why, str(outcome.value))
 
+    def test_a_command_given_up_on_cuts_the_connection(self) -> None:
+        """A command past its deadline (``addTimeout`` cancels it) while its reply
+        trickles in: the connection is cut, the reply's framing abandoned, the command
+        cancelled, the one pipelined after it unavailable; what comes later is not read."""
+        protocol, transport, outcomes = connected()
+        later: list[Failure | object] = []
+        protocol.command(b"GET", b"k").addBoth(later.append)
+        protocol.dataReceived(b"$1000\r\nabc")  # the PING's reply, trickling
+        first = protocol._pending[0]
+        first.cancel()
+        self.assertTrue(protocol.lost and transport.disconnecting)
+        [outcome] = outcomes
+        assert isinstance(outcome, Failure)
+        self.assertIsInstance(outcome.value, CancelledError)
+        [other] = later
+        assert isinstance(other, Failure)
+        self.assertIsInstance(other.value, StoreUnavailable)
+        protocol.dataReceived(b"d" * 997 + b"\r\n+OK\r\n")  # late: dropped, no error
+        self.assertEqual(len(protocol._pending), 0)
+        with self.assertRaises(StoreUnavailable):
+            protocol.command(b"PING")
+
     def test_nesting_up_to_the_bound_is_read(self) -> None:
         reply = b"*1\r\n" * MAX_NESTING + b":7\r\n"
         value: object = 7
@@ -133,11 +260,7 @@ class HostileServerTests(SynchronousTestCase):
         self, data: bytes, cuts: list[int]
     ) -> None:
         protocol, transport, outcomes = connected()
-        pieces, rest = [], data
-        for cut in cuts:
-            pieces.append(rest[:cut])
-            rest = rest[cut:]
-        for piece in [*pieces, rest]:
+        for piece in pieces(data, cuts):
             protocol.dataReceived(piece)  # raises nothing
         self.assertLessEqual(len(protocol._reader), MAX_REPLY_BYTES + 64)
         for outcome in outcomes:
