@@ -5,9 +5,9 @@ Over Streamable HTTP a response to a backend's request travels as a POST of its 
 JSON-RPC response), on the upstream session the request came on, with the
 credentials aigw uses toward that backend for the principal (never the client's
 token).  Every such answer goes through ``UpstreamAnswers.post``: relayed client
-answers and refusals (``Exchange.answer_upstream``) and aigw's own ``pong``
-(``protocol/ping.py``), on a client session's streams or on the reply of a request aigw
-makes before any session exists (``exchange.OwnCollector``).
+answers (``Exchange.answer``), aigw's refusals (``Exchange.refuse``, ``refused``) and
+its own ``pong`` (``protocol/ping.py``), on a client session's streams or on the reply
+of a request aigw makes before any session exists (``exchange.OwnCollector``).
 
 An answer never waits for a request slot (``UpstreamTransport.respond``): the reply
 of the request holding one may be waiting for that very answer (a backend that
@@ -15,9 +15,10 @@ pings, or asks for sampling, on each call and answers none until answered), and
 with every slot so held nothing would move until each call's timeout.  Answers
 have a bound of their own instead, and what waits for it is bounded here:
 
-* aigw's own answers made on the spot (a pong, the refusal of a request sent on
-  the reply of aigw's own ``initialize``, ``server/discover`` or tools/list:
-  ``refused``) are at most ``MAX_ANSWERS_IN_FLIGHT`` per upstream session; past it
+* aigw's own answers made on the spot (a pong; a refusal: of a request sent on
+  the reply of aigw's own ``initialize``, ``server/discover`` or a list,
+  ``refused``, and of one no client can take, ``Exchange.refuse``) are at most
+  ``MAX_ANSWERS_IN_FLIGHT`` per upstream session (``answer_now``); past it
   the request goes unanswered rather than queued, which for a ping
   basic/utilities/ping leaves to the sender (it "MAY consider the connection
   stale") and for another request is its own timeout;
@@ -71,7 +72,7 @@ class UpstreamAnswers:
         answer = pong(message)
         if answer is None:
             return False
-        self._answer_now(where, principal, answer)
+        self.answer_now(where, principal, answer)
         return True
 
     def refused(
@@ -87,10 +88,13 @@ class UpstreamAnswers:
         ):
             return False
         answer = jsonrpc.to_dict(refusal(message["id"], message["method"], why, reason))
-        self._answer_now(where, principal, answer)
+        self.answer_now(where, principal, answer)
         return True
 
-    def _answer_now(self, where: Where, principal: Principal | None, answer: Any) -> None:
+    def answer_now(self, where: Where, principal: Principal | None, answer: Any) -> None:
+        """POST aigw's own ``answer`` (a pong, a refusal) on ``where`` without waiting,
+        unless that session already has ``MAX_ANSWERS_IN_FLIGHT`` on their way: then
+        it is dropped (and the backend's request left to its timeout)."""
         count = self._in_flight.get(where, 0)
         if count >= MAX_ANSWERS_IN_FLIGHT:
             if where not in self._dropping:

@@ -365,19 +365,23 @@ class Exchange:
         return self.answers.pinged(_where(upstream_session), principal, message)
 
     async def answer(self, session: ClientSession, backend: str, payload: dict[str, Any]) -> None:
-        """The client's response to a backend's request, sent back to that backend."""
+        """The client's response to a backend's request, POSTed back to that backend on
+        the upstream session it came on (``answers.py``)."""
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             return
-        await self.answer_upstream(upstream_session, session.principal, payload)
+        await self.answers.post(_where(upstream_session), session.principal, payload)
 
-    async def answer_upstream(
-        self, upstream_session: BackendSession, principal: Principal, payload: dict[str, Any]
+    def refuse(
+        self,
+        upstream_session: BackendSession | None,
+        principal: Principal,
+        refused: jsonrpc.ErrorResponse,
     ) -> None:
-        """A response to a backend's request, POSTed on the upstream session it came on
-        (``answers.py``): a client's answer, or aigw's for a request no client stream
-        took (``Relay.unreachable``)."""
-        await self.answers.post(_where(upstream_session), principal, payload)
+        """aigw's refusal of a backend's request no client can take, POSTed at once on the
+        upstream session it came on, bounded per session as pongs are (``answers.py``)."""
+        if upstream_session is not None:  # else no longer in the session: nowhere to answer
+            self.answers.answer_now(_where(upstream_session), principal, jsonrpc.to_dict(refused))
 
 
 def _where(upstream_session: BackendSession) -> Where:
