@@ -230,6 +230,17 @@ class FakeTransport:
         await self._record("post", message, session_id, protocol_version, extra_headers, principal)
         return self._play(message, sink, on_reader, session_id)
 
+    async def respond(
+        self,
+        body: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        principal: Principal | None = None,
+    ) -> None:
+        """Recorded as a ``post`` (what it is on the wire), never scripted."""
+        message = json.loads(body)
+        await self._record("post", message, session_id, protocol_version, None, principal)
+
     async def listen(
         self,
         body: bytes,

@@ -5,16 +5,28 @@ Over Streamable HTTP a response to a backend's request travels as a POST of its 
 JSON-RPC response), on the upstream session the request came on, with the
 credentials aigw uses toward that backend for the principal (never the client's
 token).  Every such answer goes through ``UpstreamAnswers.post``: relayed client
-answers and refusals (``Exchange.answer_upstream``) and aigw's own ``pong``
-(``protocol/ping.py``), on a client session's streams or on the reply of a request aigw
-makes before any session exists (``exchange.OwnCollector``).
+answers (``Exchange.answer``), aigw's refusals (``Exchange.refuse``, ``refused``) and
+its own ``pong`` (``protocol/ping.py``), on a client session's streams or on the reply
+of a request aigw makes before any session exists (``exchange.OwnCollector``).
+
+An answer never waits for a request slot (``UpstreamTransport.respond``): the reply
+of the request holding one may be waiting for that very answer (a backend that
+pings, or asks for sampling, on each call and answers none until answered), and
+with every slot so held nothing would move until each call's timeout.  Answers
+have a bound of their own instead, and what waits for it is bounded here:
+
+* aigw's own answers made on the spot (a pong; a refusal: of a request sent on
+  the reply of aigw's own ``initialize``, ``server/discover`` or a list,
+  ``refused``, and of one no client can take, ``Exchange.refuse``) are at most
+  ``MAX_ANSWERS_IN_FLIGHT`` per upstream session (``answer_now``); past it
+  the request goes unanswered rather than queued, which for a ping
+  basic/utilities/ping leaves to the sender (it "MAY consider the connection
+  stale") and for another request is its own timeout;
+* a client's answer travels while the client's POST that carries it waits, so
+  those are bounded by the client requests the web layer lets in.
 
 A ping is answered without waiting for anything and never awaited by the reply that
-carried it; the answers of one upstream session in flight are bounded
-(``MAX_PONGS_IN_FLIGHT``): a backend that pings faster than it takes the answers
-would otherwise grow aigw's memory with POSTs waiting for a request slot
-(``upstream/client.py``), one per ping.  Past the bound a ping goes unanswered, which
-basic/utilities/ping leaves to the sender: it "MAY consider the connection stale".
+carried it.
 """
 
 from __future__ import annotations
@@ -28,62 +40,82 @@ from twisted.logger import Logger
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.ping import pong
+from aigw.protocol.refusals import refusal
 from aigw.upstream.api import UpstreamError, UpstreamTransport
 
-#: Pongs of one upstream session POSTed and not yet answered; more pings are dropped.
-MAX_PONGS_IN_FLIGHT = 8
+#: aigw's own answers (pongs, refusals) of one upstream session POSTed and not yet
+#: taken; more of the backend's requests are dropped.
+MAX_ANSWERS_IN_FLIGHT = 8
 
 #: An upstream session as an answer names it: backend, ``Mcp-Session-Id`` (None: the
 #: backend gave none), ``MCP-Protocol-Version`` (None: none sent).
 Where = tuple[str, str | None, str | None]
 
 
-def ignore(message: Any) -> None:
-    """Sink for replies whose content does not matter (notifications, answers, DELETE)."""
-
-
 class UpstreamAnswers:
-    """POSTs aigw's answers to backends' requests; pongs bounded per upstream session."""
+    """POSTs aigw's answers to backends' requests; its own bounded per upstream session."""
 
     log = Logger()
 
     def __init__(self, transports: Mapping[str, UpstreamTransport]) -> None:
         #: The gateway's one mapping of transports, changed in place by a reload.
         self.transports = transports
-        #: Pongs in flight per upstream session (entries leave at zero).
-        self._pongs: dict[Where, int] = {}
-        #: Sessions whose pings are being dropped: logged once until a place frees.
+        #: aigw's own answers in flight per upstream session (entries leave at zero).
+        self._in_flight: dict[Where, int] = {}
+        #: Sessions whose requests are being dropped: logged once until a place frees.
         self._dropping: set[Where] = set()
 
     def pinged(self, where: Where, principal: Principal | None, message: Any) -> bool:
         """Whether ``message`` is a ping, which is then answered at once on ``where``
         (``protocol/ping.py`` says why by aigw), unless that session already has
-        ``MAX_PONGS_IN_FLIGHT`` answers on their way."""
+        ``MAX_ANSWERS_IN_FLIGHT`` answers on their way."""
         answer = pong(message)
         if answer is None:
             return False
-        count = self._pongs.get(where, 0)
-        if count >= MAX_PONGS_IN_FLIGHT:
+        self.answer_now(where, principal, answer)
+        return True
+
+    def refused(
+        self, where: Where, principal: Principal | None, message: Any, why: str, reason: str
+    ) -> bool:
+        """Whether ``message`` is a request (not a ping: ``pinged``), which is then
+        refused at once on ``where`` (``protocol/refusals.py``: ``refusal`` with
+        ``reason``), within the same bound as pongs."""
+        if (
+            not isinstance(message, dict)
+            or "id" not in message
+            or not isinstance(message.get("method"), str)
+        ):
+            return False
+        answer = jsonrpc.to_dict(refusal(message["id"], message["method"], why, reason))
+        self.answer_now(where, principal, answer)
+        return True
+
+    def answer_now(self, where: Where, principal: Principal | None, answer: Any) -> None:
+        """POST aigw's own ``answer`` (a pong, a refusal) on ``where`` without waiting,
+        unless that session already has ``MAX_ANSWERS_IN_FLIGHT`` on their way: then
+        it is dropped (and the backend's request left to its timeout)."""
+        count = self._in_flight.get(where, 0)
+        if count >= MAX_ANSWERS_IN_FLIGHT:
             if where not in self._dropping:
                 self._dropping.add(where)
                 self.log.warn(
-                    "backend {backend} pings faster than it takes the answers "
-                    "({count} in flight): its pings are dropped until one is taken",
+                    "backend {backend} sends requests faster than it takes the answers "
+                    "({count} in flight): they are dropped until one is taken",
                     backend=where[0],
                     count=count,
                 )
-            return True
-        self._pongs[where] = count + 1
+            return
+        self._in_flight[where] = count + 1
         work = ensureDeferred(self.post(where, principal, answer))
-        work.addErrback(lambda f: self.log.failure("answering a ping", f))
+        work.addErrback(lambda f: self.log.failure("answering a request", f))
         work.addBoth(lambda _: self._answered(where))
-        return True
 
     def _answered(self, where: Where) -> None:
         self._dropping.discard(where)
-        count = self._pongs.pop(where) - 1
+        count = self._in_flight.pop(where) - 1
         if count:
-            self._pongs[where] = count
+            self._in_flight[where] = count
 
     async def post(
         self, where: Where, principal: Principal | None, payload: dict[str, Any]
@@ -95,9 +127,7 @@ class UpstreamAnswers:
             transport = self.transports.get(name)
             if transport is None:
                 raise UpstreamError(name, "unavailable", "removed from the configuration")
-            await transport.post(
-                jsonrpc.dumps(payload), ignore, session_id, version, principal=principal
-            )
+            await transport.respond(jsonrpc.dumps(payload), session_id, version, principal)
         except UpstreamError as error:
             self.log.warn(
                 "answering a request of {backend}: {error}", backend=name, error=str(error)

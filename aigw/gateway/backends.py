@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from aigw.gateway.answers import UpstreamAnswers, ignore
+from aigw.gateway.answers import UpstreamAnswers
 from aigw.gateway.capabilities import routing_capabilities
 from aigw.gateway.exchange import OwnCollector
 from aigw.gateway.fanout import fan_out
@@ -31,7 +31,7 @@ from aigw.protocol.revision import (
 )
 from aigw.protocol.versions import LATEST_VERSION
 from aigw.sealed.session_id import BackendSession
-from aigw.upstream.api import AuthorizationRequired, UpstreamError, UpstreamTransport
+from aigw.upstream.api import AuthorizationRequired, UpstreamError, UpstreamTransport, ignore
 
 if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from aigw.gateway.answers import UpstreamAnswers, Where, ignore
+from aigw.gateway.answers import UpstreamAnswers, Where
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
@@ -28,6 +28,7 @@ from aigw.upstream.api import (
     UpstreamError,
     UpstreamSessionGone,
     UpstreamTransport,
+    ignore,
 )
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ class OwnCollector(Collector):
     doctor's ``tools/list``.  Only the answer matters; a ping the backend sends on the
     reply is answered at once (basic/utilities/ping, the receiver "MUST respond
     promptly"; basic/lifecycle "Initialization" lets a server ping before it is
-    initialized), on the session the reply's head names.
+    initialized), and any other request refused at once (``refused_own``), on the
+    session the reply's head names.
 
     That head comes before its SSE body (``BodyReader.session_id``: the
     ``Mcp-Session-Id`` an ``initialize`` reply assigns, else the request's), so the pong
@@ -139,8 +141,27 @@ class OwnCollector(Collector):
         self.session_id = reader.session_id
 
     def elsewhere(self, message: Any) -> None:
+        """A ping is answered; any other request refused at once (``refused_own``)."""
         where = (self.backend, self.session_id, self.version)
-        self.answers.pinged(where, self.principal, message)
+        if not self.answers.pinged(where, self.principal, message):
+            refused_own(self.answers, where, self.principal, message)
+
+
+#: ``refused_own``'s ``data.reason`` (``protocol/refusals.py``).
+OWN_REQUEST = "own_request"
+
+
+def refused_own(
+    answers: UpstreamAnswers, where: Where, principal: Principal | None, message: Any
+) -> bool:
+    """Refuse a request (not a ping) a backend sent on the reply of a request aigw made
+    of its own (``initialize``, ``server/discover``, a list, ``logging/setLevel``),
+    rather than leave it to the backend's timeout: no client made that request, so
+    none is there to answer (SEP-2260, 2026-07-28: a server's request MUST be made in
+    association with a client's; basic/lifecycle: before ``initialized`` a server
+    SHOULD NOT send requests other than pings and logging)."""
+    why = "sent on the reply of a request aigw made itself, which no client can answer"
+    return answers.refused(where, principal, message, why, OWN_REQUEST)
 
 
 class Exchange:
@@ -261,11 +282,16 @@ class Exchange:
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> dict[str, Any] | None:
         """A request of aigw's own (lists, setLevel, subscriptions): only the answer
-        matters, but a ping the backend sends meanwhile is answered (``pinged``)."""
+        matters, but a ping the backend sends meanwhile is answered (``pinged``), and
+        any other request refused (``refused_own``)."""
         upstream_id = self.next_id()
 
         def other(message: Any) -> None:
-            self.pinged(session.backends.get(backend), session.principal, message)
+            upstream_session = session.backends.get(backend)
+            if self.pinged(upstream_session, session.principal, message):
+                return
+            if upstream_session is not None:
+                refused_own(self.answers, _where(upstream_session), session.principal, message)
 
         return await self.request(
             session, backend, upstream_id, method, params, Collector(upstream_id, other)
@@ -339,19 +365,23 @@ class Exchange:
         return self.answers.pinged(_where(upstream_session), principal, message)
 
     async def answer(self, session: ClientSession, backend: str, payload: dict[str, Any]) -> None:
-        """The client's response to a backend's request, sent back to that backend."""
+        """The client's response to a backend's request, POSTed back to that backend on
+        the upstream session it came on (``answers.py``)."""
         upstream_session = session.backends.get(backend)
         if upstream_session is None:
             return
-        await self.answer_upstream(upstream_session, session.principal, payload)
+        await self.answers.post(_where(upstream_session), session.principal, payload)
 
-    async def answer_upstream(
-        self, upstream_session: BackendSession, principal: Principal, payload: dict[str, Any]
+    def refuse(
+        self,
+        upstream_session: BackendSession | None,
+        principal: Principal,
+        refused: jsonrpc.ErrorResponse,
     ) -> None:
-        """A response to a backend's request, POSTed on the upstream session it came on
-        (``answers.py``): a client's answer, or aigw's for a request no client stream
-        took (``Relay.unreachable``)."""
-        await self.answers.post(_where(upstream_session), principal, payload)
+        """aigw's refusal of a backend's request no client can take, POSTed at once on the
+        upstream session it came on, bounded per session as pongs are (``answers.py``)."""
+        if upstream_session is not None:  # else no longer in the session: nowhere to answer
+            self.answers.answer_now(_where(upstream_session), principal, jsonrpc.to_dict(refused))
 
 
 def _where(upstream_session: BackendSession) -> Where:

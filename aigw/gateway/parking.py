@@ -257,8 +257,8 @@ class Parking:
             else:
                 continue
             del call.asked[key]
-            work = self.exchange.answer(call.session, call.backend, jsonrpc.to_dict(refused))
-            ensureDeferred(work).addErrback(lambda f: self.log.failure("refusing", f))
+            upstream_session = call.session.backends.get(call.backend)
+            self.exchange.refuse(upstream_session, call.session.principal, refused)
         return bool(call.asked)
 
     def _park(self, call: ParkedCall, session: ClientSession) -> dict[str, Any]:

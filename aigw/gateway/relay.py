@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.log_levels import passes
@@ -86,10 +85,8 @@ class Relay:
             backend=backend,
             capability=lacking,
         )
-        answer = jsonrpc.to_dict(capability_refusal(message["id"], message["method"], lacking))
-        ensureDeferred(self.exchange.answer(session, backend, answer)).addErrback(
-            lambda f: self.log.failure("refusing {method}", f, method=message["method"])
-        )
+        refused = capability_refusal(message["id"], message["method"], lacking)
+        self.exchange.refuse(session.backends.get(backend), session.principal, refused)
         return True
 
     def unreachable(
@@ -113,11 +110,7 @@ class Relay:
             method=method,
             why=why,
         )
-        answer = jsonrpc.to_dict(refusal(message["id"], method, why, reason))
-        work = self.exchange.answer_upstream(upstream, principal, answer)
-        ensureDeferred(work).addErrback(
-            lambda f: self.log.failure("refusing {method}", f, method=method)
-        )
+        self.exchange.refuse(upstream, principal, refusal(message["id"], method, why, reason))
 
     async def to_backend(self, session: ClientSession, message: Any) -> None:
         """The client's answer to a relayed server-to-client request goes back to its backend;

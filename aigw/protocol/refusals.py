@@ -20,7 +20,10 @@ README lists them):
   call in flight can be said to have made (``upstream/stdio_session.py``).  Such
   requests MUST be made in association with a client request (SEP-2260, 2026-07-28;
   2025-11-25 basic/transports "SHOULD relate to the originating client request"), and
-  any open stream of the process may be another user's.
+  any open stream of the process may be another user's;
+* ``own_request``: a request sent on the reply of one aigw made itself
+  (``initialize``, ``server/discover``, a list it fetches), which no client made
+  (``gateway/exchange.py`` ``refused_own``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ MessageSink = Callable[[Any], None]
 HeaderFields = Sequence[tuple[bytes, bytes]]
 
 
+def ignore(message: Any) -> None:
+    """Sink for replies whose content does not matter (notifications, answers, DELETE)."""
+
+
 class UpstreamError(Exception):
     """The backend could not answer; ``kind`` says how, ``detail`` says what was seen."""
 
@@ -126,6 +130,18 @@ class UpstreamTransport(Protocol):
         principal: Principal | None = None,
     ) -> Reply:
         """Send one JSON-RPC message; each message of the reply goes to ``sink``."""
+        ...
+
+    async def respond(
+        self,
+        body: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        principal: Principal | None = None,
+    ) -> None:
+        """Send one JSON-RPC response to the backend's request (2025-11-25
+        basic/transports "Sending Messages to the Server": a POST of its own).  It
+        never waits behind requests, whose replies may be waiting for it."""
         ...
 
     async def listen(

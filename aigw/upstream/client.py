@@ -42,6 +42,7 @@ from aigw.upstream.api import (
     UpstreamCredentials,
     UpstreamError,
     UpstreamSessionGone,
+    ignore,
 )
 from aigw.upstream.connection import (
     ConnectionPool,
@@ -303,7 +304,15 @@ class Upstream:
             observer=observer,
             backend=config.name,
         )
+        #: Requests in flight (their POSTs and connections): ``max_connections``.
         self._slots = DeferredSemaphore(config.max_connections)
+        #: Responses to the backend's requests in flight (``respond``), apart from the
+        #: requests: a request's reply may wait for one (a ping, a sampling question
+        #: on it), so an answer waiting for a request slot could wait for ever behind
+        #: ``max_connections`` such requests.  Bounded on their own, also by
+        #: ``max_connections``: at most twice that many POSTs (and connections) to the
+        #: backend, streams aside.  Those waiting are bounded above (``gateway/answers.py``).
+        self._answer_slots = DeferredSemaphore(config.max_connections)
         self.credentials = credentials or build_credentials(config, reactor)
 
     def _head(
@@ -341,15 +350,18 @@ class Upstream:
         on_reader: Callable[[BodyReader], None] | None = None,
         extra_headers: dict[bytes, bytes] | None = None,
         principal: Principal | None = None,
+        slots: DeferredSemaphore | None = None,
     ) -> Reply:
         """POST one JSON-RPC message (or batch); messages of the reply go to ``sink``.
 
         ``extra_headers``: the 2026-07-28 routing headers (``Mcp-Method``, ``Mcp-Name``).
+        ``slots``: the bound it waits on (default: the requests', see ``respond``).
 
         Returns when the reply ends, or as soon as the sink has what it waits
         for (it may call ``reader.stop()`` through ``on_reader``).
         """
-        slots = self._slots
+        if slots is None:
+            slots = self._slots
         if slots.tokens:
             # A free slot is taken as DeferredSemaphore.acquire would, without the
             # Deferred it makes and fires at once (one per proxied call).
@@ -377,7 +389,18 @@ class Upstream:
                     await self.credentials.refused(principal)
                 raise
         finally:
-            self._slots.release()
+            slots.release()
+
+    async def respond(
+        self,
+        body: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        principal: Principal | None = None,
+    ) -> None:
+        """POST a response to the backend's request, on the answers' own slots."""
+        slots = self._answer_slots
+        await self.post(body, ignore, session_id, protocol_version, None, None, principal, slots)
 
     async def listen(
         self,

@@ -49,6 +49,7 @@ from aigw.upstream.api import (
     Reply,
     UpstreamError,
     UpstreamSessionGone,
+    ignore,
 )
 from aigw.upstream.stdio_session import StdioSession
 
@@ -175,6 +176,16 @@ class StdioUpstream:
             body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         session = self._session(principal)
         return await session.post(message, body, sink, session_id, on_reader)
+
+    async def respond(
+        self,
+        body: bytes,
+        session_id: str | None,
+        protocol_version: str | None,
+        principal: Principal | None = None,
+    ) -> None:
+        """Write the response to the child: no slot to wait for over stdio."""
+        await self.post(body, ignore, session_id, protocol_version, principal=principal)
 
     async def listen(
         self,

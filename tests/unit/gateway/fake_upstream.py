@@ -80,6 +80,9 @@ class FakeUpstream(Resource):
         #: Set: ``initialize`` pings the client on its reply stream (id ``i<id>``) and
         #: answers only once the pong came, as a server checking its peer first would.
         self.ping_on_init = False
+        #: With ``ping_on_init``: what ``initialize``'s reply asks, in turn, each once
+        #: the answer before it came (ids ``i<id>``, then ``i<id>.<n>``).
+        self.init_questions = ["ping"]
         #: The ``ask`` tool's questions to the client, by id, waiting for its answer.
         self.awaiting: dict[str, Deferred[Any]] = {}
 
@@ -187,17 +190,26 @@ class FakeUpstream(Resource):
         return self._answer(request, body)
 
     def _ping_first(self, request: Request, ping_id: str, answer: dict[str, Any]) -> Any:
-        """Ping on the reply stream, and send ``answer`` once the pong is in."""
+        """Ask ``init_questions`` on the reply stream, each once the one before is
+        answered, and send ``answer`` once the last answer is in."""
         request.setHeader(b"content-type", b"text/event-stream")
-        request.write(sse({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}))
-        ponged: Deferred[Any] = Deferred()
-        self.awaiting[ping_id] = ponged
+        questions = list(enumerate(self.init_questions))
 
-        def answered(_: Any) -> None:
-            request.write(sse(answer))
-            request.finish()
+        def ask_next(_: Any = None) -> None:
+            if not questions:
+                request.write(sse(answer))
+                request.finish()
+                return
+            n, method = questions.pop(0)
+            qid = f"{ping_id}.{n}" if n else ping_id
+            question: dict[str, Any] = {"jsonrpc": "2.0", "id": qid, "method": method}
+            if method != "ping":
+                question["params"] = {}
+            request.write(sse(question))
+            self.awaiting[qid] = Deferred()
+            self.awaiting[qid].addCallback(ask_next)
 
-        ponged.addCallback(answered)
+        ask_next()
         return NOT_DONE_YET
 
     def _release(self, request: Request, body: Any) -> None:

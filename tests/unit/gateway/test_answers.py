@@ -6,8 +6,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.gateway.answers import MAX_PONGS_IN_FLIGHT, UpstreamAnswers
+from aigw.gateway.answers import MAX_ANSWERS_IN_FLIGHT, UpstreamAnswers
 from aigw.principal import Principal
+from aigw.protocol import jsonrpc
 from aigw.upstream.api import HeaderFields
 from tests.fakes import FakeCredentials, FakeTransport
 
@@ -61,23 +62,53 @@ class UpstreamAnswersTests(SynchronousTestCase):
 
     def test_a_flood_of_pings_is_bounded_per_session(self) -> None:
         """A backend pinging faster than it takes the answers: at most
-        MAX_PONGS_IN_FLIGHT POSTs of one session wait, the rest are dropped (and every
+        MAX_ANSWERS_IN_FLIGHT POSTs of one session wait, the rest are dropped (and every
         ping is still taken for a ping, never relayed); once answered, places free."""
         gated = Gated()
         transport = FakeTransport("files", credentials=gated)
         answers = UpstreamAnswers({"files": transport})
-        flood = [{**PING, "id": n} for n in range(MAX_PONGS_IN_FLIGHT * 4)]
+        flood = [{**PING, "id": n} for n in range(MAX_ANSWERS_IN_FLIGHT * 4)]
         with capturedLogs() as events:
             self.assertTrue(all(answers.pinged(("files", "s1", None), None, m) for m in flood))
-        self.assertEqual(len(gated.waiting), MAX_PONGS_IN_FLIGHT)
-        dropped = [e for e in events if "pings faster" in e["log_format"]]
+        self.assertEqual(len(gated.waiting), MAX_ANSWERS_IN_FLIGHT)
+        dropped = [e for e in events if "faster than it takes" in e["log_format"]]
         self.assertEqual(len(dropped), 1, "logged once per flood, not per ping")
         # Another session of the same backend has its own places.
         answers.pinged(("files", "s2", None), None, PING)
-        self.assertEqual(len(gated.waiting), MAX_PONGS_IN_FLIGHT + 1)
+        self.assertEqual(len(gated.waiting), MAX_ANSWERS_IN_FLIGHT + 1)
         gated.release()
         answered = [r.message["id"] for r in transport.requests]
-        self.assertEqual(answered, [*range(MAX_PONGS_IN_FLIGHT), "p1"])
+        self.assertEqual(answered, [*range(MAX_ANSWERS_IN_FLIGHT), "p1"])
         answers.pinged(("files", "s1", None), None, {**PING, "id": "later"})
         gated.release()
         self.assertEqual(transport.requests[-1].message["id"], "later")
+
+    def test_a_request_is_refused_on_the_session_named(self) -> None:
+        roots = {"jsonrpc": "2.0", "id": 7, "method": "roots/list"}
+        where = ("files", "s1", "2025-11-25")
+        self.assertTrue(self.answers.refused(where, ALICE, roots, "no one asked", "own_request"))
+        (sent,) = self.transport.requests
+        error = {
+            "code": jsonrpc.METHOD_NOT_FOUND,
+            "message": "roots/list: no one asked",
+            "data": {"reason": "own_request"},
+        }
+        self.assertEqual(sent.message, {"jsonrpc": "2.0", "id": 7, "error": error})
+        self.assertEqual((sent.session_id, sent.principal), ("s1", ALICE))
+
+    def test_what_is_not_a_request_is_not_refused(self) -> None:
+        note = {"jsonrpc": "2.0", "method": "notifications/progress"}
+        answer = {"jsonrpc": "2.0", "id": 3, "result": {}}
+        for message in (note, answer, [PING], "roots/list"):
+            self.assertFalse(self.answers.refused(("files", "s1", None), None, message, "x", "y"))
+        self.assertEqual(self.transport.requests, [])
+
+    def test_refusals_and_pongs_share_the_bound(self) -> None:
+        """A backend flooding requests other than pings is bounded as pings are."""
+        gated = Gated()
+        answers = UpstreamAnswers({"files": FakeTransport("files", credentials=gated)})
+        where = ("files", "s1", None)
+        for n in range(MAX_ANSWERS_IN_FLIGHT):
+            answers.refused(where, None, {"jsonrpc": "2.0", "id": n, "method": "x"}, "w", "r")
+        self.assertTrue(answers.pinged(where, None, PING))  # taken for a ping, dropped
+        self.assertEqual(len(gated.waiting), MAX_ANSWERS_IN_FLIGHT)

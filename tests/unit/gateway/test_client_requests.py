@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.internet.defer import ensureDeferred, gatherResults
+
+from aigw.config import BackendConfig
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase, modern, routing, sse_messages
@@ -254,3 +257,52 @@ class PingTests(ClientRequestsTestCase):
         ((headers, pong),) = [(h, b) for h, b in self.beta.received if "method" not in b]
         self.assertEqual(pong["result"], {})
         self.assertNotIn("mcp-session-id", headers)
+
+    @run
+    async def test_pings_holding_every_request_slot_are_answered_all_the_same(self) -> None:
+        """beta (``max_connections: 2``) pings on each of two concurrent calls and
+        answers neither until its ping is: the two calls hold both request slots, so
+        pongs waiting for one would wait for the calls' timeout; answers have slots of
+        their own (``Upstream.respond``), and both calls end with the pong's result."""
+        self.beta = FakeUpstream(tools=["pinger"])
+        url = self.start_upstream(self.beta)
+        await self.start_gateway_with(
+            BackendConfig(name="beta", url=url, timeout=5.0, max_connections=2)
+        )
+        session = await self.initialize()
+        calls = [
+            ensureDeferred(self.call(session, "tools/call", {"name": "beta__pinger"}, rid))
+            for rid in (1, 2)
+        ]
+        bodies = await gatherResults(calls)
+        for body in bodies:
+            relayed = sse_messages(body) if isinstance(body, bytes) else [body]
+            (answer,) = [m for m in relayed if "id" in m]
+            self.assertEqual(answer["result"]["content"][0]["text"], "{}", answer)
+        pongs = [b for _, b in self.beta.received if "method" not in b]
+        self.assertEqual([(p["id"][:1], p["result"]) for p in pongs], [("s", {})] * 2)
+
+
+class EarlyRequestTests(ClientRequestsTestCase):
+    """A backend's request other than ping on the reply of a request aigw makes of its
+    own (``exchange.refused_own``) is refused at once, not left to its timeout."""
+
+    @run
+    async def test_a_request_during_initialize_is_refused_and_the_backend_joins(self) -> None:
+        """beta answers ``initialize`` only once its ping and then its ``roots/list``
+        on that reply are answered: the ``roots/list`` gets -32601, reason
+        ``own_request``, on the session the reply's head assigned."""
+        beta = FakeUpstream(tools=["t0"])
+        beta.ping_on_init = True
+        beta.init_questions = ["ping", "roots/list"]
+        await self.start_gateway(beta=beta)
+        session = await self.initialize(capabilities={"roots": {}})
+        self.assertIn("beta__t0", await self.tool_names(session))
+        answers = [(h, b) for h, b in self.beta.received if "method" not in b]
+        ((_, pong), (headers, refused)) = answers
+        self.assertEqual(pong["result"], {})
+        self.assertEqual(refused["id"], pong["id"] + ".1")
+        self.assertEqual(refused["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(refused["error"]["data"], {"reason": "own_request"})
+        self.assertTrue(refused["error"]["message"].startswith("roots/list: "))
+        self.assertEqual(headers["mcp-session-id"], ["up-1"])
