@@ -317,11 +317,14 @@ class Exchange:
         Deferred (``pending``), with nothing upstream to tell."""
         collector.cancelled = True
         if collector.request_id:
+            # On the answers' slots (``UpstreamTransport.respond``): with every request
+            # slot held, the calls it cancels among them, it would wait for their end.
             await self.notify(
                 session,
                 backend,
                 "notifications/cancelled",
                 {"requestId": collector.request_id, "reason": reason},
+                unblocking=True,
             )
         if collector.reader is not None:
             collector.reader.stop()
@@ -331,22 +334,28 @@ class Exchange:
             collector.pending.cancel()
 
     async def notify(
-        self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
+        self,
+        session: ClientSession,
+        backend: str,
+        method: str,
+        params: dict[str, Any],
+        unblocking: bool = False,
     ) -> None:
+        """A notification to the backend on the session's upstream session; ``unblocking``:
+        one that must not queue behind the requests it concerns (a cancellation)."""
         upstream_session = session.backends.get(backend)
         if upstream_session is None or is_modern(upstream_session.protocol_version):
             # 2026-07-28 has no client notifications over HTTP; closing the
             # request's stream is its cancellation (streamable-http "Cancellation").
             return
         body = jsonrpc.dumps(jsonrpc.notification(method, params))
+        transport = self.transport(backend)
+        session_id, version = upstream_session.session_id, upstream_session.protocol_version
         try:
-            await self.transport(backend).post(
-                body,
-                ignore,
-                upstream_session.session_id,
-                upstream_session.protocol_version,
-                principal=session.principal,
-            )
+            if unblocking:
+                await transport.respond(body, session_id, version, principal=session.principal)
+            else:
+                await transport.post(body, ignore, session_id, version, principal=session.principal)
         except UpstreamError as error:
             self.log.info(
                 "notification {method} to {backend}: {error}",

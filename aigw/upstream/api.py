@@ -140,7 +140,8 @@ class UpstreamTransport(Protocol):
         principal: Principal | None = None,
     ) -> None:
         """Send one JSON-RPC response to the backend's request (2025-11-25
-        basic/transports "Sending Messages to the Server": a POST of its own).  It
+        basic/transports "Sending Messages to the Server": a POST of its own), or a
+        notification that concerns requests in flight (``notifications/cancelled``).  It
         never waits behind requests, whose replies may be waiting for it."""
         ...
 

@@ -398,7 +398,7 @@ class Upstream:
         protocol_version: str | None,
         principal: Principal | None = None,
     ) -> None:
-        """POST a response to the backend's request, on the answers' own slots."""
+        """POST a response to the backend's request, or a cancellation, on the answer slots."""
         slots = self._answer_slots
         await self.post(body, ignore, session_id, protocol_version, None, None, principal, slots)
 

@@ -14,6 +14,7 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
+from aigw.config import BackendConfig
 from aigw.gateway.backends import JOIN_RETRY_SECONDS
 from aigw.gateway.streams import SessionStream
 from aigw.principal import ANONYMOUS
@@ -436,6 +437,35 @@ class CancellationTests(GatewayTestCase):
         ]
         self.assertEqual(len(cancelled), 1)
         self.assertIsInstance(cancelled[0]["params"]["requestId"], int)
+        self.alpha.hold.callback(None)
+
+    @run
+    async def test_a_cancellation_does_not_wait_for_the_slot_its_call_holds(self) -> None:
+        """alpha (``max_connections: 1``) holds the one call's reply; the client, still
+        reading it, cancels the call: ``notifications/cancelled`` reaches alpha while the
+        call holds the only request slot (it goes on the answers' slots,
+        ``Upstream.respond``), where it waited for the call's end (here an hour)."""
+        self.alpha = FakeUpstream(tools=["progress"])
+        url = self.start_upstream(self.alpha)
+        await self.start_gateway_with(
+            BackendConfig(name="alpha", url=url, timeout=3600.0, max_connections=1)
+        )
+        session = await self.initialize()
+        self.alpha.hold = Deferred()
+        await self.stream_call(session, 9, {"name": "alpha__progress"})
+        cancel = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 9, "reason": "test"},
+        }
+        response, _ = await self.post(cancel, session, {"MCP-Protocol-Version": "2025-11-25"})
+        self.assertEqual(response.code, 202)
+        await self.until(
+            lambda: any(
+                body.get("method") == "notifications/cancelled" for _, body in self.alpha.received
+            )
+        )
+        self.assertFalse(self.alpha.hold.called)
         self.alpha.hold.callback(None)
 
 
