@@ -320,6 +320,11 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # Stopping is bounded (each process SIGTERMed, then SIGKILLed): a second Ctrl-C
+        # meanwhile would cut it short and leave the rest running, each in a process
+        # group of its own that the terminal's signal does not reach.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for stop in reversed(stoppers):
             stop()
         print("Stopped everything the demo started.")
