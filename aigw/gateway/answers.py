@@ -37,7 +37,6 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from aigw.gateway.linger import is_request
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.ping import pong
@@ -82,7 +81,7 @@ class UpstreamAnswers:
         """Whether ``message`` is a request (not a ping: ``pinged``), which is then
         refused at once on ``where`` (``protocol/refusals.py``: ``refusal`` with
         ``reason``), within the same bound as pongs."""
-        if not is_request(message):
+        if not jsonrpc.is_request(message):
             return False
         answer = jsonrpc.to_dict(refusal(message["id"], message["method"], why, reason))
         self.answer_now(where, principal, answer)

@@ -22,7 +22,7 @@ From further back the backend replays, once the lingering stream is closed
 A backend's request among what is held (roots/list, sampling, elicitation:
 2025-11-25 basic/transports "Listening for Messages from the Server") waits for
 an answer: one that no client stream takes (the linger ends without one, or it is
-dropped past ``MAX_HELD``) is answered with an error at once (``is_request``;
+dropped past ``MAX_HELD``) is answered with an error at once (``jsonrpc.is_request``;
 ``Relay.unreachable``), not left to the backend's own timeout.  A ping is not held:
 aigw answers it at once (``protocol/ping.py``).
 """
@@ -93,9 +93,3 @@ def after(recent: Sequence[Held], last_event_id: str) -> list[Held] | None:
         if recent[index][1] == last_event_id:
             return list(recent)[index + 1 :]
     return None
-
-
-def is_request(message: Any) -> bool:
-    """A backend's request (a method and an id: JSON-RPC 2.0 §4), which someone must
-    answer; notifications (no id) are not answered."""
-    return isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str)

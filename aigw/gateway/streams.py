@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.groups import Groups
 from aigw.gateway.limits import StreamLimits
-from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after, is_request
+from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -424,7 +424,7 @@ class UpstreamFeed:
     def _unreachable(self, held: list[Held], why: str, reason: str) -> None:
         """The backend's requests among ``held`` reached no client: each is answered."""
         for message, _ in held:
-            if is_request(message):
+            if jsonrpc.is_request(message):
                 self.feeds.unreachable(self.backend, self.principal, message, why, reason)
 
     def _report_dropped(self, lingering: Linger) -> None:

@@ -336,6 +336,12 @@ def parse_message(obj: Any) -> Parsed:
     return ErrorResponse(message_id, ErrorObject(code, message, error.get("data")))
 
 
+def is_request(message: Any) -> bool:
+    """A decoded message that is a request (a method and an id: JSON-RPC 2.0 §4), which
+    someone must answer; a notification (no id) is not answered."""
+    return isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str)
+
+
 # -- Encoding ------------------------------------------------------------------------
 #
 # The wire form of every message aigw writes is built here and nowhere else.

@@ -616,11 +616,7 @@ def _request_ids(sent: bytes | None) -> list[str | int]:
     except ValueError:
         return []
     messages = decoded if isinstance(decoded, list) else [decoded]
-    return [
-        message["id"]
-        for message in messages
-        if isinstance(message, dict) and "method" in message and "id" in message
-    ]
+    return [message["id"] for message in messages if jsonrpc.is_request(message)]
 
 
 def _names_unknown_session(text: str) -> bool:

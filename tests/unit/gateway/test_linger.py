@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, ServerConfig, SessionsConfig
-from aigw.gateway.linger import MAX_HELD, RECENT, Linger, after, is_request
+from aigw.gateway.linger import MAX_HELD, RECENT, Linger, after
 from aigw.gateway.streams import CLOSE_SETTLE, CLOSE_WAIT, decode_event_ids, encode_event_ids
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -68,12 +68,6 @@ class LingerTests(SynchronousTestCase):
         self.assertEqual(dropped, [None] * MAX_HELD + [(0, "ev-0"), (1, "ev-1"), (2, "ev-2")])
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
-
-    def test_only_a_message_with_a_method_and_an_id_is_a_request_to_answer(self) -> None:
-        self.assertTrue(is_request(ROOTS))
-        self.assertTrue(is_request({**ROOTS, "id": "r-1"}))
-        for other in (LIST_CHANGED, {"jsonrpc": "2.0", "id": 7, "result": {}}, "ping", None):
-            self.assertFalse(is_request(other))
 
     def test_what_came_after_an_id_is_what_followed_the_last_message_bearing_it(
         self,

@@ -238,6 +238,22 @@ def wire(message: jsonrpc.Message | jsonrpc.InvalidMessage) -> bytes:
     return jsonrpc.dumps(jsonrpc.to_dict(message))
 
 
+class IsRequestTests(SynchronousTestCase):
+    def test_only_a_message_with_a_method_and_an_id_is_a_request_to_answer(self) -> None:
+        roots = {"jsonrpc": "2.0", "id": 7, "method": "roots/list"}
+        for request in (roots, {**roots, "id": "r-1"}, {**roots, "id": None}):
+            self.assertTrue(jsonrpc.is_request(request))
+        for other in (
+            {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"},
+            {"jsonrpc": "2.0", "id": 7, "result": {}},
+            {"jsonrpc": "2.0", "id": 7, "method": 7},
+            [roots],
+            "ping",
+            None,
+        ):
+            self.assertFalse(jsonrpc.is_request(other))
+
+
 class EncodeTests(SynchronousTestCase):
     def test_encode_is_compact_utf8(self) -> None:
         self.assertEqual(
