@@ -75,8 +75,9 @@ class FakeUpstream(Resource):
         self.details: dict[str, dict[str, Any]] = {}
         #: What prompts/list answers (whole Prompt objects).
         self.prompts: list[dict[str, Any]] = []
-        #: Set: ``tools/list`` pings the client first, on its reply stream (ids ``l<id>``).
-        self.ping_on_list = False
+        #: What ``tools/list``'s reply stream asks the client before its answer, without
+        #: waiting for the answers (ids ``l<id>``, then ``l<id>.<n>``).
+        self.list_questions: list[str] = []
         #: Set: ``initialize`` pings the client on its reply stream (id ``i<id>``) and
         #: answers only once the pong came, as a server checking its peer first would.
         self.ping_on_init = False
@@ -322,9 +323,17 @@ class FakeUpstream(Resource):
             }
             if start + self.page_size < len(self.tools):
                 result["nextCursor"] = str(start + self.page_size)
-            if self.ping_on_list:
+            if self.list_questions:
                 request.setHeader(b"content-type", b"text/event-stream")
-                request.write(sse({"jsonrpc": "2.0", "id": f"l{rid}", "method": "ping"}))
+                for n, method in enumerate(self.list_questions):
+                    question: dict[str, Any] = {
+                        "jsonrpc": "2.0",
+                        "id": f"l{rid}.{n}" if n else f"l{rid}",
+                        "method": method,
+                    }
+                    if method != "ping":
+                        question["params"] = {}
+                    request.write(sse(question))
                 request.write(sse({"jsonrpc": "2.0", "id": rid, "result": result}))
                 request.finish()
                 return NOT_DONE_YET

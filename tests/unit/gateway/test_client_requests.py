@@ -220,7 +220,7 @@ class PingTests(ClientRequestsTestCase):
         """aigw's own requests (the lists it fetches) take no client: the ping is
         answered all the same, on the session it came on."""
         await self.start_gateway()
-        self.beta.ping_on_list = True
+        self.beta.list_questions = ["ping"]
         session = await self.initialize()
         self.assertIn("beta__t0", await self.tool_names(session))
         await self.until(lambda: [b for _, b in self.beta.received if "method" not in b])
@@ -306,3 +306,21 @@ class EarlyRequestTests(ClientRequestsTestCase):
         self.assertEqual(refused["error"]["data"], {"reason": "own_request"})
         self.assertTrue(refused["error"]["message"].startswith("roots/list: "))
         self.assertEqual(headers["mcp-session-id"], ["up-1"])
+
+    @run
+    async def test_a_request_during_aigws_own_list_is_refused_and_the_list_kept(self) -> None:
+        """``tools/list`` is aigw's own request (``Exchange.ask``): beta's ping on its
+        reply is answered, its ``sampling/createMessage`` refused at once (-32601,
+        ``own_request``) though the client can sample, and the list still arrives."""
+        await self.start_gateway()
+        self.beta.list_questions = ["ping", "sampling/createMessage"]
+        session = await self.initialize(capabilities={"sampling": {}})
+        self.assertIn("beta__t0", await self.tool_names(session))
+        await self.until(lambda: len([b for _, b in self.beta.received if "method" not in b]) > 1)
+        by_id = {b["id"]: b for _, b in self.beta.received if "method" not in b}
+        (ping_id,) = [i for i in by_id if not i.endswith(".1")]
+        self.assertEqual(by_id[ping_id]["result"], {})
+        refused = by_id[ping_id + ".1"]
+        self.assertEqual(refused["error"]["code"], jsonrpc.METHOD_NOT_FOUND)
+        self.assertEqual(refused["error"]["data"], {"reason": "own_request"})
+        self.assertTrue(refused["error"]["message"].startswith("sampling/createMessage: "))
