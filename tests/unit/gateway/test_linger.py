@@ -69,6 +69,13 @@ class LingerTests(SynchronousTestCase):
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
 
+    def test_an_event_id_alone_dropped_past_the_bound_is_no_message_lost(self) -> None:
+        """A held priming id (message None) is superseded by the ids held after it."""
+        dropped = [self.linger.hold(None, "p-0")]
+        dropped += [self.linger.hold(n, f"ev-{n}") for n in range(1, MAX_HELD + 2)]
+        self.assertEqual(dropped, [None] * (MAX_HELD + 1) + [(1, "ev-1")])
+        self.assertEqual((self.linger.end()[0], self.linger.dropped), ((2, "ev-2"), 1))
+
     def test_only_a_message_with_a_method_and_an_id_is_a_request_to_answer(self) -> None:
         self.assertTrue(is_request(ROOTS))
         self.assertTrue(is_request({**ROOTS, "id": "r-1"}))
