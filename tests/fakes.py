@@ -262,7 +262,10 @@ class FakeTransport:
         last_event_id: str | None,
         on_reader: Callable[[BodyReader], None],
         principal: Principal | None = None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> Reply:
+        """The scripted stream: messages without event ids (``on_event_id`` never
+        called; ``fake_upstream.FakeUpstream`` sends ids over HTTP)."""
         resume = {b"Last-Event-ID": last_event_id.encode()} if last_event_id else None
         await self._record("get_stream", None, session_id, protocol_version, resume, principal)
         return self._deliver(self.stream, None, sink, on_reader, session_id)

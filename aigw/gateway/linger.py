@@ -45,6 +45,8 @@ MAX_HELD = 100
 RECENT = 16
 
 #: A held message and the backend's event id it came with (None: the stream has none).
+#: A message of None: the stream's event id moved without one (a priming event: MCP
+#: 2025-11-25 basic/transports, SEP-1699), which the client stream must learn all the same.
 Held = tuple[Any, str | None]
 
 
@@ -67,11 +69,15 @@ class Linger:
         self._timer: IDelayedCall = clock.callLater(seconds, expire)
 
     def hold(self, message: Any, event_id: str | None) -> Held | None:
-        """Hold ``message``; the oldest held, when it was dropped for it."""
+        """Hold ``message``; the oldest held message, when it was dropped for it (an
+        event id alone dropped loses nothing: the ids held after it are later)."""
         dropped = None
         if len(self.held) >= MAX_HELD:
             dropped = self.held.popleft()
-            self.dropped += 1
+            if dropped[0] is None:
+                dropped = None
+            else:
+                self.dropped += 1
         self.held.append((message, event_id))
         return dropped
 

@@ -327,6 +327,7 @@ class UpstreamFeed:
                         self.last_event_id,
                         self._reading,
                         principal=self.principal,
+                        on_event_id=self._moved,
                     )
                 self._opening = ensureDeferred(opening)
                 reply = await self._opening
@@ -397,8 +398,27 @@ class UpstreamFeed:
         reader = self._reader
         if reader is not None and reader.last_event_id is not None:
             self.last_event_id = reader.last_event_id
+        self._pass(message)
+
+    def _moved(self, event_id: str) -> None:
+        """The backend's stream moved to ``event_id`` without a message: its priming
+        event (2025-11-25 basic/transports "Sending Messages to the Server", SEP-1699),
+        or any other event of an id and empty data.  It goes where a message would, as
+        None (``Held``): to each client stream (``SessionStream.receive``: its merged
+        id then names it), or held by a lingering feed for the stream that takes it;
+        and into ``recent``, so a stream resuming from it takes the lingering feed.
+        Else a client reconnecting before the backend's first message would have the
+        backend's stream opened fresh, and what the backend stored meanwhile lost."""
+        if self.closed or event_id == self.last_event_id:
+            return
+        self.last_event_id = event_id
+        self._pass(None)
+
+    def _pass(self, message: Any) -> None:
+        """A message (None: the stream's new event id alone) to the client streams, or
+        held while the feed lingers."""
         if self.lingering is not None:
-            if self.feeds.pinged(self.backend, self.principal, message):
+            if message is not None and self.feeds.pinged(self.backend, self.principal, message):
                 # A ping is not held for the next client stream but answered now, as
                 # promptly as basic/utilities/ping asks.
                 return
@@ -705,8 +725,20 @@ class SessionStream:
             self._emit(message)
 
     def receive(self, name: str, message: Any, event_id: str | None) -> None:
-        """A message of one backend's feed."""
+        """A message of one backend's feed; None: its stream moved to ``event_id``
+        without one (``UpstreamFeed._moved``).  Then the client gets an event of the new
+        merged id and empty data, as ``mark`` writes, and keeps its id: the MCP SDK
+        clients do (the TypeScript SDK's ``StreamableHTTPClientTransport`` takes
+        ``event.id`` before it skips an event without data; the Python SDK's
+        ``handle_get_stream`` takes ``sse.id`` of every event), provided the event has
+        its ``data`` line, which ``format_event`` always writes (the TypeScript SDK's
+        parser, eventsource-parser, dispatches no event without one, id and all)."""
         if self.closed:
+            return
+        if message is None:
+            if event_id is not None and self.last_ids.get(name) != event_id:
+                self.last_ids[name] = event_id
+                self.write(format_event(b"", event_id=encode_event_ids(self.last_ids)))
             return
         if event_id is not None:
             self.last_ids[name] = event_id

@@ -165,8 +165,14 @@ class UpstreamTransport(Protocol):
         last_event_id: str | None,
         on_reader: Callable[[BodyReader], None],
         principal: Principal | None = None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> Reply:
-        """The session's server-to-client stream (status 405: the backend has none)."""
+        """The session's server-to-client stream (status 405: the backend has none).
+
+        ``on_event_id`` hears of each event that moves the stream's last event id
+        without a message: a priming event (2025-11-25 basic/transports "Sending
+        Messages to the Server", SEP-1699: an id and empty data), which a stream
+        resumed from it must not be opened fresh for want of."""
         ...
 
     async def delete(

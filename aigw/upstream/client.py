@@ -121,6 +121,7 @@ class _BodyReader(Protocol):
         done: Deferred[None],
         inactivity: float | None,
         session_id: str | None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> None:
         self._upstream = upstream
         self.session_id = session_id
@@ -137,6 +138,7 @@ class _BodyReader(Protocol):
         self._stopped = False
         self._paused = False
         self.last_event_id: str | None = None
+        self._on_event_id = on_event_id
 
     def connectionMade(self) -> None:
         if self._stopped:
@@ -237,10 +239,11 @@ class _BodyReader(Protocol):
             self._fail(UpstreamError(self._upstream.name, "bad_reply", str(error)))
             return
         for event in events:
+            if event.event != "message" or not event.data:
+                self._moved(event.id)
+                continue
             if event.id is not None:
                 self.last_event_id = event.id
-            if event.event != "message" or not event.data:
-                continue
             try:
                 message = jsonrpc.loads(event.data)
             except ValueError:
@@ -253,6 +256,18 @@ class _BodyReader(Protocol):
             self._sink(message)
             if self._done.called:
                 return
+        # An event of an id and no data line is not dispatched (WHATWG §9.2.6), but its
+        # id is the stream's all the same: seen here when it ended the chunk.
+        self._moved(self._sse.last_event_id)
+
+    def _moved(self, event_id: str | None) -> None:
+        """An event without a message (a priming event: an id and empty data, MCP
+        2025-11-25 basic/transports, SEP-1699) may still move the last event id."""
+        if not event_id or event_id == self.last_event_id:
+            return
+        self.last_event_id = event_id
+        if self._on_event_id is not None:
+            self._on_event_id(event_id)
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self._lost = True
@@ -430,9 +445,11 @@ class Upstream:
         last_event_id: str | None,
         on_reader: Callable[[BodyReader], None],
         principal: Principal | None = None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> Reply:
         """Open the GET SSE stream (MCP basic/transports "Listening for Messages"):
-        its head within the backend's ``timeout``, its body for as long as it lasts.
+        its head within the backend's ``timeout``, its body for as long as it lasts;
+        ``on_event_id``: an event moved its last event id without a message.
 
         A backend answering 405 has no stream; that is reported as a Reply
         with status 405 and no messages.
@@ -446,7 +463,9 @@ class Upstream:
         )
         # GET is safe, hence idempotent (RFC 9110 section 9.2.2): sent again if lost.
         response = await self._send(head, None, replayable=_always)
-        return await self._read(response, session_id, sink, on_reader, streaming=True)
+        return await self._read(
+            response, session_id, sink, on_reader, streaming=True, on_event_id=on_event_id
+        )
 
     async def delete(
         self, session_id: str, protocol_version: str | None, principal: Principal | None = None
@@ -512,6 +531,7 @@ class Upstream:
         on_reader: Callable[[_BodyReader], None] | None,
         streaming: bool = False,
         sent: bytes | None = None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> Reply:
         """The reply to a request whose body was ``sent`` (None: a GET)."""
         status = response.code
@@ -560,7 +580,7 @@ class Upstream:
             )
         done: Deferred[None] = Deferred()
         inactivity = None if streaming else self.config.timeout
-        reader = _BodyReader(self, is_sse, sink, done, inactivity, reply.session_id)
+        reader = _BodyReader(self, is_sse, sink, done, inactivity, reply.session_id, on_event_id)
         if on_reader is not None:
             on_reader(reader)
         response.deliverBody(reader)

@@ -207,8 +207,10 @@ class StdioUpstream:
         last_event_id: str | None,
         on_reader: Callable[[BodyReader], None],
         principal: Principal | None = None,
+        on_event_id: Callable[[str], None] | None = None,
     ) -> Reply:
-        """The child's messages that belong to no call, until stopped or the child ends."""
+        """The child's messages that belong to no call, until stopped or the child ends
+        (stdio has no event ids: ``on_event_id`` is never called)."""
         session = self._session(principal)
         if session_id is None or session_id != session.session_id:
             raise UpstreamSessionGone(self.name, "session_gone", "the process was restarted")

@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from .aigw import Backend, Gateway, start_gateway, write_session_key
@@ -57,6 +61,21 @@ class Balanced:
             for m in map(LOG_LINE.search, self.haproxy.log().splitlines())
             if m
         ]
+
+    def gets_since(self, first: int) -> list[Logged]:
+        """The GETs HAProxy logged past its ``first`` logged requests."""
+        return [r for r in self.logged()[first:] if r.method == "GET"]
+
+    async def stop_the_holder(self, held: Logged) -> float:
+        """SIGTERM the process that served ``held`` (a client's GET stream); once it
+        exited (0, no traceback), the ``time.monotonic()`` of the signal."""
+        victim = self.gateways[int(held.server[-1]) - 1]
+        stopped = time.monotonic()
+        victim.process.popen.send_signal(signal.SIGTERM)
+        code = await anyio.to_thread.run_sync(victim.process.popen.wait, 30)
+        assert code == 0, victim.process.log_tail()
+        assert "Traceback" not in victim.process.log()
+        return stopped
 
     def servers(self, method: str = "POST") -> list[tuple[str, str]]:
         """(server, status) of each ``method`` request HAProxy logged, in order."""

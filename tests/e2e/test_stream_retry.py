@@ -13,7 +13,6 @@ while no stream was open comes once, in order, and nothing comes twice.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +22,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from mcp import types
 
-from .balancer import Balanced, Logged, start_balanced
+from .balancer import Balanced, start_balanced
 from .harness.oauth_client import TsClientRun, connect_plain, ts_client_argv
 from .harness.processes import until_async
-from .harness.results import text_of
+from .harness.results import Numbers, text_of
 from .harness.upstreams import Upstream, start_resumable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
@@ -62,33 +60,6 @@ def deployment(resumable: Upstream) -> Iterator[Balanced]:
         yield balanced
 
 
-def gets_since(balanced: Balanced, first: int) -> list[Logged]:
-    return [r for r in balanced.logged()[first:] if r.method == "GET"]
-
-
-async def stop_the_holder(balanced: Balanced, held: Logged) -> float:
-    """SIGTERM the process holding the client's GET stream; once it exited (0), the
-    ``time.monotonic()`` of the signal."""
-    victim = balanced.gateways[int(held.server[-1]) - 1]
-    stopped = time.monotonic()
-    victim.process.popen.send_signal(signal.SIGTERM)
-    code = await anyio.to_thread.run_sync(victim.process.popen.wait, 30)
-    assert code == 0, victim.process.log_tail()
-    assert "Traceback" not in victim.process.log()
-    return stopped
-
-
-class Numbers:
-    """A client's ``message_handler``: the ``n`` of each ``notifications/message``."""
-
-    def __init__(self) -> None:
-        self.got: list[int] = []
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.LoggingMessageNotification):
-            self.got.append(int(message.params.data["n"]))
-
-
 async def test_the_sdk_client_comes_back_after_the_retry_and_loses_nothing(
     resumable: Upstream,
 ) -> None:
@@ -107,7 +78,7 @@ async def test_the_sdk_client_comes_back_after_the_retry_and_loses_nothing(
             async def arrived(n: int) -> None:
                 assert await until_async(lambda: n in numbers.got, 30), numbers.got
 
-            (held,) = await until_async(partial(gets_since, balanced, began))
+            (held,) = await until_async(partial(balanced.gets_since, began))
             # aigw's stream to the backend opens after the client's: the first tries may
             # come before it (and are the backend's to keep: nobody resumes from before).
             last = 0
@@ -120,10 +91,10 @@ async def test_the_sdk_client_comes_back_after_the_retry_and_loses_nothing(
             await arrived(last)
             resumed_before = resumable.process.log().count(RESUMED)
             cut = len(balanced.logged())
-            stopped = await stop_the_holder(balanced, held)
+            stopped = await balanced.stop_the_holder(held)
             for n in (last + 1, last + 2):  # no client stream open: the backend keeps them
                 await notify(n)
-            (reopened,) = await until_async(partial(gets_since, balanced, cut), 30)
+            (reopened,) = await until_async(partial(balanced.gets_since, cut), 30)
             seconds = time.monotonic() - stopped
             await arrived(last + 2)
             await notify(last + 3)
@@ -175,13 +146,13 @@ async def test_the_ts_sdk_client_comes_back_after_the_retry_and_loses_nothing(
         run = TsClientRun(ts_client_argv(balanced.url, "alice", script=script), timeout=120)
         try:
             await anyio.to_thread.run_sync(run.until, "paused")
-            (held,) = await until_async(partial(gets_since, balanced, began))
+            (held,) = await until_async(partial(balanced.gets_since, began))
             resumed_before = resumable.process.log().count(RESUMED)
             cut = len(balanced.logged())
-            stopped = await stop_the_holder(balanced, held)
+            stopped = await balanced.stop_the_holder(held)
             run.resume()  # 1 and 2, while no client stream is open
             await anyio.to_thread.run_sync(run.until, "paused")
-            (reopened,) = await until_async(partial(gets_since, balanced, cut), 30)
+            (reopened,) = await until_async(partial(balanced.gets_since, cut), 30)
             seconds = time.monotonic() - stopped
             while numbers_of(run.events) != [1, 2]:
                 await anyio.to_thread.run_sync(run.until, "notification")

@@ -170,11 +170,14 @@ async def connect_plain(
     headers: dict[str, str] | None = None,
     mode: str = "auto",
     http_timeout: float = 30.0,
+    transport: httpx2.AsyncBaseTransport | None = None,
     **client_kwargs: Any,
 ) -> AsyncIterator[Client]:
-    """An initialized ``mcp.Client`` without OAuth (optionally with fixed headers)."""
+    """An initialized ``mcp.Client`` without OAuth (optionally with fixed headers, over
+    ``transport``: ``routing.py``)."""
+    timeout = httpx2.Timeout(http_timeout)
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(http_timeout)) as http,
+        httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **client_kwargs) as client,
     ):
         yield client

@@ -25,3 +25,15 @@ class ResourceUpdates:
         if isinstance(message, types.ResourceUpdatedNotification):
             self.uris.append(str(message.params.uri))
             self.arrived.set()
+
+
+class Numbers:
+    """A client's ``message_handler``: the ``n`` of each ``notifications/message`` (the
+    ``notify`` tools of ``e2e/resumable.mjs`` and ``pyserver --event-store``)."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.LoggingMessageNotification):
+            self.got.append(int(message.params.data["n"]))

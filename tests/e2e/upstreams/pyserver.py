@@ -28,6 +28,10 @@ tools ``t00``..``t29`` and ``tools/list`` pages of ``--page-size`` (default 10) 
 ``greet(name)``, a static resource ``test://static/hello``, a counter resource
 ``test://counter`` that can be subscribed to, and a template ``test://items/{item_id}``.
 
+With ``--event-store`` its streams are resumable (``replay.py``: an event store, each
+GET stream primed, each GET logged on stderr), and ``notify-stream`` {n} sends
+``notifications/message`` (level info, data {n}) on the session's GET stream.
+
 ``--keep-alive SECONDS`` closes a connection idle that long (uvicorn's
 ``timeout_keep_alive``, 5 s unless told); ``--advertise-keep-alive`` also says so in
 each response, ``Keep-Alive: timeout=SECONDS``, as Node's HTTP server does.
@@ -59,6 +63,8 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from mcp.server.mcpserver.resolve import Elicit, ListRoots
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel, Field
+
+from tests.e2e.upstreams.replay import OrderedEventStore, PrimeGetStreams
 
 STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
 COUNTER = {"value": 0}
@@ -372,6 +378,17 @@ def build_server(
         return "announced"
 
     @server.tool(
+        name="notify-stream",
+        description="Send notifications/message {n} on the session's own stream (the "
+        "GET stream), not this call's",
+    )
+    async def notify_stream(ctx: Context, n: int) -> str:
+        with warnings.catch_warnings():  # logging is deprecated in 2026-07-28 (SEP-2577)
+            warnings.simplefilter("ignore")
+            await ctx.request_context.session.send_log_message("info", {"n": n})
+        return f"sent {n}"
+
+    @server.tool(
         name="roots-on-stream",
         description="First call with a tag: send roots/list on the session's own stream "
         "(the GET stream, not this call's) and return; later calls: what came back",
@@ -557,6 +574,11 @@ def main(argv: list[str] | None = None) -> None:
         help="tools/list pings the peer on its reply stream and answers once it is "
         "answered (tests/e2e/test_early_pings.py)",
     )
+    parser.add_argument(
+        "--event-store",
+        action="store_true",
+        help="resumable streams, each GET stream primed (tests/e2e/test_stream_priming.py)",
+    )
     parser.add_argument("--keep-alive", type=float, default=5.0, help="idle seconds kept")
     parser.add_argument("--advertise-keep-alive", action="store_true")
     args = parser.parse_args(argv)
@@ -572,10 +594,16 @@ def main(argv: list[str] | None = None) -> None:
         echo_description=args.echo_description,
         ping_on_list=args.ping_on_list,
     )
+    store = OrderedEventStore() if args.event_store else None
     app = server.streamable_http_app(
-        stateless_http=args.stateless, json_response=args.json_response, host="127.0.0.1"
+        stateless_http=args.stateless,
+        json_response=args.json_response,
+        event_store=store,
+        host="127.0.0.1",
     )
     served: Any = ModernOnly(app) if args.modern_only else app
+    if store is not None:
+        served = PrimeGetStreams(served, store)
     if args.advertise_keep_alive:
         served = AdvertiseKeepAlive(served, args.keep_alive)
     config = uvicorn.Config(

@@ -135,6 +135,14 @@ class FakeUpstream(Resource):
         for request in self.stream_requests:
             request.write(sse(message, event_id))
 
+    def prime(self, event_id: str, data_line: bool = True) -> None:
+        """Send an event of an id and no message on every open GET stream: a priming
+        event (2025-11-25 basic/transports, SEP-1699: an id and empty data), or, without
+        ``data_line``, an event of an id alone (not dispatched, its id kept: WHATWG)."""
+        event = f"id: {event_id}\n" + ("data: \n" if data_line else "") + "\n"
+        for request in self.stream_requests:
+            request.write(event.encode())
+
     def render_POST(self, request: Request) -> Any:
         body = json.loads(request.content.read())
         self.received.append((self._headers(request), body))

@@ -27,11 +27,12 @@ def updated(n: int) -> dict[str, object]:
 
 
 class StreamMarkTests(GatewayTestCase):
-    async def start(self, **sessions: object) -> str:
+    async def start(self, stream_linger: float = 5.0, **sessions: object) -> str:
         """aigw in front of ``alpha`` (which has a GET stream); a session's id."""
         self.alpha = FakeUpstream(tools=["echo"])
         self.alpha.get_status = 200
-        backend = BackendConfig(name="alpha", url=self.start_upstream(self.alpha), timeout=5.0)
+        url = self.start_upstream(self.alpha)
+        backend = BackendConfig(name="alpha", url=url, timeout=5.0, stream_linger=stream_linger)
         await self.start_gateway_with(backend, sessions=SessionsConfig(**sessions))  # type: ignore[arg-type]
         return await self.initialize()
 
@@ -111,6 +112,99 @@ class StreamMarkTests(GatewayTestCase):
         self.assertEqual(self.parsed(third)[0][-1].id, encode_event_ids({"alpha": "ev-2"}))
         self.assertEqual(len(self.alpha.stream_requests), 1)
         await self.close(third)
+
+    async def primed(self, reader: Collect, event_id: str, events: int) -> str:
+        """The backend primes its stream with ``event_id``; once the client has read
+        ``events`` events, the last one's (merged) id."""
+        self.alpha.prime(event_id)
+        await self.until(lambda: len(self.parsed(reader)[0]) == events)
+        return self.parsed(reader)[0][-1].id or ""
+
+    @run
+    async def test_a_backends_priming_id_reaches_the_client_before_any_message(self) -> None:
+        """The backend's own priming event (an id, empty data) is written on at once as
+        an event of empty data and the new merged id; the same id again writes nothing;
+        an event of an id and no data line counts as well (WHATWG keeps its id)."""
+        session = await self.start()
+        reader = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        await self.primed(reader, "p-1", 2)
+        self.alpha.prime("p-1")
+        self.alpha.prime("p-2", data_line=False)
+        self.alpha.push(LIST_CHANGED, "ev-3")
+        await self.until(lambda: sse_messages(b"".join(reader.chunks)) == [LIST_CHANGED])
+        events, _ = self.parsed(reader)
+        ids = [{}, {"alpha": "p-1"}, {"alpha": "p-2"}, {"alpha": "ev-3"}]
+        self.assertEqual(
+            [(bool(e.data), e.id) for e in events],
+            [(i == 3, encode_event_ids(last)) for i, last in enumerate(ids)],
+        )
+        await self.close(reader)
+
+    @run
+    async def test_a_client_back_before_any_message_resumes_the_backend_from_its_priming(
+        self,
+    ) -> None:
+        """No lingering feed to take (``stream_linger`` 0, as in another process): the
+        stream resuming from the primed id asks the backend to replay from its priming
+        event, rather than opening its stream afresh (what it sent meanwhile lost)."""
+        session = await self.start(stream_linger=0.0)
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        last = await self.primed(first, "p-1", 2)
+        await self.close(first)
+        second = await self.get_stream(session, last)
+        await self.until(lambda: len(self.alpha.stream_requests) == 2)
+        self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"p-1")
+        (mark,), _ = self.parsed(second)
+        self.assertEqual(mark.id, encode_event_ids({"alpha": "p-1"}))
+        await self.close(second)
+
+    @run
+    async def test_a_message_lost_after_a_priming_comes_again_from_the_lingering_feed(
+        self,
+    ) -> None:
+        """The priming id is among the feed's ``recent``: a stream resuming from it (the
+        message after it lost in flight) takes the lingering feed, gets that message
+        again and nothing else twice, and no new upstream stream is opened."""
+        session = await self.start()
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.push(updated(1), "ev-1")
+        await self.until(lambda: sse_messages(b"".join(first.chunks)) == [updated(1)])
+        primed = await self.primed(first, "p-2", 3)
+        self.alpha.push(updated(3), "ev-3")
+        await self.until(lambda: len(sse_messages(b"".join(first.chunks))) == 2)
+        await self.close(first)
+        second = await self.get_stream(session, primed)
+        await self.until(lambda: sse_messages(b"".join(second.chunks)) == [updated(3)])
+        self.assertEqual(self.parsed(second)[0][-1].id, encode_event_ids({"alpha": "ev-3"}))
+        self.assertEqual(len(self.alpha.stream_requests), 1)
+        await self.close(second)
+
+    @run
+    async def test_a_lingering_feed_keeps_a_priming_id_for_the_stream_that_takes_it(
+        self,
+    ) -> None:
+        """Primed while no client stream is open: the stream that takes the lingering
+        feed gets the id (after its own priming event, before any message)."""
+        session = await self.start()
+        first = await self.get_stream(session)
+        await self.until(lambda: self.alpha.stream_requests)
+        await self.close(first)
+        self.alpha.prime("p-1")
+        self.alpha.push(updated(2), "ev-2")
+        self.alpha.prime("p-3")
+        second = await self.get_stream(session, self.parsed(first)[0][-1].id)
+        await self.until(lambda: len(self.parsed(second)[0]) == 4)
+        events, _ = self.parsed(second)
+        ids = [{}, {"alpha": "p-1"}, {"alpha": "ev-2"}, {"alpha": "p-3"}]
+        self.assertEqual(
+            [(bool(e.data), e.id) for e in events],
+            [(i == 2, encode_event_ids(last)) for i, last in enumerate(ids)],
+        )
+        self.assertEqual(len(self.alpha.stream_requests), 1)
+        await self.close(second)
 
     @run
     async def test_a_stream_aigw_ends_says_when_to_come_back_and_from_where(self) -> None:
