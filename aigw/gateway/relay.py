@@ -55,6 +55,15 @@ class Relay:
             self.log.debug("backend {backend} sent a stray message", backend=backend)
             return
         if "id" in message:
+            if not jsonrpc.is_request(message):
+                # No JSON-RPC id (an object, an array): no answer could name it.
+                self.log.info(
+                    "backend {backend} sent a {method} request whose id is not a JSON-RPC "
+                    "id; dropped",
+                    backend=backend,
+                    method=message["method"],
+                )
+                return
             if self.exchange.pinged(session.backends.get(backend), session.principal, message):
                 return
             if not session.sessionless and self._refused(session, backend, message):

@@ -62,7 +62,15 @@ if TYPE_CHECKING:
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+#: A backend stream that lasted this long resets the back-off to ``BACKOFF_FIRST``; one
+#: ended sooner (a 200 that is not SSE, a stream closed at once) counts as a failure,
+#: or a backend doing so every time is followed again twice a second for ever (the
+#: ``mcp`` SDK's client does that: modelcontextprotocol/python-sdk#3257).  As a stdio
+#: child's restarts (``upstream/stdio_session.py`` ``STABLE_SECONDS``).
+STABLE_SECONDS = 10.0
 MAX_EVENT_ID_BYTES = 4096
+#: The longest backend event id the merged id carries (``encode_event_ids``).
+MAX_BACKEND_EVENT_ID = 511
 #: The longest a new feed waits for the closing feed of the same upstream session to
 #: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
 #: reactor turn, whether the closing stream's head came or not (``UpstreamFeed.close``);
@@ -105,13 +113,43 @@ def unlisten(message: Any) -> Any:
     return message
 
 
-def encode_event_ids(last_ids: dict[str, str]) -> str:
+def _carried(event_id: object) -> bool:
+    """Can a backend's event id ride in the merged id?  At most ``MAX_BACKEND_EVENT_ID``
+    characters, and none of NUL, CR, LF, which no SSE id holds (WHATWG HTML §9.2.6: an
+    id with NUL is ignored, lines end at CR and LF) and which would go back to the
+    backend in its ``Last-Event-ID`` header."""
+    return (
+        isinstance(event_id, str)
+        and len(event_id) <= MAX_BACKEND_EVENT_ID
+        and "\0" not in event_id
+        and "\r" not in event_id
+        and "\n" not in event_id
+    )
+
+
+def _encoded(last_ids: dict[str, str]) -> str:
     raw = json.dumps(last_ids, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def encode_event_ids(last_ids: dict[str, str]) -> str:
+    """The merged id: every backend's last event id, at most ``MAX_EVENT_ID_BYTES`` of
+    ASCII whatever the backends sent (it goes out on every event, and comes back as the
+    client's ``Last-Event-ID``, which ``decode_event_ids`` reads no longer than that).
+    An id that cannot ride (``_carried``) is left out, and then the longest until the
+    rest fits: those backends resume from nowhere, the others still where they were."""
+    carried = {name: event_id for name, event_id in last_ids.items() if _carried(event_id)}
+    merged = _encoded(carried)
+    while len(merged) > MAX_EVENT_ID_BYTES:
+        del carried[max(carried, key=lambda name: len(_encoded({name: carried[name]})))]
+        merged = _encoded(carried)
+    return merged
+
+
 def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
-    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none."""
+    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none,
+    and an id ``encode_event_ids`` never carries is left out (a forged one would go to
+    the backend as its ``Last-Event-ID``)."""
     if not value or len(value) > MAX_EVENT_ID_BYTES:
         return {}
     try:
@@ -120,9 +158,7 @@ def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
         return {}
     if not isinstance(decoded, dict):
         return {}
-    return {
-        k: v for k, v in decoded.items() if k in backends and isinstance(v, str) and len(v) < 512
-    }
+    return {k: v for k, v in decoded.items() if k in backends and _carried(v)}
 
 
 class UpstreamFeed:
@@ -307,6 +343,7 @@ class UpstreamFeed:
             upstream = self.feeds.transports.get(self.name)
             if upstream is None:
                 return
+            opened_at = self.feeds.clock.seconds()
             try:
                 if is_modern(backend.protocol_version):
                     self._refilter = False  # the filter is read now: it is current
@@ -332,7 +369,8 @@ class UpstreamFeed:
                 reply = await self._opening
                 if reply.status == 405:
                     return  # this backend offers no stream
-                delay = BACKOFF_FIRST
+                if self.feeds.clock.seconds() - opened_at >= STABLE_SECONDS:
+                    delay = BACKOFF_FIRST
             except UpstreamSessionGone:
                 self.log.info("backend {backend} ended its session stream", backend=self.name)
                 return

@@ -204,9 +204,18 @@ def _decode_fast(data: bytes | str) -> Any:
 def loads(data: bytes | str, fallback: Callable[[Any], Any] = json.loads) -> Any:
     """JSON as ``fallback`` (the standard library's ``json.loads``) decodes it, and
     raises as it does: orjson where the two agree (``_decode_fast``), ``fallback`` for
-    the rest.  For the documents of the hot path: a backend's JSON reply or SSE event."""
+    the rest.  For the documents of the hot path: a backend's JSON reply or SSE event.
+
+    A document nested deeper than the fallback's recursion allows (orjson declines
+    past 1024 levels) raises ``ValueError`` too, not ``RecursionError``: to its callers,
+    whatever a backend sends, it is a document that is not JSON."""
     decoded = _decode_fast(data)
-    return fallback(data) if decoded is _DECLINED else decoded
+    if decoded is not _DECLINED:
+        return decoded
+    try:
+        return fallback(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -338,8 +347,18 @@ def parse_message(obj: Any) -> Parsed:
 
 def is_request(message: Any) -> bool:
     """A decoded message that is a request (a method and an id: JSON-RPC 2.0 §4), which
-    someone must answer; a notification (no id) is not answered."""
-    return isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str)
+    someone must answer; a notification (no id) is not answered.  An id that is no
+    JSON-RPC id (§4: a string, a number or null; not an object, an array, a boolean)
+    makes no request either: nothing can answer it (the answer would echo the id, an
+    object a backend may nest past what the encoder's recursion writes back)."""
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return False
+    if "id" not in message:
+        return False
+    message_id = message["id"]
+    return message_id is None or (
+        isinstance(message_id, str | int | float) and not isinstance(message_id, bool)
+    )
 
 
 # -- Encoding ------------------------------------------------------------------------

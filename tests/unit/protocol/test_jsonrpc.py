@@ -401,6 +401,14 @@ class DecodingTests(SynchronousTestCase):
         ):
             self.assertDecodesAsTheStandardLibrary(data)
 
+    def test_nesting_past_the_recursion_limit_is_not_json(self) -> None:
+        """expected: ValueError, as for any document that is not JSON, never a
+        RecursionError escaping a backend's reply reader (``upstream/client.py``)."""
+        deep = 100_000
+        for document in (b"[" * deep + b"]" * deep, b'{"a":' * deep + b"1" + b"}" * deep):
+            with self.assertRaises(ValueError):
+                jsonrpc.loads(document)
+
     def test_a_body_keeps_its_rules_on_either_path(self) -> None:
         """expected: a 70-bit id stays an integer, NaN is a parse error, a BOM and a
         lone surrogate are accepted, invalid UTF-8 is the UTF-8 parse error."""

@@ -1,0 +1,63 @@
+"""A backend's reply bodies built to hurt the reader (``Upstream._read``, ``_BodyReader``).
+
+JSON nested deeper than the decoder's recursion allows (orjson refuses past 1024
+levels and the standard library's fallback then recurses until Python's limit) is
+a message that is not JSON: an SSE event of it is skipped as any event that is not
+JSON, a JSON body of it is a ``bad_reply``; never an exception escaping the reader,
+which would leave the request waiting for an end that never comes and log a traceback.
+
+On a memory reactor: the test plays the backend by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from aigw.config import BackendConfig
+from aigw.upstream.api import Reply, UpstreamError
+from aigw.upstream.client import Upstream
+
+URL = "http://127.0.0.1:8080/mcp"
+CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}
+ANSWER = {"jsonrpc": "2.0", "id": 1, "result": {}}
+#: An array nested far past any recursion limit: 100,000 levels in 200 kB.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def reply(content_type: bytes, body: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class DeepReplyTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.upstream = Upstream(BackendConfig(name="mail", url=URL, timeout=10.0), self.reactor)
+        self.received: list[Any] = []
+
+    def post(self, answer: bytes) -> Deferred[Reply]:
+        body = json.dumps(CALL).encode()
+        sending = ensureDeferred(self.upstream.post(body, self.received.append))
+        protocol = self.reactor.tcpClients[-1][2].buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(answer)
+        return sending
+
+    def test_a_deep_sse_event_is_skipped_and_the_answer_after_it_taken(self) -> None:
+        events = b"data: " + DEEP + b"\n\ndata: " + json.dumps(ANSWER).encode() + b"\n\n"
+        replied = self.post(reply(b"text/event-stream", events))
+        self.assertEqual(self.successResultOf(replied).status, 200)
+        self.assertEqual(self.received, [ANSWER])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_a_deep_json_body_is_a_bad_reply(self) -> None:
+        replied = self.post(reply(b"application/json", DEEP))
+        error = self.failureResultOf(replied, UpstreamError).value
+        self.assertEqual((error.kind, error.backend), ("bad_reply", "mail"))
+        self.assertEqual(self.received, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
