@@ -217,6 +217,9 @@ class UpstreamFeed:
         #: The upstream stream being opened or read (``_follow``); cancelled by ``close``
         #: while its head has not come (then there is no reader to stop).
         self._opening: Deferred[Reply] | None = None
+        #: The backend's last SSE ``retry`` (milliseconds), waited before each stream
+        #: is followed again (``_follow``).
+        self._retry: int | None = None
         #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
         self._ended = False
         self._end_waiters: list[Deferred[None]] = []
@@ -390,13 +393,25 @@ class UpstreamFeed:
                 reader, self._reader = self._reader, None
                 if reader is not None and reader.last_event_id is not None:
                     self.last_event_id = reader.last_event_id
+                if reader is not None and reader.retry is not None:
+                    self._retry = reader.retry
             if self.closed:
                 return
             if self._refilter:
                 continue
-            if not await self._paused(delay):
+            if not await self._paused(self._wait(delay)):
                 return
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _wait(self, delay: float) -> float:
+        """The back-off ``delay``, or the backend's ``retry`` when longer (2025-11-25
+        basic/transports "Sending Messages to the Server": the client "MUST respect the
+        retry field, waiting the given number of milliseconds before attempting to
+        reconnect"), at most ``BACKOFF_MAX``: a backend's retry lengthens the wait, up
+        to the longest back-off, and never shortens it below the back-off."""
+        if self._retry is None:
+            return delay
+        return max(delay, min(self._retry / 1000, BACKOFF_MAX))
 
     async def _paused(self, seconds: float) -> bool:
         """Wait ``seconds``; False if the feed closed meanwhile (``close`` cuts it short)."""

@@ -138,6 +138,12 @@ class _BodyReader(Protocol):
         self._paused = False
         self.last_event_id: str | None = None
 
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time in milliseconds the stream last set (its ``retry``
+        field, ASCII digits only: ``protocol/sse.py``), None if none."""
+        return self._sse.retry if self._sse is not None else None
+
     def connectionMade(self) -> None:
         if self._stopped:
             self.stop()  # stopped before the body began (see stop)

@@ -207,6 +207,40 @@ class BackOffTests(SynchronousTestCase):
         self.assertEqual(gaps[-1], BACKOFF_MAX)
         self.assertEqual(gaps, sorted(gaps))
 
+    def retried(self, retry: int | None) -> tuple[Clock, FeedsOfOneBackend]:
+        """A feed whose first stream read ``retry`` (milliseconds), then ended at once."""
+        clock = Clock()
+        one = FeedsOfOneBackend(clock)
+        one.stream("s1")
+        reader = SimpleNamespace(
+            retry=retry, last_event_id=None, stop=lambda: None, pause=lambda: None
+        )
+        one.backend.on_reader["up-s1"](reader)
+        one.backend.heads["up-s1"].callback(ENDED)
+        return clock, one
+
+    def test_the_backends_retry_is_waited(self) -> None:
+        """2025-11-25 basic/transports "Sending Messages to the Server": "the client MUST
+        respect the retry field, waiting the given number of milliseconds before
+        attempting to reconnect"."""
+        clock, one = self.retried(5000)
+        clock.advance(4.9)
+        self.assertEqual(len(one.backend.opened), 1)
+        clock.advance(0.1)
+        self.assertEqual(len(one.backend.opened), 2)
+
+    def test_a_retry_shorter_than_the_back_off_does_not_shorten_it(self) -> None:
+        clock, one = self.retried(0)
+        clock.advance(BACKOFF_FIRST - 0.01)
+        self.assertEqual(len(one.backend.opened), 1)
+        clock.advance(0.01)
+        self.assertEqual(len(one.backend.opened), 2)
+
+    def test_a_retry_past_the_longest_back_off_waits_that_long(self) -> None:
+        clock, one = self.retried(10**17)  # three million years
+        clock.advance(BACKOFF_MAX)
+        self.assertEqual(len(one.backend.opened), 2)
+
     def test_a_stream_that_lasted_resets_the_back_off(self) -> None:
         clock = Clock()
         one = FeedsOfOneBackend(clock)

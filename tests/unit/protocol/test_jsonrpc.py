@@ -247,6 +247,11 @@ class IsRequestTests(SynchronousTestCase):
             {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"},
             {"jsonrpc": "2.0", "id": 7, "result": {}},
             {"jsonrpc": "2.0", "id": 7, "method": 7},
+            # JSON-RPC 2.0 §4: an id is a string, a number or null; anything else makes
+            # no request (nothing could answer it: the answer echoes the id).
+            {**roots, "id": {"an": "object"}},
+            {**roots, "id": [1]},
+            {**roots, "id": True},
             [roots],
             "ping",
             None,
