@@ -77,6 +77,9 @@ SERVER_ERROR_MAX = -32000
 
 #: Deepest nesting of arrays and objects accepted in a body.
 MAX_DEPTH = 64
+#: Deepest nesting ``loads`` reads (a backend's document): what orjson writes (its
+#: recursion limit), so that aigw can write again whatever it relays.
+MAX_WRITTEN_DEPTH = 255
 #: Most messages accepted in one batch (batches exist in MCP 2025-03-26 only).
 MAX_BATCH = 256
 
@@ -206,16 +209,32 @@ def loads(data: bytes | str, fallback: Callable[[Any], Any] = json.loads) -> Any
     raises as it does: orjson where the two agree (``_decode_fast``), ``fallback`` for
     the rest.  For the documents of the hot path: a backend's JSON reply or SSE event.
 
-    A document nested deeper than the fallback's recursion allows (orjson declines
-    past 1024 levels) raises ``ValueError`` too, not ``RecursionError``: to its callers,
-    whatever a backend sends, it is a document that is not JSON."""
+    A document nested deeper than ``MAX_WRITTEN_DEPTH`` raises ``ValueError`` too: to
+    its callers, whatever a backend sends, it is a document that is not JSON.  Deeper,
+    aigw could not write it again (orjson refuses, and past about a thousand levels the
+    standard library's fallback raises ``RecursionError``, as its decoding does).  Only
+    a document with more brackets than that is checked: by orjson writing it (a
+    twentieth of its decoding), walked only when that fails."""
     decoded = _decode_fast(data)
-    if decoded is not _DECLINED:
-        return decoded
+    if decoded is _DECLINED:
+        try:
+            decoded = fallback(data)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+    if _brackets(data) > MAX_WRITTEN_DEPTH and _unwritable(decoded):
+        raise ValueError(f"JSON nested deeper than {MAX_WRITTEN_DEPTH} levels")
+    return decoded
+
+
+def _unwritable(value: Any) -> bool:
+    """Is ``value`` nested deeper than ``MAX_WRITTEN_DEPTH``?  orjson writing it says
+    not, at C speed; what it refuses (also integers beyond 64 bits, lone surrogates)
+    is walked."""
     try:
-        return fallback(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        orjson.dumps(value)
+    except TypeError:
+        return _deeper_than(value, MAX_WRITTEN_DEPTH)
+    return False
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

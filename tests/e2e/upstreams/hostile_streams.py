@@ -8,7 +8,8 @@ reactor, as ``flood.py`` is.  One tool, ``hello``.  It sends:
   before the answer: ``FLOOD`` pings and ``FLOOD`` ``roots/list`` requests, with ids
   that repeat, are objects, are 100 kB strings, or nest 1000 arrays deep, a batch
   nested 1000 deep, a 1 MB ``notifications/message``, progress with an object token,
-  ``notifications/cancelled`` for ids aigw never sent, ``FLOOD`` ``list_changed``;
+  ``notifications/cancelled`` for ids aigw never sent, a notification whose params nest
+  1000 deep, ``FLOOD`` ``list_changed``;
 * every answer aigw POSTs back (pongs, refusals) is refused with 500, or held
   unanswered (every other one), until aigw gives up;
 * on its GET stream, in turn: (1) 200 SSE with comment lines, priming events (ids and
@@ -69,6 +70,9 @@ def _reply_flood() -> Iterator[bytes]:
 
 
 def _notifications() -> Iterator[bytes]:
+    yield _event(
+        b'{"jsonrpc":"2.0","method":"notifications/message","params":{"data":%s}}' % _deep()
+    )
     yield _message(
         {
             "jsonrpc": "2.0",

@@ -1,8 +1,9 @@
 """A backend's reply bodies built to hurt the reader (``Upstream._read``, ``_BodyReader``).
 
 JSON nested deeper than the decoder's recursion allows (orjson refuses past 1024
-levels and the standard library's fallback then recurses until Python's limit) is
-a message that is not JSON: an SSE event of it is skipped as any event that is not
+levels and the standard library's fallback then recurses until Python's limit), or
+deeper than aigw could write it again (``jsonrpc.MAX_WRITTEN_DEPTH``), is a message
+that is not JSON: an SSE event of it is skipped as any event that is not
 JSON, a JSON body of it is a ``bad_reply``; never an exception escaping the reader,
 which would leave the request waiting for an end that never comes and log a traceback.
 
@@ -54,6 +55,18 @@ class DeepReplyTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(replied).status, 200)
         self.assertEqual(self.received, [ANSWER])
         self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_an_event_aigw_could_not_write_again_is_skipped(self) -> None:
+        """Nested 1000 deep, orjson decodes it (it stops at 1024) but writes at most 255
+        levels, and the standard library's fallback raises ``RecursionError`` past about
+        a thousand: relayed to a client, it would raise there.  Refused as it is read
+        (``jsonrpc.MAX_WRITTEN_DEPTH``), as any event that is not JSON."""
+        deep = b"[" * 1000 + b"]" * 1000
+        note = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"data":%s}}' % deep
+        events = b"data: " + note + b"\n\ndata: " + json.dumps(ANSWER).encode() + b"\n\n"
+        replied = self.post(reply(b"text/event-stream", events))
+        self.assertEqual(self.successResultOf(replied).status, 200)
+        self.assertEqual(self.received, [ANSWER])
 
     def test_a_deep_json_body_is_a_bad_reply(self) -> None:
         replied = self.post(reply(b"application/json", DEEP))
