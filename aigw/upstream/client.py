@@ -136,6 +136,8 @@ class _BodyReader(Protocol):
         self._lost = False
         self._stopped = False
         self._paused = False
+        #: SSE events that were not JSON: the first is logged, the count at the end.
+        self._skipped = 0
         self.last_event_id: str | None = None
 
     @property
@@ -250,10 +252,13 @@ class _BodyReader(Protocol):
             try:
                 message = jsonrpc.loads(event.data)
             except ValueError:
-                self._upstream.log.warn(
-                    "backend {backend} sent an SSE event that is not JSON; skipped",
-                    backend=self._upstream.name,
-                )
+                self._skipped += 1
+                if self._skipped == 1:  # a stream may carry them for ever: not a line each
+                    self._upstream.log.warn(
+                        "backend {backend} sent an SSE event that is not JSON; skipped "
+                        "(more on this reply are counted, not logged)",
+                        backend=self._upstream.name,
+                    )
                 continue
             self._arm()  # a message is progress; comments and other events are not
             self._sink(message)
@@ -263,6 +268,12 @@ class _BodyReader(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self._lost = True
         self._disarm()
+        if self._skipped > 1:
+            self._upstream.log.warn(
+                "backend {backend} sent {count} SSE events that are not JSON on one reply; skipped",
+                backend=self._upstream.name,
+                count=self._skipped,
+            )
         # The sink is the caller's (Collector.sink, whose collector holds this reader):
         # nothing is delivered after the end, and letting go of it leaves no cycle.
         sink, self._sink = self._sink, _nowhere

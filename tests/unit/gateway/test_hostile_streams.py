@@ -21,7 +21,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.gateway.answers import UpstreamAnswers
@@ -38,7 +38,7 @@ from aigw.gateway.streams import (
 from aigw.protocol import jsonrpc
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
-from aigw.upstream.api import Reply
+from aigw.upstream.api import Reply, UpstreamError
 from tests.fakes import FakeTransport
 from tests.unit.gateway.fake_feeds import FeedsOfOneBackend
 
@@ -113,6 +113,36 @@ class InvalidIdTests(SynchronousTestCase):
         for message in (deep_id("roots/list"), {"jsonrpc": "2.0", "method": "x", "id": [1]}):
             relay.to_client(cast(ClientSession, session), "files", message, emitted.append)
         self.assertEqual(emitted, [])
+
+
+class Refusing(FakeTransport):
+    """A backend that refuses every answer POSTed to it (500), until ``fixed``."""
+
+    fixed = False
+
+    async def respond(self, body: bytes, *args: Any, **kwargs: Any) -> None:
+        if not self.fixed:
+            raise UpstreamError(self.name, "http_error", "HTTP 500: refused", 500)
+        await super().respond(body, *args, **kwargs)
+
+
+class RefusedAnswerTests(SynchronousTestCase):
+    def test_refused_answers_are_logged_once_until_one_is_taken(self) -> None:
+        """A backend pinging for ever and refusing every pong costs one warning, not a
+        line per ping; once an answer is taken, the next refusal is told again."""
+        transport = Refusing("files")
+        answers = UpstreamAnswers({"files": transport})
+        where = ("files", "s1", None)
+        with capturedLogs() as logged:
+            for n in range(500):
+                answers.pinged(where, None, {"jsonrpc": "2.0", "id": n, "method": "ping"})
+            transport.fixed = True
+            answers.pinged(where, None, {"jsonrpc": "2.0", "id": "ok", "method": "ping"})
+            transport.fixed = False
+            answers.pinged(where, None, {"jsonrpc": "2.0", "id": "again", "method": "ping"})
+        warned = [formatEvent(e) for e in logged if e["log_level"].name == "warn"]
+        self.assertEqual(len(warned), 2, warned)
+        self.assertIn("HTTP 500", warned[0])
 
 
 #: What a backend may put in an SSE id (any text without NUL, CR, LF: the parser

@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig
@@ -66,6 +67,24 @@ class DeepReplyTests(SynchronousTestCase):
         events = b"data: " + note + b"\n\ndata: " + json.dumps(ANSWER).encode() + b"\n\n"
         replied = self.post(reply(b"text/event-stream", events))
         self.assertEqual(self.successResultOf(replied).status, 200)
+        self.assertEqual(self.received, [ANSWER])
+
+    def test_events_that_are_not_json_are_logged_once_per_reply(self) -> None:
+        """A stream of garbage costs one warning when it starts and one count when it
+        ends, not a line per event (a GET stream may carry them for ever)."""
+        events = b"data: not json\n\n" * 1000 + b"data: " + json.dumps(ANSWER).encode() + b"\n\n"
+        with capturedLogs() as logged:
+            replied = self.post(reply(b"text/event-stream", events))
+            self.assertEqual(self.successResultOf(replied).status, 200)
+        said = [formatEvent(e) for e in logged if "not JSON" in e.get("log_format", "")]
+        self.assertEqual(
+            said,
+            [
+                "backend mail sent an SSE event that is not JSON; skipped (more on this "
+                "reply are counted, not logged)",
+                "backend mail sent 1000 SSE events that are not JSON on one reply; skipped",
+            ],
+        )
         self.assertEqual(self.received, [ANSWER])
 
     def test_a_deep_json_body_is_a_bad_reply(self) -> None:
