@@ -5,6 +5,7 @@ exception escaping into the reactor.
 * a reply's JSON-RPC batch nested in itself (``Collector.sink``);
 * requests whose id is no JSON-RPC id (an object, an array nested past the encoder's
   recursion): neither answered (a pong, a refusal would echo the id) nor relayed;
+* aigw's answers refused by the backend, by the hundred;
 * the merged event id aigw writes on a GET stream, whatever ids the backends send;
 * a client's ``Last-Event-ID``, whatever it holds;
 * a backend that ends its GET stream at once, every time (the back-off holds).
