@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,7 @@ from twisted.logger import Logger
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.groups import Groups
 from aigw.gateway.limits import StreamLimits
-from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after
+from aigw.gateway.linger import MAX_HELD, MAX_HELD_BYTES, Held, Linger, Recent, after
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -210,7 +209,7 @@ class UpstreamFeed:
         self.lingering: Linger | None = None
         #: The last messages delivered that came with an event id (or after one), oldest
         #: first, with it: sent again to a stream resuming from one of them (``resumes``).
-        self.recent: deque[Held] = deque(maxlen=RECENT)
+        self.recent = Recent()
         #: A wait (back-off, ``CLOSE_SETTLE``) before the stream is followed; cancelled
         #: by ``close``.
         self._sleep: Deferred[None] | None = None
@@ -456,12 +455,12 @@ class UpstreamFeed:
                 # promptly as basic/utilities/ping asks.
                 return
             dropped = self.lingering.hold(message, self.last_event_id)
-            if dropped is not None:
-                self.feeds.dropped += 1
+            if dropped:
+                self.feeds.dropped += len(dropped)
                 self._unreachable(
-                    [dropped],
-                    f"dropped: more than {MAX_HELD} messages came while no client stream "
-                    "was open (backends[].stream_linger)",
+                    dropped,
+                    f"dropped: more than {MAX_HELD} messages or {MAX_HELD_BYTES} bytes came "
+                    "while no client stream was open (backends[].stream_linger)",
                     "stream_linger_full",
                 )
             return
@@ -484,10 +483,11 @@ class UpstreamFeed:
         if lingering.dropped:
             self.log.warn(
                 "stream from {backend} lingered without a client stream: the {dropped} oldest "
-                "of its messages dropped (more than {held} arrived)",
+                "of its messages dropped (more than {held} messages or {size} bytes arrived)",
                 backend=self.name,
                 dropped=lingering.dropped,
                 held=MAX_HELD,
+                size=MAX_HELD_BYTES,
             )
 
 

@@ -28,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aigw.gateway.answers import UpstreamAnswers
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.exchange import Collector, Exchange
+from aigw.gateway.linger import MAX_HELD_BYTES, RECENT, RECENT_BYTES, after
 from aigw.gateway.relay import Relay
 from aigw.gateway.streams import (
     BACKOFF_FIRST,
@@ -288,3 +289,57 @@ class BackOffTests(SynchronousTestCase):
         one.backend.heads["up-s1"].callback(ENDED)
         clock.advance(BACKOFF_FIRST)
         self.assertEqual(len(one.backend.opened), 8)
+
+
+def big(n: int, size: int) -> dict[str, Any]:
+    """A notification of about ``size`` bytes as aigw writes it."""
+    params = {"level": "info", "data": "m" * size, "n": n}
+    return {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+
+
+def written(held: Any) -> int:
+    return sum(len(jsonrpc.dumps(message)) for message, _ in held)
+
+
+class FeedMemoryTests(SynchronousTestCase):
+    """What a feed keeps of a backend's messages is bounded in bytes, not only in
+    messages: ``RECENT`` and ``MAX_HELD`` messages of ``max_message_bytes`` (16 MiB by
+    default) would be 256 MiB per feed and 1.6 GB per lingering feed."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.one = FeedsOfOneBackend(self.clock)
+        self.stream = self.one.stream("s1")
+        self.reader = SimpleNamespace(
+            retry=None, last_event_id=None, stop=lambda: None, pause=lambda: None
+        )
+        self.one.backend.on_reader["up-s1"](self.reader)
+
+    def send(self, n: int, size: int) -> None:
+        self.reader.last_event_id = f"ev-{n}"
+        self.one.backend.deliver["up-s1"](big(n, size))
+
+    def test_what_a_feed_keeps_to_send_again_is_bounded_in_bytes(self) -> None:
+        feed = self.stream._feeds[0]
+        for n in range(RECENT):
+            self.send(n, 200 * 1024)
+        self.assertLessEqual(written(feed.recent), RECENT_BYTES)
+        self.assertEqual(len(feed.recent), RECENT_BYTES // (200 * 1024))
+        last = feed.recent[-1][1]
+        # A message past the budget is not kept, nor what came before it: a stream
+        # resuming from before it is the backend's to replay (``after`` finds no id).
+        self.send(99, RECENT_BYTES + 1)
+        self.assertEqual(len(feed.recent), 0)
+        self.assertIsNone(after(feed.recent, last))
+
+    def test_what_a_lingering_feed_holds_is_bounded_in_bytes(self) -> None:
+        self.stream.close()  # the feed lingers
+        for n in range(40):
+            self.send(n, 1024 * 1024)
+        feed = self.one.feeds._lingering[next(iter(self.one.feeds._lingering))]
+        assert feed.lingering is not None
+        self.assertLessEqual(written(feed.lingering.held), MAX_HELD_BYTES)
+        self.assertEqual(self.one.feeds.dropped, 40 - len(feed.lingering.held))
+        # The newest is held whatever its size: a message is at most max_message_bytes.
+        self.send(41, MAX_HELD_BYTES + 1)
+        self.assertEqual(len(feed.lingering.held), 1)

@@ -65,7 +65,7 @@ class LingerTests(SynchronousTestCase):
 
     def test_past_the_bound_the_oldest_are_dropped_and_counted(self) -> None:
         dropped = [self.linger.hold(n, f"ev-{n}") for n in range(MAX_HELD + 3)]
-        self.assertEqual(dropped, [None] * MAX_HELD + [(0, "ev-0"), (1, "ev-1"), (2, "ev-2")])
+        self.assertEqual(dropped, [[]] * MAX_HELD + [[(0, "ev-0")], [(1, "ev-1")], [(2, "ev-2")]])
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
 
