@@ -343,3 +343,23 @@ class FeedMemoryTests(SynchronousTestCase):
         # The newest is held whatever its size: a message is at most max_message_bytes.
         self.send(41, MAX_HELD_BYTES + 1)
         self.assertEqual(len(feed.lingering.held), 1)
+
+
+class ForgedResumptionTests(SynchronousTestCase):
+    def test_a_forged_id_never_takes_another_sessions_feed(self) -> None:
+        """Feeds are keyed by the client's session (``Feeds.key``): a stream of another
+        session, of the same user or another, resuming from an event id of this one's
+        feed gets none of what it delivered or holds, and leaves it lingering."""
+        clock = Clock()
+        one = FeedsOfOneBackend(clock)
+        first = one.stream("s1")
+        reader = SimpleNamespace(retry=None, last_event_id="ev-1", stop=lambda: None)
+        one.backend.on_reader["up-s1"](reader)
+        one.backend.deliver["up-s1"](big(1, 10))
+        first.close()  # lingers, with ev-1 among what it delivered
+        one.backend.deliver["up-s1"](big(2, 10))  # held for s1's next stream
+        for user in ("alice", "mallory"):
+            received: list[Any] = []
+            one.stream("s2", user=user, received=received, resumes_from="ev-1").close()
+            self.assertEqual(received, [])
+        self.assertEqual(len(one.feeds._lingering_by_binding.of(first.session.binding)), 1)
