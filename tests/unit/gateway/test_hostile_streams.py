@@ -117,6 +117,39 @@ class InvalidIdTests(SynchronousTestCase):
         self.assertEqual(emitted, [])
 
 
+class CancellationTests(SynchronousTestCase):
+    def test_a_backends_cancellation_names_its_request_as_the_client_saw_it(self) -> None:
+        """basic/utilities/cancellation: the notification names the request to cancel by
+        the id its receiver got, which for a relayed request is the sealed one
+        (``sealed/request_id.py``: wrapping is deterministic for this); an id this
+        backend never sent names nothing the client has; one that is no id is left as
+        it came, for the client to judge."""
+        codec = RequestIdCodec(Sealer.random())
+        exchange = SimpleNamespace(pinged=lambda *args: False)
+        relay = Relay(codec, cast(Exchange, exchange), cast(Any, None))
+        session = SimpleNamespace(
+            backends={},
+            principal=None,
+            sessionless=False,
+            binding="b1",
+            log_level=None,
+            state=SimpleNamespace(client_capabilities=None),
+        )
+        emitted: list[Any] = []
+        ask = {"jsonrpc": "2.0", "id": 7, "method": "elicitation/create", "params": {}}
+        relay.to_client(cast(ClientSession, session), "files", ask, emitted.append)
+        for request_id in (7, "never-sent", {"an": "object"}):
+            params = {"requestId": request_id, "reason": "changed its mind"}
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
+            relay.to_client(cast(ClientSession, session), "files", cancel, emitted.append)
+        asked, *cancelled = emitted
+        ids = [message["params"]["requestId"] for message in cancelled]
+        self.assertEqual(ids[0], asked["id"])
+        self.assertEqual(ids[1], codec.wrap("files", "never-sent", "b1"))
+        self.assertEqual(ids[2], {"an": "object"})
+        self.assertEqual(cancelled[0]["params"]["reason"], "changed its mind")
+
+
 class Refusing(FakeTransport):
     """A backend that refuses every answer POSTed to it (500), until ``fixed``."""
 
