@@ -165,6 +165,10 @@ class SentRequest:
 class RecordingReader:
     """The ``BodyReader`` a ``FakeTransport`` hands to ``on_reader``."""
 
+    #: What an SSE reader read of its stream's ``id`` and ``retry`` (``UpstreamFeed``).
+    last_event_id: str | None = None
+    retry: int | None = None
+
     def __init__(self, session_id: str | None = None) -> None:
         #: The session the scripted reply's head names (``Reply.session_id``).
         self.session_id = session_id

@@ -37,6 +37,7 @@ from typing import Any
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
+from aigw.lru import LRU
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.ping import pong
@@ -46,6 +47,9 @@ from aigw.upstream.api import UpstreamError, UpstreamTransport
 #: aigw's own answers (pongs, refusals) of one upstream session POSTed and not yet
 #: taken; more of the backend's requests are dropped.
 MAX_ANSWERS_IN_FLIGHT = 8
+
+#: Upstream sessions whose answers fail remembered, to log only a failure's start.
+FAILING_REMEMBERED = 1024
 
 #: An upstream session as an answer names it: backend, ``Mcp-Session-Id`` (None: the
 #: backend gave none), ``MCP-Protocol-Version`` (None: none sent).
@@ -64,6 +68,9 @@ class UpstreamAnswers:
         self._in_flight: dict[Where, int] = {}
         #: Sessions whose requests are being dropped: logged once until a place frees.
         self._dropping: set[Where] = set()
+        #: Sessions whose last answer failed: a failure is logged once until one is
+        #: taken (a backend refusing every pong of a ping flood is one warning).
+        self._failing: LRU[Where, bool] = LRU(FAILING_REMEMBERED)
 
     def pinged(self, where: Where, principal: Principal | None, message: Any) -> bool:
         """Whether ``message`` is a ping, which is then answered at once on ``where``
@@ -117,7 +124,8 @@ class UpstreamAnswers:
         self, where: Where, principal: Principal | None, payload: dict[str, Any]
     ) -> None:
         """POST ``payload`` (a response) to the backend on the session ``where`` names;
-        a failure is logged: the backend's request then times out on its side."""
+        a failure is logged, the first of a run of them (``_failing``): the backend's
+        request then times out on its side."""
         name, session_id, version = where
         try:
             transport = self.transports.get(name)
@@ -125,6 +133,17 @@ class UpstreamAnswers:
                 raise UpstreamError(name, "unavailable", "removed from the configuration")
             await transport.respond(jsonrpc.dumps(payload), session_id, version, principal)
         except UpstreamError as error:
+            if self._failing.get(where):
+                self.log.debug(
+                    "answering a request of {backend}: {error}", backend=name, error=str(error)
+                )
+                return
+            self._failing.put(where, True)
             self.log.warn(
-                "answering a request of {backend}: {error}", backend=name, error=str(error)
+                "answering a request of {backend}: {error} (more failures on its session "
+                "are not logged until an answer is taken)",
+                backend=name,
+                error=str(error),
             )
+            return
+        self._failing.pop(where)

@@ -72,9 +72,14 @@ class Collector:
 
     def sink(self, message: Any) -> None:
         if isinstance(message, list):
+            # A batch (JSON-RPC 2.0 §6) is one array of messages: an array in it is no
+            # message (``elsewhere``'s), not a batch to walk, however deep it nests.
             for item in message:
-                self.sink(item)
+                self._take(item)
             return
+        self._take(message)
+
+    def _take(self, message: Any) -> None:
         if (
             isinstance(message, dict)
             and type(message.get("id")) is int  # not True, not 1.0: ids aigw sent are ints

@@ -30,24 +30,85 @@ aigw answers it at once (``protocol/ping.py``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from aigw.protocol import jsonrpc
+
 #: The most messages held for the next client stream; past it the oldest are dropped
-#: (and counted): each is at most ``max_message_bytes``, so memory stays bounded.
+#: (and counted).
 MAX_HELD = 100
+#: And the most bytes of them (as aigw writes them): a backend's messages are each up to
+#: ``max_message_bytes`` (16 MiB by default), a hundred of them 1.6 GB per lingering feed.
+#: Past it the oldest are dropped too, but the newest is always held.
+MAX_HELD_BYTES = 8 * 1024 * 1024
 
 #: The most messages a feed keeps of those it last delivered (``UpstreamFeed.recent``),
 #: to send again to a client stream that resumes from a little before where the last one
 #: left off: it lost them in flight (written to a connection the client had closed).
 RECENT = 16
+#: And the most bytes of them, for every open feed (``Recent``).
+RECENT_BYTES = 1024 * 1024
 
 #: A held message and the backend's event id it came with (None: the stream has none).
 #: A message of None: the stream's event id moved without one (a priming event: MCP
 #: 2025-11-25 basic/transports, SEP-1699), which the client stream must learn all the same.
 Held = tuple[Any, str | None]
+
+
+def weight(message: Any) -> int:
+    """A message's size as aigw writes it (what it costs to keep, within a small factor)."""
+    return len(jsonrpc.dumps(message))
+
+
+class Recent(Sequence[Held]):
+    """The last messages a feed delivered with an event id, oldest first: at most
+    ``RECENT`` of them and ``RECENT_BYTES``.  A message larger than that is not kept, nor
+    anything before it: what is kept is always the tail of what was delivered, so a
+    stream resuming from before it finds no id here (``after``) and the backend replays."""
+
+    def __init__(self) -> None:
+        self._items: deque[Held] = deque()
+        self._sizes: deque[int] = deque()
+        self._bytes = 0
+
+    def append(self, held: Held) -> None:
+        size = weight(held[0])
+        if size > RECENT_BYTES:
+            self._items.clear()
+            self._sizes.clear()
+            self._bytes = 0
+            return
+        self._items.append(held)
+        self._sizes.append(size)
+        self._bytes += size
+        while len(self._items) > RECENT or self._bytes > RECENT_BYTES:
+            self._items.popleft()
+            self._bytes -= self._sizes.popleft()
+
+    def pop(self) -> Held:
+        """The newest, taken out (it is about to be delivered, and kept, again)."""
+        self._bytes -= self._sizes.pop()
+        return self._items.pop()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Held]:
+        return iter(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Held: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Held]: ...
+
+    def __getitem__(self, index: int | slice) -> Held | Sequence[Held]:
+        if isinstance(index, slice):
+            return list(self._items)[index]
+        return self._items[index]
 
 
 class Linger:
@@ -65,20 +126,27 @@ class Linger:
         #: resuming from another point is not served from what is held.
         self.since = since
         self.held: deque[Held] = deque()
+        #: The size of each held message (``weight``), and their sum.
+        self._sizes: deque[int] = deque()
+        self._bytes = 0
         self.dropped = 0
         self._timer: IDelayedCall = clock.callLater(seconds, expire)
 
-    def hold(self, message: Any, event_id: str | None) -> Held | None:
-        """Hold ``message``; the oldest held message, when it was dropped for it (an
-        event id alone dropped loses nothing: the ids held after it are later)."""
-        dropped = None
-        if len(self.held) >= MAX_HELD:
-            dropped = self.held.popleft()
-            if dropped[0] is None:
-                dropped = None
-            else:
-                self.dropped += 1
+    def hold(self, message: Any, event_id: str | None) -> list[Held]:
+        """Hold ``message``; the oldest held messages that were dropped for it (past
+        ``MAX_HELD`` or ``MAX_HELD_BYTES``; never ``message`` itself).  An event id alone
+        (message None) dropped loses nothing: the ids held after it are later."""
+        size = weight(message)
         self.held.append((message, event_id))
+        self._sizes.append(size)
+        self._bytes += size
+        dropped = []
+        while len(self.held) > MAX_HELD or (self._bytes > MAX_HELD_BYTES and len(self.held) > 1):
+            oldest = self.held.popleft()
+            self._bytes -= self._sizes.popleft()
+            if oldest[0] is not None:
+                dropped.append(oldest)
+        self.dropped += len(dropped)
         return dropped
 
     def end(self) -> list[Held]:
@@ -88,6 +156,8 @@ class Linger:
             self._timer.cancel()
         held = list(self.held)
         self.held.clear()
+        self._sizes.clear()
+        self._bytes = 0
         return held
 
 

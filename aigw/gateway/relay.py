@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from aigw.principal import Principal
     from aigw.sealed.session_id import BackendSession
 
+#: basic/utilities/cancellation: a backend's names a request it sent (``Relay._cancelled``).
+CANCELLED = "notifications/cancelled"
+
 #: A callable that sends one JSON-RPC message to the client now (progress,
 #: server-to-client requests); the transport turns the reply into SSE for it.
 Emit = Callable[[dict[str, Any]], None]
@@ -55,6 +58,15 @@ class Relay:
             self.log.debug("backend {backend} sent a stray message", backend=backend)
             return
         if "id" in message:
+            if not jsonrpc.is_request(message):
+                # No JSON-RPC id (an object, an array): no answer could name it.
+                self.log.info(
+                    "backend {backend} sent a {method} request whose id is not a JSON-RPC "
+                    "id; dropped",
+                    backend=backend,
+                    method=message["method"],
+                )
+                return
             if self.exchange.pinged(session.backends.get(backend), session.principal, message):
                 return
             if not session.sessionless and self._refused(session, backend, message):
@@ -67,7 +79,26 @@ class Relay:
             }
         elif not passes(session, message):
             return  # a log message the 2026-07-28 request did not ask for (log_levels.py)
+        elif message["method"] == CANCELLED:
+            message = self._cancelled(session, backend, message)
         emit(_rewrite_notification(backend, message))
+
+    def _cancelled(
+        self, session: ClientSession, backend: str, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A backend cancelling a request it sent names it by its own id; the client got
+        it sealed (basic/utilities/cancellation: the notification carries the ID of the
+        request to cancel, as its receiver knows it), and sealing is deterministic, so
+        the same id seals to the token the client saw.  An id this backend never sent
+        seals to one the client has not; one that is no id is left for it to judge."""
+        params = message.get("params")
+        if not isinstance(params, dict):
+            return message
+        request_id = params.get("requestId")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            return message
+        sealed = self.request_ids.wrap(backend, request_id, session.binding)
+        return {**message, "params": {**params, "requestId": sealed}}
 
     def _refused(self, session: ClientSession, backend: str, message: dict[str, Any]) -> bool:
         """A request the client did not declare it can answer is answered here, for the

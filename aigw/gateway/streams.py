@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,7 @@ from twisted.logger import Logger
 from aigw.gateway.capabilities import union_capabilities
 from aigw.gateway.groups import Groups
 from aigw.gateway.limits import StreamLimits
-from aigw.gateway.linger import MAX_HELD, RECENT, Held, Linger, after
+from aigw.gateway.linger import MAX_HELD, MAX_HELD_BYTES, Held, Linger, Recent, after
 from aigw.gateway.resource_subscriptions import ResourceSubscriptions
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
@@ -62,7 +61,15 @@ if TYPE_CHECKING:
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+#: A backend stream that lasted this long resets the back-off to ``BACKOFF_FIRST``; one
+#: ended sooner (a 200 that is not SSE, a stream closed at once) counts as a failure,
+#: or a backend doing so every time is followed again twice a second for ever (the
+#: ``mcp`` SDK's client does that: modelcontextprotocol/python-sdk#3257).  As a stdio
+#: child's restarts (``upstream/stdio_session.py`` ``STABLE_SECONDS``).
+STABLE_SECONDS = 10.0
 MAX_EVENT_ID_BYTES = 4096
+#: The longest backend event id the merged id carries (``encode_event_ids``).
+MAX_BACKEND_EVENT_ID = 511
 #: The longest a new feed waits for the closing feed of the same upstream session to
 #: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
 #: reactor turn, whether the closing stream's head came or not (``UpstreamFeed.close``);
@@ -105,13 +112,43 @@ def unlisten(message: Any) -> Any:
     return message
 
 
-def encode_event_ids(last_ids: dict[str, str]) -> str:
+def _carried(event_id: object) -> bool:
+    """Can a backend's event id ride in the merged id?  At most ``MAX_BACKEND_EVENT_ID``
+    characters, and none of NUL, CR, LF, which no SSE id holds (WHATWG HTML §9.2.6: an
+    id with NUL is ignored, lines end at CR and LF) and which would go back to the
+    backend in its ``Last-Event-ID`` header."""
+    return (
+        isinstance(event_id, str)
+        and len(event_id) <= MAX_BACKEND_EVENT_ID
+        and "\0" not in event_id
+        and "\r" not in event_id
+        and "\n" not in event_id
+    )
+
+
+def _encoded(last_ids: dict[str, str]) -> str:
     raw = json.dumps(last_ids, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def encode_event_ids(last_ids: dict[str, str]) -> str:
+    """The merged id: every backend's last event id, at most ``MAX_EVENT_ID_BYTES`` of
+    ASCII whatever the backends sent (it goes out on every event, and comes back as the
+    client's ``Last-Event-ID``, which ``decode_event_ids`` reads no longer than that).
+    An id that cannot ride (``_carried``) is left out, and then the longest until the
+    rest fits: those backends resume from nowhere, the others still where they were."""
+    carried = {name: event_id for name, event_id in last_ids.items() if _carried(event_id)}
+    merged = _encoded(carried)
+    while len(merged) > MAX_EVENT_ID_BYTES:
+        del carried[max(carried, key=lambda name: len(_encoded({name: carried[name]})))]
+        merged = _encoded(carried)
+    return merged
+
+
 def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
-    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none."""
+    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none,
+    and an id ``encode_event_ids`` never carries is left out (a forged one would go to
+    the backend as its ``Last-Event-ID``)."""
     if not value or len(value) > MAX_EVENT_ID_BYTES:
         return {}
     try:
@@ -120,9 +157,7 @@ def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
         return {}
     if not isinstance(decoded, dict):
         return {}
-    return {
-        k: v for k, v in decoded.items() if k in backends and isinstance(v, str) and len(v) < 512
-    }
+    return {k: v for k, v in decoded.items() if k in backends and _carried(v)}
 
 
 class UpstreamFeed:
@@ -174,13 +209,16 @@ class UpstreamFeed:
         self.lingering: Linger | None = None
         #: The last messages delivered that came with an event id (or after one), oldest
         #: first, with it: sent again to a stream resuming from one of them (``resumes``).
-        self.recent: deque[Held] = deque(maxlen=RECENT)
+        self.recent = Recent()
         #: A wait (back-off, ``CLOSE_SETTLE``) before the stream is followed; cancelled
         #: by ``close``.
         self._sleep: Deferred[None] | None = None
         #: The upstream stream being opened or read (``_follow``); cancelled by ``close``
         #: while its head has not come (then there is no reader to stop).
         self._opening: Deferred[Reply] | None = None
+        #: The backend's last SSE ``retry`` (milliseconds), waited before each stream
+        #: is followed again (``_follow``).
+        self._retry: int | None = None
         #: Fired by ``run``'s end: no upstream stream of the feed is open or opening.
         self._ended = False
         self._end_waiters: list[Deferred[None]] = []
@@ -307,6 +345,7 @@ class UpstreamFeed:
             upstream = self.feeds.transports.get(self.name)
             if upstream is None:
                 return
+            opened_at = self.feeds.clock.seconds()
             try:
                 if is_modern(backend.protocol_version):
                     self._refilter = False  # the filter is read now: it is current
@@ -333,7 +372,8 @@ class UpstreamFeed:
                 reply = await self._opening
                 if reply.status == 405:
                     return  # this backend offers no stream
-                delay = BACKOFF_FIRST
+                if self.feeds.clock.seconds() - opened_at >= STABLE_SECONDS:
+                    delay = BACKOFF_FIRST
             except UpstreamSessionGone:
                 self.log.info("backend {backend} ended its session stream", backend=self.name)
                 return
@@ -353,13 +393,25 @@ class UpstreamFeed:
                 reader, self._reader = self._reader, None
                 if reader is not None and reader.last_event_id is not None:
                     self.last_event_id = reader.last_event_id
+                if reader is not None and reader.retry is not None:
+                    self._retry = reader.retry
             if self.closed:
                 return
             if self._refilter:
                 continue
-            if not await self._paused(delay):
+            if not await self._paused(self._wait(delay)):
                 return
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _wait(self, delay: float) -> float:
+        """The back-off ``delay``, or the backend's ``retry`` when longer (2025-11-25
+        basic/transports "Sending Messages to the Server": the client "MUST respect the
+        retry field, waiting the given number of milliseconds before attempting to
+        reconnect"), at most ``BACKOFF_MAX``: a backend's retry lengthens the wait, up
+        to the longest back-off, and never shortens it below the back-off."""
+        if self._retry is None:
+            return delay
+        return max(delay, min(self._retry / 1000, BACKOFF_MAX))
 
     async def _paused(self, seconds: float) -> bool:
         """Wait ``seconds``; False if the feed closed meanwhile (``close`` cuts it short)."""
@@ -423,12 +475,12 @@ class UpstreamFeed:
                 # promptly as basic/utilities/ping asks.
                 return
             dropped = self.lingering.hold(message, self.last_event_id)
-            if dropped is not None:
-                self.feeds.dropped += 1
+            if dropped:
+                self.feeds.dropped += len(dropped)
                 self._unreachable(
-                    [dropped],
-                    f"dropped: more than {MAX_HELD} messages came while no client stream "
-                    "was open (backends[].stream_linger)",
+                    dropped,
+                    f"dropped: more than {MAX_HELD} messages or {MAX_HELD_BYTES} bytes came "
+                    "while no client stream was open (backends[].stream_linger)",
                     "stream_linger_full",
                 )
             return
@@ -451,10 +503,11 @@ class UpstreamFeed:
         if lingering.dropped:
             self.log.warn(
                 "stream from {backend} lingered without a client stream: the {dropped} oldest "
-                "of its messages dropped (more than {held} arrived)",
+                "of its messages dropped (more than {held} messages or {size} bytes arrived)",
                 backend=self.name,
                 dropped=lingering.dropped,
                 held=MAX_HELD,
+                size=MAX_HELD_BYTES,
             )
 
 

@@ -77,6 +77,9 @@ SERVER_ERROR_MAX = -32000
 
 #: Deepest nesting of arrays and objects accepted in a body.
 MAX_DEPTH = 64
+#: Deepest nesting ``loads`` reads (a backend's document): what orjson writes (its
+#: recursion limit), so that aigw can write again whatever it relays.
+MAX_WRITTEN_DEPTH = 255
 #: Most messages accepted in one batch (batches exist in MCP 2025-03-26 only).
 MAX_BATCH = 256
 
@@ -204,9 +207,34 @@ def _decode_fast(data: bytes | str) -> Any:
 def loads(data: bytes | str, fallback: Callable[[Any], Any] = json.loads) -> Any:
     """JSON as ``fallback`` (the standard library's ``json.loads``) decodes it, and
     raises as it does: orjson where the two agree (``_decode_fast``), ``fallback`` for
-    the rest.  For the documents of the hot path: a backend's JSON reply or SSE event."""
+    the rest.  For the documents of the hot path: a backend's JSON reply or SSE event.
+
+    A document nested deeper than ``MAX_WRITTEN_DEPTH`` raises ``ValueError`` too: to
+    its callers, whatever a backend sends, it is a document that is not JSON.  Deeper,
+    aigw could not write it again (orjson refuses, and past about a thousand levels the
+    standard library's fallback raises ``RecursionError``, as its decoding does).  Only
+    a document with more brackets than that is checked: by orjson writing it (a
+    twentieth of its decoding), walked only when that fails."""
     decoded = _decode_fast(data)
-    return fallback(data) if decoded is _DECLINED else decoded
+    if decoded is _DECLINED:
+        try:
+            decoded = fallback(data)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+    if _brackets(data) > MAX_WRITTEN_DEPTH and _unwritable(decoded):
+        raise ValueError(f"JSON nested deeper than {MAX_WRITTEN_DEPTH} levels")
+    return decoded
+
+
+def _unwritable(value: Any) -> bool:
+    """Is ``value`` nested deeper than ``MAX_WRITTEN_DEPTH``?  orjson writing it says
+    not, at C speed; what it refuses (also integers beyond 64 bits, lone surrogates)
+    is walked."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return _deeper_than(value, MAX_WRITTEN_DEPTH)
+    return False
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -338,8 +366,18 @@ def parse_message(obj: Any) -> Parsed:
 
 def is_request(message: Any) -> bool:
     """A decoded message that is a request (a method and an id: JSON-RPC 2.0 §4), which
-    someone must answer; a notification (no id) is not answered."""
-    return isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str)
+    someone must answer; a notification (no id) is not answered.  An id that is no
+    JSON-RPC id (§4: a string, a number or null; not an object, an array, a boolean)
+    makes no request either: nothing can answer it (the answer would echo the id, an
+    object a backend may nest past what the encoder's recursion writes back)."""
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return False
+    if "id" not in message:
+        return False
+    message_id = message["id"]
+    return message_id is None or (
+        isinstance(message_id, str | int | float) and not isinstance(message_id, bool)
+    )
 
 
 # -- Encoding ------------------------------------------------------------------------

@@ -27,6 +27,6 @@ from aigw.protocol import jsonrpc
 def pong(message: Any) -> dict[str, Any] | None:
     """The answer to ``message`` if it is a ping request (a ``ping`` with an id), else
     None: the one place that says which backend messages aigw answers itself."""
-    if isinstance(message, dict) and message.get("method") == "ping" and "id" in message:
+    if jsonrpc.is_request(message) and message["method"] == "ping":
         return jsonrpc.result_response(message["id"], {})
     return None

@@ -137,8 +137,16 @@ class _BodyReader(Protocol):
         self._lost = False
         self._stopped = False
         self._paused = False
+        #: SSE events that were not JSON: the first is logged, the count at the end.
+        self._skipped = 0
         self.last_event_id: str | None = None
         self._on_event_id = on_event_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time in milliseconds the stream last set (its ``retry``
+        field, ASCII digits only: ``protocol/sse.py``), None if none."""
+        return self._sse.retry if self._sse is not None else None
 
     def connectionMade(self) -> None:
         if self._stopped:
@@ -247,10 +255,13 @@ class _BodyReader(Protocol):
             try:
                 message = jsonrpc.loads(event.data)
             except ValueError:
-                self._upstream.log.warn(
-                    "backend {backend} sent an SSE event that is not JSON; skipped",
-                    backend=self._upstream.name,
-                )
+                self._skipped += 1
+                if self._skipped == 1:  # a stream may carry them for ever: not a line each
+                    self._upstream.log.warn(
+                        "backend {backend} sent an SSE event that is not JSON; skipped "
+                        "(more on this reply are counted, not logged)",
+                        backend=self._upstream.name,
+                    )
                 continue
             self._arm()  # a message is progress; comments and other events are not
             self._sink(message)
@@ -272,6 +283,12 @@ class _BodyReader(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self._lost = True
         self._disarm()
+        if self._skipped > 1:
+            self._upstream.log.warn(
+                "backend {backend} sent {count} SSE events that are not JSON on one reply; skipped",
+                backend=self._upstream.name,
+                count=self._skipped,
+            )
         # The sink is the caller's (Collector.sink, whose collector holds this reader):
         # nothing is delivered after the end, and letting go of it leaves no cycle.
         sink, self._sink = self._sink, _nowhere

@@ -9,7 +9,6 @@ wire; what the messages mean is ``stdio.py``'s business.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from aigw.protocol import jsonrpc
 
 #: The longest message a child may write on stdout (as ``client.MAX_JSON_REPLY_BYTES``).
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -136,8 +137,9 @@ class ChildProcess(ProcessProtocol):
 
     def _message(self, line: bytes) -> None:
         try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+            # As an HTTP backend's reply is read: nothing nested deeper than aigw writes.
+            message = jsonrpc.loads(line)
+        except ValueError:
             # basic/transports "stdio": the server MUST NOT write anything else to stdout.
             self.log.warn(
                 "backend {backend} wrote a line that is not JSON on stdout; skipped: {excerpt}",

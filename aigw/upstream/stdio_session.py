@@ -83,6 +83,8 @@ class Stream:
     """A ``get_stream`` being read: server messages that belong to no call."""
 
     last_event_id: str | None = None
+    #: A child's stream has no SSE ``retry`` (``UpstreamFeed`` reads the HTTP reader's).
+    retry: int | None = None
 
     def __init__(self, owner: StdioSession, sink: MessageSink) -> None:
         self.owner = owner

@@ -56,6 +56,14 @@ class Gateway:
         response.raise_for_status()
         return Scrape.parse(response.headers["content-type"], response.text)
 
+    def rss(self) -> int:
+        """The aigw process's resident set, in bytes (/proc/PID/status VmRSS)."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample of a fresh scrape: ``name`` with exactly these labels, None when there
         is none (several samples that must agree with each other: read one ``scrape()``)."""

@@ -59,15 +59,6 @@ def flood() -> Iterator[str]:
         process.stop()
 
 
-def rss(gateway: Gateway) -> int:
-    """The aigw process's resident set, in bytes (/proc/PID/status VmRSS)."""
-    with open(f"/proc/{gateway.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def initialize(url: str, client: httpx2.Client | None = None) -> dict[str, str]:
     """A new session; the headers every later request of it carries."""
     headers = {"Content-Type": "application/json", "Accept": ACCEPT}
@@ -149,7 +140,7 @@ def test_slow_clients_of_large_replies_and_endless_streams_keep_aigw_memory_boun
         assert warm["result"]["content"][0]["text"] == "flooded", warm
         stream_sessions = [initialize(gateway.url) for _ in range(SLOW_CLIENTS)]
         time.sleep(1)
-        before = rss(gateway)
+        before = gateway.rss()
         # From here on the backend's timeout (20 s) runs for a paused call: a client that
         # reads nothing for that long has its call ended (docs/performance.md).
         calls = []
@@ -171,7 +162,7 @@ def test_slow_clients_of_large_replies_and_endless_streams_keep_aigw_memory_boun
         peak = 0
         for _ in range(12):  # 6 s: without flow control aigw held 1 GB more by then
             time.sleep(0.5)
-            peak = max(peak, rss(gateway))
+            peak = max(peak, gateway.rss())
         growth = peak - before
         print(f"slow clients: rss before={before / MiB:.1f} MiB peak={peak / MiB:.1f} MiB")
         assert growth < SLOW_CLIENTS_BOUND, f"aigw grew {growth / MiB:.1f} MiB"
@@ -286,7 +277,7 @@ def test_idle_sessions_and_open_streams_cost_what_docs_performance_states(flood:
             for _ in range(20):  # warm-up: the pools, caches and allocator fill
                 initialize(gateway.url, client)
         time.sleep(1)
-        before = rss(gateway)
+        before = gateway.rss()
 
         def many(count: int) -> list[dict[str, str]]:
             with httpx2.Client() as client:
@@ -295,7 +286,7 @@ def test_idle_sessions_and_open_streams_cost_what_docs_performance_states(flood:
         with ThreadPoolExecutor(8) as pool:
             sessions = [h for part in pool.map(many, [SESSIONS // 8] * 8) for h in part]
         time.sleep(1)
-        with_sessions = rss(gateway)
+        with_sessions = gateway.rss()
         streams = []
         for headers in sessions[:STREAMS]:
             sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
@@ -305,7 +296,7 @@ def test_idle_sessions_and_open_streams_cost_what_docs_performance_states(flood:
             opened = read_until(sock, b"aigw stream open")
             assert b"aigw stream open" in opened, opened
         time.sleep(2)
-        with_streams = rss(gateway)
+        with_streams = gateway.rss()
         per_session = (with_sessions - before) / SESSIONS
         per_stream = (with_streams - with_sessions) / STREAMS
         print(f"per session {per_session / 1024:.1f} KiB, per stream {per_stream / 1024:.1f} KiB")

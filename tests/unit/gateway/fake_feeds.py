@@ -28,12 +28,16 @@ class StreamBackend:
         #: The last stream's head of each upstream session: a test ends the stream
         #: with an error (the backend's doing) through it.
         self.heads: dict[str | None, Deferred[Any]] = {}
+        #: The last stream's ``on_reader`` of each upstream session: a test hands the
+        #: feed a reader through it (one that read a ``retry``).
+        self.on_reader: dict[str | None, Any] = {}
 
     def get_stream(
         self, deliver: Any, session_id: str | None, *args: Any, **kwargs: Any
     ) -> Deferred[Any]:
         self.opened.append(session_id)
         self.deliver[session_id] = deliver
+        self.on_reader[session_id] = args[2]
         head: Deferred[Any] = Deferred(lambda _: self.closed.append(session_id))
         self.heads[session_id] = head
         return head

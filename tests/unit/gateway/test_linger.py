@@ -65,7 +65,7 @@ class LingerTests(SynchronousTestCase):
 
     def test_past_the_bound_the_oldest_are_dropped_and_counted(self) -> None:
         dropped = [self.linger.hold(n, f"ev-{n}") for n in range(MAX_HELD + 3)]
-        self.assertEqual(dropped, [None] * MAX_HELD + [(0, "ev-0"), (1, "ev-1"), (2, "ev-2")])
+        self.assertEqual(dropped, [[]] * MAX_HELD + [[(0, "ev-0")], [(1, "ev-1")], [(2, "ev-2")]])
         held = self.linger.end()
         self.assertEqual((len(held), held[0][0], self.linger.dropped), (MAX_HELD, 3, 3))
 
@@ -73,7 +73,7 @@ class LingerTests(SynchronousTestCase):
         """A held priming id (message None) is superseded by the ids held after it."""
         dropped = [self.linger.hold(None, "p-0")]
         dropped += [self.linger.hold(n, f"ev-{n}") for n in range(1, MAX_HELD + 2)]
-        self.assertEqual(dropped, [None] * (MAX_HELD + 1) + [(1, "ev-1")])
+        self.assertEqual(dropped, [[]] * (MAX_HELD + 1) + [[(1, "ev-1")]])
         self.assertEqual((self.linger.end()[0], self.linger.dropped), ((2, "ev-2"), 1))
 
     def test_what_came_after_an_id_is_what_followed_the_last_message_bearing_it(

@@ -247,6 +247,11 @@ class IsRequestTests(SynchronousTestCase):
             {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"},
             {"jsonrpc": "2.0", "id": 7, "result": {}},
             {"jsonrpc": "2.0", "id": 7, "method": 7},
+            # JSON-RPC 2.0 §4: an id is a string, a number or null; anything else makes
+            # no request (nothing could answer it: the answer echoes the id).
+            {**roots, "id": {"an": "object"}},
+            {**roots, "id": [1]},
+            {**roots, "id": True},
             [roots],
             "ping",
             None,
@@ -400,6 +405,38 @@ class DecodingTests(SynchronousTestCase):
             b"[" * 1100 + b"]" * 1100,
         ):
             self.assertDecodesAsTheStandardLibrary(data)
+
+    def test_nesting_past_the_recursion_limit_is_not_json(self) -> None:
+        """expected: ValueError, as for any document that is not JSON, never a
+        RecursionError escaping a backend's reply reader (``upstream/client.py``)."""
+        deep = 100_000
+        for document in (b"[" * deep + b"]" * deep, b'{"a":' * deep + b"1" + b"}" * deep):
+            with self.assertRaises(ValueError):
+                jsonrpc.loads(document)
+
+    def test_what_could_not_be_written_again_is_not_json(self) -> None:
+        """expected: a document nested deeper than ``MAX_WRITTEN_DEPTH`` (orjson writes
+        at most that; past about a thousand levels the standard library's fallback
+        raises ``RecursionError`` too) is refused as it is read, so that whatever aigw
+        relays of a backend's it can write; shallower ones, wide ones, and big integers
+        and lone surrogates (which orjson does not write) are read as ever."""
+        limit = jsonrpc.MAX_WRITTEN_DEPTH
+        for depth in (limit + 1, 1000, 1020):
+            for document in (
+                b'{"jsonrpc":"2.0","method":"m","params":{"a":'
+                + b"[" * depth
+                + b"]" * depth
+                + b"}}",
+                b"[" * depth + b"]" * depth,
+            ):
+                with self.assertRaises(ValueError):
+                    jsonrpc.loads(document)
+        at_limit = (
+            b"[" * (limit - 1) + b'{"id":18446744073709551616,"s":"\\ud800"}' + b"]" * (limit - 1)
+        )
+        self.assertEqual(jsonrpc.dumps(jsonrpc.loads(at_limit)), at_limit)
+        wide = b"[" + b",".join([b"[[1]]"] * 5000) + b"]"
+        self.assertEqual(len(jsonrpc.loads(wide)), 5000)
 
     def test_a_body_keeps_its_rules_on_either_path(self) -> None:
         """expected: a 70-bit id stays an integer, NaN is a parse error, a BOM and a

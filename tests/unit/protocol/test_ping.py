@@ -18,6 +18,8 @@ class PongTests(SynchronousTestCase):
             {"jsonrpc": "2.0", "method": "ping"},  # a notification expects no answer
             {"jsonrpc": "2.0", "id": 1, "method": "roots/list"},
             {"jsonrpc": "2.0", "id": 1, "result": {}},
+            {"jsonrpc": "2.0", "id": {"an": "object"}, "method": "ping"},  # no JSON-RPC id
+            {"jsonrpc": "2.0", "id": [[[]]], "method": "ping"},
             "ping",
             None,
         )

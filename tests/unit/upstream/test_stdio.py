@@ -388,8 +388,10 @@ class BoundsTests(StdioTestCase):
             self.upstream.get_stream(heard.append, session_id, None, None, lambda r: None)
         )
         posting = self.post(request(10, "tools/call"), session_id=session_id)
+        deep = b"[" * 300 + b"]" * 300  # read, but aigw could not write it again
         for line in (
             b"[" * 100_000 + b"\n",
+            b'{"jsonrpc": "2.0", "method": "notifications/message", "params": %s}\n' % deep,
             b'{"jsonrpc": "2.0", "method": "notifications/progress", "params": [1]}\n',
             b'{"jsonrpc": "2.0", "id": "10", "result": {}}\n',
             b"42\n",
