@@ -160,6 +160,17 @@ def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
     return {k: v for k, v in decoded.items() if k in backends and _carried(v)}
 
 
+def _polled(reader: Any) -> bool:
+    """Did the backend end its stream on purpose, to be polled?  2025-11-25
+    basic/transports (SEP-1699): a server MAY close the stream once it sent an event id,
+    and the client reconnects after the stream's ``retry``, not after a back-off grown
+    by every such close (a backend polled so would be followed ever more slowly, up to
+    ``BACKOFF_MAX``, and its requests on the stream wait as long).  So a clean end of a
+    stream that carried an event id and a ``retry`` resets the back-off; the wait is
+    then the ``retry``, never below ``BACKOFF_FIRST`` (``UpstreamFeed._wait``)."""
+    return reader is not None and reader.last_event_id is not None and reader.retry is not None
+
+
 class UpstreamFeed:
     """One backend's stream (a GET stream, or a listen on a 2026-07-28 backend) for one
     upstream session, shared by every client stream that needs it.
@@ -372,7 +383,9 @@ class UpstreamFeed:
                 reply = await self._opening
                 if reply.status == 405:
                     return  # this backend offers no stream
-                if self.feeds.clock.seconds() - opened_at >= STABLE_SECONDS:
+                if self.feeds.clock.seconds() - opened_at >= STABLE_SECONDS or _polled(
+                    self._reader
+                ):
                     delay = BACKOFF_FIRST
             except UpstreamSessionGone:
                 self.log.info("backend {backend} ended its session stream", backend=self.name)

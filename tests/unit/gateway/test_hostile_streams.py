@@ -251,8 +251,8 @@ class LastEventIdTests(SynchronousTestCase):
 class BackOffTests(SynchronousTestCase):
     """A backend that answers the GET and ends the stream at once, every time (a 200
     that is not SSE, an SSE stream closed at once) is followed again after a back-off
-    that doubles up to ``BACKOFF_MAX``, as one that fails: only a stream that lasted
-    resets it (the Python SDK's client reconnects for ever once a second to such a
+    that doubles up to ``BACKOFF_MAX``, as one that fails: only a stream that lasted, or
+    one ended on purpose after an event id and a ``retry`` (SEP-1699's polling), resets it (the Python SDK's client reconnects for ever once a second to such a
     backend: modelcontextprotocol/python-sdk#3257)."""
 
     def test_streams_ending_at_once_are_followed_ever_more_slowly(self) -> None:
@@ -308,6 +308,33 @@ class BackOffTests(SynchronousTestCase):
         clock, one = self.retried(10**17)  # three million years
         clock.advance(BACKOFF_MAX)
         self.assertEqual(len(one.backend.opened), 2)
+
+    def polled(self, retry: int) -> list[float]:
+        """The gaps between the GETs of a backend that ends each stream on purpose,
+        once it sent an event id and ``retry`` (SEP-1699's polling)."""
+        clock = Clock()
+        one = FeedsOfOneBackend(clock)
+        one.stream("s1")
+        gaps: list[float] = []
+        for n in range(6):
+            reader = SimpleNamespace(
+                retry=retry, last_event_id=f"p-{n}", stop=lambda: None, pause=lambda: None
+            )
+            one.backend.on_reader["up-s1"](reader)
+            one.backend.heads["up-s1"].callback(ENDED)
+            started = clock.seconds()
+            while len(one.backend.opened) == n + 1:
+                clock.advance(0.25)
+            gaps.append(clock.seconds() - started)
+        return gaps
+
+    def test_a_backend_polled_on_purpose_is_followed_after_its_retry_each_time(self) -> None:
+        """2025-11-25 basic/transports (SEP-1699): a server MAY close the stream after an
+        event id; the client reconnects after ``retry``, each time, not ever more slowly."""
+        self.assertEqual(self.polled(2000), [2.0] * 6)
+
+    def test_a_polled_backend_asking_for_no_wait_gets_the_first_back_off(self) -> None:
+        self.assertEqual(self.polled(0), [BACKOFF_FIRST] * 6)
 
     def test_a_stream_that_lasted_resets_the_back_off(self) -> None:
         clock = Clock()
