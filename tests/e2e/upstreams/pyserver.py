@@ -389,6 +389,14 @@ def build_server(
         return f"sent {n}"
 
     @server.tool(
+        name="close-stream",
+        description="Close the session's own stream (the GET stream) to be polled (SEP-1699)",
+    )
+    async def close_stream(ctx: Context) -> str:
+        await ctx.close_standalone_sse_stream()  # needs --event-store: a no-op without
+        return "closed"
+
+    @server.tool(
         name="roots-on-stream",
         description="First call with a tag: send roots/list on the session's own stream "
         "(the GET stream, not this call's) and return; later calls: what came back",
@@ -579,6 +587,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="resumable streams, each GET stream primed (tests/e2e/test_stream_priming.py)",
     )
+    parser.add_argument(
+        "--retry-interval",
+        type=int,
+        help="milliseconds: the SSE retry of its priming events (tests/e2e/test_stream_polling.py)",
+    )
     parser.add_argument("--keep-alive", type=float, default=5.0, help="idle seconds kept")
     parser.add_argument("--advertise-keep-alive", action="store_true")
     args = parser.parse_args(argv)
@@ -599,6 +612,7 @@ def main(argv: list[str] | None = None) -> None:
         stateless_http=args.stateless,
         json_response=args.json_response,
         event_store=store,
+        retry_interval=args.retry_interval,
         host="127.0.0.1",
     )
     served: Any = ModernOnly(app) if args.modern_only else app

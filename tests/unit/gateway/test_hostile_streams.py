@@ -251,9 +251,10 @@ class LastEventIdTests(SynchronousTestCase):
 class BackOffTests(SynchronousTestCase):
     """A backend that answers the GET and ends the stream at once, every time (a 200
     that is not SSE, an SSE stream closed at once) is followed again after a back-off
-    that doubles up to ``BACKOFF_MAX``, as one that fails: only a stream that lasted, or
-    one ended on purpose after an event id and a ``retry`` (SEP-1699's polling), resets it (the Python SDK's client reconnects for ever once a second to such a
-    backend: modelcontextprotocol/python-sdk#3257)."""
+    that doubles up to ``BACKOFF_MAX``, as one that fails (the Python SDK's client
+    reconnects for ever once a second to such a backend: modelcontextprotocol/python-sdk
+    #3257): only a stream that lasted, or one ended on purpose after an event id and a
+    ``retry`` (SEP-1699's polling), resets it."""
 
     def test_streams_ending_at_once_are_followed_ever_more_slowly(self) -> None:
         clock = Clock()
