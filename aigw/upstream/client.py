@@ -471,9 +471,10 @@ class Upstream:
         A backend answering 405 has no stream; that is reported as a Reply
         with status 405 and no messages.
         """
-        resume = (
-            {b"Last-Event-ID": last_event_id.encode("ascii", "replace")} if last_event_id else None
-        )
+        # UTF-8, as an EventSource sends it (WHATWG HTML §9.2.4 "reestablish the
+        # connection"): an id the backend wrote in another script comes back as written.
+        # The SSE parser yields no id holding NUL, CR or LF (§9.2.6), so none splits the head.
+        resume = {b"Last-Event-ID": last_event_id.encode()} if last_event_id else None
         credentials = await self.credentials.headers(principal)
         head = self._head(
             credentials, b"GET", session_id, protocol_version, b"text/event-stream", None, resume

@@ -27,6 +27,10 @@ SSE_HEAD = (
 NOTE = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 
 
+def ignored(_: Any) -> None:
+    """A sink or reader callback of a test that looks at neither."""
+
+
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -77,3 +81,16 @@ class StreamEventIdTests(SynchronousTestCase):
         self.assertEqual(self.last_event_id(), "ev-2")
         self.send(b"data: \n\n")  # no id of its own: the stream's stays
         self.assertEqual(self.moved, [])
+
+
+class ResumeHeaderTests(SynchronousTestCase):
+    def test_an_id_in_another_script_goes_back_as_written_in_utf8(self) -> None:
+        """WHATWG HTML §9.2.4: the ``Last-Event-ID`` an EventSource sends is the id,
+        UTF-8 encoded; before, each non-ASCII character went back as ``?``, and the
+        backend found no such id to resume from."""
+        reactor = MemoryReactorClock()
+        upstream = Upstream(BackendConfig(name="mail", url=URL, timeout=10.0), reactor)
+        ensureDeferred(upstream.get_stream(ignored, "s-1", "2025-11-25", "é-7", ignored))
+        transport = StringTransport()
+        reactor.tcpClients[0][2].buildProtocol(None).makeConnection(transport)
+        self.assertIn(b"\r\nLast-Event-ID: \xc3\xa9-7\r\n", transport.value())
