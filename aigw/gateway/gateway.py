@@ -63,6 +63,7 @@ from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.reporting import Reporting
 from aigw.gateway.screening import Screening
 from aigw.gateway.snapshot import Snapshots
+from aigw.gateway.store_failures import StoreFailures
 from aigw.gateway.stream_probes import RETAKE_INTERVAL, RETAKES, StreamProbes
 from aigw.gateway.streams import Feeds, SessionStream
 from aigw.principal import Principal, UserKey
@@ -70,6 +71,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.paramheaders import Annotations
 from aigw.sealed.cursor import CursorCodec
 from aigw.sealed.elicitation_notice import ElicitationNotice
+from aigw.sealed.event_id import EventIdCodec, InvalidEventId
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.request_state import RequestStateCodec
 from aigw.sealed.sealer import Sealer
@@ -77,6 +79,13 @@ from aigw.sealed.session_id import session_binding, session_digest
 from aigw.store.api import Store
 from aigw.tracing import NoTracer, TraceContext, Tracer
 from aigw.upstream.api import UpstreamTransport
+
+#: The warning about Last-Event-IDs that did not open (``Gateway.resumes``), at most once
+#: per ``STORE_LOG_INTERVAL``: a client may send a forged one with every GET.
+REFUSED_EVENT_ID_LINE = (
+    "{count} Last-Event-ID(s) refused since the last report ({total} in all), their "
+    "streams resumed from nowhere: {error}"
+)
 
 #: Answers one client request: (session, request, params, emit, record) -> response.
 Handler = Callable[
@@ -131,6 +140,10 @@ class Gateway(Service):
         )
         self.lists = Lists(CursorCodec(sealer), self.catalog, self.exchange, self.backends, reactor)
         request_ids = RequestIdCodec(sealer)
+        #: Seals the merged event id of GET streams, and opens a client's Last-Event-ID.
+        self.event_ids = EventIdCodec(sealer)
+        #: Last-Event-IDs that did not open: counted, the latest reason logged now and then.
+        self.refused_event_ids = StoreFailures(reactor, self.log, REFUSED_EVENT_ID_LINE)
         #: This process's name in the ids and states it seals (random per start).
         self.process = secrets.token_urlsafe(9)
         self.questions = Questions(request_ids, self.process)
@@ -515,8 +528,27 @@ class Gateway(Service):
     ) -> SessionStream:
         """The session's GET stream (``streams.py``), to be held open by the web layer."""
         return SessionStream(
-            self.feeds, self.relay.to_client, session, write, last_event_id, self._stream_retry
+            self.feeds,
+            self.relay.to_client,
+            session,
+            write,
+            self.event_ids,
+            self.resumes(session, last_event_id),
+            self._stream_retry,
         )
+
+    def resumes(self, session: ClientSession, last_event_id: str | None) -> dict[str, str]:
+        """Each backend's event id a GET stream of ``session`` resumes from: its
+        ``Last-Event-ID`` opened (``sealed/event_id.py``).  One that does not open (forged,
+        another session's, tampered, of an older format, too long) resumes every backend
+        from nowhere, as 2025-11-25 basic/transports "Resumability and Redelivery" has a
+        server do with an id it cannot place: counted, and logged now and then, as a
+        client may send one with every GET."""
+        try:
+            return self.event_ids.decode(last_event_id, session.binding, session.backends)
+        except InvalidEventId as error:
+            self.refused_event_ids.report(error)
+            return {}
 
     async def listen_filter(self, session: ClientSession, params: Any) -> ListenFilter:
         """What a ``subscriptions/listen`` lets through; subscribes upstream (``listen.py``)."""
@@ -539,4 +571,5 @@ class Gateway(Service):
             subscription_id,
             notifications,
             refuse,
+            self.event_ids,
         )

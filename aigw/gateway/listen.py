@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from aigw.gateway.client_sessions import ClientSession
     from aigw.gateway.exchange import Exchange
     from aigw.gateway.relay import ToClient
+    from aigw.sealed.event_id import EventIdCodec
 
 #: streamable-http "Receiving Messages", Note: comments keep a quiet stream open.
 
@@ -131,8 +132,9 @@ class ListenStream(SessionStream):
         subscription_id: Any,
         notifications: ListenFilter,
         refuse: Callable[[dict[str, Any]], None],
+        event_ids: EventIdCodec,
     ) -> None:
-        super().__init__(feeds, to_client, session, write, None)
+        super().__init__(feeds, to_client, session, write, event_ids, {})
         self.subscription_id = subscription_id
         self.notifications = notifications
         self.refuse = refuse

@@ -3,8 +3,10 @@
 MCP basic/transports "Listening for Messages from the Server": a backend that
 answers 405 has no stream and contributes nothing; one that drops its stream is
 followed again with ``Last-Event-ID`` after a bounded back-off.  Each event aigw
-writes carries, as its id, the last event id of every backend so far, so a
-client resuming with ``Last-Event-ID`` resumes every backend where it was.
+writes carries, as its id, the last event id of every backend so far, sealed and
+bound to the session (``sealed/event_id.py``), so a client resuming with
+``Last-Event-ID`` resumes every backend where it was, and only from where aigw told
+it its own session was.
 
 Upstream streams are shared (``UpstreamFeed``): one per backend session, fanned
 out to every client stream of the user (or session) that needs it, so a user's
@@ -31,9 +33,7 @@ the new process and what it sends goes there, not to a linger nobody will take.
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
+from aigw.sealed.event_id import EventIdCodec
 from aigw.sealed.session_id import session_binding, session_digest
 from aigw.upstream.api import Reply, UpstreamError, UpstreamSessionGone, UpstreamTransport
 
@@ -67,9 +68,6 @@ BACKOFF_MAX = 30.0
 #: ``mcp`` SDK's client does that: modelcontextprotocol/python-sdk#3257).  As a stdio
 #: child's restarts (``upstream/stdio_session.py`` ``STABLE_SECONDS``).
 STABLE_SECONDS = 10.0
-MAX_EVENT_ID_BYTES = 4096
-#: The longest backend event id the merged id carries (``encode_event_ids``).
-MAX_BACKEND_EVENT_ID = 511
 #: The longest a new feed waits for the closing feed of the same upstream session to
 #: end before opening its stream (``Feeds.subscribe``): closing is an abort, done in a
 #: reactor turn, whether the closing stream's head came or not (``UpstreamFeed.close``);
@@ -110,54 +108,6 @@ def unlisten(message: Any) -> Any:
             params["_meta"] = meta
         return {**message, "params": params}
     return message
-
-
-def _carried(event_id: object) -> bool:
-    """Can a backend's event id ride in the merged id?  At most ``MAX_BACKEND_EVENT_ID``
-    characters, and none of NUL, CR, LF, which no SSE id holds (WHATWG HTML §9.2.6: an
-    id with NUL is ignored, lines end at CR and LF) and which would go back to the
-    backend in its ``Last-Event-ID`` header."""
-    return (
-        isinstance(event_id, str)
-        and len(event_id) <= MAX_BACKEND_EVENT_ID
-        and "\0" not in event_id
-        and "\r" not in event_id
-        and "\n" not in event_id
-    )
-
-
-def _encoded(last_ids: dict[str, str]) -> str:
-    raw = json.dumps(last_ids, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def encode_event_ids(last_ids: dict[str, str]) -> str:
-    """The merged id: every backend's last event id, at most ``MAX_EVENT_ID_BYTES`` of
-    ASCII whatever the backends sent (it goes out on every event, and comes back as the
-    client's ``Last-Event-ID``, which ``decode_event_ids`` reads no longer than that).
-    An id that cannot ride (``_carried``) is left out, and then the longest until the
-    rest fits: those backends resume from nowhere, the others still where they were."""
-    carried = {name: event_id for name, event_id in last_ids.items() if _carried(event_id)}
-    merged = _encoded(carried)
-    while len(merged) > MAX_EVENT_ID_BYTES:
-        del carried[max(carried, key=lambda name: len(_encoded({name: carried[name]})))]
-        merged = _encoded(carried)
-    return merged
-
-
-def decode_event_ids(value: str | None, backends: set[str]) -> dict[str, str]:
-    """The per-backend ids inside a ``Last-Event-ID``; anything unreadable means none,
-    and an id ``encode_event_ids`` never carries is left out (a forged one would go to
-    the backend as its ``Last-Event-ID``)."""
-    if not value or len(value) > MAX_EVENT_ID_BYTES:
-        return {}
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        return {}
-    if not isinstance(decoded, dict):
-        return {}
-    return {k: v for k, v in decoded.items() if k in backends and _carried(v)}
 
 
 def _polled(reader: Any) -> bool:
@@ -712,11 +662,15 @@ class SessionStream:
         to_client: ToClient,
         session: ClientSession,
         write: Callable[[bytes], None],
-        last_event_id: str | None,
+        event_ids: EventIdCodec,
+        resumes: Mapping[str, str],
         retry: Callable[[], int] | None = None,
     ) -> None:
-        """``retry``: the SSE ``retry`` in milliseconds, read as it is sent (``mark``)."""
+        """``event_ids`` seals the merged id each event carries; ``resumes``: each
+        backend's id the client's ``Last-Event-ID`` named, opened (``Gateway.resumes``).
+        ``retry``: the SSE ``retry`` in milliseconds, read as it is sent (``mark``)."""
         self.feeds = feeds
+        self.event_ids = event_ids
         self.to_client = to_client
         self.session = session
         self.write = write
@@ -725,7 +679,7 @@ class SessionStream:
         #: The client is behind (paused by its valve): a probe does not write.
         self.behind = False
         self.on_close: Callable[[], None] | None = None
-        self.last_ids = decode_event_ids(last_event_id, set(session.backends))
+        self.last_ids = dict(resumes)
         self._feeds: list[UpstreamFeed] = []
 
     def mark(self) -> bytes:
@@ -742,7 +696,7 @@ class SessionStream:
         MUST wait that long before reconnecting).  The MCP SDK clients keep its id and
         skip it: an event with empty data carries no message."""
         retry = self.retry() if self.retry is not None else None
-        return format_event(b"", event_id=encode_event_ids(self.last_ids), retry=retry)
+        return format_event(b"", event_id=self.merged_id(), retry=retry)
 
     def start(self) -> None:
         for name, backend in self.session.backends.items():
@@ -804,12 +758,17 @@ class SessionStream:
         if message is None:
             if event_id is not None and self.last_ids.get(name) != event_id:
                 self.last_ids[name] = event_id
-                self.write(format_event(b"", event_id=encode_event_ids(self.last_ids)))
+                self.write(format_event(b"", event_id=self.merged_id()))
             return
         if event_id is not None:
             self.last_ids[name] = event_id
         self.to_client(self.session, name, message, self._emit)
 
+    def merged_id(self) -> str:
+        """The id of the event written now: every backend's last event id, sealed for
+        this session (``EventIdCodec.encode``)."""
+        return self.event_ids.encode(self.last_ids, self.session.binding)
+
     def _emit(self, message: dict[str, Any]) -> None:
-        event_id = encode_event_ids(self.last_ids) if self.last_ids else None
+        event_id = self.merged_id() if self.last_ids else None
         self.write(format_event(jsonrpc.dumps(message), event_id=event_id))

@@ -62,6 +62,13 @@ _SALT = b"aigw sealer v1"
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def plaintext_room(token_chars: int) -> int:
+    """The most plaintext bytes whose token is at most ``token_chars`` long: for a caller
+    that must keep its token under a bound of its own, and trims its payload to fit
+    before sealing rather than sealing again and again (``event_id.py``)."""
+    return token_chars * 3 // 4 - _MIN_RAW
+
+
 class SealError(Exception):
     """Not a token this sealer made for this data: damaged, forged, expired key, other use."""
 

@@ -8,8 +8,9 @@ of pings and of requests with ids that are no ids on the replies of aigw's own
 malformed SSE and huge, changing ids that ends at once, then 200 JSON, then 409, in
 turn), the ``mcp`` SDK pyserver as the healthy backend, the real aigw, and the ``mcp``
 SDK client, which initializes, lists, keeps its GET stream open and calls a tool of
-each backend.  A raw GET stream resuming from a forged ``Last-Event-ID`` reads the
-merged ids aigw writes.
+each backend.  A raw GET stream resuming from a forged ``Last-Event-ID`` (in the
+unsealed format aigw wrote before ``sealed/event_id.py``) is served from nowhere, the
+forgery counted and logged, and reads the merged ids aigw writes: bounded, ASCII.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MiB = 1024 * 1024
 #: aigw's RSS growth over the test (docs/security.md): the floods are megabytes each, and
 #: none of it may stay.
 RSS_BOUND = 48 * MiB
-#: ``gateway/streams.py`` MAX_EVENT_ID_BYTES, BACKOFF_FIRST.
+#: ``sealed/event_id.py`` MAX_EVENT_ID_BYTES, ``gateway/streams.py`` BACKOFF_FIRST.
 MAX_EVENT_ID_BYTES = 4096
 BACKOFF_FIRST = 0.5
 
@@ -127,8 +128,9 @@ async def test_a_hostile_backend_leaves_its_client_served(gateway: Gateway, host
     # BACKOFF_FIRST * (2 ** (n - 1) - 1) seconds (one client stream: one feed).
     assert gets <= 2 + math.log2(elapsed / BACKOFF_FIRST + 1), (gets, elapsed)
 
-    # Forged ids: what cannot be one aigw wrote is none (decode_event_ids); the stream
-    # is served, and every id written on it is bounded ASCII, whatever bad sends.
+    # Forged ids: what aigw did not seal for the session is none (EventIdCodec.decode);
+    # the stream is served, and every id written on it is bounded ASCII, whatever bad
+    # sends.
     for forgery in (
         forged({"bad": "x\r\nInjected: 1", "py": "\u0000"}),
         forged({"bad": "h" * 5000}),
@@ -144,6 +146,7 @@ async def test_a_hostile_backend_leaves_its_client_served(gateway: Gateway, host
         with httpx2.stream("GET", gateway.url, headers=headers, timeout=30) as response:
             assert response.status_code in (200, 431), (junk[:40], response.status_code)
     log = gateway.process.log()
+    assert "Last-Event-ID(s) refused" in log, gateway.process.log_tail(80)
     assert "Traceback" not in log, gateway.process.log_tail(80)
     assert "Unhandled" not in log, gateway.process.log_tail(80)
     assert gateway.rss() - before < RSS_BOUND, (before, gateway.rss())

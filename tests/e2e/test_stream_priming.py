@@ -12,6 +12,15 @@ notification while no stream is open; the client reconnects after
 ``sessions.stream_retry`` with its last event id, HAProxy sends it to another process,
 which resumes the backend from the priming id: the notification comes, once.  Had the
 id not named the backend, its stream would be opened afresh and the notification lost.
+
+The merged id is sealed and bound to its session (``sealed/event_id.py``): the client
+sees no backend's id in it, so the test reads what the backend was asked to resume from
+in the backend's own log (``GET_LINE``).  The backend's event store is one for every
+session, with ids one can guess, as the SDK's example's: a second client sending the
+first one's real merged id on its own session's GET gets its backend stream opened
+fresh (``(none)`` in that log), not the first one's events replayed (2025-11-25
+basic/transports "Resumability and Redelivery": "The server MUST NOT replay messages
+that would have been delivered on a different stream").
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 
+import httpx2
 import pytest
+from mcp.server.streamable_http import GET_STREAM_KEY
 
-from aigw.gateway.streams import decode_event_ids
-
+from .aigw import open_session, start_gateway
 from .balancer import start_balanced
 from .harness.oauth_client import connect_plain
 from .harness.processes import until_async
@@ -53,15 +63,11 @@ def primed_backend() -> Iterator[Upstream]:
         upstream.stop()
 
 
-def backend_ids(merged: list[str]) -> list[str]:
-    """The backend's event ids that the client's (merged) event ids named, in order,
-    each once."""
-    named: list[str] = []
-    for value in merged:
-        backend = decode_event_ids(value, {BACKEND}).get(BACKEND)
-        if backend is not None and backend not in named:
-            named.append(backend)
-    return named
+def asked(upstream: Upstream, since: int = 0) -> list[str]:
+    """What each GET the backend got since its ``since``-th asked it to resume from (its
+    ``Last-Event-ID``, or ``(none)``), in order."""
+    lines = upstream.process.log().splitlines()
+    return [line[len(GET_LINE) + 1 :] for line in lines if line.startswith(GET_LINE)][since:]
 
 
 async def test_a_client_back_before_any_message_gets_what_the_backend_sent_meanwhile(
@@ -72,6 +78,7 @@ async def test_a_client_back_before_any_message_gets_what_the_backend_sent_meanw
     sessions = f", stream_retry: {RETRY:g}s"
     with start_balanced([(BACKEND, primed_backend.url)], sessions=sessions) as balanced:
         began = len(balanced.logged())
+        gets = len(asked(primed_backend))
         async with connect_plain(
             balanced.url, mode="legacy", message_handler=numbers, transport=stream_ids
         ) as client:
@@ -84,7 +91,9 @@ async def test_a_client_back_before_any_message_gets_what_the_backend_sent_meanw
                 assert await until_async(lambda: n in numbers.got, 30), numbers.got
 
             (held,) = await until_async(partial(balanced.gets_since, began))
-            primed = await until_async(lambda: backend_ids(stream_ids.ids), 30)
+            # aigw's priming event, then the one whose id names the backend's priming id
+            # (each id aigw writes is a new one: sealed with a random nonce).
+            primed = await until_async(lambda: len(set(stream_ids.ids)) >= 2, 30)
             assert primed, f"no event id the client read named the backend: {stream_ids.ids}"
             assert numbers.got == []  # the id came before any message
             cut = len(balanced.logged())
@@ -97,5 +106,41 @@ async def test_a_client_back_before_any_message_gets_what_the_backend_sent_meanw
     assert reopened.status == "200", reopened
     assert reopened.server != held.server, (held, reopened)
     assert numbers.got == [1, 2], numbers.got  # each once, in order
-    assert f"{GET_LINE} {primed[0]}\n" in primed_backend.process.log()  # resumed from it
-    print(f"GET {held.server} -> {reopened.server}, resumed from {primed[0]}: {numbers.got}")
+    # The backend's one stream opened fresh, then resumed from the one id it sent on it
+    # before notification 1: its priming id.
+    first, resumed = asked(primed_backend, gets)
+    assert first == "(none)", asked(primed_backend, gets)
+    assert resumed.startswith(f"{GET_STREAM_KEY}:"), asked(primed_backend, gets)
+    print(f"GET {held.server} -> {reopened.server}, resumed from {resumed}: {numbers.got}")
+
+
+async def test_another_sessions_merged_id_resumes_nothing_of_it(primed_backend: Upstream) -> None:
+    """Session A's real merged id, sent as ``Last-Event-ID`` on session B's GET: B's
+    backend stream opens fresh.  Before aigw sealed the id, the backend got A's id, and
+    its store (one for every session) replayed A's notification to B."""
+    gateway = start_gateway([(BACKEND, primed_backend.url)])
+    try:
+        numbers = Numbers()
+        stream_ids = StreamIds()
+        gets = len(asked(primed_backend))
+        async with connect_plain(
+            gateway.url, mode="legacy", message_handler=numbers, transport=stream_ids
+        ) as client:
+            assert await until_async(lambda: len(set(stream_ids.ids)) >= 2, 30), stream_ids.ids
+            stolen = stream_ids.ids[1]  # names A's priming id: what follows is A's
+            said = text_of(await client.call_tool(f"{BACKEND}__notify-stream", {"n": 7}))
+            assert said == "sent 7"
+            assert await until_async(lambda: numbers.got == [7], 30), numbers.got
+            assert asked(primed_backend, gets) == ["(none)"]
+            headers = {**open_session(gateway.url), "Accept": "text/event-stream"}
+            headers["Last-Event-ID"] = stolen
+            async with (
+                httpx2.AsyncClient(timeout=30) as http,
+                http.stream("GET", gateway.url, headers=headers) as response,
+            ):
+                assert response.status_code == 200
+                assert await until_async(lambda: len(asked(primed_backend, gets)) == 2, 30)
+        assert asked(primed_backend, gets) == ["(none)", "(none)"]
+        assert "Last-Event-ID(s) refused" in gateway.process.log(), gateway.process.log_tail(40)
+    finally:
+        gateway.stop()

@@ -6,6 +6,7 @@ another exception."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -22,10 +23,11 @@ from aigw.auth.tokens import JWTVerifier
 from aigw.config import ConfigError, parse_config
 from aigw.gateway import elicitation_completions, shared_stream_probes
 from aigw.gateway.ended_sessions import digest_of
-from aigw.gateway.streams import decode_event_ids, encode_event_ids
 from aigw.protocol import jsonrpc
 from aigw.protocol.revision import decode_header_value, encode_header_value
 from aigw.protocol.sse import SSEError, SSEParser
+from aigw.sealed.event_id import EventIdCodec, InvalidEventId
+from aigw.sealed.sealer import Sealer
 from tests.unit.auth.helpers import (
     NOW,
     RSA_KEY,
@@ -168,6 +170,10 @@ class SharedNotes(SynchronousTestCase):
             self.assertEqual(digest.hex(), text.decode().lower())
 
 
+#: Seals and opens merged event ids under a key of the tests.
+EVENT_IDS = EventIdCodec(Sealer(b"f" * 32))
+
+
 class LastEventIds(SynchronousTestCase):
     @FUZZ
     @given(
@@ -183,14 +189,33 @@ class LastEventIds(SynchronousTestCase):
     @example(b64url(b'{"alpha":' + DEEP + b"}"))
     @example("\xff\xfe" * 100)
     @example("A" * 5000)
-    def test_any_last_event_id_is_some_backends_ids_or_none(self, value: str) -> None:
+    def test_any_last_event_id_is_refused_unless_aigw_sealed_it(self, value: str) -> None:
         """A client's ``Last-Event-ID`` (basic/transports "Resumability and Redelivery")
-        resumes the backends it names with string ids, and anything else from the start."""
-        ids = decode_event_ids(value, {"alpha", "beta"})
-        self.assertLessEqual(set(ids), {"alpha", "beta"})
-        self.assertTrue(all(isinstance(v, str) and len(v) < 512 for v in ids.values()))
-        if ids:
-            self.assertEqual(decode_event_ids(encode_event_ids(ids), {"alpha", "beta"}), ids)
+        that aigw did not seal for the session, whatever it holds (the unsealed ids of
+        before included), is refused with ``InvalidEventId`` (every backend then resumes
+        from nowhere), never another exception; a sealed one of the same backends' ids,
+        written in its place, opens to them."""
+        codec = EVENT_IDS
+        if not value:  # no Last-Event-ID: nothing to resume, nothing refused
+            self.assertEqual(codec.decode(value, "binding", {"alpha", "beta"}), {})
+            return
+        self.assertRaises(InvalidEventId, codec.decode, value, "binding", {"alpha", "beta"})
+        try:
+            ids = json.loads(base64url_decoded(value))
+        except (ValueError, RecursionError):
+            return
+        if isinstance(ids, dict) and all(isinstance(v, str) for v in ids.values()):
+            sealed = codec.encode(ids, "binding")
+            opened = codec.decode(sealed, "binding", {"alpha", "beta"})
+            self.assertLessEqual(opened.items(), ids.items())
+            self.assertLessEqual(set(opened), {"alpha", "beta"})
+
+
+def base64url_decoded(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return b""
 
 
 class ConfigFiles(SynchronousTestCase):

@@ -10,8 +10,10 @@ from twisted.internet.defer import Deferred
 
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.limits import StreamLimits
-from aigw.gateway.streams import Feeds, SessionStream, encode_event_ids
+from aigw.gateway.streams import Feeds, SessionStream
 from aigw.protocol.ping import pong
+from aigw.sealed.event_id import EventIdCodec
+from aigw.sealed.sealer import Sealer
 from aigw.sealed.session_id import BackendSession, session_binding, session_digest
 
 LEGACY = "2025-11-25"
@@ -95,7 +97,8 @@ class FeedsOfOneBackend:
             lambda session, name, message, emit: sink.append(message),
             cast(ClientSession, session),
             lambda data: None,
-            encode_event_ids({"alpha": resumes_from}) if resumes_from else None,
+            EventIdCodec(Sealer(b"e" * 32)),
+            {"alpha": resumes_from} if resumes_from else {},
         )
         stream.start()
         return stream

@@ -27,6 +27,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from aigw.config import AuthConfig, BackendConfig, Config, ToolSelector
+from aigw.sealed.session_id import session_binding, session_digest
 from aigw.service import GatewayService
 from aigw.store.api import Store
 from tests.unit.gateway.fake_upstream import FakeUpstream
@@ -287,6 +288,18 @@ class GatewayTestCase(SynchronousTestCase):
         if last_event_id is not None:
             headers["Last-Event-ID"] = [last_event_id]
         return await self.http.get(self.url, headers=headers, unbuffered=True)
+
+    def merged_id(self, session: str, last_ids: dict[str, str]) -> str:
+        """The merged event id aigw writes on ``session``'s GET stream when its backends'
+        last event ids are ``last_ids`` (sealed for the session: ``sealed/event_id.py``)."""
+        binding = session_binding(session_digest(session))
+        return self.service.gateway.event_ids.encode(last_ids, binding)
+
+    def last_ids(self, session: str, merged: str | None) -> dict[str, str]:
+        """Each backend's last event id in a merged id written on ``session``'s stream."""
+        binding = session_binding(session_digest(session))
+        backends = {backend.name for backend in self.config.backends}
+        return self.service.gateway.event_ids.decode(merged, binding, backends)
 
     async def initialize(
         self, version: str = "2025-11-25", capabilities: dict[str, Any] | None = None

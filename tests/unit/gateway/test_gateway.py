@@ -538,8 +538,6 @@ class StreamTests(GatewayTestCase):
     @run
     async def test_get_stream_merges_backend_notifications_with_resumable_ids(self) -> None:
         """basic/transports "Listening for Messages" and "Resumability and Redelivery"."""
-        from aigw.gateway.streams import decode_event_ids
-
         await self.start_gateway()
         self.beta.get_status = 200
         session = await self.initialize()
@@ -555,7 +553,7 @@ class StreamTests(GatewayTestCase):
         self.assertIn("notifications/tools/list_changed", text)
         # The last id: the first is the priming event's, from before the message.
         event_id = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
-        self.assertEqual(decode_event_ids(event_id, {"alpha", "beta"}), {"beta": "ev-7"})
+        self.assertEqual(self.last_ids(session, event_id), {"beta": "ev-7"})
         reader.transport.stopProducing()  # type: ignore[union-attr]
         # The upstream streams linger for the session's next GET stream (linger.py): let
         # them end, so that resuming asks the backends.
@@ -576,11 +574,13 @@ class StreamTests(GatewayTestCase):
     async def test_a_hostile_last_event_id_opens_the_stream_from_the_start(self) -> None:
         """A ``Last-Event-ID`` aigw never wrote (basic/transports "Resumability and
         Redelivery": the server MAY replay, so it may also not) opens the stream, each
-        backend followed from its start, with nothing logged as a failure."""
+        backend followed from its start, with nothing logged as a failure: each counted,
+        one warning for them all (a client may send one with every GET)."""
         await self.start_gateway()
         self.beta.get_status = 200
         deep = base64.urlsafe_b64encode(b"[" * 3000).decode()
-        hostile = [deep, "not base64 !", "\xe9t\xe9", "A" * 5000, "W10", "eyJiZXRhIjo3fQ"]
+        unsealed = base64.urlsafe_b64encode(b'{"beta":"ev-7"}').decode().rstrip("=")
+        hostile = [deep, "not base64 !", "\xe9t\xe9", "A" * 5000, "W10", unsealed]
         with capturedLogs() as events:
             for value in hostile:
                 session = await self.initialize()
@@ -593,6 +593,42 @@ class StreamTests(GatewayTestCase):
                 self.assertIsNone(self.beta.stream_requests[-1].getHeader(b"last-event-id"))
                 reader.transport.stopProducing()  # type: ignore[union-attr]
         self.assertEqual([e for e in events if "log_failure" in e], [])
+        self.assertEqual(self.service.gateway.refused_event_ids.count, len(hostile))
+        warned = [e for e in events if "Last-Event-ID(s) refused" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 1)
+
+    @run
+    async def test_another_sessions_merged_id_resumes_no_backend(self) -> None:
+        """The merged id is sealed for its session (``sealed/event_id.py``): a client
+        sending the real id of another session's stream (another user's: sessions'
+        event stores may be one, with ids one can guess) has its own backend streams
+        opened fresh, and the backend never sees the other session's ids (2025-11-25
+        basic/transports "Resumability and Redelivery": no replay of another stream's
+        messages)."""
+        await self.start_gateway()
+        self.beta.get_status = 200
+        victim = await self.initialize()
+        response = await self.open_stream(victim)
+        reader = Collect([])
+        response.deliverBody(reader)
+        await self.until(lambda: self.beta.stream_requests)
+        self.beta.push({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}, "ev-7")
+        await self.until(lambda: b"list_changed" in b"".join(reader.chunks))
+        text = b"".join(reader.chunks).decode()
+        stolen = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
+        self.assertEqual(self.last_ids(victim, stolen), {"beta": "ev-7"})
+
+        thief = await self.initialize()
+        asked = len(self.beta.stream_requests)
+        response = await self.open_stream(thief, last_event_id=stolen)
+        self.assertEqual(response.code, 200)
+        again = Collect([])
+        response.deliverBody(again)
+        await self.until(lambda: len(self.beta.stream_requests) > asked)
+        self.assertIsNone(self.beta.stream_requests[-1].getHeader(b"last-event-id"))
+        self.assertEqual(self.service.gateway.refused_event_ids.count, 1)
+        for stream in (reader, again):
+            stream.transport.stopProducing()  # type: ignore[union-attr]
 
 
 class StreamsOfTests(GatewayTestCase):

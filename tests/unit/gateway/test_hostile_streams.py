@@ -6,21 +6,17 @@ exception escaping into the reactor.
 * requests whose id is no JSON-RPC id (an object, an array nested past the encoder's
   recursion): neither answered (a pong, a refusal would echo the id) nor relayed;
 * aigw's answers refused by the backend, by the hundred;
-* the merged event id aigw writes on a GET stream, whatever ids the backends send;
-* a client's ``Last-Event-ID``, whatever it holds;
+* a client's ``Last-Event-ID`` naming another session's feed (the merged id itself,
+  whatever the backends' ids or the client's header hold: ``tests/unit/sealed/test_event_id.py``);
 * a backend that ends its GET stream at once, every time (the back-off holds).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -30,13 +26,7 @@ from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.exchange import Collector, Exchange
 from aigw.gateway.linger import MAX_HELD_BYTES, RECENT, RECENT_BYTES, after
 from aigw.gateway.relay import Relay
-from aigw.gateway.streams import (
-    BACKOFF_FIRST,
-    BACKOFF_MAX,
-    MAX_EVENT_ID_BYTES,
-    decode_event_ids,
-    encode_event_ids,
-)
+from aigw.gateway.streams import BACKOFF_FIRST, BACKOFF_MAX
 from aigw.protocol import jsonrpc
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
@@ -178,74 +168,6 @@ class RefusedAnswerTests(SynchronousTestCase):
         warned = [formatEvent(e) for e in logged if e["log_level"].name == "warn"]
         self.assertEqual(len(warned), 2, warned)
         self.assertIn("HTTP 500", warned[0])
-
-
-#: What a backend may put in an SSE id (any text without NUL, CR, LF: the parser
-#: splits lines there and ignores an id with NUL, WHATWG HTML §9.2.6).
-SSE_IDS = st.text(
-    alphabet=st.characters(blacklist_characters="\0\r\n", blacklist_categories=("Cs",)),
-    max_size=40,
-) | st.integers(0, 3000).map(lambda n: "\u00e9" * n)  # six bytes each in JSON
-
-
-class MergedIdTests(SynchronousTestCase):
-    """The merged id (``encode_event_ids``) goes out on every event and comes back as
-    the client's ``Last-Event-ID``: bounded by ``MAX_EVENT_ID_BYTES``, whatever the
-    backends' ids, and read back by ``decode_event_ids`` (anything left out means that
-    backend resumes from nowhere, as the docstring of ``decode_event_ids`` has it)."""
-
-    @given(st.dictionaries(st.text(min_size=1, max_size=20), SSE_IDS, max_size=12))
-    def test_any_backends_ids_give_a_bounded_id_read_back_as_a_subset(
-        self, ids: dict[str, str]
-    ) -> None:
-        merged = encode_event_ids(ids)
-        self.assertLessEqual(len(merged), MAX_EVENT_ID_BYTES)
-        self.assertTrue(merged.isascii() and "\n" not in merged and "\r" not in merged)
-        back = decode_event_ids(merged, set(ids))
-        self.assertLessEqual(back.items(), ids.items())
-
-    def test_short_ids_all_survive(self) -> None:
-        ids = {f"backend-{n}": f"ev-{n}" * 10 for n in range(8)}
-        self.assertEqual(decode_event_ids(encode_event_ids(ids), set(ids)), ids)
-
-    def test_one_huge_id_leaves_the_others(self) -> None:
-        ids = {"alpha": "a" * 1_000_000, "beta": "ev-7"}
-        merged = encode_event_ids(ids)
-        self.assertLessEqual(len(merged), MAX_EVENT_ID_BYTES)
-        self.assertEqual(decode_event_ids(merged, set(ids)), {"beta": "ev-7"})
-
-
-def forged(value: Any) -> str:
-    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-class LastEventIdTests(SynchronousTestCase):
-    """A client's ``Last-Event-ID`` is read, never trusted: what cannot be an id aigw
-    wrote is no id (the stream resumes from nowhere), never an exception."""
-
-    @given(st.text(max_size=200))
-    def test_any_text_is_read_without_raising(self, value: str) -> None:
-        decoded = decode_event_ids(value, {"alpha"})
-        self.assertLessEqual(decoded.keys(), {"alpha"})
-
-    @given(st.recursive(st.none() | st.integers() | st.text(max_size=10), st.lists, max_leaves=8))
-    def test_any_json_is_read_without_raising(self, value: Any) -> None:
-        decoded = decode_event_ids(forged({"alpha": value, "beta": value}), {"alpha"})
-        self.assertIn(decoded, ({}, {"alpha": value}))
-
-    def test_what_cannot_be_a_backends_id_is_dropped(self) -> None:
-        """WHATWG HTML §9.2.6: an SSE id never holds NUL, CR or LF (the parser drops
-        the first, splits lines at the others): none was ever a backend's, and each
-        would go on the wire to the backend in ``Last-Event-ID``."""
-        for bad in ("ev\0", "ev\r\n", "ev\nLast-Event-ID: x", "x" * 600):
-            self.assertEqual(decode_event_ids(forged({"alpha": bad}), {"alpha"}), {})
-        for junk in (b"\xff\xfe", b"[" * 5000, b'{"alpha": 1}', b"null"):
-            self.assertEqual(decode_event_ids(forged(junk), {"alpha"}), {})
-        self.assertEqual(
-            decode_event_ids(forged({"alpha": "ev-1", "other": "ev-2"}), {"alpha"}),
-            {"alpha": "ev-1"},
-        )
 
 
 class BackOffTests(SynchronousTestCase):

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import BackendConfig, ServerConfig, SessionsConfig
 from aigw.gateway.linger import MAX_HELD, RECENT, Linger, after
-from aigw.gateway.streams import CLOSE_SETTLE, CLOSE_WAIT, decode_event_ids, encode_event_ids
+from aigw.gateway.streams import CLOSE_SETTLE, CLOSE_WAIT
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import (
@@ -124,7 +124,7 @@ class LingerTestCase(GatewayTestCase):
     async def resume(self, session: str, alpha_id: str) -> Collect:
         """A GET stream resuming from alpha's event ``alpha_id``, once a resumed upstream
         stream would have been asked for (``CLOSE_SETTLE`` after the lingering one closed)."""
-        reader = await self.get_stream(session, encode_event_ids({"alpha": alpha_id}))
+        reader = await self.get_stream(session, self.merged_id(session, {"alpha": alpha_id}))
         await self.network.sleep(CLOSE_SETTLE)
         return reader
 
@@ -212,7 +212,7 @@ class GetStreamLingerTests(LingerTestCase):
         await self.until(lambda: "notifications/resources/updated" in self.methods(again))
         text = b"".join(again.chunks).decode()
         resumed = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
-        self.assertEqual(decode_event_ids(resumed, {"alpha"}), {"alpha": "ev-2"})
+        self.assertEqual(self.last_ids(session, resumed), {"alpha": "ev-2"})
         self.assertEqual(len(self.alpha.stream_requests), 1)
         await self.close(again)
 
@@ -240,7 +240,7 @@ class GetStreamLingerTests(LingerTestCase):
             await self.until(lambda first=first, e=expected: self.updates(first) == e)  # type: ignore[misc]
             text = b"".join(first.chunks).decode()
             last = [line[4:] for line in text.splitlines() if line.startswith("id: ")][-1]
-            self.assertEqual(decode_event_ids(last, {"alpha"}), {"alpha": f"ev-{round_}.4"})
+            self.assertEqual(self.last_ids(session, last), {"alpha": f"ev-{round_}.4"})
             first.chunks.clear()
         self.assertEqual((len(self.alpha.stream_requests), self.alpha.conflicts), (1, []))
         await self.close(first)
@@ -330,7 +330,7 @@ class GetStreamLingerTests(LingerTestCase):
         session = await self.initialize()
         await self.close(await self.get_stream(session))
         await self.until(lambda: len(self.alpha.stream_requests) == 1)
-        again = await self.get_stream(session, encode_event_ids({"alpha": "ev-0"}))
+        again = await self.get_stream(session, self.merged_id(session, {"alpha": "ev-0"}))
         await self.until(lambda: self.alpha.streams_closed == self.alpha.stream_requests[:1])
         await self.network.sleep(CLOSE_SETTLE)
         self.assertLess(CLOSE_SETTLE, CLOSE_WAIT)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import attrs
 
 from aigw.config import BackendConfig, SessionsConfig
-from aigw.gateway.streams import decode_event_ids, encode_event_ids
 from aigw.protocol.sse import Event, SSEParser
 from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase, post_listen, sse_messages
@@ -63,14 +62,15 @@ class StreamMarkTests(GatewayTestCase):
         reader = await self.get_stream(session)
         await self.until(lambda: self.alpha.stream_requests)
         events, parser = self.parsed(reader)
-        self.assertEqual(events, [Event("", id=encode_event_ids({}), retry=2000)])
-        self.assertEqual(decode_event_ids(events[0].id, {"alpha"}), {})
+        self.assertEqual([(e.data, e.retry) for e in events], [("", 2000)])
+        self.assertEqual(self.last_ids(session, events[0].id), {})
         # Before any message: the backend's stream opens after the client's.
         self.alpha.push(LIST_CHANGED, "ev-1")
         await self.until(lambda: sse_messages(b"".join(reader.chunks)) == [LIST_CHANGED])
         events, parser = self.parsed(reader)
         self.assertEqual(events[0].data, "")
-        self.assertEqual((events[1].id, parser.retry), (encode_event_ids({"alpha": "ev-1"}), 2000))
+        self.assertEqual(self.last_ids(session, events[1].id), {"alpha": "ev-1"})
+        self.assertEqual(parser.retry, 2000)
         await self.close(reader)
 
     @run
@@ -79,11 +79,12 @@ class StreamMarkTests(GatewayTestCase):
     ) -> None:
         """The client's ``Last-Event-ID``, less what names no backend of the session."""
         session = await self.start(stream_retry=0.75)
-        asked = encode_event_ids({"alpha": "ev-7", "gone": "ev-1"})
+        asked = self.merged_id(session, {"alpha": "ev-7", "gone": "ev-1"})
         reader = await self.get_stream(session, asked)
         await self.until(lambda: self.alpha.stream_requests)
         (priming,), parser = self.parsed(reader)
-        self.assertEqual((priming.data, priming.id), ("", encode_event_ids({"alpha": "ev-7"})))
+        self.assertEqual(priming.data, "")
+        self.assertEqual(self.last_ids(session, priming.id), {"alpha": "ev-7"})
         self.assertEqual(parser.retry, 750)
         self.assertEqual(self.alpha.stream_requests[0].getHeader(b"last-event-id"), b"ev-7")
         await self.close(reader)
@@ -104,12 +105,12 @@ class StreamMarkTests(GatewayTestCase):
         await self.close(first)
         second = await self.get_stream(session, last)
         (primed,), _ = self.parsed(second)
-        self.assertEqual(primed.id, last)
+        self.assertEqual(self.last_ids(session, primed.id), self.last_ids(session, last))
         await self.close(second)
         self.alpha.push(updated(2), "ev-2")  # the lingering upstream stream holds it
         third = await self.get_stream(session, primed.id)
         await self.until(lambda: sse_messages(b"".join(third.chunks)) == [updated(2)])
-        self.assertEqual(self.parsed(third)[0][-1].id, encode_event_ids({"alpha": "ev-2"}))
+        self.assertEqual(self.last_ids(session, self.parsed(third)[0][-1].id), {"alpha": "ev-2"})
         self.assertEqual(len(self.alpha.stream_requests), 1)
         await self.close(third)
 
@@ -136,8 +137,8 @@ class StreamMarkTests(GatewayTestCase):
         events, _ = self.parsed(reader)
         ids = [{}, {"alpha": "p-1"}, {"alpha": "p-2"}, {"alpha": "ev-3"}]
         self.assertEqual(
-            [(bool(e.data), e.id) for e in events],
-            [(i == 3, encode_event_ids(last)) for i, last in enumerate(ids)],
+            [(bool(e.data), self.last_ids(session, e.id)) for e in events],
+            [(i == 3, last) for i, last in enumerate(ids)],
         )
         await self.close(reader)
 
@@ -157,7 +158,7 @@ class StreamMarkTests(GatewayTestCase):
         await self.until(lambda: len(self.alpha.stream_requests) == 2)
         self.assertEqual(self.alpha.stream_requests[1].getHeader(b"last-event-id"), b"p-1")
         (mark,), _ = self.parsed(second)
-        self.assertEqual(mark.id, encode_event_ids({"alpha": "p-1"}))
+        self.assertEqual(self.last_ids(session, mark.id), {"alpha": "p-1"})
         await self.close(second)
 
     @run
@@ -178,7 +179,7 @@ class StreamMarkTests(GatewayTestCase):
         await self.close(first)
         second = await self.get_stream(session, primed)
         await self.until(lambda: sse_messages(b"".join(second.chunks)) == [updated(3)])
-        self.assertEqual(self.parsed(second)[0][-1].id, encode_event_ids({"alpha": "ev-3"}))
+        self.assertEqual(self.last_ids(session, self.parsed(second)[0][-1].id), {"alpha": "ev-3"})
         self.assertEqual(len(self.alpha.stream_requests), 1)
         await self.close(second)
 
@@ -200,8 +201,8 @@ class StreamMarkTests(GatewayTestCase):
         events, _ = self.parsed(second)
         ids = [{}, {"alpha": "p-1"}, {"alpha": "ev-2"}, {"alpha": "p-3"}]
         self.assertEqual(
-            [(bool(e.data), e.id) for e in events],
-            [(i == 2, encode_event_ids(last)) for i, last in enumerate(ids)],
+            [(bool(e.data), self.last_ids(session, e.id)) for e in events],
+            [(i == 2, last) for i, last in enumerate(ids)],
         )
         self.assertEqual(len(self.alpha.stream_requests), 1)
         await self.close(second)
@@ -224,8 +225,9 @@ class StreamMarkTests(GatewayTestCase):
         parser = SSEParser()
         before = parser.feed(b"".join(reader.chunks[:chunks]))
         (last,) = parser.feed(b"".join(reader.chunks[chunks:]))
-        self.assertEqual((last.data, last.id), ("", before[-1].id))
-        self.assertEqual(last.id, encode_event_ids({"alpha": "ev-3"}))
+        self.assertEqual(last.data, "")
+        self.assertEqual(self.last_ids(session, last.id), self.last_ids(session, before[-1].id))
+        self.assertEqual(self.last_ids(session, last.id), {"alpha": "ev-3"})
         self.assertEqual((before[0].retry, last.retry), (2000, 4500))
 
     @run
