@@ -139,6 +139,13 @@ class ListenStream(SessionStream):
         self.notifications = notifications
         self.refuse = refuse
 
+    def receive(self, name: str, message: Any, event_id: str | None) -> None:
+        """A message of one backend's feed; an event id alone (a 2025-11-25 backend's
+        priming event, ``UpstreamFeed._moved``) is nothing to a listen, whose stream
+        carries no ids (2026-07-28 removed resumability)."""
+        if message is not None:
+            super().receive(name, message, event_id)
+
     def tag(self, message: dict[str, Any]) -> dict[str, Any]:
         params = message.get("params")
         params = dict(params) if isinstance(params, dict) else {}

@@ -560,6 +560,20 @@ class HeldRequestTests(LingerTestCase):
         self.assertEqual(len(self.answers_to(8)), 1)
 
     @run
+    async def test_a_backends_priming_id_writes_nothing_on_a_listen(self) -> None:
+        """A 2026-07-28 listen carries no event ids: a 2025-11-25 backend priming its
+        stream writes no event of an id and empty data there; its next message comes
+        without an id."""
+        await self.start()
+        listening = await self.listen("L1")
+        await self.until(lambda: self.alpha.stream_requests)
+        self.alpha.prime("p-1")
+        self.alpha.push(LIST_CHANGED, "ev-2")
+        await self.until(lambda: "notifications/tools/list_changed" in self.methods(listening))
+        self.assertNotIn(b"id:", b"".join(listening.chunks))
+        await self.close(listening)
+
+    @run
     async def test_a_ping_on_a_listen_is_answered_not_refused(self) -> None:
         """2026-07-28: a listen takes no server requests, but SEP-2260 exempts ping,
         and aigw answers it itself, lingering or not."""
