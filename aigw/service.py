@@ -421,6 +421,7 @@ class GatewayService(MultiService):
         )
         metrics.watch_linger_dropped_messages(lambda: gateway.feeds.dropped)
         metrics.watch_stream_probes(lambda: gateway.stream_probes.outcomes)
+        metrics.watch_refused_event_ids(lambda: gateway.refused_event_ids.count)
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked
         # for, must not stop the gateway because another process holds its port.

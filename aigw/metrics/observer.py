@@ -383,6 +383,15 @@ class GatewayMetrics:
             read,
         )
 
+    def watch_refused_event_ids(self, read: Reading) -> None:
+        self.watch_counter(
+            "aigw_refused_event_ids",
+            "GET streams whose Last-Event-ID did not open (forged, tampered, sealed for "
+            "another session or with a retired key, old format): every backend resumed "
+            "from nowhere.",
+            read,
+        )
+
     def watch_stream_probes(self, read: Readings) -> None:
         """A session's held GET stream probed before a second GET is refused
         (``gateway/stream_probes.py``): ``read()`` maps (where, outcome) to a count."""

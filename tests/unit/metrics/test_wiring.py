@@ -100,6 +100,21 @@ class WiringTests(GatewayTestCase):
         self.assertEqual(samples.value("aigw_stream_linger_dropped_messages_total"), 2.0)
 
     @run
+    async def test_a_last_event_id_that_does_not_open_is_counted(self) -> None:
+        """A forged ``Last-Event-ID`` (sealed/event_id.py): the stream opens, every
+        backend from nowhere, and the refusal is counted."""
+        await self.start_gateway()
+        self.alpha.get_status = 200
+        session = await self.initialize()
+        stream = Collect([])
+        (await self.open_stream(session, "forged-by-the-client")).deliverBody(stream)
+        await self.until(lambda: self.alpha.stream_requests)
+        self.assertIsNone(self.alpha.stream_requests[0].getHeader(b"last-event-id"))
+        samples = await scrape(self)
+        self.assertEqual(samples.value("aigw_refused_event_ids_total"), 1.0)
+        stream.transport.stopProducing()  # type: ignore[attr-defined]
+
+    @run
     async def test_the_probe_of_a_held_stream_is_counted(self) -> None:
         """A second GET of a session probes the first (gateway/stream_probes.py), which
         lives: the GET is refused and the probe counted, the other outcomes at zero."""
