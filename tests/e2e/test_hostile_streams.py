@@ -59,7 +59,9 @@ def hostile() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def gateway(hostile: str, pyserver: Upstream) -> Iterator[Gateway]:
     bad = f"  - name: bad\n    url: {hostile}/mcp\n    timeout: 3s\n"
-    started = start_gateway([("py", pyserver.url)], more_backends=bad, log_level="info")
+    started = start_gateway(
+        [("py", pyserver.url)], more_backends=bad, log_level="info", metrics=True
+    )
     try:
         yield started
     finally:
@@ -147,6 +149,9 @@ async def test_a_hostile_backend_leaves_its_client_served(gateway: Gateway, host
             assert response.status_code in (200, 431), (junk[:40], response.status_code)
     log = gateway.process.log()
     assert "Last-Event-ID(s) refused" in log, gateway.process.log_tail(80)
+    # The two forgeries and the junk ids that reached the gateway (a 431 did not).
+    refused = gateway.metric("aigw_refused_event_ids_total")
+    assert (refused or 0) >= 3, refused
     assert "Traceback" not in log, gateway.process.log_tail(80)
     assert "Unhandled" not in log, gateway.process.log_tail(80)
     assert gateway.rss() - before < RSS_BOUND, (before, gateway.rss())
