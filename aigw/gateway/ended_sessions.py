@@ -26,8 +26,9 @@ and logged at most every ``STORE_LOG_INTERVAL`` (``store_failures.py``); the
 subscription is made again with a backoff from ``RECONNECT_DELAY`` to ``MAX_BACKOFF``,
 and a ``PING`` every ``HEARTBEAT`` notices a connection that died silently.  The ends
 Redis did not take are told again once the subscription is back (at most
-``UNTOLD_MAX``), so the others learn of them late rather than never (while their
-process lives).  Every Redis call is bounded by ``sessions.redis_timeout`` (``timeout``),
+``UNTOLD_MAX``), so the others learn of them late rather than never, and tried once
+more as the process stops (those Redis still does not take are said in a warning).
+Every Redis call is bounded by ``sessions.redis_timeout`` (``timeout``),
 once: making the connection when there is none counts in the call's bound, not beside it.
 """
 
@@ -42,6 +43,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    DeferredList,
     FirstError,
     ensureDeferred,
     gatherResults,
@@ -58,7 +60,7 @@ from aigw.gateway.redis_client import (
     RESPProtocol,
     Skipped,
 )
-from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
+from aigw.gateway.store_failures import StoreFailures, StoreUnavailable, why
 from aigw.lru import LRU
 from aigw.sealed.session_id import ENDED_MAX, Ended, SessionCodec
 
@@ -228,10 +230,15 @@ class EndedSessions(Service):
         self._untold.put(ended.digest, ended.expires)
         self.failures.failed(failure, doing="telling an end")
 
+    def _take_untold(self) -> list[Ended]:
+        """The ends Redis did not take, no longer kept here (told again, they are kept
+        again if Redis fails them again)."""
+        digests = self._untold.keys()
+        return [Ended(digest, self._untold.pop(digest) or 0.0) for digest in digests]
+
     def _tell_untold(self) -> int:
         """The ends Redis did not take, told again (those not expired meanwhile)."""
-        digests = self._untold.keys()
-        untold = [Ended(digest, self._untold.pop(digest) or 0.0) for digest in digests]
+        untold = self._take_untold()
         for ended in untold:
             self.announce(ended)
         return len(untold)
@@ -449,7 +456,32 @@ class EndedSessions(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         self._wake()
-        return ensureDeferred(self.close())
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await self._tell_untold_at_last()
+        await self.close()
+
+    async def _tell_untold_at_last(self) -> None:
+        """The ends Redis did not take, tried once more as the process stops, all within
+        one ``timeout``: else they would die with it, and the other processes accept
+        those session ids until they expire (basic/transports "Session Management": an
+        ended session's id MUST be answered 404).  Those Redis still does not take are
+        said in a warning: an operator knows which window opened, and for how long."""
+        now = self.clock.seconds()
+        messages = [announcement(ended, now) for ended in self._take_untold()]
+        tries = [self._bounded(self._announce(m)) for m in messages if m is not None]
+        if not tries:
+            return
+        outcomes: list[tuple[bool, Any]] = await DeferredList(tries, consumeErrors=True)
+        lost = [failed.value for _, failed in outcomes if isinstance(failed, Failure)]
+        if lost:
+            self.log.warn(
+                "stopping with {lost} session end(s) Redis did not take ({error}): other "
+                "processes accept those session ids until they expire (sessions.ttl)",
+                lost=len(lost),
+                error=why(lost[-1] or StoreUnavailable()),
+            )
 
     async def close(self) -> None:
         """Both connections closed, and the subscription's loop ended."""

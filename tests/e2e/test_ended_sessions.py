@@ -181,6 +181,36 @@ def test_with_redis_down_a_delete_ends_its_session_where_it_was_served(
         restarted.stop()
 
 
+def test_an_end_redis_missed_is_told_as_its_process_stops(
+    deployment: Deployment, redis: tuple[Process, int]
+) -> None:
+    """Redis down: ``first`` and ``third`` each serve a DELETE that Redis misses.
+    ``third`` stops while Redis is still down: its end is lost with it, and it says so
+    (a warning naming how many).  Redis comes back and ``first`` stops at once, before
+    its subscription's backoff would have told the end: it tells it on the way out, so
+    ``second`` answers that id 404 once it subscribed again, not only until the id
+    expires."""
+    first, second, third = (deployment.start() for _ in range(3))
+    told, lost = initialize(first), initialize(third)
+    redis[0].stop()
+    assert send(first, told, method="DELETE").status_code in (200, 204)
+    assert send(third, lost, method="DELETE").status_code in (200, 204)
+    for gateway in (first, third):  # the end failed: kept to be told again
+        assert until(lambda g=gateway: (g.metric("aigw_session_store_failures_total") or 0) >= 2)
+    third.stop()
+    assert "stopping with 1 session end(s) Redis did not take" in third.process.log()
+    time.sleep(4.0)  # first's backoff grows past the moment it is stopped below
+    restarted, _ = start_redis(port=deployment.redis_port)
+    try:
+        first.stop()
+        assert "Redis did not take" not in first.process.log(), first.process.log_tail()
+        assert until(lambda: status(second, told) == 404, 60.0), second.process.log_tail()
+        assert status(second, lost) == 200  # the end lost with third: accepted until its ttl
+        assert "Traceback" not in first.process.log() + second.process.log() + third.process.log()
+    finally:
+        restarted.stop()
+
+
 def test_a_frozen_redis_fails_the_call_at_sessions_redis_timeout(
     redis: tuple[Process, int], pyserver: Upstream
 ) -> None:

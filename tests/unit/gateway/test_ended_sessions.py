@@ -356,6 +356,50 @@ class EndedSessionsTests(FakeRedisTestCase):
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.address.port), 0)
 
+    @run
+    async def test_an_untold_end_is_told_at_the_stop_once_redis_is_back(self) -> None:
+        """A DELETE served while Redis was down, Redis back before the subscription's
+        backoff tried again, then the process stopped: its end is told on the way out,
+        not lost with the process, and a process started later answers the id 404."""
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
+        ended.startService()
+        await self.network.settle()
+        self.redis.down = True
+        self.redis.kill()
+        await self.network.settle()
+        session_id, state = self.session(codec)
+        ended.announce(codec.end(session_id, state))
+        await self.network.sleep(TIMEOUT + 0.1)
+        self.assertEqual(len(ended._untold), 1)
+        self.redis.down = False
+        sets = self.redis.names().count(b"SET")
+        await ended.stopService()
+        self.assertEqual(self.redis.names().count(b"SET"), sets + 1)
+        later, _ = self.process()
+        await self.network.settle()
+        self.assertEnded(later, session_id)
+
+    @run
+    async def test_an_end_still_untold_at_the_stop_is_warned_of_within_the_bound(self) -> None:
+        codec = SessionCodec(SEALER, self.reactor, TTL)
+        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
+        ended.startService()
+        await self.network.settle()
+        self.redis.down = True
+        self.redis.kill()
+        await self.network.settle()
+        for _ in range(2):
+            ended.announce(codec.end(*self.session(codec)))
+        await self.network.sleep(TIMEOUT + 0.1)
+        started = self.reactor.seconds()
+        with capturedLogs() as events:
+            await ended.stopService()
+        self.assertLessEqual(self.reactor.seconds() - started, TIMEOUT + 0.1)
+        (warned,) = [e for e in events if "Redis did not take" in e.get("log_format", "")]
+        self.assertEqual((warned["log_level"], warned["lost"]), (LogLevel.warn, 2))
+        self.assertEqual(self.network.open_connections(self.address.port), 0)
+
     def test_stopping_does_not_wait_for_a_silent_redis(self) -> None:
         self.redis.silent = True
         codec = SessionCodec(SEALER, self.reactor, TTL)
