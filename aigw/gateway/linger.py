@@ -63,35 +63,41 @@ def weight(message: Any) -> int:
     return len(jsonrpc.dumps(message))
 
 
-class Recent(Sequence[Held]):
-    """The last messages a feed delivered with an event id, oldest first: at most
-    ``RECENT`` of them and ``RECENT_BYTES``.  A message larger than that is not kept, nor
-    anything before it: what is kept is always the tail of what was delivered, so a
-    stream resuming from before it finds no id here (``after``) and the backend replays."""
+class Measured(Sequence[Held]):
+    """Messages oldest first, each with its size (``weight``), and their total: what
+    ``Recent`` and ``Linger`` bound in count and in bytes."""
 
     def __init__(self) -> None:
         self._items: deque[Held] = deque()
         self._sizes: deque[int] = deque()
-        self._bytes = 0
+        #: The sum of the messages' sizes.
+        self.size = 0
 
-    def append(self, held: Held) -> None:
+    def add(self, held: Held) -> None:
+        """``held`` becomes the newest."""
         size = weight(held[0])
-        if size > RECENT_BYTES:
-            self._items.clear()
-            self._sizes.clear()
-            self._bytes = 0
-            return
         self._items.append(held)
         self._sizes.append(size)
-        self._bytes += size
-        while len(self._items) > RECENT or self._bytes > RECENT_BYTES:
-            self._items.popleft()
-            self._bytes -= self._sizes.popleft()
+        self.size += size
+
+    def trim(self, count: int, size: int) -> list[Held]:
+        """The oldest dropped until at most ``count`` messages and ``size`` bytes are
+        left, the newest always kept; what was dropped, oldest first."""
+        dropped = []
+        while len(self._items) > count or (self.size > size and len(self._items) > 1):
+            dropped.append(self._items.popleft())
+            self.size -= self._sizes.popleft()
+        return dropped
 
     def pop(self) -> Held:
-        """The newest, taken out (it is about to be delivered, and kept, again)."""
-        self._bytes -= self._sizes.pop()
+        """The newest, taken out."""
+        self.size -= self._sizes.pop()
         return self._items.pop()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._sizes.clear()
+        self.size = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -111,6 +117,20 @@ class Recent(Sequence[Held]):
         return self._items[index]
 
 
+class Recent(Measured):
+    """The last messages a feed delivered with an event id, oldest first: at most
+    ``RECENT`` of them and ``RECENT_BYTES``.  A message larger than that is not kept, nor
+    anything before it: what is kept is always the tail of what was delivered, so a
+    stream resuming from before it finds no id here (``after``) and the backend replays.
+    ``pop`` takes the newest out when it is about to be delivered, and kept, again."""
+
+    def append(self, held: Held) -> None:
+        self.add(held)
+        self.trim(RECENT, RECENT_BYTES)
+        if self.size > RECENT_BYTES:  # the newest alone is larger than the bound
+            self.clear()
+
+
 class Linger:
     """One feed's time without client streams: ``expire`` is called after ``seconds``
     unless ``end`` comes first; messages that arrive meanwhile are held."""
@@ -125,10 +145,7 @@ class Linger:
         #: The backend's last event id as the last client stream left: a stream
         #: resuming from another point is not served from what is held.
         self.since = since
-        self.held: deque[Held] = deque()
-        #: The size of each held message (``weight``), and their sum.
-        self._sizes: deque[int] = deque()
-        self._bytes = 0
+        self.held = Measured()
         self.dropped = 0
         self._timer: IDelayedCall = clock.callLater(seconds, expire)
 
@@ -136,16 +153,8 @@ class Linger:
         """Hold ``message``; the oldest held messages that were dropped for it (past
         ``MAX_HELD`` or ``MAX_HELD_BYTES``; never ``message`` itself).  An event id alone
         (message None) dropped loses nothing: the ids held after it are later."""
-        size = weight(message)
-        self.held.append((message, event_id))
-        self._sizes.append(size)
-        self._bytes += size
-        dropped = []
-        while len(self.held) > MAX_HELD or (self._bytes > MAX_HELD_BYTES and len(self.held) > 1):
-            oldest = self.held.popleft()
-            self._bytes -= self._sizes.popleft()
-            if oldest[0] is not None:
-                dropped.append(oldest)
+        self.held.add((message, event_id))
+        dropped = [held for held in self.held.trim(MAX_HELD, MAX_HELD_BYTES) if held[0] is not None]
         self.dropped += len(dropped)
         return dropped
 
@@ -156,8 +165,6 @@ class Linger:
             self._timer.cancel()
         held = list(self.held)
         self.held.clear()
-        self._sizes.clear()
-        self._bytes = 0
         return held
 
 
