@@ -425,7 +425,7 @@ class Calls:
         Used for the client's ``notifications/cancelled`` and when the client
         goes away mid-request (basic/utilities/cancellation).
         """
-        if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        if not jsonrpc.is_request_id(request_id):
             return  # a RequestId is a string or an integer: anything else names nothing
         target = self._inflight.get((session.binding, request_id))
         if target is None:

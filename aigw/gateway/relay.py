@@ -95,7 +95,7 @@ class Relay:
         if not isinstance(params, dict):
             return message
         request_id = params.get("requestId")
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        if not jsonrpc.is_request_id(request_id):
             return message
         sealed = self.request_ids.wrap(backend, request_id, session.binding)
         return {**message, "params": {**params, "requestId": sealed}}

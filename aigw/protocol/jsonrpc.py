@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 import orjson
@@ -306,11 +306,14 @@ def _brackets(body: bytes | str) -> int:
     return body.count(b"[") + body.count(b"{")
 
 
+def is_request_id(value: Any) -> TypeGuard[JsonRpcId]:
+    """An MCP request id: a string or an integer (MCP basic "Requests"); booleans are not
+    integers."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def _read_id(value: Any) -> JsonRpcId | None:
-    """A string or an integer (MCP basic "Requests"); booleans are not integers."""
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    return None
+    return value if is_request_id(value) else None
 
 
 def _invalid(message_id: JsonRpcId | None, why: str) -> InvalidMessage:

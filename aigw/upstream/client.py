@@ -636,7 +636,7 @@ def _error_answer(text: str, sent: bytes | None) -> dict[str, Any] | None:
     request_id = message.get("id")
     if not isinstance(error, dict) or not isinstance(error.get("code"), int):
         return None
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+    if not jsonrpc.is_request_id(request_id):
         return None
     if request_id not in _request_ids(sent):
         return None

@@ -259,6 +259,14 @@ class IsRequestTests(SynchronousTestCase):
             self.assertFalse(jsonrpc.is_request(other))
 
 
+class IsRequestIdTests(SynchronousTestCase):
+    def test_only_a_string_or_an_integer_is_an_mcp_request_id(self) -> None:
+        for request_id in ("r-1", "", 0, -7, 2**70):
+            self.assertTrue(jsonrpc.is_request_id(request_id))
+        for other in (True, False, None, 1.5, [1], {"id": 1}):
+            self.assertFalse(jsonrpc.is_request_id(other))
+
+
 class EncodeTests(SynchronousTestCase):
     def test_encode_is_compact_utf8(self) -> None:
         self.assertEqual(
