@@ -148,8 +148,7 @@ class OwnCollector(Collector):
     def elsewhere(self, message: Any) -> None:
         """A ping is answered; any other request refused at once (``refused_own``)."""
         where = (self.backend, self.session_id, self.version)
-        if not self.answers.pinged(where, self.principal, message):
-            refused_own(self.answers, where, self.principal, message)
+        refused_own(self.answers, where, self.principal, message)
 
 
 #: ``refused_own``'s ``data.reason`` (``protocol/refusals.py``).
@@ -158,15 +157,17 @@ OWN_REQUEST = "own_request"
 
 def refused_own(
     answers: UpstreamAnswers, where: Where, principal: Principal | None, message: Any
-) -> bool:
-    """Refuse a request (not a ping) a backend sent on the reply of a request aigw made
-    of its own (``initialize``, ``server/discover``, a list, ``logging/setLevel``),
-    rather than leave it to the backend's timeout: no client made that request, so
-    none is there to answer (SEP-2260, 2026-07-28: a server's request MUST be made in
-    association with a client's; basic/lifecycle: before ``initialized`` a server
-    SHOULD NOT send requests other than pings and logging)."""
+) -> None:
+    """Answer a ping a backend sent on the reply of a request aigw made of its own
+    (``initialize``, ``server/discover``, a list, ``logging/setLevel``), and refuse any
+    other request there rather than leave it to the backend's timeout: no client made
+    that request, so none is there to answer (SEP-2260, 2026-07-28: a server's request
+    MUST be made in association with a client's; basic/lifecycle: before
+    ``initialized`` a server SHOULD NOT send requests other than pings and logging)."""
+    if answers.pinged(where, principal, message):
+        return
     why = "sent on the reply of a request aigw made itself, which no client can answer"
-    return answers.refused(where, principal, message, why, OWN_REQUEST)
+    answers.refused(where, principal, message, why, OWN_REQUEST)
 
 
 class Exchange:
@@ -287,15 +288,13 @@ class Exchange:
         self, session: ClientSession, backend: str, method: str, params: dict[str, Any]
     ) -> dict[str, Any] | None:
         """A request of aigw's own (lists, setLevel, subscriptions): only the answer
-        matters, but a ping the backend sends meanwhile is answered (``pinged``), and
-        any other request refused (``refused_own``)."""
+        matters, but a ping the backend sends meanwhile is answered, and any other
+        request refused (``refused_own``)."""
         upstream_id = self.next_id()
 
         def other(message: Any) -> None:
             upstream_session = session.backends.get(backend)
-            if self.pinged(upstream_session, session.principal, message):
-                return
-            if upstream_session is not None:
+            if upstream_session is not None:  # else no longer in the session: nowhere to answer
                 refused_own(self.answers, _where(upstream_session), session.principal, message)
 
         return await self.request(
