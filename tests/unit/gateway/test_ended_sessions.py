@@ -356,11 +356,8 @@ class EndedSessionsTests(FakeRedisTestCase):
         await self.network.settle()
         self.assertEqual(self.network.open_connections(self.address.port), 0)
 
-    @run
-    async def test_an_untold_end_is_told_at_the_stop_once_redis_is_back(self) -> None:
-        """A DELETE served while Redis was down, Redis back before the subscription's
-        backoff tried again, then the process stopped: its end is told on the way out,
-        not lost with the process, and a process started later answers the id 404."""
+    async def stopped_by_hand_with_redis_down(self) -> tuple[SessionCodec, EndedSessions]:
+        """A process the test stops itself, subscribed, then Redis down."""
         codec = SessionCodec(SEALER, self.reactor, TTL)
         ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
         ended.startService()
@@ -368,6 +365,14 @@ class EndedSessionsTests(FakeRedisTestCase):
         self.redis.down = True
         self.redis.kill()
         await self.network.settle()
+        return codec, ended
+
+    @run
+    async def test_an_untold_end_is_told_at_the_stop_once_redis_is_back(self) -> None:
+        """A DELETE served while Redis was down, Redis back before the subscription's
+        backoff tried again, then the process stopped: its end is told on the way out,
+        not lost with the process, and a process started later answers the id 404."""
+        codec, ended = await self.stopped_by_hand_with_redis_down()
         session_id, state = self.session(codec)
         ended.announce(codec.end(session_id, state))
         await self.network.sleep(TIMEOUT + 0.1)
@@ -382,13 +387,7 @@ class EndedSessionsTests(FakeRedisTestCase):
 
     @run
     async def test_an_end_still_untold_at_the_stop_is_warned_of_within_the_bound(self) -> None:
-        codec = SessionCodec(SEALER, self.reactor, TTL)
-        ended = EndedSessions(codec, self.address, self.reactor, TIMEOUT)
-        ended.startService()
-        await self.network.settle()
-        self.redis.down = True
-        self.redis.kill()
-        await self.network.settle()
+        codec, ended = await self.stopped_by_hand_with_redis_down()
         for _ in range(2):
             ended.announce(codec.end(*self.session(codec)))
         await self.network.sleep(TIMEOUT + 0.1)
