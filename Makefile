@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := e2e/node_modules/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale deb security-report fuzz keycloak-check soak
+.PHONY: all demo demo-once test lint typecheck unit e2e check-config clean venv node bench bench-setup bench-micro bench-scale bench-floor deb security-report fuzz keycloak-check soak
 
 all: test
 
@@ -107,6 +107,13 @@ bench: $(STAMP) $(NODE_STAMP) bench-setup
 bench-scale: $(STAMP) $(NODE_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench-scale needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+# The floor of a lone call: aigw's added p50 at concurrency 1 beside two do-nothing
+# relays on Twisted in front of the same upstream (bytes; twisted.web's HTTP server),
+# rounds interleaved; about 2 minutes.  FLOOR_ARGS, e.g. FLOOR_ARGS="--rounds 10".
+bench-floor: $(STAMP) $(NODE_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench-floor needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python bench/floor.py $(FLOOR_ARGS)
 
 bench-micro: $(STAMP)
 	$(BIN)/python bench/micro.py
