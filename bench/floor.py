@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(procs: rig.Processes) -> bool:
         env = rig.start_env(procs)
-        targets: list[tuple[rig.Target, int]] = [
-            (rig.start_direct(env), env.upstream.pid)
-        ]
+        targets: list[tuple[rig.Target, int]] = [(rig.start_direct(env), env.upstream.pid)]
         for kind in RELAYS:
             target, proc = start_relay(env, kind)
             targets.append((target, proc.pid))
