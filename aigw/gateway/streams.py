@@ -50,7 +50,7 @@ from aigw.protocol import jsonrpc
 from aigw.protocol.revision import listen_request, routing_headers
 from aigw.protocol.sse import format_event
 from aigw.protocol.versions import META_SUBSCRIPTION_ID, is_modern
-from aigw.sealed.event_id import EventIdCodec
+from aigw.sealed.event_id import MAX_BACKEND_EVENT_ID, EventIdCodec, carried
 from aigw.sealed.session_id import session_binding, session_digest
 from aigw.upstream.api import Reply, UpstreamError, UpstreamSessionGone, UpstreamTransport
 
@@ -324,7 +324,7 @@ class UpstreamFeed:
                         self._deliver,
                         backend.session_id,
                         backend.protocol_version,
-                        self.last_event_id,
+                        self._resume_from(),
                         self._reading,
                         principal=self.principal,
                         on_event_id=self._moved,
@@ -406,6 +406,29 @@ class UpstreamFeed:
         self._refilter = True
         if self._reader is not None:
             self._reader.stop()
+
+    def _resume_from(self) -> str | None:
+        """The ``Last-Event-ID`` the backend's stream is opened again with: its last
+        event id when the merged id could carry it (``carried``), else none.  The
+        backend's own id can be as long as one of its events (``max_message_bytes``)
+        and goes back in one header line, which HTTP servers bound (a 431, RFC 6585
+        section 5): resuming with it would have every reopening refused and the stream
+        lost for good, where opening it anew loses only what the backend would have
+        replayed, as a client resuming through another process would."""
+        event_id = self.last_event_id
+        if event_id is None or carried(event_id):
+            return event_id
+        if self.name not in self.feeds.unresumable:
+            self.feeds.unresumable.add(self.name)
+            self.log.warn(
+                "backend {backend} named its stream's events with ids of {length} "
+                "characters, too long to resume from (at most {most}): its stream is "
+                "opened anew, without what the backend would have replayed",
+                backend=self.name,
+                length=len(event_id),
+                most=MAX_BACKEND_EVENT_ID,
+            )
+        return None
 
     def _deliver(self, message: Any) -> None:
         if self.closed or message is None:
@@ -516,6 +539,10 @@ class Feeds:
         #: Messages lingering feeds held and dropped for lack of room (``linger.py``):
         #: ``aigw_stream_linger_dropped_messages_total``.
         self.dropped = 0
+        #: The backends told of once in the log as naming their events with ids too long
+        #: to resume from (``UpstreamFeed._resume_from``): a warning per backend, not one
+        #: per session.
+        self.unresumable: set[str] = set()
         #: Tells every process that a client stream of the session with this
         #: ``session_digest`` started here (None: no ``sessions.redis_url``).
         self.tell_opened: Callable[[bytes], None] | None = None

@@ -40,8 +40,10 @@ MiB = 1024 * 1024
 #: aigw's RSS growth over the test (docs/security.md): the floods are megabytes each, and
 #: none of it may stay.
 RSS_BOUND = 48 * MiB
-#: ``sealed/event_id.py`` MAX_EVENT_ID_BYTES, ``gateway/streams.py`` BACKOFF_FIRST.
+#: ``sealed/event_id.py`` MAX_EVENT_ID_BYTES and MAX_BACKEND_EVENT_ID, ``gateway/streams.py``
+#: BACKOFF_FIRST.
 MAX_EVENT_ID_BYTES = 4096
+MAX_BACKEND_EVENT_ID = 511
 BACKOFF_FIRST = 0.5
 
 
@@ -120,8 +122,12 @@ async def test_a_hostile_backend_leaves_its_client_served(gateway: Gateway, host
         # The GET stream aigw follows: its garbage skipped, its one good message relayed.
         with anyio.fail_after(60):
             await last_words.wait()
-        # It ends at once, then 200 JSON, then 409: followed ever more slowly.
-        await until_async(lambda: stats(hostile)["gets"] >= 5, 60)
+        # It ends at once, then 200 JSON, then 409: followed ever more slowly, and opened
+        # anew: its last id, 100 kB, is too long to resume from (UpstreamFeed._resume_from).
+        # (Without that, each GET carried the 100 kB id, and Twisted's server under bad
+        # dropped it for its head line's length before counting it: gets stayed at 1.)
+        assert await until_async(lambda: stats(hostile)["gets"] >= 5, 60), stats(hostile)
+        assert stats(hostile)["longest_resume"] <= MAX_BACKEND_EVENT_ID, stats(hostile)
         echoed = await client.call_tool("py__echo", {"text": "and still"})
         assert text_of(echoed) == "and still"
     gets = stats(hostile)["gets"]
@@ -149,6 +155,7 @@ async def test_a_hostile_backend_leaves_its_client_served(gateway: Gateway, host
             assert response.status_code in (200, 431), (junk[:40], response.status_code)
     log = gateway.process.log()
     assert "Last-Event-ID(s) refused" in log, gateway.process.log_tail(80)
+    assert log.count("too long to resume from") == 1, gateway.process.log_tail(80)
     # The two forgeries and the junk ids that reached the gateway (a 431 did not).
     refused = gateway.metric("aigw_refused_event_ids_total")
     assert (refused or 0) >= 3, refused

@@ -13,13 +13,14 @@ reactor, as ``flood.py`` is.  One tool, ``hello``.  It sends:
 * every answer aigw POSTs back (pongs, refusals) is refused with 500, or held
   unanswered (every other one), until aigw gives up;
 * on its GET stream, in turn: (1) 200 SSE with comment lines, priming events (ids and
-  empty data) by the thousand, an id of 100 kB, ids with NUL or invalid UTF-8, a new
-  id on every event, ``retry`` of garbage and of 40 digits, events named other than
-  ``message``, data nested 1000 deep, then one valid ``notifications/message``
-  (``"after the garbage"``) and the end of the stream; (2) 200 with
+  empty data) by the thousand, ids with NUL or invalid UTF-8, a new id on every event,
+  then an id of 100 kB that stays the stream's last, ``retry`` of garbage and of 40
+  digits, events named other than ``message``, data nested 1000 deep, then one valid
+  ``notifications/message`` (``"after the garbage"``) and the end of the stream; (2) 200 with
   ``application/json``; (3) 409.  Then again from (1).
 
-``GET /stats`` answers what it saw: ``{"gets": N, "answers": N}``.
+``GET /stats`` answers what it saw: ``{"gets": N, "answers": N, "longest_resume": N}``
+(the longest ``Last-Event-ID`` a GET came with, in bytes).
 
     python -m tests.e2e.upstreams.hostile_streams --port N
 """
@@ -100,12 +101,14 @@ def _garbage_stream(round_: int) -> Iterator[bytes]:
     yield b":\n" * 20_000
     for n in range(FLOOD):
         yield b"id: prime-%d-%d\ndata:\n\n" % (round_, n)  # priming events, by the thousand
-    yield _event(b"", b"id: " + b"h" * 100_000)  # a 100 kB id
     yield _message({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
     yield _event(b"", b"id: nul\0here")  # ignored (WHATWG: an id with NUL)
     yield _event(b"", b"id: \xff\xfe not utf-8")
     for n in range(200):
         yield _event(b"", b"id: changing-%d-%d" % (round_, n))
+    # A 100 kB id, the stream's last: sent back as Last-Event-ID it would be refused
+    # (Twisted's server bounds a head at 16 kB) at every reopening.
+    yield _event(b"", b"id: " + b"h" * 100_000)
     yield b"retry: soon\n\nretry: 1" + b"0" * 40 + b"\n\nretry: -5\n\n"
     yield _event(b'{"jsonrpc":"2.0","method":"notifications/message"}', b"event: other")
     yield _event(_deep())
@@ -123,14 +126,18 @@ class Hostile(Resource):
         self.sessions = itertools.count(1)
         self.gets = 0
         self.answers = 0
+        self.longest_resume = 0
         #: Answers aigw POSTed that are never answered (until aigw drops them).
         self.held: list[Request] = []
 
     def render_GET(self, request: Request) -> Any:
         if request.path.endswith(b"/stats"):
             request.setHeader(b"content-type", b"application/json")
-            return json.dumps({"gets": self.gets, "answers": self.answers}).encode()
+            seen = {"gets": self.gets, "answers": self.answers}
+            return json.dumps({**seen, "longest_resume": self.longest_resume}).encode()
         self.gets += 1
+        resume = request.getHeader(b"last-event-id") or b""
+        self.longest_resume = max(self.longest_resume, len(resume))
         kind = self.gets % 3
         if kind == 0:
             request.setResponseCode(409)

@@ -33,11 +33,14 @@ class StreamBackend:
         #: The last stream's ``on_reader`` of each upstream session: a test hands the
         #: feed a reader through it (one that read a ``retry``).
         self.on_reader: dict[str | None, Any] = {}
+        #: The ``Last-Event-ID`` of each GET, in order (None: opened fresh).
+        self.resumed_from: list[str | None] = []
 
     def get_stream(
         self, deliver: Any, session_id: str | None, *args: Any, **kwargs: Any
     ) -> Deferred[Any]:
         self.opened.append(session_id)
+        self.resumed_from.append(args[1])
         self.deliver[session_id] = deliver
         self.on_reader[session_id] = args[2]
         head: Deferred[Any] = Deferred(lambda _: self.closed.append(session_id))

@@ -28,6 +28,7 @@ from aigw.gateway.linger import MAX_HELD_BYTES, RECENT, RECENT_BYTES, after
 from aigw.gateway.relay import Relay
 from aigw.gateway.streams import BACKOFF_FIRST, BACKOFF_MAX
 from aigw.protocol import jsonrpc
+from aigw.sealed.event_id import MAX_BACKEND_EVENT_ID
 from aigw.sealed.request_id import RequestIdCodec
 from aigw.sealed.sealer import Sealer
 from aigw.upstream.api import Reply, UpstreamError
@@ -326,6 +327,47 @@ class FeedMemoryTests(SynchronousTestCase):
         # The newest is held whatever its size: a message is at most max_message_bytes.
         self.send(41, MAX_HELD_BYTES + 1)
         self.assertEqual(len(feed.lingering.held), 1)
+
+
+class LongEventIdTests(SynchronousTestCase):
+    """A backend's own event id goes back to it as ``Last-Event-ID`` when its stream is
+    opened again, but only one the merged id could carry (``carried``): one as long as
+    an event (``max_message_bytes``) in a header would be refused by the backend's HTTP
+    server at every reopening, and the stream lost for good."""
+
+    def reopened_after(self, event_id: str) -> tuple[FeedsOfOneBackend, list[str]]:
+        """Two sessions' feeds of one backend, each stream ended twice after an event
+        named ``event_id``: what the backend was asked to resume from, and the warnings."""
+        clock = Clock()
+        one = FeedsOfOneBackend(clock)
+        with capturedLogs() as events:
+            for session in ("s1", "s2"):
+                one.stream(session)
+                for _ in range(2):
+                    reader = SimpleNamespace(
+                        retry=None, last_event_id=event_id, stop=lambda: None, pause=lambda: None
+                    )
+                    one.backend.on_reader[f"up-{session}"](reader)
+                    one.backend.deliver[f"up-{session}"](big(1, 10))
+                    opened = len(one.backend.opened)
+                    one.backend.heads[f"up-{session}"].callback(
+                        Reply(200, f"up-{session}", "text/event-stream")
+                    )
+                    while len(one.backend.opened) == opened:
+                        clock.advance(0.25)
+        return one, [formatEvent(event) for event in events if event["log_level"].name == "warn"]
+
+    def test_a_short_id_resumes_the_backends_stream(self) -> None:
+        one, warned = self.reopened_after("e" * MAX_BACKEND_EVENT_ID)
+        self.assertEqual(one.backend.resumed_from, ([None] + ["e" * MAX_BACKEND_EVENT_ID] * 2) * 2)
+        self.assertEqual(warned, [])
+
+    def test_an_id_too_long_to_carry_opens_the_stream_anew_told_once(self) -> None:
+        one, warned = self.reopened_after("e" * (MAX_BACKEND_EVENT_ID + 1) * 1000)
+        self.assertEqual(one.backend.resumed_from, [None] * 6)
+        self.assertEqual(len(warned), 1)  # for the backend, not for each session
+        self.assertIn("too long to resume from", warned[0])
+        self.assertIn(str((MAX_BACKEND_EVENT_ID + 1) * 1000), warned[0])
 
 
 class ForgedResumptionTests(SynchronousTestCase):
