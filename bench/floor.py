@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=int, default=4, help="seconds of wrk per point")
+    p.add_argument(
+        "--twistd",
+        action="append",
+        type=Path,
+        help="the twistd of an aigw virtualenv, for a row each (default: the project's .venv)",
+    )
     args = p.parse_args(argv)
 
     def body(procs: rig.Processes) -> bool:
@@ -54,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind in RELAYS:
             target, proc = start_relay(env, kind)
             targets.append((target, proc.pid))
-        aigw = rig.start_aigw(env, rig.ROOT / ".venv" / "bin" / "twistd", "aigw")
-        targets.append((aigw, aigw.pids[0]))
+        for index, twistd in enumerate(args.twistd or [rig.ROOT / ".venv" / "bin" / "twistd"]):
+            aigw = rig.start_aigw(env, twistd, "aigw" if index == 0 else f"aigw-{index + 1}")
+            targets.append((aigw, aigw.pids[0]))
         for target, _ in targets:
             rig.run_wrk(target, 1, 1)  # warm-up
         p50: dict[str, list[float]] = {t.name: [] for t, _ in targets}
