@@ -2,7 +2,11 @@
 # Both create what they need on first use: a virtualenv in .venv and the npm
 # packages of the end-to-end tests in e2e/node_modules.
 
-PYTHON ?= python3
+# The interpreter of .venv and of the benchmark's peers: Debian's own python3 where
+# there is one, the interpreter the package runs on (debian/rules: dh_virtualenv
+# --python /usr/bin/python3), so that the tests and `make bench` see what a server
+# runs; else the first python3 on PATH.  PYTHON=... picks another.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -872,7 +872,10 @@ def machine() -> str:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem = f"{int(line.split()[1]) / 1048576:.1f} GiB"
-    return f"{os.cpu_count()} CPUs, {cpu}, {mem} RAM, Python {platform.python_version()}"
+    # The interpreter matters: Debian's python3.11 (PGO, LTO, a static libpython) runs
+    # aigw's calls 15-20% faster than a plain source build of the same version.
+    python = f"Python {platform.python_version()} ({sys.base_prefix}/bin)"
+    return f"{os.cpu_count()} CPUs, {cpu}, {mem} RAM, {python}"
 
 
 def report(rows: list[Row], concs: list[int], args: argparse.Namespace, auth: Auth | None) -> str:
