@@ -17,7 +17,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -26,7 +26,7 @@ import pytest
 from tests.certificates import write_private_ca
 
 from .aigw import INITIALIZE, MCP_HEADERS, Gateway, start_gateway, write_session_key
-from .harness.processes import LOG_DIR, Process
+from .harness.processes import LOG_DIR, Process, until
 from .harness.redis import start_redis
 from .harness.upstreams import Upstream
 
@@ -52,16 +52,6 @@ def initialize(gateway: Gateway) -> str:
 def status(gateway: Gateway, session: str) -> int:
     code: int = send(gateway, session, PING).status_code
     return code
-
-
-def until(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    """Whether ``check`` held within ``seconds`` (asked every 50 ms)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def redis_command(port: int, *words: str) -> bytes:
