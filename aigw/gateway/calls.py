@@ -137,7 +137,7 @@ class Calls:
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
-        if request.method in AUDITED_METHODS:
+        if self.audit_gate is not None and request.method in AUDITED_METHODS:
             # Fail closed: the decision just made may be the write that found the file
             # failing; such a call never reaches its backend unaudited.
             check_audit(self.audit_gate)

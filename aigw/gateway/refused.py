@@ -56,10 +56,9 @@ class AuditUnavailable(Refused):
         )
 
 
-def check_audit(gate: AuditGate | None) -> None:
+def check_audit(gate: AuditGate) -> None:
     """``AuditUnavailable`` while ``gate`` (``audit.on_write_error: refuse``) says the
     audit file cannot be written."""
-    if gate is not None:
-        reason = gate()
-        if reason is not None:
-            raise AuditUnavailable(reason)
+    reason = gate()
+    if reason is not None:
+        raise AuditUnavailable(reason)

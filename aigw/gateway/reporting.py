@@ -60,7 +60,7 @@ class Reporting:
         record = RequestRecord(request.method, self.clock.seconds(), next(self.ids), span=span)
         permit: Permit | None = None
         try:
-            if request.method in AUDITED_METHODS:
+            if self.audit_gate is not None and request.method in AUDITED_METHODS:
                 check_audit(self.audit_gate)
             permit = await limiter.enter(session.principal)
             answered = await answer(session, record)

@@ -417,7 +417,7 @@ class GatewayMetrics:
         self.watch_counter(
             "aigw_audit_write_errors",
             "Audit events the audit file (audit.file) could not take when they happened: "
-            "lost with audit.on_write_error log, held and written later with refuse.",
+            "lost with audit.on_write_error log; with refuse, held (up to 1000) and written later.",
             errors,
         )
         self.watch_gauge(
