@@ -28,7 +28,14 @@ from aigw.logging import build_observer
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import ACCEPT, GatewayTestCase, initialize_message, sse_messages
+from tests.unit.gateway.helpers import (
+    ACCEPT,
+    GatewayTestCase,
+    initialize_message,
+    modern,
+    routing,
+    sse_messages,
+)
 from tests.unit.memory import run
 
 #: Token-like strings in a principal's claims: none may reach an audit event.
@@ -449,6 +456,17 @@ class GatewayAuditTests(GatewayTestCase):
         self.assertIn("No space left on device", checks["audit_file"])
         listed = await self.ask("tools/list", {}, 3)  # not audited: served
         self.assertIn("result", listed)
+
+    @run
+    async def test_refuse_answers_the_2026_era_with_the_clients_id(self) -> None:
+        await self.start_audited(file="/dev/full", on_write_error="refuse")
+        message = modern("tools/call", {"name": "alpha__echo", "arguments": {}}, "m-2")
+        headers = {**self.headers, **routing("tools/call", "alpha__echo")}
+        response, body = await self.post(message, headers=headers)
+        self.assertEqual(response.code, 503, body)
+        self.assertEqual(body["id"], "m-2")
+        self.assertEqual(body["error"]["code"], jsonrpc.AUDIT_UNAVAILABLE)
+        self.assertEqual(self.calls_received(), [])
 
     @run
     async def test_refuse_ends_by_itself_once_the_file_takes_writes(self) -> None:
