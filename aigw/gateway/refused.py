@@ -1,7 +1,7 @@
 """Requests aigw refuses itself before any backend sees them, because a part it needs
 cannot serve them now: a rate or in-flight limit (``ratelimit.RateLimited``), or the
 audit trail's file (``AuditUnavailable``).  Each is answered the same way, by
-``web/respond.py``'s ``refusal``: its HTTP status with ``Retry-After`` (RFC 9110
+``web/respond.py``'s ``gateway_refusal``: its HTTP status with ``Retry-After`` (RFC 9110
 §10.2.3) and a JSON-RPC error body with the request's id (MCP basic/transports), and
 reported with its ``outcome``."""
 
