@@ -12,8 +12,8 @@ A principal appears as issuer, subject and client id only: never the token, its
 other claims or an ``Authorization`` value.  Arguments appear only when
 ``audit.include_arguments`` is set (the gateway is then built to record them).
 
-``AuditFile`` also appends the trail to a file of its own, as JSON lines (one
-object per event, time first, RFC 3339 UTC) for a SIEM to collect.
+``audit_line`` is an event as the trail's own file has it (``audit_file.py``:
+JSON lines, one object per event, time first, RFC 3339 UTC, for a SIEM).
 This module is a shared piece: it imports none of aigw's layers.
 """
 
@@ -21,23 +21,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import secrets
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import Service
-from twisted.logger import (
-    FileLogObserver,
-    FilteringLogObserver,
-    ILogFilterPredicate,
-    ILogObserver,
-    LogEvent,
-    Logger,
-    LogPublisher,
-    PredicateResult,
-    globalLogPublisher,
-)
-from zope.interface import implementer
+from twisted.logger import LogEvent, Logger
 
 from aigw.events import (
     AccessDecided,
@@ -53,10 +40,6 @@ from aigw.principal import Principal
 NAMESPACE = "aigw.audit"
 #: The requests whose end is audited; their access decisions always are.
 AUDITED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
-#: sysexits.h: cannot create an output file.
-EX_CANTCREAT = 73
-#: The audit file's mode when aigw creates it: the service's group may read it.
-FILE_MODE = 0o640
 
 #: Every field of the trail's events, in the order the file writes them: both events
 #: have those up to ``name``, a decision ``decision`` and ``rule``, an end the others.
@@ -190,65 +173,3 @@ def audit_line(event: LogEvent) -> str:
     record: dict[str, Any] = {"time": _rfc3339(event["log_time"])}
     record.update((key, event[key]) for key in FIELDS if key in event)
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-
-
-@implementer(ILogFilterPredicate)
-class OnTheTrail:
-    """The trail's namespace exactly: not the loggers of this module's classes."""
-
-    def __call__(self, event: LogEvent) -> PredicateResult:
-        on: PredicateResult = PredicateResult.yes
-        off: PredicateResult = PredicateResult.no
-        return on if event.get("log_namespace") == NAMESPACE else off
-
-
-def open_appended(path: str) -> IO[str]:
-    """``path`` opened for appending, made with ``FILE_MODE`` (less by the umask) if new;
-    an existing file keeps its mode and owner."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    return os.fdopen(descriptor, "a", encoding="utf-8")
-
-
-class AuditFile(Service):
-    """The trail appended to its own file, as JSON lines, while the service runs.
-
-    Written through Twisted's ``FileLogObserver``, on the reactor thread, like
-    every log line of the process: each event is one ``write`` of a short line
-    and a ``flush`` to a local file, which is what Twisted's own log files do and
-    costs microseconds, not a blocking wait.  The file is opened at start, and
-    kept: aigw does not reopen it on SIGHUP, so rotate it with logrotate's
-    ``copytruncate`` (with ``O_APPEND``, writes continue at the new end).
-    """
-
-    log = Logger()
-
-    def __init__(self, path: str, publisher: LogPublisher = globalLogPublisher) -> None:
-        self.path = path
-        self._publisher = publisher
-        self._stream: IO[str] | None = None
-        self._observer: ILogObserver | None = None
-
-    def startService(self) -> None:
-        try:
-            self._stream = open_appended(self.path)
-        except OSError as error:
-            self.log.critical(
-                "cannot open the audit file {path}: {error}",
-                path=self.path,
-                error=error.strerror or error,
-            )
-            raise SystemExit(EX_CANTCREAT) from None
-        self._observer = FilteringLogObserver(
-            FileLogObserver(self._stream, audit_line), [OnTheTrail()]
-        )
-        self._publisher.addObserver(self._observer)
-        super().startService()  # type: ignore[no-untyped-call]
-
-    def stopService(self) -> None:
-        super().stopService()  # type: ignore[no-untyped-call]
-        if self._observer is not None:
-            self._publisher.removeObserver(self._observer)
-            self._observer = None
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None

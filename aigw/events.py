@@ -22,7 +22,11 @@ from aigw.principal import Principal
 #: refused by a rate or in-flight limit (``limits``).
 #: ``forwarded``: a 2026-07-28 retry sent on to the aigw process holding its parked call
 #: (``gateway/parking.py``), which reports it again as it serves it.
-Outcome = Literal["ok", "error", "denied", "upstream_error", "cancelled", "limited", "forwarded"]
+#: ``refused``: an audited request refused because the audit file cannot be written
+#: (``audit.on_write_error: refuse``).
+Outcome = Literal[
+    "ok", "error", "denied", "upstream_error", "cancelled", "limited", "forwarded", "refused"
+]
 
 
 @attrs.frozen

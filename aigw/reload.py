@@ -42,7 +42,8 @@ RESTART_ONLY = (
     "server",
     "logging",
     "allowed_origins",
-    # Their listener and file are opened at start.
+    # Their listener and file are opened at start (SIGHUP reopens the audit file at the
+    # same path, for log rotation: service.py, audit_file.py).
     "metrics",
     "audit",
     # The tracer and its exporter thread are built at start.

@@ -17,7 +17,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -32,7 +32,8 @@ from twisted.web.client import HTTPConnectionPool
 
 from aigw import __version__
 from aigw.access_log import AccessLogObserver
-from aigw.audit import AuditFile, AuditTrail
+from aigw.audit import AuditTrail
+from aigw.audit_file import AuditFile
 from aigw.auth.authenticator import Authenticator
 from aigw.auth.jwks import KeyStore
 from aigw.auth.policy import HeldAccessRules
@@ -165,6 +166,8 @@ class GatewayService(MultiService):
         self.observers = Observers()
         if config.logging.access_log:
             self.observers.add(AccessLogObserver())
+        #: The audit trail's own file (``audit.file``), None without one.
+        self.audit_file: AuditFile | None = None
         self.audit_trail = self._build_audit()
         self.authenticator, as_metadata, keys = self._build_auth()
         # The config in force; a reload swaps it, requests read it once when they start.
@@ -234,7 +237,13 @@ class GatewayService(MultiService):
         trail = AuditTrail(audit.include_arguments)
         self.observers.add(trail)
         if audit.file is not None:
-            AuditFile(audit.file).setServiceParent(self)  # type: ignore[no-untyped-call]
+            refuse = audit.on_write_error == "refuse"
+            self.audit_file = AuditFile(audit.file, self.reactor, refuse)
+            self.audit_file.setServiceParent(self)  # type: ignore[no-untyped-call]
+            if refuse:
+                # Fail closed: not ready (and audited requests refused, _build_gateway)
+                # while the file cannot be written.
+                self.readiness.add("audit_file", self.audit_file.unavailable)
         return trail
 
     def _build_auth(self) -> tuple[Authenticator, Any, KeyStore | None]:
@@ -334,9 +343,16 @@ class GatewayService(MultiService):
             record_arguments=self.audit_trail is not None and self.audit_trail.include_arguments,
             tracer=build_tracer(self.config.tracing),
             store=self.store,
+            audit_gate=self._audit_gate(),
         )
         gateway.setServiceParent(self)  # type: ignore[no-untyped-call]
         return gateway
+
+    def _audit_gate(self) -> Callable[[], str | None] | None:
+        """With ``audit.on_write_error: refuse``, why the audit file cannot be written."""
+        if self.audit_file is None or not self.audit_file.refuse:
+            return None
+        return self.audit_file.unavailable
 
     def _share_ended_sessions(self) -> EndedSessions | None:
         """With ``sessions.redis_url``, a session ended by DELETE is ended on every
@@ -422,6 +438,9 @@ class GatewayService(MultiService):
         metrics.watch_linger_dropped_messages(lambda: gateway.feeds.dropped)
         metrics.watch_stream_probes(lambda: gateway.stream_probes.outcomes)
         metrics.watch_refused_event_ids(lambda: gateway.refused_event_ids.count)
+        audit_file = self.audit_file
+        if audit_file is not None:
+            metrics.watch_audit_file(lambda: audit_file.errors, audit_file.unavailable)
         site = metrics_site(metrics.registry, self.reactor)
         # A listener the file names must listen; the default one, which nobody asked
         # for, must not stop the gateway because another process holds its port.
@@ -494,7 +513,8 @@ class GatewayService(MultiService):
         self.reactor.callFromThread(self.reactor.stop)
 
     def _sighup(self, signum: int, frame: object) -> None:
-        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): reload the config file.
+        """SIGHUP is ``systemctl reload`` (the units' ExecReload=): reopen the audit
+        file, and reload the config file.
 
         Its default action would end the daemon.  The reload (``reload.py``) runs
         on the reactor thread between RELOADING=1 and READY=1 (sd_notify(3)).
@@ -503,6 +523,10 @@ class GatewayService(MultiService):
 
     def _reload_requested(self) -> None:
         self.systemd.reloading()
+        # Whatever becomes of the reload: logrotate's postrotate needs the new file
+        # even when the config file has a problem (debian/aigw.logrotate).
+        if self.audit_file is not None:
+            self.audit_file.reopen()
         self.reloader.reload()
         self.systemd.reloaded()
 

@@ -51,6 +51,7 @@ Effect = Literal["allow", "deny"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 AuditFormat = Literal["json"]
+AuditWriteErrorPolicy = Literal["log", "refuse"]
 StdioScope = Literal["shared", "user"]
 ScreenMode = Literal["off", "warn", "block"]
 
@@ -341,6 +342,12 @@ class AuditConfig:
     )
     #: Tool and prompt arguments in the events (they may hold personal data).
     include_arguments: bool = attrs.field(default=False, metadata=read_as(cp.as_bool))
+    #: When ``file`` cannot be written (``audit_file.py``): ``log`` (warn, count, lose
+    #: the events, serve on) or ``refuse`` (fail closed: audited requests get 503 and
+    #: /readyz says not ready until the file takes writes again).
+    on_write_error: AuditWriteErrorPolicy = attrs.field(
+        default="log", metadata=read_as(cp.choice(*get_args(AuditWriteErrorPolicy)))
+    )
 
 
 @attrs.frozen

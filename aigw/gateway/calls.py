@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from aigw.audit import AUDITED_METHODS
 from aigw.events import AccessDecided, GatewayObserver, heard
 from aigw.gateway.access import AccessPolicy, Kind
 from aigw.gateway.asking import Asking
@@ -32,6 +33,7 @@ from aigw.gateway.input_required import (
 from aigw.gateway.parking import Hold, Parking
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.record import RequestRecord
+from aigw.gateway.refused import AuditGate, check_audit
 from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.resource_subscriptions import SUBSCRIPTION_METHODS, ResourceSubscriptions
 from aigw.protocol import jsonrpc
@@ -100,6 +102,9 @@ class Calls:
         self._inflight: dict[tuple[str, Any], tuple[str, Collector]] = {}
         #: The ``per: backend`` and ``per: tool`` limits, set by the gateway.
         self.limiter: Limiter | None = None
+        #: ``audit.on_write_error: refuse``: why the audit file cannot be written, set by
+        #: the gateway (None: never refuse for it).
+        self.audit_gate: AuditGate | None = None
         #: Which session got each URL elicitation (``elicitations.py``).
         self.elicitations = ElicitationSessions(clock)
 
@@ -132,6 +137,10 @@ class Calls:
         route = self.route(session, request.method, params, record)
         if route is None:
             raise GatewayError(jsonrpc.METHOD_NOT_FOUND, f"method not found: {request.method}")
+        if self.audit_gate is not None and request.method in AUDITED_METHODS:
+            # Fail closed: the decision just made may be the write that found the file
+            # failing; such a call never reaches its backend unaudited.
+            check_audit(self.audit_gate)
         backend, upstream_params, _ = route
         upstream = session.backends.get(backend)
         if (

@@ -59,6 +59,7 @@ from aigw.gateway.pinning import Pinning
 from aigw.gateway.ratelimit import build_limiter
 from aigw.gateway.reconfigure import Reconfigure
 from aigw.gateway.record import RequestRecord
+from aigw.gateway.refused import AuditGate
 from aigw.gateway.relay import Emit, Relay
 from aigw.gateway.reporting import Reporting
 from aigw.gateway.screening import Screening
@@ -110,8 +111,11 @@ class Gateway(Service):
         record_arguments: bool = False,
         tracer: Tracer | None = None,
         store: Store | None = None,
+        audit_gate: AuditGate | None = None,
     ) -> None:
         """``store``: where tool pins persist (``state_dir``; ``pinning.py``).
+        ``audit_gate``: why the audit file cannot be written now, or None; audited
+        requests are refused while it says so (``audit.on_write_error: refuse``).
         ``record_arguments``: put each call's arguments in its ``RequestFinished``
         (``audit.include_arguments``); decided once here, so by default no request carries
         them.  ``tracer``: spans per request and upstream call (``aigw/tracing``; default
@@ -126,7 +130,7 @@ class Gateway(Service):
         transports = self.transports
         self.snapshots = Snapshots(config)
         ids = itertools.count(1)
-        self.reporting = Reporting(reactor, observer, self.tracer)
+        self.reporting = Reporting(reactor, observer, self.tracer, audit_gate=audit_gate)
         param_headers = ParamHeaders()
         answers = UpstreamAnswers(transports)
         self.backends = BackendSessions(transports, reactor, ids, answers)
@@ -178,6 +182,7 @@ class Gateway(Service):
             self.backends,
             record_arguments,
         )
+        self.calls.audit_gate = audit_gate
         # Rate and in-flight limits (ratelimit.py), in this process or shared through Redis.
         self.limiter = self.calls.limiter = build_limiter(initial.limits, reactor)
         #: The open client streams, in the order they opened (a dict as an ordered set).

@@ -32,6 +32,7 @@ import attrs
 from twisted.logger import Logger
 
 from aigw.config.limits import LimitRule, LimitsConfig
+from aigw.gateway.refused import Refused
 from aigw.gateway.store_failures import StoreFailures, StoreUnavailable
 from aigw.lru import LRU
 from aigw.principal import Principal
@@ -48,18 +49,13 @@ STORE_FAILED_LINE = (
 )
 
 
-class RateLimited(Exception):
+class RateLimited(Refused):
     """A request refused by a limit (429) or by an unreachable limiter (503)."""
 
     def __init__(self, status: int, limit: str, retry_after: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        data = {"limit": limit, "retry_after": retry_after}
+        super().__init__(status, jsonrpc.RATE_LIMITED, limit, retry_after, message, data)
         self.limit = limit
-        self.retry_after = retry_after
-        self.message = message
-        self.code = jsonrpc.RATE_LIMITED
-        #: The client's id of the refused request, set by the gateway.
-        self.request_id: Any = None
 
 
 class Permit:

@@ -1,5 +1,6 @@
-"""Each client request's bookkeeping: its record and span, its rate-limit permit, and the
-``RequestFinished`` event reported once it is answered."""
+"""Each client request's bookkeeping: its record and span, its rate-limit permit, the
+audit trail's word that it can be kept, and the ``RequestFinished`` event reported once
+it is answered."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 
 import attrs
 
+from aigw.audit import AUDITED_METHODS
 from aigw.events import GatewayObserver, Outcome, RequestFinished, heard
 from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import InsufficientScope
 from aigw.gateway.parking import ParkedElsewhere
-from aigw.gateway.ratelimit import Limiter, Permit, RateLimited
+from aigw.gateway.ratelimit import Limiter, Permit
 from aigw.gateway.record import RequestRecord
+from aigw.gateway.refused import AuditGate, Refused, check_audit
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.tracing import TraceContext, Tracer
@@ -26,12 +29,17 @@ Answer = Callable[[ClientSession, RequestRecord], Awaitable[dict[str, Any] | Non
 
 @attrs.define
 class Reporting:
-    """Records, spans and reports the requests of one ``Gateway``."""
+    """Records, spans and reports the requests of one ``Gateway``.
+
+    ``audit_gate``: with ``audit.on_write_error: refuse``, why the audit file cannot
+    be written now (None: it can); an audited request is refused while it says so
+    (and again by ``Calls`` once its access decision is written)."""
 
     clock: Any
     observer: GatewayObserver
     tracer: Tracer
     ids: Iterator[int] = attrs.field(factory=lambda: itertools.count(1))
+    audit_gate: AuditGate | None = None
 
     async def request(
         self, session: ClientSession, request: jsonrpc.Request, limiter: Limiter, answer: Answer
@@ -52,6 +60,8 @@ class Reporting:
         record = RequestRecord(request.method, self.clock.seconds(), next(self.ids), span=span)
         permit: Permit | None = None
         try:
+            if self.audit_gate is not None and request.method in AUDITED_METHODS:
+                check_audit(self.audit_gate)
             permit = await limiter.enter(session.principal)
             answered = await answer(session, record)
         except InsufficientScope:
@@ -60,9 +70,9 @@ class Reporting:
         except ParkedElsewhere:  # the web layer forwards it (docs/scale-out.md)
             self.report(session.principal, record, "forwarded", None)
             raise
-        except RateLimited as limited:  # 429 or 503 (web/respond.py)
-            limited.request_id = request.id
-            self.report(session.principal, record, "limited", limited.code)
+        except Refused as refused:  # 429 or 503 (web/respond.py)
+            refused.request_id = request.id
+            self.report(session.principal, record, refused.outcome, refused.code)
             raise
         finally:
             if permit is not None:

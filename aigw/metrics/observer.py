@@ -412,6 +412,20 @@ class GatewayMetrics:
             read,
         )
 
+    def watch_audit_file(self, errors: Reading, unavailable: Callable[[], str | None]) -> None:
+        """The audit trail's own file (``audit.file``, ``audit_file.py``)."""
+        self.watch_counter(
+            "aigw_audit_write_errors",
+            "Audit events the audit file (audit.file) could not take when they happened: "
+            "lost with audit.on_write_error log; with refuse, held (up to 1000) and written later.",
+            errors,
+        )
+        self.watch_gauge(
+            "aigw_audit_file_writable",
+            "1 while the audit file (audit.file) is written, 0 while writing it fails.",
+            lambda: 0 if unavailable() else 1,
+        )
+
     def _signing_keys_age(self) -> float | None:
         fetched = self._keys_fetched_at
         return None if fetched is None else self._seconds() - fetched

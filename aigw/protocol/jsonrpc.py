@@ -53,7 +53,7 @@ RESOURCE_NOT_FOUND = -32002
 # JSON-RPC 2.0 §5.1 leaves -32000 to -32099 to the implementation ("Server
 # error").  -32001 for an unknown session is what the MCP SDKs send with HTTP
 # 404.  MCP 2026-07-28 reserves -32020 to -32099 for errors of the specification,
-# so aigw's own codes sit at -32010 to -32016, clear of both.
+# so aigw's own codes sit at -32010 to -32017, clear of both.
 SESSION_NOT_FOUND = -32001
 #: MCP 2026-07-28 basic/transports/streamable-http "Server Validation".
 HEADER_MISMATCH = -32020
@@ -72,6 +72,8 @@ TOO_MANY_STREAMS = -32014
 UPSTREAM_CREDENTIALS = -32015
 #: A request refused by a rate or in-flight limit, or its limiter unavailable (limits).
 RATE_LIMITED = -32016
+#: An audited request refused: the audit file cannot be written (audit.on_write_error).
+AUDIT_UNAVAILABLE = -32017
 SERVER_ERROR_MIN = -32099
 SERVER_ERROR_MAX = -32000
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aigw.auth.authenticator import AuthFailure
 from aigw.gateway.limits import RETRY_AFTER_SECONDS, StreamLimitReached
-from aigw.gateway.ratelimit import RateLimited
+from aigw.gateway.refused import Refused
 from aigw.protocol import jsonrpc
 from aigw.web.request import WebRequest
 
@@ -60,17 +60,19 @@ def stream_limit_refusal(reached: StreamLimitReached, request_id: Any = None) ->
     )
 
 
-def rate_limit_refusal(limited: RateLimited) -> HTTPRefusal:
-    """A request over a limit: 429 (RFC 6585 §4), or 503 when the shared limiter cannot
-    answer and ``limits.on_redis_error`` is ``closed``; ``Retry-After`` in seconds
-    (RFC 9110 §10.2.3) and a JSON-RPC error naming the rule (``RATE_LIMITED``)."""
+def gateway_refusal(refused: Refused) -> HTTPRefusal:
+    """A request the gateway refused (``gateway/refused.py``) with ``Retry-After`` in
+    seconds (RFC 9110 §10.2.3) and its JSON-RPC error: over a limit, 429 (RFC 6585 §4),
+    or 503 when the shared limiter cannot answer and ``limits.on_redis_error`` is
+    ``closed`` (``RATE_LIMITED``, naming the rule); 503 when the audit file cannot be
+    written and ``audit.on_write_error`` is ``refuse`` (``AUDIT_UNAVAILABLE``)."""
     return HTTPRefusal(
-        limited.status,
-        limited.code,
-        limited.message,
-        headers={b"Retry-After": str(limited.retry_after).encode("ascii")},
-        data={"limit": limited.limit, "retry_after": limited.retry_after},
-        request_id=limited.request_id,
+        refused.status,
+        refused.code,
+        refused.message,
+        headers={b"Retry-After": str(refused.retry_after).encode("ascii")},
+        data=refused.data,
+        request_id=refused.request_id,
     )
 
 

@@ -85,6 +85,7 @@ def test_package_ships_the_service_the_plugin_and_the_config(deb: Path) -> None:
         "./usr/share/doc/aigw/examples/haproxy/aigw.cfg",
         "./usr/share/doc/aigw/examples/kubernetes/deployment.yaml",
         "./usr/share/doc/aigw/README.md",
+        "./etc/logrotate.d/aigw",
         "./usr/share/doc/aigw/copyright",
         "site-packages/twisted/plugins/aigw_plugin.py",
         "site-packages/twisted/plugins/dropin.cache",
@@ -95,7 +96,9 @@ def test_package_ships_the_service_the_plugin_and_the_config(deb: Path) -> None:
         assert absent not in listing, absent
     assert run("dpkg-deb", "-f", str(deb), "Package").stdout.strip() == "aigw"
     conffiles = run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split()
-    assert conffiles == ["/etc/aigw/aigw.yaml"], "the session key is generated, not a conffile"
+    assert sorted(conffiles) == ["/etc/aigw/aigw.yaml", "/etc/logrotate.d/aigw"], (
+        "the session key is generated, not a conffile"
+    )
 
 
 @pytest.mark.timeout(1200)

@@ -1,26 +1,20 @@
-"""audit.AuditTrail and audit.AuditFile: the events alone, then through the real gateway."""
+"""audit.AuditTrail and its file: the events alone, then through the real gateway."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
-import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
-from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.logger import Logger, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.audit import (
-    EX_CANTCREAT,
-    NAMESPACE,
-    AuditFile,
-    AuditTrail,
-    OnTheTrail,
-    audit_line,
-)
+from aigw.audit import NAMESPACE, AuditTrail, audit_line
+from aigw.audit_file import PROBE_INTERVAL
 from aigw.config import (
     AccessConfig,
     AccessRule,
@@ -32,8 +26,16 @@ from aigw.config import (
 from aigw.events import AccessDecided, RequestFinished, ToolFlagged
 from aigw.logging import build_observer
 from aigw.principal import Principal
+from aigw.protocol import jsonrpc
 from tests.unit.gateway.fake_upstream import FakeUpstream
-from tests.unit.gateway.helpers import ACCEPT, GatewayTestCase, initialize_message, sse_messages
+from tests.unit.gateway.helpers import (
+    ACCEPT,
+    GatewayTestCase,
+    initialize_message,
+    modern,
+    routing,
+    sse_messages,
+)
 from tests.unit.memory import run
 
 #: Token-like strings in a principal's claims: none may reach an audit event.
@@ -229,46 +231,6 @@ class LineTests(SynchronousTestCase):
             [("time", "2027-01-15T08:00:00.250Z"), ("event", "access_decided"), ("sub", "alice")],
         )
 
-    def test_only_the_trail_namespace(self) -> None:
-        on = OnTheTrail()
-        self.assertEqual(on({"log_namespace": NAMESPACE}).name, "yes")
-        for other in ("aigw.audit.AuditFile", "aigw.access", None):
-            self.assertEqual(on({"log_namespace": other}).name, "no")
-
-
-class FileTests(SynchronousTestCase):
-    def test_appends_json_lines_of_the_trail_only(self) -> None:
-        path = Path(self.mktemp())
-        path.write_text('{"earlier": true}\n')
-        publisher = LogPublisher()
-        audit = AuditFile(str(path), publisher)
-        audit.startService()
-        trail = AuditTrail()
-        trail.log = Logger(namespace=NAMESPACE, observer=publisher)
-        trail.access_decided(decided(True, "access.default"))
-        Logger(namespace="aigw.access", observer=publisher).info("not audit")
-        Logger(namespace="aigw.audit.AuditFile", observer=publisher).info("nor this")
-        audit.stopService()
-        trail.request_finished(finished())  # after stop: nowhere
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        self.assertEqual([line.get("event") for line in lines], [None, "access_decided"])
-        self.assertEqual(lines[1]["rule"], "access.default")
-
-    def test_made_readable_by_owner_and_group_only(self) -> None:
-        path = Path(self.mktemp())
-        audit = AuditFile(str(path), LogPublisher())
-        audit.startService()
-        audit.stopService()
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        self.assertEqual(mode & ~0o640, 0, oct(mode))
-
-    def test_a_file_that_cannot_be_opened_stops_the_start(self) -> None:
-        audit = AuditFile(os.path.join(self.mktemp(), "missing", "audit.log"), LogPublisher())
-        with self.assertRaises(SystemExit) as caught:
-            audit.startService()
-        self.assertEqual(caught.exception.code, EX_CANTCREAT)
-        self.assertFalse(audit.running)
-
 
 SECRET = b"s" * 32
 ISSUER = "https://as.example"
@@ -282,7 +244,11 @@ class GatewayAuditTests(GatewayTestCase):
         self.audit_file = Path(self.mktemp()).resolve()
 
     async def start_audited(
-        self, include_arguments: bool = False, beta_scopes: tuple[str, ...] = ()
+        self,
+        include_arguments: bool = False,
+        beta_scopes: tuple[str, ...] = (),
+        file: str | None = None,
+        on_write_error: Literal["log", "refuse"] = "log",
     ) -> None:
         self.events: list[dict[str, Any]] = []
 
@@ -316,7 +282,11 @@ class GatewayAuditTests(GatewayTestCase):
                 relay_authorization_server_metadata=False,
             ),
             access=AccessConfig(rules=rules),
-            audit=AuditConfig(file=str(self.audit_file), include_arguments=include_arguments),
+            audit=AuditConfig(
+                file=file or str(self.audit_file),
+                include_arguments=include_arguments,
+                on_write_error=on_write_error,
+            ),
         )
         now = int(self.reactor.seconds())
         claims = {
@@ -343,8 +313,8 @@ class GatewayAuditTests(GatewayTestCase):
         self.assertEqual(response.code, 200, body)
         return sse_messages(body)[-1] if isinstance(body, bytes) else body
 
-    def written(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.audit_file.read_text().splitlines()]
+    def written(self, path: Path | None = None) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (path or self.audit_file).read_text().splitlines()]
 
     @run
     async def test_allowed_and_denied_calls_carry_the_deciding_rule(self) -> None:
@@ -433,6 +403,114 @@ class GatewayAuditTests(GatewayTestCase):
                 ("access_decided", "denied", "backends[1].required_scopes", None),
                 ("request_finished", None, None, "denied"),
             ],
+        )
+
+    def calls_received(self) -> list[str]:
+        return [
+            body.get("params", {}).get("name")
+            for _, body in self.alpha.received
+            if isinstance(body, dict) and body.get("method") == "tools/call"
+        ]
+
+    async def call(self, rid: int) -> tuple[Any, Any]:
+        message = {
+            "jsonrpc": "2.0",
+            "id": rid,
+            "method": "tools/call",
+            "params": {"name": "alpha__echo", "arguments": {"q": rid}},
+        }
+        headers = {**self.headers, "Accept": ACCEPT, "MCP-Protocol-Version": "2025-11-25"}
+        return await self.post(message, self.session, headers)
+
+    @run
+    async def test_a_file_that_cannot_be_written_leaves_calls_answered_by_default(self) -> None:
+        await self.start_audited(file="/dev/full")
+        answer = await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        self.assertIn("result", answer)
+        audit_file = self.service.audit_file
+        assert audit_file is not None
+        self.assertEqual(audit_file.errors, 2)  # the decision and the end
+        self.assertTrue(self.service.readiness.report()[0])
+
+    @run
+    async def test_refuse_keeps_unaudited_calls_from_their_backend(self) -> None:
+        """Fail closed: the call whose decision finds the file failing is refused before
+        its backend sees it, the next ones before anything else; 503, Retry-After, and
+        a JSON-RPC error saying why; not ready."""
+        await self.start_audited(file="/dev/full", on_write_error="refuse")
+        self.assertTrue(self.service.readiness.report()[0])
+        for rid in (1, 2):
+            response, body = await self.call(rid)
+            self.assertEqual(response.code, 503, body)
+            self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"5"])
+            self.assertEqual(body["id"], rid)
+            self.assertEqual(body["error"]["code"], jsonrpc.AUDIT_UNAVAILABLE)
+            self.assertIn("audit trail is unavailable", body["error"]["message"])
+            self.assertEqual(
+                body["error"]["data"]["reason"],
+                "cannot write the audit file /dev/full: No space left on device",
+            )
+        self.assertEqual(self.calls_received(), [])
+        ready, checks = self.service.readiness.report()
+        self.assertFalse(ready)
+        self.assertIn("No space left on device", checks["audit_file"])
+        listed = await self.ask("tools/list", {}, 3)  # not audited: served
+        self.assertIn("result", listed)
+
+    @run
+    async def test_refuse_answers_the_2026_era_with_the_clients_id(self) -> None:
+        await self.start_audited(file="/dev/full", on_write_error="refuse")
+        message = modern("tools/call", {"name": "alpha__echo", "arguments": {}}, "m-2")
+        headers = {**self.headers, **routing("tools/call", "alpha__echo")}
+        response, body = await self.post(message, headers=headers)
+        self.assertEqual(response.code, 503, body)
+        self.assertEqual(body["id"], "m-2")
+        self.assertEqual(body["error"]["code"], jsonrpc.AUDIT_UNAVAILABLE)
+        self.assertEqual(self.calls_received(), [])
+
+    @run
+    async def test_refuse_ends_by_itself_once_the_file_takes_writes(self) -> None:
+        await self.start_audited(on_write_error="refuse")
+        audit_file = self.service.audit_file
+        assert audit_file is not None
+        assert audit_file.writer is not None
+        written = audit_file.writer.write_bytes
+
+        def failing(descriptor: int, data: bytes) -> int:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        audit_file.writer.write_bytes = failing
+        response, _ = await self.call(1)
+        self.assertEqual(response.code, 503)
+        audit_file.writer.write_bytes = written
+        self.reactor.advance(PROBE_INTERVAL)
+        self.assertTrue(self.service.readiness.report()[0])
+        answer = await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 2}}, 2)
+        self.assertIn("result", answer)
+        self.assertEqual(self.calls_received(), ["echo"])
+        # The refused call's events, held meanwhile, then the served one's, in order.
+        self.assertEqual(
+            [(line["event"], line.get("outcome")) for line in self.written()],
+            [
+                ("access_decided", None),
+                ("request_finished", "refused"),
+                ("access_decided", None),
+                ("request_finished", "ok"),
+            ],
+        )
+
+    @run
+    async def test_sighup_reopens_the_file_after_rotation(self) -> None:
+        await self.start_audited()
+        await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        rotated = Path(f"{self.audit_file}.1")
+        self.audit_file.rename(rotated)
+        self.service._reload_requested()
+        await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 2}}, 2)
+        old = [line["event"] for line in self.written(rotated)]
+        self.assertEqual(old, ["access_decided", "request_finished"])
+        self.assertEqual(
+            [line["event"] for line in self.written()], ["access_decided", "request_finished"]
         )
 
     @run

@@ -21,7 +21,7 @@ from aigw.gateway.client_sessions import ClientSession
 from aigw.gateway.errors import GatewayError, InsufficientScope
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.limits import StreamLimitReached
-from aigw.gateway.ratelimit import RateLimited
+from aigw.gateway.refused import Refused
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.sse import format_comment
@@ -45,7 +45,7 @@ from aigw.web.mcp.stateless_era import StatelessHandler, body_version, mismatch,
 from aigw.web.request import WebRequest
 from aigw.web.respond import (
     HTTPRefusal,
-    rate_limit_refusal,
+    gateway_refusal,
     refuse,
     refuse_auth,
     stream_limit_refusal,
@@ -84,9 +84,9 @@ class MCPTransport:
             return await self._delete(request, principal)
         except HTTPRefusal as refusal:
             return refuse(request, refusal)
-        except RateLimited as limited:
-            self._note(request, refused=limited.limit)
-            return refuse(request, rate_limit_refusal(limited))
+        except Refused as refused:
+            self._note(request, refused=refused.key)
+            return refuse(request, gateway_refusal(refused))
         except InsufficientScope as error:
             failure = self.authenticator.insufficient_scope(principal, error.needed)
             return refuse_auth(request, failure)

@@ -27,7 +27,7 @@ from aigw.gateway.limits import StreamLimitReached
 from aigw.gateway.lists import LISTS
 from aigw.gateway.log_levels import checked_level
 from aigw.gateway.parking import ParkedElsewhere
-from aigw.gateway.ratelimit import RateLimited
+from aigw.gateway.refused import Refused
 from aigw.principal import Principal
 from aigw.protocol import jsonrpc
 from aigw.protocol.client_capabilities import declared
@@ -312,8 +312,8 @@ class StatelessHandler:
             answer = await self.gateway.handle_request(
                 session, internal, lambda m: self._emit(session, reply, m), reply.valve
             )
-        except RateLimited as limited:
-            limited.request_id = message.id  # the client's id, not aigw's internal one
+        except Refused as refused:
+            refused.request_id = message.id  # the client's id, not aigw's internal one
             raise
         except ParkedElsewhere as elsewhere:
             return await self.hop.forward(request, message.id, elsewhere.peer_url)

@@ -10,7 +10,13 @@ class AuditSectionTests(ConfigTestCase):
     def test_on_by_default_without_a_file_or_arguments(self) -> None:
         self.assertEqual(
             parse_config(MINIMAL, env={}).audit,
-            AuditConfig(enabled=True, file=None, format="json", include_arguments=False),
+            AuditConfig(
+                enabled=True,
+                file=None,
+                format="json",
+                include_arguments=False,
+                on_write_error="log",
+            ),
         )
 
     def test_every_key(self) -> None:
@@ -19,11 +25,18 @@ class AuditSectionTests(ConfigTestCase):
         path.write_text(
             MINIMAL
             + "audit:\n  enabled: false\n  file: audit.log\n  format: json\n"
-            + "  include_arguments: true\n"
+            + "  include_arguments: true\n  on_write_error: refuse\n"
         )
         audit = load_config(str(path), env={}).audit
         self.assertEqual(
-            audit, AuditConfig(False, str(directory / "audit.log"), "json", include_arguments=True)
+            audit,
+            AuditConfig(
+                False,
+                str(directory / "audit.log"),
+                "json",
+                include_arguments=True,
+                on_write_error="refuse",
+            ),
         )
 
     def test_only_json(self) -> None:
@@ -47,3 +60,7 @@ class AuditSectionTests(ConfigTestCase):
 
     def test_a_boolean_is_a_boolean(self) -> None:
         self.assertProblem(MINIMAL + "audit: {enabled: maybe}\n", "audit.enabled", 8, "boolean")
+
+    def test_on_write_error_is_log_or_refuse(self) -> None:
+        text = MINIMAL + "audit:\n  file: audit.log\n  on_write_error: ignore\n"
+        self.assertProblem(text, "audit.on_write_error", 10, "'log'")

@@ -71,6 +71,7 @@ def exported() -> dict[str, str]:
     metrics.watch_linger_dropped_messages(lambda: 0)
     metrics.watch_stream_probes(dict)
     metrics.watch_refused_event_ids(lambda: 0)
+    metrics.watch_audit_file(lambda: 0, lambda: None)
     text = generate_latest(metrics.registry).decode()
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
 

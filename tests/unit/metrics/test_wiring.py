@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import treq
 
-from aigw.config import MetricsConfig, SessionsConfig
+from aigw.config import AuditConfig, MetricsConfig, SessionsConfig
 from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
@@ -98,6 +98,23 @@ class WiringTests(GatewayTestCase):
         await self.network.settle()
         samples = await scrape(self)
         self.assertEqual(samples.value("aigw_stream_linger_dropped_messages_total"), 2.0)
+
+    @run
+    async def test_audit_events_the_file_could_not_take_are_counted(self) -> None:
+        """``audit.file: /dev/full`` (ENOSPC): the call's decision and end are counted,
+        and the file shows as not writable; a gateway without the file has neither."""
+        await self.start_gateway(audit=AuditConfig(file="/dev/full"))
+        session = await self.initialize()
+        await self.call(session, "tools/call", {"name": "alpha__echo"})
+        samples = await scrape(self)
+        self.assertEqual(samples.value("aigw_audit_write_errors_total"), 2.0)
+        self.assertEqual(samples.value("aigw_audit_file_writable"), 0.0)
+
+    @run
+    async def test_no_audit_file_no_audit_file_metrics(self) -> None:
+        await self.start_gateway()
+        samples = await scrape(self)
+        self.assertIsNone(samples.value("aigw_audit_write_errors_total"))
 
     @run
     async def test_a_last_event_id_that_does_not_open_is_counted(self) -> None:
