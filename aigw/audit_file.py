@@ -24,11 +24,11 @@ answers audited requests with (503, ``gateway/refused.py``) and /readyz reports;
 the events are held, up to ``MAX_HELD``, and written in order by a probe every
 ``PROBE_INTERVAL`` until the file takes them, which ends the refusal by itself.
 
-``reopen()`` (SIGHUP: ``systemctl reload aigw``) opens the path again, creating
-it with ``FILE_MODE`` when logrotate moved it away, and closes the old
-descriptor once the new one is open, so logrotate's ``create`` with a
-``postrotate`` reload works (``debian/aigw.logrotate``); copytruncate is not
-needed, and would lose the lines written between its copy and its truncate.
+``reopen()`` (SIGUSR1, which logrotate's ``postrotate`` sends, and SIGHUP,
+``systemctl reload aigw``) opens the path again, creating it with ``FILE_MODE``
+when logrotate moved it away, and closes the old descriptor once the new one is
+open, so logrotate's ``create`` works (``debian/aigw.logrotate``); copytruncate is
+not needed, and would lose the lines written between its copy and its truncate.
 """
 
 from __future__ import annotations

@@ -485,8 +485,10 @@ class GatewayService(MultiService):
         if self._handle_sigterm:
             # After the reactor installed its own handlers ("during startup").
             self.reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._sigterm)
-            # At once: SIGHUP's default action is to exit, and no reactor handles it.
+            # At once: SIGHUP's and SIGUSR1's default action is to exit, and no reactor
+            # handles them.
             signal.signal(signal.SIGHUP, self._sighup)
+            signal.signal(signal.SIGUSR1, self._sigusr1)
 
     def _check_fd_limit(self) -> None:
         """Warn when the open-file limit cannot hold every stream slot (limits.py)."""
@@ -521,12 +523,22 @@ class GatewayService(MultiService):
         """
         self.reactor.callFromThread(self._reload_requested)
 
-    def _reload_requested(self) -> None:
-        self.systemd.reloading()
-        # Whatever becomes of the reload: logrotate's postrotate needs the new file
-        # even when the config file has a problem (debian/aigw.logrotate).
+    def _sigusr1(self, signum: int, frame: object) -> None:
+        """SIGUSR1 reopens the audit file and does nothing else: what logrotate's
+        ``postrotate`` sends (debian/aigw.logrotate), as nginx's USR1 reopens its logs.
+        A reload would do it too, but would also put in force a config file an
+        operator was half way through editing."""
+        self.reactor.callFromThread(self._reopen_requested)
+
+    def _reopen_requested(self) -> None:
         if self.audit_file is not None:
             self.audit_file.reopen()
+
+    def _reload_requested(self) -> None:
+        self.systemd.reloading()
+        # Whatever becomes of the reload: a rotated file is followed even when the
+        # config file has a problem.
+        self._reopen_requested()
         self.reloader.reload()
         self.systemd.reloaded()
 

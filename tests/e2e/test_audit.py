@@ -230,7 +230,8 @@ def test_the_packaged_logrotate_rules_rotate_without_losing_a_line(
     pyserver: Upstream, tmp_path: Path
 ) -> None:
     """The real logrotate with debian/aigw.logrotate, its paths and owner made this
-    test's, and its postrotate sending SIGHUP to this aigw (as ``systemctl reload``)."""
+    test's, and its postrotate sending SIGUSR1 to this aigw (as its ``systemctl kill
+    --signal=USR1``): the file is reopened, and the config is not read again."""
     gateway = start_gateway([("py", pyserver.url)], extra="audit:\n  file: audit.log\n")
     try:
         directory = os.path.dirname(gateway.config_path)
@@ -238,7 +239,7 @@ def test_the_packaged_logrotate_rules_rotate_without_losing_a_line(
         rules = rules.replace("create 0640 aigw aigw", "create 0640")
         rules = re.sub(
             r"postrotate\n.*?endscript",
-            f"postrotate\n        kill -HUP {gateway.process.pid}\n    endscript",
+            f"postrotate\n        kill -USR1 {gateway.process.pid}\n    endscript",
             rules,
             flags=re.S,
         )
@@ -256,6 +257,7 @@ def test_the_packaged_logrotate_rules_rotate_without_losing_a_line(
         while "reopened the audit file" not in gateway.process.log():
             assert time.monotonic() < deadline, gateway.process.log_tail()
             time.sleep(0.05)
+        assert "reloading" not in gateway.process.log(), gateway.process.log_tail()
         assert post_json(gateway.url, headers, echo(3))[0] == 200
         assert Path(directory, "audit.log.1").read_text() == before  # delaycompress
         assert [line["exposed"] for line in audit_lines(gateway, 2)] == ["py__echo"] * 2

@@ -112,17 +112,19 @@ def test_everything_installed_exists() -> None:
         assert (ROOT / line).is_file(), line
 
 
-def test_logrotate_moves_the_audit_file_and_reloads_aigw() -> None:
-    """aigw reopens its audit file on SIGHUP (aigw/audit_file.py): logrotate's ``create``
-    and a reload in ``postrotate``; copytruncate would lose the lines written between
-    its copy and its truncate."""
+def test_logrotate_moves_the_audit_file_and_signals_aigw() -> None:
+    """aigw reopens its audit file on SIGUSR1 (aigw/service.py): logrotate's ``create``
+    and the signal in ``postrotate``; copytruncate would lose the lines written between
+    its copy and its truncate, and a reload would put in force a half-edited config."""
     text = (DEBIAN / "aigw.logrotate").read_text()
     rules = "\n".join(line.split("#")[0] for line in text.splitlines())
     assert "/var/log/aigw/*.log {" in rules
     assert "copytruncate" not in rules
     assert re.search(r"^\s*create 0640 aigw aigw$", rules, re.M)
     postrotate = rules.split("postrotate", 1)[1].split("endscript", 1)[0]
-    assert "systemctl reload aigw.service" in postrotate
-    assert "systemctl reload 'aigw@*.service'" in postrotate
+    assert (
+        "systemctl kill --signal=USR1 --kill-whom=main aigw.service 'aigw@*.service'" in postrotate
+    )
+    assert "reload" not in postrotate
     # The path aigw.yaml's comment proposes is one this file rotates.
     assert "file: /var/log/aigw/audit.log" in (ROOT / "etc" / "aigw" / "aigw.yaml").read_text()

@@ -514,6 +514,26 @@ class GatewayAuditTests(GatewayTestCase):
         )
 
     @run
+    async def test_sigusr1_reopens_the_file_and_reloads_nothing(self) -> None:
+        """What logrotate's postrotate sends (debian/aigw.logrotate)."""
+        await self.start_audited()
+        await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 1}})
+        rotated = Path(f"{self.audit_file}.1")
+        self.audit_file.rename(rotated)
+        reloads: list[object] = []
+        self.patch(self.service.reloader, "reload", lambda: reloads.append(None))
+        self.service._reopen_requested()
+        await self.ask("tools/call", {"name": "alpha__echo", "arguments": {"q": 2}}, 2)
+        self.assertEqual(reloads, [])
+        self.assertEqual(
+            [line["event"] for line in self.written(rotated)],
+            ["access_decided", "request_finished"],
+        )
+        self.assertEqual(
+            [line["event"] for line in self.written()], ["access_decided", "request_finished"]
+        )
+
+    @run
     async def test_with_no_file_a_log_above_info_leaves_no_trail(self) -> None:
         """Every audit event is info: with no file and logging.level warn, none would be
         recorded, so the trail is not built at all (it would cost two events a call)."""
