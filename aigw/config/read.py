@@ -401,16 +401,7 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     ``env`` (default: os.environ) resolves ``${VAR}`` references.
     Raises ConfigError listing every problem found, and nothing else.
     """
-    try:
-        text = cp.read_bounded(path).decode("utf-8")
-    except OSError as error:
-        raise ConfigError(
-            path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
-        ) from None
-    except cp.FileTooLarge as error:
-        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
+    text = cp.read_text(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     return _parse(text, path, base_dir, os.environ if env is None else env, from_file=True)
 
