@@ -50,14 +50,7 @@ def servers_file(*, path: str | None = None, text: str | None = None) -> Servers
     if text is not None:
         return ServersFile("--mcp-json", text, os.getcwd())
     assert path is not None
-    try:
-        data = cp.read_bounded(path).decode("utf-8")
-    except OSError as error:
-        raise ConfigError(
-            path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
-        ) from None
-    except (cp.FileTooLarge, UnicodeDecodeError) as error:
-        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
+    data = cp.read_text(path)
     return ServersFile(path, data, os.path.dirname(os.path.abspath(path)))
 
 

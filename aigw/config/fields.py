@@ -151,12 +151,17 @@ def read_fields(section: cp.Section, cls: type[T], **given: Callable[[], object]
     return cls(**values)
 
 
-def section_of(cls: type[T]) -> cp.Converter[T]:
-    """A converter for a mapping read into ``cls`` by its fields alone."""
+def section_of(cls: type[T], first: str | None = None) -> cp.Converter[T]:
+    """A converter for a mapping read into ``cls`` by its fields alone; ``first``, a field
+    read before the others (where it always was: problems on one line are reported in
+    reading order)."""
 
     def convert(ctx: cp.Context, path: str, node: cp.Node) -> T | None:
         section = cp.open_section(ctx, node, path, keys(cls))
-        return None if section is None else read_fields(section, cls)
+        if section is None or first is None:
+            return None if section is None else read_fields(section, cls)
+        value = read_field(section, cls, first)
+        return read_fields(section, cls, **{first: lambda: value})
 
     return convert
 

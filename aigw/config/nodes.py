@@ -24,6 +24,7 @@ from yaml.nodes import SequenceNode as SequenceNode
 from yaml.resolver import Resolver
 
 from aigw.config import secrets
+from aigw.config.errors import ConfigError, Problem
 
 T = TypeVar("T")
 
@@ -395,6 +396,22 @@ def read_bounded(full: str) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise FileTooLarge(f"larger than {MAX_FILE_BYTES} bytes")
     return data
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of the file at ``path`` that a command is given (the config,
+    ``--mcp-config``, ``aigw convert``'s); ConfigError naming the file when it cannot be
+    read, is too large or is not UTF-8 text."""
+    try:
+        return read_bounded(path).decode("utf-8")
+    except OSError as error:
+        raise ConfigError(
+            path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
+        ) from None
+    except FileTooLarge as error:
+        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
 
 
 def read_file(ctx: Context, path: str, node: Node, name: str) -> bytes | None:

@@ -203,14 +203,7 @@ def _algorithms(symmetric: bool) -> cp.Converter[tuple[str, ...]]:
     return convert
 
 
-def _introspection(ctx: cp.Context, path: str, node: cp.Node) -> IntrospectionConfig | None:
-    section = cp.open_section(ctx, node, path, fields.keys(IntrospectionConfig))
-    if section is None:
-        return None
-    # The secret is read first, as it always was: problems on one line are
-    # reported in reading order.
-    secret = fields.read_field(section, IntrospectionConfig, "client_secret")
-    return fields.read_fields(section, IntrospectionConfig, client_secret=lambda: secret)
+_introspection = fields.section_of(IntrospectionConfig, first="client_secret")
 
 
 def _audiences(section: cp.Section) -> tuple[str, ...]:
@@ -247,14 +240,7 @@ def _read_auth(root: cp.Section, resource_url: str) -> AuthConfig | None:
     )
 
 
-def _access(ctx: cp.Context, path: str, node: cp.Node) -> AccessConfig | None:
-    section = cp.open_section(ctx, node, path, fields.keys(AccessConfig))
-    if section is None:
-        return None
-    # The rules are read before the default, as they always were: problems on one
-    # line are reported in reading order.
-    rules = fields.read_field(section, AccessConfig, "rules")
-    return fields.read_fields(section, AccessConfig, rules=lambda: rules)
+_access = fields.section_of(AccessConfig, first="rules")
 
 
 def _read_config(
@@ -401,16 +387,7 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     ``env`` (default: os.environ) resolves ``${VAR}`` references.
     Raises ConfigError listing every problem found, and nothing else.
     """
-    try:
-        text = cp.read_bounded(path).decode("utf-8")
-    except OSError as error:
-        raise ConfigError(
-            path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
-        ) from None
-    except cp.FileTooLarge as error:
-        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(path, [Problem("(file)", None, f"not UTF-8 text: {error}")]) from None
+    text = cp.read_text(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     return _parse(text, path, base_dir, os.environ if env is None else env, from_file=True)
 

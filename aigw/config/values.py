@@ -17,6 +17,7 @@ import urllib.parse
 from aigw import tls
 from aigw.config import nodes as cp
 from aigw.protocol.names import BACKEND_NAME_PATTERN, NAME_SEPARATOR
+from aigw.protocol.versions import FEATURE_REQUESTS
 from aigw.sealed.sealer import MIN_SECRET_BYTES
 
 
@@ -337,19 +338,9 @@ def sealing_keys(ctx: cp.Context, path: str, node: cp.Node, is_file: bool) -> tu
     return tuple(keys)
 
 
-#: The MCP methods the access policy decides on: what ``access.rules[].methods`` names.
-DECIDED_METHODS = (
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "completion/complete",
-)
+#: The MCP methods the access policy decides on: what ``access.rules[].methods`` names,
+#: every request of a server's features.
+DECIDED_METHODS = FEATURE_REQUESTS
 
 
 def method_glob(ctx: cp.Context, path: str, node: cp.Node) -> str | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from aigw.config.limits import LimitsConfig
-from aigw.doctor.findings import Finding, fail, ok, warn
-from aigw.doctor.redis_store import probe
+from aigw.doctor.findings import Finding, fail
+from aigw.doctor.redis_store import answered, probe
 from aigw.gateway.redis_buckets import RedisBuckets
 
 CHECK = "limits store"
@@ -29,12 +29,12 @@ async def check_limits_store(
         else:
             meanwhile = "every limited request is refused with 503 (on_redis_error: closed)"
         return fail(CHECK, f"{where}: {round_trip}", f"make Redis reachable; meanwhile {meanwhile}")
-    millis = round(round_trip * 1000, 1)
-    if round_trip > limits.redis_timeout:
-        budget = round(limits.redis_timeout * 1000, 1)
-        return warn(
-            CHECK,
-            f"{where} answered PING in {millis} ms, over limits.redis_timeout ({budget} ms)",
-            "raise limits.redis_timeout or run Redis closer: slower takes count as failures",
-        )
-    return ok(CHECK, f"{where} answers (PING {millis} ms) and accepts the take script")
+    return answered(
+        CHECK,
+        where,
+        round_trip,
+        "limits",
+        limits.redis_timeout,
+        "takes",
+        "accepts the take script",
+    )

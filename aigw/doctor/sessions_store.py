@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from aigw.config.model import SessionsConfig
-from aigw.doctor.findings import Finding, fail, ok, warn
-from aigw.doctor.redis_store import probe
+from aigw.doctor.findings import Finding, fail
+from aigw.doctor.redis_store import answered, probe
 from aigw.gateway import elicitation_completions, shared_stream_probes
 from aigw.gateway.ended_sessions import EndedSessions
 from aigw.sealed.sealer import Sealer
@@ -52,14 +52,12 @@ async def check_sessions_store(
             "told to no session, a GET stream held by another process is not probed, and a "
             "GET stream reopened on another process waits for the old one's stream_linger",
         )
-    millis = round(round_trip * 1000, 1)
-    if round_trip > sessions.redis_timeout:
-        budget = round(sessions.redis_timeout * 1000, 1)
-        return warn(
-            CHECK,
-            f"{where} answered PING in {millis} ms, over sessions.redis_timeout ({budget} ms)",
-            "raise sessions.redis_timeout or run Redis closer: slower calls count as failures",
-        )
-    return ok(
-        CHECK, f"{where} answers (PING {millis} ms) and takes every command of ended sessions"
+    return answered(
+        CHECK,
+        where,
+        round_trip,
+        "sessions",
+        sessions.redis_timeout,
+        "calls",
+        "takes every command of ended sessions",
     )

@@ -74,6 +74,19 @@ class ParamHeaders:
         return headers
 
 
+def selected(items: list[Any], kind: Named, allows: Callable[[str], bool]) -> list[Any]:
+    """The tools or prompts of a listed page that have a name and that the backend's
+    tool selector (``allows``; prompts have none) lets through: what is pinned and
+    what the policy is asked about."""
+    return [
+        item
+        for item in items
+        if isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and (kind == "prompt" or allows(item["name"]))
+    ]
+
+
 class Catalog:
     """Exposes list items to the client and resolves the names the client sends back."""
 
@@ -132,14 +145,7 @@ class Catalog:
             return
         kind: Named = "tool" if key == "tools" else "prompt"
         allows = session.snapshot.filters[backend].allows
-        named = [
-            item
-            for item in items
-            if isinstance(item, dict)
-            and isinstance(item.get("name"), str)
-            and (kind == "prompt" or allows(item["name"]))
-        ]
-        await self.pinning.observe(backend, mode, kind, named)
+        await self.pinning.observe(backend, mode, kind, selected(items, kind, allows))
 
     def _expose_named(
         self, session: ClientSession, backend: str, key: str, items: list[Any], method: str
@@ -156,11 +162,8 @@ class Catalog:
         decide = self.policy.decide
         kept = [
             item
-            for item in items
-            if isinstance(item, dict)
-            and isinstance(item.get("name"), str)
-            and (kind == "prompt" or allows(item["name"]))
-            and decide(principal, backend, item["name"], kind=kind, method=method)
+            for item in selected(items, kind, allows)
+            if decide(principal, backend, item["name"], kind=kind, method=method)
         ]
         kept = self._trusted(session, backend, kind, kept)
         for name in table.add(backend, [item["name"] for item in kept]):

@@ -14,6 +14,7 @@ from typing import Final, Literal, get_args
 from twisted.logger import Logger
 
 from aigw.events import Outcome
+from aigw.protocol.versions import FEATURE_REQUESTS
 
 #: The label value of everything outside an allow-list.
 OTHER: Final = "other"
@@ -23,20 +24,10 @@ NONE: Final = ""
 
 #: The MCP request methods a client may send (MCP 2025-11-25, and aigw's
 #: ``subscriptions/listen``); anything else is counted as ``other``.
-METHODS: Final = frozenset(
+METHODS: Final = frozenset(FEATURE_REQUESTS) | frozenset(
     {
         "initialize",
         "ping",
-        "tools/list",
-        "tools/call",
-        "prompts/list",
-        "prompts/get",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "completion/complete",
         "logging/setLevel",
         "subscriptions/listen",
         "tasks/get",

@@ -15,6 +15,23 @@ MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
 #: UnsupportedProtocolVersionError (aigw is *dual-era*).
 ALL_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + SUPPORTED_VERSIONS
 
+#: The requests of a server's features (MCP 2025-11-25 server/tools, server/prompts,
+#: server/resources, server/utilities/completion): what a client asks of backends'
+#: tools, prompts and resources.  2026-07-28 keeps them all but ``resources/subscribe``
+#: and ``resources/unsubscribe`` (basic/patterns/subscriptions: ``subscriptions/listen``).
+FEATURE_REQUESTS: tuple[str, ...] = (
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+)
+
 #: 2026-07-28 basic/index "_meta": the per-request envelope keys.
 META_PREFIX = "io.modelcontextprotocol/"
 META_PROTOCOL_VERSION = META_PREFIX + "protocolVersion"

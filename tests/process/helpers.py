@@ -1,6 +1,6 @@
 """What the process tests share: where the commands are, running ``aigw`` to its end, a
-free port, a config, the daemon's health, stopping it, and one MCP POST (no test module
-imports another)."""
+free port, a config, the daemon's health, stopping it, a daemon served for the length of
+a ``with``, and one MCP POST (no test module imports another)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import attrs
 
 ACCEPT = "application/json, text/event-stream"
 #: A 2025-06-18 ``initialize`` request (id 1) from a client that declares nothing.
@@ -89,6 +93,33 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
         process.kill()
         process.wait()
         raise AssertionError("daemon did not exit after SIGTERM") from None
+
+
+@attrs.define
+class Served:
+    """A daemon run by ``serving``: its first ``/healthz`` answer; once stopped, its exit
+    status and everything it wrote."""
+
+    health: dict[str, object]
+    code: int | None = None
+    output: str = ""
+
+
+@contextmanager
+def serving(argv: list[str], port: int, directory: str) -> Iterator[Served]:
+    """The daemon ``argv`` started in ``directory`` (its output in ``directory/stderr``),
+    answering ``/healthz`` on ``port``; stopped with SIGTERM when the ``with`` ends,
+    however it ends."""
+    with open(os.path.join(directory, "stderr"), "w+b") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+        try:
+            served = Served(wait_for_health(port, process))
+            yield served
+        finally:
+            code = stop(process)
+        log.seek(0)
+        served.code = code
+        served.output = log.read().decode()
 
 
 def post(

@@ -22,6 +22,7 @@ from tests.process.helpers import (
     ROOT,
     free_port,
     run_aigw,
+    serving,
     stop,
     wait_for_health,
     write_config,
@@ -76,23 +77,15 @@ class DaemonTests(TestCase):
     def test_twistd_serves_healthz_and_exits_0_on_sigterm(self) -> None:
         port = free_port()
         config = write_config(self.directory, port)
-        process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", config],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-        )
-        try:
-            self.assertEqual(wait_for_health(port, process), {"status": "alive"})
+        argv = [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", config]
+        with serving(argv, port, self.directory) as served:
+            self.assertEqual(served.health, {"status": "alive"})
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
                 ready = json.loads(reply.read())
             self.assertTrue(ready["ready"], ready)
-        finally:
-            code = stop(process)
-        output = process.stdout.read().decode() if process.stdout else ""
-        self.assertEqual(code, 0, output)
-        self.assertIn("GET /healthz 200", output)
-        self.assertNotIn("Traceback", output)
+        self.assertEqual(served.code, 0, served.output)
+        self.assertIn("GET /healthz 200", served.output)
+        self.assertNotIn("Traceback", served.output)
 
     def test_sighup_reloads_the_rewritten_file_while_serving(self) -> None:
         """``systemctl reload aigw``: a backend added to the file is in force, /readyz

@@ -4,7 +4,6 @@ check``, ``aigw convert``."""
 from __future__ import annotations
 
 import os
-import subprocess
 import urllib.parse
 
 from twisted.trial.unittest import TestCase
@@ -18,8 +17,7 @@ from tests.process.helpers import (
     open_session,
     post,
     run_aigw,
-    stop,
-    wait_for_health,
+    serving,
 )
 
 FIXTURES = ROOT / "tests" / "unit" / "config" / "fixtures" / "envoy"
@@ -69,23 +67,12 @@ class EnvoyConfigTests(TestCase):
         path = os.path.join(self.directory, "envoy.yaml")
         with open(path, "w") as handle:
             handle.write(envoy_file(port, upstream.url))
-        with open(os.path.join(self.directory, "stderr"), "w+b") as log:
-            process = subprocess.Popen(
-                [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", path],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-            try:
-                wait_for_health(port, process)
-                url = f"http://127.0.0.1:{port}/mcp"
-                session = open_session(url)
-                _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
-            finally:
-                code = stop(process)
-            log.seek(0)
-            output = log.read().decode()
-        self.assertEqual(code, 0, output)
+        argv = [str(BIN / "twistd"), "-n", "--pidfile=", "aigw", "--config", path]
+        with serving(argv, port, self.directory) as served:
+            url = f"http://127.0.0.1:{port}/mcp"
+            session = open_session(url)
+            _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+        self.assertEqual(served.code, 0, served.output)
         (answer,) = answers
         names = [tool["name"] for tool in answer["result"]["tools"]]  # type: ignore[index]
         self.assertEqual(names, ["demo__echo"])

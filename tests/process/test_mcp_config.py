@@ -18,8 +18,7 @@ from tests.process.helpers import (
     open_session,
     post,
     run_aigw,
-    stop,
-    wait_for_health,
+    serving,
 )
 
 STDIO_SERVER = str(Path(__file__).resolve().parents[1] / "e2e" / "upstreams" / "stdio_server.py")
@@ -39,36 +38,20 @@ class McpConfigTests(TestCase):
         upstream = self.start_upstream()
         servers = json.dumps({"mcpServers": {"demo": {"type": "http", "url": upstream.url}}})
         port = free_port()
-        with open(os.path.join(self.directory, "stderr"), "w+b") as log:
-            process = subprocess.Popen(
-                [
-                    str(BIN / "aigw"),
-                    "run",
-                    "--mcp-json",
-                    servers,
-                    "--listen",
-                    f"tcp:{port}:interface=127.0.0.1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-            try:
-                self.assertEqual(wait_for_health(port, process), {"status": "alive"})
-                url = f"http://127.0.0.1:{port}/mcp"
-                session = open_session(url)
-                self.assertIsNotNone(session)
-                _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
-            finally:
-                code = stop(process)
-            log.seek(0)
-            output = log.read().decode()
-        self.assertEqual(code, 0, output)
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        argv = [str(BIN / "aigw"), "run", "--mcp-json", servers, "--listen", listen]
+        with serving(argv, port, self.directory) as served:
+            self.assertEqual(served.health, {"status": "alive"})
+            url = f"http://127.0.0.1:{port}/mcp"
+            session = open_session(url)
+            self.assertIsNotNone(session)
+            _, answers = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+        self.assertEqual(served.code, 0, served.output)
         (answer,) = answers
         names = [tool["name"] for tool in answer["result"]["tools"]]  # type: ignore[index]
         self.assertIn("demo__echo", names)
-        self.assertIn("WARNING: no --issuer: running with auth: none", output)
-        self.assertNotIn("Traceback", output)
+        self.assertIn("WARNING: no --issuer: running with auth: none", served.output)
+        self.assertNotIn("Traceback", served.output)
 
     def test_run_mcp_config_with_a_stdio_server_lists_and_calls_its_tools(self) -> None:
         """An MCP client's file with a stdio server, run as it is: the server becomes a
@@ -79,42 +62,25 @@ class McpConfigTests(TestCase):
             json.dump(servers, handle)
         port = free_port()
         url = f"http://127.0.0.1:{port}/mcp"
-        with open(os.path.join(self.directory, "stderr"), "w+b") as log:
-            process = subprocess.Popen(
-                [
-                    str(BIN / "aigw"),
-                    "run",
-                    "--mcp-config",
-                    path,
-                    "--listen",
-                    f"tcp:{port}:interface=127.0.0.1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        argv = [str(BIN / "aigw"), "run", "--mcp-config", path, "--listen", listen]
+        with serving(argv, port, self.directory) as served:
+            session = open_session(url)
+            _, listed = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
+            call = {"name": "local__echo", "arguments": {"text": "over stdio"}}
+            _, called = post(
+                url,
+                {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call},
+                session,
             )
-            try:
-                wait_for_health(port, process)
-                session = open_session(url)
-                _, listed = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session)
-                call = {"name": "local__echo", "arguments": {"text": "over stdio"}}
-                _, called = post(
-                    url,
-                    {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call},
-                    session,
-                )
-            finally:
-                code = stop(process)
-            log.seek(0)
-            output = log.read().decode()
-        self.assertEqual(code, 0, output)
+        self.assertEqual(served.code, 0, served.output)
         names = [tool["name"] for tool in listed[-1]["result"]["tools"]]  # type: ignore[index]
         self.assertIn("local__echo", names)
         self.assertEqual(
             called[-1]["result"]["content"][0]["text"],
             "over stdio",  # type: ignore[index]
         )
-        self.assertNotIn("Traceback", output)
+        self.assertNotIn("Traceback", served.output)
 
     def test_a_non_loopback_listener_without_issuer_is_refused_with_78(self) -> None:
         servers = json.dumps({"mcpServers": {"demo": {"url": "http://127.0.0.1:9/mcp"}}})

@@ -76,13 +76,6 @@ def convert(text: str, source: str, base_dir: str, env: Mapping[str, str]) -> st
 
 def convert_file(path: str, env: Mapping[str, str] | None = None) -> str:
     """``aigw convert FILE`` for the file at ``path`` (ConfigError when it cannot be read)."""
-    try:
-        text = cp.read_bounded(path).decode("utf-8")
-    except OSError as error:
-        raise ConfigError(
-            path, [Problem("(file)", None, f"cannot read: {error.strerror}")]
-        ) from None
-    except (cp.FileTooLarge, UnicodeDecodeError) as error:
-        raise ConfigError(path, [Problem("(file)", None, f"cannot read: {error}")]) from None
+    text = cp.read_text(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     return convert(text, path, base_dir, os.environ if env is None else env)

@@ -73,8 +73,8 @@ def _backend(t: Translator, ref: cp.Section, native: str, claims: cp.Node | None
     if not name:
         return None
     t.backend_names.append(name)
-    pairs: list[tuple[str, cp.Node]] = [("name", ref.values["name"])]
-    t.paths[f"{native}.name"] = ref.child("name")
+    pairs: list[tuple[str, cp.Node]] = []
+    t.carry(ref, "name", f"{native}.name", pairs)
     url = _url(t, ref, name)
     if url is None:
         return None

@@ -138,6 +138,18 @@ class Translator:
         node = section.values.get(key)
         return None if node is None else cp.as_nonempty_str(self.ctx, section.child(key), node)
 
+    def carry(
+        self, section: cp.Section, key: str, native: str, pairs: list[tuple[str, cp.Node]]
+    ) -> bool:
+        """``key`` of ``section``, if given, carried into ``pairs`` as the native key
+        ``native`` names last (``auth.issuer``: ``issuer``), with where it came from;
+        whether it was given."""
+        if not section.has(key):
+            return False
+        pairs.append((native.rpartition(".")[2], section.values[key]))
+        self.paths[native] = section.child(key)
+        return True
+
     def named(self, kind: str, name: str) -> Resource | None:
         return next((r for r in self.by_kind.get(kind, []) if r.name == name), None)
 

@@ -25,15 +25,9 @@ def oauth(
         return scalar("none", route.node), public_url, None
     t.paths["auth"] = oauth.path
     pairs: list[tuple[str, cp.Node]] = []
-    if oauth.has("issuer"):
-        pairs.append(("issuer", oauth.values["issuer"]))
-        t.paths["auth.issuer"] = oauth.child("issuer")
-    else:
+    if not t.carry(oauth, "issuer", "auth.issuer", pairs):
         oauth.missing("issuer")
-    if oauth.has("audiences"):
-        pairs.append(("audiences", oauth.values["audiences"]))
-        t.paths["auth.audiences"] = oauth.child("audiences")
-    else:
+    if not t.carry(oauth, "audiences", "auth.audiences", pairs):
         t.notes.append(
             (
                 "auth",
@@ -63,14 +57,9 @@ def _jwks(t: Translator, oauth: cp.Section, pairs: list[tuple[str, cp.Node]]) ->
         if remote is not None:
             t.refuse(remote, "backendRefs", "aigw fetches the JWKS URI directly")
             t.refuse(remote, "backendSettings", "aigw fetches the JWKS URI directly")
-            if remote.has("uri"):
-                pairs.append(("jwks_uri", remote.values["uri"]))
-                t.paths["auth.jwks_uri"] = remote.child("uri")
-            else:
+            if not t.carry(remote, "uri", "auth.jwks_uri", pairs):
                 remote.missing("uri")
-            if remote.has("cacheDuration"):
-                pairs.append(("jwks_refresh_interval", remote.values["cacheDuration"]))
-                t.paths["auth.jwks_refresh_interval"] = remote.child("cacheDuration")
+            t.carry(remote, "cacheDuration", "auth.jwks_refresh_interval", pairs)
 
 
 def _metadata(
@@ -103,9 +92,7 @@ def _metadata(
             ("resourceSigningAlgValuesSupported", "algorithms"),
             ("resourceDocumentation", "resource_documentation"),
         ):
-            if metadata.has(envoy_key):
-                pairs.append((native, metadata.values[envoy_key]))
-                t.paths[f"auth.{native}"] = metadata.child(envoy_key)
+            t.carry(metadata, envoy_key, f"auth.{native}", pairs)
         resource = t.string(metadata, "resource")
         if resource is not None:
             return _public_url(t, metadata, resource, mcp_path)

@@ -36,6 +36,7 @@ from aigw.protocol.refusals import refusal
 from aigw.protocol.revision import NAME_PARAMS, SERVER_INFO, decode_header_value
 from aigw.protocol.versions import (
     ALL_VERSIONS,
+    FEATURE_REQUESTS,
     META_CLIENT_CAPABILITIES,
     META_LOG_LEVEL,
     META_PREFIX,
@@ -56,29 +57,19 @@ from aigw.web.respond import HTTPRefusal, stream_limit_refusal
 METHOD_HEADER = b"mcp-method"
 NAME_HEADER = b"mcp-name"
 
-#: The client requests of 2026-07-28 (its schema.ts).  What older revisions had
-#: besides (ping, initialize, logging/setLevel, resources/subscribe and
-#: unsubscribe) is refused by name rather than passed to a backend.
-MODERN_METHODS = frozenset(
-    {
-        "server/discover",
-        "subscriptions/listen",
-        "tools/list",
-        "tools/call",
-        "prompts/list",
-        "prompts/get",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "completion/complete",
-    }
-)
-#: Where the removed methods went, for the refusal's message.
+#: Where the methods 2026-07-28 removed went, for the refusal's message.
 REPLACED_BY = {
     "resources/subscribe": "subscriptions/listen with resourceSubscriptions",
     "resources/unsubscribe": "closing the subscriptions/listen stream",
     "logging/setLevel": "_meta io.modelcontextprotocol/logLevel on each request",
     "initialize": "the _meta envelope on each request (or server/discover)",
+}
+#: The client requests of 2026-07-28 (its schema.ts): the feature requests it kept,
+#: and its own.  What older revisions had besides (ping, and those ``REPLACED_BY``
+#: names) is refused by name rather than passed to a backend.
+MODERN_METHODS = frozenset(FEATURE_REQUESTS).difference(REPLACED_BY) | {
+    "server/discover",
+    "subscriptions/listen",
 }
 
 #: server/utilities/caching "Cacheable Results": these carry ``ttlMs``/``cacheScope``.

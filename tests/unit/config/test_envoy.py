@@ -8,6 +8,8 @@ from pathlib import Path
 import attrs
 
 from aigw.config import ConfigError, envoy, load_config, parse_config
+from aigw.config import nodes as cp
+from aigw.config.envoy.documents import Translator
 from tests.unit.config.helpers import ConfigTestCase, problems
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envoy"
@@ -376,3 +378,31 @@ class RefusedTests(ConfigTestCase):
         with self.assertRaises(ConfigError) as caught:
             envoy.convert("listen: x\n", "aigw.yaml", ".", {})
         self.assertIn("not an Envoy AI Gateway file", str(caught.exception))
+
+
+class CarryTests(ConfigTestCase):
+    """``Translator.carry``: an Envoy key taken over as a native one, with where it came
+    from (what a problem of the native key is said against)."""
+
+    def section(self, text: str) -> tuple[Translator, cp.Section]:
+        t = Translator(cp.Context(env={}, base_dir="."))
+        node = cp.compose(t.ctx, text)
+        assert node is not None
+        section = cp.open_section(t.ctx, node, "spec.oauth", ("issuer", "audiences"))
+        assert section is not None
+        return t, section
+
+    def test_a_given_key_is_carried_with_its_origin(self) -> None:
+        t, oauth = self.section("issuer: https://as.example\n")
+        pairs: list[tuple[str, cp.Node]] = []
+        self.assertTrue(t.carry(oauth, "issuer", "auth.issuer", pairs))
+        self.assertEqual(
+            [(key, node.value) for key, node in pairs], [("issuer", "https://as.example")]
+        )
+        self.assertEqual(t.paths, {"auth.issuer": "spec.oauth.issuer"})
+
+    def test_a_missing_key_is_not(self) -> None:
+        t, oauth = self.section("issuer: https://as.example\n")
+        pairs: list[tuple[str, cp.Node]] = []
+        self.assertFalse(t.carry(oauth, "audiences", "auth.audiences", pairs))
+        self.assertEqual((pairs, t.paths), ([], {}))

@@ -117,3 +117,43 @@ class SingleDefaultTests(ConfigTestCase):
         section = nodes.open_section(ctx, node, "backends[0]", fields.keys(BackendConfig))
         assert section is not None
         return section
+
+
+@attrs.frozen
+class TwoNumbers:
+    """Two fields, declared ``a`` then ``b``."""
+
+    a: int = attrs.field(default=1, metadata=fields.read_as(nodes.integer(1)))
+    b: int = attrs.field(default=2, metadata=fields.read_as(nodes.integer(1)))
+
+
+class SectionOfTests(SynchronousTestCase):
+    def read(self, first: str | None) -> tuple[TwoNumbers | None, list[str]]:
+        """``{a: x, b: y}`` (both wrong, on one line) read by ``section_of``."""
+        ctx = nodes.Context(env={}, base_dir=".")
+        node = nodes.compose(ctx, "{a: x, b: y}\n")
+        assert node is not None
+        value = fields.section_of(TwoNumbers, first=first)(ctx, "two", node)
+        return value, [path for path, _, _ in ctx.problems]
+
+    def test_fields_are_read_in_declaration_order(self) -> None:
+        self.assertEqual(self.read(None), (TwoNumbers(), ["two.a", "two.b"]))
+
+    def test_the_first_field_is_read_before_the_others(self) -> None:
+        self.assertEqual(self.read("b"), (TwoNumbers(), ["two.b", "two.a"]))
+
+    def test_the_first_field_keeps_its_value(self) -> None:
+        ctx = nodes.Context(env={}, base_dir=".")
+        node = nodes.compose(ctx, "{a: 5, b: 7}\n")
+        assert node is not None
+        self.assertEqual(
+            fields.section_of(TwoNumbers, first="b")(ctx, "two", node), TwoNumbers(5, 7)
+        )
+        self.assertEqual(ctx.problems, [])
+
+    def test_not_a_mapping_is_none(self) -> None:
+        ctx = nodes.Context(env={}, base_dir=".")
+        node = nodes.compose(ctx, "[1]\n")
+        assert node is not None
+        self.assertIsNone(fields.section_of(TwoNumbers, first="b")(ctx, "two", node))
+        self.assertEqual([path for path, _, _ in ctx.problems], ["two"])
