@@ -167,9 +167,25 @@ def _rfc3339(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def audit_line(event: LogEvent) -> str:
+def audit_line(event: LogEvent, ascii_only: bool = False) -> str:
     """One JSON object on one line: ``time``, then the trail's fields (``FIELDS``) that
-    the event has; the keys Twisted adds to every event are left out."""
+    the event has; the keys Twisted adds to every event are left out.  ``ascii_only``:
+    every non-ASCII character escaped (``audit_bytes``)."""
     record: dict[str, Any] = {"time": _rfc3339(event["log_time"])}
     record.update((key, event[key]) for key in FIELDS if key in event)
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    text = json.dumps(record, ensure_ascii=ascii_only, separators=(",", ":"), default=str)
+    return text + "\n"
+
+
+def audit_bytes(event: LogEvent) -> bytes:
+    """``audit_line`` in UTF-8, which every event has, whatever its strings hold.
+
+    A client's JSON may carry lone surrogates (``"\\ud800"`` in a tool name or an
+    argument: valid JSON text, RFC 8259 section 8.2, read by ``jsonrpc.loads``), which
+    no UTF-8 holds: such a line is written with its non-ASCII characters escaped, as
+    the client sent them, instead of failing, so no request can keep its events out of
+    the trail."""
+    try:
+        return audit_line(event).encode("utf-8")
+    except UnicodeEncodeError:
+        return audit_line(event, ascii_only=True).encode("ascii")

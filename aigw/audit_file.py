@@ -42,7 +42,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import ILogObserver, LogEvent, Logger, LogPublisher, globalLogPublisher
 from zope.interface import implementer
 
-from aigw.audit import NAMESPACE, audit_line
+from aigw.audit import NAMESPACE, audit_bytes
 
 #: sysexits.h: cannot create an output file.
 EX_CANTCREAT = 73
@@ -95,7 +95,7 @@ class AuditWriter:
 
     def __call__(self, event: LogEvent) -> None:
         if event.get("log_namespace") == NAMESPACE:
-            self.write(audit_line(event).encode("utf-8"))
+            self.write(audit_bytes(event))
 
     def unavailable(self) -> str | None:
         """None while the file is written, else why not (readiness, refusals)."""

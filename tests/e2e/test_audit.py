@@ -137,6 +137,42 @@ def session_of(gateway: Gateway) -> dict[str, str]:
     return {**MCP_HEADERS, "Mcp-Session-Id": found["mcp-session-id"]}
 
 
+def test_a_client_cannot_keep_its_calls_out_of_the_trail_with_lone_surrogates(
+    pyserver: Upstream,
+) -> None:
+    """``"\\ud800"`` is valid JSON text but no UTF-8: in a tool name or an argument
+    (with ``include_arguments``) it made the line's encoding raise, so the call's events
+    were not written (a traceback instead); now each is a line, escaped."""
+    gateway = start_gateway(
+        [("py", pyserver.url)],
+        extra="audit:\n  file: audit.log\n  include_arguments: true\n",
+        log_level="info",
+    )
+    try:
+        headers = session_of(gateway)
+        for body in (
+            b'{"jsonrpc":"2.0","id":2,"method":"tools/call",'
+            b'"params":{"name":"py__echo","arguments":{"text":"a\\ud800b"}}}',
+            b'{"jsonrpc":"2.0","id":3,"method":"tools/call",'
+            b'"params":{"name":"py__ech\\udfff","arguments":{}}}',
+        ):
+            answer = httpx2.post(gateway.url, content=body, headers=headers, timeout=20)
+            assert answer.status_code == 200, answer.text
+        lines = audit_lines(gateway, 4)
+        assert [(line["event"], line["exposed"]) for line in lines] == [
+            ("access_decided", "py__echo"),
+            ("request_finished", "py__echo"),
+            ("access_decided", "py__ech\udfff"),
+            ("request_finished", "py__ech\udfff"),
+        ]
+        assert lines[1]["arguments"] == {"text": "a\ud800b"}
+        log = gateway.process.log()
+        assert "Traceback" not in log, gateway.process.log_tail()
+        assert "Temporarily disabling observer" not in log
+    finally:
+        gateway.stop()
+
+
 @pytest.fixture
 def unwritable(pyserver: Upstream) -> Iterator[Gateway]:
     """A gateway whose audit file is /dev/full: every write fails with ENOSPC."""

@@ -13,7 +13,7 @@ import jwt
 from twisted.logger import Logger, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from aigw.audit import NAMESPACE, AuditTrail, audit_line
+from aigw.audit import NAMESPACE, AuditTrail, audit_bytes, audit_line
 from aigw.audit_file import PROBE_INTERVAL
 from aigw.config import (
     AccessConfig,
@@ -230,6 +230,26 @@ class LineTests(SynchronousTestCase):
             list(json.loads(line).items()),
             [("time", "2027-01-15T08:00:00.250Z"), ("event", "access_decided"), ("sub", "alice")],
         )
+
+    def test_every_line_is_utf8_whatever_a_client_sent(self) -> None:
+        """Lone surrogates (``"\\ud800"`` in a client's JSON, which ``jsonrpc.loads``
+        reads) have no UTF-8: the line escapes its non-ASCII characters instead of
+        failing, and reads back as the event.  Before, the encoding raised inside the
+        log publisher (a traceback) and the event was not written: a client could keep
+        its calls out of the trail."""
+        events: list[dict[str, Any]] = []
+        Logger(namespace=NAMESPACE, observer=events.append).info(
+            "x", event="access_decided", exposed="py__ech\ud800", arguments={"q": "é\udfff"}
+        )
+        events[0].update(log_time=1_800_000_000.25)
+        line = audit_bytes(events[0])
+        self.assertTrue(line.isascii() and line.endswith(b"}\n"))
+        record = json.loads(line)
+        self.assertEqual(record["exposed"], "py__ech\ud800")
+        self.assertEqual(record["arguments"], {"q": "é\udfff"})
+        # Lines UTF-8 can hold are written as they are, non-ASCII included.
+        events[0].update(exposed="py__échō", arguments={})
+        self.assertIn("py__échō".encode(), audit_bytes(events[0]))
 
 
 SECRET = b"s" * 32
