@@ -14,7 +14,7 @@ from typing import Final, Literal, get_args
 from twisted.logger import Logger
 
 from aigw.events import Outcome
-from aigw.protocol.versions import FEATURE_REQUESTS
+from aigw.protocol.versions import CLIENT_REQUESTS
 
 #: The label value of everything outside an allow-list.
 OTHER: Final = "other"
@@ -22,20 +22,8 @@ OTHER: Final = "other"
 #: empty label as an absent one.
 NONE: Final = ""
 
-#: The MCP request methods a client may send (MCP 2025-11-25, and aigw's
-#: ``subscriptions/listen``); anything else is counted as ``other``.
-METHODS: Final = frozenset(FEATURE_REQUESTS) | frozenset(
-    {
-        "initialize",
-        "ping",
-        "logging/setLevel",
-        "subscriptions/listen",
-        "tasks/get",
-        "tasks/list",
-        "tasks/result",
-        "tasks/cancel",
-    }
-)
+#: The MCP request methods a client may send; anything else is counted as ``other``.
+METHODS: Final = CLIENT_REQUESTS
 #: The one method whose ``name`` is a tool: other names (resource URIs, prompt
 #: names) are never a label.
 TOOL_CALL: Final = "tools/call"

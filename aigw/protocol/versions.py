@@ -31,6 +31,22 @@ FEATURE_REQUESTS: tuple[str, ...] = (
     "resources/unsubscribe",
     "completion/complete",
 )
+#: Every request method a client may send aigw (MCP 2025-11-25 and 2026-07-28, and
+#: aigw's ``subscriptions/listen``): where a method is a metric label or a span's
+#: name, anything else is one value (``other``, ``_OTHER``), so a client cannot make
+#: series or span names at will.
+CLIENT_REQUESTS: frozenset[str] = frozenset(FEATURE_REQUESTS) | frozenset(
+    {
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "subscriptions/listen",
+        "tasks/get",
+        "tasks/list",
+        "tasks/result",
+        "tasks/cancel",
+    }
+)
 
 #: 2026-07-28 basic/index "_meta": the per-request envelope keys.
 META_PREFIX = "io.modelcontextprotocol/"

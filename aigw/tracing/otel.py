@@ -7,6 +7,13 @@ spans when the queue is full).  The SDK flushes what is queued at interpreter
 exit.  The sampler follows the client's sampled flag and samples
 ``sample_ratio`` of the traces aigw starts.  No user identity goes into a
 span (no ``enduser.id``): traces leave the gateway's trust boundary.
+
+What a client wrote reaches a span only bounded and as UTF-8: a method aigw does not
+know is ``_OTHER`` (the OpenTelemetry HTTP conventions' word for an unknown
+``http.request.method``), so span names stay few, and a name holding lone surrogates
+(``"\\ud800"``: valid JSON text) is escaped (``_utf8``).  OTLP's protobuf encoding
+refuses such a string: in a span's name it failed the export of the whole batch, every
+user's spans in it lost, with a traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from opentelemetry.trace import (
 
 from aigw.config import TracingConfig
 from aigw.events import Outcome
+from aigw.protocol.versions import CLIENT_REQUESTS
 from aigw.tracing.context import TraceContext
 
 #: The attribute naming the upstream name of what a request is about, by method.
@@ -40,6 +48,19 @@ _NAME_ATTRIBUTES = {
 }
 #: Outcomes that are not failures of the request.
 _FINE: frozenset[Outcome] = frozenset({"ok", "cancelled"})
+#: A request method outside ``CLIENT_REQUESTS``, as spans say it.
+OTHER_METHOD = "_OTHER"
+
+
+def _method(method: str) -> str:
+    return method if method in CLIENT_REQUESTS else OTHER_METHOD
+
+
+def _utf8(text: str) -> str:
+    """``text``, with what UTF-8 cannot hold (lone surrogates) escaped."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def otlp_tracer(config: TracingConfig) -> OTelTracer:
@@ -93,7 +114,7 @@ class OTelRequestSpan:
                 span.set_attribute("mcp.backend", backend)
             attribute = _NAME_ATTRIBUTES.get(self.method)
             if attribute is not None and name is not None:
-                span.set_attribute(attribute, name)
+                span.set_attribute(attribute, _utf8(name))
             if error_code is not None:
                 span.set_attribute("rpc.jsonrpc.error_code", error_code)
             if outcome not in _FINE:
@@ -130,6 +151,7 @@ class OTelTracer:
         self._tracer = self.provider.get_tracer("aigw")
 
     def request(self, parent: TraceContext | None, method: str) -> OTelRequestSpan:
+        method = _method(method)
         span = self._tracer.start_span(
             f"mcp {method}",
             context=_parent_context(parent),
@@ -139,6 +161,7 @@ class OTelTracer:
         return OTelRequestSpan(span, method, parent.state if parent else None)
 
     def upstream(self, parent: TraceContext | None, backend: str, method: str) -> OTelUpstreamSpan:
+        method = _method(method)
         span = self._tracer.start_span(
             f"aigw.upstream {backend}",
             context=_parent_context(parent),

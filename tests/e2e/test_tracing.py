@@ -144,6 +144,16 @@ def test_spans_arrive_over_otlp_and_the_upstream_continues_them(
         extra=f"tracing: {{otlp_endpoint: '{receiver.endpoint}', service_name: aigw-e2e}}\n",
     )
     try:
+        # A method holding a lone surrogate (valid JSON text), in the same export batch:
+        # OTLP's encoding refused its span's name and the whole batch was lost.
+        with httpx2.Client(timeout=20) as http:
+            opened = http.post(gateway.url, headers=HEADERS, json=INITIALIZE)
+            hostile = http.post(
+                gateway.url,
+                headers={**HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]},
+                content=b'{"jsonrpc":"2.0","id":5,"method":"tools/\\ud800"}',
+            )
+            assert hostile.json()["error"]["code"] == -32601, hostile.text
         seen = call_whoami(gateway, {"traceparent": TRACEPARENT})
     finally:
         # Stopped at once: what is still queued is exported as the process exits.
@@ -161,6 +171,8 @@ def test_spans_arrive_over_otlp_and_the_upstream_continues_them(
     assert upstream.parent_span_id == request.span_id
     # The upstream got aigw's child span as its parent, in the client's trace.
     assert seen["traceparent"] == f"00-{TRACE}-{upstream.span_id.hex()}-01"
+    assert "mcp _OTHER" in spans
+    assert "Traceback" not in gateway.process.log(), gateway.process.log_tail()
     resource = receiver.exports[0].resource_spans[0].resource
     names = {a.key: a.value.string_value for a in resource.attributes}
     assert names["service.name"] == "aigw-e2e"

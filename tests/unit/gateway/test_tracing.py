@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -235,9 +236,35 @@ class SpanTests(GatewayTestCase):
         )
         self.assertEqual(body["error"]["code"], -32601)
         (span,) = self.exporter.get_finished_spans()
-        self.assertEqual(span.name, "mcp nope/nothing")
+        # A method aigw does not know is one span name, whatever the client sends.
+        self.assertEqual(span.name, "mcp _OTHER")
+        self.assertEqual((span.attributes or {})["mcp.method.name"], "_OTHER")
         self.assertEqual(span.status.status_code.name, "ERROR")
         self.assertEqual((span.attributes or {})["rpc.jsonrpc.error_code"], -32601)
+
+    @run
+    async def test_what_a_client_wrote_never_fails_the_export(self) -> None:
+        """Lone surrogates (valid JSON text) in a method or a tool's name: OTLP's protobuf
+        encoding refused them, and a span's name failed the whole batch's export."""
+        session = await self.start()
+        headers = {"MCP-Protocol-Version": "2025-11-25"}
+        await self.post(None, session, headers, raw=b'{"jsonrpc":"2.0","id":1,"method":"x\\ud800"}')
+        await self.post(
+            None,
+            session,
+            headers,
+            raw=b'{"jsonrpc":"2.0","id":2,"method":"tools/call",'
+            b'"params":{"name":"alpha__ech\\udfff","arguments":{}}}',
+        )
+        spans = self.exporter.get_finished_spans()
+        self.assertEqual(spans[0].name, "mcp _OTHER")
+        encode_spans(spans).SerializeToString()  # raised UnicodeEncodeError before
+        named = [
+            (span.attributes or {}).get("gen_ai.tool.name")
+            for span in spans
+            if span.name == "mcp tools/call"
+        ]
+        self.assertEqual(named, ["ech\\udfff"])
 
     @run
     async def test_the_client_not_sampling_is_followed(self) -> None:
