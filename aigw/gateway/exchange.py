@@ -15,6 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from aigw.gateway.answers import UpstreamAnswers, Where
+from aigw.gateway.errors import GatewayError
 from aigw.gateway.fanout import fan_out
 from aigw.gateway.flow import Valve
 from aigw.protocol import jsonrpc
@@ -222,9 +223,18 @@ class Exchange:
         if is_modern(version):
             # 2026-07-28 streamable-http "Request Metadata": envelope and routing headers.
             params = envelope(params, version, session.input_capabilities or {}, session.log_level)
-            headers = routing_headers(method, params)
-            if method == "tools/call":
-                headers.update(self.param_headers.mirrored(backend, params))
+            try:
+                headers = routing_headers(method, params)
+                if method == "tools/call":
+                    headers.update(self.param_headers.mirrored(backend, params))
+            except UnicodeEncodeError:
+                # "Value Encoding" sends a value that is not header-safe as Base64 of its
+                # UTF-8, and a lone surrogate ("\ud800", valid JSON text) has none.
+                raise GatewayError(
+                    jsonrpc.INVALID_PARAMS,
+                    f"{method}: a value the backend gets in a header (Mcp-Name, Mcp-Param-*) "
+                    "holds a lone surrogate, which no UTF-8 carries",
+                ) from None
         call = self.tracer.upstream(session.trace, backend, method)
         if call.context is not None:
             # W3C Trace Context §3.2: the backend continues this call's span (or, with

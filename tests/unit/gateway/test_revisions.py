@@ -238,3 +238,25 @@ class ParamHeaderTests(MixedTestCase):
         headers, _ = self.beta.received[-1]
         self.assertEqual(headers["mcp-param-region"], ["=?base64?SGVsbG8sIOS4lueVjA==?="])
         self.assertEqual(headers["mcp-param-n"], ["7"])
+
+    @run
+    async def test_a_value_with_no_utf8_is_refused_not_mirrored(self) -> None:
+        """A lone surrogate (valid JSON text) in an annotated argument, or in a resource's
+        URI (``Mcp-Name``), has no UTF-8 for "Value Encoding": -32602 naming why, nothing
+        sent; before, the encoding raised: HTTP 500 and a traceback."""
+        await self.start_mixed()
+        self.beta.schemas["t1"] = REGION
+        session = await self.initialize()
+        await self.call(session, "tools/list")
+        sent = len(self.beta.received)
+        for raw in (
+            b'{"jsonrpc":"2.0","id":9,"method":"tools/call",'
+            b'"params":{"name":"beta__t1","arguments":{"region":"a\\ud800"}}}',
+            b'{"jsonrpc":"2.0","id":9,"method":"resources/read",'
+            b'"params":{"uri":"aigw:beta/file:///x\\udfff"}}',
+        ):
+            response, body = await self.post(None, session, raw=raw)
+            self.assertEqual((response.code, body["id"]), (200, 9), body)
+            self.assertEqual(body["error"]["code"], -32602, body)
+        self.assertIn("lone surrogate", body["error"]["message"])
+        self.assertEqual(len(self.beta.received), sent)
