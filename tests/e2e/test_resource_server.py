@@ -17,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .aigw import Gateway, mcp_post, start_gateway
+from .aigw import INITIALIZE, MCP_HEADERS, Gateway, mcp_post, start_gateway
 from .harness.authserver import AuthServer, start_auth_server
 from .harness.oauth_client import HeadlessLogin, MemoryTokenStorage, connect
 from .harness.results import text_of
@@ -202,3 +202,62 @@ async def test_expired_token_is_refused_and_the_sdk_refreshes(pyserver: Upstream
     finally:
         gateway.stop()
         server.stop()
+
+
+async def test_a_foreign_origin_is_403_and_the_gateways_own_is_served(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """MCP basic/transports "Security Warning": the Origin is validated (DNS rebinding);
+    ``public_url``'s own origin is always accepted (``allowed_origins`` adds others)."""
+    token = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
+    headers = {"Authorization": f"Bearer {token}", "Origin": "http://attacker.example"}
+    assert post_json_status(gateway.url, headers) == 403
+    assert post_json_status(gateway.url, {**headers, "Origin": gateway.base}) == 200
+
+
+async def test_a_loopback_gateway_answers_another_host_name_421(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """RFC 9110 §15.5.20: a loopback ``public_url`` serves loopback ``Host`` names only, so
+    a page whose name was rebound to 127.0.0.1 (no Origin on a GET) is not served."""
+    token = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert post_json_status(gateway.url, {**headers, "Host": "attacker.example"}) == 421
+    rebound = httpx2.get(gateway.base + "/healthz", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 421
+    assert post_json_status(gateway.url, {**headers, "Host": f"localhost:{gateway.port}"}) == 200
+
+
+async def test_a_body_over_max_body_bytes_is_413(gateway: Gateway, auth_server: AuthServer) -> None:
+    """``server.max_body_bytes`` (4 MiB by default) bounds what one request may send."""
+    token = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"x" * (5 << 20) + b'"}}'
+    response = httpx2.post(
+        gateway.url,
+        content=body,
+        headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
+        timeout=20,
+    )
+    assert response.status_code == 413
+
+
+async def test_another_users_session_id_is_404(gateway: Gateway, auth_server: AuthServer) -> None:
+    """MCP basic/security_best_practices "Session Hijacking": a session id is bound to its
+    user (issuer and subject); bob holding alice's id gets 404, as for an unknown one."""
+    alice = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
+    bob = await token_for(auth_server, "bob", gateway.url, "mcp:tools")
+    opened = mcp_post(gateway, alice)
+    assert opened.status_code == 200
+    session = opened.headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    as_alice = {**MCP_HEADERS, "Mcp-Session-Id": session, "Authorization": f"Bearer {alice}"}
+    assert httpx2.post(gateway.url, json=ping, headers=as_alice, timeout=10).status_code == 200
+    as_bob = {**as_alice, "Authorization": f"Bearer {bob}"}
+    assert httpx2.post(gateway.url, json=ping, headers=as_bob, timeout=10).status_code == 404
+
+
+def post_json_status(url: str, headers: dict[str, str]) -> int:
+    """The status of an ``initialize`` POSTed with these headers added to a client's."""
+    return httpx2.post(
+        url, json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=10
+    ).status_code
