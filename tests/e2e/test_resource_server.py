@@ -261,3 +261,16 @@ def post_json_status(url: str, headers: dict[str, str]) -> int:
     return httpx2.post(
         url, json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=10
     ).status_code
+
+
+def test_the_authorization_servers_metadata_is_relayed(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """``auth.relay_authorization_server_metadata`` (on by default): a client that looks for
+    RFC 8414 metadata at the gateway's origin finds the authorization server's, as fetched."""
+    own = httpx2.get(f"{auth_server.issuer}/.well-known/oauth-authorization-server", timeout=10)
+    for name in ("oauth-authorization-server", "openid-configuration"):
+        relayed = httpx2.get(f"{gateway.base}/.well-known/{name}", timeout=10)
+        assert relayed.status_code == 200, name
+        assert relayed.json()["issuer"] == auth_server.issuer
+        assert relayed.json()["token_endpoint"] == own.json()["token_endpoint"]
