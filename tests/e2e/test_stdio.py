@@ -9,9 +9,11 @@ started them anew.  ``auth: none`` here.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +25,9 @@ from mcp.shared.exceptions import MCPError
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
-from .harness.processes import REPO_ROOT, ensure_node_modules, node_executable
+from .harness.processes import LOG_DIR, REPO_ROOT, ensure_node_modules, node_executable
 from .harness.results import text_of
+from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -47,8 +50,17 @@ def stdio_backends(node_modules: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(node_modules: None) -> Iterator[Gateway]:
-    started = start_gateway([], more_backends=stdio_backends(ensure_node_modules()))
+def gateway(node_modules: None, pyserver: Upstream) -> Iterator[Gateway]:
+    """The two stdio backends, and ``import_mcp_servers``: an MCP client's file naming the
+    pyserver over HTTP, as ``imported``."""
+    fd, servers = tempfile.mkstemp(prefix="mcp-", suffix=".json", dir=LOG_DIR)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"mcpServers": {"imported": {"type": "http", "url": pyserver.url}}}, handle)
+    started = start_gateway(
+        [],
+        more_backends=stdio_backends(ensure_node_modules()),
+        extra=f"import_mcp_servers: {servers}\n",
+    )
     try:
         yield started
     finally:
@@ -131,6 +143,15 @@ async def test_tools_of_stdio_servers_are_listed_and_called(gateway: Gateway) ->
         assert {"py__echo", "py__pid", "everything__echo"} <= set(names)
         assert await call_text(client, "py__echo", {"text": "over stdio"}) == "over stdio"
         assert "hi" in await call_text(client, "everything__echo", {"message": "hi"})
+
+
+async def test_the_servers_of_an_imported_mcp_servers_file_are_served(gateway: Gateway) -> None:
+    """``import_mcp_servers``: the servers of a Claude Desktop / Cursor ``mcpServers`` file
+    are backends beside the native ones, named as the file names them."""
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"imported__echo", "py__echo"} <= names
+        assert await call_text(client, "imported__echo", {"text": "imported"}) == "imported"
 
 
 async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
