@@ -49,7 +49,9 @@ audit:
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
-    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer, extra=ACCESS)
+    started = start_gateway(
+        [("py", pyserver.url)], issuer=auth_server.issuer, extra=ACCESS, log_format="json"
+    )
     try:
         yield started
     finally:
@@ -120,6 +122,33 @@ async def test_allowed_and_denied_calls_carry_the_deciding_rule(
     written = audit_text(gateway)
     assert tokens.access_token not in written
     assert tokens.access_token.split(".")[1] not in written  # not even the payload
+    journal = gateway.process.log()
+    assert tokens.access_token.split(".")[1] not in journal
+    assert_logged_as_json(journal, lines)
+
+
+def assert_logged_as_json(log: str, audited: list[dict[str, Any]]) -> None:
+    """``logging.format: json``: one object per line; the audit events are there too on
+    ``aigw.audit``, and the access log (``logging.access_log``, on by default) has each
+    call on ``aigw.access`` with who made it, as issuer and subject only."""
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert records, log[-2000:]
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
+    in_log = [r for r in records if r["namespace"] == "aigw.audit"]
+    assert [(r["event"], r["request_id"]) for r in in_log if r.get("method") == "tools/call"] == [
+        (line["event"], line["request_id"]) for line in audited
+    ]
+    calls = [
+        r
+        for r in records
+        if r["namespace"] == "aigw.access"
+        and r.get("event") == "request_finished"
+        and r.get("method") == "tools/call"
+    ]
+    assert [(r["name"], r["outcome"], r["sub"]) for r in calls] == [
+        ("echo", "ok", "alice"),
+        ("whoami-headers", "denied", "alice"),
+    ], calls
 
 
 def echo(rid: int) -> dict[str, Any]:
