@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -46,6 +47,10 @@ def stdio_backends(node_modules: Path) -> str:
         f"    command: {node_executable()}\n"
         f"    args: [{node_modules / EVERYTHING}, stdio]\n"
         "    timeout: 20s\n"
+        "    tools:\n"
+        "      include_regex: ['echo|get-.*|trigger-long-.*']\n"
+        "      exclude: [get-env]\n"
+        "      exclude_regex: ['get-resource-.*']\n"
     )
 
 
@@ -152,6 +157,23 @@ async def test_the_servers_of_an_imported_mcp_servers_file_are_served(gateway: G
         names = {tool.name for tool in (await client.list_tools()).tools}
         assert {"imported__echo", "py__echo"} <= names
         assert await call_text(client, "imported__echo", {"text": "imported"}) == "imported"
+
+
+async def test_the_tool_selector_hides_and_refuses_what_it_leaves_out(gateway: Gateway) -> None:
+    """``backends[].tools``: ``include_regex`` matched against the whole name, then
+    ``exclude`` and ``exclude_regex``, which win; a tool left out is not listed and its
+    call is refused as an unknown tool, never forwarded."""
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        kept = {name for name in names if name.startswith("everything__")}
+        assert {"everything__echo", "everything__get-sum"} <= kept
+        assert "everything__trigger-long-running-operation" in kept
+        assert all(re.fullmatch(r"everything__(echo|get-.*|trigger-long-.*)", n) for n in kept)
+        assert "everything__get-env" not in kept
+        assert not {n for n in kept if n.startswith("everything__get-resource-")}
+        for hidden in ("everything__get-env", "everything__trigger-sampling-request"):
+            with pytest.raises(MCPError, match="nknown tool"):
+                await client.call_tool(hidden, {})
 
 
 async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
