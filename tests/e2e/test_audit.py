@@ -231,8 +231,12 @@ def test_refuse_answers_audited_calls_503_and_is_not_ready(refusing: Gateway) ->
 
 def test_sighup_reopens_the_file_logrotate_moved_away(pyserver: Upstream) -> None:
     """logrotate's ``create`` then ``postrotate`` reload: the old file keeps what it
-    had, the next events land in a new file (mode 0640)."""
-    gateway = start_gateway([("py", pyserver.url)], extra="audit:\n  file: audit.log\n")
+    had, the next events land in a new file (mode 0640).  This gateway has
+    ``audit.include_arguments``: each call's end holds its arguments."""
+    gateway = start_gateway(
+        [("py", pyserver.url)],
+        extra="audit:\n  file: audit.log\n  include_arguments: true\n",
+    )
     try:
         headers = session_of(gateway)
         assert post_json(gateway.url, headers, echo(2))[0] == 200
@@ -244,6 +248,8 @@ def test_sighup_reopens_the_file_logrotate_moved_away(pyserver: Upstream) -> Non
         assert post_json(gateway.url, headers, echo(3))[0] == 200
         after = audit_lines(gateway, 2)
         assert [line["event"] for line in after] == ["access_decided", "request_finished"]
+        assert before[1]["arguments"] == {"text": "call 2"}
+        assert after[1]["arguments"] == {"text": "call 3"}
         assert after[0]["request_id"] != before[0]["request_id"]
         assert rotated.read_text().splitlines() == [
             json.dumps(line, ensure_ascii=False, separators=(",", ":")) for line in before
