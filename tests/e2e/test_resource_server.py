@@ -26,10 +26,16 @@ from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
+#: ``auth.shared_secret`` of this module's gateway (HS256; RFC 7518 §3.2: at least as
+#: long as the hash, 32 bytes).
+SHARED_SECRET = "e2e-shared-secret-of-thirty-two-bytes-or-more"
+
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
-    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer)
+    """The issuer's RS256 tokens, and HS256 ones signed with ``SHARED_SECRET``."""
+    symmetric = f"shared_secret: {SHARED_SECRET}\nalgorithms: [RS256, HS256]\n"
+    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer, auth_extra=symmetric)
     try:
         yield started
     finally:
@@ -274,3 +280,31 @@ def test_the_authorization_servers_metadata_is_relayed(
         assert relayed.status_code == 200, name
         assert relayed.json()["issuer"] == auth_server.issuer
         assert relayed.json()["token_endpoint"] == own.json()["token_endpoint"]
+
+
+def test_hs256_tokens_verify_with_the_shared_secret_only(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """``auth.shared_secret`` with HS256 in ``algorithms`` (RFC 7518 §3.2): a token the
+    secret signed is served; one another secret signed, or an unsigned one (``alg:
+    none``, RFC 8725 §3.1), is ``invalid_token``.  oidc-provider signs no HS256 access
+    token, so these are minted here as an issuer sharing the secret would."""
+    now = int(time.time())
+    claims = {
+        "iss": auth_server.issuer,
+        "aud": gateway.url,
+        "sub": "carol",
+        "exp": now + 300,
+        "iat": now,
+        "scope": "mcp:tools",
+    }
+    assert (
+        mcp_post(gateway, jwt.encode(claims, SHARED_SECRET, algorithm="HS256")).status_code == 200
+    )
+    for token in (
+        jwt.encode(claims, "another-secret-of-thirty-two-bytes-or-more!", algorithm="HS256"),
+        jwt.encode(claims, None, algorithm="none"),
+    ):
+        response = mcp_post(gateway, token)
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
