@@ -18,12 +18,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, open_session, post_json, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
 from .harness.processes import LOG_DIR, REPO_ROOT, ensure_node_modules, node_executable
@@ -34,6 +35,11 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 STDIO_SERVER = REPO_ROOT / "tests" / "e2e" / "upstreams" / "stdio_server.py"
 EVERYTHING = "@modelcontextprotocol/server-everything/dist/index.js"
+
+
+#: ``limits`` counted in this process (no ``redis_url``): one call of the imported
+#: ``whoami-headers`` a minute.
+LOCAL_LIMITS = 'limits:\n  rules:\n    - {per: tool, match: "imported__whoami*", rate: 1/m}\n'
 
 
 def stdio_backends(node_modules: Path) -> str:
@@ -64,7 +70,7 @@ def gateway(node_modules: None, pyserver: Upstream) -> Iterator[Gateway]:
     started = start_gateway(
         [],
         more_backends=stdio_backends(ensure_node_modules()),
-        extra=f"import_mcp_servers: {servers}\n",
+        extra=f"import_mcp_servers: {servers}\n" + LOCAL_LIMITS,
     )
     try:
         yield started
@@ -174,6 +180,30 @@ async def test_the_tool_selector_hides_and_refuses_what_it_leaves_out(gateway: G
         for hidden in ("everything__get-env", "everything__trigger-sampling-request"):
             with pytest.raises(MCPError, match="nknown tool"):
                 await client.call_tool(hidden, {})
+
+
+def test_a_tool_over_its_rate_is_429_with_retry_after(gateway: Gateway) -> None:
+    """``limits.rules`` per tool, counted in the process: over the rate, 429 with
+    ``Retry-After`` and JSON-RPC -32016 naming the rule, before the backend sees it;
+    other tools are not counted."""
+    session = open_session(gateway.url)
+
+    def call(number: int, name: str, arguments: dict[str, str]) -> tuple[int, Any, Any]:
+        params = {"name": name, "arguments": arguments}
+        body = {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
+        return post_json(gateway.url, session, body)
+
+    status, _, body = call(2, "imported__whoami-headers", {})
+    assert status == 200, body
+    assert "result" in body, body
+    status, found, body = call(3, "imported__whoami-headers", {})
+    assert status == 429, body
+    assert int(found["retry-after"]) >= 1
+    assert body["error"]["code"] == -32016
+    assert body["error"]["data"]["limit"] == "tool:0"
+    status, _, body = call(4, "imported__echo", {"text": "not limited"})
+    assert status == 200, body
+    assert body["result"]["content"][0]["text"] == "not limited", body
 
 
 async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
