@@ -273,3 +273,15 @@ class DaemonTests(TestCase):
         self.assertEqual(result.returncode, 71, err)
         self.assertIn(f"cannot listen on {metrics}", err)
         self.assertNotIn("Traceback", err)
+
+    def test_an_audit_file_that_cannot_be_opened_exits_73_naming_it(self) -> None:
+        """README "Run": 73 (EX_CANTCREAT) when the audit file cannot be opened at start;
+        a trail that would lose every event does not start serving."""
+        looping = os.path.join(self.directory, "audit.log")
+        os.symlink(looping, looping)  # a link to itself: ELOOP, even for root
+        config = write_config(self.directory, free_port(), extra=f"audit: {{file: {looping}}}\n")
+        result = run_aigw("run", config, cwd=self.directory)
+        err = result.stderr.decode()
+        self.assertEqual(result.returncode, 73, err)
+        self.assertIn(f"cannot open the audit file {looping}", err)
+        self.assertNotIn("Traceback", err)
