@@ -29,13 +29,20 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 #: ``auth.shared_secret`` of this module's gateway (HS256; RFC 7518 §3.2: at least as
 #: long as the hash, 32 bytes).
 SHARED_SECRET = "e2e-shared-secret-of-thirty-two-bytes-or-more"
+#: ``allowed_origins`` of this module's gateway (the MCP Inspector's origin).
+INSPECTOR = "http://localhost:6274"
 
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
     """The issuer's RS256 tokens, and HS256 ones signed with ``SHARED_SECRET``."""
     symmetric = f"shared_secret: {SHARED_SECRET}\nalgorithms: [RS256, HS256]\n"
-    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer, auth_extra=symmetric)
+    started = start_gateway(
+        [("py", pyserver.url)],
+        issuer=auth_server.issuer,
+        auth_extra=symmetric,
+        extra=f"allowed_origins: ['{INSPECTOR}']\n",
+    )
     try:
         yield started
     finally:
@@ -214,11 +221,12 @@ async def test_a_foreign_origin_is_403_and_the_gateways_own_is_served(
     gateway: Gateway, auth_server: AuthServer
 ) -> None:
     """MCP basic/transports "Security Warning": the Origin is validated (DNS rebinding);
-    ``public_url``'s own origin is always accepted (``allowed_origins`` adds others)."""
+    ``public_url``'s own origin is always accepted, ``allowed_origins`` adds others."""
     token = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
     headers = {"Authorization": f"Bearer {token}", "Origin": "http://attacker.example"}
     assert post_json_status(gateway.url, headers) == 403
     assert post_json_status(gateway.url, {**headers, "Origin": gateway.base}) == 200
+    assert post_json_status(gateway.url, {**headers, "Origin": INSPECTOR}) == 200
 
 
 async def test_a_loopback_gateway_answers_another_host_name_421(
@@ -234,17 +242,22 @@ async def test_a_loopback_gateway_answers_another_host_name_421(
     assert post_json_status(gateway.url, {**headers, "Host": f"localhost:{gateway.port}"}) == 200
 
 
-async def test_a_body_over_max_body_bytes_is_413(gateway: Gateway, auth_server: AuthServer) -> None:
-    """``server.max_body_bytes`` (4 MiB by default) bounds what one request may send."""
+async def test_bodies_and_heads_over_the_server_bounds_are_413_and_431(
+    gateway: Gateway, auth_server: AuthServer
+) -> None:
+    """``server.max_body_bytes`` (4 MiB) bounds a request's body: 413;
+    ``server.max_header_bytes`` (16 KiB) and ``server.max_headers`` (100) its head: 431
+    (RFC 6585 §5)."""
     token = await token_for(auth_server, "alice", gateway.url, "mcp:tools tools:call")
-    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + b"x" * (5 << 20) + b'"}}'
-    response = httpx2.post(
-        gateway.url,
-        content=body,
-        headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
-        timeout=20,
-    )
+    authorized = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+    pad = b"x" * (5 << 20)
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + pad + b'"}}'
+    response = httpx2.post(gateway.url, content=body, headers=authorized, timeout=20)
     assert response.status_code == 413
+    assert post_json_status(gateway.url, {**authorized, "X-Big": "y" * (17 << 10)}) == 431
+    many = {f"X-Many-{n}": "z" for n in range(101)}
+    assert post_json_status(gateway.url, {**authorized, **many}) == 431
+    assert post_json_status(gateway.url, authorized) == 200
 
 
 async def test_another_users_session_id_is_404(gateway: Gateway, auth_server: AuthServer) -> None:
