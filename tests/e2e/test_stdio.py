@@ -47,7 +47,8 @@ def stdio_backends(node_modules: Path) -> str:
         "  - name: py\n"
         f"    command: {sys.executable}\n"
         f"    args: [{STDIO_SERVER}]\n"
-        "    env: {GREETING: hello}\n"
+        # ${VAR:-default}, VAR unset in aigw's environment: the default
+        '    env: {GREETING: "${AIGW_E2E_NEVER_SET:-hello}"}\n'
         "    timeout: 20s\n"
         "  - name: everything\n"
         f"    command: {node_executable()}\n"
@@ -208,6 +209,7 @@ def test_a_tool_over_its_rate_is_429_with_retry_after(gateway: Gateway) -> None:
 
 async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
     async with connect_plain(gateway.url, mode="legacy") as client:
+        # from ${AIGW_E2E_NEVER_SET:-hello}: the config's substitution, then the child's env
         assert await call_text(client, "py__env", {"name": "GREETING"}) == "hello"
         # set in aigw's environment by the harness, not passed on
         assert await call_text(client, "py__env", {"name": "PYTHONUNBUFFERED"}) == "<unset>"
