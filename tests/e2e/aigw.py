@@ -105,6 +105,7 @@ def start_gateway(
     public_url: str | None = None,
     sessions: str = "",
     log_level: str = "debug",
+    log_format: str = "text",
 ) -> Gateway:
     """Write a config for these backends and start ``twistd -n aigw --config`` on it.
 
@@ -115,7 +116,8 @@ def start_gateway(
     ``public_url``: what clients and tokens name (default: this gateway's own URL; a load
     balancer's in front of several).
     ``sessions``: more keys of the ``sessions`` mapping (``", max_streams_per_user: 9"``).
-    ``log_level``: ``logging.level`` (debug, so a failing test's log says everything)."""
+    ``log_level``: ``logging.level`` (debug, so a failing test's log says everything);
+    ``log_format``: ``logging.format`` (text or json)."""
     port = port or free_port()
     metrics_port = free_port() if metrics else None
     directory = tempfile.mkdtemp(prefix="aigw-", dir=LOG_DIR)
@@ -140,7 +142,7 @@ def start_gateway(
         + backend_yaml(backends)
         + more_backends
         + f"sessions: {{secret_file: {key}{sessions}}}\n"
-        + f"logging: {{format: text, level: {log_level}}}\n"
+        + f"logging: {{format: {log_format}, level: {log_level}}}\n"
         + (
             f"metrics: {{listen: 'tcp:{metrics_port}:interface=127.0.0.1'}}\n"
             if metrics_port

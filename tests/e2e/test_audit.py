@@ -49,7 +49,9 @@ audit:
 
 @pytest.fixture(scope="module")
 def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
-    started = start_gateway([("py", pyserver.url)], issuer=auth_server.issuer, extra=ACCESS)
+    started = start_gateway(
+        [("py", pyserver.url)], issuer=auth_server.issuer, extra=ACCESS, log_format="json"
+    )
     try:
         yield started
     finally:
@@ -120,6 +122,33 @@ async def test_allowed_and_denied_calls_carry_the_deciding_rule(
     written = audit_text(gateway)
     assert tokens.access_token not in written
     assert tokens.access_token.split(".")[1] not in written  # not even the payload
+    journal = gateway.process.log()
+    assert tokens.access_token.split(".")[1] not in journal
+    assert_logged_as_json(journal, lines)
+
+
+def assert_logged_as_json(log: str, audited: list[dict[str, Any]]) -> None:
+    """``logging.format: json``: one object per line; the audit events are there too on
+    ``aigw.audit``, and the access log (``logging.access_log``, on by default) has each
+    call on ``aigw.access`` with who made it, as issuer and subject only."""
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert records, log[-2000:]
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
+    in_log = [r for r in records if r["namespace"] == "aigw.audit"]
+    assert [(r["event"], r["request_id"]) for r in in_log if r.get("method") == "tools/call"] == [
+        (line["event"], line["request_id"]) for line in audited
+    ]
+    calls = [
+        r
+        for r in records
+        if r["namespace"] == "aigw.access"
+        and r.get("event") == "request_finished"
+        and r.get("method") == "tools/call"
+    ]
+    assert [(r["name"], r["outcome"], r["sub"]) for r in calls] == [
+        ("echo", "ok", "alice"),
+        ("whoami-headers", "denied", "alice"),
+    ], calls
 
 
 def echo(rid: int) -> dict[str, Any]:
@@ -238,8 +267,12 @@ def test_refuse_answers_audited_calls_503_and_is_not_ready(refusing: Gateway) ->
 
 def test_sighup_reopens_the_file_logrotate_moved_away(pyserver: Upstream) -> None:
     """logrotate's ``create`` then ``postrotate`` reload: the old file keeps what it
-    had, the next events land in a new file (mode 0640)."""
-    gateway = start_gateway([("py", pyserver.url)], extra="audit:\n  file: audit.log\n")
+    had, the next events land in a new file (mode 0640).  This gateway has
+    ``audit.include_arguments``: each call's end holds its arguments."""
+    gateway = start_gateway(
+        [("py", pyserver.url)],
+        extra="audit:\n  file: audit.log\n  include_arguments: true\n",
+    )
     try:
         headers = session_of(gateway)
         assert post_json(gateway.url, headers, echo(2))[0] == 200
@@ -251,6 +284,8 @@ def test_sighup_reopens_the_file_logrotate_moved_away(pyserver: Upstream) -> Non
         assert post_json(gateway.url, headers, echo(3))[0] == 200
         after = audit_lines(gateway, 2)
         assert [line["event"] for line in after] == ["access_decided", "request_finished"]
+        assert before[1]["arguments"] == {"text": "call 2"}
+        assert after[1]["arguments"] == {"text": "call 3"}
         assert after[0]["request_id"] != before[0]["request_id"]
         assert rotated.read_text().splitlines() == [
             json.dumps(line, ensure_ascii=False, separators=(",", ":")) for line in before

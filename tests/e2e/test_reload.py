@@ -14,7 +14,15 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, edit_and_reload, mcp_post, reload_with, start_gateway
+from .aigw import (
+    Gateway,
+    edit_and_reload,
+    mcp_post,
+    open_session,
+    post_json,
+    reload_with,
+    start_gateway,
+)
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
@@ -77,6 +85,27 @@ async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
     assert "backends added added, removed none" in gateway.process.log()
     assert "backends added none, removed added" in gateway.process.log()
     assert gateway.process.alive
+    refuses_a_restart_only_change_whole(gateway, added)
+
+
+def refuses_a_restart_only_change_whole(gateway: Gateway, added: Upstream) -> None:
+    """README "Reload": a file changing a restart-only key (``mcp_path``) is refused whole,
+    the backend it also adds included, and the running config keeps serving."""
+    before = gateway.process.log().count("reload refused")
+    edit_and_reload(
+        gateway,
+        lambda text: text.replace("mcp_path: /mcp", "mcp_path: /other").replace(
+            "backends:\n", f"backends:\n  - name: added\n    url: {added.url}\n", 1
+        ),
+    )
+    log = gateway.process.log()
+    assert log.count("reload refused") == before + 1, gateway.process.log_tail()
+    assert "reload refused: mcp_path change only with a restart" in log
+    session = open_session(gateway.url)  # still /mcp
+    listed = post_json(gateway.url, session, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    names = [tool["name"] for tool in listed[2]["result"]["tools"]]
+    assert "py__echo" in names
+    assert not [name for name in names if name.startswith("added__")]
 
 
 async def test_reload_raises_the_scopes_an_existing_token_needs(

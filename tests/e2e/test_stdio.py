@@ -9,22 +9,27 @@ started them anew.  ``auth: none`` here.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, open_session, post_json, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import connect, connect_plain
-from .harness.processes import REPO_ROOT, ensure_node_modules, node_executable
+from .harness.processes import LOG_DIR, REPO_ROOT, ensure_node_modules, node_executable
 from .harness.results import text_of
+from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -32,23 +37,42 @@ STDIO_SERVER = REPO_ROOT / "tests" / "e2e" / "upstreams" / "stdio_server.py"
 EVERYTHING = "@modelcontextprotocol/server-everything/dist/index.js"
 
 
+#: ``limits`` counted in this process (no ``redis_url``): one call of the imported
+#: ``whoami-headers`` a minute.
+LOCAL_LIMITS = 'limits:\n  rules:\n    - {per: tool, match: "imported__whoami*", rate: 1/m}\n'
+
+
 def stdio_backends(node_modules: Path) -> str:
     return (
         "  - name: py\n"
         f"    command: {sys.executable}\n"
         f"    args: [{STDIO_SERVER}]\n"
-        "    env: {GREETING: hello}\n"
+        # ${VAR:-default}, VAR unset in aigw's environment: the default
+        '    env: {GREETING: "${AIGW_E2E_NEVER_SET:-hello}"}\n'
         "    timeout: 20s\n"
         "  - name: everything\n"
         f"    command: {node_executable()}\n"
         f"    args: [{node_modules / EVERYTHING}, stdio]\n"
         "    timeout: 20s\n"
+        "    tools:\n"
+        "      include_regex: ['echo|get-.*|trigger-long-.*']\n"
+        "      exclude: [get-env]\n"
+        "      exclude_regex: ['get-resource-.*']\n"
     )
 
 
 @pytest.fixture(scope="module")
-def gateway(node_modules: None) -> Iterator[Gateway]:
-    started = start_gateway([], more_backends=stdio_backends(ensure_node_modules()))
+def gateway(node_modules: None, pyserver: Upstream) -> Iterator[Gateway]:
+    """The two stdio backends, and ``import_mcp_servers``: an MCP client's file naming the
+    pyserver over HTTP, as ``imported``."""
+    fd, servers = tempfile.mkstemp(prefix="mcp-", suffix=".json", dir=LOG_DIR)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"mcpServers": {"imported": {"type": "http", "url": pyserver.url}}}, handle)
+    started = start_gateway(
+        [],
+        more_backends=stdio_backends(ensure_node_modules()),
+        extra=f"import_mcp_servers: {servers}\n" + LOCAL_LIMITS,
+    )
     try:
         yield started
     finally:
@@ -133,8 +157,59 @@ async def test_tools_of_stdio_servers_are_listed_and_called(gateway: Gateway) ->
         assert "hi" in await call_text(client, "everything__echo", {"message": "hi"})
 
 
+async def test_the_servers_of_an_imported_mcp_servers_file_are_served(gateway: Gateway) -> None:
+    """``import_mcp_servers``: the servers of a Claude Desktop / Cursor ``mcpServers`` file
+    are backends beside the native ones, named as the file names them."""
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"imported__echo", "py__echo"} <= names
+        assert await call_text(client, "imported__echo", {"text": "imported"}) == "imported"
+
+
+async def test_the_tool_selector_hides_and_refuses_what_it_leaves_out(gateway: Gateway) -> None:
+    """``backends[].tools``: ``include_regex`` matched against the whole name, then
+    ``exclude`` and ``exclude_regex``, which win; a tool left out is not listed and its
+    call is refused as an unknown tool, never forwarded."""
+    async with connect_plain(gateway.url, mode="legacy") as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        kept = {name for name in names if name.startswith("everything__")}
+        assert {"everything__echo", "everything__get-sum"} <= kept
+        assert "everything__trigger-long-running-operation" in kept
+        assert all(re.fullmatch(r"everything__(echo|get-.*|trigger-long-.*)", n) for n in kept)
+        assert "everything__get-env" not in kept
+        assert not {n for n in kept if n.startswith("everything__get-resource-")}
+        for hidden in ("everything__get-env", "everything__trigger-sampling-request"):
+            with pytest.raises(MCPError, match="nknown tool"):
+                await client.call_tool(hidden, {})
+
+
+def test_a_tool_over_its_rate_is_429_with_retry_after(gateway: Gateway) -> None:
+    """``limits.rules`` per tool, counted in the process: over the rate, 429 with
+    ``Retry-After`` and JSON-RPC -32016 naming the rule, before the backend sees it;
+    other tools are not counted."""
+    session = open_session(gateway.url)
+
+    def call(number: int, name: str, arguments: dict[str, str]) -> tuple[int, Any, Any]:
+        params = {"name": name, "arguments": arguments}
+        body = {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
+        return post_json(gateway.url, session, body)
+
+    status, _, body = call(2, "imported__whoami-headers", {})
+    assert status == 200, body
+    assert "result" in body, body
+    status, found, body = call(3, "imported__whoami-headers", {})
+    assert status == 429, body
+    assert int(found["retry-after"]) >= 1
+    assert body["error"]["code"] == -32016
+    assert body["error"]["data"]["limit"] == "tool:0"
+    status, _, body = call(4, "imported__echo", {"text": "not limited"})
+    assert status == 200, body
+    assert body["result"]["content"][0]["text"] == "not limited", body
+
+
 async def test_the_child_gets_its_env_not_the_gateways(gateway: Gateway) -> None:
     async with connect_plain(gateway.url, mode="legacy") as client:
+        # from ${AIGW_E2E_NEVER_SET:-hello}: the config's substitution, then the child's env
         assert await call_text(client, "py__env", {"name": "GREETING"}) == "hello"
         # set in aigw's environment by the harness, not passed on
         assert await call_text(client, "py__env", {"name": "PYTHONUNBUFFERED"}) == "<unset>"

@@ -47,7 +47,12 @@ def gateway(auth_server: AuthServer, pyserver: Upstream) -> Iterator[Gateway]:
         f"    scope: mcp:tools, resource: '{pyserver.url}'}}\n"
         "  claims_to_headers: {sub: X-Forwarded-User}\n"
     )
+    headers_file = os.path.join(directory, "tx-headers.yaml")
+    with open(headers_file, "w") as handle:
+        handle.write("X-From-File: file-value\n")
+    os.chmod(headers_file, 0o600)
     tx = (
+        f"headers_file: {headers_file}\n"
         "auth:\n"
         f"  token_exchange: {{token_endpoint: '{auth_server.token_endpoint}', {client},\n"
         f"    audience: crm, resource: '{pyserver.url}'}}\n"
@@ -115,7 +120,8 @@ async def test_token_exchange_a_token_for_the_backend_per_user(
 ) -> None:
     """RFC 8693: the user's token is the subject token, the backend the resource; the
     backend gets the exchanged token (the user as ``sub``, aigw as ``act``), never the
-    user's, and the same one again while it is valid."""
+    user's, and the same one again while it is valid; with the headers of its
+    ``headers_file``."""
     storage = MemoryTokenStorage()
     headers = await headers_seen(gateway, "tx", storage)
     token = user_token(storage)
@@ -126,6 +132,7 @@ async def test_token_exchange_a_token_for_the_backend_per_user(
     assert claims["act"] == {"sub": CLIENT_ID}
     assert headers["authorization"] != f"Bearer {token}"
     assert headers["x-forwarded-user"] == "alice"
+    assert headers["x-from-file"] == "file-value"  # backends[].headers_file
     assert (
         headers["x-client-id"]
         == jwt.decode(token, options={"verify_signature": False})["client_id"]

@@ -13,9 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx2
 from twisted.trial.unittest import TestCase
 
 from tests.e2e.aigw import write_session_key
+from tests.e2e.harness.upstreams import start_pyserver
 from tests.process.helpers import (
     BIN,
     EX_CONFIG,
@@ -273,3 +275,57 @@ class DaemonTests(TestCase):
         self.assertEqual(result.returncode, 71, err)
         self.assertIn(f"cannot listen on {metrics}", err)
         self.assertNotIn("Traceback", err)
+
+    def test_an_audit_file_that_cannot_be_opened_exits_73_naming_it(self) -> None:
+        """README "Run": 73 (EX_CANTCREAT) when the audit file cannot be opened at start;
+        a trail that would lose every event does not start serving."""
+        looping = os.path.join(self.directory, "audit.log")
+        os.symlink(looping, looping)  # a link to itself: ELOOP, even for root
+        config = write_config(self.directory, free_port(), extra=f"audit: {{file: {looping}}}\n")
+        result = run_aigw("run", config, cwd=self.directory)
+        err = result.stderr.decode()
+        self.assertEqual(result.returncode, 73, err)
+        self.assertIn(f"cannot open the audit file {looping}", err)
+        self.assertNotIn("Traceback", err)
+
+    def test_a_unix_socket_listener_serves_the_configured_mcp_path(self) -> None:
+        """``listen: unix:PATH`` beside TCP, and an ``mcp_path`` of its own: MCP is served
+        there on both listeners, and ``/mcp`` is not the endpoint any more."""
+        upstream = start_pyserver()
+        self.addCleanup(upstream.stop)
+        short = tempfile.mkdtemp(prefix="aigw-uds-")  # a socket path has ~108 bytes at most
+        self.addCleanup(shutil.rmtree, short, True)
+        path = os.path.join(short, "aigw.sock")
+        port = free_port()
+        config = os.path.join(self.directory, "aigw.yaml")
+        with open(config, "w") as handle:
+            handle.write(
+                f'listen: ["tcp:{port}:interface=127.0.0.1", "unix:{path}"]\n'
+                f"public_url: http://127.0.0.1:{port}\n"
+                "mcp_path: /gateway/mcp\n"
+                "auth: none\nmetrics: off\n"
+                f"backends:\n  - name: py\n    url: {upstream.url}\n"
+            )
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        }
+        headers = {"Accept": "application/json, text/event-stream"}
+        local = httpx2.Client(transport=httpx2.HTTPTransport(uds=path), timeout=10)
+        with serving([str(BIN / "aigw"), "run", config], port, self.directory) as served, local:
+            answered = local.post("http://localhost/gateway/mcp", json=initialize, headers=headers)
+            old_path = local.post("http://localhost/mcp", json=initialize, headers=headers)
+            health = local.get("http://localhost/healthz")
+        self.assertEqual(served.code, 0, served.output)
+        self.assertEqual(answered.status_code, 200, answered.text)
+        self.assertEqual(answered.json()["result"]["protocolVersion"], "2025-11-25")
+        self.assertIn("mcp-session-id", answered.headers)
+        self.assertEqual(old_path.status_code, 404)
+        self.assertEqual(health.json(), {"status": "alive"})
+        self.assertNotIn("Traceback", served.output)

@@ -68,7 +68,15 @@ class ObserversTests(SynchronousTestCase):
         self.assertEqual([event.state for event in late.connections], ["lost"])
 
     def test_no_observers_is_fine(self) -> None:
-        tell_everything(Observers())
+        """Nobody listens: every event is taken and dropped, and ``heard`` says so (the hot
+        path then builds no events at all)."""
+        observers = Observers()
+        tell_everything(observers)
+        self.assertFalse(heard(observers))
+        late = RecordingObserver()
+        observers.add(late)
+        self.assertTrue(heard(observers))
+        self.assertEqual(late.requests, [])  # nothing told before it was added was kept
 
     def test_observers_nest(self) -> None:
         """An ``Observers`` is itself a ``GatewayObserver``."""

@@ -49,7 +49,7 @@ class MetadataTests(SynchronousTestCase):
         for cls in MODEL:
             for field in attrs.fields(cls):
                 with self.subTest(field=f"{cls.__name__}.{field.name}"):
-                    fields.reading(field)
+                    self.assertIsInstance(fields.reading(field), fields.Reading)
 
     def test_keys_are_the_fields_and_their_file_twins(self) -> None:
         self.assertEqual(

@@ -198,5 +198,7 @@ class PropertyTests(SynchronousTestCase):
     @given(st.binary(max_size=300))
     def test_arbitrary_bytes_never_raise_anything_but_sse_error(self, stream: bytes) -> None:
         parser = SSEParser(max_event_bytes=64)
+        events = []
         with contextlib.suppress(SSEError):
-            parser.feed(stream)
+            events = parser.feed(stream)
+        self.assertTrue(all(len(event.data.encode()) <= 64 for event in events))

@@ -376,10 +376,14 @@ class BoundsTests(StdioTestCase):
 
     def test_a_line_that_is_not_json_is_skipped(self) -> None:
         child, session_id = self.open()
-        posting = self.post(request(10, "tools/call"), session_id=session_id)
+        got: list[Any] = []
+        posting = self.post(request(10, "tools/call"), got.append, session_id=session_id)
         child.protocol.childDataReceived(1, b"hello\n")
-        child.answer({})
-        self.successResultOf(posting)
+        self.assertFalse(posting.called)
+        self.assertEqual(child.signals, [])  # skipped, not a reason to kill the child
+        child.answer({"content": []})
+        self.assertEqual(self.successResultOf(posting).status, 200)
+        self.assertEqual(got, [{"jsonrpc": "2.0", "id": 10, "result": {"content": []}}])
 
     def test_hostile_lines_are_skipped(self) -> None:
         child, session_id = self.open()
@@ -400,7 +404,7 @@ class BoundsTests(StdioTestCase):
         self.assertFalse(posting.called)
         self.assertEqual(heard, [])  # progress for no call in flight: dropped
         child.answer({})
-        self.successResultOf(posting)
+        self.assertEqual(self.successResultOf(posting).status, 200)
 
     def test_stderr_is_logged_line_by_line_bounded(self) -> None:
         lines = Lines(8, truncate=True)
