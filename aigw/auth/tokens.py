@@ -345,18 +345,26 @@ class IntrospectionVerifier:
 
 @implementer(ITokenVerifier)
 class CachingVerifier:
-    """Remembers accepted tokens until their ``exp``, in a bounded LRU.
+    """Remembers accepted tokens until their ``exp``, or for ``max_age`` seconds at
+    most, in a bounded LRU.
 
     Keyed by the SHA-256 of the token, so the cache never holds tokens.
     Refusals are not cached, and a principal without ``expires_at`` is never
-    cached (nothing bounds how long it stays true).  A cached token stays
-    accepted after its signing key leaves the key set, until it expires.
+    cached (nothing bounds how long it stays true).  A cached JWT stays accepted
+    after its signing key leaves the key set, until it expires.  ``max_age``
+    bounds what an introspection said (``auth.introspection.cache_ttl``): an opaque
+    token is usually chosen so that revoking it takes effect, and RFC 7662 section 4
+    warns that a cached answer outlives a revocation; 0 caches nothing.
     """
 
-    def __init__(self, wrapped: Verifier, clock: Clock, max_entries: int) -> None:
+    def __init__(
+        self, wrapped: Verifier, clock: Clock, max_entries: int, max_age: float | None = None
+    ) -> None:
         self._wrapped = wrapped
         self._clock = clock
-        self._entries: LRU[bytes, Principal] = LRU(max_entries)
+        self._max_age = max_age
+        #: The principal, and until when it is trusted.
+        self._entries: LRU[bytes, tuple[Principal, float]] = LRU(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -365,16 +373,21 @@ class CachingVerifier:
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         cached = self._entries.get(key)
         if cached is not None:
-            if cached.expires_at is not None and self._clock.seconds() < cached.expires_at:
-                return succeed(cached)
+            if self._clock.seconds() < cached[1]:
+                return succeed(cached[0])
             self._entries.pop(key)
         verified: Deferred[Principal] = self._wrapped.verify(token)
         return verified.addCallback(self._store, key)
 
     def _store(self, principal: Principal, key: bytes) -> Principal:
-        expires = principal.expires_at
-        if expires is not None and self._clock.seconds() < expires:
-            self._entries.put(key, principal)
+        until = principal.expires_at
+        if until is None or self._max_age == 0:
+            return principal
+        now = self._clock.seconds()
+        if self._max_age is not None:
+            until = min(until, now + self._max_age)
+        if now < until:
+            self._entries.put(key, (principal, until))
         return principal
 
 
@@ -416,5 +429,6 @@ def build_verifier(
             IntrospectionVerifier(auth.introspection, auth, http_client, clock, observer),
             clock,
             auth.introspection.cache_size,
+            auth.introspection.cache_ttl,
         )
     return DispatchingVerifier(jwt_verifier, opaque)

@@ -174,6 +174,10 @@ class IntrospectionConfig:
     )
     timeout: float = attrs.field(default=10.0, metadata=_duration)
     cache_size: int = attrs.field(default=10000, metadata=_count_or_zero)
+    #: How long an active answer is trusted (never past the token's ``exp``): a token
+    #: revoked at the authorization server is refused at most this much later (RFC
+    #: 7662 section 4); 0: every request introspected.
+    cache_ttl: float = attrs.field(default=60.0, metadata=_duration_or_zero)
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import anyio
 import httpx2
 import pytest
 
@@ -19,7 +20,7 @@ from .harness.authserver import AuthServer, start_auth_server
 from .harness.oauth_client import connect
 from .harness.processes import free_port
 from .harness.results import text_of
-from .harness.tokens import token_for
+from .harness.tokens import grant_for, token_for
 from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -38,6 +39,7 @@ def opaque(node_modules: None, pyserver: Upstream) -> Iterator[tuple[AuthServer,
             f"  endpoint: {endpoint.json()['introspection_endpoint']}\n"
             "  client_id: aigw-introspector\n"
             "  client_secret: aigw-introspector-secret\n"
+            "  cache_ttl: 1s\n"
         )
         gateway = start_gateway(
             [("py", pyserver.url)], issuer=server.issuer, auth_extra=introspection, port=port
@@ -83,3 +85,25 @@ async def test_an_opaque_token_without_the_required_scope_gets_403(
     response = mcp_post(gateway, token)
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+async def test_a_revoked_opaque_token_is_refused_within_cache_ttl(
+    opaque: tuple[AuthServer, Gateway],
+) -> None:
+    """RFC 7009 revocation at the AS takes effect at aigw within ``cache_ttl`` (1 s here,
+    60 s by default): RFC 7662 section 4, a cached answer outlives a revocation.  Before,
+    an active answer was trusted until the token's ``exp``."""
+    server, gateway = opaque
+    token, client_id = await grant_for(server, "alice", gateway.url, "mcp:tools tools:call")
+    assert mcp_post(gateway, token).status_code == 200
+    discovery = httpx2.get(f"{server.issuer}/.well-known/openid-configuration", timeout=10)
+    revoked = httpx2.post(
+        discovery.json()["revocation_endpoint"],
+        data={"token": token, "token_type_hint": "access_token", "client_id": client_id},
+        timeout=10,
+    )
+    assert revoked.status_code == 200, revoked.text
+    await anyio.sleep(1.2)
+    response = mcp_post(gateway, token)
+    assert response.status_code == 401, response.text
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]

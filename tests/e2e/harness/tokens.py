@@ -27,6 +27,15 @@ async def token_for(
     """Register a client and run the code flow with PKCE by hand; return the access token.
 
     ``password`` defaults to the one the authorization server was started with."""
+    token, _ = await grant_for(auth_server, user, resource, scope, password)
+    return token
+
+
+async def grant_for(
+    auth_server: AuthServer, user: str, resource: str, scope: str, password: str | None = None
+) -> tuple[str, str]:
+    """``token_for``'s access token, and the id of the public client it was issued to
+    (which may revoke it, RFC 7009 section 2.1)."""
     async with httpx2.AsyncClient(timeout=10) as http:
         registration = await http.post(
             f"{auth_server.issuer}/reg",
@@ -74,4 +83,4 @@ async def token_for(
             },
         )
         response.raise_for_status()
-        return str(response.json()["access_token"])
+        return str(response.json()["access_token"]), client_id

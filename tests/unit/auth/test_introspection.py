@@ -173,8 +173,10 @@ class CachingTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(NOW)
 
-    def cache(self, wrapped: CountingVerifier, size: int = 10) -> CachingVerifier:
-        return CachingVerifier(wrapped, self.clock, size)
+    def cache(
+        self, wrapped: CountingVerifier, size: int = 10, max_age: float | None = None
+    ) -> CachingVerifier:
+        return CachingVerifier(wrapped, self.clock, size, max_age)
 
     def test_hit_avoids_reverifying(self) -> None:
         wrapped = CountingVerifier()
@@ -194,6 +196,35 @@ class CachingTests(SynchronousTestCase):
         self.clock.advance(1)
         cache.verify("t")
         self.assertEqual(wrapped.calls, 2)
+
+    def test_max_age_bounds_an_entry_before_exp(self) -> None:
+        """``auth.introspection.cache_ttl``: an answer is trusted ``max_age`` seconds,
+        so a revocation at the authorization server takes effect that much later."""
+        wrapped = CountingVerifier()  # exp in 60 s
+        cache = self.cache(wrapped, max_age=10)
+        cache.verify("t")
+        self.clock.advance(9.9)
+        cache.verify("t")
+        self.assertEqual(wrapped.calls, 1)
+        self.clock.advance(0.1)
+        cache.verify("t")
+        self.assertEqual(wrapped.calls, 2)
+
+    def test_max_age_past_exp_stops_at_exp(self) -> None:
+        wrapped = CountingVerifier()  # exp in 60 s
+        cache = self.cache(wrapped, max_age=3600)
+        cache.verify("t")
+        self.clock.advance(60)
+        cache.verify("t")
+        self.assertEqual(wrapped.calls, 2)
+
+    def test_max_age_zero_caches_nothing(self) -> None:
+        wrapped = CountingVerifier()
+        cache = self.cache(wrapped, max_age=0)
+        cache.verify("t")
+        cache.verify("t")
+        self.assertEqual(wrapped.calls, 2)
+        self.assertEqual(len(cache), 0)
 
     def test_never_caches_without_exp(self) -> None:
         wrapped = CountingVerifier(expires_at=None)
@@ -265,10 +296,16 @@ class BuildVerifierTests(SynchronousTestCase):
         self.assertEqual(self.server.hits["/introspect"], 0)
 
     def test_opaque_goes_to_introspection(self) -> None:
+        self.server.serve("/introspect", active(exp=int(NOW) + 3600))
         verifier = self.build(introspection=INTROSPECTION)
         self.successResultOf(self.verify(verifier, "opaque"))
         self.successResultOf(self.verify(verifier, "opaque"))
-        self.assertEqual(self.server.hits["/introspect"], 1)  # cached until exp
+        self.assertEqual(self.server.hits["/introspect"], 1)  # cached
+        # For cache_ttl (60 s by default), not until the token's exp (an hour away):
+        # a token revoked meanwhile is refused within a minute (RFC 7662 section 4).
+        self.clock.advance(INTROSPECTION.cache_ttl)
+        self.successResultOf(self.verify(verifier, "opaque"))
+        self.assertEqual(self.server.hits["/introspect"], 2)
 
     def test_opaque_without_introspection_is_malformed(self) -> None:
         verifier = self.build()
