@@ -101,6 +101,17 @@ def client_secret_basic(client_id: str, client_secret: str) -> bytes:
     return b"Basic " + base64.b64encode(pair)
 
 
+#: How much of a server's ``error_description`` (or other text) a failure quotes.
+MAX_EXCERPT = 120
+
+
+def excerpt(value: object) -> str:
+    """A short, printable excerpt of what a server said: safe in a log line or a page."""
+    text = value if isinstance(value, str) else ""
+    text = "".join(c if c.isprintable() else " " for c in text[:MAX_EXCERPT])
+    return text + ("…" if isinstance(value, str) and len(value) > MAX_EXCERPT else "")
+
+
 def _form(value: str) -> str:
     return urllib.parse.quote_plus(value, safe="")
 
@@ -120,14 +131,15 @@ class Fetched:
     body: bytes
 
 
-def _collector(limit: int) -> tuple[list[bytes], Any]:
+def _collector(limit: int, bound: int) -> tuple[list[bytes], Any]:
+    """Collects up to ``limit`` bytes; past it, TooLarge naming ``bound``."""
     chunks: list[bytes] = []
     size = [0]
 
     def collect(data: bytes) -> None:
         size[0] += len(data)
         if size[0] > limit:
-            raise TooLarge(f"response larger than {limit} bytes")
+            raise TooLarge(f"response larger than {bound} bytes")
         chunks.append(data)
 
     return chunks, collect
@@ -141,7 +153,7 @@ async def _fetch(
         length = response.length
         # A declared length past the bound fails on the first chunk, which aborts.
         declared_too_large = isinstance(length, int) and length > max_bytes
-        chunks, collect = _collector(-1 if declared_too_large else max_bytes)
+        chunks, collect = _collector(-1 if declared_too_large else max_bytes, max_bytes)
         await http.collect(response, collect)
     except FetchFailed:
         raise
@@ -189,9 +201,12 @@ def fetch(
 
 
 def parse_json_object(body: bytes, url: str) -> dict[str, Any]:
-    """A JSON object, or FetchFailed."""
+    """A JSON object, or FetchFailed.  Nested past the interpreter's recursion limit is
+    not JSON either: the decoder raises ``RecursionError`` for it, not ``ValueError``."""
     try:
         value = json.loads(body)
+    except RecursionError:
+        raise FetchFailed(f"{url} did not answer JSON: nested too deep") from None
     except ValueError as error:
         raise FetchFailed(f"{url} did not answer JSON: {error}") from None
     if not isinstance(value, dict):
