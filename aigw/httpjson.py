@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-import treq
 from treq.client import HTTPClient as TreqHTTPClient
-from twisted.internet.defer import Deferred
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IBodyProducer
 
 from aigw.tls import AgentEndpoints
@@ -90,8 +92,43 @@ class TreqClient:
         return d
 
     def collect(self, response: Any, collector: Any) -> Deferred[None]:
-        d: Deferred[None] = treq.collect(response, collector)
-        return d
+        """treq's ``collect``, except that cancelling it (:func:`fetch`'s timeout) closes
+        the connection: treq's cannot be cancelled, so a body trickled by a server slower
+        than the timeout kept its connection open, feeding a collector nobody read."""
+        if response.length == 0:
+            return succeed(None)
+        body = _Collect(collector)
+        response.deliverBody(body)
+        return body.finished
+
+
+class _Collect(protocol.Protocol):
+    """A response body, chunk by chunk, to ``collector``; ``finished`` fires at its end."""
+
+    def __init__(self, collector: Any) -> None:
+        self._collector = collector
+        self.finished: Deferred[None] = Deferred(self._cancel)
+
+    def _cancel(self, finished: Deferred[None]) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        try:
+            self._collector(data)
+        except Exception:
+            self.finished.errback()
+            self._cancel(self.finished)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(None)
+        else:
+            self.finished.errback(reason)
 
 
 def client_secret_basic(client_id: str, client_secret: str) -> bytes:
