@@ -4,9 +4,9 @@ Discovery follows URLs the operator never wrote: the backend's ``resource_metada
 (RFC 9728 §5.1), its ``authorization_servers`` (§2) and their endpoints (RFC 8414 §2),
 where aigw then sends codes, client secrets and refresh tokens.  A hostile or
 compromised backend could name anything, so each is checked before it is asked
-(server-side request forgery: RFC 9728 §7, RFC 8414 §6; MCP 2025-11-25 "Security Best
-Practices").  The rules, from the URL alone (names are not resolved: a name that
-resolves to an internal address passes; egress filtering is the operator's):
+(server-side request forgery; RFC 9728 §7).  The rules, from the URL alone (names are
+not resolved: a name that resolves to an internal address passes; egress filtering is
+the operator's):
 
 * an absolute ``https://`` URL of visible ASCII, at most ``MAX_URL`` characters, with
   a host, no userinfo (``user@``) and no ``#fragment`` (RFC 8414 §2, RFC 6749 §3.1.2);
