@@ -22,8 +22,8 @@ import pytest
 from .aigw import Gateway, start_gateway
 from .harness.authserver import AuthServer
 from .harness.oauth_client import MemoryTokenStorage
-from .harness.processes import LOG_DIR, Process
-from .harness.upstreams import Upstream, start_twisted_upstream
+from .harness.processes import LOG_DIR
+from .harness.upstreams import Upstream, serving_twisted_upstream
 from .test_user_oauth import call_whoami, elicited, sign_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -32,12 +32,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[str]:
     """The base URL of ``hostile_oauth``."""
-    process: Process = start_twisted_upstream("hostile_oauth")
-    try:
-        assert process.ready_match is not None
-        yield process.ready_match.group(1)
-    finally:
-        process.stop()
+    with serving_twisted_upstream("hostile_oauth") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
