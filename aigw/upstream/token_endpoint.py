@@ -218,11 +218,13 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenRequestFailed:
     """RFC 6749 §5.2: a 400 (or 401) with an ``error`` code is the server's no."""
-    code = answer.get("error") if answer else None
-    if not isinstance(code, str):
+    raw = answer.get("error") if answer else None
+    if not isinstance(raw, str):
         return TokenRequestFailed(f"{url} answered HTTP {status}", status=status)
+    # Both quoted short and printable: ``aigw doctor`` prints the code, the log both.
+    code = excerpt(raw)
     description = excerpt(answer.get("error_description") if answer else None) or None
-    said = excerpt(code) + (f" ({description})" if description else "")
+    said = code + (f" ({description})" if description else "")
     if status in (400, 401, 403):
         return TokenRequestFailed(
             f"{url} refused: {said}",

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -385,6 +386,10 @@ class TokenAnswerTests(TokenCase):
         error = self.failed(400, body)
         self.assertIn("refused: x  x", error)
         self.assertNotIn("\x1b", error)
+        failure = self.failureResultOf(self.request(400, body), TokenRequestFailed).value
+        assert isinstance(failure, TokenRequestFailed)
+        self.assertLessEqual(len(failure.code or ""), 121)
+        self.assertTrue((failure.code or "").isprintable())
         self.assertIn("answered HTTP 400", self.failed(400, {"error": 5}))
 
 
@@ -401,6 +406,19 @@ class CachedLifetimeTests(TokenCase):
         self.clock.advance(MAX_LIFETIME - EXPIRY_LEEWAY)
         self.got(self.ask(credentials))
         self.assertEqual(credentials.fetches, 2)
+
+    def test_an_exchanged_token_is_kept_no_longer_than_the_users(self) -> None:
+        """Before: an ``expires_in`` kept it past the user's token's expiry."""
+        exchange = TokenExchange("crm", tx_config(), self.server, self.clock)
+        self.server.auto = self.huge
+        user = attrs.evolve(alice(), expires_at=self.clock.seconds() + 60)
+        self.got(self.ask(exchange, user))
+        self.clock.advance(59)
+        self.got(self.ask(exchange, user))
+        self.assertEqual(exchange.exchanges, 1)
+        self.clock.advance(1)
+        self.got(self.ask(exchange, user))
+        self.assertEqual(exchange.exchanges, 2)
 
     def test_an_exchanged_token_is_kept_a_day_at_most(self) -> None:
         exchange = TokenExchange("crm", tx_config(), self.server, self.clock)
