@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, get_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, excerpt, fetch, get_json_object
 from aigw.upstream.learnt_urls import learnt_url_problem, same_origin
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
@@ -95,7 +95,7 @@ async def discover(
     if problem is None and urllib.parse.urlsplit(issuer).query:
         problem = "a ?query in the issuer (RFC 8414 §2)"
     if problem is not None:
-        raise DiscoveryFailed(f"authorization server {_quoted(issuer)} refused: {problem}")
+        raise DiscoveryFailed(f"authorization server {excerpt(issuer)!r} refused: {problem}")
     try:
         metadata = await discover_metadata(server_http, clock, issuer, time_limit)
     except FetchFailed as error:
@@ -110,14 +110,15 @@ async def _resource_metadata(
     its ``resource`` must be the backend's (§3.3), or it is not used."""
     named = await _challenged(http, clock, resource, time_limit)
     problems: list[str] = []
-    if named is not None and not same_origin(named, resource):
+    if named is not None:
         # RFC 9728 §3.1 puts the document on the resource's own host; one named elsewhere
         # is not asked (SSRF), the well-known URLs are.
-        problems.append(f"resource_metadata {_quoted(named)} ignored: not on {resource}'s origin")
-        named = None
-    elif named is not None and (problem := learnt_url_problem(named, resource)) is not None:
-        problems.append(f"resource_metadata {_quoted(named)} ignored: {problem}")
-        named = None
+        problem = learnt_url_problem(named, resource)
+        if problem is None and not same_origin(named, resource):
+            problem = f"not on {resource}'s origin"
+        if problem is not None:
+            problems.append(f"resource_metadata {excerpt(named)!r} ignored: {problem}")
+            named = None
     for url in [named] if named else well_known_urls(resource):
         try:
             _, document = await get_json_object(
@@ -180,7 +181,7 @@ def _server(
         # nothing; real servers split them): the document is the issuer's (§3.3).
         problem = learnt_url_problem(value, issuer)
         if problem is not None:
-            raise DiscoveryFailed(f"{issuer}'s {key} {_quoted(value)} refused: {problem}")
+            raise DiscoveryFailed(f"{issuer}'s {key} {excerpt(value)!r} refused: {problem}")
         endpoints[key] = value
     if endpoints["authorization_endpoint"] is None or endpoints["token_endpoint"] is None:
         raise DiscoveryFailed(f"{issuer}'s metadata lacks an authorization or token endpoint")
@@ -197,9 +198,3 @@ def _server(
         if isinstance(scopes, list)
         else (),
     )
-
-
-def _quoted(value: object) -> str:
-    """A peer's value in a message: printable, at most 100 characters."""
-    text = repr(value)
-    return text if len(text) <= 100 else text[:99] + "…"

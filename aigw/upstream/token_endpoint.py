@@ -172,7 +172,7 @@ class TokenEndpoint:
             # it goes nowhere else the issuer could not (``learnt_urls.py``).
             problem = learnt_url_problem(found, self._issuer)
             if problem is not None:
-                raise TokenRequestFailed(f"token_endpoint {found[:100]!r} refused: {problem}")
+                raise TokenRequestFailed(f"token_endpoint {excerpt(found)!r} refused: {problem}")
             self._url = found
         return self._url
 

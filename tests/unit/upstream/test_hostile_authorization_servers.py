@@ -121,6 +121,8 @@ class DiscoveryTests(UserOAuthTestCase):
             "http://crm.example/.well-known/oauth-protected-resource/mcp",
             "https://x@crm.example/.well-known/oauth-protected-resource/mcp",
             "https://crm.example/.well-known/oauth-protected-resource/mcp#f",
+            "https://crm.example:99999/.well-known/oauth-protected-resource/mcp",
+            "https://crm.example/\r\n",
         ]:
             with self.subTest(named=named):
                 self.backend.http.requests.clear()
