@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-import treq
 from treq.client import HTTPClient as TreqHTTPClient
-from twisted.internet.defer import Deferred
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IBodyProducer
 
 from aigw.tls import AgentEndpoints
@@ -90,8 +92,43 @@ class TreqClient:
         return d
 
     def collect(self, response: Any, collector: Any) -> Deferred[None]:
-        d: Deferred[None] = treq.collect(response, collector)
-        return d
+        """treq's ``collect``, except that cancelling it (:func:`fetch`'s timeout) closes
+        the connection: treq's cannot be cancelled, so a body trickled by a server slower
+        than the timeout kept its connection open, feeding a collector nobody read."""
+        if response.length == 0:
+            return succeed(None)
+        body = _Collect(collector)
+        response.deliverBody(body)
+        return body.finished
+
+
+class _Collect(protocol.Protocol):
+    """A response body, chunk by chunk, to ``collector``; ``finished`` fires at its end."""
+
+    def __init__(self, collector: Any) -> None:
+        self._collector = collector
+        self.finished: Deferred[None] = Deferred(self._cancel)
+
+    def _cancel(self, finished: Deferred[None]) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        try:
+            self._collector(data)
+        except Exception:
+            self.finished.errback()
+            self._cancel(self.finished)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(None)
+        else:
+            self.finished.errback(reason)
 
 
 def client_secret_basic(client_id: str, client_secret: str) -> bytes:
@@ -99,6 +136,17 @@ def client_secret_basic(client_id: str, client_secret: str) -> bytes:
     id and secret each form-encoded (Appendix B) before they are joined and base64ed."""
     pair = f"{_form(client_id)}:{_form(client_secret)}".encode()
     return b"Basic " + base64.b64encode(pair)
+
+
+#: How much of a server's ``error_description`` (or other text) a failure quotes.
+MAX_EXCERPT = 120
+
+
+def excerpt(value: object) -> str:
+    """A short, printable excerpt of what a server said: safe in a log line or a page."""
+    text = value if isinstance(value, str) else ""
+    text = "".join(c if c.isprintable() else " " for c in text[:MAX_EXCERPT])
+    return text + ("…" if isinstance(value, str) and len(value) > MAX_EXCERPT else "")
 
 
 def _form(value: str) -> str:
@@ -120,14 +168,15 @@ class Fetched:
     body: bytes
 
 
-def _collector(limit: int) -> tuple[list[bytes], Any]:
+def _collector(limit: int, bound: int) -> tuple[list[bytes], Any]:
+    """Collects up to ``limit`` bytes; past it, TooLarge naming ``bound``."""
     chunks: list[bytes] = []
     size = [0]
 
     def collect(data: bytes) -> None:
         size[0] += len(data)
         if size[0] > limit:
-            raise TooLarge(f"response larger than {limit} bytes")
+            raise TooLarge(f"response larger than {bound} bytes")
         chunks.append(data)
 
     return chunks, collect
@@ -141,7 +190,7 @@ async def _fetch(
         length = response.length
         # A declared length past the bound fails on the first chunk, which aborts.
         declared_too_large = isinstance(length, int) and length > max_bytes
-        chunks, collect = _collector(-1 if declared_too_large else max_bytes)
+        chunks, collect = _collector(-1 if declared_too_large else max_bytes, max_bytes)
         await http.collect(response, collect)
     except FetchFailed:
         raise
@@ -189,9 +238,12 @@ def fetch(
 
 
 def parse_json_object(body: bytes, url: str) -> dict[str, Any]:
-    """A JSON object, or FetchFailed."""
+    """A JSON object, or FetchFailed.  Nested past the interpreter's recursion limit is
+    not JSON either: the decoder raises ``RecursionError`` for it, not ``ValueError``."""
     try:
         value = json.loads(body)
+    except RecursionError:
+        raise FetchFailed(f"{url} did not answer JSON: nested too deep") from None
     except ValueError as error:
         raise FetchFailed(f"{url} did not answer JSON: {error}") from None
     if not isinstance(value, dict):

@@ -5,7 +5,9 @@ token is answered 401 with ``WWW-Authenticate: Bearer resource_metadata="..."`` 
 9728 §5.1); that document (RFC 9728 §3) names the ``authorization_servers``, whose own
 metadata (RFC 8414, ``aigw.discovery``) names the endpoints aigw uses as the OAuth
 client of that backend.  A backend that sends no ``resource_metadata`` is asked at the
-well-known URL instead (RFC 9728 §3.1: path-inserted, then at the root).
+well-known URL instead (RFC 9728 §3.1: path-inserted, then at the root).  Every URL
+learnt on the way is checked before it is asked (``learnt_urls.py``): a backend cannot
+send aigw anywhere it likes.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from typing import Any
 import attrs
 
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, get_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, excerpt, fetch, get_json_object
+from aigw.upstream.learnt_urls import learnt_url_problem, same_origin
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 MAX_DOCUMENT_BYTES = 64 * 1024
 #: RFC 9110 §11.2 auth-param: token68-free ``name=value`` pairs, the value a token or
 #: a quoted string (its backslash escapes kept to be undone).
 _PARAM = re.compile(r'([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')
+#: RFC 6749 §3.3 scope-token: what may be asked for (and so sent in a URL and a form).
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 #: A request that any MCP endpoint must refuse without a token (a ping is harmless).
 _PROBE = b'{"jsonrpc":"2.0","id":0,"method":"ping"}'
 
@@ -86,6 +91,11 @@ async def discover(
     if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
         raise DiscoveryFailed(f"{resource}'s metadata names no authorization_servers")
     issuer = servers[0]
+    problem = learnt_url_problem(issuer, resource)
+    if problem is None and urllib.parse.urlsplit(issuer).query:
+        problem = "a ?query in the issuer (RFC 8414 §2)"
+    if problem is not None:
+        raise DiscoveryFailed(f"authorization server {excerpt(issuer)!r} refused: {problem}")
     try:
         metadata = await discover_metadata(server_http, clock, issuer, time_limit)
     except FetchFailed as error:
@@ -100,6 +110,15 @@ async def _resource_metadata(
     its ``resource`` must be the backend's (§3.3), or it is not used."""
     named = await _challenged(http, clock, resource, time_limit)
     problems: list[str] = []
+    if named is not None:
+        # RFC 9728 §3.1 puts the document on the resource's own host; one named elsewhere
+        # is not asked (SSRF), the well-known URLs are.
+        problem = learnt_url_problem(named, resource)
+        if problem is None and not same_origin(named, resource):
+            problem = f"not on {resource}'s origin"
+        if problem is not None:
+            problems.append(f"resource_metadata {excerpt(named)!r} ignored: {problem}")
+            named = None
     for url in [named] if named else well_known_urls(resource):
         try:
             _, document = await get_json_object(
@@ -152,10 +171,18 @@ def _server(
 ) -> AuthorizationServer:
     """RFC 8414 §2 endpoints; MCP 2025-11-25 "Authorization Code Protection": no PKCE
     S256 advertised, no authorization (the client MUST refuse to proceed)."""
-    endpoints = {}
+    endpoints: dict[str, str | None] = {}
     for key in ("authorization_endpoint", "token_endpoint", "registration_endpoint"):
         value = metadata.get(key)
-        endpoints[key] = value if isinstance(value, str) and _http_url(value) else None
+        if not isinstance(value, str):
+            endpoints[key] = None
+            continue
+        # Another origin than the issuer's is allowed (RFC 8414 §2 ties the endpoints to
+        # nothing; real servers split them): the document is the issuer's (§3.3).
+        problem = learnt_url_problem(value, issuer)
+        if problem is not None:
+            raise DiscoveryFailed(f"{issuer}'s {key} {excerpt(value)!r} refused: {problem}")
+        endpoints[key] = value
     if endpoints["authorization_endpoint"] is None or endpoints["token_endpoint"] is None:
         raise DiscoveryFailed(f"{issuer}'s metadata lacks an authorization or token endpoint")
     methods = metadata.get("code_challenge_methods_supported")
@@ -167,9 +194,7 @@ def _server(
         endpoints["authorization_endpoint"],
         endpoints["token_endpoint"],
         endpoints["registration_endpoint"],
-        tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else (),
+        tuple(s for s in scopes if isinstance(s, str) and _SCOPE.fullmatch(s))
+        if isinstance(scopes, list)
+        else (),
     )
-
-
-def _http_url(value: str) -> bool:
-    return value.startswith(("https://", "http://"))

@@ -11,12 +11,18 @@ code either way (RFC 7636).
 from __future__ import annotations
 
 import json
+import re
 
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, fetch, parse_json_object
+from aigw.httpjson import Clock, FetchFailed, HTTPClient, excerpt, fetch, parse_json_object
 from aigw.store.api import RegisteredClient
 
 MAX_RESPONSE_BYTES = 64 * 1024
 CLIENT_NAME = "aigw"
+#: RFC 6749 Appendix A.1, A.2: a client_id and client_secret are visible ASCII (VSCHAR);
+#: aigw takes up to 1 024 of them (they go in every authorization URL and token request).
+_CREDENTIAL = re.compile(r"[\x20-\x7e]{1,1024}")
+#: RFC 7591 §3.2.1 ``client_secret_expires_at`` past this (the year 9999) never comes.
+_LAST_SECOND = 253_402_300_799
 
 
 class RegistrationFailed(Exception):
@@ -60,20 +66,31 @@ async def register(
         raise RegistrationFailed(f"registration at {endpoint}: {error}") from None
     if got.status not in (200, 201):
         code = answer.get("error")
-        said = f": {code}" if isinstance(code, str) else ""
+        said = f": {excerpt(code)}" if isinstance(code, str) else ""
         raise RegistrationFailed(f"{endpoint} refused the registration (HTTP {got.status}{said})")
     client_id = answer.get("client_id")
-    if not isinstance(client_id, str) or not client_id:
-        raise RegistrationFailed(f"{endpoint} answered no client_id")
+    if not isinstance(client_id, str) or not _CREDENTIAL.fullmatch(client_id):
+        raise RegistrationFailed(f"{endpoint} answered no usable client_id")
     secret = answer.get("client_secret")
-    expires = answer.get("client_secret_expires_at")
+    if (
+        secret is not None
+        and secret != ""
+        and not (isinstance(secret, str) and _CREDENTIAL.fullmatch(secret))
+    ):
+        raise RegistrationFailed(f"{endpoint} answered no usable client_secret")
     return RegisteredClient(
         backend=backend,
         issuer=issuer,
         client_id=client_id,
-        client_secret=secret if isinstance(secret, str) and secret else None,
-        client_secret_expires_at=float(expires)
-        if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0
-        else None,
+        client_secret=secret or None,
+        client_secret_expires_at=_expires_at(answer.get("client_secret_expires_at")),
         registered_at=clock.seconds(),
     )
+
+
+def _expires_at(value: object) -> float | None:
+    """RFC 7591 §3.2.1: when the secret expires, 0 for never; None (never) too for what
+    is no time in seconds (a boolean, a string, negative, NaN, past the year 9999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 < value <= _LAST_SECOND else None

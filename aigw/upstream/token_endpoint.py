@@ -10,7 +10,6 @@ the status and the server's ``error`` code with a short excerpt of its descripti
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,14 +19,24 @@ import attrs
 from twisted.web.client import HTTPConnectionPool
 
 from aigw.config import BackendConfig, ClientCredentialsConfig, TokenExchangeConfig
-from aigw.config.values import insecure_url_problem
 from aigw.discovery import discover_metadata
-from aigw.httpjson import Clock, FetchFailed, HTTPClient, TreqClient, client_secret_basic, fetch
+from aigw.httpjson import (
+    Clock,
+    FetchFailed,
+    HTTPClient,
+    TreqClient,
+    client_secret_basic,
+    excerpt,
+    fetch,
+    parse_json_object,
+)
+from aigw.upstream.learnt_urls import learnt_url_problem
 
 #: The most of a token endpoint's answer aigw reads (a token and a few fields).
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
-#: How much of the server's ``error_description`` a failure's detail quotes.
-MAX_DESCRIPTION = 120
+#: The longest a token is taken to live, whatever its ``expires_in`` says (a day): a
+#: token cached or stored is renewed, or its user asked again, at least this often.
+MAX_LIFETIME = 24 * 3600.0
 #: RFC 6750 §2.1 b64token: what a bearer token may be, so it cannot break a header.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -156,13 +165,14 @@ class TokenEndpoint:
             except FetchFailed as error:
                 raise TokenRequestFailed(f"no token endpoint: {error}") from None
             found = document.get("token_endpoint")
-            if not isinstance(found, str) or not found.startswith(("https://", "http://")):
+            if not isinstance(found, str):
                 raise TokenRequestFailed(f"{self._issuer}'s metadata names no token_endpoint")
-            insecure = insecure_url_problem(found)
-            if insecure is not None:
-                # The config refuses a plain-http endpoint; so does discovery (RFC 8414 §3.3
-                # asks nothing of the scheme, the client secret's confidentiality does).
-                raise TokenRequestFailed(f"token_endpoint {found!r} refused: {insecure}")
+            # The config refuses a plain-http endpoint; so does discovery (RFC 8414 §3.3
+            # asks nothing of the scheme, the client secret's confidentiality does), and
+            # it goes nowhere else the issuer could not (``learnt_urls.py``).
+            problem = learnt_url_problem(found, self._issuer)
+            if problem is not None:
+                raise TokenRequestFailed(f"token_endpoint {excerpt(found)!r} refused: {problem}")
             self._url = found
         return self._url
 
@@ -201,26 +211,20 @@ class TokenEndpoint:
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(body)
-    except ValueError:
+        return parse_json_object(body, "")
+    except FetchFailed:
         return None
-    return value if isinstance(value, dict) else None
-
-
-def _excerpt(value: object) -> str:
-    """A short, printable excerpt of what the server said."""
-    text = value if isinstance(value, str) else ""
-    text = "".join(c if c.isprintable() else " " for c in text[:MAX_DESCRIPTION])
-    return text + ("…" if isinstance(value, str) and len(value) > MAX_DESCRIPTION else "")
 
 
 def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenRequestFailed:
     """RFC 6749 §5.2: a 400 (or 401) with an ``error`` code is the server's no."""
-    code = answer.get("error") if answer else None
-    if not isinstance(code, str):
+    raw = answer.get("error") if answer else None
+    if not isinstance(raw, str):
         return TokenRequestFailed(f"{url} answered HTTP {status}", status=status)
-    description = _excerpt(answer.get("error_description") if answer else None) or None
-    said = _excerpt(code) + (f" ({description})" if description else "")
+    # Both quoted short and printable: ``aigw doctor`` prints the code, the log both.
+    code = excerpt(raw)
+    description = excerpt(answer.get("error_description") if answer else None) or None
+    said = code + (f" ({description})" if description else "")
     if status in (400, 401, 403):
         return TokenRequestFailed(
             f"{url} refused: {said}",
@@ -235,12 +239,14 @@ def _refusal(url: str, status: int, answer: dict[str, Any] | None) -> TokenReque
 
 
 def _seconds(value: object) -> float | None:
-    """``expires_in`` (RFC 6749 §5.1: a number; some servers send it as a string)."""
-    if isinstance(value, str) and value.isdigit():
-        return float(value)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    """``expires_in`` (RFC 6749 §5.1: a number; some servers send it as a string of ASCII
+    digits), from 0 to ``MAX_LIFETIME``; None when it is no number (absent, NaN, a
+    boolean, any other string): as if the server had not said."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value) if len(value) <= 18 else math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(max(0, min(value, MAX_LIFETIME)))
 
 
 def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
@@ -253,7 +259,7 @@ def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
     token_type = answer.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         # RFC 8693 §2.2.1: N_A means "not an access token": nothing to send as Bearer.
-        raise TokenRequestFailed(f"{url} answered token_type {_excerpt(token_type)!r}, not Bearer")
+        raise TokenRequestFailed(f"{url} answered token_type {excerpt(token_type)!r}, not Bearer")
     lifetime = _seconds(answer.get("expires_in"))
     issued_type = answer.get("issued_token_type")
     refresh = answer.get("refresh_token")
@@ -261,7 +267,7 @@ def _issued(url: str, answer: dict[str, Any] | None) -> IssuedToken:
     id_token = answer.get("id_token")
     return IssuedToken(
         token,
-        lifetime if lifetime is None or lifetime > 0 else 0.0,
+        lifetime,
         issued_type if isinstance(issued_type, str) else None,
         refresh if isinstance(refresh, str) and refresh else None,
         scope if isinstance(scope, str) else None,

@@ -5,8 +5,9 @@ token endpoint and nowhere else; what goes upstream is the token the authorizati
 server issues for the backend, named as ``resource`` (RFC 8707) and/or ``audience``
 (§2.1), so each backend sees a token meant for it alone (MCP Authorization, "Access
 Token Privilege Restriction"; RFC 9700 §2.3).  Exchanged tokens are kept per user
-token until they expire, in a bounded LRU; a refused exchange fails the request with
-a JSON-RPC error naming the backend, and never falls back to anything else.
+token until they or the user's token expire, in a bounded LRU; a refused exchange fails
+the request with a JSON-RPC error naming the backend, and never falls back to anything
+else.
 """
 
 from __future__ import annotations
@@ -96,9 +97,12 @@ class TokenExchange:
         except TokenRequestFailed as error:
             raise UpstreamError(self._backend, "credentials", f"token exchange: {error}") from None
         now = self._clock.seconds()
-        # Without expires_in, the exchanged token is kept no longer than the user's.
+        # Kept no longer than the user's token either: its expiry (or revocation, seen
+        # when it expires) ends the exchanged token's use too.
         lifetime = issued.expires_in
         expires_at = now + lifetime - EXPIRY_LEEWAY if lifetime is not None else user_expires
+        if expires_at is not None and user_expires is not None:
+            expires_at = min(expires_at, user_expires)
         exchanged = _Exchanged(bearer(issued), expires_at if expires_at is not None else now)
         if now < exchanged.expires_at:
             self._cache.put(key, exchanged)

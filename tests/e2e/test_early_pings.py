@@ -25,8 +25,7 @@ import pytest
 
 from .aigw import Gateway, aigw_command, start_gateway
 from .harness.oauth_client import connect_plain
-from .harness.processes import Process
-from .harness.upstreams import Upstream, start_pyserver, start_twisted_upstream
+from .harness.upstreams import Upstream, serving_twisted_upstream, start_pyserver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -34,12 +33,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def ping_first() -> Iterator[str]:
     """The URL of ``ping_first``'s MCP endpoint."""
-    process: Process = start_twisted_upstream("ping_first")
-    try:
-        assert process.ready_match is not None
-        yield process.ready_match.group(1) + "/mcp"
-    finally:
-        process.stop()
+    with serving_twisted_upstream("ping_first") as url:
+        yield url + "/mcp"
 
 
 @pytest.fixture(scope="module")

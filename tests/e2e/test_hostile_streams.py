@@ -30,9 +30,9 @@ from tests.e2e.upstreams.hostile_streams import AFTER_THE_GARBAGE
 
 from .aigw import Gateway, open_session, start_gateway
 from .harness.oauth_client import connect_plain
-from .harness.processes import Process, until_async
+from .harness.processes import until_async
 from .harness.results import text_of
-from .harness.upstreams import Upstream, start_twisted_upstream
+from .harness.upstreams import Upstream, serving_twisted_upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -50,12 +50,8 @@ BACKOFF_FIRST = 0.5
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[str]:
     """The base URL of ``hostile_streams``."""
-    process: Process = start_twisted_upstream("hostile_streams")
-    try:
-        assert process.ready_match is not None
-        yield process.ready_match.group(1)
-    finally:
-        process.stop()
+    with serving_twisted_upstream("hostile_streams") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ that misbehave on purpose."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .processes import (
@@ -140,3 +141,14 @@ def start_twisted_upstream(module: str) -> Process:
         ready_line_regex=r"^READY (\S+)",
         name=module,
     )
+
+
+@contextmanager
+def serving_twisted_upstream(module: str) -> Iterator[str]:
+    """:func:`start_twisted_upstream` for a ``with`` block: its base URL, stopped at the end."""
+    process = start_twisted_upstream(module)
+    try:
+        assert process.ready_match is not None
+        yield process.ready_match.group(1)
+    finally:
+        process.stop()
