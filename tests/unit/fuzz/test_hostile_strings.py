@@ -26,10 +26,12 @@ from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import generate_latest
 from twisted.logger import LogEvent, LogLevel, globalLogPublisher
 from twisted.python.filepath import FilePath
 
 from aigw.config import AuditConfig, SessionsConfig, TracingConfig
+from aigw.gateway.catalog import LEARN_AGAIN_SECONDS
 from aigw.logging import JournalObserver
 from aigw.tracing import otel
 from tests.unit.fuzz.strategies import FUZZ
@@ -71,6 +73,10 @@ hostile_header = st.sampled_from(
     [b"\x00", b"\xff", b"\xed\xa0\x80", b"a\x00b", b"\xe2\x80\xa8", b"x" * 9_000, b"", b" "]
 )
 
+#: The tools the backends list before a test adds one.
+BASELINE = frozenset(
+    {"alpha__echo", "alpha__progress", "alpha__link", "alpha__ask", "beta__t1", "beta__needs-input"}
+)
 LEGACY_POSITIONS = (
     "method",
     "id",
@@ -340,6 +346,32 @@ class HostileStringTests(GatewayTestCase):
             final = self.network.run(self.answer_question(tool, reply))
             self.assertEqual(final["id"], 7, final)
             self.assertTrue("result" in final or isinstance(final["error"]["code"], int))
+        self.assertNoErrorLogged()
+        self.assertServing()
+        self.assertNoErrorLogged()
+        self.assertReported()
+
+    @FEW
+    @given(hostile, st.sampled_from(["alpha", "beta"]))
+    def test_a_backends_hostile_tool(self, text: str, backend: str) -> None:
+        """A backend (2025-11-25 or 2026-07-28) lists a tool whose name, title and
+        description hold ``text``; the client lists it and calls it: an answer each
+        time, the spans, the trail and the metrics' scrape whole."""
+        upstream = self.alpha if backend == "alpha" else self.beta
+        name = "t" + text
+        upstream.tools.append(name)
+        upstream.details[name] = {"title": text, "description": text}
+        try:
+            self.reactor.advance(LEARN_AGAIN_SECONDS + 1)
+            names = self.network.run(self.tool_names(self.session))
+            for exposed in names:
+                if exposed.startswith(f"{backend}__") and exposed not in BASELINE:
+                    answer = self.network.run(self.call_tool(self.session, exposed))
+                    self.assertTrue("result" in answer or isinstance(answer["error"]["code"], int))
+            generate_latest(self.service.metrics.registry).decode("utf-8")
+        finally:
+            upstream.tools.remove(name)
+            upstream.details.pop(name)
         self.assertNoErrorLogged()
         self.assertServing()
         self.assertNoErrorLogged()
