@@ -14,6 +14,7 @@ from typing import Final, Literal, get_args
 from twisted.logger import Logger
 
 from aigw.events import Outcome
+from aigw.protocol.jsonrpc import reported_text
 from aigw.protocol.versions import CLIENT_REQUESTS
 
 #: The label value of everything outside an allow-list.
@@ -43,7 +44,12 @@ log = Logger()
 
 class LabelValues:
     """The values one label may take: ``known`` ones, and up to ``limit`` more that
-    ``admit`` accepts, learnt as they come; every other value is ``other``."""
+    ``admit`` accepts, learnt as they come; every other value is ``other``.
+
+    A learnt value is a backend's (a tool name it listed) or a client's that matched
+    it: one with lone surrogates (valid JSON text) is labelled escaped
+    (``jsonrpc.reported_text``), once, when learnt; before, the exposition's UTF-8
+    encoding raised at every scrape, and /metrics answered nothing until a restart."""
 
     def __init__(
         self,
@@ -52,16 +58,20 @@ class LabelValues:
         admit: Callable[[str], bool] | None = None,
     ) -> None:
         self._known = frozenset(known)
-        self._learnt: set[str] = set()
+        #: value -> its label (``reported_text``)
+        self._learnt: dict[str, str] = {}
         self._limit = limit
         self._admit = admit
 
     def __call__(self, value: str) -> str:
-        if value in self._known or value in self._learnt:
+        if value in self._known:
             return value
+        label = self._learnt.get(value)
+        if label is not None:
+            return label
         if len(self._learnt) < self._limit and (self._admit is None or self._admit(value)):
-            self._learnt.add(value)
-            return value
+            label = self._learnt[value] = reported_text(value)
+            return label
         return OTHER
 
 

@@ -228,6 +228,18 @@ def loads(data: bytes | str, fallback: Callable[[Any], Any] = json.loads) -> Any
     return decoded
 
 
+def reported_text(text: str) -> str:
+    """A string ``loads`` read, as UTF-8 can hold it: unchanged but for lone surrogates,
+    escaped (``\\ud800``).  For where a client's or a backend's string is only reported
+    and the format is UTF-8 text: a span's attributes (OTLP's protobuf), a metric's label
+    values (the Prometheus exposition formats); there, one such string failed the whole
+    export or scrape.  ``loads`` keeps them, as JSON may hold them (RFC 8259 section
+    8.2: ``"\\ud800"`` is valid JSON text), so that what is relayed is as it came."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _unwritable(value: Any) -> bool:
     """Is ``value`` nested deeper than ``MAX_WRITTEN_DEPTH``?  orjson writing it says
     not, at C speed; what it refuses (also integers beyond 64 bits, lone surrogates)

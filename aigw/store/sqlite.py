@@ -275,14 +275,14 @@ class SQLiteStore:
 
     async def get_pins(self, backend: str) -> Sequence[ToolPin]:
         rows = await self._run(_select, _PINS_OF_BACKEND, (backend,))
-        return [ToolPin(*row) for row in rows]
+        return [_pin(row) for row in rows]
 
     async def put_pin(self, pin: ToolPin) -> None:
         await self._run(_write_pin, pin)
 
     async def list_pending_pins(self) -> Sequence[ToolPin]:
         rows = await self._run(_select, _PENDING_PINS, ())
-        return [ToolPin(*row) for row in rows]
+        return [_pin(row) for row in rows]
 
     async def record_pin(
         self, backend: str, kind: str, name: str, digest: str, definition: str, now: float
@@ -340,10 +340,36 @@ def _execute(txn: Any, sql: str, parameters: tuple[Any, ...]) -> int:
     return cast(int, txn.rowcount)
 
 
+def _stored_name(name: str) -> str | bytes:
+    """A pinned item's name as the table holds it.
+
+    A backend's name may hold lone surrogates (``"\\ud800"``: valid JSON text, RFC 8259
+    section 8.2, read by ``jsonrpc.loads``), which SQLite's text (UTF-8) cannot: binding
+    one raised, so such an item was never pinned and, under ``block``, held for good
+    with an error logged at each listing.  Its name is kept as a BLOB of its
+    ``surrogatepass`` bytes instead, which no text name equals (SQLite compares a BLOB
+    with a BLOB only), so every name has exactly one row."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogatepass")
+    return name
+
+
+def _pin(row: tuple[Any, ...]) -> ToolPin:
+    """A pin read in ToolPin's field order, its name as the backend wrote it."""
+    backend, kind, name, *rest = row
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "surrogatepass")
+    return ToolPin(backend, kind, name, *rest)
+
+
 def _read_pin(txn: Any, backend: str, kind: str, name: str) -> ToolPin | None:
-    txn.execute(_ONE_PIN, (backend, kind, name))
+    txn.execute(_ONE_PIN, (backend, kind, _stored_name(name)))
     row = txn.fetchone()
-    return None if row is None else ToolPin(*row)
+    return None if row is None else _pin(row)
 
 
 def _write_pin(txn: Any, pin: ToolPin) -> None:
@@ -352,7 +378,7 @@ def _write_pin(txn: Any, pin: ToolPin) -> None:
         (
             pin.backend,
             pin.kind,
-            pin.name,
+            _stored_name(pin.name),
             pin.digest,
             pin.first_seen,
             pin.pending_digest,

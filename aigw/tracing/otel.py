@@ -11,7 +11,7 @@ span (no ``enduser.id``): traces leave the gateway's trust boundary.
 What a client wrote reaches a span only bounded and as UTF-8: a method aigw does not
 know is ``_OTHER`` (the OpenTelemetry HTTP conventions' word for an unknown
 ``http.request.method``), so span names stay few, and a name holding lone surrogates
-(``"\\ud800"``: valid JSON text) is escaped (``_utf8``).  OTLP's protobuf encoding
+(``"\\ud800"``: valid JSON text) is escaped (``jsonrpc.reported_text``).  OTLP's protobuf encoding
 refuses such a string: in a span's name it failed the export of the whole batch, every
 user's spans in it lost, with a traceback.
 """
@@ -37,6 +37,7 @@ from opentelemetry.trace import (
 
 from aigw.config import TracingConfig
 from aigw.events import Outcome
+from aigw.protocol.jsonrpc import reported_text
 from aigw.protocol.versions import CLIENT_REQUESTS
 from aigw.tracing.context import TraceContext
 
@@ -54,13 +55,6 @@ OTHER_METHOD = "_OTHER"
 
 def _method(method: str) -> str:
     return method if method in CLIENT_REQUESTS else OTHER_METHOD
-
-
-def _utf8(text: str) -> str:
-    """``text``, with what UTF-8 cannot hold (lone surrogates) escaped."""
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def otlp_tracer(config: TracingConfig) -> OTelTracer:
@@ -114,7 +108,7 @@ class OTelRequestSpan:
                 span.set_attribute("mcp.backend", backend)
             attribute = _NAME_ATTRIBUTES.get(self.method)
             if attribute is not None and name is not None:
-                span.set_attribute(attribute, _utf8(name))
+                span.set_attribute(attribute, reported_text(name))
             if error_code is not None:
                 span.set_attribute("rpc.jsonrpc.error_code", error_code)
             if outcome not in _FINE:

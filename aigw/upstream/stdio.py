@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from aigw.config import BackendConfig
 from aigw.events import GatewayObserver
 from aigw.principal import Principal
+from aigw.protocol import jsonrpc
 from aigw.upstream.api import (
     BodyReader,
     MessageSink,
@@ -172,8 +173,11 @@ class StdioUpstream:
         if message.get("method") == "server/discover":
             # What the prober takes for a session-based server (BackendSessions._discover).
             raise UpstreamError(self.name, "http_error", "stdio: sessions only", 400)
-        if b"\n" in body:  # one message, one line (basic/transports "stdio")
-            body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        if b"\n" in body:
+            # One message, one line (basic/transports "stdio"): written again as every
+            # message is (``jsonrpc.dumps``: compact, lone surrogates escaped, which no
+            # UTF-8 holds; valid JSON text, RFC 8259 section 8.2).
+            body = jsonrpc.dumps(message)
         session = self._session(principal)
         return await session.post(message, body, sink, session_id, on_reader)
 

@@ -9,7 +9,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from aigw.config import LoggingConfig
-from aigw.logging import JournalObserver, JSONObserver, build_observer
+from aigw.logging import MAX_FIELD_CHARS, JournalObserver, JSONObserver, build_observer, one_line
 
 
 def emit(observer: object, level: LogLevel, text: str, **fields: object) -> None:
@@ -90,3 +90,51 @@ class LevelTests(SynchronousTestCase):
         emit(observer, LogLevel.info, "quiet")
         emit(observer, LogLevel.error, "loud")
         self.assertEqual(stream.getvalue(), "<3>aigw.test: loud\n")
+
+
+class OneLineTests(SynchronousTestCase):
+    """A client's string in a field is one line of text, escaped (CWE-117)."""
+
+    FORGED = "x\n<6>aigw.access: tools/call ok sub=admin\r\u2028\u2029\x00\ud800 caf\u00e9"
+
+    def test_a_field_cannot_start_a_journal_entry(self) -> None:
+        """Before, the journal format split the field at each line break into entries
+        of their own, with aigw's priority and namespace: a forged access line."""
+        stream = io.StringIO()
+        emit(JournalObserver(stream), LogLevel.info, "tools/call name={name}", name=self.FORGED)
+        written = stream.getvalue()
+        self.assertEqual(written.count("\n"), 1, written)
+        self.assertEqual(
+            written,
+            "<6>aigw.test: tools/call name=x\\n<6>aigw.access: tools/call ok sub=admin"
+            "\\r\\u2028\\u2029\\x00\\ud800 caf\u00e9\n",
+        )
+        written.encode("utf-8")  # what stderr writes
+
+    def test_a_field_cannot_start_a_text_line(self) -> None:
+        """Before, Twisted's text format indented LF's continuation but wrote CR, U+2028,
+        U+2029, NUL and lone surrogates as they came."""
+        stream = io.StringIO()
+        observer = build_observer(LoggingConfig(), stream, environ={})
+        emit(observer, LogLevel.info, "tools/call name={name}", name=self.FORGED)
+        written = stream.getvalue()
+        self.assertEqual(written.splitlines(), [written[:-1]])
+        self.assertTrue(written.endswith("sub=admin\\r\\u2028\\u2029\\x00\\ud800 caf\u00e9\n"))
+
+    def test_a_long_field_is_cut(self) -> None:
+        stream = io.StringIO()
+        emit(JournalObserver(stream), LogLevel.info, "{name}", name="\ud800" * 5000)
+        expected = "\\ud800" * MAX_FIELD_CHARS + "...(3976 more characters)"
+        self.assertEqual(stream.getvalue(), f"<6>aigw.test: {expected}\n")
+
+    def test_json_keeps_the_value_whole(self) -> None:
+        """RFC 8259 section 7 escapes control characters; the field reads back whole."""
+        stream = io.StringIO()
+        emit(JSONObserver(stream), LogLevel.info, "{name}", name="a\nb\u2028")
+        self.assertEqual(stream.getvalue().count("\n"), 1)
+        self.assertEqual(json.loads(stream.getvalue())["name"], "a\nb\u2028")
+
+    def test_one_line(self) -> None:
+        self.assertEqual(one_line("plain caf\u00e9"), "plain caf\u00e9")
+        self.assertEqual(one_line("a\\b\n"), "a\\\\b\\n")
+        self.assertEqual(one_line('it\'s "q"\t'), 'it\'s "q"\\t')

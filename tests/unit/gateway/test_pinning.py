@@ -91,6 +91,31 @@ class PinningTests(GatewayTestCase):
         self.assertEqual(await self.tool_names(self.session), ["alpha__echo", "alpha__add"])
 
     @run
+    async def test_a_name_no_utf8_holds_is_pinned_and_its_change_accepted(self) -> None:
+        """A backend's tool name with a lone surrogate (valid JSON text): before, SQLite
+        refused to bind it, so the tool was never pinned and, under block, held for good
+        with an error logged at each listing; now it is pinned like any other, and no
+        text name shares its row."""
+        lone, lookalike = "ad\ud800d", "ad\\ud800d"
+        self.upstream = FakeUpstream(tools=["echo", lone, lookalike])
+        backend = BackendConfig(
+            name="alpha", url=self.start_upstream(self.upstream), pin_tools="block"
+        )
+        await self.start_gateway_with(backend)
+        session = await self.initialize()
+        self.assertEqual(len(await self.tool_names(session)), 3)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        pins = await self.stored()
+        self.assertEqual(set(pins), {("tool", "echo"), ("tool", lone), ("tool", lookalike)})
+        self.upstream.details[lone] = {"description": CHANGED}
+        self.assertEqual(len(await self.tool_names(session)), 2)
+        [pending] = await self.pins.list_pending_pins()
+        self.assertEqual(pending.name, lone)
+        self.assertIsNotNone(await self.pins.accept_pin("alpha", "tool", lone))
+        self.reactor.advance(REREAD_SECONDS)
+        self.assertEqual(len(await self.tool_names(session)), 3)
+
+    @run
     async def test_warn_serves_a_changed_tool_flagged_and_keeps_the_change(self) -> None:
         recorder = await self.start("warn")
         await self.tool_names(self.session)

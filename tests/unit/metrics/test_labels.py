@@ -23,6 +23,12 @@ class LabelValuesTests(SynchronousTestCase):
         self.assertEqual([values("a"), values("b"), values("c")], ["a", "b", OTHER])
         self.assertEqual(values("a"), "a")
 
+    def test_a_learnt_value_is_utf8(self) -> None:
+        """Lone surrogates (valid JSON text) escaped: the exposition's encoding raised."""
+        values = LabelValues(limit=2, admit=lambda value: True)
+        self.assertEqual([values("ad\ud800d"), values("ad\ud800d")], ["ad\\ud800d"] * 2)
+        self.assertEqual(values("caf\u00e9"), "caf\u00e9")
+
 
 class RequestLabelsTests(SynchronousTestCase):
     def setUp(self) -> None:

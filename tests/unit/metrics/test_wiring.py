@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import treq
 
-from aigw.config import AuditConfig, MetricsConfig, SessionsConfig
+from aigw.config import AuditConfig, BackendConfig, MetricsConfig, SessionsConfig
 from aigw.config.limits import LimitRule, LimitsConfig, Rate
 from aigw.config.redis import RedisAddress
 from aigw.gateway.linger import MAX_HELD
 from aigw.gateway.ratelimit import Limiter
 from aigw.gateway.stream_probes import OUTCOMES
 from tests.prometheus_text import Scrape
+from tests.unit.gateway.fake_upstream import FakeUpstream
 from tests.unit.gateway.helpers import Collect, GatewayTestCase
 from tests.unit.memory import run
 
@@ -30,6 +31,22 @@ async def scrape(test: GatewayTestCase) -> Scrape:
 
 
 class WiringTests(GatewayTestCase):
+    @run
+    async def test_a_tool_name_no_utf8_holds_leaves_the_scrape_whole(self) -> None:
+        """A backend's tool named with a lone surrogate (valid JSON text), called: its
+        label is escaped; before, every scrape raised in the exposition's UTF-8
+        encoding (a traceback, /metrics answering nothing) until a restart."""
+        upstream = FakeUpstream(tools=["ad\ud800d"])
+        await self.start_gateway_with(
+            BackendConfig(name="alpha", url=self.start_upstream(upstream))
+        )
+        session = await self.initialize()
+        [name] = await self.tool_names(session)
+        self.assertIn("result", await self.call_tool(session, name))
+        samples = await scrape(self)
+        call = {"method": "tools/call", "backend": "alpha", "tool": "ad\\ud800d", "outcome": "ok"}
+        self.assertEqual(samples.value("aigw_mcp_requests_total", **call), 1.0)
+
     @run
     async def test_requests_calls_and_gauges_on_the_metrics_listener(self) -> None:
         await self.start_gateway()

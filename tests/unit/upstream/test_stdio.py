@@ -344,6 +344,19 @@ class RoutingTests(StdioTestCase):
             b'{"jsonrpc":"2.0","method":"notifications/x","params":{"a":1}}',
         )
 
+    def test_a_body_on_several_lines_with_lone_surrogates_is_sent_escaped(self) -> None:
+        """``"\\ud800"`` is valid JSON text (RFC 8259 section 8.2) that no UTF-8 holds:
+        the line carries it escaped, as it came; before, the one-line rewrite's
+        encoding raised UnicodeEncodeError out of ``post``."""
+        child, session_id = self.open()
+        body = (
+            b'{\n "jsonrpc": "2.0", "method": "notifications/x",\n'
+            b' "params": {"a": "\\ud800\\u00e9"}}'
+        )
+        self.post(body, session_id=session_id)
+        line = child.written.split(b"\n")[-2]
+        self.assertEqual(json.loads(line)["params"], {"a": "\ud800\u00e9"})
+
 
 class BoundsTests(StdioTestCase):
     def test_a_silent_child_times_out_progress_keeps_it_going(self) -> None:
