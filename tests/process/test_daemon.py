@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx2
 from twisted.trial.unittest import TestCase
 
+from tests.e2e.aigw import INITIALIZE as INITIALIZE_2025_11_25
 from tests.e2e.aigw import write_session_key
 from tests.e2e.harness.upstreams import start_pyserver
 from tests.process.helpers import (
+    ACCEPT,
     BIN,
     EX_CONFIG,
     ROOT,
@@ -306,17 +308,8 @@ class DaemonTests(TestCase):
                 "auth: none\nmetrics: off\n"
                 f"backends:\n  - name: py\n    url: {upstream.url}\n"
             )
-        initialize = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        }
-        headers = {"Accept": "application/json, text/event-stream"}
+        initialize = INITIALIZE_2025_11_25
+        headers = {"Accept": ACCEPT}
         local = httpx2.Client(transport=httpx2.HTTPTransport(uds=path), timeout=10)
         with serving([str(BIN / "aigw"), "run", config], port, self.directory) as served, local:
             answered = local.post("http://localhost/gateway/mcp", json=initialize, headers=headers)
