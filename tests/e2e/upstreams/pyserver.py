@@ -66,7 +66,7 @@ from pydantic import BaseModel, Field
 
 from tests.e2e.upstreams.replay import OrderedEventStore, PrimeGetStreams
 
-STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
+STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0, "asks_cancelled": 0}
 COUNTER = {"value": 0}
 SUBSCRIBERS: dict[str, list[Any]] = {}
 #: roots-on-stream: tag -> what its roots/list got back (absent: not asked; None: waiting).
@@ -308,7 +308,11 @@ def build_server(
 
     @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
     async def ask_user(ctx: Context) -> str:
-        result = await ctx.elicit("What is your name?", UserAnswer)
+        try:
+            result = await ctx.elicit("What is your name?", UserAnswer)
+        except anyio.get_cancelled_exc_class():
+            STATS["asks_cancelled"] += 1  # a parked call aigw gave up (park_timeout)
+            raise
         if result.action == "accept" and result.data is not None:
             return f"hello {result.data.name}"
         return f"user {result.action}"
