@@ -421,6 +421,47 @@ async def test_a_reload_adds_a_user_oauth_backend_whose_elicitation_works(
         gateway.stop()
 
 
+async def test_a_token_sealed_under_a_rotated_key_opens_only_from_old_key_files(
+    auth_server: AuthServer, protected: Upstream, pyserver: Upstream
+) -> None:
+    """``token_store.old_key_files``: alice's token, sealed under key A, is treated as
+    absent (elicited again) by a gateway on the same ``state_dir`` whose key is B alone,
+    and opens without a new authorization once A is among B's old keys."""
+    state = tempfile.mkdtemp(prefix="aigw-token-rotation-", dir=LOG_DIR)
+    old_key = write_session_key(tempfile.mkdtemp(prefix="aigw-key-a-", dir=LOG_DIR))
+    new_key = write_session_key(tempfile.mkdtemp(prefix="aigw-key-b-", dir=LOG_DIR))
+    crm: Backend = ("crm", protected.url, "auth:\n  user_oauth: {}\n")
+
+    def gateway_with(token_store: str) -> Gateway:
+        return start_gateway(
+            [crm, ("plain", pyserver.url)],
+            issuer=auth_server.issuer,
+            extra=f"state_dir: {state}\ntoken_store: {token_store}\n",
+        )
+
+    first = gateway_with(f"{{key_file: {old_key}}}")
+    try:
+        alice = MemoryTokenStorage()
+        await follow(await elicited(first, "alice", alice), "alice")
+        sealed_by_a = await whoami(first, "alice", alice)
+        assert claims(sealed_by_a)["sub"] == "alice"
+    finally:
+        first.stop()
+    rotated_only = gateway_with(f"{{key_file: {new_key}}}")
+    try:
+        await elicited(rotated_only, "alice", MemoryTokenStorage())
+        assert "sealed under another key; treated as absent" in rotated_only.process.log()
+    finally:
+        rotated_only.stop()
+    rotated = gateway_with(f"{{key_file: {new_key}, old_key_files: [{old_key}]}}")
+    try:
+        seen = await whoami(rotated, "alice", MemoryTokenStorage())
+        assert seen["authorization"] == sealed_by_a["authorization"]
+        assert "treated as absent" not in rotated.process.log()
+    finally:
+        rotated.stop()
+
+
 async def test_the_other_backends_serve_without_authorization(gateway: Gateway) -> None:
     async with connect(gateway.url, "alice", storage=MemoryTokenStorage(), mode="legacy") as client:
         tools = [tool.name for tool in (await client.list_tools()).tools]

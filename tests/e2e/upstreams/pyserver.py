@@ -6,14 +6,16 @@ Run: ``python -m tests.e2e.upstreams.pyserver --port N [--stateless] [--many-too
 
 Tools: ``echo``, ``whoami-headers`` (the HTTP request headers it received, as JSON),
 ``slow`` (sleeps, reports progress, honours cancellation), ``slow-stats`` (how many
-``slow`` calls were started/finished/cancelled), ``make-link`` (a ``resource_link``),
+``slow`` calls were started/finished/cancelled, and how many ``ask-user`` calls were),
+``make-link`` (a ``resource_link``),
 ``ask-llm`` (``sampling/createMessage`` to the client), ``ping-client`` (``ping`` on
 the call's stream, basic/utilities/ping; what came back), ``ask-user``
 (``elicitation/create`` to the client), ``resolve-llm``, ``resolve-user`` and
 ``resolve-roots`` (sampling, form elicitation and ``roots/list`` through the SDK's
 resolvers: a request mid-call up to 2025-11-25, ``input_required`` from 2026-07-28 on),
 ``ask-url`` (URL-mode elicitation, then ``notifications/elicitation/complete``),
-``need-url`` (the URL-elicitation-required error, -32042), ``announce``
+``need-url`` (the URL-elicitation-required error, -32042), ``ask-twice`` (two rounds
+of ``input_required``, 2026-07-28 only), ``announce``
 (``notifications/tools/list_changed`` on the session's GET stream), ``roots-on-stream``
 (``roots/list`` on the session's GET stream; called again with its tag, what came
 back), ``log`` (a log message
@@ -66,7 +68,7 @@ from pydantic import BaseModel, Field
 
 from tests.e2e.upstreams.replay import OrderedEventStore, PrimeGetStreams
 
-STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0}
+STATS: dict[str, int] = {"started": 0, "finished": 0, "cancelled": 0, "asks_cancelled": 0}
 COUNTER = {"value": 0}
 SUBSCRIBERS: dict[str, list[Any]] = {}
 #: roots-on-stream: tag -> what its roots/list got back (absent: not asked; None: waiting).
@@ -308,7 +310,11 @@ def build_server(
 
     @server.tool(name="ask-user", description="Ask the user for their name (elicitation/create)")
     async def ask_user(ctx: Context) -> str:
-        result = await ctx.elicit("What is your name?", UserAnswer)
+        try:
+            result = await ctx.elicit("What is your name?", UserAnswer)
+        except anyio.get_cancelled_exc_class():
+            STATS["asks_cancelled"] += 1  # a parked call aigw gave up (park_timeout)
+            raise
         if result.action == "accept" and result.data is not None:
             return f"hello {result.data.name}"
         return f"user {result.action}"
@@ -344,6 +350,28 @@ def build_server(
                 "e2e-1", related_request_id=ctx.request_id
             )
         return f"url {result.action}"
+
+    @server.tool(
+        name="ask-twice",
+        description="Ask the user's name in two rounds of input_required (2026-07-28 only)",
+    )
+    def ask_twice(ctx: Context) -> str | types.InputRequiredResult:
+        # basic/patterns/mrtr: each retry carries one round's answers only.
+        answers = ctx.input_responses or {}
+        if "second" in answers:
+            return "asked twice"
+        key = "second" if "first" in answers else "first"
+        ask = types.ElicitRequest(
+            params=types.ElicitRequestFormParams(
+                message=f"What is your name ({key} round)?",
+                requested_schema={
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}},
+                    "required": ["name"],
+                },
+            )
+        )
+        return types.InputRequiredResult(input_requests={key: ask}, request_state=key)
 
     @server.tool(name="need-url", description="Refuse until the user visits a URL (-32042)")
     def need_url() -> str:
