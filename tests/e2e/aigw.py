@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,15 @@ def start_gateway(
     with open(path, "w") as handle:
         handle.write(text)
     return run_gateway(path, port, metrics_port)
+
+
+def serving_gateway(backends: Sequence[Backend], **options: Any) -> Iterator[Gateway]:
+    """``start_gateway(backends, **options)`` for a fixture: yielded, stopped after."""
+    gateway = start_gateway(backends, **options)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 def run_gateway(

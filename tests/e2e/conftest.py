@@ -84,6 +84,16 @@ def pyserver() -> Iterator[Upstream]:
         upstream.stop()
 
 
+@pytest.fixture
+def own_pyserver() -> Iterator[Upstream]:
+    """A stateful pyserver of this test's own, whose counts and tools no other test moves."""
+    upstream = start_pyserver()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
 @pytest.fixture(scope="session")
 def pyserver_stateless() -> Iterator[Upstream]:
     """The pyserver in stateless mode (no ``Mcp-Session-Id``)."""

@@ -18,7 +18,7 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, serving_gateway
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
 from .harness.upstreams import Upstream
@@ -55,17 +55,9 @@ async def call(gateway: Gateway, tool: str, answers: Answers) -> str:
             answers.release.set()  # a question still held lets the client close
 
 
-def gateway_with(pyserver_modern: Upstream, sessions: str) -> Iterator[Gateway]:
-    gateway = start_gateway([("modern", pyserver_modern.url)], sessions=sessions)
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-
-
 @pytest.fixture
 def one_round(pyserver_modern: Upstream) -> Iterator[Gateway]:
-    yield from gateway_with(pyserver_modern, ", input_max_rounds: 1")
+    yield from serving_gateway([("modern", pyserver_modern.url)], sessions=", input_max_rounds: 1")
 
 
 async def test_input_max_rounds_refuses_a_backend_that_asks_once_more(one_round: Gateway) -> None:
@@ -86,7 +78,7 @@ async def test_input_max_rounds_refuses_a_backend_that_asks_once_more(one_round:
 
 @pytest.fixture
 def short_input(pyserver_modern: Upstream) -> Iterator[Gateway]:
-    yield from gateway_with(pyserver_modern, ", input_timeout: 1s")
+    yield from serving_gateway([("modern", pyserver_modern.url)], sessions=", input_timeout: 1s")
 
 
 async def test_input_timeout_fails_a_call_whose_client_does_not_answer(

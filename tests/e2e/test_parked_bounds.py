@@ -19,10 +19,10 @@ import pytest
 from mcp import types
 from mcp.shared.exceptions import MCPError
 
-from .aigw import Gateway, start_gateway
+from .aigw import Gateway, serving_gateway
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
-from .harness.upstreams import Upstream, start_pyserver
+from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -54,17 +54,9 @@ async def ask_user(gateway: Gateway, answer: HeldAnswer) -> str:
             return f"{error.error.code} {error.error.message} {error.error.data}"
 
 
-def gateway_with(pyserver: Upstream, sessions: str) -> Iterator[Gateway]:
-    gateway = start_gateway([("py", pyserver.url)], sessions=sessions)
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-
-
 @pytest.fixture
 def one_parked(pyserver: Upstream) -> Iterator[Gateway]:
-    yield from gateway_with(pyserver, ", max_parked: 1")
+    yield from serving_gateway([("py", pyserver.url)], sessions=", max_parked: 1")
 
 
 async def test_max_parked_refuses_the_next_question_until_a_parked_call_ends(
@@ -94,18 +86,8 @@ async def test_max_parked_refuses_the_next_question_until_a_parked_call_ends(
 
 
 @pytest.fixture
-def own_pyserver() -> Iterator[Upstream]:
-    """A backend of this test's own, whose counts no other test moves."""
-    upstream = start_pyserver()
-    try:
-        yield upstream
-    finally:
-        upstream.stop()
-
-
-@pytest.fixture
 def short_park(own_pyserver: Upstream) -> Iterator[Gateway]:
-    yield from gateway_with(own_pyserver, ", park_timeout: 1s")
+    yield from serving_gateway([("py", own_pyserver.url)], sessions=", park_timeout: 1s")
 
 
 async def asks_cancelled(gateway: Gateway) -> int:

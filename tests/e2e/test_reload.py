@@ -27,19 +27,9 @@ from .harness.authserver import AuthServer
 from .harness.oauth_client import connect_plain
 from .harness.results import text_of
 from .harness.tokens import token_for
-from .harness.upstreams import Upstream, start_pyserver
+from .harness.upstreams import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def added() -> Iterator[Upstream]:
-    """A second ``mcp`` SDK server, for the reload to add."""
-    upstream = start_pyserver()
-    try:
-        yield upstream
-    finally:
-        upstream.stop()
 
 
 @pytest.fixture
@@ -52,8 +42,9 @@ def gateway(pyserver: Upstream) -> Iterator[Gateway]:
 
 
 async def test_reload_adds_then_removes_a_backend_for_a_connected_client(
-    gateway: Gateway, pyserver: Upstream, added: Upstream
+    gateway: Gateway, pyserver: Upstream, own_pyserver: Upstream
 ) -> None:
+    added = own_pyserver  # a second mcp SDK server, for the reload to add
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
